@@ -1,0 +1,1 @@
+//! The Iris OpenFlow controller: switch sessions, registry, flow compiler and reconciler.

@@ -1,0 +1,1 @@
+//! The Iris gateway: WAN tunnels between data centers, ARP/RARP snooping.

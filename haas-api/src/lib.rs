@@ -1,0 +1,1 @@
+//! The Iris HaaS broker: tenants, virtual infrastructures, placement, compute drivers.

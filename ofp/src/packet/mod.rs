@@ -1,0 +1,1 @@
+//! Ethernet / 802.1Q / ARP / RARP frames.

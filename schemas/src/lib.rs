@@ -1,0 +1,1 @@
+//! The Iris shared data model and its generated JSON Schemas.

@@ -1,0 +1,1 @@
+//! The Iris emulated inter-cloud testbed.
