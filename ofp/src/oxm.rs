@@ -24,3 +24,34 @@ impl Match {
         unimplemented!()
     }
 }
+
+/// A zero-copy view of one OXM TLV inside a match's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OxmTlv<'a> {
+    /// The 32-bit OXM header: class (16) | field (7) | hasmask (1) | length (8).
+    pub header: u32,
+    /// For experimenter-class OXMs, the experimenter id that follows the header.
+    pub experimenter: Option<u32>,
+    pub value: &'a [u8],
+    pub mask: Option<&'a [u8]>,
+}
+
+/// Iterates the OXM TLVs of a match body (the bytes after `ofp_match`'s type
+/// and length, without padding) without allocating.
+#[derive(Debug, Clone)]
+pub struct OxmIter<'a> {
+    _r: Reader<'a>,
+}
+
+impl<'a> OxmIter<'a> {
+    pub fn new(oxm_bytes: &'a [u8]) -> Self {
+        Self { _r: Reader::new(oxm_bytes, "oxm") }
+    }
+}
+
+impl<'a> Iterator for OxmIter<'a> {
+    type Item = Result<OxmTlv<'a>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        unimplemented!()
+    }
+}
