@@ -1,5 +1,8 @@
 //! The low-level client against a real ovsdb-server.
 
+// Test helpers may unwrap: a panic there is the test failing, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;
@@ -50,7 +53,7 @@ async fn transacts_over_unix_and_tcp() {
             panic!("unexpected results {results:?}");
         };
         assert_eq!(
-            server.vsctl(&["get", "Bridge", bridge, "_uuid"]),
+            server.vsctl(&format!("get Bridge {bridge} _uuid")),
             uuid.to_string()
         );
 
@@ -66,7 +69,7 @@ async fn transacts_over_unix_and_tcp() {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0]["name"], Datum::string(bridge));
     }
-    assert_eq!(server.vsctl(&["list-br"]), "br-tcp\nbr-unix");
+    assert_eq!(server.vsctl("list-br"), "br-tcp\nbr-unix");
 }
 
 #[tokio::test]
@@ -80,20 +83,9 @@ async fn monitor_sees_what_ovs_vsctl_adds() {
     let mut monitor = client.monitor(DB, &tables).await.unwrap();
     assert!(monitor.take_initial().unwrap().is_empty());
 
-    server.vsctl(&[
-        "add-br",
-        "br0",
-        "--",
-        "add-port",
-        "br0",
-        "vm1",
-        "--",
-        "set",
-        "Interface",
-        "vm1",
-        "type=internal",
-        "external_ids:iris-vi=42",
-    ]);
+    server.vsctl(
+        "add-br br0 -- add-port br0 vm1 -- set Interface vm1 type=internal external_ids:iris-vi=42",
+    );
     let vm1 = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             let update = monitor.next().await.expect("session alive");
@@ -117,7 +109,7 @@ async fn monitor_sees_what_ovs_vsctl_adds() {
 #[tokio::test]
 async fn server_errors_are_typed_and_say_what_to_do() {
     let server = OvsdbServer::start();
-    server.vsctl(&["add-br", "br0"]);
+    server.vsctl("add-br br0");
     let client = Client::connect(&server.unix_remote()).await.unwrap();
 
     // A second bridge called br0 breaks the Bridge name index at commit.
@@ -133,10 +125,7 @@ async fn server_errors_are_typed_and_say_what_to_do() {
     assert!(e.to_string().contains("pick another name"), "{e}");
 
     // Deleting a port its bridge still references.
-    let port = server
-        .vsctl(&["get", "Port", "br0", "_uuid"])
-        .parse()
-        .unwrap();
+    let port = server.vsctl("get Port br0 _uuid").parse().unwrap();
     let delete = Operation::Delete {
         table: "Port".into(),
         conditions: vec![Condition::uuid(port)],
@@ -146,15 +135,8 @@ async fn server_errors_are_typed_and_say_what_to_do() {
     };
     assert_eq!(e.error.kind, ErrorKind::ReferentialIntegrityViolation);
     assert!(e.to_string().contains("remove the reference first"), "{e}");
-    assert_eq!(
-        server.vsctl(&["list-ports", "br0"]),
-        "",
-        "nothing was committed"
-    );
-    assert_eq!(
-        server.vsctl(&["get", "Port", "br0", "_uuid"]),
-        port.to_string()
-    );
+    assert_eq!(server.vsctl("list-ports br0"), "", "nothing was committed");
+    assert_eq!(server.vsctl("get Port br0 _uuid"), port.to_string());
 
     let Err(Error::Rpc { error, .. }) = client.transact("Nope", &[]).await else {
         panic!("expected an RPC error");

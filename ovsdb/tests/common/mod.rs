@@ -4,8 +4,6 @@
 
 #![allow(dead_code)]
 // Each test binary uses a different part.
-// Helpers of tests: a panic is the test failing, with its location.
-#![allow(clippy::unwrap_used)]
 
 use std::fs;
 use std::future::Future;
@@ -122,7 +120,7 @@ impl OvsdbServer {
     /// A database initialised as `ovs-vsctl init` leaves it.
     pub fn start() -> Self {
         let server = Self::start_uninitialised();
-        server.vsctl(&["init"]);
+        server.vsctl("init");
         server
     }
 
@@ -186,11 +184,12 @@ impl OvsdbServer {
         format!("tcp:127.0.0.1:{}", self.tcp_port).parse().unwrap()
     }
 
-    /// Runs `ovs-vsctl` against this server and returns its output.
-    pub fn vsctl(&self, args: &[&str]) -> String {
+    /// Runs `ovs-vsctl` against this server and returns its output. The
+    /// command line is split at whitespace.
+    pub fn vsctl(&self, command: &str) -> String {
         let db = format!("--db=unix:{}", self.sock.display());
         let mut all = vec![db.as_str(), "--no-wait", "--timeout=10"];
-        all.extend_from_slice(args);
+        all.extend(command.split_whitespace());
         run("ovs-vsctl", &all)
     }
 
