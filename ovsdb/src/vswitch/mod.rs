@@ -3,7 +3,7 @@
 //!
 //! [`Vswitch`] keeps a [`Replica`] of the rows it manages through a monitor.
 //! Each `ensure`/`set` call plans the difference between the desired state
-//! and the replica ([`plan`]) and sends it as one atomic transaction, or
+//! and the replica ([`plan_bridge`], [`plan_tunnels`], ...) and sends it as one atomic transaction, or
 //! nothing when the switch is already right. Calls are applied one at a time
 //! in the order made, and each sees the effects of the one before: the
 //! server flushes monitor updates before any reply, and the replica applies
@@ -185,7 +185,9 @@ impl Vswitch {
     }
 }
 
-/// See [`Vswitch::watch_interfaces`].
+/// See [`Vswitch::watch_interfaces`]. Events queue until read, without a
+/// bound (interfaces change at the pace of VMs starting and stopping), so a
+/// holder should keep reading or drop the watch.
 #[derive(Debug)]
 pub struct InterfaceWatch {
     events: mpsc::UnboundedReceiver<InterfaceEvent>,

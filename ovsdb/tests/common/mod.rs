@@ -165,7 +165,9 @@ impl OvsdbServer {
                 .find_map(|l| l.split("listening on port ").nth(1))
                 .and_then(|p| p.trim().parse().ok())
                 .unwrap_or(0);
-            tcp_port != 0 && sock.exists()
+            // The socket file appears at bind(), a moment before listen():
+            // only a successful connect says the server is ready.
+            tcp_port != 0 && std::os::unix::net::UnixStream::connect(&sock).is_ok()
         });
         Self {
             dir,
