@@ -49,7 +49,7 @@ impl ErrorCode {
     pub const ACTION_BAD_SET_LEN: Self = Self::new(error_type::BAD_ACTION, 14);
     pub const ACTION_BAD_SET_ARGUMENT: Self = Self::new(error_type::BAD_ACTION, 15);
     pub const INSTRUCTION_UNKNOWN: Self = Self::new(error_type::BAD_INSTRUCTION, 0);
-    pub const INSTRUCTION_BAD_LEN: Self = Self::new(error_type::BAD_INSTRUCTION, 8);
+    pub const INSTRUCTION_BAD_LEN: Self = Self::new(error_type::BAD_INSTRUCTION, 7);
     pub const MATCH_BAD_TYPE: Self = Self::new(error_type::BAD_MATCH, 0);
     pub const MATCH_BAD_LEN: Self = Self::new(error_type::BAD_MATCH, 1);
     pub const MATCH_BAD_FIELD: Self = Self::new(error_type::BAD_MATCH, 6);
@@ -59,16 +59,16 @@ impl ErrorCode {
     pub const MATCH_DUP_FIELD: Self = Self::new(error_type::BAD_MATCH, 10);
     pub const FLOW_MOD_BAD_COMMAND: Self = Self::new(error_type::FLOW_MOD_FAILED, 6);
     pub const FLOW_MOD_BAD_FLAGS: Self = Self::new(error_type::FLOW_MOD_FAILED, 7);
-    pub const GROUP_MOD_BAD_COMMAND: Self = Self::new(error_type::GROUP_MOD_FAILED, 10);
-    pub const GROUP_MOD_BAD_TYPE: Self = Self::new(error_type::GROUP_MOD_FAILED, 11);
+    pub const GROUP_MOD_BAD_COMMAND: Self = Self::new(error_type::GROUP_MOD_FAILED, 11);
+    pub const GROUP_MOD_BAD_TYPE: Self = Self::new(error_type::GROUP_MOD_FAILED, 10);
     pub const METER_MOD_BAD_COMMAND: Self = Self::new(error_type::METER_MOD_FAILED, 4);
     pub const METER_MOD_BAD_FLAGS: Self = Self::new(error_type::METER_MOD_FAILED, 5);
     pub const METER_MOD_BAD_RATE: Self = Self::new(error_type::METER_MOD_FAILED, 6);
     pub const METER_MOD_BAD_BURST: Self = Self::new(error_type::METER_MOD_FAILED, 7);
     pub const METER_MOD_BAD_BAND: Self = Self::new(error_type::METER_MOD_FAILED, 8);
     pub const METER_MOD_BAD_BAND_VALUE: Self = Self::new(error_type::METER_MOD_FAILED, 9);
-    pub const TABLE_FEATURES_BAD_LEN: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 2);
-    pub const TABLE_FEATURES_BAD_TYPE: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 4);
+    pub const TABLE_FEATURES_BAD_LEN: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 3);
+    pub const TABLE_FEATURES_BAD_TYPE: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 2);
 }
 
 /// Who is at fault for a decode failure.
