@@ -99,7 +99,11 @@ impl<'a> Reader<'a> {
         let start = self.pos + offset;
         match self.buf.get(start..start + 2) {
             Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
-            None => Err(DecodeError::truncated(self.at, offset + 2, self.remaining())),
+            None => Err(DecodeError::truncated(
+                self.at,
+                offset + 2,
+                self.remaining(),
+            )),
         }
     }
 
@@ -108,7 +112,11 @@ impl<'a> Reader<'a> {
         let start = self.pos + offset;
         match self.buf.get(start..start + 4) {
             Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-            None => Err(DecodeError::truncated(self.at, offset + 4, self.remaining())),
+            None => Err(DecodeError::truncated(
+                self.at,
+                offset + 4,
+                self.remaining(),
+            )),
         }
     }
 
@@ -252,7 +260,11 @@ mod tests {
         assert_eq!(r.u16().ok(), Some(0x0102));
         assert_eq!(
             r.u32(),
-            Err(DecodeError::Truncated { at: "ofp_thing", needed: 4, available: 1 })
+            Err(DecodeError::Truncated {
+                at: "ofp_thing",
+                needed: 4,
+                available: 1
+            })
         );
         // A failed read consumes nothing.
         assert_eq!(r.u8().ok(), Some(3));

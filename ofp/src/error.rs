@@ -80,26 +80,47 @@ pub enum DecodeError {
     /// The bytes ended before a structure whose length was already known.
     /// On a stream this means "wait for more"; on a complete message it is
     /// a peer that sent a short message.
-    Truncated { at: &'static str, needed: usize, available: usize },
+    Truncated {
+        at: &'static str,
+        needed: usize,
+        available: usize,
+    },
     /// A length field is below the structure's minimum, not the multiple it
     /// must be, or points past the enclosing structure.
-    BadLength { at: &'static str, length: usize, code: ErrorCode },
+    BadLength {
+        at: &'static str,
+        length: usize,
+        code: ErrorCode,
+    },
     /// The message is not OpenFlow 1.3 (wire version 0x04).
     BadVersion { version: u8 },
     /// A field holds a value the spec forbids (for example a meter band of
     /// type 0); `code` is what the peer is told.
-    BadValue { at: &'static str, value: u64, code: ErrorCode },
+    BadValue {
+        at: &'static str,
+        value: u64,
+        code: ErrorCode,
+    },
 }
 
 impl DecodeError {
     pub(crate) fn truncated(at: &'static str, needed: usize, available: usize) -> Self {
-        Self::Truncated { at, needed, available }
+        Self::Truncated {
+            at,
+            needed,
+            available,
+        }
     }
 
     pub(crate) fn bad_len(at: &'static str, length: usize) -> Self {
-        Self::BadLength { at, length, code: ErrorCode::BAD_LEN }
+        Self::BadLength {
+            at,
+            length,
+            code: ErrorCode::BAD_LEN,
+        }
     }
 
+    #[allow(dead_code)] // used by the match and message decoders
     pub(crate) fn bad_len_code(at: &'static str, length: usize, code: ErrorCode) -> Self {
         Self::BadLength { at, length, code }
     }
@@ -131,7 +152,11 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Truncated { at, needed, available } => write!(
+            Self::Truncated {
+                at,
+                needed,
+                available,
+            } => write!(
                 f,
                 "{at}: truncated, needs {needed} bytes but only {available} are present"
             ),

@@ -45,7 +45,9 @@ pub struct OxmIter<'a> {
 
 impl<'a> OxmIter<'a> {
     pub fn new(oxm_bytes: &'a [u8]) -> Self {
-        Self { _r: Reader::new(oxm_bytes, "oxm") }
+        Self {
+            _r: Reader::new(oxm_bytes, "oxm"),
+        }
     }
 }
 
