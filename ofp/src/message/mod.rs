@@ -312,3 +312,124 @@ pub(crate) fn hex(s: &str) -> Vec<u8> {
         .map(|p| u8::from_str_radix(core::str::from_utf8(p).unwrap(), 16).unwrap())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    #[test]
+    fn hello_of_any_version_decodes_for_negotiation() {
+        // An OpenFlow 1.0 switch's hello: no elements.
+        let m = OfpMessage::parse(&hex("0100000800000005")).unwrap();
+        let Message::Hello(h) = &m.message else {
+            panic!("{m:?}")
+        };
+        assert_eq!((h.version, m.xid), (1, 5));
+        assert!(!h.accepts(OFP_VERSION));
+        assert_eq!(m.to_bytes(), hex("0100000800000005"));
+        // Every other message must be 1.3.
+        assert_eq!(
+            OfpMessage::parse(&hex("0102000800000005")),
+            Err(DecodeError::BadVersion { version: 1 })
+        );
+        assert_eq!(
+            OfpMessage::parse(&hex("0502000800000005"))
+                .unwrap_err()
+                .ofp_error(),
+            ErrorCode::BAD_VERSION
+        );
+    }
+
+    #[test]
+    fn default_hello_offers_only_1_3() {
+        let m = OfpMessage::new(7, Message::Hello(Hello::default()));
+        assert_eq!(m.to_bytes(), hex("04000010 00000007 00010008 00000010"));
+    }
+
+    #[test]
+    fn unknown_types_round_trip_raw() {
+        let wire = hex("041e000c0000002a deadbeef");
+        let m = OfpMessage::parse(&wire).unwrap();
+        assert_eq!(
+            m.message,
+            Message::Unknown {
+                msg_type: 30,
+                body: hex("deadbeef")
+            }
+        );
+        assert_eq!(m.message.msg_type(), MsgType::Unknown(30));
+        assert_eq!(m.to_bytes(), wire);
+    }
+
+    #[test]
+    fn bodies_must_be_used_up() {
+        for wire in [
+            "0414000900000001 00",
+            "0405000c00000001 00000000",
+            "0409001000000001 0000ffff00000000",
+        ] {
+            let err = OfpMessage::parse(&hex(wire)).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::BadLength { .. }),
+                "{wire}: {err}"
+            );
+            assert_eq!(err.ofp_error(), ErrorCode::BAD_LEN);
+        }
+    }
+
+    #[test]
+    fn header_and_body_must_agree() {
+        assert!(matches!(
+            OfpMessage::parse(&hex("0402000a00000001 aa")),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            OfpMessage::parse(&hex("0402000800000001 aa")),
+            Err(DecodeError::BadLength { .. })
+        ));
+        assert!(matches!(
+            OfpMessage::parse(&hex("0402000400000001")),
+            Err(DecodeError::BadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn emit_appends_to_a_reused_buffer() {
+        let mut buf = Vec::new();
+        OfpMessage::new(1, Message::EchoRequest(b"ping".to_vec())).emit(&mut buf);
+        OfpMessage::new(2, Message::BarrierRequest).emit(&mut buf);
+        assert_eq!(buf, hex("0402000c00000001 70696e67 0414000800000002"));
+        let echo = OfpMessage::parse(&buf[..12]).unwrap();
+        assert_eq!(echo.message, Message::EchoRequest(b"ping".to_vec()));
+    }
+
+    #[test]
+    fn every_body_without_fields_round_trips() {
+        for m in [
+            Message::FeaturesRequest,
+            Message::GetConfigRequest,
+            Message::BarrierRequest,
+            Message::BarrierReply,
+            Message::GetAsyncRequest,
+            Message::EchoReply(Vec::new()),
+            Message::SetConfig(SwitchConfig {
+                flags: 0,
+                miss_send_len: CONTROLLER_MAX_LEN_NO_BUFFER,
+            }),
+            Message::RoleRequest(RoleMsg {
+                role: ControllerRole::Master,
+                generation_id: 3,
+            }),
+            Message::QueueGetConfigRequest(QueueGetConfigRequest { port: port_no::ANY }),
+            Message::Error(ErrorMsg::hello_failed("no common version")),
+        ] {
+            let wire = OfpMessage::new(9, m.clone()).to_bytes();
+            assert_eq!(
+                usize::from(u16::from_be_bytes([wire[2], wire[3]])),
+                wire.len()
+            );
+            assert_eq!(OfpMessage::parse(&wire).unwrap().message, m);
+        }
+    }
+}

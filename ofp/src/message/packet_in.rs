@@ -222,3 +222,83 @@ impl fmt::Display for FrameSummary<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::hex;
+
+    /// OVS's "OFPT_PACKET_IN - OF1.3": a RARP frame sent up on table miss.
+    fn ovs_packet_in() -> Vec<u8> {
+        hex(
+            "040a005400000000ffffff00002a000001020304050607080001000c80000004fffffffe00000000
+             0000ffffffffffff00232083c15f8035000108000604000300232083c15f0000000000232083c15f
+             00000000",
+        )
+    }
+
+    #[test]
+    fn view_reads_fixed_fields_after_one_check() {
+        let wire = ovs_packet_in();
+        let v = PacketInView::new_checked(&wire).unwrap();
+        assert_eq!(
+            (v.xid(), v.buffer_id(), v.total_len(), v.table_id()),
+            (0, 0xffff_ff00, 42, 0)
+        );
+        assert_eq!(v.reason(), PacketInReason::NoMatch);
+        assert_eq!(v.cookie(), 0x0102_0304_0506_0708);
+        assert_eq!(v.match_bytes(), hex("80000004fffffffe"));
+        assert_eq!(v.data().len(), 42);
+        assert_eq!(
+            FrameSummary(v.data()).to_string(),
+            ArpRepr::parse_frame(v.data()).unwrap().to_string()
+        );
+    }
+
+    #[test]
+    fn view_rejects_what_does_not_fit() {
+        let wire = ovs_packet_in();
+        // Cut messages, wrong types and versions.
+        for n in 0..wire.len() {
+            assert!(PacketInView::new_checked(&wire[..n]).is_err());
+        }
+        let mut other = wire.clone();
+        other[1] = 14;
+        assert_eq!(
+            PacketInView::new_checked(&other).unwrap_err().ofp_error(),
+            ErrorCode::BAD_TYPE
+        );
+        other = wire.clone();
+        other[0] = 1;
+        assert!(matches!(
+            PacketInView::new_checked(&other),
+            Err(DecodeError::BadVersion { version: 1 })
+        ));
+        // A match longer than the message, or shorter than its own header.
+        for bad_len in [0x0003u16, 0x0050, 0xffff] {
+            let mut m = wire.clone();
+            m[26..28].copy_from_slice(&bad_len.to_be_bytes());
+            assert_eq!(
+                PacketInView::new_checked(&m).unwrap_err().ofp_error(),
+                ErrorCode::MATCH_BAD_LEN
+            );
+        }
+        // Only OXM matches exist in 1.3.
+        let mut m = wire;
+        m[25] = 0;
+        assert_eq!(
+            PacketInView::new_checked(&m).unwrap_err().ofp_error(),
+            ErrorCode::MATCH_BAD_TYPE
+        );
+    }
+
+    #[test]
+    fn view_shortest_valid_packet_in_has_empty_data() {
+        // Empty match (4 bytes + 4 padding), the 2 pad bytes, no data.
+        let wire =
+            hex("040a0022000000ff ffffffff0000 0100 0000000000000000 00010004 00000000 0000");
+        let v = PacketInView::new_checked(&wire).unwrap();
+        assert!(v.data().is_empty() && v.match_bytes().is_empty());
+        assert_eq!(v.reason(), PacketInReason::Action);
+    }
+}

@@ -418,3 +418,147 @@ fn single<'a, T>(mut r: Reader<'a>, f: impl FnOnce(&mut Reader<'a>) -> Result<T>
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{hex, Message, OfpMessage};
+
+    fn round_trip(wire: &[u8]) -> Message {
+        let m = OfpMessage::parse(wire).unwrap();
+        assert_eq!(m.to_bytes(), wire);
+        m.message
+    }
+
+    #[test]
+    fn unknown_multipart_types_round_trip_and_are_unsupported() {
+        let Message::MultipartRequest(r) =
+            round_trip(&hex("0412001400000001 0042 0001 00000000 cafe0001"))
+        else {
+            panic!()
+        };
+        assert!(r.more());
+        assert_eq!(
+            r.body,
+            MultipartRequestBody::Unknown {
+                mp_type: 0x42,
+                body: hex("cafe0001")
+            }
+        );
+        assert_eq!(
+            r.check_supported().unwrap_err().ofp_error(),
+            ErrorCode::BAD_MULTIPART
+        );
+        assert!(MultipartRequest::new(MultipartRequestBody::PortDesc)
+            .check_supported()
+            .is_ok());
+        let Message::MultipartReply(r) =
+            round_trip(&hex("0413001200000001 0042 0000 00000000 cafe"))
+        else {
+            panic!()
+        };
+        assert!(!r.more());
+        assert_eq!(r.body.mp_type(), MultipartType::Unknown(0x42));
+    }
+
+    #[test]
+    fn fixed_size_replies_must_tile_the_body() {
+        // A table-stats reply one byte short of a second entry.
+        let mut wire = hex("0413000000000001 0003 0000 00000000");
+        wire.extend([0u8; 24 + 23]);
+        let len = wire.len() as u16;
+        wire[2..4].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            OfpMessage::parse(&wire).unwrap_err().ofp_error(),
+            ErrorCode::BAD_LEN
+        );
+        // Requests whose body is empty refuse trailing bytes.
+        assert!(OfpMessage::parse(&hex("0412001400000001 000d 0000 00000000 00000000")).is_err());
+    }
+
+    #[test]
+    fn desc_reply_keeps_text_fields() {
+        let desc = Desc {
+            mfr_desc: crate::codec::Name::new("Nicira, Inc."),
+            sw_desc: crate::codec::Name::new("3.1.0"),
+            dp_desc: crate::codec::Name::new("br-int"),
+            ..Desc::default()
+        };
+        let m = OfpMessage::new(
+            3,
+            Message::MultipartReply(MultipartReply::new(MultipartReplyBody::Desc(Box::new(
+                desc,
+            )))),
+        );
+        let wire = m.to_bytes();
+        assert_eq!(wire.len(), 16 + 1056);
+        assert_eq!(round_trip(&wire), m.message);
+        assert!(desc.to_string().contains("Software: 3.1.0\n"));
+        // A desc reply one byte short or long is a length error.
+        for delta in [-1i32, 1] {
+            let mut w = wire.clone();
+            w.resize((w.len() as i32 + delta) as usize, 0);
+            let len = w.len() as u16;
+            w[2..4].copy_from_slice(&len.to_be_bytes());
+            assert_eq!(
+                OfpMessage::parse(&w).unwrap_err().ofp_error(),
+                ErrorCode::BAD_LEN
+            );
+        }
+    }
+
+    #[test]
+    fn table_features_keep_unknown_and_experimenter_properties() {
+        let tf = TableFeatures {
+            table_id: 3,
+            name: crate::codec::Name::new("classify"),
+            metadata_match: 0,
+            metadata_write: 0,
+            config: 0,
+            max_entries: 100,
+            properties: vec![
+                TableFeatureProp::Unknown {
+                    prop_type: 0x20,
+                    data: vec![1, 2, 3],
+                },
+                TableFeatureProp::Experimenter {
+                    miss: true,
+                    experimenter: 0x2320,
+                    exp_type: 7,
+                    data: vec![9],
+                },
+                TableFeatureProp::ApplySetfield {
+                    miss: false,
+                    fields: vec![OxmId {
+                        header: 0xffff_0a08,
+                        experimenter: Some(0x4f4e_4600),
+                    }],
+                },
+                TableFeatureProp::WriteActions {
+                    miss: true,
+                    ids: vec![FeatureId::new(0), FeatureId::new(0x19)],
+                },
+            ],
+        };
+        let body = MultipartRequestBody::TableFeatures(vec![tf.clone()]);
+        let wire =
+            OfpMessage::new(1, Message::MultipartRequest(MultipartRequest::new(body))).to_bytes();
+        assert_eq!(wire.len() % 8, 0);
+        let Message::MultipartRequest(r) = round_trip(&wire) else {
+            panic!()
+        };
+        assert_eq!(
+            r.body,
+            MultipartRequestBody::TableFeatures(vec![tf.clone()])
+        );
+        assert_eq!(tf.properties[1].prop_type(), prop_type::EXPERIMENTER_MISS);
+        assert_eq!(tf.properties[3].prop_type(), prop_type::WRITE_ACTIONS_MISS);
+        // A property whose padding is missing is a table-features length error.
+        let short = &wire[..wire.len() - 4];
+        let mut w = short.to_vec();
+        let len = w.len() as u16;
+        w[2..4].copy_from_slice(&len.to_be_bytes());
+        w[16..18].copy_from_slice(&(len - 16).to_be_bytes());
+        assert!(OfpMessage::parse(&w).is_err());
+    }
+}
