@@ -4,7 +4,7 @@
 //! A [`Reader`] never panics: every accessor checks the remaining length once
 //! and returns [`DecodeError::Truncated`] naming the structure being read.
 
-use crate::error::{DecodeError, Result};
+use crate::error::{DecodeError, ErrorCode, Result};
 
 /// A cursor over a borrowed byte slice.
 #[derive(Debug, Clone)]
@@ -118,6 +118,23 @@ impl<'a> Reader<'a> {
                 self.remaining(),
             )),
         }
+    }
+
+    /// Splits off the next element framed as `type: u16, len: u16, ...` in
+    /// which `len` counts the 4-byte header and must be a multiple of 8
+    /// (actions, instructions). Returns the type, the length and a reader,
+    /// named `at`, over the element after its header. A length that is too
+    /// short, not a multiple of 8 or past the end is `BadLength` with `code`.
+    pub fn tlv8(&mut self, at: &'static str, code: ErrorCode) -> Result<(u16, usize, Reader<'a>)> {
+        let bad = |len: usize| DecodeError::bad_len_code(at, len, code);
+        let kind = self.peek_u16(0).map_err(|_| bad(self.remaining()))?;
+        let len = usize::from(self.peek_u16(2).map_err(|_| bad(self.remaining()))?);
+        if len < 8 || len % 8 != 0 || len > self.remaining() {
+            return Err(bad(len));
+        }
+        let mut body = self.sub(len, at)?;
+        body.skip(4)?;
+        Ok((kind, len, body))
     }
 
     /// A fixed-width, NUL-padded name field (port names, table names).

@@ -1,0 +1,207 @@
+//! Actions printed as `ovs-ofctl` prints them (see `man ovs-actions`).
+
+use super::{port, Action, FieldMove, FieldRef, ResubmitKind, Subfield};
+use crate::codec::Hex;
+use crate::oxm::{OxmField, SubfieldName};
+use crate::print::{write_comma_list, CHex, DottedHex, Port};
+use core::fmt;
+
+/// `NAME[]`, `NAME[3]` or `NAME[ofs..end]`.
+fn fmt_subfield(f: &mut fmt::Formatter<'_>, field: FieldRef, ofs: u16, n_bits: u16) -> fmt::Result {
+    write!(f, "{}", SubfieldName(field.id()))?;
+    if ofs == 0 && u32::from(n_bits) == field.bits() {
+        f.write_str("[]")
+    } else if n_bits == 1 {
+        write!(f, "[{ofs}]")
+    } else {
+        write!(f, "[{}..{}]", ofs, u32::from(ofs) + u32::from(n_bits) - 1)
+    }
+}
+
+impl fmt::Display for Subfield {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_subfield(f, self.field, self.ofs, self.n_bits)
+    }
+}
+
+/// `set_field:VALUE->NAME`.
+fn fmt_set_field(f: &mut fmt::Formatter<'_>, field: &OxmField) -> fmt::Result {
+    f.write_str("set_field:")?;
+    field.fmt_value(f)?;
+    write!(f, "->{}", field.name())
+}
+
+/// OVS's packet-in reason names, as `controller(reason=...)` uses them.
+fn reason_name(reason: u8) -> Option<&'static str> {
+    Some(match reason {
+        0 => "no_match",
+        1 => "action",
+        2 => "invalid_ttl",
+        3 => "action_set",
+        4 => "group",
+        5 => "packet_out",
+        _ => return None,
+    })
+}
+
+impl fmt::Display for FieldMove {
+    /// `move:SRC[..]->DST[..]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("move:")?;
+        fmt_subfield(f, self.src, self.src_ofs, self.n_bits)?;
+        f.write_str("->")?;
+        fmt_subfield(f, self.dst, self.dst_ofs, self.n_bits)
+    }
+}
+
+fn fmt_resubmit(
+    f: &mut fmt::Formatter<'_>,
+    in_port: u16,
+    table: u8,
+    kind: ResubmitKind,
+) -> fmt::Result {
+    let port = Port::from_ofp10(in_port);
+    let keeps_port = port.0 == port::IN_PORT;
+    if !keeps_port && table == 255 && kind != ResubmitKind::TableCt {
+        return write!(f, "resubmit:{port}");
+    }
+    f.write_str("resubmit(")?;
+    if !keeps_port {
+        write!(f, "{port}")?;
+    }
+    f.write_str(",")?;
+    if table != 255 {
+        write!(f, "{table}")?;
+    }
+    if kind == ResubmitKind::TableCt {
+        f.write_str(",ct")?;
+    }
+    f.write_str(")")
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Output { port: p, max_len } => match *p {
+                port::CONTROLLER => write!(f, "CONTROLLER:{max_len}"),
+                p if p < port::MAX => write!(f, "output:{p}"),
+                p => write!(f, "{}", Port(p)),
+            },
+            Self::CopyTtlOut => f.write_str("copy_ttl_out"),
+            Self::CopyTtlIn => f.write_str("copy_ttl_in"),
+            Self::SetMplsTtl(t) => write!(f, "set_mpls_ttl({t})"),
+            Self::DecMplsTtl => f.write_str("dec_mpls_ttl"),
+            Self::PushVlan(e) => write!(f, "push_vlan:{e:#x}"),
+            Self::PopVlan => f.write_str("pop_vlan"),
+            Self::PushMpls(e) => write!(f, "push_mpls:{e:#06x}"),
+            Self::PopMpls(e) => write!(f, "pop_mpls:{e:#06x}"),
+            Self::SetQueue(q) => write!(f, "set_queue:{q}"),
+            Self::Group(g) => write!(f, "group:{g}"),
+            Self::SetNwTtl(t) => write!(f, "mod_nw_ttl:{t}"),
+            Self::DecNwTtl | Self::NxDecTtl => f.write_str("dec_ttl"),
+            Self::SetField(field) | Self::RegLoad2(field) => fmt_set_field(f, field),
+            Self::PushPbb(e) => write!(f, "push_pbb:{e:#06x}"),
+            Self::PopPbb => f.write_str("pop_pbb"),
+            Self::RegMove(m) | Self::CopyField(m) => write!(f, "{m}"),
+            Self::RegLoad { dst, value } => write!(f, "load:{}->{dst}", CHex(u128::from(*value))),
+            Self::Resubmit {
+                in_port,
+                table,
+                kind,
+            } => fmt_resubmit(f, *in_port, *table, *kind),
+            Self::SetTunnel(id) => write!(f, "set_tunnel:{id:#x}"),
+            Self::SetTunnel64(id) => write!(f, "set_tunnel64:{id:#x}"),
+            Self::PopQueue => f.write_str("pop_queue"),
+            Self::Note(data) => write!(f, "note:{}", DottedHex(data)),
+            Self::Exit => f.write_str("exit"),
+            Self::DecTtlCntIds(ids) => {
+                f.write_str("dec_ttl(")?;
+                write_comma_list(f, ids)?;
+                f.write_str(")")
+            }
+            Self::FinTimeout {
+                idle_timeout,
+                hard_timeout,
+            } => {
+                let mut parts = Vec::with_capacity(2);
+                if *idle_timeout != 0 {
+                    parts.push(format!("idle_timeout={idle_timeout}"));
+                }
+                if *hard_timeout != 0 {
+                    parts.push(format!("hard_timeout={hard_timeout}"));
+                }
+                write!(f, "fin_timeout({})", parts.join(","))
+            }
+            Self::Controller {
+                max_len,
+                controller_id,
+                reason,
+            } => {
+                if *reason == 1 && *controller_id == 0 {
+                    return write!(f, "CONTROLLER:{max_len}");
+                }
+                let mut parts = Vec::with_capacity(3);
+                if *reason != 1 {
+                    match reason_name(*reason) {
+                        Some(n) => parts.push(format!("reason={n}")),
+                        None => parts.push(format!("reason={reason}")),
+                    }
+                }
+                if *max_len != u16::MAX {
+                    parts.push(format!("max_len={max_len}"));
+                }
+                if *controller_id != 0 {
+                    parts.push(format!("id={controller_id}"));
+                }
+                write!(f, "controller({})", parts.join(","))
+            }
+            Self::Conjunction {
+                id,
+                clause,
+                n_clauses,
+            } => {
+                write!(
+                    f,
+                    "conjunction({id},{}/{n_clauses})",
+                    u16::from(*clause) + 1
+                )
+            }
+            Self::OutputTrunc { port, max_len } => {
+                write!(
+                    f,
+                    "output(port={},max_len={max_len})",
+                    Port::from_ofp10(*port)
+                )
+            }
+            Self::StackPush(s) => write!(f, "push:{s}"),
+            Self::StackPop(s) => write!(f, "pop:{s}"),
+            Self::CtClear => f.write_str("ct_clear"),
+            Self::Experimenter { experimenter, data } => {
+                write!(f, "experimenter({experimenter:#x},0x{})", Hex(data))
+            }
+            Self::Unknown { action_type, data } => {
+                write!(f, "action({action_type:#x},0x{})", Hex(data))
+            }
+        }
+    }
+}
+
+/// An action list as OVS prints it: `actions=a,b,c`, or `actions=drop` when
+/// there are none.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionList<'a>(pub &'a [Action]);
+
+impl fmt::Display for ActionList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("actions=")?;
+        write_actions(f, self.0)
+    }
+}
+
+/// `a,b,c`, or `drop` when empty.
+pub(crate) fn write_actions(f: &mut fmt::Formatter<'_>, actions: &[Action]) -> fmt::Result {
+    if actions.is_empty() {
+        return f.write_str("drop");
+    }
+    write_comma_list(f, actions)
+}
