@@ -43,7 +43,7 @@ fn every_ryu_message_decodes_and_reencodes_byte_for_byte() {
         84,
         "the corpus README promises 84 OF1.3 messages"
     );
-    for (name, wire) in packets.iter().filter(|(_, w)| !needs_flow_codec(w)) {
+    for (name, wire) in &packets {
         assert_eq!(wire[0], 4, "{name}");
         assert_round_trip(name, wire);
     }
@@ -82,7 +82,6 @@ fn every_ovs_message_decodes_and_reencodes_except_the_bad_meter_mods() {
                 );
                 rejected += 1;
             }
-            None if needs_flow_codec(&c.wire) => {}
             None => {
                 assert_round_trip(&c.title, &c.wire);
             }
@@ -91,28 +90,13 @@ fn every_ovs_message_decodes_and_reencodes_except_the_bad_meter_mods() {
     assert_eq!(rejected, 3);
 }
 
-/// Messages that carry a match, actions or instructions, whose codec is not
-/// merged yet. Removed once it is.
-fn needs_flow_codec(wire: &[u8]) -> bool {
-    let mp = wire
-        .get(8..10)
-        .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
-    match wire[1] {
-        10 | 11 | 13 | 14 | 15 => true,
-        18 => matches!(mp, 1 | 2),
-        19 => matches!(mp, 1 | 7),
-        _ => false,
-    }
-}
-
 /// All corpus messages, Ryu's and OVS's, that decode.
 fn all_valid_messages() -> Vec<(String, Vec<u8>)> {
     let mut all = ryu_packets();
-    all.retain(|(_, w)| !needs_flow_codec(w));
     all.extend(
         ovs_cases()
             .into_iter()
-            .filter(|c| ovs_rejection(&c.title).is_none() && !needs_flow_codec(&c.wire))
+            .filter(|c| ovs_rejection(&c.title).is_none())
             .map(|c| (c.title, c.wire)),
     );
     all
@@ -154,9 +138,6 @@ fn corrupted_bytes_never_panic() {
             for v in [0x00, 0x01, 0x07, 0x80, 0xff, wire[i].wrapping_add(1)] {
                 let mut m = wire.clone();
                 m[i] = v;
-                if needs_flow_codec(&m) {
-                    continue;
-                }
                 if let Ok(msg) = OfpMessage::parse(&m) {
                     let _ = format!("{msg:?}");
                 }
