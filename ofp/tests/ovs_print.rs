@@ -415,7 +415,7 @@ fn onf_experimenter_messages_stay_raw() {
         };
         assert_eq!(
             (e.experimenter, e.exp_type),
-            (ONF_EXPERIMENTER_ID, exp_type),
+            (ofp::action::ONF_VENDOR_ID, exp_type),
             "{title}"
         );
     }
@@ -433,5 +433,8 @@ fn onf_experimenter_messages_stay_raw() {
     let MultipartReplyBody::Experimenter(e) = r.body else {
         panic!()
     };
-    assert_eq!((e.experimenter, e.exp_type), (ONF_EXPERIMENTER_ID, 1870));
+    assert_eq!(
+        (e.experimenter, e.exp_type),
+        (ofp::action::ONF_VENDOR_ID, 1870)
+    );
 }

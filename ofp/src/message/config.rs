@@ -2,6 +2,7 @@
 //! (§7.3.2), table mod (§7.3.3), role (§7.3.9) and async config (§7.3.10).
 
 use super::flags::FlagNames;
+use crate::action::OFPCML_NO_BUFFER;
 use crate::codec::{Reader, Writer};
 use crate::error::Result;
 use crate::header::open_enum;
@@ -95,9 +96,6 @@ pub mod config_flags {
     pub const FRAG_MASK: u16 = 3;
 }
 
-/// `OFPCML_NO_BUFFER`: send whole packets to the controller, unbuffered.
-pub const CONTROLLER_MAX_LEN_NO_BUFFER: u16 = 0xffff;
-
 /// `ofp_switch_config`: the body of OFPT_GET_CONFIG_REPLY and OFPT_SET_CONFIG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SwitchConfig {
@@ -132,7 +130,7 @@ impl fmt::Display for SwitchConfig {
         if self.flags & !config_flags::FRAG_MASK != 0 {
             write!(f, " flags=0x{:x}", self.flags)?;
         }
-        if self.miss_send_len == CONTROLLER_MAX_LEN_NO_BUFFER {
+        if self.miss_send_len == OFPCML_NO_BUFFER {
             f.write_str(" miss_send_len=NO_BUFFER")
         } else {
             write!(f, " miss_send_len={}", self.miss_send_len)

@@ -2,6 +2,7 @@
 //! OFPMP_EXPERIMENTER multipart bodies: an experimenter id, a type the
 //! experimenter defines, and bytes only it interprets.
 
+use crate::action::{NX_VENDOR_ID, ONF_VENDOR_ID};
 use crate::codec::{Hex, Reader, Writer};
 use crate::error::Result;
 use core::fmt;
@@ -14,11 +15,6 @@ pub struct Experimenter {
     pub exp_type: u32,
     pub data: Vec<u8>,
 }
-
-/// The ONF experimenter id (flow monitor, role status, request forward).
-pub const ONF_EXPERIMENTER_ID: u32 = 0x4f4e_4600;
-/// The Nicira experimenter id.
-pub const NX_EXPERIMENTER_ID: u32 = 0x0000_2320;
 
 impl Experimenter {
     /// Reads the header and takes the rest of `r` as data.
@@ -40,8 +36,8 @@ impl Experimenter {
 impl fmt::Display for Experimenter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.experimenter {
-            ONF_EXPERIMENTER_ID => f.write_str("experimenter=ONF")?,
-            NX_EXPERIMENTER_ID => f.write_str("experimenter=NX")?,
+            ONF_VENDOR_ID => f.write_str("experimenter=ONF")?,
+            NX_VENDOR_ID => f.write_str("experimenter=NX")?,
             e => write!(f, "experimenter=0x{e:08x}")?,
         }
         write!(f, " exp_type={}", self.exp_type)?;
@@ -62,7 +58,7 @@ mod tests {
         let e = Experimenter::parse(&mut Reader::new(&body, "ofp_experimenter_header")).unwrap();
         assert_eq!(
             (e.experimenter, e.exp_type, e.data.as_slice()),
-            (ONF_EXPERIMENTER_ID, 1870, &body[8..])
+            (ONF_VENDOR_ID, 1870, &body[8..])
         );
         assert_eq!(
             e.to_string(),

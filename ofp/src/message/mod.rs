@@ -25,10 +25,10 @@ pub(crate) mod record;
 
 pub use config::{
     capabilities, config_flags, AsyncConfig, ControllerRole, RoleMsg, SwitchConfig, SwitchFeatures,
-    TableMod, CONTROLLER_MAX_LEN_NO_BUFFER,
+    TableMod,
 };
 pub use error_msg::{error_code_name, error_type_name, ErrorCodeName, ErrorMsg, ERROR_DATA_LEN};
-pub use experimenter::{Experimenter, NX_EXPERIMENTER_ID, ONF_EXPERIMENTER_ID};
+pub use experimenter::Experimenter;
 pub use flags::FlagNames;
 pub use flow_mod::{
     flow_mod_flags, FlowMod, FlowModCommand, FlowRemoved, FlowRemovedReason, DEFAULT_PRIORITY,
@@ -39,12 +39,13 @@ pub use hello::{Hello, HelloElement, HELLO_ELEM_VERSIONBITMAP};
 pub use meter_mod::{band_type, meter_flags, meter_no, MeterBand, MeterMod, MeterModCommand};
 pub use packet_in::{FrameSummary, PacketIn, PacketInReason, PacketInView};
 pub use packet_out::{PacketOut, PacketOutRef};
-pub use port::{
-    port_config, port_no, port_state, Port, PortMod, PortName, PortReason, PortStatus, PORT_LEN,
-};
+pub use port::{port_config, port_state, Port, PortMod, PortReason, PortStatus, PORT_LEN};
 pub use queue::{
     queue_prop, PacketQueue, QueueGetConfigReply, QueueGetConfigRequest, QueueProp, QUEUE_ALL,
 };
+
+/// Reserved port numbers, shared with the output action.
+pub use crate::action::port as port_no;
 
 pub(crate) use meter_mod::{fmt_meter, METER_FLAG_NAMES};
 
@@ -415,7 +416,7 @@ mod tests {
             Message::EchoReply(Vec::new()),
             Message::SetConfig(SwitchConfig {
                 flags: 0,
-                miss_send_len: CONTROLLER_MAX_LEN_NO_BUFFER,
+                miss_send_len: crate::action::OFPCML_NO_BUFFER,
             }),
             Message::RoleRequest(RoleMsg {
                 role: ControllerRole::Master,

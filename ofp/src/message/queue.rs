@@ -1,9 +1,9 @@
 //! OFPT_QUEUE_GET_CONFIG_REQUEST/REPLY (§7.3.6) and queue properties (§7.2.2).
 
-use super::port::PortName;
 use super::record::{parse_all, split};
 use crate::codec::{Hex, Reader, Writer};
 use crate::error::{ErrorCode, Result};
+use crate::print;
 use core::fmt;
 
 /// `ofp_queue_properties` codes.
@@ -196,7 +196,7 @@ impl QueueGetConfigRequest {
 
 impl fmt::Display for QueueGetConfigRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "port={}", PortName(self.port))
+        write!(f, "port={}", print::Port(self.port))
     }
 }
 
@@ -229,7 +229,7 @@ impl QueueGetConfigReply {
 
 impl fmt::Display for QueueGetConfigReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "port={}", PortName(self.port))?;
+        write!(f, "port={}", print::Port(self.port))?;
         for q in &self.queues {
             write!(f, "\n{q}")?;
         }

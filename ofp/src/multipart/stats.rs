@@ -4,7 +4,7 @@
 
 use crate::codec::{Reader, Writer};
 use crate::error::Result;
-use crate::message::PortName;
+use crate::print;
 use core::fmt;
 
 /// Prints a duration as `ovs-ofctl` does: seconds with milliseconds, `?`
@@ -186,7 +186,7 @@ impl fmt::Display for PortStats {
         write!(
             f,
             "  port {:>2}: rx pkts={}, bytes={}, drop={}, errs={}, frame={}, over={}, crc={}",
-            PortName(self.port_no).to_string(),
+            print::Port(self.port_no).to_string(),
             c(self.rx_packets),
             c(self.rx_bytes),
             c(self.rx_dropped),
@@ -263,7 +263,7 @@ impl fmt::Display for QueueStats {
         write!(
             f,
             "  port {} queue {}: bytes={}, pkts={}, errors={}, duration={d}",
-            PortName(self.port_no),
+            print::Port(self.port_no),
             self.queue_id,
             Count(self.tx_bytes),
             Count(self.tx_packets),
