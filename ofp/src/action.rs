@@ -117,6 +117,30 @@ pub enum ResubmitKind {
     TableCt,
 }
 
+/// One property of NXAST_CONTROLLER2. `value` holds the `len - 4` bytes the
+/// property's length covers; the padding to 8 bytes is implied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Controller2Prop {
+    pub kind: u16,
+    pub value: Vec<u8>,
+}
+
+/// NXAC2PT_* property types of NXAST_CONTROLLER2.
+pub mod controller2_prop {
+    /// u16 (followed by two pad bytes inside the property).
+    pub const MAX_LEN: u16 = 0;
+    /// u16 (followed by two pad bytes inside the property).
+    pub const CONTROLLER_ID: u16 = 1;
+    /// u8.
+    pub const REASON: u16 = 2;
+    /// Opaque bytes echoed in the packet-in.
+    pub const USERDATA: u16 = 3;
+    /// No value: pause the pipeline and let the controller resume it.
+    pub const PAUSE: u16 = 4;
+    /// u32.
+    pub const METER_ID: u16 = 5;
+}
+
 /// One action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -189,6 +213,9 @@ pub enum Action {
         controller_id: u16,
         reason: u8,
     },
+    /// NXAST_CONTROLLER2: the controller action with its settings as
+    /// properties (see [`Controller2Prop`]), in wire order.
+    Controller2(Vec<Controller2Prop>),
     /// NXAST_CONJUNCTION: `clause` is 0-based on the wire.
     Conjunction {
         id: u32,

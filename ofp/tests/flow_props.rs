@@ -3,7 +3,8 @@
 //! make a decoder panic, and whatever they decode to re-encodes stably.
 
 use ofp::action::{
-    emit_actions, parse_actions, Action, ActionList, FieldMove, FieldRef, ResubmitKind, Subfield,
+    emit_actions, parse_actions, Action, ActionList, Controller2Prop, FieldMove, FieldRef,
+    ResubmitKind, Subfield,
 };
 use ofp::codec::Reader;
 use ofp::instruction::{emit_instructions, parse_instructions, Instruction, InstructionList};
@@ -238,6 +239,12 @@ fn action() -> impl Strategy<Value = Action> {
         (field_ref(), any::<u16>(), any::<u16>())
             .prop_map(|(field, ofs, n_bits)| A::StackPop(Subfield { field, ofs, n_bits })),
         Just(A::CtClear),
+        vec((any::<u16>(), vec(any::<u8>(), 0..12)), 0..5).prop_map(|props| A::Controller2(
+            props
+                .into_iter()
+                .map(|(kind, value)| Controller2Prop { kind, value })
+                .collect()
+        )),
     ];
     let raw = prop_oneof![
         (any::<u32>(), 0usize..4)
