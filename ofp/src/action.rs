@@ -406,10 +406,16 @@ impl Action {
 
 /// Reads the OXM of a set-field action; the rest of the action must be the
 /// padding to 8 bytes, no more.
+/// A field value the match rules reject is BAD_SET_ARGUMENT here.
 fn parse_set_field(b: &mut Reader<'_>, len: usize) -> Result<OxmField> {
-    let bad =
-        || DecodeError::bad_len_code("ofp_action_set_field", len, ErrorCode::ACTION_BAD_SET_LEN);
-    let field = OxmField::parse(b).map_err(|_| bad())?;
+    let at = "ofp_action_set_field";
+    let bad = || DecodeError::bad_len_code(at, len, ErrorCode::ACTION_BAD_SET_LEN);
+    let field = OxmField::parse(b).map_err(|e| match e {
+        DecodeError::BadValue { value, .. } => {
+            DecodeError::bad_value(at, value, ErrorCode::ACTION_BAD_SET_ARGUMENT)
+        }
+        _ => bad(),
+    })?;
     if b.remaining() >= 8 {
         return Err(bad());
     }
