@@ -10,29 +10,28 @@
 
 mod common;
 
-use common::{decode, encode, ovs_actions_token, ovs_match_token, unhex, FLOW_MOD_FIXED};
+use common::{
+    corpus_root, decode, encode, ovs_actions_token, ovs_match_token, unhex, FLOW_MOD_FIXED,
+};
 use ofp::action::{Action, FieldMove, FieldRef};
 use ofp::codec::Reader;
 use ofp::instruction::{Instruction, InstructionList};
 use ofp::oxm::{FieldId, Match, OxmField, RawOxm};
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
 
-const RYU: &str = "/work/shared/conformance/ryu/of13";
-const OVS: &str = "/work/shared/conformance/ovs/ofp-print-of13.txt";
 /// `ovs-ofctl ofp-print` (Open vSwitch 3.1) of the Ryu corpus's FLOW_MODs.
 const OVS_RENDERINGS: &str = include_str!("data/ovs-ofctl-print.tsv");
 
 fn read_corpus(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(RYU).join(name);
+    let path = corpus_root().join("ryu/of13").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Every OFPT_FLOW_MOD (header type 14) in the Ryu corpus, by file name.
 fn ryu_flow_mods() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(RYU).unwrap() {
+    for e in std::fs::read_dir(corpus_root().join("ryu/of13")).unwrap() {
         let path = e.unwrap().path();
         if path.extension().is_some_and(|x| x == "packet") {
             let wire = std::fs::read(&path).unwrap();
@@ -49,7 +48,7 @@ fn ryu_flow_mods() -> Vec<(String, Vec<u8>)> {
 
 /// The FLOW_MODs in OVS's ofp-print corpus: (title, wire, expected stdout).
 fn ovs_flow_mods() -> Vec<(String, Vec<u8>, String)> {
-    let text = std::fs::read_to_string(OVS).unwrap();
+    let text = std::fs::read_to_string(corpus_root().join("ovs/ofp-print-of13.txt")).unwrap();
     let mut out = Vec::new();
     for rec in text.split("\n%%\n") {
         let title = rec

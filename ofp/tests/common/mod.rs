@@ -6,6 +6,19 @@
 use ofp::codec::Reader;
 use ofp::instruction::{emit_instructions, parse_instructions, Instruction};
 use ofp::oxm::Match;
+use std::path::PathBuf;
+
+/// The third-party conformance corpus: the copy vendored in
+/// `tests/conformance` when the crate has one, else the shared copy on the
+/// development machines.
+pub fn corpus_root() -> PathBuf {
+    let vendored = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    if vendored.join("ryu/of13").is_dir() {
+        vendored
+    } else {
+        PathBuf::from("/work/shared/conformance")
+    }
+}
 
 /// The fixed part of an OFPT_FLOW_MOD: header 8, cookie 8, cookie_mask 8,
 /// table_id 1, command 1, idle 2, hard 2, priority 2, buffer_id 4,
