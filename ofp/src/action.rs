@@ -198,7 +198,8 @@ pub enum Action {
     Note(Vec<u8>),
     /// NXAST_EXIT.
     Exit,
-    /// NXAST_DEC_TTL.
+    /// NXAST_DEC_TTL. OVS accepts it only in OpenFlow 1.0 and 1.1; in 1.3
+    /// use [`Action::DecNwTtl`].
     NxDecTtl,
     /// NXAST_DEC_TTL_CNT_IDS: controllers to notify when the TTL expires.
     DecTtlCntIds(Vec<u16>),
