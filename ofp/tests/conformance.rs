@@ -1,5 +1,5 @@
 //! Decode and re-encode every third-party OpenFlow 1.3 message in
-//! `tests/conformance/` (see its README): Ryu/os-ken's packet corpus and the
+//! `shared/conformance/` (see its README): Ryu/os-ken's packet corpus and the
 //! hex messages of Open vSwitch's `ofp-print` tests.
 
 // Test code: a corpus file that cannot be read or parsed should fail loudly.
