@@ -9,8 +9,8 @@ use ofp::error::ErrorCode;
 use ofp::message::{Message, OfpMessage};
 use ofp::DecodeError;
 
-mod common;
-use common::{corpus_dir, ovs_cases, ryu_packets};
+mod corpus;
+use corpus::{corpus_dir, ovs_cases, ryu_packets};
 
 /// The three METER_MOD cases OVS rejects, with the code it names.
 fn ovs_rejection(title: &str) -> Option<ErrorCode> {

@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-use common::ovs_case;
+mod corpus;
+use corpus::ovs_case;
 use ofp::message::*;
 use ofp::multipart::*;
 

@@ -14,7 +14,9 @@ fn fmt_subfield(f: &mut fmt::Formatter<'_>, field: FieldRef, ofs: u16, n_bits: u
     } else if n_bits == 1 {
         write!(f, "[{ofs}]")
     } else {
-        write!(f, "[{}..{}]", ofs, u32::from(ofs) + u32::from(n_bits) - 1)
+        // Signed so that a zero-width range from the wire prints instead of
+        // underflowing; OVS would reject such an action when executing it.
+        write!(f, "[{}..{}]", ofs, i64::from(ofs) + i64::from(n_bits) - 1)
     }
 }
 
