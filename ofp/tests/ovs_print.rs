@@ -515,7 +515,7 @@ fn packet_in_flow_removed_and_flow_mod_fields() {
         (p.cookie, p.total_len, p.buffer_id)
     );
     assert_eq!(v.data(), p.data.as_slice());
-    assert_eq!(v.to_owned().unwrap(), *p);
+    assert_eq!(v.to_packet_in().unwrap(), *p);
 
     let (m, _) = decode("OFPT_FLOW_REMOVED - OF1.3");
     let Message::FlowRemoved(r) = m.message else {

@@ -195,7 +195,7 @@ impl<'a> PacketInView<'a> {
     }
 
     /// The owned form, for when the packet must outlive the receive buffer.
-    pub fn to_owned(&self) -> Result<PacketIn> {
+    pub fn to_packet_in(&self) -> Result<PacketIn> {
         PacketIn::parse(&mut Reader::new(&self.buf[HEADER_LEN..], "ofp_packet_in"))
     }
 }
