@@ -1,0 +1,132 @@
+//! Everything a testbed creates is gone once it is dropped: after a normal
+//! end, after a panic in the middle of a scenario, and live testbeds survive a
+//! stale cleanup. Needs root and Open vSwitch.
+
+#![allow(clippy::unwrap_used)]
+
+mod topology;
+
+use std::os::unix::process::ExitStatusExt;
+use std::panic;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use iris_testbed::stale::leftovers;
+use iris_testbed::{cleanup_stale, FailMode, Inventory, Ipv4Cidr, PmSpec, DEFAULT_STATE_ROOT};
+use topology::two_pms;
+
+/// Builds a testbed that uses every kind of resource: an underlay, two PMs
+/// (one with a management link into the root namespace), VMs with and without
+/// VLAN interfaces, a managed process, and a process started behind the
+/// testbed's back inside a VM. Returns its inventory, the testbed, and that
+/// stray process.
+fn busy_testbed(label: &str) -> (Inventory, topology::TwoPms, Child) {
+    let mut t = two_pms(label, FailMode::Standalone);
+    let dc = t.tb.pm(t.pm1).underlay();
+    let cidr = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
+    t.tb.add_pm(
+        PmSpec::new("pm3", dc).management(cidr("198.18.200.1/30"), cidr("198.18.200.2/30")),
+    )
+    .unwrap();
+    let vm1 = t.vm("vm1", 1, t.pm1);
+    let vlan_vm = iris_testbed::VmSpec::new(
+        "vm2",
+        t.pm2,
+        topology::VI,
+        iris_testbed::MacAddr::local(2),
+        topology::vm_ip(2),
+    )
+    .vlan(10, cidr("10.10.0.2/24"));
+    t.tb.add_vm(vlan_vm).unwrap();
+    t.tb.spawn(vm1, "sleeper", &["sleep", "600"]).unwrap();
+    let stray =
+        t.tb.vm(vm1)
+            .netns()
+            .command("sleep")
+            .arg("600")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+    // `ip netns exec` enters the namespace before it becomes `sleep`.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !t.tb.vm(vm1).netns().pids().unwrap().contains(&stray.id()) {
+        assert!(
+            Instant::now() < deadline,
+            "the stray process never entered the VM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut inventory = t.tb.inventory();
+    inventory.pids.push(stray.id());
+    // Meaningful only if there was something to remove.
+    assert_eq!(inventory.namespaces.len(), 6, "{inventory:?}");
+    assert_eq!(inventory.pids.len(), 3 * 2 + 2, "{inventory:?}");
+    assert_eq!(inventory.root_links.len(), 1, "{inventory:?}");
+    assert_eq!(leftovers(&inventory).unwrap().len(), 6 + 8 + 1 + 1);
+    (inventory, t, stray)
+}
+
+/// Nothing of the testbed is left, and the stray process was killed.
+fn assert_all_gone(inventory: &Inventory, mut stray: Child) {
+    assert_eq!(leftovers(inventory).unwrap(), Vec::<String>::new());
+    let status = stray.wait().unwrap();
+    assert!(status.signal().is_some(), "{status}");
+}
+
+#[test]
+fn dropping_the_testbed_removes_everything() {
+    let (inventory, t, stray) = busy_testbed("cleanup-drop");
+    drop(t);
+    assert_all_gone(&inventory, stray);
+}
+
+#[test]
+fn a_panic_in_the_scenario_still_removes_everything() {
+    let mut seen = None;
+    let outcome = panic::catch_unwind(panic::AssertUnwindSafe(|| {
+        let (inventory, _t, stray) = busy_testbed("cleanup-panic");
+        seen = Some((inventory, stray));
+        panic!("the scenario failed on purpose");
+    }));
+    assert!(outcome.is_err());
+    let (inventory, stray) = seen.unwrap();
+    assert_all_gone(&inventory, stray);
+    // The daemons' logs were kept for the post-mortem.
+    let logs = std::env::temp_dir().join(format!("iris-testbed-{}-logs", inventory.prefix));
+    assert!(
+        logs.join("pm1").join("ovs-vswitchd.log").is_file(),
+        "{}",
+        logs.display()
+    );
+    std::fs::remove_dir_all(logs).unwrap();
+}
+
+#[test]
+fn explicit_teardown_reports_success_and_leaves_nothing() {
+    let (inventory, t, stray) = busy_testbed("cleanup-teardown");
+    t.tb.teardown().unwrap();
+    assert_all_gone(&inventory, stray);
+}
+
+#[test]
+fn stale_cleanup_leaves_live_testbeds_alone() {
+    let t = two_pms("cleanup-live", FailMode::Standalone);
+    let inventory = t.tb.inventory();
+    let report = cleanup_stale(std::path::Path::new(DEFAULT_STATE_ROOT)).unwrap();
+    assert!(
+        report
+            .live
+            .iter()
+            .any(|(prefix, _)| *prefix == inventory.prefix),
+        "{report}"
+    );
+    assert!(!report.removed.contains(&inventory.prefix), "{report}");
+    let namespaces = iris_testbed::list_netns().unwrap();
+    for ns in &inventory.namespaces {
+        assert!(namespaces.contains(ns), "{ns} was removed");
+    }
+    let pm = t.tb.pm(t.pm1);
+    assert!(pm.vsctl(&["br-exists", "br-int"]).is_ok());
+}
