@@ -12,7 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use iris_testbed::stale::leftovers;
-use iris_testbed::{cleanup_stale, FailMode, Inventory, Ipv4Cidr, PmSpec, DEFAULT_STATE_ROOT};
+use iris_testbed::{cleanup_stale, FailMode, Inventory, MacAddr, VmSpec, DEFAULT_STATE_ROOT};
 use topology::two_pms;
 
 /// Builds a testbed that uses every kind of resource: an underlay, two PMs
@@ -22,21 +22,16 @@ use topology::two_pms;
 /// stray process.
 fn busy_testbed(label: &str) -> (Inventory, topology::TwoPms, Child) {
     let mut t = two_pms(label, FailMode::Standalone);
-    let dc = t.tb.pm(t.pm1).underlay();
-    let cidr = |s: &str| s.parse::<Ipv4Cidr>().unwrap();
-    t.tb.add_pm(
-        PmSpec::new("pm3", dc).management(cidr("198.18.200.1/30"), cidr("198.18.200.2/30")),
-    )
-    .unwrap();
+    t.add_managed_pm("pm3", "198.18.200.0/30");
     let vm1 = t.vm("vm1", 1, t.pm1);
-    let vlan_vm = iris_testbed::VmSpec::new(
+    let vlan_vm = VmSpec::new(
         "vm2",
         t.pm2,
         topology::VI,
-        iris_testbed::MacAddr::local(2),
+        MacAddr::local(2),
         topology::vm_ip(2),
     )
-    .vlan(10, cidr("10.10.0.2/24"));
+    .vlan(10, "10.10.0.2/24".parse().unwrap());
     t.tb.add_vm(vlan_vm).unwrap();
     t.tb.spawn(vm1, "sleeper", &["sleep", "600"]).unwrap();
     let stray =

@@ -55,6 +55,18 @@ impl TwoPms {
     }
 }
 
+impl TwoPms {
+    /// Adds PM `name` on the same underlay with a management link into the
+    /// root namespace: `<net>.1` on the root end, `<net>.2` in the PM.
+    /// `net` is a /30 of 198.18.0.0/15, the range set aside for tests.
+    pub fn add_managed_pm(&mut self, name: &str, net: &str) -> PmId {
+        let net: Ipv4Cidr = net.parse().unwrap();
+        let dc = self.tb.pm(self.pm1).underlay();
+        let spec = PmSpec::new(name, dc).management(net.host(1).unwrap(), net.host(2).unwrap());
+        self.tb.add_pm(spec).unwrap()
+    }
+}
+
 pub fn vm_ip(n: u8) -> Ipv4Cidr {
     Ipv4Cidr::new(Ipv4Addr::new(10, 0, 0, n), 24).unwrap()
 }
