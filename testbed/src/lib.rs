@@ -55,7 +55,7 @@ pub use link::{Iface, Place, VethPair};
 pub use naming::{NodeName, Prefix, MAX_IFNAME_LEN};
 pub use netns::{list as list_netns, Netns};
 pub use ovs::{OvsInstance, CLIENT_TIMEOUT_SECS, VSWITCH_SCHEMA};
-pub use ping::{PingReport, Rtt};
+pub use ping::{PingReport, Rtt, PING_REPLY_TIMEOUT};
 pub use pm::{
     FailMode, ManagementSpec, Pm, PmSpec, CONTROLLER_SOCKET_LINK, INTEGRATION_BRIDGE,
     UNDERLAY_BRIDGE,
@@ -65,4 +65,4 @@ pub use stale::{cleanup_prefix, cleanup_stale, CleanupReport};
 pub use state::{Owner, StateDir, DEFAULT_STATE_ROOT};
 pub use testbed::{Config, Inventory, Node, PmId, ProcessId, Testbed, UnderlayId, VmId};
 pub use underlay::{Underlay, UnderlaySpec, DEFAULT_UNDERLAY_MTU, UNDERLAY_SWITCH};
-pub use vm::{VlanSpec, Vm, VmSpec, MAX_VLANS, PING_REPLY_TIMEOUT, VM_MTU};
+pub use vm::{VlanSpec, Vm, VmSpec, MAX_VLANS, VM_MTU};

@@ -1,8 +1,45 @@
-//! The summary `ping` (iputils) prints, read into numbers.
+//! Running `ping` (iputils) inside a namespace and reading its summary into
+//! numbers.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::command::{failure, output};
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+
+/// How long [`crate::Vm::ping`] and [`crate::Pm::ping_underlay`] wait for each reply.
+pub const PING_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Sends `count` echo requests from inside `netns` to `dst`, `interval` apart,
+/// waiting up to `reply_timeout` for each reply. Lost replies are not an
+/// error; a ping that cannot run at all (no route, bad arguments) is.
+pub(crate) fn ping_from(
+    netns: &Netns,
+    dst: Ipv4Addr,
+    count: u32,
+    interval: Duration,
+    reply_timeout: Duration,
+) -> Result<PingReport> {
+    let mut command = netns.command("ping");
+    command.args([
+        "-n".to_owned(),
+        "-q".to_owned(),
+        "-c".to_owned(),
+        count.to_string(),
+        "-i".to_owned(),
+        format!("{:.3}", interval.as_secs_f64()),
+        "-W".to_owned(),
+        format!("{:.3}", reply_timeout.as_secs_f64()),
+        dst.to_string(),
+    ]);
+    let out = output(&mut command)?;
+    // iputils: 0 = all replied, 1 = some lost, 2 = other error.
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        return Err(failure(&command, &out));
+    }
+    PingReport::parse(&String::from_utf8_lossy(&out.stdout))
+}
 
 /// Round-trip times over the replies received.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,7 +81,7 @@ impl PingReport {
     /// 3 packets transmitted, 2 received, +1 errors, 33.3333% packet loss, time 2003ms
     /// rtt min/avg/max/mdev = 0.400/1.601/3.814/1.566 ms
     /// ```
-    pub fn parse(output: &str) -> Result<Self, Error> {
+    pub fn parse(output: &str) -> Result<Self> {
         let unexpected = |reason: &str| Error::UnexpectedOutput {
             command: "ping".into(),
             reason: reason.into(),

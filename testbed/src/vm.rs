@@ -17,20 +17,16 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use crate::addr::{Ipv4Cidr, MacAddr};
-use crate::command::{failure, output};
 use crate::error::{Error, Result};
 use crate::link::{Iface, VethPair};
 use crate::naming::{NodeName, Prefix};
 use crate::netns::Netns;
-use crate::ping::PingReport;
+use crate::ping::{PingReport, PING_REPLY_TIMEOUT};
 use crate::pm::{Pm, INTEGRATION_BRIDGE};
 use crate::readiness::{poll_until, Probe};
 
 /// MTU of VM interfaces, the usual Ethernet payload size.
 pub const VM_MTU: u32 = 1500;
-
-/// How long [`Vm::ping`] waits for each reply.
-pub const PING_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long each attempt of [`Vm::wait_reachable`] waits for its reply: short,
 /// so that a first request lost to neighbour resolution costs little.
@@ -325,34 +321,7 @@ impl Vm {
     /// [`PING_REPLY_TIMEOUT`]). Lost replies are not an error; a ping that
     /// cannot run at all (no route, bad arguments) is.
     pub fn ping(&self, dst: Ipv4Addr, count: u32, interval: Duration) -> Result<PingReport> {
-        self.ping_waiting(dst, count, interval, PING_REPLY_TIMEOUT)
-    }
-
-    fn ping_waiting(
-        &self,
-        dst: Ipv4Addr,
-        count: u32,
-        interval: Duration,
-        reply_timeout: Duration,
-    ) -> Result<PingReport> {
-        let mut command = self.netns.command("ping");
-        command.args([
-            "-n".to_owned(),
-            "-q".to_owned(),
-            "-c".to_owned(),
-            count.to_string(),
-            "-i".to_owned(),
-            format!("{:.3}", interval.as_secs_f64()),
-            "-W".to_owned(),
-            format!("{:.3}", reply_timeout.as_secs_f64()),
-            dst.to_string(),
-        ]);
-        let out = output(&mut command)?;
-        // iputils: 0 = all replied, 1 = some lost, 2 = other error.
-        if !matches!(out.status.code(), Some(0 | 1)) {
-            return Err(failure(&command, &out));
-        }
-        PingReport::parse(&String::from_utf8_lossy(&out.stdout))
+        crate::ping::ping_from(&self.netns, dst, count, interval, PING_REPLY_TIMEOUT)
     }
 
     /// Pings `dst` once per attempt until a reply comes back; returns how long
@@ -361,8 +330,9 @@ impl Vm {
     pub fn wait_reachable(&self, dst: Ipv4Addr, timeout: Duration) -> Result<Duration> {
         let start = Instant::now();
         poll_until(&format!("{dst} from VM {}", self.name), timeout, || {
+            let interval = Duration::from_millis(200);
             let report =
-                self.ping_waiting(dst, 1, Duration::from_millis(200), PROBE_REPLY_TIMEOUT)?;
+                crate::ping::ping_from(&self.netns, dst, 1, interval, PROBE_REPLY_TIMEOUT)?;
             Ok(if report.received > 0 {
                 Probe::Ready(start.elapsed())
             } else {

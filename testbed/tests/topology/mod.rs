@@ -3,6 +3,7 @@
 //! The topology most integration tests start from: one underlay, two PMs.
 
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use iris_testbed::{
     FailMode, Ipv4Cidr, MacAddr, PmId, PmSpec, Testbed, UnderlaySpec, VmId, VmSpec,
@@ -36,15 +37,24 @@ pub fn two_pms(label: &str, fail_mode: FailMode) -> TwoPms {
 
 impl TwoPms {
     /// Adds GRE ports `gre1`/`gre2` between the PMs' `br-int`s; returns their
-    /// OpenFlow port numbers (on pm1, on pm2).
+    /// OpenFlow port numbers (on pm1, on pm2). The PMs then ping each other
+    /// on the underlay, which must work and which lets OVS resolve the tunnel
+    /// endpoints before the first VM frame needs them.
     pub fn connect_with_gre(&self) -> (u32, u32) {
         let (pm1, pm2) = (self.tb.pm(self.pm1), self.tb.pm(self.pm2));
-        let on_pm1 = pm1
-            .add_gre_port("gre1", pm2.underlay_addr().addr())
-            .unwrap();
-        let on_pm2 = pm2
-            .add_gre_port("gre2", pm1.underlay_addr().addr())
-            .unwrap();
+        let (ip1, ip2) = (pm1.underlay_addr().addr(), pm2.underlay_addr().addr());
+        let on_pm1 = pm1.add_gre_port("gre1", ip2).unwrap();
+        let on_pm2 = pm2.add_gre_port("gre2", ip1).unwrap();
+        for (from, to) in [(pm1, ip2), (pm2, ip1)] {
+            let report = from
+                .ping_underlay(to, 1, Duration::from_millis(100))
+                .unwrap();
+            assert!(
+                report.all_replied(),
+                "underlay {} -> {to}: {report:?}",
+                from.name()
+            );
+        }
         (on_pm1, on_pm2)
     }
 
