@@ -12,7 +12,7 @@ use crate::netns::Netns;
 use crate::ovs::OvsInstance;
 use crate::pm::{Pm, PmSpec};
 use crate::process::{terminate_pids, Process, STOP_GRACE};
-use crate::state::{StateDir, DEFAULT_STATE_ROOT};
+use crate::state::{remove_tree, StateDir, DEFAULT_STATE_ROOT};
 use crate::underlay::{Underlay, UnderlaySpec};
 use crate::vm::{Vm, VmSpec};
 
@@ -156,9 +156,26 @@ impl Testbed {
         Ok((name, netns))
     }
 
+    /// Runs `build` with a fresh node's name and namespace. If it fails, the
+    /// name is freed again (the namespace went with `build`'s guards), so a
+    /// caller may retry under the same name.
+    fn with_new_node<T>(
+        &mut self,
+        name: &str,
+        build: impl FnOnce(&Self, NodeName, Netns) -> Result<T>,
+    ) -> Result<T> {
+        let (node, netns) = self.new_node(name)?;
+        build(self, node.clone(), netns).inspect_err(|_| {
+            if let Err(e) = self.forget_node(&node) {
+                eprintln!("iris-testbed {}: {e}", self.prefix());
+            }
+        })
+    }
+
     pub fn add_underlay(&mut self, spec: UnderlaySpec) -> Result<UnderlayId> {
-        let (name, netns) = self.new_node(&spec.name)?;
-        let underlay = Underlay::create(name, netns, &spec)?;
+        let underlay = self.with_new_node(&spec.name, |_, name, netns| {
+            Underlay::create(name, netns, &spec)
+        })?;
         self.underlays.push(underlay);
         Ok(UnderlayId(self.underlays.len() - 1))
     }
@@ -168,8 +185,13 @@ impl Testbed {
             return Err(Error::Usage(format!("PM {}: no such underlay", spec.name)));
         }
         let addr = self.underlays[spec.underlay.0].lease(spec.underlay_ip)?;
-        let pm = self.build_pm(&spec, addr);
-        match pm {
+        let built = self.with_new_node(&spec.name, |tb, name, netns| {
+            let dir = tb.state.node_dir(name.as_str())?;
+            let ovs = OvsInstance::start(name.as_str(), &netns, dir, tb.config.ready_timeout)?;
+            let underlay = &tb.underlays[spec.underlay.0];
+            Pm::create(tb.state.prefix(), name, netns, ovs, underlay, addr, &spec)
+        });
+        match built {
             Ok(pm) => {
                 self.pms.push(Some(pm));
                 Ok(PmId(self.pms.len() - 1))
@@ -181,24 +203,16 @@ impl Testbed {
         }
     }
 
-    fn build_pm(&mut self, spec: &PmSpec, addr: crate::addr::Ipv4Cidr) -> Result<Pm> {
-        let (name, netns) = self.new_node(&spec.name)?;
-        let dir = self.state.node_dir(name.as_str())?;
-        let ovs = OvsInstance::start(name.as_str(), &netns, dir, self.config.ready_timeout)?;
-        let underlay = &self.underlays[spec.underlay.0];
-        Pm::create(self.state.prefix(), name, netns, ovs, underlay, addr, spec)
-    }
-
     pub fn add_vm(&mut self, spec: VmSpec) -> Result<VmId> {
         spec.validate()?;
-        let (name, netns) = self.new_node(&spec.name)?;
-        let mut vm = Vm::create(self.state.prefix(), name, netns, &spec)?;
-        let pm = self
-            .pms
-            .get(spec.pm.0)
-            .and_then(Option::as_ref)
-            .ok_or_else(|| Error::Usage(format!("VM {}: no such PM", spec.name)))?;
-        vm.attach(self.state.prefix(), pm)?;
+        if self.pms.get(spec.pm.0).and_then(Option::as_ref).is_none() {
+            return Err(Error::Usage(format!("VM {}: no such PM", spec.name)));
+        }
+        let vm = self.with_new_node(&spec.name, |tb, name, netns| {
+            let mut vm = Vm::create(tb.state.prefix(), name, netns, &spec)?;
+            vm.attach(tb.state.prefix(), tb.pm(spec.pm))?;
+            Ok(vm)
+        })?;
         self.vms.push(Some(vm));
         Ok(VmId(self.vms.len() - 1))
     }
@@ -231,7 +245,14 @@ impl Testbed {
         removed.detach(pm)?;
         terminate_pids(&removed.netns.pids()?, STOP_GRACE)?;
         removed.netns.delete()?;
-        self.names.remove(&removed.name);
+        self.forget_node(&removed.name)
+    }
+
+    /// Frees a removed node's name and its state subdirectory, so that a new
+    /// node may take the name.
+    fn forget_node(&mut self, name: &NodeName) -> Result<()> {
+        remove_tree(&self.state.path().join(name.as_str()))?;
+        self.names.remove(name);
         Ok(())
     }
 
@@ -253,8 +274,7 @@ impl Testbed {
         terminate_pids(&removed.netns.pids()?, STOP_GRACE)?;
         removed.netns.delete()?;
         self.underlays[removed.underlay.0].release(removed.underlay_addr());
-        self.names.remove(&removed.name);
-        Ok(())
+        self.forget_node(&removed.name)
     }
 
     /// Starts `argv` in `node`'s namespace as a process the testbed stops at

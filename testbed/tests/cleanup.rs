@@ -125,3 +125,63 @@ fn stale_cleanup_leaves_live_testbeds_alone() {
     let pm = t.tb.pm(t.pm1);
     assert!(pm.vsctl(&["br-exists", "br-int"]).is_ok());
 }
+
+#[test]
+fn removed_nodes_take_their_resources_with_them() {
+    let mut t = two_pms("cleanup-churn", FailMode::Standalone);
+    let vm = t.vm("vm1", 1, t.pm2);
+    let (vm_ns, port) = {
+        let vm = t.tb.vm(vm);
+        (vm.netns().name().to_owned(), vm.port().to_owned())
+    };
+    let pm2 = t.tb.pm(t.pm2);
+    let (pm_ns, pm_pids, pm_addr) = (
+        pm2.netns().name().to_owned(),
+        pm2.ovs().pids(),
+        pm2.underlay_addr(),
+    );
+
+    let busy = t.tb.remove_pm(t.pm2).unwrap_err();
+    assert!(matches!(busy, iris_testbed::Error::Usage(_)), "{busy}");
+
+    t.tb.remove_vm(vm).unwrap();
+    assert!(!iris_testbed::list_netns().unwrap().contains(&vm_ns));
+    let ports = t.tb.pm(t.pm2).vsctl(&["list-ports", "br-int"]).unwrap();
+    assert!(!ports.lines().any(|p| p == port), "{ports}");
+
+    t.tb.remove_pm(t.pm2).unwrap();
+    assert!(!iris_testbed::list_netns().unwrap().contains(&pm_ns));
+    for pid in pm_pids {
+        // The daemons were the testbed's children and have been reaped.
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "{pid}"
+        );
+    }
+    // The name and the underlay address are free again.
+    let dc = t.tb.pm(t.pm1).underlay();
+    let again = t.tb.add_pm(iris_testbed::PmSpec::new("pm2", dc)).unwrap();
+    assert_eq!(t.tb.pm(again).underlay_addr(), pm_addr);
+    assert_eq!(t.tb.pms().count(), 2);
+}
+
+#[test]
+fn a_node_that_fails_to_build_leaves_nothing_and_frees_its_name() {
+    let mut t = two_pms("cleanup-failed-node", FailMode::Standalone);
+    // The kernel refuses a multicast MAC on an interface, halfway through
+    // building the VM.
+    let multicast = MacAddr([0x01, 0, 0x5e, 0, 0, 1]);
+    let spec = VmSpec::new("vm1", t.pm1, topology::VI, multicast, topology::vm_ip(1));
+    let err = t.tb.add_vm(spec).unwrap_err();
+    assert!(matches!(err, iris_testbed::Error::Command { .. }), "{err}");
+    let prefix = t.tb.prefix().to_string();
+    let namespaces = iris_testbed::list_netns().unwrap();
+    assert!(!namespaces
+        .iter()
+        .any(|ns| ns.starts_with(&format!("{prefix}-vm1"))));
+    let ports = t.tb.pm(t.pm1).vsctl(&["list-ports", "br-int"]).unwrap();
+    assert_eq!(ports.trim(), "", "{ports}");
+    assert_eq!(t.tb.vms().count(), 0);
+    t.vm("vm1", 1, t.pm1);
+    assert_eq!(t.tb.vms().count(), 1);
+}
