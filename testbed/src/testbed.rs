@@ -281,9 +281,17 @@ impl Testbed {
     /// teardown. Its output goes to `<state dir>/<node>/<name>.log` (or
     /// `<state dir>/<name>.log` for the root namespace).
     pub fn spawn(&mut self, node: impl Into<Node>, name: &str, argv: &[&str]) -> Result<ProcessId> {
-        let name = NodeName::new(name).map_err(|_| {
-            Error::Usage(format!("process name {name:?} must be a valid node name"))
-        })?;
+        // The name becomes a file name next to the OVS files.
+        let valid = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && !name.starts_with("ovs");
+        if !valid {
+            return Err(Error::Usage(format!(
+                "process name {name:?} must be 1 to 32 characters of [a-z0-9_-], not starting with \"ovs\""
+            )));
+        }
         let (program, args) = argv
             .split_first()
             .ok_or_else(|| Error::Usage("empty command line".into()))?;
@@ -308,7 +316,7 @@ impl Testbed {
         };
         command.args(args);
         let log = dir.join(format!("{name}.log"));
-        let process = Process::spawn(name.as_str(), command, Some(&log))?;
+        let process = Process::spawn(name, command, Some(&log))?;
         self.processes.push(Some(process));
         Ok(ProcessId(self.processes.len() - 1))
     }

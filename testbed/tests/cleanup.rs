@@ -12,14 +12,14 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use iris_testbed::stale::leftovers;
-use iris_testbed::{cleanup_stale, FailMode, Inventory, MacAddr, VmSpec, DEFAULT_STATE_ROOT};
+use iris_testbed::{cleanup_stale, FailMode, Inventory, MacAddr, Node, VmSpec, DEFAULT_STATE_ROOT};
 use topology::two_pms;
 
 /// Builds a testbed that uses every kind of resource: an underlay, two PMs
 /// (one with a management link into the root namespace), VMs with and without
-/// VLAN interfaces, a managed process, and a process started behind the
-/// testbed's back inside a VM. Returns its inventory, the testbed, and that
-/// stray process.
+/// VLAN interfaces, managed processes in a VM and in the root namespace, and a
+/// process started behind the testbed's back inside a VM. Returns its
+/// inventory, the testbed, and that stray process.
 fn busy_testbed(label: &str) -> (Inventory, topology::TwoPms, Child) {
     let mut t = two_pms(label, FailMode::Standalone);
     t.add_managed_pm("pm3", "198.18.200.0/30");
@@ -34,6 +34,8 @@ fn busy_testbed(label: &str) -> (Inventory, topology::TwoPms, Child) {
     .vlan(10, "10.10.0.2/24".parse().unwrap());
     t.tb.add_vm(vlan_vm).unwrap();
     t.tb.spawn(vm1, "sleeper", &["sleep", "600"]).unwrap();
+    t.tb.spawn(Node::Root, "root-side-sleeper", &["sleep", "600"])
+        .unwrap();
     let stray =
         t.tb.vm(vm1)
             .netns()
@@ -57,9 +59,9 @@ fn busy_testbed(label: &str) -> (Inventory, topology::TwoPms, Child) {
     inventory.pids.push(stray.id());
     // Meaningful only if there was something to remove.
     assert_eq!(inventory.namespaces.len(), 6, "{inventory:?}");
-    assert_eq!(inventory.pids.len(), 3 * 2 + 2, "{inventory:?}");
+    assert_eq!(inventory.pids.len(), 3 * 2 + 3, "{inventory:?}");
     assert_eq!(inventory.root_links.len(), 1, "{inventory:?}");
-    assert_eq!(leftovers(&inventory).unwrap().len(), 6 + 8 + 1 + 1);
+    assert_eq!(leftovers(&inventory).unwrap().len(), 6 + 9 + 1 + 1);
     (inventory, t, stray)
 }
 
