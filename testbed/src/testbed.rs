@@ -22,7 +22,7 @@ pub struct UnderlayId(usize);
 
 /// Handle of a PM in its [`Testbed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PmId(usize);
+pub struct PmId(pub(crate) usize);
 
 /// Handle of a VM in its [`Testbed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

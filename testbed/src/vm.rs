@@ -5,13 +5,14 @@
 //! replaces only the link, so processes inside the VM keep running, as they do
 //! across a live migration.
 //!
-//! VLAN interfaces: this kernel family often lacks 802.1Q (`8021q`) and bridge
-//! VLAN filtering, so a VM cannot tag frames itself. A VM with VLAN interfaces
-//! instead gets one untagged veth per VLAN plus a small "tagging" bridge in the
-//! PM's own vswitchd, which tags each VLAN interface's frames (access port,
-//! `tag=<vid>`), leaves the main interface untagged (`trunks=0`), and hands
-//! the resulting trunk to `br-int` over a patch port, as a guest's own VLAN
-//! stack would.
+//! VLAN interfaces: kernels built without 802.1Q (`8021q`) and bridge VLAN
+//! filtering, like the one the testbed was developed on, cannot tag frames in
+//! a namespace. A VM with VLAN interfaces therefore gets one untagged veth per
+//! VLAN plus a small "tagging" bridge in the PM's own vswitchd, which tags
+//! each VLAN interface's frames (access port, `tag=<vid>`), leaves the main
+//! interface untagged (`trunks=0`), and hands the resulting trunk to `br-int`
+//! over a patch port, as a guest's own VLAN stack would. The same path is used
+//! on every kernel, so scenarios behave alike everywhere.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -90,6 +91,17 @@ impl VmSpec {
                 self.vlans.len()
             )));
         }
+        for (i, vlan) in self.vlans.iter().enumerate() {
+            if self.vlans[..i]
+                .iter()
+                .any(|earlier| earlier.vid == vlan.vid)
+            {
+                return Err(Error::Usage(format!(
+                    "VM {} has VLAN {} twice",
+                    self.name, vlan.vid
+                )));
+            }
+        }
         if let Some(bad) = self.vlans.iter().find(|v| v.vid == 0 || v.vid > 4094) {
             return Err(Error::Usage(format!(
                 "VLAN id {} of VM {} is outside 1..=4094",
@@ -118,6 +130,7 @@ pub struct Vm {
     vi: u32,
     vlans: Vec<VlanSpec>,
     interface: String,
+    vlan_interfaces: Vec<String>,
     port: String,
     attachment: Option<Attachment>,
     pub(crate) netns: Netns,
@@ -133,6 +146,9 @@ impl Vm {
         spec.validate()?;
         Ok(Self {
             interface: prefix.link(&name, ROLE_VM_MAIN)?,
+            vlan_interfaces: (0..spec.vlans.len())
+                .map(|index| prefix.link(&name, &format!("{ROLE_VLAN_VM}{index}")))
+                .collect::<Result<_>>()?,
             port: prefix.link(&name, ROLE_PORT)?,
             name,
             pm: spec.pm,
@@ -171,10 +187,10 @@ impl Vm {
         };
         let mut vlan_ports = Vec::new();
         for (index, vlan) in self.vlans.iter().enumerate() {
-            let vm_end = prefix.link(&self.name, &format!("{ROLE_VLAN_VM}{index}"))?;
+            let vm_end = &self.vlan_interfaces[index];
             let pm_end = prefix.link(&self.name, &format!("{ROLE_VLAN_PM}{index}"))?;
             let mac = vlan.mac.unwrap_or(self.mac);
-            links.push(self.vm_link(&vm_end, &pm_end, pm, mac, vlan.ip)?);
+            links.push(self.vm_link(vm_end, &pm_end, pm, mac, vlan.ip)?);
             vlan_ports.push((pm_end, format!("tag={}", vlan.vid)));
         }
 
@@ -301,6 +317,14 @@ impl Vm {
     }
 
     /// The VM's main interface, inside its namespace.
+    /// The VM's interface for VLAN `vid`, inside its namespace.
+    pub fn vlan_interface(&self, vid: u16) -> Option<&str> {
+        self.vlans
+            .iter()
+            .position(|v| v.vid == vid)
+            .map(|index| self.vlan_interfaces[index].as_str())
+    }
+
     pub fn interface(&self) -> &str {
         &self.interface
     }
@@ -339,5 +363,27 @@ impl Vm {
                 Probe::NotYet(format!("{report:?}"))
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> VmSpec {
+        let ip = "10.0.0.1/24".parse().unwrap();
+        VmSpec::new("vm1", crate::PmId(0), 7, MacAddr::local(1), ip)
+    }
+
+    #[test]
+    fn vlan_ids_must_be_valid_and_distinct() {
+        let ip: Ipv4Cidr = "10.10.0.1/24".parse().unwrap();
+        assert!(spec().vlan(10, ip).vlan(20, ip).validate().is_ok());
+        assert!(spec().vlan(10, ip).vlan(10, ip).validate().is_err());
+        assert!(spec().vlan(0, ip).validate().is_err());
+        assert!(spec().vlan(4095, ip).validate().is_err());
+        assert!(spec().vlan(4094, ip).validate().is_ok());
+        let many = (1..=MAX_VLANS as u16 + 1).fold(spec(), |s, vid| s.vlan(vid, ip));
+        assert!(many.validate().is_err());
     }
 }

@@ -116,6 +116,12 @@ fn vlan_tags_cross_the_tunnel_and_keep_vlans_apart() {
     let tb = &t.tb;
 
     let vm1 = tb.vm(vm1);
+    let vlan_if = vm1.vlan_interface(10).unwrap();
+    let addrs = vm1
+        .exec(&["ip", "-o", "-4", "addr", "show", vlan_if])
+        .unwrap();
+    assert!(addrs.contains("10.10.0.1/24"), "{addrs}");
+    assert!(vm1.vlan_interface(20).is_none());
     // Untagged traffic still flows next to the tagged one.
     vm1.wait_reachable(vm_ip(2).addr(), CONVERGE).unwrap();
     vm1.wait_reachable(cidr("10.10.0.2/24").addr(), CONVERGE)
