@@ -1,22 +1,51 @@
-#!/bin/sh
-# Installs what the Iris testbed runs: iproute2 (namespaces, veths, bridges),
-# ethtool (offloads), ping, sysctl, and Open vSwitch (ovsdb-server,
-# ovs-vswitchd and the ovs-* clients). Debian/Ubuntu; run as root.
-#
-# The testbed starts its own private OVS instances with the userspace
-# datapath; the system-wide Open vSwitch service the package starts is not
-# used and is not needed, and the openvswitch kernel module is not required.
-set -eu
+#!/usr/bin/env bash
+# Installs the system packages Iris builds and tests with, only when missing.
+# Idempotent and quiet when everything is present; run as root on Debian 12.
+set -euo pipefail
 
-if [ "$(id -u)" -ne 0 ]; then
-    echo "install-deps.sh: run me as root (e.g. sudo $0)" >&2
+# command -> Debian package that provides it
+declare -A NEED=(
+  [ovs-vswitchd]=openvswitch-switch
+  [ovsdb-server]=openvswitch-switch
+  [ovs-ofctl]=openvswitch-common
+  [mn]=mininet
+  [iperf3]=iperf3
+  [ethtool]=ethtool
+  [tcpdump]=tcpdump
+  [ip]=iproute2
+  [ping]=iputils-ping
+  [ps]=procps
+  [killall]=psmisc
+)
+
+missing=()
+for cmd in "${!NEED[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+done
+
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: missing ${missing[*]}; run this script (or make) as root so apt-get can install them" >&2
     exit 1
+  fi
+  mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
+  echo "install-deps: installing ${pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The packages' own services are not used: every Iris test and the testbed
+  # start private ovsdb-server/ovs-vswitchd instances with their own run dirs.
+  apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update
-apt-get install -y --no-install-recommends \
-    iproute2 ethtool iputils-ping procps \
-    openvswitch-switch openvswitch-common
-
-echo "done; now run: iris-testbed check"
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found; install a Rust toolchain (1.80 or newer) with rustup" >&2
+  exit 1
+fi
+for comp in rustfmt clippy; do
+  if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    rustup component add "$comp" >/dev/null 2>&1 || {
+      echo "install-deps: cargo $comp is missing; run 'rustup component add $comp'" >&2
+      exit 1
+    }
+  fi
+done

@@ -28,9 +28,6 @@
 //! All of it needs root; see `docs/testbed.md` for what was measured about
 //! running OVS this way.
 
-// Tests may unwrap (house rule); library code may not.
-#![cfg_attr(test, allow(clippy::unwrap_used))]
-
 mod addr;
 mod command;
 mod error;
