@@ -1,1 +1,8 @@
-//! The Iris OpenFlow controller: switch sessions, registry, flow compiler and reconciler.
+//! The Iris OpenFlow controller: switch sessions, the registry of where every
+//! MAC lives, the flow compiler and reconciler, and OVSDB management of every
+//! host's Open vSwitch.
+//!
+//! The registry, compiler and reconciler are sans-IO: plain data and functions
+//! tested against a simulated flow table. Tokio tasks only move bytes and timers.
+
+pub mod model;

@@ -4,7 +4,7 @@
 //! A [`Reader`] never panics: every accessor checks the remaining length once
 //! and returns [`DecodeError::Truncated`] naming the structure being read.
 
-use crate::error::{DecodeError, Result};
+use crate::error::{DecodeError, ErrorCode, Result};
 
 /// A cursor over a borrowed byte slice.
 #[derive(Debug, Clone)]
@@ -99,7 +99,11 @@ impl<'a> Reader<'a> {
         let start = self.pos + offset;
         match self.buf.get(start..start + 2) {
             Some(b) => Ok(u16::from_be_bytes([b[0], b[1]])),
-            None => Err(DecodeError::truncated(self.at, offset + 2, self.remaining())),
+            None => Err(DecodeError::truncated(
+                self.at,
+                offset + 2,
+                self.remaining(),
+            )),
         }
     }
 
@@ -108,8 +112,29 @@ impl<'a> Reader<'a> {
         let start = self.pos + offset;
         match self.buf.get(start..start + 4) {
             Some(b) => Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-            None => Err(DecodeError::truncated(self.at, offset + 4, self.remaining())),
+            None => Err(DecodeError::truncated(
+                self.at,
+                offset + 4,
+                self.remaining(),
+            )),
         }
+    }
+
+    /// Splits off the next element framed as `type: u16, len: u16, ...` in
+    /// which `len` counts the 4-byte header and must be a multiple of 8
+    /// (actions, instructions). Returns the type, the length and a reader,
+    /// named `at`, over the element after its header. A length that is too
+    /// short, not a multiple of 8 or past the end is `BadLength` with `code`.
+    pub fn tlv8(&mut self, at: &'static str, code: ErrorCode) -> Result<(u16, usize, Reader<'a>)> {
+        let bad = |len: usize| DecodeError::bad_len_code(at, len, code);
+        let kind = self.peek_u16(0).map_err(|_| bad(self.remaining()))?;
+        let len = usize::from(self.peek_u16(2).map_err(|_| bad(self.remaining()))?);
+        if len < 8 || len % 8 != 0 || len > self.remaining() {
+            return Err(bad(len));
+        }
+        let mut body = self.sub(len, at)?;
+        body.skip(4)?;
+        Ok((kind, len, body))
     }
 
     /// A fixed-width, NUL-padded name field (port names, table names).
@@ -252,7 +277,11 @@ mod tests {
         assert_eq!(r.u16().ok(), Some(0x0102));
         assert_eq!(
             r.u32(),
-            Err(DecodeError::Truncated { at: "ofp_thing", needed: 4, available: 1 })
+            Err(DecodeError::Truncated {
+                at: "ofp_thing",
+                needed: 4,
+                available: 1
+            })
         );
         // A failed read consumes nothing.
         assert_eq!(r.u8().ok(), Some(3));

@@ -49,7 +49,7 @@ impl ErrorCode {
     pub const ACTION_BAD_SET_LEN: Self = Self::new(error_type::BAD_ACTION, 14);
     pub const ACTION_BAD_SET_ARGUMENT: Self = Self::new(error_type::BAD_ACTION, 15);
     pub const INSTRUCTION_UNKNOWN: Self = Self::new(error_type::BAD_INSTRUCTION, 0);
-    pub const INSTRUCTION_BAD_LEN: Self = Self::new(error_type::BAD_INSTRUCTION, 8);
+    pub const INSTRUCTION_BAD_LEN: Self = Self::new(error_type::BAD_INSTRUCTION, 7);
     pub const MATCH_BAD_TYPE: Self = Self::new(error_type::BAD_MATCH, 0);
     pub const MATCH_BAD_LEN: Self = Self::new(error_type::BAD_MATCH, 1);
     pub const MATCH_BAD_FIELD: Self = Self::new(error_type::BAD_MATCH, 6);
@@ -59,16 +59,16 @@ impl ErrorCode {
     pub const MATCH_DUP_FIELD: Self = Self::new(error_type::BAD_MATCH, 10);
     pub const FLOW_MOD_BAD_COMMAND: Self = Self::new(error_type::FLOW_MOD_FAILED, 6);
     pub const FLOW_MOD_BAD_FLAGS: Self = Self::new(error_type::FLOW_MOD_FAILED, 7);
-    pub const GROUP_MOD_BAD_COMMAND: Self = Self::new(error_type::GROUP_MOD_FAILED, 10);
-    pub const GROUP_MOD_BAD_TYPE: Self = Self::new(error_type::GROUP_MOD_FAILED, 11);
+    pub const GROUP_MOD_BAD_COMMAND: Self = Self::new(error_type::GROUP_MOD_FAILED, 11);
+    pub const GROUP_MOD_BAD_TYPE: Self = Self::new(error_type::GROUP_MOD_FAILED, 10);
     pub const METER_MOD_BAD_COMMAND: Self = Self::new(error_type::METER_MOD_FAILED, 4);
     pub const METER_MOD_BAD_FLAGS: Self = Self::new(error_type::METER_MOD_FAILED, 5);
     pub const METER_MOD_BAD_RATE: Self = Self::new(error_type::METER_MOD_FAILED, 6);
     pub const METER_MOD_BAD_BURST: Self = Self::new(error_type::METER_MOD_FAILED, 7);
     pub const METER_MOD_BAD_BAND: Self = Self::new(error_type::METER_MOD_FAILED, 8);
     pub const METER_MOD_BAD_BAND_VALUE: Self = Self::new(error_type::METER_MOD_FAILED, 9);
-    pub const TABLE_FEATURES_BAD_LEN: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 2);
-    pub const TABLE_FEATURES_BAD_TYPE: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 4);
+    pub const TABLE_FEATURES_BAD_LEN: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 3);
+    pub const TABLE_FEATURES_BAD_TYPE: Self = Self::new(error_type::TABLE_FEATURES_FAILED, 2);
 }
 
 /// Who is at fault for a decode failure.
@@ -80,26 +80,47 @@ pub enum DecodeError {
     /// The bytes ended before a structure whose length was already known.
     /// On a stream this means "wait for more"; on a complete message it is
     /// a peer that sent a short message.
-    Truncated { at: &'static str, needed: usize, available: usize },
+    Truncated {
+        at: &'static str,
+        needed: usize,
+        available: usize,
+    },
     /// A length field is below the structure's minimum, not the multiple it
     /// must be, or points past the enclosing structure.
-    BadLength { at: &'static str, length: usize, code: ErrorCode },
+    BadLength {
+        at: &'static str,
+        length: usize,
+        code: ErrorCode,
+    },
     /// The message is not OpenFlow 1.3 (wire version 0x04).
     BadVersion { version: u8 },
     /// A field holds a value the spec forbids (for example a meter band of
     /// type 0); `code` is what the peer is told.
-    BadValue { at: &'static str, value: u64, code: ErrorCode },
+    BadValue {
+        at: &'static str,
+        value: u64,
+        code: ErrorCode,
+    },
 }
 
 impl DecodeError {
     pub(crate) fn truncated(at: &'static str, needed: usize, available: usize) -> Self {
-        Self::Truncated { at, needed, available }
+        Self::Truncated {
+            at,
+            needed,
+            available,
+        }
     }
 
     pub(crate) fn bad_len(at: &'static str, length: usize) -> Self {
-        Self::BadLength { at, length, code: ErrorCode::BAD_LEN }
+        Self::BadLength {
+            at,
+            length,
+            code: ErrorCode::BAD_LEN,
+        }
     }
 
+    #[allow(dead_code)] // used by the match and message decoders
     pub(crate) fn bad_len_code(at: &'static str, length: usize, code: ErrorCode) -> Self {
         Self::BadLength { at, length, code }
     }
@@ -131,7 +152,11 @@ impl DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Truncated { at, needed, available } => write!(
+            Self::Truncated {
+                at,
+                needed,
+                available,
+            } => write!(
                 f,
                 "{at}: truncated, needs {needed} bytes but only {available} are present"
             ),

@@ -108,7 +108,11 @@ mod tests {
         assert_eq!(frame_len(&m), Ok(None));
         assert!(matches!(
             check_complete(&m),
-            Err(DecodeError::Truncated { needed: 16, available: 9, .. })
+            Err(DecodeError::Truncated {
+                needed: 16,
+                available: 9,
+                ..
+            })
         ));
     }
 

@@ -192,7 +192,10 @@ mod tests {
     #[test]
     fn header_view_reads_fields() {
         let h = HeaderView::new_checked([4u8, 10, 0, 12, 0, 0, 0, 7, 1, 2, 3, 4]).unwrap();
-        assert_eq!((h.version(), h.msg_type(), h.length(), h.xid()), (4, MsgType::PacketIn, 12, 7));
+        assert_eq!(
+            (h.version(), h.msg_type(), h.length(), h.xid()),
+            (4, MsgType::PacketIn, 12, 7)
+        );
         assert_eq!(h.body(), &[1, 2, 3, 4]);
         assert!(HeaderView::new_checked([4u8, 0, 0]).is_err());
     }

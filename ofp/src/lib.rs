@@ -28,6 +28,7 @@ pub mod message;
 pub mod multipart;
 pub mod oxm;
 pub mod packet;
+mod print;
 
 pub use error::{DecodeError, ErrorCode};
 pub use header::{MsgType, OFP_VERSION};

@@ -1,0 +1,31 @@
+# The README's two commands are `make demo` and `make test`; both install what
+# they need first (scripts/install-deps.sh, apt-get as root).
+CARGO ?= cargo
+CARGO_FLAGS ?= --locked
+
+.PHONY: deps build demo test bench lint fmt clean
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build $(CARGO_FLAGS) --workspace --release
+
+demo: build
+	target/release/iris-testbed demo
+
+test: deps
+	$(CARGO) test $(CARGO_FLAGS) --workspace
+
+bench: deps
+	$(CARGO) bench $(CARGO_FLAGS) -p ofp
+
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

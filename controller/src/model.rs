@@ -1,0 +1,150 @@
+//! The nouns of the controller: hosts, virtual infrastructures, VM ports and
+//! where a MAC lives. Plain data shared by the registry, the flow compiler, the
+//! switch sessions and the northbound API.
+
+use ofp::packet::MacAddr;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// A virtual infrastructure's id. It is also what table 0 writes into
+/// `metadata`, so it must be non-zero and unique per controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViId(pub u32);
+
+impl fmt::Display for ViId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vi{}", self.0)
+    }
+}
+
+/// A host's unique name (a PM or a gateway node).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostName(pub String);
+
+impl fmt::Display for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The 802.1Q VLAN a frame carries, or none. Iris never changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Vlan {
+    Untagged,
+    /// A VLAN id, 1..=4094.
+    Tagged(u16),
+}
+
+impl Vlan {
+    /// The value an OXM `vlan_vid` match takes (OFPVID_PRESENT | vid, or OFPVID_NONE).
+    pub fn oxm_vid(self) -> u16 {
+        match self {
+            Vlan::Untagged => 0,
+            Vlan::Tagged(v) => 0x1000 | v,
+        }
+    }
+}
+
+impl fmt::Display for Vlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Vlan::Untagged => f.write_str("untagged"),
+            Vlan::Tagged(v) => write!(f, "vlan{v}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum HostRole {
+    /// A PM carrying L1 VMs.
+    Compute,
+    /// A data-center gateway node; MACs of the operator's own data center live
+    /// "behind" it.
+    Gateway,
+}
+
+/// A machine whose Open vSwitch Iris manages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    pub name: HostName,
+    /// Where GRE tunnels from the other hosts terminate.
+    pub underlay_ip: Ipv4Addr,
+    pub role: HostRole,
+    /// OVSDB remote, `unix:PATH` or `tcp:IP:PORT`.
+    pub ovsdb_remote: String,
+    /// The integration bridge's datapath id, which Iris sets through OVSDB so
+    /// that an OpenFlow connection can be matched to its host.
+    pub datapath_id: u64,
+}
+
+/// One IaaS operator's sealed layer-2 world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vi {
+    pub id: ViId,
+    pub name: String,
+    /// The GRE key its traffic carries between hosts (`tun_id`).
+    pub gre_key: u32,
+    /// Gateway hosts toward the operator's own data center; unknown unicast
+    /// and ARP for unknown targets go there. Empty: the VI lives in the HaaS
+    /// data center alone and such traffic is flooded within it.
+    pub gateways: Vec<HostName>,
+}
+
+/// An L1 VM's NIC on a host's integration bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VmPort {
+    pub host: HostName,
+    /// The OVS port (and interface) name.
+    pub name: String,
+    pub ofport: u32,
+    /// From `external_ids:iris-vi` on the Interface row.
+    pub vi: ViId,
+}
+
+/// Where a MAC lives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Location {
+    /// On a local port of a host's bridge inside the HaaS data center.
+    Port { host: HostName, ofport: u32 },
+    /// In an operator's data center, reached through this gateway host.
+    BehindGateway { gateway: HostName },
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Port { host, ofport } => write!(f, "{host}:{ofport}"),
+            Location::BehindGateway { gateway } => write!(f, "behind {gateway}"),
+        }
+    }
+}
+
+/// The registry's forwarding key: one operator reuses MACs across VLANs and
+/// operators reuse each other's, so all three parts are needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MacKey {
+    pub vi: ViId,
+    pub vlan: Vlan,
+    pub mac: MacAddr,
+}
+
+/// The registry's ARP key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IpKey {
+    pub vi: ViId,
+    pub vlan: Vlan,
+    pub ip: Ipv4Addr,
+}
+
+/// Everything the flow compiler needs besides the registry: hosts, VIs, VM
+/// ports and the tunnel port numbers each bridge reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    pub hosts: BTreeMap<HostName, Host>,
+    pub vis: BTreeMap<ViId, Vi>,
+    /// VM ports by (host, ofport).
+    pub vm_ports: BTreeMap<(HostName, u32), VmPort>,
+    /// Tunnel ofports: (local host, peer host) -> ofport on the local bridge.
+    pub tunnels: BTreeMap<(HostName, HostName), u32>,
+}
