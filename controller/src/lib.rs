@@ -6,3 +6,8 @@
 //! tested against a simulated flow table. Tokio tasks only move bytes and timers.
 
 pub mod model;
+pub mod registry;
+pub mod topology;
+
+#[cfg(test)]
+mod fixtures;
