@@ -11,6 +11,7 @@ pub mod model;
 pub mod packet_in;
 pub mod reconciler;
 pub mod registry;
+pub mod store;
 pub mod switch_state;
 pub mod topology;
 
