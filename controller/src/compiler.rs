@@ -7,13 +7,13 @@
 //! an operator it does not serve.
 
 use crate::model::{HostName, Location, Topology, Vi, ViId, Vlan};
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryChange};
 use crate::switch_state::{Flow, Group, SwitchState};
 use ofp::action::{port, Action};
 use ofp::instruction::Instruction;
 use ofp::oxm::{FieldId, Match, OxmField};
 use ofp::packet::MacAddr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 /// Table 0: classify a packet into its VI.
@@ -163,6 +163,29 @@ fn present<'a>(topology: &'a Topology, host: &HostName) -> Vec<Present<'a>> {
         });
     }
     out
+}
+
+/// The hosts whose flows depend on what `changes` touched: the members of
+/// every VI whose forwarding changed. Switches elsewhere hold nothing of
+/// those VIs and need no recompiling.
+pub fn affected_hosts<'a>(
+    topology: &'a Topology,
+    changes: &[RegistryChange],
+) -> BTreeSet<&'a HostName> {
+    let vis: BTreeSet<ViId> = changes
+        .iter()
+        .filter(|c| c.affects_flows())
+        .map(RegistryChange::vi)
+        .collect();
+    if vis.is_empty() {
+        return BTreeSet::new();
+    }
+    let members = topology.vi_members();
+    vis.iter()
+        .filter_map(|vi| members.get(vi))
+        .flatten()
+        .copied()
+        .collect()
 }
 
 /// The flows and groups `host`'s bridge should hold.
@@ -442,6 +465,35 @@ mod tests {
         let with = compile(&r, &t, &host("a"));
         let without = compile(&Registry::new(), &t, &host("a"));
         assert_eq!(with, without);
+    }
+
+    #[test]
+    fn changes_affect_the_members_of_their_vi() {
+        let t = world();
+        let mut r = Registry::new();
+        let port = t.vm_port(&host("b"), 2).unwrap().clone();
+        let vi2 = r.learn_source(
+            Timestamp(0),
+            &port,
+            Vlan::Untagged,
+            "52:54:00:00:00:01".parse().unwrap(),
+        );
+        let names = |c| {
+            affected_hosts(&t, c)
+                .into_iter()
+                .map(|h| h.0.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&vi2), ["a", "b"]);
+        let port = t.vm_port(&host("c"), 3).unwrap().clone();
+        let vi1 = r.learn_source(
+            Timestamp(0),
+            &port,
+            Vlan::Untagged,
+            "52:54:00:00:00:01".parse().unwrap(),
+        );
+        assert_eq!(names(&vi1), ["a", "b", "c", "gw"]);
+        assert!(names(&[]).is_empty());
     }
 
     #[test]
