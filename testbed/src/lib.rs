@@ -29,6 +29,7 @@
 //! running OVS this way.
 
 mod addr;
+pub mod bench;
 mod command;
 mod error;
 pub mod host;

@@ -1,10 +1,13 @@
-//! `iris-testbed`: checks a host for the testbed and cleans up after crashed
-//! runs. Scenarios, benchmarks and the demo build on the library.
+//! `iris-testbed`: checks a host for the testbed, cleans up after crashed
+//! runs, and runs the benchmarks. Scenarios and the demo build on the
+//! library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use iris_testbed::bench::{self, Mode, Target, Workload};
 use iris_testbed::{cleanup_prefix, cleanup_stale, host, Config, Prefix, DEFAULT_STATE_ROOT};
 
 #[derive(Debug, Parser)]
@@ -33,6 +36,123 @@ enum Command {
         #[arg(long, value_parser = parse_prefix)]
         prefix: Option<Prefix>,
     },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// cbench-style OpenFlow 1.3 load: emulated switches send PacketIns to a
+    /// controller this command starts on a loopback port, and count the
+    /// answers (responses/s) and how long they took.
+    Controller(ControllerArgs),
+}
+
+#[derive(Debug, Args)]
+struct ControllerArgs {
+    /// The controller to measure; peers are installed when missing.
+    #[arg(long, value_enum)]
+    target: Target,
+    /// Emulated switches, each on its own TCP connection.
+    #[arg(long, default_value_t = 16)]
+    switches: u32,
+    /// Hosts (source MACs) per switch.
+    #[arg(long, default_value_t = 1000)]
+    macs: u32,
+    /// Ports per switch the hosts are spread over.
+    #[arg(long, default_value_t = 8)]
+    ports: u16,
+    #[arg(long, value_enum, default_value_t = Mode::Throughput)]
+    mode: Mode,
+    #[arg(long, value_enum, default_value_t = Workload::Learning)]
+    workload: Workload,
+    /// Unanswered PacketIns per switch in throughput mode [default: 1024
+    /// across all switches, at least 1 each].
+    #[arg(long)]
+    window: Option<u32>,
+    /// Buffered PacketIns as cbench sends them: the controller may answer
+    /// with the buffer id instead of the frame.
+    #[arg(long)]
+    buffered: bool,
+    /// Seconds of load before the measurement starts.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds a PacketIn may wait for its answer before it is given up.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+    /// Where the Python peers' venv is kept [default: $IRIS_BENCH_CACHE,
+    /// else $XDG_CACHE_HOME/iris-bench, else ~/.cache/iris-bench].
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Keep the run directory (the controller's configuration and log).
+    #[arg(long)]
+    keep: bool,
+    /// Print one JSON object with the figures instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+fn seconds(flag: &str, s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{flag} must be a number of seconds >= 0"))
+}
+
+fn bench_controller(a: ControllerArgs) -> ExitCode {
+    let durations = (|| {
+        Ok::<_, String>((
+            seconds("--warmup", a.warmup)?,
+            seconds("--duration", a.duration)?,
+            seconds("--timeout", a.timeout)?,
+        ))
+    })();
+    let (warmup, duration, timeout) = match durations {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("bench controller: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = bench::Options {
+        target: a.target,
+        switches: a.switches,
+        macs: a.macs,
+        ports: a.ports,
+        mode: a.mode,
+        workload: a.workload,
+        window: a.window,
+        buffered: a.buffered,
+        warmup,
+        duration,
+        timeout,
+        cache: a.cache.unwrap_or_else(bench::default_cache),
+        keep: a.keep,
+    };
+    match bench::run(&options) {
+        Ok(report) if a.json => match serde_json::to_string(&report) {
+            Ok(j) => {
+                println!("{j}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench controller: cannot write the report as JSON: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench controller: {e}");
+            match e {
+                bench::BenchError::Usage(_) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
 }
 
 fn parse_prefix(s: &str) -> Result<Prefix, String> {
@@ -42,6 +162,7 @@ fn parse_prefix(s: &str) -> Result<Prefix, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
         Command::Check => {
             let config = Config {
                 state_root: cli.state_root,
