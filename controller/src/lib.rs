@@ -6,3 +6,4 @@
 //! tested against a simulated flow table. Tokio tasks only move bytes and timers.
 
 pub mod model;
+pub mod session;
