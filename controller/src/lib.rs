@@ -6,4 +6,5 @@
 //! tested against a simulated flow table. Tokio tasks only move bytes and timers.
 
 pub mod model;
+pub mod server;
 pub mod session;
