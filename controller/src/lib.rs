@@ -5,6 +5,7 @@
 //! The registry, compiler and reconciler are sans-IO: plain data and functions
 //! tested against a simulated flow table. Tokio tasks only move bytes and timers.
 
+pub mod config;
 pub mod model;
 pub mod server;
 pub mod session;
