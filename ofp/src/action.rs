@@ -117,6 +117,30 @@ pub enum ResubmitKind {
     TableCt,
 }
 
+/// One property of NXAST_CONTROLLER2. `value` holds the `len - 4` bytes the
+/// property's length covers; the padding to 8 bytes is implied.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Controller2Prop {
+    pub kind: u16,
+    pub value: Vec<u8>,
+}
+
+/// NXAC2PT_* property types of NXAST_CONTROLLER2.
+pub mod controller2_prop {
+    /// u16 (followed by two pad bytes inside the property).
+    pub const MAX_LEN: u16 = 0;
+    /// u16 (followed by two pad bytes inside the property).
+    pub const CONTROLLER_ID: u16 = 1;
+    /// u8.
+    pub const REASON: u16 = 2;
+    /// Opaque bytes echoed in the packet-in.
+    pub const USERDATA: u16 = 3;
+    /// No value: pause the pipeline and let the controller resume it.
+    pub const PAUSE: u16 = 4;
+    /// u32.
+    pub const METER_ID: u16 = 5;
+}
+
 /// One action.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -174,7 +198,8 @@ pub enum Action {
     Note(Vec<u8>),
     /// NXAST_EXIT.
     Exit,
-    /// NXAST_DEC_TTL.
+    /// NXAST_DEC_TTL. OVS accepts it only in OpenFlow 1.0 and 1.1; in 1.3
+    /// use [`Action::DecNwTtl`].
     NxDecTtl,
     /// NXAST_DEC_TTL_CNT_IDS: controllers to notify when the TTL expires.
     DecTtlCntIds(Vec<u16>),
@@ -189,6 +214,9 @@ pub enum Action {
         controller_id: u16,
         reason: u8,
     },
+    /// NXAST_CONTROLLER2: the controller action with its settings as
+    /// properties (see [`Controller2Prop`]), in wire order.
+    Controller2(Vec<Controller2Prop>),
     /// NXAST_CONJUNCTION: `clause` is 0-based on the wire.
     Conjunction {
         id: u32,
@@ -379,10 +407,16 @@ impl Action {
 
 /// Reads the OXM of a set-field action; the rest of the action must be the
 /// padding to 8 bytes, no more.
+/// A field value the match rules reject is BAD_SET_ARGUMENT here.
 fn parse_set_field(b: &mut Reader<'_>, len: usize) -> Result<OxmField> {
-    let bad =
-        || DecodeError::bad_len_code("ofp_action_set_field", len, ErrorCode::ACTION_BAD_SET_LEN);
-    let field = OxmField::parse(b).map_err(|_| bad())?;
+    let at = "ofp_action_set_field";
+    let bad = || DecodeError::bad_len_code(at, len, ErrorCode::ACTION_BAD_SET_LEN);
+    let field = OxmField::parse(b).map_err(|e| match e {
+        DecodeError::BadValue { value, .. } => {
+            DecodeError::bad_value(at, value, ErrorCode::ACTION_BAD_SET_ARGUMENT)
+        }
+        _ => bad(),
+    })?;
     if b.remaining() >= 8 {
         return Err(bad());
     }

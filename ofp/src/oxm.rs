@@ -596,7 +596,11 @@ impl OxmField {
     /// BAD_LEN; a mask on a field that cannot be masked is BAD_MASK.
     pub fn from_tlv(t: &OxmTlv<'_>) -> Result<Self> {
         if let Some(r) = Self::decode_known(t) {
-            return r;
+            let f = r?;
+            return match f.out_of_range() {
+                Some(v) => Err(DecodeError::bad_value("oxm", v, ErrorCode::MATCH_BAD_VALUE)),
+                None => Ok(f),
+            };
         }
         let field = t.field();
         match t.class() {
@@ -607,6 +611,21 @@ impl OxmField {
             class::PACKET_REGS if field < 8 => masked(t).map(|(v, m)| Self::XReg(field, v, m)),
             _ => Ok(Self::Raw(RawOxm::from_tlv(t))),
         }
+    }
+
+    /// The value, if it has bits set beyond the field's width (a 3-bit PCP
+    /// of 9, a 20-bit label of 2^20): OVS answers those with BAD_VALUE.
+    fn out_of_range(&self) -> Option<u64> {
+        let (v, bits) = match self {
+            Self::VlanVid(v, _) => (u64::from(*v), 13),
+            Self::VlanPcp(v) | Self::MplsTc(v) => (u64::from(*v), 3),
+            Self::IpDscp(v) => (u64::from(*v), 6),
+            Self::IpEcn(v) => (u64::from(*v), 2),
+            Self::MplsBos(v) => (u64::from(*v), 1),
+            Self::MplsLabel(v) | Self::Ipv6Flabel(v, _) => (u64::from(*v), 20),
+            _ => return None,
+        };
+        (v >> bits != 0).then_some(v)
     }
 
     pub fn id(&self) -> FieldId {

@@ -438,3 +438,112 @@ fn onf_experimenter_messages_stay_raw() {
         (ofp::action::ONF_VENDOR_ID, 1870)
     );
 }
+
+/// Cases where Iris prints a whole message exactly as `ovs-ofctl ofp-print`
+/// does. The others differ on purpose: unknown bits are shown in hex, ONF
+/// experimenter messages stay raw, frames print without OVS's flow fields.
+const PRINTED_LIKE_OVS: &[&str] = &[
+    "OFPT_FLOW_REMOVED - OF1.3",
+    "OFPT_FLOW_MOD - OF1.3 - flags - low verbosity",
+    "OFPT_FLOW_MOD - OF1.3 - meter",
+    "OFPT_PORT_MOD - OF1.3",
+    "OFPT_TABLE_MOD - OF1.3",
+    "OFPST_FLOW request - OF1.3",
+    "OFPST_AGGREGATE request - OF1.3",
+    "OFPST_AGGREGATE reply - OF1.3",
+    "OFPST_TABLE request - OF1.3",
+    "OFPST_TABLE reply - OF1.3",
+    "OFPST_PORT request - 1.3",
+    "OFPST_PORT reply - OF1.3",
+    "OFPST_QUEUE request - OF1.3",
+    "OFPST_QUEUE reply - OF1.3",
+    "OFPST_GROUP reply - OF1.3",
+    "OFPT_METER_MOD request - OF1.3",
+    "OFPST_METER request - OF1.3",
+    "OFPST_METER_CONFIG request - OF1.3",
+    "OFPST_METER_FEATURES request - OF1.3",
+    "OFPST_METER_FEATURES reply - OF1.3",
+    "OFPST_METER_CONFIG reply - OF1.3",
+    "OFPST_METER reply - OF1.3",
+    "OFPT_BARRIER_REQUEST - OF1.3",
+    "OFPT_BARRIER_REPLY - OF1.3",
+];
+
+#[test]
+fn whole_messages_print_as_ovs_prints_them() {
+    for title in PRINTED_LIKE_OVS {
+        let (m, ovs) = decode(title);
+        assert_eq!(m.to_string(), ovs.trim_end(), "{title}");
+    }
+}
+
+#[test]
+fn other_messages_print_their_header_line_like_ovs() {
+    for title in [
+        "OFPT_FEATURES_REPLY - OF1.3",
+        "OFPT_PACKET_IN - OF1.3",
+        "OFPST_TABLE_FEATURES request - OF1.3",
+        "OFPT_QUEUE_GET_CONFIG_REPLY - OF1.3",
+        "OFPT_SET_ASYNC - OF1.3",
+    ] {
+        let (m, ovs) = decode(title);
+        let ours = m.to_string();
+        assert_eq!(ours.lines().next(), ovs.lines().next(), "{title}");
+    }
+}
+
+#[test]
+fn packet_in_flow_removed_and_flow_mod_fields() {
+    let (m, _) = decode("OFPT_PACKET_IN - OF1.3");
+    let Message::PacketIn(p) = &m.message else {
+        panic!()
+    };
+    assert_eq!(
+        (p.cookie, p.total_len, p.buffer_id),
+        (0x0102_0304_0506_0708, 42, 0xffff_ff00)
+    );
+    assert_eq!(
+        (p.reason, p.table_id, p.data.len()),
+        (PacketInReason::NoMatch, 0, 42)
+    );
+    // The zero-copy view agrees with the owned decoding.
+    let wire = ovs_case("OFPT_PACKET_IN - OF1.3").wire;
+    let v = PacketInView::new_checked(&wire).unwrap();
+    assert_eq!(v.in_port(), Some(port_no::LOCAL));
+    assert_eq!(
+        (v.cookie(), v.total_len(), v.buffer_id()),
+        (p.cookie, p.total_len, p.buffer_id)
+    );
+    assert_eq!(v.data(), p.data.as_slice());
+    assert_eq!(v.to_packet_in().unwrap(), *p);
+
+    let (m, _) = decode("OFPT_FLOW_REMOVED - OF1.3");
+    let Message::FlowRemoved(r) = m.message else {
+        panic!()
+    };
+    assert_eq!(
+        (r.reason, r.table_id, r.cookie),
+        (FlowRemovedReason::HardTimeout, 5, 0xfedc_ba98_7654_3210)
+    );
+    assert_eq!(
+        (
+            r.duration_sec,
+            r.duration_nsec,
+            r.idle_timeout,
+            r.hard_timeout
+        ),
+        (1, 10_000_000, 60, 120)
+    );
+    assert_eq!((r.packet_count, r.byte_count), (1_234_567, 1_869_134_438));
+
+    let (m, _) = decode("OFPT_FLOW_MOD - OF1.3 - flags - low verbosity");
+    let Message::FlowMod(fm) = m.message else {
+        panic!()
+    };
+    assert_eq!(
+        (m.xid, fm.command, fm.table_id, fm.priority),
+        (2, FlowModCommand::Add, 1, 65535)
+    );
+    assert_eq!(fm.flags, flow_mod_flags::ALL);
+    assert_eq!(fm.instructions.len(), 1);
+}

@@ -1,6 +1,6 @@
 //! Actions printed as `ovs-ofctl` prints them (see `man ovs-actions`).
 
-use super::{port, Action, FieldMove, FieldRef, ResubmitKind, Subfield};
+use super::{port, Action, Controller2Prop, FieldMove, FieldRef, ResubmitKind, Subfield};
 use crate::codec::Hex;
 use crate::oxm::{OxmField, SubfieldName};
 use crate::print::{write_comma_list, CHex, DottedHex, Port};
@@ -14,7 +14,9 @@ fn fmt_subfield(f: &mut fmt::Formatter<'_>, field: FieldRef, ofs: u16, n_bits: u
     } else if n_bits == 1 {
         write!(f, "[{ofs}]")
     } else {
-        write!(f, "[{}..{}]", ofs, u32::from(ofs) + u32::from(n_bits) - 1)
+        // Signed so that a zero-width range from the wire prints instead of
+        // underflowing; OVS would reject such an action when executing it.
+        write!(f, "[{}..{}]", ofs, i64::from(ofs) + i64::from(n_bits) - 1)
     }
 }
 
@@ -51,6 +53,88 @@ impl fmt::Display for FieldMove {
         fmt_subfield(f, self.src, self.src_ofs, self.n_bits)?;
         f.write_str("->")?;
         fmt_subfield(f, self.dst, self.dst_ofs, self.n_bits)
+    }
+}
+
+/// What a controller action asks for, whichever encoding carried it.
+struct ControllerSettings<'a> {
+    max_len: u16,
+    id: u16,
+    reason: u8,
+    userdata: &'a [u8],
+    pause: bool,
+    meter_id: Option<u32>,
+}
+
+impl Default for ControllerSettings<'_> {
+    /// NXAST_CONTROLLER2's defaults for absent properties.
+    fn default() -> Self {
+        Self {
+            max_len: u16::MAX,
+            id: 0,
+            reason: 1,
+            userdata: &[],
+            pause: false,
+            meter_id: None,
+        }
+    }
+}
+
+impl<'a> ControllerSettings<'a> {
+    fn from_props(props: &'a [Controller2Prop]) -> Self {
+        use super::controller2_prop as p;
+        let u16_of = |v: &[u8]| v.get(..2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let mut s = Self::default();
+        for prop in props {
+            let v = prop.value.as_slice();
+            match prop.kind {
+                p::MAX_LEN => s.max_len = u16_of(v).unwrap_or(s.max_len),
+                p::CONTROLLER_ID => s.id = u16_of(v).unwrap_or(s.id),
+                p::REASON => s.reason = v.first().copied().unwrap_or(s.reason),
+                p::USERDATA => s.userdata = v,
+                p::PAUSE => s.pause = true,
+                p::METER_ID => {
+                    s.meter_id = v
+                        .get(..4)
+                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                }
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// `CONTROLLER:max_len` when only the length differs from the defaults,
+    /// `controller(reason=..,max_len=..,id=..,userdata=..,pause,meter_id=..)`
+    /// otherwise, listing only what is not a default.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = self.reason == 1 && self.id == 0 && self.userdata.is_empty();
+        if plain && !self.pause && self.meter_id.is_none() {
+            return write!(f, "CONTROLLER:{}", self.max_len);
+        }
+        let mut parts = Vec::with_capacity(6);
+        if self.reason != 1 {
+            match reason_name(self.reason) {
+                Some(n) => parts.push(format!("reason={n}")),
+                None => parts.push(format!("reason={}", self.reason)),
+            }
+        }
+        if self.max_len != u16::MAX {
+            parts.push(format!("max_len={}", self.max_len));
+        }
+        if self.id != 0 {
+            parts.push(format!("id={}", self.id));
+        }
+        if !self.userdata.is_empty() {
+            parts.push(format!("userdata={}", DottedHex(self.userdata)));
+        }
+        if self.pause {
+            parts.push("pause".to_owned());
+        }
+        if let Some(m) = self.meter_id {
+            parts.push(format!("meter_id={m}"));
+        }
+        write!(f, "controller({})", parts.join(","))
     }
 }
 
@@ -136,25 +220,14 @@ impl fmt::Display for Action {
                 max_len,
                 controller_id,
                 reason,
-            } => {
-                if *reason == 1 && *controller_id == 0 {
-                    return write!(f, "CONTROLLER:{max_len}");
-                }
-                let mut parts = Vec::with_capacity(3);
-                if *reason != 1 {
-                    match reason_name(*reason) {
-                        Some(n) => parts.push(format!("reason={n}")),
-                        None => parts.push(format!("reason={reason}")),
-                    }
-                }
-                if *max_len != u16::MAX {
-                    parts.push(format!("max_len={max_len}"));
-                }
-                if *controller_id != 0 {
-                    parts.push(format!("id={controller_id}"));
-                }
-                write!(f, "controller({})", parts.join(","))
+            } => ControllerSettings {
+                max_len: *max_len,
+                id: *controller_id,
+                reason: *reason,
+                ..ControllerSettings::default()
             }
+            .fmt(f),
+            Self::Controller2(props) => ControllerSettings::from_props(props).fmt(f),
             Self::Conjunction {
                 id,
                 clause,

@@ -5,7 +5,9 @@
 //! not listed here, and encodings that carry 64-bit experimenter OXM headers,
 //! are left to the caller to keep raw.
 
-use super::{bad_len, expect_len, Action, FieldMove, FieldRef, ResubmitKind, Subfield};
+use super::{
+    bad_len, expect_len, Action, Controller2Prop, FieldMove, FieldRef, ResubmitKind, Subfield,
+};
 use crate::codec::{Reader, Writer};
 use crate::error::Result;
 use crate::oxm::{class, OxmField};
@@ -36,6 +38,7 @@ mod subtype {
     pub const STACK_POP: u16 = 28;
     pub const REG_LOAD2: u16 = 33;
     pub const CONJUNCTION: u16 = 34;
+    pub const CONTROLLER2: u16 = 37;
     pub const OUTPUT_TRUNC: u16 = 39;
     pub const CT_CLEAR: u16 = 43;
     pub const RESUBMIT_TABLE_CT: u16 = 44;
@@ -163,6 +166,14 @@ fn parse_nx(mut b: Reader<'_>, len: usize) -> Result<Option<Action>> {
             }
             Action::RegLoad2(field)
         }
+        st::CONTROLLER2 => {
+            b.skip(6)?;
+            let mut props = Vec::new();
+            while !b.is_empty() {
+                props.push(read_controller2_prop(&mut b).map_err(|_| bad_len(len))?);
+            }
+            Action::Controller2(props)
+        }
         st::CONJUNCTION => {
             fixed(16)?;
             let (clause, n_clauses) = (b.u8()?, b.u8()?);
@@ -183,6 +194,18 @@ fn parse_nx(mut b: Reader<'_>, len: usize) -> Result<Option<Action>> {
         _ => return Ok(None),
     };
     Ok(Some(a))
+}
+
+/// One `type, len, value` property padded to 8 bytes; `len` counts the
+/// 4-byte property header.
+fn read_controller2_prop(b: &mut Reader<'_>) -> Result<Controller2Prop> {
+    let kind = b.u16()?;
+    let len = usize::from(b.u16()?);
+    let value = b
+        .take(len.checked_sub(4).ok_or_else(|| bad_len(len))?)?
+        .to_vec();
+    b.skip((8 - len % 8) % 8)?;
+    Ok(Controller2Prop { kind, value })
 }
 
 fn parse_onf(mut b: Reader<'_>, len: usize) -> Result<Option<Action>> {
@@ -325,6 +348,18 @@ pub(super) fn emit_body(a: &Action, buf: &mut Vec<u8>) {
             buf.put_u16(sub.ofs);
             buf.put_u32(sub.field.0);
             buf.put_u16(sub.n_bits);
+        }
+        Action::Controller2(props) => {
+            nx_start(buf, st::CONTROLLER2);
+            buf.put_zeros(6);
+            for p in props {
+                let start = buf.len();
+                buf.put_u16(p.kind);
+                let len_at = buf.reserve_len16();
+                buf.put_slice(&p.value);
+                buf.patch_len16(len_at, start);
+                buf.pad_to_8(start);
+            }
         }
         Action::Conjunction {
             id,

@@ -319,6 +319,9 @@ fn bad_lengths_are_bad_action_len() {
     ];
     let e = decoded(&long_set_field).unwrap_err();
     assert_eq!(e.ofp_error(), ErrorCode::ACTION_BAD_SET_LEN);
+    let pcp_of_9 = [0, 25, 0, 16, 0x80, 0, 0x0e, 1, 9, 0, 0, 0, 0, 0, 0, 0];
+    let e = decoded(&pcp_of_9).unwrap_err();
+    assert_eq!(e.ofp_error(), ErrorCode::ACTION_BAD_SET_ARGUMENT);
 }
 
 #[test]

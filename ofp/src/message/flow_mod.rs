@@ -1,11 +1,15 @@
 //! OFPT_FLOW_MOD (§7.3.4.1) and OFPT_FLOW_REMOVED (§7.4.2).
 
+use super::flags::FlagNames;
 use super::{group_no, port_no, NO_BUFFER};
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, ErrorCode, Result};
 use crate::header::{open_enum, Header, MsgType};
-use crate::instruction::{emit_instructions, parse_instructions, Instruction};
+use crate::instruction::{emit_instructions, parse_instructions, Instruction, InstructionList};
+use crate::multipart::Duration;
 use crate::oxm::Match;
+use crate::print;
+use core::fmt;
 
 open_enum! {
     /// `ofp_flow_mod_command`, named as `ovs-ofctl` prints them.
@@ -218,5 +222,118 @@ impl FlowRemoved {
         buf.put_u64(self.packet_count);
         buf.put_u64(self.byte_count);
         self.match_.emit(buf);
+    }
+}
+
+/// A match preceded by its priority, as OVS prints flows:
+/// `priority=100,arp,arp_tpa=10.0.0.1`. The default priority is left out.
+#[derive(Debug, Clone, Copy)]
+pub struct PrioritizedMatch<'a> {
+    pub priority: u16,
+    pub match_: &'a Match,
+}
+
+impl PrioritizedMatch<'_> {
+    /// Writes `lead`, the match and `trail`, or nothing when the match is
+    /// empty and the priority the default.
+    pub(crate) fn write_between(
+        &self,
+        f: &mut fmt::Formatter<'_>,
+        lead: &str,
+        trail: &str,
+    ) -> fmt::Result {
+        let m = self.to_string();
+        if m.is_empty() {
+            Ok(())
+        } else {
+            write!(f, "{lead}{m}{trail}")
+        }
+    }
+}
+
+impl fmt::Display for PrioritizedMatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.match_.to_string();
+        match (self.priority != DEFAULT_PRIORITY, m.is_empty()) {
+            (true, true) => write!(f, "priority={}", self.priority),
+            (true, false) => write!(f, "priority={},{m}", self.priority),
+            (false, _) => f.write_str(&m),
+        }
+    }
+}
+
+/// Writes each flag name preceded by a space.
+fn fmt_flow_flags(f: &mut fmt::Formatter<'_>, flags: u16) -> fmt::Result {
+    if flags != 0 {
+        write!(
+            f,
+            " {}",
+            FlagNames::new(u32::from(flags), FLOW_MOD_FLAG_NAMES)
+        )?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for FlowMod {
+    /// `ovs-ofctl`'s rendering: `ADD table:1 priority=100,arp actions=output:2`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.command)?;
+        if self.table_id != 0 {
+            write!(f, " table:{}", self.table_id)?;
+        }
+        if self.cookie_mask != 0 {
+            write!(f, " cookie:0x{:x}/0x{:x}", self.cookie, self.cookie_mask)?;
+        } else if self.cookie != 0 {
+            write!(f, " cookie:0x{:x}", self.cookie)?;
+        }
+        if self.idle_timeout != 0 {
+            write!(f, " idle:{}", self.idle_timeout)?;
+        }
+        if self.hard_timeout != 0 {
+            write!(f, " hard:{}", self.hard_timeout)?;
+        }
+        PrioritizedMatch {
+            priority: self.priority,
+            match_: &self.match_,
+        }
+        .write_between(f, " ", "")?;
+        if self.buffer_id != NO_BUFFER {
+            write!(f, " buf:0x{:x}", self.buffer_id)?;
+        }
+        if self.out_port != port_no::ANY {
+            write!(f, " out_port:{}", print::Port(self.out_port))?;
+        }
+        if self.out_group != group_no::ANY {
+            write!(f, " out_group:{}", self.out_group)?;
+        }
+        fmt_flow_flags(f, self.flags)?;
+        write!(f, " {}", InstructionList(&self.instructions))
+    }
+}
+
+impl fmt::Display for FlowRemoved {
+    /// `ovs-ofctl`'s rendering: the flow, then `reason=idle table_id=0
+    /// cookie:0x1 duration1.5s idle60 hard0 pkts1 bytes60`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        PrioritizedMatch {
+            priority: self.priority,
+            match_: &self.match_,
+        }
+        .write_between(f, "", " ")?;
+        let d = Duration {
+            sec: self.duration_sec,
+            nsec: self.duration_nsec,
+        };
+        write!(
+            f,
+            "reason={} table_id={} cookie:0x{:x} duration{d} idle{} hard{} pkts{} bytes{}",
+            self.reason,
+            self.table_id,
+            self.cookie,
+            self.idle_timeout,
+            self.hard_timeout,
+            self.packet_count,
+            self.byte_count
+        )
     }
 }

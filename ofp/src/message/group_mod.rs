@@ -1,10 +1,12 @@
 //! OFPT_GROUP_MOD (§7.3.4.2) and the buckets shared with group descriptions.
 
 use super::record::{parse_all, split};
-use crate::action::{emit_actions, parse_actions, Action};
+use crate::action::{emit_actions, parse_actions, Action, ActionList};
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, ErrorCode, Result};
 use crate::header::open_enum;
+use crate::print;
+use core::fmt;
 
 /// `ofp_group`: reserved group numbers.
 pub mod group_no {
@@ -130,5 +132,50 @@ impl GroupMod {
         for b in &self.buckets {
             b.emit(buf);
         }
+    }
+}
+
+impl fmt::Display for Bucket {
+    /// `bucket=weight:2,watch_port:1,actions=output:1`, leaving out what is
+    /// unset.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bucket=")?;
+        if self.weight != 0 {
+            write!(f, "weight:{},", self.weight)?;
+        }
+        if self.watch_port != super::port_no::ANY {
+            write!(f, "watch_port:{},", print::Port(self.watch_port))?;
+        }
+        if self.watch_group != group_no::ANY {
+            write!(f, "watch_group:{},", self.watch_group)?;
+        }
+        write!(f, "{}", ActionList(&self.actions))
+    }
+}
+
+/// Prints `group_id=1,type=select,bucket=...,bucket=...` as `ovs-ofctl`
+/// prints groups.
+pub(crate) fn fmt_group(
+    f: &mut fmt::Formatter<'_>,
+    group_id: u32,
+    group_type: GroupType,
+    buckets: &[Bucket],
+) -> fmt::Result {
+    match group_id {
+        group_no::ALL => f.write_str("group_id=all")?,
+        group_no::ANY => f.write_str("group_id=any")?,
+        id => write!(f, "group_id={id}")?,
+    }
+    write!(f, ",type={group_type}")?;
+    for b in buckets {
+        write!(f, ",{b}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for GroupMod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ", self.command)?;
+        fmt_group(f, self.group_id, self.group_type, &self.buckets)
     }
 }

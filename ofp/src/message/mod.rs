@@ -22,6 +22,7 @@ mod packet_out;
 mod port;
 mod queue;
 pub(crate) mod record;
+mod text;
 
 pub use config::{
     capabilities, config_flags, AsyncConfig, ControllerRole, RoleMsg, SwitchConfig, SwitchFeatures,
@@ -31,8 +32,8 @@ pub use error_msg::{error_code_name, error_type_name, ErrorCodeName, ErrorMsg, E
 pub use experimenter::Experimenter;
 pub use flags::FlagNames;
 pub use flow_mod::{
-    flow_mod_flags, FlowMod, FlowModCommand, FlowRemoved, FlowRemovedReason, DEFAULT_PRIORITY,
-    FLOW_MOD_FLAG_NAMES, TABLE_ALL,
+    flow_mod_flags, FlowMod, FlowModCommand, FlowRemoved, FlowRemovedReason, PrioritizedMatch,
+    DEFAULT_PRIORITY, FLOW_MOD_FLAG_NAMES, TABLE_ALL,
 };
 pub use group_mod::{group_no, Bucket, GroupMod, GroupModCommand, GroupType};
 pub use hello::{Hello, HelloElement, HELLO_ELEM_VERSIONBITMAP};
@@ -47,6 +48,7 @@ pub use queue::{
 /// Reserved port numbers, shared with the output action.
 pub use crate::action::port as port_no;
 
+pub(crate) use group_mod::fmt_group;
 pub(crate) use meter_mod::{fmt_meter, METER_FLAG_NAMES};
 
 use crate::codec::Reader;

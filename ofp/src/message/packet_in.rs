@@ -195,7 +195,7 @@ impl<'a> PacketInView<'a> {
     }
 
     /// The owned form, for when the packet must outlive the receive buffer.
-    pub fn to_owned(&self) -> Result<PacketIn> {
+    pub fn to_packet_in(&self) -> Result<PacketIn> {
         PacketIn::parse(&mut Reader::new(&self.buf[HEADER_LEN..], "ofp_packet_in"))
     }
 }
@@ -220,6 +220,31 @@ impl fmt::Display for FrameSummary<'_> {
             }
             Err(_) => write!(f, "({} bytes, not an Ethernet frame)", self.0.len()),
         }
+    }
+}
+
+impl fmt::Display for PacketIn {
+    /// Like `ovs-ofctl`: table and cookie when set, the pipeline fields, the
+    /// reason and buffer, then the frame on its own line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.table_id != 0 {
+            write!(f, "table_id={} ", self.table_id)?;
+        }
+        if self.cookie != u64::MAX {
+            write!(f, "cookie=0x{:x} ", self.cookie)?;
+        }
+        write!(
+            f,
+            "total_len={} {} (via {})",
+            self.total_len, self.match_, self.reason
+        )?;
+        write!(f, " data_len={}", self.data.len())?;
+        if self.buffer_id == super::NO_BUFFER {
+            f.write_str(" (unbuffered)")?;
+        } else {
+            write!(f, " buffer=0x{:08x}", self.buffer_id)?;
+        }
+        write!(f, "\n{}", FrameSummary(&self.data))
     }
 }
 

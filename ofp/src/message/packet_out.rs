@@ -1,10 +1,13 @@
 //! OFPT_PACKET_OUT (§7.3.7), with a borrowed form that encodes without
 //! copying the frame or the actions.
 
-use crate::action::{emit_actions, parse_actions, Action};
+use crate::action::{emit_actions, parse_actions, Action, ActionList};
 use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, Result};
 use crate::header::{Header, MsgType};
+use crate::message::FrameSummary;
+use crate::print;
+use core::fmt;
 
 /// `ofp_packet_out`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,5 +87,32 @@ impl PacketOutRef<'_> {
         let len_at = Header::emit_start(MsgType::PacketOut, xid, buf);
         self.emit_body(buf);
         buf.patch_len16(len_at, start);
+    }
+}
+
+impl fmt::Display for PacketOutRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "in_port={} {}",
+            print::Port(self.in_port),
+            ActionList(self.actions)
+        )?;
+        if self.buffer_id == super::NO_BUFFER {
+            write!(
+                f,
+                " data_len={}\n{}",
+                self.data.len(),
+                FrameSummary(self.data)
+            )
+        } else {
+            write!(f, " buffer=0x{:08x}", self.buffer_id)
+        }
+    }
+}
+
+impl fmt::Display for PacketOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.borrowed().fmt(f)
     }
 }

@@ -53,7 +53,7 @@ pub(crate) fn parse_all<'a, T>(
 
 /// Parses fixed-size records of `size` bytes filling all of `r`; a remainder
 /// that is not a whole record is a length error.
-// `is_multiple_of` needs Rust 1.87; the workspace promises 1.80.
+// `is_multiple_of` needs Rust 1.87; the workspace promises 1.85.
 #[allow(clippy::manual_is_multiple_of)]
 pub(crate) fn parse_fixed<'a, T>(
     r: Reader<'a>,

@@ -1,12 +1,17 @@
 //! Flow bodies: OFPMP_FLOW (§7.3.5.2) and OFPMP_AGGREGATE (§7.3.5.3)
 //! requests and replies.
 
+use super::Duration;
 use crate::codec::{Reader, Writer};
 use crate::error::{ErrorCode, Result};
-use crate::instruction::{emit_instructions, parse_instructions, Instruction};
+use crate::instruction::{emit_instructions, parse_instructions, Instruction, InstructionList};
 use crate::message::record::split;
-use crate::message::{group_no, port_no, TABLE_ALL};
+use crate::message::{
+    group_no, port_no, FlagNames, PrioritizedMatch, FLOW_MOD_FLAG_NAMES, TABLE_ALL,
+};
 use crate::oxm::Match;
+use crate::print;
+use core::fmt;
 
 /// `ofp_flow_stats_request`, also the body of `ofp_aggregate_stats_request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,12 +171,75 @@ impl AggregateStats {
     }
 }
 
-impl core::fmt::Display for AggregateStats {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+impl fmt::Display for AggregateStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "packet_count={} byte_count={} flow_count={}",
             self.packet_count, self.byte_count, self.flow_count
         )
+    }
+}
+
+impl fmt::Display for FlowStatsRequest {
+    /// The restrictions that are set, as `ovs-ofctl` prints them; nothing
+    /// for a dump of every flow.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.table_id != TABLE_ALL {
+            parts.push(format!("table_id={}", self.table_id));
+        }
+        if self.out_port != port_no::ANY {
+            parts.push(format!("out_port={}", print::Port(self.out_port)));
+        }
+        if self.out_group != group_no::ANY {
+            parts.push(format!("out_group={}", self.out_group));
+        }
+        if self.cookie_mask != 0 {
+            parts.push(format!(
+                "cookie=0x{:x}/0x{:x}",
+                self.cookie, self.cookie_mask
+            ));
+        }
+        let m = self.match_.to_string();
+        if !m.is_empty() {
+            parts.push(m);
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
+impl fmt::Display for FlowStats {
+    /// One `ovs-ofctl dump-flows` line: `cookie=0x1, duration=1.500s,
+    /// table=0, n_packets=0, n_bytes=0, priority=100,arp actions=...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = Duration {
+            sec: self.duration_sec,
+            nsec: self.duration_nsec,
+        };
+        write!(
+            f,
+            "cookie=0x{:x}, duration={d}, table={}, n_packets={}, n_bytes={}, ",
+            self.cookie, self.table_id, self.packet_count, self.byte_count
+        )?;
+        if self.idle_timeout != 0 {
+            write!(f, "idle_timeout={}, ", self.idle_timeout)?;
+        }
+        if self.hard_timeout != 0 {
+            write!(f, "hard_timeout={}, ", self.hard_timeout)?;
+        }
+        if self.flags != 0 {
+            write!(
+                f,
+                "{} ",
+                FlagNames::new(u32::from(self.flags), FLOW_MOD_FLAG_NAMES)
+            )?;
+        }
+        PrioritizedMatch {
+            priority: self.priority,
+            match_: &self.match_,
+        }
+        .write_between(f, "", " ")?;
+        write!(f, "{}", InstructionList(&self.instructions))
     }
 }

@@ -5,7 +5,7 @@ use super::stats::{Counter, Duration, COUNTER_LEN};
 use crate::codec::{Reader, Writer};
 use crate::error::{ErrorCode, Result};
 use crate::message::record::{parse_fixed, split};
-use crate::message::{Bucket, GroupType};
+use crate::message::{fmt_group, Bucket, GroupType};
 use core::fmt;
 
 /// Length of `ofp_group_stats` without bucket counters.
@@ -118,6 +118,12 @@ impl GroupDesc {
             b.emit(buf);
         }
         buf.patch_len16(len_at, start);
+    }
+}
+
+impl fmt::Display for GroupDesc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_group(f, self.group_id, self.group_type, &self.buckets)
     }
 }
 

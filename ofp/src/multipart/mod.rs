@@ -312,62 +312,63 @@ impl MultipartReply {
         let (t, flags) = mp_header(r)?;
         let rest = r.take_rest();
         use MultipartReplyBody as B;
-        let whole = |name| -> Result<Reader<'_>> { Ok(Reader::new(rest, name)) };
+        // Every reply body runs to the end of the message.
+        let whole = |name| Reader::new(rest, name);
         let body = match t {
-            MultipartType::Desc => B::Desc(Box::new(single(whole("ofp_desc")?, Desc::parse)?)),
-            MultipartType::Flow => B::Flow(parse_all(whole("ofp_flow_stats")?, FlowStats::parse)?),
+            MultipartType::Desc => B::Desc(Box::new(single(whole("ofp_desc"), Desc::parse)?)),
+            MultipartType::Flow => B::Flow(parse_all(whole("ofp_flow_stats"), FlowStats::parse)?),
             MultipartType::Aggregate => B::Aggregate(single(
-                whole("ofp_aggregate_stats_reply")?,
+                whole("ofp_aggregate_stats_reply"),
                 AggregateStats::parse,
             )?),
             MultipartType::Table => B::Table(parse_fixed(
-                whole("ofp_table_stats")?,
+                whole("ofp_table_stats"),
                 TABLE_STATS_LEN,
                 "ofp_table_stats",
                 TableStats::parse,
             )?),
             MultipartType::PortStats => B::PortStats(parse_fixed(
-                whole("ofp_port_stats")?,
+                whole("ofp_port_stats"),
                 PORT_STATS_LEN,
                 "ofp_port_stats",
                 PortStats::parse,
             )?),
             MultipartType::Queue => B::Queue(parse_fixed(
-                whole("ofp_queue_stats")?,
+                whole("ofp_queue_stats"),
                 QUEUE_STATS_LEN,
                 "ofp_queue_stats",
                 QueueStats::parse,
             )?),
             MultipartType::Group => {
-                B::Group(parse_all(whole("ofp_group_stats")?, GroupStats::parse)?)
+                B::Group(parse_all(whole("ofp_group_stats"), GroupStats::parse)?)
             }
             MultipartType::GroupDesc => {
-                B::GroupDesc(parse_all(whole("ofp_group_desc")?, GroupDesc::parse)?)
+                B::GroupDesc(parse_all(whole("ofp_group_desc"), GroupDesc::parse)?)
             }
             MultipartType::GroupFeatures => {
-                B::GroupFeatures(single(whole("ofp_group_features")?, GroupFeatures::parse)?)
+                B::GroupFeatures(single(whole("ofp_group_features"), GroupFeatures::parse)?)
             }
             MultipartType::Meter => {
-                B::Meter(parse_all(whole("ofp_meter_stats")?, MeterStats::parse)?)
+                B::Meter(parse_all(whole("ofp_meter_stats"), MeterStats::parse)?)
             }
             MultipartType::MeterConfig => {
-                B::MeterConfig(parse_all(whole("ofp_meter_config")?, MeterConfig::parse)?)
+                B::MeterConfig(parse_all(whole("ofp_meter_config"), MeterConfig::parse)?)
             }
             MultipartType::MeterFeatures => {
-                B::MeterFeatures(single(whole("ofp_meter_features")?, MeterFeatures::parse)?)
+                B::MeterFeatures(single(whole("ofp_meter_features"), MeterFeatures::parse)?)
             }
             MultipartType::TableFeatures => B::TableFeatures(parse_all(
-                whole("ofp_table_features")?,
+                whole("ofp_table_features"),
                 TableFeatures::parse,
             )?),
             MultipartType::PortDesc => B::PortDesc(parse_fixed(
-                whole("ofp_port")?,
+                whole("ofp_port"),
                 PORT_LEN,
                 "ofp_port",
                 Port::parse,
             )?),
             MultipartType::Experimenter => B::Experimenter(single(
-                whole("ofp_experimenter_multipart_header")?,
+                whole("ofp_experimenter_multipart_header"),
                 Experimenter::parse,
             )?),
             MultipartType::Unknown(mp_type) => B::Unknown {

@@ -3,6 +3,7 @@
 use crate::codec::{Hex, Name, Reader, Writer};
 use crate::error::{ErrorCode, Result};
 use crate::message::record::{emit_tlv, parse_all, split, split_padded};
+use crate::oxm::{FieldId, SubfieldName};
 use core::fmt;
 
 /// `ofp_table_feature_prop_type` codes. Odd codes are the table-miss
@@ -111,15 +112,68 @@ impl OxmId {
 }
 
 impl fmt::Display for OxmId {
+    /// The field's NXM/OXM name (`NXM_NX_TUN_ID`, `OXM_OF_IN_PORT`), with
+    /// `/masked` when the id advertises masking.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "0x{:04x}:{}", self.class(), self.field())?;
-        if let Some(e) = self.experimenter {
-            write!(f, "@0x{e:08x}")?;
-        }
+        write!(
+            f,
+            "{}",
+            SubfieldName(FieldId::from_header(self.header, self.experimenter))
+        )?;
         if self.has_mask() {
             f.write_str("/masked")?;
         }
         Ok(())
+    }
+}
+
+/// An instruction id by the name `ovs-ofctl` gives the instruction.
+struct InstructionName<'a>(&'a FeatureId);
+
+impl fmt::Display for InstructionName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::instruction::instruction_type as t;
+        let name = match self.0.id_type {
+            t::GOTO_TABLE => "goto_table",
+            t::WRITE_METADATA => "write_metadata",
+            t::WRITE_ACTIONS => "write_actions",
+            t::APPLY_ACTIONS => "apply_actions",
+            t::CLEAR_ACTIONS => "clear_actions",
+            t::METER => "meter",
+            t::EXPERIMENTER => "experimenter",
+            other => return write!(f, "instruction{other}"),
+        };
+        f.write_str(name)
+    }
+}
+
+/// An action id by the name `ovs-ofctl` gives the action.
+struct ActionName<'a>(&'a FeatureId);
+
+impl fmt::Display for ActionName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::action::action_type as t;
+        let name = match self.0.id_type {
+            t::OUTPUT => "output",
+            t::COPY_TTL_OUT => "copy_ttl_out",
+            t::COPY_TTL_IN => "copy_ttl_in",
+            t::SET_MPLS_TTL => "set_mpls_ttl",
+            t::DEC_MPLS_TTL => "dec_mpls_ttl",
+            t::PUSH_VLAN => "push_vlan",
+            t::POP_VLAN => "strip_vlan",
+            t::PUSH_MPLS => "push_mpls",
+            t::POP_MPLS => "pop_mpls",
+            t::SET_QUEUE => "set_queue",
+            t::GROUP => "group",
+            t::SET_NW_TTL => "mod_nw_ttl",
+            t::DEC_NW_TTL => "dec_ttl",
+            t::SET_FIELD => "set_field",
+            t::PUSH_PBB => "push_pbb",
+            t::POP_PBB => "pop_pbb",
+            t::EXPERIMENTER => "experimenter",
+            other => return write!(f, "action{other}"),
+        };
+        f.write_str(name)
     }
 }
 
@@ -303,18 +357,18 @@ impl fmt::Display for TableFeatureProp {
         match self {
             Self::Instructions { miss: m, ids } => {
                 write!(f, "instructions{}: ", miss(m))?;
-                list(f, ids.iter().map(|i| i.id_type))
+                list(f, ids.iter().map(InstructionName))
             }
             Self::NextTables { miss: m, tables } => {
                 write!(f, "next tables{}: {}", miss(m), TableRanges(tables))
             }
             Self::WriteActions { miss: m, ids } => {
                 write!(f, "write actions{}: ", miss(m))?;
-                list(f, ids.iter().map(|i| i.id_type))
+                list(f, ids.iter().map(ActionName))
             }
             Self::ApplyActions { miss: m, ids } => {
                 write!(f, "apply actions{}: ", miss(m))?;
-                list(f, ids.iter().map(|i| i.id_type))
+                list(f, ids.iter().map(ActionName))
             }
             Self::Match(ids) => {
                 f.write_str("match: ")?;

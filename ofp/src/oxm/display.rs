@@ -255,6 +255,31 @@ fn vlan_parts(m: &Match, out: &mut Vec<(u32, String)>) {
     }
 }
 
+/// OVS has no xreg or xxreg of its own in a flow: they are views of 2 or 4
+/// consecutive 32-bit registers, most significant first, and a match on one
+/// prints as matches on the registers that are not wildcarded.
+fn reg_parts(first: u32, count: u32, v: u128, mask: Option<u128>, out: &mut Vec<(u32, String)>) {
+    for i in 0..count {
+        let shift = 32 * (count - 1 - i);
+        let part = |x: u128| (x >> shift) as u32;
+        let m = mask.map_or(u32::MAX, part);
+        if m == 0 {
+            continue;
+        }
+        let reg = first + i;
+        let text = if m == u32::MAX {
+            format!("reg{reg}={}", CHex(u128::from(part(v))))
+        } else {
+            format!(
+                "reg{reg}={}/{}",
+                CHex(u128::from(part(v))),
+                CHex(u128::from(m))
+            )
+        };
+        out.push((50 + reg, text));
+    }
+}
+
 impl fmt::Display for Match {
     /// The match as `ovs-ofctl` prints it, e.g.
     /// `arp,in_port=1,dl_vlan=10,arp_tpa=10.0.0.1`. An empty match prints
@@ -284,9 +309,30 @@ impl fmt::Display for Match {
                 F::CtZone(..) => (31, format!("ct_zone={v}")),
                 F::CtMark(..) => (32, format!("ct_mark={v}")),
                 F::CtLabel(..) => (33, format!("ct_label={v}")),
-                F::Reg(n, ..) => (50 + u32::from(*n), format!("reg{n}={v}")),
-                F::XReg(n, ..) => (70 + u32::from(*n), format!("xreg{n}={v}")),
-                F::XxReg(n, ..) => (80 + u32::from(*n), format!("xxreg{n}={v}")),
+                F::Reg(n, v, m) => {
+                    reg_parts(
+                        u32::from(*n),
+                        1,
+                        u128::from(*v),
+                        m.map(u128::from),
+                        &mut parts,
+                    );
+                    continue;
+                }
+                F::XReg(n, v, m) => {
+                    reg_parts(
+                        u32::from(*n) * 2,
+                        2,
+                        u128::from(*v),
+                        m.map(u128::from),
+                        &mut parts,
+                    );
+                    continue;
+                }
+                F::XxReg(n, v, m) => {
+                    reg_parts(u32::from(*n) * 4, 4, *v, *m, &mut parts);
+                    continue;
+                }
                 F::TunnelId(..) | F::NxTunId(..) => (90, format!("tun_id={v}")),
                 F::TunIpv4Src(..) => (91, format!("tun_src={v}")),
                 F::TunIpv4Dst(..) => (92, format!("tun_dst={v}")),

@@ -285,3 +285,20 @@ fn masked_addresses_print_as_prefixes() {
 fn reg_builder_rejects_registers_ovs_lacks() {
     let _ = Match::new().reg(16, 1);
 }
+
+#[test]
+fn values_wider_than_their_field_are_bad_value() {
+    for bytes in [
+        &[0x80u8, 0, 0x0e, 1, 8][..],
+        &[0x80, 0, 0x10, 1, 64],
+        &[0x80, 0, 0x44, 4, 0, 0x10, 0, 0],
+        &[0x80, 0, 0x0c, 2, 0x20, 0],
+    ] {
+        let e = decode_one(bytes).unwrap_err();
+        assert_eq!(e.ofp_error(), ErrorCode::MATCH_BAD_VALUE, "{bytes:02x?}");
+    }
+    assert_eq!(
+        decode_one(&[0x80, 0, 0x0e, 1, 7]).unwrap(),
+        OxmField::VlanPcp(7)
+    );
+}
