@@ -814,7 +814,7 @@ impl Session {
         }
         let request = sent.map(|s| Box::new(s.message));
         let described = match &request {
-            Some(r) => describe(r),
+            Some(r) => r.to_string(),
             // Forgotten already: the error's own data names what it can.
             None => format!("a request no longer tracked (xid=0x{xid:x})"),
         };
@@ -849,34 +849,6 @@ impl Session {
 /// The start of an offending message, as OFPT_ERROR carries it.
 fn error_data(raw: &[u8]) -> Vec<u8> {
     raw[..raw.len().min(ofp::message::ERROR_DATA_LEN)].to_vec()
-}
-
-/// A request as a log line names it: the message type, xid and, for table
-/// changes, the flow or group in `ovs-ofctl` terms.
-pub fn describe(m: &OfpMessage) -> String {
-    match &m.message {
-        Message::FlowMod(f) => format!(
-            "{} {} (xid=0x{:x}) table={} priority={} cookie={:#x} {} {}",
-            MsgType::FlowMod,
-            f.command,
-            m.xid,
-            f.table_id,
-            f.priority,
-            f.cookie,
-            f.match_,
-            ofp::instruction::InstructionList(&f.instructions)
-        ),
-        Message::GroupMod(g) => format!(
-            "{} {} (xid=0x{:x}) group_id={} type={} buckets={}",
-            MsgType::GroupMod,
-            g.command,
-            m.xid,
-            g.group_id,
-            g.group_type,
-            g.buckets.len()
-        ),
-        other => format!("{} (xid=0x{:x})", other.msg_type(), m.xid),
-    }
 }
 
 #[cfg(test)]

@@ -592,8 +592,8 @@ fn barrier_confirms_a_batch_and_counts_its_refusals() {
     );
     let log = logs(&out);
     assert!(
-        log.contains("OFPT_FLOW_MOD ADD")
-            && log.contains("priority=20")
+        log.contains("OFPT_FLOW_MOD (OF1.3)")
+            && log.contains("ADD table:3 cookie:0x77 priority=20")
             && log.contains("in_port=4")
             && log.contains("actions=output:2")
             && log.contains("OFPBMC_BAD_PREREQ"),
