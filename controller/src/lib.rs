@@ -7,5 +7,10 @@
 
 pub mod config;
 pub mod model;
+pub mod registry;
 pub mod server;
 pub mod session;
+pub mod topology;
+
+#[cfg(test)]
+mod fixtures;

@@ -12,6 +12,18 @@ use std::net::Ipv4Addr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ViId(pub u32);
 
+impl ViId {
+    /// The largest id a VI may have. Table 0 writes the id into `metadata` and
+    /// the flood groups are numbered `id << 1 | direction`, so 24 bits keep
+    /// every group id inside the range Iris owns (below 2^25).
+    pub const MAX: u32 = 0x00ff_ffff;
+
+    /// Whether the id can be used: non-zero and at most [`ViId::MAX`].
+    pub fn is_valid(self) -> bool {
+        (1..=Self::MAX).contains(&self.0)
+    }
+}
+
 impl fmt::Display for ViId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "vi{}", self.0)
@@ -37,6 +49,24 @@ pub enum Vlan {
 }
 
 impl Vlan {
+    /// The VLAN of a frame whose outermost tag carries `vid` (`None`: no
+    /// tag). VID 0 (a priority tag) and 4095 are not VLANs Iris keys on.
+    pub fn from_vid(vid: Option<u16>) -> Option<Self> {
+        match vid {
+            None => Some(Vlan::Untagged),
+            Some(v @ 1..=4094) => Some(Vlan::Tagged(v)),
+            Some(_) => None,
+        }
+    }
+
+    /// Whether a tagged VLAN's id is in 1..=4094.
+    pub fn is_valid(self) -> bool {
+        match self {
+            Vlan::Untagged => true,
+            Vlan::Tagged(v) => (1..=4094).contains(&v),
+        }
+    }
+
     /// The value an OXM `vlan_vid` match takes (OFPVID_PRESENT | vid, or OFPVID_NONE).
     pub fn oxm_vid(self) -> u16 {
         match self {

@@ -1,0 +1,726 @@
+//! Where every MAC lives and which MAC answers for every IP, per VI and VLAN.
+//!
+//! The registry is plain data. Every mutation takes the time as an argument
+//! and returns the [`RegistryChange`]s it made, which the runtime turns into
+//! flow recompilation, an event on the change stream, a metric and a write to
+//! the [`crate::store::Store`].
+//!
+//! Trust rules (the heart of the issue):
+//! - Only frames from VM ports teach, and the VI is the VM port's: a caller
+//!   hands in a [`VmPort`], never a tunnel.
+//! - A *sighting* (any frame, a plain ARP) creates an unknown entry, places a
+//!   seeded entry that has no location yet, and moves a [`Origin::Learned`]
+//!   entry. It never moves an entry that configuration, the API or an
+//!   announcement put there.
+//! - An *announcement* (RARP or GARP) moves any entry: that is how a
+//!   migrated VM tells the network where it went.
+
+use crate::model::{HostName, IpKey, Location, MacKey, Topology, ViId, Vlan, VmPort};
+use ofp::packet::{ArpOp, ArpRepr, EtherType, MacAddr};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch. The registry never reads a clock: the
+/// caller passes `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub u64);
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Self {
+        let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        Self(u64::try_from(ms).unwrap_or(u64::MAX))
+    }
+}
+
+/// Who put an entry's current value there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    /// A VI's seed file.
+    Seeded,
+    /// Seen in a frame from a VM port.
+    Learned,
+    /// A RARP or GARP from a VM port.
+    Announced,
+    /// The northbound API.
+    Api,
+}
+
+impl Origin {
+    /// Pinned entries move only on an announcement (or through the API).
+    pub fn is_pinned(self) -> bool {
+        self != Origin::Learned
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Seeded => "seeded",
+            Origin::Learned => "learned",
+            Origin::Announced => "announced",
+            Origin::Api => "api",
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the registry knows about one (VI, VLAN, MAC).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MacEntry {
+    /// `None` for a seeded MAC that has not been seen yet: its IPs are
+    /// answered, frames to it take the VI's unknown-unicast path.
+    pub location: Option<Location>,
+    pub origin: Origin,
+    /// When the location (or origin) last changed.
+    pub since: Timestamp,
+}
+
+/// Which MAC answers for one (VI, VLAN, IP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpEntry {
+    pub mac: MacAddr,
+    pub origin: Origin,
+    pub since: Timestamp,
+}
+
+/// One entry changing: `before` and `after` are `None` when it did not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change<K, V> {
+    pub key: K,
+    pub before: Option<V>,
+    pub after: Option<V>,
+}
+
+/// A change the registry made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryChange {
+    Mac(Change<MacKey, MacEntry>),
+    Ip(Change<IpKey, IpEntry>),
+}
+
+/// How an entry changed, for events and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeKind {
+    Added,
+    /// A MAC's location, or the MAC an IP resolves to, changed.
+    Moved,
+    /// Only the origin changed: no flow depends on it.
+    Updated,
+    Removed,
+}
+
+impl ChangeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Added => "added",
+            ChangeKind::Moved => "moved",
+            ChangeKind::Updated => "updated",
+            ChangeKind::Removed => "removed",
+        }
+    }
+}
+
+impl RegistryChange {
+    pub fn kind(&self) -> ChangeKind {
+        match self {
+            RegistryChange::Mac(c) => c.kind(|a, b| a.location != b.location),
+            RegistryChange::Ip(c) => c.kind(|a, b| a.mac != b.mac),
+        }
+    }
+
+    pub fn vi(&self) -> ViId {
+        match self {
+            RegistryChange::Mac(c) => c.key.vi,
+            RegistryChange::Ip(c) => c.key.vi,
+        }
+    }
+
+    /// Whether the switches' flows depend on what changed.
+    pub fn affects_flows(&self) -> bool {
+        self.kind() != ChangeKind::Updated
+    }
+
+    /// `(key, from, to)` when a MAC moved.
+    pub fn as_move(&self) -> Option<(&MacKey, Option<&Location>, Option<&Location>)> {
+        match self {
+            RegistryChange::Mac(Change {
+                key,
+                before: Some(b),
+                after: Some(a),
+            }) if a.location != b.location => Some((key, b.location.as_ref(), a.location.as_ref())),
+            _ => None,
+        }
+    }
+}
+
+impl<K, V> Change<K, V> {
+    fn kind(&self, moved: impl Fn(&V, &V) -> bool) -> ChangeKind {
+        match (&self.before, &self.after) {
+            (None, _) => ChangeKind::Added,
+            (Some(_), None) => ChangeKind::Removed,
+            (Some(b), Some(a)) if moved(b, a) => ChangeKind::Moved,
+            _ => ChangeKind::Updated,
+        }
+    }
+}
+
+/// One line of a VI's seed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedEntry {
+    pub mac: MacAddr,
+    pub ip: Option<Ipv4Addr>,
+    pub vlan: Vlan,
+    /// Where the MAC lives, when the seed file says (typically behind the
+    /// VI's gateway); otherwise the first frame from a VM port places it.
+    pub location: Option<Location>,
+}
+
+/// What the API writes: a MAC's whole entry, its IPs included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntrySpec {
+    pub key: MacKey,
+    pub location: Option<Location>,
+    /// Exactly the IPs this MAC answers for afterwards.
+    pub ips: Vec<Ipv4Addr>,
+}
+
+/// A MAC's entry with the IPs bound to it, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryEntry {
+    pub key: MacKey,
+    pub entry: MacEntry,
+    pub ips: Vec<Ipv4Addr>,
+}
+
+/// Input the registry refuses; the API maps it to a 4xx.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{mac} is a multicast or all-zero address; a registry entry needs a unicast MAC")]
+    NotUnicast { mac: MacAddr },
+    #[error("VLAN {0} is out of range; use 1..=4094 or untagged")]
+    BadVlan(u16),
+    #[error("{vi} is not a known VI; create the VI first")]
+    UnknownVi { vi: ViId },
+    #[error("host {host} is not known; add the host first")]
+    UnknownHost { host: HostName },
+    #[error("port {ofport} on {host} belongs to {owner}, not {vi}: a VI's MAC cannot live on another VI's port")]
+    PortOfOtherVi {
+        host: HostName,
+        ofport: u32,
+        vi: ViId,
+        owner: ViId,
+    },
+    #[error(
+        "{host} is not a gateway of {vi}; a MAC can only live behind one of the VI's gateways"
+    )]
+    NotAGateway { host: HostName, vi: ViId },
+    #[error("no entry for {mac} on {vlan} in {vi}")]
+    NotFound { vi: ViId, vlan: Vlan, mac: MacAddr },
+    #[error("seed entry {index} contradicts an earlier one for {what}; keep one line per MAC and per IP")]
+    SeedConflict { index: usize, what: String },
+}
+
+/// How much an observation may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Evidence {
+    /// A frame or a plain ARP: creates, places, moves learned entries.
+    Sighting,
+    /// A RARP or GARP: moves anything.
+    Announcement,
+    /// A seed file: creates, places, takes over learned entries.
+    Seed,
+}
+
+impl Evidence {
+    fn origin(self) -> Origin {
+        match self {
+            Evidence::Sighting => Origin::Learned,
+            Evidence::Announcement => Origin::Announced,
+            Evidence::Seed => Origin::Seeded,
+        }
+    }
+}
+
+/// The registry: (VI, VLAN, MAC) → location and (VI, VLAN, IP) → MAC.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    macs: BTreeMap<MacKey, MacEntry>,
+    ips: BTreeMap<IpKey, IpEntry>,
+    /// The IPs bound to each MAC, kept in step with `ips`.
+    ips_of: BTreeMap<MacKey, BTreeSet<Ipv4Addr>>,
+}
+
+/// The key of `ip` in the VI and VLAN of `mac`.
+fn ip_key(mac: &MacKey, ip: Ipv4Addr) -> IpKey {
+    IpKey {
+        vi: mac.vi,
+        vlan: mac.vlan,
+        ip,
+    }
+}
+
+fn is_usable(mac: MacAddr) -> bool {
+    !mac.is_multicast() && mac != MacAddr::ZERO
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds a registry from stored entries.
+    pub fn restore(
+        macs: impl IntoIterator<Item = (MacKey, MacEntry)>,
+        ips: impl IntoIterator<Item = (IpKey, IpEntry)>,
+    ) -> Self {
+        let mut r = Self {
+            macs: macs.into_iter().collect(),
+            ..Self::default()
+        };
+        for (k, e) in ips {
+            r.set_ip(k, Some(e));
+        }
+        r
+    }
+
+    pub fn mac(&self, key: &MacKey) -> Option<&MacEntry> {
+        self.macs.get(key)
+    }
+
+    pub fn ip(&self, key: &IpKey) -> Option<&IpEntry> {
+        self.ips.get(key)
+    }
+
+    /// Every MAC entry, ordered by (VI, VLAN, MAC).
+    pub fn macs(&self) -> impl Iterator<Item = (&MacKey, &MacEntry)> {
+        self.macs.iter()
+    }
+
+    /// Every IP binding, ordered by (VI, VLAN, IP).
+    pub fn ips(&self) -> impl Iterator<Item = (&IpKey, &IpEntry)> {
+        self.ips.iter()
+    }
+
+    /// The MAC entries of one VI.
+    pub fn macs_in(&self, vi: ViId) -> impl Iterator<Item = (&MacKey, &MacEntry)> {
+        let lo = MacKey {
+            vi,
+            vlan: Vlan::Untagged,
+            mac: MacAddr::ZERO,
+        };
+        self.macs.range(lo..).take_while(move |(k, _)| k.vi == vi)
+    }
+
+    /// The IP bindings of one VI.
+    pub fn ips_in(&self, vi: ViId) -> impl Iterator<Item = (&IpKey, &IpEntry)> {
+        let lo = IpKey {
+            vi,
+            vlan: Vlan::Untagged,
+            ip: Ipv4Addr::UNSPECIFIED,
+        };
+        self.ips.range(lo..).take_while(move |(k, _)| k.vi == vi)
+    }
+
+    /// Number of MAC entries and of IP bindings.
+    pub fn len(&self) -> (usize, usize) {
+        (self.macs.len(), self.ips.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.macs.is_empty() && self.ips.is_empty()
+    }
+
+    /// One MAC's entry with its IPs.
+    pub fn get(&self, key: &MacKey) -> Option<RegistryEntry> {
+        self.macs.get(key).map(|e| self.view(key, e))
+    }
+
+    /// Every entry, or those of one VI.
+    pub fn list(&self, vi: Option<ViId>) -> Vec<RegistryEntry> {
+        match vi {
+            Some(vi) => self.macs_in(vi).map(|(k, e)| self.view(k, e)).collect(),
+            None => self.macs.iter().map(|(k, e)| self.view(k, e)).collect(),
+        }
+    }
+
+    fn view(&self, key: &MacKey, e: &MacEntry) -> RegistryEntry {
+        RegistryEntry {
+            key: *key,
+            entry: e.clone(),
+            ips: self
+                .ips_of
+                .get(key)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Learns from an ARP, GARP or RARP frame that arrived on VM port `port`.
+    /// A RARP request or a GARP is an announcement; anything else a sighting.
+    /// Frames with a priority tag, a multicast source, or a sender hardware
+    /// address that is not the frame's source teach nothing they cannot back.
+    pub fn learn_arp(
+        &mut self,
+        now: Timestamp,
+        port: &VmPort,
+        arp: &ArpRepr,
+    ) -> Vec<RegistryChange> {
+        let Some(vlan) = Vlan::from_vid(arp.tags.first().map(|t| t.vid())) else {
+            return Vec::new();
+        };
+        let src = arp.eth_src;
+        let announced = (arp.ethertype == EtherType::Rarp && arp.op == ArpOp::RarpRequest)
+            || arp.is_gratuitous();
+        let evidence = if announced {
+            Evidence::Announcement
+        } else {
+            Evidence::Sighting
+        };
+        let mut changes: Vec<RegistryChange> = self
+            .sighted(now, port, vlan, src, evidence)
+            .into_iter()
+            .collect();
+        let binds_ip = arp.ethertype == EtherType::Arp
+            && arp.sha == src
+            && !arp.spa.is_unspecified()
+            && !arp.spa.is_broadcast()
+            && !arp.spa.is_multicast();
+        if binds_ip {
+            let ip_key = IpKey {
+                vi: port.vi,
+                vlan,
+                ip: arp.spa,
+            };
+            changes.extend(self.bind(now, ip_key, src, evidence));
+        }
+        changes
+    }
+
+    /// Learns where `src` lives from any other frame from VM port `port`.
+    pub fn learn_source(
+        &mut self,
+        now: Timestamp,
+        port: &VmPort,
+        vlan: Vlan,
+        src: MacAddr,
+    ) -> Vec<RegistryChange> {
+        if !vlan.is_valid() {
+            return Vec::new();
+        }
+        self.sighted(now, port, vlan, src, Evidence::Sighting)
+            .into_iter()
+            .collect()
+    }
+
+    /// `src` seen on `port`: places it there as far as `evidence` allows.
+    fn sighted(
+        &mut self,
+        now: Timestamp,
+        port: &VmPort,
+        vlan: Vlan,
+        src: MacAddr,
+        evidence: Evidence,
+    ) -> Option<RegistryChange> {
+        if !is_usable(src) {
+            return None;
+        }
+        let key = MacKey {
+            vi: port.vi,
+            vlan,
+            mac: src,
+        };
+        let here = Location::Port {
+            host: port.host.clone(),
+            ofport: port.ofport,
+        };
+        self.place(now, key, Some(here), evidence)
+    }
+
+    /// Initialises a VI's entries from its seed file. The whole file is
+    /// checked before anything changes. Seeding again (a relaunch, a
+    /// restart) is harmless: it takes over learned entries and places
+    /// unplaced ones, but never moves what an announcement or the API put
+    /// somewhere.
+    pub fn seed(
+        &mut self,
+        now: Timestamp,
+        topology: &Topology,
+        vi: ViId,
+        entries: &[SeedEntry],
+    ) -> Result<Vec<RegistryChange>, RegistryError> {
+        let mut macs: BTreeMap<MacKey, Option<Location>> = BTreeMap::new();
+        let mut ips: BTreeMap<IpKey, MacAddr> = BTreeMap::new();
+        for (index, s) in entries.iter().enumerate() {
+            let key = MacKey {
+                vi,
+                vlan: s.vlan,
+                mac: s.mac,
+            };
+            validate(topology, &key, s.location.as_ref())?;
+            let slot = macs.entry(key).or_default();
+            match (&*slot, &s.location) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(RegistryError::SeedConflict {
+                        index,
+                        what: format!("{} on {}", s.mac, s.vlan),
+                    })
+                }
+                (None, Some(b)) => *slot = Some(b.clone()),
+                _ => {}
+            }
+            if let Some(ip) = s.ip {
+                let ip_key = IpKey {
+                    vi,
+                    vlan: s.vlan,
+                    ip,
+                };
+                if ips.insert(ip_key, s.mac).is_some_and(|m| m != s.mac) {
+                    return Err(RegistryError::SeedConflict {
+                        index,
+                        what: format!("{ip} on {}", s.vlan),
+                    });
+                }
+            }
+        }
+        let mut changes = Vec::new();
+        for (key, location) in macs {
+            changes.extend(self.place(now, key, location, Evidence::Seed));
+        }
+        for (key, mac) in ips {
+            changes.extend(self.bind(now, key, mac, Evidence::Seed));
+        }
+        Ok(changes)
+    }
+
+    /// The API's put: the MAC's location and exactly the IPs given, all
+    /// pinned. IPs given here are taken from any other MAC that had them.
+    pub fn put(
+        &mut self,
+        now: Timestamp,
+        topology: &Topology,
+        spec: &EntrySpec,
+    ) -> Result<Vec<RegistryChange>, RegistryError> {
+        validate(topology, &spec.key, spec.location.as_ref())?;
+        let key = spec.key;
+        let mut changes = Vec::new();
+        let entry = MacEntry {
+            location: spec.location.clone(),
+            origin: Origin::Api,
+            since: now,
+        };
+        let unchanged = self
+            .macs
+            .get(&key)
+            .is_some_and(|e| e.location == entry.location && e.origin == Origin::Api);
+        if !unchanged {
+            changes.extend(self.set_mac(key, Some(entry)));
+        }
+        let wanted: BTreeSet<Ipv4Addr> = spec.ips.iter().copied().collect();
+        let had = self.ips_of.get(&key).cloned().unwrap_or_default();
+        for ip in had.difference(&wanted) {
+            changes.extend(self.set_ip(ip_key(&key, *ip), None));
+        }
+        for ip in wanted {
+            let ip_key = ip_key(&key, ip);
+            let same = self
+                .ips
+                .get(&ip_key)
+                .is_some_and(|e| e.mac == key.mac && e.origin == Origin::Api);
+            if !same {
+                let e = IpEntry {
+                    mac: key.mac,
+                    origin: Origin::Api,
+                    since: now,
+                };
+                changes.extend(self.set_ip(ip_key, Some(e)));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Removes a MAC and the IPs bound to it.
+    pub fn delete(&mut self, key: &MacKey) -> Result<Vec<RegistryChange>, RegistryError> {
+        if !self.macs.contains_key(key) {
+            return Err(RegistryError::NotFound {
+                vi: key.vi,
+                vlan: key.vlan,
+                mac: key.mac,
+            });
+        }
+        Ok(self.remove_mac(key))
+    }
+
+    /// Removes every entry of a VI (the VI was deleted).
+    pub fn remove_vi(&mut self, vi: ViId) -> Vec<RegistryChange> {
+        let keys: Vec<MacKey> = self.macs_in(vi).map(|(k, _)| *k).collect();
+        let mut changes: Vec<RegistryChange> =
+            keys.iter().flat_map(|k| self.remove_mac(k)).collect();
+        let orphans: Vec<IpKey> = self.ips_in(vi).map(|(k, _)| *k).collect();
+        changes.extend(orphans.into_iter().filter_map(|k| self.set_ip(k, None)));
+        changes
+    }
+
+    fn remove_mac(&mut self, key: &MacKey) -> Vec<RegistryChange> {
+        let ips = self.ips_of.get(key).cloned().unwrap_or_default();
+        let mut changes: Vec<RegistryChange> = ips
+            .into_iter()
+            .filter_map(|ip| self.set_ip(ip_key(key, ip), None))
+            .collect();
+        changes.extend(self.set_mac(*key, None));
+        changes
+    }
+
+    /// Applies a location observation with the trust rules.
+    fn place(
+        &mut self,
+        now: Timestamp,
+        key: MacKey,
+        location: Option<Location>,
+        evidence: Evidence,
+    ) -> Option<RegistryChange> {
+        let new = |location: Option<Location>, origin| MacEntry {
+            location,
+            origin,
+            since: now,
+        };
+        let next = match self.macs.get(&key) {
+            None => new(location, evidence.origin()),
+            Some(cur) => {
+                let location = location.or_else(|| cur.location.clone());
+                let moves = location != cur.location;
+                let origin = match (evidence, cur.origin) {
+                    (Evidence::Announcement, o) if !moves && o.is_pinned() => return None,
+                    (Evidence::Announcement, _) => Origin::Announced,
+                    // Configuration takes over a guess.
+                    (Evidence::Seed, Origin::Learned) => Origin::Seeded,
+                    // What configuration, the API or an announcement placed
+                    // stays put until the next announcement.
+                    (_, o) if o.is_pinned() && cur.location.is_some() => return None,
+                    (_, o) => o,
+                };
+                if !moves && origin == cur.origin {
+                    return None;
+                }
+                new(location, origin)
+            }
+        };
+        self.set_mac(key, Some(next))
+    }
+
+    /// Applies an IP→MAC observation with the trust rules.
+    fn bind(
+        &mut self,
+        now: Timestamp,
+        key: IpKey,
+        mac: MacAddr,
+        evidence: Evidence,
+    ) -> Option<RegistryChange> {
+        let origin = match self.ips.get(&key) {
+            None => evidence.origin(),
+            Some(cur) => match (evidence, cur.origin) {
+                (Evidence::Announcement, _) if cur.mac != mac || cur.origin == Origin::Learned => {
+                    Origin::Announced
+                }
+                (Evidence::Seed, Origin::Learned) => Origin::Seeded,
+                (Evidence::Sighting, Origin::Learned) if cur.mac != mac => Origin::Learned,
+                _ => return None,
+            },
+        };
+        let e = IpEntry {
+            mac,
+            origin,
+            since: now,
+        };
+        self.set_ip(key, Some(e))
+    }
+
+    /// The one place MAC entries change.
+    fn set_mac(&mut self, key: MacKey, after: Option<MacEntry>) -> Option<RegistryChange> {
+        let before = match &after {
+            Some(e) => self.macs.insert(key, e.clone()),
+            None => self.macs.remove(&key),
+        };
+        (before != after).then_some(RegistryChange::Mac(Change { key, before, after }))
+    }
+
+    /// The one place IP bindings change; keeps the reverse index in step.
+    fn set_ip(&mut self, key: IpKey, after: Option<IpEntry>) -> Option<RegistryChange> {
+        let before = match &after {
+            Some(e) => self.ips.insert(key, e.clone()),
+            None => self.ips.remove(&key),
+        };
+        let owner = |mac| MacKey {
+            vi: key.vi,
+            vlan: key.vlan,
+            mac,
+        };
+        if let Some(b) = &before {
+            let k = owner(b.mac);
+            if let Some(set) = self.ips_of.get_mut(&k) {
+                set.remove(&key.ip);
+                if set.is_empty() {
+                    self.ips_of.remove(&k);
+                }
+            }
+        }
+        if let Some(a) = &after {
+            self.ips_of.entry(owner(a.mac)).or_default().insert(key.ip);
+        }
+        (before != after).then_some(RegistryChange::Ip(Change { key, before, after }))
+    }
+}
+
+/// Checks a key and a location against the topology: a VI's MAC can only
+/// live on one of its own ports or behind one of its gateways.
+fn validate(
+    topology: &Topology,
+    key: &MacKey,
+    location: Option<&Location>,
+) -> Result<(), RegistryError> {
+    if !is_usable(key.mac) {
+        return Err(RegistryError::NotUnicast { mac: key.mac });
+    }
+    if let Vlan::Tagged(v) = key.vlan {
+        if !key.vlan.is_valid() {
+            return Err(RegistryError::BadVlan(v));
+        }
+    }
+    if !topology.vis.contains_key(&key.vi) {
+        return Err(RegistryError::UnknownVi { vi: key.vi });
+    }
+    match location {
+        None => Ok(()),
+        Some(Location::Port { host, ofport }) => {
+            if !topology.hosts.contains_key(host) {
+                return Err(RegistryError::UnknownHost { host: host.clone() });
+            }
+            match topology.vm_port(host, *ofport) {
+                Some(p) if p.vi != key.vi => Err(RegistryError::PortOfOtherVi {
+                    host: host.clone(),
+                    ofport: *ofport,
+                    vi: key.vi,
+                    owner: p.vi,
+                }),
+                _ => Ok(()),
+            }
+        }
+        Some(Location::BehindGateway { gateway }) => {
+            if topology.is_gateway_of(gateway, key.vi) {
+                Ok(())
+            } else {
+                Err(RegistryError::NotAGateway {
+                    host: gateway.clone(),
+                    vi: key.vi,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

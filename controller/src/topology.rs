@@ -1,0 +1,102 @@
+//! Questions the compiler and the PacketIn logic ask of a [`Topology`]: which
+//! ports a VI has on a host, which hosts take part in a VI, which tunnel leads
+//! where.
+
+use crate::model::{HostName, Topology, Vi, ViId, VmPort};
+use std::collections::{BTreeMap, BTreeSet};
+
+impl Topology {
+    /// The VM port at `ofport` on `host`'s bridge, if it is one.
+    pub fn vm_port(&self, host: &HostName, ofport: u32) -> Option<&VmPort> {
+        self.vm_ports.get(&(host.clone(), ofport))
+    }
+
+    /// Every VM port on `host`, in ofport order.
+    pub fn vm_ports_on<'a>(&'a self, host: &HostName) -> impl Iterator<Item = &'a VmPort> + 'a {
+        self.vm_ports
+            .range((host.clone(), 0)..=(host.clone(), u32::MAX))
+            .map(|(_, p)| p)
+    }
+
+    /// The ofport on `from`'s bridge of the tunnel toward `to`.
+    pub fn tunnel_port(&self, from: &HostName, to: &HostName) -> Option<u32> {
+        self.tunnels.get(&(from.clone(), to.clone())).copied()
+    }
+
+    /// The peer a tunnel port on `host` leads to.
+    pub fn tunnel_peer(&self, host: &HostName, ofport: u32) -> Option<&HostName> {
+        self.tunnels
+            .range((host.clone(), HostName(String::new()))..)
+            .take_while(|((h, _), _)| h == host)
+            .find(|(_, p)| **p == ofport)
+            .map(|((_, peer), _)| peer)
+    }
+
+    /// The VI whose traffic carries GRE key `key`.
+    pub fn vi_by_key(&self, key: u32) -> Option<&Vi> {
+        self.vis.values().find(|v| v.gre_key == key)
+    }
+
+    /// For every VI, the hosts that take part in it: those with a VM port in
+    /// it and its gateways (which must see its broadcasts to reach the
+    /// operator's data center). One pass over the ports.
+    pub fn vi_members(&self) -> BTreeMap<ViId, BTreeSet<&HostName>> {
+        let mut members: BTreeMap<ViId, BTreeSet<&HostName>> = BTreeMap::new();
+        for p in self.vm_ports.values() {
+            members.entry(p.vi).or_default().insert(&p.host);
+        }
+        for vi in self.vis.values() {
+            let m = members.entry(vi.id).or_default();
+            m.extend(vi.gateways.iter());
+        }
+        members
+    }
+
+    /// Whether `host` is one of `vi`'s gateways.
+    pub fn is_gateway_of(&self, host: &HostName, vi: ViId) -> bool {
+        self.vis
+            .get(&vi)
+            .is_some_and(|v| v.gateways.iter().any(|g| g == host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::fixtures::{host, tunnel_ofport, world};
+    use crate::model::ViId;
+
+    #[test]
+    fn members_are_port_owners_and_gateways() {
+        let t = world();
+        let m = t.vi_members();
+        let names = |vi| {
+            m[&ViId(vi)]
+                .iter()
+                .map(|h| h.0.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(1), ["a", "b", "c", "gw"]);
+        assert_eq!(names(2), ["a", "b"]);
+        assert!(t.is_gateway_of(&host("gw"), ViId(1)));
+        assert!(!t.is_gateway_of(&host("a"), ViId(1)));
+        assert!(!t.is_gateway_of(&host("gw"), ViId(2)));
+    }
+
+    #[test]
+    fn ports_and_tunnels_are_found_per_host() {
+        let t = world();
+        let on_a: Vec<u32> = t.vm_ports_on(&host("a")).map(|p| p.ofport).collect();
+        assert_eq!(on_a, [1, 2]);
+        assert_eq!(t.vm_ports_on(&host("zz")).count(), 0);
+        let to_gw = tunnel_ofport("gw");
+        assert_eq!(t.tunnel_port(&host("a"), &host("gw")), Some(to_gw));
+        assert_eq!(t.tunnel_peer(&host("a"), to_gw), Some(&host("gw")));
+        assert_eq!(t.tunnel_peer(&host("a"), tunnel_ofport("a")), None);
+        assert_eq!(
+            t.tunnel_peer(&host("c"), tunnel_ofport("b")),
+            Some(&host("b"))
+        );
+        assert_eq!(t.vi_by_key(1002).map(|v| v.id), Some(ViId(2)));
+        assert_eq!(t.vm_port(&host("b"), 2).map(|p| p.vi), Some(ViId(2)));
+    }
+}
