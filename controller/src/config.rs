@@ -33,7 +33,8 @@
 //! The host and VI tables ([`HostSpec`], [`ViSpec`]) are also the bodies the
 //! northbound API accepts, so a host is described the same way everywhere.
 
-use crate::model::{Host, HostName, HostRole, Vi, ViId, Vlan};
+use crate::model::{Host, HostName, HostRole, Location, Vi, ViId, Vlan};
+use crate::registry::SeedEntry;
 use crate::server::ListenAddr;
 use crate::session::SessionConfig;
 use ofp::packet::MacAddr;
@@ -216,10 +217,14 @@ impl ViSpec {
     /// Checks one VI on its own; `key` prefixes the error paths.
     pub fn to_vi(&self, key: &str) -> Result<Vi, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        if self.id == 0 {
+        if !ViId(self.id).is_valid() {
             errors.push(ConfigError::new(
                 format!("{key}.id"),
-                "0 is reserved (it marks packets outside every VI); use 1 or more",
+                format!(
+                    "{} is not a usable VI id; use 1 to {} (0 marks packets outside every VI)",
+                    self.id,
+                    ViId::MAX
+                ),
             ));
         }
         if let Err(p) = check_name(&self.name) {
@@ -256,15 +261,6 @@ impl ViSpec {
             seed: None,
         }
     }
-}
-
-/// One seeded registry entry: this MAC, with this IP, lives on this VLAN of
-/// the VI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SeedEntry {
-    pub mac: MacAddr,
-    pub ip: Ipv4Addr,
-    pub vlan: Vlan,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -537,7 +533,7 @@ impl RawConfig {
             let path = base.join(seed);
             let key = format!("vi[{i}].seed");
             match std::fs::read_to_string(&path) {
-                Ok(text) => match parse_seed(&text, &path) {
+                Ok(text) => match parse_seed(&text, &path, &spec.gateways) {
                     Ok(entries) => {
                         seeds.insert(ViId(spec.id), entries);
                     }
@@ -794,13 +790,32 @@ pub fn derived_datapath_id(name: &str) -> u64 {
 }
 
 /// Reads a seed file: `.toml` as `[[entry]]` tables, anything else as CSV.
-pub fn parse_seed(text: &str, path: &Path) -> Result<Vec<SeedEntry>, Vec<ConfigError>> {
+/// An entry may live only behind one of the VI's `gateways`.
+pub fn parse_seed(
+    text: &str,
+    path: &Path,
+    gateways: &[String],
+) -> Result<Vec<SeedEntry>, Vec<ConfigError>> {
     let (entries, mut errors) = if path.extension().is_some_and(|e| e == "toml") {
         parse_seed_toml(text)
     } else {
         parse_seed_csv(text)
     };
     errors.extend(seed_conflicts(&entries));
+    for (key, e) in &entries {
+        if let Some(Location::BehindGateway { gateway }) = &e.location {
+            if !gateways.contains(&gateway.0) {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!(
+                        "{:?} is not one of this VI's gateways; add it to the VI's gateways or \
+                         name one of {gateways:?}",
+                        gateway.0
+                    ),
+                ));
+            }
+        }
+    }
     if errors.is_empty() {
         Ok(entries.into_iter().map(|(_, e)| e).collect())
     } else {
@@ -819,9 +834,13 @@ struct SeedToml {
 #[serde(deny_unknown_fields)]
 struct SeedTomlEntry {
     mac: String,
-    ip: Ipv4Addr,
+    #[serde(default)]
+    ip: Option<Ipv4Addr>,
     #[serde(default)]
     vlan: Option<u16>,
+    /// The gateway host the MAC lives behind.
+    #[serde(default)]
+    behind: Option<String>,
 }
 
 /// (where, entry) pairs, so conflicts can name both places.
@@ -853,6 +872,7 @@ fn parse_seed_toml(text: &str) -> (Located, Vec<ConfigError>) {
                     mac,
                     ip: e.ip,
                     vlan,
+                    location: e.behind.map(behind),
                 },
             ));
         }
@@ -870,8 +890,16 @@ fn vlan_from_number(v: u16) -> Result<Vlan, String> {
     }
 }
 
-/// `mac,ip[,vlan]` per line; `#` comments, blank lines and a header line
-/// starting with `mac` are skipped. An empty or `untagged` VLAN means none.
+fn behind(gateway: String) -> Location {
+    Location::BehindGateway {
+        gateway: HostName(gateway),
+    }
+}
+
+/// `mac,ip[,vlan[,behind]]` per line; `#` comments, blank lines and a
+/// header line starting with `mac` are skipped. An empty IP binds none; an
+/// empty or `untagged` VLAN means untagged frames; `behind` names the
+/// gateway host the MAC lives behind.
 fn parse_seed_csv(text: &str) -> (Located, Vec<ConfigError>) {
     let mut out = Vec::new();
     let mut errors = Vec::new();
@@ -882,11 +910,12 @@ fn parse_seed_csv(text: &str) -> (Located, Vec<ConfigError>) {
         }
         let key = format!("line {}", n + 1);
         let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-        if !(2..=3).contains(&cols.len()) {
+        if !(2..=4).contains(&cols.len()) {
             errors.push(ConfigError::new(
                 key,
                 format!(
-                    "found {} column(s); write mac,ip or mac,ip,vlan like 52:54:00:00:00:01,10.1.1.5,100",
+                    "found {} column(s); write mac,ip[,vlan[,behind]] like \
+                     52:54:00:00:00:01,10.1.1.5,100,gw1",
                     cols.len()
                 ),
             ));
@@ -895,12 +924,15 @@ fn parse_seed_csv(text: &str) -> (Located, Vec<ConfigError>) {
         let mac = cols[0]
             .parse::<MacAddr>()
             .map_err(|e| errors.push(ConfigError::new(key.clone(), e.to_string())));
-        let ip = cols[1].parse::<Ipv4Addr>().map_err(|_| {
-            errors.push(ConfigError::new(
-                key.clone(),
-                format!("{:?} is not an IPv4 address", cols[1]),
-            ))
-        });
+        let ip = match cols[1] {
+            "" => Ok(None),
+            text => text.parse::<Ipv4Addr>().map(Some).map_err(|_| {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!("{text:?} is not an IPv4 address"),
+                ))
+            }),
+        };
         let vlan = match cols.get(2).copied() {
             None | Some("") | Some("untagged") => Ok(Vlan::Untagged),
             Some(v) => v
@@ -909,8 +941,20 @@ fn parse_seed_csv(text: &str) -> (Located, Vec<ConfigError>) {
                 .and_then(vlan_from_number),
         }
         .map_err(|p| errors.push(ConfigError::new(key.clone(), p)));
+        let location = cols
+            .get(3)
+            .filter(|g| !g.is_empty())
+            .map(|g| behind((*g).to_owned()));
         if let (Ok(mac), Ok(ip), Ok(vlan)) = (mac, ip, vlan) {
-            out.push((key, SeedEntry { mac, ip, vlan }));
+            out.push((
+                key,
+                SeedEntry {
+                    mac,
+                    ip,
+                    vlan,
+                    location,
+                },
+            ));
         }
     }
     (out, errors)
@@ -922,17 +966,18 @@ fn seed_conflicts(entries: &Located) -> Vec<ConfigError> {
     let mut by_ip: HashMap<(Vlan, Ipv4Addr), (&str, MacAddr)> = HashMap::new();
     let mut errors = Vec::new();
     for (key, e) in entries {
-        match by_ip.get(&(e.vlan, e.ip)) {
+        let Some(ip) = e.ip else { continue };
+        match by_ip.get(&(e.vlan, ip)) {
             Some((other, mac)) if *mac != e.mac => errors.push(ConfigError::new(
                 key.clone(),
                 format!(
-                    "{} on {} is already {mac} at {other}; an IP has one MAC per VLAN",
-                    e.ip, e.vlan
+                    "{ip} on {} is already {mac} at {other}; an IP has one MAC per VLAN",
+                    e.vlan
                 ),
             )),
             Some(_) => {}
             None => {
-                by_ip.insert((e.vlan, e.ip), (key, e.mac));
+                by_ip.insert((e.vlan, ip), (key, e.mac));
             }
         }
     }

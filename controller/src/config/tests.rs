@@ -43,7 +43,8 @@ fn seeded_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("acme.csv"),
-        "mac,ip,vlan\n52:54:00:00:00:01,10.1.1.1,100\n52:54:00:00:00:02, 10.1.1.2 ,\n# a comment\n",
+        "mac,ip,vlan,behind\n52:54:00:00:00:01,10.1.1.1,100\n52:54:00:00:00:02, 10.1.1.2 ,,gw1\n\
+         # a comment\n52:54:00:00:00:03,,7\n",
     )
     .unwrap();
     dir
@@ -89,20 +90,30 @@ fn a_complete_file_validates_into_model_types() {
         vec![
             SeedEntry {
                 mac: "52:54:00:00:00:01".parse().unwrap(),
-                ip: "10.1.1.1".parse().unwrap(),
+                ip: Some("10.1.1.1".parse().unwrap()),
                 vlan: Vlan::Tagged(100),
+                location: None,
             },
             SeedEntry {
                 mac: "52:54:00:00:00:02".parse().unwrap(),
-                ip: "10.1.1.2".parse().unwrap(),
+                ip: Some("10.1.1.2".parse().unwrap()),
                 vlan: Vlan::Untagged,
+                location: Some(Location::BehindGateway {
+                    gateway: HostName("gw1".into()),
+                }),
+            },
+            SeedEntry {
+                mac: "52:54:00:00:00:03".parse().unwrap(),
+                ip: None,
+                vlan: Vlan::Tagged(7),
+                location: None,
             },
         ]
     );
     assert!(!c.seeds.contains_key(&ViId(2)));
     let summary = c.summary();
     assert!(summary.contains("gw1 gateway underlay=10.0.0.9 dpid=00000000000000a9"));
-    assert!(summary.contains("seeded=2"), "{summary}");
+    assert!(summary.contains("seeded=3"), "{summary}");
 }
 
 #[test]
@@ -257,6 +268,14 @@ fn zero_ids_and_keys_are_refused() {
     );
     let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, vec!["vi[0].id", "vi[0].gre_key"]);
+    let errors = invalid(
+        "[[vi]]\nid = 16777216\nname = \"a\"\ngre_key = 1\n",
+        Path::new("."),
+    );
+    assert!(
+        errors[0].problem.contains("use 1 to 16777215"),
+        "{errors:?}"
+    );
 }
 
 #[test]
@@ -265,7 +284,8 @@ fn seed_files_report_the_line_at_fault() {
     std::fs::write(
         dir.path().join("s.csv"),
         "52:54:00:00:00:01,10.1.1.1,100\n52:54:00:00:00:0g,10.1.1.2\n52:54:00:00:00:03,10.1.1.300\n\
-         52:54:00:00:00:04,10.1.1.4,4095\n52:54:00:00:00:05\n52:54:00:00:00:06,10.1.1.1,100\n",
+         52:54:00:00:00:04,10.1.1.4,4095\n52:54:00:00:00:05\n52:54:00:00:00:06,10.1.1.1,100\n\
+         52:54:00:00:00:07,10.1.1.7,,gw9\n",
     )
     .unwrap();
     let errors = invalid(
@@ -273,7 +293,15 @@ fn seed_files_report_the_line_at_fault() {
         dir.path(),
     );
     let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    assert_eq!(lines.len(), 5, "{lines:#?}");
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert!(
+        lines.contains(
+            &"vi[0].seed (line 7): \"gw9\" is not one of this VI's gateways; add it to the VI's \
+              gateways or name one of []"
+                .to_owned()
+        ),
+        "{lines:#?}"
+    );
     for (line, want) in [
         (2, "is not a MAC address"),
         (3, "is not an IPv4 address"),
@@ -303,13 +331,24 @@ fn seed_files_may_be_toml() {
         "[[entry]]\nmac = \"02:00:00:00:00:01\"\nip = \"10.0.0.1\"\n\n[[entry]]\nmac = \"02:00:00:00:00:02\"\nip = \"10.0.0.2\"\nvlan = 7\n",
     )
     .unwrap();
-    let entries = parse_seed(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+    let entries = parse_seed(&std::fs::read_to_string(&path).unwrap(), &path, &[]).unwrap();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].vlan, Vlan::Untagged);
     assert_eq!(entries[1].vlan, Vlan::Tagged(7));
+    let behind_gw = parse_seed(
+        "[[entry]]\nmac = \"02:00:00:00:00:01\"\nbehind = \"gw\"\n",
+        &path,
+        &["gw".to_owned()],
+    )
+    .unwrap();
+    assert_eq!(behind_gw[0].ip, None);
+    assert!(
+        matches!(&behind_gw[0].location, Some(Location::BehindGateway { gateway }) if gateway.0 == "gw")
+    );
     let err = parse_seed(
         "[[entry]]\nmac = \"x\"\nip = \"10.0.0.1\"\nvlan = 0\n",
         &path,
+        &[],
     )
     .unwrap_err();
     let keys: Vec<&str> = err.iter().map(|e| e.key.as_str()).collect();
@@ -317,6 +356,7 @@ fn seed_files_may_be_toml() {
     let err = parse_seed(
         "[[entry]]\nmac = \"02:00:00:00:00:01\"\nipv4 = \"10.0.0.1\"\n",
         &path,
+        &[],
     )
     .unwrap_err();
     assert!(err[0].problem.contains("unknown field `ipv4`"), "{err:?}");
@@ -363,7 +403,7 @@ fn load_names_the_file() {
         e.starts_with(&format!("{}: 1 problem(s):", path.display())),
         "{e}"
     );
-    assert!(e.contains("\n  vi[0].id: 0 is reserved"), "{e}");
+    assert!(e.contains("\n  vi[0].id: 0 is not a usable VI id"), "{e}");
     let e = Config::load(&dir.path().join("nope.toml"))
         .unwrap_err()
         .to_string();
