@@ -3,8 +3,7 @@
 //! gateway), a full tunnel mesh where the tunnel from X to the i-th host is
 //! ofport 100 + i.
 
-use crate::model::{Host, HostName, HostRole, Topology, Vi, ViId, VmPort};
-use std::net::Ipv4Addr;
+use crate::model::{HostName, Topology, ViId, VmPort};
 
 pub const HOSTS: [&str; 4] = ["a", "b", "c", "gw"];
 
@@ -27,54 +26,11 @@ pub const PORTS: [(&str, u32, u32); 6] = [
 ];
 
 pub fn world() -> Topology {
-    let mut t = Topology::default();
-    for (i, n) in HOSTS.iter().enumerate() {
-        t.hosts.insert(
-            host(n),
-            Host {
-                name: host(n),
-                underlay_ip: Ipv4Addr::new(192, 0, 2, i as u8 + 1),
-                role: if *n == "gw" {
-                    HostRole::Gateway
-                } else {
-                    HostRole::Compute
-                },
-                ovsdb_remote: format!("unix:/run/{n}/db.sock"),
-                datapath_id: i as u64 + 1,
-            },
-        );
-        for m in HOSTS.iter().filter(|m| *m != n) {
-            t.tunnels.insert((host(n), host(m)), tunnel_ofport(m));
-        }
-    }
-    t.vis.insert(
-        ViId(1),
-        Vi {
-            id: ViId(1),
-            name: "one".into(),
-            gre_key: 1001,
-            gateways: vec![host("gw")],
-        },
-    );
-    t.vis.insert(
-        ViId(2),
-        Vi {
-            id: ViId(2),
-            name: "two".into(),
-            gre_key: 1002,
-            gateways: Vec::new(),
-        },
-    );
+    let mut t = Topology::full_mesh(&HOSTS, &["gw"], 100);
+    t.add_vi(ViId(1), 1001, &["gw"]);
+    t.add_vi(ViId(2), 1002, &[]);
     for (h, ofport, vi) in PORTS {
-        t.vm_ports.insert(
-            (host(h), ofport),
-            VmPort {
-                host: host(h),
-                name: format!("{h}-vm{ofport}"),
-                ofport,
-                vi: ViId(vi),
-            },
-        );
+        t.add_vm_port(h, ofport, ViId(vi));
     }
     t
 }

@@ -5,11 +5,16 @@
 //! The registry, compiler and reconciler are sans-IO: plain data and functions
 //! tested against a simulated flow table. Tokio tasks only move bytes and timers.
 
+pub mod compiler;
 pub mod config;
+pub mod flowsim;
 pub mod model;
+pub mod packet_in;
+pub mod reconciler;
 pub mod registry;
 pub mod server;
 pub mod session;
+pub mod switch_state;
 pub mod topology;
 
 #[cfg(test)]

@@ -2,10 +2,65 @@
 //! ports a VI has on a host, which hosts take part in a VI, which tunnel leads
 //! where.
 
-use crate::model::{HostName, Topology, Vi, ViId, VmPort};
+use crate::model::{Host, HostName, HostRole, Topology, Vi, ViId, VmPort};
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
 
 impl Topology {
+    /// Hosts named `names` in a full tunnel mesh, for tests, benchmarks and
+    /// the simulator: on every host the tunnel to the i-th host is ofport
+    /// `first_tunnel + i`; host i has underlay address 10.255.x.y and
+    /// datapath id i + 1; the hosts in `gateways` have the gateway role.
+    pub fn full_mesh(names: &[&str], gateways: &[&str], first_tunnel: u32) -> Self {
+        let mut t = Self::default();
+        for (i, n) in names.iter().enumerate() {
+            let name = HostName((*n).to_owned());
+            let [_, _, x, y] = u32::try_from(i + 1).unwrap_or(u32::MAX).to_be_bytes();
+            let role = if gateways.contains(n) {
+                HostRole::Gateway
+            } else {
+                HostRole::Compute
+            };
+            let host = Host {
+                name: name.clone(),
+                underlay_ip: Ipv4Addr::new(10, 255, x, y),
+                role,
+                ovsdb_remote: format!("unix:/run/iris/{n}/db.sock"),
+                datapath_id: i as u64 + 1,
+            };
+            t.hosts.insert(name.clone(), host);
+            for (j, m) in names.iter().enumerate().filter(|(j, _)| *j != i) {
+                let port = first_tunnel + u32::try_from(j).unwrap_or(u32::MAX);
+                t.tunnels
+                    .insert((name.clone(), HostName((*m).to_owned())), port);
+            }
+        }
+        t
+    }
+
+    /// Adds (or replaces) a VM port of `vi` at `ofport` on `host`.
+    pub fn add_vm_port(&mut self, host: &str, ofport: u32, vi: ViId) {
+        let h = HostName(host.to_owned());
+        let port = VmPort {
+            host: h.clone(),
+            name: format!("{host}-p{ofport}"),
+            ofport,
+            vi,
+        };
+        self.vm_ports.insert((h, ofport), port);
+    }
+
+    /// Adds (or replaces) a VI.
+    pub fn add_vi(&mut self, id: ViId, gre_key: u32, gateways: &[&str]) {
+        let vi = Vi {
+            id,
+            name: format!("operator-{}", id.0),
+            gre_key,
+            gateways: gateways.iter().map(|g| HostName((*g).to_owned())).collect(),
+        };
+        self.vis.insert(id, vi);
+    }
+
     /// The VM port at `ofport` on `host`'s bridge, if it is one.
     pub fn vm_port(&self, host: &HostName, ofport: u32) -> Option<&VmPort> {
         self.vm_ports.get(&(host.clone(), ofport))

@@ -1,0 +1,371 @@
+//! The flow compiler: a pure function from the registry and the topology to
+//! the flows and groups one switch should hold. `docs/pipeline.md` is the
+//! specification; the table and register numbers below are its names.
+//!
+//! A VI is *present* on a host when the host has a VM port in it or is one of
+//! its gateways. Only present VIs get flows, so a switch carries nothing of
+//! an operator it does not serve.
+
+use crate::model::{HostName, Location, Topology, Vi, ViId, Vlan};
+use crate::registry::Registry;
+use crate::switch_state::{Flow, Group, SwitchState};
+use ofp::action::{port, Action};
+use ofp::instruction::Instruction;
+use ofp::oxm::{FieldId, Match, OxmField};
+use ofp::packet::MacAddr;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+/// Table 0: classify a packet into its VI.
+pub const TABLE_CLASSIFY: u8 = 0;
+/// Table 1: RARP, GARP and unknown sources to the controller.
+pub const TABLE_INTERCEPT: u8 = 1;
+/// Table 2: the ARP responder.
+pub const TABLE_ARP: u8 = 2;
+/// Table 3: L2 forwarding.
+pub const TABLE_FORWARD: u8 = 3;
+
+/// The register that says where a packet entered: [`FROM_VM`] or [`FROM_TUNNEL`].
+pub const REG_ORIGIN: u8 = 6;
+pub const FROM_VM: u32 = 0;
+pub const FROM_TUNNEL: u32 = 1;
+
+/// The flood group of `vi` for packets from a local VM port (local ports
+/// and one bucket per other host in the VI) or, with `from_tunnel`, for
+/// packets from a tunnel (local ports only: split horizon).
+pub fn flood_group(vi: ViId, from_tunnel: bool) -> u32 {
+    (vi.0 << 1) | u32::from(from_tunnel)
+}
+
+/// Whether a group id is in the range Iris numbers its groups in.
+pub fn is_iris_group(group_id: u32) -> bool {
+    group_id >> 1 <= ViId::MAX && group_id >> 1 != 0
+}
+
+const ARP: u16 = 0x0806;
+const RARP: u16 = 0x8035;
+const ARP_REQUEST: u16 = 1;
+const ARP_REPLY: u16 = 2;
+const GROUP_BIT: [u8; 6] = [1, 0, 0, 0, 0, 0];
+
+fn apply(actions: Vec<Action>) -> Instruction {
+    Instruction::ApplyActions(actions)
+}
+
+fn goto(table: u8) -> Instruction {
+    Instruction::GotoTable(table)
+}
+
+fn set_origin(origin: u32) -> Action {
+    Action::SetField(OxmField::Reg(REG_ORIGIN, origin, None))
+}
+
+fn set_tun_id(key: u32) -> Action {
+    Action::SetField(OxmField::TunnelId(u64::from(key), None))
+}
+
+fn vlan_match(m: Match, vlan: Vlan) -> Match {
+    m.vlan_vid_raw(vlan.oxm_vid())
+}
+
+fn from(origin: u32) -> Match {
+    Match::new().reg(REG_ORIGIN, origin)
+}
+
+fn in_vi(vi: ViId) -> Match {
+    Match::new().metadata(u64::from(vi.0))
+}
+
+/// A request for `ip` turned, in place, into the reply from `mac`, and sent
+/// back where it came from.
+fn arp_responder(mac: MacAddr, ip: Ipv4Addr) -> Vec<Action> {
+    let mv = |src, dst| {
+        Action::move_field(src, dst).expect("the codec knows the widths of Ethernet and ARP fields")
+    };
+    vec![
+        mv(FieldId::ETH_SRC, FieldId::ETH_DST),
+        Action::SetField(OxmField::EthSrc(mac.0, None)),
+        Action::SetField(OxmField::ArpOp(ARP_REPLY)),
+        mv(FieldId::ARP_SHA, FieldId::ARP_THA),
+        mv(FieldId::ARP_SPA, FieldId::ARP_TPA),
+        Action::SetField(OxmField::ArpSha(mac.0, None)),
+        Action::SetField(OxmField::ArpSpa(ip, None)),
+        Action::output(port::IN_PORT),
+    ]
+}
+
+/// Where unknown unicast, and ARP for unknown targets, from a VM port of
+/// `vi` on `host` goes: to the first of the VI's gateways a tunnel reaches;
+/// on a gateway itself, in a VI without one, or while no gateway is
+/// reachable, flooded within the VI.
+pub fn unknown_destination(topology: &Topology, host: &HostName, vi: &Vi) -> Vec<Action> {
+    let gateway = if vi.gateways.contains(host) {
+        None
+    } else {
+        vi.gateways
+            .iter()
+            .find_map(|g| topology.tunnel_port(host, g))
+    };
+    match gateway {
+        Some(t) => vec![set_tun_id(vi.gre_key), Action::output(t)],
+        None => vec![Action::Group(flood_group(vi.id, false))],
+    }
+}
+
+/// What the compiler knows about one VI present on the host.
+struct Present<'a> {
+    vi: &'a Vi,
+    /// The VI's VM ports on this host, in ofport order.
+    local: Vec<u32>,
+    /// Other hosts in the VI that a tunnel reaches, with the tunnel's ofport.
+    peers: Vec<(&'a HostName, u32)>,
+    /// This host is one of the VI's gateways.
+    is_gateway: bool,
+    /// See [`unknown_destination`].
+    unknown_unicast: Vec<Action>,
+}
+
+impl Present<'_> {
+    /// Whether unknown unicast that arrived by tunnel is delivered locally:
+    /// on a gateway (toward the operator's data center) and in VIs without
+    /// one (where the sender flooded it).
+    fn floods_from_tunnel(&self) -> bool {
+        self.is_gateway || self.vi.gateways.is_empty()
+    }
+}
+
+/// The VIs present on `host`, with their local ports and reachable peers.
+fn present<'a>(topology: &'a Topology, host: &HostName) -> Vec<Present<'a>> {
+    let mut local: BTreeMap<ViId, Vec<u32>> = BTreeMap::new();
+    for p in topology.vm_ports_on(host) {
+        local.entry(p.vi).or_default().push(p.ofport);
+    }
+    let members = topology.vi_members();
+    let mut out = Vec::new();
+    for (id, vi) in &topology.vis {
+        let Some(hosts) = members.get(id) else {
+            continue;
+        };
+        if !id.is_valid() || !hosts.contains(host) {
+            continue;
+        }
+        let peers = hosts
+            .iter()
+            .filter(|h| **h != host)
+            .filter_map(|h| Some((*h, topology.tunnel_port(host, h)?)))
+            .collect();
+        out.push(Present {
+            vi,
+            local: local.remove(id).unwrap_or_default(),
+            peers,
+            is_gateway: topology.is_gateway_of(host, *id),
+            unknown_unicast: unknown_destination(topology, host, vi),
+        });
+    }
+    out
+}
+
+/// The flows and groups `host`'s bridge should hold.
+pub fn compile(registry: &Registry, topology: &Topology, host: &HostName) -> SwitchState {
+    let vis = present(topology, host);
+    let mut out = SwitchState::default();
+    let any_local = vis.iter().any(|p| !p.local.is_empty());
+    pipeline(&mut out, any_local);
+    for p in &vis {
+        vi_flows(&mut out, p);
+        mac_flows(&mut out, p, registry, topology, host);
+        if !p.local.is_empty() {
+            ip_flows(&mut out, p, registry);
+        }
+    }
+    out
+}
+
+fn add(out: &mut SwitchState, table: u8, priority: u16, m: Match, i: Vec<Instruction>) {
+    out.insert_flow(Flow::new(table, priority, m, i));
+}
+
+/// Flows every bridge has, whatever VIs it serves.
+fn pipeline(out: &mut SwitchState, any_local: bool) {
+    // Misses: drop everywhere except the ARP table, which falls through.
+    add(out, TABLE_CLASSIFY, 0, Match::new(), vec![]);
+    add(out, TABLE_INTERCEPT, 0, Match::new(), vec![]);
+    add(out, TABLE_ARP, 0, Match::new(), vec![goto(TABLE_FORWARD)]);
+    add(out, TABLE_FORWARD, 0, Match::new(), vec![]);
+    // Tunnels never teach: the switch at the other end already did.
+    add(
+        out,
+        TABLE_INTERCEPT,
+        10,
+        from(FROM_TUNNEL),
+        vec![goto(TABLE_ARP)],
+    );
+    if !any_local {
+        return;
+    }
+    let controller = || apply(vec![Action::to_controller()]);
+    // The controller moves the MAC, reprograms, then floods the RARP itself.
+    add(
+        out,
+        TABLE_INTERCEPT,
+        300,
+        from(FROM_VM).eth_type(RARP),
+        vec![controller()],
+    );
+    // An unknown source: the controller learns it, the packet goes on.
+    add(
+        out,
+        TABLE_INTERCEPT,
+        50,
+        from(FROM_VM),
+        vec![controller(), goto(TABLE_ARP)],
+    );
+    // ARP probes (sender 0.0.0.0) ask whether an address is free: answering
+    // the prober's own address would report a conflict, so they are flooded
+    // for the real owner to answer.
+    let probe = from(FROM_VM)
+        .eth_type(ARP)
+        .arp_op(ARP_REQUEST)
+        .arp_spa(Ipv4Addr::UNSPECIFIED);
+    add(out, TABLE_ARP, 110, probe, vec![goto(TABLE_FORWARD)]);
+    // Unknown targets: the controller sends the request toward the gateway.
+    let request = from(FROM_VM).eth_type(ARP).arp_op(ARP_REQUEST);
+    add(out, TABLE_ARP, 50, request, vec![controller()]);
+}
+
+/// Classification, flood groups and unknown unicast for one VI.
+fn vi_flows(out: &mut SwitchState, p: &Present<'_>) {
+    let vi = p.vi;
+    let enter = |origin| {
+        vec![
+            apply(vec![set_origin(origin)]),
+            Instruction::WriteMetadata {
+                metadata: u64::from(vi.id.0),
+                mask: u64::MAX,
+            },
+            goto(TABLE_INTERCEPT),
+        ]
+    };
+    for port in &p.local {
+        add(
+            out,
+            TABLE_CLASSIFY,
+            100,
+            Match::new().in_port(*port),
+            enter(FROM_VM),
+        );
+    }
+    for (_, tunnel) in &p.peers {
+        let m = Match::new()
+            .in_port(*tunnel)
+            .tunnel_id(u64::from(vi.gre_key));
+        add(out, TABLE_CLASSIFY, 100, m, enter(FROM_TUNNEL));
+    }
+
+    let local: Vec<Vec<Action>> = p.local.iter().map(|o| vec![Action::output(*o)]).collect();
+    let mut everywhere = local.clone();
+    everywhere.extend(
+        p.peers
+            .iter()
+            .map(|(_, t)| vec![set_tun_id(vi.gre_key), Action::output(*t)]),
+    );
+    let (g_vm, g_tunnel) = (flood_group(vi.id, false), flood_group(vi.id, true));
+    out.insert_group(Group::all(g_vm, everywhere));
+    out.insert_group(Group::all(g_tunnel, local));
+    for (origin, group) in [(FROM_VM, g_vm), (FROM_TUNNEL, g_tunnel)] {
+        let m = in_vi(vi.id)
+            .reg(REG_ORIGIN, origin)
+            .eth_dst_masked(GROUP_BIT, GROUP_BIT);
+        add(
+            out,
+            TABLE_FORWARD,
+            50,
+            m,
+            vec![apply(vec![Action::Group(group)])],
+        );
+    }
+
+    let m = in_vi(vi.id).reg(REG_ORIGIN, FROM_VM);
+    add(
+        out,
+        TABLE_FORWARD,
+        10,
+        m,
+        vec![apply(p.unknown_unicast.clone())],
+    );
+    if p.floods_from_tunnel() {
+        let m = in_vi(vi.id).reg(REG_ORIGIN, FROM_TUNNEL);
+        add(
+            out,
+            TABLE_FORWARD,
+            10,
+            m,
+            vec![apply(vec![Action::Group(g_tunnel)])],
+        );
+    }
+}
+
+/// Source checks and forwarding for every MAC of the VI the registry places.
+fn mac_flows(
+    out: &mut SwitchState,
+    p: &Present<'_>,
+    registry: &Registry,
+    topology: &Topology,
+    host: &HostName,
+) {
+    let vi = p.vi;
+    for (key, entry) in registry.macs_in(vi.id) {
+        let to_mac = vlan_match(in_vi(vi.id), key.vlan).eth_dst(key.mac.0);
+        let check = goto(TABLE_ARP);
+        match &entry.location {
+            None => {}
+            Some(Location::Port { host: h, ofport }) if h == host => {
+                // A port of another VI (or gone) never carries this VI's MAC.
+                if !p.local.contains(ofport) {
+                    continue;
+                }
+                let src = vlan_match(from(FROM_VM).in_port(*ofport), key.vlan).eth_src(key.mac.0);
+                add(out, TABLE_INTERCEPT, 100, src, vec![check]);
+                let output = apply(vec![Action::output(*ofport)]);
+                add(out, TABLE_FORWARD, 100, to_mac, vec![output]);
+            }
+            Some(Location::BehindGateway { gateway }) if gateway == host => {
+                // The operator's data center is reached through this
+                // gateway's own ports in the VI.
+                let src = vlan_match(from(FROM_VM), key.vlan)
+                    .metadata(u64::from(vi.id.0))
+                    .eth_src(key.mac.0);
+                add(out, TABLE_INTERCEPT, 100, src, vec![check]);
+                let local = apply(vec![Action::Group(flood_group(vi.id, true))]);
+                add(out, TABLE_FORWARD, 100, to_mac, vec![local]);
+            }
+            Some(Location::Port { host: h, .. } | Location::BehindGateway { gateway: h }) => {
+                let Some(tunnel) = topology.tunnel_port(host, h) else {
+                    continue;
+                };
+                // Only what entered here may leave by tunnel: two switches
+                // that disagree for a moment about a MAC cannot bounce a
+                // frame between them.
+                let m = to_mac.reg(REG_ORIGIN, FROM_VM);
+                let send = apply(vec![set_tun_id(vi.gre_key), Action::output(tunnel)]);
+                add(out, TABLE_FORWARD, 100, m, vec![send]);
+            }
+        }
+    }
+}
+
+/// GARP interception and the ARP responder for every IP of the VI.
+fn ip_flows(out: &mut SwitchState, p: &Present<'_>, registry: &Registry) {
+    let vi = p.vi;
+    for (key, entry) in registry.ips_in(vi.id) {
+        let arp = vlan_match(from(FROM_VM), key.vlan)
+            .metadata(u64::from(vi.id.0))
+            .eth_type(ARP);
+        let garp = arp.clone().arp_spa(key.ip).arp_tpa(key.ip);
+        let announce = vec![apply(vec![Action::to_controller()]), goto(TABLE_FORWARD)];
+        add(out, TABLE_INTERCEPT, 200, garp, announce);
+        let request = arp.arp_op(ARP_REQUEST).arp_tpa(key.ip);
+        let answer = apply(arp_responder(entry.mac, key.ip));
+        add(out, TABLE_ARP, 100, request, vec![answer]);
+    }
+}

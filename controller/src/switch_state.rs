@@ -1,0 +1,411 @@
+//! A switch's flow and group tables as data: what the compiler wants, what a
+//! flow dump says is there, what the simulated switch holds.
+//!
+//! A flow's identity is (table, priority, match). Matches are kept in one
+//! canonical form (fields sorted, full masks dropped, Nicira `tun_id` spelled
+//! as OXM `tunnel_id`) because Open vSwitch dumps a flow's fields in its own
+//! order and encoding, not in the order they were sent. Instructions are not
+//! compared: a flow's cookie is a hash of the instructions it was compiled
+//! with, so identity plus cookie says whether a flow is what Iris wants.
+
+use ofp::action::Action;
+use ofp::instruction::{emit_instructions, Instruction};
+use ofp::message::{group_no, port_no, Bucket, GroupType};
+use ofp::multipart::{FlowStats, GroupDesc};
+use ofp::oxm::{Match, OxmField};
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The top 16 bits of every cookie Iris writes ("IR"); the rest is the
+/// instruction hash. A flow with other top bits is not Iris's.
+pub const COOKIE_TAG: u64 = 0x4952_0000_0000_0000;
+/// Which bits of a cookie hold [`COOKIE_TAG`].
+pub const COOKIE_TAG_MASK: u64 = 0xffff_0000_0000_0000;
+
+/// The cookie of a flow with these instructions: [`COOKIE_TAG`] and a 48-bit
+/// FNV-1a hash of their wire encoding, stable across builds and restarts.
+pub fn cookie_for(instructions: &[Instruction]) -> u64 {
+    let mut wire = Vec::with_capacity(64);
+    emit_instructions(instructions, &mut wire);
+    let hash = wire.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    COOKIE_TAG | (hash & !COOKIE_TAG_MASK)
+}
+
+/// Whether a flow with this cookie was written by Iris.
+pub fn is_iris_cookie(cookie: u64) -> bool {
+    cookie & COOKIE_TAG_MASK == COOKIE_TAG
+}
+
+/// A match in canonical form: fields sorted by (class, field), Nicira
+/// `tun_id` as OXM `tunnel_id`, all-ones masks dropped, all-zero masks
+/// dropping their field, values cut to their mask. Two matches a switch
+/// treats as the same flow have the same canonical form.
+pub fn canonical_match(m: &Match) -> Match {
+    let mut fields: Vec<OxmField> = m.fields.iter().filter_map(canonical_field).collect();
+    fields.sort_by_key(OxmField::id);
+    Match { fields }
+}
+
+/// Drops a full mask and masks the value; `None` for an all-zero mask.
+fn masked<T: Copy + PartialEq>(
+    (v, m): (T, Option<T>),
+    full: T,
+    zero: T,
+    and: impl Fn(T, T) -> T,
+) -> Option<(T, Option<T>)> {
+    match m {
+        None => Some((v, None)),
+        Some(m) if m == full => Some((v, None)),
+        Some(m) if m == zero => None,
+        Some(m) => Some((and(v, m), Some(m))),
+    }
+}
+
+fn mac(v: &[u8; 6], m: &Option<[u8; 6]>) -> Option<([u8; 6], Option<[u8; 6]>)> {
+    masked((*v, *m), [0xff; 6], [0; 6], |v, m| {
+        core::array::from_fn(|i| v[i] & m[i])
+    })
+}
+
+fn ip(v: &Ipv4Addr, m: &Option<Ipv4Addr>) -> Option<(Ipv4Addr, Option<Ipv4Addr>)> {
+    let and = |v: Ipv4Addr, m: Ipv4Addr| Ipv4Addr::from(u32::from(v) & u32::from(m));
+    masked((*v, *m), Ipv4Addr::BROADCAST, Ipv4Addr::UNSPECIFIED, and)
+}
+
+fn int<T>(v: &T, m: &Option<T>) -> Option<(T, Option<T>)>
+where
+    T: Copy + PartialEq + std::ops::BitAnd<Output = T> + std::ops::Not<Output = T> + Default,
+{
+    masked((*v, *m), !T::default(), T::default(), |v, m| v & m)
+}
+
+/// Rebuilds a field from its canonical value and mask.
+fn rebuild<T>(
+    make: impl Fn(T, Option<T>) -> OxmField,
+    vm: Option<(T, Option<T>)>,
+) -> Option<OxmField> {
+    vm.map(|(v, m)| make(v, m))
+}
+
+fn canonical_field(f: &OxmField) -> Option<OxmField> {
+    use OxmField as F;
+    match f {
+        F::TunnelId(v, m) | F::NxTunId(v, m) => rebuild(F::TunnelId, int(v, m)),
+        F::Metadata(v, m) => rebuild(F::Metadata, int(v, m)),
+        F::Reg(n, v, m) => rebuild(|v, m| F::Reg(*n, v, m), int(v, m)),
+        // The VLAN id field has 13 meaningful bits (OFPVID_PRESENT and the id).
+        F::VlanVid(v, m) => rebuild(
+            F::VlanVid,
+            masked((v & 0x1fff, m.map(|m| m & 0x1fff)), 0x1fff, 0, |v, m| v & m),
+        ),
+        F::EthDst(v, m) => rebuild(F::EthDst, mac(v, m)),
+        F::EthSrc(v, m) => rebuild(F::EthSrc, mac(v, m)),
+        F::ArpSha(v, m) => rebuild(F::ArpSha, mac(v, m)),
+        F::ArpTha(v, m) => rebuild(F::ArpTha, mac(v, m)),
+        F::ArpSpa(v, m) => rebuild(F::ArpSpa, ip(v, m)),
+        F::ArpTpa(v, m) => rebuild(F::ArpTpa, ip(v, m)),
+        F::Ipv4Src(v, m) => rebuild(F::Ipv4Src, ip(v, m)),
+        F::Ipv4Dst(v, m) => rebuild(F::Ipv4Dst, ip(v, m)),
+        other => Some(other.clone()),
+    }
+}
+
+/// A flow's identity: table, priority and canonical match (as wire bytes,
+/// which gives a total order). Orders by table, then highest priority first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub table: u8,
+    pub priority: u16,
+    match_wire: Vec<u8>,
+}
+
+impl FlowKey {
+    fn new(table: u8, priority: u16, canonical: &Match) -> Self {
+        let mut match_wire = Vec::with_capacity(64);
+        canonical.emit(&mut match_wire);
+        Self {
+            table,
+            priority,
+            match_wire,
+        }
+    }
+}
+
+impl Ord for FlowKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.table
+            .cmp(&other.table)
+            .then(other.priority.cmp(&self.priority))
+            .then_with(|| self.match_wire.cmp(&other.match_wire))
+    }
+}
+
+impl PartialOrd for FlowKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// One flow entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Flow {
+    pub table: u8,
+    pub priority: u16,
+    /// Always canonical ([`canonical_match`]).
+    pub match_: Match,
+    pub instructions: Vec<Instruction>,
+    pub cookie: u64,
+}
+
+impl Flow {
+    /// A flow as Iris compiles it: canonical match, cookie from the
+    /// instructions.
+    pub fn new(table: u8, priority: u16, match_: Match, instructions: Vec<Instruction>) -> Self {
+        Self {
+            table,
+            priority,
+            match_: canonical_match(&match_),
+            cookie: cookie_for(&instructions),
+            instructions,
+        }
+    }
+
+    /// A flow as a flow dump reports it.
+    pub fn from_stats(s: &FlowStats) -> Self {
+        Self {
+            table: s.table_id,
+            priority: s.priority,
+            match_: canonical_match(&s.match_),
+            instructions: s.instructions.clone(),
+            cookie: s.cookie,
+        }
+    }
+
+    pub fn key(&self) -> FlowKey {
+        FlowKey::new(self.table, self.priority, &self.match_)
+    }
+
+    /// Group ids this flow's apply-actions send to.
+    pub fn groups(&self) -> impl Iterator<Item = u32> + '_ {
+        self.instructions
+            .iter()
+            .flat_map(|i| match i {
+                Instruction::ApplyActions(a) | Instruction::WriteActions(a) => a.as_slice(),
+                _ => &[],
+            })
+            .filter_map(|a| match a {
+                Action::Group(g) => Some(*g),
+                _ => None,
+            })
+    }
+}
+
+impl fmt::Display for Flow {
+    /// `ovs-ofctl dump-flows` style, for logs and test failures.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cookie={:#x}, table={}, priority={}",
+            self.cookie, self.table, self.priority
+        )?;
+        if !self.match_.is_empty() {
+            write!(f, ",{}", self.match_)?;
+        }
+        write!(
+            f,
+            " {}",
+            ofp::instruction::InstructionList(&self.instructions)
+        )
+    }
+}
+
+/// One group entry. Buckets of ALL groups are kept with weight 0 and no
+/// watch port/group, which is how a switch reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub group_id: u32,
+    pub group_type: GroupType,
+    pub buckets: Vec<Bucket>,
+}
+
+impl Group {
+    /// An ALL group whose buckets run these action lists.
+    pub fn all(group_id: u32, buckets: Vec<Vec<Action>>) -> Self {
+        Self {
+            group_id,
+            group_type: GroupType::All,
+            buckets: buckets.into_iter().map(bucket).collect(),
+        }
+    }
+
+    /// A group as a GROUP_DESC reply reports it, normalised like
+    /// [`Group::all`] builds them.
+    pub fn from_desc(d: &GroupDesc) -> Self {
+        Self::normalised(d.group_id, d.group_type, &d.buckets)
+    }
+
+    /// Weight and liveness only mean something for select and fast-failover
+    /// groups; elsewhere a switch may report anything there.
+    pub fn normalised(group_id: u32, group_type: GroupType, buckets: &[Bucket]) -> Self {
+        let buckets = buckets
+            .iter()
+            .map(|b| match group_type {
+                GroupType::All | GroupType::Indirect => bucket(b.actions.clone()),
+                _ => b.clone(),
+            })
+            .collect();
+        Self {
+            group_id,
+            group_type,
+            buckets,
+        }
+    }
+}
+
+fn bucket(actions: Vec<Action>) -> Bucket {
+    Bucket {
+        weight: 0,
+        watch_port: port_no::ANY,
+        watch_group: group_no::ANY,
+        actions,
+    }
+}
+
+/// A switch's flows and groups, each keyed by identity, in a fixed order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SwitchState {
+    pub flows: BTreeMap<FlowKey, Flow>,
+    pub groups: BTreeMap<u32, Group>,
+}
+
+impl SwitchState {
+    /// What a switch holds, from its FLOW_STATS and GROUP_DESC replies.
+    pub fn from_dump(flows: &[FlowStats], groups: &[GroupDesc]) -> Self {
+        let mut s = Self::default();
+        for f in flows {
+            s.insert_flow(Flow::from_stats(f));
+        }
+        for g in groups {
+            s.insert_group(Group::from_desc(g));
+        }
+        s
+    }
+
+    /// Adds a flow, replacing one with the same identity (as an OpenFlow
+    /// ADD does).
+    pub fn insert_flow(&mut self, flow: Flow) -> Option<Flow> {
+        self.flows.insert(flow.key(), flow)
+    }
+
+    pub fn insert_group(&mut self, group: Group) -> Option<Group> {
+        self.groups.insert(group.group_id, group)
+    }
+
+    /// The flows of one table, highest priority first.
+    pub fn table(&self, table: u8) -> impl Iterator<Item = &Flow> {
+        self.flows
+            .iter()
+            .skip_while(move |(k, _)| k.table < table)
+            .take_while(move |(k, _)| k.table == table)
+            .map(|(_, f)| f)
+    }
+}
+
+impl fmt::Display for SwitchState {
+    /// One flow per line, then one group per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for flow in self.flows.values() {
+            writeln!(f, "{flow}")?;
+        }
+        for g in self.groups.values() {
+            write!(f, "group_id={},type={}", g.group_id, g.group_type)?;
+            for b in &g.buckets {
+                write!(f, ",bucket=actions={}", ofp::action::ActionList(&b.actions))?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ofp::oxm::OFPVID_PRESENT;
+
+    #[test]
+    fn canonical_form_ignores_order_encoding_and_full_masks() {
+        let a = Match::new()
+            .nx_tun_id(0x42)
+            .in_port(7)
+            .reg(6, 1)
+            .metadata_masked(3, u64::MAX)
+            .eth_dst_masked([1, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0]);
+        let b = Match::new()
+            .eth_dst_masked([1, 2, 3, 4, 5, 6], [1, 0, 0, 0, 0, 0])
+            .metadata(3)
+            .in_port(7)
+            .tunnel_id(0x42)
+            .reg_masked(6, 1, u32::MAX)
+            .vlan_vid_masked(0x1234, 0);
+        assert_eq!(canonical_match(&a), canonical_match(&b));
+        let key = |m: &Match| FlowKey::new(3, 50, &canonical_match(m));
+        assert_eq!(key(&a), key(&b));
+        assert_ne!(key(&a), key(&a.clone().metadata(4)));
+        // A VLAN mask over all 13 bits is an exact match.
+        assert_eq!(
+            canonical_match(&Match::new().vlan_vid_masked(OFPVID_PRESENT | 10, 0xffff)),
+            Match::new().vlan_vid(10)
+        );
+    }
+
+    #[test]
+    fn keys_order_by_table_then_highest_priority() {
+        let m = Match::new();
+        let mut keys = [
+            FlowKey::new(1, 10, &m),
+            FlowKey::new(0, 0, &m),
+            FlowKey::new(1, 300, &m),
+            FlowKey::new(0, 100, &m),
+        ];
+        keys.sort();
+        let order: Vec<(u8, u16)> = keys.iter().map(|k| (k.table, k.priority)).collect();
+        assert_eq!(order, [(0, 100), (0, 0), (1, 300), (1, 10)]);
+    }
+
+    #[test]
+    fn cookies_follow_instructions_and_carry_the_tag() {
+        let out = |p| vec![Instruction::ApplyActions(vec![Action::output(p)])];
+        let (a, b) = (cookie_for(&out(1)), cookie_for(&out(2)));
+        assert_ne!(a, b);
+        assert_eq!(a, cookie_for(&out(1)));
+        assert!(is_iris_cookie(a) && is_iris_cookie(b));
+        assert!(!is_iris_cookie(0) && !is_iris_cookie(0x5));
+        // The hash is fixed: a cookie written by an earlier run must still
+        // be recognised after an upgrade.
+        assert_eq!(
+            cookie_for(&[]),
+            COOKIE_TAG | (0xcbf2_9ce4_8422_2325 & !COOKIE_TAG_MASK)
+        );
+    }
+
+    #[test]
+    fn dumped_groups_compare_equal_whatever_the_weights() {
+        let g = Group::all(6, vec![vec![Action::output(1)]]);
+        let dumped = GroupDesc {
+            group_type: GroupType::All,
+            group_id: 6,
+            buckets: vec![Bucket {
+                weight: 1,
+                watch_port: 3,
+                watch_group: 4,
+                actions: vec![Action::output(1)],
+            }],
+        };
+        assert_eq!(Group::from_desc(&dumped), g);
+    }
+}

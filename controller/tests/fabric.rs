@@ -1,0 +1,339 @@
+//! Flow behaviour across hosts, without Open vSwitch: the compiled flows of
+//! every host loaded into simulated switches joined by the tunnel mesh.
+
+mod common;
+
+use common::*;
+use iris_controller::compiler::{compile, TABLE_ARP, TABLE_INTERCEPT};
+use iris_controller::flowsim::Fabric;
+use iris_controller::model::{Location, MacKey, ViId};
+use iris_controller::packet_in::{handle_packet_in, PacketInKind};
+use iris_controller::reconciler::{reconcile, Foreign, PlanSummary};
+use iris_controller::registry::{ChangeKind, EntrySpec, Registry, Timestamp};
+use ofp::packet::{ArpOp, ArpRepr, EtherType, MacAddr};
+
+const IPV4: u16 = 0x0800;
+
+#[test]
+fn unicast_reaches_only_the_right_vm() {
+    let (f, _) = fabric();
+    let pairs = [("A", "B"), ("B", "A"), ("C", "D"), ("D", "C"), ("D", "E")];
+    for vi in [1, 2] {
+        for (from, to) in pairs {
+            let (s, d) = (vm(from), vm(to));
+            let vlan = if to == "E" { None } else { s.vlan };
+            // E is untagged: D talks to it untagged, where D is unknown.
+            let bytes = frame(d.mac(), s.mac(), vlan, IPV4);
+            let trip = f.inject(&s.host(), s.port_in(vi), &bytes).unwrap();
+            assert_eq!(
+                places(&trip),
+                [(d.host.to_owned(), d.port_in(vi))],
+                "vi{vi} {from}->{to}"
+            );
+            assert_eq!(trip.delivered[0].frame, bytes, "delivered untouched");
+            let learned = usize::from(to == "E");
+            assert_eq!(trip.to_controller.len(), learned, "vi{vi} {from}->{to}");
+            let hops = usize::from(s.host != d.host);
+            assert_eq!(trip.tunnel_hops, hops);
+        }
+    }
+}
+
+#[test]
+fn the_same_mac_on_another_vlan_is_another_destination() {
+    let (f, _) = fabric();
+    // B's MAC on VLAN 20 is not B: nobody there has it, so VI 1 sends it
+    // to the gateway and VI 2 floods it.
+    let c = vm("C");
+    assert_unknown_unicast(&f, c, &frame(vm("B").mac(), c.mac(), Some(20), IPV4));
+}
+
+/// Unknown unicast from `s`: to the gateway in VI 1, flooded in VI 2.
+fn assert_unknown_unicast(f: &Fabric, s: Vm, bytes: &[u8]) {
+    let trip = f.inject(&s.host(), s.port_in(1), bytes).expect("vi1");
+    assert_eq!(places(&trip), [("gw".to_owned(), GATEWAY_UPLINK)]);
+    let trip = f.inject(&s.host(), s.port_in(2), bytes).expect("vi2");
+    assert_eq!(
+        places(&trip),
+        vi_ports_except(&f.topology, 2, (s.host, s.port_in(2)))
+    );
+}
+
+#[test]
+fn broadcast_reaches_every_vm_of_the_vi_exactly_once() {
+    let (f, _) = fabric();
+    for vi in [1, 2] {
+        for s in VMS {
+            for dst in [MacAddr::BROADCAST, mac("01:00:5e:00:00:fb")] {
+                let bytes = frame(dst, s.mac(), s.vlan, IPV4);
+                let trip = f.inject(&s.host(), s.port_in(vi), &bytes).unwrap();
+                assert_eq!(
+                    places(&trip),
+                    vi_ports_except(&f.topology, vi, (s.host, s.port_in(vi))),
+                    "vi{vi} from {}",
+                    s.name
+                );
+                assert!(trip.delivered.iter().all(|d| d.frame == bytes));
+                assert!(trip.to_controller.is_empty());
+            }
+        }
+    }
+    // From the operator's data center through the gateway, too.
+    let bytes = frame(MacAddr::BROADCAST, mac(REMOTE_MAC), Some(10), IPV4);
+    let trip = f.inject(&host("gw"), GATEWAY_UPLINK, &bytes).unwrap();
+    assert_eq!(
+        places(&trip),
+        vi_ports_except(&f.topology, 1, ("gw", GATEWAY_UPLINK))
+    );
+}
+
+#[test]
+fn known_arp_is_answered_in_the_datapath() {
+    let (f, _) = fabric();
+    // (asker, target): VLAN 10 and VLAN 20 both have 10.0.0.2, each its own.
+    for (asker, target) in [("A", "B"), ("C", "D"), ("D", "C"), ("B", "A")] {
+        for vi in [1, 2] {
+            let (a, t) = (vm(asker), vm(target));
+            let req = with_vlan(ArpRepr::request(a.mac(), a.ip(), t.ip()), a.vlan);
+            let trip = f
+                .inject(&a.host(), a.port_in(vi), &arp_bytes(&req))
+                .unwrap();
+            assert!(trip.to_controller.is_empty(), "no PacketIn for known ARP");
+            assert_eq!(places(&trip), [(a.host.to_owned(), a.port_in(vi))]);
+            assert_eq!(trip.tunnel_hops, 0);
+            let reply = ArpRepr::parse_frame(&trip.delivered[0].frame).unwrap();
+            assert_eq!(reply.eth_dst, a.mac(), "to the asker");
+            assert_eq!(reply.eth_src, t.mac(), "from the target");
+            assert_eq!(reply.tags, req.tags, "on the asker's VLAN");
+            assert_eq!(reply.ethertype, EtherType::Arp);
+            assert_eq!(reply.op, ArpOp::Reply);
+            assert_eq!((reply.sha, reply.spa), (t.mac(), t.ip()));
+            assert_eq!((reply.tha, reply.tpa), (a.mac(), a.ip()));
+            assert_eq!(reply, req.reply_from(t.mac()));
+            assert_eq!(trip.delivered[0].frame.len(), arp_bytes(&req).len());
+        }
+    }
+    // The remote MAC's IP is answered too, in VI 1 only.
+    let a = vm("A");
+    let req = with_vlan(
+        ArpRepr::request(a.mac(), a.ip(), REMOTE_IP.parse().unwrap()),
+        a.vlan,
+    );
+    let trip = f.inject(&a.host(), a.port_in(1), &arp_bytes(&req)).unwrap();
+    let reply = ArpRepr::parse_frame(&trip.delivered[0].frame).unwrap();
+    assert_eq!(reply.sha, mac(REMOTE_MAC));
+    let trip = f.inject(&a.host(), a.port_in(2), &arp_bytes(&req)).unwrap();
+    assert!(trip.delivered.is_empty());
+    assert_eq!(trip.to_controller.len(), 1);
+}
+
+#[test]
+fn unknown_arp_goes_to_the_controller_which_sends_it_on() {
+    let (f, mut r) = fabric();
+    let a = vm("A");
+    // E's address exists only untagged, so on VLAN 10 it is unknown.
+    let req = with_vlan(ArpRepr::request(a.mac(), a.ip(), vm("E").ip()), a.vlan);
+    let bytes = arp_bytes(&req);
+    for vi in [1, 2] {
+        let trip = f.inject(&a.host(), a.port_in(vi), &bytes).unwrap();
+        assert!(trip.delivered.is_empty());
+        let [(h, pi)] = trip.to_controller.as_slice() else {
+            panic!("{:?}", trip.to_controller)
+        };
+        assert_eq!(
+            (h, pi.table_id, pi.in_port),
+            (&a.host(), TABLE_ARP, a.port_in(vi))
+        );
+        assert_eq!(pi.frame, bytes);
+
+        let d = handle_packet_in(Timestamp(1), &mut r, &f.topology, h, &pi.meta(), &pi.frame);
+        assert_eq!(d.kind, PacketInKind::ArpUnknownTarget);
+        let out = f.packet_out(h, &d.packet_outs[0]).unwrap();
+        let want = if vi == 1 {
+            // Toward the operator's data center, and only there.
+            vec![("gw".to_owned(), GATEWAY_UPLINK)]
+        } else {
+            vi_ports_except(&f.topology, 2, (a.host, a.port_in(2)))
+        };
+        assert_eq!(places(&out), want, "vi{vi}");
+        assert!(out.delivered.iter().all(|d| d.frame == bytes));
+    }
+}
+
+#[test]
+fn rarp_and_garp_go_to_the_controller() {
+    let (f, _) = fabric();
+    let b = vm("B");
+    let rarp = arp_bytes(&with_vlan(ArpRepr::rarp_announce(b.mac()), b.vlan));
+    let trip = f.inject(&b.host(), b.port_in(1), &rarp).unwrap();
+    assert!(
+        trip.delivered.is_empty(),
+        "the controller floods RARP itself"
+    );
+    assert_eq!(trip.to_controller.len(), 1);
+    assert_eq!(trip.to_controller[0].1.table_id, TABLE_INTERCEPT);
+
+    let garp = arp_bytes(&with_vlan(ArpRepr::gratuitous(b.mac(), b.ip()), b.vlan));
+    let trip = f.inject(&b.host(), b.port_in(1), &garp).unwrap();
+    assert_eq!(trip.to_controller.len(), 1);
+    assert_eq!(trip.to_controller[0].1.table_id, TABLE_INTERCEPT);
+    assert_eq!(
+        places(&trip),
+        vi_ports_except(&f.topology, 1, (b.host, b.port_in(1))),
+        "the datapath floods a GARP"
+    );
+}
+
+#[test]
+fn unknown_unicast_goes_to_the_gateway_or_is_flooded() {
+    let (f, _) = fabric();
+    let a = vm("A");
+    assert_unknown_unicast(
+        &f,
+        a,
+        &frame(mac("52:54:00:00:00:77"), a.mac(), a.vlan, IPV4),
+    );
+    // Traffic to and from the operator's data center.
+    let to_remote = frame(mac(REMOTE_MAC), a.mac(), a.vlan, IPV4);
+    let trip = f.inject(&a.host(), a.port_in(1), &to_remote).unwrap();
+    assert_eq!(places(&trip), [("gw".to_owned(), GATEWAY_UPLINK)]);
+    let from_remote = frame(a.mac(), mac(REMOTE_MAC), a.vlan, IPV4);
+    let trip = f.inject(&host("gw"), GATEWAY_UPLINK, &from_remote).unwrap();
+    assert_eq!(places(&trip), [("h1".to_owned(), a.port_in(1))]);
+    assert!(
+        trip.to_controller.is_empty(),
+        "the gateway knows its remote MACs"
+    );
+}
+
+#[test]
+fn switches_that_are_right_get_nothing() {
+    let (f, r) = fabric();
+    for (h, sw) in &f.switches {
+        let desired = compile(&r, &f.topology, h);
+        assert_eq!(sw.state(), &desired);
+        let plan = reconcile(&desired, sw.state(), Foreign::Delete);
+        assert!(plan.messages.is_empty(), "{h}: {:?}", plan.summary);
+    }
+    // A controller that restarts and restores its registry sends nothing.
+    let restored = Registry::restore(
+        r.macs().map(|(k, e)| (*k, e.clone())),
+        r.ips().map(|(k, e)| (*k, e.clone())),
+    );
+    let mut again = f.clone();
+    let plans = again.converge(&restored).unwrap();
+    assert!(plans.values().all(|p| p.messages.is_empty()));
+}
+
+/// B (VI 1) is live-migrated from h2 to a new port on h3, and announces
+/// itself there with a RARP, as QEMU does.
+#[test]
+fn a_move_follows_the_rarp_and_changes_only_what_it_must() {
+    let (mut f, mut r) = fabric();
+    let b = vm("B");
+    const NEW_PORT: u32 = 6;
+    f.topology.add_vm_port("h3", NEW_PORT, ViId(1));
+    let plans = f.converge(&r).unwrap();
+    let h3 = &plans[&host("h3")].summary;
+    assert_eq!(h3.flows_added, 1, "the new port's classification");
+    assert_eq!(
+        h3.groups_modified, 2,
+        "both of VI 1's flood groups gain the port"
+    );
+    for h in ["h1", "h2", "gw"] {
+        assert!(plans[&host(h)].messages.is_empty(), "{h}");
+    }
+
+    let rarp = arp_bytes(&with_vlan(ArpRepr::rarp_announce(b.mac()), b.vlan));
+    let trip = f.inject(&host("h3"), NEW_PORT, &rarp).unwrap();
+    let (h, pi) = &trip.to_controller[0];
+    let d = handle_packet_in(Timestamp(5), &mut r, &f.topology, h, &pi.meta(), &pi.frame);
+    assert_eq!(d.kind, PacketInKind::Rarp);
+    assert_eq!(d.changes.len(), 1);
+    assert_eq!(d.changes[0].kind(), ChangeKind::Moved);
+
+    // Only the flows about B's MAC change, and only where they must.
+    let plans = f.converge(&r).unwrap();
+    let summary = |h: &str| plans[&host(h)].summary;
+    let replaced = |n| PlanSummary {
+        flows_replaced: n,
+        ..PlanSummary::default()
+    };
+    // h1 and gw: B's forwarding flow now points at the tunnel to h3.
+    assert_eq!(summary("h1"), replaced(1));
+    assert_eq!(summary("gw"), replaced(1));
+    // h2: B's source check goes; local delivery becomes a tunnel flow.
+    assert_eq!(
+        summary("h2"),
+        PlanSummary {
+            flows_added: 1,
+            flows_deleted: 2,
+            ..PlanSummary::default()
+        }
+    );
+    // h3: B's source check at the new port; the tunnel flow becomes local.
+    assert_eq!(
+        summary("h3"),
+        PlanSummary {
+            flows_added: 2,
+            flows_deleted: 1,
+            ..PlanSummary::default()
+        }
+    );
+
+    // The controller floods the RARP in VI 1, after the flows.
+    let flood = f.packet_out(h, &d.packet_outs[0]).unwrap();
+    assert_eq!(
+        places(&flood),
+        vi_ports_except(&f.topology, 1, ("h3", NEW_PORT))
+    );
+
+    // Traffic to B now reaches the new place only, in VI 1; VI 2's B stays.
+    let a = vm("A");
+    for (vi, want) in [(1, ("h3", NEW_PORT)), (2, ("h2", b.port_in(2)))] {
+        let bytes = frame(b.mac(), a.mac(), a.vlan, IPV4);
+        let trip = f.inject(&a.host(), a.port_in(vi), &bytes).unwrap();
+        assert_eq!(places(&trip), [(want.0.to_owned(), want.1)], "vi{vi}");
+    }
+    // B's frames from its new port are no longer unknown there.
+    let bytes = frame(a.mac(), b.mac(), b.vlan, IPV4);
+    let trip = f.inject(&host("h3"), NEW_PORT, &bytes).unwrap();
+    assert!(trip.to_controller.is_empty());
+    assert_eq!(places(&trip), [("h1".to_owned(), a.port_in(1))]);
+}
+
+#[test]
+fn switches_that_disagree_do_not_bounce_frames() {
+    // For a moment h1 believes a MAC is on h2, h2 that it is on h3 and h3
+    // that it is on h1 (moves half applied). Only frames that entered from
+    // a VM port may leave by tunnel, so the frame dies at h2 instead of
+    // going round for ever. (Between two hosts alone the rule that drops
+    // output to the ingress port would already stop it.)
+    let (mut f, _) = fabric();
+    let a = vm("A");
+    let ghost = mac("52:54:00:00:00:66");
+    for (h, believed) in [("h1", ("h2", 2)), ("h2", ("h3", 3)), ("h3", ("h1", 1))] {
+        let mut view = Registry::new();
+        let spec = EntrySpec {
+            key: MacKey {
+                vi: ViId(1),
+                vlan: a.vlan(),
+                mac: ghost,
+            },
+            location: Some(Location::Port {
+                host: host(believed.0),
+                ofport: believed.1,
+            }),
+            ips: vec![],
+        };
+        view.put(Timestamp(0), &f.topology, &spec).unwrap();
+        let desired = compile(&view, &f.topology, &host(h));
+        let sw = f.switch_mut(&host(h)).unwrap();
+        let plan = reconcile(&desired, sw.state(), Foreign::Delete);
+        sw.apply_all(&plan.messages).unwrap();
+    }
+    let bytes = frame(ghost, a.mac(), a.vlan, IPV4);
+    let trip = f.inject(&a.host(), a.port_in(1), &bytes).unwrap();
+    assert!(trip.delivered.is_empty());
+    assert_eq!(trip.tunnel_hops, 1);
+}
