@@ -5,13 +5,17 @@
 //! The registry, compiler and reconciler are sans-IO: plain data and functions
 //! tested against a simulated flow table. Tokio tasks only move bytes and timers.
 
+pub mod api;
 pub mod compiler;
 pub mod config;
+pub mod control;
 pub mod flowsim;
+pub mod metrics;
 pub mod model;
 pub mod packet_in;
 pub mod reconciler;
 pub mod registry;
+pub mod run;
 pub mod server;
 pub mod session;
 pub mod switch_state;

@@ -96,7 +96,8 @@ impl fmt::Display for ConnId {
     }
 }
 
-enum Command {
+/// What the control loop asks of a connection.
+pub(crate) enum Command {
     Submit(Batch),
     Dump,
 }
@@ -147,6 +148,14 @@ impl SwitchHandle {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// A handle whose connection end is the returned receiver, for driving
+    /// the control loop without a socket.
+    #[cfg(test)]
+    pub(crate) fn detached(conn: ConnId, depth: usize) -> (Self, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(depth);
+        (Self { conn, tx }, rx)
     }
 }
 
