@@ -1,1 +1,65 @@
 //! The Iris emulated inter-cloud testbed.
+//!
+//! A [`Testbed`] builds data centers out of real parts on one Linux host:
+//! network namespaces, veth pairs, Linux bridges as underlay switches, and one
+//! private Open vSwitch instance (`ovsdb-server` + `ovs-vswitchd`, userspace
+//! datapath) per emulated physical machine. VMs are namespaces plugged into a
+//! PM's `br-int`. Everything carries the testbed's [`Prefix`], and everything is
+//! torn down, in order, when the testbed is dropped, also while a failing test
+//! unwinds. What a killed process could not tear down, [`cleanup_stale`]
+//! removes.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use iris_testbed::{FailMode, MacAddr, PmSpec, Testbed, UnderlaySpec, VmSpec};
+//!
+//! # fn main() -> Result<(), iris_testbed::Error> {
+//! let mut tb = Testbed::new("example")?;
+//! let dc = tb.add_underlay(UnderlaySpec::new("dc1", "192.168.50.0/24".parse()?))?;
+//! let pm1 = tb.add_pm(PmSpec::new("pm1", dc).fail_mode(FailMode::Standalone))?;
+//! let vm1 = tb.add_vm(VmSpec::new("vm1", pm1, 7, MacAddr::local(1), "10.0.0.1/24".parse()?))?;
+//! let flows = tb.pm(pm1).ofctl(&["dump-flows", "br-int"])?;
+//! let report = tb.vm(vm1).ping("10.0.0.1".parse().unwrap(), 3, Duration::from_millis(200))?;
+//! # let _ = (flows, report);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! All of it needs root; see `docs/testbed.md` for what was measured about
+//! running OVS this way.
+
+mod addr;
+mod command;
+mod error;
+pub mod host;
+mod link;
+mod naming;
+mod netns;
+mod ovs;
+mod ping;
+mod pm;
+mod process;
+mod readiness;
+pub mod stale;
+mod state;
+mod testbed;
+mod underlay;
+mod vm;
+
+pub use addr::{Ipv4Cidr, MacAddr};
+pub use error::{Error, Result, INSTALL_ADVICE};
+pub use link::{Iface, Place, VethPair};
+pub use naming::{NodeName, Prefix, MAX_IFNAME_LEN};
+pub use netns::{list as list_netns, Netns};
+pub use ovs::{OvsInstance, CLIENT_TIMEOUT_SECS, VSWITCH_SCHEMA};
+pub use ping::{PingReport, Rtt, PING_REPLY_TIMEOUT};
+pub use pm::{
+    FailMode, ManagementSpec, Pm, PmSpec, CONTROLLER_SOCKET_LINK, INTEGRATION_BRIDGE,
+    UNDERLAY_BRIDGE,
+};
+pub use process::{Process, STOP_GRACE};
+pub use stale::{cleanup_prefix, cleanup_stale, CleanupReport};
+pub use state::{Owner, StateDir, DEFAULT_STATE_ROOT};
+pub use testbed::{Config, Inventory, Node, PmId, ProcessId, Testbed, UnderlayId, VmId};
+pub use underlay::{Underlay, UnderlaySpec, DEFAULT_UNDERLAY_MTU, UNDERLAY_SWITCH};
+pub use vm::{VlanSpec, Vm, VmSpec, MAX_VLANS, VM_MTU};

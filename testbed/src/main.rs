@@ -1,0 +1,86 @@
+//! `iris-testbed`: checks a host for the testbed and cleans up after crashed
+//! runs. Scenarios, benchmarks and the demo build on the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use iris_testbed::{cleanup_prefix, cleanup_stale, host, Config, Prefix, DEFAULT_STATE_ROOT};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iris-testbed",
+    version,
+    about = "The Iris emulated inter-cloud testbed"
+)]
+struct Cli {
+    /// Directory holding one state directory per live testbed.
+    #[arg(long, global = true, default_value = DEFAULT_STATE_ROOT)]
+    state_root: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify that this host can run the testbed: root, tools, namespaces, and
+    /// a throwaway OVS instance that comes up and goes away.
+    Check,
+    /// Remove namespaces, links, processes and state left by testbeds whose
+    /// owning process is gone. Live testbeds are left alone.
+    CleanupStale {
+        /// Remove this testbed prefix (e.g. ir7kq) even if its owner still runs.
+        #[arg(long, value_parser = parse_prefix)]
+        prefix: Option<Prefix>,
+    },
+}
+
+fn parse_prefix(s: &str) -> Result<Prefix, String> {
+    Prefix::parse(s).ok_or_else(|| format!("{s:?} is not a testbed prefix like ir7kq"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check => {
+            let config = Config {
+                state_root: cli.state_root,
+                ..Config::default()
+            };
+            let report = host::check(&config);
+            for finding in &report.findings {
+                println!("{finding}");
+            }
+            match report.advice() {
+                None => {
+                    println!("this host can run the Iris testbed");
+                    ExitCode::SUCCESS
+                }
+                Some(advice) => {
+                    eprintln!("this host cannot run the Iris testbed; {advice}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::CleanupStale { prefix } => {
+            if !host::is_root() {
+                eprintln!("cleanup-stale needs root; run it as root (e.g. under sudo)");
+                return ExitCode::FAILURE;
+            }
+            let result = match prefix {
+                Some(prefix) => cleanup_prefix(&cli.state_root, &prefix),
+                None => cleanup_stale(&cli.state_root),
+            };
+            match result {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cleanup-stale: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

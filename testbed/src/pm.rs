@@ -1,0 +1,381 @@
+//! An emulated physical machine (PM): a namespace with its own OVS instance,
+//! an integration bridge for VMs and an underlay bridge carrying its address
+//! on the DC's underlay network.
+//!
+//! ```text
+//!   VM ports ──┐                          PM namespace
+//!          [br-int] ··GRE (OVS native tunnelling)··> routed via [br-ul] ── underlay veth ──> DC switch
+//! ```
+//!
+//! The underlay address sits on `br-ul`, an OVS bridge holding the underlay
+//! veth, and not on the veth itself: the userspace datapath sends tunnel
+//! packets only out of an OVS bridge port, and with the address on a plain
+//! interface `ofproto/trace` reports "native tunnel routing failed".
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
+use std::time::Duration;
+
+use crate::addr::Ipv4Cidr;
+use crate::error::{Error, Result};
+use crate::link::{Iface, Place, VethPair};
+use crate::naming::{NodeName, Prefix};
+use crate::netns::Netns;
+use crate::ovs::OvsInstance;
+use crate::ping::{PingReport, PING_REPLY_TIMEOUT};
+use crate::underlay::{Underlay, UNDERLAY_SWITCH};
+
+/// The bridge VMs attach to, and the one a controller programs.
+pub const INTEGRATION_BRIDGE: &str = "br-int";
+/// The bridge holding the PM's underlay interface and address.
+pub const UNDERLAY_BRIDGE: &str = "br-ul";
+/// Name of the symlink in the PM's OVS directory through which vswitchd
+/// reaches a controller's unix socket (see [`Pm::link_controller_socket`]).
+pub const CONTROLLER_SOCKET_LINK: &str = "iris-controller.sock";
+
+/// Interface role suffixes (see [`Prefix::link`]).
+const ROLE_UNDERLAY: &str = "u";
+const ROLE_SWITCH_PORT: &str = "s";
+const ROLE_MGMT_PM: &str = "m";
+const ROLE_MGMT_ROOT: &str = "r";
+
+/// What vswitchd does with `br-int` while no controller is connected
+/// (`Bridge:fail_mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailMode {
+    /// Forward only by the flows installed; what Iris runs in production.
+    Secure,
+    /// Fall back to a learning switch; handy before a controller exists.
+    Standalone,
+}
+
+impl FailMode {
+    fn as_ovs(self) -> &'static str {
+        match self {
+            Self::Secure => "secure",
+            Self::Standalone => "standalone",
+        }
+    }
+}
+
+/// A point-to-point link from the root namespace into a PM, so that a
+/// controller listening on TCP in the root namespace is reachable at `root`'s
+/// address. Both addresses are the caller's choice; they must not clash with
+/// the host's own networks nor with another testbed's management links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManagementSpec {
+    pub root: Ipv4Cidr,
+    pub pm: Ipv4Cidr,
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct PmSpec {
+    pub name: String,
+    pub underlay: crate::UnderlayId,
+    /// Underlay address; by default the lowest free host of the underlay's subnet.
+    pub underlay_ip: Option<Ipv4Addr>,
+    pub fail_mode: FailMode,
+    /// Also serve OVSDB on TCP at the underlay address (`ptcp:<port>:<ip>`),
+    /// as a real PM's OVSDB is reached over the network.
+    pub ovsdb_tcp_port: Option<u16>,
+    /// `br-int`'s datapath id; OVS derives one from a MAC address otherwise.
+    pub datapath_id: Option<u64>,
+    pub management: Option<ManagementSpec>,
+}
+
+impl PmSpec {
+    /// A PM on `underlay` with defaults: next free underlay address,
+    /// `fail_mode=secure`, OVSDB on the unix socket only.
+    pub fn new(name: &str, underlay: crate::UnderlayId) -> Self {
+        Self {
+            name: name.to_owned(),
+            underlay,
+            underlay_ip: None,
+            fail_mode: FailMode::Secure,
+            ovsdb_tcp_port: None,
+            datapath_id: None,
+            management: None,
+        }
+    }
+
+    pub fn underlay_ip(mut self, ip: Ipv4Addr) -> Self {
+        self.underlay_ip = Some(ip);
+        self
+    }
+
+    pub fn fail_mode(mut self, mode: FailMode) -> Self {
+        self.fail_mode = mode;
+        self
+    }
+
+    pub fn ovsdb_tcp_port(mut self, port: u16) -> Self {
+        self.ovsdb_tcp_port = Some(port);
+        self
+    }
+
+    pub fn datapath_id(mut self, dpid: u64) -> Self {
+        self.datapath_id = Some(dpid);
+        self
+    }
+
+    pub fn management(mut self, root: Ipv4Cidr, pm: Ipv4Cidr) -> Self {
+        self.management = Some(ManagementSpec { root, pm });
+        self
+    }
+}
+
+/// A running emulated PM.
+#[derive(Debug)]
+pub struct Pm {
+    pub(crate) name: NodeName,
+    pub(crate) underlay: crate::UnderlayId,
+    underlay_addr: Ipv4Cidr,
+    ovsdb_tcp: Option<SocketAddrV4>,
+    management: Option<ManagementSpec>,
+    // Field order is drop order: OVS before links before the namespace.
+    pub(crate) ovs: OvsInstance,
+    pub(crate) links: Vec<VethPair>,
+    pub(crate) netns: Netns,
+}
+
+impl Pm {
+    /// Builds the PM around a namespace and the OVS instance running in it.
+    pub(crate) fn create(
+        prefix: &Prefix,
+        name: NodeName,
+        netns: Netns,
+        ovs: OvsInstance,
+        underlay: &Underlay,
+        underlay_addr: Ipv4Cidr,
+        spec: &PmSpec,
+    ) -> Result<Self> {
+        let mut pm = Self {
+            underlay: spec.underlay,
+            underlay_addr,
+            ovsdb_tcp: None,
+            management: spec.management,
+            ovs,
+            links: Vec::new(),
+            netns,
+            name,
+        };
+        pm.plug_underlay(prefix, underlay)?;
+        pm.add_integration_bridge(spec)?;
+        if let Some(port) = spec.ovsdb_tcp_port {
+            let addr = SocketAddrV4::new(underlay_addr.addr(), port);
+            pm.vsctl(&["set-manager", &format!("ptcp:{port}:{}", addr.ip())])?;
+            pm.ovsdb_tcp = Some(addr);
+        }
+        if let Some(mgmt) = spec.management {
+            pm.add_management_link(prefix, mgmt)?;
+        }
+        Ok(pm)
+    }
+
+    fn plug_underlay(&mut self, prefix: &Prefix, underlay: &Underlay) -> Result<()> {
+        let port = prefix.link(&self.name, ROLE_UNDERLAY)?;
+        let pair = VethPair::create(
+            Iface::new(&port, self.netns.place()),
+            Iface::new(
+                prefix.link(&self.name, ROLE_SWITCH_PORT)?,
+                underlay.netns().place(),
+            ),
+            underlay.mtu(),
+        )?;
+        pair.b().set_master(UNDERLAY_SWITCH)?;
+        self.links.push(pair);
+        let mtu = format!("mtu_request={}", underlay.mtu());
+        self.vsctl(&[
+            "add-br",
+            UNDERLAY_BRIDGE,
+            "--",
+            "set",
+            "Bridge",
+            UNDERLAY_BRIDGE,
+            "datapath_type=netdev",
+            "fail_mode=standalone",
+            "--",
+            "set",
+            "Interface",
+            UNDERLAY_BRIDGE,
+            &mtu,
+            "--",
+            "add-port",
+            UNDERLAY_BRIDGE,
+            &port,
+        ])?;
+        let bridge = Iface::new(UNDERLAY_BRIDGE, self.netns.place());
+        bridge.disable_offloads()?;
+        bridge.add_addr(self.underlay_addr)?;
+        bridge.set_up()
+    }
+
+    fn add_integration_bridge(&self, spec: &PmSpec) -> Result<()> {
+        let fail_mode = format!("fail_mode={}", spec.fail_mode.as_ovs());
+        let mut args = vec![
+            "add-br",
+            INTEGRATION_BRIDGE,
+            "--",
+            "set",
+            "Bridge",
+            INTEGRATION_BRIDGE,
+            "datapath_type=netdev",
+            "protocols=OpenFlow13",
+            &fail_mode,
+        ];
+        let dpid = spec
+            .datapath_id
+            .map(|id| format!("other_config:datapath-id={id:016x}"));
+        args.extend(dpid.as_deref());
+        self.vsctl(&args).map(drop)
+    }
+
+    fn add_management_link(&mut self, prefix: &Prefix, mgmt: ManagementSpec) -> Result<()> {
+        let pair = VethPair::create(
+            Iface::new(prefix.link(&self.name, ROLE_MGMT_PM)?, self.netns.place()),
+            Iface::new(prefix.link(&self.name, ROLE_MGMT_ROOT)?, Place::Root),
+            1500,
+        )?;
+        pair.a().add_addr(mgmt.pm)?;
+        pair.b().add_addr(mgmt.root)?;
+        self.links.push(pair);
+        Ok(())
+    }
+
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    pub fn netns(&self) -> &Netns {
+        &self.netns
+    }
+
+    pub fn ovs(&self) -> &OvsInstance {
+        &self.ovs
+    }
+
+    /// The underlay network the PM is plugged into.
+    pub fn underlay(&self) -> crate::UnderlayId {
+        self.underlay
+    }
+
+    /// The PM's address on its underlay, the endpoint of its GRE tunnels.
+    pub fn underlay_addr(&self) -> Ipv4Cidr {
+        self.underlay_addr
+    }
+
+    /// The management link's addresses, if the PM has one.
+    pub fn management(&self) -> Option<ManagementSpec> {
+        self.management
+    }
+
+    /// The OVSDB remote on the unix socket, reachable from any namespace.
+    pub fn ovsdb_unix_target(&self) -> String {
+        self.ovs.db_target()
+    }
+
+    /// The OVSDB remote on TCP (`tcp:<ip>:<port>`), reachable from the
+    /// underlay only, if the PM serves one.
+    pub fn ovsdb_tcp_target(&self) -> Option<String> {
+        self.ovsdb_tcp.map(|a| format!("tcp:{a}"))
+    }
+
+    pub fn vsctl(&self, args: &[&str]) -> Result<String> {
+        self.ovs.vsctl(args)
+    }
+
+    pub fn ofctl(&self, args: &[&str]) -> Result<String> {
+        self.ovs.ofctl(args)
+    }
+
+    pub fn appctl(&self, args: &[&str]) -> Result<String> {
+        self.ovs.appctl(args)
+    }
+
+    /// Runs `argv` inside the PM's namespace. Returns stdout.
+    pub fn exec(&self, argv: &[&str]) -> Result<String> {
+        self.netns.run(argv)
+    }
+
+    /// Pings `dst` on the underlay from the PM's own network stack.
+    ///
+    /// Besides checking the underlay, this teaches OVS the peer's MAC: OVS
+    /// resolves tunnel endpoints by snooping ARP on `br-ul`, and until it has,
+    /// the first frame into a new tunnel is dropped and the sender's ARP
+    /// retransmission costs about a second (measured: 1.03 s to a first VM
+    /// reply over a cold tunnel, under 10 ms after both PMs pinged each other).
+    pub fn ping_underlay(
+        &self,
+        dst: Ipv4Addr,
+        count: u32,
+        interval: Duration,
+    ) -> Result<PingReport> {
+        crate::ping::ping_from(&self.netns, dst, count, interval, PING_REPLY_TIMEOUT)
+    }
+
+    /// Adds a GRE port to `br-int` towards `remote` with `key=flow`, so flows
+    /// choose the key (the VI) with `set_field:<key>->tun_id`. Returns the
+    /// port's OpenFlow port number.
+    pub fn add_gre_port(&self, port: &str, remote: Ipv4Addr) -> Result<u32> {
+        let remote = format!("options:remote_ip={remote}");
+        self.vsctl(&[
+            "add-port",
+            INTEGRATION_BRIDGE,
+            port,
+            "--",
+            "set",
+            "Interface",
+            port,
+            "type=gre",
+            &remote,
+            "options:key=flow",
+        ])?;
+        self.ofport(port)
+    }
+
+    /// The OpenFlow port number OVS gave `port`.
+    pub fn ofport(&self, port: &str) -> Result<u32> {
+        let text = self.vsctl(&["get", "Interface", port, "ofport"])?;
+        match text.trim().parse::<i64>() {
+            Ok(n) if n > 0 => u32::try_from(n).map_err(|_| Error::UnexpectedOutput {
+                command: format!("ovs-vsctl get Interface {port} ofport"),
+                reason: "port number out of range".into(),
+                output: text.clone(),
+            }),
+            _ => Err(Error::UnexpectedOutput {
+                command: format!("ovs-vsctl get Interface {port} ofport"),
+                reason: "OVS gave the port no OpenFlow number (is its interface missing?)".into(),
+                output: text.clone(),
+            }),
+        }
+    }
+
+    /// Makes a controller listening on the unix socket `listener` reachable
+    /// from this PM's vswitchd, and returns the target to give to
+    /// [`Pm::set_controller`].
+    ///
+    /// vswitchd refuses `unix:` controller targets outside its own run
+    /// directory; a symlink inside that directory pointing at `listener` is
+    /// accepted, so one controller socket in the root namespace can serve every
+    /// PM without any network path to it.
+    pub fn link_controller_socket(&self, listener: &Path) -> Result<String> {
+        let link = self.ovs.dir().join(CONTROLLER_SOCKET_LINK);
+        match std::fs::remove_file(&link) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io_at("removing", &link, e)),
+        }
+        std::os::unix::fs::symlink(listener, &link)
+            .map_err(|e| Error::io_at("creating", &link, e))?;
+        Ok(format!("unix:{}", link.display()))
+    }
+
+    /// Points `br-int` at `targets` (`unix:…`, `tcp:ip:port`), replacing any
+    /// controllers it had.
+    pub fn set_controller(&self, targets: &[&str]) -> Result<()> {
+        let mut args = vec!["set-controller", INTEGRATION_BRIDGE];
+        args.extend_from_slice(targets);
+        self.vsctl(&args).map(drop)
+    }
+}

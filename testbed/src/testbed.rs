@@ -1,0 +1,471 @@
+//! The [`Testbed`]: owner of every namespace, link and process of one emulated
+//! inter-cloud, and the place where they are torn down in order.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::host;
+use crate::naming::{NodeName, Prefix};
+use crate::netns::Netns;
+use crate::ovs::OvsInstance;
+use crate::pm::{Pm, PmSpec};
+use crate::process::{terminate_pids, Process, STOP_GRACE};
+use crate::state::{remove_tree, StateDir, DEFAULT_STATE_ROOT};
+use crate::underlay::{Underlay, UnderlaySpec};
+use crate::vm::{Vm, VmSpec};
+
+/// Handle of an underlay network in its [`Testbed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UnderlayId(usize);
+
+/// Handle of a PM in its [`Testbed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PmId(pub(crate) usize);
+
+/// Handle of a VM in its [`Testbed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct VmId(usize);
+
+/// Handle of a process started with [`Testbed::spawn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProcessId(usize);
+
+/// Where [`Testbed::spawn`] runs a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    /// The host's root namespace (e.g. a controller).
+    Root,
+    Underlay(UnderlayId),
+    Pm(PmId),
+    Vm(VmId),
+}
+
+impl From<UnderlayId> for Node {
+    fn from(id: UnderlayId) -> Self {
+        Self::Underlay(id)
+    }
+}
+
+impl From<PmId> for Node {
+    fn from(id: PmId) -> Self {
+        Self::Pm(id)
+    }
+}
+
+impl From<VmId> for Node {
+    fn from(id: VmId) -> Self {
+        Self::Vm(id)
+    }
+}
+
+/// How to build testbeds.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding one state directory per live testbed.
+    pub state_root: PathBuf,
+    /// How long a daemon may take to come up.
+    pub ready_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            state_root: PathBuf::from(DEFAULT_STATE_ROOT),
+            ready_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a testbed has created, for checking that teardown removed it all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub prefix: Prefix,
+    pub state_dir: PathBuf,
+    pub namespaces: Vec<String>,
+    /// Pids of the daemons and spawned processes.
+    pub pids: Vec<u32>,
+    /// Interfaces the testbed placed in the root namespace.
+    pub root_links: Vec<String>,
+}
+
+/// One emulated inter-cloud. Everything it creates is torn down, in order,
+/// by [`Testbed::teardown`] or when it is dropped (also while unwinding from a
+/// panic): processes, then OVS daemons, then links, then namespaces, then the
+/// state directory.
+///
+/// Nodes are addressed by the handles the `add_*` methods return; a handle
+/// used with another testbed, or after its node was removed, panics like an
+/// out-of-bounds index.
+#[derive(Debug)]
+pub struct Testbed {
+    config: Config,
+    processes: Vec<Option<Process>>,
+    vms: Vec<Option<Vm>>,
+    pms: Vec<Option<Pm>>,
+    underlays: Vec<Underlay>,
+    names: HashSet<NodeName>,
+    state: StateDir,
+    torn_down: bool,
+}
+
+impl Testbed {
+    /// A testbed with the default [`Config`]. `label` (e.g. the test's name)
+    /// is recorded in the state directory for humans.
+    ///
+    /// Fails with [`Error::Host`] when the host cannot run testbeds (not root,
+    /// tools missing).
+    pub fn new(label: &str) -> Result<Self> {
+        Self::with_config(label, Config::default())
+    }
+
+    pub fn with_config(label: &str, config: Config) -> Result<Self> {
+        host::require_host()?;
+        let state = StateDir::reserve(&config.state_root, label)?;
+        Ok(Self {
+            config,
+            processes: Vec::new(),
+            vms: Vec::new(),
+            pms: Vec::new(),
+            underlays: Vec::new(),
+            names: HashSet::new(),
+            state,
+            torn_down: false,
+        })
+    }
+
+    /// The prefix carried by every namespace and interface of this testbed.
+    pub fn prefix(&self) -> &Prefix {
+        self.state.prefix()
+    }
+
+    /// This testbed's state directory (OVS databases, sockets, logs).
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// Claims a node name and creates the node's namespace.
+    fn new_node(&mut self, name: &str) -> Result<(NodeName, Netns)> {
+        let name = NodeName::new(name)?;
+        if self.names.contains(&name) {
+            return Err(Error::Usage(format!("a node named {name} already exists")));
+        }
+        let netns = Netns::create(self.prefix().netns(&name))?;
+        self.names.insert(name.clone());
+        Ok((name, netns))
+    }
+
+    /// Runs `build` with a fresh node's name and namespace. If it fails, the
+    /// name is freed again (the namespace went with `build`'s guards), so a
+    /// caller may retry under the same name.
+    fn with_new_node<T>(
+        &mut self,
+        name: &str,
+        build: impl FnOnce(&Self, NodeName, Netns) -> Result<T>,
+    ) -> Result<T> {
+        let (node, netns) = self.new_node(name)?;
+        build(self, node.clone(), netns).inspect_err(|_| {
+            if let Err(e) = self.forget_node(&node) {
+                eprintln!("iris-testbed {}: {e}", self.prefix());
+            }
+        })
+    }
+
+    pub fn add_underlay(&mut self, spec: UnderlaySpec) -> Result<UnderlayId> {
+        let underlay = self.with_new_node(&spec.name, |_, name, netns| {
+            Underlay::create(name, netns, &spec)
+        })?;
+        self.underlays.push(underlay);
+        Ok(UnderlayId(self.underlays.len() - 1))
+    }
+
+    pub fn add_pm(&mut self, spec: PmSpec) -> Result<PmId> {
+        if spec.underlay.0 >= self.underlays.len() {
+            return Err(Error::Usage(format!("PM {}: no such underlay", spec.name)));
+        }
+        let addr = self.underlays[spec.underlay.0].lease(spec.underlay_ip)?;
+        let built = self.with_new_node(&spec.name, |tb, name, netns| {
+            let dir = tb.state.node_dir(name.as_str())?;
+            let ovs = OvsInstance::start(name.as_str(), &netns, dir, tb.config.ready_timeout)?;
+            let underlay = &tb.underlays[spec.underlay.0];
+            Pm::create(tb.state.prefix(), name, netns, ovs, underlay, addr, &spec)
+        });
+        match built {
+            Ok(pm) => {
+                self.pms.push(Some(pm));
+                Ok(PmId(self.pms.len() - 1))
+            }
+            Err(e) => {
+                self.underlays[spec.underlay.0].release(addr);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn add_vm(&mut self, spec: VmSpec) -> Result<VmId> {
+        spec.validate()?;
+        if self.pms.get(spec.pm.0).and_then(Option::as_ref).is_none() {
+            return Err(Error::Usage(format!("VM {}: no such PM", spec.name)));
+        }
+        let vm = self.with_new_node(&spec.name, |tb, name, netns| {
+            let mut vm = Vm::create(tb.state.prefix(), name, netns, &spec)?;
+            vm.attach(tb.state.prefix(), tb.pm(spec.pm))?;
+            Ok(vm)
+        })?;
+        self.vms.push(Some(vm));
+        Ok(VmId(self.vms.len() - 1))
+    }
+
+    /// Moves a VM to another PM with the same MAC, addresses and VI: its port
+    /// is removed from the old PM and recreated on the new one. Processes in
+    /// the VM keep running. Nothing announces the move; that is the job of the
+    /// scenario (or of the controller's flows).
+    pub fn move_vm(&mut self, vm: VmId, to: PmId) -> Result<()> {
+        let from = self.vm(vm).pm;
+        let prefix = self.state.prefix().clone();
+        let target = self.pms[to.0].as_ref().expect("PmId of a removed PM");
+        let source = self.pms[from.0]
+            .as_ref()
+            .expect("a VM's PM is never removed");
+        let moving = self.vms[vm.0].as_mut().expect("VmId of a removed VM");
+        moving.detach(source)?;
+        moving.attach(&prefix, target)?;
+        moving.pm = to;
+        Ok(())
+    }
+
+    /// Removes a VM: unplugs it from its PM and deletes its namespace, after
+    /// stopping any process still inside.
+    pub fn remove_vm(&mut self, vm: VmId) -> Result<()> {
+        let mut removed = self.vms[vm.0].take().expect("VmId of a removed VM");
+        let pm = self.pms[removed.pm.0]
+            .as_ref()
+            .expect("a VM's PM is never removed");
+        removed.detach(pm)?;
+        terminate_pids(&removed.netns.pids()?, STOP_GRACE)?;
+        removed.netns.delete()?;
+        self.forget_node(&removed.name)
+    }
+
+    /// Frees a removed node's name and its state subdirectory, so that a new
+    /// node may take the name.
+    fn forget_node(&mut self, name: &NodeName) -> Result<()> {
+        remove_tree(&self.state.path().join(name.as_str()))?;
+        self.names.remove(name);
+        Ok(())
+    }
+
+    /// Removes a PM that no VM is attached to: stops its OVS, deletes its
+    /// links and namespace, and frees its underlay address.
+    pub fn remove_pm(&mut self, pm: PmId) -> Result<()> {
+        if let Some(vm) = self.vms.iter().flatten().find(|vm| vm.pm == pm) {
+            return Err(Error::Usage(format!(
+                "PM {} still has VM {}; move or remove it first",
+                self.pm(pm).name(),
+                vm.name()
+            )));
+        }
+        let mut removed = self.pms[pm.0].take().expect("PmId of a removed PM");
+        removed.ovs.stop()?;
+        for link in &mut removed.links {
+            link.delete()?;
+        }
+        terminate_pids(&removed.netns.pids()?, STOP_GRACE)?;
+        removed.netns.delete()?;
+        self.underlays[removed.underlay.0].release(removed.underlay_addr());
+        self.forget_node(&removed.name)
+    }
+
+    /// Starts `argv` in `node`'s namespace as a process the testbed stops at
+    /// teardown. Its output goes to `<state dir>/<node>/<name>.log` (or
+    /// `<state dir>/<name>.log` for the root namespace).
+    pub fn spawn(&mut self, node: impl Into<Node>, name: &str, argv: &[&str]) -> Result<ProcessId> {
+        // The name becomes a file name next to the OVS files.
+        let valid = (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            && !name.starts_with("ovs");
+        if !valid {
+            return Err(Error::Usage(format!(
+                "process name {name:?} must be 1 to 32 characters of [a-z0-9_-], not starting with \"ovs\""
+            )));
+        }
+        let (program, args) = argv
+            .split_first()
+            .ok_or_else(|| Error::Usage("empty command line".into()))?;
+        let node = node.into();
+        let (mut command, dir) = match node {
+            Node::Root => (
+                std::process::Command::new(program),
+                self.state.path().to_path_buf(),
+            ),
+            Node::Underlay(id) => {
+                let u = &self.underlays[id.0];
+                (u.netns().command(program), self.node_dir(u.name())?)
+            }
+            Node::Pm(id) => {
+                let pm = self.pm(id);
+                (pm.netns().command(program), pm.ovs().dir().to_path_buf())
+            }
+            Node::Vm(id) => {
+                let vm = self.vm(id);
+                (vm.netns().command(program), self.node_dir(vm.name())?)
+            }
+        };
+        command.args(args);
+        let log = dir.join(format!("{name}.log"));
+        let process = Process::spawn(name, command, Some(&log))?;
+        self.processes.push(Some(process));
+        Ok(ProcessId(self.processes.len() - 1))
+    }
+
+    /// The state subdirectory of a node, created on first use.
+    fn node_dir(&self, node: &str) -> Result<PathBuf> {
+        let dir = self.state.path().join(node);
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            self.state.node_dir(node)
+        }
+    }
+
+    pub fn process(&mut self, id: ProcessId) -> &mut Process {
+        self.processes[id.0]
+            .as_mut()
+            .expect("ProcessId of a stopped process")
+    }
+
+    /// Stops a spawned process now (SIGTERM, then SIGKILL after a grace period).
+    pub fn stop_process(&mut self, id: ProcessId) -> Result<std::process::ExitStatus> {
+        let mut process = self.processes[id.0]
+            .take()
+            .expect("ProcessId of a stopped process");
+        process.stop(STOP_GRACE)
+    }
+
+    pub fn underlay(&self, id: UnderlayId) -> &Underlay {
+        &self.underlays[id.0]
+    }
+
+    pub fn pm(&self, id: PmId) -> &Pm {
+        self.pms[id.0].as_ref().expect("PmId of a removed PM")
+    }
+
+    pub fn vm(&self, id: VmId) -> &Vm {
+        self.vms[id.0].as_ref().expect("VmId of a removed VM")
+    }
+
+    /// The live PMs with their handles.
+    pub fn pms(&self) -> impl Iterator<Item = (PmId, &Pm)> {
+        self.pms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, pm)| pm.as_ref().map(|pm| (PmId(i), pm)))
+    }
+
+    /// The live VMs with their handles.
+    pub fn vms(&self) -> impl Iterator<Item = (VmId, &Vm)> {
+        self.vms
+            .iter()
+            .enumerate()
+            .filter_map(|(i, vm)| vm.as_ref().map(|vm| (VmId(i), vm)))
+    }
+
+    pub fn inventory(&self) -> Inventory {
+        let pms = self.pms.iter().flatten();
+        let vms = self.vms.iter().flatten();
+        let mut namespaces: Vec<String> = self
+            .underlays
+            .iter()
+            .map(|u| u.netns().name().to_owned())
+            .chain(pms.clone().map(|pm| pm.netns().name().to_owned()))
+            .chain(vms.map(|vm| vm.netns().name().to_owned()))
+            .collect();
+        namespaces.sort();
+        let pids = self
+            .processes
+            .iter()
+            .flatten()
+            .map(Process::pid)
+            .chain(pms.clone().flat_map(|pm| pm.ovs().pids()))
+            .collect();
+        let root_links = pms
+            .flat_map(|pm| pm.links.iter())
+            .flat_map(|link| [link.a(), link.b()])
+            .filter(|end| end.place == crate::link::Place::Root)
+            .map(|end| end.name.clone())
+            .collect();
+        Inventory {
+            prefix: self.prefix().clone(),
+            state_dir: self.state_dir().to_path_buf(),
+            namespaces,
+            pids,
+            root_links,
+        }
+    }
+
+    /// Tears everything down now and reports every step that failed.
+    pub fn teardown(mut self) -> Result<()> {
+        self.teardown_in_order()
+    }
+
+    fn teardown_in_order(&mut self) -> Result<()> {
+        if self.torn_down {
+            return Ok(());
+        }
+        let mut failures = Vec::new();
+        let mut note = |step: Result<()>| {
+            if let Err(e) = step {
+                failures.push(e);
+            }
+        };
+        for process in self.processes.iter_mut().flatten() {
+            note(process.stop(STOP_GRACE).map(drop));
+        }
+        for pm in self.pms.iter_mut().flatten() {
+            note(pm.ovs.stop());
+        }
+        for vm in self.vms.iter_mut().flatten() {
+            note(vm.delete_links());
+        }
+        for pm in self.pms.iter_mut().flatten() {
+            for link in &mut pm.links {
+                note(link.delete());
+            }
+        }
+        let namespaces = self
+            .vms
+            .iter_mut()
+            .flatten()
+            .map(|vm| &mut vm.netns)
+            .chain(self.pms.iter_mut().flatten().map(|pm| &mut pm.netns))
+            .chain(self.underlays.iter_mut().map(|u| &mut u.netns));
+        for netns in namespaces {
+            // Whatever a scenario started in a namespace on its own would keep
+            // the namespace alive after deletion.
+            note(
+                netns
+                    .pids()
+                    .and_then(|pids| terminate_pids(&pids, STOP_GRACE)),
+            );
+            note(netns.delete());
+        }
+        note(self.state.remove());
+        if failures.is_empty() {
+            self.torn_down = true;
+            Ok(())
+        } else {
+            Err(Error::Teardown(failures))
+        }
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if let Err(e) = self.teardown_in_order() {
+            eprintln!("iris-testbed {}: {e}", self.prefix());
+        }
+    }
+}
