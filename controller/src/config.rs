@@ -33,6 +33,7 @@
 //! The host and VI tables ([`HostSpec`], [`ViSpec`]) are also the bodies the
 //! northbound API accepts, so a host is described the same way everywhere.
 
+use crate::control::ManagedHost;
 use crate::model::{Host, HostName, HostRole, Location, Vi, ViId, Vlan};
 use crate::registry::SeedEntry;
 use crate::server::ListenAddr;
@@ -119,6 +120,11 @@ pub struct HostSpec {
     /// 16 hex digits; derived from the name when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datapath_id: Option<String>,
+    /// The controller target this host's bridge gets, when it differs from
+    /// `[bridge] controller` (a unix socket in the host's own run directory,
+    /// say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,13 +154,16 @@ impl From<HostRole> for RoleSpec {
 
 impl HostSpec {
     /// Checks one host on its own; `key` prefixes the error paths.
-    pub fn to_host(&self, key: &str) -> Result<Host, Vec<ConfigError>> {
+    pub fn to_host(&self, key: &str) -> Result<ManagedHost, Vec<ConfigError>> {
         let mut errors = Vec::new();
         if let Err(p) = check_name(&self.name) {
             errors.push(ConfigError::new(format!("{key}.name"), p));
         }
         if let Err(p) = check_ovsdb_remote(&self.ovsdb) {
             errors.push(ConfigError::new(format!("{key}.ovsdb"), p));
+        }
+        if let Some(Err(p)) = self.controller.as_deref().map(check_controller_target) {
+            errors.push(ConfigError::new(format!("{key}.controller"), p));
         }
         if self.underlay_ip.is_unspecified() || self.underlay_ip.is_broadcast() {
             errors.push(ConfigError::new(
@@ -178,22 +187,27 @@ impl HostSpec {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Host {
-            name: HostName(self.name.clone()),
-            underlay_ip: self.underlay_ip,
-            role: self.role.into(),
-            ovsdb_remote: self.ovsdb.clone(),
-            datapath_id,
+        Ok(ManagedHost {
+            host: Host {
+                name: HostName(self.name.clone()),
+                underlay_ip: self.underlay_ip,
+                role: self.role.into(),
+                ovsdb_remote: self.ovsdb.clone(),
+                datapath_id,
+            },
+            controller: self.controller.clone(),
         })
     }
 
-    pub fn from_host(h: &Host) -> Self {
+    pub fn from_host(m: &ManagedHost) -> Self {
+        let h = &m.host;
         Self {
             name: h.name.0.clone(),
             underlay_ip: h.underlay_ip,
             role: h.role.into(),
             ovsdb: h.ovsdb_remote.clone(),
             datapath_id: Some(format!("{:016x}", h.datapath_id)),
+            controller: m.controller.clone(),
         }
     }
 }
@@ -362,7 +376,7 @@ pub struct Config {
     pub bridge: BridgeConfig,
     pub echo_interval: Duration,
     pub echo_timeout: Duration,
-    pub hosts: Vec<Host>,
+    pub hosts: Vec<ManagedHost>,
     pub vis: Vec<Vi>,
     /// Seed entries by VI, read from the VIs' seed files.
     pub seeds: BTreeMap<ViId, Vec<SeedEntry>>,
@@ -429,7 +443,8 @@ impl Config {
             self.echo_interval, self.echo_timeout
         );
         let _ = writeln!(s, "hosts:     {}", self.hosts.len());
-        for h in &self.hosts {
+        for m in &self.hosts {
+            let h = &m.host;
             let role = match h.role {
                 HostRole::Compute => "compute",
                 HostRole::Gateway => "gateway",
@@ -572,7 +587,7 @@ impl RawConfig {
     }
 }
 
-fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<Host> {
+fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<ManagedHost> {
     let mut hosts = Vec::new();
     let mut names = HashMap::new();
     let mut ips = HashMap::new();
@@ -580,7 +595,8 @@ fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<Host
     for (i, spec) in specs.iter().enumerate() {
         let key = format!("host[{i}]");
         match spec.to_host(&key) {
-            Ok(h) => {
+            Ok(m) => {
+                let h = &m.host;
                 if let Some(j) = names.insert(h.name.clone(), i) {
                     errors.push(ConfigError::new(
                         format!("{key}.name"),
@@ -608,7 +624,7 @@ fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<Host
                         ),
                     ));
                 }
-                hosts.push(h);
+                hosts.push(m);
             }
             Err(es) => errors.extend(es),
         }
@@ -616,7 +632,7 @@ fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<Host
     hosts
 }
 
-fn validate_vis(specs: &[ViSpec], hosts: &[Host], errors: &mut Vec<ConfigError>) -> Vec<Vi> {
+fn validate_vis(specs: &[ViSpec], hosts: &[ManagedHost], errors: &mut Vec<ConfigError>) -> Vec<Vi> {
     let mut vis = Vec::new();
     let mut ids = HashMap::new();
     let mut names = HashMap::new();
@@ -643,7 +659,7 @@ fn validate_vis(specs: &[ViSpec], hosts: &[Host], errors: &mut Vec<ConfigError>)
             }
         }
         for (g, gw) in vi.gateways.iter().enumerate() {
-            match hosts.iter().find(|h| h.name == *gw) {
+            match hosts.iter().map(|m| &m.host).find(|h| h.name == *gw) {
                 None => errors.push(ConfigError::new(
                     format!("{key}.gateways[{g}]"),
                     format!(

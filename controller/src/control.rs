@@ -26,6 +26,15 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+/// A host with how its bridge reaches this controller, when that differs
+/// from the configured default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedHost {
+    pub host: Host,
+    /// The controller target for this host's bridge (`None`: the default).
+    pub controller: Option<String>,
+}
+
 /// What the OVSDB side reports about one host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TopologyEvent {
@@ -161,7 +170,7 @@ struct Switch {
 /// and its OVSDB are connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostStatus {
-    pub host: Host,
+    pub host: ManagedHost,
     /// The OpenFlow peer address, when its switch is connected.
     pub openflow_peer: Option<String>,
     pub ovsdb_connected: bool,
@@ -183,10 +192,12 @@ pub struct Control {
     tickets: program::Tickets,
     switches: BTreeMap<ConnId, Switch>,
     ovsdb_up: BTreeSet<HostName>,
+    /// Per-host controller targets, for hosts that have one.
+    controllers: BTreeMap<HostName, String>,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<NorthEvent>,
     /// The hosts the OVSDB manager must keep right.
-    hosts_out: watch::Sender<Vec<Host>>,
+    hosts_out: watch::Sender<Vec<ManagedHost>>,
 }
 
 impl fmt::Debug for Control {
@@ -261,26 +272,31 @@ pub struct Parts {
     /// For the API.
     pub handle: ControlHandle,
     /// The hosts the OVSDB manager must keep right, updated as they change.
-    pub hosts: watch::Receiver<Vec<Host>>,
+    pub hosts: watch::Receiver<Vec<ManagedHost>>,
 }
 
 impl Control {
     /// A control loop knowing `hosts` and `vis`, starting from `registry`
     /// (empty, or restored from the store).
     pub fn start(
-        hosts: Vec<Host>,
+        hosts: Vec<ManagedHost>,
         vis: Vec<Vi>,
         registry: Registry,
         metrics: Arc<Metrics>,
     ) -> Parts {
         let mut topology = Topology::default();
-        for h in hosts {
-            topology.hosts.insert(h.name.clone(), h);
+        let mut controllers = BTreeMap::new();
+        for m in hosts {
+            if let Some(c) = m.controller {
+                controllers.insert(m.host.name.clone(), c);
+            }
+            topology.hosts.insert(m.host.name.clone(), m.host);
         }
         for v in vis {
             topology.vis.insert(v.id, v);
         }
-        let (hosts_out, hosts_rx) = watch::channel(topology.hosts.values().cloned().collect());
+        let managed = managed_hosts(&topology, &controllers);
+        let (hosts_out, hosts_rx) = watch::channel(managed);
         let (events, _) = broadcast::channel(1024);
         let (sw_tx, sw_rx) = mpsc::channel(4096);
         let (topo_tx, topo_rx) = mpsc::channel(256);
@@ -293,6 +309,7 @@ impl Control {
             tickets: program::Tickets::default(),
             switches: BTreeMap::new(),
             ovsdb_up: BTreeSet::new(),
+            controllers,
             metrics: metrics.clone(),
             events: events.clone(),
             hosts_out,
@@ -543,7 +560,7 @@ impl Control {
 
     fn announce_hosts(&self) {
         self.hosts_out
-            .send_replace(self.topology.hosts.values().cloned().collect());
+            .send_replace(managed_hosts(&self.topology, &self.controllers));
     }
 
     /// Every host with its connection state.
@@ -561,7 +578,10 @@ impl Control {
 
     fn host_status(&self, h: &Host) -> HostStatus {
         HostStatus {
-            host: h.clone(),
+            host: ManagedHost {
+                host: h.clone(),
+                controller: self.controllers.get(&h.name).cloned(),
+            },
             openflow_peer: self
                 .switches
                 .values()
@@ -573,7 +593,8 @@ impl Control {
 
     /// Adds or replaces a host; `Ok(true)` when it is new. The mesh grows
     /// (or changes) on every other host without restarting anything.
-    pub fn put_host(&mut self, host: Host) -> Result<bool, Refusal> {
+    pub fn put_host(&mut self, managed: ManagedHost) -> Result<bool, Refusal> {
+        let host = &managed.host;
         for other in self.topology.hosts.values() {
             if other.name == host.name {
                 continue;
@@ -605,7 +626,15 @@ impl Control {
             }
         }
         let name = host.name.clone();
-        let created = self.topology.hosts.insert(name.clone(), host).is_none();
+        match &managed.controller {
+            Some(c) => self.controllers.insert(name.clone(), c.clone()),
+            None => self.controllers.remove(&name),
+        };
+        let created = self
+            .topology
+            .hosts
+            .insert(name.clone(), managed.host)
+            .is_none();
         // A changed datapath id re-maps connected switches.
         for sw in self.switches.values_mut() {
             let owner = sw.dpid.and_then(|d| {
@@ -642,6 +671,7 @@ impl Control {
             )));
         }
         self.topology.hosts.remove(name);
+        self.controllers.remove(name);
         self.topology.vm_ports.retain(|(h, _), _| h != name);
         self.topology
             .tunnels
@@ -776,6 +806,20 @@ impl Control {
             vis: self.topology.vis.len(),
         }
     }
+}
+
+fn managed_hosts(
+    topology: &Topology,
+    controllers: &BTreeMap<HostName, String>,
+) -> Vec<ManagedHost> {
+    topology
+        .hosts
+        .values()
+        .map(|h| ManagedHost {
+            host: h.clone(),
+            controller: controllers.get(&h.name).cloned(),
+        })
+        .collect()
 }
 
 fn now_ms() -> Timestamp {

@@ -12,6 +12,7 @@ pub mod control;
 pub mod flowsim;
 pub mod metrics;
 pub mod model;
+pub mod ovs_manager;
 pub mod packet_in;
 pub mod reconciler;
 pub mod registry;

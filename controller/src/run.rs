@@ -6,12 +6,14 @@ use crate::api;
 use crate::config::Config;
 use crate::control::Control;
 use crate::metrics::Metrics;
+use crate::ovs_manager::{self, ManagerConfig};
 use crate::registry::Registry;
 use crate::server::{ListenAddr, Server, ServerConfig};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -110,6 +112,24 @@ pub async fn run(
     );
     on_bound(&bound);
 
+    let manager = ManagerConfig {
+        bridge: config.bridge.name.clone(),
+        // check-config allows only the two names the parser knows.
+        datapath_type: config
+            .bridge
+            .datapath_type
+            .parse()
+            .unwrap_or(ovsdb::vswitch::DatapathType::System),
+        default_controller: config.bridge.controller.clone(),
+        backoff_min: Duration::from_millis(250),
+        backoff_max: Duration::from_secs(30),
+    };
+    let ovs = tokio::spawn(ovs_manager::run(
+        manager,
+        parts.hosts,
+        parts.senders.topology,
+        shutdown.clone(),
+    ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
     let openflow = tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
     let api_shutdown = shutdown.clone();
@@ -119,6 +139,7 @@ pub async fn run(
     // The API ends only on shutdown or failure; either way everything stops.
     shutdown.cancel();
     let _ = openflow.await;
+    let _ = ovs.await;
     let _ = control.await;
     match api_result {
         Ok(()) => {

@@ -2,7 +2,7 @@
 //! socket.
 
 use super::*;
-use crate::control::Control;
+use crate::control::{Control, ManagedHost};
 use crate::metrics::Metrics;
 use crate::model::{Host, HostRole, Vi};
 use axum::body::Body as HttpBody;
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 fn app() -> Router {
-    let hosts = vec![
+    let hosts = [
         Host {
             name: HostName("pm1".into()),
             underlay_ip: [10, 0, 0, 1].into(),
@@ -28,7 +28,12 @@ fn app() -> Router {
             ovsdb_remote: "unix:/run/gw.sock".into(),
             datapath_id: 9,
         },
-    ];
+    ]
+    .map(|host| ManagedHost {
+        host,
+        controller: None,
+    })
+    .to_vec();
     let vis = vec![Vi {
         id: ViId(1),
         name: "acme".into(),

@@ -81,9 +81,10 @@ fn a_complete_file_validates_into_model_types() {
     assert_eq!(c.session().echo_interval, Duration::from_secs(2));
     assert_eq!(c.session().echo_timeout, Duration::from_millis(500));
     assert_eq!(c.hosts.len(), 2);
-    assert_eq!(c.hosts[0].datapath_id, derived_datapath_id("pm1"));
-    assert_eq!(c.hosts[1].datapath_id, 0xa9);
-    assert_eq!(c.hosts[1].role, HostRole::Gateway);
+    assert_eq!(c.hosts[0].host.datapath_id, derived_datapath_id("pm1"));
+    assert_eq!(c.hosts[1].host.datapath_id, 0xa9);
+    assert_eq!(c.hosts[1].host.role, HostRole::Gateway);
+    assert_eq!(c.hosts[0].controller, None);
     assert_eq!(c.vis[0].gateways, vec![HostName("gw1".into())]);
     assert_eq!(
         c.seeds[&ViId(1)],
@@ -418,6 +419,7 @@ fn specs_round_trip_through_the_model() {
         role: RoleSpec::Gateway,
         ovsdb: "tcp:10.0.0.1:6640".into(),
         datapath_id: Some("0000000000000042".into()),
+        controller: Some("unix:/run/pm1/iris-controller.sock".into()),
     };
     assert_eq!(HostSpec::from_host(&h.to_host("h").unwrap()), h);
     let v = ViSpec {

@@ -8,13 +8,16 @@ use ofp::multipart::{FlowStats, GroupDesc};
 use ofp::oxm::Match;
 use ofp::packet::{ArpRepr, MacAddr};
 
-fn host(name: &str, ip: [u8; 4], dpid: u64, role: HostRole) -> Host {
-    Host {
-        name: HostName(name.into()),
-        underlay_ip: Ipv4Addr::from(ip),
-        role,
-        ovsdb_remote: format!("unix:/run/{name}.sock"),
-        datapath_id: dpid,
+fn host(name: &str, ip: [u8; 4], dpid: u64, role: HostRole) -> ManagedHost {
+    ManagedHost {
+        host: Host {
+            name: HostName(name.into()),
+            underlay_ip: Ipv4Addr::from(ip),
+            role,
+            ovsdb_remote: format!("unix:/run/{name}.sock"),
+            datapath_id: dpid,
+        },
+        controller: None,
     }
 }
 
@@ -27,7 +30,7 @@ fn vi(id: u32, key: u32, gateways: &[&str]) -> Vi {
     }
 }
 
-fn control() -> (Control, watch::Receiver<Vec<Host>>) {
+fn control() -> (Control, watch::Receiver<Vec<ManagedHost>>) {
     let parts = Control::start(
         vec![
             host("pm1", [10, 0, 0, 1], 1, HostRole::Compute),
