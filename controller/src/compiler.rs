@@ -7,13 +7,13 @@
 //! an operator it does not serve.
 
 use crate::model::{HostName, Location, Topology, Vi, ViId, Vlan};
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryChange};
 use crate::switch_state::{Flow, Group, SwitchState};
 use ofp::action::{port, Action};
 use ofp::instruction::Instruction;
 use ofp::oxm::{FieldId, Match, OxmField};
 use ofp::packet::MacAddr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
 /// Table 0: classify a packet into its VI.
@@ -163,6 +163,29 @@ fn present<'a>(topology: &'a Topology, host: &HostName) -> Vec<Present<'a>> {
         });
     }
     out
+}
+
+/// The hosts whose flows depend on what `changes` touched: the members of
+/// every VI whose forwarding changed. Switches elsewhere hold nothing of
+/// those VIs and need no recompiling.
+pub fn affected_hosts<'a>(
+    topology: &'a Topology,
+    changes: &[RegistryChange],
+) -> BTreeSet<&'a HostName> {
+    let vis: BTreeSet<ViId> = changes
+        .iter()
+        .filter(|c| c.affects_flows())
+        .map(RegistryChange::vi)
+        .collect();
+    if vis.is_empty() {
+        return BTreeSet::new();
+    }
+    let members = topology.vi_members();
+    vis.iter()
+        .filter_map(|vi| members.get(vi))
+        .flatten()
+        .copied()
+        .collect()
 }
 
 /// The flows and groups `host`'s bridge should hold.
@@ -367,5 +390,132 @@ fn ip_flows(out: &mut SwitchState, p: &Present<'_>, registry: &Registry) {
         let request = arp.arp_op(ARP_REQUEST).arp_tpa(key.ip);
         let answer = apply(arp_responder(entry.mac, key.ip));
         add(out, TABLE_ARP, 100, request, vec![answer]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{host, world};
+    use crate::model::MacKey;
+    use crate::registry::{MacEntry, Origin, Timestamp};
+
+    fn placed(vi: u32, mac: &str, location: Location) -> (MacKey, MacEntry) {
+        let key = MacKey {
+            vi: ViId(vi),
+            vlan: Vlan::Tagged(10),
+            mac: mac.parse().unwrap(),
+        };
+        let entry = MacEntry {
+            location: Some(location),
+            origin: Origin::Api,
+            since: Timestamp(0),
+        };
+        (key, entry)
+    }
+
+    #[test]
+    fn a_host_outside_every_vi_gets_only_the_skeleton() {
+        let mut t = world();
+        t.vm_ports.clear();
+        t.vis.values_mut().for_each(|v| v.gateways.clear());
+        let s = compile(&Registry::new(), &t, &host("a"));
+        let flows: Vec<(u8, u16)> = s.flows.values().map(|f| (f.table, f.priority)).collect();
+        assert_eq!(flows, [(0, 0), (1, 10), (1, 0), (2, 0), (3, 0)]);
+        assert!(s.groups.is_empty());
+    }
+
+    #[test]
+    fn only_present_and_valid_vis_get_flows() {
+        let mut t = world();
+        // VI 2 has ports on a and b only; c and gw carry nothing of it.
+        for h in ["c", "gw"] {
+            let s = compile(&Registry::new(), &t, &host(h));
+            assert!(!s.groups.contains_key(&flood_group(ViId(2), false)), "{h}");
+            assert!(s
+                .flows
+                .values()
+                .all(|f| f.match_.lookup().metadata() != Some((2, None))));
+        }
+        // An id too large for Iris's group range is refused outright.
+        let mut big = t.vis[&ViId(2)].clone();
+        big.id = ViId(ViId::MAX + 1);
+        t.vis.remove(&ViId(2));
+        t.vis.insert(big.id, big);
+        for p in t.vm_ports.values_mut().filter(|p| p.vi == ViId(2)) {
+            p.vi = ViId(ViId::MAX + 1);
+        }
+        let s = compile(&Registry::new(), &t, &host("a"));
+        assert_eq!(s.groups.len(), 2, "VI 1's two groups only");
+    }
+
+    #[test]
+    fn a_mac_never_lands_on_another_vis_port() {
+        let t = world();
+        // a:2 belongs to VI 2; a VI 1 MAC placed there is ignored on a.
+        let wrong = placed(
+            1,
+            "52:54:00:00:00:01",
+            Location::Port {
+                host: host("a"),
+                ofport: 2,
+            },
+        );
+        let r = Registry::restore([wrong], []);
+        let with = compile(&r, &t, &host("a"));
+        let without = compile(&Registry::new(), &t, &host("a"));
+        assert_eq!(with, without);
+    }
+
+    #[test]
+    fn changes_affect_the_members_of_their_vi() {
+        let t = world();
+        let mut r = Registry::new();
+        let port = t.vm_port(&host("b"), 2).unwrap().clone();
+        let vi2 = r.learn_source(
+            Timestamp(0),
+            &port,
+            Vlan::Untagged,
+            "52:54:00:00:00:01".parse().unwrap(),
+        );
+        let names = |c| {
+            affected_hosts(&t, c)
+                .into_iter()
+                .map(|h| h.0.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&vi2), ["a", "b"]);
+        let port = t.vm_port(&host("c"), 3).unwrap().clone();
+        let vi1 = r.learn_source(
+            Timestamp(0),
+            &port,
+            Vlan::Untagged,
+            "52:54:00:00:00:01".parse().unwrap(),
+        );
+        assert_eq!(names(&vi1), ["a", "b", "c", "gw"]);
+        assert!(names(&[]).is_empty());
+    }
+
+    #[test]
+    fn group_numbers_stay_in_iris_range() {
+        assert_eq!(flood_group(ViId(1), false), 2);
+        assert_eq!(flood_group(ViId(1), true), 3);
+        let last = flood_group(ViId(ViId::MAX), true);
+        assert!(is_iris_group(2) && is_iris_group(last));
+        assert!(!is_iris_group(0) && !is_iris_group(1) && !is_iris_group(last + 1));
+    }
+
+    #[test]
+    fn the_responder_rewrites_in_the_order_the_doc_gives() {
+        let mac: MacAddr = "52:54:00:00:00:02".parse().unwrap();
+        let text =
+            ofp::action::ActionList(&arp_responder(mac, Ipv4Addr::new(10, 0, 0, 2))).to_string();
+        assert_eq!(
+            text,
+            "actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:52:54:00:00:00:02->eth_src,\
+             set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],\
+             move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:52:54:00:00:00:02->arp_sha,\
+             set_field:10.0.0.2->arp_spa,IN_PORT"
+        );
     }
 }

@@ -2,8 +2,28 @@
 //! MAC lives, the flow compiler and reconciler, and OVSDB management of every
 //! host's Open vSwitch.
 //!
-//! The registry, compiler and reconciler are sans-IO: plain data and functions
-//! tested against a simulated flow table. Tokio tasks only move bytes and timers.
+//! The core is sans-IO: plain data and functions, with time passed in.
+//! - [`model`] and [`topology`]: hosts, VIs, VM ports, tunnels.
+//! - [`registry`]: (VI, VLAN, MAC) → location and (VI, VLAN, IP) → MAC, with
+//!   the rules for who may move what; [`store`] persists it.
+//! - [`compiler`]: registry + topology → one switch's flows and groups
+//!   ([`switch_state`]), as `docs/pipeline.md` specifies.
+//! - [`reconciler`]: the fewest messages from what a switch holds to what the
+//!   compiler wants.
+//! - [`packet_in`]: what to learn and send for a PACKET_IN.
+//! - [`flowsim`]: a simulated OpenFlow 1.3 switch and tunnel fabric that the
+//!   compiler's behaviour is tested against.
+//!
+//!
+//! The runtime around it:
+//! - [`session`]: one switch connection as a sans-IO state machine;
+//!   [`server`]: the tokio listener, one task per switch.
+//! - [`control`]: the actor that owns registry and topology and keeps every
+//!   switch programmed; [`ovs_manager`]: every host's bridge and GRE mesh
+//!   through OVSDB; [`api`]: the northbound REST API; [`metrics`].
+//! - [`config`]: the TOML configuration; [`run`]: starting and stopping it all.
+//!
+//! Tokio tasks only move bytes and timers.
 
 pub mod api;
 pub mod compiler;
@@ -19,6 +39,7 @@ pub mod registry;
 pub mod run;
 pub mod server;
 pub mod session;
+pub mod store;
 pub mod switch_state;
 pub mod topology;
 

@@ -1,0 +1,181 @@
+//! Random registries over the fabric test world: whatever the registry says,
+//! reconciling any switch state to its compiled flows gives exactly those
+//! flows, and the fabric keeps its promises (floods reach the whole VI once,
+//! unicast reaches the MAC's place, known ARP is answered in the datapath).
+
+mod common;
+
+use common::*;
+use iris_controller::compiler::{compile, TABLE_ARP};
+use iris_controller::flowsim::{Fabric, Switch};
+use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan};
+use iris_controller::reconciler::{reconcile, Foreign};
+use iris_controller::registry::{IpEntry, MacEntry, Origin, Registry, Timestamp};
+use iris_controller::switch_state::SwitchState;
+use ofp::packet::{ArpRepr, MacAddr};
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+
+const MACS: [&str; 4] = [
+    "52:54:00:00:00:01",
+    "52:54:00:00:00:02",
+    "52:54:00:00:00:03",
+    "52:54:00:00:00:09",
+];
+const IPS: [[u8; 4]; 3] = [[10, 0, 0, 1], [10, 0, 0, 2], [10, 0, 0, 9]];
+const VLANS: [Option<u16>; 3] = [None, Some(10), Some(20)];
+/// A sender no registry knows, so its frames are never announcements.
+const STRANGER: &str = "02:00:00:00:00:ff";
+
+fn vlan(v: Option<u16>) -> Vlan {
+    v.map_or(Vlan::Untagged, Vlan::Tagged)
+}
+
+/// Every place a MAC of `vi` can be: its VM ports, behind the gateway, a
+/// port that is not the VI's, or nowhere yet.
+fn locations(t: &Topology, vi: u32) -> Vec<Option<Location>> {
+    let mut l: Vec<Option<Location>> = t
+        .vm_ports
+        .values()
+        .filter(|p| p.vi == ViId(vi))
+        .map(|p| {
+            Some(Location::Port {
+                host: p.host.clone(),
+                ofport: p.ofport,
+            })
+        })
+        .collect();
+    l.push(Some(Location::BehindGateway {
+        gateway: host("gw"),
+    }));
+    l.push(Some(Location::Port {
+        host: host("h2"),
+        ofport: 99,
+    }));
+    l.push(None);
+    l
+}
+
+fn origin() -> impl Strategy<Value = Origin> {
+    prop_oneof![
+        Just(Origin::Seeded),
+        Just(Origin::Learned),
+        Just(Origin::Announced),
+        Just(Origin::Api)
+    ]
+}
+
+prop_compose! {
+    fn mac_entry()(vi in 1u32..=2, v in 0..VLANS.len(), m in 0..MACS.len(), l in 0usize..16, o in origin())
+        -> (MacKey, MacEntry) {
+        let locs = locations(&topology(), vi);
+        let key = MacKey { vi: ViId(vi), vlan: vlan(VLANS[v]), mac: mac(MACS[m]) };
+        (key, MacEntry { location: locs[l % locs.len()].clone(), origin: o, since: Timestamp(0) })
+    }
+}
+
+prop_compose! {
+    fn ip_entry()(vi in 1u32..=2, v in 0..VLANS.len(), i in 0..IPS.len(), m in 0..MACS.len(), o in origin())
+        -> (IpKey, IpEntry) {
+        let key = IpKey { vi: ViId(vi), vlan: vlan(VLANS[v]), ip: Ipv4Addr::from(IPS[i]) };
+        (key, IpEntry { mac: mac(MACS[m]), origin: o, since: Timestamp(0) })
+    }
+}
+
+prop_compose! {
+    fn registry()(macs in prop::collection::vec(mac_entry(), 0..14),
+                  ips in prop::collection::vec(ip_entry(), 0..10)) -> Registry {
+        Registry::restore(macs, ips)
+    }
+}
+
+/// Brings a switch holding `from` to `to` and checks it got there in one
+/// plan, with nothing left to do afterwards.
+fn converges(from: &SwitchState, to: &SwitchState) -> Result<(), TestCaseError> {
+    let mut sw = Switch::new();
+    sw.apply_all(&reconcile(from, &SwitchState::default(), Foreign::Delete).messages)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(sw.state(), from);
+    let plan = reconcile(to, sw.state(), Foreign::Delete);
+    sw.apply_all(&plan.messages)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(sw.state(), to);
+    prop_assert!(reconcile(to, sw.state(), Foreign::Delete)
+        .messages
+        .is_empty());
+    Ok(())
+}
+
+/// The VM ports of `vi`, as (host, port).
+fn vi_ports(t: &Topology, vi: u32) -> Vec<(String, u32)> {
+    vi_ports_except(t, vi, ("", 0))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(96))]
+
+    #[test]
+    fn reconciling_reaches_exactly_the_compiled_state(a in registry(), b in registry()) {
+        let t = topology();
+        for h in t.hosts.keys() {
+            let (want, other) = (compile(&a, &t, h), compile(&b, &t, h));
+            converges(&SwitchState::default(), &want)?;
+            converges(&other, &want)?;
+            // Compiling is deterministic.
+            prop_assert_eq!(&want, &compile(&a.clone(), &t, h));
+        }
+    }
+
+    #[test]
+    fn the_fabric_keeps_its_promises(r in registry()) {
+        let mut f = Fabric::new(topology());
+        f.converge(&r).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let stranger = mac(STRANGER);
+        for vi in [1u32, 2] {
+            let ports = vi_ports(&f.topology, vi);
+            for (h, p) in &ports {
+                for v in VLANS {
+                    // A broadcast reaches every other port of the VI once.
+                    let bytes = frame(MacAddr::BROADCAST, stranger, v, 0x0800);
+                    let trip = f.inject(&host(h), *p, &bytes)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!(places(&trip), vi_ports_except(&f.topology, vi, (h, *p)));
+
+                    // Unicast to every MAC the registry places on one of
+                    // the VI's ports (or behind its gateway) gets there.
+                    for (key, e) in r.macs_in(ViId(vi)).filter(|(k, _)| k.vlan == vlan(v)) {
+                        let place = match &e.location {
+                            Some(Location::Port { host, ofport })
+                                if ports.contains(&(host.0.clone(), *ofport)) =>
+                            {
+                                (host.0.clone(), *ofport)
+                            }
+                            Some(Location::BehindGateway { .. }) if vi == 1 => {
+                                ("gw".to_owned(), GATEWAY_UPLINK)
+                            }
+                            _ => continue,
+                        };
+                        let bytes = frame(key.mac, stranger, v, 0x0800);
+                        let trip = f.inject(&host(h), *p, &bytes)
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        let want = if place == (h.clone(), *p) { vec![] } else { vec![place] };
+                        prop_assert_eq!(places(&trip), want, "{:?} from {}:{}", key, h, p);
+                    }
+
+                    // Every IP the registry knows is answered in the datapath.
+                    for (key, e) in r.ips_in(ViId(vi)).filter(|(k, _)| k.vlan == vlan(v)) {
+                        let ask = ArpRepr::request(stranger, Ipv4Addr::new(10, 9, 9, 9), key.ip);
+                        let bytes = arp_bytes(&with_vlan(ask, v));
+                        let trip = f.inject(&host(h), *p, &bytes)
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert_eq!(places(&trip), vec![(h.clone(), *p)]);
+                        let reply = ArpRepr::parse_frame(&trip.delivered[0].frame)
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert_eq!((reply.sha, reply.spa), (e.mac, key.ip));
+                        prop_assert!(trip.to_controller.iter().all(|(_, pi)| pi.table_id != TABLE_ARP));
+                    }
+                }
+            }
+        }
+    }
+}
