@@ -15,6 +15,7 @@ use crate::registry::{
 };
 use crate::server::{ConnId, SwitchEvent, SwitchHandle};
 use crate::session::Upcall;
+use crate::store;
 use ofp::message::{Port, PortReason};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -198,6 +199,8 @@ pub struct Control {
     events: broadcast::Sender<NorthEvent>,
     /// The hosts the OVSDB manager must keep right.
     hosts_out: watch::Sender<Vec<ManagedHost>>,
+    /// Where changes go to be stored, in order; `None` keeps nothing.
+    persist: Option<std::sync::mpsc::Sender<store::Batch>>,
 }
 
 impl fmt::Debug for Control {
@@ -313,6 +316,7 @@ impl Control {
             metrics: metrics.clone(),
             events: events.clone(),
             hosts_out,
+            persist: None,
         };
         Parts {
             control,
@@ -353,6 +357,23 @@ impl Control {
 
     pub fn topology(&self) -> &Topology {
         &self.topology
+    }
+
+    /// Sends every later change of the registry, hosts and VIs to `writer`
+    /// (a task that commits them to the store in order).
+    pub fn persist_to(&mut self, writer: std::sync::mpsc::Sender<store::Batch>) {
+        self.persist = Some(writer);
+    }
+
+    fn store(&self, batch: store::Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(w) = &self.persist {
+            if w.send(batch).is_err() {
+                warn!("the store writer has stopped; changes are no longer persisted");
+            }
+        }
     }
 
     fn publish(&self, event: NorthEvent) {
@@ -647,6 +668,11 @@ impl Control {
             sw.host = owner;
         }
         self.announce_hosts();
+        if let Some(h) = self.topology.hosts.get(&name) {
+            let mut b = store::Batch::new();
+            b.put_host(h);
+            self.store(b);
+        }
         self.publish(NorthEvent::Topology {
             what: format!("host {name} {}", if created { "added" } else { "changed" }),
         });
@@ -683,6 +709,9 @@ impl Control {
             }
         }
         self.announce_hosts();
+        let mut b = store::Batch::new();
+        b.delete_host(name);
+        self.store(b);
         self.publish(NorthEvent::Topology {
             what: format!("host {name} removed"),
         });
@@ -733,6 +762,9 @@ impl Control {
             }
         }
         let id = vi.id;
+        let mut b = store::Batch::new();
+        b.put_vi(&vi);
+        self.store(b);
         let created = self.topology.vis.insert(id, vi).is_none();
         self.publish(NorthEvent::Topology {
             what: format!("{id} {}", if created { "added" } else { "changed" }),
@@ -746,6 +778,9 @@ impl Control {
             return Err(Refusal::NotFound(format!("no VI with id {}", id.0)));
         }
         let changes = self.registry.remove_vi(id);
+        let mut b = store::Batch::new();
+        b.delete_vi(id);
+        self.store(b);
         self.registry_changed(&changes);
         self.publish(NorthEvent::Topology {
             what: format!("{id} removed"),

@@ -4,11 +4,11 @@
 
 use crate::api;
 use crate::config::Config;
-use crate::control::Control;
+use crate::control::{Control, ManagedHost};
 use crate::metrics::Metrics;
 use crate::ovs_manager::{self, ManagerConfig};
-use crate::registry::Registry;
 use crate::server::{ListenAddr, Server, ServerConfig};
+use crate::store::{SledStore, Store, StoreError};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -29,6 +29,11 @@ pub enum RunError {
     },
     /// A VI's seed entries do not fit the configured topology.
     Seed { vi: u32, problem: String },
+    /// The store could not be opened or read.
+    Store {
+        path: std::path::PathBuf,
+        error: StoreError,
+    },
     /// The API server stopped with an error.
     Api(io::Error),
 }
@@ -42,6 +47,7 @@ impl fmt::Display for RunError {
                  configuration"
             ),
             Self::Seed { vi, problem } => write!(f, "seed entries of vi{vi}: {problem}"),
+            Self::Store { path, error } => write!(f, "store {}: {error}", path.display()),
             Self::Api(e) => write!(f, "API server failed: {e}"),
         }
     }
@@ -65,12 +71,41 @@ pub async fn run(
     on_bound: impl FnOnce(&Bound),
 ) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
-    let mut parts = Control::start(
-        config.hosts.clone(),
-        config.vis.clone(),
-        Registry::new(),
-        metrics,
+    let store_error = |error| RunError::Store {
+        path: config.store.clone(),
+        error,
+    };
+    let mut store = SledStore::open(&config.store).map_err(store_error)?;
+    let stored = store.load().map_err(store_error)?;
+    let (hosts, vis) = with_stored(&config, &stored);
+    info!(
+        "store {}: {} registry entries, {} hosts and {} VIs added through the API",
+        config.store.display(),
+        stored.macs.len(),
+        hosts.len() - config.hosts.len(),
+        vis.len() - config.vis.len()
     );
+    let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
+    let (persist, batches) = std::sync::mpsc::channel::<crate::store::Batch>();
+    // sled commits (with their flush) block; they run on a thread of their
+    // own, in the order the control loop made the changes.
+    let writer = std::thread::Builder::new()
+        .name("iris-store".into())
+        .spawn(move || {
+            for b in batches {
+                if let Err(e) = store.commit(&b) {
+                    error!("cannot store {} change(s): {e}", b.len());
+                }
+            }
+        })
+        .map_err(|e| RunError::Store {
+            path: config.store.clone(),
+            error: StoreError::Backend {
+                backend: "sled",
+                message: format!("cannot start the writer thread: {e}"),
+            },
+        })?;
+    parts.control.persist_to(persist);
     for (vi, entries) in &config.seeds {
         parts
             .control
@@ -141,6 +176,9 @@ pub async fn run(
     let _ = openflow.await;
     let _ = ovs.await;
     let _ = control.await;
+    // The control loop is gone and with it the writer's last sender: the
+    // writer finishes what is queued and ends.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     match api_result {
         Ok(()) => {
             info!("iris-controller stopped");
@@ -151,4 +189,37 @@ pub async fn run(
             Err(RunError::Api(e))
         }
     }
+}
+
+/// The configuration's hosts and VIs, plus those added through the API in
+/// an earlier run (the configuration wins where both name the same one).
+fn with_stored(
+    config: &Config,
+    stored: &crate::store::Snapshot,
+) -> (Vec<ManagedHost>, Vec<crate::model::Vi>) {
+    let mut hosts = config.hosts.clone();
+    for h in &stored.hosts {
+        let clash = hosts.iter().any(|m| {
+            m.host.name == h.name
+                || m.host.underlay_ip == h.underlay_ip
+                || m.host.datapath_id == h.datapath_id
+        });
+        if clash {
+            continue;
+        }
+        hosts.push(ManagedHost {
+            host: h.clone(),
+            controller: None,
+        });
+    }
+    let mut vis = config.vis.clone();
+    for v in &stored.vis {
+        if !vis
+            .iter()
+            .any(|c| c.id == v.id || c.gre_key == v.gre_key || c.name == v.name)
+        {
+            vis.push(v.clone());
+        }
+    }
+    (hosts, vis)
 }

@@ -4,8 +4,8 @@
 //! flows they depend on are in).
 
 use super::{Control, NorthEvent, RegistryEvent, Switch};
-use crate::compiler::compile;
-use crate::model::{HostName, ViId};
+use crate::compiler::{affected_hosts, compile};
+use crate::model::HostName;
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
 use crate::reconciler::{reconcile, Foreign};
 use crate::registry::RegistryChange;
@@ -233,15 +233,6 @@ impl Control {
         }
     }
 
-    /// The hosts whose flows depend on entries of these VIs.
-    pub(super) fn hosts_in(&self, vis: &BTreeSet<ViId>) -> BTreeSet<HostName> {
-        let members = self.topology.vi_members();
-        vis.iter()
-            .filter_map(|v| members.get(v))
-            .flat_map(|hs| hs.iter().map(|h| (*h).clone()))
-            .collect()
-    }
-
     /// Applies registry changes everywhere they matter: subscribers, the
     /// metrics, and the switches of the VIs concerned. The tickets of the
     /// batches sent.
@@ -251,15 +242,14 @@ impl Control {
         }
         let (macs, ips) = self.registry.len();
         self.metrics.set_registry_size(macs, ips);
+        self.store(crate::store::Batch::from_changes(changes));
         for c in changes {
             self.publish(NorthEvent::Registry(RegistryEvent::of(c)));
         }
-        let vis: BTreeSet<ViId> = changes
-            .iter()
-            .filter(|c| c.affects_flows())
-            .map(RegistryChange::vi)
+        let hosts = affected_hosts(&self.topology, changes)
+            .into_iter()
+            .cloned()
             .collect();
-        let hosts = self.hosts_in(&vis);
         self.program_hosts(&hosts)
     }
 
