@@ -276,6 +276,8 @@ struct HostOut {
     openflow_connected: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     openflow_peer: Option<String>,
+    /// The switch's ports as it reports them (PORT_DESC, PORT_STATUS).
+    openflow_ports: Vec<crate::control::SwitchPort>,
     ovsdb_connected: bool,
 }
 
@@ -285,6 +287,7 @@ impl From<HostStatus> for HostOut {
             spec: HostSpec::from_host(&h.host),
             openflow_connected: h.openflow_peer.is_some(),
             openflow_peer: h.openflow_peer,
+            openflow_ports: h.openflow_ports,
             ovsdb_connected: h.ovsdb_connected,
         }
     }

@@ -174,7 +174,29 @@ pub struct HostStatus {
     pub host: ManagedHost,
     /// The OpenFlow peer address, when its switch is connected.
     pub openflow_peer: Option<String>,
+    /// The switch's ports as PORT_DESC and PORT_STATUS reported them.
+    pub openflow_ports: Vec<SwitchPort>,
     pub ovsdb_connected: bool,
+}
+
+/// One port of a connected switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchPort {
+    pub port_no: u32,
+    pub name: String,
+    /// Neither administratively down nor without link.
+    pub up: bool,
+}
+
+impl SwitchPort {
+    fn of(p: &Port) -> Self {
+        use ofp::message::{port_config, port_state};
+        Self {
+            port_no: p.port_no,
+            name: p.name.to_string(),
+            up: p.config & port_config::PORT_DOWN == 0 && p.state & port_state::LINK_DOWN == 0,
+        }
+    }
 }
 
 /// A summary for `/healthz`.
@@ -598,16 +620,19 @@ impl Control {
     }
 
     fn host_status(&self, h: &Host) -> HostStatus {
+        let sw = self
+            .switches
+            .values()
+            .find(|s| s.host.as_ref() == Some(&h.name));
         HostStatus {
             host: ManagedHost {
                 host: h.clone(),
                 controller: self.controllers.get(&h.name).cloned(),
             },
-            openflow_peer: self
-                .switches
-                .values()
-                .find(|s| s.host.as_ref() == Some(&h.name))
-                .map(|s| s.peer.clone()),
+            openflow_peer: sw.map(|s| s.peer.clone()),
+            openflow_ports: sw
+                .map(|s| s.ports.values().map(SwitchPort::of).collect())
+                .unwrap_or_default(),
             ovsdb_connected: self.ovsdb_up.contains(&h.name),
         }
     }

@@ -595,3 +595,35 @@ fn refusals_in_a_batch_lead_to_a_dump() {
     c.on_tick();
     assert_eq!(dumps_requested(&mut rx), 0);
 }
+
+#[test]
+fn port_status_is_visible_on_the_host() {
+    use ofp::message::{port_state, PortReason, PortStatus};
+    let (mut c, _) = control();
+    let _rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let port = |state| Port {
+        port_no: 4,
+        name: ofp::codec::Name::new("vm4"),
+        state,
+        ..Port::default()
+    };
+    let status = |reason, p| SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::PortStatus(PortStatus { reason, desc: p }),
+    };
+    let pm1 = HostName("pm1".into());
+    c.on_switch_event(status(PortReason::Add, port(0)));
+    assert_eq!(
+        c.host(&pm1).unwrap().openflow_ports,
+        vec![SwitchPort {
+            port_no: 4,
+            name: "vm4".into(),
+            up: true
+        }]
+    );
+    c.on_switch_event(status(PortReason::Modify, port(port_state::LINK_DOWN)));
+    assert!(!c.host(&pm1).unwrap().openflow_ports[0].up);
+    c.on_switch_event(status(PortReason::Delete, port(0)));
+    assert!(c.host(&pm1).unwrap().openflow_ports.is_empty());
+}
