@@ -336,10 +336,16 @@ impl Session {
                 }
             }
             Event::Dump => {
-                if self.gathering.is_some() || !matches!(self.state, State::Ready) {
+                if self.gathering.is_some() {
+                    // The handshake's dump, or an earlier one, will answer.
                     out.push(Output::Log(
                         Level::DEBUG,
                         "table dump already under way; not starting another".into(),
+                    ));
+                } else if self.state != State::Ready {
+                    out.push(Output::Log(
+                        Level::DEBUG,
+                        "no table dump before the handshake".into(),
                     ));
                 } else {
                     self.gathering = Some(Gathering::default());
