@@ -2,6 +2,8 @@
 # they need first (scripts/install-deps.sh, apt-get as root).
 CARGO ?= cargo
 CARGO_FLAGS ?= --locked
+# Where cargo puts what it builds: CARGO_TARGET_DIR when set, as for cargo.
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
 .PHONY: deps build demo test bench lint fmt clean
 
@@ -12,7 +14,7 @@ build: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --release
 
 demo: build
-	target/release/iris-testbed demo
+	$(TARGET_DIR)/release/iris-testbed demo
 
 test: deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace

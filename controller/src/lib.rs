@@ -14,14 +14,31 @@
 //! - [`flowsim`]: a simulated OpenFlow 1.3 switch and tunnel fabric that the
 //!   compiler's behaviour is tested against.
 //!
+//!
+//! The runtime around it:
+//! - [`session`]: one switch connection as a sans-IO state machine;
+//!   [`server`]: the tokio listener, one task per switch.
+//! - [`control`]: the actor that owns registry and topology and keeps every
+//!   switch programmed; [`ovs_manager`]: every host's bridge and GRE mesh
+//!   through OVSDB; [`api`]: the northbound REST API; [`metrics`].
+//! - [`config`]: the TOML configuration; [`run`]: starting and stopping it all.
+//!
 //! Tokio tasks only move bytes and timers.
 
+pub mod api;
 pub mod compiler;
+pub mod config;
+pub mod control;
 pub mod flowsim;
+pub mod metrics;
 pub mod model;
+pub mod ovs_manager;
 pub mod packet_in;
 pub mod reconciler;
 pub mod registry;
+pub mod run;
+pub mod server;
+pub mod session;
 pub mod store;
 pub mod switch_state;
 pub mod topology;

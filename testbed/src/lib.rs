@@ -25,6 +25,9 @@
 //! # }
 //! ```
 //!
+//! [`interop`] runs the `ofp` codec in a live OpenFlow session with one
+//! such OVS instance; it is both a test and the demo.
+//!
 //! All of it needs root; see `docs/testbed.md` for what was measured about
 //! running OVS this way.
 
@@ -33,6 +36,7 @@ pub mod bench;
 mod command;
 mod error;
 pub mod host;
+pub mod interop;
 mod link;
 mod naming;
 mod netns;

@@ -1,6 +1,8 @@
 //! `iris-testbed`: checks a host for the testbed, cleans up after crashed
-//! runs, and runs the benchmarks. Scenarios and the demo build on the
+//! runs, and runs the demo and the benchmarks. Scenarios build on the
 //! library.
+
+mod demo;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,9 @@ enum Command {
     /// Verify that this host can run the testbed: root, tools, namespaces, and
     /// a throwaway OVS instance that comes up and goes away.
     Check,
+    /// Run the demo that `make demo` shows: the OpenFlow 1.3 codec in a live
+    /// session with a real ovs-vswitchd, every message and check printed.
+    Demo,
     /// Remove namespaces, links, processes and state left by testbeds whose
     /// owning process is gone. Live testbeds are left alone.
     CleanupStale {
@@ -161,13 +166,14 @@ fn parse_prefix(s: &str) -> Result<Prefix, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = Config {
+        state_root: cli.state_root.clone(),
+        ..Config::default()
+    };
     match cli.command {
         Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
+        Command::Demo => demo::run(config),
         Command::Check => {
-            let config = Config {
-                state_root: cli.state_root,
-                ..Config::default()
-            };
             let report = host::check(&config);
             for finding in &report.findings {
                 println!("{finding}");

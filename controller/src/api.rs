@@ -1,0 +1,643 @@
+//! The northbound REST API (axum).
+//!
+//! | route | methods |
+//! |---|---|
+//! | `/healthz` | GET |
+//! | `/metrics` | GET (Prometheus text) |
+//! | `/v1/hosts`, `/v1/hosts/{name}` | GET; GET, PUT, DELETE |
+//! | `/v1/vis`, `/v1/vis/{id}` | GET; GET, PUT, DELETE |
+//! | `/v1/vm-ports?host=&vi=` | GET |
+//! | `/v1/registry?vi=` | GET |
+//! | `/v1/registry/{vi}/{vlan}/{mac}` | GET, PUT, DELETE (`vlan`: 1-4094 or `untagged`) |
+//! | `/v1/events` | GET (Server-Sent Events: registry changes, moves, switches) |
+//!
+//! Bodies are JSON with unknown fields refused. Every refusal is a 4xx with
+//! an `application/problem+json` body (RFC 9457) whose `detail` says what is
+//! wrong and whose `errors` point at where (`pointer`).
+
+use crate::config::{ConfigError, HostSpec, ViSpec};
+use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
+use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
+use crate::registry::{EntrySpec, RegistryEntry, RegistryError};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use ofp::packet::MacAddr;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::net::Ipv4Addr;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+/// The API's routes over the control loop.
+pub fn router(control: ControlHandle) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/hosts", get(list_hosts))
+        .route(
+            "/v1/hosts/{name}",
+            get(get_host).put(put_host).delete(delete_host),
+        )
+        .route("/v1/vis", get(list_vis))
+        .route("/v1/vis/{id}", get(get_vi).put(put_vi).delete(delete_vi))
+        .route("/v1/vm-ports", get(list_vm_ports))
+        .route("/v1/registry", get(list_entries))
+        .route(
+            "/v1/registry/{vi}/{vlan}/{mac}",
+            get(get_entry).put(put_entry).delete(delete_entry),
+        )
+        .route("/v1/events", get(events))
+        .fallback(not_found)
+        .with_state(control)
+}
+
+type State = axum::extract::State<ControlHandle>;
+
+/// One place in the request that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldProblem {
+    /// A JSON pointer into the body (`#/location/ofport`), or the path or
+    /// query parameter (`path:vlan`, `query:vi`).
+    pub pointer: String,
+    pub detail: String,
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblem>,
+}
+
+impl Problem {
+    fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    fn at(mut self, pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+        self.errors.push(FieldProblem {
+            pointer: pointer.into(),
+            detail: detail.into(),
+        });
+        self
+    }
+
+    /// Validation errors of a body, each under its JSON pointer.
+    fn invalid(errors: Vec<ConfigError>) -> Self {
+        let mut p = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("the body has {} invalid field(s)", errors.len()),
+        );
+        for e in errors {
+            p = p.at(format!("#/{}", e.key.replace('.', "/")), e.problem);
+        }
+        p
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+impl From<Stopped> for Problem {
+    fn from(_: Stopped) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the controller is shutting down; retry against the restarted controller",
+        )
+    }
+}
+
+impl From<Refusal> for Problem {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::NotFound(d) => Self::new(StatusCode::NOT_FOUND, d),
+            Refusal::Conflict(d) => Self::new(StatusCode::CONFLICT, d),
+        }
+    }
+}
+
+impl From<RegistryError> for Problem {
+    fn from(e: RegistryError) -> Self {
+        let status = match e {
+            RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let pointer = match e {
+            RegistryError::NotUnicast { .. } => Some("path:mac"),
+            RegistryError::BadVlan(_) => Some("path:vlan"),
+            RegistryError::UnknownVi { .. } => Some("path:vi"),
+            RegistryError::UnknownHost { .. } | RegistryError::PortOfOtherVi { .. } => {
+                Some("#/location/host")
+            }
+            RegistryError::NotAGateway { .. } => Some("#/location/gateway"),
+            RegistryError::NotFound { .. } | RegistryError::SeedConflict { .. } => None,
+        };
+        let detail = e.to_string();
+        match pointer {
+            Some(p) => Self::new(status, detail.clone()).at(p, detail),
+            None => Self::new(status, detail),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, Problem>;
+
+/// A JSON body, refused with a problem document when it is not JSON, not
+/// labelled as JSON, or not the expected shape (with a pointer to the field).
+#[derive(Debug)]
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Problem::new(e.status(), e.body_text()))?;
+        parse_body(&bytes).map(Body)
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json") || m.ends_with("+json")
+        })
+}
+
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let pointer = json_pointer(e.path());
+        let inner = e.into_inner();
+        let (status, what) = match inner.classify() {
+            serde_json::error::Category::Data => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "does not fit the schema")
+            }
+            _ => (StatusCode::BAD_REQUEST, "is not valid JSON"),
+        };
+        Problem::new(status, format!("the body {what}: {inner}")).at(pointer, inner.to_string())
+    })
+}
+
+/// RFC 6901 pointer (as a URI fragment) to where deserialization stopped.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::from("#");
+    for seg in path.iter() {
+        out.push('/');
+        match seg {
+            Segment::Seq { index } => out.push_str(&index.to_string()),
+            Segment::Map { key } => out.push_str(&key.replace('~', "~0").replace('/', "~1")),
+            Segment::Enum { variant } => out.push_str(variant),
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
+}
+
+async fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "no such route; see the controller's API guide for /v1/hosts, /v1/vis, /v1/vm-ports, \
+         /v1/registry and /v1/events",
+    )
+}
+
+#[derive(Debug, Serialize)]
+struct HealthBody {
+    status: &'static str,
+    #[serde(flatten)]
+    health: crate::control::Health,
+}
+
+async fn healthz(s: State) -> ApiResult<Json<HealthBody>> {
+    let health = s.call(|c| c.health()).await?;
+    Ok(Json(HealthBody {
+        status: "ok",
+        health,
+    }))
+}
+
+async fn metrics(s: State) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics().render(),
+    )
+}
+
+/// A host as the API shows it: its definition and its connections.
+#[derive(Debug, Serialize)]
+struct HostOut {
+    #[serde(flatten)]
+    spec: HostSpec,
+    openflow_connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    openflow_peer: Option<String>,
+    /// The switch's ports as it reports them (PORT_DESC, PORT_STATUS).
+    openflow_ports: Vec<crate::control::SwitchPort>,
+    ovsdb_connected: bool,
+}
+
+impl From<HostStatus> for HostOut {
+    fn from(h: HostStatus) -> Self {
+        Self {
+            spec: HostSpec::from_host(&h.host),
+            openflow_connected: h.openflow_peer.is_some(),
+            openflow_peer: h.openflow_peer,
+            openflow_ports: h.openflow_ports,
+            ovsdb_connected: h.ovsdb_connected,
+        }
+    }
+}
+
+async fn list_hosts(s: State) -> ApiResult<Json<Vec<HostOut>>> {
+    let hosts = s.call(|c| c.hosts()).await?;
+    Ok(Json(hosts.into_iter().map(HostOut::from).collect()))
+}
+
+async fn get_host(s: State, Path(name): Path<String>) -> ApiResult<Json<HostOut>> {
+    let key = HostName(name.clone());
+    match s.call(move |c| c.host(&key)).await? {
+        Some(h) => Ok(Json(h.into())),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no host named {name:?}"),
+        )),
+    }
+}
+
+/// The body's name must be the path's: a PUT never renames.
+fn name_matches(path: &str, body: &str) -> ApiResult<()> {
+    if path == body {
+        return Ok(());
+    }
+    Err(Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("the body names {body:?} but the path names {path:?}; they must agree"),
+    )
+    .at("#/name", format!("write {path:?}")))
+}
+
+/// 201 with the stored form when new, 200 when replaced.
+fn stored<T: Serialize>(created: bool, body: T) -> Response {
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn put_host(
+    s: State,
+    Path(name): Path<String>,
+    Body(spec): Body<HostSpec>,
+) -> ApiResult<Response> {
+    name_matches(&name, &spec.name)?;
+    let host = spec
+        .to_host("")
+        .map_err(|errors| Problem::invalid(strip_root(errors)))?;
+    let created = s.call(move |c| c.put_host(host)).await??;
+    let key = HostName(name);
+    let now = s.call(move |c| c.host(&key)).await?;
+    Ok(stored(created, now.map(HostOut::from)))
+}
+
+/// The spec checkers prefix keys with the name they were given; the API
+/// gives an empty one.
+fn strip_root(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    errors
+        .into_iter()
+        .map(|e| ConfigError::new(e.key.trim_start_matches('.'), e.problem))
+        .collect()
+}
+
+async fn delete_host(s: State, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let key = HostName(name);
+    s.call(move |c| c.delete_host(&key)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_vis(s: State) -> ApiResult<Json<Vec<ViSpec>>> {
+    let vis = s.call(|c| c.vis()).await?;
+    Ok(Json(vis.iter().map(ViSpec::from_vi).collect()))
+}
+
+fn vi_id(text: &str) -> ApiResult<ViId> {
+    text.parse::<u32>().map(ViId).map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, format!("{text:?} is not a VI id"))
+            .at("path:vi", "write the VI's numeric id, like 1")
+    })
+}
+
+async fn get_vi(s: State, Path(id): Path<String>) -> ApiResult<Json<ViSpec>> {
+    let id = vi_id(&id)?;
+    match s.call(move |c| c.vi(id)).await? {
+        Some(v) => Ok(Json(ViSpec::from_vi(&v))),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no VI with id {}", id.0),
+        )),
+    }
+}
+
+async fn put_vi(s: State, Path(id): Path<String>, Body(spec): Body<ViSpec>) -> ApiResult<Response> {
+    let id = vi_id(&id)?;
+    if spec.id != id.0 {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "the body's id {} differs from the path's {}; they must agree",
+                spec.id, id.0
+            ),
+        )
+        .at("#/id", format!("write {}", id.0)));
+    }
+    if spec.seed.is_some() {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "seed files are read from the configuration; PUT entries to /v1/registry instead",
+        )
+        .at("#/seed", "leave seed out"));
+    }
+    let vi = spec
+        .to_vi("")
+        .map_err(|errors| Problem::invalid(strip_root(errors)))?;
+    let created = s.call(move |c| c.put_vi(vi)).await??;
+    Ok(stored(created, spec))
+}
+
+async fn delete_vi(s: State, Path(id): Path<String>) -> ApiResult<StatusCode> {
+    let id = vi_id(&id)?;
+    s.call(move |c| c.delete_vi(id)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortFilter {
+    host: Option<String>,
+    vi: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+struct VmPortOut {
+    host: String,
+    name: String,
+    ofport: u32,
+    vi: u32,
+}
+
+impl From<VmPort> for VmPortOut {
+    fn from(p: VmPort) -> Self {
+        Self {
+            host: p.host.0,
+            name: p.name,
+            ofport: p.ofport,
+            vi: p.vi.0,
+        }
+    }
+}
+
+/// Query strings are checked like bodies: unknown parameters are refused.
+fn query<T: DeserializeOwned>(
+    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<T> {
+    q.map(|Query(t)| t).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, e.body_text()).at("query", e.body_text())
+    })
+}
+
+async fn list_vm_ports(
+    s: State,
+    q: Result<Query<PortFilter>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Vec<VmPortOut>>> {
+    let f = query(q)?;
+    let host = f.host.map(HostName);
+    let vi = f.vi.map(ViId);
+    let ports = s.call(move |c| c.vm_ports(host.as_ref(), vi)).await?;
+    Ok(Json(ports.into_iter().map(VmPortOut::from).collect()))
+}
+
+/// Where a MAC lives, as bodies write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LocationBody {
+    /// On a VM port of a host's bridge.
+    Port { host: String, ofport: u32 },
+    /// In the operator's data center, behind this gateway host.
+    Gateway { gateway: String },
+}
+
+impl From<LocationBody> for Location {
+    fn from(l: LocationBody) -> Self {
+        match l {
+            LocationBody::Port { host, ofport } => Location::Port {
+                host: HostName(host),
+                ofport,
+            },
+            LocationBody::Gateway { gateway } => Location::BehindGateway {
+                gateway: HostName(gateway),
+            },
+        }
+    }
+}
+
+impl From<Location> for LocationBody {
+    fn from(l: Location) -> Self {
+        match l {
+            Location::Port { host, ofport } => LocationBody::Port {
+                host: host.0,
+                ofport,
+            },
+            Location::BehindGateway { gateway } => LocationBody::Gateway { gateway: gateway.0 },
+        }
+    }
+}
+
+/// The body of `PUT /v1/registry/{vi}/{vlan}/{mac}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryBody {
+    /// `null` or absent: the MAC exists but its place is not known yet.
+    #[serde(default)]
+    location: Option<LocationBody>,
+    /// Exactly the IPs this MAC answers ARP for afterwards.
+    #[serde(default)]
+    ips: Vec<Ipv4Addr>,
+}
+
+#[derive(Debug, Serialize)]
+struct EntryOut {
+    vi: u32,
+    /// `null` for untagged frames.
+    vlan: Option<u16>,
+    mac: String,
+    location: Option<LocationBody>,
+    origin: &'static str,
+    /// When the location last changed, in milliseconds since the epoch.
+    since_ms: u64,
+    ips: Vec<Ipv4Addr>,
+}
+
+impl From<RegistryEntry> for EntryOut {
+    fn from(e: RegistryEntry) -> Self {
+        Self {
+            vi: e.key.vi.0,
+            vlan: match e.key.vlan {
+                Vlan::Untagged => None,
+                Vlan::Tagged(v) => Some(v),
+            },
+            mac: e.key.mac.to_string(),
+            location: e.entry.location.map(LocationBody::from),
+            origin: e.entry.origin.as_str(),
+            since_ms: e.entry.since.0,
+            ips: e.ips,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntryFilter {
+    vi: Option<u32>,
+}
+
+async fn list_entries(
+    s: State,
+    q: Result<Query<EntryFilter>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Vec<EntryOut>>> {
+    let vi = query(q)?.vi.map(ViId);
+    let entries = s.call(move |c| c.registry_entries(vi)).await?;
+    Ok(Json(entries.into_iter().map(EntryOut::from).collect()))
+}
+
+/// `{vi}/{vlan}/{mac}` from the path, each part checked.
+fn mac_key(vi: &str, vlan: &str, mac: &str) -> ApiResult<MacKey> {
+    let vi = vi_id(vi)?;
+    let vlan = match vlan {
+        "untagged" => Vlan::Untagged,
+        v => match v.parse::<u16>() {
+            Ok(n @ 1..=4094) => Vlan::Tagged(n),
+            _ => {
+                return Err(
+                    Problem::new(StatusCode::BAD_REQUEST, format!("{v:?} is not a VLAN"))
+                        .at("path:vlan", "write 1-4094, or untagged"),
+                )
+            }
+        },
+    };
+    let mac = mac.parse::<MacAddr>().map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, e.to_string()).at("path:mac", e.to_string())
+    })?;
+    Ok(MacKey { vi, vlan, mac })
+}
+
+async fn get_entry(
+    s: State,
+    Path((vi, vlan, mac)): Path<(String, String, String)>,
+) -> ApiResult<Json<EntryOut>> {
+    let key = mac_key(&vi, &vlan, &mac)?;
+    match s.call(move |c| c.registry_entry(&key)).await? {
+        Some(e) => Ok(Json(e.into())),
+        None => Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("no entry for {} on {} in {}", key.mac, key.vlan, key.vi),
+        )),
+    }
+}
+
+async fn put_entry(
+    s: State,
+    Path((vi, vlan, mac)): Path<(String, String, String)>,
+    Body(body): Body<EntryBody>,
+) -> ApiResult<Response> {
+    let key = mac_key(&vi, &vlan, &mac)?;
+    let spec = EntrySpec {
+        key,
+        location: body.location.map(Location::from),
+        ips: body.ips,
+    };
+    let created = s.call(move |c| c.put_registry_entry(&spec)).await??;
+    let now = s.call(move |c| c.registry_entry(&key)).await?;
+    Ok(stored(created, now.map(EntryOut::from)))
+}
+
+async fn delete_entry(
+    s: State,
+    Path((vi, vlan, mac)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let key = mac_key(&vi, &vlan, &mac)?;
+    s.call(move |c| c.delete_registry_entry(&key)).await??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Registry changes, moves and switch arrivals as they happen. A client
+/// that falls behind is told how many events it missed (`lagged`).
+async fn events(s: State) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let stream = BroadcastStream::new(s.subscribe()).map(|item| {
+        Ok(match item {
+            Ok(e) => {
+                let name = match &e {
+                    crate::control::NorthEvent::Switch { .. } => "switch",
+                    crate::control::NorthEvent::Topology { .. } => "topology",
+                    crate::control::NorthEvent::Registry(_) => "registry",
+                    crate::control::NorthEvent::Move { .. } => "move",
+                };
+                Event::default()
+                    .event(name)
+                    .data(serde_json::to_string(&e).unwrap_or_default())
+            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
+                .event("lagged")
+                .data(format!("{{\"missed\":{n}}}")),
+        })
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,379 @@
+//! The API over a running control loop, request by request, without a
+//! socket.
+
+use super::*;
+use crate::control::{Control, ManagedHost};
+use crate::metrics::Metrics;
+use crate::model::{Host, HostRole, Vi};
+use axum::body::Body as HttpBody;
+use axum::http::Method;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+fn app() -> Router {
+    let hosts = [
+        Host {
+            name: HostName("pm1".into()),
+            underlay_ip: [10, 0, 0, 1].into(),
+            role: HostRole::Compute,
+            ovsdb_remote: "unix:/run/pm1.sock".into(),
+            datapath_id: 1,
+        },
+        Host {
+            name: HostName("gw".into()),
+            underlay_ip: [10, 0, 0, 9].into(),
+            role: HostRole::Gateway,
+            ovsdb_remote: "unix:/run/gw.sock".into(),
+            datapath_id: 9,
+        },
+    ]
+    .map(|host| ManagedHost {
+        host,
+        controller: None,
+    })
+    .to_vec();
+    let vis = vec![Vi {
+        id: ViId(1),
+        name: "acme".into(),
+        gre_key: 1001,
+        gateways: vec![HostName("gw".into())],
+    }];
+    let parts = Control::start(
+        hosts,
+        vis,
+        crate::registry::Registry::new(),
+        Arc::new(Metrics::default()),
+    );
+    let (control, inputs, senders) = (parts.control, parts.inputs, parts.senders);
+    // The senders stay alive with the task so the loop keeps running.
+    tokio::spawn(async move {
+        let _senders = senders;
+        control.run(inputs, CancellationToken::new()).await;
+    });
+    router(parts.handle)
+}
+
+struct Reply {
+    status: StatusCode,
+    content_type: String,
+    json: serde_json::Value,
+    text: String,
+}
+
+async fn call(app: &Router, method: Method, uri: &str, body: Option<&str>) -> Reply {
+    let mut req = axum::http::Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        req = req.header(header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(HttpBody::from(body.unwrap_or("").to_owned()))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Reply {
+        status,
+        content_type,
+        json,
+        text,
+    }
+}
+
+fn assert_problem(r: &Reply, status: StatusCode, pointer: Option<&str>) {
+    assert_eq!(r.status, status, "{}", r.text);
+    assert_eq!(r.content_type, "application/problem+json");
+    assert_eq!(r.json["status"], status.as_u16());
+    assert!(
+        r.json["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{}",
+        r.text
+    );
+    if let Some(p) = pointer {
+        let pointers: Vec<&str> = r.json["errors"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|e| e["pointer"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(pointers.contains(&p), "no pointer {p:?} in {}", r.text);
+    }
+}
+
+const PM2: &str =
+    r#"{"name":"pm2","underlay_ip":"10.0.0.2","role":"compute","ovsdb":"tcp:10.0.0.2:6640"}"#;
+
+#[tokio::test]
+async fn hosts_can_be_listed_added_read_and_removed() {
+    let app = app();
+    let r = call(&app, Method::GET, "/v1/hosts", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json.as_array().unwrap().len(), 2);
+    assert_eq!(r.json[0]["name"], "gw");
+    assert_eq!(r.json[0]["openflow_connected"], false);
+
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["datapath_id"].as_str().unwrap().len(), 16);
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = call(&app, Method::GET, "/v1/hosts/pm2", None).await;
+    assert_eq!(r.json["ovsdb"], "tcp:10.0.0.2:6640");
+    let r = call(&app, Method::DELETE, "/v1/hosts/pm2", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = call(&app, Method::GET, "/v1/hosts/pm2", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, None);
+}
+
+#[tokio::test]
+async fn a_body_with_a_typo_is_refused_with_a_pointer() {
+    let app = app();
+    let typo = PM2.replace("underlay_ip", "underlay");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&typo)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/underlay"));
+    let detail = r.json["detail"].as_str().unwrap();
+    assert!(detail.contains("unknown field `underlay`"), "{detail}");
+    assert!(detail.contains("`underlay_ip`"), "{detail}");
+}
+
+#[tokio::test]
+async fn a_value_of_the_wrong_kind_points_at_its_field() {
+    let app = app();
+    let bad = PM2.replace("\"compute\"", "\"computer\"");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&bad)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/role"));
+    let bad = PM2.replace("10.0.0.2\"", "10.0.0.256\"");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&bad)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/underlay_ip"));
+}
+
+#[tokio::test]
+async fn broken_json_and_wrong_media_types_are_refused() {
+    let app = app();
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some("{\"name\": ")).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("#/name"));
+    assert!(r.text.contains("column 9"), "{}", r.text);
+    let req = axum::http::Request::builder()
+        .method(Method::PUT)
+        .uri("/v1/hosts/pm2")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(HttpBody::from(PM2))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        resp.headers()[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+}
+
+#[tokio::test]
+async fn semantic_errors_name_the_field_and_the_fix() {
+    let app = app();
+    let bad = PM2.replace("tcp:10.0.0.2:6640", "10.0.0.2:6640");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&bad)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/ovsdb"));
+    assert!(
+        r.text.contains("unix:/var/run/openvswitch/db.sock"),
+        "{}",
+        r.text
+    );
+    // The path and the body must name the same host.
+    let r = call(&app, Method::PUT, "/v1/hosts/pm3", Some(PM2)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/name"));
+    // Clashing with another host is a conflict.
+    let clash = PM2.replace("10.0.0.2\"", "10.0.0.1\"");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&clash)).await;
+    assert_problem(&r, StatusCode::CONFLICT, None);
+    assert!(r.json["detail"].as_str().unwrap().contains("pm1"));
+}
+
+#[tokio::test]
+async fn vis_round_trip_and_refuse_bad_ids() {
+    let app = app();
+    let r = call(&app, Method::GET, "/v1/vis/1", None).await;
+    assert_eq!(r.json["gateways"][0], "gw");
+    let body = r#"{"id":2,"name":"globex","gre_key":1002}"#;
+    let r = call(&app, Method::PUT, "/v1/vis/2", Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = call(&app, Method::GET, "/v1/vis", None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 2);
+    let r = call(&app, Method::GET, "/v1/vis/two", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("path:vi"));
+    let r = call(&app, Method::PUT, "/v1/vis/3", Some(body)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/id"));
+    let zero_key = r#"{"id":3,"name":"x","gre_key":0}"#;
+    let r = call(&app, Method::PUT, "/v1/vis/3", Some(zero_key)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/gre_key"));
+    let r = call(&app, Method::DELETE, "/v1/vis/2", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+}
+
+#[tokio::test]
+async fn registry_entries_are_put_read_filtered_and_deleted() {
+    let app = app();
+    let uri = "/v1/registry/1/100/52:54:00:00:00:01";
+    let body = r#"{"location":{"kind":"gateway","gateway":"gw"},"ips":["10.1.1.1"]}"#;
+    let r = call(&app, Method::PUT, uri, Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json["origin"], "api");
+    assert_eq!(r.json["vlan"], 100);
+    assert_eq!(r.json["location"]["gateway"], "gw");
+    let r = call(&app, Method::GET, uri, None).await;
+    assert_eq!(r.json["ips"][0], "10.1.1.1");
+    let r = call(&app, Method::GET, "/v1/registry?vi=1", None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1);
+    let r = call(&app, Method::GET, "/v1/registry?vi=2", None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 0);
+    let r = call(&app, Method::GET, "/metrics", None).await;
+    assert!(
+        r.text.contains("iris_registry_entries{kind=\"mac\"} 1"),
+        "{}",
+        r.text
+    );
+    let r = call(&app, Method::DELETE, uri, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let r = call(&app, Method::DELETE, uri, None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, None);
+}
+
+#[tokio::test]
+async fn registry_paths_and_bodies_are_checked() {
+    let app = app();
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/registry/1/4095/52:54:00:00:00:01",
+        None,
+    )
+    .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("path:vlan"));
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/registry/1/untagged/52:54:00:00:00",
+        None,
+    )
+    .await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("path:mac"));
+    let uri = "/v1/registry/1/untagged/52:54:00:00:00:01";
+    // Behind a host that is not the VI's gateway.
+    let r = call(
+        &app,
+        Method::PUT,
+        uri,
+        Some(r#"{"location":{"kind":"gateway","gateway":"pm1"}}"#),
+    )
+    .await;
+    assert_problem(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("#/location/gateway"),
+    );
+    // A location of an unknown kind, and a stray field inside one.
+    let r = call(
+        &app,
+        Method::PUT,
+        uri,
+        Some(r#"{"location":{"kind":"cloud"}}"#),
+    )
+    .await;
+    assert_problem(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some("#/location/kind"),
+    );
+    let r = call(
+        &app,
+        Method::PUT,
+        uri,
+        Some(r#"{"location":{"kind":"port","host":"pm1","ofport":3,"vlan":5}}"#),
+    )
+    .await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, None);
+    assert!(r.text.contains("unknown field `vlan`"), "{}", r.text);
+    let r = call(&app, Method::PUT, uri, Some(r#"{"ips":["10.1.1"]}"#)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/ips/0"));
+    // A multicast MAC cannot be an entry.
+    let r = call(
+        &app,
+        Method::PUT,
+        "/v1/registry/1/untagged/01:00:5e:00:00:01",
+        Some("{}"),
+    )
+    .await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("path:mac"));
+    // An unknown VI.
+    let r = call(
+        &app,
+        Method::PUT,
+        "/v1/registry/7/untagged/02:00:00:00:00:01",
+        Some("{}"),
+    )
+    .await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("path:vi"));
+}
+
+#[tokio::test]
+async fn unknown_query_parameters_and_routes_are_refused() {
+    let app = app();
+    let r = call(&app, Method::GET, "/v1/vm-ports?hots=pm1", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query"));
+    let r = call(&app, Method::GET, "/v1/vm-ports?vi=1", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json, serde_json::json!([]));
+    let r = call(&app, Method::GET, "/v2/nothing", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, None);
+}
+
+#[tokio::test]
+async fn health_and_metrics_answer() {
+    let app = app();
+    let r = call(&app, Method::GET, "/healthz", None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json["status"], "ok");
+    assert_eq!(r.json["hosts"], 2);
+    let r = call(&app, Method::GET, "/metrics", None).await;
+    assert!(r.content_type.starts_with("application/openmetrics-text"));
+    assert!(r.text.contains("iris_switches_connected 0"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn events_stream_registry_changes() {
+    let app = app();
+    let req = axum::http::Request::builder()
+        .uri("/v1/events")
+        .body(HttpBody::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    let put = call(
+        &app,
+        Method::PUT,
+        "/v1/registry/1/untagged/02:00:00:00:00:07",
+        Some(r#"{"ips":["10.9.9.9"]}"#),
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED);
+    let mut seen = String::new();
+    while !seen.contains("10.9.9.9") {
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(5), body.frame())
+            .await
+            .expect("an event arrives")
+            .unwrap()
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            seen.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(seen.contains("event: registry"), "{seen}");
+    assert!(seen.contains("\"change\":\"added\""), "{seen}");
+    assert!(seen.contains("\"mac\":\"02:00:00:00:00:07\""), "{seen}");
+}

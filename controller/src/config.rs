@@ -1,0 +1,1004 @@
+//! The controller's TOML configuration: read strictly, validated whole, and
+//! every problem reported with the key to fix and what to write instead.
+//!
+//! ```toml
+//! listen = "0.0.0.0:6653"          # or "unix:/run/iris/openflow.sock"
+//! api = "127.0.0.1:8080"
+//! store = "/var/lib/iris/controller"
+//!
+//! [bridge]
+//! name = "br-int"
+//! datapath_type = "system"         # "netdev" for the userspace datapath
+//! controller = "tcp:10.0.0.100:6653"  # how switches reach this controller
+//!
+//! [keepalive]
+//! echo_interval_secs = 5
+//! echo_timeout_secs = 15
+//!
+//! [[host]]
+//! name = "pm1"
+//! underlay_ip = "10.0.0.1"
+//! role = "compute"                 # or "gateway"
+//! ovsdb = "tcp:10.0.0.1:6640"      # or "unix:/var/run/openvswitch/db.sock"
+//! # datapath_id = "0000000000000001"  (default: derived from the name)
+//!
+//! [[vi]]
+//! id = 1
+//! name = "acme"
+//! gre_key = 1001
+//! gateways = ["gw1"]
+//! seed = "acme.csv"                # (MAC, IP, VLAN) rows; relative to this file
+//! ```
+//!
+//! The host and VI tables ([`HostSpec`], [`ViSpec`]) are also the bodies the
+//! northbound API accepts, so a host is described the same way everywhere.
+
+use crate::control::ManagedHost;
+use crate::model::{Host, HostName, HostRole, Location, Vi, ViId, Vlan};
+use crate::registry::SeedEntry;
+use crate::server::ListenAddr;
+use crate::session::SessionConfig;
+use ofp::packet::MacAddr;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One thing wrong with the configuration (or an API body): where, and
+/// what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key's path, like `vi[2].gre_key` or `host "pm1".ovsdb`.
+    pub key: String,
+    /// What is wrong and what to write instead.
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.problem)
+    }
+}
+
+/// Why a configuration file could not be used.
+#[derive(Debug)]
+pub enum LoadError {
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// Not TOML, or not the shape this file must have (unknown keys
+    /// included); the parser's message points at the line.
+    Syntax { path: PathBuf, message: String },
+    /// Well-formed but wrong; every problem found.
+    Invalid {
+        path: PathBuf,
+        errors: Vec<ConfigError>,
+    },
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { path, error } => write!(f, "{}: cannot read: {error}", path.display()),
+            Self::Syntax { path, message } => {
+                write!(f, "{}: {}", path.display(), message.trim_end())
+            }
+            Self::Invalid { path, errors } => {
+                write!(f, "{}: {} problem(s):", path.display(), errors.len())?;
+                for e in errors {
+                    write!(f, "\n  {e}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A host as written in `[[host]]` and in API bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    pub underlay_ip: Ipv4Addr,
+    pub role: RoleSpec,
+    /// OVSDB remote: `unix:PATH` or `tcp:IP:PORT`.
+    pub ovsdb: String,
+    /// 16 hex digits; derived from the name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<String>,
+    /// The controller target this host's bridge gets, when it differs from
+    /// `[bridge] controller` (a unix socket in the host's own run directory,
+    /// say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleSpec {
+    Compute,
+    Gateway,
+}
+
+impl From<RoleSpec> for HostRole {
+    fn from(r: RoleSpec) -> Self {
+        match r {
+            RoleSpec::Compute => HostRole::Compute,
+            RoleSpec::Gateway => HostRole::Gateway,
+        }
+    }
+}
+
+impl From<HostRole> for RoleSpec {
+    fn from(r: HostRole) -> Self {
+        match r {
+            HostRole::Compute => RoleSpec::Compute,
+            HostRole::Gateway => RoleSpec::Gateway,
+        }
+    }
+}
+
+impl HostSpec {
+    /// Checks one host on its own; `key` prefixes the error paths.
+    pub fn to_host(&self, key: &str) -> Result<ManagedHost, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        if let Err(p) = check_name(&self.name) {
+            errors.push(ConfigError::new(format!("{key}.name"), p));
+        }
+        if let Err(p) = check_ovsdb_remote(&self.ovsdb) {
+            errors.push(ConfigError::new(format!("{key}.ovsdb"), p));
+        }
+        if let Some(Err(p)) = self.controller.as_deref().map(check_controller_target) {
+            errors.push(ConfigError::new(format!("{key}.controller"), p));
+        }
+        if self.underlay_ip.is_unspecified() || self.underlay_ip.is_broadcast() {
+            errors.push(ConfigError::new(
+                format!("{key}.underlay_ip"),
+                format!(
+                    "{} cannot terminate tunnels; write the host's own underlay address",
+                    self.underlay_ip
+                ),
+            ));
+        }
+        let datapath_id = match &self.datapath_id {
+            None => derived_datapath_id(&self.name),
+            Some(text) => match parse_datapath_id(text) {
+                Ok(d) => d,
+                Err(p) => {
+                    errors.push(ConfigError::new(format!("{key}.datapath_id"), p));
+                    0
+                }
+            },
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(ManagedHost {
+            host: Host {
+                name: HostName(self.name.clone()),
+                underlay_ip: self.underlay_ip,
+                role: self.role.into(),
+                ovsdb_remote: self.ovsdb.clone(),
+                datapath_id,
+            },
+            controller: self.controller.clone(),
+        })
+    }
+
+    pub fn from_host(m: &ManagedHost) -> Self {
+        let h = &m.host;
+        Self {
+            name: h.name.0.clone(),
+            underlay_ip: h.underlay_ip,
+            role: h.role.into(),
+            ovsdb: h.ovsdb_remote.clone(),
+            datapath_id: Some(format!("{:016x}", h.datapath_id)),
+            controller: m.controller.clone(),
+        }
+    }
+}
+
+/// A VI as written in `[[vi]]` and in API bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViSpec {
+    pub id: u32,
+    pub name: String,
+    pub gre_key: u32,
+    #[serde(default)]
+    pub gateways: Vec<String>,
+    /// A seed file of (MAC, IP, VLAN) rows, `.csv` or `.toml`; relative
+    /// paths are relative to the configuration file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<PathBuf>,
+}
+
+impl ViSpec {
+    /// Checks one VI on its own; `key` prefixes the error paths.
+    pub fn to_vi(&self, key: &str) -> Result<Vi, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        if !ViId(self.id).is_valid() {
+            errors.push(ConfigError::new(
+                format!("{key}.id"),
+                format!(
+                    "{} is not a usable VI id; use 1 to {} (0 marks packets outside every VI)",
+                    self.id,
+                    ViId::MAX
+                ),
+            ));
+        }
+        if let Err(p) = check_name(&self.name) {
+            errors.push(ConfigError::new(format!("{key}.name"), p));
+        }
+        if self.gre_key == 0 {
+            errors.push(ConfigError::new(
+                format!("{key}.gre_key"),
+                "0 means \"no key\" on a GRE tunnel; use 1 or more",
+            ));
+        }
+        for (i, g) in self.gateways.iter().enumerate() {
+            if let Err(p) = check_name(g) {
+                errors.push(ConfigError::new(format!("{key}.gateways[{i}]"), p));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Vi {
+            id: ViId(self.id),
+            name: self.name.clone(),
+            gre_key: self.gre_key,
+            gateways: self.gateways.iter().cloned().map(HostName).collect(),
+        })
+    }
+
+    pub fn from_vi(v: &Vi) -> Self {
+        Self {
+            id: v.id.0,
+            name: v.name.clone(),
+            gre_key: v.gre_key,
+            gateways: v.gateways.iter().map(|g| g.0.clone()).collect(),
+            seed: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBridge {
+    #[serde(default = "default_bridge_name")]
+    name: String,
+    #[serde(default = "default_datapath_type")]
+    datapath_type: String,
+    #[serde(default)]
+    controller: Option<String>,
+}
+
+impl Default for RawBridge {
+    fn default() -> Self {
+        Self {
+            name: default_bridge_name(),
+            datapath_type: default_datapath_type(),
+            controller: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeepalive {
+    #[serde(default = "default_echo_interval")]
+    echo_interval_secs: f64,
+    #[serde(default = "default_echo_timeout")]
+    echo_timeout_secs: f64,
+}
+
+impl Default for RawKeepalive {
+    fn default() -> Self {
+        Self {
+            echo_interval_secs: default_echo_interval(),
+            echo_timeout_secs: default_echo_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_api")]
+    api: String,
+    #[serde(default = "default_store")]
+    store: PathBuf,
+    #[serde(default)]
+    bridge: RawBridge,
+    #[serde(default)]
+    keepalive: RawKeepalive,
+    #[serde(default, rename = "host")]
+    hosts: Vec<HostSpec>,
+    #[serde(default, rename = "vi")]
+    vis: Vec<ViSpec>,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:6653".into()
+}
+fn default_api() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_store() -> PathBuf {
+    "/var/lib/iris/controller".into()
+}
+fn default_bridge_name() -> String {
+    "br-int".into()
+}
+fn default_datapath_type() -> String {
+    "system".into()
+}
+fn default_echo_interval() -> f64 {
+    5.0
+}
+fn default_echo_timeout() -> f64 {
+    15.0
+}
+
+/// How every host's integration bridge is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    pub name: String,
+    /// `system` (kernel datapath) or `netdev` (userspace).
+    pub datapath_type: String,
+    /// The controller target written into each bridge, as OVS spells it.
+    pub controller: String,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: ListenAddr,
+    pub api: SocketAddr,
+    pub store: PathBuf,
+    pub bridge: BridgeConfig,
+    pub echo_interval: Duration,
+    pub echo_timeout: Duration,
+    pub hosts: Vec<ManagedHost>,
+    pub vis: Vec<Vi>,
+    /// Seed entries by VI, read from the VIs' seed files.
+    pub seeds: BTreeMap<ViId, Vec<SeedEntry>>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`, with seed files relative to it.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base).map_err(|e| match e {
+            ParseError::Syntax(message) => LoadError::Syntax {
+                path: path.to_owned(),
+                message,
+            },
+            ParseError::Invalid(errors) => LoadError::Invalid {
+                path: path.to_owned(),
+                errors,
+            },
+        })
+    }
+
+    /// Parses and validates configuration text; seed paths resolve against
+    /// `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ParseError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let mut message = e.to_string().trim_end().to_owned();
+            if let Some(hint) = did_you_mean(e.message()) {
+                message.push_str("; ");
+                message.push_str(&hint);
+            }
+            ParseError::Syntax(message)
+        })?;
+        raw.validate(base).map_err(ParseError::Invalid)
+    }
+
+    /// The session settings the keepalive section describes.
+    pub fn session(&self) -> SessionConfig {
+        SessionConfig {
+            echo_interval: self.echo_interval,
+            echo_timeout: self.echo_timeout,
+            ..SessionConfig::default()
+        }
+    }
+
+    /// A human summary for `check-config`.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "listen:    {}", self.listen);
+        let _ = writeln!(s, "api:       {}", self.api);
+        let _ = writeln!(s, "store:     {}", self.store.display());
+        let _ = writeln!(
+            s,
+            "bridge:    {} (datapath_type={}, controller={})",
+            self.bridge.name, self.bridge.datapath_type, self.bridge.controller
+        );
+        let _ = writeln!(
+            s,
+            "keepalive: echo after {:?} of silence, dead after {:?} more",
+            self.echo_interval, self.echo_timeout
+        );
+        let _ = writeln!(s, "hosts:     {}", self.hosts.len());
+        for m in &self.hosts {
+            let h = &m.host;
+            let role = match h.role {
+                HostRole::Compute => "compute",
+                HostRole::Gateway => "gateway",
+            };
+            let _ = writeln!(
+                s,
+                "  {} {role} underlay={} dpid={:016x} ovsdb={}",
+                h.name, h.underlay_ip, h.datapath_id, h.ovsdb_remote
+            );
+        }
+        let _ = writeln!(s, "vis:       {}", self.vis.len());
+        for v in &self.vis {
+            let gws: Vec<&str> = v.gateways.iter().map(|g| g.0.as_str()).collect();
+            let _ = writeln!(
+                s,
+                "  {} {:?} gre_key={} gateways=[{}] seeded={}",
+                v.id,
+                v.name,
+                v.gre_key,
+                gws.join(", "),
+                self.seeds.get(&v.id).map_or(0, Vec::len)
+            );
+        }
+        s
+    }
+}
+
+/// Why configuration text was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    Syntax(String),
+    Invalid(Vec<ConfigError>),
+}
+
+impl RawConfig {
+    fn validate(self, base: &Path) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let listen = self
+            .listen
+            .parse::<ListenAddr>()
+            .map_err(|p| errors.push(ConfigError::new("listen", p)))
+            .ok();
+        let api = self
+            .api
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                errors.push(ConfigError::new(
+                    "api",
+                    format!(
+                        "{:?} is not IP:PORT; write e.g. \"127.0.0.1:8080\"",
+                        self.api
+                    ),
+                ))
+            })
+            .ok();
+        if !matches!(self.bridge.datapath_type.as_str(), "system" | "netdev") {
+            errors.push(ConfigError::new(
+                "bridge.datapath_type",
+                format!(
+                    "{:?} is not a datapath type; write \"system\" (kernel) or \"netdev\" (userspace)",
+                    self.bridge.datapath_type
+                ),
+            ));
+        }
+        if let Err(p) = check_bridge_name(&self.bridge.name) {
+            errors.push(ConfigError::new("bridge.name", p));
+        }
+        let controller = match (&self.bridge.controller, &listen) {
+            (Some(c), _) => {
+                if let Err(p) = check_controller_target(c) {
+                    errors.push(ConfigError::new("bridge.controller", p));
+                }
+                c.clone()
+            }
+            (None, Some(l)) => default_controller_target(l),
+            (None, None) => String::new(),
+        };
+        for (key, v) in [
+            (
+                "keepalive.echo_interval_secs",
+                self.keepalive.echo_interval_secs,
+            ),
+            (
+                "keepalive.echo_timeout_secs",
+                self.keepalive.echo_timeout_secs,
+            ),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+                errors.push(ConfigError::new(
+                    key,
+                    format!("{v} is not a usable number of seconds; write a value in (0, 3600]"),
+                ));
+            }
+        }
+
+        let hosts = validate_hosts(&self.hosts, &mut errors);
+        let vis = validate_vis(&self.vis, &hosts, &mut errors);
+        let mut seeds = BTreeMap::new();
+        for (i, spec) in self.vis.iter().enumerate() {
+            let Some(seed) = &spec.seed else { continue };
+            let path = base.join(seed);
+            let key = format!("vi[{i}].seed");
+            match std::fs::read_to_string(&path) {
+                Ok(text) => match parse_seed(&text, &path, &spec.gateways) {
+                    Ok(entries) => {
+                        seeds.insert(ViId(spec.id), entries);
+                    }
+                    Err(es) => errors.extend(
+                        es.into_iter()
+                            .map(|e| ConfigError::new(format!("{key} ({})", e.key), e.problem)),
+                    ),
+                },
+                Err(e) => errors.push(ConfigError::new(
+                    key,
+                    format!(
+                        "cannot read {}: {e}; the path is relative to the configuration file",
+                        path.display()
+                    ),
+                )),
+            }
+        }
+        match (listen, api) {
+            (Some(listen), Some(api)) if errors.is_empty() => Ok(Config {
+                listen,
+                api,
+                store: self.store,
+                bridge: BridgeConfig {
+                    name: self.bridge.name,
+                    datapath_type: self.bridge.datapath_type,
+                    controller,
+                },
+                echo_interval: Duration::from_secs_f64(self.keepalive.echo_interval_secs),
+                echo_timeout: Duration::from_secs_f64(self.keepalive.echo_timeout_secs),
+                hosts,
+                vis,
+                seeds,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<ManagedHost> {
+    let mut hosts = Vec::new();
+    let mut names = HashMap::new();
+    let mut ips = HashMap::new();
+    let mut dpids = HashMap::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let key = format!("host[{i}]");
+        match spec.to_host(&key) {
+            Ok(m) => {
+                let h = &m.host;
+                if let Some(j) = names.insert(h.name.clone(), i) {
+                    errors.push(ConfigError::new(
+                        format!("{key}.name"),
+                        format!(
+                            "{:?} is already host[{j}]; host names must be unique",
+                            h.name.0
+                        ),
+                    ));
+                }
+                if let Some(j) = ips.insert(h.underlay_ip, i) {
+                    errors.push(ConfigError::new(
+                        format!("{key}.underlay_ip"),
+                        format!(
+                            "{} is already host[{j}]'s; every host needs its own underlay address",
+                            h.underlay_ip
+                        ),
+                    ));
+                }
+                if let Some(j) = dpids.insert(h.datapath_id, i) {
+                    errors.push(ConfigError::new(
+                        format!("{key}.datapath_id"),
+                        format!(
+                            "{:016x} is already host[{j}]'s; set a distinct datapath_id",
+                            h.datapath_id
+                        ),
+                    ));
+                }
+                hosts.push(m);
+            }
+            Err(es) => errors.extend(es),
+        }
+    }
+    hosts
+}
+
+fn validate_vis(specs: &[ViSpec], hosts: &[ManagedHost], errors: &mut Vec<ConfigError>) -> Vec<Vi> {
+    let mut vis = Vec::new();
+    let mut ids = HashMap::new();
+    let mut names = HashMap::new();
+    let mut keys = HashMap::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let key = format!("vi[{i}]");
+        let vi = match spec.to_vi(&key) {
+            Ok(v) => v,
+            Err(es) => {
+                errors.extend(es);
+                continue;
+            }
+        };
+        for (field, dup) in [
+            ("id", ids.insert(vi.id, i)),
+            ("name", names.insert(vi.name.clone(), i)),
+            ("gre_key", keys.insert(vi.gre_key, i)),
+        ] {
+            if let Some(j) = dup {
+                errors.push(ConfigError::new(
+                    format!("{key}.{field}"),
+                    format!("the same {field} as vi[{j}]; each VI needs its own"),
+                ));
+            }
+        }
+        for (g, gw) in vi.gateways.iter().enumerate() {
+            match hosts.iter().map(|m| &m.host).find(|h| h.name == *gw) {
+                None => errors.push(ConfigError::new(
+                    format!("{key}.gateways[{g}]"),
+                    format!(
+                        "{:?} is not a host in this file; add a [[host]] named {:?} with role = \"gateway\"",
+                        gw.0, gw.0
+                    ),
+                )),
+                Some(h) if h.role != HostRole::Gateway => errors.push(ConfigError::new(
+                    format!("{key}.gateways[{g}]"),
+                    format!(
+                        "host {:?} has role \"compute\"; a VI's gateway must have role = \"gateway\"",
+                        gw.0
+                    ),
+                )),
+                Some(_) => {}
+            }
+        }
+        vis.push(vi);
+    }
+    vis
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the expected
+/// key closest to the typo, when one is close enough to be meant.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (typo, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|k| (edit_distance(typo, k), k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min()
+        .map(|(_, k)| format!("did you mean `{k}`?"))
+}
+
+/// Levenshtein distance, for short keys.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Names end up in OVSDB rows, port names and URLs: keep them plain.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a usable name; use 1-64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+/// A Linux interface name: at most 15 bytes.
+fn check_bridge_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    if name.len() > 15 {
+        return Err(format!(
+            "{name:?} is longer than the 15 characters an interface name may have"
+        ));
+    }
+    Ok(())
+}
+
+/// `unix:PATH` or `tcp:IP:PORT`: how OVS spells both OVSDB remotes and
+/// controller targets.
+fn is_remote(text: &str) -> bool {
+    match (text.strip_prefix("unix:"), text.strip_prefix("tcp:")) {
+        (Some(path), _) => !path.is_empty(),
+        (_, Some(addr)) => addr.parse::<SocketAddr>().is_ok(),
+        _ => false,
+    }
+}
+
+/// Checks an OVSDB remote Iris connects to.
+pub fn check_ovsdb_remote(remote: &str) -> Result<(), String> {
+    if is_remote(remote) {
+        return Ok(());
+    }
+    Err(format!(
+        "{remote:?} is not an OVSDB remote; write unix:/var/run/openvswitch/db.sock or tcp:IP:6640"
+    ))
+}
+
+fn check_controller_target(target: &str) -> Result<(), String> {
+    if is_remote(target) {
+        return Ok(());
+    }
+    Err(format!(
+        "{target:?} is not a controller target; write tcp:IP:PORT (an address the hosts can \
+         reach) or unix:PATH"
+    ))
+}
+
+/// Without an explicit target, switches are pointed at the listen address
+/// itself; a wildcard listener is reached through loopback, which is right
+/// only when the switches run on the controller's host.
+fn default_controller_target(listen: &ListenAddr) -> String {
+    match listen {
+        ListenAddr::Unix(p) => format!("unix:{}", p.display()),
+        ListenAddr::Tcp(a) if a.ip().is_unspecified() => format!("tcp:127.0.0.1:{}", a.port()),
+        ListenAddr::Tcp(a) => format!("tcp:{a}"),
+    }
+}
+
+/// A datapath id as OVS's `other_config:datapath-id` takes it: 16 hex
+/// digits (an optional `0x` is accepted), not zero.
+pub fn parse_datapath_id(text: &str) -> Result<u64, String> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    match u64::from_str_radix(digits, 16) {
+        Ok(0) | Err(_) => Err(format!(
+            "{text:?} is not a datapath id; write up to 16 hex digits, not all zero, like \"00000000000000a1\""
+        )),
+        Ok(d) if digits.len() <= 16 => Ok(d),
+        Ok(_) => Err(format!("{text:?} has more than 16 hex digits")),
+    }
+}
+
+/// A stable datapath id for a host that names none: FNV-1a of its name, in
+/// 48 bits under a fixed `0x1415` prefix so Iris's ids are recognisable in
+/// `ovs-ofctl show` output and never zero.
+pub fn derived_datapath_id(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0x1415 << 48) | (h & 0xffff_ffff_ffff)
+}
+
+/// Reads a seed file: `.toml` as `[[entry]]` tables, anything else as CSV.
+/// An entry may live only behind one of the VI's `gateways`.
+pub fn parse_seed(
+    text: &str,
+    path: &Path,
+    gateways: &[String],
+) -> Result<Vec<SeedEntry>, Vec<ConfigError>> {
+    let (entries, mut errors) = if path.extension().is_some_and(|e| e == "toml") {
+        parse_seed_toml(text)
+    } else {
+        parse_seed_csv(text)
+    };
+    errors.extend(seed_conflicts(&entries));
+    for (key, e) in &entries {
+        if let Some(Location::BehindGateway { gateway }) = &e.location {
+            if !gateways.contains(&gateway.0) {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!(
+                        "{:?} is not one of this VI's gateways; add it to the VI's gateways or \
+                         name one of {gateways:?}",
+                        gateway.0
+                    ),
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(entries.into_iter().map(|(_, e)| e).collect())
+    } else {
+        Err(errors)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedToml {
+    #[serde(default)]
+    entry: Vec<SeedTomlEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedTomlEntry {
+    mac: String,
+    #[serde(default)]
+    ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    vlan: Option<u16>,
+    /// The gateway host the MAC lives behind.
+    #[serde(default)]
+    behind: Option<String>,
+}
+
+/// (where, entry) pairs, so conflicts can name both places.
+type Located = Vec<(String, SeedEntry)>;
+
+/// The entries that parsed, and the problems with the rest.
+fn parse_seed_toml(text: &str) -> (Located, Vec<ConfigError>) {
+    let raw: SeedToml = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), vec![ConfigError::new("toml", e.to_string())]),
+    };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, e) in raw.entry.into_iter().enumerate() {
+        let key = format!("entry[{i}]");
+        let mac = e
+            .mac
+            .parse::<MacAddr>()
+            .map_err(|err| errors.push(ConfigError::new(format!("{key}.mac"), err.to_string())));
+        let vlan = match e.vlan {
+            None => Ok(Vlan::Untagged),
+            Some(v) => vlan_from_number(v),
+        }
+        .map_err(|p| errors.push(ConfigError::new(format!("{key}.vlan"), p)));
+        if let (Ok(mac), Ok(vlan)) = (mac, vlan) {
+            out.push((
+                key,
+                SeedEntry {
+                    mac,
+                    ip: e.ip,
+                    vlan,
+                    location: e.behind.map(behind),
+                },
+            ));
+        }
+    }
+    (out, errors)
+}
+
+fn vlan_from_number(v: u16) -> Result<Vlan, String> {
+    if (1..=4094).contains(&v) {
+        Ok(Vlan::Tagged(v))
+    } else {
+        Err(format!(
+            "{v} is not a VLAN id; write 1-4094, or leave it out for untagged frames"
+        ))
+    }
+}
+
+fn behind(gateway: String) -> Location {
+    Location::BehindGateway {
+        gateway: HostName(gateway),
+    }
+}
+
+/// `mac,ip[,vlan[,behind]]` per line; `#` comments, blank lines and a
+/// header line starting with `mac` are skipped. An empty IP binds none; an
+/// empty or `untagged` VLAN means untagged frames; `behind` names the
+/// gateway host the MAC lives behind.
+fn parse_seed_csv(text: &str) -> (Located, Vec<ConfigError>) {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() || line.to_ascii_lowercase().starts_with("mac") {
+            continue;
+        }
+        let key = format!("line {}", n + 1);
+        let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+        if !(2..=4).contains(&cols.len()) {
+            errors.push(ConfigError::new(
+                key,
+                format!(
+                    "found {} column(s); write mac,ip[,vlan[,behind]] like \
+                     52:54:00:00:00:01,10.1.1.5,100,gw1",
+                    cols.len()
+                ),
+            ));
+            continue;
+        }
+        let mac = cols[0]
+            .parse::<MacAddr>()
+            .map_err(|e| errors.push(ConfigError::new(key.clone(), e.to_string())));
+        let ip = match cols[1] {
+            "" => Ok(None),
+            text => text.parse::<Ipv4Addr>().map(Some).map_err(|_| {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!("{text:?} is not an IPv4 address"),
+                ))
+            }),
+        };
+        let vlan = match cols.get(2).copied() {
+            None | Some("") | Some("untagged") => Ok(Vlan::Untagged),
+            Some(v) => v
+                .parse::<u16>()
+                .map_err(|_| format!("{v:?} is not a VLAN id; write 1-4094 or leave it empty"))
+                .and_then(vlan_from_number),
+        }
+        .map_err(|p| errors.push(ConfigError::new(key.clone(), p)));
+        let location = cols
+            .get(3)
+            .filter(|g| !g.is_empty())
+            .map(|g| behind((*g).to_owned()));
+        if let (Ok(mac), Ok(ip), Ok(vlan)) = (mac, ip, vlan) {
+            out.push((
+                key,
+                SeedEntry {
+                    mac,
+                    ip,
+                    vlan,
+                    location,
+                },
+            ));
+        }
+    }
+    (out, errors)
+}
+
+/// One IP per (VLAN, MAC) would be too strict (a VM may have several), but
+/// one MAC per (VLAN, IP) is what ARP needs.
+fn seed_conflicts(entries: &Located) -> Vec<ConfigError> {
+    let mut by_ip: HashMap<(Vlan, Ipv4Addr), (&str, MacAddr)> = HashMap::new();
+    let mut errors = Vec::new();
+    for (key, e) in entries {
+        let Some(ip) = e.ip else { continue };
+        match by_ip.get(&(e.vlan, ip)) {
+            Some((other, mac)) if *mac != e.mac => errors.push(ConfigError::new(
+                key.clone(),
+                format!(
+                    "{ip} on {} is already {mac} at {other}; an IP has one MAC per VLAN",
+                    e.vlan
+                ),
+            )),
+            Some(_) => {}
+            None => {
+                by_ip.insert((e.vlan, ip), (key, e.mac));
+            }
+        }
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,433 @@
+use super::*;
+
+const GOOD: &str = r#"
+listen = "127.0.0.1:6653"
+api = "127.0.0.1:8181"
+store = "/tmp/iris-store"
+
+[bridge]
+name = "br-iris"
+datapath_type = "netdev"
+
+[keepalive]
+echo_interval_secs = 2
+echo_timeout_secs = 0.5
+
+[[host]]
+name = "pm1"
+underlay_ip = "10.0.0.1"
+role = "compute"
+ovsdb = "unix:/run/pm1/db.sock"
+
+[[host]]
+name = "gw1"
+underlay_ip = "10.0.0.9"
+role = "gateway"
+ovsdb = "tcp:10.0.0.9:6640"
+datapath_id = "00000000000000a9"
+
+[[vi]]
+id = 1
+name = "acme"
+gre_key = 1001
+gateways = ["gw1"]
+seed = "acme.csv"
+
+[[vi]]
+id = 2
+name = "globex"
+gre_key = 1002
+"#;
+
+fn seeded_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("acme.csv"),
+        "mac,ip,vlan,behind\n52:54:00:00:00:01,10.1.1.1,100\n52:54:00:00:00:02, 10.1.1.2 ,,gw1\n\
+         # a comment\n52:54:00:00:00:03,,7\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn invalid(text: &str, dir: &Path) -> Vec<ConfigError> {
+    match Config::parse(text, dir) {
+        Err(ParseError::Invalid(e)) => e,
+        other => panic!("expected validation errors, got {other:?}"),
+    }
+}
+
+fn syntax(text: &str) -> String {
+    match Config::parse(text, Path::new(".")) {
+        Err(ParseError::Syntax(m)) => m,
+        other => panic!("expected a syntax error, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_complete_file_validates_into_model_types() {
+    let dir = seeded_dir();
+    let c = Config::parse(GOOD, dir.path()).unwrap();
+    assert_eq!(c.listen, ListenAddr::Tcp("127.0.0.1:6653".parse().unwrap()));
+    assert_eq!(c.api, "127.0.0.1:8181".parse().unwrap());
+    assert_eq!(
+        c.bridge,
+        BridgeConfig {
+            name: "br-iris".into(),
+            datapath_type: "netdev".into(),
+            controller: "tcp:127.0.0.1:6653".into(),
+        }
+    );
+    assert_eq!(c.session().echo_interval, Duration::from_secs(2));
+    assert_eq!(c.session().echo_timeout, Duration::from_millis(500));
+    assert_eq!(c.hosts.len(), 2);
+    assert_eq!(c.hosts[0].host.datapath_id, derived_datapath_id("pm1"));
+    assert_eq!(c.hosts[1].host.datapath_id, 0xa9);
+    assert_eq!(c.hosts[1].host.role, HostRole::Gateway);
+    assert_eq!(c.hosts[0].controller, None);
+    assert_eq!(c.vis[0].gateways, vec![HostName("gw1".into())]);
+    assert_eq!(
+        c.seeds[&ViId(1)],
+        vec![
+            SeedEntry {
+                mac: "52:54:00:00:00:01".parse().unwrap(),
+                ip: Some("10.1.1.1".parse().unwrap()),
+                vlan: Vlan::Tagged(100),
+                location: None,
+            },
+            SeedEntry {
+                mac: "52:54:00:00:00:02".parse().unwrap(),
+                ip: Some("10.1.1.2".parse().unwrap()),
+                vlan: Vlan::Untagged,
+                location: Some(Location::BehindGateway {
+                    gateway: HostName("gw1".into()),
+                }),
+            },
+            SeedEntry {
+                mac: "52:54:00:00:00:03".parse().unwrap(),
+                ip: None,
+                vlan: Vlan::Tagged(7),
+                location: None,
+            },
+        ]
+    );
+    assert!(!c.seeds.contains_key(&ViId(2)));
+    let summary = c.summary();
+    assert!(summary.contains("gw1 gateway underlay=10.0.0.9 dpid=00000000000000a9"));
+    assert!(summary.contains("seeded=3"), "{summary}");
+}
+
+#[test]
+fn an_empty_file_takes_the_defaults() {
+    let c = Config::parse("", Path::new(".")).unwrap();
+    assert_eq!(c.listen, ListenAddr::Tcp("0.0.0.0:6653".parse().unwrap()));
+    assert_eq!(c.api, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(c.bridge.name, "br-int");
+    assert_eq!(c.bridge.datapath_type, "system");
+    assert_eq!(c.bridge.controller, "tcp:127.0.0.1:6653");
+    assert_eq!(c.echo_interval, Duration::from_secs(5));
+    assert!(c.hosts.is_empty() && c.vis.is_empty());
+}
+
+#[test]
+fn a_typo_is_refused_with_the_key_it_meant() {
+    let m = syntax("[[vi]]\nid = 1\nname = \"a\"\ngre_kye = 5\n");
+    assert!(m.contains("unknown field `gre_kye`"), "{m}");
+    assert!(m.contains("did you mean `gre_key`?"), "{m}");
+    assert!(m.contains("line 4"), "{m}");
+    let m = syntax("lsiten = \"0.0.0.0:6653\"\n");
+    assert!(m.contains("did you mean `listen`?"), "{m}");
+    // Nothing close: no guess, but the list of keys is still there.
+    let m = syntax("[bridge]\nfrobnicate = 1\n");
+    assert!(!m.contains("did you mean"), "{m}");
+    assert!(m.contains("`datapath_type`"), "{m}");
+}
+
+#[test]
+fn wrong_values_name_the_key_and_what_to_write() {
+    let errors = invalid(
+        r#"
+listen = "localhost:6653"
+api = "8080"
+[bridge]
+name = "a-bridge-name-too-long"
+datapath_type = "kernel"
+controller = "ssl:1.2.3.4:6653"
+[keepalive]
+echo_interval_secs = 0
+[[host]]
+name = "pm 1"
+underlay_ip = "0.0.0.0"
+role = "compute"
+ovsdb = "/var/run/openvswitch/db.sock"
+datapath_id = "xyz"
+"#,
+        Path::new("."),
+    );
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        vec![
+            "listen",
+            "api",
+            "bridge.datapath_type",
+            "bridge.name",
+            "bridge.controller",
+            "keepalive.echo_interval_secs",
+            "host[0].name",
+            "host[0].ovsdb",
+            "host[0].underlay_ip",
+            "host[0].datapath_id",
+        ]
+    );
+    let text = |k: &str| errors.iter().find(|e| e.key == k).unwrap().problem.clone();
+    assert!(text("listen").contains("IP:PORT"));
+    assert!(text("bridge.datapath_type").contains("\"netdev\""));
+    assert!(text("host[0].ovsdb").contains("unix:/var/run/openvswitch/db.sock"));
+}
+
+#[test]
+fn role_must_be_one_of_the_two() {
+    let m = syntax(
+        "[[host]]\nname = \"a\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"computer\"\novsdb = \"tcp:1.1.1.1:6640\"\n",
+    );
+    assert!(m.contains("unknown variant `computer`"), "{m}");
+    assert!(m.contains("`compute`"), "{m}");
+}
+
+#[test]
+fn names_ids_keys_and_addresses_must_be_unique() {
+    let errors = invalid(
+        r#"
+[[host]]
+name = "pm1"
+underlay_ip = "10.0.0.1"
+role = "compute"
+ovsdb = "unix:/a"
+datapath_id = "1"
+[[host]]
+name = "pm1"
+underlay_ip = "10.0.0.1"
+role = "gateway"
+ovsdb = "unix:/b"
+datapath_id = "0x1"
+[[vi]]
+id = 1
+name = "a"
+gre_key = 10
+[[vi]]
+id = 1
+name = "a"
+gre_key = 10
+gateways = ["pm1", "nowhere"]
+"#,
+        Path::new("."),
+    );
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for want in [
+        "host[1].name: \"pm1\" is already host[0]",
+        "host[1].underlay_ip: 10.0.0.1 is already host[0]'s",
+        "host[1].datapath_id: 0000000000000001 is already host[0]'s",
+        "vi[1].id: the same id as vi[0]",
+        "vi[1].name: the same name as vi[0]",
+        "vi[1].gre_key: the same gre_key as vi[0]",
+        "vi[1].gateways[1]: \"nowhere\" is not a host in this file",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "missing {want:?} in {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_gateway_must_have_the_gateway_role() {
+    let errors = invalid(
+        r#"
+[[host]]
+name = "pm1"
+underlay_ip = "10.0.0.1"
+role = "compute"
+ovsdb = "unix:/a"
+[[vi]]
+id = 3
+name = "a"
+gre_key = 10
+gateways = ["pm1"]
+"#,
+        Path::new("."),
+    );
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].problem.contains("role = \"gateway\""));
+}
+
+#[test]
+fn zero_ids_and_keys_are_refused() {
+    let errors = invalid(
+        "[[vi]]\nid = 0\nname = \"a\"\ngre_key = 0\n",
+        Path::new("."),
+    );
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["vi[0].id", "vi[0].gre_key"]);
+    let errors = invalid(
+        "[[vi]]\nid = 16777216\nname = \"a\"\ngre_key = 1\n",
+        Path::new("."),
+    );
+    assert!(
+        errors[0].problem.contains("use 1 to 16777215"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn seed_files_report_the_line_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("s.csv"),
+        "52:54:00:00:00:01,10.1.1.1,100\n52:54:00:00:00:0g,10.1.1.2\n52:54:00:00:00:03,10.1.1.300\n\
+         52:54:00:00:00:04,10.1.1.4,4095\n52:54:00:00:00:05\n52:54:00:00:00:06,10.1.1.1,100\n\
+         52:54:00:00:00:07,10.1.1.7,,gw9\n",
+    )
+    .unwrap();
+    let errors = invalid(
+        "[[vi]]\nid = 1\nname = \"a\"\ngre_key = 1\nseed = \"s.csv\"\n",
+        dir.path(),
+    );
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 6, "{lines:#?}");
+    assert!(
+        lines.contains(
+            &"vi[0].seed (line 7): \"gw9\" is not one of this VI's gateways; add it to the VI's \
+              gateways or name one of []"
+                .to_owned()
+        ),
+        "{lines:#?}"
+    );
+    for (line, want) in [
+        (2, "is not a MAC address"),
+        (3, "is not an IPv4 address"),
+        (4, "4095 is not a VLAN id"),
+        (5, "found 1 column(s)"),
+        (
+            6,
+            "10.1.1.1 on vlan100 is already 52:54:00:00:00:01 at line 1",
+        ),
+    ] {
+        let prefix = format!("vi[0].seed (line {line}): ");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&prefix) && l.contains(want)),
+            "missing line {line} {want:?} in {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn seed_files_may_be_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.toml");
+    std::fs::write(
+        &path,
+        "[[entry]]\nmac = \"02:00:00:00:00:01\"\nip = \"10.0.0.1\"\n\n[[entry]]\nmac = \"02:00:00:00:00:02\"\nip = \"10.0.0.2\"\nvlan = 7\n",
+    )
+    .unwrap();
+    let entries = parse_seed(&std::fs::read_to_string(&path).unwrap(), &path, &[]).unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].vlan, Vlan::Untagged);
+    assert_eq!(entries[1].vlan, Vlan::Tagged(7));
+    let behind_gw = parse_seed(
+        "[[entry]]\nmac = \"02:00:00:00:00:01\"\nbehind = \"gw\"\n",
+        &path,
+        &["gw".to_owned()],
+    )
+    .unwrap();
+    assert_eq!(behind_gw[0].ip, None);
+    assert!(
+        matches!(&behind_gw[0].location, Some(Location::BehindGateway { gateway }) if gateway.0 == "gw")
+    );
+    let err = parse_seed(
+        "[[entry]]\nmac = \"x\"\nip = \"10.0.0.1\"\nvlan = 0\n",
+        &path,
+        &[],
+    )
+    .unwrap_err();
+    let keys: Vec<&str> = err.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, vec!["entry[0].mac", "entry[0].vlan"]);
+    let err = parse_seed(
+        "[[entry]]\nmac = \"02:00:00:00:00:01\"\nipv4 = \"10.0.0.1\"\n",
+        &path,
+        &[],
+    )
+    .unwrap_err();
+    assert!(err[0].problem.contains("unknown field `ipv4`"), "{err:?}");
+}
+
+#[test]
+fn a_missing_seed_file_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = invalid(
+        "[[vi]]\nid = 1\nname = \"a\"\ngre_key = 1\nseed = \"missing.csv\"\n",
+        dir.path(),
+    );
+    assert_eq!(errors[0].key, "vi[0].seed");
+    assert!(errors[0].problem.contains("missing.csv"));
+    assert!(errors[0]
+        .problem
+        .contains("relative to the configuration file"));
+}
+
+#[test]
+fn unix_listener_points_switches_at_the_socket() {
+    let c = Config::parse("listen = \"unix:/run/iris/of.sock\"\n", Path::new(".")).unwrap();
+    assert_eq!(c.bridge.controller, "unix:/run/iris/of.sock");
+}
+
+#[test]
+fn datapath_ids_parse_and_derive_stably() {
+    assert_eq!(parse_datapath_id("00000000000000a1"), Ok(0xa1));
+    assert_eq!(parse_datapath_id("0xA1"), Ok(0xa1));
+    assert!(parse_datapath_id("0").is_err());
+    assert!(parse_datapath_id("00000000000000000001").is_err());
+    assert_eq!(derived_datapath_id("pm1"), derived_datapath_id("pm1"));
+    assert_ne!(derived_datapath_id("pm1"), derived_datapath_id("pm2"));
+    assert_eq!(derived_datapath_id("pm1") >> 48, 0x1415);
+}
+
+#[test]
+fn load_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, "[[vi]]\nid = 0\nname = \"a\"\ngre_key = 1\n").unwrap();
+    let e = Config::load(&path).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("{}: 1 problem(s):", path.display())),
+        "{e}"
+    );
+    assert!(e.contains("\n  vi[0].id: 0 is not a usable VI id"), "{e}");
+    let e = Config::load(&dir.path().join("nope.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("nope.toml: cannot read"), "{e}");
+}
+
+#[test]
+fn specs_round_trip_through_the_model() {
+    let h = HostSpec {
+        name: "pm1".into(),
+        underlay_ip: "10.0.0.1".parse().unwrap(),
+        role: RoleSpec::Gateway,
+        ovsdb: "tcp:10.0.0.1:6640".into(),
+        datapath_id: Some("0000000000000042".into()),
+        controller: Some("unix:/run/pm1/iris-controller.sock".into()),
+    };
+    assert_eq!(HostSpec::from_host(&h.to_host("h").unwrap()), h);
+    let v = ViSpec {
+        id: 4,
+        name: "x".into(),
+        gre_key: 9,
+        gateways: vec!["gw".into()],
+        seed: None,
+    };
+    assert_eq!(ViSpec::from_vi(&v.to_vi("v").unwrap()), v);
+}

@@ -1,0 +1,891 @@
+//! The control loop: one task that owns the topology (and, through it, what
+//! every switch should hold) and reacts to switches, to the OVSDB side and
+//! to the northbound API.
+//!
+//! Everything here is synchronous and runs inside the actor; the API reaches
+//! it through [`ControlHandle::call`], which runs a closure on the actor's
+//! state and returns its result. Nothing waits on a switch: batches are
+//! queued with `try_submit`, and a switch too slow to take one is marked
+//! stale and resynchronised from a fresh dump later.
+
+use crate::metrics::Metrics;
+use crate::model::{Host, HostName, HostRole, Location, MacKey, Topology, Vi, ViId, VmPort};
+use crate::registry::{
+    EntrySpec, Registry, RegistryChange, RegistryEntry, RegistryError, SeedEntry, Timestamp,
+};
+use crate::server::{ConnId, SwitchEvent, SwitchHandle};
+use crate::session::Upcall;
+use crate::store;
+use ofp::message::{Port, PortReason};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// A host with how its bridge reaches this controller, when that differs
+/// from the configured default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedHost {
+    pub host: Host,
+    /// The controller target for this host's bridge (`None`: the default).
+    pub controller: Option<String>,
+}
+
+/// What the OVSDB side reports about one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopologyEvent {
+    /// Everything the host's database says now about the ports Iris cares
+    /// for: VM ports with their VI, and tunnels by remote underlay address.
+    Ports {
+        host: HostName,
+        vm_ports: Vec<VmPortSeen>,
+        tunnels: Vec<(Ipv4Addr, u32)>,
+    },
+    /// The host's OVSDB session came up (and its bridge was made right) or
+    /// went away.
+    Ovsdb { host: HostName, connected: bool },
+}
+
+/// A VM port as the OVSDB side sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmPortSeen {
+    pub name: String,
+    pub ofport: u32,
+    pub vi: ViId,
+}
+
+/// What the northbound API is told as it happens (the SSE stream).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NorthEvent {
+    /// A switch finished its handshake, or left.
+    Switch {
+        dpid: String,
+        host: Option<String>,
+        connected: bool,
+    },
+    /// The topology changed: a host, VI or port was added, changed or removed.
+    Topology { what: String },
+    /// A registry entry was added, moved, updated or removed.
+    Registry(RegistryEvent),
+    /// A RARP moved a MAC and every switch concerned confirmed its new
+    /// flows: `latency_ms` runs from the RARP's PacketIn to the last barrier
+    /// reply.
+    Move {
+        latency_ms: f64,
+        #[serde(flatten)]
+        event: RegistryEvent,
+    },
+}
+
+/// One registry change as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegistryEvent {
+    /// `added`, `moved`, `updated` or `removed`.
+    pub change: &'static str,
+    pub vi: u32,
+    /// `None` for untagged.
+    pub vlan: Option<u16>,
+    /// The MAC whose location changed, or the MAC an IP now resolves to.
+    pub mac: String,
+    /// Set when the change is an IP binding.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Where the MAC lives after the change (MAC changes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+impl RegistryEvent {
+    fn of(change: &RegistryChange) -> Self {
+        let vlan = |v: crate::model::Vlan| match v {
+            crate::model::Vlan::Untagged => None,
+            crate::model::Vlan::Tagged(t) => Some(t),
+        };
+        let place = |l: Option<&Location>| l.map(ToString::to_string);
+        match change {
+            RegistryChange::Mac(c) => Self {
+                change: change.kind().as_str(),
+                vi: c.key.vi.0,
+                vlan: vlan(c.key.vlan),
+                mac: c.key.mac.to_string(),
+                ip: None,
+                location: place(c.after.as_ref().and_then(|e| e.location.as_ref())),
+                from: place(c.before.as_ref().and_then(|e| e.location.as_ref())),
+            },
+            RegistryChange::Ip(c) => Self {
+                change: change.kind().as_str(),
+                vi: c.key.vi.0,
+                vlan: vlan(c.key.vlan),
+                mac: c
+                    .after
+                    .as_ref()
+                    .or(c.before.as_ref())
+                    .map(|e| e.mac.to_string())
+                    .unwrap_or_default(),
+                ip: Some(c.key.ip.to_string()),
+                location: None,
+                from: None,
+            },
+        }
+    }
+}
+
+/// Why the control loop refused a request. The API maps each to a status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such thing.
+    NotFound(String),
+    /// It clashes with something that exists; the text says what to change.
+    Conflict(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound(s) | Self::Conflict(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A switch connection as the control loop tracks it.
+#[derive(Debug)]
+struct Switch {
+    handle: SwitchHandle,
+    peer: String,
+    dpid: Option<u64>,
+    /// The host whose datapath id the switch reported.
+    host: Option<HostName>,
+    ports: BTreeMap<u32, Port>,
+    sync: program::Sync,
+}
+
+/// How a host looks from outside: its definition and whether its switch
+/// and its OVSDB are connected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStatus {
+    pub host: ManagedHost,
+    /// The OpenFlow peer address, when its switch is connected.
+    pub openflow_peer: Option<String>,
+    /// The switch's ports as PORT_DESC and PORT_STATUS reported them.
+    pub openflow_ports: Vec<SwitchPort>,
+    pub ovsdb_connected: bool,
+}
+
+/// One port of a connected switch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchPort {
+    pub port_no: u32,
+    pub name: String,
+    /// Neither administratively down nor without link.
+    pub up: bool,
+}
+
+impl SwitchPort {
+    fn of(p: &Port) -> Self {
+        use ofp::message::{port_config, port_state};
+        Self {
+            port_no: p.port_no,
+            name: p.name.to_string(),
+            up: p.config & port_config::PORT_DOWN == 0 && p.state & port_state::LINK_DOWN == 0,
+        }
+    }
+}
+
+/// A summary for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Health {
+    pub hosts: usize,
+    pub switches_ready: usize,
+    pub ovsdb_connected: usize,
+    pub vis: usize,
+}
+
+/// The control loop's state.
+pub struct Control {
+    topology: Topology,
+    registry: Registry,
+    tickets: program::Tickets,
+    switches: BTreeMap<ConnId, Switch>,
+    ovsdb_up: BTreeSet<HostName>,
+    /// Per-host controller targets, for hosts that have one.
+    controllers: BTreeMap<HostName, String>,
+    metrics: Arc<Metrics>,
+    events: broadcast::Sender<NorthEvent>,
+    /// The hosts the OVSDB manager must keep right.
+    hosts_out: watch::Sender<Vec<ManagedHost>>,
+    /// Where changes go to be stored, in order; `None` keeps nothing.
+    persist: Option<std::sync::mpsc::Sender<store::Batch>>,
+}
+
+impl fmt::Debug for Control {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Control")
+            .field("hosts", &self.topology.hosts.len())
+            .field("switches", &self.switches.len())
+            .finish_non_exhaustive()
+    }
+}
+
+type Call = Box<dyn FnOnce(&mut Control) + Send>;
+
+/// The API's way into the control loop.
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    calls: mpsc::Sender<Call>,
+    events: broadcast::Sender<NorthEvent>,
+    metrics: Arc<Metrics>,
+}
+
+/// The control loop has stopped (the process is shutting down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped;
+
+impl ControlHandle {
+    /// Runs `f` on the control loop's state and returns what it returns.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Control) -> R + Send + 'static,
+    ) -> Result<R, Stopped> {
+        let (tx, rx) = oneshot::channel();
+        let call: Call = Box::new(move |c| {
+            let _ = tx.send(f(c));
+        });
+        self.calls.send(call).await.map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<NorthEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// The receiving ends the control loop's task reads.
+#[derive(Debug)]
+pub struct Inputs {
+    pub switches: mpsc::Receiver<SwitchEvent>,
+    pub topology: mpsc::Receiver<TopologyEvent>,
+    calls: mpsc::Receiver<Call>,
+}
+
+/// Where the control loop's inputs come from, for whoever starts the parts.
+#[derive(Debug)]
+pub struct Senders {
+    pub switches: mpsc::Sender<SwitchEvent>,
+    pub topology: mpsc::Sender<TopologyEvent>,
+}
+
+/// A new control loop with everything that connects to it.
+#[derive(Debug)]
+pub struct Parts {
+    pub control: Control,
+    /// What [`Control::run`] reads.
+    pub inputs: Inputs,
+    /// For the OpenFlow server and the OVSDB manager.
+    pub senders: Senders,
+    /// For the API.
+    pub handle: ControlHandle,
+    /// The hosts the OVSDB manager must keep right, updated as they change.
+    pub hosts: watch::Receiver<Vec<ManagedHost>>,
+}
+
+impl Control {
+    /// A control loop knowing `hosts` and `vis`, starting from `registry`
+    /// (empty, or restored from the store).
+    pub fn start(
+        hosts: Vec<ManagedHost>,
+        vis: Vec<Vi>,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+    ) -> Parts {
+        let mut topology = Topology::default();
+        let mut controllers = BTreeMap::new();
+        for m in hosts {
+            if let Some(c) = m.controller {
+                controllers.insert(m.host.name.clone(), c);
+            }
+            topology.hosts.insert(m.host.name.clone(), m.host);
+        }
+        for v in vis {
+            topology.vis.insert(v.id, v);
+        }
+        let managed = managed_hosts(&topology, &controllers);
+        let (hosts_out, hosts_rx) = watch::channel(managed);
+        let (events, _) = broadcast::channel(1024);
+        let (sw_tx, sw_rx) = mpsc::channel(4096);
+        let (topo_tx, topo_rx) = mpsc::channel(256);
+        let (call_tx, call_rx) = mpsc::channel(256);
+        let (macs, ips) = registry.len();
+        metrics.set_registry_size(macs, ips);
+        let control = Self {
+            topology,
+            registry,
+            tickets: program::Tickets::default(),
+            switches: BTreeMap::new(),
+            ovsdb_up: BTreeSet::new(),
+            controllers,
+            metrics: metrics.clone(),
+            events: events.clone(),
+            hosts_out,
+            persist: None,
+        };
+        Parts {
+            control,
+            inputs: Inputs {
+                switches: sw_rx,
+                topology: topo_rx,
+                calls: call_rx,
+            },
+            senders: Senders {
+                switches: sw_tx,
+                topology: topo_tx,
+            },
+            handle: ControlHandle {
+                calls: call_tx,
+                events,
+                metrics,
+            },
+            hosts: hosts_rx,
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled or every input is gone.
+    pub async fn run(mut self, mut inputs: Inputs, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                Some(e) = inputs.switches.recv() => self.on_switch_event(e),
+                Some(e) = inputs.topology.recv() => self.on_topology_event(e),
+                Some(call) = inputs.calls.recv() => call(&mut self),
+                _ = tick.tick() => self.on_tick(),
+                else => break,
+            }
+        }
+        debug!("control loop stopped");
+    }
+
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
+    /// Sends every later change of the registry, hosts and VIs to `writer`
+    /// (a task that commits them to the store in order).
+    pub fn persist_to(&mut self, writer: std::sync::mpsc::Sender<store::Batch>) {
+        self.persist = Some(writer);
+    }
+
+    fn store(&self, batch: store::Batch) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(w) = &self.persist {
+            if w.send(batch).is_err() {
+                warn!("the store writer has stopped; changes are no longer persisted");
+            }
+        }
+    }
+
+    fn publish(&self, event: NorthEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn on_tick(&mut self) {
+        self.resync_stale();
+    }
+
+    /// Handles one event from the OpenFlow server.
+    pub fn on_switch_event(&mut self, event: SwitchEvent) {
+        match event {
+            SwitchEvent::Connected { conn, peer, handle } => {
+                self.switches.insert(
+                    conn,
+                    Switch {
+                        handle,
+                        peer,
+                        dpid: None,
+                        host: None,
+                        ports: BTreeMap::new(),
+                        sync: program::Sync::default(),
+                    },
+                );
+            }
+            SwitchEvent::Upcall { conn, upcall } => self.on_upcall(conn, upcall),
+            SwitchEvent::PacketInDropped { .. } => {
+                self.metrics.packet_ins_dropped.inc();
+            }
+            SwitchEvent::Disconnected { conn, .. } => {
+                self.forget_tickets(conn);
+                if let Some(sw) = self.switches.remove(&conn) {
+                    if let Some(dpid) = sw.dpid {
+                        self.metrics.switches_connected.dec();
+                        self.publish(NorthEvent::Switch {
+                            dpid: format!("{dpid:016x}"),
+                            host: sw.host.map(|h| h.0),
+                            connected: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_upcall(&mut self, conn: ConnId, upcall: Upcall) {
+        match upcall {
+            Upcall::Ready {
+                features,
+                ports,
+                flows,
+                groups,
+            } => {
+                let dpid = features.datapath_id;
+                let host = self.host_by_dpid(dpid).map(|h| h.name.clone());
+                // A switch reconnecting before its old connection timed out:
+                // the new connection wins, the old one is released.
+                let stale: Vec<ConnId> = self
+                    .switches
+                    .iter()
+                    .filter(|(c, s)| **c != conn && s.dpid == Some(dpid))
+                    .map(|(c, _)| *c)
+                    .collect();
+                for c in stale {
+                    if self.switches.remove(&c).is_some() {
+                        self.metrics.switches_connected.dec();
+                        info!(%c, "released the older connection of dpid {dpid:016x}");
+                    }
+                }
+                let Some(sw) = self.switches.get_mut(&conn) else {
+                    return;
+                };
+                sw.dpid = Some(dpid);
+                sw.host = host.clone();
+                sw.ports = ports.into_iter().map(|p| (p.port_no, p)).collect();
+                sw.reset_sync();
+                self.metrics.switches_connected.inc();
+                match &host {
+                    Some(h) => info!(%conn, host = %h, "switch {dpid:016x} ready"),
+                    None => warn!(
+                        %conn,
+                        "switch {dpid:016x} matches no host; add a host with datapath_id \
+                         \"{dpid:016x}\" (the controller leaves its tables alone until then)"
+                    ),
+                }
+                self.publish(NorthEvent::Switch {
+                    dpid: format!("{dpid:016x}"),
+                    host: host.map(|h| h.0),
+                    connected: true,
+                });
+                self.on_tables(conn, &flows, &groups);
+            }
+            Upcall::Tables { flows, groups } => self.on_tables(conn, &flows, &groups),
+            Upcall::BarrierConfirmed { ticket, errors } => self.on_barrier(conn, ticket, errors),
+            Upcall::PacketIn(pi) => self.on_packet_in(conn, &pi),
+            Upcall::PortStatus(s) => {
+                if let Some(sw) = self.switches.get_mut(&conn) {
+                    match s.reason {
+                        PortReason::Delete => {
+                            sw.ports.remove(&s.desc.port_no);
+                        }
+                        _ => {
+                            sw.ports.insert(s.desc.port_no, s.desc);
+                        }
+                    }
+                }
+            }
+            Upcall::SwitchError { .. } => {
+                self.metrics.switch_errors.inc();
+            }
+        }
+    }
+
+    fn host_by_dpid(&self, dpid: u64) -> Option<&Host> {
+        self.topology.hosts.values().find(|h| h.datapath_id == dpid)
+    }
+
+    /// Handles one report from the OVSDB side.
+    pub fn on_topology_event(&mut self, event: TopologyEvent) {
+        match event {
+            TopologyEvent::Ports {
+                host,
+                vm_ports,
+                tunnels,
+            } => {
+                if !self.topology.hosts.contains_key(&host) {
+                    return;
+                }
+                let changed = self.replace_ports(&host, &vm_ports, &tunnels);
+                if changed {
+                    debug!(%host, "ports changed: {} VM ports, {} tunnels", vm_ports.len(), tunnels.len());
+                    self.publish(NorthEvent::Topology {
+                        what: format!("ports of {host}"),
+                    });
+                    self.program_all();
+                }
+            }
+            TopologyEvent::Ovsdb { host, connected } => {
+                if connected {
+                    self.ovsdb_up.insert(host);
+                } else {
+                    self.ovsdb_up.remove(&host);
+                }
+            }
+        }
+    }
+
+    /// Replaces what the topology holds for `host`'s ports; whether
+    /// anything changed.
+    fn replace_ports(
+        &mut self,
+        host: &HostName,
+        vm_ports: &[VmPortSeen],
+        tunnels: &[(Ipv4Addr, u32)],
+    ) -> bool {
+        let new_vm: BTreeMap<(HostName, u32), VmPort> = vm_ports
+            .iter()
+            .map(|p| {
+                (
+                    (host.clone(), p.ofport),
+                    VmPort {
+                        host: host.clone(),
+                        name: p.name.clone(),
+                        ofport: p.ofport,
+                        vi: p.vi,
+                    },
+                )
+            })
+            .collect();
+        let new_tunnels: BTreeMap<(HostName, HostName), u32> = tunnels
+            .iter()
+            .filter_map(|(ip, ofport)| {
+                let peer = self
+                    .topology
+                    .hosts
+                    .values()
+                    .find(|h| h.underlay_ip == *ip)?;
+                Some(((host.clone(), peer.name.clone()), *ofport))
+            })
+            .collect();
+        let t = &mut self.topology;
+        let old_vm: BTreeMap<_, _> = t
+            .vm_ports
+            .iter()
+            .filter(|((h, _), _)| h == host)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let old_tunnels: BTreeMap<_, _> = t
+            .tunnels
+            .iter()
+            .filter(|((h, _), _)| h == host)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if old_vm == new_vm && old_tunnels == new_tunnels {
+            return false;
+        }
+        t.vm_ports.retain(|(h, _), _| h != host);
+        t.tunnels.retain(|(h, _), _| h != host);
+        t.vm_ports.extend(new_vm);
+        t.tunnels.extend(new_tunnels);
+        true
+    }
+
+    fn announce_hosts(&self) {
+        self.hosts_out
+            .send_replace(managed_hosts(&self.topology, &self.controllers));
+    }
+
+    /// Every host with its connection state.
+    pub fn hosts(&self) -> Vec<HostStatus> {
+        self.topology
+            .hosts
+            .values()
+            .map(|h| self.host_status(h))
+            .collect()
+    }
+
+    pub fn host(&self, name: &HostName) -> Option<HostStatus> {
+        self.topology.hosts.get(name).map(|h| self.host_status(h))
+    }
+
+    fn host_status(&self, h: &Host) -> HostStatus {
+        let sw = self
+            .switches
+            .values()
+            .find(|s| s.host.as_ref() == Some(&h.name));
+        HostStatus {
+            host: ManagedHost {
+                host: h.clone(),
+                controller: self.controllers.get(&h.name).cloned(),
+            },
+            openflow_peer: sw.map(|s| s.peer.clone()),
+            openflow_ports: sw
+                .map(|s| s.ports.values().map(SwitchPort::of).collect())
+                .unwrap_or_default(),
+            ovsdb_connected: self.ovsdb_up.contains(&h.name),
+        }
+    }
+
+    /// Adds or replaces a host; `Ok(true)` when it is new. The mesh grows
+    /// (or changes) on every other host without restarting anything.
+    pub fn put_host(&mut self, managed: ManagedHost) -> Result<bool, Refusal> {
+        let host = &managed.host;
+        for other in self.topology.hosts.values() {
+            if other.name == host.name {
+                continue;
+            }
+            if other.underlay_ip == host.underlay_ip {
+                return Err(Refusal::Conflict(format!(
+                    "underlay_ip {} is already host {}'s; every host needs its own",
+                    host.underlay_ip, other.name
+                )));
+            }
+            if other.datapath_id == host.datapath_id {
+                return Err(Refusal::Conflict(format!(
+                    "datapath_id {:016x} is already host {}'s; set a distinct datapath_id",
+                    host.datapath_id, other.name
+                )));
+            }
+        }
+        if host.role != HostRole::Gateway {
+            if let Some(vi) = self
+                .topology
+                .vis
+                .values()
+                .find(|v| v.gateways.contains(&host.name))
+            {
+                return Err(Refusal::Conflict(format!(
+                    "host {} is a gateway of {} ({}); it must keep role \"gateway\"",
+                    host.name, vi.id, vi.name
+                )));
+            }
+        }
+        let name = host.name.clone();
+        match &managed.controller {
+            Some(c) => self.controllers.insert(name.clone(), c.clone()),
+            None => self.controllers.remove(&name),
+        };
+        let created = self
+            .topology
+            .hosts
+            .insert(name.clone(), managed.host)
+            .is_none();
+        // A changed datapath id re-maps connected switches.
+        for sw in self.switches.values_mut() {
+            let owner = sw.dpid.and_then(|d| {
+                self.topology
+                    .hosts
+                    .values()
+                    .find(|h| h.datapath_id == d)
+                    .map(|h| h.name.clone())
+            });
+            sw.host = owner;
+        }
+        self.announce_hosts();
+        if let Some(h) = self.topology.hosts.get(&name) {
+            let mut b = store::Batch::new();
+            b.put_host(h);
+            self.store(b);
+        }
+        self.publish(NorthEvent::Topology {
+            what: format!("host {name} {}", if created { "added" } else { "changed" }),
+        });
+        self.program_all();
+        Ok(created)
+    }
+
+    /// Removes a host; the other hosts' tunnels to it go too.
+    pub fn delete_host(&mut self, name: &HostName) -> Result<(), Refusal> {
+        if !self.topology.hosts.contains_key(name) {
+            return Err(Refusal::NotFound(format!("no host named {name}")));
+        }
+        if let Some(vi) = self
+            .topology
+            .vis
+            .values()
+            .find(|v| v.gateways.contains(name))
+        {
+            return Err(Refusal::Conflict(format!(
+                "host {name} is a gateway of {} ({}); remove it from the VI's gateways first",
+                vi.id, vi.name
+            )));
+        }
+        self.topology.hosts.remove(name);
+        self.controllers.remove(name);
+        self.topology.vm_ports.retain(|(h, _), _| h != name);
+        self.topology
+            .tunnels
+            .retain(|(h, peer), _| h != name && peer != name);
+        self.ovsdb_up.remove(name);
+        for sw in self.switches.values_mut() {
+            if sw.host.as_ref() == Some(name) {
+                sw.host = None;
+            }
+        }
+        self.announce_hosts();
+        let mut b = store::Batch::new();
+        b.delete_host(name);
+        self.store(b);
+        self.publish(NorthEvent::Topology {
+            what: format!("host {name} removed"),
+        });
+        self.program_all();
+        Ok(())
+    }
+
+    pub fn vis(&self) -> Vec<Vi> {
+        self.topology.vis.values().cloned().collect()
+    }
+
+    pub fn vi(&self, id: ViId) -> Option<Vi> {
+        self.topology.vis.get(&id).cloned()
+    }
+
+    /// Adds or replaces a VI; `Ok(true)` when it is new.
+    pub fn put_vi(&mut self, vi: Vi) -> Result<bool, Refusal> {
+        for other in self.topology.vis.values() {
+            if other.id == vi.id {
+                continue;
+            }
+            if other.gre_key == vi.gre_key {
+                return Err(Refusal::Conflict(format!(
+                    "gre_key {} is already {}'s ({}); each VI needs its own key",
+                    vi.gre_key, other.id, other.name
+                )));
+            }
+            if other.name == vi.name {
+                return Err(Refusal::Conflict(format!(
+                    "the name {:?} is already {}'s; each VI needs its own name",
+                    vi.name, other.id
+                )));
+            }
+        }
+        for g in &vi.gateways {
+            match self.topology.hosts.get(g) {
+                None => {
+                    return Err(Refusal::Conflict(format!(
+                        "gateway {g} is not a known host; add it with role \"gateway\" first"
+                    )))
+                }
+                Some(h) if h.role != HostRole::Gateway => {
+                    return Err(Refusal::Conflict(format!(
+                        "host {g} has role \"compute\"; a VI's gateway must have role \"gateway\""
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        let id = vi.id;
+        let mut b = store::Batch::new();
+        b.put_vi(&vi);
+        self.store(b);
+        let created = self.topology.vis.insert(id, vi).is_none();
+        self.publish(NorthEvent::Topology {
+            what: format!("{id} {}", if created { "added" } else { "changed" }),
+        });
+        self.program_all();
+        Ok(created)
+    }
+
+    pub fn delete_vi(&mut self, id: ViId) -> Result<(), Refusal> {
+        if self.topology.vis.remove(&id).is_none() {
+            return Err(Refusal::NotFound(format!("no VI with id {}", id.0)));
+        }
+        let changes = self.registry.remove_vi(id);
+        let mut b = store::Batch::new();
+        b.delete_vi(id);
+        self.store(b);
+        self.registry_changed(&changes);
+        self.publish(NorthEvent::Topology {
+            what: format!("{id} removed"),
+        });
+        self.program_all();
+        Ok(())
+    }
+
+    /// VM ports, optionally only those on `host` or in `vi`.
+    pub fn vm_ports(&self, host: Option<&HostName>, vi: Option<ViId>) -> Vec<VmPort> {
+        self.topology
+            .vm_ports
+            .values()
+            .filter(|p| host.is_none_or(|h| &p.host == h))
+            .filter(|p| vi.is_none_or(|v| p.vi == v))
+            .cloned()
+            .collect()
+    }
+
+    /// Seeds a VI's registry entries (at start and when a VI is launched).
+    /// Seeding again is harmless: it never moves what an announcement or
+    /// the API placed.
+    pub fn seed(&mut self, vi: ViId, entries: &[SeedEntry]) -> Result<usize, RegistryError> {
+        let changes = self.registry.seed(now_ms(), &self.topology, vi, entries)?;
+        let n = changes.len();
+        self.registry_changed(&changes);
+        Ok(n)
+    }
+
+    /// Every registry entry, or those of one VI.
+    pub fn registry_entries(&self, vi: Option<ViId>) -> Vec<RegistryEntry> {
+        self.registry.list(vi)
+    }
+
+    pub fn registry_entry(&self, key: &MacKey) -> Option<RegistryEntry> {
+        self.registry.get(key)
+    }
+
+    /// The API's put: `Ok(true)` when the entry is new.
+    pub fn put_registry_entry(&mut self, spec: &EntrySpec) -> Result<bool, RegistryError> {
+        let created = self.registry.mac(&spec.key).is_none();
+        let changes = self.registry.put(now_ms(), &self.topology, spec)?;
+        self.registry_changed(&changes);
+        Ok(created)
+    }
+
+    pub fn delete_registry_entry(&mut self, key: &MacKey) -> Result<(), RegistryError> {
+        let changes = self.registry.delete(key)?;
+        self.registry_changed(&changes);
+        Ok(())
+    }
+
+    pub fn health(&self) -> Health {
+        Health {
+            hosts: self.topology.hosts.len(),
+            switches_ready: self.switches.values().filter(|s| s.dpid.is_some()).count(),
+            ovsdb_connected: self.ovsdb_up.len(),
+            vis: self.topology.vis.len(),
+        }
+    }
+}
+
+fn managed_hosts(
+    topology: &Topology,
+    controllers: &BTreeMap<HostName, String>,
+) -> Vec<ManagedHost> {
+    topology
+        .hosts
+        .values()
+        .map(|h| ManagedHost {
+            host: h.clone(),
+            controller: controllers.get(&h.name).cloned(),
+        })
+        .collect()
+}
+
+fn now_ms() -> Timestamp {
+    Timestamp::from(std::time::SystemTime::now())
+}
+
+mod program;
+#[cfg(test)]
+mod tests;

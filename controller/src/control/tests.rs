@@ -1,0 +1,629 @@
+use super::*;
+use crate::compiler::compile;
+use crate::flowsim;
+use crate::server::{Command, SwitchHandle};
+use crate::session::{Batch, CloseReason};
+use ofp::message::{Message, PacketIn, PacketInReason, SwitchFeatures, NO_BUFFER};
+use ofp::multipart::{FlowStats, GroupDesc};
+use ofp::oxm::Match;
+use ofp::packet::{ArpRepr, MacAddr};
+
+fn host(name: &str, ip: [u8; 4], dpid: u64, role: HostRole) -> ManagedHost {
+    ManagedHost {
+        host: Host {
+            name: HostName(name.into()),
+            underlay_ip: Ipv4Addr::from(ip),
+            role,
+            ovsdb_remote: format!("unix:/run/{name}.sock"),
+            datapath_id: dpid,
+        },
+        controller: None,
+    }
+}
+
+fn vi(id: u32, key: u32, gateways: &[&str]) -> Vi {
+    Vi {
+        id: ViId(id),
+        name: format!("vi{id}"),
+        gre_key: key,
+        gateways: gateways.iter().map(|g| HostName((*g).into())).collect(),
+    }
+}
+
+fn control() -> (Control, watch::Receiver<Vec<ManagedHost>>) {
+    let parts = Control::start(
+        vec![
+            host("pm1", [10, 0, 0, 1], 1, HostRole::Compute),
+            host("pm2", [10, 0, 0, 2], 2, HostRole::Compute),
+            host("gw", [10, 0, 0, 9], 9, HostRole::Gateway),
+        ],
+        vec![vi(1, 1001, &["gw"])],
+        Registry::new(),
+        Arc::new(Metrics::default()),
+    );
+    (parts.control, parts.hosts)
+}
+
+/// A handle whose connection side is held by the returned receiver.
+fn handle(conn: u64) -> (SwitchHandle, mpsc::Receiver<Command>) {
+    SwitchHandle::detached(ConnId(conn), 8)
+}
+
+fn ready(c: &mut Control, conn: u64, dpid: u64) {
+    ready_with(c, conn, dpid, vec![], vec![]);
+}
+
+fn ready_with(
+    c: &mut Control,
+    conn: u64,
+    dpid: u64,
+    flows: Vec<FlowStats>,
+    groups: Vec<GroupDesc>,
+) {
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(conn),
+        upcall: Upcall::Ready {
+            features: SwitchFeatures {
+                datapath_id: dpid,
+                ..SwitchFeatures::default()
+            },
+            ports: vec![],
+            flows,
+            groups,
+        },
+    });
+}
+
+fn connect(c: &mut Control, conn: u64) -> mpsc::Receiver<Command> {
+    let (h, rx) = handle(conn);
+    c.on_switch_event(SwitchEvent::Connected {
+        conn: ConnId(conn),
+        peer: format!("127.0.0.1:{conn}"),
+        handle: h,
+    });
+    rx
+}
+
+#[test]
+fn a_ready_switch_is_matched_to_its_host_by_datapath_id() {
+    let (mut c, _) = control();
+    let _rx = connect(&mut c, 7);
+    assert_eq!(c.health().switches_ready, 0);
+    ready(&mut c, 7, 2);
+    let pm2 = c.host(&HostName("pm2".into())).unwrap();
+    assert_eq!(pm2.openflow_peer.as_deref(), Some("127.0.0.1:7"));
+    assert_eq!(c.health().switches_ready, 1);
+    assert_eq!(c.metrics.switches_connected.get(), 1);
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(7),
+        reason: CloseReason::PeerClosed,
+    });
+    assert_eq!(c.metrics.switches_connected.get(), 0);
+    assert!(c
+        .host(&HostName("pm2".into()))
+        .unwrap()
+        .openflow_peer
+        .is_none());
+}
+
+#[test]
+fn a_reconnecting_switch_replaces_its_old_connection() {
+    let (mut c, _) = control();
+    let mut old = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let _new = connect(&mut c, 2);
+    ready(&mut c, 2, 1);
+    assert_eq!(c.health().switches_ready, 1);
+    assert_eq!(c.metrics.switches_connected.get(), 1);
+    // The old connection's handle was dropped: its task sees the queue close
+    // once it has taken what was queued before.
+    while old.try_recv().is_ok() {}
+    assert!(old.is_closed());
+    // Its late disconnect does not count twice.
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(1),
+        reason: CloseReason::PeerClosed,
+    });
+    assert_eq!(c.metrics.switches_connected.get(), 1);
+}
+
+#[test]
+fn tunnels_are_mapped_to_peers_by_underlay_address() {
+    let (mut c, _) = control();
+    let pm1 = HostName("pm1".into());
+    let event = TopologyEvent::Ports {
+        host: pm1.clone(),
+        vm_ports: vec![VmPortSeen {
+            name: "vm1".into(),
+            ofport: 5,
+            vi: ViId(1),
+        }],
+        // The last tunnel leads to an address no host has: ignored.
+        tunnels: vec![
+            ([10, 0, 0, 2].into(), 10),
+            ([10, 0, 0, 9].into(), 11),
+            ([10, 9, 9, 9].into(), 12),
+        ],
+    };
+    let mut events = c.events.subscribe();
+    c.on_topology_event(event.clone());
+    let t = c.topology();
+    assert_eq!(t.tunnels.len(), 2);
+    assert_eq!(t.tunnels[&(pm1.clone(), HostName("gw".into()))], 11);
+    assert_eq!(c.vm_ports(Some(&pm1), Some(ViId(1))).len(), 1);
+    assert_eq!(c.vm_ports(None, Some(ViId(2))).len(), 0);
+    assert!(events.try_recv().is_ok());
+    // The same report again changes nothing and says nothing.
+    c.on_topology_event(event);
+    assert!(events.try_recv().is_err());
+    // A port going away is reflected.
+    c.on_topology_event(TopologyEvent::Ports {
+        host: pm1.clone(),
+        vm_ports: vec![],
+        tunnels: vec![],
+    });
+    assert!(c.topology().vm_ports.is_empty() && c.topology().tunnels.is_empty());
+}
+
+#[test]
+fn hosts_must_keep_distinct_addresses_and_ids() {
+    let (mut c, hosts) = control();
+    let clash = host("pm3", [10, 0, 0, 1], 3, HostRole::Compute);
+    assert!(matches!(c.put_host(clash), Err(Refusal::Conflict(m)) if m.contains("pm1")));
+    let clash = host("pm3", [10, 0, 0, 3], 2, HostRole::Compute);
+    assert!(matches!(c.put_host(clash), Err(Refusal::Conflict(m)) if m.contains("datapath_id")));
+    assert_eq!(
+        c.put_host(host("pm3", [10, 0, 0, 3], 3, HostRole::Compute)),
+        Ok(true)
+    );
+    assert_eq!(
+        hosts.borrow().len(),
+        4,
+        "the OVSDB side hears of the new host"
+    );
+    // Replacing a host's definition is not a clash with itself.
+    assert_eq!(
+        c.put_host(host("pm3", [10, 0, 0, 33], 3, HostRole::Compute)),
+        Ok(false)
+    );
+}
+
+#[test]
+fn a_gateway_in_use_cannot_be_removed_or_demoted() {
+    let (mut c, _) = control();
+    let gw = HostName("gw".into());
+    assert!(matches!(c.delete_host(&gw), Err(Refusal::Conflict(m)) if m.contains("vi1")));
+    let demoted = host("gw", [10, 0, 0, 9], 9, HostRole::Compute);
+    assert!(matches!(c.put_host(demoted), Err(Refusal::Conflict(_))));
+    c.delete_vi(ViId(1)).unwrap();
+    c.delete_host(&gw).unwrap();
+    assert!(matches!(c.delete_host(&gw), Err(Refusal::NotFound(_))));
+}
+
+#[test]
+fn removing_a_host_removes_the_tunnels_to_it() {
+    let (mut c, hosts) = control();
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm1".into()),
+        vm_ports: vec![],
+        tunnels: vec![([10, 0, 0, 2].into(), 10)],
+    });
+    let _rx = connect(&mut c, 4);
+    ready(&mut c, 4, 2);
+    c.delete_host(&HostName("pm2".into())).unwrap();
+    assert!(c.topology().tunnels.is_empty());
+    assert_eq!(hosts.borrow().len(), 2);
+    // Its switch stays connected but belongs to no host now.
+    assert_eq!(c.health().switches_ready, 1);
+    assert!(c.hosts().iter().all(|h| h.openflow_peer.is_none()));
+}
+
+#[test]
+fn vis_need_unique_keys_and_real_gateways() {
+    let (mut c, _) = control();
+    assert!(
+        matches!(c.put_vi(vi(2, 1001, &[])), Err(Refusal::Conflict(m)) if m.contains("gre_key"))
+    );
+    assert!(
+        matches!(c.put_vi(vi(2, 1002, &["pm1"])), Err(Refusal::Conflict(m)) if m.contains("compute"))
+    );
+    assert!(
+        matches!(c.put_vi(vi(2, 1002, &["nope"])), Err(Refusal::Conflict(m)) if m.contains("not a known host"))
+    );
+    assert_eq!(c.put_vi(vi(2, 1002, &[])), Ok(true));
+    assert_eq!(c.put_vi(vi(2, 1003, &["gw"])), Ok(false));
+    assert_eq!(c.vi(ViId(2)).unwrap().gre_key, 1003);
+    assert!(matches!(c.delete_vi(ViId(5)), Err(Refusal::NotFound(_))));
+}
+
+/// Every batch waiting in a connection's queue.
+fn batches(rx: &mut mpsc::Receiver<Command>) -> Vec<Batch> {
+    let mut out = Vec::new();
+    while let Ok(c) = rx.try_recv() {
+        if let Command::Submit(b) = c {
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn dumps_requested(rx: &mut mpsc::Receiver<Command>) -> usize {
+    let mut n = 0;
+    while let Ok(c) = rx.try_recv() {
+        n += usize::from(matches!(c, Command::Dump));
+    }
+    n
+}
+
+/// A VM port of VI 1 on pm1 (port 5) and pm2 (port 6), and the tunnels
+/// between pm1, pm2 and gw.
+fn with_ports(c: &mut Control) {
+    let ip = |h: u8| Ipv4Addr::from([10, 0, 0, h]);
+    for (host, port, peers) in [
+        ("pm1", 5, [(ip(2), 10), (ip(9), 11)]),
+        ("pm2", 6, [(ip(1), 10), (ip(9), 11)]),
+        ("gw", 7, [(ip(1), 10), (ip(2), 11)]),
+    ] {
+        c.on_topology_event(TopologyEvent::Ports {
+            host: HostName(host.into()),
+            vm_ports: vec![VmPortSeen {
+                name: format!("vm-{host}"),
+                ofport: port,
+                vi: ViId(1),
+            }],
+            tunnels: peers.to_vec(),
+        });
+    }
+}
+
+/// The batch's messages applied to a simulated switch.
+fn apply(sim: &mut flowsim::Switch, b: &Batch) {
+    sim.apply_all(
+        b.messages
+            .iter()
+            .filter(|m| !matches!(m, Message::BarrierRequest)),
+    )
+    .unwrap();
+}
+
+/// What a flow dump of `sim` would report.
+fn dump(sim: &flowsim::Switch) -> (Vec<FlowStats>, Vec<GroupDesc>) {
+    let st = sim.state();
+    let flows = st
+        .flows
+        .values()
+        .map(|f| FlowStats {
+            table_id: f.table,
+            duration_sec: 100,
+            duration_nsec: 0,
+            priority: f.priority,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: 0,
+            cookie: f.cookie,
+            packet_count: 0,
+            byte_count: 0,
+            match_: f.match_.clone(),
+            instructions: f.instructions.clone(),
+        })
+        .collect();
+    let groups = st
+        .groups
+        .values()
+        .map(|g| GroupDesc {
+            group_type: g.group_type,
+            group_id: g.group_id,
+            buckets: g
+                .buckets
+                .iter()
+                .map(|b| ofp::message::Bucket {
+                    weight: 0,
+                    watch_port: ofp::message::port_no::ANY,
+                    watch_group: ofp::message::group_no::ANY,
+                    actions: b.actions.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    (flows, groups)
+}
+
+#[test]
+fn a_ready_switch_gets_its_compiled_tables_and_a_barrier() {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let b = batches(&mut rx);
+    let [batch] = &b[..] else { panic!("{b:?}") };
+    assert!(batch.barrier.is_some());
+    let mut sim = flowsim::Switch::new();
+    apply(&mut sim, batch);
+    let want = compile(&c.registry, &c.topology, &HostName("pm1".into()));
+    assert_eq!(sim.state(), &want);
+    let flow_mods = batch
+        .messages
+        .iter()
+        .filter(|m| matches!(m, Message::FlowMod(_)))
+        .count() as u64;
+    assert_eq!(c.metrics.flow_mods_sent.get(), flow_mods);
+    // Nothing changed: nothing more is sent.
+    c.on_topology_event(TopologyEvent::Ovsdb {
+        host: HostName("pm1".into()),
+        connected: true,
+    });
+    c.program_all();
+    assert!(batches(&mut rx).is_empty());
+}
+
+/// pm1's switch connected and programmed, with a simulated switch holding
+/// what it was sent.
+fn pm1_programmed() -> (Control, mpsc::Receiver<Command>, flowsim::Switch) {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let mut sim = flowsim::Switch::new();
+    apply(&mut sim, &batches(&mut rx)[0]);
+    (c, rx, sim)
+}
+
+#[test]
+fn a_switch_that_already_holds_its_flows_is_left_alone() {
+    let (mut c, _rx, sim) = pm1_programmed();
+    // The switch reconnects (or the controller restarts) holding those flows.
+    let (flows, groups) = dump(&sim);
+    let mut rx2 = connect(&mut c, 2);
+    ready_with(&mut c, 2, 1, flows, groups);
+    assert!(
+        batches(&mut rx2).is_empty(),
+        "no flow is deleted or re-added"
+    );
+}
+
+#[test]
+fn a_changed_topology_sends_only_the_difference() {
+    let (mut c, mut rx, mut sim) = pm1_programmed();
+    // A second VM port of VI 1 appears on pm1.
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm1".into()),
+        vm_ports: vec![
+            VmPortSeen {
+                name: "vm-pm1".into(),
+                ofport: 5,
+                vi: ViId(1),
+            },
+            VmPortSeen {
+                name: "vm-pm1b".into(),
+                ofport: 8,
+                vi: ViId(1),
+            },
+        ],
+        tunnels: vec![([10, 0, 0, 2].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    });
+    let b = batches(&mut rx);
+    let [delta] = &b[..] else { panic!("{b:?}") };
+    let deletes = delta
+        .messages
+        .iter()
+        .filter(|m| matches!(m, Message::FlowMod(f) if f.command == ofp::message::FlowModCommand::DeleteStrict))
+        .count();
+    assert_eq!(deletes, 0, "adding a port deletes nothing");
+    apply(&mut sim, delta);
+    let want = compile(&c.registry, &c.topology, &HostName("pm1".into()));
+    assert_eq!(sim.state(), &want);
+}
+
+/// How many moves the latency histogram has seen.
+fn moves_measured(c: &Control) -> u64 {
+    c.metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("iris_move_latency_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rarp_in(mac: MacAddr, in_port: u32) -> Upcall {
+    let mut data = Vec::new();
+    ArpRepr::rarp_announce(mac).emit(&mut data);
+    Upcall::PacketIn(PacketIn {
+        buffer_id: NO_BUFFER,
+        total_len: data.len() as u16,
+        reason: PacketInReason::Action,
+        table_id: crate::compiler::TABLE_INTERCEPT,
+        cookie: 0,
+        match_: Match::new().in_port(in_port),
+        data,
+    })
+}
+
+#[test]
+fn a_rarp_moves_the_mac_and_floods_once_every_switch_confirms() {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rx1 = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let mut rx2 = connect(&mut c, 2);
+    ready(&mut c, 2, 2);
+    let mut rx9 = connect(&mut c, 9);
+    ready(&mut c, 9, 9);
+    let confirm = |c: &mut Control, conn: u64, rx: &mut mpsc::Receiver<Command>| {
+        for b in batches(rx) {
+            if let Some(ticket) = b.barrier {
+                c.on_switch_event(SwitchEvent::Upcall {
+                    conn: ConnId(conn),
+                    upcall: Upcall::BarrierConfirmed { ticket, errors: 0 },
+                });
+            }
+        }
+    };
+    for (conn, rx) in [(1, &mut rx1), (2, &mut rx2), (9, &mut rx9)] {
+        confirm(&mut c, conn, rx);
+    }
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    // The VM first lives on pm1 ...
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(mac, 5),
+    });
+    for (conn, rx) in [(1, &mut rx1), (2, &mut rx2), (9, &mut rx9)] {
+        confirm(&mut c, conn, rx);
+    }
+    let mut events = c.events.subscribe();
+    // ... and migrates to pm2, which sends its RARP.
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_in(mac, 6),
+    });
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        mac,
+    };
+    assert_eq!(
+        c.registry.mac(&key).and_then(|e| e.location.clone()),
+        Some(Location::Port {
+            host: HostName("pm2".into()),
+            ofport: 6
+        })
+    );
+    // Every switch of VI 1 got new flows; the flood waits for their barriers.
+    let b2 = batches(&mut rx2);
+    assert!(b2.iter().all(|b| b.barrier.is_some()), "{b2:?}");
+    let b1 = batches(&mut rx1);
+    let b9 = batches(&mut rx9);
+    assert!(!b1.is_empty() && !b2.is_empty() && !b9.is_empty());
+    assert_eq!(moves_measured(&c), 0, "a first placement is not a move");
+    let tickets: Vec<(u64, u64)> = [(1, &b1), (2, &b2), (9, &b9)]
+        .iter()
+        .flat_map(|(conn, bs)| bs.iter().filter_map(move |b| b.barrier.map(|t| (*conn, t))))
+        .collect();
+    for (i, (conn, ticket)) in tickets.iter().enumerate() {
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(*conn),
+            upcall: Upcall::BarrierConfirmed {
+                ticket: *ticket,
+                errors: 0,
+            },
+        });
+        let flood = batches(&mut rx2);
+        if i + 1 < tickets.len() {
+            assert!(flood.is_empty(), "nothing before the last barrier");
+        } else {
+            let [b] = &flood[..] else { panic!("{flood:?}") };
+            assert!(matches!(&b.messages[..], [Message::PacketOut(p)] if p.in_port == 6));
+        }
+    }
+    assert_eq!(moves_measured(&c), 1);
+    let mut saw_move = false;
+    while let Ok(e) = events.try_recv() {
+        if let NorthEvent::Move { event, .. } = e {
+            assert_eq!(event.location.as_deref(), Some("pm2:6"));
+            assert_eq!(event.from.as_deref(), Some("pm1:5"));
+            saw_move = true;
+        }
+    }
+    assert!(saw_move);
+    let text = c.metrics.render();
+    assert!(
+        text.contains("iris_packet_ins_total{reason=\"rarp\"} 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let (h, mut rx) = SwitchHandle::detached(ConnId(1), 1);
+    c.on_switch_event(SwitchEvent::Connected {
+        conn: ConnId(1),
+        peer: "p".into(),
+        handle: h,
+    });
+    ready(&mut c, 1, 1);
+    // The first batch fills the queue; the next change cannot be queued.
+    c.put_registry_entry(&EntrySpec {
+        key: MacKey {
+            vi: ViId(1),
+            vlan: crate::model::Vlan::Untagged,
+            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+        },
+        location: Some(Location::Port {
+            host: HostName("pm2".into()),
+            ofport: 6,
+        }),
+        ips: vec![[10, 1, 1, 1].into()],
+    })
+    .unwrap();
+    let first = batches(&mut rx);
+    assert_eq!(first.len(), 1);
+    // The switch was marked unknown; the periodic resync asks for a dump ...
+    c.on_tick();
+    assert_eq!(dumps_requested(&mut rx), 1);
+    // ... and the dump (the first batch only) is reconciled to the rest.
+    let mut sim = flowsim::Switch::new();
+    apply(&mut sim, &first[0]);
+    let (flows, groups) = dump(&sim);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Tables { flows, groups },
+    });
+    let b = batches(&mut rx);
+    let [rest] = &b[..] else { panic!("{b:?}") };
+    apply(&mut sim, rest);
+    assert_eq!(
+        sim.state(),
+        &compile(&c.registry, &c.topology, &HostName("pm1".into()))
+    );
+}
+
+#[test]
+fn refusals_in_a_batch_lead_to_a_dump() {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let ticket = batches(&mut rx)[0].barrier.unwrap();
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::BarrierConfirmed { ticket, errors: 2 },
+    });
+    assert_eq!(dumps_requested(&mut rx), 1);
+    // Not again while that dump is outstanding.
+    c.on_tick();
+    assert_eq!(dumps_requested(&mut rx), 0);
+}
+
+#[test]
+fn port_status_is_visible_on_the_host() {
+    use ofp::message::{port_state, PortReason, PortStatus};
+    let (mut c, _) = control();
+    let _rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let port = |state| Port {
+        port_no: 4,
+        name: ofp::codec::Name::new("vm4"),
+        state,
+        ..Port::default()
+    };
+    let status = |reason, p| SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::PortStatus(PortStatus { reason, desc: p }),
+    };
+    let pm1 = HostName("pm1".into());
+    c.on_switch_event(status(PortReason::Add, port(0)));
+    assert_eq!(
+        c.host(&pm1).unwrap().openflow_ports,
+        vec![SwitchPort {
+            port_no: 4,
+            name: "vm4".into(),
+            up: true
+        }]
+    );
+    c.on_switch_event(status(PortReason::Modify, port(port_state::LINK_DOWN)));
+    assert!(!c.host(&pm1).unwrap().openflow_ports[0].up);
+    c.on_switch_event(status(PortReason::Delete, port(0)));
+    assert!(c.host(&pm1).unwrap().openflow_ports.is_empty());
+}

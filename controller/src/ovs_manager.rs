@@ -1,0 +1,354 @@
+//! Keeping every host's Open vSwitch right through OVSDB, and telling the
+//! control loop what its ports are.
+//!
+//! One task per host connects to the host's ovsdb-server and makes the
+//! integration bridge match the configuration (datapath type, OpenFlow 1.3
+//! only, `fail_mode=secure`, the controller target, `other_config:datapath-id`
+//! so the OpenFlow connection maps to the host) and its GRE tunnels
+//! (`key=flow`, one port per peer) match the current host list: the mesh
+//! grows and shrinks as hosts come and go, without restarting anything. It
+//! then watches the Interface table and reports the ofports of tunnels and
+//! of VM ports (`external_ids:iris-vi`). A lost ovsdb-server is reconnected
+//! with exponential backoff.
+//!
+//! What a host's bridge should be ([`plans`]) and what its interfaces mean
+//! ([`ports_report`]) are pure functions; the tasks only move data.
+
+use crate::control::{ManagedHost, TopologyEvent, VmPortSeen};
+use crate::model::{HostName, ViId};
+use ovsdb::vswitch::{BridgeSpec, DatapathType, InterfaceInfo, TunnelSpec};
+use ovsdb::{Remote, Vswitch};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+/// How every host's bridge is set up, and how hard to retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagerConfig {
+    pub bridge: String,
+    pub datapath_type: DatapathType,
+    /// The controller target for hosts that name none of their own.
+    pub default_controller: String,
+    /// First wait after a failed connection; doubled up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+/// What one host's OVSDB must say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPlan {
+    pub remote: String,
+    pub bridge: BridgeSpec,
+    pub tunnels: Vec<TunnelSpec>,
+}
+
+/// The tunnel port toward the host at `peer`: named after the address so
+/// the name is stable, unique per peer, and short enough for a device name.
+pub fn tunnel_name(peer: Ipv4Addr) -> String {
+    format!("gre-{:08x}", u32::from(peer))
+}
+
+/// What every host's OVSDB must say, given all hosts.
+pub fn plans(config: &ManagerConfig, hosts: &[ManagedHost]) -> BTreeMap<HostName, HostPlan> {
+    hosts
+        .iter()
+        .map(|m| {
+            let h = &m.host;
+            let controller = m
+                .controller
+                .clone()
+                .unwrap_or_else(|| config.default_controller.clone());
+            let bridge = BridgeSpec::new(config.bridge.clone())
+                .datapath_type(config.datapath_type)
+                .controller(controller)
+                .datapath_id(h.datapath_id);
+            let tunnels = hosts
+                .iter()
+                .filter(|o| o.host.name != h.name)
+                .map(|o| {
+                    let ip = o.host.underlay_ip;
+                    TunnelSpec::gre(tunnel_name(ip), ip.into())
+                })
+                .collect();
+            (
+                h.name.clone(),
+                HostPlan {
+                    remote: h.ovsdb_remote.clone(),
+                    bridge,
+                    tunnels,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The ports of a bridge the control loop cares about.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BridgePorts {
+    pub vm_ports: Vec<VmPortSeen>,
+    /// (remote underlay address, ofport).
+    pub tunnels: Vec<(Ipv4Addr, u32)>,
+}
+
+/// VM ports and tunnels on `bridge`, from its interfaces: VM ports are those
+/// tagged `external_ids:iris-vi=<id>`, tunnels the GRE interfaces by remote
+/// address. Only interfaces with an ofport count. The names of interfaces
+/// tagged with a VI id that is not a number come second.
+pub fn ports_report(bridge: &str, interfaces: &[InterfaceInfo]) -> (BridgePorts, Vec<String>) {
+    let mut vm_ports = Vec::new();
+    let mut tunnels = Vec::new();
+    let mut bad_vi = Vec::new();
+    for i in interfaces {
+        if i.bridge.as_deref() != Some(bridge) {
+            continue;
+        }
+        let Some(ofport) = i.ofport.number() else {
+            continue;
+        };
+        if let Some(vi) = i.vi() {
+            match vi.parse::<u32>() {
+                Ok(v) if ViId(v).is_valid() => vm_ports.push(VmPortSeen {
+                    name: i.name.clone(),
+                    ofport,
+                    vi: ViId(v),
+                }),
+                _ => bad_vi.push(i.name.clone()),
+            }
+        } else if i.kind == ovsdb::vswitch::TUNNEL_TYPE {
+            if let Some(ip) = i
+                .options
+                .get("remote_ip")
+                .and_then(|r| r.parse::<Ipv4Addr>().ok())
+            {
+                tunnels.push((ip, ofport));
+            }
+        }
+    }
+    vm_ports.sort_by_key(|p| p.ofport);
+    tunnels.sort();
+    (BridgePorts { vm_ports, tunnels }, bad_vi)
+}
+
+/// Keeps every host in `hosts` right until `shutdown` is cancelled.
+pub async fn run(
+    config: ManagerConfig,
+    mut hosts: watch::Receiver<Vec<ManagedHost>>,
+    events: mpsc::Sender<TopologyEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut tasks: BTreeMap<HostName, (watch::Sender<HostPlan>, CancellationToken)> =
+        BTreeMap::new();
+    let mut joins = JoinSet::new();
+    loop {
+        let wanted = plans(&config, &hosts.borrow_and_update());
+        tasks.retain(|name, (_, token)| {
+            let keep = wanted.contains_key(name);
+            if !keep {
+                info!(host = %name, "host removed; no longer managing its OVSDB");
+                token.cancel();
+            }
+            keep
+        });
+        for (name, plan) in wanted {
+            match tasks.get(&name) {
+                Some((tx, _)) => {
+                    tx.send_if_modified(|p| {
+                        let changed = *p != plan;
+                        *p = plan;
+                        changed
+                    });
+                }
+                None => {
+                    let (tx, rx) = watch::channel(plan);
+                    let token = shutdown.child_token();
+                    let span = info_span!("ovsdb", host = %name);
+                    let task = HostTask {
+                        name: name.clone(),
+                        bridge: config.bridge.clone(),
+                        plan: rx,
+                        events: events.clone(),
+                        token: token.clone(),
+                        backoff_min: config.backoff_min,
+                        backoff_max: config.backoff_max,
+                    };
+                    joins.spawn(task.run().instrument(span));
+                    tasks.insert(name, (tx, token));
+                }
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            changed = hosts.changed() => if changed.is_err() { break },
+            // Reap tasks of removed hosts as they end.
+            Some(_) = joins.join_next(), if !joins.is_empty() => {}
+        }
+    }
+    shutdown.cancel();
+    while joins.join_next().await.is_some() {}
+}
+
+/// How a connection to one host's OVSDB ended.
+enum Ended {
+    Shutdown,
+    /// Connected, then lost; retry from the shortest wait.
+    Lost(String),
+    /// Could not connect or could not apply; retry after a longer wait.
+    Failed(String),
+}
+
+struct HostTask {
+    name: HostName,
+    bridge: String,
+    plan: watch::Receiver<HostPlan>,
+    events: mpsc::Sender<TopologyEvent>,
+    token: CancellationToken,
+    backoff_min: Duration,
+    backoff_max: Duration,
+}
+
+impl HostTask {
+    async fn run(mut self) {
+        let mut backoff = self.backoff_min;
+        let mut failures = 0u32;
+        loop {
+            match self.serve().await {
+                Ended::Shutdown => return,
+                Ended::Lost(why) => {
+                    warn!("OVSDB connection lost: {why}; reconnecting");
+                    self.report_connected(false).await;
+                    backoff = self.backoff_min;
+                    failures = 0;
+                }
+                Ended::Failed(why) => {
+                    // The first failure of a streak is worth a warning; the
+                    // rest would only repeat it.
+                    if failures == 0 {
+                        warn!("{why}; retrying every {:?} at most", self.backoff_max);
+                    } else {
+                        debug!("{why}");
+                    }
+                    failures += 1;
+                }
+            }
+            tokio::select! {
+                _ = self.token.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+                // A new plan (say, a corrected remote) is worth trying at once.
+                _ = self.plan.changed() => {}
+            }
+            backoff = (backoff * 2).min(self.backoff_max);
+        }
+    }
+
+    async fn report_connected(&self, connected: bool) {
+        let _ = self
+            .events
+            .send(TopologyEvent::Ovsdb {
+                host: self.name.clone(),
+                connected,
+            })
+            .await;
+    }
+
+    /// One session: connect, make the switch right, report its ports until
+    /// the session ends.
+    async fn serve(&mut self) -> Ended {
+        let plan = self.plan.borrow_and_update().clone();
+        let remote: Remote = match plan.remote.parse() {
+            Ok(r) => r,
+            Err(e) => return Ended::Failed(e.to_string()),
+        };
+        let vs = tokio::select! {
+            _ = self.token.cancelled() => return Ended::Shutdown,
+            r = Vswitch::connect(&remote) => match r {
+                Ok(vs) => vs,
+                Err(e) => return Ended::Failed(e.to_string()),
+            },
+        };
+        if let Err(e) = self.apply(&vs, &plan).await {
+            return Ended::Failed(e);
+        }
+        info!(remote = %remote, "OVSDB connected; bridge {} configured", self.bridge);
+        self.report_connected(true).await;
+        let mut watch = match vs.watch_interfaces().await {
+            Ok(w) => w,
+            Err(e) => return Ended::Lost(e.to_string()),
+        };
+        let mut last = None;
+        let mut warned: BTreeSet<String> = BTreeSet::new();
+        self.report_ports(&vs, &mut last, &mut warned).await;
+        loop {
+            tokio::select! {
+                _ = self.token.cancelled() => return Ended::Shutdown,
+                reason = vs.closed() => return Ended::Lost(reason.to_string()),
+                changed = self.plan.changed() => {
+                    if changed.is_err() {
+                        return Ended::Shutdown;
+                    }
+                    let plan = self.plan.borrow_and_update().clone();
+                    if plan.remote != remote.to_string() {
+                        return Ended::Lost(format!("the remote changed to {}", plan.remote));
+                    }
+                    if let Err(e) = self.apply(&vs, &plan).await {
+                        return Ended::Failed(e);
+                    }
+                }
+                event = watch.next() => match event {
+                    Some(_) => self.report_ports(&vs, &mut last, &mut warned).await,
+                    None => return Ended::Lost(vs.closed().await.to_string()),
+                },
+            }
+        }
+    }
+
+    async fn apply(&self, vs: &Vswitch, plan: &HostPlan) -> Result<(), String> {
+        let bridge = vs
+            .ensure_bridge(&plan.bridge)
+            .await
+            .map_err(|e| format!("cannot configure bridge {}: {e}", self.bridge))?;
+        let tunnels = vs
+            .set_tunnels(&self.bridge, &plan.tunnels)
+            .await
+            .map_err(|e| format!("cannot set the tunnels of {}: {e}", self.bridge))?;
+        debug!(?bridge, ?tunnels, peers = plan.tunnels.len(), "applied");
+        Ok(())
+    }
+
+    /// Sends the bridge's ports to the control loop if they changed.
+    async fn report_ports(
+        &self,
+        vs: &Vswitch,
+        last: &mut Option<BridgePorts>,
+        warned: &mut BTreeSet<String>,
+    ) {
+        let (now, bad) = ports_report(&self.bridge, &vs.interfaces());
+        for name in bad {
+            if warned.insert(name.clone()) {
+                warn!(
+                    "interface {name} has external_ids:iris-vi that is not a VI id; write the \
+                     VI's number (1-{})",
+                    ViId::MAX
+                );
+            }
+        }
+        if last.as_ref() == Some(&now) {
+            return;
+        }
+        *last = Some(now.clone());
+        let _ = self
+            .events
+            .send(TopologyEvent::Ports {
+                host: self.name.clone(),
+                vm_ports: now.vm_ports,
+                tunnels: now.tunnels,
+            })
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests;

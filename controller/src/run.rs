@@ -1,0 +1,225 @@
+//! Starting and stopping the controller's parts: the OpenFlow listener, the
+//! control loop, the OVSDB manager and the API, all sharing one shutdown
+//! token.
+
+use crate::api;
+use crate::config::Config;
+use crate::control::{Control, ManagedHost};
+use crate::metrics::Metrics;
+use crate::ovs_manager::{self, ManagerConfig};
+use crate::server::{ListenAddr, Server, ServerConfig};
+use crate::store::{SledStore, Store, StoreError};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Why the controller could not start or had to stop.
+#[derive(Debug)]
+pub enum RunError {
+    /// A listening socket could not be opened.
+    Bind {
+        what: &'static str,
+        addr: String,
+        error: io::Error,
+    },
+    /// A VI's seed entries do not fit the configured topology.
+    Seed { vi: u32, problem: String },
+    /// The store could not be opened or read.
+    Store {
+        path: std::path::PathBuf,
+        error: StoreError,
+    },
+    /// The API server stopped with an error.
+    Api(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Bind { what, addr, error } => write!(
+                f,
+                "cannot listen for the {what} on {addr}: {error}; choose a free address in the \
+                 configuration"
+            ),
+            Self::Seed { vi, problem } => write!(f, "seed entries of vi{vi}: {problem}"),
+            Self::Store { path, error } => write!(f, "store {}: {error}", path.display()),
+            Self::Api(e) => write!(f, "API server failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// The addresses actually bound (they differ from the configuration's when
+/// it asks for port 0).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub openflow: ListenAddr,
+    pub api: SocketAddr,
+}
+
+/// Runs the controller until `shutdown` is cancelled. `on_bound` is told
+/// the listening addresses once every socket is open.
+pub async fn run(
+    config: Config,
+    shutdown: CancellationToken,
+    on_bound: impl FnOnce(&Bound),
+) -> Result<(), RunError> {
+    let metrics = Arc::new(Metrics::default());
+    let store_error = |error| RunError::Store {
+        path: config.store.clone(),
+        error,
+    };
+    let mut store = SledStore::open(&config.store).map_err(store_error)?;
+    let stored = store.load().map_err(store_error)?;
+    let (hosts, vis) = with_stored(&config, &stored);
+    info!(
+        "store {}: {} registry entries, {} hosts and {} VIs added through the API",
+        config.store.display(),
+        stored.macs.len(),
+        hosts.len() - config.hosts.len(),
+        vis.len() - config.vis.len()
+    );
+    let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
+    let (persist, batches) = std::sync::mpsc::channel::<crate::store::Batch>();
+    // sled commits (with their flush) block; they run on a thread of their
+    // own, in the order the control loop made the changes.
+    let writer = std::thread::Builder::new()
+        .name("iris-store".into())
+        .spawn(move || {
+            for b in batches {
+                if let Err(e) = store.commit(&b) {
+                    error!("cannot store {} change(s): {e}", b.len());
+                }
+            }
+        })
+        .map_err(|e| RunError::Store {
+            path: config.store.clone(),
+            error: StoreError::Backend {
+                backend: "sled",
+                message: format!("cannot start the writer thread: {e}"),
+            },
+        })?;
+    parts.control.persist_to(persist);
+    for (vi, entries) in &config.seeds {
+        parts
+            .control
+            .seed(*vi, entries)
+            .map_err(|e| RunError::Seed {
+                vi: vi.0,
+                problem: e.to_string(),
+            })?;
+    }
+
+    let server_config = ServerConfig {
+        session: config.session(),
+        ..ServerConfig::default()
+    };
+    let openflow_error = |error| RunError::Bind {
+        what: "OpenFlow switches",
+        addr: config.listen.to_string(),
+        error,
+    };
+    let api_error = |error| RunError::Bind {
+        what: "northbound API",
+        addr: config.api.to_string(),
+        error,
+    };
+    let server = Server::bind(&config.listen, server_config)
+        .await
+        .map_err(openflow_error)?;
+    let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
+    let bound = Bound {
+        openflow: server.local_addr().map_err(openflow_error)?,
+        api: api_listener.local_addr().map_err(api_error)?,
+    };
+    info!(
+        openflow = %bound.openflow,
+        api = %bound.api,
+        hosts = config.hosts.len(),
+        vis = config.vis.len(),
+        "iris-controller listening"
+    );
+    on_bound(&bound);
+
+    let manager = ManagerConfig {
+        bridge: config.bridge.name.clone(),
+        // check-config allows only the two names the parser knows.
+        datapath_type: config
+            .bridge
+            .datapath_type
+            .parse()
+            .unwrap_or(ovsdb::vswitch::DatapathType::System),
+        default_controller: config.bridge.controller.clone(),
+        backoff_min: Duration::from_millis(250),
+        backoff_max: Duration::from_secs(30),
+    };
+    let ovs = tokio::spawn(ovs_manager::run(
+        manager,
+        parts.hosts,
+        parts.senders.topology,
+        shutdown.clone(),
+    ));
+    let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
+    let openflow = tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
+    let api_shutdown = shutdown.clone();
+    let api = axum::serve(api_listener, api::router(parts.handle))
+        .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
+    let api_result = api.await;
+    // The API ends only on shutdown or failure; either way everything stops.
+    shutdown.cancel();
+    let _ = openflow.await;
+    let _ = ovs.await;
+    let _ = control.await;
+    // The control loop is gone and with it the writer's last sender: the
+    // writer finishes what is queued and ends.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    match api_result {
+        Ok(()) => {
+            info!("iris-controller stopped");
+            Ok(())
+        }
+        Err(e) => {
+            error!("API server failed: {e}");
+            Err(RunError::Api(e))
+        }
+    }
+}
+
+/// The configuration's hosts and VIs, plus those added through the API in
+/// an earlier run (the configuration wins where both name the same one).
+fn with_stored(
+    config: &Config,
+    stored: &crate::store::Snapshot,
+) -> (Vec<ManagedHost>, Vec<crate::model::Vi>) {
+    let mut hosts = config.hosts.clone();
+    for h in &stored.hosts {
+        let clash = hosts.iter().any(|m| {
+            m.host.name == h.name
+                || m.host.underlay_ip == h.underlay_ip
+                || m.host.datapath_id == h.datapath_id
+        });
+        if clash {
+            continue;
+        }
+        hosts.push(ManagedHost {
+            host: h.clone(),
+            controller: None,
+        });
+    }
+    let mut vis = config.vis.clone();
+    for v in &stored.vis {
+        if !vis
+            .iter()
+            .any(|c| c.id == v.id || c.gre_key == v.gre_key || c.name == v.name)
+        {
+            vis.push(v.clone());
+        }
+    }
+    (hosts, vis)
+}

@@ -1,0 +1,498 @@
+//! The OpenFlow listener: one tokio task per switch connection, each driving
+//! a sans-IO [`Session`] and moving nothing but bytes and timers.
+//!
+//! Isolation between switches is the point of the design: every connection
+//! has its own bounded command queue and output buffer, so a switch that
+//! stops reading fills only its own queue; the control loop sees
+//! [`SubmitError::Full`] and resynchronises that switch later instead of
+//! waiting on it. Everything one event produces is encoded into the
+//! connection's one reusable buffer and leaves in a single write.
+
+use crate::session::{Batch, CloseReason, Event, Output, Session, SessionConfig, Upcall};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, info_span, trace, warn, Instrument, Level, Span};
+
+/// Where the controller listens for switches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    Tcp(SocketAddr),
+    /// A unix socket, for switches in other network namespaces on this host.
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    /// `IP:PORT`, `tcp:IP:PORT` or `unix:PATH`, as OVS writes controller
+    /// targets.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err("unix: needs a socket path, like unix:/run/iris/openflow.sock".into());
+            }
+            return Ok(Self::Unix(PathBuf::from(path)));
+        }
+        let addr = s.strip_prefix("tcp:").unwrap_or(s);
+        addr.parse().map(Self::Tcp).map_err(|_| {
+            format!("{s:?} is not an address; write IP:PORT (0.0.0.0:6653) or unix:PATH")
+        })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp(a) => write!(f, "tcp:{a}"),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Server limits and the session settings every connection starts with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub session: SessionConfig,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_switches: usize,
+    /// Batches that may wait for one switch before it counts as too slow.
+    pub queue_depth: usize,
+    /// Encoded bytes waiting for one switch beyond which no more batches
+    /// are taken from its queue.
+    pub max_unsent_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            session: SessionConfig::default(),
+            max_switches: 4096,
+            queue_depth: 64,
+            max_unsent_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A connection's number, unique for the life of the process. A switch's
+/// identity (its datapath id) is known only after the handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn{}", self.0)
+    }
+}
+
+/// What the control loop asks of a connection.
+pub(crate) enum Command {
+    Submit(Batch),
+    Dump,
+}
+
+/// The control loop's way to one connection. Dropping every clone closes
+/// the connection.
+#[derive(Debug, Clone)]
+pub struct SwitchHandle {
+    pub conn: ConnId,
+    tx: mpsc::Sender<Command>,
+}
+
+impl fmt::Debug for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Submit(b) => write!(f, "Submit({} messages)", b.messages.len()),
+            Self::Dump => f.write_str("Dump"),
+        }
+    }
+}
+
+/// Why a batch was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitError {
+    /// The switch is not keeping up; resynchronise it once it does.
+    Full,
+    /// The connection is gone.
+    Closed,
+}
+
+impl SwitchHandle {
+    /// Queues a batch without waiting.
+    pub fn try_submit(&self, batch: Batch) -> Result<(), SubmitError> {
+        self.try_send(Command::Submit(batch))
+    }
+
+    /// Asks for a fresh flow and group dump ([`Upcall::Tables`]).
+    pub fn try_dump(&self) -> Result<(), SubmitError> {
+        self.try_send(Command::Dump)
+    }
+
+    fn try_send(&self, c: Command) -> Result<(), SubmitError> {
+        self.tx.try_send(c).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// A handle whose connection end is the returned receiver, for driving
+    /// the control loop without a socket.
+    #[cfg(test)]
+    pub(crate) fn detached(conn: ConnId, depth: usize) -> (Self, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel(depth);
+        (Self { conn, tx }, rx)
+    }
+}
+
+/// What the server tells the control loop.
+#[derive(Debug)]
+pub enum SwitchEvent {
+    /// A transport connection was accepted; the handshake starts.
+    Connected {
+        conn: ConnId,
+        peer: String,
+        handle: SwitchHandle,
+    },
+    Upcall {
+        conn: ConnId,
+        upcall: Upcall,
+    },
+    /// A PacketIn was dropped because the control loop was behind.
+    PacketInDropped {
+        conn: ConnId,
+    },
+    Disconnected {
+        conn: ConnId,
+        reason: CloseReason,
+    },
+}
+
+/// A bound listener, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    config: ServerConfig,
+    next_conn: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Server {
+    pub async fn bind(addr: &ListenAddr, config: ServerConfig) -> io::Result<Self> {
+        let listener = match addr {
+            ListenAddr::Tcp(a) => Listener::Tcp(TcpListener::bind(a).await?),
+            ListenAddr::Unix(p) => {
+                // A socket file left by a previous run would make bind fail;
+                // only a socket is removed, never a regular file.
+                if let Ok(meta) = std::fs::symlink_metadata(p) {
+                    use std::os::unix::fs::FileTypeExt;
+                    if meta.file_type().is_socket() {
+                        std::fs::remove_file(p)?;
+                    }
+                }
+                Listener::Unix(UnixListener::bind(p)?, p.clone())
+            }
+        };
+        Ok(Self {
+            listener,
+            config,
+            next_conn: Arc::new(AtomicU64::new(1)),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<ListenAddr> {
+        match &self.listener {
+            Listener::Tcp(l) => l.local_addr().map(ListenAddr::Tcp),
+            Listener::Unix(_, p) => Ok(ListenAddr::Unix(p.clone())),
+        }
+    }
+
+    /// Accepts switches until `shutdown` is cancelled, then closes every
+    /// connection and returns once their tasks have ended. Closing a
+    /// connection leaves the switch's flows in place (`fail_mode=secure`).
+    pub async fn serve(self, events: mpsc::Sender<SwitchEvent>, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(self.config.max_switches));
+        loop {
+            let permit = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = self.accept() => a,
+            };
+            let (stream, peer) = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors and similar: wait instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+            let span = info_span!("switch", %conn, %peer, dpid = tracing::field::Empty);
+            let config = self.config.clone();
+            let events = events.clone();
+            let shutdown = shutdown.clone();
+            tracker.spawn(
+                async move {
+                    match stream {
+                        Stream::Tcp(s) => {
+                            // Small control messages must not wait for Nagle.
+                            let _ = s.set_nodelay(true);
+                            run_connection(s, conn, peer, config, events, shutdown).await;
+                        }
+                        Stream::Unix(s) => {
+                            run_connection(s, conn, peer, config, events, shutdown).await;
+                        }
+                    }
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        tracker.close();
+        tracker.wait().await;
+        if let Listener::Unix(_, p) = &self.listener {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    async fn accept(&self) -> io::Result<(Stream, String)> {
+        match &self.listener {
+            Listener::Tcp(l) => {
+                let (s, a) = l.accept().await?;
+                Ok((Stream::Tcp(s), a.to_string()))
+            }
+            Listener::Unix(l, p) => {
+                let (s, _) = l.accept().await?;
+                Ok((Stream::Unix(s), format!("unix:{}", p.display())))
+            }
+        }
+    }
+}
+
+enum Stream {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+/// How often a connection's timers are checked: often enough to honour the
+/// configured keepalive to within a quarter of its shortest period.
+fn tick_period(c: &SessionConfig) -> Duration {
+    (c.echo_interval.min(c.echo_timeout) / 4)
+        .clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// Most batches taken from the queue before the buffer is written, so one
+/// write carries them all without starving reads.
+const BATCHES_PER_WRITE: usize = 32;
+
+/// Drives one connection until the session closes, the control loop drops
+/// the handle, or the server shuts down.
+pub async fn run_connection<S>(
+    stream: S,
+    conn: ConnId,
+    peer: String,
+    config: ServerConfig,
+    events: mpsc::Sender<SwitchEvent>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (tx, mut commands) = mpsc::channel(config.queue_depth.max(1));
+    let handle = SwitchHandle { conn, tx };
+    if events
+        .send(SwitchEvent::Connected { conn, peer, handle })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    debug!("connected");
+    let mut io = ConnIo {
+        conn,
+        events,
+        out: Vec::with_capacity(64 << 10),
+        written: 0,
+        close: None,
+    };
+    let mut session = Session::new(config.session.clone());
+    let mut rbuf = vec![0u8; 64 << 10];
+    let mut tick = tokio::time::interval(tick_period(&config.session));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+
+    io.apply(session.handle(now(), Event::Connected)).await;
+    while io.close.is_none() {
+        let accepting = io.out.len() - io.written < config.max_unsent_bytes;
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                io.close = Some(CloseReason::PeerClosed);
+                debug!("server shutting down");
+            }
+            r = rd.read(&mut rbuf) => {
+                let event = match r {
+                    Ok(0) => Event::Closed,
+                    Ok(n) => Event::Received(&rbuf[..n]),
+                    Err(e) => {
+                        debug!("read failed: {e}");
+                        Event::Closed
+                    }
+                };
+                io.apply(session.handle(now(), event)).await;
+            }
+            r = wr.write(&io.out[io.written..]), if io.written < io.out.len() => match r {
+                Ok(0) | Err(_) => {
+                    let out = session.handle(now(), Event::Closed);
+                    io.apply(out).await;
+                }
+                Ok(n) => {
+                    io.written += n;
+                    if io.written == io.out.len() {
+                        io.out.clear();
+                        io.written = 0;
+                    }
+                }
+            },
+            c = commands.recv(), if accepting => match c {
+                Some(first) => {
+                    let mut c = Some(first);
+                    let mut taken = 0;
+                    while let Some(cmd) = c.take() {
+                        let event = match cmd {
+                            Command::Submit(b) => Event::Submit(b),
+                            Command::Dump => Event::Dump,
+                        };
+                        io.apply(session.handle(now(), event)).await;
+                        taken += 1;
+                        if taken < BATCHES_PER_WRITE {
+                            c = commands.try_recv().ok();
+                        }
+                    }
+                }
+                None => {
+                    debug!("control loop released the connection");
+                    io.close = Some(CloseReason::PeerClosed);
+                }
+            },
+            _ = tick.tick() => io.apply(session.handle(now(), Event::Tick)).await,
+        }
+    }
+    // What the session queued before closing (an OFPT_ERROR, say) still goes
+    // out, within reason.
+    if io.written < io.out.len() {
+        let rest = &io.out[io.written..];
+        let _ = tokio::time::timeout(Duration::from_secs(1), wr.write_all(rest)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), wr.shutdown()).await;
+    let reason = io.close.take().unwrap_or(CloseReason::PeerClosed);
+    match &reason {
+        CloseReason::PeerClosed => info!("disconnected"),
+        r @ (CloseReason::IncompatibleVersion { .. } | CloseReason::NoHello { .. }) => {
+            error!("disconnected: {r}")
+        }
+        r => warn!("disconnected: {r}"),
+    }
+    let _ = io
+        .events
+        .send(SwitchEvent::Disconnected { conn, reason })
+        .await;
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+/// The connection's side of the session's outputs.
+struct ConnIo {
+    conn: ConnId,
+    events: mpsc::Sender<SwitchEvent>,
+    /// Encoded messages not yet written; reused for the connection's life.
+    out: Vec<u8>,
+    written: usize,
+    close: Option<CloseReason>,
+}
+
+impl ConnIo {
+    async fn apply(&mut self, outputs: Vec<Output>) {
+        for o in outputs {
+            match o {
+                Output::Send(m) => {
+                    trace!(xid = m.xid, "send {}", m.message.msg_type());
+                    m.emit(&mut self.out);
+                }
+                Output::Log(level, line) => log(level, &line),
+                Output::Upcall(u) => self.upcall(u).await,
+                Output::Close(r) => self.close = Some(r),
+            }
+        }
+    }
+
+    async fn upcall(&mut self, upcall: Upcall) {
+        if let Upcall::Ready { features, .. } = &upcall {
+            Span::current().record(
+                "dpid",
+                tracing::field::display(format_args!("{:016x}", features.datapath_id)),
+            );
+        }
+        let conn = self.conn;
+        if let Upcall::PacketIn(_) = upcall {
+            // PacketIns may be dropped when the control loop is behind (the
+            // switch sends the next one); everything else must arrive.
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                self.events.try_send(SwitchEvent::Upcall { conn, upcall })
+            {
+                let _ = self.events.try_send(SwitchEvent::PacketInDropped { conn });
+            }
+            return;
+        }
+        if self
+            .events
+            .send(SwitchEvent::Upcall { conn, upcall })
+            .await
+            .is_err()
+        {
+            self.close = Some(CloseReason::PeerClosed);
+        }
+    }
+}
+
+fn log(level: Level, line: &str) {
+    match level {
+        Level::ERROR => error!("{line}"),
+        Level::WARN => warn!("{line}"),
+        Level::INFO => info!("{line}"),
+        Level::DEBUG => debug!("{line}"),
+        Level::TRACE => trace!("{line}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,329 @@
+//! The server's isolation and batching, against scripted peers that answer
+//! the handshake the way a switch does. (End-to-end behaviour is tested
+//! against real Open vSwitch in `tests/`.)
+
+use super::*;
+use ofp::framing::Framer;
+use ofp::message::{FlowMod, Message, SwitchFeatures};
+use ofp::multipart::{MultipartReply, MultipartReplyBody, MultipartRequestBody};
+use ofp::OfpMessage;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
+use std::task::{Context, Poll};
+use tokio::io::{DuplexStream, ReadBuf};
+use tokio::net::TcpStream;
+
+/// Answers what a switch must answer for the handshake, echoes and
+/// barriers; records every message it receives. With `stop_reading_after_ready`
+/// it stops reading once the handshake is done, as a wedged switch would.
+async fn scripted_switch<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: S,
+    dpid: u64,
+    stop_reading_after_ready: bool,
+    seen: Option<mpsc::UnboundedSender<OfpMessage>>,
+) {
+    let mut framer = Framer::default();
+    let mut buf = vec![0u8; 65536];
+    let hello = OfpMessage::new(1, Message::Hello(Default::default())).to_bytes();
+    if s.write_all(&hello).await.is_err() {
+        return;
+    }
+    let mut answered_dumps = 0;
+    loop {
+        let n = match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        framer.extend(&buf[..n]);
+        let mut reply = Vec::new();
+        while let Some(raw) = framer.next_message().unwrap() {
+            let m = OfpMessage::parse(raw).unwrap();
+            let answer = match &m.message {
+                Message::FeaturesRequest => Some(Message::FeaturesReply(SwitchFeatures {
+                    datapath_id: dpid,
+                    n_tables: 254,
+                    ..SwitchFeatures::default()
+                })),
+                Message::EchoRequest(d) => Some(Message::EchoReply(d.clone())),
+                Message::BarrierRequest => Some(Message::BarrierReply),
+                Message::MultipartRequest(r) => {
+                    answered_dumps += 1;
+                    Some(Message::MultipartReply(MultipartReply::new(match r.body {
+                        MultipartRequestBody::PortDesc => MultipartReplyBody::PortDesc(vec![]),
+                        MultipartRequestBody::Flow(_) => MultipartReplyBody::Flow(vec![]),
+                        MultipartRequestBody::GroupDesc => MultipartReplyBody::GroupDesc(vec![]),
+                        _ => panic!("unexpected {r:?}"),
+                    })))
+                }
+                _ => None,
+            };
+            if let Some(a) = answer {
+                OfpMessage::new(m.xid, a).emit(&mut reply);
+            }
+            if let Some(seen) = &seen {
+                let _ = seen.send(m);
+            }
+        }
+        if s.write_all(&reply).await.is_err() {
+            return;
+        }
+        if stop_reading_after_ready && answered_dumps == 3 {
+            // Hold the socket open without ever reading again.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+async fn start_server(
+    config: ServerConfig,
+) -> (
+    SocketAddr,
+    mpsc::Receiver<SwitchEvent>,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let server = Server::bind(&"127.0.0.1:0".parse().unwrap(), config)
+        .await
+        .unwrap();
+    let ListenAddr::Tcp(addr) = server.local_addr().unwrap() else {
+        panic!()
+    };
+    let (tx, rx) = mpsc::channel(1024);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.serve(tx, shutdown.clone()));
+    (addr, rx, shutdown, task)
+}
+
+/// Collects handles and Ready upcalls until `n` switches are ready.
+async fn until_ready(
+    rx: &mut mpsc::Receiver<SwitchEvent>,
+    n: usize,
+) -> std::collections::HashMap<u64, SwitchHandle> {
+    let mut handles = std::collections::HashMap::new();
+    let mut ready = std::collections::HashMap::new();
+    while ready.len() < n {
+        match rx.recv().await.unwrap() {
+            SwitchEvent::Connected { conn, handle, .. } => {
+                handles.insert(conn, handle);
+            }
+            SwitchEvent::Upcall {
+                conn,
+                upcall: Upcall::Ready { features, .. },
+            } => {
+                ready.insert(features.datapath_id, handles[&conn].clone());
+            }
+            SwitchEvent::Disconnected { reason, .. } => panic!("{reason}"),
+            _ => {}
+        }
+    }
+    ready
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_switches_connect_at_once() {
+    let (addr, mut rx, shutdown, task) = start_server(ServerConfig::default()).await;
+    let n = 300u64;
+    for dpid in 1..=n {
+        tokio::spawn(async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            scripted_switch(s, dpid, false, None).await;
+        });
+    }
+    let ready = tokio::time::timeout(Duration::from_secs(60), until_ready(&mut rx, n as usize))
+        .await
+        .expect("every switch completes its handshake");
+    assert_eq!(ready.len(), n as usize);
+    assert!((1..=n).all(|d| ready.contains_key(&d)));
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("shutdown completes")
+        .unwrap();
+}
+
+fn big_batch(n: usize, barrier: Option<u64>) -> Batch {
+    let fm = FlowMod {
+        table_id: 3,
+        priority: 100,
+        match_: ofp::oxm::Match::new().in_port(1),
+        ..FlowMod::default()
+    };
+    Batch {
+        messages: (0..n).map(|_| Message::FlowMod(fm.clone())).collect(),
+        barrier,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_that_stops_reading_stalls_only_itself() {
+    let (addr, mut rx, shutdown, _task) = start_server(ServerConfig {
+        queue_depth: 4,
+        max_unsent_bytes: 64 << 10,
+        ..ServerConfig::default()
+    })
+    .await;
+    let wedged = TcpStream::connect(addr).await.unwrap();
+    tokio::spawn(scripted_switch(wedged, 1, true, None));
+    let healthy = TcpStream::connect(addr).await.unwrap();
+    tokio::spawn(scripted_switch(healthy, 2, false, None));
+    let ready = until_ready(&mut rx, 2).await;
+
+    // Flood the wedged switch until its queue reports it too slow. Socket
+    // buffers absorb a few megabytes first; the queue must fill eventually.
+    let mut full = false;
+    for _ in 0..10_000 {
+        match ready[&1].try_submit(big_batch(200, None)) {
+            Ok(()) => tokio::task::yield_now().await,
+            Err(SubmitError::Full) => {
+                full = true;
+                break;
+            }
+            Err(SubmitError::Closed) => panic!("wedged switch dropped"),
+        }
+    }
+    assert!(full, "a switch that never reads must fill its queue");
+
+    // The healthy switch is served all the while.
+    ready[&2].try_submit(big_batch(50, Some(7))).unwrap();
+    let confirmed = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(SwitchEvent::Upcall {
+                upcall: Upcall::BarrierConfirmed { ticket, errors },
+                ..
+            }) = rx.recv().await
+            {
+                return (ticket, errors);
+            }
+        }
+    })
+    .await
+    .expect("the healthy switch's barrier comes back");
+    assert_eq!(confirmed, (7, 0));
+    shutdown.cancel();
+}
+
+/// A stream that counts the writes made to it.
+struct CountingStream {
+    inner: DuplexStream,
+    writes: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for CountingStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for CountingStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(_))) {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+        }
+        r
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test]
+async fn a_batch_leaves_in_one_write() {
+    let (ours, theirs) = tokio::io::duplex(4 << 20);
+    let writes = Arc::new(AtomicUsize::new(0));
+    let stream = CountingStream {
+        inner: ours,
+        writes: writes.clone(),
+    };
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    tokio::spawn(scripted_switch(theirs, 9, false, Some(seen_tx)));
+    let (tx, mut rx) = mpsc::channel(64);
+    tokio::spawn(run_connection(
+        stream,
+        ConnId(1),
+        "duplex".into(),
+        ServerConfig::default(),
+        tx,
+        CancellationToken::new(),
+    ));
+    let ready = until_ready(&mut rx, 1).await;
+    let before = writes.load(Ordering::SeqCst);
+    ready[&9].try_submit(big_batch(500, Some(1))).unwrap();
+    loop {
+        if let Some(SwitchEvent::Upcall {
+            upcall: Upcall::BarrierConfirmed { .. },
+            ..
+        }) = rx.recv().await
+        {
+            break;
+        }
+    }
+    assert_eq!(writes.load(Ordering::SeqCst) - before, 1);
+    let mut flow_mods = 0;
+    while let Ok(m) = seen.try_recv() {
+        flow_mods += usize::from(matches!(m.message, Message::FlowMod(_)));
+    }
+    assert_eq!(flow_mods, 500);
+}
+
+#[tokio::test]
+async fn unix_socket_listener_serves_switches_and_cleans_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("of.sock");
+    let addr: ListenAddr = format!("unix:{}", path.display()).parse().unwrap();
+    let server = Server::bind(&addr, ServerConfig::default()).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.serve(tx, shutdown.clone()));
+    let s = tokio::net::UnixStream::connect(&path).await.unwrap();
+    tokio::spawn(scripted_switch(s, 5, false, None));
+    let ready = until_ready(&mut rx, 1).await;
+    assert!(ready.contains_key(&5));
+    shutdown.cancel();
+    task.await.unwrap();
+    assert!(!path.exists());
+}
+
+#[tokio::test]
+async fn dropping_the_handle_closes_the_connection() {
+    let (addr, mut rx, _shutdown, _task) = start_server(ServerConfig::default()).await;
+    let s = TcpStream::connect(addr).await.unwrap();
+    let peer = tokio::spawn(scripted_switch(s, 3, false, None));
+    let ready = until_ready(&mut rx, 1).await;
+    drop(ready);
+    // The scripted switch returns when it reads EOF.
+    tokio::time::timeout(Duration::from_secs(5), peer)
+        .await
+        .expect("connection closed")
+        .unwrap();
+}
+
+#[test]
+fn listen_addresses_parse_as_ovs_writes_them() {
+    assert_eq!(
+        "0.0.0.0:6653".parse::<ListenAddr>(),
+        Ok(ListenAddr::Tcp("0.0.0.0:6653".parse().unwrap()))
+    );
+    assert_eq!(
+        "tcp:127.0.0.1:1".parse::<ListenAddr>(),
+        Ok(ListenAddr::Tcp("127.0.0.1:1".parse().unwrap()))
+    );
+    assert_eq!(
+        "unix:/run/x.sock".parse::<ListenAddr>(),
+        Ok(ListenAddr::Unix("/run/x.sock".into()))
+    );
+    let err = "localhost".parse::<ListenAddr>().unwrap_err();
+    assert!(err.contains("IP:PORT"), "{err}");
+    assert!("unix:".parse::<ListenAddr>().is_err());
+}

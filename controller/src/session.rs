@@ -1,0 +1,861 @@
+//! One OpenFlow 1.3 switch connection as a sans-IO state machine.
+//!
+//! The server task feeds it [`Event`]s (bytes that arrived, timer ticks,
+//! batches from the control loop) together with the current time, and
+//! carries out the [`Output`]s it returns: messages to send, log records,
+//! upcalls to the control loop and, at most once, a close. It never reads a
+//! clock or touches a socket, so every exchange below is tested as a script.
+//!
+//! The handshake: both sides send HELLO; a peer that cannot speak 1.3 gets
+//! OFPET_HELLO_FAILED and the connection ends. Then, pipelined, FEATURES,
+//! SET_CONFIG, PORT_DESC and the flow and group dumps the reconciler needs;
+//! when all of them are answered the control loop gets [`Upcall::Ready`].
+//! Nothing in the handshake modifies the switch's tables, so a reconnect
+//! never disturbs forwarding.
+
+use ofp::action::OFPCML_NO_BUFFER;
+use ofp::framing::Framer;
+use ofp::header::HeaderView;
+use ofp::message::{
+    ErrorCodeName, ErrorMsg, Hello, Message, PacketIn, Port, PortReason, PortStatus, SwitchConfig,
+    SwitchFeatures,
+};
+use ofp::multipart::{
+    FlowStats, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody, MultipartRequest,
+    MultipartRequestBody,
+};
+use ofp::{DecodeError, ErrorCode, MsgType, OfpMessage, OFP_VERSION};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::time::{Duration, Instant};
+use tracing::Level;
+
+/// Timers and limits of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// Silence after which the controller probes the switch with an echo.
+    pub echo_interval: Duration,
+    /// How long a probed switch may stay silent before it is declared dead.
+    pub echo_timeout: Duration,
+    /// How long the handshake (HELLO through the table dumps) may take.
+    pub handshake_timeout: Duration,
+    /// Bytes of a table-miss packet the switch sends up (SET_CONFIG).
+    pub miss_send_len: u16,
+    /// How many sent requests are remembered so that an OFPT_ERROR can name
+    /// the request it refers to. Older ones are forgotten first.
+    pub tracked_requests: usize,
+    /// Upper bound on flow or group entries one dump may reassemble; a switch
+    /// that sends more is misbehaving and the connection is closed.
+    pub max_dump_entries: usize,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            echo_interval: Duration::from_secs(5),
+            echo_timeout: Duration::from_secs(15),
+            handshake_timeout: Duration::from_secs(30),
+            miss_send_len: OFPCML_NO_BUFFER,
+            tracked_requests: 4096,
+            max_dump_entries: 1_000_000,
+        }
+    }
+}
+
+/// Messages the control loop wants on the switch, optionally followed by a
+/// barrier whose reply confirms that the switch has processed all of them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Batch {
+    pub messages: Vec<Message>,
+    /// Set to get [`Upcall::BarrierConfirmed`] with this ticket back.
+    pub barrier: Option<u64>,
+}
+
+/// What happened to the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// The transport is up: the session sends its HELLO.
+    Connected,
+    /// Bytes read from the stream, in any chunking.
+    Received(&'a [u8]),
+    /// Time passed; checks keepalive and handshake deadlines.
+    Tick,
+    /// Messages to send for the control loop.
+    Submit(Batch),
+    /// Dump the flow and group tables again (the control loop resyncs).
+    Dump,
+    /// The transport is gone.
+    Closed,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer's HELLO offered no OpenFlow 1.3.
+    IncompatibleVersion { peer_version: u8 },
+    /// The peer spoke before saying HELLO.
+    NoHello { msg_type: MsgType },
+    /// The stream cannot be cut into messages any more.
+    FramingLost(DecodeError),
+    /// Nothing arrived for `echo_interval + echo_timeout`.
+    DeadPeer { silent_for: Duration },
+    /// The handshake did not finish within `handshake_timeout`.
+    HandshakeTimeout,
+    /// The switch refused a request the handshake cannot do without.
+    HandshakeRefused { request: MsgType, code: ErrorCode },
+    /// An auxiliary connection; Iris uses the main connection only.
+    AuxiliaryConnection { auxiliary_id: u8 },
+    /// A dump exceeded [`SessionConfig::max_dump_entries`].
+    DumpTooLarge,
+    /// The transport closed.
+    PeerClosed,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::IncompatibleVersion { peer_version } => write!(
+                f,
+                "switch does not speak OpenFlow 1.3 (its HELLO offers version 0x{peer_version:02x} \
+                 and no 0x04); set protocols=OpenFlow13 on its bridge"
+            ),
+            Self::NoHello { msg_type } => {
+                write!(f, "switch sent {msg_type} before OFPT_HELLO")
+            }
+            Self::FramingLost(e) => write!(f, "stream out of sync: {e}"),
+            Self::DeadPeer { silent_for } => write!(
+                f,
+                "switch silent for {:.1}s and did not answer an echo request",
+                silent_for.as_secs_f64()
+            ),
+            Self::HandshakeTimeout => f.write_str("handshake did not complete in time"),
+            Self::HandshakeRefused { request, code } => {
+                write!(f, "switch refused {request}: {}", ErrorCodeName(*code))
+            }
+            Self::AuxiliaryConnection { auxiliary_id } => write!(
+                f,
+                "auxiliary connection {auxiliary_id} refused; Iris uses only the main connection"
+            ),
+            Self::DumpTooLarge => f.write_str("table dump exceeds the configured entry limit"),
+            Self::PeerClosed => f.write_str("connection closed"),
+        }
+    }
+}
+
+/// Something the control loop must hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upcall {
+    /// The handshake is complete: who the switch is, its ports, and what its
+    /// tables hold right now.
+    Ready {
+        features: SwitchFeatures,
+        ports: Vec<Port>,
+        flows: Vec<FlowStats>,
+        groups: Vec<GroupDesc>,
+    },
+    /// The answer to [`Event::Dump`].
+    Tables {
+        flows: Vec<FlowStats>,
+        groups: Vec<GroupDesc>,
+    },
+    PacketIn(PacketIn),
+    PortStatus(PortStatus),
+    /// Every message submitted before the barrier has been processed;
+    /// `errors` of them were refused (each also reported as
+    /// [`Upcall::SwitchError`]).
+    BarrierConfirmed {
+        ticket: u64,
+        errors: usize,
+    },
+    /// The switch refused a request; `request` is what was sent, when the
+    /// session still remembers it.
+    SwitchError {
+        error: ErrorMsg,
+        request: Option<Box<OfpMessage>>,
+    },
+}
+
+/// One action for the I/O layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Send(OfpMessage),
+    Log(Level, String),
+    Upcall(Upcall),
+    /// Flush what was sent, then close. Always the last output of a session.
+    Close(CloseReason),
+}
+
+/// What a multipart request in flight is collecting.
+#[derive(Debug)]
+enum Collecting {
+    Ports(Vec<Port>),
+    Flows(Vec<FlowStats>),
+    Groups(Vec<GroupDesc>),
+}
+
+impl Collecting {
+    fn len(&self) -> usize {
+        match self {
+            Self::Ports(v) => v.len(),
+            Self::Flows(v) => v.len(),
+            Self::Groups(v) => v.len(),
+        }
+    }
+
+    /// Appends one reply part; `false` if the part's type does not match
+    /// what was asked for.
+    fn absorb(&mut self, body: MultipartReplyBody) -> bool {
+        match (self, body) {
+            (Self::Ports(v), MultipartReplyBody::PortDesc(p)) => v.extend(p),
+            (Self::Flows(v), MultipartReplyBody::Flow(f)) => v.extend(f),
+            (Self::Groups(v), MultipartReplyBody::GroupDesc(g)) => v.extend(g),
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// The handshake or a later dump, collecting its answers.
+#[derive(Debug, Default)]
+struct Gathering {
+    /// False for a later [`Event::Dump`], which needs no features or ports.
+    handshake: bool,
+    features: Option<SwitchFeatures>,
+    ports: Option<Vec<Port>>,
+    flows: Option<Vec<FlowStats>>,
+    groups: Option<Vec<GroupDesc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Created; nothing sent yet.
+    Idle,
+    /// Our HELLO is out; waiting for the peer's.
+    AwaitHello,
+    /// Negotiated; the handshake requests are out.
+    Handshake,
+    Ready,
+    Closed,
+}
+
+/// A barrier in flight.
+#[derive(Debug)]
+struct PendingBarrier {
+    ticket: u64,
+    errors: usize,
+}
+
+/// A sent request remembered for error reports.
+#[derive(Debug)]
+struct Sent {
+    message: OfpMessage,
+    /// The barrier xid that will confirm this request, if any.
+    barrier: Option<u32>,
+}
+
+/// The state of one switch connection. See the module documentation.
+#[derive(Debug)]
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    framer: Framer,
+    next_xid: u32,
+    connected_at: Option<Instant>,
+    last_rx: Option<Instant>,
+    /// When the outstanding echo probe was sent.
+    probe_sent: Option<Instant>,
+    features: Option<SwitchFeatures>,
+    ports: BTreeMap<u32, Port>,
+    /// Multipart requests in flight by xid.
+    multiparts: HashMap<u32, Collecting>,
+    gathering: Option<Gathering>,
+    /// Handshake requests by xid; an error for one of them ends the session.
+    handshake_xids: HashMap<u32, MsgType>,
+    barriers: HashMap<u32, PendingBarrier>,
+    sent: HashMap<u32, Sent>,
+    sent_order: VecDeque<u32>,
+    /// Batches submitted before negotiation finished.
+    held: Vec<Batch>,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Self {
+        Self {
+            config,
+            state: State::Idle,
+            framer: Framer::default(),
+            next_xid: 1,
+            connected_at: None,
+            last_rx: None,
+            probe_sent: None,
+            features: None,
+            ports: BTreeMap::new(),
+            multiparts: HashMap::new(),
+            gathering: None,
+            handshake_xids: HashMap::new(),
+            barriers: HashMap::new(),
+            sent: HashMap::new(),
+            sent_order: VecDeque::new(),
+            held: Vec::new(),
+        }
+    }
+
+    /// The switch's datapath id, once FEATURES_REPLY arrived.
+    pub fn datapath_id(&self) -> Option<u64> {
+        self.features.map(|f| f.datapath_id)
+    }
+
+    /// The switch's ports as last reported (PORT_DESC, then PORT_STATUS).
+    pub fn ports(&self) -> &BTreeMap<u32, Port> {
+        &self.ports
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state == State::Ready
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Processes one event at time `now`.
+    pub fn handle(&mut self, now: Instant, event: Event<'_>) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.state == State::Closed {
+            return out;
+        }
+        match event {
+            Event::Connected => self.on_connected(now, &mut out),
+            Event::Received(bytes) => self.on_bytes(now, bytes, &mut out),
+            Event::Tick => self.on_tick(now, &mut out),
+            Event::Submit(batch) => {
+                if matches!(self.state, State::Idle | State::AwaitHello) {
+                    self.held.push(batch);
+                } else {
+                    self.submit(batch, &mut out);
+                }
+            }
+            Event::Dump => {
+                if self.gathering.is_some() {
+                    // The handshake's dump, or an earlier one, will answer.
+                    out.push(Output::Log(
+                        Level::DEBUG,
+                        "table dump already under way; not starting another".into(),
+                    ));
+                } else if self.state != State::Ready {
+                    out.push(Output::Log(
+                        Level::DEBUG,
+                        "no table dump before the handshake".into(),
+                    ));
+                } else {
+                    self.gathering = Some(Gathering::default());
+                    self.request_tables(&mut out);
+                }
+            }
+            Event::Closed => {
+                self.state = State::Closed;
+                out.push(Output::Close(CloseReason::PeerClosed));
+            }
+        }
+        out
+    }
+
+    fn xid(&mut self) -> u32 {
+        let x = self.next_xid;
+        // Zero is left out so that a bare header of zeros never matches.
+        self.next_xid = self.next_xid.checked_add(1).unwrap_or(1);
+        x
+    }
+
+    /// Sends a request and remembers it for error reports.
+    fn request(&mut self, message: Message, barrier: Option<u32>, out: &mut Vec<Output>) -> u32 {
+        let xid = self.xid();
+        let msg = OfpMessage::new(xid, message);
+        if self.config.tracked_requests > 0 {
+            if self.sent_order.len() >= self.config.tracked_requests {
+                if let Some(old) = self.sent_order.pop_front() {
+                    self.sent.remove(&old);
+                }
+            }
+            self.sent_order.push_back(xid);
+            self.sent.insert(
+                xid,
+                Sent {
+                    message: msg.clone(),
+                    barrier,
+                },
+            );
+        }
+        out.push(Output::Send(msg));
+        xid
+    }
+
+    fn close(&mut self, reason: CloseReason, out: &mut Vec<Output>) {
+        self.state = State::Closed;
+        out.push(Output::Close(reason));
+    }
+
+    fn on_connected(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self.state != State::Idle {
+            return;
+        }
+        self.connected_at = Some(now);
+        self.last_rx = Some(now);
+        self.state = State::AwaitHello;
+        let xid = self.xid();
+        out.push(Output::Send(OfpMessage::new(
+            xid,
+            Message::Hello(Hello::default()),
+        )));
+    }
+
+    fn on_tick(&mut self, now: Instant, out: &mut Vec<Output>) {
+        if self.state != State::Ready {
+            if let Some(t) = self.connected_at {
+                if now.saturating_duration_since(t) >= self.config.handshake_timeout {
+                    self.close(CloseReason::HandshakeTimeout, out);
+                    return;
+                }
+            }
+        }
+        let Some(last) = self.last_rx else { return };
+        let silent = now.saturating_duration_since(last);
+        match self.probe_sent {
+            Some(sent) if now.saturating_duration_since(sent) >= self.config.echo_timeout => {
+                self.close(CloseReason::DeadPeer { silent_for: silent }, out);
+            }
+            Some(_) => {}
+            None if silent >= self.config.echo_interval => {
+                self.probe_sent = Some(now);
+                let xid = self.xid();
+                out.push(Output::Send(OfpMessage::new(
+                    xid,
+                    Message::EchoRequest(Vec::new()),
+                )));
+            }
+            None => {}
+        }
+    }
+
+    fn on_bytes(&mut self, now: Instant, bytes: &[u8], out: &mut Vec<Output>) {
+        self.last_rx = Some(now);
+        self.probe_sent = None;
+        self.framer.extend(bytes);
+        loop {
+            let raw = match self.framer.next_message() {
+                Ok(Some(m)) => m.to_vec(),
+                Ok(None) => return,
+                Err(e) => {
+                    out.push(Output::Log(
+                        Level::WARN,
+                        format!("malformed stream from switch, closing: {e}"),
+                    ));
+                    self.close(CloseReason::FramingLost(e), out);
+                    return;
+                }
+            };
+            self.on_message(&raw, out);
+            if self.state == State::Closed {
+                return;
+            }
+        }
+    }
+
+    fn on_message(&mut self, raw: &[u8], out: &mut Vec<Output>) {
+        let msg = match OfpMessage::parse(raw) {
+            Ok(m) => m,
+            Err(e) => return self.on_malformed(raw, &e, out),
+        };
+        if self.state == State::AwaitHello {
+            return self.on_first_message(msg, out);
+        }
+        match msg.message {
+            Message::EchoRequest(data) => {
+                out.push(Output::Send(OfpMessage::new(
+                    msg.xid,
+                    Message::EchoReply(data),
+                )));
+            }
+            Message::EchoReply(_) | Message::Hello(_) => {}
+            Message::Error(e) => self.on_error(msg.xid, e, out),
+            Message::FeaturesReply(f) => self.on_features(msg.xid, f, out),
+            Message::MultipartReply(r) => self.on_multipart(msg.xid, r, out),
+            Message::BarrierReply => self.on_barrier(msg.xid, out),
+            Message::PacketIn(p) => out.push(Output::Upcall(Upcall::PacketIn(p))),
+            Message::PortStatus(s) => self.on_port_status(s, out),
+            Message::Unknown { msg_type, .. } => {
+                out.push(Output::Log(
+                    Level::WARN,
+                    format!("switch sent unknown message type {msg_type}; answered BAD_TYPE"),
+                ));
+                out.push(Output::Send(OfpMessage::new(
+                    msg.xid,
+                    Message::Error(ErrorMsg::Standard {
+                        code: ErrorCode::BAD_TYPE,
+                        data: error_data(raw),
+                    }),
+                )));
+            }
+            other => out.push(Output::Log(
+                Level::DEBUG,
+                format!("ignoring {} from switch", other.msg_type()),
+            )),
+        }
+    }
+
+    /// A message that framed correctly but does not decode: the switch is at
+    /// fault, is told so with the matching OFPT_ERROR, and the session goes on.
+    fn on_malformed(&mut self, raw: &[u8], err: &DecodeError, out: &mut Vec<Output>) {
+        let (msg_type, xid) = match HeaderView::new_checked(raw) {
+            Ok(h) => (h.msg_type(), h.xid()),
+            Err(_) => (MsgType::Unknown(0xff), 0),
+        };
+        if self.state == State::AwaitHello && msg_type != MsgType::Hello {
+            out.push(Output::Log(
+                Level::WARN,
+                format!("switch sent {msg_type} before HELLO; closing"),
+            ));
+            self.close(CloseReason::NoHello { msg_type }, out);
+            return;
+        }
+        if self.state == State::AwaitHello {
+            // A HELLO we cannot read leaves nothing to negotiate with.
+            out.push(Output::Log(
+                Level::WARN,
+                format!("malformed HELLO from switch: {err}"),
+            ));
+            out.push(Output::Send(OfpMessage::new(
+                xid,
+                Message::Error(ErrorMsg::hello_failed(&format!("malformed hello: {err}"))),
+            )));
+            self.close(
+                CloseReason::IncompatibleVersion {
+                    peer_version: raw.first().copied().unwrap_or(0),
+                },
+                out,
+            );
+            return;
+        }
+        let reply = ErrorMsg::for_decode_error(err, raw);
+        out.push(Output::Log(
+            Level::WARN,
+            format!(
+                "malformed {msg_type} (xid=0x{xid:x}) from switch: {err}; answered {}",
+                ErrorCodeName(err.ofp_error())
+            ),
+        ));
+        out.push(Output::Send(OfpMessage::new(xid, Message::Error(reply))));
+    }
+
+    fn on_first_message(&mut self, msg: OfpMessage, out: &mut Vec<Output>) {
+        let hello = match msg.message {
+            Message::Hello(h) => h,
+            other => {
+                let t = other.msg_type();
+                out.push(Output::Send(OfpMessage::new(
+                    msg.xid,
+                    Message::Error(ErrorMsg::hello_failed("expected OFPT_HELLO first")),
+                )));
+                out.push(Output::Log(
+                    Level::WARN,
+                    format!("switch sent {t} before HELLO; closing"),
+                ));
+                self.close(CloseReason::NoHello { msg_type: t }, out);
+                return;
+            }
+        };
+        if !hello.accepts(OFP_VERSION) {
+            let reason = CloseReason::IncompatibleVersion {
+                peer_version: hello.version,
+            };
+            out.push(Output::Send(OfpMessage::new(
+                msg.xid,
+                Message::Error(ErrorMsg::hello_failed(
+                    "Iris speaks OpenFlow 1.3 only (wire version 0x04); \
+                     set protocols=OpenFlow13 on the bridge",
+                )),
+            )));
+            out.push(Output::Log(Level::ERROR, format!("{reason} ({hello})")));
+            self.close(reason, out);
+            return;
+        }
+        self.state = State::Handshake;
+        let x = self.request(Message::FeaturesRequest, None, out);
+        self.handshake_xids.insert(x, MsgType::FeaturesRequest);
+        let x = self.request(
+            Message::SetConfig(SwitchConfig {
+                flags: 0,
+                miss_send_len: self.config.miss_send_len,
+            }),
+            None,
+            out,
+        );
+        self.handshake_xids.insert(x, MsgType::SetConfig);
+        let x = self.multipart(
+            MultipartRequestBody::PortDesc,
+            Collecting::Ports(Vec::new()),
+            out,
+        );
+        self.handshake_xids.insert(x, MsgType::MultipartRequest);
+        self.gathering = Some(Gathering {
+            handshake: true,
+            ..Gathering::default()
+        });
+        self.request_tables(out);
+        for batch in std::mem::take(&mut self.held) {
+            self.submit(batch, out);
+        }
+    }
+
+    fn multipart(
+        &mut self,
+        body: MultipartRequestBody,
+        collect: Collecting,
+        out: &mut Vec<Output>,
+    ) -> u32 {
+        let xid = self.request(
+            Message::MultipartRequest(MultipartRequest::new(body)),
+            None,
+            out,
+        );
+        self.multiparts.insert(xid, collect);
+        xid
+    }
+
+    fn request_tables(&mut self, out: &mut Vec<Output>) {
+        let handshake = self.state == State::Handshake;
+        let x = self.multipart(
+            MultipartRequestBody::Flow(FlowStatsRequest::default()),
+            Collecting::Flows(Vec::new()),
+            out,
+        );
+        let y = self.multipart(
+            MultipartRequestBody::GroupDesc,
+            Collecting::Groups(Vec::new()),
+            out,
+        );
+        if handshake {
+            self.handshake_xids.insert(x, MsgType::MultipartRequest);
+            self.handshake_xids.insert(y, MsgType::MultipartRequest);
+        }
+    }
+
+    fn submit(&mut self, batch: Batch, out: &mut Vec<Output>) {
+        // The barrier's xid is taken first so each request can point at it.
+        let barrier_xid = batch.barrier.map(|_| self.xid());
+        for m in batch.messages {
+            self.request(m, barrier_xid, out);
+        }
+        if let (Some(xid), Some(ticket)) = (barrier_xid, batch.barrier) {
+            self.barriers
+                .insert(xid, PendingBarrier { ticket, errors: 0 });
+            out.push(Output::Send(OfpMessage::new(xid, Message::BarrierRequest)));
+        }
+    }
+
+    fn on_features(&mut self, xid: u32, f: SwitchFeatures, out: &mut Vec<Output>) {
+        self.handshake_xids.remove(&xid);
+        if f.auxiliary_id != 0 {
+            self.close(
+                CloseReason::AuxiliaryConnection {
+                    auxiliary_id: f.auxiliary_id,
+                },
+                out,
+            );
+            return;
+        }
+        self.features = Some(f);
+        if let Some(g) = self.gathering.as_mut() {
+            g.features = Some(f);
+        }
+        out.push(Output::Log(
+            Level::INFO,
+            format!(
+                "switch dpid {:016x}: {} tables, {} buffers",
+                f.datapath_id, f.n_tables, f.n_buffers
+            ),
+        ));
+        self.maybe_ready(out);
+    }
+
+    fn on_multipart(&mut self, xid: u32, reply: MultipartReply, out: &mut Vec<Output>) {
+        let more = reply.more();
+        let Some(collect) = self.multiparts.get_mut(&xid) else {
+            out.push(Output::Log(
+                Level::DEBUG,
+                format!(
+                    "unsolicited {} reply (xid=0x{xid:x}) ignored",
+                    reply.body.mp_type()
+                ),
+            ));
+            return;
+        };
+        let mp_type = reply.body.mp_type();
+        if !collect.absorb(reply.body) {
+            out.push(Output::Log(
+                Level::WARN,
+                format!("switch answered a multipart request (xid=0x{xid:x}) with {mp_type}"),
+            ));
+            return;
+        }
+        if collect.len() > self.config.max_dump_entries {
+            self.close(CloseReason::DumpTooLarge, out);
+            return;
+        }
+        if more {
+            return;
+        }
+        let Some(done) = self.multiparts.remove(&xid) else {
+            return;
+        };
+        self.handshake_xids.remove(&xid);
+        self.forget(xid);
+        match done {
+            Collecting::Ports(ports) => {
+                self.ports = ports.iter().map(|p| (p.port_no, *p)).collect();
+                if let Some(g) = self.gathering.as_mut() {
+                    g.ports = Some(ports);
+                }
+            }
+            Collecting::Flows(flows) => {
+                if let Some(g) = self.gathering.as_mut() {
+                    g.flows = Some(flows);
+                }
+            }
+            Collecting::Groups(groups) => {
+                if let Some(g) = self.gathering.as_mut() {
+                    g.groups = Some(groups);
+                }
+            }
+        }
+        self.maybe_ready(out);
+    }
+
+    /// Emits `Ready` or `Tables` once everything gathered has arrived.
+    fn maybe_ready(&mut self, out: &mut Vec<Output>) {
+        let Some(g) = self.gathering.as_mut() else {
+            return;
+        };
+        if g.flows.is_none() || g.groups.is_none() {
+            return;
+        }
+        if g.handshake {
+            let (Some(features), Some(_)) = (g.features, g.ports.as_ref()) else {
+                return;
+            };
+            let ports = g.ports.take().unwrap_or_default();
+            let flows = g.flows.take().unwrap_or_default();
+            let groups = g.groups.take().unwrap_or_default();
+            self.gathering = None;
+            self.state = State::Ready;
+            out.push(Output::Log(
+                Level::INFO,
+                format!(
+                    "switch ready: {} ports, {} flows, {} groups",
+                    ports.len(),
+                    flows.len(),
+                    groups.len()
+                ),
+            ));
+            out.push(Output::Upcall(Upcall::Ready {
+                features,
+                ports,
+                flows,
+                groups,
+            }));
+        } else {
+            let flows = g.flows.take().unwrap_or_default();
+            let groups = g.groups.take().unwrap_or_default();
+            self.gathering = None;
+            out.push(Output::Upcall(Upcall::Tables { flows, groups }));
+        }
+    }
+
+    fn on_barrier(&mut self, xid: u32, out: &mut Vec<Output>) {
+        match self.barriers.remove(&xid) {
+            Some(b) => out.push(Output::Upcall(Upcall::BarrierConfirmed {
+                ticket: b.ticket,
+                errors: b.errors,
+            })),
+            None => out.push(Output::Log(
+                Level::DEBUG,
+                format!("unsolicited barrier reply (xid=0x{xid:x})"),
+            )),
+        }
+    }
+
+    fn on_port_status(&mut self, s: PortStatus, out: &mut Vec<Output>) {
+        match s.reason {
+            PortReason::Delete => {
+                self.ports.remove(&s.desc.port_no);
+            }
+            _ => {
+                self.ports.insert(s.desc.port_no, s.desc);
+            }
+        }
+        out.push(Output::Log(
+            Level::DEBUG,
+            format!("port {} {} ({})", s.desc.port_no, s.reason, s.desc.name),
+        ));
+        out.push(Output::Upcall(Upcall::PortStatus(s)));
+    }
+
+    fn forget(&mut self, xid: u32) {
+        if self.sent.remove(&xid).is_some() {
+            self.sent_order.retain(|x| *x != xid);
+        }
+    }
+
+    fn on_error(&mut self, xid: u32, error: ErrorMsg, out: &mut Vec<Output>) {
+        let sent = self.sent.remove(&xid);
+        if sent.is_some() {
+            self.sent_order.retain(|x| *x != xid);
+        }
+        if let Some(b) = sent
+            .as_ref()
+            .and_then(|s| s.barrier)
+            .and_then(|b| self.barriers.get_mut(&b))
+        {
+            b.errors += 1;
+        }
+        let request = sent.map(|s| Box::new(s.message));
+        let described = match &request {
+            Some(r) => r.to_string(),
+            // Forgotten already: the error's own data names what it can.
+            None => format!("a request no longer tracked (xid=0x{xid:x})"),
+        };
+        let code = match &error {
+            ErrorMsg::Standard { code, .. } => Some(*code),
+            ErrorMsg::Experimenter { .. } => None,
+        };
+        out.push(Output::Log(
+            Level::WARN,
+            format!("switch refused {described}: {error}"),
+        ));
+        if let Some(req_type) = self.handshake_xids.remove(&xid) {
+            if let Some(code) = code {
+                self.close(
+                    CloseReason::HandshakeRefused {
+                        request: req_type,
+                        code,
+                    },
+                    out,
+                );
+                return;
+            }
+        }
+        if self.multiparts.remove(&xid).is_some() {
+            // A refused dump would leave the gathering waiting forever.
+            self.gathering = None;
+        }
+        out.push(Output::Upcall(Upcall::SwitchError { error, request }));
+    }
+}
+
+/// The start of an offending message, as OFPT_ERROR carries it.
+fn error_data(raw: &[u8]) -> Vec<u8> {
+    raw[..raw.len().min(ofp::message::ERROR_DATA_LEN)].to_vec()
+}
+
+#[cfg(test)]
+mod tests;
