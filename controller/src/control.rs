@@ -223,6 +223,9 @@ pub struct Control {
     hosts_out: watch::Sender<Vec<ManagedHost>>,
     /// Where changes go to be stored, in order; `None` keeps nothing.
     persist: Option<std::sync::mpsc::Sender<store::Batch>>,
+    /// While a burst of switch events is being taken: what it asks of the
+    /// switches, done once at its end.
+    burst: Option<program::Burst>,
 }
 
 impl fmt::Debug for Control {
@@ -235,6 +238,10 @@ impl fmt::Debug for Control {
 }
 
 type Call = Box<dyn FnOnce(&mut Control) + Send>;
+
+/// Most switch events taken in one burst, so the API and OVSDB inputs are
+/// not starved while switches keep sending.
+const EVENTS_PER_BURST: usize = 256;
 
 /// The API's way into the control loop.
 #[derive(Debug, Clone)]
@@ -339,6 +346,7 @@ impl Control {
             events: events.clone(),
             hosts_out,
             persist: None,
+            burst: None,
         };
         Parts {
             control,
@@ -367,7 +375,21 @@ impl Control {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                Some(e) = inputs.switches.recv() => self.on_switch_event(e),
+                Some(e) = inputs.switches.recv() => {
+                    // What else is queued is taken with it: a burst of
+                    // PacketIns is learned as one, every switch it concerns
+                    // is reprogrammed once, and each connection gets its
+                    // answers in one batch.
+                    self.begin_burst();
+                    self.on_switch_event(e);
+                    for _ in 1..EVENTS_PER_BURST {
+                        match inputs.switches.try_recv() {
+                            Ok(e) => self.on_switch_event(e),
+                            Err(_) => break,
+                        }
+                    }
+                    self.end_burst();
+                }
                 Some(e) = inputs.topology.recv() => self.on_topology_event(e),
                 Some(call) = inputs.calls.recv() => call(&mut self),
                 _ = tick.tick() => self.on_tick(),

@@ -25,7 +25,7 @@ use ofp::multipart::{
     MultipartRequestBody,
 };
 use ofp::{DecodeError, ErrorCode, MsgType, OfpMessage, OFP_VERSION};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 use tracing::Level;
@@ -272,8 +272,10 @@ pub struct Session {
     /// Handshake requests by xid; an error for one of them ends the session.
     handshake_xids: HashMap<u32, MsgType>,
     barriers: HashMap<u32, PendingBarrier>,
-    sent: HashMap<u32, Sent>,
-    sent_order: VecDeque<u32>,
+    /// The last `tracked_requests` requests, at their xid modulo its length:
+    /// xids are handed out in sequence, so each request takes the place of
+    /// the oldest. Allocated on first use.
+    sent: Vec<Option<(u32, Sent)>>,
     /// Batches submitted before negotiation finished.
     held: Vec<Batch>,
 }
@@ -294,8 +296,7 @@ impl Session {
             gathering: None,
             handshake_xids: HashMap::new(),
             barriers: HashMap::new(),
-            sent: HashMap::new(),
-            sent_order: VecDeque::new(),
+            sent: Vec::new(),
             held: Vec::new(),
         }
     }
@@ -371,23 +372,35 @@ impl Session {
     fn request(&mut self, message: Message, barrier: Option<u32>, out: &mut Vec<Output>) -> u32 {
         let xid = self.xid();
         let msg = OfpMessage::new(xid, message);
-        if self.config.tracked_requests > 0 {
-            if self.sent_order.len() >= self.config.tracked_requests {
-                if let Some(old) = self.sent_order.pop_front() {
-                    self.sent.remove(&old);
-                }
+        let n = self.config.tracked_requests;
+        if n > 0 {
+            if self.sent.is_empty() {
+                self.sent.resize_with(n, || None);
             }
-            self.sent_order.push_back(xid);
-            self.sent.insert(
+            self.sent[xid as usize % n] = Some((
                 xid,
                 Sent {
                     message: msg.clone(),
                     barrier,
                 },
-            );
+            ));
         }
         out.push(Output::Send(msg));
         xid
+    }
+
+    /// The request sent with `xid`, if it is still remembered; forgotten
+    /// from then on.
+    fn take_sent(&mut self, xid: u32) -> Option<Sent> {
+        let n = self.sent.len();
+        if n == 0 {
+            return None;
+        }
+        let slot = &mut self.sent[xid as usize % n];
+        match slot {
+            Some((x, _)) if *x == xid => slot.take().map(|(_, s)| s),
+            _ => None,
+        }
     }
 
     fn close(&mut self, reason: CloseReason, out: &mut Vec<Output>) {
@@ -801,16 +814,11 @@ impl Session {
     }
 
     fn forget(&mut self, xid: u32) {
-        if self.sent.remove(&xid).is_some() {
-            self.sent_order.retain(|x| *x != xid);
-        }
+        self.take_sent(xid);
     }
 
     fn on_error(&mut self, xid: u32, error: ErrorMsg, out: &mut Vec<Output>) {
-        let sent = self.sent.remove(&xid);
-        if sent.is_some() {
-            self.sent_order.retain(|x| *x != xid);
-        }
+        let sent = self.take_sent(xid);
         if let Some(b) = sent
             .as_ref()
             .and_then(|s| s.barrier)

@@ -14,7 +14,7 @@ use crate::session::Batch;
 use crate::switch_state::SwitchState;
 use ofp::message::{Message, PacketIn, PacketOut};
 use ofp::multipart::{FlowStats, GroupDesc};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -36,12 +36,23 @@ pub(super) struct Sync {
 /// Work that waits for barrier replies.
 #[derive(Debug, Default)]
 struct Waiting {
-    started: Option<Instant>,
     tickets: BTreeSet<u64>,
     /// Sent to the connection once every ticket is confirmed.
     then: Vec<(ConnId, PacketOut)>,
-    /// MACs a RARP moved: the latency is recorded when the tickets are in.
-    moves: Vec<RegistryEvent>,
+    /// MACs a RARP moved, with when its PacketIn arrived: the latency is
+    /// recorded when the tickets are in.
+    moves: Vec<(Instant, RegistryEvent)>,
+}
+
+/// What a burst of switch events asks for, done once when it ends.
+#[derive(Debug, Default)]
+pub(super) struct Burst {
+    /// Hosts whose switches the burst's registry changes concern.
+    hosts: BTreeSet<HostName>,
+    /// What waits for those switches to be reprogrammed.
+    waiting: Waiting,
+    /// PacketOuts ready to go, by connection.
+    outs: BTreeMap<ConnId, Vec<PacketOut>>,
 }
 
 /// Barrier tickets in flight and what waits on them.
@@ -206,30 +217,32 @@ impl Control {
 
     /// Everything `w` waited for is confirmed.
     fn finish(&mut self, w: Waiting) {
-        if let (Some(started), false) = (w.started, w.moves.is_empty()) {
+        for (started, m) in w.moves {
             let latency = started.elapsed();
             self.metrics.move_latency.observe(latency.as_secs_f64());
-            for m in w.moves {
-                info!(
-                    "{} moved on vi{} to {} in {:.1} ms",
-                    m.mac,
-                    m.vi,
-                    m.location.as_deref().unwrap_or("nowhere"),
-                    latency.as_secs_f64() * 1e3
-                );
-                self.publish(NorthEvent::Move {
-                    latency_ms: latency.as_secs_f64() * 1e3,
-                    event: m,
-                });
-            }
+            info!(
+                "{} moved on vi{} to {} in {:.1} ms",
+                m.mac,
+                m.vi,
+                m.location.as_deref().unwrap_or("nowhere"),
+                latency.as_secs_f64() * 1e3
+            );
+            self.publish(NorthEvent::Move {
+                latency_ms: latency.as_secs_f64() * 1e3,
+                event: m,
+            });
         }
+        let mut outs: BTreeMap<ConnId, Vec<PacketOut>> = BTreeMap::new();
         for (conn, out) in w.then {
-            if let Some(sw) = self.switches.get(&conn) {
-                let _ = sw.handle.try_submit(Batch {
-                    messages: vec![Message::PacketOut(out)],
-                    barrier: None,
-                });
+            outs.entry(conn).or_default().push(out);
+        }
+        match self.burst.as_mut() {
+            Some(b) => {
+                for (conn, mut o) in outs {
+                    b.outs.entry(conn).or_default().append(&mut o);
+                }
             }
+            None => self.send_packet_outs(outs),
         }
     }
 
@@ -246,11 +259,45 @@ impl Control {
         for c in changes {
             self.publish(NorthEvent::Registry(RegistryEvent::of(c)));
         }
-        let hosts = affected_hosts(&self.topology, changes)
+        let hosts: BTreeSet<HostName> = affected_hosts(&self.topology, changes)
             .into_iter()
             .cloned()
             .collect();
+        if let Some(b) = self.burst.as_mut() {
+            b.hosts.extend(hosts);
+            return BTreeSet::new();
+        }
         self.program_hosts(&hosts)
+    }
+
+    /// From now until [`Control::end_burst`], registry changes only mark
+    /// switches for reprogramming and PacketOuts are held.
+    pub(super) fn begin_burst(&mut self) {
+        self.burst.get_or_insert_with(Burst::default);
+    }
+
+    /// Reprograms every switch the burst concerns (once each), lets what
+    /// waits on that wait for its barriers, and sends each connection its
+    /// PacketOuts in one batch.
+    pub(super) fn end_burst(&mut self) {
+        let Some(b) = self.burst.take() else { return };
+        let mut w = b.waiting;
+        w.tickets = self.program_hosts(&b.hosts);
+        if !w.then.is_empty() || !w.moves.is_empty() {
+            self.wait_for(w);
+        }
+        self.send_packet_outs(b.outs);
+    }
+
+    fn send_packet_outs(&mut self, outs: BTreeMap<ConnId, Vec<PacketOut>>) {
+        for (conn, outs) in outs {
+            if let Some(sw) = self.switches.get(&conn) {
+                let _ = sw.handle.try_submit(Batch {
+                    messages: outs.into_iter().map(Message::PacketOut).collect(),
+                    barrier: None,
+                });
+            }
+        }
     }
 
     /// A PACKET_IN: learn, reprogram, and send what the decision says once
@@ -278,24 +325,33 @@ impl Control {
             debug!(%conn, "unparsable frame in a PACKET_IN: {e}");
         }
         let tickets = self.registry_changed(&decision.changes);
-        let moves: Vec<RegistryEvent> = if decision.kind == PacketInKind::Rarp {
+        let moves: Vec<(Instant, RegistryEvent)> = if decision.kind == PacketInKind::Rarp {
             decision
                 .changes
                 .iter()
                 .filter(|c| c.as_move().is_some())
-                .map(RegistryEvent::of)
+                .map(|c| (started, RegistryEvent::of(c)))
                 .collect()
         } else {
             Vec::new()
         };
+        let then = decision.packet_outs.into_iter().map(|p| (conn, p));
+        if let Some(b) = self.burst.as_mut() {
+            // What follows a change waits for the burst's reprogramming;
+            // the rest goes out when the burst ends.
+            if decision.changes.is_empty() {
+                for (c, p) in then {
+                    b.outs.entry(c).or_default().push(p);
+                }
+            } else {
+                b.waiting.then.extend(then);
+                b.waiting.moves.extend(moves);
+            }
+            return;
+        }
         let w = Waiting {
-            started: Some(started),
             tickets,
-            then: decision
-                .packet_outs
-                .into_iter()
-                .map(|p| (conn, p))
-                .collect(),
+            then: then.collect(),
             moves,
         };
         self.wait_for(w);

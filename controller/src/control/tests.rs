@@ -425,8 +425,13 @@ fn moves_measured(c: &Control) -> u64 {
 }
 
 fn rarp_in(mac: MacAddr, in_port: u32) -> Upcall {
+    intercepted(&ArpRepr::rarp_announce(mac), in_port)
+}
+
+/// `frame` sent up by the interception table from `in_port`.
+fn intercepted(frame: &ArpRepr, in_port: u32) -> Upcall {
     let mut data = Vec::new();
-    ArpRepr::rarp_announce(mac).emit(&mut data);
+    frame.emit(&mut data);
     Upcall::PacketIn(PacketIn {
         buffer_id: NO_BUFFER,
         total_len: data.len() as u16,
@@ -626,4 +631,57 @@ fn port_status_is_visible_on_the_host() {
     assert!(!c.host(&pm1).unwrap().openflow_ports[0].up);
     c.on_switch_event(status(PortReason::Delete, port(0)));
     assert!(c.host(&pm1).unwrap().openflow_ports.is_empty());
+}
+
+fn garp_in(mac: MacAddr, ip: [u8; 4], in_port: u32) -> Upcall {
+    intercepted(&ArpRepr::gratuitous(mac, Ipv4Addr::from(ip)), in_port)
+}
+
+#[test]
+fn a_burst_of_packet_ins_reprograms_each_switch_once() {
+    let (mut c, mut rx, mut sim) = pm1_programmed();
+    c.begin_burst();
+    for i in 1..=5 {
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(1),
+            upcall: garp_in(MacAddr([0x52, 0x54, 0, 0, 0, i]), [10, 1, 0, i], 5),
+        });
+    }
+    assert!(
+        batches(&mut rx).is_empty(),
+        "nothing leaves during the burst"
+    );
+    c.end_burst();
+    let b = batches(&mut rx);
+    let [delta] = &b[..] else { panic!("{b:?}") };
+    assert!(delta.barrier.is_some());
+    apply(&mut sim, delta);
+    let want = compile(&c.registry, &c.topology, &HostName("pm1".into()));
+    assert_eq!(sim.state(), &want, "all five hosts learned in one batch");
+    assert_eq!(c.registry.len().0, 5);
+}
+
+#[test]
+fn a_rarp_in_a_burst_floods_after_the_bursts_barriers() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    c.begin_burst();
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(mac, 5),
+    });
+    c.end_burst();
+    let b = batches(&mut rx);
+    let [reprogram] = &b[..] else { panic!("{b:?}") };
+    let ticket = reprogram.barrier.unwrap();
+    c.begin_burst();
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::BarrierConfirmed { ticket, errors: 0 },
+    });
+    assert!(batches(&mut rx).is_empty());
+    c.end_burst();
+    let b = batches(&mut rx);
+    let [flood] = &b[..] else { panic!("{b:?}") };
+    assert!(matches!(&flood.messages[..], [Message::PacketOut(p)] if p.in_port == 5));
 }
