@@ -8,6 +8,7 @@ declare -A NEED=(
   [ovs-vswitchd]=openvswitch-switch
   [ovsdb-server]=openvswitch-switch
   [ovs-ofctl]=openvswitch-common
+  [ovs-testcontroller]=openvswitch-testcontroller
   [mn]=mininet
   [iperf3]=iperf3
   [ethtool]=ethtool
@@ -35,6 +36,10 @@ if ((${#missing[@]})); then
   # The packages' own services are not used: every Iris test and the testbed
   # start private ovsdb-server/ovs-vswitchd instances with their own run dirs.
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  # openvswitch-testcontroller's service would hold port 6653, Iris's.
+  if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now openvswitch-testcontroller >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -93,6 +93,10 @@ struct ControllerArgs {
     /// else $XDG_CACHE_HOME/iris-bench, else ~/.cache/iris-bench].
     #[arg(long)]
     cache: Option<PathBuf>,
+    /// The iris-controller binary [default: $IRIS_CONTROLLER, next to
+    /// iris-testbed, or on PATH].
+    #[arg(long)]
+    iris_controller: Option<PathBuf>,
     /// Keep the run directory (the controller's configuration and log).
     #[arg(long)]
     keep: bool,
@@ -133,6 +137,7 @@ fn bench_controller(a: ControllerArgs) -> ExitCode {
         duration,
         timeout,
         cache: a.cache.unwrap_or_else(bench::default_cache),
+        iris_controller: a.iris_controller,
         keep: a.keep,
     };
     match bench::run(&options) {

@@ -104,6 +104,10 @@ pub struct Timing {
 pub trait Watch {
     /// An error when the controller died.
     fn alive(&mut self) -> Result<(), BenchError>;
+    /// Whether the controller says it is ready for load (every switch
+    /// known, say), once the switches finished their handshakes; the text
+    /// says what is still missing.
+    fn ready(&mut self) -> Result<(), String>;
     /// Called at each measurement boundary (start, then end), e.g. to read
     /// the controller's CPU time.
     fn mark(&mut self);
@@ -148,25 +152,38 @@ pub async fn drive(
 
     let t0 = Instant::now();
     let poll = Duration::from_millis(20);
-    // Setup: every handshake done, then the controller quiet for `settle`.
+    let mut asked: Option<Instant> = None;
+    let mut missing = String::from("the controller never stopped sending for long enough");
+    // Setup: every handshake done, the controller ready by its own account,
+    // then quiet for `settle`.
     loop {
         watch.alive()?;
         check_tasks(&mut tasks)?;
         let now = Instant::now();
         let ready = shared.ready.load(Ordering::Relaxed);
-        if ready == n && shared.quiet_for(now) >= plan.settle {
-            break;
+        if ready == n
+            && shared.quiet_for(now) >= plan.settle
+            && asked.is_none_or(|a| now - a >= Duration::from_millis(250))
+        {
+            asked = Some(now);
+            match watch.ready() {
+                Ok(()) if shared.quiet_for(Instant::now()) >= plan.settle => break,
+                Ok(()) => {}
+                Err(m) => missing = m,
+            }
         }
         if now - t0 > plan.setup_timeout {
-            return Err(BenchError::Controller(format!(
-                "after {:?}, {ready} of {n} switches finished the handshake{}",
-                plan.setup_timeout,
-                if ready == n {
-                    " but the controller never stopped sending for long enough"
-                } else {
-                    ""
-                }
-            )));
+            return Err(BenchError::Controller(if ready == n {
+                format!(
+                    "after {:?} every switch finished the handshake but {missing}",
+                    plan.setup_timeout
+                )
+            } else {
+                format!(
+                    "after {:?}, {ready} of {n} switches finished the handshake",
+                    plan.setup_timeout
+                )
+            }));
         }
         tokio::time::sleep(poll).await;
     }

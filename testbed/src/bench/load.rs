@@ -3,7 +3,7 @@
 //! PacketIn, and what was counted while measuring.
 //!
 //! A PacketIn is *answered* by the first FLOW_MOD or PACKET_OUT that names
-//! it: by the buffer it was sent with, or by its host's MAC (see
+//! it: by the buffer it was sent with, or by its key (see
 //! [`super::traffic`]). Further messages about the same PacketIn are
 //! counted by kind but answer nothing. A PacketIn nobody answers within the
 //! timeout is given up, so a controller that ignores some cannot stall the
@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use ofp::message::NO_BUFFER;
 
 use super::switch::{Answer, AnswerKind, EmulatedSwitch};
-use super::traffic::{host_index, Traffic};
+use super::traffic::{host_index, known_index, FrameKind, Traffic};
 
 /// What one switch counted while measuring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -74,9 +74,9 @@ pub struct Load {
     buffered: bool,
     timeout: Duration,
     seq: u64,
-    /// By host index: the PacketIn of that host still waiting for an answer.
+    /// By key: the PacketIn about that key still waiting for an answer.
     waiting: Vec<Option<Waiting>>,
-    /// (host, seq) in the order sent, to find the oldest for the timeout.
+    /// (key, seq) in the order sent, to find the oldest for the timeout.
     sent_order: VecDeque<(u32, u64)>,
     in_flight: u32,
     frame: Vec<u8>,
@@ -86,7 +86,7 @@ pub struct Load {
 
 impl Load {
     /// `window` PacketIns may wait for an answer at once (at most one per
-    /// host, so at most `traffic.macs`).
+    /// key, so at most `traffic.macs`).
     pub fn new(traffic: Traffic, window: u32, buffered: bool, timeout: Duration) -> Self {
         let hosts = traffic.macs as usize;
         Self {
@@ -109,8 +109,8 @@ impl Load {
     }
 
     /// Appends PacketIns to `out` until the window is full. Stops early
-    /// when the next host's previous PacketIn is still waiting, so hosts
-    /// are answered and reused in order.
+    /// when the next key's previous PacketIn is still waiting, so keys are
+    /// answered and reused in order.
     pub fn fill(
         &mut self,
         switch: &mut EmulatedSwitch,
@@ -119,19 +119,19 @@ impl Load {
         out: &mut Vec<u8>,
     ) {
         while self.in_flight < self.window {
-            let host = (self.seq % u64::from(self.traffic.macs)) as usize;
-            if self.waiting[host].is_some() {
+            let key = (self.seq % u64::from(self.traffic.macs)) as usize;
+            if self.waiting[key].is_some() {
                 break;
             }
             self.frame.clear();
             let sent = self.traffic.frame(self.seq, &mut self.frame);
-            let buffer_id = if self.buffered { sent.host } else { NO_BUFFER };
+            let buffer_id = if self.buffered { sent.key } else { NO_BUFFER };
             switch.packet_in(sent.in_port, buffer_id, &self.frame, out);
-            self.waiting[host] = Some(Waiting {
+            self.waiting[key] = Some(Waiting {
                 seq: self.seq,
                 sent: now,
             });
-            self.sent_order.push_back((sent.host, self.seq));
+            self.sent_order.push_back((sent.key, self.seq));
             self.in_flight += 1;
             self.seq += 1;
             if measuring {
@@ -148,8 +148,8 @@ impl Load {
                 AnswerKind::PacketOut => self.counts.packet_outs += 1,
             }
         }
-        let host = self.answered_host(answer);
-        let waited = host.and_then(|h| self.waiting[h as usize].take());
+        let key = self.answered_key(answer);
+        let waited = key.and_then(|k| self.waiting[k as usize].take());
         match waited {
             Some(w) => {
                 self.in_flight -= 1;
@@ -165,29 +165,32 @@ impl Load {
         }
     }
 
-    /// The waiting host the answer is about: the one whose buffer it
-    /// releases, else the first of its MACs that is one of this switch's
-    /// hosts (a flow for traffic from host A to host B is about A, even
-    /// while B waits too).
-    fn answered_host(&self, answer: &Answer) -> Option<u32> {
-        let is_waiting = |h: u32| self.waiting.get(h as usize).is_some_and(Option::is_some);
+    /// The waiting key the answer is about: the one whose buffer it
+    /// releases, else the first key it names: a host's MAC (a flow for
+    /// traffic from host A to host B is about A, even while B waits too),
+    /// or for ARP requests a known IP.
+    fn answered_key(&self, answer: &Answer) -> Option<u32> {
+        let is_waiting = |k: u32| self.waiting.get(k as usize).is_some_and(Option::is_some);
         if self.buffered {
             if let Some(b) = answer.buffer_id.filter(|&b| is_waiting(b)) {
                 return Some(b);
             }
         }
-        answer
-            .macs
-            .iter()
-            .flatten()
-            .find_map(|m| host_index(self.traffic.switch, m))
-            .filter(|&h| is_waiting(h))
+        let named = match self.traffic.kind {
+            FrameKind::ArpRequest => answer.ips.iter().flatten().find_map(|ip| known_index(*ip)),
+            FrameKind::Unicast | FrameKind::Garp => answer
+                .macs
+                .iter()
+                .flatten()
+                .find_map(|m| host_index(self.traffic.switch, m)),
+        };
+        named.filter(|&k| is_waiting(k))
     }
 
     /// Gives up PacketIns older than the timeout.
     pub fn expire(&mut self, now: Instant, measuring: bool) {
-        while let Some(&(host, seq)) = self.sent_order.front() {
-            let slot = &mut self.waiting[host as usize];
+        while let Some(&(key, seq)) = self.sent_order.front() {
+            let slot = &mut self.waiting[key as usize];
             match slot {
                 Some(w) if w.seq == seq => {
                     if now.saturating_duration_since(w.sent) < self.timeout {
@@ -208,8 +211,8 @@ impl Load {
 
     /// When the oldest waiting PacketIn times out, if any is waiting.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.sent_order.iter().find_map(|&(host, seq)| {
-            self.waiting[host as usize]
+        self.sent_order.iter().find_map(|&(key, seq)| {
+            self.waiting[key as usize]
                 .filter(|w| w.seq == seq)
                 .map(|w| w.sent + self.timeout)
         })
@@ -220,7 +223,7 @@ impl Load {
 mod tests {
     use super::*;
     use crate::bench::switch::{PacketInProfile, SwitchSpec};
-    use crate::bench::traffic::{host_mac, known_mac, FrameKind};
+    use crate::bench::traffic::{host_ip, host_mac, known_ip, known_mac};
     use ofp::message::PacketInReason;
 
     fn switch() -> EmulatedSwitch {
@@ -239,15 +242,19 @@ mod tests {
         )
     }
 
-    fn load(window: u32, buffered: bool) -> Load {
+    fn load_of(kind: FrameKind, window: u32, buffered: bool) -> Load {
         let traffic = Traffic {
-            kind: FrameKind::Unicast,
+            kind,
             switch: 3,
             macs: 4,
             ports: 2,
             vlan: None,
         };
         Load::new(traffic, window, buffered, Duration::from_millis(100))
+    }
+
+    fn load(window: u32, buffered: bool) -> Load {
+        load_of(FrameKind::Unicast, window, buffered)
     }
 
     fn flow_mod_for(host: u32) -> Answer {
@@ -260,6 +267,7 @@ mod tests {
                 None,
                 None,
             ],
+            ips: [None; 2],
         }
     }
 
@@ -292,20 +300,41 @@ mod tests {
             kind: AnswerKind::PacketOut,
             buffer_id: None,
             macs: [Some(host_mac(3, 2).0), Some(host_mac(3, 1).0), None, None],
+            ips: [None; 2],
         };
         l.on_answer(&a, Instant::now(), true);
         assert!(l.waiting[2].is_none() && l.waiting[1].is_some());
         // Another message about host 2 does not answer host 1.
         l.on_answer(&a, Instant::now(), true);
         assert!(l.waiting[1].is_some());
-        // An ARP reply from a seeded address is about its target, a host.
+    }
+
+    #[test]
+    fn arp_answers_are_tied_by_the_known_ip_either_way_round() {
+        let (mut sw, mut l, mut out) = (
+            switch(),
+            load_of(FrameKind::ArpRequest, 4, false),
+            Vec::new(),
+        );
+        l.fill(&mut sw, Instant::now(), true, &mut out);
+        // A reply from known address 1 to the requester (host 1 asks for
+        // keys 1 and 3): about key 1, whatever the MACs say.
         let reply = Answer {
             kind: AnswerKind::PacketOut,
             buffer_id: None,
             macs: [Some(known_mac(3, 1).0), Some(host_mac(3, 1).0), None, None],
+            ips: [Some(known_ip(1).octets()), Some(host_ip(1).octets())],
         };
         l.on_answer(&reply, Instant::now(), true);
-        assert!(l.waiting[1].is_none());
+        assert!(l.waiting[1].is_none() && l.waiting[3].is_some());
+        // The request for key 3 sent on (flooded): its target names it.
+        let flood = Answer {
+            ips: [Some(host_ip(1).octets()), Some(known_ip(3).octets())],
+            ..reply
+        };
+        l.on_answer(&flood, Instant::now(), true);
+        assert!(l.waiting[3].is_none());
+        assert_eq!(l.counts.answered, 2);
     }
 
     #[test]
@@ -316,6 +345,7 @@ mod tests {
             kind: AnswerKind::FlowMod,
             buffer_id: Some(1),
             macs: [None; 4],
+            ips: [None; 2],
         };
         l.on_answer(&a, Instant::now(), false);
         assert!(l.waiting[1].is_none() && l.waiting[0].is_some());

@@ -16,6 +16,7 @@
 //! - [`report`]: the figures, as text or one JSON object.
 
 pub mod driver;
+pub mod iris;
 pub mod load;
 pub mod report;
 pub mod switch;
@@ -78,6 +79,9 @@ pub struct Options {
     pub timeout: Duration,
     /// Where the Python peers' venv is kept.
     pub cache: PathBuf,
+    /// The `iris-controller` binary; `None`: `$IRIS_CONTROLLER`, next to
+    /// this program, or on PATH.
+    pub iris_controller: Option<PathBuf>,
     /// Keep the run directory (configuration and logs) after the run.
     pub keep: bool,
 }
@@ -188,6 +192,10 @@ impl Options {
 /// Watches the controller process and reads CPU time at the boundaries.
 struct ProcessWatch<'a> {
     process: &'a mut crate::Process,
+    /// Iris's API, asked whether it knows every switch and VM port.
+    api: Option<SocketAddr>,
+    switches: usize,
+    ports: usize,
     marks: Vec<report::Mark>,
 }
 
@@ -196,6 +204,13 @@ impl Watch for ProcessWatch<'_> {
         self.process.ensure_running().map_err(|e| {
             BenchError::Controller(format!("the controller exited during the run: {e}"))
         })
+    }
+
+    fn ready(&mut self) -> Result<(), String> {
+        match self.api {
+            Some(api) => iris::ready(api, self.switches, self.ports),
+            None => Ok(()),
+        }
     }
 
     fn mark(&mut self) {
@@ -232,7 +247,9 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
         openflow,
         switches: &specs,
         macs: options.macs,
+        workload: options.workload,
         cache: &options.cache,
+        iris_controller: options.iris_controller.as_deref(),
     };
     options.target.ensure_installed(&env)?;
     let mut running = options.target.start(&env)?;
@@ -268,6 +285,9 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
         .map_err(|e| BenchError::Internal(format!("cannot start the runtime: {e}")))?;
     let mut watch = ProcessWatch {
         process: &mut running.process,
+        api: running.api,
+        switches: specs.len(),
+        ports: usize::from(options.ports),
         marks: Vec::new(),
     };
     let outcome = runtime.block_on(drive(&plan, switches, &mut watch));

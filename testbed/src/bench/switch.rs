@@ -62,14 +62,16 @@ pub enum AnswerKind {
     PacketOut,
 }
 
-/// A FLOW_MOD or PACKET_OUT and the keys that can tie it to a PacketIn: the
-/// switch buffer it releases, and the MACs it names, most telling first
-/// (Ethernet source, destination, ARP sender, target).
+/// A FLOW_MOD or PACKET_OUT and what can tie it to a PacketIn: the switch
+/// buffer it releases, the MACs it names, most telling first (Ethernet
+/// source, destination, ARP sender, target), and the ARP sender and target
+/// IPs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {
     pub kind: AnswerKind,
     pub buffer_id: Option<u32>,
     pub macs: [Option<[u8; 6]>; 4],
+    pub ips: [Option<[u8; 4]>; 2],
 }
 
 /// The version bitmap element of our HELLO: OpenFlow 1.3 only.
@@ -423,24 +425,29 @@ fn flow_mod_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
             code: ErrorCode::MATCH_BAD_LEN,
         })?;
     let mut macs = [None; 4];
+    let mut ips = [None; 2];
     for tlv in OxmIter::new(oxms) {
         let tlv = tlv?;
-        let slot = match tlv.id() {
-            FieldId::ETH_SRC => 0,
-            FieldId::ETH_DST => 1,
-            FieldId::ARP_SHA => 2,
-            FieldId::ARP_THA => 3,
-            _ => continue,
-        };
-        // A masked MAC names a group of hosts, not one.
-        if tlv.mask.is_none() {
-            macs[slot] = tlv.value.try_into().ok();
+        // A masked field names a group of hosts, not one.
+        if tlv.mask.is_some() {
+            continue;
+        }
+        let value = tlv.value;
+        match tlv.id() {
+            FieldId::ETH_SRC => macs[0] = value.try_into().ok(),
+            FieldId::ETH_DST => macs[1] = value.try_into().ok(),
+            FieldId::ARP_SHA => macs[2] = value.try_into().ok(),
+            FieldId::ARP_THA => macs[3] = value.try_into().ok(),
+            FieldId::ARP_SPA => ips[0] = value.try_into().ok(),
+            FieldId::ARP_TPA => ips[1] = value.try_into().ok(),
+            _ => {}
         }
     }
     Ok(Answer {
         kind: AnswerKind::FlowMod,
         buffer_id: some_buffer(buffer_id),
         macs,
+        ips,
     })
 }
 
@@ -452,6 +459,7 @@ fn packet_out_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
         .get(data_at..)
         .ok_or_else(|| truncated("ofp_packet_out", data_at, msg))?;
     let mut macs = [None; 4];
+    let mut ips = [None; 2];
     // A buffered packet goes out without data; anything else that is not
     // Ethernet names no host.
     if let Ok(eth) = EthernetFrame::new_checked(frame) {
@@ -461,6 +469,7 @@ fn packet_out_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
             if let Ok(arp) = ArpPacket::new_checked(eth.payload()) {
                 macs[2] = Some(arp.sha().0);
                 macs[3] = Some(arp.tha().0);
+                ips = [Some(arp.spa().octets()), Some(arp.tpa().octets())];
             }
         }
     }
@@ -468,6 +477,7 @@ fn packet_out_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
         kind: AnswerKind::PacketOut,
         buffer_id: some_buffer(buffer_id),
         macs,
+        ips,
     })
 }
 

@@ -9,6 +9,7 @@ use std::process::Command;
 
 use ofp::message::PacketInReason;
 
+use super::iris;
 use super::switch::{PacketInProfile, SwitchSpec};
 use super::traffic::FrameKind;
 use super::{BenchError, Workload};
@@ -19,6 +20,13 @@ use crate::Process;
 const OSKEN_APP: &str = include_str!("../../bench/osken_learning_switch.py");
 /// Installs a missing peer; the same file `make bench` runs.
 const INSTALL_PEERS: &str = include_str!("../../bench/install-peers.sh");
+
+/// Iris's interception table and ARP table (docs/pipeline.md).
+const IRIS_TABLE_INTERCEPT: u8 = 1;
+const IRIS_TABLE_ARP: u8 = 2;
+/// Iris's cookie prefix ("IR"); the rest is a hash of the flow's
+/// instructions, which Iris does not read back from PacketIns.
+const IRIS_COOKIE: u64 = 0x4952 << 48;
 
 /// Faucet's cookie for every flow it owns; it drops PacketIns without it.
 const FAUCET_COOKIE: u64 = 0x5ada_1e55;
@@ -31,6 +39,8 @@ const FAUCET_VLAN: u16 = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Target {
+    /// `iris-controller`, with an ovsdb-server per emulated switch.
+    Iris,
     /// Open vSwitch's learning switch (`ovs-testcontroller`), C.
     OvsTestcontroller,
     /// An os-ken learning switch app (`osken-manager`), Python.
@@ -42,6 +52,7 @@ pub enum Target {
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::Iris => "iris",
             Self::OvsTestcontroller => "ovs-testcontroller",
             Self::OsKen => "os-ken",
             Self::Faucet => "faucet",
@@ -57,8 +68,12 @@ pub struct RunEnv<'a> {
     pub openflow: SocketAddr,
     pub switches: &'a [SwitchSpec],
     pub macs: u32,
+    pub workload: Workload,
     /// Where the Python peers' venv lives.
     pub cache: &'a Path,
+    /// The `iris-controller` to run, when not the one found by
+    /// [`iris::binary`].
+    pub iris_controller: Option<&'a Path>,
 }
 
 /// A started controller.
@@ -67,6 +82,11 @@ pub struct Running {
     pub process: Process,
     /// What the controller says its version is.
     pub version: String,
+    /// Iris's northbound API, which says when it knows every switch.
+    pub api: Option<SocketAddr>,
+    /// Processes the controller needs (Iris's emulated hosts' OVSDB),
+    /// stopped after it.
+    pub helpers: Vec<Process>,
 }
 
 impl Target {
@@ -74,43 +94,65 @@ impl Target {
     /// they carry when they go up), and the PacketIn header a switch
     /// running its pipeline would put on them.
     pub fn packet_ins(self, workload: Workload) -> (FrameKind, Option<u16>, PacketInProfile) {
-        let frames = match workload {
+        let peer_frames = match workload {
             Workload::Learning => FrameKind::Unicast,
             Workload::Arp => FrameKind::ArpRequest,
         };
-        // Faucet's VLAN table tags frames from untagged ports before its
-        // eth_src table sends them up; Faucet drops untagged PacketIns.
-        let vlan = match self {
-            Self::Faucet => Some(FAUCET_VLAN),
-            Self::OvsTestcontroller | Self::OsKen => None,
-        };
-        let profile = match self {
+        match self {
+            // Iris learns VMs from their announcements, caught by table 1
+            // (interception); ARP for a target the switch has no responder
+            // flow for yet goes up from table 2 (see docs/pipeline.md).
+            Self::Iris => {
+                let (frames, table_id) = match workload {
+                    Workload::Learning => (FrameKind::Garp, IRIS_TABLE_INTERCEPT),
+                    Workload::Arp => (FrameKind::ArpRequest, IRIS_TABLE_ARP),
+                };
+                let profile = PacketInProfile {
+                    reason: PacketInReason::Action,
+                    table_id,
+                    cookie: IRIS_COOKIE,
+                };
+                (frames, None, profile)
+            }
             // Both install a table-miss flow (priority 0, no match) that
             // outputs to the controller, which OVS reports as no_match.
-            Self::OvsTestcontroller | Self::OsKen => PacketInProfile {
-                reason: PacketInReason::NoMatch,
-                table_id: 0,
-                cookie: 0,
-            },
-            Self::Faucet => PacketInProfile {
-                reason: PacketInReason::Action,
-                table_id: FAUCET_ETH_SRC_TABLE,
-                cookie: FAUCET_COOKIE,
-            },
-        };
-        (frames, vlan, profile)
+            Self::OvsTestcontroller | Self::OsKen => {
+                let profile = PacketInProfile {
+                    reason: PacketInReason::NoMatch,
+                    table_id: 0,
+                    cookie: 0,
+                };
+                (peer_frames, None, profile)
+            }
+            // Faucet's VLAN table tags frames from untagged ports before its
+            // eth_src table sends them up; Faucet drops untagged PacketIns.
+            Self::Faucet => {
+                let profile = PacketInProfile {
+                    reason: PacketInReason::Action,
+                    table_id: FAUCET_ETH_SRC_TABLE,
+                    cookie: FAUCET_COOKIE,
+                };
+                (peer_frames, Some(FAUCET_VLAN), profile)
+            }
+        }
     }
 
     /// Installs the controller when it is missing (see
     /// `testbed/bench/install-peers.sh`).
     pub fn ensure_installed(self, env: &RunEnv<'_>) -> Result<(), BenchError> {
-        if self.program(env.cache).is_some() {
+        if self.program(env).is_some() {
             return Ok(());
         }
-        let peer = match self {
-            Self::OvsTestcontroller => "ovs-testcontroller",
-            Self::OsKen | Self::Faucet => "python",
-        };
+        let peer =
+            match self {
+                Self::Iris => return Err(BenchError::Host(
+                    "iris-controller is not built; run `cargo build --release -p iris-controller` \
+                     (it is looked for next to iris-testbed, then on PATH, or set IRIS_CONTROLLER)"
+                        .into(),
+                )),
+                Self::OvsTestcontroller => "ovs-testcontroller",
+                Self::OsKen | Self::Faucet => "python",
+            };
         let script = env.dir.join("install-peers.sh");
         fs::write(&script, INSTALL_PEERS).map_err(|e| BenchError::io(&script, e))?;
         let status = Command::new("bash")
@@ -119,7 +161,7 @@ impl Target {
             .env("IRIS_BENCH_CACHE", env.cache)
             .status()
             .map_err(|e| BenchError::io(&script, e))?;
-        match self.program(env.cache) {
+        match self.program(env) {
             Some(_) if status.success() => Ok(()),
             _ => Err(BenchError::Host(format!(
                 "{self} is not installed and installing it failed ({status}); \
@@ -128,12 +170,16 @@ impl Target {
         }
     }
 
-    fn program(self, cache: &Path) -> Option<PathBuf> {
+    fn program(self, env: &RunEnv<'_>) -> Option<PathBuf> {
         let venv_bin = |name: &str| {
-            let p = cache.join("venv/bin").join(name);
+            let p = env.cache.join("venv/bin").join(name);
             p.is_file().then_some(p)
         };
         match self {
+            Self::Iris => env
+                .iris_controller
+                .map(Path::to_path_buf)
+                .or_else(iris::binary),
             Self::OvsTestcontroller => find_program("ovs-testcontroller"),
             Self::OsKen => venv_bin("osken-manager"),
             Self::Faucet => venv_bin("faucet"),
@@ -143,7 +189,7 @@ impl Target {
     /// Writes the controller's configuration into the run directory and
     /// starts it listening on `env.openflow`.
     pub fn start(self, env: &RunEnv<'_>) -> Result<Running, BenchError> {
-        let program = self.program(env.cache).ok_or_else(|| {
+        let program = self.program(env).ok_or_else(|| {
             BenchError::Host(format!(
                 "{self} is not installed; run testbed/bench/install-peers.sh"
             ))
@@ -151,7 +197,26 @@ impl Target {
         let port = env.openflow.port().to_string();
         let host = env.openflow.ip().to_string();
         let log = env.dir.join(format!("{self}.log"));
+        let mut api = None;
+        let mut helpers = Vec::new();
         let (command, version) = match self {
+            Self::Iris => {
+                let api_addr = SocketAddr::from((env.openflow.ip(), super::free_port()?));
+                let prepared = iris::prepare(
+                    env.dir,
+                    env.openflow,
+                    api_addr,
+                    env.switches,
+                    env.macs,
+                    env.workload,
+                )?;
+                api = Some(prepared.api);
+                helpers = prepared.ovsdb_servers;
+                let mut c = Command::new(&program);
+                c.arg("run").arg("--config").arg(&prepared.config);
+                let version = first_line(Command::new(&program).arg("--version"));
+                (c, version)
+            }
             Self::OvsTestcontroller => {
                 let mut c = Command::new(&program);
                 c.arg("-O")
@@ -206,7 +271,12 @@ impl Target {
             }
         };
         let process = Process::spawn(self.to_string(), command, Some(&log))?;
-        Ok(Running { process, version })
+        Ok(Running {
+            process,
+            version,
+            api,
+            helpers,
+        })
     }
 }
 

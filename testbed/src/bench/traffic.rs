@@ -1,17 +1,23 @@
 //! The frames the emulated switches send up, and the addresses in them.
 //!
-//! Every switch has a pool of `macs` hosts. Host `i` of switch `s` has the
-//! MAC `02:ss:ss:ii:ii:ii` and the IP `10.0.0.0 + 1 + i`; the addresses the
-//! registry knows in advance (the ARP workload's targets) are `06:ss:ss:ii:ii:ii`
-//! at `10.128.0.0 + 1 + i`. Both are locally administered unicast, so no
-//! controller mistakes them for group addresses, and a response can be tied
-//! back to the host that caused it by the MAC alone.
+//! Host `i` of switch `s` has the MAC `02:ss:ss:ii:ii:ii` and the IP
+//! `10.0.0.0 + 1 + i`; the addresses a controller knows in advance (the ARP
+//! workload's targets) are `06:ss:ss:ii:ii:ii` at `10.128.0.0 + 1 + i`.
+//! Both are locally administered unicast, so no controller mistakes them for
+//! group addresses.
 //!
-//! The `seq`-th PacketIn of a switch comes from host `seq % macs`. In the
-//! learning workloads each pass over the pool (an *epoch*) shifts every host
-//! to the next port, so each frame carries news for the controller (a new
-//! host in the first epoch, a move afterwards) and a learning controller has
-//! something to install every time.
+//! The `seq`-th PacketIn of a switch is about *key* `seq % macs`, and an
+//! answer is tied back to its PacketIn by the key it names:
+//! - learning frames come from host `key` (a pool of `macs` hosts per
+//!   switch, as cbench's); each pass over the pool (an *epoch*) shifts every
+//!   host to the next port, so each frame carries news for the controller
+//!   (a new host in the first epoch, a move afterwards) and a learning
+//!   controller has something to install every time; the answer names the
+//!   host's MAC;
+//! - ARP requests ask for known address `key`, from one requester per port
+//!   (VMs that stay put, as VMs asking for many neighbours do); the answer
+//!   names the known IP (as the sender of a reply, or the target of a
+//!   request sent on).
 
 use std::net::Ipv4Addr;
 
@@ -56,6 +62,13 @@ pub fn known_ip(index: u32) -> Ipv4Addr {
     Ipv4Addr::from(KNOWN_NET + 1 + index)
 }
 
+/// Which known address this is, if it is one.
+pub fn known_index(ip: [u8; 4]) -> Option<u32> {
+    u32::from_be_bytes(ip)
+        .checked_sub(KNOWN_NET + 1)
+        .filter(|&i| i < MAX_MACS)
+}
+
 /// Which host of `switch` sent a frame with this MAC, if it is one of ours.
 pub fn host_index(switch: u16, mac: &[u8]) -> Option<u32> {
     match *mac {
@@ -75,8 +88,7 @@ pub enum FrameKind {
     Unicast,
     /// A gratuitous ARP announcing the host's IP: how Iris learns a VM.
     Garp,
-    /// A broadcast ARP request from the host for one of the seeded
-    /// addresses.
+    /// A broadcast ARP request for one of the known addresses.
     ArpRequest,
 }
 
@@ -100,11 +112,11 @@ pub struct Traffic {
     pub vlan: Option<u16>,
 }
 
-/// One frame: where it enters the switch and which host sent it.
+/// One frame: where it enters the switch and what it is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
     pub in_port: u32,
-    pub host: u32,
+    pub key: u32,
 }
 
 impl Traffic {
@@ -120,8 +132,13 @@ impl Traffic {
     pub fn frame(&self, seq: u64, buf: &mut Vec<u8>) -> Sent {
         let macs = u64::from(self.macs);
         // Below `macs`, a u32.
-        let host = (seq % macs) as u32;
+        let key = (seq % macs) as u32;
         let epoch = seq / macs;
+        // ARP requests come from the requester on the key's port.
+        let host = match self.kind {
+            FrameKind::ArpRequest => key % u32::from(self.ports),
+            FrameKind::Unicast | FrameKind::Garp => key,
+        };
         let src = host_mac(self.switch, host);
         let tag = self.vlan.map(|vid| VlanTag {
             tpid: 0x8100,
@@ -136,7 +153,7 @@ impl Traffic {
                 None
             }
             FrameKind::Garp => Some(ArpRepr::gratuitous(src, host_ip(host))),
-            FrameKind::ArpRequest => Some(ArpRepr::request(src, host_ip(host), known_ip(host))),
+            FrameKind::ArpRequest => Some(ArpRepr::request(src, host_ip(host), known_ip(key))),
         };
         if let Some(mut arp) = arp {
             arp.tags.extend(tag);
@@ -147,7 +164,7 @@ impl Traffic {
         }
         Sent {
             in_port: self.port_of(host, epoch),
-            host,
+            key,
         }
     }
 }
@@ -226,7 +243,7 @@ mod tests {
         let t = traffic(FrameKind::Unicast);
         let mut buf = Vec::new();
         let sent = t.frame(6, &mut buf);
-        assert_eq!(sent.host, 1);
+        assert_eq!(sent.key, 1);
         let eth = EthernetFrame::new_checked(&buf[..]).unwrap();
         assert_eq!(eth.src(), host_mac(0x0102, 1));
         assert_eq!(eth.dst(), host_mac(0x0102, 0));
@@ -270,7 +287,7 @@ mod tests {
             garp.frame(7, &mut buf),
             Sent {
                 in_port: garp.port_of(2, 1),
-                host: 2
+                key: 2
             }
         );
     }
@@ -285,11 +302,16 @@ mod tests {
         assert_eq!(garp.spa, host_ip(3));
 
         buf.clear();
-        traffic(FrameKind::ArpRequest).frame(4, &mut buf);
+        let sent = traffic(FrameKind::ArpRequest).frame(9, &mut buf);
         let req = ArpRepr::parse_frame(&buf).unwrap();
         assert_eq!(req.op, ArpOp::Request);
         assert!(!req.is_gratuitous());
-        assert_eq!((req.spa, req.tpa), (host_ip(4), known_ip(4)));
+        // Key 4, asked by the requester on port 4 % 3 + 1, every time.
+        assert_eq!(sent, Sent { in_port: 2, key: 4 });
+        assert_eq!(req.sha, host_mac(0x0102, 1));
+        assert_eq!((req.spa, req.tpa), (host_ip(1), known_ip(4)));
+        assert_eq!(known_index(req.tpa.octets()), Some(4));
+        assert_eq!(known_index(req.spa.octets()), None);
         assert_eq!(buf.len(), 60, "padded to the Ethernet minimum");
     }
 }

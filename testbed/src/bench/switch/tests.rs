@@ -218,7 +218,8 @@ fn flow_mod_keys_are_its_buffer_and_exact_macs() {
             .in_port(1)
             .eth_dst([2, 0, 7, 0, 0, 2])
             .eth_src([2, 0, 7, 0, 0, 3])
-            .arp_sha_masked([2, 0, 7, 0, 0, 4], [0xff; 6]),
+            .arp_sha_masked([2, 0, 7, 0, 0, 4], [0xff; 6])
+            .arp_tpa("10.128.0.5".parse().unwrap()),
         ..FlowMod::default()
     };
     let (inbound, reply) = ask(&mut sw, 1, Message::FlowMod(fm));
@@ -234,6 +235,7 @@ fn flow_mod_keys_are_its_buffer_and_exact_macs() {
                 None,
                 None
             ],
+            ips: [None, Some([10, 128, 0, 5])],
         })
     );
 }
@@ -266,6 +268,7 @@ fn packet_out_keys_are_its_frame_macs() {
                 Some([6, 0, 7, 0, 0, 9]),
                 Some([2, 0, 7, 0, 0, 9]),
             ],
+            ips: [Some([10, 128, 0, 10]), Some([10, 0, 0, 10])],
         })
     );
 }

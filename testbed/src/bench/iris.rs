@@ -1,0 +1,261 @@
+//! Running `iris-controller` against emulated switches.
+//!
+//! Iris learns a host's VM ports from the host's OVSDB, not from OpenFlow,
+//! so each emulated switch is also an emulated host: a real `ovsdb-server`
+//! (no `ovs-vswitchd`) whose database already holds `br-int` with ports
+//! `p1..pN`, each tagged `external_ids:iris-vi=<VI>` and given the ofport
+//! ovs-vswitchd would have assigned. The controller makes the bridge right
+//! and builds its GRE mesh there as it would on a real host; the tunnels
+//! never get an ofport (nothing runs them), so no flow uses them.
+//!
+//! Each switch is its own tenant: VI `i + 1` has switch `i`'s ports only,
+//! so whatever a host's frame changes concerns that one switch, as a
+//! learning switch's MAC table concerns only its own switch. For the ARP
+//! workload each VI is seeded with the addresses its hosts ask for.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use super::switch::SwitchSpec;
+use super::traffic::{known_ip, known_mac};
+use super::{BenchError, Workload};
+use crate::command::run as run_command;
+use crate::host::find_program;
+use crate::{Process, VSWITCH_SCHEMA};
+
+const BRIDGE: &str = "br-int";
+
+/// The emulated hosts' databases and the controller's configuration.
+#[derive(Debug)]
+pub struct Prepared {
+    pub config: PathBuf,
+    pub api: SocketAddr,
+    /// One ovsdb-server per emulated host; stopped when dropped.
+    pub ovsdb_servers: Vec<Process>,
+}
+
+/// Where the `iris-controller` binary is: `$IRIS_CONTROLLER`, next to this
+/// program (both are built into the same target directory), or on PATH.
+pub fn binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("IRIS_CONTROLLER") {
+        return Some(p.into());
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("iris-controller")))
+        .filter(|p| p.is_file());
+    beside.or_else(|| find_program("iris-controller"))
+}
+
+fn host_name(s: &SwitchSpec) -> String {
+    format!("h{}", s.index)
+}
+
+fn vi_id(s: &SwitchSpec) -> u32 {
+    u32::from(s.index) + 1
+}
+
+/// Writes every emulated host's database and starts its ovsdb-server, then
+/// the controller's configuration (and the VIs' seed files).
+pub fn prepare(
+    dir: &Path,
+    openflow: SocketAddr,
+    api: SocketAddr,
+    switches: &[SwitchSpec],
+    macs: u32,
+    workload: Workload,
+) -> Result<Prepared, BenchError> {
+    for program in ["ovsdb-tool", "ovsdb-server"] {
+        if find_program(program).is_none() {
+            return Err(BenchError::Host(format!(
+                "{program} is missing (package openvswitch-switch); run scripts/install-deps.sh"
+            )));
+        }
+    }
+    let mut ovsdb_servers = Vec::with_capacity(switches.len());
+    let mut toml = format!(
+        "listen = \"{openflow}\"\napi = \"{api}\"\nstore = \"{}\"\n\n\
+         [bridge]\nname = \"{BRIDGE}\"\ndatapath_type = \"netdev\"\n\
+         controller = \"tcp:{openflow}\"\n",
+        dir.join("store").display()
+    );
+    for s in switches {
+        let host_dir = dir.join(host_name(s));
+        fs::create_dir_all(&host_dir).map_err(|e| BenchError::io(&host_dir, e))?;
+        let db = host_dir.join("conf.db");
+        run_command(
+            Command::new("ovsdb-tool")
+                .arg("create")
+                .arg(&db)
+                .arg(VSWITCH_SCHEMA),
+        )?;
+        run_command(
+            Command::new("ovsdb-tool")
+                .arg("transact")
+                .arg(&db)
+                .arg(bridge_transaction(s)),
+        )?;
+        let socket = host_dir.join("db.sock");
+        let mut c = Command::new("ovsdb-server");
+        c.arg(&db)
+            .arg(format!("--remote=punix:{}", socket.display()))
+            .arg(format!(
+                "--unixctl={}",
+                host_dir.join("ovsdb-server.ctl").display()
+            ))
+            .arg("--no-chdir");
+        let log = host_dir.join("ovsdb-server.log");
+        ovsdb_servers.push(Process::spawn(
+            format!("ovsdb-server of {}", host_name(s)),
+            c,
+            Some(&log),
+        )?);
+        let [_, _, hi, lo] = (u32::from(s.index) + 1).to_be_bytes();
+        let _ = write!(
+            toml,
+            "\n[[host]]\nname = \"{}\"\nunderlay_ip = \"10.255.{hi}.{lo}\"\nrole = \"compute\"\n\
+             ovsdb = \"unix:{}\"\ndatapath_id = \"{:016x}\"\n",
+            host_name(s),
+            socket.display(),
+            s.datapath_id
+        );
+    }
+    for s in switches {
+        let vi = vi_id(s);
+        let _ = write!(
+            toml,
+            "\n[[vi]]\nid = {vi}\nname = \"bench{vi}\"\ngre_key = {vi}\n"
+        );
+        if workload == Workload::Arp {
+            let seed = dir.join(format!("vi{vi}.csv"));
+            fs::write(&seed, seed_file(s, macs)).map_err(|e| BenchError::io(&seed, e))?;
+            let _ = writeln!(toml, "seed = \"{}\"", seed.display());
+        }
+    }
+    let config = dir.join("iris.toml");
+    fs::write(&config, toml).map_err(|e| BenchError::io(&config, e))?;
+    Ok(Prepared {
+        config,
+        api,
+        ovsdb_servers,
+    })
+}
+
+/// The transaction that gives a fresh database `br-int` with the switch's
+/// ports as VM ports of its VI, ofports assigned.
+fn bridge_transaction(s: &SwitchSpec) -> String {
+    let vi = vi_id(s);
+    let mut ops = Vec::new();
+    let mut ports = Vec::new();
+    for p in 1..=s.ports {
+        ops.push(format!(
+            r#"{{"op":"insert","table":"Interface","row":{{"name":"p{p}","ofport":{p},"external_ids":["map",[["iris-vi","{vi}"]]]}},"uuid-name":"i{p}"}}"#
+        ));
+        ops.push(format!(
+            r#"{{"op":"insert","table":"Port","row":{{"name":"p{p}","interfaces":["named-uuid","i{p}"]}},"uuid-name":"p{p}"}}"#
+        ));
+        ports.push(format!(r#"["named-uuid","p{p}"]"#));
+    }
+    ops.push(format!(
+        r#"{{"op":"insert","table":"Bridge","row":{{"name":"{BRIDGE}","ports":["set",[{}]]}},"uuid-name":"br"}}"#,
+        ports.join(",")
+    ));
+    ops.push(
+        r#"{"op":"insert","table":"Open_vSwitch","row":{"bridges":["named-uuid","br"]}}"#.into(),
+    );
+    format!(r#"["Open_vSwitch",{}]"#, ops.join(","))
+}
+
+/// `mac,ip` for every address the switch's hosts ask for.
+fn seed_file(s: &SwitchSpec, macs: u32) -> String {
+    let mut csv = String::from("mac,ip\n");
+    for i in 0..macs {
+        let _ = writeln!(csv, "{},{}", known_mac(s.index, i), known_ip(i));
+    }
+    csv
+}
+
+/// Whether the controller has every switch, every host's OVSDB and every VM
+/// port; the text says what is still missing.
+pub fn ready(api: SocketAddr, switches: usize, ports: usize) -> Result<(), String> {
+    let health = get_json(api, "/healthz")?;
+    let count = |k: &str| health.get(k).and_then(serde_json::Value::as_u64);
+    let (sw, db) = (count("switches_ready"), count("ovsdb_connected"));
+    if sw != Some(switches as u64) || db != Some(switches as u64) {
+        return Err(format!(
+            "{sw:?} of {switches} switches ready, {db:?} OVSDB sessions up"
+        ));
+    }
+    let vm_ports = get_json(api, "/v1/vm-ports")?;
+    let n = vm_ports.as_array().map_or(0, Vec::len);
+    if n != switches * ports {
+        return Err(format!("{n} of {} VM ports known", switches * ports));
+    }
+    Ok(())
+}
+
+/// A GET on the controller's API, blocking briefly (loopback only).
+fn get_json(api: SocketAddr, path: &str) -> Result<serde_json::Value, String> {
+    let timeout = Duration::from_secs(2);
+    let mut s = TcpStream::connect_timeout(&api, timeout).map_err(|e| format!("API {api}: {e}"))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("API {api}: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .map_err(|e| format!("API {api}: {e}"))?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("API {api}{path}: no HTTP response"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!(
+            "API {api}{path}: {}",
+            head.lines().next().unwrap_or("")
+        ));
+    }
+    serde_json::from_str(body).map_err(|e| format!("API {api}{path}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> SwitchSpec {
+        SwitchSpec {
+            index: 2,
+            datapath_id: 3,
+            ports: 2,
+            n_buffers: 0,
+        }
+    }
+
+    #[test]
+    fn the_bridge_transaction_is_json_with_tagged_numbered_ports() {
+        let t: serde_json::Value = serde_json::from_str(&bridge_transaction(&spec())).unwrap();
+        let ops = t.as_array().unwrap();
+        assert_eq!(ops[0], "Open_vSwitch");
+        let iface = &ops[3]["row"];
+        assert_eq!(iface["name"], "p2");
+        assert_eq!(iface["ofport"], 2);
+        assert_eq!(iface["external_ids"][1][0][1], "3");
+        assert_eq!(ops[5]["row"]["ports"][1].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn seeds_are_the_addresses_the_hosts_ask_for() {
+        let csv = seed_file(&spec(), 2);
+        assert_eq!(
+            csv,
+            "mac,ip\n06:00:02:00:00:00,10.128.0.1\n06:00:02:00:00:01,10.128.0.2\n"
+        );
+    }
+}
