@@ -15,6 +15,13 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// Every PacketIn and its answer allocate a few small buffers on one task
+/// and free them on another; glibc's malloc spent a quarter of the
+/// controller's time on that under load (docs/benchmarks.md), mimalloc far
+/// less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "iris-controller",

@@ -245,10 +245,15 @@ struct PendingBarrier {
     errors: usize,
 }
 
-/// A sent request remembered for error reports.
-#[derive(Debug)]
+/// A sent request remembered for error reports: encoded, into a buffer the
+/// slot keeps, so remembering costs no allocation once the ring is warm.
+#[derive(Debug, Default)]
 struct Sent {
-    message: OfpMessage,
+    xid: u32,
+    /// Whether the slot holds the request `xid` (not yet answered by an
+    /// error or forgotten).
+    live: bool,
+    bytes: Vec<u8>,
     /// The barrier xid that will confirm this request, if any.
     barrier: Option<u32>,
 }
@@ -275,7 +280,7 @@ pub struct Session {
     /// The last `tracked_requests` requests, at their xid modulo its length:
     /// xids are handed out in sequence, so each request takes the place of
     /// the oldest. Allocated on first use.
-    sent: Vec<Option<(u32, Sent)>>,
+    sent: Vec<Sent>,
     /// Batches submitted before negotiation finished.
     held: Vec<Batch>,
 }
@@ -375,31 +380,43 @@ impl Session {
         let n = self.config.tracked_requests;
         if n > 0 {
             if self.sent.is_empty() {
-                self.sent.resize_with(n, || None);
+                self.sent.resize_with(n, Sent::default);
             }
-            self.sent[xid as usize % n] = Some((
-                xid,
-                Sent {
-                    message: msg.clone(),
-                    barrier,
-                },
-            ));
+            let slot = &mut self.sent[xid as usize % n];
+            slot.xid = xid;
+            slot.live = true;
+            slot.barrier = barrier;
+            slot.bytes.clear();
+            msg.emit(&mut slot.bytes);
         }
         out.push(Output::Send(msg));
         xid
     }
 
-    /// The request sent with `xid`, if it is still remembered; forgotten
-    /// from then on.
-    fn take_sent(&mut self, xid: u32) -> Option<Sent> {
+    /// The request sent with `xid` and the barrier that confirms it, if it
+    /// is still remembered; forgotten from then on.
+    fn take_sent(&mut self, xid: u32) -> Option<(Option<OfpMessage>, Option<u32>)> {
         let n = self.sent.len();
         if n == 0 {
             return None;
         }
         let slot = &mut self.sent[xid as usize % n];
-        match slot {
-            Some((x, _)) if *x == xid => slot.take().map(|(_, s)| s),
-            _ => None,
+        if !slot.live || slot.xid != xid {
+            return None;
+        }
+        slot.live = false;
+        // It was encoded by this codec, so it decodes.
+        Some((OfpMessage::parse(&slot.bytes).ok(), slot.barrier))
+    }
+
+    /// Forgets the request sent with `xid` without decoding it.
+    fn forget(&mut self, xid: u32) {
+        let n = self.sent.len();
+        if n > 0 {
+            let slot = &mut self.sent[xid as usize % n];
+            if slot.xid == xid {
+                slot.live = false;
+            }
         }
     }
 
@@ -813,20 +830,13 @@ impl Session {
         out.push(Output::Upcall(Upcall::PortStatus(s)));
     }
 
-    fn forget(&mut self, xid: u32) {
-        self.take_sent(xid);
-    }
-
     fn on_error(&mut self, xid: u32, error: ErrorMsg, out: &mut Vec<Output>) {
         let sent = self.take_sent(xid);
-        if let Some(b) = sent
-            .as_ref()
-            .and_then(|s| s.barrier)
-            .and_then(|b| self.barriers.get_mut(&b))
-        {
+        let (request, barrier) = sent.unwrap_or((None, None));
+        if let Some(b) = barrier.and_then(|b| self.barriers.get_mut(&b)) {
             b.errors += 1;
         }
-        let request = sent.map(|s| Box::new(s.message));
+        let request = request.map(Box::new);
         let described = match &request {
             Some(r) => r.to_string(),
             // Forgotten already: the error's own data names what it can.
