@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Controller throughput and latency, every controller in one run: Iris
+# (ARP and learning workloads) against ovs-testcontroller, os-ken and Faucet
+# (learning), at 16 and 256 switches x 1000 MACs, in throughput and latency
+# mode; the cbench calibration runs; and the responses/s sweep over switch
+# counts that the plot shows. Writes, under OUT (default
+# $TARGET_DIR/bench/controller):
+#   results.jsonl   one `iris-testbed bench controller --json` object per run
+#   machine.txt     the host, its load before every run, the date
+#   tables.md       the figures as Markdown tables (controller_report.py)
+#   throughput.svg  responses/s against switch count
+# `make bench` runs it after building the release binaries. Environment:
+#   DURATION, WARMUP  seconds per run (default 10, 2)
+#   QUIET_LOAD        wait (up to 10 min) until the 1-minute load average is
+#                     below this before each run (default: do not wait)
+#   MATRIX            switch counts of the matrix (default "16 256")
+#   SWEEP             more switch counts for the plot (default "1 4 64")
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+bin=${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/release
+out=${1:-${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/bench/controller}
+duration=${DURATION:-10}
+warmup=${WARMUP:-2}
+matrix=${MATRIX:-16 256}
+sweep=${SWEEP:-1 4 64}
+
+for b in iris-testbed iris-controller; do
+  [[ -x $bin/$b ]] || {
+    echo "controller.sh: $bin/$b is missing; run cargo build --release -p iris-testbed -p iris-controller" >&2
+    exit 1
+  }
+done
+bash "$here/install-peers.sh"
+cache=${IRIS_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iris-bench}
+
+mkdir -p "$out"
+results=$out/results.jsonl
+: >"$results"
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(uname -srm)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
+  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
+  echo "iris-controller: $("$bin/iris-controller" --version)"
+  echo "ovs-testcontroller: $(ovs-testcontroller --version | head -1)"
+  echo "python peers: $("$cache/venv/bin/pip" list 2>/dev/null | grep -iE '^(os-ken|faucet) ' | tr -s ' ' | paste -sd, -)"
+  echo "generator: $bin/iris-testbed bench controller --warmup $warmup --duration $duration"
+} >"$out/machine.txt"
+
+wait_quiet() {
+  [[ -n ${QUIET_LOAD:-} ]] || return 0
+  local waited=0
+  while awk -v max="$QUIET_LOAD" '{exit !($1 >= max)}' /proc/loadavg && ((waited < 600)); do
+    sleep 10
+    waited=$((waited + 10))
+  done
+}
+
+# run TAG ARGS...: one benchmark, its JSON tagged with what it is for.
+run() {
+  local tag=$1
+  shift
+  wait_quiet
+  echo "load $(cut -d' ' -f1-3 /proc/loadavg) before: bench controller $*" | tee -a "$out/machine.txt" >&2
+  local json
+  if json=$("$bin/iris-testbed" bench controller --json --warmup "$warmup" --duration "$duration" "$@"); then
+    printf '{"tag":"%s",%s\n' "$tag" "${json#\{}" >>"$results"
+  else
+    echo "controller.sh: bench controller $* failed; continuing" >&2
+  fi
+}
+
+for switches in $matrix; do
+  for mode in throughput latency; do
+    run matrix --target iris --workload arp --switches "$switches" --macs 1000 --mode "$mode"
+    run matrix --target iris --workload learning --switches "$switches" --macs 1000 --mode "$mode"
+    for peer in ovs-testcontroller os-ken faucet; do
+      run matrix --target "$peer" --workload learning --switches "$switches" --macs 1000 --mode "$mode"
+    done
+  done
+done
+
+# cbench (OpenFlow 1.0) defaults: 16 switches, buffered PacketIns.
+for peer in ovs-testcontroller os-ken; do
+  run calibration --target "$peer" --workload learning --switches 16 --macs 1000 --buffered
+done
+
+for switches in $sweep; do
+  run sweep --target iris --workload arp --switches "$switches" --macs 1000
+  run sweep --target iris --workload learning --switches "$switches" --macs 1000
+  for peer in ovs-testcontroller os-ken faucet; do
+    run sweep --target "$peer" --workload learning --switches "$switches" --macs 1000
+  done
+done
+
+"$cache/venv/bin/python" "$here/controller_report.py" "$results" "$out/throughput.svg" >"$out/tables.md"
+echo "controller.sh: $(wc -l <"$results") runs; figures in $out/tables.md, plot $out/throughput.svg" >&2
