@@ -8,6 +8,13 @@
 //! and builds its GRE mesh there as it would on a real host; the tunnels
 //! never get an ofport (nothing runs them), so no flow uses them.
 //!
+//! Iris meshes every host with every other by GRE. Each database also
+//! holds the tunnel ports a controller that managed these hosts before
+//! would have left (a restart, in effect), so the controller finds the mesh
+//! right instead of creating n·(n−1) ports through n ovsdb-servers at once
+//! while the switches connect; were the names to drift, it would correct
+//! them like any stale mesh.
+//!
 //! Each switch is its own tenant: VI `i + 1` has switch `i`'s ports only,
 //! so whatever a host's frame changes concerns that one switch, as a
 //! learning switch's MAC table concerns only its own switch. For the ARP
@@ -16,7 +23,7 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -60,6 +67,18 @@ fn vi_id(s: &SwitchSpec) -> u32 {
     u32::from(s.index) + 1
 }
 
+/// Where the host's GRE tunnels end.
+fn underlay_ip(s: &SwitchSpec) -> Ipv4Addr {
+    let [_, _, hi, lo] = (u32::from(s.index) + 1).to_be_bytes();
+    Ipv4Addr::new(10, 255, hi, lo)
+}
+
+/// The name Iris gives the tunnel port toward `peer` (`gre-` and the
+/// address in hex, as its OVSDB manager does).
+fn tunnel_name(peer: Ipv4Addr) -> String {
+    format!("gre-{:08x}", u32::from(peer))
+}
+
 /// Writes every emulated host's database and starts its ovsdb-server, then
 /// the controller's configuration (and the VIs' seed files).
 pub fn prepare(
@@ -98,7 +117,7 @@ pub fn prepare(
             Command::new("ovsdb-tool")
                 .arg("transact")
                 .arg(&db)
-                .arg(bridge_transaction(s)),
+                .arg(bridge_transaction(s, switches)),
         )?;
         let socket = host_dir.join("db.sock");
         let mut c = Command::new("ovsdb-server");
@@ -115,12 +134,12 @@ pub fn prepare(
             c,
             Some(&log),
         )?);
-        let [_, _, hi, lo] = (u32::from(s.index) + 1).to_be_bytes();
         let _ = write!(
             toml,
-            "\n[[host]]\nname = \"{}\"\nunderlay_ip = \"10.255.{hi}.{lo}\"\nrole = \"compute\"\n\
+            "\n[[host]]\nname = \"{}\"\nunderlay_ip = \"{}\"\nrole = \"compute\"\n\
              ovsdb = \"unix:{}\"\ndatapath_id = \"{:016x}\"\n",
             host_name(s),
+            underlay_ip(s),
             socket.display(),
             s.datapath_id
         );
@@ -147,11 +166,23 @@ pub fn prepare(
 }
 
 /// The transaction that gives a fresh database `br-int` with the switch's
-/// ports as VM ports of its VI, ofports assigned.
-fn bridge_transaction(s: &SwitchSpec) -> String {
+/// ports as VM ports of its VI, ofports assigned, and a GRE tunnel port to
+/// every other host.
+fn bridge_transaction(s: &SwitchSpec, all: &[SwitchSpec]) -> String {
     let vi = vi_id(s);
     let mut ops = Vec::new();
     let mut ports = Vec::new();
+    for peer in all.iter().filter(|p| p.index != s.index) {
+        let (name, remote) = (tunnel_name(underlay_ip(peer)), underlay_ip(peer));
+        let n = peer.index;
+        ops.push(format!(
+            r#"{{"op":"insert","table":"Interface","row":{{"name":"{name}","type":"gre","options":["map",[["key","flow"],["remote_ip","{remote}"]]]}},"uuid-name":"ti{n}"}}"#
+        ));
+        ops.push(format!(
+            r#"{{"op":"insert","table":"Port","row":{{"name":"{name}","interfaces":["named-uuid","ti{n}"],"external_ids":["map",[["iris-role","tunnel"]]]}},"uuid-name":"tp{n}"}}"#
+        ));
+        ports.push(format!(r#"["named-uuid","tp{n}"]"#));
+    }
     for p in 1..=s.ports {
         ops.push(format!(
             r#"{{"op":"insert","table":"Interface","row":{{"name":"p{p}","ofport":{p},"external_ids":["map",[["iris-vi","{vi}"]]]}},"uuid-name":"i{p}"}}"#
@@ -201,7 +232,9 @@ pub fn ready(api: SocketAddr, switches: usize, ports: usize) -> Result<(), Strin
 
 /// A GET on the controller's API, blocking briefly (loopback only).
 fn get_json(api: SocketAddr, path: &str) -> Result<serde_json::Value, String> {
-    let timeout = Duration::from_secs(2);
+    // The control loop answers the API between bursts of switch events; a
+    // busy one may take a while.
+    let timeout = Duration::from_secs(10);
     let mut s = TcpStream::connect_timeout(&api, timeout).map_err(|e| format!("API {api}: {e}"))?;
     let _ = s.set_read_timeout(Some(timeout));
     write!(
@@ -239,15 +272,23 @@ mod tests {
     }
 
     #[test]
-    fn the_bridge_transaction_is_json_with_tagged_numbered_ports() {
-        let t: serde_json::Value = serde_json::from_str(&bridge_transaction(&spec())).unwrap();
+    fn the_bridge_transaction_is_json_with_tagged_numbered_ports_and_the_mesh() {
+        let peer = SwitchSpec { index: 0, ..spec() };
+        let all = [peer, spec()];
+        let t: serde_json::Value =
+            serde_json::from_str(&bridge_transaction(&spec(), &all)).unwrap();
         let ops = t.as_array().unwrap();
         assert_eq!(ops[0], "Open_vSwitch");
-        let iface = &ops[3]["row"];
+        let tunnel = &ops[1]["row"];
+        assert_eq!(tunnel["name"], "gre-0aff0001");
+        assert_eq!(tunnel["type"], "gre");
+        assert_eq!(tunnel["options"][1][1][1], "10.255.0.1");
+        assert_eq!(ops[2]["row"]["external_ids"][1][0][1], "tunnel");
+        let iface = &ops[5]["row"];
         assert_eq!(iface["name"], "p2");
         assert_eq!(iface["ofport"], 2);
         assert_eq!(iface["external_ids"][1][0][1], "3");
-        assert_eq!(ops[5]["row"]["ports"][1].as_array().unwrap().len(), 2);
+        assert_eq!(ops[7]["row"]["ports"][1].as_array().unwrap().len(), 3);
     }
 
     #[test]

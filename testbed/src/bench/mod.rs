@@ -276,7 +276,9 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
         addr: openflow,
         warmup: options.warmup,
         duration: options.duration,
-        setup_timeout: Duration::from_secs(120),
+        // A minute, and more for many switches: each is handshaken and
+        // programmed, and Faucet parses a datapath per switch first.
+        setup_timeout: Duration::from_secs(60) + Duration::from_millis(500) * options.switches,
         settle: Duration::from_millis(500),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
