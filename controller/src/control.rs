@@ -239,8 +239,8 @@ impl fmt::Debug for Control {
 
 type Call = Box<dyn FnOnce(&mut Control) + Send>;
 
-/// Most switch events taken in one burst, so the API and OVSDB inputs are
-/// not starved while switches keep sending.
+/// Most events taken from one input in one burst, so the other inputs are
+/// not starved while one keeps sending.
 const EVENTS_PER_BURST: usize = 256;
 
 /// The API's way into the control loop.
@@ -390,7 +390,19 @@ impl Control {
                     }
                     self.end_burst();
                 }
-                Some(e) = inputs.topology.recv() => self.on_topology_event(e),
+                Some(e) = inputs.topology.recv() => {
+                    // Hosts report their ports together (at start, after an
+                    // outage): each report would reprogram every switch.
+                    self.begin_burst();
+                    self.on_topology_event(e);
+                    for _ in 1..EVENTS_PER_BURST {
+                        match inputs.topology.try_recv() {
+                            Ok(e) => self.on_topology_event(e),
+                            Err(_) => break,
+                        }
+                    }
+                    self.end_burst();
+                }
                 Some(call) = inputs.calls.recv() => call(&mut self),
                 _ = tick.tick() => self.on_tick(),
                 else => break,

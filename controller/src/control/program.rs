@@ -67,8 +67,13 @@ pub(super) struct Tickets {
 
 impl Control {
     /// Reprograms every switch serving one of `hosts`; the tickets of the
-    /// batches sent.
+    /// batches sent. During a burst the hosts are only marked (no tickets
+    /// yet): the burst reprograms each marked one once when it ends.
     pub(super) fn program_hosts(&mut self, hosts: &BTreeSet<HostName>) -> BTreeSet<u64> {
+        if let Some(b) = self.burst.as_mut() {
+            b.hosts.extend(hosts.iter().cloned());
+            return BTreeSet::new();
+        }
         let conns: Vec<ConnId> = self
             .switches
             .iter()
@@ -263,15 +268,11 @@ impl Control {
             .into_iter()
             .cloned()
             .collect();
-        if let Some(b) = self.burst.as_mut() {
-            b.hosts.extend(hosts);
-            return BTreeSet::new();
-        }
         self.program_hosts(&hosts)
     }
 
-    /// From now until [`Control::end_burst`], registry changes only mark
-    /// switches for reprogramming and PacketOuts are held.
+    /// From now until [`Control::end_burst`], registry and topology changes
+    /// only mark switches for reprogramming and PacketOuts are held.
     pub(super) fn begin_burst(&mut self) {
         self.burst.get_or_insert_with(Burst::default);
     }

@@ -685,3 +685,30 @@ fn a_rarp_in_a_burst_floods_after_the_bursts_barriers() {
     let [flood] = &b[..] else { panic!("{b:?}") };
     assert!(matches!(&flood.messages[..], [Message::PacketOut(p)] if p.in_port == 5));
 }
+
+#[test]
+fn port_reports_in_a_burst_reprogram_each_switch_once() {
+    let (mut c, mut rx, mut sim) = pm1_programmed();
+    let report = |ports: &[(&str, u32)]| TopologyEvent::Ports {
+        host: HostName("pm1".into()),
+        vm_ports: ports
+            .iter()
+            .map(|(name, ofport)| VmPortSeen {
+                name: (*name).into(),
+                ofport: *ofport,
+                vi: ViId(1),
+            })
+            .collect(),
+        tunnels: vec![([10, 0, 0, 2].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    };
+    c.begin_burst();
+    c.on_topology_event(report(&[("vm-pm1", 5), ("vm-b", 8)]));
+    c.on_topology_event(report(&[("vm-pm1", 5), ("vm-b", 8), ("vm-c", 9)]));
+    assert!(batches(&mut rx).is_empty());
+    c.end_burst();
+    let b = batches(&mut rx);
+    let [delta] = &b[..] else { panic!("{b:?}") };
+    apply(&mut sim, delta);
+    let want = compile(&c.registry, &c.topology, &HostName("pm1".into()));
+    assert_eq!(sim.state(), &want);
+}

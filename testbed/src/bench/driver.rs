@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use ofp::framing::Framer;
 use ofp::message::ErrorMsg;
-use ofp::{ErrorCode, Message, OfpMessage};
+use ofp::{ErrorCode, Message, MsgType, OfpMessage};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -46,7 +46,8 @@ struct Shared {
     start: Instant,
     /// Switches whose FEATURES_REPLY went out.
     ready: AtomicUsize,
-    /// When (ns since `start`) any switch last received something.
+    /// When (ns since `start`) any switch last received something other
+    /// than a keepalive.
     last_rx_ns: AtomicU64,
 }
 
@@ -217,6 +218,23 @@ pub async fn drive(
     ))
 }
 
+/// An error once SIGINT or SIGTERM arrives, so the run stops and its
+/// controller and helpers are stopped with it.
+pub async fn interrupted() -> BenchError {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+    BenchError::Interrupted
+}
+
 /// Sleeps `d`, failing early if the controller or a switch task fails.
 async fn sleep_watching(
     d: Duration,
@@ -311,8 +329,8 @@ async fn run_switch(
                     return Err(BenchError::Controller("the controller closed the connection".into()));
                 }
                 let now = Instant::now();
-                shared.touch(now);
                 framer.extend(&rbuf[..n]);
+                let mut news = false;
                 let phase = *phase_rx.borrow();
                 let measuring = phase.measuring();
                 while let Some(msg) = framer.next_message().map_err(|e| {
@@ -332,6 +350,12 @@ async fn run_switch(
                     if phase == Phase::Setup {
                         setup.messages += 1;
                     }
+                    // Keepalives never stop; the controller is quiet when
+                    // it sends nothing else.
+                    news |= !matches!(
+                        inbound,
+                        Inbound::Other(MsgType::EchoRequest | MsgType::EchoReply)
+                    );
                     match inbound {
                         Inbound::Answer(a) if phase == Phase::Setup => {
                             setup.flow_mods_and_packet_outs += 1;
@@ -349,6 +373,9 @@ async fn run_switch(
                         Inbound::Other(_) if measuring => load.counts.other += 1,
                         Inbound::Other(_) => {}
                     }
+                }
+                if news {
+                    shared.touch(now);
                 }
                 if !announced && sw.features_replied() {
                     announced = true;

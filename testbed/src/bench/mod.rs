@@ -102,6 +102,8 @@ pub enum BenchError {
     AtSwitch { switch: u16, error: Box<BenchError> },
     /// A bug in the benchmark itself.
     Internal(String),
+    /// SIGINT or SIGTERM: the run was stopped.
+    Interrupted,
 }
 
 impl BenchError {
@@ -126,6 +128,7 @@ impl fmt::Display for BenchError {
             Self::Controller(m) => write!(f, "the controller misbehaved: {m}"),
             Self::AtSwitch { switch, error } => write!(f, "switch {switch}: {error}"),
             Self::Internal(m) => write!(f, "benchmark bug: {m}"),
+            Self::Interrupted => write!(f, "interrupted; the controller was stopped"),
         }
     }
 }
@@ -173,6 +176,15 @@ impl Options {
         }
         if self.duration.is_zero() {
             return bad("--duration must be more than 0".into());
+        }
+        if let Some(max) = self.target.max_switches() {
+            if self.switches > max {
+                return bad(format!(
+                    "{} serves at most {max} switches (a limit built into it); \
+                     ask for {max} or fewer",
+                    self.target
+                ));
+            }
         }
         Ok(())
     }
@@ -278,7 +290,7 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
         duration: options.duration,
         // A minute, and more for many switches: each is handshaken and
         // programmed, and Faucet parses a datapath per switch first.
-        setup_timeout: Duration::from_secs(60) + Duration::from_millis(500) * options.switches,
+        setup_timeout: Duration::from_secs(60) + Duration::from_secs(1) * options.switches,
         settle: Duration::from_millis(500),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -292,7 +304,12 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
         ports: usize::from(options.ports),
         marks: Vec::new(),
     };
-    let outcome = runtime.block_on(drive(&plan, switches, &mut watch));
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = drive(&plan, switches, &mut watch) => r,
+            e = driver::interrupted() => Err(e),
+        }
+    });
     let marks = std::mem::take(&mut watch.marks);
     let log = running.process.output_path().map(Path::to_path_buf);
     let stopped = running.process.stop(crate::STOP_GRACE);

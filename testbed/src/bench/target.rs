@@ -137,6 +137,16 @@ impl Target {
         }
     }
 
+    /// How many switches the controller serves at all, when it has a limit:
+    /// ovs-testcontroller never answers a 17th connection (it is built
+    /// with room for 16 switches).
+    pub fn max_switches(self) -> Option<u32> {
+        match self {
+            Self::OvsTestcontroller => Some(16),
+            Self::Iris | Self::OsKen | Self::Faucet => None,
+        }
+    }
+
     /// Installs the controller when it is missing (see
     /// `testbed/bench/install-peers.sh`).
     pub fn ensure_installed(self, env: &RunEnv<'_>) -> Result<(), BenchError> {
