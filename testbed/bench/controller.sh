@@ -15,6 +15,8 @@
 #                     below this before each run (default: do not wait)
 #   MATRIX            switch counts of the matrix (default "16 256")
 #   SWEEP             more switch counts for the plot (default "1 4 64")
+# It also measures the round trip of a single PacketIn with the generator
+# and the controller pinned to one core.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,9 +61,12 @@ wait_quiet() {
 }
 
 # run TAG ARGS...: one benchmark, its JSON tagged with what it is for.
+# With PIN set, the generator and the controller share one core (taskset).
 run() {
   local tag=$1
   shift
+  local pin=()
+  [[ -z ${PIN:-} ]] || pin=(taskset -c "$PIN")
   if [[ " $* " == *" --target ovs-testcontroller "* && " $* " =~ " --switches ([0-9]+) " ]] &&
     ((BASH_REMATCH[1] > 16)); then
     echo "skipped (ovs-testcontroller serves at most 16 switches): bench controller $*" | tee -a "$out/machine.txt" >&2
@@ -70,7 +75,7 @@ run() {
   wait_quiet
   echo "load $(cut -d' ' -f1-3 /proc/loadavg) before: bench controller $*" | tee -a "$out/machine.txt" >&2
   local json
-  if json=$("$bin/iris-testbed" bench controller --json --warmup "$warmup" --duration "$duration" "$@"); then
+  if json=$("${pin[@]}" "$bin/iris-testbed" bench controller --json --warmup "$warmup" --duration "$duration" "$@"); then
     printf '{"tag":"%s",%s\n' "$tag" "${json#\{}" >>"$results"
   else
     echo "controller.sh: bench controller $* failed; continuing" >&2
@@ -85,6 +90,16 @@ for switches in $matrix; do
       run matrix --target "$peer" --workload learning --switches "$switches" --macs 1000 --mode "$mode"
     done
   done
+done
+
+# One PacketIn in flight, generator and controller on one core: the
+# response time without queueing and without waking the other core (on this
+# VM a cross-core wake-up alone costs about 100 us).
+for config in "iris --workload arp" "iris --workload learning" \
+  "ovs-testcontroller --workload learning" "os-ken --workload learning" \
+  "faucet --workload learning"; do
+  # shellcheck disable=SC2086 # $config is the target and workload flags
+  PIN=0 run pinned --target $config --switches 1 --macs 1000 --mode latency
 done
 
 # cbench (OpenFlow 1.0) defaults: 16 switches, buffered PacketIns.

@@ -4,8 +4,9 @@ the responses/s-against-switches plot.
 Usage: controller_report.py RESULTS.jsonl PLOT.svg > tables.md
 
 Each line of RESULTS is one `iris-testbed bench controller --json` object
-with a "tag": "matrix" (16 and 256 switches, both modes), "calibration"
-(cbench's setup) or "sweep" (more switch counts for the plot).
+with a "tag": "matrix" (16 and 256 switches, both modes), "pinned" (one
+switch, latency mode, one core), "calibration" (cbench's setup) or "sweep"
+(more switch counts for the plot).
 """
 
 import json
@@ -150,6 +151,23 @@ def calibration(runs):
     return "\n".join(out)
 
 
+def pinned(runs):
+    out = [
+        "| controller (workload) | p50 µs | p90 µs | p99 µs | max µs | round trips/s |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(
+        (r for r in runs if r["tag"] == "pinned"), key=lambda r: (r["target"] != "iris", label(r))
+    ):
+        lat = r["latency"]
+        out.append(
+            f"| {label(r)} | "
+            + " | ".join(fmt_us(lat[k]) for k in ("p50_us", "p90_us", "p99_us", "max_us"))
+            + f" | {fmt_rate(r['responses_per_s'])} |"
+        )
+    return "\n".join(out)
+
+
 def sweep_points(runs):
     """(target, workload) -> sorted [(switches, responses/s)], throughput mode."""
     points = {}
@@ -207,6 +225,8 @@ def main():
     print("### Ratios\n")
     for s in switch_counts:
         print(ratios(runs, s) + "\n")
+    print("### One PacketIn at a time, one core\n")
+    print(pinned(runs) + "\n")
     print("### Calibration against cbench\n")
     print(calibration(runs) + "\n")
     points = sweep_points(runs)

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::load::{new_histogram, Counts, Load};
-use super::switch::{EmulatedSwitch, Inbound};
+use super::switch::{AnswerKind, EmulatedSwitch, Inbound};
 use super::BenchError;
 
 /// Where the run stands; every switch task follows it.
@@ -49,18 +49,27 @@ struct Shared {
     /// When (ns since `start`) any switch last received something other
     /// than a keepalive.
     last_rx_ns: AtomicU64,
+    /// When (ns since `start`) any switch last received a FLOW_MOD.
+    last_flow_mod_ns: AtomicU64,
 }
 
 impl Shared {
-    fn touch(&self, now: Instant) {
+    fn stamp(&self, at: &AtomicU64, now: Instant) {
         let ns = now.saturating_duration_since(self.start).as_nanos();
-        self.last_rx_ns
-            .store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
+        at.store(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn since(&self, at: &AtomicU64, now: Instant) -> Duration {
+        let last = Duration::from_nanos(at.load(Ordering::Relaxed));
+        now.saturating_duration_since(self.start + last)
+    }
+
+    fn touch(&self, now: Instant) {
+        self.stamp(&self.last_rx_ns, now);
     }
 
     fn quiet_for(&self, now: Instant) -> Duration {
-        let last = Duration::from_nanos(self.last_rx_ns.load(Ordering::Relaxed));
-        now.saturating_duration_since(self.start + last)
+        self.since(&self.last_rx_ns, now)
     }
 }
 
@@ -96,6 +105,7 @@ pub struct Timing {
     /// Until every switch finished its handshake and the controller fell
     /// quiet.
     pub setup: Duration,
+    /// As it really was (longer than asked when it waited for the flows).
     pub warmup: Duration,
     /// The measurement window as it really was.
     pub measured: Duration,
@@ -124,6 +134,10 @@ pub struct Plan {
     pub setup_timeout: Duration,
     /// How long the controller must say nothing before the load starts.
     pub settle: Duration,
+    /// Whether the warm-up also lasts until no FLOW_MOD has come for
+    /// `settle` (bounded by `setup_timeout`): for loads whose steady state
+    /// installs nothing, once what the first frames taught is installed.
+    pub warm_until_no_flow_mods: bool,
 }
 
 /// Runs the switches against the controller through every phase.
@@ -137,6 +151,7 @@ pub async fn drive(
         start: Instant::now(),
         ready: AtomicUsize::new(0),
         last_rx_ns: AtomicU64::new(0),
+        last_flow_mod_ns: AtomicU64::new(0),
     });
     let (phase_tx, phase_rx) = watch::channel(Phase::Setup);
     let mut tasks = JoinSet::new();
@@ -191,7 +206,16 @@ pub async fn drive(
     let setup = t0.elapsed();
 
     let _ = phase_tx.send(Phase::Load { measuring: false });
+    let w0 = Instant::now();
     sleep_watching(plan.warmup, watch, &mut tasks).await?;
+    if plan.warm_until_no_flow_mods {
+        while shared.since(&shared.last_flow_mod_ns, Instant::now()) < plan.settle
+            && w0.elapsed() < plan.setup_timeout
+        {
+            sleep_watching(Duration::from_millis(50), watch, &mut tasks).await?;
+        }
+    }
+    let warmup = w0.elapsed();
     watch.mark();
     let m0 = Instant::now();
     let _ = phase_tx.send(Phase::Load { measuring: true });
@@ -212,7 +236,7 @@ pub async fn drive(
         results,
         Timing {
             setup,
-            warmup: plan.warmup,
+            warmup,
             measured,
         },
     ))
@@ -361,7 +385,12 @@ async fn run_switch(
                             setup.flow_mods_and_packet_outs += 1;
                             let _ = a;
                         }
-                        Inbound::Answer(a) => load.on_answer(&a, now, measuring),
+                        Inbound::Answer(a) => {
+                            if a.kind == AnswerKind::FlowMod {
+                                shared.stamp(&shared.last_flow_mod_ns, now);
+                            }
+                            load.on_answer(&a, now, measuring);
+                        }
                         Inbound::Error(code) => {
                             first_error.get_or_insert(code);
                             if phase == Phase::Setup {

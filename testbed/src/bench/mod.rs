@@ -292,6 +292,9 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
         // programmed, and Faucet parses a datapath per switch first.
         setup_timeout: Duration::from_secs(60) + Duration::from_secs(1) * options.switches,
         settle: Duration::from_millis(500),
+        // ARP's steady state is answering: the requesters' first frames
+        // are learned (and their flows installed) before it is measured.
+        warm_until_no_flow_mods: options.workload == Workload::Arp,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
