@@ -243,14 +243,17 @@ enum State {
 struct PendingBarrier {
     ticket: u64,
     errors: usize,
+    /// The xids of the requests it confirms, first and last: an error for
+    /// a request the session no longer remembers is still counted here.
+    requests: Option<(u32, u32)>,
 }
 
-/// A sent request remembered for error reports.
-#[derive(Debug)]
-struct Sent {
-    message: OfpMessage,
-    /// The barrier xid that will confirm this request, if any.
-    barrier: Option<u32>,
+impl PendingBarrier {
+    fn confirms(&self, xid: u32) -> bool {
+        // Xids wrap (skipping zero), so the range is measured from its start.
+        self.requests
+            .is_some_and(|(first, last)| xid.wrapping_sub(first) <= last.wrapping_sub(first))
+    }
 }
 
 /// The state of one switch connection. See the module documentation.
@@ -272,7 +275,8 @@ pub struct Session {
     /// Handshake requests by xid; an error for one of them ends the session.
     handshake_xids: HashMap<u32, MsgType>,
     barriers: HashMap<u32, PendingBarrier>,
-    sent: HashMap<u32, Sent>,
+    /// Sent requests remembered for error reports, by xid.
+    sent: HashMap<u32, OfpMessage>,
     sent_order: VecDeque<u32>,
     /// Batches submitted before negotiation finished.
     held: Vec<Batch>,
@@ -368,7 +372,7 @@ impl Session {
     }
 
     /// Sends a request and remembers it for error reports.
-    fn request(&mut self, message: Message, barrier: Option<u32>, out: &mut Vec<Output>) -> u32 {
+    fn request(&mut self, message: Message, out: &mut Vec<Output>) -> u32 {
         let xid = self.xid();
         let msg = OfpMessage::new(xid, message);
         if self.config.tracked_requests > 0 {
@@ -378,13 +382,7 @@ impl Session {
                 }
             }
             self.sent_order.push_back(xid);
-            self.sent.insert(
-                xid,
-                Sent {
-                    message: msg.clone(),
-                    barrier,
-                },
-            );
+            self.sent.insert(xid, msg.clone());
         }
         out.push(Output::Send(msg));
         xid
@@ -580,14 +578,13 @@ impl Session {
             return;
         }
         self.state = State::Handshake;
-        let x = self.request(Message::FeaturesRequest, None, out);
+        let x = self.request(Message::FeaturesRequest, out);
         self.handshake_xids.insert(x, MsgType::FeaturesRequest);
         let x = self.request(
             Message::SetConfig(SwitchConfig {
                 flags: 0,
                 miss_send_len: self.config.miss_send_len,
             }),
-            None,
             out,
         );
         self.handshake_xids.insert(x, MsgType::SetConfig);
@@ -613,11 +610,7 @@ impl Session {
         collect: Collecting,
         out: &mut Vec<Output>,
     ) -> u32 {
-        let xid = self.request(
-            Message::MultipartRequest(MultipartRequest::new(body)),
-            None,
-            out,
-        );
+        let xid = self.request(Message::MultipartRequest(MultipartRequest::new(body)), out);
         self.multiparts.insert(xid, collect);
         xid
     }
@@ -641,14 +634,21 @@ impl Session {
     }
 
     fn submit(&mut self, batch: Batch, out: &mut Vec<Output>) {
-        // The barrier's xid is taken first so each request can point at it.
-        let barrier_xid = batch.barrier.map(|_| self.xid());
+        let mut requests: Option<(u32, u32)> = None;
         for m in batch.messages {
-            self.request(m, barrier_xid, out);
+            let x = self.request(m, out);
+            requests = Some((requests.map_or(x, |(first, _)| first), x));
         }
-        if let (Some(xid), Some(ticket)) = (barrier_xid, batch.barrier) {
-            self.barriers
-                .insert(xid, PendingBarrier { ticket, errors: 0 });
+        if let Some(ticket) = batch.barrier {
+            let xid = self.xid();
+            self.barriers.insert(
+                xid,
+                PendingBarrier {
+                    ticket,
+                    errors: 0,
+                    requests,
+                },
+            );
             out.push(Output::Send(OfpMessage::new(xid, Message::BarrierRequest)));
         }
     }
@@ -811,14 +811,11 @@ impl Session {
         if sent.is_some() {
             self.sent_order.retain(|x| *x != xid);
         }
-        if let Some(b) = sent
-            .as_ref()
-            .and_then(|s| s.barrier)
-            .and_then(|b| self.barriers.get_mut(&b))
-        {
+        // Tracked or not, the xid ranges say which batch the request was in.
+        if let Some(b) = self.barriers.values_mut().find(|b| b.confirms(xid)) {
             b.errors += 1;
         }
-        let request = sent.map(|s| Box::new(s.message));
+        let request = sent.map(Box::new);
         let described = match &request {
             Some(r) => r.to_string(),
             // Forgotten already: the error's own data names what it can.

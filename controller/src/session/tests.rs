@@ -613,6 +613,17 @@ fn barrier_confirms_a_batch_and_counts_its_refusals() {
     );
 }
 
+/// The switch's OFPT_ERROR refusing request `xid`, quoting `data`.
+fn refusal(xid: u32, data: Vec<u8>) -> Vec<u8> {
+    wire(
+        xid,
+        Message::Error(ErrorMsg::Standard {
+            code: ErrorCode::FLOW_MOD_BAD_COMMAND,
+            data,
+        }),
+    )
+}
+
 #[test]
 fn errors_for_forgotten_requests_are_still_reported() {
     let start = t0();
@@ -630,22 +641,13 @@ fn errors_for_forgotten_requests_are_still_reported() {
         }),
     );
     let xids: Vec<u32> = sent(&out).iter().map(|m| m.xid).collect();
-    let err = |xid| {
-        wire(
-            xid,
-            Message::Error(ErrorMsg::Standard {
-                code: ErrorCode::FLOW_MOD_BAD_COMMAND,
-                data: vec![],
-            }),
-        )
-    };
-    let out = s.handle(start, Event::Received(&err(xids[0])));
+    let out = s.handle(start, Event::Received(&refusal(xids[0], vec![])));
     assert!(matches!(
         upcalls(&out)[..],
         [Upcall::SwitchError { request: None, .. }]
     ));
     assert!(logs(&out).contains("no longer tracked"));
-    let out = s.handle(start, Event::Received(&err(xids[2])));
+    let out = s.handle(start, Event::Received(&refusal(xids[2], vec![])));
     assert!(matches!(
         upcalls(&out)[..],
         [Upcall::SwitchError {
@@ -653,6 +655,72 @@ fn errors_for_forgotten_requests_are_still_reported() {
             ..
         }]
     ));
+}
+
+#[test]
+fn an_error_for_a_forgotten_request_counts_against_its_own_barrier() {
+    // A first sync may send more requests than the session remembers; a
+    // refusal of one of the early ones must still make its barrier report
+    // an error, or the control loop believes the switch holds that flow.
+    let start = t0();
+    let tracked = 4;
+    let mut s = Session::new(SessionConfig {
+        tracked_requests: tracked,
+        ..SessionConfig::default()
+    });
+    s.handle(start, Event::Connected);
+    s.handle(start, Event::Received(&hello_13()));
+    let batch = |ticket| {
+        Event::Submit(Batch {
+            messages: (0..tracked + 2).map(|i| flow_mod(i as u16)).collect(),
+            barrier: Some(ticket),
+        })
+    };
+    let first = sent(&s.handle(start, batch(1)))
+        .iter()
+        .map(|m| (m.xid, m.message.msg_type()))
+        .collect::<Vec<_>>();
+    let second = sent(&s.handle(start, batch(2)))
+        .iter()
+        .map(|m| (m.xid, m.message.msg_type()))
+        .collect::<Vec<_>>();
+    let xid_of = |msgs: &[(u32, MsgType)], t: MsgType| {
+        msgs.iter()
+            .filter(|(_, m)| *m == t)
+            .map(|(x, _)| *x)
+            .collect::<Vec<_>>()
+    };
+    // The first FlowMod of the first batch was forgotten long ago.
+    let out = s.handle(
+        start,
+        Event::Received(&refusal(xid_of(&first, MsgType::FlowMod)[0], vec![])),
+    );
+    assert!(matches!(
+        upcalls(&out)[..],
+        [Upcall::SwitchError { request: None, .. }]
+    ));
+    let mut replies = wire(
+        xid_of(&first, MsgType::BarrierRequest)[0],
+        Message::BarrierReply,
+    );
+    replies.extend(wire(
+        xid_of(&second, MsgType::BarrierRequest)[0],
+        Message::BarrierReply,
+    ));
+    let out = s.handle(start, Event::Received(&replies));
+    assert_eq!(
+        upcalls(&out),
+        vec![
+            &Upcall::BarrierConfirmed {
+                ticket: 1,
+                errors: 1
+            },
+            &Upcall::BarrierConfirmed {
+                ticket: 2,
+                errors: 0
+            }
+        ]
+    );
 }
 
 #[test]
