@@ -626,6 +626,7 @@ async fn events(s: State) -> Sse<impl Stream<Item = Result<Event, Infallible>>> 
                     crate::control::NorthEvent::Topology { .. } => "topology",
                     crate::control::NorthEvent::Registry(_) => "registry",
                     crate::control::NorthEvent::Move { .. } => "move",
+                    crate::control::NorthEvent::MoveIncomplete { .. } => "move_incomplete",
                 };
                 Event::default()
                     .event(name)

@@ -81,6 +81,14 @@ pub enum NorthEvent {
         #[serde(flatten)]
         event: RegistryEvent,
     },
+    /// A RARP moved a MAC but not every switch concerned took its new
+    /// flows: `why` is `refused` (a switch refused part of them; it is
+    /// resynchronised) or `abandoned` (a switch disconnected first).
+    MoveIncomplete {
+        why: &'static str,
+        #[serde(flatten)]
+        event: RegistryEvent,
+    },
 }
 
 /// One registry change as the API shows it.
@@ -428,8 +436,10 @@ impl Control {
                 self.metrics.packet_ins_dropped.inc();
             }
             SwitchEvent::Disconnected { conn, .. } => {
+                // Gone first, so nothing waiting on it is sent to it.
+                let gone = self.switches.remove(&conn);
                 self.forget_tickets(conn);
-                if let Some(sw) = self.switches.remove(&conn) {
+                if let Some(sw) = gone {
                     if let Some(dpid) = sw.dpid {
                         self.metrics.switches_connected.dec();
                         self.publish(NorthEvent::Switch {

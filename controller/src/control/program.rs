@@ -33,12 +33,62 @@ pub(super) struct Sync {
     last_dump: Option<Instant>,
 }
 
+/// How the reprogramming some work waited for ended; a later, worse
+/// outcome wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+enum Outcome {
+    /// Every switch concerned took its batch without an error.
+    #[default]
+    Confirmed,
+    /// A switch refused part of its batch (it is resynchronised).
+    Refused,
+    /// A switch disconnected before confirming.
+    Abandoned,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Refused => "refused",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// What programming one switch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Programmed {
+    /// A batch went out, confirmed by the barrier with this ticket.
+    Sent(u64),
+    /// The switch already holds what it should.
+    InSync,
+    /// The switch's tables are not known or its queue is full: it gets its
+    /// flows after its next dump.
+    Deferred,
+    /// Not a switch of a host, or its connection is closing.
+    Skipped,
+}
+
+/// What a change set in motion on the switches.
+#[derive(Debug, Default)]
+pub(super) struct Programming {
+    /// The barrier tickets of the batches sent.
+    tickets: BTreeSet<u64>,
+    /// Switches that could not take their batch now.
+    deferred: BTreeSet<ConnId>,
+}
+
 /// Work that waits for barrier replies.
 #[derive(Debug, Default)]
 struct Waiting {
     started: Option<Instant>,
     tickets: BTreeSet<u64>,
-    /// Sent to the connection once every ticket is confirmed.
+    /// Switches that could not take their batch: the work waits for their
+    /// resynchronisation, so a flood never overtakes their flows.
+    held: BTreeSet<ConnId>,
+    outcome: Outcome,
+    /// Sent to the connection once every ticket is in.
     then: Vec<(ConnId, PacketOut)>,
     /// MACs a RARP moved: the latency is recorded when the tickets are in.
     moves: Vec<RegistryEvent>,
@@ -48,44 +98,58 @@ struct Waiting {
 #[derive(Debug, Default)]
 pub(super) struct Tickets {
     next: u64,
-    /// Ticket -> (connection, waiting work it belongs to).
-    owner: HashMap<u64, (ConnId, Option<u64>)>,
+    /// Ticket -> (connection, the waiting work that needs it).
+    owner: HashMap<u64, (ConnId, Vec<u64>)>,
     waiting: HashMap<u64, Waiting>,
     next_waiting: u64,
 }
 
 impl Control {
-    /// Reprograms every switch serving one of `hosts`; the tickets of the
-    /// batches sent.
-    pub(super) fn program_hosts(&mut self, hosts: &BTreeSet<HostName>) -> BTreeSet<u64> {
+    /// Reprograms every switch serving one of `hosts`.
+    pub(super) fn program_hosts(&mut self, hosts: &BTreeSet<HostName>) -> Programming {
         let conns: Vec<ConnId> = self
             .switches
             .iter()
             .filter(|(_, s)| s.host.as_ref().is_some_and(|h| hosts.contains(h)))
             .map(|(c, _)| *c)
             .collect();
-        conns.into_iter().filter_map(|c| self.program(c)).collect()
+        let mut done = Programming::default();
+        for c in conns {
+            match self.program(c) {
+                Programmed::Sent(t) => {
+                    done.tickets.insert(t);
+                }
+                Programmed::Deferred => {
+                    done.deferred.insert(c);
+                }
+                Programmed::InSync | Programmed::Skipped => {}
+            }
+        }
+        done
     }
 
     /// Reprograms every switch that belongs to a host.
-    pub(super) fn program_all(&mut self) -> BTreeSet<u64> {
+    pub(super) fn program_all(&mut self) -> Programming {
         let hosts = self.topology.hosts.keys().cloned().collect();
         self.program_hosts(&hosts)
     }
 
-    /// Brings one switch to what the compiler wants; the barrier ticket if
-    /// anything was sent.
-    fn program(&mut self, conn: ConnId) -> Option<u64> {
-        let sw = self.switches.get(&conn)?;
-        let host = sw.host.clone()?;
+    /// Brings one switch to what the compiler wants.
+    fn program(&mut self, conn: ConnId) -> Programmed {
+        let Some(sw) = self.switches.get(&conn) else {
+            return Programmed::Skipped;
+        };
+        let Some(host) = sw.host.clone() else {
+            return Programmed::Skipped;
+        };
         let Some(installed) = sw.sync.installed.as_ref() else {
             self.request_dump(conn);
-            return None;
+            return Programmed::Deferred;
         };
         let desired = compile(&self.registry, &self.topology, &host);
         let plan = reconcile(&desired, installed, Foreign::Keep);
         if plan.summary.is_noop() {
-            return None;
+            return Programmed::InSync;
         }
         let ticket = self.tickets.next;
         self.tickets.next += 1;
@@ -94,7 +158,9 @@ impl Control {
             Message::GroupMod(_) => (f, g + 1),
             _ => (f, g),
         });
-        let sw = self.switches.get_mut(&conn)?;
+        let Some(sw) = self.switches.get_mut(&conn) else {
+            return Programmed::Skipped;
+        };
         match sw.handle.try_submit(Batch {
             messages: plan.messages,
             barrier: Some(ticket),
@@ -104,15 +170,15 @@ impl Control {
                 sw.sync.installed = Some(desired);
                 self.metrics.flow_mods_sent.inc_by(flow_mods);
                 self.metrics.group_mods_sent.inc_by(group_mods);
-                self.tickets.owner.insert(ticket, (conn, None));
-                Some(ticket)
+                self.tickets.owner.insert(ticket, (conn, Vec::new()));
+                Programmed::Sent(ticket)
             }
             Err(SubmitError::Full) => {
                 warn!(%conn, %host, "switch is not keeping up; it will be resynchronised");
                 sw.sync.installed = None;
-                None
+                Programmed::Deferred
             }
-            Err(SubmitError::Closed) => None,
+            Err(SubmitError::Closed) => Programmed::Skipped,
         }
     }
 
@@ -148,41 +214,60 @@ impl Control {
         }
     }
 
-    /// The handshake's dump (or a later one) arrived: reconcile against it.
+    /// The handshake's dump (or a later one) arrived: reconcile against it,
+    /// and let the work held for this switch go on.
     pub(super) fn on_tables(&mut self, conn: ConnId, flows: &[FlowStats], groups: &[GroupDesc]) {
         let Some(sw) = self.switches.get_mut(&conn) else {
             return;
         };
         sw.sync.dump_requested = false;
         sw.sync.installed = Some(SwitchState::from_dump(flows, groups));
-        self.program(conn);
+        match self.program(conn) {
+            // Still not keeping up: the work stays held for the next dump.
+            Programmed::Deferred => {}
+            Programmed::Sent(t) => self.release_held(conn, Some(t), Outcome::Confirmed),
+            Programmed::InSync | Programmed::Skipped => {
+                self.release_held(conn, None, Outcome::Confirmed);
+            }
+        }
     }
 
     /// A barrier came back: the batch before it is in.
     pub(super) fn on_barrier(&mut self, conn: ConnId, ticket: u64, errors: usize) {
-        if errors > 0 {
+        let outcome = if errors > 0 {
             // The switch holds less than assumed: learn what it does hold.
             warn!(%conn, errors, "switch refused part of a batch; resynchronising");
             if let Some(sw) = self.switches.get_mut(&conn) {
                 sw.sync.installed = None;
             }
             self.request_dump(conn);
-        }
-        self.ticket_done(ticket);
+            Outcome::Refused
+        } else {
+            Outcome::Confirmed
+        };
+        self.ticket_done(ticket, outcome);
     }
 
-    fn ticket_done(&mut self, ticket: u64) {
-        let Some((_, waiting_id)) = self.tickets.owner.remove(&ticket) else {
+    fn ticket_done(&mut self, ticket: u64, outcome: Outcome) {
+        let Some((_, waiters)) = self.tickets.owner.remove(&ticket) else {
             return;
         };
-        let Some(id) = waiting_id else { return };
-        let done = match self.tickets.waiting.get_mut(&id) {
-            Some(w) => {
+        for id in waiters {
+            if let Some(w) = self.tickets.waiting.get_mut(&id) {
                 w.tickets.remove(&ticket);
-                w.tickets.is_empty()
+                w.outcome = w.outcome.max(outcome);
             }
-            None => false,
-        };
+            self.settle(id);
+        }
+    }
+
+    /// Finishes waiting work `id` if nothing it waits for is left.
+    fn settle(&mut self, id: u64) {
+        let done = self
+            .tickets
+            .waiting
+            .get(&id)
+            .is_some_and(|w| w.tickets.is_empty() && w.held.is_empty());
         if done {
             if let Some(w) = self.tickets.waiting.remove(&id) {
                 self.finish(w);
@@ -200,45 +285,88 @@ impl Control {
             .map(|(t, _)| *t)
             .collect();
         for t in owed {
-            self.ticket_done(t);
+            self.ticket_done(t, Outcome::Abandoned);
+        }
+        self.release_held(conn, None, Outcome::Abandoned);
+    }
+
+    /// The work held for `conn`'s resynchronisation goes on: it waits for
+    /// `ticket` instead when the resync sent a batch, and ends with at
+    /// worst `outcome`.
+    fn release_held(&mut self, conn: ConnId, ticket: Option<u64>, outcome: Outcome) {
+        let held: Vec<u64> = self
+            .tickets
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.held.contains(&conn))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            if let Some(w) = self.tickets.waiting.get_mut(&id) {
+                w.held.remove(&conn);
+                w.outcome = w.outcome.max(outcome);
+                if let Some(t) = ticket {
+                    w.tickets.insert(t);
+                    if let Some(owner) = self.tickets.owner.get_mut(&t) {
+                        owner.1.push(id);
+                    }
+                }
+            }
+            self.settle(id);
         }
     }
 
-    /// Everything `w` waited for is confirmed.
+    /// Everything `w` waited for is in: measure and announce its moves,
+    /// and send what it held back.
     fn finish(&mut self, w: Waiting) {
         if let (Some(started), false) = (w.started, w.moves.is_empty()) {
             let latency = started.elapsed();
-            self.metrics.move_latency.observe(latency.as_secs_f64());
+            let ms = latency.as_secs_f64() * 1e3;
+            if w.outcome == Outcome::Confirmed {
+                self.metrics.move_latency.observe(latency.as_secs_f64());
+            }
             for m in w.moves {
-                info!(
-                    "{} moved on vi{} to {} in {:.1} ms",
-                    m.mac,
-                    m.vi,
-                    m.location.as_deref().unwrap_or("nowhere"),
-                    latency.as_secs_f64() * 1e3
-                );
-                self.publish(NorthEvent::Move {
-                    latency_ms: latency.as_secs_f64() * 1e3,
-                    event: m,
-                });
+                let to = m.location.as_deref().unwrap_or("nowhere");
+                if w.outcome == Outcome::Confirmed {
+                    info!("{} moved on vi{} to {to} in {ms:.1} ms", m.mac, m.vi);
+                    self.publish(NorthEvent::Move {
+                        latency_ms: ms,
+                        event: m,
+                    });
+                } else {
+                    let why = w.outcome.label();
+                    warn!(
+                        "{} moved on vi{} to {to}, but not every switch took the new flows ({why})",
+                        m.mac, m.vi
+                    );
+                    self.metrics.move_incomplete(why);
+                    self.publish(NorthEvent::MoveIncomplete { why, event: m });
+                }
             }
         }
         for (conn, out) in w.then {
-            if let Some(sw) = self.switches.get(&conn) {
-                let _ = sw.handle.try_submit(Batch {
+            let sent = match self.switches.get(&conn) {
+                Some(sw) => sw.handle.try_submit(Batch {
                     messages: vec![Message::PacketOut(out)],
                     barrier: None,
-                });
-            }
+                }),
+                None => Err(SubmitError::Closed),
+            };
+            let why = match sent {
+                Ok(()) => continue,
+                Err(SubmitError::Closed) => "switch_gone",
+                Err(SubmitError::Full) => "queue_full",
+            };
+            warn!(%conn, "PacketOut not sent: {}", why.replace('_', " "));
+            self.metrics.packet_out_dropped(why);
         }
     }
 
     /// Applies registry changes everywhere they matter: subscribers, the
-    /// metrics, and the switches of the VIs concerned. The tickets of the
-    /// batches sent.
-    pub(super) fn registry_changed(&mut self, changes: &[RegistryChange]) -> BTreeSet<u64> {
+    /// metrics, and the switches of the VIs concerned.
+    pub(super) fn registry_changed(&mut self, changes: &[RegistryChange]) -> Programming {
         if changes.is_empty() {
-            return BTreeSet::new();
+            return Programming::default();
         }
         let (macs, ips) = self.registry.len();
         self.metrics.set_registry_size(macs, ips);
@@ -277,7 +405,7 @@ impl Control {
         if let PacketInKind::Invalid(e) = &decision.kind {
             debug!(%conn, "unparsable frame in a PACKET_IN: {e}");
         }
-        let tickets = self.registry_changed(&decision.changes);
+        let programming = self.registry_changed(&decision.changes);
         let moves: Vec<RegistryEvent> = if decision.kind == PacketInKind::Rarp {
             decision
                 .changes
@@ -290,7 +418,9 @@ impl Control {
         };
         let w = Waiting {
             started: Some(started),
-            tickets,
+            tickets: programming.tickets,
+            held: programming.deferred,
+            outcome: Outcome::Confirmed,
             then: decision
                 .packet_outs
                 .into_iter()
@@ -301,9 +431,10 @@ impl Control {
         self.wait_for(w);
     }
 
-    /// Runs `w` now if it waits for nothing, else when its tickets are in.
+    /// Runs `w` now if it waits for nothing, else when its tickets are in
+    /// and the switches it is held for are resynchronised.
     fn wait_for(&mut self, w: Waiting) {
-        if w.tickets.is_empty() {
+        if w.tickets.is_empty() && w.held.is_empty() {
             self.finish(w);
             return;
         }
@@ -311,7 +442,7 @@ impl Control {
         self.tickets.next_waiting += 1;
         for t in &w.tickets {
             if let Some(owner) = self.tickets.owner.get_mut(t) {
-                owner.1 = Some(id);
+                owner.1.push(id);
             }
         }
         self.tickets.waiting.insert(id, w);

@@ -532,6 +532,205 @@ fn a_rarp_moves_the_mac_and_floods_once_every_switch_confirms() {
     );
 }
 
+/// Three switches in sync (pm1, pm2 and gw as connections 1, 2 and 9) and
+/// a VM of VI 1 that announced itself on pm1; each switch's queue by
+/// connection.
+fn vm_on_pm1() -> (Control, BTreeMap<u64, mpsc::Receiver<Command>>, MacAddr) {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rxs = BTreeMap::new();
+    for (conn, dpid) in [(1, 1), (2, 2), (9, 9)] {
+        rxs.insert(conn, connect(&mut c, conn));
+        ready(&mut c, conn, dpid);
+    }
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(mac, 5),
+    });
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    // The first placement's flood went out on pm1.
+    batches(rxs.get_mut(&1).unwrap());
+    (c, rxs, mac)
+}
+
+fn barrier(c: &mut Control, conn: u64, ticket: u64, errors: usize) {
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(conn),
+        upcall: Upcall::BarrierConfirmed { ticket, errors },
+    });
+}
+
+/// Answers the barriers waiting in the queues of `conns`, with
+/// `errors(conn)` refusals each.
+fn answer_barriers(
+    c: &mut Control,
+    rxs: &mut BTreeMap<u64, mpsc::Receiver<Command>>,
+    conns: &[u64],
+    errors: impl Fn(u64) -> usize,
+) {
+    for conn in conns {
+        if let Some(rx) = rxs.get_mut(conn) {
+            for t in tickets(rx) {
+                barrier(c, *conn, t, errors(*conn));
+            }
+        }
+    }
+}
+
+/// The barrier tickets of the batches waiting in `rx`.
+fn tickets(rx: &mut mpsc::Receiver<Command>) -> Vec<u64> {
+    batches(rx).iter().filter_map(|b| b.barrier).collect()
+}
+
+/// The VM of [`vm_on_pm1`] arrives on pm2 and announces itself there.
+fn migrate_to_pm2(c: &mut Control, mac: MacAddr) {
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_in(mac, 6),
+    });
+}
+
+/// The value of a metric line, 0 when absent.
+fn metric(c: &Control, line: &str) -> u64 {
+    c.metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The move events published since `events` subscribed: (complete, why).
+fn move_events(events: &mut broadcast::Receiver<NorthEvent>) -> Vec<(bool, &'static str)> {
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        match e {
+            NorthEvent::Move { .. } => out.push((true, "")),
+            NorthEvent::MoveIncomplete { why, .. } => out.push((false, why)),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_flood(batches: &[Batch]) -> bool {
+    matches!(batches, [b] if matches!(&b.messages[..], [Message::PacketOut(p)] if p.in_port == 6))
+}
+
+/// The move was counted and announced as incomplete for `why`, not
+/// measured, and the switches that did take their flows still got the
+/// flood to relearn from.
+fn assert_incomplete(
+    c: &Control,
+    rxs: &mut BTreeMap<u64, mpsc::Receiver<Command>>,
+    events: &mut broadcast::Receiver<NorthEvent>,
+    why: &'static str,
+) {
+    assert!(is_flood(&batches(rxs.get_mut(&2).unwrap())));
+    assert_eq!(moves_measured(c), 0);
+    let line = format!("iris_moves_incomplete_total{{why=\"{why}\"}}");
+    assert_eq!(metric(c, &line), 1);
+    assert_eq!(move_events(events), vec![(false, why)]);
+}
+
+#[test]
+fn a_switch_that_disconnects_during_a_move_leaves_it_incomplete() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    migrate_to_pm2(&mut c, mac);
+    let owed_by_pm1 = tickets(rxs.get_mut(&1).unwrap());
+    assert!(!owed_by_pm1.is_empty());
+    answer_barriers(&mut c, &mut rxs, &[2, 9], |_| 0);
+    assert!(
+        batches(rxs.get_mut(&2).unwrap()).is_empty(),
+        "pm1 still owes its barrier"
+    );
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(1),
+        reason: CloseReason::PeerClosed,
+    });
+    // pm1 never confirmed: the move is not measured as one.
+    assert_incomplete(&c, &mut rxs, &mut events, "abandoned");
+}
+
+#[test]
+fn refusals_in_a_move_batch_leave_it_incomplete() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    migrate_to_pm2(&mut c, mac);
+    answer_barriers(
+        &mut c,
+        &mut rxs,
+        &[1, 2, 9],
+        |conn| if conn == 9 { 2 } else { 0 },
+    );
+    assert_incomplete(&c, &mut rxs, &mut events, "refused");
+}
+
+#[test]
+fn a_move_waits_for_a_switch_whose_queue_was_full_until_it_is_resynchronised() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    // pm1 is not taking batches when the RARP arrives.
+    while c.switches[&ConnId(1)]
+        .handle
+        .try_submit(Batch::default())
+        .is_ok()
+    {}
+    migrate_to_pm2(&mut c, mac);
+    answer_barriers(&mut c, &mut rxs, &[2, 9], |_| 0);
+    assert!(
+        batches(rxs.get_mut(&2).unwrap()).is_empty(),
+        "no flood while pm1 may still send the VM's traffic to its old port"
+    );
+    assert_eq!(move_events(&mut events), vec![]);
+    // pm1 catches up; the periodic resync dumps its tables and sends what
+    // they lack.
+    let rx1 = rxs.get_mut(&1).unwrap();
+    assert!(batches(rx1).iter().all(|b| b.messages.is_empty()));
+    c.on_tick();
+    assert_eq!(dumps_requested(rx1), 1);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Tables {
+            flows: vec![],
+            groups: vec![],
+        },
+    });
+    let resync = tickets(rxs.get_mut(&1).unwrap());
+    let [ticket] = resync[..] else {
+        panic!("{resync:?}")
+    };
+    assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
+    barrier(&mut c, 1, ticket, 0);
+    assert!(is_flood(&batches(rxs.get_mut(&2).unwrap())));
+    assert_eq!(moves_measured(&c), 1);
+    assert_eq!(move_events(&mut events), vec![(true, "")]);
+}
+
+#[test]
+fn a_flood_whose_switch_is_gone_is_counted_as_dropped() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    migrate_to_pm2(&mut c, mac);
+    answer_barriers(&mut c, &mut rxs, &[1, 9], |_| 0);
+    // The switch that sent the RARP leaves before its own barrier.
+    assert!(!tickets(rxs.get_mut(&2).unwrap()).is_empty());
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(2),
+        reason: CloseReason::PeerClosed,
+    });
+    assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
+    assert_eq!(
+        metric(&c, "iris_packet_outs_dropped_total{why=\"switch_gone\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&c, "iris_moves_incomplete_total{why=\"abandoned\"}"),
+        1
+    );
+}
+
 #[test]
 fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
     let (mut c, _) = control();
