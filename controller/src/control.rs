@@ -378,7 +378,7 @@ impl Control {
                 Some(e) = inputs.switches.recv() => self.on_switch_event(e),
                 Some(e) = inputs.topology.recv() => self.on_topology_event(e),
                 Some(call) = inputs.calls.recv() => call(&mut self),
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => self.on_tick(std::time::Instant::now()),
                 else => break,
             }
         }
@@ -411,8 +411,8 @@ impl Control {
         let _ = self.events.send(event);
     }
 
-    fn on_tick(&mut self) {
-        self.resync_stale();
+    fn on_tick(&mut self, now: std::time::Instant) {
+        self.resync_stale(now);
     }
 
     /// Handles one event from the OpenFlow server.

@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// A dump is asked for at most this often per switch, so a switch that
-/// keeps refusing a flow is not dumped in a loop.
-const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+/// keeps refusing a flow is not dumped in a loop. It is also how long a
+/// dump may take: one refused by the switch, or whose reply never comes,
+/// is asked for again after this long. (Asking while a slow dump is still
+/// being gathered is harmless: the session does not start a second one.)
+pub(super) const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a connection's flow tables are known to hold.
 #[derive(Debug, Default)]
@@ -29,7 +32,7 @@ pub(super) struct Sync {
     /// not known (before the handshake, or after a batch was lost) and a
     /// dump must come first.
     installed: Option<SwitchState>,
-    dump_requested: bool,
+    /// When a dump was last asked for.
     last_dump: Option<Instant>,
 }
 
@@ -143,7 +146,7 @@ impl Control {
             return Programmed::Skipped;
         };
         let Some(installed) = sw.sync.installed.as_ref() else {
-            self.request_dump(conn);
+            self.request_dump(conn, Instant::now());
             return Programmed::Deferred;
         };
         let desired = compile(&self.registry, &self.topology, &host);
@@ -183,26 +186,24 @@ impl Control {
     }
 
     /// Asks a switch for its tables unless that was done recently.
-    fn request_dump(&mut self, conn: ConnId) {
+    fn request_dump(&mut self, conn: ConnId, now: Instant) {
         let Some(sw) = self.switches.get_mut(&conn) else {
             return;
         };
-        let now = Instant::now();
         let recent = sw
             .sync
             .last_dump
-            .is_some_and(|t| now.duration_since(t) < RESYNC_INTERVAL);
-        if sw.sync.dump_requested || recent {
+            .is_some_and(|t| now.saturating_duration_since(t) < RESYNC_INTERVAL);
+        if recent {
             return;
         }
         if sw.handle.try_dump().is_ok() {
-            sw.sync.dump_requested = true;
             sw.sync.last_dump = Some(now);
         }
     }
 
     /// Periodic work: resynchronise switches whose tables are not known.
-    pub(super) fn resync_stale(&mut self) {
+    pub(super) fn resync_stale(&mut self, now: Instant) {
         let stale: Vec<ConnId> = self
             .switches
             .iter()
@@ -210,7 +211,7 @@ impl Control {
             .map(|(c, _)| *c)
             .collect();
         for c in stale {
-            self.request_dump(c);
+            self.request_dump(c, now);
         }
     }
 
@@ -220,7 +221,6 @@ impl Control {
         let Some(sw) = self.switches.get_mut(&conn) else {
             return;
         };
-        sw.sync.dump_requested = false;
         sw.sync.installed = Some(SwitchState::from_dump(flows, groups));
         match self.program(conn) {
             // Still not keeping up: the work stays held for the next dump.
@@ -240,7 +240,7 @@ impl Control {
             if let Some(sw) = self.switches.get_mut(&conn) {
                 sw.sync.installed = None;
             }
-            self.request_dump(conn);
+            self.request_dump(conn, Instant::now());
             Outcome::Refused
         } else {
             Outcome::Confirmed

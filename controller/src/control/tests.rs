@@ -1,3 +1,4 @@
+use super::program::RESYNC_INTERVAL;
 use super::*;
 use crate::compiler::compile;
 use crate::flowsim;
@@ -7,6 +8,7 @@ use ofp::message::{Message, PacketIn, PacketInReason, SwitchFeatures, NO_BUFFER}
 use ofp::multipart::{FlowStats, GroupDesc};
 use ofp::oxm::Match;
 use ofp::packet::{ArpRepr, MacAddr};
+use std::time::Instant;
 
 fn host(name: &str, ip: [u8; 4], dpid: u64, role: HostRole) -> ManagedHost {
     ManagedHost {
@@ -689,7 +691,7 @@ fn a_move_waits_for_a_switch_whose_queue_was_full_until_it_is_resynchronised() {
     // they lack.
     let rx1 = rxs.get_mut(&1).unwrap();
     assert!(batches(rx1).iter().all(|b| b.messages.is_empty()));
-    c.on_tick();
+    c.on_tick(Instant::now());
     assert_eq!(dumps_requested(rx1), 1);
     c.on_switch_event(SwitchEvent::Upcall {
         conn: ConnId(1),
@@ -759,7 +761,7 @@ fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
     let first = batches(&mut rx);
     assert_eq!(first.len(), 1);
     // The switch was marked unknown; the periodic resync asks for a dump ...
-    c.on_tick();
+    c.on_tick(Instant::now());
     assert_eq!(dumps_requested(&mut rx), 1);
     // ... and the dump (the first batch only) is reconciled to the rest.
     let mut sim = flowsim::Switch::new();
@@ -791,7 +793,65 @@ fn refusals_in_a_batch_lead_to_a_dump() {
     });
     assert_eq!(dumps_requested(&mut rx), 1);
     // Not again while that dump is outstanding.
-    c.on_tick();
+    c.on_tick(Instant::now());
+    assert_eq!(dumps_requested(&mut rx), 0);
+}
+
+/// pm1 programmed, then made to resynchronise by a refusal in its batch;
+/// the time the dump was asked for.
+fn pm1_dumping() -> (Control, mpsc::Receiver<Command>, Instant) {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let ticket = batches(&mut rx)[0].barrier.unwrap();
+    barrier(&mut c, 1, ticket, 1);
+    let asked = Instant::now();
+    assert_eq!(dumps_requested(&mut rx), 1);
+    (c, rx, asked)
+}
+
+#[test]
+fn a_refused_dump_is_asked_for_again() {
+    let (mut c, mut rx, asked) = pm1_dumping();
+    // The switch refuses the flow dump; the session gives up gathering.
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::SwitchError {
+            error: ofp::message::ErrorMsg::Standard {
+                code: ofp::ErrorCode::BAD_MULTIPART,
+                data: vec![],
+            },
+            request: Some(Box::new(ofp::OfpMessage::new(
+                7,
+                Message::MultipartRequest(ofp::multipart::MultipartRequest::new(
+                    ofp::multipart::MultipartRequestBody::Flow(Default::default()),
+                )),
+            ))),
+        },
+    });
+    c.on_tick(asked + RESYNC_INTERVAL / 2);
+    assert_eq!(dumps_requested(&mut rx), 0, "not in a loop");
+    c.on_tick(asked + RESYNC_INTERVAL);
+    assert_eq!(dumps_requested(&mut rx), 1);
+}
+
+#[test]
+fn a_dump_that_never_comes_back_is_asked_for_again() {
+    let (mut c, mut rx, asked) = pm1_dumping();
+    c.on_tick(asked + RESYNC_INTERVAL / 2);
+    assert_eq!(dumps_requested(&mut rx), 0);
+    c.on_tick(asked + RESYNC_INTERVAL);
+    assert_eq!(dumps_requested(&mut rx), 1);
+    // A switch that is programmed again stops being asked.
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Tables {
+            flows: vec![],
+            groups: vec![],
+        },
+    });
+    c.on_tick(asked + RESYNC_INTERVAL * 3);
     assert_eq!(dumps_requested(&mut rx), 0);
 }
 
