@@ -502,7 +502,12 @@ impl Control {
             }
             Upcall::Tables { flows, groups } => self.on_tables(conn, &flows, &groups),
             Upcall::BarrierConfirmed { ticket, errors } => self.on_barrier(conn, ticket, errors),
-            Upcall::PacketIn(pi) => self.on_packet_in(conn, &pi),
+            Upcall::PacketIn {
+                packet_in,
+                received,
+            } => {
+                self.on_packet_in(conn, &packet_in, received);
+            }
             Upcall::PortStatus(s) => {
                 if let Some(sw) = self.switches.get_mut(&conn) {
                     match s.reason {

@@ -463,7 +463,7 @@ impl ConnIo {
             );
         }
         let conn = self.conn;
-        if let Upcall::PacketIn(_) = upcall {
+        if let Upcall::PacketIn { .. } = upcall {
             // PacketIns may be dropped when the control loop is behind (the
             // switch sends the next one); everything else must arrive.
             if let Err(mpsc::error::TrySendError::Full(_)) =

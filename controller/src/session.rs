@@ -158,7 +158,12 @@ pub enum Upcall {
         flows: Vec<FlowStats>,
         groups: Vec<GroupDesc>,
     },
-    PacketIn(PacketIn),
+    /// A PACKET_IN and when its bytes arrived, so that what it causes is
+    /// timed from its arrival rather than from when it was handled.
+    PacketIn {
+        packet_in: PacketIn,
+        received: Instant,
+    },
     PortStatus(PortStatus),
     /// Every message submitted before the barrier has been processed;
     /// `errors` of them were refused (each also reported as
@@ -452,14 +457,14 @@ impl Session {
                     return;
                 }
             };
-            self.on_message(&raw, out);
+            self.on_message(now, &raw, out);
             if self.state == State::Closed {
                 return;
             }
         }
     }
 
-    fn on_message(&mut self, raw: &[u8], out: &mut Vec<Output>) {
+    fn on_message(&mut self, now: Instant, raw: &[u8], out: &mut Vec<Output>) {
         let msg = match OfpMessage::parse(raw) {
             Ok(m) => m,
             Err(e) => return self.on_malformed(raw, &e, out),
@@ -479,7 +484,10 @@ impl Session {
             Message::FeaturesReply(f) => self.on_features(msg.xid, f, out),
             Message::MultipartReply(r) => self.on_multipart(msg.xid, r, out),
             Message::BarrierReply => self.on_barrier(msg.xid, out),
-            Message::PacketIn(p) => out.push(Output::Upcall(Upcall::PacketIn(p))),
+            Message::PacketIn(packet_in) => out.push(Output::Upcall(Upcall::PacketIn {
+                packet_in,
+                received: now,
+            })),
             Message::PortStatus(s) => self.on_port_status(s, out),
             Message::Unknown { msg_type, .. } => {
                 out.push(Output::Log(

@@ -383,8 +383,7 @@ impl Control {
 
     /// A PACKET_IN: learn, reprogram, and send what the decision says once
     /// the reprogramming is confirmed.
-    pub(super) fn on_packet_in(&mut self, conn: ConnId, pi: &PacketIn) {
-        let started = Instant::now();
+    pub(super) fn on_packet_in(&mut self, conn: ConnId, pi: &PacketIn, received: Instant) {
         let Some(host) = self.switches.get(&conn).and_then(|s| s.host.clone()) else {
             self.metrics.packet_in("unknown_switch");
             return;
@@ -417,7 +416,7 @@ impl Control {
             Vec::new()
         };
         let w = Waiting {
-            started: Some(started),
+            started: Some(received),
             tickets: programming.tickets,
             held: programming.deferred,
             outcome: Outcome::Confirmed,

@@ -427,17 +427,25 @@ fn moves_measured(c: &Control) -> u64 {
 }
 
 fn rarp_in(mac: MacAddr, in_port: u32) -> Upcall {
+    rarp_received(mac, in_port, Instant::now())
+}
+
+/// A RARP's PacketIn whose bytes arrived at `received`.
+fn rarp_received(mac: MacAddr, in_port: u32, received: Instant) -> Upcall {
     let mut data = Vec::new();
     ArpRepr::rarp_announce(mac).emit(&mut data);
-    Upcall::PacketIn(PacketIn {
-        buffer_id: NO_BUFFER,
-        total_len: data.len() as u16,
-        reason: PacketInReason::Action,
-        table_id: crate::compiler::TABLE_INTERCEPT,
-        cookie: 0,
-        match_: Match::new().in_port(in_port),
-        data,
-    })
+    Upcall::PacketIn {
+        packet_in: PacketIn {
+            buffer_id: NO_BUFFER,
+            total_len: data.len() as u16,
+            reason: PacketInReason::Action,
+            table_id: crate::compiler::TABLE_INTERCEPT,
+            cookie: 0,
+            match_: Match::new().in_port(in_port),
+            data,
+        },
+        received,
+    }
 }
 
 #[test]
@@ -634,6 +642,29 @@ fn assert_incomplete(
     let line = format!("iris_moves_incomplete_total{{why=\"{why}\"}}");
     assert_eq!(metric(c, &line), 1);
     assert_eq!(move_events(events), vec![(false, why)]);
+}
+
+#[test]
+fn a_move_is_timed_from_the_arrival_of_its_rarp() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    // The PacketIn waited in the queues before the control loop saw it.
+    let queued = Duration::from_millis(300);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_received(mac, 6, Instant::now() - queued),
+    });
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let mut latency = None;
+    while let Ok(e) = events.try_recv() {
+        if let NorthEvent::Move { latency_ms, .. } = e {
+            latency = Some(latency_ms);
+        }
+    }
+    let latency = latency.expect("a confirmed move");
+    assert!(latency >= 300.0, "{latency} ms");
+    let measured = metric(&c, "iris_move_latency_seconds_bucket{le=\"0.256\"}");
+    assert_eq!(measured, 0, "the sample is above 256 ms");
 }
 
 #[test]

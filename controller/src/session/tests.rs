@@ -802,11 +802,18 @@ fn packet_in_goes_up() {
         match_: Match::new().in_port(1),
         data: vec![1, 2, 3],
     };
+    let arrived = at(start, 2.5);
     let out = s.handle(
-        start,
+        arrived,
         Event::Received(&wire(0, Message::PacketIn(pi.clone()))),
     );
-    assert_eq!(upcalls(&out), vec![&Upcall::PacketIn(pi)]);
+    assert_eq!(
+        upcalls(&out),
+        vec![&Upcall::PacketIn {
+            packet_in: pi,
+            received: arrived
+        }]
+    );
 }
 
 #[test]
