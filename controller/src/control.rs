@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// A host with how its bridge reaches this controller, when that differs
 /// from the configured default.
@@ -229,8 +229,14 @@ pub struct Control {
     events: broadcast::Sender<NorthEvent>,
     /// The hosts the OVSDB manager must keep right.
     hosts_out: watch::Sender<Vec<ManagedHost>>,
-    /// Where changes go to be stored, in order; `None` keeps nothing.
-    persist: Option<std::sync::mpsc::Sender<store::Batch>>,
+    /// Where changes are committed before anything acts on them; `None`
+    /// keeps nothing.
+    store: Option<Box<dyn store::Store + Send>>,
+    /// Why the store refused a commit: the loop stops, and so does the
+    /// controller, rather than run on with a registry its store lacks.
+    failed: Option<store::StoreError>,
+    /// Cancelled to stop the whole controller (the shutdown token).
+    stop: CancellationToken,
 }
 
 impl fmt::Debug for Control {
@@ -264,7 +270,12 @@ impl ControlHandle {
     ) -> Result<R, Stopped> {
         let (tx, rx) = oneshot::channel();
         let call: Call = Box::new(move |c| {
-            let _ = tx.send(f(c));
+            let r = f(c);
+            // Changes the store refused were not made as far as the caller
+            // is concerned: it hears that the controller stopped.
+            if !c.halted() {
+                let _ = tx.send(r);
+            }
         });
         self.calls.send(call).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
@@ -346,7 +357,9 @@ impl Control {
             metrics: metrics.clone(),
             events: events.clone(),
             hosts_out,
-            persist: None,
+            store: None,
+            failed: None,
+            stop: CancellationToken::new(),
         };
         Parts {
             control,
@@ -368,8 +381,14 @@ impl Control {
         }
     }
 
-    /// Runs until `shutdown` is cancelled or every input is gone.
-    pub async fn run(mut self, mut inputs: Inputs, shutdown: CancellationToken) {
+    /// Runs until `shutdown` is cancelled or every input is gone; fails
+    /// (and cancels `shutdown`) when the store refuses a commit.
+    pub async fn run(
+        mut self,
+        mut inputs: Inputs,
+        shutdown: CancellationToken,
+    ) -> Result<(), store::StoreError> {
+        self.stop = shutdown.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -381,27 +400,58 @@ impl Control {
                 _ = tick.tick() => self.on_tick(std::time::Instant::now()),
                 else => break,
             }
+            if self.halted() {
+                break;
+            }
         }
         debug!("control loop stopped");
+        self.take_store_failure().map_or(Ok(()), Err)
     }
 
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
 
-    /// Sends every later change of the registry, hosts and VIs to `writer`
-    /// (a task that commits them to the store in order).
-    pub fn persist_to(&mut self, writer: std::sync::mpsc::Sender<store::Batch>) {
-        self.persist = Some(writer);
+    /// Commits every later change of the registry, hosts and VIs to
+    /// `store`, each before the switches, the OVSDB side or the API hear of
+    /// it: a controller killed in between must not restart from a store
+    /// that lacks a change the switches already carry out (a move would be
+    /// reverted).
+    pub fn persist_to(&mut self, store: Box<dyn store::Store + Send>) {
+        self.store = Some(store);
     }
 
-    fn store(&self, batch: store::Batch) {
-        if batch.is_empty() {
-            return;
+    /// Whether the store refused a commit (the controller is stopping).
+    pub fn halted(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Why the store refused a commit, if it did (for whoever runs the
+    /// loop's parts before [`Self::run`]).
+    pub fn take_store_failure(&mut self) -> Option<store::StoreError> {
+        self.failed.take()
+    }
+
+    /// Commits `batch`; `false` when the store refused it, in which case
+    /// the controller stops and the caller must not act on the change.
+    fn store(&mut self, batch: store::Batch) -> bool {
+        if batch.is_empty() || self.halted() {
+            return !self.halted();
         }
-        if let Some(w) = &self.persist {
-            if w.send(batch).is_err() {
-                warn!("the store writer has stopped; changes are no longer persisted");
+        let Some(s) = self.store.as_mut() else {
+            return true;
+        };
+        match s.commit(&batch) {
+            Ok(()) => true,
+            Err(e) => {
+                error!(
+                    "cannot store {} change(s): {e}; stopping the controller (switches keep \
+                     their flows)",
+                    batch.len()
+                );
+                self.failed = Some(e);
+                self.stop.cancel();
+                false
             }
         }
     }
@@ -686,6 +736,11 @@ impl Control {
                 )));
             }
         }
+        let mut b = store::Batch::new();
+        b.put_host(host);
+        if !self.store(b) {
+            return Ok(false);
+        }
         let name = host.name.clone();
         match &managed.controller {
             Some(c) => self.controllers.insert(name.clone(), c.clone()),
@@ -708,11 +763,6 @@ impl Control {
             sw.host = owner;
         }
         self.announce_hosts();
-        if let Some(h) = self.topology.hosts.get(&name) {
-            let mut b = store::Batch::new();
-            b.put_host(h);
-            self.store(b);
-        }
         self.publish(NorthEvent::Topology {
             what: format!("host {name} {}", if created { "added" } else { "changed" }),
         });
@@ -736,6 +786,11 @@ impl Control {
                 vi.id, vi.name
             )));
         }
+        let mut b = store::Batch::new();
+        b.delete_host(name);
+        if !self.store(b) {
+            return Ok(());
+        }
         self.topology.hosts.remove(name);
         self.controllers.remove(name);
         self.topology.vm_ports.retain(|(h, _), _| h != name);
@@ -749,9 +804,6 @@ impl Control {
             }
         }
         self.announce_hosts();
-        let mut b = store::Batch::new();
-        b.delete_host(name);
-        self.store(b);
         self.publish(NorthEvent::Topology {
             what: format!("host {name} removed"),
         });
@@ -804,7 +856,9 @@ impl Control {
         let id = vi.id;
         let mut b = store::Batch::new();
         b.put_vi(&vi);
-        self.store(b);
+        if !self.store(b) {
+            return Ok(false);
+        }
         let created = self.topology.vis.insert(id, vi).is_none();
         self.publish(NorthEvent::Topology {
             what: format!("{id} {}", if created { "added" } else { "changed" }),
@@ -820,8 +874,12 @@ impl Control {
         let changes = self.registry.remove_vi(id);
         let mut b = store::Batch::new();
         b.delete_vi(id);
-        self.store(b);
-        self.registry_changed(&changes);
+        // The VI and its entries go in one commit, so a restart never finds
+        // entries of a VI that is gone.
+        self.registry_changed_with(b, &changes);
+        if self.halted() {
+            return Ok(());
+        }
         self.publish(NorthEvent::Topology {
             what: format!("{id} removed"),
         });

@@ -75,7 +75,7 @@ pub async fn run(
         path: config.store.clone(),
         error,
     };
-    let mut store = SledStore::open(&config.store).map_err(store_error)?;
+    let store = SledStore::open(&config.store).map_err(store_error)?;
     let stored = store.load().map_err(store_error)?;
     let (hosts, vis) = with_stored(&config, &stored);
     info!(
@@ -86,26 +86,9 @@ pub async fn run(
         vis.len() - config.vis.len()
     );
     let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
-    let (persist, batches) = std::sync::mpsc::channel::<crate::store::Batch>();
-    // sled commits (with their flush) block; they run on a thread of their
-    // own, in the order the control loop made the changes.
-    let writer = std::thread::Builder::new()
-        .name("iris-store".into())
-        .spawn(move || {
-            for b in batches {
-                if let Err(e) = store.commit(&b) {
-                    error!("cannot store {} change(s): {e}", b.len());
-                }
-            }
-        })
-        .map_err(|e| RunError::Store {
-            path: config.store.clone(),
-            error: StoreError::Backend {
-                backend: "sled",
-                message: format!("cannot start the writer thread: {e}"),
-            },
-        })?;
-    parts.control.persist_to(persist);
+    // The control loop commits each change (a sled batch and a flush, a
+    // fraction of a millisecond) before it acts on it.
+    parts.control.persist_to(Box::new(store));
     for (vi, entries) in &config.seeds {
         parts
             .control
@@ -114,6 +97,9 @@ pub async fn run(
                 vi: vi.0,
                 problem: e.to_string(),
             })?;
+    }
+    if let Some(error) = parts.control.take_store_failure() {
+        return Err(store_error(error));
     }
 
     let server_config = ServerConfig {
@@ -175,10 +161,9 @@ pub async fn run(
     shutdown.cancel();
     let _ = openflow.await;
     let _ = ovs.await;
-    let _ = control.await;
-    // The control loop is gone and with it the writer's last sender: the
-    // writer finishes what is queued and ends.
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    if let Ok(Err(error)) = control.await {
+        return Err(store_error(error));
+    }
     match api_result {
         Ok(()) => {
             info!("iris-controller stopped");

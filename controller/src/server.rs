@@ -150,6 +150,12 @@ impl SwitchHandle {
         self.tx.is_closed()
     }
 
+    /// Commands waiting in the connection's queue.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// A handle whose connection end is the returned receiver, for driving
     /// the control loop without a socket.
     #[cfg(test)]

@@ -170,6 +170,25 @@ impl Store for SledStore {
     }
 }
 
+/// A store whose disk is full: every commit fails.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FullDisk;
+
+#[cfg(test)]
+impl Store for FullDisk {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &Batch) -> Result<(), StoreError> {
+        Err(StoreError::Backend {
+            backend: "test",
+            message: "no space left on device".into(),
+        })
+    }
+}
+
 /// A store in memory, for tests and for running without a disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryStore {

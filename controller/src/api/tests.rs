@@ -13,6 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 fn app() -> Router {
+    app_storing_to(None)
+}
+
+/// The API over a control loop that commits to `store`.
+fn app_storing_to(store: Option<Box<dyn crate::store::Store + Send>>) -> Router {
     let hosts = [
         Host {
             name: HostName("pm1".into()),
@@ -46,11 +51,14 @@ fn app() -> Router {
         crate::registry::Registry::new(),
         Arc::new(Metrics::default()),
     );
-    let (control, inputs, senders) = (parts.control, parts.inputs, parts.senders);
+    let (mut control, inputs, senders) = (parts.control, parts.inputs, parts.senders);
+    if let Some(store) = store {
+        control.persist_to(store);
+    }
     // The senders stay alive with the task so the loop keeps running.
     tokio::spawn(async move {
         let _senders = senders;
-        control.run(inputs, CancellationToken::new()).await;
+        let _ = control.run(inputs, CancellationToken::new()).await;
     });
     router(parts.handle)
 }
@@ -129,6 +137,16 @@ async fn hosts_can_be_listed_added_read_and_removed() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = call(&app, Method::GET, "/v1/hosts/pm2", None).await;
     assert_problem(&r, StatusCode::NOT_FOUND, None);
+}
+
+#[tokio::test]
+async fn a_change_the_store_refuses_is_not_reported_as_made() {
+    let app = app_storing_to(Some(Box::new(crate::store::FullDisk)));
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, None);
+    // The controller stopped rather than run on with what it cannot keep.
+    let r = call(&app, Method::GET, "/v1/hosts", None).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, None);
 }
 
 #[tokio::test]

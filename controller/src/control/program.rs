@@ -362,15 +362,25 @@ impl Control {
         }
     }
 
-    /// Applies registry changes everywhere they matter: subscribers, the
-    /// metrics, and the switches of the VIs concerned.
+    /// Applies registry changes everywhere they matter: the store first,
+    /// then subscribers, the metrics, and the switches of the VIs
+    /// concerned.
     pub(super) fn registry_changed(&mut self, changes: &[RegistryChange]) -> Programming {
-        if changes.is_empty() {
+        self.registry_changed_with(crate::store::Batch::new(), changes)
+    }
+
+    /// [`Self::registry_changed`], committing `also` in the same batch.
+    pub(super) fn registry_changed_with(
+        &mut self,
+        mut also: crate::store::Batch,
+        changes: &[RegistryChange],
+    ) -> Programming {
+        also.record_changes(changes);
+        if !self.store(also) || changes.is_empty() {
             return Programming::default();
         }
         let (macs, ips) = self.registry.len();
         self.metrics.set_registry_size(macs, ips);
-        self.store(crate::store::Batch::from_changes(changes));
         for c in changes {
             self.publish(NorthEvent::Registry(RegistryEvent::of(c)));
         }
@@ -405,6 +415,10 @@ impl Control {
             debug!(%conn, "unparsable frame in a PACKET_IN: {e}");
         }
         let programming = self.registry_changed(&decision.changes);
+        if self.halted() {
+            // Not durable: nothing may act on it, not even the flood.
+            return;
+        }
         let moves: Vec<RegistryEvent> = if decision.kind == PacketInKind::Rarp {
             decision
                 .changes

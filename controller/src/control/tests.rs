@@ -667,6 +667,53 @@ fn a_move_is_timed_from_the_arrival_of_its_rarp() {
     assert_eq!(measured, 0, "the sample is above 256 ms");
 }
 
+/// A store that notes, at each commit, how many commands the switches'
+/// queues held then.
+#[derive(Debug)]
+struct WatchingStore {
+    switches: Vec<SwitchHandle>,
+    commits: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl store::Store for WatchingStore {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &store::Batch) -> Result<(), store::StoreError> {
+        let queued = self.switches.iter().map(SwitchHandle::queued).sum();
+        self.commits.lock().unwrap().push(queued);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_move_is_stored_before_any_switch_is_reprogrammed() {
+    // Killed between the two, a restart must not find the old location in
+    // the store and move the flows back.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let commits = Arc::default();
+    c.persist_to(Box::new(WatchingStore {
+        switches: c.switches.values().map(|s| s.handle.clone()).collect(),
+        commits: Arc::clone(&commits),
+    }));
+    migrate_to_pm2(&mut c, mac);
+    assert_eq!(*commits.lock().unwrap(), vec![0]);
+    assert!(!tickets(rxs.get_mut(&1).unwrap()).is_empty());
+}
+
+#[test]
+fn a_store_that_fails_stops_the_controller_before_anything_acts() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    c.persist_to(Box::new(store::FullDisk));
+    migrate_to_pm2(&mut c, mac);
+    for rx in rxs.values_mut() {
+        assert!(batches(rx).is_empty());
+    }
+    assert!(c.stop.is_cancelled(), "the whole controller stops");
+    assert!(c.halted());
+}
+
 #[test]
 fn a_switch_that_disconnects_during_a_move_leaves_it_incomplete() {
     let (mut c, mut rxs, mac) = vm_on_pm1();
