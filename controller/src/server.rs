@@ -9,6 +9,7 @@
 //! connection's one reusable buffer and leaves in a single write.
 
 use crate::session::{Batch, CloseReason, Event, Output, Session, SessionConfig, Upcall};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -72,6 +73,10 @@ pub struct ServerConfig {
     /// Encoded bytes waiting for one switch beyond which no more batches
     /// are taken from its queue.
     pub max_unsent_bytes: usize,
+    /// Bytes of answers to the switch's own messages (echo replies, error
+    /// replies) that may wait unsent; a switch that keeps asking without
+    /// reading the answers is closed with [`CloseReason::RepliesUnread`].
+    pub max_unread_replies: usize,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +86,7 @@ impl Default for ServerConfig {
             max_switches: 4096,
             queue_depth: 64,
             max_unsent_bytes: 4 << 20,
+            max_unread_replies: 1 << 20,
         }
     }
 }
@@ -347,6 +353,7 @@ pub async fn run_connection<S>(
         events,
         out: Vec::with_capacity(64 << 10),
         written: 0,
+        replies: Replies::default(),
         close: None,
     };
     let mut session = Session::new(config.session.clone());
@@ -363,6 +370,16 @@ pub async fn run_connection<S>(
                 io.close = Some(CloseReason::PeerClosed);
                 debug!("server shutting down");
             }
+            // Writing comes before reading: a switch that keeps the socket
+            // readable (a PacketIn storm) must still get its echo replies
+            // and the FlowMods that would end the storm.
+            r = wr.write(&io.out[io.written..]), if io.written < io.out.len() => match r {
+                Ok(0) | Err(_) => {
+                    let out = session.handle(now(), Event::Closed);
+                    io.apply(out).await;
+                }
+                Ok(n) => io.wrote(n),
+            },
             r = rd.read(&mut rbuf) => {
                 let event = match r {
                     Ok(0) => Event::Closed,
@@ -372,21 +389,10 @@ pub async fn run_connection<S>(
                         Event::Closed
                     }
                 };
+                let start = io.out.len();
                 io.apply(session.handle(now(), event)).await;
+                io.replied(start, config.max_unread_replies);
             }
-            r = wr.write(&io.out[io.written..]), if io.written < io.out.len() => match r {
-                Ok(0) | Err(_) => {
-                    let out = session.handle(now(), Event::Closed);
-                    io.apply(out).await;
-                }
-                Ok(n) => {
-                    io.written += n;
-                    if io.written == io.out.len() {
-                        io.out.clear();
-                        io.written = 0;
-                    }
-                }
-            },
             c = commands.recv(), if accepting => match c {
                 Some(first) => {
                     let mut c = Some(first);
@@ -443,10 +449,68 @@ struct ConnIo {
     /// Encoded messages not yet written; reused for the connection's life.
     out: Vec<u8>,
     written: usize,
+    /// Which of the unwritten bytes answer what the switch sent.
+    replies: Replies,
     close: Option<CloseReason>,
 }
 
+/// The spans of the output buffer that answer the switch's own messages.
+/// Commands are held back once the buffer is full, but answers to reads
+/// are not: a switch that keeps sending without reading would grow the
+/// buffer without end, so their unwritten bytes are counted.
+#[derive(Debug, Default)]
+struct Replies {
+    spans: VecDeque<(usize, usize)>,
+    unwritten: usize,
+}
+
+impl Replies {
+    fn add(&mut self, start: usize, end: usize) {
+        if end > start {
+            self.spans.push_back((start, end));
+            self.unwritten += end - start;
+        }
+    }
+
+    /// The buffer has been written up to `written`.
+    fn written_to(&mut self, written: usize) {
+        while let Some((start, end)) = self.spans.front_mut() {
+            if *start >= written {
+                break;
+            }
+            let gone = (*end).min(written) - *start;
+            self.unwritten -= gone;
+            *start += gone;
+            if *start == *end {
+                self.spans.pop_front();
+            }
+        }
+    }
+}
+
 impl ConnIo {
+    /// `n` more bytes of the buffer went out.
+    fn wrote(&mut self, n: usize) {
+        self.written += n;
+        self.replies.written_to(self.written);
+        if self.written == self.out.len() {
+            // Every span ended at or before here: none is left to shift.
+            self.out.clear();
+            self.written = 0;
+        }
+    }
+
+    /// What a read appended from `start` on answers the switch; closes the
+    /// connection when more than `limit` such bytes wait unwritten.
+    fn replied(&mut self, start: usize, limit: usize) {
+        self.replies.add(start, self.out.len());
+        if self.replies.unwritten > limit && self.close.is_none() {
+            self.close = Some(CloseReason::RepliesUnread {
+                bytes: self.replies.unwritten,
+            });
+        }
+    }
+
     async fn apply(&mut self, outputs: Vec<Output>) {
         for o in outputs {
             match o {

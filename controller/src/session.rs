@@ -107,6 +107,9 @@ pub enum CloseReason {
     AuxiliaryConnection { auxiliary_id: u8 },
     /// A dump exceeded [`SessionConfig::max_dump_entries`].
     DumpTooLarge,
+    /// The switch kept sending requests (echoes, malformed messages) but
+    /// did not read the answers: `bytes` of them were waiting.
+    RepliesUnread { bytes: usize },
     /// The transport closed.
     PeerClosed,
 }
@@ -137,6 +140,10 @@ impl fmt::Display for CloseReason {
                 "auxiliary connection {auxiliary_id} refused; Iris uses only the main connection"
             ),
             Self::DumpTooLarge => f.write_str("table dump exceeds the configured entry limit"),
+            Self::RepliesUnread { bytes } => write!(
+                f,
+                "switch sends requests but does not read the answers ({bytes} bytes waiting)"
+            ),
             Self::PeerClosed => f.write_str("connection closed"),
         }
     }
