@@ -9,6 +9,7 @@
 //! connection's one reusable buffer and leaves in a single write.
 
 use crate::session::{Batch, CloseReason, Event, Output, Session, SessionConfig, Upcall};
+use ofp::EncodeError;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
@@ -354,6 +355,7 @@ pub async fn run_connection<S>(
         out: Vec::with_capacity(64 << 10),
         written: 0,
         replies: Replies::default(),
+        unsendable: Vec::new(),
         close: None,
     };
     let mut session = Session::new(config.session.clone());
@@ -361,7 +363,7 @@ pub async fn run_connection<S>(
     let mut tick = tokio::time::interval(tick_period(&config.session));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    io.apply(session.handle(now(), Event::Connected)).await;
+    io.step(&mut session, Event::Connected).await;
     while io.close.is_none() {
         let accepting = io.out.len() - io.written < config.max_unsent_bytes;
         tokio::select! {
@@ -375,8 +377,7 @@ pub async fn run_connection<S>(
             // and the FlowMods that would end the storm.
             r = wr.write(&io.out[io.written..]), if io.written < io.out.len() => match r {
                 Ok(0) | Err(_) => {
-                    let out = session.handle(now(), Event::Closed);
-                    io.apply(out).await;
+                    io.step(&mut session, Event::Closed).await;
                 }
                 Ok(n) => io.wrote(n),
             },
@@ -390,7 +391,7 @@ pub async fn run_connection<S>(
                     }
                 };
                 let start = io.out.len();
-                io.apply(session.handle(now(), event)).await;
+                io.step(&mut session, event).await;
                 io.replied(start, config.max_unread_replies);
             }
             c = commands.recv(), if accepting => match c {
@@ -402,7 +403,7 @@ pub async fn run_connection<S>(
                             Command::Submit(b) => Event::Submit(b),
                             Command::Dump => Event::Dump,
                         };
-                        io.apply(session.handle(now(), event)).await;
+                        io.step(&mut session, event).await;
                         taken += 1;
                         if taken < BATCHES_PER_WRITE {
                             c = commands.try_recv().ok();
@@ -414,7 +415,7 @@ pub async fn run_connection<S>(
                     io.close = Some(CloseReason::PeerClosed);
                 }
             },
-            _ = tick.tick() => io.apply(session.handle(now(), Event::Tick)).await,
+            _ = tick.tick() => io.step(&mut session, Event::Tick).await,
         }
     }
     // What the session queued before closing (an OFPT_ERROR, say) still goes
@@ -451,6 +452,8 @@ struct ConnIo {
     written: usize,
     /// Which of the unwritten bytes answer what the switch sent.
     replies: Replies,
+    /// Messages too long to encode, for the session to hear of.
+    unsendable: Vec<(u32, EncodeError)>,
     close: Option<CloseReason>,
 }
 
@@ -511,12 +514,28 @@ impl ConnIo {
         }
     }
 
+    /// Hands `event` to the session and carries out what it says; a
+    /// message too long to encode is not sent, and the session is told so
+    /// (it counts it against its barrier like a refusal).
+    async fn step(&mut self, session: &mut Session, event: Event<'_>) {
+        let mut outputs = session.handle(now(), event);
+        loop {
+            self.apply(outputs).await;
+            let Some((xid, error)) = self.unsendable.pop() else {
+                return;
+            };
+            outputs = session.handle(now(), Event::NotSent { xid, error });
+        }
+    }
+
     async fn apply(&mut self, outputs: Vec<Output>) {
         for o in outputs {
             match o {
                 Output::Send(m) => {
                     trace!(xid = m.xid, "send {}", m.message.msg_type());
-                    m.emit(&mut self.out);
+                    if let Err(e) = m.try_emit(&mut self.out) {
+                        self.unsendable.push((m.xid, e));
+                    }
                 }
                 Output::Log(level, line) => log(level, &line),
                 Output::Upcall(u) => self.upcall(u).await,

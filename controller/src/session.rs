@@ -24,7 +24,7 @@ use ofp::multipart::{
     FlowStats, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody,
 };
-use ofp::{DecodeError, ErrorCode, MsgType, OfpMessage, OFP_VERSION};
+use ofp::{DecodeError, EncodeError, ErrorCode, MsgType, OfpMessage, OFP_VERSION};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -84,6 +84,9 @@ pub enum Event<'a> {
     Submit(Batch),
     /// Dump the flow and group tables again (the control loop resyncs).
     Dump,
+    /// The I/O layer could not encode the request sent as `xid` (it is
+    /// longer than OpenFlow allows) and did not send it.
+    NotSent { xid: u32, error: EncodeError },
     /// The transport is gone.
     Closed,
 }
@@ -368,6 +371,7 @@ impl Session {
                     self.request_tables(&mut out);
                 }
             }
+            Event::NotSent { xid, error } => self.on_not_sent(xid, &error, &mut out),
             Event::Closed => {
                 self.state = State::Closed;
                 out.push(Output::Close(CloseReason::PeerClosed));
@@ -821,15 +825,31 @@ impl Session {
         }
     }
 
+    /// Counts request `xid` as refused against the barrier confirming it.
+    /// Tracked or not, the xid ranges say which batch it was in.
+    fn count_refusal(&mut self, xid: u32) {
+        if let Some(b) = self.barriers.values_mut().find(|b| b.confirms(xid)) {
+            b.errors += 1;
+        }
+    }
+
+    /// A request that never left: like a refusal for its barrier, so the
+    /// control loop does not take it as installed.
+    fn on_not_sent(&mut self, xid: u32, error: &EncodeError, out: &mut Vec<Output>) {
+        self.forget(xid);
+        self.count_refusal(xid);
+        out.push(Output::Log(
+            Level::ERROR,
+            format!("request xid=0x{xid:x} not sent: {error}"),
+        ));
+    }
+
     fn on_error(&mut self, xid: u32, error: ErrorMsg, out: &mut Vec<Output>) {
         let sent = self.sent.remove(&xid);
         if sent.is_some() {
             self.sent_order.retain(|x| *x != xid);
         }
-        // Tracked or not, the xid ranges say which batch the request was in.
-        if let Some(b) = self.barriers.values_mut().find(|b| b.confirms(xid)) {
-            b.errors += 1;
-        }
+        self.count_refusal(xid);
         let request = sent.map(Box::new);
         let described = match &request {
             Some(r) => r.to_string(),

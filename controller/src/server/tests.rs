@@ -141,6 +141,54 @@ async fn hundreds_of_switches_connect_at_once() {
         .unwrap();
 }
 
+/// The next barrier confirmation: (ticket, errors).
+async fn barrier_reply(rx: &mut mpsc::Receiver<SwitchEvent>) -> (u64, usize) {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Some(SwitchEvent::Upcall {
+                    upcall: Upcall::BarrierConfirmed { ticket, errors },
+                    ..
+                }) => return (ticket, errors),
+                Some(SwitchEvent::Disconnected { reason, .. }) => panic!("{reason}"),
+                Some(_) => {}
+                None => panic!("every connection is gone"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the barrier comes back")
+}
+
+/// A connection over `ours` to a scripted switch with `dpid` on `theirs`,
+/// the other end of an in-memory pipe: the connection's events and every
+/// message the switch received.
+fn over_a_pipe<S>(
+    ours: S,
+    theirs: DuplexStream,
+    dpid: u64,
+) -> (
+    mpsc::Receiver<SwitchEvent>,
+    mpsc::UnboundedReceiver<OfpMessage>,
+)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    tokio::spawn(scripted_switch(theirs, dpid, false, Some(seen_tx)));
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(run_connection(
+        ours,
+        ConnId(1),
+        "duplex".into(),
+        ServerConfig::default(),
+        tx,
+        CancellationToken::new(),
+    ));
+    (rx, seen)
+}
+
 fn big_batch(n: usize, barrier: Option<u64>) -> Batch {
     let fm = FlowMod {
         table_id: 3,
@@ -185,20 +233,7 @@ async fn a_switch_that_stops_reading_stalls_only_itself() {
 
     // The healthy switch is served all the while.
     ready[&2].try_submit(big_batch(50, Some(7))).unwrap();
-    let confirmed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(SwitchEvent::Upcall {
-                upcall: Upcall::BarrierConfirmed { ticket, errors },
-                ..
-            }) = rx.recv().await
-            {
-                return (ticket, errors);
-            }
-        }
-    })
-    .await
-    .expect("the healthy switch's barrier comes back");
-    assert_eq!(confirmed, (7, 0));
+    assert_eq!(barrier_reply(&mut rx).await, (7, 0));
     shutdown.cancel();
 }
 
@@ -246,29 +281,11 @@ async fn a_batch_leaves_in_one_write() {
         inner: ours,
         writes: writes.clone(),
     };
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    tokio::spawn(scripted_switch(theirs, 9, false, Some(seen_tx)));
-    let (tx, mut rx) = mpsc::channel(64);
-    tokio::spawn(run_connection(
-        stream,
-        ConnId(1),
-        "duplex".into(),
-        ServerConfig::default(),
-        tx,
-        CancellationToken::new(),
-    ));
+    let (mut rx, mut seen) = over_a_pipe(stream, theirs, 9);
     let ready = until_ready(&mut rx, 1).await;
     let before = writes.load(Ordering::SeqCst);
     ready[&9].try_submit(big_batch(500, Some(1))).unwrap();
-    loop {
-        if let Some(SwitchEvent::Upcall {
-            upcall: Upcall::BarrierConfirmed { .. },
-            ..
-        }) = rx.recv().await
-        {
-            break;
-        }
-    }
+    barrier_reply(&mut rx).await;
     assert_eq!(writes.load(Ordering::SeqCst) - before, 1);
     let mut flow_mods = 0;
     while let Ok(m) = seen.try_recv() {
@@ -489,4 +506,46 @@ fn answers_count_as_unread_until_the_writes_pass_them() {
     r.written_to(40);
     assert_eq!(r.unwritten, 0);
     assert!(r.spans.is_empty());
+}
+
+/// A flood group with a tunnel bucket for each of `peers` hosts, as the
+/// compiler builds them: past about 1 360 peers it no longer fits in one
+/// OpenFlow message.
+fn flood_group(peers: u32) -> Message {
+    use ofp::message::{Bucket, GroupMod, GroupModCommand, GroupType};
+    Message::GroupMod(GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: (0..peers)
+            .map(|p| Bucket {
+                weight: 0,
+                watch_port: ofp::message::port_no::ANY,
+                watch_group: ofp::message::group_no::ANY,
+                actions: vec![
+                    ofp::action::Action::SetField(ofp::oxm::OxmField::TunnelId(1001, None)),
+                    ofp::action::Action::output(100 + p),
+                ],
+            })
+            .collect(),
+    })
+}
+
+#[tokio::test]
+async fn a_message_too_long_for_openflow_is_refused_and_the_stream_stays_whole() {
+    let (ours, theirs) = tokio::io::duplex(4 << 20);
+    let (mut rx, mut seen) = over_a_pipe(ours, theirs, 9);
+    let ready = until_ready(&mut rx, 1).await;
+    let mut batch = big_batch(1, Some(5));
+    batch.messages.insert(0, flood_group(1400));
+    ready[&9].try_submit(batch).unwrap();
+    let confirmed = barrier_reply(&mut rx).await;
+    // The group was not sent, and counts as refused.
+    assert_eq!(confirmed, (5, 1));
+    let mut kinds = Vec::new();
+    while let Ok(m) = seen.try_recv() {
+        kinds.push(m.message.msg_type());
+    }
+    assert!(!kinds.contains(&ofp::MsgType::GroupMod), "{kinds:?}");
+    assert!(kinds.contains(&ofp::MsgType::FlowMod), "{kinds:?}");
 }
