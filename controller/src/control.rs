@@ -151,14 +151,28 @@ impl RegistryEvent {
 pub enum Refusal {
     /// No such thing.
     NotFound(String),
-    /// It clashes with something that exists; the text says what to change.
-    Conflict(String),
+    /// It clashes with something that exists; `detail` says what to change
+    /// and `field`, when the clash is in the request's body, where (a path
+    /// into the body such as `underlay_ip` or `gateways/1`).
+    Conflict {
+        field: Option<String>,
+        detail: String,
+    },
+}
+
+impl Refusal {
+    fn conflict(field: impl Into<String>, detail: String) -> Self {
+        Self::Conflict {
+            field: Some(field.into()),
+            detail,
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotFound(s) | Self::Conflict(s) => f.write_str(s),
+            Self::NotFound(s) | Self::Conflict { detail: s, .. } => f.write_str(s),
         }
     }
 }
@@ -711,16 +725,22 @@ impl Control {
                 continue;
             }
             if other.underlay_ip == host.underlay_ip {
-                return Err(Refusal::Conflict(format!(
-                    "underlay_ip {} is already host {}'s; every host needs its own",
-                    host.underlay_ip, other.name
-                )));
+                return Err(Refusal::conflict(
+                    "underlay_ip",
+                    format!(
+                        "underlay_ip {} is already host {}'s; every host needs its own",
+                        host.underlay_ip, other.name
+                    ),
+                ));
             }
             if other.datapath_id == host.datapath_id {
-                return Err(Refusal::Conflict(format!(
-                    "datapath_id {:016x} is already host {}'s; set a distinct datapath_id",
-                    host.datapath_id, other.name
-                )));
+                return Err(Refusal::conflict(
+                    "datapath_id",
+                    format!(
+                        "datapath_id {:016x} is already host {}'s; set a distinct datapath_id",
+                        host.datapath_id, other.name
+                    ),
+                ));
             }
         }
         if host.role != HostRole::Gateway {
@@ -730,10 +750,13 @@ impl Control {
                 .values()
                 .find(|v| v.gateways.contains(&host.name))
             {
-                return Err(Refusal::Conflict(format!(
-                    "host {} is a gateway of {} ({}); it must keep role \"gateway\"",
-                    host.name, vi.id, vi.name
-                )));
+                return Err(Refusal::conflict(
+                    "role",
+                    format!(
+                        "host {} is a gateway of {} ({}); it must keep role \"gateway\"",
+                        host.name, vi.id, vi.name
+                    ),
+                ));
             }
         }
         let mut b = store::Batch::new();
@@ -781,10 +804,13 @@ impl Control {
             .values()
             .find(|v| v.gateways.contains(name))
         {
-            return Err(Refusal::Conflict(format!(
-                "host {name} is a gateway of {} ({}); remove it from the VI's gateways first",
-                vi.id, vi.name
-            )));
+            return Err(Refusal::Conflict {
+                field: None,
+                detail: format!(
+                    "host {name} is a gateway of {} ({}); remove it from the VI's gateways first",
+                    vi.id, vi.name
+                ),
+            });
         }
         let mut b = store::Batch::new();
         b.delete_host(name);
@@ -826,29 +852,42 @@ impl Control {
                 continue;
             }
             if other.gre_key == vi.gre_key {
-                return Err(Refusal::Conflict(format!(
-                    "gre_key {} is already {}'s ({}); each VI needs its own key",
-                    vi.gre_key, other.id, other.name
-                )));
+                return Err(Refusal::conflict(
+                    "gre_key",
+                    format!(
+                        "gre_key {} is already {}'s ({}); each VI needs its own key",
+                        vi.gre_key, other.id, other.name
+                    ),
+                ));
             }
             if other.name == vi.name {
-                return Err(Refusal::Conflict(format!(
-                    "the name {:?} is already {}'s; each VI needs its own name",
-                    vi.name, other.id
-                )));
+                return Err(Refusal::conflict(
+                    "name",
+                    format!(
+                        "the name {:?} is already {}'s; each VI needs its own name",
+                        vi.name, other.id
+                    ),
+                ));
             }
         }
-        for g in &vi.gateways {
+        for (i, g) in vi.gateways.iter().enumerate() {
+            let field = format!("gateways/{i}");
             match self.topology.hosts.get(g) {
                 None => {
-                    return Err(Refusal::Conflict(format!(
-                        "gateway {g} is not a known host; add it with role \"gateway\" first"
-                    )))
+                    return Err(Refusal::conflict(
+                        field,
+                        format!(
+                            "gateway {g} is not a known host; add it with role \"gateway\" first"
+                        ),
+                    ))
                 }
                 Some(h) if h.role != HostRole::Gateway => {
-                    return Err(Refusal::Conflict(format!(
+                    return Err(Refusal::conflict(
+                        field,
+                        format!(
                         "host {g} has role \"compute\"; a VI's gateway must have role \"gateway\""
-                    )))
+                    ),
+                    ))
                 }
                 Some(_) => {}
             }

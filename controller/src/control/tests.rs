@@ -171,9 +171,13 @@ fn tunnels_are_mapped_to_peers_by_underlay_address() {
 fn hosts_must_keep_distinct_addresses_and_ids() {
     let (mut c, hosts) = control();
     let clash = host("pm3", [10, 0, 0, 1], 3, HostRole::Compute);
-    assert!(matches!(c.put_host(clash), Err(Refusal::Conflict(m)) if m.contains("pm1")));
+    assert!(
+        matches!(c.put_host(clash), Err(Refusal::Conflict { detail: m, .. }) if m.contains("pm1"))
+    );
     let clash = host("pm3", [10, 0, 0, 3], 2, HostRole::Compute);
-    assert!(matches!(c.put_host(clash), Err(Refusal::Conflict(m)) if m.contains("datapath_id")));
+    assert!(
+        matches!(c.put_host(clash), Err(Refusal::Conflict { detail: m, .. }) if m.contains("datapath_id"))
+    );
     assert_eq!(
         c.put_host(host("pm3", [10, 0, 0, 3], 3, HostRole::Compute)),
         Ok(true)
@@ -194,9 +198,11 @@ fn hosts_must_keep_distinct_addresses_and_ids() {
 fn a_gateway_in_use_cannot_be_removed_or_demoted() {
     let (mut c, _) = control();
     let gw = HostName("gw".into());
-    assert!(matches!(c.delete_host(&gw), Err(Refusal::Conflict(m)) if m.contains("vi1")));
+    assert!(
+        matches!(c.delete_host(&gw), Err(Refusal::Conflict { detail: m, .. }) if m.contains("vi1"))
+    );
     let demoted = host("gw", [10, 0, 0, 9], 9, HostRole::Compute);
-    assert!(matches!(c.put_host(demoted), Err(Refusal::Conflict(_))));
+    assert!(matches!(c.put_host(demoted), Err(Refusal::Conflict { .. })));
     c.delete_vi(ViId(1)).unwrap();
     c.delete_host(&gw).unwrap();
     assert!(matches!(c.delete_host(&gw), Err(Refusal::NotFound(_))));
@@ -224,13 +230,13 @@ fn removing_a_host_removes_the_tunnels_to_it() {
 fn vis_need_unique_keys_and_real_gateways() {
     let (mut c, _) = control();
     assert!(
-        matches!(c.put_vi(vi(2, 1001, &[])), Err(Refusal::Conflict(m)) if m.contains("gre_key"))
+        matches!(c.put_vi(vi(2, 1001, &[])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("gre_key"))
     );
     assert!(
-        matches!(c.put_vi(vi(2, 1002, &["pm1"])), Err(Refusal::Conflict(m)) if m.contains("compute"))
+        matches!(c.put_vi(vi(2, 1002, &["pm1"])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("compute"))
     );
     assert!(
-        matches!(c.put_vi(vi(2, 1002, &["nope"])), Err(Refusal::Conflict(m)) if m.contains("not a known host"))
+        matches!(c.put_vi(vi(2, 1002, &["nope"])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("not a known host"))
     );
     assert_eq!(c.put_vi(vi(2, 1002, &[])), Ok(true));
     assert_eq!(c.put_vi(vi(2, 1003, &["gw"])), Ok(false));
