@@ -6,6 +6,7 @@
 //! | `/metrics` | GET (Prometheus text) |
 //! | `/v1/hosts`, `/v1/hosts/{name}` | GET; GET, PUT, DELETE |
 //! | `/v1/vis`, `/v1/vis/{id}` | GET; GET, PUT, DELETE |
+//! | `/v1/vis/{id}/seed` | POST (seed entries, checked whole) |
 //! | `/v1/vm-ports?host=&vi=` | GET |
 //! | `/v1/vm-ports/{host}/{name}` | GET |
 //! | `/v1/registry?vi=` | GET |
@@ -23,7 +24,7 @@
 use crate::config::{ConfigError, HostSpec, ViSpec};
 use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
 use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
-use crate::registry::{EntrySpec, RegistryEntry, RegistryError};
+use crate::registry::{EntrySpec, RegistryEntry, RegistryError, SeedEntry};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request};
@@ -31,7 +32,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use ofp::packet::MacAddr;
@@ -55,6 +56,7 @@ pub fn router(control: ControlHandle) -> Router {
         )
         .route("/v1/vis", get(list_vis))
         .route("/v1/vis/{id}", get(get_vi).put(put_vi).delete(delete_vi))
+        .route("/v1/vis/{id}/seed", post(seed_vi))
         .route("/v1/vm-ports", get(list_vm_ports))
         .route("/v1/vm-ports/{host}/{name}", get(get_vm_port))
         .route("/v1/registry", get(list_entries))
@@ -77,6 +79,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/hosts/{name}", "GET, PUT, DELETE"),
     ("/v1/vis", "GET"),
     ("/v1/vis/{id}", "GET, PUT, DELETE"),
+    ("/v1/vis/{id}/seed", "POST"),
     ("/v1/vm-ports", "GET"),
     ("/v1/vm-ports/{host}/{name}", "GET"),
     ("/v1/registry", "GET"),
@@ -503,7 +506,8 @@ async fn put_vi(
     if spec.seed.is_some() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "seed files are read from the configuration; PUT entries to /v1/registry instead",
+            "seed files are read from the configuration; POST the entries to \
+             /v1/vis/{id}/seed instead",
         )
         .at("#/seed", "leave seed out"));
     }
@@ -515,6 +519,80 @@ async fn put_vi(
         .await?
         .map_err(refused_at("id"))?;
     Ok(stored(created, spec))
+}
+
+/// One entry of `POST /v1/vis/{id}/seed`, as a seed file's row.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeedBody {
+    mac: String,
+    #[serde(default)]
+    ip: Option<Ipv4Addr>,
+    /// Absent for untagged frames.
+    #[serde(default)]
+    vlan: Option<u16>,
+    /// The gateway host the MAC lives behind.
+    #[serde(default)]
+    behind: Option<String>,
+}
+
+/// Seeds a VI launched through the API, as a seed file seeds one from the
+/// configuration: the entries are checked whole (every one at fault is
+/// pointed at) and then all seeded, or none.
+async fn seed_vi(
+    s: State,
+    PathArgs(id): PathArgs<String>,
+    Body(body): Body<Vec<SeedBody>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = vi_id(&id, "id")?;
+    let mut entries = Vec::new();
+    let mut bad = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "");
+    for (i, e) in body.into_iter().enumerate() {
+        match e.mac.parse::<MacAddr>() {
+            Ok(mac) => entries.push(SeedEntry {
+                mac,
+                ip: e.ip,
+                vlan: e.vlan.map_or(Vlan::Untagged, Vlan::Tagged),
+                location: e.behind.map(|g| Location::BehindGateway {
+                    gateway: HostName(g),
+                }),
+            }),
+            Err(err) => bad = bad.at(format!("#/{i}/mac"), err.to_string()),
+        }
+    }
+    if !bad.errors.is_empty() {
+        bad.detail = format!("{} seed entries are not MAC addresses", bad.errors.len());
+        return Err(bad);
+    }
+    let seeded = s.call(move |c| c.seed(id, &entries)).await?;
+    match seeded {
+        Ok(changes) => Ok(Json(serde_json::json!({ "changes": changes }))),
+        Err(problems) => Err(seed_problem(problems)),
+    }
+}
+
+/// Each entry the registry refused, pointed at; an unknown VI is a 404.
+fn seed_problem(problems: Vec<(usize, RegistryError)>) -> Problem {
+    if let Some((_, e @ RegistryError::UnknownVi { .. })) = problems.first() {
+        return Problem::new(StatusCode::NOT_FOUND, e.to_string()).or_at("path:id");
+    }
+    let mut p = Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!(
+            "{} seed entries cannot be seeded; nothing was",
+            problems.len()
+        ),
+    );
+    for (i, e) in problems {
+        let field = match e {
+            RegistryError::NotUnicast { .. } => "/mac",
+            RegistryError::BadVlan(_) => "/vlan",
+            RegistryError::NotAGateway { .. } | RegistryError::UnknownHost { .. } => "/behind",
+            _ => "",
+        };
+        p = p.at(format!("#/{i}{field}"), e.to_string());
+    }
+    p
 }
 
 async fn delete_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<StatusCode> {

@@ -937,11 +937,24 @@ impl Control {
             .collect()
     }
 
-    /// Seeds a VI's registry entries (at start and when a VI is launched).
-    /// Seeding again is harmless: it never moves what an announcement or
-    /// the API placed.
-    pub fn seed(&mut self, vi: ViId, entries: &[SeedEntry]) -> Result<usize, RegistryError> {
-        let changes = self.registry.seed(now_ms(), &self.topology, vi, entries)?;
+    /// Seeds a VI's registry entries (at start and when a VI is launched);
+    /// the number of changes. Entries that cannot be seeded are all
+    /// reported, with their index, and then nothing is seeded. Seeding
+    /// again is harmless: it never moves what an announcement or the API
+    /// placed.
+    pub fn seed(
+        &mut self,
+        vi: ViId,
+        entries: &[SeedEntry],
+    ) -> Result<usize, Vec<(usize, RegistryError)>> {
+        let problems = Registry::check_seed(&self.topology, vi, entries);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let changes = self
+            .registry
+            .seed(now_ms(), &self.topology, vi, entries)
+            .map_err(|e| vec![(0, e)])?;
         let n = changes.len();
         self.registry_changed(&changes);
         Ok(n)

@@ -93,9 +93,13 @@ pub async fn run(
         parts
             .control
             .seed(*vi, entries)
-            .map_err(|e| RunError::Seed {
+            .map_err(|problems| RunError::Seed {
                 vi: vi.0,
-                problem: e.to_string(),
+                problem: problems
+                    .iter()
+                    .map(|(_, e)| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             })?;
     }
     if let Some(error) = parts.control.take_store_failure() {

@@ -429,6 +429,7 @@ async fn a_method_a_route_does_not_take_gets_405_with_the_ones_it_does() {
         ("/v1/hosts/pm1", &["GET", "PUT", "DELETE"]),
         ("/v1/vis", &["GET"]),
         ("/v1/vis/1", &["GET", "PUT", "DELETE"]),
+        ("/v1/vis/1/seed", &["POST"]),
         ("/v1/vm-ports", &["GET"]),
         ("/v1/vm-ports/pm1/vnet0", &["GET"]),
         ("/v1/registry", &["GET"]),
@@ -534,4 +535,40 @@ async fn a_vm_port_is_listed_and_read_by_host_and_name() {
     assert_problem(&r, StatusCode::NOT_FOUND, Some("path:name"));
     let r = call(&app, Method::GET, "/v1/vm-ports/gw/vnet0", None).await;
     assert_problem(&r, StatusCode::NOT_FOUND, Some("path:name"));
+}
+
+#[tokio::test]
+async fn a_vi_launched_through_the_api_is_seeded_whole_or_not_at_all() {
+    let app = app();
+    let vi = r#"{"id":2,"name":"globex","gre_key":1002,"gateways":["gw"]}"#;
+    let r = call(&app, Method::PUT, "/v1/vis/2", Some(vi)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let bad = r#"[{"mac":"01:00:5e:00:00:01","ip":"10.1.1.1"},
+                  {"mac":"52:54:00:00:00:02","ip":"10.1.1.2"},
+                  {"mac":"52:54:00:00:00:03","behind":"pm1"},
+                  {"mac":"52:54:00:00:00:04","vlan":4095}]"#;
+    let r = call(&app, Method::POST, "/v1/vis/2/seed", Some(bad)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/0/mac"));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/2/behind"));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/3/vlan"));
+    let r = call(&app, Method::GET, "/v1/registry?vi=2", None).await;
+    assert_eq!(r.json, serde_json::json!([]), "nothing was seeded");
+    let good = r#"[{"mac":"52:54:00:00:00:01","ip":"10.1.1.1","vlan":100},
+                   {"mac":"52:54:00:00:00:02","behind":"gw"}]"#;
+    let r = call(&app, Method::POST, "/v1/vis/2/seed", Some(good)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["changes"], 3, "two MACs and one IP");
+    let r = call(&app, Method::GET, "/v1/registry?vi=2", None).await;
+    let entries = r.json.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(
+        entries.iter().all(|e| e["origin"] == "seeded"),
+        "{}",
+        r.text
+    );
+    // Seeding again changes nothing.
+    let r = call(&app, Method::POST, "/v1/vis/2/seed", Some(good)).await;
+    assert_eq!(r.json["changes"], 0);
+    let r = call(&app, Method::POST, "/v1/vis/9/seed", Some(good)).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:id"));
 }
