@@ -21,10 +21,10 @@
 //! does not take gets 405 with the ones it does, in `Allow` and in
 //! `detail`.
 
-use crate::config::{ConfigError, HostSpec, ViSpec};
+use crate::config::{ConfigError, HostSpec, SeedRow, ViSpec};
 use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
 use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
-use crate::registry::{EntrySpec, RegistryEntry, RegistryError, SeedEntry};
+use crate::registry::{EntrySpec, Registry, RegistryEntry, RegistryError};
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request};
@@ -521,78 +521,64 @@ async fn put_vi(
     Ok(stored(created, spec))
 }
 
-/// One entry of `POST /v1/vis/{id}/seed`, as a seed file's row.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedBody {
-    mac: String,
-    #[serde(default)]
-    ip: Option<Ipv4Addr>,
-    /// Absent for untagged frames.
-    #[serde(default)]
-    vlan: Option<u16>,
-    /// The gateway host the MAC lives behind.
-    #[serde(default)]
-    behind: Option<String>,
-}
-
 /// Seeds a VI launched through the API, as a seed file seeds one from the
 /// configuration: the entries are checked whole (every one at fault is
 /// pointed at) and then all seeded, or none.
 async fn seed_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
-    Body(body): Body<Vec<SeedBody>>,
+    Body(rows): Body<Vec<SeedRow>>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = vi_id(&id, "id")?;
+    // Rows that read are checked by the registry even when others do not,
+    // so one answer names every entry at fault.
+    let mut at = Vec::new();
     let mut entries = Vec::new();
-    let mut bad = Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "");
-    for (i, e) in body.into_iter().enumerate() {
-        match e.mac.parse::<MacAddr>() {
-            Ok(mac) => entries.push(SeedEntry {
-                mac,
-                ip: e.ip,
-                vlan: e.vlan.map_or(Vlan::Untagged, Vlan::Tagged),
-                location: e.behind.map(|g| Location::BehindGateway {
-                    gateway: HostName(g),
-                }),
-            }),
-            Err(err) => bad = bad.at(format!("#/{i}/mac"), err.to_string()),
+    let mut unreadable = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        match row.to_entry() {
+            Ok(e) => {
+                at.push(i);
+                entries.push(e);
+            }
+            Err(es) => unreadable.extend(
+                es.into_iter()
+                    .map(|e| ConfigError::new(format!("{i}.{}", e.key), e.problem)),
+            ),
         }
     }
-    if !bad.errors.is_empty() {
-        bad.detail = format!("{} seed entries are not MAC addresses", bad.errors.len());
-        return Err(bad);
-    }
-    let seeded = s.call(move |c| c.seed(id, &entries)).await?;
-    match seeded {
-        Ok(changes) => Ok(Json(serde_json::json!({ "changes": changes }))),
-        Err(problems) => Err(seed_problem(problems)),
-    }
-}
-
-/// Each entry the registry refused, pointed at; an unknown VI is a 404.
-fn seed_problem(problems: Vec<(usize, RegistryError)>) -> Problem {
+    let check_only = !unreadable.is_empty();
+    let seeded = s
+        .call(move |c| {
+            if check_only {
+                Err(Registry::check_seed(c.topology(), id, &entries))
+            } else {
+                c.seed(id, &entries)
+            }
+        })
+        .await?;
+    let problems = match seeded {
+        Ok(changes) => return Ok(Json(serde_json::json!({ "changes": changes }))),
+        Err(problems) => problems,
+    };
     if let Some((_, e @ RegistryError::UnknownVi { .. })) = problems.first() {
-        return Problem::new(StatusCode::NOT_FOUND, e.to_string()).or_at("path:id");
+        return Err(Problem::new(StatusCode::NOT_FOUND, e.to_string()).or_at("path:id"));
     }
-    let mut p = Problem::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        format!(
-            "{} seed entries cannot be seeded; nothing was",
-            problems.len()
-        ),
-    );
     for (i, e) in problems {
-        let field = match e {
-            RegistryError::NotUnicast { .. } => "/mac",
-            RegistryError::BadVlan(_) => "/vlan",
-            RegistryError::NotAGateway { .. } | RegistryError::UnknownHost { .. } => "/behind",
-            _ => "",
+        let row = at.get(i).copied().unwrap_or(i);
+        let key = match e {
+            RegistryError::NotUnicast { .. } => format!("{row}.mac"),
+            RegistryError::BadVlan(_) => format!("{row}.vlan"),
+            RegistryError::NotAGateway { .. } | RegistryError::UnknownHost { .. } => {
+                format!("{row}.behind")
+            }
+            _ => row.to_string(),
         };
-        p = p.at(format!("#/{i}{field}"), e.to_string());
+        unreadable.push(ConfigError::new(key, e.to_string()));
     }
-    p
+    let mut p = Problem::invalid(unreadable);
+    p.detail = format!("{} seed entries are wrong; none was seeded", p.errors.len());
+    Err(p)
 }
 
 async fn delete_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<StatusCode> {

@@ -864,20 +864,48 @@ fn seed_problems(topology: &Topology, vi: ViId, entries: &Located) -> Vec<Config
 #[serde(deny_unknown_fields)]
 struct SeedToml {
     #[serde(default)]
-    entry: Vec<SeedTomlEntry>,
+    entry: Vec<SeedRow>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A seed entry as a TOML seed file's `[[entry]]` table and the API's
+/// seed body write it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeedTomlEntry {
-    mac: String,
+pub struct SeedRow {
+    pub mac: String,
     #[serde(default)]
-    ip: Option<Ipv4Addr>,
+    pub ip: Option<Ipv4Addr>,
+    /// Absent for untagged frames.
     #[serde(default)]
-    vlan: Option<u16>,
+    pub vlan: Option<u16>,
     /// The gateway host the MAC lives behind.
     #[serde(default)]
-    behind: Option<String>,
+    pub behind: Option<String>,
+}
+
+impl SeedRow {
+    /// The entry, or each field that does not read (`mac`, `vlan`) with
+    /// what is wrong. Whether it fits its VI is the registry's to check.
+    pub fn to_entry(&self) -> Result<SeedEntry, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mac = self
+            .mac
+            .parse::<MacAddr>()
+            .map_err(|err| errors.push(ConfigError::new("mac", err.to_string())));
+        let vlan = self
+            .vlan
+            .map_or(Ok(Vlan::Untagged), vlan_from_number)
+            .map_err(|p| errors.push(ConfigError::new("vlan", p)));
+        match (mac, vlan) {
+            (Ok(mac), Ok(vlan)) => Ok(SeedEntry {
+                mac,
+                ip: self.ip,
+                vlan,
+                location: self.behind.clone().map(behind),
+            }),
+            _ => Err(errors),
+        }
+    }
 }
 
 /// (where, entry) pairs, so conflicts can name both places.
@@ -891,27 +919,14 @@ fn parse_seed_toml(text: &str) -> (Located, Vec<ConfigError>) {
     };
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for (i, e) in raw.entry.into_iter().enumerate() {
+    for (i, row) in raw.entry.iter().enumerate() {
         let key = format!("entry[{i}]");
-        let mac = e
-            .mac
-            .parse::<MacAddr>()
-            .map_err(|err| errors.push(ConfigError::new(format!("{key}.mac"), err.to_string())));
-        let vlan = match e.vlan {
-            None => Ok(Vlan::Untagged),
-            Some(v) => vlan_from_number(v),
-        }
-        .map_err(|p| errors.push(ConfigError::new(format!("{key}.vlan"), p)));
-        if let (Ok(mac), Ok(vlan)) = (mac, vlan) {
-            out.push((
-                key,
-                SeedEntry {
-                    mac,
-                    ip: e.ip,
-                    vlan,
-                    location: e.behind.map(behind),
-                },
-            ));
+        match row.to_entry() {
+            Ok(e) => out.push((key, e)),
+            Err(es) => errors.extend(
+                es.into_iter()
+                    .map(|e| ConfigError::new(format!("{key}.{}", e.key), e.problem)),
+            ),
         }
     }
     (out, errors)

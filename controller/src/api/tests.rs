@@ -48,7 +48,7 @@ fn app_storing_to(store: Option<Box<dyn crate::store::Store + Send>>) -> Router 
     let parts = Control::start(
         hosts,
         vis,
-        crate::registry::Registry::new(),
+        Registry::new(),
         Arc::new(Metrics::default()),
     );
     let (mut control, inputs, senders) = (parts.control, parts.inputs, parts.senders);
