@@ -105,7 +105,7 @@ pub enum CloseReason {
     /// The handshake did not finish within `handshake_timeout`.
     HandshakeTimeout,
     /// The switch refused a request the handshake cannot do without.
-    HandshakeRefused { request: MsgType, code: ErrorCode },
+    HandshakeRefused { request: MsgType, error: ErrorMsg },
     /// An auxiliary connection; Iris uses the main connection only.
     AuxiliaryConnection { auxiliary_id: u8 },
     /// A dump exceeded [`SessionConfig::max_dump_entries`].
@@ -135,8 +135,8 @@ impl fmt::Display for CloseReason {
                 silent_for.as_secs_f64()
             ),
             Self::HandshakeTimeout => f.write_str("handshake did not complete in time"),
-            Self::HandshakeRefused { request, code } => {
-                write!(f, "switch refused {request}: {}", ErrorCodeName(*code))
+            Self::HandshakeRefused { request, error } => {
+                write!(f, "switch refused {request}: {error}")
             }
             Self::AuxiliaryConnection { auxiliary_id } => write!(
                 f,
@@ -528,12 +528,7 @@ impl Session {
             Err(_) => (MsgType::Unknown(0xff), 0),
         };
         if self.state == State::AwaitHello && msg_type != MsgType::Hello {
-            out.push(Output::Log(
-                Level::WARN,
-                format!("switch sent {msg_type} before HELLO; closing"),
-            ));
-            self.close(CloseReason::NoHello { msg_type }, out);
-            return;
+            return self.no_hello(xid, msg_type, out);
         }
         if self.state == State::AwaitHello {
             // A HELLO we cannot read leaves nothing to negotiate with.
@@ -564,22 +559,23 @@ impl Session {
         out.push(Output::Send(OfpMessage::new(xid, Message::Error(reply))));
     }
 
+    /// The peer's first message was not a HELLO, well-formed or not.
+    fn no_hello(&mut self, xid: u32, msg_type: MsgType, out: &mut Vec<Output>) {
+        out.push(Output::Send(OfpMessage::new(
+            xid,
+            Message::Error(ErrorMsg::hello_failed("expected OFPT_HELLO first")),
+        )));
+        out.push(Output::Log(
+            Level::WARN,
+            format!("switch sent {msg_type} before HELLO; closing"),
+        ));
+        self.close(CloseReason::NoHello { msg_type }, out);
+    }
+
     fn on_first_message(&mut self, msg: OfpMessage, out: &mut Vec<Output>) {
         let hello = match msg.message {
             Message::Hello(h) => h,
-            other => {
-                let t = other.msg_type();
-                out.push(Output::Send(OfpMessage::new(
-                    msg.xid,
-                    Message::Error(ErrorMsg::hello_failed("expected OFPT_HELLO first")),
-                )));
-                out.push(Output::Log(
-                    Level::WARN,
-                    format!("switch sent {t} before HELLO; closing"),
-                ));
-                self.close(CloseReason::NoHello { msg_type: t }, out);
-                return;
-            }
+            other => return self.no_hello(msg.xid, other.msg_type(), out),
         };
         if !hello.accepts(OFP_VERSION) {
             let reason = CloseReason::IncompatibleVersion {
@@ -796,6 +792,8 @@ impl Session {
                 ticket: b.ticket,
                 errors: b.errors,
             })),
+            // A barrier a batch carried between its phases.
+            None if self.sent.contains_key(&xid) => self.forget(xid),
             None => out.push(Output::Log(
                 Level::DEBUG,
                 format!("unsolicited barrier reply (xid=0x{xid:x})"),
@@ -853,28 +851,21 @@ impl Session {
         let request = sent.map(Box::new);
         let described = match &request {
             Some(r) => r.to_string(),
-            // Forgotten already: the error's own data names what it can.
-            None => format!("a request no longer tracked (xid=0x{xid:x})"),
-        };
-        let code = match &error {
-            ErrorMsg::Standard { code, .. } => Some(*code),
-            ErrorMsg::Experimenter { .. } => None,
+            None => untracked(xid, &error),
         };
         out.push(Output::Log(
             Level::WARN,
             format!("switch refused {described}: {error}"),
         ));
         if let Some(req_type) = self.handshake_xids.remove(&xid) {
-            if let Some(code) = code {
-                self.close(
-                    CloseReason::HandshakeRefused {
-                        request: req_type,
-                        code,
-                    },
-                    out,
-                );
-                return;
-            }
+            self.close(
+                CloseReason::HandshakeRefused {
+                    request: req_type,
+                    error,
+                },
+                out,
+            );
+            return;
         }
         if self.multiparts.remove(&xid).is_some() {
             // A refused dump would leave the gathering waiting forever.
@@ -882,6 +873,18 @@ impl Session {
         }
         out.push(Output::Upcall(Upcall::SwitchError { error, request }));
     }
+}
+
+/// A refused request the session no longer remembers, as well as the
+/// error names it: OVS quotes the whole request, which then decodes; else
+/// the error's own text names the part it quotes.
+fn untracked(xid: u32, error: &ErrorMsg) -> String {
+    if let ErrorMsg::Standard { data, .. } = error {
+        if let Ok(m) = OfpMessage::parse(data) {
+            return format!("{m} (no longer tracked; decoded from the error)");
+        }
+    }
+    format!("a request no longer tracked (xid=0x{xid:x})")
 }
 
 /// The start of an offending message, as OFPT_ERROR carries it.

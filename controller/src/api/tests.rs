@@ -45,12 +45,7 @@ fn app_storing_to(store: Option<Box<dyn crate::store::Store + Send>>) -> Router 
         gre_key: 1001,
         gateways: vec![HostName("gw".into())],
     }];
-    let parts = Control::start(
-        hosts,
-        vis,
-        Registry::new(),
-        Arc::new(Metrics::default()),
-    );
+    let parts = Control::start(hosts, vis, Registry::new(), Arc::new(Metrics::default()));
     let (mut control, inputs, senders) = (parts.control, parts.inputs, parts.senders);
     if let Some(store) = store {
         control.persist_to(store);
