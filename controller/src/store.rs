@@ -25,6 +25,12 @@ use std::path::Path;
 pub enum StoreError {
     #[error("stored record {key} is unreadable: {reason}; delete the record or restore the store from a backup")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "another iris-controller is using the store {}; stop it, or set `store` in the \
+         configuration to another directory",
+        path.display()
+    )]
+    InUse { path: std::path::PathBuf },
     #[error("the {backend} store failed: {message}")]
     Backend {
         backend: &'static str,
@@ -139,9 +145,17 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Ok(Self {
-            db: sled::open(path)?,
-        })
+        match sled::open(path.as_ref()) {
+            Ok(db) => Ok(Self { db }),
+            // sled holds an exclusive lock on its files while open, and
+            // reports a held one only in this message (with kind Other).
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                Err(StoreError::InUse {
+                    path: path.as_ref().to_owned(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
