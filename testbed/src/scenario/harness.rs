@@ -650,3 +650,36 @@ fn verdict<T>(r: crate::Result<T>) -> Result<T, ScenarioError> {
         other => ScenarioError::Testbed(other),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump(flows: &[(&str, f64)]) -> FlowsByPm {
+        let flows = flows.iter().map(|(f, d)| ((*f).to_owned(), *d)).collect();
+        BTreeMap::from([("pm1".to_owned(), flows)])
+    }
+
+    #[test]
+    fn flows_that_kept_counting_are_kept() {
+        let before = dump(&[("table=0 a", 3.0), ("table=1 b", 10.5)]);
+        let after = dump(&[("table=0 a", 9.01), ("table=1 b", 16.5)]);
+        let (kept, least) = flows_kept(&before, &after, 6.0).unwrap();
+        assert_eq!(kept["pm1"], 2);
+        assert!((least - 6.0).abs() < 1e-9, "{least}");
+    }
+
+    #[test]
+    fn a_re_added_flow_or_a_changed_set_fails() {
+        let before = dump(&[("table=0 a", 3.0), ("table=1 b", 10.5)]);
+        let re_added = dump(&[("table=0 a", 9.0), ("table=1 b", 1.2)]);
+        let err = flows_kept(&before, &re_added, 6.0).unwrap_err().to_string();
+        assert!(
+            err.contains("table=1 b") && err.contains("re-added"),
+            "{err}"
+        );
+        let changed = dump(&[("table=0 a", 9.0), ("table=1 c", 16.5)]);
+        let err = flows_kept(&before, &changed, 6.0).unwrap_err().to_string();
+        assert!(err.contains("gone") && err.contains("table=1 c"), "{err}");
+    }
+}

@@ -265,3 +265,30 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
 fn host_number(h: &Harness, vm: VmId) -> u8 {
     h.tb.vm(vm).ip().addr().octets()[3]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_are_told_apart_by_payload_pattern_and_arp_target() {
+        let mut echo = vec![0u8; 42];
+        echo.extend(pattern(2));
+        assert_eq!(marker(&echo), Some(2));
+
+        let mac = ofp::packet::MacAddr(MacAddr::local(1).0);
+        let mut arp = Vec::new();
+        let asking = ArpRepr::request(mac, Ipv4Addr::new(10, 10, 0, 1), unknown_ip(1, VLAN as u8));
+        asking.emit(&mut arp);
+        assert_eq!(marker(&arp), Some(1));
+
+        let mut plain = Vec::new();
+        ArpRepr::request(mac, Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))
+            .emit(&mut plain);
+        assert_eq!(
+            marker(&plain),
+            None,
+            "ARP between the VMs carries no marker"
+        );
+    }
+}

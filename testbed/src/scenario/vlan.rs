@@ -254,3 +254,23 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
         underlay,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_traffic_has_its_own_marker() {
+        for vlan in [None, Some(10), Some(20)] {
+            let mut frame = vec![0u8; 50];
+            frame.extend(marker(vlan));
+            assert_eq!(marked(&frame), Some(vlan), "{}", label(vlan));
+            assert_eq!(
+                marker(vlan).len(),
+                16,
+                "ping takes at most 16 pattern bytes"
+            );
+        }
+        assert_eq!(marked(b"no marker here"), None);
+    }
+}
