@@ -322,7 +322,8 @@ impl Harness {
         }
         self.starts += 1;
         let log = self.file(&format!("controller-{}.log", self.starts));
-        let process = ControllerProcess::start(&self.binary, &config, &log)?;
+        // A controller that exits or never listens is a verdict on it.
+        let process = verdict(ControllerProcess::start(&self.binary, &config, &log))?;
         self.note(format!(
             "controller started (pid {}, api {})",
             process.pid(),
