@@ -1,8 +1,9 @@
 //! `iris-testbed`: checks a host for the testbed, cleans up after crashed
-//! runs, and runs the demo. Scenarios, benchmarks and the demo build on the
-//! library.
+//! runs, runs the demo and the end-to-end scenarios. Scenarios, benchmarks
+//! and the demo build on the library.
 
 mod demo;
+mod scenarios;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,16 @@ enum Command {
     /// Run the demo that `make demo` shows: the OpenFlow 1.3 codec in a live
     /// session with a real ovs-vswitchd, every message and check printed.
     Demo,
+    /// Run an end-to-end scenario (or `all` of them) against the real
+    /// iris-controller process; print a JSON summary with its measurements
+    /// on stdout, progress on stderr; exit non-zero if it fails.
+    Scenario {
+        /// mesh, isolation, vlan, migrate, controller-restart, host-churn, or all.
+        name: String,
+        /// The iris-controller binary; by default the one beside this program.
+        #[arg(long)]
+        controller: Option<PathBuf>,
+    },
     /// Remove namespaces, links, processes and state left by testbeds whose
     /// owning process is gone. Live testbeds are left alone.
     CleanupStale {
@@ -53,6 +64,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Demo => demo::run(config),
+        Command::Scenario { name, controller } => {
+            scenarios::run(&name, controller.as_deref(), config)
+        }
         Command::Check => {
             let report = host::check(&config);
             for finding in &report.findings {
