@@ -14,7 +14,7 @@ build: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --release
 
 demo: build
-	$(TARGET_DIR)/release/iris-testbed demo
+	$(TARGET_DIR)/release/iris-testbed demo --controller $(TARGET_DIR)/release/iris-controller
 
 # The scenarios run the real controller process, so both binaries are built
 # first (cargo test builds them too; this makes sure they exist). Each

@@ -3,6 +3,7 @@
 //! and the demo build on the library.
 
 mod demo;
+mod interop_demo;
 mod scenarios;
 
 use std::path::PathBuf;
@@ -30,9 +31,18 @@ enum Command {
     /// Verify that this host can run the testbed: root, tools, namespaces, and
     /// a throwaway OVS instance that comes up and goes away.
     Check,
-    /// Run the demo that `make demo` shows: the OpenFlow 1.3 codec in a live
-    /// session with a real ovs-vswitchd, every message and check printed.
-    Demo,
+    /// Run the demo that `make demo` shows: the emulated inter-cloud with the
+    /// real iris-controller (mesh, ARP, isolation, live migration, controller
+    /// restart), each step and its measurements printed for a human.
+    Demo {
+        /// Run only the OpenFlow 1.3 codec in a live session with a real
+        /// ovs-vswitchd, every message and check printed.
+        #[arg(long)]
+        openflow_only: bool,
+        /// The iris-controller binary; by default the one beside this program.
+        #[arg(long, conflicts_with = "openflow_only")]
+        controller: Option<PathBuf>,
+    },
     /// Run an end-to-end scenario (or `all` of them) against the real
     /// iris-controller process; print a JSON summary with its measurements
     /// on stdout, progress on stderr; exit non-zero if it fails.
@@ -63,7 +73,15 @@ fn main() -> ExitCode {
         ..Config::default()
     };
     match cli.command {
-        Command::Demo => demo::run(config),
+        Command::Demo {
+            openflow_only: true,
+            ..
+        } => interop_demo::run(config),
+        Command::Demo { controller, .. } => match scenarios::options(controller.as_deref(), config)
+        {
+            Some(options) => demo::run(&options),
+            None => ExitCode::from(2),
+        },
         Command::Scenario { name, controller } => {
             scenarios::run(&name, controller.as_deref(), config)
         }

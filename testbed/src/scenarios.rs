@@ -26,20 +26,9 @@ pub fn run(name: &str, controller: Option<&Path>, config: Config) -> ExitCode {
             }
         }
     };
-    if !host::is_root() {
-        eprintln!("scenarios need root; {}", iris_testbed::INSTALL_ADVICE);
-        return ExitCode::from(2);
-    }
-    let binary = match controller::locate_binary(controller) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let options = Options {
-        controller: binary,
-        testbed: config,
+    let options = match options(controller, config) {
+        Some(o) => o,
+        None => return ExitCode::from(2),
     };
     let outcomes: Vec<Outcome> = chosen
         .iter()
@@ -81,5 +70,24 @@ pub fn run(name: &str, controller: Option<&Path>, config: Config) -> ExitCode {
             eprintln!("failed: {}", failed.join(", "));
         }
         ExitCode::FAILURE
+    }
+}
+
+/// What every scenario needs, or `None` (the reason printed) when this
+/// host cannot run them: not root, or no controller binary.
+pub fn options(controller: Option<&Path>, config: Config) -> Option<Options> {
+    if !host::is_root() {
+        eprintln!("scenarios need root; {}", iris_testbed::INSTALL_ADVICE);
+        return None;
+    }
+    match controller::locate_binary(controller) {
+        Ok(binary) => Some(Options {
+            controller: binary,
+            testbed: config,
+        }),
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
     }
 }

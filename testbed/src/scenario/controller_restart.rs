@@ -35,26 +35,32 @@ const DEAD: Duration = Duration::from_secs(1);
 /// happen (and show in the counters).
 const SETTLE: Duration = Duration::from_secs(2);
 
+/// What `controller-restart` measured.
 #[derive(Debug, Serialize)]
-struct Report {
-    killed_after_ms: f64,
-    dead_ms: f64,
+pub struct Report {
+    pub killed_after_ms: f64,
+    pub dead_ms: f64,
     /// From the restart to every switch and OVSDB session being back.
-    restart_to_ready_ms: f64,
-    flow_mods_after_restart: f64,
-    group_mods_after_restart: f64,
+    pub restart_to_ready_ms: f64,
+    pub flow_mods_after_restart: f64,
+    pub group_mods_after_restart: f64,
     /// Iris flows whose durations were compared, per PM.
-    flows_kept: BTreeMap<String, usize>,
+    pub flows_kept: BTreeMap<String, usize>,
     /// Wall time between the two dumps.
-    between_dumps_s: f64,
+    pub between_dumps_s: f64,
     /// The smallest growth of a flow's duration between the two dumps: at
     /// least the wall time, as no flow was re-added.
-    least_duration_growth_s: f64,
-    registry_entries: usize,
-    ping: PingSummary,
+    pub least_duration_growth_s: f64,
+    pub registry_entries: usize,
+    pub ping: PingSummary,
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    to_json(&measure(h)?)
+}
+
+/// Runs the scenario on `h` and returns what it measured.
+pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let pms = h.add_pms(&["pm1", "pm2"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     // Two VMs on pm1 (local forwarding) and one on pm2 (the tunnel).
@@ -114,7 +120,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     check(lost.is_empty(), || {
         format!("pings were lost across the kill and restart: {lost:?}")
     })?;
-    to_json(&Report {
+    Ok(Report {
         killed_after_ms: ms(killed_after),
         dead_ms: ms(dead),
         restart_to_ready_ms: ms(restart_to_ready),

@@ -62,35 +62,43 @@ fn marker(frame: &[u8]) -> Option<u32> {
     })
 }
 
+/// What one VM interface captured over the whole run.
 #[derive(Debug, Serialize)]
-struct Interface {
-    vm: String,
-    vi: u32,
-    interface: String,
-    frames: usize,
-    own: usize,
-    foreign: usize,
+pub struct Interface {
+    pub vm: String,
+    pub vi: u32,
+    pub interface: String,
+    pub frames: usize,
+    pub own: usize,
+    pub foreign: usize,
     /// Frames without a marker (plain ARP between the VMs, the first
     /// reachability probes).
-    unmarked: usize,
+    pub unmarked: usize,
 }
 
+/// One operator's pings and floods.
 #[derive(Debug, Serialize)]
-struct Vi {
-    vi: u32,
-    pings: BTreeMap<String, PingSummary>,
+pub struct Vi {
+    pub vi: u32,
+    pub pings: BTreeMap<String, PingSummary>,
     /// Echo requests to addresses nobody has: flooded, never answered.
-    flooded_requests: u32,
+    pub flooded_requests: u32,
 }
 
+/// What `isolation` measured.
 #[derive(Debug, Serialize)]
-struct Report {
-    vis: Vec<Vi>,
-    interfaces: Vec<Interface>,
-    foreign_frames: usize,
+pub struct Report {
+    pub vis: Vec<Vi>,
+    pub interfaces: Vec<Interface>,
+    pub foreign_frames: usize,
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    to_json(&measure(h)?)
+}
+
+/// Runs the scenario on `h` and returns what it measured.
+pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let pms = [h.add_pm("pm1")?, h.add_pm("pm2")?];
     let mut vis = Vec::new();
     let mut vms: Vec<(VmId, u32)> = Vec::new();
@@ -254,7 +262,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
             )
         })?;
     }
-    to_json(&Report {
+    Ok(Report {
         vis: reports.into_values().collect(),
         interfaces,
         foreign_frames,

@@ -22,42 +22,50 @@ const GRE_KEY: u32 = 1001;
 /// Requests per pair in the reachability check, 10 ms apart.
 const PINGS: u32 = 20;
 
+/// One VM pinging another across the mesh.
 #[derive(Debug, Serialize)]
-struct Pair {
-    from: String,
-    to: String,
+pub struct Pair {
+    pub from: String,
+    pub to: String,
     /// Time to the first reply after the controller programmed the VMs'
     /// ports (the first frames also teach the registry).
-    first_reply_ms: f64,
-    ping: PingSummary,
+    pub first_reply_ms: f64,
+    pub ping: PingSummary,
 }
 
+/// ARP for known IPs, once the registry placed every MAC.
 #[derive(Debug, Serialize)]
-struct Arp {
+pub struct Arp {
     /// Requests answered by the responder flows, from their counters.
-    answered_in_datapath: u64,
+    pub answered_in_datapath: u64,
     /// Neighbour entries the VMs resolved, each checked against the peer's MAC.
-    neighbours_resolved: usize,
+    pub neighbours_resolved: usize,
     /// PacketIns by reason while they did: none is the promise.
-    packet_ins: BTreeMap<String, f64>,
+    pub packet_ins: BTreeMap<String, f64>,
 }
 
+/// What `mesh` measured.
 #[derive(Debug, Serialize)]
-struct Report {
-    controller_ready_ms: f64,
-    full_mesh_ms: f64,
-    ports_classified_ms: f64,
-    tunnels: BTreeMap<String, Vec<String>>,
-    flows: BTreeMap<String, usize>,
-    pairs: Vec<Pair>,
+pub struct Report {
+    pub controller_ready_ms: f64,
+    pub full_mesh_ms: f64,
+    pub ports_classified_ms: f64,
+    pub tunnels: BTreeMap<String, Vec<String>>,
+    pub flows: BTreeMap<String, usize>,
+    pub pairs: Vec<Pair>,
     /// Until the registry placed every MAC and the source flows were in.
-    macs_placed_ms: f64,
+    pub macs_placed_ms: f64,
     /// PacketIns by reason up to then: the registry learning the MACs.
-    packet_ins_while_learning: BTreeMap<String, f64>,
-    arp: Arp,
+    pub packet_ins_while_learning: BTreeMap<String, f64>,
+    pub arp: Arp,
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    to_json(&measure(h)?)
+}
+
+/// Runs the scenario on `h` and returns what it measured.
+pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     let vms = h.add_vms(&mut vi, &pms)?;
@@ -163,7 +171,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
             packet_ins,
         },
     };
-    to_json(&report)
+    Ok(report)
 }
 
 /// Packets the ARP responder flows (table 2, answering to `IN_PORT`)

@@ -48,35 +48,41 @@ const QEMU_ANNOUNCE: [Duration; 5] = [
     Duration::from_millis(350),
 ];
 
+/// What `migrate` measured.
 #[derive(Debug, Serialize)]
-struct Report {
-    from_pm: String,
-    to_pm: String,
+pub struct Report {
+    pub from_pm: String,
+    pub to_pm: String,
     /// The testbed re-plugging the VM (port removed, link and port re-created).
-    replug_ms: f64,
-    rarps_sent: usize,
+    pub replug_ms: f64,
+    pub rarps_sent: usize,
     /// PacketIns by reason during the move: the RARPs that reached the
     /// controller (one sent before the new port's classification flow is
     /// in is dropped by the datapath, which is why QEMU repeats it).
-    packet_ins: BTreeMap<String, f64>,
+    pub packet_ins: BTreeMap<String, f64>,
     /// From the RARP's PacketIn to the last barrier reply of the
     /// reprogramming it caused (`iris_move_latency_seconds`).
-    rarp_to_last_barrier_ms: f64,
+    pub rarp_to_last_barrier_ms: f64,
     /// From the first RARP to the first ping reply after it.
-    rarp_to_first_reply_ms: Option<f64>,
+    pub rarp_to_first_reply_ms: Option<f64>,
     /// Copies of the announcement the pinging VM received (one per RARP
     /// the controller handled).
-    rarps_flooded_to_pinger: usize,
+    pub rarps_flooded_to_pinger: usize,
     /// From the first RARP sent to the first flooded copy's arrival.
-    rarp_to_flood_ms: Option<f64>,
+    pub rarp_to_flood_ms: Option<f64>,
     /// Flows of the VI the source PM still holds once it has no VM of it.
-    source_pm_vi_flows: usize,
+    pub source_pm_vi_flows: usize,
     /// The replies (by sequence number) around the longest gap.
-    gap_between: Option<(u32, u32)>,
-    ping: PingSummary,
+    pub gap_between: Option<(u32, u32)>,
+    pub ping: PingSummary,
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    to_json(&measure(h)?)
+}
+
+/// Runs the scenario on `h` and returns what it measured.
+pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     // vm1 pings vm2, which moves from pm2 to pm3; vm3 shares pm1 with vm1,
@@ -189,7 +195,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
              {packet_ins:?}"
         )
     })?;
-    to_json(&Report {
+    Ok(Report {
         from_pm,
         to_pm,
         replug_ms: ms(replug),

@@ -9,12 +9,12 @@
 //! `iris-testbed scenario NAME` prints that outcome; `docs/scenarios.md`
 //! says what each scenario proves.
 
-mod controller_restart;
+pub mod controller_restart;
 mod harness;
 mod host_churn;
-mod isolation;
-mod mesh;
-mod migrate;
+pub mod isolation;
+pub mod mesh;
+pub mod migrate;
 mod vlan;
 
 use std::path::PathBuf;
@@ -106,27 +106,41 @@ pub struct Outcome {
 
 /// Runs `scenario` on a fresh testbed and tears it down, whatever happens.
 pub fn run(scenario: &Scenario, options: &Options) -> Outcome {
+    run_measured(scenario.name, options, scenario.body).0
+}
+
+/// Runs `body`, one scenario's `measure`, on a fresh testbed labelled
+/// `name` and tears it down, whatever happens. Besides the [`Outcome`]
+/// (with the report as JSON) it returns the typed report, for callers
+/// that print it for a human rather than as JSON.
+pub fn run_measured<R: Serialize>(
+    name: &'static str,
+    options: &Options,
+    body: impl FnOnce(&mut Harness) -> Result<R, ScenarioError>,
+) -> (Outcome, Option<R>) {
     let start = Instant::now();
     let mut outcome = Outcome {
-        scenario: scenario.name,
+        scenario: name,
         passed: false,
         seconds: 0.0,
         measurements: None,
         reason: None,
         logs: None,
     };
-    let mut harness = match Harness::new(scenario.name, options) {
+    let mut harness = match Harness::new(name, options) {
         Ok(h) => h,
         Err(e) => {
             outcome.reason = Some(e.to_string());
             outcome.seconds = start.elapsed().as_secs_f64();
-            return outcome;
+            return (outcome, None);
         }
     };
-    match (scenario.body)(&mut harness) {
-        Ok(measurements) => {
+    let mut report = None;
+    match body(&mut harness).and_then(|r| Ok((harness::to_json(&r)?, r))) {
+        Ok((measurements, r)) => {
             outcome.passed = true;
             outcome.measurements = Some(measurements);
+            report = Some(r);
         }
         Err(e) => {
             outcome.reason = Some(e.to_string());
@@ -135,6 +149,7 @@ pub fn run(scenario: &Scenario, options: &Options) -> Outcome {
     }
     if let Err(e) = harness.teardown() {
         outcome.passed = false;
+        report = None;
         let reason = format!("teardown failed: {e}");
         outcome.reason = Some(match outcome.reason.take() {
             Some(first) => format!("{first}; {reason}"),
@@ -142,5 +157,5 @@ pub fn run(scenario: &Scenario, options: &Options) -> Outcome {
         });
     }
     outcome.seconds = (start.elapsed().as_secs_f64() * 10.0).round() / 10.0;
-    outcome
+    (outcome, report)
 }
