@@ -14,10 +14,15 @@ build: deps
 	$(CARGO) build $(CARGO_FLAGS) --workspace --release
 
 demo: build
-	$(TARGET_DIR)/release/iris-testbed demo
+	$(TARGET_DIR)/release/iris-testbed demo --controller $(TARGET_DIR)/release/iris-controller
 
+# The scenarios run the real controller process, so both binaries are built
+# first (cargo test builds them too; this makes sure they exist). Each
+# scenario runs once, here, not again under cargo test.
 test: deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace
+	$(CARGO) build $(CARGO_FLAGS) -p iris-controller -p iris-testbed
+	$(TARGET_DIR)/debug/iris-testbed scenario all --controller $(TARGET_DIR)/debug/iris-controller
 
 bench: deps
 	$(CARGO) bench $(CARGO_FLAGS) -p ofp

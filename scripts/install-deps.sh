@@ -2,9 +2,12 @@
 # Installs the system packages Iris builds and tests with, only when missing.
 # Idempotent and quiet when everything is present; run as root on Debian 12.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-# command -> Debian package that provides it
+# command -> Debian packages that provide it
 declare -A NEED=(
+  # Every crate links with the system C toolchain; mininet does not pull it in.
+  [cc]="build-essential pkg-config"
   [ovs-vswitchd]=openvswitch-switch
   [ovsdb-server]=openvswitch-switch
   [ovs-ofctl]=openvswitch-common
@@ -21,7 +24,8 @@ declare -A NEED=(
 
 missing=()
 for cmd in "${!NEED[@]}"; do
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEED[$cmd]}")
+  # shellcheck disable=SC2206 # package names split on spaces, nothing else
+  command -v "$cmd" >/dev/null 2>&1 || missing+=(${NEED[$cmd]})
 done
 
 if ((${#missing[@]})); then
@@ -42,10 +46,41 @@ if ((${#missing[@]})); then
   fi
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-  echo "install-deps: cargo not found; install a Rust toolchain (1.80 or newer) with rustup" >&2
+# Rust comes from rustup, not apt: Debian 12's rustc is 1.63, and the
+# workspace needs the version its Cargo.toml names.
+need_rust=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml | head -n 1)
+rustup_cmd="curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component rustfmt --component clippy"
+have_rust=$(rustc --version 2>/dev/null | sed -n 's/^rustc \([0-9][0-9.]*\).*/\1/p' || true)
+
+# Whether version $1 is at least version $2 (both MAJOR.MINOR[.PATCH]).
+at_least() {
+  local IFS=.
+  local -a have=($1) need=($2)
+  local i
+  for i in 0 1 2; do
+    if ((${have[i]:-0} != ${need[i]:-0})); then
+      ((${have[i]:-0} > ${need[i]:-0}))
+      return
+    fi
+  done
+}
+
+if [[ -z $have_rust ]] || ! at_least "$have_rust" "$need_rust"; then
+  if [[ -z $have_rust ]]; then
+    echo "install-deps: no Rust toolchain found; Iris needs Rust $need_rust or newer." >&2
+  else
+    echo "install-deps: rustc $have_rust is too old; Iris needs Rust $need_rust or newer." >&2
+  fi
+  if command -v rustup >/dev/null 2>&1; then
+    echo "install-deps: update it with:  rustup update stable && rustup default stable" >&2
+  else
+    echo "install-deps: install it with rustup (not apt), then put it on PATH:" >&2
+    echo "  $rustup_cmd" >&2
+    echo "  . \"\$HOME/.cargo/env\"" >&2
+  fi
   exit 1
 fi
+
 for comp in rustfmt clippy; do
   if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
     rustup component add "$comp" >/dev/null 2>&1 || {

@@ -6,25 +6,33 @@
 //! | `/metrics` | GET (Prometheus text) |
 //! | `/v1/hosts`, `/v1/hosts/{name}` | GET; GET, PUT, DELETE |
 //! | `/v1/vis`, `/v1/vis/{id}` | GET; GET, PUT, DELETE |
+//! | `/v1/vis/{id}/seed` | POST (seed entries, checked whole) |
 //! | `/v1/vm-ports?host=&vi=` | GET |
+//! | `/v1/vm-ports/{host}/{name}` | GET |
 //! | `/v1/registry?vi=` | GET |
 //! | `/v1/registry/{vi}/{vlan}/{mac}` | GET, PUT, DELETE (`vlan`: 1-4094 or `untagged`) |
 //! | `/v1/events` | GET (Server-Sent Events: registry changes, moves, switches) |
 //!
-//! Bodies are JSON with unknown fields refused. Every refusal is a 4xx with
-//! an `application/problem+json` body (RFC 9457) whose `detail` says what is
-//! wrong and whose `errors` point at where (`pointer`).
+//! Bodies are JSON with unknown fields refused, and so are unknown query
+//! parameters. Every refusal is a 4xx with an `application/problem+json`
+//! body (RFC 9457) whose `detail` says what is wrong and whose `errors`
+//! point at where (`pointer`): `#/field` in the body, `path:name` for a
+//! path parameter, `query:name` for a query parameter. A method a route
+//! does not take gets 405 with the ones it does, in `Allow` and in
+//! `detail`.
 
-use crate::config::{ConfigError, HostSpec, ViSpec};
+use crate::config::{ConfigError, HostSpec, SeedRow, ViSpec};
 use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
 use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
-use crate::registry::{EntrySpec, RegistryEntry, RegistryError};
+use crate::registry::{EntrySpec, Registry, RegistryEntry, RegistryError};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Path, Query, Request};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use ofp::packet::MacAddr;
@@ -48,7 +56,9 @@ pub fn router(control: ControlHandle) -> Router {
         )
         .route("/v1/vis", get(list_vis))
         .route("/v1/vis/{id}", get(get_vi).put(put_vi).delete(delete_vi))
+        .route("/v1/vis/{id}/seed", post(seed_vi))
         .route("/v1/vm-ports", get(list_vm_ports))
+        .route("/v1/vm-ports/{host}/{name}", get(get_vm_port))
         .route("/v1/registry", get(list_entries))
         .route(
             "/v1/registry/{vi}/{vlan}/{mac}",
@@ -56,7 +66,37 @@ pub fn router(control: ControlHandle) -> Router {
         )
         .route("/v1/events", get(events))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(control)
+}
+
+/// Every route with the methods [`router`] gives it, for the 405 answer.
+/// (The API tests check both against what each route really takes.)
+const ROUTES: &[(&str, &str)] = &[
+    ("/healthz", "GET"),
+    ("/metrics", "GET"),
+    ("/v1/hosts", "GET"),
+    ("/v1/hosts/{name}", "GET, PUT, DELETE"),
+    ("/v1/vis", "GET"),
+    ("/v1/vis/{id}", "GET, PUT, DELETE"),
+    ("/v1/vis/{id}/seed", "POST"),
+    ("/v1/vm-ports", "GET"),
+    ("/v1/vm-ports/{host}/{name}", "GET"),
+    ("/v1/registry", "GET"),
+    ("/v1/registry/{vi}/{vlan}/{mac}", "GET, PUT, DELETE"),
+    ("/v1/events", "GET"),
+];
+
+async fn method_not_allowed(method: Method, route: Option<MatchedPath>) -> Problem {
+    let route = route.as_ref().map_or("", MatchedPath::as_str);
+    let allowed = ROUTES
+        .iter()
+        .find(|(r, _)| *r == route)
+        .map_or("the methods in the Allow header", |(_, m)| m);
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{route} does not take {method}; use {allowed}"),
+    )
 }
 
 type State = axum::extract::State<ControlHandle>;
@@ -101,6 +141,16 @@ impl Problem {
         self
     }
 
+    /// Points at `pointer` unless the problem already says where.
+    fn or_at(self, pointer: &str) -> Self {
+        if self.errors.is_empty() {
+            let detail = self.detail.clone();
+            self.at(pointer, detail)
+        } else {
+            self
+        }
+    }
+
     /// Validation errors of a body, each under its JSON pointer.
     fn invalid(errors: Vec<ConfigError>) -> Self {
         let mut p = Self::new(
@@ -137,12 +187,26 @@ impl From<Stopped> for Problem {
 }
 
 impl From<Refusal> for Problem {
+    /// A clash in the body points at its field; a caller whose path names
+    /// the thing adds that with [`Problem::or_at`].
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::NotFound(d) => Self::new(StatusCode::NOT_FOUND, d),
-            Refusal::Conflict(d) => Self::new(StatusCode::CONFLICT, d),
+            Refusal::Conflict {
+                field: Some(f),
+                detail,
+            } => Self::new(StatusCode::CONFLICT, detail.clone()).at(format!("#/{f}"), detail),
+            Refusal::Conflict {
+                field: None,
+                detail,
+            } => Self::new(StatusCode::CONFLICT, detail),
         }
     }
+}
+
+/// A refusal of a request whose path parameter `param` names the thing.
+fn refused_at(param: &'static str) -> impl Fn(Refusal) -> Problem {
+    move |r| Problem::from(r).or_at(&format!("path:{param}"))
 }
 
 impl From<RegistryError> for Problem {
@@ -159,7 +223,8 @@ impl From<RegistryError> for Problem {
                 Some("#/location/host")
             }
             RegistryError::NotAGateway { .. } => Some("#/location/gateway"),
-            RegistryError::NotFound { .. } | RegistryError::SeedConflict { .. } => None,
+            RegistryError::NotFound { .. } => Some("path:mac"),
+            RegistryError::SeedConflict { .. } => None,
         };
         let detail = e.to_string();
         match pointer {
@@ -190,6 +255,39 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .await
             .map_err(|e| Problem::new(e.status(), e.body_text()))?;
         parse_body(&bytes).map(Body)
+    }
+}
+
+/// Path parameters, refused with a problem document pointing at the one
+/// that does not decode (bad percent-encoding, say).
+#[derive(Debug)]
+pub struct PathArgs<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathArgs<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(t)) => Ok(Self(t)),
+            Err(e) => Err(path_problem(&e)),
+        }
+    }
+}
+
+fn path_problem(e: &PathRejection) -> Problem {
+    use axum::extract::path::ErrorKind;
+    let p = Problem::new(e.status(), e.body_text());
+    let PathRejection::FailedToDeserializePathParams(f) = e else {
+        return p;
+    };
+    match f.kind() {
+        ErrorKind::InvalidUtf8InPathParam { key }
+        | ErrorKind::ParseErrorAtKey { key, .. }
+        | ErrorKind::DeserializeError { key, .. } => {
+            let detail = p.detail.clone();
+            p.at(format!("path:{key}"), detail)
+        }
+        _ => p,
     }
 }
 
@@ -298,14 +396,14 @@ async fn list_hosts(s: State) -> ApiResult<Json<Vec<HostOut>>> {
     Ok(Json(hosts.into_iter().map(HostOut::from).collect()))
 }
 
-async fn get_host(s: State, Path(name): Path<String>) -> ApiResult<Json<HostOut>> {
+async fn get_host(s: State, PathArgs(name): PathArgs<String>) -> ApiResult<Json<HostOut>> {
     let key = HostName(name.clone());
     match s.call(move |c| c.host(&key)).await? {
         Some(h) => Ok(Json(h.into())),
-        None => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!("no host named {name:?}"),
-        )),
+        None => Err(
+            Problem::new(StatusCode::NOT_FOUND, format!("no host named {name:?}"))
+                .or_at("path:name"),
+        ),
     }
 }
 
@@ -333,14 +431,17 @@ fn stored<T: Serialize>(created: bool, body: T) -> Response {
 
 async fn put_host(
     s: State,
-    Path(name): Path<String>,
+    PathArgs(name): PathArgs<String>,
     Body(spec): Body<HostSpec>,
 ) -> ApiResult<Response> {
     name_matches(&name, &spec.name)?;
     let host = spec
         .to_host("")
         .map_err(|errors| Problem::invalid(strip_root(errors)))?;
-    let created = s.call(move |c| c.put_host(host)).await??;
+    let created = s
+        .call(move |c| c.put_host(host))
+        .await?
+        .map_err(refused_at("name"))?;
     let key = HostName(name);
     let now = s.call(move |c| c.host(&key)).await?;
     Ok(stored(created, now.map(HostOut::from)))
@@ -355,9 +456,11 @@ fn strip_root(errors: Vec<ConfigError>) -> Vec<ConfigError> {
         .collect()
 }
 
-async fn delete_host(s: State, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_host(s: State, PathArgs(name): PathArgs<String>) -> ApiResult<StatusCode> {
     let key = HostName(name);
-    s.call(move |c| c.delete_host(&key)).await??;
+    s.call(move |c| c.delete_host(&key))
+        .await?
+        .map_err(refused_at("name"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -366,26 +469,30 @@ async fn list_vis(s: State) -> ApiResult<Json<Vec<ViSpec>>> {
     Ok(Json(vis.iter().map(ViSpec::from_vi).collect()))
 }
 
-fn vi_id(text: &str) -> ApiResult<ViId> {
+/// A VI id from path parameter `param`.
+fn vi_id(text: &str, param: &str) -> ApiResult<ViId> {
     text.parse::<u32>().map(ViId).map_err(|_| {
         Problem::new(StatusCode::BAD_REQUEST, format!("{text:?} is not a VI id"))
-            .at("path:vi", "write the VI's numeric id, like 1")
+            .at(format!("path:{param}"), "write the VI's numeric id, like 1")
     })
 }
 
-async fn get_vi(s: State, Path(id): Path<String>) -> ApiResult<Json<ViSpec>> {
-    let id = vi_id(&id)?;
+async fn get_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<Json<ViSpec>> {
+    let id = vi_id(&id, "id")?;
     match s.call(move |c| c.vi(id)).await? {
         Some(v) => Ok(Json(ViSpec::from_vi(&v))),
-        None => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!("no VI with id {}", id.0),
-        )),
+        None => Err(
+            Problem::new(StatusCode::NOT_FOUND, format!("no VI with id {}", id.0)).or_at("path:id"),
+        ),
     }
 }
 
-async fn put_vi(s: State, Path(id): Path<String>, Body(spec): Body<ViSpec>) -> ApiResult<Response> {
-    let id = vi_id(&id)?;
+async fn put_vi(
+    s: State,
+    PathArgs(id): PathArgs<String>,
+    Body(spec): Body<ViSpec>,
+) -> ApiResult<Response> {
+    let id = vi_id(&id, "id")?;
     if spec.id != id.0 {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -399,28 +506,87 @@ async fn put_vi(s: State, Path(id): Path<String>, Body(spec): Body<ViSpec>) -> A
     if spec.seed.is_some() {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "seed files are read from the configuration; PUT entries to /v1/registry instead",
+            "seed files are read from the configuration; POST the entries to \
+             /v1/vis/{id}/seed instead",
         )
         .at("#/seed", "leave seed out"));
     }
     let vi = spec
         .to_vi("")
         .map_err(|errors| Problem::invalid(strip_root(errors)))?;
-    let created = s.call(move |c| c.put_vi(vi)).await??;
+    let created = s
+        .call(move |c| c.put_vi(vi))
+        .await?
+        .map_err(refused_at("id"))?;
     Ok(stored(created, spec))
 }
 
-async fn delete_vi(s: State, Path(id): Path<String>) -> ApiResult<StatusCode> {
-    let id = vi_id(&id)?;
-    s.call(move |c| c.delete_vi(id)).await??;
-    Ok(StatusCode::NO_CONTENT)
+/// Seeds a VI launched through the API, as a seed file seeds one from the
+/// configuration: the entries are checked whole (every one at fault is
+/// pointed at) and then all seeded, or none.
+async fn seed_vi(
+    s: State,
+    PathArgs(id): PathArgs<String>,
+    Body(rows): Body<Vec<SeedRow>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = vi_id(&id, "id")?;
+    // Rows that read are checked by the registry even when others do not,
+    // so one answer names every entry at fault.
+    let mut at = Vec::new();
+    let mut entries = Vec::new();
+    let mut unreadable = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        match row.to_entry() {
+            Ok(e) => {
+                at.push(i);
+                entries.push(e);
+            }
+            Err(es) => unreadable.extend(
+                es.into_iter()
+                    .map(|e| ConfigError::new(format!("{i}.{}", e.key), e.problem)),
+            ),
+        }
+    }
+    let check_only = !unreadable.is_empty();
+    let seeded = s
+        .call(move |c| {
+            if check_only {
+                Err(Registry::check_seed(c.topology(), id, &entries))
+            } else {
+                c.seed(id, &entries)
+            }
+        })
+        .await?;
+    let problems = match seeded {
+        Ok(changes) => return Ok(Json(serde_json::json!({ "changes": changes }))),
+        Err(problems) => problems,
+    };
+    if let Some((_, e @ RegistryError::UnknownVi { .. })) = problems.first() {
+        return Err(Problem::new(StatusCode::NOT_FOUND, e.to_string()).or_at("path:id"));
+    }
+    for (i, e) in problems {
+        let row = at.get(i).copied().unwrap_or(i);
+        let key = match e {
+            RegistryError::NotUnicast { .. } => format!("{row}.mac"),
+            RegistryError::BadVlan(_) => format!("{row}.vlan"),
+            RegistryError::NotAGateway { .. } | RegistryError::UnknownHost { .. } => {
+                format!("{row}.behind")
+            }
+            _ => row.to_string(),
+        };
+        unreadable.push(ConfigError::new(key, e.to_string()));
+    }
+    let mut p = Problem::invalid(unreadable);
+    p.detail = format!("{} seed entries are wrong; none was seeded", p.errors.len());
+    Err(p)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PortFilter {
-    host: Option<String>,
-    vi: Option<u32>,
+async fn delete_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<StatusCode> {
+    let id = vi_id(&id, "id")?;
+    s.call(move |c| c.delete_vi(id))
+        .await?
+        .map_err(refused_at("id"))?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Serialize)]
@@ -442,24 +608,88 @@ impl From<VmPort> for VmPortOut {
     }
 }
 
-/// Query strings are checked like bodies: unknown parameters are refused.
-fn query<T: DeserializeOwned>(
-    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<T> {
-    q.map(|Query(t)| t).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, e.body_text()).at("query", e.body_text())
-    })
+/// A query string checked like a body: each parameter known, given once,
+/// and of its type, or refused pointing at it (`query:vi`).
+#[derive(Debug)]
+struct Params(Vec<(String, String)>);
+
+type RawParams = Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+impl Params {
+    /// The parameters of `q`, all of them among `known`.
+    fn of(q: RawParams, known: &[&str]) -> ApiResult<Self> {
+        let Query(pairs) = q.map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let expected = || {
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (i, (name, _)) in pairs.iter().enumerate() {
+            let problem = if !known.contains(&name.as_str()) {
+                format!(
+                    "unknown parameter `{name}`; this route takes {}",
+                    expected()
+                )
+            } else if pairs[..i].iter().any(|(n, _)| n == name) {
+                format!("`{name}` is given more than once; give it once")
+            } else {
+                continue;
+            };
+            return Err(Problem::new(StatusCode::BAD_REQUEST, problem.clone())
+                .at(format!("query:{name}"), problem));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// A VI id, when given.
+    fn vi(&self) -> ApiResult<Option<ViId>> {
+        let Some(text) = self.text("vi") else {
+            return Ok(None);
+        };
+        text.parse::<u32>().map(|v| Some(ViId(v))).map_err(|_| {
+            let problem = format!("{text:?} is not a VI id; write the VI's numeric id, like 1");
+            Problem::new(StatusCode::BAD_REQUEST, problem.clone()).at("query:vi", problem)
+        })
+    }
 }
 
-async fn list_vm_ports(
-    s: State,
-    q: Result<Query<PortFilter>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Vec<VmPortOut>>> {
-    let f = query(q)?;
-    let host = f.host.map(HostName);
-    let vi = f.vi.map(ViId);
+async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortOut>>> {
+    let q = Params::of(q, &["host", "vi"])?;
+    let host = q.text("host").map(|h| HostName(h.to_owned()));
+    let vi = q.vi()?;
     let ports = s.call(move |c| c.vm_ports(host.as_ref(), vi)).await?;
     Ok(Json(ports.into_iter().map(VmPortOut::from).collect()))
+}
+
+async fn get_vm_port(
+    s: State,
+    PathArgs((host, name)): PathArgs<(String, String)>,
+) -> ApiResult<Json<VmPortOut>> {
+    let key = HostName(host.clone());
+    let port_name = name.clone();
+    let found = s
+        .call(move |c| {
+            c.vm_ports(Some(&key), None)
+                .into_iter()
+                .find(|p| p.name == port_name)
+        })
+        .await?;
+    found.map(|p| Json(p.into())).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            format!("{host} has no VM port named {name:?} (a port with external_ids:iris-vi)"),
+        )
+        .or_at("path:name")
+    })
 }
 
 /// Where a MAC lives, as bodies write it.
@@ -540,24 +770,15 @@ impl From<RegistryEntry> for EntryOut {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryFilter {
-    vi: Option<u32>,
-}
-
-async fn list_entries(
-    s: State,
-    q: Result<Query<EntryFilter>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Vec<EntryOut>>> {
-    let vi = query(q)?.vi.map(ViId);
+async fn list_entries(s: State, q: RawParams) -> ApiResult<Json<Vec<EntryOut>>> {
+    let vi = Params::of(q, &["vi"])?.vi()?;
     let entries = s.call(move |c| c.registry_entries(vi)).await?;
     Ok(Json(entries.into_iter().map(EntryOut::from).collect()))
 }
 
 /// `{vi}/{vlan}/{mac}` from the path, each part checked.
 fn mac_key(vi: &str, vlan: &str, mac: &str) -> ApiResult<MacKey> {
-    let vi = vi_id(vi)?;
+    let vi = vi_id(vi, "vi")?;
     let vlan = match vlan {
         "untagged" => Vlan::Untagged,
         v => match v.parse::<u16>() {
@@ -578,21 +799,22 @@ fn mac_key(vi: &str, vlan: &str, mac: &str) -> ApiResult<MacKey> {
 
 async fn get_entry(
     s: State,
-    Path((vi, vlan, mac)): Path<(String, String, String)>,
+    PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
 ) -> ApiResult<Json<EntryOut>> {
     let key = mac_key(&vi, &vlan, &mac)?;
     match s.call(move |c| c.registry_entry(&key)).await? {
         Some(e) => Ok(Json(e.into())),
-        None => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!("no entry for {} on {} in {}", key.mac, key.vlan, key.vi),
-        )),
+        None => Err(Problem::from(RegistryError::NotFound {
+            vi: key.vi,
+            vlan: key.vlan,
+            mac: key.mac,
+        })),
     }
 }
 
 async fn put_entry(
     s: State,
-    Path((vi, vlan, mac)): Path<(String, String, String)>,
+    PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
     Body(body): Body<EntryBody>,
 ) -> ApiResult<Response> {
     let key = mac_key(&vi, &vlan, &mac)?;
@@ -608,7 +830,7 @@ async fn put_entry(
 
 async fn delete_entry(
     s: State,
-    Path((vi, vlan, mac)): Path<(String, String, String)>,
+    PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let key = mac_key(&vi, &vlan, &mac)?;
     s.call(move |c| c.delete_registry_entry(&key)).await??;
@@ -626,6 +848,7 @@ async fn events(s: State) -> Sse<impl Stream<Item = Result<Event, Infallible>>> 
                     crate::control::NorthEvent::Topology { .. } => "topology",
                     crate::control::NorthEvent::Registry(_) => "registry",
                     crate::control::NorthEvent::Move { .. } => "move",
+                    crate::control::NorthEvent::MoveIncomplete { .. } => "move_incomplete",
                 };
                 Event::default()
                     .event(name)

@@ -34,8 +34,9 @@
 //! northbound API accepts, so a host is described the same way everywhere.
 
 use crate::control::ManagedHost;
+use crate::model::Topology;
 use crate::model::{Host, HostName, HostRole, Location, Vi, ViId, Vlan};
-use crate::registry::SeedEntry;
+use crate::registry::{Registry, RegistryError, SeedEntry};
 use crate::server::ListenAddr;
 use crate::session::SessionConfig;
 use ofp::packet::MacAddr;
@@ -542,21 +543,32 @@ impl RawConfig {
 
         let hosts = validate_hosts(&self.hosts, &mut errors);
         let vis = validate_vis(&self.vis, &hosts, &mut errors);
+        // Seeds are checked against what `run` starts with, by the code
+        // that loads them then: what passes here loads there.
+        let topology = Topology {
+            hosts: hosts
+                .iter()
+                .map(|m| (m.host.name.clone(), m.host.clone()))
+                .collect(),
+            vis: vis.iter().map(|v| (v.id, v.clone())).collect(),
+            ..Topology::default()
+        };
         let mut seeds = BTreeMap::new();
         for (i, spec) in self.vis.iter().enumerate() {
             let Some(seed) = &spec.seed else { continue };
             let path = base.join(seed);
             let key = format!("vi[{i}].seed");
+            let at = |e: ConfigError| ConfigError::new(format!("{key} ({})", e.key), e.problem);
             match std::fs::read_to_string(&path) {
-                Ok(text) => match parse_seed(&text, &path, &spec.gateways) {
-                    Ok(entries) => {
-                        seeds.insert(ViId(spec.id), entries);
+                Ok(text) => {
+                    let (entries, parse_errors) = read_seed(&text, &path);
+                    errors.extend(parse_errors.into_iter().map(at));
+                    let vi = ViId(spec.id);
+                    if topology.vis.contains_key(&vi) {
+                        errors.extend(seed_problems(&topology, vi, &entries).into_iter().map(at));
                     }
-                    Err(es) => errors.extend(
-                        es.into_iter()
-                            .map(|e| ConfigError::new(format!("{key} ({})", e.key), e.problem)),
-                    ),
-                },
+                    seeds.insert(vi, entries.into_iter().map(|(_, e)| e).collect());
+                }
                 Err(e) => errors.push(ConfigError::new(
                     key,
                     format!(
@@ -806,32 +818,11 @@ pub fn derived_datapath_id(name: &str) -> u64 {
 }
 
 /// Reads a seed file: `.toml` as `[[entry]]` tables, anything else as CSV.
-/// An entry may live only behind one of the VI's `gateways`.
-pub fn parse_seed(
-    text: &str,
-    path: &Path,
-    gateways: &[String],
-) -> Result<Vec<SeedEntry>, Vec<ConfigError>> {
-    let (entries, mut errors) = if path.extension().is_some_and(|e| e == "toml") {
-        parse_seed_toml(text)
-    } else {
-        parse_seed_csv(text)
-    };
-    errors.extend(seed_conflicts(&entries));
-    for (key, e) in &entries {
-        if let Some(Location::BehindGateway { gateway }) = &e.location {
-            if !gateways.contains(&gateway.0) {
-                errors.push(ConfigError::new(
-                    key.clone(),
-                    format!(
-                        "{:?} is not one of this VI's gateways; add it to the VI's gateways or \
-                         name one of {gateways:?}",
-                        gateway.0
-                    ),
-                ));
-            }
-        }
-    }
+/// Only the file's own form is checked here; whether the entries fit the
+/// VI (unicast MACs, its gateways, one place per MAC and one MAC per IP) is
+/// [`Registry::check_seed`]'s to say.
+pub fn parse_seed(text: &str, path: &Path) -> Result<Vec<SeedEntry>, Vec<ConfigError>> {
+    let (entries, errors) = read_seed(text, path);
     if errors.is_empty() {
         Ok(entries.into_iter().map(|(_, e)| e).collect())
     } else {
@@ -839,24 +830,82 @@ pub fn parse_seed(
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SeedToml {
-    #[serde(default)]
-    entry: Vec<SeedTomlEntry>,
+/// The entries of a seed file with where each is, and the problems with
+/// the rest.
+fn read_seed(text: &str, path: &Path) -> (Located, Vec<ConfigError>) {
+    if path.extension().is_some_and(|e| e == "toml") {
+        parse_seed_toml(text)
+    } else {
+        parse_seed_csv(text)
+    }
+}
+
+/// What [`Registry::check_seed`] finds wrong with `entries`, each under the
+/// place in the file of the entry at fault.
+fn seed_problems(topology: &Topology, vi: ViId, entries: &Located) -> Vec<ConfigError> {
+    let seed: Vec<SeedEntry> = entries.iter().map(|(_, e)| e.clone()).collect();
+    let place = |i: usize| entries.get(i).map_or("?", |(k, _)| k.as_str());
+    Registry::check_seed(topology, vi, &seed)
+        .into_iter()
+        .map(|(i, e)| {
+            let problem = match &e {
+                RegistryError::SeedConflict { earlier, what, .. } => format!(
+                    "{what} contradicts {}; keep one line per MAC and per IP",
+                    place(*earlier)
+                ),
+                other => other.to_string(),
+            };
+            ConfigError::new(place(i), problem)
+        })
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeedTomlEntry {
-    mac: String,
+struct SeedToml {
     #[serde(default)]
-    ip: Option<Ipv4Addr>,
+    entry: Vec<SeedRow>,
+}
+
+/// A seed entry as a TOML seed file's `[[entry]]` table and the API's
+/// seed body write it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedRow {
+    pub mac: String,
     #[serde(default)]
-    vlan: Option<u16>,
+    pub ip: Option<Ipv4Addr>,
+    /// Absent for untagged frames.
+    #[serde(default)]
+    pub vlan: Option<u16>,
     /// The gateway host the MAC lives behind.
     #[serde(default)]
-    behind: Option<String>,
+    pub behind: Option<String>,
+}
+
+impl SeedRow {
+    /// The entry, or each field that does not read (`mac`, `vlan`) with
+    /// what is wrong. Whether it fits its VI is the registry's to check.
+    pub fn to_entry(&self) -> Result<SeedEntry, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mac = self
+            .mac
+            .parse::<MacAddr>()
+            .map_err(|err| errors.push(ConfigError::new("mac", err.to_string())));
+        let vlan = self
+            .vlan
+            .map_or(Ok(Vlan::Untagged), vlan_from_number)
+            .map_err(|p| errors.push(ConfigError::new("vlan", p)));
+        match (mac, vlan) {
+            (Ok(mac), Ok(vlan)) => Ok(SeedEntry {
+                mac,
+                ip: self.ip,
+                vlan,
+                location: self.behind.clone().map(behind),
+            }),
+            _ => Err(errors),
+        }
+    }
 }
 
 /// (where, entry) pairs, so conflicts can name both places.
@@ -870,27 +919,14 @@ fn parse_seed_toml(text: &str) -> (Located, Vec<ConfigError>) {
     };
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for (i, e) in raw.entry.into_iter().enumerate() {
+    for (i, row) in raw.entry.iter().enumerate() {
         let key = format!("entry[{i}]");
-        let mac = e
-            .mac
-            .parse::<MacAddr>()
-            .map_err(|err| errors.push(ConfigError::new(format!("{key}.mac"), err.to_string())));
-        let vlan = match e.vlan {
-            None => Ok(Vlan::Untagged),
-            Some(v) => vlan_from_number(v),
-        }
-        .map_err(|p| errors.push(ConfigError::new(format!("{key}.vlan"), p)));
-        if let (Ok(mac), Ok(vlan)) = (mac, vlan) {
-            out.push((
-                key,
-                SeedEntry {
-                    mac,
-                    ip: e.ip,
-                    vlan,
-                    location: e.behind.map(behind),
-                },
-            ));
+        match row.to_entry() {
+            Ok(e) => out.push((key, e)),
+            Err(es) => errors.extend(
+                es.into_iter()
+                    .map(|e| ConfigError::new(format!("{key}.{}", e.key), e.problem)),
+            ),
         }
     }
     (out, errors)
@@ -974,30 +1010,6 @@ fn parse_seed_csv(text: &str) -> (Located, Vec<ConfigError>) {
         }
     }
     (out, errors)
-}
-
-/// One IP per (VLAN, MAC) would be too strict (a VM may have several), but
-/// one MAC per (VLAN, IP) is what ARP needs.
-fn seed_conflicts(entries: &Located) -> Vec<ConfigError> {
-    let mut by_ip: HashMap<(Vlan, Ipv4Addr), (&str, MacAddr)> = HashMap::new();
-    let mut errors = Vec::new();
-    for (key, e) in entries {
-        let Some(ip) = e.ip else { continue };
-        match by_ip.get(&(e.vlan, ip)) {
-            Some((other, mac)) if *mac != e.mac => errors.push(ConfigError::new(
-                key.clone(),
-                format!(
-                    "{ip} on {} is already {mac} at {other}; an IP has one MAC per VLAN",
-                    e.vlan
-                ),
-            )),
-            Some(_) => {}
-            None => {
-                by_ip.insert((e.vlan, ip), (key, e.mac));
-            }
-        }
-    }
-    errors
 }
 
 #[cfg(test)]

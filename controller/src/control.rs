@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// A host with how its bridge reaches this controller, when that differs
 /// from the configured default.
@@ -78,6 +78,14 @@ pub enum NorthEvent {
     /// reply.
     Move {
         latency_ms: f64,
+        #[serde(flatten)]
+        event: RegistryEvent,
+    },
+    /// A RARP moved a MAC but not every switch concerned took its new
+    /// flows: `why` is `refused` (a switch refused part of them; it is
+    /// resynchronised) or `abandoned` (a switch disconnected first).
+    MoveIncomplete {
+        why: &'static str,
         #[serde(flatten)]
         event: RegistryEvent,
     },
@@ -143,14 +151,28 @@ impl RegistryEvent {
 pub enum Refusal {
     /// No such thing.
     NotFound(String),
-    /// It clashes with something that exists; the text says what to change.
-    Conflict(String),
+    /// It clashes with something that exists; `detail` says what to change
+    /// and `field`, when the clash is in the request's body, where (a path
+    /// into the body such as `underlay_ip` or `gateways/1`).
+    Conflict {
+        field: Option<String>,
+        detail: String,
+    },
+}
+
+impl Refusal {
+    fn conflict(field: impl Into<String>, detail: String) -> Self {
+        Self::Conflict {
+            field: Some(field.into()),
+            detail,
+        }
+    }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotFound(s) | Self::Conflict(s) => f.write_str(s),
+            Self::NotFound(s) | Self::Conflict { detail: s, .. } => f.write_str(s),
         }
     }
 }
@@ -221,8 +243,14 @@ pub struct Control {
     events: broadcast::Sender<NorthEvent>,
     /// The hosts the OVSDB manager must keep right.
     hosts_out: watch::Sender<Vec<ManagedHost>>,
-    /// Where changes go to be stored, in order; `None` keeps nothing.
-    persist: Option<std::sync::mpsc::Sender<store::Batch>>,
+    /// Where changes are committed before anything acts on them; `None`
+    /// keeps nothing.
+    store: Option<Box<dyn store::Store + Send>>,
+    /// Why the store refused a commit: the loop stops, and so does the
+    /// controller, rather than run on with a registry its store lacks.
+    failed: Option<store::StoreError>,
+    /// Cancelled to stop the whole controller (the shutdown token).
+    stop: CancellationToken,
     /// While a burst of switch events is being taken: what it asks of the
     /// switches, done once at its end.
     burst: Option<program::Burst>,
@@ -263,7 +291,12 @@ impl ControlHandle {
     ) -> Result<R, Stopped> {
         let (tx, rx) = oneshot::channel();
         let call: Call = Box::new(move |c| {
-            let _ = tx.send(f(c));
+            let r = f(c);
+            // Changes the store refused were not made as far as the caller
+            // is concerned: it hears that the controller stopped.
+            if !c.halted() {
+                let _ = tx.send(r);
+            }
         });
         self.calls.send(call).await.map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
@@ -345,7 +378,9 @@ impl Control {
             metrics: metrics.clone(),
             events: events.clone(),
             hosts_out,
-            persist: None,
+            store: None,
+            failed: None,
+            stop: CancellationToken::new(),
             burst: None,
         };
         Parts {
@@ -368,8 +403,14 @@ impl Control {
         }
     }
 
-    /// Runs until `shutdown` is cancelled or every input is gone.
-    pub async fn run(mut self, mut inputs: Inputs, shutdown: CancellationToken) {
+    /// Runs until `shutdown` is cancelled or every input is gone; fails
+    /// (and cancels `shutdown`) when the store refuses a commit.
+    pub async fn run(
+        mut self,
+        mut inputs: Inputs,
+        shutdown: CancellationToken,
+    ) -> Result<(), store::StoreError> {
+        self.stop = shutdown.clone();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -404,30 +445,61 @@ impl Control {
                     self.end_burst();
                 }
                 Some(call) = inputs.calls.recv() => call(&mut self),
-                _ = tick.tick() => self.on_tick(),
+                _ = tick.tick() => self.on_tick(std::time::Instant::now()),
                 else => break,
+            }
+            if self.halted() {
+                break;
             }
         }
         debug!("control loop stopped");
+        self.take_store_failure().map_or(Ok(()), Err)
     }
 
     pub fn topology(&self) -> &Topology {
         &self.topology
     }
 
-    /// Sends every later change of the registry, hosts and VIs to `writer`
-    /// (a task that commits them to the store in order).
-    pub fn persist_to(&mut self, writer: std::sync::mpsc::Sender<store::Batch>) {
-        self.persist = Some(writer);
+    /// Commits every later change of the registry, hosts and VIs to
+    /// `store`, each before the switches, the OVSDB side or the API hear of
+    /// it: a controller killed in between must not restart from a store
+    /// that lacks a change the switches already carry out (a move would be
+    /// reverted).
+    pub fn persist_to(&mut self, store: Box<dyn store::Store + Send>) {
+        self.store = Some(store);
     }
 
-    fn store(&self, batch: store::Batch) {
-        if batch.is_empty() {
-            return;
+    /// Whether the store refused a commit (the controller is stopping).
+    pub fn halted(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Why the store refused a commit, if it did (for whoever runs the
+    /// loop's parts before [`Self::run`]).
+    pub fn take_store_failure(&mut self) -> Option<store::StoreError> {
+        self.failed.take()
+    }
+
+    /// Commits `batch`; `false` when the store refused it, in which case
+    /// the controller stops and the caller must not act on the change.
+    fn store(&mut self, batch: store::Batch) -> bool {
+        if batch.is_empty() || self.halted() {
+            return !self.halted();
         }
-        if let Some(w) = &self.persist {
-            if w.send(batch).is_err() {
-                warn!("the store writer has stopped; changes are no longer persisted");
+        let Some(s) = self.store.as_mut() else {
+            return true;
+        };
+        match s.commit(&batch) {
+            Ok(()) => true,
+            Err(e) => {
+                error!(
+                    "cannot store {} change(s): {e}; stopping the controller (switches keep \
+                     their flows)",
+                    batch.len()
+                );
+                self.failed = Some(e);
+                self.stop.cancel();
+                false
             }
         }
     }
@@ -437,8 +509,8 @@ impl Control {
         let _ = self.events.send(event);
     }
 
-    fn on_tick(&mut self) {
-        self.resync_stale();
+    fn on_tick(&mut self, now: std::time::Instant) {
+        self.resync_stale(now);
     }
 
     /// Handles one event from the OpenFlow server.
@@ -462,8 +534,10 @@ impl Control {
                 self.metrics.packet_ins_dropped.inc();
             }
             SwitchEvent::Disconnected { conn, .. } => {
+                // Gone first, so nothing waiting on it is sent to it.
+                let gone = self.switches.remove(&conn);
                 self.forget_tickets(conn);
-                if let Some(sw) = self.switches.remove(&conn) {
+                if let Some(sw) = gone {
                     if let Some(dpid) = sw.dpid {
                         self.metrics.switches_connected.dec();
                         self.publish(NorthEvent::Switch {
@@ -526,7 +600,12 @@ impl Control {
             }
             Upcall::Tables { flows, groups } => self.on_tables(conn, &flows, &groups),
             Upcall::BarrierConfirmed { ticket, errors } => self.on_barrier(conn, ticket, errors),
-            Upcall::PacketIn(pi) => self.on_packet_in(conn, &pi),
+            Upcall::PacketIn {
+                packet_in,
+                received,
+            } => {
+                self.on_packet_in(conn, &packet_in, received);
+            }
             Upcall::PortStatus(s) => {
                 if let Some(sw) = self.switches.get_mut(&conn) {
                     match s.reason {
@@ -680,16 +759,22 @@ impl Control {
                 continue;
             }
             if other.underlay_ip == host.underlay_ip {
-                return Err(Refusal::Conflict(format!(
-                    "underlay_ip {} is already host {}'s; every host needs its own",
-                    host.underlay_ip, other.name
-                )));
+                return Err(Refusal::conflict(
+                    "underlay_ip",
+                    format!(
+                        "underlay_ip {} is already host {}'s; every host needs its own",
+                        host.underlay_ip, other.name
+                    ),
+                ));
             }
             if other.datapath_id == host.datapath_id {
-                return Err(Refusal::Conflict(format!(
-                    "datapath_id {:016x} is already host {}'s; set a distinct datapath_id",
-                    host.datapath_id, other.name
-                )));
+                return Err(Refusal::conflict(
+                    "datapath_id",
+                    format!(
+                        "datapath_id {:016x} is already host {}'s; set a distinct datapath_id",
+                        host.datapath_id, other.name
+                    ),
+                ));
             }
         }
         if host.role != HostRole::Gateway {
@@ -699,11 +784,19 @@ impl Control {
                 .values()
                 .find(|v| v.gateways.contains(&host.name))
             {
-                return Err(Refusal::Conflict(format!(
-                    "host {} is a gateway of {} ({}); it must keep role \"gateway\"",
-                    host.name, vi.id, vi.name
-                )));
+                return Err(Refusal::conflict(
+                    "role",
+                    format!(
+                        "host {} is a gateway of {} ({}); it must keep role \"gateway\"",
+                        host.name, vi.id, vi.name
+                    ),
+                ));
             }
+        }
+        let mut b = store::Batch::new();
+        b.put_host(host);
+        if !self.store(b) {
+            return Ok(false);
         }
         let name = host.name.clone();
         match &managed.controller {
@@ -727,11 +820,6 @@ impl Control {
             sw.host = owner;
         }
         self.announce_hosts();
-        if let Some(h) = self.topology.hosts.get(&name) {
-            let mut b = store::Batch::new();
-            b.put_host(h);
-            self.store(b);
-        }
         self.publish(NorthEvent::Topology {
             what: format!("host {name} {}", if created { "added" } else { "changed" }),
         });
@@ -750,10 +838,18 @@ impl Control {
             .values()
             .find(|v| v.gateways.contains(name))
         {
-            return Err(Refusal::Conflict(format!(
-                "host {name} is a gateway of {} ({}); remove it from the VI's gateways first",
-                vi.id, vi.name
-            )));
+            return Err(Refusal::Conflict {
+                field: None,
+                detail: format!(
+                    "host {name} is a gateway of {} ({}); remove it from the VI's gateways first",
+                    vi.id, vi.name
+                ),
+            });
+        }
+        let mut b = store::Batch::new();
+        b.delete_host(name);
+        if !self.store(b) {
+            return Ok(());
         }
         self.topology.hosts.remove(name);
         self.controllers.remove(name);
@@ -768,9 +864,6 @@ impl Control {
             }
         }
         self.announce_hosts();
-        let mut b = store::Batch::new();
-        b.delete_host(name);
-        self.store(b);
         self.publish(NorthEvent::Topology {
             what: format!("host {name} removed"),
         });
@@ -793,29 +886,42 @@ impl Control {
                 continue;
             }
             if other.gre_key == vi.gre_key {
-                return Err(Refusal::Conflict(format!(
-                    "gre_key {} is already {}'s ({}); each VI needs its own key",
-                    vi.gre_key, other.id, other.name
-                )));
+                return Err(Refusal::conflict(
+                    "gre_key",
+                    format!(
+                        "gre_key {} is already {}'s ({}); each VI needs its own key",
+                        vi.gre_key, other.id, other.name
+                    ),
+                ));
             }
             if other.name == vi.name {
-                return Err(Refusal::Conflict(format!(
-                    "the name {:?} is already {}'s; each VI needs its own name",
-                    vi.name, other.id
-                )));
+                return Err(Refusal::conflict(
+                    "name",
+                    format!(
+                        "the name {:?} is already {}'s; each VI needs its own name",
+                        vi.name, other.id
+                    ),
+                ));
             }
         }
-        for g in &vi.gateways {
+        for (i, g) in vi.gateways.iter().enumerate() {
+            let field = format!("gateways/{i}");
             match self.topology.hosts.get(g) {
                 None => {
-                    return Err(Refusal::Conflict(format!(
-                        "gateway {g} is not a known host; add it with role \"gateway\" first"
-                    )))
+                    return Err(Refusal::conflict(
+                        field,
+                        format!(
+                            "gateway {g} is not a known host; add it with role \"gateway\" first"
+                        ),
+                    ))
                 }
                 Some(h) if h.role != HostRole::Gateway => {
-                    return Err(Refusal::Conflict(format!(
+                    return Err(Refusal::conflict(
+                        field,
+                        format!(
                         "host {g} has role \"compute\"; a VI's gateway must have role \"gateway\""
-                    )))
+                    ),
+                    ))
                 }
                 Some(_) => {}
             }
@@ -823,7 +929,9 @@ impl Control {
         let id = vi.id;
         let mut b = store::Batch::new();
         b.put_vi(&vi);
-        self.store(b);
+        if !self.store(b) {
+            return Ok(false);
+        }
         let created = self.topology.vis.insert(id, vi).is_none();
         self.publish(NorthEvent::Topology {
             what: format!("{id} {}", if created { "added" } else { "changed" }),
@@ -839,8 +947,12 @@ impl Control {
         let changes = self.registry.remove_vi(id);
         let mut b = store::Batch::new();
         b.delete_vi(id);
-        self.store(b);
-        self.registry_changed(&changes);
+        // The VI and its entries go in one commit, so a restart never finds
+        // entries of a VI that is gone.
+        self.registry_changed_with(b, &changes);
+        if self.halted() {
+            return Ok(());
+        }
         self.publish(NorthEvent::Topology {
             what: format!("{id} removed"),
         });
@@ -859,11 +971,24 @@ impl Control {
             .collect()
     }
 
-    /// Seeds a VI's registry entries (at start and when a VI is launched).
-    /// Seeding again is harmless: it never moves what an announcement or
-    /// the API placed.
-    pub fn seed(&mut self, vi: ViId, entries: &[SeedEntry]) -> Result<usize, RegistryError> {
-        let changes = self.registry.seed(now_ms(), &self.topology, vi, entries)?;
+    /// Seeds a VI's registry entries (at start and when a VI is launched);
+    /// the number of changes. Entries that cannot be seeded are all
+    /// reported, with their index, and then nothing is seeded. Seeding
+    /// again is harmless: it never moves what an announcement or the API
+    /// placed.
+    pub fn seed(
+        &mut self,
+        vi: ViId,
+        entries: &[SeedEntry],
+    ) -> Result<usize, Vec<(usize, RegistryError)>> {
+        let problems = Registry::check_seed(&self.topology, vi, entries);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let changes = self
+            .registry
+            .seed(now_ms(), &self.topology, vi, entries)
+            .map_err(|e| vec![(0, e)])?;
         let n = changes.len();
         self.registry_changed(&changes);
         Ok(n)

@@ -21,6 +21,12 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Label of the counters that say why something did not happen.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WhyLabel {
+    pub why: &'static str,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +45,12 @@ pub struct Metrics {
     /// From a RARP's PacketIn to the last barrier reply confirming the
     /// reprogramming it caused, in seconds.
     pub move_latency: Histogram,
+    /// Moves that not every switch concerned confirmed, by why
+    /// (`refused`, `abandoned`); they are not in `move_latency`.
+    pub moves_incomplete: Family<WhyLabel, Counter>,
+    /// PacketOuts (a RARP's flood, a forwarded ARP) that could not be sent,
+    /// by why (`switch_gone`, `queue_full`).
+    pub packet_outs_dropped: Family<WhyLabel, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -100,6 +112,19 @@ impl Default for Metrics {
             "Time from a RARP PacketIn to the last barrier reply of the reprogramming it caused",
             move_latency.clone(),
         );
+        let moves_incomplete = Family::<WhyLabel, Counter>::default();
+        registry.register(
+            "moves_incomplete",
+            "RARP moves that a switch concerned refused (refused) or left before confirming \
+             (abandoned); not counted in move_latency_seconds",
+            moves_incomplete.clone(),
+        );
+        let packet_outs_dropped = Family::<WhyLabel, Counter>::default();
+        registry.register(
+            "packet_outs_dropped",
+            "PacketOuts not sent because their switch was gone or not keeping up",
+            packet_outs_dropped.clone(),
+        );
         Self {
             registry,
             switches_connected,
@@ -110,6 +135,8 @@ impl Default for Metrics {
             switch_errors,
             registry_entries,
             move_latency,
+            moves_incomplete,
+            packet_outs_dropped,
         }
     }
 }
@@ -121,6 +148,18 @@ impl Metrics {
             .get_or_create(&ReasonLabel {
                 reason: reason.to_owned(),
             })
+            .inc();
+    }
+
+    /// Counts one incomplete move under `why`.
+    pub fn move_incomplete(&self, why: &'static str) {
+        self.moves_incomplete.get_or_create(&WhyLabel { why }).inc();
+    }
+
+    /// Counts one PacketOut not sent, under `why`.
+    pub fn packet_out_dropped(&self, why: &'static str) {
+        self.packet_outs_dropped
+            .get_or_create(&WhyLabel { why })
             .inc();
     }
 
@@ -155,6 +194,8 @@ mod tests {
         m.flow_mods_sent.inc_by(7);
         m.set_registry_size(5, 4);
         m.move_latency.observe(0.003);
+        m.move_incomplete("refused");
+        m.packet_out_dropped("queue_full");
         let text = m.render();
         for line in [
             "iris_switches_connected 3",
@@ -164,6 +205,8 @@ mod tests {
             "iris_registry_entries{kind=\"ip\"} 4",
             "iris_move_latency_seconds_count 1",
             "iris_move_latency_seconds_bucket{le=\"0.004\"} 1",
+            "iris_moves_incomplete_total{why=\"refused\"} 1",
+            "iris_packet_outs_dropped_total{why=\"queue_full\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

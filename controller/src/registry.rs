@@ -221,8 +221,12 @@ pub enum RegistryError {
     NotAGateway { host: HostName, vi: ViId },
     #[error("no entry for {mac} on {vlan} in {vi}")]
     NotFound { vi: ViId, vlan: Vlan, mac: MacAddr },
-    #[error("seed entry {index} contradicts an earlier one for {what}; keep one line per MAC and per IP")]
-    SeedConflict { index: usize, what: String },
+    #[error("seed entry {index} contradicts entry {earlier} for {what}; keep one line per MAC and per IP")]
+    SeedConflict {
+        index: usize,
+        earlier: usize,
+        what: String,
+    },
 }
 
 /// How much an observation may change.
@@ -442,10 +446,10 @@ impl Registry {
     }
 
     /// Initialises a VI's entries from its seed file. The whole file is
-    /// checked before anything changes. Seeding again (a relaunch, a
-    /// restart) is harmless: it takes over learned entries and places
-    /// unplaced ones, but never moves what an announcement or the API put
-    /// somewhere.
+    /// checked before anything changes ([`Registry::check_seed`]). Seeding
+    /// again (a relaunch, a restart) is harmless: it takes over learned
+    /// entries and places unplaced ones, but never moves what an
+    /// announcement or the API put somewhere.
     pub fn seed(
         &mut self,
         now: Timestamp,
@@ -453,48 +457,29 @@ impl Registry {
         vi: ViId,
         entries: &[SeedEntry],
     ) -> Result<Vec<RegistryChange>, RegistryError> {
-        let mut macs: BTreeMap<MacKey, Option<Location>> = BTreeMap::new();
-        let mut ips: BTreeMap<IpKey, MacAddr> = BTreeMap::new();
-        for (index, s) in entries.iter().enumerate() {
-            let key = MacKey {
-                vi,
-                vlan: s.vlan,
-                mac: s.mac,
-            };
-            validate(topology, &key, s.location.as_ref())?;
-            let slot = macs.entry(key).or_default();
-            match (&*slot, &s.location) {
-                (Some(a), Some(b)) if a != b => {
-                    return Err(RegistryError::SeedConflict {
-                        index,
-                        what: format!("{} on {}", s.mac, s.vlan),
-                    })
-                }
-                (None, Some(b)) => *slot = Some(b.clone()),
-                _ => {}
-            }
-            if let Some(ip) = s.ip {
-                let ip_key = IpKey {
-                    vi,
-                    vlan: s.vlan,
-                    ip,
-                };
-                if ips.insert(ip_key, s.mac).is_some_and(|m| m != s.mac) {
-                    return Err(RegistryError::SeedConflict {
-                        index,
-                        what: format!("{ip} on {}", s.vlan),
-                    });
-                }
-            }
-        }
+        let (macs, ips) = plan_seed(topology, vi, entries).map_err(|mut problems| {
+            let (_, first) = problems.swap_remove(0);
+            first
+        })?;
         let mut changes = Vec::new();
-        for (key, location) in macs {
+        for (key, (location, _)) in macs {
             changes.extend(self.place(now, key, location, Evidence::Seed));
         }
-        for (key, mac) in ips {
+        for (key, (mac, _)) in ips {
             changes.extend(self.bind(now, key, mac, Evidence::Seed));
         }
         Ok(changes)
+    }
+
+    /// Every reason [`Registry::seed`] would refuse `entries` for `vi`, each
+    /// with the index of the entry at fault, without changing anything:
+    /// what the configuration check and the runtime both rely on.
+    pub fn check_seed(
+        topology: &Topology,
+        vi: ViId,
+        entries: &[SeedEntry],
+    ) -> Vec<(usize, RegistryError)> {
+        plan_seed(topology, vi, entries).err().unwrap_or_default()
     }
 
     /// The API's put: the MAC's location and exactly the IPs given, all
@@ -672,6 +657,74 @@ impl Registry {
             self.ips_of.entry(owner(a.mac)).or_default().insert(key.ip);
         }
         (before != after).then_some(RegistryChange::Ip(Change { key, before, after }))
+    }
+}
+
+/// A seed file's MAC locations and IP bindings, each with the index of the
+/// entry that set it.
+type SeedPlan = (
+    BTreeMap<MacKey, (Option<Location>, usize)>,
+    BTreeMap<IpKey, (MacAddr, usize)>,
+);
+
+/// What seeding `entries` would set, or every entry that cannot be seeded.
+fn plan_seed(
+    topology: &Topology,
+    vi: ViId,
+    entries: &[SeedEntry],
+) -> Result<SeedPlan, Vec<(usize, RegistryError)>> {
+    let mut macs: BTreeMap<MacKey, (Option<Location>, usize)> = BTreeMap::new();
+    let mut ips: BTreeMap<IpKey, (MacAddr, usize)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (index, s) in entries.iter().enumerate() {
+        let key = MacKey {
+            vi,
+            vlan: s.vlan,
+            mac: s.mac,
+        };
+        if let Err(e) = validate(topology, &key, s.location.as_ref()) {
+            problems.push((index, e));
+            continue;
+        }
+        let slot = macs.entry(key).or_insert((None, index));
+        match (&slot.0, &s.location) {
+            (Some(a), Some(b)) if a != b => problems.push((
+                index,
+                RegistryError::SeedConflict {
+                    index,
+                    earlier: slot.1,
+                    what: format!("{} on {}", s.mac, s.vlan),
+                },
+            )),
+            (None, Some(b)) => *slot = (Some(b.clone()), index),
+            _ => {}
+        }
+        if let Some(ip) = s.ip {
+            let ip_key = IpKey {
+                vi,
+                vlan: s.vlan,
+                ip,
+            };
+            match ips.get(&ip_key) {
+                Some((mac, earlier)) if *mac != s.mac => problems.push((
+                    index,
+                    RegistryError::SeedConflict {
+                        index,
+                        earlier: *earlier,
+                        what: format!("{ip} on {}", s.vlan),
+                    },
+                )),
+                Some(_) => {}
+                None => {
+                    ips.insert(ip_key, (s.mac, index));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok((macs, ips))
+    } else {
+        Err(problems)
     }
 }
 

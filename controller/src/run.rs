@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Why the controller could not start or had to stop.
 #[derive(Debug)]
@@ -75,9 +75,12 @@ pub async fn run(
         path: config.store.clone(),
         error,
     };
-    let mut store = SledStore::open(&config.store).map_err(store_error)?;
+    let store = SledStore::open(&config.store).map_err(store_error)?;
     let stored = store.load().map_err(store_error)?;
-    let (hosts, vis) = with_stored(&config, &stored);
+    let (hosts, vis, dropped) = with_stored(&config, &stored);
+    for d in &dropped {
+        warn!("{d}; its record stays in the store, unused");
+    }
     info!(
         "store {}: {} registry entries, {} hosts and {} VIs added through the API",
         config.store.display(),
@@ -86,34 +89,24 @@ pub async fn run(
         vis.len() - config.vis.len()
     );
     let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
-    let (persist, batches) = std::sync::mpsc::channel::<crate::store::Batch>();
-    // sled commits (with their flush) block; they run on a thread of their
-    // own, in the order the control loop made the changes.
-    let writer = std::thread::Builder::new()
-        .name("iris-store".into())
-        .spawn(move || {
-            for b in batches {
-                if let Err(e) = store.commit(&b) {
-                    error!("cannot store {} change(s): {e}", b.len());
-                }
-            }
-        })
-        .map_err(|e| RunError::Store {
-            path: config.store.clone(),
-            error: StoreError::Backend {
-                backend: "sled",
-                message: format!("cannot start the writer thread: {e}"),
-            },
-        })?;
-    parts.control.persist_to(persist);
+    // The control loop commits each change (a sled batch and a flush, a
+    // fraction of a millisecond) before it acts on it.
+    parts.control.persist_to(Box::new(store));
     for (vi, entries) in &config.seeds {
         parts
             .control
             .seed(*vi, entries)
-            .map_err(|e| RunError::Seed {
+            .map_err(|problems| RunError::Seed {
                 vi: vi.0,
-                problem: e.to_string(),
+                problem: problems
+                    .iter()
+                    .map(|(_, e)| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
             })?;
+    }
+    if let Some(error) = parts.control.take_store_failure() {
+        return Err(store_error(error));
     }
 
     let server_config = ServerConfig {
@@ -175,10 +168,9 @@ pub async fn run(
     shutdown.cancel();
     let _ = openflow.await;
     let _ = ovs.await;
-    let _ = control.await;
-    // The control loop is gone and with it the writer's last sender: the
-    // writer finishes what is queued and ends.
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    if let Ok(Err(error)) = control.await {
+        return Err(store_error(error));
+    }
     match api_result {
         Ok(()) => {
             info!("iris-controller stopped");
@@ -192,34 +184,109 @@ pub async fn run(
 }
 
 /// The configuration's hosts and VIs, plus those added through the API in
-/// an earlier run (the configuration wins where both name the same one).
+/// an earlier run (the configuration wins where both name the same one),
+/// and why each stored one left out is.
 fn with_stored(
     config: &Config,
     stored: &crate::store::Snapshot,
-) -> (Vec<ManagedHost>, Vec<crate::model::Vi>) {
+) -> (Vec<ManagedHost>, Vec<crate::model::Vi>, Vec<String>) {
+    let mut dropped = Vec::new();
     let mut hosts = config.hosts.clone();
     for h in &stored.hosts {
-        let clash = hosts.iter().any(|m| {
-            m.host.name == h.name
-                || m.host.underlay_ip == h.underlay_ip
-                || m.host.datapath_id == h.datapath_id
+        let clash = hosts.iter().map(|m| &m.host).find_map(|c| {
+            if c.name == h.name {
+                Some(format!("its name is host {}'s", c.name))
+            } else if c.underlay_ip == h.underlay_ip {
+                Some(format!(
+                    "its underlay_ip {} is host {}'s",
+                    h.underlay_ip, c.name
+                ))
+            } else if c.datapath_id == h.datapath_id {
+                Some(format!(
+                    "its datapath_id {:016x} is host {}'s",
+                    h.datapath_id, c.name
+                ))
+            } else {
+                None
+            }
         });
-        if clash {
-            continue;
+        match clash {
+            Some(why) => dropped.push(format!(
+                "host {} added through the API is left out: {why} in the configuration",
+                h.name
+            )),
+            None => hosts.push(ManagedHost {
+                host: h.clone(),
+                controller: None,
+            }),
         }
-        hosts.push(ManagedHost {
-            host: h.clone(),
-            controller: None,
-        });
     }
     let mut vis = config.vis.clone();
     for v in &stored.vis {
-        if !vis
-            .iter()
-            .any(|c| c.id == v.id || c.gre_key == v.gre_key || c.name == v.name)
-        {
-            vis.push(v.clone());
+        let clash = vis.iter().find_map(|c| {
+            if c.id == v.id {
+                Some(format!("its id is {} ({})'s", c.id, c.name))
+            } else if c.gre_key == v.gre_key {
+                Some(format!("its gre_key {} is {}'s", v.gre_key, c.id))
+            } else if c.name == v.name {
+                Some(format!("its name {:?} is {}'s", v.name, c.id))
+            } else {
+                None
+            }
+        });
+        match clash {
+            Some(why) => dropped.push(format!(
+                "{} ({}) added through the API is left out: {why} in the configuration",
+                v.id, v.name
+            )),
+            None => vis.push(v.clone()),
         }
     }
-    (hosts, vis)
+    (hosts, vis, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Host, HostName, HostRole, Vi, ViId};
+
+    #[test]
+    fn stored_hosts_and_vis_that_clash_with_the_configuration_are_named() {
+        let config = Config::parse(
+            "[[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
+             ovsdb = \"unix:/run/pm1.sock\"\n\n[[vi]]\nid = 1\nname = \"acme\"\ngre_key = 1001\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let host = |name: &str, ip: [u8; 4], dpid| Host {
+            name: HostName(name.into()),
+            underlay_ip: ip.into(),
+            role: HostRole::Compute,
+            ovsdb_remote: "unix:/x".into(),
+            datapath_id: dpid,
+        };
+        let vi = |id, name: &str, gre_key| Vi {
+            id: ViId(id),
+            name: name.into(),
+            gre_key,
+            gateways: vec![],
+        };
+        let stored = crate::store::Snapshot {
+            hosts: vec![host("pm2", [10, 0, 0, 2], 2), host("pm3", [10, 0, 0, 1], 3)],
+            vis: vec![vi(2, "globex", 1002), vi(3, "initech", 1001)],
+            ..Default::default()
+        };
+        let (hosts, vis, dropped) = with_stored(&config, &stored);
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(vis.len(), 2);
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert!(
+            dropped[0].contains("pm3") && dropped[0].contains("underlay_ip 10.0.0.1"),
+            "{dropped:?}"
+        );
+        assert!(
+            dropped[1].contains("vi3") && dropped[1].contains("gre_key 1001"),
+            "{dropped:?}"
+        );
+    }
 }

@@ -9,6 +9,8 @@
 //! connection's one reusable buffer and leaves in a single write.
 
 use crate::session::{Batch, CloseReason, Event, Output, Session, SessionConfig, Upcall};
+use ofp::EncodeError;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -72,6 +74,10 @@ pub struct ServerConfig {
     /// Encoded bytes waiting for one switch beyond which no more batches
     /// are taken from its queue.
     pub max_unsent_bytes: usize,
+    /// Bytes of answers to the switch's own messages (echo replies, error
+    /// replies) that may wait unsent; a switch that keeps asking without
+    /// reading the answers is closed with [`CloseReason::RepliesUnread`].
+    pub max_unread_replies: usize,
 }
 
 impl Default for ServerConfig {
@@ -81,6 +87,7 @@ impl Default for ServerConfig {
             max_switches: 4096,
             queue_depth: 64,
             max_unsent_bytes: 4 << 20,
+            max_unread_replies: 1 << 20,
         }
     }
 }
@@ -148,6 +155,12 @@ impl SwitchHandle {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Commands waiting in the connection's queue.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// A handle whose connection end is the returned receiver, for driving
@@ -341,6 +354,8 @@ pub async fn run_connection<S>(
         events,
         out: Vec::with_capacity(64 << 10),
         written: 0,
+        replies: Replies::default(),
+        unsendable: Vec::new(),
         close: None,
     };
     let mut session = Session::new(config.session.clone());
@@ -348,7 +363,7 @@ pub async fn run_connection<S>(
     let mut tick = tokio::time::interval(tick_period(&config.session));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    io.apply(session.handle(now(), Event::Connected)).await;
+    io.step(&mut session, Event::Connected).await;
     while io.close.is_none() {
         let accepting = io.out.len() - io.written < config.max_unsent_bytes;
         tokio::select! {
@@ -357,6 +372,15 @@ pub async fn run_connection<S>(
                 io.close = Some(CloseReason::PeerClosed);
                 debug!("server shutting down");
             }
+            // Writing comes before reading: a switch that keeps the socket
+            // readable (a PacketIn storm) must still get its echo replies
+            // and the FlowMods that would end the storm.
+            r = wr.write(&io.out[io.written..]), if io.written < io.out.len() => match r {
+                Ok(0) | Err(_) => {
+                    io.step(&mut session, Event::Closed).await;
+                }
+                Ok(n) => io.wrote(n),
+            },
             r = rd.read(&mut rbuf) => {
                 let event = match r {
                     Ok(0) => Event::Closed,
@@ -366,21 +390,10 @@ pub async fn run_connection<S>(
                         Event::Closed
                     }
                 };
-                io.apply(session.handle(now(), event)).await;
+                let start = io.out.len();
+                io.step(&mut session, event).await;
+                io.replied(start, config.max_unread_replies);
             }
-            r = wr.write(&io.out[io.written..]), if io.written < io.out.len() => match r {
-                Ok(0) | Err(_) => {
-                    let out = session.handle(now(), Event::Closed);
-                    io.apply(out).await;
-                }
-                Ok(n) => {
-                    io.written += n;
-                    if io.written == io.out.len() {
-                        io.out.clear();
-                        io.written = 0;
-                    }
-                }
-            },
             c = commands.recv(), if accepting => match c {
                 Some(first) => {
                     let mut c = Some(first);
@@ -390,7 +403,7 @@ pub async fn run_connection<S>(
                             Command::Submit(b) => Event::Submit(b),
                             Command::Dump => Event::Dump,
                         };
-                        io.apply(session.handle(now(), event)).await;
+                        io.step(&mut session, event).await;
                         taken += 1;
                         if taken < BATCHES_PER_WRITE {
                             c = commands.try_recv().ok();
@@ -402,7 +415,7 @@ pub async fn run_connection<S>(
                     io.close = Some(CloseReason::PeerClosed);
                 }
             },
-            _ = tick.tick() => io.apply(session.handle(now(), Event::Tick)).await,
+            _ = tick.tick() => io.step(&mut session, Event::Tick).await,
         }
     }
     // What the session queued before closing (an OFPT_ERROR, say) still goes
@@ -437,16 +450,92 @@ struct ConnIo {
     /// Encoded messages not yet written; reused for the connection's life.
     out: Vec<u8>,
     written: usize,
+    /// Which of the unwritten bytes answer what the switch sent.
+    replies: Replies,
+    /// Messages too long to encode, for the session to hear of.
+    unsendable: Vec<(u32, EncodeError)>,
     close: Option<CloseReason>,
 }
 
+/// The spans of the output buffer that answer the switch's own messages.
+/// Commands are held back once the buffer is full, but answers to reads
+/// are not: a switch that keeps sending without reading would grow the
+/// buffer without end, so their unwritten bytes are counted.
+#[derive(Debug, Default)]
+struct Replies {
+    spans: VecDeque<(usize, usize)>,
+    unwritten: usize,
+}
+
+impl Replies {
+    fn add(&mut self, start: usize, end: usize) {
+        if end > start {
+            self.spans.push_back((start, end));
+            self.unwritten += end - start;
+        }
+    }
+
+    /// The buffer has been written up to `written`.
+    fn written_to(&mut self, written: usize) {
+        while let Some((start, end)) = self.spans.front_mut() {
+            if *start >= written {
+                break;
+            }
+            let gone = (*end).min(written) - *start;
+            self.unwritten -= gone;
+            *start += gone;
+            if *start == *end {
+                self.spans.pop_front();
+            }
+        }
+    }
+}
+
 impl ConnIo {
+    /// `n` more bytes of the buffer went out.
+    fn wrote(&mut self, n: usize) {
+        self.written += n;
+        self.replies.written_to(self.written);
+        if self.written == self.out.len() {
+            // Every span ended at or before here: none is left to shift.
+            self.out.clear();
+            self.written = 0;
+        }
+    }
+
+    /// What a read appended from `start` on answers the switch; closes the
+    /// connection when more than `limit` such bytes wait unwritten.
+    fn replied(&mut self, start: usize, limit: usize) {
+        self.replies.add(start, self.out.len());
+        if self.replies.unwritten > limit && self.close.is_none() {
+            self.close = Some(CloseReason::RepliesUnread {
+                bytes: self.replies.unwritten,
+            });
+        }
+    }
+
+    /// Hands `event` to the session and carries out what it says; a
+    /// message too long to encode is not sent, and the session is told so
+    /// (it counts it against its barrier like a refusal).
+    async fn step(&mut self, session: &mut Session, event: Event<'_>) {
+        let mut outputs = session.handle(now(), event);
+        loop {
+            self.apply(outputs).await;
+            let Some((xid, error)) = self.unsendable.pop() else {
+                return;
+            };
+            outputs = session.handle(now(), Event::NotSent { xid, error });
+        }
+    }
+
     async fn apply(&mut self, outputs: Vec<Output>) {
         for o in outputs {
             match o {
                 Output::Send(m) => {
                     trace!(xid = m.xid, "send {}", m.message.msg_type());
-                    m.emit(&mut self.out);
+                    if let Err(e) = m.try_emit(&mut self.out) {
+                        self.unsendable.push((m.xid, e));
+                    }
                 }
                 Output::Log(level, line) => log(level, &line),
                 Output::Upcall(u) => self.upcall(u).await,
@@ -463,7 +552,7 @@ impl ConnIo {
             );
         }
         let conn = self.conn;
-        if let Upcall::PacketIn(_) = upcall {
+        if let Upcall::PacketIn { .. } = upcall {
             // PacketIns may be dropped when the control loop is behind (the
             // switch sends the next one); everything else must arrive.
             if let Err(mpsc::error::TrySendError::Full(_)) =

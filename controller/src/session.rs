@@ -24,7 +24,7 @@ use ofp::multipart::{
     FlowStats, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody, MultipartRequest,
     MultipartRequestBody,
 };
-use ofp::{DecodeError, ErrorCode, MsgType, OfpMessage, OFP_VERSION};
+use ofp::{DecodeError, EncodeError, ErrorCode, MsgType, OfpMessage, OFP_VERSION};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -84,6 +84,9 @@ pub enum Event<'a> {
     Submit(Batch),
     /// Dump the flow and group tables again (the control loop resyncs).
     Dump,
+    /// The I/O layer could not encode the request sent as `xid` (it is
+    /// longer than OpenFlow allows) and did not send it.
+    NotSent { xid: u32, error: EncodeError },
     /// The transport is gone.
     Closed,
 }
@@ -102,11 +105,14 @@ pub enum CloseReason {
     /// The handshake did not finish within `handshake_timeout`.
     HandshakeTimeout,
     /// The switch refused a request the handshake cannot do without.
-    HandshakeRefused { request: MsgType, code: ErrorCode },
+    HandshakeRefused { request: MsgType, error: ErrorMsg },
     /// An auxiliary connection; Iris uses the main connection only.
     AuxiliaryConnection { auxiliary_id: u8 },
     /// A dump exceeded [`SessionConfig::max_dump_entries`].
     DumpTooLarge,
+    /// The switch kept sending requests (echoes, malformed messages) but
+    /// did not read the answers: `bytes` of them were waiting.
+    RepliesUnread { bytes: usize },
     /// The transport closed.
     PeerClosed,
 }
@@ -129,14 +135,18 @@ impl fmt::Display for CloseReason {
                 silent_for.as_secs_f64()
             ),
             Self::HandshakeTimeout => f.write_str("handshake did not complete in time"),
-            Self::HandshakeRefused { request, code } => {
-                write!(f, "switch refused {request}: {}", ErrorCodeName(*code))
+            Self::HandshakeRefused { request, error } => {
+                write!(f, "switch refused {request}: {error}")
             }
             Self::AuxiliaryConnection { auxiliary_id } => write!(
                 f,
                 "auxiliary connection {auxiliary_id} refused; Iris uses only the main connection"
             ),
             Self::DumpTooLarge => f.write_str("table dump exceeds the configured entry limit"),
+            Self::RepliesUnread { bytes } => write!(
+                f,
+                "switch sends requests but does not read the answers ({bytes} bytes waiting)"
+            ),
             Self::PeerClosed => f.write_str("connection closed"),
         }
     }
@@ -158,7 +168,12 @@ pub enum Upcall {
         flows: Vec<FlowStats>,
         groups: Vec<GroupDesc>,
     },
-    PacketIn(PacketIn),
+    /// A PACKET_IN and when its bytes arrived, so that what it causes is
+    /// timed from its arrival rather than from when it was handled.
+    PacketIn {
+        packet_in: PacketIn,
+        received: Instant,
+    },
     PortStatus(PortStatus),
     /// Every message submitted before the barrier has been processed;
     /// `errors` of them were refused (each also reported as
@@ -243,6 +258,9 @@ enum State {
 struct PendingBarrier {
     ticket: u64,
     errors: usize,
+    /// The xids of the requests it confirms, first and last: an error for
+    /// a request the session no longer remembers is still counted here.
+    requests: Option<(u32, u32)>,
 }
 
 /// A sent request remembered for error reports: encoded, into a buffer the
@@ -254,8 +272,14 @@ struct Sent {
     /// error or forgotten).
     live: bool,
     bytes: Vec<u8>,
-    /// The barrier xid that will confirm this request, if any.
-    barrier: Option<u32>,
+}
+
+impl PendingBarrier {
+    fn confirms(&self, xid: u32) -> bool {
+        // Xids wrap (skipping zero), so the range is measured from its start.
+        self.requests
+            .is_some_and(|(first, last)| xid.wrapping_sub(first) <= last.wrapping_sub(first))
+    }
 }
 
 /// The state of one switch connection. See the module documentation.
@@ -358,6 +382,7 @@ impl Session {
                     self.request_tables(&mut out);
                 }
             }
+            Event::NotSent { xid, error } => self.on_not_sent(xid, &error, &mut out),
             Event::Closed => {
                 self.state = State::Closed;
                 out.push(Output::Close(CloseReason::PeerClosed));
@@ -374,7 +399,7 @@ impl Session {
     }
 
     /// Sends a request and remembers it for error reports.
-    fn request(&mut self, message: Message, barrier: Option<u32>, out: &mut Vec<Output>) -> u32 {
+    fn request(&mut self, message: Message, out: &mut Vec<Output>) -> u32 {
         let xid = self.xid();
         let msg = OfpMessage::new(xid, message);
         let n = self.config.tracked_requests;
@@ -384,39 +409,38 @@ impl Session {
             }
             let slot = &mut self.sent[xid as usize % n];
             slot.xid = xid;
-            slot.live = true;
-            slot.barrier = barrier;
             slot.bytes.clear();
-            msg.emit(&mut slot.bytes);
+            // One too long to encode is reported by the writer (NotSent);
+            // there is nothing to remember.
+            slot.live = msg.try_emit(&mut slot.bytes).is_ok();
         }
         out.push(Output::Send(msg));
         xid
     }
 
-    /// The request sent with `xid` and the barrier that confirms it, if it
-    /// is still remembered; forgotten from then on.
-    fn take_sent(&mut self, xid: u32) -> Option<(Option<OfpMessage>, Option<u32>)> {
+    /// The request sent with `xid`, if it is still remembered; forgotten
+    /// from then on.
+    fn take_sent(&mut self, xid: u32) -> Option<OfpMessage> {
+        let slot = self.sent_slot(xid)?;
+        slot.live = false;
+        // It was encoded by this codec, so it decodes.
+        OfpMessage::parse(&slot.bytes).ok()
+    }
+
+    /// The ring slot remembering request `xid`, if it still does.
+    fn sent_slot(&mut self, xid: u32) -> Option<&mut Sent> {
         let n = self.sent.len();
         if n == 0 {
             return None;
         }
         let slot = &mut self.sent[xid as usize % n];
-        if !slot.live || slot.xid != xid {
-            return None;
-        }
-        slot.live = false;
-        // It was encoded by this codec, so it decodes.
-        Some((OfpMessage::parse(&slot.bytes).ok(), slot.barrier))
+        (slot.live && slot.xid == xid).then_some(slot)
     }
 
     /// Forgets the request sent with `xid` without decoding it.
     fn forget(&mut self, xid: u32) {
-        let n = self.sent.len();
-        if n > 0 {
-            let slot = &mut self.sent[xid as usize % n];
-            if slot.xid == xid {
-                slot.live = false;
-            }
+        if let Some(slot) = self.sent_slot(xid) {
+            slot.live = false;
         }
     }
 
@@ -484,14 +508,14 @@ impl Session {
                     return;
                 }
             };
-            self.on_message(&raw, out);
+            self.on_message(now, &raw, out);
             if self.state == State::Closed {
                 return;
             }
         }
     }
 
-    fn on_message(&mut self, raw: &[u8], out: &mut Vec<Output>) {
+    fn on_message(&mut self, now: Instant, raw: &[u8], out: &mut Vec<Output>) {
         let msg = match OfpMessage::parse(raw) {
             Ok(m) => m,
             Err(e) => return self.on_malformed(raw, &e, out),
@@ -511,7 +535,10 @@ impl Session {
             Message::FeaturesReply(f) => self.on_features(msg.xid, f, out),
             Message::MultipartReply(r) => self.on_multipart(msg.xid, r, out),
             Message::BarrierReply => self.on_barrier(msg.xid, out),
-            Message::PacketIn(p) => out.push(Output::Upcall(Upcall::PacketIn(p))),
+            Message::PacketIn(packet_in) => out.push(Output::Upcall(Upcall::PacketIn {
+                packet_in,
+                received: now,
+            })),
             Message::PortStatus(s) => self.on_port_status(s, out),
             Message::Unknown { msg_type, .. } => {
                 out.push(Output::Log(
@@ -541,12 +568,7 @@ impl Session {
             Err(_) => (MsgType::Unknown(0xff), 0),
         };
         if self.state == State::AwaitHello && msg_type != MsgType::Hello {
-            out.push(Output::Log(
-                Level::WARN,
-                format!("switch sent {msg_type} before HELLO; closing"),
-            ));
-            self.close(CloseReason::NoHello { msg_type }, out);
-            return;
+            return self.no_hello(xid, msg_type, out);
         }
         if self.state == State::AwaitHello {
             // A HELLO we cannot read leaves nothing to negotiate with.
@@ -577,22 +599,23 @@ impl Session {
         out.push(Output::Send(OfpMessage::new(xid, Message::Error(reply))));
     }
 
+    /// The peer's first message was not a HELLO, well-formed or not.
+    fn no_hello(&mut self, xid: u32, msg_type: MsgType, out: &mut Vec<Output>) {
+        out.push(Output::Send(OfpMessage::new(
+            xid,
+            Message::Error(ErrorMsg::hello_failed("expected OFPT_HELLO first")),
+        )));
+        out.push(Output::Log(
+            Level::WARN,
+            format!("switch sent {msg_type} before HELLO; closing"),
+        ));
+        self.close(CloseReason::NoHello { msg_type }, out);
+    }
+
     fn on_first_message(&mut self, msg: OfpMessage, out: &mut Vec<Output>) {
         let hello = match msg.message {
             Message::Hello(h) => h,
-            other => {
-                let t = other.msg_type();
-                out.push(Output::Send(OfpMessage::new(
-                    msg.xid,
-                    Message::Error(ErrorMsg::hello_failed("expected OFPT_HELLO first")),
-                )));
-                out.push(Output::Log(
-                    Level::WARN,
-                    format!("switch sent {t} before HELLO; closing"),
-                ));
-                self.close(CloseReason::NoHello { msg_type: t }, out);
-                return;
-            }
+            other => return self.no_hello(msg.xid, other.msg_type(), out),
         };
         if !hello.accepts(OFP_VERSION) {
             let reason = CloseReason::IncompatibleVersion {
@@ -610,14 +633,13 @@ impl Session {
             return;
         }
         self.state = State::Handshake;
-        let x = self.request(Message::FeaturesRequest, None, out);
+        let x = self.request(Message::FeaturesRequest, out);
         self.handshake_xids.insert(x, MsgType::FeaturesRequest);
         let x = self.request(
             Message::SetConfig(SwitchConfig {
                 flags: 0,
                 miss_send_len: self.config.miss_send_len,
             }),
-            None,
             out,
         );
         self.handshake_xids.insert(x, MsgType::SetConfig);
@@ -643,11 +665,7 @@ impl Session {
         collect: Collecting,
         out: &mut Vec<Output>,
     ) -> u32 {
-        let xid = self.request(
-            Message::MultipartRequest(MultipartRequest::new(body)),
-            None,
-            out,
-        );
+        let xid = self.request(Message::MultipartRequest(MultipartRequest::new(body)), out);
         self.multiparts.insert(xid, collect);
         xid
     }
@@ -671,14 +689,21 @@ impl Session {
     }
 
     fn submit(&mut self, batch: Batch, out: &mut Vec<Output>) {
-        // The barrier's xid is taken first so each request can point at it.
-        let barrier_xid = batch.barrier.map(|_| self.xid());
+        let mut requests: Option<(u32, u32)> = None;
         for m in batch.messages {
-            self.request(m, barrier_xid, out);
+            let x = self.request(m, out);
+            requests = Some((requests.map_or(x, |(first, _)| first), x));
         }
-        if let (Some(xid), Some(ticket)) = (barrier_xid, batch.barrier) {
-            self.barriers
-                .insert(xid, PendingBarrier { ticket, errors: 0 });
+        if let Some(ticket) = batch.barrier {
+            let xid = self.xid();
+            self.barriers.insert(
+                xid,
+                PendingBarrier {
+                    ticket,
+                    errors: 0,
+                    requests,
+                },
+            );
             out.push(Output::Send(OfpMessage::new(xid, Message::BarrierRequest)));
         }
     }
@@ -807,6 +832,8 @@ impl Session {
                 ticket: b.ticket,
                 errors: b.errors,
             })),
+            // A barrier a batch carried between its phases.
+            None if self.sent_slot(xid).is_some() => self.forget(xid),
             None => out.push(Output::Log(
                 Level::DEBUG,
                 format!("unsolicited barrier reply (xid=0x{xid:x})"),
@@ -830,37 +857,45 @@ impl Session {
         out.push(Output::Upcall(Upcall::PortStatus(s)));
     }
 
-    fn on_error(&mut self, xid: u32, error: ErrorMsg, out: &mut Vec<Output>) {
-        let sent = self.take_sent(xid);
-        let (request, barrier) = sent.unwrap_or((None, None));
-        if let Some(b) = barrier.and_then(|b| self.barriers.get_mut(&b)) {
+    /// Counts request `xid` as refused against the barrier confirming it.
+    /// Tracked or not, the xid ranges say which batch it was in.
+    fn count_refusal(&mut self, xid: u32) {
+        if let Some(b) = self.barriers.values_mut().find(|b| b.confirms(xid)) {
             b.errors += 1;
         }
-        let request = request.map(Box::new);
+    }
+
+    /// A request that never left: like a refusal for its barrier, so the
+    /// control loop does not take it as installed.
+    fn on_not_sent(&mut self, xid: u32, error: &EncodeError, out: &mut Vec<Output>) {
+        self.forget(xid);
+        self.count_refusal(xid);
+        out.push(Output::Log(
+            Level::ERROR,
+            format!("request xid=0x{xid:x} not sent: {error}"),
+        ));
+    }
+
+    fn on_error(&mut self, xid: u32, error: ErrorMsg, out: &mut Vec<Output>) {
+        let request = self.take_sent(xid).map(Box::new);
+        self.count_refusal(xid);
         let described = match &request {
             Some(r) => r.to_string(),
-            // Forgotten already: the error's own data names what it can.
-            None => format!("a request no longer tracked (xid=0x{xid:x})"),
-        };
-        let code = match &error {
-            ErrorMsg::Standard { code, .. } => Some(*code),
-            ErrorMsg::Experimenter { .. } => None,
+            None => untracked(xid, &error),
         };
         out.push(Output::Log(
             Level::WARN,
             format!("switch refused {described}: {error}"),
         ));
         if let Some(req_type) = self.handshake_xids.remove(&xid) {
-            if let Some(code) = code {
-                self.close(
-                    CloseReason::HandshakeRefused {
-                        request: req_type,
-                        code,
-                    },
-                    out,
-                );
-                return;
-            }
+            self.close(
+                CloseReason::HandshakeRefused {
+                    request: req_type,
+                    error,
+                },
+                out,
+            );
+            return;
         }
         if self.multiparts.remove(&xid).is_some() {
             // A refused dump would leave the gathering waiting forever.
@@ -868,6 +903,18 @@ impl Session {
         }
         out.push(Output::Upcall(Upcall::SwitchError { error, request }));
     }
+}
+
+/// A refused request the session no longer remembers, as well as the
+/// error names it: OVS quotes the whole request, which then decodes; else
+/// the error's own text names the part it quotes.
+fn untracked(xid: u32, error: &ErrorMsg) -> String {
+    if let ErrorMsg::Standard { data, .. } = error {
+        if let Ok(m) = OfpMessage::parse(data) {
+            return format!("{m} (no longer tracked; decoded from the error)");
+        }
+    }
+    format!("a request no longer tracked (xid=0x{xid:x})")
 }
 
 /// The start of an offending message, as OFPT_ERROR carries it.

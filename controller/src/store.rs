@@ -25,6 +25,12 @@ use std::path::Path;
 pub enum StoreError {
     #[error("stored record {key} is unreadable: {reason}; delete the record or restore the store from a backup")]
     Corrupt { key: String, reason: String },
+    #[error(
+        "another iris-controller is using the store {}; stop it, or set `store` in the \
+         configuration to another directory",
+        path.display()
+    )]
+    InUse { path: std::path::PathBuf },
     #[error("the {backend} store failed: {message}")]
     Backend {
         backend: &'static str,
@@ -108,6 +114,11 @@ impl Batch {
         self.ops.push((vi_key(id), None));
     }
 
+    /// Adds `other`'s writes after these.
+    pub fn append(&mut self, mut other: Batch) {
+        self.ops.append(&mut other.ops);
+    }
+
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -139,9 +150,17 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Ok(Self {
-            db: sled::open(path)?,
-        })
+        match sled::open(path.as_ref()) {
+            Ok(db) => Ok(Self { db }),
+            // sled holds an exclusive lock on its files while open, and
+            // reports a held one only in this message (with kind Other).
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                Err(StoreError::InUse {
+                    path: path.as_ref().to_owned(),
+                })
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
@@ -167,6 +186,25 @@ impl Store for SledStore {
         // A kill -9 right after a move must not lose it.
         self.db.flush()?;
         Ok(())
+    }
+}
+
+/// A store whose disk is full: every commit fails.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FullDisk;
+
+#[cfg(test)]
+impl Store for FullDisk {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &Batch) -> Result<(), StoreError> {
+        Err(StoreError::Backend {
+            backend: "test",
+            message: "no space left on device".into(),
+        })
     }
 }
 

@@ -192,8 +192,9 @@ impl Writer for Vec<u8> {
     }
     #[inline]
     fn patch_len16(&mut self, field: usize, start: usize) {
-        // Lengths above 65535 cannot be expressed on the wire; saturate so the
-        // peer rejects the message instead of misreading a wrapped length.
+        // A structure this long lies in a message longer still, which
+        // `OfpMessage::try_emit` refuses whole; saturating only keeps a
+        // structure encoded on its own from wrapping.
         let len = u16::try_from(self.len() - start).unwrap_or(u16::MAX);
         self[field..field + 2].copy_from_slice(&len.to_be_bytes());
     }

@@ -120,7 +120,6 @@ impl DecodeError {
         }
     }
 
-    #[allow(dead_code)] // used by the match and message decoders
     pub(crate) fn bad_len_code(at: &'static str, length: usize, code: ErrorCode) -> Self {
         Self::BadLength { at, length, code }
     }
@@ -176,5 +175,32 @@ impl fmt::Display for DecodeError {
 }
 
 impl std::error::Error for DecodeError {}
+
+/// Why a message could not be encoded: the caller asked for something the
+/// wire cannot carry (the API-misuse side of errors by fault; decode errors
+/// are the peer's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The message would be `len` bytes, more than the 65 535 its header's
+    /// 16-bit length can say. Nothing was appended.
+    TooLong {
+        msg_type: crate::MsgType,
+        len: usize,
+    },
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TooLong { msg_type, len } => write!(
+                f,
+                "{msg_type} of {len} bytes exceeds OpenFlow's 65535-byte message limit; \
+                 split it into smaller messages"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
 
 pub type Result<T, E = DecodeError> = core::result::Result<T, E>;

@@ -30,6 +30,6 @@ pub mod oxm;
 pub mod packet;
 mod print;
 
-pub use error::{DecodeError, ErrorCode};
+pub use error::{DecodeError, EncodeError, ErrorCode};
 pub use header::{MsgType, OFP_VERSION};
 pub use message::{Message, OfpMessage};

@@ -34,7 +34,10 @@
 mod addr;
 pub mod bench;
 mod command;
+pub mod controller;
 mod error;
+pub mod flow_dump;
+pub mod frames;
 pub mod host;
 pub mod interop;
 mod link;
@@ -45,6 +48,7 @@ mod ping;
 mod pm;
 mod process;
 mod readiness;
+pub mod scenario;
 pub mod stale;
 mod state;
 mod testbed;
@@ -57,7 +61,7 @@ pub use link::{Iface, Place, VethPair};
 pub use naming::{NodeName, Prefix, MAX_IFNAME_LEN};
 pub use netns::{list as list_netns, Netns};
 pub use ovs::{OvsInstance, CLIENT_TIMEOUT_SECS, VSWITCH_SCHEMA};
-pub use ping::{PingReport, Rtt, PING_REPLY_TIMEOUT};
+pub use ping::{PingPlan, PingReply, PingReport, PingRun, PingTrace, Rtt, PING_REPLY_TIMEOUT};
 pub use pm::{
     FailMode, ManagementSpec, Pm, PmSpec, CONTROLLER_SOCKET_LINK, INTEGRATION_BRIDGE,
     UNDERLAY_BRIDGE,

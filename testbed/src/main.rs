@@ -1,8 +1,11 @@
 //! `iris-testbed`: checks a host for the testbed, cleans up after crashed
-//! runs, and runs the demo and the benchmarks. Scenarios build on the
-//! library.
+//! `iris-testbed`: checks a host for the testbed, cleans up after crashed
+//! runs, runs the demo, the end-to-end scenarios and the benchmarks.
+//! Scenarios, benchmarks and the demo build on the library.
 
 mod demo;
+mod interop_demo;
+mod scenarios;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,9 +34,28 @@ enum Command {
     /// Verify that this host can run the testbed: root, tools, namespaces, and
     /// a throwaway OVS instance that comes up and goes away.
     Check,
-    /// Run the demo that `make demo` shows: the OpenFlow 1.3 codec in a live
-    /// session with a real ovs-vswitchd, every message and check printed.
-    Demo,
+    /// Run the demo that `make demo` shows: the emulated inter-cloud with the
+    /// real iris-controller (mesh, ARP, isolation, live migration, controller
+    /// restart), each step and its measurements printed for a human.
+    Demo {
+        /// Run only the OpenFlow 1.3 codec in a live session with a real
+        /// ovs-vswitchd, every message and check printed.
+        #[arg(long)]
+        openflow_only: bool,
+        /// The iris-controller binary; by default the one beside this program.
+        #[arg(long, conflicts_with = "openflow_only")]
+        controller: Option<PathBuf>,
+    },
+    /// Run an end-to-end scenario (or `all` of them) against the real
+    /// iris-controller process; print a JSON summary with its measurements
+    /// on stdout, progress on stderr; exit non-zero if it fails.
+    Scenario {
+        /// mesh, isolation, vlan, migrate, controller-restart, host-churn, or all.
+        name: String,
+        /// The iris-controller binary; by default the one beside this program.
+        #[arg(long)]
+        controller: Option<PathBuf>,
+    },
     /// Remove namespaces, links, processes and state left by testbeds whose
     /// owning process is gone. Live testbeds are left alone.
     CleanupStale {
@@ -177,7 +199,18 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
-        Command::Demo => demo::run(config),
+        Command::Demo {
+            openflow_only: true,
+            ..
+        } => interop_demo::run(config),
+        Command::Demo { controller, .. } => match scenarios::options(controller.as_deref(), config)
+        {
+            Some(options) => demo::run(&options),
+            None => ExitCode::from(2),
+        },
+        Command::Scenario { name, controller } => {
+            scenarios::run(&name, controller.as_deref(), config)
+        }
         Command::Check => {
             let report = host::check(&config);
             for finding in &report.findings {

@@ -1,11 +1,15 @@
 //! Named network namespaces (`ip netns`), each owned by a guard that deletes it.
 
 use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::command::{program, run, run_unless_gone};
 use crate::error::{Error, Result};
 use crate::link::Place;
+
+/// Where `ip netns` keeps its namespaces.
+const NETNS_RUN_DIR: &str = "/run/netns";
 
 /// A named network namespace, deleted when dropped.
 ///
@@ -40,6 +44,12 @@ impl Netns {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The file `ip netns` mounts the namespace on; opening it and calling
+    /// `setns` moves a thread into the namespace.
+    pub fn path(&self) -> PathBuf {
+        Path::new(NETNS_RUN_DIR).join(&self.name)
     }
 
     /// `program` prepared to run inside the namespace (`ip netns exec`).

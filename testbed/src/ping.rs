@@ -1,12 +1,19 @@
 //! Running `ping` (iputils) inside a namespace and reading its summary into
-//! numbers.
+//! numbers; and [`PingRun`], a ping left running in the background while a
+//! scenario disturbs the network, whose every reply is timestamped so that
+//! gaps can be measured.
 
+use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
 
 use crate::command::{failure, output};
 use crate::error::{Error, Result};
 use crate::netns::Netns;
+use crate::process::Process;
 
 /// How long [`crate::Vm::ping`] and [`crate::Pm::ping_underlay`] wait for each reply.
 pub const PING_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -117,13 +124,15 @@ impl PingReport {
             .lines()
             .find(|l| l.starts_with("rtt ") || l.starts_with("round-trip "))
         {
+            // `= 0.5/1.6/3.8/1.5 ms`, and `, pipe 3` after it when several
+            // requests were outstanding at once.
             let values = line
                 .split('=')
                 .nth(1)
                 .ok_or_else(|| unexpected("rtt line without '='"))?
-                .trim()
-                .trim_end_matches("ms")
-                .trim();
+                .split_whitespace()
+                .next()
+                .unwrap_or_default();
             let ms: Vec<f64> = values
                 .split('/')
                 .map(str::parse)
@@ -147,6 +156,261 @@ impl PingReport {
     }
 }
 
+/// What a [`PingRun`] sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingPlan {
+    pub dst: Ipv4Addr,
+    /// Stop after this many requests (or when interrupted).
+    pub count: u32,
+    pub interval: Duration,
+    /// Fill the payload with this pattern (`ping -p`, at most 16 bytes), so
+    /// that a capture can tell this run's frames from any other's.
+    pub pattern: Option<Vec<u8>>,
+}
+
+impl PingPlan {
+    pub fn new(dst: Ipv4Addr, count: u32, interval: Duration) -> Self {
+        Self {
+            dst,
+            count,
+            interval,
+            pattern: None,
+        }
+    }
+
+    pub fn pattern(mut self, pattern: &[u8]) -> Self {
+        self.pattern = Some(pattern.to_vec());
+        self
+    }
+}
+
+/// A `ping` running in the background inside a namespace, with a timestamp
+/// on every reply (`-D`) and a line for every reply that is late (`-O`).
+/// Its output goes to a file, read when it ends.
+#[derive(Debug)]
+pub struct PingRun {
+    process: Process,
+    output: PathBuf,
+    plan: PingPlan,
+    started: Instant,
+}
+
+/// Requests at most this many, because iputils prints its patterns so.
+const MAX_PATTERN: usize = 16;
+
+impl PingRun {
+    /// Starts `plan` from inside `netns`, writing ping's output to `output`.
+    pub fn start(netns: &Netns, plan: PingPlan, output: &Path) -> Result<Self> {
+        if plan.count == 0 || plan.interval < Duration::from_millis(2) {
+            return Err(Error::Usage(format!(
+                "a ping run needs at least one request and an interval of 2 ms or more \
+                 (got {} at {:?})",
+                plan.count, plan.interval
+            )));
+        }
+        let mut command = netns.command("ping");
+        command.env("LC_ALL", "C").args([
+            "-n".to_owned(),
+            "-D".to_owned(),
+            "-O".to_owned(),
+            "-c".to_owned(),
+            plan.count.to_string(),
+            "-i".to_owned(),
+            format!("{:.3}", plan.interval.as_secs_f64()),
+            "-W".to_owned(),
+            format!("{:.3}", PING_REPLY_TIMEOUT.as_secs_f64()),
+        ]);
+        if let Some(pattern) = &plan.pattern {
+            if pattern.is_empty() || pattern.len() > MAX_PATTERN {
+                return Err(Error::Usage(format!(
+                    "a ping pattern has 1 to {MAX_PATTERN} bytes, not {}",
+                    pattern.len()
+                )));
+            }
+            let hex: String = pattern.iter().map(|b| format!("{b:02x}")).collect();
+            command.args(["-p", &hex]);
+        }
+        command.arg(plan.dst.to_string());
+        let process = Process::spawn(format!("ping {}", plan.dst), command, Some(output))?;
+        Ok(Self {
+            process,
+            output: output.to_path_buf(),
+            plan,
+            started: Instant::now(),
+        })
+    }
+
+    /// How long the run has been going.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits for the run to send its last request and give up on its last
+    /// reply, at most `timeout` past the time its plan needs.
+    pub fn wait(mut self, timeout: Duration) -> Result<PingTrace> {
+        let planned = self.plan.interval * self.plan.count + PING_REPLY_TIMEOUT;
+        self.await_exit(
+            self.started + planned + timeout,
+            "it did not finish its planned requests",
+        )?;
+        self.trace(false)
+    }
+
+    /// Stops the run now (SIGINT, after which ping prints its summary). The
+    /// last request may still have been on its way: see
+    /// [`PingTrace::interrupted`].
+    pub fn interrupt(mut self) -> Result<PingTrace> {
+        self.process.signal(Signal::SIGINT)?;
+        self.await_exit(
+            Instant::now() + Duration::from_secs(5),
+            "it did not stop on SIGINT",
+        )?;
+        self.trace(true)
+    }
+
+    /// Waits for ping to exit; at `deadline` it is killed and `why` is the
+    /// error.
+    fn await_exit(&mut self, deadline: Instant, why: &str) -> Result<()> {
+        while self.process.try_exit_status()?.is_none() {
+            if Instant::now() >= deadline {
+                let _ = self.process.stop(Duration::from_millis(100));
+                return Err(Error::NotReady {
+                    what: format!("ping to {}", self.plan.dst),
+                    waited: self.started.elapsed(),
+                    detail: why.to_owned(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn trace(&mut self, interrupted: bool) -> Result<PingTrace> {
+        let status = self.process.try_exit_status()?;
+        let text = std::fs::read_to_string(&self.output)
+            .map_err(|e| Error::io_at("reading", &self.output, e))?;
+        // iputils: 0 = all replied, 1 = some lost; anything else (2) means
+        // ping itself failed. An interrupted run exits like a finished one.
+        if !matches!(status.and_then(|s| s.code()), Some(0 | 1)) {
+            return Err(Error::Command {
+                command: format!("ping {}", self.plan.dst),
+                status: status.and_then(|s| s.code()),
+                stderr: text,
+            });
+        }
+        let mut trace = PingTrace::parse(&text)?;
+        trace.interval = self.plan.interval;
+        trace.interrupted = interrupted;
+        Ok(trace)
+    }
+}
+
+/// One echo reply of a [`PingRun`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PingReply {
+    pub seq: u32,
+    /// When it was printed, in seconds since the Unix epoch.
+    pub at: f64,
+    pub rtt: Duration,
+}
+
+/// Everything a [`PingRun`] saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PingTrace {
+    pub summary: PingReport,
+    /// First copies of replies, in the order they came.
+    pub replies: Vec<PingReply>,
+    pub duplicates: u32,
+    pub interval: Duration,
+    /// Whether the run was stopped before its count (its last request may
+    /// have been in flight then).
+    pub interrupted: bool,
+}
+
+impl PingTrace {
+    /// Reads `ping -n -D -O` output: reply lines such as
+    /// `[1700000000.123456] 64 bytes from 10.0.0.2: icmp_seq=5 ttl=64 time=0.512 ms`
+    /// and the summary at the end.
+    pub fn parse(output: &str) -> Result<Self> {
+        let summary = PingReport::parse(output)?;
+        let mut replies = Vec::new();
+        let mut seen = BTreeSet::new();
+        let mut duplicates = 0;
+        for line in output.lines() {
+            let Some(reply) = parse_reply(line) else {
+                continue;
+            };
+            if !seen.insert(reply.seq) || line.contains("(DUP!)") {
+                duplicates += 1;
+                continue;
+            }
+            replies.push(reply);
+        }
+        Ok(Self {
+            summary,
+            replies,
+            duplicates,
+            interval: Duration::ZERO,
+            interrupted: false,
+        })
+    }
+
+    /// Sequence numbers sent but never answered. For an interrupted run,
+    /// the last request does not count when it went unanswered: SIGINT may
+    /// have come while it was on its way.
+    pub fn lost(&self) -> Vec<u32> {
+        let answered: BTreeSet<u32> = self.replies.iter().map(|r| r.seq).collect();
+        let mut sent = self.summary.transmitted;
+        if self.interrupted && !answered.contains(&sent) {
+            sent = sent.saturating_sub(1);
+        }
+        (1..=sent).filter(|s| !answered.contains(s)).collect()
+    }
+
+    /// The longest time between two consecutive replies; at the planned
+    /// interval when nothing was disturbed.
+    pub fn longest_gap(&self) -> Option<Duration> {
+        let mut times: Vec<f64> = self.replies.iter().map(|r| r.at).collect();
+        times.sort_by(f64::total_cmp);
+        times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max_by(f64::total_cmp)
+            .map(|s| Duration::from_secs_f64(s.max(0.0)))
+    }
+
+    /// The replies before and after the longest gap, by sequence number.
+    pub fn longest_gap_between(&self) -> Option<(u32, u32)> {
+        let mut replies = self.replies.clone();
+        replies.sort_by(|a, b| a.at.total_cmp(&b.at));
+        replies
+            .windows(2)
+            .max_by(|a, b| (a[1].at - a[0].at).total_cmp(&(b[1].at - b[0].at)))
+            .map(|w| (w[0].seq, w[1].seq))
+    }
+}
+
+/// One reply line of `ping -D`; `None` for anything else.
+fn parse_reply(line: &str) -> Option<PingReply> {
+    let rest = line.strip_prefix('[')?;
+    let (at, rest) = rest.split_once(']')?;
+    if !rest.contains(" bytes from ") {
+        return None;
+    }
+    let field = |name: &str| {
+        rest.split_whitespace()
+            .find_map(|w| w.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    let seq = field("icmp_seq=")?.parse().ok()?;
+    let rtt_ms: f64 = field("time=")?.parse().ok()?;
+    Some(PingReply {
+        seq,
+        at: at.parse().ok()?,
+        rtt: Duration::from_secs_f64(rtt_ms.max(0.0) / 1000.0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +430,14 @@ mod tests {
         assert_eq!(rtt.avg, Duration::from_micros(1601));
         assert_eq!(rtt.max, Duration::from_micros(3814));
         assert_eq!(rtt.mdev, Duration::from_micros(1566));
+    }
+
+    #[test]
+    fn outstanding_requests_add_a_pipe_after_the_rtt() {
+        let out = "25 packets transmitted, 25 received, 0% packet loss, time 557ms\n\
+                   rtt min/avg/max/mdev = 0.543/6.554/52.854/12.809 ms, pipe 3\n";
+        let r = PingReport::parse(out).unwrap();
+        assert_eq!(r.rtt.unwrap().max, Duration::from_micros(52_854));
     }
 
     #[test]
@@ -198,5 +470,49 @@ mod tests {
             "1 packets transmitted, 1 received\nrtt min/avg/max/mdev = 1/2 ms"
         )
         .is_err());
+    }
+
+    const RUN: &str = "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\
+        [1700000000.000100] 64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.512 ms\n\
+        [1700000000.010100] 64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.400 ms\n\
+        [1700000000.020100] no answer yet for icmp_seq=3\n\
+        [1700000000.030100] no answer yet for icmp_seq=4\n\
+        [1700000000.040200] 64 bytes from 10.0.0.2: icmp_seq=5 ttl=64 time=0.300 ms\n\
+        [1700000000.040300] 64 bytes from 10.0.0.2: icmp_seq=5 ttl=64 time=0.310 ms (DUP!)\n\
+        [1700000000.050100] 64 bytes from 10.0.0.2: icmp_seq=6 ttl=64 time=0.350 ms\n\
+        \n--- 10.0.0.2 ping statistics ---\n\
+        7 packets transmitted, 4 received, +1 duplicates, 42.8571% packet loss, time 60ms\n\
+        rtt min/avg/max/mdev = 0.300/0.390/0.512/0.080 ms\n";
+
+    #[test]
+    fn a_trace_has_its_replies_gaps_and_losses() {
+        let t = PingTrace::parse(RUN).unwrap();
+        assert_eq!(t.summary.transmitted, 7);
+        assert_eq!(t.replies.len(), 4);
+        assert_eq!(t.duplicates, 1);
+        assert_eq!(t.replies[0].rtt, Duration::from_micros(512));
+        assert_eq!(t.lost(), vec![3, 4, 7]);
+        let gap = t.longest_gap().unwrap();
+        assert!((gap.as_secs_f64() - 0.0301).abs() < 1e-6, "{gap:?}");
+        assert_eq!(t.longest_gap_between(), Some((2, 5)));
+    }
+
+    #[test]
+    fn an_interrupted_run_forgives_only_its_last_request() {
+        let mut t = PingTrace::parse(RUN).unwrap();
+        t.interrupted = true;
+        assert_eq!(t.lost(), vec![3, 4]);
+    }
+
+    #[test]
+    fn a_run_without_replies_has_no_gap() {
+        let t = PingTrace::parse(
+            "[1.0] no answer yet for icmp_seq=1\n\
+             1 packets transmitted, 0 received, 100% packet loss, time 0ms\n",
+        )
+        .unwrap();
+        assert!(t.replies.is_empty());
+        assert_eq!(t.longest_gap(), None);
+        assert_eq!(t.lost(), vec![1]);
     }
 }

@@ -131,6 +131,8 @@ pub struct Pm {
     pub(crate) name: NodeName,
     pub(crate) underlay: crate::UnderlayId,
     underlay_addr: Ipv4Cidr,
+    /// The PM's end of its underlay veth, a port of `br-ul`.
+    underlay_port: String,
     ovsdb_tcp: Option<SocketAddrV4>,
     management: Option<ManagementSpec>,
     // Field order is drop order: OVS before links before the namespace.
@@ -153,6 +155,7 @@ impl Pm {
         let mut pm = Self {
             underlay: spec.underlay,
             underlay_addr,
+            underlay_port: prefix.link(&name, ROLE_UNDERLAY)?,
             ovsdb_tcp: None,
             management: spec.management,
             ovs,
@@ -174,7 +177,7 @@ impl Pm {
     }
 
     fn plug_underlay(&mut self, prefix: &Prefix, underlay: &Underlay) -> Result<()> {
-        let port = prefix.link(&self.name, ROLE_UNDERLAY)?;
+        let port = self.underlay_port.clone();
         let pair = VethPair::create(
             Iface::new(&port, self.netns.place()),
             Iface::new(
@@ -263,6 +266,13 @@ impl Pm {
     /// The PM's address on its underlay, the endpoint of its GRE tunnels.
     pub fn underlay_addr(&self) -> Ipv4Cidr {
         self.underlay_addr
+    }
+
+    /// The PM's end of its underlay link (in its namespace): every tunnel
+    /// packet to or from the PM crosses it, so a capture there sees what
+    /// the PM puts on the DC's network.
+    pub fn underlay_interface(&self) -> &str {
+        &self.underlay_port
     }
 
     /// The management link's addresses, if the PM has one.

@@ -191,7 +191,7 @@ pub(crate) fn remove_tree(path: &Path) -> Result<()> {
 /// Copies every `*.log` and `*.stderr` file below `dir` into a fresh directory
 /// under the temporary directory, keeping the node subdirectories. `None` when
 /// there was nothing to keep.
-fn preserve_logs(dir: &Path, prefix: &str) -> Result<Option<PathBuf>> {
+pub(crate) fn preserve_logs(dir: &Path, prefix: &str) -> Result<Option<PathBuf>> {
     let dest = std::env::temp_dir().join(format!("iris-testbed-{prefix}-logs"));
     let mut kept = false;
     let mut pending = vec![dir.to_path_buf()];

@@ -145,6 +145,15 @@ impl Testbed {
         self.state.path()
     }
 
+    /// Copies every log below the state directory (the daemons', and
+    /// those of processes started in it) to `$TMPDIR/iris-testbed-<prefix>-logs/`
+    /// and returns that directory, `None` when there was no log. Teardown
+    /// does this by itself only while panicking; a caller that fails
+    /// without panicking keeps the logs with this.
+    pub fn keep_logs(&self) -> Result<Option<PathBuf>> {
+        crate::state::preserve_logs(self.state_dir(), self.prefix().as_str())
+    }
+
     /// Claims a node name and creates the node's namespace.
     fn new_node(&mut self, name: &str) -> Result<(NodeName, Netns)> {
         let name = NodeName::new(name)?;

@@ -13,6 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 fn app() -> Router {
+    app_storing_to(None)
+}
+
+/// The API over a control loop that commits to `store`.
+fn app_storing_to(store: Option<Box<dyn crate::store::Store + Send>>) -> Router {
     let hosts = [
         Host {
             name: HostName("pm1".into()),
@@ -40,17 +45,25 @@ fn app() -> Router {
         gre_key: 1001,
         gateways: vec![HostName("gw".into())],
     }];
-    let parts = Control::start(
-        hosts,
-        vis,
-        crate::registry::Registry::new(),
-        Arc::new(Metrics::default()),
-    );
-    let (control, inputs, senders) = (parts.control, parts.inputs, parts.senders);
+    let parts = Control::start(hosts, vis, Registry::new(), Arc::new(Metrics::default()));
+    let (mut control, inputs, senders) = (parts.control, parts.inputs, parts.senders);
+    if let Some(store) = store {
+        control.persist_to(store);
+    }
+    // pm1 reports one VM port of VI 1.
+    control.on_topology_event(crate::control::TopologyEvent::Ports {
+        host: HostName("pm1".into()),
+        vm_ports: vec![crate::control::VmPortSeen {
+            name: "vnet0".into(),
+            ofport: 5,
+            vi: ViId(1),
+        }],
+        tunnels: vec![],
+    });
     // The senders stay alive with the task so the loop keeps running.
     tokio::spawn(async move {
         let _senders = senders;
-        control.run(inputs, CancellationToken::new()).await;
+        let _ = control.run(inputs, CancellationToken::new()).await;
     });
     router(parts.handle)
 }
@@ -58,6 +71,8 @@ fn app() -> Router {
 struct Reply {
     status: StatusCode,
     content_type: String,
+    /// The `Allow` header, when there is one.
+    allow: String,
     json: serde_json::Value,
     text: String,
 }
@@ -72,17 +87,21 @@ async fn call(app: &Router, method: Method, uri: &str, body: Option<&str>) -> Re
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
+    let text_of = |name| {
+        resp.headers()
+            .get(name)
+            .map(|v: &header::HeaderValue| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let content_type = text_of(header::CONTENT_TYPE);
+    let allow = text_of(header::ALLOW);
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     Reply {
         status,
         content_type,
+        allow,
         json,
         text,
     }
@@ -129,6 +148,16 @@ async fn hosts_can_be_listed_added_read_and_removed() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = call(&app, Method::GET, "/v1/hosts/pm2", None).await;
     assert_problem(&r, StatusCode::NOT_FOUND, None);
+}
+
+#[tokio::test]
+async fn a_change_the_store_refuses_is_not_reported_as_made() {
+    let app = app_storing_to(Some(Box::new(crate::store::FullDisk)));
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, None);
+    // The controller stopped rather than run on with what it cannot keep.
+    let r = call(&app, Method::GET, "/v1/hosts", None).await;
+    assert_problem(&r, StatusCode::SERVICE_UNAVAILABLE, None);
 }
 
 #[tokio::test]
@@ -205,7 +234,7 @@ async fn vis_round_trip_and_refuse_bad_ids() {
     let r = call(&app, Method::GET, "/v1/vis", None).await;
     assert_eq!(r.json.as_array().unwrap().len(), 2);
     let r = call(&app, Method::GET, "/v1/vis/two", None).await;
-    assert_problem(&r, StatusCode::BAD_REQUEST, Some("path:vi"));
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("path:id"));
     let r = call(&app, Method::PUT, "/v1/vis/3", Some(body)).await;
     assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/id"));
     let zero_key = r#"{"id":3,"name":"x","gre_key":0}"#;
@@ -324,8 +353,15 @@ async fn registry_paths_and_bodies_are_checked() {
 async fn unknown_query_parameters_and_routes_are_refused() {
     let app = app();
     let r = call(&app, Method::GET, "/v1/vm-ports?hots=pm1", None).await;
-    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query"));
-    let r = call(&app, Method::GET, "/v1/vm-ports?vi=1", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:hots"));
+    assert!(r.text.contains("`host`"), "names what is known: {}", r.text);
+    let r = call(&app, Method::GET, "/v1/vm-ports?vi=one", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:vi"));
+    let r = call(&app, Method::GET, "/v1/registry?vi=-1", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:vi"));
+    let r = call(&app, Method::GET, "/v1/registry?vi=1&vi=2", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:vi"));
+    let r = call(&app, Method::GET, "/v1/vm-ports?vi=2", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json, serde_json::json!([]));
     let r = call(&app, Method::GET, "/v2/nothing", None).await;
@@ -376,4 +412,158 @@ async fn events_stream_registry_changes() {
     assert!(seen.contains("event: registry"), "{seen}");
     assert!(seen.contains("\"change\":\"added\""), "{seen}");
     assert!(seen.contains("\"mac\":\"02:00:00:00:00:07\""), "{seen}");
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_gets_405_with_the_ones_it_does() {
+    let app = app();
+    for (uri, allowed) in [
+        ("/healthz", &["GET"][..]),
+        ("/metrics", &["GET"]),
+        ("/v1/hosts", &["GET"]),
+        ("/v1/hosts/pm1", &["GET", "PUT", "DELETE"]),
+        ("/v1/vis", &["GET"]),
+        ("/v1/vis/1", &["GET", "PUT", "DELETE"]),
+        ("/v1/vis/1/seed", &["POST"]),
+        ("/v1/vm-ports", &["GET"]),
+        ("/v1/vm-ports/pm1/vnet0", &["GET"]),
+        ("/v1/registry", &["GET"]),
+        (
+            "/v1/registry/1/untagged/02:00:00:00:00:01",
+            &["GET", "PUT", "DELETE"],
+        ),
+        ("/v1/events", &["GET"]),
+    ] {
+        let r = call(&app, Method::PATCH, uri, None).await;
+        assert_problem(&r, StatusCode::METHOD_NOT_ALLOWED, None);
+        let detail = r.json["detail"].as_str().unwrap();
+        for m in allowed {
+            assert!(detail.contains(m), "{uri}: {detail}");
+        }
+        for m in ["GET", "PUT", "DELETE", "POST"] {
+            if !allowed.contains(&m) {
+                assert!(!detail.contains(m), "{uri} does not take {m}: {detail}");
+            }
+        }
+        let mut header: Vec<&str> = r.allow.split(',').filter(|m| *m != "HEAD").collect();
+        header.sort_unstable();
+        let mut want = allowed.to_vec();
+        want.sort_unstable();
+        assert_eq!(header, want, "{uri}: Allow");
+    }
+}
+
+#[tokio::test]
+async fn path_parameters_that_do_not_decode_are_refused_with_a_pointer() {
+    let app = app();
+    let r = call(&app, Method::GET, "/v1/hosts/%FF%FE", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("path:name"));
+}
+
+#[tokio::test]
+async fn clashes_and_unknown_things_point_at_where() {
+    let app = app();
+    let r = call(
+        &app,
+        Method::PUT,
+        "/v1/hosts/pm2",
+        Some(&PM2.replace("10.0.0.2\"", "10.0.0.1\"")),
+    )
+    .await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("#/underlay_ip"));
+    let same_dpid = PM2.replace("}", ",\"datapath_id\":\"0000000000000001\"}");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&same_dpid)).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("#/datapath_id"));
+    let demoted =
+        r#"{"name":"gw","underlay_ip":"10.0.0.9","role":"compute","ovsdb":"unix:/run/gw.sock"}"#;
+    let r = call(&app, Method::PUT, "/v1/hosts/gw", Some(demoted)).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("#/role"));
+    let r = call(&app, Method::DELETE, "/v1/hosts/gw", None).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("path:name"));
+    for (body, pointer) in [
+        (r#"{"id":2,"name":"globex","gre_key":1001}"#, "#/gre_key"),
+        (r#"{"id":2,"name":"acme","gre_key":1002}"#, "#/name"),
+        (
+            r#"{"id":2,"name":"globex","gre_key":1002,"gateways":["gw","pm1"]}"#,
+            "#/gateways/1",
+        ),
+    ] {
+        let r = call(&app, Method::PUT, "/v1/vis/2", Some(body)).await;
+        assert_problem(&r, StatusCode::CONFLICT, Some(pointer));
+    }
+    let r = call(&app, Method::GET, "/v1/hosts/nope", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:name"));
+    let r = call(&app, Method::DELETE, "/v1/hosts/nope", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:name"));
+    let r = call(&app, Method::GET, "/v1/vis/9", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:id"));
+    let r = call(&app, Method::DELETE, "/v1/vis/9", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:id"));
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/registry/1/untagged/02:00:00:00:00:01",
+        None,
+    )
+    .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:mac"));
+    let r = call(
+        &app,
+        Method::DELETE,
+        "/v1/registry/1/untagged/02:00:00:00:00:01",
+        None,
+    )
+    .await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:mac"));
+}
+
+#[tokio::test]
+async fn a_vm_port_is_listed_and_read_by_host_and_name() {
+    let app = app();
+    let port = serde_json::json!({"host": "pm1", "name": "vnet0", "ofport": 5, "vi": 1});
+    let r = call(&app, Method::GET, "/v1/vm-ports?host=pm1&vi=1", None).await;
+    assert_eq!(r.json, serde_json::json!([port.clone()]));
+    let r = call(&app, Method::GET, "/v1/vm-ports/pm1/vnet0", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json, port);
+    let r = call(&app, Method::GET, "/v1/vm-ports/pm1/vnet9", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:name"));
+    let r = call(&app, Method::GET, "/v1/vm-ports/gw/vnet0", None).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:name"));
+}
+
+#[tokio::test]
+async fn a_vi_launched_through_the_api_is_seeded_whole_or_not_at_all() {
+    let app = app();
+    let vi = r#"{"id":2,"name":"globex","gre_key":1002,"gateways":["gw"]}"#;
+    let r = call(&app, Method::PUT, "/v1/vis/2", Some(vi)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let bad = r#"[{"mac":"01:00:5e:00:00:01","ip":"10.1.1.1"},
+                  {"mac":"52:54:00:00:00:02","ip":"10.1.1.2"},
+                  {"mac":"52:54:00:00:00:03","behind":"pm1"},
+                  {"mac":"52:54:00:00:00:04","vlan":4095}]"#;
+    let r = call(&app, Method::POST, "/v1/vis/2/seed", Some(bad)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/0/mac"));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/2/behind"));
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/3/vlan"));
+    let r = call(&app, Method::GET, "/v1/registry?vi=2", None).await;
+    assert_eq!(r.json, serde_json::json!([]), "nothing was seeded");
+    let good = r#"[{"mac":"52:54:00:00:00:01","ip":"10.1.1.1","vlan":100},
+                   {"mac":"52:54:00:00:00:02","behind":"gw"}]"#;
+    let r = call(&app, Method::POST, "/v1/vis/2/seed", Some(good)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json["changes"], 3, "two MACs and one IP");
+    let r = call(&app, Method::GET, "/v1/registry?vi=2", None).await;
+    let entries = r.json.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(
+        entries.iter().all(|e| e["origin"] == "seeded"),
+        "{}",
+        r.text
+    );
+    // Seeding again changes nothing.
+    let r = call(&app, Method::POST, "/v1/vis/2/seed", Some(good)).await;
+    assert_eq!(r.json["changes"], 0);
+    let r = call(&app, Method::POST, "/v1/vis/9/seed", Some(good)).await;
+    assert_problem(&r, StatusCode::NOT_FOUND, Some("path:id"));
 }

@@ -19,8 +19,11 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
 /// A dump is asked for at most this often per switch, so a switch that
-/// keeps refusing a flow is not dumped in a loop.
-const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
+/// keeps refusing a flow is not dumped in a loop. It is also how long a
+/// dump may take: one refused by the switch, or whose reply never comes,
+/// is asked for again after this long. (Asking while a slow dump is still
+/// being gathered is harmless: the session does not start a second one.)
+pub(super) const RESYNC_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a connection's flow tables are known to hold.
 #[derive(Debug, Default)]
@@ -29,15 +32,65 @@ pub(super) struct Sync {
     /// not known (before the handshake, or after a batch was lost) and a
     /// dump must come first.
     installed: Option<SwitchState>,
-    dump_requested: bool,
+    /// When a dump was last asked for.
     last_dump: Option<Instant>,
+}
+
+/// How the reprogramming some work waited for ended; a later, worse
+/// outcome wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+enum Outcome {
+    /// Every switch concerned took its batch without an error.
+    #[default]
+    Confirmed,
+    /// A switch refused part of its batch (it is resynchronised).
+    Refused,
+    /// A switch disconnected before confirming.
+    Abandoned,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Confirmed => "confirmed",
+            Self::Refused => "refused",
+            Self::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// What programming one switch did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Programmed {
+    /// A batch went out, confirmed by the barrier with this ticket.
+    Sent(u64),
+    /// The switch already holds what it should.
+    InSync,
+    /// The switch's tables are not known or its queue is full: it gets its
+    /// flows after its next dump.
+    Deferred,
+    /// Not a switch of a host, or its connection is closing.
+    Skipped,
+}
+
+/// What a change set in motion on the switches.
+#[derive(Debug, Default)]
+pub(super) struct Programming {
+    /// The barrier tickets of the batches sent.
+    tickets: BTreeSet<u64>,
+    /// Switches that could not take their batch now.
+    deferred: BTreeSet<ConnId>,
 }
 
 /// Work that waits for barrier replies.
 #[derive(Debug, Default)]
 struct Waiting {
     tickets: BTreeSet<u64>,
-    /// Sent to the connection once every ticket is confirmed.
+    /// Switches that could not take their batch: the work waits for their
+    /// resynchronisation, so a flood never overtakes their flows.
+    held: BTreeSet<ConnId>,
+    outcome: Outcome,
+    /// Sent to the connection once every ticket is in.
     then: Vec<(ConnId, PacketOut)>,
     /// MACs a RARP moved, with when its PacketIn arrived: the latency is
     /// recorded when the tickets are in.
@@ -51,28 +104,31 @@ pub(super) struct Burst {
     hosts: BTreeSet<HostName>,
     /// What waits for those switches to be reprogrammed.
     waiting: Waiting,
-    /// PacketOuts ready to go, by connection.
+    /// PacketOuts that wait for nothing, by connection.
     outs: BTreeMap<ConnId, Vec<PacketOut>>,
+    /// The registry changes to store, and to announce once stored.
+    store: crate::store::Batch,
+    events: Vec<RegistryEvent>,
 }
 
 /// Barrier tickets in flight and what waits on them.
 #[derive(Debug, Default)]
 pub(super) struct Tickets {
     next: u64,
-    /// Ticket -> (connection, waiting work it belongs to).
-    owner: HashMap<u64, (ConnId, Option<u64>)>,
+    /// Ticket -> (connection, the waiting work that needs it).
+    owner: HashMap<u64, (ConnId, Vec<u64>)>,
     waiting: HashMap<u64, Waiting>,
     next_waiting: u64,
 }
 
 impl Control {
-    /// Reprograms every switch serving one of `hosts`; the tickets of the
-    /// batches sent. During a burst the hosts are only marked (no tickets
-    /// yet): the burst reprograms each marked one once when it ends.
-    pub(super) fn program_hosts(&mut self, hosts: &BTreeSet<HostName>) -> BTreeSet<u64> {
+    /// Reprograms every switch serving one of `hosts`. During a burst the
+    /// hosts are only marked (nothing is in motion yet): the burst
+    /// reprograms each marked one once when it ends.
+    pub(super) fn program_hosts(&mut self, hosts: &BTreeSet<HostName>) -> Programming {
         if let Some(b) = self.burst.as_mut() {
             b.hosts.extend(hosts.iter().cloned());
-            return BTreeSet::new();
+            return Programming::default();
         }
         let conns: Vec<ConnId> = self
             .switches
@@ -80,28 +136,43 @@ impl Control {
             .filter(|(_, s)| s.host.as_ref().is_some_and(|h| hosts.contains(h)))
             .map(|(c, _)| *c)
             .collect();
-        conns.into_iter().filter_map(|c| self.program(c)).collect()
+        let mut done = Programming::default();
+        for c in conns {
+            match self.program(c) {
+                Programmed::Sent(t) => {
+                    done.tickets.insert(t);
+                }
+                Programmed::Deferred => {
+                    done.deferred.insert(c);
+                }
+                Programmed::InSync | Programmed::Skipped => {}
+            }
+        }
+        done
     }
 
     /// Reprograms every switch that belongs to a host.
-    pub(super) fn program_all(&mut self) -> BTreeSet<u64> {
+    pub(super) fn program_all(&mut self) -> Programming {
         let hosts = self.topology.hosts.keys().cloned().collect();
         self.program_hosts(&hosts)
     }
 
-    /// Brings one switch to what the compiler wants; the barrier ticket if
-    /// anything was sent.
-    fn program(&mut self, conn: ConnId) -> Option<u64> {
-        let sw = self.switches.get(&conn)?;
-        let host = sw.host.clone()?;
+    /// Brings one switch to what the compiler wants.
+    fn program(&mut self, conn: ConnId) -> Programmed {
+        let Some(sw) = self.switches.get(&conn) else {
+            return Programmed::Skipped;
+        };
+        let Some(host) = sw.host.clone() else {
+            return Programmed::Skipped;
+        };
         let Some(installed) = sw.sync.installed.as_ref() else {
-            self.request_dump(conn);
-            return None;
+            self.request_dump(conn, Instant::now());
+            return Programmed::Deferred;
         };
         let desired = compile(&self.registry, &self.topology, &host);
         let plan = reconcile(&desired, installed, Foreign::Keep);
         if plan.summary.is_noop() {
-            return None;
+            return Programmed::InSync;
         }
         let ticket = self.tickets.next;
         self.tickets.next += 1;
@@ -110,7 +181,9 @@ impl Control {
             Message::GroupMod(_) => (f, g + 1),
             _ => (f, g),
         });
-        let sw = self.switches.get_mut(&conn)?;
+        let Some(sw) = self.switches.get_mut(&conn) else {
+            return Programmed::Skipped;
+        };
         match sw.handle.try_submit(Batch {
             messages: plan.messages,
             barrier: Some(ticket),
@@ -120,39 +193,37 @@ impl Control {
                 sw.sync.installed = Some(desired);
                 self.metrics.flow_mods_sent.inc_by(flow_mods);
                 self.metrics.group_mods_sent.inc_by(group_mods);
-                self.tickets.owner.insert(ticket, (conn, None));
-                Some(ticket)
+                self.tickets.owner.insert(ticket, (conn, Vec::new()));
+                Programmed::Sent(ticket)
             }
             Err(SubmitError::Full) => {
                 warn!(%conn, %host, "switch is not keeping up; it will be resynchronised");
                 sw.sync.installed = None;
-                None
+                Programmed::Deferred
             }
-            Err(SubmitError::Closed) => None,
+            Err(SubmitError::Closed) => Programmed::Skipped,
         }
     }
 
     /// Asks a switch for its tables unless that was done recently.
-    fn request_dump(&mut self, conn: ConnId) {
+    fn request_dump(&mut self, conn: ConnId, now: Instant) {
         let Some(sw) = self.switches.get_mut(&conn) else {
             return;
         };
-        let now = Instant::now();
         let recent = sw
             .sync
             .last_dump
-            .is_some_and(|t| now.duration_since(t) < RESYNC_INTERVAL);
-        if sw.sync.dump_requested || recent {
+            .is_some_and(|t| now.saturating_duration_since(t) < RESYNC_INTERVAL);
+        if recent {
             return;
         }
         if sw.handle.try_dump().is_ok() {
-            sw.sync.dump_requested = true;
             sw.sync.last_dump = Some(now);
         }
     }
 
     /// Periodic work: resynchronise switches whose tables are not known.
-    pub(super) fn resync_stale(&mut self) {
+    pub(super) fn resync_stale(&mut self, now: Instant) {
         let stale: Vec<ConnId> = self
             .switches
             .iter()
@@ -160,45 +231,63 @@ impl Control {
             .map(|(c, _)| *c)
             .collect();
         for c in stale {
-            self.request_dump(c);
+            self.request_dump(c, now);
         }
     }
 
-    /// The handshake's dump (or a later one) arrived: reconcile against it.
+    /// The handshake's dump (or a later one) arrived: reconcile against it,
+    /// and let the work held for this switch go on.
     pub(super) fn on_tables(&mut self, conn: ConnId, flows: &[FlowStats], groups: &[GroupDesc]) {
         let Some(sw) = self.switches.get_mut(&conn) else {
             return;
         };
-        sw.sync.dump_requested = false;
         sw.sync.installed = Some(SwitchState::from_dump(flows, groups));
-        self.program(conn);
+        match self.program(conn) {
+            // Still not keeping up: the work stays held for the next dump.
+            Programmed::Deferred => {}
+            Programmed::Sent(t) => self.release_held(conn, Some(t), Outcome::Confirmed),
+            Programmed::InSync | Programmed::Skipped => {
+                self.release_held(conn, None, Outcome::Confirmed);
+            }
+        }
     }
 
     /// A barrier came back: the batch before it is in.
     pub(super) fn on_barrier(&mut self, conn: ConnId, ticket: u64, errors: usize) {
-        if errors > 0 {
+        let outcome = if errors > 0 {
             // The switch holds less than assumed: learn what it does hold.
             warn!(%conn, errors, "switch refused part of a batch; resynchronising");
             if let Some(sw) = self.switches.get_mut(&conn) {
                 sw.sync.installed = None;
             }
-            self.request_dump(conn);
-        }
-        self.ticket_done(ticket);
+            self.request_dump(conn, Instant::now());
+            Outcome::Refused
+        } else {
+            Outcome::Confirmed
+        };
+        self.ticket_done(ticket, outcome);
     }
 
-    fn ticket_done(&mut self, ticket: u64) {
-        let Some((_, waiting_id)) = self.tickets.owner.remove(&ticket) else {
+    fn ticket_done(&mut self, ticket: u64, outcome: Outcome) {
+        let Some((_, waiters)) = self.tickets.owner.remove(&ticket) else {
             return;
         };
-        let Some(id) = waiting_id else { return };
-        let done = match self.tickets.waiting.get_mut(&id) {
-            Some(w) => {
+        for id in waiters {
+            if let Some(w) = self.tickets.waiting.get_mut(&id) {
                 w.tickets.remove(&ticket);
-                w.tickets.is_empty()
+                w.outcome = w.outcome.max(outcome);
             }
-            None => false,
-        };
+            self.settle(id);
+        }
+    }
+
+    /// Finishes waiting work `id` if nothing it waits for is left.
+    fn settle(&mut self, id: u64) {
+        let done = self
+            .tickets
+            .waiting
+            .get(&id)
+            .is_some_and(|w| w.tickets.is_empty() && w.held.is_empty());
         if done {
             if let Some(w) = self.tickets.waiting.remove(&id) {
                 self.finish(w);
@@ -216,26 +305,60 @@ impl Control {
             .map(|(t, _)| *t)
             .collect();
         for t in owed {
-            self.ticket_done(t);
+            self.ticket_done(t, Outcome::Abandoned);
+        }
+        self.release_held(conn, None, Outcome::Abandoned);
+    }
+
+    /// The work held for `conn`'s resynchronisation goes on: it waits for
+    /// `ticket` instead when the resync sent a batch, and ends with at
+    /// worst `outcome`.
+    fn release_held(&mut self, conn: ConnId, ticket: Option<u64>, outcome: Outcome) {
+        let held: Vec<u64> = self
+            .tickets
+            .waiting
+            .iter()
+            .filter(|(_, w)| w.held.contains(&conn))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in held {
+            if let Some(w) = self.tickets.waiting.get_mut(&id) {
+                w.held.remove(&conn);
+                w.outcome = w.outcome.max(outcome);
+                if let Some(t) = ticket {
+                    w.tickets.insert(t);
+                    if let Some(owner) = self.tickets.owner.get_mut(&t) {
+                        owner.1.push(id);
+                    }
+                }
+            }
+            self.settle(id);
         }
     }
 
-    /// Everything `w` waited for is confirmed.
+    /// Everything `w` waited for is in: measure and announce its moves,
+    /// and send what it held back.
     fn finish(&mut self, w: Waiting) {
         for (started, m) in w.moves {
             let latency = started.elapsed();
-            self.metrics.move_latency.observe(latency.as_secs_f64());
-            info!(
-                "{} moved on vi{} to {} in {:.1} ms",
-                m.mac,
-                m.vi,
-                m.location.as_deref().unwrap_or("nowhere"),
-                latency.as_secs_f64() * 1e3
-            );
-            self.publish(NorthEvent::Move {
-                latency_ms: latency.as_secs_f64() * 1e3,
-                event: m,
-            });
+            let ms = latency.as_secs_f64() * 1e3;
+            let to = m.location.as_deref().unwrap_or("nowhere");
+            if w.outcome == Outcome::Confirmed {
+                self.metrics.move_latency.observe(latency.as_secs_f64());
+                info!("{} moved on vi{} to {to} in {ms:.1} ms", m.mac, m.vi);
+                self.publish(NorthEvent::Move {
+                    latency_ms: ms,
+                    event: m,
+                });
+            } else {
+                let why = w.outcome.label();
+                warn!(
+                    "{} moved on vi{} to {to}, but not every switch took the new flows ({why})",
+                    m.mac, m.vi
+                );
+                self.metrics.move_incomplete(why);
+                self.publish(NorthEvent::MoveIncomplete { why, event: m });
+            }
         }
         let mut outs: BTreeMap<ConnId, Vec<PacketOut>> = BTreeMap::new();
         for (conn, out) in w.then {
@@ -251,26 +374,6 @@ impl Control {
         }
     }
 
-    /// Applies registry changes everywhere they matter: subscribers, the
-    /// metrics, and the switches of the VIs concerned. The tickets of the
-    /// batches sent.
-    pub(super) fn registry_changed(&mut self, changes: &[RegistryChange]) -> BTreeSet<u64> {
-        if changes.is_empty() {
-            return BTreeSet::new();
-        }
-        let (macs, ips) = self.registry.len();
-        self.metrics.set_registry_size(macs, ips);
-        self.store(crate::store::Batch::from_changes(changes));
-        for c in changes {
-            self.publish(NorthEvent::Registry(RegistryEvent::of(c)));
-        }
-        let hosts: BTreeSet<HostName> = affected_hosts(&self.topology, changes)
-            .into_iter()
-            .cloned()
-            .collect();
-        self.program_hosts(&hosts)
-    }
-
     /// From now until [`Control::end_burst`], registry and topology changes
     /// only mark switches for reprogramming and PacketOuts are held.
     pub(super) fn begin_burst(&mut self) {
@@ -279,32 +382,95 @@ impl Control {
 
     /// Reprograms every switch the burst concerns (once each), lets what
     /// waits on that wait for its barriers, and sends each connection its
-    /// PacketOuts in one batch.
+    /// other PacketOuts in one batch.
     pub(super) fn end_burst(&mut self) {
         let Some(b) = self.burst.take() else { return };
+        if !self.store(b.store) {
+            // Not durable: nothing may act on what the burst learned, not
+            // even the floods.
+            return;
+        }
+        if !b.events.is_empty() {
+            let (macs, ips) = self.registry.len();
+            self.metrics.set_registry_size(macs, ips);
+            for e in b.events {
+                self.publish(NorthEvent::Registry(e));
+            }
+        }
+        let programming = self.program_hosts(&b.hosts);
         let mut w = b.waiting;
-        w.tickets = self.program_hosts(&b.hosts);
+        w.tickets = programming.tickets;
+        w.held = programming.deferred;
         if !w.then.is_empty() || !w.moves.is_empty() {
             self.wait_for(w);
         }
         self.send_packet_outs(b.outs);
     }
 
+    /// Sends each connection its PacketOuts in one batch.
     fn send_packet_outs(&mut self, outs: BTreeMap<ConnId, Vec<PacketOut>>) {
         for (conn, outs) in outs {
-            if let Some(sw) = self.switches.get(&conn) {
-                let _ = sw.handle.try_submit(Batch {
+            let n = outs.len();
+            let sent = match self.switches.get(&conn) {
+                Some(sw) => sw.handle.try_submit(Batch {
                     messages: outs.into_iter().map(Message::PacketOut).collect(),
                     barrier: None,
-                });
+                }),
+                None => Err(SubmitError::Closed),
+            };
+            let why = match sent {
+                Ok(()) => continue,
+                Err(SubmitError::Closed) => "switch_gone",
+                Err(SubmitError::Full) => "queue_full",
+            };
+            warn!(%conn, n, "PacketOuts not sent: {}", why.replace('_', " "));
+            for _ in 0..n {
+                self.metrics.packet_out_dropped(why);
             }
         }
     }
 
+    /// Applies registry changes everywhere they matter: the store first,
+    /// then subscribers, the metrics, and the switches of the VIs
+    /// concerned.
+    pub(super) fn registry_changed(&mut self, changes: &[RegistryChange]) -> Programming {
+        self.registry_changed_with(crate::store::Batch::new(), changes)
+    }
+
+    /// [`Self::registry_changed`], committing `also` in the same batch.
+    pub(super) fn registry_changed_with(
+        &mut self,
+        mut also: crate::store::Batch,
+        changes: &[RegistryChange],
+    ) -> Programming {
+        also.record_changes(changes);
+        if let Some(b) = self.burst.as_mut() {
+            // Committed together when the burst ends, before anything acts
+            // on them: one durable write for the whole burst.
+            b.store.append(also);
+            b.events.extend(changes.iter().map(RegistryEvent::of));
+            b.hosts
+                .extend(affected_hosts(&self.topology, changes).into_iter().cloned());
+            return Programming::default();
+        }
+        if !self.store(also) || changes.is_empty() {
+            return Programming::default();
+        }
+        let (macs, ips) = self.registry.len();
+        self.metrics.set_registry_size(macs, ips);
+        for c in changes {
+            self.publish(NorthEvent::Registry(RegistryEvent::of(c)));
+        }
+        let hosts = affected_hosts(&self.topology, changes)
+            .into_iter()
+            .cloned()
+            .collect();
+        self.program_hosts(&hosts)
+    }
+
     /// A PACKET_IN: learn, reprogram, and send what the decision says once
     /// the reprogramming is confirmed.
-    pub(super) fn on_packet_in(&mut self, conn: ConnId, pi: &PacketIn) {
-        let started = Instant::now();
+    pub(super) fn on_packet_in(&mut self, conn: ConnId, pi: &PacketIn, received: Instant) {
         let Some(host) = self.switches.get(&conn).and_then(|s| s.host.clone()) else {
             self.metrics.packet_in("unknown_switch");
             return;
@@ -325,13 +491,17 @@ impl Control {
         if let PacketInKind::Invalid(e) = &decision.kind {
             debug!(%conn, "unparsable frame in a PACKET_IN: {e}");
         }
-        let tickets = self.registry_changed(&decision.changes);
+        let programming = self.registry_changed(&decision.changes);
+        if self.halted() {
+            // Not durable: nothing may act on it, not even the flood.
+            return;
+        }
         let moves: Vec<(Instant, RegistryEvent)> = if decision.kind == PacketInKind::Rarp {
             decision
                 .changes
                 .iter()
                 .filter(|c| c.as_move().is_some())
-                .map(|c| (started, RegistryEvent::of(c)))
+                .map(|c| (received, RegistryEvent::of(c)))
                 .collect()
         } else {
             Vec::new()
@@ -351,16 +521,19 @@ impl Control {
             return;
         }
         let w = Waiting {
-            tickets,
+            tickets: programming.tickets,
+            held: programming.deferred,
+            outcome: Outcome::Confirmed,
             then: then.collect(),
             moves,
         };
         self.wait_for(w);
     }
 
-    /// Runs `w` now if it waits for nothing, else when its tickets are in.
+    /// Runs `w` now if it waits for nothing, else when its tickets are in
+    /// and the switches it is held for are resynchronised.
     fn wait_for(&mut self, w: Waiting) {
-        if w.tickets.is_empty() {
+        if w.tickets.is_empty() && w.held.is_empty() {
             self.finish(w);
             return;
         }
@@ -368,7 +541,7 @@ impl Control {
         self.tickets.next_waiting += 1;
         for t in &w.tickets {
             if let Some(owner) = self.tickets.owner.get_mut(t) {
-                owner.1 = Some(id);
+                owner.1.push(id);
             }
         }
         self.tickets.waiting.insert(id, w);

@@ -1,3 +1,4 @@
+use super::program::RESYNC_INTERVAL;
 use super::*;
 use crate::compiler::compile;
 use crate::flowsim;
@@ -7,6 +8,7 @@ use ofp::message::{Message, PacketIn, PacketInReason, SwitchFeatures, NO_BUFFER}
 use ofp::multipart::{FlowStats, GroupDesc};
 use ofp::oxm::Match;
 use ofp::packet::{ArpRepr, MacAddr};
+use std::time::Instant;
 
 fn host(name: &str, ip: [u8; 4], dpid: u64, role: HostRole) -> ManagedHost {
     ManagedHost {
@@ -169,9 +171,13 @@ fn tunnels_are_mapped_to_peers_by_underlay_address() {
 fn hosts_must_keep_distinct_addresses_and_ids() {
     let (mut c, hosts) = control();
     let clash = host("pm3", [10, 0, 0, 1], 3, HostRole::Compute);
-    assert!(matches!(c.put_host(clash), Err(Refusal::Conflict(m)) if m.contains("pm1")));
+    assert!(
+        matches!(c.put_host(clash), Err(Refusal::Conflict { detail: m, .. }) if m.contains("pm1"))
+    );
     let clash = host("pm3", [10, 0, 0, 3], 2, HostRole::Compute);
-    assert!(matches!(c.put_host(clash), Err(Refusal::Conflict(m)) if m.contains("datapath_id")));
+    assert!(
+        matches!(c.put_host(clash), Err(Refusal::Conflict { detail: m, .. }) if m.contains("datapath_id"))
+    );
     assert_eq!(
         c.put_host(host("pm3", [10, 0, 0, 3], 3, HostRole::Compute)),
         Ok(true)
@@ -192,9 +198,11 @@ fn hosts_must_keep_distinct_addresses_and_ids() {
 fn a_gateway_in_use_cannot_be_removed_or_demoted() {
     let (mut c, _) = control();
     let gw = HostName("gw".into());
-    assert!(matches!(c.delete_host(&gw), Err(Refusal::Conflict(m)) if m.contains("vi1")));
+    assert!(
+        matches!(c.delete_host(&gw), Err(Refusal::Conflict { detail: m, .. }) if m.contains("vi1"))
+    );
     let demoted = host("gw", [10, 0, 0, 9], 9, HostRole::Compute);
-    assert!(matches!(c.put_host(demoted), Err(Refusal::Conflict(_))));
+    assert!(matches!(c.put_host(demoted), Err(Refusal::Conflict { .. })));
     c.delete_vi(ViId(1)).unwrap();
     c.delete_host(&gw).unwrap();
     assert!(matches!(c.delete_host(&gw), Err(Refusal::NotFound(_))));
@@ -222,13 +230,13 @@ fn removing_a_host_removes_the_tunnels_to_it() {
 fn vis_need_unique_keys_and_real_gateways() {
     let (mut c, _) = control();
     assert!(
-        matches!(c.put_vi(vi(2, 1001, &[])), Err(Refusal::Conflict(m)) if m.contains("gre_key"))
+        matches!(c.put_vi(vi(2, 1001, &[])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("gre_key"))
     );
     assert!(
-        matches!(c.put_vi(vi(2, 1002, &["pm1"])), Err(Refusal::Conflict(m)) if m.contains("compute"))
+        matches!(c.put_vi(vi(2, 1002, &["pm1"])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("compute"))
     );
     assert!(
-        matches!(c.put_vi(vi(2, 1002, &["nope"])), Err(Refusal::Conflict(m)) if m.contains("not a known host"))
+        matches!(c.put_vi(vi(2, 1002, &["nope"])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("not a known host"))
     );
     assert_eq!(c.put_vi(vi(2, 1002, &[])), Ok(true));
     assert_eq!(c.put_vi(vi(2, 1003, &["gw"])), Ok(false));
@@ -425,22 +433,34 @@ fn moves_measured(c: &Control) -> u64 {
 }
 
 fn rarp_in(mac: MacAddr, in_port: u32) -> Upcall {
-    intercepted(&ArpRepr::rarp_announce(mac), in_port)
+    rarp_received(mac, in_port, Instant::now())
+}
+
+/// A RARP's PacketIn whose bytes arrived at `received`.
+fn rarp_received(mac: MacAddr, in_port: u32, received: Instant) -> Upcall {
+    intercepted_at(&ArpRepr::rarp_announce(mac), in_port, received)
 }
 
 /// `frame` sent up by the interception table from `in_port`.
 fn intercepted(frame: &ArpRepr, in_port: u32) -> Upcall {
+    intercepted_at(frame, in_port, Instant::now())
+}
+
+fn intercepted_at(frame: &ArpRepr, in_port: u32, received: Instant) -> Upcall {
     let mut data = Vec::new();
     frame.emit(&mut data);
-    Upcall::PacketIn(PacketIn {
-        buffer_id: NO_BUFFER,
-        total_len: data.len() as u16,
-        reason: PacketInReason::Action,
-        table_id: crate::compiler::TABLE_INTERCEPT,
-        cookie: 0,
-        match_: Match::new().in_port(in_port),
-        data,
-    })
+    Upcall::PacketIn {
+        packet_in: PacketIn {
+            buffer_id: NO_BUFFER,
+            total_len: data.len() as u16,
+            reason: PacketInReason::Action,
+            table_id: crate::compiler::TABLE_INTERCEPT,
+            cookie: 0,
+            match_: Match::new().in_port(in_port),
+            data,
+        },
+        received,
+    }
 }
 
 #[test]
@@ -537,6 +557,275 @@ fn a_rarp_moves_the_mac_and_floods_once_every_switch_confirms() {
     );
 }
 
+/// Three switches in sync (pm1, pm2 and gw as connections 1, 2 and 9) and
+/// a VM of VI 1 that announced itself on pm1; each switch's queue by
+/// connection.
+fn vm_on_pm1() -> (Control, BTreeMap<u64, mpsc::Receiver<Command>>, MacAddr) {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rxs = BTreeMap::new();
+    for (conn, dpid) in [(1, 1), (2, 2), (9, 9)] {
+        rxs.insert(conn, connect(&mut c, conn));
+        ready(&mut c, conn, dpid);
+    }
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(mac, 5),
+    });
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    // The first placement's flood went out on pm1.
+    batches(rxs.get_mut(&1).unwrap());
+    (c, rxs, mac)
+}
+
+fn barrier(c: &mut Control, conn: u64, ticket: u64, errors: usize) {
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(conn),
+        upcall: Upcall::BarrierConfirmed { ticket, errors },
+    });
+}
+
+/// Answers the barriers waiting in the queues of `conns`, with
+/// `errors(conn)` refusals each.
+fn answer_barriers(
+    c: &mut Control,
+    rxs: &mut BTreeMap<u64, mpsc::Receiver<Command>>,
+    conns: &[u64],
+    errors: impl Fn(u64) -> usize,
+) {
+    for conn in conns {
+        if let Some(rx) = rxs.get_mut(conn) {
+            for t in tickets(rx) {
+                barrier(c, *conn, t, errors(*conn));
+            }
+        }
+    }
+}
+
+/// The barrier tickets of the batches waiting in `rx`.
+fn tickets(rx: &mut mpsc::Receiver<Command>) -> Vec<u64> {
+    batches(rx).iter().filter_map(|b| b.barrier).collect()
+}
+
+/// The VM of [`vm_on_pm1`] arrives on pm2 and announces itself there.
+fn migrate_to_pm2(c: &mut Control, mac: MacAddr) {
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_in(mac, 6),
+    });
+}
+
+/// The value of a metric line, 0 when absent.
+fn metric(c: &Control, line: &str) -> u64 {
+    c.metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The move events published since `events` subscribed: (complete, why).
+fn move_events(events: &mut broadcast::Receiver<NorthEvent>) -> Vec<(bool, &'static str)> {
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        match e {
+            NorthEvent::Move { .. } => out.push((true, "")),
+            NorthEvent::MoveIncomplete { why, .. } => out.push((false, why)),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_flood(batches: &[Batch]) -> bool {
+    matches!(batches, [b] if matches!(&b.messages[..], [Message::PacketOut(p)] if p.in_port == 6))
+}
+
+/// The move was counted and announced as incomplete for `why`, not
+/// measured, and the switches that did take their flows still got the
+/// flood to relearn from.
+fn assert_incomplete(
+    c: &Control,
+    rxs: &mut BTreeMap<u64, mpsc::Receiver<Command>>,
+    events: &mut broadcast::Receiver<NorthEvent>,
+    why: &'static str,
+) {
+    assert!(is_flood(&batches(rxs.get_mut(&2).unwrap())));
+    assert_eq!(moves_measured(c), 0);
+    let line = format!("iris_moves_incomplete_total{{why=\"{why}\"}}");
+    assert_eq!(metric(c, &line), 1);
+    assert_eq!(move_events(events), vec![(false, why)]);
+}
+
+#[test]
+fn a_move_is_timed_from_the_arrival_of_its_rarp() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    // The PacketIn waited in the queues before the control loop saw it.
+    let queued = Duration::from_millis(300);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_received(mac, 6, Instant::now() - queued),
+    });
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let mut latency = None;
+    while let Ok(e) = events.try_recv() {
+        if let NorthEvent::Move { latency_ms, .. } = e {
+            latency = Some(latency_ms);
+        }
+    }
+    let latency = latency.expect("a confirmed move");
+    assert!(latency >= 300.0, "{latency} ms");
+    let measured = metric(&c, "iris_move_latency_seconds_bucket{le=\"0.256\"}");
+    assert_eq!(measured, 0, "the sample is above 256 ms");
+}
+
+/// A store that notes, at each commit, how many commands the switches'
+/// queues held then.
+#[derive(Debug)]
+struct WatchingStore {
+    switches: Vec<SwitchHandle>,
+    commits: Arc<std::sync::Mutex<Vec<usize>>>,
+}
+
+impl store::Store for WatchingStore {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &store::Batch) -> Result<(), store::StoreError> {
+        let queued = self.switches.iter().map(SwitchHandle::queued).sum();
+        self.commits.lock().unwrap().push(queued);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_move_is_stored_before_any_switch_is_reprogrammed() {
+    // Killed between the two, a restart must not find the old location in
+    // the store and move the flows back.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let commits = Arc::default();
+    c.persist_to(Box::new(WatchingStore {
+        switches: c.switches.values().map(|s| s.handle.clone()).collect(),
+        commits: Arc::clone(&commits),
+    }));
+    migrate_to_pm2(&mut c, mac);
+    assert_eq!(*commits.lock().unwrap(), vec![0]);
+    assert!(!tickets(rxs.get_mut(&1).unwrap()).is_empty());
+}
+
+#[test]
+fn a_store_that_fails_stops_the_controller_before_anything_acts() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    c.persist_to(Box::new(store::FullDisk));
+    migrate_to_pm2(&mut c, mac);
+    for rx in rxs.values_mut() {
+        assert!(batches(rx).is_empty());
+    }
+    assert!(c.stop.is_cancelled(), "the whole controller stops");
+    assert!(c.halted());
+}
+
+#[test]
+fn a_switch_that_disconnects_during_a_move_leaves_it_incomplete() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    migrate_to_pm2(&mut c, mac);
+    let owed_by_pm1 = tickets(rxs.get_mut(&1).unwrap());
+    assert!(!owed_by_pm1.is_empty());
+    answer_barriers(&mut c, &mut rxs, &[2, 9], |_| 0);
+    assert!(
+        batches(rxs.get_mut(&2).unwrap()).is_empty(),
+        "pm1 still owes its barrier"
+    );
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(1),
+        reason: CloseReason::PeerClosed,
+    });
+    // pm1 never confirmed: the move is not measured as one.
+    assert_incomplete(&c, &mut rxs, &mut events, "abandoned");
+}
+
+#[test]
+fn refusals_in_a_move_batch_leave_it_incomplete() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    migrate_to_pm2(&mut c, mac);
+    answer_barriers(
+        &mut c,
+        &mut rxs,
+        &[1, 2, 9],
+        |conn| if conn == 9 { 2 } else { 0 },
+    );
+    assert_incomplete(&c, &mut rxs, &mut events, "refused");
+}
+
+#[test]
+fn a_move_waits_for_a_switch_whose_queue_was_full_until_it_is_resynchronised() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let mut events = c.events.subscribe();
+    // pm1 is not taking batches when the RARP arrives.
+    while c.switches[&ConnId(1)]
+        .handle
+        .try_submit(Batch::default())
+        .is_ok()
+    {}
+    migrate_to_pm2(&mut c, mac);
+    answer_barriers(&mut c, &mut rxs, &[2, 9], |_| 0);
+    assert!(
+        batches(rxs.get_mut(&2).unwrap()).is_empty(),
+        "no flood while pm1 may still send the VM's traffic to its old port"
+    );
+    assert_eq!(move_events(&mut events), vec![]);
+    // pm1 catches up; the periodic resync dumps its tables and sends what
+    // they lack.
+    let rx1 = rxs.get_mut(&1).unwrap();
+    assert!(batches(rx1).iter().all(|b| b.messages.is_empty()));
+    c.on_tick(Instant::now());
+    assert_eq!(dumps_requested(rx1), 1);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Tables {
+            flows: vec![],
+            groups: vec![],
+        },
+    });
+    let resync = tickets(rxs.get_mut(&1).unwrap());
+    let [ticket] = resync[..] else {
+        panic!("{resync:?}")
+    };
+    assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
+    barrier(&mut c, 1, ticket, 0);
+    assert!(is_flood(&batches(rxs.get_mut(&2).unwrap())));
+    assert_eq!(moves_measured(&c), 1);
+    assert_eq!(move_events(&mut events), vec![(true, "")]);
+}
+
+#[test]
+fn a_flood_whose_switch_is_gone_is_counted_as_dropped() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    migrate_to_pm2(&mut c, mac);
+    answer_barriers(&mut c, &mut rxs, &[1, 9], |_| 0);
+    // The switch that sent the RARP leaves before its own barrier.
+    assert!(!tickets(rxs.get_mut(&2).unwrap()).is_empty());
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(2),
+        reason: CloseReason::PeerClosed,
+    });
+    assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
+    assert_eq!(
+        metric(&c, "iris_packet_outs_dropped_total{why=\"switch_gone\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&c, "iris_moves_incomplete_total{why=\"abandoned\"}"),
+        1
+    );
+}
+
 #[test]
 fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
     let (mut c, _) = control();
@@ -565,7 +854,7 @@ fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
     let first = batches(&mut rx);
     assert_eq!(first.len(), 1);
     // The switch was marked unknown; the periodic resync asks for a dump ...
-    c.on_tick();
+    c.on_tick(Instant::now());
     assert_eq!(dumps_requested(&mut rx), 1);
     // ... and the dump (the first batch only) is reconciled to the rest.
     let mut sim = flowsim::Switch::new();
@@ -597,7 +886,65 @@ fn refusals_in_a_batch_lead_to_a_dump() {
     });
     assert_eq!(dumps_requested(&mut rx), 1);
     // Not again while that dump is outstanding.
-    c.on_tick();
+    c.on_tick(Instant::now());
+    assert_eq!(dumps_requested(&mut rx), 0);
+}
+
+/// pm1 programmed, then made to resynchronise by a refusal in its batch;
+/// the time the dump was asked for.
+fn pm1_dumping() -> (Control, mpsc::Receiver<Command>, Instant) {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let ticket = batches(&mut rx)[0].barrier.unwrap();
+    barrier(&mut c, 1, ticket, 1);
+    let asked = Instant::now();
+    assert_eq!(dumps_requested(&mut rx), 1);
+    (c, rx, asked)
+}
+
+#[test]
+fn a_refused_dump_is_asked_for_again() {
+    let (mut c, mut rx, asked) = pm1_dumping();
+    // The switch refuses the flow dump; the session gives up gathering.
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::SwitchError {
+            error: ofp::message::ErrorMsg::Standard {
+                code: ofp::ErrorCode::BAD_MULTIPART,
+                data: vec![],
+            },
+            request: Some(Box::new(ofp::OfpMessage::new(
+                7,
+                Message::MultipartRequest(ofp::multipart::MultipartRequest::new(
+                    ofp::multipart::MultipartRequestBody::Flow(Default::default()),
+                )),
+            ))),
+        },
+    });
+    c.on_tick(asked + RESYNC_INTERVAL / 2);
+    assert_eq!(dumps_requested(&mut rx), 0, "not in a loop");
+    c.on_tick(asked + RESYNC_INTERVAL);
+    assert_eq!(dumps_requested(&mut rx), 1);
+}
+
+#[test]
+fn a_dump_that_never_comes_back_is_asked_for_again() {
+    let (mut c, mut rx, asked) = pm1_dumping();
+    c.on_tick(asked + RESYNC_INTERVAL / 2);
+    assert_eq!(dumps_requested(&mut rx), 0);
+    c.on_tick(asked + RESYNC_INTERVAL);
+    assert_eq!(dumps_requested(&mut rx), 1);
+    // A switch that is programmed again stops being asked.
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Tables {
+            flows: vec![],
+            groups: vec![],
+        },
+    });
+    c.on_tick(asked + RESYNC_INTERVAL * 3);
     assert_eq!(dumps_requested(&mut rx), 0);
 }
 
@@ -711,4 +1058,41 @@ fn port_reports_in_a_burst_reprogram_each_switch_once() {
     apply(&mut sim, delta);
     let want = compile(&c.registry, &c.topology, &HostName("pm1".into()));
     assert_eq!(sim.state(), &want);
+}
+
+#[test]
+fn a_burst_is_stored_in_one_commit_before_anything_leaves() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let commits = Arc::default();
+    c.persist_to(Box::new(WatchingStore {
+        switches: c.switches.values().map(|s| s.handle.clone()).collect(),
+        commits: Arc::clone(&commits),
+    }));
+    c.begin_burst();
+    for i in 1..=5 {
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(1),
+            upcall: garp_in(MacAddr([0x52, 0x54, 0, 0, 0, i]), [10, 1, 0, i], 5),
+        });
+    }
+    assert!(commits.lock().unwrap().is_empty(), "nothing stored yet");
+    c.end_burst();
+    // One commit, made while nothing was queued for any switch.
+    assert_eq!(*commits.lock().unwrap(), vec![0]);
+    assert_eq!(batches(&mut rx).len(), 1);
+}
+
+#[test]
+fn a_burst_the_store_refuses_sends_nothing() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    c.persist_to(Box::new(store::FullDisk));
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    c.begin_burst();
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(mac, 5),
+    });
+    c.end_burst();
+    assert!(batches(&mut rx).is_empty(), "no flows and no flood");
+    assert!(c.halted());
 }

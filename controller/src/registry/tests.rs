@@ -295,7 +295,7 @@ fn seeding_is_validated_whole_and_idempotent() {
                 },
             ],
             ViId(1),
-            "entry 1 contradicts an earlier one for 10.0.0.1",
+            "entry 1 contradicts entry 0 for 10.0.0.1",
         ),
         (
             vec![
@@ -451,4 +451,45 @@ fn restore_rebuilds_the_ip_index() {
     );
     assert_eq!(back, r);
     assert_eq!(back.get(&key(1, 10, M1)).unwrap().ips, [ip("10.0.0.1")]);
+}
+
+#[test]
+fn a_seed_check_finds_every_entry_at_fault_and_changes_nothing() {
+    let t = world();
+    let entry = |mac: &str, ip: Option<&str>, location| SeedEntry {
+        mac: mac.parse().unwrap(),
+        ip: ip.map(|i| i.parse().unwrap()),
+        vlan: Vlan::Untagged,
+        location,
+    };
+    let behind = |g: &str| {
+        Some(Location::BehindGateway {
+            gateway: HostName(g.into()),
+        })
+    };
+    let entries = [
+        entry("01:00:5e:00:00:01", Some("10.0.0.1"), None),
+        entry("02:00:00:00:00:02", None, behind("gw")),
+        entry("02:00:00:00:00:03", Some("10.0.0.3"), None),
+        entry("02:00:00:00:00:04", Some("10.0.0.3"), None),
+        entry("02:00:00:00:00:05", None, behind("a")),
+    ];
+    let problems = Registry::check_seed(&t, ViId(1), &entries);
+    let at: Vec<usize> = problems.iter().map(|(i, _)| *i).collect();
+    assert_eq!(at, [0, 3, 4], "{problems:?}");
+    assert!(matches!(problems[0].1, RegistryError::NotUnicast { .. }));
+    assert!(matches!(
+        problems[1].1,
+        RegistryError::SeedConflict {
+            index: 3,
+            earlier: 2,
+            ..
+        }
+    ));
+    assert!(matches!(problems[2].1, RegistryError::NotAGateway { .. }));
+    // Seeding refuses the same list with the first of them.
+    let mut r = Registry::new();
+    let e = r.seed(Timestamp(0), &t, ViId(1), &entries).unwrap_err();
+    assert_eq!(e, problems[0].1);
+    assert!(r.is_empty());
 }

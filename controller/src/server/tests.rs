@@ -141,6 +141,54 @@ async fn hundreds_of_switches_connect_at_once() {
         .unwrap();
 }
 
+/// The next barrier confirmation: (ticket, errors).
+async fn barrier_reply(rx: &mut mpsc::Receiver<SwitchEvent>) -> (u64, usize) {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Some(SwitchEvent::Upcall {
+                    upcall: Upcall::BarrierConfirmed { ticket, errors },
+                    ..
+                }) => return (ticket, errors),
+                Some(SwitchEvent::Disconnected { reason, .. }) => panic!("{reason}"),
+                Some(_) => {}
+                None => panic!("every connection is gone"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), wait)
+        .await
+        .expect("the barrier comes back")
+}
+
+/// A connection over `ours` to a scripted switch with `dpid` on `theirs`,
+/// the other end of an in-memory pipe: the connection's events and every
+/// message the switch received.
+fn over_a_pipe<S>(
+    ours: S,
+    theirs: DuplexStream,
+    dpid: u64,
+) -> (
+    mpsc::Receiver<SwitchEvent>,
+    mpsc::UnboundedReceiver<OfpMessage>,
+)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (seen_tx, seen) = mpsc::unbounded_channel();
+    tokio::spawn(scripted_switch(theirs, dpid, false, Some(seen_tx)));
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(run_connection(
+        ours,
+        ConnId(1),
+        "duplex".into(),
+        ServerConfig::default(),
+        tx,
+        CancellationToken::new(),
+    ));
+    (rx, seen)
+}
+
 fn big_batch(n: usize, barrier: Option<u64>) -> Batch {
     let fm = FlowMod {
         table_id: 3,
@@ -185,20 +233,7 @@ async fn a_switch_that_stops_reading_stalls_only_itself() {
 
     // The healthy switch is served all the while.
     ready[&2].try_submit(big_batch(50, Some(7))).unwrap();
-    let confirmed = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(SwitchEvent::Upcall {
-                upcall: Upcall::BarrierConfirmed { ticket, errors },
-                ..
-            }) = rx.recv().await
-            {
-                return (ticket, errors);
-            }
-        }
-    })
-    .await
-    .expect("the healthy switch's barrier comes back");
-    assert_eq!(confirmed, (7, 0));
+    assert_eq!(barrier_reply(&mut rx).await, (7, 0));
     shutdown.cancel();
 }
 
@@ -246,29 +281,11 @@ async fn a_batch_leaves_in_one_write() {
         inner: ours,
         writes: writes.clone(),
     };
-    let (seen_tx, mut seen) = mpsc::unbounded_channel();
-    tokio::spawn(scripted_switch(theirs, 9, false, Some(seen_tx)));
-    let (tx, mut rx) = mpsc::channel(64);
-    tokio::spawn(run_connection(
-        stream,
-        ConnId(1),
-        "duplex".into(),
-        ServerConfig::default(),
-        tx,
-        CancellationToken::new(),
-    ));
+    let (mut rx, mut seen) = over_a_pipe(stream, theirs, 9);
     let ready = until_ready(&mut rx, 1).await;
     let before = writes.load(Ordering::SeqCst);
     ready[&9].try_submit(big_batch(500, Some(1))).unwrap();
-    loop {
-        if let Some(SwitchEvent::Upcall {
-            upcall: Upcall::BarrierConfirmed { .. },
-            ..
-        }) = rx.recv().await
-        {
-            break;
-        }
-    }
+    barrier_reply(&mut rx).await;
     assert_eq!(writes.load(Ordering::SeqCst) - before, 1);
     let mut flow_mods = 0;
     while let Ok(m) = seen.try_recv() {
@@ -326,4 +343,209 @@ fn listen_addresses_parse_as_ovs_writes_them() {
     let err = "localhost".parse::<ListenAddr>().unwrap_err();
     assert!(err.contains("IP:PORT"), "{err}");
     assert!("unix:".parse::<ListenAddr>().is_err());
+}
+
+/// The writes a [`FloodingPeer`] took, each with how many chunks it had
+/// sent by then.
+type Writes = Arc<std::sync::Mutex<Vec<(usize, Vec<u8>)>>>;
+
+/// A switch that always has more to send: `chunks` in order (each one
+/// read), then end of stream. It notes every write it takes with how many
+/// chunks it had sent by then, or, with `reads_replies` false, never takes
+/// a write at all.
+struct FloodingPeer {
+    chunks: VecDeque<Vec<u8>>,
+    sent: usize,
+    reads_replies: bool,
+    writes: Writes,
+}
+
+impl AsyncRead for FloodingPeer {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if let Some(chunk) = self.chunks.pop_front() {
+            assert!(chunk.len() <= buf.remaining(), "a chunk is one read");
+            buf.put_slice(&chunk);
+            self.sent += 1;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for FloodingPeer {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if !self.reads_replies {
+            return Poll::Pending;
+        }
+        self.writes.lock().unwrap().push((self.sent, buf.to_vec()));
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Runs one connection against `peer` to its end; why it ended.
+async fn serve_peer(peer: FloodingPeer, config: ServerConfig) -> CloseReason {
+    let (tx, mut rx) = mpsc::channel(64);
+    tokio::spawn(run_connection(
+        peer,
+        ConnId(1),
+        "flood".into(),
+        config,
+        tx,
+        CancellationToken::new(),
+    ));
+    loop {
+        match rx.recv().await {
+            Some(SwitchEvent::Disconnected { reason, .. }) => return reason,
+            Some(_) => {}
+            None => panic!("the connection ended without saying why"),
+        }
+    }
+}
+
+fn packet_in_flood(n: usize) -> Vec<u8> {
+    let pi = OfpMessage::new(
+        0,
+        Message::PacketIn(ofp::message::PacketIn {
+            buffer_id: ofp::message::NO_BUFFER,
+            total_len: 60,
+            reason: ofp::message::PacketInReason::NoMatch,
+            table_id: 1,
+            cookie: 0,
+            match_: ofp::oxm::Match::new().in_port(5),
+            data: vec![0xab; 60],
+        }),
+    )
+    .to_bytes();
+    pi.repeat(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_flooding_packet_ins_still_gets_its_echo_replies() {
+    let mut first = OfpMessage::new(1, Message::Hello(Default::default())).to_bytes();
+    OfpMessage::new(0xec40, Message::EchoRequest(b"alive?".to_vec())).emit(&mut first);
+    let mut chunks = VecDeque::from([first]);
+    chunks.extend(std::iter::repeat_n(packet_in_flood(50), 500));
+    let writes = Arc::default();
+    let peer = FloodingPeer {
+        chunks,
+        sent: 0,
+        reads_replies: true,
+        writes: Arc::clone(&writes),
+    };
+    serve_peer(peer, ServerConfig::default()).await;
+    let mut framer = Framer::default();
+    let mut answered_after = None;
+    for (sent, bytes) in writes.lock().unwrap().iter() {
+        framer.extend(bytes);
+        while let Some(raw) = framer.next_message().unwrap() {
+            let m = OfpMessage::parse(raw).unwrap();
+            if m.xid == 0xec40 && matches!(m.message, Message::EchoReply(_)) {
+                answered_after = answered_after.or(Some(*sent));
+            }
+        }
+    }
+    // Answered before the flood is over, or OVS would declare the
+    // controller dead and reconnect.
+    let after = answered_after.expect("an echo reply");
+    assert!(
+        after <= 2,
+        "answered only after {after} chunks had been read"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_that_asks_without_reading_the_answers_is_closed() {
+    let hello = OfpMessage::new(1, Message::Hello(Default::default())).to_bytes();
+    let mut chunks = VecDeque::from([hello]);
+    chunks.extend(
+        (0..200).map(|i| OfpMessage::new(i, Message::EchoRequest(vec![7; 16 << 10])).to_bytes()),
+    );
+    let peer = FloodingPeer {
+        chunks,
+        sent: 0,
+        reads_replies: false,
+        writes: Arc::default(),
+    };
+    let reason = serve_peer(
+        peer,
+        ServerConfig {
+            max_unread_replies: 256 << 10,
+            ..ServerConfig::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(reason, CloseReason::RepliesUnread { bytes } if bytes > 256 << 10),
+        "{reason}"
+    );
+}
+
+#[test]
+fn answers_count_as_unread_until_the_writes_pass_them() {
+    let mut r = Replies::default();
+    r.add(10, 20);
+    r.add(30, 40);
+    r.add(45, 45);
+    r.written_to(15);
+    assert_eq!(r.unwritten, 15);
+    r.written_to(35);
+    assert_eq!(r.unwritten, 5);
+    r.written_to(40);
+    assert_eq!(r.unwritten, 0);
+    assert!(r.spans.is_empty());
+}
+
+/// A flood group with a tunnel bucket for each of `peers` hosts, as the
+/// compiler builds them: past about 1 360 peers it no longer fits in one
+/// OpenFlow message.
+fn flood_group(peers: u32) -> Message {
+    use ofp::message::{Bucket, GroupMod, GroupModCommand, GroupType};
+    Message::GroupMod(GroupMod {
+        command: GroupModCommand::Add,
+        group_type: GroupType::All,
+        group_id: 1,
+        buckets: (0..peers)
+            .map(|p| Bucket {
+                weight: 0,
+                watch_port: ofp::message::port_no::ANY,
+                watch_group: ofp::message::group_no::ANY,
+                actions: vec![
+                    ofp::action::Action::SetField(ofp::oxm::OxmField::TunnelId(1001, None)),
+                    ofp::action::Action::output(100 + p),
+                ],
+            })
+            .collect(),
+    })
+}
+
+#[tokio::test]
+async fn a_message_too_long_for_openflow_is_refused_and_the_stream_stays_whole() {
+    let (ours, theirs) = tokio::io::duplex(4 << 20);
+    let (mut rx, mut seen) = over_a_pipe(ours, theirs, 9);
+    let ready = until_ready(&mut rx, 1).await;
+    let mut batch = big_batch(1, Some(5));
+    batch.messages.insert(0, flood_group(1400));
+    ready[&9].try_submit(batch).unwrap();
+    let confirmed = barrier_reply(&mut rx).await;
+    // The group was not sent, and counts as refused.
+    assert_eq!(confirmed, (5, 1));
+    let mut kinds = Vec::new();
+    while let Ok(m) = seen.try_recv() {
+        kinds.push(m.message.msg_type());
+    }
+    assert!(!kinds.contains(&ofp::MsgType::GroupMod), "{kinds:?}");
+    assert!(kinds.contains(&ofp::MsgType::FlowMod), "{kinds:?}");
 }

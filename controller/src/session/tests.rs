@@ -613,15 +613,32 @@ fn barrier_confirms_a_batch_and_counts_its_refusals() {
     );
 }
 
-#[test]
-fn errors_for_forgotten_requests_are_still_reported() {
-    let start = t0();
+/// The switch's OFPT_ERROR refusing request `xid`, quoting `data`.
+fn refusal(xid: u32, data: Vec<u8>) -> Vec<u8> {
+    wire(
+        xid,
+        Message::Error(ErrorMsg::Standard {
+            code: ErrorCode::FLOW_MOD_BAD_COMMAND,
+            data,
+        }),
+    )
+}
+
+/// A negotiated session that remembers only `tracked` requests.
+fn forgetful(start: Instant, tracked: usize) -> Session {
     let mut s = Session::new(SessionConfig {
-        tracked_requests: 2,
+        tracked_requests: tracked,
         ..SessionConfig::default()
     });
     s.handle(start, Event::Connected);
     s.handle(start, Event::Received(&hello_13()));
+    s
+}
+
+#[test]
+fn errors_for_forgotten_requests_are_still_reported() {
+    let start = t0();
+    let mut s = forgetful(start, 2);
     let out = s.handle(
         start,
         Event::Submit(Batch {
@@ -630,22 +647,13 @@ fn errors_for_forgotten_requests_are_still_reported() {
         }),
     );
     let xids: Vec<u32> = sent(&out).iter().map(|m| m.xid).collect();
-    let err = |xid| {
-        wire(
-            xid,
-            Message::Error(ErrorMsg::Standard {
-                code: ErrorCode::FLOW_MOD_BAD_COMMAND,
-                data: vec![],
-            }),
-        )
-    };
-    let out = s.handle(start, Event::Received(&err(xids[0])));
+    let out = s.handle(start, Event::Received(&refusal(xids[0], vec![])));
     assert!(matches!(
         upcalls(&out)[..],
         [Upcall::SwitchError { request: None, .. }]
     ));
     assert!(logs(&out).contains("no longer tracked"));
-    let out = s.handle(start, Event::Received(&err(xids[2])));
+    let out = s.handle(start, Event::Received(&refusal(xids[2], vec![])));
     assert!(matches!(
         upcalls(&out)[..],
         [Upcall::SwitchError {
@@ -653,6 +661,67 @@ fn errors_for_forgotten_requests_are_still_reported() {
             ..
         }]
     ));
+}
+
+#[test]
+fn an_error_for_a_forgotten_request_counts_against_its_own_barrier() {
+    // A first sync may send more requests than the session remembers; a
+    // refusal of one of the early ones must still make its barrier report
+    // an error, or the control loop believes the switch holds that flow.
+    let start = t0();
+    let tracked = 4;
+    let mut s = forgetful(start, tracked);
+    let batch = |ticket| {
+        Event::Submit(Batch {
+            messages: (0..tracked + 2).map(|i| flow_mod(i as u16)).collect(),
+            barrier: Some(ticket),
+        })
+    };
+    let first = sent(&s.handle(start, batch(1)))
+        .iter()
+        .map(|m| (m.xid, m.message.msg_type()))
+        .collect::<Vec<_>>();
+    let second = sent(&s.handle(start, batch(2)))
+        .iter()
+        .map(|m| (m.xid, m.message.msg_type()))
+        .collect::<Vec<_>>();
+    let xid_of = |msgs: &[(u32, MsgType)], t: MsgType| {
+        msgs.iter()
+            .filter(|(_, m)| *m == t)
+            .map(|(x, _)| *x)
+            .collect::<Vec<_>>()
+    };
+    // The first FlowMod of the first batch was forgotten long ago.
+    let out = s.handle(
+        start,
+        Event::Received(&refusal(xid_of(&first, MsgType::FlowMod)[0], vec![])),
+    );
+    assert!(matches!(
+        upcalls(&out)[..],
+        [Upcall::SwitchError { request: None, .. }]
+    ));
+    let mut replies = wire(
+        xid_of(&first, MsgType::BarrierRequest)[0],
+        Message::BarrierReply,
+    );
+    replies.extend(wire(
+        xid_of(&second, MsgType::BarrierRequest)[0],
+        Message::BarrierReply,
+    ));
+    let out = s.handle(start, Event::Received(&replies));
+    assert_eq!(
+        upcalls(&out),
+        vec![
+            &Upcall::BarrierConfirmed {
+                ticket: 1,
+                errors: 1
+            },
+            &Upcall::BarrierConfirmed {
+                ticket: 2,
+                errors: 0
+            }
+        ]
+    );
 }
 
 #[test]
@@ -696,7 +765,10 @@ fn refused_handshake_request_ends_the_session() {
         closed(&out),
         Some(&CloseReason::HandshakeRefused {
             request: MsgType::MultipartRequest,
-            code: ErrorCode::BAD_MULTIPART
+            error: ErrorMsg::Standard {
+                code: ErrorCode::BAD_MULTIPART,
+                data: vec![]
+            }
         })
     );
 }
@@ -734,11 +806,18 @@ fn packet_in_goes_up() {
         match_: Match::new().in_port(1),
         data: vec![1, 2, 3],
     };
+    let arrived = at(start, 2.5);
     let out = s.handle(
-        start,
+        arrived,
         Event::Received(&wire(0, Message::PacketIn(pi.clone()))),
     );
-    assert_eq!(upcalls(&out), vec![&Upcall::PacketIn(pi)]);
+    assert_eq!(
+        upcalls(&out),
+        vec![&Upcall::PacketIn {
+            packet_in: pi,
+            received: arrived
+        }]
+    );
 }
 
 #[test]
@@ -862,4 +941,115 @@ fn transport_close_is_reported_once() {
         vec![Output::Close(CloseReason::PeerClosed)]
     );
     assert!(s.handle(start, Event::Closed).is_empty());
+}
+
+#[test]
+fn an_error_for_a_forgotten_request_is_decoded_from_its_data() {
+    // OVS quotes the whole offending message, so it can still be named.
+    let start = t0();
+    let mut s = forgetful(start, 1);
+    let out = s.handle(
+        start,
+        Event::Submit(Batch {
+            messages: vec![flow_mod(30), flow_mod(40)],
+            barrier: None,
+        }),
+    );
+    let first = sent(&out)[0];
+    let out = s.handle(
+        start,
+        Event::Received(&refusal(first.xid, first.to_bytes())),
+    );
+    let log = logs(&out);
+    assert!(
+        log.contains("priority=30")
+            && log.contains("in_port=4")
+            && log.contains("no longer tracked"),
+        "{log}"
+    );
+    // Only the start of it: the header and the bytes in hex.
+    let out = s.handle(
+        start,
+        Event::Received(&refusal(first.xid, first.to_bytes()[..24].to_vec())),
+    );
+    let log = logs(&out);
+    assert!(
+        log.contains("OFPT_FLOW_MOD") && log.contains("xid=0x"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_malformed_first_message_that_is_not_hello_gets_hello_failed() {
+    let start = t0();
+    let mut s = Session::new(SessionConfig::default());
+    s.handle(start, Event::Connected);
+    // A PORT_STATUS too short for its type, before any HELLO.
+    let out = s.handle(start, Event::Received(&[4, 12, 0, 8, 0, 0, 0, 9]));
+    assert_eq!(
+        closed(&out),
+        Some(&CloseReason::NoHello {
+            msg_type: MsgType::PortStatus
+        })
+    );
+    assert!(
+        matches!(
+            &sent(&out)[..],
+            [m] if matches!(&m.message, Message::Error(ErrorMsg::Standard { code, .. }) if *code == ErrorCode::HELLO_INCOMPATIBLE)
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn an_experimenter_error_on_a_handshake_request_ends_the_handshake() {
+    let start = t0();
+    let mut s = Session::new(SessionConfig::default());
+    s.handle(start, Event::Connected);
+    let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+    let error = ErrorMsg::Experimenter {
+        exp_type: 7,
+        experimenter: 0x0000_2320,
+        data: vec![],
+    };
+    let out = s.handle(
+        start,
+        Event::Received(&wire(x.features, Message::Error(error.clone()))),
+    );
+    assert_eq!(
+        closed(&out),
+        Some(&CloseReason::HandshakeRefused {
+            request: MsgType::FeaturesRequest,
+            error
+        })
+    );
+}
+
+#[test]
+fn barriers_inside_a_batch_are_not_unsolicited() {
+    // The reconciler separates its phases with barriers of its own.
+    let start = t0();
+    let mut s = ready_session(start, vec![]);
+    let out = s.handle(
+        start,
+        Event::Submit(Batch {
+            messages: vec![flow_mod(1), Message::BarrierRequest, flow_mod(2)],
+            barrier: Some(3),
+        }),
+    );
+    let mut replies = Vec::new();
+    for m in sent(&out) {
+        if m.message == Message::BarrierRequest {
+            replies.extend(wire(m.xid, Message::BarrierReply));
+        }
+    }
+    let out = s.handle(start, Event::Received(&replies));
+    assert!(!logs(&out).contains("unsolicited"), "{}", logs(&out));
+    assert_eq!(
+        upcalls(&out),
+        vec![&Upcall::BarrierConfirmed {
+            ticket: 3,
+            errors: 0
+        }]
+    );
 }

@@ -174,3 +174,14 @@ fn corrupt_records_are_reported_by_key() {
     s.db.insert(mac_key, &b"[]"[..]).unwrap();
     assert!(matches!(s.load(), Err(StoreError::Corrupt { key, .. }) if key == mac_key));
 }
+
+#[test]
+fn a_store_in_use_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = SledStore::open(dir.path()).unwrap();
+    let e = SledStore::open(dir.path()).unwrap_err().to_string();
+    assert!(
+        e.contains("another iris-controller") && e.contains(&dir.path().display().to_string()),
+        "{e}"
+    );
+}

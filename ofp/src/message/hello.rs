@@ -1,7 +1,7 @@
 //! OFPT_HELLO (§7.5.1) and version negotiation.
 
 use super::record::{emit_tlv, parse_all, split_padded};
-use crate::codec::{Reader, Writer};
+use crate::codec::{Hex, Reader, Writer};
 use crate::error::{DecodeError, ErrorCode, Result};
 use crate::header::OFP_VERSION;
 use core::fmt;
@@ -119,10 +119,15 @@ impl fmt::Display for Hello {
                         }
                     }
                 }
-                Ok(())
             }
-            None => write!(f, "version 0x{:02x}", self.version),
+            None => write!(f, "version 0x{:02x}", self.version)?,
         }
+        for e in &self.elements {
+            if let HelloElement::Unknown { elem_type, data } = e {
+                write!(f, " element 0x{elem_type:04x}: {}", Hex(data))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -171,6 +176,7 @@ mod tests {
             }
         );
         assert!(h.accepts(4));
+        assert_eq!(h.to_string(), "version bitmap: 0x04 element 0x0009: ab");
         let mut out = Vec::new();
         h.emit(&mut out);
         assert_eq!(out, body);

@@ -52,7 +52,7 @@ pub(crate) use group_mod::fmt_group;
 pub(crate) use meter_mod::{fmt_meter, METER_FLAG_NAMES};
 
 use crate::codec::Reader;
-use crate::error::{DecodeError, Result};
+use crate::error::{DecodeError, EncodeError, Result};
 use crate::framing::check_complete;
 use crate::header::{Header, MsgType, OFP_VERSION};
 use crate::multipart::{MultipartReply, MultipartRequest};
@@ -287,18 +287,44 @@ impl OfpMessage {
     }
 
     /// Appends the encoded message to `buf` (a connection's reusable send
-    /// buffer) with its length patched in.
-    pub fn emit(&self, buf: &mut Vec<u8>) {
+    /// buffer) with its length patched in. A message longer than its
+    /// header can say is refused and `buf` is left as it was, so a stream
+    /// never carries a length that lies.
+    pub fn try_emit(&self, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
         let start = buf.len();
         let len_at = Header::emit_start(self.message.msg_type(), self.xid, buf);
         if let Message::Hello(h) = &self.message {
             buf[start] = h.version;
         }
         self.message.emit_body(buf);
+        // Every nested length field (a bucket's, a match's, an action's)
+        // lies within the message, so this one check covers them all.
+        let len = buf.len() - start;
+        if len > usize::from(u16::MAX) {
+            buf.truncate(start);
+            return Err(EncodeError::TooLong {
+                msg_type: self.message.msg_type(),
+                len,
+            });
+        }
         crate::codec::Writer::patch_len16(buf, len_at, start);
+        Ok(())
     }
 
-    /// The encoded message in a fresh buffer.
+    /// [`Self::try_emit`] for a message known to fit.
+    ///
+    /// # Panics
+    ///
+    /// When the message is longer than 65 535 bytes. Use `try_emit` where
+    /// the size depends on input (groups with many buckets, PacketOuts with
+    /// large frames).
+    pub fn emit(&self, buf: &mut Vec<u8>) {
+        if let Err(e) = self.try_emit(buf) {
+            panic!("{e}");
+        }
+    }
+
+    /// The encoded message in a fresh buffer; panics like [`Self::emit`].
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut buf = Vec::new();
         self.emit(&mut buf);
@@ -395,6 +421,57 @@ mod tests {
             OfpMessage::parse(&hex("0402000400000001")),
             Err(DecodeError::BadLength { .. })
         ));
+    }
+
+    /// A group with `n` buckets of 48 bytes (a tunnel key and an output).
+    fn group_of(n: u32) -> OfpMessage {
+        use crate::action::Action;
+        use crate::oxm::OxmField;
+        OfpMessage::new(
+            3,
+            Message::GroupMod(GroupMod {
+                command: GroupModCommand::Add,
+                group_type: GroupType::All,
+                group_id: 1,
+                buckets: (0..n)
+                    .map(|p| Bucket {
+                        weight: 0,
+                        watch_port: port_no::ANY,
+                        watch_group: group_no::ANY,
+                        actions: vec![
+                            Action::SetField(OxmField::TunnelId(1001, None)),
+                            Action::output(100 + p),
+                        ],
+                    })
+                    .collect(),
+            }),
+        )
+    }
+
+    #[test]
+    fn a_message_longer_than_its_length_field_can_say_is_refused() {
+        let mut buf = vec![0xaa; 5];
+        let err = group_of(1400).try_emit(&mut buf).unwrap_err();
+        assert_eq!(
+            err,
+            EncodeError::TooLong {
+                msg_type: MsgType::GroupMod,
+                len: 16 + 1400 * 48
+            }
+        );
+        assert!(err.to_string().contains("65535"), "{err}");
+        assert_eq!(buf, vec![0xaa; 5], "nothing appended");
+        // The largest group that fits still goes out whole.
+        let fits = group_of(1364);
+        fits.try_emit(&mut buf).unwrap();
+        assert_eq!(buf.len() - 5, 16 + 1364 * 48);
+        assert_eq!(OfpMessage::parse(&buf[5..]).unwrap(), fits);
+    }
+
+    #[test]
+    #[should_panic(expected = "exceeds OpenFlow's 65535-byte message limit")]
+    fn emit_refuses_loudly_what_cannot_be_encoded() {
+        group_of(1400).to_bytes();
     }
 
     #[test]

@@ -23,12 +23,11 @@
 //! whatever happens.
 
 mod connection;
-mod dump;
 mod error;
 mod flows;
 
+pub use crate::flow_dump::{parse_dump, DumpedFlow};
 pub use connection::Wire;
-pub use dump::{parse_dump, DumpedFlow};
 pub use error::InteropError;
 pub use flows::{compare, pipeline, Endpoint, Normalised, COOKIE_BASE, VI, VI_MASK, VLAN};
 

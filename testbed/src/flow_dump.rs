@@ -1,6 +1,8 @@
 //! Reading `ovs-ofctl -O OpenFlow13 --no-names dump-flows` output, and
 //! rendering the codec's flows the same way, so that the two can be compared
-//! line by line.
+//! line by line. [`parse_dump_stats`] keeps each flow's age and counters too,
+//! which is how scenarios see that a flow was never replaced (its duration
+//! keeps growing) and that a flow did the work (its packet count grew).
 
 use ofp::instruction::{Instruction, InstructionList};
 use ofp::message::{FlowMod, DEFAULT_PRIORITY};
@@ -113,6 +115,43 @@ pub fn parse_dump(text: &str) -> Vec<DumpedFlow> {
     text.lines().filter_map(DumpedFlow::parse).collect()
 }
 
+/// A dumped flow with the statistics [`DumpedFlow`] leaves out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowWithStats {
+    pub flow: DumpedFlow,
+    /// Seconds since the flow was added (a modification keeps it, a
+    /// re-add restarts it).
+    pub duration: f64,
+    pub n_packets: u64,
+}
+
+impl FlowWithStats {
+    /// Reads one flow line; `None` for lines that are not flows or lack
+    /// their statistics.
+    pub fn parse(line: &str) -> Option<Self> {
+        let flow = DumpedFlow::parse(line)?;
+        let (head, _) = line.trim().split_once(" actions=")?;
+        let (mut duration, mut n_packets) = (None, None);
+        for item in head.split(", ") {
+            match item.split_once('=') {
+                Some(("duration", v)) => duration = v.strip_suffix('s')?.parse().ok(),
+                Some(("n_packets", v)) => n_packets = v.parse().ok(),
+                _ => {}
+            }
+        }
+        Some(Self {
+            flow,
+            duration: duration?,
+            n_packets: n_packets?,
+        })
+    }
+}
+
+/// Every flow line of a `dump-flows` output, with its statistics.
+pub fn parse_dump_stats(text: &str) -> Vec<FlowWithStats> {
+    text.lines().filter_map(FlowWithStats::parse).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +181,24 @@ mod tests {
                     actions_text: "drop".into(),
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn statistics_are_read_beside_the_flow() {
+        let out = " cookie=0x4952000000000001, duration=12.345s, table=2, n_packets=7, \
+                   n_bytes=294, idle_age=1, priority=100,arp,arp_op=1 actions=IN_PORT\n\
+                   OFPST_FLOW reply (OF1.3) (xid=0x2):\n";
+        let flows = parse_dump_stats(out);
+        assert_eq!(flows.len(), 1);
+        assert_eq!(flows[0].duration, 12.345);
+        assert_eq!(flows[0].n_packets, 7);
+        assert_eq!(flows[0].flow.table, 2);
+        assert_eq!(flows[0].flow.match_text, "arp,arp_op=1");
+        assert_eq!(
+            FlowWithStats::parse(" cookie=0x1, table=0, priority=1 actions=drop"),
+            None,
+            "a line without statistics"
         );
     }
 

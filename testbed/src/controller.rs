@@ -1,0 +1,608 @@
+//! The `iris-controller` process, driven from outside as an operator
+//! drives it: a configuration file written for the testbed's PMs, the
+//! binary started on it, and its northbound API (health, hosts, registry,
+//! metrics) read over HTTP.
+//!
+//! The controller listens for OpenFlow on a unix socket in the testbed's
+//! state directory, linked into each PM's OVS run directory (vswitchd only
+//! connects to unix sockets there; see `docs/testbed.md`, finding 4). Its
+//! API listens on an ephemeral loopback port, read back from its log.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use crate::addr::MacAddr;
+use crate::error::{Error, Result};
+use crate::pm::Pm;
+use crate::process::{tail_of, Process};
+use crate::readiness::{poll_until, Probe};
+
+/// How long the controller may take to open its sockets.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long one API request may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// The log line the controller writes once every socket is open; it
+/// carries `api=<address>`.
+const LISTENING: &str = "iris-controller listening";
+
+/// One `[[host]]` of the configuration, or the body of `PUT /v1/hosts/{name}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub name: String,
+    pub underlay_ip: Ipv4Addr,
+    /// The OVSDB remote the controller manages the host's OVS through.
+    pub ovsdb: String,
+    /// The target written into the host's bridge.
+    pub controller: String,
+}
+
+impl HostEntry {
+    /// The entry for `pm`, reached over its OVSDB unix socket, whose bridge
+    /// reaches the controller listening on `listener` through a link in its
+    /// run directory (created here).
+    pub fn of_pm(pm: &Pm, listener: &Path) -> Result<Self> {
+        Ok(Self {
+            name: pm.name().to_owned(),
+            underlay_ip: pm.underlay_addr().addr(),
+            ovsdb: pm.ovsdb_unix_target(),
+            controller: pm.link_controller_socket(listener)?,
+        })
+    }
+
+    /// The API's JSON form.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "name": self.name,
+            "underlay_ip": self.underlay_ip.to_string(),
+            "role": "compute",
+            "ovsdb": self.ovsdb,
+            "controller": self.controller,
+        })
+    }
+
+    fn write_toml(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "[[host]]\nname = {}\nunderlay_ip = \"{}\"\nrole = \"compute\"\n\
+             ovsdb = {}\ncontroller = {}\n\n",
+            toml_string(&self.name),
+            self.underlay_ip,
+            toml_string(&self.ovsdb),
+            toml_string(&self.controller),
+        );
+    }
+}
+
+/// One row of a VI's seed file: a MAC and the IP it answers for, on a VLAN
+/// (`None`: untagged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeedRow {
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub vlan: Option<u16>,
+}
+
+/// One `[[vi]]` of the configuration, with its seed rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViEntry {
+    pub id: u32,
+    pub name: String,
+    pub gre_key: u32,
+    pub seed: Vec<SeedRow>,
+}
+
+impl ViEntry {
+    pub fn new(id: u32, name: &str, gre_key: u32) -> Self {
+        Self {
+            id,
+            name: name.to_owned(),
+            gre_key,
+            seed: Vec::new(),
+        }
+    }
+
+    pub fn seed(mut self, mac: MacAddr, ip: Ipv4Addr, vlan: Option<u16>) -> Self {
+        self.seed.push(SeedRow { mac, ip, vlan });
+        self
+    }
+
+    fn seed_csv(&self) -> String {
+        let mut out = String::from("mac,ip,vlan\n");
+        for row in &self.seed {
+            let vlan = row
+                .vlan
+                .map_or_else(|| "untagged".to_owned(), |v| v.to_string());
+            let _ = writeln!(out, "{},{},{vlan}", row.mac, row.ip);
+        }
+        out
+    }
+}
+
+/// What the controller's configuration file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControllerConfig {
+    /// The unix socket switches connect to.
+    pub listen: PathBuf,
+    /// The sled store; kept across restarts of the process.
+    pub store: PathBuf,
+    pub hosts: Vec<HostEntry>,
+    pub vis: Vec<ViEntry>,
+    /// Keepalive: probe a silent switch after this long, drop it after
+    /// `echo_timeout` more.
+    pub echo_interval: Duration,
+    pub echo_timeout: Duration,
+}
+
+impl ControllerConfig {
+    pub fn new(listen: PathBuf, store: PathBuf) -> Self {
+        Self {
+            listen,
+            store,
+            hosts: Vec::new(),
+            vis: Vec::new(),
+            echo_interval: Duration::from_secs(1),
+            echo_timeout: Duration::from_secs(3),
+        }
+    }
+
+    /// The configuration file's text; seed files are named `vi<id>.csv`
+    /// beside it.
+    pub fn to_toml(&self) -> String {
+        let mut out = format!(
+            "listen = {}\napi = \"127.0.0.1:0\"\nstore = {}\n\n\
+             [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\n\n\
+             [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
+            toml_string(&format!("unix:{}", self.listen.display())),
+            toml_string(&self.store.display().to_string()),
+            self.echo_interval.as_secs_f64(),
+            self.echo_timeout.as_secs_f64(),
+        );
+        for host in &self.hosts {
+            host.write_toml(&mut out);
+        }
+        for vi in &self.vis {
+            let _ = write!(
+                out,
+                "[[vi]]\nid = {}\nname = {}\ngre_key = {}\n",
+                vi.id,
+                toml_string(&vi.name),
+                vi.gre_key
+            );
+            if !vi.seed.is_empty() {
+                let _ = writeln!(out, "seed = \"vi{}.csv\"", vi.id);
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Writes `controller.toml` and the seed files into `dir`; returns the
+    /// configuration's path.
+    pub fn write(&self, dir: &Path) -> Result<PathBuf> {
+        let write = |name: &str, text: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).map_err(|e| Error::io_at("writing", &path, e))?;
+            Ok(path)
+        };
+        for vi in self.vis.iter().filter(|v| !v.seed.is_empty()) {
+            write(&format!("vi{}.csv", vi.id), &vi.seed_csv())?;
+        }
+        write("controller.toml", &self.to_toml())
+    }
+}
+
+/// A string as a TOML basic string: JSON's escapes are all valid TOML.
+fn toml_string(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
+/// Where the `iris-controller` binary is: `explicit` if given, else beside
+/// the running executable (where cargo puts every binary of the workspace).
+pub fn locate_binary(explicit: Option<&Path>) -> Result<PathBuf> {
+    let candidate = match explicit {
+        Some(path) => path.to_path_buf(),
+        None => std::env::current_exe()
+            .map_err(|e| Error::io("finding the running executable", e))?
+            .with_file_name("iris-controller"),
+    };
+    if candidate.is_file() {
+        Ok(candidate)
+    } else {
+        Err(Error::Usage(format!(
+            "no iris-controller binary at {}; build it (cargo build -p iris-controller) or \
+             name it with --controller PATH",
+            candidate.display()
+        )))
+    }
+}
+
+/// A running `iris-controller run --config FILE`.
+#[derive(Debug)]
+pub struct ControllerProcess {
+    process: Process,
+    api: SocketAddr,
+    log: PathBuf,
+}
+
+impl ControllerProcess {
+    /// Starts `binary` on `config`, logging to `log`, and waits until it
+    /// listens.
+    pub fn start(binary: &Path, config: &Path, log: &Path) -> Result<Self> {
+        let mut command = Command::new(binary);
+        command
+            .args(["run", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,iris_controller=debug");
+        let mut process = Process::spawn("iris-controller", command, Some(log))?;
+        let line = poll_until("iris-controller", START_TIMEOUT, || {
+            process.ensure_running()?;
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            Ok(match text.lines().find(|l| l.contains(LISTENING)) {
+                Some(line) => Probe::Ready(line.to_owned()),
+                None => Probe::NotYet(format!("no {LISTENING:?} line in {}", log.display())),
+            })
+        })?;
+        let api = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("api="))
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| Error::UnexpectedOutput {
+                command: "iris-controller run".into(),
+                reason: "its listening line names no api=ADDRESS".into(),
+                output: line.clone(),
+            })?;
+        Ok(Self {
+            process,
+            api,
+            log: log.to_path_buf(),
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `lines` lines of the controller's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail_of(&self.log, lines)
+    }
+
+    /// The first line of the log containing `needle`, waiting up to `timeout`.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let log = self.log.clone();
+        poll_until(
+            &format!("{needle:?} in the controller's log"),
+            timeout,
+            || {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if let Some(line) = text.lines().find(|l| l.contains(needle)) {
+                    return Ok(Probe::Ready(line.to_owned()));
+                }
+                self.process.ensure_running()?;
+                Ok(Probe::NotYet(tail_of(&log, 5)))
+            },
+        )
+    }
+
+    /// One request to the API; the status and the body.
+    pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
+        http(
+            self.api,
+            method,
+            path,
+            body.map(Value::to_string).as_deref(),
+        )
+    }
+
+    /// A GET answered with 200 and JSON.
+    pub fn get_json(&self, path: &str) -> Result<Value> {
+        let (status, body) = self.request("GET", path, None)?;
+        if status != 200 {
+            return Err(Error::UnexpectedOutput {
+                command: format!("GET {path}"),
+                reason: format!("status {status}"),
+                output: body,
+            });
+        }
+        serde_json::from_str(&body).map_err(|e| Error::UnexpectedOutput {
+            command: format!("GET {path}"),
+            reason: format!("not JSON: {e}"),
+            output: body,
+        })
+    }
+
+    /// A request that must be answered with `expected`.
+    pub fn expect(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        expected: u16,
+    ) -> Result<String> {
+        let (status, text) = self.request(method, path, body)?;
+        if status == expected {
+            Ok(text)
+        } else {
+            Err(Error::UnexpectedOutput {
+                command: format!("{method} {path}"),
+                reason: format!("status {status}, expected {expected}"),
+                output: text,
+            })
+        }
+    }
+
+    /// Every sample of `/metrics`.
+    pub fn metrics(&self) -> Result<Metrics> {
+        let (status, text) = self.request("GET", "/metrics", None)?;
+        if status != 200 {
+            return Err(Error::UnexpectedOutput {
+                command: "GET /metrics".into(),
+                reason: format!("status {status}"),
+                output: text,
+            });
+        }
+        Ok(Metrics::parse(&text))
+    }
+
+    /// Waits until `/healthz` counts `switches` switches past their
+    /// handshake and `ovsdb` OVSDB sessions; returns how long that took.
+    pub fn wait_ready(&mut self, switches: u64, ovsdb: u64, timeout: Duration) -> Result<Duration> {
+        let start = Instant::now();
+        poll_until(
+            "the controller's switches and OVSDB sessions",
+            timeout,
+            || {
+                self.process.ensure_running()?;
+                let h = self.get_json("/healthz")?;
+                Ok(
+                    if h["switches_ready"] == switches && h["ovsdb_connected"] == ovsdb {
+                        Probe::Ready(start.elapsed())
+                    } else {
+                        Probe::NotYet(format!(
+                            "{h}; want {switches} switches and {ovsdb} OVSDB sessions"
+                        ))
+                    },
+                )
+            },
+        )
+    }
+
+    /// An error if the process has exited.
+    pub fn ensure_running(&mut self) -> Result<()> {
+        self.process.ensure_running()
+    }
+
+    /// SIGTERM, and a clean exit within `grace`.
+    pub fn stop(mut self, grace: Duration) -> Result<()> {
+        let status = self.process.stop(grace)?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(Error::Command {
+                command: "iris-controller run".into(),
+                status: status.code(),
+                stderr: self.log_tail(20),
+            })
+        }
+    }
+
+    /// SIGKILL: the process dies at once, as in a crash or a power cut of
+    /// the control node, leaving its socket file and store as they are.
+    pub fn kill(mut self) -> Result<()> {
+        self.process.signal(Signal::SIGKILL)?;
+        self.process.stop(Duration::from_secs(1)).map(drop)
+    }
+}
+
+/// The samples of an OpenMetrics exposition, by series (`name{labels}`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    samples: BTreeMap<String, f64>,
+}
+
+impl Metrics {
+    /// Reads `name{labels} value` lines; comments and lines that do not
+    /// parse are skipped.
+    pub fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let (series, value) = l.rsplit_once(' ')?;
+                Some((series.to_owned(), value.parse().ok()?))
+            })
+            .collect();
+        Self { samples }
+    }
+
+    /// One series, e.g. `iris_flow_mods_sent_total`; 0 when absent (a
+    /// labelled counter appears only once counted).
+    pub fn value(&self, series: &str) -> f64 {
+        self.samples.get(series).copied().unwrap_or(0.0)
+    }
+
+    /// The series of metric `name` with label `label`, by label value:
+    /// `by_label("iris_packet_ins_total", "reason")`.
+    pub fn by_label(&self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        let open = format!("{name}{{");
+        let key = format!("{label}=\"");
+        self.samples
+            .iter()
+            .filter_map(|(series, v)| {
+                let labels = series.strip_prefix(&open)?.strip_suffix('}')?;
+                let value = labels
+                    .split(',')
+                    .find_map(|l| l.strip_prefix(&key)?.strip_suffix('"'))?;
+                Some((value.to_owned(), *v))
+            })
+            .collect()
+    }
+
+    /// What each series of `name` by `label` gained since `before`; series
+    /// that did not change are left out.
+    pub fn gained(&self, before: &Self, name: &str, label: &str) -> BTreeMap<String, f64> {
+        let old = before.by_label(name, label);
+        self.by_label(name, label)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let d = v - old.get(&k).copied().unwrap_or(0.0);
+                (d != 0.0).then_some((k, d))
+            })
+            .collect()
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; (status, body).
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+    let what = || format!("{method} http://{addr}{path}");
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)
+        .map_err(|e| Error::io(format!("{}: connecting", what()), e))?;
+    stream
+        .set_read_timeout(Some(HTTP_TIMEOUT))
+        .map_err(|e| Error::io(what(), e))?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: iris\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| Error::io(format!("{}: sending", what()), e))?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader
+        .read_line(&mut status_line)
+        .map_err(|e| Error::io(format!("{}: reading", what()), e))?;
+    let status = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| Error::UnexpectedOutput {
+            command: what(),
+            reason: "no HTTP status line".into(),
+            output: status_line.clone(),
+        })?;
+    let mut rest = String::new();
+    reader
+        .read_to_string(&mut rest)
+        .map_err(|e| Error::io(format!("{}: reading", what()), e))?;
+    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((&rest, ""));
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let body = if chunked {
+        dechunk(body).ok_or_else(|| Error::UnexpectedOutput {
+            command: what(),
+            reason: "a malformed chunked body".into(),
+            output: body.to_owned(),
+        })?
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+/// The body of a chunked HTTP response (axum chunks what it streams).
+fn dechunk(body: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let size = size.split(';').next()?.trim();
+        let n = usize::from_str_radix(size, 16).ok()?;
+        if n == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..n)?);
+        rest = after.get(n..)?.strip_prefix("\r\n")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_read_by_series_and_label() {
+        let text = "# HELP iris_packet_ins PacketIns received\n\
+                    # TYPE iris_packet_ins counter\n\
+                    iris_packet_ins_total{reason=\"rarp\"} 2\n\
+                    iris_packet_ins_total{reason=\"unknown_source\"} 5\n\
+                    iris_flow_mods_sent_total 17\n\
+                    iris_move_latency_seconds_sum 0.0125\n\
+                    # EOF\n";
+        let m = Metrics::parse(text);
+        assert_eq!(m.value("iris_flow_mods_sent_total"), 17.0);
+        assert_eq!(m.value("iris_move_latency_seconds_sum"), 0.0125);
+        assert_eq!(m.value("iris_group_mods_sent_total"), 0.0);
+        let by_reason = m.by_label("iris_packet_ins_total", "reason");
+        assert_eq!(by_reason.len(), 2);
+        assert_eq!(by_reason["unknown_source"], 5.0);
+        let later = Metrics::parse(&text.replace("} 5", "} 8"));
+        let gained = later.gained(&m, "iris_packet_ins_total", "reason");
+        assert_eq!(gained, BTreeMap::from([("unknown_source".to_owned(), 3.0)]));
+    }
+
+    #[test]
+    fn chunked_bodies_are_joined_and_bad_ones_refused() {
+        assert_eq!(
+            dechunk("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").as_deref(),
+            Some("hello, world")
+        );
+        assert_eq!(dechunk("zz\r\nhello\r\n0\r\n\r\n"), None);
+        assert_eq!(dechunk("9\r\nhello\r\n0\r\n\r\n"), None);
+    }
+
+    #[test]
+    fn the_configuration_names_every_host_vi_and_seed_file() {
+        let mut c = ControllerConfig::new("/run/x/of.sock".into(), "/run/x/store".into());
+        c.hosts.push(HostEntry {
+            name: "pm1".into(),
+            underlay_ip: Ipv4Addr::new(192, 168, 60, 1),
+            ovsdb: "unix:/run/x/pm1/db.sock".into(),
+            controller: "unix:/run/x/pm1/iris-controller.sock".into(),
+        });
+        c.vis.push(
+            ViEntry::new(1, "acme", 1001)
+                .seed(MacAddr::local(1), Ipv4Addr::new(10, 0, 0, 1), None)
+                .seed(MacAddr::local(1), Ipv4Addr::new(10, 10, 0, 1), Some(10)),
+        );
+        c.vis.push(ViEntry::new(2, "globex", 1002));
+        let text = c.to_toml();
+        for line in [
+            "listen = \"unix:/run/x/of.sock\"",
+            "ovsdb = \"unix:/run/x/pm1/db.sock\"",
+            "controller = \"unix:/run/x/pm1/iris-controller.sock\"",
+            "seed = \"vi1.csv\"",
+            "gre_key = 1002",
+            "echo_interval_secs = 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in\n{text}"
+            );
+        }
+        assert_eq!(text.matches("seed =").count(), 1, "{text}");
+        assert_eq!(
+            c.vis[0].seed_csv(),
+            "mac,ip,vlan\n02:00:00:00:00:01,10.0.0.1,untagged\n02:00:00:00:00:01,10.10.0.1,10\n"
+        );
+        assert_eq!(toml_string("a\"b\\c"), r#""a\"b\\c""#);
+    }
+}
