@@ -6,8 +6,8 @@
 //! its gateways. Only present VIs get flows, so a switch carries nothing of
 //! an operator it does not serve.
 
-use crate::model::{HostName, Location, Topology, Vi, ViId, Vlan};
-use crate::registry::{Registry, RegistryChange};
+use crate::model::{HostName, IpKey, Location, MacKey, Topology, Vi, ViId, Vlan};
+use crate::registry::{Change, IpEntry, MacEntry, Registry, RegistryChange};
 use crate::switch_state::{Flow, Group, SwitchState};
 use ofp::action::{port, Action};
 use ofp::instruction::Instruction;
@@ -204,6 +204,67 @@ pub fn compile(registry: &Registry, topology: &Topology, host: &HostName) -> Swi
     out
 }
 
+/// The flows that depend on some registry entries, on one switch.
+#[derive(Debug, Default)]
+pub struct EntryFlows {
+    /// As the entries were before the first of the changes.
+    pub before: SwitchState,
+    /// As the entries are now.
+    pub after: SwitchState,
+}
+
+/// The flows of `host` that depend on the entries `changes` touched, before
+/// the changes and now (as `registry` holds them). A flow of one MAC or IP
+/// entry depends on that entry and the topology alone, and its match names
+/// the entry, so with the topology unchanged, replacing the `before` flows
+/// of a compiled switch by the `after` flows gives what [`compile`] gives
+/// for the registry now, at the cost of the entries changed rather than of
+/// the whole registry.
+pub fn compile_entries(
+    changes: &[RegistryChange],
+    registry: &Registry,
+    topology: &Topology,
+    host: &HostName,
+) -> EntryFlows {
+    // Each key once, as it was before the first change that touched it.
+    let mut macs: BTreeMap<&MacKey, Option<&MacEntry>> = BTreeMap::new();
+    let mut ips: BTreeMap<&IpKey, Option<&IpEntry>> = BTreeMap::new();
+    for c in changes {
+        match c {
+            RegistryChange::Mac(Change { key, before, .. }) => {
+                macs.entry(key).or_insert(before.as_ref());
+            }
+            RegistryChange::Ip(Change { key, before, .. }) => {
+                ips.entry(key).or_insert(before.as_ref());
+            }
+        }
+    }
+    let mut out = EntryFlows::default();
+    for p in present(topology, host) {
+        let vi = p.vi.id;
+        for (key, before) in macs.iter().filter(|(k, _)| k.vi == vi) {
+            if let Some(e) = before {
+                mac_entry_flows(&mut out.before, &p, key, e, topology, host);
+            }
+            if let Some(e) = registry.mac(key) {
+                mac_entry_flows(&mut out.after, &p, key, e, topology, host);
+            }
+        }
+        if p.local.is_empty() {
+            continue;
+        }
+        for (key, before) in ips.iter().filter(|(k, _)| k.vi == vi) {
+            if let Some(e) = before {
+                ip_entry_flows(&mut out.before, &p, key, e);
+            }
+            if let Some(e) = registry.ip(key) {
+                ip_entry_flows(&mut out.after, &p, key, e);
+            }
+        }
+    }
+    out
+}
+
 fn add(out: &mut SwitchState, table: u8, priority: u16, m: Match, i: Vec<Instruction>) {
     out.insert_flow(Flow::new(table, priority, m, i));
 }
@@ -336,61 +397,78 @@ fn mac_flows(
     topology: &Topology,
     host: &HostName,
 ) {
+    for (key, entry) in registry.macs_in(p.vi.id) {
+        mac_entry_flows(out, p, key, entry, topology, host);
+    }
+}
+
+/// Source check and forwarding for one MAC.
+fn mac_entry_flows(
+    out: &mut SwitchState,
+    p: &Present<'_>,
+    key: &MacKey,
+    entry: &MacEntry,
+    topology: &Topology,
+    host: &HostName,
+) {
     let vi = p.vi;
-    for (key, entry) in registry.macs_in(vi.id) {
-        let to_mac = vlan_match(in_vi(vi.id), key.vlan).eth_dst(key.mac.0);
-        let check = goto(TABLE_ARP);
-        match &entry.location {
-            None => {}
-            Some(Location::Port { host: h, ofport }) if h == host => {
-                // A port of another VI (or gone) never carries this VI's MAC.
-                if !p.local.contains(ofport) {
-                    continue;
-                }
-                let src = vlan_match(from(FROM_VM).in_port(*ofport), key.vlan).eth_src(key.mac.0);
-                add(out, TABLE_INTERCEPT, 100, src, vec![check]);
-                let output = apply(vec![Action::output(*ofport)]);
-                add(out, TABLE_FORWARD, 100, to_mac, vec![output]);
+    let to_mac = vlan_match(in_vi(vi.id), key.vlan).eth_dst(key.mac.0);
+    let check = goto(TABLE_ARP);
+    match &entry.location {
+        None => {}
+        Some(Location::Port { host: h, ofport }) if h == host => {
+            // A port of another VI (or gone) never carries this VI's MAC.
+            if !p.local.contains(ofport) {
+                return;
             }
-            Some(Location::BehindGateway { gateway }) if gateway == host => {
-                // The operator's data center is reached through this
-                // gateway's own ports in the VI.
-                let src = vlan_match(from(FROM_VM), key.vlan)
-                    .metadata(u64::from(vi.id.0))
-                    .eth_src(key.mac.0);
-                add(out, TABLE_INTERCEPT, 100, src, vec![check]);
-                let local = apply(vec![Action::Group(flood_group(vi.id, true))]);
-                add(out, TABLE_FORWARD, 100, to_mac, vec![local]);
-            }
-            Some(Location::Port { host: h, .. } | Location::BehindGateway { gateway: h }) => {
-                let Some(tunnel) = topology.tunnel_port(host, h) else {
-                    continue;
-                };
-                // Only what entered here may leave by tunnel: two switches
-                // that disagree for a moment about a MAC cannot bounce a
-                // frame between them.
-                let m = to_mac.reg(REG_ORIGIN, FROM_VM);
-                let send = apply(vec![set_tun_id(vi.gre_key), Action::output(tunnel)]);
-                add(out, TABLE_FORWARD, 100, m, vec![send]);
-            }
+            let src = vlan_match(from(FROM_VM).in_port(*ofport), key.vlan).eth_src(key.mac.0);
+            add(out, TABLE_INTERCEPT, 100, src, vec![check]);
+            let output = apply(vec![Action::output(*ofport)]);
+            add(out, TABLE_FORWARD, 100, to_mac, vec![output]);
+        }
+        Some(Location::BehindGateway { gateway }) if gateway == host => {
+            // The operator's data center is reached through this
+            // gateway's own ports in the VI.
+            let src = vlan_match(from(FROM_VM), key.vlan)
+                .metadata(u64::from(vi.id.0))
+                .eth_src(key.mac.0);
+            add(out, TABLE_INTERCEPT, 100, src, vec![check]);
+            let local = apply(vec![Action::Group(flood_group(vi.id, true))]);
+            add(out, TABLE_FORWARD, 100, to_mac, vec![local]);
+        }
+        Some(Location::Port { host: h, .. } | Location::BehindGateway { gateway: h }) => {
+            let Some(tunnel) = topology.tunnel_port(host, h) else {
+                return;
+            };
+            // Only what entered here may leave by tunnel: two switches
+            // that disagree for a moment about a MAC cannot bounce a
+            // frame between them.
+            let m = to_mac.reg(REG_ORIGIN, FROM_VM);
+            let send = apply(vec![set_tun_id(vi.gre_key), Action::output(tunnel)]);
+            add(out, TABLE_FORWARD, 100, m, vec![send]);
         }
     }
 }
 
 /// GARP interception and the ARP responder for every IP of the VI.
 fn ip_flows(out: &mut SwitchState, p: &Present<'_>, registry: &Registry) {
-    let vi = p.vi;
-    for (key, entry) in registry.ips_in(vi.id) {
-        let arp = vlan_match(from(FROM_VM), key.vlan)
-            .metadata(u64::from(vi.id.0))
-            .eth_type(ARP);
-        let garp = arp.clone().arp_spa(key.ip).arp_tpa(key.ip);
-        let announce = vec![apply(vec![Action::to_controller()]), goto(TABLE_FORWARD)];
-        add(out, TABLE_INTERCEPT, 200, garp, announce);
-        let request = arp.arp_op(ARP_REQUEST).arp_tpa(key.ip);
-        let answer = apply(arp_responder(entry.mac, key.ip));
-        add(out, TABLE_ARP, 100, request, vec![answer]);
+    for (key, entry) in registry.ips_in(p.vi.id) {
+        ip_entry_flows(out, p, key, entry);
     }
+}
+
+/// GARP interception and the ARP responder for one IP.
+fn ip_entry_flows(out: &mut SwitchState, p: &Present<'_>, key: &IpKey, entry: &IpEntry) {
+    let vi = p.vi;
+    let arp = vlan_match(from(FROM_VM), key.vlan)
+        .metadata(u64::from(vi.id.0))
+        .eth_type(ARP);
+    let garp = arp.clone().arp_spa(key.ip).arp_tpa(key.ip);
+    let announce = vec![apply(vec![Action::to_controller()]), goto(TABLE_FORWARD)];
+    add(out, TABLE_INTERCEPT, 200, garp, announce);
+    let request = arp.arp_op(ARP_REQUEST).arp_tpa(key.ip);
+    let answer = apply(arp_responder(entry.mac, key.ip));
+    add(out, TABLE_ARP, 100, request, vec![answer]);
 }
 
 #[cfg(test)]

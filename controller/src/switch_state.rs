@@ -305,6 +305,29 @@ impl SwitchState {
         self.groups.insert(group.group_id, group)
     }
 
+    /// The flows of this state that have one of `keys` (no groups).
+    pub fn flows_at<'a>(&self, keys: impl IntoIterator<Item = &'a FlowKey>) -> SwitchState {
+        let flows = keys
+            .into_iter()
+            .filter_map(|k| Some((k.clone(), self.flows.get(k)?.clone())))
+            .collect();
+        SwitchState {
+            flows,
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// What reconciling `part` (flows of this state) to `with` leaves: the
+    /// flows of `part` replaced by those of `with`.
+    pub fn replace_flows(&mut self, part: &SwitchState, with: &SwitchState) {
+        for k in part.flows.keys() {
+            self.flows.remove(k);
+        }
+        for (k, f) in &with.flows {
+            self.flows.insert(k.clone(), f.clone());
+        }
+    }
+
     /// The flows of one table, highest priority first.
     pub fn table(&self, table: u8) -> impl Iterator<Item = &Flow> {
         self.flows

@@ -6,11 +6,13 @@
 mod common;
 
 use common::*;
-use iris_controller::compiler::{compile, TABLE_ARP};
+use iris_controller::compiler::{compile, compile_entries, TABLE_ARP};
 use iris_controller::flowsim::{Fabric, Switch};
 use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan};
 use iris_controller::reconciler::{reconcile, Foreign};
-use iris_controller::registry::{IpEntry, MacEntry, Origin, Registry, Timestamp};
+use iris_controller::registry::{
+    Change, IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp,
+};
 use iris_controller::switch_state::SwitchState;
 use ofp::packet::{ArpRepr, MacAddr};
 use proptest::prelude::*;
@@ -106,6 +108,37 @@ fn converges(from: &SwitchState, to: &SwitchState) -> Result<(), TestCaseError> 
     Ok(())
 }
 
+/// The changes that take the registry from `from` to `to`, one per key
+/// that differs.
+fn changes(from: &Registry, to: &Registry) -> Vec<RegistryChange> {
+    let mut out = Vec::new();
+    let macs: std::collections::BTreeSet<&MacKey> =
+        from.macs().chain(to.macs()).map(|(k, _)| k).collect();
+    for k in macs {
+        let (before, after) = (from.mac(k).cloned(), to.mac(k).cloned());
+        if before != after {
+            out.push(RegistryChange::Mac(Change {
+                key: k.clone(),
+                before,
+                after,
+            }));
+        }
+    }
+    let ips: std::collections::BTreeSet<&IpKey> =
+        from.ips().chain(to.ips()).map(|(k, _)| k).collect();
+    for k in ips {
+        let (before, after) = (from.ip(k).cloned(), to.ip(k).cloned());
+        if before != after {
+            out.push(RegistryChange::Ip(Change {
+                key: k.clone(),
+                before,
+                after,
+            }));
+        }
+    }
+    out
+}
+
 /// The VM ports of `vi`, as (host, port).
 fn vi_ports(t: &Topology, vi: u32) -> Vec<(String, u32)> {
     vi_ports_except(t, vi, ("", 0))
@@ -123,6 +156,32 @@ proptest! {
             converges(&other, &want)?;
             // Compiling is deterministic.
             prop_assert_eq!(&want, &compile(&a.clone(), &t, h));
+        }
+    }
+
+    #[test]
+    fn programming_only_the_changed_entries_reaches_the_compiled_state(
+        a in registry(), mid in registry(), b in registry()
+    ) {
+        // Two rounds of changes taken together, as a burst takes them.
+        let mut burst = changes(&a, &mid);
+        burst.extend(changes(&mid, &b));
+        let t = topology();
+        for h in t.hosts.keys() {
+            let mut sw = Switch::new();
+            let held = compile(&a, &t, h);
+            sw.apply_all(&reconcile(&held, &SwitchState::default(), Foreign::Delete).messages)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let flows = compile_entries(&burst, &b, &t, h);
+            let part = held.flows_at(flows.before.flows.keys().chain(flows.after.flows.keys()));
+            let plan = reconcile(&flows.after, &part, Foreign::Keep);
+            sw.apply_all(&plan.messages)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let want = compile(&b, &t, h);
+            prop_assert_eq!(sw.state(), &want, "the switch");
+            let mut view = held.clone();
+            view.replace_flows(&part, &flows.after);
+            prop_assert_eq!(&view, &want, "the controller's view of it");
         }
     }
 

@@ -4,7 +4,7 @@
 //! flows they depend on are in).
 
 use super::{Control, NorthEvent, RegistryEvent, Switch};
-use crate::compiler::{affected_hosts, compile};
+use crate::compiler::{affected_hosts, compile, compile_entries};
 use crate::model::HostName;
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
 use crate::reconciler::{reconcile, Foreign};
@@ -73,6 +73,22 @@ enum Programmed {
     Skipped,
 }
 
+/// What part of a switch to bring right.
+#[derive(Debug, Clone, Copy)]
+enum Scope<'a> {
+    Everything,
+    /// The flows of the registry entries these changes touched (the
+    /// topology has not changed since the switch was last programmed).
+    Entries(&'a [RegistryChange]),
+}
+
+/// What a switch holds once its batch is sent.
+enum Next {
+    Is(SwitchState),
+    /// These flows (of what it held) replaced by those.
+    Replaced(SwitchState, SwitchState),
+}
+
 /// What a change set in motion on the switches.
 #[derive(Debug, Default)]
 pub(super) struct Programming {
@@ -80,6 +96,20 @@ pub(super) struct Programming {
     tickets: BTreeSet<u64>,
     /// Switches that could not take their batch now.
     deferred: BTreeSet<ConnId>,
+}
+
+impl Programming {
+    fn record(&mut self, conn: ConnId, done: Programmed) {
+        match done {
+            Programmed::Sent(t) => {
+                self.tickets.insert(t);
+            }
+            Programmed::Deferred => {
+                self.deferred.insert(conn);
+            }
+            Programmed::InSync | Programmed::Skipped => {}
+        }
+    }
 }
 
 /// Work that waits for barrier replies.
@@ -100,8 +130,12 @@ struct Waiting {
 /// What a burst of switch events asks for, done once when it ends.
 #[derive(Debug, Default)]
 pub(super) struct Burst {
-    /// Hosts whose switches the burst's registry changes concern.
+    /// Hosts whose switches must be compiled whole (the topology changed).
     hosts: BTreeSet<HostName>,
+    /// Hosts whose switches only the burst's registry changes concern, and
+    /// those changes: only the flows of the entries changed are compiled.
+    entry_hosts: BTreeSet<HostName>,
+    changes: Vec<RegistryChange>,
     /// What waits for those switches to be reprogrammed.
     waiting: Waiting,
     /// PacketOuts that wait for nothing, by connection.
@@ -138,15 +172,8 @@ impl Control {
             .collect();
         let mut done = Programming::default();
         for c in conns {
-            match self.program(c) {
-                Programmed::Sent(t) => {
-                    done.tickets.insert(t);
-                }
-                Programmed::Deferred => {
-                    done.deferred.insert(c);
-                }
-                Programmed::InSync | Programmed::Skipped => {}
-            }
+            let programmed = self.program(c);
+            done.record(c, programmed);
         }
         done
     }
@@ -159,6 +186,12 @@ impl Control {
 
     /// Brings one switch to what the compiler wants.
     fn program(&mut self, conn: ConnId) -> Programmed {
+        self.program_scope(conn, Scope::Everything)
+    }
+
+    /// Brings one switch to what the compiler wants, looking at `scope`
+    /// only: the rest of the switch is known to be right already.
+    fn program_scope(&mut self, conn: ConnId, scope: Scope<'_>) -> Programmed {
         let Some(sw) = self.switches.get(&conn) else {
             return Programmed::Skipped;
         };
@@ -169,8 +202,22 @@ impl Control {
             self.request_dump(conn, Instant::now());
             return Programmed::Deferred;
         };
-        let desired = compile(&self.registry, &self.topology, &host);
-        let plan = reconcile(&desired, installed, Foreign::Keep);
+        let (plan, next) = match scope {
+            Scope::Everything => {
+                let desired = compile(&self.registry, &self.topology, &host);
+                (
+                    reconcile(&desired, installed, Foreign::Keep),
+                    Next::Is(desired),
+                )
+            }
+            Scope::Entries(changes) => {
+                let flows = compile_entries(changes, &self.registry, &self.topology, &host);
+                let part =
+                    installed.flows_at(flows.before.flows.keys().chain(flows.after.flows.keys()));
+                let plan = reconcile(&flows.after, &part, Foreign::Keep);
+                (plan, Next::Replaced(part, flows.after))
+            }
+        };
         if plan.summary.is_noop() {
             return Programmed::InSync;
         }
@@ -190,7 +237,13 @@ impl Control {
         }) {
             Ok(()) => {
                 debug!(%conn, %host, ?plan.summary, ticket, "sent");
-                sw.sync.installed = Some(desired);
+                match (next, sw.sync.installed.as_mut()) {
+                    (Next::Replaced(part, with), Some(installed)) => {
+                        installed.replace_flows(&part, &with);
+                    }
+                    (Next::Replaced(..), None) => {}
+                    (Next::Is(desired), _) => sw.sync.installed = Some(desired),
+                }
                 self.metrics.flow_mods_sent.inc_by(flow_mods);
                 self.metrics.group_mods_sent.inc_by(group_mods);
                 self.tickets.owner.insert(ticket, (conn, Vec::new()));
@@ -397,7 +450,21 @@ impl Control {
                 self.publish(NorthEvent::Registry(e));
             }
         }
-        let programming = self.program_hosts(&b.hosts);
+        let mut programming = self.program_hosts(&b.hosts);
+        let entry_conns: Vec<ConnId> = self
+            .switches
+            .iter()
+            .filter(|(_, s)| {
+                s.host
+                    .as_ref()
+                    .is_some_and(|h| b.entry_hosts.contains(h) && !b.hosts.contains(h))
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for c in entry_conns {
+            let done = self.program_scope(c, Scope::Entries(&b.changes));
+            programming.record(c, done);
+        }
         let mut w = b.waiting;
         w.tickets = programming.tickets;
         w.held = programming.deferred;
@@ -449,8 +516,10 @@ impl Control {
             // on them: one durable write for the whole burst.
             b.store.append(also);
             b.events.extend(changes.iter().map(RegistryEvent::of));
-            b.hosts
+            b.entry_hosts
                 .extend(affected_hosts(&self.topology, changes).into_iter().cloned());
+            b.changes
+                .extend(changes.iter().filter(|c| c.affects_flows()).cloned());
             return Programming::default();
         }
         if !self.store(also) || changes.is_empty() {
