@@ -12,7 +12,8 @@ use std::fmt;
 /// Label of [`Metrics::packet_ins`].
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    pub reason: String,
+    // Static, so counting a PacketIn allocates nothing.
+    pub reason: &'static str,
 }
 
 /// Label of [`Metrics::registry_entries`]: `mac` or `ip`.
@@ -143,12 +144,8 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Counts one PacketIn under `reason`.
-    pub fn packet_in(&self, reason: &str) {
-        self.packet_ins
-            .get_or_create(&ReasonLabel {
-                reason: reason.to_owned(),
-            })
-            .inc();
+    pub fn packet_in(&self, reason: &'static str) {
+        self.packet_ins.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// Counts one incomplete move under `why`.

@@ -118,7 +118,7 @@ fn changes(from: &Registry, to: &Registry) -> Vec<RegistryChange> {
         let (before, after) = (from.mac(k).cloned(), to.mac(k).cloned());
         if before != after {
             out.push(RegistryChange::Mac(Change {
-                key: k.clone(),
+                key: *k,
                 before,
                 after,
             }));
@@ -130,7 +130,7 @@ fn changes(from: &Registry, to: &Registry) -> Vec<RegistryChange> {
         let (before, after) = (from.ip(k).cloned(), to.ip(k).cloned());
         if before != after {
             out.push(RegistryChange::Ip(Change {
-                key: k.clone(),
+                key: *k,
                 before,
                 after,
             }));

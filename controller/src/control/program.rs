@@ -540,7 +540,8 @@ impl Control {
     /// A PACKET_IN: learn, reprogram, and send what the decision says once
     /// the reprogramming is confirmed.
     pub(super) fn on_packet_in(&mut self, conn: ConnId, pi: &PacketIn, received: Instant) {
-        let Some(host) = self.switches.get(&conn).and_then(|s| s.host.clone()) else {
+        // Borrowed, not cloned: this is the hot path of ARP and learning.
+        let Some(host) = self.switches.get(&conn).and_then(|s| s.host.as_ref()) else {
             self.metrics.packet_in("unknown_switch");
             return;
         };
@@ -552,7 +553,7 @@ impl Control {
             super::now_ms(),
             &mut self.registry,
             &self.topology,
-            &host,
+            host,
             &meta,
             &pi.data,
         );
