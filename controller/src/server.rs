@@ -209,10 +209,27 @@ enum Listener {
     Unix(UnixListener, PathBuf),
 }
 
+/// Pending connections the kernel may queue: a whole data center's
+/// switches reconnect at once after a controller restart, and with tokio's
+/// default (1024) the overflow waits for the kernel's one-second SYN retry.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As TcpListener::bind does: a restart must not wait out TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 impl Server {
     pub async fn bind(addr: &ListenAddr, config: ServerConfig) -> io::Result<Self> {
         let listener = match addr {
-            ListenAddr::Tcp(a) => Listener::Tcp(TcpListener::bind(a).await?),
+            ListenAddr::Tcp(a) => Listener::Tcp(listen_tcp(*a)?),
             ListenAddr::Unix(p) => {
                 // A socket file left by a previous run would make bind fail;
                 // only a socket is removed, never a regular file.

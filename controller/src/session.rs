@@ -303,7 +303,7 @@ pub struct Session {
     barriers: HashMap<u32, PendingBarrier>,
     /// The last `tracked_requests` requests, at their xid modulo its length:
     /// xids are handed out in sequence, so each request takes the place of
-    /// the oldest. Allocated on first use.
+    /// the oldest. Grown as xids are used, up to that length.
     sent: Vec<Sent>,
     /// Batches submitted before negotiation finished.
     held: Vec<Batch>,
@@ -404,10 +404,13 @@ impl Session {
         let msg = OfpMessage::new(xid, message);
         let n = self.config.tracked_requests;
         if n > 0 {
-            if self.sent.is_empty() {
-                self.sent.resize_with(n, Sent::default);
+            let at = xid as usize % n;
+            // Grown only as far as xids have gone: an idle switch (most of
+            // a thousand) costs a few slots, not `n`.
+            if at >= self.sent.len() {
+                self.sent.resize_with(at + 1, Sent::default);
             }
-            let slot = &mut self.sent[xid as usize % n];
+            let slot = &mut self.sent[at];
             slot.xid = xid;
             slot.bytes.clear();
             // One too long to encode is reported by the writer (NotSent);
@@ -429,11 +432,11 @@ impl Session {
 
     /// The ring slot remembering request `xid`, if it still does.
     fn sent_slot(&mut self, xid: u32) -> Option<&mut Sent> {
-        let n = self.sent.len();
+        let n = self.config.tracked_requests;
         if n == 0 {
             return None;
         }
-        let slot = &mut self.sent[xid as usize % n];
+        let slot = self.sent.get_mut(xid as usize % n)?;
         (slot.live && slot.xid == xid).then_some(slot)
     }
 

@@ -141,6 +141,9 @@ pub trait Store {
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
 }
 
+/// The page cache of the sled store.
+const SLED_CACHE_BYTES: u64 = 16 << 20;
+
 /// The embedded default: a sled database on local disk.
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -150,7 +153,13 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database in directory `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        match sled::open(path.as_ref()) {
+        // sled's default page cache is 1 GiB; the registry is read whole at
+        // start and then only written, so a small cache is enough.
+        let opened = sled::Config::new()
+            .path(path.as_ref())
+            .cache_capacity(SLED_CACHE_BYTES)
+            .open();
+        match opened {
             Ok(db) => Ok(Self { db }),
             // sled holds an exclusive lock on its files while open, and
             // reports a held one only in this message (with kind Other).

@@ -67,7 +67,9 @@ run() {
   shift
   local pin=()
   [[ -z ${PIN:-} ]] || pin=(taskset -c "$PIN")
-  if [[ " $* " == *" --target ovs-testcontroller "* && " $* " =~ " --switches ([0-9]+) " ]] &&
+  # A quoted regex is matched literally: keep it in a variable.
+  local switches_re=' --switches ([0-9]+) '
+  if [[ " $* " == *" --target ovs-testcontroller "* && " $* " =~ $switches_re ]] &&
     ((BASH_REMATCH[1] > 16)); then
     echo "skipped (ovs-testcontroller serves at most 16 switches): bench controller $*" | tee -a "$out/machine.txt" >&2
     return
