@@ -42,6 +42,26 @@ pub struct HostEntry {
     pub ovsdb: String,
     /// The target written into the host's bridge.
     pub controller: String,
+    /// Whether the host is a gateway (VIs may name it) or a compute host.
+    pub role: HostRole,
+}
+
+/// A host's `role` in the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostRole {
+    #[default]
+    Compute,
+    /// A gateway node: MACs of an operator's own data center live behind it.
+    Gateway,
+}
+
+impl HostRole {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Compute => "compute",
+            Self::Gateway => "gateway",
+        }
+    }
 }
 
 impl HostEntry {
@@ -54,6 +74,7 @@ impl HostEntry {
             underlay_ip: pm.underlay_addr().addr(),
             ovsdb: pm.ovsdb_unix_target(),
             controller: pm.link_controller_socket(listener)?,
+            role: HostRole::Compute,
         })
     }
 
@@ -62,7 +83,7 @@ impl HostEntry {
         serde_json::json!({
             "name": self.name,
             "underlay_ip": self.underlay_ip.to_string(),
-            "role": "compute",
+            "role": self.role.as_str(),
             "ovsdb": self.ovsdb,
             "controller": self.controller,
         })
@@ -71,10 +92,11 @@ impl HostEntry {
     fn write_toml(&self, out: &mut String) {
         let _ = write!(
             out,
-            "[[host]]\nname = {}\nunderlay_ip = \"{}\"\nrole = \"compute\"\n\
+            "[[host]]\nname = {}\nunderlay_ip = \"{}\"\nrole = \"{}\"\n\
              ovsdb = {}\ncontroller = {}\n\n",
             toml_string(&self.name),
             self.underlay_ip,
+            self.role.as_str(),
             toml_string(&self.ovsdb),
             toml_string(&self.controller),
         );
@@ -96,6 +118,9 @@ pub struct ViEntry {
     pub id: u32,
     pub name: String,
     pub gre_key: u32,
+    /// Hosts (with role gateway) the VI reaches its operator's data center
+    /// through.
+    pub gateways: Vec<String>,
     pub seed: Vec<SeedRow>,
 }
 
@@ -105,6 +130,7 @@ impl ViEntry {
             id,
             name: name.to_owned(),
             gre_key,
+            gateways: Vec::new(),
             seed: Vec::new(),
         }
     }
@@ -171,10 +197,15 @@ impl ControllerConfig {
         for vi in &self.vis {
             let _ = write!(
                 out,
-                "[[vi]]\nid = {}\nname = {}\ngre_key = {}\n",
+                "[[vi]]\nid = {}\nname = {}\ngre_key = {}\ngateways = [{}]\n",
                 vi.id,
                 toml_string(&vi.name),
-                vi.gre_key
+                vi.gre_key,
+                vi.gateways
+                    .iter()
+                    .map(|g| toml_string(g))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             if !vi.seed.is_empty() {
                 let _ = writeln!(out, "seed = \"vi{}.csv\"", vi.id);
@@ -577,13 +608,23 @@ mod tests {
             underlay_ip: Ipv4Addr::new(192, 168, 60, 1),
             ovsdb: "unix:/run/x/pm1/db.sock".into(),
             controller: "unix:/run/x/pm1/iris-controller.sock".into(),
+            role: HostRole::Compute,
+        });
+        c.hosts.push(HostEntry {
+            name: "gw1".into(),
+            underlay_ip: Ipv4Addr::new(192, 168, 60, 254),
+            ovsdb: "unix:/run/x/gw1/db.sock".into(),
+            controller: "unix:/run/x/gw1/iris-controller.sock".into(),
+            role: HostRole::Gateway,
         });
         c.vis.push(
             ViEntry::new(1, "acme", 1001)
                 .seed(MacAddr::local(1), Ipv4Addr::new(10, 0, 0, 1), None)
                 .seed(MacAddr::local(1), Ipv4Addr::new(10, 10, 0, 1), Some(10)),
         );
-        c.vis.push(ViEntry::new(2, "globex", 1002));
+        let mut globex = ViEntry::new(2, "globex", 1002);
+        globex.gateways.push("gw1".into());
+        c.vis.push(globex);
         let text = c.to_toml();
         for line in [
             "listen = \"unix:/run/x/of.sock\"",
@@ -592,6 +633,9 @@ mod tests {
             "seed = \"vi1.csv\"",
             "gre_key = 1002",
             "echo_interval_secs = 1",
+            "role = \"gateway\"",
+            "gateways = [\"gw1\"]",
+            "gateways = []",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -74,6 +74,70 @@ enum BenchCommand {
     /// controller this command starts on a loopback port, and count the
     /// answers (responses/s) and how long they took.
     Controller(ControllerArgs),
+    /// How iris-controller grows: memory against registry size, reconcile
+    /// after a kill -9 with many flows on real OVS, many switches at once.
+    #[command(subcommand)]
+    Scale(ScaleCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ScaleCommand {
+    /// Seeds a registry through the API in steps and reads the
+    /// controller's VmRSS/VmHWM and every switch's flow count at each.
+    Registry {
+        /// Registry sizes (MACs, one IP each), ascending.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000,30000,100000")]
+        sizes: Vec<u32>,
+        /// Configure the hosts but start no switch: the registry alone.
+        #[arg(long)]
+        without_switches: bool,
+        /// Seed rows per request (the API takes bodies up to 2 MiB).
+        #[arg(long, default_value_t = 5000)]
+        chunk: u32,
+        #[command(flatten)]
+        common: ScaleCommon,
+    },
+    /// Kill -9 and restart the controller with MACs on real OVS switches;
+    /// time until every switch is reconciled, and what was deleted.
+    Restart {
+        /// Testbed PMs (each a real ovs-vswitchd), the gateway included.
+        #[arg(long, default_value_t = 16)]
+        pms: usize,
+        #[arg(long, default_value_t = 10_000)]
+        macs: u32,
+        #[arg(long, default_value_t = 5000)]
+        chunk: u32,
+        #[command(flatten)]
+        common: ScaleCommon,
+    },
+    /// Emulated switches connect to the controller at once: handshake and
+    /// dump times, memory per switch.
+    Switches {
+        #[arg(long, default_value_t = 1000)]
+        switches: u32,
+        /// Whether the controller's configuration has a host for each dpid.
+        #[arg(long, value_enum, default_value_t = bench::scale::switches::Dpids::Unknown)]
+        dpids: bench::scale::switches::Dpids,
+        /// Ports each switch reports.
+        #[arg(long, default_value_t = 4)]
+        ports: u16,
+        /// Keep the run directory (the controller's configuration and log).
+        #[arg(long)]
+        keep: bool,
+        #[command(flatten)]
+        common: ScaleCommon,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ScaleCommon {
+    /// The iris-controller binary [default: $IRIS_CONTROLLER, next to
+    /// iris-testbed, or on PATH].
+    #[arg(long)]
+    iris_controller: Option<PathBuf>,
+    /// Print one JSON object with the figures instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +263,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
+        Command::Bench(BenchCommand::Scale(c)) => bench_scale(c, config),
         Command::Demo {
             openflow_only: true,
             ..
@@ -244,6 +309,122 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("cleanup-stale: {e}");
                     ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Prints a report as text, or as one JSON object with `json`.
+fn print_report<R: serde::Serialize + std::fmt::Display>(
+    what: &str,
+    r: &R,
+    json: bool,
+) -> ExitCode {
+    if !json {
+        println!("{r}");
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::to_string(r) {
+        Ok(j) => {
+            println!("{j}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench scale {what}: cannot write the report as JSON: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a measurement on a testbed harness the way scenarios run; exit 1
+/// (with the reason and where the logs were kept) when it fails.
+fn scale_on_testbed<R: serde::Serialize + std::fmt::Display>(
+    what: &'static str,
+    common: &ScaleCommon,
+    config: Config,
+    body: impl FnOnce(
+        &mut iris_testbed::scenario::Harness,
+    ) -> Result<R, iris_testbed::scenario::ScenarioError>,
+) -> ExitCode {
+    let Some(options) = scenarios::options(common.iris_controller.as_deref(), config) else {
+        return ExitCode::from(2);
+    };
+    let (outcome, report) = iris_testbed::scenario::run_measured(what, &options, body);
+    match report {
+        Some(r) => print_report(what, &r, common.json),
+        None => {
+            eprintln!(
+                "bench scale {what}: {}",
+                outcome.reason.as_deref().unwrap_or("failed")
+            );
+            if let Some(logs) = &outcome.logs {
+                eprintln!("   logs kept in {}", logs.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench_scale(command: ScaleCommand, config: Config) -> ExitCode {
+    use bench::scale::{registry, restart, switches};
+    match command {
+        ScaleCommand::Registry {
+            sizes,
+            without_switches,
+            chunk,
+            common,
+        } => {
+            let o = registry::Options {
+                sizes,
+                switches: !without_switches,
+                chunk,
+            };
+            if let Err(e) = registry::check(&o) {
+                eprintln!("bench scale registry: {e}");
+                return ExitCode::from(2);
+            }
+            scale_on_testbed("scale-registry", &common, config, |h| {
+                registry::measure(h, &o)
+            })
+        }
+        ScaleCommand::Restart {
+            pms,
+            macs,
+            chunk,
+            common,
+        } => {
+            let o = restart::Options { pms, macs, chunk };
+            if let Err(e) = restart::check(&o) {
+                eprintln!("bench scale restart: {e}");
+                return ExitCode::from(2);
+            }
+            scale_on_testbed("scale-restart", &common, config, |h| {
+                restart::measure(h, &o)
+            })
+        }
+        ScaleCommand::Switches {
+            switches: n,
+            dpids,
+            ports,
+            keep,
+            common,
+        } => {
+            let o = switches::Options {
+                switches: n,
+                dpids,
+                ports,
+                iris_controller: common.iris_controller.clone(),
+                keep,
+            };
+            match switches::run(&o) {
+                Ok(r) => print_report("switches", &r, common.json),
+                Err(e) => {
+                    eprintln!("bench scale switches: {e}");
+                    match e {
+                        bench::BenchError::Usage(_) => ExitCode::from(2),
+                        _ => ExitCode::FAILURE,
+                    }
                 }
             }
         }

@@ -14,11 +14,15 @@
 //! - [`target`]: the controllers, how each is installed, configured and
 //!   started.
 //! - [`report`]: the figures, as text or one JSON object.
+//!
+//! [`scale`] (`iris-testbed bench scale`) measures how the controller
+//! grows: registry size, restarts with many flows, many switches.
 
 pub mod driver;
 pub mod iris;
 pub mod load;
 pub mod report;
+pub mod scale;
 pub mod switch;
 pub mod target;
 pub mod traffic;
