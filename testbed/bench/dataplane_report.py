@@ -79,13 +79,15 @@ def goodput_tables(runs):
                    f"met in {sum(r['target_met'] for r in chosen)} of {len(chosen)} runs.\n")
         out.append("CPU during each test (vswitchd of each PM involved, in % of one core; "
                    "the whole machine's busy share), and OVS drop/segmentation events, last run:\n")
-        out.append("| path | CPU | OVS events |")
-        out.append("|---|---|---|")
+        out.append("| path | CPU | vswitchd core-seconds per Gbit | OVS events |")
+        out.append("|---|---|---:|---|")
         last = chosen[-1]
         for key, label in PATHS:
             p = last[key]
             events = ", ".join(f"{k} {v}" for k, v in sorted(p["ovs_drop_events"].items())) or "none"
-            out.append(f"| {label} | {cpu_cell(p)} | {events} |")
+            cores = sum(p["cpu"]["vswitchd_percent"].values()) / 100
+            per_gbit = f"{cores / gbps(p):.2f}" if gbps(p) > 0 else "n/a"
+            out.append(f"| {label} | {cpu_cell(p)} | {per_gbit} | {events} |")
         mtu = last["mtu"]
         out.append("")
         out.append(
