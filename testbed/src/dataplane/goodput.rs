@@ -39,6 +39,7 @@ use crate::command::output;
 use crate::controller::ViEntry;
 use crate::frames::send_frames;
 use crate::readiness::{poll_until, Probe};
+use crate::scenario::migrate::QEMU_ANNOUNCE;
 use crate::scenario::{Harness, ScenarioError};
 use crate::{FailMode, Iface, PmId, VethPair, VmId, INTEGRATION_BRIDGE, VM_MTU};
 
@@ -248,14 +249,19 @@ fn join_bridges(h: &Harness, a: PmId, b: PmId, offloads: bool) -> Result<VethPai
     Ok(link)
 }
 
-/// The RARP a hypervisor sends for a migrated guest: the only thing that
-/// moves a seeded MAC in Iris's registry, and what makes learning bridges
-/// forget where the MAC was.
+/// The RARPs a hypervisor sends for a migrated guest, in QEMU's rounds:
+/// the only thing that moves a seeded MAC in Iris's registry, and what
+/// makes learning bridges forget where the MAC was. The rounds matter: a
+/// first RARP sent while vswitchd is still adding the new port is lost
+/// (measured: the plain bridge then kept the MAC behind its old port until
+/// the client's neighbour entry went stale, about 30 s).
 fn announce(h: &Harness, vm: VmId) -> Result<(), ScenarioError> {
     let v = h.tb.vm(vm);
     let mut rarp = Vec::new();
     ArpRepr::rarp_announce(ofp::packet::MacAddr(v.mac().0)).emit(&mut rarp);
-    send_frames(v.netns(), v.interface(), &[(Duration::ZERO, rarp)])?;
+    let rounds: Vec<(Duration, Vec<u8>)> =
+        QEMU_ANNOUNCE.iter().map(|&p| (p, rarp.clone())).collect();
+    send_frames(v.netns(), v.interface(), &rounds)?;
     Ok(())
 }
 
