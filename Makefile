@@ -29,6 +29,7 @@ bench: deps
 	$(CARGO) build $(CARGO_FLAGS) --release -p iris-testbed -p iris-controller
 	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/controller.sh
 	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/scale.sh
+	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/dataplane.sh
 
 lint: deps
 	$(CARGO) fmt --all --check

@@ -126,8 +126,7 @@ fn record(
                 at: Instant::now(),
                 data: data.to_vec(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_idle(&e) => {}
             // The interface went away (a VM moved, a PM left): what was
             // seen until then is the capture.
             Err(e) if e.raw_os_error() == Some(nix::errno::Errno::ENETDOWN as i32) => break,
@@ -164,6 +163,100 @@ pub fn send_frames(
         .map_err(|e| Error::io(format!("starting the sender on {interface}"), e))?
         .join()
         .unwrap_or_else(|_| Err(Error::Usage(format!("the sender on {interface} panicked"))))
+}
+
+/// How [`round_trips`] paces its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exchange {
+    /// Requests sent, one at a time.
+    pub count: u32,
+    /// Between an answer (or a timeout) and the next request.
+    pub pause: Duration,
+    /// How long each request waits for its answer.
+    pub timeout: Duration,
+}
+
+/// Sends `request` out of `interface` inside `netns` as `exchange` says,
+/// each time waiting for a frame that `is_answer` accepts, and returns each
+/// request's round trip (`None`: unanswered), timed in user space from just
+/// before the send to just after the answer was read. The socket sees the
+/// interface's outgoing frames too, so `is_answer` must tell the request
+/// from its answer.
+pub fn round_trips(
+    netns: &Netns,
+    interface: &str,
+    request: &[u8],
+    exchange: Exchange,
+    is_answer: impl Fn(&[u8]) -> bool + Send + 'static,
+) -> Result<Vec<Option<Duration>>> {
+    let path = netns.path();
+    let name = interface.to_owned();
+    let request = request.to_vec();
+    std::thread::Builder::new()
+        .name(format!("exchange {interface}"))
+        .spawn(move || {
+            enter(&path)?;
+            let (mut tx, mut rx) = open(&name)?;
+            let mut times = Vec::with_capacity(exchange.count as usize);
+            for _ in 0..exchange.count {
+                let sent = Instant::now();
+                send_one(&mut *tx, &name, &request)?;
+                let answered = await_answer(&mut *rx, &name, sent + exchange.timeout, &is_answer)?;
+                let time = answered.map(|at| at.saturating_duration_since(sent));
+                if time.is_none() {
+                    // A late answer must not pass for the next request's.
+                    drain(&mut *rx, &name)?;
+                }
+                times.push(time);
+                std::thread::sleep(exchange.pause);
+            }
+            Ok(times)
+        })
+        .map_err(|e| Error::io(format!("starting the exchange on {interface}"), e))?
+        .join()
+        .unwrap_or_else(|_| {
+            Err(Error::Usage(format!(
+                "the exchange on {interface} panicked"
+            )))
+        })
+}
+
+/// Reads until a frame `is_answer` accepts (when it was read) or until
+/// `deadline` (`None`).
+fn await_answer(
+    rx: &mut dyn DataLinkReceiver,
+    interface: &str,
+    deadline: Instant,
+    is_answer: &dyn Fn(&[u8]) -> bool,
+) -> Result<Option<Instant>> {
+    while Instant::now() < deadline {
+        match rx.next() {
+            Ok(data) if is_answer(data) => return Ok(Some(Instant::now())),
+            Ok(_) => {}
+            Err(e) if is_idle(&e) => {}
+            Err(e) => return Err(Error::io(format!("receiving on {interface}"), e)),
+        }
+    }
+    Ok(None)
+}
+
+/// Reads and forgets frames until the interface is quiet for a poll period.
+fn drain(rx: &mut dyn DataLinkReceiver, interface: &str) -> Result<()> {
+    loop {
+        match rx.next() {
+            Ok(_) => {}
+            Err(e) if is_idle(&e) => return Ok(()),
+            Err(e) => return Err(Error::io(format!("receiving on {interface}"), e)),
+        }
+    }
+}
+
+/// A read that returned for want of a frame, not for a fault.
+fn is_idle(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
+    )
 }
 
 fn send_one(tx: &mut dyn DataLinkSender, interface: &str, frame: &[u8]) -> Result<()> {

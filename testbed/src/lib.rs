@@ -35,6 +35,7 @@ mod addr;
 pub mod bench;
 mod command;
 pub mod controller;
+pub mod dataplane;
 mod error;
 pub mod flow_dump;
 pub mod frames;

@@ -98,9 +98,31 @@ impl Iface {
     /// whose checksum was left to the (absent) hardware, so every interface
     /// whose traffic meets a netdev bridge needs this.
     pub fn disable_offloads(&self) -> Result<()> {
-        let features = ["tx", "off", "tso", "off", "gso", "off"];
+        self.set_offloads(false)
+    }
+
+    /// Turns scatter-gather, checksum and segmentation offloads on: what an
+    /// interface needs to hand TSO super-frames to an OVS running with
+    /// `other_config:userspace-tso-enable=true`, which reads them with their
+    /// virtio-net header and leaves segmentation to the egress port.
+    pub fn enable_offloads(&self) -> Result<()> {
+        self.set_offloads(true)
+    }
+
+    fn set_offloads(&self, on: bool) -> Result<()> {
+        let state = if on { "on" } else { "off" };
         let mut command = self.place.exec("ethtool");
-        command.args(["-K", &self.name]).args(features);
+        command.args(["-K", &self.name]);
+        // Scatter-gather is left as the driver set it when turning off:
+        // without tx checksumming the kernel does not use TSO/GSO anyway.
+        let features: &[&str] = if on {
+            &["sg", "tx", "tso", "gso"]
+        } else {
+            &["tx", "tso", "gso"]
+        };
+        for feature in features {
+            command.args([*feature, state]);
+        }
         run(&mut command).map(drop)
     }
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use iris_testbed::bench::{self, Mode, Target, Workload};
+use iris_testbed::dataplane::{arp, goodput};
+use iris_testbed::scenario::{self, Harness, ScenarioError};
 use iris_testbed::{cleanup_prefix, cleanup_stale, host, Config, Prefix, DEFAULT_STATE_ROOT};
 
 #[derive(Debug, Parser)]
@@ -78,6 +80,14 @@ enum BenchCommand {
     /// after a kill -9 with many flows on real OVS, many switches at once.
     #[command(subcommand)]
     Scale(ScaleCommand),
+    /// TCP goodput (iperf3) between two VMs through Iris's GRE mesh, against
+    /// the same VMs on one Iris bridge and on a plain NORMAL bridge, in one
+    /// run on the emulated testbed with the real iris-controller.
+    Goodput(GoodputArgs),
+    /// Time to answer an ARP request in Iris's datapath responder against a
+    /// plain NORMAL bridge where the target VM answers, with the
+    /// controller's PacketIn counter read around the run.
+    Arp(ArpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +148,94 @@ struct ScaleCommon {
     /// Print one JSON object with the figures instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// What every data-plane benchmark takes besides its own parameters.
+#[derive(Debug, Args)]
+struct DataplaneArgs {
+    /// The iris-controller binary; by default the one beside this program.
+    #[arg(long)]
+    controller: Option<PathBuf>,
+    /// Print one JSON object with the figures instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct GoodputArgs {
+    /// Seconds each iperf3 test measures.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// Seconds of TCP slow start iperf3 leaves out of each test.
+    #[arg(long, default_value_t = 1)]
+    omit: u32,
+    /// Run OVS with other_config:userspace-tso-enable=true and the VM links'
+    /// offloads (sg, tx, tso, gso) on.
+    #[arg(long)]
+    tso: bool,
+    #[command(flatten)]
+    common: DataplaneArgs,
+}
+
+#[derive(Debug, Args)]
+struct ArpArgs {
+    /// Measured requests per setup.
+    #[arg(long, default_value_t = 1000)]
+    requests: u32,
+    /// Unmeasured requests per setup before the measurement.
+    #[arg(long, default_value_t = 100)]
+    warmup: u32,
+    /// Blocks the requests are split into, the setups alternating.
+    #[arg(long, default_value_t = 10)]
+    blocks: u32,
+    /// Microseconds between an answer and the next request.
+    #[arg(long, default_value_t = 1000)]
+    pause_us: u64,
+    /// Milliseconds a request waits for its answer.
+    #[arg(long, default_value_t = 1000)]
+    timeout_ms: u64,
+    #[command(flatten)]
+    common: DataplaneArgs,
+}
+
+/// Runs one data-plane benchmark on a fresh testbed, torn down whatever
+/// happens, and prints its report as text or JSON.
+fn bench_dataplane<R: serde::Serialize + std::fmt::Display>(
+    name: &'static str,
+    common: DataplaneArgs,
+    config: Config,
+    body: impl FnOnce(&mut Harness) -> Result<R, ScenarioError>,
+) -> ExitCode {
+    let Some(options) = scenarios::options(common.controller.as_deref(), config) else {
+        return ExitCode::from(2);
+    };
+    let (outcome, report) = scenario::run_measured(name, &options, body);
+    match (report, outcome.reason) {
+        (Some(report), None) => {
+            if common.json {
+                match serde_json::to_string(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => {
+                        eprintln!("bench {name}: cannot write the report as JSON: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                println!("{report}");
+            }
+            ExitCode::SUCCESS
+        }
+        (_, reason) => {
+            eprintln!(
+                "bench {name} failed: {}",
+                reason.as_deref().unwrap_or("no report")
+            );
+            if let Some(logs) = outcome.logs {
+                eprintln!("logs kept in {}", logs.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +362,24 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
         Command::Bench(BenchCommand::Scale(c)) => bench_scale(c, config),
+        Command::Bench(BenchCommand::Goodput(a)) => {
+            let o = goodput::Options {
+                seconds: a.seconds,
+                omit: a.omit,
+                tso: a.tso,
+            };
+            bench_dataplane("goodput", a.common, config, |h| goodput::measure(h, o))
+        }
+        Command::Bench(BenchCommand::Arp(a)) => {
+            let o = arp::Options {
+                requests: a.requests,
+                warmup: a.warmup,
+                blocks: a.blocks,
+                pause: Duration::from_micros(a.pause_us),
+                timeout: Duration::from_millis(a.timeout_ms),
+            };
+            bench_dataplane("arp", a.common, config, |h| arp::measure(h, o))
+        }
         Command::Demo {
             openflow_only: true,
             ..
@@ -343,14 +459,12 @@ fn scale_on_testbed<R: serde::Serialize + std::fmt::Display>(
     what: &'static str,
     common: &ScaleCommon,
     config: Config,
-    body: impl FnOnce(
-        &mut iris_testbed::scenario::Harness,
-    ) -> Result<R, iris_testbed::scenario::ScenarioError>,
+    body: impl FnOnce(&mut Harness) -> Result<R, ScenarioError>,
 ) -> ExitCode {
     let Some(options) = scenarios::options(common.iris_controller.as_deref(), config) else {
         return ExitCode::from(2);
     };
-    let (outcome, report) = iris_testbed::scenario::run_measured(what, &options, body);
+    let (outcome, report) = scenario::run_measured(what, &options, body);
     match report {
         Some(r) => print_report(what, &r, common.json),
         None => {

@@ -41,6 +41,19 @@ impl OvsInstance {
     /// `name` identifies the instance in messages and becomes its
     /// `external_ids:system-id`.
     pub fn start(name: &str, netns: &Netns, dir: PathBuf, timeout: Duration) -> Result<Self> {
+        Self::start_with(name, netns, dir, timeout, &[])
+    }
+
+    /// [`OvsInstance::start`] with `Open_vSwitch` `other_config` keys set in
+    /// the database before vswitchd starts: some (`userspace-tso-enable`)
+    /// are read only at startup.
+    pub fn start_with(
+        name: &str,
+        netns: &Netns,
+        dir: PathBuf,
+        timeout: Duration,
+        other_config: &[(String, String)],
+    ) -> Result<Self> {
         let mut ovs = Self {
             name: name.to_owned(),
             dir,
@@ -66,6 +79,12 @@ impl OvsInstance {
             let db = format!("--db={}", ovs.db_target());
             ovs.client_probe("ovs-vsctl", &[&db, "--no-wait", "init"])
         })?;
+        for (key, value) in other_config {
+            let setting = format!("other_config:{key}={value}");
+            let db = format!("--db={}", ovs.db_target());
+            let args = ["--no-wait", "set", "Open_vSwitch", ".", &setting];
+            ovs.run_client("ovs-vsctl", &[&db], &args)?;
+        }
 
         ovs.vswitchd = Some(ovs.spawn_daemon(netns, "ovs-vswitchd", &[ovs.db_target()])?);
         ovs.await_ready("ovs-vswitchd", timeout, |ovs| {
@@ -199,6 +218,11 @@ impl OvsInstance {
     /// The vswitchd log file.
     pub fn vswitchd_log(&self) -> PathBuf {
         self.dir.join("ovs-vswitchd.log")
+    }
+
+    /// The pid of ovs-vswitchd, while it runs.
+    pub fn vswitchd_pid(&self) -> Option<u32> {
+        self.vswitchd.as_ref().map(Process::pid)
     }
 
     /// Pids of the running daemons.

@@ -82,6 +82,9 @@ pub struct PmSpec {
     /// `br-int`'s datapath id; OVS derives one from a MAC address otherwise.
     pub datapath_id: Option<u64>,
     pub management: Option<ManagementSpec>,
+    /// `Open_vSwitch` `other_config` keys set before vswitchd starts (e.g.
+    /// `userspace-tso-enable`, read only at startup).
+    pub other_config: Vec<(String, String)>,
 }
 
 impl PmSpec {
@@ -96,6 +99,7 @@ impl PmSpec {
             ovsdb_tcp_port: None,
             datapath_id: None,
             management: None,
+            other_config: Vec::new(),
         }
     }
 
@@ -116,6 +120,13 @@ impl PmSpec {
 
     pub fn datapath_id(mut self, dpid: u64) -> Self {
         self.datapath_id = Some(dpid);
+        self
+    }
+
+    /// Sets `other_config:<key>=<value>` on the PM's `Open_vSwitch` row
+    /// before its vswitchd starts.
+    pub fn other_config(mut self, key: &str, value: &str) -> Self {
+        self.other_config.push((key.to_owned(), value.to_owned()));
         self
     }
 

@@ -196,7 +196,9 @@ impl Testbed {
         let addr = self.underlays[spec.underlay.0].lease(spec.underlay_ip)?;
         let built = self.with_new_node(&spec.name, |tb, name, netns| {
             let dir = tb.state.node_dir(name.as_str())?;
-            let ovs = OvsInstance::start(name.as_str(), &netns, dir, tb.config.ready_timeout)?;
+            let timeout = tb.config.ready_timeout;
+            let ovs =
+                OvsInstance::start_with(name.as_str(), &netns, dir, timeout, &spec.other_config)?;
             let underlay = &tb.underlays[spec.underlay.0];
             Pm::create(tb.state.prefix(), name, netns, ovs, underlay, addr, &spec)
         });

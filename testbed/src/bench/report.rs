@@ -26,6 +26,21 @@ pub struct Latency {
     pub max_us: f64,
 }
 
+impl Latency {
+    /// The percentiles of `h`, a histogram of nanoseconds.
+    pub fn of(h: &hdrhistogram::Histogram<u64>) -> Self {
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Self {
+            samples: h.len(),
+            mean_us: h.mean() / 1000.0,
+            p50_us: us(h.value_at_quantile(0.50)),
+            p90_us: us(h.value_at_quantile(0.90)),
+            p99_us: us(h.value_at_quantile(0.99)),
+            max_us: us(h.max()),
+        }
+    }
+}
+
 /// Busy CPU as a share of one core over the measurement window.
 #[derive(Debug, Clone, Serialize)]
 pub struct Cpu {
@@ -119,16 +134,7 @@ impl Report {
         }
         let secs = i.timing.measured.as_secs_f64();
         let rate = |n: u64| n as f64 / secs;
-        let h = merge_latency(i.results);
-        let us = |ns: u64| ns as f64 / 1000.0;
-        let latency = Latency {
-            samples: h.len(),
-            mean_us: h.mean() / 1000.0,
-            p50_us: us(h.value_at_quantile(0.50)),
-            p90_us: us(h.value_at_quantile(0.90)),
-            p99_us: us(h.value_at_quantile(0.99)),
-            max_us: us(h.max()),
-        };
+        let latency = Latency::of(&merge_latency(i.results));
         let cpu_share = |pick: fn(&Mark) -> Option<u64>| {
             let [a, b] = i.marks else { return None };
             let wall = b.at.saturating_duration_since(a.at).as_secs_f64();

@@ -230,7 +230,17 @@ impl Harness {
 
     /// Adds a PM on the DC underlay.
     pub fn add_pm(&mut self, name: &str) -> Result<PmId, ScenarioError> {
-        Ok(self.tb.add_pm(PmSpec::new(name, self.dc))?)
+        self.add_pm_spec(self.pm_spec(name))
+    }
+
+    /// The defaults [`Harness::add_pm`] uses, for a caller to change.
+    pub fn pm_spec(&self, name: &str) -> PmSpec {
+        PmSpec::new(name, self.dc)
+    }
+
+    /// Adds a PM built from `spec` (made by [`Harness::pm_spec`]).
+    pub fn add_pm_spec(&mut self, spec: PmSpec) -> Result<PmId, ScenarioError> {
+        Ok(self.tb.add_pm(spec)?)
     }
 
     /// Adds a PM for each name.
@@ -418,6 +428,25 @@ impl Harness {
             out.insert(self.tb.pm(pm).name().to_owned(), flows);
         }
         Ok(out)
+    }
+
+    /// Packets the ARP responder flows (table 2, answering to `IN_PORT`)
+    /// counted on every PM in `pms`.
+    pub fn responder_packets(&self, pms: &[PmId]) -> Result<u64, ScenarioError> {
+        let mut n = 0;
+        for &pm in pms {
+            n += self
+                .flows(pm)?
+                .iter()
+                .filter(|f| {
+                    f.flow.table == 2
+                        && f.flow.match_text.contains("arp_tpa=")
+                        && f.flow.actions_text.contains("IN_PORT")
+                })
+                .map(|f| f.n_packets)
+                .sum::<u64>();
+        }
+        Ok(n)
     }
 
     /// The GRE ports on `pm`'s `br-int`, sorted.

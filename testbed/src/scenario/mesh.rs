@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::harness::{check, ms, to_json, Harness, PingSummary};
 use super::ScenarioError;
 use crate::controller::ViEntry;
-use crate::{PingPlan, PmId, VmId};
+use crate::{PingPlan, VmId};
 
 const VI: u32 = 1;
 const GRE_KEY: u32 = 1001;
@@ -101,7 +101,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let macs_placed = h.wait_placed(VI, &placed)?;
     let before = h.controller()?.metrics()?;
     let learning = before.by_label("iris_packet_ins_total", "reason");
-    let responded_before = responder_packets(h, &pms)?;
+    let responded_before = h.responder_packets(&pms)?;
     h.note("MACs placed; every VM resolves every peer again");
     for &vm in &vms {
         h.tb.vm(vm).exec(&["ip", "neigh", "flush", "all"])?;
@@ -135,7 +135,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         "the responder flows' counters to show every ARP request",
         Duration::from_secs(15),
         || {
-            let n = responder_packets(h, &pms)? - responded_before;
+            let n = h.responder_packets(&pms)? - responded_before;
             Ok(if n >= wanted {
                 Ok(n)
             } else {
@@ -172,23 +172,4 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         },
     };
     Ok(report)
-}
-
-/// Packets the ARP responder flows (table 2, answering to `IN_PORT`)
-/// counted on every PM.
-fn responder_packets(h: &Harness, pms: &[PmId]) -> Result<u64, ScenarioError> {
-    let mut n = 0;
-    for &pm in pms {
-        n += h
-            .flows(pm)?
-            .iter()
-            .filter(|f| {
-                f.flow.table == 2
-                    && f.flow.match_text.contains("arp_tpa=")
-                    && f.flow.actions_text.contains("IN_PORT")
-            })
-            .map(|f| f.n_packets)
-            .sum::<u64>();
-    }
-    Ok(n)
 }

@@ -40,7 +40,7 @@ const BEFORE_MOVE: Duration = Duration::from_secs(1);
 /// its defaults are 5 rounds, 50 ms after the first, each pause 100 ms
 /// longer than the one before (`announce-initial=50`, `announce-step=100`,
 /// `announce-max=550`, `announce-rounds=5`).
-const QEMU_ANNOUNCE: [Duration; 5] = [
+pub const QEMU_ANNOUNCE: [Duration; 5] = [
     Duration::ZERO,
     Duration::from_millis(50),
     Duration::from_millis(150),
