@@ -28,6 +28,7 @@ bench: deps
 	$(CARGO) bench $(CARGO_FLAGS) -p ofp
 	$(CARGO) build $(CARGO_FLAGS) --release -p iris-testbed -p iris-controller
 	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/controller.sh
+	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/moves.sh
 
 lint: deps
 	$(CARGO) fmt --all --check

@@ -14,10 +14,14 @@
 //! - [`target`]: the controllers, how each is installed, configured and
 //!   started.
 //! - [`report`]: the figures, as text or one JSON object.
+//!
+//! [`moves`] is another benchmark: live migrations at once on the testbed,
+//! with the real controller (`iris-testbed bench moves`).
 
 pub mod driver;
 pub mod iris;
 pub mod load;
+pub mod moves;
 pub mod report;
 pub mod switch;
 pub mod target;
