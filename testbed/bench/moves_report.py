@@ -30,7 +30,7 @@ def table(runs):
         "| PMs | moves | RARP to last barrier p50 / max (ms) | first RARP to last move (ms) "
         "| RARPs reaching the controller | lost pings per VM max / total "
         "| of those after the RARP max / total | longest gap (ms) "
-        "| re-plug p50 / max (ms) | setup (s) | memory (MiB) |",
+        "| re-plug p50 / max (ms) | setup (s) | RSS OVS / controller (MiB) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(runs, key=lambda r: (r["pms"], r["moves"])):
@@ -43,7 +43,7 @@ def table(runs):
             f"| {r['pings_lost_max']} / {r['pings_lost_total']} "
             f"| {r['pings_lost_after_rarp_max']} / {r['pings_lost_after_rarp_total']} "
             f"| {ms(r['longest_gap_ms'])} | {spread(r['replug_ms'])} "
-            f"| {setup:.1f} | {s['memory_mib']:.0f} |"
+            f"| {setup:.1f} | {s['ovs_rss_mib']:.0f} / {s['controller_rss_mib']:.0f} |"
         )
     return "\n".join(out)
 

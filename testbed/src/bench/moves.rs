@@ -88,8 +88,10 @@ pub struct Setup {
     pub controller_s: f64,
     /// Then every moving VM answering the pinger, its MAC placed.
     pub reachable_s: f64,
-    /// `MemAvailable` lost between before the testbed and after setup.
-    pub memory_mib: f64,
+    /// Resident memory of every PM's ovsdb-server and ovs-vswitchd, and of
+    /// the controller, after the moves.
+    pub ovs_rss_mib: f64,
+    pub controller_rss_mib: f64,
 }
 
 /// One moving VM.
@@ -123,8 +125,13 @@ pub struct Report {
     /// RARPs sent, and those that reached the controller as PacketIns.
     pub rarps_sent: usize,
     pub rarp_packet_ins: f64,
+    /// Every PacketIn during the moves, by what the controller made of it.
+    pub packet_ins: BTreeMap<String, f64>,
     /// The controller's RARP-to-last-barrier time per move (`move` events).
     pub move_latency_ms: Option<Spread>,
+    /// From each VM's first RARP to its move event being read: under QEMU's
+    /// 50 ms to the second round, the first RARP is the one that moved it.
+    pub rarp_to_event_ms: Option<Spread>,
     /// Samples the `iris_move_latency_seconds` histogram gained, and their
     /// mean.
     pub histogram_moves: f64,
@@ -151,10 +158,8 @@ pub fn run(options: &Options) -> Result<Report, ScenarioError> {
             options.pms, options.moves
         ))));
     }
-    let available = mem_available_mib();
-    let (outcome, report) = scenario::run_measured("moves", &options.scenario, |h| {
-        measure(h, options, available)
-    });
+    let (outcome, report) =
+        scenario::run_measured("moves", &options.scenario, |h| measure(h, options));
     match report {
         Some(r) => Ok(r),
         None => {
@@ -167,11 +172,7 @@ pub fn run(options: &Options) -> Result<Report, ScenarioError> {
     }
 }
 
-fn measure(
-    h: &mut Harness,
-    options: &Options,
-    available_before: Option<f64>,
-) -> Result<Report, ScenarioError> {
+fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> {
     let (n, k) = (options.pms, options.moves);
     let started = Instant::now();
     let names: Vec<String> = (1..=n).map(|i| format!("pm{i}")).collect();
@@ -197,14 +198,12 @@ fn measure(
     }
     let placed: Vec<(VmId, Option<u16>)> = vms.iter().map(|&v| (v, None)).collect();
     h.wait_placed(VI, &placed)?;
-    let setup = Setup {
+    let mut setup = Setup {
         testbed_s: round1(testbed_s),
         controller_s: round1(controller_s),
         reachable_s: round1(up.elapsed().as_secs_f64()),
-        memory_mib: match (available_before, mem_available_mib()) {
-            (Some(b), Some(a)) => round1(b - a),
-            _ => f64::NAN,
-        },
+        ovs_rss_mib: 0.0,
+        controller_rss_mib: 0.0,
     };
     h.note(format!(
         "controller ready in {controller_s:.1} s; every VM reachable; moving {k} VMs"
@@ -290,6 +289,13 @@ fn measure(
     let histogram_sum = after.value("iris_move_latency_seconds_sum")
         - before.value("iris_move_latency_seconds_sum");
     let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
+    setup.ovs_rss_mib = round1(
+        h.tb.pms()
+            .flat_map(|(_, pm)| pm.ovs().pids())
+            .map(rss_mib)
+            .sum(),
+    );
+    setup.controller_rss_mib = round1(rss_mib(h.controller()?.pid()));
     let moved: BTreeMap<String, &ServerEvent> = events
         .iter()
         .filter(|e| e.data["type"] == "move")
@@ -340,7 +346,14 @@ fn measure(
         replug_ms: Spread::of(&per_vm.iter().map(|v| v.replug_ms).collect::<Vec<_>>()),
         rarps_sent: announced.iter().map(|(_, s)| s.len()).sum(),
         rarp_packet_ins: packet_ins.get("rarp").copied().unwrap_or(0.0),
+        packet_ins: packet_ins.clone(),
         move_latency_ms: Spread::of(&latencies),
+        rarp_to_event_ms: Spread::of(
+            &per_vm
+                .iter()
+                .filter_map(|v| v.rarp_to_event_ms)
+                .collect::<Vec<_>>(),
+        ),
         histogram_moves,
         histogram_mean_ms: (histogram_moves > 0.0)
             .then(|| round3(histogram_sum / histogram_moves * 1e3)),
@@ -437,18 +450,21 @@ fn gained_total(
     sum(after) - sum(before)
 }
 
-/// `MemAvailable` of `/proc/meminfo`, in MiB.
-fn mem_available_mib() -> Option<f64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+/// The resident memory of process `pid` (`VmRSS`), in MiB; 0 when it is
+/// gone.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 fn round1(x: f64) -> f64 {
@@ -470,17 +486,19 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  setup: testbed {:.1} s, controller {:.1} s, reachable {:.1} s, {:.0} MiB",
+            "  setup: testbed {:.1} s, controller {:.1} s, reachable {:.1} s; RSS of OVS {:.0} MiB, \
+             of the controller {:.0} MiB",
             self.setup.testbed_s,
             self.setup.controller_s,
             self.setup.reachable_s,
-            self.setup.memory_mib
+            self.setup.ovs_rss_mib,
+            self.setup.controller_rss_mib
         )?;
         writeln!(f, "  re-plugging:            {}", spread(self.replug_ms))?;
         writeln!(
             f,
-            "  RARPs:                  {} sent, {} reached the controller",
-            self.rarps_sent, self.rarp_packet_ins
+            "  RARPs:                  {} sent, {} reached the controller; PacketIns {:?}",
+            self.rarps_sent, self.rarp_packet_ins, self.packet_ins
         )?;
         writeln!(
             f,

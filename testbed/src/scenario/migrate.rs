@@ -66,8 +66,8 @@ pub struct Report {
     pub replug_ms: f64,
     pub rarps_sent: usize,
     /// PacketIns by reason during the move: the RARPs that reached the
-    /// controller (one sent before the new port's classification flow is
-    /// in is dropped by the datapath, which is why QEMU repeats it).
+    /// controller (one sent before the new port is classified goes up from
+    /// table 0 and is held until OVSDB reports the port).
     pub packet_ins: BTreeMap<String, f64>,
     /// From the RARP's PacketIn to the last barrier reply of the
     /// reprogramming it caused (`iris_move_latency_seconds`).
