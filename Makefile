@@ -30,6 +30,7 @@ bench: deps
 	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/controller.sh
 	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/scale.sh
 	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/dataplane.sh
+	TARGET_DIR=$(TARGET_DIR) bash testbed/bench/moves.sh
 
 lint: deps
 	$(CARGO) fmt --all --check

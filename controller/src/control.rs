@@ -254,6 +254,8 @@ pub struct Control {
     /// While a burst of switch events is being taken: what it asks of the
     /// switches, done once at its end.
     burst: Option<program::Burst>,
+    /// RARPs from ports OVSDB has not reported yet.
+    held_rarps: held_rarps::HeldRarps,
 }
 
 impl fmt::Debug for Control {
@@ -382,6 +384,7 @@ impl Control {
             failed: None,
             stop: CancellationToken::new(),
             burst: None,
+            held_rarps: held_rarps::HeldRarps::default(),
         };
         Parts {
             control,
@@ -511,6 +514,22 @@ impl Control {
 
     fn on_tick(&mut self, now: std::time::Instant) {
         self.resync_stale(now);
+        for h in self.held_rarps.expire(now) {
+            self.give_up_rarp(&h, "its port was not reported in time");
+        }
+    }
+
+    /// Drops a held RARP, saying why and what it costs.
+    fn give_up_rarp(&self, h: &held_rarps::Held, why: &str) {
+        self.metrics.packet_in("rarp_given_up");
+        warn!(
+            host = %h.host,
+            "dropped a RARP from port {} after {:.0} ms: {why}; OVSDB has not reported the port \
+             with a VI (external_ids:iris-vi), so the MAC stays where it was until the guest \
+             announces itself again",
+            h.in_port,
+            h.received.elapsed().as_secs_f64() * 1e3
+        );
     }
 
     /// Handles one event from the OpenFlow server.
@@ -646,6 +665,14 @@ impl Control {
                         what: format!("ports of {host}"),
                     });
                     self.program_all();
+                    let topology = &self.topology;
+                    let ready = self
+                        .held_rarps
+                        .release(&host, |p| topology.vm_port(&host, p).is_some());
+                    for h in ready {
+                        debug!(%host, "handling the RARP held for port {}", h.in_port);
+                        self.on_packet_in(h.conn, &h.packet_in, h.received);
+                    }
                 }
             }
             TopologyEvent::Ovsdb { host, connected } => {
@@ -1045,6 +1072,7 @@ fn now_ms() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
 
+mod held_rarps;
 mod program;
 #[cfg(test)]
 mod tests;

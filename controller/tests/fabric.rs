@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use iris_controller::compiler::{compile, TABLE_ARP, TABLE_INTERCEPT};
+use iris_controller::compiler::{compile, TABLE_ARP, TABLE_CLASSIFY, TABLE_INTERCEPT};
 use iris_controller::flowsim::Fabric;
 use iris_controller::model::{Location, MacKey, ViId};
 use iris_controller::packet_in::{handle_packet_in, PacketInKind};
@@ -182,6 +182,31 @@ fn rarp_and_garp_go_to_the_controller() {
         vi_ports_except(&f.topology, 1, (b.host, b.port_in(1))),
         "the datapath floods a GARP"
     );
+}
+
+#[test]
+fn only_rarp_leaves_a_port_not_classified_yet() {
+    // A migrated guest's new port, plugged in before the controller heard
+    // of it from OVSDB: its announcement goes up from table 0 to be held,
+    // anything else it sends is dropped there.
+    let (f, _) = fabric();
+    let b = vm("B");
+    let new_port = 99;
+    let rarp = arp_bytes(&with_vlan(ArpRepr::rarp_announce(b.mac()), b.vlan));
+    let trip = f.inject(&b.host(), new_port, &rarp).unwrap();
+    assert!(trip.delivered.is_empty(), "{trip:?}");
+    assert_eq!(trip.to_controller.len(), 1);
+    assert_eq!(trip.to_controller[0].1.table_id, TABLE_CLASSIFY);
+
+    let garp = arp_bytes(&with_vlan(ArpRepr::gratuitous(b.mac(), b.ip()), b.vlan));
+    let broadcast = frame(MacAddr::BROADCAST, b.mac(), b.vlan, IPV4);
+    for bytes in [garp, broadcast] {
+        let trip = f.inject(&b.host(), new_port, &bytes).unwrap();
+        assert!(
+            trip.delivered.is_empty() && trip.to_controller.is_empty(),
+            "{trip:?}"
+        );
+    }
 }
 
 #[test]

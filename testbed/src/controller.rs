@@ -14,6 +14,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -441,6 +444,197 @@ impl ControllerProcess {
     }
 }
 
+/// One event of the `/v1/events` stream, stamped when it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerEvent {
+    pub at: Instant,
+    /// The event's `data:` line, parsed.
+    pub data: Value,
+}
+
+/// The controller's `/v1/events` stream, read on a thread of its own from
+/// [`ControllerProcess::events`] until [`EventStream::finish`].
+#[derive(Debug)]
+pub struct EventStream {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Result<Vec<ServerEvent>>>>,
+}
+
+/// How often the reading thread looks at its stop flag.
+const EVENT_POLL: Duration = Duration::from_millis(20);
+
+impl ControllerProcess {
+    /// Subscribes to `/v1/events`; returns once the controller answered,
+    /// so no event published afterwards is missed.
+    pub fn events(&self) -> Result<EventStream> {
+        let addr = self.api;
+        let what = format!("GET http://{addr}/v1/events");
+        let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)
+            .map_err(|e| Error::io(format!("{what}: connecting"), e))?;
+        stream
+            .set_read_timeout(Some(HTTP_TIMEOUT))
+            .map_err(|e| Error::io(&what, e))?;
+        write!(
+            stream,
+            "GET /v1/events HTTP/1.1\r\nHost: iris\r\nAccept: text/event-stream\r\n\r\n"
+        )
+        .map_err(|e| Error::io(format!("{what}: sending"), e))?;
+        let mut reader = BufReader::new(stream);
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| Error::io(format!("{what}: reading the head"), e))?;
+            if n == 0 || line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_owned());
+        }
+        if head.first().and_then(|l| l.split_whitespace().nth(1)) != Some("200") {
+            return Err(Error::UnexpectedOutput {
+                command: what,
+                reason: "the stream was not opened with 200".into(),
+                output: head.join("\n"),
+            });
+        }
+        let chunked = head
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+        reader
+            .get_ref()
+            .set_read_timeout(Some(EVENT_POLL))
+            .map_err(|e| Error::io(&what, e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("iris events".into())
+            .spawn(move || {
+                let mut sse = SseReader::new(chunked);
+                let mut events = Vec::new();
+                let mut buf = [0u8; 16 * 1024];
+                while !flag.load(Ordering::Relaxed) {
+                    let n = match reader.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                std::io::ErrorKind::WouldBlock
+                                    | std::io::ErrorKind::TimedOut
+                                    | std::io::ErrorKind::Interrupted
+                            ) =>
+                        {
+                            continue
+                        }
+                        Err(e) => return Err(Error::io(format!("{what}: reading"), e)),
+                    };
+                    let at = Instant::now();
+                    for data in sse
+                        .push(&buf[..n])
+                        .map_err(|reason| Error::UnexpectedOutput {
+                            command: what.clone(),
+                            reason,
+                            output: String::new(),
+                        })?
+                    {
+                        // Every event Iris publishes is JSON; anything else
+                        // is not an event this reader is for.
+                        if let Ok(data) = serde_json::from_str(&data) {
+                            events.push(ServerEvent { at, data });
+                        }
+                    }
+                }
+                Ok(events)
+            })
+            .map_err(|e| Error::io("starting the event reader", e))?;
+        Ok(EventStream {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl EventStream {
+    /// Stops reading; every event read, in order.
+    pub fn finish(mut self) -> Result<Vec<ServerEvent>> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(events)) => events,
+            Some(Err(_)) => Err(Error::Usage("the event reader panicked".into())),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Server-Sent Events out of an HTTP body that arrives in pieces, chunked
+/// or not: the `data:` of each complete event.
+#[derive(Debug, Default)]
+struct SseReader {
+    chunked: bool,
+    /// Body bytes not yet de-chunked.
+    raw: Vec<u8>,
+    /// De-chunked text not yet ending an event.
+    text: String,
+}
+
+impl SseReader {
+    fn new(chunked: bool) -> Self {
+        Self {
+            chunked,
+            ..Self::default()
+        }
+    }
+
+    /// Takes the next bytes of the body; the data of every event they
+    /// complete. An error when the chunked framing is broken.
+    fn push(&mut self, bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
+        if self.chunked {
+            self.raw.extend_from_slice(bytes);
+            while let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") {
+                let size = std::str::from_utf8(&self.raw[..eol])
+                    .ok()
+                    .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
+                    .ok_or_else(|| "a malformed chunk size".to_owned())?;
+                let end = eol + 2 + size;
+                if self.raw.len() < end + 2 {
+                    break;
+                }
+                if &self.raw[end..end + 2] != b"\r\n" {
+                    return Err("a chunk not followed by CRLF".into());
+                }
+                self.text
+                    .push_str(&String::from_utf8_lossy(&self.raw[eol + 2..end]));
+                self.raw.drain(..end + 2);
+            }
+        } else {
+            self.text.push_str(&String::from_utf8_lossy(bytes));
+        }
+        let mut out = Vec::new();
+        while let Some(end) = self.text.find("\n\n") {
+            let event: String = self.text.drain(..end + 2).collect();
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if !data.is_empty() {
+                out.push(data.join("\n"));
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// The samples of an OpenMetrics exposition, by series (`name{labels}`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metrics {
@@ -588,6 +782,32 @@ mod tests {
         let later = Metrics::parse(&text.replace("} 5", "} 8"));
         let gained = later.gained(&m, "iris_packet_ins_total", "reason");
         assert_eq!(gained, BTreeMap::from([("unknown_source".to_owned(), 3.0)]));
+    }
+
+    #[test]
+    fn events_are_read_across_chunk_and_read_boundaries() {
+        let body = "event: move\ndata: {\"type\":\"move\",\"latency_ms\":1.5}\n\n\
+                    : keep-alive\n\nevent: topology\ndata: {\"type\":\"topology\"}\n\n";
+        // Chunked in two pieces that split an event, then fed a few bytes
+        // at a time, as a socket may hand them over.
+        let (a, b) = body.split_at(30);
+        let wire = format!("{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n", a.len(), b.len());
+        let mut sse = SseReader::new(true);
+        let mut seen = Vec::new();
+        for piece in wire.as_bytes().chunks(7) {
+            seen.extend(sse.push(piece).unwrap());
+        }
+        assert_eq!(
+            seen,
+            [
+                "{\"type\":\"move\",\"latency_ms\":1.5}",
+                "{\"type\":\"topology\"}"
+            ]
+        );
+        let mut plain = SseReader::new(false);
+        assert_eq!(plain.push(body.as_bytes()).unwrap().len(), 2);
+        assert!(SseReader::new(true).push(b"zz\r\nabc\r\n").is_err());
+        assert!(SseReader::new(true).push(b"2\r\nabcd\r\n").is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! without trusting them: every length is checked and a frame that does not
 //! fit is simply not what the caller looked for.
 
+use std::fmt;
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -144,25 +145,56 @@ pub fn send_frames(
     interface: &str,
     frames: &[(Duration, Vec<u8>)],
 ) -> Result<Vec<Instant>> {
-    let path = netns.path();
-    let name = interface.to_owned();
-    let frames = frames.to_vec();
-    std::thread::Builder::new()
-        .name(format!("send {interface}"))
-        .spawn(move || {
-            enter(&path)?;
-            let (mut tx, _rx) = open(&name)?;
-            let mut sent = Vec::with_capacity(frames.len());
-            for (pause, frame) in &frames {
-                std::thread::sleep(*pause);
-                send_one(&mut *tx, &name, frame)?;
-                sent.push(Instant::now());
-            }
-            Ok(sent)
+    FrameSender::open(netns, interface)?.send(frames)
+}
+
+/// A packet socket open on one interface of a namespace, for sending. The
+/// socket stays in the namespace it was opened in, so any thread may send
+/// on it: opening many first lets them all send at the same moment.
+pub struct FrameSender {
+    interface: String,
+    tx: Box<dyn DataLinkSender>,
+}
+
+impl fmt::Debug for FrameSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FrameSender")
+            .field("interface", &self.interface)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FrameSender {
+    /// Opens the socket on a thread that enters `netns` for it.
+    pub fn open(netns: &Netns, interface: &str) -> Result<Self> {
+        let path = netns.path();
+        let name = interface.to_owned();
+        let tx = std::thread::Builder::new()
+            .name(format!("open {interface}"))
+            .spawn(move || {
+                enter(&path)?;
+                open(&name).map(|(tx, _rx)| tx)
+            })
+            .map_err(|e| Error::io(format!("starting the sender on {interface}"), e))?
+            .join()
+            .unwrap_or_else(|_| Err(Error::Usage(format!("opening {interface} panicked"))))?;
+        Ok(Self {
+            interface: interface.to_owned(),
+            tx,
         })
-        .map_err(|e| Error::io(format!("starting the sender on {interface}"), e))?
-        .join()
-        .unwrap_or_else(|_| Err(Error::Usage(format!("the sender on {interface} panicked"))))
+    }
+
+    /// Sends `frames`, each after its pause (the first counts from now).
+    /// Returns when each frame left.
+    pub fn send(&mut self, frames: &[(Duration, Vec<u8>)]) -> Result<Vec<Instant>> {
+        let mut sent = Vec::with_capacity(frames.len());
+        for (pause, frame) in frames {
+            std::thread::sleep(*pause);
+            send_one(&mut *self.tx, &self.interface, frame)?;
+            sent.push(Instant::now());
+        }
+        Ok(sent)
+    }
 }
 
 /// How [`round_trips`] paces its requests.

@@ -88,6 +88,29 @@ enum BenchCommand {
     /// plain NORMAL bridge where the target VM answers, with the
     /// controller's PacketIn counter read around the run.
     Arp(ArpArgs),
+    /// K VMs live-migrate at once in a mesh of N PMs with the real
+    /// iris-controller: RARP-to-last-barrier time per move, first RARP to
+    /// last move confirmed, and the pings lost by each moving VM.
+    Moves(MovesArgs),
+}
+
+#[derive(Debug, Args)]
+struct MovesArgs {
+    /// PMs in the mesh (each its own ovsdb-server and ovs-vswitchd).
+    #[arg(long, default_value_t = 8)]
+    pms: usize,
+    /// VMs that move at once.
+    #[arg(long, default_value_t = 1)]
+    moves: usize,
+    /// Milliseconds between two pings to one moving VM.
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
+    /// The iris-controller binary; by default the one beside this program.
+    #[arg(long)]
+    controller: Option<PathBuf>,
+    /// Print one JSON object with the figures instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -349,6 +372,41 @@ fn bench_controller(a: ControllerArgs) -> ExitCode {
     }
 }
 
+fn bench_moves(a: MovesArgs, config: Config) -> ExitCode {
+    let Some(scenario) = scenarios::options(a.controller.as_deref(), config) else {
+        return ExitCode::from(2);
+    };
+    let options = bench::moves::Options {
+        pms: a.pms,
+        moves: a.moves,
+        interval: Duration::from_millis(a.interval_ms),
+        scenario,
+    };
+    match bench::moves::run(&options) {
+        Ok(report) if a.json => match serde_json::to_string(&report) {
+            Ok(j) => {
+                println!("{j}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench moves: cannot write the report as JSON: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("bench moves: {e}");
+            match e {
+                ScenarioError::Testbed(iris_testbed::Error::Usage(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
 fn parse_prefix(s: &str) -> Result<Prefix, String> {
     Prefix::parse(s).ok_or_else(|| format!("{s:?} is not a testbed prefix like ir7kq"))
 }
@@ -362,6 +420,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
         Command::Bench(BenchCommand::Scale(c)) => bench_scale(c, config),
+        Command::Bench(BenchCommand::Moves(args)) => bench_moves(args, config),
         Command::Bench(BenchCommand::Goodput(a)) => {
             let o = goodput::Options {
                 seconds: a.seconds,

@@ -1,9 +1,9 @@
 //! The [`Testbed`]: owner of every namespace, link and process of one emulated
 //! inter-cloud, and the place where they are torn down in order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::host;
@@ -244,6 +244,70 @@ impl Testbed {
         moving.attach(&prefix, target)?;
         moving.pm = to;
         Ok(())
+    }
+
+    /// Moves several VMs at once, as [`Testbed::move_vm`] moves one: each
+    /// on a thread of its own, so no move waits for another's re-plugging.
+    /// Returns when each VM's port was plugged into its new PM, in the
+    /// order of `moves`. A VM whose move failed stays assigned to its old
+    /// PM (it may be unplugged); the first error is returned.
+    pub fn move_vms(&mut self, moves: &[(VmId, PmId)]) -> Result<Vec<Instant>> {
+        let mut targets: Vec<Option<PmId>> = vec![None; self.vms.len()];
+        for &(vm, to) in moves {
+            if self.vms.get(vm.0).and_then(Option::as_ref).is_none()
+                || self.pms.get(to.0).and_then(Option::as_ref).is_none()
+            {
+                return Err(Error::Usage("move_vms: no such VM or PM".into()));
+            }
+            if targets[vm.0].replace(to).is_some() {
+                return Err(Error::Usage(format!(
+                    "move_vms: {} is moved twice",
+                    self.vm(vm).name()
+                )));
+            }
+        }
+        let prefix = self.state.prefix().clone();
+        let pms = &self.pms;
+        let pm = |id: PmId| pms[id.0].as_ref().expect("a VM's PM is never removed");
+        let mut done: Vec<(usize, Result<Instant>)> = std::thread::scope(|s| {
+            let threads: Vec<_> = self
+                .vms
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(i, vm)| Some((i, vm.as_mut()?, targets[i]?)))
+                .map(|(i, vm, to)| {
+                    let prefix = &prefix;
+                    s.spawn(move || {
+                        let moved = vm
+                            .detach(pm(vm.pm))
+                            .and_then(|()| vm.attach(prefix, pm(to)))
+                            .map(|()| {
+                                vm.pm = to;
+                                Instant::now()
+                            });
+                        (i, moved)
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .map(|t| {
+                    t.join().unwrap_or_else(|_| {
+                        (
+                            usize::MAX,
+                            Err(Error::Usage("a move thread panicked".into())),
+                        )
+                    })
+                })
+                .collect()
+        });
+        let order: HashMap<usize, usize> = moves
+            .iter()
+            .enumerate()
+            .map(|(n, (vm, _))| (vm.0, n))
+            .collect();
+        done.sort_by_key(|(i, _)| order.get(i).copied().unwrap_or(usize::MAX));
+        done.into_iter().map(|(_, r)| r).collect()
     }
 
     /// Removes a VM: unplugs it from its PM and deletes its namespace, after

@@ -3,8 +3,9 @@
 //! act once the barriers come back (move latency, packets held until the
 //! flows they depend on are in).
 
+use super::held_rarps::Held;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
-use crate::compiler::{affected_hosts, compile, compile_entries};
+use crate::compiler::{affected_hosts, compile, compile_entries, TABLE_CLASSIFY};
 use crate::model::HostName;
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
 use crate::reconciler::{reconcile, Foreign};
@@ -14,6 +15,7 @@ use crate::session::Batch;
 use crate::switch_state::SwitchState;
 use ofp::message::{Message, PacketIn, PacketOut};
 use ofp::multipart::{FlowStats, GroupDesc};
+use ofp::packet::{EtherType, EthernetFrame};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -537,16 +539,30 @@ impl Control {
         self.program_hosts(&hosts)
     }
 
+    fn switch_host(&self, conn: ConnId) -> Option<&HostName> {
+        self.switches.get(&conn).and_then(|s| s.host.as_ref())
+    }
+
     /// A PACKET_IN: learn, reprogram, and send what the decision says once
     /// the reprogramming is confirmed.
     pub(super) fn on_packet_in(&mut self, conn: ConnId, pi: &PacketIn, received: Instant) {
-        // Borrowed, not cloned: this is the hot path of ARP and learning.
-        let Some(host) = self.switches.get(&conn).and_then(|s| s.host.as_ref()) else {
+        if self.switch_host(conn).is_none() {
             self.metrics.packet_in("unknown_switch");
             return;
-        };
+        }
         let Some(meta) = PacketInMeta::from_packet_in(pi) else {
             self.metrics.packet_in("invalid");
+            return;
+        };
+        if meta.table_id == TABLE_CLASSIFY {
+            if let Some(host) = self.switch_host(conn).cloned() {
+                if self.hold_if_unclassified(conn, &host, &meta, pi, received) {
+                    return;
+                }
+            }
+        }
+        // Borrowed, not cloned: this is the hot path of ARP and learning.
+        let Some(host) = self.switches.get(&conn).and_then(|s| s.host.as_ref()) else {
             return;
         };
         let decision = handle_packet_in(
@@ -598,6 +614,48 @@ impl Control {
             moves,
         };
         self.wait_for(w);
+    }
+
+    /// Holds a RARP that table 0 sent up because its port has no
+    /// classification flow yet, until OVSDB reports the port; whether it
+    /// was held. A RARP from a tunnel (with a key no VI here owns) is not
+    /// for holding, and one from a port that became known in the meantime
+    /// is handled at once.
+    fn hold_if_unclassified(
+        &mut self,
+        conn: ConnId,
+        host: &HostName,
+        meta: &PacketInMeta,
+        pi: &PacketIn,
+        received: Instant,
+    ) -> bool {
+        let port = meta.in_port;
+        let is_rarp = EthernetFrame::new_checked(&pi.data[..])
+            .is_ok_and(|e| e.ethertype() == EtherType::Rarp);
+        let tunnel = self
+            .topology
+            .tunnels
+            .iter()
+            .any(|((h, _), &p)| h == host && p == port);
+        if !is_rarp || tunnel || self.topology.vm_port(host, port).is_some() {
+            return false;
+        }
+        let pushed_out = self.held_rarps.hold(Held {
+            conn,
+            host: host.clone(),
+            in_port: port,
+            packet_in: pi.clone(),
+            received,
+        });
+        if let Some(h) = pushed_out {
+            self.give_up_rarp(&h, "too many RARPs were waiting for their ports");
+        }
+        debug!(
+            %host,
+            "holding a RARP from port {port} until OVSDB reports the port ({} waiting)",
+            self.held_rarps.len()
+        );
+        true
     }
 
     /// Runs `w` now if it waits for nothing, else when its tickets are in

@@ -501,18 +501,7 @@ fn a_rarp_moves_the_mac_and_floods_once_every_switch_confirms() {
         conn: ConnId(2),
         upcall: rarp_in(mac, 6),
     });
-    let key = MacKey {
-        vi: ViId(1),
-        vlan: crate::model::Vlan::Untagged,
-        mac,
-    };
-    assert_eq!(
-        c.registry.mac(&key).and_then(|e| e.location.clone()),
-        Some(Location::Port {
-            host: HostName("pm2".into()),
-            ofport: 6
-        })
-    );
+    assert_eq!(located(&c, mac), port_of("pm2", 6));
     // Every switch of VI 1 got new flows; the flood waits for their barriers.
     let b2 = batches(&mut rx2);
     assert!(b2.iter().all(|b| b.barrier.is_some()), "{b2:?}");
@@ -1095,4 +1084,114 @@ fn a_burst_the_store_refuses_sends_nothing() {
     c.end_burst();
     assert!(batches(&mut rx).is_empty(), "no flows and no flood");
     assert!(c.halted());
+}
+
+/// A RARP that table 0 sent up from `in_port` (a port with no
+/// classification flow yet).
+fn unclassified_rarp(mac: MacAddr, in_port: u32, received: Instant) -> Upcall {
+    let Upcall::PacketIn { mut packet_in, .. } = rarp_received(mac, in_port, received) else {
+        unreachable!()
+    };
+    packet_in.table_id = crate::compiler::TABLE_CLASSIFY;
+    Upcall::PacketIn {
+        packet_in,
+        received,
+    }
+}
+
+/// pm2 reports its VM ports: the one of [`with_ports`] and `extra`.
+fn pm2_reports(c: &mut Control, extra: &[u32]) {
+    let ip = |h: u8| Ipv4Addr::from([10, 0, 0, h]);
+    let mut vm_ports = vec![VmPortSeen {
+        name: "vm-pm2".into(),
+        ofport: 6,
+        vi: ViId(1),
+    }];
+    vm_ports.extend(extra.iter().map(|&p| VmPortSeen {
+        name: format!("new-{p}"),
+        ofport: p,
+        vi: ViId(1),
+    }));
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm2".into()),
+        vm_ports,
+        tunnels: vec![(ip(1), 10), (ip(9), 11)],
+    });
+}
+
+#[test]
+fn a_rarp_from_a_port_not_yet_reported_waits_for_the_report() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let arrived = Instant::now() - Duration::from_millis(30);
+    // The guest resumes on pm2's new port 8 before OVSDB reports it.
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified_rarp(mac, 8, arrived),
+    });
+    assert_eq!(located(&c, mac), port_of("pm1", 5), "held, not handled");
+    assert_eq!(c.held_rarps.len(), 1);
+    // A report of another host, or of pm2 without the port, releases nothing.
+    pm2_reports(&mut c, &[9]);
+    assert_eq!(c.held_rarps.len(), 1);
+    pm2_reports(&mut c, &[8, 9]);
+    assert_eq!(c.held_rarps.len(), 0);
+    assert_eq!(located(&c, mac), port_of("pm2", 8));
+    let mut events = c.events.subscribe();
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    assert_eq!(moves_measured(&c), 1);
+    let mut latency = None;
+    while let Ok(e) = events.try_recv() {
+        if let NorthEvent::Move { latency_ms, .. } = e {
+            latency = Some(latency_ms);
+        }
+    }
+    assert!(
+        latency.is_some_and(|ms| ms >= 30.0),
+        "the wait counts: {latency:?}"
+    );
+    assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"rarp\"}"), 2);
+}
+
+#[test]
+fn a_held_rarp_is_given_up_and_tunnels_are_never_held() {
+    let (mut c, _rxs, mac) = vm_on_pm1();
+    let arrived = Instant::now();
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified_rarp(mac, 8, arrived),
+    });
+    // Port 10 is pm2's tunnel to pm1: a RARP with a key no VI owns.
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified_rarp(mac, 10, arrived),
+    });
+    assert_eq!(c.held_rarps.len(), 1);
+    c.on_tick(arrived + Duration::from_millis(500));
+    assert_eq!(c.held_rarps.len(), 1, "not yet");
+    c.on_tick(arrived + held_rarps::HOLD_FOR);
+    assert_eq!(c.held_rarps.len(), 0);
+    assert_eq!(
+        metric(&c, "iris_packet_ins_total{reason=\"rarp_given_up\"}"),
+        1
+    );
+    // Reported later, the port finds nothing waiting: the MAC stays.
+    pm2_reports(&mut c, &[8]);
+    assert_eq!(located(&c, mac), port_of("pm1", 5));
+}
+
+/// Where the registry places `mac` (untagged, VI 1).
+fn located(c: &Control, mac: MacAddr) -> Option<Location> {
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        mac,
+    };
+    c.registry.mac(&key).and_then(|e| e.location.clone())
+}
+
+fn port_of(host: &str, ofport: u32) -> Option<Location> {
+    Some(Location::Port {
+        host: HostName(host.into()),
+        ofport,
+    })
 }

@@ -17,10 +17,14 @@
 //!
 //! [`scale`] (`iris-testbed bench scale`) measures how the controller
 //! grows: registry size, restarts with many flows, many switches.
+//!
+//! [`moves`] is another benchmark: live migrations at once on the testbed,
+//! with the real controller (`iris-testbed bench moves`).
 
 pub mod driver;
 pub mod iris;
 pub mod load;
+pub mod moves;
 pub mod report;
 pub mod scale;
 pub mod switch;

@@ -48,6 +48,15 @@ pub const QEMU_ANNOUNCE: [Duration; 5] = [
     Duration::from_millis(350),
 ];
 
+/// What a guest with `mac` sends once QEMU resumes it after a live
+/// migration: its RARP announcement in QEMU's default rounds, each with
+/// the pause before it.
+pub fn qemu_announcement(mac: crate::MacAddr) -> Vec<(Duration, Vec<u8>)> {
+    let mut rarp = Vec::new();
+    ArpRepr::rarp_announce(ofp::packet::MacAddr(mac.0)).emit(&mut rarp);
+    QEMU_ANNOUNCE.iter().map(|&p| (p, rarp.clone())).collect()
+}
+
 /// What `migrate` measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -57,8 +66,8 @@ pub struct Report {
     pub replug_ms: f64,
     pub rarps_sent: usize,
     /// PacketIns by reason during the move: the RARPs that reached the
-    /// controller (one sent before the new port's classification flow is
-    /// in is dropped by the datapath, which is why QEMU repeats it).
+    /// controller (one sent before the new port is classified goes up from
+    /// table 0 and is held until OVSDB reports the port).
     pub packet_ins: BTreeMap<String, f64>,
     /// From the RARP's PacketIn to the last barrier reply of the
     /// reprogramming it caused (`iris_move_latency_seconds`).
@@ -120,10 +129,8 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     h.tb.move_vm(mover, target)?;
     let replug = moved_at.elapsed();
     let vm = h.tb.vm(mover);
-    let mut rarp = Vec::new();
-    ArpRepr::rarp_announce(ofp::packet::MacAddr(vm.mac().0)).emit(&mut rarp);
-    let rounds: Vec<(Duration, Vec<u8>)> =
-        QEMU_ANNOUNCE.iter().map(|&p| (p, rarp.clone())).collect();
+    let rounds = qemu_announcement(vm.mac());
+    let rarp = rounds[0].1.clone();
     let sent = send_frames(vm.netns(), vm.interface(), &rounds)?;
     let trace = run.wait(Duration::from_secs(10))?;
     let after = h.controller()?.metrics()?;

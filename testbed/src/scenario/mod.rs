@@ -23,7 +23,9 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use harness::{check, flows_kept, FlowsByPm, Harness, PingSummary, ScenarioError, CONVERGE};
+pub use harness::{
+    check, flows_kept, ms, round3, FlowsByPm, Harness, PingSummary, ScenarioError, CONVERGE,
+};
 
 /// One scenario: its name on the command line, what it proves, and its body.
 #[derive(Debug, Clone, Copy)]

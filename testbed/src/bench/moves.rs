@@ -1,0 +1,569 @@
+//! `iris-testbed bench moves`: K VMs live-migrate at once in a mesh of N
+//! PMs run by the real `iris-controller`, while a VM that stays put pings
+//! each of them every 100 ms.
+//!
+//! Each move is what the `migrate` scenario does to one VM: its port is
+//! unplugged from the old PM's `br-int` and plugged into the new PM's, and
+//! the VM announces itself as QEMU does after a live migration (a RARP, in
+//! QEMU's five announce rounds). The K re-pluggings run on K threads; once
+//! all are done, the K guests "resume" together: each sends its first RARP
+//! at the same moment (a barrier), from a socket opened beforehand.
+//!
+//! Measured per move: the controller's RARP-to-last-barrier time (the
+//! `move` events of `/v1/events`, cross-checked against the
+//! `iris_move_latency_seconds` histogram), and over all moves the time from
+//! the first RARP sent to the last move event read. Per moving VM: the
+//! pings lost and the longest gap between replies, and of those lost the
+//! ones sent after the VM's first RARP (the share the controller can act
+//! on; what was sent while the port was unplugged is lost by construction).
+//!
+//! One pinger VM with one `ping` process per moving VM, rather than a
+//! pinger per moving VM: each process measures its own target, the pinger
+//! never moves, and the bridges carry only the ports of the VMs under test
+//! (K more VMs would add K ports and K MACs to every switch's tables and
+//! double the setup).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Barrier;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use crate::controller::{ServerEvent, ViEntry};
+use crate::frames::FrameSender;
+use crate::scenario::migrate::qemu_announcement;
+use crate::scenario::{self, check, ms, round3, Harness, ScenarioError};
+use crate::{PingPlan, PingRun, PingTrace, PmId, VmId};
+
+const VI: u32 = 1;
+const GRE_KEY: u32 = 1001;
+/// The harness numbers VMs with one byte, the pinger among them.
+pub const MAX_MOVES: usize = 253;
+/// Pings before the moves start, so each run has its baseline.
+const BEFORE_MOVES: Duration = Duration::from_secs(1);
+/// How long the moves may take to be confirmed once every VM has sent its
+/// last announcement.
+const CONFIRM: Duration = Duration::from_secs(10);
+/// Pings after the last move is confirmed: the runs must end answered.
+const AFTER_MOVES: Duration = Duration::from_secs(1);
+/// Requests a run may send; it is interrupted long before.
+const MAX_PINGS: u32 = 100_000;
+
+/// One run of the benchmark.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub pms: usize,
+    pub moves: usize,
+    /// Between two pings to one moving VM.
+    pub interval: Duration,
+    pub scenario: scenario::Options,
+}
+
+/// p50 and max of a set of measurements.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    pub p50: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` for no values; the p50 is the nearest-rank median.
+    pub fn of(values: &[f64]) -> Option<Self> {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let max = *v.last()?;
+        let p50 = v[(v.len() - 1) / 2];
+        Some(Self { p50, max })
+    }
+}
+
+/// How long bringing the testbed up took, and what it costs in memory.
+#[derive(Debug, Clone, Serialize)]
+pub struct Setup {
+    /// PMs (each its ovsdb-server and ovs-vswitchd) and VMs created.
+    pub testbed_s: f64,
+    /// Then the controller up with every switch, the full mesh and every
+    /// VM port classified.
+    pub controller_s: f64,
+    /// Then every moving VM answering the pinger, its MAC placed.
+    pub reachable_s: f64,
+    /// Resident memory of every PM's ovsdb-server and ovs-vswitchd, and of
+    /// the controller, after the moves.
+    pub ovs_rss_mib: f64,
+    pub controller_rss_mib: f64,
+}
+
+/// One moving VM.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmMove {
+    pub vm: String,
+    pub from: String,
+    pub to: String,
+    /// From the start of the moves to this VM's port plugged into the new
+    /// PM (unplugged from the old one first): the VM is unreachable
+    /// meanwhile, as a migrating guest is paused.
+    pub replug_ms: f64,
+    /// The controller's RARP-to-last-barrier time for this VM's move.
+    pub latency_ms: Option<f64>,
+    /// From this VM's first RARP to its move event being read.
+    pub rarp_to_event_ms: Option<f64>,
+    pub pings_lost: usize,
+    /// Lost, and sent after the VM's first RARP.
+    pub pings_lost_after_rarp: usize,
+    pub longest_gap_ms: Option<f64>,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub pms: usize,
+    pub moves: usize,
+    pub ping_interval_ms: f64,
+    pub setup: Setup,
+    pub replug_ms: Option<Spread>,
+    /// RARPs sent, and those that reached the controller as PacketIns.
+    pub rarps_sent: usize,
+    pub rarp_packet_ins: f64,
+    /// Every PacketIn during the moves, by what the controller made of it.
+    pub packet_ins: BTreeMap<String, f64>,
+    /// The controller's RARP-to-last-barrier time per move (`move` events).
+    pub move_latency_ms: Option<Spread>,
+    /// From each VM's first RARP to its move event being read: under QEMU's
+    /// 50 ms to the second round, the first RARP is the one that moved it.
+    pub rarp_to_event_ms: Option<Spread>,
+    /// Samples the `iris_move_latency_seconds` histogram gained, and their
+    /// mean.
+    pub histogram_moves: f64,
+    pub histogram_mean_ms: Option<f64>,
+    pub moves_incomplete: usize,
+    /// From the first RARP sent to the last move event read.
+    pub first_rarp_to_last_move_ms: Option<f64>,
+    /// From the first VM's first RARP to the last VM's: how close to "at
+    /// once" the guests resumed.
+    pub announce_spread_ms: Option<f64>,
+    pub pings_lost_max: usize,
+    pub pings_lost_total: usize,
+    pub pings_lost_after_rarp_max: usize,
+    pub pings_lost_after_rarp_total: usize,
+    pub longest_gap_ms: Option<f64>,
+    pub vms: Vec<VmMove>,
+}
+
+/// Runs the benchmark on a fresh testbed and tears it down.
+pub fn run(options: &Options) -> Result<Report, ScenarioError> {
+    if options.pms < 2 || options.moves == 0 || options.moves > MAX_MOVES {
+        return Err(ScenarioError::Testbed(crate::Error::Usage(format!(
+            "bench moves needs --pms 2 or more and --moves 1 to {MAX_MOVES} (got {} and {})",
+            options.pms, options.moves
+        ))));
+    }
+    let (outcome, report) =
+        scenario::run_measured("moves", &options.scenario, |h| measure(h, options));
+    match report {
+        Some(r) => Ok(r),
+        None => {
+            let mut why = outcome.reason.unwrap_or_else(|| "no report".into());
+            if let Some(logs) = outcome.logs {
+                why.push_str(&format!(" (logs kept in {})", logs.display()));
+            }
+            Err(ScenarioError::Failed(why))
+        }
+    }
+}
+
+fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> {
+    let (n, k) = (options.pms, options.moves);
+    let started = Instant::now();
+    let names: Vec<String> = (1..=n).map(|i| format!("pm{i}")).collect();
+    let pms = h.add_pms(&names.iter().map(String::as_str).collect::<Vec<_>>())?;
+    // Mover j starts on PM j+1 and goes to PM j+2 (mod N); the pinger
+    // stays on the first PM.
+    let at = |j: usize| pms[(j + 1) % n];
+    let to = |j: usize| pms[(j + 2) % n];
+    let mut placement = vec![pms[0]];
+    placement.extend((0..k).map(at));
+    let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
+    let vms = h.add_vms(&mut vi, &placement)?;
+    let (pinger, movers) = (vms[0], &vms[1..]);
+    let testbed_s = started.elapsed().as_secs_f64();
+    h.note(format!("{n} PMs and {} VMs in {testbed_s:.1} s", k + 1));
+
+    let up = Instant::now();
+    h.bring_up(&pms, vec![vi], &vms)?;
+    let controller_s = up.elapsed().as_secs_f64();
+    let up = Instant::now();
+    for &m in movers {
+        h.wait_reachable(pinger, h.tb.vm(m).ip().addr())?;
+    }
+    let placed: Vec<(VmId, Option<u16>)> = vms.iter().map(|&v| (v, None)).collect();
+    h.wait_placed(VI, &placed)?;
+    let mut setup = Setup {
+        testbed_s: round1(testbed_s),
+        controller_s: round1(controller_s),
+        reachable_s: round1(up.elapsed().as_secs_f64()),
+        ovs_rss_mib: 0.0,
+        controller_rss_mib: 0.0,
+    };
+    h.note(format!(
+        "controller ready in {controller_s:.1} s; every VM reachable; moving {k} VMs"
+    ));
+
+    let runs: Vec<PingRun> = movers
+        .iter()
+        .map(|&m| {
+            let vm = h.tb.vm(m);
+            let plan = PingPlan::new(vm.ip().addr(), MAX_PINGS, options.interval);
+            h.ping_run(pinger, plan, &format!("to-{}", vm.name()))
+        })
+        .collect::<Result<_, _>>()?;
+    std::thread::sleep(BEFORE_MOVES);
+    let controller = h.controller()?;
+    let before = controller.metrics()?;
+    let events = controller.events()?;
+    let from: Vec<String> = movers
+        .iter()
+        .map(|&m| h.tb.pm(h.tb.vm(m).pm()).name().to_owned())
+        .collect();
+    let moves: Vec<(VmId, PmId)> = movers
+        .iter()
+        .enumerate()
+        .map(|(j, &m)| (m, to(j)))
+        .collect();
+    let clock = Clock::now();
+    let plugged = h.tb.move_vms(&moves)?;
+    let moving_started = clock.instant;
+    // Every guest resumes at once: the sockets are opened first, then each
+    // VM announces itself from a thread of its own as QEMU does.
+    let mut rarps = Vec::with_capacity(k);
+    for &m in movers {
+        let vm = h.tb.vm(m);
+        let rounds = qemu_announcement(vm.mac());
+        rarps.push((FrameSender::open(vm.netns(), vm.interface())?, rounds));
+    }
+    let start = Barrier::new(k);
+    let sent: Vec<Vec<Instant>> = std::thread::scope(|s| {
+        let threads: Vec<_> = rarps
+            .iter_mut()
+            .map(|(sender, rounds)| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    sender.send(rounds)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(crate::Error::Usage("a RARP sender panicked".into())))
+            })
+            .collect::<crate::Result<_>>()
+    })?;
+    let announced: Vec<(Instant, Vec<Instant>)> = plugged.into_iter().zip(sent).collect();
+
+    // Every move confirmed (or given up on), then the pings' tail.
+    let controller = h.controller()?;
+    let k_f = k as f64;
+    let deadline = Instant::now() + CONFIRM;
+    let after = loop {
+        let m = controller.metrics()?;
+        let settled = m.value("iris_move_latency_seconds_count")
+            - before.value("iris_move_latency_seconds_count")
+            + gained_total(&m, &before, "iris_moves_incomplete_total");
+        if settled >= k_f || Instant::now() >= deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(AFTER_MOVES);
+    let events = events.finish()?;
+    let traces: Vec<PingTrace> = runs
+        .into_iter()
+        .map(PingRun::interrupt)
+        .collect::<Result<_, _>>()?;
+
+    let histogram_moves = after.value("iris_move_latency_seconds_count")
+        - before.value("iris_move_latency_seconds_count");
+    let histogram_sum = after.value("iris_move_latency_seconds_sum")
+        - before.value("iris_move_latency_seconds_sum");
+    let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
+    setup.ovs_rss_mib = round1(
+        h.tb.pms()
+            .flat_map(|(_, pm)| pm.ovs().pids())
+            .map(rss_mib)
+            .sum(),
+    );
+    setup.controller_rss_mib = round1(rss_mib(h.controller()?.pid()));
+    let moved: BTreeMap<String, &ServerEvent> = events
+        .iter()
+        .filter(|e| e.data["type"] == "move")
+        .filter_map(|e| Some((e.data["mac"].as_str()?.to_owned(), e)))
+        .collect();
+    let incomplete = events
+        .iter()
+        .filter(|e| e.data["type"] == "move_incomplete")
+        .count();
+
+    let mut per_vm = Vec::new();
+    for (j, &m) in movers.iter().enumerate() {
+        let vm = h.tb.vm(m);
+        let (plugged, sent) = &announced[j];
+        let first_rarp = sent.first().copied();
+        let event = moved.get(&vm.mac().to_string());
+        let trace = &traces[j];
+        let lost = trace.lost();
+        let after_rarp = first_rarp.map_or(0, |t| {
+            let t = clock.epoch(t);
+            lost.iter()
+                .filter(|&&s| sent_at(trace, s).is_some_and(|at| at >= t))
+                .count()
+        });
+        per_vm.push(VmMove {
+            vm: vm.name().to_owned(),
+            from: from[j].clone(),
+            to: h.tb.pm(vm.pm()).name().to_owned(),
+            replug_ms: ms(plugged.saturating_duration_since(moving_started)),
+            latency_ms: event.and_then(|e| e.data["latency_ms"].as_f64()),
+            rarp_to_event_ms: first_rarp
+                .zip(event)
+                .map(|(r, e)| ms(e.at.saturating_duration_since(r))),
+            pings_lost: lost.len(),
+            pings_lost_after_rarp: after_rarp,
+            longest_gap_ms: trace.longest_gap().map(ms),
+        });
+    }
+    let latencies: Vec<f64> = per_vm.iter().filter_map(|v| v.latency_ms).collect();
+    let first_rarp = announced.iter().filter_map(|(_, s)| s.first()).min();
+    let last_rarp = announced.iter().filter_map(|(_, s)| s.first()).max();
+    let last_move = moved.values().map(|e| e.at).max();
+    let report = Report {
+        pms: n,
+        moves: k,
+        ping_interval_ms: ms(options.interval),
+        setup,
+        replug_ms: Spread::of(&per_vm.iter().map(|v| v.replug_ms).collect::<Vec<_>>()),
+        rarps_sent: announced.iter().map(|(_, s)| s.len()).sum(),
+        rarp_packet_ins: packet_ins.get("rarp").copied().unwrap_or(0.0),
+        packet_ins: packet_ins.clone(),
+        move_latency_ms: Spread::of(&latencies),
+        rarp_to_event_ms: Spread::of(
+            &per_vm
+                .iter()
+                .filter_map(|v| v.rarp_to_event_ms)
+                .collect::<Vec<_>>(),
+        ),
+        histogram_moves,
+        histogram_mean_ms: (histogram_moves > 0.0)
+            .then(|| round3(histogram_sum / histogram_moves * 1e3)),
+        moves_incomplete: incomplete,
+        first_rarp_to_last_move_ms: first_rarp
+            .zip(last_move)
+            .map(|(&r, l)| ms(l.saturating_duration_since(r))),
+        announce_spread_ms: first_rarp
+            .zip(last_rarp)
+            .map(|(f, l)| ms(l.saturating_duration_since(*f))),
+        pings_lost_max: per_vm.iter().map(|v| v.pings_lost).max().unwrap_or(0),
+        pings_lost_total: per_vm.iter().map(|v| v.pings_lost).sum(),
+        pings_lost_after_rarp_max: per_vm
+            .iter()
+            .map(|v| v.pings_lost_after_rarp)
+            .max()
+            .unwrap_or(0),
+        pings_lost_after_rarp_total: per_vm.iter().map(|v| v.pings_lost_after_rarp).sum(),
+        longest_gap_ms: per_vm
+            .iter()
+            .filter_map(|v| v.longest_gap_ms)
+            .max_by(f64::total_cmp),
+        vms: per_vm,
+    };
+    // Each VM moved once: exactly one histogram sample and one event each.
+    check(histogram_moves == k_f && moved.len() == k, || {
+        format!(
+            "{k} VMs moved, but the controller recorded {histogram_moves} moves and published \
+             {} move events ({incomplete} incomplete); PacketIns during the moves: {packet_ins:?}",
+            moved.len()
+        )
+    })?;
+    check(traces.iter().all(resumed), || {
+        format!("pings did not resume after every move: {:?}", report.vms)
+    })?;
+    Ok(report)
+}
+
+/// Whether a ping run ended answered: its last reply is among its last
+/// two requests (the very last may have been in flight when it was
+/// interrupted).
+fn resumed(t: &PingTrace) -> bool {
+    let last = t.summary.transmitted;
+    t.replies.iter().any(|r| r.seq + 1 >= last)
+}
+
+/// When request `seq` of `trace` was sent, in seconds since the Unix
+/// epoch: from the nearest answered request before it (its reply time less
+/// its round trip) and the interval; `None` when none before it was
+/// answered.
+fn sent_at(trace: &PingTrace, seq: u32) -> Option<f64> {
+    let r = trace
+        .replies
+        .iter()
+        .filter(|r| r.seq <= seq)
+        .max_by_key(|r| r.seq)?;
+    let steps = f64::from(seq - r.seq);
+    Some(r.at - r.rtt.as_secs_f64() + steps * trace.interval.as_secs_f64())
+}
+
+/// The Unix time of an [`Instant`], through one reading of both clocks
+/// (ping stamps its replies with the wall clock).
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    wall: SystemTime,
+    instant: Instant,
+}
+
+impl Clock {
+    fn now() -> Self {
+        Self {
+            wall: SystemTime::now(),
+            instant: Instant::now(),
+        }
+    }
+
+    fn epoch(&self, t: Instant) -> f64 {
+        let base = self
+            .wall
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let since = t.saturating_duration_since(self.instant).as_secs_f64()
+            - self.instant.saturating_duration_since(t).as_secs_f64();
+        base + since
+    }
+}
+
+fn gained_total(
+    after: &crate::controller::Metrics,
+    before: &crate::controller::Metrics,
+    name: &str,
+) -> f64 {
+    let sum = |m: &crate::controller::Metrics| m.by_label(name, "why").values().sum::<f64>();
+    sum(after) - sum(before)
+}
+
+/// The resident memory of process `pid` (`VmRSS`), in MiB; 0 when it is
+/// gone.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let spread = |s: Option<Spread>| {
+            s.map_or("-".to_owned(), |s| {
+                format!("p50 {:.3} ms, max {:.3} ms", s.p50, s.max)
+            })
+        };
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3} ms"));
+        writeln!(
+            f,
+            "{} simultaneous moves in a mesh of {} PMs",
+            self.moves, self.pms
+        )?;
+        writeln!(
+            f,
+            "  setup: testbed {:.1} s, controller {:.1} s, reachable {:.1} s; RSS of OVS {:.0} MiB, \
+             of the controller {:.0} MiB",
+            self.setup.testbed_s,
+            self.setup.controller_s,
+            self.setup.reachable_s,
+            self.setup.ovs_rss_mib,
+            self.setup.controller_rss_mib
+        )?;
+        writeln!(f, "  re-plugging:            {}", spread(self.replug_ms))?;
+        writeln!(
+            f,
+            "  RARPs:                  {} sent, {} reached the controller; PacketIns {:?}",
+            self.rarps_sent, self.rarp_packet_ins, self.packet_ins
+        )?;
+        writeln!(
+            f,
+            "  RARP to last barrier:   {}",
+            spread(self.move_latency_ms)
+        )?;
+        writeln!(
+            f,
+            "  first RARP to last move confirmed: {} (announcements spread over {})",
+            opt(self.first_rarp_to_last_move_ms),
+            opt(self.announce_spread_ms)
+        )?;
+        writeln!(
+            f,
+            "  pings every {:.0} ms: lost max {} / total {} per VM; after the RARP max {} / total {}; longest gap {}",
+            self.ping_interval_ms,
+            self.pings_lost_max,
+            self.pings_lost_total,
+            self.pings_lost_after_rarp_max,
+            self.pings_lost_after_rarp_total,
+            opt(self.longest_gap_ms)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_the_nearest_rank_median_and_the_max() {
+        let s = Spread::of(&[5.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!((s.p50, s.max), (2.0, 5.0));
+        let s = Spread::of(&[4.0]).unwrap();
+        assert_eq!((s.p50, s.max), (4.0, 4.0));
+        assert!(Spread::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_lost_request_is_dated_from_the_answered_one_before_it() {
+        let out = "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\
+                   [100.000500] 64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.500 ms\n\
+                   [100.100500] 64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.500 ms\n\
+                   [100.401000] 64 bytes from 10.0.0.2: icmp_seq=5 ttl=64 time=1.000 ms\n\
+                   \n--- 10.0.0.2 ping statistics ---\n\
+                   5 packets transmitted, 3 received, 40% packet loss, time 400ms\n\
+                   rtt min/avg/max/mdev = 0.500/0.667/1.000/0.236 ms\n";
+        let mut t = PingTrace::parse(out).unwrap();
+        t.interval = Duration::from_millis(100);
+        assert_eq!(t.lost(), [3, 4]);
+        let at = |s| sent_at(&t, s).unwrap();
+        assert!((at(3) - 100.2).abs() < 1e-6, "{}", at(3));
+        assert!((at(4) - 100.3).abs() < 1e-6, "{}", at(4));
+        assert!((at(5) - 100.4).abs() < 1e-6, "{}", at(5));
+        assert!(resumed(&t));
+    }
+
+    #[test]
+    fn clock_dates_instants_before_and_after_its_reading() {
+        let c = Clock::now();
+        let base = c.epoch(c.instant);
+        let later = c.instant + Duration::from_millis(250);
+        assert!((c.epoch(later) - base - 0.25).abs() < 1e-6);
+        if let Some(earlier) = c.instant.checked_sub(Duration::from_millis(100)) {
+            assert!((base - c.epoch(earlier) - 0.1).abs() < 1e-6);
+        }
+    }
+}
