@@ -108,6 +108,9 @@ struct MovesArgs {
     /// The iris-controller binary; by default the one beside this program.
     #[arg(long)]
     controller: Option<PathBuf>,
+    /// Copy the controller's log (debug level) here after the run.
+    #[arg(long)]
+    keep_log: Option<PathBuf>,
     /// Print one JSON object with the figures instead of text.
     #[arg(long)]
     json: bool,
@@ -381,6 +384,7 @@ fn bench_moves(a: MovesArgs, config: Config) -> ExitCode {
         moves: a.moves,
         interval: Duration::from_millis(a.interval_ms),
         scenario,
+        keep_log: a.keep_log,
     };
     match bench::moves::run(&options) {
         Ok(report) if a.json => match serde_json::to_string(&report) {

@@ -58,6 +58,8 @@ pub struct Options {
     /// Between two pings to one moving VM.
     pub interval: Duration,
     pub scenario: scenario::Options,
+    /// Where to copy the controller's log (debug level) after the run.
+    pub keep_log: Option<std::path::PathBuf>,
 }
 
 /// p50 and max of a set of measurements.
@@ -127,6 +129,8 @@ pub struct Report {
     pub rarp_packet_ins: f64,
     /// Every PacketIn during the moves, by what the controller made of it.
     pub packet_ins: BTreeMap<String, f64>,
+    /// FLOW_MODs the controller sent while the moves were confirmed.
+    pub flow_mods: f64,
     /// The controller's RARP-to-last-barrier time per move (`move` events).
     pub move_latency_ms: Option<Spread>,
     /// From each VM's first RARP to its move event being read: under QEMU's
@@ -296,6 +300,10 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
             .sum(),
     );
     setup.controller_rss_mib = round1(rss_mib(h.controller()?.pid()));
+    if let Some(to) = &options.keep_log {
+        let from = h.controller()?.log_path();
+        std::fs::copy(from, to).map_err(|e| crate::Error::io_at("copying the log to", to, e))?;
+    }
     let moved: BTreeMap<String, &ServerEvent> = events
         .iter()
         .filter(|e| e.data["type"] == "move")
@@ -347,6 +355,8 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         rarps_sent: announced.iter().map(|(_, s)| s.len()).sum(),
         rarp_packet_ins: packet_ins.get("rarp").copied().unwrap_or(0.0),
         packet_ins: packet_ins.clone(),
+        flow_mods: after.value("iris_flow_mods_sent_total")
+            - before.value("iris_flow_mods_sent_total"),
         move_latency_ms: Spread::of(&latencies),
         rarp_to_event_ms: Spread::of(
             &per_vm
@@ -497,8 +507,9 @@ impl fmt::Display for Report {
         writeln!(f, "  re-plugging:            {}", spread(self.replug_ms))?;
         writeln!(
             f,
-            "  RARPs:                  {} sent, {} reached the controller; PacketIns {:?}",
-            self.rarps_sent, self.rarp_packet_ins, self.packet_ins
+            "  RARPs:                  {} sent, {} reached the controller; PacketIns {:?}; \
+             {} FLOW_MODs",
+            self.rarps_sent, self.rarp_packet_ins, self.packet_ins, self.flow_mods
         )?;
         writeln!(
             f,
