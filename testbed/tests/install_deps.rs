@@ -17,6 +17,7 @@ const PRESENT: &[&str] = &[
     "ovs-vswitchd",
     "ovsdb-server",
     "ovs-ofctl",
+    "ovs-testcontroller",
     "mn",
     "iperf3",
     "ethtool",
