@@ -20,45 +20,20 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-bin=${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/release
-out=${1:-${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/bench/controller}
+# shellcheck source=testbed/bench/common.sh
+source "$here/common.sh"
+bench_setup controller "${1:-}"
 duration=${DURATION:-10}
 warmup=${WARMUP:-2}
 matrix=${MATRIX:-16 256}
 sweep=${SWEEP:-1 4 64}
 
-for b in iris-testbed iris-controller; do
-  [[ -x $bin/$b ]] || {
-    echo "controller.sh: $bin/$b is missing; run cargo build --release -p iris-testbed -p iris-controller" >&2
-    exit 1
-  }
-done
 bash "$here/install-peers.sh"
-cache=${IRIS_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iris-bench}
 
-mkdir -p "$out"
-results=$out/results.jsonl
-: >"$results"
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "host: $(uname -srm)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
-  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-  echo "iris-controller: $("$bin/iris-controller" --version)"
-  echo "ovs-testcontroller: $(ovs-testcontroller --version | head -1)"
-  echo "python peers: $("$cache/venv/bin/pip" list 2>/dev/null | grep -iE '^(os-ken|faucet) ' | tr -s ' ' | paste -sd, -)"
-  echo "generator: $bin/iris-testbed bench controller --warmup $warmup --duration $duration"
-} >"$out/machine.txt"
-
-wait_quiet() {
-  [[ -n ${QUIET_LOAD:-} ]] || return 0
-  local waited=0
-  while awk -v max="$QUIET_LOAD" '{exit !($1 >= max)}' /proc/loadavg && ((waited < 600)); do
-    sleep 10
-    waited=$((waited + 10))
-  done
-}
+bench_machine \
+  "ovs-testcontroller: $(ovs-testcontroller --version | head -1)" \
+  "python peers: $("$cache/venv/bin/pip" list 2>/dev/null | grep -iE '^(os-ken|faucet) ' | tr -s ' ' | paste -sd, -)" \
+  "generator: $bin/iris-testbed bench controller --warmup $warmup --duration $duration"
 
 # run TAG ARGS...: one benchmark, its JSON tagged with what it is for.
 # With PIN set, the generator and the controller share one core (taskset).
@@ -74,14 +49,10 @@ run() {
     echo "skipped (ovs-testcontroller serves at most 16 switches): bench controller $*" | tee -a "$out/machine.txt" >&2
     return
   fi
-  wait_quiet
+  bench_wait_quiet
   echo "load $(cut -d' ' -f1-3 /proc/loadavg) before: bench controller $*" | tee -a "$out/machine.txt" >&2
-  local json
-  if json=$("${pin[@]}" "$bin/iris-testbed" bench controller --json --warmup "$warmup" --duration "$duration" "$@"); then
-    printf '{"tag":"%s",%s\n' "$tag" "${json#\{}" >>"$results"
-  else
+  bench_record "$tag" "${pin[@]}" "$bin/iris-testbed" bench controller --json --warmup "$warmup" --duration "$duration" "$@" ||
     echo "controller.sh: bench controller $* failed; continuing" >&2
-  fi
 }
 
 for switches in $matrix; do

@@ -15,45 +15,16 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-bin=${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/release
-out=${1:-${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/bench/moves}
+# shellcheck source=testbed/bench/common.sh
+source "$here/common.sh"
+bench_setup moves "${1:-}"
 pms_list=${PMS:-2 8 32}
 moves_list=${MOVES:-1 10 100}
 
-for b in iris-testbed iris-controller; do
-  [[ -x $bin/$b ]] || {
-    echo "moves.sh: $bin/$b is missing; run cargo build --release -p iris-testbed -p iris-controller" >&2
-    exit 1
-  }
-done
-[[ $(id -u) -eq 0 ]] || {
-  echo "moves.sh: the testbed needs root; run it as root (e.g. under sudo)" >&2
-  exit 1
-}
+bench_require_root
 bash "$here/install-peers.sh" python
-cache=${IRIS_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iris-bench}
 
-mkdir -p "$out"
-results=$out/results.jsonl
-: >"$results"
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "host: $(uname -srm)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
-  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-  echo "iris-controller: $("$bin/iris-controller" --version)"
-  echo "ovs: $(ovs-vswitchd --version | head -1)"
-} >"$out/machine.txt"
-
-wait_quiet() {
-  [[ -n ${QUIET_LOAD:-} ]] || return 0
-  local waited=0
-  while awk -v max="$QUIET_LOAD" '{exit !($1 >= max)}' /proc/loadavg && ((waited < 600)); do
-    sleep 10
-    waited=$((waited + 10))
-  done
-}
+bench_machine "ovs: $(ovs-vswitchd --version | head -1)"
 
 state() {
   echo "load $(cut -d' ' -f1-3 /proc/loadavg), available $(awk '/MemAvailable/ {printf "%.0f MiB", $2 / 1024}' /proc/meminfo)"
@@ -61,15 +32,12 @@ state() {
 
 for pms in $pms_list; do
   for moves in $moves_list; do
-    wait_quiet
+    bench_wait_quiet
     echo "$(state) before: bench moves --pms $pms --moves $moves" | tee -a "$out/machine.txt" >&2
     start=$(date +%s)
-    if json=$("$bin/iris-testbed" bench moves --json --pms "$pms" --moves "$moves" \
-      --controller "$bin/iris-controller"); then
-      echo "$json" >>"$results"
-    else
+    bench_record "" "$bin/iris-testbed" bench moves --json --pms "$pms" --moves "$moves" \
+      --controller "$bin/iris-controller" ||
       echo "moves.sh: bench moves --pms $pms --moves $moves failed; continuing" | tee -a "$out/machine.txt" >&2
-    fi
     echo "$(state) after $(($(date +%s) - start)) s" | tee -a "$out/machine.txt" >&2
   done
 done

@@ -16,20 +16,14 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-bin=${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/release
-out=${1:-${TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}}/bench/scale}
+# shellcheck source=testbed/bench/common.sh
+source "$here/common.sh"
+bench_setup scale "${1:-}"
 sizes=${SIZES:-1000,10000,30000,100000}
 pms=${PMS:-16}
 macs=${MACS:-10000}
 switches=${SWITCHES:-1000}
 
-for b in iris-testbed iris-controller; do
-  [[ -x $bin/$b ]] || {
-    echo "scale.sh: $bin/$b is missing; run cargo build --release -p iris-testbed -p iris-controller" >&2
-    exit 1
-  }
-done
 # One socket per emulated switch on each side, plus the controller's own.
 need=$((2 * switches + 256))
 if (($(ulimit -n) < need)); then
@@ -39,20 +33,10 @@ if (($(ulimit -n) < need)); then
   }
 fi
 bash "$here/install-peers.sh"
-cache=${IRIS_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/iris-bench}
 
-mkdir -p "$out"
-results=$out/results.jsonl
-: >"$results"
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "host: $(uname -srm)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores"
-  echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-  echo "iris-controller: $("$bin/iris-controller" --version)"
-  echo "open vswitch: $(ovs-vswitchd --version | head -1)"
-  echo "open files: $(ulimit -n)"
-} >"$out/machine.txt"
+bench_machine \
+  "open vswitch: $(ovs-vswitchd --version | head -1)" \
+  "open files: $(ulimit -n)"
 
 # run TAG ARGS...: one measurement, its JSON tagged with what it is for.
 run() {
@@ -60,9 +44,7 @@ run() {
   shift
   echo "load before $tag: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$out/machine.txt"
   echo "scale.sh: $tag: iris-testbed bench scale $*" >&2
-  local json
-  json=$("$bin/iris-testbed" bench scale "$@" --iris-controller "$bin/iris-controller" --json)
-  printf '{"tag":"%s",%s\n' "$tag" "${json#\{}" >>"$results"
+  bench_record "$tag" "$bin/iris-testbed" bench scale "$@" --iris-controller "$bin/iris-controller" --json
 }
 
 run registry registry --sizes "$sizes"
