@@ -166,18 +166,21 @@ impl Control {
             b.hosts.extend(hosts.iter().cloned());
             return Programming::default();
         }
-        let conns: Vec<ConnId> = self
-            .switches
-            .iter()
-            .filter(|(_, s)| s.host.as_ref().is_some_and(|h| hosts.contains(h)))
-            .map(|(c, _)| *c)
-            .collect();
         let mut done = Programming::default();
-        for c in conns {
+        for c in self.conns_serving(hosts) {
             let programmed = self.program(c);
             done.record(c, programmed);
         }
         done
+    }
+
+    /// The connections of the switches that serve one of `hosts`.
+    fn conns_serving(&self, hosts: &BTreeSet<HostName>) -> Vec<ConnId> {
+        self.switches
+            .iter()
+            .filter(|(_, s)| s.host.as_ref().is_some_and(|h| hosts.contains(h)))
+            .map(|(c, _)| *c)
+            .collect()
     }
 
     /// Reprograms every switch that belongs to a host.
@@ -445,25 +448,11 @@ impl Control {
             // even the floods.
             return;
         }
-        if !b.events.is_empty() {
-            let (macs, ips) = self.registry.len();
-            self.metrics.set_registry_size(macs, ips);
-            for e in b.events {
-                self.publish(NorthEvent::Registry(e));
-            }
-        }
+        self.announce_registry(b.events);
         let mut programming = self.program_hosts(&b.hosts);
-        let entry_conns: Vec<ConnId> = self
-            .switches
-            .iter()
-            .filter(|(_, s)| {
-                s.host
-                    .as_ref()
-                    .is_some_and(|h| b.entry_hosts.contains(h) && !b.hosts.contains(h))
-            })
-            .map(|(c, _)| *c)
-            .collect();
-        for c in entry_conns {
+        // Switches compiled whole above need no entry-by-entry pass.
+        let entries_only = b.entry_hosts.difference(&b.hosts).cloned().collect();
+        for c in self.conns_serving(&entries_only) {
             let done = self.program_scope(c, Scope::Entries(&b.changes));
             programming.record(c, done);
         }
@@ -527,16 +516,25 @@ impl Control {
         if !self.store(also) || changes.is_empty() {
             return Programming::default();
         }
-        let (macs, ips) = self.registry.len();
-        self.metrics.set_registry_size(macs, ips);
-        for c in changes {
-            self.publish(NorthEvent::Registry(RegistryEvent::of(c)));
-        }
+        self.announce_registry(changes.iter().map(RegistryEvent::of));
         let hosts = affected_hosts(&self.topology, changes)
             .into_iter()
             .cloned()
             .collect();
         self.program_hosts(&hosts)
+    }
+
+    /// Stored registry changes reach the metrics and the subscribers.
+    fn announce_registry(&mut self, events: impl IntoIterator<Item = RegistryEvent>) {
+        let mut events = events.into_iter().peekable();
+        if events.peek().is_none() {
+            return;
+        }
+        let (macs, ips) = self.registry.len();
+        self.metrics.set_registry_size(macs, ips);
+        for e in events {
+            self.publish(NorthEvent::Registry(e));
+        }
     }
 
     fn switch_host(&self, conn: ConnId) -> Option<&HostName> {
