@@ -691,16 +691,23 @@ impl store::Store for WatchingStore {
     }
 }
 
-#[test]
-fn a_move_is_stored_before_any_switch_is_reprogrammed() {
-    // Killed between the two, a restart must not find the old location in
-    // the store and move the flows back.
-    let (mut c, mut rxs, mac) = vm_on_pm1();
+/// Stores into a [`WatchingStore`]: for each commit, how many messages
+/// were queued for the switches when it was made.
+fn watch_commits(c: &mut Control) -> Arc<std::sync::Mutex<Vec<usize>>> {
     let commits = Arc::default();
     c.persist_to(Box::new(WatchingStore {
         switches: c.switches.values().map(|s| s.handle.clone()).collect(),
         commits: Arc::clone(&commits),
     }));
+    commits
+}
+
+#[test]
+fn a_move_is_stored_before_any_switch_is_reprogrammed() {
+    // Killed between the two, a restart must not find the old location in
+    // the store and move the flows back.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let commits = watch_commits(&mut c);
     migrate_to_pm2(&mut c, mac);
     assert_eq!(*commits.lock().unwrap(), vec![0]);
     assert!(!tickets(rxs.get_mut(&1).unwrap()).is_empty());
@@ -1052,11 +1059,7 @@ fn port_reports_in_a_burst_reprogram_each_switch_once() {
 #[test]
 fn a_burst_is_stored_in_one_commit_before_anything_leaves() {
     let (mut c, mut rx, _) = pm1_programmed();
-    let commits = Arc::default();
-    c.persist_to(Box::new(WatchingStore {
-        switches: c.switches.values().map(|s| s.handle.clone()).collect(),
-        commits: Arc::clone(&commits),
-    }));
+    let commits = watch_commits(&mut c);
     c.begin_burst();
     for i in 1..=5 {
         c.on_switch_event(SwitchEvent::Upcall {
