@@ -188,20 +188,49 @@ pub fn affected_hosts<'a>(
         .collect()
 }
 
+/// Where the compiler puts the flows and groups it compiles, one at a
+/// time: a whole [`SwitchState`], or a comparison that keeps only what
+/// differs from a switch ([`crate::reconciler::Diff`]). A later flow with
+/// the identity of an earlier one replaces it, as an OpenFlow ADD does.
+pub trait FlowSink {
+    fn flow(&mut self, flow: Flow);
+    fn group(&mut self, group: Group);
+}
+
+impl FlowSink for SwitchState {
+    fn flow(&mut self, flow: Flow) {
+        self.insert_flow(flow);
+    }
+
+    fn group(&mut self, group: Group) {
+        self.insert_group(group);
+    }
+}
+
 /// The flows and groups `host`'s bridge should hold.
 pub fn compile(registry: &Registry, topology: &Topology, host: &HostName) -> SwitchState {
-    let vis = present(topology, host);
     let mut out = SwitchState::default();
+    compile_into(registry, topology, host, &mut out);
+    out
+}
+
+/// [`compile`], flow by flow into `out`.
+pub fn compile_into(
+    registry: &Registry,
+    topology: &Topology,
+    host: &HostName,
+    out: &mut impl FlowSink,
+) {
+    let vis = present(topology, host);
     let any_local = vis.iter().any(|p| !p.local.is_empty());
-    pipeline(&mut out, any_local);
+    pipeline(out, any_local);
     for p in &vis {
-        vi_flows(&mut out, p);
-        mac_flows(&mut out, p, registry, topology, host);
+        vi_flows(out, p);
+        mac_flows(out, p, registry, topology, host);
         if !p.local.is_empty() {
-            ip_flows(&mut out, p, registry);
+            ip_flows(out, p, registry);
         }
     }
-    out
 }
 
 /// The flows that depend on some registry entries, on one switch.
@@ -265,12 +294,12 @@ pub fn compile_entries(
     out
 }
 
-fn add(out: &mut SwitchState, table: u8, priority: u16, m: Match, i: Vec<Instruction>) {
-    out.insert_flow(Flow::new(table, priority, m, i));
+fn add(out: &mut impl FlowSink, table: u8, priority: u16, m: Match, i: Vec<Instruction>) {
+    out.flow(Flow::new(table, priority, m, i));
 }
 
 /// Flows every bridge has, whatever VIs it serves.
-fn pipeline(out: &mut SwitchState, any_local: bool) {
+fn pipeline(out: &mut impl FlowSink, any_local: bool) {
     // Misses: drop everywhere except the ARP table, which falls through.
     add(out, TABLE_CLASSIFY, 0, Match::new(), vec![]);
     add(out, TABLE_INTERCEPT, 0, Match::new(), vec![]);
@@ -328,7 +357,7 @@ fn pipeline(out: &mut SwitchState, any_local: bool) {
 }
 
 /// Classification, flood groups and unknown unicast for one VI.
-fn vi_flows(out: &mut SwitchState, p: &Present<'_>) {
+fn vi_flows(out: &mut impl FlowSink, p: &Present<'_>) {
     let vi = p.vi;
     let enter = |origin| {
         vec![
@@ -364,8 +393,8 @@ fn vi_flows(out: &mut SwitchState, p: &Present<'_>) {
             .map(|(_, t)| vec![set_tun_id(vi.gre_key), Action::output(*t)]),
     );
     let (g_vm, g_tunnel) = (flood_group(vi.id, false), flood_group(vi.id, true));
-    out.insert_group(Group::all(g_vm, everywhere));
-    out.insert_group(Group::all(g_tunnel, local));
+    out.group(Group::all(g_vm, everywhere));
+    out.group(Group::all(g_tunnel, local));
     for (origin, group) in [(FROM_VM, g_vm), (FROM_TUNNEL, g_tunnel)] {
         let m = in_vi(vi.id)
             .reg(REG_ORIGIN, origin)
@@ -401,7 +430,7 @@ fn vi_flows(out: &mut SwitchState, p: &Present<'_>) {
 
 /// Source checks and forwarding for every MAC of the VI the registry places.
 fn mac_flows(
-    out: &mut SwitchState,
+    out: &mut impl FlowSink,
     p: &Present<'_>,
     registry: &Registry,
     topology: &Topology,
@@ -414,7 +443,7 @@ fn mac_flows(
 
 /// Source check and forwarding for one MAC.
 fn mac_entry_flows(
-    out: &mut SwitchState,
+    out: &mut impl FlowSink,
     p: &Present<'_>,
     key: &MacKey,
     entry: &MacEntry,
@@ -461,14 +490,14 @@ fn mac_entry_flows(
 }
 
 /// GARP interception and the ARP responder for every IP of the VI.
-fn ip_flows(out: &mut SwitchState, p: &Present<'_>, registry: &Registry) {
+fn ip_flows(out: &mut impl FlowSink, p: &Present<'_>, registry: &Registry) {
     for (key, entry) in registry.ips_in(p.vi.id) {
         ip_entry_flows(out, p, key, entry);
     }
 }
 
 /// GARP interception and the ARP responder for one IP.
-fn ip_entry_flows(out: &mut SwitchState, p: &Present<'_>, key: &IpKey, entry: &IpEntry) {
+fn ip_entry_flows(out: &mut impl FlowSink, p: &Present<'_>, key: &IpKey, entry: &IpEntry) {
     let vi = p.vi;
     let arp = vlan_match(from(FROM_VM), key.vlan)
         .metadata(u64::from(vi.id.0))

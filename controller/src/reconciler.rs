@@ -18,9 +18,10 @@
 //! another barrier, unwanted groups go last (deleting a group deletes every
 //! flow that still uses it).
 
-use crate::compiler::is_iris_group;
-use crate::switch_state::{is_iris_cookie, Flow, Group, SwitchState};
+use crate::compiler::{is_iris_group, FlowSink};
+use crate::switch_state::{is_iris_cookie, Flow, FlowKey, Group, Installed, SwitchState};
 use ofp::message::{FlowMod, FlowModCommand, GroupMod, GroupModCommand, Message};
+use std::collections::BTreeMap;
 
 /// What to do with flows and groups Iris did not write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,33 +74,7 @@ pub struct Plan {
 /// group dump, or the last state known to be installed).
 pub fn reconcile(desired: &SwitchState, actual: &SwitchState, foreign: Foreign) -> Plan {
     let mut summary = PlanSummary::default();
-
-    let mut group_sets = Vec::new();
-    for (id, g) in &desired.groups {
-        match actual.groups.get(id) {
-            None => {
-                summary.groups_added += 1;
-                group_sets.push(group_mod(GroupModCommand::Add, g));
-            }
-            Some(a) if a != g => {
-                summary.groups_modified += 1;
-                group_sets.push(group_mod(GroupModCommand::Modify, g));
-            }
-            Some(_) => {}
-        }
-    }
-    let mut group_deletes = Vec::new();
-    for (id, g) in &actual.groups {
-        if desired.groups.contains_key(id) {
-            continue;
-        }
-        if is_iris_group(*id) || foreign == Foreign::Delete {
-            summary.groups_deleted += 1;
-            group_deletes.push(group_mod(GroupModCommand::Delete, g));
-        } else {
-            summary.foreign_kept += 1;
-        }
-    }
+    let groups = diff_groups(&desired.groups, &actual.groups, foreign, &mut summary);
 
     let mut adds: Vec<&Flow> = Vec::new();
     for (key, f) in &desired.flows {
@@ -115,8 +90,6 @@ pub fn reconcile(desired: &SwitchState, actual: &SwitchState, foreign: Foreign) 
             Some(_) => {}
         }
     }
-    // Later tables first; within a table the compiler's order.
-    adds.sort_by_key(|f| std::cmp::Reverse(f.table));
     let mut deletes = Vec::new();
     for (key, f) in &actual.flows {
         if desired.flows.contains_key(key) {
@@ -129,7 +102,152 @@ pub fn reconcile(desired: &SwitchState, actual: &SwitchState, foreign: Foreign) 
             summary.foreign_kept += 1;
         }
     }
+    let messages = assemble(groups, adds, deletes);
+    Plan { messages, summary }
+}
 
+/// The compiled flows compared one by one, as the compiler emits them,
+/// against what a switch holds, keeping whole only the flows that differ:
+/// what [`reconcile`] decides, without holding the whole compiled table.
+/// The flows the switch already holds as compiled are only recorded, by
+/// identity and cookie, for [`Diff::finish`] to return as the switch's new
+/// [`Installed`] state.
+#[derive(Debug)]
+pub struct Diff<'a> {
+    actual: &'a Installed,
+    desired: Installed,
+    /// The compiled flows the switch does not hold with their cookie, and
+    /// every compiled group.
+    changed: SwitchState,
+}
+
+impl<'a> Diff<'a> {
+    pub fn new(actual: &'a Installed) -> Self {
+        Self {
+            actual,
+            desired: Installed::with_capacity(actual.flow_count()),
+            changed: SwitchState::default(),
+        }
+    }
+
+    /// The plan, and what the switch holds once it is applied.
+    pub fn finish(self, foreign: Foreign) -> (Plan, Installed) {
+        let Self {
+            actual,
+            mut desired,
+            changed,
+        } = self;
+        let mut summary = PlanSummary::default();
+        let groups = diff_groups(&changed.groups, &actual.groups, foreign, &mut summary);
+        desired.groups = changed.groups;
+
+        let mut adds: Vec<&Flow> = Vec::with_capacity(changed.flows.len());
+        for (key, f) in &changed.flows {
+            if actual.contains(key) {
+                summary.flows_replaced += 1;
+            } else {
+                summary.flows_added += 1;
+            }
+            adds.push(f);
+        }
+        // In identity order, as `reconcile` sends them.
+        let mut gone: Vec<(&FlowKey, u64)> = Vec::new();
+        for (key, cookie) in actual.flows() {
+            if desired.contains(key) {
+                continue;
+            }
+            if is_iris_cookie(cookie) || foreign == Foreign::Delete {
+                gone.push((key, cookie));
+            } else {
+                summary.foreign_kept += 1;
+            }
+        }
+        gone.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut deletes = Vec::with_capacity(gone.len());
+        for (key, cookie) in gone {
+            // Every key was written from a decoded match, so it decodes.
+            if let Some(match_) = key.match_() {
+                summary.flows_deleted += 1;
+                deletes.push(delete_strict(&Flow {
+                    table: key.table,
+                    priority: key.priority,
+                    match_,
+                    instructions: Vec::new(),
+                    cookie,
+                }));
+            }
+        }
+        let messages = assemble(groups, adds, deletes);
+        (Plan { messages, summary }, desired)
+    }
+}
+
+impl FlowSink for Diff<'_> {
+    fn flow(&mut self, flow: Flow) {
+        let key = flow.key();
+        let cookie = flow.cookie;
+        if self.actual.cookie(&key) == Some(cookie) {
+            // A later flow with an earlier one's identity replaces it.
+            if !self.changed.flows.is_empty() {
+                self.changed.flows.remove(&key);
+            }
+        } else {
+            self.changed.flows.insert(key.clone(), flow);
+        }
+        self.desired.insert_flow(key, cookie);
+    }
+
+    fn group(&mut self, group: Group) {
+        self.changed.insert_group(group);
+    }
+}
+
+/// The GROUP_MODs that set groups up (before any flow) and those that
+/// delete them (after every flow), counted into `summary`.
+fn diff_groups(
+    desired: &BTreeMap<u32, Group>,
+    actual: &BTreeMap<u32, Group>,
+    foreign: Foreign,
+    summary: &mut PlanSummary,
+) -> (Vec<Message>, Vec<Message>) {
+    let mut sets = Vec::new();
+    for (id, g) in desired {
+        match actual.get(id) {
+            None => {
+                summary.groups_added += 1;
+                sets.push(group_mod(GroupModCommand::Add, g));
+            }
+            Some(a) if a != g => {
+                summary.groups_modified += 1;
+                sets.push(group_mod(GroupModCommand::Modify, g));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut deletes = Vec::new();
+    for (id, g) in actual {
+        if desired.contains_key(id) {
+            continue;
+        }
+        if is_iris_group(*id) || foreign == Foreign::Delete {
+            summary.groups_deleted += 1;
+            deletes.push(group_mod(GroupModCommand::Delete, g));
+        } else {
+            summary.foreign_kept += 1;
+        }
+    }
+    (sets, deletes)
+}
+
+/// The phases in their safe order (see the module's documentation):
+/// `adds` in identity order, `deletes` already written.
+fn assemble(
+    (group_sets, group_deletes): (Vec<Message>, Vec<Message>),
+    mut adds: Vec<&Flow>,
+    deletes: Vec<Message>,
+) -> Vec<Message> {
+    // Later tables first; within a table the compiler's order.
+    adds.sort_by_key(|f| std::cmp::Reverse(f.table));
     let mut messages = group_sets;
     let flow_mods = adds.len() + deletes.len();
     if !messages.is_empty() && flow_mods > 0 {
@@ -141,7 +259,7 @@ pub fn reconcile(desired: &SwitchState, actual: &SwitchState, foreign: Foreign) 
         messages.push(Message::BarrierRequest);
     }
     messages.extend(group_deletes);
-    Plan { messages, summary }
+    messages
 }
 
 fn add(f: &Flow) -> Message {

@@ -71,6 +71,40 @@ pub async fn run(
     on_bound: impl FnOnce(&Bound),
 ) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
+    // Listening comes first: a switch that lost its controller retries on
+    // Open vSwitch's schedule (once a second), and one refused while the
+    // store loads waits a whole second more; once the socket listens, the
+    // kernel completes its connection and it waits in the backlog.
+    let server_config = ServerConfig {
+        session: config.session(),
+        ..ServerConfig::default()
+    };
+    let openflow_error = |error| RunError::Bind {
+        what: "OpenFlow switches",
+        addr: config.listen.to_string(),
+        error,
+    };
+    let api_error = |error| RunError::Bind {
+        what: "northbound API",
+        addr: config.api.to_string(),
+        error,
+    };
+    let server = Server::bind(&config.listen, server_config)
+        .await
+        .map_err(openflow_error)?;
+    let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
+    let bound = Bound {
+        openflow: server.local_addr().map_err(openflow_error)?,
+        api: api_listener.local_addr().map_err(api_error)?,
+    };
+    info!(
+        openflow = %bound.openflow,
+        api = %bound.api,
+        hosts = config.hosts.len(),
+        vis = config.vis.len(),
+        "iris-controller listening"
+    );
+    on_bound(&bound);
     let store_error = |error| RunError::Store {
         path: config.store.clone(),
         error,
@@ -108,37 +142,6 @@ pub async fn run(
     if let Some(error) = parts.control.take_store_failure() {
         return Err(store_error(error));
     }
-
-    let server_config = ServerConfig {
-        session: config.session(),
-        ..ServerConfig::default()
-    };
-    let openflow_error = |error| RunError::Bind {
-        what: "OpenFlow switches",
-        addr: config.listen.to_string(),
-        error,
-    };
-    let api_error = |error| RunError::Bind {
-        what: "northbound API",
-        addr: config.api.to_string(),
-        error,
-    };
-    let server = Server::bind(&config.listen, server_config)
-        .await
-        .map_err(openflow_error)?;
-    let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
-    let bound = Bound {
-        openflow: server.local_addr().map_err(openflow_error)?,
-        api: api_listener.local_addr().map_err(api_error)?,
-    };
-    info!(
-        openflow = %bound.openflow,
-        api = %bound.api,
-        hosts = config.hosts.len(),
-        vis = config.vis.len(),
-        "iris-controller listening"
-    );
-    on_bound(&bound);
 
     let manager = ManagerConfig {
         bridge: config.bridge.name.clone(),

@@ -7,14 +7,21 @@
 //! order and encoding, not in the order they were sent. Instructions are not
 //! compared: a flow's cookie is a hash of the instructions it was compiled
 //! with, so identity plus cookie says whether a flow is what Iris wants.
+//!
+//! That is also all the controller keeps of what a switch holds
+//! ([`Installed`]): each flow's identity, with its match as wire bytes, and
+//! its cookie. A decoded [`Flow`] with its instructions costs about 1 KiB;
+//! an installed entry about a tenth of that, which matters at hundreds of
+//! thousands of flows per switch.
 
 use ofp::action::Action;
+use ofp::codec::Reader;
 use ofp::instruction::{emit_instructions, Instruction};
 use ofp::message::{group_no, port_no, Bucket, GroupType};
 use ofp::multipart::{FlowStats, GroupDesc};
 use ofp::oxm::{Match, OxmField};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -120,7 +127,8 @@ fn canonical_field(f: &OxmField) -> Option<OxmField> {
 pub struct FlowKey {
     pub table: u8,
     pub priority: u16,
-    match_wire: Vec<u8>,
+    /// Boxed rather than a `Vec`: no spare capacity in the many keys kept.
+    match_wire: Box<[u8]>,
 }
 
 impl FlowKey {
@@ -130,8 +138,19 @@ impl FlowKey {
         Self {
             table,
             priority,
-            match_wire,
+            match_wire: match_wire.into_boxed_slice(),
         }
+    }
+
+    /// The identity of a flow a flow dump reports.
+    pub fn of_stats(s: &FlowStats) -> Self {
+        Self::new(s.table_id, s.priority, &canonical_match(&s.match_))
+    }
+
+    /// The canonical match back from its wire bytes; `None` only if they
+    /// were not written by [`FlowKey::new`].
+    pub fn match_(&self) -> Option<Match> {
+        Match::parse(&mut Reader::new(&self.match_wire, "flow key")).ok()
     }
 }
 
@@ -272,6 +291,161 @@ fn bucket(actions: Vec<Action>) -> Bucket {
         watch_port: port_no::ANY,
         watch_group: group_no::ANY,
         actions,
+    }
+}
+
+/// What a switch is known to hold, compactly: per flow its identity and
+/// cookie (which stands for its instructions), and its groups whole (a
+/// switch has a few). Enough to decide what to add, replace and delete,
+/// and to write the deletes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Installed {
+    flows: HashMap<FlowKey, u64, BuildKeyHasher>,
+    pub groups: BTreeMap<u32, Group>,
+}
+
+/// Hashes flow keys eight bytes at a time (the multiply-rotate step of
+/// rustc's FxHash). SipHash took a tenth of a restart's reconciliation;
+/// its resistance to chosen collisions buys nothing here, where keys are
+/// the controller's own flows and the ones its switches report.
+#[derive(Debug, Clone, Copy, Default)]
+struct BuildKeyHasher;
+
+impl std::hash::BuildHasher for BuildKeyHasher {
+    type Hasher = KeyHasher;
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(0)
+    }
+}
+
+#[derive(Debug)]
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Installed {
+    /// Room for `flows` flows without growing.
+    pub fn with_capacity(flows: usize) -> Self {
+        Self {
+            flows: HashMap::with_capacity_and_hasher(flows, BuildKeyHasher),
+            groups: BTreeMap::new(),
+        }
+    }
+
+    /// What a switch holds, from its FLOW_STATS and GROUP_DESC replies.
+    pub fn from_dump(flows: &[FlowStats], groups: &[GroupDesc]) -> Self {
+        let mut s = Self::with_capacity(flows.len());
+        for f in flows {
+            s.insert_flow(FlowKey::of_stats(f), f.cookie);
+        }
+        for g in groups {
+            s.groups.insert(g.group_id, Group::from_desc(g));
+        }
+        s
+    }
+
+    /// The compact form of `state`.
+    pub fn of(state: &SwitchState) -> Self {
+        Self {
+            flows: state
+                .flows
+                .iter()
+                .map(|(k, f)| (k.clone(), f.cookie))
+                .collect(),
+            groups: state.groups.clone(),
+        }
+    }
+
+    /// Records a flow, replacing one with the same identity.
+    pub fn insert_flow(&mut self, key: FlowKey, cookie: u64) {
+        self.flows.insert(key, cookie);
+    }
+
+    /// The cookie of the flow with this identity, if there is one.
+    pub fn cookie(&self, key: &FlowKey) -> Option<u64> {
+        self.flows.get(key).copied()
+    }
+
+    pub fn contains(&self, key: &FlowKey) -> bool {
+        self.flows.contains_key(key)
+    }
+
+    /// Every flow's identity and cookie, in no particular order.
+    pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, u64)> {
+        self.flows.iter().map(|(k, c)| (k, *c))
+    }
+
+    pub fn flow_count(&self) -> usize {
+        self.flows.len()
+    }
+
+    /// The held flows at the identities of `like` (compiled flows), each
+    /// as compiled but with the cookie the switch holds: what
+    /// [`crate::reconciler::reconcile`] needs of them, which compares
+    /// cookies, not instructions.
+    pub fn flows_at<'a>(&self, like: impl IntoIterator<Item = &'a Flow>) -> SwitchState {
+        let mut part = SwitchState::default();
+        for f in like {
+            let key = f.key();
+            if let Some(cookie) = self.cookie(&key) {
+                part.flows.insert(
+                    key,
+                    Flow {
+                        cookie,
+                        ..f.clone()
+                    },
+                );
+            }
+        }
+        part
+    }
+
+    /// What reconciling `part` (flows of this state) to `with` leaves: the
+    /// flows of `part` replaced by those of `with`.
+    pub fn replace_flows(&mut self, part: &SwitchState, with: &SwitchState) {
+        for k in part.flows.keys() {
+            self.flows.remove(k);
+        }
+        for (k, f) in &with.flows {
+            self.flows.insert(k.clone(), f.cookie);
+        }
     }
 }
 

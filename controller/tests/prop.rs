@@ -6,14 +6,15 @@
 mod common;
 
 use common::*;
-use iris_controller::compiler::{compile, compile_entries, TABLE_ARP};
+use iris_controller::compiler::{compile, compile_entries, compile_into, TABLE_ARP};
 use iris_controller::flowsim::{Fabric, Switch};
 use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan};
-use iris_controller::reconciler::{reconcile, Foreign};
+use iris_controller::reconciler::{reconcile, Diff, Foreign};
 use iris_controller::registry::{
     Change, IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp,
 };
-use iris_controller::switch_state::SwitchState;
+use iris_controller::switch_state::{Flow, Installed, SwitchState, COOKIE_TAG_MASK};
+use ofp::oxm::Match;
 use ofp::packet::{ArpRepr, MacAddr};
 use proptest::prelude::*;
 use std::net::Ipv4Addr;
@@ -139,6 +140,25 @@ fn changes(from: &Registry, to: &Registry) -> Vec<RegistryChange> {
     out
 }
 
+/// `state` as a switch might hold it: the flows at `foreign` (indices,
+/// wrapped) written by somebody else, those at `stale` Iris's with other
+/// instructions than compiled, and one foreign flow where Iris has none.
+fn tampered(state: &SwitchState, foreign: &[usize], stale: &[usize]) -> SwitchState {
+    let mut out = state.clone();
+    let n = out.flows.len();
+    for (i, f) in out.flows.values_mut().enumerate() {
+        if foreign.iter().any(|j| j % n == i) {
+            f.cookie &= !COOKIE_TAG_MASK;
+        } else if stale.iter().any(|j| j % n == i) {
+            f.cookie ^= 1;
+        }
+    }
+    let mut theirs = Flow::new(0, 7, Match::new().in_port(99), vec![]);
+    theirs.cookie = 0x1234;
+    out.insert_flow(theirs);
+    out
+}
+
 /// The VM ports of `vi`, as (host, port).
 fn vi_ports(t: &Topology, vi: u32) -> Vec<(String, u32)> {
     vi_ports_except(t, vi, ("", 0))
@@ -182,6 +202,44 @@ proptest! {
             let mut view = held.clone();
             view.replace_flows(&part, &flows.after);
             prop_assert_eq!(&view, &want, "the controller's view of it");
+        }
+    }
+
+    #[test]
+    fn the_compact_diff_decides_what_the_full_diff_decides(
+        a in registry(), mid in registry(), b in registry(),
+        foreign in prop::collection::vec(0usize..64, 0..4),
+        stale in prop::collection::vec(0usize..64, 0..4),
+    ) {
+        let t = topology();
+        for h in t.hosts.keys() {
+            let want = compile(&b, &t, h);
+            let held = tampered(&compile(&a, &t, h), &foreign, &stale);
+            let compact = Installed::of(&held);
+            for mode in [Foreign::Keep, Foreign::Delete] {
+                // Everything, compared flow by flow as it is compiled.
+                let mut diff = Diff::new(&compact);
+                compile_into(&b, &t, h, &mut diff);
+                let (plan, next) = diff.finish(mode);
+                prop_assert_eq!(&plan, &reconcile(&want, &held, mode), "{}", h);
+                prop_assert_eq!(&next, &Installed::of(&want));
+            }
+            // Only the entries a burst changed, against the compact state.
+            let mut burst = changes(&a, &mid);
+            burst.extend(changes(&mid, &b));
+            let flows = compile_entries(&burst, &b, &t, h);
+            let keys = flows.before.flows.keys().chain(flows.after.flows.keys());
+            let part = held.flows_at(keys);
+            let compact_part =
+                compact.flows_at(flows.before.flows.values().chain(flows.after.flows.values()));
+            prop_assert_eq!(
+                reconcile(&flows.after, &compact_part, Foreign::Keep),
+                reconcile(&flows.after, &part, Foreign::Keep)
+            );
+            let (mut view, mut compact_view) = (held.clone(), compact.clone());
+            view.replace_flows(&part, &flows.after);
+            compact_view.replace_flows(&compact_part, &flows.after);
+            prop_assert_eq!(compact_view, Installed::of(&view));
         }
     }
 

@@ -5,14 +5,14 @@
 
 use super::held_rarps::Held;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
-use crate::compiler::{affected_hosts, compile, compile_entries, TABLE_CLASSIFY};
+use crate::compiler::{affected_hosts, compile_entries, compile_into, TABLE_CLASSIFY};
 use crate::model::HostName;
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
-use crate::reconciler::{reconcile, Foreign};
+use crate::reconciler::{reconcile, Diff, Foreign};
 use crate::registry::RegistryChange;
 use crate::server::{ConnId, SubmitError};
 use crate::session::Batch;
-use crate::switch_state::SwitchState;
+use crate::switch_state::{Installed, SwitchState};
 use ofp::message::{Message, PacketIn, PacketOut};
 use ofp::multipart::{FlowStats, GroupDesc};
 use ofp::packet::{EtherType, EthernetFrame};
@@ -33,7 +33,7 @@ pub(super) struct Sync {
     /// The last dump with every plan sent since applied; `None` when it is
     /// not known (before the handshake, or after a batch was lost) and a
     /// dump must come first.
-    installed: Option<SwitchState>,
+    installed: Option<Installed>,
     /// When a dump was last asked for.
     last_dump: Option<Instant>,
 }
@@ -86,7 +86,7 @@ enum Scope<'a> {
 
 /// What a switch holds once its batch is sent.
 enum Next {
-    Is(SwitchState),
+    Is(Installed),
     /// These flows (of what it held) replaced by those.
     Replaced(SwitchState, SwitchState),
 }
@@ -209,16 +209,20 @@ impl Control {
         };
         let (plan, next) = match scope {
             Scope::Everything => {
-                let desired = compile(&self.registry, &self.topology, &host);
-                (
-                    reconcile(&desired, installed, Foreign::Keep),
-                    Next::Is(desired),
-                )
+                let mut diff = Diff::new(installed);
+                compile_into(&self.registry, &self.topology, &host, &mut diff);
+                let (plan, desired) = diff.finish(Foreign::Keep);
+                (plan, Next::Is(desired))
             }
             Scope::Entries(changes) => {
                 let flows = compile_entries(changes, &self.registry, &self.topology, &host);
-                let part =
-                    installed.flows_at(flows.before.flows.keys().chain(flows.after.flows.keys()));
+                let part = installed.flows_at(
+                    flows
+                        .before
+                        .flows
+                        .values()
+                        .chain(flows.after.flows.values()),
+                );
                 let plan = reconcile(&flows.after, &part, Foreign::Keep);
                 (plan, Next::Replaced(part, flows.after))
             }
@@ -299,7 +303,7 @@ impl Control {
         let Some(sw) = self.switches.get_mut(&conn) else {
             return;
         };
-        sw.sync.installed = Some(SwitchState::from_dump(flows, groups));
+        sw.sync.installed = Some(Installed::from_dump(flows, groups));
         match self.program(conn) {
             // Still not keeping up: the work stays held for the next dump.
             Programmed::Deferred => {}
