@@ -282,6 +282,10 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(AFTER_MOVES);
+    // The PacketIns counted once the last round has had time to arrive:
+    // the moves settle on the first round, while later rounds of a hundred
+    // guests may still be on their way up through vswitchd.
+    let arrived = controller.metrics()?;
     let events = events.finish()?;
     let traces: Vec<PingTrace> = runs
         .into_iter()
@@ -292,7 +296,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         - before.value("iris_move_latency_seconds_count");
     let histogram_sum = after.value("iris_move_latency_seconds_sum")
         - before.value("iris_move_latency_seconds_sum");
-    let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
+    let packet_ins = arrived.gained(&before, "iris_packet_ins_total", "reason");
     setup.ovs_rss_mib = round1(
         h.tb.pms()
             .flat_map(|(_, pm)| pm.ovs().pids())
@@ -355,7 +359,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         rarps_sent: announced.iter().map(|(_, s)| s.len()).sum(),
         rarp_packet_ins: packet_ins.get("rarp").copied().unwrap_or(0.0),
         packet_ins: packet_ins.clone(),
-        flow_mods: after.value("iris_flow_mods_sent_total")
+        flow_mods: arrived.value("iris_flow_mods_sent_total")
             - before.value("iris_flow_mods_sent_total"),
         move_latency_ms: Spread::of(&latencies),
         rarp_to_event_ms: Spread::of(
