@@ -207,6 +207,33 @@ impl FlowSink for SwitchState {
     }
 }
 
+/// The hosts whose flows depend on `host`'s ports (VM ports and tunnels),
+/// now that they are `topology`'s and were in the VIs `vis_before`: the
+/// host itself, and the members of every VI it joined or left. Another
+/// switch sees a host's ports only through VI membership (its flood groups,
+/// its tunnels to the VI's members): a MAC on that host is reached by the
+/// tunnel to the host whatever port it sits on, and tunnels are each
+/// switch's own. So a VM re-plugged in a VI its host already serves
+/// reprograms one switch, not the mesh.
+pub fn affected_by_ports<'a>(
+    topology: &'a Topology,
+    host: &'a HostName,
+    vis_before: &BTreeSet<ViId>,
+) -> BTreeSet<&'a HostName> {
+    let vis_after: BTreeSet<ViId> = topology.vm_ports_on(host).map(|p| p.vi).collect();
+    let mut out = BTreeSet::from([host]);
+    let changed: BTreeSet<ViId> = vis_before
+        .symmetric_difference(&vis_after)
+        .copied()
+        .collect();
+    if changed.is_empty() {
+        return out;
+    }
+    let members = topology.vi_members();
+    out.extend(changed.iter().filter_map(|vi| members.get(vi)).flatten());
+    out
+}
+
 /// The flows and groups `host`'s bridge should hold.
 pub fn compile(registry: &Registry, topology: &Topology, host: &HostName) -> SwitchState {
     let mut out = SwitchState::default();

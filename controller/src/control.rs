@@ -8,6 +8,7 @@
 //! queued with `try_submit`, and a switch too slow to take one is marked
 //! stale and resynchronised from a fresh dump later.
 
+use crate::compiler::affected_by_ports;
 use crate::metrics::Metrics;
 use crate::model::{Host, HostName, HostRole, Location, MacKey, Topology, Vi, ViId, VmPort};
 use crate::registry::{
@@ -658,13 +659,19 @@ impl Control {
                 if !self.topology.hosts.contains_key(&host) {
                     return;
                 }
+                let vis_before: BTreeSet<ViId> =
+                    self.topology.vm_ports_on(&host).map(|p| p.vi).collect();
                 let changed = self.replace_ports(&host, &vm_ports, &tunnels);
                 if changed {
                     debug!(%host, "ports changed: {} VM ports, {} tunnels", vm_ports.len(), tunnels.len());
                     self.publish(NorthEvent::Topology {
                         what: format!("ports of {host}"),
                     });
-                    self.program_all();
+                    let affected = affected_by_ports(&self.topology, &host, &vis_before)
+                        .into_iter()
+                        .cloned()
+                        .collect();
+                    self.program_hosts(&affected);
                     let topology = &self.topology;
                     let ready = self
                         .held_rarps

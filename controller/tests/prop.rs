@@ -6,9 +6,11 @@
 mod common;
 
 use common::*;
-use iris_controller::compiler::{compile, compile_entries, compile_into, TABLE_ARP};
+use iris_controller::compiler::{
+    affected_by_ports, compile, compile_entries, compile_into, TABLE_ARP,
+};
 use iris_controller::flowsim::{Fabric, Switch};
-use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan};
+use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan, VmPort};
 use iris_controller::reconciler::{reconcile, Diff, Foreign};
 use iris_controller::registry::{
     Change, IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp,
@@ -90,6 +92,66 @@ prop_compose! {
                   ips in prop::collection::vec(ip_entry(), 0..10)) -> Registry {
         Registry::restore(macs, ips)
     }
+}
+
+/// One thing an OVSDB report can say changed about a host's ports: a VM
+/// port plugged (or re-plugged into another VI), the i-th VM port gone or
+/// moved to another VI, the i-th tunnel gone. VI 3 is one no other host
+/// serves.
+#[derive(Debug, Clone)]
+enum PortsChange {
+    Plug { ofport: u32, vi: u32 },
+    Unplug(usize),
+    Rehome(usize, u32),
+    DropTunnel(usize),
+}
+
+fn ports_change() -> impl Strategy<Value = PortsChange> {
+    prop_oneof![
+        (1u32..=14, 1u32..=3).prop_map(|(ofport, vi)| PortsChange::Plug { ofport, vi }),
+        (0usize..8).prop_map(PortsChange::Unplug),
+        (0usize..8, 1u32..=3).prop_map(|(i, vi)| PortsChange::Rehome(i, vi)),
+        (0usize..4).prop_map(PortsChange::DropTunnel),
+    ]
+}
+
+/// `t` after `changes` to the ports of `host`.
+fn with_ports_changed(t: &Topology, name: &str, changes: &[PortsChange]) -> Topology {
+    let mut t = t.clone();
+    let h = host(name);
+    for c in changes {
+        let ports: Vec<u32> = t.vm_ports_on(&h).map(|p| p.ofport).collect();
+        let tunnels: Vec<(_, _)> = t.tunnels.keys().filter(|(a, _)| *a == h).cloned().collect();
+        match *c {
+            PortsChange::Plug { ofport, vi } => {
+                let name = format!("{name}p{ofport}");
+                let vi = ViId(vi);
+                t.vm_ports.insert(
+                    (h.clone(), ofport),
+                    VmPort {
+                        host: h.clone(),
+                        name,
+                        ofport,
+                        vi,
+                    },
+                );
+            }
+            PortsChange::Unplug(i) if !ports.is_empty() => {
+                t.vm_ports.remove(&(h.clone(), ports[i % ports.len()]));
+            }
+            PortsChange::Rehome(i, vi) if !ports.is_empty() => {
+                let key = (h.clone(), ports[i % ports.len()]);
+                if let Some(p) = t.vm_ports.get_mut(&key) {
+                    p.vi = ViId(vi);
+                }
+            }
+            PortsChange::DropTunnel(i) if !tunnels.is_empty() => {
+                t.tunnels.remove(&tunnels[i % tunnels.len()]);
+            }
+            _ => {}
+        }
+    }
+    t
 }
 
 /// Brings a switch holding `from` to `to` and checks it got there in one
@@ -240,6 +302,27 @@ proptest! {
             view.replace_flows(&part, &flows.after);
             compact_view.replace_flows(&compact_part, &flows.after);
             prop_assert_eq!(compact_view, Installed::of(&view));
+        }
+    }
+
+    #[test]
+    fn a_ports_report_reprograms_every_switch_whose_flows_it_changes(
+        r in registry(),
+        h in 0..HOSTS.len(),
+        report in prop::collection::vec(ports_change(), 1..4),
+    ) {
+        let before = topology();
+        let reported = host(HOSTS[h]);
+        let vis_before = before.vm_ports_on(&reported).map(|p| p.vi).collect();
+        let after = with_ports_changed(&before, HOSTS[h], &report);
+        let affected = affected_by_ports(&after, &reported, &vis_before);
+        prop_assert!(affected.contains(&reported));
+        for x in after.hosts.keys().filter(|x| !affected.contains(x)) {
+            prop_assert_eq!(
+                compile(&r, &before, x),
+                compile(&r, &after, x),
+                "{} was left alone but its flows changed", x
+            );
         }
     }
 

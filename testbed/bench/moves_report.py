@@ -25,13 +25,23 @@ def spread(s):
     return "–" if s is None else f"{ms(s['p50'])} / {ms(s['max'])}"
 
 
+def seconds(v):
+    return "–" if v is None else f"{v:.2f}"
+
+
+def cpu(run):
+    c = run.get("controller_cpu_s") or {}
+    return f"{seconds(c.get('replug'))} / {seconds(c.get('announcements'))}"
+
+
 def table(runs):
     out = [
         "| PMs | moves | RARP to last barrier p50 / max (ms) | first RARP to last move (ms) "
         "| RARPs reaching the controller | lost pings per VM max / total "
         "| of those after the RARP max / total | longest gap (ms) "
-        "| re-plug p50 / max (ms) | setup (s) | RSS OVS / controller (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| re-plug p50 / max (ms) | controller CPU re-plug / announcements (s) "
+        "| setup (s) | RSS OVS / controller (MiB) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(runs, key=lambda r: (r["pms"], r["moves"])):
         s = r["setup"]
@@ -42,7 +52,7 @@ def table(runs):
             f"| {r['rarp_packet_ins']:.0f} of {r['rarps_sent']} "
             f"| {r['pings_lost_max']} / {r['pings_lost_total']} "
             f"| {r['pings_lost_after_rarp_max']} / {r['pings_lost_after_rarp_total']} "
-            f"| {ms(r['longest_gap_ms'])} | {spread(r['replug_ms'])} "
+            f"| {ms(r['longest_gap_ms'])} | {spread(r['replug_ms'])} | {cpu(r)} "
             f"| {setup:.1f} | {s['ovs_rss_mib']:.0f} / {s['controller_rss_mib']:.0f} |"
         )
     return "\n".join(out)

@@ -1057,6 +1057,35 @@ fn port_reports_in_a_burst_reprogram_each_switch_once() {
 }
 
 #[test]
+fn a_port_report_reprograms_only_the_switches_whose_flows_it_changes() {
+    let (mut c, mut rxs, _) = vm_on_pm1();
+    let pm1 = |ports: &[u32]| TopologyEvent::Ports {
+        host: HostName("pm1".into()),
+        vm_ports: ports
+            .iter()
+            .map(|p| VmPortSeen {
+                name: format!("vm-{p}"),
+                ofport: *p,
+                vi: ViId(1),
+            })
+            .collect(),
+        tunnels: vec![([10, 0, 0, 2].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    };
+    let reprogrammed = |rxs: &mut BTreeMap<u64, mpsc::Receiver<Command>>| {
+        rxs.iter_mut()
+            .filter_map(|(conn, rx)| (!batches(rx).is_empty()).then_some(*conn))
+            .collect::<Vec<_>>()
+    };
+    // A VM plugged into a VI pm1 already serves: pm2 and gw reach it by
+    // their tunnel to pm1 as before.
+    c.on_topology_event(pm1(&[5, 8]));
+    assert_eq!(reprogrammed(&mut rxs), [1]);
+    // pm1 leaves VI 1: the others' floods must stop sending to it.
+    c.on_topology_event(pm1(&[]));
+    assert_eq!(reprogrammed(&mut rxs), [1, 2, 9]);
+}
+
+#[test]
 fn a_burst_is_stored_in_one_commit_before_anything_leaves() {
     let (mut c, mut rx, _) = pm1_programmed();
     let commits = watch_commits(&mut c);

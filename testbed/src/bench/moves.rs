@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::bench::report::cpu_seconds;
 use crate::controller::{ServerEvent, ViEntry};
 use crate::frames::FrameSender;
 use crate::scenario::migrate::qemu_announcement;
@@ -96,6 +97,19 @@ pub struct Setup {
     pub controller_rss_mib: f64,
 }
 
+/// Controller CPU seconds (user + system) in the two phases of the moves.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControllerCpu {
+    /// From the start of the moves to the last port plugged into its new PM.
+    pub replug: Option<f64>,
+    /// From then to one second after the last move settled.
+    pub announcements: Option<f64>,
+}
+
+fn cpu_between(from: Option<f64>, to: Option<f64>) -> Option<f64> {
+    Some(round3(to? - from?))
+}
+
 /// One moving VM.
 #[derive(Debug, Clone, Serialize)]
 pub struct VmMove {
@@ -131,6 +145,10 @@ pub struct Report {
     pub packet_ins: BTreeMap<String, f64>,
     /// FLOW_MODs the controller sent while the moves were confirmed.
     pub flow_mods: f64,
+    /// CPU the controller used while the ports were re-plugged and then
+    /// while the guests announced themselves: what the moves cost it,
+    /// whatever else shared the cores.
+    pub controller_cpu_s: ControllerCpu,
     /// The controller's RARP-to-last-barrier time per move (`move` events).
     pub move_latency_ms: Option<Spread>,
     /// From each VM's first RARP to its move event being read: under QEMU's
@@ -234,8 +252,11 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         .enumerate()
         .map(|(j, &m)| (m, to(j)))
         .collect();
+    let controller_pid = controller.pid();
+    let cpu_start = cpu_seconds(controller_pid);
     let clock = Clock::now();
     let plugged = h.tb.move_vms(&moves)?;
+    let cpu_plugged = cpu_seconds(controller_pid);
     let moving_started = clock.instant;
     // Every guest resumes at once: the sockets are opened first, then each
     // VM announces itself from a thread of its own as QEMU does.
@@ -282,6 +303,15 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         std::thread::sleep(Duration::from_millis(20));
     };
     std::thread::sleep(AFTER_MOVES);
+    // The PacketIns counted once the last round has had time to arrive:
+    // the moves settle on the first round, while later rounds of a hundred
+    // guests may still be on their way up through vswitchd.
+    let arrived = controller.metrics()?;
+    let cpu_end = cpu_seconds(controller_pid);
+    let controller_cpu_s = ControllerCpu {
+        replug: cpu_between(cpu_start, cpu_plugged),
+        announcements: cpu_between(cpu_plugged, cpu_end),
+    };
     let events = events.finish()?;
     let traces: Vec<PingTrace> = runs
         .into_iter()
@@ -292,7 +322,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         - before.value("iris_move_latency_seconds_count");
     let histogram_sum = after.value("iris_move_latency_seconds_sum")
         - before.value("iris_move_latency_seconds_sum");
-    let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
+    let packet_ins = arrived.gained(&before, "iris_packet_ins_total", "reason");
     setup.ovs_rss_mib = round1(
         h.tb.pms()
             .flat_map(|(_, pm)| pm.ovs().pids())
@@ -355,8 +385,9 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         rarps_sent: announced.iter().map(|(_, s)| s.len()).sum(),
         rarp_packet_ins: packet_ins.get("rarp").copied().unwrap_or(0.0),
         packet_ins: packet_ins.clone(),
-        flow_mods: after.value("iris_flow_mods_sent_total")
+        flow_mods: arrived.value("iris_flow_mods_sent_total")
             - before.value("iris_flow_mods_sent_total"),
+        controller_cpu_s,
         move_latency_ms: Spread::of(&latencies),
         rarp_to_event_ms: Spread::of(
             &per_vm
@@ -505,6 +536,13 @@ impl fmt::Display for Report {
             self.setup.controller_rss_mib
         )?;
         writeln!(f, "  re-plugging:            {}", spread(self.replug_ms))?;
+        let cpu = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3} s"));
+        writeln!(
+            f,
+            "  controller CPU:         {} while re-plugging, {} for the announcements",
+            cpu(self.controller_cpu_s.replug),
+            cpu(self.controller_cpu_s.announcements)
+        )?;
         writeln!(
             f,
             "  RARPs:                  {} sent, {} reached the controller; PacketIns {:?}; \

@@ -288,6 +288,11 @@ pub fn cpu_ticks(stat_path: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// utime + stime of process `pid`, in seconds.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    cpu_ticks(&format!("/proc/{pid}/stat")).map(|t| t as f64 / USER_HZ)
+}
+
 /// The 1, 5 and 15 minute load averages.
 pub fn load_average() -> Option<[f64; 3]> {
     let text = std::fs::read_to_string("/proc/loadavg").ok()?;
