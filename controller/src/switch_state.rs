@@ -591,6 +591,42 @@ mod tests {
     }
 
     #[test]
+    fn a_dumped_flow_is_found_by_its_compiled_identity() {
+        let out = vec![Instruction::ApplyActions(vec![Action::output(2)])];
+        let compiled = Flow::new(0, 100, Match::new().in_port(7).tunnel_id(0x42), out.clone());
+        // Open vSwitch reports the fields in its own order and encoding.
+        let dumped = FlowStats {
+            table_id: 0,
+            duration_sec: 5,
+            duration_nsec: 0,
+            priority: 100,
+            idle_timeout: 0,
+            hard_timeout: 0,
+            flags: 0,
+            cookie: compiled.cookie,
+            packet_count: 3,
+            byte_count: 180,
+            match_: Match::new()
+                .nx_tun_id(0x42)
+                .in_port(7)
+                .metadata_masked(0, 0),
+            instructions: out,
+        };
+        let held = Installed::from_dump(&[dumped], &[]);
+        assert_eq!(held.cookie(&compiled.key()), Some(compiled.cookie));
+        assert_eq!(held, Installed::of(&compiled_state(compiled.clone())));
+        // The kept match is the canonical one, for deleting the flow.
+        let (key, _) = held.flows().next().unwrap();
+        assert_eq!(key.match_(), Some(compiled.match_));
+    }
+
+    fn compiled_state(flow: Flow) -> SwitchState {
+        let mut s = SwitchState::default();
+        s.insert_flow(flow);
+        s
+    }
+
+    #[test]
     fn dumped_groups_compare_equal_whatever_the_weights() {
         let g = Group::all(6, vec![vec![Action::output(1)]]);
         let dumped = GroupDesc {
