@@ -125,7 +125,8 @@ pub async fn run(
     };
     let server = Server::bind(&config.listen, server_config)
         .await
-        .map_err(openflow_error)?;
+        .map_err(openflow_error)?
+        .answering(parts.answers.clone());
     let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
     let bound = Bound {
         openflow: server.local_addr().map_err(openflow_error)?,
