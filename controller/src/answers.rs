@@ -250,6 +250,11 @@ impl AnswerSlot {
         self.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// The snapshot published last, if it was not withdrawn.
+    pub fn current(&self) -> Option<Arc<ArpSnapshot>> {
+        self.load().1
+    }
+
     fn load(&self) -> (u64, Option<Arc<ArpSnapshot>>) {
         let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         (self.generation.load(Ordering::Acquire), current.clone())

@@ -169,6 +169,12 @@ impl SwitchHandle {
         self.acked.store(taken, Ordering::Release);
     }
 
+    /// What the control loop last acknowledged.
+    #[cfg(test)]
+    pub(crate) fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
     /// Commands waiting in the connection's queue.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
