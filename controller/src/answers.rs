@@ -35,15 +35,57 @@ use crate::packet_in::{reply_actions, PacketInKind};
 use crate::registry::{is_usable, Origin, Registry};
 use crate::server::ConnId;
 use crate::session::Shortcut;
-use fxhash::FxHashMap;
+use fxhash::FxHasher;
 use ofp::action::{port, Action};
 use ofp::message::{PacketInReason, PacketInView, PacketOutRef, NO_BUFFER};
 use ofp::oxm::{FieldId, OxmField};
 use ofp::packet::{ArpOp, ArpRepr, EtherType, EthernetFrame, MacAddr};
 use prometheus_client::metrics::counter::Counter;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+/// FxHash with its high half folded into its low half. Hashbrown picks a
+/// bucket by the low bits, and FxHash's last multiplication leaves those
+/// depending on the low bits of the last word alone: keys that differ only
+/// in an IP's or a MAC's last bytes (all of them, in a subnet) would share
+/// one probe sequence.
+#[derive(Default)]
+struct FoldedFx(FxHasher);
+
+impl Hasher for FoldedFx {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(bytes);
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0.write_u8(i);
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.0.write_u16(i);
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.0.write_u32(i);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0.write_u64(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.0.write_usize(i);
+    }
+
+    fn finish(&self) -> u64 {
+        let h = self.0.finish();
+        h ^ (h >> 32)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FoldedFx>>;
 
 /// What an ARP request's sender, seen on a VM port, leaves of its MAC
 /// entry: the registry's trust rules, precomputed.
@@ -60,16 +102,16 @@ enum Kept {
 #[derive(Debug)]
 struct SwitchPorts {
     host: u32,
-    vm_ports: FxHashMap<u32, ViId>,
+    vm_ports: FastMap<u32, ViId>,
 }
 
 /// What answering an ARP request reads, as of one committed state.
 #[derive(Debug, Default)]
 pub struct ArpSnapshot {
-    switches: FxHashMap<ConnId, SwitchPorts>,
-    ips: FxHashMap<IpKey, (MacAddr, Origin)>,
+    switches: FastMap<ConnId, SwitchPorts>,
+    ips: FastMap<IpKey, (MacAddr, Origin)>,
     /// MACs a sighting leaves alone (on some port); absent ones it changes.
-    macs: FxHashMap<MacKey, Kept>,
+    macs: FastMap<MacKey, Kept>,
 }
 
 impl ArpSnapshot {
