@@ -288,8 +288,12 @@ impl AnswerSlot {
     /// PacketIn to the control loop until the next one).
     pub fn publish(&self, snapshot: Option<Arc<ArpSnapshot>>) {
         let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        *current = snapshot;
+        let old = std::mem::replace(&mut *current, snapshot);
         self.generation.fetch_add(1, Ordering::Release);
+        drop(current);
+        // Freeing a whole registry's maps must not hold up the connections
+        // waiting for the lock.
+        drop(old);
     }
 
     /// The snapshot published last, if it was not withdrawn.
