@@ -8,6 +8,7 @@
 //! queued with `try_submit`, and a switch too slow to take one is marked
 //! stale and resynchronised from a fresh dump later.
 
+use crate::answers::{AnswerSlot, ArpSnapshot};
 use crate::compiler::affected_by_ports;
 use crate::metrics::Metrics;
 use crate::model::{Host, HostName, HostRole, Location, MacKey, Topology, Vi, ViId, VmPort};
@@ -23,7 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -188,6 +189,8 @@ struct Switch {
     host: Option<HostName>,
     ports: BTreeMap<u32, Port>,
     sync: program::Sync,
+    /// PacketIns taken from this connection, for its acknowledgements.
+    taken: u64,
 }
 
 /// How a host looks from outside: its definition and whether its switch
@@ -257,6 +260,11 @@ pub struct Control {
     burst: Option<program::Burst>,
     /// RARPs from ports OVSDB has not reported yet.
     held_rarps: held_rarps::HeldRarps,
+    /// Where the ARP snapshot for the connections is published.
+    answers: Arc<AnswerSlot>,
+    /// Since when the published snapshot has been withdrawn because
+    /// something it depends on changed (the latest such change).
+    answers_stale: Option<Instant>,
 }
 
 impl fmt::Debug for Control {
@@ -273,6 +281,12 @@ type Call = Box<dyn FnOnce(&mut Control) + Send>;
 /// Most events taken from one input in one burst, so the other inputs are
 /// not starved while one keeps sending.
 const EVENTS_PER_BURST: usize = 256;
+
+/// How long nothing the ARP snapshot depends on must have changed before a
+/// new one is built: a snapshot copies the whole registry, so a stream of
+/// learned MACs must not rebuild it per burst (meanwhile the control loop
+/// answers, as without a snapshot).
+const ANSWERS_QUIET: Duration = Duration::from_millis(20);
 
 /// The API's way into the control loop.
 #[derive(Debug, Clone)]
@@ -341,6 +355,9 @@ pub struct Parts {
     pub handle: ControlHandle,
     /// The hosts the OVSDB manager must keep right, updated as they change.
     pub hosts: watch::Receiver<Vec<ManagedHost>>,
+    /// For the OpenFlow server: the ARP snapshots the connections answer
+    /// from.
+    pub answers: Arc<AnswerSlot>,
 }
 
 impl Control {
@@ -371,6 +388,7 @@ impl Control {
         let (call_tx, call_rx) = mpsc::channel(256);
         let (macs, ips) = registry.len();
         metrics.set_registry_size(macs, ips);
+        let answers = Arc::new(AnswerSlot::new(&metrics));
         let control = Self {
             topology,
             registry,
@@ -386,6 +404,8 @@ impl Control {
             stop: CancellationToken::new(),
             burst: None,
             held_rarps: held_rarps::HeldRarps::default(),
+            answers: answers.clone(),
+            answers_stale: Some(Instant::now()),
         };
         Parts {
             control,
@@ -404,6 +424,7 @@ impl Control {
                 metrics,
             },
             hosts: hosts_rx,
+            answers,
         }
     }
 
@@ -449,12 +470,13 @@ impl Control {
                     self.end_burst();
                 }
                 Some(call) = inputs.calls.recv() => call(&mut self),
-                _ = tick.tick() => self.on_tick(std::time::Instant::now()),
+                _ = tick.tick() => self.on_tick(Instant::now()),
                 else => break,
             }
             if self.halted() {
                 break;
             }
+            self.refresh_answers(Instant::now());
         }
         debug!("control loop stopped");
         self.take_store_failure().map_or(Ok(()), Err)
@@ -508,12 +530,59 @@ impl Control {
         }
     }
 
+    /// Something the ARP snapshot depends on is about to change: withdraw
+    /// it before the change is committed or acted on, so that no
+    /// connection answers from it afterwards.
+    fn answers_changed(&mut self) {
+        if self.answers_stale.is_none() {
+            self.answers.publish(None);
+        }
+        self.answers_stale = Some(Instant::now());
+    }
+
+    /// Publishes a new ARP snapshot once nothing it depends on has changed
+    /// for [`ANSWERS_QUIET`]; never inside a burst, whose changes are not
+    /// committed yet.
+    pub fn refresh_answers(&mut self, now: Instant) {
+        let Some(since) = self.answers_stale else {
+            return;
+        };
+        if self.burst.is_some() || self.halted() || now.duration_since(since) < ANSWERS_QUIET {
+            return;
+        }
+        let switches = self
+            .switches
+            .iter()
+            .filter_map(|(c, s)| Some((*c, s.host.as_ref()?)));
+        let snapshot = ArpSnapshot::build(&self.registry, &self.topology, switches);
+        self.answers.publish(Some(Arc::new(snapshot)));
+        self.answers_stale = None;
+    }
+
+    /// Counts a PacketIn taken from `conn`; acknowledged to the connection
+    /// once its effects are committed (at the end of the burst).
+    fn took_packet_in(&mut self, conn: ConnId) {
+        if let Some(sw) = self.switches.get_mut(&conn) {
+            sw.taken += 1;
+        }
+        match self.burst.as_mut() {
+            Some(b) => b.took_from(conn),
+            None => self.ack_packet_ins(conn),
+        }
+    }
+
+    fn ack_packet_ins(&self, conn: ConnId) {
+        if let Some(sw) = self.switches.get(&conn) {
+            sw.handle.ack(sw.taken);
+        }
+    }
+
     fn publish(&self, event: NorthEvent) {
         // No subscriber is fine.
         let _ = self.events.send(event);
     }
 
-    fn on_tick(&mut self, now: std::time::Instant) {
+    fn on_tick(&mut self, now: Instant) {
         self.resync_stale(now);
         for h in self.held_rarps.expire(now) {
             self.give_up_rarp(&h, "its port was not reported in time");
@@ -546,15 +615,23 @@ impl Control {
                         host: None,
                         ports: BTreeMap::new(),
                         sync: program::Sync::default(),
+                        taken: 0,
                     },
                 );
             }
-            SwitchEvent::Upcall { conn, upcall } => self.on_upcall(conn, upcall),
+            SwitchEvent::Upcall { conn, upcall } => {
+                let packet_in = matches!(upcall, Upcall::PacketIn { .. });
+                self.on_upcall(conn, upcall);
+                if packet_in {
+                    self.took_packet_in(conn);
+                }
+            }
             SwitchEvent::PacketInDropped { .. } => {
                 self.metrics.packet_ins_dropped.inc();
             }
             SwitchEvent::Disconnected { conn, .. } => {
                 // Gone first, so nothing waiting on it is sent to it.
+                self.answers_changed();
                 let gone = self.switches.remove(&conn);
                 self.forget_tickets(conn);
                 if let Some(sw) = gone {
@@ -595,6 +672,7 @@ impl Control {
                         info!(%c, "released the older connection of dpid {dpid:016x}");
                     }
                 }
+                self.answers_changed();
                 let Some(sw) = self.switches.get_mut(&conn) else {
                     return;
                 };
@@ -725,7 +803,7 @@ impl Control {
                 Some(((host.clone(), peer.name.clone()), *ofport))
             })
             .collect();
-        let t = &mut self.topology;
+        let t = &self.topology;
         let old_vm: BTreeMap<_, _> = t
             .vm_ports
             .iter()
@@ -741,6 +819,8 @@ impl Control {
         if old_vm == new_vm && old_tunnels == new_tunnels {
             return false;
         }
+        self.answers_changed();
+        let t = &mut self.topology;
         t.vm_ports.retain(|(h, _), _| h != host);
         t.tunnels.retain(|(h, _), _| h != host);
         t.vm_ports.extend(new_vm);
@@ -829,6 +909,7 @@ impl Control {
         }
         let mut b = store::Batch::new();
         b.put_host(host);
+        self.answers_changed();
         if !self.store(b) {
             return Ok(false);
         }
@@ -882,6 +963,7 @@ impl Control {
         }
         let mut b = store::Batch::new();
         b.delete_host(name);
+        self.answers_changed();
         if !self.store(b) {
             return Ok(());
         }
@@ -963,6 +1045,7 @@ impl Control {
         let id = vi.id;
         let mut b = store::Batch::new();
         b.put_vi(&vi);
+        self.answers_changed();
         if !self.store(b) {
             return Ok(false);
         }
@@ -975,9 +1058,11 @@ impl Control {
     }
 
     pub fn delete_vi(&mut self, id: ViId) -> Result<(), Refusal> {
-        if self.topology.vis.remove(&id).is_none() {
+        if !self.topology.vis.contains_key(&id) {
             return Err(Refusal::NotFound(format!("no VI with id {}", id.0)));
         }
+        self.answers_changed();
+        self.topology.vis.remove(&id);
         let changes = self.registry.remove_vi(id);
         let mut b = store::Batch::new();
         b.delete_vi(id);

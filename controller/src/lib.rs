@@ -10,7 +10,9 @@
 //!   ([`switch_state`]), as `docs/pipeline.md` specifies.
 //! - [`reconciler`]: the fewest messages from what a switch holds to what the
 //!   compiler wants.
-//! - [`packet_in`]: what to learn and send for a PACKET_IN.
+//! - [`packet_in`]: what to learn and send for a PACKET_IN; [`answers`]:
+//!   the ARP requests the connections answer themselves, from a snapshot the
+//!   control loop publishes.
 //! - [`flowsim`]: a simulated OpenFlow 1.3 switch and tunnel fabric that the
 //!   compiler's behaviour is tested against.
 //!
@@ -25,6 +27,7 @@
 //!
 //! Tokio tasks only move bytes and timers.
 
+pub mod answers;
 pub mod api;
 pub mod compiler;
 pub mod config;

@@ -239,9 +239,15 @@ fn reply_out(port: &VmPort, request: &ArpRepr, mac: ofp::packet::MacAddr) -> Pac
     PacketOut {
         buffer_id: NO_BUFFER,
         in_port: port::CONTROLLER,
-        actions: vec![Action::output(port.ofport)],
+        actions: reply_actions(port.ofport).to_vec(),
         data,
     }
+}
+
+/// How an ARP reply from the controller leaves: out of the requester's
+/// port (`ofport`), and nowhere else.
+pub(crate) fn reply_actions(ofport: u32) -> [Action; 1] {
+    [Action::output(ofport)]
 }
 
 #[cfg(test)]

@@ -268,7 +268,8 @@ fn ip_key(mac: &MacKey, ip: Ipv4Addr) -> IpKey {
     }
 }
 
-fn is_usable(mac: MacAddr) -> bool {
+/// Whether `mac` can have an entry: unicast and not all zeros.
+pub(crate) fn is_usable(mac: MacAddr) -> bool {
     !mac.is_multicast() && mac != MacAddr::ZERO
 }
 

@@ -143,6 +143,11 @@ pub async fn run(
         return Err(store_error(error));
     }
 
+    // Answering ARP in the connections needs the control loop's snapshot
+    // slot, which exists only now; switches the kernel accepted meanwhile
+    // wait in the backlog until the server runs.
+    let server = server.answering(parts.answers.clone());
+
     let manager = ManagerConfig {
         bridge: config.bridge.name.clone(),
         // check-config allows only the two names the parser knows.

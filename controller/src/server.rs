@@ -8,6 +8,7 @@
 //! waiting on it. Everything one event produces is encoded into the
 //! connection's one reusable buffer and leaves in a single write.
 
+use crate::answers::{AnswerSlot, ConnAnswers};
 use crate::session::{Batch, CloseReason, Event, Output, Session, SessionConfig, Upcall};
 use ofp::EncodeError;
 use std::collections::VecDeque;
@@ -115,6 +116,9 @@ pub(crate) enum Command {
 pub struct SwitchHandle {
     pub conn: ConnId,
     tx: mpsc::Sender<Command>,
+    /// How many of the connection's PacketIns the control loop has taken
+    /// and committed the effects of (see [`crate::answers`]).
+    acked: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Command {
@@ -157,6 +161,20 @@ impl SwitchHandle {
         self.tx.is_closed()
     }
 
+    /// Tells the connection that the control loop has taken `taken` of its
+    /// PacketIns in all and committed what they changed: the connection
+    /// may answer from the published snapshot again once it has handed
+    /// over no more than that.
+    pub fn ack(&self, taken: u64) {
+        self.acked.store(taken, Ordering::Release);
+    }
+
+    /// What the control loop last acknowledged.
+    #[cfg(test)]
+    pub(crate) fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
     /// Commands waiting in the connection's queue.
     #[cfg(test)]
     pub(crate) fn queued(&self) -> usize {
@@ -168,7 +186,8 @@ impl SwitchHandle {
     #[cfg(test)]
     pub(crate) fn detached(conn: ConnId, depth: usize) -> (Self, mpsc::Receiver<Command>) {
         let (tx, rx) = mpsc::channel(depth);
-        (Self { conn, tx }, rx)
+        let acked = Arc::default();
+        (Self { conn, tx, acked }, rx)
     }
 }
 
@@ -201,6 +220,7 @@ pub struct Server {
     listener: Listener,
     config: ServerConfig,
     next_conn: Arc<AtomicU64>,
+    answers: Option<Arc<AnswerSlot>>,
 }
 
 #[derive(Debug)]
@@ -246,7 +266,15 @@ impl Server {
             listener,
             config,
             next_conn: Arc::new(AtomicU64::new(1)),
+            answers: None,
         })
+    }
+
+    /// Lets every connection answer ARP requests from the snapshots the
+    /// control loop publishes in `slot` ([`crate::answers`]).
+    pub fn answering(mut self, slot: Arc<AnswerSlot>) -> Self {
+        self.answers = Some(slot);
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -289,16 +317,17 @@ impl Server {
             let config = self.config.clone();
             let events = events.clone();
             let shutdown = shutdown.clone();
+            let answers = self.answers.clone();
             tracker.spawn(
                 async move {
                     match stream {
                         Stream::Tcp(s) => {
                             // Small control messages must not wait for Nagle.
                             let _ = s.set_nodelay(true);
-                            run_connection(s, conn, peer, config, events, shutdown).await;
+                            run_connection(s, conn, peer, config, events, answers, shutdown).await;
                         }
                         Stream::Unix(s) => {
-                            run_connection(s, conn, peer, config, events, shutdown).await;
+                            run_connection(s, conn, peer, config, events, answers, shutdown).await;
                         }
                     }
                     drop(permit);
@@ -344,20 +373,24 @@ fn tick_period(c: &SessionConfig) -> Duration {
 const BATCHES_PER_WRITE: usize = 32;
 
 /// Drives one connection until the session closes, the control loop drops
-/// the handle, or the server shuts down.
+/// the handle, or the server shuts down. With `answers`, the connection
+/// answers the ARP requests it can itself ([`crate::answers`]).
 pub async fn run_connection<S>(
     stream: S,
     conn: ConnId,
     peer: String,
     config: ServerConfig,
     events: mpsc::Sender<SwitchEvent>,
+    answers: Option<Arc<AnswerSlot>>,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let (tx, mut commands) = mpsc::channel(config.queue_depth.max(1));
-    let handle = SwitchHandle { conn, tx };
+    let acked = Arc::new(AtomicU64::new(0));
+    let shortcut = answers.map(|slot| ConnAnswers::new(conn, slot, acked.clone()));
+    let handle = SwitchHandle { conn, tx, acked };
     if events
         .send(SwitchEvent::Connected { conn, peer, handle })
         .await
@@ -374,6 +407,7 @@ pub async fn run_connection<S>(
         replies: Replies::default(),
         unsendable: Vec::new(),
         close: None,
+        shortcut,
     };
     let mut session = Session::new(config.session.clone());
     let mut rbuf = vec![0u8; 64 << 10];
@@ -398,19 +432,14 @@ pub async fn run_connection<S>(
                 }
                 Ok(n) => io.wrote(n),
             },
-            r = rd.read(&mut rbuf) => {
-                let event = match r {
-                    Ok(0) => Event::Closed,
-                    Ok(n) => Event::Received(&rbuf[..n]),
-                    Err(e) => {
-                        debug!("read failed: {e}");
-                        Event::Closed
-                    }
-                };
-                let start = io.out.len();
-                io.step(&mut session, event).await;
-                io.replied(start, config.max_unread_replies);
-            }
+            r = rd.read(&mut rbuf) => match r {
+                Ok(n) if n > 0 => io.received(&mut session, &rbuf[..n], &config).await,
+                Ok(_) => io.step(&mut session, Event::Closed).await,
+                Err(e) => {
+                    debug!("read failed: {e}");
+                    io.step(&mut session, Event::Closed).await;
+                }
+            },
             c = commands.recv(), if accepting => match c {
                 Some(first) => {
                     let mut c = Some(first);
@@ -472,6 +501,8 @@ struct ConnIo {
     /// Messages too long to encode, for the session to hear of.
     unsendable: Vec<(u32, EncodeError)>,
     close: Option<CloseReason>,
+    /// Answers ARP requests without the control loop, when enabled.
+    shortcut: Option<ConnAnswers>,
 }
 
 /// The spans of the output buffer that answer the switch's own messages.
@@ -531,11 +562,34 @@ impl ConnIo {
         }
     }
 
-    /// Hands `event` to the session and carries out what it says; a
-    /// message too long to encode is not sent, and the session is told so
-    /// (it counts it against its barrier like a refusal).
+    /// Bytes from the switch. The shortcut's answers are encoded at once
+    /// and, like the control loop's PacketOuts, are not counted as replies:
+    /// instead the shortcut stands aside while the buffer is full, and the
+    /// control loop drops what a switch that does not read cannot take.
+    async fn received(&mut self, session: &mut Session, bytes: &[u8], config: &ServerConfig) {
+        let room = self.out.len() - self.written < config.max_unsent_bytes;
+        let outputs = match self.shortcut.as_mut() {
+            Some(s) if room => {
+                s.begin_read();
+                session.receive(now(), bytes, s, &mut self.out)
+            }
+            _ => session.handle(now(), Event::Received(bytes)),
+        };
+        let start = self.out.len();
+        self.carry_out(session, outputs).await;
+        self.replied(start, config.max_unread_replies);
+    }
+
+    /// Hands `event` to the session and carries out what it says.
     async fn step(&mut self, session: &mut Session, event: Event<'_>) {
-        let mut outputs = session.handle(now(), event);
+        let outputs = session.handle(now(), event);
+        self.carry_out(session, outputs).await;
+    }
+
+    /// Carries out a session's outputs; a message too long to encode is not
+    /// sent, and the session is told so (it counts it against its barrier
+    /// like a refusal).
+    async fn carry_out(&mut self, session: &mut Session, mut outputs: Vec<Output>) {
         loop {
             self.apply(outputs).await;
             let Some((xid, error)) = self.unsendable.pop() else {
@@ -572,10 +626,16 @@ impl ConnIo {
         if let Upcall::PacketIn { .. } = upcall {
             // PacketIns may be dropped when the control loop is behind (the
             // switch sends the next one); everything else must arrive.
-            if let Err(mpsc::error::TrySendError::Full(_)) =
-                self.events.try_send(SwitchEvent::Upcall { conn, upcall })
-            {
-                let _ = self.events.try_send(SwitchEvent::PacketInDropped { conn });
+            match self.events.try_send(SwitchEvent::Upcall { conn, upcall }) {
+                Ok(()) => {
+                    if let Some(s) = self.shortcut.as_mut() {
+                        s.forwarded();
+                    }
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    let _ = self.events.try_send(SwitchEvent::PacketInDropped { conn });
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
             return;
         }

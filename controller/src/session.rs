@@ -17,8 +17,8 @@ use ofp::action::OFPCML_NO_BUFFER;
 use ofp::framing::Framer;
 use ofp::header::HeaderView;
 use ofp::message::{
-    ErrorCodeName, ErrorMsg, Hello, Message, PacketIn, Port, PortReason, PortStatus, SwitchConfig,
-    SwitchFeatures,
+    ErrorCodeName, ErrorMsg, Hello, Message, PacketIn, PacketInView, PacketOutRef, Port,
+    PortReason, PortStatus, SwitchConfig, SwitchFeatures,
 };
 use ofp::multipart::{
     FlowStats, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody, MultipartRequest,
@@ -309,6 +309,14 @@ pub struct Session {
     held: Vec<Batch>,
 }
 
+/// Answers some PacketIns where they arrive, so that they never reach the
+/// control loop (see [`Session::receive`]).
+pub trait Shortcut {
+    /// The answer to `packet_in`, or `None` to hand it to the control loop
+    /// as an [`Upcall::PacketIn`].
+    fn answer(&mut self, packet_in: &PacketInView<'_>) -> Option<PacketOutRef<'_>>;
+}
+
 impl Session {
     pub fn new(config: SessionConfig) -> Self {
         Self {
@@ -348,6 +356,25 @@ impl Session {
         self.state == State::Closed
     }
 
+    /// Processes bytes from the switch like [`Event::Received`], except that
+    /// once the handshake is done `shortcut` sees every PacketIn first: what
+    /// it answers is sent at once, encoded onto the end of `wire`, under a
+    /// request xid of this session's like any PacketOut the control loop
+    /// sends. The returned outputs come after those answers.
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        shortcut: &mut dyn Shortcut,
+        wire: &mut Vec<u8>,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        if self.state != State::Closed {
+            self.on_bytes(now, bytes, Some((shortcut, wire)), &mut out);
+        }
+        out
+    }
+
     /// Processes one event at time `now`.
     pub fn handle(&mut self, now: Instant, event: Event<'_>) -> Vec<Output> {
         let mut out = Vec::new();
@@ -356,7 +383,7 @@ impl Session {
         }
         match event {
             Event::Connected => self.on_connected(now, &mut out),
-            Event::Received(bytes) => self.on_bytes(now, bytes, &mut out),
+            Event::Received(bytes) => self.on_bytes(now, bytes, None, &mut out),
             Event::Tick => self.on_tick(now, &mut out),
             Event::Submit(batch) => {
                 if matches!(self.state, State::Idle | State::AwaitHello) {
@@ -402,23 +429,32 @@ impl Session {
     fn request(&mut self, message: Message, out: &mut Vec<Output>) -> u32 {
         let xid = self.xid();
         let msg = OfpMessage::new(xid, message);
-        let n = self.config.tracked_requests;
-        if n > 0 {
-            let at = xid as usize % n;
-            // Grown only as far as xids have gone: an idle switch (most of
-            // a thousand) costs a few slots, not `n`.
-            if at >= self.sent.len() {
-                self.sent.resize_with(at + 1, Sent::default);
-            }
-            let slot = &mut self.sent[at];
-            slot.xid = xid;
-            slot.bytes.clear();
+        if let Some(slot) = self.slot_for(xid) {
             // One too long to encode is reported by the writer (NotSent);
             // there is nothing to remember.
             slot.live = msg.try_emit(&mut slot.bytes).is_ok();
         }
         out.push(Output::Send(msg));
         xid
+    }
+
+    /// The ring slot that remembers request `xid` from now on, emptied;
+    /// `None` when no request is remembered.
+    fn slot_for(&mut self, xid: u32) -> Option<&mut Sent> {
+        let n = self.config.tracked_requests;
+        if n == 0 {
+            return None;
+        }
+        let at = xid as usize % n;
+        // Grown only as far as xids have gone: an idle switch (most of a
+        // thousand) costs a few slots, not `n`.
+        if at >= self.sent.len() {
+            self.sent.resize_with(at + 1, Sent::default);
+        }
+        let slot = &mut self.sent[at];
+        slot.xid = xid;
+        slot.bytes.clear();
+        Some(slot)
     }
 
     /// The request sent with `xid`, if it is still remembered; forgotten
@@ -494,13 +530,39 @@ impl Session {
         }
     }
 
-    fn on_bytes(&mut self, now: Instant, bytes: &[u8], out: &mut Vec<Output>) {
+    fn on_bytes(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+        mut fast: Option<(&mut dyn Shortcut, &mut Vec<u8>)>,
+        out: &mut Vec<Output>,
+    ) {
         self.last_rx = Some(now);
         self.probe_sent = None;
         self.framer.extend(bytes);
         loop {
             let raw = match self.framer.next_message() {
-                Ok(Some(m)) => m.to_vec(),
+                Ok(Some(m)) => {
+                    if let Some((shortcut, wire)) = fast.as_mut() {
+                        let answer = match self.state {
+                            State::Ready => PacketInView::new_checked(m)
+                                .ok()
+                                .and_then(|v| shortcut.answer(&v)),
+                            _ => None,
+                        };
+                        if let Some(po) = answer {
+                            let xid = self.xid();
+                            let at = wire.len();
+                            po.encode(xid, wire);
+                            if let Some(slot) = self.slot_for(xid) {
+                                slot.bytes.extend_from_slice(&wire[at..]);
+                                slot.live = true;
+                            }
+                            continue;
+                        }
+                    }
+                    m.to_vec()
+                }
                 Ok(None) => return,
                 Err(e) => {
                     out.push(Output::Log(

@@ -145,6 +145,15 @@ pub(super) struct Burst {
     /// The registry changes to store, and to announce once stored.
     store: crate::store::Batch,
     events: Vec<RegistryEvent>,
+    /// Connections whose PacketIns the burst took: acknowledged once its
+    /// changes are stored.
+    acks: BTreeSet<ConnId>,
+}
+
+impl Burst {
+    pub(super) fn took_from(&mut self, conn: ConnId) {
+        self.acks.insert(conn);
+    }
 }
 
 /// Barrier tickets in flight and what waits on them.
@@ -467,6 +476,9 @@ impl Control {
             self.wait_for(w);
         }
         self.send_packet_outs(b.outs);
+        for conn in b.acks {
+            self.ack_packet_ins(conn);
+        }
     }
 
     /// Sends each connection its PacketOuts in one batch.
@@ -506,6 +518,9 @@ impl Control {
         changes: &[RegistryChange],
     ) -> Programming {
         also.record_changes(changes);
+        if !changes.is_empty() {
+            self.answers_changed();
+        }
         if let Some(b) = self.burst.as_mut() {
             // Committed together when the burst ends, before anything acts
             // on them: one durable write for the whole burst.

@@ -2,6 +2,8 @@ use super::program::RESYNC_INTERVAL;
 use super::*;
 use crate::compiler::compile;
 use crate::flowsim;
+use crate::model::Location;
+use crate::registry::EntrySpec;
 use crate::server::{Command, SwitchHandle};
 use crate::session::{Batch, CloseReason};
 use ofp::message::{Message, PacketIn, PacketInReason, SwitchFeatures, NO_BUFFER};
@@ -1226,4 +1228,94 @@ fn port_of(host: &str, ofport: u32) -> Option<Location> {
         host: HostName(host.into()),
         ofport,
     })
+}
+
+/// The ARP reply frame the published snapshot gives for `request` from
+/// connection 1's `in_port`, if it answers.
+fn snapshot_answer(c: &Control, request: &ArpRepr, in_port: u32) -> Option<Vec<u8>> {
+    let snapshot = c.answers.current();
+    let Upcall::PacketIn { packet_in, .. } = intercepted(request, in_port) else {
+        unreachable!()
+    };
+    let packet_in = PacketIn {
+        table_id: crate::compiler::TABLE_ARP,
+        ..packet_in
+    };
+    let wire = ofp::message::OfpMessage::new(1, Message::PacketIn(packet_in)).to_bytes();
+    let view = ofp::message::PacketInView::new_checked(&wire).unwrap();
+    let mut reply = Vec::new();
+    snapshot?.answer(ConnId(1), &view, &mut reply)?;
+    Some(reply)
+}
+
+#[test]
+fn the_arp_snapshot_is_withdrawn_by_every_change_and_republished_once_quiet() {
+    let (mut c, _rxs, mac) = vm_on_pm1();
+    let ip = |i: u8| Ipv4Addr::new(10, 1, 0, i);
+    let key = |mac| MacKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        mac,
+    };
+    let other = MacAddr([0x52, 0x54, 0, 0, 0, 0x43]);
+    let request = ArpRepr::request(mac, ip(1), ip(2));
+    let spec = |m, ips| EntrySpec {
+        key: key(m),
+        location: None,
+        ips,
+    };
+    c.put_registry_entry(&EntrySpec {
+        location: Some(Location::Port {
+            host: HostName("pm1".into()),
+            ofport: 5,
+        }),
+        ..spec(mac, vec![ip(1)])
+    })
+    .unwrap();
+    c.put_registry_entry(&spec(other, vec![ip(2)])).unwrap();
+    let start = Instant::now();
+    c.refresh_answers(start);
+    assert_eq!(snapshot_answer(&c, &request, 5), None, "not quiet yet");
+    let later = start + ANSWERS_QUIET * 2;
+    c.refresh_answers(later);
+    let reply = snapshot_answer(&c, &request, 5).expect("answered");
+    assert_eq!(ArpRepr::parse_frame(&reply).unwrap().sha, other);
+
+    // Rebinding the IP withdraws the snapshot before the call returns.
+    let third = MacAddr([0x52, 0x54, 0, 0, 0, 0x44]);
+    c.put_registry_entry(&spec(third, vec![ip(2)])).unwrap();
+    assert_eq!(snapshot_answer(&c, &request, 5), None);
+    c.refresh_answers(Instant::now() + ANSWERS_QUIET * 2);
+    let reply = snapshot_answer(&c, &request, 5).expect("answered");
+    assert_eq!(ArpRepr::parse_frame(&reply).unwrap().sha, third);
+
+    // So does a change of ports.
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm1".into()),
+        vm_ports: vec![],
+        tunnels: vec![],
+    });
+    assert_eq!(snapshot_answer(&c, &request, 5), None);
+    c.refresh_answers(Instant::now() + ANSWERS_QUIET * 2);
+    assert_eq!(snapshot_answer(&c, &request, 5), None, "no VM port 5 now");
+}
+
+#[test]
+fn packet_ins_are_acknowledged_once_their_burst_is_committed() {
+    let (mut c, _rxs, mac) = vm_on_pm1();
+    let acked = |c: &Control| c.switches[&ConnId(1)].handle.acked();
+    // Outside a burst (vm_on_pm1 sent one RARP), at once.
+    assert_eq!(acked(&c), 1);
+    let commits = watch_commits(&mut c);
+    c.begin_burst();
+    let moved = ArpRepr::gratuitous(mac, Ipv4Addr::new(10, 1, 0, 9));
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: intercepted(&moved, 5),
+    });
+    assert_eq!(acked(&c), 1, "not before the burst is stored");
+    assert!(commits.lock().unwrap().is_empty());
+    c.end_burst();
+    assert_eq!(commits.lock().unwrap().len(), 1);
+    assert_eq!(acked(&c), 2);
 }

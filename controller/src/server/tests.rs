@@ -184,6 +184,7 @@ where
         "duplex".into(),
         ServerConfig::default(),
         tx,
+        None,
         CancellationToken::new(),
     ));
     (rx, seen)
@@ -404,6 +405,7 @@ async fn serve_peer(peer: FloodingPeer, config: ServerConfig) -> CloseReason {
         "flood".into(),
         config,
         tx,
+        None,
         CancellationToken::new(),
     ));
     loop {

@@ -1053,3 +1053,89 @@ fn barriers_inside_a_batch_are_not_unsolicited() {
         }]
     );
 }
+
+/// Answers the PacketIns of table 2 with an empty PacketOut to their port.
+struct TableTwo([Action; 1]);
+
+impl Shortcut for TableTwo {
+    fn answer(&mut self, pi: &PacketInView<'_>) -> Option<PacketOutRef<'_>> {
+        if pi.table_id() != 2 {
+            return None;
+        }
+        self.0 = [Action::output(pi.in_port()?)];
+        Some(PacketOutRef {
+            buffer_id: NO_BUFFER,
+            in_port: ofp::action::port::CONTROLLER,
+            actions: &self.0,
+            data: &[],
+        })
+    }
+}
+
+fn packet_in_from(table_id: u8, in_port: u32) -> Vec<u8> {
+    wire(
+        9,
+        Message::PacketIn(PacketIn {
+            buffer_id: NO_BUFFER,
+            total_len: 0,
+            reason: PacketInReason::Action,
+            table_id,
+            cookie: 0,
+            match_: Match::new().in_port(in_port),
+            data: vec![],
+        }),
+    )
+}
+
+#[test]
+fn a_shortcut_answers_packet_ins_under_the_sessions_own_xids() {
+    let start = t0();
+    let mut s = ready_session(start, vec![]);
+    let mut shortcut = TableTwo([Action::output(0)]);
+    let mut answers = Vec::new();
+    let mut bytes = packet_in_from(2, 5);
+    bytes.extend(packet_in_from(0, 6));
+    let out = s.receive(start, &bytes, &mut shortcut, &mut answers);
+    // Table 0's goes up; table 2's was answered onto the wire.
+    assert!(matches!(
+        upcalls(&out)[..],
+        [Upcall::PacketIn { packet_in, .. }] if packet_in.table_id == 0
+    ));
+    let answer = OfpMessage::parse(&answers).unwrap();
+    let Message::PacketOut(po) = &answer.message else {
+        panic!("{answer}");
+    };
+    assert_eq!(po.actions, [Action::output(5)]);
+    // The next request gets the next xid, and a refusal of the answer
+    // names it like any request the session sent.
+    let next = s.handle(
+        start,
+        Event::Submit(Batch {
+            messages: vec![flow_mod(1)],
+            barrier: None,
+        }),
+    );
+    assert_eq!(sent(&next)[0].xid, answer.xid + 1);
+    let out = s.handle(start, Event::Received(&refusal(answer.xid, vec![])));
+    assert!(matches!(
+        &upcalls(&out)[..],
+        [Upcall::SwitchError { request: Some(r), .. }] if **r == answer
+    ));
+}
+
+#[test]
+fn no_shortcut_before_the_handshake_is_done() {
+    let start = t0();
+    let mut s = Session::new(SessionConfig::default());
+    s.handle(start, Event::Connected);
+    s.handle(start, Event::Received(&hello_13()));
+    let mut answers = Vec::new();
+    let out = s.receive(
+        start,
+        &packet_in_from(2, 5),
+        &mut TableTwo([Action::output(0)]),
+        &mut answers,
+    );
+    assert!(answers.is_empty());
+    assert!(matches!(upcalls(&out)[..], [Upcall::PacketIn { .. }]));
+}
