@@ -255,8 +255,10 @@ impl Evidence {
 pub struct Registry {
     macs: BTreeMap<MacKey, MacEntry>,
     ips: BTreeMap<IpKey, IpEntry>,
-    /// The IPs bound to each MAC, kept in step with `ips`.
-    ips_of: BTreeMap<MacKey, BTreeSet<Ipv4Addr>>,
+    /// Each MAC with each IP bound to it, kept in step with `ips`. One
+    /// flat set rather than a set per MAC: a MAC has one IP or a few, and
+    /// a set of its own costs a B-tree node (about 60 bytes) each.
+    ips_of: BTreeSet<(MacKey, Ipv4Addr)>,
 }
 
 /// The key of `ip` in the VI and VLAN of `mac`.
@@ -340,6 +342,13 @@ impl Registry {
         self.macs.is_empty() && self.ips.is_empty()
     }
 
+    /// The IPs bound to one MAC, in order.
+    fn ips_of(&self, key: &MacKey) -> impl Iterator<Item = Ipv4Addr> + '_ {
+        let lo = (*key, Ipv4Addr::UNSPECIFIED);
+        let hi = (*key, Ipv4Addr::BROADCAST);
+        self.ips_of.range(lo..=hi).map(|(_, ip)| *ip)
+    }
+
     /// One MAC's entry with its IPs.
     pub fn get(&self, key: &MacKey) -> Option<RegistryEntry> {
         self.macs.get(key).map(|e| self.view(key, e))
@@ -357,11 +366,7 @@ impl Registry {
         RegistryEntry {
             key: *key,
             entry: e.clone(),
-            ips: self
-                .ips_of
-                .get(key)
-                .map(|s| s.iter().copied().collect())
-                .unwrap_or_default(),
+            ips: self.ips_of(key).collect(),
         }
     }
 
@@ -507,7 +512,7 @@ impl Registry {
             changes.extend(self.set_mac(key, Some(entry)));
         }
         let wanted: BTreeSet<Ipv4Addr> = spec.ips.iter().copied().collect();
-        let had = self.ips_of.get(&key).cloned().unwrap_or_default();
+        let had: BTreeSet<Ipv4Addr> = self.ips_of(&key).collect();
         for ip in had.difference(&wanted) {
             changes.extend(self.set_ip(ip_key(&key, *ip), None));
         }
@@ -552,7 +557,7 @@ impl Registry {
     }
 
     fn remove_mac(&mut self, key: &MacKey) -> Vec<RegistryChange> {
-        let ips = self.ips_of.get(key).cloned().unwrap_or_default();
+        let ips: Vec<Ipv4Addr> = self.ips_of(key).collect();
         let mut changes: Vec<RegistryChange> = ips
             .into_iter()
             .filter_map(|ip| self.set_ip(ip_key(key, ip), None))
@@ -646,16 +651,10 @@ impl Registry {
             mac,
         };
         if let Some(b) = &before {
-            let k = owner(b.mac);
-            if let Some(set) = self.ips_of.get_mut(&k) {
-                set.remove(&key.ip);
-                if set.is_empty() {
-                    self.ips_of.remove(&k);
-                }
-            }
+            self.ips_of.remove(&(owner(b.mac), key.ip));
         }
         if let Some(a) = &after {
-            self.ips_of.entry(owner(a.mac)).or_default().insert(key.ip);
+            self.ips_of.insert((owner(a.mac), key.ip));
         }
         (before != after).then_some(RegistryChange::Ip(Change { key, before, after }))
     }

@@ -13,7 +13,7 @@ use iris_controller::flowsim::{Fabric, Switch};
 use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan, VmPort};
 use iris_controller::reconciler::{reconcile, Diff, Foreign};
 use iris_controller::registry::{
-    Change, IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp,
+    Change, EntrySpec, IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp,
 };
 use iris_controller::switch_state::{Flow, Installed, SwitchState, COOKIE_TAG_MASK};
 use ofp::oxm::Match;
@@ -378,4 +378,54 @@ proptest! {
             }
         }
     }
+
+    /// The per-MAC IP index (what `get` and `list` show, and what deleting
+    /// a MAC removes) always says what the IP bindings say.
+    #[test]
+    fn the_ip_index_follows_every_change(
+        r in registry(),
+        ops in prop::collection::vec(
+            (mac_entry(), prop::collection::vec(0..IPS.len(), 0..3), any::<bool>()),
+            0..12,
+        ),
+    ) {
+        let t = topology();
+        let mut r = r;
+        index_agrees(&r)?;
+        for ((key, entry), ips, delete) in ops {
+            if delete {
+                if r.delete(&key).is_ok() {
+                    prop_assert!(!r.ips().any(|(k, e)| same_mac(&key, k, e)));
+                }
+            } else {
+                let spec = EntrySpec {
+                    key,
+                    location: entry.location,
+                    ips: ips.into_iter().map(|i| Ipv4Addr::from(IPS[i])).collect(),
+                };
+                let _ = r.put(Timestamp(1), &t, &spec);
+            }
+            index_agrees(&r)?;
+        }
+    }
+}
+
+/// Whether IP binding (`k`, `e`) resolves to `key`.
+fn same_mac(key: &MacKey, k: &IpKey, e: &IpEntry) -> bool {
+    k.vi == key.vi && k.vlan == key.vlan && e.mac == key.mac
+}
+
+/// Every MAC's IPs, as the registry shows them, are exactly the bindings
+/// that resolve to it.
+fn index_agrees(r: &Registry) -> Result<(), TestCaseError> {
+    for (key, _) in r.macs() {
+        let bound: Vec<Ipv4Addr> = r
+            .ips()
+            .filter(|(k, e)| same_mac(key, k, e))
+            .map(|(k, _)| k.ip)
+            .collect();
+        let shown = r.get(key).map(|e| e.ips).unwrap_or_default();
+        prop_assert_eq!(shown, bound, "IPs of {:?}", key);
+    }
+    Ok(())
 }
