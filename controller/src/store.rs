@@ -160,7 +160,7 @@ pub trait Store {
 /// list a seed's MAC entries before its IP bindings, and an IP's MAC before
 /// the IP elsewhere, so any prefix of a larger batch is a registry in which
 /// every stored IP's MAC is stored too.
-pub const ATOMIC_OPS: usize = 1024;
+pub const ATOMIC_OPS: usize = 256;
 
 /// The page cache of the sled store.
 const SLED_CACHE_BYTES: u64 = 16 << 20;
