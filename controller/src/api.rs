@@ -523,7 +523,9 @@ async fn put_vi(
 
 /// Seeds a VI launched through the API, as a seed file seeds one from the
 /// configuration: the entries are checked whole (every one at fault is
-/// pointed at) and then all seeded, or none.
+/// pointed at) and then all seeded, or none. A large seed cut short by the
+/// store (the controller then stops, see [`crate::store::Store::commit`])
+/// may be stored in part; seeding it again completes it.
 async fn seed_vi(
     s: State,
     PathArgs(id): PathArgs<String>,

@@ -1066,8 +1066,8 @@ impl Control {
         let changes = self.registry.remove_vi(id);
         let mut b = store::Batch::new();
         b.delete_vi(id);
-        // The VI and its entries go in one commit, so a restart never finds
-        // entries of a VI that is gone.
+        // The VI and its entries go in one commit, the VI last, so a
+        // restart never finds entries of a VI that is gone.
         self.registry_changed_with(b, &changes);
         if self.halted() {
             return Ok(());

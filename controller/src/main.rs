@@ -18,7 +18,9 @@ use tracing_subscriber::EnvFilter;
 /// Every PacketIn and its answer allocate a few small buffers on one task
 /// and free them on another; glibc's malloc spent a quarter of the
 /// controller's time on that under load (docs/benchmarks.md), mimalloc far
-/// less.
+/// less. The `system-allocator` feature leaves it out, so that heap
+/// profilers that hook malloc see every allocation.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

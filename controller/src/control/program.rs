@@ -511,13 +511,19 @@ impl Control {
         self.registry_changed_with(crate::store::Batch::new(), changes)
     }
 
-    /// [`Self::registry_changed`], committing `also` in the same batch.
+    /// [`Self::registry_changed`], committing `also` in the same batch,
+    /// after the changes: a large batch may be stored in pieces, and a
+    /// restart after the first pieces then finds what `also` describes
+    /// (a VI being deleted) still there with part of its entries, never
+    /// entries without it.
     pub(super) fn registry_changed_with(
         &mut self,
-        mut also: crate::store::Batch,
+        also: crate::store::Batch,
         changes: &[RegistryChange],
     ) -> Programming {
-        also.record_changes(changes);
+        let mut batch = crate::store::Batch::from_changes(changes);
+        batch.append(also);
+        let also = batch;
         if !changes.is_empty() {
             self.answers_changed();
         }

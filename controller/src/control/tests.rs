@@ -1319,3 +1319,45 @@ fn packet_ins_are_acknowledged_once_their_burst_is_committed() {
     assert_eq!(commits.lock().unwrap().len(), 1);
     assert_eq!(acked(&c), 2);
 }
+
+/// Each committed batch's keys in order, each with whether it was written
+/// (`false`: deleted).
+type CommittedKeys = Vec<Vec<(String, bool)>>;
+
+/// A store that keeps the keys of every batch committed to it.
+#[derive(Debug, Default)]
+struct KeyStore(Arc<std::sync::Mutex<CommittedKeys>>);
+
+impl store::Store for KeyStore {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, batch: &store::Batch) -> Result<(), store::StoreError> {
+        let keys = batch.ops().map(|(k, v)| (k.to_owned(), v.is_some()));
+        self.0.lock().unwrap().push(keys.collect());
+        Ok(())
+    }
+}
+
+#[test]
+fn a_deleted_vi_is_stored_gone_after_its_entries() {
+    // A large VI's commit may be stored in pieces: one cut short must leave
+    // the VI with part of its entries, never entries of a VI that is gone.
+    let (mut c, _rxs, _) = vm_on_pm1();
+    let commits = Arc::default();
+    c.persist_to(Box::new(KeyStore(Arc::clone(&commits))));
+    c.delete_vi(ViId(1)).unwrap();
+    let commits = commits.lock().unwrap();
+    let [keys] = commits.as_slice() else {
+        panic!("one commit, not {commits:?}")
+    };
+    let (last, rest) = keys.split_last().unwrap();
+    assert_eq!(last, &("v1/vi/1".to_owned(), false));
+    assert!(
+        !rest.is_empty()
+            && rest
+                .iter()
+                .all(|(k, put)| k.starts_with("v1/mac/1/") && !put)
+    );
+}

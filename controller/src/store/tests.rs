@@ -185,3 +185,116 @@ fn a_store_in_use_says_what_to_do() {
         "{e}"
     );
 }
+
+/// Opens the store in `dir` again once the previous handle was dropped:
+/// sled's flusher thread holds the files' lock until its current flush
+/// ends, which a large batch can make outlast the drop.
+fn reopen(dir: &Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(dir) {
+            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => return opened.unwrap(),
+        }
+    }
+}
+
+/// A seed of `n` MACs behind the gateway, one IP each: `2 n` writes.
+fn big_seed(n: u32) -> Vec<SeedEntry> {
+    (0..n)
+        .map(|i| {
+            let [_, a, b, c] = i.to_be_bytes();
+            SeedEntry {
+                mac: MacAddr([0x52, 0x54, 0x00, a, b, c]),
+                ip: Some(Ipv4Addr::new(10, a, b, c)),
+                vlan: Vlan::Tagged(10),
+                location: Some(Location::BehindGateway {
+                    gateway: host("gw"),
+                }),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn a_batch_larger_than_a_sled_batch_is_stored_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SledStore::open(dir.path()).unwrap();
+    let mut r = Registry::new();
+    let entries = big_seed(1500);
+    let changes = r.seed(Timestamp(1), &world(), ViId(1), &entries).unwrap();
+    let batch = Batch::from_changes(&changes);
+    assert!(batch.len() > 2 * ATOMIC_OPS);
+    s.commit(&batch).unwrap();
+    drop(s);
+    let reopened = reopen(dir.path());
+    assert_eq!(reopened.load().unwrap().registry(), r);
+}
+
+/// A seed whose commit stops after its first sled batch (the disk filled,
+/// or the controller was killed before the next) leaves a prefix: every
+/// stored IP's MAC is stored, and seeding again after the restart, as the
+/// client that never got an answer does, ends where one whole seed ends.
+#[test]
+fn a_seed_cut_between_sled_batches_restarts_to_a_prefix_that_seeding_again_completes() {
+    let t = world();
+    let entries = big_seed(1500);
+    let mut whole = Registry::new();
+    let changes = whole.seed(Timestamp(1), &t, ViId(1), &entries).unwrap();
+    let batch = Batch::from_changes(&changes);
+
+    for applied in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut chunks = 0;
+        let err = s
+            .commit_in_chunks(&batch, |b| {
+                if chunks == applied {
+                    return Err(StoreError::Backend {
+                        backend: "test",
+                        message: "no space left on device".into(),
+                    });
+                }
+                chunks += 1;
+                Ok(s.db.apply_batch(b)?)
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("no space left"), "{err}");
+        drop(s);
+
+        let reopened = reopen(dir.path());
+        let stored = reopened.load().unwrap();
+        let mut expected = MemoryStore::new();
+        let prefix: Vec<_> = batch.ops().take(applied * ATOMIC_OPS).collect();
+        for (k, v) in &prefix {
+            expected
+                .records
+                .insert((*k).to_owned(), v.unwrap().to_vec());
+        }
+        assert_eq!(
+            stored,
+            expected.load().unwrap(),
+            "after {applied} batch(es)"
+        );
+        assert_eq!(stored.macs.len() + stored.ips.len(), applied * ATOMIC_OPS);
+        let macs: std::collections::BTreeSet<MacKey> =
+            stored.macs.iter().map(|(k, _)| *k).collect();
+        for (k, ip) in &stored.ips {
+            let owner = MacKey {
+                vi: k.vi,
+                vlan: k.vlan,
+                mac: ip.mac,
+            };
+            assert!(macs.contains(&owner), "{k:?} outlived its MAC");
+        }
+
+        let mut restarted = stored.registry();
+        let again = restarted.seed(Timestamp(1), &t, ViId(1), &entries).unwrap();
+        assert_eq!(restarted, whole);
+        let mut s = reopened;
+        s.commit(&Batch::from_changes(&again)).unwrap();
+        assert_eq!(s.load().unwrap().registry(), whole);
+    }
+}
