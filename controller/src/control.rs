@@ -653,8 +653,7 @@ impl Control {
             Upcall::Ready {
                 features,
                 ports,
-                flows,
-                groups,
+                installed,
             } => {
                 let dpid = features.datapath_id;
                 let host = self.host_by_dpid(dpid).map(|h| h.name.clone());
@@ -694,9 +693,9 @@ impl Control {
                     host: host.map(|h| h.0),
                     connected: true,
                 });
-                self.on_tables(conn, &flows, &groups);
+                self.on_tables(conn, installed);
             }
-            Upcall::Tables { flows, groups } => self.on_tables(conn, &flows, &groups),
+            Upcall::Tables { installed } => self.on_tables(conn, installed),
             Upcall::BarrierConfirmed { ticket, errors } => self.on_barrier(conn, ticket, errors),
             Upcall::PacketIn {
                 packet_in,

@@ -13,6 +13,7 @@
 //! Nothing in the handshake modifies the switch's tables, so a reconnect
 //! never disturbs forwarding.
 
+use crate::switch_state::{FlowKey, Group, Installed};
 use ofp::action::OFPCML_NO_BUFFER;
 use ofp::framing::Framer;
 use ofp::header::HeaderView;
@@ -21,8 +22,8 @@ use ofp::message::{
     PortReason, PortStatus, SwitchConfig, SwitchFeatures,
 };
 use ofp::multipart::{
-    FlowStats, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody, MultipartRequest,
-    MultipartRequestBody,
+    FlowStatsReplyView, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody,
+    MultipartRequest, MultipartRequestBody,
 };
 use ofp::{DecodeError, EncodeError, ErrorCode, MsgType, OfpMessage, OFP_VERSION};
 use std::collections::{BTreeMap, HashMap};
@@ -160,13 +161,11 @@ pub enum Upcall {
     Ready {
         features: SwitchFeatures,
         ports: Vec<Port>,
-        flows: Vec<FlowStats>,
-        groups: Vec<GroupDesc>,
+        installed: Installed,
     },
     /// The answer to [`Event::Dump`].
     Tables {
-        flows: Vec<FlowStats>,
-        groups: Vec<GroupDesc>,
+        installed: Installed,
     },
     /// A PACKET_IN and when its bytes arrived, so that what it causes is
     /// timed from its arrival rather than from when it was handled.
@@ -200,11 +199,21 @@ pub enum Output {
     Close(CloseReason),
 }
 
+/// A flow dump as it arrives: straight into the compact form the control
+/// loop keeps, so that no entry's instructions are ever decoded.
+#[derive(Debug, Default)]
+struct FlowDump {
+    installed: Installed,
+    /// Entries received, duplicates included (the dump-size limit counts
+    /// what the switch sent).
+    entries: usize,
+}
+
 /// What a multipart request in flight is collecting.
 #[derive(Debug)]
 enum Collecting {
     Ports(Vec<Port>),
-    Flows(Vec<FlowStats>),
+    Flows(FlowDump),
     Groups(Vec<GroupDesc>),
 }
 
@@ -212,17 +221,23 @@ impl Collecting {
     fn len(&self) -> usize {
         match self {
             Self::Ports(v) => v.len(),
-            Self::Flows(v) => v.len(),
+            Self::Flows(d) => d.entries,
             Self::Groups(v) => v.len(),
         }
     }
 
     /// Appends one reply part; `false` if the part's type does not match
-    /// what was asked for.
+    /// what was asked for. Flow replies come here only if they arrived
+    /// decoded (see [`Session::on_flow_reply`]).
     fn absorb(&mut self, body: MultipartReplyBody) -> bool {
         match (self, body) {
             (Self::Ports(v), MultipartReplyBody::PortDesc(p)) => v.extend(p),
-            (Self::Flows(v), MultipartReplyBody::Flow(f)) => v.extend(f),
+            (Self::Flows(d), MultipartReplyBody::Flow(f)) => {
+                d.entries += f.len();
+                for s in &f {
+                    d.installed.insert_flow(FlowKey::of_stats(s), s.cookie);
+                }
+            }
             (Self::Groups(v), MultipartReplyBody::GroupDesc(g)) => v.extend(g),
             _ => return false,
         }
@@ -237,8 +252,23 @@ struct Gathering {
     handshake: bool,
     features: Option<SwitchFeatures>,
     ports: Option<Vec<Port>>,
-    flows: Option<Vec<FlowStats>>,
+    flows: Option<FlowDump>,
     groups: Option<Vec<GroupDesc>>,
+}
+
+impl Gathering {
+    /// What the dumps say the switch holds, and how many flow entries it
+    /// sent.
+    fn installed(&mut self) -> (Installed, usize) {
+        let FlowDump {
+            mut installed,
+            entries,
+        } = self.flows.take().unwrap_or_default();
+        for g in self.groups.take().unwrap_or_default() {
+            installed.groups.insert(g.group_id, Group::from_desc(&g));
+        }
+        (installed, entries)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +327,8 @@ pub struct Session {
     ports: BTreeMap<u32, Port>,
     /// Multipart requests in flight by xid.
     multiparts: HashMap<u32, Collecting>,
+    /// One flow dump part's entries, read before any is kept; reused.
+    dump_part: Vec<(FlowKey, u64)>,
     gathering: Option<Gathering>,
     /// Handshake requests by xid; an error for one of them ends the session.
     handshake_xids: HashMap<u32, MsgType>,
@@ -330,6 +362,7 @@ impl Session {
             features: None,
             ports: BTreeMap::new(),
             multiparts: HashMap::new(),
+            dump_part: Vec::new(),
             gathering: None,
             handshake_xids: HashMap::new(),
             barriers: HashMap::new(),
@@ -581,6 +614,13 @@ impl Session {
     }
 
     fn on_message(&mut self, now: Instant, raw: &[u8], out: &mut Vec<Output>) {
+        if FlowStatsReplyView::is_flow_reply(raw) && self.state != State::AwaitHello {
+            if let Some(xid) = HeaderView::new_checked(raw).ok().map(|h| h.xid()) {
+                if matches!(self.multiparts.get(&xid), Some(Collecting::Flows(_))) {
+                    return self.on_flow_reply(xid, raw, out);
+                }
+            }
+        }
         let msg = match OfpMessage::parse(raw) {
             Ok(m) => m,
             Err(e) => return self.on_malformed(raw, &e, out),
@@ -739,7 +779,7 @@ impl Session {
         let handshake = self.state == State::Handshake;
         let x = self.multipart(
             MultipartRequestBody::Flow(FlowStatsRequest::default()),
-            Collecting::Flows(Vec::new()),
+            Collecting::Flows(FlowDump::default()),
             out,
         );
         let y = self.multipart(
@@ -818,6 +858,41 @@ impl Session {
             ));
             return;
         }
+        self.on_part(xid, more, out);
+    }
+
+    /// A part of a flow dump, read from the wire: each entry's identity and
+    /// cookie go into the dump, its instructions are only checked for
+    /// framing. A malformed part is refused whole, as a decoded one is.
+    fn on_flow_reply(&mut self, xid: u32, raw: &[u8], out: &mut Vec<Output>) {
+        let part = FlowStatsReplyView::new_checked(raw).and_then(|view| {
+            self.dump_part.clear();
+            for entry in view.entries() {
+                let entry = entry?;
+                self.dump_part
+                    .push((FlowKey::of_view(&entry)?, entry.cookie()));
+            }
+            Ok(view.more())
+        });
+        let more = match part {
+            Ok(more) => more,
+            Err(e) => return self.on_malformed(raw, &e, out),
+        };
+        let Some(Collecting::Flows(dump)) = self.multiparts.get_mut(&xid) else {
+            return;
+        };
+        dump.entries += self.dump_part.len();
+        for (key, cookie) in self.dump_part.drain(..) {
+            dump.installed.insert_flow(key, cookie);
+        }
+        self.on_part(xid, more, out);
+    }
+
+    /// A part of the multipart reply `xid` was collected.
+    fn on_part(&mut self, xid: u32, more: bool, out: &mut Vec<Output>) {
+        let Some(collect) = self.multiparts.get(&xid) else {
+            return;
+        };
         if collect.len() > self.config.max_dump_entries {
             self.close(CloseReason::DumpTooLarge, out);
             return;
@@ -864,30 +939,26 @@ impl Session {
                 return;
             };
             let ports = g.ports.take().unwrap_or_default();
-            let flows = g.flows.take().unwrap_or_default();
-            let groups = g.groups.take().unwrap_or_default();
+            let (installed, entries) = g.installed();
             self.gathering = None;
             self.state = State::Ready;
             out.push(Output::Log(
                 Level::INFO,
                 format!(
-                    "switch ready: {} ports, {} flows, {} groups",
+                    "switch ready: {} ports, {entries} flows, {} groups",
                     ports.len(),
-                    flows.len(),
-                    groups.len()
+                    installed.groups.len()
                 ),
             ));
             out.push(Output::Upcall(Upcall::Ready {
                 features,
                 ports,
-                flows,
-                groups,
+                installed,
             }));
         } else {
-            let flows = g.flows.take().unwrap_or_default();
-            let groups = g.groups.take().unwrap_or_default();
+            let (installed, _) = g.installed();
             self.gathering = None;
-            out.push(Output::Upcall(Upcall::Tables { flows, groups }));
+            out.push(Output::Upcall(Upcall::Tables { installed }));
         }
     }
 

@@ -18,8 +18,9 @@ use ofp::action::Action;
 use ofp::codec::Reader;
 use ofp::instruction::{emit_instructions, Instruction};
 use ofp::message::{group_no, port_no, Bucket, GroupType};
-use ofp::multipart::{FlowStats, GroupDesc};
+use ofp::multipart::{FlowStats, FlowStatsView, GroupDesc};
 use ofp::oxm::{Match, OxmField};
+use ofp::DecodeError;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -145,6 +146,16 @@ impl FlowKey {
     /// The identity of a flow a flow dump reports.
     pub fn of_stats(s: &FlowStats) -> Self {
         Self::new(s.table_id, s.priority, &canonical_match(&s.match_))
+    }
+
+    /// The identity of a flow a flow dump reports, read from the wire
+    /// (the match decoded, the instructions not).
+    pub fn of_view(v: &FlowStatsView<'_>) -> Result<Self, DecodeError> {
+        Ok(Self::new(
+            v.table_id(),
+            v.priority(),
+            &canonical_match(&v.match_()?),
+        ))
     }
 
     /// The canonical match back from its wire bytes; `None` only if they
@@ -369,7 +380,9 @@ impl Installed {
         }
     }
 
-    /// What a switch holds, from its FLOW_STATS and GROUP_DESC replies.
+    /// What a switch holds, from its decoded FLOW_STATS and GROUP_DESC
+    /// replies. A session builds the same from the wire, entry by entry
+    /// ([`FlowKey::of_view`]), without decoding instructions.
     pub fn from_dump(flows: &[FlowStats], groups: &[GroupDesc]) -> Self {
         let mut s = Self::with_capacity(flows.len());
         for f in flows {

@@ -510,5 +510,24 @@ proptest! {
         let back = OfpMessage::parse(wire);
         prop_assert_eq!(back.as_ref(), Ok(&m));
         prop_assert!(!m.to_string().is_empty());
+        if let Message::MultipartReply(MultipartReply { flags, body: MultipartReplyBody::Flow(owned) }) = &m.message {
+            let view = FlowStatsReplyView::new_checked(wire);
+            prop_assert!(view.is_ok(), "{:?}", view.err());
+            let Ok(view) = view else { return Ok(()) };
+            prop_assert_eq!(view.xid(), xid);
+            prop_assert_eq!(view.flags(), *flags);
+            let viewed: Result<Vec<FlowStats>, _> =
+                view.entries().map(|e| e.and_then(|e| e.to_flow_stats())).collect();
+            prop_assert_eq!(viewed.as_ref(), Ok(owned));
+            for (e, o) in view.entries().zip(owned) {
+                let Ok(e) = e else { return Err(TestCaseError::fail("entry")) };
+                prop_assert_eq!(
+                    (e.table_id(), e.priority(), e.cookie(), e.packet_count(), e.byte_count()),
+                    (o.table_id, o.priority, o.cookie, o.packet_count, o.byte_count)
+                );
+                let m = e.match_();
+                prop_assert_eq!(m.as_ref(), Ok(&o.match_));
+            }
+        }
     }
 }

@@ -14,7 +14,6 @@ use crate::server::{ConnId, SubmitError};
 use crate::session::Batch;
 use crate::switch_state::{Installed, SwitchState};
 use ofp::message::{Message, PacketIn, PacketOut};
-use ofp::multipart::{FlowStats, GroupDesc};
 use ofp::packet::{EtherType, EthernetFrame};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -308,11 +307,11 @@ impl Control {
 
     /// The handshake's dump (or a later one) arrived: reconcile against it,
     /// and let the work held for this switch go on.
-    pub(super) fn on_tables(&mut self, conn: ConnId, flows: &[FlowStats], groups: &[GroupDesc]) {
+    pub(super) fn on_tables(&mut self, conn: ConnId, installed: Installed) {
         let Some(sw) = self.switches.get_mut(&conn) else {
             return;
         };
-        sw.sync.installed = Some(Installed::from_dump(flows, groups));
+        sw.sync.installed = Some(installed);
         match self.program(conn) {
             // Still not keeping up: the work stays held for the next dump.
             Programmed::Deferred => {}

@@ -6,6 +6,7 @@ use crate::model::Location;
 use crate::registry::EntrySpec;
 use crate::server::{Command, SwitchHandle};
 use crate::session::{Batch, CloseReason};
+use crate::switch_state::Installed;
 use ofp::message::{Message, PacketIn, PacketInReason, SwitchFeatures, NO_BUFFER};
 use ofp::multipart::{FlowStats, GroupDesc};
 use ofp::oxm::Match;
@@ -72,8 +73,7 @@ fn ready_with(
                 ..SwitchFeatures::default()
             },
             ports: vec![],
-            flows,
-            groups,
+            installed: Installed::from_dump(&flows, &groups),
         },
     });
 }
@@ -787,8 +787,7 @@ fn a_move_waits_for_a_switch_whose_queue_was_full_until_it_is_resynchronised() {
     c.on_switch_event(SwitchEvent::Upcall {
         conn: ConnId(1),
         upcall: Upcall::Tables {
-            flows: vec![],
-            groups: vec![],
+            installed: Installed::default(),
         },
     });
     let resync = tickets(rxs.get_mut(&1).unwrap());
@@ -860,7 +859,9 @@ fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
     let (flows, groups) = dump(&sim);
     c.on_switch_event(SwitchEvent::Upcall {
         conn: ConnId(1),
-        upcall: Upcall::Tables { flows, groups },
+        upcall: Upcall::Tables {
+            installed: Installed::from_dump(&flows, &groups),
+        },
     });
     let b = batches(&mut rx);
     let [rest] = &b[..] else { panic!("{b:?}") };
@@ -938,8 +939,7 @@ fn a_dump_that_never_comes_back_is_asked_for_again() {
     c.on_switch_event(SwitchEvent::Upcall {
         conn: ConnId(1),
         upcall: Upcall::Tables {
-            flows: vec![],
-            groups: vec![],
+            installed: Installed::default(),
         },
     });
     c.on_tick(asked + RESYNC_INTERVAL * 3);

@@ -6,9 +6,10 @@ use ofp::action::Action;
 use ofp::codec::Name;
 use ofp::instruction::Instruction;
 use ofp::message::{FlowMod, HelloElement, PacketInReason, NO_BUFFER};
-use ofp::multipart::MULTIPART_MORE;
+use ofp::multipart::{FlowStats, MULTIPART_MORE};
 use ofp::oxm::Match;
 use ofp::packet::MacAddr;
+use proptest::prelude::*;
 
 const DPID: u64 = 0x0000_5254_0000_0001;
 
@@ -230,8 +231,7 @@ fn handshake_reads_everything_and_changes_nothing() {
     let [Upcall::Ready {
         features,
         ports,
-        flows,
-        groups,
+        installed,
     }] = &upcalls(&out)[..]
     else {
         panic!("{out:?}")
@@ -241,8 +241,8 @@ fn handshake_reads_everything_and_changes_nothing() {
         ports.iter().map(|p| p.port_no).collect::<Vec<_>>(),
         vec![1, 7]
     );
-    assert_eq!(flows, &vec![flow(100, 0xabc)]);
-    assert!(groups.is_empty());
+    assert_eq!(installed, &Installed::from_dump(&[flow(100, 0xabc)], &[]));
+    assert!(installed.groups.is_empty());
     assert!(s.is_ready());
     assert_eq!(s.ports().keys().copied().collect::<Vec<_>>(), vec![1, 7]);
     assert!(sent(&out).is_empty(), "nothing is sent once ready: {out:?}");
@@ -478,13 +478,15 @@ fn multipart_replies_are_reassembled_across_parts_and_reads() {
         assert!(closed(&out).is_none(), "{out:?}");
         ups.extend(upcalls(&out).into_iter().cloned());
     }
-    let [Upcall::Ready { ports, flows, .. }] = &ups[..] else {
+    let [Upcall::Ready {
+        ports, installed, ..
+    }] = &ups[..]
+    else {
         panic!("{ups:?}")
     };
-    assert_eq!(
-        flows.iter().map(|f| f.cookie).collect::<Vec<_>>(),
-        vec![1, 2, 3]
-    );
+    let mut cookies: Vec<u64> = installed.flows().map(|(_, c)| c).collect();
+    cookies.sort_unstable();
+    assert_eq!(cookies, vec![1, 2, 3]);
     assert_eq!(
         ports.iter().map(|p| p.port_no).collect::<Vec<_>>(),
         vec![1, 2]
@@ -514,8 +516,7 @@ fn dump_after_ready_yields_tables() {
     assert_eq!(
         upcalls(&out),
         vec![&Upcall::Tables {
-            flows: vec![flow(5, 5)],
-            groups: vec![]
+            installed: Installed::from_dump(&[flow(5, 5)], &[])
         }]
     );
 }
@@ -1138,4 +1139,129 @@ fn no_shortcut_before_the_handshake_is_done() {
     );
     assert!(answers.is_empty());
     assert!(matches!(upcalls(&out)[..], [Upcall::PacketIn { .. }]));
+}
+
+/// A dumped flow as Open vSwitch might report it: fields in any order,
+/// `tun_id` in either encoding, masks that are full or empty.
+fn dumped_flow() -> impl Strategy<Value = FlowStats> {
+    (
+        (0u8..3, 0u16..4, any::<u64>()),
+        (proptest::option::of(0u32..4), proptest::option::of(0u64..3)),
+        (any::<bool>(), proptest::option::of((0u64..3, any::<u64>()))),
+        proptest::option::of((0u8..3, prop_oneof![Just(0u8), Just(0xff), Just(1)])),
+        (any::<bool>(), proptest::collection::vec(1u32..5, 0..3)),
+    )
+        .prop_map(
+            |((table_id, priority, cookie), (in_port, tun), (nx, metadata), eth, (rev, outs))| {
+                let mut m = Match::new();
+                if let Some(p) = in_port {
+                    m = m.in_port(p);
+                }
+                if let Some(t) = tun {
+                    m = if nx { m.nx_tun_id(t) } else { m.tunnel_id(t) };
+                }
+                if let Some((v, mask)) = metadata {
+                    m = m.metadata_masked(v, mask);
+                }
+                if let Some((v, mask)) = eth {
+                    m = m.eth_dst_masked([v, 0, 0, 0, 0, 1], [mask, 0xff, 0xff, 0xff, 0xff, mask]);
+                }
+                if rev {
+                    m.fields.reverse();
+                }
+                FlowStats {
+                    table_id,
+                    match_: m,
+                    instructions: vec![Instruction::ApplyActions(
+                        outs.into_iter().map(Action::output).collect(),
+                    )],
+                    ..flow(priority, cookie)
+                }
+            },
+        )
+}
+
+proptest! {
+    /// The handshake's flow dump is read from the wire without decoding
+    /// instructions; what the session hands over must be what decoding
+    /// every entry and building the compact state from them gives,
+    /// whatever the parts and however the bytes are cut.
+    #[test]
+    fn a_dump_read_from_the_wire_holds_what_the_decoded_dump_holds(
+        flows in proptest::collection::vec(dumped_flow(), 0..40),
+        parts in 1usize..4,
+        chunk in 1usize..200,
+    ) {
+        let start = t0();
+        let mut s = Session::new(SessionConfig::default());
+        s.handle(start, Event::Connected);
+        let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+        let mut stream = wire(x.features, Message::FeaturesReply(SwitchFeatures::default()));
+        stream.extend(reply(x.port_desc, false, MultipartReplyBody::PortDesc(vec![])));
+        let per_part = flows.len().div_ceil(parts).max(1);
+        let mut chunks: Vec<&[FlowStats]> = flows.chunks(per_part).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for (i, part) in chunks.iter().enumerate() {
+            let more = i + 1 < chunks.len();
+            stream.extend(reply(x.flows, more, MultipartReplyBody::Flow(part.to_vec())));
+        }
+        stream.extend(reply(x.groups, false, MultipartReplyBody::GroupDesc(vec![])));
+        let mut ups = Vec::new();
+        for c in stream.chunks(chunk) {
+            let out = s.handle(start, Event::Received(c));
+            prop_assert!(closed(&out).is_none(), "{:?}", out);
+            ups.extend(upcalls(&out).into_iter().cloned());
+        }
+        let [Upcall::Ready { installed, .. }] = &ups[..] else {
+            return Err(TestCaseError::fail(format!("{ups:?}")));
+        };
+        prop_assert_eq!(installed, &Installed::from_dump(&flows, &[]));
+    }
+}
+
+#[test]
+fn a_flow_dump_part_with_a_malformed_entry_is_refused_whole() {
+    let start = t0();
+    let mut s = Session::new(SessionConfig::default());
+    s.handle(start, Event::Connected);
+    let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+    let mut bad = reply(
+        x.flows,
+        true,
+        MultipartReplyBody::Flow(vec![flow(1, 1), flow(2, 2)]),
+    );
+    // The second entry's instruction (apply-actions with one 16-byte
+    // output) claims more bytes than there are.
+    let last_instruction_len = bad.len() - 24 + 2;
+    bad[last_instruction_len..last_instruction_len + 2].copy_from_slice(&0x0400u16.to_be_bytes());
+    let out = s.handle(start, Event::Received(&bad));
+    assert!(
+        sent(&out)
+            .iter()
+            .any(|m| matches!(m.message, Message::Error(_))),
+        "{out:?}"
+    );
+    let mut rest = reply(x.flows, false, MultipartReplyBody::Flow(vec![flow(3, 3)]));
+    rest.extend(wire(
+        x.features,
+        Message::FeaturesReply(SwitchFeatures::default()),
+    ));
+    rest.extend(reply(
+        x.port_desc,
+        false,
+        MultipartReplyBody::PortDesc(vec![]),
+    ));
+    rest.extend(reply(
+        x.groups,
+        false,
+        MultipartReplyBody::GroupDesc(vec![]),
+    ));
+    let out = s.handle(start, Event::Received(&rest));
+    let [Upcall::Ready { installed, .. }] = &upcalls(&out)[..] else {
+        panic!("{out:?}")
+    };
+    // Nothing of the refused part was kept.
+    assert_eq!(installed, &Installed::from_dump(&[flow(3, 3)], &[]));
 }

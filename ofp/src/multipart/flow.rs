@@ -2,14 +2,17 @@
 //! requests and replies.
 
 use super::Duration;
+use super::MultipartType;
 use crate::codec::{Reader, Writer};
-use crate::error::{ErrorCode, Result};
+use crate::error::{DecodeError, ErrorCode, Result};
+use crate::framing::check_complete;
+use crate::header::{MsgType, HEADER_LEN, OFP_VERSION};
 use crate::instruction::{emit_instructions, parse_instructions, Instruction, InstructionList};
 use crate::message::record::split;
 use crate::message::{
     group_no, port_no, FlagNames, PrioritizedMatch, FLOW_MOD_FLAG_NAMES, TABLE_ALL,
 };
-use crate::oxm::Match;
+use crate::oxm::{Match, OxmIter};
 use crate::print;
 use core::fmt;
 
@@ -141,6 +144,194 @@ impl FlowStats {
         self.match_.emit(buf);
         emit_instructions(&self.instructions, buf);
         buf.patch_len16(len_at, start);
+    }
+}
+
+/// Offset of the multipart body in an OFPT_MULTIPART_REPLY message.
+const MP_BODY_AT: usize = HEADER_LEN + 8;
+
+/// A zero-copy view of an OFPT_MULTIPART_REPLY message of type OFPMP_FLOW.
+///
+/// A flow dump of hundreds of thousands of entries decoded into
+/// [`FlowStats`] costs a match and instruction and action vectors per
+/// entry; a reader that needs only some fields of each (a reconciler
+/// wants identity and cookie) iterates [`FlowStatsReplyView::entries`]
+/// instead.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowStatsReplyView<'a> {
+    msg: &'a [u8],
+}
+
+impl<'a> FlowStatsReplyView<'a> {
+    /// Whether `msg` (a complete message) is a flow stats reply, by its
+    /// header alone: the cheap test before [`Self::new_checked`].
+    pub fn is_flow_reply(msg: &[u8]) -> bool {
+        msg.len() >= MP_BODY_AT
+            && MsgType::from(msg[1]) == MsgType::MultipartReply
+            && MultipartType::from(u16::from_be_bytes([msg[8], msg[9]])) == MultipartType::Flow
+    }
+
+    /// Checks that `msg` is one complete OpenFlow 1.3 OFPMP_FLOW reply.
+    /// The entries are checked as they are iterated.
+    pub fn new_checked(msg: &'a [u8]) -> Result<Self> {
+        check_complete(msg)?;
+        if msg[0] != OFP_VERSION {
+            return Err(DecodeError::BadVersion { version: msg[0] });
+        }
+        if !Self::is_flow_reply(msg) {
+            return Err(DecodeError::bad_value(
+                "ofp_multipart_reply",
+                u64::from(msg[1]),
+                ErrorCode::BAD_TYPE,
+            ));
+        }
+        Ok(Self { msg })
+    }
+
+    pub fn xid(&self) -> u32 {
+        u32::from_be_bytes([self.msg[4], self.msg[5], self.msg[6], self.msg[7]])
+    }
+
+    /// [`super::MULTIPART_MORE`] or 0.
+    pub fn flags(&self) -> u16 {
+        u16::from_be_bytes([self.msg[10], self.msg[11]])
+    }
+
+    /// Whether more parts with the same xid follow.
+    pub fn more(&self) -> bool {
+        self.flags() & super::MULTIPART_MORE != 0
+    }
+
+    /// The entries, each checked as it is reached; after an error the
+    /// iterator ends.
+    pub fn entries(&self) -> FlowStatsEntries<'a> {
+        FlowStatsEntries {
+            r: Reader::new(&self.msg[MP_BODY_AT..], "ofp_flow_stats"),
+        }
+    }
+}
+
+/// The entries of an OFPMP_FLOW reply body, as views.
+#[derive(Debug, Clone)]
+pub struct FlowStatsEntries<'a> {
+    r: Reader<'a>,
+}
+
+impl<'a> Iterator for FlowStatsEntries<'a> {
+    type Item = Result<FlowStatsView<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.r.is_empty() {
+            return None;
+        }
+        let entry = FlowStatsView::split(&mut self.r);
+        if entry.is_err() {
+            // Nothing after a malformed entry can be framed.
+            self.r = Reader::new(&[], "ofp_flow_stats");
+        }
+        Some(entry)
+    }
+}
+
+/// A zero-copy view of one `ofp_flow_stats` entry.
+///
+/// Its length, its match's framing (not the fields) and its instructions'
+/// framing (each a type and a length that is a multiple of 8 and fits; not
+/// their contents) are checked when the view is made. [`Self::match_`] and
+/// [`Self::to_flow_stats`] decode the rest, with the errors the owned
+/// decode gives.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowStatsView<'a> {
+    entry: &'a [u8],
+    /// End of the OXM TLVs (the match without its padding).
+    oxm_end: usize,
+    /// Start of the instructions (the end of the padded match).
+    instructions_at: usize,
+}
+
+/// `ofp_match`'s type and length.
+const MATCH_HEADER_LEN: usize = 4;
+
+impl<'a> FlowStatsView<'a> {
+    fn split(r: &mut Reader<'a>) -> Result<Self> {
+        let entry = split(r, 0, FLOW_STATS_LEN, "ofp_flow_stats", ErrorCode::BAD_LEN)?;
+        let entry = entry.rest();
+        let m = Reader::new(&entry[FLOW_STATS_LEN..], "ofp_match");
+        let bad_match = |len| DecodeError::bad_len_code("ofp_match", len, ErrorCode::MATCH_BAD_LEN);
+        let match_len = usize::from(m.peek_u16(2)?);
+        let padded = match_len.div_ceil(8) * 8;
+        if match_len < MATCH_HEADER_LEN || padded > m.remaining() {
+            return Err(bad_match(match_len));
+        }
+        let instructions_at = FLOW_STATS_LEN + padded;
+        let mut ins = Reader::new(&entry[instructions_at..], "ofp_instruction");
+        while !ins.is_empty() {
+            ins.tlv8("ofp_instruction", ErrorCode::INSTRUCTION_BAD_LEN)?;
+        }
+        Ok(Self {
+            entry,
+            oxm_end: FLOW_STATS_LEN + match_len,
+            instructions_at,
+        })
+    }
+
+    fn u16_at(&self, at: usize) -> u16 {
+        u16::from_be_bytes([self.entry[at], self.entry[at + 1]])
+    }
+
+    fn u64_at(&self, at: usize) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.entry[at..at + 8]);
+        u64::from_be_bytes(b)
+    }
+
+    pub fn table_id(&self) -> u8 {
+        self.entry[2]
+    }
+
+    pub fn priority(&self) -> u16 {
+        self.u16_at(12)
+    }
+
+    pub fn cookie(&self) -> u64 {
+        self.u64_at(24)
+    }
+
+    pub fn packet_count(&self) -> u64 {
+        self.u64_at(32)
+    }
+
+    pub fn byte_count(&self) -> u64 {
+        self.u64_at(40)
+    }
+
+    /// The OXM TLVs of the match, without its type, length and padding.
+    pub fn match_bytes(&self) -> &'a [u8] {
+        &self.entry[FLOW_STATS_LEN + MATCH_HEADER_LEN..self.oxm_end]
+    }
+
+    pub fn oxms(&self) -> OxmIter<'a> {
+        OxmIter::new(self.match_bytes())
+    }
+
+    /// The match, decoded (its type and fields checked) as [`FlowStats`]
+    /// decodes it.
+    pub fn match_(&self) -> Result<Match> {
+        let mut r = Reader::new(
+            &self.entry[FLOW_STATS_LEN..self.instructions_at],
+            "ofp_match",
+        );
+        Match::parse(&mut r)
+    }
+
+    /// The instructions as they are on the wire.
+    pub fn instruction_bytes(&self) -> &'a [u8] {
+        &self.entry[self.instructions_at..]
+    }
+
+    /// The whole entry, owned.
+    pub fn to_flow_stats(&self) -> Result<FlowStats> {
+        FlowStats::parse(&mut Reader::new(self.entry, "ofp_flow_stats"))
     }
 }
 

@@ -12,7 +12,10 @@ mod stats;
 mod table_features;
 
 pub use desc::Desc;
-pub use flow::{AggregateStats, FlowStats, FlowStatsRequest};
+pub use flow::{
+    AggregateStats, FlowStats, FlowStatsEntries, FlowStatsReplyView, FlowStatsRequest,
+    FlowStatsView,
+};
 pub use group::{group_capabilities, GroupDesc, GroupFeatures, GroupStats};
 pub use meter::{MeterConfig, MeterFeatures, MeterStats};
 pub use stats::{
