@@ -366,8 +366,17 @@ impl std::hash::Hasher for KeyHasher {
         self.add(n as u64);
     }
 
+    /// The multiply step leaves a word's high bytes out of the product's
+    /// low bits, which pick the bucket: a MAC that lands in the high bytes
+    /// of a key's last word would put every key of a table on one probe
+    /// sequence. A finaliser (MurmurHash3's fmix64) spreads every bit.
     fn finish(&self) -> u64 {
-        self.0
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
@@ -546,6 +555,26 @@ impl fmt::Display for SwitchState {
 mod tests {
     use super::*;
     use ofp::oxm::OFPVID_PRESENT;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn keys_that_differ_in_a_words_high_bytes_spread_over_buckets() {
+        // Table-3 keys (reg6, metadata, eth_dst) whose MACs differ only in
+        // their middle bytes: without a finaliser, where those bytes fall in
+        // a word decides whether the bucket bits see them at all.
+        let buckets: std::collections::BTreeSet<u64> = (0..4096u32)
+            .map(|i| {
+                let [_, _, a, b] = i.to_be_bytes();
+                let m = Match::new()
+                    .reg(6, 0)
+                    .metadata(1)
+                    .eth_dst([2, 0, a, b, 0, 1]);
+                let key = FlowKey::new(3, 100, &canonical_match(&m));
+                BuildKeyHasher.hash_one(&key) & 0xfff
+            })
+            .collect();
+        assert!(buckets.len() > 2048, "{} buckets of 4096", buckets.len());
+    }
 
     #[test]
     fn canonical_form_ignores_order_encoding_and_full_masks() {
