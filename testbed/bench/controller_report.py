@@ -9,8 +9,9 @@ switch, latency mode, one core), "calibration" (cbench's setup) or "sweep"
 (more switch counts for the plot).
 """
 
-import json
 import sys
+
+from bench_report import figure, load
 
 # What the original cbench (OpenFlow 1.0, buffered PacketIns) measured on
 # the benchmark machine, responses/s.
@@ -32,11 +33,6 @@ def fmt_us(x):
 
 def fmt_ratio(x):
     return f"{x:,.1f}x" if x >= 1 else f"{x:.2f}x"
-
-
-def load(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def find(runs, tag, target, workload, switches, mode, buffered=False):
@@ -195,25 +191,17 @@ def sweep_table(points):
 
 
 def plot(points, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for key in sorted(points, key=lambda k: (k[0] != "iris", k)):
-        xs, ys = zip(*points[key])
-        style = "-o" if key[0] == "iris" else "--s"
-        ax.plot(xs, ys, style, label=f"{key[0]} ({key[1]})")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("emulated switches (1000 MACs each)")
-    ax.set_ylabel("responses/s (PacketIns answered)")
-    ax.set_title("Controller throughput, OpenFlow 1.3, 2 shared cores")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    with figure(
+        path,
+        xlabel="emulated switches (1000 MACs each)",
+        ylabel="responses/s (PacketIns answered)",
+        title="Controller throughput, OpenFlow 1.3, 2 shared cores",
+        loglog=True,
+    ) as ax:
+        for key in sorted(points, key=lambda k: (k[0] != "iris", k)):
+            xs, ys = zip(*points[key])
+            style = "-o" if key[0] == "iris" else "--s"
+            ax.plot(xs, ys, style, label=f"{key[0]} ({key[1]})")
 
 
 def main():

@@ -4,9 +4,10 @@
 Usage: dataplane_report.py results.jsonl > tables.md
 """
 
-import json
 import statistics
 import sys
+
+from bench_report import load
 
 PATHS = [
     ("overlay", "overlay (2 PMs, GRE)"),
@@ -134,7 +135,7 @@ def arp_tables(runs):
 
 
 def main():
-    runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+    runs = load(sys.argv[1])
     lines = ["## Data plane figures\n"]
     lines += goodput_tables([r for r in runs if r.get("benchmark") == "goodput"])
     lines += arp_tables([r for r in runs if r.get("benchmark") == "arp"])

@@ -6,13 +6,9 @@ Usage: moves_report.py RESULTS.jsonl PLOT.svg > tables.md
 Each line of RESULTS is one `iris-testbed bench moves --json` object.
 """
 
-import json
 import sys
 
-
-def load(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+from bench_report import figure, load
 
 
 def ms(x):
@@ -59,30 +55,22 @@ def table(runs):
 
 
 def plot(runs, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for k in sorted({r["moves"] for r in runs}):
-        pts = sorted(
-            (r["pms"], r["first_rarp_to_last_move_ms"])
-            for r in runs
-            if r["moves"] == k and r["first_rarp_to_last_move_ms"] is not None
-        )
-        if pts:
-            xs, ys = zip(*pts)
-            ax.plot(xs, ys, "-o", label=f"{k} move{'s' if k > 1 else ''} at once")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("PMs in the mesh")
-    ax.set_ylabel("first RARP to last move confirmed (ms)")
-    ax.set_title("Simultaneous live migrations, Iris controller, 2 shared cores")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    with figure(
+        path,
+        xlabel="PMs in the mesh",
+        ylabel="first RARP to last move confirmed (ms)",
+        title="Simultaneous live migrations, Iris controller, 2 shared cores",
+        loglog=True,
+    ) as ax:
+        for k in sorted({r["moves"] for r in runs}):
+            pts = sorted(
+                (r["pms"], r["first_rarp_to_last_move_ms"])
+                for r in runs
+                if r["moves"] == k and r["first_rarp_to_last_move_ms"] is not None
+            )
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, "-o", label=f"{k} move{'s' if k > 1 else ''} at once")
 
 
 def main():

@@ -9,13 +9,9 @@ with a "tag": "registry" (two real switches hold the flows),
 "switches-known".
 """
 
-import json
 import sys
 
-
-def load(path):
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+from bench_report import figure, load
 
 
 def by_tag(runs, tag):
@@ -84,34 +80,28 @@ def switches_table(runs):
 
 
 def plot(runs, path):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for r in runs:
-        points = [r["baseline"]] + r["points"]
-        xs = [p["macs"] for p in points]
-        label = "2 real OVS switches hold the flows" if r["switches"] else "no switch connected"
-        ax.plot(xs, [p["memory"]["rss_mib"] for p in points], marker="o", label=f"VmRSS, {label}")
-        ax.plot(
-            xs,
-            [p["memory"]["hwm_mib"] for p in points],
-            linestyle="--",
-            marker=".",
-            alpha=0.6,
-            label=f"VmHWM, {label}",
-        )
-    if runs:
-        ax.axhline(runs[0]["target_mib"], color="grey", linestyle=":", label="target at 100 000")
-    ax.set_xlabel("registry size (MACs, one IP each)")
-    ax.set_ylabel("iris-controller memory (MiB)")
-    ax.set_title("Controller memory against registry size")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
+    with figure(
+        path,
+        xlabel="registry size (MACs, one IP each)",
+        ylabel="iris-controller memory (MiB)",
+        title="Controller memory against registry size",
+        height=4.2,
+    ) as ax:
+        for r in runs:
+            points = [r["baseline"]] + r["points"]
+            xs = [p["macs"] for p in points]
+            label = "2 real OVS switches hold the flows" if r["switches"] else "no switch connected"
+            ax.plot(xs, [p["memory"]["rss_mib"] for p in points], marker="o", label=f"VmRSS, {label}")
+            ax.plot(
+                xs,
+                [p["memory"]["hwm_mib"] for p in points],
+                linestyle="--",
+                marker=".",
+                alpha=0.6,
+                label=f"VmHWM, {label}",
+            )
+        if runs:
+            ax.axhline(runs[0]["target_mib"], color="grey", linestyle=":", label="target at 100 000")
 
 
 def main():
