@@ -1006,16 +1006,21 @@ fn a_burst_of_packet_ins_reprograms_each_switch_once() {
     assert_eq!(c.registry.len().0, 5);
 }
 
-#[test]
-fn a_rarp_in_a_burst_floods_after_the_bursts_barriers() {
-    let (mut c, mut rx, _) = pm1_programmed();
-    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+/// A burst that holds one RARP from pm1's VM port 5, taken whole.
+fn rarp_burst(c: &mut Control, mac: MacAddr) {
     c.begin_burst();
     c.on_switch_event(SwitchEvent::Upcall {
         conn: ConnId(1),
         upcall: rarp_in(mac, 5),
     });
     c.end_burst();
+}
+
+#[test]
+fn a_rarp_in_a_burst_floods_after_the_bursts_barriers() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    rarp_burst(&mut c, mac);
     let b = batches(&mut rx);
     let [reprogram] = &b[..] else { panic!("{b:?}") };
     let ticket = reprogram.barrier.unwrap();
@@ -1110,12 +1115,7 @@ fn a_burst_the_store_refuses_sends_nothing() {
     let (mut c, mut rx, _) = pm1_programmed();
     c.persist_to(Box::new(store::FullDisk));
     let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
-    c.begin_burst();
-    c.on_switch_event(SwitchEvent::Upcall {
-        conn: ConnId(1),
-        upcall: rarp_in(mac, 5),
-    });
-    c.end_burst();
+    rarp_burst(&mut c, mac);
     assert!(batches(&mut rx).is_empty(), "no flows and no flood");
     assert!(c.halted());
 }
