@@ -428,6 +428,20 @@ impl Control {
         }
     }
 
+    /// Handles `first` and what else `queue` already holds (at most
+    /// [`EVENTS_PER_BURST`] in all) as one burst.
+    fn take_burst<E>(&mut self, first: E, queue: &mut mpsc::Receiver<E>, handle: fn(&mut Self, E)) {
+        self.begin_burst();
+        handle(self, first);
+        for _ in 1..EVENTS_PER_BURST {
+            match queue.try_recv() {
+                Ok(e) => handle(self, e),
+                Err(_) => break,
+            }
+        }
+        self.end_burst();
+    }
+
     /// Runs until `shutdown` is cancelled or every input is gone; fails
     /// (and cancels `shutdown`) when the store refuses a commit.
     pub async fn run(
@@ -442,32 +456,15 @@ impl Control {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(e) = inputs.switches.recv() => {
-                    // What else is queued is taken with it: a burst of
-                    // PacketIns is learned as one, every switch it concerns
-                    // is reprogrammed once, and each connection gets its
-                    // answers in one batch.
-                    self.begin_burst();
-                    self.on_switch_event(e);
-                    for _ in 1..EVENTS_PER_BURST {
-                        match inputs.switches.try_recv() {
-                            Ok(e) => self.on_switch_event(e),
-                            Err(_) => break,
-                        }
-                    }
-                    self.end_burst();
+                    // A burst of PacketIns is learned as one, every switch
+                    // it concerns is reprogrammed once, and each connection
+                    // gets its answers in one batch.
+                    self.take_burst(e, &mut inputs.switches, Self::on_switch_event);
                 }
                 Some(e) = inputs.topology.recv() => {
                     // Hosts report their ports together (at start, after an
                     // outage): each report would reprogram every switch.
-                    self.begin_burst();
-                    self.on_topology_event(e);
-                    for _ in 1..EVENTS_PER_BURST {
-                        match inputs.topology.try_recv() {
-                            Ok(e) => self.on_topology_event(e),
-                            Err(_) => break,
-                        }
-                    }
-                    self.end_burst();
+                    self.take_burst(e, &mut inputs.topology, Self::on_topology_event);
                 }
                 Some(call) = inputs.calls.recv() => call(&mut self),
                 _ = tick.tick() => self.on_tick(Instant::now()),
