@@ -32,7 +32,7 @@ use crate::compiler::{TABLE_CLASSIFY, TABLE_INTERCEPT};
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::model::{HostName, IpKey, Location, MacKey, Topology, ViId, Vlan};
 use crate::packet_in::{reply_actions, PacketInKind};
-use crate::registry::{is_usable, Origin, Registry};
+use crate::registry::{binds_ip, is_usable, Origin, Registry};
 use crate::server::ConnId;
 use crate::session::Shortcut;
 use fxhash::FxHasher;
@@ -217,11 +217,8 @@ impl ArpSnapshot {
                 _ => return false,
             }
         }
-        let binds_ip = arp.sha == src
-            && !arp.spa.is_unspecified()
-            && !arp.spa.is_broadcast()
-            && !arp.spa.is_multicast();
-        if binds_ip {
+        // The frame's ethertype was checked to be ARP before it was parsed.
+        if binds_ip(arp) {
             let key = IpKey {
                 vi,
                 vlan,

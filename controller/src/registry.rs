@@ -275,6 +275,16 @@ pub(crate) fn is_usable(mac: MacAddr) -> bool {
     !mac.is_multicast() && mac != MacAddr::ZERO
 }
 
+/// Whether `arp` binds its sender IP to its sender: an ARP (not RARP)
+/// frame sent by the MAC it names as sender, from a unicast, specified IP.
+pub(crate) fn binds_ip(arp: &ArpRepr) -> bool {
+    arp.ethertype == EtherType::Arp
+        && arp.sha == arp.eth_src
+        && !arp.spa.is_unspecified()
+        && !arp.spa.is_broadcast()
+        && !arp.spa.is_multicast()
+}
+
 impl Registry {
     pub fn new() -> Self {
         Self::default()
@@ -395,12 +405,7 @@ impl Registry {
             .sighted(now, port, vlan, src, evidence)
             .into_iter()
             .collect();
-        let binds_ip = arp.ethertype == EtherType::Arp
-            && arp.sha == src
-            && !arp.spa.is_unspecified()
-            && !arp.spa.is_broadcast()
-            && !arp.spa.is_multicast();
-        if binds_ip {
+        if binds_ip(arp) {
             let ip_key = IpKey {
                 vi: port.vi,
                 vlan,
