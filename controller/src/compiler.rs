@@ -8,7 +8,7 @@
 
 use crate::model::{HostName, IpKey, Location, MacKey, Topology, Vi, ViId, Vlan};
 use crate::registry::{Change, IpEntry, MacEntry, Registry, RegistryChange};
-use crate::switch_state::{Flow, Group, SwitchState};
+use crate::switch_state::{Flow, Group, Installed, SwitchState};
 use ofp::action::{port, Action};
 use ofp::instruction::Instruction;
 use ofp::oxm::{FieldId, Match, OxmField};
@@ -204,6 +204,19 @@ impl FlowSink for SwitchState {
 
     fn group(&mut self, group: Group) {
         self.insert_group(group);
+    }
+}
+
+/// Only the identity and cookie of each flow: what a switch should hold,
+/// compiled ahead of seeing it ([`crate::reconciler::holds`]).
+impl FlowSink for Installed {
+    fn flow(&mut self, flow: Flow) {
+        let cookie = flow.cookie;
+        self.insert_flow(flow.key(), cookie);
+    }
+
+    fn group(&mut self, group: Group) {
+        self.groups.insert(group.group_id, group);
     }
 }
 

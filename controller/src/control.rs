@@ -265,6 +265,11 @@ pub struct Control {
     /// Since when the published snapshot has been withdrawn because
     /// something it depends on changed (the latest such change).
     answers_stale: Option<Instant>,
+    /// Hosts whose tables to compile ahead of their switch, when nothing
+    /// else waits.
+    to_prepare: BTreeSet<HostName>,
+    /// Tables compiled ahead, by host.
+    prepared: BTreeMap<HostName, program::Prepared>,
 }
 
 impl fmt::Debug for Control {
@@ -334,6 +339,13 @@ pub struct Inputs {
     pub switches: mpsc::Receiver<SwitchEvent>,
     pub topology: mpsc::Receiver<TopologyEvent>,
     calls: mpsc::Receiver<Call>,
+}
+
+impl Inputs {
+    /// Whether no input is waiting to be handled.
+    fn idle(&self) -> bool {
+        self.switches.is_empty() && self.topology.is_empty() && self.calls.is_empty()
+    }
 }
 
 /// Where the control loop's inputs come from, for whoever starts the parts.
@@ -406,6 +418,8 @@ impl Control {
             held_rarps: held_rarps::HeldRarps::default(),
             answers: answers.clone(),
             answers_stale: Some(Instant::now()),
+            to_prepare: BTreeSet::new(),
+            prepared: BTreeMap::new(),
         };
         Parts {
             control,
@@ -453,6 +467,13 @@ impl Control {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            if !self.to_prepare.is_empty() && inputs.idle() && !shutdown.is_cancelled() {
+                // Nothing waits: compile ahead for a switch that is away,
+                // then let the other tasks of this thread run.
+                self.prepare_next(Instant::now());
+                tokio::task::yield_now().await;
+                continue;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(e) = inputs.switches.recv() => {
@@ -581,6 +602,7 @@ impl Control {
 
     fn on_tick(&mut self, now: Instant) {
         self.resync_stale(now);
+        self.expire_prepared(now);
         for h in self.held_rarps.expire(now) {
             self.give_up_rarp(&h, "its port was not reported in time");
         }
@@ -746,6 +768,7 @@ impl Control {
                         .cloned()
                         .collect();
                     self.program_hosts(&affected);
+                    self.want_prepared();
                     let topology = &self.topology;
                     let ready = self
                         .held_rarps
@@ -759,6 +782,7 @@ impl Control {
             TopologyEvent::Ovsdb { host, connected } => {
                 if connected {
                     self.ovsdb_up.insert(host);
+                    self.want_prepared();
                 } else {
                     self.ovsdb_up.remove(&host);
                 }

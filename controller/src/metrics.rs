@@ -39,6 +39,9 @@ pub struct Metrics {
     pub packet_ins_dropped: Counter,
     pub flow_mods_sent: Counter,
     pub group_mods_sent: Counter,
+    /// Switches that came holding exactly the tables compiled for them
+    /// while they were away, so nothing had to be compiled when they came.
+    pub switches_held_tables_ahead: Counter,
     /// OFPT_ERRORs received from switches.
     pub switch_errors: Counter,
     /// Registry entries, by kind.
@@ -93,6 +96,12 @@ impl Default for Metrics {
             "GROUP_MOD messages sent to switches",
             group_mods_sent.clone(),
         );
+        let switches_held_tables_ahead = Counter::default();
+        registry.register(
+            "switches_held_tables_ahead",
+            "Switches that connected holding exactly the tables compiled while they were away",
+            switches_held_tables_ahead.clone(),
+        );
         let switch_errors = Counter::default();
         registry.register(
             "switch_errors",
@@ -133,6 +142,7 @@ impl Default for Metrics {
             packet_ins_dropped,
             flow_mods_sent,
             group_mods_sent,
+            switches_held_tables_ahead,
             switch_errors,
             registry_entries,
             move_latency,

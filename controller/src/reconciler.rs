@@ -202,6 +202,26 @@ impl FlowSink for Diff<'_> {
     }
 }
 
+/// Whether a switch holding `actual` already holds `desired` (every
+/// compiled flow's identity and cookie, and the compiled groups): whether
+/// [`Diff`] would plan nothing, decided without compiling whole flows.
+pub fn holds(desired: &Installed, actual: &Installed, foreign: Foreign) -> bool {
+    let mut groups = PlanSummary::default();
+    diff_groups(&desired.groups, &actual.groups, foreign, &mut groups);
+    if !groups.is_noop() {
+        return false;
+    }
+    if !desired.flows().all(|(k, c)| actual.cookie(k) == Some(c)) {
+        return false;
+    }
+    // Every wanted flow is there, so the rest of `actual` is what a plan
+    // would delete or keep.
+    actual.flow_count() == desired.flow_count()
+        || actual
+            .flows()
+            .all(|(k, c)| desired.contains(k) || !(is_iris_cookie(c) || foreign == Foreign::Delete))
+}
+
 /// The GROUP_MODs that set groups up (before any flow) and those that
 /// delete them (after every flow), counted into `summary`.
 fn diff_groups(

@@ -251,7 +251,7 @@ impl Evidence {
 }
 
 /// The registry: (VI, VLAN, MAC) → location and (VI, VLAN, IP) → MAC.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Registry {
     macs: BTreeMap<MacKey, MacEntry>,
     ips: BTreeMap<IpKey, IpEntry>,
@@ -259,7 +259,19 @@ pub struct Registry {
     /// flat set rather than a set per MAC: a MAC has one IP or a few, and
     /// a set of its own costs a B-tree node (about 60 bytes) each.
     ips_of: BTreeSet<(MacKey, Ipv4Addr)>,
+    /// Counts the changes made to this registry.
+    version: u64,
 }
+
+/// Two registries are equal when they hold the same entries, however many
+/// changes it took each to get there.
+impl PartialEq for Registry {
+    fn eq(&self, other: &Self) -> bool {
+        self.macs == other.macs && self.ips == other.ips
+    }
+}
+
+impl Eq for Registry {}
 
 /// The key of `ip` in the VI and VLAN of `mac`.
 fn ip_key(mac: &MacKey, ip: Ipv4Addr) -> IpKey {
@@ -341,6 +353,12 @@ impl Registry {
             ip: Ipv4Addr::UNSPECIFIED,
         };
         self.ips.range(lo..).take_while(move |(k, _)| k.vi == vi)
+    }
+
+    /// Grows with every change: what was compiled from the registry at one
+    /// version still holds at the same version.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Number of MAC entries and of IP bindings.
@@ -641,6 +659,7 @@ impl Registry {
             Some(e) => self.macs.insert(key, e.clone()),
             None => self.macs.remove(&key),
         };
+        self.version += 1;
         (before != after).then_some(RegistryChange::Mac(Change { key, before, after }))
     }
 
@@ -661,6 +680,7 @@ impl Registry {
         if let Some(a) = &after {
             self.ips_of.insert((owner(a.mac), key.ip));
         }
+        self.version += 1;
         (before != after).then_some(RegistryChange::Ip(Change { key, before, after }))
     }
 }

@@ -11,7 +11,7 @@ use iris_controller::compiler::{
 };
 use iris_controller::flowsim::{Fabric, Switch};
 use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan, VmPort};
-use iris_controller::reconciler::{reconcile, Diff, Foreign};
+use iris_controller::reconciler::{holds, reconcile, Diff, Foreign};
 use iris_controller::registry::{
     Change, EntrySpec, IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp,
 };
@@ -302,6 +302,30 @@ proptest! {
             view.replace_flows(&part, &flows.after);
             compact_view.replace_flows(&compact_part, &flows.after);
             prop_assert_eq!(compact_view, Installed::of(&view));
+        }
+    }
+
+    #[test]
+    fn tables_compiled_ahead_are_held_exactly_when_the_diff_plans_nothing(
+        a in registry(), b in registry(), same in any::<bool>(), drop_group in any::<bool>(),
+        foreign in prop::collection::vec(0usize..64, 0..3),
+        stale in prop::collection::vec(0usize..64, 0..3),
+    ) {
+        let t = topology();
+        for h in t.hosts.keys() {
+            let mut ahead = Installed::default();
+            compile_into(&b, &t, h, &mut ahead);
+            let mut held = tampered(&compile(if same { &b } else { &a }, &t, h), &foreign, &stale);
+            if drop_group {
+                held.groups.pop_first();
+            }
+            let compact = Installed::of(&held);
+            for mode in [Foreign::Keep, Foreign::Delete] {
+                let mut diff = Diff::new(&compact);
+                compile_into(&b, &t, h, &mut diff);
+                let (plan, _) = diff.finish(mode);
+                prop_assert_eq!(holds(&ahead, &compact, mode), plan.summary.is_noop(), "{}", h);
+            }
         }
     }
 

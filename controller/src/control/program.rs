@@ -7,8 +7,9 @@ use super::held_rarps::Held;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{affected_hosts, compile_entries, compile_into, TABLE_CLASSIFY};
 use crate::model::HostName;
+use crate::model::Topology;
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
-use crate::reconciler::{reconcile, Diff, Foreign};
+use crate::reconciler::{holds, reconcile, Diff, Foreign};
 use crate::registry::RegistryChange;
 use crate::server::{ConnId, SubmitError};
 use crate::session::Batch;
@@ -35,6 +36,23 @@ pub(super) struct Sync {
     installed: Option<Installed>,
     /// When a dump was last asked for.
     last_dump: Option<Instant>,
+}
+
+/// How long a host's tables compiled ahead of its switch are kept for the
+/// switch to come; then they are dropped, so that a host whose switch stays
+/// away costs no memory.
+pub(super) const PREPARED_TTL: Duration = Duration::from_secs(30);
+
+/// What a host's switch should hold, compiled while the switch was away, and
+/// what it was compiled from. After a restart Open vSwitch waits about a
+/// second before it reconnects; compiling then, the switch's dump only has
+/// to be compared once it comes.
+#[derive(Debug)]
+pub(super) struct Prepared {
+    registry_version: u64,
+    topology: Topology,
+    tables: Installed,
+    at: Instant,
 }
 
 /// How the reprogramming some work waited for ended; a later, worse
@@ -215,6 +233,17 @@ impl Control {
             self.request_dump(conn, Instant::now());
             return Programmed::Deferred;
         };
+        if matches!(scope, Scope::Everything) {
+            let prepared = self.prepared.remove(&host);
+            let fresh = prepared.filter(|p| {
+                p.registry_version == self.registry.version() && p.topology == self.topology
+            });
+            if fresh.is_some_and(|p| holds(&p.tables, installed, Foreign::Keep)) {
+                debug!(%conn, %host, "switch holds the tables compiled ahead of it");
+                self.metrics.switches_held_tables_ahead.inc();
+                return Programmed::InSync;
+            }
+        }
         let (plan, next) = match scope {
             Scope::Everything => {
                 let mut diff = Diff::new(installed);
@@ -273,6 +302,57 @@ impl Control {
             }
             Err(SubmitError::Closed) => Programmed::Skipped,
         }
+    }
+
+    /// Compiles, ahead of its switch, the tables of one host whose OVSDB is
+    /// up while its switch is not connected.
+    pub(super) fn prepare_next(&mut self, now: Instant) {
+        let Some(host) = self.to_prepare.pop_first() else {
+            return;
+        };
+        let away = !self
+            .switches
+            .values()
+            .any(|s| s.host.as_ref() == Some(&host));
+        if !away || !self.topology.hosts.contains_key(&host) {
+            return;
+        }
+        let mut tables = Installed::default();
+        compile_into(&self.registry, &self.topology, &host, &mut tables);
+        debug!(%host, flows = tables.flow_count(), "compiled ahead of the switch");
+        self.prepared.insert(
+            host,
+            Prepared {
+                registry_version: self.registry.version(),
+                topology: self.topology.clone(),
+                tables,
+                at: now,
+            },
+        );
+    }
+
+    /// Drops tables compiled ahead for switches that did not come.
+    pub(super) fn expire_prepared(&mut self, now: Instant) {
+        self.prepared
+            .retain(|_, p| now.saturating_duration_since(p.at) < PREPARED_TTL);
+    }
+
+    /// Hosts to compile ahead after `host`'s ports changed (or its OVSDB
+    /// came up): every host with OVSDB up whose switch is away, since a
+    /// host's ports show in the other hosts' flows too.
+    pub(super) fn want_prepared(&mut self) {
+        let present: BTreeSet<&HostName> = self
+            .switches
+            .values()
+            .filter_map(|s| s.host.as_ref())
+            .collect();
+        let away: Vec<HostName> = self
+            .ovsdb_up
+            .iter()
+            .filter(|h| !present.contains(h))
+            .cloned()
+            .collect();
+        self.to_prepare.extend(away);
     }
 
     /// Asks a switch for its tables unless that was done recently.

@@ -391,10 +391,8 @@ fn a_switch_that_already_holds_its_flows_is_left_alone() {
     );
 }
 
-#[test]
-fn a_changed_topology_sends_only_the_difference() {
-    let (mut c, mut rx, mut sim) = pm1_programmed();
-    // A second VM port of VI 1 appears on pm1.
+/// A second VM port of VI 1 appears on pm1.
+fn second_vm_port_on_pm1(c: &mut Control) {
     c.on_topology_event(TopologyEvent::Ports {
         host: HostName("pm1".into()),
         vm_ports: vec![
@@ -411,6 +409,12 @@ fn a_changed_topology_sends_only_the_difference() {
         ],
         tunnels: vec![([10, 0, 0, 2].into(), 10), ([10, 0, 0, 9].into(), 11)],
     });
+}
+
+#[test]
+fn a_changed_topology_sends_only_the_difference() {
+    let (mut c, mut rx, mut sim) = pm1_programmed();
+    second_vm_port_on_pm1(&mut c);
     let b = batches(&mut rx);
     let [delta] = &b[..] else { panic!("{b:?}") };
     let deletes = delta
@@ -1360,4 +1364,90 @@ fn a_deleted_vi_is_stored_gone_after_its_entries() {
                 .iter()
                 .all(|(k, put)| k.starts_with("v1/mac/1/") && !put)
     );
+}
+
+/// pm1's switch programmed by one controller, and a second controller (a
+/// restart) that has pm1's ports and OVSDB and compiled pm1's tables ahead
+/// of its switch.
+fn restarted_with_pm1_prepared() -> (Control, flowsim::Switch) {
+    let (_, _rx, sim) = pm1_programmed();
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    c.on_topology_event(TopologyEvent::Ovsdb {
+        host: HostName("pm1".into()),
+        connected: true,
+    });
+    c.prepare_next(Instant::now());
+    assert!(c.prepared.contains_key(&HostName("pm1".into())));
+    (c, sim)
+}
+
+/// The switch reconnects to `c` with what `sim` holds; what it is sent.
+fn reconnect_pm1(c: &mut Control, sim: &flowsim::Switch) -> Vec<Batch> {
+    let (flows, groups) = dump(sim);
+    let mut rx = connect(c, 7);
+    ready_with(c, 7, 1, flows, groups);
+    batches(&mut rx)
+}
+
+/// pm1's switch, holding what `sim` holds, reconnects after something
+/// changed since its tables were compiled ahead: it gets what changed, as
+/// compiled now.
+fn reconnects_to_what_changed(c: &mut Control, mut sim: flowsim::Switch) {
+    let b = reconnect_pm1(c, &sim);
+    assert_eq!(b.len(), 1, "what changed is sent");
+    apply(&mut sim, &b[0]);
+    let want = compile(&c.registry, &c.topology, &HostName("pm1".into()));
+    assert_eq!(sim.state(), &want);
+    assert_eq!(c.metrics.switches_held_tables_ahead.get(), 0);
+}
+
+#[test]
+fn a_switch_holding_the_tables_compiled_ahead_is_left_alone_without_compiling() {
+    let (mut c, sim) = restarted_with_pm1_prepared();
+    assert!(reconnect_pm1(&mut c, &sim).is_empty());
+    assert_eq!(c.metrics.switches_held_tables_ahead.get(), 1);
+    assert!(c.prepared.is_empty(), "used once");
+}
+
+#[test]
+fn tables_compiled_ahead_are_not_trusted_after_the_registry_changed() {
+    let (mut c, sim) = restarted_with_pm1_prepared();
+    let port = c
+        .topology
+        .vm_port(&HostName("pm1".into()), 5)
+        .unwrap()
+        .clone();
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    let changes = c
+        .registry
+        .learn_source(Timestamp(1), &port, crate::model::Vlan::Untagged, mac);
+    assert!(!changes.is_empty());
+    reconnects_to_what_changed(&mut c, sim);
+}
+
+#[test]
+fn tables_compiled_ahead_are_not_trusted_after_the_topology_changed() {
+    let (mut c, sim) = restarted_with_pm1_prepared();
+    second_vm_port_on_pm1(&mut c);
+    reconnects_to_what_changed(&mut c, sim);
+}
+
+#[test]
+fn tables_are_compiled_ahead_only_for_hosts_whose_switch_is_away_and_not_kept_forever() {
+    let (mut c, _rx, _sim) = pm1_programmed();
+    for h in ["pm1", "pm2"] {
+        c.on_topology_event(TopologyEvent::Ovsdb {
+            host: HostName(h.into()),
+            connected: true,
+        });
+    }
+    let now = Instant::now();
+    while !c.to_prepare.is_empty() {
+        c.prepare_next(now);
+    }
+    let prepared: Vec<&str> = c.prepared.keys().map(|h| h.0.as_str()).collect();
+    assert_eq!(prepared, ["pm2"], "pm1's switch is connected");
+    c.on_tick(now + program::PREPARED_TTL);
+    assert!(c.prepared.is_empty());
 }

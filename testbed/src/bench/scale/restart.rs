@@ -129,6 +129,9 @@ pub struct Report {
     pub flow_mods_at_ready: f64,
     pub flow_mods_sent: f64,
     pub group_mods_sent: f64,
+    /// Switches that came back holding exactly the tables the controller
+    /// compiled while they were away (`iris_switches_held_tables_ahead_total`).
+    pub held_tables_ahead: f64,
     pub flows_compared: FlowDiff,
     pub flows_deleted: usize,
     /// The smallest growth of a flow's duration between the two dumps
@@ -187,6 +190,11 @@ impl fmt::Display for Report {
             self.flows_compared.gone,
             self.flows_compared.replaced,
             self.flows_compared.new
+        )?;
+        writeln!(
+            f,
+            "  switches holding the tables compiled ahead of them: {} of {}",
+            self.held_tables_ahead, self.pms
         )?;
         writeln!(
             f,
@@ -278,6 +286,7 @@ pub fn measure(h: &mut Harness, o: &Options) -> Result<Report, ScenarioError> {
         flow_mods_at_ready,
         flow_mods_sent: metrics.value("iris_flow_mods_sent_total"),
         group_mods_sent: metrics.value("iris_group_mods_sent_total"),
+        held_tables_ahead: metrics.value("iris_switches_held_tables_ahead_total"),
         flows_deleted: flows_compared.deleted(),
         flows_compared,
         between_dumps_s: round3(between),
