@@ -305,6 +305,11 @@ impl<'a> FlowStatsView<'a> {
         self.u64_at(40)
     }
 
+    /// `ofp_match.type` (OFPMT_OXM in a valid entry).
+    pub fn match_type(&self) -> u16 {
+        self.u16_at(FLOW_STATS_LEN)
+    }
+
     /// The OXM TLVs of the match, without its type, length and padding.
     pub fn match_bytes(&self) -> &'a [u8] {
         &self.entry[FLOW_STATS_LEN + MATCH_HEADER_LEN..self.oxm_end]
