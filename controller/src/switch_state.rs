@@ -428,12 +428,19 @@ pub struct Installed {
     pub groups: BTreeMap<u32, Group>,
 }
 
-/// Every flow of an [`Installed`] in three flat allocations: the match
-/// bytes back to back in one arena, a fixed-size slot per flow, and a hash
-/// table of slot numbers compared by reading the arena. By their sizes
-/// about 60 bytes a flow (a typical match's 30, the slot's 20, the index's
-/// 5 per bucket at its load), where a hash map of boxed keys took about
-/// 100 (33 per bucket, and an allocation of the 40-byte `ofp_match`).
+/// Every flow of an [`Installed`], packed: the match bytes back to back
+/// in an arena, a fixed-size slot per flow, and a hash table of slot
+/// numbers compared by reading the arena. By their sizes about 60 bytes a
+/// flow (a typical match's 30, the slot's 20, the index's 5 per bucket at
+/// its load), where a hash map of boxed keys took about 100 (33 per
+/// bucket, and an allocation of the 40-byte `ofp_match`).
+///
+/// The arena and the slots are chunks that are filled, never moved. One
+/// allocation grown by doubling would free a copy of itself at each step,
+/// and programming a switch whole builds a new store beside the old one:
+/// blocks of ever larger sizes, which the allocator keeps resident for a
+/// while and cannot reuse for the next, larger store. Chunks of one size
+/// it can.
 ///
 /// Removing a flow frees its slot for the next insert and leaves its bytes
 /// dead in the arena; once the dead bytes (or free slots) outnumber the
@@ -441,13 +448,17 @@ pub struct Installed {
 /// and at most twice the live size.
 #[derive(Clone, Default)]
 struct FlowStore {
-    arena: Vec<u8>,
-    slots: Vec<Slot>,
+    /// Chunks of at most [`CHUNK_BYTES`]; a match never spans two.
+    arena: Vec<Vec<u8>>,
+    /// Chunks of [`CHUNK_SLOTS`], all full but the last.
+    slots: Vec<Vec<Slot>>,
     /// Slot numbers of the live flows, by [`FlowKeyRef::hash_code`].
     index: HashTable<u32>,
     /// The first free slot; each free slot's `start` names the next.
     free: Option<u32>,
     free_slots: usize,
+    /// Bytes in the arena's chunks, live or dead.
+    bytes: usize,
     dead_bytes: usize,
 }
 
@@ -456,8 +467,9 @@ struct FlowStore {
 /// is 20 bytes rather than 24.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    /// Offset in the arena; of the next free slot (`u32::MAX`: none) when
-    /// this one is free.
+    /// Position in the arena (chunk number times [`CHUNK_BYTES`] plus
+    /// offset); of the next free slot (`u32::MAX`: none) when this one is
+    /// free.
     start: u32,
     cookie: [u32; 2],
     /// [`FREE`] when the slot holds no flow.
@@ -471,6 +483,11 @@ const _: () = assert!(size_of::<Slot>() == 20);
 /// The `len` of a free slot: no match is that long, since a whole flow
 /// stats entry, match included, has a 16-bit length.
 const FREE: u16 = u16::MAX;
+
+/// An arena chunk holds the longest match (`FREE - 1` bytes).
+const CHUNK_BYTES: usize = 1 << 16;
+/// Slots per chunk: 80 KiB, as large as an arena chunk or so.
+const CHUNK_SLOTS: usize = 1 << 12;
 
 /// Dead bytes and free slots below these never trigger a rebuild, so a
 /// small store does not rebuild at every removal.
@@ -492,22 +509,57 @@ impl Slot {
     }
 }
 
-/// The identity in slot `at`.
-fn key_at<'a>(slots: &[Slot], arena: &'a [u8], at: u32) -> FlowKeyRef<'a> {
-    let s = &slots[at as usize];
+/// Appends `items` to the last chunk, or to a new one if they do not fit in
+/// `chunk` items, and says where they start (chunk number times `chunk`
+/// plus offset). A chunk grows by doubling up to `chunk` and no further, so
+/// a small store stays small.
+fn append<T: Copy>(chunks: &mut Vec<Vec<T>>, items: &[T], chunk: usize) -> usize {
+    if chunks.last().is_none_or(|c| c.len() + items.len() > chunk) {
+        chunks.push(Vec::new());
+    }
+    let n = chunks.len() - 1;
+    let c = &mut chunks[n];
+    let need = c.len() + items.len();
+    if need > c.capacity() {
+        let room = (2 * c.capacity()).clamp(need, chunk.max(need));
+        c.reserve_exact(room - c.len());
+    }
+    let at = n * chunk + c.len();
+    c.extend_from_slice(items);
+    at
+}
+
+fn slot(slots: &[Vec<Slot>], at: u32) -> &Slot {
+    let at = at as usize;
+    &slots[at / CHUNK_SLOTS][at % CHUNK_SLOTS]
+}
+
+fn slot_mut(slots: &mut [Vec<Slot>], at: u32) -> &mut Slot {
+    let at = at as usize;
+    &mut slots[at / CHUNK_SLOTS][at % CHUNK_SLOTS]
+}
+
+/// The identity in a live slot.
+fn key_of<'a>(s: &Slot, arena: &'a [Vec<u8>]) -> FlowKeyRef<'a> {
     let start = s.start as usize;
+    let (chunk, from) = (start / CHUNK_BYTES, start % CHUNK_BYTES);
     FlowKeyRef {
         table: s.table,
         priority: s.priority,
-        fields: &arena[start..start + usize::from(s.len)],
+        fields: &arena[chunk][from..from + usize::from(s.len)],
     }
+}
+
+/// The identity in slot `at`.
+fn key_at<'a>(slots: &[Vec<Slot>], arena: &'a [Vec<u8>], at: u32) -> FlowKeyRef<'a> {
+    key_of(slot(slots, at), arena)
 }
 
 impl FlowStore {
     fn with_capacity(flows: usize, match_bytes: usize) -> Self {
         Self {
-            arena: Vec::with_capacity(match_bytes),
-            slots: Vec::with_capacity(flows),
+            arena: Vec::with_capacity(match_bytes.div_ceil(CHUNK_BYTES)),
+            slots: Vec::with_capacity(flows.div_ceil(CHUNK_SLOTS)),
             index: HashTable::with_capacity(flows),
             ..Self::default()
         }
@@ -518,7 +570,7 @@ impl FlowStore {
     }
 
     fn live_bytes(&self) -> usize {
-        self.arena.len() - self.dead_bytes
+        self.bytes - self.dead_bytes
     }
 
     fn find(&self, key: FlowKeyRef<'_>) -> Option<&Slot> {
@@ -526,7 +578,7 @@ impl FlowStore {
         let at = self
             .index
             .find(key.hash_code(), |&at| key_at(slots, arena, at) == key)?;
-        Some(&slots[*at as usize])
+        Some(slot(slots, *at))
     }
 
     /// Records a flow, replacing the cookie of one with the same identity.
@@ -543,6 +595,7 @@ impl FlowStore {
             index,
             free,
             free_slots,
+            bytes,
             ..
         } = self;
         let entry = index.entry(
@@ -552,35 +605,36 @@ impl FlowStore {
         );
         let vacant = match entry {
             hash_table::Entry::Occupied(o) => {
-                slots[*o.get() as usize].set_cookie(cookie);
+                slot_mut(slots, *o.get()).set_cookie(cookie);
                 return;
             }
             hash_table::Entry::Vacant(v) => v,
         };
-        let mut slot = Slot {
-            start: u32::try_from(arena.len()).expect("flow store arena under 4 GiB"),
+        let len = u16::try_from(key.fields.len())
+            .ok()
+            .filter(|&n| n != FREE)
+            .expect("a match shorter than a flow stats entry");
+        let start = append(arena, key.fields, CHUNK_BYTES);
+        *bytes += key.fields.len();
+        let mut new = Slot {
+            start: u32::try_from(start).expect("flow store arena under 4 GiB"),
             cookie: [0; 2],
-            len: u16::try_from(key.fields.len())
-                .ok()
-                .filter(|&n| n != FREE)
-                .expect("a match shorter than a flow stats entry"),
+            len,
             priority: key.priority,
             table: key.table,
         };
-        slot.set_cookie(cookie);
-        arena.extend_from_slice(key.fields);
+        new.set_cookie(cookie);
         let at = match *free {
             Some(at) => {
-                let next = slots[at as usize].start;
-                *free = (next != u32::MAX).then_some(next);
+                let s = slot_mut(slots, at);
+                *free = (s.start != u32::MAX).then_some(s.start);
                 *free_slots -= 1;
-                slots[at as usize] = slot;
+                *s = new;
                 at
             }
             None => {
-                let at = u32::try_from(slots.len()).expect("fewer than 4 G flows");
-                slots.push(slot);
-                at
+                let at = append(slots, &[new], CHUNK_SLOTS);
+                u32::try_from(at).expect("fewer than 4 G flows")
             }
         };
         vacant.insert(at);
@@ -596,10 +650,10 @@ impl FlowStore {
             return;
         };
         let (at, _) = found.remove();
-        let slot = &mut self.slots[at as usize];
-        self.dead_bytes += usize::from(slot.len);
-        slot.len = FREE;
-        slot.start = self.free.unwrap_or(u32::MAX);
+        let s = slot_mut(&mut self.slots, at);
+        self.dead_bytes += usize::from(s.len);
+        s.len = FREE;
+        s.start = self.free.unwrap_or(u32::MAX);
         self.free = Some(at);
         self.free_slots += 1;
         if self.dead_bytes > self.live_bytes().max(MIN_DEAD_BYTES)
@@ -609,8 +663,7 @@ impl FlowStore {
         }
     }
 
-    /// The same flows without dead bytes or free slots, in allocations of
-    /// their size.
+    /// The same flows without dead bytes or free slots.
     fn rebuild(&mut self) {
         let mut packed = Self::with_capacity(self.len(), self.live_bytes());
         for (key, cookie) in self.iter() {
@@ -622,9 +675,9 @@ impl FlowStore {
     fn iter(&self) -> impl Iterator<Item = (FlowKeyRef<'_>, u64)> {
         self.slots
             .iter()
-            .zip(0..)
-            .filter(|(s, _)| !s.is_free())
-            .map(|(s, at)| (key_at(&self.slots, &self.arena, at), s.cookie()))
+            .flatten()
+            .filter(|s| !s.is_free())
+            .map(|s| (key_of(s, &self.arena), s.cookie()))
     }
 }
 
@@ -727,9 +780,15 @@ impl Installed {
 
 #[cfg(test)]
 impl Installed {
-    /// The arena's length and the number of slots, live or free.
+    /// The bytes in the arena and the number of slots, live or free;
+    /// checks that no chunk grew past its size.
     fn footprint(&self) -> (usize, usize) {
-        (self.flows.arena.len(), self.flows.slots.len())
+        let s = &self.flows;
+        assert!(s.arena.iter().all(|c| c.capacity() <= CHUNK_BYTES));
+        assert!(s.slots.iter().all(|c| c.capacity() <= CHUNK_SLOTS));
+        let bytes = s.arena.iter().map(Vec::len).sum();
+        assert_eq!(bytes, s.bytes);
+        (bytes, s.slots.iter().map(Vec::len).sum())
     }
 }
 
@@ -1183,6 +1242,44 @@ mod tests {
         }
         holds(&held, &model).unwrap();
         assert!(held.footprint().1 <= 10 + MIN_FREE_SLOTS);
+    }
+
+    #[test]
+    fn a_large_store_spans_chunks_and_finds_every_flow() {
+        let flow = |i: u32| {
+            let [_, a, b, c] = i.to_be_bytes();
+            let m = Match::new()
+                .metadata(u64::from(i % 7))
+                .eth_dst([2, 0, a, b, c, 1]);
+            Flow::new(3, 100, m, vec![])
+        };
+        let mut held = Installed::default();
+        let mut model = HashMap::new();
+        for i in 0..30_000 {
+            held.insert_flow(&flow(i).key(), u64::from(i));
+            model.insert(flow(i).key(), u64::from(i));
+        }
+        holds(&held, &model).unwrap();
+        let (bytes, slots) = held.footprint();
+        assert!(bytes > 4 * CHUNK_BYTES && slots > 4 * CHUNK_SLOTS);
+        // Two flows in three out, then back with other cookies: the store
+        // is rebuilt on the way, and grows again.
+        let odd = (0..30_000)
+            .filter(|i| i % 3 != 0)
+            .map(flow)
+            .collect::<Vec<_>>();
+        let odd = state_of(odd.iter());
+        held.replace_flows(&odd, &SwitchState::default());
+        for k in odd.flows.keys() {
+            model.remove(k);
+        }
+        holds(&held, &model).unwrap();
+        assert!(held.footprint().1 < 20_000, "rebuilt");
+        held.replace_flows(&SwitchState::default(), &odd);
+        for (k, f) in &odd.flows {
+            model.insert(k.clone(), f.cookie);
+        }
+        holds(&held, &model).unwrap();
     }
 
     #[test]
