@@ -78,16 +78,16 @@ pub fn reconcile(desired: &SwitchState, actual: &SwitchState, foreign: Foreign) 
     let mut summary = PlanSummary::default();
     let groups = diff_groups(&desired.groups, &actual.groups, foreign, &mut summary);
 
-    let mut adds: Vec<&Flow> = Vec::new();
+    let mut adds: Vec<Flow> = Vec::new();
     for (key, f) in &desired.flows {
         match actual.flows.get(key) {
             None => {
                 summary.flows_added += 1;
-                adds.push(f);
+                adds.push(f.clone());
             }
             Some(a) if a.cookie != f.cookie => {
                 summary.flows_replaced += 1;
-                adds.push(f);
+                adds.push(f.clone());
             }
             Some(_) => {}
         }
@@ -148,9 +148,11 @@ impl<'a> Diff<'a> {
         let groups = diff_groups(&changed.groups, &actual.groups, foreign, &mut summary);
         desired.groups = changed.groups;
 
-        let mut adds: Vec<&Flow> = Vec::with_capacity(changed.flows.len());
-        for (key, f) in &changed.flows {
-            if actual.contains(key) {
+        // Moved into their FLOW_MODs: a plan for a switch that holds none
+        // of its flows yet would otherwise have each one twice at once.
+        let mut adds: Vec<Flow> = Vec::with_capacity(changed.flows.len());
+        for (key, f) in changed.flows {
+            if actual.contains(&key) {
                 summary.flows_replaced += 1;
             } else {
                 summary.flows_added += 1;
@@ -250,7 +252,7 @@ fn diff_groups(
 /// `adds` in identity order, `deletes` already written.
 fn assemble(
     (group_sets, group_deletes): (Vec<Message>, Vec<Message>),
-    mut adds: Vec<&Flow>,
+    mut adds: Vec<Flow>,
     deletes: Vec<Message>,
 ) -> Vec<Message> {
     // Later tables first; within a table the compiler's order.
@@ -269,14 +271,14 @@ fn assemble(
     messages
 }
 
-fn add(f: &Flow) -> Message {
+fn add(f: Flow) -> Message {
     Message::FlowMod(FlowMod {
         cookie: f.cookie,
         table_id: f.table,
         command: FlowModCommand::Add,
         priority: f.priority,
-        match_: f.match_.clone(),
-        instructions: f.instructions.clone(),
+        match_: f.match_,
+        instructions: f.instructions,
         ..FlowMod::default()
     })
 }
