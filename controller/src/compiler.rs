@@ -211,8 +211,8 @@ impl FlowSink for SwitchState {
 /// compiled ahead of seeing it ([`crate::reconciler::holds`]).
 impl FlowSink for Installed {
     fn flow(&mut self, flow: Flow) {
-        let cookie = flow.cookie;
-        self.insert_flow(flow.key(), cookie);
+        let key = flow.key();
+        self.insert_flow(key.key_ref(), flow.cookie);
     }
 
     fn group(&mut self, group: Group) {

@@ -19,7 +19,9 @@
 //! flow that still uses it).
 
 use crate::compiler::{is_iris_group, FlowSink};
-use crate::switch_state::{is_iris_cookie, Flow, FlowKey, Group, Installed, SwitchState};
+use crate::switch_state::{
+    is_iris_cookie, Flow, FlowKey, FlowKeyRef, Group, Installed, SwitchState,
+};
 use ofp::message::{FlowMod, FlowModCommand, GroupMod, GroupModCommand, Message};
 use std::collections::BTreeMap;
 
@@ -76,16 +78,16 @@ pub fn reconcile(desired: &SwitchState, actual: &SwitchState, foreign: Foreign) 
     let mut summary = PlanSummary::default();
     let groups = diff_groups(&desired.groups, &actual.groups, foreign, &mut summary);
 
-    let mut adds: Vec<&Flow> = Vec::new();
+    let mut adds: Vec<Flow> = Vec::new();
     for (key, f) in &desired.flows {
         match actual.flows.get(key) {
             None => {
                 summary.flows_added += 1;
-                adds.push(f);
+                adds.push(f.clone());
             }
             Some(a) if a.cookie != f.cookie => {
                 summary.flows_replaced += 1;
-                adds.push(f);
+                adds.push(f.clone());
             }
             Some(_) => {}
         }
@@ -119,14 +121,18 @@ pub struct Diff<'a> {
     /// The compiled flows the switch does not hold with their cookie, and
     /// every compiled group.
     changed: SwitchState,
+    /// The identity of the flow being compared, written here rather than
+    /// into an allocation per flow.
+    key: Vec<u8>,
 }
 
 impl<'a> Diff<'a> {
     pub fn new(actual: &'a Installed) -> Self {
         Self {
             actual,
-            desired: Installed::with_capacity(actual.flow_count()),
+            desired: Installed::with_capacity(actual.flow_count(), actual.match_bytes()),
             changed: SwitchState::default(),
+            key: Vec::new(),
         }
     }
 
@@ -136,14 +142,17 @@ impl<'a> Diff<'a> {
             actual,
             mut desired,
             changed,
+            ..
         } = self;
         let mut summary = PlanSummary::default();
         let groups = diff_groups(&changed.groups, &actual.groups, foreign, &mut summary);
         desired.groups = changed.groups;
 
-        let mut adds: Vec<&Flow> = Vec::with_capacity(changed.flows.len());
-        for (key, f) in &changed.flows {
-            if actual.contains(key) {
+        // Moved into their FLOW_MODs: a plan for a switch that holds none
+        // of its flows yet would otherwise have each one twice at once.
+        let mut adds: Vec<Flow> = Vec::with_capacity(changed.flows.len());
+        for (key, f) in changed.flows {
+            if actual.contains(&key) {
                 summary.flows_replaced += 1;
             } else {
                 summary.flows_added += 1;
@@ -151,7 +160,7 @@ impl<'a> Diff<'a> {
             adds.push(f);
         }
         // In identity order, as `reconcile` sends them.
-        let mut gone: Vec<(&FlowKey, u64)> = Vec::new();
+        let mut gone: Vec<(FlowKeyRef<'_>, u64)> = Vec::new();
         for (key, cookie) in actual.flows() {
             if desired.contains(key) {
                 continue;
@@ -162,7 +171,7 @@ impl<'a> Diff<'a> {
                 summary.foreign_kept += 1;
             }
         }
-        gone.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        gone.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut deletes = Vec::with_capacity(gone.len());
         for (key, cookie) in gone {
             // Every key was written from a decoded match, so it decodes.
@@ -184,17 +193,17 @@ impl<'a> Diff<'a> {
 
 impl FlowSink for Diff<'_> {
     fn flow(&mut self, flow: Flow) {
-        let key = flow.key();
+        let key = flow.key_in(&mut self.key);
         let cookie = flow.cookie;
-        if self.actual.cookie(&key) == Some(cookie) {
+        self.desired.insert_flow(key, cookie);
+        if self.actual.cookie(key) == Some(cookie) {
             // A later flow with an earlier one's identity replaces it.
             if !self.changed.flows.is_empty() {
-                self.changed.flows.remove(&key);
+                self.changed.flows.remove(&FlowKey::from(key));
             }
         } else {
-            self.changed.flows.insert(key.clone(), flow);
+            self.changed.flows.insert(FlowKey::from(key), flow);
         }
-        self.desired.insert_flow(key, cookie);
     }
 
     fn group(&mut self, group: Group) {
@@ -263,7 +272,7 @@ fn diff_groups(
 /// `adds` in identity order, `deletes` already written.
 fn assemble(
     (group_sets, group_deletes): (Vec<Message>, Vec<Message>),
-    mut adds: Vec<&Flow>,
+    mut adds: Vec<Flow>,
     deletes: Vec<Message>,
 ) -> Vec<Message> {
     // Later tables first; within a table the compiler's order.
@@ -282,14 +291,14 @@ fn assemble(
     messages
 }
 
-fn add(f: &Flow) -> Message {
+fn add(f: Flow) -> Message {
     Message::FlowMod(FlowMod {
         cookie: f.cookie,
         table_id: f.table,
         command: FlowModCommand::Add,
         priority: f.priority,
-        match_: f.match_.clone(),
-        instructions: f.instructions.clone(),
+        match_: f.match_,
+        instructions: f.instructions,
         ..FlowMod::default()
     })
 }

@@ -109,7 +109,8 @@ pub enum CloseReason {
     HandshakeRefused { request: MsgType, error: ErrorMsg },
     /// An auxiliary connection; Iris uses the main connection only.
     AuxiliaryConnection { auxiliary_id: u8 },
-    /// A dump exceeded [`SessionConfig::max_dump_entries`].
+    /// A dump exceeded [`SessionConfig::max_dump_entries`], or its flows'
+    /// matches took more than 1 GiB.
     DumpTooLarge,
     /// The switch kept sending requests (echoes, malformed messages) but
     /// did not read the answers: `bytes` of them were waiting.
@@ -143,7 +144,9 @@ impl fmt::Display for CloseReason {
                 f,
                 "auxiliary connection {auxiliary_id} refused; Iris uses only the main connection"
             ),
-            Self::DumpTooLarge => f.write_str("table dump exceeds the configured entry limit"),
+            Self::DumpTooLarge => {
+                f.write_str("table dump exceeds the configured entry limit or 1 GiB of matches")
+            }
             Self::RepliesUnread { bytes } => write!(
                 f,
                 "switch sends requests but does not read the answers ({bytes} bytes waiting)"
@@ -209,6 +212,12 @@ struct FlowDump {
     entries: usize,
 }
 
+/// A flow dump whose matches take more is refused: 1 GiB is a million
+/// flows with 1 KiB matches (Iris's take about 30 bytes), and keeps an
+/// [`Installed`] well inside the 4 GiB it can address (a part adds at most
+/// 64 KiB before the check).
+const MAX_DUMP_MATCH_BYTES: usize = 1 << 30;
+
 /// What a multipart request in flight is collecting.
 #[derive(Debug)]
 enum Collecting {
@@ -226,6 +235,13 @@ impl Collecting {
         }
     }
 
+    /// Whether what was collected passes a limit: `max_entries` entries,
+    /// or [`MAX_DUMP_MATCH_BYTES`] of flow matches.
+    fn exceeds(&self, max_entries: usize) -> bool {
+        self.len() > max_entries
+            || matches!(self, Self::Flows(d) if d.installed.match_bytes() > MAX_DUMP_MATCH_BYTES)
+    }
+
     /// Appends one reply part; `false` if the part's type does not match
     /// what was asked for. Flow replies come here only if they arrived
     /// decoded (see [`Session::on_flow_reply`]).
@@ -235,7 +251,7 @@ impl Collecting {
             (Self::Flows(d), MultipartReplyBody::Flow(f)) => {
                 d.entries += f.len();
                 for s in &f {
-                    d.installed.insert_flow(FlowKey::of_stats(s), s.cookie);
+                    d.installed.insert_flow(&FlowKey::of_stats(s), s.cookie);
                 }
             }
             (Self::Groups(v), MultipartReplyBody::GroupDesc(g)) => v.extend(g),
@@ -883,7 +899,7 @@ impl Session {
         };
         dump.entries += self.dump_part.len();
         for (key, cookie) in self.dump_part.drain(..) {
-            dump.installed.insert_flow(key, cookie);
+            dump.installed.insert_flow(&key, cookie);
         }
         self.on_part(xid, more, out);
     }
@@ -893,7 +909,7 @@ impl Session {
         let Some(collect) = self.multiparts.get(&xid) else {
             return;
         };
-        if collect.len() > self.config.max_dump_entries {
+        if collect.exceeds(self.config.max_dump_entries) {
             self.close(CloseReason::DumpTooLarge, out);
             return;
         }

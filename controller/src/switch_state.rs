@@ -10,10 +10,12 @@
 //!
 //! That is also all the controller keeps of what a switch holds
 //! ([`Installed`]): each flow's identity, with its match as wire bytes, and
-//! its cookie. A decoded [`Flow`] with its instructions costs about 1 KiB;
-//! an installed entry about a tenth of that, which matters at hundreds of
-//! thousands of flows per switch.
+//! its cookie, packed into a few flat allocations per switch. A decoded
+//! [`Flow`] with its instructions costs about 1 KiB; an installed flow
+//! about 60 bytes, which matters at hundreds of thousands of flows per
+//! switch.
 
+use hashbrown::hash_table::{self, HashTable};
 use ofp::action::Action;
 use ofp::codec::Reader;
 use ofp::instruction::{emit_instructions, Instruction};
@@ -22,7 +24,7 @@ use ofp::multipart::{FlowStats, FlowStatsView, GroupDesc};
 use ofp::oxm::{Match, OxmField};
 use ofp::DecodeError;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -143,12 +145,12 @@ fn exact_width(class: u16, field: u8) -> Option<usize> {
     }
 }
 
-/// The canonical wire form of an `ofp_match` whose OXM TLVs (`oxms`) are
-/// all exact matches of fields [`exact_width`] knows, at their width, each
-/// once, with a VLAN id in range: those TLVs sorted, under a match header.
-/// That is what decoding, [`canonical_match`] and encoding would give, at a
-/// fraction of the cost. `None` for anything else, which takes that path.
-fn canonical_wire_of_exact(oxms: &[u8]) -> Option<Box<[u8]>> {
+/// The canonical fields of an `ofp_match` whose OXM TLVs (`oxms`) are all
+/// exact matches of fields [`exact_width`] knows, at their width, each
+/// once, with a VLAN id in range: those TLVs sorted. That is what decoding,
+/// [`canonical_match`] and [`emit_fields`] would give, at a fraction of the
+/// cost. `None` for anything else, which takes that path.
+fn canonical_fields_of_exact(oxms: &[u8]) -> Option<Box<[u8]>> {
     let mut tlvs: Vec<(u32, &[u8])> = Vec::with_capacity(8);
     let mut rest = oxms;
     while !rest.is_empty() {
@@ -175,35 +177,29 @@ fn canonical_wire_of_exact(oxms: &[u8]) -> Option<Box<[u8]>> {
     if tlvs.windows(2).any(|w| w[0].0 == w[1].0) {
         return None;
     }
-    let len = 4 + tlvs.iter().map(|(_, t)| t.len()).sum::<usize>();
-    let mut wire = Vec::with_capacity(len.div_ceil(8) * 8);
-    wire.extend_from_slice(&ofp::oxm::OFPMT_OXM.to_be_bytes());
-    wire.extend_from_slice(&u16::try_from(len).ok()?.to_be_bytes());
-    for (_, t) in &tlvs {
-        wire.extend_from_slice(t);
-    }
-    wire.resize(len.div_ceil(8) * 8, 0);
-    Some(wire.into_boxed_slice())
+    Some(tlvs.iter().flat_map(|(_, t)| t.iter().copied()).collect())
 }
 
-/// A flow's identity: table, priority and canonical match (as wire bytes,
-/// which gives a total order). Orders by table, then highest priority first.
+/// A flow's identity: table, priority and canonical match (as the wire
+/// bytes of its OXM fields, which give a total order). Orders by table,
+/// then highest priority first. The owned form, for compiled flows; an
+/// [`Installed`] lends its flows' identities as [`FlowKeyRef`]s.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     pub table: u8,
     pub priority: u16,
-    /// Boxed rather than a `Vec`: no spare capacity in the many keys kept.
-    match_wire: Box<[u8]>,
+    /// Boxed rather than a `Vec`: no spare capacity in the keys kept.
+    fields: Box<[u8]>,
 }
 
 impl FlowKey {
     fn new(table: u8, priority: u16, canonical: &Match) -> Self {
-        let mut match_wire = Vec::with_capacity(64);
-        canonical.emit(&mut match_wire);
+        let mut fields = Vec::with_capacity(64);
+        emit_fields(canonical, &mut fields);
         Self {
             table,
             priority,
-            match_wire: match_wire.into_boxed_slice(),
+            fields: fields.into_boxed_slice(),
         }
     }
 
@@ -216,13 +212,13 @@ impl FlowKey {
     /// (the match decoded, the instructions not).
     pub fn of_view(v: &FlowStatsView<'_>) -> Result<Self, DecodeError> {
         let exact = (v.match_type() == ofp::oxm::OFPMT_OXM)
-            .then(|| canonical_wire_of_exact(v.match_bytes()))
+            .then(|| canonical_fields_of_exact(v.match_bytes()))
             .flatten();
-        if let Some(match_wire) = exact {
+        if let Some(fields) = exact {
             return Ok(Self {
                 table: v.table_id(),
                 priority: v.priority(),
-                match_wire,
+                fields,
             });
         }
         Ok(Self::new(
@@ -232,25 +228,122 @@ impl FlowKey {
         ))
     }
 
+    /// The same identity, borrowed.
+    pub fn key_ref(&self) -> FlowKeyRef<'_> {
+        FlowKeyRef {
+            table: self.table,
+            priority: self.priority,
+            fields: &self.fields,
+        }
+    }
+
     /// The canonical match back from its wire bytes; `None` only if they
-    /// were not written by [`FlowKey::new`].
+    /// were not written from a decoded match.
     pub fn match_(&self) -> Option<Match> {
-        Match::parse(&mut Reader::new(&self.match_wire, "flow key")).ok()
+        self.key_ref().match_()
+    }
+}
+
+/// The match's OXM TLVs without `ofp_match`'s type, length and padding:
+/// the length is the slice's, the rest is the same for every flow.
+fn emit_fields(canonical: &Match, buf: &mut Vec<u8>) {
+    for f in &canonical.fields {
+        f.emit(buf);
     }
 }
 
 impl Ord for FlowKey {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.table
-            .cmp(&other.table)
-            .then(other.priority.cmp(&self.priority))
-            .then_with(|| self.match_wire.cmp(&other.match_wire))
+        self.key_ref().cmp(&other.key_ref())
     }
 }
 
 impl PartialOrd for FlowKey {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+/// A flow's identity borrowed from where its match bytes are kept (an
+/// [`Installed`], a [`FlowKey`], a scratch buffer). Equal to a [`FlowKey`]
+/// when they name the same flow, and ordered the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FlowKeyRef<'a> {
+    pub table: u8,
+    pub priority: u16,
+    fields: &'a [u8],
+}
+
+impl FlowKeyRef<'_> {
+    /// The canonical match back from its wire bytes; `None` only if they
+    /// were not written from a decoded match.
+    pub fn match_(&self) -> Option<Match> {
+        let mut r = Reader::new(self.fields, "flow key");
+        let mut fields = Vec::new();
+        while !r.is_empty() {
+            fields.push(OxmField::parse(&mut r).ok()?);
+        }
+        Some(Match { fields })
+    }
+
+    /// The hash an [`Installed`] files this identity under.
+    fn hash_code(&self) -> u64 {
+        let mut h = KeyHasher(0);
+        // The length keeps a key whose fields end in zero bytes apart from
+        // the shorter one the chunking pads to the same words.
+        h.add(
+            u64::from(self.table)
+                | u64::from(self.priority) << 8
+                | (self.fields.len() as u64) << 24,
+        );
+        h.write(self.fields);
+        h.finish()
+    }
+}
+
+impl Ord for FlowKeyRef<'_> {
+    /// Table, highest priority first, then the match as `ofp_match` would
+    /// order it on the wire: by length (its header's length field) first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.table
+            .cmp(&other.table)
+            .then(other.priority.cmp(&self.priority))
+            .then(self.fields.len().cmp(&other.fields.len()))
+            .then_with(|| self.fields.cmp(other.fields))
+    }
+}
+
+impl PartialOrd for FlowKeyRef<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<'a> From<&'a FlowKey> for FlowKeyRef<'a> {
+    fn from(k: &'a FlowKey) -> Self {
+        k.key_ref()
+    }
+}
+
+impl From<FlowKeyRef<'_>> for FlowKey {
+    fn from(k: FlowKeyRef<'_>) -> Self {
+        Self {
+            table: k.table,
+            priority: k.priority,
+            fields: k.fields.into(),
+        }
+    }
+}
+
+impl PartialEq<FlowKey> for FlowKeyRef<'_> {
+    fn eq(&self, other: &FlowKey) -> bool {
+        *self == other.key_ref()
+    }
+}
+
+impl PartialEq<FlowKeyRef<'_>> for FlowKey {
+    fn eq(&self, other: &FlowKeyRef<'_>) -> bool {
+        self.key_ref() == *other
     }
 }
 
@@ -291,6 +384,18 @@ impl Flow {
 
     pub fn key(&self) -> FlowKey {
         FlowKey::new(self.table, self.priority, &self.match_)
+    }
+
+    /// This flow's identity written into `buf` (its previous contents
+    /// dropped): [`Flow::key`] without an allocation per flow.
+    pub fn key_in<'b>(&self, buf: &'b mut Vec<u8>) -> FlowKeyRef<'b> {
+        buf.clear();
+        emit_fields(&self.match_, buf);
+        FlowKeyRef {
+            table: self.table,
+            priority: self.priority,
+            fields: buf,
+        }
     }
 
     /// Group ids this flow's apply-actions send to.
@@ -383,82 +488,271 @@ fn bucket(actions: Vec<Action>) -> Bucket {
 /// cookie (which stands for its instructions), and its groups whole (a
 /// switch has a few). Enough to decide what to add, replace and delete,
 /// and to write the deletes.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Installed {
-    flows: HashMap<FlowKey, u64, BuildKeyHasher>,
+    flows: FlowStore,
     pub groups: BTreeMap<u32, Group>,
 }
 
-/// Hashes flow keys eight bytes at a time (the multiply-rotate step of
-/// rustc's FxHash). SipHash took a tenth of a restart's reconciliation;
-/// its resistance to chosen collisions buys nothing here, where keys are
-/// the controller's own flows and the ones its switches report.
-#[derive(Debug, Clone, Copy, Default)]
-struct BuildKeyHasher;
+/// Every flow of an [`Installed`], packed: the match bytes back to back
+/// in an arena, a fixed-size slot per flow, and a hash table of slot
+/// numbers compared by reading the arena. By their sizes about 60 bytes a
+/// flow (a typical match's 30, the slot's 20, the index's 5 per bucket at
+/// its load), where a hash map of boxed keys took about 100 (33 per
+/// bucket, and an allocation of the 40-byte `ofp_match`).
+///
+/// The arena and the slots are chunks that are filled, never moved. One
+/// allocation grown by doubling would free a copy of itself at each step,
+/// and programming a switch whole builds a new store beside the old one:
+/// blocks of ever larger sizes, which the allocator keeps resident for a
+/// while and cannot reuse for the next, larger store. Chunks of one size
+/// it can.
+///
+/// Removing a flow frees its slot for the next insert and leaves its bytes
+/// dead in the arena; once the dead bytes (or free slots) outnumber the
+/// live ones the store is rebuilt, so churn costs amortised constant time
+/// and at most twice the live size.
+#[derive(Clone, Default)]
+struct FlowStore {
+    /// Chunks of at most [`CHUNK_BYTES`]; a match never spans two.
+    arena: Vec<Vec<u8>>,
+    /// Chunks of [`CHUNK_SLOTS`], all full but the last.
+    slots: Vec<Vec<Slot>>,
+    /// Slot numbers of the live flows, by [`FlowKeyRef::hash_code`].
+    index: HashTable<u32>,
+    /// The first free slot; each free slot's `start` names the next.
+    free: Option<u32>,
+    free_slots: usize,
+    /// Bytes in the arena's chunks, live or dead.
+    bytes: usize,
+    dead_bytes: usize,
+}
 
-impl std::hash::BuildHasher for BuildKeyHasher {
-    type Hasher = KeyHasher;
-    fn build_hasher(&self) -> KeyHasher {
-        KeyHasher(0)
+/// One flow: where its match bytes are, the rest of its identity, its
+/// cookie. The cookie in two halves keeps the alignment at 4, so a slot
+/// is 20 bytes rather than 24.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Position in the arena (chunk number times [`CHUNK_BYTES`] plus
+    /// offset); of the next free slot (`u32::MAX`: none) when this one is
+    /// free.
+    start: u32,
+    cookie: [u32; 2],
+    /// [`FREE`] when the slot holds no flow.
+    len: u16,
+    priority: u16,
+    table: u8,
+}
+
+const _: () = assert!(size_of::<Slot>() == 20);
+
+/// The `len` of a free slot: no match is that long, since a whole flow
+/// stats entry, match included, has a 16-bit length.
+const FREE: u16 = u16::MAX;
+
+/// An arena chunk holds the longest match (`FREE - 1` bytes).
+const CHUNK_BYTES: usize = 1 << 16;
+/// Slots per chunk: 80 KiB, as large as an arena chunk or so.
+const CHUNK_SLOTS: usize = 1 << 12;
+
+/// Dead bytes and free slots below these never trigger a rebuild, so a
+/// small store does not rebuild at every removal.
+const MIN_DEAD_BYTES: usize = 1024;
+const MIN_FREE_SLOTS: usize = 64;
+
+impl Slot {
+    fn cookie(&self) -> u64 {
+        u64::from(self.cookie[0]) << 32 | u64::from(self.cookie[1])
+    }
+
+    fn set_cookie(&mut self, cookie: u64) {
+        // Truncations: the two halves.
+        self.cookie = [(cookie >> 32) as u32, cookie as u32];
+    }
+
+    fn is_free(&self) -> bool {
+        self.len == FREE
     }
 }
 
-#[derive(Debug)]
-struct KeyHasher(u64);
+/// Appends `items` to the last chunk, or to a new one if they do not fit in
+/// `chunk` items, and says where they start (chunk number times `chunk`
+/// plus offset). A chunk grows by doubling up to `chunk` and no further, so
+/// a small store stays small.
+fn append<T: Copy>(chunks: &mut Vec<Vec<T>>, items: &[T], chunk: usize) -> usize {
+    if chunks.last().is_none_or(|c| c.len() + items.len() > chunk) {
+        chunks.push(Vec::new());
+    }
+    let n = chunks.len() - 1;
+    let c = &mut chunks[n];
+    let need = c.len() + items.len();
+    if need > c.capacity() {
+        let room = (2 * c.capacity()).clamp(need, chunk.max(need));
+        c.reserve_exact(room - c.len());
+    }
+    let at = n * chunk + c.len();
+    c.extend_from_slice(items);
+    at
+}
 
-impl KeyHasher {
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+fn slot(slots: &[Vec<Slot>], at: u32) -> &Slot {
+    let at = at as usize;
+    &slots[at / CHUNK_SLOTS][at % CHUNK_SLOTS]
+}
+
+fn slot_mut(slots: &mut [Vec<Slot>], at: u32) -> &mut Slot {
+    let at = at as usize;
+    &mut slots[at / CHUNK_SLOTS][at % CHUNK_SLOTS]
+}
+
+/// The identity in a live slot.
+fn key_of<'a>(s: &Slot, arena: &'a [Vec<u8>]) -> FlowKeyRef<'a> {
+    let start = s.start as usize;
+    let (chunk, from) = (start / CHUNK_BYTES, start % CHUNK_BYTES);
+    FlowKeyRef {
+        table: s.table,
+        priority: s.priority,
+        fields: &arena[chunk][from..from + usize::from(s.len)],
     }
 }
 
-impl std::hash::Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.add(u64::from_le_bytes(w));
+/// The identity in slot `at`.
+fn key_at<'a>(slots: &[Vec<Slot>], arena: &'a [Vec<u8>], at: u32) -> FlowKeyRef<'a> {
+    key_of(slot(slots, at), arena)
+}
+
+impl FlowStore {
+    fn with_capacity(flows: usize, match_bytes: usize) -> Self {
+        Self {
+            arena: Vec::with_capacity(match_bytes.div_ceil(CHUNK_BYTES)),
+            slots: Vec::with_capacity(flows.div_ceil(CHUNK_SLOTS)),
+            index: HashTable::with_capacity(flows),
+            ..Self::default()
         }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(w));
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    fn live_bytes(&self) -> usize {
+        self.bytes - self.dead_bytes
+    }
+
+    fn find(&self, key: FlowKeyRef<'_>) -> Option<&Slot> {
+        let (slots, arena) = (&self.slots, &self.arena);
+        let at = self
+            .index
+            .find(key.hash_code(), |&at| key_at(slots, arena, at) == key)?;
+        Some(slot(slots, *at))
+    }
+
+    /// Records a flow, replacing the cookie of one with the same identity.
+    ///
+    /// # Panics
+    ///
+    /// If the arena would pass 4 GiB: the session refuses a dump long
+    /// before (`MAX_DUMP_MATCH_BYTES`), and compiled flows are tens of
+    /// bytes each.
+    fn insert(&mut self, key: FlowKeyRef<'_>, cookie: u64) {
+        let Self {
+            arena,
+            slots,
+            index,
+            free,
+            free_slots,
+            bytes,
+            ..
+        } = self;
+        let entry = index.entry(
+            key.hash_code(),
+            |&at| key_at(slots, arena, at) == key,
+            |&at| key_at(slots, arena, at).hash_code(),
+        );
+        let vacant = match entry {
+            hash_table::Entry::Occupied(o) => {
+                slot_mut(slots, *o.get()).set_cookie(cookie);
+                return;
+            }
+            hash_table::Entry::Vacant(v) => v,
+        };
+        let len = u16::try_from(key.fields.len())
+            .ok()
+            .filter(|&n| n != FREE)
+            .expect("a match shorter than a flow stats entry");
+        let start = append(arena, key.fields, CHUNK_BYTES);
+        *bytes += key.fields.len();
+        let mut new = Slot {
+            start: u32::try_from(start).expect("flow store arena under 4 GiB"),
+            cookie: [0; 2],
+            len,
+            priority: key.priority,
+            table: key.table,
+        };
+        new.set_cookie(cookie);
+        let at = match *free {
+            Some(at) => {
+                let s = slot_mut(slots, at);
+                *free = (s.start != u32::MAX).then_some(s.start);
+                *free_slots -= 1;
+                *s = new;
+                at
+            }
+            None => {
+                let at = append(slots, &[new], CHUNK_SLOTS);
+                u32::try_from(at).expect("fewer than 4 G flows")
+            }
+        };
+        vacant.insert(at);
+    }
+
+    /// Forgets the flow with this identity, if there is one.
+    fn remove(&mut self, key: FlowKeyRef<'_>) {
+        let (slots, arena) = (&self.slots, &self.arena);
+        let Ok(found) = self
+            .index
+            .find_entry(key.hash_code(), |&at| key_at(slots, arena, at) == key)
+        else {
+            return;
+        };
+        let (at, _) = found.remove();
+        let s = slot_mut(&mut self.slots, at);
+        self.dead_bytes += usize::from(s.len);
+        s.len = FREE;
+        s.start = self.free.unwrap_or(u32::MAX);
+        self.free = Some(at);
+        self.free_slots += 1;
+        if self.dead_bytes > self.live_bytes().max(MIN_DEAD_BYTES)
+            || self.free_slots > self.len().max(MIN_FREE_SLOTS)
+        {
+            self.rebuild();
         }
     }
 
-    fn write_u8(&mut self, n: u8) {
-        self.add(u64::from(n));
+    /// The same flows without dead bytes or free slots.
+    fn rebuild(&mut self) {
+        let mut packed = Self::with_capacity(self.len(), self.live_bytes());
+        for (key, cookie) in self.iter() {
+            packed.insert(key, cookie);
+        }
+        *self = packed;
     }
 
-    fn write_u16(&mut self, n: u16) {
-        self.add(u64::from(n));
-    }
-
-    fn write_usize(&mut self, n: usize) {
-        self.add(n as u64);
-    }
-
-    /// The multiply step leaves a word's high bytes out of the product's
-    /// low bits, which pick the bucket: a MAC that lands in the high bytes
-    /// of a key's last word would put every key of a table on one probe
-    /// sequence. A finaliser (MurmurHash3's fmix64) spreads every bit.
-    fn finish(&self) -> u64 {
-        let mut h = self.0;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        h ^ (h >> 33)
+    fn iter(&self) -> impl Iterator<Item = (FlowKeyRef<'_>, u64)> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| !s.is_free())
+            .map(|s| (key_of(s, &self.arena), s.cookie()))
     }
 }
 
 impl Installed {
-    /// Room for `flows` flows without growing.
-    pub fn with_capacity(flows: usize) -> Self {
+    /// Room for `flows` flows whose matches take `match_bytes` without
+    /// growing (see [`Installed::match_bytes`]).
+    pub fn with_capacity(flows: usize, match_bytes: usize) -> Self {
         Self {
-            flows: HashMap::with_capacity_and_hasher(flows, BuildKeyHasher),
+            flows: FlowStore::with_capacity(flows, match_bytes),
             groups: BTreeMap::new(),
         }
     }
@@ -467,9 +761,9 @@ impl Installed {
     /// replies. A session builds the same from the wire, entry by entry
     /// ([`FlowKey::of_view`]), without decoding instructions.
     pub fn from_dump(flows: &[FlowStats], groups: &[GroupDesc]) -> Self {
-        let mut s = Self::with_capacity(flows.len());
+        let mut s = Self::default();
         for f in flows {
-            s.insert_flow(FlowKey::of_stats(f), f.cookie);
+            s.insert_flow(&FlowKey::of_stats(f), f.cookie);
         }
         for g in groups {
             s.groups.insert(g.group_id, Group::from_desc(g));
@@ -479,37 +773,42 @@ impl Installed {
 
     /// The compact form of `state`.
     pub fn of(state: &SwitchState) -> Self {
-        Self {
-            flows: state
-                .flows
-                .iter()
-                .map(|(k, f)| (k.clone(), f.cookie))
-                .collect(),
-            groups: state.groups.clone(),
+        let bytes = state.flows.keys().map(|k| k.fields.len()).sum();
+        let mut s = Self::with_capacity(state.flows.len(), bytes);
+        for (k, f) in &state.flows {
+            s.insert_flow(k, f.cookie);
         }
+        s.groups = state.groups.clone();
+        s
     }
 
     /// Records a flow, replacing one with the same identity.
-    pub fn insert_flow(&mut self, key: FlowKey, cookie: u64) {
-        self.flows.insert(key, cookie);
+    pub fn insert_flow<'k>(&mut self, key: impl Into<FlowKeyRef<'k>>, cookie: u64) {
+        self.flows.insert(key.into(), cookie);
     }
 
     /// The cookie of the flow with this identity, if there is one.
-    pub fn cookie(&self, key: &FlowKey) -> Option<u64> {
-        self.flows.get(key).copied()
+    pub fn cookie<'k>(&self, key: impl Into<FlowKeyRef<'k>>) -> Option<u64> {
+        self.flows.find(key.into()).map(Slot::cookie)
     }
 
-    pub fn contains(&self, key: &FlowKey) -> bool {
-        self.flows.contains_key(key)
+    pub fn contains<'k>(&self, key: impl Into<FlowKeyRef<'k>>) -> bool {
+        self.flows.find(key.into()).is_some()
     }
 
     /// Every flow's identity and cookie, in no particular order.
-    pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, u64)> {
-        self.flows.iter().map(|(k, c)| (k, *c))
+    pub fn flows(&self) -> impl Iterator<Item = (FlowKeyRef<'_>, u64)> {
+        self.flows.iter()
     }
 
     pub fn flow_count(&self) -> usize {
         self.flows.len()
+    }
+
+    /// How many bytes the flows' matches take: with [`Installed::flow_count`],
+    /// the room a state like this one needs.
+    pub fn match_bytes(&self) -> usize {
+        self.flows.live_bytes()
     }
 
     /// The held flows at the identities of `like` (compiled flows), each
@@ -537,11 +836,89 @@ impl Installed {
     /// flows of `part` replaced by those of `with`.
     pub fn replace_flows(&mut self, part: &SwitchState, with: &SwitchState) {
         for k in part.flows.keys() {
-            self.flows.remove(k);
+            self.flows.remove(k.key_ref());
         }
         for (k, f) in &with.flows {
-            self.flows.insert(k.clone(), f.cookie);
+            self.flows.insert(k.key_ref(), f.cookie);
         }
+    }
+}
+
+#[cfg(test)]
+impl Installed {
+    /// The bytes in the arena and the number of slots, live or free;
+    /// checks that no chunk grew past its size.
+    fn footprint(&self) -> (usize, usize) {
+        let s = &self.flows;
+        assert!(s.arena.iter().all(|c| c.capacity() <= CHUNK_BYTES));
+        assert!(s.slots.iter().all(|c| c.capacity() <= CHUNK_SLOTS));
+        let bytes = s.arena.iter().map(Vec::len).sum();
+        assert_eq!(bytes, s.bytes);
+        (bytes, s.slots.iter().map(Vec::len).sum())
+    }
+}
+
+impl PartialEq for Installed {
+    /// The same flows with the same cookies, and the same groups, wherever
+    /// the flows sit in the stores.
+    fn eq(&self, other: &Self) -> bool {
+        self.groups == other.groups
+            && self.flow_count() == other.flow_count()
+            && self.flows().all(|(k, c)| other.cookie(k) == Some(c))
+    }
+}
+
+impl Eq for Installed {}
+
+impl fmt::Debug for Installed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut flows: Vec<_> = self.flows().collect();
+        flows.sort_unstable();
+        f.debug_struct("Installed")
+            .field("flows", &flows)
+            .field("groups", &self.groups)
+            .finish()
+    }
+}
+
+/// Hashes flow keys eight bytes at a time (the multiply-rotate step of
+/// rustc's FxHash). SipHash took a tenth of a restart's reconciliation;
+/// its resistance to chosen collisions buys nothing here, where keys are
+/// the controller's own flows and the ones its switches report.
+#[derive(Debug)]
+struct KeyHasher(u64);
+
+impl KeyHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    /// The multiply step leaves a word's high bytes out of the product's
+    /// low bits, which pick the bucket: a MAC that lands in the high bytes
+    /// of a key's last word would put every key of a table on one probe
+    /// sequence. A finaliser (MurmurHash3's fmix64) spreads every bit.
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 
@@ -631,7 +1008,7 @@ mod tests {
     use ofp::multipart::FlowStatsReplyView;
     use ofp::oxm::OFPVID_PRESENT;
     use proptest::prelude::*;
-    use std::hash::BuildHasher;
+    use std::collections::HashMap;
 
     /// One OXM TLV: Iris's usual fields at their width, some with a mask, a
     /// wrong width, an out-of-range VLAN id or a field the fast path leaves
@@ -742,7 +1119,7 @@ mod tests {
                     .metadata(1)
                     .eth_dst([2, 0, a, b, 0, 1]);
                 let key = FlowKey::new(3, 100, &canonical_match(&m));
-                BuildKeyHasher.hash_one(&key) & 0xfff
+                key.key_ref().hash_code() & 0xfff
             })
             .collect();
         assert!(buckets.len() > 2048, "{} buckets of 4096", buckets.len());
@@ -838,6 +1215,234 @@ mod tests {
         let mut s = SwitchState::default();
         s.insert_flow(flow);
         s
+    }
+
+    /// Flows with small random matches: few enough distinct identities
+    /// that a pool of them repeats some.
+    fn arb_flow() -> impl Strategy<Value = Flow> {
+        (
+            0u8..3,
+            prop::sample::select(vec![0u16, 100, 0x8000, u16::MAX]),
+            prop::option::of(0u32..4),
+            prop::option::of(0u64..3),
+            prop::option::of(prop::array::uniform6(0u8..2)),
+            any::<u64>(),
+        )
+            .prop_map(|(table, priority, port, meta, mac, cookie)| {
+                let mut m = Match::new();
+                if let Some(p) = port {
+                    m = m.in_port(p);
+                }
+                if let Some(v) = meta {
+                    m = m.metadata(v);
+                }
+                if let Some(a) = mac {
+                    m = m.eth_dst(a);
+                }
+                Flow {
+                    cookie,
+                    ..Flow::new(table, priority, m, vec![])
+                }
+            })
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(usize, u64),
+        Remove(usize),
+        /// Those flows replaced by these, as incremental programming does.
+        Replace(Vec<usize>, Vec<usize>),
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        let some = || prop::collection::vec(any::<usize>(), 0..6);
+        prop_oneof![
+            (any::<usize>(), any::<u64>()).prop_map(|(i, c)| Op::Insert(i, c)),
+            any::<usize>().prop_map(Op::Remove),
+            (some(), some()).prop_map(|(a, b)| Op::Replace(a, b)),
+        ]
+    }
+
+    fn state_of<'a>(flows: impl IntoIterator<Item = &'a Flow>) -> SwitchState {
+        let mut s = SwitchState::default();
+        for f in flows {
+            s.insert_flow(f.clone());
+        }
+        s
+    }
+
+    /// `held` has exactly `model`'s flows and cookies, and its arena and
+    /// slots stay within twice what the live flows need.
+    fn holds(held: &Installed, model: &HashMap<FlowKey, u64>) -> Result<(), TestCaseError> {
+        prop_assert_eq!(held.flow_count(), model.len());
+        for (k, c) in model {
+            prop_assert_eq!(held.cookie(k), Some(*c), "{:?}", k);
+        }
+        let listed: HashMap<FlowKey, u64> =
+            held.flows().map(|(k, c)| (FlowKey::from(k), c)).collect();
+        prop_assert_eq!(&listed, model);
+        let live: usize = model.keys().map(|k| k.fields.len()).sum();
+        prop_assert_eq!(held.match_bytes(), live);
+        let (arena, slots) = held.footprint();
+        prop_assert!(
+            arena <= live + live.max(MIN_DEAD_BYTES),
+            "{} of {}",
+            arena,
+            live
+        );
+        prop_assert!(slots <= model.len() + model.len().max(MIN_FREE_SLOTS));
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn the_store_holds_what_a_hash_map_holds(
+            pool in prop::collection::vec(arb_flow(), 1..100),
+            ops in prop::collection::vec(arb_op(), 0..800),
+        ) {
+            let mut held = Installed::default();
+            let mut model: HashMap<FlowKey, u64> = HashMap::new();
+            let at = |i: usize| &pool[i % pool.len()];
+            for op in ops {
+                match op {
+                    Op::Insert(i, cookie) => {
+                        held.insert_flow(&at(i).key(), cookie);
+                        model.insert(at(i).key(), cookie);
+                    }
+                    Op::Remove(i) => {
+                        let gone = state_of([at(i)]);
+                        held.replace_flows(&gone, &SwitchState::default());
+                        model.remove(&at(i).key());
+                    }
+                    Op::Replace(part, with) => {
+                        let part = state_of(part.into_iter().map(at));
+                        let with = state_of(with.into_iter().map(at));
+                        held.replace_flows(&part, &with);
+                        for k in part.flows.keys() {
+                            model.remove(k);
+                        }
+                        for (k, f) in &with.flows {
+                            model.insert(k.clone(), f.cookie);
+                        }
+                    }
+                }
+                holds(&held, &model)?;
+            }
+            let mut want = SwitchState::default();
+            for (k, c) in &model {
+                let f = pool.iter().find(|f| f.key() == *k).unwrap();
+                want.insert_flow(Flow { cookie: *c, ..f.clone() });
+            }
+            prop_assert_eq!(held, Installed::of(&want));
+        }
+
+        #[test]
+        fn keys_order_as_their_ofp_match_does_on_the_wire(a in arb_flow(), b in arb_flow()) {
+            // Plans send deletes in key order: dropping the match header
+            // from the kept bytes must not change it.
+            let wire = |f: &Flow| {
+                let mut w = Vec::new();
+                f.match_.emit(&mut w);
+                (f.table, std::cmp::Reverse(f.priority), w)
+            };
+            prop_assert_eq!(a.key().cmp(&b.key()), wire(&a).cmp(&wire(&b)));
+            let mut buf = Vec::new();
+            let borrowed = a.key_in(&mut buf);
+            prop_assert_eq!(borrowed, a.key());
+            prop_assert_eq!(FlowKey::from(borrowed), a.key());
+            prop_assert_eq!(borrowed.match_(), Some(a.match_.clone()));
+            prop_assert_eq!(borrowed.cmp(&b.key().key_ref()), a.key().cmp(&b.key()));
+        }
+    }
+
+    #[test]
+    fn moves_that_go_on_and_on_keep_the_store_at_its_live_size() {
+        // Each move takes one flow out and puts another in, as a MAC moving
+        // between ports does; over many moves the removed flows' bytes
+        // must be reclaimed and their slots reused.
+        let flow = |i: u32| {
+            let [_, a, b, c] = i.to_be_bytes();
+            Flow::new(
+                3,
+                100,
+                Match::new().reg(6, 1).eth_dst([2, 0, a, b, c, 1]),
+                vec![],
+            )
+        };
+        let live = 500u32;
+        let mut held = Installed::default();
+        let mut model = HashMap::new();
+        for i in 0..live {
+            held.insert_flow(&flow(i).key(), u64::from(i));
+            model.insert(flow(i).key(), u64::from(i));
+        }
+        let one_flow = held.match_bytes() / model.len();
+        let mut shrank = false;
+        for i in live..live * 40 {
+            let (old, new) = (state_of([&flow(i - live)]), state_of([&flow(i)]));
+            let arena_before = held.footprint().0;
+            held.replace_flows(&old, &new);
+            shrank |= held.footprint().0 < arena_before;
+            model.remove(&flow(i - live).key());
+            model.insert(flow(i).key(), flow(i).cookie);
+        }
+        holds(&held, &model).unwrap();
+        assert!(shrank, "the arena was never compacted");
+        let (arena, slots) = held.footprint();
+        assert_eq!(slots, live as usize, "freed slots are reused");
+        assert!(arena <= 2 * live as usize * one_flow, "{arena} bytes");
+
+        // Most flows gone: the slots and the arena shrink with them.
+        let gone = state_of(
+            (live * 39 + 10..live * 40)
+                .map(flow)
+                .collect::<Vec<_>>()
+                .iter(),
+        );
+        held.replace_flows(&gone, &SwitchState::default());
+        for k in gone.flows.keys() {
+            model.remove(k);
+        }
+        holds(&held, &model).unwrap();
+        assert!(held.footprint().1 <= 10 + MIN_FREE_SLOTS);
+    }
+
+    #[test]
+    fn a_large_store_spans_chunks_and_finds_every_flow() {
+        let flow = |i: u32| {
+            let [_, a, b, c] = i.to_be_bytes();
+            let m = Match::new()
+                .metadata(u64::from(i % 7))
+                .eth_dst([2, 0, a, b, c, 1]);
+            Flow::new(3, 100, m, vec![])
+        };
+        let mut held = Installed::default();
+        let mut model = HashMap::new();
+        for i in 0..30_000 {
+            held.insert_flow(&flow(i).key(), u64::from(i));
+            model.insert(flow(i).key(), u64::from(i));
+        }
+        holds(&held, &model).unwrap();
+        let (bytes, slots) = held.footprint();
+        assert!(bytes > 4 * CHUNK_BYTES && slots > 4 * CHUNK_SLOTS);
+        // Two flows in three out, then back with other cookies: the store
+        // is rebuilt on the way, and grows again.
+        let odd = (0..30_000)
+            .filter(|i| i % 3 != 0)
+            .map(flow)
+            .collect::<Vec<_>>();
+        let odd = state_of(odd.iter());
+        held.replace_flows(&odd, &SwitchState::default());
+        for k in odd.flows.keys() {
+            model.remove(k);
+        }
+        holds(&held, &model).unwrap();
+        assert!(held.footprint().1 < 20_000, "rebuilt");
+        held.replace_flows(&SwitchState::default(), &odd);
+        for (k, f) in &odd.flows {
+            model.insert(k.clone(), f.cookie);
+        }
+        holds(&held, &model).unwrap();
     }
 
     #[test]
