@@ -110,7 +110,7 @@ fn sled_store_keeps_everything_across_a_restart() {
     let before = s.load().unwrap();
     assert!(!before.macs.is_empty() && !before.hosts.is_empty());
     drop(s);
-    let reopened = SledStore::open(dir.path()).unwrap();
+    let reopened = reopen(dir.path());
     assert_eq!(reopened.load().unwrap(), before);
 }
 
