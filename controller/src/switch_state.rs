@@ -21,7 +21,7 @@ use ofp::codec::Reader;
 use ofp::instruction::{emit_instructions, Instruction};
 use ofp::message::{group_no, port_no, Bucket, GroupType};
 use ofp::multipart::{FlowStats, FlowStatsView, GroupDesc};
-use ofp::oxm::{Match, OxmField};
+use ofp::oxm::{Match, OxmField, OxmIter};
 use ofp::DecodeError;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -152,32 +152,30 @@ fn exact_width(class: u16, field: u8) -> Option<usize> {
 /// cost. `None` for anything else, which takes that path.
 fn canonical_fields_of_exact(oxms: &[u8]) -> Option<Box<[u8]>> {
     let mut tlvs: Vec<(u32, &[u8])> = Vec::with_capacity(8);
-    let mut rest = oxms;
-    while !rest.is_empty() {
-        let header = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
-        let (class, field, has_mask) = (
-            (header >> 16) as u16,
-            (header >> 9) as u8 & 0x7f,
-            header & 0x100 != 0,
-        );
-        let len = (header & 0xff) as usize;
-        if has_mask || exact_width(class, field) != Some(len) {
+    for t in OxmIter::new(oxms) {
+        let t = t.ok()?;
+        let (class, field) = (t.class(), t.field());
+        if t.has_mask() || exact_width(class, field) != Some(t.value.len()) {
             return None;
         }
-        let tlv = rest.get(..4 + len)?;
         // OFPVID_PRESENT and a 12-bit id: anything above is refused by the
         // decoder, and masked off by canonical_match.
-        if (class, field) == (ofp::oxm::class::OPENFLOW_BASIC, 6) && tlv[4] & 0xe0 != 0 {
+        if (class, field) == (ofp::oxm::class::OPENFLOW_BASIC, 6) && t.value[0] & 0xe0 != 0 {
             return None;
         }
-        tlvs.push((header >> 9, tlv));
-        rest = &rest[4 + len..];
+        tlvs.push((t.header, t.value));
     }
-    tlvs.sort_unstable_by_key(|(id, _)| *id);
-    if tlvs.windows(2).any(|w| w[0].0 == w[1].0) {
+    // By class and field, the header's top 23 bits.
+    tlvs.sort_unstable_by_key(|(header, _)| header >> 9);
+    if tlvs.windows(2).any(|w| w[0].0 >> 9 == w[1].0 >> 9) {
         return None;
     }
-    Some(tlvs.iter().flat_map(|(_, t)| t.iter().copied()).collect())
+    let mut fields = Vec::with_capacity(tlvs.iter().map(|(_, v)| 4 + v.len()).sum());
+    for (header, value) in tlvs {
+        fields.extend_from_slice(&header.to_be_bytes());
+        fields.extend_from_slice(value);
+    }
+    Some(fields.into_boxed_slice())
 }
 
 /// A flow's identity: table, priority and canonical match (as the wire
