@@ -259,7 +259,7 @@ pub struct Registry {
     /// flat set rather than a set per MAC: a MAC has one IP or a few, and
     /// a set of its own costs a B-tree node (about 60 bytes) each.
     ips_of: BTreeSet<(MacKey, Ipv4Addr)>,
-    /// Counts the changes made to this registry.
+    /// Counts the writes to this registry's entries.
     version: u64,
 }
 
@@ -355,8 +355,9 @@ impl Registry {
         self.ips.range(lo..).take_while(move |(k, _)| k.vi == vi)
     }
 
-    /// Grows with every change: what was compiled from the registry at one
-    /// version still holds at the same version.
+    /// Grows with every write to an entry (a write that changes nothing
+    /// included): what was compiled from the registry at one version still
+    /// holds at the same version.
     pub fn version(&self) -> u64 {
         self.version
     }

@@ -310,11 +310,7 @@ impl Control {
         let Some(host) = self.to_prepare.pop_first() else {
             return;
         };
-        let away = !self
-            .switches
-            .values()
-            .any(|s| s.host.as_ref() == Some(&host));
-        if !away || !self.topology.hosts.contains_key(&host) {
+        if self.hosts_with_a_switch().contains(&host) || !self.topology.hosts.contains_key(&host) {
             return;
         }
         let mut tables = Installed::default();
@@ -337,15 +333,11 @@ impl Control {
             .retain(|_, p| now.saturating_duration_since(p.at) < PREPARED_TTL);
     }
 
-    /// Hosts to compile ahead after `host`'s ports changed (or its OVSDB
-    /// came up): every host with OVSDB up whose switch is away, since a
+    /// Queues for compiling ahead, after a host's ports changed or its
+    /// OVSDB came up, every host with OVSDB up whose switch is away: a
     /// host's ports show in the other hosts' flows too.
     pub(super) fn want_prepared(&mut self) {
-        let present: BTreeSet<&HostName> = self
-            .switches
-            .values()
-            .filter_map(|s| s.host.as_ref())
-            .collect();
+        let present = self.hosts_with_a_switch();
         let away: Vec<HostName> = self
             .ovsdb_up
             .iter()
@@ -353,6 +345,14 @@ impl Control {
             .cloned()
             .collect();
         self.to_prepare.extend(away);
+    }
+
+    /// The hosts whose switch is connected.
+    fn hosts_with_a_switch(&self) -> BTreeSet<&HostName> {
+        self.switches
+            .values()
+            .filter_map(|s| s.host.as_ref())
+            .collect()
     }
 
     /// Asks a switch for its tables unless that was done recently.
