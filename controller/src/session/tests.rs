@@ -128,12 +128,18 @@ fn hello_13() -> Vec<u8> {
     wire(1, Message::Hello(Hello::default()))
 }
 
+/// A session with `config` that connected and took the switch's HELLO at
+/// `start`, and the xids of the handshake requests it sent.
+fn negotiated(start: Instant, config: SessionConfig) -> (Session, HandshakeXids) {
+    let mut s = Session::new(config);
+    s.handle(start, Event::Connected);
+    let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+    (s, x)
+}
+
 /// A session brought to Ready at `start` with the given tables.
 fn ready_session(start: Instant, flows: Vec<FlowStats>) -> Session {
-    let mut s = Session::new(SessionConfig::default());
-    s.handle(start, Event::Connected);
-    let out = s.handle(start, Event::Received(&hello_13()));
-    let x = handshake_xids(&out);
+    let (mut s, x) = negotiated(start, SessionConfig::default());
     let mut bytes = wire(
         x.features,
         Message::FeaturesReply(SwitchFeatures {
@@ -524,12 +530,13 @@ fn dump_after_ready_yields_tables() {
 #[test]
 fn too_large_a_dump_closes_the_session() {
     let start = t0();
-    let mut s = Session::new(SessionConfig {
-        max_dump_entries: 2,
-        ..SessionConfig::default()
-    });
-    s.handle(start, Event::Connected);
-    let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+    let (mut s, x) = negotiated(
+        start,
+        SessionConfig {
+            max_dump_entries: 2,
+            ..SessionConfig::default()
+        },
+    );
     let out = s.handle(
         start,
         Event::Received(&reply(
@@ -749,9 +756,7 @@ fn batches_submitted_before_negotiation_wait_for_it() {
 #[test]
 fn refused_handshake_request_ends_the_session() {
     let start = t0();
-    let mut s = Session::new(SessionConfig::default());
-    s.handle(start, Event::Connected);
-    let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+    let (mut s, x) = negotiated(start, SessionConfig::default());
     let out = s.handle(
         start,
         Event::Received(&wire(
@@ -1005,9 +1010,7 @@ fn a_malformed_first_message_that_is_not_hello_gets_hello_failed() {
 #[test]
 fn an_experimenter_error_on_a_handshake_request_ends_the_handshake() {
     let start = t0();
-    let mut s = Session::new(SessionConfig::default());
-    s.handle(start, Event::Connected);
-    let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+    let (mut s, x) = negotiated(start, SessionConfig::default());
     let error = ErrorMsg::Experimenter {
         exp_type: 7,
         experimenter: 0x0000_2320,
@@ -1193,9 +1196,7 @@ proptest! {
         chunk in 1usize..200,
     ) {
         let start = t0();
-        let mut s = Session::new(SessionConfig::default());
-        s.handle(start, Event::Connected);
-        let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+        let (mut s, x) = negotiated(start, SessionConfig::default());
         let mut stream = wire(x.features, Message::FeaturesReply(SwitchFeatures::default()));
         stream.extend(reply(x.port_desc, false, MultipartReplyBody::PortDesc(vec![])));
         let per_part = flows.len().div_ceil(parts).max(1);
@@ -1224,9 +1225,7 @@ proptest! {
 #[test]
 fn a_flow_dump_part_with_a_malformed_entry_is_refused_whole() {
     let start = t0();
-    let mut s = Session::new(SessionConfig::default());
-    s.handle(start, Event::Connected);
-    let x = handshake_xids(&s.handle(start, Event::Received(&hello_13())));
+    let (mut s, x) = negotiated(start, SessionConfig::default());
     let mut bad = reply(
         x.flows,
         true,
