@@ -33,6 +33,7 @@
 //! The host and VI tables ([`HostSpec`], [`ViSpec`]) are also the bodies the
 //! northbound API accepts, so a host is described the same way everywhere.
 
+use crate::api_server::ApiLimits;
 use crate::control::ManagedHost;
 use crate::model::Topology;
 use crate::model::{Host, HostName, HostRole, Location, Vi, ViId, Vlan};
@@ -317,6 +318,72 @@ impl Default for RawKeepalive {
     }
 }
 
+/// `[api_limits]`: how long and how many for the northbound API
+/// ([`ApiLimits`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiLimits {
+    max_connections: Option<i64>,
+    header_timeout_secs: Option<f64>,
+    body_timeout_secs: Option<f64>,
+    shutdown_grace_secs: Option<f64>,
+}
+
+impl RawApiLimits {
+    fn validate(&self, errors: &mut Vec<ConfigError>) -> ApiLimits {
+        let default = ApiLimits::default();
+        let secs =
+            |key: &str, v: Option<f64>, default: Duration, errors: &mut Vec<ConfigError>| match v {
+                None => default,
+                Some(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => Duration::from_secs_f64(v),
+                Some(v) => {
+                    errors.push(ConfigError::new(
+                        format!("api_limits.{key}"),
+                        format!(
+                            "{v} is not a usable number of seconds; write a value in (0, 3600]"
+                        ),
+                    ));
+                    default
+                }
+            };
+        let max_connections = match self.max_connections {
+            None => None,
+            Some(n @ 1..=65536) => usize::try_from(n).ok(),
+            Some(n) => {
+                errors.push(ConfigError::new(
+                    "api_limits.max_connections",
+                    format!(
+                        "{n} connections is not a usable cap; write 1 to 65536, or leave it out \
+                         for a quarter of the open-file limit"
+                    ),
+                ));
+                None
+            }
+        };
+        ApiLimits {
+            max_connections,
+            header_timeout: secs(
+                "header_timeout_secs",
+                self.header_timeout_secs,
+                default.header_timeout,
+                errors,
+            ),
+            body_timeout: secs(
+                "body_timeout_secs",
+                self.body_timeout_secs,
+                default.body_timeout,
+                errors,
+            ),
+            shutdown_grace: secs(
+                "shutdown_grace_secs",
+                self.shutdown_grace_secs,
+                default.shutdown_grace,
+                errors,
+            ),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -330,6 +397,8 @@ struct RawConfig {
     bridge: RawBridge,
     #[serde(default)]
     keepalive: RawKeepalive,
+    #[serde(default)]
+    api_limits: RawApiLimits,
     #[serde(default, rename = "host")]
     hosts: Vec<HostSpec>,
     #[serde(default, rename = "vi")]
@@ -377,6 +446,7 @@ pub struct Config {
     pub bridge: BridgeConfig,
     pub echo_interval: Duration,
     pub echo_timeout: Duration,
+    pub api_limits: ApiLimits,
     pub hosts: Vec<ManagedHost>,
     pub vis: Vec<Vi>,
     /// Seed entries by VI, read from the VIs' seed files.
@@ -442,6 +512,19 @@ impl Config {
             s,
             "keepalive: echo after {:?} of silence, dead after {:?} more",
             self.echo_interval, self.echo_timeout
+        );
+        let l = &self.api_limits;
+        let _ = writeln!(
+            s,
+            "api:       at most {} connections; request head within {:?}, body within {:?}; \
+             {:?} to close at shutdown",
+            l.max_connections.map_or_else(
+                || "(a quarter of the open-file limit)".to_owned(),
+                |n| n.to_string()
+            ),
+            l.header_timeout,
+            l.body_timeout,
+            l.shutdown_grace
         );
         let _ = writeln!(s, "hosts:     {}", self.hosts.len());
         for m in &self.hosts {
@@ -541,6 +624,7 @@ impl RawConfig {
             }
         }
 
+        let api_limits = self.api_limits.validate(&mut errors);
         let hosts = validate_hosts(&self.hosts, &mut errors);
         let vis = validate_vis(&self.vis, &hosts, &mut errors);
         // Seeds are checked against what `run` starts with, by the code
@@ -590,6 +674,7 @@ impl RawConfig {
                 },
                 echo_interval: Duration::from_secs_f64(self.keepalive.echo_interval_secs),
                 echo_timeout: Duration::from_secs_f64(self.keepalive.echo_timeout_secs),
+                api_limits,
                 hosts,
                 vis,
                 seeds,

@@ -22,13 +22,15 @@
 //!   [`server`]: the tokio listener, one task per switch.
 //! - [`control`]: the actor that owns registry and topology and keeps every
 //!   switch programmed; [`ovs_manager`]: every host's bridge and GRE mesh
-//!   through OVSDB; [`api`]: the northbound REST API; [`metrics`].
+//!   through OVSDB; [`api`]: the northbound REST API, served within limits by
+//!   [`api_server`]; [`metrics`].
 //! - [`config`]: the TOML configuration; [`run`]: starting and stopping it all.
 //!
 //! Tokio tasks only move bytes and timers.
 
 pub mod answers;
 pub mod api;
+pub mod api_server;
 pub mod compiler;
 pub mod config;
 pub mod control;

@@ -3,6 +3,7 @@
 //! token.
 
 use crate::api;
+use crate::api_server;
 use crate::config::Config;
 use crate::control::{Control, ManagedHost};
 use crate::metrics::Metrics;
@@ -93,6 +94,8 @@ pub async fn run(
         .await
         .map_err(openflow_error)?;
     let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
+    let open_files = api_server::raise_open_file_limit();
+    let api_connections = api_server::max_connections(&config.api_limits, open_files);
     let bound = Bound {
         openflow: server.local_addr().map_err(openflow_error)?,
         api: api_listener.local_addr().map_err(api_error)?,
@@ -102,6 +105,8 @@ pub async fn run(
         api = %bound.api,
         hosts = config.hosts.len(),
         vis = config.vis.len(),
+        api_connections,
+        open_files,
         "iris-controller listening"
     );
     on_bound(&bound);
@@ -168,10 +173,14 @@ pub async fn run(
     ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
     let openflow = tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
-    let api_shutdown = shutdown.clone();
-    let api = axum::serve(api_listener, api::router(parts.handle))
-        .with_graceful_shutdown(async move { api_shutdown.cancelled().await });
-    let api_result = api.await;
+    let api_result = api_server::serve(
+        api_listener,
+        api::router(parts.handle),
+        config.api_limits,
+        api_connections,
+        shutdown.clone(),
+    )
+    .await;
     // The API ends only on shutdown or failure; either way everything stops.
     shutdown.cancel();
     let _ = openflow.await;

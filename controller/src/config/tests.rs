@@ -425,3 +425,35 @@ fn specs_round_trip_through_the_model() {
     };
     assert_eq!(ViSpec::from_vi(&v.to_vi("v").unwrap()), v);
 }
+
+#[test]
+fn api_limits_take_their_defaults_and_refuse_unusable_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Config::parse("", dir.path()).unwrap();
+    assert_eq!(c.api_limits, ApiLimits::default());
+    let c = Config::parse(
+        "[api_limits]\nmax_connections = 8\nheader_timeout_secs = 2.5\nshutdown_grace_secs = 1",
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(c.api_limits.max_connections, Some(8));
+    assert_eq!(c.api_limits.header_timeout, Duration::from_millis(2500));
+    assert_eq!(c.api_limits.shutdown_grace, Duration::from_secs(1));
+    let errors = invalid(
+        "[api_limits]\nmax_connections = 0\nheader_timeout_secs = 0\nbody_timeout_secs = -1\n\
+         shutdown_grace_secs = 7200",
+        dir.path(),
+    );
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "api_limits.max_connections",
+            "api_limits.header_timeout_secs",
+            "api_limits.body_timeout_secs",
+            "api_limits.shutdown_grace_secs"
+        ],
+        "{errors:?}"
+    );
+    assert!(errors[0].problem.contains("write 1 to 65536"), "{errors:?}");
+}
