@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod launch;
+
 use iris_testbed::bench::switch::{EmulatedSwitch, PacketInProfile, SwitchSpec};
 use iris_testbed::controller::ControllerProcess;
 use ofp::framing::Framer;
@@ -32,22 +34,8 @@ fn start(dir: &Path, api_limits: &str, open_files: u32) -> ControllerProcess {
         ),
     )
     .unwrap();
-    // `exec` keeps the pid, so the signals the harness sends reach the
-    // controller; the shell sets both the soft and the hard limit.
-    let wrapper = dir.join("limited-controller");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nulimit -n {open_files} || exit 3\nexec {} \"$@\"\n",
-            env!("CARGO_BIN_EXE_iris-controller")
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    // The shell sets both the soft and the hard limit.
+    let wrapper = launch::wrapped_controller(dir, &format!("ulimit -n {open_files} || exit 3"), "");
     ControllerProcess::start(&wrapper, &config, &dir.join("controller.log")).unwrap()
 }
 
