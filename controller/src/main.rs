@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! iris-controller run --config FILE      serve until SIGTERM or ctrl-c
+//!                  [--empty-store]       move the store aside first
 //! iris-controller check-config FILE      validate FILE and print a summary
 //! ```
 //!
@@ -42,6 +43,11 @@ enum Command {
         /// The TOML configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Move the store aside (to `<store>.set-aside-<seconds>`) and start
+        /// with an empty one: every switch is then reconciled to the
+        /// configuration alone. For a store that cannot be restored.
+        #[arg(long)]
+        empty_store: bool,
     },
     /// Validate a configuration file and print what it describes.
     CheckConfig {
@@ -66,7 +72,10 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Command::Run { config } => {
+        Command::Run {
+            config,
+            empty_store,
+        } => {
             let config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
@@ -75,6 +84,23 @@ fn main() -> ExitCode {
                 }
             };
             init_logging();
+            if empty_store {
+                match iris_controller::store::set_aside(&config.store) {
+                    Ok(Some(to)) => tracing::warn!(
+                        "--empty-store: moved the store {} to {}; starting with an empty store",
+                        config.store.display(),
+                        to.display()
+                    ),
+                    Ok(None) => tracing::info!(
+                        "--empty-store: there is no store at {} to move aside",
+                        config.store.display()
+                    ),
+                    Err(e) => {
+                        tracing::error!("--empty-store: {e}");
+                        return ExitCode::from(EXIT_FAILED);
+                    }
+                }
+            }
             run(config)
         }
     }

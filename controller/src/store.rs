@@ -6,7 +6,9 @@
 //! `v1/vi/<id>`) so a backend with prefix ranges (sled here, etcd later) can
 //! keep them as they are; values are JSON records, checked strictly on the
 //! way back. A record that does not decode, or that is filed under a key it
-//! does not belong to, is a [`StoreError::Corrupt`] naming the key.
+//! does not belong to, is a [`StoreError::Corrupt`] naming the key. The
+//! sled store also keeps an account of itself and refuses to open files
+//! that do not match it ([`SledStore`], [`StoreError::Unusable`]).
 //!
 //! Backends are synchronous: sled is, and an etcd backend would run its
 //! client on its own thread. The runtime calls the store from a blocking
@@ -18,7 +20,7 @@ use ofp::packet::MacAddr;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +32,15 @@ pub enum StoreError {
          configuration to another directory",
         path.display()
     )]
-    InUse { path: std::path::PathBuf },
+    InUse { path: PathBuf },
+    /// The store's files are damaged, belong to another program or to a
+    /// newer Iris: `problem` names the file.
+    #[error(
+        "{problem}; restore the directory {} from a backup (all of it), or start once with \
+         `iris-controller run --empty-store` to move it aside and begin with an empty store",
+        dir.display()
+    )]
+    Unusable { dir: PathBuf, problem: String },
     #[error("the {backend} store failed: {message}")]
     Backend {
         backend: &'static str,
@@ -169,32 +179,455 @@ pub const ATOMIC_OPS: usize = 256;
 const SLED_CACHE_BYTES: u64 = 4 << 20;
 
 /// The embedded default: a sled database on local disk.
-#[derive(Debug, Clone)]
+///
+/// sled reads a damaged database in ways that do not tell: random bytes
+/// as an empty store, a cut one as an older state, some damage as a panic.
+/// So the store keeps its own account of what it holds: a marker record
+/// ([`MARKER_KEY`]) with the program, the layout's format, the number of
+/// the write and how many records of each kind there are, written in the
+/// same sled batch as every write; and beside the database a copy of the
+/// last marker ([`WITNESS_FILE`]), written after each flush, which a
+/// database that lost its latest writes cannot match. Opening checks the
+/// files before sled reads them, catches sled's panics, and compares what
+/// sled read with both.
+#[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
+    dir: PathBuf,
+    marker: Marker,
+}
+
+/// The key of the store's own account, outside the records' prefix.
+const MARKER_KEY: &str = "iris/store";
+/// The file beside sled's that holds a copy of the last marker written.
+pub const WITNESS_FILE: &str = "iris-store.json";
+const PROGRAM: &str = "iris-controller";
+/// The record layout this release writes and reads ([`PREFIX`]).
+const FORMAT: u32 = 1;
+
+/// What a store holds, by the store's own account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Marker {
+    program: String,
+    format: u32,
+    /// How many sled batches have been written since the marker was
+    /// stamped.
+    write: u64,
+    records: Counts,
+}
+
+/// Records by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Counts {
+    mac: u64,
+    ip: u64,
+    host: u64,
+    vi: u64,
+}
+
+impl Counts {
+    fn slot(&mut self, key: &str) -> Option<&mut u64> {
+        match key.strip_prefix(PREFIX)?.split('/').next()? {
+            "mac" => Some(&mut self.mac),
+            "ip" => Some(&mut self.ip),
+            "host" => Some(&mut self.host),
+            "vi" => Some(&mut self.vi),
+            _ => None,
+        }
+    }
+
+    fn differences(&self, recorded: &Counts) -> Vec<String> {
+        [
+            ("MAC", self.mac, recorded.mac),
+            ("IP", self.ip, recorded.ip),
+            ("host", self.host, recorded.host),
+            ("VI", self.vi, recorded.vi),
+        ]
+        .into_iter()
+        .filter(|(_, found, recorded)| found != recorded)
+        .map(|(what, found, recorded)| {
+            format!("{found} {what} records where it recorded {recorded}")
+        })
+        .collect()
+    }
+}
+
+impl Marker {
+    fn new(records: Counts) -> Self {
+        Self {
+            program: PROGRAM.to_owned(),
+            format: FORMAT,
+            write: 0,
+            records,
+        }
+    }
 }
 
 impl SledStore {
-    /// Opens (or creates) the database in directory `path`.
+    /// Opens the database in directory `path`, or creates it there; refuses
+    /// ([`StoreError::Unusable`]) one that is damaged, not Iris's, or of a
+    /// newer format, naming the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        // sled's default page cache is 1 GiB; the registry is read whole at
-        // start and then only written, so a small cache is enough.
-        let opened = sled::Config::new()
-            .path(path.as_ref())
-            .cache_capacity(SLED_CACHE_BYTES)
-            .open();
-        match opened {
-            Ok(db) => Ok(Self { db }),
+        let dir = path.as_ref().to_owned();
+        let unusable = |problem: String| StoreError::Unusable {
+            dir: dir.clone(),
+            problem,
+        };
+        let db_file = dir.join("db");
+        let db_bytes = std::fs::metadata(&db_file).map(|m| m.len()).ok();
+        let witness = read_witness(&dir);
+        let segment_size = check_sled_conf(&dir, db_bytes.unwrap_or(0)).map_err(&unusable)?;
+        if let (Some(size), Some(n @ 1..)) = (segment_size, db_bytes) {
+            if !has_a_segment(&db_file, size).map_err(&unusable)? {
+                // sled would start a new log over it.
+                return Err(unusable(format!(
+                    "{} is damaged: sled finds nothing it wrote in its {n} bytes",
+                    db_file.display()
+                )));
+            }
+        }
+        if db_bytes == Some(0) && witness.is_some() {
+            return Err(unusable(format!(
+                "{} is damaged: it is empty, although the store has been written to",
+                db_file.display()
+            )));
+        }
+        let opened = std::panic::catch_unwind(|| {
+            // sled's default page cache is 1 GiB; the registry is read
+            // whole at start and then only written, so a small cache is
+            // enough.
+            // No flush but the store's own: a store refused is left as
+            // sled found it.
+            sled::Config::new()
+                .path(&dir)
+                .cache_capacity(SLED_CACHE_BYTES)
+                .flush_every_ms(None)
+                .open()
+        });
+        let db = match opened {
+            Ok(Ok(db)) => db,
             // sled holds an exclusive lock on its files while open, and
             // reports a held one only in this message (with kind Other).
-            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
-                Err(StoreError::InUse {
-                    path: path.as_ref().to_owned(),
-                })
+            Ok(Err(sled::Error::Io(e))) if e.to_string().starts_with("could not acquire lock") => {
+                return Err(StoreError::InUse { path: dir });
             }
-            Err(e) => Err(e.into()),
+            Ok(Err(e)) => {
+                return Err(unusable(format!(
+                    "{} is damaged: sled cannot read it ({e})",
+                    db_file.display()
+                )))
+            }
+            Err(panic) => {
+                return Err(unusable(format!(
+                    "{} is damaged: sled failed reading it ({})",
+                    db_file.display(),
+                    panic_message(&*panic)
+                )))
+            }
+        };
+        let refuse = |db: sled::Db, problem: String| {
+            // Dropping flushes, which would write into what is refused.
+            std::mem::forget(db);
+            Err(unusable(problem))
+        };
+        if db_bytes.is_some_and(|n| n > 0) && !db.was_recovered() {
+            return refuse(
+                db,
+                format!(
+                    "{} is damaged: sled finds nothing it wrote in its {} bytes",
+                    db_file.display(),
+                    db_bytes.unwrap_or(0)
+                ),
+            );
+        }
+        let account = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| take_account(&db)));
+        let (found, marker, foreign) = match account {
+            Ok(Ok(a)) => a,
+            Ok(Err(e)) => {
+                let problem = format!(
+                    "{} is damaged: sled cannot read it ({e})",
+                    db_file.display()
+                );
+                return refuse(db, problem);
+            }
+            Err(panic) => {
+                let problem = format!(
+                    "{} is damaged: sled failed reading it ({})",
+                    db_file.display(),
+                    panic_message(&*panic)
+                );
+                return refuse(db, problem);
+            }
+        };
+        let marker = match (marker, foreign) {
+            (None, Some(what)) => {
+                let problem = format!("{} is not an Iris store: it holds {what}", dir.display());
+                return refuse(db, problem);
+            }
+            (Some(m), foreign) => match check_marker(&m, found, witness.as_ref()) {
+                Err(problem) => return refuse(db, format!("{} {problem}", db_file.display())),
+                Ok(_) if foreign.is_some() => {
+                    let problem = format!(
+                        "{} is damaged: it holds {}, which Iris does not write",
+                        db_file.display(),
+                        foreign.unwrap_or_default()
+                    );
+                    return refuse(db, problem);
+                }
+                Ok(m) => m,
+            },
+            (None, None) => {
+                if let Some(w) = &witness {
+                    let problem = format!(
+                        "{} is damaged: it has lost its marker, and with it {} records at write \
+                         {} ({})",
+                        db_file.display(),
+                        w.records.mac + w.records.ip + w.records.host + w.records.vi,
+                        w.write,
+                        dir.join(WITNESS_FILE).display()
+                    );
+                    return refuse(db, problem);
+                }
+                let total = found.mac + found.ip + found.host + found.vi;
+                if total > 0 {
+                    tracing::info!(
+                        "store {}: written before the store kept an account of itself; \
+                         counted its {} MAC, {} IP, {} host and {} VI records and stamped it \
+                         (format {FORMAT})",
+                        dir.display(),
+                        found.mac,
+                        found.ip,
+                        found.host,
+                        found.vi
+                    );
+                }
+                let m = Marker::new(found);
+                db.insert(MARKER_KEY, encode(&m))?;
+                db.flush()?;
+                m
+            }
+        };
+        let store = Self { db, dir, marker };
+        store.write_witness()?;
+        Ok(store)
+    }
+
+    /// Replaces the copy of the marker beside the database (a rename, so a
+    /// crash leaves the old copy or the new).
+    fn write_witness(&self) -> Result<(), StoreError> {
+        let path = self.dir.join(WITNESS_FILE);
+        let tmp = self.dir.join(format!("{WITNESS_FILE}.new"));
+        let io = |e: std::io::Error| StoreError::Backend {
+            backend: "sled",
+            message: format!("cannot write {}: {e}", path.display()),
+        };
+        std::fs::write(&tmp, encode(&self.marker)).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)
+    }
+}
+
+/// Checks sled's `conf` file as sled would (which only warns on a bad
+/// checksum and calls garbage a database from before sled 0.29): the
+/// parameters, then a CRC-32 of them, little-endian. Its segment size, if
+/// there is one.
+fn check_sled_conf(dir: &Path, db_bytes: u64) -> Result<Option<u64>, String> {
+    let path = dir.join("conf");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return if db_bytes > 0 {
+                Err(format!(
+                    "{} is missing beside a database of {db_bytes} bytes",
+                    path.display()
+                ))
+            } else {
+                Ok(None)
+            };
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let bad = |why: &str| Err(format!("{} is damaged: {why}", path.display()));
+    let Some(split) = bytes.len().checked_sub(4).filter(|n| *n > 4) else {
+        return bad("it is too short to be sled's");
+    };
+    let (text, crc) = bytes.split_at(split);
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(text);
+    if hasher.finalize().to_le_bytes() != crc {
+        return bad("its checksum does not match");
+    }
+    let Ok(text) = std::str::from_utf8(text) else {
+        return bad("it is not text");
+    };
+    for key in ["use_compression: ", "version: "] {
+        if !text.lines().any(|l| l.starts_with(key)) {
+            return bad(&format!("it has no {}", key.trim_end_matches(": ")));
         }
     }
+    match text
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        Some(n) if n > 0 => Ok(Some(n)),
+        _ => bad("it has no segment_size"),
+    }
+}
+
+/// Whether sled's log in `db` has a segment whose header (a CRC-32 of the
+/// 16 bytes after it, little-endian, inverted) checks: one that sled wrote.
+/// Without one, sled starts a new log over the file.
+fn has_a_segment(db: &Path, segment_size: u64) -> Result<bool, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", db.display());
+    let mut file = std::fs::File::open(db).map_err(cannot)?;
+    let len = file.metadata().map_err(cannot)?.len();
+    let mut at = 0;
+    while at + 20 <= len {
+        let mut header = [0u8; 20];
+        file.seek(SeekFrom::Start(at)).map_err(cannot)?;
+        file.read_exact(&mut header).map_err(cannot)?;
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header[4..]);
+        let stored = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        if hasher.finalize() == stored ^ 0xFFFF_FFFF {
+            return Ok(true);
+        }
+        at += segment_size;
+    }
+    Ok(false)
+}
+
+/// The records counted by kind, the marker's bytes, and the first thing
+/// that is not Iris's (another tree, a key outside the layout).
+type Account = (Counts, Option<sled::IVec>, Option<String>);
+
+fn take_account(db: &sled::Db) -> Result<Account, sled::Error> {
+    let mut counts = Counts::default();
+    let mut marker = None;
+    let mut foreign = None;
+    let default_tree: &[u8] = b"__sled__default";
+    if let Some(tree) = db.tree_names().into_iter().find(|t| &t[..] != default_tree) {
+        foreign = Some(format!("a tree {:?}", String::from_utf8_lossy(&tree)));
+    }
+    for kv in db.iter() {
+        let (k, v) = kv?;
+        if &k[..] == MARKER_KEY.as_bytes() {
+            marker = Some(v);
+            continue;
+        }
+        let key = String::from_utf8_lossy(&k);
+        match counts.slot(&key) {
+            Some(n) => *n += 1,
+            None if key.starts_with(PREFIX) => {} // load() names the record.
+            None => {
+                foreign.get_or_insert_with(|| format!("a key {key:?}"));
+            }
+        }
+    }
+    Ok((counts, marker, foreign))
+}
+
+/// The marker, if it accounts for what was `found` and for the writes
+/// the witness saw; else what is wrong, after the database's file name.
+fn check_marker(bytes: &[u8], found: Counts, witness: Option<&Marker>) -> Result<Marker, String> {
+    let m: Marker = serde_json::from_slice(bytes).map_err(|e| {
+        format!("is not an Iris store, or its marker {MARKER_KEY:?} is damaged ({e})")
+    })?;
+    if m.program != PROGRAM {
+        return Err(format!(
+            "is not an Iris store: its marker names {:?}",
+            m.program
+        ));
+    }
+    if m.format != FORMAT {
+        return Err(format!(
+            "was written in store format {}, and this release reads format {FORMAT}: run the \
+             release that wrote it",
+            m.format
+        ));
+    }
+    let differences = found.differences(&m.records);
+    if !differences.is_empty() {
+        return Err(format!(
+            "is damaged: it holds {}: records are lost",
+            differences.join(", ")
+        ));
+    }
+    if let Some(w) = witness.filter(|w| w.write > m.write) {
+        return Err(format!(
+            "is damaged: it goes back to write {}, and write {} was made: the last writes are \
+             lost",
+            m.write, w.write
+        ));
+    }
+    Ok(m)
+}
+
+/// The last marker copied beside the database, if there is one that
+/// reads; one that does not (a crash between writing and renaming it on a
+/// file system that does not order them) proves nothing, and is replaced.
+fn read_witness(dir: &Path) -> Option<Marker> {
+    let path = dir.join(WITNESS_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    match serde_json::from_slice(&bytes) {
+        Ok(m) => Some(m),
+        Err(e) => {
+            tracing::warn!("{} is unreadable ({e}); writing it anew", path.display());
+            None
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".to_owned())
+}
+
+/// Moves the store directory `dir` aside (to `<dir>.set-aside-<seconds
+/// since the epoch>`) so that the controller starts with an empty one;
+/// the path it went to, or `None` when there was nothing to move.
+pub fn set_aside(dir: &Path) -> Result<Option<PathBuf>, StoreError> {
+    let empty = match std::fs::read_dir(dir) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StoreError::Backend {
+                backend: "sled",
+                message: format!("cannot read {}: {e}", dir.display()),
+            })
+        }
+    };
+    if empty {
+        return Ok(None);
+    }
+    // sled locks its `db` file while a controller has the store open.
+    if let Ok(file) = std::fs::File::open(dir.join("db")) {
+        use nix::fcntl::{Flock, FlockArg};
+        if let Err((_, nix::errno::Errno::EWOULDBLOCK)) =
+            Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        {
+            return Err(StoreError::InUse {
+                path: dir.to_owned(),
+            });
+        }
+    }
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut to = dir.as_os_str().to_owned();
+    to.push(format!(".set-aside-{seconds}"));
+    let to = PathBuf::from(to);
+    std::fs::rename(dir, &to).map_err(|e| StoreError::Backend {
+        backend: "sled",
+        message: format!("cannot move {} to {}: {e}", dir.display(), to.display()),
+    })?;
+    Ok(Some(to))
 }
 
 impl Store for SledStore {
@@ -209,29 +642,49 @@ impl Store for SledStore {
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let db = self.db.clone();
-        self.commit_in_chunks(batch, |b| Ok(db.apply_batch(b)?))
+        self.commit_in_chunks(batch, |b| Ok(db.apply_batch(b)?))?;
+        self.write_witness()
     }
 }
 
 impl SledStore {
     /// Applies `batch` through `apply`, [`ATOMIC_OPS`] writes per sled
-    /// batch, and flushes once at the end. sled keeps every tree node a
-    /// batch replaces until the batch ends: one batch of a 100 000-entry
-    /// seed peaked at some 80 MB, which the allocator then kept.
+    /// batch, each with the marker that accounts for it, and flushes once
+    /// at the end. sled keeps every tree node a batch replaces until the
+    /// batch ends: one batch of a 100 000-entry seed peaked at some 80 MB,
+    /// which the allocator then kept.
     fn commit_in_chunks(
-        &self,
+        &mut self,
         batch: &Batch,
         mut apply: impl FnMut(sled::Batch) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        // Whether each key written so far in this batch is there now.
+        let mut present: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
         for chunk in batch.chunks(ATOMIC_OPS) {
             let mut b = sled::Batch::default();
+            let mut marker = self.marker.clone();
             for (k, v) in chunk {
+                let was = match present.get(k) {
+                    Some(p) => *p,
+                    None => self.db.contains_key(k)?,
+                };
+                present.insert(k, v.is_some());
+                if let Some(n) = marker.records.slot(k) {
+                    match (was, v.is_some()) {
+                        (false, true) => *n += 1,
+                        (true, false) => *n = n.saturating_sub(1),
+                        _ => {}
+                    }
+                }
                 match v {
                     Some(v) => b.insert(k, v),
                     None => b.remove(k),
                 }
             }
+            marker.write += 1;
+            b.insert(MARKER_KEY, encode(&marker));
             apply(b)?;
+            self.marker = marker;
         }
         // A kill -9 right after a move must not lose it.
         self.db.flush()?;

@@ -247,7 +247,8 @@ fn a_seed_cut_between_sled_batches_restarts_to_a_prefix_that_seeding_again_compl
 
     for applied in [1, 2] {
         let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
+        let mut s = SledStore::open(dir.path()).unwrap();
+        let db = s.db.clone();
         let mut chunks = 0;
         let err = s
             .commit_in_chunks(&batch, |b| {
@@ -258,11 +259,11 @@ fn a_seed_cut_between_sled_batches_restarts_to_a_prefix_that_seeding_again_compl
                     });
                 }
                 chunks += 1;
-                Ok(s.db.apply_batch(b)?)
+                Ok(db.apply_batch(b)?)
             })
             .unwrap_err();
         assert!(err.to_string().contains("no space left"), "{err}");
-        drop(s);
+        drop((s, db));
 
         let reopened = reopen(dir.path());
         let stored = reopened.load().unwrap();
@@ -297,4 +298,278 @@ fn a_seed_cut_between_sled_batches_restarts_to_a_prefix_that_seeding_again_compl
         s.commit(&Batch::from_changes(&again)).unwrap();
         assert_eq!(s.load().unwrap().registry(), whole);
     }
+}
+
+/// A store in `dir` written by `commits` commits of ten seeded MACs each
+/// (with their IPs), closed.
+fn written(dir: &Path, commits: u32) -> Registry {
+    let t = world();
+    let mut r = Registry::new();
+    let mut s = SledStore::open(dir).unwrap();
+    let entries = big_seed(commits * 10);
+    for part in entries.chunks(10) {
+        let changes = r.seed(Timestamp(1), &t, ViId(1), part).unwrap();
+        s.commit(&Batch::from_changes(&changes)).unwrap();
+    }
+    drop(s);
+    drop(reopen(dir));
+    r
+}
+
+/// A copy of the store directory `from` in a new temporary directory.
+fn copy_of(from: &Path) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(from, dir.path());
+    dir
+}
+
+/// Writes into the sled database in `dir` directly, as another program (or
+/// an older release) would.
+fn behind_the_stores_back(dir: &Path, write: impl FnOnce(&sled::Db)) {
+    let db = sled::Config::new().path(dir).open().unwrap();
+    write(&db);
+    db.flush().unwrap();
+}
+
+/// Bytes that look like nothing: an xorshift stream.
+fn noise(n: usize, mut x: u64) -> Vec<u8> {
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// Why opening `dir` is refused; it must be.
+fn refused(dir: &Path) -> String {
+    match SledStore::open(dir) {
+        Err(e @ StoreError::Unusable { .. }) => {
+            let text = e.to_string();
+            assert!(
+                text.contains("restore the directory") && text.contains("--empty-store"),
+                "{text}"
+            );
+            text
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(s) => panic!(
+            "opened, with {} MACs",
+            s.load().map_or(0, |snapshot| snapshot.macs.len())
+        ),
+    }
+}
+
+#[test]
+fn a_database_of_random_bytes_is_refused_and_left_as_it_was() {
+    let good = tempfile::tempdir().unwrap();
+    written(good.path(), 20);
+    let dir = copy_of(good.path());
+    let db = dir.path().join("db");
+    let len = usize::try_from(std::fs::metadata(&db).unwrap().len()).unwrap();
+    let random = noise(len, 7);
+    std::fs::write(&db, &random).unwrap();
+    let e = refused(dir.path());
+    assert!(e.contains(&format!("{} is damaged", db.display())), "{e}");
+    assert!(
+        std::fs::read(&db).unwrap() == random,
+        "the refused db was written to"
+    );
+}
+
+#[test]
+fn a_garbage_conf_is_refused_by_name() {
+    let good = tempfile::tempdir().unwrap();
+    written(good.path(), 2);
+    let dir = copy_of(good.path());
+    let conf = dir.path().join("conf");
+    std::fs::write(&conf, noise(100, 3)).unwrap();
+    let e = refused(dir.path());
+    assert!(e.contains(&format!("{} is damaged", conf.display())), "{e}");
+    assert!(!e.contains("0.29"), "{e}");
+    std::fs::remove_file(&conf).unwrap();
+    let e = refused(dir.path());
+    assert!(e.contains(&format!("{} is missing", conf.display())), "{e}");
+}
+
+/// Opening `dir` after `damage` is refused as a damaged database, or
+/// finds `whole`: sled's file has room it has not written yet and segments
+/// it no longer reads, and damage there loses nothing.
+fn refused_or_whole(dir: &Path, whole: &Registry, damage: &str) {
+    match SledStore::open(dir) {
+        Ok(s) => assert_eq!(&s.load().unwrap().registry(), whole, "{damage}"),
+        Err(e @ StoreError::Unusable { .. }) => {
+            let e = e.to_string();
+            assert!(e.contains("db is damaged"), "{damage}: {e}");
+        }
+        Err(e) => panic!("{damage}: {e}"),
+    }
+}
+
+#[test]
+fn a_database_cut_short_or_garbled_anywhere_is_refused_never_read_as_less() {
+    let good = tempfile::tempdir().unwrap();
+    let r = written(good.path(), 100);
+    let len = std::fs::metadata(good.path().join("db")).unwrap().len();
+    for percent in [0, 10, 50, 90, 95, 99] {
+        let dir = copy_of(good.path());
+        let db = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("db"))
+            .unwrap();
+        db.set_len(len * percent / 100).unwrap();
+        drop(db);
+        refused_or_whole(dir.path(), &r, &format!("cut to {percent} %"));
+    }
+    // 2 000 bytes of noise at a few places; one of them made sled panic.
+    for percent in [0, 25, 50, 75] {
+        let dir = copy_of(good.path());
+        let path = dir.path().join("db");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = usize::try_from(len * percent / 100).unwrap();
+        let end = (at + 2000).min(bytes.len());
+        bytes[at..end].copy_from_slice(&noise(end - at, 11));
+        std::fs::write(&path, bytes).unwrap();
+        refused_or_whole(dir.path(), &r, &format!("noise at {percent} %"));
+    }
+}
+
+#[test]
+fn records_missing_behind_the_stores_back_are_refused_with_the_counts() {
+    let good = tempfile::tempdir().unwrap();
+    written(good.path(), 3);
+    let dir = copy_of(good.path());
+    behind_the_stores_back(dir.path(), |db| {
+        let key = db.scan_prefix("v1/mac/").keys().next().unwrap().unwrap();
+        db.remove(key).unwrap();
+    });
+    let e = refused(dir.path());
+    assert!(
+        e.contains("holds 29 MAC records where it recorded 30"),
+        "{e}"
+    );
+
+    let dir = copy_of(good.path());
+    behind_the_stores_back(dir.path(), |db| {
+        db.remove(MARKER_KEY).unwrap();
+    });
+    let e = refused(dir.path());
+    assert!(e.contains("lost its marker, and with it 60 records"), "{e}");
+}
+
+#[test]
+fn a_database_older_than_its_last_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    written(dir.path(), 3);
+    let older = copy_of(dir.path());
+    let mut s = reopen(dir.path());
+    let mut r = s.load().unwrap().registry();
+    let more = r
+        .seed(Timestamp(2), &world(), ViId(1), &big_seed(40)[30..])
+        .unwrap();
+    s.commit(&Batch::from_changes(&more)).unwrap();
+    drop(s);
+    drop(reopen(dir.path()));
+    // The database of before, the witness of after: a database that lost
+    // its last writes whole, which sled reads as an older state.
+    std::fs::copy(
+        dir.path().join(WITNESS_FILE),
+        older.path().join(WITNESS_FILE),
+    )
+    .unwrap();
+    let e = refused(older.path());
+    assert!(
+        e.contains("goes back to write 3, and write 4 was made"),
+        "{e}"
+    );
+}
+
+#[test]
+fn another_programs_store_and_a_newer_format_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    behind_the_stores_back(dir.path(), |db| {
+        db.insert("users/1", &b"alice"[..]).unwrap();
+        db.open_tree("sessions")
+            .unwrap()
+            .insert("x", &b"y"[..])
+            .unwrap();
+    });
+    let e = refused(dir.path());
+    assert!(
+        e.contains("is not an Iris store: it holds a tree \"sessions\""),
+        "{e}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    written(dir.path(), 1);
+    behind_the_stores_back(dir.path(), |db| {
+        let m = db.get(MARKER_KEY).unwrap().unwrap();
+        let newer = String::from_utf8(m.to_vec())
+            .unwrap()
+            .replace("\"format\":1", "\"format\":2");
+        db.insert(MARKER_KEY, newer.as_bytes()).unwrap();
+    });
+    let e = refused(dir.path());
+    assert!(e.contains("written in store format 2"), "{e}");
+}
+
+#[test]
+fn a_store_written_before_the_marker_is_counted_and_stamped_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (r, changes) = populated();
+    let batch = Batch::from_changes(&changes);
+    // What the release before the marker wrote: the records alone.
+    behind_the_stores_back(dir.path(), |db| {
+        for (k, v) in batch.ops() {
+            db.insert(k, v.unwrap()).unwrap();
+        }
+    });
+    let s = reopen(dir.path());
+    assert_eq!(s.load().unwrap().registry(), r);
+    let stamped: Marker = serde_json::from_slice(&s.db.get(MARKER_KEY).unwrap().unwrap()).unwrap();
+    assert_eq!(stamped.write, 0);
+    assert_eq!(stamped.records.mac, r.len().0 as u64);
+    assert_eq!(stamped.records.ip, r.len().1 as u64);
+    drop(s);
+    assert_eq!(reopen(dir.path()).load().unwrap().registry(), r);
+}
+
+/// sled panics ("tried to serialize Uninitialized") reading a database of
+/// many small writes with noise in its middle; the store says which file
+/// instead.
+#[test]
+fn a_database_sled_panics_on_is_refused_with_a_message() {
+    let good = tempfile::tempdir().unwrap();
+    behind_the_stores_back(good.path(), |db| {
+        for i in 0..20000 {
+            db.insert(format!("v1/vi/{i}"), vec![b'x'; 100]).unwrap();
+        }
+    });
+    let dir = copy_of(good.path());
+    let path = dir.path().join("db");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at..at + 2000].copy_from_slice(&noise(2000, 11));
+    std::fs::write(&path, bytes).unwrap();
+    let e = refused(dir.path());
+    assert!(
+        e.contains(&format!(
+            "{} is damaged: sled failed reading it (tried to serialize Uninitialized)",
+            path.display()
+        )),
+        "{e}"
+    );
 }
