@@ -394,3 +394,6 @@ impl http_body::Body for Tracked {
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests;
