@@ -40,8 +40,14 @@ fn a_learning_switch_answers_each_frame_with_a_flow_and_the_packet() {
     // a flow answers, then the packet itself follows; ovs-testcontroller
     // drops what exceeds a short send queue of its own, so some packets
     // may be missing. A pair may straddle the window's edges, once per
-    // switch at each end.
-    assert!(c.flow_mods.abs_diff(c.answered) <= 2 * 3, "{r}");
+    // switch at each end. With 50 hosts on 4 ports, host 0's destination
+    // (host 49, seen a pass earlier) sits on host 0's own port: those
+    // frames get a drop flow and are not waited for (unanswerable).
+    assert!(
+        c.flow_mods.abs_diff(c.answered + c.unanswerable) <= 2 * 3,
+        "{r}"
+    );
+    assert_eq!(c.not_answers, 0, "{r}");
     assert!(c.packet_outs > c.answered / 2, "{r}");
     assert!(c.packet_outs <= c.flow_mods + 2 * 3, "{r}");
     assert_eq!(r.latency.samples, c.answered);
@@ -55,8 +61,11 @@ fn buffered_frames_are_released_by_the_flow_alone() {
     let c = &r.counts;
     assert!(c.answered > 100, "{r}");
     assert_eq!(c.packet_outs, 0, "the flow carries the buffer: {r}");
-    assert_eq!(c.flow_mods, c.answered, "{r}");
-    assert_eq!(c.unattributed + c.expired, 0, "{r}");
+    // The unanswerable frames' drop flows name nothing waiting; one per
+    // switch may straddle the end of the measurement.
+    assert_eq!(c.flow_mods, c.answered + c.unattributed, "{r}");
+    assert!(c.unattributed.abs_diff(c.unanswerable) <= 3, "{r}");
+    assert_eq!(c.expired + c.not_answers, 0, "{r}");
 }
 
 #[test]
@@ -66,5 +75,6 @@ fn latency_mode_keeps_one_packet_in_per_switch_in_flight() {
     assert!(r.counts.answered > 100, "{r}");
     // One at a time: a switch sends its next PacketIn only once the last
     // one is answered, so at most one per switch is left unanswered.
-    assert!(r.counts.packet_ins - r.counts.answered <= 3, "{r}");
+    let c = &r.counts;
+    assert!(c.packet_ins - c.answered - c.unanswerable <= 3, "{r}");
 }

@@ -151,9 +151,8 @@ struct Waiting {
 pub(super) struct Burst {
     /// Hosts whose switches must be compiled whole (the topology changed).
     hosts: BTreeSet<HostName>,
-    /// Hosts whose switches only the burst's registry changes concern, and
-    /// those changes: only the flows of the entries changed are compiled.
-    entry_hosts: BTreeSet<HostName>,
+    /// The burst's registry changes that affect flows: the switches of the
+    /// members of their VIs compile only the flows of the entries changed.
     changes: Vec<RegistryChange>,
     /// What waits for those switches to be reprogrammed.
     waiting: Waiting,
@@ -542,10 +541,17 @@ impl Control {
         }
         self.announce_registry(b.events);
         let mut programming = self.program_hosts(&b.hosts);
-        // Switches compiled whole above need no entry-by-entry pass.
-        let entries_only = b.entry_hosts.difference(&b.hosts).cloned().collect();
-        for c in self.conns_serving(&entries_only) {
-            let done = self.program_scope(c, Scope::Entries(&b.changes));
+        // Switches compiled whole above need no entry-by-entry pass; each
+        // other switch compiles only the changes of the VIs it serves.
+        let per_host = self.changes_by_host(b.changes, &b.hosts);
+        let conns: Vec<(ConnId, HostName)> = self
+            .switches
+            .iter()
+            .filter_map(|(c, s)| Some((*c, s.host.clone()?)))
+            .filter(|(_, h)| per_host.contains_key(h))
+            .collect();
+        for (c, host) in conns {
+            let done = self.program_scope(c, Scope::Entries(&per_host[&host]));
             programming.record(c, done);
         }
         let mut w = b.waiting;
@@ -558,6 +564,31 @@ impl Control {
         for conn in b.acks {
             self.ack_packet_ins(conn);
         }
+    }
+
+    /// The changes each host's switch must compile, in the order made: a
+    /// change concerns the members of its VI (what [`affected_hosts`]
+    /// says), the hosts in `whole` excepted. Worked out once per burst, as
+    /// one pass over the ports: per change it was a pass per PacketIn, and
+    /// every switch then went through every change of the burst, those of
+    /// VIs it does not serve included.
+    fn changes_by_host(
+        &self,
+        changes: Vec<RegistryChange>,
+        whole: &BTreeSet<HostName>,
+    ) -> BTreeMap<HostName, Vec<RegistryChange>> {
+        let mut per_host: BTreeMap<HostName, Vec<RegistryChange>> = BTreeMap::new();
+        if changes.is_empty() {
+            return per_host;
+        }
+        let members = self.topology.vi_members();
+        for c in changes {
+            let hosts = members.get(&c.vi()).into_iter().flatten();
+            for h in hosts.filter(|h| !whole.contains(**h)) {
+                per_host.entry((*h).clone()).or_default().push(c.clone());
+            }
+        }
+        per_host
     }
 
     /// Sends each connection its PacketOuts in one batch.
@@ -611,8 +642,6 @@ impl Control {
             // on them: one durable write for the whole burst.
             b.store.append(also);
             b.events.extend(changes.iter().map(RegistryEvent::of));
-            b.entry_hosts
-                .extend(affected_hosts(&self.topology, changes).into_iter().cloned());
             b.changes
                 .extend(changes.iter().filter(|c| c.affects_flows()).cloned());
             return Programming::default();

@@ -1010,6 +1010,67 @@ fn a_burst_of_packet_ins_reprograms_each_switch_once() {
     assert_eq!(c.registry.len().0, 5);
 }
 
+#[test]
+fn a_burst_reprograms_every_member_of_the_vis_it_changed_once() {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    // VI 2 has a port on pm2 only.
+    c.topology.vis.insert(ViId(2), vi(2, 1002, &[]));
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm2".into()),
+        vm_ports: vec![
+            VmPortSeen {
+                name: "vm-pm2".into(),
+                ofport: 6,
+                vi: ViId(1),
+            },
+            VmPortSeen {
+                name: "vm2-pm2".into(),
+                ofport: 8,
+                vi: ViId(2),
+            },
+        ],
+        tunnels: vec![
+            (Ipv4Addr::from([10, 0, 0, 1]), 10),
+            (Ipv4Addr::from([10, 0, 0, 9]), 11),
+        ],
+    });
+    let mut rx: Vec<_> = [(1, 1), (2, 2), (3, 9)]
+        .into_iter()
+        .map(|(conn, dpid)| {
+            let mut rx = connect(&mut c, conn);
+            ready(&mut c, conn, dpid);
+            let mut sim = flowsim::Switch::new();
+            apply(&mut sim, &batches(&mut rx)[0]);
+            (rx, sim)
+        })
+        .collect();
+    // Hosts learned on pm1 (VI 1: every switch) and on pm2's VI 2 port
+    // (pm2 alone), in one burst.
+    c.begin_burst();
+    for i in 1..=3 {
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(1),
+            upcall: garp_in(MacAddr([0x52, 0x54, 0, 0, 1, i]), [10, 1, 0, i], 5),
+        });
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(2),
+            upcall: garp_in(MacAddr([0x52, 0x54, 0, 0, 2, i]), [10, 2, 0, i], 8),
+        });
+    }
+    c.end_burst();
+    for ((rx, sim), host) in rx.iter_mut().zip(["pm1", "pm2", "gw"]) {
+        let b = batches(rx);
+        let [delta] = &b[..] else {
+            panic!("{host}: {b:?}")
+        };
+        apply(sim, delta);
+        let want = compile(&c.registry, &c.topology, &HostName(host.into()));
+        assert_eq!(sim.state(), &want, "{host} holds what it should");
+    }
+    assert_eq!(c.registry.len().0, 6);
+}
+
 /// A burst that holds one RARP from pm1's VM port 5, taken whole.
 fn rarp_burst(c: &mut Control, mac: MacAddr) {
     c.begin_burst();

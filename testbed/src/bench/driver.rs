@@ -441,3 +441,6 @@ pub fn merge_latency(results: &[SwitchResult]) -> Histogram<u64> {
     }
     all
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,13 +1,32 @@
 //! The load one emulated switch offers, without I/O: which PacketIn to send
 //! next, how many may be unanswered at once, which answer belongs to which
-//! PacketIn, and what was counted while measuring.
+//! PacketIn, whether it is a correct one, and what was counted while
+//! measuring.
 //!
-//! A PacketIn is *answered* by the first FLOW_MOD or PACKET_OUT that names
-//! it: by the buffer it was sent with, or by its key (see
-//! [`super::traffic`]). Further messages about the same PacketIn are
-//! counted by kind but answer nothing. A PacketIn nobody answers within the
-//! timeout is given up, so a controller that ignores some cannot stall the
-//! window for ever.
+//! A FLOW_MOD or PACKET_OUT is *about* the waiting PacketIn whose buffer it
+//! releases, else the one whose key it names first (see
+//! [`super::traffic`]). A PacketIn is *answered* only once what it is owed
+//! has come, correct in every part:
+//! - an ARP request: a PACKET_OUT of an ARP reply (op 2) whose sender is
+//!   the registry's MAC and IP for the asked address, addressed to the
+//!   asker (Ethernet destination, target MAC and IP), out of the asking
+//!   port alone;
+//! - a learning frame: a FLOW_MOD ADD matching `eth_dst` of the host a
+//!   learning switch knows where to send it to, whose actions output to
+//!   that host's port alone: the frame's sender at its ingress port when
+//!   the switch forwarded the packet itself (the flow answers what was
+//!   learned from it), else the frame's destination at the port it was
+//!   last seen on; plus, when the packet stopped at the controller, the
+//!   packet sent out of that port (a PACKET_OUT of the frame or of its
+//!   buffer, or the FLOW_MOD releasing its buffer).
+//!
+//! A flood, an echo back out of the ingress port, or a flow that leads
+//! elsewhere is counted as `not_answers` and answers nothing. Once answered,
+//! further messages about a PacketIn are counted as `unattributed`. A
+//! PacketIn nobody answers within the timeout is given up, so a controller
+//! that ignores some cannot stall the window for ever. A frame no learning
+//! switch can forward to one port (its destination not seen yet, or seen
+//! on the ingress port) is sent but not waited for (`unanswerable`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -16,20 +35,28 @@ use hdrhistogram::Histogram;
 use ofp::message::NO_BUFFER;
 
 use super::switch::{Answer, AnswerKind, EmulatedSwitch};
-use super::traffic::{host_index, known_index, FrameKind, Traffic};
+use super::traffic::{
+    host_index, host_ip, host_mac, known_index, known_ip, known_mac, FrameKind, Sent, Traffic,
+};
 
 /// What one switch counted while measuring.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Counts {
     pub packet_ins: u64,
-    /// PacketIns whose first answer arrived.
+    /// PacketIns whose whole, correct answer arrived.
     pub answered: u64,
     /// PacketIns given up after the timeout.
     pub expired: u64,
+    /// PacketIns sent that no controller can answer correctly (see the
+    /// module), not waited for.
+    pub unanswerable: u64,
     pub flow_mods: u64,
     pub packet_outs: u64,
-    /// FLOW_MODs and PACKET_OUTs that named no waiting PacketIn (the second
-    /// and later messages about one, or messages about nothing we sent).
+    /// FLOW_MODs and PACKET_OUTs about a waiting PacketIn that are no part
+    /// of its answer: floods, echoes, flows that do not lead to the host.
+    pub not_answers: u64,
+    /// FLOW_MODs and PACKET_OUTs that named no waiting PacketIn (the later
+    /// messages about an answered one, or messages about nothing we sent).
     pub unattributed: u64,
     /// OFPT_ERRORs from the controller.
     pub errors: u64,
@@ -44,8 +71,10 @@ impl Counts {
         self.packet_ins += o.packet_ins;
         self.answered += o.answered;
         self.expired += o.expired;
+        self.unanswerable += o.unanswerable;
         self.flow_mods += o.flow_mods;
         self.packet_outs += o.packet_outs;
+        self.not_answers += o.not_answers;
         self.unattributed += o.unattributed;
         self.errors += o.errors;
         self.malformed += o.malformed;
@@ -60,10 +89,76 @@ pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant bounds are valid")
 }
 
+type Mac = [u8; 6];
+type Ip = [u8; 4];
+
+/// What answers one PacketIn (see the module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owed {
+    ArpReply {
+        sender: Mac,
+        sender_ip: Ip,
+        asker: Mac,
+        asker_ip: Ip,
+        port: u32,
+    },
+    /// A flow to `mac` out of `port`; with `packet`, the frame (to `mac`)
+    /// sent out of `port` too.
+    Forward { mac: Mac, port: u32, packet: bool },
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
     seq: u64,
     sent: Instant,
+    buffer_id: Option<u32>,
+    owed: Owed,
+    flow_came: bool,
+    packet_came: bool,
+}
+
+impl Waiting {
+    /// Takes `a` as part of the answer if it is one; `None` if it is no
+    /// part of it, else whether the answer is now whole.
+    fn take(&mut self, a: &Answer) -> Option<bool> {
+        match self.owed {
+            Owed::ArpReply {
+                sender,
+                sender_ip,
+                asker,
+                asker_ip,
+                port,
+            } => {
+                // Ethernet destination, ARP sender and target MACs; the
+                // Ethernet source is the responder's business.
+                let reply = a.kind == AnswerKind::PacketOut
+                    && a.arp_op == Some(2)
+                    && a.macs[1..] == [Some(asker), Some(sender), Some(asker)]
+                    && a.ips == [Some(sender_ip), Some(asker_ip)]
+                    && a.out_port == Some(port);
+                reply.then_some(true)
+            }
+            Owed::Forward { mac, port, packet } => {
+                let to_port = a.out_port == Some(port);
+                let releases = a.buffer_id.is_some() && a.buffer_id == self.buffer_id;
+                let part = match a.kind {
+                    AnswerKind::FlowMod if a.adds && to_port && a.macs[1] == Some(mac) => {
+                        self.flow_came = true;
+                        self.packet_came |= releases;
+                        true
+                    }
+                    AnswerKind::PacketOut
+                        if packet && to_port && (releases || a.macs[1] == Some(mac)) =>
+                    {
+                        self.packet_came = true;
+                        true
+                    }
+                    _ => false,
+                };
+                part.then_some(self.flow_came && (self.packet_came || !packet))
+            }
+        }
+    }
 }
 
 /// One switch's offered load and what came of it.
@@ -72,12 +167,17 @@ pub struct Load {
     traffic: Traffic,
     window: u32,
     buffered: bool,
+    /// Whether the switch forwarded each packet itself as it sent it up.
+    forwarded: bool,
     timeout: Duration,
     seq: u64,
     /// By key: the PacketIn about that key still waiting for an answer.
     waiting: Vec<Option<Waiting>>,
     /// (key, seq) in the order sent, to find the oldest for the timeout.
     sent_order: VecDeque<(u32, u64)>,
+    /// By host: the port its last frame came in on (0: none yet), what a
+    /// learning switch has learned from the frames sent so far.
+    last_port: Vec<u32>,
     in_flight: u32,
     frame: Vec<u8>,
     pub counts: Counts,
@@ -86,17 +186,27 @@ pub struct Load {
 
 impl Load {
     /// `window` PacketIns may wait for an answer at once (at most one per
-    /// key, so at most `traffic.macs`).
-    pub fn new(traffic: Traffic, window: u32, buffered: bool, timeout: Duration) -> Self {
+    /// key, so at most `traffic.macs`). `forwarded`: the switch sends each
+    /// packet on as it sends it up (see
+    /// [`super::switch::PacketInProfile::forwarded`]).
+    pub fn new(
+        traffic: Traffic,
+        window: u32,
+        buffered: bool,
+        forwarded: bool,
+        timeout: Duration,
+    ) -> Self {
         let hosts = traffic.macs as usize;
         Self {
             window: window.clamp(1, traffic.macs),
             traffic,
             buffered,
+            forwarded,
             timeout,
             seq: 0,
             waiting: vec![None; hosts],
             sent_order: VecDeque::new(),
+            last_port: vec![0; hosts],
             in_flight: 0,
             frame: Vec::with_capacity(128),
             counts: Counts::default(),
@@ -106,6 +216,38 @@ impl Load {
 
     pub fn in_flight(&self) -> u32 {
         self.in_flight
+    }
+
+    /// What a correct controller owes for the frame just built, given what
+    /// the frames before it taught; `None` when no answer can be correct.
+    fn owed(&self, sent: &Sent) -> Option<Owed> {
+        let sw = self.traffic.switch;
+        match (self.traffic.kind, sent.dst) {
+            (FrameKind::ArpRequest, _) => Some(Owed::ArpReply {
+                sender: known_mac(sw, sent.key).0,
+                sender_ip: known_ip(sent.key).octets(),
+                asker: host_mac(sw, sent.src).0,
+                asker_ip: host_ip(sent.src).octets(),
+                port: sent.in_port,
+            }),
+            // Held at the controller: it goes to where its destination was
+            // last seen, if that is another port.
+            (FrameKind::Unicast, Some(dst)) if !self.forwarded => {
+                let port = self.last_port[dst as usize];
+                (port != 0 && port != sent.in_port).then_some(Owed::Forward {
+                    mac: host_mac(sw, dst).0,
+                    port,
+                    packet: true,
+                })
+            }
+            // Forwarded already (or a broadcast announcement): the flow to
+            // the sender where it was just seen.
+            _ => Some(Owed::Forward {
+                mac: host_mac(sw, sent.src).0,
+                port: sent.in_port,
+                packet: false,
+            }),
+        }
     }
 
     /// Appends PacketIns to `out` until the window is full. Stops early
@@ -127,16 +269,28 @@ impl Load {
             let sent = self.traffic.frame(self.seq, &mut self.frame);
             let buffer_id = if self.buffered { sent.key } else { NO_BUFFER };
             switch.packet_in(sent.in_port, buffer_id, &self.frame, out);
-            self.waiting[key] = Some(Waiting {
-                seq: self.seq,
-                sent: now,
-            });
-            self.sent_order.push_back((sent.key, self.seq));
-            self.in_flight += 1;
-            self.seq += 1;
+            let owed = self.owed(&sent);
+            self.last_port[sent.src as usize] = sent.in_port;
             if measuring {
                 self.counts.packet_ins += 1;
             }
+            self.seq += 1;
+            let Some(owed) = owed else {
+                if measuring {
+                    self.counts.unanswerable += 1;
+                }
+                continue;
+            };
+            self.waiting[key] = Some(Waiting {
+                seq: self.seq - 1,
+                sent: now,
+                buffer_id: self.buffered.then_some(buffer_id),
+                owed,
+                flow_came: false,
+                packet_came: false,
+            });
+            self.sent_order.push_back((sent.key, self.seq - 1));
+            self.in_flight += 1;
         }
     }
 
@@ -148,20 +302,34 @@ impl Load {
                 AnswerKind::PacketOut => self.counts.packet_outs += 1,
             }
         }
-        let key = self.answered_key(answer);
-        let waited = key.and_then(|k| self.waiting[k as usize].take());
-        match waited {
-            Some(w) => {
+        let Some(key) = self.answered_key(answer) else {
+            if measuring {
+                self.counts.unattributed += 1;
+            }
+            return;
+        };
+        let slot = &mut self.waiting[key as usize];
+        let Some(w) = slot.as_mut() else {
+            return;
+        };
+        match w.take(answer) {
+            None => {
+                if measuring {
+                    self.counts.not_answers += 1;
+                }
+            }
+            Some(false) => {}
+            Some(true) => {
+                let sent = w.sent;
+                *slot = None;
                 self.in_flight -= 1;
                 if measuring {
                     self.counts.answered += 1;
-                    let ns = now.saturating_duration_since(w.sent).as_nanos();
+                    let ns = now.saturating_duration_since(sent).as_nanos();
                     self.latency
                         .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX));
                 }
             }
-            None if measuring => self.counts.unattributed += 1,
-            None => {}
         }
     }
 
@@ -223,13 +391,14 @@ impl Load {
 mod tests {
     use super::*;
     use crate::bench::switch::{PacketInProfile, SwitchSpec};
-    use crate::bench::traffic::{host_ip, host_mac, known_ip, known_mac};
     use ofp::message::PacketInReason;
+
+    const SWITCH: u16 = 3;
 
     fn switch() -> EmulatedSwitch {
         EmulatedSwitch::new(
             SwitchSpec {
-                index: 3,
+                index: SWITCH,
                 datapath_id: 4,
                 ports: 2,
                 n_buffers: 0,
@@ -238,52 +407,74 @@ mod tests {
                 reason: PacketInReason::NoMatch,
                 table_id: 0,
                 cookie: 0,
+                forwarded: false,
             },
         )
     }
 
-    fn load_of(kind: FrameKind, window: u32, buffered: bool) -> Load {
-        let traffic = Traffic {
+    /// 4 hosts on 2 ports: host `i` is on port `1 + (i + pass) % 2`.
+    fn traffic(kind: FrameKind) -> Traffic {
+        Traffic {
             kind,
-            switch: 3,
+            switch: SWITCH,
             macs: 4,
             ports: 2,
             vlan: None,
-        };
-        Load::new(traffic, window, buffered, Duration::from_millis(100))
+        }
     }
 
-    fn load(window: u32, buffered: bool) -> Load {
-        load_of(FrameKind::Unicast, window, buffered)
+    fn load(kind: FrameKind, window: u32, buffered: bool, forwarded: bool) -> Load {
+        Load::new(
+            traffic(kind),
+            window,
+            buffered,
+            forwarded,
+            Duration::from_millis(100),
+        )
     }
 
-    fn flow_mod_for(host: u32) -> Answer {
+    fn mac(host: u32) -> Option<[u8; 6]> {
+        Some(host_mac(SWITCH, host).0)
+    }
+
+    /// A FLOW_MOD ADD of `eth_src=src,eth_dst=dst` (either may be absent)
+    /// that outputs to `port`.
+    fn flow(src: Option<u32>, dst: u32, port: u32) -> Answer {
         Answer {
             kind: AnswerKind::FlowMod,
             buffer_id: None,
-            macs: [
-                Some(host_mac(3, host).0),
-                Some(host_mac(3, 0).0),
-                None,
-                None,
-            ],
+            macs: [src.and_then(mac), mac(dst), None, None],
             ips: [None; 2],
+            adds: true,
+            out_port: Some(port),
+            arp_op: None,
+        }
+    }
+
+    /// A PACKET_OUT of host `src`'s frame to `dst` out of `port`.
+    fn packet(src: u32, dst: u32, port: u32) -> Answer {
+        Answer {
+            kind: AnswerKind::PacketOut,
+            macs: [mac(src), mac(dst), None, None],
+            ..flow(None, dst, port)
         }
     }
 
     #[test]
     fn window_bounds_what_is_in_flight_and_answers_free_it() {
-        let (mut sw, mut l, mut out) = (switch(), load(3, false), Vec::new());
+        let (mut sw, mut l, mut out) =
+            (switch(), load(FrameKind::Garp, 3, false, true), Vec::new());
         let t0 = Instant::now();
         l.fill(&mut sw, t0, true, &mut out);
         assert_eq!((l.in_flight(), l.counts.packet_ins), (3, 3));
         l.fill(&mut sw, t0, true, &mut out);
         assert_eq!(l.counts.packet_ins, 3, "window full");
 
-        l.on_answer(&flow_mod_for(1), t0 + Duration::from_micros(20), true);
+        // Forwarded by the switch: the flow to host 1 where it is.
+        l.on_answer(&flow(None, 1, 2), t0 + Duration::from_micros(20), true);
         assert_eq!((l.in_flight(), l.counts.answered), (2, 1));
         // A second message about host 1 answers nothing more.
-        l.on_answer(&flow_mod_for(1), t0, true);
+        l.on_answer(&flow(None, 1, 2), t0, true);
         assert_eq!((l.counts.answered, l.counts.unattributed), (1, 1));
         assert_eq!(l.counts.flow_mods, 2);
         assert_eq!(l.latency.len(), 1);
@@ -291,64 +482,88 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_is_about_its_first_host_mac_only() {
-        let (mut sw, mut l, mut out) = (switch(), load(4, false), Vec::new());
-        l.fill(&mut sw, Instant::now(), true, &mut out);
-        // Host 2's frame goes to host 1; both wait. The answer names host 2
-        // as source and host 1 as destination.
-        let a = Answer {
-            kind: AnswerKind::PacketOut,
-            buffer_id: None,
-            macs: [Some(host_mac(3, 2).0), Some(host_mac(3, 1).0), None, None],
-            ips: [None; 2],
+    fn flows_that_do_not_lead_to_the_host_where_it_is_answer_nothing() {
+        let (mut sw, mut l, mut out) =
+            (switch(), load(FrameKind::Garp, 4, false, true), Vec::new());
+        let t0 = Instant::now();
+        l.fill(&mut sw, t0, true, &mut out);
+        // Host 2 came in on port 1: a flow to port 2, a flow that outputs
+        // nowhere (a source check), a DELETE, a flood of its frame.
+        let source_check = Answer {
+            out_port: None,
+            macs: [mac(2), None, None, None],
+            ..flow(None, 2, 1)
         };
-        l.on_answer(&a, Instant::now(), true);
-        assert!(l.waiting[2].is_none() && l.waiting[1].is_some());
-        // Another message about host 2 does not answer host 1.
-        l.on_answer(&a, Instant::now(), true);
-        assert!(l.waiting[1].is_some());
+        let delete = Answer {
+            adds: false,
+            ..flow(None, 2, 1)
+        };
+        for a in [
+            flow(None, 2, 2),
+            source_check,
+            delete,
+            packet(2, 2, port_no_flood()),
+        ] {
+            l.on_answer(&a, t0, true);
+        }
+        assert_eq!((l.counts.answered, l.counts.not_answers), (0, 4));
+        l.on_answer(&flow(None, 2, 1), t0, true);
+        assert_eq!(l.counts.answered, 1);
+    }
+
+    fn port_no_flood() -> u32 {
+        ofp::message::port_no::FLOOD
     }
 
     #[test]
-    fn arp_answers_are_tied_by_the_known_ip_either_way_round() {
+    fn a_held_frame_needs_the_flow_to_its_destination_and_the_packet() {
         let (mut sw, mut l, mut out) = (
             switch(),
-            load_of(FrameKind::ArpRequest, 4, false),
+            load(FrameKind::Unicast, 4, false, false),
             Vec::new(),
         );
-        l.fill(&mut sw, Instant::now(), true, &mut out);
-        // A reply from known address 1 to the requester (host 1 asks for
-        // keys 1 and 3): about key 1, whatever the MACs say.
-        let reply = Answer {
-            kind: AnswerKind::PacketOut,
-            buffer_id: None,
-            macs: [Some(known_mac(3, 1).0), Some(host_mac(3, 1).0), None, None],
-            ips: [Some(known_ip(1).octets()), Some(host_ip(1).octets())],
-        };
-        l.on_answer(&reply, Instant::now(), true);
-        assert!(l.waiting[1].is_none() && l.waiting[3].is_some());
-        // The request for key 3 sent on (flooded): its target names it.
-        let flood = Answer {
-            ips: [Some(host_ip(1).octets()), Some(known_ip(3).octets())],
-            ..reply
-        };
-        l.on_answer(&flood, Instant::now(), true);
-        assert!(l.waiting[3].is_none());
+        let t0 = Instant::now();
+        l.fill(&mut sw, t0, true, &mut out);
+        // Host 0's frame goes to host 3, not seen yet, then (next pass, on
+        // port 2) to host 3 seen on port 2: nobody can answer either, and
+        // neither takes a place in the window.
+        assert_eq!((l.counts.packet_ins, l.counts.unanswerable), (5, 2));
+        assert_eq!(l.in_flight(), 3);
+        // Host 2's frame goes to host 1, seen on port 2.
+        l.on_answer(&flow(Some(2), 1, 2), t0, true);
+        assert_eq!(l.counts.answered, 0, "the packet is still owed");
+        // Sent back where it came from (port 1), or flooded: no answer.
+        l.on_answer(&packet(2, 1, 1), t0, true);
+        l.on_answer(&packet(2, 1, port_no_flood()), t0, true);
+        assert_eq!((l.counts.answered, l.counts.not_answers), (0, 2));
+        l.on_answer(&packet(2, 1, 2), t0, true);
+        assert_eq!(l.counts.answered, 1);
+        // The packet first, then the flow, does as well.
+        l.on_answer(&packet(3, 2, 1), t0, true);
+        l.on_answer(&flow(Some(3), 2, 1), t0, true);
         assert_eq!(l.counts.answered, 2);
     }
 
     #[test]
-    fn buffered_answers_are_tied_by_buffer_id() {
-        let (mut sw, mut l, mut out) = (switch(), load(2, true), Vec::new());
-        l.fill(&mut sw, Instant::now(), false, &mut out);
-        let a = Answer {
-            kind: AnswerKind::FlowMod,
+    fn a_buffered_frame_is_released_by_its_flow() {
+        let (mut sw, mut l, mut out) = (
+            switch(),
+            load(FrameKind::Unicast, 2, true, false),
+            Vec::new(),
+        );
+        let t0 = Instant::now();
+        l.fill(&mut sw, t0, false, &mut out);
+        assert!(
+            l.waiting[0].is_none(),
+            "host 0's destination is not known yet"
+        );
+        // Host 1's frame (buffer 1) goes to host 0, on port 1.
+        let release = Answer {
             buffer_id: Some(1),
-            macs: [None; 4],
-            ips: [None; 2],
+            ..flow(Some(1), 0, 1)
         };
-        l.on_answer(&a, Instant::now(), false);
-        assert!(l.waiting[1].is_none() && l.waiting[0].is_some());
+        l.on_answer(&release, t0, false);
+        assert!(l.waiting[1].is_none());
         assert_eq!(
             l.counts,
             Counts::default(),
@@ -357,11 +572,80 @@ mod tests {
     }
 
     #[test]
-    fn unanswered_packet_ins_expire_in_order_and_free_the_window() {
-        let (mut sw, mut l, mut out) = (switch(), load(2, false), Vec::new());
+    fn arp_requests_are_answered_by_the_registry_s_reply_to_the_asker() {
+        let (mut sw, mut l, mut out) = (
+            switch(),
+            load(FrameKind::ArpRequest, 4, false, false),
+            Vec::new(),
+        );
         let t0 = Instant::now();
         l.fill(&mut sw, t0, true, &mut out);
-        l.on_answer(&flow_mod_for(0), t0, true);
+        // Key 1 is asked by the requester on port 2 (host 1).
+        let reply = Answer {
+            kind: AnswerKind::PacketOut,
+            buffer_id: None,
+            macs: [
+                Some(known_mac(SWITCH, 1).0),
+                mac(1),
+                Some(known_mac(SWITCH, 1).0),
+                mac(1),
+            ],
+            ips: [Some(known_ip(1).octets()), Some(host_ip(1).octets())],
+            adds: false,
+            out_port: Some(2),
+            arp_op: Some(2),
+        };
+        let wrong = [
+            // The request sent on (flooded): its target names the key.
+            Answer {
+                macs: [mac(1), Some([0xff; 6]), mac(1), Some([0; 6])],
+                ips: [Some(host_ip(1).octets()), Some(known_ip(1).octets())],
+                arp_op: Some(1),
+                out_port: Some(port_no_flood()),
+                ..reply
+            },
+            // Out of another port.
+            Answer {
+                out_port: Some(1),
+                ..reply
+            },
+            // From another MAC than the registry's.
+            Answer {
+                macs: [
+                    Some(known_mac(SWITCH, 2).0),
+                    mac(1),
+                    Some(known_mac(SWITCH, 2).0),
+                    mac(1),
+                ],
+                ..reply
+            },
+            // To someone else.
+            Answer {
+                macs: [
+                    Some(known_mac(SWITCH, 1).0),
+                    mac(3),
+                    Some(known_mac(SWITCH, 1).0),
+                    mac(3),
+                ],
+                ..reply
+            },
+        ];
+        for a in wrong {
+            l.on_answer(&a, t0, true);
+        }
+        assert_eq!((l.counts.answered, l.counts.not_answers), (0, 4));
+        l.on_answer(&reply, t0, true);
+        assert!(l.waiting[1].is_none() && l.waiting[3].is_some());
+        assert_eq!(l.counts.answered, 1);
+    }
+
+    #[test]
+    fn unanswered_packet_ins_expire_in_order_and_free_the_window() {
+        let (mut sw, mut l, mut out) =
+            (switch(), load(FrameKind::Garp, 2, false, true), Vec::new());
+        let t0 = Instant::now();
+        l.fill(&mut sw, t0, true, &mut out);
+        l.on_answer(&flow(None, 0, 1), t0, true);
         assert_eq!(l.next_deadline(), Some(t0 + Duration::from_millis(100)));
         l.expire(t0 + Duration::from_millis(50), true);
         assert_eq!(l.in_flight(), 1);
@@ -372,17 +656,18 @@ mod tests {
 
     #[test]
     fn a_host_is_not_reused_while_its_packet_in_waits() {
-        let (mut sw, mut l, mut out) = (switch(), load(4, false), Vec::new());
+        let (mut sw, mut l, mut out) =
+            (switch(), load(FrameKind::Garp, 4, false, true), Vec::new());
         let t0 = Instant::now();
         l.fill(&mut sw, t0, true, &mut out);
         // Hosts 1..3 answered, host 0 not: the next PacketIn would be host
         // 0's again, so nothing is sent.
         for h in 1..4 {
-            l.on_answer(&flow_mod_for(h), t0, true);
+            l.on_answer(&flow(None, h, 1 + (h % 2)), t0, true);
         }
         l.fill(&mut sw, t0, true, &mut out);
         assert_eq!(l.counts.packet_ins, 4);
-        l.on_answer(&flow_mod_for(0), t0, true);
+        l.on_answer(&flow(None, 0, 1), t0, true);
         l.fill(&mut sw, t0, true, &mut out);
         assert_eq!(l.counts.packet_ins, 8);
     }

@@ -288,7 +288,13 @@ pub fn run(options: &Options) -> Result<Report, BenchError> {
             };
             (
                 EmulatedSwitch::new(spec.clone(), profile),
-                Load::new(traffic, window, options.buffered, options.timeout),
+                Load::new(
+                    traffic,
+                    window,
+                    options.buffered,
+                    profile.forwarded,
+                    options.timeout,
+                ),
             )
         })
         .collect();

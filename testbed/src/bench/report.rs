@@ -76,7 +76,8 @@ pub struct Report {
     pub warmup_s: f64,
     /// The measurement window as it really was.
     pub duration_s: f64,
-    /// PacketIns answered per second: cbench's "responses/s".
+    /// PacketIns answered correctly per second (see [`super::load`]); cbench's
+    /// "responses/s" counts every FLOW_MOD and PACKET_OUT instead.
     pub responses_per_s: f64,
     pub packet_ins_per_s: f64,
     pub flow_mods_per_s: f64,
@@ -220,13 +221,13 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "  responses/s     {:>12.1}   ({} PacketIns answered in {:.3} s, {} sent, {} given up)",
-            self.responses_per_s, c.answered, self.duration_s, c.packet_ins, c.expired
+            "  responses/s     {:>12.1}   ({} PacketIns answered correctly in {:.3} s, {} sent, {} given up, {} unanswerable)",
+            self.responses_per_s, c.answered, self.duration_s, c.packet_ins, c.expired, c.unanswerable
         )?;
         writeln!(
             f,
-            "  flow_mods/s     {:>12.1}   packet_outs/s {:.1}   ({:.3} messages per response, {} about nothing waiting)",
-            self.flow_mods_per_s, self.packet_outs_per_s, self.messages_per_response, c.unattributed
+            "  flow_mods/s     {:>12.1}   packet_outs/s {:.1}   ({:.3} messages per response, {} no part of an answer, {} about nothing waiting)",
+            self.flow_mods_per_s, self.packet_outs_per_s, self.messages_per_response, c.not_answers, c.unattributed
         )?;
         writeln!(
             f,

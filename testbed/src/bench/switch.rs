@@ -41,6 +41,11 @@ pub struct PacketInProfile {
     pub reason: PacketInReason,
     pub table_id: u8,
     pub cookie: u64,
+    /// Whether the flow that sent the packet up also sent it on in the
+    /// datapath (`CONTROLLER` and `goto_table`), so the controller owes a
+    /// flow but no PACKET_OUT; otherwise the packet stopped at the
+    /// controller, which must send it on itself.
+    pub forwarded: bool,
 }
 
 /// What a message from the controller was, for the caller's counters.
@@ -65,13 +70,22 @@ pub enum AnswerKind {
 /// A FLOW_MOD or PACKET_OUT and what can tie it to a PacketIn: the switch
 /// buffer it releases, the MACs it names, most telling first (Ethernet
 /// source, destination, ARP sender, target), and the ARP sender and target
-/// IPs.
+/// IPs; and what says whether it answers it: where it sends packets, and
+/// for a FLOW_MOD whether it adds a flow, for an ARP frame its operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Answer {
     pub kind: AnswerKind,
     pub buffer_id: Option<u32>,
     pub macs: [Option<[u8; 6]>; 4],
     pub ips: [Option<[u8; 4]>; 2],
+    /// A FLOW_MOD whose command is ADD.
+    pub adds: bool,
+    /// The one port its actions output to (OFPP_IN_PORT resolved to the
+    /// PACKET_OUT's or the match's in_port); `None` when they output
+    /// nowhere, to several ports, or to a group.
+    pub out_port: Option<u32>,
+    /// The operation of the ARP frame a PACKET_OUT carries.
+    pub arp_op: Option<u16>,
 }
 
 /// The version bitmap element of our HELLO: OpenFlow 1.3 only.
@@ -95,12 +109,14 @@ const XID_AT: usize = 4;
 const LEN_AT: usize = 2;
 const PI_BUFFER_AT: usize = HEADER_LEN;
 const PI_TOTAL_LEN_AT: usize = HEADER_LEN + 4;
-/// `ofp_flow_mod`: buffer_id, then the match after out_port, out_group,
-/// flags and padding.
+/// `ofp_flow_mod`: command after cookie, cookie_mask and table_id;
+/// buffer_id, then the match after out_port, out_group, flags and padding.
+const FM_COMMAND_AT: usize = HEADER_LEN + 17;
 const FM_BUFFER_AT: usize = HEADER_LEN + 24;
 const FM_MATCH_AT: usize = HEADER_LEN + 40;
 /// `ofp_packet_out`: buffer_id, in_port, actions_len, 6 bytes of padding.
 const PO_BUFFER_AT: usize = HEADER_LEN;
+const PO_IN_PORT_AT: usize = HEADER_LEN + 4;
 const PO_ACTIONS_LEN_AT: usize = HEADER_LEN + 8;
 const PO_ACTIONS_AT: usize = HEADER_LEN + 16;
 
@@ -413,19 +429,92 @@ fn some_buffer(id: u32) -> Option<u32> {
     (id != NO_BUFFER).then_some(id)
 }
 
-/// The buffer and the MACs a FLOW_MOD matches on.
+/// Calls `f` with the type and the bytes of each of the `ofp_instruction`s
+/// or `ofp_action_header`s (16-bit type, 16-bit length of at least `min`)
+/// that `items` lists.
+fn each_tlv<'a>(
+    mut items: &'a [u8],
+    at: &'static str,
+    min: usize,
+    code: ErrorCode,
+    mut f: impl FnMut(u16, &'a [u8]) -> Result<(), DecodeError>,
+) -> Result<(), DecodeError> {
+    while items.len() >= 4 {
+        let kind = be_u16(items, 0)?;
+        let len = usize::from(be_u16(items, 2)?);
+        if len < min || len > items.len() {
+            return Err(DecodeError::BadLength {
+                at,
+                length: len,
+                code,
+            });
+        }
+        f(kind, &items[..len])?;
+        items = &items[len..];
+    }
+    Ok(())
+}
+
+/// Where a list of actions sends packets: the one port every OUTPUT names,
+/// or nothing when they name several or a group takes the packet.
+#[derive(Debug, Default)]
+struct Outputs {
+    port: Option<u32>,
+    several: bool,
+}
+
+impl Outputs {
+    /// Reads the `ofp_action_header`s of `actions`; OFPP_IN_PORT stands
+    /// for `in_port`, when the message says which port that is.
+    fn read(&mut self, actions: &[u8], in_port: Option<u32>) -> Result<(), DecodeError> {
+        const OUTPUT: u16 = 0;
+        const GROUP: u16 = 22;
+        let code = ErrorCode::ACTION_BAD_LEN;
+        each_tlv(actions, "ofp_action", 8, code, |kind, action| {
+            match kind {
+                OUTPUT => {
+                    let port = match (be_u32(action, 4)?, in_port) {
+                        (port_no::IN_PORT, Some(p)) => p,
+                        (port, _) => port,
+                    };
+                    match self.port {
+                        Some(p) if p != port => self.several = true,
+                        _ => self.port = Some(port),
+                    }
+                }
+                GROUP => self.several = true,
+                _ => {}
+            }
+            Ok(())
+        })
+    }
+
+    fn single(&self) -> Option<u32> {
+        self.port.filter(|_| !self.several)
+    }
+}
+
+/// The buffer and the MACs a FLOW_MOD matches on, and where its apply- and
+/// write-actions send what matches.
 fn flow_mod_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
+    const WRITE_ACTIONS: u16 = 3;
+    const APPLY_ACTIONS: u16 = 4;
+    let command = *msg
+        .get(FM_COMMAND_AT)
+        .ok_or_else(|| truncated("ofp_flow_mod", FM_COMMAND_AT + 1, msg))?;
     let buffer_id = be_u32(msg, FM_BUFFER_AT)?;
     let match_len = usize::from(be_u16(msg, FM_MATCH_AT + 2)?);
+    let bad_match = DecodeError::BadLength {
+        at: "ofp_match",
+        length: match_len,
+        code: ErrorCode::MATCH_BAD_LEN,
+    };
     let oxms = msg
         .get(FM_MATCH_AT + 4..FM_MATCH_AT + match_len.max(4))
-        .ok_or(DecodeError::BadLength {
-            at: "ofp_match",
-            length: match_len,
-            code: ErrorCode::MATCH_BAD_LEN,
-        })?;
+        .ok_or(bad_match)?;
     let mut macs = [None; 4];
     let mut ips = [None; 2];
+    let mut in_port = None;
     for tlv in OxmIter::new(oxms) {
         let tlv = tlv?;
         // A masked field names a group of hosts, not one.
@@ -434,6 +523,7 @@ fn flow_mod_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
         }
         let value = tlv.value;
         match tlv.id() {
+            FieldId::IN_PORT => in_port = value.try_into().ok().map(u32::from_be_bytes),
             FieldId::ETH_SRC => macs[0] = value.try_into().ok(),
             FieldId::ETH_DST => macs[1] = value.try_into().ok(),
             FieldId::ARP_SHA => macs[2] = value.try_into().ok(),
@@ -443,23 +533,50 @@ fn flow_mod_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
             _ => {}
         }
     }
+    // The match is padded to a multiple of 8; the instructions follow.
+    let instructions = msg
+        .get(FM_MATCH_AT + match_len.div_ceil(8) * 8..)
+        .unwrap_or(&[]);
+    let mut outputs = Outputs::default();
+    let code = ErrorCode::INSTRUCTION_BAD_LEN;
+    each_tlv(
+        instructions,
+        "ofp_instruction",
+        4,
+        code,
+        |kind, instruction| {
+            if matches!(kind, WRITE_ACTIONS | APPLY_ACTIONS) {
+                outputs.read(instruction.get(8..).unwrap_or(&[]), in_port)?;
+            }
+            Ok(())
+        },
+    )?;
     Ok(Answer {
         kind: AnswerKind::FlowMod,
         buffer_id: some_buffer(buffer_id),
         macs,
         ips,
+        adds: command == 0,
+        out_port: outputs.single(),
+        arp_op: None,
     })
 }
 
-/// The buffer a PACKET_OUT releases and the MACs of the frame it carries.
+/// The buffer a PACKET_OUT releases, the MACs of the frame it carries and
+/// where it sends it.
 fn packet_out_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
     let buffer_id = be_u32(msg, PO_BUFFER_AT)?;
-    let data_at = PO_ACTIONS_AT + usize::from(be_u16(msg, PO_ACTIONS_LEN_AT)?);
+    let in_port = be_u32(msg, PO_IN_PORT_AT)?;
+    let actions_len = usize::from(be_u16(msg, PO_ACTIONS_LEN_AT)?);
+    let data_at = PO_ACTIONS_AT + actions_len;
     let frame = msg
         .get(data_at..)
         .ok_or_else(|| truncated("ofp_packet_out", data_at, msg))?;
+    let mut outputs = Outputs::default();
+    outputs.read(&msg[PO_ACTIONS_AT..data_at], Some(in_port))?;
     let mut macs = [None; 4];
     let mut ips = [None; 2];
+    let mut arp_op = None;
     // A buffered packet goes out without data; anything else that is not
     // Ethernet names no host.
     if let Ok(eth) = EthernetFrame::new_checked(frame) {
@@ -470,6 +587,7 @@ fn packet_out_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
                 macs[2] = Some(arp.sha().0);
                 macs[3] = Some(arp.tha().0);
                 ips = [Some(arp.spa().octets()), Some(arp.tpa().octets())];
+                arp_op = Some(u16::from(arp.op()));
             }
         }
     }
@@ -478,6 +596,9 @@ fn packet_out_keys(msg: &[u8]) -> Result<Answer, DecodeError> {
         buffer_id: some_buffer(buffer_id),
         macs,
         ips,
+        adds: false,
+        out_port: outputs.single(),
+        arp_op,
     })
 }
 

@@ -111,6 +111,9 @@ impl Target {
                     reason: PacketInReason::Action,
                     table_id,
                     cookie: IRIS_COOKIE,
+                    // Table 1 sends an announcement up and on; table 2
+                    // stops the ARP request it sends up.
+                    forwarded: workload == Workload::Learning,
                 };
                 (frames, None, profile)
             }
@@ -121,16 +124,20 @@ impl Target {
                     reason: PacketInReason::NoMatch,
                     table_id: 0,
                     cookie: 0,
+                    forwarded: false,
                 };
                 (peer_frames, None, profile)
             }
             // Faucet's VLAN table tags frames from untagged ports before its
             // eth_src table sends them up; Faucet drops untagged PacketIns.
+            // That table's miss sends an unknown source to the controller
+            // and on to the eth_dst table, which floods it.
             Self::Faucet => {
                 let profile = PacketInProfile {
                     reason: PacketInReason::Action,
                     table_id: FAUCET_ETH_SRC_TABLE,
                     cookie: FAUCET_COOKIE,
+                    forwarded: true,
                 };
                 (peer_frames, Some(FAUCET_VLAN), profile)
             }

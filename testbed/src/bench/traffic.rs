@@ -112,11 +112,16 @@ pub struct Traffic {
     pub vlan: Option<u16>,
 }
 
-/// One frame: where it enters the switch and what it is about.
+/// One frame: where it enters the switch, what it is about, and who sent
+/// it to whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sent {
     pub in_port: u32,
     pub key: u32,
+    /// The host that sent it.
+    pub src: u32,
+    /// The host it is addressed to, for a unicast frame.
+    pub dst: Option<u32>,
 }
 
 impl Traffic {
@@ -145,11 +150,13 @@ impl Traffic {
             tci: vid,
         });
         let start = buf.len();
+        let mut dst = None;
         let arp = match self.kind {
             FrameKind::Unicast => {
                 let prev = if host == 0 { self.macs - 1 } else { host - 1 };
                 let ips = (host_ip(host), host_ip(prev));
                 unicast_udp(src, host_mac(self.switch, prev), tag, ips, buf);
+                dst = Some(prev);
                 None
             }
             FrameKind::Garp => Some(ArpRepr::gratuitous(src, host_ip(host))),
@@ -165,6 +172,8 @@ impl Traffic {
         Sent {
             in_port: self.port_of(host, epoch),
             key,
+            src: host,
+            dst,
         }
     }
 }
@@ -243,7 +252,7 @@ mod tests {
         let t = traffic(FrameKind::Unicast);
         let mut buf = Vec::new();
         let sent = t.frame(6, &mut buf);
-        assert_eq!(sent.key, 1);
+        assert_eq!((sent.key, sent.src, sent.dst), (1, 1, Some(0)));
         let eth = EthernetFrame::new_checked(&buf[..]).unwrap();
         assert_eq!(eth.src(), host_mac(0x0102, 1));
         assert_eq!(eth.dst(), host_mac(0x0102, 0));
@@ -287,7 +296,9 @@ mod tests {
             garp.frame(7, &mut buf),
             Sent {
                 in_port: garp.port_of(2, 1),
-                key: 2
+                key: 2,
+                src: 2,
+                dst: None,
             }
         );
     }
@@ -307,7 +318,15 @@ mod tests {
         assert_eq!(req.op, ArpOp::Request);
         assert!(!req.is_gratuitous());
         // Key 4, asked by the requester on port 4 % 3 + 1, every time.
-        assert_eq!(sent, Sent { in_port: 2, key: 4 });
+        assert_eq!(
+            sent,
+            Sent {
+                in_port: 2,
+                key: 4,
+                src: 1,
+                dst: None
+            }
+        );
         assert_eq!(req.sha, host_mac(0x0102, 1));
         assert_eq!((req.spa, req.tpa), (host_ip(1), known_ip(4)));
         assert_eq!(known_index(req.tpa.octets()), Some(4));

@@ -430,6 +430,7 @@ fn quiet_profile() -> PacketInProfile {
         reason: ofp::message::PacketInReason::NoMatch,
         table_id: 0,
         cookie: 0,
+        forwarded: false,
     }
 }
 

@@ -1,6 +1,7 @@
 use super::*;
 use ofp::action::Action;
-use ofp::message::{FlowMod, PacketInView, PacketOut};
+use ofp::instruction::Instruction;
+use ofp::message::{FlowMod, FlowModCommand, PacketInView, PacketOut};
 use ofp::multipart::MultipartRequest;
 use ofp::packet::ArpRepr;
 
@@ -20,6 +21,7 @@ fn switch() -> EmulatedSwitch {
             reason: PacketInReason::Action,
             table_id: 2,
             cookie: 0x4952,
+            forwarded: false,
         },
     )
 }
@@ -210,7 +212,7 @@ fn packet_in_carries_port_profile_buffer_and_frame() {
 }
 
 #[test]
-fn flow_mod_keys_are_its_buffer_and_exact_macs() {
+fn flow_mod_keys_are_its_buffer_and_exact_macs_and_where_it_outputs() {
     let mut sw = switch();
     let fm = FlowMod {
         buffer_id: 12,
@@ -220,24 +222,80 @@ fn flow_mod_keys_are_its_buffer_and_exact_macs() {
             .eth_src([2, 0, 7, 0, 0, 3])
             .arp_sha_masked([2, 0, 7, 0, 0, 4], [0xff; 6])
             .arp_tpa("10.128.0.5".parse().unwrap()),
+        instructions: vec![
+            Instruction::WriteMetadata {
+                metadata: 1,
+                mask: 1,
+            },
+            Instruction::ApplyActions(vec![Action::PopVlan, Action::output(3)]),
+        ],
         ..FlowMod::default()
     };
-    let (inbound, reply) = ask(&mut sw, 1, Message::FlowMod(fm));
+    let (inbound, reply) = ask(&mut sw, 1, Message::FlowMod(fm.clone()));
     assert_eq!(reply, None);
-    assert_eq!(
-        inbound,
-        Inbound::Answer(Answer {
-            kind: AnswerKind::FlowMod,
-            buffer_id: Some(12),
-            macs: [
-                Some([2, 0, 7, 0, 0, 3]),
-                Some([2, 0, 7, 0, 0, 2]),
-                None,
-                None
-            ],
-            ips: [None, Some([10, 128, 0, 5])],
-        })
-    );
+    let expected = Answer {
+        kind: AnswerKind::FlowMod,
+        buffer_id: Some(12),
+        macs: [
+            Some([2, 0, 7, 0, 0, 3]),
+            Some([2, 0, 7, 0, 0, 2]),
+            None,
+            None,
+        ],
+        ips: [None, Some([10, 128, 0, 5])],
+        adds: true,
+        out_port: Some(3),
+        arp_op: None,
+    };
+    assert_eq!(inbound, Inbound::Answer(expected));
+
+    // OFPP_IN_PORT is the match's in_port; a second port or a group is
+    // not one port; a DELETE adds nothing.
+    for (instructions, command, out_port) in [
+        (
+            vec![Instruction::WriteActions(vec![Action::output(
+                port_no::IN_PORT,
+            )])],
+            FlowModCommand::Add,
+            Some(1),
+        ),
+        (
+            vec![Instruction::ApplyActions(vec![
+                Action::output(3),
+                Action::output(2),
+            ])],
+            FlowModCommand::Add,
+            None,
+        ),
+        (
+            vec![Instruction::ApplyActions(vec![
+                Action::output(3),
+                Action::Group(4),
+            ])],
+            FlowModCommand::Add,
+            None,
+        ),
+        (
+            vec![Instruction::GotoTable(3)],
+            FlowModCommand::DeleteStrict,
+            None,
+        ),
+    ] {
+        let fm = FlowMod {
+            instructions,
+            command,
+            ..fm.clone()
+        };
+        let (inbound, _) = ask(&mut sw, 2, Message::FlowMod(fm));
+        assert_eq!(
+            inbound,
+            Inbound::Answer(Answer {
+                adds: command == FlowModCommand::Add,
+                out_port,
+                ..expected
+            })
+        );
+    }
 }
 
 #[test]
@@ -256,21 +314,42 @@ fn packet_out_keys_are_its_frame_macs() {
         actions: vec![Action::output(1)],
         data,
     };
-    let (inbound, _) = ask(&mut sw, 1, Message::PacketOut(po));
-    assert_eq!(
-        inbound,
-        Inbound::Answer(Answer {
-            kind: AnswerKind::PacketOut,
-            buffer_id: None,
-            macs: [
-                Some([6, 0, 7, 0, 0, 9]),
-                Some([2, 0, 7, 0, 0, 9]),
-                Some([6, 0, 7, 0, 0, 9]),
-                Some([2, 0, 7, 0, 0, 9]),
-            ],
-            ips: [Some([10, 128, 0, 10]), Some([10, 0, 0, 10])],
-        })
-    );
+    let (inbound, _) = ask(&mut sw, 1, Message::PacketOut(po.clone()));
+    let expected = Answer {
+        kind: AnswerKind::PacketOut,
+        buffer_id: None,
+        macs: [
+            Some([6, 0, 7, 0, 0, 9]),
+            Some([2, 0, 7, 0, 0, 9]),
+            Some([6, 0, 7, 0, 0, 9]),
+            Some([2, 0, 7, 0, 0, 9]),
+        ],
+        ips: [Some([10, 128, 0, 10]), Some([10, 0, 0, 10])],
+        adds: false,
+        out_port: Some(1),
+        arp_op: Some(2),
+    };
+    assert_eq!(inbound, Inbound::Answer(expected));
+    // Sent back where it came from: OFPP_IN_PORT is the PACKET_OUT's
+    // in_port. A flood is no one port.
+    for (in_port, port, out_port) in [
+        (2, port_no::IN_PORT, Some(2)),
+        (2, port_no::FLOOD, Some(port_no::FLOOD)),
+    ] {
+        let po = PacketOut {
+            in_port,
+            actions: vec![Action::output(port)],
+            ..po.clone()
+        };
+        let (inbound, _) = ask(&mut sw, 1, Message::PacketOut(po));
+        assert_eq!(
+            inbound,
+            Inbound::Answer(Answer {
+                out_port,
+                ..expected
+            })
+        );
+    }
 }
 
 #[test]
