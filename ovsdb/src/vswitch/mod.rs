@@ -23,9 +23,9 @@ pub use model::{
     ROLE_KEY, ROLE_TUNNEL, ROLE_VM, VI_KEY,
 };
 pub use plan::{
-    plan_bridge, plan_remove_port, plan_tunnels, plan_vm_port, BridgeSpec, DatapathType, FailMode,
-    OpenFlowVersion, PlanError, TunnelKey, TunnelRemote, TunnelSpec, VmPortKind, VmPortSpec,
-    TUNNEL_TYPE,
+    is_passive_target, plan_bridge, plan_remove_port, plan_tunnels, plan_vm_port, BridgeSpec,
+    DatapathType, FailMode, OpenFlowVersion, PlanError, TunnelKey, TunnelRemote, TunnelSpec,
+    VmPortKind, VmPortSpec, TUNNEL_TYPE,
 };
 
 use crate::client::{Client, Monitor, Options};
