@@ -11,11 +11,17 @@
 //! of VM ports (`external_ids:iris-vi`). A lost ovsdb-server is reconnected
 //! with exponential backoff.
 //!
+//! A bridge either connects to the controller (active mode) or listens on a
+//! passive target for the controller to connect to it (passive mode,
+//! [`OpenFlowMode`]); [`passive_switches`] names where the controller must
+//! connect.
+//!
 //! What a host's bridge should be ([`plans`]) and what its interfaces mean
 //! ([`ports_report`]) are pure functions; the tasks only move data.
 
 use crate::control::{ManagedHost, TopologyEvent, VmPortSeen};
 use crate::model::{HostName, ViId};
+use crate::server::ListenAddr;
 use ovsdb::vswitch::{BridgeSpec, DatapathType, InterfaceInfo, TunnelSpec};
 use ovsdb::{Remote, Vswitch};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,13 +32,28 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+/// Who opens a switch's OpenFlow connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenFlowMode {
+    /// The switch connects to the controller, and after losing it retries
+    /// on Open vSwitch's schedule (its first retry a second later).
+    #[default]
+    Active,
+    /// The switch listens beside its OVSDB and the controller connects to
+    /// it, so a restarted controller has it back at once.
+    Passive,
+}
+
 /// How every host's bridge is set up, and how hard to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagerConfig {
     pub bridge: String,
     pub datapath_type: DatapathType,
-    /// The controller target for hosts that name none of their own.
+    /// The controller target for hosts that name none of their own, in
+    /// active mode.
     pub default_controller: String,
+    /// The mode of hosts that name no target of their own.
+    pub openflow: OpenFlowMode,
     /// First wait after a failed connection; doubled up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -52,16 +73,97 @@ pub fn tunnel_name(peer: Ipv4Addr) -> String {
     format!("gre-{:08x}", u32::from(peer))
 }
 
+/// The controller target host `m`'s bridge gets: its own, else in active
+/// mode the default, else in passive mode one beside its OVSDB (a socket in
+/// the directory of a unix remote, where vswitchd accepts one, or the
+/// OpenFlow port on a TCP remote's address).
+pub fn target_of(config: &ManagerConfig, m: &ManagedHost) -> String {
+    if let Some(own) = &m.controller {
+        return own.clone();
+    }
+    match config.openflow {
+        OpenFlowMode::Active => config.default_controller.clone(),
+        OpenFlowMode::Passive => {
+            let remote = &m.host.ovsdb_remote;
+            match remote.strip_prefix("unix:") {
+                Some(path) => {
+                    let dir = std::path::Path::new(path)
+                        .parent()
+                        .unwrap_or(std::path::Path::new("/"));
+                    format!(
+                        "punix:{}",
+                        dir.join(passive_socket_name(&config.bridge)).display()
+                    )
+                }
+                None => {
+                    // check-config admits only unix: and tcp:IP:PORT remotes.
+                    let ip = remote
+                        .strip_prefix("tcp:")
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                        .map_or_else(
+                            || "127.0.0.1".to_owned(),
+                            |a| match a.ip() {
+                                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                                v4 => v4.to_string(),
+                            },
+                        );
+                    format!("ptcp:{OPENFLOW_PORT}:{ip}")
+                }
+            }
+        }
+    }
+}
+
+/// The IANA OpenFlow port, where a switch on a TCP OVSDB remote listens in
+/// passive mode.
+pub const OPENFLOW_PORT: u16 = 6653;
+
+/// The socket a bridge listens on in passive mode, beside `db.sock`.
+pub fn passive_socket_name(bridge: &str) -> String {
+    format!("{bridge}.iris.sock")
+}
+
+/// Where the controller connects: every host's passive target.
+pub fn passive_switches(config: &ManagerConfig, hosts: &[ManagedHost]) -> BTreeSet<ListenAddr> {
+    hosts
+        .iter()
+        .filter_map(|m| {
+            ListenAddr::of_passive_target(&target_of(config, m))
+                .ok()
+                .flatten()
+        })
+        .collect()
+}
+
+/// Keeps `switches` at [`passive_switches`] of the current hosts until
+/// `shutdown`, for the server's connector.
+pub async fn follow_passive_switches(
+    config: ManagerConfig,
+    mut hosts: watch::Receiver<Vec<ManagedHost>>,
+    switches: watch::Sender<BTreeSet<ListenAddr>>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let now = passive_switches(&config, &hosts.borrow_and_update());
+        switches.send_if_modified(|s| {
+            let changed = *s != now;
+            *s = now;
+            changed
+        });
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            changed = hosts.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
 /// What every host's OVSDB must say, given all hosts.
 pub fn plans(config: &ManagerConfig, hosts: &[ManagedHost]) -> BTreeMap<HostName, HostPlan> {
     hosts
         .iter()
         .map(|m| {
             let h = &m.host;
-            let controller = m
-                .controller
-                .clone()
-                .unwrap_or_else(|| config.default_controller.clone());
+            let controller = target_of(config, m);
             let bridge = BridgeSpec::new(config.bridge.clone())
                 .datapath_type(config.datapath_type)
                 .controller(controller)

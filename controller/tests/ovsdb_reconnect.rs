@@ -92,6 +92,7 @@ async fn the_manager_reconnects_when_ovsdb_server_comes_back() {
         bridge: "br-int".into(),
         datapath_type: DatapathType::Netdev,
         default_controller: "tcp:127.0.0.1:6653".into(),
+        openflow: Default::default(),
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_millis(800),
     };
