@@ -13,8 +13,11 @@
 //!
 //! A bridge either connects to the controller (active mode) or listens on a
 //! passive target for the controller to connect to it (passive mode,
-//! [`OpenFlowMode`]); [`passive_switches`] names where the controller must
-//! connect.
+//! [`OpenFlowMode`]). A listening switch is offered to the server's
+//! connector (`switches`) only once its host's OVSDB has reported the
+//! bridge's ports in the current session: a switch that is back before
+//! them would be planned without its VM ports, and lose their flows until
+//! they came.
 //!
 //! What a host's bridge should be ([`plans`]) and what its interfaces mean
 //! ([`ports_report`]) are pure functions; the tasks only move data.
@@ -123,40 +126,6 @@ pub fn passive_socket_name(bridge: &str) -> String {
     format!("{bridge}.iris.sock")
 }
 
-/// Where the controller connects: every host's passive target.
-pub fn passive_switches(config: &ManagerConfig, hosts: &[ManagedHost]) -> BTreeSet<ListenAddr> {
-    hosts
-        .iter()
-        .filter_map(|m| {
-            ListenAddr::of_passive_target(&target_of(config, m))
-                .ok()
-                .flatten()
-        })
-        .collect()
-}
-
-/// Keeps `switches` at [`passive_switches`] of the current hosts until
-/// `shutdown`, for the server's connector.
-pub async fn follow_passive_switches(
-    config: ManagerConfig,
-    mut hosts: watch::Receiver<Vec<ManagedHost>>,
-    switches: watch::Sender<BTreeSet<ListenAddr>>,
-    shutdown: CancellationToken,
-) {
-    loop {
-        let now = passive_switches(&config, &hosts.borrow_and_update());
-        switches.send_if_modified(|s| {
-            let changed = *s != now;
-            *s = now;
-            changed
-        });
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            changed = hosts.changed() => if changed.is_err() { return },
-        }
-    }
-}
-
 /// What every host's OVSDB must say, given all hosts.
 pub fn plans(config: &ManagerConfig, hosts: &[ManagedHost]) -> BTreeMap<HostName, HostPlan> {
     hosts
@@ -235,11 +204,14 @@ pub fn ports_report(bridge: &str, interfaces: &[InterfaceInfo]) -> (BridgePorts,
     (BridgePorts { vm_ports, tunnels }, bad_vi)
 }
 
-/// Keeps every host in `hosts` right until `shutdown` is cancelled.
+/// Keeps every host in `hosts` right until `shutdown` is cancelled, and
+/// `switches` at the passive targets of the hosts whose ports have been
+/// reported.
 pub async fn run(
     config: ManagerConfig,
     mut hosts: watch::Receiver<Vec<ManagedHost>>,
     events: mpsc::Sender<TopologyEvent>,
+    switches: watch::Sender<BTreeSet<ListenAddr>>,
     shutdown: CancellationToken,
 ) {
     let mut tasks: BTreeMap<HostName, (watch::Sender<HostPlan>, CancellationToken)> =
@@ -273,6 +245,8 @@ pub async fn run(
                         bridge: config.bridge.clone(),
                         plan: rx,
                         events: events.clone(),
+                        switches: switches.clone(),
+                        offered: None,
                         token: token.clone(),
                         backoff_min: config.backoff_min,
                         backoff_max: config.backoff_max,
@@ -307,6 +281,10 @@ struct HostTask {
     bridge: String,
     plan: watch::Receiver<HostPlan>,
     events: mpsc::Sender<TopologyEvent>,
+    /// Where the server's connector connects.
+    switches: watch::Sender<BTreeSet<ListenAddr>>,
+    /// What this host has put there: its switch's passive target.
+    offered: Option<ListenAddr>,
     token: CancellationToken,
     backoff_min: Duration,
     backoff_max: Duration,
@@ -314,6 +292,38 @@ struct HostTask {
 
 impl HostTask {
     async fn run(mut self) {
+        self.keep_right().await;
+        // The host is gone: so is its switch, for the connector.
+        self.offer(None);
+    }
+
+    /// Puts `target` (a passive target, or none) in the connector's set in
+    /// place of what this host offered before.
+    fn offer(&mut self, target: Option<ListenAddr>) {
+        if target == self.offered {
+            return;
+        }
+        let old = std::mem::replace(&mut self.offered, target.clone());
+        self.switches.send_modify(|s| {
+            if let Some(old) = old {
+                s.remove(&old);
+            }
+            s.extend(target);
+        });
+    }
+
+    /// Offers the plan's passive target, if it has one; called once this
+    /// session has reported the bridge's ports.
+    fn offer_plan(&mut self, plan: &HostPlan) {
+        let target = plan
+            .bridge
+            .controller
+            .iter()
+            .find_map(|t| ListenAddr::of_passive_target(t).ok().flatten());
+        self.offer(target);
+    }
+
+    async fn keep_right(&mut self) {
         let mut backoff = self.backoff_min;
         let mut failures = 0u32;
         loop {
@@ -383,6 +393,7 @@ impl HostTask {
         let mut last = None;
         let mut warned: BTreeSet<String> = BTreeSet::new();
         self.report_ports(&vs, &mut last, &mut warned).await;
+        self.offer_plan(&plan);
         loop {
             tokio::select! {
                 _ = self.token.cancelled() => return Ended::Shutdown,
@@ -398,6 +409,7 @@ impl HostTask {
                     if let Err(e) = self.apply(&vs, &plan).await {
                         return Ended::Failed(e);
                     }
+                    self.offer_plan(&plan);
                 }
                 event = watch.next() => match event {
                     Some(_) => self.report_ports(&vs, &mut last, &mut warned).await,

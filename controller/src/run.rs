@@ -163,20 +163,15 @@ pub async fn run(
         backoff_min: Duration::from_millis(250),
         backoff_max: Duration::from_secs(30),
     };
-    // Switches that listen are connected to as soon as the server runs, not
-    // after Open vSwitch's reconnect backoff.
+    // Switches that listen are connected to as soon as their OVSDB has
+    // reported their ports, not after Open vSwitch's reconnect backoff.
     let (passive_tx, passive) = watch::channel(BTreeSet::new());
     let server = server.dialing(passive);
-    tokio::spawn(ovs_manager::follow_passive_switches(
-        manager.clone(),
-        parts.hosts.clone(),
-        passive_tx,
-        shutdown.clone(),
-    ));
     let ovs = tokio::spawn(ovs_manager::run(
         manager,
         parts.hosts,
         parts.senders.topology,
+        passive_tx,
         shutdown.clone(),
     ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
