@@ -15,9 +15,11 @@
 //! passive target for the controller to connect to it (passive mode,
 //! [`OpenFlowMode`]). A listening switch is offered to the server's
 //! connector (`switches`) only once its host's OVSDB has reported the
-//! bridge's ports in the current session: a switch that is back before
-//! them would be planned without its VM ports, and lose their flows until
-//! they came.
+//! bridge's ports in the current session, and at the start only once every
+//! host has (or [`START_GATE`] has passed): a switch's tables depend on
+//! its own VM ports and on the other hosts' (a VI's flood group has a
+//! bucket for each host with a member), and a switch planned before they
+//! are known would lose flows until they came.
 //!
 //! What a host's bridge should be ([`plans`]) and what its interfaces mean
 //! ([`ports_report`]) are pure functions; the tasks only move data.
@@ -204,9 +206,20 @@ pub fn ports_report(bridge: &str, interfaces: &[InterfaceInfo]) -> (BridgePorts,
     (BridgePorts { vm_ports, tunnels }, bad_vi)
 }
 
+/// How long after the start the connector may wait for every host's first
+/// ports report before it is given the switches whose hosts have reported:
+/// a host whose OVSDB does not answer must not keep the others away (in
+/// active mode Open vSwitch takes about as long to come back).
+pub const START_GATE: Duration = Duration::from_secs(1);
+
+/// Per host, once its OVSDB session has reported the bridge's ports: its
+/// switch's passive target, if it has one.
+type Reported = BTreeMap<HostName, Option<ListenAddr>>;
+
 /// Keeps every host in `hosts` right until `shutdown` is cancelled, and
 /// `switches` at the passive targets of the hosts whose ports have been
-/// reported.
+/// reported (at the start, once every host's have, or after
+/// [`START_GATE`]).
 pub async fn run(
     config: ManagerConfig,
     mut hosts: watch::Receiver<Vec<ManagedHost>>,
@@ -217,6 +230,9 @@ pub async fn run(
     let mut tasks: BTreeMap<HostName, (watch::Sender<HostPlan>, CancellationToken)> =
         BTreeMap::new();
     let mut joins = JoinSet::new();
+    let (reported_tx, mut reported) = watch::channel(Reported::new());
+    let gate = tokio::time::Instant::now() + START_GATE;
+    let mut open = false;
     loop {
         let wanted = plans(&config, &hosts.borrow_and_update());
         tasks.retain(|name, (_, token)| {
@@ -245,8 +261,7 @@ pub async fn run(
                         bridge: config.bridge.clone(),
                         plan: rx,
                         events: events.clone(),
-                        switches: switches.clone(),
-                        offered: None,
+                        reported: reported_tx.clone(),
                         token: token.clone(),
                         backoff_min: config.backoff_min,
                         backoff_max: config.backoff_max,
@@ -256,11 +271,27 @@ pub async fn run(
                 }
             }
         }
+        {
+            let r = reported.borrow_and_update();
+            open = open
+                || tasks.keys().all(|h| r.contains_key(h))
+                || tokio::time::Instant::now() >= gate;
+            if open {
+                let now: BTreeSet<ListenAddr> = r.values().flatten().cloned().collect();
+                switches.send_if_modified(|s| {
+                    let changed = *s != now;
+                    *s = now;
+                    changed
+                });
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             changed = hosts.changed() => if changed.is_err() { break },
             // Reap tasks of removed hosts as they end.
             Some(_) = joins.join_next(), if !joins.is_empty() => {}
+            _ = reported.changed() => {}
+            _ = tokio::time::sleep_until(gate), if !open => {}
         }
     }
     shutdown.cancel();
@@ -281,10 +312,9 @@ struct HostTask {
     bridge: String,
     plan: watch::Receiver<HostPlan>,
     events: mpsc::Sender<TopologyEvent>,
-    /// Where the server's connector connects.
-    switches: watch::Sender<BTreeSet<ListenAddr>>,
-    /// What this host has put there: its switch's passive target.
-    offered: Option<ListenAddr>,
+    /// Where this host says it has reported its ports, and its switch's
+    /// passive target.
+    reported: watch::Sender<Reported>,
     token: CancellationToken,
     backoff_min: Duration,
     backoff_max: Duration,
@@ -294,33 +324,23 @@ impl HostTask {
     async fn run(mut self) {
         self.keep_right().await;
         // The host is gone: so is its switch, for the connector.
-        self.offer(None);
+        self.reported
+            .send_if_modified(|r| r.remove(&self.name).is_some());
     }
 
-    /// Puts `target` (a passive target, or none) in the connector's set in
-    /// place of what this host offered before.
-    fn offer(&mut self, target: Option<ListenAddr>) {
-        if target == self.offered {
-            return;
-        }
-        let old = std::mem::replace(&mut self.offered, target.clone());
-        self.switches.send_modify(|s| {
-            if let Some(old) = old {
-                s.remove(&old);
-            }
-            s.extend(target);
-        });
-    }
-
-    /// Offers the plan's passive target, if it has one; called once this
-    /// session has reported the bridge's ports.
+    /// Says this session has reported the bridge's ports, with the plan's
+    /// passive target if it has one.
     fn offer_plan(&mut self, plan: &HostPlan) {
         let target = plan
             .bridge
             .controller
             .iter()
             .find_map(|t| ListenAddr::of_passive_target(t).ok().flatten());
-        self.offer(target);
+        self.reported.send_if_modified(|r| {
+            let changed = r.get(&self.name) != Some(&target);
+            r.insert(self.name.clone(), target);
+            changed
+        });
     }
 
     async fn keep_right(&mut self) {
@@ -394,8 +414,23 @@ impl HostTask {
         let mut warned: BTreeSet<String> = BTreeSet::new();
         self.report_ports(&vs, &mut last, &mut warned).await;
         self.offer_plan(&plan);
+        let mut replica = vs.replica();
         loop {
             tokio::select! {
+                // Another client changed the database (a controller target
+                // added by hand would give the switch a second connection,
+                // and the two would take turns superseding each other): the
+                // bridge is put right again. Nothing is sent when nothing
+                // differs, so the change this repair makes ends here.
+                changed = replica.changed() => {
+                    if changed.is_err() {
+                        return Ended::Lost(vs.closed().await.to_string());
+                    }
+                    let plan = self.plan.borrow().clone();
+                    if let Err(e) = self.apply(&vs, &plan).await {
+                        return Ended::Failed(e);
+                    }
+                }
                 _ = self.token.cancelled() => return Ended::Shutdown,
                 reason = vs.closed() => return Ended::Lost(reason.to_string()),
                 changed = self.plan.changed() => {

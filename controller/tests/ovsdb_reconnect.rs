@@ -205,6 +205,22 @@ async fn a_listening_switch_is_offered_to_the_connector_once_its_ports_are_repor
         "primary"
     );
 
+    // A target added by hand would give the switch a second connection
+    // (and the two would supersede each other in turn): it is taken away.
+    let passive = format!("punix:{}", socket.display());
+    vsctl(
+        dir,
+        &["set-controller", "br-int", &passive, "tcp:127.0.0.1:6653"],
+    );
+    let repaired = async {
+        while vsctl(dir, &["get-controller", "br-int"]).trim() != passive {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), repaired)
+        .await
+        .expect("the bridge is put right");
+
     // The host goes: so does its switch, for the connector.
     hosts_tx.send_replace(Vec::new());
     tokio::time::timeout(Duration::from_secs(5), switches.changed())

@@ -169,6 +169,12 @@ impl Vswitch {
         self.snapshot().interfaces()
     }
 
+    /// The replica, marked changed whenever the database changes (by this
+    /// session or any other client).
+    pub fn replica(&self) -> watch::Receiver<Arc<Replica>> {
+        self.replica.clone()
+    }
+
     /// A stream of interface changes. It starts with an
     /// [`InterfaceEvent::Added`] for every interface present now, so nothing
     /// falls between a snapshot and the first change, and ends when the
