@@ -15,11 +15,12 @@
 //! passive target for the controller to connect to it (passive mode,
 //! [`OpenFlowMode`]). A listening switch is offered to the server's
 //! connector (`switches`) only once its host's OVSDB has reported the
-//! bridge's ports in the current session, and at the start only once every
-//! host has (or [`START_GATE`] has passed): a switch's tables depend on
-//! its own VM ports and on the other hosts' (a VI's flood group has a
-//! bucket for each host with a member), and a switch planned before they
-//! are known would lose flows until they came.
+//! bridge's ports in the current session, at the start only once every
+//! host has (or [`START_GATE`] has passed), and only once the control loop
+//! has taken those reports: a switch's tables depend on its own VM ports
+//! and on the other hosts' (a VI's flood group has a bucket for each host
+//! with a member), and a switch planned before they are known would lose
+//! flows until they came.
 //!
 //! What a host's bridge should be ([`plans`]) and what its interfaces mean
 //! ([`ports_report`]) are pure functions; the tasks only move data.
@@ -212,6 +213,9 @@ pub fn ports_report(bridge: &str, interfaces: &[InterfaceInfo]) -> (BridgePorts,
 /// active mode Open vSwitch takes about as long to come back).
 pub const START_GATE: Duration = Duration::from_secs(1);
 
+/// How often to look whether the control loop has taken the reports.
+const REPORTS_TAKEN_POLL: Duration = Duration::from_millis(2);
+
 /// Per host, once its OVSDB session has reported the bridge's ports: its
 /// switch's passive target, if it has one.
 type Reported = BTreeMap<HostName, Option<ListenAddr>>;
@@ -271,18 +275,22 @@ pub async fn run(
                 }
             }
         }
+        // A switch is offered only once the control loop has taken every
+        // report sent so far: it takes a burst of reports whole before its
+        // next input, so none of them can come after the switch's handshake.
+        let mut waiting = false;
         {
             let r = reported.borrow_and_update();
             open = open
                 || tasks.keys().all(|h| r.contains_key(h))
                 || tokio::time::Instant::now() >= gate;
-            if open {
-                let now: BTreeSet<ListenAddr> = r.values().flatten().cloned().collect();
-                switches.send_if_modified(|s| {
-                    let changed = *s != now;
-                    *s = now;
-                    changed
-                });
+            let now: BTreeSet<ListenAddr> = r.values().flatten().cloned().collect();
+            if open && *switches.borrow() != now {
+                if events.capacity() == events.max_capacity() {
+                    switches.send_replace(now);
+                } else {
+                    waiting = true;
+                }
             }
         }
         tokio::select! {
@@ -292,6 +300,7 @@ pub async fn run(
             Some(_) = joins.join_next(), if !joins.is_empty() => {}
             _ = reported.changed() => {}
             _ = tokio::time::sleep_until(gate), if !open => {}
+            _ = tokio::time::sleep(REPORTS_TAKEN_POLL), if waiting => {}
         }
     }
     shutdown.cancel();
@@ -376,6 +385,14 @@ impl HostTask {
         }
     }
 
+    /// A session that was reported up could not apply the plan (often
+    /// because the server went away meanwhile): it is reported down, and
+    /// retried after a growing wait like a failed connection.
+    async fn failed_after_connecting(&self, why: String) -> Ended {
+        self.report_connected(false).await;
+        Ended::Failed(why)
+    }
+
     async fn report_connected(&self, connected: bool) {
         let _ = self
             .events
@@ -428,7 +445,7 @@ impl HostTask {
                     }
                     let plan = self.plan.borrow().clone();
                     if let Err(e) = self.apply(&vs, &plan).await {
-                        return Ended::Failed(e);
+                        return self.failed_after_connecting(e).await;
                     }
                 }
                 _ = self.token.cancelled() => return Ended::Shutdown,
@@ -442,7 +459,7 @@ impl HostTask {
                         return Ended::Lost(format!("the remote changed to {}", plan.remote));
                     }
                     if let Err(e) = self.apply(&vs, &plan).await {
-                        return Ended::Failed(e);
+                        return self.failed_after_connecting(e).await;
                     }
                     self.offer_plan(&plan);
                 }

@@ -176,21 +176,26 @@ async fn a_listening_switch_is_offered_to_the_connector_once_its_ports_are_repor
     assert!(switches.borrow_and_update().is_empty());
 
     let mut server = ovsdb_server(dir);
-    tokio::time::timeout(Duration::from_secs(15), switches.changed())
+    // It is offered once the ports report has been taken (here, by the
+    // test, as the control loop would).
+    let offered = async {
+        let mut taken_ports = false;
+        loop {
+            tokio::select! {
+                e = events.recv() => {
+                    taken_ports |= matches!(e, Some(TopologyEvent::Ports { .. }));
+                }
+                changed = switches.changed() => {
+                    changed.unwrap();
+                    return taken_ports;
+                }
+            }
+        }
+    };
+    let taken_ports = tokio::time::timeout(Duration::from_secs(15), offered)
         .await
-        .unwrap()
-        .unwrap();
-    // By the time it is offered, its ports wait for the control loop.
-    let mut queued = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        queued.push(e);
-    }
-    assert!(
-        queued
-            .iter()
-            .any(|e| matches!(e, TopologyEvent::Ports { .. })),
-        "offered before its ports were reported: {queued:?}"
-    );
+        .expect("offered");
+    assert!(taken_ports, "offered before its ports report was taken");
     let socket = dir.join("br-int.iris.sock");
     assert_eq!(
         *switches.borrow_and_update(),
