@@ -10,6 +10,7 @@
 //! name = "br-int"
 //! datapath_type = "system"         # "netdev" for the userspace datapath
 //! controller = "tcp:10.0.0.100:6653"  # how switches reach this controller
+//! openflow = "active"              # or "passive": switches listen, Iris connects
 //!
 //! [keepalive]
 //! echo_interval_secs = 5
@@ -21,6 +22,8 @@
 //! role = "compute"                 # or "gateway"
 //! ovsdb = "tcp:10.0.0.1:6640"      # or "unix:/var/run/openvswitch/db.sock"
 //! # datapath_id = "0000000000000001"  (default: derived from the name)
+//! # controller = "ptcp:6653:10.0.0.1"  (this host's own target; a passive
+//! #   one, ptcp:PORT:IP or punix:PATH, makes its switch listen)
 //!
 //! [[vi]]
 //! id = 1
@@ -37,6 +40,7 @@ use crate::api_server::ApiLimits;
 use crate::control::ManagedHost;
 use crate::model::Topology;
 use crate::model::{Host, HostName, HostRole, Location, Vi, ViId, Vlan};
+use crate::ovs_manager::OpenFlowMode;
 use crate::registry::{Registry, RegistryError, SeedEntry};
 use crate::server::ListenAddr;
 use crate::session::SessionConfig;
@@ -288,6 +292,8 @@ struct RawBridge {
     datapath_type: String,
     #[serde(default)]
     controller: Option<String>,
+    #[serde(default)]
+    openflow: Option<String>,
 }
 
 impl Default for RawBridge {
@@ -296,6 +302,7 @@ impl Default for RawBridge {
             name: default_bridge_name(),
             datapath_type: default_datapath_type(),
             controller: None,
+            openflow: None,
         }
     }
 }
@@ -433,8 +440,12 @@ pub struct BridgeConfig {
     pub name: String,
     /// `system` (kernel datapath) or `netdev` (userspace).
     pub datapath_type: String,
-    /// The controller target written into each bridge, as OVS spells it.
+    /// The controller target written into each bridge that names none of
+    /// its own, in active mode, as OVS spells it.
     pub controller: String,
+    /// Who opens the OpenFlow connection of a host that names no target of
+    /// its own.
+    pub openflow: OpenFlowMode,
 }
 
 /// A validated configuration.
@@ -503,11 +514,19 @@ impl Config {
         let _ = writeln!(s, "listen:    {}", self.listen);
         let _ = writeln!(s, "api:       {}", self.api);
         let _ = writeln!(s, "store:     {}", self.store.display());
-        let _ = writeln!(
-            s,
-            "bridge:    {} (datapath_type={}, controller={})",
-            self.bridge.name, self.bridge.datapath_type, self.bridge.controller
-        );
+        let _ = match self.bridge.openflow {
+            OpenFlowMode::Active => writeln!(
+                s,
+                "bridge:    {} (datapath_type={}, controller={})",
+                self.bridge.name, self.bridge.datapath_type, self.bridge.controller
+            ),
+            OpenFlowMode::Passive => writeln!(
+                s,
+                "bridge:    {} (datapath_type={}, openflow=passive: each switch listens beside \
+                 its OVSDB and the controller connects to it)",
+                self.bridge.name, self.bridge.datapath_type
+            ),
+        };
         let _ = writeln!(
             s,
             "keepalive: echo after {:?} of silence, dead after {:?} more",
@@ -596,9 +615,10 @@ impl RawConfig {
         if let Err(p) = check_bridge_name(&self.bridge.name) {
             errors.push(ConfigError::new("bridge.name", p));
         }
+        let openflow = check_openflow(&self.bridge, &mut errors);
         let controller = match (&self.bridge.controller, &listen) {
             (Some(c), _) => {
-                if let Err(p) = check_controller_target(c) {
+                if let Err(p) = check_active_target(c) {
                     errors.push(ConfigError::new("bridge.controller", p));
                 }
                 c.clone()
@@ -671,6 +691,7 @@ impl RawConfig {
                     name: self.bridge.name,
                     datapath_type: self.bridge.datapath_type,
                     controller,
+                    openflow,
                 },
                 echo_interval: Duration::from_secs_f64(self.keepalive.echo_interval_secs),
                 echo_timeout: Duration::from_secs_f64(self.keepalive.echo_timeout_secs),
@@ -856,14 +877,60 @@ pub fn check_ovsdb_remote(remote: &str) -> Result<(), String> {
     ))
 }
 
+/// A host's own target: one its switch connects to, or a passive one it
+/// listens on for the controller to connect to.
 fn check_controller_target(target: &str) -> Result<(), String> {
+    match ListenAddr::of_passive_target(target)? {
+        Some(_) => Ok(()),
+        None => check_active_target(target),
+    }
+}
+
+/// A target the switch connects to.
+fn check_active_target(target: &str) -> Result<(), String> {
     if is_remote(target) {
         return Ok(());
+    }
+    if ListenAddr::of_passive_target(target).is_ok_and(|p| p.is_some()) {
+        return Err(format!(
+            "{target:?} is a passive target, one switch's own; give it to that host \
+             (`controller` in its [[host]]), or set openflow = \"passive\" here so that every \
+             switch listens beside its OVSDB"
+        ));
     }
     Err(format!(
         "{target:?} is not a controller target; write tcp:IP:PORT (an address the hosts can \
          reach) or unix:PATH"
     ))
+}
+
+/// `[bridge] openflow`: who opens the OpenFlow connection. In passive mode
+/// each switch listens on an address of its own, so one `[bridge]
+/// controller` for all cannot be.
+fn check_openflow(bridge: &RawBridge, errors: &mut Vec<ConfigError>) -> OpenFlowMode {
+    let mode = match bridge.openflow.as_deref() {
+        None | Some("active") => OpenFlowMode::Active,
+        Some("passive") => OpenFlowMode::Passive,
+        Some(other) => {
+            errors.push(ConfigError::new(
+                "bridge.openflow",
+                format!(
+                    "{other:?} is not an OpenFlow mode; write \"active\" (switches connect to \
+                     the controller) or \"passive\" (switches listen, the controller connects)"
+                ),
+            ));
+            OpenFlowMode::Active
+        }
+    };
+    if mode == OpenFlowMode::Passive && bridge.controller.is_some() {
+        errors.push(ConfigError::new(
+            "bridge.controller",
+            "with openflow = \"passive\" each switch listens beside its OVSDB (punix: next to \
+             a unix socket, ptcp:6653:IP on a TCP remote's address); remove this key, or give a \
+             host its own `controller = \"ptcp:PORT:IP\"`",
+        ));
+    }
+    mode
 }
 
 /// Without an explicit target, switches are pointed at the listen address

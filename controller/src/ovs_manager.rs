@@ -11,11 +11,23 @@
 //! of VM ports (`external_ids:iris-vi`). A lost ovsdb-server is reconnected
 //! with exponential backoff.
 //!
+//! A bridge either connects to the controller (active mode) or listens on a
+//! passive target for the controller to connect to it (passive mode,
+//! [`OpenFlowMode`]). A listening switch is offered to the server's
+//! connector (`switches`) only once its host's OVSDB has reported the
+//! bridge's ports in the current session, at the start only once every
+//! host has (or [`START_GATE`] has passed), and only once the control loop
+//! has taken those reports: a switch's tables depend on its own VM ports
+//! and on the other hosts' (a VI's flood group has a bucket for each host
+//! with a member), and a switch planned before they are known would lose
+//! flows until they came.
+//!
 //! What a host's bridge should be ([`plans`]) and what its interfaces mean
 //! ([`ports_report`]) are pure functions; the tasks only move data.
 
 use crate::control::{ManagedHost, TopologyEvent, VmPortSeen};
 use crate::model::{HostName, ViId};
+use crate::server::ListenAddr;
 use ovsdb::vswitch::{BridgeSpec, DatapathType, InterfaceInfo, TunnelSpec};
 use ovsdb::{Remote, Vswitch};
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,13 +38,28 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+/// Who opens a switch's OpenFlow connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OpenFlowMode {
+    /// The switch connects to the controller, and after losing it retries
+    /// on Open vSwitch's schedule (its first retry a second later).
+    #[default]
+    Active,
+    /// The switch listens beside its OVSDB and the controller connects to
+    /// it, so a restarted controller has it back at once.
+    Passive,
+}
+
 /// How every host's bridge is set up, and how hard to retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManagerConfig {
     pub bridge: String,
     pub datapath_type: DatapathType,
-    /// The controller target for hosts that name none of their own.
+    /// The controller target for hosts that name none of their own, in
+    /// active mode.
     pub default_controller: String,
+    /// The mode of hosts that name no target of their own.
+    pub openflow: OpenFlowMode,
     /// First wait after a failed connection; doubled up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -52,16 +79,63 @@ pub fn tunnel_name(peer: Ipv4Addr) -> String {
     format!("gre-{:08x}", u32::from(peer))
 }
 
+/// The controller target host `m`'s bridge gets: its own, else in active
+/// mode the default, else in passive mode one beside its OVSDB (a socket in
+/// the directory of a unix remote, where vswitchd accepts one, or the
+/// OpenFlow port on a TCP remote's address).
+pub fn target_of(config: &ManagerConfig, m: &ManagedHost) -> String {
+    if let Some(own) = &m.controller {
+        return own.clone();
+    }
+    match config.openflow {
+        OpenFlowMode::Active => config.default_controller.clone(),
+        OpenFlowMode::Passive => {
+            let remote = &m.host.ovsdb_remote;
+            match remote.strip_prefix("unix:") {
+                Some(path) => {
+                    let dir = std::path::Path::new(path)
+                        .parent()
+                        .unwrap_or(std::path::Path::new("/"));
+                    format!(
+                        "punix:{}",
+                        dir.join(passive_socket_name(&config.bridge)).display()
+                    )
+                }
+                None => {
+                    // check-config admits only unix: and tcp:IP:PORT remotes.
+                    let ip = remote
+                        .strip_prefix("tcp:")
+                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                        .map_or_else(
+                            || "127.0.0.1".to_owned(),
+                            |a| match a.ip() {
+                                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                                v4 => v4.to_string(),
+                            },
+                        );
+                    format!("ptcp:{OPENFLOW_PORT}:{ip}")
+                }
+            }
+        }
+    }
+}
+
+/// The IANA OpenFlow port, where a switch on a TCP OVSDB remote listens in
+/// passive mode.
+pub const OPENFLOW_PORT: u16 = 6653;
+
+/// The socket a bridge listens on in passive mode, beside `db.sock`.
+pub fn passive_socket_name(bridge: &str) -> String {
+    format!("{bridge}.iris.sock")
+}
+
 /// What every host's OVSDB must say, given all hosts.
 pub fn plans(config: &ManagerConfig, hosts: &[ManagedHost]) -> BTreeMap<HostName, HostPlan> {
     hosts
         .iter()
         .map(|m| {
             let h = &m.host;
-            let controller = m
-                .controller
-                .clone()
-                .unwrap_or_else(|| config.default_controller.clone());
+            let controller = target_of(config, m);
             let bridge = BridgeSpec::new(config.bridge.clone())
                 .datapath_type(config.datapath_type)
                 .controller(controller)
@@ -133,16 +207,36 @@ pub fn ports_report(bridge: &str, interfaces: &[InterfaceInfo]) -> (BridgePorts,
     (BridgePorts { vm_ports, tunnels }, bad_vi)
 }
 
-/// Keeps every host in `hosts` right until `shutdown` is cancelled.
+/// How long after the start the connector may wait for every host's first
+/// ports report before it is given the switches whose hosts have reported:
+/// a host whose OVSDB does not answer must not keep the others away (in
+/// active mode Open vSwitch takes about as long to come back).
+pub const START_GATE: Duration = Duration::from_secs(1);
+
+/// How often to look whether the control loop has taken the reports.
+const REPORTS_TAKEN_POLL: Duration = Duration::from_millis(2);
+
+/// Per host, once its OVSDB session has reported the bridge's ports: its
+/// switch's passive target, if it has one.
+type Reported = BTreeMap<HostName, Option<ListenAddr>>;
+
+/// Keeps every host in `hosts` right until `shutdown` is cancelled, and
+/// `switches` at the passive targets of the hosts whose ports have been
+/// reported (at the start, once every host's have, or after
+/// [`START_GATE`]).
 pub async fn run(
     config: ManagerConfig,
     mut hosts: watch::Receiver<Vec<ManagedHost>>,
     events: mpsc::Sender<TopologyEvent>,
+    switches: watch::Sender<BTreeSet<ListenAddr>>,
     shutdown: CancellationToken,
 ) {
     let mut tasks: BTreeMap<HostName, (watch::Sender<HostPlan>, CancellationToken)> =
         BTreeMap::new();
     let mut joins = JoinSet::new();
+    let (reported_tx, mut reported) = watch::channel(Reported::new());
+    let gate = tokio::time::Instant::now() + START_GATE;
+    let mut open = false;
     loop {
         let wanted = plans(&config, &hosts.borrow_and_update());
         tasks.retain(|name, (_, token)| {
@@ -171,6 +265,7 @@ pub async fn run(
                         bridge: config.bridge.clone(),
                         plan: rx,
                         events: events.clone(),
+                        reported: reported_tx.clone(),
                         token: token.clone(),
                         backoff_min: config.backoff_min,
                         backoff_max: config.backoff_max,
@@ -180,11 +275,32 @@ pub async fn run(
                 }
             }
         }
+        // A switch is offered only once the control loop has taken every
+        // report sent so far: it takes a burst of reports whole before its
+        // next input, so none of them can come after the switch's handshake.
+        let mut waiting = false;
+        {
+            let r = reported.borrow_and_update();
+            open = open
+                || tasks.keys().all(|h| r.contains_key(h))
+                || tokio::time::Instant::now() >= gate;
+            let now: BTreeSet<ListenAddr> = r.values().flatten().cloned().collect();
+            if open && *switches.borrow() != now {
+                if events.capacity() == events.max_capacity() {
+                    switches.send_replace(now);
+                } else {
+                    waiting = true;
+                }
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => break,
             changed = hosts.changed() => if changed.is_err() { break },
             // Reap tasks of removed hosts as they end.
             Some(_) = joins.join_next(), if !joins.is_empty() => {}
+            _ = reported.changed() => {}
+            _ = tokio::time::sleep_until(gate), if !open => {}
+            _ = tokio::time::sleep(REPORTS_TAKEN_POLL), if waiting => {}
         }
     }
     shutdown.cancel();
@@ -205,6 +321,9 @@ struct HostTask {
     bridge: String,
     plan: watch::Receiver<HostPlan>,
     events: mpsc::Sender<TopologyEvent>,
+    /// Where this host says it has reported its ports, and its switch's
+    /// passive target.
+    reported: watch::Sender<Reported>,
     token: CancellationToken,
     backoff_min: Duration,
     backoff_max: Duration,
@@ -212,6 +331,28 @@ struct HostTask {
 
 impl HostTask {
     async fn run(mut self) {
+        self.keep_right().await;
+        // The host is gone: so is its switch, for the connector.
+        self.reported
+            .send_if_modified(|r| r.remove(&self.name).is_some());
+    }
+
+    /// Says this session has reported the bridge's ports, with the plan's
+    /// passive target if it has one.
+    fn offer_plan(&mut self, plan: &HostPlan) {
+        let target = plan
+            .bridge
+            .controller
+            .iter()
+            .find_map(|t| ListenAddr::of_passive_target(t).ok().flatten());
+        self.reported.send_if_modified(|r| {
+            let changed = r.get(&self.name) != Some(&target);
+            r.insert(self.name.clone(), target);
+            changed
+        });
+    }
+
+    async fn keep_right(&mut self) {
         let mut backoff = self.backoff_min;
         let mut failures = 0u32;
         loop {
@@ -242,6 +383,14 @@ impl HostTask {
             }
             backoff = (backoff * 2).min(self.backoff_max);
         }
+    }
+
+    /// A session that was reported up could not apply the plan (often
+    /// because the server went away meanwhile): it is reported down, and
+    /// retried after a growing wait like a failed connection.
+    async fn failed_after_connecting(&self, why: String) -> Ended {
+        self.report_connected(false).await;
+        Ended::Failed(why)
     }
 
     async fn report_connected(&self, connected: bool) {
@@ -281,8 +430,24 @@ impl HostTask {
         let mut last = None;
         let mut warned: BTreeSet<String> = BTreeSet::new();
         self.report_ports(&vs, &mut last, &mut warned).await;
+        self.offer_plan(&plan);
+        let mut replica = vs.replica();
         loop {
             tokio::select! {
+                // Another client changed the database (a controller target
+                // added by hand would give the switch a second connection,
+                // and the two would take turns superseding each other): the
+                // bridge is put right again. Nothing is sent when nothing
+                // differs, so the change this repair makes ends here.
+                changed = replica.changed() => {
+                    if changed.is_err() {
+                        return Ended::Lost(vs.closed().await.to_string());
+                    }
+                    let plan = self.plan.borrow().clone();
+                    if let Err(e) = self.apply(&vs, &plan).await {
+                        return self.failed_after_connecting(e).await;
+                    }
+                }
                 _ = self.token.cancelled() => return Ended::Shutdown,
                 reason = vs.closed() => return Ended::Lost(reason.to_string()),
                 changed = self.plan.changed() => {
@@ -294,8 +459,9 @@ impl HostTask {
                         return Ended::Lost(format!("the remote changed to {}", plan.remote));
                     }
                     if let Err(e) = self.apply(&vs, &plan).await {
-                        return Ended::Failed(e);
+                        return self.failed_after_connecting(e).await;
                     }
+                    self.offer_plan(&plan);
                 }
                 event = watch.next() => match event {
                     Some(_) => self.report_ports(&vs, &mut last, &mut warned).await,

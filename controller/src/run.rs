@@ -10,12 +10,14 @@ use crate::metrics::Metrics;
 use crate::ovs_manager::{self, ManagerConfig};
 use crate::server::{ListenAddr, Server, ServerConfig};
 use crate::store::{SledStore, Store, StoreError};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -162,13 +164,19 @@ pub async fn run(
             .parse()
             .unwrap_or(ovsdb::vswitch::DatapathType::System),
         default_controller: config.bridge.controller.clone(),
+        openflow: config.bridge.openflow,
         backoff_min: Duration::from_millis(250),
         backoff_max: Duration::from_secs(30),
     };
+    // Switches that listen are connected to as soon as their OVSDB has
+    // reported their ports, not after Open vSwitch's reconnect backoff.
+    let (passive_tx, passive) = watch::channel(BTreeSet::new());
+    let server = server.dialing(passive);
     let ovs = tokio::spawn(ovs_manager::run(
         manager,
         parts.hosts,
         parts.senders.topology,
+        passive_tx,
         shutdown.clone(),
     ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));

@@ -11,7 +11,7 @@
 use crate::answers::{AnswerSlot, ConnAnswers};
 use crate::session::{Batch, CloseReason, Event, Output, Session, SessionConfig, Upcall};
 use ofp::EncodeError;
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -22,14 +22,15 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, info_span, trace, warn, Instrument, Level, Span};
 
-/// Where the controller listens for switches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the controller listens for switches, or where a switch that
+/// listens itself is reached.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ListenAddr {
     Tcp(SocketAddr),
     /// A unix socket, for switches in other network namespaces on this host.
@@ -52,6 +53,49 @@ impl FromStr for ListenAddr {
         addr.parse().map(Self::Tcp).map_err(|_| {
             format!("{s:?} is not an address; write IP:PORT (0.0.0.0:6653) or unix:PATH")
         })
+    }
+}
+
+impl ListenAddr {
+    /// Where the controller connects to reach a switch given the passive
+    /// controller target `target`: `ptcp:PORT:IP` is reached at `IP:PORT`,
+    /// `punix:PATH` at `PATH`. `None` for any other target; the error says
+    /// what to write instead.
+    pub fn of_passive_target(target: &str) -> Result<Option<Self>, String> {
+        if let Some(path) = target.strip_prefix("punix:") {
+            if path.is_empty() {
+                return Err(
+                    "punix: needs a socket path, like punix:/var/run/openvswitch/br-int.iris.sock"
+                        .into(),
+                );
+            }
+            return Ok(Some(Self::Unix(PathBuf::from(path))));
+        }
+        let Some(rest) = target.strip_prefix("ptcp:") else {
+            if target.starts_with("pssl:") {
+                return Err(format!(
+                    "{target:?}: Iris connects to switches over TCP or unix sockets, not SSL; \
+                     write ptcp:PORT:IP or punix:PATH"
+                ));
+            }
+            return Ok(None);
+        };
+        // A switch listening on every address cannot be dialled: the
+        // controller needs the one it answers on.
+        let addr = rest.split_once(':').and_then(|(port, ip)| {
+            let ip = ip
+                .strip_prefix('[')
+                .and_then(|i| i.strip_suffix(']'))
+                .unwrap_or(ip);
+            Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+        });
+        match addr {
+            Some(a) if a.port() != 0 && !a.ip().is_unspecified() => Ok(Some(Self::Tcp(a))),
+            _ => Err(format!(
+                "{target:?} is not a passive target Iris can connect to; write ptcp:PORT:IP \
+                 with the address the switch listens on, like ptcp:6653:10.0.0.1"
+            )),
+        }
     }
 }
 
@@ -79,6 +123,12 @@ pub struct ServerConfig {
     /// replies) that may wait unsent; a switch that keeps asking without
     /// reading the answers is closed with [`CloseReason::RepliesUnread`].
     pub max_unread_replies: usize,
+    /// First wait before connecting again to a switch that listens; doubled
+    /// up to `dial_backoff_max` while attempts fail or sessions end at once.
+    pub dial_backoff_min: Duration,
+    pub dial_backoff_max: Duration,
+    /// How long one connection attempt to a listening switch may take.
+    pub dial_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +139,9 @@ impl Default for ServerConfig {
             queue_depth: 64,
             max_unsent_bytes: 4 << 20,
             max_unread_replies: 1 << 20,
+            dial_backoff_min: Duration::from_millis(50),
+            dial_backoff_max: Duration::from_secs(2),
+            dial_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -214,13 +267,51 @@ pub enum SwitchEvent {
     },
 }
 
-/// A bound listener, ready to serve.
+/// A bound listener, ready to serve, and the switches that listen
+/// themselves, to connect to.
 #[derive(Debug)]
 pub struct Server {
     listener: Listener,
+    conns: Conns,
+    dial: Option<watch::Receiver<BTreeSet<ListenAddr>>>,
+}
+
+/// What every connection shares, whichever side opened it.
+#[derive(Debug, Clone)]
+struct Conns {
     config: ServerConfig,
     next_conn: Arc<AtomicU64>,
     answers: Option<Arc<AnswerSlot>>,
+}
+
+impl Conns {
+    /// Drives one connection, accepted or dialled, until it ends.
+    async fn run(
+        &self,
+        stream: Stream,
+        peer: String,
+        events: mpsc::Sender<SwitchEvent>,
+        shutdown: CancellationToken,
+    ) {
+        let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
+        let span = info_span!("switch", %conn, %peer, dpid = tracing::field::Empty);
+        let config = self.config.clone();
+        let answers = self.answers.clone();
+        async move {
+            match stream {
+                Stream::Tcp(s) => {
+                    // Small control messages must not wait for Nagle.
+                    let _ = s.set_nodelay(true);
+                    run_connection(s, conn, peer, config, events, answers, shutdown).await;
+                }
+                Stream::Unix(s) => {
+                    run_connection(s, conn, peer, config, events, answers, shutdown).await;
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
 }
 
 #[derive(Debug)]
@@ -264,16 +355,27 @@ impl Server {
         };
         Ok(Self {
             listener,
-            config,
-            next_conn: Arc::new(AtomicU64::new(1)),
-            answers: None,
+            conns: Conns {
+                config,
+                next_conn: Arc::new(AtomicU64::new(1)),
+                answers: None,
+            },
+            dial: None,
         })
     }
 
     /// Lets every connection answer ARP requests from the snapshots the
     /// control loop publishes in `slot` ([`crate::answers`]).
     pub fn answering(mut self, slot: Arc<AnswerSlot>) -> Self {
-        self.answers = Some(slot);
+        self.conns.answers = Some(slot);
+        self
+    }
+
+    /// Also keeps a connection to every switch in `switches`, switches that
+    /// listen (passive controller targets) for the controller to connect
+    /// ([`dial`]); the set may change while the server runs.
+    pub fn dialing(mut self, switches: watch::Receiver<BTreeSet<ListenAddr>>) -> Self {
+        self.dial = Some(switches);
         self
     }
 
@@ -290,7 +392,16 @@ impl Server {
     /// connection leaves the switch's flows in place (`fail_mode=secure`).
     pub async fn serve(self, events: mpsc::Sender<SwitchEvent>, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
-        let permits = Arc::new(Semaphore::new(self.config.max_switches));
+        if let Some(switches) = self.dial.clone() {
+            tracker.spawn(dial::dial_all(
+                switches,
+                self.conns.clone(),
+                events.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+        }
+        let permits = Arc::new(Semaphore::new(self.conns.config.max_switches));
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -312,28 +423,13 @@ impl Server {
                     continue;
                 }
             };
-            let conn = ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed));
-            let span = info_span!("switch", %conn, %peer, dpid = tracing::field::Empty);
-            let config = self.config.clone();
+            let conns = self.conns.clone();
             let events = events.clone();
             let shutdown = shutdown.clone();
-            let answers = self.answers.clone();
-            tracker.spawn(
-                async move {
-                    match stream {
-                        Stream::Tcp(s) => {
-                            // Small control messages must not wait for Nagle.
-                            let _ = s.set_nodelay(true);
-                            run_connection(s, conn, peer, config, events, answers, shutdown).await;
-                        }
-                        Stream::Unix(s) => {
-                            run_connection(s, conn, peer, config, events, answers, shutdown).await;
-                        }
-                    }
-                    drop(permit);
-                }
-                .instrument(span),
-            );
+            tracker.spawn(async move {
+                conns.run(stream, peer, events, shutdown).await;
+                drop(permit);
+            });
         }
         tracker.close();
         tracker.wait().await;
@@ -660,5 +756,6 @@ fn log(level: Level, line: &str) {
     }
 }
 
+mod dial;
 #[cfg(test)]
 mod tests;

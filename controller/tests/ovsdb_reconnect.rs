@@ -6,8 +6,10 @@
 
 use iris_controller::control::{ManagedHost, TopologyEvent};
 use iris_controller::model::{Host, HostName, HostRole};
-use iris_controller::ovs_manager::{self, ManagerConfig};
+use iris_controller::ovs_manager::{self, ManagerConfig, OpenFlowMode};
+use iris_controller::server::ListenAddr;
 use ovsdb::vswitch::DatapathType;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -51,10 +53,36 @@ async fn next_ovsdb(events: &mut mpsc::Receiver<TopologyEvent>) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_manager_reconnects_when_ovsdb_server_comes_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
+/// Compute host `pm<n>` at 192.0.2.n, datapath id 0x29 + n, its OVSDB on
+/// the unix socket `ovsdb`.
+fn compute(n: u8, ovsdb: &Path) -> ManagedHost {
+    ManagedHost {
+        host: Host {
+            name: HostName(format!("pm{n}")),
+            underlay_ip: [192, 0, 2, n].into(),
+            role: HostRole::Compute,
+            ovsdb_remote: format!("unix:{}", ovsdb.display()),
+            datapath_id: 0x29 + u64::from(n),
+        },
+        controller: None,
+    }
+}
+
+/// A `br-int` on the userspace datapath in `openflow` mode, OVSDB retried
+/// every 100 to 800 ms.
+fn manager(openflow: OpenFlowMode) -> ManagerConfig {
+    ManagerConfig {
+        bridge: "br-int".into(),
+        datapath_type: DatapathType::Netdev,
+        default_controller: "tcp:127.0.0.1:6653".into(),
+        openflow,
+        backoff_min: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(800),
+    }
+}
+
+/// An empty Open vSwitch database in `dir`.
+fn create_db(dir: &Path) {
     let created = Command::new("ovsdb-tool")
         .arg("create")
         .arg(dir.join("conf.db"))
@@ -62,40 +90,30 @@ async fn the_manager_reconnects_when_ovsdb_server_comes_back() {
         .status()
         .unwrap();
     assert!(created.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manager_reconnects_when_ovsdb_server_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_db(dir);
     let mut server = ovsdb_server(dir);
 
-    let host = ManagedHost {
-        host: Host {
-            name: HostName("pm1".into()),
-            underlay_ip: [192, 0, 2, 1].into(),
-            role: HostRole::Compute,
-            ovsdb_remote: format!("unix:{}", dir.join("db.sock").display()),
-            datapath_id: 0x2a,
-        },
-        controller: None,
-    };
-    let peer = ManagedHost {
-        host: Host {
-            name: HostName("pm2".into()),
-            underlay_ip: [192, 0, 2, 2].into(),
-            role: HostRole::Compute,
-            // Never reachable: its task keeps retrying without disturbing pm1's.
-            ovsdb_remote: format!("unix:{}", dir.join("nobody.sock").display()),
-            datapath_id: 0x2b,
-        },
-        controller: None,
-    };
+    let host = compute(1, &dir.join("db.sock"));
+    // Never reachable: its task keeps retrying without disturbing pm1's.
+    let peer = compute(2, &dir.join("nobody.sock"));
     let (_hosts_tx, hosts) = watch::channel(vec![host, peer]);
     let (tx, mut events) = mpsc::channel(64);
     let shutdown = CancellationToken::new();
-    let config = ManagerConfig {
-        bridge: "br-int".into(),
-        datapath_type: DatapathType::Netdev,
-        default_controller: "tcp:127.0.0.1:6653".into(),
-        backoff_min: Duration::from_millis(100),
-        backoff_max: Duration::from_millis(800),
-    };
-    let manager = tokio::spawn(ovs_manager::run(config, hosts, tx, shutdown.clone()));
+    let config = manager(OpenFlowMode::Active);
+    let (switches, _) = watch::channel(Default::default());
+    let manager = tokio::spawn(ovs_manager::run(
+        config,
+        hosts,
+        tx,
+        switches,
+        shutdown.clone(),
+    ));
 
     assert!(next_ovsdb(&mut events).await, "connects");
     let get = |what: &str| vsctl(dir, &["get", "Bridge", "br-int", what]);
@@ -131,6 +149,95 @@ async fn the_manager_reconnects_when_ovsdb_server_comes_back() {
     tokio::time::timeout(Duration::from_secs(5), manager)
         .await
         .expect("the manager stops on shutdown")
+        .unwrap();
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listening_switch_is_offered_to_the_connector_once_its_ports_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    create_db(dir);
+    let (hosts_tx, hosts) = watch::channel(vec![compute(1, &dir.join("db.sock"))]);
+    let (tx, mut events) = mpsc::channel(64);
+    let shutdown = CancellationToken::new();
+    let config = manager(OpenFlowMode::Passive);
+    let (switches_tx, mut switches) = watch::channel(BTreeSet::new());
+    let manager = tokio::spawn(ovs_manager::run(
+        config,
+        hosts,
+        tx,
+        switches_tx,
+        shutdown.clone(),
+    ));
+    // No OVSDB yet, so no ports: the switch is not offered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(switches.borrow_and_update().is_empty());
+
+    let mut server = ovsdb_server(dir);
+    // It is offered once the ports report has been taken (here, by the
+    // test, as the control loop would).
+    let offered = async {
+        let mut taken_ports = false;
+        loop {
+            tokio::select! {
+                e = events.recv() => {
+                    taken_ports |= matches!(e, Some(TopologyEvent::Ports { .. }));
+                }
+                changed = switches.changed() => {
+                    changed.unwrap();
+                    return taken_ports;
+                }
+            }
+        }
+    };
+    let taken_ports = tokio::time::timeout(Duration::from_secs(15), offered)
+        .await
+        .expect("offered");
+    assert!(taken_ports, "offered before its ports report was taken");
+    let socket = dir.join("br-int.iris.sock");
+    assert_eq!(
+        *switches.borrow_and_update(),
+        BTreeSet::from([ListenAddr::Unix(socket.clone())])
+    );
+    assert_eq!(
+        vsctl(dir, &["get-controller", "br-int"]).trim(),
+        format!("punix:{}", socket.display())
+    );
+    assert_eq!(
+        vsctl(dir, &["--columns=type", "--bare", "list", "Controller"]).trim(),
+        "primary"
+    );
+
+    // A target added by hand would give the switch a second connection
+    // (and the two would supersede each other in turn): it is taken away.
+    let passive = format!("punix:{}", socket.display());
+    vsctl(
+        dir,
+        &["set-controller", "br-int", &passive, "tcp:127.0.0.1:6653"],
+    );
+    let repaired = async {
+        while vsctl(dir, &["get-controller", "br-int"]).trim() != passive {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), repaired)
+        .await
+        .expect("the bridge is put right");
+
+    // The host goes: so does its switch, for the connector.
+    hosts_tx.send_replace(Vec::new());
+    tokio::time::timeout(Duration::from_secs(5), switches.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(switches.borrow().is_empty());
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(5), manager)
+        .await
+        .unwrap()
         .unwrap();
     server.kill().unwrap();
     server.wait().unwrap();

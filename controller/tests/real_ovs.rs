@@ -10,8 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use iris_testbed::controller::ViEntry;
-use iris_testbed::scenario::{flows_kept, Harness, Options};
+use iris_testbed::controller::{OpenFlowMode, ViEntry};
+use iris_testbed::scenario::{flows_kept, FlowsByPm, Harness, Options};
 use iris_testbed::{Config, PmId, VmId};
 use std::time::{Duration, Instant};
 
@@ -37,16 +37,43 @@ fn world(h: &mut Harness, pms: usize, vms: usize) -> (Vec<PmId>, Vec<VmId>, Vec<
     (pms, vms, vec![vi])
 }
 
+/// Starts the controller on `pms` and `vis` and waits for every switch, every
+/// OVSDB session and the full mesh.
+fn start(h: &mut Harness, pms: &[PmId], vis: Vec<ViEntry>) {
+    let config = h.config(pms, vis).unwrap();
+    h.start_controller(&config).unwrap();
+    let n = pms.len() as u64;
+    h.wait_ready(n, n).unwrap();
+    h.wait_full_mesh(pms).unwrap();
+}
+
+/// After a restart: given the time to happen, no reconciliation sent
+/// anything, and every flow of `before` (dumped at `dumped`) is still there,
+/// never replaced.
+fn nothing_resent(h: &Harness, pms: &[PmId], before: &FlowsByPm, dumped: Instant) {
+    std::thread::sleep(Duration::from_secs(2));
+    let m = h.controller().unwrap().metrics().unwrap();
+    assert_eq!(m.value("iris_flow_mods_sent_total"), 0.0);
+    assert_eq!(m.value("iris_group_mods_sent_total"), 0.0);
+    let after = h.iris_flows(pms).unwrap();
+    flows_kept(before, &after, dumped.elapsed().as_secs_f64()).unwrap();
+}
+
+/// Three pings from `from` to `to`, every one answered.
+fn answered(h: &Harness, from: VmId, to: std::net::Ipv4Addr) {
+    let r =
+        h.tb.vm(from)
+            .ping(to, 3, Duration::from_millis(200))
+            .unwrap();
+    assert!(r.all_replied(), "{r:?}");
+}
+
 #[test]
 fn the_controller_configures_real_ovs_and_a_clean_restart_changes_no_flow() {
     let mut h = harness("ctl-restart");
     let (pms, vms, vis) = world(&mut h, 2, 2);
-    let config = h.config(&pms, vis).unwrap();
-    h.start_controller(&config).unwrap();
-    h.wait_ready(2, 2).unwrap();
-
-    // OVSDB made each bridge right.
-    h.wait_full_mesh(&pms).unwrap();
+    // OVSDB makes each bridge right.
+    start(&mut h, &pms, vis);
     for &pm in &pms {
         let get = |what: &str| {
             h.tb.pm(pm)
@@ -103,27 +130,60 @@ fn the_controller_configures_real_ovs_and_a_clean_restart_changes_no_flow() {
     h.stop_controller().unwrap();
 
     // With the controller gone, the switches keep forwarding.
-    let r =
-        h.tb.vm(vms[0])
-            .ping(vm2, 3, Duration::from_millis(200))
-            .unwrap();
-    assert!(r.all_replied(), "{r:?}");
+    answered(&h, vms[0], vm2);
 
     h.restart_controller().unwrap();
     h.wait_ready(2, 2).unwrap();
-    // Give a reconciliation that should not happen the time to happen.
-    std::thread::sleep(Duration::from_secs(2));
-    let m = h.controller().unwrap().metrics().unwrap();
-    assert_eq!(m.value("iris_flow_mods_sent_total"), 0.0);
-    assert_eq!(m.value("iris_group_mods_sent_total"), 0.0);
-    let between = dumped.elapsed().as_secs_f64();
-    let after = h.iris_flows(&pms).unwrap();
-    flows_kept(&before, &after, between).unwrap();
-    let r =
-        h.tb.vm(vms[0])
-            .ping(vm2, 3, Duration::from_millis(200))
-            .unwrap();
-    assert!(r.all_replied(), "{r:?}");
+    nothing_resent(&h, &pms, &before, dumped);
+    answered(&h, vms[0], vm2);
+    h.teardown().unwrap();
+}
+
+/// Issue 10's bound from a restart to every switch reconciled; in active
+/// mode Open vSwitch's first retry alone takes about a second.
+const PASSIVE_RESTART_BOUND: Duration = Duration::from_secs(1);
+
+#[test]
+fn in_passive_mode_a_killed_controller_has_every_switch_back_within_a_second_changing_no_flow() {
+    let mut h = harness("ctl-passive");
+    h.set_openflow(OpenFlowMode::Passive);
+    let (pms, vms, vis) = world(&mut h, 3, 3);
+    start(&mut h, &pms, vis);
+    for &pm in &pms {
+        // Each bridge listens beside its OVSDB, as a primary controller.
+        let vsctl = |args: &[&str]| h.tb.pm(pm).vsctl(args).unwrap();
+        let target = vsctl(&["get-controller", "br-int"]);
+        assert_eq!(
+            target.trim(),
+            h.tb.pm(pm).passive_controller_target(),
+            "{target}"
+        );
+        let kind = vsctl(&["--columns=type", "--bare", "list", "Controller"]);
+        assert_eq!(kind.trim(), "primary");
+        assert_eq!(
+            vsctl(&["get", "Bridge", "br-int", "fail_mode"]).trim(),
+            "secure"
+        );
+    }
+    h.wait_classified(&vms).unwrap();
+    let vm2 = h.tb.vm(vms[1]).ip().addr();
+    h.wait_reachable(vms[0], vm2).unwrap();
+    let dumped = Instant::now();
+    let before = h.iris_flows(&pms).unwrap();
+    assert!(before.values().all(|f| !f.is_empty()), "{before:#?}");
+
+    h.kill_controller().unwrap();
+    let restart = Instant::now();
+    h.restart_controller().unwrap();
+    h.wait_ready(3, 3).unwrap();
+    let back = restart.elapsed();
+    assert!(
+        back <= PASSIVE_RESTART_BOUND,
+        "every switch reconciled {:.0} ms after the restart",
+        back.as_secs_f64() * 1e3
+    );
+    nothing_resent(&h, &pms, &before, dumped);
+    answered(&h, vms[0], vm2);
     h.teardown().unwrap();
 }
 

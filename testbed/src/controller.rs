@@ -70,13 +70,18 @@ impl HostRole {
 impl HostEntry {
     /// The entry for `pm`, reached over its OVSDB unix socket, whose bridge
     /// reaches the controller listening on `listener` through a link in its
-    /// run directory (created here).
-    pub fn of_pm(pm: &Pm, listener: &Path) -> Result<Self> {
+    /// run directory (created here), or in passive mode listens beside its
+    /// OVSDB for the controller.
+    pub fn of_pm(pm: &Pm, listener: &Path, openflow: OpenFlowMode) -> Result<Self> {
+        let controller = match openflow {
+            OpenFlowMode::Active => pm.link_controller_socket(listener)?,
+            OpenFlowMode::Passive => pm.passive_controller_target(),
+        };
         Ok(Self {
             name: pm.name().to_owned(),
             underlay_ip: pm.underlay_addr().addr(),
             ovsdb: pm.ovsdb_unix_target(),
-            controller: pm.link_controller_socket(listener)?,
+            controller,
             role: HostRole::Compute,
         })
     }
@@ -92,17 +97,20 @@ impl HostEntry {
         })
     }
 
-    fn write_toml(&self, out: &mut String) {
+    /// Without `with_controller`, the host's target is left to the mode.
+    fn write_toml(&self, out: &mut String, with_controller: bool) {
         let _ = write!(
             out,
-            "[[host]]\nname = {}\nunderlay_ip = \"{}\"\nrole = \"{}\"\n\
-             ovsdb = {}\ncontroller = {}\n\n",
+            "[[host]]\nname = {}\nunderlay_ip = \"{}\"\nrole = \"{}\"\novsdb = {}\n",
             toml_string(&self.name),
             self.underlay_ip,
             self.role.as_str(),
             toml_string(&self.ovsdb),
-            toml_string(&self.controller),
         );
+        if with_controller {
+            let _ = writeln!(out, "controller = {}", toml_string(&self.controller));
+        }
+        out.push('\n');
     }
 }
 
@@ -155,6 +163,17 @@ impl ViEntry {
     }
 }
 
+/// Who opens the OpenFlow connection (`[bridge] openflow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenFlowMode {
+    /// Each bridge connects to the controller's socket.
+    #[default]
+    Active,
+    /// Each bridge listens beside its OVSDB and the controller connects.
+    Passive,
+}
+
 /// What the controller's configuration file says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControllerConfig {
@@ -168,6 +187,9 @@ pub struct ControllerConfig {
     /// `echo_timeout` more.
     pub echo_interval: Duration,
     pub echo_timeout: Duration,
+    /// In passive mode the hosts' own `controller` targets are left out of
+    /// the file: each host's comes from `openflow = "passive"`.
+    pub openflow: OpenFlowMode,
 }
 
 impl ControllerConfig {
@@ -179,6 +201,7 @@ impl ControllerConfig {
             vis: Vec::new(),
             echo_interval: Duration::from_secs(1),
             echo_timeout: Duration::from_secs(3),
+            openflow: OpenFlowMode::Active,
         }
     }
 
@@ -187,15 +210,19 @@ impl ControllerConfig {
     pub fn to_toml(&self) -> String {
         let mut out = format!(
             "listen = {}\napi = \"127.0.0.1:0\"\nstore = {}\n\n\
-             [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\n\n\
+             [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
             toml_string(&format!("unix:{}", self.listen.display())),
             toml_string(&self.store.display().to_string()),
+            match self.openflow {
+                OpenFlowMode::Active => "\"active\"",
+                OpenFlowMode::Passive => "\"passive\"",
+            },
             self.echo_interval.as_secs_f64(),
             self.echo_timeout.as_secs_f64(),
         );
         for host in &self.hosts {
-            host.write_toml(&mut out);
+            host.write_toml(&mut out, self.openflow == OpenFlowMode::Active);
         }
         for vi in &self.vis {
             let _ = write!(

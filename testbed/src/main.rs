@@ -143,6 +143,10 @@ enum ScaleCommand {
         macs: u32,
         #[arg(long, default_value_t = 5000)]
         chunk: u32,
+        /// Who opens the OpenFlow connections: the bridges (active) or,
+        /// with the bridges listening, the controller (passive).
+        #[arg(long, value_enum, default_value_t = iris_testbed::controller::OpenFlowMode::Active)]
+        openflow: iris_testbed::controller::OpenFlowMode,
         #[command(flatten)]
         common: ScaleCommon,
     },
@@ -569,9 +573,15 @@ fn bench_scale(command: ScaleCommand, config: Config) -> ExitCode {
             pms,
             macs,
             chunk,
+            openflow,
             common,
         } => {
-            let o = restart::Options { pms, macs, chunk };
+            let o = restart::Options {
+                pms,
+                macs,
+                chunk,
+                openflow,
+            };
             if let Err(e) = restart::check(&o) {
                 eprintln!("bench scale restart: {e}");
                 return ExitCode::from(2);

@@ -392,6 +392,20 @@ impl Pm {
         Ok(format!("unix:{}", link.display()))
     }
 
+    /// The passive target `br-int` gets when the controller runs with
+    /// `openflow = "passive"`: a socket beside the PM's `db.sock`, in the
+    /// run directory where vswitchd accepts one (docs/testbed.md, finding
+    /// 4), that the controller connects to.
+    pub fn passive_controller_target(&self) -> String {
+        format!(
+            "punix:{}",
+            self.ovs
+                .dir()
+                .join(format!("{INTEGRATION_BRIDGE}.iris.sock"))
+                .display()
+        )
+    }
+
     /// Points `br-int` at `targets` (`unix:…`, `tcp:ip:port`), replacing any
     /// controllers it had.
     pub fn set_controller(&self, targets: &[&str]) -> Result<()> {

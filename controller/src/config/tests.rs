@@ -76,6 +76,7 @@ fn a_complete_file_validates_into_model_types() {
             name: "br-iris".into(),
             datapath_type: "netdev".into(),
             controller: "tcp:127.0.0.1:6653".into(),
+            openflow: OpenFlowMode::Active,
         }
     );
     assert_eq!(c.session().echo_interval, Duration::from_secs(2));
@@ -456,4 +457,87 @@ fn api_limits_take_their_defaults_and_refuse_unusable_values() {
         "{errors:?}"
     );
     assert!(errors[0].problem.contains("write 1 to 65536"), "{errors:?}");
+}
+
+const PM1: &str = "[[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n";
+
+#[test]
+fn passive_mode_lets_every_switch_listen_beside_its_ovsdb() {
+    use crate::ovs_manager::{target_of, ManagerConfig};
+    let text = format!(
+        "[bridge]\nopenflow = \"passive\"\n\n{PM1}ovsdb = \"unix:/run/pm1/db.sock\"\n\n\
+         [[host]]\nname = \"pm2\"\nunderlay_ip = \"10.0.0.2\"\nrole = \"compute\"\n\
+         ovsdb = \"tcp:192.0.2.2:6640\"\n\n\
+         [[host]]\nname = \"pm3\"\nunderlay_ip = \"10.0.0.3\"\nrole = \"compute\"\n\
+         ovsdb = \"tcp:192.0.2.3:6640\"\ncontroller = \"tcp:192.0.2.100:6653\"\n"
+    );
+    let c = Config::parse(&text, Path::new(".")).unwrap();
+    assert_eq!(c.bridge.openflow, OpenFlowMode::Passive);
+    assert!(c.summary().contains("openflow=passive"), "{}", c.summary());
+    let manager = ManagerConfig {
+        bridge: c.bridge.name.clone(),
+        datapath_type: ovsdb::vswitch::DatapathType::Netdev,
+        default_controller: c.bridge.controller.clone(),
+        openflow: c.bridge.openflow,
+        backoff_min: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(1),
+    };
+    let targets: Vec<String> = c.hosts.iter().map(|m| target_of(&manager, m)).collect();
+    assert_eq!(
+        targets,
+        [
+            "punix:/run/pm1/br-int.iris.sock",
+            "ptcp:6653:192.0.2.2",
+            // A host's own target wins: this one stays active.
+            "tcp:192.0.2.100:6653",
+        ]
+    );
+    let dialled: Vec<Option<ListenAddr>> = targets
+        .iter()
+        .map(|t| ListenAddr::of_passive_target(t).unwrap())
+        .collect();
+    assert_eq!(
+        dialled,
+        [
+            Some(ListenAddr::Unix("/run/pm1/br-int.iris.sock".into())),
+            Some(ListenAddr::Tcp("192.0.2.2:6653".parse().unwrap())),
+            None,
+        ]
+    );
+}
+
+#[test]
+fn the_openflow_mode_and_passive_targets_are_checked() {
+    let dir = Path::new(".");
+    let errors = invalid("[bridge]\nopenflow = \"listen\"\n", dir);
+    assert_eq!(errors[0].key, "bridge.openflow");
+    assert!(errors[0].problem.contains("\"passive\""), "{errors:?}");
+
+    let errors = invalid(
+        "[bridge]\nopenflow = \"passive\"\ncontroller = \"tcp:10.0.0.100:6653\"\n",
+        dir,
+    );
+    assert_eq!(errors[0].key, "bridge.controller");
+    assert!(errors[0].problem.contains("remove this key"), "{errors:?}");
+
+    let errors = invalid("[bridge]\ncontroller = \"ptcp:6653:10.0.0.1\"\n", dir);
+    assert_eq!(errors[0].key, "bridge.controller");
+    assert!(errors[0].problem.contains("passive target"), "{errors:?}");
+
+    for (target, says) in [
+        ("ptcp:6653", "ptcp:PORT:IP"),
+        ("ptcp:6653:0.0.0.0", "ptcp:PORT:IP"),
+        ("pssl:6653:10.0.0.1", "not SSL"),
+    ] {
+        let text = format!("{PM1}ovsdb = \"unix:/run/pm1/db.sock\"\ncontroller = \"{target}\"\n");
+        let errors = invalid(&text, dir);
+        assert_eq!(errors[0].key, "host[0].controller", "{target}");
+        assert!(errors[0].problem.contains(says), "{target}: {errors:?}");
+    }
+    // A host may listen while the others connect.
+    let text =
+        format!("{PM1}ovsdb = \"unix:/run/pm1/db.sock\"\ncontroller = \"ptcp:6653:10.0.0.1\"\n");
+    let c = Config::parse(&text, dir).unwrap();
+    assert_eq!(c.bridge.openflow, OpenFlowMode::Active);
+    assert_eq!(c.hosts[0].controller.as_deref(), Some("ptcp:6653:10.0.0.1"));
 }

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 /// Answers what a switch must answer for the handshake, echoes and
 /// barriers; records every message it receives. With `stop_reading_after_ready`
 /// it stops reading once the handshake is done, as a wedged switch would.
-async fn scripted_switch<S: AsyncRead + AsyncWrite + Unpin>(
+pub(super) async fn scripted_switch<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     dpid: u64,
     stop_reading_after_ready: bool,

@@ -23,9 +23,9 @@ pub use model::{
     ROLE_KEY, ROLE_TUNNEL, ROLE_VM, VI_KEY,
 };
 pub use plan::{
-    plan_bridge, plan_remove_port, plan_tunnels, plan_vm_port, BridgeSpec, DatapathType, FailMode,
-    OpenFlowVersion, PlanError, TunnelKey, TunnelRemote, TunnelSpec, VmPortKind, VmPortSpec,
-    TUNNEL_TYPE,
+    is_passive_target, plan_bridge, plan_remove_port, plan_tunnels, plan_vm_port, BridgeSpec,
+    DatapathType, FailMode, OpenFlowVersion, PlanError, TunnelKey, TunnelRemote, TunnelSpec,
+    VmPortKind, VmPortSpec, TUNNEL_TYPE,
 };
 
 use crate::client::{Client, Monitor, Options};
@@ -167,6 +167,12 @@ impl Vswitch {
 
     pub fn interfaces(&self) -> Vec<InterfaceInfo> {
         self.snapshot().interfaces()
+    }
+
+    /// The replica, marked changed whenever the database changes (by this
+    /// session or any other client).
+    pub fn replica(&self) -> watch::Receiver<Arc<Replica>> {
+        self.replica.clone()
     }
 
     /// A stream of interface changes. It starts with an

@@ -174,15 +174,18 @@ impl Table for InterfaceRow {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ControllerRow {
     pub target: String,
+    /// `primary` or `service`; unset, OVS decides by the target's form.
+    pub kind: Option<String>,
     pub is_connected: bool,
 }
 
 impl Table for ControllerRow {
     const NAME: &'static str = "Controller";
-    const COLUMNS: &'static [&'static str] = &["target", "is_connected"];
+    const COLUMNS: &'static [&'static str] = &["target", "type", "is_connected"];
     fn from_row(row: &Row) -> Result<Self, ProtocolError> {
         Ok(Self {
             target: read(row, "target", String::new(), Datum::to_string_value)?,
+            kind: read(row, "type", None, Datum::to_optional_string)?,
             is_connected: read(row, "is_connected", false, Datum::to_bool)?,
         })
     }
@@ -313,6 +316,7 @@ impl Replica {
                 .filter_map(|c| self.controllers.get(c))
                 .map(|c| ControllerInfo {
                     target: c.target.clone(),
+                    kind: c.kind.clone(),
                     is_connected: c.is_connected,
                 })
                 .collect(),
@@ -393,6 +397,8 @@ pub struct BridgeInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ControllerInfo {
     pub target: String,
+    /// The `type` column: `primary`, `service`, or unset.
+    pub kind: Option<String>,
     /// Whether ovs-vswitchd reports an OpenFlow connection to this target.
     pub is_connected: bool,
 }

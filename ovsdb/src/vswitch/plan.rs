@@ -96,12 +96,39 @@ impl OpenFlowVersion {
     }
 }
 
+/// Whether `target` is one the switch listens on (`ptcp:`, `punix:`,
+/// `pssl:`) for the controller to connect to, rather than one it connects
+/// to itself.
+pub fn is_passive_target(target: &str) -> bool {
+    ["ptcp:", "punix:", "pssl:"]
+        .iter()
+        .any(|p| target.starts_with(p))
+}
+
+/// The `type` a controller row for `target` must have, when OVS's default
+/// is not right: OVS takes a passive target for a service controller, to
+/// which `fail_mode` does not apply and which is meant for occasional
+/// maintenance, so a passive target of Iris's is made primary.
+fn controller_type(target: &str) -> Option<&'static str> {
+    is_passive_target(target).then_some("primary")
+}
+
+fn insert_controller(txn: &mut Transaction, target: &str) -> Atom {
+    let mut row = Row::from([("target".to_owned(), Datum::string(target))]);
+    if let Some(kind) = controller_type(target) {
+        row.insert("type".to_owned(), Datum::set([kind]));
+    }
+    txn.insert("Controller", row)
+}
+
 /// How a bridge must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeSpec {
     pub name: String,
     pub datapath_type: DatapathType,
-    /// Controller targets, e.g. `tcp:127.0.0.1:6653`. Exactly these.
+    /// Controller targets, e.g. `tcp:127.0.0.1:6653`, or passive ones the
+    /// switch listens on, e.g. `ptcp:6653:10.0.0.1`. Exactly these, each a
+    /// primary controller.
     pub controller: Vec<String>,
     pub fail_mode: FailMode,
     /// Exactly these versions.
@@ -501,12 +528,7 @@ pub fn plan_bridge(replica: &Replica, spec: &BridgeSpec) -> Result<Transaction, 
         let controllers: Vec<Atom> = spec
             .controller
             .iter()
-            .map(|t| {
-                txn.insert(
-                    "Controller",
-                    Row::from([("target".to_owned(), Datum::string(t))]),
-                )
-            })
+            .map(|t| insert_controller(&mut txn, t))
             .collect();
         let bridge = txn.insert(
             "Bridge",
@@ -566,10 +588,14 @@ pub fn plan_bridge(replica: &Replica, spec: &BridgeSpec) -> Result<Transaction, 
             Datum::set(protocols.iter().map(String::as_str)),
         );
     }
+    // A row of the right target but the wrong type is replaced like a
+    // wrong target.
     let actual_targets: BTreeMap<&str, Uuid> = bridge
         .controller
         .iter()
-        .filter_map(|u| replica.controllers.get(u).map(|c| (c.target.as_str(), *u)))
+        .filter_map(|u| replica.controllers.get(u).map(|c| (c, *u)))
+        .filter(|(c, _)| controller_type(&c.target).is_none_or(|k| c.kind.as_deref() == Some(k)))
+        .map(|(c, u)| (c.target.as_str(), u))
         .collect();
     let desired_targets: BTreeSet<&str> = spec.controller.iter().map(String::as_str).collect();
     let same_controllers = actual_targets.len() == bridge.controller.len()
@@ -579,10 +605,7 @@ pub fn plan_bridge(replica: &Replica, spec: &BridgeSpec) -> Result<Transaction, 
             .iter()
             .map(|t| match actual_targets.get(t) {
                 Some(u) => Atom::Uuid(*u),
-                None => txn.insert(
-                    "Controller",
-                    Row::from([("target".to_owned(), Datum::string(*t))]),
-                ),
+                None => insert_controller(&mut txn, t),
             })
             .collect();
         row.insert("controller".into(), Datum::Set(set));
@@ -885,6 +908,31 @@ mod tests {
             Some(controller)
         );
         assert_eq!(h.run(|r| plan_bridge(r, &spec())).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_passive_target_is_a_primary_controller() {
+        let mut h = with_bridge();
+        let mut passive = spec();
+        passive.controller = vec!["punix:/run/pm1/br-int.iris.sock".into()];
+        h.run(|r| plan_bridge(r, &passive)).unwrap();
+        let br = h.replica.bridge("br-int").unwrap();
+        assert_eq!(br.controllers.len(), 1);
+        assert_eq!(br.controllers[0].target, "punix:/run/pm1/br-int.iris.sock");
+        assert_eq!(br.controllers[0].kind.as_deref(), Some("primary"));
+        assert_eq!(h.run(|r| plan_bridge(r, &passive)).unwrap(), 0);
+        // Left to OVS's default, the same target would be a service
+        // controller: the row is replaced.
+        let row = h.db.rows("Controller").map(|(u, _)| *u).next().unwrap();
+        h.edit_row("Controller", row, "type", Datum::set(["service"]));
+        assert!(h.run(|r| plan_bridge(r, &passive)).unwrap() > 0);
+        let br = h.replica.bridge("br-int").unwrap();
+        assert_eq!(br.controllers[0].kind.as_deref(), Some("primary"));
+        assert_eq!(h.db.rows("Controller").count(), 1);
+        // An active target keeps OVS's default type.
+        h.run(|r| plan_bridge(r, &spec())).unwrap();
+        let br = h.replica.bridge("br-int").unwrap();
+        assert_eq!(br.controllers[0].kind, None);
     }
 
     #[test]

@@ -70,12 +70,24 @@ impl SimDb {
         column: &str,
         value: Datum,
     ) -> TableUpdates {
-        let before = self.tables.clone();
-        let row = self
-            .table(table)
-            .values_mut()
-            .find(|r| r.get("name") == Some(&Datum::string(name)))
+        let uuid = self
+            .rows(table)
+            .find(|(_, r)| r.get("name") == Some(&Datum::string(name)))
+            .map(|(u, _)| *u)
             .expect("row to edit");
+        self.edit_row(table, uuid, column, value)
+    }
+
+    /// Sets one column of the row `uuid` of `table`, as another client would.
+    pub(crate) fn edit_row(
+        &mut self,
+        table: &str,
+        uuid: Uuid,
+        column: &str,
+        value: Datum,
+    ) -> TableUpdates {
+        let before = self.tables.clone();
+        let row = self.table(table).get_mut(&uuid).expect("row to edit");
         row.insert(column.to_owned(), value);
         diff(&before, &self.tables)
     }
@@ -394,6 +406,11 @@ impl Harness {
 
     pub(crate) fn edit(&mut self, table: &str, name: &str, column: &str, value: Datum) {
         let update = self.db.edit(table, name, column, value);
+        self.replica.apply(&update).expect("edit applies");
+    }
+
+    pub(crate) fn edit_row(&mut self, table: &str, uuid: Uuid, column: &str, value: Datum) {
+        let update = self.db.edit_row(table, uuid, column, value);
         self.replica.apply(&update).expect("edit applies");
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::controller::{ControllerConfig, ControllerProcess, HostEntry, ViEntry};
+use crate::controller::{ControllerConfig, ControllerProcess, HostEntry, OpenFlowMode, ViEntry};
 use crate::flow_dump::{parse_dump_stats, FlowWithStats};
 use crate::ping::{PingPlan, PingRun, PingTrace};
 use crate::{
@@ -194,6 +194,7 @@ pub struct Harness {
     config: Option<PathBuf>,
     starts: u32,
     started: Instant,
+    openflow: OpenFlowMode,
 }
 
 impl Harness {
@@ -213,6 +214,7 @@ impl Harness {
             config: None,
             starts: 0,
             started: Instant::now(),
+            openflow: OpenFlowMode::Active,
         })
     }
 
@@ -294,9 +296,20 @@ impl Harness {
         Ok(self.tb.add_vm(spec)?)
     }
 
-    /// The `[[host]]` entry of `pm`, its bridge pointed at the controller.
+    /// Who opens the OpenFlow connections of the configurations made from
+    /// now on: the bridges (active, the default) or the controller.
+    pub fn set_openflow(&mut self, mode: OpenFlowMode) {
+        self.openflow = mode;
+    }
+
+    /// The `[[host]]` entry of `pm`, its bridge pointed at the controller
+    /// (or, in passive mode, listening for it).
     pub fn host(&self, pm: PmId) -> Result<HostEntry, ScenarioError> {
-        Ok(HostEntry::of_pm(self.tb.pm(pm), &self.socket)?)
+        Ok(HostEntry::of_pm(
+            self.tb.pm(pm),
+            &self.socket,
+            self.openflow,
+        )?)
     }
 
     /// A configuration managing `pms` with `vis`, its store in the
@@ -307,6 +320,7 @@ impl Harness {
         vis: Vec<ViEntry>,
     ) -> Result<ControllerConfig, ScenarioError> {
         let mut config = ControllerConfig::new(self.socket.clone(), self.dir.join("store"));
+        config.openflow = self.openflow;
         for &pm in pms {
             config.hosts.push(self.host(pm)?);
         }
