@@ -66,6 +66,7 @@ fn connect_switch(addr: SocketAddr) {
                 reason: ofp::message::PacketInReason::NoMatch,
                 table_id: 0,
                 cookie: 0,
+                forwarded: false,
             },
         );
         let mut out = Vec::new();
