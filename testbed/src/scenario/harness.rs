@@ -60,6 +60,14 @@ impl From<Error> for ScenarioError {
     }
 }
 
+/// A metric a scenario reads that the controller does not export fails
+/// the scenario: a check on it could not have failed.
+impl From<crate::controller::MissingMetric> for ScenarioError {
+    fn from(e: crate::controller::MissingMetric) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
 /// Fails the scenario with `why()` unless `holds`.
 pub fn check(holds: bool, why: impl FnOnce() -> String) -> Result<(), ScenarioError> {
     if holds {
