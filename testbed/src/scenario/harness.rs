@@ -286,7 +286,18 @@ impl Harness {
         vms: &[VmId],
     ) -> Result<BroughtUp, ScenarioError> {
         let config = self.config(pms, vis)?;
-        self.start_controller(&config)?;
+        self.bring_up_with(pms, &config, vms)
+    }
+
+    /// [`Harness::bring_up`] on `config`, made by [`Harness::config`] for
+    /// `pms` (and perhaps changed).
+    pub fn bring_up_with(
+        &mut self,
+        pms: &[PmId],
+        config: &ControllerConfig,
+        vms: &[VmId],
+    ) -> Result<BroughtUp, ScenarioError> {
+        self.start_controller(config)?;
         let n = pms.len() as u64;
         let controller_ready = self.wait_ready(n, n)?;
         let full_mesh = self.wait_full_mesh(pms)?;
