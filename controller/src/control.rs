@@ -623,6 +623,7 @@ impl Control {
         }
         if changed {
             self.resume_held_switches();
+            self.want_prepared();
         }
         self.resync_stale(now);
         self.expire_prepared(now);
