@@ -22,12 +22,13 @@
 //!   timestamps before and after.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::harness::{check, flows_kept, ms, round3, to_json, Harness, PingSummary};
+use super::harness::{check, flows_kept, ms, round3, to_json, Harness, PingSummary, CONVERGE};
 use super::ScenarioError;
 use crate::controller::{ControllerConfig, ViEntry};
 use crate::relay::Relay;
@@ -48,8 +49,8 @@ const SETTLE: Duration = Duration::from_secs(2);
 /// held back: meanwhile the first PM's ports are known, the second's not.
 const SECOND_PM_LATER: Duration = Duration::from_millis(300);
 /// Replies the run must have before the first kill and after the last
-/// restart, for it to span them: a fraction of what [`BEFORE_KILL`] and
-/// [`SETTLE`] give even when `ping` sends slower than asked.
+/// restart, for it to span them; the scenario waits for them when a loaded
+/// host starts `ping` late or runs it slower than asked.
 const MIN_REPLIES_AROUND: usize = 30;
 
 /// One kill and restart.
@@ -66,6 +67,9 @@ pub struct Restart {
     /// Times the controller left a ready switch as it was until the port
     /// inventory was complete.
     pub switches_held_for_inventory: f64,
+    /// When every switch and OVSDB session was back (wall clock, seconds).
+    #[serde(skip)]
+    pub ready_at: f64,
 }
 
 /// What `controller-restart` measured.
@@ -148,11 +152,16 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         PingPlan::new(dst, PINGS, INTERVAL),
         "across-restart",
     )?;
+    let output = h.file("across-restart.ping");
     std::thread::sleep(BEFORE_KILL);
+    // A loaded host may start `ping` late: the run must be under way.
+    wait_for_replies(h, &output, MIN_REPLIES_AROUND)?;
     let killed_after = run.elapsed();
     let first_kill = wall_clock();
     let restarts = [restart(h, &config, &[])?, restart(h, &held, &relays)?];
-    let last_ready = wall_clock() - SETTLE.as_secs_f64();
+    let last_ready = restarts[1].ready_at;
+    let so_far = replies_so_far(&output);
+    wait_for_replies(h, &output, so_far + MIN_REPLIES_AROUND)?;
     let between_dumps = dumped_before.elapsed().as_secs_f64();
     let flows_after = h.iris_flows(&pms)?;
     let registry_after = h.controller()?.get_json("/v1/registry")?;
@@ -192,6 +201,25 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         replies_after_restart: after_restart,
         ping: PingSummary::from(&trace),
         restarts: restarts.into(),
+    })
+}
+
+/// Replies `ping` has printed so far into `output`.
+fn replies_so_far(output: &Path) -> usize {
+    std::fs::read_to_string(output).map_or(0, |t| {
+        t.lines().filter(|l| l.contains(" bytes from ")).count()
+    })
+}
+
+/// Waits until `ping` has printed `n` replies into `output`.
+fn wait_for_replies(h: &Harness, output: &Path, n: usize) -> Result<(), ScenarioError> {
+    h.wait_for(&format!("{n} ping replies"), CONVERGE, || {
+        let seen = replies_so_far(output);
+        Ok(if seen >= n {
+            Ok(())
+        } else {
+            Err(format!("{seen} replies"))
+        })
     })
 }
 
@@ -235,6 +263,7 @@ fn restart(
     }
     h.wait_ready(2, 2)?;
     let restart_to_ready = restarted.elapsed();
+    let ready_at = wall_clock();
     h.note("restarted and reconnected; letting it settle");
     std::thread::sleep(SETTLE);
     let metrics = h.controller()?.metrics()?;
@@ -262,5 +291,6 @@ fn restart(
         flow_mods,
         group_mods,
         switches_held_for_inventory: held,
+        ready_at,
     })
 }
