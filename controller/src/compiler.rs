@@ -8,7 +8,7 @@
 
 use crate::model::{HostName, IpKey, Location, MacKey, Topology, Vi, ViId, Vlan};
 use crate::registry::{Change, IpEntry, MacEntry, Registry, RegistryChange};
-use crate::switch_state::{Flow, Group, Installed, SwitchState};
+use crate::switch_state::{Flow, FlowKey, Group, Installed, SwitchState};
 use ofp::action::{port, Action};
 use ofp::instruction::Instruction;
 use ofp::oxm::{FieldId, Match, OxmField};
@@ -334,6 +334,22 @@ pub fn compile_entries(
     out
 }
 
+/// The priority of the table 0 flows that classify a VM port's or a
+/// tunnel's traffic into its VI.
+const CLASSIFY_PRIORITY: u16 = 100;
+
+/// The identity of the flow that classifies traffic from VM port `port`
+/// into its VI: a switch that holds it serves a VM on that port.
+pub fn vm_port_classifier(port: u32) -> FlowKey {
+    Flow::new(
+        TABLE_CLASSIFY,
+        CLASSIFY_PRIORITY,
+        Match::new().in_port(port),
+        vec![],
+    )
+    .key()
+}
+
 fn add(out: &mut impl FlowSink, table: u8, priority: u16, m: Match, i: Vec<Instruction>) {
     out.flow(Flow::new(table, priority, m, i));
 }
@@ -413,7 +429,7 @@ fn vi_flows(out: &mut impl FlowSink, p: &Present<'_>) {
         add(
             out,
             TABLE_CLASSIFY,
-            100,
+            CLASSIFY_PRIORITY,
             Match::new().in_port(*port),
             enter(FROM_VM),
         );
@@ -422,7 +438,13 @@ fn vi_flows(out: &mut impl FlowSink, p: &Present<'_>) {
         let m = Match::new()
             .in_port(*tunnel)
             .tunnel_id(u64::from(vi.gre_key));
-        add(out, TABLE_CLASSIFY, 100, m, enter(FROM_TUNNEL));
+        add(
+            out,
+            TABLE_CLASSIFY,
+            CLASSIFY_PRIORITY,
+            m,
+            enter(FROM_TUNNEL),
+        );
     }
 
     let local: Vec<Vec<Action>> = p.local.iter().map(|o| vec![Action::output(*o)]).collect();

@@ -189,6 +189,9 @@ struct Switch {
     host: Option<HostName>,
     ports: BTreeMap<u32, Port>,
     sync: program::Sync,
+    /// Left as it is until its host's port inventory is complete
+    /// (`control/inventory.rs`).
+    held_for_inventory: bool,
     /// PacketIns taken from this connection, for its acknowledgements.
     taken: u64,
 }
@@ -229,9 +232,13 @@ impl SwitchPort {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Health {
     pub hosts: usize,
+    /// Switches of configured hosts past their handshake.
     pub switches_ready: usize,
     pub ovsdb_connected: usize,
     pub vis: usize,
+    /// The datapath ids of connected switches that match no host: held
+    /// apart and left alone, never counted as ready.
+    pub unknown_switches: Vec<String>,
 }
 
 /// The control loop's state.
@@ -241,6 +248,8 @@ pub struct Control {
     tickets: program::Tickets,
     switches: BTreeMap<ConnId, Switch>,
     ovsdb_up: BTreeSet<HostName>,
+    /// Whose ports are known well enough to program their switches.
+    inventory: inventory::Inventory,
     /// Per-host controller targets, for hosts that have one.
     controllers: BTreeMap<HostName, String>,
     metrics: Arc<Metrics>,
@@ -393,6 +402,7 @@ impl Control {
             topology.vis.insert(v.id, v);
         }
         let managed = managed_hosts(&topology, &controllers);
+        let inventory = inventory::Inventory::new(topology.hosts.keys().cloned(), Instant::now());
         let (hosts_out, hosts_rx) = watch::channel(managed);
         let (events, _) = broadcast::channel(1024);
         let (sw_tx, sw_rx) = mpsc::channel(4096);
@@ -407,6 +417,7 @@ impl Control {
             tickets: program::Tickets::default(),
             switches: BTreeMap::new(),
             ovsdb_up: BTreeSet::new(),
+            inventory,
             controllers,
             metrics: metrics.clone(),
             events: events.clone(),
@@ -601,6 +612,19 @@ impl Control {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        let (given_up, changed) = self.inventory.tick(now);
+        for h in given_up {
+            warn!(
+                host = %h,
+                "OVSDB has not reported the host's ports within {} s of the start; the other \
+                 switches are programmed without them",
+                inventory::FIRST_REPORT_WAIT.as_secs()
+            );
+        }
+        if changed {
+            self.resume_held_switches();
+            self.want_prepared();
+        }
         self.resync_stale(now);
         self.expire_prepared(now);
         for h in self.held_rarps.expire(now) {
@@ -634,6 +658,7 @@ impl Control {
                         host: None,
                         ports: BTreeMap::new(),
                         sync: program::Sync::default(),
+                        held_for_inventory: false,
                         taken: 0,
                     },
                 );
@@ -655,7 +680,7 @@ impl Control {
                 self.forget_tickets(conn);
                 if let Some(sw) = gone {
                     if let Some(dpid) = sw.dpid {
-                        self.metrics.switches_connected.dec();
+                        self.count_switches();
                         self.publish(NorthEvent::Switch {
                             dpid: format!("{dpid:016x}"),
                             host: sw.host.map(|h| h.0),
@@ -686,7 +711,6 @@ impl Control {
                     .collect();
                 for c in stale {
                     if self.switches.remove(&c).is_some() {
-                        self.metrics.switches_connected.dec();
                         info!(%c, "released the older connection of dpid {dpid:016x}");
                     }
                 }
@@ -698,13 +722,14 @@ impl Control {
                 sw.host = host.clone();
                 sw.ports = ports.into_iter().map(|p| (p.port_no, p)).collect();
                 sw.reset_sync();
-                self.metrics.switches_connected.inc();
+                self.count_switches();
                 match &host {
                     Some(h) => info!(%conn, host = %h, "switch {dpid:016x} ready"),
                     None => warn!(
                         %conn,
-                        "switch {dpid:016x} matches no host; add a host with datapath_id \
-                         \"{dpid:016x}\" (the controller leaves its tables alone until then)"
+                        "switch {dpid:016x} matches no host: held apart (not counted as ready, \
+                         its tables and PacketIns left alone); add a host with datapath_id \
+                         \"{dpid:016x}\" to manage it, or point its bridge elsewhere"
                     ),
                 }
                 self.publish(NorthEvent::Switch {
@@ -732,6 +757,10 @@ impl Control {
                             sw.ports.insert(s.desc.port_no, s.desc);
                         }
                     }
+                    // A port the report lacked may have gone.
+                    if sw.held_for_inventory {
+                        self.resume_held_switches();
+                    }
                 }
             }
             Upcall::SwitchError { .. } => {
@@ -742,6 +771,20 @@ impl Control {
 
     fn host_by_dpid(&self, dpid: u64) -> Option<&Host> {
         self.topology.hosts.values().find(|h| h.datapath_id == dpid)
+    }
+
+    /// Sets the switch gauges: a switch counts as connected only once it is
+    /// known to be a host's.
+    fn count_switches(&self) {
+        let (mut known, mut unknown) = (0, 0);
+        for s in self.switches.values().filter(|s| s.dpid.is_some()) {
+            match s.host {
+                Some(_) => known += 1,
+                None => unknown += 1,
+            }
+        }
+        self.metrics.switches_connected.set(known);
+        self.metrics.switches_unknown.set(unknown);
     }
 
     /// Handles one report from the OVSDB side.
@@ -758,6 +801,11 @@ impl Control {
                 let vis_before: BTreeSet<ViId> =
                     self.topology.vm_ports_on(&host).map(|p| p.vi).collect();
                 let changed = self.replace_ports(&host, &vm_ports, &tunnels);
+                let first = self.inventory.reported(&host, Instant::now());
+                if changed || first {
+                    // Tables compiled ahead wait for a complete inventory.
+                    self.want_prepared();
+                }
                 if changed {
                     debug!(%host, "ports changed: {} VM ports, {} tunnels", vm_ports.len(), tunnels.len());
                     self.publish(NorthEvent::Topology {
@@ -768,7 +816,6 @@ impl Control {
                         .cloned()
                         .collect();
                     self.program_hosts(&affected);
-                    self.want_prepared();
                     let topology = &self.topology;
                     let ready = self
                         .held_rarps
@@ -778,11 +825,17 @@ impl Control {
                         self.on_packet_in(h.conn, &h.packet_in, h.received);
                     }
                 }
+                // The first report programs a switch left waiting for it,
+                // even when it changed nothing.
+                self.resume_held_switches();
             }
             TopologyEvent::Ovsdb { host, connected } => {
+                if !self.topology.hosts.contains_key(&host) {
+                    return;
+                }
                 if connected {
+                    self.inventory.session_up(&host);
                     self.ovsdb_up.insert(host);
-                    self.want_prepared();
                 } else {
                     self.ovsdb_up.remove(&host);
                 }
@@ -954,6 +1007,7 @@ impl Control {
             });
             sw.host = owner;
         }
+        self.count_switches();
         self.announce_hosts();
         self.publish(NorthEvent::Topology {
             what: format!("host {name} {}", if created { "added" } else { "changed" }),
@@ -994,11 +1048,16 @@ impl Control {
             .tunnels
             .retain(|(h, peer), _| h != name && peer != name);
         self.ovsdb_up.remove(name);
+        self.inventory.forget(name);
         for sw in self.switches.values_mut() {
             if sw.host.as_ref() == Some(name) {
                 sw.host = None;
+                sw.held_for_inventory = false;
             }
         }
+        self.count_switches();
+        // The others no longer wait for its first report.
+        self.resume_held_switches();
         self.announce_hosts();
         self.publish(NorthEvent::Topology {
             what: format!("host {name} removed"),
@@ -1157,11 +1216,18 @@ impl Control {
     }
 
     pub fn health(&self) -> Health {
+        let ready = self.switches.values().filter(|s| s.dpid.is_some());
+        let (known, unknown): (Vec<&Switch>, Vec<&Switch>) = ready.partition(|s| s.host.is_some());
         Health {
             hosts: self.topology.hosts.len(),
-            switches_ready: self.switches.values().filter(|s| s.dpid.is_some()).count(),
+            switches_ready: known.len(),
             ovsdb_connected: self.ovsdb_up.len(),
             vis: self.topology.vis.len(),
+            unknown_switches: unknown
+                .iter()
+                .filter_map(|s| s.dpid)
+                .map(|d| format!("{d:016x}"))
+                .collect(),
         }
     }
 }
@@ -1185,6 +1251,7 @@ fn now_ms() -> Timestamp {
 }
 
 mod held_rarps;
+mod inventory;
 mod program;
 #[cfg(test)]
 mod tests;

@@ -31,8 +31,15 @@ pub struct WhyLabel {
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
-    /// Switches whose handshake completed and that are still connected.
+    /// Switches of configured hosts whose handshake completed and that are
+    /// still connected.
     pub switches_connected: Gauge,
+    /// Connected switches whose datapath id no host has: held apart, their
+    /// tables never touched.
+    pub switches_unknown: Gauge,
+    /// Times a ready switch was left as it was because the port inventory
+    /// its tables are compiled from was not complete yet.
+    pub switches_held_for_inventory: Counter,
     /// PacketIns received, by what the controller made of them.
     pub packet_ins: Family<ReasonLabel, Counter>,
     /// PacketIns dropped because the control loop was behind.
@@ -69,8 +76,20 @@ impl Default for Metrics {
         let switches_connected = Gauge::default();
         registry.register(
             "switches_connected",
-            "Switches connected with a completed OpenFlow handshake",
+            "Switches of configured hosts connected with a completed OpenFlow handshake",
             switches_connected.clone(),
+        );
+        let switches_unknown = Gauge::default();
+        registry.register(
+            "switches_unknown",
+            "Connected switches whose datapath id matches no configured host (left alone)",
+            switches_unknown.clone(),
+        );
+        let switches_held_for_inventory = Counter::default();
+        registry.register(
+            "switches_held_for_inventory",
+            "Times a ready switch was left as it was until its host's port inventory was complete",
+            switches_held_for_inventory.clone(),
         );
         let packet_ins = Family::<ReasonLabel, Counter>::default();
         registry.register(
@@ -138,6 +157,8 @@ impl Default for Metrics {
         Self {
             registry,
             switches_connected,
+            switches_unknown,
+            switches_held_for_inventory,
             packet_ins,
             packet_ins_dropped,
             flow_mods_sent,

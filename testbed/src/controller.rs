@@ -662,15 +662,41 @@ impl SseReader {
     }
 }
 
-/// The samples of an OpenMetrics exposition, by series (`name{labels}`).
+/// The samples of an OpenMetrics exposition, by series (`name{labels}`),
+/// and the metrics it declares.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Metrics {
     samples: BTreeMap<String, f64>,
+    /// The names of its `# TYPE` lines.
+    declared: std::collections::BTreeSet<String>,
 }
 
+/// A metric read from `/metrics` that the controller does not export: a
+/// renamed or dropped metric, which must fail the check that reads it
+/// rather than read as 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingMetric(pub String);
+
+impl std::fmt::Display for MissingMetric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the controller does not export {} (renamed or dropped?); nothing can be checked \
+             against it",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for MissingMetric {}
+
+/// What a sample's name adds to its metric's: a counter's `_total`, a
+/// histogram's `_count`, `_sum` and `_bucket`.
+const SAMPLE_SUFFIXES: [&str; 5] = ["_total", "_count", "_sum", "_bucket", "_created"];
+
 impl Metrics {
-    /// Reads `name{labels} value` lines; comments and lines that do not
-    /// parse are skipped.
+    /// Reads `name{labels} value` lines and the `# TYPE name kind` lines;
+    /// other comments and lines that do not parse are skipped.
     pub fn parse(text: &str) -> Self {
         let samples = text
             .lines()
@@ -680,11 +706,66 @@ impl Metrics {
                 Some((series.to_owned(), value.parse().ok()?))
             })
             .collect();
-        Self { samples }
+        let declared = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split_whitespace().next())
+            .map(str::to_owned)
+            .collect();
+        Self { samples, declared }
+    }
+
+    /// Whether the exposition declares the metric sample name `name`
+    /// (without labels) belongs to.
+    fn declares(&self, name: &str) -> bool {
+        self.declared.contains(name)
+            || SAMPLE_SUFFIXES
+                .iter()
+                .filter_map(|s| name.strip_suffix(s))
+                .any(|base| self.declared.contains(base))
+    }
+
+    /// One series, e.g. `iris_flow_mods_sent_total` or
+    /// `iris_packet_ins_total{reason="rarp"}`. A labelled series of a
+    /// declared metric that has not been counted yet is 0; anything else
+    /// absent is an error, so that a check never passes on a metric the
+    /// controller does not have.
+    pub fn get(&self, series: &str) -> std::result::Result<f64, MissingMetric> {
+        if let Some(v) = self.samples.get(series) {
+            return Ok(*v);
+        }
+        match series.split_once('{') {
+            Some((name, _)) if self.declares(name) => Ok(0.0),
+            _ => Err(MissingMetric(series.to_owned())),
+        }
+    }
+
+    /// [`Self::by_label`] of a metric the controller must declare.
+    pub fn labelled(
+        &self,
+        name: &str,
+        label: &str,
+    ) -> std::result::Result<BTreeMap<String, f64>, MissingMetric> {
+        if !self.declares(name) {
+            return Err(MissingMetric(name.to_owned()));
+        }
+        Ok(self.by_label(name, label))
+    }
+
+    /// [`Self::gained`] of a metric the controller must declare.
+    pub fn gained_in(
+        &self,
+        before: &Self,
+        name: &str,
+        label: &str,
+    ) -> std::result::Result<BTreeMap<String, f64>, MissingMetric> {
+        before.labelled(name, label)?;
+        self.labelled(name, label)?;
+        Ok(self.gained(before, name, label))
     }
 
     /// One series, e.g. `iris_flow_mods_sent_total`; 0 when absent (a
-    /// labelled counter appears only once counted).
+    /// labelled counter appears only once counted). Checks that must fail
+    /// on a metric the controller does not export use [`Self::get`].
     pub fn value(&self, series: &str) -> f64 {
         self.samples.get(series).copied().unwrap_or(0.0)
     }
@@ -809,6 +890,35 @@ mod tests {
         let later = Metrics::parse(&text.replace("} 5", "} 8"));
         let gained = later.gained(&m, "iris_packet_ins_total", "reason");
         assert_eq!(gained, BTreeMap::from([("unknown_source".to_owned(), 3.0)]));
+    }
+
+    #[test]
+    fn a_metric_the_controller_does_not_export_is_an_error_not_a_zero() {
+        let text = "# HELP iris_packet_ins PacketIns received\n\
+                    # TYPE iris_packet_ins counter\n\
+                    iris_packet_ins_total{reason=\"rarp\"} 2\n\
+                    # TYPE iris_flow_mods_sent counter\n\
+                    iris_flow_mods_sent_total 0\n\
+                    # TYPE iris_move_latency_seconds histogram\n\
+                    iris_move_latency_seconds_count 0\n\
+                    # EOF\n";
+        let m = Metrics::parse(text);
+        assert_eq!(m.get("iris_flow_mods_sent_total"), Ok(0.0));
+        assert_eq!(m.get("iris_move_latency_seconds_count"), Ok(0.0));
+        assert_eq!(m.get("iris_packet_ins_total{reason=\"rarp\"}"), Ok(2.0));
+        // Declared, not counted yet for this label.
+        assert_eq!(m.get("iris_packet_ins_total{reason=\"garp\"}"), Ok(0.0));
+        for missing in [
+            "iris_group_mods_sent_total",
+            "iris_flow_mod_sent_total",
+            "iris_moves_incomplete_total{why=\"refused\"}",
+        ] {
+            let e = m.get(missing).unwrap_err();
+            assert!(e.to_string().contains(missing), "{e}");
+        }
+        assert!(m.labelled("iris_packet_ins_total", "reason").is_ok());
+        assert!(m.labelled("iris_packet_in_total", "reason").is_err());
+        assert!(m.gained_in(&m, "iris_nothing_total", "why").is_err());
     }
 
     #[test]

@@ -260,6 +260,13 @@ fn print_restart(r: &controller_restart::Report) -> String {
         "   sent by the restarted controller: {} FLOW_MODs, {} GROUP_MODs",
         r.flow_mods_after_restart, r.group_mods_after_restart
     );
+    for x in r.restarts.iter().filter(|x| x.how == "ovsdb_held") {
+        println!(
+            "   killed and restarted again with OVSDB held back until the switches were ready: \
+             {} FLOW_MODs, {} GROUP_MODs (switches held for their ports {} times)",
+            x.flow_mods, x.group_mods, x.switches_held_for_inventory
+        );
+    }
     let kept: Vec<String> = r
         .flows_kept
         .iter()

@@ -49,6 +49,7 @@ mod ping;
 mod pm;
 mod process;
 mod readiness;
+pub mod relay;
 pub mod scenario;
 pub mod stale;
 mod state;

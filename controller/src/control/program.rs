@@ -4,6 +4,7 @@
 //! flows they depend on are in).
 
 use super::held_rarps::Held;
+use super::inventory::Incomplete;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{affected_hosts, compile_entries, compile_into, TABLE_CLASSIFY};
 use crate::model::HostName;
@@ -86,7 +87,8 @@ enum Programmed {
     /// The switch already holds what it should.
     InSync,
     /// The switch's tables are not known or its queue is full: it gets its
-    /// flows after its next dump.
+    /// flows after its next dump. Or its host's port inventory is not
+    /// complete: it gets them once it is.
     Deferred,
     /// Not a switch of a host, or its connection is closing.
     Skipped,
@@ -232,7 +234,28 @@ impl Control {
             self.request_dump(conn, Instant::now());
             return Programmed::Deferred;
         };
-        if matches!(scope, Scope::Everything) {
+        let whole = matches!(scope, Scope::Everything);
+        if let Some(why) =
+            self.inventory
+                .incomplete(&self.topology, &host, &sw.ports, installed, whole)
+        {
+            self.hold_for_inventory(conn, &host, &why);
+            return Programmed::Deferred;
+        }
+        if sw.held_for_inventory {
+            info!(%conn, %host, "the port inventory is complete; programming the switch");
+            if let Some(sw) = self.switches.get_mut(&conn) {
+                sw.held_for_inventory = false;
+            }
+        }
+        let Some(installed) = self
+            .switches
+            .get(&conn)
+            .and_then(|s| s.sync.installed.as_ref())
+        else {
+            return Programmed::Skipped;
+        };
+        if whole {
             let prepared = self.prepared.remove(&host);
             let fresh = prepared.filter(|p| {
                 p.registry_version == self.registry.version() && p.topology == self.topology
@@ -303,13 +326,44 @@ impl Control {
         }
     }
 
+    /// Leaves a ready switch as it is until the inventory of ports its
+    /// tables are compiled from is complete.
+    fn hold_for_inventory(&mut self, conn: ConnId, host: &HostName, why: &Incomplete) {
+        let Some(sw) = self.switches.get_mut(&conn) else {
+            return;
+        };
+        if !sw.held_for_inventory {
+            sw.held_for_inventory = true;
+            self.metrics.switches_held_for_inventory.inc();
+            info!(%conn, %host, "switch left as it is until the port inventory is complete: {why}");
+        }
+    }
+
+    /// Programs the switches left waiting for their inventory whose
+    /// inventory is now complete, and lets the work held for them go on.
+    pub(super) fn resume_held_switches(&mut self) {
+        let held: Vec<ConnId> = self
+            .switches
+            .iter()
+            .filter(|(_, s)| s.held_for_inventory)
+            .map(|(c, _)| *c)
+            .collect();
+        for conn in held {
+            // Still held, without a word, when it is still incomplete.
+            self.program_and_release(conn);
+        }
+    }
+
     /// Compiles, ahead of its switch, the tables of one host whose OVSDB is
     /// up while its switch is not connected.
     pub(super) fn prepare_next(&mut self, now: Instant) {
         let Some(host) = self.to_prepare.pop_first() else {
             return;
         };
-        if self.hosts_with_a_switch().contains(&host) || !self.topology.hosts.contains_key(&host) {
+        if self.hosts_with_a_switch().contains(&host)
+            || !self.topology.hosts.contains_key(&host)
+            || !self.inventory.complete_without_switch(&host)
+        {
             return;
         }
         let mut tables = Installed::default();
@@ -340,7 +394,7 @@ impl Control {
         let away: Vec<HostName> = self
             .ovsdb_up
             .iter()
-            .filter(|h| !present.contains(h))
+            .filter(|h| !present.contains(h) && self.inventory.complete_without_switch(h))
             .cloned()
             .collect();
         self.to_prepare.extend(away);
@@ -391,6 +445,12 @@ impl Control {
             return;
         };
         sw.sync.installed = Some(installed);
+        self.program_and_release(conn);
+    }
+
+    /// Programs one switch whose tables are known and lets the work held
+    /// for it go on (or keeps it held, when the switch is still deferred).
+    fn program_and_release(&mut self, conn: ConnId) {
         match self.program(conn) {
             // Still not keeping up: the work stays held for the next dump.
             Programmed::Deferred => {}

@@ -223,8 +223,9 @@ fn removing_a_host_removes_the_tunnels_to_it() {
     c.delete_host(&HostName("pm2".into())).unwrap();
     assert!(c.topology().tunnels.is_empty());
     assert_eq!(hosts.borrow().len(), 2);
-    // Its switch stays connected but belongs to no host now.
-    assert_eq!(c.health().switches_ready, 1);
+    // Its switch stays connected but belongs to no host now: held apart.
+    assert_eq!(c.health().switches_ready, 0);
+    assert_eq!(c.health().unknown_switches, ["0000000000000002"]);
     assert!(c.hosts().iter().all(|h| h.openflow_peer.is_none()));
 }
 
@@ -268,21 +269,27 @@ fn dumps_requested(rx: &mut mpsc::Receiver<Command>) -> usize {
 /// A VM port of VI 1 on pm1 (port 5) and pm2 (port 6), and the tunnels
 /// between pm1, pm2 and gw.
 fn with_ports(c: &mut Control) {
+    for host in ["pm1", "pm2", "gw"] {
+        c.on_topology_event(report_of(host));
+    }
+}
+
+/// The port report of `host` (pm1, pm2 or gw) that [`with_ports`] sends.
+fn report_of(host: &str) -> TopologyEvent {
     let ip = |h: u8| Ipv4Addr::from([10, 0, 0, h]);
-    for (host, port, peers) in [
-        ("pm1", 5, [(ip(2), 10), (ip(9), 11)]),
-        ("pm2", 6, [(ip(1), 10), (ip(9), 11)]),
-        ("gw", 7, [(ip(1), 10), (ip(2), 11)]),
-    ] {
-        c.on_topology_event(TopologyEvent::Ports {
-            host: HostName(host.into()),
-            vm_ports: vec![VmPortSeen {
-                name: format!("vm-{host}"),
-                ofport: port,
-                vi: ViId(1),
-            }],
-            tunnels: peers.to_vec(),
-        });
+    let (port, peers) = match host {
+        "pm1" => (5, [(ip(2), 10), (ip(9), 11)]),
+        "pm2" => (6, [(ip(1), 10), (ip(9), 11)]),
+        _ => (7, [(ip(1), 10), (ip(2), 11)]),
+    };
+    TopologyEvent::Ports {
+        host: HostName(host.into()),
+        vm_ports: vec![VmPortSeen {
+            name: format!("vm-{host}"),
+            ofport: port,
+            vi: ViId(1),
+        }],
+        tunnels: peers.to_vec(),
     }
 }
 
@@ -1433,11 +1440,11 @@ fn a_deleted_vi_is_stored_gone_after_its_entries() {
 fn restarted_with_pm1_prepared() -> (Control, flowsim::Switch) {
     let (_, _rx, sim) = pm1_programmed();
     let (mut c, _) = control();
-    with_ports(&mut c);
     c.on_topology_event(TopologyEvent::Ovsdb {
         host: HostName("pm1".into()),
         connected: true,
     });
+    with_ports(&mut c);
     c.prepare_next(Instant::now());
     assert!(c.prepared.contains_key(&HostName("pm1".into())));
     (c, sim)
@@ -1503,6 +1510,9 @@ fn tables_are_compiled_ahead_only_for_hosts_whose_switch_is_away_and_not_kept_fo
             connected: true,
         });
     }
+    // Not before their ports are reported again.
+    assert!(c.to_prepare.is_empty());
+    with_ports(&mut c);
     let now = Instant::now();
     while !c.to_prepare.is_empty() {
         c.prepare_next(now);
@@ -1512,3 +1522,5 @@ fn tables_are_compiled_ahead_only_for_hosts_whose_switch_is_away_and_not_kept_fo
     c.on_tick(now + program::PREPARED_TTL);
     assert!(c.prepared.is_empty());
 }
+
+mod inventory;

@@ -60,6 +60,14 @@ impl From<Error> for ScenarioError {
     }
 }
 
+/// A metric a scenario reads that the controller does not export fails
+/// the scenario: a check on it could not have failed.
+impl From<crate::controller::MissingMetric> for ScenarioError {
+    fn from(e: crate::controller::MissingMetric) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
 /// Fails the scenario with `why()` unless `holds`.
 pub fn check(holds: bool, why: impl FnOnce() -> String) -> Result<(), ScenarioError> {
     if holds {
@@ -280,7 +288,18 @@ impl Harness {
         vms: &[VmId],
     ) -> Result<BroughtUp, ScenarioError> {
         let config = self.config(pms, vis)?;
-        self.start_controller(&config)?;
+        self.bring_up_with(pms, &config, vms)
+    }
+
+    /// [`Harness::bring_up`] on `config`, made by [`Harness::config`] for
+    /// `pms` (and perhaps changed).
+    pub fn bring_up_with(
+        &mut self,
+        pms: &[PmId],
+        config: &ControllerConfig,
+        vms: &[VmId],
+    ) -> Result<BroughtUp, ScenarioError> {
+        self.start_controller(config)?;
         let n = pms.len() as u64;
         let controller_ready = self.wait_ready(n, n)?;
         let full_mesh = self.wait_full_mesh(pms)?;

@@ -10,13 +10,16 @@
 //! also floods (ARP for an address nobody has, and unicast to a MAC nobody
 //! has, both of which Iris floods inside the VI) with a target address of
 //! its own. The promise: on every interface, frames of its own VI and none
-//! of the other.
+//! of the other; and every flood reaches the VI's other member: each ARP
+//! request and each unknown-unicast echo request the flooding VM sent is
+//! captured on the other VM's interface of that subnet (a controller that
+//! dropped floods would otherwise pass).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use ofp::packet::ArpRepr;
+use ofp::packet::{ArpOp, ArpRepr, EtherType, EthernetFrame};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -62,6 +65,51 @@ fn marker(frame: &[u8]) -> Option<u32> {
     })
 }
 
+/// What kind of flood a frame is, and toward which address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FloodKind {
+    /// A broadcast ARP request for an address nobody has.
+    Arp,
+    /// An echo request to a MAC nobody has.
+    UnknownUnicast,
+}
+
+/// The flood of `vi` on `subnet` that `frame` is, if it is one: an ARP
+/// request for [`unknown_ip`], or an echo request to [`NOBODY`] at
+/// [`unknown_unicast_ip`] with the VI's pattern.
+fn flood_of(frame: &[u8], vi: u32, subnet: u8) -> Option<FloodKind> {
+    if let Ok(arp) = ArpRepr::parse_frame(frame) {
+        return (arp.op == ArpOp::Request && arp.tpa == unknown_ip(vi, subnet))
+            .then_some(FloodKind::Arp);
+    }
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let ip = eth.payload();
+    let to_nobody = eth.dst().0 == NOBODY.0
+        && eth.ethertype() == EtherType::Ipv4
+        && ip.get(16..20) == Some(&unknown_unicast_ip(vi, subnet).octets()[..])
+        && contains(frame, &pattern(vi));
+    to_nobody.then_some(FloodKind::UnknownUnicast)
+}
+
+/// By (VI, subnet, kind of flood): the frames of that flood each VM
+/// captured.
+type Flooded = BTreeMap<(u32, u8, FloodKind), Vec<(VmId, usize)>>;
+
+/// One flood of a VI: what its first VM sent and what each other member
+/// received.
+#[derive(Debug, Serialize)]
+pub struct Flood {
+    pub vi: u32,
+    /// `None`: untagged.
+    pub vlan: Option<u16>,
+    pub kind: FloodKind,
+    pub from: String,
+    pub sent: usize,
+    /// Frames of this flood captured on each other member's interface.
+    pub delivered: BTreeMap<String, usize>,
+}
+
 /// What one VM interface captured over the whole run.
 #[derive(Debug, Serialize)]
 pub struct Interface {
@@ -91,6 +139,7 @@ pub struct Report {
     pub vis: Vec<Vi>,
     pub interfaces: Vec<Interface>,
     pub foreign_frames: usize,
+    pub floods: Vec<Flood>,
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
@@ -130,8 +179,8 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         let vlan_if = v
             .vlan_interface(VLAN)
             .ok_or_else(|| ScenarioError::Failed(format!("{} has no VLAN {VLAN}", v.name())))?;
-        for interface in [v.interface(), vlan_if] {
-            captures.push((vm, vi, Capture::start(v.netns(), interface)?));
+        for (subnet, interface) in [(0, v.interface()), (VLAN as u8, vlan_if)] {
+            captures.push((vm, vi, subnet, Capture::start(v.netns(), interface)?));
         }
     }
     h.note(format!("capturing on {} interfaces", captures.len()));
@@ -226,9 +275,17 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     }
 
     let mut interfaces = Vec::new();
-    for (vm, vi, capture) in captures {
+    let mut flooded = Flooded::new();
+    for (vm, vi, subnet, capture) in captures {
         let interface = capture.interface().to_owned();
         let frames = capture.finish()?;
+        for kind in [FloodKind::Arp, FloodKind::UnknownUnicast] {
+            let n = frames
+                .iter()
+                .filter(|f| flood_of(&f.data, vi, subnet) == Some(kind))
+                .count();
+            flooded.entry((vi, subnet, kind)).or_default().push((vm, n));
+        }
         let (mut own, mut foreign, mut unmarked) = (0, 0, 0);
         for f in &frames {
             match marker(&f.data) {
@@ -262,11 +319,61 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
             )
         })?;
     }
+    let floods = floods_delivered(h, &vms, &flooded)?;
     Ok(Report {
         vis: reports.into_values().collect(),
         interfaces,
         foreign_frames,
+        floods,
     })
+}
+
+/// Checks that every flood the first VM of each VI sent reached every
+/// other VM of that VI; what each sent and each received.
+fn floods_delivered(
+    h: &Harness,
+    vms: &[(VmId, u32)],
+    flooded: &Flooded,
+) -> Result<Vec<Flood>, ScenarioError> {
+    let mut floods = Vec::new();
+    for (&(vi, subnet, kind), seen) in flooded {
+        let mut members = vms.iter().filter(|(_, v)| *v == vi).map(|(vm, _)| *vm);
+        let Some(from) = members.next() else {
+            continue;
+        };
+        let count = |vm: VmId| seen.iter().find(|(v, _)| *v == vm).map_or(0, |(_, n)| *n);
+        let sent = count(from);
+        let vlan = (subnet != 0).then_some(VLAN);
+        let name = |vm: VmId| h.tb.vm(vm).name().to_owned();
+        check(sent > 0, || {
+            format!(
+                "{} (vi{vi}, vlan {vlan:?}) sent no {kind:?} flood: the capture saw nothing",
+                name(from)
+            )
+        })?;
+        let mut delivered = BTreeMap::new();
+        for to in members {
+            let got = count(to);
+            check(got >= sent, || {
+                format!(
+                    "vi{vi} (vlan {vlan:?}): {} flooded {sent} {kind:?} frame(s), but {} of the \
+                     same VI received {got}",
+                    name(from),
+                    name(to)
+                )
+            })?;
+            delivered.insert(name(to), got);
+        }
+        floods.push(Flood {
+            vi,
+            vlan,
+            kind,
+            from: name(from),
+            sent,
+            delivered,
+        });
+    }
+    Ok(floods)
 }
 
 /// The host number of `vm`'s addresses (10.x.0.<n>).
@@ -277,6 +384,30 @@ fn host_number(h: &Harness, vm: VmId) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floods_are_told_apart_by_kind_vi_and_subnet() {
+        let mac = ofp::packet::MacAddr(MacAddr::local(1).0);
+        let mut arp = Vec::new();
+        ArpRepr::request(mac, Ipv4Addr::new(10, 0, 0, 1), unknown_ip(2, 0)).emit(&mut arp);
+        assert_eq!(flood_of(&arp, 2, 0), Some(FloodKind::Arp));
+        assert_eq!(flood_of(&arp, 1, 0), None);
+        assert_eq!(flood_of(&arp, 2, VLAN as u8), None);
+
+        // An echo request to NOBODY: Ethernet, then IPv4 with the
+        // destination at bytes 16..20, then the VI's pattern.
+        let mut echo = NOBODY.0.to_vec();
+        echo.extend(MacAddr::local(1).0);
+        echo.extend([0x08, 0x00]);
+        let mut ip = vec![0u8; 28];
+        ip[16..20].copy_from_slice(&unknown_unicast_ip(1, 0).octets());
+        echo.extend(ip);
+        echo.extend(pattern(1));
+        assert_eq!(flood_of(&echo, 1, 0), Some(FloodKind::UnknownUnicast));
+        assert_eq!(flood_of(&echo, 1, VLAN as u8), None);
+        echo[..6].copy_from_slice(&MacAddr::local(2).0);
+        assert_eq!(flood_of(&echo, 1, 0), None, "not to the unknown MAC");
+    }
 
     #[test]
     fn frames_are_told_apart_by_payload_pattern_and_arp_target() {

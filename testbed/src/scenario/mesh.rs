@@ -100,7 +100,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let placed: Vec<(VmId, Option<u16>)> = vms.iter().map(|&v| (v, None)).collect();
     let macs_placed = h.wait_placed(VI, &placed)?;
     let before = h.controller()?.metrics()?;
-    let learning = before.by_label("iris_packet_ins_total", "reason");
+    let learning = before.labelled("iris_packet_ins_total", "reason")?;
     let responded_before = h.responder_packets(&pms)?;
     h.note("MACs placed; every VM resolves every peer again");
     for &vm in &vms {
@@ -144,7 +144,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         },
     )?;
     let after = h.controller()?.metrics()?;
-    let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
+    let packet_ins = after.gained_in(&before, "iris_packet_ins_total", "reason")?;
     check(packet_ins.is_empty(), || {
         format!("known ARP reached the controller: PacketIns gained {packet_ins:?}")
     })?;
