@@ -83,15 +83,19 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     h.wait_classified(&[vm4])?;
     let new_vm_first_reply = h.wait_reachable(vm4, h.tb.vm(vms[0]).ip().addr())?;
 
-    // A PM leaves: drained of its VM, removed from the controller, then
-    // switched off.
+    // A PM leaves: drained of its VM, removed from the controller with
+    // the registry entry its VM left there, then switched off.
     let leaving = pms.remove(2);
     let left = h.tb.pm(leaving).name().to_owned();
     h.tb.remove_vm(vms[2])?;
     h.note(format!("{left} leaves through the API"));
     let delete = Instant::now();
-    h.controller()?
-        .expect("DELETE", &format!("/v1/hosts/{left}"), None, 204)?;
+    h.controller()?.expect(
+        "DELETE",
+        &format!("/v1/hosts/{left}?cascade=true"),
+        None,
+        204,
+    )?;
     let leave_to_mesh = delete.elapsed() + h.wait_full_mesh(&pms)?;
     h.tb.remove_pm(leaving)?;
     let tunnels_after_leave = tunnels(h, &pms)?;
