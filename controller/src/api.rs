@@ -279,8 +279,8 @@ impl<S: Send + Sync, T: DeserializeOwned + BodyShape> FromRequest<S> for Body<T>
         let opens = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
         if matches!(opens, Some(b'{' | b'[')) && opens != Some(T::OPENS_WITH) {
             let (want, got) = match T::OPENS_WITH {
-                b'{' => ("an object", "an array"),
-                _ => ("an array", "an object"),
+                b'{' => ("object", "an array"),
+                _ => ("array", "an object"),
             };
             let problem = format!("the body must be a JSON {want}, not {got}");
             return Err(

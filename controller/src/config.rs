@@ -770,8 +770,8 @@ fn check_apart(listen: &SocketAddr, api: &SocketAddr, errors: &mut Vec<ConfigErr
             "api",
             format!(
                 "{api} is the port `listen` ({listen}) takes for OpenFlow; give the API a port \
-                 of its own, like {}:8080",
-                api.ip()
+                 of its own, like {}",
+                SocketAddr::new(api.ip(), if api.port() == 8080 { 8081 } else { 8080 })
             ),
         ));
     }

@@ -192,8 +192,13 @@ pub struct Configured {
 /// How many of the keys a refusal names before it counts the rest.
 const NAMED_AT_MOST: usize = 5;
 
-/// `keys` as a refusal names them: the first few and how many more.
+/// `keys` as a refusal names them: how many, the first few, and how many
+/// more.
 fn name_entries(keys: &[MacKey]) -> String {
+    let count = match keys.len() {
+        1 => "1 registry entry".to_owned(),
+        n => format!("{n} registry entries"),
+    };
     let mut names: Vec<String> = keys
         .iter()
         .take(NAMED_AT_MOST)
@@ -202,7 +207,7 @@ fn name_entries(keys: &[MacKey]) -> String {
     if keys.len() > NAMED_AT_MOST {
         names.push(format!("and {} more", keys.len() - NAMED_AT_MOST));
     }
-    names.join(", ")
+    format!("{count} ({})", names.join(", "))
 }
 
 /// The refusal of a change to `what`, when the configuration file defines
@@ -1062,9 +1067,8 @@ impl Control {
             return Err(Refusal::Conflict {
                 field: None,
                 detail: format!(
-                    "{} registry entries still live on host {name}: {}; delete them, or repeat \
-                     with ?cascade=true to delete them with the host",
-                    located.len(),
+                    "host {name} still holds {}; delete those, or repeat with ?cascade=true to \
+                     delete them with the host",
                     name_entries(&located)
                 ),
             });
@@ -1161,9 +1165,8 @@ impl Control {
             return Err(Refusal::conflict(
                 "gateways",
                 format!(
-                    "{} registry entries of {} live behind a gateway this body drops: {}; move or \
-                     delete them, or repeat with ?cascade=true to delete them",
-                    behind.len(),
+                    "{} has {} behind a gateway this body drops; move or delete those, or \
+                     repeat with ?cascade=true to delete them",
                     vi.id,
                     name_entries(&behind)
                 ),
