@@ -424,12 +424,18 @@ impl From<HostStatus> for HostOut {
     }
 }
 
-async fn list_hosts(s: State) -> ApiResult<Json<Vec<HostOut>>> {
+async fn list_hosts(s: State, q: RawParams) -> ApiResult<Json<Vec<HostOut>>> {
+    Params::of(q, &[])?;
     let hosts = s.call(|c| c.hosts()).await?;
     Ok(Json(hosts.into_iter().map(HostOut::from).collect()))
 }
 
-async fn get_host(s: State, PathArgs(name): PathArgs<String>) -> ApiResult<Json<HostOut>> {
+async fn get_host(
+    s: State,
+    PathArgs(name): PathArgs<String>,
+    q: RawParams,
+) -> ApiResult<Json<HostOut>> {
+    Params::of(q, &[])?;
     let key = HostName(name.clone());
     match s.call(move |c| c.host(&key)).await? {
         Some(h) => Ok(Json(h.into())),
@@ -465,8 +471,10 @@ fn stored<T: Serialize>(created: bool, body: T) -> Response {
 async fn put_host(
     s: State,
     PathArgs(name): PathArgs<String>,
+    q: RawParams,
     Body(spec): Body<HostSpec>,
 ) -> ApiResult<Response> {
+    Params::of(q, &[])?;
     name_matches(&name, &spec.name)?;
     let host = spec
         .to_host("")
@@ -502,7 +510,8 @@ async fn delete_host(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_vis(s: State) -> ApiResult<Json<Vec<ViSpec>>> {
+async fn list_vis(s: State, q: RawParams) -> ApiResult<Json<Vec<ViSpec>>> {
+    Params::of(q, &[])?;
     let vis = s.call(|c| c.vis()).await?;
     Ok(Json(vis.iter().map(ViSpec::from_vi).collect()))
 }
@@ -515,7 +524,8 @@ fn vi_id(text: &str, param: &str) -> ApiResult<ViId> {
     })
 }
 
-async fn get_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<Json<ViSpec>> {
+async fn get_vi(s: State, PathArgs(id): PathArgs<String>, q: RawParams) -> ApiResult<Json<ViSpec>> {
+    Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     match s.call(move |c| c.vi(id)).await? {
         Some(v) => Ok(Json(ViSpec::from_vi(&v))),
@@ -569,8 +579,10 @@ async fn put_vi(
 async fn seed_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
+    q: RawParams,
     Body(rows): Body<Vec<SeedRow>>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     // Rows that read are checked by the registry even when others do not,
     // so one answer names every entry at fault.
@@ -624,7 +636,12 @@ async fn seed_vi(
     Err(p)
 }
 
-async fn delete_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<StatusCode> {
+async fn delete_vi(
+    s: State,
+    PathArgs(id): PathArgs<String>,
+    q: RawParams,
+) -> ApiResult<StatusCode> {
+    Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     s.call(move |c| c.delete_vi(id))
         .await?
@@ -732,7 +749,9 @@ async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortOut>>
 async fn get_vm_port(
     s: State,
     PathArgs((host, name)): PathArgs<(String, String)>,
+    q: RawParams,
 ) -> ApiResult<Json<VmPortOut>> {
+    Params::of(q, &[])?;
     let key = HostName(host.clone());
     let port_name = name.clone();
     let found = s
@@ -859,7 +878,9 @@ fn mac_key(vi: &str, vlan: &str, mac: &str) -> ApiResult<MacKey> {
 async fn get_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
+    q: RawParams,
 ) -> ApiResult<Json<EntryOut>> {
+    Params::of(q, &[])?;
     let key = mac_key(&vi, &vlan, &mac)?;
     match s.call(move |c| c.registry_entry(&key)).await? {
         Some(e) => Ok(Json(e.into())),
@@ -909,7 +930,9 @@ async fn put_entry(
 async fn delete_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
+    q: RawParams,
 ) -> ApiResult<StatusCode> {
+    Params::of(q, &[])?;
     let key = mac_key(&vi, &vlan, &mac)?;
     s.call(move |c| c.delete_registry_entry(&key)).await??;
     Ok(StatusCode::NO_CONTENT)

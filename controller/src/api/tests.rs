@@ -818,3 +818,31 @@ async fn host_and_vi_bodies_are_held_to_what_the_configuration_is() {
     let r = call(&app, Method::PUT, "/v1/vis/2", Some(twice)).await;
     assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/gateways/1"));
 }
+
+#[tokio::test]
+async fn every_route_refuses_a_parameter_it_does_not_take() {
+    let app = app();
+    let entry = "/v1/registry/1/untagged/52:54:00:00:00:01";
+    for (method, uri, body) in [
+        (Method::GET, "/v1/hosts", None),
+        (Method::GET, "/v1/hosts/pm1", None),
+        (Method::PUT, "/v1/hosts/pm2", Some(PM2)),
+        (Method::DELETE, "/v1/hosts/pm1", None),
+        (Method::GET, "/v1/vis", None),
+        (Method::GET, "/v1/vis/1", None),
+        (Method::DELETE, "/v1/vis/1", None),
+        (Method::POST, "/v1/vis/1/seed", Some("[]")),
+        (Method::GET, "/v1/vm-ports/pm1/vnet0", None),
+        (Method::PUT, entry, Some("{}")),
+        (Method::GET, entry, None),
+        (Method::DELETE, entry, None),
+    ] {
+        let uri = format!("{uri}?dry_run=true");
+        let r = call(&app, method.clone(), &uri, body).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:dry_run"));
+    }
+    let r = call(&app, Method::GET, "/v1/vis", None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1, "nothing was changed");
+    let r = call(&app, Method::GET, "/v1/hosts", None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 2, "nothing was changed");
+}
