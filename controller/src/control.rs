@@ -1273,6 +1273,11 @@ impl Control {
         Ok(created)
     }
 
+    /// The registry entries the topology no longer allows, each with why.
+    pub fn stranded_entries(&self) -> Vec<(MacKey, RegistryError)> {
+        self.registry.stranded(&self.topology)
+    }
+
     pub fn delete_registry_entry(&mut self, key: &MacKey) -> Result<(), RegistryError> {
         let changes = self.registry.delete(key)?;
         self.registry_changed(&changes);

@@ -622,6 +622,16 @@ impl Registry {
             .collect()
     }
 
+    /// The entries `topology` no longer allows, each with why: what a
+    /// store holds after the configuration file dropped a host, a VI or a
+    /// VI's gateway that entries were placed on.
+    pub fn stranded(&self, topology: &Topology) -> Vec<(MacKey, RegistryError)> {
+        self.macs
+            .iter()
+            .filter_map(|(k, e)| Some((*k, validate(topology, k, e.location.as_ref()).err()?)))
+            .collect()
+    }
+
     /// Removes these MACs and the IPs bound to them.
     pub fn remove(&mut self, keys: &[MacKey]) -> Vec<RegistryChange> {
         keys.iter().flat_map(|k| self.remove_mac(k)).collect()

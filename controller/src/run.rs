@@ -127,6 +127,18 @@ pub async fn run(
     );
     let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
     parts.control.keep_configured(configured(&config));
+    let stranded = parts.control.stranded_entries();
+    if let Some((key, why)) = stranded.first() {
+        warn!(
+            "{} stored registry entries no longer fit the configuration (the first, {}/{}/{}: \
+             {why}); they forward nothing until the configuration has their host, VI or \
+             gateway again, or they are deleted (DELETE /v1/registry/VI/VLAN/MAC)",
+            stranded.len(),
+            key.vi,
+            key.vlan,
+            key.mac
+        );
+    }
     // The control loop commits each change (a sled batch and a flush, a
     // fraction of a millisecond) before it acts on it.
     parts.control.persist_to(Box::new(store));
