@@ -131,8 +131,8 @@ pub async fn run(
     if let Some((key, why)) = stranded.first() {
         warn!(
             "{} stored registry entries no longer fit the configuration (the first, {}/{}/{}: \
-             {why}); they forward nothing until the configuration has their host, VI or \
-             gateway again, or they are deleted (DELETE /v1/registry/VI/VLAN/MAC)",
+             {why}); frames to them still go where they say, so put their host, gateway or VI \
+             back in the configuration, or delete them (DELETE /v1/registry/VI/VLAN/MAC)",
             stranded.len(),
             key.vi,
             key.vlan,
