@@ -158,7 +158,9 @@ impl Problem {
             format!("the body has {} invalid field(s)", errors.len()),
         );
         for e in errors {
-            p = p.at(format!("#/{}", e.key.replace('.', "/")), e.problem);
+            // `gateways[1].name` points as `#/gateways/1/name`.
+            let pointer = e.key.replace(['.', '['], "/").replace(']', "");
+            p = p.at(format!("#/{pointer}"), e.problem);
         }
         p
     }
@@ -213,6 +215,7 @@ impl From<RegistryError> for Problem {
     fn from(e: RegistryError) -> Self {
         let status = match e {
             RegistryError::NotFound { .. } => StatusCode::NOT_FOUND,
+            RegistryError::IpHeld { .. } => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
         let pointer = match e {
@@ -224,6 +227,10 @@ impl From<RegistryError> for Problem {
             }
             RegistryError::NotAGateway { .. } => Some("#/location/gateway"),
             RegistryError::NotFound { .. } => Some("path:mac"),
+            RegistryError::BadOfport { .. } => Some("#/location/ofport"),
+            RegistryError::BadIp { .. }
+            | RegistryError::TooManyIps { .. }
+            | RegistryError::IpHeld { .. } => Some("#/ips"),
             RegistryError::SeedConflict { .. } => None,
         };
         let detail = e.to_string();
@@ -241,7 +248,22 @@ type ApiResult<T> = Result<T, Problem>;
 #[derive(Debug)]
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+/// The JSON a body must be at its top: serde reads a struct from an array
+/// of its fields as readily as from an object, so `[]` would otherwise
+/// pass for a body with every field left out.
+pub trait BodyShape {
+    /// `{` for an object, `[` for an array.
+    const OPENS_WITH: u8 = b'{';
+}
+
+impl BodyShape for HostSpec {}
+impl BodyShape for ViSpec {}
+impl BodyShape for EntryBody {}
+impl<T> BodyShape for Vec<T> {
+    const OPENS_WITH: u8 = b'[';
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + BodyShape> FromRequest<S> for Body<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -254,6 +276,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| Problem::new(e.status(), e.body_text()))?;
+        let opens = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if matches!(opens, Some(b'{' | b'[')) && opens != Some(T::OPENS_WITH) {
+            let (want, got) = match T::OPENS_WITH {
+                b'{' => ("object", "an array"),
+                _ => ("array", "an object"),
+            };
+            let problem = format!("the body must be a JSON {want}, not {got}");
+            return Err(
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, problem.clone()).at("#", problem),
+            );
+        }
         parse_body(&bytes).map(Body)
     }
 }
@@ -391,12 +424,18 @@ impl From<HostStatus> for HostOut {
     }
 }
 
-async fn list_hosts(s: State) -> ApiResult<Json<Vec<HostOut>>> {
+async fn list_hosts(s: State, q: RawParams) -> ApiResult<Json<Vec<HostOut>>> {
+    Params::of(q, &[])?;
     let hosts = s.call(|c| c.hosts()).await?;
     Ok(Json(hosts.into_iter().map(HostOut::from).collect()))
 }
 
-async fn get_host(s: State, PathArgs(name): PathArgs<String>) -> ApiResult<Json<HostOut>> {
+async fn get_host(
+    s: State,
+    PathArgs(name): PathArgs<String>,
+    q: RawParams,
+) -> ApiResult<Json<HostOut>> {
+    Params::of(q, &[])?;
     let key = HostName(name.clone());
     match s.call(move |c| c.host(&key)).await? {
         Some(h) => Ok(Json(h.into())),
@@ -432,8 +471,10 @@ fn stored<T: Serialize>(created: bool, body: T) -> Response {
 async fn put_host(
     s: State,
     PathArgs(name): PathArgs<String>,
+    q: RawParams,
     Body(spec): Body<HostSpec>,
 ) -> ApiResult<Response> {
+    Params::of(q, &[])?;
     name_matches(&name, &spec.name)?;
     let host = spec
         .to_host("")
@@ -456,15 +497,21 @@ fn strip_root(errors: Vec<ConfigError>) -> Vec<ConfigError> {
         .collect()
 }
 
-async fn delete_host(s: State, PathArgs(name): PathArgs<String>) -> ApiResult<StatusCode> {
+async fn delete_host(
+    s: State,
+    PathArgs(name): PathArgs<String>,
+    q: RawParams,
+) -> ApiResult<StatusCode> {
+    let cascade = Params::of(q, &["cascade"])?.flag("cascade")?;
     let key = HostName(name);
-    s.call(move |c| c.delete_host(&key))
+    s.call(move |c| c.delete_host(&key, cascade))
         .await?
         .map_err(refused_at("name"))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_vis(s: State) -> ApiResult<Json<Vec<ViSpec>>> {
+async fn list_vis(s: State, q: RawParams) -> ApiResult<Json<Vec<ViSpec>>> {
+    Params::of(q, &[])?;
     let vis = s.call(|c| c.vis()).await?;
     Ok(Json(vis.iter().map(ViSpec::from_vi).collect()))
 }
@@ -477,7 +524,8 @@ fn vi_id(text: &str, param: &str) -> ApiResult<ViId> {
     })
 }
 
-async fn get_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<Json<ViSpec>> {
+async fn get_vi(s: State, PathArgs(id): PathArgs<String>, q: RawParams) -> ApiResult<Json<ViSpec>> {
+    Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     match s.call(move |c| c.vi(id)).await? {
         Some(v) => Ok(Json(ViSpec::from_vi(&v))),
@@ -490,8 +538,10 @@ async fn get_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<Json<ViSp
 async fn put_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
+    q: RawParams,
     Body(spec): Body<ViSpec>,
 ) -> ApiResult<Response> {
+    let cascade = Params::of(q, &["cascade"])?.flag("cascade")?;
     let id = vi_id(&id, "id")?;
     if spec.id != id.0 {
         return Err(Problem::new(
@@ -515,7 +565,7 @@ async fn put_vi(
         .to_vi("")
         .map_err(|errors| Problem::invalid(strip_root(errors)))?;
     let created = s
-        .call(move |c| c.put_vi(vi))
+        .call(move |c| c.put_vi(vi, cascade))
         .await?
         .map_err(refused_at("id"))?;
     Ok(stored(created, spec))
@@ -529,8 +579,10 @@ async fn put_vi(
 async fn seed_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
+    q: RawParams,
     Body(rows): Body<Vec<SeedRow>>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     // Rows that read are checked by the registry even when others do not,
     // so one answer names every entry at fault.
@@ -571,6 +623,7 @@ async fn seed_vi(
         let key = match e {
             RegistryError::NotUnicast { .. } => format!("{row}.mac"),
             RegistryError::BadVlan(_) => format!("{row}.vlan"),
+            RegistryError::BadIp { .. } => format!("{row}.ip"),
             RegistryError::NotAGateway { .. } | RegistryError::UnknownHost { .. } => {
                 format!("{row}.behind")
             }
@@ -583,7 +636,12 @@ async fn seed_vi(
     Err(p)
 }
 
-async fn delete_vi(s: State, PathArgs(id): PathArgs<String>) -> ApiResult<StatusCode> {
+async fn delete_vi(
+    s: State,
+    PathArgs(id): PathArgs<String>,
+    q: RawParams,
+) -> ApiResult<StatusCode> {
+    Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     s.call(move |c| c.delete_vi(id))
         .await?
@@ -629,7 +687,9 @@ impl Params {
                 .join(", ")
         };
         for (i, (name, _)) in pairs.iter().enumerate() {
-            let problem = if !known.contains(&name.as_str()) {
+            let problem = if known.is_empty() {
+                format!("unknown parameter `{name}`; this route takes none")
+            } else if !known.contains(&name.as_str()) {
                 format!(
                     "unknown parameter `{name}`; this route takes {}",
                     expected()
@@ -650,6 +710,20 @@ impl Params {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// A `true` or `false` parameter; absent is `false`.
+    fn flag(&self, name: &str) -> ApiResult<bool> {
+        match self.text(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(text) => {
+                let problem =
+                    format!("{text:?} is not a flag; write `{name}=true` or leave it out");
+                Err(Problem::new(StatusCode::BAD_REQUEST, problem.clone())
+                    .at(format!("query:{name}"), problem))
+            }
+        }
     }
 
     /// A VI id, when given.
@@ -675,7 +749,9 @@ async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortOut>>
 async fn get_vm_port(
     s: State,
     PathArgs((host, name)): PathArgs<(String, String)>,
+    q: RawParams,
 ) -> ApiResult<Json<VmPortOut>> {
+    Params::of(q, &[])?;
     let key = HostName(host.clone());
     let port_name = name.clone();
     let found = s
@@ -802,7 +878,9 @@ fn mac_key(vi: &str, vlan: &str, mac: &str) -> ApiResult<MacKey> {
 async fn get_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
+    q: RawParams,
 ) -> ApiResult<Json<EntryOut>> {
+    Params::of(q, &[])?;
     let key = mac_key(&vi, &vlan, &mac)?;
     match s.call(move |c| c.registry_entry(&key)).await? {
         Some(e) => Ok(Json(e.into())),
@@ -817,15 +895,34 @@ async fn get_entry(
 async fn put_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
+    q: RawParams,
     Body(body): Body<EntryBody>,
 ) -> ApiResult<Response> {
+    let take_ips = Params::of(q, &["take_ips"])?.flag("take_ips")?;
     let key = mac_key(&vi, &vlan, &mac)?;
     let spec = EntrySpec {
         key,
         location: body.location.map(Location::from),
         ips: body.ips,
     };
-    let created = s.call(move |c| c.put_registry_entry(&spec)).await??;
+    let ips = spec.ips.clone();
+    let created = s
+        .call(move |c| c.put_registry_entry(&spec, take_ips))
+        .await?
+        .map_err(|e| {
+            // Point at the IP at fault, not only at the list.
+            let at = match &e {
+                RegistryError::BadIp { ip, .. } | RegistryError::IpHeld { ip, .. } => {
+                    ips.iter().position(|i| i == ip)
+                }
+                _ => None,
+            };
+            let mut p = Problem::from(e);
+            if let (Some(i), Some(f)) = (at, p.errors.first_mut()) {
+                f.pointer = format!("#/ips/{i}");
+            }
+            p
+        })?;
     let now = s.call(move |c| c.registry_entry(&key)).await?;
     Ok(stored(created, now.map(EntryOut::from)))
 }
@@ -833,7 +930,9 @@ async fn put_entry(
 async fn delete_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
+    q: RawParams,
 ) -> ApiResult<StatusCode> {
+    Params::of(q, &[])?;
     let key = mac_key(&vi, &vlan, &mac)?;
     s.call(move |c| c.delete_registry_entry(&key)).await??;
     Ok(StatusCode::NO_CONTENT)
@@ -841,7 +940,11 @@ async fn delete_entry(
 
 /// Registry changes, moves and switch arrivals as they happen. A client
 /// that falls behind is told how many events it missed (`lagged`).
-async fn events(s: State) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+async fn events(
+    s: State,
+    q: RawParams,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    Params::of(q, &[])?;
     let stream = BroadcastStream::new(s.subscribe()).map(|item| {
         Ok(match item {
             Ok(e) => {
@@ -861,7 +964,7 @@ async fn events(s: State) -> Sse<impl Stream<Item = Result<Event, Infallible>>> 
                 .data(format!("{{\"missed\":{n}}}")),
         })
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@
 use crate::api_server::ApiLimits;
 use crate::control::ManagedHost;
 use crate::model::Topology;
-use crate::model::{Host, HostName, HostRole, Location, Vi, ViId, Vlan};
+use crate::model::{host_address_problem, Host, HostName, HostRole, Location, Vi, ViId, Vlan};
 use crate::ovs_manager::OpenFlowMode;
 use crate::registry::{Registry, RegistryError, SeedEntry};
 use crate::server::ListenAddr;
@@ -171,11 +171,12 @@ impl HostSpec {
         if let Some(Err(p)) = self.controller.as_deref().map(check_controller_target) {
             errors.push(ConfigError::new(format!("{key}.controller"), p));
         }
-        if self.underlay_ip.is_unspecified() || self.underlay_ip.is_broadcast() {
+        if let Some(why) = host_address_problem(self.underlay_ip) {
             errors.push(ConfigError::new(
                 format!("{key}.underlay_ip"),
                 format!(
-                    "{} cannot terminate tunnels; write the host's own underlay address",
+                    "{} is {why} and cannot terminate tunnels; write the host's own underlay \
+                     address",
                     self.underlay_ip
                 ),
             ));
@@ -260,6 +261,12 @@ impl ViSpec {
             if let Err(p) = check_name(g) {
                 errors.push(ConfigError::new(format!("{key}.gateways[{i}]"), p));
             }
+            if let Some(j) = self.gateways[..i].iter().position(|h| h == g) {
+                errors.push(ConfigError::new(
+                    format!("{key}.gateways[{i}]"),
+                    format!("{g:?} is already gateways[{j}]; list each gateway once"),
+                ));
+            }
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -270,6 +277,18 @@ impl ViSpec {
             gre_key: self.gre_key,
             gateways: self.gateways.iter().cloned().map(HostName).collect(),
         })
+    }
+
+    /// The VI as written, checked or not: what the configuration check
+    /// holds its seed file against, so that a fault in the VI does not
+    /// hide those in its seed.
+    fn as_written(&self) -> Vi {
+        Vi {
+            id: ViId(self.id),
+            name: self.name.clone(),
+            gre_key: self.gre_key,
+            gateways: self.gateways.iter().cloned().map(HostName).collect(),
+        }
     }
 
     pub fn from_vi(v: &Vi) -> Self {
@@ -507,6 +526,21 @@ impl Config {
         }
     }
 
+    /// What the configuration allows but an operator should know: `run`
+    /// logs each at start and `check-config` prints each.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.api.ip().is_loopback() {
+            w.push(format!(
+                "api = \"{}\" listens beyond this machine, and the API has no authentication: \
+                 anyone who reaches it can change every VI; listen on 127.0.0.1 and put an \
+                 authenticating proxy in front of it",
+                self.api
+            ));
+        }
+        w
+    }
+
     /// A human summary for `check-config`.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
@@ -645,16 +679,25 @@ impl RawConfig {
         }
 
         let api_limits = self.api_limits.validate(&mut errors);
+        let store = check_store(&self.store, base, &mut errors);
+        if let (Some(ListenAddr::Tcp(listen)), Some(api)) = (&listen, &api) {
+            check_apart(listen, api, &mut errors);
+        }
         let hosts = validate_hosts(&self.hosts, &mut errors);
         let vis = validate_vis(&self.vis, &hosts, &mut errors);
         // Seeds are checked against what `run` starts with, by the code
-        // that loads them then: what passes here loads there.
+        // that loads them then: what passes here loads there. A VI with
+        // a fault of its own still has its seed checked, as written.
         let topology = Topology {
             hosts: hosts
                 .iter()
                 .map(|m| (m.host.name.clone(), m.host.clone()))
                 .collect(),
-            vis: vis.iter().map(|v| (v.id, v.clone())).collect(),
+            vis: self
+                .vis
+                .iter()
+                .map(|v| (ViId(v.id), v.as_written()))
+                .collect(),
             ..Topology::default()
         };
         let mut seeds = BTreeMap::new();
@@ -686,7 +729,7 @@ impl RawConfig {
             (Some(listen), Some(api)) if errors.is_empty() => Ok(Config {
                 listen,
                 api,
-                store: self.store,
+                store,
                 bridge: BridgeConfig {
                     name: self.bridge.name,
                     datapath_type: self.bridge.datapath_type,
@@ -709,41 +752,52 @@ fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<Mana
     let mut hosts = Vec::new();
     let mut names = HashMap::new();
     let mut ips = HashMap::new();
+    let mut ovsdbs = HashMap::new();
     let mut dpids = HashMap::new();
     for (i, spec) in specs.iter().enumerate() {
         let key = format!("host[{i}]");
-        match spec.to_host(&key) {
-            Ok(m) => {
-                let h = &m.host;
-                if let Some(j) = names.insert(h.name.clone(), i) {
-                    errors.push(ConfigError::new(
-                        format!("{key}.name"),
-                        format!(
-                            "{:?} is already host[{j}]; host names must be unique",
-                            h.name.0
-                        ),
-                    ));
-                }
-                if let Some(j) = ips.insert(h.underlay_ip, i) {
-                    errors.push(ConfigError::new(
-                        format!("{key}.underlay_ip"),
-                        format!(
-                            "{} is already host[{j}]'s; every host needs its own underlay address",
-                            h.underlay_ip
-                        ),
-                    ));
-                }
-                if let Some(j) = dpids.insert(h.datapath_id, i) {
-                    errors.push(ConfigError::new(
-                        format!("{key}.datapath_id"),
-                        format!(
-                            "{:016x} is already host[{j}]'s; set a distinct datapath_id",
-                            h.datapath_id
-                        ),
-                    ));
-                }
-                hosts.push(m);
+        // Clashes with earlier hosts are reported whether or not the host
+        // has faults of its own, so one run names every problem.
+        let dpid = match &spec.datapath_id {
+            None => Some(derived_datapath_id(&spec.name)),
+            Some(text) => parse_datapath_id(text).ok(),
+        };
+        let clashes = [
+            (
+                "name",
+                names.insert(spec.name.clone(), i),
+                format!("{:?}", spec.name),
+                "host names must be unique",
+            ),
+            (
+                "underlay_ip",
+                ips.insert(spec.underlay_ip, i),
+                spec.underlay_ip.to_string(),
+                "every host needs its own underlay address",
+            ),
+            (
+                "ovsdb",
+                ovsdbs.insert(spec.ovsdb.clone(), i),
+                spec.ovsdb.clone(),
+                "every host has its own database",
+            ),
+            (
+                "datapath_id",
+                dpid.and_then(|d| dpids.insert(d, i)),
+                format!("{:016x}", dpid.unwrap_or_default()),
+                "set a distinct datapath_id",
+            ),
+        ];
+        for (field, earlier, value, fix) in clashes {
+            if let Some(j) = earlier {
+                errors.push(ConfigError::new(
+                    format!("{key}.{field}"),
+                    format!("{value} is already host[{j}]'s; {fix}"),
+                ));
             }
+        }
+        match spec.to_host(&key) {
+            Ok(m) => hosts.push(m),
             Err(es) => errors.extend(es),
         }
     }
@@ -757,13 +811,10 @@ fn validate_vis(specs: &[ViSpec], hosts: &[ManagedHost], errors: &mut Vec<Config
     let mut keys = HashMap::new();
     for (i, spec) in specs.iter().enumerate() {
         let key = format!("vi[{i}]");
-        let vi = match spec.to_vi(&key) {
-            Ok(v) => v,
-            Err(es) => {
-                errors.extend(es);
-                continue;
-            }
-        };
+        let checked = spec.to_vi(&key).map_err(|es| errors.extend(es));
+        // The rest is checked as written even when the VI has faults of
+        // its own, so one run names every problem.
+        let vi = spec.as_written();
         for (field, dup) in [
             ("id", ids.insert(vi.id, i)),
             ("name", names.insert(vi.name.clone(), i)),
@@ -795,9 +846,41 @@ fn validate_vis(specs: &[ViSpec], hosts: &[ManagedHost], errors: &mut Vec<Config
                 Some(_) => {}
             }
         }
-        vis.push(vi);
+        if let Ok(vi) = checked {
+            vis.push(vi);
+        }
     }
     vis
+}
+
+/// The store's directory: not empty, and a relative one resolved against
+/// the configuration file's directory like seed files (a service manager
+/// starts the controller in `/`).
+fn check_store(store: &Path, base: &Path, errors: &mut Vec<ConfigError>) -> PathBuf {
+    if store.as_os_str().is_empty() {
+        errors.push(ConfigError::new(
+            "store",
+            "an empty path would put the store in whatever directory the controller starts in; \
+             write a directory such as \"/var/lib/iris/controller\"",
+        ));
+    }
+    base.join(store)
+}
+
+/// The OpenFlow listener and the API cannot share a port on one address.
+fn check_apart(listen: &SocketAddr, api: &SocketAddr, errors: &mut Vec<ConfigError>) {
+    let overlap =
+        listen.ip() == api.ip() || listen.ip().is_unspecified() || api.ip().is_unspecified();
+    if listen.port() == api.port() && listen.port() != 0 && overlap {
+        errors.push(ConfigError::new(
+            "api",
+            format!(
+                "{api} is the port `listen` ({listen}) takes for OpenFlow; give the API a port \
+                 of its own, like {}",
+                SocketAddr::new(api.ip(), if api.port() == 8080 { 8081 } else { 8080 })
+            ),
+        ));
+    }
 }
 
 /// For serde's "unknown field `x`, expected one of `a`, `b`": the expected

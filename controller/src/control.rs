@@ -179,6 +179,52 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// The hosts and VIs the configuration file defines. The file is read
+/// again at every start and wins over the store, so the API may not change
+/// or remove them: such a change would be undone silently at the next
+/// start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Configured {
+    pub hosts: BTreeSet<HostName>,
+    pub vis: BTreeSet<ViId>,
+}
+
+/// How many of the keys a refusal names before it counts the rest.
+const NAMED_AT_MOST: usize = 5;
+
+/// `keys` as a refusal names them: how many, the first few, and how many
+/// more.
+fn name_entries(keys: &[MacKey]) -> String {
+    let count = match keys.len() {
+        1 => "1 registry entry".to_owned(),
+        n => format!("{n} registry entries"),
+    };
+    let mut names: Vec<String> = keys
+        .iter()
+        .take(NAMED_AT_MOST)
+        .map(|k| format!("{}/{}/{}", k.vi, k.vlan, k.mac))
+        .collect();
+    if keys.len() > NAMED_AT_MOST {
+        names.push(format!("and {} more", keys.len() - NAMED_AT_MOST));
+    }
+    format!("{count} ({})", names.join(", "))
+}
+
+/// The refusal of a change to `what`, when the configuration file defines
+/// it in a `table`.
+fn read_only(configured: bool, what: String, table: &str) -> Result<(), Refusal> {
+    if !configured {
+        return Ok(());
+    }
+    Err(Refusal::Conflict {
+        field: None,
+        detail: format!(
+            "{what} is defined in the configuration file, which wins at every start; edit its \
+             {table} table there and restart the controller"
+        ),
+    })
+}
+
 /// A switch connection as the control loop tracks it.
 #[derive(Debug)]
 struct Switch {
@@ -252,6 +298,8 @@ pub struct Control {
     inventory: inventory::Inventory,
     /// Per-host controller targets, for hosts that have one.
     controllers: BTreeMap<HostName, String>,
+    /// What the configuration file defines: read-only through the API.
+    configured: Configured,
     metrics: Arc<Metrics>,
     events: broadcast::Sender<NorthEvent>,
     /// The hosts the OVSDB manager must keep right.
@@ -419,6 +467,7 @@ impl Control {
             ovsdb_up: BTreeSet::new(),
             inventory,
             controllers,
+            configured: Configured::default(),
             metrics: metrics.clone(),
             events: events.clone(),
             hosts_out,
@@ -937,30 +986,59 @@ impl Control {
         }
     }
 
+    /// Marks the hosts and VIs the configuration file defines as read-only
+    /// through the API (see [`Configured`]).
+    pub fn keep_configured(&mut self, configured: Configured) {
+        self.configured = configured;
+    }
+
+    /// Refuses to change a host the configuration file defines.
+    fn host_is_api_defined(&self, name: &HostName) -> Result<(), Refusal> {
+        read_only(
+            self.configured.hosts.contains(name),
+            format!("host {name}"),
+            "[[host]]",
+        )
+    }
+
+    /// Refuses to change a VI the configuration file defines.
+    fn vi_is_api_defined(&self, id: ViId) -> Result<(), Refusal> {
+        read_only(self.configured.vis.contains(&id), id.to_string(), "[[vi]]")
+    }
+
     /// Adds or replaces a host; `Ok(true)` when it is new. The mesh grows
     /// (or changes) on every other host without restarting anything.
     pub fn put_host(&mut self, managed: ManagedHost) -> Result<bool, Refusal> {
         let host = &managed.host;
+        self.host_is_api_defined(&host.name)?;
         for other in self.topology.hosts.values() {
             if other.name == host.name {
                 continue;
             }
-            if other.underlay_ip == host.underlay_ip {
-                return Err(Refusal::conflict(
+            let clashes = [
+                (
+                    "ovsdb",
+                    other.ovsdb_remote == host.ovsdb_remote,
+                    host.ovsdb_remote.clone(),
+                    "every host has its own database",
+                ),
+                (
                     "underlay_ip",
-                    format!(
-                        "underlay_ip {} is already host {}'s; every host needs its own",
-                        host.underlay_ip, other.name
-                    ),
-                ));
-            }
-            if other.datapath_id == host.datapath_id {
-                return Err(Refusal::conflict(
+                    other.underlay_ip == host.underlay_ip,
+                    host.underlay_ip.to_string(),
+                    "every host needs its own",
+                ),
+                (
                     "datapath_id",
-                    format!(
-                        "datapath_id {:016x} is already host {}'s; set a distinct datapath_id",
-                        host.datapath_id, other.name
-                    ),
+                    other.datapath_id == host.datapath_id,
+                    format!("{:016x}", host.datapath_id),
+                    "set a distinct datapath_id",
+                ),
+            ];
+            if let Some((field, _, value, fix)) = clashes.into_iter().find(|c| c.1) {
+                return Err(Refusal::conflict(
+                    field,
+                    format!("{field} {value} is already host {}'s; {fix}", other.name),
                 ));
             }
         }
@@ -1016,11 +1094,14 @@ impl Control {
         Ok(created)
     }
 
-    /// Removes a host; the other hosts' tunnels to it go too.
-    pub fn delete_host(&mut self, name: &HostName) -> Result<(), Refusal> {
+    /// Removes a host; the other hosts' tunnels to it go too. Registry
+    /// entries located on it are removed with it when `cascade` says so;
+    /// otherwise they keep it from being removed.
+    pub fn delete_host(&mut self, name: &HostName, cascade: bool) -> Result<(), Refusal> {
         if !self.topology.hosts.contains_key(name) {
             return Err(Refusal::NotFound(format!("no host named {name}")));
         }
+        self.host_is_api_defined(name)?;
         if let Some(vi) = self
             .topology
             .vis
@@ -1035,10 +1116,24 @@ impl Control {
                 ),
             });
         }
+        let located = self.registry.located_at(name);
+        if !located.is_empty() && !cascade {
+            return Err(Refusal::Conflict {
+                field: None,
+                detail: format!(
+                    "host {name} still holds {}; delete those, or repeat with ?cascade=true to \
+                     delete them with the host",
+                    name_entries(&located)
+                ),
+            });
+        }
         let mut b = store::Batch::new();
         b.delete_host(name);
         self.answers_changed();
-        if !self.store(b) {
+        // The host and the entries on it go in one commit.
+        let changes = self.registry.remove(&located);
+        self.registry_changed_with(b, &changes);
+        if self.halted() {
             return Ok(());
         }
         self.topology.hosts.remove(name);
@@ -1074,8 +1169,11 @@ impl Control {
         self.topology.vis.get(&id).cloned()
     }
 
-    /// Adds or replaces a VI; `Ok(true)` when it is new.
-    pub fn put_vi(&mut self, vi: Vi) -> Result<bool, Refusal> {
+    /// Adds or replaces a VI; `Ok(true)` when it is new. Registry entries
+    /// behind a gateway the VI no longer has are removed when `cascade`
+    /// says so; otherwise they keep the gateway from being dropped.
+    pub fn put_vi(&mut self, vi: Vi, cascade: bool) -> Result<bool, Refusal> {
+        self.vi_is_api_defined(vi.id)?;
         for other in self.topology.vis.values() {
             if other.id == vi.id {
                 continue;
@@ -1121,11 +1219,26 @@ impl Control {
                 Some(_) => {}
             }
         }
+        let behind = self.registry.behind_other_gateways(vi.id, &vi.gateways);
+        if !behind.is_empty() && !cascade {
+            return Err(Refusal::conflict(
+                "gateways",
+                format!(
+                    "{} has {} behind a gateway this body drops; move or delete those, or \
+                     repeat with ?cascade=true to delete them",
+                    vi.id,
+                    name_entries(&behind)
+                ),
+            ));
+        }
         let id = vi.id;
         let mut b = store::Batch::new();
         b.put_vi(&vi);
         self.answers_changed();
-        if !self.store(b) {
+        // The VI and the entries it no longer allows go in one commit.
+        let changes = self.registry.remove(&behind);
+        self.registry_changed_with(b, &changes);
+        if self.halted() {
             return Ok(false);
         }
         let created = self.topology.vis.insert(id, vi).is_none();
@@ -1140,6 +1253,7 @@ impl Control {
         if !self.topology.vis.contains_key(&id) {
             return Err(Refusal::NotFound(format!("no VI with id {}", id.0)));
         }
+        self.vi_is_api_defined(id)?;
         self.answers_changed();
         self.topology.vis.remove(&id);
         let changes = self.registry.remove_vi(id);
@@ -1201,12 +1315,26 @@ impl Control {
         self.registry.get(key)
     }
 
-    /// The API's put: `Ok(true)` when the entry is new.
-    pub fn put_registry_entry(&mut self, spec: &EntrySpec) -> Result<bool, RegistryError> {
+    /// The API's put: `Ok(true)` when the entry is new. An IP another MAC
+    /// answers for by configuration, the API or an announcement is taken
+    /// from it only when `take_ips` says so.
+    pub fn put_registry_entry(
+        &mut self,
+        spec: &EntrySpec,
+        take_ips: bool,
+    ) -> Result<bool, RegistryError> {
+        if !take_ips {
+            self.registry.held_elsewhere(spec)?;
+        }
         let created = self.registry.mac(&spec.key).is_none();
         let changes = self.registry.put(now_ms(), &self.topology, spec)?;
         self.registry_changed(&changes);
         Ok(created)
+    }
+
+    /// The registry entries the topology no longer allows, each with why.
+    pub fn stranded_entries(&self) -> Vec<(MacKey, RegistryError)> {
+        self.registry.stranded(&self.topology)
     }
 
     pub fn delete_registry_entry(&mut self, key: &MacKey) -> Result<(), RegistryError> {

@@ -64,6 +64,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
+                for w in config.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 print!("{}: valid\n{}", file.display(), config.summary());
                 ExitCode::SUCCESS
             }

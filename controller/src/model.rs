@@ -178,3 +178,28 @@ pub struct Topology {
     /// Tunnel ofports: (local host, peer host) -> ofport on the local bridge.
     pub tunnels: BTreeMap<(HostName, HostName), u32>,
 }
+
+/// Why `ip` cannot be a host's own address (a VM's, or a host's underlay
+/// address), or `None` when it can. Link-local addresses (169.254/16) are
+/// allowed: a VM may answer for one (a metadata service, say) and hosts on
+/// one segment may tunnel over them.
+pub fn host_address_problem(ip: Ipv4Addr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip.is_broadcast() {
+        Some("the broadcast address")
+    } else {
+        None
+    }
+}
+
+/// Whether `ofport` can number a VM port: 1 up to, not including,
+/// `OFPP_MAX` (0xffffff00); 0 is no port at all, and `OFPP_MAX` and above
+/// are reserved (`OFPP_IN_PORT`, `OFPP_LOCAL`, `OFPP_ANY` and the like).
+pub fn is_port_number(ofport: u32) -> bool {
+    (1..ofp::action::port::MAX).contains(&ofport)
+}

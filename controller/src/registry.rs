@@ -15,7 +15,10 @@
 //! - An *announcement* (RARP or GARP) moves any entry: that is how a
 //!   migrated VM tells the network where it went.
 
-use crate::model::{HostName, IpKey, Location, MacKey, Topology, ViId, Vlan, VmPort};
+use crate::model::{
+    host_address_problem, is_port_number, HostName, IpKey, Location, MacKey, Topology, ViId, Vlan,
+    VmPort,
+};
 use ofp::packet::{ArpOp, ArpRepr, EtherType, MacAddr};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -227,7 +230,23 @@ pub enum RegistryError {
         earlier: usize,
         what: String,
     },
+    #[error("ofport {ofport} is not a port of a bridge; write the VM port's number, 1 to 4294967039 (0xfffffeff)")]
+    BadOfport { ofport: u32 },
+    #[error("{ip} is {why}; a MAC can only answer for a unicast address of its own")]
+    BadIp { ip: Ipv4Addr, why: &'static str },
+    #[error("{mac} would answer for {count} IPs; one MAC answers for at most {MAX_IPS_PER_MAC}")]
+    TooManyIps { mac: MacAddr, count: usize },
+    #[error("{ip} is {holder}'s ({origin}); remove it from {holder} first, or repeat with ?take_ips=true to move it")]
+    IpHeld {
+        ip: Ipv4Addr,
+        holder: MacAddr,
+        origin: Origin,
+    },
 }
+
+/// How many IPs one MAC may answer ARP for: a NIC with a whole /24 of
+/// addresses fits, and one entry cannot grow the ARP tables without bound.
+pub const MAX_IPS_PER_MAC: usize = 256;
 
 /// How much an observation may change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -513,7 +532,8 @@ impl Registry {
     }
 
     /// The API's put: the MAC's location and exactly the IPs given, all
-    /// pinned. IPs given here are taken from any other MAC that had them.
+    /// pinned. IPs given here are taken from any other MAC that had them
+    /// (see [`Registry::held_elsewhere`] for refusing that).
     pub fn put(
         &mut self,
         now: Timestamp,
@@ -521,6 +541,7 @@ impl Registry {
         spec: &EntrySpec,
     ) -> Result<Vec<RegistryChange>, RegistryError> {
         validate(topology, &spec.key, spec.location.as_ref())?;
+        check_ips(&spec.key, &spec.ips)?;
         let key = spec.key;
         let mut changes = Vec::new();
         let entry = MacEntry {
@@ -558,6 +579,64 @@ impl Registry {
         Ok(changes)
     }
 
+    /// The first IP of `spec` that another MAC answers for by
+    /// configuration, the API or an announcement: a put would take it
+    /// away from that MAC. (A learned binding is only a guess and is
+    /// taken without asking.)
+    pub fn held_elsewhere(&self, spec: &EntrySpec) -> Result<(), RegistryError> {
+        for ip in &spec.ips {
+            if let Some(e) = self.ips.get(&ip_key(&spec.key, *ip)) {
+                if e.mac != spec.key.mac && e.origin.is_pinned() {
+                    return Err(RegistryError::IpHeld {
+                        ip: *ip,
+                        holder: e.mac,
+                        origin: e.origin,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The MAC entries whose location is on `host`'s bridge or behind it.
+    pub fn located_at(&self, host: &HostName) -> Vec<MacKey> {
+        self.macs
+            .iter()
+            .filter(|(_, e)| match &e.location {
+                Some(Location::Port { host: h, .. }) => h == host,
+                Some(Location::BehindGateway { gateway }) => gateway == host,
+                None => false,
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The MAC entries of `vi` that live behind a gateway not in `gateways`.
+    pub fn behind_other_gateways(&self, vi: ViId, gateways: &[HostName]) -> Vec<MacKey> {
+        self.macs_in(vi)
+            .filter(|(_, e)| {
+                matches!(&e.location, Some(Location::BehindGateway { gateway })
+                    if !gateways.contains(gateway))
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// The entries `topology` no longer allows, each with why: what a
+    /// store holds after the configuration file dropped a host, a VI or a
+    /// VI's gateway that entries were placed on.
+    pub fn stranded(&self, topology: &Topology) -> Vec<(MacKey, RegistryError)> {
+        self.macs
+            .iter()
+            .filter_map(|(k, e)| Some((*k, validate(topology, k, e.location.as_ref()).err()?)))
+            .collect()
+    }
+
+    /// Removes these MACs and the IPs bound to them.
+    pub fn remove(&mut self, keys: &[MacKey]) -> Vec<RegistryChange> {
+        keys.iter().flat_map(|k| self.remove_mac(k)).collect()
+    }
+
     /// Removes a MAC and the IPs bound to it.
     pub fn delete(&mut self, key: &MacKey) -> Result<Vec<RegistryChange>, RegistryError> {
         if !self.macs.contains_key(key) {
@@ -573,8 +652,7 @@ impl Registry {
     /// Removes every entry of a VI (the VI was deleted).
     pub fn remove_vi(&mut self, vi: ViId) -> Vec<RegistryChange> {
         let keys: Vec<MacKey> = self.macs_in(vi).map(|(k, _)| *k).collect();
-        let mut changes: Vec<RegistryChange> =
-            keys.iter().flat_map(|k| self.remove_mac(k)).collect();
+        let mut changes = self.remove(&keys);
         let orphans: Vec<IpKey> = self.ips_in(vi).map(|(k, _)| *k).collect();
         changes.extend(orphans.into_iter().filter_map(|k| self.set_ip(k, None)));
         changes
@@ -701,6 +779,8 @@ fn plan_seed(
 ) -> Result<SeedPlan, Vec<(usize, RegistryError)>> {
     let mut macs: BTreeMap<MacKey, (Option<Location>, usize)> = BTreeMap::new();
     let mut ips: BTreeMap<IpKey, (MacAddr, usize)> = BTreeMap::new();
+    // IPs per MAC, for the limit.
+    let mut counts: BTreeMap<MacKey, usize> = BTreeMap::new();
     let mut problems = Vec::new();
     for (index, s) in entries.iter().enumerate() {
         let key = MacKey {
@@ -726,6 +806,21 @@ fn plan_seed(
             _ => {}
         }
         if let Some(ip) = s.ip {
+            if let Some(why) = host_address_problem(ip) {
+                problems.push((index, RegistryError::BadIp { ip, why }));
+                continue;
+            }
+            let count = counts.entry(key).or_insert(0);
+            *count += 1;
+            if *count == MAX_IPS_PER_MAC + 1 {
+                problems.push((
+                    index,
+                    RegistryError::TooManyIps {
+                        mac: s.mac,
+                        count: MAX_IPS_PER_MAC + 1,
+                    },
+                ));
+            }
             let ip_key = IpKey {
                 vi,
                 vlan: s.vlan,
@@ -754,6 +849,25 @@ fn plan_seed(
     }
 }
 
+/// Checks the IPs a put gives a MAC: each a unicast address of its own,
+/// and not too many.
+fn check_ips(key: &MacKey, ips: &[Ipv4Addr]) -> Result<(), RegistryError> {
+    if let Some((ip, why)) = ips
+        .iter()
+        .find_map(|ip| Some((*ip, host_address_problem(*ip)?)))
+    {
+        return Err(RegistryError::BadIp { ip, why });
+    }
+    let count = ips.iter().collect::<BTreeSet<_>>().len();
+    if count > MAX_IPS_PER_MAC {
+        return Err(RegistryError::TooManyIps {
+            mac: key.mac,
+            count,
+        });
+    }
+    Ok(())
+}
+
 /// Checks a key and a location against the topology: a VI's MAC can only
 /// live on one of its own ports or behind one of its gateways.
 fn validate(
@@ -775,6 +889,9 @@ fn validate(
     match location {
         None => Ok(()),
         Some(Location::Port { host, ofport }) => {
+            if !is_port_number(*ofport) {
+                return Err(RegistryError::BadOfport { ofport: *ofport });
+            }
             if !topology.hosts.contains_key(host) {
                 return Err(RegistryError::UnknownHost { host: host.clone() });
             }

@@ -5,7 +5,7 @@
 use crate::api;
 use crate::api_server;
 use crate::config::Config;
-use crate::control::{Control, ManagedHost};
+use crate::control::{Configured, Control, ManagedHost};
 use crate::metrics::Metrics;
 use crate::ovs_manager::{self, ManagerConfig};
 use crate::server::{ListenAddr, Server, ServerConfig};
@@ -112,6 +112,9 @@ pub async fn run(
         "iris-controller listening"
     );
     on_bound(&bound);
+    for w in config.warnings() {
+        warn!("{w}");
+    }
     let store_error = |error| RunError::Store {
         path: config.store.clone(),
         error,
@@ -130,6 +133,19 @@ pub async fn run(
         vis.len() - config.vis.len()
     );
     let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
+    parts.control.keep_configured(configured(&config));
+    let stranded = parts.control.stranded_entries();
+    if let Some((key, why)) = stranded.first() {
+        warn!(
+            "{} stored registry entries no longer fit the configuration (the first, {}/{}/{}: \
+             {why}); frames to them still go where they say, so put their host, gateway or VI \
+             back in the configuration, or delete them (DELETE /v1/registry/VI/VLAN/MAC)",
+            stranded.len(),
+            key.vi,
+            key.vlan,
+            key.mac
+        );
+    }
     // The control loop commits each change (a sled batch and a flush, a
     // fraction of a millisecond) before it acts on it.
     parts.control.persist_to(Box::new(store));
@@ -208,6 +224,14 @@ pub async fn run(
     }
 }
 
+/// What the configuration file defines, which the API may not change.
+fn configured(config: &Config) -> Configured {
+    Configured {
+        hosts: config.hosts.iter().map(|m| m.host.name.clone()).collect(),
+        vis: config.vis.iter().map(|v| v.id).collect(),
+    }
+}
+
 /// The configuration's hosts and VIs, plus those added through the API in
 /// an earlier run (the configuration wins where both name the same one),
 /// and why each stored one left out is.
@@ -274,6 +298,80 @@ fn with_stored(
 mod tests {
     use super::*;
     use crate::model::{Host, HostName, HostRole, Vi, ViId};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One request over a fresh connection: the status and the body.
+    async fn http(api: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+        let mut conn = tokio::net::TcpStream::connect(api).await.unwrap();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: iris\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).await.unwrap();
+        let status = reply[9..12].parse().unwrap();
+        let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        (status, body.to_owned())
+    }
+
+    /// Runs the controller on `config` until `work` is done with its API.
+    async fn with_controller<F: std::future::Future<Output = ()>>(
+        config: &Config,
+        work: impl FnOnce(SocketAddr) -> F,
+    ) {
+        let shutdown = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let running = tokio::spawn(run(config.clone(), shutdown.clone(), move |b| {
+            let _ = tx.send(b.api);
+        }));
+        work(rx.await.unwrap()).await;
+        shutdown.cancel();
+        running.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_configuration_stays_read_only_and_api_entries_of_its_vis_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("acme.csv"), "52:54:00:00:00:01,10.1.1.1\n").unwrap();
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\
+             [[host]]\nname = \"gw1\"\nunderlay_ip = \"10.0.0.9\"\nrole = \"gateway\"\n\
+             ovsdb = \"unix:{0}/gw1.sock\"\n\
+             [[vi]]\nid = 1\nname = \"acme\"\ngre_key = 1001\ngateways = [\"gw1\"]\n\
+             seed = \"acme.csv\"\n",
+            dir.path().display()
+        );
+        let config = Config::parse(&text, dir.path()).unwrap();
+        assert_eq!(config.store, dir.path().join("store"));
+        let entry = "/v1/registry/1/untagged/52:54:00:00:00:02";
+        with_controller(&config, |api| async move {
+            let body = r#"{"location":{"kind":"gateway","gateway":"gw1"},"ips":["10.1.1.2"]}"#;
+            assert_eq!(http(api, "PUT", entry, body).await.0, 201);
+            let vi = r#"{"id":1,"name":"acme","gre_key":1001,"gateways":[]}"#;
+            let (status, body) = http(api, "PUT", "/v1/vis/1", vi).await;
+            assert_eq!(status, 409, "{body}");
+            assert!(body.contains("[[vi]]"), "{body}");
+            let (status, body) = http(api, "DELETE", "/v1/hosts/gw1", "").await;
+            assert_eq!(status, 409, "{body}");
+            assert!(body.contains("configuration file"), "{body}");
+        })
+        .await;
+        with_controller(&config, |api| async move {
+            let (status, body) = http(api, "GET", entry, "").await;
+            assert_eq!(status, 200, "the entry survives the restart: {body}");
+            assert!(body.contains("10.1.1.2") && body.contains("gw1"), "{body}");
+            let (_, body) = http(api, "GET", "/v1/registry/1/untagged/52:54:00:00:00:01", "").await;
+            assert!(
+                body.contains("10.1.1.1"),
+                "the seeded entry is there too: {body}"
+            );
+            let (_, body) = http(api, "GET", "/v1/vis/1", "").await;
+            assert!(body.contains("gw1"), "the VI is as configured: {body}");
+        })
+        .await;
+    }
 
     #[test]
     fn stored_hosts_and_vis_that_clash_with_the_configuration_are_named() {

@@ -18,6 +18,15 @@ fn app() -> Router {
 
 /// The API over a control loop that commits to `store`.
 fn app_storing_to(store: Option<Box<dyn crate::store::Store + Send>>) -> Router {
+    app_with(store, crate::control::Configured::default())
+}
+
+/// The API over a control loop that commits to `store` and takes what
+/// `configured` names as defined by the configuration file.
+fn app_with(
+    store: Option<Box<dyn crate::store::Store + Send>>,
+    configured: crate::control::Configured,
+) -> Router {
     let hosts = [
         Host {
             name: HostName("pm1".into()),
@@ -50,6 +59,7 @@ fn app_storing_to(store: Option<Box<dyn crate::store::Store + Send>>) -> Router 
     if let Some(store) = store {
         control.persist_to(store);
     }
+    control.keep_configured(configured);
     // pm1 reports one VM port of VI 1.
     control.on_topology_event(crate::control::TopologyEvent::Ports {
         host: HostName("pm1".into()),
@@ -566,4 +576,273 @@ async fn a_vi_launched_through_the_api_is_seeded_whole_or_not_at_all() {
     assert_eq!(r.json["changes"], 0);
     let r = call(&app, Method::POST, "/v1/vis/9/seed", Some(good)).await;
     assert_problem(&r, StatusCode::NOT_FOUND, Some("path:id"));
+}
+
+/// PUT `body` as the entry `mac` of VI 1, untagged; the answer.
+async fn put_entry_at(app: &Router, mac: &str, body: &str) -> Reply {
+    let uri = format!("/v1/registry/1/untagged/{mac}");
+    call(app, Method::PUT, &uri, Some(body)).await
+}
+
+#[tokio::test]
+async fn a_host_with_entries_on_it_is_removed_only_with_them_and_when_asked() {
+    let app = app();
+    let at_pm1 = r#"{"location":{"kind":"port","host":"pm1","ofport":5}}"#;
+    let r = put_entry_at(&app, "52:54:00:00:00:05", at_pm1).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = call(&app, Method::DELETE, "/v1/hosts/pm1", None).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("path:name"));
+    assert!(
+        r.text.contains("52:54:00:00:00:05") && r.text.contains("cascade=true"),
+        "names what still uses the host and how to go on: {}",
+        r.text
+    );
+    let r = call(&app, Method::GET, "/v1/hosts/pm1", None).await;
+    assert_eq!(r.status, StatusCode::OK, "the host is still there");
+    let r = call(&app, Method::DELETE, "/v1/hosts/pm1?cascade=yes", None).await;
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:cascade"));
+    let r = call(&app, Method::DELETE, "/v1/hosts/pm1?cascade=true", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = call(&app, Method::GET, "/v1/registry", None).await;
+    assert_eq!(
+        r.json,
+        serde_json::json!([]),
+        "the entry went with its host"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_with_entries_behind_it_leaves_its_vi_only_with_them_and_when_asked() {
+    let app = app();
+    let behind = r#"{"location":{"kind":"gateway","gateway":"gw"},"ips":["10.1.1.9"]}"#;
+    let r = put_entry_at(&app, "52:54:00:00:00:09", behind).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let no_gateways = r#"{"id":1,"name":"acme","gre_key":1001,"gateways":[]}"#;
+    let r = call(&app, Method::PUT, "/v1/vis/1", Some(no_gateways)).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("#/gateways"));
+    assert!(r.text.contains("52:54:00:00:00:09"), "{}", r.text);
+    let r = call(&app, Method::GET, "/v1/vis/1", None).await;
+    assert_eq!(r.json["gateways"], serde_json::json!(["gw"]), "unchanged");
+    // The entry can still be written as it is.
+    let r = put_entry_at(&app, "52:54:00:00:00:09", behind).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = call(
+        &app,
+        Method::PUT,
+        "/v1/vis/1?cascade=true",
+        Some(no_gateways),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = call(&app, Method::GET, "/v1/registry", None).await;
+    assert_eq!(
+        r.json,
+        serde_json::json!([]),
+        "the entry went with the gateway"
+    );
+    // Nothing is left behind a gateway the VI does not have.
+    let r = call(&app, Method::DELETE, "/v1/hosts/gw", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+}
+
+#[tokio::test]
+async fn hosts_and_vis_of_the_configuration_file_are_read_only() {
+    let configured = crate::control::Configured {
+        hosts: [HostName("pm1".into())].into(),
+        vis: [ViId(1)].into(),
+    };
+    let app = app_with(None, configured);
+    let pm1 =
+        r#"{"name":"pm1","underlay_ip":"10.0.0.11","role":"compute","ovsdb":"unix:/run/pm1.sock"}"#;
+    let r = call(&app, Method::PUT, "/v1/hosts/pm1", Some(pm1)).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("path:name"));
+    assert!(r.text.contains("[[host]]"), "{}", r.text);
+    let r = call(&app, Method::DELETE, "/v1/hosts/pm1", None).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("path:name"));
+    let acme = r#"{"id":1,"name":"acme","gre_key":1007,"gateways":["gw"]}"#;
+    let r = call(&app, Method::PUT, "/v1/vis/1", Some(acme)).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("path:id"));
+    assert!(r.text.contains("[[vi]]"), "{}", r.text);
+    let r = call(&app, Method::DELETE, "/v1/vis/1", None).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("path:id"));
+    let r = call(&app, Method::GET, "/v1/vis/1", None).await;
+    assert_eq!(r.json["gre_key"], 1001, "unchanged");
+    // What the API added stays the API's, and entries of a configured VI
+    // are written as ever.
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = call(&app, Method::DELETE, "/v1/hosts/pm2", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = put_entry_at(&app, "52:54:00:00:00:01", "{}").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn reserved_port_numbers_are_not_vm_ports() {
+    let app = app();
+    for ofport in [0u32, 0xffff_ff00, 0xffff_fffe, u32::MAX] {
+        let body = format!(r#"{{"location":{{"kind":"port","host":"pm1","ofport":{ofport}}}}}"#);
+        let r = put_entry_at(&app, "52:54:00:00:00:07", &body).await;
+        assert_problem(
+            &r,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("#/location/ofport"),
+        );
+    }
+    let body = r#"{"location":{"kind":"port","host":"pm1","ofport":4294967039}}"#;
+    let r = put_entry_at(&app, "52:54:00:00:00:07", body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+#[tokio::test]
+async fn an_entry_answers_only_for_unicast_addresses_and_a_bounded_number() {
+    let app = app();
+    for bad in ["0.0.0.0", "127.0.0.1", "224.0.0.1", "255.255.255.255"] {
+        let body = format!(r#"{{"ips":["10.1.1.1","{bad}"]}}"#);
+        let r = put_entry_at(&app, "52:54:00:00:00:07", &body).await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/ips/1"));
+        assert!(r.text.contains(bad), "{}", r.text);
+    }
+    // A metadata service's link-local address is a VM's to answer for.
+    let r = put_entry_at(&app, "52:54:00:00:00:07", r#"{"ips":["169.254.169.254"]}"#).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let ips = |n: u32| {
+        let list: Vec<String> = (0..n)
+            .map(|i| format!("\"{}\"", Ipv4Addr::from(0x0a01_0000 + i)))
+            .collect();
+        format!(r#"{{"ips":[{}]}}"#, list.join(","))
+    };
+    let limit = crate::registry::MAX_IPS_PER_MAC as u32;
+    let r = put_entry_at(&app, "52:54:00:00:00:08", &ips(limit + 1)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/ips"));
+    let r = put_entry_at(&app, "52:54:00:00:00:08", &ips(limit)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    // A seed row is held to the same.
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/vis/1/seed",
+        Some(r#"[{"mac":"52:54:00:00:00:09","ip":"224.0.0.1"}]"#),
+    )
+    .await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/0/ip"));
+}
+
+#[tokio::test]
+async fn an_array_is_not_taken_for_an_object_nor_the_reverse() {
+    let app = app();
+    for (method, uri) in [
+        (Method::PUT, "/v1/hosts/pm2"),
+        (Method::PUT, "/v1/vis/2"),
+        (Method::PUT, "/v1/registry/1/untagged/52:54:00:00:00:07"),
+    ] {
+        let r = call(&app, method, uri, Some(" []")).await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#"));
+        assert!(r.text.contains("object"), "{}", r.text);
+    }
+    let r = call(&app, Method::POST, "/v1/vis/1/seed", Some("{}")).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#"));
+    let r = call(&app, Method::GET, "/v1/registry", None).await;
+    assert_eq!(r.json, serde_json::json!([]), "nothing was written");
+}
+
+#[tokio::test]
+async fn the_event_stream_refuses_unknown_parameters() {
+    let app = app();
+    // A stream taken would never end: give the refusal a second.
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        call(&app, Method::GET, "/v1/events?since=0", None),
+    )
+    .await
+    .expect("refused, not streamed");
+    assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:since"));
+}
+
+#[tokio::test]
+async fn an_ip_another_mac_holds_is_moved_only_when_asked() {
+    let app = app();
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/vis/1/seed",
+        Some(r#"[{"mac":"52:54:00:00:00:01","ip":"10.1.1.1"}]"#),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let body = r#"{"ips":["10.1.1.2","10.1.1.1"]}"#;
+    let r = put_entry_at(&app, "52:54:00:00:00:02", body).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("#/ips/1"));
+    assert!(
+        r.text.contains("52:54:00:00:00:01") && r.text.contains("take_ips=true"),
+        "names the holder and the way to move it: {}",
+        r.text
+    );
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/registry/1/untagged/52:54:00:00:00:02",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "nothing was written");
+    let uri = "/v1/registry/1/untagged/52:54:00:00:00:02?take_ips=true";
+    let r = call(&app, Method::PUT, uri, Some(body)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = call(
+        &app,
+        Method::GET,
+        "/v1/registry/1/untagged/52:54:00:00:00:01",
+        None,
+    )
+    .await;
+    assert_eq!(r.json["ips"], serde_json::json!([]), "moved: {}", r.text);
+}
+
+#[tokio::test]
+async fn host_and_vi_bodies_are_held_to_what_the_configuration_is() {
+    let app = app();
+    for bad in ["127.0.0.1", "224.0.0.1", "0.0.0.0", "255.255.255.255"] {
+        let body = format!(
+            r#"{{"name":"pm2","underlay_ip":"{bad}","role":"compute","ovsdb":"tcp:10.0.0.2:6640"}}"#
+        );
+        let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&body)).await;
+        assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/underlay_ip"));
+    }
+    let same_db =
+        r#"{"name":"pm2","underlay_ip":"10.0.0.2","role":"compute","ovsdb":"unix:/run/pm1.sock"}"#;
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(same_db)).await;
+    assert_problem(&r, StatusCode::CONFLICT, Some("#/ovsdb"));
+    assert!(r.text.contains("pm1"), "{}", r.text);
+    let twice = r#"{"id":2,"name":"globex","gre_key":1002,"gateways":["gw","gw"]}"#;
+    let r = call(&app, Method::PUT, "/v1/vis/2", Some(twice)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/gateways/1"));
+}
+
+#[tokio::test]
+async fn every_route_refuses_a_parameter_it_does_not_take() {
+    let app = app();
+    let entry = "/v1/registry/1/untagged/52:54:00:00:00:01";
+    for (method, uri, body) in [
+        (Method::GET, "/v1/hosts", None),
+        (Method::GET, "/v1/hosts/pm1", None),
+        (Method::PUT, "/v1/hosts/pm2", Some(PM2)),
+        (Method::DELETE, "/v1/hosts/pm1", None),
+        (Method::GET, "/v1/vis", None),
+        (Method::GET, "/v1/vis/1", None),
+        (Method::DELETE, "/v1/vis/1", None),
+        (Method::POST, "/v1/vis/1/seed", Some("[]")),
+        (Method::GET, "/v1/vm-ports/pm1/vnet0", None),
+        (Method::PUT, entry, Some("{}")),
+        (Method::GET, entry, None),
+        (Method::DELETE, entry, None),
+    ] {
+        let uri = format!("{uri}?dry_run=true");
+        let r = call(&app, method.clone(), &uri, body).await;
+        assert_problem(&r, StatusCode::BAD_REQUEST, Some("query:dry_run"));
+    }
+    let r = call(&app, Method::GET, "/v1/vis", None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 1, "nothing was changed");
+    let r = call(&app, Method::GET, "/v1/hosts", None).await;
+    assert_eq!(r.json.as_array().unwrap().len(), 2, "nothing was changed");
 }

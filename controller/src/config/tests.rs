@@ -541,3 +541,123 @@ fn the_openflow_mode_and_passive_targets_are_checked() {
     assert_eq!(c.bridge.openflow, OpenFlowMode::Active);
     assert_eq!(c.hosts[0].controller.as_deref(), Some("ptcp:6653:10.0.0.1"));
 }
+
+#[test]
+fn an_entry_with_a_fault_of_its_own_is_still_checked_for_every_other() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.csv"), "52:54:00:00:00:01,224.0.0.1\n").unwrap();
+    let errors = invalid(
+        r#"
+[[host]]
+name = "gw1"
+underlay_ip = "10.0.0.9"
+role = "gateway"
+ovsdb = "unix:/run/db.sock"
+[[host]]
+name = "pm 2"
+underlay_ip = "10.0.0.9"
+role = "compute"
+ovsdb = "unix:/run/db.sock"
+[[vi]]
+id = 1
+name = "a"
+gre_key = 0
+gateways = ["gw1", "gw1"]
+seed = "a.csv"
+[[vi]]
+id = 1
+name = "b"
+gre_key = 7
+"#,
+        dir.path(),
+    );
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for want in [
+        // host[1]'s bad name hides none of its clashes.
+        "host[1].name: \"pm 2\" is not a usable name",
+        "host[1].underlay_ip: 10.0.0.9 is already host[0]'s",
+        "host[1].ovsdb: unix:/run/db.sock is already host[0]'s",
+        // vi[0]'s zero key hides neither its doubled gateway nor its seed.
+        "vi[0].gre_key: 0 means",
+        "vi[0].gateways[1]: \"gw1\" is already gateways[0]",
+        "vi[0].seed (line 1): 224.0.0.1 is a multicast address",
+        "vi[1].id: the same id as vi[0]",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "missing {want:?} in {lines:#?}"
+        );
+    }
+}
+
+#[test]
+fn host_addresses_must_be_a_hosts_own() {
+    for bad in ["127.0.0.1", "224.0.0.1", "0.0.0.0", "255.255.255.255"] {
+        let text = format!(
+            "[[host]]\nname = \"pm1\"\nunderlay_ip = \"{bad}\"\nrole = \"compute\"\n\
+             ovsdb = \"unix:/a\"\n"
+        );
+        let lines: Vec<String> = invalid(&text, Path::new("."))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("host[0].underlay_ip: {bad} is"))),
+            "{lines:#?}"
+        );
+    }
+    let linklocal = "[[host]]\nname = \"pm1\"\nunderlay_ip = \"169.254.0.1\"\nrole = \"compute\"\n\
+                     ovsdb = \"unix:/a\"\n";
+    assert!(Config::parse(linklocal, Path::new(".")).is_ok());
+}
+
+#[test]
+fn the_store_must_be_named_and_a_relative_one_sits_beside_the_file() {
+    let lines: Vec<String> = invalid("store = \"\"\n", Path::new("/etc/iris"))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(lines.iter().any(|l| l.starts_with("store: ")), "{lines:#?}");
+    let c = Config::parse("store = \"state\"\n", Path::new("/etc/iris")).unwrap();
+    assert_eq!(c.store, Path::new("/etc/iris/state"));
+    let c = Config::parse("store = \"/var/lib/iris\"\n", Path::new("/etc/iris")).unwrap();
+    assert_eq!(c.store, Path::new("/var/lib/iris"));
+}
+
+#[test]
+fn the_api_and_openflow_need_ports_of_their_own() {
+    for (listen, api) in [
+        ("127.0.0.1:6653", "127.0.0.1:6653"),
+        ("0.0.0.0:6653", "127.0.0.1:6653"),
+        ("tcp:10.0.0.1:6653", "0.0.0.0:6653"),
+    ] {
+        let text = format!("listen = \"{listen}\"\napi = \"{api}\"\n");
+        let lines: Vec<String> = invalid(&text, Path::new("."))
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(lines.iter().any(|l| l.starts_with("api: ")), "{lines:#?}");
+    }
+    for (listen, api) in [
+        ("127.0.0.1:6653", "127.0.0.2:6653"),
+        ("127.0.0.1:0", "127.0.0.1:0"),
+        ("unix:/run/iris.sock", "127.0.0.1:6653"),
+    ] {
+        let text = format!("listen = \"{listen}\"\napi = \"{api}\"\n");
+        assert!(Config::parse(&text, Path::new(".")).is_ok(), "{text}");
+    }
+}
+
+#[test]
+fn an_api_beyond_loopback_is_warned_about() {
+    let c = Config::parse("api = \"0.0.0.0:8080\"\n", Path::new(".")).unwrap();
+    let warnings = c.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("no authentication"), "{warnings:?}");
+    let c = Config::parse("api = \"10.0.0.100:8080\"\n", Path::new(".")).unwrap();
+    assert_eq!(c.warnings().len(), 1);
+    let c = Config::parse("api = \"127.0.0.1:8080\"\n", Path::new(".")).unwrap();
+    assert!(c.warnings().is_empty());
+}

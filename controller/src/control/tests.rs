@@ -201,13 +201,16 @@ fn a_gateway_in_use_cannot_be_removed_or_demoted() {
     let (mut c, _) = control();
     let gw = HostName("gw".into());
     assert!(
-        matches!(c.delete_host(&gw), Err(Refusal::Conflict { detail: m, .. }) if m.contains("vi1"))
+        matches!(c.delete_host(&gw, false), Err(Refusal::Conflict { detail: m, .. }) if m.contains("vi1"))
     );
     let demoted = host("gw", [10, 0, 0, 9], 9, HostRole::Compute);
     assert!(matches!(c.put_host(demoted), Err(Refusal::Conflict { .. })));
     c.delete_vi(ViId(1)).unwrap();
-    c.delete_host(&gw).unwrap();
-    assert!(matches!(c.delete_host(&gw), Err(Refusal::NotFound(_))));
+    c.delete_host(&gw, false).unwrap();
+    assert!(matches!(
+        c.delete_host(&gw, false),
+        Err(Refusal::NotFound(_))
+    ));
 }
 
 #[test]
@@ -220,7 +223,7 @@ fn removing_a_host_removes_the_tunnels_to_it() {
     });
     let _rx = connect(&mut c, 4);
     ready(&mut c, 4, 2);
-    c.delete_host(&HostName("pm2".into())).unwrap();
+    c.delete_host(&HostName("pm2".into()), false).unwrap();
     assert!(c.topology().tunnels.is_empty());
     assert_eq!(hosts.borrow().len(), 2);
     // Its switch stays connected but belongs to no host now: held apart.
@@ -233,16 +236,16 @@ fn removing_a_host_removes_the_tunnels_to_it() {
 fn vis_need_unique_keys_and_real_gateways() {
     let (mut c, _) = control();
     assert!(
-        matches!(c.put_vi(vi(2, 1001, &[])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("gre_key"))
+        matches!(c.put_vi(vi(2, 1001, &[]), false), Err(Refusal::Conflict { detail: m, .. }) if m.contains("gre_key"))
     );
     assert!(
-        matches!(c.put_vi(vi(2, 1002, &["pm1"])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("compute"))
+        matches!(c.put_vi(vi(2, 1002, &["pm1"]), false), Err(Refusal::Conflict { detail: m, .. }) if m.contains("compute"))
     );
     assert!(
-        matches!(c.put_vi(vi(2, 1002, &["nope"])), Err(Refusal::Conflict { detail: m, .. }) if m.contains("not a known host"))
+        matches!(c.put_vi(vi(2, 1002, &["nope"]), false), Err(Refusal::Conflict { detail: m, .. }) if m.contains("not a known host"))
     );
-    assert_eq!(c.put_vi(vi(2, 1002, &[])), Ok(true));
-    assert_eq!(c.put_vi(vi(2, 1003, &["gw"])), Ok(false));
+    assert_eq!(c.put_vi(vi(2, 1002, &[]), false), Ok(true));
+    assert_eq!(c.put_vi(vi(2, 1003, &["gw"]), false), Ok(false));
     assert_eq!(c.vi(ViId(2)).unwrap().gre_key, 1003);
     assert!(matches!(c.delete_vi(ViId(5)), Err(Refusal::NotFound(_))));
 }
@@ -846,18 +849,21 @@ fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
     });
     ready(&mut c, 1, 1);
     // The first batch fills the queue; the next change cannot be queued.
-    c.put_registry_entry(&EntrySpec {
-        key: MacKey {
-            vi: ViId(1),
-            vlan: crate::model::Vlan::Untagged,
-            mac: MacAddr([2, 0, 0, 0, 0, 1]),
+    c.put_registry_entry(
+        &EntrySpec {
+            key: MacKey {
+                vi: ViId(1),
+                vlan: crate::model::Vlan::Untagged,
+                mac: MacAddr([2, 0, 0, 0, 0, 1]),
+            },
+            location: Some(Location::Port {
+                host: HostName("pm2".into()),
+                ofport: 6,
+            }),
+            ips: vec![[10, 1, 1, 1].into()],
         },
-        location: Some(Location::Port {
-            host: HostName("pm2".into()),
-            ofport: 6,
-        }),
-        ips: vec![[10, 1, 1, 1].into()],
-    })
+        false,
+    )
     .unwrap();
     let first = batches(&mut rx);
     assert_eq!(first.len(), 1);
@@ -1336,15 +1342,19 @@ fn the_arp_snapshot_is_withdrawn_by_every_change_and_republished_once_quiet() {
         location: None,
         ips,
     };
-    c.put_registry_entry(&EntrySpec {
-        location: Some(Location::Port {
-            host: HostName("pm1".into()),
-            ofport: 5,
-        }),
-        ..spec(mac, vec![ip(1)])
-    })
+    c.put_registry_entry(
+        &EntrySpec {
+            location: Some(Location::Port {
+                host: HostName("pm1".into()),
+                ofport: 5,
+            }),
+            ..spec(mac, vec![ip(1)])
+        },
+        false,
+    )
     .unwrap();
-    c.put_registry_entry(&spec(other, vec![ip(2)])).unwrap();
+    c.put_registry_entry(&spec(other, vec![ip(2)]), false)
+        .unwrap();
     let start = Instant::now();
     c.refresh_answers(start);
     assert_eq!(snapshot_answer(&c, &request, 5), None, "not quiet yet");
@@ -1355,7 +1365,8 @@ fn the_arp_snapshot_is_withdrawn_by_every_change_and_republished_once_quiet() {
 
     // Rebinding the IP withdraws the snapshot before the call returns.
     let third = MacAddr([0x52, 0x54, 0, 0, 0, 0x44]);
-    c.put_registry_entry(&spec(third, vec![ip(2)])).unwrap();
+    c.put_registry_entry(&spec(third, vec![ip(2)]), true)
+        .unwrap();
     assert_eq!(snapshot_answer(&c, &request, 5), None);
     c.refresh_answers(Instant::now() + ANSWERS_QUIET * 2);
     let reply = snapshot_answer(&c, &request, 5).expect("answered");

@@ -493,3 +493,39 @@ fn a_seed_check_finds_every_entry_at_fault_and_changes_nothing() {
     assert_eq!(e, problems[0].1);
     assert!(r.is_empty());
 }
+
+#[test]
+fn entries_the_topology_no_longer_allows_are_named_with_why() {
+    let mut t = world();
+    let mut r = Registry::new();
+    let on_c = EntrySpec {
+        key: key(1, 10, M1),
+        location: at("c", 3),
+        ips: vec![],
+    };
+    let behind_gw = EntrySpec {
+        key: key(1, 10, "52:54:00:00:00:02"),
+        location: Some(Location::BehindGateway {
+            gateway: host("gw"),
+        }),
+        ips: vec![],
+    };
+    let unplaced = EntrySpec {
+        key: key(2, 10, "52:54:00:00:00:03"),
+        location: None,
+        ips: vec![],
+    };
+    for spec in [&on_c, &behind_gw, &unplaced] {
+        r.put(Timestamp(1), &t, spec).unwrap();
+    }
+    assert!(r.stranded(&t).is_empty());
+    // The file no longer has host c, VI 1's gateway, or VI 2.
+    t.hosts.remove(&host("c"));
+    t.vis.get_mut(&ViId(1)).unwrap().gateways.clear();
+    t.vis.remove(&ViId(2));
+    let stranded = r.stranded(&t);
+    assert_eq!(stranded.len(), 3, "{stranded:?}");
+    assert!(matches!(&stranded[0], (k, RegistryError::UnknownHost { .. }) if *k == on_c.key));
+    assert!(matches!(&stranded[1], (k, RegistryError::NotAGateway { .. }) if *k == behind_gw.key));
+    assert!(matches!(&stranded[2], (k, RegistryError::UnknownVi { .. }) if *k == unplaced.key));
+}

@@ -1,7 +1,8 @@
 //! `host-churn`: a running three-PM mesh gains a fourth PM and loses one of
 //! the first three, through the controller's northbound API (`PUT` and
 //! `DELETE /v1/hosts/{name}`), without a restart, while one untouched VM
-//! pings another every 10 ms.
+//! pings another every 10 ms. The PM that leaves joined through the API
+//! too: the configuration file's hosts are read-only through the API.
 //!
 //! Checked on every remaining PM with `ovs-vsctl list-ports`: after the
 //! join each has a tunnel to every other PM (the newcomer included), after
@@ -54,7 +55,16 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     // The new PM's VM is known to the operator's configuration from the
     // start, like any VM it will launch.
     vi = vi.seed(MacAddr::local(4), vm_ip(4)?.addr(), None);
-    h.bring_up(&pms, vec![vi], &vms)?;
+    // pm3, which will leave, joins through the API: a host of the
+    // configuration file is the file's to remove.
+    let config = h.config(&pms[..2], vec![vi])?;
+    h.start_controller(&config)?;
+    let body = h.host(pms[2])?.to_json();
+    h.controller()?
+        .expect("PUT", "/v1/hosts/pm3", Some(&body), 201)?;
+    h.wait_ready(3, 3)?;
+    h.wait_full_mesh(&pms)?;
+    h.wait_classified(&vms)?;
     for (a, b) in [(vms[0], vms[1]), (vms[1], vms[0]), (vms[0], vms[2])] {
         let dst = h.tb.vm(b).ip().addr();
         h.wait_reachable(a, dst)?;
@@ -83,15 +93,19 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     h.wait_classified(&[vm4])?;
     let new_vm_first_reply = h.wait_reachable(vm4, h.tb.vm(vms[0]).ip().addr())?;
 
-    // A PM leaves: drained of its VM, removed from the controller, then
-    // switched off.
+    // A PM leaves: drained of its VM, removed from the controller with
+    // the registry entry its VM left there, then switched off.
     let leaving = pms.remove(2);
     let left = h.tb.pm(leaving).name().to_owned();
     h.tb.remove_vm(vms[2])?;
     h.note(format!("{left} leaves through the API"));
     let delete = Instant::now();
-    h.controller()?
-        .expect("DELETE", &format!("/v1/hosts/{left}"), None, 204)?;
+    h.controller()?.expect(
+        "DELETE",
+        &format!("/v1/hosts/{left}?cascade=true"),
+        None,
+        204,
+    )?;
     let leave_to_mesh = delete.elapsed() + h.wait_full_mesh(&pms)?;
     h.tb.remove_pm(leaving)?;
     let tunnels_after_leave = tunnels(h, &pms)?;
