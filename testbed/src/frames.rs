@@ -284,7 +284,7 @@ fn drain(rx: &mut dyn DataLinkReceiver, interface: &str) -> Result<()> {
 }
 
 /// A read that returned for want of a frame, not for a fault.
-fn is_idle(e: &std::io::Error) -> bool {
+pub(crate) fn is_idle(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted
@@ -303,7 +303,7 @@ fn send_one(tx: &mut dyn DataLinkSender, interface: &str, frame: &[u8]) -> Resul
 }
 
 /// Moves the calling thread into the namespace mounted at `path`.
-fn enter(path: &std::path::Path) -> Result<()> {
+pub(crate) fn enter(path: &std::path::Path) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io_at("opening", path, e))?;
     setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| {
         Error::io(
@@ -314,7 +314,9 @@ fn enter(path: &std::path::Path) -> Result<()> {
 }
 
 /// An `AF_PACKET` channel on `interface` of the calling thread's namespace.
-fn open(interface: &str) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
+pub(crate) fn open(
+    interface: &str,
+) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
     let found = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == interface)
