@@ -7,6 +7,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use iris_testbed::stale::leftovers;
 use iris_testbed::wan::bench::rtt_row;
 use iris_testbed::wan::{Backend, Impairment, WanSpec};
 use iris_testbed::{Ipv4Cidr, Testbed, WanId};
@@ -45,6 +46,15 @@ fn the_rtt_through_the_relay_is_twice_the_configured_delay() {
         a_to_b.forwarded >= 10 && b_to_a.forwarded >= 10,
         "{a_to_b:?} {b_to_a:?}"
     );
+
+    // Teardown takes the relay, both cables and all three namespaces.
+    let inventory = tb.inventory();
+    let before = leftovers(&inventory).unwrap();
+    // Three namespaces and the state directory.
+    assert_eq!(before.len(), 3 + 1, "{before:?}");
+    tb.teardown().unwrap();
+    let left = leftovers(&inventory).unwrap();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]
