@@ -56,6 +56,7 @@ mod state;
 mod testbed;
 mod underlay;
 mod vm;
+pub mod wan;
 
 pub use addr::{Ipv4Cidr, MacAddr};
 pub use error::{Error, Result, INSTALL_ADVICE};
@@ -71,6 +72,6 @@ pub use pm::{
 pub use process::{Process, STOP_GRACE};
 pub use stale::{cleanup_prefix, cleanup_stale, CleanupReport};
 pub use state::{Owner, StateDir, DEFAULT_STATE_ROOT};
-pub use testbed::{Config, Inventory, Node, PmId, ProcessId, Testbed, UnderlayId, VmId};
+pub use testbed::{Config, Inventory, Node, PmId, ProcessId, Testbed, UnderlayId, VmId, WanId};
 pub use underlay::{Underlay, UnderlaySpec, DEFAULT_UNDERLAY_MTU, UNDERLAY_SWITCH};
 pub use vm::{VlanSpec, Vm, VmSpec, MAX_VLANS, VM_MTU};

@@ -15,7 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use iris_testbed::bench::{self, Mode, Target, Workload};
 use iris_testbed::dataplane::{arp, goodput};
 use iris_testbed::scenario::{self, Harness, ScenarioError};
-use iris_testbed::{cleanup_prefix, cleanup_stale, host, Config, Prefix, DEFAULT_STATE_ROOT};
+use iris_testbed::{cleanup_prefix, cleanup_stale, host, wan, Config, Prefix, DEFAULT_STATE_ROOT};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -92,6 +92,33 @@ enum BenchCommand {
     /// iris-controller: RARP-to-last-barrier time per move, first RARP to
     /// last move confirmed, and the pings lost by each moving VM.
     Moves(MovesArgs),
+    /// The emulated WAN: ping RTT through the userspace relay at several
+    /// one-way delays against twice the delay plus the 0-ms baseline, and
+    /// TCP goodput through the relay at 0 ms against a kernel bridge on the
+    /// same cables, alternating. Exit 1 when a bound is missed.
+    Wan(WanArgs),
+}
+
+#[derive(Debug, Args)]
+struct WanArgs {
+    /// One-way delays in ms (0 is always measured, as the baseline).
+    #[arg(long, value_delimiter = ',', default_value = "0,10,50,100")]
+    delays: Vec<u64>,
+    /// Echo requests per delay.
+    #[arg(long, default_value_t = 20)]
+    pings: u32,
+    /// Milliseconds between two echo requests.
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
+    /// Seconds per iperf3 test (0: no goodput).
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// Relay and bridge tests each, alternating.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Print one JSON object with the figures instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -415,6 +442,30 @@ fn bench_moves(a: MovesArgs, config: Config) -> ExitCode {
     }
 }
 
+fn bench_wan(a: WanArgs, config: Config) -> ExitCode {
+    let o = wan::bench::Options {
+        delays_ms: a.delays,
+        pings: a.pings,
+        ping_interval: Duration::from_millis(a.interval_ms),
+        seconds: a.seconds,
+        rounds: a.rounds,
+    };
+    match wan::bench::measure(&o, config) {
+        Ok(report) => {
+            let printed = print_report("wan", &report, a.json);
+            if printed == ExitCode::SUCCESS && !report.passed() {
+                eprintln!("bench wan: a bound was missed (see the report)");
+                return ExitCode::FAILURE;
+            }
+            printed
+        }
+        Err(e) => {
+            eprintln!("bench wan failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn parse_prefix(s: &str) -> Result<Prefix, String> {
     Prefix::parse(s).ok_or_else(|| format!("{s:?} is not a testbed prefix like ir7kq"))
 }
@@ -429,6 +480,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
         Command::Bench(BenchCommand::Scale(c)) => bench_scale(c, config),
         Command::Bench(BenchCommand::Moves(args)) => bench_moves(args, config),
+        Command::Bench(BenchCommand::Wan(a)) => bench_wan(a, config),
         Command::Bench(BenchCommand::Goodput(a)) => {
             let o = goodput::Options {
                 seconds: a.seconds,

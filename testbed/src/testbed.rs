@@ -15,6 +15,7 @@ use crate::process::{terminate_pids, Process, STOP_GRACE};
 use crate::state::{remove_tree, StateDir, DEFAULT_STATE_ROOT};
 use crate::underlay::{Underlay, UnderlaySpec};
 use crate::vm::{Vm, VmSpec};
+use crate::wan::{Wan, WanSpec};
 
 /// Handle of an underlay network in its [`Testbed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,6 +28,10 @@ pub struct PmId(pub(crate) usize);
 /// Handle of a VM in its [`Testbed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VmId(usize);
+
+/// A WAN of one testbed, see [`Testbed::add_wan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WanId(usize);
 
 /// Handle of a process started with [`Testbed::spawn`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,6 +110,7 @@ pub struct Testbed {
     vms: Vec<Option<Vm>>,
     pms: Vec<Option<Pm>>,
     underlays: Vec<Underlay>,
+    wans: Vec<Wan>,
     names: HashSet<NodeName>,
     state: StateDir,
     torn_down: bool,
@@ -129,6 +135,7 @@ impl Testbed {
             vms: Vec::new(),
             pms: Vec::new(),
             underlays: Vec::new(),
+            wans: Vec::new(),
             names: HashSet::new(),
             state,
             torn_down: false,
@@ -187,6 +194,31 @@ impl Testbed {
         })?;
         self.underlays.push(underlay);
         Ok(UnderlayId(self.underlays.len() - 1))
+    }
+
+    /// Builds an emulated WAN: a relay namespace `spec.name` between two
+    /// site namespaces `<name>a` and `<name>b` (see [`crate::wan`]).
+    pub fn add_wan(&mut self, spec: WanSpec) -> Result<WanId> {
+        let names = [
+            NodeName::new(&spec.name)?,
+            NodeName::new(&format!("{}a", spec.name))?,
+            NodeName::new(&format!("{}b", spec.name))?,
+        ];
+        if let Some(taken) = names.iter().find(|n| self.names.contains(*n)) {
+            return Err(Error::Usage(format!("a node named {taken} already exists")));
+        }
+        let wan = Wan::create(self.prefix(), &spec)?;
+        self.names.extend(names);
+        self.wans.push(wan);
+        Ok(WanId(self.wans.len() - 1))
+    }
+
+    pub fn wan(&self, id: WanId) -> &Wan {
+        &self.wans[id.0]
+    }
+
+    pub fn wan_mut(&mut self, id: WanId) -> &mut Wan {
+        &mut self.wans[id.0]
     }
 
     pub fn add_pm(&mut self, spec: PmSpec) -> Result<PmId> {
@@ -501,6 +533,11 @@ impl Testbed {
         }
         for pm in self.pms.iter_mut().flatten() {
             note(pm.ovs.stop());
+        }
+        for wan in &mut self.wans {
+            for e in wan.delete() {
+                note(Err(e));
+            }
         }
         for vm in self.vms.iter_mut().flatten() {
             note(vm.delete_links());

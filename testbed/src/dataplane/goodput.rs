@@ -45,7 +45,7 @@ use crate::{FailMode, Iface, PmId, VethPair, VmId, INTEGRATION_BRIDGE, VM_MTU};
 
 const VI: u32 = 1;
 const GRE_KEY: u32 = 1001;
-const IPERF_PORT: &str = "5201";
+pub(crate) const IPERF_PORT: &str = "5201";
 /// GRE with a key on IPv4 over Ethernet: outer Ethernet 14 + IPv4 20 + GRE
 /// 4 + key 4 bytes around the VM's frame.
 pub const GRE_OVERHEAD: u32 = 38;
@@ -160,7 +160,7 @@ pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
             &server_ip.to_string(),
         ],
     )?;
-    wait_listening(h, server)?;
+    wait_listening(h.tb.vm(server).netns())?;
 
     h.note("overlay: the VMs on two PMs, through the GRE mesh");
     let overlay = path(h, o, "overlay", client, server, &[pm1, pm2])?;
@@ -292,10 +292,11 @@ fn mtus(h: &Harness, client: VmId, server_ip: Ipv4Addr) -> Result<Mtus, Scenario
     })
 }
 
-fn wait_listening(h: &Harness, server: VmId) -> Result<(), ScenarioError> {
+/// Waits until an iperf3 server listens on [`IPERF_PORT`] inside `netns`.
+pub(crate) fn wait_listening(netns: &crate::Netns) -> Result<(), ScenarioError> {
     let filter = format!("sport = :{IPERF_PORT}");
     poll_until("iperf3 listening", Duration::from_secs(10), || {
-        let text = h.tb.vm(server).exec(&["ss", "-Htln", &filter])?;
+        let text = netns.run(&["ss", "-Htln", &filter])?;
         Ok(if text.trim().is_empty() {
             Probe::NotYet("no listening socket".into())
         } else {
@@ -317,7 +318,12 @@ fn path(
 ) -> Result<PathGoodput, ScenarioError> {
     let before = coverage(h, pms)?;
     let watch = CpuWatch::start(h, pms);
-    let iperf = run_iperf(h, o, client, h.tb.vm(server).ip().addr())?;
+    let iperf = run_iperf(
+        h.tb.vm(client).netns(),
+        o.seconds,
+        o.omit,
+        h.tb.vm(server).ip().addr(),
+    )?;
     let cpu = watch.finish();
     let after = coverage(h, pms)?;
     h.note(format!("{name}: {iperf}"));
@@ -331,15 +337,17 @@ fn path(
     })
 }
 
-fn run_iperf(
-    h: &Harness,
-    o: Options,
-    client: VmId,
+/// One iperf3 test from inside `client` to the server listening on
+/// [`IPERF_PORT`] at `server`: `seconds` measured after `omit` left out.
+pub(crate) fn run_iperf(
+    client: &crate::Netns,
+    seconds: u32,
+    omit: u32,
     server: Ipv4Addr,
 ) -> Result<Goodput, ScenarioError> {
     // A data plane that stalls TCP must not hang the benchmark.
-    let limit = (o.seconds + o.omit + 20).to_string();
-    let mut command = h.tb.vm(client).netns().command("timeout");
+    let limit = (seconds + omit + 20).to_string();
+    let mut command = client.command("timeout");
     command
         .args([
             &limit,
@@ -349,7 +357,7 @@ fn run_iperf(
             "-p",
             IPERF_PORT,
         ])
-        .args(["-t", &o.seconds.to_string(), "-O", &o.omit.to_string()])
+        .args(["-t", &seconds.to_string(), "-O", &omit.to_string()])
         .args(["-J", "--connect-timeout", "5000"]);
     let out = output(&mut command)?;
     let text = String::from_utf8_lossy(&out.stdout);
