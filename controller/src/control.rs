@@ -608,14 +608,15 @@ impl Control {
         }
     }
 
-    /// Drops a held RARP, saying why and what it costs.
+    /// Drops a held announcement, saying why and what it costs.
     fn give_up_rarp(&self, h: &held_rarps::Held, why: &str) {
-        self.metrics.packet_in("rarp_given_up");
+        self.metrics.packet_in(h.what.given_up());
         warn!(
             host = %h.host,
-            "dropped a RARP from port {} after {:.0} ms: {why}; OVSDB has not reported the port \
+            "dropped a {} from port {} after {:.0} ms: {why}; OVSDB has not reported the port \
              with a VI (external_ids:iris-vi), so the MAC stays where it was until the guest \
              announces itself again",
+            h.what.name(),
             h.in_port,
             h.received.elapsed().as_secs_f64() * 1e3
         );

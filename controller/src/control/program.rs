@@ -3,7 +3,7 @@
 //! act once the barriers come back (move latency, packets held until the
 //! flows they depend on are in).
 
-use super::held_rarps::Held;
+use super::held_rarps::{Announcement, Held};
 use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{affected_hosts, compile_entries, compile_into, TABLE_CLASSIFY};
 use crate::model::HostName;
@@ -15,7 +15,6 @@ use crate::server::{ConnId, SubmitError};
 use crate::session::Batch;
 use crate::switch_state::{Installed, SwitchState};
 use ofp::message::{Message, PacketIn, PacketOut};
-use ofp::packet::{EtherType, EthernetFrame};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -718,11 +717,12 @@ impl Control {
         self.wait_for(w);
     }
 
-    /// Holds a RARP that table 0 sent up because its port has no
+    /// Holds a RARP or GARP that table 0 sent up because its port has no
     /// classification flow yet, until OVSDB reports the port; whether it
-    /// was held. A RARP from a tunnel (with a key no VI here owns) is not
-    /// for holding, and one from a port that became known in the meantime
-    /// is handled at once.
+    /// was held. Other ARP is not for holding (it goes on to be handled,
+    /// and dropped when its port is unknown), nor is anything from a tunnel
+    /// (with a key no VI here owns); an announcement from a port that
+    /// became known in the meantime is handled at once.
     fn hold_if_unclassified(
         &mut self,
         conn: ConnId,
@@ -732,17 +732,19 @@ impl Control {
         received: Instant,
     ) -> bool {
         let port = meta.in_port;
-        let is_rarp = EthernetFrame::new_checked(&pi.data[..])
-            .is_ok_and(|e| e.ethertype() == EtherType::Rarp);
+        let Some(what) = Announcement::of(&pi.data) else {
+            return false;
+        };
         let tunnel = self
             .topology
             .tunnels
             .iter()
             .any(|((h, _), &p)| h == host && p == port);
-        if !is_rarp || tunnel || self.topology.vm_port(host, port).is_some() {
+        if tunnel || self.topology.vm_port(host, port).is_some() {
             return false;
         }
         let pushed_out = self.held_rarps.hold(Held {
+            what,
             conn,
             host: host.clone(),
             in_port: port,
@@ -750,11 +752,12 @@ impl Control {
             received,
         });
         if let Some(h) = pushed_out {
-            self.give_up_rarp(&h, "too many RARPs were waiting for their ports");
+            self.give_up_rarp(&h, "too many announcements were waiting for their ports");
         }
         debug!(
             %host,
-            "holding a RARP from port {port} until OVSDB reports the port ({} waiting)",
+            "holding a {} from port {port} until OVSDB reports the port ({} waiting)",
+            what.name(),
             self.held_rarps.len()
         );
         true

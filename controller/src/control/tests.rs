@@ -1127,7 +1127,13 @@ fn a_burst_the_store_refuses_sends_nothing() {
 /// A RARP that table 0 sent up from `in_port` (a port with no
 /// classification flow yet).
 fn unclassified_rarp(mac: MacAddr, in_port: u32, received: Instant) -> Upcall {
-    let Upcall::PacketIn { mut packet_in, .. } = rarp_received(mac, in_port, received) else {
+    unclassified(&ArpRepr::rarp_announce(mac), in_port, received)
+}
+
+/// `frame` sent up by table 0 from `in_port` (a port with no
+/// classification flow yet).
+fn unclassified(frame: &ArpRepr, in_port: u32, received: Instant) -> Upcall {
+    let Upcall::PacketIn { mut packet_in, .. } = intercepted_at(frame, in_port, received) else {
         unreachable!()
     };
     packet_in.table_id = crate::compiler::TABLE_CLASSIFY;
@@ -1213,6 +1219,69 @@ fn a_held_rarp_is_given_up_and_tunnels_are_never_held() {
         1
     );
     // Reported later, the port finds nothing waiting: the MAC stays.
+    pm2_reports(&mut c, &[8]);
+    assert_eq!(located(&c, mac), port_of("pm1", 5));
+}
+
+#[test]
+fn a_garp_from_a_port_not_yet_reported_moves_the_mac_once_reported() {
+    // A guest with virtio-net's announce feature resumes on pm2's new
+    // port 8 and sends a GARP before OVSDB reports the port.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let ip = Ipv4Addr::new(10, 1, 0, 42);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified(&ArpRepr::gratuitous(mac, ip), 8, Instant::now()),
+    });
+    assert_eq!(located(&c, mac), port_of("pm1", 5), "held, not handled");
+    assert_eq!(c.held_rarps.len(), 1);
+    pm2_reports(&mut c, &[8]);
+    assert_eq!(c.held_rarps.len(), 0);
+    assert_eq!(located(&c, mac), port_of("pm2", 8));
+    let bound = c.registry.ip(&crate::model::IpKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        ip,
+    });
+    assert_eq!(bound.map(|e| e.mac), Some(mac));
+    assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"garp\"}"), 1);
+    // The GARP stopped in table 0: once every switch confirms its flows,
+    // the controller floods it in the VI as if it came in on port 8.
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let floods = batches(rxs.get_mut(&2).unwrap());
+    assert!(
+        matches!(&floods[..], [b] if matches!(&b.messages[..],
+            [Message::PacketOut(p)] if p.in_port == 8 && p.data[12..14] == [8, 6])),
+        "{floods:?}"
+    );
+}
+
+#[test]
+fn other_arp_from_a_port_not_yet_reported_is_not_held() {
+    let (mut c, _rxs, mac) = vm_on_pm1();
+    let arrived = Instant::now();
+    let request = ArpRepr::request(mac, Ipv4Addr::new(10, 1, 0, 42), Ipv4Addr::new(10, 1, 0, 1));
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified(&request, 8, arrived),
+    });
+    assert_eq!(c.held_rarps.len(), 0);
+    assert_eq!(
+        metric(&c, "iris_packet_ins_total{reason=\"not_from_vm_port\"}"),
+        1
+    );
+    // A GARP that waits in vain is given up and counted as one.
+    let garp = ArpRepr::gratuitous(mac, Ipv4Addr::new(10, 1, 0, 42));
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified(&garp, 8, arrived),
+    });
+    assert_eq!(c.held_rarps.len(), 1);
+    c.on_tick(arrived + held_rarps::HOLD_FOR);
+    assert_eq!(
+        metric(&c, "iris_packet_ins_total{reason=\"garp_given_up\"}"),
+        1
+    );
     pm2_reports(&mut c, &[8]);
     assert_eq!(located(&c, mac), port_of("pm1", 5));
 }
