@@ -48,7 +48,7 @@ pub fn run(options: &Options) -> ExitCode {
     let headline = report.as_ref().map(print_isolation);
     rows.push(finish("3 isolation", outcome, headline));
 
-    heading("4", "a live migration announced by RARP");
+    heading("4", "a live migration announced by RARP, then by GARP");
     let (outcome, report) = run_measured("migrate", options, migrate::measure);
     let headline = report.as_ref().map(print_migrate);
     rows.push(finish("4 migration", outcome, headline));
