@@ -95,8 +95,9 @@ enum Programmed {
 #[derive(Debug, Clone, Copy)]
 enum Scope<'a> {
     Everything,
-    /// The flows of the registry entries these changes touched (the
-    /// topology has not changed since the switch was last programmed).
+    /// The flows of the registry entries these changes touched: the rest
+    /// is right already (the topology has not changed since the switch
+    /// was last programmed), or the switch is compiled whole next.
     Entries(&'a [RegistryChange]),
 }
 
@@ -252,6 +253,18 @@ impl Control {
             }
             Scope::Entries(changes) => {
                 let flows = compile_entries(changes, &self.registry, &self.topology, &host);
+                let missing_group = flows
+                    .after
+                    .flows
+                    .values()
+                    .flat_map(|f| f.groups())
+                    .any(|g| !installed.groups.contains_key(&g));
+                if missing_group {
+                    // A group the topology just brought (a VI new on this
+                    // switch): the flows must not reach the switch before
+                    // it, so the switch is compiled whole.
+                    return self.program_scope(conn, Scope::Everything);
+                }
                 let part = installed.flows_at(
                     flows
                         .before
@@ -533,20 +546,16 @@ impl Control {
     /// waits on that wait for its barriers, and sends each connection its
     /// other PacketOuts in one batch.
     pub(super) fn end_burst(&mut self) {
-        let Some(b) = self.burst.take() else { return };
-        if !self.store(b.store) {
+        let Some(mut b) = self.burst.take() else {
+            return;
+        };
+        if !self.store(std::mem::take(&mut b.store)) {
             // Not durable: nothing may act on what the burst learned, not
             // even the floods.
             return;
         }
+        let programming = self.program_burst(&b);
         self.announce_registry(b.events);
-        let mut programming = self.program_hosts(&b.hosts);
-        // Switches compiled whole above need no entry-by-entry pass.
-        let entries_only = b.entry_hosts.difference(&b.hosts).cloned().collect();
-        for c in self.conns_serving(&entries_only) {
-            let done = self.program_scope(c, Scope::Entries(&b.changes));
-            programming.record(c, done);
-        }
         let mut w = b.waiting;
         w.tickets = programming.tickets;
         w.held = programming.deferred;
@@ -557,6 +566,27 @@ impl Control {
         for conn in b.acks {
             self.ack_packet_ins(conn);
         }
+    }
+
+    /// Reprograms the switches `b` concerns. The flows of the registry
+    /// entries it changed go first, to every switch they concern: a move
+    /// released by a port report reaches the switches that send to the
+    /// moved MAC before any switch is compiled whole for the report. Then
+    /// the switches whose topology changed are compiled whole, which finds
+    /// those entries done.
+    fn program_burst(&mut self, b: &Burst) -> Programming {
+        let mut programming = Programming::default();
+        if !b.changes.is_empty() {
+            for c in self.conns_serving(&b.entry_hosts) {
+                let done = self.program_scope(c, Scope::Entries(&b.changes));
+                programming.record(c, done);
+            }
+        }
+        for c in self.conns_serving(&b.hosts) {
+            let done = self.program(c);
+            programming.record(c, done);
+        }
+        programming
     }
 
     /// Sends each connection its PacketOuts in one batch.

@@ -1256,6 +1256,85 @@ fn a_garp_from_a_port_not_yet_reported_moves_the_mac_once_reported() {
     );
 }
 
+/// Whether `m` adds or changes a flow for frames to or from `mac`.
+fn is_flow_of(m: &Message, mac: MacAddr) -> bool {
+    let Message::FlowMod(f) = m else {
+        return false;
+    };
+    [ofp::oxm::FieldId::ETH_DST, ofp::oxm::FieldId::ETH_SRC]
+        .into_iter()
+        .any(|id| {
+            matches!(f.match_.get(id),
+                Some(ofp::oxm::OxmField::EthDst(a, _) | ofp::oxm::OxmField::EthSrc(a, _)) if *a == mac.0)
+        })
+}
+
+#[test]
+fn a_move_a_port_report_releases_reaches_every_switch_before_the_reports_reprogramming() {
+    // pm2 serves no VI: the VM that migrates there is the first of VI 1,
+    // so the report of its port reprograms pm1 and gw (their floods now
+    // reach pm2) and pm2 whole. The guest's RARP came first and is held.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm2".into()),
+        vm_ports: vec![],
+        tunnels: vec![([10, 0, 0, 1].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    });
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified_rarp(mac, 8, Instant::now()),
+    });
+    // The control loop takes the report in a burst.
+    c.begin_burst();
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm2".into()),
+        vm_ports: vec![VmPortSeen {
+            name: "vm-moved".into(),
+            ofport: 8,
+            vi: ViId(1),
+        }],
+        tunnels: vec![([10, 0, 0, 1].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    });
+    c.end_burst();
+    assert_eq!(located(&c, mac), port_of("pm2", 8));
+    let mut owed = Vec::new();
+    for conn in [1, 2, 9] {
+        let b = batches(rxs.get_mut(&conn).unwrap());
+        owed.extend(b.iter().filter_map(|b| Some((conn, b.barrier?))));
+        // First the moved MAC's flows alone, confirmed by their own
+        // barrier; then the report's reprogramming (the floods' groups, and
+        // on pm2 the new port's classification).
+        let [moved, report] = &b[..] else {
+            panic!("conn{conn}: {b:?}")
+        };
+        assert!(moved.barrier.is_some());
+        assert!(
+            !moved.messages.is_empty() && moved.messages.iter().all(|m| is_flow_of(m, mac)),
+            "conn{conn}: {moved:?}"
+        );
+        assert!(
+            report
+                .messages
+                .iter()
+                .any(|m| matches!(m, Message::GroupMod(_))),
+            "conn{conn}: {report:?}"
+        );
+        assert!(!report.messages.iter().any(|m| is_flow_of(m, mac)));
+    }
+    // The RARP's flood waits for both.
+    for (conn, ticket) in owed {
+        assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
+        barrier(&mut c, conn, ticket, 0);
+    }
+    let floods = batches(rxs.get_mut(&2).unwrap());
+    assert!(
+        matches!(&floods[..], [b] if matches!(&b.messages[..],
+            [Message::PacketOut(p)] if p.in_port == 8)),
+        "{floods:?}"
+    );
+}
+
 #[test]
 fn other_arp_from_a_port_not_yet_reported_is_not_held() {
     let (mut c, _rxs, mac) = vm_on_pm1();
