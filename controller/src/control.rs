@@ -505,10 +505,12 @@ impl Control {
     }
 
     /// Commits every later change of the registry, hosts and VIs to
-    /// `store`, each before the switches, the OVSDB side or the API hear of
-    /// it: a controller killed in between must not restart from a store
-    /// that lacks a change the switches already carry out (a move would be
-    /// reverted).
+    /// `store`, each before the OVSDB side, the API or a subscriber hears
+    /// of it, and before the switches do unless the data plane taught it:
+    /// the FLOW_MODs of a burst's moves and learned MACs are written while
+    /// it commits. A controller killed in between restarts without that
+    /// change and puts back what the store holds (a move is reverted until
+    /// the guest's next frame; `docs/controller.md`, Store).
     pub fn persist_to(&mut self, store: Box<dyn store::Store + Send>) {
         self.store = Some(store);
     }
@@ -533,7 +535,18 @@ impl Control {
         let Some(s) = self.store.as_mut() else {
             return true;
         };
-        match s.commit(&batch) {
+        // The flush blocks this thread for a millisecond or more: handed
+        // over, the runtime's worker meanwhile writes what the control loop
+        // just queued for the switches (a task it woke waits on this
+        // worker otherwise).
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let committed = if multi_thread {
+            tokio::task::block_in_place(|| s.commit(&batch))
+        } else {
+            s.commit(&batch)
+        };
+        match committed {
             Ok(()) => true,
             Err(e) => {
                 error!(

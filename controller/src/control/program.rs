@@ -546,15 +546,20 @@ impl Control {
     /// waits on that wait for its barriers, and sends each connection its
     /// other PacketOuts in one batch.
     pub(super) fn end_burst(&mut self) {
-        let Some(mut b) = self.burst.take() else {
-            return;
-        };
-        if !self.store(std::mem::take(&mut b.store)) {
-            // Not durable: nothing may act on what the burst learned, not
-            // even the floods.
+        let Some(b) = self.burst.take() else { return };
+        if self.halted() {
             return;
         }
+        // What a burst learned came from the data plane (a move, a learned
+        // MAC), not from an API client: its flows are on their way while
+        // the store commits it, and a crash in between costs at most a
+        // move until the guest's next frame (`docs/controller.md`, Store).
         let programming = self.program_burst(&b);
+        if !self.store(b.store) {
+            // Not durable: nothing else may act on what the burst learned,
+            // not even the floods.
+            return;
+        }
         self.announce_registry(b.events);
         let mut w = b.waiting;
         w.tickets = programming.tickets;

@@ -1097,7 +1097,7 @@ fn a_port_report_reprograms_only_the_switches_whose_flows_it_changes() {
 }
 
 #[test]
-fn a_burst_is_stored_in_one_commit_before_anything_leaves() {
+fn a_burst_is_stored_in_one_commit_while_its_flows_go_out() {
     let (mut c, mut rx, _) = pm1_programmed();
     let commits = watch_commits(&mut c);
     c.begin_burst();
@@ -1109,19 +1109,83 @@ fn a_burst_is_stored_in_one_commit_before_anything_leaves() {
     }
     assert!(commits.lock().unwrap().is_empty(), "nothing stored yet");
     c.end_burst();
-    // One commit, made while nothing was queued for any switch.
-    assert_eq!(*commits.lock().unwrap(), vec![0]);
+    // One commit, made once the burst's flows were queued for the switch
+    // (what it learned came from the data plane, not from the API).
+    assert_eq!(*commits.lock().unwrap(), vec![1]);
     assert_eq!(batches(&mut rx).len(), 1);
 }
 
-#[test]
-fn a_burst_the_store_refuses_sends_nothing() {
+/// A store whose commit waits (a second at most) for the connection's side
+/// to take a batch off the switch's queue, and records whether it did.
+struct CommitWhileSending {
+    taken: std::sync::mpsc::Receiver<()>,
+    during_commit: Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl store::Store for CommitWhileSending {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &store::Batch) -> Result<(), store::StoreError> {
+        let taken = self.taken.recv_timeout(Duration::from_secs(1)).is_ok();
+        self.during_commit.lock().unwrap().push(taken);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_connection_writes_a_bursts_flows_while_the_store_commits() {
+    // One worker: the connection's task, woken by the batch, could only
+    // run once the control loop let go of the worker, after the commit,
+    // unless the commit hands the worker over.
     let (mut c, mut rx, _) = pm1_programmed();
+    let (taken_tx, taken) = std::sync::mpsc::channel();
+    let connection = tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            if matches!(cmd, Command::Submit(_)) {
+                let _ = taken_tx.send(());
+            }
+        }
+    });
+    let during_commit = Arc::default();
+    c.persist_to(Box::new(CommitWhileSending {
+        taken,
+        during_commit: Arc::clone(&during_commit),
+    }));
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    let c = tokio::spawn(async move {
+        rarp_burst(&mut c, mac);
+        c
+    })
+    .await
+    .unwrap();
+    assert_eq!(*during_commit.lock().unwrap(), vec![true]);
+    assert_eq!(located(&c, mac), port_of("pm1", 5));
+    drop(c);
+    connection.await.unwrap();
+}
+
+#[test]
+fn a_burst_the_store_refuses_floods_nothing_and_is_never_acknowledged() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mut events = c.events.subscribe();
     c.persist_to(Box::new(store::FullDisk));
     let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
     rarp_burst(&mut c, mac);
-    assert!(batches(&mut rx).is_empty(), "no flows and no flood");
     assert!(c.halted());
+    // The flows left with the commit; nothing that waited for it did.
+    let b = batches(&mut rx);
+    let [flows] = &b[..] else { panic!("{b:?}") };
+    assert!(flows
+        .messages
+        .iter()
+        .all(|m| matches!(m, Message::FlowMod(_))));
+    let ticket = flows.barrier.unwrap();
+    barrier(&mut c, 1, ticket, 0);
+    assert!(batches(&mut rx).is_empty(), "no flood");
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 0);
+    assert!(events.try_recv().is_err(), "no registry event");
 }
 
 /// A RARP that table 0 sent up from `in_port` (a port with no
