@@ -314,6 +314,11 @@ pub struct PingReply {
     pub rtt: Duration,
 }
 
+/// How far back from the end of a ping run a reply shows that it ended
+/// answered: at 10 ms a reply delayed on a loaded machine can come after
+/// the next two requests have left.
+const RESUMED_WITHIN: Duration = Duration::from_millis(200);
+
 /// Everything a [`PingRun`] saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingTrace {
@@ -409,6 +414,16 @@ impl PingTrace {
             }
             None => Some(sent(before) + steps * self.interval.as_secs_f64()),
         }
+    }
+
+    /// Whether the run ended answered: one of the requests sent in its last
+    /// [`RESUMED_WITHIN`] (at least its last two: the very last may have
+    /// been in flight when it was interrupted) was answered.
+    pub fn resumed(&self) -> bool {
+        let last = self.summary.transmitted;
+        let tail =
+            (RESUMED_WITHIN.as_secs_f64() / self.interval.as_secs_f64().max(1e-3)).ceil() as u32;
+        self.replies.iter().any(|r| r.seq + tail.max(2) > last)
     }
 
     /// The requests lost that were sent at or after `t` (seconds since the
@@ -656,5 +671,26 @@ mod tests {
         if let Some(earlier) = c.instant.checked_sub(Duration::from_millis(100)) {
             assert!((base - c.epoch(earlier) - 0.1).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn a_run_resumed_when_one_of_its_last_requests_was_answered() {
+        let out = |last| {
+            format!(
+                "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\
+                 [100.000500] 64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.500 ms\n\
+                 [100.100500] 64 bytes from 10.0.0.2: icmp_seq={last} ttl=64 time=0.500 ms\n\
+                 \n--- 10.0.0.2 ping statistics ---\n\
+                 5 packets transmitted, 2 received, 60% packet loss, time 400ms\n"
+            )
+        };
+        let trace = |last, interval| {
+            let mut t = PingTrace::parse(&out(last)).unwrap();
+            t.interval = Duration::from_millis(interval);
+            t
+        };
+        assert!(trace(4, 100).resumed());
+        assert!(!trace(3, 100).resumed(), "only the last two at 100 ms");
+        assert!(trace(3, 10).resumed(), "the last 200 ms at 10 ms");
     }
 }
