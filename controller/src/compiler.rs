@@ -361,16 +361,22 @@ fn pipeline(out: &mut impl FlowSink, any_local: bool) {
     add(out, TABLE_INTERCEPT, 0, Match::new(), vec![]);
     add(out, TABLE_ARP, 0, Match::new(), vec![goto(TABLE_FORWARD)]);
     add(out, TABLE_FORWARD, 0, Match::new(), vec![]);
-    // A RARP from a port not classified yet: a migrated guest announcing
-    // itself before OVSDB told the controller its new port's VI. The
-    // controller holds it until then (`control/held_rarps.rs`).
-    add(
-        out,
-        TABLE_CLASSIFY,
-        1,
-        Match::new().eth_type(RARP),
-        vec![apply(vec![Action::to_controller()])],
-    );
+    // A RARP or GARP from a port not classified yet: a migrated guest
+    // announcing itself (QEMU sends RARPs, a guest with virtio-net's
+    // announce feature GARPs) before OVSDB told the controller its new
+    // port's VI. The controller holds it until then
+    // (`control/held_rarps.rs`). A match cannot tell a GARP (sender IP ==
+    // target IP) from other ARP, so all ARP goes up and the controller
+    // drops what is not an announcement.
+    for ethertype in [RARP, ARP] {
+        add(
+            out,
+            TABLE_CLASSIFY,
+            1,
+            Match::new().eth_type(ethertype),
+            vec![apply(vec![Action::to_controller()])],
+        );
+    }
     // Tunnels never teach: the switch at the other end already did.
     add(
         out,
@@ -600,7 +606,12 @@ mod tests {
         t.vis.values_mut().for_each(|v| v.gateways.clear());
         let s = compile(&Registry::new(), &t, &host("a"));
         let flows: Vec<(u8, u16)> = s.flows.values().map(|f| (f.table, f.priority)).collect();
-        assert_eq!(flows, [(0, 1), (0, 0), (1, 10), (1, 0), (2, 0), (3, 0)]);
+        // Table 0's priority-1 flows send up RARP and ARP (announcements of
+        // ports not classified yet).
+        assert_eq!(
+            flows,
+            [(0, 1), (0, 1), (0, 0), (1, 10), (1, 0), (2, 0), (3, 0)]
+        );
         assert!(s.groups.is_empty());
     }
 

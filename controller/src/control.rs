@@ -565,10 +565,12 @@ impl Control {
     }
 
     /// Commits every later change of the registry, hosts and VIs to
-    /// `store`, each before the switches, the OVSDB side or the API hear of
-    /// it: a controller killed in between must not restart from a store
-    /// that lacks a change the switches already carry out (a move would be
-    /// reverted).
+    /// `store`, each before the OVSDB side, the API or a subscriber hears
+    /// of it, and before the switches do unless the data plane taught it:
+    /// the FLOW_MODs of a burst's moves and learned MACs are written while
+    /// it commits. A controller killed in between restarts without that
+    /// change and puts back what the store holds (a move is reverted until
+    /// the guest's next frame; `docs/controller.md`, Store).
     pub fn persist_to(&mut self, store: Box<dyn store::Store + Send>) {
         self.store = Some(store);
     }
@@ -593,7 +595,18 @@ impl Control {
         let Some(s) = self.store.as_mut() else {
             return true;
         };
-        match s.commit(&batch) {
+        // The flush blocks this thread for a millisecond or more: handed
+        // over, the runtime's worker meanwhile writes what the control loop
+        // just queued for the switches (a task it woke waits on this
+        // worker otherwise).
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let committed = if multi_thread {
+            tokio::task::block_in_place(|| s.commit(&batch))
+        } else {
+            s.commit(&batch)
+        };
+        match committed {
             Ok(()) => true,
             Err(e) => {
                 error!(
@@ -681,14 +694,15 @@ impl Control {
         }
     }
 
-    /// Drops a held RARP, saying why and what it costs.
+    /// Drops a held announcement, saying why and what it costs.
     fn give_up_rarp(&self, h: &held_rarps::Held, why: &str) {
-        self.metrics.packet_in("rarp_given_up");
+        self.metrics.packet_in(h.what.given_up());
         warn!(
             host = %h.host,
-            "dropped a RARP from port {} after {:.0} ms: {why}; OVSDB has not reported the port \
+            "dropped a {} from port {} after {:.0} ms: {why}; OVSDB has not reported the port \
              with a VI (external_ids:iris-vi), so the MAC stays where it was until the guest \
              announces itself again",
+            h.what.name(),
             h.in_port,
             h.received.elapsed().as_secs_f64() * 1e3
         );

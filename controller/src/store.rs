@@ -161,8 +161,10 @@ pub trait Store {
     /// of at most [`ATOMIC_OPS`] writes is applied whole or not at all; a
     /// larger one (a seed) may be applied in pieces, so a crash or an error
     /// in between leaves the store holding a prefix of its writes, in
-    /// order. Whoever acts on the changes does so only once this returned
-    /// `Ok`, so a prefix is never acted on before the controller restarts.
+    /// order. Nothing is announced or answered before this returned `Ok`,
+    /// so a prefix is never told to anyone before the controller restarts
+    /// (a burst's learned flows may already be on the switches, and the
+    /// restart's reconciliation takes them back).
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
 }
 

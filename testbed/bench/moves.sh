@@ -10,6 +10,8 @@
 #                   line per number of moves
 # `make bench` runs it after building the release binaries. Environment:
 #   PMS, MOVES   the matrix (default "2 8 32" and "1 10 100")
+#   INTERVAL_MS  between two pings to one moving VM (default 10; ping may
+#                keep a slower pace, which the results report)
 #   QUIET_LOAD   wait (up to 10 min) until the 1-minute load average is
 #                below this before each run (default: do not wait)
 set -euo pipefail
@@ -20,6 +22,7 @@ source "$here/common.sh"
 bench_setup moves "${1:-}"
 pms_list=${PMS:-2 8 32}
 moves_list=${MOVES:-1 10 100}
+interval_ms=${INTERVAL_MS:-10}
 
 bench_require_root
 bash "$here/install-peers.sh" python
@@ -36,7 +39,7 @@ for pms in $pms_list; do
     echo "$(state) before: bench moves --pms $pms --moves $moves" | tee -a "$out/machine.txt" >&2
     start=$(date +%s)
     bench_record "" "$bin/iris-testbed" bench moves --json --pms "$pms" --moves "$moves" \
-      --controller "$bin/iris-controller" ||
+      --interval-ms "$interval_ms" --controller "$bin/iris-controller" ||
       echo "moves.sh: bench moves --pms $pms --moves $moves failed; continuing" | tee -a "$out/machine.txt" >&2
     echo "$(state) after $(($(date +%s) - start)) s" | tee -a "$out/machine.txt" >&2
   done

@@ -34,10 +34,12 @@ def table(runs):
     out = [
         "| PMs | moves | RARP to last barrier p50 / max (ms) | first RARP to last move (ms) "
         "| RARPs reaching the controller | lost pings per VM max / total "
-        "| of those after the RARP max / total | longest gap (ms) "
+        "| of those after the RARP max / total "
+        "| first RARP to first reply p50 / max (ms) | longest gap (ms) "
+        "| ping sent every p50 / max (ms) "
         "| re-plug p50 / max (ms) | controller CPU re-plug / announcements (s) "
         "| setup (s) | RSS OVS / controller (MiB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(runs, key=lambda r: (r["pms"], r["moves"])):
         s = r["setup"]
@@ -48,7 +50,9 @@ def table(runs):
             f"| {r['rarp_packet_ins']:.0f} of {r['rarps_sent']} "
             f"| {r['pings_lost_max']} / {r['pings_lost_total']} "
             f"| {r['pings_lost_after_rarp_max']} / {r['pings_lost_after_rarp_total']} "
-            f"| {ms(r['longest_gap_ms'])} | {spread(r['replug_ms'])} | {cpu(r)} "
+            f"| {spread(r.get('rarp_to_first_reply_ms'))} "
+            f"| {ms(r['longest_gap_ms'])} | {spread(r.get('ping_pace_ms'))} "
+            f"| {spread(r['replug_ms'])} | {cpu(r)} "
             f"| {setup:.1f} | {s['ovs_rss_mib']:.0f} / {s['controller_rss_mib']:.0f} |"
         )
     return "\n".join(out)

@@ -48,7 +48,7 @@ pub fn run(options: &Options) -> ExitCode {
     let headline = report.as_ref().map(print_isolation);
     rows.push(finish("3 isolation", outcome, headline));
 
-    heading("4", "a live migration announced by RARP");
+    heading("4", "a live migration announced by RARP, then by GARP");
     let (outcome, report) = run_measured("migrate", options, migrate::measure);
     let headline = report.as_ref().map(print_migrate);
     rows.push(finish("4 migration", outcome, headline));
@@ -206,43 +206,55 @@ fn print_isolation(r: &isolation::Report) -> String {
 
 fn print_migrate(r: &migrate::Report) -> String {
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
-    println!(
-        "   a VM moves from {} to {} while another VM pings it; re-plugging took {:.0} ms",
-        r.from_pm, r.to_pm, r.replug_ms
-    );
-    println!(
-        "   it announces itself as QEMU does: {} RARPs; PacketIns during the move: {}",
-        r.rarps_sent,
-        packet_ins(&r.packet_ins)
-    );
-    println!(
-        "   controller: RARP PacketIn to the last barrier reply of the reprogramming: {:.3} ms",
-        r.rarp_to_last_barrier_ms
-    );
-    println!(
-        "   first RARP to the first ping reply after it: {}; to the flooded announcement \
-         reaching the pinger: {} ({} copies)",
-        opt(r.rarp_to_first_reply_ms),
-        opt(r.rarp_to_flood_ms),
-        r.rarps_flooded_to_pinger
-    );
-    println!(
-        "   pings: {}; longest gap between replies: {}{}",
-        pings(&r.ping),
-        opt(r.ping.longest_gap_ms),
-        r.gap_between
-            .map(|(a, b)| format!(" (between replies {a} and {b})"))
-            .unwrap_or_default()
-    );
-    println!(
-        "   flows of the VI left on {} once it hosts none of its VMs: {}",
-        r.from_pm, r.source_pm_vi_flows
-    );
+    for m in [&r.rarp, &r.garp] {
+        let (what, who) = match m.announced_by {
+            migrate::Announcer::Rarp => ("RARPs", "as QEMU does"),
+            migrate::Announcer::Garp => ("GARPs", "as a guest with virtio-net's announce does"),
+        };
+        println!(
+            "   a VM moves from {} to {} while another VM pings it; re-plugging took {:.0} ms",
+            m.from_pm, m.to_pm, m.replug_ms
+        );
+        println!(
+            "   it announces itself {who}: {} {what}; PacketIns during the move: {}",
+            m.announcements_sent,
+            packet_ins(&m.packet_ins)
+        );
+        if let Some(latency) = m.rarp_to_last_barrier_ms {
+            println!(
+                "   controller: RARP PacketIn to the last barrier reply of the reprogramming: \
+                 {latency:.3} ms"
+            );
+        }
+        println!(
+            "   first announcement to the first ping reply after it: {} ({} pings lost after \
+             it); to the flooded announcement reaching the pinger: {} ({} copies)",
+            opt(m.announcement_to_first_reply_ms),
+            m.lost_after_announcement.len(),
+            opt(m.announcement_to_flood_ms),
+            m.flooded_to_pinger
+        );
+        println!(
+            "   pings: {}; longest gap between replies: {}{}",
+            pings(&m.ping),
+            opt(m.ping.longest_gap_ms),
+            m.gap_between
+                .map(|(a, b)| format!(" (between replies {a} and {b})"))
+                .unwrap_or_default()
+        );
+        println!(
+            "   flows of the VI left on {} once it hosts none of its VMs: {}",
+            m.from_pm, m.source_pm_vi_flows
+        );
+    }
     format!(
-        "move {:.1} ms RARP-to-barrier, ping gap {}, lost {}",
-        r.rarp_to_last_barrier_ms,
-        opt(r.ping.longest_gap_ms),
-        r.ping.lost.len()
+        "move {} RARP-to-barrier; first reply {} after the RARP, {} after the GARP; lost after \
+         the announcement {} and {}",
+        opt(r.rarp.rarp_to_last_barrier_ms),
+        opt(r.rarp.announcement_to_first_reply_ms),
+        opt(r.garp.announcement_to_first_reply_ms),
+        r.rarp.lost_after_announcement.len(),
+        r.garp.lost_after_announcement.len()
     )
 }
 

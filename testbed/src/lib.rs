@@ -64,7 +64,9 @@ pub use link::{Iface, Place, VethPair};
 pub use naming::{NodeName, Prefix, MAX_IFNAME_LEN};
 pub use netns::{list as list_netns, Netns};
 pub use ovs::{OvsInstance, CLIENT_TIMEOUT_SECS, VSWITCH_SCHEMA};
-pub use ping::{PingPlan, PingReply, PingReport, PingRun, PingTrace, Rtt, PING_REPLY_TIMEOUT};
+pub use ping::{
+    PingPlan, PingReply, PingReport, PingRun, PingTrace, Rtt, WallClock, PING_REPLY_TIMEOUT,
+};
 pub use pm::{
     FailMode, ManagementSpec, Pm, PmSpec, CONTROLLER_SOCKET_LINK, INTEGRATION_BRIDGE,
     UNDERLAY_BRIDGE,

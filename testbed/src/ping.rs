@@ -314,6 +314,11 @@ pub struct PingReply {
     pub rtt: Duration,
 }
 
+/// How far back from the end of a ping run a reply shows that it ended
+/// answered: at 10 ms a reply delayed on a loaded machine can come after
+/// the next two requests have left.
+const RESUMED_WITHIN: Duration = Duration::from_millis(200);
+
 /// Everything a [`PingRun`] saw.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PingTrace {
@@ -379,6 +384,89 @@ impl PingTrace {
             .map(|s| Duration::from_secs_f64(s.max(0.0)))
     }
 
+    /// When request `seq` was sent, in seconds since the Unix epoch. An
+    /// answered request: its reply's time less its round trip. A lost one:
+    /// between the answered requests around it, in proportion to the
+    /// sequence numbers, because ping's real pace is not its planned
+    /// interval (`ping -i 0.01` sends about every 16 ms on some machines);
+    /// with none answered after it, from the one before and the planned
+    /// interval. `None` when no request before it was answered.
+    pub fn sent_at(&self, seq: u32) -> Option<f64> {
+        let sent = |r: &PingReply| r.at - r.rtt.as_secs_f64();
+        let before = self
+            .replies
+            .iter()
+            .filter(|r| r.seq <= seq)
+            .max_by_key(|r| r.seq)?;
+        if before.seq == seq {
+            return Some(sent(before));
+        }
+        let steps = f64::from(seq - before.seq);
+        match self
+            .replies
+            .iter()
+            .filter(|r| r.seq > seq)
+            .min_by_key(|r| r.seq)
+        {
+            Some(after) => {
+                let pace = (sent(after) - sent(before)) / f64::from(after.seq - before.seq);
+                Some(sent(before) + steps * pace)
+            }
+            None => Some(sent(before) + steps * self.interval.as_secs_f64()),
+        }
+    }
+
+    /// Whether the run ended answered: one of the requests sent in its last
+    /// [`RESUMED_WITHIN`] (at least its last two: the very last may have
+    /// been in flight when it was interrupted) was answered.
+    pub fn resumed(&self) -> bool {
+        let last = self.summary.transmitted;
+        let tail =
+            (RESUMED_WITHIN.as_secs_f64() / self.interval.as_secs_f64().max(1e-3)).ceil() as u32;
+        self.replies.iter().any(|r| r.seq + tail.max(2) > last)
+    }
+
+    /// The requests lost that were sent at or after `t` (seconds since the
+    /// Unix epoch).
+    pub fn lost_since(&self, t: f64) -> Vec<u32> {
+        self.lost()
+            .into_iter()
+            .filter(|&s| self.sent_at(s).is_some_and(|at| at >= t))
+            .collect()
+    }
+
+    /// From `t` (seconds since the Unix epoch) to the first reply after it.
+    pub fn first_reply_after(&self, t: f64) -> Option<Duration> {
+        self.replies
+            .iter()
+            .map(|r| r.at)
+            .filter(|&at| at > t)
+            .min_by(f64::total_cmp)
+            .map(|at| Duration::from_secs_f64(at - t))
+    }
+
+    /// How far apart ping really sent consecutive requests: the median and
+    /// the longest over the pairs that were both answered.
+    pub fn pace(&self) -> Option<(Duration, Duration)> {
+        let mut replies = self.replies.clone();
+        replies.sort_by_key(|r| r.seq);
+        let mut steps: Vec<f64> = replies
+            .windows(2)
+            .filter(|w| w[1].seq == w[0].seq + 1)
+            .map(|w| {
+                let sent = |r: &PingReply| r.at - r.rtt.as_secs_f64();
+                (sent(&w[1]) - sent(&w[0])).max(0.0)
+            })
+            .collect();
+        steps.sort_by(f64::total_cmp);
+        let median = *steps.get((steps.len().checked_sub(1)?) / 2)?;
+        let longest = *steps.last()?;
+        Some((
+            Duration::from_secs_f64(median),
+            Duration::from_secs_f64(longest),
+        ))
+    }
+
     /// The replies before and after the longest gap, by sequence number.
     pub fn longest_gap_between(&self) -> Option<(u32, u32)> {
         let mut replies = self.replies.clone();
@@ -387,6 +475,34 @@ impl PingTrace {
             .windows(2)
             .max_by(|a, b| (a[1].at - a[0].at).total_cmp(&(b[1].at - b[0].at)))
             .map(|w| (w[0].seq, w[1].seq))
+    }
+}
+
+/// The Unix time of an [`Instant`], through one reading of both clocks:
+/// ping stamps its replies with the wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    pub wall: std::time::SystemTime,
+    pub instant: Instant,
+}
+
+impl WallClock {
+    pub fn now() -> Self {
+        Self {
+            wall: std::time::SystemTime::now(),
+            instant: Instant::now(),
+        }
+    }
+
+    /// `t` in seconds since the Unix epoch.
+    pub fn epoch(&self, t: Instant) -> f64 {
+        let base = self
+            .wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let since = t.saturating_duration_since(self.instant).as_secs_f64()
+            - self.instant.saturating_duration_since(t).as_secs_f64();
+        base + since
     }
 }
 
@@ -514,5 +630,67 @@ mod tests {
         assert!(t.replies.is_empty());
         assert_eq!(t.longest_gap(), None);
         assert_eq!(t.lost(), vec![1]);
+    }
+
+    #[test]
+    fn a_lost_request_is_dated_by_the_pace_ping_really_kept() {
+        // Planned every 10 ms, sent every 16 ms: requests 3 and 4 are lost.
+        let out = "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\
+                   [100.000500] 64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.500 ms\n\
+                   [100.016500] 64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.500 ms\n\
+                   [100.065000] 64 bytes from 10.0.0.2: icmp_seq=5 ttl=64 time=1.000 ms\n\
+                   \n--- 10.0.0.2 ping statistics ---\n\
+                   6 packets transmitted, 3 received, 50% packet loss, time 80ms\n\
+                   rtt min/avg/max/mdev = 0.500/0.667/1.000/0.236 ms\n";
+        let mut t = PingTrace::parse(out).unwrap();
+        t.interval = Duration::from_millis(10);
+        assert_eq!(t.lost(), [3, 4, 6]);
+        let at = |s| t.sent_at(s).unwrap();
+        assert!((at(2) - 100.016).abs() < 1e-9, "{}", at(2));
+        assert!((at(3) - 100.032).abs() < 1e-9, "{}", at(3));
+        assert!((at(4) - 100.048).abs() < 1e-9, "{}", at(4));
+        assert!(
+            (at(6) - 100.074).abs() < 1e-9,
+            "after the last answer: the plan"
+        );
+        assert_eq!(t.lost_since(100.040), [4, 6]);
+        let first = t.first_reply_after(100.040).unwrap();
+        assert!((first.as_secs_f64() - 0.025).abs() < 1e-9, "{first:?}");
+        let (median, longest) = t.pace().unwrap();
+        assert!((median.as_secs_f64() - 0.016).abs() < 1e-9, "{median:?}");
+        assert_eq!(median, longest, "one pair of consecutive answers");
+        assert!(PingTrace::parse(out).unwrap().sent_at(0).is_none());
+    }
+
+    #[test]
+    fn the_wall_clock_dates_instants_before_and_after_its_reading() {
+        let c = WallClock::now();
+        let base = c.epoch(c.instant);
+        let later = c.instant + Duration::from_millis(250);
+        assert!((c.epoch(later) - base - 0.25).abs() < 1e-6);
+        if let Some(earlier) = c.instant.checked_sub(Duration::from_millis(100)) {
+            assert!((base - c.epoch(earlier) - 0.1).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn a_run_resumed_when_one_of_its_last_requests_was_answered() {
+        let out = |last| {
+            format!(
+                "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\
+                 [100.000500] 64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.500 ms\n\
+                 [100.100500] 64 bytes from 10.0.0.2: icmp_seq={last} ttl=64 time=0.500 ms\n\
+                 \n--- 10.0.0.2 ping statistics ---\n\
+                 5 packets transmitted, 2 received, 60% packet loss, time 400ms\n"
+            )
+        };
+        let trace = |last, interval| {
+            let mut t = PingTrace::parse(&out(last)).unwrap();
+            t.interval = Duration::from_millis(interval);
+            t
+        };
+        assert!(trace(4, 100).resumed());
+        assert!(!trace(3, 100).resumed(), "only the last two at 100 ms");
+        assert!(trace(3, 10).resumed(), "the last 200 ms at 10 ms");
     }
 }

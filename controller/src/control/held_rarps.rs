@@ -1,28 +1,69 @@
-//! RARPs from ports the controller does not know yet.
+//! Announcements (RARP or GARP) from ports the controller does not know
+//! yet.
 //!
-//! A migrated guest announces itself the moment it resumes, and its new
-//! port may be on the bridge before OVSDB has told the controller which VI
-//! it belongs to: the port has no classification flow yet. Table 0 sends
-//! such a RARP up (`docs/pipeline.md`), and the control loop holds it here
-//! until the host's OVSDB report names the port, then handles it as if it
-//! had just come from the interception table. The wait and the memory are
-//! bounded: at most [`MAX_HELD`] RARPs, each at most [`HOLD_FOR`] (checked
-//! on the control loop's one-second tick).
+//! A migrated guest announces itself the moment it resumes (QEMU sends
+//! RARPs; a guest with virtio-net's announce feature sends GARPs), and its
+//! new port may be on the bridge before OVSDB has told the controller which
+//! VI it belongs to: the port has no classification flow yet. Table 0 sends
+//! such a RARP or ARP up (`docs/pipeline.md`), and the control loop holds
+//! the announcements here until the host's OVSDB report names the port,
+//! then handles them as if they had just come in. The wait and the memory
+//! are bounded: at most [`MAX_HELD`] announcements, each at most
+//! [`HOLD_FOR`] (checked on the control loop's one-second tick).
 
 use crate::model::HostName;
 use crate::server::ConnId;
 use ofp::message::PacketIn;
+use ofp::packet::{ArpRepr, EtherType, EthernetFrame};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// How long a RARP waits for its port to be reported.
+/// How long an announcement waits for its port to be reported.
 pub(super) const HOLD_FOR: Duration = Duration::from_secs(2);
-/// How many RARPs wait at most; the oldest gives way to a new one.
+/// How many announcements wait at most; the oldest gives way to a new one.
 pub(super) const MAX_HELD: usize = 1024;
 
-/// One RARP waiting for its port.
+/// How a guest announced itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Announcement {
+    Rarp,
+    /// An ARP request or reply whose sender IP is its target IP.
+    Garp,
+}
+
+impl Announcement {
+    /// What `frame` announces, if it is an announcement.
+    pub(super) fn of(frame: &[u8]) -> Option<Self> {
+        match EthernetFrame::new_checked(frame).ok()?.ethertype() {
+            EtherType::Rarp => Some(Self::Rarp),
+            EtherType::Arp => ArpRepr::parse_frame(frame)
+                .ok()
+                .filter(ArpRepr::is_gratuitous)
+                .map(|_| Self::Garp),
+            _ => None,
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Rarp => "RARP",
+            Self::Garp => "GARP",
+        }
+    }
+
+    /// The PacketIn reason counted when one is given up.
+    pub(super) fn given_up(self) -> &'static str {
+        match self {
+            Self::Rarp => "rarp_given_up",
+            Self::Garp => "garp_given_up",
+        }
+    }
+}
+
+/// One announcement waiting for its port.
 #[derive(Debug, Clone)]
 pub(super) struct Held {
+    pub what: Announcement,
     pub conn: ConnId,
     pub host: HostName,
     pub in_port: u32,
@@ -31,23 +72,24 @@ pub(super) struct Held {
     pub received: Instant,
 }
 
-/// The RARPs waiting, oldest first.
+/// The announcements waiting, oldest first.
 #[derive(Debug, Default)]
 pub(super) struct HeldRarps {
     held: VecDeque<Held>,
 }
 
 impl HeldRarps {
-    /// Holds `rarp`; the one it pushed out when [`MAX_HELD`] were waiting.
-    pub(super) fn hold(&mut self, rarp: Held) -> Option<Held> {
+    /// Holds `announcement`; the one it pushed out when [`MAX_HELD`] were
+    /// waiting.
+    pub(super) fn hold(&mut self, announcement: Held) -> Option<Held> {
         let out = (self.held.len() >= MAX_HELD)
             .then(|| self.held.pop_front())
             .flatten();
-        self.held.push_back(rarp);
+        self.held.push_back(announcement);
         out
     }
 
-    /// Takes the RARPs from `host` whose port `known` now recognises, in
+    /// Takes the announcements from `host` whose port `known` now recognises, in
     /// the order they came.
     pub(super) fn release(&mut self, host: &HostName, known: impl Fn(u32) -> bool) -> Vec<Held> {
         let (ready, waiting) = std::mem::take(&mut self.held)
@@ -57,7 +99,7 @@ impl HeldRarps {
         ready.into()
     }
 
-    /// Takes the RARPs that have waited [`HOLD_FOR`] or longer at `now`.
+    /// Takes the announcements that have waited [`HOLD_FOR`] or longer at `now`.
     pub(super) fn expire(&mut self, now: Instant) -> Vec<Held> {
         let (old, young) = std::mem::take(&mut self.held)
             .into_iter()
@@ -79,6 +121,7 @@ mod tests {
 
     fn held(host: &str, in_port: u32, received: Instant) -> Held {
         Held {
+            what: Announcement::Rarp,
             conn: ConnId(1),
             host: HostName(host.into()),
             in_port,
@@ -107,6 +150,32 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].host.0.as_str(), out[0].in_port), ("pm1", 5));
         assert_eq!(h.len(), 2);
+    }
+
+    #[test]
+    fn rarps_and_garps_are_announcements_and_other_arp_is_not() {
+        let mac = ofp::packet::MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+        let ip = std::net::Ipv4Addr::new(10, 0, 0, 1);
+        let frame = |arp: ArpRepr| {
+            let mut data = Vec::new();
+            arp.emit(&mut data);
+            data
+        };
+        let of = |arp| Announcement::of(&frame(arp));
+        assert_eq!(of(ArpRepr::rarp_announce(mac)), Some(Announcement::Rarp));
+        let garp = ArpRepr::gratuitous(mac, ip);
+        assert_eq!(of(garp.clone()), Some(Announcement::Garp));
+        let unsolicited_reply = ArpRepr {
+            op: ofp::packet::ArpOp::Reply,
+            ..garp.clone()
+        };
+        assert_eq!(of(unsolicited_reply), Some(Announcement::Garp));
+        let request = ArpRepr {
+            tpa: std::net::Ipv4Addr::new(10, 0, 0, 2),
+            ..garp
+        };
+        assert_eq!(of(request), None, "an ordinary request announces nothing");
+        assert_eq!(Announcement::of(&[0; 10]), None, "too short to parse");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! act once the barriers come back (move latency, packets held until the
 //! flows they depend on are in).
 
-use super::held_rarps::Held;
+use super::held_rarps::{Announcement, Held};
 use super::inventory::Incomplete;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{affected_hosts, compile_entries, compile_into, TABLE_CLASSIFY};
@@ -16,7 +16,6 @@ use crate::server::{ConnId, SubmitError};
 use crate::session::Batch;
 use crate::switch_state::{Installed, SwitchState};
 use ofp::message::{Message, PacketIn, PacketOut};
-use ofp::packet::{EtherType, EthernetFrame};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
@@ -98,8 +97,9 @@ enum Programmed {
 #[derive(Debug, Clone, Copy)]
 enum Scope<'a> {
     Everything,
-    /// The flows of the registry entries these changes touched (the
-    /// topology has not changed since the switch was last programmed).
+    /// The flows of the registry entries these changes touched: the rest
+    /// is right already (the topology has not changed since the switch
+    /// was last programmed), or the switch is compiled whole next.
     Entries(&'a [RegistryChange]),
 }
 
@@ -275,6 +275,18 @@ impl Control {
             }
             Scope::Entries(changes) => {
                 let flows = compile_entries(changes, &self.registry, &self.topology, &host);
+                let missing_group = flows
+                    .after
+                    .flows
+                    .values()
+                    .flat_map(|f| f.groups())
+                    .any(|g| !installed.groups.contains_key(&g));
+                if missing_group {
+                    // A group the topology just brought (a VI new on this
+                    // switch): the flows must not reach the switch before
+                    // it, so the switch is compiled whole.
+                    return self.program_scope(conn, Scope::Everything);
+                }
                 let part = installed.flows_at(
                     flows
                         .before
@@ -594,26 +606,20 @@ impl Control {
     /// other PacketOuts in one batch.
     pub(super) fn end_burst(&mut self) {
         let Some(b) = self.burst.take() else { return };
+        if self.halted() {
+            return;
+        }
+        // What a burst learned came from the data plane (a move, a learned
+        // MAC), not from an API client: its flows are on their way while
+        // the store commits it, and a crash in between costs at most a
+        // move until the guest's next frame (`docs/controller.md`, Store).
+        let programming = self.program_burst(&b);
         if !self.store(b.store) {
-            // Not durable: nothing may act on what the burst learned, not
-            // even the floods.
+            // Not durable: nothing else may act on what the burst learned,
+            // not even the floods.
             return;
         }
         self.announce_registry(b.events);
-        let mut programming = self.program_hosts(&b.hosts);
-        // Switches compiled whole above need no entry-by-entry pass; each
-        // other switch compiles only the changes of the VIs it serves.
-        let per_host = self.changes_by_host(b.changes, &b.hosts);
-        let conns: Vec<(ConnId, HostName)> = self
-            .switches
-            .iter()
-            .filter_map(|(c, s)| Some((*c, s.host.clone()?)))
-            .filter(|(_, h)| per_host.contains_key(h))
-            .collect();
-        for (c, host) in conns {
-            let done = self.program_scope(c, Scope::Entries(&per_host[&host]));
-            programming.record(c, done);
-        }
         let mut w = b.waiting;
         w.tickets = programming.tickets;
         w.held = programming.deferred;
@@ -628,14 +634,13 @@ impl Control {
 
     /// The changes each host's switch must compile, in the order made: a
     /// change concerns the members of its VI (what [`affected_hosts`]
-    /// says), the hosts in `whole` excepted. Worked out once per burst, as
+    /// says). Worked out once per burst, as
     /// one pass over the ports: per change it was a pass per PacketIn, and
     /// every switch then went through every change of the burst, those of
     /// VIs it does not serve included.
     fn changes_by_host(
         &self,
-        changes: Vec<RegistryChange>,
-        whole: &BTreeSet<HostName>,
+        changes: &[RegistryChange],
     ) -> BTreeMap<HostName, Vec<RegistryChange>> {
         let mut per_host: BTreeMap<HostName, Vec<RegistryChange>> = BTreeMap::new();
         if changes.is_empty() {
@@ -644,11 +649,37 @@ impl Control {
         let members = self.topology.vi_members();
         for c in changes {
             let hosts = members.get(&c.vi()).into_iter().flatten();
-            for h in hosts.filter(|h| !whole.contains(**h)) {
+            for h in hosts {
                 per_host.entry((*h).clone()).or_default().push(c.clone());
             }
         }
         per_host
+    }
+
+    /// Reprograms the switches `b` concerns. The flows of the registry
+    /// entries it changed go first, to every switch they concern (each
+    /// only the changes of the VIs it serves): a move released by a port
+    /// report reaches the switches that send to the moved MAC before any
+    /// switch is compiled whole for the report. Then the switches whose
+    /// topology changed are compiled whole, which finds those entries done.
+    fn program_burst(&mut self, b: &Burst) -> Programming {
+        let mut programming = Programming::default();
+        let per_host = self.changes_by_host(&b.changes);
+        let conns: Vec<(ConnId, HostName)> = self
+            .switches
+            .iter()
+            .filter_map(|(c, s)| Some((*c, s.host.clone()?)))
+            .filter(|(_, h)| per_host.contains_key(h))
+            .collect();
+        for (c, host) in conns {
+            let done = self.program_scope(c, Scope::Entries(&per_host[&host]));
+            programming.record(c, done);
+        }
+        for c in self.conns_serving(&b.hosts) {
+            let done = self.program(c);
+            programming.record(c, done);
+        }
+        programming
     }
 
     /// Sends each connection its PacketOuts in one batch.
@@ -698,8 +729,8 @@ impl Control {
             self.answers_changed();
         }
         if let Some(b) = self.burst.as_mut() {
-            // Committed together when the burst ends, before anything acts
-            // on them: one durable write for the whole burst.
+            // Committed together when the burst ends: one durable write
+            // for the whole burst (`end_burst` says what waits for it).
             b.store.append(also);
             b.events.extend(changes.iter().map(RegistryEvent::of));
             b.changes
@@ -807,11 +838,12 @@ impl Control {
         self.wait_for(w);
     }
 
-    /// Holds a RARP that table 0 sent up because its port has no
+    /// Holds a RARP or GARP that table 0 sent up because its port has no
     /// classification flow yet, until OVSDB reports the port; whether it
-    /// was held. A RARP from a tunnel (with a key no VI here owns) is not
-    /// for holding, and one from a port that became known in the meantime
-    /// is handled at once.
+    /// was held. Other ARP is not for holding (it goes on to be handled,
+    /// and dropped when its port is unknown), nor is anything from a tunnel
+    /// (with a key no VI here owns); an announcement from a port that
+    /// became known in the meantime is handled at once.
     fn hold_if_unclassified(
         &mut self,
         conn: ConnId,
@@ -821,17 +853,19 @@ impl Control {
         received: Instant,
     ) -> bool {
         let port = meta.in_port;
-        let is_rarp = EthernetFrame::new_checked(&pi.data[..])
-            .is_ok_and(|e| e.ethertype() == EtherType::Rarp);
+        let Some(what) = Announcement::of(&pi.data) else {
+            return false;
+        };
         let tunnel = self
             .topology
             .tunnels
             .iter()
             .any(|((h, _), &p)| h == host && p == port);
-        if !is_rarp || tunnel || self.topology.vm_port(host, port).is_some() {
+        if tunnel || self.topology.vm_port(host, port).is_some() {
             return false;
         }
         let pushed_out = self.held_rarps.hold(Held {
+            what,
             conn,
             host: host.clone(),
             in_port: port,
@@ -839,11 +873,12 @@ impl Control {
             received,
         });
         if let Some(h) = pushed_out {
-            self.give_up_rarp(&h, "too many RARPs were waiting for their ports");
+            self.give_up_rarp(&h, "too many announcements were waiting for their ports");
         }
         debug!(
             %host,
-            "holding a RARP from port {port} until OVSDB reports the port ({} waiting)",
+            "holding a {} from port {port} until OVSDB reports the port ({} waiting)",
+            what.name(),
             self.held_rarps.len()
         );
         true

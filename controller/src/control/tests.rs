@@ -1171,7 +1171,7 @@ fn a_port_report_reprograms_only_the_switches_whose_flows_it_changes() {
 }
 
 #[test]
-fn a_burst_is_stored_in_one_commit_before_anything_leaves() {
+fn a_burst_is_stored_in_one_commit_while_its_flows_go_out() {
     let (mut c, mut rx, _) = pm1_programmed();
     let commits = watch_commits(&mut c);
     c.begin_burst();
@@ -1183,25 +1183,95 @@ fn a_burst_is_stored_in_one_commit_before_anything_leaves() {
     }
     assert!(commits.lock().unwrap().is_empty(), "nothing stored yet");
     c.end_burst();
-    // One commit, made while nothing was queued for any switch.
-    assert_eq!(*commits.lock().unwrap(), vec![0]);
+    // One commit, made once the burst's flows were queued for the switch
+    // (what it learned came from the data plane, not from the API).
+    assert_eq!(*commits.lock().unwrap(), vec![1]);
     assert_eq!(batches(&mut rx).len(), 1);
 }
 
-#[test]
-fn a_burst_the_store_refuses_sends_nothing() {
+/// A store whose commit waits (a second at most) for the connection's side
+/// to take a batch off the switch's queue, and records whether it did.
+struct CommitWhileSending {
+    taken: std::sync::mpsc::Receiver<()>,
+    during_commit: Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl store::Store for CommitWhileSending {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &store::Batch) -> Result<(), store::StoreError> {
+        let taken = self.taken.recv_timeout(Duration::from_secs(1)).is_ok();
+        self.during_commit.lock().unwrap().push(taken);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn the_connection_writes_a_bursts_flows_while_the_store_commits() {
+    // One worker: the connection's task, woken by the batch, could only
+    // run once the control loop let go of the worker, after the commit,
+    // unless the commit hands the worker over.
     let (mut c, mut rx, _) = pm1_programmed();
+    let (taken_tx, taken) = std::sync::mpsc::channel();
+    let connection = tokio::spawn(async move {
+        while let Some(cmd) = rx.recv().await {
+            if matches!(cmd, Command::Submit(_)) {
+                let _ = taken_tx.send(());
+            }
+        }
+    });
+    let during_commit = Arc::default();
+    c.persist_to(Box::new(CommitWhileSending {
+        taken,
+        during_commit: Arc::clone(&during_commit),
+    }));
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
+    let c = tokio::spawn(async move {
+        rarp_burst(&mut c, mac);
+        c
+    })
+    .await
+    .unwrap();
+    assert_eq!(*during_commit.lock().unwrap(), vec![true]);
+    assert_eq!(located(&c, mac), port_of("pm1", 5));
+    drop(c);
+    connection.await.unwrap();
+}
+
+#[test]
+fn a_burst_the_store_refuses_floods_nothing_and_is_never_acknowledged() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mut events = c.events.subscribe();
     c.persist_to(Box::new(store::FullDisk));
     let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x42]);
     rarp_burst(&mut c, mac);
-    assert!(batches(&mut rx).is_empty(), "no flows and no flood");
     assert!(c.halted());
+    // The flows left with the commit; nothing that waited for it did.
+    let b = batches(&mut rx);
+    let [flows] = &b[..] else { panic!("{b:?}") };
+    assert!(flows
+        .messages
+        .iter()
+        .all(|m| matches!(m, Message::FlowMod(_))));
+    let ticket = flows.barrier.unwrap();
+    barrier(&mut c, 1, ticket, 0);
+    assert!(batches(&mut rx).is_empty(), "no flood");
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 0);
+    assert!(events.try_recv().is_err(), "no registry event");
 }
 
 /// A RARP that table 0 sent up from `in_port` (a port with no
 /// classification flow yet).
 fn unclassified_rarp(mac: MacAddr, in_port: u32, received: Instant) -> Upcall {
-    let Upcall::PacketIn { mut packet_in, .. } = rarp_received(mac, in_port, received) else {
+    unclassified(&ArpRepr::rarp_announce(mac), in_port, received)
+}
+
+/// `frame` sent up by table 0 from `in_port` (a port with no
+/// classification flow yet).
+fn unclassified(frame: &ArpRepr, in_port: u32, received: Instant) -> Upcall {
+    let Upcall::PacketIn { mut packet_in, .. } = intercepted_at(frame, in_port, received) else {
         unreachable!()
     };
     packet_in.table_id = crate::compiler::TABLE_CLASSIFY;
@@ -1287,6 +1357,148 @@ fn a_held_rarp_is_given_up_and_tunnels_are_never_held() {
         1
     );
     // Reported later, the port finds nothing waiting: the MAC stays.
+    pm2_reports(&mut c, &[8]);
+    assert_eq!(located(&c, mac), port_of("pm1", 5));
+}
+
+#[test]
+fn a_garp_from_a_port_not_yet_reported_moves_the_mac_once_reported() {
+    // A guest with virtio-net's announce feature resumes on pm2's new
+    // port 8 and sends a GARP before OVSDB reports the port.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let ip = Ipv4Addr::new(10, 1, 0, 42);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified(&ArpRepr::gratuitous(mac, ip), 8, Instant::now()),
+    });
+    assert_eq!(located(&c, mac), port_of("pm1", 5), "held, not handled");
+    assert_eq!(c.held_rarps.len(), 1);
+    pm2_reports(&mut c, &[8]);
+    assert_eq!(c.held_rarps.len(), 0);
+    assert_eq!(located(&c, mac), port_of("pm2", 8));
+    let bound = c.registry.ip(&crate::model::IpKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        ip,
+    });
+    assert_eq!(bound.map(|e| e.mac), Some(mac));
+    assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"garp\"}"), 1);
+    // The GARP stopped in table 0: once every switch confirms its flows,
+    // the controller floods it in the VI as if it came in on port 8.
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let floods = batches(rxs.get_mut(&2).unwrap());
+    assert!(
+        matches!(&floods[..], [b] if matches!(&b.messages[..],
+            [Message::PacketOut(p)] if p.in_port == 8 && p.data[12..14] == [8, 6])),
+        "{floods:?}"
+    );
+}
+
+/// Whether `m` adds or changes a flow for frames to or from `mac`.
+fn is_flow_of(m: &Message, mac: MacAddr) -> bool {
+    let Message::FlowMod(f) = m else {
+        return false;
+    };
+    [ofp::oxm::FieldId::ETH_DST, ofp::oxm::FieldId::ETH_SRC]
+        .into_iter()
+        .any(|id| {
+            matches!(f.match_.get(id),
+                Some(ofp::oxm::OxmField::EthDst(a, _) | ofp::oxm::OxmField::EthSrc(a, _)) if *a == mac.0)
+        })
+}
+
+#[test]
+fn a_move_a_port_report_releases_reaches_every_switch_before_the_reports_reprogramming() {
+    // pm2 serves no VI: the VM that migrates there is the first of VI 1,
+    // so the report of its port reprograms pm1 and gw (their floods now
+    // reach pm2) and pm2 whole. The guest's RARP came first and is held.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm2".into()),
+        vm_ports: vec![],
+        tunnels: vec![([10, 0, 0, 1].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    });
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified_rarp(mac, 8, Instant::now()),
+    });
+    // The control loop takes the report in a burst.
+    c.begin_burst();
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm2".into()),
+        vm_ports: vec![VmPortSeen {
+            name: "vm-moved".into(),
+            ofport: 8,
+            vi: ViId(1),
+        }],
+        tunnels: vec![([10, 0, 0, 1].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    });
+    c.end_burst();
+    assert_eq!(located(&c, mac), port_of("pm2", 8));
+    let mut owed = Vec::new();
+    for conn in [1, 2, 9] {
+        let b = batches(rxs.get_mut(&conn).unwrap());
+        owed.extend(b.iter().filter_map(|b| Some((conn, b.barrier?))));
+        // First the moved MAC's flows alone, confirmed by their own
+        // barrier; then the report's reprogramming (the floods' groups, and
+        // on pm2 the new port's classification).
+        let [moved, report] = &b[..] else {
+            panic!("conn{conn}: {b:?}")
+        };
+        assert!(moved.barrier.is_some());
+        assert!(
+            !moved.messages.is_empty() && moved.messages.iter().all(|m| is_flow_of(m, mac)),
+            "conn{conn}: {moved:?}"
+        );
+        assert!(
+            report
+                .messages
+                .iter()
+                .any(|m| matches!(m, Message::GroupMod(_))),
+            "conn{conn}: {report:?}"
+        );
+        assert!(!report.messages.iter().any(|m| is_flow_of(m, mac)));
+    }
+    // The RARP's flood waits for both.
+    for (conn, ticket) in owed {
+        assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
+        barrier(&mut c, conn, ticket, 0);
+    }
+    let floods = batches(rxs.get_mut(&2).unwrap());
+    assert!(
+        matches!(&floods[..], [b] if matches!(&b.messages[..],
+            [Message::PacketOut(p)] if p.in_port == 8)),
+        "{floods:?}"
+    );
+}
+
+#[test]
+fn other_arp_from_a_port_not_yet_reported_is_not_held() {
+    let (mut c, _rxs, mac) = vm_on_pm1();
+    let arrived = Instant::now();
+    let request = ArpRepr::request(mac, Ipv4Addr::new(10, 1, 0, 42), Ipv4Addr::new(10, 1, 0, 1));
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified(&request, 8, arrived),
+    });
+    assert_eq!(c.held_rarps.len(), 0);
+    assert_eq!(
+        metric(&c, "iris_packet_ins_total{reason=\"not_from_vm_port\"}"),
+        1
+    );
+    // A GARP that waits in vain is given up and counted as one.
+    let garp = ArpRepr::gratuitous(mac, Ipv4Addr::new(10, 1, 0, 42));
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: unclassified(&garp, 8, arrived),
+    });
+    assert_eq!(c.held_rarps.len(), 1);
+    c.on_tick(arrived + held_rarps::HOLD_FOR);
+    assert_eq!(
+        metric(&c, "iris_packet_ins_total{reason=\"garp_given_up\"}"),
+        1
+    );
     pm2_reports(&mut c, &[8]);
     assert_eq!(located(&c, mac), port_of("pm1", 5));
 }

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Barrier;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -35,7 +35,7 @@ use crate::controller::{ServerEvent, ViEntry};
 use crate::frames::FrameSender;
 use crate::scenario::migrate::qemu_announcement;
 use crate::scenario::{self, check, ms, round3, Harness, ScenarioError};
-use crate::{PingPlan, PingRun, PingTrace, PmId, VmId};
+use crate::{PingPlan, PingRun, PingTrace, PmId, VmId, WallClock};
 
 const VI: u32 = 1;
 const GRE_KEY: u32 = 1001;
@@ -127,7 +127,13 @@ pub struct VmMove {
     pub pings_lost: usize,
     /// Lost, and sent after the VM's first RARP.
     pub pings_lost_after_rarp: usize,
+    /// From the VM's first RARP to the first ping reply after it.
+    pub rarp_to_first_reply_ms: Option<f64>,
     pub longest_gap_ms: Option<f64>,
+    /// How far apart ping really sent its requests (median and longest
+    /// step between two answered ones), which may differ from the planned
+    /// interval.
+    pub ping_pace_ms: Option<Spread>,
 }
 
 /// What one run measured.
@@ -168,7 +174,12 @@ pub struct Report {
     pub pings_lost_total: usize,
     pub pings_lost_after_rarp_max: usize,
     pub pings_lost_after_rarp_total: usize,
+    /// From each VM's first RARP to the first ping reply after it.
+    pub rarp_to_first_reply_ms: Option<Spread>,
     pub longest_gap_ms: Option<f64>,
+    /// How far apart ping really sent its requests: the median of the
+    /// VMs' medians, and the longest step of any.
+    pub ping_pace_ms: Option<Spread>,
     pub vms: Vec<VmMove>,
 }
 
@@ -254,7 +265,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         .collect();
     let controller_pid = controller.pid();
     let cpu_start = cpu_seconds(controller_pid);
-    let clock = Clock::now();
+    let clock = WallClock::now();
     let plugged = h.tb.move_vms(&moves)?;
     let cpu_plugged = cpu_seconds(controller_pid);
     let moving_started = clock.instant;
@@ -352,12 +363,8 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         let event = moved.get(&vm.mac().to_string());
         let trace = &traces[j];
         let lost = trace.lost();
-        let after_rarp = first_rarp.map_or(0, |t| {
-            let t = clock.epoch(t);
-            lost.iter()
-                .filter(|&&s| sent_at(trace, s).is_some_and(|at| at >= t))
-                .count()
-        });
+        let rarp_at = first_rarp.map(|t| clock.epoch(t));
+        let after_rarp = rarp_at.map_or(0, |t| trace.lost_since(t).len());
         per_vm.push(VmMove {
             vm: vm.name().to_owned(),
             from: from[j].clone(),
@@ -369,7 +376,12 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
                 .map(|(r, e)| ms(e.at.saturating_duration_since(r))),
             pings_lost: lost.len(),
             pings_lost_after_rarp: after_rarp,
+            rarp_to_first_reply_ms: rarp_at.and_then(|t| trace.first_reply_after(t)).map(ms),
             longest_gap_ms: trace.longest_gap().map(ms),
+            ping_pace_ms: trace.pace().map(|(median, longest)| Spread {
+                p50: ms(median),
+                max: ms(longest),
+            }),
         });
     }
     let latencies: Vec<f64> = per_vm.iter().filter_map(|v| v.latency_ms).collect();
@@ -413,6 +425,13 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
             .max()
             .unwrap_or(0),
         pings_lost_after_rarp_total: per_vm.iter().map(|v| v.pings_lost_after_rarp).sum(),
+        rarp_to_first_reply_ms: Spread::of(
+            &per_vm
+                .iter()
+                .filter_map(|v| v.rarp_to_first_reply_ms)
+                .collect::<Vec<_>>(),
+        ),
+        ping_pace_ms: pace_over(&per_vm),
         longest_gap_ms: per_vm
             .iter()
             .filter_map(|v| v.longest_gap_ms)
@@ -427,59 +446,18 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
             moved.len()
         )
     })?;
-    check(traces.iter().all(resumed), || {
+    check(traces.iter().all(PingTrace::resumed), || {
         format!("pings did not resume after every move: {:?}", report.vms)
     })?;
     Ok(report)
 }
 
-/// Whether a ping run ended answered: its last reply is among its last
-/// two requests (the very last may have been in flight when it was
-/// interrupted).
-fn resumed(t: &PingTrace) -> bool {
-    let last = t.summary.transmitted;
-    t.replies.iter().any(|r| r.seq + 1 >= last)
-}
-
-/// When request `seq` of `trace` was sent, in seconds since the Unix
-/// epoch: from the nearest answered request before it (its reply time less
-/// its round trip) and the interval; `None` when none before it was
-/// answered.
-fn sent_at(trace: &PingTrace, seq: u32) -> Option<f64> {
-    let r = trace
-        .replies
-        .iter()
-        .filter(|r| r.seq <= seq)
-        .max_by_key(|r| r.seq)?;
-    let steps = f64::from(seq - r.seq);
-    Some(r.at - r.rtt.as_secs_f64() + steps * trace.interval.as_secs_f64())
-}
-
-/// The Unix time of an [`Instant`], through one reading of both clocks
-/// (ping stamps its replies with the wall clock).
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    wall: SystemTime,
-    instant: Instant,
-}
-
-impl Clock {
-    fn now() -> Self {
-        Self {
-            wall: SystemTime::now(),
-            instant: Instant::now(),
-        }
-    }
-
-    fn epoch(&self, t: Instant) -> f64 {
-        let base = self
-            .wall
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let since = t.saturating_duration_since(self.instant).as_secs_f64()
-            - self.instant.saturating_duration_since(t).as_secs_f64();
-        base + since
-    }
+/// The median of the VMs' median paces, and the longest step of any.
+fn pace_over(vms: &[VmMove]) -> Option<Spread> {
+    let paces: Vec<Spread> = vms.iter().filter_map(|v| v.ping_pace_ms).collect();
+    let p50 = Spread::of(&paces.iter().map(|p| p.p50).collect::<Vec<_>>())?.p50;
+    let max = Spread::of(&paces.iter().map(|p| p.max).collect::<Vec<_>>())?.max;
+    Some(Spread { p50, max })
 }
 
 fn gained_total(
@@ -569,6 +547,12 @@ impl fmt::Display for Report {
             self.pings_lost_after_rarp_max,
             self.pings_lost_after_rarp_total,
             opt(self.longest_gap_ms)
+        )?;
+        writeln!(
+            f,
+            "  first RARP to first reply: {}; ping really sent every {}",
+            spread(self.rarp_to_first_reply_ms),
+            spread(self.ping_pace_ms)
         )
     }
 }
@@ -584,35 +568,5 @@ mod tests {
         let s = Spread::of(&[4.0]).unwrap();
         assert_eq!((s.p50, s.max), (4.0, 4.0));
         assert!(Spread::of(&[]).is_none());
-    }
-
-    #[test]
-    fn a_lost_request_is_dated_from_the_answered_one_before_it() {
-        let out = "PING 10.0.0.2 (10.0.0.2) 56(84) bytes of data.\n\
-                   [100.000500] 64 bytes from 10.0.0.2: icmp_seq=1 ttl=64 time=0.500 ms\n\
-                   [100.100500] 64 bytes from 10.0.0.2: icmp_seq=2 ttl=64 time=0.500 ms\n\
-                   [100.401000] 64 bytes from 10.0.0.2: icmp_seq=5 ttl=64 time=1.000 ms\n\
-                   \n--- 10.0.0.2 ping statistics ---\n\
-                   5 packets transmitted, 3 received, 40% packet loss, time 400ms\n\
-                   rtt min/avg/max/mdev = 0.500/0.667/1.000/0.236 ms\n";
-        let mut t = PingTrace::parse(out).unwrap();
-        t.interval = Duration::from_millis(100);
-        assert_eq!(t.lost(), [3, 4]);
-        let at = |s| sent_at(&t, s).unwrap();
-        assert!((at(3) - 100.2).abs() < 1e-6, "{}", at(3));
-        assert!((at(4) - 100.3).abs() < 1e-6, "{}", at(4));
-        assert!((at(5) - 100.4).abs() < 1e-6, "{}", at(5));
-        assert!(resumed(&t));
-    }
-
-    #[test]
-    fn clock_dates_instants_before_and_after_its_reading() {
-        let c = Clock::now();
-        let base = c.epoch(c.instant);
-        let later = c.instant + Duration::from_millis(250);
-        assert!((c.epoch(later) - base - 0.25).abs() < 1e-6);
-        if let Some(earlier) = c.instant.checked_sub(Duration::from_millis(100)) {
-            assert!((base - c.epoch(earlier) - 0.1).abs() < 1e-6);
-        }
     }
 }

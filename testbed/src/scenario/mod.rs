@@ -58,8 +58,9 @@ pub const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "migrate",
-        proves: "a VM moved to another PM and announced by RARP, as QEMU does, is reached \
-                 again; RARP-to-barrier time and ping gap measured",
+        proves: "a VM moved to another PM is reached again at once after its first \
+                 announcement, a RARP as QEMU sends or a GARP as the guest sends; \
+                 RARP-to-barrier time and ping gap measured",
         body: migrate::run,
     },
     Scenario {
