@@ -76,29 +76,7 @@ impl Snapshot {
 /// Writes to apply together: `None` deletes the key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
-    ops: Vec<Write>,
-}
-
-/// One write of a [`Batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Write {
-    key: String,
-    value: Option<Vec<u8>>,
-    /// The writer knows the store holds `key` before this batch: a
-    /// registry entry that existed (the registry is loaded from the store
-    /// and changes only through commits). The store then need not look the
-    /// key up to keep its count of records by kind.
-    held: bool,
-}
-
-impl Write {
-    fn new(key: String, value: Option<Vec<u8>>) -> Self {
-        Self {
-            key,
-            value,
-            held: false,
-        }
-    }
+    ops: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Batch {
@@ -118,17 +96,11 @@ impl Batch {
             match c {
                 RegistryChange::Mac(c) => {
                     let value = c.after.as_ref().map(|e| encode(&MacRecord::new(&c.key, e)));
-                    self.ops.push(Write {
-                        held: c.before.is_some(),
-                        ..Write::new(mac_key(&c.key), value)
-                    });
+                    self.ops.push((mac_key(&c.key), value));
                 }
                 RegistryChange::Ip(c) => {
                     let value = c.after.as_ref().map(|e| encode(&IpRecord::new(&c.key, e)));
-                    self.ops.push(Write {
-                        held: c.before.is_some(),
-                        ..Write::new(ip_key(&c.key), value)
-                    });
+                    self.ops.push((ip_key(&c.key), value));
                 }
             }
         }
@@ -136,20 +108,20 @@ impl Batch {
 
     pub fn put_host(&mut self, host: &Host) {
         let value = encode(&HostRecord::new(host));
-        self.ops.push(Write::new(host_key(&host.name), Some(value)));
+        self.ops.push((host_key(&host.name), Some(value)));
     }
 
     pub fn delete_host(&mut self, name: &HostName) {
-        self.ops.push(Write::new(host_key(name), None));
+        self.ops.push((host_key(name), None));
     }
 
     pub fn put_vi(&mut self, vi: &Vi) {
         self.ops
-            .push(Write::new(vi_key(vi.id), Some(encode(&ViRecord::new(vi)))));
+            .push((vi_key(vi.id), Some(encode(&ViRecord::new(vi)))));
     }
 
     pub fn delete_vi(&mut self, id: ViId) {
-        self.ops.push(Write::new(vi_key(id), None));
+        self.ops.push((vi_key(id), None));
     }
 
     /// Adds `other`'s writes after these.
@@ -167,9 +139,17 @@ impl Batch {
 
     /// The writes in order; a later write to a key wins.
     pub fn ops(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.ops.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
+    }
+
+    /// The writes in order, at most `n` at a time.
+    pub fn chunks(
+        &self,
+        n: usize,
+    ) -> impl Iterator<Item = impl Iterator<Item = (&str, Option<&[u8]>)>> {
         self.ops
-            .iter()
-            .map(|w| (w.key.as_str(), w.value.as_deref()))
+            .chunks(n.max(1))
+            .map(|c| c.iter().map(|(k, v)| (k.as_str(), v.as_deref())))
     }
 }
 
@@ -680,16 +660,13 @@ impl SledStore {
     ) -> Result<(), StoreError> {
         // Whether each key written so far in this batch is there now.
         let mut present: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
-        for chunk in batch.ops.chunks(ATOMIC_OPS) {
+        for chunk in batch.chunks(ATOMIC_OPS) {
             let mut b = sled::Batch::default();
             let mut marker = self.marker.clone();
-            for w in chunk {
-                let (k, v) = (w.key.as_str(), w.value.as_deref());
-                // A lookup reads sled's tree, often from disk (its cache
-                // is smaller than the registry): a learned move skips it.
+            for (k, v) in chunk {
                 let was = match present.get(k) {
                     Some(p) => *p,
-                    None => w.held || self.db.contains_key(k)?,
+                    None => self.db.contains_key(k)?,
                 };
                 present.insert(k, v.is_some());
                 if let Some(n) = marker.records.slot(k) {

@@ -597,10 +597,9 @@ fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
 
-    /// The store's count of its records by kind, kept without looking up
-    /// the keys a registry change says exist, is what counting them finds,
-    /// after every batch of creates, replaces and deletes (several to one
-    /// key in a batch too); and the store reopens.
+    /// The store's count of its records by kind is what counting them
+    /// finds, after every batch of creates, replaces and deletes (several
+    /// to one key in a batch too); and the store reopens.
     #[test]
     fn counts_stay_exact(
         batches in proptest::collection::vec(proptest::collection::vec(edit(), 1..6), 1..6)
