@@ -593,3 +593,74 @@ fn a_database_sled_panics_on_is_refused_with_a_message() {
     }
     assert!(panicked, "no damaged copy made sled panic");
 }
+
+/// One change to the registry in [`counts_stay_exact`]: put MAC `mac` (of
+/// a few) at `port` with `ips` of a few addresses, or delete it; or put or
+/// delete a host record, which the store must look up.
+#[derive(Debug, Clone)]
+enum Edit {
+    Put { mac: u8, port: u32, ips: Vec<u8> },
+    Delete { mac: u8 },
+    Host { name: u8, put: bool },
+}
+
+fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0..6u8, 1..3u32, proptest::collection::vec(0..4u8, 0..3))
+            .prop_map(|(mac, port, ips)| Edit::Put { mac, port, ips }),
+        (0..6u8).prop_map(|mac| Edit::Delete { mac }),
+        (0..3u8, any::<bool>()).prop_map(|(name, put)| Edit::Host { name, put }),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// The store's count of its records by kind is what counting them
+    /// finds, after every batch of creates, replaces and deletes (several
+    /// to one key in a batch too); and the store reopens.
+    #[test]
+    fn counts_stay_exact(
+        batches in proptest::collection::vec(proptest::collection::vec(edit(), 1..6), 1..6)
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = SledStore::open(dir.path()).unwrap();
+        let t = world();
+        let mut r = Registry::new();
+        for (n, edits) in batches.iter().enumerate() {
+            let mut batch = Batch::new();
+            for e in edits {
+                let key = |m: u8| MacKey {
+                    vi: ViId(1),
+                    vlan: Vlan::Untagged,
+                    mac: mac(&format!("52:54:00:00:00:{m:02x}")),
+                };
+                let changes = match e {
+                    Edit::Put { mac, port, ips } => r.put(Timestamp(n as u64), &t, &EntrySpec {
+                        key: key(*mac),
+                        location: Some(Location::Port { host: host("a"), ofport: *port }),
+                        ips: ips.iter().map(|i| Ipv4Addr::new(10, 0, 0, *i)).collect(),
+                    }).unwrap_or_default(),
+                    Edit::Delete { mac } => r.delete(&key(*mac)).unwrap_or_default(),
+                    Edit::Host { name, put } => {
+                        let h = host(&format!("h{name}"));
+                        if *put {
+                            batch.put_host(&Host { name: h, ..t.hosts.values().next().unwrap().clone() });
+                        } else {
+                            batch.delete_host(&h);
+                        }
+                        Vec::new()
+                    }
+                };
+                batch.record_changes(&changes);
+            }
+            s.commit(&batch).unwrap();
+            let (found, _, _) = take_account(&s.db).unwrap();
+            proptest::prop_assert_eq!(s.marker.records, found, "after batch {}", n);
+        }
+        drop(s);
+        let s = reopen(dir.path());
+        proptest::prop_assert_eq!(s.load().unwrap().registry(), r);
+    }
+}
