@@ -8,7 +8,7 @@
 
 use crate::model::{HostName, IpKey, Location, MacKey, Topology, Vi, ViId, Vlan};
 use crate::registry::{Change, IpEntry, MacEntry, Registry, RegistryChange};
-use crate::switch_state::{Flow, FlowKey, Group, Installed, SwitchState};
+use crate::switch_state::{Flow, FlowKey, FlowKeyRef, Group, Installed, SwitchState};
 use ofp::action::{port, Action};
 use ofp::instruction::Instruction;
 use ofp::oxm::{FieldId, Match, OxmField};
@@ -195,6 +195,13 @@ pub fn affected_hosts<'a>(
 pub trait FlowSink {
     fn flow(&mut self, flow: Flow);
     fn group(&mut self, group: Group);
+
+    /// A flow known by its identity and cookie, compiled whole (`make`)
+    /// only if the sink needs more than those.
+    fn known_flow(&mut self, key: FlowKeyRef<'_>, cookie: u64, make: &mut dyn FnMut() -> Flow) {
+        let _ = (key, cookie);
+        self.flow(make());
+    }
 }
 
 impl FlowSink for SwitchState {
@@ -218,6 +225,70 @@ impl FlowSink for Installed {
     fn group(&mut self, group: Group) {
         self.groups.insert(group.group_id, group);
     }
+
+    fn known_flow(&mut self, key: FlowKeyRef<'_>, cookie: u64, _: &mut dyn FnMut() -> Flow) {
+        self.insert_flow(key, cookie);
+    }
+}
+
+/// The identity and cookie of the flows of a VI's IP entries (GARP
+/// interception, ARP responder), compiled once for every host that has a
+/// VM port in the VI: those flows name the VI, the address and its MAC,
+/// nothing of the host. After a restart every compute host compiles the
+/// same ones; they were most of its compiling.
+///
+/// Kept for one registry version: a write to any entry drops it all.
+#[derive(Debug, Default)]
+pub struct Memo {
+    registry_version: Option<u64>,
+    ip_flows: BTreeMap<ViId, Vec<(IpKey, FlowKey, u64)>>,
+}
+
+impl Memo {
+    /// [`ip_flows`], from what was compiled for another host when it can.
+    fn ip_flows(&mut self, out: &mut impl FlowSink, p: &Present<'_>, registry: &Registry) {
+        if self.registry_version != Some(registry.version()) {
+            self.ip_flows.clear();
+            self.registry_version = Some(registry.version());
+        }
+        let flows = self.ip_flows.entry(p.vi.id).or_insert_with(|| {
+            let mut flows = Vec::new();
+            for (key, entry) in registry.ips_in(p.vi.id) {
+                let mut one = Keep(Vec::with_capacity(2));
+                ip_entry_flows(&mut one, p, key, entry);
+                flows.extend(one.0.into_iter().map(|f| (*key, f.key(), f.cookie)));
+            }
+            flows
+        });
+        for (ip, key, cookie) in flows.iter() {
+            out.known_flow(key.key_ref(), *cookie, &mut || {
+                let mut one = Keep(Vec::with_capacity(2));
+                if let Some(entry) = registry.ip(ip) {
+                    ip_entry_flows(&mut one, p, ip, entry);
+                }
+                one.0
+                    .into_iter()
+                    .find(|f| f.key() == *key)
+                    .expect("the registry is at the version the memo was compiled at")
+            });
+        }
+    }
+
+    /// Drops what is kept (its memory), until the next compile.
+    pub fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The flows compiled for one entry, in order.
+struct Keep(Vec<Flow>);
+
+impl FlowSink for Keep {
+    fn flow(&mut self, flow: Flow) {
+        self.0.push(flow);
+    }
+
+    fn group(&mut self, _: Group) {}
 }
 
 /// The hosts whose flows depend on `host`'s ports (VM ports and tunnels),
@@ -261,6 +332,28 @@ pub fn compile_into(
     host: &HostName,
     out: &mut impl FlowSink,
 ) {
+    compile_with(registry, topology, host, out, None);
+}
+
+/// [`compile_into`], taking what hosts have in common from `memo` (and
+/// keeping it there for the next host).
+pub fn compile_into_memo(
+    registry: &Registry,
+    topology: &Topology,
+    host: &HostName,
+    out: &mut impl FlowSink,
+    memo: &mut Memo,
+) {
+    compile_with(registry, topology, host, out, Some(memo));
+}
+
+fn compile_with(
+    registry: &Registry,
+    topology: &Topology,
+    host: &HostName,
+    out: &mut impl FlowSink,
+    mut memo: Option<&mut Memo>,
+) {
     let vis = present(topology, host);
     let any_local = vis.iter().any(|p| !p.local.is_empty());
     pipeline(out, any_local);
@@ -268,7 +361,10 @@ pub fn compile_into(
         vi_flows(out, p);
         mac_flows(out, p, registry, topology, host);
         if !p.local.is_empty() {
-            ip_flows(out, p, registry);
+            match memo.as_deref_mut() {
+                Some(m) => m.ip_flows(out, p, registry),
+                None => ip_flows(out, p, registry),
+            }
         }
     }
 }
@@ -583,7 +679,7 @@ mod tests {
     use super::*;
     use crate::fixtures::{host, world};
     use crate::model::MacKey;
-    use crate::registry::{MacEntry, Origin, Timestamp};
+    use crate::registry::{IpEntry, MacEntry, Origin, Timestamp};
 
     fn placed(vi: u32, mac: &str, location: Location) -> (MacKey, MacEntry) {
         let key = MacKey {
@@ -684,6 +780,69 @@ mod tests {
         );
         assert_eq!(names(&vi1), ["a", "b", "c", "gw"]);
         assert!(names(&[]).is_empty());
+    }
+
+    fn ip(vi: u32, last: u8, mac: u8) -> (IpKey, IpEntry) {
+        let key = IpKey {
+            vi: ViId(vi),
+            vlan: Vlan::Tagged(10),
+            ip: Ipv4Addr::new(10, 0, 0, last),
+        };
+        let entry = IpEntry {
+            mac: MacAddr([0x52, 0x54, 0, 0, 0, mac]),
+            origin: Origin::Api,
+            since: Timestamp(0),
+        };
+        (key, entry)
+    }
+
+    /// Every host compiled with one memo, into each kind of sink, against
+    /// what compiling it alone gives.
+    fn memo_agrees(r: &Registry, t: &Topology, memo: &mut Memo, actual: &Installed) {
+        for h in crate::fixtures::HOSTS {
+            let h = host(h);
+            let want = compile(r, t, &h);
+            let mut whole = SwitchState::default();
+            compile_into_memo(r, t, &h, &mut whole, memo);
+            assert_eq!(whole, want, "{h}");
+            let mut tables = Installed::default();
+            compile_into_memo(r, t, &h, &mut tables, memo);
+            assert_eq!(tables, Installed::of(&want), "{h}");
+            let mut fresh = crate::reconciler::Diff::new(actual);
+            compile_into(r, t, &h, &mut fresh);
+            let mut memoised = crate::reconciler::Diff::new(actual);
+            compile_into_memo(r, t, &h, &mut memoised, memo);
+            let keep = crate::reconciler::Foreign::Keep;
+            assert_eq!(memoised.finish(keep), fresh.finish(keep), "{h}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn tables_compiled_with_the_memo_are_those_compiled_alone(
+            ips in proptest::collection::vec((1u32..=2, 1u8..=40, 1u8..=8), 0..24),
+            held in proptest::collection::vec((0usize..4, proptest::bool::ANY), 0..4),
+        ) {
+            let t = world();
+            let macs = (1..=8u8).map(|m| {
+                placed(1 + u32::from(m % 2), &format!("52:54:00:00:00:{m:02x}"),
+                    Location::BehindGateway { gateway: host("gw") })
+            });
+            let mut r = Registry::restore(macs, ips.iter().map(|&(v, l, m)| ip(v, l, m)));
+            // What a switch holds: some host's flows, some with another cookie.
+            let mut actual = Installed::default();
+            for (i, stale) in held {
+                let s = compile(&r, &t, &host(crate::fixtures::HOSTS[i]));
+                for f in s.flows.values() {
+                    actual.insert_flow(f.key().key_ref(), f.cookie ^ u64::from(stale));
+                }
+            }
+            let mut memo = Memo::default();
+            memo_agrees(&r, &t, &mut memo, &actual);
+            // A registry write leaves nothing of the memo trusted.
+            r.remove_vi(ViId(1));
+            memo_agrees(&r, &t, &mut memo, &actual);
+        }
     }
 
     #[test]

@@ -327,6 +327,8 @@ pub struct Control {
     to_prepare: BTreeSet<HostName>,
     /// Tables compiled ahead, by host.
     prepared: BTreeMap<HostName, program::Prepared>,
+    /// What the compiler keeps of one host's tables for the next.
+    memo: crate::compiler::Memo,
 }
 
 impl fmt::Debug for Control {
@@ -480,6 +482,7 @@ impl Control {
             answers_stale: Some(Instant::now()),
             to_prepare: BTreeSet::new(),
             prepared: BTreeMap::new(),
+            memo: crate::compiler::Memo::default(),
         };
         Parts {
             control,

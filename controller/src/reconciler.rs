@@ -193,8 +193,21 @@ impl<'a> Diff<'a> {
 
 impl FlowSink for Diff<'_> {
     fn flow(&mut self, flow: Flow) {
-        let key = flow.key_in(&mut self.key);
+        let mut buf = std::mem::take(&mut self.key);
+        let key = flow.key_in(&mut buf);
         let cookie = flow.cookie;
+        let mut flow = Some(flow);
+        self.known_flow(key, cookie, &mut || {
+            flow.take().expect("a flow is wanted whole at most once")
+        });
+        self.key = buf;
+    }
+
+    fn group(&mut self, group: Group) {
+        self.changed.insert_group(group);
+    }
+
+    fn known_flow(&mut self, key: FlowKeyRef<'_>, cookie: u64, make: &mut dyn FnMut() -> Flow) {
         self.desired.insert_flow(key, cookie);
         if self.actual.cookie(key) == Some(cookie) {
             // A later flow with an earlier one's identity replaces it.
@@ -202,12 +215,8 @@ impl FlowSink for Diff<'_> {
                 self.changed.flows.remove(&FlowKey::from(key));
             }
         } else {
-            self.changed.flows.insert(FlowKey::from(key), flow);
+            self.changed.flows.insert(FlowKey::from(key), make());
         }
-    }
-
-    fn group(&mut self, group: Group) {
-        self.changed.insert_group(group);
     }
 }
 

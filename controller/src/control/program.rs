@@ -6,7 +6,7 @@
 use super::held_rarps::{Announcement, Held};
 use super::inventory::Incomplete;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
-use crate::compiler::{affected_hosts, compile_entries, compile_into, TABLE_CLASSIFY};
+use crate::compiler::{affected_hosts, compile_entries, compile_into_memo, TABLE_CLASSIFY};
 use crate::model::HostName;
 use crate::model::Topology;
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
@@ -269,7 +269,8 @@ impl Control {
         let (plan, next) = match scope {
             Scope::Everything => {
                 let mut diff = Diff::new(installed);
-                compile_into(&self.registry, &self.topology, &host, &mut diff);
+                let (registry, topology) = (&self.registry, &self.topology);
+                compile_into_memo(registry, topology, &host, &mut diff, &mut self.memo);
                 let (plan, desired) = diff.finish(Foreign::Keep);
                 (plan, Next::Is(desired))
             }
@@ -379,7 +380,8 @@ impl Control {
             return;
         }
         let mut tables = Installed::default();
-        compile_into(&self.registry, &self.topology, &host, &mut tables);
+        let (registry, topology) = (&self.registry, &self.topology);
+        compile_into_memo(registry, topology, &host, &mut tables, &mut self.memo);
         debug!(%host, flows = tables.flow_count(), "compiled ahead of the switch");
         self.prepared.insert(
             host,
@@ -396,6 +398,11 @@ impl Control {
     pub(super) fn expire_prepared(&mut self, now: Instant) {
         self.prepared
             .retain(|_, p| now.saturating_duration_since(p.at) < PREPARED_TTL);
+        if self.prepared.is_empty() && self.to_prepare.is_empty() {
+            // What hosts share is kept while tables are being compiled
+            // for many of them (a restart), not for good.
+            self.memo.clear();
+        }
     }
 
     /// Queues for compiling ahead, after a host's ports changed or its
