@@ -45,7 +45,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// How long and how many: the `[api_limits]` table of the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,20 +118,24 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let mut failures = crate::server::AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                failures.succeeded("API");
+                a
+            }
             Err(e) => {
                 // Out of descriptors, most likely: the connection stays in
                 // the backlog until one is free.
-                warn!("the API cannot accept a connection: {e}");
+                let wait = failures.failed("API", &e);
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    () = tokio::time::sleep(wait) => continue,
                 }
             }
         };
