@@ -792,7 +792,8 @@ impl Control {
                         self.metrics.switches_unknown_refused.inc();
                         warn!(
                             %conn,
-                            "switch {dpid:016x} matches no host and {MAX_UNKNOWN_SWITCHES} such                              switches are already held apart: disconnected"
+                            "switch {dpid:016x} matches no host and {MAX_UNKNOWN_SWITCHES} such \
+                             switches are already held apart: disconnected"
                         );
                     }
                     return;

@@ -122,7 +122,12 @@ pub async fn run(
         path: config.store.clone(),
         error,
     };
-    let store = SledStore::open(&config.store).map_err(store_error)?;
+    let store = if config.accept_store {
+        SledStore::open_accepting(&config.store)
+    } else {
+        SledStore::open(&config.store)
+    }
+    .map_err(store_error)?;
     let stored = store.load().map_err(store_error)?;
     let (hosts, vis, dropped) = with_stored(&config, &stored);
     for d in &dropped {
