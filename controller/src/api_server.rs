@@ -17,7 +17,8 @@
 //!   one can or one ends. Either way the API never holds more descriptors
 //!   than the cap (plus the one being accepted), and the OpenFlow listener,
 //!   OVSDB and the store keep theirs.
-//! - On shutdown no connection is accepted, idle ones close at once, event
+//! - On shutdown no connection is accepted, idle ones (a head still
+//!   arriving included) close at once, event
 //!   streams end, and whatever is still open after `shutdown_grace` is cut.
 //!
 //! HTTP/1.1 only: hyper's header timeout does not start before the protocol
@@ -188,10 +189,16 @@ pub async fn serve(
                 r = connection.as_mut() => Some(r),
                 () = conn.evict.cancelled() => None,
                 () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        r = connection.as_mut() => Some(r),
-                        () = cut.cancelled() => None,
+                    // hyper's graceful shutdown waits for a head it has
+                    // begun to read: one held back would keep the grace.
+                    if conn.close_if_idle() {
+                        None
+                    } else {
+                        connection.as_mut().graceful_shutdown();
+                        tokio::select! {
+                            r = connection.as_mut() => Some(r),
+                            () = cut.cancelled() => None,
+                        }
                     }
                 }
             };
@@ -289,6 +296,17 @@ impl ConnState {
 }
 
 impl Conn {
+    /// Marks the connection closed if no request on it is handled or
+    /// answered (a head still arriving counts as none); whether it was.
+    fn close_if_idle(&self) -> bool {
+        let mut state = self.state();
+        if state.handlers > 0 || state.unflushed {
+            return false;
+        }
+        state.evicted = true;
+        true
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, ConnState> {
         self.state
             .lock()

@@ -143,3 +143,37 @@ async fn a_burst_beyond_the_cap_loses_no_answer() {
         unanswered.len()
     );
 }
+
+/// A client that has sent half a request head when shutdown begins is
+/// closed at once, not after the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_a_connection_with_half_a_head_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(
+        listener,
+        Router::new(),
+        ApiLimits::default(),
+        4,
+        shutdown.clone(),
+    ));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: ir")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "shutdown took {took:?}; the grace is {:?}",
+        ApiLimits::default().shutdown_grace
+    );
+    let mut buf = [0u8; 64];
+    assert!(matches!(s.read(&mut buf).await, Ok(0) | Err(_)), "closed");
+}
