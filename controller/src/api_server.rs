@@ -7,12 +7,18 @@
 //!   not keep its socket.
 //! - A request body must arrive whole within `body_timeout` of its head.
 //! - At most `max_connections` are open at once. At the cap, a new
-//!   connection replaces the one that has waited longest without a request
-//!   in progress; if every connection has one in progress, new ones wait in
-//!   the kernel's backlog. Either way the API never holds more descriptors
+//!   connection replaces the one that has waited longest with no request in
+//!   progress: nothing read since its last response was written whole to
+//!   the socket, or no request head complete [`HEAD_GRACE`] after it was
+//!   accepted or its head began. A connection whose request is being
+//!   handled or answered is never closed for another, so no client loses
+//!   the answer to a request that was carried out. If no connection can be
+//!   closed, the new one waits (and the rest in the kernel's backlog) until
+//!   one can or one ends. Either way the API never holds more descriptors
 //!   than the cap (plus the one being accepted), and the OpenFlow listener,
 //!   OVSDB and the store keep theirs.
-//! - On shutdown no connection is accepted, idle ones close at once, event
+//! - On shutdown no connection is accepted, idle ones (a head still
+//!   arriving included) close at once, event
 //!   streams end, and whatever is still open after `shutdown_grace` is cut.
 //!
 //! HTTP/1.1 only: hyper's header timeout does not start before the protocol
@@ -31,7 +37,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -40,7 +46,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 /// How long and how many: the `[api_limits]` table of the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,37 +119,33 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let builder = Arc::new(builder);
+    let mut failures = crate::server::AcceptFailures::default();
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                failures.succeeded("API");
+                a
+            }
             Err(e) => {
                 // Out of descriptors, most likely: the connection stays in
                 // the backlog until one is free.
-                warn!("the API cannot accept a connection: {e}");
+                let wait = failures.failed("API", &e);
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    () = tokio::time::sleep(wait) => continue,
                 }
             }
         };
         let permit = match permits.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => {
-                if !open.evict_longest_idle() {
-                    debug!(%peer, "every API connection has a request in progress; waiting");
-                }
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    p = permits.clone().acquire_owned() => match p {
-                        Ok(p) => p,
-                        Err(_) => break,
-                    },
-                }
-            }
+            Err(_) => match wait_for_slot(&permits, &open, &shutdown, peer).await {
+                Some(p) => p,
+                None => break,
+            },
         };
         let conn = open.add();
         let builder = builder.clone();
@@ -157,26 +159,46 @@ pub async fn serve(
                 move |req: Request<Incoming>| {
                     let busy = Busy::start(conn.clone());
                     let req = req.map(|b| Body::new(Deadline::new(b, limits.body_timeout)));
-                    let response = router.clone().oneshot(req);
+                    let router = router.clone();
                     let shutdown = shutdown.clone();
                     async move {
-                        let response = response.await?;
+                        // Closed for another connection between reading this
+                        // head and here: the connection is going, so the
+                        // request must not be carried out unanswered.
+                        let Some(busy) = busy else {
+                            return Ok(axum::http::Response::builder()
+                                .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                                .header(axum::http::header::CONNECTION, "close")
+                                .body(Body::empty())
+                                .unwrap_or_default());
+                        };
+                        let response = router.oneshot(req).await?;
                         Ok::<_, Infallible>(
                             response.map(|b| Body::new(Tracked::new(b, busy, shutdown))),
                         )
                     }
                 }
             });
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let io = TokioIo::new(Watched {
+                inner: stream,
+                conn: conn.clone(),
+            });
+            let connection = builder.serve_connection(io, service);
             tokio::pin!(connection);
             let finished = tokio::select! {
                 r = connection.as_mut() => Some(r),
                 () = conn.evict.cancelled() => None,
                 () = shutdown.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        r = connection.as_mut() => Some(r),
-                        () = cut.cancelled() => None,
+                    // hyper's graceful shutdown waits for a head it has
+                    // begun to read: one held back would keep the grace.
+                    if conn.close_if_idle() {
+                        None
+                    } else {
+                        connection.as_mut().graceful_shutdown();
+                        tokio::select! {
+                            r = connection.as_mut() => Some(r),
+                            () = cut.cancelled() => None,
+                        }
                     }
                 }
             };
@@ -202,52 +224,116 @@ pub async fn serve(
     Ok(())
 }
 
-/// One open connection, as eviction sees it.
-#[derive(Debug)]
-struct Conn {
-    id: u64,
-    /// Requests whose response has not been sent whole.
-    busy: AtomicUsize,
-    /// When it last became idle (accepted, or a response ended), in
-    /// milliseconds since [`Connections::epoch`].
-    idle_since: AtomicU64,
-    epoch: Instant,
-    evict: CancellationToken,
-}
+/// How long a new connection's request head may be on its way before the
+/// connection can be closed for a newer one: a client sends its head at
+/// once, so one still incomplete after this is most likely held back on
+/// purpose, while a client in a burst at the cap is not cut before the
+/// server has read what it sent.
+const HEAD_GRACE: Duration = Duration::from_millis(250);
 
-impl Conn {
-    fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
-}
+/// How often a connection waiting at the cap looks again for one to close.
+const EVICT_RETRY: Duration = Duration::from_millis(100);
 
-#[derive(Debug)]
-struct Connections {
-    epoch: Instant,
-    next: AtomicU64,
-    open: Mutex<HashMap<u64, Arc<Conn>>>,
-}
-
-impl Default for Connections {
-    fn default() -> Self {
-        Self {
-            epoch: Instant::now(),
-            next: AtomicU64::new(0),
-            open: Mutex::new(HashMap::new()),
+/// Waits at the cap for a free slot, closing a connection for it as soon as
+/// one may be closed; `None` at shutdown.
+async fn wait_for_slot(
+    permits: &Arc<Semaphore>,
+    open: &Connections,
+    shutdown: &CancellationToken,
+    peer: std::net::SocketAddr,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let mut logged = false;
+    loop {
+        if !open.evict_longest_idle() && !logged {
+            debug!(%peer, "every API connection has a request in progress; waiting");
+            logged = true;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            p = permits.clone().acquire_owned() => return p.ok(),
+            () = tokio::time::sleep(EVICT_RETRY) => {}
         }
     }
 }
 
+/// One open connection, as eviction sees it.
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    state: Mutex<ConnState>,
+    evict: CancellationToken,
+}
+
+#[derive(Debug)]
+struct ConnState {
+    /// Requests handed to the router whose response has not been produced
+    /// whole (or dropped).
+    handlers: usize,
+    /// A response has been produced whole but not yet flushed to the socket.
+    unflushed: bool,
+    /// Since when a head not yet handed to the router is awaited: from the
+    /// accept, or from its first bytes after a response.
+    head_since: Option<Instant>,
+    /// When its last response was flushed.
+    idle_since: Instant,
+    /// Chosen to be closed: nothing more is read or carried out.
+    evicted: bool,
+}
+
+impl ConnState {
+    /// Since when the connection may be closed for another; `None` while a
+    /// request is handled or answered, or a head is still young.
+    fn evictable_since(&self, now: Instant) -> Option<Instant> {
+        if self.evicted || self.handlers > 0 || self.unflushed {
+            return None;
+        }
+        match self.head_since {
+            None => Some(self.idle_since),
+            Some(t) if now.saturating_duration_since(t) >= HEAD_GRACE => Some(t),
+            Some(_) => None,
+        }
+    }
+}
+
+impl Conn {
+    /// Marks the connection closed if no request on it is handled or
+    /// answered (a head still arriving counts as none); whether it was.
+    fn close_if_idle(&self) -> bool {
+        let mut state = self.state();
+        if state.handlers > 0 || state.unflushed {
+            return false;
+        }
+        state.evicted = true;
+        true
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ConnState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Connections {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
 impl Connections {
     fn add(&self) -> Arc<Conn> {
+        let now = Instant::now();
         let conn = Arc::new(Conn {
             id: self.next.fetch_add(1, Ordering::Relaxed),
-            busy: AtomicUsize::new(0),
-            idle_since: AtomicU64::new(0),
-            epoch: self.epoch,
+            state: Mutex::new(ConnState {
+                handlers: 0,
+                unflushed: false,
+                head_since: Some(now),
+                idle_since: now,
+                evicted: false,
+            }),
             evict: CancellationToken::new(),
         });
-        conn.idle_since.store(conn.now(), Ordering::Relaxed);
         if let Ok(mut open) = self.open.lock() {
             open.insert(conn.id, conn.clone());
         }
@@ -260,44 +346,131 @@ impl Connections {
         }
     }
 
-    /// Closes the connection that has waited longest without a request in
-    /// progress; false if every one has a request in progress.
+    /// Closes the connection that has waited longest with no request in
+    /// progress; false if none may be closed.
     fn evict_longest_idle(&self) -> bool {
         let Ok(mut open) = self.open.lock() else {
             return false;
         };
+        let now = Instant::now();
         let oldest = open
             .values()
-            .filter(|c| c.busy.load(Ordering::Acquire) == 0)
-            .min_by_key(|c| c.idle_since.load(Ordering::Relaxed))
-            .map(|c| c.id);
-        match oldest.and_then(|id| open.remove(&id)) {
-            Some(c) => {
-                debug!("API connection cap reached: closing the connection idle longest");
-                c.evict.cancel();
-                true
+            .filter_map(|c| c.state().evictable_since(now).map(|t| (t, c.id)))
+            .min()
+            .map(|(_, id)| id);
+        let Some(conn) = oldest.and_then(|id| open.get(&id)).cloned() else {
+            return false;
+        };
+        {
+            // Decided under the connection's own lock, which its reads and
+            // requests also take: none slips in between.
+            let mut state = conn.state();
+            if state.evictable_since(now).is_none() {
+                return false;
             }
-            None => false,
+            state.evicted = true;
         }
+        open.remove(&conn.id);
+        debug!("API connection cap reached: closing the connection idle longest");
+        conn.evict.cancel();
+        true
     }
 }
 
-/// A request in progress on a connection, until its response is sent whole
-/// (or dropped).
+/// A request in progress on a connection, until its response is produced
+/// whole (or dropped); the connection stays busy until that is flushed.
 #[derive(Debug)]
 struct Busy(Arc<Conn>);
 
 impl Busy {
-    fn start(conn: Arc<Conn>) -> Self {
-        conn.busy.fetch_add(1, Ordering::AcqRel);
-        Self(conn)
+    /// `None` if the connection has been chosen to be closed.
+    fn start(conn: Arc<Conn>) -> Option<Self> {
+        {
+            let mut state = conn.state();
+            if state.evicted {
+                return None;
+            }
+            state.handlers += 1;
+            state.head_since = None;
+        }
+        Some(Self(conn))
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.idle_since.store(self.0.now(), Ordering::Relaxed);
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        let mut state = self.0.state();
+        state.handlers = state.handlers.saturating_sub(1);
+        state.unflushed = true;
+    }
+}
+
+/// A connection's socket that tells eviction when a request starts to
+/// arrive and when its response has been written whole.
+struct Watched {
+    inner: tokio::net::TcpStream,
+    conn: Arc<Conn>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            let mut state = self.conn.state();
+            if state.evicted {
+                // Bytes of a request that will not be carried out: read as
+                // the end of the connection.
+                buf.set_filled(before);
+            } else if state.handlers == 0 && state.head_since.is_none() {
+                state.head_since = Some(Instant::now());
+            }
+        }
+        polled
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    /// hyper flushes once a response's last bytes are written to the
+    /// socket: from then on the connection is idle.
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.inner).poll_flush(cx);
+        if matches!(polled, Poll::Ready(Ok(()))) {
+            let mut state = self.conn.state();
+            if state.handlers == 0 && state.unflushed {
+                state.unflushed = false;
+                state.idle_since = Instant::now();
+            }
+        }
+        polled
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

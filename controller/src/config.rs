@@ -481,6 +481,9 @@ pub struct Config {
     pub vis: Vec<Vi>,
     /// Seed entries by VI, read from the VIs' seed files.
     pub seeds: BTreeMap<ViId, Vec<SeedEntry>>,
+    /// Take a store whose witness file is missing as it is (`run
+    /// --accept-store`; never from the file).
+    pub accept_store: bool,
 }
 
 impl Config {
@@ -742,6 +745,7 @@ impl RawConfig {
                 hosts,
                 vis,
                 seeds,
+                accept_store: false,
             }),
             _ => Err(errors),
         }

@@ -192,6 +192,12 @@ pub struct Configured {
 /// How many of the keys a refusal names before it counts the rest.
 const NAMED_AT_MOST: usize = 5;
 
+/// Switches whose datapath id matches no host that are kept connected (held
+/// apart, shown in `/healthz`); one more is disconnected. Enough for an
+/// operator to see every bridge pointed here by mistake, few enough that
+/// rogue peers cannot hold the descriptors configured switches need.
+pub const MAX_UNKNOWN_SWITCHES: usize = 16;
+
 /// `keys` as a refusal names them: how many, the first few, and how many
 /// more.
 fn name_entries(keys: &[MacKey]) -> String {
@@ -781,6 +787,20 @@ impl Control {
                     }
                 }
                 self.answers_changed();
+                if host.is_none() && self.unknown_switches() >= MAX_UNKNOWN_SWITCHES {
+                    // Each held-apart switch keeps a descriptor and a task:
+                    // a flood of rogue peers must not take what the
+                    // configured switches and the API need.
+                    if self.switches.remove(&conn).is_some() {
+                        self.metrics.switches_unknown_refused.inc();
+                        warn!(
+                            %conn,
+                            "switch {dpid:016x} matches no host and {MAX_UNKNOWN_SWITCHES} such \
+                             switches are already held apart: disconnected"
+                        );
+                    }
+                    return;
+                }
                 let Some(sw) = self.switches.get_mut(&conn) else {
                     return;
                 };
@@ -837,6 +857,14 @@ impl Control {
 
     fn host_by_dpid(&self, dpid: u64) -> Option<&Host> {
         self.topology.hosts.values().find(|h| h.datapath_id == dpid)
+    }
+
+    /// Ready switches whose datapath id no host has.
+    fn unknown_switches(&self) -> usize {
+        self.switches
+            .values()
+            .filter(|s| s.dpid.is_some() && s.host.is_none())
+            .count()
     }
 
     /// Sets the switch gauges: a switch counts as connected only once it is

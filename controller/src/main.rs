@@ -3,6 +3,7 @@
 //! ```text
 //! iris-controller run --config FILE      serve until SIGTERM or ctrl-c
 //!                  [--empty-store]       move the store aside first
+//!                  [--accept-store]      take a store whose witness is lost
 //! iris-controller check-config FILE      validate FILE and print a summary
 //! ```
 //!
@@ -48,6 +49,11 @@ enum Command {
         /// configuration alone. For a store that cannot be restored.
         #[arg(long)]
         empty_store: bool,
+        /// Take the store as it is although its witness file
+        /// (`iris-store.json`) is missing, and write the witness anew. For a
+        /// store whose directory was restored without that one file.
+        #[arg(long, conflicts_with = "empty_store")]
+        accept_store: bool,
     },
     /// Validate a configuration file and print what it describes.
     CheckConfig {
@@ -78,8 +84,9 @@ fn main() -> ExitCode {
         Command::Run {
             config,
             empty_store,
+            accept_store,
         } => {
-            let config = match Config::load(&config) {
+            let mut config = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -87,6 +94,7 @@ fn main() -> ExitCode {
                 }
             };
             init_logging();
+            config.accept_store = accept_store;
             if empty_store {
                 match iris_controller::store::set_aside(&config.store) {
                     Ok(Some(to)) => tracing::warn!(

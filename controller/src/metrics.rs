@@ -37,6 +37,9 @@ pub struct Metrics {
     /// Connected switches whose datapath id no host has: held apart, their
     /// tables never touched.
     pub switches_unknown: Gauge,
+    /// Switches with an unknown datapath id disconnected because
+    /// [`crate::control::MAX_UNKNOWN_SWITCHES`] were already held apart.
+    pub switches_unknown_refused: Counter,
     /// Times a ready switch was left as it was because the port inventory
     /// its tables are compiled from was not complete yet.
     pub switches_held_for_inventory: Counter,
@@ -84,6 +87,12 @@ impl Default for Metrics {
             "switches_unknown",
             "Connected switches whose datapath id matches no configured host (left alone)",
             switches_unknown.clone(),
+        );
+        let switches_unknown_refused = Counter::default();
+        registry.register(
+            "switches_unknown_refused",
+            "Switches with an unknown datapath id disconnected because as many as the bound were already held apart",
+            switches_unknown_refused.clone(),
         );
         let switches_held_for_inventory = Counter::default();
         registry.register(
@@ -158,6 +167,7 @@ impl Default for Metrics {
             registry,
             switches_connected,
             switches_unknown,
+            switches_unknown_refused,
             switches_held_for_inventory,
             packet_ins,
             packet_ins_dropped,

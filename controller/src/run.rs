@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::control::{Configured, Control, ManagedHost};
 use crate::metrics::Metrics;
 use crate::ovs_manager::{self, ManagerConfig};
-use crate::server::{ListenAddr, Server, ServerConfig};
+use crate::server::{self, ListenAddr, Server, ServerConfig};
 use crate::store::{SledStore, Store, StoreError};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -78,10 +78,14 @@ pub async fn run(
     // Open vSwitch's schedule (once a second), and one refused while the
     // store loads waits a whole second more; once the socket listens, the
     // kernel completes its connection and it waits in the backlog.
+    let open_files = api_server::raise_open_file_limit();
+    let api_connections = api_server::max_connections(&config.api_limits, open_files);
     let server_config = ServerConfig {
         session: config.session(),
+        max_switches: server::max_switches(open_files, api_connections, config.hosts.len()),
         ..ServerConfig::default()
     };
+    let openflow_connections = server_config.max_switches;
     let openflow_error = |error| RunError::Bind {
         what: "OpenFlow switches",
         addr: config.listen.to_string(),
@@ -96,8 +100,6 @@ pub async fn run(
         .await
         .map_err(openflow_error)?;
     let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
-    let open_files = api_server::raise_open_file_limit();
-    let api_connections = api_server::max_connections(&config.api_limits, open_files);
     let bound = Bound {
         openflow: server.local_addr().map_err(openflow_error)?,
         api: api_listener.local_addr().map_err(api_error)?,
@@ -108,6 +110,7 @@ pub async fn run(
         hosts = config.hosts.len(),
         vis = config.vis.len(),
         api_connections,
+        openflow_connections,
         open_files,
         "iris-controller listening"
     );
@@ -119,7 +122,12 @@ pub async fn run(
         path: config.store.clone(),
         error,
     };
-    let store = SledStore::open(&config.store).map_err(store_error)?;
+    let store = if config.accept_store {
+        SledStore::open_accepting(&config.store)
+    } else {
+        SledStore::open(&config.store)
+    }
+    .map_err(store_error)?;
     let stored = store.load().map_err(store_error)?;
     let (hosts, vis, dropped) = with_stored(&config, &stored);
     for d in &dropped {

@@ -402,6 +402,7 @@ impl Server {
             ));
         }
         let permits = Arc::new(Semaphore::new(self.conns.config.max_switches));
+        let mut failures = AcceptFailures::default();
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -415,12 +416,16 @@ impl Server {
                 a = self.accept() => a,
             };
             let (stream, peer) = match accepted {
-                Ok(s) => s,
+                Ok(s) => {
+                    failures.succeeded("OpenFlow");
+                    s
+                }
                 Err(e) => {
-                    // Out of descriptors and similar: wait instead of spinning.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
+                    let wait = failures.failed("OpenFlow", &e);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
                 }
             };
             let conns = self.conns.clone();
@@ -451,6 +456,61 @@ impl Server {
         }
     }
 }
+
+/// Failing `accept`s in a row (out of descriptors, most likely): each waits
+/// longer, up to a second, and only the first of a run is logged as a
+/// warning, so that a listener out of descriptors neither spins nor floods
+/// the log.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptFailures {
+    in_a_row: u32,
+}
+
+impl AcceptFailures {
+    const FIRST_WAIT: Duration = Duration::from_millis(50);
+    const MAX_WAIT: Duration = Duration::from_secs(1);
+
+    /// Logs the failure and says how long to wait before accepting again.
+    pub(crate) fn failed(&mut self, listener: &str, e: &io::Error) -> Duration {
+        if self.in_a_row == 0 {
+            warn!("{listener} listener: accept failed: {e}; retrying with backoff");
+        } else {
+            debug!("{listener} listener: accept failed again: {e}");
+        }
+        let wait = Self::FIRST_WAIT.saturating_mul(1 << self.in_a_row.min(5));
+        self.in_a_row = self.in_a_row.saturating_add(1);
+        wait.min(Self::MAX_WAIT)
+    }
+
+    pub(crate) fn succeeded(&mut self, listener: &str) {
+        if self.in_a_row > 0 {
+            info!(
+                failures = self.in_a_row,
+                "{listener} listener: accepting again"
+            );
+            self.in_a_row = 0;
+        }
+    }
+}
+
+/// The OpenFlow connections accepted at once when the open-file limit is
+/// `open_files`: what the API's cap, the store, the OVSDB session of each
+/// of `hosts` (and its reconnection) and the process's own descriptors
+/// leave, at most [`ServerConfig::default`]'s and at least 4.
+pub fn max_switches(open_files: u64, api_connections: usize, hosts: usize) -> usize {
+    let reserved = api_connections
+        .saturating_add(RESERVED_DESCRIPTORS)
+        .saturating_add(hosts.saturating_mul(2));
+    usize::try_from(open_files)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(reserved)
+        .clamp(4, ServerConfig::default().max_switches)
+}
+
+/// Descriptors the process holds besides connections: standard streams,
+/// the runtime's polling, the store's files, the listeners, with room to
+/// spare (a controller with two hosts holds 14 at start).
+const RESERVED_DESCRIPTORS: usize = 32;
 
 enum Stream {
     Tcp(tokio::net::TcpStream),

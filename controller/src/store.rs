@@ -230,6 +230,10 @@ struct Counts {
 }
 
 impl Counts {
+    fn total(&self) -> u64 {
+        self.mac + self.ip + self.host + self.vi
+    }
+
     fn slot(&mut self, key: &str) -> Option<&mut u64> {
         match key.strip_prefix(PREFIX)?.split('/').next()? {
             "mac" => Some(&mut self.mac),
@@ -272,6 +276,18 @@ impl SledStore {
     /// ([`StoreError::Unusable`]) one that is damaged, not Iris's, or of a
     /// newer format, naming the file.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, false)
+    }
+
+    /// [`SledStore::open`], but a database whose witness ([`WITNESS_FILE`])
+    /// is missing is taken as it is and the witness written anew: for an
+    /// operator who knows that only that file was lost (`run
+    /// --accept-store`).
+    pub fn open_accepting(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: impl AsRef<Path>, accept_missing_witness: bool) -> Result<Self, StoreError> {
         let dir = path.as_ref().to_owned();
         let unusable = |problem: String| StoreError::Unusable {
             dir: dir.clone(),
@@ -378,6 +394,34 @@ impl SledStore {
                     );
                     return refuse(db, problem);
                 }
+                // A database stamped by this release has had a witness
+                // written beside it since: without it, a database cut back
+                // to an older state cannot be told from the latest.
+                Ok(m) if witness.is_none() && !dir.join(WITNESS_FILE).exists() => {
+                    let witness_file = dir.join(WITNESS_FILE);
+                    if !accept_missing_witness {
+                        let problem = format!(
+                            "{} is missing: {} holds write {} with {} records, but without the \
+                             witness it cannot be told whether later writes were lost; if only \
+                             that file was lost, start once with `iris-controller run \
+                             --accept-store` to take the store as it is",
+                            witness_file.display(),
+                            db_file.display(),
+                            m.write,
+                            m.records.total()
+                        );
+                        return refuse(db, problem);
+                    }
+                    tracing::warn!(
+                        "--accept-store: took {} as it is at write {} with {} records; {} was \
+                         missing and is written anew",
+                        db_file.display(),
+                        m.write,
+                        m.records.total(),
+                        witness_file.display()
+                    );
+                    m
+                }
                 Ok(m) => m,
             },
             (None, None) => {
@@ -386,14 +430,13 @@ impl SledStore {
                         "{} is damaged: it has lost its marker, and with it {} records at write \
                          {} ({})",
                         db_file.display(),
-                        w.records.mac + w.records.ip + w.records.host + w.records.vi,
+                        w.records.total(),
                         w.write,
                         dir.join(WITNESS_FILE).display()
                     );
                     return refuse(db, problem);
                 }
-                let total = found.mac + found.ip + found.host + found.vi;
-                if total > 0 {
+                if found.total() > 0 {
                     tracing::info!(
                         "store {}: written before the store kept an account of itself; \
                          counted its {} MAC, {} IP, {} host and {} VI records and stamped it \

@@ -53,12 +53,18 @@ fn openflow_addr(c: &mut ControllerProcess) -> SocketAddr {
 /// A switch answering the controller on a thread of its own, until the
 /// controller closes the connection.
 fn connect_switch(addr: SocketAddr) {
+    connect_switch_as(addr, DPID);
+}
+
+/// [`connect_switch`] with datapath id `datapath_id`; the thread's handle
+/// ends when the controller closes the connection.
+fn connect_switch_as(addr: SocketAddr, datapath_id: u64) -> std::thread::JoinHandle<()> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     std::thread::spawn(move || {
         let mut sw = EmulatedSwitch::new(
             SwitchSpec {
                 index: 0,
-                datapath_id: DPID,
+                datapath_id,
                 ports: 1,
                 n_buffers: 0,
             },
@@ -87,7 +93,7 @@ fn connect_switch(addr: SocketAddr) {
                 let _ = sw.handle(msg, &mut out);
             }
         }
-    });
+    })
 }
 
 /// Whether the server still holds `s` open (nothing to read, no EOF).
@@ -214,4 +220,30 @@ fn sigterm_ends_an_open_event_stream_and_exits_within_the_grace_period() {
         "the controller took {took:?} to exit with an event stream open"
     );
     events.finish().unwrap();
+}
+
+#[test]
+fn rogue_switches_beyond_the_unknown_bound_are_disconnected_and_leave_room_for_a_real_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = start(dir.path(), "max_connections = 8", 64);
+    let openflow = openflow_addr(&mut c);
+    // More than 64 descriptors could hold, had each stayed connected.
+    let rogues: Vec<_> = (0..70)
+        .map(|i| connect_switch_as(openflow, 0xbad0_0000 + i))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rogues.iter().filter(|r| r.is_finished()).count() < 70 - 16 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let closed = rogues.iter().filter(|r| r.is_finished()).count();
+    assert_eq!(
+        closed,
+        70 - 16,
+        "all but 16 unknown switches disconnected\n{}",
+        c.log_tail(20)
+    );
+    connect_switch(openflow);
+    c.wait_ready(1, 0, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(20)));
+    assert!(c.log_tail(400).contains("already held apart: disconnected"));
 }

@@ -551,3 +551,24 @@ async fn a_message_too_long_for_openflow_is_refused_and_the_stream_stays_whole()
     assert!(!kinds.contains(&ofp::MsgType::GroupMod), "{kinds:?}");
     assert!(kinds.contains(&ofp::MsgType::FlowMod), "{kinds:?}");
 }
+
+#[test]
+fn openflow_takes_what_the_api_ovsdb_and_the_store_leave_of_the_descriptors() {
+    assert_eq!(max_switches(1024, 256, 2), 1024 - 256 - 32 - 4);
+    assert_eq!(max_switches(64, 8, 2), 64 - 8 - 32 - 4);
+    assert_eq!(max_switches(16, 8, 2), 4, "a few switches at least");
+    assert_eq!(max_switches(1 << 20, 1024, 10), 4096);
+}
+
+#[test]
+fn failing_accepts_wait_longer_each_time_up_to_a_second_and_start_over_once_one_succeeds() {
+    let mut f = AcceptFailures::default();
+    let e = io::Error::from_raw_os_error(24);
+    let waits: Vec<_> = (0..8).map(|_| f.failed("test", &e)).collect();
+    assert_eq!(waits[0], Duration::from_millis(50));
+    assert_eq!(waits[1], Duration::from_millis(100));
+    assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+    assert_eq!(waits[7], Duration::from_secs(1));
+    f.succeeded("test");
+    assert_eq!(f.failed("test", &e), Duration::from_millis(50));
+}

@@ -476,18 +476,24 @@ fn records_missing_behind_the_stores_back_are_refused_with_the_counts() {
     assert!(e.contains("lost its marker, and with it 60 records"), "{e}");
 }
 
-#[test]
-fn a_database_older_than_its_last_write_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    written(dir.path(), 3);
-    let older = copy_of(dir.path());
-    let mut s = reopen(dir.path());
+/// A copy of a store in `dir` as it was at write 3, returned, and the store
+/// in `dir` one write (ten MACs) later, closed.
+fn a_write_after(dir: &Path) -> tempfile::TempDir {
+    written(dir, 3);
+    let older = copy_of(dir);
+    let mut s = reopen(dir);
     let mut r = s.load().unwrap().registry();
     let more = r
         .seed(Timestamp(2), &world(), ViId(1), &big_seed(40)[30..])
         .unwrap();
     s.commit(&Batch::from_changes(&more)).unwrap();
-    drop(s);
+    older
+}
+
+#[test]
+fn a_database_older_than_its_last_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let older = a_write_after(dir.path());
     drop(reopen(dir.path()));
     // The database of before, the witness of after: a database that lost
     // its last writes whole, which sled reads as an older state.
@@ -663,4 +669,33 @@ proptest::proptest! {
         let s = reopen(dir.path());
         proptest::prop_assert_eq!(s.load().unwrap().registry(), r);
     }
+}
+
+#[test]
+fn a_database_whose_witness_is_missing_is_refused_unless_taken_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let older = a_write_after(dir.path());
+    // A database that lost its last writes whole and its witness with
+    // them: sled reads 30 of 40 MACs, and nothing else would tell.
+    std::fs::remove_file(older.path().join(WITNESS_FILE)).unwrap();
+    // A refused database stays locked by this process (it is not flushed).
+    let accepted = copy_of(older.path());
+    let e = refused(older.path());
+    assert!(
+        e.contains("iris-store.json is missing")
+            && e.contains("holds write 3 with 60 records")
+            && e.contains("--accept-store"),
+        "{e}"
+    );
+    assert!(
+        !older.path().join(WITNESS_FILE).exists(),
+        "a refused store is left as it was"
+    );
+    // The operator who knows only that file was lost takes the store as
+    // it is; from then on it opens as any other.
+    let s = SledStore::open_accepting(accepted.path()).unwrap();
+    assert_eq!(s.load().unwrap().macs.len(), 30);
+    drop(s);
+    assert!(accepted.path().join(WITNESS_FILE).exists());
+    assert_eq!(reopen(accepted.path()).load().unwrap().macs.len(), 30);
 }

@@ -360,3 +360,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn switches_no_host_claims_beyond_the_bound_are_disconnected_and_a_known_one_still_connects() {
+    let (mut c, _) = control();
+    with_ports(&mut c);
+    let mut held = Vec::new();
+    for i in 0..MAX_UNKNOWN_SWITCHES + 3 {
+        let conn = 100 + u64::try_from(i).unwrap();
+        held.push(connect(&mut c, conn));
+        ready(&mut c, conn, 0xbad0_0000 + conn);
+    }
+    assert_eq!(c.health().unknown_switches.len(), MAX_UNKNOWN_SWITCHES);
+    assert_eq!(c.metrics.switches_unknown.get(), 16);
+    assert_eq!(c.metrics.switches_unknown_refused.get(), 3);
+    for (i, mut rx) in held.into_iter().enumerate() {
+        let released = matches!(rx.try_recv(), Err(mpsc::error::TryRecvError::Disconnected));
+        assert_eq!(released, i >= MAX_UNKNOWN_SWITCHES, "switch {i}");
+    }
+    let _rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    assert_eq!(c.health().switches_ready, 1);
+}
