@@ -143,8 +143,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     }
 
     let registry_before = h.controller()?.get_json("/v1/registry")?;
-    let dumped_before = Instant::now();
-    let flows_before = h.iris_flows(&pms)?;
+    let (flows_before, dumped_before) = h.settled_iris_flows(&pms)?;
 
     let dst = h.tb.vm(vms[1]).ip().addr();
     let run = h.ping_run(

@@ -25,6 +25,9 @@ const UNDERLAY: &str = "192.168.60.0/24";
 /// How long the controller may take to bring switches up or react to a
 /// change before a scenario calls it a failure.
 pub const CONVERGE: Duration = Duration::from_secs(30);
+/// How long the flows and the controller's FLOW_MOD count stay unchanged
+/// before a dump counts as the settled state.
+const SETTLED: Duration = Duration::from_millis(500);
 /// How long SIGTERM may take.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Echoes a PM sends to another's underlay address before the underlay
@@ -464,6 +467,47 @@ impl Harness {
             out.insert(self.tb.pm(pm).name().to_owned(), flows);
         }
         Ok(out)
+    }
+
+    /// Like [`Harness::iris_flows`], once the controller has finished what it
+    /// was doing: the same flows, and no FLOW_MOD sent, across [`SETTLED`].
+    /// A flow the controller adds just after a dump (a learned MAC, a port
+    /// report landing late) would otherwise look like one a later restart
+    /// added. Returns the dump and when it was taken.
+    pub fn settled_iris_flows(&self, pms: &[PmId]) -> Result<(FlowsByPm, Instant), ScenarioError> {
+        let start = Instant::now();
+        let read = || -> Result<(f64, FlowsByPm, Instant), ScenarioError> {
+            let sent = self
+                .controller()?
+                .metrics()?
+                .value("iris_flow_mods_sent_total");
+            let at = Instant::now();
+            Ok((sent, self.iris_flows(pms)?, at))
+        };
+        let same = |a: &FlowsByPm, b: &FlowsByPm| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|((pa, fa), (pb, fb))| pa == pb && fa.keys().eq(fb.keys()))
+        };
+        let mut last = read()?;
+        let mut since = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = read()?;
+            if now.0 != last.0 || !same(&now.1, &last.1) {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= SETTLED {
+                return Ok((last.1, last.2));
+            }
+            check(start.elapsed() < CONVERGE, || {
+                format!(
+                    "the flows did not settle within {} s: the controller kept sending FLOW_MODs",
+                    CONVERGE.as_secs()
+                )
+            })?;
+        }
     }
 
     /// Packets the ARP responder flows (table 2, answering to `IN_PORT`)
