@@ -158,7 +158,7 @@ pub fn handle_packet_in(
     if ethertype != EtherType::Arp && ethertype != EtherType::Rarp {
         return Decision {
             kind: PacketInKind::UnknownSource,
-            changes: registry.learn_source(now, port, vlan, eth.src()),
+            changes: registry.learn_source(now, topology.sighting(port), vlan, eth.src()),
             packet_outs: Vec::new(),
         };
     }
@@ -166,7 +166,7 @@ pub fn handle_packet_in(
         Ok(a) => a,
         Err(e) => return Decision::only(PacketInKind::Invalid(e)),
     };
-    let changes = registry.learn_arp(now, port, &arp);
+    let changes = registry.learn_arp(now, topology.sighting(port), &arp);
     // Flows in the interception table send a copy up and (but for RARP)
     // let the packet go on; anywhere else the packet stopped at the switch.
     let datapath_went_on =

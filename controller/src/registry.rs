@@ -172,6 +172,42 @@ impl<K, V> Change<K, V> {
     }
 }
 
+/// A VM port a frame came in on, and whether that port leads into the
+/// operator's own data center: a port of a VI on one of that VI's gateway
+/// hosts (the gateway's WAN tunnel toward the operator) places what it sees
+/// behind the gateway, which is also where the gateway's own reports put
+/// it, so the two never move a MAC back and forth.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting<'a> {
+    pub port: &'a VmPort,
+    pub behind_gateway: bool,
+}
+
+impl Sighting<'_> {
+    fn location(&self) -> Location {
+        if self.behind_gateway {
+            Location::BehindGateway {
+                gateway: self.port.host.clone(),
+            }
+        } else {
+            Location::Port {
+                host: self.port.host.clone(),
+                ofport: self.port.ofport,
+            }
+        }
+    }
+}
+
+impl<'a> From<&'a VmPort> for Sighting<'a> {
+    /// A port of an ordinary host.
+    fn from(port: &'a VmPort) -> Self {
+        Self {
+            port,
+            behind_gateway: false,
+        }
+    }
+}
+
 /// One line of a VI's seed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedEntry {
@@ -418,16 +454,18 @@ impl Registry {
         }
     }
 
-    /// Learns from an ARP, GARP or RARP frame that arrived on VM port `port`.
+    /// Learns from an ARP, GARP or RARP frame that arrived on VM port `port`
+    /// (a [`Sighting`] when the port may be a gateway's).
     /// A RARP request or a GARP is an announcement; anything else a sighting.
     /// Frames with a priority tag, a multicast source, or a sender hardware
     /// address that is not the frame's source teach nothing they cannot back.
-    pub fn learn_arp(
+    pub fn learn_arp<'a>(
         &mut self,
         now: Timestamp,
-        port: &VmPort,
+        port: impl Into<Sighting<'a>>,
         arp: &ArpRepr,
     ) -> Vec<RegistryChange> {
+        let port = port.into();
         let Some(vlan) = Vlan::from_vid(arp.tags.first().map(|t| t.vid())) else {
             return Vec::new();
         };
@@ -440,12 +478,12 @@ impl Registry {
             Evidence::Sighting
         };
         let mut changes: Vec<RegistryChange> = self
-            .sighted(now, port, vlan, src, evidence)
+            .sighted(now, &port, vlan, src, evidence)
             .into_iter()
             .collect();
         if binds_ip(arp) {
             let ip_key = IpKey {
-                vi: port.vi,
+                vi: port.port.vi,
                 vlan,
                 ip: arp.spa,
             };
@@ -455,17 +493,18 @@ impl Registry {
     }
 
     /// Learns where `src` lives from any other frame from VM port `port`.
-    pub fn learn_source(
+    pub fn learn_source<'a>(
         &mut self,
         now: Timestamp,
-        port: &VmPort,
+        port: impl Into<Sighting<'a>>,
         vlan: Vlan,
         src: MacAddr,
     ) -> Vec<RegistryChange> {
+        let port = port.into();
         if !vlan.is_valid() {
             return Vec::new();
         }
-        self.sighted(now, port, vlan, src, Evidence::Sighting)
+        self.sighted(now, &port, vlan, src, Evidence::Sighting)
             .into_iter()
             .collect()
     }
@@ -474,7 +513,7 @@ impl Registry {
     fn sighted(
         &mut self,
         now: Timestamp,
-        port: &VmPort,
+        port: &Sighting<'_>,
         vlan: Vlan,
         src: MacAddr,
         evidence: Evidence,
@@ -483,15 +522,11 @@ impl Registry {
             return None;
         }
         let key = MacKey {
-            vi: port.vi,
+            vi: port.port.vi,
             vlan,
             mac: src,
         };
-        let here = Location::Port {
-            host: port.host.clone(),
-            ofport: port.ofport,
-        };
-        self.place(now, key, Some(here), evidence)
+        self.place(now, key, Some(port.location()), evidence)
     }
 
     /// Initialises a VI's entries from its seed file. The whole file is

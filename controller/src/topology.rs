@@ -3,6 +3,7 @@
 //! where.
 
 use crate::model::{Host, HostName, HostRole, Topology, Vi, ViId, VmPort};
+use crate::registry::Sighting;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
@@ -64,6 +65,15 @@ impl Topology {
     /// The VM port at `ofport` on `host`'s bridge, if it is one.
     pub fn vm_port(&self, host: &HostName, ofport: u32) -> Option<&VmPort> {
         self.vm_ports.get(&(host.clone(), ofport))
+    }
+
+    /// `port` as a place frames are seen at: behind the gateway when its
+    /// host is one of its VI's gateways.
+    pub fn sighting<'a>(&self, port: &'a VmPort) -> Sighting<'a> {
+        Sighting {
+            port,
+            behind_gateway: self.is_gateway_of(&port.host, port.vi),
+        }
     }
 
     /// Every VM port on `host`, in ofport order.

@@ -281,11 +281,11 @@ fn registry() -> impl Strategy<Value = Registry> {
             match kind {
                 0 => {
                     let arp = with_tag(ArpRepr::request(mac(m), ip(a), ip(a % 4 + 1)));
-                    r.learn_arp(now, &port, &arp);
+                    r.learn_arp(now, t.sighting(&port), &arp);
                 }
                 1 => {
                     let arp = with_tag(ArpRepr::gratuitous(mac(m), ip(a)));
-                    r.learn_arp(now, &port, &arp);
+                    r.learn_arp(now, t.sighting(&port), &arp);
                 }
                 2 => {
                     let spec = EntrySpec {

@@ -83,6 +83,50 @@ fn a_rarp_is_learned_and_flooded_in_its_vi() {
 }
 
 #[test]
+fn what_a_gateway_port_sees_lives_behind_the_gateway_and_stays_there() {
+    // gw:7 is VI 1's port on its gateway: the WAN tunnel to the operator.
+    let mut r = registry();
+    let behind = Some(Some(Location::BehindGateway {
+        gateway: host("gw"),
+    }));
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: Vlan::Tagged(10),
+        mac: mac(M2),
+    };
+    let rarp = bytes(&vlan10(ArpRepr::rarp_announce(mac(M2))));
+    let d = decide(&mut r, "gw", meta(TABLE_INTERCEPT, 7), &rarp);
+    assert_eq!(d.kind, PacketInKind::Rarp);
+    assert_eq!(d.changes[0].kind(), ChangeKind::Moved);
+    assert_eq!(r.mac(&key).map(|e| e.location.clone()), behind.clone());
+    // The gateway's own report (the API) and its announcements agree.
+    let d = decide(&mut r, "gw", meta(TABLE_INTERCEPT, 7), &rarp);
+    assert!(d.changes.is_empty(), "{:?}", d.changes);
+    // Any other frame from that side places a new MAC behind it too.
+    let req = bytes(&vlan10(ArpRepr::request(
+        mac(M1),
+        ip("10.0.0.1"),
+        ip("10.0.0.2"),
+    )));
+    decide(&mut r, "gw", meta(TABLE_ARP, 7), &req);
+    let k1 = MacKey {
+        mac: mac(M1),
+        ..key
+    };
+    assert_eq!(r.mac(&k1).map(|e| e.location.clone()), behind);
+    // On an ordinary host the same port number is a port.
+    let d = decide(&mut r, "a", meta(TABLE_INTERCEPT, 1), &rarp);
+    assert_eq!(
+        r.mac(&key).map(|e| e.location.clone()),
+        Some(Some(Location::Port {
+            host: host("a"),
+            ofport: 1
+        })),
+        "{d:?}"
+    );
+}
+
+#[test]
 fn a_garp_is_flooded_only_when_the_datapath_did_not() {
     let garp = bytes(&vlan10(ArpRepr::gratuitous(mac(M1), ip("10.0.0.1"))));
     let mut r = registry();
