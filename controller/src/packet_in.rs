@@ -82,9 +82,13 @@ pub enum PacketInKind {
     UnknownSource,
     /// An ARP request the controller answered from the registry.
     ArpAnswered,
-    /// An ARP request for an unknown target, sent toward the gateway or
-    /// flooded.
+    /// An ARP request for an unknown target, flooded inside the data
+    /// center (on a gateway, or in a VI without one).
     ArpUnknownTarget,
+    /// An ARP request for an unknown target, sent toward the VI's gateway:
+    /// one that crosses the WAN. After warm-up the registry knows the
+    /// operator's addresses and this stays still.
+    ArpToGateway,
     /// Not from a VM port (a tunnel, or a port not yet known): ignored.
     NotFromVmPort,
     /// From a VM port, but nothing to learn (a priority-tagged frame, an
@@ -103,6 +107,7 @@ impl PacketInKind {
             PacketInKind::UnknownSource => "unknown_source",
             PacketInKind::ArpAnswered => "arp_answered",
             PacketInKind::ArpUnknownTarget => "arp_unknown_target",
+            PacketInKind::ArpToGateway => "arp_to_gateway",
             PacketInKind::NotFromVmPort => "not_from_vm_port",
             PacketInKind::Ignored => "ignored",
             PacketInKind::Invalid(_) => "invalid",
@@ -204,13 +209,19 @@ pub fn handle_packet_in(
                 vec![reply_out(port, &arp, e.mac)],
             ),
             _ => {
+                let actions = unknown_destination(topology, host, vi);
+                let kind = if matches!(actions.as_slice(), [Action::Group(_)]) {
+                    PacketInKind::ArpUnknownTarget
+                } else {
+                    PacketInKind::ArpToGateway
+                };
                 let out = PacketOut {
                     buffer_id: NO_BUFFER,
                     in_port: port.ofport,
-                    actions: unknown_destination(topology, host, vi),
+                    actions,
                     data: frame.to_vec(),
                 };
-                (PacketInKind::ArpUnknownTarget, vec![out])
+                (kind, vec![out])
             }
         }
     };
