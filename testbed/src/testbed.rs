@@ -33,7 +33,7 @@ pub struct VmId(usize);
 
 /// Handle of a compute node of an IaaS DC in its [`Testbed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ComputeId(usize);
+pub struct ComputeId(pub(crate) usize);
 
 /// Handle of an IaaS DC's gateway node in its [`Testbed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -404,6 +404,7 @@ impl Testbed {
         let target = plug(&self.pms, &self.computes, to)?;
         let source = plug(&self.pms, &self.computes, from)?;
         let moving = self.vms[vm.0].as_mut().expect("VmId of a removed VM");
+        moving.check_host(target)?;
         moving.detach(source)?;
         moving.attach(&prefix, target)?;
         moving.host = to;

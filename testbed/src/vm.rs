@@ -235,6 +235,26 @@ impl Vm {
         })
     }
 
+    /// Whether the VM can be plugged into `host`: a compute node takes
+    /// only VMs on a VLAN. Checked before a move unplugs anything.
+    pub(crate) fn check_host(&self, host: Plug) -> Result<()> {
+        match host {
+            Plug::Pm(_) => Ok(()),
+            Plug::Compute(_) => self.compute_vlan().map(drop),
+        }
+    }
+
+    /// The VLAN whose bridge the VM joins on a compute node.
+    fn compute_vlan(&self) -> Result<u16> {
+        self.access_vlan.ok_or_else(|| {
+            Error::Usage(format!(
+                "VM {} has no VLAN; a compute node plugs guests into a VLAN's bridge \
+                 (VmSpec::on_compute)",
+                self.name
+            ))
+        })
+    }
+
     /// Plugs the VM into `host`.
     pub(crate) fn attach(&mut self, prefix: &Prefix, host: Plug) -> Result<()> {
         if self.attachment.is_some() {
@@ -251,13 +271,7 @@ impl Vm {
 
     /// Plugs the VM into the Linux bridge of its VLAN on `node`.
     fn attach_compute(&mut self, node: &ComputeNode) -> Result<()> {
-        let vid = self.access_vlan.ok_or_else(|| {
-            Error::Usage(format!(
-                "VM {} has no VLAN; a compute node plugs guests into a VLAN's bridge \
-                 (VmSpec::on_compute)",
-                self.name
-            ))
-        })?;
+        let vid = self.compute_vlan()?;
         let bridge = node.vlan_bridge_for(vid)?;
         let link = self.vm_link(
             &self.interface,
@@ -272,19 +286,27 @@ impl Vm {
             tag_bridge: None,
         });
         // A new bridge port forwards only once the kernel's link watch saw
-        // its carrier, up to a second later: until then the bridge drops
-        // what the guest sends, such as the RARP announcing it.
+        // its carrier, up to a second later, and until it saw the guest's
+        // end, that end's queue discards what is sent: either way the
+        // RARP announcing the guest would be lost.
         let port = Iface::new(self.port.clone(), node.netns().place());
+        let nic = Iface::new(self.interface.clone(), self.netns.place());
         poll_until(
             &format!("port {} of {bridge} forwarding", self.port),
             PORT_FORWARDING_TIMEOUT,
             || {
-                let state = port.ip(&["-d", "-o", "link", "show", "dev", &port.name])?;
-                Ok(if state.contains("state forwarding") {
-                    Probe::Ready(())
-                } else {
-                    Probe::NotYet(state)
-                })
+                let port_state = port.ip(&["-d", "-o", "link", "show", "dev", &port.name])?;
+                let nic_state = nic.ip(&["-o", "link", "show", "dev", &nic.name])?;
+                Ok(
+                    if port_state.contains("state forwarding")
+                        && nic_state.contains("state UP")
+                        && !nic_state.contains("qdisc noop")
+                    {
+                        Probe::Ready(())
+                    } else {
+                        Probe::NotYet(format!("{port_state}\n{nic_state}"))
+                    },
+                )
             },
         )
     }
@@ -538,6 +560,17 @@ mod tests {
     fn spec() -> VmSpec {
         let ip = "10.0.0.1/24".parse().unwrap();
         VmSpec::new("vm1", crate::PmId(0), 7, MacAddr::local(1), ip)
+    }
+
+    #[test]
+    fn a_guest_of_a_compute_node_has_one_valid_vlan_and_no_vlan_interfaces() {
+        let ip: Ipv4Cidr = "10.1.0.1/24".parse().unwrap();
+        let node = crate::ComputeId(0);
+        let guest = |vid| VmSpec::on_compute("vm1", node, vid, 1, MacAddr::local(1), ip);
+        assert!(guest(100).validate().is_ok());
+        assert!(guest(0).validate().is_err());
+        assert!(guest(4095).validate().is_err());
+        assert!(guest(100).vlan(10, ip).validate().is_err());
     }
 
     #[test]

@@ -209,6 +209,40 @@ fn the_gateway_nodes_reach_each_other_through_the_wan_delay() {
     );
 }
 
+#[test]
+fn a_second_iaas_dc_joins_the_haas_gateway_over_a_wan_of_its_own() {
+    let Intercloud {
+        dc: IaasDc { mut tb, .. },
+        gw_haas,
+        ..
+    } = intercloud("ic-two", Duration::ZERO);
+    let lan2 = tb
+        .add_underlay(UnderlaySpec::new("lan2", cidr("192.168.61.0/24")))
+        .unwrap();
+    let gw2 = tb
+        .add_iaas_gateway(IaasGatewaySpec::new("gwb", lan2, cidr("203.0.113.3/24")))
+        .unwrap();
+    let wan2 = WanSpec {
+        backend: Some(Backend::Relay),
+        ..WanSpec::new("wan2", Impairment::delay(Duration::from_millis(5)))
+    };
+    let wan2 = tb.add_wan(wan2.between(gw_haas, gw2)).unwrap();
+    let ports = tb.pm(gw_haas).vsctl(&["list-ports", WAN_BRIDGE]).unwrap();
+    assert_eq!(ports.lines().count(), 2, "one cable per WAN:\n{ports}");
+    let haas = tb.pm(gw_haas);
+    for peer in [IAAS_WAN, "203.0.113.3"] {
+        let report = haas.ping_underlay(ip(peer), 3, INTERVAL).unwrap();
+        assert!(report.received >= 2, "{peer}: {report:?}");
+    }
+    assert!(tb.wan(wan2).relay_stats().unwrap().0.forwarded >= 3);
+
+    // A WAN ends at gateway nodes only.
+    let cn = tb.add_compute(ComputeSpec::new("cn9", lan2)).unwrap();
+    let wrong = WanSpec::new("wan3", Impairment::default()).between(gw_haas, cn);
+    let err = tb.add_wan(wrong).unwrap_err();
+    assert!(err.to_string().contains("gateway node"), "{err}");
+}
+
 /// The packets counted by the one flow of `dump` whose match contains
 /// `needle`.
 fn packets(dump: &str, needle: &str) -> u64 {
@@ -240,6 +274,22 @@ fn gre_between_the_gateway_bridges_carries_a_guest_across() {
     // vm1 migrates into the HaaS DC: onto the HaaS gateway node's br-int,
     // where its frames are tagged with its VLAN as on the IaaS side.
     tb.move_vm(vm1, gw_haas).unwrap();
+    // A HaaS VM of no VLAN has no bridge to join on a compute node: refused
+    // before it is unplugged.
+    let plain = tb
+        .add_vm(VmSpec::new(
+            "vm9",
+            gw_haas,
+            2,
+            MacAddr::local(9),
+            cidr("10.9.0.1/24"),
+        ))
+        .unwrap();
+    let err = tb.move_vm(plain, cn1).unwrap_err();
+    assert!(err.to_string().contains("no VLAN"), "{err}");
+    assert_eq!(tb.vm(plain).host(), Host::Pm(gw_haas));
+    let port = tb.vm(plain).port().to_owned();
+    tb.pm(gw_haas).ofport(&port).unwrap();
     let haas = tb.pm(gw_haas);
     let port = tb.vm(vm1).port().to_owned();
     let vi = haas
@@ -344,7 +394,7 @@ fn gre_between_the_gateway_bridges_carries_a_guest_across() {
     // Teardown takes every node, the cables the WAN put into the gateway
     // nodes, and its relay namespace (which `leftovers` finds by prefix).
     let inventory = tb.inventory();
-    assert_eq!(inventory.namespaces.len(), 8, "{inventory:?}");
+    assert_eq!(inventory.namespaces.len(), 9, "{inventory:?}");
     tb.teardown().unwrap();
     let left = leftovers(&inventory).unwrap();
     assert!(left.is_empty(), "{left:?}");
