@@ -39,7 +39,9 @@ pub mod dataplane;
 mod error;
 pub mod flow_dump;
 pub mod frames;
+pub mod gateway_node;
 pub mod host;
+pub mod iaas;
 pub mod interop;
 mod link;
 mod naming;
@@ -61,6 +63,8 @@ pub mod wan;
 
 pub use addr::{Ipv4Cidr, MacAddr};
 pub use error::{Error, Result, INSTALL_ADVICE};
+pub use gateway_node::{IaasGateway, IaasGatewaySpec, GATEWAY_BRIDGE, WAN_BRIDGE};
+pub use iaas::{ComputeNode, ComputeSpec};
 pub use link::{Iface, Place, VethPair};
 pub use naming::{NodeName, Prefix, MAX_IFNAME_LEN};
 pub use netns::{list as list_netns, Netns};
@@ -75,6 +79,9 @@ pub use pm::{
 pub use process::{Process, STOP_GRACE};
 pub use stale::{cleanup_prefix, cleanup_stale, CleanupReport};
 pub use state::{Owner, StateDir, DEFAULT_STATE_ROOT};
-pub use testbed::{Config, Inventory, Node, PmId, ProcessId, Testbed, UnderlayId, VmId, WanId};
+pub use testbed::{
+    ComputeId, Config, GatewayId, Inventory, Node, PmId, ProcessId, Testbed, UnderlayId, VmId,
+    WanId,
+};
 pub use underlay::{Underlay, UnderlaySpec, DEFAULT_UNDERLAY_MTU, UNDERLAY_SWITCH};
-pub use vm::{VlanSpec, Vm, VmSpec, MAX_VLANS, VM_MTU};
+pub use vm::{Host, VlanSpec, Vm, VmSpec, MAX_VLANS, VM_MTU};

@@ -55,7 +55,8 @@ impl Iface {
         }
     }
 
-    fn ip(&self, args: &[&str]) -> Result<String> {
+    /// Runs `ip args…` in the interface's namespace. Returns stdout.
+    pub(crate) fn ip(&self, args: &[&str]) -> Result<String> {
         let mut command = self.place.ip();
         command.args(args);
         run(&mut command)

@@ -21,6 +21,9 @@ const NETNS_RUN_DIR: &str = "/run/netns";
 pub struct Netns {
     name: String,
     deleted: bool,
+    /// False for a handle on a namespace another node owns: it neither
+    /// deletes the namespace nor stops what runs in it.
+    owned: bool,
 }
 
 impl Netns {
@@ -30,6 +33,7 @@ impl Netns {
         let ns = Self {
             name,
             deleted: false,
+            owned: true,
         };
         ns.run(&[
             "sysctl",
@@ -40,6 +44,22 @@ impl Netns {
         ])?;
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// A second handle on this namespace for a part built into it by
+    /// someone else (a WAN cable's end in a gateway node): it runs commands
+    /// there, but deleting or dropping it leaves the namespace to its owner.
+    pub(crate) fn borrowed(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            deleted: false,
+            owned: false,
+        }
+    }
+
+    /// Whether deleting this handle deletes the namespace.
+    pub fn is_owned(&self) -> bool {
+        self.owned
     }
 
     pub fn name(&self) -> &str {
@@ -90,7 +110,7 @@ impl Netns {
     /// Deletes the namespace. Processes still inside keep it alive in the
     /// kernel, so stop them first. Deleting twice is a no-op.
     pub fn delete(&mut self) -> Result<()> {
-        if self.deleted {
+        if self.deleted || !self.owned {
             return Ok(());
         }
         delete(&self.name)?;

@@ -12,8 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::addr::Ipv4Cidr;
 use crate::command::{output, program, run};
 use crate::error::{Error, Result};
+use crate::link::Iface;
 use crate::netns::Netns;
 use crate::process::{tail_of, Process, STOP_GRACE};
 use crate::readiness::{poll_until, Probe};
@@ -186,6 +188,63 @@ impl OvsInstance {
             },
             other => other,
         })
+    }
+
+    /// Adds a standalone netdev bridge holding `ports`, with `addr` on the
+    /// bridge's own internal port in `netns`: where the userspace datapath
+    /// routes tunnel packets from (its route table knows the namespace's
+    /// connected routes, and it can send only out of an OVS port; see
+    /// docs/testbed.md, finding 2). A PM's underlay and a gateway node's WAN
+    /// uplink are such bridges.
+    pub fn add_address_bridge(
+        &self,
+        netns: &Netns,
+        bridge: &str,
+        mtu: u32,
+        addr: Ipv4Cidr,
+        ports: &[&str],
+    ) -> Result<()> {
+        let mtu = format!("mtu_request={mtu}");
+        let mut args = vec![
+            "add-br",
+            bridge,
+            "--",
+            "set",
+            "Bridge",
+            bridge,
+            "datapath_type=netdev",
+            "fail_mode=standalone",
+            "--",
+            "set",
+            "Interface",
+            bridge,
+            &mtu,
+        ];
+        for port in ports {
+            args.extend(["--", "add-port", bridge, port]);
+        }
+        self.vsctl(&args)?;
+        let iface = Iface::new(bridge, netns.place());
+        iface.disable_offloads()?;
+        iface.add_addr(addr)?;
+        iface.set_up()
+    }
+
+    /// The OpenFlow port number OVS gave `port`.
+    pub fn ofport(&self, port: &str) -> Result<u32> {
+        let text = self.vsctl(&["get", "Interface", port, "ofport"])?;
+        match text.trim().parse::<i64>() {
+            Ok(n) if n > 0 => u32::try_from(n).map_err(|_| Error::UnexpectedOutput {
+                command: format!("ovs-vsctl get Interface {port} ofport"),
+                reason: "port number out of range".into(),
+                output: text.clone(),
+            }),
+            _ => Err(Error::UnexpectedOutput {
+                command: format!("ovs-vsctl get Interface {port} ofport"),
+                reason: "OVS gave the port no OpenFlow number (is its interface missing?)".into(),
+                output: text.clone(),
+            }),
+        }
     }
 
     /// The name given at start.

@@ -23,7 +23,7 @@ use crate::naming::{NodeName, Prefix};
 use crate::netns::Netns;
 use crate::ovs::OvsInstance;
 use crate::ping::{PingReport, PING_REPLY_TIMEOUT};
-use crate::underlay::{Underlay, UNDERLAY_SWITCH};
+use crate::underlay::Underlay;
 
 /// The bridge VMs attach to, and the one a controller programs.
 pub const INTEGRATION_BRIDGE: &str = "br-int";
@@ -35,7 +35,6 @@ pub const CONTROLLER_SOCKET_LINK: &str = "iris-controller.sock";
 
 /// Interface role suffixes (see [`Prefix::link`]).
 const ROLE_UNDERLAY: &str = "u";
-const ROLE_SWITCH_PORT: &str = "s";
 const ROLE_MGMT_PM: &str = "m";
 const ROLE_MGMT_ROOT: &str = "r";
 
@@ -85,6 +84,9 @@ pub struct PmSpec {
     /// `Open_vSwitch` `other_config` keys set before vswitchd starts (e.g.
     /// `userspace-tso-enable`, read only at startup).
     pub other_config: Vec<(String, String)>,
+    /// The PM's address on the WAN, for the HaaS DC's gateway node: its
+    /// `br-wan` takes the WANs' cables (see [`crate::gateway_node`]).
+    pub wan: Option<Ipv4Cidr>,
 }
 
 impl PmSpec {
@@ -100,6 +102,7 @@ impl PmSpec {
             datapath_id: None,
             management: None,
             other_config: Vec::new(),
+            wan: None,
         }
     }
 
@@ -130,6 +133,12 @@ impl PmSpec {
         self
     }
 
+    /// Makes the PM a gateway node with `addr` on the WAN.
+    pub fn wan_uplink(mut self, addr: Ipv4Cidr) -> Self {
+        self.wan = Some(addr);
+        self
+    }
+
     pub fn management(mut self, root: Ipv4Cidr, pm: Ipv4Cidr) -> Self {
         self.management = Some(ManagementSpec { root, pm });
         self
@@ -146,6 +155,7 @@ pub struct Pm {
     underlay_port: String,
     ovsdb_tcp: Option<SocketAddrV4>,
     management: Option<ManagementSpec>,
+    wan_addr: Option<Ipv4Cidr>,
     // Field order is drop order: OVS before links before the namespace.
     pub(crate) ovs: OvsInstance,
     pub(crate) links: Vec<VethPair>,
@@ -169,6 +179,7 @@ impl Pm {
             underlay_port: prefix.link(&name, ROLE_UNDERLAY)?,
             ovsdb_tcp: None,
             management: spec.management,
+            wan_addr: spec.wan,
             ovs,
             links: Vec::new(),
             netns,
@@ -184,45 +195,23 @@ impl Pm {
         if let Some(mgmt) = spec.management {
             pm.add_management_link(prefix, mgmt)?;
         }
+        if let Some(addr) = spec.wan {
+            crate::gateway_node::add_wan_bridge(&pm.ovs, &pm.netns, addr)?;
+        }
         Ok(pm)
     }
 
     fn plug_underlay(&mut self, prefix: &Prefix, underlay: &Underlay) -> Result<()> {
         let port = self.underlay_port.clone();
-        let pair = VethPair::create(
-            Iface::new(&port, self.netns.place()),
-            Iface::new(
-                prefix.link(&self.name, ROLE_SWITCH_PORT)?,
-                underlay.netns().place(),
-            ),
-            underlay.mtu(),
-        )?;
-        pair.b().set_master(UNDERLAY_SWITCH)?;
+        let pair = underlay.cable(prefix, &self.name, Iface::new(&port, self.netns.place()))?;
         self.links.push(pair);
-        let mtu = format!("mtu_request={}", underlay.mtu());
-        self.vsctl(&[
-            "add-br",
+        self.ovs.add_address_bridge(
+            &self.netns,
             UNDERLAY_BRIDGE,
-            "--",
-            "set",
-            "Bridge",
-            UNDERLAY_BRIDGE,
-            "datapath_type=netdev",
-            "fail_mode=standalone",
-            "--",
-            "set",
-            "Interface",
-            UNDERLAY_BRIDGE,
-            &mtu,
-            "--",
-            "add-port",
-            UNDERLAY_BRIDGE,
-            &port,
-        ])?;
-        let bridge = Iface::new(UNDERLAY_BRIDGE, self.netns.place());
-        bridge.disable_offloads()?;
-        bridge.add_addr(self.underlay_addr)?;
-        bridge.set_up()
+            underlay.mtu(),
+            self.underlay_addr,
+            &[&port],
+        )
     }
 
     fn add_integration_bridge(&self, spec: &PmSpec) -> Result<()> {
@@ -284,6 +273,12 @@ impl Pm {
     /// the PM puts on the DC's network.
     pub fn underlay_interface(&self) -> &str {
         &self.underlay_port
+    }
+
+    /// The PM's WAN address, if it is a gateway node
+    /// ([`PmSpec::wan_uplink`]).
+    pub fn wan_addr(&self) -> Option<Ipv4Cidr> {
+        self.wan_addr
     }
 
     /// The management link's addresses, if the PM has one.
@@ -357,19 +352,7 @@ impl Pm {
 
     /// The OpenFlow port number OVS gave `port`.
     pub fn ofport(&self, port: &str) -> Result<u32> {
-        let text = self.vsctl(&["get", "Interface", port, "ofport"])?;
-        match text.trim().parse::<i64>() {
-            Ok(n) if n > 0 => u32::try_from(n).map_err(|_| Error::UnexpectedOutput {
-                command: format!("ovs-vsctl get Interface {port} ofport"),
-                reason: "port number out of range".into(),
-                output: text.clone(),
-            }),
-            _ => Err(Error::UnexpectedOutput {
-                command: format!("ovs-vsctl get Interface {port} ofport"),
-                reason: "OVS gave the port no OpenFlow number (is its interface missing?)".into(),
-                output: text.clone(),
-            }),
-        }
+        self.ovs.ofport(port)
     }
 
     /// Makes a controller listening on the unix socket `listener` reachable

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::gateway_node::{IaasGateway, IaasGatewaySpec};
 use crate::host;
+use crate::iaas::{ComputeNode, ComputeSpec};
 use crate::naming::{NodeName, Prefix};
 use crate::netns::Netns;
 use crate::ovs::OvsInstance;
@@ -14,7 +16,7 @@ use crate::pm::{Pm, PmSpec};
 use crate::process::{terminate_pids, Process, STOP_GRACE};
 use crate::state::{remove_tree, StateDir, DEFAULT_STATE_ROOT};
 use crate::underlay::{Underlay, UnderlaySpec};
-use crate::vm::{Vm, VmSpec};
+use crate::vm::{Host, Plug, Vm, VmSpec};
 use crate::wan::{Wan, WanSpec};
 
 /// Handle of an underlay network in its [`Testbed`].
@@ -28,6 +30,14 @@ pub struct PmId(pub(crate) usize);
 /// Handle of a VM in its [`Testbed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct VmId(usize);
+
+/// Handle of a compute node of an IaaS DC in its [`Testbed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ComputeId(pub(crate) usize);
+
+/// Handle of an IaaS DC's gateway node in its [`Testbed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GatewayId(usize);
 
 /// A WAN of one testbed, see [`Testbed::add_wan`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +55,20 @@ pub enum Node {
     Underlay(UnderlayId),
     Pm(PmId),
     Vm(VmId),
+    Compute(ComputeId),
+    Gateway(GatewayId),
+}
+
+impl From<ComputeId> for Node {
+    fn from(id: ComputeId) -> Self {
+        Self::Compute(id)
+    }
+}
+
+impl From<GatewayId> for Node {
+    fn from(id: GatewayId) -> Self {
+        Self::Gateway(id)
+    }
 }
 
 impl From<UnderlayId> for Node {
@@ -110,6 +134,8 @@ pub struct Testbed {
     vms: Vec<Option<Vm>>,
     pms: Vec<Option<Pm>>,
     underlays: Vec<Underlay>,
+    computes: Vec<ComputeNode>,
+    gateways: Vec<IaasGateway>,
     wans: Vec<Wan>,
     names: HashSet<NodeName>,
     state: StateDir,
@@ -135,6 +161,8 @@ impl Testbed {
             vms: Vec::new(),
             pms: Vec::new(),
             underlays: Vec::new(),
+            computes: Vec::new(),
+            gateways: Vec::new(),
             wans: Vec::new(),
             names: HashSet::new(),
             state,
@@ -197,20 +225,125 @@ impl Testbed {
     }
 
     /// Builds an emulated WAN: a relay namespace `spec.name` between two
-    /// site namespaces `<name>a` and `<name>b` (see [`crate::wan`]).
+    /// site namespaces `<name>a` and `<name>b`, or between the two gateway
+    /// nodes of [`WanSpec::between`], whose `br-wan`s take the cables (see
+    /// [`crate::wan`]).
     pub fn add_wan(&mut self, spec: WanSpec) -> Result<WanId> {
-        let names = [
-            NodeName::new(&spec.name)?,
-            NodeName::new(&format!("{}a", spec.name))?,
-            NodeName::new(&format!("{}b", spec.name))?,
-        ];
+        let mut names = vec![NodeName::new(&spec.name)?];
+        if spec.sites.is_none() {
+            names.push(NodeName::new(&format!("{}a", spec.name))?);
+            names.push(NodeName::new(&format!("{}b", spec.name))?);
+        }
         if let Some(taken) = names.iter().find(|n| self.names.contains(*n)) {
             return Err(Error::Usage(format!("a node named {taken} already exists")));
         }
-        let wan = Wan::create(self.prefix(), &spec)?;
+        let wan = match spec.sites {
+            None => Wan::create(self.prefix(), &spec, None)?,
+            Some([a, b]) => {
+                if a == b {
+                    return Err(Error::Usage(format!(
+                        "WAN {}: both ends are the same node",
+                        spec.name
+                    )));
+                }
+                let ends = [self.wan_end(a)?, self.wan_end(b)?];
+                let wan = Wan::create(self.prefix(), &spec, Some(ends.map(|(netns, _)| netns)))?;
+                for (i, (_, ovs)) in ends.iter().enumerate() {
+                    crate::gateway_node::plug_wan(ovs, &wan.site(i).iface.name)?;
+                }
+                wan
+            }
+        };
         self.names.extend(names);
         self.wans.push(wan);
         Ok(WanId(self.wans.len() - 1))
+    }
+
+    /// The namespace and OVS instance of a gateway node, the end of a WAN.
+    fn wan_end(&self, node: Node) -> Result<(&Netns, &OvsInstance)> {
+        match node {
+            Node::Pm(id) => match self.pms.get(id.0).and_then(Option::as_ref) {
+                Some(pm) if pm.wan_addr().is_some() => Ok((pm.netns(), pm.ovs())),
+                Some(pm) => Err(Error::Usage(format!(
+                    "PM {} has no WAN uplink (PmSpec::wan_uplink)",
+                    pm.name()
+                ))),
+                None => Err(Error::Usage("a WAN's end is a removed PM".into())),
+            },
+            Node::Gateway(id) => {
+                let gw = self.gateway(id);
+                Ok((gw.netns(), gw.ovs()))
+            }
+            other => Err(Error::Usage(format!(
+                "a WAN's end must be a gateway node, not {other:?}"
+            ))),
+        }
+    }
+
+    /// Adds a compute node of an IaaS DC, its trunk cabled to the DC LAN
+    /// `spec.lan` (see [`crate::iaas`]).
+    pub fn add_compute(&mut self, spec: ComputeSpec) -> Result<ComputeId> {
+        let node = self.add_lan_node(&spec.name, spec.lan, |prefix, name, netns, ovs, lan| {
+            ComputeNode::create(prefix, name, netns, ovs, lan, &spec)
+        })?;
+        self.computes.push(node);
+        Ok(ComputeId(self.computes.len() - 1))
+    }
+
+    /// Adds an IaaS DC's gateway node, its trunk cabled to the DC LAN
+    /// `spec.lan` (see [`crate::gateway_node`]).
+    pub fn add_iaas_gateway(&mut self, spec: IaasGatewaySpec) -> Result<GatewayId> {
+        let gw = self.add_lan_node(&spec.name, spec.lan, |prefix, name, netns, ovs, lan| {
+            IaasGateway::create(prefix, name, netns, ovs, lan, &spec)
+        })?;
+        self.gateways.push(gw);
+        Ok(GatewayId(self.gateways.len() - 1))
+    }
+
+    /// Builds a node with its own OVS instance on the LAN `lan`.
+    fn add_lan_node<T>(
+        &mut self,
+        name: &str,
+        lan: UnderlayId,
+        build: impl FnOnce(&Prefix, NodeName, Netns, OvsInstance, &Underlay) -> Result<T>,
+    ) -> Result<T> {
+        if lan.0 >= self.underlays.len() {
+            return Err(Error::Usage(format!("node {name}: no such LAN")));
+        }
+        self.with_new_node(name, |tb, name, netns| {
+            let ovs = tb.start_ovs(&name, &netns, &[])?;
+            build(tb.state.prefix(), name, netns, ovs, &tb.underlays[lan.0])
+        })
+    }
+
+    /// Starts a node's private OVS instance in its namespace.
+    fn start_ovs(
+        &self,
+        name: &NodeName,
+        netns: &Netns,
+        other_config: &[(String, String)],
+    ) -> Result<OvsInstance> {
+        let dir = self.state.node_dir(name.as_str())?;
+        OvsInstance::start_with(
+            name.as_str(),
+            netns,
+            dir,
+            self.config.ready_timeout,
+            other_config,
+        )
+    }
+
+    pub fn compute(&self, id: ComputeId) -> &ComputeNode {
+        &self.computes[id.0]
+    }
+
+    pub fn gateway(&self, id: GatewayId) -> &IaasGateway {
+        &self.gateways[id.0]
+    }
+
+    /// A host to plug a VM into; an error if it was removed.
+    fn plug(&self, host: Host) -> Result<Plug<'_>> {
+        plug(&self.pms, &self.computes, host)
     }
 
     pub fn wan(&self, id: WanId) -> &Wan {
@@ -227,10 +360,7 @@ impl Testbed {
         }
         let addr = self.underlays[spec.underlay.0].lease(spec.underlay_ip)?;
         let built = self.with_new_node(&spec.name, |tb, name, netns| {
-            let dir = tb.state.node_dir(name.as_str())?;
-            let timeout = tb.config.ready_timeout;
-            let ovs =
-                OvsInstance::start_with(name.as_str(), &netns, dir, timeout, &spec.other_config)?;
+            let ovs = tb.start_ovs(&name, &netns, &spec.other_config)?;
             let underlay = &tb.underlays[spec.underlay.0];
             Pm::create(tb.state.prefix(), name, netns, ovs, underlay, addr, &spec)
         });
@@ -248,33 +378,36 @@ impl Testbed {
 
     pub fn add_vm(&mut self, spec: VmSpec) -> Result<VmId> {
         spec.validate()?;
-        if self.pms.get(spec.pm.0).and_then(Option::as_ref).is_none() {
-            return Err(Error::Usage(format!("VM {}: no such PM", spec.name)));
+        if let Err(e) = self.plug(spec.host) {
+            return Err(Error::Usage(format!("VM {}: {e}", spec.name)));
         }
         let vm = self.with_new_node(&spec.name, |tb, name, netns| {
             let mut vm = Vm::create(tb.state.prefix(), name, netns, &spec)?;
-            vm.attach(tb.state.prefix(), tb.pm(spec.pm))?;
+            vm.attach(tb.state.prefix(), tb.plug(spec.host)?)?;
             Ok(vm)
         })?;
         self.vms.push(Some(vm));
         Ok(VmId(self.vms.len() - 1))
     }
 
-    /// Moves a VM to another PM with the same MAC, addresses and VI: its port
-    /// is removed from the old PM and recreated on the new one. Processes in
-    /// the VM keep running. Nothing announces the move; that is the job of the
-    /// scenario (or of the controller's flows).
-    pub fn move_vm(&mut self, vm: VmId, to: PmId) -> Result<()> {
-        let from = self.vm(vm).pm;
+    /// Moves a VM to another PM or compute node with the same MAC,
+    /// addresses and VI: its port is removed from the old host and
+    /// recreated on the new one (a PM's `br-int`, or the Linux bridge of
+    /// the VM's VLAN on a compute node; a VM on a VLAN keeps it on a PM,
+    /// tagged there). Processes in the VM keep running. Nothing announces
+    /// the move; that is the job of the scenario ([`Vm::announce`]) or of
+    /// the controller's flows.
+    pub fn move_vm(&mut self, vm: VmId, to: impl Into<Host>) -> Result<()> {
+        let to = to.into();
+        let from = self.vm(vm).host;
         let prefix = self.state.prefix().clone();
-        let target = self.pms[to.0].as_ref().expect("PmId of a removed PM");
-        let source = self.pms[from.0]
-            .as_ref()
-            .expect("a VM's PM is never removed");
+        let target = plug(&self.pms, &self.computes, to)?;
+        let source = plug(&self.pms, &self.computes, from)?;
         let moving = self.vms[vm.0].as_mut().expect("VmId of a removed VM");
+        moving.check_host(target)?;
         moving.detach(source)?;
         moving.attach(&prefix, target)?;
-        moving.pm = to;
+        moving.host = to;
         Ok(())
     }
 
@@ -299,8 +432,7 @@ impl Testbed {
             }
         }
         let prefix = self.state.prefix().clone();
-        let pms = &self.pms;
-        let pm = |id: PmId| pms[id.0].as_ref().expect("a VM's PM is never removed");
+        let (pms, computes) = (&self.pms, &self.computes);
         let mut done: Vec<(usize, Result<Instant>)> = std::thread::scope(|s| {
             let threads: Vec<_> = self
                 .vms
@@ -310,11 +442,12 @@ impl Testbed {
                 .map(|(i, vm, to)| {
                     let prefix = &prefix;
                     s.spawn(move || {
-                        let moved = vm
-                            .detach(pm(vm.pm))
-                            .and_then(|()| vm.attach(prefix, pm(to)))
+                        let moved = plug(pms, computes, vm.host)
+                            .and_then(|from| vm.detach(from))
+                            .and_then(|()| plug(pms, computes, Host::Pm(to)))
+                            .and_then(|target| vm.attach(prefix, target))
                             .map(|()| {
-                                vm.pm = to;
+                                vm.host = Host::Pm(to);
                                 Instant::now()
                             });
                         (i, moved)
@@ -346,10 +479,7 @@ impl Testbed {
     /// stopping any process still inside.
     pub fn remove_vm(&mut self, vm: VmId) -> Result<()> {
         let mut removed = self.vms[vm.0].take().expect("VmId of a removed VM");
-        let pm = self.pms[removed.pm.0]
-            .as_ref()
-            .expect("a VM's PM is never removed");
-        removed.detach(pm)?;
+        removed.detach(self.plug(removed.host)?)?;
         terminate_pids(&removed.netns.pids()?, STOP_GRACE)?;
         removed.netns.delete()?;
         self.forget_node(&removed.name)
@@ -366,7 +496,7 @@ impl Testbed {
     /// Removes a PM that no VM is attached to: stops its OVS, deletes its
     /// links and namespace, and frees its underlay address.
     pub fn remove_pm(&mut self, pm: PmId) -> Result<()> {
-        if let Some(vm) = self.vms.iter().flatten().find(|vm| vm.pm == pm) {
+        if let Some(vm) = self.vms.iter().flatten().find(|vm| vm.host == Host::Pm(pm)) {
             return Err(Error::Usage(format!(
                 "PM {} still has VM {}; move or remove it first",
                 self.pm(pm).name(),
@@ -419,6 +549,17 @@ impl Testbed {
             Node::Vm(id) => {
                 let vm = self.vm(id);
                 (vm.netns().command(program), self.node_dir(vm.name())?)
+            }
+            Node::Compute(id) => {
+                let node = self.compute(id);
+                (
+                    node.netns().command(program),
+                    node.ovs().dir().to_path_buf(),
+                )
+            }
+            Node::Gateway(id) => {
+                let gw = self.gateway(id);
+                (gw.netns().command(program), gw.ovs().dir().to_path_buf())
             }
         };
         command.args(args);
@@ -489,6 +630,8 @@ impl Testbed {
             .map(|u| u.netns().name().to_owned())
             .chain(pms.clone().map(|pm| pm.netns().name().to_owned()))
             .chain(vms.map(|vm| vm.netns().name().to_owned()))
+            .chain(self.computes.iter().map(|c| c.netns().name().to_owned()))
+            .chain(self.gateways.iter().map(|g| g.netns().name().to_owned()))
             .collect();
         namespaces.sort();
         let pids = self
@@ -497,6 +640,8 @@ impl Testbed {
             .flatten()
             .map(Process::pid)
             .chain(pms.clone().flat_map(|pm| pm.ovs().pids()))
+            .chain(self.computes.iter().flat_map(|c| c.ovs().pids()))
+            .chain(self.gateways.iter().flat_map(|g| g.ovs().pids()))
             .collect();
         let root_links = pms
             .flat_map(|pm| pm.links.iter())
@@ -534,6 +679,12 @@ impl Testbed {
         for pm in self.pms.iter_mut().flatten() {
             note(pm.ovs.stop());
         }
+        for node in &mut self.computes {
+            note(node.ovs.stop());
+        }
+        for gw in &mut self.gateways {
+            note(gw.ovs.stop());
+        }
         for wan in &mut self.wans {
             for e in wan.delete() {
                 note(Err(e));
@@ -542,10 +693,15 @@ impl Testbed {
         for vm in self.vms.iter_mut().flatten() {
             note(vm.delete_links());
         }
-        for pm in self.pms.iter_mut().flatten() {
-            for link in &mut pm.links {
-                note(link.delete());
-            }
+        let node_links = self
+            .pms
+            .iter_mut()
+            .flatten()
+            .flat_map(|pm| pm.links.iter_mut())
+            .chain(self.computes.iter_mut().flat_map(|c| c.links.iter_mut()))
+            .chain(self.gateways.iter_mut().flat_map(|g| g.links.iter_mut()));
+        for link in node_links {
+            note(link.delete());
         }
         let namespaces = self
             .vms
@@ -553,6 +709,8 @@ impl Testbed {
             .flatten()
             .map(|vm| &mut vm.netns)
             .chain(self.pms.iter_mut().flatten().map(|pm| &mut pm.netns))
+            .chain(self.computes.iter_mut().map(|c| &mut c.netns))
+            .chain(self.gateways.iter_mut().map(|g| &mut g.netns))
             .chain(self.underlays.iter_mut().map(|u| &mut u.netns));
         for netns in namespaces {
             // Whatever a scenario started in a namespace on its own would keep
@@ -571,6 +729,21 @@ impl Testbed {
         } else {
             Err(Error::Teardown(failures))
         }
+    }
+}
+
+/// `host` among `pms` and `computes`; an error if it was removed.
+fn plug<'a>(pms: &'a [Option<Pm>], computes: &'a [ComputeNode], host: Host) -> Result<Plug<'a>> {
+    match host {
+        Host::Pm(id) => pms
+            .get(id.0)
+            .and_then(Option::as_ref)
+            .map(Plug::Pm)
+            .ok_or_else(|| Error::Usage("no such PM".into())),
+        Host::Compute(id) => computes
+            .get(id.0)
+            .map(Plug::Compute)
+            .ok_or_else(|| Error::Usage("no such compute node".into())),
     }
 }
 

@@ -4,8 +4,8 @@
 
 use crate::addr::Ipv4Cidr;
 use crate::error::{Error, Result};
-use crate::link::Iface;
-use crate::naming::NodeName;
+use crate::link::{Iface, VethPair};
+use crate::naming::{NodeName, Prefix};
 use crate::netns::Netns;
 
 /// MTU of underlay links. GRE with a key adds 38 bytes (outer Ethernet, IPv4,
@@ -16,6 +16,9 @@ pub const DEFAULT_UNDERLAY_MTU: u32 = 9000;
 
 /// Name of the Linux bridge inside the underlay namespace.
 pub const UNDERLAY_SWITCH: &str = "sw0";
+
+/// Role suffix of a node's port on the switch (see [`Prefix::link`]).
+const ROLE_SWITCH_PORT: &str = "s";
 
 /// What to build: a name and the subnet PMs take their addresses from.
 #[derive(Debug, Clone)]
@@ -82,6 +85,20 @@ impl Underlay {
 
     pub fn mtu(&self) -> u32 {
         self.mtu
+    }
+
+    /// Cables `node`'s interface `node_end` to the switch: a veth whose
+    /// other end, `<prefix><node>s`, is a port of the bridge.
+    pub(crate) fn cable(
+        &self,
+        prefix: &Prefix,
+        node: &NodeName,
+        node_end: Iface,
+    ) -> Result<VethPair> {
+        let switch_end = Iface::new(prefix.link(node, ROLE_SWITCH_PORT)?, self.netns.place());
+        let pair = VethPair::create(node_end, switch_end, self.mtu)?;
+        pair.b().set_master(UNDERLAY_SWITCH)?;
+        Ok(pair)
     }
 
     /// Reserves an address for a new PM: `wanted` if given (it must be a free

@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 use crate::addr::{Ipv4Cidr, MacAddr};
 use crate::error::{Error, Result};
-use crate::link::{Iface, VethPair};
+use crate::iaas::ComputeNode;
+use crate::link::{Iface, Place, VethPair};
 use crate::naming::{NodeName, Prefix};
 use crate::netns::Netns;
 use crate::ping::{PingReport, PING_REPLY_TIMEOUT};
 use crate::pm::{Pm, INTEGRATION_BRIDGE};
 use crate::readiness::{poll_until, Probe};
+use ofp::packet::ArpRepr;
 
 /// MTU of VM interfaces, the usual Ethernet payload size.
 pub const VM_MTU: u32 = 1500;
@@ -41,6 +43,9 @@ const ROLE_TAG_PATCH: &str = "x";
 const ROLE_VLAN_VM: &str = "e";
 const ROLE_VLAN_PM: &str = "q";
 
+/// How long a compute node's bridge port may take to forward.
+const PORT_FORWARDING_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Most VLAN interfaces per VM (the index is part of interface names).
 pub const MAX_VLANS: usize = 100;
 
@@ -53,11 +58,43 @@ pub struct VlanSpec {
     pub mac: Option<MacAddr>,
 }
 
+/// Where a VM is plugged in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A HaaS PM: a port of its `br-int`.
+    Pm(crate::PmId),
+    /// A compute node of an IaaS DC: a port of the Linux bridge of the VM's
+    /// VLAN ([`VmSpec::on_compute`]).
+    Compute(crate::ComputeId),
+}
+
+impl From<crate::PmId> for Host {
+    fn from(id: crate::PmId) -> Self {
+        Self::Pm(id)
+    }
+}
+
+impl From<crate::ComputeId> for Host {
+    fn from(id: crate::ComputeId) -> Self {
+        Self::Compute(id)
+    }
+}
+
+/// A host to plug a VM into, borrowed from its testbed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Plug<'a> {
+    Pm(&'a Pm),
+    Compute(&'a ComputeNode),
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct VmSpec {
     pub name: String,
-    pub pm: crate::PmId,
+    pub host: Host,
+    /// The VLAN of the VM's main interface, which the guest sees untagged:
+    /// the host tags it (an IaaS guest network, [`VmSpec::on_compute`]).
+    pub access_vlan: Option<u16>,
     pub mac: MacAddr,
     pub ip: Ipv4Cidr,
     /// The virtual infrastructure the VM belongs to; recorded on its `br-int`
@@ -70,7 +107,30 @@ impl VmSpec {
     pub fn new(name: &str, pm: crate::PmId, vi: u32, mac: MacAddr, ip: Ipv4Cidr) -> Self {
         Self {
             name: name.to_owned(),
-            pm,
+            host: Host::Pm(pm),
+            access_vlan: None,
+            mac,
+            ip,
+            vi,
+            vlans: Vec::new(),
+        }
+    }
+
+    /// A guest of an IaaS DC on compute node `compute`, its NIC on guest
+    /// network VLAN `vid`; `vi` is the Iris VI that VLAN belongs to, which
+    /// its port carries once the VM moves to a HaaS PM.
+    pub fn on_compute(
+        name: &str,
+        compute: crate::ComputeId,
+        vid: u16,
+        vi: u32,
+        mac: MacAddr,
+        ip: Ipv4Cidr,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            host: Host::Compute(compute),
+            access_vlan: Some(vid),
             mac,
             ip,
             vi,
@@ -102,13 +162,25 @@ impl VmSpec {
                 )));
             }
         }
-        if let Some(bad) = self.vlans.iter().find(|v| v.vid == 0 || v.vid > 4094) {
+        for vid in self.vlans.iter().map(|v| v.vid).chain(self.access_vlan) {
+            check_vid(vid).map_err(|e| Error::Usage(format!("VM {}: {e}", self.name)))?;
+        }
+        if self.access_vlan.is_some() && !self.vlans.is_empty() {
             return Err(Error::Usage(format!(
-                "VLAN id {} of VM {} is outside 1..=4094",
-                bad.vid, self.name
+                "VM {} is on a VLAN and cannot also have VLAN interfaces",
+                self.name
             )));
         }
         Ok(())
+    }
+}
+
+/// A VLAN id a tag can carry: 1 to 4094.
+pub(crate) fn check_vid(vid: u16) -> Result<()> {
+    if (1..=4094).contains(&vid) {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!("VLAN id {vid} is outside 1..=4094")))
     }
 }
 
@@ -124,7 +196,8 @@ struct Attachment {
 #[derive(Debug)]
 pub struct Vm {
     pub(crate) name: NodeName,
-    pub(crate) pm: crate::PmId,
+    pub(crate) host: Host,
+    access_vlan: Option<u16>,
     mac: MacAddr,
     ip: Ipv4Cidr,
     vi: u32,
@@ -151,7 +224,8 @@ impl Vm {
                 .collect::<Result<_>>()?,
             port: prefix.link(&name, ROLE_PORT)?,
             name,
-            pm: spec.pm,
+            host: spec.host,
+            access_vlan: spec.access_vlan,
             mac: spec.mac,
             ip: spec.ip,
             vi: spec.vi,
@@ -161,22 +235,98 @@ impl Vm {
         })
     }
 
-    /// Plugs the VM into `pm`'s `br-int`.
-    pub(crate) fn attach(&mut self, prefix: &Prefix, pm: &Pm) -> Result<()> {
+    /// Whether the VM can be plugged into `host`: a compute node takes
+    /// only VMs on a VLAN. Checked before a move unplugs anything.
+    pub(crate) fn check_host(&self, host: Plug) -> Result<()> {
+        match host {
+            Plug::Pm(_) => Ok(()),
+            Plug::Compute(_) => self.compute_vlan().map(drop),
+        }
+    }
+
+    /// The VLAN whose bridge the VM joins on a compute node.
+    fn compute_vlan(&self) -> Result<u16> {
+        self.access_vlan.ok_or_else(|| {
+            Error::Usage(format!(
+                "VM {} has no VLAN; a compute node plugs guests into a VLAN's bridge \
+                 (VmSpec::on_compute)",
+                self.name
+            ))
+        })
+    }
+
+    /// Plugs the VM into `host`.
+    pub(crate) fn attach(&mut self, prefix: &Prefix, host: Plug) -> Result<()> {
         if self.attachment.is_some() {
             return Err(Error::Usage(format!(
                 "VM {} is already attached",
                 self.name
             )));
         }
+        match host {
+            Plug::Pm(pm) => self.attach_pm(prefix, pm),
+            Plug::Compute(node) => self.attach_compute(node),
+        }
+    }
+
+    /// Plugs the VM into the Linux bridge of its VLAN on `node`.
+    fn attach_compute(&mut self, node: &ComputeNode) -> Result<()> {
+        let vid = self.compute_vlan()?;
+        let bridge = node.vlan_bridge_for(vid)?;
+        let link = self.vm_link(
+            &self.interface,
+            &self.port,
+            node.netns().place(),
+            self.mac,
+            self.ip,
+        )?;
+        link.b().set_master(&bridge)?;
+        self.attachment = Some(Attachment {
+            links: vec![link],
+            tag_bridge: None,
+        });
+        // A new bridge port forwards only once the kernel's link watch saw
+        // its carrier, up to a second later, and until it saw the guest's
+        // end, that end's queue discards what is sent: either way the
+        // RARP announcing the guest would be lost.
+        let port = Iface::new(self.port.clone(), node.netns().place());
+        let nic = Iface::new(self.interface.clone(), self.netns.place());
+        poll_until(
+            &format!("port {} of {bridge} forwarding", self.port),
+            PORT_FORWARDING_TIMEOUT,
+            || {
+                let port_state = port.ip(&["-d", "-o", "link", "show", "dev", &port.name])?;
+                let nic_state = nic.ip(&["-o", "link", "show", "dev", &nic.name])?;
+                Ok(
+                    if port_state.contains("state forwarding")
+                        && nic_state.contains("state UP")
+                        && !nic_state.contains("qdisc noop")
+                    {
+                        Probe::Ready(())
+                    } else {
+                        Probe::NotYet(format!("{port_state}\n{nic_state}"))
+                    },
+                )
+            },
+        )
+    }
+
+    /// Plugs the VM into `pm`'s `br-int`.
+    fn attach_pm(&mut self, prefix: &Prefix, pm: &Pm) -> Result<()> {
         let mut links = Vec::new();
-        let direct = self.vlans.is_empty();
+        let direct = self.vlans.is_empty() && self.access_vlan.is_none();
         let pm_end = if direct {
             self.port.clone()
         } else {
             prefix.link(&self.name, ROLE_NATIVE)?
         };
-        links.push(self.vm_link(&self.interface, &pm_end, pm, self.mac, self.ip)?);
+        links.push(self.vm_link(
+            &self.interface,
+            &pm_end,
+            pm.netns().place(),
+            self.mac,
+            self.ip,
+        )?);
         let (bridge, patch) = if direct {
             (None, None)
         } else {
@@ -190,7 +340,7 @@ impl Vm {
             let vm_end = &self.vlan_interfaces[index];
             let pm_end = prefix.link(&self.name, &format!("{ROLE_VLAN_PM}{index}"))?;
             let mac = vlan.mac.unwrap_or(self.mac);
-            links.push(self.vm_link(vm_end, &pm_end, pm, mac, vlan.ip)?);
+            links.push(self.vm_link(vm_end, &pm_end, pm.netns().place(), mac, vlan.ip)?);
             vlan_ports.push((pm_end, format!("tag={}", vlan.vid)));
         }
 
@@ -199,10 +349,15 @@ impl Vm {
         let mut args: Vec<String> = Vec::new();
         let mut push = |words: &[&str]| args.extend(words.iter().map(|w| (*w).to_owned()));
         if let (Some(bridge), Some(patch)) = (&bridge, &patch) {
+            // The main interface is untagged, unless the VM's network is a
+            // VLAN, which the host tags.
+            let main = self
+                .access_vlan
+                .map_or_else(|| "trunks=0".to_owned(), |vid| format!("tag={vid}"));
             push(&["--", "add-br", bridge, "--", "set", "Bridge", bridge]);
             push(&["datapath_type=netdev", "fail_mode=standalone"]);
             push(&[
-                "--", "add-port", bridge, &pm_end, "--", "set", "Port", &pm_end, "trunks=0",
+                "--", "add-port", bridge, &pm_end, "--", "set", "Port", &pm_end, &main,
             ]);
             for (port, tag) in &vlan_ports {
                 push(&[
@@ -240,18 +395,18 @@ impl Vm {
     }
 
     /// A veth from this VM (`vm_end`, configured with `mac` and `ip`) into
-    /// `pm` (`pm_end`).
+    /// its host (`host_end` at `host`).
     fn vm_link(
         &self,
         vm_end: &str,
-        pm_end: &str,
-        pm: &Pm,
+        host_end: &str,
+        host: Place,
         mac: MacAddr,
         ip: Ipv4Cidr,
     ) -> Result<VethPair> {
         let pair = VethPair::create(
             Iface::new(vm_end, self.netns.place()),
-            Iface::new(pm_end, pm.netns().place()),
+            Iface::new(host_end, host),
             VM_MTU,
         )?;
         pair.a().set_mac(mac)?;
@@ -259,17 +414,20 @@ impl Vm {
         Ok(pair)
     }
 
-    /// Unplugs the VM from `pm`: removes its ports (and tagging bridge) from
-    /// OVS, then deletes its links.
-    pub(crate) fn detach(&mut self, pm: &Pm) -> Result<()> {
+    /// Unplugs the VM from `host`: on a PM, removes its ports (and tagging
+    /// bridge) from OVS; then deletes its links (a Linux bridge's port goes
+    /// with its veth).
+    pub(crate) fn detach(&mut self, host: Plug) -> Result<()> {
         let Some(mut attachment) = self.attachment.take() else {
             return Ok(());
         };
-        let mut args = vec!["--if-exists", "del-port", INTEGRATION_BRIDGE, &self.port];
-        if let Some(bridge) = &attachment.tag_bridge {
-            args.extend(["--", "--if-exists", "del-br", bridge]);
+        if let Plug::Pm(pm) = host {
+            let mut args = vec!["--if-exists", "del-port", INTEGRATION_BRIDGE, &self.port];
+            if let Some(bridge) = &attachment.tag_bridge {
+                args.extend(["--", "--if-exists", "del-br", bridge]);
+            }
+            pm.vsctl(&args)?;
         }
-        pm.vsctl(&args)?;
         for link in &mut attachment.links {
             link.delete()?;
         }
@@ -291,9 +449,38 @@ impl Vm {
         self.name.as_str()
     }
 
+    /// Where the VM is plugged in.
+    pub fn host(&self) -> Host {
+        self.host
+    }
+
     /// The PM the VM is attached to.
+    ///
+    /// Panics for a VM on a compute node, like a handle used with the
+    /// wrong testbed: the PM-only code that asks knows its VMs are on PMs;
+    /// anything else asks [`Vm::host`].
     pub fn pm(&self) -> crate::PmId {
-        self.pm
+        match self.host {
+            Host::Pm(pm) => pm,
+            Host::Compute(_) => panic!("VM {} is on a compute node, not a PM", self.name),
+        }
+    }
+
+    /// The VLAN of the VM's main interface, tagged by its host.
+    pub fn access_vlan(&self) -> Option<u16> {
+        self.access_vlan
+    }
+
+    /// Sends one RARP from the VM's main interface, as QEMU announces a
+    /// migrated guest, so that switches relearn its MAC on the new port.
+    pub fn announce(&self) -> Result<Instant> {
+        let mut frame = Vec::new();
+        ArpRepr::rarp_announce(ofp::packet::MacAddr(self.mac.0)).emit(&mut frame);
+        let sent =
+            crate::frames::send_frames(&self.netns, &self.interface, &[(Duration::ZERO, frame)])?;
+        sent.first()
+            .copied()
+            .ok_or_else(|| Error::Usage("no frame was sent".into()))
     }
 
     pub fn netns(&self) -> &Netns {
@@ -373,6 +560,17 @@ mod tests {
     fn spec() -> VmSpec {
         let ip = "10.0.0.1/24".parse().unwrap();
         VmSpec::new("vm1", crate::PmId(0), 7, MacAddr::local(1), ip)
+    }
+
+    #[test]
+    fn a_guest_of_a_compute_node_has_one_valid_vlan_and_no_vlan_interfaces() {
+        let ip: Ipv4Cidr = "10.1.0.1/24".parse().unwrap();
+        let node = crate::ComputeId(0);
+        let guest = |vid| VmSpec::on_compute("vm1", node, vid, 1, MacAddr::local(1), ip);
+        assert!(guest(100).validate().is_ok());
+        assert!(guest(0).validate().is_err());
+        assert!(guest(4095).validate().is_err());
+        assert!(guest(100).vlan(10, ip).validate().is_err());
     }
 
     #[test]

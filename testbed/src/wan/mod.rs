@@ -8,6 +8,12 @@
 //!  [<p><name>a] ---- [<p><name>ra]  join  [<p><name>rb] ---- [<p><name>b]
 //! ```
 //!
+//! The sites may instead be two existing nodes, the gateway nodes of two
+//! data centers ([`WanSpec::between`]): each cable's site end is then
+//! created in that node's namespace (and becomes a port of its `br-wan`,
+//! see [`crate::gateway_node`]), and the WAN deletes only its cables and
+//! the relay namespace.
+//!
 //! The join is one of three [`Backend`]s: the userspace [`relay`] (any
 //! kernel), a Linux bridge with `netem` on both relay-side interfaces (a
 //! kernel with `sch_netem`), or a plain bridge (no impairment: the same
@@ -72,6 +78,9 @@ pub struct WanSpec {
     pub impairment: Impairment,
     /// `None` detects ([`Backend::detect`]).
     pub backend: Option<Backend>,
+    /// The gateway nodes to cable together, if not two namespaces of the
+    /// WAN's own.
+    pub sites: Option<[crate::Node; 2]>,
 }
 
 impl WanSpec {
@@ -80,11 +89,21 @@ impl WanSpec {
             name: name.to_owned(),
             impairment,
             backend: None,
+            sites: None,
         }
+    }
+
+    /// Cables gateway node `a` to gateway node `b` (a PM built with
+    /// [`crate::PmSpec::wan_uplink`], or an [`crate::IaasGateway`]) instead
+    /// of two site namespaces.
+    pub fn between(mut self, a: impl Into<crate::Node>, b: impl Into<crate::Node>) -> Self {
+        self.sites = Some([a.into(), b.into()]);
+        self
     }
 }
 
-/// One end of a WAN: a site namespace and its interface.
+/// One end of a WAN: a site namespace (the WAN's own, or a gateway node's)
+/// and its interface.
 #[derive(Debug)]
 pub struct Site {
     pub netns: Netns,
@@ -120,9 +139,14 @@ pub struct Wan {
 }
 
 impl Wan {
-    /// Builds the three namespaces (named by `prefix`) and both cables, and
-    /// joins them with `spec`'s backend.
-    pub(crate) fn create(prefix: &Prefix, spec: &WanSpec) -> Result<Self> {
+    /// Builds the relay namespace, the site namespaces unless `ends` are
+    /// given (named by `prefix`), and both cables, and joins them with
+    /// `spec`'s backend.
+    pub(crate) fn create(
+        prefix: &Prefix,
+        spec: &WanSpec,
+        ends: Option<[&Netns; 2]>,
+    ) -> Result<Self> {
         let name = NodeName::new(&spec.name)?;
         let site_names = [
             NodeName::new(&format!("{}a", spec.name))?,
@@ -135,8 +159,11 @@ impl Wan {
         let mut sites = Vec::new();
         let mut cables = Vec::new();
         let mut inner = Vec::new();
-        for (site, role) in site_names.iter().zip(["ra", "rb"]) {
-            let netns = Netns::create(prefix.netns(site))?;
+        for (i, (site, role)) in site_names.iter().zip(["ra", "rb"]).enumerate() {
+            let netns = match ends {
+                Some(ends) => ends[i].borrowed(),
+                None => Netns::create(prefix.netns(site))?,
+            };
             let outer = Iface::new(prefix.link(&name, &role[1..])?, netns.place());
             let relay_end = Iface::new(prefix.link(&name, role)?, relay_netns.place());
             cables.push(VethPair::create(outer.clone(), relay_end.clone(), WAN_MTU)?);
@@ -279,7 +306,8 @@ impl Wan {
         for cable in &mut self.cables {
             failures.extend(cable.delete().err());
         }
-        for netns in self.namespaces_mut() {
+        // A gateway node's namespace is its node's to empty and delete.
+        for netns in self.namespaces_mut().filter(|ns| ns.is_owned()) {
             failures.extend(
                 netns
                     .pids()
