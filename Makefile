@@ -16,12 +16,12 @@ build: deps
 demo: build
 	$(TARGET_DIR)/release/iris-testbed demo --controller $(TARGET_DIR)/release/iris-controller
 
-# The scenarios run the real controller process, so both binaries are built
+# The scenarios run the real controller and gateway processes, so the binaries are built
 # first (cargo test builds them too; this makes sure they exist). Each
 # scenario runs once, here, not again under cargo test.
 test: deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace
-	$(CARGO) build $(CARGO_FLAGS) -p iris-controller -p iris-testbed
+	$(CARGO) build $(CARGO_FLAGS) -p iris-controller -p iris-gateway -p iris-testbed
 	$(TARGET_DIR)/debug/iris-testbed scenario all --controller $(TARGET_DIR)/debug/iris-controller
 
 bench: deps

@@ -21,6 +21,7 @@ const VI: u32 = 1;
 fn harness(label: &'static str) -> Harness {
     let options = Options {
         controller: env!("CARGO_BIN_EXE_iris-controller").into(),
+        gateway: None,
         testbed: Config::default(),
     };
     Harness::new(label, &options).unwrap_or_else(|e| panic!("cannot build a testbed: {e}"))

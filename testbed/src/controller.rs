@@ -802,6 +802,12 @@ impl Metrics {
 }
 
 /// One HTTP/1.1 request with `Connection: close`; (status, body).
+/// A GET of `path` from the HTTP server at `addr` (a gateway's API): the
+/// status and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    http(addr, "GET", path, None)
+}
+
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
     let what = || format!("{method} http://{addr}{path}");
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)

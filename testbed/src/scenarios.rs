@@ -83,6 +83,7 @@ pub fn options(controller: Option<&Path>, config: Config) -> Option<Options> {
     match controller::locate_binary(controller) {
         Ok(binary) => Some(Options {
             controller: binary,
+            gateway: None,
             testbed: config,
         }),
         Err(e) => {

@@ -28,6 +28,8 @@ pub const CONVERGE: Duration = Duration::from_secs(30);
 /// How long the flows and the controller's FLOW_MOD count stay unchanged
 /// before a dump counts as the settled state.
 const SETTLED: Duration = Duration::from_millis(500);
+/// The gateway's binary, looked for beside the controller's by default.
+const GATEWAY_BINARY: &str = "iris-gateway";
 /// How long SIGTERM may take.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Echoes a PM sends to another's underlay address before the underlay
@@ -200,6 +202,7 @@ pub struct Harness {
     dc: UnderlayId,
     label: &'static str,
     binary: PathBuf,
+    gateway_binary: PathBuf,
     dir: PathBuf,
     socket: PathBuf,
     config: Option<PathBuf>,
@@ -221,12 +224,21 @@ impl Harness {
             dc,
             label,
             binary: options.controller.clone(),
+            gateway_binary: options
+                .gateway
+                .clone()
+                .unwrap_or_else(|| options.controller.with_file_name(GATEWAY_BINARY)),
             dir,
             config: None,
             starts: 0,
             started: Instant::now(),
             openflow: OpenFlowMode::Active,
         })
+    }
+
+    /// The `iris-gateway` binary the inter-cloud scenarios run.
+    pub fn gateway_binary(&self) -> &Path {
+        &self.gateway_binary
     }
 
     /// Progress for the human watching; stdout carries only the summary.

@@ -12,6 +12,7 @@
 pub mod controller_restart;
 mod harness;
 mod host_churn;
+pub mod intercloud;
 pub mod isolation;
 pub mod mesh;
 pub mod migrate;
@@ -87,6 +88,9 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
 pub struct Options {
     /// The `iris-controller` binary to run.
     pub controller: PathBuf,
+    /// The `iris-gateway` binary the inter-cloud scenarios run; by default
+    /// the one beside the controller's.
+    pub gateway: Option<PathBuf>,
     pub testbed: crate::Config,
 }
 

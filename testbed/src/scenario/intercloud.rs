@@ -1,0 +1,458 @@
+//! The inter-cloud scenarios' world: the HaaS data center of every
+//! scenario (PMs on the DC underlay, run by the controller) plus its
+//! gateway node, an operator's IaaS data center built as CloudStack's KVM
+//! agent builds one (a DC LAN carrying 802.1Q, compute nodes with a Linux
+//! bridge per guest VLAN) with its own gateway node, and the emulated WAN
+//! between the two gateways. An `iris-gateway` process runs for each
+//! gateway node, on a configuration written here.
+//!
+//! ```text
+//!  HaaS DC                                      IaaS DC (operator "acme")
+//!  pm1  pm2 ── GRE mesh ── gwh ══ WAN (relay) ══ gwa ── DC LAN ── cn1  cn2
+//!                          iris-gateway (haas)   iris-gateway (iaas)
+//! ```
+//!
+//! `intercloud` then has an IaaS guest and a guest on a HaaS L1 node ping
+//! each other across the WAN at several delays.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::harness::{check, ms, Harness, ScenarioError, CONVERGE};
+use crate::controller::{HostRole, ViEntry};
+use crate::readiness::{poll_until, Probe};
+use crate::wan::{Backend, Impairment, WanSpec};
+use crate::{
+    ComputeId, ComputeSpec, GatewayId, IaasGatewaySpec, Ipv4Cidr, MacAddr, PmId, ProcessId,
+    UnderlaySpec, VmId, VmSpec, WanId, GATEWAY_BRIDGE, INTEGRATION_BRIDGE,
+};
+
+/// The operator's VI, its GRE key, and the VLAN its guests use.
+pub const VI: u32 = 1;
+pub const GRE_KEY: u32 = 1001;
+pub const VLAN: u16 = 100;
+/// The operator's VLAN range, as its gateway carries it.
+pub const VLANS: &str = "100-199";
+/// The gateways' names: the HaaS one is also the controller's host name.
+pub const HAAS_GATEWAY: &str = "gwh";
+pub const IAAS_GATEWAY: &str = "gwa";
+const HAAS_WAN: &str = "203.0.113.1/24";
+const IAAS_WAN: &str = "203.0.113.2/24";
+/// The IaaS DC LAN's own subnet (nodes' management; guests' frames cross
+/// it tagged, in their own subnet).
+const IAAS_LAN: &str = "192.168.70.0/24";
+
+/// What one inter-cloud world is made of.
+#[derive(Debug)]
+pub struct World {
+    /// HaaS compute PMs, then the HaaS gateway node.
+    pub pms: Vec<PmId>,
+    pub gw_haas: PmId,
+    pub computes: Vec<ComputeId>,
+    pub gw_iaas: GatewayId,
+    pub wan: WanId,
+    /// Guests on HaaS L1 nodes (the PMs), one per PM, on [`VLAN`].
+    pub haas_vms: Vec<VmId>,
+    /// Guests of the IaaS DC, one per compute node, on [`VLAN`].
+    pub iaas_vms: Vec<VmId>,
+    pub gateways: Option<Gateways>,
+}
+
+/// The two `iris-gateway` processes.
+#[derive(Debug)]
+pub struct Gateways {
+    pub haas: ProcessId,
+    pub iaas: ProcessId,
+    pub haas_api: SocketAddr,
+    pub iaas_api: SocketAddr,
+}
+
+/// A HaaS guest's address: `10.1.0.1<n>`.
+fn haas_ip(n: u8) -> Result<Ipv4Cidr, ScenarioError> {
+    Ok(format!("10.1.0.{}/24", 10 + n).parse()?)
+}
+
+/// An IaaS guest's address: `10.1.0.<n>`.
+fn iaas_ip(n: u8) -> Result<Ipv4Cidr, ScenarioError> {
+    Ok(format!("10.1.0.{n}/24").parse()?)
+}
+
+/// Builds the world: `haas_pms` PMs and the HaaS gateway node, an IaaS DC
+/// with `computes` compute nodes and its gateway, a WAN of `delay` one way
+/// between the gateways; a guest on every PM and compute node. Nothing
+/// runs yet.
+pub fn build(
+    h: &mut Harness,
+    haas_pms: usize,
+    computes: usize,
+    delay: Duration,
+) -> Result<World, ScenarioError> {
+    let names: Vec<String> = (1..=haas_pms).map(|i| format!("pm{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut pms = h.add_pms(&names)?;
+    let spec = h.pm_spec(HAAS_GATEWAY).wan_uplink(HAAS_WAN.parse()?);
+    let gw_haas = h.add_pm_spec(spec)?;
+    pms.push(gw_haas);
+
+    let lan =
+        h.tb.add_underlay(UnderlaySpec::new("lan", IAAS_LAN.parse()?))?;
+    let computes = (1..=computes)
+        .map(|i| h.tb.add_compute(ComputeSpec::new(&format!("cn{i}"), lan)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let gw_iaas =
+        h.tb.add_iaas_gateway(IaasGatewaySpec::new(IAAS_GATEWAY, lan, IAAS_WAN.parse()?))?;
+    let wan = WanSpec {
+        backend: Some(Backend::Relay),
+        ..WanSpec::new("wan", Impairment::delay(delay))
+    };
+    let wan = h.tb.add_wan(wan.between(gw_haas, gw_iaas))?;
+
+    let mut haas_vms = Vec::new();
+    for (n, &pm) in (1u8..).zip(&pms[..haas_pms]) {
+        let mac = MacAddr::local(0x100 + u32::from(n));
+        // An L1 node runs the operator's hypervisor: it tags its guests'
+        // frames itself, so the VM's port is a trunk of the VI.
+        // Its untagged interface stays in a subnet of its own.
+        let untagged = format!("10.99.0.{n}/24").parse()?;
+        let spec = VmSpec::new(&format!("hvm{n}"), pm, VI, mac, untagged).vlan(VLAN, haas_ip(n)?);
+        haas_vms.push(h.add_vm(spec)?);
+    }
+    let mut iaas_vms = Vec::new();
+    for (n, &cn) in (1u8..).zip(&computes) {
+        let mac = MacAddr::local(0x200 + u32::from(n));
+        let spec = VmSpec::on_compute(&format!("ivm{n}"), cn, VLAN, VI, mac, iaas_ip(n)?);
+        iaas_vms.push(h.add_vm(spec)?);
+    }
+    Ok(World {
+        pms,
+        gw_haas,
+        computes,
+        gw_iaas,
+        wan,
+        haas_vms,
+        iaas_vms,
+        gateways: None,
+    })
+}
+
+/// The operator's VI as the controller knows it: its HaaS guests seeded
+/// (their addresses are the operator's own allocation), reached through
+/// the HaaS gateway.
+pub fn operator_vi(h: &Harness, world: &World) -> ViEntry {
+    let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
+    vi.gateways = vec![HAAS_GATEWAY.to_owned()];
+    for &vm in &world.haas_vms {
+        let vm = h.tb.vm(vm);
+        if let Some(v) = vm.vlans().first() {
+            vi = vi.seed(vm.mac(), v.ip.addr(), Some(VLAN));
+        }
+    }
+    vi
+}
+
+/// Starts the controller on the HaaS PMs (the gateway node with role
+/// gateway) and waits for every switch and the full mesh.
+pub fn start_controller(h: &mut Harness, world: &World) -> Result<(), ScenarioError> {
+    let mut config = h.config(&world.pms, vec![operator_vi(h, world)])?;
+    for host in &mut config.hosts {
+        if host.name == HAAS_GATEWAY {
+            host.role = HostRole::Gateway;
+        }
+    }
+    h.start_controller(&config)?;
+    let n = world.pms.len() as u64;
+    h.wait_ready(n, n)?;
+    h.wait_full_mesh(&world.pms)?;
+    Ok(())
+}
+
+/// A loopback address with a port free right now, for a gateway's API:
+/// each gateway must know the other's before either starts.
+fn free_loopback() -> Result<SocketAddr, ScenarioError> {
+    let l = TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| crate::Error::io("binding a loopback port", e))?;
+    l.local_addr()
+        .map_err(|e| ScenarioError::Testbed(crate::Error::io("reading a bound address", e)))
+}
+
+/// The HaaS gateway's configuration.
+fn haas_config(
+    h: &Harness,
+    world: &World,
+    api: SocketAddr,
+    peer_api: SocketAddr,
+) -> Result<String, ScenarioError> {
+    let pm = h.tb.pm(world.gw_haas);
+    let controller = h.controller()?.api_addr();
+    Ok(format!(
+        "[gateway]\nname = \"{HAAS_GATEWAY}\"\nkind = \"haas\"\ndc = \"haas\"\nwan_ip = \"{}\"\n\
+         bridge = \"{INTEGRATION_BRIDGE}\"\novsdb = \"{}\"\nwan_mtu = 9000\nlisten = \"{api}\"\n\n\
+         [controller]\nurl = \"http://{controller}\"\n\n{}",
+        addr_of(HAAS_WAN)?,
+        pm.ovsdb_unix_target(),
+        peer_and_vi(IAAS_GATEWAY, IAAS_WAN, peer_api)?,
+    ))
+}
+
+/// The IaaS gateway's configuration.
+fn iaas_config(
+    h: &Harness,
+    world: &World,
+    api: SocketAddr,
+    peer_api: SocketAddr,
+) -> Result<String, ScenarioError> {
+    let gw = h.tb.gateway(world.gw_iaas);
+    Ok(format!(
+        "[gateway]\nname = \"{IAAS_GATEWAY}\"\nkind = \"iaas\"\ndc = \"acme\"\nwan_ip = \"{}\"\n\
+         bridge = \"{GATEWAY_BRIDGE}\"\novsdb = \"{}\"\nopenflow = \"unix:{}\"\ntrunk = \"{}\"\n\
+         wan_mtu = 9000\nlisten = \"{api}\"\n\n{}",
+        addr_of(IAAS_WAN)?,
+        gw.ovsdb_target(),
+        gw.mgmt_socket(GATEWAY_BRIDGE).display(),
+        gw.trunk(),
+        peer_and_vi(HAAS_GATEWAY, HAAS_WAN, peer_api)?,
+    ))
+}
+
+fn peer_and_vi(peer: &str, wan: &str, api: SocketAddr) -> Result<String, ScenarioError> {
+    Ok(format!(
+        "[[peer]]\nname = \"{peer}\"\nwan_ip = \"{}\"\napi = \"http://{api}\"\n\n\
+         [[vi]]\nid = {VI}\ngre_key = {GRE_KEY}\npeer = \"{peer}\"\nvlans = [\"{VLANS}\"]\n",
+        addr_of(wan)?
+    ))
+}
+
+fn addr_of(cidr: &str) -> Result<Ipv4Addr, ScenarioError> {
+    Ok(cidr.parse::<Ipv4Cidr>()?.addr())
+}
+
+/// Writes both gateways' configurations, has `iris-gateway check-config`
+/// accept them, starts both, and waits until each answers `/healthz` and
+/// the controller has classified the HaaS gateway's WAN port into the VI.
+pub fn start_gateways(h: &mut Harness, world: &mut World) -> Result<(), ScenarioError> {
+    let binary = h.gateway_binary().to_path_buf();
+    let (haas_api, iaas_api) = (free_loopback()?, free_loopback()?);
+    let files: [(&str, String); 2] = [
+        (
+            "gateway-haas.toml",
+            haas_config(h, world, haas_api, iaas_api)?,
+        ),
+        (
+            "gateway-iaas.toml",
+            iaas_config(h, world, iaas_api, haas_api)?,
+        ),
+    ];
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for (name, text) in &files {
+        let path = h.file(name);
+        std::fs::write(&path, text).map_err(|e| crate::Error::io_at("writing", &path, e))?;
+        let out = std::process::Command::new(&binary)
+            .args(["check-config", &path.to_string_lossy()])
+            .output()
+            .map_err(|e| crate::Error::io(format!("running {}", binary.display()), e))?;
+        check(out.status.success(), || {
+            format!(
+                "iris-gateway check-config refused {name}:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        paths.push(path);
+    }
+    let run = |h: &mut Harness, name: &str, path: &PathBuf| -> Result<ProcessId, ScenarioError> {
+        let bin = binary.to_string_lossy();
+        let cfg = path.to_string_lossy();
+        Ok(h.tb.spawn(crate::Node::Root, name, &[&bin, "run", "--config", &cfg])?)
+    };
+    let haas = run(h, "gateway-haas", &paths[0])?;
+    let iaas = run(h, "gateway-iaas", &paths[1])?;
+    world.gateways = Some(Gateways {
+        haas,
+        iaas,
+        haas_api,
+        iaas_api,
+    });
+    for api in [haas_api, iaas_api] {
+        poll_until(&format!("iris-gateway /healthz at {api}"), CONVERGE, || {
+            Ok(match crate::controller::http_get(api, "/healthz") {
+                Ok((200, _)) => Probe::Ready(()),
+                other => Probe::NotYet(format!("{other:?}")),
+            })
+        })?;
+    }
+    // The controller sees the WAN port as the VI's port on the gateway.
+    let c = h.controller()?;
+    poll_until("the HaaS gateway's WAN port in the VI", CONVERGE, || {
+        let ports = c.get_json(&format!("/v1/vm-ports?host={HAAS_GATEWAY}"))?;
+        let found = ports
+            .as_array()
+            .is_some_and(|ps| ps.iter().any(|p| p["vi"] == VI));
+        Ok(if found {
+            Probe::Ready(())
+        } else {
+            Probe::NotYet(ports.to_string())
+        })
+    })?;
+    Ok(())
+}
+
+/// A gateway's `/v1/status`.
+pub fn gateway_status(api: SocketAddr) -> Result<Value, ScenarioError> {
+    let (status, body) = crate::controller::http_get(api, "/v1/status")?;
+    check(status == 200, || {
+        format!("GET {api}/v1/status: {status} {body}")
+    })?;
+    serde_json::from_str(&body)
+        .map_err(|e| ScenarioError::Failed(format!("{api}/v1/status is not JSON ({e}): {body}")))
+}
+
+/// RTTs across the WAN at one configured delay.
+#[derive(Debug, Clone, Serialize)]
+pub struct RttAt {
+    pub one_way_delay_ms: f64,
+    pub pings: u32,
+    pub received: u32,
+    pub rtt_min_ms: f64,
+    pub rtt_avg_ms: f64,
+    pub rtt_max_ms: f64,
+}
+
+/// `count` pings from `from` to `to`, `interval` apart, after the WAN was
+/// set to `delay` one way.
+pub fn rtt_at(
+    h: &mut Harness,
+    world: &World,
+    delay: Duration,
+    from: VmId,
+    to: Ipv4Addr,
+    count: u32,
+    interval: Duration,
+) -> Result<RttAt, ScenarioError> {
+    h.tb.wan_mut(world.wan)
+        .set_impairment(Impairment::delay(delay))?;
+    // The relay restarted: let the path come back before timing it.
+    h.tb.vm(from).wait_reachable(to, CONVERGE)?;
+    let report = h.tb.vm(from).ping(to, count, interval)?;
+    let rtt = report.rtt.ok_or_else(|| {
+        ScenarioError::Failed(format!(
+            "no reply from {to} at {} ms: {report:?}",
+            ms(delay)
+        ))
+    })?;
+    Ok(RttAt {
+        one_way_delay_ms: ms(delay),
+        pings: report.transmitted,
+        received: report.received,
+        rtt_min_ms: ms(rtt.min),
+        rtt_avg_ms: ms(rtt.avg),
+        rtt_max_ms: ms(rtt.max),
+    })
+}
+
+/// What `intercloud` measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub setup_s: f64,
+    pub rtt: Vec<RttAt>,
+    /// ARP requests the controller sent toward the gateway (across the
+    /// WAN) while the HaaS guest asked again for every address it knows.
+    pub arp_wan_crossings_after_warmup: f64,
+    /// Where the controller placed the IaaS guest.
+    pub iaas_guest_location: Value,
+    pub haas_gateway: Value,
+    pub iaas_gateway: Value,
+}
+
+/// The one-way delays `intercloud` pings at.
+const DELAYS_MS: [u64; 3] = [0, 10, 100];
+const PINGS: u32 = 10;
+const INTERVAL: Duration = Duration::from_millis(200);
+
+/// `intercloud`: an IaaS guest and a guest on a HaaS L1 node ping each
+/// other across the WAN at 0, 10 and 100 ms one-way delay; the IaaS
+/// guest's MAC ends behind the HaaS gateway in the registry, and once the
+/// registry knows the operator's addresses no ARP crosses the WAN.
+pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
+    let start = Instant::now();
+    let mut world = build(h, 2, 2, Duration::ZERO)?;
+    start_controller(h, &world)?;
+    start_gateways(h, &mut world)?;
+    h.wait_classified(&world.haas_vms)?;
+    let setup_s = start.elapsed().as_secs_f64();
+    h.note(format!("world up in {setup_s:.1} s"));
+
+    let (hvm, ivm) = (world.haas_vms[0], world.iaas_vms[0]);
+    let hvm_ip = h.tb.vm(hvm).vlans()[0].ip.addr();
+    let ivm_ip = h.tb.vm(ivm).ip().addr();
+    h.tb.vm(ivm).wait_reachable(hvm_ip, CONVERGE)?;
+    h.tb.vm(hvm).wait_reachable(ivm_ip, CONVERGE)?;
+
+    let mut rtt = Vec::new();
+    for d in DELAYS_MS {
+        let delay = Duration::from_millis(d);
+        let one = rtt_at(h, &world, delay, ivm, hvm_ip, PINGS, INTERVAL)?;
+        h.note(format!(
+            "{d} ms one way: {}/{} replies, RTT min {} ms avg {} ms",
+            one.received, one.pings, one.rtt_min_ms, one.rtt_avg_ms
+        ));
+        check(one.received == one.pings, || {
+            format!("pings lost at {d} ms: {one:?}")
+        })?;
+        check(one.rtt_min_ms >= 2.0 * one.one_way_delay_ms, || {
+            format!("the RTT at {d} ms one way is shorter than the WAN's: {one:?}")
+        })?;
+        rtt.push(one);
+    }
+    h.tb.wan_mut(world.wan)
+        .set_impairment(Impairment::default())?;
+
+    // The registry has the IaaS guest behind the HaaS gateway.
+    let c = h.controller()?;
+    let ivm_mac = h.tb.vm(ivm).mac();
+    let path = format!("/v1/registry/{VI}/{VLAN}/{ivm_mac}");
+    let entry = c.get_json(&path)?;
+    check(
+        entry["location"]["kind"] == "gateway" && entry["location"]["gateway"] == HAAS_GATEWAY,
+        || format!("{path}: {entry}"),
+    )?;
+
+    // Warm: every guest asks again for the other side's address; the
+    // answers come from inside the HaaS DC.
+    let before = c.metrics()?;
+    for &vm in &world.haas_vms {
+        let dev = h.tb.vm(vm).vlan_interface(VLAN).map(str::to_owned);
+        if let Some(dev) = dev {
+            h.tb.vm(vm).exec(&["ip", "neigh", "flush", "dev", &dev])?;
+        }
+        let report = h.tb.vm(vm).ping(ivm_ip, 3, INTERVAL)?;
+        check(report.all_replied(), || {
+            format!("after the flush: {report:?}")
+        })?;
+    }
+    let after = h.controller()?.metrics()?;
+    let crossings = after
+        .gained(&before, "iris_packet_ins_total", "reason")
+        .get("arp_to_gateway")
+        .copied()
+        .unwrap_or(0.0);
+    check(crossings == 0.0, || {
+        format!("{crossings} ARP requests crossed the WAN for an address the registry knows")
+    })?;
+
+    let gws = world
+        .gateways
+        .as_ref()
+        .ok_or_else(|| ScenarioError::Failed("the gateways did not start".into()))?;
+    Ok(Report {
+        setup_s: (setup_s * 10.0).round() / 10.0,
+        rtt,
+        arp_wan_crossings_after_warmup: crossings,
+        iaas_guest_location: entry["location"].clone(),
+        haas_gateway: gateway_status(gws.haas_api)?,
+        iaas_gateway: gateway_status(gws.iaas_api)?,
+    })
+}
