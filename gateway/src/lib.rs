@@ -9,9 +9,13 @@
 //! - [`report`]: the outbox of MAC reports (coalesced, bounded, retried
 //!   with backoff) and the HTTP clients for the peer and the registry.
 //! - [`follower`]: the haas side's view of the controller's registry.
+//! - [`control`]: those decisions over one gateway's state, without I/O.
 //! - [`api`]: status, metrics and the peer report endpoint; [`metrics`].
 //! - [`run`]: starting it all, and the seam where the datapath plugs in.
 
 pub mod config;
+pub mod control;
+pub mod metrics;
 pub mod mobility;
+pub mod report;
 pub mod snoop;
