@@ -742,4 +742,4 @@ fn check_http_url(text: &str) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -13,9 +13,12 @@
 //! - [`api`]: status, metrics and the peer report endpoint; [`metrics`].
 //! - [`run`]: starting it all, and the seam where the datapath plugs in.
 
+pub mod api;
 pub mod config;
 pub mod control;
+pub mod follower;
 pub mod metrics;
 pub mod mobility;
 pub mod report;
+pub mod run;
 pub mod snoop;

@@ -1,6 +1,7 @@
 use super::*;
 
-const HAAS: &str = r#"
+/// A haas gateway with two peers, one VI each (other tests start from it).
+pub(crate) const HAAS: &str = r#"
 [gateway]
 name = "gw-haas"
 kind = "haas"
@@ -35,7 +36,8 @@ peer = "gw-globex"
 vlans = ["100-199", 7]
 "#;
 
-const IAAS: &str = r#"
+/// An iaas gateway with two VIs on one trunk.
+pub(crate) const IAAS: &str = r#"
 [gateway]
 name = "gw-acme"
 kind = "iaas"

@@ -1,63 +1,8 @@
 use super::*;
+use crate::config::tests::{HAAS, IAAS};
 use crate::report::MacReport;
 use ofp::packet::{ArpRepr, VlanTag};
 use std::time::Duration;
-
-pub(crate) const HAAS: &str = r#"
-[gateway]
-name = "gw-haas"
-kind = "haas"
-dc = "haas-dc"
-wan_ip = "203.0.113.1"
-ovsdb = "unix:/run/db.sock"
-
-[controller]
-url = "http://127.0.0.1:1"
-
-[[peer]]
-name = "gw-acme"
-wan_ip = "203.0.113.2"
-api = "http://127.0.0.1:2"
-
-[[peer]]
-name = "gw-globex"
-wan_ip = "203.0.113.3"
-api = "http://127.0.0.1:3"
-
-[[vi]]
-id = 1
-gre_key = 1001
-peer = "gw-acme"
-vlans = ["100-199", "untagged"]
-
-[[vi]]
-id = 2
-gre_key = 1002
-peer = "gw-globex"
-vlans = ["100-199"]
-"#;
-
-const IAAS: &str = r#"
-[gateway]
-name = "gw-acme"
-kind = "iaas"
-dc = "acme-dc"
-wan_ip = "203.0.113.2"
-ovsdb = "unix:/run/db.sock"
-openflow = "unix:/run/br-gw.mgmt"
-trunk = "trunk0"
-
-[[peer]]
-name = "gw-haas"
-wan_ip = "203.0.113.1"
-api = "http://127.0.0.1:1"
-
-[[vi]]
-id = 1
-gre_key = 1001
-peer = "gw-haas"
-vlans = ["100-199"]
-"#;
 
 fn control(text: &str) -> Control {
     Control::new(
