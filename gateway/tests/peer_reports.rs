@@ -11,7 +11,6 @@ use axum::response::sse::{Event, Sse};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use iris_gateway::config::Config;
 use iris_gateway::run::{start, Running};
 use ofp::packet::{ArpRepr, MacAddr, VlanTag};
 use serde_json::{json, Value};
@@ -22,6 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{haas_config, iaas_config, metrics};
 
 /// What the registry stand-in was sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,69 +101,6 @@ impl Recorder {
     }
 }
 
-fn haas_config(controller: SocketAddr) -> Config {
-    Config::parse(&format!(
-        r#"
-[gateway]
-name = "gw-haas"
-kind = "haas"
-dc = "haas-dc"
-wan_ip = "203.0.113.1"
-ovsdb = "unix:/nonexistent/db.sock"
-listen = "127.0.0.1:0"
-
-[controller]
-url = "http://{controller}"
-
-[[peer]]
-name = "gw-acme"
-wan_ip = "203.0.113.2"
-api = "http://127.0.0.1:9"
-
-[[vi]]
-id = 1
-gre_key = 1001
-peer = "gw-acme"
-vlans = ["100-199", "untagged"]
-
-[[vi]]
-id = 2
-gre_key = 1002
-peer = "gw-acme"
-vlans = ["200-299"]
-"#
-    ))
-    .unwrap()
-}
-
-fn iaas_config(haas: SocketAddr) -> Config {
-    Config::parse(&format!(
-        r#"
-[gateway]
-name = "gw-acme"
-kind = "iaas"
-dc = "acme-dc"
-wan_ip = "203.0.113.2"
-ovsdb = "unix:/nonexistent/db.sock"
-openflow = "unix:/nonexistent/br-gw.mgmt"
-trunk = "trunk0"
-listen = "127.0.0.1:0"
-
-[[peer]]
-name = "gw-haas"
-wan_ip = "203.0.113.1"
-api = "http://{haas}"
-
-[[vi]]
-id = 1
-gre_key = 1001
-peer = "gw-haas"
-vlans = ["100-199", "untagged"]
-"#
-    ))
-    .unwrap()
-}
-
 async fn start_haas(controller: SocketAddr) -> Running {
     start(
         Arc::new(haas_config(controller)),
@@ -204,15 +143,6 @@ async fn post(gw: SocketAddr, body: &Value) -> (u16, String, Value) {
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     (status, ctype, r.json().await.unwrap())
-}
-
-async fn metrics(gw: SocketAddr) -> String {
-    reqwest::get(format!("http://{gw}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 fn mac_report(vi: u32, vlan: Value, mac: &str, seq: u32, kind: &str) -> Value {

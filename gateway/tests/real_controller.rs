@@ -1,0 +1,184 @@
+//! A haas gateway against the real `iris-controller` process (started
+//! through the testbed's harness; no switch is needed for its API): the
+//! registry writes the gateway makes are the ones the controller takes, and
+//! the controller's event stream tells the gateway of a move into the HaaS
+//! data center.
+//!
+//! The controller binary is the one cargo built beside this test
+//! (`target/debug/iris-controller`; `cargo test --workspace` builds it).
+
+#![allow(clippy::unwrap_used)]
+
+use iris_gateway::run::start;
+use iris_testbed::controller::ControllerProcess;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{haas_config, metrics};
+
+const MAC: &str = "52:54:00:00:01:05";
+const OTHER: &str = "52:54:00:00:01:06";
+
+fn controller_binary() -> PathBuf {
+    // target/debug/deps/real_controller-HASH -> target/debug/iris-controller
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("iris-controller");
+    assert!(
+        path.is_file(),
+        "no iris-controller at {}; build it first: cargo build -p iris-controller",
+        path.display()
+    );
+    path
+}
+
+fn controller_config(dir: &std::path::Path) -> PathBuf {
+    let text = format!(
+        r#"
+listen = "unix:{dir}/of.sock"
+api = "127.0.0.1:0"
+store = "{dir}/store"
+
+[bridge]
+name = "br-int"
+datapath_type = "netdev"
+
+[[host]]
+name = "pm1"
+underlay_ip = "192.168.60.1"
+role = "compute"
+ovsdb = "unix:{dir}/pm1.sock"
+
+[[host]]
+name = "gw-haas"
+underlay_ip = "192.168.60.254"
+role = "gateway"
+ovsdb = "unix:{dir}/gw.sock"
+
+[[vi]]
+id = 1
+name = "acme"
+gre_key = 1001
+gateways = ["gw-haas"]
+"#,
+        dir = dir.display()
+    );
+    let path = dir.join("controller.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+async fn report(gw: SocketAddr, mac: &str, seq: u32, kind: &str) -> Value {
+    let body = json!({"from": "gw-acme", "macs": [
+        {"vi": 1, "vlan": 100, "mac": mac, "ips": ["10.1.1.5"], "seq": seq, "kind": kind}]});
+    let r = reqwest::Client::new()
+        .post(format!("http://{gw}/v1/peer/macs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer: Value = r.json().await.unwrap();
+    answer["results"][0].clone()
+}
+
+async fn entry(ctl: SocketAddr, mac: &str) -> (u16, Value) {
+    let r = reqwest::get(format!("http://{ctl}/v1/registry/1/100/{mac}"))
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `f` every 25 ms for up to 5 s.
+macro_rules! eventually {
+    ($what:expr, $f:expr) => {{
+        let mut last = None;
+        for _ in 0..200 {
+            let v = $f;
+            if v.0 {
+                last = Some(v.1);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        last.unwrap_or_else(|| panic!("{} did not happen within 5 s", $what))
+    }};
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(
+        &controller_binary(),
+        &controller_config(dir.path()),
+        &dir.path().join("controller.log"),
+    )
+    .unwrap();
+    let ctl = controller.api_addr();
+    let gw = start(Arc::new(haas_config(ctl)), None, CancellationToken::new())
+        .await
+        .unwrap();
+    let behind = json!({"kind": "gateway", "gateway": "gw-haas"});
+
+    // A MAC present in the peer's DC is placed behind this gateway.
+    assert_eq!(
+        report(gw.addr, MAC, 0, "presence").await["outcome"],
+        "followed"
+    );
+    let e = eventually!("the registry entry", {
+        let (s, e) = entry(ctl, MAC).await;
+        (s == 200 && e["location"] == behind, e)
+    });
+    assert_eq!(e["ips"], json!(["10.1.1.5"]));
+
+    // It migrates into the HaaS DC: the controller places it on a port,
+    // its event reaches the gateway, and the peer's seq is stale now.
+    let r = reqwest::Client::new()
+        .put(format!("http://{ctl}/v1/registry/1/100/{MAC}"))
+        .json(
+            &json!({"location": {"kind": "port", "host": "pm1", "ofport": 7}, "ips": ["10.1.1.5"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answer = eventually!("the gateway to see the move", {
+        let a = report(gw.addr, MAC, 0, "presence").await;
+        (a["outcome"] == "stale", a)
+    });
+    assert_eq!(answer["seq"], 1);
+
+    // It migrates back: the move past that seq is followed.
+    assert_eq!(report(gw.addr, MAC, 2, "move").await["outcome"], "followed");
+    eventually!("the entry behind the gateway again", {
+        let (_, e) = entry(ctl, MAC).await;
+        (e["location"] == behind, ())
+    });
+
+    // Another MAC claiming the same IP by mere presence is refused by the
+    // controller (409), and the gateway does not take the IP.
+    assert_eq!(
+        report(gw.addr, OTHER, 0, "presence").await["outcome"],
+        "followed"
+    );
+    eventually!("the refusal to be counted", {
+        let m = metrics(gw.addr).await;
+        (
+            m.contains("iris_gateway_reports_dropped_total{why=\"refused\"} 1"),
+            (),
+        )
+    });
+    assert_eq!(entry(ctl, OTHER).await.0, 404);
+    assert_eq!(entry(ctl, MAC).await.1["ips"], json!(["10.1.1.5"]));
+    gw.stop().await;
+    controller.stop(Duration::from_secs(5)).unwrap();
+}
