@@ -192,6 +192,14 @@ impl Control {
         match d {
             Decision::Present { seq, .. } => self.queue_to_peer(key, ReportKind::Presence, seq),
             Decision::Moved { seq, .. } => self.queue_to_peer(key, ReportKind::Move, seq),
+            // A MAC believed here announces itself again: it may have been
+            // away meanwhile (moved into the peer's data center and back),
+            // which only the peer knows. Its answer says so (stale, with
+            // the peer's seq), the table learns it, and the next
+            // announcement (QEMU repeats its RARP) is a move past it.
+            Decision::Unchanged { seq } if o.kind.is_announcement() => {
+                self.queue_to_peer(key, ReportKind::Presence, seq);
+            }
             _ => {}
         }
         self.refresh_gauges();

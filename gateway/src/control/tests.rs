@@ -259,3 +259,45 @@ fn the_outbox_bound_drops_and_counts_new_macs() {
         .render()
         .contains("iris_gateway_reports_dropped_total{why=\"outbox_full\"} 1"));
 }
+
+#[test]
+fn a_mac_that_went_away_and_came_back_unseen_is_reclaimed_at_its_next_announcement() {
+    let t0 = Instant::now();
+    let mut c = control(IAAS);
+    let rarp = tagged(ArpRepr::rarp_announce(MAC), 100);
+    c.frame(t0, &rarp).unwrap();
+    let batch = c.peer_batch(t0, "gw-haas");
+    let followed = |seq, outcome| PeerAnswer {
+        results: vec![MacResult {
+            vi: 1,
+            vlan: Some(100),
+            mac: MAC.to_string(),
+            seq,
+            outcome,
+            detail: String::new(),
+        }],
+    };
+    c.peer_answered(t0, "gw-haas", &batch, &followed(0, Outcome::Followed));
+    // An ordinary ARP of a MAC believed here is not news...
+    let arp = tagged(
+        ArpRepr::request(MAC, Ipv4Addr::new(10, 1, 1, 5), Ipv4Addr::new(10, 1, 1, 1)),
+        100,
+    );
+    c.frame(t0, &arp).unwrap();
+    let batch = c.peer_batch(t0, "gw-haas");
+    assert_eq!(batch.len(), 1, "the ARP's new IP is");
+    c.peer_answered(t0, "gw-haas", &batch, &followed(0, Outcome::Followed));
+    c.frame(t0, &arp).unwrap();
+    assert!(c.peer_batch(t0, "gw-haas").is_empty());
+    // ...but its announcement is asked about again: meanwhile it went to
+    // the HaaS DC (seq 1 there) and came back.
+    assert_eq!(c.frame(t0, &rarp), Ok(Decision::Unchanged { seq: 0 }));
+    let batch = c.peer_batch(t0, "gw-haas");
+    assert_eq!((batch[0].1.kind, batch[0].1.seq), (ReportKind::Presence, 0));
+    c.peer_answered(t0, "gw-haas", &batch, &followed(1, Outcome::Stale));
+    // QEMU's next RARP is the move past the HaaS side's seq.
+    assert!(matches!(
+        c.frame(t0 + Duration::from_millis(100), &rarp),
+        Ok(Decision::Moved { seq: 2, .. })
+    ));
+}
