@@ -5,8 +5,9 @@
 //!
 //! At start, and after every reconnection, `GET /v1/registry?vi=N` for each
 //! VI, then the Server-Sent Events of `GET /v1/events` (opened first, so
-//! nothing between the two is missed). A lost stream is reopened with the
-//! outbox's backoff (50 ms doubling to 5 s).
+//! nothing between the two is missed). A lost stream, or one that fell
+//! behind (`lagged`), is reopened with the outbox's backoff (50 ms doubling
+//! to 5 s) and the registry read again.
 
 use crate::api::Shared;
 use crate::control::RegistryPlace;
@@ -144,6 +145,8 @@ enum FollowError {
     Status(String, reqwest::StatusCode),
     #[error("the event stream ended")]
     Ended,
+    #[error("the event stream fell behind ({0}); reading the registry again")]
+    Lagged(String),
 }
 
 async fn get_ok(http: &reqwest::Client, url: String) -> Result<reqwest::Response, FollowError> {
@@ -189,7 +192,12 @@ async fn follow_once(
     let mut stream = events.bytes_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        let places: Vec<_> = parser.push(&chunk).iter().filter_map(event_place).collect();
+        let events = parser.push(&chunk);
+        if let Some(lagged) = events.iter().find(|e| e.event == "lagged") {
+            // Events were lost: the registry is read again.
+            return Err(FollowError::Lagged(lagged.data.clone()));
+        }
+        let places: Vec<_> = events.iter().filter_map(event_place).collect();
         if places.is_empty() {
             continue;
         }

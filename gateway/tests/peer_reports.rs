@@ -42,6 +42,8 @@ struct Recorder {
     /// MACs whose PUT without take_ips is refused with 409.
     ip_held: Arc<Mutex<Vec<String>>>,
     events: Arc<Mutex<Vec<EventSender>>>,
+    /// `GET /v1/registry?vi=` requests answered.
+    lists: Arc<Mutex<Vec<String>>>,
 }
 
 async fn put_entry(
@@ -65,8 +67,11 @@ async fn put_entry(
     (StatusCode::CREATED, Json(body))
 }
 
-async fn list(Query(q): Query<HashMap<String, String>>) -> Json<Value> {
-    assert!(q.contains_key("vi"));
+async fn list(State(r): State<Recorder>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+    r.lists
+        .lock()
+        .unwrap()
+        .push(q.get("vi").cloned().unwrap_or_default());
     Json(json!([]))
 }
 
@@ -242,12 +247,20 @@ async fn a_followed_move_takes_the_ips_another_mac_holds_but_a_presence_does_not
     // 01:05: the presence refused (409), the move retried taking the IPs.
     assert_eq!(of("01:05"), [false, false, true]);
     assert_eq!(of("01:06"), [false]);
-    let metrics = metrics(gw.addr).await;
+    // Counted once the batch is done, a moment after its last PUT.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = metrics(gw.addr).await;
+        if text.contains("iris_gateway_reports_queued 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     assert!(
-        metrics.contains("iris_gateway_reports_dropped_total{why=\"refused\"} 2"),
-        "{metrics}"
+        text.contains("iris_gateway_reports_dropped_total{why=\"refused\"} 2"),
+        "{text}"
     );
-    assert!(metrics.contains("iris_gateway_peer_reports_total{outcome=\"stale\"} 1"));
+    assert!(text.contains("iris_gateway_peer_reports_total{outcome=\"stale\"} 1"));
     gw.stop().await;
 }
 
@@ -366,4 +379,24 @@ async fn a_rarp_on_the_iaas_trunk_reaches_the_registry_after_the_controller_come
     assert_eq!(status["peers"][0]["queued"], 0);
     iaas.stop().await;
     haas.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_that_fell_behind_is_reopened_and_the_registry_read_again() {
+    let (rec, ctl) = recorder().await;
+    let gw = start_haas(ctl).await;
+    let topology = json!({"type": "topology", "what": "vi3 added"});
+    eventually("the follower's event stream", || {
+        (rec.event("topology", topology.clone()) > 0).then_some(())
+    })
+    .await;
+    let lists = || rec.lists.lock().unwrap().clone();
+    eventually("the first reading", || (lists().len() == 2).then_some(())).await;
+    assert_eq!(lists(), ["1", "2"]);
+    rec.event("lagged", json!({"missed": 12}));
+    eventually("the second reading", || (lists().len() == 4).then_some(())).await;
+    assert!(metrics(gw.addr)
+        .await
+        .contains("iris_gateway_follower_reconnects_total 1"));
+    gw.stop().await;
 }
