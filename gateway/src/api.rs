@@ -27,7 +27,7 @@ use iris_controller::api::{Body, BodyShape, FieldProblem, Problem};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 impl BodyShape for PeerReport {}
 
@@ -36,16 +36,23 @@ impl BodyShape for PeerReport {}
 pub struct Shared {
     control: Mutex<Control>,
     pub metrics: Arc<Metrics>,
+    /// The datapath's part of the status, as it publishes it.
+    datapath: Option<watch::Receiver<serde_json::Value>>,
     /// Woken when something was queued, so a sender does not wait for its
     /// timer.
     queued: Notify,
 }
 
 impl Shared {
-    pub fn new(control: Control, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        control: Control,
+        metrics: Arc<Metrics>,
+        datapath: Option<watch::Receiver<serde_json::Value>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             control: Mutex::new(control),
             metrics,
+            datapath,
             queued: Notify::new(),
         })
     }
@@ -133,8 +140,18 @@ async fn healthz(State(s): State<Arc<Shared>>) -> Json<Health> {
     })
 }
 
-async fn status(State(s): State<Arc<Shared>>) -> Json<Status> {
-    Json(s.control().status())
+#[derive(Debug, Serialize)]
+struct StatusBody {
+    #[serde(flatten)]
+    control: Status,
+    /// `null` until a datapath publishes its part.
+    datapath: Option<serde_json::Value>,
+}
+
+async fn status(State(s): State<Arc<Shared>>) -> Json<StatusBody> {
+    let control = s.control().status();
+    let datapath = s.datapath.as_ref().map(|w| w.borrow().clone());
+    Json(StatusBody { control, datapath })
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {

@@ -14,7 +14,7 @@ use crate::report::{http_client, DeliveryError, PeerClient, RegistryClient};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -23,11 +23,21 @@ use tokio_util::sync::CancellationToken;
 pub const FRAME_QUEUE: usize = 4096;
 
 /// What the datapath hands the control plane once it runs.
-#[derive(Debug)]
-pub struct Datapath {
+#[derive(Debug, Default)]
+pub struct DatapathLink {
     /// The trunk's ARP and RARP frames, VLAN tag intact, as packet-ins
     /// deliver them (iaas); `None` on a haas gateway.
     pub frames: Option<mpsc::Receiver<Vec<u8>>>,
+    /// The datapath's part of `/v1/status` as it last published it: per
+    /// peer the BFD state from OVSDB, per VI the WAN port, its ofport and
+    /// its counters. Shown under `datapath`.
+    pub status: Option<watch::Receiver<serde_json::Value>>,
+}
+
+/// The datapath, running.
+#[derive(Debug)]
+pub struct Datapath {
+    pub link: DatapathLink,
     /// Its tasks; they end when the shutdown token is cancelled.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -78,14 +88,18 @@ impl Running {
 }
 
 /// Starts the control plane: the API on `listen`, the outbox's senders,
-/// the follower (haas), and the consumer of `frames` (iaas).
+/// the follower (haas), and the consumer of the datapath's frames (iaas).
 pub async fn start(
     config: Arc<Config>,
-    frames: Option<mpsc::Receiver<Vec<u8>>>,
+    datapath: DatapathLink,
     shutdown: CancellationToken,
 ) -> Result<Running, RunError> {
     let metrics = Arc::new(Metrics::default());
-    let shared = Shared::new(Control::new(config.clone(), metrics.clone()), metrics);
+    let shared = Shared::new(
+        Control::new(config.clone(), metrics.clone()),
+        metrics,
+        datapath.status,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| RunError::Listen(config.listen, e))?;
@@ -132,7 +146,7 @@ pub async fn start(
             )));
         }
     }
-    if let Some(frames) = frames {
+    if let Some(frames) = datapath.frames {
         tasks.push(tokio::spawn(consume_frames(
             shared.clone(),
             frames,
@@ -305,7 +319,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let datapath = start_datapath(&config, &shutdown)?;
-    let running = start(config, datapath.frames, shutdown.clone()).await?;
+    let running = start(config, datapath.link, shutdown.clone()).await?;
     wait_for_signal().await;
     tracing::info!("stopping");
     running.stop().await;

@@ -11,7 +11,7 @@ use axum::response::sse::{Event, Sse};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use iris_gateway::run::{start, Running};
+use iris_gateway::run::{start, DatapathLink, Running};
 use ofp::packet::{ArpRepr, MacAddr, VlanTag};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 mod common;
@@ -109,7 +109,7 @@ impl Recorder {
 async fn start_haas(controller: SocketAddr) -> Running {
     start(
         Arc::new(haas_config(controller)),
-        None,
+        DatapathLink::default(),
         CancellationToken::new(),
     )
     .await
@@ -322,9 +322,13 @@ async fn a_rarp_on_the_iaas_trunk_reaches_the_registry_after_the_controller_come
     drop(parked);
     let haas = start_haas(ctl).await;
     let (tx, rx) = mpsc::channel(16);
+    let (_status_tx, status) = watch::channel(json!({"peers": {"gw-haas": {"bfd": "up"}}}));
     let iaas = start(
         Arc::new(iaas_config(haas.addr)),
-        Some(rx),
+        DatapathLink {
+            frames: Some(rx),
+            status: Some(status),
+        },
         CancellationToken::new(),
     )
     .await
@@ -377,6 +381,15 @@ async fn a_rarp_on_the_iaas_trunk_reaches_the_registry_after_the_controller_come
         .unwrap();
     assert_eq!(status["kind"], "iaas");
     assert_eq!(status["peers"][0]["queued"], 0);
+    assert_eq!(status["datapath"]["peers"]["gw-haas"]["bfd"], "up");
+    let status: Value = reqwest::get(format!("http://{}/v1/status", haas.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["datapath"], Value::Null);
+    assert_eq!(status["macs"], 1);
     iaas.stop().await;
     haas.stop().await;
 }

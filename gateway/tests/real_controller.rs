@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use iris_gateway::run::start;
+use iris_gateway::run::{start, DatapathLink};
 use iris_testbed::controller::ControllerProcess;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -124,9 +124,13 @@ async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
     )
     .unwrap();
     let ctl = controller.api_addr();
-    let gw = start(Arc::new(haas_config(ctl)), None, CancellationToken::new())
-        .await
-        .unwrap();
+    let gw = start(
+        Arc::new(haas_config(ctl)),
+        DatapathLink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     let behind = json!({"kind": "gateway", "gateway": "gw-haas"});
 
     // A MAC present in the peer's DC is placed behind this gateway.
