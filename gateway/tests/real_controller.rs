@@ -186,3 +186,81 @@ async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
     gw.stop().await;
     controller.stop(Duration::from_secs(5)).unwrap();
 }
+
+/// The gateways' share of a move's latency: from a RARP handed to the
+/// iaas gateway's control plane to the real controller's event placing the
+/// MAC behind the haas gateway, over loopback, MAC after MAC. Prints the
+/// figures; run with
+/// `cargo test -p iris-gateway --test real_controller -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_rarp_to_registry_latency() {
+    use futures_util::StreamExt;
+    use ofp::packet::{ArpRepr, MacAddr, VlanTag};
+    const N: u8 = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(
+        &controller_binary(),
+        &controller_config(dir.path()),
+        &dir.path().join("controller.log"),
+    )
+    .unwrap();
+    let ctl = controller.api_addr();
+    let haas = start(
+        Arc::new(haas_config(ctl)),
+        DatapathLink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let iaas = start(
+        Arc::new(common::iaas_config(haas.addr)),
+        DatapathLink {
+            frames: Some(rx),
+            status: None,
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let mut events = reqwest::get(format!("http://{ctl}/v1/events"))
+        .await
+        .unwrap()
+        .bytes_stream();
+    let mut parser = iris_gateway::follower::SseParser::default();
+    let mut took = Vec::new();
+    for n in 0..N {
+        let mac = MacAddr([0x52, 0x54, 0, 0, 3, n]);
+        let mut rarp = ArpRepr::rarp_announce(mac);
+        rarp.tags = vec![VlanTag {
+            tpid: 0x8100,
+            tci: 100,
+        }];
+        let mut frame = Vec::new();
+        rarp.emit(&mut frame);
+        let t0 = std::time::Instant::now();
+        tx.send(frame).await.unwrap();
+        let needle = mac.to_string();
+        'wait: while let Some(chunk) = events.next().await {
+            for e in parser.push(&chunk.unwrap()) {
+                if e.data.contains(&needle) && e.data.contains("behind gw-haas") {
+                    break 'wait;
+                }
+            }
+        }
+        took.push(t0.elapsed());
+    }
+    took.sort_unstable();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize];
+    println!(
+        "RARP to registry over loopback, {N} MACs: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        took[took.len() - 1]
+    );
+    iaas.stop().await;
+    haas.stop().await;
+    controller.stop(Duration::from_secs(5)).unwrap();
+}
