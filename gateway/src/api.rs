@@ -85,6 +85,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/peer/macs", post(peer_macs))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
 }
 
@@ -121,6 +122,18 @@ async fn not_found() -> Problem {
     problem(
         StatusCode::NOT_FOUND,
         "no such route; the gateway serves /healthz, /v1/status, /metrics and POST /v1/peer/macs",
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Problem {
+    let allowed = if uri.path() == "/v1/peer/macs" {
+        "POST"
+    } else {
+        "GET"
+    };
+    problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{} does not take {method}; use {allowed}", uri.path()),
     )
 }
 

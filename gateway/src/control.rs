@@ -348,7 +348,9 @@ impl Control {
                         self.note(&key, &d, &report.from);
                         let (outcome, detail) = match d {
                             Decision::Present { .. } => {
-                                self.queue_to_registry(key, false);
+                                // New here (say, after a restart): a move
+                                // still takes its IPs, a presence does not.
+                                self.queue_to_registry(key, m.kind == ReportKind::Move);
                                 (Outcome::Followed, "")
                             }
                             Decision::Moved {

@@ -311,6 +311,15 @@ async fn bad_reports_are_problem_documents_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 415);
+    let r = reqwest::get(format!("http://{}/v1/peer/macs", gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(
+        problem["detail"],
+        "/v1/peer/macs does not take GET; use POST"
+    );
     gw.stop().await;
 }
 

@@ -75,6 +75,19 @@ fn a_followed_report_is_queued_for_the_registry_once() {
     assert_eq!(batch[0].0, key(100));
     assert_eq!(batch[0].1.ips, [Ipv4Addr::new(10, 1, 1, 5)]);
     assert!(!batch[0].1.take_ips, "a presence does not take IPs");
+    // A move of a MAC not known here (a restart lost the table) does.
+    let r = from_acme(vec![report(
+        1,
+        Some(101),
+        "52:54:00:00:01:05",
+        7,
+        ReportKind::Move,
+    )]);
+    c.peer_report(now, &r).unwrap();
+    c.registry_done(now, 1, 0, Vec::new());
+    let batch = c.registry_batch(now);
+    assert_eq!(batch[0].0, key(101));
+    assert!(batch[0].1.take_ips);
 }
 
 #[test]
