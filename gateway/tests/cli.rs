@@ -5,28 +5,12 @@
 
 use std::process::Command;
 
-const GOOD: &str = r#"
-[gateway]
-name = "gw-acme"
-kind = "iaas"
-dc = "acme-dc"
-wan_ip = "203.0.113.2"
-ovsdb = "unix:/run/db.sock"
-openflow = "unix:/run/br-gw.mgmt"
-trunk = "trunk0"
-listen = "127.0.0.1:0"
+mod common;
 
-[[peer]]
-name = "gw-haas"
-wan_ip = "203.0.113.1"
-api = "http://127.0.0.1:9180"
-
-[[vi]]
-id = 1
-gre_key = 1001
-peer = "gw-haas"
-vlans = ["100-199", "untagged"]
-"#;
+/// An iaas gateway's configuration, its peer's API on 127.0.0.1:9180.
+fn good() -> String {
+    common::iaas_text("127.0.0.1:9180".parse().unwrap())
+}
 
 fn gateway(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_iris-gateway"))
@@ -48,7 +32,7 @@ fn file(text: &str) -> tempfile::NamedTempFile {
 
 #[test]
 fn check_config_prints_a_line_per_peer_and_per_vi() {
-    let f = file(GOOD);
+    let f = file(&good());
     let (code, out, err) = gateway(&["check-config", f.path().to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(": valid\n"), "{out}");
@@ -59,7 +43,7 @@ fn check_config_prints_a_line_per_peer_and_per_vi() {
 #[test]
 fn check_config_names_every_problem_and_exits_1() {
     let f = file(
-        &GOOD
+        &good()
             .replace("peer = \"gw-haas\"", "peer = \"gw-hass\"")
             .replace("\"100-199\"", "\"100-5000\""),
     );
@@ -69,7 +53,7 @@ fn check_config_names_every_problem_and_exits_1() {
     assert!(err.contains("2 problem(s):"), "{err}");
     assert!(err.contains("\n  vi[0].peer: \"gw-hass\" is not a [[peer]] in this file"));
     assert!(err.contains("\n  vi[0].vlans[0]: \"5000\" is not a VLAN id"));
-    let f = file(&GOOD.replace("trunk =", "trunc ="));
+    let f = file(&good().replace("trunk =", "trunc ="));
     let (code, _, err) = gateway(&["check-config", f.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(err.contains("did you mean `trunk`?"), "{err}");
@@ -77,7 +61,7 @@ fn check_config_names_every_problem_and_exits_1() {
 
 #[test]
 fn run_without_a_datapath_says_so_and_fails() {
-    let f = file(GOOD);
+    let f = file(&good());
     let (code, _, err) = gateway(&["run", "--config", f.path().to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(

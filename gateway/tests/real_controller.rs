@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use iris_gateway::run::{start, DatapathLink};
+use iris_gateway::run::{start, DatapathLink, Running};
 use iris_testbed::controller::ControllerProcess;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -76,6 +76,26 @@ gateways = ["gw-haas"]
     path
 }
 
+/// The real controller in a directory of its own, and a haas gateway
+/// writing to it.
+async fn controller_and_gateway() -> (tempfile::TempDir, ControllerProcess, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(
+        &controller_binary(),
+        &controller_config(dir.path()),
+        &dir.path().join("controller.log"),
+    )
+    .unwrap();
+    let gw = start(
+        Arc::new(haas_config(controller.api_addr())),
+        DatapathLink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    (dir, controller, gw)
+}
+
 async fn report(gw: SocketAddr, mac: &str, seq: u32, kind: &str) -> Value {
     let body = json!({"from": "gw-acme", "macs": [
         {"vi": 1, "vlan": 100, "mac": mac, "ips": ["10.1.1.5"], "seq": seq, "kind": kind}]});
@@ -116,21 +136,8 @@ macro_rules! eventually {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let controller = ControllerProcess::start(
-        &controller_binary(),
-        &controller_config(dir.path()),
-        &dir.path().join("controller.log"),
-    )
-    .unwrap();
+    let (_dir, controller, gw) = controller_and_gateway().await;
     let ctl = controller.api_addr();
-    let gw = start(
-        Arc::new(haas_config(ctl)),
-        DatapathLink::default(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
     let behind = json!({"kind": "gateway", "gateway": "gw-haas"});
 
     // A MAC present in the peer's DC is placed behind this gateway.
@@ -198,21 +205,8 @@ async fn measure_rarp_to_registry_latency() {
     use futures_util::StreamExt;
     use ofp::packet::{ArpRepr, MacAddr, VlanTag};
     const N: u8 = 200;
-    let dir = tempfile::tempdir().unwrap();
-    let controller = ControllerProcess::start(
-        &controller_binary(),
-        &controller_config(dir.path()),
-        &dir.path().join("controller.log"),
-    )
-    .unwrap();
+    let (_dir, controller, haas) = controller_and_gateway().await;
     let ctl = controller.api_addr();
-    let haas = start(
-        Arc::new(haas_config(ctl)),
-        DatapathLink::default(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let iaas = start(
         Arc::new(common::iaas_config(haas.addr)),

@@ -45,7 +45,12 @@ vlans = ["200-299"]
 
 /// An iaas gateway on 127.0.0.1:0 reporting to the haas gateway at `haas`.
 pub fn iaas_config(haas: SocketAddr) -> Config {
-    Config::parse(&format!(
+    Config::parse(&iaas_text(haas)).unwrap()
+}
+
+/// [`iaas_config`]'s text.
+pub fn iaas_text(haas: SocketAddr) -> String {
+    format!(
         r#"
 [gateway]
 name = "gw-acme"
@@ -68,8 +73,7 @@ gre_key = 1001
 peer = "gw-haas"
 vlans = ["100-199", "untagged"]
 "#
-    ))
-    .unwrap()
+    )
 }
 
 /// The gateway's `/metrics` text.
