@@ -314,3 +314,45 @@ fn a_mac_that_went_away_and_came_back_unseen_is_reclaimed_at_its_next_announceme
         Ok(Decision::Moved { seq: 2, .. })
     ));
 }
+
+#[test]
+fn a_flapping_mac_is_shown_counted_and_not_written_until_it_settles() {
+    let t0 = Instant::now();
+    let metrics = Arc::new(Metrics::default());
+    let mut c = Control::new(Arc::new(Config::parse(HAAS).unwrap()), metrics.clone());
+    let mac = "52:54:00:00:01:05";
+    // Back and forth between the peer's DC and a HaaS port, six times in a
+    // minute.
+    let mut seq = 0;
+    for i in 0..6u64 {
+        let now = t0 + Duration::from_secs(i * 10);
+        if i % 2 == 0 {
+            seq += 1;
+            let r = from_acme(vec![report(1, Some(100), mac, seq, ReportKind::Move)]);
+            c.peer_report(now, &r).unwrap();
+        } else {
+            c.registry_place(now, key(100), RegistryPlace::Port);
+            seq += 1;
+        }
+        let batch = c.registry_batch(now);
+        c.registry_done(now, batch.len(), 0, Vec::new());
+    }
+    let r = from_acme(vec![report(1, Some(100), mac, seq + 1, ReportKind::Move)]);
+    let a = c.peer_report(t0 + Duration::from_secs(60), &r).unwrap();
+    assert_eq!(a.results[0].outcome, Outcome::Flapping);
+    assert!(c.registry_batch(t0 + Duration::from_secs(60)).is_empty());
+    let s = c.status();
+    assert_eq!(s.flapping.len(), 1);
+    assert_eq!(
+        (s.flapping[0].mac.as_str(), s.flapping[0].vlan),
+        (mac, Some(100))
+    );
+    assert!(metrics.render().contains("iris_gateway_flapping_macs 1"));
+    // Still for 180 s: the last claim (the peer's) is written, taking IPs.
+    c.poll(t0 + Duration::from_secs(240));
+    let batch = c.registry_batch(t0 + Duration::from_secs(240));
+    assert_eq!(batch.len(), 1);
+    assert!(batch[0].1.take_ips);
+    assert!(c.status().flapping.is_empty());
+    assert!(metrics.render().contains("iris_gateway_flapping_macs 0"));
+}
