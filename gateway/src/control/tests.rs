@@ -356,3 +356,85 @@ fn a_flapping_mac_is_shown_counted_and_not_written_until_it_settles() {
     assert!(c.status().flapping.is_empty());
     assert!(metrics.render().contains("iris_gateway_flapping_macs 0"));
 }
+
+mod arbitrary_reports {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn mac_report() -> impl Strategy<Value = MacReport> {
+        (
+            0..4u32,
+            proptest::option::of(prop_oneof![
+                Just(0u16),
+                95..205u16,
+                Just(4095),
+                Just(u16::MAX)
+            ]),
+            prop_oneof![
+                "52:54:00:00:0[0-1]:0[0-3]",
+                "[0-9a-f:]{0,20}",
+                Just("ff:ff:ff:ff:ff:ff".to_owned())
+            ],
+            proptest::collection::vec(
+                prop_oneof![
+                    "10\\.1\\.1\\.[0-9]{1,3}",
+                    ".{0,12}",
+                    Just("0.0.0.0".to_owned())
+                ],
+                0..3,
+            ),
+            any::<u32>(),
+            prop_oneof![
+                Just(ReportKind::Presence),
+                Just(ReportKind::Move),
+                Just(ReportKind::Gone)
+            ],
+        )
+            .prop_map(|(vi, vlan, mac, ips, seq, kind)| MacReport {
+                vi,
+                vlan,
+                mac,
+                ips,
+                seq,
+                kind,
+            })
+    }
+
+    proptest! {
+        /// Whatever a peer reports, the haas side answers one result per
+        /// MAC (or refuses the whole report), never holds more registry
+        /// writes than MACs it followed, and the seq it answers for a MAC
+        /// never goes down.
+        #[test]
+        fn any_report_is_answered_whole(
+            reports in proptest::collection::vec(proptest::collection::vec(mac_report(), 0..6), 1..12)
+        ) {
+            let t0 = Instant::now();
+            let mut c = control(HAAS);
+            let mut seen: std::collections::HashMap<(u32, Option<u16>, String), u32> =
+                std::collections::HashMap::new();
+            for (n, macs) in reports.into_iter().enumerate() {
+                let now = t0 + Duration::from_secs(n as u64);
+                let r = from_acme(macs);
+                match c.peer_report(now, &r) {
+                    Ok(a) => {
+                        prop_assert_eq!(a.results.len(), r.macs.len());
+                        for res in a.results {
+                            if res.outcome == Outcome::Refused {
+                                continue;
+                            }
+                            let k = (res.vi, res.vlan, res.mac.to_ascii_lowercase());
+                            let before = seen.insert(k, res.seq).unwrap_or(0);
+                            prop_assert!(res.seq >= before);
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.status, 422);
+                        prop_assert!(!e.errors.is_empty());
+                    }
+                }
+                prop_assert!(c.status().outbox.queued <= c.table().len());
+            }
+        }
+    }
+}
