@@ -489,34 +489,14 @@ pub struct Config {
 impl Config {
     /// Reads, parses and validates `path`, with seed files relative to it.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
-            path: path.to_owned(),
-            error,
-        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, base).map_err(|e| match e {
-            ParseError::Syntax(message) => LoadError::Syntax {
-                path: path.to_owned(),
-                message,
-            },
-            ParseError::Invalid(errors) => LoadError::Invalid {
-                path: path.to_owned(),
-                errors,
-            },
-        })
+        load_with(path, |text| Self::parse(text, base))
     }
 
     /// Parses and validates configuration text; seed paths resolve against
     /// `base`.
     pub fn parse(text: &str, base: &Path) -> Result<Self, ParseError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let mut message = e.to_string().trim_end().to_owned();
-            if let Some(hint) = did_you_mean(e.message()) {
-                message.push_str("; ");
-                message.push_str(&hint);
-            }
-            ParseError::Syntax(message)
-        })?;
+        let raw: RawConfig = from_toml(text)?;
         raw.validate(base).map_err(ParseError::Invalid)
     }
 
@@ -610,6 +590,40 @@ impl Config {
         }
         s
     }
+}
+
+/// Reads `path` and hands its text to `parse`, naming the file in every
+/// error. (The gateway's configuration is read the same way.)
+pub fn load_with<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Result<T, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Read {
+        path: path.to_owned(),
+        error,
+    })?;
+    parse(&text).map_err(|e| match e {
+        ParseError::Syntax(message) => LoadError::Syntax {
+            path: path.to_owned(),
+            message,
+        },
+        ParseError::Invalid(errors) => LoadError::Invalid {
+            path: path.to_owned(),
+            errors,
+        },
+    })
+}
+
+/// TOML text into `R`; an unknown key's error names the key meant.
+pub fn from_toml<R: serde::de::DeserializeOwned>(text: &str) -> Result<R, ParseError> {
+    toml::from_str(text).map_err(|e| {
+        let mut message = e.to_string().trim_end().to_owned();
+        if let Some(hint) = did_you_mean(e.message()) {
+            message.push_str("; ");
+            message.push_str(&hint);
+        }
+        ParseError::Syntax(message)
+    })
 }
 
 /// Why configuration text was refused.
@@ -918,7 +932,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// Names end up in OVSDB rows, port names and URLs: keep them plain.
-fn check_name(name: &str) -> Result<(), String> {
+pub fn check_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name

@@ -1,0 +1,745 @@
+//! The gateway's TOML configuration: read strictly, validated whole, every
+//! problem reported with the key to fix, as the controller's is (the error
+//! types, name checks and the misspelt-key hint are the controller's own).
+//!
+//! ```toml
+//! [gateway]
+//! name = "gw-haas"            # haas: the host name the controller knows this node by
+//! kind = "haas"               # or "iaas"
+//! dc = "haas-dc"
+//! wan_ip = "203.0.113.1"
+//! bridge = "br-int"           # default: br-int (haas), br-gw (iaas)
+//! ovsdb = "unix:/var/run/openvswitch/db.sock"
+//! # openflow = "unix:/var/run/openvswitch/br-gw.mgmt"   (iaas only)
+//! # trunk = "gw1-trunk"                                  (iaas only)
+//! wan_mtu = 9000              # or "clamp"
+//! listen = "127.0.0.1:9180"
+//!
+//! [controller]                # haas only
+//! url = "http://127.0.0.1:18080"
+//!
+//! [[peer]]
+//! name = "gw-acme"
+//! wan_ip = "203.0.113.2"
+//! api = "http://127.0.0.1:9181"
+//!
+//! [[vi]]
+//! id = 1
+//! gre_key = 1001
+//! peer = "gw-acme"
+//! vlans = ["100-199", "untagged"]
+//! ```
+
+use iris_controller::config::{
+    check_name, check_ovsdb_remote, from_toml, load_with, ConfigError, LoadError, ParseError,
+};
+use iris_controller::model::{host_address_problem, ViId, Vlan};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+/// Which data center the gateway stands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// The HaaS data center: a host of the Iris controller, writing what
+    /// its peers report into the controller's registry.
+    Haas,
+    /// An operator's data center: its own bridge and flows, snooping the
+    /// DC LAN and reporting to its HaaS peer.
+    Iaas,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Haas => "haas",
+            Kind::Iaas => "iaas",
+        })
+    }
+}
+
+/// Bytes a guest frame gains on the WAN: outer IPv4 (20), GRE with a key
+/// (8), the inner Ethernet header (14) and its 802.1Q tag (4).
+pub const WAN_OVERHEAD: u16 = 20 + 8 + 14 + 4;
+/// The guest MTU the WAN must carry whole.
+pub const GUEST_MTU: u16 = 1500;
+
+/// How a 1500-byte guest frame crosses the WAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtuPolicy {
+    /// The WAN carries packets of this size, at least guest MTU plus
+    /// [`WAN_OVERHEAD`]: nothing is fragmented or clamped.
+    Wan(u16),
+    /// The WAN has an ordinary 1500-byte MTU: guests must use a smaller one
+    /// (TCP MSS clamped at the DC edge); a full-size DF packet is dropped.
+    Clamp,
+}
+
+impl fmt::Display for MtuPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MtuPolicy::Wan(m) => write!(
+                f,
+                "wan mtu {m} (a {GUEST_MTU}-byte guest frame needs {})",
+                GUEST_MTU + WAN_OVERHEAD
+            ),
+            MtuPolicy::Clamp => write!(
+                f,
+                "clamp (guests get at most {} bytes across the WAN)",
+                GUEST_MTU - WAN_OVERHEAD
+            ),
+        }
+    }
+}
+
+/// The VLANs of a VI on the operator's trunk: untagged frames or not, and
+/// ranges of VLAN ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VlanSet {
+    pub untagged: bool,
+    /// Inclusive ranges, as written.
+    pub ranges: Vec<(u16, u16)>,
+}
+
+impl VlanSet {
+    pub fn contains(&self, vlan: Vlan) -> bool {
+        match vlan {
+            Vlan::Untagged => self.untagged,
+            Vlan::Tagged(v) => self.ranges.iter().any(|&(a, b)| (a..=b).contains(&v)),
+        }
+    }
+}
+
+impl fmt::Display for VlanSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|&(a, b)| VlanItem::Range(a, b).to_string())
+            .collect();
+        if self.untagged {
+            parts.push("untagged".into());
+        }
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// One entry of `vlans`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VlanItem {
+    Untagged,
+    Range(u16, u16),
+}
+
+impl VlanItem {
+    fn overlaps(self, other: VlanItem) -> bool {
+        match (self, other) {
+            (VlanItem::Untagged, VlanItem::Untagged) => true,
+            (VlanItem::Range(a, b), VlanItem::Range(c, d)) => a <= d && c <= b,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for VlanItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VlanItem::Untagged => f.write_str("untagged"),
+            VlanItem::Range(a, b) if a == b => write!(f, "{a}"),
+            VlanItem::Range(a, b) => write!(f, "{a}-{b}"),
+        }
+    }
+}
+
+/// `"untagged"`, `"100"`, `100` or `"100-199"`.
+fn parse_vlan_item(raw: &RawVlan) -> Result<VlanItem, String> {
+    const FIX: &str = "write a VLAN id 1-4094, a range like \"100-199\", or \"untagged\"";
+    let id = |text: &str| match text.trim().parse::<u16>() {
+        Ok(v @ 1..=4094) => Ok(v),
+        _ => Err(format!("{text:?} is not a VLAN id; {FIX}")),
+    };
+    match raw {
+        RawVlan::Id(n) => match u16::try_from(*n) {
+            Ok(v @ 1..=4094) => Ok(VlanItem::Range(v, v)),
+            _ => Err(format!("{n} is not a VLAN id; {FIX}")),
+        },
+        RawVlan::Text(t) if t == "untagged" => Ok(VlanItem::Untagged),
+        RawVlan::Text(t) => match t.split_once('-') {
+            None => id(t).map(|v| VlanItem::Range(v, v)),
+            Some((a, b)) => {
+                let (a, b) = (id(a)?, id(b)?);
+                if a > b {
+                    return Err(format!("{t:?} runs backwards; write \"{b}-{a}\""));
+                }
+                Ok(VlanItem::Range(a, b))
+            }
+        },
+    }
+}
+
+/// A peer gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub name: String,
+    pub wan_ip: Ipv4Addr,
+    /// The peer's API base URL, without a trailing slash.
+    pub api: String,
+}
+
+/// A VI this gateway carries to one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViConfig {
+    pub id: ViId,
+    pub gre_key: u32,
+    pub peer: String,
+    pub vlans: VlanSet,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub name: String,
+    pub kind: Kind,
+    pub dc: String,
+    pub wan_ip: Ipv4Addr,
+    pub bridge: String,
+    pub ovsdb: String,
+    /// The OpenFlow target of the gateway's own bridge (iaas).
+    pub openflow: Option<String>,
+    /// The DC-side trunk interface (iaas).
+    pub trunk: Option<String>,
+    pub mtu: MtuPolicy,
+    pub listen: SocketAddr,
+    /// The controller's northbound base URL (haas), no trailing slash.
+    pub controller: Option<String>,
+    pub peers: Vec<Peer>,
+    pub vis: Vec<ViConfig>,
+}
+
+impl Config {
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        load_with(path, Self::parse)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let raw: RawConfig = from_toml(text)?;
+        raw.validate().map_err(ParseError::Invalid)
+    }
+
+    pub fn peer(&self, name: &str) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.name == name)
+    }
+
+    pub fn vi(&self, id: ViId) -> Option<&ViConfig> {
+        self.vis.iter().find(|v| v.id == id)
+    }
+
+    /// The VI a trunk frame of `vlan` belongs to (iaas: VLAN ranges do not
+    /// overlap, so at most one).
+    pub fn vi_of_vlan(&self, vlan: Vlan) -> Option<&ViConfig> {
+        self.vis.iter().find(|v| v.vlans.contains(vlan))
+    }
+
+    /// What the configuration allows but an operator should know.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if !self.listen.ip().is_loopback() {
+            w.push(format!(
+                "listen = \"{}\" is reachable beyond this machine and the API has no \
+                 authentication: anyone who reaches it can report MACs as a peer; restrict it to \
+                 the WAN's management network",
+                self.listen
+            ));
+        }
+        if self.vis.is_empty() {
+            w.push("no [[vi]]: the gateway carries nothing".into());
+        }
+        w
+    }
+
+    /// A human summary for `check-config`: one line per peer and per VI.
+    pub fn summary(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "gateway:    {} kind={} dc={} wan_ip={}",
+            self.name, self.kind, self.dc, self.wan_ip
+        );
+        let _ = writeln!(s, "bridge:     {} ovsdb={}", self.bridge, self.ovsdb);
+        if let (Some(of), Some(trunk)) = (&self.openflow, &self.trunk) {
+            let _ = writeln!(s, "datapath:   openflow={of} trunk={trunk}");
+        }
+        if let Some(url) = &self.controller {
+            let _ = writeln!(s, "controller: {url}");
+        }
+        let _ = writeln!(s, "mtu:        {}", self.mtu);
+        let _ = writeln!(s, "listen:     {}", self.listen);
+        let _ = writeln!(s, "peers:      {}", self.peers.len());
+        for p in &self.peers {
+            let vis: Vec<String> = self
+                .vis
+                .iter()
+                .filter(|v| v.peer == p.name)
+                .map(|v| v.id.0.to_string())
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {} wan_ip={} api={} vis=[{}]",
+                p.name,
+                p.wan_ip,
+                p.api,
+                vis.join(", ")
+            );
+        }
+        let _ = writeln!(s, "vis:        {}", self.vis.len());
+        for v in &self.vis {
+            let _ = writeln!(
+                s,
+                "  {} gre_key={} peer={} vlans={}",
+                v.id, v.gre_key, v.peer, v.vlans
+            );
+        }
+        s
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    gateway: RawGateway,
+    #[serde(default)]
+    controller: Option<RawController>,
+    #[serde(default, rename = "peer")]
+    peers: Vec<RawPeer>,
+    #[serde(default, rename = "vi")]
+    vis: Vec<RawVi>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    name: String,
+    kind: Kind,
+    dc: String,
+    wan_ip: Ipv4Addr,
+    #[serde(default)]
+    bridge: Option<String>,
+    ovsdb: String,
+    #[serde(default)]
+    openflow: Option<String>,
+    #[serde(default)]
+    trunk: Option<String>,
+    #[serde(default)]
+    wan_mtu: Option<RawMtu>,
+    #[serde(default = "default_listen")]
+    listen: String,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9180".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawMtu {
+    Bytes(i64),
+    Policy(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawController {
+    url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    name: String,
+    wan_ip: Ipv4Addr,
+    api: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVi {
+    id: u32,
+    gre_key: u32,
+    peer: String,
+    vlans: Vec<RawVlan>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawVlan {
+    Id(i64),
+    Text(String),
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let g = &self.gateway;
+        let mut err = |key: &str, problem: String| errors.push(ConfigError::new(key, problem));
+        for (key, name) in [("gateway.name", &g.name), ("gateway.dc", &g.dc)] {
+            if let Err(p) = check_name(name) {
+                err(key, p);
+            }
+        }
+        if let Some(why) = host_address_problem(g.wan_ip) {
+            err(
+                "gateway.wan_ip",
+                format!(
+                    "{} is {why} and cannot terminate tunnels; write this node's WAN address",
+                    g.wan_ip
+                ),
+            );
+        }
+        let bridge = g.bridge.clone().unwrap_or_else(|| match g.kind {
+            Kind::Haas => "br-int".into(),
+            Kind::Iaas => "br-gw".into(),
+        });
+        if let Err(p) = check_interface_name(&bridge) {
+            err("gateway.bridge", p);
+        }
+        if let Err(p) = check_ovsdb_remote(&g.ovsdb) {
+            err("gateway.ovsdb", p);
+        }
+        let listen = g.listen.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "{:?} is not IP:PORT; write e.g. \"127.0.0.1:9180\"",
+                g.listen
+            )
+        });
+        if let Err(p) = &listen {
+            err("gateway.listen", p.clone());
+        }
+        let mtu = match &g.wan_mtu {
+            None => MtuPolicy::Wan(9000),
+            Some(RawMtu::Policy(p)) if p == "clamp" => MtuPolicy::Clamp,
+            Some(RawMtu::Bytes(n)) => match u16::try_from(*n) {
+                Ok(m) if m >= GUEST_MTU + WAN_OVERHEAD => MtuPolicy::Wan(m),
+                _ => {
+                    err(
+                        "gateway.wan_mtu",
+                        format!(
+                            "{n} cannot carry a {GUEST_MTU}-byte guest frame with its \
+                             {WAN_OVERHEAD} bytes of GRE and 802.1Q overhead; write at least {} \
+                             (at most 65535), or \"clamp\" when the WAN cannot be raised",
+                            GUEST_MTU + WAN_OVERHEAD
+                        ),
+                    );
+                    MtuPolicy::Clamp
+                }
+            },
+            Some(RawMtu::Policy(p)) => {
+                err(
+                    "gateway.wan_mtu",
+                    format!("{p:?} is not an MTU policy; write a number of bytes or \"clamp\""),
+                );
+                MtuPolicy::Clamp
+            }
+        };
+        match g.kind {
+            Kind::Iaas => {
+                match &g.openflow {
+                    None => err(
+                        "gateway.openflow",
+                        "an iaas gateway programs its own bridge; write the bridge's \
+                         management socket, like \"unix:/var/run/openvswitch/br-gw.mgmt\""
+                            .into(),
+                    ),
+                    Some(of) if check_ovsdb_remote(of).is_err() => err(
+                        "gateway.openflow",
+                        format!("{of:?} is not an OpenFlow target; write unix:PATH or tcp:IP:PORT"),
+                    ),
+                    Some(_) => {}
+                }
+                match &g.trunk {
+                    None => err(
+                        "gateway.trunk",
+                        "an iaas gateway needs the DC-side trunk interface; write its name, \
+                         like \"eth1\""
+                            .into(),
+                    ),
+                    Some(t) => {
+                        if let Err(p) = check_interface_name(t) {
+                            err("gateway.trunk", p);
+                        }
+                    }
+                }
+                if self.controller.is_some() {
+                    err(
+                        "controller",
+                        "an iaas gateway has no Iris controller; remove [controller] (it \
+                         reports to its haas peer)"
+                            .into(),
+                    );
+                }
+            }
+            Kind::Haas => {
+                for (key, set) in [
+                    ("gateway.openflow", g.openflow.is_some()),
+                    ("gateway.trunk", g.trunk.is_some()),
+                ] {
+                    if set {
+                        err(
+                            key,
+                            "a haas gateway installs no flows and has no trunk: the controller \
+                             programs its bridge; remove this key"
+                                .into(),
+                        );
+                    }
+                }
+                match &self.controller {
+                    None => err(
+                        "controller",
+                        "a haas gateway writes its peers' reports into the controller's \
+                         registry; add [controller] with url = \"http://IP:PORT\""
+                            .into(),
+                    ),
+                    Some(c) => {
+                        if let Err(p) = check_http_url(&c.url) {
+                            err("controller.url", p);
+                        }
+                    }
+                }
+            }
+        }
+        let peers = validate_peers(&self.peers, g, &mut errors);
+        let vis = validate_vis(&self.vis, &self.peers, g.kind, &mut errors);
+        match listen {
+            Ok(listen) if errors.is_empty() => Ok(Config {
+                name: g.name.clone(),
+                kind: g.kind,
+                dc: g.dc.clone(),
+                wan_ip: g.wan_ip,
+                bridge,
+                ovsdb: g.ovsdb.clone(),
+                openflow: g.openflow.clone(),
+                trunk: g.trunk.clone(),
+                mtu,
+                listen,
+                controller: self
+                    .controller
+                    .map(|c| c.url.trim_end_matches('/').to_owned()),
+                peers,
+                vis,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn validate_peers(peers: &[RawPeer], g: &RawGateway, errors: &mut Vec<ConfigError>) -> Vec<Peer> {
+    let mut names = HashMap::new();
+    let mut ips = HashMap::new();
+    let mut out = Vec::new();
+    for (i, p) in peers.iter().enumerate() {
+        let key = format!("peer[{i}]");
+        let mut err = |field: &str, problem: String| {
+            errors.push(ConfigError::new(format!("{key}.{field}"), problem));
+        };
+        if let Err(problem) = check_name(&p.name) {
+            err("name", problem);
+        } else if p.name == g.name {
+            err(
+                "name",
+                format!(
+                    "{:?} is this gateway's own name; a peer is another data center's gateway",
+                    p.name
+                ),
+            );
+        }
+        if let Some(j) = names.insert(p.name.as_str(), i) {
+            err(
+                "name",
+                format!("{:?} is already peer[{j}]'s; name each peer once", p.name),
+            );
+        }
+        if let Some(why) = host_address_problem(p.wan_ip) {
+            err(
+                "wan_ip",
+                format!("{} is {why}; write the peer's WAN address", p.wan_ip),
+            );
+        } else if p.wan_ip == g.wan_ip {
+            err(
+                "wan_ip",
+                format!(
+                    "{} is this gateway's own wan_ip; a tunnel needs two ends",
+                    p.wan_ip
+                ),
+            );
+        }
+        if let Some(j) = ips.insert(p.wan_ip, i) {
+            err(
+                "wan_ip",
+                format!(
+                    "{} is already peer[{j}]'s; one gateway per data center and address",
+                    p.wan_ip
+                ),
+            );
+        }
+        if let Err(problem) = check_http_url(&p.api) {
+            err("api", problem);
+        }
+        out.push(Peer {
+            name: p.name.clone(),
+            wan_ip: p.wan_ip,
+            api: p.api.trim_end_matches('/').to_owned(),
+        });
+    }
+    out
+}
+
+fn validate_vis(
+    vis: &[RawVi],
+    peers: &[RawPeer],
+    kind: Kind,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ViConfig> {
+    let mut ids = HashMap::new();
+    let mut keys = HashMap::new();
+    // Every VLAN item read so far: (vi index, item index, peer, item).
+    let mut seen: Vec<(usize, usize, &str, VlanItem)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, v) in vis.iter().enumerate() {
+        let key = format!("vi[{i}]");
+        if !ViId(v.id).is_valid() {
+            errors.push(ConfigError::new(
+                format!("{key}.id"),
+                format!(
+                    "{} is not a usable VI id; use 1 to {} as in the controller's [[vi]]",
+                    v.id,
+                    ViId::MAX
+                ),
+            ));
+        }
+        if let Some(j) = ids.insert(v.id, i) {
+            errors.push(ConfigError::new(
+                format!("{key}.id"),
+                format!("{} is already vi[{j}]'s; list each VI once", v.id),
+            ));
+        }
+        if v.gre_key == 0 {
+            errors.push(ConfigError::new(
+                format!("{key}.gre_key"),
+                "0 means \"no key\" on a GRE tunnel; use the VI's key, 1 or more",
+            ));
+        }
+        if let Some(j) = keys.insert(v.gre_key, i) {
+            errors.push(ConfigError::new(
+                format!("{key}.gre_key"),
+                format!(
+                    "{} is already vi[{j}]'s; the key selects the VI on the WAN, so each VI \
+                     needs its own",
+                    v.gre_key
+                ),
+            ));
+        }
+        if !peers.iter().any(|p| p.name == v.peer) {
+            let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+            let hint = if names.is_empty() {
+                "add a [[peer]] with that name".to_owned()
+            } else {
+                format!("write one of {}", names.join(", "))
+            };
+            errors.push(ConfigError::new(
+                format!("{key}.peer"),
+                format!("{:?} is not a [[peer]] in this file; {hint}", v.peer),
+            ));
+        }
+        if v.vlans.is_empty() {
+            errors.push(ConfigError::new(
+                format!("{key}.vlans"),
+                "no VLAN: write the operator's VLANs, like [\"100-199\", \"untagged\"]",
+            ));
+        }
+        let mut set = VlanSet::default();
+        for (k, raw) in v.vlans.iter().enumerate() {
+            let at = format!("{key}.vlans[{k}]");
+            let item = match parse_vlan_item(raw) {
+                Ok(item) => item,
+                Err(p) => {
+                    errors.push(ConfigError::new(at, p));
+                    continue;
+                }
+            };
+            // The trunk of an iaas gateway is one: its VLAN selects the VI.
+            // A haas gateway's peer has one trunk per peer likewise.
+            let clash = seen.iter().find(|(j, _, peer, other)| {
+                other.overlaps(item) && (*j == i || kind == Kind::Iaas || *peer == v.peer)
+            });
+            if let Some((j, m, _, other)) = clash {
+                let why = if *j == i {
+                    "list each VLAN once".to_owned()
+                } else {
+                    format!(
+                        "a trunk frame's VLAN must select one VI; vi[{j}] and vi[{i}] reach {} \
+                         over one trunk",
+                        if kind == Kind::Iaas {
+                            "this gateway"
+                        } else {
+                            "the same peer"
+                        }
+                    )
+                };
+                errors.push(ConfigError::new(
+                    at,
+                    format!("{item} overlaps vi[{j}].vlans[{m}] ({other}); {why}"),
+                ));
+            }
+            seen.push((i, k, v.peer.as_str(), item));
+            match item {
+                VlanItem::Untagged => set.untagged = true,
+                VlanItem::Range(a, b) => set.ranges.push((a, b)),
+            }
+        }
+        out.push(ViConfig {
+            id: ViId(v.id),
+            gre_key: v.gre_key,
+            peer: v.peer.clone(),
+            vlans: set,
+        });
+    }
+    out
+}
+
+/// A Linux interface name: a plain name of at most 15 bytes.
+fn check_interface_name(name: &str) -> Result<(), String> {
+    check_name(name)?;
+    if name.len() > 15 {
+        return Err(format!(
+            "{name:?} is longer than the 15 characters an interface name may have"
+        ));
+    }
+    Ok(())
+}
+
+/// A base URL the gateway's HTTP client can reach: plain `http`, a host,
+/// no query. (The WAN management network carries no TLS here; a TLS
+/// terminating proxy is the operator's.)
+fn check_http_url(text: &str) -> Result<(), String> {
+    let fix = "write a base URL like \"http://192.0.2.1:9180\"";
+    let url =
+        reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e}); {fix}"))?;
+    if url.scheme() != "http" {
+        return Err(format!(
+            "{text:?} is not plain http; the gateway speaks http only, {fix}"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) || url.query().is_some() || url.fragment().is_some()
+    {
+        return Err(format!("{text:?} is not a base URL; {fix}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,284 @@
+//! The haas gateway's view of the controller's registry: where the
+//! controller puts the MACs of the gateway's VIs, so that a MAC that moved
+//! into the HaaS data center (onto a port) bumps its seq, and the next
+//! answer to the peer says so.
+//!
+//! At start, and after every reconnection, `GET /v1/registry?vi=N` for each
+//! VI, then the Server-Sent Events of `GET /v1/events` (opened first, so
+//! nothing between the two is missed). A lost stream, or one that fell
+//! behind (`lagged`), is reopened with the outbox's backoff (50 ms doubling
+//! to 5 s) and the registry read again.
+
+use crate::api::Shared;
+use crate::control::RegistryPlace;
+use crate::report::Backoff;
+use futures_util::StreamExt;
+use iris_controller::model::{MacKey, ViId, Vlan};
+use ofp::packet::MacAddr;
+use serde::Deserialize;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// One event of a Server-Sent Events stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// Splits an SSE byte stream into events (sans-IO: bytes in, events out).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    event: String,
+    data: String,
+}
+
+/// A line longer than this is not the controller's; it is cut off so a
+/// broken stream cannot grow the buffer without end.
+const MAX_LINE: usize = 1 << 20;
+
+impl SseParser {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b != b'\n' {
+                if self.line.len() < MAX_LINE {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).into_owned();
+            self.line.clear();
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            if line.is_empty() {
+                if !self.data.is_empty() || !self.event.is_empty() {
+                    out.push(SseEvent {
+                        event: std::mem::take(&mut self.event),
+                        data: std::mem::take(&mut self.data),
+                    });
+                }
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => self.event = value.to_owned(),
+                "data" => {
+                    if !self.data.is_empty() {
+                        self.data.push('\n');
+                    }
+                    self.data.push_str(value);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// A registry row of `GET /v1/registry`, as far as the gateway reads it.
+#[derive(Debug, Deserialize)]
+struct Row {
+    vi: u32,
+    vlan: Option<u16>,
+    mac: String,
+    location: Option<RowLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RowLocation {
+    Port {},
+    Gateway { gateway: String },
+}
+
+/// The fields of a `registry`, `move` or `move_incomplete` event the
+/// gateway reads.
+#[derive(Debug, Deserialize)]
+struct RegistryEvent {
+    change: String,
+    vi: u32,
+    vlan: Option<u16>,
+    mac: String,
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    location: Option<String>,
+}
+
+fn key(vi: u32, vlan: Option<u16>, mac: &str) -> Option<MacKey> {
+    Some(MacKey {
+        vi: ViId(vi),
+        vlan: Vlan::from_vid(vlan)?,
+        mac: mac.parse::<MacAddr>().ok()?,
+    })
+}
+
+/// What an event says of a MAC's place, if anything.
+pub fn event_place(e: &SseEvent) -> Option<(MacKey, RegistryPlace)> {
+    if !matches!(e.event.as_str(), "registry" | "move" | "move_incomplete") {
+        return None;
+    }
+    let r: RegistryEvent = serde_json::from_str(&e.data).ok()?;
+    if r.ip.is_some() {
+        // An IP binding, not a place.
+        return None;
+    }
+    let place = match (r.change.as_str(), r.location.as_deref()) {
+        ("removed", _) | (_, None) => RegistryPlace::Nowhere,
+        // The controller prints a location as "behind GW" or "HOST:OFPORT".
+        (_, Some(l)) => match l.strip_prefix("behind ") {
+            Some(gw) => RegistryPlace::Gateway(gw.to_owned()),
+            None => RegistryPlace::Port,
+        },
+    };
+    Some((key(r.vi, r.vlan, &r.mac)?, place))
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FollowError {
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0} answered {1}")]
+    Status(String, reqwest::StatusCode),
+    #[error("the event stream ended")]
+    Ended,
+    #[error("the event stream fell behind ({0}); reading the registry again")]
+    Lagged(String),
+}
+
+async fn get_ok(http: &reqwest::Client, url: String) -> Result<reqwest::Response, FollowError> {
+    let r = http.get(&url).send().await?;
+    if !r.status().is_success() {
+        return Err(FollowError::Status(url, r.status()));
+    }
+    Ok(r)
+}
+
+/// One pass: stream open, snapshot taken, events followed until the
+/// stream ends.
+async fn follow_once(
+    shared: &Shared,
+    http: &reqwest::Client,
+    base: &str,
+    backoff: &mut Backoff,
+) -> Result<(), FollowError> {
+    let events = get_ok(http, format!("{base}/v1/events")).await?;
+    let vis: Vec<ViId> = shared.control().config().vis.iter().map(|v| v.id).collect();
+    for vi in vis {
+        let rows: Vec<Row> = get_ok(http, format!("{base}/v1/registry?vi={}", vi.0))
+            .await?
+            .json()
+            .await?;
+        let now = Instant::now();
+        let mut c = shared.control();
+        for row in rows {
+            let Some(k) = key(row.vi, row.vlan, &row.mac) else {
+                continue;
+            };
+            let place = match row.location {
+                Some(RowLocation::Port {}) => RegistryPlace::Port,
+                Some(RowLocation::Gateway { gateway }) => RegistryPlace::Gateway(gateway),
+                None => RegistryPlace::Nowhere,
+            };
+            c.registry_place(now, k, place);
+        }
+    }
+    tracing::info!("following the controller's registry at {base}");
+    backoff.succeeded();
+    let mut parser = SseParser::default();
+    let mut stream = events.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        let events = parser.push(&chunk);
+        if let Some(lagged) = events.iter().find(|e| e.event == "lagged") {
+            // Events were lost: the registry is read again.
+            return Err(FollowError::Lagged(lagged.data.clone()));
+        }
+        let places: Vec<_> = events.iter().filter_map(event_place).collect();
+        if places.is_empty() {
+            continue;
+        }
+        let now = Instant::now();
+        let mut c = shared.control();
+        for (k, place) in places {
+            c.registry_place(now, k, place);
+        }
+    }
+    Err(FollowError::Ended)
+}
+
+/// Follows the controller at `base` until `shutdown`.
+pub async fn follow(
+    shared: Arc<Shared>,
+    http: reqwest::Client,
+    base: String,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::default();
+    loop {
+        let result = tokio::select! {
+            r = follow_once(&shared, &http, &base, &mut backoff) => r,
+            () = shutdown.cancelled() => return,
+        };
+        if let Err(e) = result {
+            shared.metrics.follower_reconnects.inc();
+            let delay = backoff.failed();
+            tracing::warn!("the controller's registry at {base}: {e}; again in {delay:?}");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_across_chunks_come_out_whole() {
+        let stream = b"event: registry\ndata: {\"type\":\"registry\",\"change\":\"moved\",\"vi\":1,\"vlan\":10,\"mac\":\"52:54:00:00:01:07\",\"location\":\"pm1:9\",\"from\":\"behind gw1\"}\n\n: keep-alive\n\nevent: lagged\r\ndata: {\"missed\":3}\r\n\r\n";
+        let mut p = SseParser::default();
+        let mut events = Vec::new();
+        for chunk in stream.chunks(7) {
+            events.extend(p.push(chunk));
+        }
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[1].event, "lagged");
+        assert_eq!(events[1].data, "{\"missed\":3}");
+        let (k, place) = event_place(&events[0]).unwrap();
+        assert_eq!(k.vlan, Vlan::Tagged(10));
+        assert_eq!(place, RegistryPlace::Port);
+        assert_eq!(event_place(&events[1]), None);
+    }
+
+    #[test]
+    fn places_read_from_events_as_the_controller_writes_them() {
+        let ev = |data: &str| SseEvent {
+            event: "registry".into(),
+            data: data.into(),
+        };
+        let behind = ev(
+            r#"{"type":"registry","change":"added","vi":1,"vlan":null,"mac":"52:54:00:00:01:07","location":"behind gw-haas"}"#,
+        );
+        assert_eq!(
+            event_place(&behind).map(|(k, p)| (k.vlan, p)),
+            Some((Vlan::Untagged, RegistryPlace::Gateway("gw-haas".into())))
+        );
+        let removed = ev(
+            r#"{"type":"registry","change":"removed","vi":1,"vlan":5,"mac":"52:54:00:00:01:07","from":"pm1:3"}"#,
+        );
+        assert_eq!(
+            event_place(&removed).map(|(_, p)| p),
+            Some(RegistryPlace::Nowhere)
+        );
+        let ip = ev(
+            r#"{"type":"registry","change":"added","vi":1,"vlan":5,"mac":"52:54:00:00:01:07","ip":"10.0.0.1"}"#,
+        );
+        assert_eq!(event_place(&ip), None);
+    }
+}

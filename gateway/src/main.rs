@@ -1,0 +1,95 @@
+//! `iris-gateway`: the Iris gateway between data centers.
+//!
+//! ```text
+//! iris-gateway run --config FILE      serve until SIGTERM or ctrl-c
+//! iris-gateway check-config FILE      validate FILE and print what it describes
+//! ```
+//!
+//! Exit codes: 0 success, 1 the configuration is wrong or the gateway
+//! could not run.
+
+use clap::{Parser, Subcommand};
+use iris_gateway::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iris-gateway",
+    version,
+    about = "The Iris gateway: one layer-2 network per VI across data centers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print what it describes.
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(config) => {
+                for w in config.warnings() {
+                    eprintln!("warning: {w}");
+                }
+                print!("{}: valid\n{}", file.display(), config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                )
+                .init();
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            for w in config.warnings() {
+                tracing::warn!("{w}");
+            }
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(iris_gateway::run::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("iris-gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! What the gateway's integration tests share: the two gateways'
+//! configurations (a haas gateway and its iaas peer) and a metrics reader.
+
+#![allow(dead_code)]
+
+use iris_gateway::config::Config;
+use std::net::SocketAddr;
+
+/// A haas gateway on 127.0.0.1:0 writing to the controller at `controller`;
+/// its peer gw-acme carries VIs 1 and 2.
+pub fn haas_config(controller: SocketAddr) -> Config {
+    Config::parse(&format!(
+        r#"
+[gateway]
+name = "gw-haas"
+kind = "haas"
+dc = "haas-dc"
+wan_ip = "203.0.113.1"
+ovsdb = "unix:/nonexistent/db.sock"
+listen = "127.0.0.1:0"
+
+[controller]
+url = "http://{controller}"
+
+[[peer]]
+name = "gw-acme"
+wan_ip = "203.0.113.2"
+api = "http://127.0.0.1:9"
+
+[[vi]]
+id = 1
+gre_key = 1001
+peer = "gw-acme"
+vlans = ["100-199", "untagged"]
+
+[[vi]]
+id = 2
+gre_key = 1002
+peer = "gw-acme"
+vlans = ["200-299"]
+"#
+    ))
+    .unwrap()
+}
+
+/// An iaas gateway on 127.0.0.1:0 reporting to the haas gateway at `haas`.
+pub fn iaas_config(haas: SocketAddr) -> Config {
+    Config::parse(&iaas_text(haas)).unwrap()
+}
+
+/// [`iaas_config`]'s text.
+pub fn iaas_text(haas: SocketAddr) -> String {
+    format!(
+        r#"
+[gateway]
+name = "gw-acme"
+kind = "iaas"
+dc = "acme-dc"
+wan_ip = "203.0.113.2"
+ovsdb = "unix:/nonexistent/db.sock"
+openflow = "unix:/nonexistent/br-gw.mgmt"
+trunk = "trunk0"
+listen = "127.0.0.1:0"
+
+[[peer]]
+name = "gw-haas"
+wan_ip = "203.0.113.1"
+api = "http://{haas}"
+
+[[vi]]
+id = 1
+gre_key = 1001
+peer = "gw-haas"
+vlans = ["100-199", "untagged"]
+"#
+    )
+}
+
+/// The gateway's `/metrics` text.
+pub async fn metrics(gw: SocketAddr) -> String {
+    reqwest::get(format!("http://{gw}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -1,0 +1,424 @@
+//! The gateway's control plane over real sockets: a haas gateway and an
+//! iaas gateway started in-process on 127.0.0.1, and a small HTTP server
+//! in the controller's place that records the registry writes it is sent
+//! (and answers the registry list and event stream the follower reads).
+
+#![allow(clippy::unwrap_used)]
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, Sse};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use iris_gateway::run::{start, DatapathLink, Running};
+use ofp::packet::{ArpRepr, MacAddr, VlanTag};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+mod common;
+use common::{haas_config, iaas_config, metrics};
+
+/// What the registry stand-in was sent.
+#[derive(Debug, Clone, PartialEq)]
+struct Put {
+    path: String,
+    take_ips: bool,
+    body: Value,
+}
+
+/// An open event stream: (event name, data).
+type EventSender = mpsc::UnboundedSender<(String, String)>;
+
+#[derive(Clone, Default)]
+struct Recorder {
+    puts: Arc<Mutex<Vec<Put>>>,
+    /// MACs whose PUT without take_ips is refused with 409.
+    ip_held: Arc<Mutex<Vec<String>>>,
+    events: Arc<Mutex<Vec<EventSender>>>,
+    /// `GET /v1/registry?vi=` requests answered.
+    lists: Arc<Mutex<Vec<String>>>,
+}
+
+async fn put_entry(
+    State(r): State<Recorder>,
+    Path((vi, vlan, mac)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+    Json(body): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let take_ips = q.get("take_ips").is_some_and(|v| v == "true");
+    r.puts.lock().unwrap().push(Put {
+        path: format!("{vi}/{vlan}/{mac}"),
+        take_ips,
+        body: body.clone(),
+    });
+    if !take_ips && r.ip_held.lock().unwrap().contains(&mac) {
+        return (
+            StatusCode::CONFLICT,
+            Json(json!({"status": 409, "detail": "10.1.1.5 is another MAC's"})),
+        );
+    }
+    (StatusCode::CREATED, Json(body))
+}
+
+async fn list(State(r): State<Recorder>, Query(q): Query<HashMap<String, String>>) -> Json<Value> {
+    r.lists
+        .lock()
+        .unwrap()
+        .push(q.get("vi").cloned().unwrap_or_default());
+    Json(json!([]))
+}
+
+async fn events(State(r): State<Recorder>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    r.events.lock().unwrap().push(tx);
+    Sse::new(futures_util::stream::unfold(rx, |mut rx| async move {
+        let (name, data) = rx.recv().await?;
+        Some((Ok(Event::default().event(name).data(data)), rx))
+    }))
+}
+
+impl Recorder {
+    async fn serve_on(&self, listener: tokio::net::TcpListener) {
+        let app = Router::new()
+            .route("/v1/registry/{vi}/{vlan}/{mac}", put(put_entry))
+            .route("/v1/registry", get(list))
+            .route("/v1/events", get(events))
+            .with_state(self.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+
+    fn puts(&self) -> Vec<Put> {
+        self.puts.lock().unwrap().clone()
+    }
+
+    /// Sends an event to every open stream; how many got it.
+    fn event(&self, name: &str, data: Value) -> usize {
+        let mut streams = self.events.lock().unwrap();
+        streams.retain(|tx| tx.send((name.into(), data.to_string())).is_ok());
+        streams.len()
+    }
+}
+
+async fn start_haas(controller: SocketAddr) -> Running {
+    start(
+        Arc::new(haas_config(controller)),
+        DatapathLink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn recorder() -> (Recorder, SocketAddr) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let r = Recorder::default();
+    r.serve_on(listener).await;
+    (r, addr)
+}
+
+async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(t) = f() {
+            return t;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what} did not happen within 5 s");
+}
+
+async fn post(gw: SocketAddr, body: &Value) -> (u16, String, Value) {
+    let r = reqwest::Client::new()
+        .post(format!("http://{gw}/v1/peer/macs"))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ctype, r.json().await.unwrap())
+}
+
+fn mac_report(vi: u32, vlan: Value, mac: &str, seq: u32, kind: &str) -> Value {
+    json!({"vi": vi, "vlan": vlan, "mac": mac, "ips": ["10.1.1.5"], "seq": seq, "kind": kind})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_report_is_written_into_the_registry_behind_this_gateway() {
+    let (rec, ctl) = recorder().await;
+    let gw = start_haas(ctl).await;
+    let body = json!({"from": "gw-acme", "macs": [
+        mac_report(1, json!(100), "52:54:00:00:01:05", 0, "presence"),
+        mac_report(1, Value::Null, "52:54:00:00:01:06", 2, "move"),
+    ]});
+    let (status, _, answer) = post(gw.addr, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "followed");
+    assert_eq!(answer["results"][1]["seq"], 2);
+    let puts = eventually("two registry writes", || {
+        let p = rec.puts();
+        (p.len() >= 2).then_some(p)
+    })
+    .await;
+    let mut paths: Vec<&str> = puts.iter().map(|p| p.path.as_str()).collect();
+    paths.sort_unstable();
+    assert_eq!(
+        paths,
+        ["1/100/52:54:00:00:01:05", "1/untagged/52:54:00:00:01:06"]
+    );
+    assert_eq!(
+        puts[0].body,
+        json!({"location": {"kind": "gateway", "gateway": "gw-haas"}, "ips": ["10.1.1.5"]})
+    );
+    // The same report again is answered the same and writes nothing more.
+    let (_, _, again) = post(gw.addr, &body).await;
+    assert_eq!(again["results"][0]["outcome"], "followed");
+    assert_eq!(again["results"][0]["detail"], "already followed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rec.puts().len(), 2);
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_move_takes_the_ips_another_mac_holds_but_a_presence_does_not() {
+    let (rec, ctl) = recorder().await;
+    rec.ip_held.lock().unwrap().extend([
+        "52:54:00:00:01:05".to_owned(),
+        "52:54:00:00:01:06".to_owned(),
+    ]);
+    let gw = start_haas(ctl).await;
+    let body = json!({"from": "gw-acme", "macs": [
+        mac_report(1, json!(100), "52:54:00:00:01:05", 0, "presence"),
+    ]});
+    post(gw.addr, &body).await;
+    // The controller moves it into the HaaS DC (a port): seq 1 there.
+    eventually("the follower's event stream", || {
+        (rec.event(
+            "registry",
+            json!({"type": "registry", "change": "moved", "vi": 1, "vlan": 100,
+                   "mac": "52:54:00:00:01:05", "location": "pm1:7", "from": "behind gw-haas"}),
+        ) > 0)
+            .then_some(())
+    })
+    .await;
+    let stale = json!({"from": "gw-acme", "macs": [
+        mac_report(1, json!(100), "52:54:00:00:01:05", 0, "presence"),
+    ]});
+    // The event reaches the gateway a moment after it is sent.
+    let mut answer = Value::Null;
+    for _ in 0..200 {
+        answer = post(gw.addr, &stale).await.2;
+        if answer["results"][0]["outcome"] == "stale" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(answer["results"][0]["outcome"], "stale", "{answer}");
+    assert_eq!(answer["results"][0]["seq"], 1);
+    // The move back out is followed, and takes the IP.
+    let back = json!({"from": "gw-acme", "macs": [
+        mac_report(1, json!(100), "52:54:00:00:01:05", 2, "move"),
+        mac_report(1, json!(100), "52:54:00:00:01:06", 0, "presence"),
+    ]});
+    let (_, _, answer) = post(gw.addr, &back).await;
+    assert_eq!(answer["results"][0]["outcome"], "followed");
+    let puts = eventually("the registry writes", || {
+        let p = rec.puts();
+        (p.len() >= 4).then_some(p)
+    })
+    .await;
+    let of = |mac: &str| -> Vec<bool> {
+        puts.iter()
+            .filter(|p| p.path.ends_with(mac))
+            .map(|p| p.take_ips)
+            .collect()
+    };
+    // 01:05: the presence refused (409), the move retried taking the IPs.
+    assert_eq!(of("01:05"), [false, false, true]);
+    assert_eq!(of("01:06"), [false]);
+    // Counted once the batch is done, a moment after its last PUT.
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = metrics(gw.addr).await;
+        if text.contains("iris_gateway_reports_queued 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        text.contains("iris_gateway_reports_dropped_total{why=\"refused\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("iris_gateway_peer_reports_total{outcome=\"stale\"} 1"));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_reports_are_problem_documents_naming_the_field() {
+    let (_rec, ctl) = recorder().await;
+    let gw = start_haas(ctl).await;
+    let cases = [
+        (json!({"from": "gw-nobody", "macs": []}), 403, "#/from"),
+        (
+            json!({"from": "gw-acme", "macs": [mac_report(7, json!(100), "52:54:00:00:01:05", 0, "move")]}),
+            422,
+            "#/macs/0/vi",
+        ),
+        (
+            json!({"from": "gw-acme", "macs": [{"vi": 1, "vlan": 100, "mac": "52:54:00:00:01:05", "seq": 0, "kind": "moved"}]}),
+            422,
+            "#/macs/0/kind",
+        ),
+        (
+            json!({"from": "gw-acme", "macs": [], "extra": 1}),
+            422,
+            "#/extra",
+        ),
+        (json!([]), 422, "#"),
+    ];
+    for (body, status, pointer) in cases {
+        let (got, ctype, problem) = post(gw.addr, &body).await;
+        assert_eq!(
+            (got, ctype.as_str()),
+            (status, "application/problem+json"),
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["pointer"], pointer, "{problem}");
+    }
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/peer/macs", gw.addr))
+        .body("{")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/peer/macs", gw.addr))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let r = reqwest::get(format!("http://{}/v1/peer/macs", gw.addr))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(
+        problem["detail"],
+        "/v1/peer/macs does not take GET; use POST"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rarp_on_the_iaas_trunk_reaches_the_registry_after_the_controller_comes_back() {
+    // The controller is down: its port is known but nothing listens.
+    let parked = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ctl = parked.local_addr().unwrap();
+    drop(parked);
+    let haas = start_haas(ctl).await;
+    let (tx, rx) = mpsc::channel(16);
+    let (_status_tx, status) = watch::channel(json!({"peers": {"gw-haas": {"bfd": "up"}}}));
+    let iaas = start(
+        Arc::new(iaas_config(haas.addr)),
+        DatapathLink {
+            frames: Some(rx),
+            status: Some(status),
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let mac = MacAddr([0x52, 0x54, 0, 0, 2, 1]);
+    let mut rarp = ArpRepr::rarp_announce(mac);
+    rarp.tags = vec![VlanTag {
+        tpid: 0x8100,
+        tci: 150,
+    }];
+    let mut frame = Vec::new();
+    rarp.emit(&mut frame);
+    tx.send(frame).await.unwrap();
+    tx.send(vec![0xff; 9]).await.unwrap();
+    // The haas side follows the report and queues the write while the
+    // controller is away.
+    let status = eventually("the haas side to hold the write", || {
+        let s = haas.shared.control().status();
+        (s.macs == 1 && s.outbox.queued == 1).then_some(s)
+    })
+    .await;
+    assert_eq!(status.outbox.dropped, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The controller comes back on its address: the write arrives.
+    let listener = tokio::net::TcpListener::bind(ctl).await.unwrap();
+    let rec = Recorder::default();
+    rec.serve_on(listener).await;
+    let puts = eventually("the registry write", || {
+        let p = rec.puts();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(puts[0].path, "1/150/52:54:00:00:02:01");
+    let iaas_metrics = metrics(iaas.addr).await;
+    assert!(
+        iaas_metrics.contains("iris_gateway_reports_sent_total 1"),
+        "{iaas_metrics}"
+    );
+    assert!(iaas_metrics.contains("iris_gateway_malformed_frames_total{reason=\"truncated\"} 1"));
+    let haas_metrics = metrics(haas.addr).await;
+    assert!(
+        !haas_metrics.contains("iris_gateway_report_failures_total 0"),
+        "{haas_metrics}"
+    );
+    let status: Value = reqwest::get(format!("http://{}/v1/status", iaas.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["kind"], "iaas");
+    assert_eq!(status["peers"][0]["queued"], 0);
+    assert_eq!(status["datapath"]["peers"]["gw-haas"]["bfd"], "up");
+    let status: Value = reqwest::get(format!("http://{}/v1/status", haas.addr))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["datapath"], Value::Null);
+    assert_eq!(status["macs"], 1);
+    iaas.stop().await;
+    haas.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_that_fell_behind_is_reopened_and_the_registry_read_again() {
+    let (rec, ctl) = recorder().await;
+    let gw = start_haas(ctl).await;
+    let topology = json!({"type": "topology", "what": "vi3 added"});
+    eventually("the follower's event stream", || {
+        (rec.event("topology", topology.clone()) > 0).then_some(())
+    })
+    .await;
+    let lists = || rec.lists.lock().unwrap().clone();
+    eventually("the first reading", || (lists().len() == 2).then_some(())).await;
+    assert_eq!(lists(), ["1", "2"]);
+    rec.event("lagged", json!({"missed": 12}));
+    eventually("the second reading", || (lists().len() == 4).then_some(())).await;
+    assert!(metrics(gw.addr)
+        .await
+        .contains("iris_gateway_follower_reconnects_total 1"));
+    gw.stop().await;
+}
