@@ -2,4 +2,6 @@
 
 // Datapath: the gateway's bridge through OVSDB, its flow table, and the
 // OpenFlow session that installs it and carries snooped frames up.
+pub mod bridge;
+pub mod openflow;
 pub mod pipeline;
