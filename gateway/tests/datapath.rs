@@ -1,0 +1,424 @@
+//! The gateway's datapath against real Open vSwitch: two emulated gateway
+//! nodes from the testbed library (each its own ovsdb-server and
+//! ovs-vswitchd in a namespace, userspace datapath) on one underlay that
+//! stands for the WAN, and a LAN namespace on the first one's trunk. The
+//! bridge keeper builds and repairs the bridges, the OpenFlow session
+//! installs the table and carries snooped frames up, and what crosses the
+//! WAN is read off the far node's wire. Needs root and Open vSwitch; fails
+//! (never skips) without them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use iris_gateway::bridge::{self, BridgePlan, BridgeStatus, KeeperConfig, WanPort};
+use iris_gateway::openflow::{self, mgmt_socket, OpenFlowConfig, OpenFlowStatus};
+use iris_gateway::pipeline::{PipelinePlan, VlanSet, PRIORITY_PORT_DROP};
+use iris_testbed::flow_dump::{parse_dump_stats, FlowWithStats};
+use iris_testbed::frames::{contains, gre_payload, Capture, FrameSender};
+use iris_testbed::{
+    Iface, Netns, NodeName, PmId, PmSpec, Testbed, UnderlaySpec, VethPair, INTEGRATION_BRIDGE,
+};
+use ofp::packet::{ArpRepr, EtherType, EthernetRepr, MacAddr, VlanTag};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+const WAIT: Duration = Duration::from_secs(20);
+const VI: u32 = 1;
+const KEY: u32 = 1001;
+const WAN_PORT: &str = "wan-1";
+const IN_RANGE: u16 = 150;
+const OUT_OF_RANGE: u16 = 300;
+
+/// Polls `probe` until it gives a value, or fails the test saying `what`.
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Two gateway nodes on a WAN underlay, and a LAN namespace plugged into
+/// the first one's trunk.
+struct World {
+    // Dropped before the testbed: the trunk, then the LAN namespace.
+    trunk: VethPair,
+    lan: Netns,
+    tb: Testbed,
+    gw: PmId,
+    far: PmId,
+    rt: Runtime,
+    shutdown: CancellationToken,
+}
+
+impl World {
+    fn new(label: &str) -> Self {
+        let mut tb = Testbed::new(label).unwrap_or_else(|e| panic!("cannot build a testbed: {e}"));
+        let wan = tb
+            .add_underlay(UnderlaySpec::new("wan", "198.51.100.0/24".parse().unwrap()))
+            .unwrap();
+        let gw = tb.add_pm(PmSpec::new("gw", wan)).unwrap();
+        let far = tb.add_pm(PmSpec::new("far", wan)).unwrap();
+        let node = NodeName::new("lan").unwrap();
+        let lan = Netns::create(tb.prefix().netns(&node)).unwrap();
+        let trunk = VethPair::create(
+            Iface::new(
+                tb.prefix().link(&node, "g").unwrap(),
+                tb.pm(gw).netns().place(),
+            ),
+            Iface::new(tb.prefix().link(&node, "l").unwrap(), lan.place()),
+            1500,
+        )
+        .unwrap();
+        // OVS learns the peer's MAC on the underlay from this exchange;
+        // without it the first frame into the tunnel is lost.
+        let (a, b) = (
+            tb.pm(gw).underlay_addr().addr(),
+            tb.pm(far).underlay_addr().addr(),
+        );
+        tb.pm(gw)
+            .ping_underlay(b, 1, Duration::from_millis(100))
+            .unwrap();
+        tb.pm(far)
+            .ping_underlay(a, 1, Duration::from_millis(100))
+            .unwrap();
+        Self {
+            trunk,
+            lan,
+            tb,
+            gw,
+            far,
+            rt: Runtime::new().unwrap(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Stops every task, then takes the world down in order.
+    fn finish(self) {
+        self.shutdown.cancel();
+        drop(self.rt);
+        drop(self.trunk);
+        drop(self.lan);
+        self.tb.teardown().unwrap();
+    }
+
+    fn ip(&self, pm: PmId) -> IpAddr {
+        self.tb.pm(pm).underlay_addr().addr().into()
+    }
+
+    /// The IaaS plan of `pm`'s `br-gw`, with its WAN port to `peer`.
+    fn plan(&self, pm: PmId, peer: PmId, trunk: Option<&str>) -> BridgePlan {
+        let mut plan = BridgePlan::iaas("br-gw", "");
+        plan.trunk = trunk.map(str::to_owned);
+        plan.wan_ports = vec![WanPort {
+            name: WAN_PORT.into(),
+            vi: VI,
+            key: KEY,
+            remote_ip: self.ip(peer),
+            local_ip: Some(self.ip(pm)),
+        }];
+        plan
+    }
+
+    /// Starts a bridge keeper on `pm` for `plan`.
+    fn keep(&self, pm: PmId, plan: BridgePlan) -> watch::Receiver<BridgeStatus> {
+        let config = KeeperConfig::new(self.tb.pm(pm).ovsdb_unix_target());
+        let (_plan_tx, plan_rx) = watch::channel(plan);
+        let (status_tx, status_rx) = watch::channel(BridgeStatus::default());
+        let shutdown = self.shutdown.clone();
+        self.rt.spawn(async move {
+            // The sender lives as long as the keeper.
+            let _plan_tx = _plan_tx;
+            bridge::keep(config, plan_rx, status_tx, shutdown).await;
+        });
+        status_rx
+    }
+
+    fn vsctl(&self, pm: PmId, args: &str) -> String {
+        let args: Vec<&str> = args.split(' ').collect();
+        self.tb.pm(pm).vsctl(&args).unwrap().trim().to_owned()
+    }
+
+    fn flows(&self) -> Vec<FlowWithStats> {
+        let dump = self
+            .tb
+            .pm(self.gw)
+            .ofctl(&["--no-names", "dump-flows", "br-gw"])
+            .unwrap();
+        parse_dump_stats(&dump)
+    }
+}
+
+/// The pipeline's input, kept in step with the keeper's status, as the
+/// gateway's run loop keeps it.
+fn follow(
+    rt: &Runtime,
+    mut status: watch::Receiver<BridgeStatus>,
+    vlans: BTreeMap<u32, VlanSet>,
+) -> watch::Receiver<Option<PipelinePlan>> {
+    let (tx, rx) = watch::channel(None);
+    rt.spawn(async move {
+        loop {
+            let plan = status.borrow_and_update().pipeline_plan(&vlans);
+            tx.send_if_modified(|p| {
+                let changed = *p != plan;
+                *p = plan;
+                changed
+            });
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Starts an OpenFlow session to `br-gw` on the gateway node.
+fn session(
+    w: &World,
+    plan: watch::Receiver<Option<PipelinePlan>>,
+    token: CancellationToken,
+) -> (watch::Receiver<OpenFlowStatus>, mpsc::Receiver<Vec<u8>>) {
+    let config = OpenFlowConfig::new(mgmt_socket(w.tb.pm(w.gw).ovs().dir(), "br-gw"));
+    let (frames_tx, frames_rx) = mpsc::channel(64);
+    let (status_tx, status_rx) = watch::channel(OpenFlowStatus::default());
+    w.rt.spawn(openflow::run(config, plan, frames_tx, status_tx, token));
+    (status_rx, frames_rx)
+}
+
+fn bfd_up(status: &watch::Receiver<BridgeStatus>) -> bool {
+    let s = status.borrow();
+    s.wan_ports.first().and_then(|w| w.bfd_state.as_deref()) == Some("up")
+}
+
+fn tag(vid: u16) -> Vec<VlanTag> {
+    vec![VlanTag {
+        tpid: 0x8100,
+        tci: vid,
+    }]
+}
+
+/// A tagged frame carrying `marker`, long enough that nothing pads it.
+fn data_frame(vid: u16, marker: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    EthernetRepr {
+        dst: MacAddr([0x52, 0x54, 0, 0, 0, 2]),
+        src: MacAddr([0x52, 0x54, 0, 0, 0, 1]),
+        tags: tag(vid),
+        ethertype: EtherType::Ipv4,
+    }
+    .emit(&mut f);
+    f.extend_from_slice(marker);
+    f.resize(100, 0);
+    f
+}
+
+#[test]
+fn the_keeper_builds_the_gateway_bridge_and_repairs_a_deleted_wan_port() {
+    let w = World::new("gw-bridge");
+    let trunk = w.trunk.a().name.clone();
+    let status = w.keep(w.gw, w.plan(w.gw, w.far, Some(&trunk)));
+    let far = w.keep(w.far, w.plan(w.far, w.gw, None));
+    let first = wait_for("br-gw with its trunk and WAN port", || {
+        let s = status.borrow().clone();
+        (s.trunk_ofport.is_some() && s.wan_ports[0].ofport.is_some()).then_some(s)
+    });
+    assert!(first.ovsdb_connected && first.bridge_present, "{first:?}");
+
+    let get = |what: &str| w.vsctl(w.gw, &format!("get {what}"));
+    assert_eq!(get("Bridge br-gw fail_mode"), "secure");
+    assert_eq!(get("Bridge br-gw protocols"), "[OpenFlow13]");
+    assert_eq!(get("Bridge br-gw datapath_type"), "netdev");
+    assert_eq!(w.vsctl(w.gw, "get-controller br-gw"), "");
+    assert_eq!(get("Interface wan-1 type"), "gre");
+    let options = get("Interface wan-1 options");
+    for want in [
+        format!("key=\"{KEY}\""),
+        format!("remote_ip=\"{}\"", w.ip(w.far)),
+        format!("local_ip=\"{}\"", w.ip(w.gw)),
+    ] {
+        assert!(options.contains(&want), "{options} lacks {want}");
+    }
+    assert_eq!(get("Interface wan-1 bfd:enable"), "\"true\"");
+    assert_eq!(get("Port wan-1 external_ids:iris-role"), "wan");
+    assert_eq!(
+        get(&format!("Port {trunk} external_ids:iris-role")),
+        "trunk"
+    );
+
+    // BFD comes up once both ends run it, and both read it from OVSDB.
+    for s in [&status, &far] {
+        wait_for("BFD up", || bfd_up(s).then_some(()));
+    }
+
+    // A deleted WAN port comes back by itself.
+    w.vsctl(w.gw, "del-port br-gw wan-1");
+    wait_for("wan-1 back on br-gw", || {
+        let ports = w.vsctl(w.gw, "list-ports br-gw");
+        ports.lines().any(|p| p == WAN_PORT).then_some(())
+    });
+    assert_eq!(get("Interface wan-1 options"), options);
+    // So does a key someone changed.
+    w.vsctl(w.gw, "set Interface wan-1 options:key=9");
+    wait_for("the key put back", || {
+        (get("Interface wan-1 options:key") == format!("\"{KEY}\"")).then_some(())
+    });
+    wait_for("the repaired port in the status", || {
+        status.borrow().wan_ports[0].ofport.map(drop)
+    });
+
+    // On the HaaS side the controller's bridge gets the WAN port tagged
+    // with its VI, and keeps every setting of its own.
+    let mut haas = BridgePlan::haas(INTEGRATION_BRIDGE);
+    haas.wan_ports = w.plan(w.far, w.gw, None).wan_ports;
+    haas.wan_ports[0].name = "wan-h1".into();
+    haas.wan_ports[0].key = 2002;
+    let before = w.vsctl(w.far, "get Bridge br-int fail_mode protocols other_config");
+    w.keep(w.far, haas);
+    wait_for("wan-h1 on br-int", || {
+        w.tb.pm(w.far)
+            .vsctl(&["get", "Interface", "wan-h1", "external_ids:iris-vi"])
+            .ok()
+            .filter(|v| v.trim() == "\"1\"")
+    });
+    assert_eq!(
+        w.vsctl(w.far, "get Port wan-h1 external_ids:iris-role"),
+        "wan"
+    );
+    assert_eq!(
+        w.vsctl(w.far, "get Bridge br-int fail_mode protocols other_config"),
+        before
+    );
+
+    w.finish();
+}
+
+#[test]
+fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_restart() {
+    let w = World::new("gw-pipeline");
+    let trunk = w.trunk.a().name.clone();
+    let lan_end = w.trunk.b().name.clone();
+    let status = w.keep(w.gw, w.plan(w.gw, w.far, Some(&trunk)));
+    // The far end's WAN port answers BFD: once it is up, the tunnel's path
+    // (the peer's underlay address resolved) is known to work.
+    let _far = w.keep(w.far, w.plan(w.far, w.gw, None));
+    wait_for("BFD up on the WAN port", || bfd_up(&status).then_some(()));
+    let vlans = BTreeMap::from([(VI, VlanSet::from_entries(&["100-199"]).unwrap())]);
+    let plan = follow(&w.rt, status, vlans);
+    let first = CancellationToken::new();
+    let (of, mut snooped) = session(&w, plan.clone(), first.clone());
+    let programmed = |of: &watch::Receiver<OpenFlowStatus>| {
+        wait_for("the table installed and confirmed", || {
+            let s = of.borrow().clone();
+            (s.connected && s.programmed).then_some(s)
+        })
+    };
+    let installed = programmed(&of);
+    assert!(
+        installed.flows > 0 && installed.flow_mods_sent > 0,
+        "{installed:?}"
+    );
+    assert_eq!(installed.malformed_messages, 0);
+
+    // A frame of the VI's range crosses the WAN in the VI's tunnel, tag
+    // intact; one outside every range does not cross at all.
+    let far = w.tb.pm(w.far);
+    let capture = Capture::start(far.netns(), far.underlay_interface()).unwrap();
+    let (inside, outside) = (
+        data_frame(IN_RANGE, b"in-range"),
+        data_frame(OUT_OF_RANGE, b"off-range"),
+    );
+    let mut lan = FrameSender::open(&w.lan, &lan_end).unwrap();
+    lan.send(&[
+        (Duration::ZERO, inside.clone()),
+        (Duration::ZERO, outside.clone()),
+    ])
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = capture.finish().unwrap();
+    let tunnelled: Vec<_> = seen.iter().filter_map(|c| gre_payload(&c.data)).collect();
+    let crossed = tunnelled
+        .iter()
+        .find(|g| contains(g.payload, b"in-range"))
+        .unwrap_or_else(|| {
+            panic!(
+                "the in-range frame did not cross the WAN: {tunnelled:?} ({:02x?} frames seen)\n{}\n{}",
+                seen.iter().map(|c| &c.data[..c.data.len().min(48)]).collect::<Vec<_>>(),
+                w.tb.pm(w.gw).ofctl(&["dump-flows", "br-gw"]).unwrap(),
+                w.tb.pm(w.gw).appctl(&["ofproto/trace", "br-gw", &format!("in_port={trunk},dl_vlan=150")]).unwrap_or_default(),
+            )
+        });
+    assert_eq!(crossed.key, Some(KEY));
+    assert!(
+        crossed.payload.starts_with(&inside),
+        "the frame crossed changed"
+    );
+    assert!(
+        !tunnelled.iter().any(|g| contains(g.payload, b"off-range")),
+        "the out-of-range frame leaked onto the WAN"
+    );
+    // It was dropped by the trunk's own drop flow, which counted it.
+    let trunk_ofport = w.tb.pm(w.gw).ofport(&trunk).unwrap();
+    let dropped = w
+        .flows()
+        .into_iter()
+        .find(|f| {
+            f.flow.priority == PRIORITY_PORT_DROP
+                && f.flow.match_text == format!("in_port={trunk_ofport}")
+        })
+        .expect("the trunk's drop flow");
+    assert!(dropped.n_packets >= 1, "{dropped:?}");
+
+    // An ARP from the trunk comes up whole, with its tag.
+    let mut arp = ArpRepr::gratuitous(
+        MacAddr([0x52, 0x54, 0, 0, 0, 9]),
+        "10.1.1.9".parse().unwrap(),
+    );
+    arp.tags = tag(IN_RANGE);
+    let mut frame = Vec::new();
+    arp.emit(&mut frame);
+    lan.send(&[(Duration::ZERO, frame)]).unwrap();
+    let up =
+        w.rt.block_on(async { tokio::time::timeout(WAIT, snooped.recv()).await })
+            .expect("the ARP in time")
+            .expect("the session alive");
+    let parsed = ArpRepr::parse_frame(&up).unwrap();
+    assert_eq!(parsed.tags.first().map(VlanTag::vid), Some(IN_RANGE));
+    assert_eq!(parsed.sha, arp.sha);
+
+    // A new session onto the programmed bridge changes no flow: the same
+    // flows, none re-added (their age kept growing), no FLOW_MOD sent.
+    let before = w.flows();
+    let dumped = Instant::now();
+    first.cancel();
+    wait_for("the first session gone", || {
+        (!of.borrow().connected).then_some(())
+    });
+    let (again, _snooped) = session(&w, plan, w.shutdown.child_token());
+    let restarted = programmed(&again);
+    assert_eq!(restarted.flow_mods_sent, 0, "{restarted:?}");
+    let after = w.flows();
+    assert_eq!(
+        before.iter().map(|f| &f.flow).collect::<Vec<_>>(),
+        after.iter().map(|f| &f.flow).collect::<Vec<_>>()
+    );
+    let waited = dumped.elapsed().as_secs_f64();
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            a.duration + 0.5 >= b.duration + waited,
+            "{:?} was re-added ({}s, was {}s {waited}s ago)",
+            a.flow,
+            a.duration,
+            b.duration
+        );
+    }
+
+    w.finish();
+}
