@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use iris_gateway::bridge::{self, BridgePlan, BridgeStatus, KeeperConfig, WanPort};
 use iris_gateway::openflow::{self, mgmt_socket, OpenFlowConfig, OpenFlowStatus};
-use iris_gateway::pipeline::{PipelinePlan, VlanSet, PRIORITY_PORT_DROP};
+use iris_gateway::pipeline::{PipelinePlan, VlanSet, PRIORITY_FORWARD, PRIORITY_PORT_DROP};
 use iris_testbed::flow_dump::{parse_dump_stats, FlowWithStats};
 use iris_testbed::frames::{contains, gre_payload, Capture, FrameSender};
 use iris_testbed::{
@@ -297,6 +297,30 @@ fn the_keeper_builds_the_gateway_bridge_and_repairs_a_deleted_wan_port() {
         before
     );
 
+    // A bridge the controller has not created yet is waited for.
+    let mut late = BridgePlan::haas("br-late");
+    late.wan_ports = w.plan(w.far, w.gw, None).wan_ports;
+    late.wan_ports[0].name = "wan-l1".into();
+    late.wan_ports[0].key = 3003;
+    let waiting = w.keep(w.far, late);
+    wait_for("the keeper saying it waits for br-late", || {
+        waiting
+            .borrow()
+            .problem
+            .as_ref()
+            .filter(|p| p.contains("waiting"))
+            .map(drop)
+    });
+    w.vsctl(
+        w.far,
+        "add-br br-late -- set Bridge br-late datapath_type=netdev",
+    );
+    wait_for("wan-l1 on br-late", || {
+        let ports = w.vsctl(w.far, "list-ports br-late");
+        ports.lines().any(|p| p == "wan-l1").then_some(())
+    });
+    assert_eq!(waiting.borrow().problem, None);
+
     w.finish();
 }
 
@@ -392,6 +416,46 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
     let parsed = ArpRepr::parse_frame(&up).unwrap();
     assert_eq!(parsed.tags.first().map(VlanTag::vid), Some(IN_RANGE));
     assert_eq!(parsed.sha, arp.sha);
+
+    // From the WAN, frames of the VI's VLANs reach the trunk; others are
+    // dropped, counted by the WAN port's own drop flow. The far end sends
+    // them into its tunnel from its bridge's local port.
+    let far = w.tb.pm(w.far);
+    far.exec(&["ip", "link", "set", "br-gw", "up"]).unwrap();
+    far.ofctl(&["add-flow", "br-gw", "in_port=LOCAL,actions=output:wan-1"])
+        .unwrap();
+    let capture = Capture::start(&w.lan, &lan_end).unwrap();
+    let mut from_far = FrameSender::open(far.netns(), "br-gw").unwrap();
+    from_far
+        .send(&[
+            (Duration::ZERO, data_frame(IN_RANGE, b"back-in")),
+            (Duration::ZERO, data_frame(OUT_OF_RANGE, b"back-off")),
+        ])
+        .unwrap();
+    let wan_ofport = w.tb.pm(w.gw).ofport(WAN_PORT).unwrap();
+    let counted = |priority: u16, match_text: &str| {
+        w.flows()
+            .into_iter()
+            .find(|f| f.flow.priority == priority && f.flow.match_text == match_text)
+            .map_or(0, |f| f.n_packets)
+    };
+    wait_for("the WAN port's frames counted", || {
+        let forwarded = counted(
+            PRIORITY_FORWARD,
+            &format!("in_port={wan_ofport},vlan_tci=0x1080/0x1fc0"),
+        );
+        let dropped = counted(PRIORITY_PORT_DROP, &format!("in_port={wan_ofport}"));
+        (forwarded >= 1 && dropped >= 1).then_some(())
+    });
+    let arrived = capture.finish().unwrap();
+    assert!(
+        arrived.iter().any(|c| contains(&c.data, b"back-in")),
+        "the in-range frame from the WAN did not reach the LAN"
+    );
+    assert!(
+        !arrived.iter().any(|c| contains(&c.data, b"back-off")),
+        "the out-of-range frame from the WAN reached the LAN"
+    );
 
     // A new session onto the programmed bridge changes no flow: the same
     // flows, none re-added (their age kept growing), no FLOW_MOD sent.
