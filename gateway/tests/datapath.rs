@@ -484,5 +484,19 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
         );
     }
 
+    // A bridge deleted by hand is rebuilt by the keeper, and the session
+    // reconnects to its new management socket and installs the table anew.
+    let sent = restarted.flow_mods_sent;
+    w.vsctl(w.gw, "del-br br-gw");
+    let rebuilt = wait_for("a second connection, programmed", || {
+        let s = again.borrow().clone();
+        (s.connections >= 2 && s.connected && s.programmed).then_some(s)
+    });
+    assert!(
+        rebuilt.flow_mods_sent - sent >= rebuilt.flows as u64,
+        "{rebuilt:?}"
+    );
+    assert_eq!(w.flows().len(), rebuilt.flows);
+
     w.finish();
 }
