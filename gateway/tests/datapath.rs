@@ -33,6 +33,59 @@ const WAN_PORT: &str = "wan-1";
 const IN_RANGE: u16 = 150;
 const OUT_OF_RANGE: u16 = 300;
 
+/// An ovsdb-server alone (no vswitchd) on a unix socket in `dir`, killed
+/// when dropped: what the keeper does when the server goes away.
+struct LoneOvsdb {
+    child: std::process::Child,
+}
+
+impl LoneOvsdb {
+    /// Starts a server on a fresh database in `dir`.
+    fn start(dir: &std::path::Path) -> Self {
+        let (db, sock) = (dir.join("conf.db"), dir.join("db.sock"));
+        let _ = std::fs::remove_file(&db);
+        let created = std::process::Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(&db)
+            .arg(iris_testbed::VSWITCH_SCHEMA)
+            .status()
+            .expect("ovsdb-tool from Open vSwitch");
+        assert!(created.success());
+        let child = std::process::Command::new("ovsdb-server")
+            .arg(&db)
+            .arg(format!("--remote=punix:{}", sock.display()))
+            .arg(format!("--unixctl={}", dir.join("ovsdb.ctl").display()))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("ovsdb-server from Open vSwitch");
+        wait_for("ovsdb-server's socket", || {
+            std::os::unix::net::UnixStream::connect(&sock)
+                .ok()
+                .map(drop)
+        });
+        Self { child }
+    }
+
+    fn vsctl(dir: &std::path::Path, args: &[&str]) -> Option<String> {
+        let out = std::process::Command::new("ovs-vsctl")
+            .arg(format!("--db=unix:{}", dir.join("db.sock").display()))
+            .args(["--no-wait", "--timeout=5"])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for LoneOvsdb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Polls `probe` until it gives a value, or fails the test saying `what`.
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + WAIT;
@@ -499,4 +552,42 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
     assert_eq!(w.flows().len(), rebuilt.flows);
 
     w.finish();
+}
+
+#[test]
+fn the_keeper_reconnects_after_ovsdb_server_goes_away_and_rebuilds_a_wiped_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = Runtime::new().unwrap();
+    let mut plan = BridgePlan::iaas("br-gw", "");
+    plan.trunk = None;
+    plan.wan_ports = vec![WanPort {
+        name: WAN_PORT.into(),
+        vi: VI,
+        key: KEY,
+        remote_ip: "192.0.2.1".parse().unwrap(),
+        local_ip: None,
+    }];
+    let server = LoneOvsdb::start(dir.path());
+    let (_plan_tx, plan_rx) = watch::channel(plan);
+    let (status_tx, status) = watch::channel(BridgeStatus::default());
+    let shutdown = CancellationToken::new();
+    let config = KeeperConfig::new(format!("unix:{}", dir.path().join("db.sock").display()));
+    rt.spawn(bridge::keep(config, plan_rx, status_tx, shutdown.clone()));
+    let wan_port = || {
+        LoneOvsdb::vsctl(dir.path(), &["list-ports", "br-gw"])
+            .filter(|p| p.lines().any(|l| l == WAN_PORT))
+            .map(drop)
+    };
+    wait_for("br-gw with its WAN port", wan_port);
+    assert!(status.borrow().ovsdb_connected);
+
+    drop(server);
+    wait_for("the keeper to see the server gone", || {
+        (!status.borrow().ovsdb_connected).then_some(())
+    });
+    // A new server with an empty database: the keeper finds it on its own.
+    let _server = LoneOvsdb::start(dir.path());
+    wait_for("br-gw rebuilt in the new database", wan_port);
+    assert!(status.borrow().ovsdb_connected && status.borrow().bridge_present);
+    shutdown.cancel();
 }
