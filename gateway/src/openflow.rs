@@ -124,6 +124,7 @@ pub async fn run(
     let malformed = Arc::new(AtomicU64::new(0));
     let mut backoff = config.backoff_min;
     let mut conn = 0u64;
+    let mut failures = 0u32;
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -138,6 +139,7 @@ pub async fn run(
         match connected {
             Ok(stream) => {
                 conn += 1;
+                failures = 0;
                 let mut session = Connection {
                     config: &config,
                     frames: &frames,
@@ -164,7 +166,21 @@ pub async fn run(
                     }
                 }
             }
-            Err(e) => debug!("cannot connect to {}: {e}", config.socket.display()),
+            Err(e) => {
+                // The first failure of a streak is worth a warning (is
+                // ovs-vswitchd running, is the bridge there?); the rest
+                // would only repeat it.
+                let why = format!(
+                    "cannot connect to the bridge's management socket {}: {e}",
+                    config.socket.display()
+                );
+                if failures == 0 {
+                    warn!("{why}; retrying every {:?} at most", config.backoff_max);
+                } else {
+                    debug!("{why}");
+                }
+                failures += 1;
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -550,6 +550,8 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
         "{rebuilt:?}"
     );
     assert_eq!(w.flows().len(), rebuilt.flows);
+    assert_eq!(rebuilt.malformed_messages, 0);
+    assert_eq!(rebuilt.switch_errors, 0);
 
     w.finish();
 }
