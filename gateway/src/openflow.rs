@@ -26,16 +26,21 @@
 //! - Every PACKET_IN's frame, whole and with its VLAN tag, goes into an
 //!   mpsc channel; when the channel is full the frame is dropped and
 //!   counted rather than stalling the switch.
+//! - Every `stats` period the flow counters are asked for, and what the
+//!   drop flows counted is published per port ([`Drops`]): frames of VLANs
+//!   no VI carries from the trunk, frames a peer sent outside its VI's
+//!   VLANs from each WAN port.
 //! - Messages the codec cannot decode are counted (and answered with an
 //!   OFPT_ERROR by the session); a stream that cannot be framed any more
 //!   ends the connection, which is opened again with backoff like one the
 //!   switch closed.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -43,8 +48,13 @@ use iris_controller::compiler::FlowSink;
 use iris_controller::reconciler::{Diff, Foreign};
 use iris_controller::server::{run_connection, ConnId, ServerConfig, SwitchEvent, SwitchHandle};
 use iris_controller::session::{Batch, Upcall};
-use iris_controller::switch_state::Installed;
+use iris_controller::switch_state::{is_iris_cookie, Installed};
 use ofp::framing::Framer;
+use ofp::message::Message;
+use ofp::multipart::{
+    FlowStats, FlowStatsRequest, MultipartReplyBody, MultipartRequest, MultipartRequestBody,
+};
+use ofp::oxm::OxmField;
 use ofp::OfpMessage;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::UnixStream;
@@ -52,7 +62,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::pipeline::{table, PipelinePlan};
+use crate::pipeline::{table, PipelinePlan, PRIORITY_DROP, PRIORITY_PORT_DROP, TABLE};
 
 /// The socket ovs-vswitchd opens for `bridge` in its run directory.
 pub fn mgmt_socket(rundir: impl Into<PathBuf>, bridge: &str) -> PathBuf {
@@ -71,6 +81,8 @@ pub struct OpenFlowConfig {
     pub connect_timeout: Duration,
     /// How often the table is dumped and put right again.
     pub resync: Duration,
+    /// How often the drop flows' counters are read.
+    pub stats: Duration,
     /// PACKET_INs the snooper may be behind by before frames are dropped.
     pub queue: usize,
 }
@@ -83,6 +95,7 @@ impl OpenFlowConfig {
             backoff_max: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(3),
             resync: Duration::from_secs(60),
+            stats: Duration::from_secs(5),
             queue: 256,
         }
     }
@@ -107,8 +120,39 @@ pub struct OpenFlowStatus {
     pub packet_ins: u64,
     /// Frames dropped because the snooper was behind.
     pub packet_ins_dropped: u64,
+    /// What the drop flows counted, as last read.
+    pub drops: Drops,
     /// Why the table is not what the plan asks, while it is not.
     pub problem: Option<String>,
+}
+
+/// What the table's drop flows have counted since they were installed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Frames a port sent outside every VLAN it may carry, by the port's
+    /// ofport: the trunk's are VLANs no VI carries, a WAN port's are frames
+    /// its peer sent outside the VI's VLANs.
+    pub by_port: BTreeMap<u32, u64>,
+    /// Frames from any other port.
+    pub other: u64,
+}
+
+impl Drops {
+    /// Adds what one part of a flow dump says.
+    fn absorb(&mut self, flows: &[FlowStats]) {
+        for f in flows {
+            if f.table_id != TABLE || !is_iris_cookie(f.cookie) {
+                continue;
+            }
+            match (f.priority, f.match_.fields.as_slice()) {
+                (PRIORITY_PORT_DROP, [OxmField::InPort(port)]) => {
+                    *self.by_port.entry(*port).or_default() += f.packet_count;
+                }
+                (PRIORITY_DROP, []) => self.other += f.packet_count,
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Runs sessions to the bridge until `shutdown`: installs the table of
@@ -122,6 +166,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let malformed = Arc::new(AtomicU64::new(0));
+    let drops = Arc::new(Mutex::new(None));
     let mut backoff = config.backoff_min;
     let mut conn = 0u64;
     let mut failures = 0u32;
@@ -149,9 +194,15 @@ pub async fn run(
                     ticket: 0,
                     confirmed: None,
                 };
-                let tap = Tap::new(stream, malformed.clone());
+                let tap = Tap::new(stream, malformed.clone(), drops.clone());
                 let served = session
-                    .serve(tap, ConnId(conn), &mut plan, &malformed, &shutdown)
+                    .serve(
+                        tap,
+                        ConnId(conn),
+                        &mut plan,
+                        (&malformed, &drops),
+                        &shutdown,
+                    )
                     .await;
                 status.send_modify(|s| {
                     s.connected = false;
@@ -219,7 +270,7 @@ impl Connection<'_> {
         stream: Tap<UnixStream>,
         conn: ConnId,
         plan: &mut watch::Receiver<Option<PipelinePlan>>,
-        malformed: &Arc<AtomicU64>,
+        (malformed, drops): (&Arc<AtomicU64>, &SharedDrops),
         shutdown: &CancellationToken,
     ) -> Served {
         let (events_tx, mut events) = mpsc::channel(self.config.queue.max(1));
@@ -238,6 +289,7 @@ impl Connection<'_> {
         ));
         let mut resync = tokio::time::interval(self.config.resync);
         resync.tick().await;
+        let mut stats = tokio::time::interval(self.config.stats);
         let mut ready = false;
         loop {
             tokio::select! {
@@ -278,6 +330,27 @@ impl Connection<'_> {
                         let _ = h.try_dump();
                     }
                 }
+                _ = stats.tick(), if ready => {
+                    if let Some(h) = &self.handle {
+                        let _ = h.try_submit(Batch {
+                            messages: vec![Message::MultipartRequest(MultipartRequest::new(
+                                MultipartRequestBody::Flow(FlowStatsRequest {
+                                    table_id: TABLE,
+                                    ..FlowStatsRequest::default()
+                                }),
+                            ))],
+                            barrier: None,
+                        });
+                    }
+                }
+            }
+            let counted = drops.lock().ok().and_then(|mut d| d.take());
+            if let Some(counted) = counted {
+                self.status.send_if_modified(|s| {
+                    let changed = s.drops != counted;
+                    s.drops = counted;
+                    changed
+                });
             }
             let bad = malformed.load(Ordering::Relaxed);
             self.status.send_if_modified(|s| {
@@ -382,24 +455,46 @@ impl Connection<'_> {
     }
 }
 
+/// The drop counters of the latest whole flow dump, until taken.
+type SharedDrops = Arc<Mutex<Option<Drops>>>;
+
 /// A stream whose incoming bytes are also cut into messages and decoded,
-/// to count those that cannot be: the session answers them, but says so
-/// only in its log.
+/// to count those that cannot be (the session answers them, but says so
+/// only in its log) and to read the drop flows' counters from flow dumps
+/// (the session keeps only each flow's identity).
 struct Tap<S> {
     inner: S,
     framer: Framer,
     /// The stream cannot be framed any more; the session closes it.
     lost: bool,
     malformed: Arc<AtomicU64>,
+    drops: SharedDrops,
+    /// Dumps whose last part has not arrived, by xid.
+    dumps: BTreeMap<u32, Drops>,
 }
 
 impl<S> Tap<S> {
-    fn new(inner: S, malformed: Arc<AtomicU64>) -> Self {
+    fn new(inner: S, malformed: Arc<AtomicU64>, drops: SharedDrops) -> Self {
         Self {
             inner,
             framer: Framer::default(),
             lost: false,
             malformed,
+            drops,
+            dumps: BTreeMap::new(),
+        }
+    }
+
+    fn flow_reply(&mut self, xid: u32, more: bool, flows: &[FlowStats]) {
+        let mut dump = self.dumps.remove(&xid).unwrap_or_default();
+        dump.absorb(flows);
+        if more {
+            // A switch that never ends a dump must not grow this for ever.
+            if self.dumps.len() < 16 {
+                self.dumps.insert(xid, dump);
+            }
+        } else if let Ok(mut latest) = self.drops.lock() {
+            *latest = Some(dump);
         }
     }
 
@@ -410,11 +505,21 @@ impl<S> Tap<S> {
         self.framer.extend(bytes);
         loop {
             match self.framer.next_message() {
-                Ok(Some(m)) => {
-                    if OfpMessage::parse(m).is_err() {
+                Ok(Some(m)) => match OfpMessage::parse(m) {
+                    Err(_) => {
                         self.malformed.fetch_add(1, Ordering::Relaxed);
                     }
-                }
+                    Ok(OfpMessage {
+                        xid,
+                        message: Message::MultipartReply(reply),
+                    }) => {
+                        let more = reply.more();
+                        if let MultipartReplyBody::Flow(flows) = reply.body {
+                            self.flow_reply(xid, more, &flows);
+                        }
+                    }
+                    Ok(_) => {}
+                },
                 Ok(None) => return,
                 Err(_) => {
                     self.malformed.fetch_add(1, Ordering::Relaxed);

@@ -239,7 +239,8 @@ fn session(
     plan: watch::Receiver<Option<PipelinePlan>>,
     token: CancellationToken,
 ) -> (watch::Receiver<OpenFlowStatus>, mpsc::Receiver<Vec<u8>>) {
-    let config = OpenFlowConfig::new(mgmt_socket(w.tb.pm(w.gw).ovs().dir(), "br-gw"));
+    let mut config = OpenFlowConfig::new(mgmt_socket(w.tb.pm(w.gw).ovs().dir(), "br-gw"));
+    config.stats = Duration::from_millis(200);
     let (frames_tx, frames_rx) = mpsc::channel(64);
     let (status_tx, status_rx) = watch::channel(OpenFlowStatus::default());
     w.rt.spawn(openflow::run(config, plan, frames_tx, status_tx, token));
@@ -479,12 +480,20 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
         .unwrap();
     let capture = Capture::start(&w.lan, &lan_end).unwrap();
     let mut from_far = FrameSender::open(far.netns(), "br-gw").unwrap();
-    from_far
-        .send(&[
-            (Duration::ZERO, data_frame(IN_RANGE, b"back-in")),
-            (Duration::ZERO, data_frame(OUT_OF_RANGE, b"back-off")),
-        ])
-        .unwrap();
+    // Sent again each half second until counted: the far bridge's local
+    // port has only just come up.
+    let mut sent_at: Option<Instant> = None;
+    let mut send_back = || {
+        if sent_at.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+            from_far
+                .send(&[
+                    (Duration::ZERO, data_frame(IN_RANGE, b"back-in")),
+                    (Duration::ZERO, data_frame(OUT_OF_RANGE, b"back-off")),
+                ])
+                .unwrap();
+            sent_at = Some(Instant::now());
+        }
+    };
     let wan_ofport = w.tb.pm(w.gw).ofport(WAN_PORT).unwrap();
     let counted = |priority: u16, match_text: &str| {
         w.flows()
@@ -498,7 +507,18 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
             &format!("in_port={wan_ofport},vlan_tci=0x1080/0x1fc0"),
         );
         let dropped = counted(PRIORITY_PORT_DROP, &format!("in_port={wan_ofport}"));
-        (forwarded >= 1 && dropped >= 1).then_some(())
+        let done = forwarded >= 1 && dropped >= 1;
+        if !done {
+            send_back();
+        }
+        done.then_some(())
+    });
+    // The session reads the same counters: the drop on the trunk, the one
+    // on the WAN port.
+    wait_for("the drops in the session's status", || {
+        let d = of.borrow().drops.clone();
+        let counted = |port| d.by_port.get(&port).copied().unwrap_or(0);
+        (counted(trunk_ofport) >= 1 && counted(wan_ofport) >= 1).then_some(())
     });
     let arrived = capture.finish().unwrap();
     assert!(
