@@ -165,6 +165,8 @@ pub struct BridgeStatus {
     pub ovsdb_connected: bool,
     pub bridge_present: bool,
     pub trunk_ofport: Option<u32>,
+    /// Why ovs-vswitchd could not add the trunk (say, no such device).
+    pub trunk_error: Option<String>,
     pub wan_ports: Vec<WanPortStatus>,
     /// Why the bridge is not as planned, while it is not.
     pub problem: Option<String>,
@@ -223,14 +225,12 @@ pub fn status_of(plan: &BridgePlan, replica: &Replica) -> BridgeStatus {
             }
         })
         .collect();
+    let trunk = plan.trunk.as_deref().and_then(on_bridge);
     BridgeStatus {
         ovsdb_connected: true,
         bridge_present: replica.bridge(&plan.bridge).is_some(),
-        trunk_ofport: plan
-            .trunk
-            .as_deref()
-            .and_then(on_bridge)
-            .and_then(|s| s.ofport.number()),
+        trunk_ofport: trunk.as_ref().and_then(|s| s.ofport.number()),
+        trunk_error: trunk.and_then(|s| s.error),
         wan_ports,
         problem: None,
     }

@@ -75,7 +75,7 @@ fn replica() -> Replica {
                 P2: {"new": {"name": "wan-1", "interfaces": ["uuid", I2]}},
             },
             "Interface": {
-                I1: {"new": {"name": "gw-trunk", "ofport": 1}},
+                I1: {"new": {"name": "gw-trunk", "ofport": 1, "error": ["set", []]}},
                 I2: {"new": {"name": "wan-1", "type": "gre", "ofport": 2,
                     "external_ids": ["map", [[VI_KEY, "1"]]],
                     "bfd_status": ["map", [["state", "up"], ["forwarding", "true"]]],
@@ -93,7 +93,7 @@ fn replica() -> Replica {
 fn status_reads_ofports_bfd_and_counters() {
     let s = status_of(&plan(BridgeKind::Iaas), &replica());
     assert!(s.bridge_present);
-    assert_eq!(s.trunk_ofport, Some(1));
+    assert_eq!((s.trunk_ofport, s.trunk_error.as_ref()), (Some(1), None));
     let w1 = &s.wan_ports[0];
     assert_eq!(w1.ofport, Some(2));
     assert_eq!(w1.bfd_state.as_deref(), Some("up"));
@@ -106,6 +106,18 @@ fn status_reads_ofports_bfd_and_counters() {
     assert_eq!((w2.ofport, w2.bfd_state.as_ref()), (None, None));
 
     // A port of that name on another bridge is not this bridge's.
+    let mut missing = replica();
+    missing
+        .apply(
+            &parse_table_updates(&json!({"Interface": {I1: {"new": {"ofport": -1,
+                "error": "could not open network device gw-trunk (No such device)"}}}}))
+            .unwrap(),
+        )
+        .unwrap();
+    let s = status_of(&plan(BridgeKind::Iaas), &missing);
+    assert_eq!(s.trunk_ofport, None);
+    assert!(s.trunk_error.unwrap().contains("No such device"));
+
     let mut elsewhere = plan(BridgeKind::Iaas);
     elsewhere.bridge = "br-other".into();
     let s = status_of(&elsewhere, &replica());
