@@ -194,6 +194,29 @@ impl BridgeStatus {
     }
 }
 
+/// Keeps `plan` at the flow table's input for the latest `status` (see
+/// [`BridgeStatus::pipeline_plan`]) until the keeper or every reader of
+/// `plan` is gone: a WAN port that comes back with another ofport
+/// re-programs the table.
+pub async fn feed_pipeline(
+    mut status: watch::Receiver<BridgeStatus>,
+    vlans: BTreeMap<u32, VlanSet>,
+    plan: watch::Sender<Option<PipelinePlan>>,
+) {
+    loop {
+        let now = status.borrow_and_update().pipeline_plan(&vlans);
+        plan.send_if_modified(|p| {
+            let changed = *p != now;
+            *p = now;
+            changed
+        });
+        tokio::select! {
+            changed = status.changed() => if changed.is_err() { return },
+            () = plan.closed() => return,
+        }
+    }
+}
+
 /// The status of `plan`'s bridge as `replica` has it.
 pub fn status_of(plan: &BridgePlan, replica: &Replica) -> BridgeStatus {
     let on_bridge = |name: &str| {

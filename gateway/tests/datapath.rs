@@ -209,27 +209,14 @@ impl World {
     }
 }
 
-/// The pipeline's input, kept in step with the keeper's status, as the
-/// gateway's run loop keeps it.
+/// The pipeline's input, kept in step with the keeper's status.
 fn follow(
     rt: &Runtime,
-    mut status: watch::Receiver<BridgeStatus>,
+    status: watch::Receiver<BridgeStatus>,
     vlans: BTreeMap<u32, VlanSet>,
 ) -> watch::Receiver<Option<PipelinePlan>> {
     let (tx, rx) = watch::channel(None);
-    rt.spawn(async move {
-        loop {
-            let plan = status.borrow_and_update().pipeline_plan(&vlans);
-            tx.send_if_modified(|p| {
-                let changed = *p != plan;
-                *p = plan;
-                changed
-            });
-            if status.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+    rt.spawn(bridge::feed_pipeline(status, vlans, tx));
     rx
 }
 
