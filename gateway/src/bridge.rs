@@ -348,11 +348,21 @@ async fn serve(
     info!(remote = %remote, "OVSDB connected");
     let mut replica = vs.replica();
     let mut current = plan.borrow_and_update().clone();
+    let mut last_problem: Option<String> = None;
     loop {
         let problem = match apply(&vs, &current).await {
             Ok(problem) => problem,
             Err(Fatal(why)) => return Ended::Lost(why),
         };
+        // Tried again at every change (counters change every few seconds),
+        // so said once until it changes.
+        if problem != last_problem {
+            match &problem {
+                Some(p) => warn!("bridge {} not as planned: {p}", current.bridge),
+                None => info!("bridge {} as planned", current.bridge),
+            }
+            last_problem.clone_from(&problem);
+        }
         let mut now = status_of(&current, &vs.snapshot());
         now.problem = problem;
         status.send_if_modified(|s| {
@@ -413,14 +423,8 @@ async fn apply(vs: &Vswitch, plan: &BridgePlan) -> Result<Option<String>, Fatal>
     .await;
     match result {
         Ok(problem) => Ok(problem),
-        Err(Error::Plan(e)) => {
-            warn!("cannot make bridge {bridge} right: {e}");
-            Ok(Some(e.to_string()))
-        }
-        Err(Error::Transaction(e)) => {
-            warn!("OVSDB refused a change to bridge {bridge}: {e}");
-            Ok(Some(e.to_string()))
-        }
+        Err(Error::Plan(e)) => Ok(Some(e.to_string())),
+        Err(Error::Transaction(e)) => Ok(Some(format!("OVSDB refused a change: {e}"))),
         Err(e) => Err(Fatal(e.to_string())),
     }
 }
