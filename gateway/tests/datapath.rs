@@ -248,6 +248,11 @@ fn tag(vid: u16) -> Vec<VlanTag> {
 
 /// A tagged frame carrying `marker`, long enough that nothing pads it.
 fn data_frame(vid: u16, marker: &[u8]) -> Vec<u8> {
+    sized_frame(vid, marker, 100)
+}
+
+/// A tagged frame of `len` bytes (without the FCS) carrying `marker`.
+fn sized_frame(vid: u16, marker: &[u8], len: usize) -> Vec<u8> {
     let mut f = Vec::new();
     EthernetRepr {
         dst: MacAddr([0x52, 0x54, 0, 0, 0, 2]),
@@ -257,7 +262,7 @@ fn data_frame(vid: u16, marker: &[u8]) -> Vec<u8> {
     }
     .emit(&mut f);
     f.extend_from_slice(marker);
-    f.resize(100, 0);
+    f.resize(len, 0);
     f
 }
 
@@ -400,10 +405,14 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
         data_frame(IN_RANGE, b"in-range"),
         data_frame(OUT_OF_RANGE, b"off-range"),
     );
+    // A guest's full 1500-byte payload behind its tag: 1518 bytes, 1556 on
+    // the WAN with the GRE key.
+    let full = sized_frame(IN_RANGE, b"full-size", 14 + 4 + 1500);
     let mut lan = FrameSender::open(&w.lan, &lan_end).unwrap();
     lan.send(&[
         (Duration::ZERO, inside.clone()),
         (Duration::ZERO, outside.clone()),
+        (Duration::ZERO, full.clone()),
     ])
     .unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -424,6 +433,10 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
     assert!(
         crossed.payload.starts_with(&inside),
         "the frame crossed changed"
+    );
+    assert!(
+        tunnelled.iter().any(|g| g.payload == full.as_slice()),
+        "the full-size frame did not cross whole"
     );
     assert!(
         !tunnelled.iter().any(|g| contains(g.payload, b"off-range")),
