@@ -11,14 +11,23 @@
 //! - [`follower`]: the haas side's view of the controller's registry.
 //! - [`control`]: those decisions over one gateway's state, without I/O.
 //! - [`api`]: status, metrics and the peer report endpoint; [`metrics`].
-//! - [`run`]: starting it all, and the seam where the datapath plugs in.
+//! - [`run`]: starting it all, the datapath included.
+//!
+//! The datapath:
+//! - [`bridge`]: the gateway's bridge kept right through OVSDB.
+//! - [`pipeline`]: the iaas bridge's flow table, a function of the plan.
+//! - [`openflow`]: the session that installs it and carries snooped
+//!   frames up.
 
 pub mod api;
+pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod follower;
 pub mod metrics;
 pub mod mobility;
+pub mod openflow;
+pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod snoop;

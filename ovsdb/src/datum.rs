@@ -320,6 +320,22 @@ impl Datum {
             other => Err(mismatch("a string-to-string map", other)),
         }
     }
+
+    /// Reads a `{"key": "string", "value": "integer"}` map column (such as
+    /// an Interface's `statistics`).
+    pub fn to_integer_map(&self) -> Result<BTreeMap<String, i64>, ProtocolError> {
+        match self {
+            Self::Map(pairs) => pairs
+                .iter()
+                .map(|(k, v)| match (k, v) {
+                    (Atom::String(k), Atom::Integer(v)) => Ok((k.clone(), *v)),
+                    _ => Err(mismatch("a string-to-integer map", self)),
+                })
+                .collect(),
+            Self::Set(atoms) if atoms.is_empty() => Ok(BTreeMap::new()),
+            other => Err(mismatch("a string-to-integer map", other)),
+        }
+    }
 }
 
 fn mismatch(expected: &str, got: &Datum) -> ProtocolError {

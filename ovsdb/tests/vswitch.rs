@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{eventually, OvsdbServer};
 use ovsdb::vswitch::{
-    DatapathType, FailMode, InterfaceInfo, InterfaceWatch, PlanError, VmPortKind,
+    Bfd, DatapathType, FailMode, InterfaceInfo, InterfaceWatch, PlanError, VmPortKind, WanPortSpec,
 };
 use ovsdb::{BridgeSpec, Error, InterfaceEvent, Outcome, TunnelSpec, VmPortSpec, Vswitch};
 
@@ -128,6 +128,55 @@ async fn uninitialised_database_gets_a_root_row() {
     vs.ensure_bridge(&spec()).await.unwrap();
     assert_eq!(server.vsctl("list-br"), "br-int");
     assert_eq!(vs.ensure_bridge(&spec()).await.unwrap(), Outcome::Unchanged);
+}
+
+#[tokio::test]
+async fn wan_ports_beside_the_mesh_and_the_trunk() {
+    let server = OvsdbServer::start();
+    let vs = with_bridge(&server).await;
+    vs.set_tunnels("br-int", &[gre("gre-a", "192.0.2.1")])
+        .await
+        .unwrap();
+    vs.ensure_trunk_port("br-int", "eth1").await.unwrap();
+    let mut wan = WanPortSpec::new("wan-1", "203.0.113.2".parse().unwrap(), 1001);
+    wan.tunnel.local_ip = Some("203.0.113.1".parse().unwrap());
+    wan.vi = Some("7".into());
+    wan.bfd = Some(Bfd {
+        min_rx_ms: 100,
+        min_tx_ms: 200,
+    });
+    vs.set_wan_ports("br-int", std::slice::from_ref(&wan))
+        .await
+        .unwrap();
+    assert_eq!(server.vsctl("list-ports br-int"), "eth1\ngre-a\nwan-1");
+    assert_eq!(
+        server.vsctl("get Interface wan-1 options"),
+        "{key=\"1001\", local_ip=\"203.0.113.1\", remote_ip=\"203.0.113.2\"}"
+    );
+    assert_eq!(
+        server.vsctl("get Interface wan-1 bfd"),
+        "{enable=\"true\", min_rx=\"100\", min_tx=\"200\"}"
+    );
+    assert_eq!(
+        server.vsctl("get Interface wan-1 external_ids:iris-vi"),
+        "\"7\""
+    );
+    assert_eq!(server.vsctl("get Port wan-1 external_ids:iris-role"), "wan");
+    assert_eq!(
+        server.vsctl("get Port eth1 external_ids:iris-role"),
+        "trunk"
+    );
+    assert_eq!(
+        vs.set_wan_ports("br-int", std::slice::from_ref(&wan))
+            .await
+            .unwrap(),
+        Outcome::Unchanged
+    );
+    // The mesh's planner leaves the WAN port, and the WAN's the mesh.
+    vs.set_tunnels("br-int", &[]).await.unwrap();
+    assert_eq!(server.vsctl("list-ports br-int"), "eth1\nwan-1");
+    vs.set_wan_ports("br-int", &[]).await.unwrap();
+    assert_eq!(server.vsctl("list-ports br-int"), "eth1");
 }
 
 #[tokio::test]

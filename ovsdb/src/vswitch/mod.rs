@@ -19,13 +19,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use model::{
-    BridgeInfo, ControllerInfo, InterfaceEvent, InterfaceInfo, Ofport, PortInfo, Replica, DATABASE,
-    ROLE_KEY, ROLE_TUNNEL, ROLE_VM, VI_KEY,
+    BridgeInfo, ControllerInfo, Detail, InterfaceEvent, InterfaceInfo, InterfaceStatus, Ofport,
+    PortInfo, Replica, DATABASE, ROLE_KEY, ROLE_TRUNK, ROLE_TUNNEL, ROLE_VM, ROLE_WAN, VI_KEY,
 };
 pub use plan::{
-    is_passive_target, plan_bridge, plan_remove_port, plan_tunnels, plan_vm_port, BridgeSpec,
-    DatapathType, FailMode, OpenFlowVersion, PlanError, TunnelKey, TunnelRemote, TunnelSpec,
-    VmPortKind, VmPortSpec, TUNNEL_TYPE,
+    is_passive_target, plan_bridge, plan_remove_port, plan_trunk_port, plan_tunnels, plan_vm_port,
+    plan_wan_ports, Bfd, BridgeSpec, DatapathType, FailMode, OpenFlowVersion, PlanError, TunnelKey,
+    TunnelRemote, TunnelSpec, VmPortKind, VmPortSpec, WanPortSpec, TUNNEL_TYPE,
 };
 
 use crate::client::{Client, Monitor, Options};
@@ -74,10 +74,21 @@ impl Vswitch {
         Self::over(client).await
     }
 
+    /// [`Vswitch::connect`], following interfaces in `detail`.
+    pub async fn connect_detailed(remote: &Remote, detail: Detail) -> Result<Self, Error> {
+        let client = Client::connect_with(remote, Options::default()).await?;
+        Self::over_detailed(client, detail).await
+    }
+
     /// Manages the switch through an existing session.
     pub async fn over(client: Client) -> Result<Self, Error> {
+        Self::over_detailed(client, Detail::Config).await
+    }
+
+    /// [`Vswitch::over`], following interfaces in `detail`.
+    pub async fn over_detailed(client: Client, detail: Detail) -> Result<Self, Error> {
         let mut monitor = client
-            .monitor(DATABASE, &Replica::monitor_requests())
+            .monitor(DATABASE, &Replica::monitor_requests_for(detail))
             .await?;
         let mut replica = Replica::default();
         if let Some(initial) = monitor.take_initial() {
@@ -138,6 +149,24 @@ impl Vswitch {
             .await
     }
 
+    /// Makes the bridge's WAN ports exactly `ports` (see [`plan_wan_ports`]).
+    pub async fn set_wan_ports(
+        &self,
+        bridge: &str,
+        ports: &[WanPortSpec],
+    ) -> Result<Outcome, Error> {
+        let (bridge, ports) = (bridge.to_owned(), ports.to_vec());
+        self.apply(Box::new(move |r| plan_wan_ports(r, &bridge, &ports)))
+            .await
+    }
+
+    /// Attaches a gateway's trunk port (see [`plan_trunk_port`]).
+    pub async fn ensure_trunk_port(&self, bridge: &str, name: &str) -> Result<Outcome, Error> {
+        let (bridge, name) = (bridge.to_owned(), name.to_owned());
+        self.apply(Box::new(move |r| plan_trunk_port(r, &bridge, &name)))
+            .await
+    }
+
     /// Attaches a VM port tagged with its VI (see [`plan_vm_port`]).
     pub async fn ensure_vm_port(&self, bridge: &str, port: &VmPortSpec) -> Result<Outcome, Error> {
         let (bridge, port) = (bridge.to_owned(), port.clone());
@@ -167,6 +196,11 @@ impl Vswitch {
 
     pub fn interfaces(&self) -> Vec<InterfaceInfo> {
         self.snapshot().interfaces()
+    }
+
+    /// BFD and counters of interface `name` (see [`Detail::Status`]).
+    pub fn interface_status(&self, name: &str) -> Option<InterfaceStatus> {
+        self.snapshot().interface_status(name)
     }
 
     /// The replica, marked changed whenever the database changes (by this

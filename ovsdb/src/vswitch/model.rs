@@ -23,6 +23,32 @@ pub const ROLE_TUNNEL: &str = "tunnel";
 /// [`ROLE_KEY`] value of VM ports.
 pub const ROLE_VM: &str = "vm";
 
+/// [`ROLE_KEY`] value of a gateway's WAN tunnels: GRE ports to a peer
+/// gateway with a fixed key. Not [`ROLE_TUNNEL`], so that the controller,
+/// which removes the tunnel ports it did not plan, leaves them alone on the
+/// bridge it manages.
+pub const ROLE_WAN: &str = "wan";
+
+/// [`ROLE_KEY`] value of a gateway's trunk to its data center's LAN.
+pub const ROLE_TRUNK: &str = "trunk";
+
+/// How much of each interface the replica follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Detail {
+    /// What Iris configures and the ofport: changes only when someone
+    /// changes the switch.
+    #[default]
+    Config,
+    /// Also `bfd_status` and `statistics`, which ovs-vswitchd rewrites every
+    /// few seconds (`other_config:stats-update-interval`, 5 s by default):
+    /// for a gateway's few ports, not for a controller watching every VM
+    /// port of every host.
+    Status,
+}
+
+/// The Interface columns only [`Detail::Status`] monitors.
+const STATUS_COLUMNS: &[&str] = &["bfd_status", "statistics"];
+
 /// A table the replica keeps, with the columns it reads.
 pub(crate) trait Table: Sized + Clone + PartialEq {
     const NAME: &'static str;
@@ -152,12 +178,24 @@ pub struct InterfaceRow {
     pub ofport: Ofport,
     pub external_ids: BTreeMap<String, String>,
     pub error: Option<String>,
+    pub bfd: BTreeMap<String, String>,
+    /// Empty unless the replica follows [`Detail::Status`].
+    pub bfd_status: BTreeMap<String, String>,
+    /// Empty unless the replica follows [`Detail::Status`].
+    pub statistics: BTreeMap<String, i64>,
 }
 
 impl Table for InterfaceRow {
     const NAME: &'static str = "Interface";
-    const COLUMNS: &'static [&'static str] =
-        &["name", "type", "options", "ofport", "external_ids", "error"];
+    const COLUMNS: &'static [&'static str] = &[
+        "name",
+        "type",
+        "options",
+        "ofport",
+        "external_ids",
+        "error",
+        "bfd",
+    ];
     fn from_row(row: &Row) -> Result<Self, ProtocolError> {
         let ofport = read(row, "ofport", None, Datum::to_optional_integer)?;
         Ok(Self {
@@ -167,6 +205,9 @@ impl Table for InterfaceRow {
             ofport: Ofport::from_column(ofport).map_err(|e| e.within("column ofport"))?,
             external_ids: read(row, "external_ids", BTreeMap::new(), Datum::to_string_map)?,
             error: read(row, "error", None, Datum::to_optional_string)?,
+            bfd: read(row, "bfd", BTreeMap::new(), Datum::to_string_map)?,
+            bfd_status: read(row, "bfd_status", BTreeMap::new(), Datum::to_string_map)?,
+            statistics: read(row, "statistics", BTreeMap::new(), Datum::to_integer_map)?,
         })
     }
 }
@@ -251,14 +292,26 @@ pub struct Replica {
 impl Replica {
     /// What to monitor to keep this replica.
     pub fn monitor_requests() -> BTreeMap<String, MonitorRequest> {
+        Self::monitor_requests_for(Detail::Config)
+    }
+
+    /// What to monitor to keep this replica in `detail`.
+    pub fn monitor_requests_for(detail: Detail) -> BTreeMap<String, MonitorRequest> {
         fn entry<T: Table>() -> (String, MonitorRequest) {
             (T::NAME.to_owned(), MonitorRequest::columns(T::COLUMNS))
+        }
+        let mut interface: Vec<&str> = InterfaceRow::COLUMNS.to_vec();
+        if detail == Detail::Status {
+            interface.extend_from_slice(STATUS_COLUMNS);
         }
         BTreeMap::from([
             entry::<OpenVswitchRow>(),
             entry::<BridgeRow>(),
             entry::<PortRow>(),
-            entry::<InterfaceRow>(),
+            (
+                InterfaceRow::NAME.to_owned(),
+                MonitorRequest::columns(&interface),
+            ),
             entry::<ControllerRow>(),
         ])
     }
@@ -348,6 +401,21 @@ impl Replica {
             .collect()
     }
 
+    /// What ovs-vswitchd reports about the interface called `name`.
+    pub fn interface_status(&self, name: &str) -> Option<InterfaceStatus> {
+        let (uuid, row) = self.interfaces.iter().find(|(_, i)| i.name == name)?;
+        let bridge = self.interface_map().remove(&uuid).and_then(|i| i.bridge);
+        Some(InterfaceStatus {
+            name: row.name.clone(),
+            bridge,
+            ofport: row.ofport,
+            error: row.error.clone(),
+            bfd: row.bfd.clone(),
+            bfd_status: row.bfd_status.clone(),
+            statistics: row.statistics.clone(),
+        })
+    }
+
     /// Every interface, with the port and bridge it belongs to if any.
     pub fn interfaces(&self) -> Vec<InterfaceInfo> {
         self.interface_map().into_values().collect()
@@ -434,6 +502,38 @@ impl InterfaceInfo {
     /// The VI of a VM port (`external_ids:iris-vi`).
     pub fn vi(&self) -> Option<&str> {
         self.external_ids.get(VI_KEY).map(String::as_str)
+    }
+}
+
+/// An interface as ovs-vswitchd runs it: BFD and counters. The status
+/// columns are empty unless the replica follows [`Detail::Status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InterfaceStatus {
+    pub name: String,
+    pub bridge: Option<String>,
+    pub ofport: Ofport,
+    pub error: Option<String>,
+    /// The `bfd` column: BFD's settings (`enable`, `min_rx`, `min_tx`, ...).
+    pub bfd: BTreeMap<String, String>,
+    /// `bfd_status`: `state` (`admin_down`, `down`, `init`, `up`),
+    /// `forwarding`, `diagnostic`, `remote_state`, `flap_count`, ...
+    pub bfd_status: BTreeMap<String, String>,
+    /// `statistics`: `rx_packets`, `tx_bytes`, `rx_dropped`, ...
+    pub statistics: BTreeMap<String, i64>,
+}
+
+impl InterfaceStatus {
+    /// BFD's session state, if BFD runs on the interface.
+    pub fn bfd_state(&self) -> Option<&str> {
+        self.bfd_status.get("state").map(String::as_str)
+    }
+
+    /// One counter of `statistics`; `None` when OVS does not report it
+    /// (it reports nothing it cannot count, and -1 for the same).
+    pub fn counter(&self, key: &str) -> Option<u64> {
+        self.statistics
+            .get(key)
+            .and_then(|v| u64::try_from(*v).ok())
     }
 }
 
@@ -555,6 +655,44 @@ mod tests {
             .unwrap();
         assert!(matches!(events.as_slice(), [InterfaceEvent::Removed(i)] if i.name == "vm1"));
         assert!(r.interfaces().is_empty());
+    }
+
+    #[test]
+    fn status_columns_are_read_and_monitored_only_when_asked() {
+        let columns = |detail| {
+            Replica::monitor_requests_for(detail)["Interface"]
+                .columns
+                .clone()
+                .unwrap()
+        };
+        assert!(!columns(Detail::Config).contains(&"statistics".to_owned()));
+        assert!(columns(Detail::Status).contains(&"statistics".to_owned()));
+        assert!(columns(Detail::Status).contains(&"bfd_status".to_owned()));
+
+        let mut r = Replica::default();
+        r.apply(&initial()).unwrap();
+        let events = r
+            .apply_and_diff(&updates(json!({"Interface": {IFACE: {
+                "old": {}, "new": {
+                    "bfd": ["map", [["enable", "true"]]],
+                    "bfd_status": ["map", [["state", "up"], ["forwarding", "true"]]],
+                    "statistics": ["map", [["rx_packets", 12], ["tx_bytes", 3400], ["rx_crc_err", -1]]]}}}})))
+            .unwrap();
+        assert!(events.is_empty(), "counters are no interface change");
+        let s = r.interface_status("vm1").unwrap();
+        assert_eq!(s.bridge.as_deref(), Some("br-int"));
+        assert_eq!(s.bfd_state(), Some("up"));
+        assert_eq!(s.counter("rx_packets"), Some(12));
+        assert_eq!(s.counter("tx_bytes"), Some(3400));
+        assert_eq!(s.counter("rx_crc_err"), None, "-1: not counted");
+        assert_eq!(s.counter("collisions"), None);
+        assert!(r.interface_status("vm2").is_none());
+
+        let e = r
+            .apply(&updates(json!({"Interface": {IFACE: {
+                "new": {"statistics": ["map", [["rx_packets", "many"]]]}}}})))
+            .unwrap_err();
+        assert!(e.context.contains("column statistics"), "{e}");
     }
 
     #[test]

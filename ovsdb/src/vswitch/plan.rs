@@ -14,7 +14,8 @@ use std::str::FromStr;
 use crate::datum::{Atom, Datum, Row, Uuid};
 use crate::ops::{Condition, Mutation, Mutator, Transaction};
 use crate::vswitch::model::{
-    BridgeRow, InterfaceRow, PortRow, Replica, ROLE_KEY, ROLE_TUNNEL, ROLE_VM, VI_KEY,
+    BridgeRow, InterfaceRow, PortRow, Replica, ROLE_KEY, ROLE_TRUNK, ROLE_TUNNEL, ROLE_VM,
+    ROLE_WAN, VI_KEY,
 };
 
 /// The `datapath_type` of a bridge.
@@ -259,6 +260,57 @@ impl TunnelSpec {
 /// The Interface `type` of tunnel ports.
 pub const TUNNEL_TYPE: &str = "gre";
 
+/// BFD on a tunnel (RFC 5880, as Open vSwitch runs it on the Interface's
+/// `bfd` column): both ends must enable it for the session to come up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bfd {
+    /// The fastest rate, in milliseconds between packets, at which this
+    /// end accepts the peer's control packets (`bfd:min_rx`).
+    pub min_rx_ms: u32,
+    /// The fastest rate at which this end sends them (`bfd:min_tx`).
+    pub min_tx_ms: u32,
+}
+
+impl Bfd {
+    /// The Interface `bfd` column that expresses this.
+    pub fn column(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("enable".to_owned(), "true".to_owned()),
+            ("min_rx".to_owned(), self.min_rx_ms.to_string()),
+            ("min_tx".to_owned(), self.min_tx_ms.to_string()),
+        ])
+    }
+}
+
+/// A gateway's GRE port to a peer gateway, carrying one VI with a fixed key
+/// (Port `external_ids:iris-role=wan`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct WanPortSpec {
+    /// Its name, remote and local address, and key, which must be fixed.
+    pub tunnel: TunnelSpec,
+    /// Written as Interface `external_ids:iris-vi`, so that the controller
+    /// of the bridge takes the port for one of the VI's (on a HaaS
+    /// gateway's `br-int`); `None` leaves the key alone.
+    pub vi: Option<String>,
+    /// `None` turns BFD off.
+    pub bfd: Option<Bfd>,
+}
+
+impl WanPortSpec {
+    pub fn new(name: impl Into<String>, remote_ip: IpAddr, key: u32) -> Self {
+        Self {
+            tunnel: TunnelSpec {
+                name: name.into(),
+                remote: TunnelRemote::Ip(remote_ip),
+                key: TunnelKey::Fixed(key),
+                local_ip: None,
+            },
+            vi: None,
+            bfd: None,
+        }
+    }
+}
+
 /// The Interface `type` of a VM port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum VmPortKind {
@@ -383,23 +435,26 @@ struct NewPort<'a> {
     options: BTreeMap<String, String>,
     iface_external_ids: BTreeMap<String, String>,
     port_external_ids: BTreeMap<String, String>,
+    /// The Interface `bfd` column; empty leaves it out.
+    bfd: BTreeMap<String, String>,
 }
 
 /// Inserts an Interface and the Port that holds it; returns the Port's
 /// reference for `Bridge.ports`.
 fn insert_port(txn: &mut Transaction, port: &NewPort<'_>) -> Atom {
-    let iface = txn.insert(
-        "Interface",
-        Row::from([
-            ("name".to_owned(), Datum::string(port.name)),
-            ("type".to_owned(), Datum::string(port.iface_type)),
-            ("options".to_owned(), Datum::string_map(&port.options)),
-            (
-                "external_ids".to_owned(),
-                Datum::string_map(&port.iface_external_ids),
-            ),
-        ]),
-    );
+    let mut row = Row::from([
+        ("name".to_owned(), Datum::string(port.name)),
+        ("type".to_owned(), Datum::string(port.iface_type)),
+        ("options".to_owned(), Datum::string_map(&port.options)),
+        (
+            "external_ids".to_owned(),
+            Datum::string_map(&port.iface_external_ids),
+        ),
+    ]);
+    if !port.bfd.is_empty() {
+        row.insert("bfd".to_owned(), Datum::string_map(&port.bfd));
+    }
+    let iface = txn.insert("Interface", row);
     txn.insert(
         "Port",
         Row::from([
@@ -423,6 +478,7 @@ fn insert_local_port(txn: &mut Transaction, bridge: &str) -> Atom {
             options: BTreeMap::new(),
             iface_external_ids: BTreeMap::new(),
             port_external_ids: BTreeMap::new(),
+            bfd: BTreeMap::new(),
         },
     )
 }
@@ -477,6 +533,14 @@ fn set_keys(
 }
 
 impl Replica {
+    /// The bridge a port planner adds to, which must exist.
+    fn existing_bridge(&self, name: &str) -> Result<(Uuid, &BridgeRow), PlanError> {
+        self.bridge_by_name(name)
+            .ok_or_else(|| PlanError::NoSuchBridge {
+                name: name.to_owned(),
+            })
+    }
+
     fn port_on_bridge<'a>(&'a self, bridge: &BridgeRow, name: &str) -> Option<(Uuid, &'a PortRow)> {
         bridge
             .ports
@@ -637,38 +701,106 @@ pub fn plan_tunnels(
     bridge_name: &str,
     tunnels: &[TunnelSpec],
 ) -> Result<Transaction, PlanError> {
+    let ports: Vec<RoleTunnel<'_>> = tunnels
+        .iter()
+        .map(|tunnel| RoleTunnel {
+            tunnel,
+            iface_ids: BTreeMap::new(),
+            bfd: None,
+        })
+        .collect();
+    plan_role_tunnels(replica, bridge_name, ROLE_TUNNEL, "tunnel", &ports)
+}
+
+/// The transaction that makes the bridge's WAN ports (`iris-role=wan`)
+/// exactly `ports`, as [`plan_tunnels`] does for tunnels: a changed key,
+/// address, VI or BFD setting is corrected in place, keeping the ofport.
+/// Every other port of the bridge, the controller's tunnels included, is
+/// left alone.
+pub fn plan_wan_ports(
+    replica: &Replica,
+    bridge_name: &str,
+    ports: &[WanPortSpec],
+) -> Result<Transaction, PlanError> {
+    let mut managed = Vec::with_capacity(ports.len());
+    for p in ports {
+        let invalid = |reason: &str| PlanError::InvalidSpec {
+            what: "WAN port",
+            name: p.tunnel.name.clone(),
+            reason: reason.to_owned(),
+        };
+        if !matches!(p.tunnel.key, TunnelKey::Fixed(_)) {
+            return Err(invalid(
+                "a WAN port carries one VI and needs that VI's fixed GRE key, not key=flow",
+            ));
+        }
+        if p.tunnel.remote == TunnelRemote::Flow {
+            return Err(invalid(
+                "a WAN port leads to one peer gateway and needs its address, not remote_ip=flow",
+            ));
+        }
+        if p.vi.as_deref() == Some("") {
+            return Err(invalid("empty VI"));
+        }
+        managed.push(RoleTunnel {
+            tunnel: &p.tunnel,
+            iface_ids: p
+                .vi
+                .iter()
+                .map(|vi| (VI_KEY.to_owned(), vi.clone()))
+                .collect(),
+            bfd: Some(p.bfd.map(|b| b.column()).unwrap_or_default()),
+        });
+    }
+    plan_role_tunnels(replica, bridge_name, ROLE_WAN, "WAN port", &managed)
+}
+
+/// A GRE port of one role, as a planner wants it.
+struct RoleTunnel<'a> {
+    tunnel: &'a TunnelSpec,
+    /// Interface `external_ids` keys to set; others are left alone.
+    iface_ids: BTreeMap<String, String>,
+    /// The whole Interface `bfd` column; `None` leaves it alone.
+    bfd: Option<BTreeMap<String, String>>,
+}
+
+/// Makes the bridge's GRE ports of `role` exactly `ports` (see
+/// [`plan_tunnels`]).
+fn plan_role_tunnels(
+    replica: &Replica,
+    bridge_name: &str,
+    role: &str,
+    what: &'static str,
+    ports: &[RoleTunnel<'_>],
+) -> Result<Transaction, PlanError> {
     let mut names = BTreeSet::new();
     let mut remotes = BTreeSet::new();
-    for t in tunnels {
-        check_name("tunnel", &t.name)?;
+    for t in ports.iter().map(|p| p.tunnel) {
+        check_name(what, &t.name)?;
         if !names.insert(t.name.as_str()) {
             return Err(PlanError::InvalidSpec {
-                what: "tunnel",
+                what,
                 name: t.name.clone(),
-                reason: "the name appears twice in the tunnel list".into(),
+                reason: format!("the name appears twice in the {what} list"),
             });
         }
         if !remotes.insert((t.remote, t.key, t.local_ip)) {
             return Err(PlanError::InvalidSpec {
-                what: "tunnel",
+                what,
                 name: t.name.clone(),
-                reason: "another tunnel in the list has the same remote, key and local IP; \
-                         OVS would refuse the second one"
-                    .into(),
+                reason: format!(
+                    "another {what} in the list has the same remote, key and local IP; \
+                     OVS would refuse the second one"
+                ),
             });
         }
     }
-    let (bridge_uuid, bridge) =
-        replica
-            .bridge_by_name(bridge_name)
-            .ok_or_else(|| PlanError::NoSuchBridge {
-                name: bridge_name.to_owned(),
-            })?;
+    let (bridge_uuid, bridge) = replica.existing_bridge(bridge_name)?;
     let existing: BTreeMap<&str, (Uuid, &PortRow)> = bridge
         .ports
         .iter()
         .filter_map(|u| replica.ports.get(u).map(|p| (*u, p)))
-        .filter(|(_, p)| p.external_ids.get(ROLE_KEY).map(String::as_str) == Some(ROLE_TUNNEL))
+        .filter(|(_, p)| p.external_ids.get(ROLE_KEY).map(String::as_str) == Some(role))
         .map(|(u, p)| (p.name.as_str(), (u, p)))
         .collect();
 
@@ -679,28 +811,41 @@ pub fn plan_tunnels(
         .filter(|(name, _)| !names.contains(*name))
         .map(|(_, (u, _))| *u)
         .collect();
-    for t in tunnels {
+    for p in ports {
+        let t = p.tunnel;
         let options = t.options();
         match existing.get(t.name.as_str()) {
             Some((port_uuid, port)) => match replica.sole_interface(port) {
-                Some((_, iface)) if iface.kind == TUNNEL_TYPE && iface.options == options => {}
-                Some((iface_uuid, _)) => txn.update(
-                    "Interface",
-                    iface_uuid,
-                    Row::from([
-                        ("type".to_owned(), Datum::string(TUNNEL_TYPE)),
-                        ("options".to_owned(), Datum::string_map(&options)),
-                    ]),
-                ),
+                Some((iface_uuid, iface)) => {
+                    let mut row = Row::new();
+                    if iface.kind != TUNNEL_TYPE || iface.options != options {
+                        row.insert("type".to_owned(), Datum::string(TUNNEL_TYPE));
+                        row.insert("options".to_owned(), Datum::string_map(&options));
+                    }
+                    if let Some(bfd) = p.bfd.as_ref().filter(|b| **b != iface.bfd) {
+                        row.insert("bfd".to_owned(), Datum::string_map(bfd));
+                    }
+                    if !row.is_empty() {
+                        txn.update("Interface", iface_uuid, row);
+                    }
+                    set_keys(
+                        &mut txn,
+                        "Interface",
+                        iface_uuid,
+                        "external_ids",
+                        &iface.external_ids,
+                        &p.iface_ids,
+                    );
+                }
                 // A port that lost its interface: replace the whole port.
                 None => {
                     removed.push(*port_uuid);
-                    added.push(insert_tunnel(&mut txn, t, options));
+                    added.push(insert_tunnel(&mut txn, p, role, options));
                 }
             },
             None => {
                 replica.check_port_name_free(&t.name)?;
-                added.push(insert_tunnel(&mut txn, t, options));
+                added.push(insert_tunnel(&mut txn, p, role, options));
             }
         }
     }
@@ -708,15 +853,21 @@ pub fn plan_tunnels(
     Ok(txn)
 }
 
-fn insert_tunnel(txn: &mut Transaction, t: &TunnelSpec, options: BTreeMap<String, String>) -> Atom {
+fn insert_tunnel(
+    txn: &mut Transaction,
+    p: &RoleTunnel<'_>,
+    role: &str,
+    options: BTreeMap<String, String>,
+) -> Atom {
     insert_port(
         txn,
         &NewPort {
-            name: &t.name,
+            name: &p.tunnel.name,
             iface_type: TUNNEL_TYPE,
             options,
-            iface_external_ids: BTreeMap::new(),
-            port_external_ids: BTreeMap::from([(ROLE_KEY.to_owned(), ROLE_TUNNEL.to_owned())]),
+            iface_external_ids: p.iface_ids.clone(),
+            port_external_ids: BTreeMap::from([(ROLE_KEY.to_owned(), role.to_owned())]),
+            bfd: p.bfd.clone().unwrap_or_default(),
         },
     )
 }
@@ -737,24 +888,60 @@ pub fn plan_vm_port(
             reason: "empty VI".into(),
         });
     }
-    let (bridge_uuid, bridge) =
-        replica
-            .bridge_by_name(bridge_name)
-            .ok_or_else(|| PlanError::NoSuchBridge {
-                name: bridge_name.to_owned(),
-            })?;
     let mut iface_ids = spec.external_ids.clone();
     iface_ids.insert(VI_KEY.to_owned(), spec.vi.clone());
-    let port_ids = BTreeMap::from([(ROLE_KEY.to_owned(), ROLE_VM.to_owned())]);
+    plan_tagged_port(
+        replica,
+        bridge_name,
+        &spec.name,
+        spec.kind,
+        iface_ids,
+        ROLE_VM,
+    )
+}
+
+/// The transaction that attaches a gateway's trunk, the existing network
+/// device `name` that leads to its data center's LAN, to the bridge
+/// (Port `external_ids:iris-role=trunk`). A port of that name already on
+/// the bridge is adopted, like [`plan_vm_port`] does.
+pub fn plan_trunk_port(
+    replica: &Replica,
+    bridge_name: &str,
+    name: &str,
+) -> Result<Transaction, PlanError> {
+    check_name("trunk", name)?;
+    plan_tagged_port(
+        replica,
+        bridge_name,
+        name,
+        VmPortKind::System,
+        BTreeMap::new(),
+        ROLE_TRUNK,
+    )
+}
+
+/// Attaches port `name` of `kind` in `role`, with the Interface
+/// `external_ids` keys `iface_ids`, adopting a port of that name already on
+/// the bridge.
+fn plan_tagged_port(
+    replica: &Replica,
+    bridge_name: &str,
+    name: &str,
+    kind: VmPortKind,
+    iface_ids: BTreeMap<String, String>,
+    role: &str,
+) -> Result<Transaction, PlanError> {
+    let (bridge_uuid, bridge) = replica.existing_bridge(bridge_name)?;
+    let port_ids = BTreeMap::from([(ROLE_KEY.to_owned(), role.to_owned())]);
     let mut txn = Transaction::new();
-    let existing = replica.port_on_bridge(bridge, &spec.name);
+    let existing = replica.port_on_bridge(bridge, name);
     match existing.and_then(|(u, p)| replica.sole_interface(p).map(|i| (u, p, i))) {
         Some((port_uuid, port, (iface_uuid, iface))) => {
-            if iface.kind != spec.kind.as_str() {
+            if iface.kind != kind.as_str() {
                 txn.update(
                     "Interface",
                     iface_uuid,
-                    Row::from([("type".to_owned(), Datum::string(spec.kind.as_str()))]),
+                    Row::from([("type".to_owned(), Datum::string(kind.as_str()))]),
                 );
             }
             set_keys(
@@ -777,16 +964,17 @@ pub fn plan_vm_port(
         None => {
             let stale: Vec<Uuid> = existing.map(|(u, _)| u).into_iter().collect();
             if stale.is_empty() {
-                replica.check_port_name_free(&spec.name)?;
+                replica.check_port_name_free(name)?;
             }
             let port = insert_port(
                 &mut txn,
                 &NewPort {
-                    name: &spec.name,
-                    iface_type: spec.kind.as_str(),
+                    name,
+                    iface_type: kind.as_str(),
                     options: BTreeMap::new(),
                     iface_external_ids: iface_ids,
                     port_external_ids: port_ids,
+                    bfd: BTreeMap::new(),
                 },
             );
             change_ports(&mut txn, bridge_uuid, stale, vec![port]);
@@ -802,12 +990,7 @@ pub fn plan_remove_port(
     bridge_name: &str,
     name: &str,
 ) -> Result<Transaction, PlanError> {
-    let (bridge_uuid, bridge) =
-        replica
-            .bridge_by_name(bridge_name)
-            .ok_or_else(|| PlanError::NoSuchBridge {
-                name: bridge_name.to_owned(),
-            })?;
+    let (bridge_uuid, bridge) = replica.existing_bridge(bridge_name)?;
     let mut txn = Transaction::new();
     if let Some((port, _)) = replica.port_on_bridge(bridge, name) {
         change_ports(&mut txn, bridge_uuid, vec![port], Vec::new());
@@ -1105,6 +1288,150 @@ mod tests {
         assert_eq!(h.run(|r| plan_remove_port(r, "br-int", "vm1")).unwrap(), 1);
         assert!(h.replica.interfaces().iter().all(|i| i.name != "vm1"));
         assert_eq!(h.run(|r| plan_remove_port(r, "br-int", "vm1")).unwrap(), 0);
+    }
+
+    fn wan(name: &str, remote: &str, key: u32) -> WanPortSpec {
+        let mut w = WanPortSpec::new(name, ip(remote), key);
+        w.tunnel.local_ip = Some(ip("203.0.113.1"));
+        w.vi = Some("7".into());
+        w.bfd = Some(Bfd {
+            min_rx_ms: 100,
+            min_tx_ms: 100,
+        });
+        w
+    }
+
+    #[test]
+    fn wan_ports_are_created_corrected_in_place_and_removed_alone() {
+        let mut h = with_bridge();
+        // The controller's mesh and a VM port share the bridge.
+        h.run(|r| plan_tunnels(r, "br-int", &[TunnelSpec::gre("gre-a", ip("192.0.2.1"))]))
+            .unwrap();
+        h.run(|r| plan_vm_port(r, "br-int", &VmPortSpec::new("vm1", "7")))
+            .unwrap();
+        let (w1, w2) = (
+            wan("wan-1", "203.0.113.2", 1001),
+            wan("wan-2", "203.0.113.3", 1002),
+        );
+        h.run(|r| plan_wan_ports(r, "br-int", &[w1.clone(), w2.clone()]))
+            .unwrap();
+        let i = h.interface("wan-1").unwrap();
+        assert_eq!(i.kind, "gre");
+        assert_eq!(i.options["key"], "1001");
+        assert_eq!(i.options["remote_ip"], "203.0.113.2");
+        assert_eq!(i.options["local_ip"], "203.0.113.1");
+        assert_eq!(i.vi(), Some("7"));
+        let status = h.replica.interface_status("wan-1").unwrap();
+        assert_eq!(status.bfd["enable"], "true");
+        assert_eq!(status.bfd["min_tx"], "100");
+        let role = |h: &Harness, name: &str| {
+            h.replica
+                .ports()
+                .into_iter()
+                .find(|p| p.name == name)
+                .map(|p| p.external_ids[ROLE_KEY].clone())
+        };
+        assert_eq!(role(&h, "wan-1").as_deref(), Some(ROLE_WAN));
+        assert_eq!(
+            h.run(|r| plan_wan_ports(r, "br-int", &[w2.clone(), w1.clone()]))
+                .unwrap(),
+            0
+        );
+
+        // A new key, VI and BFD rate rewrite the interface, which keeps its row.
+        let wan1 = h.db.uuid_of("Interface", "wan-1").unwrap();
+        let mut changed = w1.clone();
+        changed.tunnel.key = TunnelKey::Fixed(2001);
+        changed.vi = Some("8".into());
+        changed.bfd = Some(Bfd {
+            min_rx_ms: 300,
+            min_tx_ms: 300,
+        });
+        assert_eq!(
+            h.run(|r| plan_wan_ports(r, "br-int", &[changed.clone(), w2.clone()]))
+                .unwrap(),
+            2,
+            "one update of type, options and bfd; one mutate of external_ids"
+        );
+        assert_eq!(h.db.uuid_of("Interface", "wan-1"), Some(wan1));
+        let i = h.interface("wan-1").unwrap();
+        assert_eq!((i.options["key"].as_str(), i.vi()), ("2001", Some("8")));
+        assert_eq!(
+            h.replica.interface_status("wan-1").unwrap().bfd["min_rx"],
+            "300"
+        );
+        // BFD off empties the column.
+        changed.bfd = None;
+        h.run(|r| plan_wan_ports(r, "br-int", &[changed.clone(), w2.clone()]))
+            .unwrap();
+        assert!(h.replica.interface_status("wan-1").unwrap().bfd.is_empty());
+
+        // The controller's own planning leaves WAN ports alone, and the
+        // gateway's leaves tunnels and VM ports alone.
+        h.run(|r| plan_tunnels(r, "br-int", &[])).unwrap();
+        assert_eq!(role(&h, "wan-1").as_deref(), Some(ROLE_WAN));
+        h.run(|r| plan_wan_ports(r, "br-int", &[])).unwrap();
+        assert_eq!(role(&h, "wan-1"), None);
+        assert_eq!(role(&h, "wan-2"), None);
+        assert_eq!(role(&h, "vm1").as_deref(), Some(ROLE_VM));
+        assert!(h.db.uuid_of("Interface", "wan-2").is_none(), "collected");
+    }
+
+    #[test]
+    fn wan_port_errors_say_what_is_wrong() {
+        let mut h = with_bridge();
+        let mut flow_key = wan("wan-1", "203.0.113.2", 1);
+        flow_key.tunnel.key = TunnelKey::Flow;
+        let e = plan_wan_ports(&h.replica, "br-int", &[flow_key]).unwrap_err();
+        assert!(e.to_string().contains("fixed GRE key"), "{e}");
+        let mut flow_remote = wan("wan-1", "203.0.113.2", 1);
+        flow_remote.tunnel.remote = TunnelRemote::Flow;
+        assert!(matches!(
+            plan_wan_ports(&h.replica, "br-int", &[flow_remote]),
+            Err(PlanError::InvalidSpec { .. })
+        ));
+        // Two VIs to the same peer need two keys.
+        let e = plan_wan_ports(
+            &h.replica,
+            "br-int",
+            &[
+                wan("wan-1", "203.0.113.2", 1),
+                wan("wan-2", "203.0.113.2", 1),
+            ],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("same remote, key"), "{e}");
+        assert!(matches!(
+            plan_wan_ports(&h.replica, "br-gw", &[wan("wan-1", "203.0.113.2", 1)]),
+            Err(PlanError::NoSuchBridge { .. })
+        ));
+        // A controller tunnel of that name is not taken over.
+        h.run(|r| plan_tunnels(r, "br-int", &[TunnelSpec::gre("wan-1", ip("192.0.2.1"))]))
+            .unwrap();
+        assert!(matches!(
+            plan_wan_ports(&h.replica, "br-int", &[wan("wan-1", "203.0.113.2", 1)]),
+            Err(PlanError::PortNameTaken { .. })
+        ));
+    }
+
+    #[test]
+    fn trunk_port_is_attached_once_and_adopted() {
+        let mut h = with_bridge();
+        h.run(|r| plan_trunk_port(r, "br-int", "eth1")).unwrap();
+        let i = h.interface("eth1").unwrap();
+        assert_eq!((i.kind.as_str(), i.vi()), ("", None));
+        let port = h
+            .replica
+            .ports()
+            .into_iter()
+            .find(|p| p.name == "eth1")
+            .unwrap();
+        assert_eq!(port.external_ids[ROLE_KEY], ROLE_TRUNK);
+        assert_eq!(h.run(|r| plan_trunk_port(r, "br-int", "eth1")).unwrap(), 0);
+        assert!(matches!(
+            plan_trunk_port(&h.replica, "br-int", "a/b"),
+            Err(PlanError::InvalidName { .. })
+        ));
     }
 
     #[test]
