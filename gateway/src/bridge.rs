@@ -14,6 +14,12 @@
 //! key, the peer's and this node's WAN addresses, BFD on, Port
 //! `external_ids:iris-role=wan` (see [`ovsdb::vswitch::plan_wan_ports`]).
 //!
+//! An IaaS bridge also has a flow-based GRE port (`key=flow`,
+//! `remote_ip=flow`, [`FOREIGN_PORT`]): Open vSwitch gives a GRE packet to
+//! the most specific port that matches it, so packets whose key is no VI's
+//! (a peer misconfigured, or someone else's traffic) arrive there instead of
+//! vanishing uncounted, and the flow table drops and counts them.
+//!
 //! The keeper watches the database: a port someone deletes or changes is
 //! put back at once. A lost ovsdb-server is reconnected with exponential
 //! backoff. What the ports look like (ofports, BFD state, counters) is
@@ -28,7 +34,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ovsdb::vswitch::{
-    Bfd, BridgeSpec, DatapathType, Detail, Replica, WanPortSpec, ROLE_KEY, ROLE_TRUNK,
+    Bfd, BridgeSpec, DatapathType, Detail, Replica, TunnelSpec, WanPortSpec, ROLE_KEY, ROLE_TRUNK,
 };
 use ovsdb::{Remote, Vswitch};
 use tokio::sync::watch;
@@ -72,7 +78,13 @@ pub struct BridgePlan {
     pub wan_ports: Vec<WanPort>,
     /// BFD on every WAN port; `None` turns it off.
     pub bfd: Option<Bfd>,
+    /// Whether the bridge gets the [`FOREIGN_PORT`] (IaaS kind only: the
+    /// HaaS bridge's tunnels are the controller's).
+    pub catch_foreign_keys: bool,
 }
+
+/// The flow-based GRE port where packets with a key of no VI arrive.
+pub const FOREIGN_PORT: &str = "gw-foreign";
 
 /// BFD every 300 ms: a cut WAN shows as `down` within a second (three
 /// missed packets), without loading a slow link.
@@ -92,6 +104,7 @@ impl BridgePlan {
             trunk: Some(trunk.into()),
             wan_ports: Vec::new(),
             bfd: Some(DEFAULT_BFD),
+            catch_foreign_keys: true,
         }
     }
 
@@ -104,6 +117,7 @@ impl BridgePlan {
             trunk: None,
             wan_ports: Vec::new(),
             bfd: Some(DEFAULT_BFD),
+            catch_foreign_keys: false,
         }
     }
 
@@ -167,6 +181,8 @@ pub struct BridgeStatus {
     pub trunk_ofport: Option<u32>,
     /// Why ovs-vswitchd could not add the trunk (say, no such device).
     pub trunk_error: Option<String>,
+    /// The [`FOREIGN_PORT`]'s ofport.
+    pub foreign_ofport: Option<u32>,
     pub wan_ports: Vec<WanPortStatus>,
     /// Why the bridge is not as planned, while it is not.
     pub problem: Option<String>,
@@ -190,7 +206,11 @@ impl BridgeStatus {
                 })
             })
             .collect();
-        Some(PipelinePlan { trunk_ofport, vis })
+        Some(PipelinePlan {
+            trunk_ofport,
+            vis,
+            foreign_ofport: self.foreign_ofport,
+        })
     }
 }
 
@@ -254,6 +274,11 @@ pub fn status_of(plan: &BridgePlan, replica: &Replica) -> BridgeStatus {
         bridge_present: replica.bridge(&plan.bridge).is_some(),
         trunk_ofport: trunk.as_ref().and_then(|s| s.ofport.number()),
         trunk_error: trunk.and_then(|s| s.error),
+        foreign_ofport: plan
+            .catch_foreign_keys
+            .then(|| on_bridge(FOREIGN_PORT))
+            .flatten()
+            .and_then(|s| s.ofport.number()),
         wan_ports,
         problem: None,
     }
@@ -418,6 +443,14 @@ async fn apply(vs: &Vswitch, plan: &BridgePlan) -> Result<Option<String>, Fatal>
             }
         }
         vs.set_wan_ports(bridge, &plan.wan_specs()).await?;
+        if plan.kind == BridgeKind::Iaas {
+            let foreign: Vec<TunnelSpec> = plan
+                .catch_foreign_keys
+                .then(|| TunnelSpec::gre_flow(FOREIGN_PORT))
+                .into_iter()
+                .collect();
+            vs.set_tunnels(bridge, &foreign).await?;
+        }
         Ok(None)
     }
     .await;

@@ -9,7 +9,7 @@
 //! | 300      | trunk, VLAN of VI v, ARP or RARP               | WAN port of v, CONTROLLER |
 //! | 200      | trunk, VLAN of VI v                            | WAN port of v           |
 //! | 200      | WAN port of VI v, VLAN of v                    | trunk                   |
-//! | 1        | trunk; each WAN port                           | drop (counted per port) |
+//! | 1        | trunk; each WAN port; the foreign-key port     | drop (counted per port) |
 //! | 0        | anything                                       | drop                    |
 //!
 //! Frames keep their 802.1Q tag both ways: no flow pushes, pops or rewrites
@@ -256,6 +256,10 @@ pub struct ViPath {
 pub struct PipelinePlan {
     pub trunk_ofport: u32,
     pub vis: Vec<ViPath>,
+    /// The port where GRE packets with a key of no VI arrive (a flow-based
+    /// port, `key=flow`): only dropped, by a flow of its own that counts
+    /// them.
+    pub foreign_ofport: Option<u32>,
 }
 
 /// A plan the table cannot be built from: the configuration (or the
@@ -319,6 +323,9 @@ fn check(plan: &PipelinePlan) -> Result<(), PipelineError> {
         }
     };
     claim(plan.trunk_ofport, "the trunk".into())?;
+    if let Some(port) = plan.foreign_ofport {
+        claim(port, "the foreign-key port".into())?;
+    }
     for (i, p) in plan.vis.iter().enumerate() {
         claim(p.wan_ofport, format!("the WAN port of VI {}", p.vi))?;
         if p.vlans.is_empty() {
@@ -389,11 +396,13 @@ pub fn table(plan: &PipelinePlan) -> Result<SwitchState, PipelineError> {
             Vec::new(),
         ));
     }
-    add(flow(
-        PRIORITY_PORT_DROP,
-        vec![OxmField::InPort(trunk)],
-        Vec::new(),
-    ));
+    for port in std::iter::once(trunk).chain(plan.foreign_ofport) {
+        add(flow(
+            PRIORITY_PORT_DROP,
+            vec![OxmField::InPort(port)],
+            Vec::new(),
+        ));
+    }
     add(flow(PRIORITY_DROP, Vec::new(), Vec::new()));
     Ok(state)
 }

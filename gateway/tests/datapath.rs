@@ -520,6 +520,42 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
         let counted = |port| d.by_port.get(&port).copied().unwrap_or(0);
         (counted(trunk_ofport) >= 1 && counted(wan_ofport) >= 1).then_some(())
     });
+    // A peer that sends with a key of no VI: its packets land on the
+    // flow-based port, are dropped and counted there.
+    let foreign = wait_for("the foreign-key port's ofport", || {
+        plan.borrow().as_ref().and_then(|p| p.foreign_ofport)
+    });
+    let gw_ip = w.ip(w.gw).to_string();
+    far.vsctl(&[
+        "add-port",
+        "br-gw",
+        "bad-key",
+        "--",
+        "set",
+        "Interface",
+        "bad-key",
+        "type=gre",
+        &format!("options:remote_ip={gw_ip}"),
+        "options:key=4242",
+    ])
+    .unwrap();
+    far.ofctl(&["del-flows", "br-gw"]).unwrap();
+    far.ofctl(&["add-flow", "br-gw", "in_port=LOCAL,actions=output:bad-key"])
+        .unwrap();
+    let mut sent_at: Option<Instant> = None;
+    wait_for("the foreign key's drop counted", || {
+        let d = of.borrow().drops.clone();
+        if d.by_port.get(&foreign).copied().unwrap_or(0) >= 1 {
+            return Some(());
+        }
+        if sent_at.is_none_or(|t| t.elapsed() > Duration::from_millis(500)) {
+            from_far
+                .send(&[(Duration::ZERO, data_frame(IN_RANGE, b"wrong-key"))])
+                .unwrap();
+            sent_at = Some(Instant::now());
+        }
+        None
+    });
     let arrived = capture.finish().unwrap();
     assert!(
         arrived.iter().any(|c| contains(&c.data, b"back-in")),
@@ -528,6 +564,10 @@ fn the_pipeline_forwards_in_range_drops_the_rest_snoops_arp_and_survives_a_resta
     assert!(
         !arrived.iter().any(|c| contains(&c.data, b"back-off")),
         "the out-of-range frame from the WAN reached the LAN"
+    );
+    assert!(
+        !arrived.iter().any(|c| contains(&c.data, b"wrong-key")),
+        "a frame with a foreign key reached the LAN"
     );
 
     // A new session onto the programmed bridge changes no flow: the same

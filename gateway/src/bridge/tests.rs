@@ -45,8 +45,10 @@ fn iaas_owns_its_bridge_and_haas_only_tags_its_ports() {
     assert_eq!(wan[0].tunnel.local_ip, Some("203.0.113.1".parse().unwrap()));
     assert_eq!(wan[0].bfd, Some(DEFAULT_BFD));
     assert_eq!(wan[0].vi, None);
+    assert!(iaas.catch_foreign_keys);
 
     let haas = plan(BridgeKind::Haas);
+    assert!(!haas.catch_foreign_keys, "its tunnels are the controller's");
     assert_eq!(
         haas.bridge_spec(),
         None,

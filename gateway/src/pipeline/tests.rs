@@ -11,6 +11,7 @@ use std::net::Ipv4Addr;
 const TRUNK: u32 = 1;
 const WAN1: u32 = 2;
 const WAN2: u32 = 3;
+const FOREIGN: u32 = 4;
 
 fn plan() -> PipelinePlan {
     PipelinePlan {
@@ -27,6 +28,7 @@ fn plan() -> PipelinePlan {
                 vlans: VlanSet::from_entries(&["200-299", "4094"]).unwrap(),
             },
         ],
+        foreign_ofport: Some(FOREIGN),
     }
 }
 
@@ -150,6 +152,25 @@ fn arp_and_rarp_from_the_trunk_are_also_sent_up_whole_with_their_tag() {
 }
 
 #[test]
+fn foreign_keys_are_dropped_and_counted_on_their_own_port() {
+    let sw = switch(&plan());
+    for vid in every_vlan() {
+        let o = sw.process(FOREIGN, 0, &data_frame(vid)).unwrap();
+        assert!(
+            o.outputs.is_empty() && o.to_controller.is_empty(),
+            "{vid:?}"
+        );
+        assert_eq!(o.path.last().unwrap().priority, PRIORITY_PORT_DROP);
+    }
+    let mut clash = plan();
+    clash.foreign_ofport = Some(WAN1);
+    assert!(matches!(
+        table(&clash),
+        Err(PipelineError::SharedPort { ofport: WAN1, .. })
+    ));
+}
+
+#[test]
 fn other_ports_are_dropped_by_the_explicit_default() {
     let sw = switch(&plan());
     let o = sw.process(99, 0, &data_frame(Some(150))).unwrap();
@@ -199,6 +220,7 @@ fn masks_keep_the_table_small() {
             wan_ofport: WAN1,
             vlans: VlanSet::from_entries(&["1-4094", "untagged"]).unwrap(),
         }],
+        foreign_ofport: None,
     };
     assert_eq!(
         VlanSet::from_entries(&["1-4094"]).unwrap().matches().len(),
