@@ -30,6 +30,7 @@
 //! vlans = ["100-199", "untagged"]
 //! ```
 
+use crate::pipeline::VlanSet;
 use iris_controller::config::{
     check_name, check_ovsdb_remote, from_toml, load_with, ConfigError, LoadError, ParseError,
 };
@@ -92,38 +93,6 @@ impl fmt::Display for MtuPolicy {
                 GUEST_MTU - WAN_OVERHEAD
             ),
         }
-    }
-}
-
-/// The VLANs of a VI on the operator's trunk: untagged frames or not, and
-/// ranges of VLAN ids.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VlanSet {
-    pub untagged: bool,
-    /// Inclusive ranges, as written.
-    pub ranges: Vec<(u16, u16)>,
-}
-
-impl VlanSet {
-    pub fn contains(&self, vlan: Vlan) -> bool {
-        match vlan {
-            Vlan::Untagged => self.untagged,
-            Vlan::Tagged(v) => self.ranges.iter().any(|&(a, b)| (a..=b).contains(&v)),
-        }
-    }
-}
-
-impl fmt::Display for VlanSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts: Vec<String> = self
-            .ranges
-            .iter()
-            .map(|&(a, b)| VlanItem::Range(a, b).to_string())
-            .collect();
-        if self.untagged {
-            parts.push("untagged".into());
-        }
-        f.write_str(&parts.join(","))
     }
 }
 
@@ -242,7 +211,7 @@ impl Config {
     /// The VI a trunk frame of `vlan` belongs to (iaas: VLAN ranges do not
     /// overlap, so at most one).
     pub fn vi_of_vlan(&self, vlan: Vlan) -> Option<&ViConfig> {
-        self.vis.iter().find(|v| v.vlans.contains(vlan))
+        self.vis.iter().find(|v| v.vlans.contains_vlan(vlan))
     }
 
     /// What the configuration allows but an operator should know.
@@ -661,7 +630,7 @@ fn validate_vis(
                 "no VLAN: write the operator's VLANs, like [\"100-199\", \"untagged\"]",
             ));
         }
-        let mut set = VlanSet::default();
+        let mut set = VlanSet::new();
         for (k, raw) in v.vlans.iter().enumerate() {
             let at = format!("{key}.vlans[{k}]");
             let item = match parse_vlan_item(raw) {
@@ -696,10 +665,17 @@ fn validate_vis(
                 ));
             }
             seen.push((i, k, v.peer.as_str(), item));
-            match item {
-                VlanItem::Untagged => set.untagged = true,
-                VlanItem::Range(a, b) => set.ranges.push((a, b)),
-            }
+            set = match item {
+                VlanItem::Untagged => set.with_untagged(),
+                // parse_vlan_item has checked the range.
+                VlanItem::Range(a, b) => match set.clone().with_range(a, b) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        errors.push(ConfigError::new(format!("{key}.vlans[{k}]"), e.0));
+                        set
+                    }
+                },
+            };
         }
         out.push(ViConfig {
             id: ViId(v.id),

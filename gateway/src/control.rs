@@ -404,7 +404,11 @@ impl Control {
             Some(v) => return Err(format!("{v} is not a VLAN id (1-4094, or null)")),
         };
         let vi = ViId(m.vi);
-        if !self.config.vi(vi).is_some_and(|v| v.vlans.contains(vlan)) {
+        if !self
+            .config
+            .vi(vi)
+            .is_some_and(|v| v.vlans.contains_vlan(vlan))
+        {
             return Err(format!("{vlan} is outside {vi}'s VLANs"));
         }
         let mac: MacAddr = m.mac.parse().map_err(|e| format!("{e}"))?;

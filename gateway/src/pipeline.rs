@@ -138,6 +138,14 @@ impl VlanSet {
         !self.untagged && self.ranges.is_empty()
     }
 
+    /// Whether `vlan` (as the registry keys it) is in the set.
+    pub fn contains_vlan(&self, vlan: iris_controller::model::Vlan) -> bool {
+        match vlan {
+            iris_controller::model::Vlan::Untagged => self.untagged,
+            iris_controller::model::Vlan::Tagged(v) => self.contains(Some(v)),
+        }
+    }
+
     /// Whether a frame with this VLAN id (`None`: untagged) is in the set.
     pub fn contains(&self, vid: Option<u16>) -> bool {
         match vid {

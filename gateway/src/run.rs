@@ -1,16 +1,20 @@
 //! Starting and stopping the gateway: the API, the senders of the outbox,
 //! the haas side's follower of the controller, and the datapath.
 //!
-//! The datapath (the bridge keeper through OVSDB and, for iaas, the
-//! OpenFlow session to the gateway's own bridge that yields the trunk's
-//! ARP/RARP frames) plugs in at [`start_datapath`]; until it is built in,
-//! that function says so and `run` stops with its message.
+//! The datapath ([`start_datapath`]) is the bridge keeper through OVSDB
+//! and, for iaas, the OpenFlow session to the gateway's own bridge that
+//! installs its table and yields the trunk's ARP/RARP frames.
 
 use crate::api::{router, Shared};
+use crate::bridge::{self, BridgePlan, BridgeStatus, KeeperConfig, WanPort};
 use crate::config::{Config, Kind};
 use crate::control::Control;
 use crate::metrics::Metrics;
+use crate::openflow::{self, OpenFlowConfig, OpenFlowStatus};
+use crate::pipeline::VlanSet;
 use crate::report::{http_client, DeliveryError, PeerClient, RegistryClient};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -45,12 +49,8 @@ pub struct Datapath {
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error(
-        "the datapath (bridge keeper{}) is not built into this iris-gateway; \
-         the control plane alone cannot carry a VI across the WAN",
-        if *.0 == Kind::Iaas { " and OpenFlow session" } else { "" }
-    )]
-    DatapathNotBuiltIn(Kind),
+    #[error("an iaas gateway needs `openflow`, its bridge's management socket (unix:PATH)")]
+    NoOpenFlowSocket,
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
 }
@@ -62,8 +62,185 @@ pub fn start_datapath(
     config: &Arc<Config>,
     shutdown: &CancellationToken,
 ) -> Result<Datapath, RunError> {
-    let _ = shutdown;
-    Err(RunError::DatapathNotBuiltIn(config.kind))
+    let plan = bridge_plan(config);
+    let (plan_tx, plan_rx) = watch::channel(plan);
+    let (bridge_tx, bridge_rx) = watch::channel(BridgeStatus::default());
+    let mut tasks = vec![tokio::spawn(bridge::keep(
+        KeeperConfig::new(config.ovsdb.clone()),
+        plan_rx,
+        bridge_tx,
+        shutdown.clone(),
+    ))];
+    let (status_tx, status_rx) = watch::channel(serde_json::Value::Null);
+    let (frames, openflow) = match config.kind {
+        Kind::Haas => (None, None),
+        Kind::Iaas => {
+            let socket = config
+                .openflow
+                .as_deref()
+                .and_then(|t| t.strip_prefix("unix:"))
+                .ok_or(RunError::NoOpenFlowSocket)?;
+            let vlans: BTreeMap<u32, VlanSet> = config
+                .vis
+                .iter()
+                .map(|v| (v.id.0, v.vlans.clone()))
+                .collect();
+            let (pipe_tx, pipe_rx) = watch::channel(None);
+            tasks.push(tokio::spawn(bridge::feed_pipeline(
+                bridge_rx.clone(),
+                vlans,
+                pipe_tx,
+            )));
+            let (frames_tx, frames_rx) = mpsc::channel(FRAME_QUEUE);
+            let (of_tx, of_rx) = watch::channel(OpenFlowStatus::default());
+            let of = OpenFlowConfig {
+                queue: FRAME_QUEUE,
+                ..OpenFlowConfig::new(socket)
+            };
+            tasks.push(tokio::spawn(openflow::run(
+                of,
+                pipe_rx,
+                frames_tx,
+                of_tx,
+                shutdown.clone(),
+            )));
+            (Some(frames_rx), Some(of_rx))
+        }
+    };
+    tasks.push(tokio::spawn(publish_status(
+        plan_tx,
+        bridge_rx,
+        openflow,
+        status_tx,
+        shutdown.clone(),
+    )));
+    Ok(Datapath {
+        link: DatapathLink {
+            frames,
+            status: Some(status_rx),
+        },
+        tasks,
+    })
+}
+
+/// The name of the WAN port toward `peer` (its index in the configuration)
+/// for VI `vi`: an interface name, so at most 15 bytes (`w16777215-p999`).
+fn wan_port_name(vi: u32, peer: usize) -> String {
+    format!("w{vi}-p{peer}")
+}
+
+/// What the configuration asks of the gateway's bridge: one WAN port per VI
+/// toward that VI's peer, with the VI's key; on an iaas gateway its own
+/// bridge with the trunk.
+pub fn bridge_plan(config: &Config) -> BridgePlan {
+    let mut plan = match (config.kind, &config.trunk) {
+        (Kind::Iaas, Some(trunk)) => BridgePlan::iaas(config.bridge.clone(), trunk.clone()),
+        _ => BridgePlan::haas(config.bridge.clone()),
+    };
+    for v in &config.vis {
+        let Some((index, peer)) = config
+            .peers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.name == v.peer)
+        else {
+            // check-config refuses a VI whose peer is not a [[peer]].
+            continue;
+        };
+        plan.wan_ports.push(WanPort {
+            name: wan_port_name(v.id.0, index),
+            vi: v.id.0,
+            key: v.gre_key,
+            remote_ip: IpAddr::V4(peer.wan_ip),
+            local_ip: Some(IpAddr::V4(config.wan_ip)),
+        });
+    }
+    plan
+}
+
+/// Keeps the datapath's part of `/v1/status` current: the bridge as OVSDB
+/// shows it (WAN ports, BFD, counters) and, on an iaas gateway, the
+/// OpenFlow session. Holds the bridge plan's sender, which the keeper
+/// follows, for as long as the gateway runs.
+async fn publish_status(
+    plan: watch::Sender<BridgePlan>,
+    mut bridge: watch::Receiver<BridgeStatus>,
+    mut openflow: Option<watch::Receiver<OpenFlowStatus>>,
+    status: watch::Sender<serde_json::Value>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let value = {
+            let b = bridge.borrow_and_update();
+            let of = openflow.as_mut().map(|o| o.borrow_and_update().clone());
+            datapath_status(&plan.borrow(), &b, of.as_ref())
+        };
+        status.send_replace(value);
+        let changed = async {
+            match openflow.as_mut() {
+                Some(o) => tokio::select! {
+                    r = bridge.changed() => r.is_ok(),
+                    r = o.changed() => r.is_ok(),
+                },
+                None => bridge.changed().await.is_ok(),
+            }
+        };
+        tokio::select! {
+            alive = changed => if !alive { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The datapath's status as JSON.
+fn datapath_status(
+    plan: &BridgePlan,
+    b: &BridgeStatus,
+    of: Option<&OpenFlowStatus>,
+) -> serde_json::Value {
+    let ports: Vec<serde_json::Value> = b
+        .wan_ports
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "name": p.name,
+                "vi": p.vi,
+                "remote_ip": p.remote_ip,
+                "ofport": p.ofport,
+                "error": p.error,
+                "bfd_state": p.bfd_state,
+                "bfd_forwarding": p.bfd_forwarding,
+                "rx_packets": p.rx_packets,
+                "rx_bytes": p.rx_bytes,
+                "tx_packets": p.tx_packets,
+                "tx_bytes": p.tx_bytes,
+            })
+        })
+        .collect();
+    let mut out = serde_json::json!({
+        "bridge": plan.bridge,
+        "ovsdb_connected": b.ovsdb_connected,
+        "bridge_present": b.bridge_present,
+        "trunk_ofport": b.trunk_ofport,
+        "trunk_error": b.trunk_error,
+        "wan_ports": ports,
+        "problem": b.problem,
+    });
+    if let Some(of) = of {
+        out["openflow"] = serde_json::json!({
+            "connected": of.connected,
+            "programmed": of.programmed,
+            "flows": of.flows,
+            "connections": of.connections,
+            "flow_mods_sent": of.flow_mods_sent,
+            "switch_errors": of.switch_errors,
+            "malformed_messages": of.malformed_messages,
+            "packet_ins": of.packet_ins,
+            "packet_ins_dropped": of.packet_ins_dropped,
+            "problem": of.problem,
+        });
+    }
+    out
 }
 
 /// The control plane, running.

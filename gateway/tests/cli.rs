@@ -1,5 +1,5 @@
 //! The `iris-gateway` binary's commands: what `check-config` prints and
-//! exits with, and `run` refusing to start without its datapath.
+//! exits with, and `run` refusing an address it cannot listen on.
 
 #![allow(clippy::unwrap_used)]
 
@@ -60,12 +60,13 @@ fn check_config_names_every_problem_and_exits_1() {
 }
 
 #[test]
-fn run_without_a_datapath_says_so_and_fails() {
-    let f = file(&good());
+fn run_on_an_address_in_use_says_which_and_fails() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let text = good().replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+    assert!(text.contains(&addr));
+    let f = file(&text);
     let (code, _, err) = gateway(&["run", "--config", f.path().to_str().unwrap()]);
-    assert_eq!(code, 1);
-    assert!(
-        err.contains("the datapath (bridge keeper and OpenFlow session) is not built into"),
-        "{err}"
-    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
