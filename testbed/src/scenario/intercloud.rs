@@ -388,8 +388,12 @@ pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
     let (hvm, ivm) = (world.haas_vms[0], world.iaas_vms[0]);
     let hvm_ip = h.tb.vm(hvm).vlans()[0].ip.addr();
     let ivm_ip = h.tb.vm(ivm).ip().addr();
-    h.tb.vm(ivm).wait_reachable(hvm_ip, CONVERGE)?;
+    // A seeded guest is placed by its first frame, as a booting guest's
+    // DHCP or ARP would place it; until then the HaaS switches drop
+    // unicast that comes for it by tunnel (nothing floods unknown unicast
+    // inside the HaaS DC).
     h.tb.vm(hvm).wait_reachable(ivm_ip, CONVERGE)?;
+    h.tb.vm(ivm).wait_reachable(hvm_ip, CONVERGE)?;
 
     let mut rtt = Vec::new();
     for d in DELAYS_MS {
