@@ -58,6 +58,13 @@ const FRAME_ROOM: usize = 16 * 1024;
 /// flooded at 0 ms delay must not starve the rest of the machine.
 const NICE: &str = "-10";
 
+/// Gives threads `tids` the relay's [`NICE`] value.
+pub(crate) fn raise_priority(tids: &[nix::unistd::Pid]) -> Result<()> {
+    let mut renice = crate::command::program("renice", &["-n", NICE, "-p"]);
+    renice.args(tids.iter().map(ToString::to_string));
+    crate::command::run(&mut renice).map(drop)
+}
+
 /// What one direction did with the frames it read.
 #[derive(Debug, Default)]
 pub struct DirectionCounters {
@@ -154,10 +161,8 @@ impl Relay {
             &tid_tx,
         )?;
         drop(tid_tx);
-        let tids: Vec<String> = tid_rx.iter().map(|tid| tid.to_string()).collect();
-        let mut renice = crate::command::program("renice", &["-n", NICE, "-p"]);
-        renice.args(&tids);
-        crate::command::run(&mut renice)?;
+        let tids: Vec<nix::unistd::Pid> = tid_rx.iter().collect();
+        raise_priority(&tids)?;
         Ok(relay)
     }
 
