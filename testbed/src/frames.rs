@@ -317,38 +317,6 @@ pub(crate) fn enter(path: &std::path::Path) -> Result<()> {
 pub(crate) fn open(
     interface: &str,
 ) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
-    open_with(interface, None)
-}
-
-/// [`open`] with socket buffers of `bytes` each way (capped by the host's
-/// `net.core.rmem_max`/`wmem_max`): a relay forwarding a TCP flow at
-/// gigabits loses frames in the default 208 KiB, some 13 jumbo frames,
-/// whenever its reader is descheduled for a moment.
-pub(crate) fn open_buffered(
-    interface: &str,
-    bytes: usize,
-) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
-    use std::os::fd::IntoRawFd;
-    // ETH_P_ALL in network byte order, as packet(7) wants it.
-    let all = i32::from(0x0003u16.to_be());
-    let socket = socket2::Socket::new(
-        socket2::Domain::PACKET,
-        socket2::Type::RAW,
-        Some(socket2::Protocol::from(all)),
-    )
-    .map_err(|e| Error::io(format!("opening a packet socket for {interface}"), e))?;
-    socket
-        .set_recv_buffer_size(bytes)
-        .and_then(|()| socket.set_send_buffer_size(bytes))
-        .map_err(|e| Error::io(format!("sizing the packet socket of {interface}"), e))?;
-    // pnet binds the socket to the interface and closes it when dropped.
-    open_with(interface, Some(socket.into_raw_fd()))
-}
-
-fn open_with(
-    interface: &str,
-    socket_fd: Option<i32>,
-) -> Result<(Box<dyn DataLinkSender>, Box<dyn DataLinkReceiver>)> {
     let found = pnet_datalink::interfaces()
         .into_iter()
         .find(|i| i.name == interface)
@@ -360,7 +328,6 @@ fn open_with(
         // A veth hands every frame to its peer; the interface needs no
         // promiscuous mode for a packet socket to see them all.
         promiscuous: false,
-        socket_fd,
         ..pnet_datalink::Config::default()
     };
     match pnet_datalink::channel(&found, config) {

@@ -58,6 +58,9 @@ pub struct GoodputRound {
     pub retransmits: Option<u64>,
 }
 
+/// A relay's counters: A→B, B→A.
+pub type RelayFrames = (DirectionStats, DirectionStats);
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub backend: Backend,
@@ -65,8 +68,8 @@ pub struct Report {
     pub goodput: Vec<GoodputRound>,
     /// Mean relay goodput over mean bridge goodput.
     pub goodput_ratio: Option<f64>,
-    /// The relay's counters over the goodput rounds (A→B, B→A).
-    pub relay_frames: Option<(DirectionStats, DirectionStats)>,
+    /// The relay's counters over its last goodput round.
+    pub relay_frames: Option<RelayFrames>,
     /// /proc/loadavg before and after: the machine may be shared.
     pub load_before: String,
     pub load_after: String,
@@ -119,39 +122,28 @@ pub fn measure(o: &Options, config: crate::Config) -> Result<Report, ScenarioErr
         rtt.push(row);
     }
 
-    let mut goodput = Vec::new();
-    let mut relay_frames = None;
-    if o.seconds > 0 {
+    let (goodput, relay_frames) = if o.seconds > 0 {
         tb.wan_mut(id).set_impairment(Impairment::default())?;
-        let server = tb.wan(id).site(1).netns.command("iperf3");
-        let mut server_cmd = server;
-        server_cmd.args(["-s", "-p", IPERF_PORT, "-B", &dst.to_string()]);
-        let _server = Process::spawn("iperf3 -s", server_cmd, None)?;
-        wait_listening(&tb.wan(id).site(1).netns)?;
-        for _ in 0..o.rounds {
-            for backend in [Backend::Relay, Backend::Bridge] {
-                tb.wan_mut(id).set_backend(backend)?;
-                let report = run_iperf(&tb.wan(id).site(0).netns, o.seconds, 1, dst)?;
-                if let Some(stats) = tb.wan(id).relay_stats() {
-                    relay_frames = Some(stats);
-                }
-                let (gbps, retransmits) = match &report {
-                    Goodput::Measured(t) => (t.received_gbps, t.retransmits),
-                    Goodput::Failed { error } => {
-                        return Err(ScenarioError::Failed(format!(
-                            "iperf3 through the {backend:?} backend failed: {error}"
-                        )))
-                    }
-                };
-                eprintln!("bench wan: goodput through {backend:?}: {gbps:.3} Gb/s");
-                goodput.push(GoodputRound {
-                    backend,
-                    gbps,
-                    retransmits,
-                });
-            }
-        }
-    }
+        // The relay's threads run at a raised priority; iperf3 runs at the
+        // same one, inherited from the thread that starts it, so that on a
+        // shared machine the bridge's forwarding (a softirq on the iperf3
+        // sender's core) competes for the CPU as the relay's does.
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    super::relay::raise_priority(&[nix::unistd::gettid()])?;
+                    goodput_rounds(&mut tb, id, dst, o)
+                })
+                .join()
+                .unwrap_or_else(|_| {
+                    Err(ScenarioError::Failed(
+                        "the goodput rounds' thread panicked".into(),
+                    ))
+                })
+        })?
+    } else {
+        (Vec::new(), None)
+    };
     let mean = |want: Backend| {
         let v: Vec<f64> = goodput
             .iter()
@@ -174,6 +166,47 @@ pub fn measure(o: &Options, config: crate::Config) -> Result<Report, ScenarioErr
         load_before,
         load_after: loadavg(),
     })
+}
+
+/// iperf3 from site A to site B of WAN `id` at 0 ms, alternately through
+/// the relay and through a bridge on the same cables; with the relay's
+/// counters over its last round.
+fn goodput_rounds(
+    tb: &mut Testbed,
+    id: crate::WanId,
+    dst: Ipv4Addr,
+    o: &Options,
+) -> Result<(Vec<GoodputRound>, Option<RelayFrames>), ScenarioError> {
+    let mut goodput = Vec::new();
+    let mut relay_frames = None;
+    let mut server_cmd = tb.wan(id).site(1).netns.command("iperf3");
+    server_cmd.args(["-s", "-p", IPERF_PORT, "-B", &dst.to_string()]);
+    let _server = Process::spawn("iperf3 -s", server_cmd, None)?;
+    wait_listening(&tb.wan(id).site(1).netns)?;
+    for _ in 0..o.rounds {
+        for backend in [Backend::Relay, Backend::Bridge] {
+            tb.wan_mut(id).set_backend(backend)?;
+            let report = run_iperf(&tb.wan(id).site(0).netns, o.seconds, 1, dst)?;
+            if let Some(stats) = tb.wan(id).relay_stats() {
+                relay_frames = Some(stats);
+            }
+            let (gbps, retransmits) = match &report {
+                Goodput::Measured(t) => (t.received_gbps, t.retransmits),
+                Goodput::Failed { error } => {
+                    return Err(ScenarioError::Failed(format!(
+                        "iperf3 through the {backend:?} backend failed: {error}"
+                    )))
+                }
+            };
+            eprintln!("bench wan: goodput through {backend:?}: {gbps:.3} Gb/s");
+            goodput.push(GoodputRound {
+                backend,
+                gbps,
+                retransmits,
+            });
+        }
+    }
+    Ok((goodput, relay_frames))
 }
 
 /// Pings site B from site A through WAN `id` and judges the median RTT
