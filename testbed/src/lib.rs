@@ -39,6 +39,7 @@ pub mod dataplane;
 mod error;
 pub mod flow_dump;
 pub mod frames;
+pub mod guest;
 pub mod host;
 pub mod interop;
 mod link;
