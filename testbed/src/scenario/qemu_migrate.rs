@@ -36,7 +36,7 @@ use super::ScenarioError;
 use crate::controller::{SeedRow, ViEntry};
 use crate::frames::Capture;
 use crate::guest::{Accel, Guest, GuestImage, GuestSpec, MigrationStatus, MIGRATION_PORT};
-use crate::{MacAddr, PingPlan, PmId, VmId};
+use crate::{MacAddr, PingPlan, PmId, VmId, WallClock};
 
 const VI: u32 = 1;
 const GRE_KEY: u32 = 1001;
@@ -101,6 +101,14 @@ pub struct Migration {
     pub rarp_to_last_barrier_ms: f64,
     /// RARPs from the guest's MAC seen on the destination tap.
     pub rarps_on_destination_tap: usize,
+    /// Where the gap went: from the last reply before it to QEMU's first
+    /// RARP on the destination tap (the guest paused, its state loaded on
+    /// pm2, the guest resumed), then from that RARP to the first reply
+    /// after it (Iris's move and the wait for `ping`'s next request).
+    pub last_reply_to_first_rarp_ms: Option<f64>,
+    pub first_rarp_to_first_reply_ms: Option<f64>,
+    /// Pings sent after the first RARP and lost.
+    pub lost_after_first_rarp: Vec<u32>,
     /// PacketIns by reason during the migration.
     pub packet_ins: BTreeMap<String, f64>,
     /// The longest gap between replies minus QEMU's downtime.
@@ -165,6 +173,11 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         failed_migration,
         migration,
     })
+}
+
+/// Whether `frame` is a RARP (ethertype 0x8035) sent by `mac`.
+fn is_rarp_from(frame: &[u8], mac: MacAddr) -> bool {
+    frame.len() >= 14 && frame[12..14] == [0x80, 0x35] && frame[6..12] == mac.0
 }
 
 /// Waits until the registry places `mac` on `tap` of `pm`; that port.
@@ -288,6 +301,7 @@ fn migrate(
         "pinging {ip} every 10 ms; migrating it from {from_pm} to {to_pm} over {at}"
     ));
     let events = h.controller()?.events()?;
+    let clock = WallClock::now();
     let before = h.controller()?.metrics()?;
     let capture = Capture::start(h.tb.pm(pms[1]).netns(), dest.tap())?;
     let run = h.ping_run(
@@ -317,8 +331,7 @@ fn migrate(
 
     let rarps = frames
         .iter()
-        .filter(|f| f.data.len() >= 14 && f.data[12..14] == [0x80, 0x35])
-        .filter(|f| f.data[6..12] == spec.mac.0)
+        .filter(|f| is_rarp_from(&f.data, spec.mac))
         .count();
     let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
     let mac = spec.mac.to_string();
@@ -355,12 +368,25 @@ fn migrate(
     h.wait_reachable(pinger, ip)?;
 
     let gap = trace.longest_gap();
+    let first_rarp = frames
+        .iter()
+        .find(|f| is_rarp_from(&f.data, spec.mac))
+        .map(|f| clock.epoch(f.at));
+    let gap_start = trace
+        .longest_gap_between()
+        .and_then(|(a, _)| trace.replies.iter().find(|r| r.seq == a))
+        .map(|r| r.at);
     Ok(Migration {
         from_pm,
         to_pm: format!("{to_pm} (port {dest_port})"),
         destination_resumed_ms: ms(resumed),
         rarp_to_last_barrier_ms: round3(latency),
         rarps_on_destination_tap: rarps,
+        last_reply_to_first_rarp_ms: first_rarp
+            .zip(gap_start)
+            .map(|(rarp, last)| round3((rarp - last) * 1e3)),
+        first_rarp_to_first_reply_ms: first_rarp.and_then(|t| trace.first_reply_after(t)).map(ms),
+        lost_after_first_rarp: first_rarp.map(|t| trace.lost_since(t)).unwrap_or_default(),
         packet_ins,
         gap_beyond_downtime_ms: gap.zip(qemu.downtime_ms).map(|(g, d)| round3(ms(g) - d)),
         gap_between: trace.longest_gap_between(),
