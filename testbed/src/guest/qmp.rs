@@ -102,6 +102,16 @@ impl Qmp {
             .collect()
     }
 
+    /// When QEMU emitted the last event named `name`, in seconds since the
+    /// Unix epoch (its `timestamp`, QEMU's wall clock: the testbed's, and
+    /// `ping -D`'s).
+    pub fn last_event_time(&self, name: &str) -> Option<f64> {
+        self.events_named(name).last().and_then(|(_, e)| {
+            let t = &e["timestamp"];
+            Some(t["seconds"].as_f64()? + t["microseconds"].as_f64()? / 1e6)
+        })
+    }
+
     fn read(&mut self) -> Result<Value> {
         let mut line = String::new();
         let n = self
@@ -166,7 +176,8 @@ mod tests {
                 ("qmp_capabilities", "{\"return\": {}}\n"),
                 (
                     "query-status",
-                    "{\"event\": \"RESUME\", \"data\": {}}\n{\"return\": {\"status\": \"running\"}}\n",
+                    "{\"timestamp\": {\"seconds\": 1765000000, \"microseconds\": 250000}, \
+                     \"event\": \"RESUME\"}\n{\"return\": {\"status\": \"running\"}}\n",
                 ),
                 (
                     "migrate",
@@ -178,6 +189,8 @@ mod tests {
         let status = qmp.execute("query-status", None).unwrap();
         assert_eq!(status["status"], "running");
         assert_eq!(qmp.events_named("RESUME").len(), 1);
+        assert_eq!(qmp.last_event_time("RESUME"), Some(1_765_000_000.25));
+        assert_eq!(qmp.last_event_time("STOP"), None);
         let err = qmp
             .execute("migrate", Some(json!({"uri": "tcp:192.0.2.1:1"})))
             .unwrap_err()

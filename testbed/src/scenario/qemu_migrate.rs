@@ -94,8 +94,13 @@ pub struct Migration {
     pub from_pm: String,
     pub to_pm: String,
     pub qemu: MigrationStatus,
-    /// From `completed` to the destination reporting `running`.
-    pub destination_resumed_ms: f64,
+    /// How long the guest really stood still: from the source's `STOP`
+    /// event to the destination's `RESUME`, by QEMU's own timestamps.
+    /// QEMU's `downtime` ends when the source has sent the last byte; the
+    /// destination still loads the device state and resumes after it.
+    pub guest_paused_ms: Option<f64>,
+    /// From the destination's `RESUME` to QEMU's first RARP on its tap.
+    pub resume_to_first_rarp_ms: Option<f64>,
     /// The `move` event's `latency_ms`: the RARP's PacketIn to the last
     /// barrier reply of the reprogramming.
     pub rarp_to_last_barrier_ms: f64,
@@ -113,6 +118,8 @@ pub struct Migration {
     pub packet_ins: BTreeMap<String, f64>,
     /// The longest gap between replies minus QEMU's downtime.
     pub gap_beyond_downtime_ms: Option<f64>,
+    /// The longest gap between replies minus the guest's real pause.
+    pub gap_beyond_pause_ms: Option<f64>,
     /// The replies (by sequence number) around the longest gap.
     pub gap_between: Option<(u32, u32)>,
     /// How far apart `ping` really sent: median and longest step.
@@ -313,6 +320,8 @@ fn migrate(
     source.migrate(at)?;
     let qemu = source.wait_migration(MIGRATION)?;
     let resumed = dest.wait_running(CONVERGE);
+    let paused_at = source.qmp().last_event_time("STOP");
+    let resumed_at = dest.qmp().last_event_time("RESUME");
     let source_state = source.run_state()?;
     source.remove(&h.tb)?;
     std::thread::sleep(AFTER);
@@ -323,7 +332,7 @@ fn migrate(
     check(qemu.status == "completed", || {
         format!("the migration ended {qemu:?}")
     })?;
-    let resumed = resumed?;
+    resumed?;
     h.note(format!(
         "migrated in {:?} ms, downtime {:?} ms; source now {source_state}",
         qemu.total_time_ms, qemu.downtime_ms
@@ -379,7 +388,12 @@ fn migrate(
     Ok(Migration {
         from_pm,
         to_pm: format!("{to_pm} (port {dest_port})"),
-        destination_resumed_ms: ms(resumed),
+        guest_paused_ms: paused_at
+            .zip(resumed_at)
+            .map(|(p, r)| round3((r - p) * 1e3)),
+        resume_to_first_rarp_ms: resumed_at
+            .zip(first_rarp)
+            .map(|(r, f)| round3((f - r) * 1e3)),
         rarp_to_last_barrier_ms: round3(latency),
         rarps_on_destination_tap: rarps,
         last_reply_to_first_rarp_ms: first_rarp
@@ -389,6 +403,9 @@ fn migrate(
         lost_after_first_rarp: first_rarp.map(|t| trace.lost_since(t)).unwrap_or_default(),
         packet_ins,
         gap_beyond_downtime_ms: gap.zip(qemu.downtime_ms).map(|(g, d)| round3(ms(g) - d)),
+        gap_beyond_pause_ms: gap
+            .zip(paused_at.zip(resumed_at))
+            .map(|(g, (p, r))| round3(ms(g) - (r - p) * 1e3)),
         gap_between: trace.longest_gap_between(),
         ping_pace_ms: trace
             .pace()
