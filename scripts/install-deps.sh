@@ -20,9 +20,10 @@ declare -A NEED=(
   [ping]=iputils-ping
   [ps]=procps
   [killall]=psmisc
-  # Real guests (testbed/src/guest): QEMU/KVM and the initramfs packer.
+  # Real guests (testbed/src/guest): QEMU, and xz to unpack the guest's
+  # kernel (the testbed writes the initramfs's cpio itself).
   [qemu-system-x86_64]=qemu-system-x86
-  [cpio]=cpio
+  [xz]=xz-utils
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its

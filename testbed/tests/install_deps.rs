@@ -27,7 +27,7 @@ const PRESENT: &[&str] = &[
     "ps",
     "killall",
     "qemu-system-x86_64",
-    "cpio",
+    "xz",
 ];
 
 /// A scratch directory with a `bin/` of stand-ins; removed when dropped.

@@ -38,6 +38,8 @@ pub use qmp::Qmp;
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
+/// A minimal firmware that boots `-kernel` directly.
+const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 /// How long QEMU may take to open its QMP socket.
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -240,6 +242,11 @@ impl Guest {
         let qmp_arg = format!("unix:{},server=on,wait=off", qmp_path.display());
         let mut command = pm.netns().command(QEMU);
         command.args(["-name", &spec.name]);
+        // qboot (qemu-system-data) goes straight to the kernel, where
+        // SeaBIOS takes a second or more under TCG.
+        if Path::new(QBOOT).is_file() {
+            command.args(["-bios", QBOOT]);
+        }
         command.args(spec.accel.machine());
         command.args(["-m", &memory, "-smp", "1"]);
         command.args([
