@@ -94,3 +94,20 @@ fn a_guest_boots_survives_a_failed_migration_and_migrates() {
         .unwrap();
     assert!(report.all_replied(), "after the migration: {report:?}");
 }
+
+#[test]
+fn a_guest_whose_qemu_cannot_start_says_why_and_leaves_no_tap() {
+    let mut image = GuestImage::ensure().unwrap();
+    image.kernel = "/nonexistent/vmlinux".into();
+    let t = two_pms("guest-bad-start", FailMode::Standalone);
+    let spec = GuestSpec::new("g6", VI, MacAddr::local(6), vm_ip(6), Accel::Tcg);
+    let err = Guest::boot(&t.tb, t.pm1, &spec, &image)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/vmlinux"), "{err}");
+    let pm = t.tb.pm(t.pm1);
+    let ports = pm.vsctl(&["list-ports", "br-int"]).unwrap();
+    assert!(!ports.contains("g6"), "left on br-int: {ports}");
+    let links = pm.exec(&["ip", "-o", "link"]).unwrap();
+    assert!(!links.contains("g6t"), "left in the PM: {links}");
+}

@@ -227,7 +227,7 @@ impl Guest {
             &format!("external_ids:vm-id={}", spec.name),
         ]);
         if let Err(e) = plug {
-            let _ = pm.netns().ip(&["link", "del", "dev", &tap]);
+            let _ = unplug_tap(pm, &tap);
             return Err(e);
         }
 
@@ -264,14 +264,21 @@ impl Guest {
             command.args(["-incoming", &format!("tcp:{at}")]);
         }
         let started = Instant::now();
-        let mut process = Process::spawn(format!("qemu {tap}"), command, Some(&log))?;
-        let qmp = match Qmp::connect(&qmp_path, QMP_TIMEOUT) {
-            Ok(q) => q,
-            Err(e) => {
-                process.ensure_running()?;
-                return Err(e);
+        let running =
+            Process::spawn(format!("qemu {tap}"), command, Some(&log)).and_then(|mut p| {
+                match Qmp::connect(&qmp_path, QMP_TIMEOUT) {
+                    Ok(q) => Ok((p, q)),
+                    // A QEMU that exited says why in its output.
+                    Err(e) => Err(p.ensure_running().err().unwrap_or(e)),
+                }
+            });
+        // A guest that did not start leaves no tap behind (its QEMU is
+        // stopped as the process is dropped).
+        let (process, qmp) = running.inspect_err(|_| {
+            if let Err(e) = unplug_tap(pm, &tap) {
+                eprintln!("iris-testbed: {e}");
             }
-        };
+        })?;
         Ok(Self {
             name: spec.name.clone(),
             pm: pm_id,
@@ -428,9 +435,7 @@ impl Guest {
         if !self.plugged {
             return Ok(());
         }
-        let pm = tb.pm(self.pm);
-        pm.vsctl(&["--if-exists", "del-port", INTEGRATION_BRIDGE, &self.tap])?;
-        pm.netns().ip(&["link", "del", "dev", &self.tap])?;
+        unplug_tap(tb.pm(self.pm), &self.tap)?;
         self.plugged = false;
         Ok(())
     }
@@ -439,6 +444,12 @@ impl Guest {
     pub fn serial_log(&self) -> &Path {
         &self.serial
     }
+}
+
+/// Removes `tap` from `pm`'s `br-int` and deletes it.
+fn unplug_tap(pm: &crate::Pm, tap: &str) -> Result<()> {
+    pm.vsctl(&["--if-exists", "del-port", INTEGRATION_BRIDGE, tap])?;
+    crate::link::delete_link(&Iface::new(tap, pm.netns().place()))
 }
 
 /// The port a destination QEMU listens on: any would do, since it listens
