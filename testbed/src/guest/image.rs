@@ -52,16 +52,18 @@ impl GuestImage {
             Path::new(CACHE_ROOT),
             Path::new("/boot"),
             Path::new("/lib/modules"),
+            Path::new(BUSYBOX),
         )
     }
 
     /// The image cached in `cache`, made of the newest kernel in `boot`
-    /// whose modules are in `modules`.
-    pub fn ensure_in(cache: &Path, boot: &Path, modules: &Path) -> Result<Self> {
+    /// whose modules are in `modules`, and of the static `busybox`.
+    pub fn ensure_in(cache: &Path, boot: &Path, modules: &Path, busybox: &Path) -> Result<Self> {
         let (release, kernel) = newest_kernel(boot, modules)?;
         let module_dir = modules.join(&release);
         let order = load_order(&module_dir, NIC_MODULES)?;
-        let busybox = read(Path::new(BUSYBOX))?;
+        let busybox_path = busybox;
+        let busybox = read(busybox_path)?;
         let kernel_bytes = read(&kernel)?;
         let module_files: Vec<(String, Vec<u8>)> = order
             .iter()
@@ -141,8 +143,9 @@ impl GuestImage {
         write(
             &staging.join("inputs.txt"),
             format!(
-                "{FORMAT}\nkernel {}\nbusybox {BUSYBOX}\nmodules {}\n",
+                "{FORMAT}\nkernel {}\nbusybox {}\nmodules {}\n",
                 kernel.display(),
+                busybox_path.display(),
                 names.join(" ")
             )
             .as_bytes(),
@@ -153,7 +156,24 @@ impl GuestImage {
                 return Err(Error::io_at("moving the built image to", &entry, e));
             }
         }
+        prune(cache, &key);
         Ok(image(true))
+    }
+}
+
+/// Removes the cache entries other than `keep`: a new entry means an input
+/// changed (a kernel or busybox upgrade), and each entry holds a 66 MB
+/// kernel. Entries being built (`.`-prefixed) are left alone.
+fn prune(cache: &Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(cache) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name != keep && !name.starts_with('.') {
+            let _ = fs::remove_dir_all(e.path());
+        }
     }
 }
 
@@ -529,6 +549,54 @@ kernel/drivers/virtio/virtio_ring.ko:
         assert!(decompress(b"no payload")
             .unwrap_err()
             .contains("no xz stream"));
+    }
+
+    /// A `/boot` and `/lib/modules` with one made-up kernel (no PVH, so
+    /// it is taken as it is) and the NIC's modules.
+    fn fake_kernel(root: &Path, module_byte: u8) -> (PathBuf, PathBuf, PathBuf) {
+        let boot = root.join("boot");
+        let modules = root.join("modules");
+        let dir = modules.join("1.0-test");
+        fs::create_dir_all(&boot).unwrap();
+        fs::create_dir_all(dir.join("kernel")).unwrap();
+        fs::write(boot.join("vmlinuz-1.0-test"), b"not really a kernel").unwrap();
+        fs::write(boot.join("config-1.0-test"), "CONFIG_PVH=n\n").unwrap();
+        fs::write(
+            dir.join("modules.dep"),
+            "kernel/virtio_pci.ko: kernel/virtio.ko\nkernel/virtio.ko:\n\
+             kernel/virtio_net.ko: kernel/virtio.ko\n",
+        )
+        .unwrap();
+        for m in ["virtio_pci", "virtio", "virtio_net"] {
+            fs::write(dir.join(format!("kernel/{m}.ko")), [module_byte; 8]).unwrap();
+        }
+        let busybox = root.join("busybox");
+        fs::write(&busybox, b"not really busybox").unwrap();
+        (boot, modules, busybox)
+    }
+
+    #[test]
+    fn an_image_is_cached_and_rebuilt_when_an_input_changes() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = root.path().join("cache");
+        let (boot, modules, busybox) = fake_kernel(root.path(), 1);
+        let first = GuestImage::ensure_in(&cache, &boot, &modules, &busybox).unwrap();
+        assert!(first.built);
+        assert_eq!(first.modules, ["virtio", "virtio_pci", "virtio_net"]);
+        assert_eq!(fs::read(&first.kernel).unwrap(), b"not really a kernel");
+        let cpio = fs::read(&first.initramfs).unwrap();
+        assert!(cpio
+            .windows(26)
+            .any(|w| w == b"lib/modules/virtio_net.ko\0"));
+        let again = GuestImage::ensure_in(&cache, &boot, &modules, &busybox).unwrap();
+        assert!(!again.built);
+        assert_eq!(again.key, first.key);
+
+        fake_kernel(root.path(), 2);
+        let changed = GuestImage::ensure_in(&cache, &boot, &modules, &busybox).unwrap();
+        assert!(changed.built);
+        assert_ne!(changed.key, first.key);
+        assert!(!cache.join(&first.key).exists(), "the old entry is pruned");
     }
 
     #[test]
