@@ -266,10 +266,19 @@ impl Guest {
         let started = Instant::now();
         let running =
             Process::spawn(format!("qemu {tap}"), command, Some(&log)).and_then(|mut p| {
+                // A QEMU that exits (a missing kernel, a busy tap) says why
+                // in its output, before or after it opened its socket.
+                poll_until(&format!("QMP of {tap}"), QMP_TIMEOUT, || {
+                    p.ensure_running()?;
+                    Ok(if qmp_path.exists() {
+                        Probe::Ready(())
+                    } else {
+                        Probe::NotYet(format!("no {}", qmp_path.display()))
+                    })
+                })?;
                 match Qmp::connect(&qmp_path, QMP_TIMEOUT) {
                     Ok(q) => Ok((p, q)),
-                    // A QEMU that exited says why in its output.
-                    Err(e) => Err(p.ensure_running().err().unwrap_or(e)),
+                    Err(e) => Err(exit_of(&mut p).unwrap_or(e)),
                 }
             });
         // A guest that did not start leaves no tap behind (its QEMU is
@@ -443,6 +452,18 @@ impl Guest {
     /// The guest's serial console, as QEMU writes it.
     pub fn serial_log(&self) -> &Path {
         &self.serial
+    }
+}
+
+/// How `process` exited, if it does within a second.
+fn exit_of(process: &mut Process) -> Option<Error> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        match process.ensure_running() {
+            Err(e) => return Some(e),
+            Ok(()) if Instant::now() >= deadline => return None,
+            Ok(()) => std::thread::sleep(Duration::from_millis(10)),
+        }
     }
 }
 
