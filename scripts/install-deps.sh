@@ -20,12 +20,24 @@ declare -A NEED=(
   [ping]=iputils-ping
   [ps]=procps
   [killall]=psmisc
+  # Real guests (testbed/src/guest): QEMU, and xz to unpack the guest's
+  # kernel (the testbed writes the initramfs's cpio itself).
+  [qemu-system-x86_64]=qemu-system-x86
+  [xz]=xz-utils
 )
+
+# Packages wanted for files rather than commands: the guests' kernel and its
+# modules, and a busybox that runs without a libc in the initramfs.
+FILES_FROM=(linux-image-amd64 busybox-static)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
   # shellcheck disable=SC2206 # package names split on spaces, nothing else
   command -v "$cmd" >/dev/null 2>&1 || missing+=(${NEED[$cmd]})
+done
+for pkg in "${FILES_FROM[@]}"; do
+  [[ $(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null) == "install ok installed" ]] ||
+    missing+=("$pkg")
 done
 
 if ((${#missing[@]})); then

@@ -40,6 +40,7 @@ mod error;
 pub mod flow_dump;
 pub mod frames;
 pub mod gateway_node;
+pub mod guest;
 pub mod host;
 pub mod iaas;
 pub mod interop;

@@ -52,7 +52,8 @@ enum Command {
     /// iris-controller process; print a JSON summary with its measurements
     /// on stdout, progress on stderr; exit non-zero if it fails.
     Scenario {
-        /// mesh, isolation, vlan, migrate, controller-restart, host-churn, or all.
+        /// mesh, isolation, vlan, migrate, controller-restart, host-churn,
+        /// qemu-migrate, or all.
         name: String,
         /// The iris-controller binary; by default the one beside this program.
         #[arg(long)]

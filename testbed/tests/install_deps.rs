@@ -26,6 +26,8 @@ const PRESENT: &[&str] = &[
     "ping",
     "ps",
     "killall",
+    "qemu-system-x86_64",
+    "xz",
 ];
 
 /// A scratch directory with a `bin/` of stand-ins; removed when dropped.
@@ -54,6 +56,9 @@ impl Machine {
             m.stand_in(cmd, "exit 0");
         }
         m.stand_in("id", "echo 0");
+        // Every package asked about by name (the guests' kernel and
+        // busybox-static) is installed.
+        m.stand_in("dpkg-query", "printf 'install ok installed'");
         let log = m.root.join("apt.log");
         m.stand_in("apt-get", &format!("echo \"$*\" >> {}", log.display()));
         if let Some(version) = rustc {
@@ -154,4 +159,21 @@ fn a_machine_with_everything_is_left_alone() {
     assert!(ok, "{stderr}");
     assert_eq!(apt, "", "nothing to install");
     assert_eq!(stderr, "");
+}
+
+#[test]
+fn the_guests_kernel_and_busybox_are_installed_when_missing() {
+    let m = Machine::new("no-guest", Some(&rust_version()), true);
+    // dpkg-query -W -f=... PACKAGE: only busybox-static is installed.
+    m.stand_in(
+        "dpkg-query",
+        "[[ ${!#} == busybox-static ]] && printf 'install ok installed' || exit 1",
+    );
+    let (ok, stderr, apt) = m.install_deps();
+    assert!(ok, "{stderr}");
+    assert!(
+        apt.contains("linux-image-amd64"),
+        "apt-get was asked: {apt}"
+    );
+    assert!(!apt.contains("busybox-static"), "apt-get was asked: {apt}");
 }

@@ -16,6 +16,7 @@ pub mod intercloud;
 pub mod isolation;
 pub mod mesh;
 pub mod migrate;
+pub mod qemu_migrate;
 mod vlan;
 
 use std::path::PathBuf;
@@ -82,6 +83,13 @@ pub const ALL: &[Scenario] = &[
         proves: "a PM joins and another leaves a running mesh: tunnels follow on every PM and \
                  traffic between untouched VMs loses nothing",
         body: host_churn::run,
+    },
+    Scenario {
+        name: "qemu-migrate",
+        proves: "a real QEMU guest live-migrated between two PMs by QEMU itself is followed \
+                 on QEMU's own RARP; a migration whose destination dies leaves it on the \
+                 source; downtime and ping gap measured",
+        body: qemu_migrate::run,
     },
 ];
 
