@@ -356,6 +356,18 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, Deliver
     })
 }
 
+/// The client for the controller's event stream (and the registry reads
+/// that go with it): a stream has no end to time out at, so it is bounded
+/// per read instead; the controller sends a keep-alive every 15 s, so three
+/// missed ones mean the controller is gone.
+pub fn stream_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .read_timeout(Duration::from_secs(45))
+        .build()
+        .unwrap_or_default()
+}
+
 /// An HTTP client with the gateway's timeouts: a peer or controller that
 /// does not answer is a failure to retry, not a hang.
 pub fn http_client() -> reqwest::Client {

@@ -317,7 +317,7 @@ pub async fn start(
             )));
             tasks.push(tokio::spawn(crate::follower::follow(
                 shared.clone(),
-                http,
+                crate::report::stream_client(),
                 base,
                 shutdown.clone(),
             )));
