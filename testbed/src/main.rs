@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use iris_testbed::bench::{self, Mode, Target, Workload};
-use iris_testbed::dataplane::{arp, goodput};
+use iris_testbed::dataplane::{arp, goodput, intercloud};
 use iris_testbed::scenario::{self, Harness, ScenarioError};
 use iris_testbed::{cleanup_prefix, cleanup_stale, host, wan, Config, Prefix, DEFAULT_STATE_ROOT};
 
@@ -85,6 +85,10 @@ enum BenchCommand {
     /// the same VMs on one Iris bridge and on a plain NORMAL bridge, in one
     /// run on the emulated testbed with the real iris-controller.
     Goodput(GoodputArgs),
+    /// TCP goodput (iperf3) from an IaaS guest to a HaaS guest through both
+    /// iris-gateways and the WAN relay at 0 ms, against the same path with
+    /// plain L2 switching (NORMAL) in place of Iris's flows, alternating.
+    Intercloud(IntercloudArgs),
     /// Time to answer an ARP request in Iris's datapath responder against a
     /// plain NORMAL bridge where the target VM answers, with the
     /// controller's PacketIn counter read around the run.
@@ -98,6 +102,21 @@ enum BenchCommand {
     /// TCP goodput through the relay at 0 ms against a kernel bridge on the
     /// same cables, alternating. Exit 1 when a bound is missed.
     Wan(WanArgs),
+}
+
+#[derive(Debug, Args)]
+struct IntercloudArgs {
+    /// Seconds per iperf3 test.
+    #[arg(long, default_value_t = 10)]
+    seconds: u32,
+    /// Seconds of each test left out at its start (slow start).
+    #[arg(long, default_value_t = 1)]
+    omit: u32,
+    /// Iris tests, each followed by a plain one.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    #[command(flatten)]
+    common: DataplaneArgs,
 }
 
 #[derive(Debug, Args)]
@@ -489,6 +508,16 @@ fn main() -> ExitCode {
                 tso: a.tso,
             };
             bench_dataplane("goodput", a.common, config, |h| goodput::measure(h, o))
+        }
+        Command::Bench(BenchCommand::Intercloud(a)) => {
+            let o = intercloud::Options {
+                seconds: a.seconds,
+                omit: a.omit,
+                rounds: a.rounds,
+            };
+            bench_dataplane("intercloud", a.common, config, |h| {
+                intercloud::measure(h, o)
+            })
         }
         Command::Bench(BenchCommand::Arp(a)) => {
             let o = arp::Options {

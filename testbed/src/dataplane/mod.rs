@@ -16,6 +16,7 @@
 
 pub mod arp;
 pub mod goodput;
+pub mod intercloud;
 pub mod iperf;
 
 use std::collections::BTreeMap;

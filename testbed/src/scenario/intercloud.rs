@@ -353,6 +353,29 @@ pub fn rtt_at(
     })
 }
 
+/// A 1500-byte IPv4 packet with DF set (`ping -M do -s 1472`) goes from
+/// `from` to `to` and back whole: the WAN carries a full guest frame with
+/// its tag inside GRE, nothing is fragmented.
+pub fn full_sized_frames_cross(h: &Harness, from: VmId, to: Ipv4Addr) -> Result<(), ScenarioError> {
+    let ping = h.tb.vm(from).netns().run(&[
+        "ping",
+        "-M",
+        "do",
+        "-s",
+        "1472",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        &to.to_string(),
+    ]);
+    check(ping.is_ok(), || {
+        format!("a 1500-byte packet with DF set did not cross the WAN to {to}: {ping:?}")
+    })
+}
+
 /// What `intercloud` measured.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -413,6 +436,8 @@ pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
     }
     h.tb.wan_mut(world.wan)
         .set_impairment(Impairment::default())?;
+    h.tb.vm(ivm).wait_reachable(hvm_ip, CONVERGE)?;
+    full_sized_frames_cross(h, ivm, hvm_ip)?;
 
     // The registry has the IaaS guest behind the HaaS gateway.
     let c = h.controller()?;
