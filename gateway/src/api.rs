@@ -168,6 +168,9 @@ async fn status(State(s): State<Arc<Shared>>) -> Json<StatusBody> {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    if let Some(d) = &s.datapath {
+        s.metrics.set_wan_ports(&d.borrow());
+    }
     (
         [(
             header::CONTENT_TYPE,

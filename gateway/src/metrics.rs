@@ -15,9 +15,25 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Labels of the WAN port metrics.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WanLabel {
+    pub port: String,
+    pub vi: u32,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
+    /// Per WAN port (one per VI and peer): 1 while BFD says the tunnel
+    /// forwards, else 0.
+    pub wan_up: Family<WanLabel, Gauge>,
+    /// Per WAN port, Open vSwitch's Interface statistics as last read
+    /// (they only grow, but are Open vSwitch's counters, copied).
+    pub wan_rx_packets: Family<WanLabel, Gauge>,
+    pub wan_rx_bytes: Family<WanLabel, Gauge>,
+    pub wan_tx_packets: Family<WanLabel, Gauge>,
+    pub wan_tx_bytes: Family<WanLabel, Gauge>,
     /// Reports (iaas: to the peer; haas: registry writes) waiting to leave.
     pub reports_queued: Gauge,
     /// Reports delivered.
@@ -92,6 +108,19 @@ impl Default for Metrics {
                 "follower_reconnects",
                 "Times the controller's event stream was lost and reopened",
             ),
+            wan_up: registered(
+                reg,
+                "wan_up",
+                "1 while BFD says the WAN port's tunnel forwards, by port and VI",
+            ),
+            wan_rx_packets: registered(
+                reg,
+                "wan_rx_packets",
+                "Packets the WAN port received (Open vSwitch's count)",
+            ),
+            wan_rx_bytes: registered(reg, "wan_rx_bytes", "Bytes the WAN port received"),
+            wan_tx_packets: registered(reg, "wan_tx_packets", "Packets the WAN port sent"),
+            wan_tx_bytes: registered(reg, "wan_tx_bytes", "Bytes the WAN port sent"),
             registry: Registry::default(),
         };
         for reason in crate::snoop::SnoopError::REASONS {
@@ -110,6 +139,38 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Copies the WAN ports' BFD state and counters from the datapath's
+    /// status (`datapath.wan_ports` of `/v1/status`).
+    pub fn set_wan_ports(&self, datapath: &serde_json::Value) {
+        let Some(ports) = datapath["wan_ports"].as_array() else {
+            return;
+        };
+        for p in ports {
+            let (Some(port), Some(vi)) = (p["name"].as_str(), p["vi"].as_u64()) else {
+                continue;
+            };
+            let Ok(vi) = u32::try_from(vi) else {
+                continue;
+            };
+            let l = WanLabel {
+                port: port.to_owned(),
+                vi,
+            };
+            let up = p["bfd_forwarding"].as_bool() == Some(true);
+            self.wan_up.get_or_create(&l).set(i64::from(up));
+            for (family, key) in [
+                (&self.wan_rx_packets, "rx_packets"),
+                (&self.wan_rx_bytes, "rx_bytes"),
+                (&self.wan_tx_packets, "tx_packets"),
+                (&self.wan_tx_bytes, "tx_bytes"),
+            ] {
+                if let Some(v) = p[key].as_u64().and_then(|v| i64::try_from(v).ok()) {
+                    family.get_or_create(&l).set(v);
+                }
+            }
+        }
+    }
+
     /// OpenMetrics text.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -138,5 +199,26 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn the_wan_ports_come_from_the_datapath_status() {
+        let m = Metrics::default();
+        let status = serde_json::json!({"wan_ports": [
+            {"name": "w1-p0", "vi": 1, "bfd_forwarding": true, "rx_packets": 31,
+             "rx_bytes": 2726, "tx_packets": 66, "tx_bytes": 7110},
+            {"name": "w2-p1", "vi": 2, "bfd_forwarding": false, "rx_packets": null},
+        ]});
+        m.set_wan_ports(&status);
+        let text = m.render();
+        for line in [
+            "iris_gateway_wan_up{port=\"w1-p0\",vi=\"1\"} 1",
+            "iris_gateway_wan_up{port=\"w2-p1\",vi=\"2\"} 0",
+            "iris_gateway_wan_rx_bytes{port=\"w1-p0\",vi=\"1\"} 2726",
+            "iris_gateway_wan_tx_packets{port=\"w1-p0\",vi=\"1\"} 66",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        assert!(!text.contains("iris_gateway_wan_rx_packets{port=\"w2-p1\""));
     }
 }

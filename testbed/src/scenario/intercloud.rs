@@ -476,6 +476,14 @@ pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
         .gateways
         .as_ref()
         .ok_or_else(|| ScenarioError::Failed("the gateways did not start".into()))?;
+    // Both ends export the WAN port's BFD state and counters.
+    for api in [gws.haas_api, gws.iaas_api] {
+        let (_, text) = crate::controller::http_get(api, "/metrics")?;
+        let up = format!("iris_gateway_wan_up{{port=\"w{VI}-p0\",vi=\"{VI}\"}} 1");
+        check(text.contains(&up), || {
+            format!("{api}/metrics lacks {up}:\n{text}")
+        })?;
+    }
     Ok(Report {
         setup_s: (setup_s * 10.0).round() / 10.0,
         rtt,
