@@ -773,8 +773,31 @@ impl Control {
             } => {
                 let dpid = features.datapath_id;
                 let host = self.host_by_dpid(dpid).map(|h| h.name.clone());
-                // A switch reconnecting before its old connection timed out:
-                // the new connection wins, the old one is released.
+                // A datapath id is only a claim: anyone who reaches the
+                // listener can send any. A live connection (its session
+                // still answers echoes, or it would have ended) keeps its
+                // dpid; the newcomer is refused. A connection whose task
+                // already ended only waits for its Disconnected here.
+                let holder = self
+                    .switches
+                    .iter()
+                    .find(|(c, s)| **c != conn && s.dpid == Some(dpid) && !s.handle.is_closed());
+                if let Some((held, sw)) = holder {
+                    let (held, held_peer) = (*held, sw.peer.clone());
+                    if let Some(gone) = self.switches.remove(&conn) {
+                        self.metrics.switch_refused("dpid_in_use");
+                        warn!(
+                            %conn,
+                            peer = %gone.peer,
+                            "refused: switch {dpid:016x} is already connected as {held} from \
+                             {held_peer}, which still answers; a connection claiming a dpid \
+                             in use never displaces the live one (a switch that restarted \
+                             is accepted once its old connection has closed or failed its \
+                             echo keepalive)"
+                        );
+                    }
+                    return;
+                }
                 let stale: Vec<ConnId> = self
                     .switches
                     .iter()
@@ -783,7 +806,7 @@ impl Control {
                     .collect();
                 for c in stale {
                     if self.switches.remove(&c).is_some() {
-                        info!(%c, "released the older connection of dpid {dpid:016x}");
+                        info!(%c, "released the closed older connection of dpid {dpid:016x}");
                     }
                 }
                 self.answers_changed();

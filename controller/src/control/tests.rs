@@ -111,18 +111,48 @@ fn a_ready_switch_is_matched_to_its_host_by_datapath_id() {
 }
 
 #[test]
-fn a_reconnecting_switch_replaces_its_old_connection() {
+fn a_second_connection_claiming_a_live_dpid_is_refused_and_the_first_keeps_it() {
     let (mut c, _) = control();
-    let mut old = connect(&mut c, 1);
+    let mut real = connect(&mut c, 1);
     ready(&mut c, 1, 1);
-    let _new = connect(&mut c, 2);
+    let mut impostor = connect(&mut c, 2);
     ready(&mut c, 2, 1);
-    assert_eq!(c.health().switches_ready, 1);
+    // The impostor's handle was dropped: its connection closes.
+    while impostor.try_recv().is_ok() {}
+    assert!(impostor.is_closed());
+    assert!(!real.is_closed(), "the live connection keeps its session");
+    let pm1 = c.host(&HostName("pm1".into())).unwrap();
+    assert_eq!(pm1.openflow_peer.as_deref(), Some("127.0.0.1:1"));
     assert_eq!(c.metrics.switches_connected.get(), 1);
-    // The old connection's handle was dropped: its task sees the queue close
-    // once it has taken what was queued before.
-    while old.try_recv().is_ok() {}
-    assert!(old.is_closed());
+    assert!(c
+        .metrics
+        .render()
+        .contains("iris_switches_refused_total{why=\"dpid_in_use\"} 1"));
+    // The refused connection's late disconnect changes nothing.
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(2),
+        reason: CloseReason::PeerClosed,
+    });
+    assert_eq!(c.metrics.switches_connected.get(), 1);
+    // What is sent for pm1 still goes to the real switch.
+    while real.try_recv().is_ok() {}
+    assert!(!real.is_closed());
+}
+
+#[test]
+fn a_reconnecting_switch_replaces_its_closed_old_connection() {
+    let (mut c, _) = control();
+    let old = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    // The old connection's task ended (the switch restarted) before the
+    // control loop heard of it.
+    drop(old);
+    let new = connect(&mut c, 2);
+    ready(&mut c, 2, 1);
+    assert!(!new.is_closed());
+    let pm1 = c.host(&HostName("pm1".into())).unwrap();
+    assert_eq!(pm1.openflow_peer.as_deref(), Some("127.0.0.1:2"));
+    assert_eq!(c.metrics.switches_connected.get(), 1);
     // Its late disconnect does not count twice.
     c.on_switch_event(SwitchEvent::Disconnected {
         conn: ConnId(1),

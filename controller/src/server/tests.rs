@@ -572,3 +572,124 @@ fn failing_accepts_wait_longer_each_time_up_to_a_second_and_start_over_once_one_
     f.succeeded("test");
     assert_eq!(f.failed("test", &e), Duration::from_millis(50));
 }
+
+/// The attack on an open listener: a peer that answers FEATURES with a
+/// configured host's dpid while that host's switch is connected. It must
+/// not take the session over, nor receive a single FLOW_MOD of the host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_claiming_a_connected_dpid_is_refused_and_gets_none_of_its_flows() {
+    use crate::control::{Control, ManagedHost, TopologyEvent, VmPortSeen};
+    use crate::metrics::Metrics;
+    use crate::model::{Host, HostName, HostRole, Vi, ViId};
+    use crate::registry::Registry;
+
+    let pm1 = HostName("pm1".into());
+    let host = ManagedHost {
+        host: Host {
+            name: pm1.clone(),
+            underlay_ip: [10, 0, 0, 1].into(),
+            role: HostRole::Compute,
+            ovsdb_remote: "unix:/run/pm1.sock".into(),
+            datapath_id: 0xa1,
+        },
+        controller: None,
+    };
+    let vi = Vi {
+        id: ViId(1),
+        name: "acme".into(),
+        gre_key: 1001,
+        gateways: vec![],
+    };
+    let parts = Control::start(
+        vec![host],
+        vec![vi],
+        Registry::new(),
+        Arc::new(Metrics::default()),
+    );
+    let shutdown = CancellationToken::new();
+    let server = Server::bind(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default())
+        .await
+        .unwrap();
+    let ListenAddr::Tcp(addr) = server.local_addr().unwrap() else {
+        panic!()
+    };
+    let control = parts.handle.clone();
+    tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
+    tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
+    let peer_of_pm1 = || {
+        let control = control.clone();
+        let pm1 = pm1.clone();
+        async move {
+            control
+                .call(move |c| c.host(&pm1).and_then(|h| h.openflow_peer))
+                .await
+                .unwrap()
+        }
+    };
+
+    let (real_tx, mut real_seen) = mpsc::unbounded_channel();
+    let real_sock = TcpStream::connect(addr).await.unwrap();
+    let real_addr = real_sock.local_addr().unwrap().to_string();
+    let real = tokio::spawn(scripted_switch(real_sock, 0xa1, false, Some(real_tx)));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while peer_of_pm1().await.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the real switch is ready");
+
+    let (fake_tx, mut fake_seen) = mpsc::unbounded_channel();
+    let fake_sock = TcpStream::connect(addr).await.unwrap();
+    let impostor = tokio::spawn(scripted_switch(fake_sock, 0xa1, false, Some(fake_tx)));
+    tokio::time::timeout(Duration::from_secs(5), impostor)
+        .await
+        .expect("the impostor's connection is closed")
+        .unwrap();
+    assert_eq!(peer_of_pm1().await.as_deref(), Some(real_addr.as_str()));
+    assert!(!real.is_finished(), "the real switch keeps its session");
+
+    // pm1's ports are reported: its tables go out, to the real switch.
+    let topology = parts.senders.topology;
+    topology
+        .send(TopologyEvent::Ovsdb {
+            host: pm1.clone(),
+            connected: true,
+        })
+        .await
+        .unwrap();
+    topology
+        .send(TopologyEvent::Ports {
+            host: pm1.clone(),
+            vm_ports: vec![VmPortSeen {
+                name: "vm1".into(),
+                ofport: 5,
+                vi: ViId(1),
+            }],
+            tunnels: vec![],
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(m) = real_seen.recv().await {
+            if matches!(m.message, Message::FlowMod(_)) {
+                return;
+            }
+        }
+        panic!("the real switch's connection ended");
+    })
+    .await
+    .expect("the real switch gets pm1's flows");
+    while let Ok(m) = fake_seen.try_recv() {
+        assert!(
+            !matches!(m.message, Message::FlowMod(_) | Message::GroupMod(_)),
+            "the impostor was sent {m:?}"
+        );
+    }
+    let text = control.metrics().render();
+    assert!(
+        text.contains("iris_switches_refused_total{why=\"dpid_in_use\"} 1"),
+        "{text}"
+    );
+    shutdown.cancel();
+}
