@@ -46,7 +46,7 @@ use crate::server::ListenAddr;
 use crate::session::SessionConfig;
 use ofp::packet::MacAddr;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -410,6 +410,77 @@ impl RawApiLimits {
     }
 }
 
+/// `[api_auth]`: who may use the northbound API ([`ApiAuthConfig`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiAuth {
+    #[serde(default)]
+    token_hashes: Vec<String>,
+    open_routes: Option<Vec<String>>,
+    #[serde(default)]
+    allow_unauthenticated: bool,
+}
+
+/// Who may use the northbound API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAuthConfig {
+    /// argon2 hashes of the bearer tokens; empty: no token is asked for.
+    pub token_hashes: Vec<password_hash::PasswordHashString>,
+    /// Paths answered to GET and HEAD without a token.
+    pub open_routes: BTreeSet<String>,
+}
+
+impl RawApiAuth {
+    fn validate(&self, api: Option<&SocketAddr>, errors: &mut Vec<ConfigError>) -> ApiAuthConfig {
+        let mut token_hashes = Vec::new();
+        for (i, text) in self.token_hashes.iter().enumerate() {
+            match crate::api_auth::parse_hash(text) {
+                Ok(h) => token_hashes.push(h),
+                Err(p) => errors.push(ConfigError::new(format!("api_auth.token_hashes[{i}]"), p)),
+            }
+        }
+        let open_routes = match &self.open_routes {
+            None => crate::api_auth::default_open_routes(),
+            Some(routes) => {
+                for (i, r) in routes.iter().enumerate() {
+                    if !r.starts_with('/') || r.contains(['?', '#', '{']) {
+                        errors.push(ConfigError::new(
+                            format!("api_auth.open_routes[{i}]"),
+                            format!(
+                                "{r:?} is not a path; write one as requested, e.g. \"/healthz\""
+                            ),
+                        ));
+                    }
+                }
+                routes.iter().cloned().collect()
+            }
+        };
+        if self.allow_unauthenticated && !self.token_hashes.is_empty() {
+            errors.push(ConfigError::new(
+                "api_auth.allow_unauthenticated",
+                "token_hashes are given, so the API asks for a token; remove one of the two",
+            ));
+        }
+        if self.token_hashes.is_empty() && !self.allow_unauthenticated {
+            if let Some(api) = api.filter(|a| !a.ip().is_loopback()) {
+                errors.push(ConfigError::new(
+                    "api_auth.token_hashes",
+                    format!(
+                        "api = \"{api}\" listens beyond this machine and no token is configured, \
+                         so anyone who reaches it could change every VI; add a hash from \
+                         `iris-controller hash-token` to [api_auth] token_hashes (or, behind an \
+                         authenticating proxy, set allow_unauthenticated = true)"
+                    ),
+                ));
+            }
+        }
+        ApiAuthConfig {
+            token_hashes,
+            open_routes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -425,6 +496,8 @@ struct RawConfig {
     keepalive: RawKeepalive,
     #[serde(default)]
     api_limits: RawApiLimits,
+    #[serde(default)]
+    api_auth: RawApiAuth,
     #[serde(default, rename = "host")]
     hosts: Vec<HostSpec>,
     #[serde(default, rename = "vi")]
@@ -477,6 +550,7 @@ pub struct Config {
     pub echo_interval: Duration,
     pub echo_timeout: Duration,
     pub api_limits: ApiLimits,
+    pub api_auth: ApiAuthConfig,
     pub hosts: Vec<ManagedHost>,
     pub vis: Vec<Vi>,
     /// Seed entries by VI, read from the VIs' seed files.
@@ -533,12 +607,16 @@ impl Config {
     /// logs each at start and `check-config` prints each.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if !self.api.ip().is_loopback() {
+        if self.api_auth.token_hashes.is_empty() {
             w.push(format!(
-                "api = \"{}\" listens beyond this machine, and the API has no authentication: \
-                 anyone who reaches it can change every VI; listen on 127.0.0.1 and put an \
-                 authenticating proxy in front of it",
-                self.api
+                "[api_auth] has no token_hashes, so the API on {} asks for no token: anyone who \
+                 reaches it{} can change every VI; add a hash from `iris-controller hash-token`",
+                self.api,
+                if self.api.ip().is_loopback() {
+                    " (any user of this machine)"
+                } else {
+                    ""
+                }
             ));
         }
         w
@@ -582,6 +660,20 @@ impl Config {
             l.body_timeout,
             l.shutdown_grace
         );
+        let open: Vec<&str> = self
+            .api_auth
+            .open_routes
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let _ = match self.api_auth.token_hashes.len() {
+            0 => writeln!(s, "api auth:  none (no token_hashes)"),
+            n => writeln!(
+                s,
+                "api auth:  bearer token ({n} hashes); open without one: GET [{}]",
+                open.join(", ")
+            ),
+        };
         let _ = writeln!(s, "hosts:     {}", self.hosts.len());
         for m in &self.hosts {
             let h = &m.host;
@@ -682,6 +774,7 @@ impl RawConfig {
         }
 
         let api_limits = self.api_limits.validate(&mut errors);
+        let api_auth = self.api_auth.validate(api.as_ref(), &mut errors);
         let store = check_store(&self.store, base, &mut errors);
         if let (Some(ListenAddr::Tcp(listen)), Some(api)) = (&listen, &api) {
             check_apart(listen, api, &mut errors);
@@ -742,6 +835,7 @@ impl RawConfig {
                 echo_interval: Duration::from_secs_f64(self.keepalive.echo_interval_secs),
                 echo_timeout: Duration::from_secs_f64(self.keepalive.echo_timeout_secs),
                 api_limits,
+                api_auth,
                 hosts,
                 vis,
                 seeds,

@@ -23,13 +23,14 @@
 //! - [`control`]: the actor that owns registry and topology and keeps every
 //!   switch programmed; [`ovs_manager`]: every host's bridge and GRE mesh
 //!   through OVSDB; [`api`]: the northbound REST API, served within limits by
-//!   [`api_server`]; [`metrics`].
+//!   [`api_server`], behind the bearer tokens of [`api_auth`]; [`metrics`].
 //! - [`config`]: the TOML configuration; [`run`]: starting and stopping it all.
 //!
 //! Tokio tasks only move bytes and timers.
 
 pub mod answers;
 pub mod api;
+pub mod api_auth;
 pub mod api_server;
 pub mod compiler;
 pub mod config;

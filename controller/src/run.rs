@@ -3,6 +3,7 @@
 //! token.
 
 use crate::api;
+use crate::api_auth;
 use crate::api_server;
 use crate::config::Config;
 use crate::control::{Configured, Control, ManagedHost};
@@ -205,9 +206,19 @@ pub async fn run(
     ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
     let openflow = tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
+    let router = match config.api_auth.token_hashes.is_empty() {
+        true => api::router(parts.handle),
+        false => api_auth::guarded(
+            api::router(parts.handle),
+            api_auth::ApiAuth::new(
+                config.api_auth.token_hashes.clone(),
+                config.api_auth.open_routes.clone(),
+            ),
+        ),
+    };
     let api_result = api_server::serve(
         api_listener,
-        api::router(parts.handle),
+        router,
         config.api_limits,
         api_connections,
         shutdown.clone(),

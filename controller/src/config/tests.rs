@@ -651,13 +651,52 @@ fn the_api_and_openflow_need_ports_of_their_own() {
 }
 
 #[test]
-fn an_api_beyond_loopback_is_warned_about() {
-    let c = Config::parse("api = \"0.0.0.0:8080\"\n", Path::new(".")).unwrap();
+fn an_api_without_tokens_is_refused_beyond_loopback_and_warned_about_on_it() {
+    let problems = |text: &str| match Config::parse(text, Path::new(".")) {
+        Err(ParseError::Invalid(e)) => e,
+        other => panic!("{text}: {other:?}"),
+    };
+    for api in ["0.0.0.0:8080", "10.0.0.100:8080"] {
+        let e = problems(&format!("api = \"{api}\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "api_auth.token_hashes");
+        assert!(e[0].problem.contains("hash-token"), "{e:?}");
+        // Behind a proxy that authenticates, an operator may say so.
+        let text = format!("api = \"{api}\"\n[api_auth]\nallow_unauthenticated = true\n");
+        let c = Config::parse(&text, Path::new(".")).unwrap();
+        assert_eq!(c.warnings().len(), 1);
+    }
+    let c = Config::parse("api = \"127.0.0.1:8080\"\n", Path::new(".")).unwrap();
     let warnings = c.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("no authentication"), "{warnings:?}");
-    let c = Config::parse("api = \"10.0.0.100:8080\"\n", Path::new(".")).unwrap();
-    assert_eq!(c.warnings().len(), 1);
-    let c = Config::parse("api = \"127.0.0.1:8080\"\n", Path::new(".")).unwrap();
-    assert!(c.warnings().is_empty());
+    assert!(warnings[0].contains("asks for no token"), "{warnings:?}");
+
+    let hash = crate::api_auth::hash_token("a-token-of-twenty-chars").unwrap();
+    let text = format!("api = \"0.0.0.0:8080\"\n[api_auth]\ntoken_hashes = [\"{hash}\"]\n");
+    let c = Config::parse(&text, Path::new(".")).unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    assert_eq!(c.api_auth.token_hashes.len(), 1);
+    assert!(c.api_auth.open_routes.contains("/healthz"));
+    assert!(
+        c.summary().contains("bearer token (1 hashes)"),
+        "{}",
+        c.summary()
+    );
+
+    // A token written where its hash belongs, both keys at once, a route
+    // that is no path.
+    let e = problems(
+        "[api_auth]\ntoken_hashes = [\"my-plain-secret-token\"]\nallow_unauthenticated = true\n\
+         open_routes = [\"healthz\"]\n",
+    );
+    let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "api_auth.token_hashes[0]",
+            "api_auth.open_routes[0]",
+            "api_auth.allow_unauthenticated"
+        ],
+        "{e:?}"
+    );
 }
