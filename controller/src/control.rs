@@ -236,6 +236,9 @@ fn read_only(configured: bool, what: String, table: &str) -> Result<(), Refusal>
 struct Switch {
     handle: SwitchHandle,
     peer: String,
+    /// A TLS connection's client certificate: the switch may be only the
+    /// host it names.
+    certificate: Option<Arc<crate::tls::PeerCertificate>>,
     dpid: Option<u64>,
     /// The host whose datapath id the switch reported.
     host: Option<HostName>,
@@ -720,12 +723,18 @@ impl Control {
     /// Handles one event from the OpenFlow server.
     pub fn on_switch_event(&mut self, event: SwitchEvent) {
         match event {
-            SwitchEvent::Connected { conn, peer, handle } => {
+            SwitchEvent::Connected {
+                conn,
+                peer,
+                handle,
+                certificate,
+            } => {
                 self.switches.insert(
                     conn,
                     Switch {
                         handle,
                         peer,
+                        certificate,
                         dpid: None,
                         host: None,
                         ports: BTreeMap::new(),
@@ -773,6 +782,28 @@ impl Control {
             } => {
                 let dpid = features.datapath_id;
                 let host = self.host_by_dpid(dpid).map(|h| h.name.clone());
+                // Over TLS the certificate says which host the switch may
+                // be; the dpid it claims must be that host's.
+                let unproven = self.switches.get(&conn).and_then(|sw| {
+                    let cert = sw.certificate.as_ref()?;
+                    match &host {
+                        Some(h) if cert.binds(&h.0) => None,
+                        Some(h) => Some(format!(
+                            "its certificate (sha256 {cert}) does not name host {h}, whose \
+                             dpid it claims"
+                        )),
+                        None => Some(format!(
+                            "its certificate (sha256 {cert}) names no host with this dpid"
+                        )),
+                    }
+                });
+                if let Some(why) = unproven {
+                    if let Some(gone) = self.switches.remove(&conn) {
+                        self.metrics.switch_refused("certificate_not_this_host");
+                        warn!(%conn, peer = %gone.peer, "refused: switch {dpid:016x}: {why}");
+                    }
+                    return;
+                }
                 // A datapath id is only a claim: anyone who reaches the
                 // listener can send any. A live connection (its session
                 // still answers echoes, or it would have ended) keeps its

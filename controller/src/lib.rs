@@ -19,7 +19,8 @@
 //!
 //! The runtime around it:
 //! - [`session`]: one switch connection as a sans-IO state machine;
-//!   [`server`]: the tokio listener, one task per switch.
+//!   [`server`]: the tokio listener, one task per switch, over TLS with
+//!   the certificates of [`tls`].
 //! - [`control`]: the actor that owns registry and topology and keeps every
 //!   switch programmed; [`ovs_manager`]: every host's bridge and GRE mesh
 //!   through OVSDB; [`api`]: the northbound REST API, served within limits by
@@ -47,6 +48,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod switch_state;
+pub mod tls;
 pub mod topology;
 
 #[cfg(test)]

@@ -46,6 +46,7 @@ mod naming;
 mod netns;
 mod ovs;
 mod ping;
+pub mod pki;
 mod pm;
 mod process;
 mod readiness;

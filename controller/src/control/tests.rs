@@ -84,6 +84,7 @@ fn connect(c: &mut Control, conn: u64) -> mpsc::Receiver<Command> {
         conn: ConnId(conn),
         peer: format!("127.0.0.1:{conn}"),
         handle: h,
+        certificate: None,
     });
     rx
 }
@@ -876,6 +877,7 @@ fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
         conn: ConnId(1),
         peer: "p".into(),
         handle: h,
+        certificate: None,
     });
     ready(&mut c, 1, 1);
     // The first batch fills the queue; the next change cannot be queued.
