@@ -498,6 +498,9 @@ struct RawConfig {
     api_limits: RawApiLimits,
     #[serde(default)]
     api_auth: RawApiAuth,
+    #[serde(default)]
+    plain_openflow: bool,
+    tls: Option<RawTls>,
     #[serde(default, rename = "host")]
     hosts: Vec<HostSpec>,
     #[serde(default, rename = "vi")]
@@ -544,6 +547,8 @@ pub struct BridgeConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: ListenAddr,
+    /// With `listen = "ssl:…"`: the listener's TLS files.
+    pub openflow_tls: Option<crate::tls::TlsFiles>,
     pub api: SocketAddr,
     pub store: PathBuf,
     pub bridge: BridgeConfig,
@@ -626,7 +631,16 @@ impl Config {
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "listen:    {}", self.listen);
+        let _ = match (&self.openflow_tls, &self.listen) {
+            (Some(t), ListenAddr::Tcp(a)) => writeln!(
+                s,
+                "listen:    ssl:{a} (key {}, certificate {}, switches certified by {})",
+                t.private_key.display(),
+                t.certificate.display(),
+                t.ca_certificate.display()
+            ),
+            _ => writeln!(s, "listen:    {} (plain_openflow)", self.listen),
+        };
         let _ = writeln!(s, "api:       {}", self.api);
         let _ = writeln!(s, "store:     {}", self.store.display());
         let _ = match self.bridge.openflow {
@@ -714,11 +728,7 @@ pub enum ParseError {
 impl RawConfig {
     fn validate(self, base: &Path) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let listen = self
-            .listen
-            .parse::<ListenAddr>()
-            .map_err(|p| errors.push(ConfigError::new("listen", p)))
-            .ok();
+        let (listen, openflow_tls) = check_transport(&self, base, &mut errors);
         let api = self
             .api
             .parse::<SocketAddr>()
@@ -752,7 +762,7 @@ impl RawConfig {
                 }
                 c.clone()
             }
-            (None, Some(l)) => default_controller_target(l),
+            (None, Some(l)) => default_controller_target(l, openflow_tls.is_some()),
             (None, None) => String::new(),
         };
         for (key, v) in [
@@ -824,6 +834,7 @@ impl RawConfig {
         match (listen, api) {
             (Some(listen), Some(api)) if errors.is_empty() => Ok(Config {
                 listen,
+                openflow_tls,
                 api,
                 store,
                 bridge: BridgeConfig {
@@ -1069,7 +1080,10 @@ fn check_controller_target(target: &str) -> Result<(), String> {
 
 /// A target the switch connects to.
 fn check_active_target(target: &str) -> Result<(), String> {
-    if is_remote(target) {
+    let ssl = target
+        .strip_prefix("ssl:")
+        .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
+    if ssl || is_remote(target) {
         return Ok(());
     }
     if ListenAddr::of_passive_target(target).is_ok_and(|p| p.is_some()) {
@@ -1080,8 +1094,8 @@ fn check_active_target(target: &str) -> Result<(), String> {
         ));
     }
     Err(format!(
-        "{target:?} is not a controller target; write tcp:IP:PORT (an address the hosts can \
-         reach) or unix:PATH"
+        "{target:?} is not a controller target; write ssl:IP:PORT or tcp:IP:PORT (an address \
+         the hosts can reach), or unix:PATH"
     ))
 }
 
@@ -1117,12 +1131,93 @@ fn check_openflow(bridge: &RawBridge, errors: &mut Vec<ConfigError>) -> OpenFlow
 /// Without an explicit target, switches are pointed at the listen address
 /// itself; a wildcard listener is reached through loopback, which is right
 /// only when the switches run on the controller's host.
-fn default_controller_target(listen: &ListenAddr) -> String {
+fn default_controller_target(listen: &ListenAddr, tls: bool) -> String {
+    let scheme = if tls { "ssl" } else { "tcp" };
     match listen {
         ListenAddr::Unix(p) => format!("unix:{}", p.display()),
-        ListenAddr::Tcp(a) if a.ip().is_unspecified() => format!("tcp:127.0.0.1:{}", a.port()),
-        ListenAddr::Tcp(a) => format!("tcp:{a}"),
+        ListenAddr::Tcp(a) if a.ip().is_unspecified() => {
+            format!("{scheme}:127.0.0.1:{}", a.port())
+        }
+        ListenAddr::Tcp(a) => format!("{scheme}:{a}"),
     }
+}
+
+/// `[tls]`: the OpenFlow listener's key, certificate and CA, PEM files
+/// relative to the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    private_key: PathBuf,
+    certificate: PathBuf,
+    ca_certificate: PathBuf,
+}
+
+/// `listen` and what goes with it: a `ssl:` listener needs `[tls]`, whose
+/// files must load; a plain one must be allowed by `plain_openflow`.
+fn check_transport(
+    raw: &RawConfig,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> (Option<ListenAddr>, Option<crate::tls::TlsFiles>) {
+    let (text, tls) = match raw.listen.strip_prefix("ssl:") {
+        Some(addr) => (addr, true),
+        None => (raw.listen.as_str(), false),
+    };
+    let listen = text
+        .parse::<ListenAddr>()
+        .map_err(|p| errors.push(ConfigError::new("listen", p)))
+        .ok();
+    if tls && matches!(listen, Some(ListenAddr::Unix(_))) {
+        errors.push(ConfigError::new(
+            "listen",
+            "ssl: takes IP:PORT; a unix socket is reached only from this host",
+        ));
+    }
+    let files = raw.tls.as_ref().map(|t| crate::tls::TlsFiles {
+        private_key: base.join(&t.private_key),
+        certificate: base.join(&t.certificate),
+        ca_certificate: base.join(&t.ca_certificate),
+    });
+    match (&files, tls) {
+        (Some(f), true) => {
+            if let Err(p) = f.server_config() {
+                errors.push(ConfigError::new("tls", p));
+            }
+        }
+        (None, true) => errors.push(ConfigError::new(
+            "tls",
+            "listen = \"ssl:…\" needs a [tls] table with private_key, certificate and \
+             ca_certificate (PEM files)",
+        )),
+        (Some(_), false) => errors.push(ConfigError::new(
+            "tls",
+            format!(
+                "[tls] is given but listen = {:?} is plain; write listen = \"ssl:IP:PORT\"",
+                raw.listen
+            ),
+        )),
+        (None, false) => {}
+    }
+    if !tls && !raw.plain_openflow {
+        errors.push(ConfigError::new(
+            "listen",
+            format!(
+                "{:?} takes OpenFlow without TLS, where any peer that reaches it may claim a \
+                 host's datapath id; listen on \"ssl:IP:PORT\" with a [tls] table, or allow \
+                 plain connections with plain_openflow = true (a testbed, a unix socket only \
+                 this host reaches)",
+                raw.listen
+            ),
+        ));
+    }
+    if tls && raw.bridge.openflow.as_deref() == Some("passive") {
+        errors.push(ConfigError::new(
+            "bridge.openflow",
+            "passive mode connects to the switches over TCP or unix sockets, not TLS; use \
+             openflow = \"active\" with an ssl: listener",
+        ));
+    }
+    (listen, if tls { files } else { None })
 }
 
 /// A datapath id as OVS's `other_config:datapath-id` takes it: 16 hex

@@ -40,6 +40,8 @@ pub enum RunError {
     },
     /// The API server stopped with an error.
     Api(io::Error),
+    /// The OpenFlow listener's key, certificate or CA could not be loaded.
+    Tls(String),
 }
 
 impl fmt::Display for RunError {
@@ -53,6 +55,7 @@ impl fmt::Display for RunError {
             Self::Seed { vi, problem } => write!(f, "seed entries of vi{vi}: {problem}"),
             Self::Store { path, error } => write!(f, "store {}: {error}", path.display()),
             Self::Api(e) => write!(f, "API server failed: {e}"),
+            Self::Tls(e) => write!(f, "OpenFlow over TLS: {e}"),
         }
     }
 }
@@ -97,9 +100,14 @@ pub async fn run(
         addr: config.api.to_string(),
         error,
     };
-    let server = Server::bind(&config.listen, server_config)
+    let mut server = Server::bind(&config.listen, server_config)
         .await
         .map_err(openflow_error)?;
+    if let Some(files) = &config.openflow_tls {
+        // check-config loaded the files; they may have changed since.
+        let tls = files.server_config().map_err(RunError::Tls)?;
+        server = server.with_tls(tls, metrics.clone());
+    }
     let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
     let bound = Bound {
         openflow: server.local_addr().map_err(openflow_error)?,
@@ -107,6 +115,7 @@ pub async fn run(
     };
     info!(
         openflow = %bound.openflow,
+        openflow_tls = config.openflow_tls.is_some(),
         api = %bound.api,
         hosts = config.hosts.len(),
         vis = config.vis.len(),
@@ -355,7 +364,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("acme.csv"), "52:54:00:00:00:01,10.1.1.1\n").unwrap();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\
+            "listen = \"127.0.0.1:0\"\nplain_openflow = true\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\
              [[host]]\nname = \"gw1\"\nunderlay_ip = \"10.0.0.9\"\nrole = \"gateway\"\n\
              ovsdb = \"unix:{0}/gw1.sock\"\n\
              [[vi]]\nid = 1\nname = \"acme\"\ngre_key = 1001\ngateways = [\"gw1\"]\n\
@@ -395,7 +404,7 @@ mod tests {
     #[test]
     fn stored_hosts_and_vis_that_clash_with_the_configuration_are_named() {
         let config = Config::parse(
-            "[[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
+            "plain_openflow = true\n[[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
              ovsdb = \"unix:/run/pm1.sock\"\n\n[[vi]]\nid = 1\nname = \"acme\"\ngre_key = 1001\n",
             std::path::Path::new("."),
         )

@@ -233,7 +233,7 @@ impl ControllerConfig {
     /// beside it.
     pub fn to_toml(&self) -> String {
         let mut out = format!(
-            "listen = {}\napi = \"127.0.0.1:0\"\nstore = {}\n\n\
+            "listen = {}\nplain_openflow = true\napi = \"127.0.0.1:0\"\nstore = {}\n\n\
              [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
             toml_string(&format!("unix:{}", self.listen.display())),
