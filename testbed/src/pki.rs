@@ -24,6 +24,8 @@ pub struct CertFiles {
 /// A CA whose certificate is in `ca_certificate`.
 pub struct Pki {
     dir: PathBuf,
+    /// Prefixes every file, so that two CAs may share a directory.
+    name: String,
     ca: Certificate,
     ca_key: KeyPair,
     pub ca_certificate: PathBuf,
@@ -56,6 +58,7 @@ impl Pki {
         write(&ca_certificate, &cert.pem())?;
         Ok(Self {
             dir: dir.to_path_buf(),
+            name: name.to_owned(),
             ca: cert,
             ca_key: key,
             ca_certificate,
@@ -63,7 +66,8 @@ impl Pki {
     }
 
     /// A key and a certificate for `name` (its subjectAltName DNS name and
-    /// CN), valid from a day ago for a year.
+    /// CN), valid from a day ago for a year, in `<CA name>-<name>-key.pem`
+    /// and `…-cert.pem`.
     pub fn issue(&self, name: &str) -> Result<CertFiles> {
         let now = time::OffsetDateTime::now_utc();
         self.issue_valid(
@@ -104,8 +108,8 @@ impl Pki {
             .signed_by(&key, &self.ca, &self.ca_key)
             .map_err(|e| failed(&format!("a certificate for {name}"), e))?;
         let files = CertFiles {
-            private_key: self.dir.join(format!("{file}-key.pem")),
-            certificate: self.dir.join(format!("{file}-cert.pem")),
+            private_key: self.dir.join(format!("{}-{file}-key.pem", self.name)),
+            certificate: self.dir.join(format!("{}-{file}-cert.pem", self.name)),
         };
         write(&files.private_key, &key.serialize_pem())?;
         write(&files.certificate, &cert.pem())?;
