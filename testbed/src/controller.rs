@@ -194,6 +194,16 @@ pub struct ControllerConfig {
     /// file gets its hash, [`ControllerConfig::write`] the token itself in
     /// `api-token` beside it, where [`ControllerProcess`] reads it.
     pub api_token: String,
+    /// OpenFlow over TLS instead of the unix socket `listen`.
+    pub tls: Option<OpenFlowTls>,
+}
+
+/// The controller's `ssl:` listener and its `[tls]` files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFlowTls {
+    pub listen: SocketAddr,
+    pub files: crate::pki::CertFiles,
+    pub ca_certificate: PathBuf,
 }
 
 /// The file beside the configuration that holds the API token.
@@ -226,17 +236,31 @@ impl ControllerConfig {
             echo_timeout: Duration::from_secs(3),
             openflow: OpenFlowMode::Active,
             api_token: fresh_token(),
+            tls: None,
         }
     }
 
     /// The configuration file's text; seed files are named `vi<id>.csv`
     /// beside it.
     pub fn to_toml(&self) -> String {
+        let (listen, transport) = match &self.tls {
+            Some(t) => (
+                format!("ssl:{}", t.listen),
+                format!(
+                    "[tls]\nprivate_key = {}\ncertificate = {}\nca_certificate = {}\n\n",
+                    toml_string(&t.files.private_key.display().to_string()),
+                    toml_string(&t.files.certificate.display().to_string()),
+                    toml_string(&t.ca_certificate.display().to_string()),
+                ),
+            ),
+            None => (format!("unix:{}", self.listen.display()), String::new()),
+        };
         let mut out = format!(
-            "listen = {}\nplain_openflow = true\napi = \"127.0.0.1:0\"\nstore = {}\n\n\
+            "listen = {}\nplain_openflow = {}\napi = \"127.0.0.1:0\"\nstore = {}\n\n{transport}\
              [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
-            toml_string(&format!("unix:{}", self.listen.display())),
+            toml_string(&listen),
+            self.tls.is_none(),
             toml_string(&self.store.display().to_string()),
             match self.openflow {
                 OpenFlowMode::Active => "\"active\"",
