@@ -501,6 +501,7 @@ struct RawConfig {
     #[serde(default)]
     plain_openflow: bool,
     tls: Option<RawTls>,
+    api_tls: Option<RawApiTls>,
     #[serde(default, rename = "host")]
     hosts: Vec<HostSpec>,
     #[serde(default, rename = "vi")]
@@ -556,6 +557,8 @@ pub struct Config {
     pub echo_timeout: Duration,
     pub api_limits: ApiLimits,
     pub api_auth: ApiAuthConfig,
+    /// `[api_tls]`: the API speaks HTTPS.
+    pub api_tls: Option<ApiTlsFiles>,
     pub hosts: Vec<ManagedHost>,
     pub vis: Vec<Vi>,
     /// Seed entries by VI, read from the VIs' seed files.
@@ -641,7 +644,15 @@ impl Config {
             ),
             _ => writeln!(s, "listen:    {} (plain_openflow)", self.listen),
         };
-        let _ = writeln!(s, "api:       {}", self.api);
+        let _ = match &self.api_tls {
+            Some(t) => writeln!(
+                s,
+                "api:       https://{} (certificate {})",
+                self.api,
+                t.certificate.display()
+            ),
+            None => writeln!(s, "api:       {}", self.api),
+        };
         let _ = writeln!(s, "store:     {}", self.store.display());
         let _ = match self.bridge.openflow {
             OpenFlowMode::Active => writeln!(
@@ -785,6 +796,7 @@ impl RawConfig {
 
         let api_limits = self.api_limits.validate(&mut errors);
         let api_auth = self.api_auth.validate(api.as_ref(), &mut errors);
+        let api_tls = self.api_tls.as_ref().map(|t| t.validate(base, &mut errors));
         let store = check_store(&self.store, base, &mut errors);
         if let (Some(ListenAddr::Tcp(listen)), Some(api)) = (&listen, &api) {
             check_apart(listen, api, &mut errors);
@@ -847,6 +859,7 @@ impl RawConfig {
                 echo_timeout: Duration::from_secs_f64(self.keepalive.echo_timeout_secs),
                 api_limits,
                 api_auth,
+                api_tls,
                 hosts,
                 vis,
                 seeds,
@@ -1150,6 +1163,35 @@ struct RawTls {
     private_key: PathBuf,
     certificate: PathBuf,
     ca_certificate: PathBuf,
+}
+
+/// `[api_tls]`: the API's key and certificate, PEM files relative to the
+/// configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiTls {
+    private_key: PathBuf,
+    certificate: PathBuf,
+}
+
+/// The API's TLS files, checked by loading them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTlsFiles {
+    pub private_key: PathBuf,
+    pub certificate: PathBuf,
+}
+
+impl RawApiTls {
+    fn validate(&self, base: &Path, errors: &mut Vec<ConfigError>) -> ApiTlsFiles {
+        let files = ApiTlsFiles {
+            private_key: base.join(&self.private_key),
+            certificate: base.join(&self.certificate),
+        };
+        if let Err(p) = crate::tls::api_server_config(&files.private_key, &files.certificate) {
+            errors.push(ConfigError::new("api_tls", p));
+        }
+        files
+    }
 }
 
 /// `listen` and what goes with it: a `ssl:` listener needs `[tls]`, whose

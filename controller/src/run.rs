@@ -100,6 +100,13 @@ pub async fn run(
         addr: config.api.to_string(),
         error,
     };
+    let api_tls = match &config.api_tls {
+        Some(t) => Some(
+            crate::tls::api_server_config(&t.private_key, &t.certificate)
+                .map_err(|e| RunError::Tls(format!("the API's TLS: {e}")))?,
+        ),
+        None => None,
+    };
     let mut server = Server::bind(&config.listen, server_config)
         .await
         .map_err(openflow_error)?;
@@ -116,6 +123,7 @@ pub async fn run(
     info!(
         openflow = %bound.openflow,
         openflow_tls = config.openflow_tls.is_some(),
+        api_tls = config.api_tls.is_some(),
         api = %bound.api,
         hosts = config.hosts.len(),
         vis = config.vis.len(),
@@ -225,11 +233,12 @@ pub async fn run(
             ),
         ),
     };
-    let api_result = api_server::serve(
+    let api_result = api_server::serve_with_tls(
         api_listener,
         router,
         config.api_limits,
         api_connections,
+        api_tls,
         shutdown.clone(),
     )
     .await;
@@ -397,6 +406,58 @@ mod tests {
             );
             let (_, body) = http(api, "GET", "/v1/vis/1", "").await;
             assert!(body.contains("gw1"), "the VI is as configured: {body}");
+        })
+        .await;
+    }
+
+    /// One request over HTTPS, trusting `ca` for the name `controller`.
+    async fn https(api: SocketAddr, ca: &std::path::Path, request: &str) -> io::Result<String> {
+        let mut tls = crate::tls::connect_for_tests(api, ca, None).await?;
+        tls.write_all(request.as_bytes()).await?;
+        let mut reply = String::new();
+        tls.read_to_string(&mut reply).await?;
+        Ok(reply)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_api_over_tls_answers_https_and_still_asks_for_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+        let ours = pki.issue("controller").unwrap();
+        let token = "api-over-tls-token-1234";
+        let hash = api_auth::hash_token(token).unwrap();
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nplain_openflow = true\napi = \"127.0.0.1:0\"\n\
+             store = \"store\"\n[api_tls]\nprivate_key = {:?}\ncertificate = {:?}\n\
+             [api_auth]\ntoken_hashes = [\"{hash}\"]\n",
+            ours.private_key, ours.certificate
+        );
+        let config = Config::parse(&text, dir.path()).unwrap();
+        assert!(config.summary().contains("api:       https://"));
+        let ca = pki.ca_certificate.clone();
+        with_controller(&config, |api| async move {
+            let get = "GET /healthz HTTP/1.1\r\nhost: iris\r\nconnection: close\r\n\r\n";
+            let reply = https(api, &ca, get).await.unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+            let vi = r#"{"id":2,"name":"globex","gre_key":1002,"gateways":[]}"#;
+            let put = |auth: &str| {
+                format!(
+                    "PUT /v1/vis/2 HTTP/1.1\r\nhost: iris\r\n{auth}content-type: \
+                     application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{vi}",
+                    vi.len()
+                )
+            };
+            let reply = https(api, &ca, &put("")).await.unwrap();
+            assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+            let auth = format!("authorization: Bearer {token}\r\n");
+            let reply = https(api, &ca, &put(&auth)).await.unwrap();
+            assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+            // Plain HTTP gets no HTTP answer from a TLS port.
+            let mut conn = tokio::net::TcpStream::connect(api).await.unwrap();
+            conn.write_all(get.as_bytes()).await.unwrap();
+            let mut reply = Vec::new();
+            let _ = conn.read_to_end(&mut reply).await;
+            assert!(!reply.starts_with(b"HTTP/1.1"), "{reply:?}");
         })
         .await;
     }

@@ -48,11 +48,7 @@ impl TlsFiles {
     /// The listener's configuration: TLS 1.2 or 1.3 (Open vSwitch 3.1
     /// offers both), and a client certificate chaining to the CA required.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
-        // ring rather than aws-lc-rs, which would add a CMake build of a
-        // large C library; ring lacks only the post-quantum key exchange,
-        // which Open vSwitch 3.1's OpenSSL 3.0 does not offer either.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = provider();
         let mut roots = RootCertStore::empty();
         for ca in read_certs(&self.ca_certificate, "CA certificate")? {
             roots.add(ca).map_err(|e| {
@@ -66,27 +62,51 @@ impl TlsFiles {
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| format!("cannot verify clients against the CA: {e}"))?;
-        let chain = read_certs(&self.certificate, "certificate")?;
-        let key = PrivateKeyDer::from_pem_file(&self.private_key).map_err(|e| {
-            format!(
-                "cannot read the private key {}: {e}",
-                self.private_key.display()
-            )
-        })?;
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS versions: {e}"))?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(chain, key)
-            .map_err(|e| {
-                format!(
-                    "the private key {} does not fit the certificate {}: {e}",
-                    self.private_key.display(),
-                    self.certificate.display()
-                )
-            })?;
-        Ok(Arc::new(config))
+            .with_client_cert_verifier(verifier);
+        with_our_certificate(config, &self.private_key, &self.certificate)
     }
+}
+
+/// The API's TLS: a key and certificate, and no client certificates (its
+/// clients prove themselves with a bearer token).
+pub fn api_server_config(
+    private_key: &Path,
+    certificate: &Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth();
+    with_our_certificate(config, private_key, certificate)
+}
+
+/// ring rather than aws-lc-rs, which would add a CMake build of a large C
+/// library; ring lacks only the post-quantum key exchange, which Open
+/// vSwitch 3.1's OpenSSL 3.0 does not offer either.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn with_our_certificate(
+    config: rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>,
+    private_key: &Path,
+    certificate: &Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let chain = read_certs(certificate, "certificate")?;
+    let key = PrivateKeyDer::from_pem_file(private_key)
+        .map_err(|e| format!("cannot read the private key {}: {e}", private_key.display()))?;
+    let config = config.with_single_cert(chain, key).map_err(|e| {
+        format!(
+            "the private key {} does not fit the certificate {}: {e}",
+            private_key.display(),
+            certificate.display()
+        )
+    })?;
+    Ok(Arc::new(config))
 }
 
 /// The certificate a switch presented, already verified against the CA.
@@ -132,4 +152,38 @@ impl PeerCertificate {
         webpki::EndEntityCert::try_from(&self.der)
             .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
     }
+}
+
+/// A TLS client with the CA `ca` as its roots and, if given, `me` as its
+/// client certificate.
+#[cfg(test)]
+pub(crate) async fn connect_for_tests(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    me: Option<&iris_testbed::pki::CertFiles>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match me {
+        Some(me) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&me.certificate)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(&me.private_key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("controller").unwrap(), tcp)
+        .await
 }

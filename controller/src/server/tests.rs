@@ -724,43 +724,6 @@ async fn an_impostor_claiming_a_connected_dpid_is_refused_and_gets_none_of_its_f
     c.shutdown.cancel();
 }
 
-/// A TLS client with the CA `ca` as its roots and, if given, `me` as its
-/// client certificate.
-async fn tls_connect(
-    addr: SocketAddr,
-    ca: &std::path::Path,
-    me: Option<&iris_testbed::pki::CertFiles>,
-) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match me {
-        Some(me) => builder
-            .with_client_auth_cert(
-                CertificateDer::pem_file_iter(&me.certificate)
-                    .unwrap()
-                    .map(Result::unwrap)
-                    .collect(),
-                PrivateKeyDer::from_pem_file(&me.private_key).unwrap(),
-            )
-            .unwrap(),
-        None => builder.with_no_client_auth(),
-    };
-    let tcp = TcpStream::connect(addr).await?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("controller").unwrap(), tcp)
-        .await
-}
-
 /// Over TLS, neither a certificate from another CA, nor an expired one,
 /// nor none at all, nor a valid one for another host, makes a switch pm1:
 /// each is refused with its reason counted, and the real pm1 keeps its
@@ -790,7 +753,7 @@ async fn over_tls_only_the_certificate_naming_the_host_may_claim_its_dpid() {
     // pm2's certificate is valid, and pm1's dpid is not connected yet: the
     // certificate alone keeps it from being pm1.
     let pm2 = pki.issue("pm2").unwrap();
-    let s = tls_connect(addr, &pki.ca_certificate, Some(&pm2))
+    let s = crate::tls::connect_for_tests(addr, &pki.ca_certificate, Some(&pm2))
         .await
         .unwrap();
     let (tx, mut pm2_seen) = mpsc::unbounded_channel();
@@ -803,7 +766,7 @@ async fn over_tls_only_the_certificate_naming_the_host_may_claim_its_dpid() {
     assert_eq!(c.peer_of_pm1().await, None);
 
     let pm1 = pki.issue("pm1").unwrap();
-    let s = tls_connect(addr, &pki.ca_certificate, Some(&pm1))
+    let s = crate::tls::connect_for_tests(addr, &pki.ca_certificate, Some(&pm1))
         .await
         .unwrap();
     let (tx, mut real_seen) = mpsc::unbounded_channel();
@@ -820,7 +783,7 @@ async fn over_tls_only_the_certificate_naming_the_host_may_claim_its_dpid() {
     ] {
         // TLS 1.3 tells the client of its refusal only after the client's
         // side of the handshake is done: its first read fails.
-        if let Ok(s) = tls_connect(addr, &pki.ca_certificate, me).await {
+        if let Ok(s) = crate::tls::connect_for_tests(addr, &pki.ca_certificate, me).await {
             let (tx, mut seen) = mpsc::unbounded_channel();
             tokio::time::timeout(
                 Duration::from_secs(5),
