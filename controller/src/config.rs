@@ -550,6 +550,8 @@ pub struct Config {
     pub listen: ListenAddr,
     /// With `listen = "ssl:…"`: the listener's TLS files.
     pub openflow_tls: Option<crate::tls::TlsFiles>,
+    /// `[tls.host_sha256]`: certificates bound to hosts by fingerprint.
+    pub host_sha256: BTreeMap<HostName, [u8; 32]>,
     pub api: SocketAddr,
     pub store: PathBuf,
     pub bridge: BridgeConfig,
@@ -802,6 +804,22 @@ impl RawConfig {
             check_apart(listen, api, &mut errors);
         }
         let hosts = validate_hosts(&self.hosts, &mut errors);
+        let mut host_sha256 = BTreeMap::new();
+        for (name, text) in self.tls.iter().flat_map(|t| &t.host_sha256) {
+            let key = format!("tls.host_sha256.{name}");
+            if !self.hosts.iter().any(|h| &h.name == name) {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!("no [[host]] is named {name:?}"),
+                ));
+            }
+            match crate::tls::parse_sha256(text) {
+                Ok(f) => {
+                    host_sha256.insert(HostName(name.clone()), f);
+                }
+                Err(p) => errors.push(ConfigError::new(key, p)),
+            }
+        }
         let vis = validate_vis(&self.vis, &hosts, &mut errors);
         // Seeds are checked against what `run` starts with, by the code
         // that loads them then: what passes here loads there. A VI with
@@ -847,6 +865,7 @@ impl RawConfig {
             (Some(listen), Some(api)) if errors.is_empty() => Ok(Config {
                 listen,
                 openflow_tls,
+                host_sha256,
                 api,
                 store,
                 bridge: BridgeConfig {
@@ -1163,6 +1182,11 @@ struct RawTls {
     private_key: PathBuf,
     certificate: PathBuf,
     ca_certificate: PathBuf,
+    /// Host name → the SHA-256 fingerprint of a certificate that may speak
+    /// for it although it does not name it (one from `ovs-pki`, whose
+    /// name is in the CN only).
+    #[serde(default)]
+    host_sha256: BTreeMap<String, String>,
 }
 
 /// `[api_tls]`: the API's key and certificate, PEM files relative to the

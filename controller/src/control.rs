@@ -307,6 +307,8 @@ pub struct Control {
     inventory: inventory::Inventory,
     /// Per-host controller targets, for hosts that have one.
     controllers: BTreeMap<HostName, String>,
+    /// Certificates bound to hosts by fingerprint (`[tls.host_sha256]`).
+    host_sha256: BTreeMap<HostName, [u8; 32]>,
     /// What the configuration file defines: read-only through the API.
     configured: Configured,
     metrics: Arc<Metrics>,
@@ -478,6 +480,7 @@ impl Control {
             ovsdb_up: BTreeSet::new(),
             inventory,
             controllers,
+            host_sha256: BTreeMap::new(),
             configured: Configured::default(),
             metrics: metrics.clone(),
             events: events.clone(),
@@ -787,7 +790,12 @@ impl Control {
                 let unproven = self.switches.get(&conn).and_then(|sw| {
                     let cert = sw.certificate.as_ref()?;
                     match &host {
-                        Some(h) if cert.binds(&h.0) => None,
+                        Some(h)
+                            if cert.binds(&h.0)
+                                || self.host_sha256.get(h) == Some(cert.sha256()) =>
+                        {
+                            None
+                        }
                         Some(h) => Some(format!(
                             "its certificate (sha256 {cert}) does not name host {h}, whose \
                              dpid it claims"
@@ -1087,6 +1095,12 @@ impl Control {
 
     /// Marks the hosts and VIs the configuration file defines as read-only
     /// through the API (see [`Configured`]).
+    /// Lets a certificate with one of these fingerprints speak for its
+    /// host although it does not name it.
+    pub fn bind_certificates(&mut self, host_sha256: BTreeMap<HostName, [u8; 32]>) {
+        self.host_sha256 = host_sha256;
+    }
+
     pub fn keep_configured(&mut self, configured: Configured) {
         self.configured = configured;
     }

@@ -160,6 +160,7 @@ pub async fn run(
     );
     let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
     parts.control.keep_configured(configured(&config));
+    parts.control.bind_certificates(config.host_sha256.clone());
     let stranded = parts.control.stranded_entries();
     if let Some((key, why)) = stranded.first() {
         warn!(

@@ -109,6 +109,27 @@ fn with_our_certificate(
     Ok(Arc::new(config))
 }
 
+/// A SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it
+/// (`AB:CD:…`), or as 64 hex digits.
+pub fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    let bytes: Option<Vec<u8>> = (hex.len() == 64 && hex.is_ascii())
+        .then(|| {
+            (0..32)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect()
+        })
+        .flatten();
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a SHA-256 fingerprint; write the 32 bytes `openssl x509 -noout \
+                 -fingerprint -sha256 -in CERT` prints (AB:CD:…)"
+            )
+        })
+}
+
 /// The certificate a switch presented, already verified against the CA.
 #[derive(Clone)]
 pub struct PeerCertificate {
@@ -140,6 +161,11 @@ impl PeerCertificate {
     pub fn new(der: CertificateDer<'static>) -> Self {
         let sha256 = Sha256::digest(der.as_ref()).into();
         Self { der, sha256 }
+    }
+
+    /// Its SHA-256 fingerprint.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
     }
 
     /// Whether the certificate names `host` among its subjectAltName DNS

@@ -784,3 +784,37 @@ fn openflow_is_tls_unless_plain_is_allowed_explicitly() {
     );
     assert_eq!(e[0].key, "bridge.openflow", "{e:?}");
 }
+
+#[test]
+fn host_fingerprints_name_a_host_and_a_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+    let ours = pki.issue("controller").unwrap();
+    let fp = "9A:3F:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
+    let text = |table: &str| {
+        format!(
+            "listen = \"ssl:0.0.0.0:6653\"\n[tls]\nprivate_key = {:?}\ncertificate = {:?}\n\
+             ca_certificate = \"iris-ca.pem\"\n[tls.host_sha256]\n{table}\n\
+             [[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
+             ovsdb = \"unix:/run/pm1.sock\"\n",
+            ours.private_key, ours.certificate
+        )
+    };
+    let c = Config::parse(&text(&format!("pm1 = \"{fp}\"")), dir.path()).unwrap();
+    let bound = c.host_sha256[&HostName("pm1".into())];
+    assert_eq!(bound[0], 0x9a);
+    assert_eq!(bound[31], 0xdd);
+    let bare = fp.replace(':', "").to_lowercase();
+    assert!(Config::parse(&text(&format!("pm1 = \"{bare}\"")), dir.path()).is_ok());
+    match Config::parse(&text("pm9 = \"zz\""), dir.path()) {
+        Err(ParseError::Invalid(e)) => {
+            let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                ["tls.host_sha256.pm9", "tls.host_sha256.pm9"],
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
