@@ -109,6 +109,22 @@ pub async fn serve(
     max_connections: usize,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
+    serve_with_tls(listener, router, limits, max_connections, None, shutdown).await
+}
+
+/// [`serve`], and with `tls` every connection starts with a TLS handshake,
+/// which must be done within `limits.header_timeout` (the time a request
+/// head is given) and counts as waiting for a head: a client that stalls
+/// in it is closed like one that sends half a head.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    router: Router,
+    limits: ApiLimits,
+    max_connections: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let permits = Arc::new(Semaphore::new(max_connections));
     let open = Arc::new(Connections::default());
     let tracker = TaskTracker::new();
@@ -151,8 +167,40 @@ pub async fn serve(
         let builder = builder.clone();
         let router = router.clone();
         let (open, shutdown, cut) = (open.clone(), shutdown.clone(), cut.clone());
+        let acceptor = acceptor.clone();
         tracker.spawn(async move {
             let _permit = permit;
+            let stream = match acceptor {
+                None => ApiStream::Plain(stream),
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_timeout, acceptor.accept(stream));
+                    let done = tokio::select! {
+                        r = handshake => r,
+                        () = conn.evict.cancelled() => {
+                            open.remove(conn.id);
+                            return;
+                        }
+                        () = shutdown.cancelled() => {
+                            open.remove(conn.id);
+                            return;
+                        }
+                    };
+                    match done {
+                        Ok(Ok(s)) => ApiStream::Tls(Box::new(s)),
+                        Ok(Err(e)) => {
+                            debug!(%peer, "API TLS handshake failed: {e}");
+                            open.remove(conn.id);
+                            return;
+                        }
+                        Err(_) => {
+                            debug!(%peer, "API TLS handshake not done in time");
+                            open.remove(conn.id);
+                            return;
+                        }
+                    }
+                }
+            };
             let service = hyper::service::service_fn({
                 let conn = conn.clone();
                 let shutdown = shutdown.clone();
@@ -408,8 +456,72 @@ impl Drop for Busy {
 /// A connection's socket that tells eviction when a request starts to
 /// arrive and when its response has been written whole.
 struct Watched {
-    inner: tokio::net::TcpStream,
+    inner: ApiStream,
     conn: Arc<Conn>,
+}
+
+/// An API connection's transport.
+enum ApiStream {
+    Plain(tokio::net::TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for ApiStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for ApiStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for Watched {

@@ -46,7 +46,7 @@ use crate::server::ListenAddr;
 use crate::session::SessionConfig;
 use ofp::packet::MacAddr;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -410,6 +410,77 @@ impl RawApiLimits {
     }
 }
 
+/// `[api_auth]`: who may use the northbound API ([`ApiAuthConfig`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiAuth {
+    #[serde(default)]
+    token_hashes: Vec<String>,
+    open_routes: Option<Vec<String>>,
+    #[serde(default)]
+    allow_unauthenticated: bool,
+}
+
+/// Who may use the northbound API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiAuthConfig {
+    /// argon2 hashes of the bearer tokens; empty: no token is asked for.
+    pub token_hashes: Vec<password_hash::PasswordHashString>,
+    /// Paths answered to GET and HEAD without a token.
+    pub open_routes: BTreeSet<String>,
+}
+
+impl RawApiAuth {
+    fn validate(&self, api: Option<&SocketAddr>, errors: &mut Vec<ConfigError>) -> ApiAuthConfig {
+        let mut token_hashes = Vec::new();
+        for (i, text) in self.token_hashes.iter().enumerate() {
+            match crate::api_auth::parse_hash(text) {
+                Ok(h) => token_hashes.push(h),
+                Err(p) => errors.push(ConfigError::new(format!("api_auth.token_hashes[{i}]"), p)),
+            }
+        }
+        let open_routes = match &self.open_routes {
+            None => crate::api_auth::default_open_routes(),
+            Some(routes) => {
+                for (i, r) in routes.iter().enumerate() {
+                    if !r.starts_with('/') || r.contains(['?', '#', '{']) {
+                        errors.push(ConfigError::new(
+                            format!("api_auth.open_routes[{i}]"),
+                            format!(
+                                "{r:?} is not a path; write one as requested, e.g. \"/healthz\""
+                            ),
+                        ));
+                    }
+                }
+                routes.iter().cloned().collect()
+            }
+        };
+        if self.allow_unauthenticated && !self.token_hashes.is_empty() {
+            errors.push(ConfigError::new(
+                "api_auth.allow_unauthenticated",
+                "token_hashes are given, so the API asks for a token; remove one of the two",
+            ));
+        }
+        if self.token_hashes.is_empty() && !self.allow_unauthenticated {
+            if let Some(api) = api.filter(|a| !a.ip().is_loopback()) {
+                errors.push(ConfigError::new(
+                    "api_auth.token_hashes",
+                    format!(
+                        "api = \"{api}\" listens beyond this machine and no token is configured, \
+                         so anyone who reaches it could change every VI; add a hash from \
+                         `iris-controller hash-token` to [api_auth] token_hashes (or, behind an \
+                         authenticating proxy, set allow_unauthenticated = true)"
+                    ),
+                ));
+            }
+        }
+        ApiAuthConfig {
+            token_hashes,
+            open_routes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -425,6 +496,12 @@ struct RawConfig {
     keepalive: RawKeepalive,
     #[serde(default)]
     api_limits: RawApiLimits,
+    #[serde(default)]
+    api_auth: RawApiAuth,
+    #[serde(default)]
+    plain_openflow: bool,
+    tls: Option<RawTls>,
+    api_tls: Option<RawApiTls>,
     #[serde(default, rename = "host")]
     hosts: Vec<HostSpec>,
     #[serde(default, rename = "vi")]
@@ -471,12 +548,19 @@ pub struct BridgeConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: ListenAddr,
+    /// With `listen = "ssl:…"`: the listener's TLS files.
+    pub openflow_tls: Option<crate::tls::TlsFiles>,
+    /// `[tls.host_sha256]`: certificates bound to hosts by fingerprint.
+    pub host_sha256: BTreeMap<HostName, [u8; 32]>,
     pub api: SocketAddr,
     pub store: PathBuf,
     pub bridge: BridgeConfig,
     pub echo_interval: Duration,
     pub echo_timeout: Duration,
     pub api_limits: ApiLimits,
+    pub api_auth: ApiAuthConfig,
+    /// `[api_tls]`: the API speaks HTTPS.
+    pub api_tls: Option<ApiTlsFiles>,
     pub hosts: Vec<ManagedHost>,
     pub vis: Vec<Vi>,
     /// Seed entries by VI, read from the VIs' seed files.
@@ -513,12 +597,16 @@ impl Config {
     /// logs each at start and `check-config` prints each.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if !self.api.ip().is_loopback() {
+        if self.api_auth.token_hashes.is_empty() {
             w.push(format!(
-                "api = \"{}\" listens beyond this machine, and the API has no authentication: \
-                 anyone who reaches it can change every VI; listen on 127.0.0.1 and put an \
-                 authenticating proxy in front of it",
-                self.api
+                "[api_auth] has no token_hashes, so the API on {} asks for no token: anyone who \
+                 reaches it{} can change every VI; add a hash from `iris-controller hash-token`",
+                self.api,
+                if self.api.ip().is_loopback() {
+                    " (any user of this machine)"
+                } else {
+                    ""
+                }
             ));
         }
         w
@@ -528,8 +616,25 @@ impl Config {
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
-        let _ = writeln!(s, "listen:    {}", self.listen);
-        let _ = writeln!(s, "api:       {}", self.api);
+        let _ = match (&self.openflow_tls, &self.listen) {
+            (Some(t), ListenAddr::Tcp(a)) => writeln!(
+                s,
+                "listen:    ssl:{a} (key {}, certificate {}, switches certified by {})",
+                t.private_key.display(),
+                t.certificate.display(),
+                t.ca_certificate.display()
+            ),
+            _ => writeln!(s, "listen:    {} (plain_openflow)", self.listen),
+        };
+        let _ = match &self.api_tls {
+            Some(t) => writeln!(
+                s,
+                "api:       https://{} (certificate {})",
+                self.api,
+                t.certificate.display()
+            ),
+            None => writeln!(s, "api:       {}", self.api),
+        };
         let _ = writeln!(s, "store:     {}", self.store.display());
         let _ = match self.bridge.openflow {
             OpenFlowMode::Active => writeln!(
@@ -562,6 +667,20 @@ impl Config {
             l.body_timeout,
             l.shutdown_grace
         );
+        let open: Vec<&str> = self
+            .api_auth
+            .open_routes
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let _ = match self.api_auth.token_hashes.len() {
+            0 => writeln!(s, "api auth:  none (no token_hashes)"),
+            n => writeln!(
+                s,
+                "api auth:  bearer token ({n} hashes); open without one: GET [{}]",
+                open.join(", ")
+            ),
+        };
         let _ = writeln!(s, "hosts:     {}", self.hosts.len());
         for m in &self.hosts {
             let h = &m.host;
@@ -636,11 +755,7 @@ pub enum ParseError {
 impl RawConfig {
     fn validate(self, base: &Path) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let listen = self
-            .listen
-            .parse::<ListenAddr>()
-            .map_err(|p| errors.push(ConfigError::new("listen", p)))
-            .ok();
+        let (listen, openflow_tls) = check_transport(&self, base, &mut errors);
         let api = self
             .api
             .parse::<SocketAddr>()
@@ -674,7 +789,7 @@ impl RawConfig {
                 }
                 c.clone()
             }
-            (None, Some(l)) => default_controller_target(l),
+            (None, Some(l)) => default_controller_target(l, openflow_tls.is_some()),
             (None, None) => String::new(),
         };
         for (key, v) in [
@@ -696,11 +811,29 @@ impl RawConfig {
         }
 
         let api_limits = self.api_limits.validate(&mut errors);
+        let api_auth = self.api_auth.validate(api.as_ref(), &mut errors);
+        let api_tls = self.api_tls.as_ref().map(|t| t.validate(base, &mut errors));
         let store = check_store(&self.store, base, &mut errors);
         if let (Some(ListenAddr::Tcp(listen)), Some(api)) = (&listen, &api) {
             check_apart(listen, api, &mut errors);
         }
         let hosts = validate_hosts(&self.hosts, &mut errors);
+        let mut host_sha256 = BTreeMap::new();
+        for (name, text) in self.tls.iter().flat_map(|t| &t.host_sha256) {
+            let key = format!("tls.host_sha256.{name}");
+            if !self.hosts.iter().any(|h| &h.name == name) {
+                errors.push(ConfigError::new(
+                    key.clone(),
+                    format!("no [[host]] is named {name:?}"),
+                ));
+            }
+            match crate::tls::parse_sha256(text) {
+                Ok(f) => {
+                    host_sha256.insert(HostName(name.clone()), f);
+                }
+                Err(p) => errors.push(ConfigError::new(key, p)),
+            }
+        }
         let vis = validate_vis(&self.vis, &hosts, &mut errors);
         // Seeds are checked against what `run` starts with, by the code
         // that loads them then: what passes here loads there. A VI with
@@ -745,6 +878,8 @@ impl RawConfig {
         match (listen, api) {
             (Some(listen), Some(api)) if errors.is_empty() => Ok(Config {
                 listen,
+                openflow_tls,
+                host_sha256,
                 api,
                 store,
                 bridge: BridgeConfig {
@@ -756,6 +891,8 @@ impl RawConfig {
                 echo_interval: Duration::from_secs_f64(self.keepalive.echo_interval_secs),
                 echo_timeout: Duration::from_secs_f64(self.keepalive.echo_timeout_secs),
                 api_limits,
+                api_auth,
+                api_tls,
                 hosts,
                 vis,
                 seeds,
@@ -989,7 +1126,10 @@ fn check_controller_target(target: &str) -> Result<(), String> {
 
 /// A target the switch connects to.
 fn check_active_target(target: &str) -> Result<(), String> {
-    if is_remote(target) {
+    let ssl = target
+        .strip_prefix("ssl:")
+        .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
+    if ssl || is_remote(target) {
         return Ok(());
     }
     if ListenAddr::of_passive_target(target).is_ok_and(|p| p.is_some()) {
@@ -1000,8 +1140,8 @@ fn check_active_target(target: &str) -> Result<(), String> {
         ));
     }
     Err(format!(
-        "{target:?} is not a controller target; write tcp:IP:PORT (an address the hosts can \
-         reach) or unix:PATH"
+        "{target:?} is not a controller target; write ssl:IP:PORT or tcp:IP:PORT (an address \
+         the hosts can reach), or unix:PATH"
     ))
 }
 
@@ -1037,12 +1177,127 @@ fn check_openflow(bridge: &RawBridge, errors: &mut Vec<ConfigError>) -> OpenFlow
 /// Without an explicit target, switches are pointed at the listen address
 /// itself; a wildcard listener is reached through loopback, which is right
 /// only when the switches run on the controller's host.
-fn default_controller_target(listen: &ListenAddr) -> String {
+fn default_controller_target(listen: &ListenAddr, tls: bool) -> String {
+    let scheme = if tls { "ssl" } else { "tcp" };
     match listen {
         ListenAddr::Unix(p) => format!("unix:{}", p.display()),
-        ListenAddr::Tcp(a) if a.ip().is_unspecified() => format!("tcp:127.0.0.1:{}", a.port()),
-        ListenAddr::Tcp(a) => format!("tcp:{a}"),
+        ListenAddr::Tcp(a) if a.ip().is_unspecified() => {
+            format!("{scheme}:127.0.0.1:{}", a.port())
+        }
+        ListenAddr::Tcp(a) => format!("{scheme}:{a}"),
     }
+}
+
+/// `[tls]`: the OpenFlow listener's key, certificate and CA, PEM files
+/// relative to the configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    private_key: PathBuf,
+    certificate: PathBuf,
+    ca_certificate: PathBuf,
+    /// Host name → the SHA-256 fingerprint of a certificate that may speak
+    /// for it although it does not name it (one from `ovs-pki`, whose
+    /// name is in the CN only).
+    #[serde(default)]
+    host_sha256: BTreeMap<String, String>,
+}
+
+/// `[api_tls]`: the API's key and certificate, PEM files relative to the
+/// configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiTls {
+    private_key: PathBuf,
+    certificate: PathBuf,
+}
+
+/// The API's TLS files, checked by loading them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTlsFiles {
+    pub private_key: PathBuf,
+    pub certificate: PathBuf,
+}
+
+impl RawApiTls {
+    fn validate(&self, base: &Path, errors: &mut Vec<ConfigError>) -> ApiTlsFiles {
+        let files = ApiTlsFiles {
+            private_key: base.join(&self.private_key),
+            certificate: base.join(&self.certificate),
+        };
+        if let Err(p) = crate::tls::api_server_config(&files.private_key, &files.certificate) {
+            errors.push(ConfigError::new("api_tls", p));
+        }
+        files
+    }
+}
+
+/// `listen` and what goes with it: a `ssl:` listener needs `[tls]`, whose
+/// files must load; a plain one must be allowed by `plain_openflow`.
+fn check_transport(
+    raw: &RawConfig,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> (Option<ListenAddr>, Option<crate::tls::TlsFiles>) {
+    let (text, tls) = match raw.listen.strip_prefix("ssl:") {
+        Some(addr) => (addr, true),
+        None => (raw.listen.as_str(), false),
+    };
+    let listen = text
+        .parse::<ListenAddr>()
+        .map_err(|p| errors.push(ConfigError::new("listen", p)))
+        .ok();
+    if tls && matches!(listen, Some(ListenAddr::Unix(_))) {
+        errors.push(ConfigError::new(
+            "listen",
+            "ssl: takes IP:PORT; a unix socket is reached only from this host",
+        ));
+    }
+    let files = raw.tls.as_ref().map(|t| crate::tls::TlsFiles {
+        private_key: base.join(&t.private_key),
+        certificate: base.join(&t.certificate),
+        ca_certificate: base.join(&t.ca_certificate),
+    });
+    match (&files, tls) {
+        (Some(f), true) => {
+            if let Err(p) = f.server_config() {
+                errors.push(ConfigError::new("tls", p));
+            }
+        }
+        (None, true) => errors.push(ConfigError::new(
+            "tls",
+            "listen = \"ssl:…\" needs a [tls] table with private_key, certificate and \
+             ca_certificate (PEM files)",
+        )),
+        (Some(_), false) => errors.push(ConfigError::new(
+            "tls",
+            format!(
+                "[tls] is given but listen = {:?} is plain; write listen = \"ssl:IP:PORT\"",
+                raw.listen
+            ),
+        )),
+        (None, false) => {}
+    }
+    if !tls && !raw.plain_openflow {
+        errors.push(ConfigError::new(
+            "listen",
+            format!(
+                "{:?} takes OpenFlow without TLS, where any peer that reaches it may claim a \
+                 host's datapath id; listen on \"ssl:IP:PORT\" with a [tls] table, or allow \
+                 plain connections with plain_openflow = true (a testbed, a unix socket only \
+                 this host reaches)",
+                raw.listen
+            ),
+        ));
+    }
+    if tls && raw.bridge.openflow.as_deref() == Some("passive") {
+        errors.push(ConfigError::new(
+            "bridge.openflow",
+            "passive mode connects to the switches over TCP or unix sockets, not TLS; use \
+             openflow = \"active\" with an ssl: listener",
+        ));
+    }
+    (listen, if tls { files } else { None })
 }
 
 /// A datapath id as OVS's `other_config:datapath-id` takes it: 16 hex

@@ -236,6 +236,9 @@ fn read_only(configured: bool, what: String, table: &str) -> Result<(), Refusal>
 struct Switch {
     handle: SwitchHandle,
     peer: String,
+    /// A TLS connection's client certificate: the switch may be only the
+    /// host it names.
+    certificate: Option<Arc<crate::tls::PeerCertificate>>,
     dpid: Option<u64>,
     /// The host whose datapath id the switch reported.
     host: Option<HostName>,
@@ -304,6 +307,8 @@ pub struct Control {
     inventory: inventory::Inventory,
     /// Per-host controller targets, for hosts that have one.
     controllers: BTreeMap<HostName, String>,
+    /// Certificates bound to hosts by fingerprint (`[tls.host_sha256]`).
+    host_sha256: BTreeMap<HostName, [u8; 32]>,
     /// What the configuration file defines: read-only through the API.
     configured: Configured,
     metrics: Arc<Metrics>,
@@ -475,6 +480,7 @@ impl Control {
             ovsdb_up: BTreeSet::new(),
             inventory,
             controllers,
+            host_sha256: BTreeMap::new(),
             configured: Configured::default(),
             metrics: metrics.clone(),
             events: events.clone(),
@@ -720,12 +726,18 @@ impl Control {
     /// Handles one event from the OpenFlow server.
     pub fn on_switch_event(&mut self, event: SwitchEvent) {
         match event {
-            SwitchEvent::Connected { conn, peer, handle } => {
+            SwitchEvent::Connected {
+                conn,
+                peer,
+                handle,
+                certificate,
+            } => {
                 self.switches.insert(
                     conn,
                     Switch {
                         handle,
                         peer,
+                        certificate,
                         dpid: None,
                         host: None,
                         ports: BTreeMap::new(),
@@ -773,8 +785,58 @@ impl Control {
             } => {
                 let dpid = features.datapath_id;
                 let host = self.host_by_dpid(dpid).map(|h| h.name.clone());
-                // A switch reconnecting before its old connection timed out:
-                // the new connection wins, the old one is released.
+                // Over TLS the certificate says which host the switch may
+                // be; the dpid it claims must be that host's.
+                let unproven = self.switches.get(&conn).and_then(|sw| {
+                    let cert = sw.certificate.as_ref()?;
+                    match &host {
+                        Some(h)
+                            if cert.binds(&h.0)
+                                || self.host_sha256.get(h) == Some(cert.sha256()) =>
+                        {
+                            None
+                        }
+                        Some(h) => Some(format!(
+                            "its certificate (sha256 {cert}) does not name host {h}, whose \
+                             dpid it claims"
+                        )),
+                        None => Some(format!(
+                            "its certificate (sha256 {cert}) names no host with this dpid"
+                        )),
+                    }
+                });
+                if let Some(why) = unproven {
+                    if let Some(gone) = self.switches.remove(&conn) {
+                        self.metrics.switch_refused("certificate_not_this_host");
+                        warn!(%conn, peer = %gone.peer, "refused: switch {dpid:016x}: {why}");
+                    }
+                    return;
+                }
+                // A datapath id is only a claim: anyone who reaches the
+                // listener can send any. A live connection (its session
+                // still answers echoes, or it would have ended) keeps its
+                // dpid; the newcomer is refused. A connection whose task
+                // already ended only waits for its Disconnected here.
+                let holder = self
+                    .switches
+                    .iter()
+                    .find(|(c, s)| **c != conn && s.dpid == Some(dpid) && !s.handle.is_closed());
+                if let Some((held, sw)) = holder {
+                    let (held, held_peer) = (*held, sw.peer.clone());
+                    if let Some(gone) = self.switches.remove(&conn) {
+                        self.metrics.switch_refused("dpid_in_use");
+                        warn!(
+                            %conn,
+                            peer = %gone.peer,
+                            "refused: switch {dpid:016x} is already connected as {held} from \
+                             {held_peer}, which still answers; a connection claiming a dpid \
+                             in use never displaces the live one (a switch that restarted \
+                             is accepted once its old connection has closed or failed its \
+                             echo keepalive)"
+                        );
+                    }
+                    return;
+                }
                 let stale: Vec<ConnId> = self
                     .switches
                     .iter()
@@ -783,7 +845,7 @@ impl Control {
                     .collect();
                 for c in stale {
                     if self.switches.remove(&c).is_some() {
-                        info!(%c, "released the older connection of dpid {dpid:016x}");
+                        info!(%c, "released the closed older connection of dpid {dpid:016x}");
                     }
                 }
                 self.answers_changed();
@@ -1033,6 +1095,12 @@ impl Control {
 
     /// Marks the hosts and VIs the configuration file defines as read-only
     /// through the API (see [`Configured`]).
+    /// Lets a certificate with one of these fingerprints speak for its
+    /// host although it does not name it.
+    pub fn bind_certificates(&mut self, host_sha256: BTreeMap<HostName, [u8; 32]>) {
+        self.host_sha256 = host_sha256;
+    }
+
     pub fn keep_configured(&mut self, configured: Configured) {
         self.configured = configured;
     }

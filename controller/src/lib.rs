@@ -19,17 +19,19 @@
 //!
 //! The runtime around it:
 //! - [`session`]: one switch connection as a sans-IO state machine;
-//!   [`server`]: the tokio listener, one task per switch.
+//!   [`server`]: the tokio listener, one task per switch, over TLS with
+//!   the certificates of [`tls`].
 //! - [`control`]: the actor that owns registry and topology and keeps every
 //!   switch programmed; [`ovs_manager`]: every host's bridge and GRE mesh
 //!   through OVSDB; [`api`]: the northbound REST API, served within limits by
-//!   [`api_server`]; [`metrics`].
+//!   [`api_server`], behind the bearer tokens of [`api_auth`]; [`metrics`].
 //! - [`config`]: the TOML configuration; [`run`]: starting and stopping it all.
 //!
 //! Tokio tasks only move bytes and timers.
 
 pub mod answers;
 pub mod api;
+pub mod api_auth;
 pub mod api_server;
 pub mod compiler;
 pub mod config;
@@ -46,6 +48,7 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod switch_state;
+pub mod tls;
 pub mod topology;
 
 #[cfg(test)]

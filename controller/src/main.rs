@@ -5,6 +5,7 @@
 //!                  [--empty-store]       move the store aside first
 //!                  [--accept-store]      take a store whose witness is lost
 //! iris-controller check-config FILE      validate FILE and print a summary
+//! iris-controller hash-token < TOKEN     print the hash [api_auth] takes
 //! ```
 //!
 //! Exit codes: 0 success, 1 the controller failed while running, 2 the
@@ -55,6 +56,9 @@ enum Command {
         #[arg(long, conflicts_with = "empty_store")]
         accept_store: bool,
     },
+    /// Read an API token from the first line of standard input and print the
+    /// argon2 hash to write into `[api_auth] token_hashes`.
+    HashToken,
     /// Validate a configuration file and print what it describes.
     CheckConfig {
         /// The TOML configuration file.
@@ -68,6 +72,7 @@ const EXIT_BAD_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::HashToken => hash_token(),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
                 for w in config.warnings() {
@@ -113,6 +118,28 @@ fn main() -> ExitCode {
                 }
             }
             run(config)
+        }
+    }
+}
+
+/// The token is read from standard input, not the command line, so that it
+/// stays out of the shell's history and the process list.
+fn hash_token() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("cannot read the token from standard input: {e}");
+        return ExitCode::from(EXIT_FAILED);
+    }
+    let token = line.strip_suffix('\n').unwrap_or(&line);
+    let token = token.strip_suffix('\r').unwrap_or(token);
+    match iris_controller::api_auth::hash_token(token) {
+        Ok(hash) => {
+            println!("{hash}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct Metrics {
     /// Switches with an unknown datapath id disconnected because
     /// [`crate::control::MAX_UNKNOWN_SWITCHES`] were already held apart.
     pub switches_unknown_refused: Counter,
+    /// Connections refused as the host they claimed to be, by why
+    /// (`dpid_in_use`: another live connection has that datapath id).
+    pub switches_refused: Family<WhyLabel, Counter>,
     /// Times a ready switch was left as it was because the port inventory
     /// its tables are compiled from was not complete yet.
     pub switches_held_for_inventory: Counter,
@@ -93,6 +96,12 @@ impl Default for Metrics {
             "switches_unknown_refused",
             "Switches with an unknown datapath id disconnected because as many as the bound were already held apart",
             switches_unknown_refused.clone(),
+        );
+        let switches_refused = Family::<WhyLabel, Counter>::default();
+        registry.register(
+            "switches_refused",
+            "OpenFlow connections refused as the host they claimed to be, by why",
+            switches_refused.clone(),
         );
         let switches_held_for_inventory = Counter::default();
         registry.register(
@@ -168,6 +177,7 @@ impl Default for Metrics {
             switches_connected,
             switches_unknown,
             switches_unknown_refused,
+            switches_refused,
             switches_held_for_inventory,
             packet_ins,
             packet_ins_dropped,
@@ -192,6 +202,11 @@ impl Metrics {
     /// Counts one incomplete move under `why`.
     pub fn move_incomplete(&self, why: &'static str) {
         self.moves_incomplete.get_or_create(&WhyLabel { why }).inc();
+    }
+
+    /// Counts one switch connection refused, under `why`.
+    pub fn switch_refused(&self, why: &'static str) {
+        self.switches_refused.get_or_create(&WhyLabel { why }).inc();
     }
 
     /// Counts one PacketOut not sent, under `why`.
@@ -234,6 +249,7 @@ mod tests {
         m.move_latency.observe(0.003);
         m.move_incomplete("refused");
         m.packet_out_dropped("queue_full");
+        m.switch_refused("dpid_in_use");
         let text = m.render();
         for line in [
             "iris_switches_connected 3",
@@ -245,6 +261,7 @@ mod tests {
             "iris_move_latency_seconds_bucket{le=\"0.004\"} 1",
             "iris_moves_incomplete_total{why=\"refused\"} 1",
             "iris_packet_outs_dropped_total{why=\"queue_full\"} 1",
+            "iris_switches_refused_total{why=\"dpid_in_use\"} 1",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -3,6 +3,7 @@
 //! token.
 
 use crate::api;
+use crate::api_auth;
 use crate::api_server;
 use crate::config::Config;
 use crate::control::{Configured, Control, ManagedHost};
@@ -39,6 +40,8 @@ pub enum RunError {
     },
     /// The API server stopped with an error.
     Api(io::Error),
+    /// The OpenFlow listener's key, certificate or CA could not be loaded.
+    Tls(String),
 }
 
 impl fmt::Display for RunError {
@@ -52,6 +55,7 @@ impl fmt::Display for RunError {
             Self::Seed { vi, problem } => write!(f, "seed entries of vi{vi}: {problem}"),
             Self::Store { path, error } => write!(f, "store {}: {error}", path.display()),
             Self::Api(e) => write!(f, "API server failed: {e}"),
+            Self::Tls(e) => write!(f, "OpenFlow over TLS: {e}"),
         }
     }
 }
@@ -96,9 +100,21 @@ pub async fn run(
         addr: config.api.to_string(),
         error,
     };
-    let server = Server::bind(&config.listen, server_config)
+    let api_tls = match &config.api_tls {
+        Some(t) => Some(
+            crate::tls::api_server_config(&t.private_key, &t.certificate)
+                .map_err(|e| RunError::Tls(format!("the API's TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut server = Server::bind(&config.listen, server_config)
         .await
         .map_err(openflow_error)?;
+    if let Some(files) = &config.openflow_tls {
+        // check-config loaded the files; they may have changed since.
+        let tls = files.server_config().map_err(RunError::Tls)?;
+        server = server.with_tls(tls, metrics.clone());
+    }
     let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
     let bound = Bound {
         openflow: server.local_addr().map_err(openflow_error)?,
@@ -106,6 +122,8 @@ pub async fn run(
     };
     info!(
         openflow = %bound.openflow,
+        openflow_tls = config.openflow_tls.is_some(),
+        api_tls = config.api_tls.is_some(),
         api = %bound.api,
         hosts = config.hosts.len(),
         vis = config.vis.len(),
@@ -142,6 +160,7 @@ pub async fn run(
     );
     let mut parts = Control::start(hosts, vis, stored.registry(), metrics);
     parts.control.keep_configured(configured(&config));
+    parts.control.bind_certificates(config.host_sha256.clone());
     let stranded = parts.control.stranded_entries();
     if let Some((key, why)) = stranded.first() {
         warn!(
@@ -205,11 +224,22 @@ pub async fn run(
     ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
     let openflow = tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
-    let api_result = api_server::serve(
+    let router = match config.api_auth.token_hashes.is_empty() {
+        true => api::router(parts.handle),
+        false => api_auth::guarded(
+            api::router(parts.handle),
+            api_auth::ApiAuth::new(
+                config.api_auth.token_hashes.clone(),
+                config.api_auth.open_routes.clone(),
+            ),
+        ),
+    };
+    let api_result = api_server::serve_with_tls(
         api_listener,
-        api::router(parts.handle),
+        router,
         config.api_limits,
         api_connections,
+        api_tls,
         shutdown.clone(),
     )
     .await;
@@ -344,7 +374,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("acme.csv"), "52:54:00:00:00:01,10.1.1.1\n").unwrap();
         let text = format!(
-            "listen = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\
+            "listen = \"127.0.0.1:0\"\nplain_openflow = true\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\
              [[host]]\nname = \"gw1\"\nunderlay_ip = \"10.0.0.9\"\nrole = \"gateway\"\n\
              ovsdb = \"unix:{0}/gw1.sock\"\n\
              [[vi]]\nid = 1\nname = \"acme\"\ngre_key = 1001\ngateways = [\"gw1\"]\n\
@@ -381,10 +411,62 @@ mod tests {
         .await;
     }
 
+    /// One request over HTTPS, trusting `ca` for the name `controller`.
+    async fn https(api: SocketAddr, ca: &std::path::Path, request: &str) -> io::Result<String> {
+        let mut tls = crate::tls::connect_for_tests(api, ca, None).await?;
+        tls.write_all(request.as_bytes()).await?;
+        let mut reply = String::new();
+        tls.read_to_string(&mut reply).await?;
+        Ok(reply)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_api_over_tls_answers_https_and_still_asks_for_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+        let ours = pki.issue("controller").unwrap();
+        let token = "api-over-tls-token-1234";
+        let hash = api_auth::hash_token(token).unwrap();
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nplain_openflow = true\napi = \"127.0.0.1:0\"\n\
+             store = \"store\"\n[api_tls]\nprivate_key = {:?}\ncertificate = {:?}\n\
+             [api_auth]\ntoken_hashes = [\"{hash}\"]\n",
+            ours.private_key, ours.certificate
+        );
+        let config = Config::parse(&text, dir.path()).unwrap();
+        assert!(config.summary().contains("api:       https://"));
+        let ca = pki.ca_certificate.clone();
+        with_controller(&config, |api| async move {
+            let get = "GET /healthz HTTP/1.1\r\nhost: iris\r\nconnection: close\r\n\r\n";
+            let reply = https(api, &ca, get).await.unwrap();
+            assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+            let vi = r#"{"id":2,"name":"globex","gre_key":1002,"gateways":[]}"#;
+            let put = |auth: &str| {
+                format!(
+                    "PUT /v1/vis/2 HTTP/1.1\r\nhost: iris\r\n{auth}content-type: \
+                     application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{vi}",
+                    vi.len()
+                )
+            };
+            let reply = https(api, &ca, &put("")).await.unwrap();
+            assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+            let auth = format!("authorization: Bearer {token}\r\n");
+            let reply = https(api, &ca, &put(&auth)).await.unwrap();
+            assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+            // Plain HTTP gets no HTTP answer from a TLS port.
+            let mut conn = tokio::net::TcpStream::connect(api).await.unwrap();
+            conn.write_all(get.as_bytes()).await.unwrap();
+            let mut reply = Vec::new();
+            let _ = conn.read_to_end(&mut reply).await;
+            assert!(!reply.starts_with(b"HTTP/1.1"), "{reply:?}");
+        })
+        .await;
+    }
+
     #[test]
     fn stored_hosts_and_vis_that_clash_with_the_configuration_are_named() {
         let config = Config::parse(
-            "[[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
+            "plain_openflow = true\n[[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
              ovsdb = \"unix:/run/pm1.sock\"\n\n[[vi]]\nid = 1\nname = \"acme\"\ngre_key = 1001\n",
             std::path::Path::new("."),
         )

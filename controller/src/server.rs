@@ -10,6 +10,7 @@
 
 use crate::answers::{AnswerSlot, ConnAnswers};
 use crate::session::{Batch, CloseReason, Event, Output, Session, SessionConfig, Upcall};
+use crate::tls::PeerCertificate;
 use ofp::EncodeError;
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
@@ -252,6 +253,9 @@ pub enum SwitchEvent {
         conn: ConnId,
         peer: String,
         handle: SwitchHandle,
+        /// The client certificate of a TLS connection, verified against
+        /// the CA; which host it may be is decided at the handshake.
+        certificate: Option<Arc<PeerCertificate>>,
     },
     Upcall {
         conn: ConnId,
@@ -282,7 +286,25 @@ struct Conns {
     config: ServerConfig,
     next_conn: Arc<AtomicU64>,
     answers: Option<Arc<AnswerSlot>>,
+    /// Every accepted TCP connection starts with this TLS handshake.
+    tls: Option<Tls>,
 }
+
+/// The listener's TLS, and where its refusals are counted.
+#[derive(Clone)]
+struct Tls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+/// How long a switch may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Conns {
     /// Drives one connection, accepted or dialled, until it ends.
@@ -297,14 +319,28 @@ impl Conns {
         let span = info_span!("switch", %conn, %peer, dpid = tracing::field::Empty);
         let config = self.config.clone();
         let answers = self.answers.clone();
+        let tls = self.tls.clone();
         async move {
-            match stream {
-                Stream::Tcp(s) => {
-                    // Small control messages must not wait for Nagle.
+            match (stream, tls) {
+                (Stream::Tcp(s), Some(tls)) => {
                     let _ = s.set_nodelay(true);
+                    let Some((s, certificate)) = tls_handshake(s, &tls, &shutdown).await else {
+                        return;
+                    };
+                    let peer = Peer {
+                        addr: peer,
+                        certificate: Some(certificate),
+                    };
                     run_connection(s, conn, peer, config, events, answers, shutdown).await;
                 }
-                Stream::Unix(s) => {
+                (Stream::Tcp(s), None) => {
+                    // Small control messages must not wait for Nagle.
+                    let _ = s.set_nodelay(true);
+                    let peer = peer.into();
+                    run_connection(s, conn, peer, config, events, answers, shutdown).await;
+                }
+                (Stream::Unix(s), _) => {
+                    let peer = peer.into();
                     run_connection(s, conn, peer, config, events, answers, shutdown).await;
                 }
             }
@@ -312,6 +348,58 @@ impl Conns {
         .instrument(span)
         .await
     }
+}
+
+/// The TLS handshake of an accepted switch, and the certificate it
+/// presented; `None` (logged and counted) when it fails.
+async fn tls_handshake(
+    s: tokio::net::TcpStream,
+    tls: &Tls,
+    shutdown: &CancellationToken,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Arc<PeerCertificate>,
+)> {
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(s));
+    let refused = |why: &'static str, detail: String| {
+        tls.metrics.switch_refused(why);
+        warn!("refused: TLS handshake failed: {detail}");
+    };
+    let stream = tokio::select! {
+        _ = shutdown.cancelled() => return None,
+        r = handshake => match r {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                refused("tls_handshake", e.to_string());
+                return None;
+            }
+            Err(_) => {
+                refused(
+                    "tls_handshake",
+                    format!("not done within {TLS_HANDSHAKE_TIMEOUT:?}"),
+                );
+                return None;
+            }
+        },
+    };
+    // The verifier demands a client certificate, so a completed handshake
+    // has one.
+    let Some(leaf) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+    else {
+        refused(
+            "tls_handshake",
+            "the switch presented no certificate".into(),
+        );
+        return None;
+    };
+    let certificate = Arc::new(PeerCertificate::new(leaf));
+    debug!(sha256 = %certificate, "TLS handshake done");
+    Some((stream, certificate))
 }
 
 #[derive(Debug)]
@@ -359,6 +447,7 @@ impl Server {
                 config,
                 next_conn: Arc::new(AtomicU64::new(1)),
                 answers: None,
+                tls: None,
             },
             dial: None,
         })
@@ -368,6 +457,21 @@ impl Server {
     /// control loop publishes in `slot` ([`crate::answers`]).
     pub fn answering(mut self, slot: Arc<AnswerSlot>) -> Self {
         self.conns.answers = Some(slot);
+        self
+    }
+
+    /// Makes every accepted TCP connection a TLS one, whose client
+    /// certificate must chain to the CA of `config`; refusals are counted
+    /// in `metrics` (`iris_switches_refused_total{why="tls_handshake"}`).
+    pub fn with_tls(
+        mut self,
+        config: Arc<rustls::ServerConfig>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
+        self.conns.tls = Some(Tls {
+            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            metrics,
+        });
         self
     }
 
@@ -528,13 +632,37 @@ fn tick_period(c: &SessionConfig) -> Duration {
 /// write carries them all without starving reads.
 const BATCHES_PER_WRITE: usize = 32;
 
+/// Who is at the other end of a connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its address, for the log and the API.
+    pub addr: String,
+    /// Over TLS, its client certificate, verified against the CA.
+    pub certificate: Option<Arc<PeerCertificate>>,
+}
+
+impl From<String> for Peer {
+    fn from(addr: String) -> Self {
+        Self {
+            addr,
+            certificate: None,
+        }
+    }
+}
+
+impl From<&str> for Peer {
+    fn from(addr: &str) -> Self {
+        addr.to_owned().into()
+    }
+}
+
 /// Drives one connection until the session closes, the control loop drops
 /// the handle, or the server shuts down. With `answers`, the connection
 /// answers the ARP requests it can itself ([`crate::answers`]).
 pub async fn run_connection<S>(
     stream: S,
     conn: ConnId,
-    peer: String,
+    peer: Peer,
     config: ServerConfig,
     events: mpsc::Sender<SwitchEvent>,
     answers: Option<Arc<AnswerSlot>>,
@@ -548,7 +676,12 @@ pub async fn run_connection<S>(
     let shortcut = answers.map(|slot| ConnAnswers::new(conn, slot, acked.clone()));
     let handle = SwitchHandle { conn, tx, acked };
     if events
-        .send(SwitchEvent::Connected { conn, peer, handle })
+        .send(SwitchEvent::Connected {
+            conn,
+            peer: peer.addr,
+            handle,
+            certificate: peer.certificate,
+        })
         .await
         .is_err()
     {

@@ -25,7 +25,7 @@ fn start(dir: &Path, api_limits: &str, open_files: u32) -> ControllerProcess {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\nstore = \"{store}\"\n\n\
+            "listen = \"127.0.0.1:0\"\nplain_openflow = true\napi = \"127.0.0.1:0\"\nstore = \"{store}\"\n\n\
              [api_limits]\n{api_limits}\n\n\
              [[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
              ovsdb = \"unix:{dir}/no-ovsdb.sock\"\ndatapath_id = \"{DPID:016x}\"\n",

@@ -76,3 +76,55 @@ fn seed_entries_run_would_refuse_get_exit_code_2_with_their_line() {
         "names the line it contradicts: {stderr}"
     );
 }
+
+/// `hash-token` reads the token from standard input; what it prints,
+/// written into `[api_auth] token_hashes`, is what `check-config` takes.
+#[test]
+fn hash_token_prints_a_hash_the_configuration_takes() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let hash_of = |token: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iris-controller"))
+            .arg("hash-token")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(token.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let token = "3f9c2a7e-the-orchestrator";
+    let out = hash_of(&format!("{token}\n"));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let hash = text(&out.stdout).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(!hash.contains(token));
+    let dir = tempfile::tempdir().unwrap();
+    let with_hash = format!("{}\n[api_auth]\ntoken_hashes = [\"{hash}\"]\n", config());
+    let out = check_config(dir.path(), &with_hash, "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("api auth:  bearer token (1 hashes)"));
+    // The token itself where its hash belongs is refused, naming the key.
+    let with_token = format!("{}\n[api_auth]\ntoken_hashes = [\"{token}\"]\n", config());
+    let out = check_config(dir.path(), &with_token, "");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("api_auth.token_hashes[0]"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A token too short to be one is refused with exit code 2.
+    let out = hash_of("short\n");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("at least 16"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -17,7 +17,7 @@ fn config(dir: &Path) -> std::path::PathBuf {
     std::fs::write(
         &path,
         format!(
-            "listen = \"127.0.0.1:0\"\napi = \"127.0.0.1:0\"\nstore = \"{}\"\n",
+            "listen = \"127.0.0.1:0\"\nplain_openflow = true\napi = \"127.0.0.1:0\"\nstore = \"{}\"\n",
             dir.join("store").display()
         ),
     )

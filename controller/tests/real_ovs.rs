@@ -1,7 +1,9 @@
 //! The `iris-controller` process against real Open vSwitch: emulated PMs
 //! from the testbed library (one ovsdb-server and ovs-vswitchd each, in
 //! their own namespace, userspace datapath), the controller reaching them
-//! over a unix socket linked into each PM's run directory and over OVSDB.
+//! over TLS on a management link into each PM's namespace (over a unix
+//! socket linked into each PM's run directory in passive mode) and over
+//! OVSDB.
 //! The process, its configuration and the waits come from the testbed's
 //! scenario harness, which the end-to-end scenarios (`iris-testbed
 //! scenario`) share; the scenarios cover kill -9 restarts and host churn
@@ -72,9 +74,13 @@ fn answered(h: &Harness, from: VmId, to: std::net::Ipv4Addr) {
 #[test]
 fn the_controller_configures_real_ovs_and_a_clean_restart_changes_no_flow() {
     let mut h = harness("ctl-restart");
+    // OpenFlow over TLS, as in production: each switch with a certificate
+    // naming its host, over a management link.
+    h.use_tls().unwrap();
     let (pms, vms, vis) = world(&mut h, 2, 2);
     // OVSDB makes each bridge right.
     start(&mut h, &pms, vis);
+    h.check_openflow_over_tls(&pms).unwrap();
     for &pm in &pms {
         let get = |what: &str| {
             h.tb.pm(pm)
@@ -92,7 +98,8 @@ fn the_controller_configures_real_ovs_and_a_clean_restart_changes_no_flow() {
             16
         );
         let target = h.tb.pm(pm).vsctl(&["get-controller", "br-int"]).unwrap();
-        assert!(target.trim().ends_with("iris-controller.sock"), "{target}");
+        let ssl = format!("ssl:{}:", h.tb.pm(pm).management().unwrap().root.addr());
+        assert!(target.trim().starts_with(&ssl), "{target}");
         for gre in h.tunnels(pm).unwrap() {
             let options =
                 h.tb.pm(pm)
@@ -180,6 +187,7 @@ fn in_passive_mode_a_killed_controller_gets_every_switch_back_changing_no_flow()
 #[test]
 fn a_switch_without_openflow13_is_refused_with_hello_failed() {
     let mut h = harness("ctl-of10");
+    h.use_tls().unwrap();
     let (pms, _, vis) = world(&mut h, 1, 0);
     // The controller manages no host, so nothing rewrites the bridge's
     // protocols: the switch offers OpenFlow 1.0 only.

@@ -167,6 +167,42 @@ pub struct ViConfig {
     pub vlans: VlanSet,
 }
 
+/// A bearer token: never printed, in a summary or a debug dump.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<hidden>)")
+    }
+}
+
+/// The token in `path`: its first line, which must not be empty.
+fn read_token(path: &Path) -> Result<Token, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        return Err(format!(
+            "{} holds no token; write the controller's API token on its first line",
+            path.display()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{}: a token is printable ASCII without spaces, as an HTTP header carries it",
+            path.display()
+        ));
+    }
+    Ok(Token(token.to_owned()))
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -184,6 +220,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The controller's northbound base URL (haas), no trailing slash.
     pub controller: Option<String>,
+    /// The bearer token for the controller's API, read from `token_file`.
+    pub controller_token: Option<Token>,
     pub peers: Vec<Peer>,
     pub vis: Vec<ViConfig>,
 }
@@ -245,7 +283,12 @@ impl Config {
             let _ = writeln!(s, "datapath:   openflow={of} trunk={trunk}");
         }
         if let Some(url) = &self.controller {
-            let _ = writeln!(s, "controller: {url}");
+            let auth = if self.controller_token.is_some() {
+                " (with a bearer token)"
+            } else {
+                ""
+            };
+            let _ = writeln!(s, "controller: {url}{auth}");
         }
         let _ = writeln!(s, "mtu:        {}", self.mtu);
         let _ = writeln!(s, "listen:     {}", self.listen);
@@ -325,6 +368,10 @@ enum RawMtu {
 #[serde(deny_unknown_fields)]
 struct RawController {
     url: String,
+    /// A file holding the bearer token for the controller's API (its
+    /// `[api_auth]`); the token itself is never in this file.
+    #[serde(default)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -354,6 +401,7 @@ enum RawVlan {
 impl RawConfig {
     fn validate(self) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
+        let mut token = None;
         let g = &self.gateway;
         let mut err = |key: &str, problem: String| errors.push(ConfigError::new(key, problem));
         for (key, name) in [("gateway.name", &g.name), ("gateway.dc", &g.dc)] {
@@ -477,6 +525,12 @@ impl RawConfig {
                         if let Err(p) = check_http_url(&c.url) {
                             err("controller.url", p);
                         }
+                        if let Some(f) = &c.token_file {
+                            match read_token(f) {
+                                Ok(t) => token = Some(t),
+                                Err(p) => err("controller.token_file", p),
+                            }
+                        }
                     }
                 }
             }
@@ -498,6 +552,7 @@ impl RawConfig {
                 controller: self
                     .controller
                     .map(|c| c.url.trim_end_matches('/').to_owned()),
+                controller_token: token,
                 peers,
                 vis,
             }),

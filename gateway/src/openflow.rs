@@ -281,7 +281,7 @@ impl Connection<'_> {
         tokio::spawn(run_connection(
             stream,
             conn,
-            self.config.socket.display().to_string(),
+            self.config.socket.display().to_string().into(),
             ServerConfig::default(),
             events_tx,
             None,

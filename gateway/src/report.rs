@@ -10,6 +10,7 @@
 //! after a failed batch retried with exponential backoff from
 //! [`BACKOFF_MIN`] to [`BACKOFF_MAX`].
 
+use crate::config::Token;
 use iris_controller::model::{MacKey, Vlan};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -359,23 +360,38 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, Deliver
 /// The client for the controller's event stream (and the registry reads
 /// that go with it): a stream has no end to time out at, so it is bounded
 /// per read instead; the controller sends a keep-alive every 15 s, so three
-/// missed ones mean the controller is gone.
-pub fn stream_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .read_timeout(Duration::from_secs(45))
-        .build()
-        .unwrap_or_default()
+/// missed ones mean the controller is gone. Sends `token` as the bearer.
+pub fn stream_client(token: Option<&Token>) -> reqwest::Client {
+    with_token(
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .read_timeout(Duration::from_secs(45)),
+        token,
+    )
 }
 
 /// An HTTP client with the gateway's timeouts: a peer or controller that
-/// does not answer is a failure to retry, not a hang.
-pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default()
+/// does not answer is a failure to retry, not a hang. Sends `token` as the
+/// bearer: give it only to the client that talks to the controller.
+pub fn http_client(token: Option<&Token>) -> reqwest::Client {
+    with_token(
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10)),
+        token,
+    )
+}
+
+fn with_token(builder: reqwest::ClientBuilder, token: Option<&Token>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))
+        {
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+    }
+    builder.default_headers(headers).build().unwrap_or_default()
 }
 
 /// An iaas gateway's link to its haas peer.

@@ -294,7 +294,12 @@ pub async fn start(
             tracing::error!("the API stopped: {e}");
         }
     }));
-    let http = http_client();
+    // Only the haas side talks to the controller: only its client carries
+    // the controller's token.
+    let http = http_client(match config.kind {
+        Kind::Haas => config.controller_token.as_ref(),
+        Kind::Iaas => None,
+    });
     match config.kind {
         Kind::Iaas => {
             for p in &config.peers {
@@ -317,7 +322,7 @@ pub async fn start(
             )));
             tasks.push(tokio::spawn(crate::follower::follow(
                 shared.clone(),
-                crate::report::stream_client(),
+                crate::report::stream_client(config.controller_token.as_ref()),
                 base,
                 shutdown.clone(),
             )));

@@ -19,10 +19,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{haas_config, metrics};
+use common::{haas_config_with_token, metrics};
 
 const MAC: &str = "52:54:00:00:01:05";
 const OTHER: &str = "52:54:00:00:01:06";
+/// The controller's API token (its hash in the controller's file, the
+/// token in a file the gateway reads).
+const TOKEN: &str = "iris-gateway-test-token-0123456789abcdef";
 
 fn controller_binary() -> PathBuf {
     // target/debug/deps/real_controller-HASH -> target/debug/iris-controller
@@ -40,9 +43,36 @@ fn controller_binary() -> PathBuf {
     path
 }
 
+/// The token the controller's API asks for, written where the testbed's
+/// controller handle and the gateway read it, and its hash as
+/// `iris-controller hash-token` makes it.
+fn api_token(dir: &std::path::Path) -> String {
+    std::fs::write(dir.join(iris_testbed::controller::API_TOKEN_FILE), TOKEN).unwrap();
+    let mut child = std::process::Command::new(controller_binary())
+        .arg("hash-token")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(TOKEN.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 fn controller_config(dir: &std::path::Path) -> PathBuf {
+    let hash = api_token(dir);
     let text = format!(
         r#"
+plain_openflow = true
 listen = "unix:{dir}/of.sock"
 api = "127.0.0.1:0"
 store = "{dir}/store"
@@ -68,6 +98,9 @@ id = 1
 name = "acme"
 gre_key = 1001
 gateways = ["gw-haas"]
+
+[api_auth]
+token_hashes = ["{hash}"]
 "#,
         dir = dir.display()
     );
@@ -86,8 +119,9 @@ async fn controller_and_gateway() -> (tempfile::TempDir, ControllerProcess, Runn
         &dir.path().join("controller.log"),
     )
     .unwrap();
+    let token = dir.path().join(iris_testbed::controller::API_TOKEN_FILE);
     let gw = start(
-        Arc::new(haas_config(controller.api_addr())),
+        Arc::new(haas_config_with_token(controller.api_addr(), Some(&token))),
         DatapathLink::default(),
         CancellationToken::new(),
     )
@@ -110,8 +144,11 @@ async fn report(gw: SocketAddr, mac: &str, seq: u32, kind: &str) -> Value {
     answer["results"][0].clone()
 }
 
-async fn entry(ctl: SocketAddr, mac: &str) -> (u16, Value) {
-    let r = reqwest::get(format!("http://{ctl}/v1/registry/1/100/{mac}"))
+async fn entry(ctl: SocketAddr, token: &str, mac: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("http://{ctl}/v1/registry/1/100/{mac}"))
+        .bearer_auth(token)
+        .send()
         .await
         .unwrap();
     let status = r.status().as_u16();
@@ -146,7 +183,7 @@ async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
         "followed"
     );
     let e = eventually!("the registry entry", {
-        let (s, e) = entry(ctl, MAC).await;
+        let (s, e) = entry(ctl, TOKEN, MAC).await;
         (s == 200 && e["location"] == behind, e)
     });
     assert_eq!(e["ips"], json!(["10.1.1.5"]));
@@ -155,6 +192,7 @@ async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
     // its event reaches the gateway, and the peer's seq is stale now.
     let r = reqwest::Client::new()
         .put(format!("http://{ctl}/v1/registry/1/100/{MAC}"))
+        .bearer_auth(TOKEN)
         .json(
             &json!({"location": {"kind": "port", "host": "pm1", "ofport": 7}, "ips": ["10.1.1.5"]}),
         )
@@ -171,7 +209,7 @@ async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
     // It migrates back: the move past that seq is followed.
     assert_eq!(report(gw.addr, MAC, 2, "move").await["outcome"], "followed");
     eventually!("the entry behind the gateway again", {
-        let (_, e) = entry(ctl, MAC).await;
+        let (_, e) = entry(ctl, TOKEN, MAC).await;
         (e["location"] == behind, ())
     });
 
@@ -188,8 +226,8 @@ async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
             (),
         )
     });
-    assert_eq!(entry(ctl, OTHER).await.0, 404);
-    assert_eq!(entry(ctl, MAC).await.1["ips"], json!(["10.1.1.5"]));
+    assert_eq!(entry(ctl, TOKEN, OTHER).await.0, 404);
+    assert_eq!(entry(ctl, TOKEN, MAC).await.1["ips"], json!(["10.1.1.5"]));
     gw.stop().await;
     controller.stop(Duration::from_secs(5)).unwrap();
 }
@@ -218,7 +256,10 @@ async fn measure_rarp_to_registry_latency() {
     )
     .await
     .unwrap();
-    let mut events = reqwest::get(format!("http://{ctl}/v1/events"))
+    let mut events = reqwest::Client::new()
+        .get(format!("http://{ctl}/v1/events"))
+        .bearer_auth(TOKEN)
+        .send()
         .await
         .unwrap()
         .bytes_stream();

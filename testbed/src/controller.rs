@@ -190,6 +190,39 @@ pub struct ControllerConfig {
     /// In passive mode the hosts' own `controller` targets are left out of
     /// the file: each host's comes from `openflow = "passive"`.
     pub openflow: OpenFlowMode,
+    /// The API's bearer token, made afresh for each configuration: the
+    /// file gets its hash, [`ControllerConfig::write`] the token itself in
+    /// `api-token` beside it, where [`ControllerProcess`] reads it.
+    pub api_token: String,
+    /// OpenFlow over TLS instead of the unix socket `listen`.
+    pub tls: Option<OpenFlowTls>,
+}
+
+/// The controller's `ssl:` listener and its `[tls]` files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenFlowTls {
+    pub listen: SocketAddr,
+    pub files: crate::pki::CertFiles,
+    pub ca_certificate: PathBuf,
+}
+
+/// The file beside the configuration that holds the API token.
+pub const API_TOKEN_FILE: &str = "api-token";
+
+/// A token of 32 random bytes in hex.
+fn fresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    password_hash::rand_core::RngCore::fill_bytes(&mut password_hash::rand_core::OsRng, &mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The argon2 hash `[api_auth] token_hashes` takes.
+fn token_hash(token: &str) -> String {
+    use argon2::PasswordHasher;
+    let salt = password_hash::SaltString::generate(&mut password_hash::rand_core::OsRng);
+    argon2::Argon2::default()
+        .hash_password(token.as_bytes(), &salt)
+        .map_or_else(|e| format!("unhashable token: {e}"), |h| h.to_string())
 }
 
 impl ControllerConfig {
@@ -202,17 +235,32 @@ impl ControllerConfig {
             echo_interval: Duration::from_secs(1),
             echo_timeout: Duration::from_secs(3),
             openflow: OpenFlowMode::Active,
+            api_token: fresh_token(),
+            tls: None,
         }
     }
 
     /// The configuration file's text; seed files are named `vi<id>.csv`
     /// beside it.
     pub fn to_toml(&self) -> String {
+        let (listen, transport) = match &self.tls {
+            Some(t) => (
+                format!("ssl:{}", t.listen),
+                format!(
+                    "[tls]\nprivate_key = {}\ncertificate = {}\nca_certificate = {}\n\n",
+                    toml_string(&t.files.private_key.display().to_string()),
+                    toml_string(&t.files.certificate.display().to_string()),
+                    toml_string(&t.ca_certificate.display().to_string()),
+                ),
+            ),
+            None => (format!("unix:{}", self.listen.display()), String::new()),
+        };
         let mut out = format!(
-            "listen = {}\napi = \"127.0.0.1:0\"\nstore = {}\n\n\
+            "listen = {}\nplain_openflow = {}\napi = \"127.0.0.1:0\"\nstore = {}\n\n{transport}\
              [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
-            toml_string(&format!("unix:{}", self.listen.display())),
+            toml_string(&listen),
+            self.tls.is_none(),
             toml_string(&self.store.display().to_string()),
             match self.openflow {
                 OpenFlowMode::Active => "\"active\"",
@@ -220,6 +268,11 @@ impl ControllerConfig {
             },
             self.echo_interval.as_secs_f64(),
             self.echo_timeout.as_secs_f64(),
+        );
+        let _ = write!(
+            out,
+            "[api_auth]\ntoken_hashes = [{}]\n\n",
+            toml_string(&token_hash(&self.api_token))
         );
         for host in &self.hosts {
             host.write_toml(&mut out, self.openflow == OpenFlowMode::Active);
@@ -256,6 +309,7 @@ impl ControllerConfig {
         for vi in self.vis.iter().filter(|v| !v.seed.is_empty()) {
             write(&format!("vi{}.csv", vi.id), &vi.seed_csv())?;
         }
+        write(API_TOKEN_FILE, &self.api_token)?;
         write("controller.toml", &self.to_toml())
     }
 }
@@ -291,6 +345,8 @@ pub struct ControllerProcess {
     process: Process,
     api: SocketAddr,
     log: PathBuf,
+    /// Sent with every request, when the configuration has one.
+    api_token: Option<String>,
 }
 
 impl ControllerProcess {
@@ -320,10 +376,14 @@ impl ControllerProcess {
                 reason: "its listening line names no api=ADDRESS".into(),
                 output: line.clone(),
             })?;
+        let api_token = std::fs::read_to_string(config.with_file_name(API_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_owned());
         Ok(Self {
             process,
             api,
             log: log.to_path_buf(),
+            api_token,
         })
     }
 
@@ -365,6 +425,7 @@ impl ControllerProcess {
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
         http(
             self.api,
+            self.api_token.as_deref(),
             method,
             path,
             body.map(Value::to_string).as_deref(),
@@ -503,7 +564,8 @@ impl ControllerProcess {
             .map_err(|e| Error::io(&what, e))?;
         write!(
             stream,
-            "GET /v1/events HTTP/1.1\r\nHost: iris\r\nAccept: text/event-stream\r\n\r\n"
+            "GET /v1/events HTTP/1.1\r\nHost: iris\r\nAccept: text/event-stream\r\n{}\r\n",
+            authorization(self.api_token.as_deref())
         )
         .map_err(|e| Error::io(format!("{what}: sending"), e))?;
         let mut reader = BufReader::new(stream);
@@ -801,14 +863,25 @@ impl Metrics {
     }
 }
 
+/// The `Authorization` header line for `token`, or nothing.
+fn authorization(token: Option<&str>) -> String {
+    token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"))
+}
+
 /// One HTTP/1.1 request with `Connection: close`; (status, body).
 /// A GET of `path` from the HTTP server at `addr` (a gateway's API): the
 /// status and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    http(addr, "GET", path, None)
+    http(addr, None, "GET", path, None)
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+fn http(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
     let what = || format!("{method} http://{addr}{path}");
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)
         .map_err(|e| Error::io(format!("{}: connecting", what()), e))?;
@@ -818,8 +891,9 @@ fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> Resul
     let body = body.unwrap_or("");
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: iris\r\nConnection: close\r\n\
+        "{method} {path} HTTP/1.1\r\nHost: iris\r\nConnection: close\r\n{}\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        authorization(token),
         body.len()
     )
     .map_err(|e| Error::io(format!("{}: sending", what()), e))?;
@@ -989,6 +1063,11 @@ mod tests {
         globex.gateways.push("gw1".into());
         c.vis.push(globex);
         let text = c.to_toml();
+        assert!(
+            !text.contains(&c.api_token),
+            "the token itself stays out of the file"
+        );
+        assert!(text.contains("token_hashes = [\"$argon2id$"), "{text}");
         for line in [
             "listen = \"unix:/run/x/of.sock\"",
             "ovsdb = \"unix:/run/x/pm1/db.sock\"",

@@ -49,6 +49,7 @@ mod naming;
 mod netns;
 mod ovs;
 mod ping;
+pub mod pki;
 pub mod plot;
 mod pm;
 mod process;

@@ -397,3 +397,30 @@ impl Pm {
         self.vsctl(&args).map(drop)
     }
 }
+
+/// A /30 in 198.18.0.0/15 (set aside for testing) for a management link,
+/// chosen from `prefix` and `salt` (one per link of a testbed) among those
+/// no address of this host is in: (root end, PM end).
+pub fn free_management_net(prefix: &Prefix, salt: u32) -> Result<(Ipv4Cidr, Ipv4Cidr)> {
+    let in_use = crate::command::run(&mut crate::command::program(
+        "ip",
+        &["-4", "-o", "addr", "show"],
+    ))?;
+    let seed = prefix
+        .as_str()
+        .bytes()
+        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+        .wrapping_add(salt.wrapping_mul(97));
+    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
+    // 2^17 addresses make 2^15 /30s.
+    for i in 0..64 {
+        let net = base + ((seed.wrapping_add(i) % (1 << 15)) << 2);
+        let (root, pm) = (Ipv4Addr::from(net + 1), Ipv4Addr::from(net + 2));
+        if !in_use.contains(&format!("inet {root}/")) && !in_use.contains(&format!("inet {pm}/")) {
+            return Ok((Ipv4Cidr::new(root, 30)?, Ipv4Cidr::new(pm, 30)?));
+        }
+    }
+    Err(Error::Usage(
+        "no free /30 for a management link in 198.18.0.0/15".into(),
+    ))
+}

@@ -88,7 +88,21 @@ struct Reply {
 }
 
 async fn call(app: &Router, method: Method, uri: &str, body: Option<&str>) -> Reply {
+    call_as(app, None, method, uri, body).await
+}
+
+/// `call` with an `Authorization` header's value.
+async fn call_as(
+    app: &Router,
+    authorization: Option<&str>,
+    method: Method,
+    uri: &str,
+    body: Option<&str>,
+) -> Reply {
     let mut req = axum::http::Request::builder().method(method).uri(uri);
+    if let Some(a) = authorization {
+        req = req.header(header::AUTHORIZATION, a);
+    }
     if body.is_some() {
         req = req.header(header::CONTENT_TYPE, "application/json");
     }
@@ -845,4 +859,74 @@ async fn every_route_refuses_a_parameter_it_does_not_take() {
     assert_eq!(r.json.as_array().unwrap().len(), 1, "nothing was changed");
     let r = call(&app, Method::GET, "/v1/hosts", None).await;
     assert_eq!(r.json.as_array().unwrap().len(), 2, "nothing was changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_right_bearer_token_nothing_is_changed_or_read() {
+    let token = "t0ken-for-the-api-tests";
+    let hash = crate::api_auth::parse_hash(&crate::api_auth::hash_token(token).unwrap()).unwrap();
+    let app = crate::api_auth::guarded(
+        app(),
+        crate::api_auth::ApiAuth::new(vec![hash], crate::api_auth::default_open_routes()),
+    );
+    let bearer = format!("Bearer {token}");
+    for auth in [
+        None,
+        Some("Bearer not-the-token-at-all"),
+        Some("Basic dXNlcjpwYXNz"),
+        Some("Bearer "),
+    ] {
+        let r = call_as(&app, auth, Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+        let r = call_as(&app, auth, Method::DELETE, "/v1/vis/1", None).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+        // Reads of the registry need it too: they tell tenants' addresses.
+        let r = call_as(&app, auth, Method::GET, "/v1/hosts", None).await;
+        assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+    }
+    let r = call_as(&app, Some(&bearer), Method::GET, "/v1/hosts/pm2", None).await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "nothing was added: {}",
+        r.text
+    );
+    let r = call_as(&app, Some(&bearer), Method::GET, "/v1/vis/1", None).await;
+    assert_eq!(r.status, StatusCode::OK, "nothing was removed: {}", r.text);
+    // Probes and scrapers need none.
+    assert_eq!(
+        call(&app, Method::GET, "/healthz", None).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&app, Method::GET, "/metrics", None).await.status,
+        StatusCode::OK
+    );
+    // The right token changes state, the scheme's case aside.
+    let r = call_as(&app, Some(&bearer), Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let lower = format!("bearer {token}");
+    let r = call_as(&app, Some(&lower), Method::GET, "/v1/hosts/pm2", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn the_open_routes_are_configurable() {
+    let hash = crate::api_auth::parse_hash(
+        &crate::api_auth::hash_token("another-token-for-tests").unwrap(),
+    )
+    .unwrap();
+    let app = crate::api_auth::guarded(
+        app(),
+        crate::api_auth::ApiAuth::new(vec![hash], ["/metrics".to_owned()].into()),
+    );
+    let r = call(&app, Method::GET, "/healthz", None).await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, None);
+    assert_eq!(
+        call(&app, Method::GET, "/metrics", None).await.status,
+        StatusCode::OK
+    );
+    // An open route is open to reading only.
+    let r = call(&app, Method::POST, "/metrics", None).await;
+    assert_problem(&r, StatusCode::UNAUTHORIZED, None);
 }

@@ -1,5 +1,11 @@
 use super::*;
 
+/// Parses `text` with plain OpenFlow allowed, as every test but those of
+/// the transport takes it.
+fn parse_plain(text: &str, base: &Path) -> Result<Config, ParseError> {
+    Config::parse(&format!("plain_openflow = true\n{text}"), base)
+}
+
 const GOOD: &str = r#"
 listen = "127.0.0.1:6653"
 api = "127.0.0.1:8181"
@@ -51,7 +57,7 @@ fn seeded_dir() -> tempfile::TempDir {
 }
 
 fn invalid(text: &str, dir: &Path) -> Vec<ConfigError> {
-    match Config::parse(text, dir) {
+    match parse_plain(text, dir) {
         Err(ParseError::Invalid(e)) => e,
         other => panic!("expected validation errors, got {other:?}"),
     }
@@ -67,7 +73,7 @@ fn syntax(text: &str) -> String {
 #[test]
 fn a_complete_file_validates_into_model_types() {
     let dir = seeded_dir();
-    let c = Config::parse(GOOD, dir.path()).unwrap();
+    let c = parse_plain(GOOD, dir.path()).unwrap();
     assert_eq!(c.listen, ListenAddr::Tcp("127.0.0.1:6653".parse().unwrap()));
     assert_eq!(c.api, "127.0.0.1:8181".parse().unwrap());
     assert_eq!(
@@ -120,7 +126,7 @@ fn a_complete_file_validates_into_model_types() {
 
 #[test]
 fn an_empty_file_takes_the_defaults() {
-    let c = Config::parse("", Path::new(".")).unwrap();
+    let c = parse_plain("", Path::new(".")).unwrap();
     assert_eq!(c.listen, ListenAddr::Tcp("0.0.0.0:6653".parse().unwrap()));
     assert_eq!(c.api, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(c.bridge.name, "br-int");
@@ -153,7 +159,7 @@ api = "8080"
 [bridge]
 name = "a-bridge-name-too-long"
 datapath_type = "kernel"
-controller = "ssl:1.2.3.4:6653"
+controller = "ssl:1.2.3.4"
 [keepalive]
 echo_interval_secs = 0
 [[host]]
@@ -374,7 +380,7 @@ fn a_missing_seed_file_says_where_it_looked() {
 
 #[test]
 fn unix_listener_points_switches_at_the_socket() {
-    let c = Config::parse("listen = \"unix:/run/iris/of.sock\"\n", Path::new(".")).unwrap();
+    let c = parse_plain("listen = \"unix:/run/iris/of.sock\"\n", Path::new(".")).unwrap();
     assert_eq!(c.bridge.controller, "unix:/run/iris/of.sock");
 }
 
@@ -393,7 +399,11 @@ fn datapath_ids_parse_and_derive_stably() {
 fn load_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
-    std::fs::write(&path, "[[vi]]\nid = 0\nname = \"a\"\ngre_key = 1\n").unwrap();
+    std::fs::write(
+        &path,
+        "plain_openflow = true\n[[vi]]\nid = 0\nname = \"a\"\ngre_key = 1\n",
+    )
+    .unwrap();
     let e = Config::load(&path).unwrap_err().to_string();
     assert!(
         e.starts_with(&format!("{}: 1 problem(s):", path.display())),
@@ -430,9 +440,9 @@ fn specs_round_trip_through_the_model() {
 #[test]
 fn api_limits_take_their_defaults_and_refuse_unusable_values() {
     let dir = tempfile::tempdir().unwrap();
-    let c = Config::parse("", dir.path()).unwrap();
+    let c = parse_plain("", dir.path()).unwrap();
     assert_eq!(c.api_limits, ApiLimits::default());
-    let c = Config::parse(
+    let c = parse_plain(
         "[api_limits]\nmax_connections = 8\nheader_timeout_secs = 2.5\nshutdown_grace_secs = 1",
         dir.path(),
     )
@@ -471,7 +481,7 @@ fn passive_mode_lets_every_switch_listen_beside_its_ovsdb() {
          [[host]]\nname = \"pm3\"\nunderlay_ip = \"10.0.0.3\"\nrole = \"compute\"\n\
          ovsdb = \"tcp:192.0.2.3:6640\"\ncontroller = \"tcp:192.0.2.100:6653\"\n"
     );
-    let c = Config::parse(&text, Path::new(".")).unwrap();
+    let c = parse_plain(&text, Path::new(".")).unwrap();
     assert_eq!(c.bridge.openflow, OpenFlowMode::Passive);
     assert!(c.summary().contains("openflow=passive"), "{}", c.summary());
     let manager = ManagerConfig {
@@ -537,7 +547,7 @@ fn the_openflow_mode_and_passive_targets_are_checked() {
     // A host may listen while the others connect.
     let text =
         format!("{PM1}ovsdb = \"unix:/run/pm1/db.sock\"\ncontroller = \"ptcp:6653:10.0.0.1\"\n");
-    let c = Config::parse(&text, dir).unwrap();
+    let c = parse_plain(&text, dir).unwrap();
     assert_eq!(c.bridge.openflow, OpenFlowMode::Active);
     assert_eq!(c.hosts[0].controller.as_deref(), Some("ptcp:6653:10.0.0.1"));
 }
@@ -610,7 +620,7 @@ fn host_addresses_must_be_a_hosts_own() {
     }
     let linklocal = "[[host]]\nname = \"pm1\"\nunderlay_ip = \"169.254.0.1\"\nrole = \"compute\"\n\
                      ovsdb = \"unix:/a\"\n";
-    assert!(Config::parse(linklocal, Path::new(".")).is_ok());
+    assert!(parse_plain(linklocal, Path::new(".")).is_ok());
 }
 
 #[test]
@@ -620,9 +630,9 @@ fn the_store_must_be_named_and_a_relative_one_sits_beside_the_file() {
         .map(ToString::to_string)
         .collect();
     assert!(lines.iter().any(|l| l.starts_with("store: ")), "{lines:#?}");
-    let c = Config::parse("store = \"state\"\n", Path::new("/etc/iris")).unwrap();
+    let c = parse_plain("store = \"state\"\n", Path::new("/etc/iris")).unwrap();
     assert_eq!(c.store, Path::new("/etc/iris/state"));
-    let c = Config::parse("store = \"/var/lib/iris\"\n", Path::new("/etc/iris")).unwrap();
+    let c = parse_plain("store = \"/var/lib/iris\"\n", Path::new("/etc/iris")).unwrap();
     assert_eq!(c.store, Path::new("/var/lib/iris"));
 }
 
@@ -646,18 +656,165 @@ fn the_api_and_openflow_need_ports_of_their_own() {
         ("unix:/run/iris.sock", "127.0.0.1:6653"),
     ] {
         let text = format!("listen = \"{listen}\"\napi = \"{api}\"\n");
-        assert!(Config::parse(&text, Path::new(".")).is_ok(), "{text}");
+        assert!(parse_plain(&text, Path::new(".")).is_ok(), "{text}");
     }
 }
 
 #[test]
-fn an_api_beyond_loopback_is_warned_about() {
-    let c = Config::parse("api = \"0.0.0.0:8080\"\n", Path::new(".")).unwrap();
+fn an_api_without_tokens_is_refused_beyond_loopback_and_warned_about_on_it() {
+    let problems = |text: &str| match parse_plain(text, Path::new(".")) {
+        Err(ParseError::Invalid(e)) => e,
+        other => panic!("{text}: {other:?}"),
+    };
+    for api in ["0.0.0.0:8080", "10.0.0.100:8080"] {
+        let e = problems(&format!("api = \"{api}\"\n"));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "api_auth.token_hashes");
+        assert!(e[0].problem.contains("hash-token"), "{e:?}");
+        // Behind a proxy that authenticates, an operator may say so.
+        let text = format!("api = \"{api}\"\n[api_auth]\nallow_unauthenticated = true\n");
+        let c = parse_plain(&text, Path::new(".")).unwrap();
+        assert_eq!(c.warnings().len(), 1);
+    }
+    let c = parse_plain("api = \"127.0.0.1:8080\"\n", Path::new(".")).unwrap();
     let warnings = c.warnings();
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(warnings[0].contains("no authentication"), "{warnings:?}");
-    let c = Config::parse("api = \"10.0.0.100:8080\"\n", Path::new(".")).unwrap();
-    assert_eq!(c.warnings().len(), 1);
-    let c = Config::parse("api = \"127.0.0.1:8080\"\n", Path::new(".")).unwrap();
-    assert!(c.warnings().is_empty());
+    assert!(warnings[0].contains("asks for no token"), "{warnings:?}");
+
+    let hash = crate::api_auth::hash_token("a-token-of-twenty-chars").unwrap();
+    let text = format!("api = \"0.0.0.0:8080\"\n[api_auth]\ntoken_hashes = [\"{hash}\"]\n");
+    let c = parse_plain(&text, Path::new(".")).unwrap();
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+    assert_eq!(c.api_auth.token_hashes.len(), 1);
+    assert!(c.api_auth.open_routes.contains("/healthz"));
+    assert!(
+        c.summary().contains("bearer token (1 hashes)"),
+        "{}",
+        c.summary()
+    );
+
+    // A token written where its hash belongs, both keys at once, a route
+    // that is no path.
+    let e = problems(
+        "[api_auth]\ntoken_hashes = [\"my-plain-secret-token\"]\nallow_unauthenticated = true\n\
+         open_routes = [\"healthz\"]\n",
+    );
+    let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "api_auth.token_hashes[0]",
+            "api_auth.open_routes[0]",
+            "api_auth.allow_unauthenticated"
+        ],
+        "{e:?}"
+    );
+}
+
+#[test]
+fn openflow_is_tls_unless_plain_is_allowed_explicitly() {
+    let problems = |text: &str, base: &Path| match Config::parse(text, base) {
+        Err(ParseError::Invalid(e)) => e,
+        other => panic!("{text}: {other:?}"),
+    };
+    // The default listener and every plain one need plain_openflow.
+    for text in [
+        "",
+        "listen = \"tcp:127.0.0.1:6653\"\n",
+        "listen = \"unix:/run/of.sock\"\n",
+    ] {
+        let e = problems(text, Path::new("."));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "listen");
+        assert!(e[0].problem.contains("plain_openflow = true"), "{e:?}");
+    }
+    let e = problems("listen = \"ssl:0.0.0.0:6653\"\n", Path::new("."));
+    assert_eq!(e[0].key, "tls", "{e:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+    let ours = pki.issue("controller").unwrap();
+    let tls = format!(
+        "[tls]\nprivate_key = \"{}\"\ncertificate = \"{}\"\nca_certificate = \"iris-ca.pem\"\n",
+        ours.private_key.display(),
+        ours.certificate.display()
+    );
+    let c = Config::parse(&format!("listen = \"ssl:0.0.0.0:6653\"\n{tls}"), dir.path()).unwrap();
+    assert_eq!(c.bridge.controller, "ssl:127.0.0.1:6653");
+    let files = c.openflow_tls.as_ref().unwrap();
+    assert_eq!(files.ca_certificate, dir.path().join("iris-ca.pem"));
+    assert!(
+        c.summary().contains("listen:    ssl:0.0.0.0:6653"),
+        "{}",
+        c.summary()
+    );
+
+    // A key that is not the certificate's, a missing CA, [tls] without an
+    // ssl: listener, and passive mode over TLS.
+    let other = pki.issue("pm1").unwrap();
+    let wrong_key = tls.replace(
+        &ours.private_key.display().to_string(),
+        &other.private_key.display().to_string(),
+    );
+    let e = problems(
+        &format!("listen = \"ssl:0.0.0.0:6653\"\n{wrong_key}"),
+        dir.path(),
+    );
+    assert!(
+        e[0].key == "tls" && e[0].problem.contains("does not fit"),
+        "{e:?}"
+    );
+    let no_ca = tls.replace("iris-ca.pem", "missing-ca.pem");
+    let e = problems(
+        &format!("listen = \"ssl:0.0.0.0:6653\"\n{no_ca}"),
+        dir.path(),
+    );
+    assert!(
+        e[0].key == "tls" && e[0].problem.contains("missing-ca.pem"),
+        "{e:?}"
+    );
+    let e = problems(
+        &format!("listen = \"0.0.0.0:6653\"\nplain_openflow = true\n{tls}"),
+        dir.path(),
+    );
+    assert_eq!(e[0].key, "tls", "{e:?}");
+    let e = problems(
+        &format!("listen = \"ssl:0.0.0.0:6653\"\n[bridge]\nopenflow = \"passive\"\n{tls}"),
+        dir.path(),
+    );
+    assert_eq!(e[0].key, "bridge.openflow", "{e:?}");
+}
+
+#[test]
+fn host_fingerprints_name_a_host_and_a_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+    let ours = pki.issue("controller").unwrap();
+    let fp = "9A:3F:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD";
+    let text = |table: &str| {
+        format!(
+            "listen = \"ssl:0.0.0.0:6653\"\n[tls]\nprivate_key = {:?}\ncertificate = {:?}\n\
+             ca_certificate = \"iris-ca.pem\"\n[tls.host_sha256]\n{table}\n\
+             [[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\n\
+             ovsdb = \"unix:/run/pm1.sock\"\n",
+            ours.private_key, ours.certificate
+        )
+    };
+    let c = Config::parse(&text(&format!("pm1 = \"{fp}\"")), dir.path()).unwrap();
+    let bound = c.host_sha256[&HostName("pm1".into())];
+    assert_eq!(bound[0], 0x9a);
+    assert_eq!(bound[31], 0xdd);
+    let bare = fp.replace(':', "").to_lowercase();
+    assert!(Config::parse(&text(&format!("pm1 = \"{bare}\"")), dir.path()).is_ok());
+    match Config::parse(&text("pm9 = \"zz\""), dir.path()) {
+        Err(ParseError::Invalid(e)) => {
+            let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
+            assert_eq!(
+                keys,
+                ["tls.host_sha256.pm9", "tls.host_sha256.pm9"],
+                "{e:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }

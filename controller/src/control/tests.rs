@@ -84,6 +84,7 @@ fn connect(c: &mut Control, conn: u64) -> mpsc::Receiver<Command> {
         conn: ConnId(conn),
         peer: format!("127.0.0.1:{conn}"),
         handle: h,
+        certificate: None,
     });
     rx
 }
@@ -111,18 +112,48 @@ fn a_ready_switch_is_matched_to_its_host_by_datapath_id() {
 }
 
 #[test]
-fn a_reconnecting_switch_replaces_its_old_connection() {
+fn a_second_connection_claiming_a_live_dpid_is_refused_and_the_first_keeps_it() {
     let (mut c, _) = control();
-    let mut old = connect(&mut c, 1);
+    let mut real = connect(&mut c, 1);
     ready(&mut c, 1, 1);
-    let _new = connect(&mut c, 2);
+    let mut impostor = connect(&mut c, 2);
     ready(&mut c, 2, 1);
-    assert_eq!(c.health().switches_ready, 1);
+    // The impostor's handle was dropped: its connection closes.
+    while impostor.try_recv().is_ok() {}
+    assert!(impostor.is_closed());
+    assert!(!real.is_closed(), "the live connection keeps its session");
+    let pm1 = c.host(&HostName("pm1".into())).unwrap();
+    assert_eq!(pm1.openflow_peer.as_deref(), Some("127.0.0.1:1"));
     assert_eq!(c.metrics.switches_connected.get(), 1);
-    // The old connection's handle was dropped: its task sees the queue close
-    // once it has taken what was queued before.
-    while old.try_recv().is_ok() {}
-    assert!(old.is_closed());
+    assert!(c
+        .metrics
+        .render()
+        .contains("iris_switches_refused_total{why=\"dpid_in_use\"} 1"));
+    // The refused connection's late disconnect changes nothing.
+    c.on_switch_event(SwitchEvent::Disconnected {
+        conn: ConnId(2),
+        reason: CloseReason::PeerClosed,
+    });
+    assert_eq!(c.metrics.switches_connected.get(), 1);
+    // What is sent for pm1 still goes to the real switch.
+    while real.try_recv().is_ok() {}
+    assert!(!real.is_closed());
+}
+
+#[test]
+fn a_reconnecting_switch_replaces_its_closed_old_connection() {
+    let (mut c, _) = control();
+    let old = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    // The old connection's task ended (the switch restarted) before the
+    // control loop heard of it.
+    drop(old);
+    let new = connect(&mut c, 2);
+    ready(&mut c, 2, 1);
+    assert!(!new.is_closed());
+    let pm1 = c.host(&HostName("pm1".into())).unwrap();
+    assert_eq!(pm1.openflow_peer.as_deref(), Some("127.0.0.1:2"));
+    assert_eq!(c.metrics.switches_connected.get(), 1);
     // Its late disconnect does not count twice.
     c.on_switch_event(SwitchEvent::Disconnected {
         conn: ConnId(1),
@@ -846,6 +877,7 @@ fn a_switch_whose_queue_is_full_is_resynchronised_from_a_dump() {
         conn: ConnId(1),
         peer: "p".into(),
         handle: h,
+        certificate: None,
     });
     ready(&mut c, 1, 1);
     // The first batch fills the queue; the next change cannot be queued.
@@ -1747,3 +1779,72 @@ fn tables_are_compiled_ahead_only_for_hosts_whose_switch_is_away_and_not_kept_fo
 }
 
 mod inventory;
+
+/// A verified certificate as the server hands it over, issued for `name`.
+fn certificate(dir: &std::path::Path, name: &str) -> Arc<crate::tls::PeerCertificate> {
+    use rustls::pki_types::pem::PemObject;
+    let pki = iris_testbed::pki::Pki::new(dir, "iris").unwrap();
+    let files = pki.issue(name).unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_file(&files.certificate).unwrap();
+    Arc::new(crate::tls::PeerCertificate::new(der))
+}
+
+fn connect_with(
+    c: &mut Control,
+    conn: u64,
+    cert: &Arc<crate::tls::PeerCertificate>,
+) -> mpsc::Receiver<Command> {
+    let (h, rx) = handle(conn);
+    c.on_switch_event(SwitchEvent::Connected {
+        conn: ConnId(conn),
+        peer: format!("127.0.0.1:{conn}"),
+        handle: h,
+        certificate: Some(cert.clone()),
+    });
+    rx
+}
+
+#[test]
+fn a_certificate_speaks_for_the_host_it_names_or_whose_fingerprint_is_bound_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut c, _) = control();
+    // ovs-pki puts a switch's name in the CN only: no subjectAltName names
+    // pm1, so the certificate alone does not make its switch pm1.
+    let unnamed = certificate(dir.path(), "switch-7f3a");
+    let mut rx = connect_with(&mut c, 1, &unnamed);
+    ready(&mut c, 1, 1);
+    while rx.try_recv().is_ok() {}
+    assert!(rx.is_closed(), "refused");
+    assert!(c
+        .host(&HostName("pm1".into()))
+        .unwrap()
+        .openflow_peer
+        .is_none());
+    assert!(c
+        .metrics
+        .render()
+        .contains("iris_switches_refused_total{why=\"certificate_not_this_host\"} 1"));
+    // Bound by its fingerprint, it is pm1's; still not pm2's.
+    c.bind_certificates([(HostName("pm1".into()), *unnamed.sha256())].into());
+    let rx = connect_with(&mut c, 2, &unnamed);
+    ready(&mut c, 2, 1);
+    assert!(!rx.is_closed());
+    assert!(c
+        .host(&HostName("pm1".into()))
+        .unwrap()
+        .openflow_peer
+        .is_some());
+    let mut rx = connect_with(&mut c, 3, &unnamed);
+    ready(&mut c, 3, 2);
+    while rx.try_recv().is_ok() {}
+    assert!(
+        rx.is_closed(),
+        "a fingerprint bound to pm1 does not make pm2"
+    );
+    // A certificate naming pm2 is pm2's.
+    let pm2 = certificate(dir.path(), "pm2");
+    let rx = connect_with(&mut c, 4, &pm2);
+    ready(&mut c, 4, 2);
+    assert!(!rx.is_closed());
+    assert_eq!(c.metrics.switches_connected.get(), 2);
+}

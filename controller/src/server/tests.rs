@@ -572,3 +572,243 @@ fn failing_accepts_wait_longer_each_time_up_to_a_second_and_start_over_once_one_
     f.succeeded("test");
     assert_eq!(f.failed("test", &e), Duration::from_millis(50));
 }
+
+/// A control loop managing one host, pm1 (dpid 0xa1, one VM port of VI 1
+/// once its OVSDB reports), served by `server`.
+struct OneHost {
+    control: crate::control::ControlHandle,
+    topology: mpsc::Sender<crate::control::TopologyEvent>,
+    shutdown: CancellationToken,
+}
+
+const PM1_DPID: u64 = 0xa1;
+
+impl OneHost {
+    fn start(server: Server, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        use crate::control::{Control, ManagedHost};
+        use crate::model::{Host, HostName, HostRole, Vi, ViId};
+        use crate::registry::Registry;
+        let host = ManagedHost {
+            host: Host {
+                name: HostName("pm1".into()),
+                underlay_ip: [10, 0, 0, 1].into(),
+                role: HostRole::Compute,
+                ovsdb_remote: "unix:/run/pm1.sock".into(),
+                datapath_id: PM1_DPID,
+            },
+            controller: None,
+        };
+        let vi = Vi {
+            id: ViId(1),
+            name: "acme".into(),
+            gre_key: 1001,
+            gateways: vec![],
+        };
+        let parts = Control::start(vec![host], vec![vi], Registry::new(), metrics);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
+        tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
+        Self {
+            control: parts.handle,
+            topology: parts.senders.topology,
+            shutdown,
+        }
+    }
+
+    async fn peer_of_pm1(&self) -> Option<String> {
+        self.control
+            .call(|c| {
+                c.host(&crate::model::HostName("pm1".into()))
+                    .and_then(|h| h.openflow_peer)
+            })
+            .await
+            .unwrap()
+    }
+
+    async fn until_pm1_connected(&self) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while self.peer_of_pm1().await.is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("pm1's switch is ready");
+    }
+
+    /// pm1's OVSDB reports its ports, so its tables go out.
+    async fn report_pm1(&self) {
+        use crate::control::{TopologyEvent, VmPortSeen};
+        let pm1 = crate::model::HostName("pm1".into());
+        self.topology
+            .send(TopologyEvent::Ovsdb {
+                host: pm1.clone(),
+                connected: true,
+            })
+            .await
+            .unwrap();
+        self.topology
+            .send(TopologyEvent::Ports {
+                host: pm1,
+                vm_ports: vec![VmPortSeen {
+                    name: "vm1".into(),
+                    ofport: 5,
+                    vi: crate::model::ViId(1),
+                }],
+                tunnels: vec![],
+            })
+            .await
+            .unwrap();
+    }
+}
+
+/// Waits for a FLOW_MOD among what a scripted switch saw.
+async fn until_flow_mod(seen: &mut mpsc::UnboundedReceiver<OfpMessage>) {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(m) = seen.recv().await {
+            if matches!(m.message, Message::FlowMod(_)) {
+                return;
+            }
+        }
+        panic!("the switch's connection ended");
+    })
+    .await
+    .expect("the switch gets its flows");
+}
+
+fn assert_no_flows_sent(seen: &mut mpsc::UnboundedReceiver<OfpMessage>, who: &str) {
+    while let Ok(m) = seen.try_recv() {
+        assert!(
+            !matches!(m.message, Message::FlowMod(_) | Message::GroupMod(_)),
+            "{who} was sent {m:?}"
+        );
+    }
+}
+
+/// The attack on an open listener: a peer that answers FEATURES with a
+/// configured host's dpid while that host's switch is connected. It must
+/// not take the session over, nor receive a single FLOW_MOD of the host's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_impostor_claiming_a_connected_dpid_is_refused_and_gets_none_of_its_flows() {
+    let server = Server::bind(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default())
+        .await
+        .unwrap();
+    let ListenAddr::Tcp(addr) = server.local_addr().unwrap() else {
+        panic!()
+    };
+    let c = OneHost::start(server, Arc::default());
+
+    let (real_tx, mut real_seen) = mpsc::unbounded_channel();
+    let real_sock = TcpStream::connect(addr).await.unwrap();
+    let real_addr = real_sock.local_addr().unwrap().to_string();
+    let real = tokio::spawn(scripted_switch(real_sock, PM1_DPID, false, Some(real_tx)));
+    c.until_pm1_connected().await;
+
+    let (fake_tx, mut fake_seen) = mpsc::unbounded_channel();
+    let fake_sock = TcpStream::connect(addr).await.unwrap();
+    let impostor = tokio::spawn(scripted_switch(fake_sock, PM1_DPID, false, Some(fake_tx)));
+    tokio::time::timeout(Duration::from_secs(5), impostor)
+        .await
+        .expect("the impostor's connection is closed")
+        .unwrap();
+    assert_eq!(c.peer_of_pm1().await.as_deref(), Some(real_addr.as_str()));
+    assert!(!real.is_finished(), "the real switch keeps its session");
+
+    c.report_pm1().await;
+    until_flow_mod(&mut real_seen).await;
+    assert_no_flows_sent(&mut fake_seen, "the impostor");
+    let text = c.control.metrics().render();
+    assert!(
+        text.contains("iris_switches_refused_total{why=\"dpid_in_use\"} 1"),
+        "{text}"
+    );
+    c.shutdown.cancel();
+}
+
+/// Over TLS, neither a certificate from another CA, nor an expired one,
+/// nor none at all, nor a valid one for another host, makes a switch pm1:
+/// each is refused with its reason counted, and the real pm1 keeps its
+/// session and gets its flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_only_the_certificate_naming_the_host_may_claim_its_dpid() {
+    use iris_testbed::pki::Pki;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "iris").unwrap();
+    let rogue = Pki::new(dir.path(), "rogue").unwrap();
+    let ours = pki.issue("controller").unwrap();
+    let files = crate::tls::TlsFiles {
+        private_key: ours.private_key,
+        certificate: ours.certificate,
+        ca_certificate: pki.ca_certificate.clone(),
+    };
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let server = Server::bind(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default())
+        .await
+        .unwrap()
+        .with_tls(files.server_config().unwrap(), metrics.clone());
+    let ListenAddr::Tcp(addr) = server.local_addr().unwrap() else {
+        panic!()
+    };
+    let c = OneHost::start(server, metrics);
+
+    // pm2's certificate is valid, and pm1's dpid is not connected yet: the
+    // certificate alone keeps it from being pm1.
+    let pm2 = pki.issue("pm2").unwrap();
+    let s = crate::tls::connect_for_tests(addr, &pki.ca_certificate, Some(&pm2))
+        .await
+        .unwrap();
+    let (tx, mut pm2_seen) = mpsc::unbounded_channel();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        scripted_switch(s, PM1_DPID, false, Some(tx)),
+    )
+    .await
+    .expect("pm2's certificate claiming pm1 is disconnected");
+    assert_eq!(c.peer_of_pm1().await, None);
+
+    let pm1 = pki.issue("pm1").unwrap();
+    let s = crate::tls::connect_for_tests(addr, &pki.ca_certificate, Some(&pm1))
+        .await
+        .unwrap();
+    let (tx, mut real_seen) = mpsc::unbounded_channel();
+    let real = tokio::spawn(scripted_switch(s, PM1_DPID, false, Some(tx)));
+    c.until_pm1_connected().await;
+    let real_peer = c.peer_of_pm1().await;
+
+    let rogue_pm1 = rogue.issue("pm1").unwrap();
+    let expired_pm1 = pki.issue_expired("pm1").unwrap();
+    for (who, me) in [
+        ("another CA's pm1", Some(&rogue_pm1)),
+        ("an expired pm1", Some(&expired_pm1)),
+        ("no certificate", None),
+    ] {
+        // TLS 1.3 tells the client of its refusal only after the client's
+        // side of the handshake is done: its first read fails.
+        if let Ok(s) = crate::tls::connect_for_tests(addr, &pki.ca_certificate, me).await {
+            let (tx, mut seen) = mpsc::unbounded_channel();
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                scripted_switch(s, PM1_DPID, false, Some(tx)),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{who} is disconnected"));
+            assert!(
+                seen.try_recv().is_err(),
+                "{who} was sent {:?}",
+                seen.try_recv()
+            );
+        }
+    }
+    assert_eq!(c.peer_of_pm1().await, real_peer);
+    assert!(!real.is_finished(), "the real switch keeps its session");
+    c.report_pm1().await;
+    until_flow_mod(&mut real_seen).await;
+    assert_no_flows_sent(&mut pm2_seen, "pm2");
+    let text = c.control.metrics().render();
+    for line in [
+        "iris_switches_refused_total{why=\"tls_handshake\"} 3",
+        "iris_switches_refused_total{why=\"certificate_not_this_host\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
+    c.shutdown.cancel();
+}

@@ -231,3 +231,42 @@ fn a_vi_id_or_key_the_controller_would_refuse_is_refused() {
     let text = HAAS.replace("id = 2", "id = 1");
     assert_eq!(keys(&text), ["vi[1].id"]);
 }
+
+#[test]
+fn the_controllers_token_comes_from_a_file_and_is_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "s3cret-token\n").unwrap();
+    let with = |f: &Path| {
+        HAAS.replace(
+            "url = \"http://127.0.0.1:18080/\"",
+            &format!(
+                "url = \"http://127.0.0.1:18080/\"\ntoken_file = \"{}\"",
+                f.display()
+            ),
+        )
+    };
+    let c = Config::parse(&with(&file)).unwrap();
+    assert_eq!(
+        c.controller_token.as_ref().map(Token::expose),
+        Some("s3cret-token")
+    );
+    assert!(c.summary().contains("(with a bearer token)"));
+    assert!(!c.summary().contains("s3cret"));
+    assert!(!format!("{c:?}").contains("s3cret"));
+
+    // A missing file, an empty one, or one with a space: refused at the key.
+    let missing = dir.path().join("nope");
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    std::fs::write(dir.path().join("spaced"), "two words\n").unwrap();
+    for (f, says) in [
+        (missing, "cannot read"),
+        (dir.path().join("empty"), "holds no token"),
+        (dir.path().join("spaced"), "printable ASCII"),
+    ] {
+        let e = errors(&with(&f));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "controller.token_file");
+        assert!(e[0].problem.contains(says), "{e:?}");
+    }
+}

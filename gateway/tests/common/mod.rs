@@ -9,6 +9,17 @@ use std::net::SocketAddr;
 /// A haas gateway on 127.0.0.1:0 writing to the controller at `controller`;
 /// its peer gw-acme carries VIs 1 and 2.
 pub fn haas_config(controller: SocketAddr) -> Config {
+    haas_config_with_token(controller, None)
+}
+
+/// [`haas_config`], sending the token in `token_file` to the controller.
+pub fn haas_config_with_token(
+    controller: SocketAddr,
+    token_file: Option<&std::path::Path>,
+) -> Config {
+    let token = token_file.map_or_else(String::new, |f| {
+        format!("token_file = \"{}\"\n", f.display())
+    });
     Config::parse(&format!(
         r#"
 [gateway]
@@ -21,7 +32,7 @@ listen = "127.0.0.1:0"
 
 [controller]
 url = "http://{controller}"
-
+{token}
 [[peer]]
 name = "gw-acme"
 wan_ip = "203.0.113.2"

@@ -98,7 +98,7 @@ pub fn prepare(
     }
     let mut ovsdb_servers = Vec::with_capacity(switches.len());
     let mut toml = format!(
-        "listen = \"{openflow}\"\napi = \"{api}\"\nstore = \"{}\"\n\n\
+        "listen = \"{openflow}\"\nplain_openflow = true\napi = \"{api}\"\nstore = \"{}\"\n\n\
          [bridge]\nname = \"{BRIDGE}\"\ndatapath_type = \"netdev\"\n\
          controller = \"tcp:{openflow}\"\n",
         dir.join("store").display()

@@ -32,7 +32,7 @@ pub use error::InteropError;
 pub use flows::{compare, pipeline, Endpoint, Normalised, COOKIE_BASE, VI, VI_MASK, VLAN};
 
 use std::fmt;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use ofp::action::port;
@@ -46,10 +46,9 @@ use ofp::multipart::{
 use ofp::oxm::OxmField;
 use ofp::{ErrorCode, OFP_VERSION};
 
-use crate::command;
 use crate::process::tail_of;
 use crate::{
-    Config, Inventory, Ipv4Cidr, MacAddr, Pm, PmSpec, Prefix, Testbed, UnderlaySpec, VmSpec,
+    Config, Inventory, Ipv4Cidr, MacAddr, Pm, PmSpec, Testbed, UnderlaySpec, VmSpec,
     INTEGRATION_BRIDGE,
 };
 use connection::{Connection, Incoming};
@@ -219,7 +218,7 @@ fn build(tb: &mut Testbed, observe: &mut dyn FnMut(&Event)) -> Result<Setup, Int
         "Testbed: one PM running a private Open vSwitch".into(),
     ));
     let dc = tb.add_underlay(UnderlaySpec::new("dc", "192.168.50.0/24".parse()?))?;
-    let (root, pm_side) = management_net(tb.prefix())?;
+    let (root, pm_side) = crate::pm::free_management_net(tb.prefix(), 0)?;
     let pm = tb.add_pm(
         PmSpec::new("pm1", dc)
             .datapath_id(DATAPATH_ID)
@@ -296,26 +295,6 @@ fn build(tb: &mut Testbed, observe: &mut dyn FnMut(&Event)) -> Result<Setup, Int
 /// for network tests), picked from the testbed's random prefix so that
 /// concurrent runs pick different ones, skipping addresses the root
 /// namespace already has.
-fn management_net(prefix: &Prefix) -> Result<(Ipv4Cidr, Ipv4Cidr), InteropError> {
-    let in_use = command::run(&mut command::program("ip", &["-4", "-o", "addr", "show"]))?;
-    let seed = prefix
-        .as_str()
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
-    let base = u32::from(Ipv4Addr::new(198, 18, 0, 0));
-    // 2^17 addresses make 2^15 /30s.
-    for i in 0..64 {
-        let net = base + ((seed.wrapping_add(i) % (1 << 15)) << 2);
-        let (root, pm) = (Ipv4Addr::from(net + 1), Ipv4Addr::from(net + 2));
-        if !in_use.contains(&format!("inet {root}/")) && !in_use.contains(&format!("inet {pm}/")) {
-            return Ok((Ipv4Cidr::new(root, 30)?, Ipv4Cidr::new(pm, 30)?));
-        }
-    }
-    Err(InteropError::Testbed(crate::Error::Usage(
-        "no free /30 for a management link in 198.18.0.0/15".into(),
-    )))
-}
-
 /// A port number as OVS prints it (`LOCAL`, `1`).
 fn ofp_port_name(n: u32) -> String {
     match n {

@@ -110,12 +110,16 @@ fn wall_clock() -> f64 {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
+    // As in production: the switches and the controller prove who they
+    // are, over management links.
+    h.use_tls()?;
     let pms = h.add_pms(&["pm1", "pm2"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     // Two VMs on pm1 (local forwarding) and one on pm2 (the tunnel).
     let vms = h.add_vms(&mut vi, &[pms[0], pms[1], pms[0]])?;
     let config = h.config(&pms, vec![vi])?;
     h.bring_up_with(&pms, &config, &vms)?;
+    h.check_openflow_over_tls(&pms)?;
     for &a in &vms {
         for &b in &vms {
             if a != b {
@@ -163,6 +167,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     wait_for_replies(h, &output, so_far + MIN_REPLIES_AROUND)?;
     let between_dumps = dumped_before.elapsed().as_secs_f64();
     let flows_after = h.iris_flows(&pms)?;
+    h.check_openflow_over_tls(&pms)?;
     let registry_after = h.controller()?.get_json("/v1/registry")?;
     let trace = run.interrupt()?;
 

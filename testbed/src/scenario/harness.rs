@@ -209,6 +209,17 @@ pub struct Harness {
     starts: u32,
     started: Instant,
     openflow: OpenFlowMode,
+    tls: Option<HarnessTls>,
+}
+
+/// OpenFlow over TLS: a CA made for the run, the controller's listener,
+/// and how many management links the PMs have taken.
+#[derive(Debug)]
+struct HarnessTls {
+    pki: crate::pki::Pki,
+    controller: crate::pki::CertFiles,
+    port: u16,
+    links: u32,
 }
 
 impl Harness {
@@ -233,12 +244,36 @@ impl Harness {
             starts: 0,
             started: Instant::now(),
             openflow: OpenFlowMode::Active,
+            tls: None,
         })
     }
 
     /// The `iris-gateway` binary the inter-cloud scenarios run.
     pub fn gateway_binary(&self) -> &Path {
         &self.gateway_binary
+    }
+
+    /// Runs OpenFlow over TLS from here on, as in production: a throwaway
+    /// CA certifies the controller and each PM added afterwards (its name
+    /// in the certificate, set in its SSL table), each PM reaches the
+    /// controller over a management link (OVS's `ssl:` targets are TCP
+    /// only), and the controller listens on `ssl:0.0.0.0:<free port>`.
+    pub fn use_tls(&mut self) -> Result<(), ScenarioError> {
+        let dir = self.dir.join("pki");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
+        let pki = crate::pki::Pki::new(&dir, "iris")?;
+        let controller = pki.issue("controller")?;
+        let port = std::net::TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Error::io("choosing a port for the controller", e))?
+            .port();
+        self.tls = Some(HarnessTls {
+            pki,
+            controller,
+            port,
+            links: 0,
+        });
+        Ok(())
     }
 
     /// Progress for the human watching; stdout carries only the summary.
@@ -268,7 +303,47 @@ impl Harness {
 
     /// Adds a PM built from `spec` (made by [`Harness::pm_spec`]).
     pub fn add_pm_spec(&mut self, spec: PmSpec) -> Result<PmId, ScenarioError> {
-        Ok(self.tb.add_pm(spec)?)
+        let Some(tls) = &mut self.tls else {
+            return Ok(self.tb.add_pm(spec)?);
+        };
+        let (root, pm_end) = crate::pm::free_management_net(self.tb.prefix(), tls.links)?;
+        tls.links += 1;
+        let pm = self.tb.add_pm(spec.management(root, pm_end))?;
+        let files = tls.pki.issue(self.tb.pm(pm).name())?;
+        let path = |p: &Path| p.display().to_string();
+        self.tb.pm(pm).vsctl(&[
+            "set-ssl",
+            &path(&files.private_key),
+            &path(&files.certificate),
+            &path(&tls.pki.ca_certificate),
+        ])?;
+        Ok(pm)
+    }
+
+    /// With [`Harness::use_tls`]: the controller listens for OpenFlow over
+    /// TLS only, and every PM in `pms` has its bridge pointed at its `ssl:`
+    /// target alone, so the switches it counts as ready came that way.
+    pub fn check_openflow_over_tls(&self, pms: &[PmId]) -> Result<(), ScenarioError> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(self.controller()?.log_path())
+            .map_err(|e| Error::io("reading the controller's log", e))?;
+        check(log.contains("openflow_tls=true"), || {
+            "the controller does not listen for OpenFlow over TLS".into()
+        })?;
+        for &pm in pms {
+            let pm = self.tb.pm(pm);
+            let targets = pm.vsctl(&["get-controller", "br-int"])?;
+            let targets: Vec<&str> = targets.lines().collect();
+            check(targets.len() == 1 && targets[0].starts_with("ssl:"), || {
+                format!(
+                    "{}'s bridge has the targets {targets:?}, not one ssl:",
+                    pm.name()
+                )
+            })?;
+        }
+        Ok(())
     }
 
     /// Adds a PM for each name.
@@ -339,11 +414,11 @@ impl Harness {
     /// The `[[host]]` entry of `pm`, its bridge pointed at the controller
     /// (or, in passive mode, listening for it).
     pub fn host(&self, pm: PmId) -> Result<HostEntry, ScenarioError> {
-        Ok(HostEntry::of_pm(
-            self.tb.pm(pm),
-            &self.socket,
-            self.openflow,
-        )?)
+        let mut host = HostEntry::of_pm(self.tb.pm(pm), &self.socket, self.openflow)?;
+        if let (Some(tls), Some(link)) = (&self.tls, self.tb.pm(pm).management()) {
+            host.controller = format!("ssl:{}:{}", link.root.addr(), tls.port);
+        }
+        Ok(host)
     }
 
     /// A configuration managing `pms` with `vis`, its store in the
@@ -355,6 +430,11 @@ impl Harness {
     ) -> Result<ControllerConfig, ScenarioError> {
         let mut config = ControllerConfig::new(self.socket.clone(), self.dir.join("store"));
         config.openflow = self.openflow;
+        config.tls = self.tls.as_ref().map(|t| crate::controller::OpenFlowTls {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], t.port)),
+            files: t.controller.clone(),
+            ca_certificate: t.pki.ca_certificate.clone(),
+        });
         for &pm in pms {
             config.hosts.push(self.host(pm)?);
         }

@@ -191,9 +191,10 @@ fn haas_config(
     Ok(format!(
         "[gateway]\nname = \"{HAAS_GATEWAY}\"\nkind = \"haas\"\ndc = \"haas\"\nwan_ip = \"{}\"\n\
          bridge = \"{INTEGRATION_BRIDGE}\"\novsdb = \"{}\"\nwan_mtu = 9000\nlisten = \"{api}\"\n\n\
-         [controller]\nurl = \"http://{controller}\"\n\n{}",
+         [controller]\nurl = \"http://{controller}\"\ntoken_file = \"{}\"\n\n{}",
         addr_of(HAAS_WAN)?,
         pm.ovsdb_unix_target(),
+        h.file(crate::controller::API_TOKEN_FILE).display(),
         peer_and_vi(IAAS_GATEWAY, IAAS_WAN, peer_api)?,
     ))
 }

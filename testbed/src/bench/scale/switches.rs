@@ -202,7 +202,7 @@ pub fn check(o: &Options) -> Result<(), BenchError> {
 /// dpids one host per switch whose OVSDB socket nobody serves.
 fn config_text(dir: &std::path::Path, openflow: SocketAddr, o: &Options) -> String {
     let mut toml = format!(
-        "listen = \"{openflow}\"\napi = \"127.0.0.1:0\"\nstore = \"{}\"\n\n\
+        "listen = \"{openflow}\"\nplain_openflow = true\napi = \"127.0.0.1:0\"\nstore = \"{}\"\n\n\
          [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\n",
         dir.join("store").display()
     );

@@ -1,0 +1,215 @@
+//! OpenFlow over TLS: the listener's key, certificate and CA, and which
+//! host a switch's certificate speaks for.
+//!
+//! A switch is accepted only with a client certificate that chains to the
+//! configured CA and is valid now (rustls and webpki check both during the
+//! handshake, which fails, with the reason logged, otherwise). That proves
+//! the peer holds a key the CA certified; which host it may be is a second
+//! question, answered when its FEATURES_REPLY names a datapath id: the
+//! certificate must name that host (a DNS name in its subjectAltName, the
+//! host's `name`), so a switch certified for pm2 cannot claim pm1's dpid.
+//!
+//! rustls (with ring for its cryptography) because it is memory-safe,
+//! needs no system OpenSSL to match at run time, and verifies client
+//! certificates with webpki, whose name check [`PeerCertificate::binds`]
+//! reuses rather than parsing X.509 here.
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The `[tls]` table: PEM files, as Open vSwitch's SSL table names them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub private_key: PathBuf,
+    pub certificate: PathBuf,
+    pub ca_certificate: PathBuf,
+}
+
+fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the {what} {} holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+impl TlsFiles {
+    /// The listener's configuration: TLS 1.2 or 1.3 (Open vSwitch 3.1
+    /// offers both), and a client certificate chaining to the CA required.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        let provider = provider();
+        let mut roots = RootCertStore::empty();
+        for ca in read_certs(&self.ca_certificate, "CA certificate")? {
+            roots.add(ca).map_err(|e| {
+                format!(
+                    "the CA certificate {} is not usable: {e}",
+                    self.ca_certificate.display()
+                )
+            })?;
+        }
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| format!("cannot verify clients against the CA: {e}"))?;
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_client_cert_verifier(verifier);
+        with_our_certificate(config, &self.private_key, &self.certificate)
+    }
+}
+
+/// The API's TLS: a key and certificate, and no client certificates (its
+/// clients prove themselves with a bearer token).
+pub fn api_server_config(
+    private_key: &Path,
+    certificate: &Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth();
+    with_our_certificate(config, private_key, certificate)
+}
+
+/// ring rather than aws-lc-rs, which would add a CMake build of a large C
+/// library; ring lacks only the post-quantum key exchange, which Open
+/// vSwitch 3.1's OpenSSL 3.0 does not offer either.
+#[allow(deprecated)]
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn with_our_certificate(
+    config: rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>,
+    private_key: &Path,
+    certificate: &Path,
+) -> Result<Arc<rustls::ServerConfig>, String> {
+    let chain = read_certs(certificate, "certificate")?;
+    let key = PrivateKeyDer::from_pem_file(private_key)
+        .map_err(|e| format!("cannot read the private key {}: {e}", private_key.display()))?;
+    let config = config.with_single_cert(chain, key).map_err(|e| {
+        format!(
+            "the private key {} does not fit the certificate {}: {e}",
+            private_key.display(),
+            certificate.display()
+        )
+    })?;
+    Ok(Arc::new(config))
+}
+
+/// A SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it
+/// (`AB:CD:…`), or as 64 hex digits.
+pub fn parse_sha256(text: &str) -> Result<[u8; 32], String> {
+    let hex: String = text.chars().filter(|c| *c != ':').collect();
+    let bytes: Option<Vec<u8>> = (hex.len() == 64 && hex.is_ascii())
+        .then(|| {
+            (0..32)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+                .collect()
+        })
+        .flatten();
+    bytes
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| {
+            format!(
+                "{text:?} is not a SHA-256 fingerprint; write the 32 bytes `openssl x509 -noout \
+                 -fingerprint -sha256 -in CERT` prints (AB:CD:…)"
+            )
+        })
+}
+
+/// The certificate a switch presented, already verified against the CA.
+#[derive(Clone)]
+pub struct PeerCertificate {
+    der: CertificateDer<'static>,
+    sha256: [u8; 32],
+}
+
+impl fmt::Debug for PeerCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerCertificate(sha256 {self})")
+    }
+}
+
+/// The SHA-256 fingerprint, as `openssl x509 -fingerprint -sha256` prints
+/// it.
+impl fmt::Display for PeerCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.sha256.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PeerCertificate {
+    pub fn new(der: CertificateDer<'static>) -> Self {
+        let sha256 = Sha256::digest(der.as_ref()).into();
+        Self { der, sha256 }
+    }
+
+    /// Its SHA-256 fingerprint.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    /// Whether the certificate names `host` among its subjectAltName DNS
+    /// names (webpki's check, which ignores the subject's CN as RFC 6125
+    /// asks).
+    pub fn binds(&self, host: &str) -> bool {
+        let Ok(name) = ServerName::try_from(host) else {
+            return false;
+        };
+        webpki::EndEntityCert::try_from(&self.der)
+            .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
+    }
+}
+
+/// A TLS client with the CA `ca` as its roots and, if given, `me` as its
+/// client certificate.
+#[cfg(test)]
+pub(crate) async fn connect_for_tests(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    me: Option<&iris_testbed::pki::CertFiles>,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match me {
+        Some(me) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(&me.certificate)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(&me.private_key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("controller").unwrap(), tcp)
+        .await
+}

@@ -1,0 +1,260 @@
+//! OpenFlow over TLS between the `iris-controller` process and real Open
+//! vSwitch, with a throwaway CA (`iris_testbed::pki`): the host's switch
+//! is accepted with its certificate, and impostors claiming its datapath
+//! id (one certified by another CA, one with a valid certificate for
+//! another host) are refused while the real switch keeps its session and
+//! its flows.
+//!
+//! OVS reaches an `ssl:` target over TCP only, so the two Open vSwitch
+//! instances run in this process's network namespace, each in its own
+//! directory, on the loopback address; their bridges are named after the
+//! process id so that parallel runs do not meet. Needs root and Open
+//! vSwitch; fails (never skips) without them.
+
+#![allow(clippy::unwrap_used)]
+
+use iris_testbed::controller::ControllerProcess;
+use iris_testbed::pki::{CertFiles, Pki};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// One ovsdb-server and ovs-vswitchd in `dir`, stopped (its bridges
+/// deleted first, so no tap device stays behind) when dropped.
+struct Ovs {
+    dir: PathBuf,
+    bridges: Vec<String>,
+}
+
+impl Ovs {
+    /// With `dummy`, vswitchd's datapaths are OVS's dummy ones (no tap
+    /// device): a second userspace datapath in one namespace would clash
+    /// with the first over its `ovs-netdev` device.
+    fn start(dir: &Path, dummy: bool) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let db = dir.join("conf.db");
+        run(Command::new("ovsdb-tool")
+            .arg("create")
+            .arg(&db)
+            .arg("/usr/share/openvswitch/vswitch.ovsschema"));
+        let ovs = Self {
+            dir: dir.to_owned(),
+            bridges: Vec::new(),
+        };
+        let p = |name: &str| dir.join(name).display().to_string();
+        run(Command::new("ovsdb-server")
+            .arg(&db)
+            .arg(format!("--remote=punix:{}", p("db.sock")))
+            .arg("--remote=db:Open_vSwitch,Open_vSwitch,manager_options")
+            .arg("--private-key=db:Open_vSwitch,SSL,private_key")
+            .arg("--certificate=db:Open_vSwitch,SSL,certificate")
+            .arg("--ca-cert=db:Open_vSwitch,SSL,ca_cert")
+            .arg(format!("--pidfile={}", p("ovsdb-server.pid")))
+            .arg(format!("--unixctl={}", p("ovsdb-server.ctl")))
+            .arg(format!("--log-file={}", p("ovsdb-server.log")))
+            .arg("--detach"));
+        ovs.vsctl(&["--no-wait", "init"]);
+        run(Command::new("ovs-vswitchd")
+            .arg(format!("unix:{}", p("db.sock")))
+            .arg(format!("--pidfile={}", p("ovs-vswitchd.pid")))
+            .arg(format!("--unixctl={}", p("ovs-vswitchd.ctl")))
+            .arg(format!("--log-file={}", p("ovs-vswitchd.log")))
+            .args(dummy.then_some("--enable-dummy=override"))
+            .env("OVS_RUNDIR", dir)
+            .arg("--detach"));
+        ovs
+    }
+
+    fn db(&self) -> String {
+        format!("unix:{}", self.dir.join("db.sock").display())
+    }
+
+    fn vsctl(&self, args: &[&str]) -> String {
+        run(Command::new("ovs-vsctl")
+            .arg(format!("--db={}", self.db()))
+            .args(args))
+    }
+
+    fn set_ssl(&self, me: &CertFiles, ca: &Path) {
+        self.vsctl(&[
+            "set-ssl",
+            &me.private_key.display().to_string(),
+            &me.certificate.display().to_string(),
+            &ca.display().to_string(),
+        ]);
+    }
+
+    /// The flows of `bridge`, through vswitchd's management socket.
+    fn flows(&self, bridge: &str) -> Vec<String> {
+        let mgmt = self.dir.join(format!("{bridge}.mgmt"));
+        let out = run(Command::new("ovs-ofctl")
+            .args(["-O", "OpenFlow13", "--no-stats", "dump-flows"])
+            .arg(format!("unix:{}", mgmt.display())));
+        out.lines()
+            .filter(|l| l.contains("cookie=0x4952"))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Ovs {
+    fn drop(&mut self) {
+        for b in &self.bridges {
+            let _ = Command::new("ovs-vsctl")
+                .arg(format!("--db={}", self.db()))
+                .args(["--if-exists", "del-br", b])
+                .output();
+        }
+        for daemon in ["ovs-vswitchd", "ovsdb-server"] {
+            let pidfile = self.dir.join(format!("{daemon}.pid"));
+            if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+                let _ = Command::new("kill").arg(pid.trim()).output();
+            }
+        }
+    }
+}
+
+fn run(c: &mut Command) -> String {
+    let out = c.output().unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{c:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `what` every 100 ms until it holds, for at most `secs`; the
+/// controller's log is in the failure.
+fn wait_for(c: &ControllerProcess, secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            Instant::now() < until,
+            "waited {secs} s for {what}; the controller's log ends:\n{}",
+            c.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn refused(c: &ControllerProcess, why: &str) -> f64 {
+    let m = c.metrics().unwrap();
+    m.by_label("iris_switches_refused_total", "why")
+        .get(why)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+fn pm1_peer(c: &ControllerProcess) -> Option<String> {
+    let host = c.get_json("/v1/hosts/pm1").unwrap();
+    host["openflow_peer"].as_str().map(str::to_owned)
+}
+
+#[test]
+fn over_tls_real_ovs_is_accepted_and_impostors_claiming_its_dpid_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pki = Pki::new(dir, "iris").unwrap();
+    let rogue = Pki::new(dir, "rogue").unwrap();
+    let ours = pki.issue("controller").unwrap();
+    let pm1_cert = pki.issue("pm1").unwrap();
+    let pm2_cert = pki.issue("pm2").unwrap();
+    let rogue_pm1 = rogue.issue("pm1").unwrap();
+
+    let tag = std::process::id() % 100_000;
+    let bridge = format!("irt{tag}");
+    let evil = format!("irx{tag}");
+    let dpid = "00000000000000a1";
+    let port = free_port();
+
+    let mut real = Ovs::start(&dir.join("pm1"), false);
+    real.bridges.push(bridge.clone());
+    real.set_ssl(&pm1_cert, &pki.ca_certificate);
+
+    let config = dir.join("iris.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"ssl:127.0.0.1:{port}\"\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\n\
+             [tls]\nprivate_key = {:?}\ncertificate = {:?}\nca_certificate = {:?}\n\n\
+             [bridge]\nname = \"{bridge}\"\ndatapath_type = \"netdev\"\n\n\
+             [[host]]\nname = \"pm1\"\nunderlay_ip = \"192.168.77.1\"\nrole = \"compute\"\n\
+             ovsdb = \"{}\"\ndatapath_id = \"{dpid}\"\n",
+            ours.private_key,
+            ours.certificate,
+            pki.ca_certificate,
+            real.db()
+        ),
+    )
+    .unwrap();
+    let c = ControllerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_iris-controller")),
+        &config,
+        &dir.join("controller.log"),
+    )
+    .unwrap();
+    // The OVSDB manager writes the ssl: target into the bridge; OVS
+    // connects with pm1's certificate and gets pm1's tables.
+    wait_for(&c, 20, "pm1's switch over TLS with its flows", || {
+        pm1_peer(&c).is_some() && !real.flows(&bridge).is_empty()
+    });
+    assert_eq!(
+        real.vsctl(&["get", "Controller", &bridge, "target"]).trim(),
+        format!("\"ssl:127.0.0.1:{port}\"")
+    );
+    let peer = pm1_peer(&c);
+    let flows = real.flows(&bridge);
+
+    // Impostors: a bridge of a second Open vSwitch claiming pm1's dpid,
+    // first with another CA's certificate for pm1, then with our CA's
+    // certificate for pm2.
+    let mut fake = Ovs::start(&dir.join("impostor"), true);
+    fake.bridges.push(evil.clone());
+    fake.set_ssl(&rogue_pm1, &pki.ca_certificate);
+    fake.vsctl(&[
+        "add-br",
+        &evil,
+        "--",
+        "set",
+        "Bridge",
+        &evil,
+        "datapath_type=netdev",
+        "protocols=OpenFlow13",
+        "fail_mode=secure",
+        &format!("other_config:datapath-id={dpid}"),
+        "--",
+        "set-controller",
+        &evil,
+        &format!("ssl:127.0.0.1:{port}"),
+    ]);
+    wait_for(&c, 20, "another CA's pm1 to be refused", || {
+        refused(&c, "tls_handshake") >= 1.0
+    });
+    fake.set_ssl(&pm2_cert, &pki.ca_certificate);
+    wait_for(
+        &c,
+        30,
+        "pm2's certificate claiming pm1 to be refused",
+        || refused(&c, "certificate_not_this_host") >= 1.0,
+    );
+
+    assert_eq!(pm1_peer(&c), peer, "the real switch keeps its session");
+    assert_eq!(real.flows(&bridge), flows, "and its flows");
+    assert!(
+        fake.flows(&evil).is_empty(),
+        "the impostor got none of pm1's flows"
+    );
+    let health = c.get_json("/healthz").unwrap();
+    assert_eq!(health["switches_ready"], 1, "{health}");
+    c.stop(Duration::from_secs(5)).unwrap();
+}
