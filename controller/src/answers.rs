@@ -96,14 +96,11 @@ enum Kept {
     /// Placed on this port (host by its index): a sighting there changes
     /// nothing, one elsewhere may move it.
     At { host: u32, ofport: u32 },
-    /// Behind this gateway host: a sighting on any of the VI's ports on it
-    /// changes nothing (see [`crate::registry::Sighting`]).
-    Behind { host: u32 },
 }
 
 /// A connection's switch: its host and the VI of each VM port, with
-/// whether the host is that VI's gateway (what the port sees lives behind
-/// it).
+/// whether the host is that VI's gateway (the port leads into the
+/// operator's data center, whose requests are never answered).
 #[derive(Debug)]
 struct SwitchPorts {
     host: u32,
@@ -153,10 +150,7 @@ impl ArpSnapshot {
                         host: *hosts.get(host)?,
                         ofport: *ofport,
                     },
-                    Some(Location::BehindGateway { gateway }) => Kept::Behind {
-                        host: *hosts.get(gateway)?,
-                    },
-                    None => return None,
+                    _ => return None,
                 };
                 Some((*k, kept))
             })
@@ -182,6 +176,10 @@ impl ArpSnapshot {
         let sw = self.switches.get(&conn)?;
         let in_port = in_port_of_valid_match(pi)?;
         let (vi, behind) = *sw.vm_ports.get(&in_port)?;
+        if behind {
+            // A request from the operator's data center is never answered.
+            return None;
+        }
         let frame = pi.data();
         let eth = EthernetFrame::new_checked(frame).ok()?;
         let vlan = Vlan::from_vid(eth.vlan())?;
@@ -192,7 +190,7 @@ impl ArpSnapshot {
         if arp.op != ArpOp::Request || arp.is_gratuitous() || arp.spa.is_unspecified() {
             return None;
         }
-        if !self.sighting_keeps(sw.host, in_port, (vi, behind), &arp) {
+        if !self.sighting_keeps(sw.host, in_port, vi, &arp) {
             return None;
         }
         let target = IpKey {
@@ -210,15 +208,8 @@ impl ArpSnapshot {
     }
 
     /// Whether learning from `arp` (a plain request, a sighting) on VM
-    /// port `ofport` of `host`, a port of `vi` that leads behind the
-    /// gateway or not, would leave the registry as it is.
-    fn sighting_keeps(
-        &self,
-        host: u32,
-        ofport: u32,
-        (vi, behind): (ViId, bool),
-        arp: &ArpRepr,
-    ) -> bool {
+    /// port `ofport` of `host` would leave the registry as it is.
+    fn sighting_keeps(&self, host: u32, ofport: u32, vi: ViId, arp: &ArpRepr) -> bool {
         let Some(vlan) = Vlan::from_vid(arp.tags.first().map(|t| t.vid())) else {
             // Learning skips priority-tagged frames.
             return true;
@@ -228,8 +219,7 @@ impl ArpSnapshot {
             let key = MacKey { vi, vlan, mac: src };
             match self.macs.get(&key) {
                 Some(Kept::Anywhere) => {}
-                Some(Kept::At { host: h, ofport: p }) if !behind && *h == host && *p == ofport => {}
-                Some(Kept::Behind { host: h }) if behind && *h == host => {}
+                Some(Kept::At { host: h, ofport: p }) if *h == host && *p == ofport => {}
                 _ => return false,
             }
         }

@@ -590,7 +590,29 @@ fn vi_flows(out: &mut impl FlowSink, p: &Present<'_>) {
             vec![apply(vec![Action::Group(g_tunnel)])],
         );
     }
+    if p.is_gateway {
+        // On a gateway the VI's ports lead into the operator's data center:
+        // a request from there may be for a neighbour there, which answers
+        // itself. Answered here, the reply would leave with that
+        // neighbour's MAC as its source and teach the operator's switches
+        // that it lives behind the gateway. So it is flooded in the VI
+        // (the HaaS owner of the address answers) and never answered.
+        let m = in_vi(vi.id)
+            .reg(REG_ORIGIN, FROM_VM)
+            .eth_type(ARP)
+            .arp_op(ARP_REQUEST);
+        add(
+            out,
+            TABLE_ARP,
+            GATEWAY_ARP_PRIORITY,
+            m,
+            vec![goto(TABLE_FORWARD)],
+        );
+    }
 }
+
+/// Above the responder (100) and probe (110) flows: see [`vi_flows`].
+const GATEWAY_ARP_PRIORITY: u16 = 120;
 
 /// Source checks and forwarding for every MAC of the VI the registry places.
 fn mac_flows(
@@ -693,6 +715,22 @@ mod tests {
             since: Timestamp(0),
         };
         (key, entry)
+    }
+
+    #[test]
+    fn a_gateway_floods_the_operators_arp_requests_above_every_answer() {
+        let t = world();
+        let on = |h: &str| {
+            compile(&Registry::new(), &t, &host(h))
+                .flows
+                .values()
+                .filter(|f| f.table == TABLE_ARP && f.priority == GATEWAY_ARP_PRIORITY)
+                .map(|f| (f.match_.lookup().metadata(), f.instructions.clone()))
+                .collect::<Vec<_>>()
+        };
+        // gw is VI 1's gateway; a, a compute host, gets no such flow.
+        assert_eq!(on("gw"), [(Some((1, None)), vec![goto(TABLE_FORWARD)])]);
+        assert!(on("a").is_empty());
     }
 
     #[test]

@@ -201,10 +201,14 @@ pub fn handle_packet_in(
             vlan,
             ip: arp.tpa,
         };
+        // From a gateway's port the request comes from the operator's data
+        // center, perhaps for a neighbour there: never answered (see the
+        // compiler's gateway ARP flow).
+        let from_operator = topology.sighting(port).behind_gateway;
         match registry.ip(&target) {
             // A probe (sender 0.0.0.0) is for the owner to answer, and a
             // host asking for its own address gets no answer from us.
-            Some(e) if !arp.spa.is_unspecified() && e.mac != arp.sha => (
+            Some(e) if !from_operator && !arp.spa.is_unspecified() && e.mac != arp.sha => (
                 PacketInKind::ArpAnswered,
                 vec![reply_out(port, &arp, e.mac)],
             ),

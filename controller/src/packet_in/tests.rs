@@ -127,6 +127,23 @@ fn what_a_gateway_port_sees_lives_behind_the_gateway_and_stays_there() {
 }
 
 #[test]
+fn a_request_from_the_operators_side_is_flooded_never_answered() {
+    // gw:7 leads into the operator's data center: 10.0.0.2 may be a
+    // neighbour there, which answers itself.
+    let mut r = registry();
+    let req = bytes(&vlan10(ArpRepr::request(mac(M1), ip("10.0.0.1"), ip("10.0.0.2"))));
+    let d = decide(&mut r, "gw", meta(TABLE_ARP, 7), &req);
+    assert_eq!(d.kind, PacketInKind::ArpUnknownTarget);
+    assert_eq!(
+        d.packet_outs[0].actions,
+        [Action::Group(flood_group(ViId(1), false))]
+    );
+    // The same request from a PM's VM port is answered.
+    let d = decide(&mut r, "a", meta(TABLE_ARP, 1), &req);
+    assert_eq!(d.kind, PacketInKind::ArpAnswered);
+}
+
+#[test]
 fn a_garp_is_flooded_only_when_the_datapath_did_not() {
     let garp = bytes(&vlan10(ArpRepr::gratuitous(mac(M1), ip("10.0.0.1"))));
     let mut r = registry();
