@@ -52,8 +52,8 @@ enum Command {
     /// iris-controller process; print a JSON summary with its measurements
     /// on stdout, progress on stderr; exit non-zero if it fails.
     Scenario {
-        /// mesh, isolation, vlan, migrate, controller-restart, host-churn,
-        /// qemu-migrate, or all.
+        /// mesh, isolation, vlan, migrate, controller-restart, intercloud,
+        /// tenants-intercloud, host-churn, qemu-migrate, or all.
         name: String,
         /// The iris-controller binary; by default the one beside this program.
         #[arg(long)]
@@ -69,6 +69,38 @@ enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Experiments that reproduce the shape of a published study; each
+    /// writes a markdown table and SVG plots into a directory.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCommand {
+    /// The Iris paper's WAN study on the inter-cloud world: ping RTT IaaS
+    /// guest to HaaS guest and inside the IaaS DC, and an emulated move
+    /// IaaS DC -> HaaS DC (first RARP to the controller's move event,
+    /// re-plug to first reply), as the one-way WAN delay grows.
+    Wan(ExperimentWanArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExperimentWanArgs {
+    /// Where wan.md, wan-rtt.svg and wan-migration.svg are written.
+    #[arg(long)]
+    out: PathBuf,
+    /// One-way WAN delays in ms.
+    #[arg(long, value_delimiter = ',', default_value = "0,5,10,20,50,100")]
+    delays: Vec<u64>,
+    /// Echo requests per RTT measurement.
+    #[arg(long, default_value_t = 20)]
+    pings: u32,
+    /// Milliseconds between two echo requests.
+    #[arg(long, default_value_t = 100)]
+    interval_ms: u64,
+    /// The iris-controller binary; by default the one beside this program.
+    #[arg(long)]
+    controller: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -538,6 +570,20 @@ fn main() -> ExitCode {
             Some(options) => demo::run(&options),
             None => ExitCode::from(2),
         },
+        Command::Experiment(ExperimentCommand::Wan(a)) => {
+            match scenarios::options(a.controller.as_deref(), config) {
+                Some(options) => iris_testbed::experiment::run_wan(
+                    &options,
+                    &iris_testbed::experiment::WanOptions {
+                        delays_ms: a.delays,
+                        pings: a.pings,
+                        interval: Duration::from_millis(a.interval_ms),
+                        out: a.out,
+                    },
+                ),
+                None => ExitCode::from(2),
+            }
+        }
         Command::Scenario { name, controller } => {
             scenarios::run(&name, controller.as_deref(), config)
         }

@@ -40,7 +40,7 @@ pub const VLANS: &str = "100-199";
 /// The gateways' names: the HaaS one is also the controller's host name.
 pub const HAAS_GATEWAY: &str = "gwh";
 pub const IAAS_GATEWAY: &str = "gwa";
-const HAAS_WAN: &str = "203.0.113.1/24";
+pub const HAAS_WAN: &str = "203.0.113.1/24";
 const IAAS_WAN: &str = "203.0.113.2/24";
 /// The IaaS DC LAN's own subnet (nodes' management; guests' frames cross
 /// it tagged, in their own subnet).
@@ -157,7 +157,17 @@ pub fn operator_vi(h: &Harness, world: &World) -> ViEntry {
 /// Starts the controller on the HaaS PMs (the gateway node with role
 /// gateway) and waits for every switch and the full mesh.
 pub fn start_controller(h: &mut Harness, world: &World) -> Result<(), ScenarioError> {
-    let mut config = h.config(&world.pms, vec![operator_vi(h, world)])?;
+    let vi = operator_vi(h, world);
+    start_controller_with(h, world, vec![vi])
+}
+
+/// [`start_controller`] with the VIs of every operator of the world.
+pub fn start_controller_with(
+    h: &mut Harness,
+    world: &World,
+    vis: Vec<ViEntry>,
+) -> Result<(), ScenarioError> {
+    let mut config = h.config(&world.pms, vis)?;
     for host in &mut config.hosts {
         if host.name == HAAS_GATEWAY {
             host.role = HostRole::Gateway;
@@ -172,21 +182,38 @@ pub fn start_controller(h: &mut Harness, world: &World) -> Result<(), ScenarioEr
 
 /// A loopback address with a port free right now, for a gateway's API:
 /// each gateway must know the other's before either starts.
-fn free_loopback() -> Result<SocketAddr, ScenarioError> {
+pub fn free_loopback() -> Result<SocketAddr, ScenarioError> {
     let l = TcpListener::bind("127.0.0.1:0")
         .map_err(|e| crate::Error::io("binding a loopback port", e))?;
     l.local_addr()
         .map_err(|e| ScenarioError::Testbed(crate::Error::io("reading a bound address", e)))
 }
 
-/// The HaaS gateway's configuration.
-fn haas_config(
+/// One gateway's peer and the VI the two carry between them.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerVi<'a> {
+    pub peer: &'a str,
+    /// The peer's WAN address, as a CIDR.
+    pub wan: &'a str,
+    pub api: SocketAddr,
+    pub vi: u32,
+    pub gre_key: u32,
+}
+
+/// The HaaS gateway's configuration: one `[[peer]]` and `[[vi]]` per IaaS
+/// data center.
+pub fn haas_config(
     h: &Harness,
     world: &World,
     api: SocketAddr,
-    peer_api: SocketAddr,
+    peers: &[PeerVi],
 ) -> Result<String, ScenarioError> {
     let pm = h.tb.pm(world.gw_haas);
+    let peers = peers
+        .iter()
+        .map(peer_and_vi)
+        .collect::<Result<Vec<_>, _>>()?
+        .join("\n");
     let controller = h.controller()?.api_addr();
     Ok(format!(
         "[gateway]\nname = \"{HAAS_GATEWAY}\"\nkind = \"haas\"\ndc = \"haas\"\nwan_ip = \"{}\"\n\
@@ -195,34 +222,43 @@ fn haas_config(
         addr_of(HAAS_WAN)?,
         pm.ovsdb_unix_target(),
         h.file(crate::controller::API_TOKEN_FILE).display(),
-        peer_and_vi(IAAS_GATEWAY, IAAS_WAN, peer_api)?,
+        peers,
     ))
 }
 
-/// The IaaS gateway's configuration.
-fn iaas_config(
+/// The configuration of IaaS gateway `gw`, called `name`, of data center
+/// `dc`, its WAN address `wan`.
+pub fn iaas_config(
     h: &Harness,
-    world: &World,
+    gw: GatewayId,
+    (name, dc, wan): (&str, &str, &str),
     api: SocketAddr,
-    peer_api: SocketAddr,
+    peer: &PeerVi,
 ) -> Result<String, ScenarioError> {
-    let gw = h.tb.gateway(world.gw_iaas);
+    let gw = h.tb.gateway(gw);
     Ok(format!(
-        "[gateway]\nname = \"{IAAS_GATEWAY}\"\nkind = \"iaas\"\ndc = \"acme\"\nwan_ip = \"{}\"\n\
+        "[gateway]\nname = \"{name}\"\nkind = \"iaas\"\ndc = \"{dc}\"\nwan_ip = \"{}\"\n\
          bridge = \"{GATEWAY_BRIDGE}\"\novsdb = \"{}\"\nopenflow = \"unix:{}\"\ntrunk = \"{}\"\n\
          wan_mtu = 9000\nlisten = \"{api}\"\n\n{}",
-        addr_of(IAAS_WAN)?,
+        addr_of(wan)?,
         gw.ovsdb_target(),
         gw.mgmt_socket(GATEWAY_BRIDGE).display(),
         gw.trunk(),
-        peer_and_vi(HAAS_GATEWAY, HAAS_WAN, peer_api)?,
+        peer_and_vi(peer)?,
     ))
 }
 
-fn peer_and_vi(peer: &str, wan: &str, api: SocketAddr) -> Result<String, ScenarioError> {
+fn peer_and_vi(p: &PeerVi) -> Result<String, ScenarioError> {
+    let PeerVi {
+        peer,
+        wan,
+        api,
+        vi,
+        gre_key,
+    } = *p;
     Ok(format!(
         "[[peer]]\nname = \"{peer}\"\nwan_ip = \"{}\"\napi = \"http://{api}\"\n\n\
-         [[vi]]\nid = {VI}\ngre_key = {GRE_KEY}\npeer = \"{peer}\"\nvlans = [\"{VLANS}\"]\n",
+         [[vi]]\nid = {vi}\ngre_key = {gre_key}\npeer = \"{peer}\"\nvlans = [\"{VLANS}\"]\n",
         addr_of(wan)?
     ))
 }
@@ -235,21 +271,58 @@ fn addr_of(cidr: &str) -> Result<Ipv4Addr, ScenarioError> {
 /// accept them, starts both, and waits until each answers `/healthz` and
 /// the controller has classified the HaaS gateway's WAN port into the VI.
 pub fn start_gateways(h: &mut Harness, world: &mut World) -> Result<(), ScenarioError> {
-    let binary = h.gateway_binary().to_path_buf();
     let (haas_api, iaas_api) = (free_loopback()?, free_loopback()?);
-    let files: [(&str, String); 2] = [
-        (
-            "gateway-haas.toml",
-            haas_config(h, world, haas_api, iaas_api)?,
-        ),
-        (
-            "gateway-iaas.toml",
-            iaas_config(h, world, iaas_api, haas_api)?,
-        ),
-    ];
+    let to_iaas = PeerVi {
+        peer: IAAS_GATEWAY,
+        wan: IAAS_WAN,
+        api: iaas_api,
+        vi: VI,
+        gre_key: GRE_KEY,
+    };
+    let to_haas = PeerVi {
+        peer: HAAS_GATEWAY,
+        wan: HAAS_WAN,
+        api: haas_api,
+        ..to_iaas
+    };
+    let haas = haas_config(h, world, haas_api, &[to_iaas])?;
+    let iaas = iaas_config(
+        h,
+        world.gw_iaas,
+        (IAAS_GATEWAY, "acme", IAAS_WAN),
+        iaas_api,
+        &to_haas,
+    )?;
+    let ids = launch_gateways(
+        h,
+        &[
+            ("gateway-haas", haas, haas_api),
+            ("gateway-iaas", iaas, iaas_api),
+        ],
+        &[VI],
+    )?;
+    world.gateways = Some(Gateways {
+        haas: ids[0],
+        iaas: ids[1],
+        haas_api,
+        iaas_api,
+    });
+    Ok(())
+}
+
+/// Starts one `iris-gateway` per `(name, configuration, API address)`:
+/// writes `<name>.toml`, has `check-config` accept it, runs it, and waits
+/// until each answers `/healthz` and the controller has classified a WAN
+/// port of the HaaS gateway into each of `vis`.
+pub fn launch_gateways(
+    h: &mut Harness,
+    gateways: &[(&str, String, SocketAddr)],
+    vis: &[u32],
+) -> Result<Vec<ProcessId>, ScenarioError> {
+    let binary = h.gateway_binary().to_path_buf();
     let mut paths: Vec<PathBuf> = Vec::new();
-    for (name, text) in &files {
-        let path = h.file(name);
+    for (name, text, _) in gateways {
+        let path = h.file(&format!("{name}.toml"));
         std::fs::write(&path, text).map_err(|e| crate::Error::io_at("writing", &path, e))?;
         let out = std::process::Command::new(&binary)
             .args(["check-config", &path.to_string_lossy()])
@@ -257,27 +330,20 @@ pub fn start_gateways(h: &mut Harness, world: &mut World) -> Result<(), Scenario
             .map_err(|e| crate::Error::io(format!("running {}", binary.display()), e))?;
         check(out.status.success(), || {
             format!(
-                "iris-gateway check-config refused {name}:\n{}{}",
+                "iris-gateway check-config refused {name}.toml:\n{}{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             )
         })?;
         paths.push(path);
     }
-    let run = |h: &mut Harness, name: &str, path: &PathBuf| -> Result<ProcessId, ScenarioError> {
+    let mut ids = Vec::new();
+    for ((name, _, _), path) in gateways.iter().zip(&paths) {
         let bin = binary.to_string_lossy();
         let cfg = path.to_string_lossy();
-        Ok(h.tb.spawn(crate::Node::Root, name, &[&bin, "run", "--config", &cfg])?)
-    };
-    let haas = run(h, "gateway-haas", &paths[0])?;
-    let iaas = run(h, "gateway-iaas", &paths[1])?;
-    world.gateways = Some(Gateways {
-        haas,
-        iaas,
-        haas_api,
-        iaas_api,
-    });
-    for api in [haas_api, iaas_api] {
+        ids.push(h.tb.spawn(crate::Node::Root, name, &[&bin, "run", "--config", &cfg])?);
+    }
+    for &(_, _, api) in gateways {
         poll_until(&format!("iris-gateway /healthz at {api}"), CONVERGE, || {
             Ok(match crate::controller::http_get(api, "/healthz") {
                 Ok((200, _)) => Probe::Ready(()),
@@ -285,20 +351,26 @@ pub fn start_gateways(h: &mut Harness, world: &mut World) -> Result<(), Scenario
             })
         })?;
     }
-    // The controller sees the WAN port as the VI's port on the gateway.
+    // The controller sees each WAN port as its VI's port on the gateway.
     let c = h.controller()?;
-    poll_until("the HaaS gateway's WAN port in the VI", CONVERGE, || {
-        let ports = c.get_json(&format!("/v1/vm-ports?host={HAAS_GATEWAY}"))?;
-        let found = ports
-            .as_array()
-            .is_some_and(|ps| ps.iter().any(|p| p["vi"] == VI));
-        Ok(if found {
-            Probe::Ready(())
-        } else {
-            Probe::NotYet(ports.to_string())
-        })
-    })?;
-    Ok(())
+    for &vi in vis {
+        poll_until(
+            &format!("the HaaS gateway's WAN port in VI {vi}"),
+            CONVERGE,
+            || {
+                let ports = c.get_json(&format!("/v1/vm-ports?host={HAAS_GATEWAY}"))?;
+                let found = ports
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["vi"] == vi));
+                Ok(if found {
+                    Probe::Ready(())
+                } else {
+                    Probe::NotYet(ports.to_string())
+                })
+            },
+        )?;
+    }
+    Ok(ids)
 }
 
 /// A gateway's `/v1/status`.
@@ -337,6 +409,19 @@ pub fn rtt_at(
         .set_impairment(Impairment::delay(delay))?;
     // The relay restarted: let the path come back before timing it.
     h.tb.vm(from).wait_reachable(to, CONVERGE)?;
+    ping_rtt(h, delay, from, to, count, interval)
+}
+
+/// `count` pings from `from` to `to`, `interval` apart, as they are now;
+/// labelled with the WAN's one-way `delay`.
+pub fn ping_rtt(
+    h: &Harness,
+    delay: Duration,
+    from: VmId,
+    to: Ipv4Addr,
+    count: u32,
+    interval: Duration,
+) -> Result<RttAt, ScenarioError> {
     let report = h.tb.vm(from).ping(to, count, interval)?;
     let rtt = report.rtt.ok_or_else(|| {
         ScenarioError::Failed(format!(

@@ -17,6 +17,7 @@ pub mod isolation;
 pub mod mesh;
 pub mod migrate;
 pub mod qemu_migrate;
+pub mod tenants_intercloud;
 mod vlan;
 
 use std::path::PathBuf;
@@ -90,6 +91,14 @@ pub const ALL: &[Scenario] = &[
                  gateways across the WAN at 0, 10 and 100 ms; the IaaS guest lives behind the \
                  gateway in the registry and, warm, no ARP crosses the WAN",
         body: |h| intercloud::run(h).and_then(|r| harness::to_json(&r)),
+    },
+    Scenario {
+        name: "tenants-intercloud",
+        proves: "two operators, each with its own IaaS DC, gateway and WAN, and the same VLAN, \
+                 IPs and MACs, each reach their own HaaS guest across the WAN and only theirs; \
+                 ARP floods stay inside each VI on both sides; the registry keeps the MACs \
+                 apart by VI",
+        body: tenants_intercloud::run,
     },
 ];
 
