@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::harness::{check, ms, Harness, ScenarioError, CONVERGE};
-use crate::controller::{HostRole, ViEntry};
+use crate::controller::{ControllerConfig, HostRole, ViEntry};
 use crate::readiness::{poll_until, Probe};
 use crate::wan::{Backend, Impairment, WanSpec};
 use crate::{
@@ -157,12 +157,7 @@ pub fn operator_vi(h: &Harness, world: &World) -> ViEntry {
 /// Starts the controller on the HaaS PMs (the gateway node with role
 /// gateway) and waits for every switch and the full mesh.
 pub fn start_controller(h: &mut Harness, world: &World) -> Result<(), ScenarioError> {
-    let mut config = h.config(&world.pms, vec![operator_vi(h, world)])?;
-    for host in &mut config.hosts {
-        if host.name == HAAS_GATEWAY {
-            host.role = HostRole::Gateway;
-        }
-    }
+    let config = controller_config(h, world)?;
     h.start_controller(&config)?;
     let n = world.pms.len() as u64;
     h.wait_ready(n, n)?;
@@ -459,4 +454,17 @@ pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
         haas_gateway: gateway_status(gws.haas_api)?,
         iaas_gateway: gateway_status(gws.iaas_api)?,
     })
+}
+
+/// The controller's configuration for `world`: its PMs, the HaaS gateway
+/// node with role gateway, the operator's VI. A scenario that restarts the
+/// controller writes it again with the API address the gateway was given.
+pub fn controller_config(h: &Harness, world: &World) -> Result<ControllerConfig, ScenarioError> {
+    let mut config = h.config(&world.pms, vec![operator_vi(h, world)])?;
+    for host in &mut config.hosts {
+        if host.name == HAAS_GATEWAY {
+            host.role = HostRole::Gateway;
+        }
+    }
+    Ok(config)
 }

@@ -16,6 +16,7 @@ pub mod intercloud;
 pub mod isolation;
 pub mod mesh;
 pub mod migrate;
+pub mod migrate_intercloud;
 pub mod qemu_migrate;
 mod vlan;
 
@@ -77,6 +78,15 @@ pub const ALL: &[Scenario] = &[
                  gateways across the WAN at 0, 10 and 100 ms; the IaaS guest lives behind the \
                  gateway in the registry and, warm, no ARP crosses the WAN",
         body: |h| intercloud::run(h).and_then(|r| harness::to_json(&r)),
+    },
+    Scenario {
+        name: "migrate-intercloud",
+        proves: "a guest migrated from the IaaS DC to a HaaS PM and back is reached again from \
+                 both data centers after its RARP, the registry following it onto the PM and \
+                 back behind the gateway; moved while the controller is down, the gateway's \
+                 report waits and the registry ends right; RARP-to-barrier and ping gaps \
+                 measured",
+        body: migrate_intercloud::run,
     },
     Scenario {
         name: "host-churn",
