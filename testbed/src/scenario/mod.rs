@@ -19,6 +19,7 @@ pub mod migrate;
 pub mod migrate_intercloud;
 pub mod qemu_migrate;
 mod vlan;
+pub mod wan_cut;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -87,6 +88,13 @@ pub const ALL: &[Scenario] = &[
                  report waits and the registry ends right; RARP-to-barrier and ping gaps \
                  measured",
         body: migrate_intercloud::run,
+    },
+    Scenario {
+        name: "wan-cut",
+        proves: "a WAN cut under pings both ways takes BFD down at both gateways and lets \
+                 nothing across; after the repair BFD and the pings come back by themselves; \
+                 recovery time measured",
+        body: wan_cut::run,
     },
     Scenario {
         name: "host-churn",
