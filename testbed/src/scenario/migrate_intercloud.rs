@@ -17,14 +17,18 @@
 //!   controller is back on the same store and API address the registry
 //!   ends with the MAC behind the gateway (issue 12's "nothing lost").
 //!
+//! Both directions run without WAN delay and with [`DELAYED`] ms one way.
+//!
 //! Asserted: pings from both watchers come back after every move, the
-//! controller publishes a `move` for each announced move, the registry
-//! places the MAC where it went, the flooded RARP reaches the watcher in
-//! the other data center, and both gateways end with an empty outbox and
-//! nothing dropped. Reported, not asserted: issue 12's target for a
-//! cross-DC move (the RARP's PacketIn to every switch re-programmed within
-//! [`TARGET_MS`] plus the one-way WAN delay, and no ping lost after the
-//! first RARP); on a loaded two-core machine it is a benchmark figure.
+//! controller publishes a `move` for each move into the HaaS DC (out of
+//! it, the gateway's registry write may come first), the registry
+//! places the MAC where it went, the RARP reaches the watcher in the other
+//! data center, the HaaS gateway holds the report while the controller is
+//! down, and both gateways end with an empty outbox and nothing dropped.
+//! Reported, not asserted: issue 12's target for a cross-DC move (the RARP
+//! seen to every switch re-programmed within [`TARGET_MS`] plus the
+//! one-way WAN delay, and no ping lost after the first RARP); on a loaded
+//! two-core machine it is a benchmark figure (`docs/benchmarks.md`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +42,7 @@ use super::intercloud::{self, gateway_status, World, HAAS_GATEWAY, VI, VLAN};
 use super::migrate::qemu_announcement;
 use crate::controller::{http_get, Metrics, ServerEvent};
 use crate::frames::{send_frames, Capture};
+use crate::wan::Impairment;
 use crate::{Host, MacAddr, PingPlan, VmId, WallClock};
 
 /// Ping interval and length of each move's runs; the move comes after
@@ -45,6 +50,8 @@ use crate::{Host, MacAddr, PingPlan, VmId, WallClock};
 const INTERVAL: Duration = Duration::from_millis(10);
 const PINGS: u32 = 250;
 const BEFORE_MOVE: Duration = Duration::from_secs(1);
+/// The one-way WAN delay of the second round trip, in milliseconds.
+const DELAYED: u64 = 10;
 
 /// Issue 12's target for a cross-DC move, in milliseconds on top of the
 /// one-way WAN delay: from the RARP to every switch re-programmed.
@@ -87,7 +94,8 @@ pub struct Move {
     pub replug_ms: f64,
     pub rarps_sent: usize,
     /// The controller's `move` event: from the RARP's PacketIn to the last
-    /// barrier reply of the reprogramming.
+    /// barrier reply of the reprogramming (none when the gateway's write
+    /// moved the MAC first).
     pub move_latency_ms: Option<f64>,
     /// From the first RARP sent to the event that placed the MAC where it
     /// went reaching the testbed (a `move`, or the HaaS gateway's registry
@@ -95,14 +103,24 @@ pub struct Move {
     pub first_rarp_to_placed_event_ms: Option<f64>,
     /// Where the controller's events placed the MAC, in order.
     pub placements: Vec<String>,
+    /// Who placed it: the `controller` on the RARP (a `move` event), or
+    /// the HaaS `gateway`'s registry write before the RARP crossed.
+    pub placed_by: Option<&'static str>,
     pub registry_location: Value,
     pub packet_ins: BTreeMap<String, f64>,
     /// Moves the HaaS gateway followed, and its peer reports by outcome.
     pub haas_gateway_moves: f64,
     pub haas_gateway_peer_reports: BTreeMap<String, f64>,
     pub watchers: Vec<Watcher>,
-    /// `move_latency_ms` within [`TARGET_MS`] plus the one-way WAN delay,
-    /// and no ping lost after the first RARP by either watcher.
+    /// From the first RARP sent to its first copy reaching the watcher in
+    /// the other data center: the controller floods it only once every
+    /// switch concerned confirmed its new flows, so this is the RARP seen
+    /// to every switch re-programmed, the WAN crossing included (and, into
+    /// the HaaS DC, the wait for OVSDB to report the new port).
+    pub first_rarp_to_other_dc_ms: Option<f64>,
+    /// Issue 12's target: `first_rarp_to_other_dc_ms` within [`TARGET_MS`]
+    /// plus the one-way WAN delay, and no ping lost after the first RARP
+    /// by either watcher.
     pub target_met: bool,
 }
 
@@ -137,36 +155,54 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
-    let mut world = intercloud::build(h, 2, 2, Duration::ZERO)?;
+    let mut world = intercloud::build(h, 2, 3, Duration::ZERO)?;
     intercloud::start_controller(h, &world)?;
     intercloud::start_gateways(h, &mut world)?;
     h.wait_classified(&world.haas_vms)?;
-    // ivm2 moves between cn2 and pm2; ivm1 (cn1) and hvm1 (pm1) watch.
-    let mover = world.iaas_vms[1];
-    let (home, haas_pm) = (world.computes[1], world.pms[1]);
+    // ivm2 and ivm3 move between their compute nodes and pm2; ivm1 (cn1)
+    // and hvm1 (pm1) watch. Two movers, because a MAC that moves more
+    // than 5 times in 180 s is flapping and not followed (RFC 7432): ivm2
+    // makes the moves without WAN delay and the one with the controller
+    // down, ivm3 those with [`DELAYED`].
+    let (a, b) = (world.iaas_vms[1], world.iaas_vms[2]);
+    let haas_pm = world.pms[1];
     let watchers = [world.iaas_vms[0], world.haas_vms[0]];
-    let dst = h.tb.vm(mover).ip().addr();
-    for &w in &watchers {
-        h.wait_reachable(w, dst)?;
-        let back = watch_ip(h, w);
-        h.wait_reachable(mover, back)?;
+    for mover in [a, b] {
+        let dst = h.tb.vm(mover).ip().addr();
+        for &w in &watchers {
+            h.wait_reachable(w, dst)?;
+            let back = watch_ip(h, w);
+            h.wait_reachable(mover, back)?;
+        }
+        wait_location(h, h.tb.vm(mover).mac(), is_behind_gateway)?;
     }
-    wait_location(h, h.tb.vm(mover).mac(), is_behind_gateway)?;
-
+    let there = (Host::Pm(haas_pm), Direction::IaasToHaas);
+    let (home_a, home_b) = (world.computes[1], world.computes[2]);
+    let back = |home| (Host::Compute(home), Direction::HaasToIaas);
+    let plan = [
+        (a, there, 0),
+        (a, back(home_a), 0),
+        (b, there, DELAYED),
+        (b, back(home_b), DELAYED),
+        (a, there, 0),
+    ];
     let mut moves = Vec::new();
-    for (round, (to, direction)) in [
-        (Host::Pm(haas_pm), Direction::IaasToHaas),
-        (Host::Compute(home), Direction::HaasToIaas),
-        (Host::Pm(haas_pm), Direction::IaasToHaas),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (round, (mover, (to, direction), delay)) in plan.into_iter().enumerate() {
+        let delay = Duration::from_millis(delay);
+        if h.tb.wan(world.wan).impairment().delay != delay {
+            h.tb.wan_mut(world.wan)
+                .set_impairment(Impairment::delay(delay))?;
+            // The relay restarted: let the path come back first.
+            let dst = h.tb.vm(mover).ip().addr();
+            for &w in &watchers {
+                h.wait_reachable(w, dst)?;
+            }
+        }
         moves.push(move_once(
             h, &world, mover, to, direction, &watchers, round,
         )?);
     }
-    let controller_down = move_while_controller_down(h, &world, mover, home, &watchers)?;
+    let controller_down = move_while_controller_down(h, &world, a, home_a, &watchers)?;
     let gws = gateways(&world)?;
     Ok(Report {
         moves,
@@ -325,12 +361,6 @@ fn move_once(
         .iter()
         .filter(ours)
         .find(|e| e.data["type"] == "move");
-    check(moved.is_some(), || {
-        format!(
-            "the controller published no move event for {mac}; its events for it: {placements:?}; \
-             PacketIns during the move: {packet_ins:?}"
-        )
-    })?;
     let want = match direction {
         Direction::IaasToHaas => format!("{to_name}:"),
         Direction::HaasToIaas => format!("behind {HAAS_GATEWAY}"),
@@ -340,6 +370,30 @@ fn move_once(
             .as_str()
             .is_some_and(|l| l.starts_with(&want))
     });
+    // Into the HaaS DC only the controller sees the RARP: it must move the
+    // MAC. Out of it, the HaaS gateway's registry write (from the IaaS
+    // gateway's report) may place the MAC behind it before the RARP has
+    // crossed the WAN; the RARP then changes nothing and is only flooded.
+    let moved_there = moved.is_some_and(|e| {
+        e.data["location"]
+            .as_str()
+            .is_some_and(|l| l.starts_with(&want))
+    });
+    let placed_by = match (moved_there, placed_event) {
+        (true, _) => Some("controller"),
+        (false, Some(_)) => Some("gateway"),
+        (false, None) => None,
+    };
+    let required = match direction {
+        Direction::IaasToHaas => moved.is_some(),
+        Direction::HaasToIaas => placed_event.is_some(),
+    };
+    check(required, || {
+        format!(
+            "{direction:?}: the controller published no event moving {mac} {want}; its events \
+             for it: {placements:?}; PacketIns during the move: {packet_ins:?}"
+        )
+    })?;
     let delay = ms(h.tb.wan(world.wan).impairment().delay);
 
     let mut report = Vec::new();
@@ -393,10 +447,16 @@ fn move_once(
     let move_latency_ms = moved
         .and_then(|e| e.data["latency_ms"].as_f64())
         .map(round3);
-    let target_met = move_latency_ms.is_some_and(|l| l <= TARGET_MS + delay)
+    let first_rarp_to_other_dc_ms = report
+        .iter()
+        .filter(|w| w.dc == far)
+        .filter_map(|w| w.first_rarp_to_arrival_ms)
+        .reduce(f64::max);
+    let target_met = first_rarp_to_other_dc_ms.is_some_and(|l| l <= TARGET_MS + delay)
         && report.iter().all(|w| w.lost_after_first_rarp.is_empty());
     h.note(format!(
-        "{direction:?}: move {move_latency_ms:?} ms; lost after the first RARP {:?}",
+        "{direction:?} at {delay} ms: move {move_latency_ms:?} ms, RARP to the other DC \
+         {first_rarp_to_other_dc_ms:?} ms; lost after the first RARP {:?}",
         report
             .iter()
             .map(|w| (&w.guest, &w.lost_after_first_rarp))
@@ -413,6 +473,7 @@ fn move_once(
         first_rarp_to_placed_event_ms: placed_event
             .map(|e| ms(e.at.saturating_duration_since(first_sent))),
         placements,
+        placed_by,
         registry_location: placed,
         packet_ins,
         haas_gateway_moves: gw_after.value("iris_gateway_moves_total")
@@ -423,6 +484,7 @@ fn move_once(
             "outcome",
         ),
         watchers: report,
+        first_rarp_to_other_dc_ms,
         target_met,
     })
 }
