@@ -484,12 +484,12 @@ async fn consume_frames(
         };
         let result = shared.control().frame(Instant::now(), &frame);
         match result {
-            Ok(
-                crate::mobility::Decision::Present { .. } | crate::mobility::Decision::Moved { .. },
-            ) => {
-                shared.wake();
-            }
-            Ok(_) => {}
+            // Not only news: an announcement of a MAC believed here leaves
+            // the table unchanged but queues a presence report, whose
+            // answer may say the MAC was away. Left to the sender's idle
+            // second, that answer came after QEMU's last RARP, and the
+            // move back was never reported.
+            Ok(_) => shared.wake(),
             Err(e) => tracing::debug!("trunk frame dropped: {e}"),
         }
     }

@@ -422,3 +422,62 @@ async fn an_event_stream_that_fell_behind_is_reopened_and_the_registry_read_agai
         .contains("iris_gateway_follower_reconnects_total 1"));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guest_back_from_the_haas_dc_is_reported_on_the_next_rarp_of_its_announcement() {
+    let (rec, ctl) = recorder().await;
+    let haas = start_haas(ctl).await;
+    let (tx, rx) = mpsc::channel(16);
+    let iaas = start(
+        Arc::new(iaas_config(haas.addr)),
+        DatapathLink {
+            frames: Some(rx),
+            status: None,
+        },
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let mut rarp = ArpRepr::rarp_announce(MacAddr([0x52, 0x54, 0, 0, 2, 2]));
+    rarp.tags = vec![VlanTag {
+        tpid: 0x8100,
+        tci: 150,
+    }];
+    let mut frame = Vec::new();
+    rarp.emit(&mut frame);
+    // Seen in the IaaS DC: written behind the haas gateway.
+    tx.send(frame.clone()).await.unwrap();
+    eventually("the first registry write", || {
+        (rec.puts().len() == 1).then_some(())
+    })
+    .await;
+    // The guest migrates into the HaaS DC: the controller places it on a
+    // port, which the iaas side does not hear of.
+    eventually("the follower's event stream", || {
+        (rec.event(
+            "registry",
+            json!({"type": "registry", "change": "moved", "vi": 1, "vlan": 150,
+                   "mac": "52:54:00:00:02:02", "location": "pm1:7", "from": "behind gw-haas"}),
+        ) > 0)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It migrates back and QEMU announces it twice, 50 ms apart: the first
+    // RARP's presence report is answered stale (the MAC was away), so the
+    // second is a move past the haas side's seq, and is written. The
+    // report must leave at once: on the sender's idle second the answer
+    // comes after the last RARP and nothing is written.
+    tx.send(frame.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tx.send(frame).await.unwrap();
+    let puts = eventually("the move back written behind the gateway", || {
+        let p = rec.puts();
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    assert_eq!(puts[1].path, "1/150/52:54:00:00:02:02");
+    assert_eq!(puts[1].body["location"]["gateway"], "gw-haas");
+    iaas.stop().await;
+    haas.stop().await;
+}

@@ -179,6 +179,9 @@ pub enum OpenFlowMode {
 pub struct ControllerConfig {
     /// The unix socket switches connect to.
     pub listen: PathBuf,
+    /// The northbound API's address: an ephemeral loopback port unless a
+    /// restart must keep the one its clients (a gateway) were given.
+    pub api: SocketAddr,
     /// The sled store; kept across restarts of the process.
     pub store: PathBuf,
     pub hosts: Vec<HostEntry>,
@@ -229,6 +232,7 @@ impl ControllerConfig {
     pub fn new(listen: PathBuf, store: PathBuf) -> Self {
         Self {
             listen,
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
             store,
             hosts: Vec::new(),
             vis: Vec::new(),
@@ -256,11 +260,12 @@ impl ControllerConfig {
             None => (format!("unix:{}", self.listen.display()), String::new()),
         };
         let mut out = format!(
-            "listen = {}\nplain_openflow = {}\napi = \"127.0.0.1:0\"\nstore = {}\n\n{transport}\
+            "listen = {}\nplain_openflow = {}\napi = \"{}\"\nstore = {}\n\n{transport}\
              [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
             toml_string(&listen),
             self.tls.is_none(),
+            self.api,
             toml_string(&self.store.display().to_string()),
             match self.openflow {
                 OpenFlowMode::Active => "\"active\"",

@@ -131,7 +131,11 @@ fn a_request_from_the_operators_side_is_flooded_never_answered() {
     // gw:7 leads into the operator's data center: 10.0.0.2 may be a
     // neighbour there, which answers itself.
     let mut r = registry();
-    let req = bytes(&vlan10(ArpRepr::request(mac(M1), ip("10.0.0.1"), ip("10.0.0.2"))));
+    let req = bytes(&vlan10(ArpRepr::request(
+        mac(M1),
+        ip("10.0.0.1"),
+        ip("10.0.0.2"),
+    )));
     let d = decide(&mut r, "gw", meta(TABLE_ARP, 7), &req);
     assert_eq!(d.kind, PacketInKind::ArpUnknownTarget);
     assert_eq!(

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::harness::{check, ms, Harness, ScenarioError, CONVERGE};
-use crate::controller::{HostRole, ViEntry};
+use crate::controller::{ControllerConfig, HostRole, ViEntry};
 use crate::readiness::{poll_until, Probe};
 use crate::wan::{Backend, Impairment, WanSpec};
 use crate::{
@@ -167,12 +167,7 @@ pub fn start_controller_with(
     world: &World,
     vis: Vec<ViEntry>,
 ) -> Result<(), ScenarioError> {
-    let mut config = h.config(&world.pms, vis)?;
-    for host in &mut config.hosts {
-        if host.name == HAAS_GATEWAY {
-            host.role = HostRole::Gateway;
-        }
-    }
+    let config = controller_config_with(h, world, vis)?;
     h.start_controller(&config)?;
     let n = world.pms.len() as u64;
     h.wait_ready(n, n)?;
@@ -578,4 +573,27 @@ pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
         haas_gateway: gateway_status(gws.haas_api)?,
         iaas_gateway: gateway_status(gws.iaas_api)?,
     })
+}
+
+/// The controller's configuration for `world`: its PMs, the HaaS gateway
+/// node with role gateway, the operator's VI. A scenario that restarts the
+/// controller writes it again with the API address the gateway was given.
+pub fn controller_config(h: &Harness, world: &World) -> Result<ControllerConfig, ScenarioError> {
+    controller_config_with(h, world, vec![operator_vi(h, world)])
+}
+
+/// The controller's configuration for the world with `vis`: the HaaS
+/// gateway node has role gateway.
+fn controller_config_with(
+    h: &Harness,
+    world: &World,
+    vis: Vec<ViEntry>,
+) -> Result<ControllerConfig, ScenarioError> {
+    let mut config = h.config(&world.pms, vis)?;
+    for host in &mut config.hosts {
+        if host.name == HAAS_GATEWAY {
+            host.role = HostRole::Gateway;
+        }
+    }
+    Ok(config)
 }

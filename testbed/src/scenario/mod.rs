@@ -16,9 +16,11 @@ pub mod intercloud;
 pub mod isolation;
 pub mod mesh;
 pub mod migrate;
+pub mod migrate_intercloud;
 pub mod qemu_migrate;
 pub mod tenants_intercloud;
 mod vlan;
+pub mod wan_cut;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -99,6 +101,22 @@ pub const ALL: &[Scenario] = &[
                  ARP floods stay inside each VI on both sides; the registry keeps the MACs \
                  apart by VI",
         body: tenants_intercloud::run,
+    },
+    Scenario {
+        name: "migrate-intercloud",
+        proves: "a guest migrated from the IaaS DC to a HaaS PM and back is reached again from \
+                 both data centers after its RARP, the registry following it onto the PM and \
+                 back behind the gateway; moved while the controller is down, the gateway's \
+                 report waits and the registry ends right; RARP-to-barrier and ping gaps \
+                 measured",
+        body: migrate_intercloud::run,
+    },
+    Scenario {
+        name: "wan-cut",
+        proves: "a WAN cut under pings both ways takes BFD down at both gateways and lets \
+                 nothing across; after the repair BFD and the pings come back by themselves; \
+                 recovery time measured",
+        body: wan_cut::run,
     },
 ];
 

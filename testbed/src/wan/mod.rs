@@ -136,6 +136,8 @@ pub struct Wan {
     backend: Backend,
     impairment: Impairment,
     relay: Option<Relay>,
+    /// Cut by [`Wan::cut`]: nothing joins the cables until [`Wan::repair`].
+    cut: bool,
 }
 
 impl Wan {
@@ -189,6 +191,7 @@ impl Wan {
             backend: Backend::Bridge,
             impairment: spec.impairment.clone(),
             relay: None,
+            cut: false,
         };
         wan.set_backend(backend)?;
         Ok(wan)
@@ -217,7 +220,7 @@ impl Wan {
     }
 
     /// Applies `impairment` from now on, rejoining the cables with the
-    /// current backend.
+    /// current backend (a cut WAN keeps it for its repair).
     pub fn set_impairment(&mut self, impairment: Impairment) -> Result<()> {
         impairment
             .validate()
@@ -226,10 +229,38 @@ impl Wan {
         self.set_backend(self.backend)
     }
 
+    /// Cuts the WAN in the middle: the relay stops (or the bridge goes) and
+    /// nothing crosses, while both sites' cables stay up, as when a
+    /// carrier's link fails beyond the sites' own equipment. Frames on
+    /// their way are lost.
+    pub fn cut(&mut self) -> Result<()> {
+        self.unjoin()?;
+        self.cut = true;
+        Ok(())
+    }
+
+    /// Joins the cables again after [`Wan::cut`], with the same backend and
+    /// impairment.
+    pub fn repair(&mut self) -> Result<()> {
+        self.cut = false;
+        self.set_backend(self.backend)
+    }
+
+    /// Whether the WAN is cut.
+    pub fn is_cut(&self) -> bool {
+        self.cut
+    }
+
     /// Rejoins the cables with `backend`, keeping the impairment: a bench
-    /// compares the relay with a plain bridge on the very same cables.
+    /// compares the relay with a plain bridge on the very same cables. A
+    /// cut WAN stays cut and is joined so at its repair.
     pub fn set_backend(&mut self, backend: Backend) -> Result<()> {
         self.unjoin()?;
+        if self.cut {
+            // Joined so at the repair.
+            self.backend = backend;
+            return Ok(());
+        }
         let [a, b] = &self.inner;
         match backend {
             Backend::Relay => {
