@@ -187,7 +187,9 @@ class IrisController(Controller):
                             host.path('db.sock'), link))
             if host.role == 'gateway':
                 gateways.append('"%s"' % name)
-        text = ('listen = "unix:%s"\napi = "127.0.0.1:0"\nstore = "%s"\n\n'
+        # A unix socket only root on this machine reaches: plain OpenFlow
+        # is allowed explicitly, as the controller asks.
+        text = ('listen = "unix:%s"\nplain_openflow = true\napi = "127.0.0.1:0"\nstore = "%s"\n\n'
                 '[bridge]\nname = "br-int"\ndatapath_type = "netdev"\n\n'
                 % (listener, os.path.join(self.dir, 'store'))
                 + '\n'.join(hosts)
