@@ -125,11 +125,7 @@ fn move_at(
     let mac = h.tb.vm(mover).mac();
     // Known in its DC and, by its ARP across the WAN, behind the HaaS
     // gateway before it moves: the move is then one from the gateway to a
-    // port, as a migration out of the IaaS DC is. The pinger resolves it
-    // first: once the MAC is behind the gateway, the HaaS DC's ARP
-    // responder answers an IaaS-side request for it across the WAN, and
-    // the IaaS LAN then learns the MAC at its gateway (see
-    // docs/experiments.md).
+    // port, as a migration out of the IaaS DC is.
     h.wait_reachable(pinger, dst)?;
     h.wait_reachable(mover, haas_ip)?;
     let path = format!("/v1/registry/{VI}/{VLAN}/{mac}");
