@@ -641,7 +641,10 @@ fn the_keeper_reconnects_after_ovsdb_server_goes_away_and_rebuilds_a_wiped_datab
             .map(drop)
     };
     wait_for("br-gw with its WAN port", wan_port);
-    assert!(status.borrow().ovsdb_connected);
+    // The status follows the database a moment later.
+    wait_for("the keeper to say it is connected", || {
+        status.borrow().ovsdb_connected.then_some(())
+    });
 
     drop(server);
     wait_for("the keeper to see the server gone", || {
@@ -650,6 +653,9 @@ fn the_keeper_reconnects_after_ovsdb_server_goes_away_and_rebuilds_a_wiped_datab
     // A new server with an empty database: the keeper finds it on its own.
     let _server = LoneOvsdb::start(dir.path());
     wait_for("br-gw rebuilt in the new database", wan_port);
-    assert!(status.borrow().ovsdb_connected && status.borrow().bridge_present);
+    wait_for("the keeper to say so", || {
+        let s = status.borrow();
+        (s.ovsdb_connected && s.bridge_present).then_some(())
+    });
     shutdown.cancel();
 }
