@@ -365,7 +365,10 @@ fn the_keeper_builds_the_gateway_bridge_and_repairs_a_deleted_wan_port() {
         let ports = w.vsctl(w.far, "list-ports br-late");
         ports.lines().any(|p| p == "wan-l1").then_some(())
     });
-    assert_eq!(waiting.borrow().problem, None);
+    // The status follows the database a moment later.
+    wait_for("the keeper to stop saying it waits", || {
+        waiting.borrow().problem.is_none().then_some(())
+    });
 
     w.finish();
 }
