@@ -12,7 +12,8 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use iris_testbed::scenario::{
-    controller_restart, isolation, mesh, migrate, run_measured, Options, Outcome, PingSummary,
+    controller_restart, intercloud, isolation, mesh, migrate, run_measured, Options, Outcome,
+    PingSummary,
 };
 
 /// One row of the closing table.
@@ -58,6 +59,14 @@ pub fn run(options: &Options) -> ExitCode {
         run_measured("controller-restart", options, controller_restart::measure);
     let headline = report.as_ref().map(print_restart);
     rows.push(finish("5 controller restart", outcome, headline));
+
+    heading(
+        "6",
+        "an operator's own data center joins over a WAN, through two iris-gateways",
+    );
+    let (outcome, report) = run_measured("intercloud", options, intercloud::run);
+    let headline = report.as_ref().map(print_intercloud);
+    rows.push(finish("6 inter-cloud", outcome, headline));
 
     print_summary(&rows);
     if rows.iter().all(|r| r.outcome.passed) {
@@ -255,6 +264,36 @@ fn print_migrate(r: &migrate::Report) -> String {
         opt(r.garp.announcement_to_first_reply_ms),
         r.rarp.lost_after_announcement.len(),
         r.garp.lost_after_announcement.len()
+    )
+}
+
+fn print_intercloud(r: &intercloud::Report) -> String {
+    println!(
+        "   an IaaS DC (compute nodes with a Linux bridge per VLAN, a DC LAN) and the HaaS DC, \
+         each with its gateway node running iris-gateway, a WAN relay between them; up in {:.1} s",
+        r.setup_s
+    );
+    for x in &r.rtt {
+        println!(
+            "   WAN {:>5.1} ms one way: IaaS guest -> HaaS guest {}/{} replies, RTT min {:.3} ms \
+             avg {:.3} ms",
+            x.one_way_delay_ms, x.received, x.pings, x.rtt_min_ms, x.rtt_avg_ms
+        );
+    }
+    println!("   a 1500-byte packet with DF set crosses the WAN whole");
+    println!(
+        "   the IaaS guest's MAC in the controller's registry: {} (reported by the operator's \
+         gateway)",
+        r.iaas_guest_location
+    );
+    println!(
+        "   ARP requests that crossed the WAN once the registry knew the addresses: {}",
+        r.arp_wan_crossings_after_warmup
+    );
+    let first = r.rtt.first().map_or(0.0, |x| x.rtt_min_ms);
+    format!(
+        "RTT {first:.2} ms at 0 ms WAN, {} ARP across the WAN warm",
+        r.arp_wan_crossings_after_warmup
     )
 }
 
