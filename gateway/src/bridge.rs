@@ -154,7 +154,7 @@ impl BridgePlan {
 }
 
 /// One WAN port as ovs-vswitchd runs it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct WanPortStatus {
     pub name: String,
     pub vi: u32,
@@ -174,7 +174,7 @@ pub struct WanPortStatus {
 }
 
 /// What the keeper knows of the bridge.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct BridgeStatus {
     pub ovsdb_connected: bool,
     pub bridge_present: bool,

@@ -102,7 +102,7 @@ impl OpenFlowConfig {
 }
 
 /// What the session has done, since the gateway started.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct OpenFlowStatus {
     /// The handshake with the bridge is complete.
     pub connected: bool,
@@ -127,7 +127,7 @@ pub struct OpenFlowStatus {
 }
 
 /// What the table's drop flows have counted since they were installed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Drops {
     /// Frames a port sent outside every VLAN it may carry, by the port's
     /// ofport: the trunk's are VLANs no VI carries, a WAN port's are frames

@@ -192,53 +192,17 @@ async fn publish_status(
     }
 }
 
-/// The datapath's status as JSON.
+/// The datapath's status as JSON: the bridge's and, on an iaas gateway,
+/// the OpenFlow session's, as they publish them.
 fn datapath_status(
     plan: &BridgePlan,
     b: &BridgeStatus,
     of: Option<&OpenFlowStatus>,
 ) -> serde_json::Value {
-    let ports: Vec<serde_json::Value> = b
-        .wan_ports
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "name": p.name,
-                "vi": p.vi,
-                "remote_ip": p.remote_ip,
-                "ofport": p.ofport,
-                "error": p.error,
-                "bfd_state": p.bfd_state,
-                "bfd_forwarding": p.bfd_forwarding,
-                "rx_packets": p.rx_packets,
-                "rx_bytes": p.rx_bytes,
-                "tx_packets": p.tx_packets,
-                "tx_bytes": p.tx_bytes,
-            })
-        })
-        .collect();
-    let mut out = serde_json::json!({
-        "bridge": plan.bridge,
-        "ovsdb_connected": b.ovsdb_connected,
-        "bridge_present": b.bridge_present,
-        "trunk_ofport": b.trunk_ofport,
-        "trunk_error": b.trunk_error,
-        "wan_ports": ports,
-        "problem": b.problem,
-    });
+    let mut out = serde_json::to_value(b).unwrap_or_default();
+    out["bridge"] = plan.bridge.clone().into();
     if let Some(of) = of {
-        out["openflow"] = serde_json::json!({
-            "connected": of.connected,
-            "programmed": of.programmed,
-            "flows": of.flows,
-            "connections": of.connections,
-            "flow_mods_sent": of.flow_mods_sent,
-            "switch_errors": of.switch_errors,
-            "malformed_messages": of.malformed_messages,
-            "packet_ins": of.packet_ins,
-            "packet_ins_dropped": of.packet_ins_dropped,
-            "problem": of.problem,
-        });
+        out["openflow"] = serde_json::to_value(of).unwrap_or_default();
     }
     out
 }

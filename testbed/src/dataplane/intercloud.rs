@@ -26,7 +26,7 @@ use super::goodput::{run_iperf, wait_listening, IPERF_PORT};
 use super::iperf::Goodput;
 use super::{round3, Conditions};
 use crate::scenario::intercloud::{self, World};
-use crate::scenario::{Harness, ScenarioError};
+use crate::scenario::{Harness, ScenarioError, CONVERGE};
 use crate::{GATEWAY_BRIDGE, INTEGRATION_BRIDGE};
 
 /// The target: Iris's path at least this share of the plain one.
@@ -119,8 +119,8 @@ pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
     let (hvm, ivm) = (world.haas_vms[0], world.iaas_vms[0]);
     let server_ip = h.tb.vm(hvm).vlans()[0].ip.addr();
     h.tb.vm(hvm)
-        .wait_reachable(h.tb.vm(ivm).ip().addr(), intercloud_wait())?;
-    h.tb.vm(ivm).wait_reachable(server_ip, intercloud_wait())?;
+        .wait_reachable(h.tb.vm(ivm).ip().addr(), CONVERGE)?;
+    h.tb.vm(ivm).wait_reachable(server_ip, CONVERGE)?;
 
     // A run where a full guest frame cannot cross fails here.
     intercloud::full_sized_frames_cross(h, ivm, server_ip)?;
@@ -137,7 +137,7 @@ pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
     for i in 0..o.rounds.max(1) {
         if i > 0 {
             start_iris(h, &mut world)?;
-            h.tb.vm(ivm).wait_reachable(server_ip, intercloud_wait())?;
+            h.tb.vm(ivm).wait_reachable(server_ip, CONVERGE)?;
         }
         let iris = run_iperf(h.tb.vm(ivm).netns(), o.seconds, o.omit, server_ip)?;
         h.note(format!("iris: {iris}"));
@@ -148,7 +148,7 @@ pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
         stop_iris(h, &mut world)?;
         flip_to_normal(h, &world)?;
         // NORMAL learns from the first frames either way.
-        h.tb.vm(ivm).wait_reachable(server_ip, intercloud_wait())?;
+        h.tb.vm(ivm).wait_reachable(server_ip, CONVERGE)?;
         let plain = run_iperf(h.tb.vm(ivm).netns(), o.seconds, o.omit, server_ip)?;
         h.note(format!("plain: {plain}"));
         rounds.push(Round {
@@ -179,11 +179,6 @@ pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
         rounds,
         conditions: conditions.after(),
     })
-}
-
-/// How long a path may take to carry pings again after a change.
-fn intercloud_wait() -> Duration {
-    crate::scenario::CONVERGE
 }
 
 impl fmt::Display for Report {
