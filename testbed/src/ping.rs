@@ -48,6 +48,26 @@ pub(crate) fn ping_from(
     PingReport::parse(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// The largest ICMP payload a 1500-byte IPv4 packet carries.
+const FULL_SIZED_PAYLOAD: &str = "1472";
+
+/// Whether 1500-byte IPv4 packets with DF set (never fragmented) go from
+/// `netns` to `dst` and back: three of them 200 ms apart, each reply
+/// awaited up to `reply_timeout`, all answered.
+pub(crate) fn full_sized_crosses(
+    netns: &Netns,
+    dst: Ipv4Addr,
+    reply_timeout: Duration,
+) -> Result<bool> {
+    let mut command = netns.command("ping");
+    command
+        .args(["-M", "do", "-s", FULL_SIZED_PAYLOAD, "-c", "3", "-i", "0.2"])
+        .arg("-W")
+        .arg(format!("{:.3}", reply_timeout.as_secs_f64()))
+        .arg(dst.to_string());
+    Ok(output(&mut command)?.status.success())
+}
+
 /// Round-trip times over the replies received.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rtt {

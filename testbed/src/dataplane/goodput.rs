@@ -49,8 +49,6 @@ pub(crate) const IPERF_PORT: &str = "5201";
 /// GRE with a key on IPv4 over Ethernet: outer Ethernet 14 + IPv4 20 + GRE
 /// 4 + key 4 bytes around the VM's frame.
 pub const GRE_OVERHEAD: u32 = 38;
-/// The largest ICMP payload a 1500-byte IPv4 packet carries.
-const FULL_SIZED_PING: &str = "1472";
 /// The target of the overlay's share of the one-bridge goodput.
 pub const TARGET_RATIO: f64 = 0.9;
 
@@ -280,10 +278,7 @@ fn mtus(h: &Harness, client: VmId, server_ip: Ipv4Addr) -> Result<Mtus, Scenario
     };
     let vm = read(c.netns(), c.interface())?;
     let underlay = read(pm.netns(), pm.underlay_interface())?;
-    let mut ping = c.netns().command("ping");
-    ping.args(["-M", "do", "-s", FULL_SIZED_PING, "-c", "3", "-i", "0.2"])
-        .args(["-W", "1", &server_ip.to_string()]);
-    let crossed = output(&mut ping)?.status.success();
+    let crossed = crate::ping::full_sized_crosses(c.netns(), server_ip, Duration::from_secs(1))?;
     Ok(Mtus {
         vm,
         underlay,

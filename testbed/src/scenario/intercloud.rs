@@ -438,22 +438,10 @@ pub fn ping_rtt(
 /// `from` to `to` and back whole: the WAN carries a full guest frame with
 /// its tag inside GRE, nothing is fragmented.
 pub fn full_sized_frames_cross(h: &Harness, from: VmId, to: Ipv4Addr) -> Result<(), ScenarioError> {
-    let ping = h.tb.vm(from).netns().run(&[
-        "ping",
-        "-M",
-        "do",
-        "-s",
-        "1472",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        &to.to_string(),
-    ]);
-    check(ping.is_ok(), || {
-        format!("a 1500-byte packet with DF set did not cross the WAN to {to}: {ping:?}")
+    let crossed =
+        crate::ping::full_sized_crosses(h.tb.vm(from).netns(), to, Duration::from_secs(2))?;
+    check(crossed, || {
+        format!("a 1500-byte packet with DF set did not cross the WAN to {to}")
     })
 }
 
