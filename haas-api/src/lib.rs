@@ -1,1 +1,3 @@
-//! The Iris HaaS broker: tenants, virtual infrastructures, placement, compute drivers.
+//! The HaaS broker: providers, PMs, flavors, VIs and L1 nodes.
+
+pub mod compute;
