@@ -11,6 +11,8 @@
 //! lets the broker resume or roll back an operation after a crash without
 //! knowing how far the driver got.
 
+pub mod libvirt;
+
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -75,7 +77,11 @@ pub struct DriverError {
 
 impl fmt::Display for DriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} driver: {}: {}", self.driver, self.action, self.reason)
+        write!(
+            f,
+            "{} driver: {}: {}",
+            self.driver, self.action, self.reason
+        )
     }
 }
 
