@@ -14,6 +14,7 @@ mod harness;
 mod host_churn;
 pub mod intercloud;
 pub mod isolation;
+pub mod libvirt_node;
 pub mod mesh;
 pub mod migrate;
 pub mod migrate_intercloud;
@@ -86,6 +87,14 @@ pub const ALL: &[Scenario] = &[
                  on QEMU's own RARP; a migration whose destination dies leaves it on the \
                  source; downtime and ping gap measured",
         body: qemu_migrate::run,
+    },
+    Scenario {
+        name: "libvirt-node",
+        proves: "the broker's libvirt driver makes a QEMU L1 node on a PM's own libvirtd, its \
+                 port in the VI, answering ping from the VI within the boot time; a repeated \
+                 create changes nothing, a failed one and a delete leave no domain, port or \
+                 tap; request-to-ping time measured",
+        body: libvirt_node::run,
     },
     Scenario {
         name: "intercloud",
