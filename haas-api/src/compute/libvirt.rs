@@ -382,13 +382,6 @@ fn metadata_of(dom: &Domain) -> Result<Option<BTreeMap<String, String>>, String>
     }
 }
 
-/// Whether the domain was there before the create.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Made {
-    Now,
-    Before,
-}
-
 /// Defines and starts the domain, or finds it as asked. A domain that
 /// fails to start is undefined again.
 fn ensure_domain(
@@ -396,7 +389,7 @@ fn ensure_domain(
     name: &str,
     xml: &str,
     want: &BTreeMap<String, String>,
-) -> Result<Made, String> {
+) -> Result<(), String> {
     match Domain::lookup_by_name(conn, name) {
         Ok(dom) => {
             match metadata_of(&dom)? {
@@ -417,7 +410,7 @@ fn ensure_domain(
                 dom.create()
                     .map_err(|e| format!("starting domain {name}: {}", text(&e)))?;
             }
-            Ok(Made::Before)
+            Ok(())
         }
         Err(e) if is(&e, ErrorNumber::NoDomain) => {
             let dom = Domain::define_xml(conn, xml)
@@ -429,7 +422,7 @@ fn ensure_domain(
                     Err(u) => format!("{why}; undefining it again failed too: {}", text(&u)),
                 });
             }
-            Ok(Made::Now)
+            Ok(())
         }
         Err(e) => Err(format!("looking up domain {name}: {}", text(&e))),
     }
@@ -486,7 +479,8 @@ async fn vswitch(pm: &PmTarget) -> Result<Vswitch, String> {
         .map_err(|e| format!("connecting to the OVSDB of PM {} ({remote}): {e}", pm.name))
 }
 
-/// Adds the node's tap to the PM's bridge in its VI.
+/// Adds the node's tap to the PM's bridge in its VI. On failure no port of
+/// the node is left (one an earlier attempt made included).
 async fn plug(pm: &PmTarget, node: &NodeSpec, tap: &str) -> Result<(), String> {
     let vs = vswitch(pm).await?;
     let mut port = VmPortSpec::new(tap, node.vi.to_string());
@@ -499,22 +493,35 @@ async fn plug(pm: &PmTarget, node: &NodeSpec, tap: &str) -> Result<(), String> {
     for (k, v) in ids {
         port.external_ids.insert(k.to_owned(), v);
     }
-    let result = vs
+    let mut result = vs
         .ensure_vm_port(&pm.bridge, &port)
         .await
         .map(drop)
         .map_err(|e| format!("plugging {tap} into {} of PM {}: {e}", pm.bridge, pm.name));
+    if let Err(why) = &mut result {
+        if let Err(e) = remove_port(&vs, pm, tap).await {
+            let _ = write!(why, "; rolling back, {e}");
+        }
+    }
     vs.client().close();
     result
 }
 
-async fn unplug(pm: &PmTarget, tap: &str) -> Result<(), String> {
-    let vs = vswitch(pm).await?;
-    let result = vs
-        .remove_port(&pm.bridge, tap)
+/// Takes `tap` off the PM's bridge, if it is there (a bridge that is not
+/// there has no port of the node either).
+async fn remove_port(vs: &Vswitch, pm: &PmTarget, tap: &str) -> Result<(), String> {
+    if vs.bridge(&pm.bridge).is_none() {
+        return Ok(());
+    }
+    vs.remove_port(&pm.bridge, tap)
         .await
         .map(drop)
-        .map_err(|e| format!("unplugging {tap} from {} of PM {}: {e}", pm.bridge, pm.name));
+        .map_err(|e| format!("unplugging {tap} from {} of PM {}: {e}", pm.bridge, pm.name))
+}
+
+async fn unplug(pm: &PmTarget, tap: &str) -> Result<(), String> {
+    let vs = vswitch(pm).await?;
+    let result = remove_port(&vs, pm, tap).await;
     vs.client().close();
     result
 }
@@ -536,23 +543,15 @@ impl ComputeDriver for LibvirtDriver {
             ensure_domain(conn, &n, &xml, &want)
         })
         .await?;
-        if let Err(why) = plug(pm, node, &tap).await {
-            // Nothing of the node stays: not the domain (whether this call
-            // or an earlier one made it), not a port row.
+        if let Err(mut reason) = plug(pm, node, &tap).await {
+            // Nothing of the node stays: no port (plug saw to that), and
+            // not the domain, whether this call or an earlier one made it.
             let n = name.clone();
             let undo = self
                 .blocking(pm, &action, move |conn| remove_domain(conn, &n))
                 .await;
-            let unplugged = unplug(pm, &tap).await;
-            let mut reason = why;
             if let Err(e) = undo {
                 let _ = write!(reason, "; rolling back, {}", e.reason);
-            }
-            if let Err(e) = unplugged {
-                // No port was made when the OVSDB could not be reached.
-                if !reason.contains("connecting to the OVSDB") {
-                    let _ = write!(reason, "; rolling back, {e}");
-                }
             }
             return Err(failure(&action, reason));
         }
