@@ -89,14 +89,6 @@ pub const ALL: &[Scenario] = &[
         body: qemu_migrate::run,
     },
     Scenario {
-        name: "libvirt-node",
-        proves: "the broker's libvirt driver makes a QEMU L1 node on a PM's own libvirtd, its \
-                 port in the VI, answering ping from the VI within the boot time; a repeated \
-                 create changes nothing, a failed one and a delete leave no domain, port or \
-                 tap; request-to-ping time measured",
-        body: libvirt_node::run,
-    },
-    Scenario {
         name: "intercloud",
         proves: "an IaaS guest and a guest on a HaaS L1 node reach each other through both \
                  gateways across the WAN at 0, 10 and 100 ms; the IaaS guest lives behind the \
@@ -126,6 +118,14 @@ pub const ALL: &[Scenario] = &[
                  nothing across; after the repair BFD and the pings come back by themselves; \
                  recovery time measured",
         body: wan_cut::run,
+    },
+    Scenario {
+        name: "libvirt-node",
+        proves: "the broker's libvirt driver makes a QEMU L1 node on a PM's own libvirtd, its \
+                 port in the VI, answering ping from the VI within the boot time; a repeated \
+                 create changes nothing, a failed one and a delete leave no domain, port or \
+                 tap; request-to-ping time measured",
+        body: libvirt_node::run,
     },
 ];
 
