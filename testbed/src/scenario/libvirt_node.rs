@@ -50,6 +50,9 @@ pub struct Report {
     pub delete_ms: f64,
     /// Why the create with a missing kernel failed, as the driver said.
     pub failed_create: String,
+    /// How long that failed create took: the first domain of a fresh
+    /// libvirtd, which probes QEMU's capabilities first.
+    pub failed_create_ms: f64,
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
@@ -92,7 +95,9 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         .build()
         .map_err(|e| Error::io("starting a tokio runtime", e))?;
 
+    let t = Instant::now();
     let failed_create = fail_to_start(h, pms[0], &rt, &image, accel, &target, &libvirtd)?;
+    let failed_create_took = t.elapsed();
 
     let requested = Instant::now();
     let created = rt
@@ -152,6 +157,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         request_to_ping_ms: ms(answered),
         delete_ms: ms(delete_took),
         failed_create,
+        failed_create_ms: ms(failed_create_took),
     })
 }
 
