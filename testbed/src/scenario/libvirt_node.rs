@@ -3,7 +3,8 @@
 //! that PM's own libvirtd ([`crate::guest::libvirtd`]), and a VM of the
 //! same VI on another PM pings it through Iris.
 //!
-//! Checked: the node answers ping; the OVS port the driver made carries
+//! Checked: the node answers ping, and refuses a TCP connection to a
+//! closed port (its RST crosses back); the OVS port the driver made carries
 //! the VI in `external_ids:iris-vi`; `list` names the node; a repeated
 //! create changes nothing; a create whose domain cannot start (a kernel
 //! that is not there) fails with libvirt's reason and leaves no domain,
@@ -118,6 +119,18 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         booted.as_secs_f64()
     ));
 
+    // TCP as well as ICMP: a connection to a port nobody listens on is
+    // refused by the node's kernel, whose RST crosses back (a timeout,
+    // exit 124, would mean its segments are lost or their checksums bad).
+    let tcp = h.tb.vm(pinger).exec(&[
+        "bash",
+        "-c",
+        "timeout 3 bash -c 'exec 3<>/dev/tcp/$0/22' \"$0\" 2>&1; echo exit=$?",
+        &ip.addr().to_string(),
+    ])?;
+    check(tcp.contains("Connection refused"), || {
+        format!("a TCP connection to the node's port 22 was not refused: {tcp}")
+    })?;
     let pm = h.tb.pm(pms[0]);
     let port_vi = pm.vsctl(&["get", "Interface", &created.port, "external_ids:iris-vi"])?;
     check(port_vi.trim().trim_matches('"') == VI.to_string(), || {
