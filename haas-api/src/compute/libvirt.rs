@@ -371,13 +371,23 @@ fn parse_metadata(xml: &str) -> Result<BTreeMap<String, String>, String> {
         .collect())
 }
 
-/// The Iris metadata of `dom`; `None` when it has none (a domain Iris did
-/// not make).
-fn metadata_of(dom: &Domain) -> Result<Option<BTreeMap<String, String>>, String> {
+/// What a domain's metadata says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    /// Iris made it, for the node with this spec.
+    Iris(BTreeMap<String, String>),
+    /// It has no Iris metadata: someone else's domain.
+    Foreign,
+    /// It was undefined after it was looked up.
+    Gone,
+}
+
+fn owner_of(dom: &Domain) -> Result<Owner, String> {
     let kind = virt::sys::VIR_DOMAIN_METADATA_ELEMENT as i32;
     match dom.get_metadata(kind, Some(METADATA_NS), 0) {
-        Ok(xml) => parse_metadata(&xml).map(Some),
-        Err(e) if is(&e, ErrorNumber::NoDomainMetadata) => Ok(None),
+        Ok(xml) => parse_metadata(&xml).map(Owner::Iris),
+        Err(e) if is(&e, ErrorNumber::NoDomainMetadata) => Ok(Owner::Foreign),
+        Err(e) if is(&e, ErrorNumber::NoDomain) => Ok(Owner::Gone),
         Err(e) => Err(format!("reading its metadata: {}", text(&e))),
     }
 }
@@ -392,19 +402,24 @@ fn ensure_domain(
 ) -> Result<(), String> {
     match Domain::lookup_by_name(conn, name) {
         Ok(dom) => {
-            match metadata_of(&dom)? {
-                None => {
+            match owner_of(&dom)? {
+                Owner::Foreign => {
                     return Err(format!(
                         "a domain named {name} exists that Iris did not make; it is left alone"
                     ))
                 }
-                Some(have) if &have != want => {
+                Owner::Gone => {
+                    return Err(format!(
+                        "domain {name} was removed while being created; ask again"
+                    ))
+                }
+                Owner::Iris(have) if &have != want => {
                     return Err(format!(
                         "domain {name} exists with another spec ({}); delete the node first",
                         differences(&have, want)
                     ))
                 }
-                Some(_) => {}
+                Owner::Iris(_) => {}
             }
             if !dom.is_active().map_err(|e| text(&e))? {
                 dom.create()
@@ -449,10 +464,14 @@ fn remove_domain(conn: &Connect, name: &str) -> Result<(), String> {
         Err(e) if is(&e, ErrorNumber::NoDomain) => return Ok(()),
         Err(e) => return Err(format!("looking up domain {name}: {}", text(&e))),
     };
-    if metadata_of(&dom)?.is_none() {
-        return Err(format!(
-            "a domain named {name} exists that Iris did not make; it is left alone"
-        ));
+    match owner_of(&dom)? {
+        Owner::Iris(_) => {}
+        Owner::Gone => return Ok(()),
+        Owner::Foreign => {
+            return Err(format!(
+                "a domain named {name} exists that Iris did not make; it is left alone"
+            ))
+        }
     }
     if dom.is_active().map_err(|e| text(&e))? {
         match dom.destroy() {
@@ -584,13 +603,9 @@ impl ComputeDriver for LibvirtDriver {
                 if !name.starts_with(DOMAIN_PREFIX) {
                     continue;
                 }
-                // A domain that vanished between the listing and here is
-                // not the driver's any more.
-                match metadata_of(&dom) {
-                    Ok(Some(m)) => ids.extend(m.get("id").cloned()),
-                    Ok(None) => {}
-                    Err(e) if e.contains("no domain") => {}
-                    Err(e) => return Err(format!("domain {name}: {e}")),
+                match owner_of(&dom).map_err(|e| format!("domain {name}: {e}"))? {
+                    Owner::Iris(m) => ids.extend(m.get("id").cloned()),
+                    Owner::Foreign | Owner::Gone => {}
                 }
             }
             ids.sort();
