@@ -1,7 +1,8 @@
 //! The `iris-controller` process against API clients that would hold its
 //! resources: clients that connect and send half a request or nothing,
 //! more of them than the connection cap under a small open-file limit, a
-//! body that never arrives, and an event stream open across SIGTERM.
+//! body that never arrives, and an event stream open across SIGTERM; and
+//! what its start says of an API that asks for no token.
 
 #![allow(clippy::unwrap_used)]
 
@@ -278,5 +279,18 @@ fn a_kept_alive_connection_left_idle_is_closed_after_the_header_timeout() {
     assert!(
         after >= Duration::from_millis(900) && after < Duration::from_secs(4),
         "an idle kept-alive connection was closed after {after:?}; the header timeout is 1 s"
+    );
+}
+
+#[test]
+fn a_start_without_api_tokens_warns_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = start(dir.path(), "", 1024);
+    let line = c
+        .wait_log("[api_auth] has no token_hashes", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(20)));
+    assert!(
+        line.contains("WARN") && line.contains("asks for no token"),
+        "{line}"
     );
 }
