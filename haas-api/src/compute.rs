@@ -16,6 +16,8 @@ use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
 
+pub mod netns;
+
 /// A PM as a driver needs it: where its OVS is and how to reach its hypervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PmTarget {
@@ -75,7 +77,11 @@ pub struct DriverError {
 
 impl fmt::Display for DriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} driver: {}: {}", self.driver, self.action, self.reason)
+        write!(
+            f,
+            "{} driver: {}: {}",
+            self.driver, self.action, self.reason
+        )
     }
 }
 
