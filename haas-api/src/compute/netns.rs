@@ -212,25 +212,34 @@ impl ComputeDriver for NetnsDriver {
     }
 
     async fn delete(&self, pm: &PmTarget, node_id: &str) -> Result<(), DriverError> {
-        let action = || format!("delete node {node_id}");
+        // Every part is removed even when another cannot be (an OVSDB that
+        // does not answer keeps no namespace alive); the first failure is
+        // the answer, and the next delete tries again.
+        let mut failures = Vec::new();
         let port = port(node_id);
-        let vswitch = self.vswitch(pm).await.map_err(|e| err(action(), e))?;
-        vswitch
-            .remove_port(&pm.bridge, &port)
-            .await
-            .map_err(|e| err(action(), format!("removing port {port}: {e}")))?;
+        match self.vswitch(pm).await {
+            Ok(v) => {
+                if let Err(e) = v.remove_port(&pm.bridge, &port).await {
+                    failures.push(format!("removing port {port}: {e}"));
+                }
+            }
+            Err(e) => failures.push(e),
+        }
         if let Err(e) = ip(pm.endpoint.as_deref(), &["link", "del", &port]).await {
             if !gone(&e) {
-                return Err(err(action(), e));
+                failures.push(e);
             }
         }
         let ns = namespace(&pm.name, node_id);
         if std::path::Path::new(NETNS_DIR).join(&ns).exists() {
-            ip(None, &["netns", "del", &ns])
-                .await
-                .map_err(|e| err(action(), e))?;
+            if let Err(e) = ip(None, &["netns", "del", &ns]).await {
+                failures.push(e);
+            }
         }
-        Ok(())
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(reason) => Err(err(format!("delete node {node_id}"), reason)),
+        }
     }
 
     async fn list(&self, pm: &PmTarget) -> Result<Vec<String>, DriverError> {
