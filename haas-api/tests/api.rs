@@ -44,17 +44,6 @@ impl Drop for FakePmNetns {
     }
 }
 
-fn node_namespaces(pm: &str) -> Vec<String> {
-    std::fs::read_dir("/run/netns")
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                .filter(|n| n.starts_with(&format!("irisn-{pm}-")))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn register_pm(base: &str, name: &str, vcpus: u32, netns: &str, dir: &std::path::Path) {
     let body = json!({
         "name": name,
@@ -158,9 +147,9 @@ async fn no_token_reaches_another_providers_objects() {
         "the reserved address is skipped: {node}"
     );
     assert!(
-        node_namespaces("pmx").is_empty(),
+        node_namespaces(&pm_ns.0).is_empty(),
         "{:?}",
-        node_namespaces("pmx")
+        node_namespaces(&pm_ns.0)
     );
     assert!(
         !pm_ns.links().contains(&format!("vn{node_id}")),

@@ -1,7 +1,7 @@
 //! The `netns` driver: an L1 node is a network namespace on an emulated PM.
 //!
 //! ```text
-//!   PM namespace (PmTarget.endpoint)          node namespace irisn-<pm>-<id>
+//!   PM namespace (PmTarget.endpoint)          node namespace irisn-<PM namespace>-<id>
 //!   [br-int] ── port vn<id> ══ veth ══ eth0 ── [cloudbr0] (MAC, address)
 //!      external_ids:iris-vi=<VI>, iris-node=<id>
 //! ```
@@ -36,9 +36,17 @@ pub struct NetnsDriver {
     sessions: Mutex<HashMap<String, Arc<Vswitch>>>,
 }
 
-/// The node's namespace on `pm`.
+/// The node's namespace on the PM whose own namespace (or, for a PM in
+/// the root namespace, whose name) is `pm`: named after the PM's namespace,
+/// which is unique on the host, so that two brokers sharing a host (test
+/// runs) never take each other's nodes for strays.
 pub fn namespace(pm: &str, node: &str) -> String {
     format!("irisn-{pm}-{node}")
+}
+
+/// [`namespace`] of a node on `pm`.
+fn node_namespace(pm: &PmTarget, node: &str) -> String {
+    namespace(pm.endpoint.as_deref().unwrap_or(&pm.name), node)
 }
 
 /// The PM end of the node's veth, and its OVS port.
@@ -114,7 +122,7 @@ impl NetnsDriver {
     }
 
     async fn build(&self, pm: &PmTarget, node: &NodeSpec) -> Result<(), String> {
-        let ns = namespace(&pm.name, &node.id);
+        let ns = node_namespace(pm, &node.id);
         let port = port(&node.id);
         let pm_ns = pm.endpoint.as_deref();
         let mtu = node.mtu.to_string();
@@ -206,7 +214,7 @@ impl ComputeDriver for NetnsDriver {
         }
         Ok(Created {
             port: port(&node.id),
-            handle: namespace(&pm.name, &node.id),
+            handle: node_namespace(pm, &node.id),
             nested_virtualization: false,
         })
     }
@@ -230,7 +238,7 @@ impl ComputeDriver for NetnsDriver {
                 failures.push(e);
             }
         }
-        let ns = namespace(&pm.name, node_id);
+        let ns = node_namespace(pm, node_id);
         if std::path::Path::new(NETNS_DIR).join(&ns).exists() {
             if let Err(e) = ip(None, &["netns", "del", &ns]).await {
                 failures.push(e);
@@ -243,7 +251,7 @@ impl ComputeDriver for NetnsDriver {
     }
 
     async fn list(&self, pm: &PmTarget) -> Result<Vec<String>, DriverError> {
-        let prefix = namespace(&pm.name, "");
+        let prefix = node_namespace(pm, "");
         let mut ids = BTreeSet::new();
         if let Ok(dir) = std::fs::read_dir(NETNS_DIR) {
             for e in dir.flatten() {

@@ -152,3 +152,19 @@ pub async fn wait_operation(base: &str, token: &str, location: &str, timeout: Du
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The node namespaces the `netns` driver has made on the PM whose
+/// namespace is `pm`, sorted.
+pub fn node_namespaces(pm: &str) -> Vec<String> {
+    let prefix = iris_api::compute::netns::namespace(pm, "");
+    let mut out: Vec<String> = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
