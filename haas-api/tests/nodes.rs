@@ -146,8 +146,23 @@ async fn nodes_of(base: &str, token: &str) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
+/// Two PMs of `vcpus` vCPUs each under the real controller, the broker
+/// process on them, a provider with a one-vCPU flavor `c1` and a VI with
+/// a static pool.
+struct World {
+    h: Harness,
+    pms: Vec<iris_testbed::PmId>,
+    sweep: NodeSweep,
+    dir: std::path::PathBuf,
+    port: u16,
+    broker: BrokerProcess,
+    b: String,
+    t: String,
+    vi_id: String,
+    key: u64,
+}
+
+async fn world(vcpus: u32) -> World {
     let options = Options {
         controller: controller_binary(),
         gateway: None,
@@ -199,7 +214,7 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     for &pm in &pms {
         let pm = h.tb.pm(pm);
         let body = json!({"name": pm.name(),
-            "capacity": {"vcpus": 16, "memory_mib": 32768, "disk_gib": 500},
+            "capacity": {"vcpus": vcpus, "memory_mib": 65536, "disk_gib": 500},
             "underlay_ip": pm.underlay_addr().addr().to_string(),
             "ovsdb": pm.ovsdb_unix_target(), "driver": "netns", "endpoint": pm.netns().name()});
         let (s, _, v) = call(&b, Some(ADMIN), "POST", "/v1/pms", Some(body)).await;
@@ -227,6 +242,35 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     assert_eq!(s, 201, "{vi}");
     let vi_id = vi["id"].as_str().unwrap().to_owned();
     let key = vi["tunnel_key"].as_u64().unwrap();
+
+    World {
+        h,
+        pms,
+        sweep,
+        dir,
+        port,
+        broker,
+        b,
+        t,
+        vi_id,
+        key,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
+    let World {
+        h,
+        pms,
+        sweep,
+        dir,
+        port,
+        mut broker,
+        b,
+        t,
+        vi_id,
+        key,
+    } = world(16).await;
 
     // Four nodes in one call: best fit packs them on one PM.
     let asked = Instant::now();
@@ -463,4 +507,78 @@ fn nodes_of_count(h: &Harness, pms: &[iris_testbed::PmId]) -> usize {
     pms.iter()
         .map(|&p| node_namespaces(h.tb.pm(p).netns().name()).len())
         .sum()
+}
+
+/// Issue 13's target: 50 nodes in one call, active and answering ping on
+/// their VI (the figure is printed; docs/broker.md records it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_nodes_in_one_call_become_active_and_pingable() {
+    let World {
+        h,
+        pms,
+        sweep,
+        b,
+        t,
+        vi_id,
+        broker: _broker,
+        ..
+    } = world(32).await;
+    let asked = Instant::now();
+    let (s, hdr, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 50})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(120)).await;
+    let active = asked.elapsed();
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let nodes = nodes_of(&b, &t).await;
+    assert_eq!(nodes.len(), 50);
+    let ns_of = |n: &Value| {
+        let pm = pms
+            .iter()
+            .map(|&p| h.tb.pm(p))
+            .find(|p| p.name() == n["pm"])
+            .unwrap();
+        iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
+    };
+    let from = ns_of(&nodes[0]);
+    for n in &nodes[1..] {
+        let ip = n["ip"].as_str().unwrap().split('/').next().unwrap();
+        assert!(
+            ping_from(&from, ip, Duration::from_secs(10)),
+            "{ip} does not answer"
+        );
+    }
+    let pingable = asked.elapsed();
+    let per_pm: Vec<usize> = pms
+        .iter()
+        .map(|&p| {
+            nodes
+                .iter()
+                .filter(|n| n["pm"] == h.tb.pm(p).name())
+                .count()
+        })
+        .collect();
+    eprintln!(
+        "50 nodes ({per_pm:?} per PM): active after {:.3} s, all pingable from one after {:.3} s",
+        active.as_secs_f64(),
+        pingable.as_secs_f64()
+    );
+    let mut ops = Vec::new();
+    for n in &nodes {
+        let path = format!("/v1/nodes/{}", n["id"].as_str().unwrap());
+        let (s, hdr, op) = call(&b, Some(&t), "DELETE", &path, None).await;
+        assert_eq!(s, 202, "{op}");
+        ops.push(hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned());
+    }
+    for at in ops {
+        wait_operation(&b, &t, &at, Duration::from_secs(120)).await;
+    }
+    drop(sweep);
 }
