@@ -158,6 +158,27 @@ async fn no_token_reaches_another_providers_objects() {
     );
     let op_id = op["id"].as_str().unwrap();
 
+    // The same Idempotency-Key twice: one operation, one node.
+    let keyed = || async {
+        let r = reqwest::Client::new()
+            .post(format!("{b}/v1/nodes"))
+            .bearer_auth(&a)
+            .header("Idempotency-Key", "acme-req-1")
+            .json(&json!({"vi": vi_id, "flavor": "c1", "count": 1}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    let (s1, first) = keyed().await;
+    let (s2, second) = keyed().await;
+    assert_eq!((s1, s2), (202, 202), "{first} {second}");
+    assert_eq!(first["id"], second["id"]);
+    let (_, _, all) = call(b, Some(&a), "GET", "/v1/nodes", None).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 2, "{all}");
+    let at = format!("/v1/operations/{}", first["id"].as_str().unwrap());
+    wait_operation(b, &a, &at, Duration::from_secs(30)).await;
+
     // Every object of acme, with globex's token, with none, with a wrong one.
     let owned = [
         "/v1/flavors/c1".to_owned(),
