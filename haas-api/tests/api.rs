@@ -12,50 +12,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
-
-/// A namespace standing for a PM whose OVS does not answer, deleted on drop.
-struct FakePmNetns(String);
-
-impl FakePmNetns {
-    fn new() -> Self {
-        let name = format!("irisapitest-{}", iris_api::service::random_hex(4));
-        assert!(Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success());
-        Self(name)
-    }
-
-    fn links(&self) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.0, "-o", "link"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for FakePmNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-async fn register_pm(base: &str, name: &str, vcpus: u32, netns: &str, dir: &std::path::Path) {
-    let body = json!({
-        "name": name,
-        "capacity": {"vcpus": vcpus, "memory_mib": 65536, "disk_gib": 1000},
-        "underlay_ip": "192.168.60.1",
-        "ovsdb": format!("unix:{}/no-such-ovsdb.sock", dir.display()),
-        "driver": "netns",
-        "endpoint": netns,
-    });
-    let (s, _, pm) = call(base, Some(ADMIN), "POST", "/v1/pms", Some(body)).await;
-    assert_eq!(s, 201, "{pm}");
-}
 
 fn assert_problem(status: u16, headers: &reqwest::header::HeaderMap, body: &Value, want: u16) {
     assert_eq!(status, want, "{body}");

@@ -9,6 +9,7 @@ use iris_testbed::controller::{ControllerConfig, ControllerProcess, HostEntry};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -167,4 +168,46 @@ pub fn node_namespaces(pm: &str) -> Vec<String> {
         .unwrap_or_default();
     out.sort();
     out
+}
+
+/// A namespace standing for a PM whose OVS does not answer, deleted on drop.
+pub struct FakePmNetns(pub String);
+
+impl FakePmNetns {
+    pub fn new() -> Self {
+        let name = format!("irisapitest-{}", iris_api::service::random_hex(4));
+        assert!(Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success());
+        Self(name)
+    }
+
+    pub fn links(&self) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.0, "-o", "link"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for FakePmNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+pub async fn register_pm(base: &str, name: &str, vcpus: u32, netns: &str, dir: &Path) {
+    let body = json!({
+        "name": name,
+        "capacity": {"vcpus": vcpus, "memory_mib": 65536, "disk_gib": 1000},
+        "underlay_ip": "192.168.60.1",
+        "ovsdb": format!("unix:{}/no-such-ovsdb.sock", dir.display()),
+        "driver": "netns",
+        "endpoint": netns,
+    });
+    let (s, _, pm) = call(base, Some(ADMIN), "POST", "/v1/pms", Some(body)).await;
+    assert_eq!(s, 201, "{pm}");
 }
