@@ -11,7 +11,8 @@
 use crate::auth::{self, Caller};
 use crate::placement::{place, Ask};
 use crate::records::{
-    flavor_key, may_see, paginate, NodeRecord, OperationRecord, PmRecord, Pool, TokenRecord,
+    flavor_key, may_see, paginate, transition, NodeEvent, NodeRecord, OperationRecord, PmRecord,
+    Pool, TokenRecord,
 };
 use crate::service::{now_ms, random_hex, Broker};
 use axum::extract::{FromRequestParts, Query, State};
@@ -1086,7 +1087,8 @@ async fn start_delete(
     r.put_operation(op.clone()).map_err(internal)?;
     for id in &nodes {
         if let Some(mut n) = r.nodes.get(id).cloned() {
-            n.node.state = NodeState::Deleting;
+            n.node.state =
+                transition(n.node.state, NodeEvent::DeleteAsked).unwrap_or(NodeState::Deleting);
             n.operation = op.op.id.clone();
             r.put_node(n).map_err(internal)?;
         }
@@ -1163,14 +1165,11 @@ async fn delete_node(
                 return Ok(accepted(o.op.clone()));
             }
         }
-        if n.node.state == NodeState::Building {
+        if let Err(why) = transition(n.node.state, NodeEvent::DeleteAsked) {
             return Err(problem_at(
                 StatusCode::CONFLICT,
                 "path:id",
-                format!(
-                    "node {id} is still being built by {}; delete it once that ends",
-                    n.operation
-                ),
+                format!("node {id}: {why} ({})", n.operation),
             ));
         }
         n.node.provider.clone()

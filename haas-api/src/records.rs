@@ -299,6 +299,35 @@ impl Records {
     }
 }
 
+/// What happens to a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeEvent {
+    /// The driver made it and the controller has its registry entry.
+    Made,
+    /// The driver or the controller failed; the node keeps `last_error`.
+    Failed,
+    /// Its deletion was asked for.
+    DeleteAsked,
+}
+
+/// The node state machine (building → active → deleting, error with
+/// `last_error`): what `state` becomes on `event`, or why the event is
+/// refused. Asking for a state the node is in is a success.
+pub fn transition(state: NodeState, event: NodeEvent) -> Result<NodeState, &'static str> {
+    use NodeEvent::{DeleteAsked, Failed, Made};
+    use NodeState::{Active, Building, Deleting, Error};
+    match (state, event) {
+        (Building | Active, Made) => Ok(Active),
+        (Error, Made) => Err("a node in error is not made again; delete it and ask for another"),
+        (Deleting, Made) => Err("the node is being deleted"),
+        (_, Failed) => Ok(Error),
+        (Active | Error | Deleting, DeleteAsked) => Ok(Deleting),
+        (Building, DeleteAsked) => {
+            Err("the node is still being built; delete it once its operation ends")
+        }
+    }
+}
+
 /// Whether `scope` may see an object of `owner`.
 pub fn may_see(scope: &Scope, owner: &str) -> bool {
     match scope {
@@ -451,6 +480,98 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!(e.0, "addressing/reserved/0");
+    }
+
+    #[test]
+    fn the_node_state_machine() {
+        use NodeEvent::*;
+        use NodeState::*;
+        assert_eq!(transition(Building, Made), Ok(Active));
+        assert_eq!(transition(Active, Made), Ok(Active), "a resumed operation");
+        assert_eq!(transition(Building, Failed), Ok(Error));
+        assert_eq!(transition(Deleting, Failed), Ok(Error));
+        assert_eq!(transition(Active, DeleteAsked), Ok(Deleting));
+        assert_eq!(transition(Error, DeleteAsked), Ok(Deleting));
+        assert_eq!(
+            transition(Deleting, DeleteAsked),
+            Ok(Deleting),
+            "already so: a success"
+        );
+        assert!(transition(Building, DeleteAsked).is_err());
+        assert!(transition(Error, Made).is_err());
+        assert!(transition(Deleting, Made).is_err());
+    }
+
+    fn records() -> (tempfile::TempDir, Records) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::store::SledStore::open(dir.path()).unwrap());
+        (dir, Records::load(store).unwrap())
+    }
+
+    fn node(id: &str, provider: &str, pm: &str, group: Option<&str>, vcpus: u32) -> NodeRecord {
+        NodeRecord {
+            node: Node {
+                id: id.into(),
+                provider: provider.into(),
+                vi: "vi-1".into(),
+                flavor: "f".into(),
+                state: NodeState::Active,
+                last_error: None,
+                pm: pm.into(),
+                group: group.map(str::to_owned),
+                mac: format!("0a:00:00:00:00:{id}"),
+                ip: Some(format!("10.0.0.{id}/24")),
+                management_address: None,
+                ssh_user: "iris".into(),
+                nested_virtualization: false,
+                bridge: "cloudbr0".into(),
+                vlan_trunk: iris_schemas::broker::VlanRange { first: 1, last: 2 },
+                mtu: 1500,
+            },
+            size: Capacity {
+                vcpus,
+                memory_mib: 100,
+                disk_gib: 1,
+            },
+            operation: "op-1".into(),
+        }
+    }
+
+    #[test]
+    fn use_groups_and_keys_are_counted_per_pm_and_provider() {
+        let (_dir, mut r) = records();
+        r.put_node(node("1", "p1", "pm1", Some("g"), 2)).unwrap();
+        r.put_node(node("2", "p1", "pm2", Some("g"), 3)).unwrap();
+        r.put_node(node("3", "p2", "pm1", Some("g"), 4)).unwrap();
+        assert_eq!(r.used_on("pm1").vcpus, 6);
+        assert_eq!(r.used_on("pm1").memory_mib, 200);
+        assert_eq!(
+            r.group_pms("p1", "g"),
+            ["pm1".to_string(), "pm2".to_string()].into()
+        );
+        assert_eq!(r.group_pms("p2", "g"), ["pm1".to_string()].into());
+        let (macs, ips) = r.vi_addresses("vi-1");
+        assert_eq!((macs.len(), ips.len()), (3, 3));
+        // An idempotency key is the provider's own.
+        let op = |provider: &str| OperationRecord {
+            op: Operation {
+                id: format!("op-{provider}"),
+                provider: provider.into(),
+                kind: iris_schemas::broker::OperationKind::CreateNodes,
+                status: OperationStatus::Running,
+                done: 0,
+                total: 1,
+                nodes: vec![],
+                error: None,
+                created_ms: 0,
+                updated_ms: 0,
+            },
+            idempotency_key: Some("k".into()),
+        };
+        r.put_operation(op("p1")).unwrap();
+        assert_eq!(r.operation_by_key("p1", "k").unwrap().op.id, "op-p1");
+        assert!(r.operation_by_key("p2", "k").is_none());
+        assert_eq!(r.operations_running().len(), 1);
     }
 
     #[test]

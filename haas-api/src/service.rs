@@ -8,7 +8,7 @@
 
 use crate::compute::{ComputeDriver, DriverError, NodeSpec, PmTarget};
 use crate::northbound::Controller;
-use crate::records::{NodeRecord, Records};
+use crate::records::{transition, NodeEvent, NodeRecord, Records};
 use crate::store::StoreError;
 use iris_schemas::broker::{NodeState, OperationKind, OperationStatus};
 use std::collections::HashMap;
@@ -196,7 +196,8 @@ impl Broker {
                 {
                     let mut r = self.records.lock().await;
                     if let Some(mut n) = r.nodes.get(id).cloned() {
-                        n.node.state = NodeState::Active;
+                        n.node.state =
+                            transition(n.node.state, NodeEvent::Made).map_err(str::to_owned)?;
                         n.node.last_error = None;
                         n.node.nested_virtualization = created.nested_virtualization;
                         r.put_node(n).map_err(|e| e.to_string())?;
@@ -211,7 +212,10 @@ impl Broker {
     async fn fail_node(&self, id: &str, e: String) -> Result<(), String> {
         warn!(node = %id, "node failed: {e}");
         let mut r = self.records.lock().await;
-        let _ = r.set_node_state(id, NodeState::Error, Some(e.clone()));
+        let state = r.nodes.get(id).map(|n| n.node.state);
+        if let Some(Ok(next)) = state.map(|s| transition(s, NodeEvent::Failed)) {
+            let _ = r.set_node_state(id, next, Some(e.clone()));
+        }
         Err(format!("node {id}: {e}"))
     }
 
