@@ -188,6 +188,50 @@ async fn no_token_reaches_another_providers_objects() {
         let (s, h, p) = call(b, None, "GET", list, None).await;
         assert_problem(s, &h, &p, 401);
     }
+    // Every route and method but the two open ones wants a token.
+    for (method, path) in [
+        ("GET", "/v1/providers"),
+        ("POST", "/v1/providers"),
+        ("GET", "/v1/providers/x"),
+        ("DELETE", "/v1/providers/x"),
+        ("GET", "/v1/providers/x/tokens"),
+        ("POST", "/v1/providers/x/tokens"),
+        ("DELETE", "/v1/tokens/x"),
+        ("GET", "/v1/pms"),
+        ("POST", "/v1/pms"),
+        ("GET", "/v1/pms/x"),
+        ("DELETE", "/v1/pms/x"),
+        ("GET", "/v1/flavors"),
+        ("POST", "/v1/flavors"),
+        ("GET", "/v1/flavors/x"),
+        ("DELETE", "/v1/flavors/x"),
+        ("GET", "/v1/vis"),
+        ("POST", "/v1/vis"),
+        ("GET", "/v1/vis/x"),
+        ("DELETE", "/v1/vis/x"),
+        ("GET", "/v1/nodes"),
+        ("POST", "/v1/nodes"),
+        ("GET", "/v1/nodes/x"),
+        ("DELETE", "/v1/nodes/x"),
+        ("GET", "/v1/operations"),
+        ("GET", "/v1/operations/x"),
+    ] {
+        let (s, h, p) = call(b, None, method, path, Some(json!({}))).await;
+        assert_problem(s, &h, &p, 401);
+    }
+    // Writes with another provider's token change nothing of acme's.
+    let (s, _, _) = call(
+        b,
+        Some(&other),
+        "POST",
+        "/v1/flavors",
+        Some(json!({"name": "c1", "vcpus": 9, "memory_mib": 9, "disk_gib": 9})),
+    )
+    .await;
+    assert_eq!(s, 201, "globex's own c1, beside acme's");
+    let (_, _, mine) = call(b, Some(&a), "GET", "/v1/flavors/c1", None).await;
+    assert_eq!(mine["vcpus"], 1, "{mine}");
+
     // Admin-only routes refuse a provider's token.
     for (method, path) in [
         ("GET", "/v1/pms"),

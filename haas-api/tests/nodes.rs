@@ -520,6 +520,7 @@ async fn fifty_nodes_in_one_call_become_active_and_pingable() {
         b,
         t,
         vi_id,
+        key,
         broker: _broker,
         ..
     } = world(32).await;
@@ -570,15 +571,31 @@ async fn fifty_nodes_in_one_call_become_active_and_pingable() {
         active.as_secs_f64(),
         pingable.as_secs_f64()
     );
-    let mut ops = Vec::new();
-    for n in &nodes {
-        let path = format!("/v1/nodes/{}", n["id"].as_str().unwrap());
-        let (s, hdr, op) = call(&b, Some(&t), "DELETE", &path, None).await;
-        assert_eq!(s, 202, "{op}");
-        ops.push(hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned());
+    // The VI with its 50 nodes, forced: nodes, VI, controller's VI gone.
+    let (s, _, p) = call(&b, Some(&t), "DELETE", &format!("/v1/vis/{vi_id}"), None).await;
+    assert_eq!(s, 409, "{p}");
+    let (s, _, p) = call(
+        &b,
+        Some(&t),
+        "DELETE",
+        &format!("/v1/vis/{vi_id}?force=true"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204, "{p}");
+    assert!(nodes_of(&b, &t).await.is_empty());
+    for &pm in &pms {
+        let (ns, veths, ports) = node_traces(h.tb.pm(pm));
+        assert!(
+            ns.is_empty() && veths.is_empty() && ports.is_empty(),
+            "{ns:?} {veths:?} {ports:?}"
+        );
     }
-    for at in ops {
-        wait_operation(&b, &t, &at, Duration::from_secs(120)).await;
-    }
+    let gone = h
+        .controller()
+        .unwrap()
+        .request("GET", &format!("/v1/vis/{key}"), None)
+        .unwrap();
+    assert_eq!(gone.0, 404, "{}", gone.1);
     drop(sweep);
 }
