@@ -30,8 +30,8 @@ pub fn drivers() -> HashMap<&'static str, Arc<dyn ComputeDriver>> {
     HashMap::from([(netns.kind(), netns)])
 }
 
-/// Opens the store, recovers what a crash interrupted, and serves the API
-/// until `shutdown`.
+/// Opens the store, serves the API until `shutdown`, and recovers what a
+/// crash interrupted.
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, String> {
     let store: Arc<dyn Store> =
         Arc::new(SledStore::open(&config.store).map_err(|e| e.to_string())?);
@@ -43,10 +43,17 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         config.first_tunnel_key,
         config.node_mtu,
     ));
-    broker.recover().await;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    // In the background: a PM whose OVSDB does not answer must not keep the
+    // API down. Requests meanwhile are safe: a node is recorded before any
+    // driver is called, so the sweep never takes a new node for a stray,
+    // and a node still building refuses deletion.
+    tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.recover().await }
+    });
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let admin = Admin(crate::auth::digest(config.admin_token.expose()));
     let app = router(broker.clone(), admin);
