@@ -849,7 +849,7 @@ async fn delete_vi(
                 ),
             ));
         }
-        let op = start_delete(&s, &vi.provider, nodes, None).await?;
+        let op = start_delete(&s, &vi.provider, nodes, None, None).await?;
         s.0.clone().run_operation(op.op.id.clone()).await;
         let r = s.records.lock().await;
         let left = r.nodes_of_vi(&id);
@@ -891,6 +891,31 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
             )
         })?;
     Ok(Some(k.to_owned()))
+}
+
+/// The operation an `Idempotency-Key` already answered, if the request is
+/// the same one; a key sent with another request is refused.
+fn replayed(
+    r: &crate::records::Records,
+    provider: &str,
+    key: Option<&str>,
+    request: &str,
+) -> ApiResult<Option<Response>> {
+    let Some(o) = key.and_then(|k| r.operation_by_key(provider, k)) else {
+        return Ok(None);
+    };
+    if o.request.as_deref().is_some_and(|q| q != request) {
+        return Err(problem_at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "header:Idempotency-Key",
+            format!(
+                "this key was sent with another request (operation {}); use a new key for a new \
+                 request",
+                o.op.id
+            ),
+        ));
+    }
+    Ok(Some(accepted(o.op.clone())))
 }
 
 fn accepted(op: Operation) -> Response {
@@ -940,13 +965,14 @@ async fn request_nodes(
             "a policy applies to a group: name one in placement.group",
         ));
     }
+    let fingerprint = format!(
+        "POST /v1/nodes {}",
+        serde_json::to_string(&req).unwrap_or_default()
+    );
     let op = {
         let mut r = s.records.lock().await;
-        if let Some(o) = key
-            .as_deref()
-            .and_then(|k| r.operation_by_key(&provider, k))
-        {
-            return Ok(accepted(o.op.clone()));
+        if let Some(done) = replayed(&r, &provider, key.as_deref(), &fingerprint)? {
+            return Ok(done);
         }
         let vi = visible_vi(&r, &caller, &req.vi, "#/vi")?;
         let flavor = r
@@ -1048,6 +1074,7 @@ async fn request_nodes(
                 updated_ms: now,
             },
             idempotency_key: key,
+            request: Some(fingerprint),
         };
         // The operation first: a crash after it finds the nodes to make.
         r.put_operation(op.clone()).map_err(internal)?;
@@ -1066,6 +1093,7 @@ async fn start_delete(
     provider: &str,
     nodes: Vec<String>,
     key: Option<String>,
+    request: Option<String>,
 ) -> ApiResult<OperationRecord> {
     let mut r = s.records.lock().await;
     let now = now_ms();
@@ -1083,6 +1111,7 @@ async fn start_delete(
             updated_ms: now,
         },
         idempotency_key: key,
+        request,
     };
     r.put_operation(op.clone()).map_err(internal)?;
     for id in &nodes {
@@ -1144,6 +1173,7 @@ async fn delete_node(
 ) -> ApiResult<Response> {
     q.only(&[])?;
     let key = idempotency_key(&headers)?;
+    let fingerprint = format!("DELETE /v1/nodes/{id}");
     let provider = {
         let r = s.records.lock().await;
         let Some(n) = r
@@ -1153,11 +1183,8 @@ async fn delete_node(
         else {
             return Err(not_found("node", &id, "id"));
         };
-        if let Some(o) = key
-            .as_deref()
-            .and_then(|k| r.operation_by_key(&n.node.provider, k))
-        {
-            return Ok(accepted(o.op.clone()));
+        if let Some(done) = replayed(&r, &n.node.provider, key.as_deref(), &fingerprint)? {
+            return Ok(done);
         }
         // Already being deleted: the operation doing it is the answer.
         if n.node.state == NodeState::Deleting {
@@ -1174,7 +1201,7 @@ async fn delete_node(
         }
         n.node.provider.clone()
     };
-    let op = start_delete(&s, &provider, vec![id], key).await?;
+    let op = start_delete(&s, &provider, vec![id], key, Some(fingerprint)).await?;
     tokio::spawn(s.0.clone().run_operation(op.op.id.clone()));
     Ok(accepted(op.op))
 }

@@ -52,6 +52,10 @@ pub struct OperationRecord {
     pub op: Operation,
     /// The `Idempotency-Key` it was asked with.
     pub idempotency_key: Option<String>,
+    /// The request it answers (method, path, body), so that a key sent
+    /// again with another request is refused rather than answered wrongly.
+    #[serde(default)]
+    pub request: Option<String>,
 }
 
 /// The broker's records.
@@ -567,6 +571,7 @@ mod tests {
                 updated_ms: 0,
             },
             idempotency_key: Some("k".into()),
+            request: None,
         };
         r.put_operation(op("p1")).unwrap();
         assert_eq!(r.operation_by_key("p1", "k").unwrap().op.id, "op-p1");

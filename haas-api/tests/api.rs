@@ -135,6 +135,19 @@ async fn no_token_reaches_another_providers_objects() {
     assert_eq!(all["items"].as_array().unwrap().len(), 2, "{all}");
     let at = format!("/v1/operations/{}", first["id"].as_str().unwrap());
     wait_operation(b, &a, &at, Duration::from_secs(30)).await;
+    // The key with another request: refused, naming the header.
+    let r = reqwest::Client::new()
+        .post(format!("{b}/v1/nodes"))
+        .bearer_auth(&a)
+        .header("Idempotency-Key", "acme-req-1")
+        .json(&json!({"vi": vi_id, "flavor": "c1", "count": 2}))
+        .send()
+        .await
+        .unwrap();
+    let (s, h) = (r.status().as_u16(), r.headers().clone());
+    let p: Value = r.json().await.unwrap();
+    assert_problem(s, &h, &p, 422);
+    assert_eq!(pointer(&p), "header:Idempotency-Key");
 
     // Every object of acme, with globex's token, with none, with a wrong one.
     let owned = [
