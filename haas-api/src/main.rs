@@ -73,7 +73,12 @@ fn main() -> ExitCode {
             rt.block_on(async {
                 let shutdown = CancellationToken::new();
                 let running = match iris_api::run::start(&config, shutdown.clone()).await {
-                    Ok(r) => r,
+                    Ok(r) => {
+                        // What scripts and tests wait for (with port 0, the
+                        // only place the port is told).
+                        eprintln!("iris-api: listening on {}", r.addr);
+                        r
+                    }
                     Err(e) => {
                         eprintln!("iris-api: {e}");
                         return ExitCode::FAILURE;

@@ -288,6 +288,7 @@ impl Broker {
                 }
             }
         }
+        info!("recovery done");
     }
 }
 

@@ -26,39 +26,39 @@ struct BrokerProcess {
 }
 
 impl BrokerProcess {
-    fn start(config: &Path, port: u16, log: &Path) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_iris-api"))
+    /// Starts `iris-api` on `config` (which listens on port 0), logging to
+    /// `log`, and waits until it says where it listens.
+    async fn start(config: &Path, log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iris-api"))
             .args(["run", "--config"])
             .arg(config)
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(file)
             .spawn()
             .unwrap();
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn wait_up(&mut self) {
         let start = Instant::now();
-        loop {
-            assert!(self.child.try_wait().unwrap().is_none(), "iris-api exited");
-            if let Ok(r) = reqwest::get(format!("{}/healthz", self.base)).await {
-                if r.status().is_success() {
-                    return;
-                }
+        let addr = loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(a) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("iris-api: listening on "))
+            {
+                break a.trim().to_owned();
             }
             assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "iris-api did not come up"
+                child.try_wait().unwrap().is_none(),
+                "iris-api exited:\n{text}"
             );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "iris-api did not come up:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Self {
+            child,
+            base: format!("http://{addr}"),
         }
     }
 
@@ -115,14 +115,6 @@ fn node_traces(pm: &Pm) -> (Vec<String>, Vec<String>, Vec<String>) {
     (node_namespaces(pm.netns().name()), veths, ports)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Pings `to` from inside node namespace `ns` until a reply (at most `within`).
 fn ping_from(ns: &str, to: &str, within: Duration) -> bool {
     let start = Instant::now();
@@ -154,7 +146,6 @@ struct World {
     pms: Vec<iris_testbed::PmId>,
     sweep: NodeSweep,
     dir: std::path::PathBuf,
-    port: u16,
     broker: BrokerProcess,
     b: String,
     t: String,
@@ -184,12 +175,11 @@ async fn world(vcpus: u32) -> World {
     let dir = h.file("broker");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
-    let port = free_port();
     let token_file = h.file(iris_testbed::controller::API_TOKEN_FILE);
     std::fs::write(
         dir.join("iris-api.toml"),
         format!(
-            "listen = \"127.0.0.1:{port}\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
+            "listen = \"127.0.0.1:0\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
              [controller]\nurl = \"http://{controller}\"\ntoken_file = \"{}\"\n",
             token_file.display()
         ),
@@ -205,9 +195,8 @@ async fn world(vcpus: u32) -> World {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let mut broker =
-        BrokerProcess::start(&dir.join("iris-api.toml"), port, &dir.join("iris-api.log"));
-    broker.wait_up().await;
+    let broker =
+        BrokerProcess::start(&dir.join("iris-api.toml"), &dir.join("iris-api-1.log")).await;
     let b = broker.base.clone();
 
     let (_, t) = provider(&b, "acme").await;
@@ -248,7 +237,6 @@ async fn world(vcpus: u32) -> World {
         pms,
         sweep,
         dir,
-        port,
         broker,
         b,
         t,
@@ -264,7 +252,6 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
         pms,
         sweep,
         dir,
-        port,
         mut broker,
         b,
         t,
@@ -429,9 +416,22 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     };
     broker.kill9();
     let killed_at = nodes_of_count(&h, &pms);
-    let mut broker =
-        BrokerProcess::start(&dir.join("iris-api.toml"), port, &dir.join("iris-api.log"));
-    broker.wait_up().await;
+    let broker =
+        BrokerProcess::start(&dir.join("iris-api.toml"), &dir.join("iris-api-2.log")).await;
+    let b = broker.base.clone();
+    // The operation's end comes before the sweep of strays.
+    let log2 = dir.join("iris-api-2.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log2)
+        .unwrap_or_default()
+        .contains("recovery done")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no recovery done"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let op = wait_operation(&b, &t, &at10, Duration::from_secs(60)).await;
     assert_eq!(
         op["status"], "succeeded",
@@ -451,7 +451,7 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
         held, owned,
         "the stray namespace is removed, every node's kept"
     );
-    let log = std::fs::read_to_string(dir.join("iris-api.log")).unwrap();
+    let log = std::fs::read_to_string(&log2).unwrap();
     assert!(log.contains("resuming an interrupted operation"), "{log}");
     assert!(log.contains("removing a node no record owns"), "{log}");
     let last = nodes.iter().rev().find(|n| n["state"] == "active").unwrap();
