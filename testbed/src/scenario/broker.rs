@@ -114,15 +114,12 @@ fn start_broker(h: &Harness, binary: &Path) -> Result<Broker, ScenarioError> {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| Error::io_at("writing", &path, e))
     };
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| Error::io("choosing a port for the broker", e))?;
     let controller = h.controller()?.api_addr();
     write("admin-token", ADMIN_TOKEN)?;
     write(
         "iris-api.toml",
         &format!(
-            "listen = \"{addr}\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
+            "listen = \"127.0.0.1:0\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
              [controller]\nurl = \"http://{controller}\"\ntoken_file = {:?}\n",
             h.file(API_TOKEN_FILE).display().to_string()
         ),
@@ -131,17 +128,23 @@ fn start_broker(h: &Harness, binary: &Path) -> Result<Broker, ScenarioError> {
     command
         .args(["run", "--config"])
         .arg(dir.join("iris-api.toml"));
-    let mut process = Process::spawn("iris-api", command, Some(&dir.join("iris-api.log")))?;
+    let log = dir.join("iris-api.log");
+    let mut process = Process::spawn("iris-api", command, Some(&log))?;
     let start = Instant::now();
     loop {
         process.ensure_running()?;
-        if let Ok((200, _)) = crate::controller::http_get(addr, "/healthz") {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let addr = text
+            .lines()
+            .find_map(|l| l.strip_prefix("iris-api: listening on "))
+            .and_then(|a| a.trim().parse().ok());
+        if let Some(addr) = addr {
             return Ok(Broker { process, addr });
         }
         check(start.elapsed() < super::CONVERGE, || {
-            "iris-api did not answer /healthz".into()
+            format!("iris-api did not say where it listens:\n{text}")
         })?;
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
