@@ -12,10 +12,16 @@
 //! [controller]
 //! url = "http://127.0.0.1:8080"
 //! token_file = "/etc/iris/controller-token"       # the controller's [api_auth] token
+//!
+//! [api_limits]                     # as the controller's (docs/operations.md)
+//! max_connections = 256
+//! header_timeout_secs = 10
 //! ```
 
 use iris_controller::api_server::ApiLimits;
-use iris_controller::config::{from_toml, load_with, ConfigError, LoadError, ParseError};
+use iris_controller::config::{
+    from_toml, load_with, ConfigError, LoadError, ParseError, RawApiLimits,
+};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -54,6 +60,9 @@ struct RawConfig {
     #[serde(default = "default_mtu")]
     node_mtu: u16,
     controller: Option<RawController>,
+    /// The controller's `[api_limits]`, read and checked as it reads them.
+    #[serde(default)]
+    api_limits: RawApiLimits,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +193,7 @@ impl RawConfig {
                 format!("{} is outside 576..=9000", self.node_mtu),
             ));
         }
+        let api_limits = self.api_limits.validate(&mut errors);
         let (controller_url, controller_token) = match &self.controller {
             None => {
                 errors.push(ConfigError::new(
@@ -219,7 +229,7 @@ impl RawConfig {
                 node_mtu: self.node_mtu,
                 controller_url,
                 controller_token,
-                api_limits: ApiLimits::default(),
+                api_limits,
             }),
             _ => Err(errors),
         }
@@ -240,6 +250,8 @@ listen = "nowhere"
 admin_token_file = "short"
 first_tunnel_key = 0
 node_mtu = 20
+[api_limits]
+header_timeout_secs = -1
 [controller]
 url = "ftp://x"
 token_file = "missing"
@@ -255,6 +267,7 @@ token_file = "missing"
                 "admin_token_file",
                 "first_tunnel_key",
                 "node_mtu",
+                "api_limits.header_timeout_secs",
                 "controller.url",
                 "controller.token_file"
             ]
