@@ -25,7 +25,7 @@ use iris_controller::api::{Body, BodyShape, PathArgs, Problem};
 use iris_controller::config::{check_name, check_ovsdb_remote};
 use iris_schemas::broker::*;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use utoipa::OpenApi;
@@ -173,6 +173,72 @@ fn acting_provider(caller: &Caller) -> ApiResult<String> {
     }
 }
 
+/// What a record belongs to: the provider whose tokens may see it.
+trait Owned {
+    fn owner(&self) -> &str;
+}
+
+impl Owned for Provider {
+    fn owner(&self) -> &str {
+        &self.id
+    }
+}
+
+impl Owned for Flavor {
+    fn owner(&self) -> &str {
+        &self.provider
+    }
+}
+
+impl Owned for Vi {
+    fn owner(&self) -> &str {
+        &self.provider
+    }
+}
+
+impl Owned for NodeRecord {
+    fn owner(&self) -> &str {
+        &self.node.provider
+    }
+}
+
+impl Owned for OperationRecord {
+    fn owner(&self) -> &str {
+        &self.op.provider
+    }
+}
+
+/// Record `id` of `map` if `caller` may see it; else a 404 at `path:param`
+/// that does not tell another provider's object from none.
+fn visible<'a, T: Owned>(
+    map: &'a BTreeMap<String, T>,
+    caller: &Caller,
+    id: &str,
+    what: &str,
+    param: &str,
+) -> ApiResult<&'a T> {
+    map.get(id)
+        .filter(|t| may_see(&caller.scope, t.owner()))
+        .ok_or_else(|| not_found(what, id, param))
+}
+
+/// A page (`limit`, `marker` of `q`) of the records of `map` that `caller`
+/// may see and `keep` keeps, each shown by `show`.
+fn visible_page<T: Owned, U: Clone>(
+    map: &BTreeMap<String, T>,
+    caller: &Caller,
+    q: &Params,
+    keep: impl Fn(&T) -> bool,
+    show: impl Fn(&T) -> U,
+) -> ApiResult<Page<U>> {
+    let (limit, marker) = q.page()?;
+    let all = map
+        .iter()
+        .filter(|(_, t)| may_see(&caller.scope, t.owner()) && keep(t))
+        .map(|(k, t)| (k.clone(), show(t)));
+    Ok(paginate(all, marker.as_deref(), limit))
+}
+
 fn check_name_at(field: &str, name: &str) -> ApiResult<()> {
     check_name(name).map_err(|p| invalid(field, p))
 }
@@ -290,14 +356,9 @@ async fn list_providers(
     Extension(caller): Extension<Caller>,
     q: Params,
 ) -> ApiResult<Json<Page<Provider>>> {
-    let (limit, marker) = q.only(LIST)?.page()?;
+    let q = q.only(LIST)?;
     let r = s.records.lock().await;
-    let all = r
-        .providers
-        .values()
-        .filter(|p| may_see(&caller.scope, &p.id))
-        .map(|p| (p.id.clone(), p.clone()));
-    Ok(Json(paginate(all, marker.as_deref(), limit)))
+    visible_page(&r.providers, &caller, &q, |_| true, Provider::clone).map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/providers/{id}", params(("id" = String, Path)),
@@ -310,12 +371,7 @@ async fn get_provider(
 ) -> ApiResult<Json<Provider>> {
     q.only(&[])?;
     let r = s.records.lock().await;
-    r.providers
-        .get(&id)
-        .filter(|p| may_see(&caller.scope, &p.id))
-        .cloned()
-        .map(Json)
-        .ok_or_else(|| not_found("provider", &id, "id"))
+    visible(&r.providers, &caller, &id, "provider", "id").map(|p| Json(p.clone()))
 }
 
 #[utoipa::path(delete, path = "/v1/providers/{id}", params(("id" = String, Path)),
@@ -638,14 +694,9 @@ async fn list_flavors(
     Extension(caller): Extension<Caller>,
     q: Params,
 ) -> ApiResult<Json<Page<Flavor>>> {
-    let (limit, marker) = q.only(LIST)?.page()?;
+    let q = q.only(LIST)?;
     let r = s.records.lock().await;
-    let all = r
-        .flavors
-        .iter()
-        .filter(|(_, f)| may_see(&caller.scope, &f.provider))
-        .map(|(k, f)| (k.clone(), f.clone()));
-    Ok(Json(paginate(all, marker.as_deref(), limit)))
+    visible_page(&r.flavors, &caller, &q, |_| true, Flavor::clone).map(Json)
 }
 
 fn own_flavor(r: &crate::records::Records, caller: &Caller, name: &str) -> ApiResult<Flavor> {
@@ -783,32 +834,22 @@ async fn list_vis(
     Extension(caller): Extension<Caller>,
     q: Params,
 ) -> ApiResult<Json<Page<Vi>>> {
-    let (limit, marker) = q.only(LIST)?.page()?;
+    let q = q.only(LIST)?;
     let r = s.records.lock().await;
-    let all = r
-        .vis
-        .values()
-        .filter(|v| may_see(&caller.scope, &v.provider))
-        .map(|v| (v.id.clone(), vi_out(&r, v)));
-    Ok(Json(paginate(all, marker.as_deref(), limit)))
+    visible_page(&r.vis, &caller, &q, |_| true, |v| vi_out(&r, v)).map(Json)
 }
 
 fn visible_vi(r: &crate::records::Records, caller: &Caller, id: &str, at: &str) -> ApiResult<Vi> {
-    r.vis
-        .get(id)
-        .filter(|v| may_see(&caller.scope, &v.provider))
-        .map(|v| vi_out(r, v))
-        .ok_or_else(|| {
-            if at.starts_with('#') {
-                problem_at(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    at,
-                    format!("no VI {id:?} (or not yours)"),
-                )
-            } else {
-                not_found("VI", id, at)
-            }
-        })
+    match visible(&r.vis, caller, id, "VI", at) {
+        Ok(v) => Ok(vi_out(r, v)),
+        // In a body, the field is at fault, not the route.
+        Err(_) if at.starts_with('#') => Err(problem_at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            at,
+            format!("no VI {id:?} (or not yours)"),
+        )),
+        Err(e) => Err(e),
+    }
 }
 
 #[utoipa::path(get, path = "/v1/vis/{id}", params(("id" = String, Path)),
@@ -1133,16 +1174,10 @@ async fn list_nodes(
     q: Params,
 ) -> ApiResult<Json<Page<Node>>> {
     let q = q.only(&["limit", "marker", "vi"])?;
-    let (limit, marker) = q.page()?;
     let vi = q.get("vi").map(str::to_owned);
     let r = s.records.lock().await;
-    let all = r
-        .nodes
-        .values()
-        .filter(|n| may_see(&caller.scope, &n.node.provider))
-        .filter(|n| vi.as_ref().is_none_or(|v| &n.node.vi == v))
-        .map(|n| (n.node.id.clone(), n.node.clone()));
-    Ok(Json(paginate(all, marker.as_deref(), limit)))
+    let keep = |n: &NodeRecord| vi.as_ref().is_none_or(|v| &n.node.vi == v);
+    visible_page(&r.nodes, &caller, &q, keep, |n| n.node.clone()).map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/nodes/{id}", params(("id" = String, Path)),
@@ -1155,11 +1190,7 @@ async fn get_node(
 ) -> ApiResult<Json<Node>> {
     q.only(&[])?;
     let r = s.records.lock().await;
-    r.nodes
-        .get(&id)
-        .filter(|n| may_see(&caller.scope, &n.node.provider))
-        .map(|n| Json(n.node.clone()))
-        .ok_or_else(|| not_found("node", &id, "id"))
+    visible(&r.nodes, &caller, &id, "node", "id").map(|n| Json(n.node.clone()))
 }
 
 #[utoipa::path(delete, path = "/v1/nodes/{id}", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
@@ -1176,13 +1207,7 @@ async fn delete_node(
     let fingerprint = format!("DELETE /v1/nodes/{id}");
     let provider = {
         let r = s.records.lock().await;
-        let Some(n) = r
-            .nodes
-            .get(&id)
-            .filter(|n| may_see(&caller.scope, &n.node.provider))
-        else {
-            return Err(not_found("node", &id, "id"));
-        };
+        let n = visible(&r.nodes, &caller, &id, "node", "id")?;
         if let Some(done) = replayed(&r, &n.node.provider, key.as_deref(), &fingerprint)? {
             return Ok(done);
         }
@@ -1213,14 +1238,9 @@ async fn list_operations(
     Extension(caller): Extension<Caller>,
     q: Params,
 ) -> ApiResult<Json<Page<Operation>>> {
-    let (limit, marker) = q.only(LIST)?.page()?;
+    let q = q.only(LIST)?;
     let r = s.records.lock().await;
-    let all = r
-        .operations
-        .values()
-        .filter(|o| may_see(&caller.scope, &o.op.provider))
-        .map(|o| (o.op.id.clone(), o.op.clone()));
-    Ok(Json(paginate(all, marker.as_deref(), limit)))
+    visible_page(&r.operations, &caller, &q, |_| true, |o| o.op.clone()).map(Json)
 }
 
 #[utoipa::path(get, path = "/v1/operations/{id}", params(("id" = String, Path)),
@@ -1233,11 +1253,7 @@ async fn get_operation(
 ) -> ApiResult<Json<Operation>> {
     q.only(&[])?;
     let r = s.records.lock().await;
-    r.operations
-        .get(&id)
-        .filter(|o| may_see(&caller.scope, &o.op.provider))
-        .map(|o| Json(o.op.clone()))
-        .ok_or_else(|| not_found("operation", &id, "id"))
+    visible(&r.operations, &caller, &id, "operation", "id").map(|o| Json(o.op.clone()))
 }
 
 #[derive(OpenApi)]
