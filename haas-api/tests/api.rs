@@ -269,6 +269,45 @@ async fn no_token_reaches_another_providers_objects() {
     assert_problem(s, &h, &p, 422);
     assert_eq!(pointer(&p), "#/vi");
 
+    // A revoked token stops at once (it had passed and been remembered).
+    let (s, _, extra) = call(
+        b,
+        Some(ADMIN),
+        "POST",
+        &format!("/v1/providers/{a_id}/tokens"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 201, "{extra}");
+    let extra_token = extra["token"].as_str().unwrap();
+    let (s, _, _) = call(b, Some(extra_token), "GET", "/v1/vis", None).await;
+    assert_eq!(s, 200);
+    let (s, _, listed) = call(
+        b,
+        Some(ADMIN),
+        "GET",
+        &format!("/v1/providers/{a_id}/tokens"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(listed.to_string().contains(extra["id"].as_str().unwrap()));
+    assert!(
+        !listed.to_string().contains(extra_token),
+        "a listed token shows no secret"
+    );
+    let (s, _, _) = call(
+        b,
+        Some(ADMIN),
+        "DELETE",
+        &format!("/v1/tokens/{}", extra["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, h, p) = call(b, Some(extra_token), "GET", "/v1/vis", None).await;
+    assert_problem(s, &h, &p, 401);
+
     // In use: the VI and the PM refuse to go, saying what uses them.
     let (s, h, p) = call(b, Some(&a), "DELETE", &format!("/v1/vis/{vi_id}"), None).await;
     assert_problem(s, &h, &p, 409);
