@@ -331,6 +331,24 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
             .unwrap();
         assert_eq!(vi_of_port.trim().trim_matches('"'), key.to_string());
     }
+    // The controller's registry was seeded with each node's MAC and IP.
+    let registry = h
+        .controller()
+        .unwrap()
+        .get_json(&format!("/v1/registry?vi={key}"))
+        .unwrap();
+    for n in &nodes {
+        let ip = n["ip"].as_str().unwrap().split('/').next().unwrap();
+        let seeded =
+            registry.as_array().unwrap().iter().any(|e| {
+                e["mac"] == n["mac"] && e["ips"].as_array().unwrap().iter().any(|i| i == ip)
+            });
+        assert!(
+            seeded,
+            "{} / {ip} not in the registry: {registry}",
+            n["mac"]
+        );
+    }
     let pm_of = |id: &str| {
         nodes.iter().find(|n| n["id"] == id).unwrap()["pm"]
             .as_str()
@@ -487,6 +505,20 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
             "{ns:?} {veths:?} {ports:?}"
         );
     }
+    let registry = h
+        .controller()
+        .unwrap()
+        .get_json(&format!("/v1/registry?vi={key}"))
+        .unwrap();
+    let macs: Vec<&Value> = nodes.iter().map(|n| &n["mac"]).collect();
+    assert!(
+        registry
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !macs.contains(&&e["mac"])),
+        "entries of deleted nodes remain: {registry}"
+    );
     let (s, _, p) = call(&b, Some(&t), "DELETE", &format!("/v1/vis/{vi_id}"), None).await;
     assert_eq!(s, 204, "{p}");
     let gone = h
