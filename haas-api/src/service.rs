@@ -219,7 +219,7 @@ impl Broker {
         Err(format!("node {id}: {e}"))
     }
 
-    /// Unmakes one node: the registry seed, the driver, then the record.
+    /// Unmakes one node: the driver, the registry entry, then the record.
     async fn unmake_node(&self, op: &str, id: &str) -> Result<(), String> {
         let job = {
             let r = self.records.lock().await;
@@ -232,15 +232,17 @@ impl Broker {
             Ok(j) => j,
             Err(e) => return self.fail_node(id, e).await,
         };
+        // The node goes first: a frame it sent after its entry was
+        // removed would have the controller learn it again, for good.
         let undone = async {
-            self.controller
-                .unseed(job.spec.vi, &job.mac)
-                .await
-                .map_err(|e| e.to_string())?;
             job.driver
                 .delete(&job.pm, id)
                 .await
-                .map_err(|e: DriverError| e.to_string())
+                .map_err(|e: DriverError| e.to_string())?;
+            self.controller
+                .unseed(job.spec.vi, &job.mac)
+                .await
+                .map_err(|e| e.to_string())
         }
         .await;
         if let Err(e) = undone {
