@@ -783,6 +783,14 @@ async fn create_vi(
 ) -> ApiResult<(StatusCode, Json<Vi>)> {
     let provider = acting_provider(&caller)?;
     check_vi(&spec)?;
+    // Keys the controller already has (its own [[vi]], another broker's)
+    // are never taken over.
+    let elsewhere = s.controller.vi_ids().await.map_err(|e| {
+        problem(
+            StatusCode::BAD_GATEWAY,
+            format!("cannot ask the controller which VIs it has, so no VI was made: {e}"),
+        )
+    })?;
     let vi = {
         let mut r = s.records.lock().await;
         if let Some(old) = r
@@ -802,7 +810,7 @@ async fn create_vi(
                 ),
             ));
         }
-        let Some(key) = r.free_tunnel_key(s.first_tunnel_key) else {
+        let Some(key) = r.free_tunnel_key(s.first_tunnel_key, &elsewhere) else {
             return Err(problem(StatusCode::CONFLICT, "every tunnel key is taken"));
         };
         let vi = Vi {

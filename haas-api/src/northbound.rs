@@ -60,6 +60,30 @@ impl Controller {
         )))
     }
 
+    /// The ids of the VIs the controller has, whoever made them.
+    pub async fn vi_ids(&self) -> Result<std::collections::BTreeSet<u32>, NorthboundError> {
+        let what = || format!("GET {}/v1/vis", self.base);
+        let mut req = self.http.get(format!("{}/v1/vis", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.expose());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| NorthboundError(format!("{}: {e}", what())))?;
+        if !resp.status().is_success() {
+            return Err(NorthboundError(format!("{}: {}", what(), resp.status())));
+        }
+        let vis: Vec<serde_json::Value> = resp
+            .json()
+            .await
+            .map_err(|e| NorthboundError(format!("{}: {e}", what())))?;
+        Ok(vis
+            .iter()
+            .filter_map(|v| v["id"].as_u64().and_then(|id| u32::try_from(id).ok()))
+            .collect())
+    }
+
     /// Creates (or confirms) the VI `key` with GRE key `key`.
     pub async fn put_vi(&self, key: u32, name: &str) -> Result<(), NorthboundError> {
         let body = json!({"id": key, "name": name, "gre_key": key, "gateways": []});

@@ -281,10 +281,12 @@ impl Records {
             .collect()
     }
 
-    /// The lowest tunnel key from `first` on that no VI holds.
-    pub fn free_tunnel_key(&self, first: u32) -> Option<u32> {
+    /// The lowest tunnel key from `first` on that no VI of the broker holds
+    /// and that is not in `elsewhere` (the VIs the controller has).
+    pub fn free_tunnel_key(&self, first: u32, elsewhere: &BTreeSet<u32>) -> Option<u32> {
         let used: BTreeSet<u32> = self.vis.values().map(|v| v.tunnel_key).collect();
-        (first..=iris_controller::model::ViId::MAX).find(|k| !used.contains(k))
+        (first..=iris_controller::model::ViId::MAX)
+            .find(|k| !used.contains(k) && !elsewhere.contains(k))
     }
 
     /// The MACs and addresses the VI's nodes hold.

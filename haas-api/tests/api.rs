@@ -32,7 +32,9 @@ fn pointer(body: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_token_reaches_another_providers_objects() {
     let dir = tempfile::tempdir().unwrap();
-    let controller = start_controller(dir.path(), Vec::new());
+    // The controller's own VI holds key 1000, where the broker starts.
+    let own = iris_testbed::controller::ViEntry::new(1000, "from-the-file", 1000);
+    let controller = start_controller_with(dir.path(), Vec::new(), vec![own]);
     let broker = start_broker(&broker_config(dir.path(), controller.api_addr())).await;
     let b = broker.base.as_str();
     let pm_ns = FakePmNetns::new();
@@ -67,6 +69,7 @@ async fn no_token_reaches_another_providers_objects() {
     assert_eq!(s, 201, "{vi}");
     let vi_id = vi["id"].as_str().unwrap().to_owned();
     let key = vi["tunnel_key"].as_u64().unwrap();
+    assert_eq!(key, 1001, "the controller's own VI 1000 is left alone");
     // The controller has it, under the key the broker allocated.
     let ctl_vi = controller.get_json(&format!("/v1/vis/{key}")).unwrap();
     assert_eq!(ctl_vi["gre_key"], key, "{ctl_vi}");

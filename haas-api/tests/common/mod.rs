@@ -33,8 +33,18 @@ pub fn controller_binary() -> PathBuf {
 
 /// The real controller, managing `hosts`, in `dir`.
 pub fn start_controller(dir: &Path, hosts: Vec<HostEntry>) -> ControllerProcess {
+    start_controller_with(dir, hosts, Vec::new())
+}
+
+/// The real controller, managing `hosts` with the `[[vi]]`s `vis`, in `dir`.
+pub fn start_controller_with(
+    dir: &Path,
+    hosts: Vec<HostEntry>,
+    vis: Vec<iris_testbed::controller::ViEntry>,
+) -> ControllerProcess {
     let mut config = ControllerConfig::new(dir.join("of.sock"), dir.join("controller-store"));
     config.hosts = hosts;
+    config.vis = vis;
     let path = config.write(dir).unwrap();
     ControllerProcess::start(&controller_binary(), &path, &dir.join("controller.log")).unwrap()
 }
