@@ -21,7 +21,7 @@ demo: build
 # scenario runs once, here, not again under cargo test.
 test: deps
 	$(CARGO) test $(CARGO_FLAGS) --workspace
-	$(CARGO) build $(CARGO_FLAGS) -p iris-controller -p iris-gateway -p iris-testbed
+	$(CARGO) build $(CARGO_FLAGS) -p iris-controller -p iris-gateway -p iris-api -p iris-testbed
 	$(TARGET_DIR)/debug/iris-testbed scenario all --controller $(TARGET_DIR)/debug/iris-controller
 
 bench: deps

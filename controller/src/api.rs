@@ -123,7 +123,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             kind: "about:blank",
             title: status.canonical_reason().unwrap_or("Error"),
@@ -133,7 +133,8 @@ impl Problem {
         }
     }
 
-    fn at(mut self, pointer: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// Adds where in the request the problem is.
+    pub fn at(mut self, pointer: impl Into<String>, detail: impl Into<String>) -> Self {
         self.errors.push(FieldProblem {
             pointer: pointer.into(),
             detail: detail.into(),

@@ -348,7 +348,7 @@ impl Default for RawKeepalive {
 /// ([`ApiLimits`]).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawApiLimits {
+pub struct RawApiLimits {
     max_connections: Option<i64>,
     header_timeout_secs: Option<f64>,
     body_timeout_secs: Option<f64>,
@@ -356,7 +356,9 @@ struct RawApiLimits {
 }
 
 impl RawApiLimits {
-    fn validate(&self, errors: &mut Vec<ConfigError>) -> ApiLimits {
+    /// The limits, each fault pushed to `errors` under `api_limits.KEY` (the
+    /// broker reads the same table).
+    pub fn validate(&self, errors: &mut Vec<ConfigError>) -> ApiLimits {
         let default = ApiLimits::default();
         let secs =
             |key: &str, v: Option<f64>, default: Duration, errors: &mut Vec<ConfigError>| match v {

@@ -18,6 +18,8 @@ use std::net::Ipv4Addr;
 
 use async_trait::async_trait;
 
+pub mod netns;
+
 /// A PM as a driver needs it: where its OVS is and how to reach its hypervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PmTarget {

@@ -1,3 +1,19 @@
 //! The HaaS broker: providers, PMs, flavors, VIs and L1 nodes.
+//!
+//! - [`records`], [`placement`]: the sans-IO core — what the broker knows,
+//!   where nodes go, pools and pages; [`store`] keeps the records (sled).
+//! - [`service`]: operations that make and unmake nodes through the
+//!   [`compute`] drivers and the controller ([`northbound`]), and recovery
+//!   after a crash.
+//! - [`api`] (behind [`auth`]), [`config`], [`run`].
 
+pub mod api;
+pub mod auth;
 pub mod compute;
+pub mod config;
+pub mod northbound;
+pub mod placement;
+pub mod records;
+pub mod run;
+pub mod service;
+pub mod store;

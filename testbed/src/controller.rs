@@ -880,6 +880,24 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
     http(addr, None, "GET", path, None)
 }
 
+/// One request with a JSON body to the HTTP API at `addr` (the broker's),
+/// with bearer `token`: the status and the body.
+pub fn http_request(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<(u16, String)> {
+    http(
+        addr,
+        token,
+        method,
+        path,
+        body.map(Value::to_string).as_deref(),
+    )
+}
+
 fn http(
     addr: SocketAddr,
     token: Option<&str>,

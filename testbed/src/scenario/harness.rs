@@ -266,6 +266,11 @@ impl Harness {
         &self.gateway_binary
     }
 
+    /// The `iris-controller` binary; the broker's is looked for beside it.
+    pub fn controller_binary(&self) -> &Path {
+        &self.binary
+    }
+
     /// Runs OpenFlow over TLS from here on, as in production: a throwaway
     /// CA certifies the controller and each PM added afterwards (its name
     /// in the certificate, set in its SSL table), each PM reaches the

@@ -9,6 +9,7 @@
 //! `iris-testbed scenario NAME` prints that outcome; `docs/scenarios.md`
 //! says what each scenario proves.
 
+pub mod broker;
 pub mod controller_restart;
 mod harness;
 mod host_churn;
@@ -111,6 +112,14 @@ pub const ALL: &[Scenario] = &[
                  report waits and the registry ends right; RARP-to-barrier and ping gaps \
                  measured",
         body: migrate_intercloud::run,
+    },
+    Scenario {
+        name: "broker",
+        proves: "an operator asks the broker (iris-api) for 12 L1 nodes in one call; the netns \
+                 driver makes them on three PMs within their capacity, each becomes active and \
+                 answers ping on its VI across the mesh, and scaling in leaves no namespace, veth \
+                 or OVS port; request-to-active and request-to-pingable measured",
+        body: broker::run,
     },
     Scenario {
         name: "wan-cut",

@@ -1,0 +1,276 @@
+//! The `netns` driver: an L1 node is a network namespace on an emulated PM.
+//!
+//! ```text
+//!   PM namespace (PmTarget.endpoint)          node namespace irisn-<PM namespace>-<id>
+//!   [br-int] ── port vn<id> ══ veth ══ eth0 ── [cloudbr0] (MAC, address)
+//!      external_ids:iris-vi=<VI>, iris-node=<id>
+//! ```
+//!
+//! The node holds a Linux bridge, `cloudbr0` as CloudStack's agent expects,
+//! with the node's address on it: the operator's L2 guests plug into it and
+//! their VLAN tags cross it untouched (a bridge without VLAN filtering).
+//! Everything is named after the node id, so `create` and `delete` are
+//! idempotent and `list` finds a node after a crash from its namespace or
+//! its OVS port, whichever was made.
+
+use super::{ComputeDriver, Created, DriverError, NodeSpec, PmTarget};
+use async_trait::async_trait;
+use ovsdb::{Remote, VmPortSpec, Vswitch};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::process::Command;
+use tokio::sync::Mutex;
+
+/// The Linux bridge in each node (CloudStack's convention).
+pub const NODE_BRIDGE: &str = "cloudbr0";
+/// The node's NIC, inside its namespace.
+const NODE_NIC: &str = "eth0";
+/// Where `ip netns` keeps its namespaces.
+const NETNS_DIR: &str = "/run/netns";
+/// Interface `external_ids` key naming the node a port belongs to.
+pub const NODE_KEY: &str = "iris-node";
+
+/// The driver, with one OVSDB session per PM.
+#[derive(Debug, Default)]
+pub struct NetnsDriver {
+    sessions: Mutex<HashMap<String, Arc<Vswitch>>>,
+}
+
+/// The node's namespace on the PM whose own namespace (or, for a PM in
+/// the root namespace, whose name) is `pm`: named after the PM's namespace,
+/// which is unique on the host, so that two brokers sharing a host (test
+/// runs) never take each other's nodes for strays.
+pub fn namespace(pm: &str, node: &str) -> String {
+    format!("irisn-{pm}-{node}")
+}
+
+/// [`namespace`] of a node on `pm`.
+fn node_namespace(pm: &PmTarget, node: &str) -> String {
+    namespace(pm.endpoint.as_deref().unwrap_or(&pm.name), node)
+}
+
+/// The PM end of the node's veth, and its OVS port.
+pub fn port(node: &str) -> String {
+    format!("vn{node}")
+}
+
+fn err(action: String, reason: impl Into<String>) -> DriverError {
+    DriverError {
+        driver: "netns",
+        action,
+        reason: reason.into(),
+    }
+}
+
+/// Runs `ip ARGS` (in `netns` when given); the error is its stderr.
+async fn ip(netns: Option<&str>, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    cmd.args(args);
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Whether an `ip` failure says the thing is not there.
+fn gone(e: &str) -> bool {
+    e.contains("Cannot find device") || e.contains("No such file") || e.contains("does not exist")
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+impl NetnsDriver {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    async fn vswitch(&self, pm: &PmTarget) -> Result<Arc<Vswitch>, String> {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(v) = sessions.get(&pm.ovsdb) {
+            if v.client().disconnect_reason().is_none() {
+                return Ok(v.clone());
+            }
+        }
+        let remote: Remote = pm
+            .ovsdb
+            .parse()
+            .map_err(|e| format!("OVSDB remote {:?}: {e}", pm.ovsdb))?;
+        let v = Arc::new(
+            Vswitch::connect(&remote)
+                .await
+                .map_err(|e| format!("OVSDB {}: {e}", pm.ovsdb))?,
+        );
+        sessions.insert(pm.ovsdb.clone(), v.clone());
+        Ok(v)
+    }
+
+    async fn build(&self, pm: &PmTarget, node: &NodeSpec) -> Result<(), String> {
+        let ns = node_namespace(pm, &node.id);
+        let port = port(&node.id);
+        let pm_ns = pm.endpoint.as_deref();
+        let mtu = node.mtu.to_string();
+        let mac = mac_text(node.mac);
+        if !std::path::Path::new(NETNS_DIR).join(&ns).exists() {
+            ip(None, &["netns", "add", &ns]).await?;
+        }
+        // No IPv6 autoconfiguration chatter from the node's interfaces.
+        let sysctl = Command::new("ip")
+            .args(["netns", "exec", &ns, "sysctl", "-q", "-w"])
+            .args([
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ])
+            .output()
+            .await
+            .map_err(|e| format!("cannot run sysctl in {ns}: {e}"))?;
+        if !sysctl.status.success() {
+            return Err(format!(
+                "sysctl in {ns}: {}",
+                String::from_utf8_lossy(&sysctl.stderr).trim()
+            ));
+        }
+        ip(Some(&ns), &["link", "set", "lo", "up"]).await?;
+        if ip(pm_ns, &["link", "show", "dev", &port]).await.is_err() {
+            // A NIC left from an interrupted attempt would clash.
+            let _ = ip(Some(&ns), &["link", "del", NODE_NIC]).await;
+            let mut args = vec!["link", "add", port.as_str()];
+            if let Some(p) = pm_ns {
+                args.extend(["netns", p]);
+            }
+            args.extend(["mtu", &mtu, "type", "veth", "peer", "name", NODE_NIC]);
+            args.extend(["netns", &ns, "mtu", &mtu]);
+            ip(None, &args).await?;
+        }
+        if ip(Some(&ns), &["link", "show", "dev", NODE_BRIDGE])
+            .await
+            .is_err()
+        {
+            ip(Some(&ns), &["link", "add", NODE_BRIDGE, "type", "bridge"]).await?;
+        }
+        ip(
+            Some(&ns),
+            &["link", "set", NODE_BRIDGE, "address", &mac, "mtu", &mtu],
+        )
+        .await?;
+        ip(
+            Some(&ns),
+            &[
+                "link",
+                "set",
+                NODE_NIC,
+                "address",
+                &mac,
+                "master",
+                NODE_BRIDGE,
+            ],
+        )
+        .await?;
+        if let Some((addr, prefix)) = node.ip {
+            let cidr = format!("{addr}/{prefix}");
+            ip(Some(&ns), &["addr", "replace", &cidr, "dev", NODE_BRIDGE]).await?;
+        }
+        ip(Some(&ns), &["link", "set", NODE_NIC, "up"]).await?;
+        ip(Some(&ns), &["link", "set", NODE_BRIDGE, "up"]).await?;
+        ip(pm_ns, &["link", "set", &port, "up"]).await?;
+        let mut spec = VmPortSpec::new(port.clone(), node.vi.to_string());
+        spec.external_ids.insert(NODE_KEY.into(), node.id.clone());
+        spec.external_ids.insert("attached-mac".into(), mac);
+        let vswitch = self.vswitch(pm).await?;
+        vswitch
+            .ensure_vm_port(&pm.bridge, &spec)
+            .await
+            .map_err(|e| format!("adding port {port} to {}: {e}", pm.bridge))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ComputeDriver for NetnsDriver {
+    fn kind(&self) -> &'static str {
+        "netns"
+    }
+
+    async fn create(&self, pm: &PmTarget, node: &NodeSpec) -> Result<Created, DriverError> {
+        if let Err(reason) = self.build(pm, node).await {
+            let _ = self.delete(pm, &node.id).await;
+            return Err(err(format!("create node {}", node.id), reason));
+        }
+        Ok(Created {
+            port: port(&node.id),
+            handle: node_namespace(pm, &node.id),
+            nested_virtualization: false,
+        })
+    }
+
+    async fn delete(&self, pm: &PmTarget, node_id: &str) -> Result<(), DriverError> {
+        // Every part is removed even when another cannot be (an OVSDB that
+        // does not answer keeps no namespace alive); the first failure is
+        // the answer, and the next delete tries again.
+        let mut failures = Vec::new();
+        let port = port(node_id);
+        match self.vswitch(pm).await {
+            Ok(v) => {
+                if let Err(e) = v.remove_port(&pm.bridge, &port).await {
+                    failures.push(format!("removing port {port}: {e}"));
+                }
+            }
+            Err(e) => failures.push(e),
+        }
+        if let Err(e) = ip(pm.endpoint.as_deref(), &["link", "del", &port]).await {
+            if !gone(&e) {
+                failures.push(e);
+            }
+        }
+        let ns = node_namespace(pm, node_id);
+        if std::path::Path::new(NETNS_DIR).join(&ns).exists() {
+            if let Err(e) = ip(None, &["netns", "del", &ns]).await {
+                failures.push(e);
+            }
+        }
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(reason) => Err(err(format!("delete node {node_id}"), reason)),
+        }
+    }
+
+    async fn list(&self, pm: &PmTarget) -> Result<Vec<String>, DriverError> {
+        let prefix = node_namespace(pm, "");
+        let mut ids = BTreeSet::new();
+        if let Ok(dir) = std::fs::read_dir(NETNS_DIR) {
+            for e in dir.flatten() {
+                if let Some(id) = e.file_name().to_str().and_then(|n| n.strip_prefix(&prefix)) {
+                    ids.insert(id.to_owned());
+                }
+            }
+        }
+        let vswitch = self
+            .vswitch(pm)
+            .await
+            .map_err(|e| err("list nodes".into(), e))?;
+        for i in vswitch.interfaces() {
+            if i.bridge.as_deref() == Some(pm.bridge.as_str()) {
+                if let Some(id) = i.external_ids.get(NODE_KEY) {
+                    ids.insert(id.clone());
+                }
+            }
+        }
+        Ok(ids.into_iter().collect())
+    }
+}

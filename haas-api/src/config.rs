@@ -1,0 +1,295 @@
+//! The broker's TOML configuration, read strictly and validated whole, every
+//! problem reported with its key, as the controller's is (its error types
+//! and misspelt-key hint are the controller's own).
+//!
+//! ```toml
+//! listen = "127.0.0.1:8090"
+//! store = "/var/lib/iris/broker"
+//! admin_token_file = "/etc/iris/broker-admin-token"  # first line: the admin token
+//! first_tunnel_key = 1000          # VIs get tunnel keys from here up
+//! node_mtu = 1500
+//!
+//! [controller]
+//! url = "http://127.0.0.1:8080"
+//! token_file = "/etc/iris/controller-token"       # the controller's [api_auth] token
+//!
+//! [api_limits]                     # as the controller's (docs/operations.md)
+//! max_connections = 256
+//! header_timeout_secs = 10
+//! ```
+
+use iris_controller::api_server::ApiLimits;
+use iris_controller::config::{
+    from_toml, load_with, ConfigError, LoadError, ParseError, RawApiLimits,
+};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A bearer token read from a file: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<hidden>)")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_store")]
+    store: PathBuf,
+    admin_token_file: Option<PathBuf>,
+    #[serde(default = "default_first_key")]
+    first_tunnel_key: u32,
+    #[serde(default = "default_mtu")]
+    node_mtu: u16,
+    controller: Option<RawController>,
+    /// The controller's `[api_limits]`, read and checked as it reads them.
+    #[serde(default)]
+    api_limits: RawApiLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawController {
+    url: String,
+    token_file: Option<PathBuf>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8090".into()
+}
+fn default_store() -> PathBuf {
+    "/var/lib/iris/broker".into()
+}
+fn default_first_key() -> u32 {
+    1000
+}
+fn default_mtu() -> u16 {
+    1500
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub store: PathBuf,
+    pub admin_token: Secret,
+    pub first_tunnel_key: u32,
+    pub node_mtu: u16,
+    /// The controller's northbound base URL, no trailing slash.
+    pub controller_url: String,
+    pub controller_token: Option<Secret>,
+    pub api_limits: ApiLimits,
+}
+
+/// The token on the first line of `path`.
+pub fn read_token(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.len() < iris_controller::api_auth::MIN_TOKEN_LEN {
+        return Err(format!(
+            "{} holds {} characters on its first line; write a token of at least {} \
+             (e.g. `openssl rand -hex 32`)",
+            path.display(),
+            token.len(),
+            iris_controller::api_auth::MIN_TOKEN_LEN
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{}: a token is printable ASCII without spaces, as an HTTP header carries it",
+            path.display()
+        ));
+    }
+    Ok(Secret(token.to_owned()))
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, LoadError> {
+        let base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        load_with(path, |t| Self::parse(t, &base))
+    }
+
+    /// Parses and validates configuration text; relative paths are
+    /// relative to `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ParseError> {
+        let raw: RawConfig = from_toml(text)?;
+        raw.validate(base).map_err(ParseError::Invalid)
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "  listen {}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n",
+            self.listen,
+            self.store.display(),
+            self.controller_url,
+            if self.controller_token.is_some() { "yes" } else { "none" },
+            self.first_tunnel_key,
+            self.node_mtu
+        )
+    }
+}
+
+impl RawConfig {
+    fn validate(self, base: &Path) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let listen = self
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                errors.push(ConfigError::new(
+                    "listen",
+                    format!(
+                        "{:?} is not IP:PORT; write e.g. \"127.0.0.1:8090\"",
+                        self.listen
+                    ),
+                ))
+            })
+            .ok();
+        let admin_token = match &self.admin_token_file {
+            None => {
+                errors.push(ConfigError::new(
+                    "admin_token_file",
+                    "missing: name a file whose first line is the admin token \
+                     (e.g. made with `openssl rand -hex 32 > FILE`)",
+                ));
+                None
+            }
+            Some(p) => read_token(&base.join(p))
+                .map_err(|e| errors.push(ConfigError::new("admin_token_file", e)))
+                .ok(),
+        };
+        if self.first_tunnel_key == 0 || self.first_tunnel_key > iris_controller::model::ViId::MAX {
+            errors.push(ConfigError::new(
+                "first_tunnel_key",
+                format!(
+                    "{} is not a usable VI id; use 1 to {}",
+                    self.first_tunnel_key,
+                    iris_controller::model::ViId::MAX
+                ),
+            ));
+        }
+        if !(576..=9000).contains(&self.node_mtu) {
+            errors.push(ConfigError::new(
+                "node_mtu",
+                format!("{} is outside 576..=9000", self.node_mtu),
+            ));
+        }
+        let api_limits = self.api_limits.validate(&mut errors);
+        let (controller_url, controller_token) = match &self.controller {
+            None => {
+                errors.push(ConfigError::new(
+                    "controller",
+                    "missing: add [controller] with the controller's API url, e.g. \
+                     url = \"http://127.0.0.1:8080\"",
+                ));
+                (String::new(), None)
+            }
+            Some(c) => {
+                if !(c.url.starts_with("http://") || c.url.starts_with("https://"))
+                    || c.url.len() <= "http://".len()
+                {
+                    errors.push(ConfigError::new(
+                        "controller.url",
+                        format!("{:?} is not an http:// or https:// URL", c.url),
+                    ));
+                }
+                let token = c.token_file.as_ref().and_then(|p| {
+                    read_token(&base.join(p))
+                        .map_err(|e| errors.push(ConfigError::new("controller.token_file", e)))
+                        .ok()
+                });
+                (c.url.trim_end_matches('/').to_owned(), token)
+            }
+        };
+        match (listen, admin_token, errors.is_empty()) {
+            (Some(listen), Some(admin_token), true) => Ok(Config {
+                listen,
+                store: base.join(self.store),
+                admin_token,
+                first_tunnel_key: self.first_tunnel_key,
+                node_mtu: self.node_mtu,
+                controller_url,
+                controller_token,
+                api_limits,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_problem_is_listed_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("short"), "abc\n").unwrap();
+        let text = r#"
+listen = "nowhere"
+admin_token_file = "short"
+first_tunnel_key = 0
+node_mtu = 20
+[api_limits]
+header_timeout_secs = -1
+[controller]
+url = "ftp://x"
+token_file = "missing"
+"#;
+        let ParseError::Invalid(errors) = Config::parse(text, dir.path()).unwrap_err() else {
+            panic!("not a validation error");
+        };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "listen",
+                "admin_token_file",
+                "first_tunnel_key",
+                "node_mtu",
+                "api_limits.header_timeout_secs",
+                "controller.url",
+                "controller.token_file"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_and_a_good_file_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Config::parse("lissen = \"x\"\n", dir.path()).unwrap_err();
+        assert!(
+            matches!(err, ParseError::Syntax(ref m) if m.contains("lissen")),
+            "{err:?}"
+        );
+        std::fs::write(dir.path().join("admin"), "0123456789abcdef0123\n").unwrap();
+        let c = Config::parse(
+            "admin_token_file = \"admin\"\nstore = \"db\"\n[controller]\nurl = \"http://127.0.0.1:8080/\"\n",
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(c.admin_token.expose(), "0123456789abcdef0123");
+        assert_eq!(c.controller_url, "http://127.0.0.1:8080");
+        assert_eq!(c.store, dir.path().join("db"));
+    }
+}

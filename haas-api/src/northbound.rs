@@ -1,0 +1,131 @@
+//! The controller's northbound API as the broker calls it: VIs and
+//! registry seeds (docs/api.md).
+
+use crate::config::Secret;
+use serde_json::json;
+use std::time::Duration;
+
+/// Why the controller did not do what was asked.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("controller: {0}")]
+pub struct NorthboundError(pub String);
+
+#[derive(Debug, Clone)]
+pub struct Controller {
+    http: reqwest::Client,
+    base: String,
+    token: Option<Secret>,
+}
+
+impl Controller {
+    pub fn new(base: &str, token: Option<Secret>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base: base.to_owned(),
+            token,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+        absent_ok: bool,
+    ) -> Result<(), NorthboundError> {
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.expose());
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| NorthboundError(format!("{method} {path}: {e}")))?;
+        let status = resp.status();
+        if status.is_success() || (absent_ok && status == reqwest::StatusCode::NOT_FOUND) {
+            return Ok(());
+        }
+        let text = resp.text().await.unwrap_or_default();
+        Err(NorthboundError(format!(
+            "{method} {path}: {status}: {text}"
+        )))
+    }
+
+    /// The ids of the VIs the controller has, whoever made them.
+    pub async fn vi_ids(&self) -> Result<std::collections::BTreeSet<u32>, NorthboundError> {
+        let what = || format!("GET {}/v1/vis", self.base);
+        let mut req = self.http.get(format!("{}/v1/vis", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.expose());
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| NorthboundError(format!("{}: {e}", what())))?;
+        if !resp.status().is_success() {
+            return Err(NorthboundError(format!("{}: {}", what(), resp.status())));
+        }
+        let vis: Vec<serde_json::Value> = resp
+            .json()
+            .await
+            .map_err(|e| NorthboundError(format!("{}: {e}", what())))?;
+        Ok(vis
+            .iter()
+            .filter_map(|v| v["id"].as_u64().and_then(|id| u32::try_from(id).ok()))
+            .collect())
+    }
+
+    /// Creates (or confirms) the VI `key` with GRE key `key`.
+    pub async fn put_vi(&self, key: u32, name: &str) -> Result<(), NorthboundError> {
+        let body = json!({"id": key, "name": name, "gre_key": key, "gateways": []});
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/vis/{key}"),
+            Some(body),
+            false,
+        )
+        .await
+    }
+
+    /// Deletes the VI and its registry entries; gone already is fine.
+    pub async fn delete_vi(&self, key: u32) -> Result<(), NorthboundError> {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/vis/{key}"),
+            None,
+            true,
+        )
+        .await
+    }
+
+    /// Seeds an untagged MAC with its address so ARP for it is answered.
+    pub async fn seed(&self, vi: u32, mac: &str, ips: &[String]) -> Result<(), NorthboundError> {
+        let body = json!({"location": null, "ips": ips});
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/v1/registry/{vi}/untagged/{mac}"),
+            Some(body),
+            false,
+        )
+        .await
+    }
+
+    pub async fn unseed(&self, vi: u32, mac: &str) -> Result<(), NorthboundError> {
+        self.send(
+            reqwest::Method::DELETE,
+            &format!("/v1/registry/{vi}/untagged/{mac}"),
+            None,
+            true,
+        )
+        .await
+    }
+}

@@ -1,0 +1,65 @@
+//! Starting the broker: records, drivers, recovery, then the API served
+//! within the controller's limits.
+
+use crate::api::{config_secret::Admin, router};
+use crate::compute::{netns::NetnsDriver, ComputeDriver};
+use crate::config::Config;
+use crate::northbound::Controller;
+use crate::records::Records;
+use crate::service::Broker;
+use crate::store::{SledStore, Store};
+use iris_controller::api_server::{max_connections, raise_open_file_limit, serve};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Running {
+    pub addr: SocketAddr,
+    pub broker: Arc<Broker>,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// The drivers this build has.
+pub fn drivers() -> HashMap<&'static str, Arc<dyn ComputeDriver>> {
+    let netns: Arc<dyn ComputeDriver> = Arc::new(NetnsDriver::new());
+    HashMap::from([(netns.kind(), netns)])
+}
+
+/// Opens the store, serves the API until `shutdown`, and recovers what a
+/// crash interrupted.
+pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, String> {
+    let store: Arc<dyn Store> =
+        Arc::new(SledStore::open(&config.store).map_err(|e| e.to_string())?);
+    let records = Records::load(store).map_err(|e| e.to_string())?;
+    let broker = Arc::new(Broker::new(
+        records,
+        drivers(),
+        Controller::new(&config.controller_url, config.controller_token.clone()),
+        config.first_tunnel_key,
+        config.node_mtu,
+    ));
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    // In the background: a PM whose OVSDB does not answer must not keep the
+    // API down. Requests meanwhile are safe: a node is recorded before any
+    // driver is called, so the sweep never takes a new node for a stray,
+    // and a node still building refuses deletion.
+    tokio::spawn({
+        let broker = broker.clone();
+        async move { broker.recover().await }
+    });
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin = Admin(crate::auth::digest(config.admin_token.expose()));
+    let app = router(broker.clone(), admin);
+    let limits = config.api_limits;
+    let cap = max_connections(&limits, raise_open_file_limit());
+    info!(%addr, "iris-api listening");
+    let task = tokio::spawn(serve(listener, app, limits, cap, shutdown));
+    Ok(Running { addr, broker, task })
+}

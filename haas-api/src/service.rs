@@ -1,0 +1,314 @@
+//! The broker at work: the records behind one lock, the compute drivers,
+//! the controller, and the operations that make and unmake nodes.
+//!
+//! An operation's records are written before any driver is called, so a
+//! broker killed in the middle finds at start ([`Broker::recover`]) the
+//! nodes it was building (made again: drivers are idempotent) or deleting
+//! (deleted again), and removes what a driver holds that no node owns.
+
+use crate::compute::{ComputeDriver, DriverError, NodeSpec, PmTarget};
+use crate::northbound::Controller;
+use crate::records::{transition, NodeEvent, NodeRecord, Records};
+use crate::store::StoreError;
+use iris_schemas::broker::{NodeState, OperationKind, OperationStatus};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{Mutex, Semaphore};
+use tracing::{info, warn};
+
+/// How many nodes one broker makes or unmakes at once.
+const PARALLEL_NODES: usize = 16;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A random id of `bytes` bytes in hex.
+pub fn random_hex(bytes: usize) -> String {
+    use password_hash::rand_core::{OsRng, RngCore};
+    let mut buf = vec![0u8; bytes];
+    OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug)]
+pub struct Broker {
+    pub records: Mutex<Records>,
+    pub drivers: HashMap<&'static str, Arc<dyn ComputeDriver>>,
+    pub controller: Controller,
+    pub first_tunnel_key: u32,
+    pub node_mtu: u16,
+    work: Semaphore,
+}
+
+/// What a node's making needs, copied out of the records.
+#[derive(Debug, Clone)]
+struct Job {
+    pm: PmTarget,
+    driver: Arc<dyn ComputeDriver>,
+    spec: NodeSpec,
+    mac: String,
+    ips: Vec<String>,
+}
+
+impl Broker {
+    pub fn new(
+        records: Records,
+        drivers: HashMap<&'static str, Arc<dyn ComputeDriver>>,
+        controller: Controller,
+        first_tunnel_key: u32,
+        node_mtu: u16,
+    ) -> Self {
+        Self {
+            records: Mutex::new(records),
+            drivers,
+            controller,
+            first_tunnel_key,
+            node_mtu,
+            work: Semaphore::new(PARALLEL_NODES),
+        }
+    }
+
+    /// The PM and driver of a node, and its spec, as the records say.
+    fn job(&self, r: &Records, n: &NodeRecord) -> Result<Job, String> {
+        let pm = r
+            .pms
+            .get(&n.node.pm)
+            .ok_or_else(|| format!("PM {} is not registered", n.node.pm))?;
+        let driver = self
+            .drivers
+            .get(pm.spec.driver.as_str())
+            .ok_or_else(|| format!("no compute driver {:?}", pm.spec.driver))?
+            .clone();
+        let vi = r
+            .vis
+            .get(&n.node.vi)
+            .ok_or_else(|| format!("VI {} is gone", n.node.vi))?;
+        let ip = n.node.ip.as_deref().and_then(|c| {
+            let (a, p) = c.split_once('/')?;
+            Some((a.parse::<Ipv4Addr>().ok()?, p.parse::<u8>().ok()?))
+        });
+        let mac = parse_mac(&n.node.mac).ok_or_else(|| format!("bad MAC {}", n.node.mac))?;
+        Ok(Job {
+            pm: pm_target(&pm.spec),
+            driver,
+            spec: NodeSpec {
+                id: n.node.id.clone(),
+                vi: vi.tunnel_key,
+                mac,
+                ip,
+                vcpus: n.size.vcpus,
+                memory_mib: n.size.memory_mib,
+                disk_gib: n.size.disk_gib,
+                mtu: n.node.mtu,
+                ssh_authorized_key: vi.spec.ssh_public_key.clone(),
+            },
+            mac: n.node.mac.clone(),
+            ips: ip.map(|(a, _)| vec![a.to_string()]).unwrap_or_default(),
+        })
+    }
+
+    /// Runs operation `op` to its end: makes or unmakes its nodes.
+    pub async fn run_operation(self: Arc<Self>, op: String) {
+        let (kind, nodes) = {
+            let r = self.records.lock().await;
+            let Some(o) = r.operations.get(&op) else {
+                return;
+            };
+            (o.op.kind, o.op.nodes.clone())
+        };
+        let tasks = nodes.into_iter().map(|id| {
+            let me = self.clone();
+            let op = op.clone();
+            async move {
+                let _turn = me.work.acquire().await;
+                match kind {
+                    OperationKind::CreateNodes => me.make_node(&op, &id).await,
+                    OperationKind::DeleteNodes => me.unmake_node(&op, &id).await,
+                }
+            }
+        });
+        let results = futures_util::future::join_all(tasks).await;
+        let failures: Vec<String> = results.into_iter().filter_map(Result::err).collect();
+        let mut r = self.records.lock().await;
+        let write = r.update_operation(&op, now_ms(), |o| {
+            if failures.is_empty() {
+                o.status = OperationStatus::Succeeded;
+            } else {
+                o.status = OperationStatus::Failed;
+                o.error = Some(failures.join("; "));
+            }
+        });
+        if let Err(e) = write {
+            warn!(%op, "cannot record the end of the operation: {e}");
+        }
+        info!(%op, failed = failures.len(), "operation done");
+    }
+
+    async fn step_done(&self, op: &str) -> Result<(), StoreError> {
+        self.records
+            .lock()
+            .await
+            .update_operation(op, now_ms(), |o| o.done += 1)
+    }
+
+    /// Makes one node: the driver, then the registry seed; on failure the
+    /// driver's part is undone and the node is left in `error`.
+    async fn make_node(&self, op: &str, id: &str) -> Result<(), String> {
+        let job = {
+            let r = self.records.lock().await;
+            let Some(n) = r.nodes.get(id) else {
+                return Err(format!("node {id} is gone"));
+            };
+            if n.node.state == NodeState::Active {
+                return Ok(());
+            }
+            self.job(&r, n)
+        };
+        let job = match job {
+            Ok(j) => j,
+            Err(e) => return self.fail_node(id, e).await,
+        };
+        let made = job.driver.create(&job.pm, &job.spec).await;
+        let made = match made {
+            Ok(c) => {
+                let seeded = if job.ips.is_empty() {
+                    Ok(())
+                } else {
+                    self.controller.seed(job.spec.vi, &job.mac, &job.ips).await
+                };
+                match seeded {
+                    Ok(()) => Ok(c),
+                    Err(e) => {
+                        let _ = job.driver.delete(&job.pm, id).await;
+                        Err(e.to_string())
+                    }
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        match made {
+            Ok(created) => {
+                {
+                    let mut r = self.records.lock().await;
+                    if let Some(mut n) = r.nodes.get(id).cloned() {
+                        n.node.state =
+                            transition(n.node.state, NodeEvent::Made).map_err(str::to_owned)?;
+                        n.node.last_error = None;
+                        n.node.nested_virtualization = created.nested_virtualization;
+                        r.put_node(n).map_err(|e| e.to_string())?;
+                    }
+                }
+                self.step_done(op).await.map_err(|e| e.to_string())
+            }
+            Err(e) => self.fail_node(id, e).await,
+        }
+    }
+
+    async fn fail_node(&self, id: &str, e: String) -> Result<(), String> {
+        warn!(node = %id, "node failed: {e}");
+        let mut r = self.records.lock().await;
+        let state = r.nodes.get(id).map(|n| n.node.state);
+        if let Some(Ok(next)) = state.map(|s| transition(s, NodeEvent::Failed)) {
+            let _ = r.set_node_state(id, next, Some(e.clone()));
+        }
+        Err(format!("node {id}: {e}"))
+    }
+
+    /// Unmakes one node: the driver, the registry entry, then the record.
+    async fn unmake_node(&self, op: &str, id: &str) -> Result<(), String> {
+        let job = {
+            let r = self.records.lock().await;
+            let Some(n) = r.nodes.get(id) else {
+                return Ok(());
+            };
+            self.job(&r, n)
+        };
+        let job = match job {
+            Ok(j) => j,
+            Err(e) => return self.fail_node(id, e).await,
+        };
+        // The node goes first: a frame it sent after its entry was
+        // removed would have the controller learn it again, for good.
+        let undone = async {
+            job.driver
+                .delete(&job.pm, id)
+                .await
+                .map_err(|e: DriverError| e.to_string())?;
+            self.controller
+                .unseed(job.spec.vi, &job.mac)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        if let Err(e) = undone {
+            return self.fail_node(id, e).await;
+        }
+        self.records
+            .lock()
+            .await
+            .delete_node(id)
+            .map_err(|e| e.to_string())?;
+        self.step_done(op).await.map_err(|e| e.to_string())
+    }
+
+    /// At start: resumes every operation a crash interrupted, then removes
+    /// what each PM's driver holds that no node owns.
+    pub async fn recover(self: &Arc<Self>) {
+        let running = self.records.lock().await.operations_running();
+        for o in running {
+            info!(op = %o.op.id, kind = ?o.op.kind, "resuming an interrupted operation");
+            self.clone().run_operation(o.op.id.clone()).await;
+        }
+        let pms: Vec<_> = {
+            let r = self.records.lock().await;
+            r.pms.values().map(|p| p.spec.clone()).collect()
+        };
+        for pm in pms {
+            let Some(driver) = self.drivers.get(pm.driver.as_str()) else {
+                continue;
+            };
+            let target = pm_target(&pm);
+            let held = match driver.list(&target).await {
+                Ok(h) => h,
+                Err(e) => {
+                    warn!(pm = %pm.name, "cannot list the PM's nodes: {e}");
+                    continue;
+                }
+            };
+            for id in held {
+                let owned = self.records.lock().await.nodes.contains_key(&id);
+                if !owned {
+                    info!(pm = %pm.name, node = %id, "removing a node no record owns");
+                    if let Err(e) = driver.delete(&target, &id).await {
+                        warn!(pm = %pm.name, node = %id, "{e}");
+                    }
+                }
+            }
+        }
+        info!("recovery done");
+    }
+}
+
+pub fn pm_target(pm: &iris_schemas::broker::PmCreate) -> PmTarget {
+    PmTarget {
+        name: pm.name.clone(),
+        underlay_ip: pm.underlay_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED),
+        ovsdb: pm.ovsdb.clone(),
+        bridge: pm.bridge.clone(),
+        endpoint: pm.endpoint.clone(),
+    }
+}
+
+pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
+    let mut out = [0u8; 6];
+    let mut parts = text.split(':');
+    for b in &mut out {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    parts.next().is_none().then_some(out)
+}

@@ -1,0 +1,633 @@
+//! L1 nodes made by the `netns` driver on real Open vSwitch: the testbed's
+//! emulated PMs (one ovsdb-server and ovs-vswitchd each, in their own
+//! namespace), the real `iris-controller` managing them, and the
+//! `iris-api` binary. Nodes are asked for over HTTP, become active, ping
+//! each other on their VI (on one PM and across the GRE mesh), survive a
+//! kill -9 of the broker in the middle of a 10-node request, and leave
+//! nothing behind when deleted: no namespace, veth or OVS port. Needs root
+//! and Open vSwitch; fails (never skips) without them.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{call, controller_binary, node_namespaces, provider, wait_operation, ADMIN};
+use iris_testbed::scenario::{Harness, Options};
+use iris_testbed::{Config, Pm};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The `iris-api` binary on a configuration of its own, killed on drop.
+struct BrokerProcess {
+    child: Child,
+    base: String,
+}
+
+impl BrokerProcess {
+    /// Starts `iris-api` on `config` (which listens on port 0), logging to
+    /// `log`, and waits until it says where it listens.
+    async fn start(config: &Path, log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_iris-api"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        let addr = loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(a) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("iris-api: listening on "))
+            {
+                break a.trim().to_owned();
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "iris-api exited:\n{text}"
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "iris-api did not come up:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        Self {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL: nothing of the broker's own shutdown runs.
+    fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes node namespaces of `pms` a failing test left (the testbed
+/// removes the PMs themselves).
+struct NodeSweep(Vec<String>);
+
+impl Drop for NodeSweep {
+    fn drop(&mut self) {
+        for ns in self.0.iter().flat_map(|pm| node_namespaces(pm)) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+    }
+}
+
+/// The node ids of `pm` as its OVS and its namespaces show them.
+fn node_traces(pm: &Pm) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let ports: Vec<String> = pm
+        .vsctl(&[
+            "--bare",
+            "--columns=name",
+            "find",
+            "Interface",
+            "external_ids:iris-node!=\"\"",
+        ])
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let links = Command::new("ip")
+        .args(["-n", pm.netns().name(), "-o", "link"])
+        .output()
+        .unwrap();
+    let veths: Vec<String> = String::from_utf8_lossy(&links.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_owned())
+        .filter(|n| n.starts_with("vn"))
+        .collect();
+    (node_namespaces(pm.netns().name()), veths, ports)
+}
+
+/// Pings `to` from inside node namespace `ns` until a reply (at most `within`).
+fn ping_from(ns: &str, to: &str, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", to])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success();
+        if ok {
+            return true;
+        }
+    }
+    false
+}
+
+async fn nodes_of(base: &str, token: &str) -> Vec<Value> {
+    let (s, _, page) = call(base, Some(token), "GET", "/v1/nodes?limit=1000", None).await;
+    assert_eq!(s, 200, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Two PMs of `vcpus` vCPUs each under the real controller, the broker
+/// process on them, a provider with a one-vCPU flavor `c1` and a VI with
+/// a static pool.
+struct World {
+    h: Harness,
+    pms: Vec<iris_testbed::PmId>,
+    sweep: NodeSweep,
+    dir: std::path::PathBuf,
+    broker: BrokerProcess,
+    b: String,
+    t: String,
+    vi_id: String,
+    key: u64,
+}
+
+async fn world(vcpus: u32) -> World {
+    let options = Options {
+        controller: controller_binary(),
+        gateway: None,
+        testbed: Config::default(),
+    };
+    let mut h = Harness::new("broker", &options).unwrap();
+    let pms = h.add_pms(&["pm1", "pm2"]).unwrap();
+    let sweep = NodeSweep(
+        pms.iter()
+            .map(|&p| h.tb.pm(p).netns().name().to_owned())
+            .collect(),
+    );
+    let config = h.config(&pms, Vec::new()).unwrap();
+    h.start_controller(&config).unwrap();
+    h.wait_ready(2, 2).unwrap();
+    h.wait_full_mesh(&pms).unwrap();
+    let controller = h.controller().unwrap().api_addr();
+
+    let dir = h.file("broker");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
+    let token_file = h.file(iris_testbed::controller::API_TOKEN_FILE);
+    std::fs::write(
+        dir.join("iris-api.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
+             [controller]\nurl = \"http://{controller}\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+    )
+    .unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_iris-api"))
+        .arg("check-config")
+        .arg(dir.join("iris-api.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let broker =
+        BrokerProcess::start(&dir.join("iris-api.toml"), &dir.join("iris-api-1.log")).await;
+    let b = broker.base.clone();
+
+    let (_, t) = provider(&b, "acme").await;
+    for &pm in &pms {
+        let pm = h.tb.pm(pm);
+        let body = json!({"name": pm.name(),
+            "capacity": {"vcpus": vcpus, "memory_mib": 65536, "disk_gib": 500},
+            "underlay_ip": pm.underlay_addr().addr().to_string(),
+            "ovsdb": pm.ovsdb_unix_target(), "driver": "netns", "endpoint": pm.netns().name()});
+        let (s, _, v) = call(&b, Some(ADMIN), "POST", "/v1/pms", Some(body)).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let (s, _, f) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/flavors",
+        Some(json!({"name": "c1", "vcpus": 1, "memory_mib": 1024, "disk_gib": 10})),
+    )
+    .await;
+    assert_eq!(s, 201, "{f}");
+    let (s, _, vi) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/vis",
+        Some(json!({"name": "net",
+        "gateway": "203.0.113.7", "vlans": {"first": 100, "last": 199},
+        "addressing": {"mode": "static_pool", "cidr": "10.77.0.0/24"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{vi}");
+    let vi_id = vi["id"].as_str().unwrap().to_owned();
+    let key = vi["tunnel_key"].as_u64().unwrap();
+
+    World {
+        h,
+        pms,
+        sweep,
+        dir,
+        broker,
+        b,
+        t,
+        vi_id,
+        key,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
+    let World {
+        h,
+        pms,
+        sweep,
+        dir,
+        mut broker,
+        b,
+        t,
+        vi_id,
+        key,
+    } = world(16).await;
+
+    // Four nodes in one call: best fit packs them on one PM.
+    let asked = Instant::now();
+    let (s, h4, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 4})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = h4[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+    let four_active = asked.elapsed();
+    assert_eq!(
+        (op["status"].as_str(), op["done"].as_u64()),
+        (Some("succeeded"), Some(4)),
+        "{op}"
+    );
+    // Two more, one on each PM (anti-affinity).
+    let (s, h2, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1",
+        "count": 2, "placement": {"group": "spread", "policy": "anti-affinity"}})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let op = wait_operation(
+        &b,
+        &t,
+        h2[reqwest::header::LOCATION].to_str().unwrap(),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let spread: Vec<String> = op["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+
+    let nodes = nodes_of(&b, &t).await;
+    assert_eq!(nodes.len(), 6);
+    for n in &nodes {
+        assert_eq!(n["state"], "active", "{n}");
+        assert_eq!(
+            (n["bridge"].as_str(), n["mtu"].as_u64()),
+            (Some("cloudbr0"), Some(1500)),
+            "{n}"
+        );
+        assert_eq!(n["vlan_trunk"], json!({"first": 100, "last": 199}));
+        assert!(n["ip"].as_str().unwrap().starts_with("10.77.0."), "{n}");
+        assert_eq!(
+            n["management_address"].as_str(),
+            n["ip"].as_str().unwrap().split('/').next()
+        );
+        // The port carries the VI the controller classifies by.
+        let pm = pms
+            .iter()
+            .map(|&p| h.tb.pm(p))
+            .find(|p| p.name() == n["pm"])
+            .unwrap();
+        let port = format!("vn{}", n["id"].as_str().unwrap());
+        let vi_of_port = pm
+            .vsctl(&["get", "Interface", &port, "external_ids:iris-vi"])
+            .unwrap();
+        assert_eq!(vi_of_port.trim().trim_matches('"'), key.to_string());
+    }
+    // The controller's registry was seeded with each node's MAC and IP.
+    let registry = h
+        .controller()
+        .unwrap()
+        .get_json(&format!("/v1/registry?vi={key}"))
+        .unwrap();
+    for n in &nodes {
+        let ip = n["ip"].as_str().unwrap().split('/').next().unwrap();
+        let seeded =
+            registry.as_array().unwrap().iter().any(|e| {
+                e["mac"] == n["mac"] && e["ips"].as_array().unwrap().iter().any(|i| i == ip)
+            });
+        assert!(
+            seeded,
+            "{} / {ip} not in the registry: {registry}",
+            n["mac"]
+        );
+    }
+    let pm_of = |id: &str| {
+        nodes.iter().find(|n| n["id"] == id).unwrap()["pm"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(
+        pm_of(&spread[0]),
+        pm_of(&spread[1]),
+        "anti-affinity put both on one PM"
+    );
+    let ns_of = |n: &Value| {
+        let pm = pms
+            .iter()
+            .map(|&p| h.tb.pm(p))
+            .find(|p| p.name() == n["pm"])
+            .unwrap();
+        iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
+    };
+    let ip_of = |n: &Value| {
+        n["ip"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    // On one PM, and across the GRE mesh.
+    let (a, c) = (
+        &nodes
+            .iter()
+            .find(|n| n["id"] == spread[0].as_str())
+            .unwrap(),
+        &nodes
+            .iter()
+            .find(|n| n["id"] == spread[1].as_str())
+            .unwrap(),
+    );
+    let same_pm: Vec<&Value> = nodes.iter().filter(|n| n["pm"] == a["pm"]).collect();
+    assert!(same_pm.len() >= 2);
+    assert!(
+        ping_from(
+            &ns_of(same_pm[0]),
+            &ip_of(same_pm[1]),
+            Duration::from_secs(10)
+        ),
+        "no ping on one PM"
+    );
+    assert!(
+        ping_from(&ns_of(a), &ip_of(c), Duration::from_secs(10)),
+        "no ping across PMs"
+    );
+
+    // kill -9 in the middle of a 10-node request, with a namespace no node
+    // owns planted on pm2: at restart every node ends active or gone, and
+    // nothing is left that no node owns.
+    let pm2 = h.tb.pm(pms[1]).netns().name().to_owned();
+    let stray = iris_api::compute::netns::namespace(&pm2, "0123456789ab");
+    assert!(Command::new("ip")
+        .args(["netns", "add", &stray])
+        .status()
+        .unwrap()
+        .success());
+    let (s, h10, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 10})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at10 = h10[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    // Killed once the first node is made, well before the tenth.
+    let start = Instant::now();
+    let done_at_kill = loop {
+        let (_, _, op) = call(&b, Some(&t), "GET", &at10, None).await;
+        if op["done"].as_u64() >= Some(1) || start.elapsed() > Duration::from_millis(200) {
+            assert_eq!(op["status"], "running", "{op}");
+            break op["done"].clone();
+        }
+    };
+    broker.kill9();
+    let killed_at = nodes_of_count(&h, &pms);
+    let broker =
+        BrokerProcess::start(&dir.join("iris-api.toml"), &dir.join("iris-api-2.log")).await;
+    let b = broker.base.clone();
+    // The operation's end comes before the sweep of strays.
+    let log2 = dir.join("iris-api-2.log");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&log2)
+        .unwrap_or_default()
+        .contains("recovery done")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no recovery done"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let op = wait_operation(&b, &t, &at10, Duration::from_secs(60)).await;
+    assert_eq!(
+        op["status"], "succeeded",
+        "{op} (killed with {killed_at} node namespaces made)"
+    );
+    let nodes = nodes_of(&b, &t).await;
+    assert_eq!(nodes.len(), 16);
+    assert!(nodes.iter().all(|n| n["state"] == "active"), "{nodes:?}");
+    let mut owned: Vec<String> = nodes.iter().map(ns_of).collect();
+    owned.sort();
+    let mut held: Vec<String> = pms
+        .iter()
+        .flat_map(|&p| node_namespaces(h.tb.pm(p).netns().name()))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held, owned,
+        "the stray namespace is removed, every node's kept"
+    );
+    let log = std::fs::read_to_string(&log2).unwrap();
+    assert!(log.contains("resuming an interrupted operation"), "{log}");
+    assert!(log.contains("removing a node no record owns"), "{log}");
+    let last = nodes.iter().rev().find(|n| n["state"] == "active").unwrap();
+    assert!(ping_from(
+        &ns_of(last),
+        &ip_of(&nodes[0]),
+        Duration::from_secs(10)
+    ));
+
+    // Scale in to nothing: no namespace, veth or OVS port is left.
+    let mut ops = Vec::new();
+    for n in &nodes {
+        let (s, h, op) = call(
+            &b,
+            Some(&t),
+            "DELETE",
+            &format!("/v1/nodes/{}", n["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+        assert_eq!(s, 202, "{op}");
+        ops.push(h[reqwest::header::LOCATION].to_str().unwrap().to_owned());
+    }
+    for at in ops {
+        let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+    }
+    assert!(nodes_of(&b, &t).await.is_empty());
+    for &pm in &pms {
+        let (ns, veths, ports) = node_traces(h.tb.pm(pm));
+        assert!(
+            ns.is_empty() && veths.is_empty() && ports.is_empty(),
+            "{ns:?} {veths:?} {ports:?}"
+        );
+    }
+    let registry = h
+        .controller()
+        .unwrap()
+        .get_json(&format!("/v1/registry?vi={key}"))
+        .unwrap();
+    let macs: Vec<&Value> = nodes.iter().map(|n| &n["mac"]).collect();
+    assert!(
+        registry
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| !macs.contains(&&e["mac"])),
+        "entries of deleted nodes remain: {registry}"
+    );
+    let (s, _, p) = call(&b, Some(&t), "DELETE", &format!("/v1/vis/{vi_id}"), None).await;
+    assert_eq!(s, 204, "{p}");
+    let gone = h
+        .controller()
+        .unwrap()
+        .request("GET", &format!("/v1/vis/{key}"), None)
+        .unwrap();
+    assert_eq!(gone.0, 404, "{}", gone.1);
+    eprintln!(
+        "4 nodes requested to active: {:.3} s; killed at {done_at_kill} of 10 done, {killed_at} node namespaces (with the stray) made",
+        four_active.as_secs_f64()
+    );
+    drop(broker);
+    drop(sweep);
+}
+
+fn nodes_of_count(h: &Harness, pms: &[iris_testbed::PmId]) -> usize {
+    pms.iter()
+        .map(|&p| node_namespaces(h.tb.pm(p).netns().name()).len())
+        .sum()
+}
+
+/// Issue 13's target: 50 nodes in one call, active and answering ping on
+/// their VI (the figure is printed; docs/broker.md records it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_nodes_in_one_call_become_active_and_pingable() {
+    let World {
+        h,
+        pms,
+        sweep,
+        b,
+        t,
+        vi_id,
+        key,
+        broker: _broker,
+        ..
+    } = world(32).await;
+    let asked = Instant::now();
+    let (s, hdr, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 50})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(120)).await;
+    let active = asked.elapsed();
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let nodes = nodes_of(&b, &t).await;
+    assert_eq!(nodes.len(), 50);
+    let ns_of = |n: &Value| {
+        let pm = pms
+            .iter()
+            .map(|&p| h.tb.pm(p))
+            .find(|p| p.name() == n["pm"])
+            .unwrap();
+        iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
+    };
+    let from = ns_of(&nodes[0]);
+    for n in &nodes[1..] {
+        let ip = n["ip"].as_str().unwrap().split('/').next().unwrap();
+        assert!(
+            ping_from(&from, ip, Duration::from_secs(10)),
+            "{ip} does not answer"
+        );
+    }
+    let pingable = asked.elapsed();
+    let per_pm: Vec<usize> = pms
+        .iter()
+        .map(|&p| {
+            nodes
+                .iter()
+                .filter(|n| n["pm"] == h.tb.pm(p).name())
+                .count()
+        })
+        .collect();
+    eprintln!(
+        "50 nodes ({per_pm:?} per PM): active after {:.3} s, all pingable from one after {:.3} s",
+        active.as_secs_f64(),
+        pingable.as_secs_f64()
+    );
+    // The VI with its 50 nodes, forced: nodes, VI, controller's VI gone.
+    let (s, _, p) = call(&b, Some(&t), "DELETE", &format!("/v1/vis/{vi_id}"), None).await;
+    assert_eq!(s, 409, "{p}");
+    let (s, _, p) = call(
+        &b,
+        Some(&t),
+        "DELETE",
+        &format!("/v1/vis/{vi_id}?force=true"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204, "{p}");
+    assert!(nodes_of(&b, &t).await.is_empty());
+    for &pm in &pms {
+        let (ns, veths, ports) = node_traces(h.tb.pm(pm));
+        assert!(
+            ns.is_empty() && veths.is_empty() && ports.is_empty(),
+            "{ns:?} {veths:?} {ports:?}"
+        );
+    }
+    let gone = h
+        .controller()
+        .unwrap()
+        .request("GET", &format!("/v1/vis/{key}"), None)
+        .unwrap();
+    assert_eq!(gone.0, 404, "{}", gone.1);
+    drop(sweep);
+}

@@ -1,0 +1,312 @@
+//! The broker's (`iris-api`) resources as its API reads and writes them.
+//!
+//! Bodies a client sends refuse unknown fields; records the broker returns
+//! carry every field, so a client can rely on their presence. The OpenAPI
+//! document `schemas/openapi/broker.json` is generated from these types.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem document, as every refusal carries it
+/// (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProblemDoc {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What is wrong and what to do about it.
+    pub detail: String,
+    /// Where: a JSON pointer into the body (`#/count`), or `path:NAME`,
+    /// `query:NAME`, `header:NAME`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldProblemDoc>,
+}
+
+/// One place in a request that is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FieldProblemDoc {
+    pub pointer: String,
+    pub detail: String,
+}
+
+/// One page of a list: at most `limit` items after `marker`, in id order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The marker of the next page; absent on the last one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_marker: Option<String>,
+}
+
+/// An IaaS operator that rents capacity (admin only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderCreate {
+    /// 1-63 characters: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Provider {
+    pub id: String,
+    pub name: String,
+    pub created_ms: u64,
+}
+
+/// Who a token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "provider")]
+pub enum Scope {
+    /// Everything: providers, PMs, tokens.
+    Admin,
+    /// One provider's flavors, VIs, nodes and operations, and nothing else.
+    Provider(String),
+}
+
+/// A token as listed: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenInfo {
+    pub id: String,
+    pub scope: Scope,
+    pub created_ms: u64,
+}
+
+/// A token just made: the secret is shown here once and never again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+}
+
+/// vCPUs, memory and disk: a PM's capacity, its use, a flavor's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+/// A physical machine to register (admin).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PmCreate {
+    /// The host name the controller knows the PM by.
+    pub name: String,
+    pub capacity: Capacity,
+    pub underlay_ip: String,
+    /// OVSDB remote of the PM's Open vSwitch: `unix:PATH` or `tcp:IP:PORT`.
+    pub ovsdb: String,
+    /// The integration bridge nodes are plugged into.
+    #[serde(default = "default_bridge")]
+    pub bridge: String,
+    /// The compute driver that makes nodes on it: `netns` or `libvirt`.
+    #[serde(default = "default_driver")]
+    pub driver: String,
+    /// Where the driver reaches the PM's hypervisor: for `netns`, the
+    /// PM's network namespace; for `libvirt`, the connection URI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+fn default_bridge() -> String {
+    "br-int".into()
+}
+
+fn default_driver() -> String {
+    "netns".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pm {
+    #[serde(flatten)]
+    pub spec: PmCreate,
+    /// What the nodes on it take (building ones included).
+    pub used: Capacity,
+    pub nodes: u32,
+    /// No node is placed on a draining PM.
+    pub draining: bool,
+}
+
+/// A node size an operator defines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlavorCreate {
+    pub name: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Flavor {
+    #[serde(flatten)]
+    pub spec: FlavorCreate,
+    pub provider: String,
+}
+
+/// The VLANs of the operator's network a VI carries, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VlanRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+/// How nodes get their address on the VI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "mode", deny_unknown_fields)]
+pub enum Addressing {
+    /// The broker hands out addresses of `cidr` (network and broadcast
+    /// addresses excepted), lowest free first, and seeds them in the
+    /// controller's registry so ARP is answered at once.
+    StaticPool {
+        cidr: String,
+        /// Addresses of the pool the broker never hands out (the
+        /// operator's router, its own hosts).
+        #[serde(default)]
+        reserved: Vec<String>,
+    },
+    /// The operator's own DHCP server answers; the registry learns the
+    /// address from ARP.
+    Dhcp,
+}
+
+/// A virtual infrastructure to create: the operator's L2 network as
+/// stretched into the HaaS data center.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ViCreate {
+    pub name: String,
+    /// The operator's gateway endpoint (its WAN address, `IP` or `IP:PORT`).
+    pub gateway: String,
+    pub vlans: VlanRange,
+    pub addressing: Addressing,
+    /// Installed for each node's SSH user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_public_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Vi {
+    pub id: String,
+    pub provider: String,
+    #[serde(flatten)]
+    pub spec: ViCreate,
+    /// The controller's VI id and GRE key, allocated by the broker.
+    pub tunnel_key: u32,
+    pub nodes: u32,
+}
+
+/// Where nodes may go.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementHint {
+    /// Only this PM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pm: Option<String>,
+    /// A group the nodes join (per provider); its policy applies to every
+    /// node of the group, earlier ones included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<GroupPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum GroupPolicy {
+    /// Every node of the group on one PM.
+    Affinity,
+    /// No two nodes of the group on one PM.
+    AntiAffinity,
+}
+
+/// N nodes of one flavor on one VI, in one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRequest {
+    /// The VI's id.
+    pub vi: String,
+    pub flavor: String,
+    pub count: u32,
+    #[serde(default)]
+    pub placement: PlacementHint,
+}
+
+/// building → active → deleting; error with `last_error`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    Building,
+    Active,
+    Deleting,
+    Error,
+}
+
+/// An L1 node: what the operator's cloud needs to adopt it as a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    pub id: String,
+    pub provider: String,
+    pub vi: String,
+    pub flavor: String,
+    pub state: NodeState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub pm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub mac: String,
+    /// Address and prefix on the VI (`10.1.1.5/24`); absent with DHCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    /// Where the operator's cloud reaches the node to manage it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_address: Option<String>,
+    /// The user holding the operator's SSH key.
+    pub ssh_user: String,
+    pub nested_virtualization: bool,
+    /// The Linux bridge in the node the operator's guests plug into
+    /// (CloudStack's `cloudbr0`).
+    pub bridge: String,
+    /// The VLANs that bridge carries.
+    pub vlan_trunk: VlanRange,
+    pub mtu: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    CreateNodes,
+    DeleteNodes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Long work, polled at its `Location`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Operation {
+    pub id: String,
+    pub provider: String,
+    pub kind: OperationKind,
+    pub status: OperationStatus,
+    /// Nodes done (active, or gone when deleting) out of `total`.
+    pub done: u32,
+    pub total: u32,
+    pub nodes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}

@@ -1,0 +1,336 @@
+//! `broker`: the HaaS broker (`iris-api`, the binary beside the
+//! controller's) on three PMs under the controller. An operator asks for
+//! 12 L1 nodes in one call through the broker's API; the `netns` driver
+//! makes them on the PMs, the broker seeds the controller's registry, and
+//! every node becomes active and answers ping on the VI from one of them,
+//! across the GRE mesh. Scaling in to nothing leaves no node namespace,
+//! veth or OVS port on any PM, and the VI goes from the controller.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::harness::{check, ms, to_json, Harness};
+use super::ScenarioError;
+use crate::controller::{http_request, API_TOKEN_FILE};
+use crate::{Error, Process};
+
+/// The broker's binary, looked for beside the controller's.
+const BROKER_BINARY: &str = "iris-api";
+const NODES: u32 = 12;
+const ADMIN_TOKEN: &str = "iris-scenario-broker-admin-token";
+
+/// What `broker` measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub nodes: u32,
+    /// Nodes per PM, as best fit and the PMs' capacity placed them.
+    pub per_pm: Vec<usize>,
+    /// From the request to the operation's success.
+    pub request_to_active_ms: f64,
+    /// From the request until every node answered a ping from the first.
+    pub request_to_pingable_ms: f64,
+    /// From the first delete to the last node gone.
+    pub scale_in_ms: f64,
+}
+
+/// The broker's process and how to call it.
+struct Broker {
+    process: Process,
+    addr: SocketAddr,
+}
+
+impl Broker {
+    fn call(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        want: u16,
+    ) -> Result<Value, ScenarioError> {
+        let (status, text) = http_request(self.addr, Some(token), method, path, body.as_ref())?;
+        check(status == want, || {
+            format!("{method} {path}: the broker answered {status}, not {want}: {text}")
+        })?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Polls operation `id` until it ends; fails unless it succeeded.
+    fn wait(&self, token: &str, id: &str) -> Result<Value, ScenarioError> {
+        let start = Instant::now();
+        loop {
+            let op = self.call(token, "GET", &format!("/v1/operations/{id}"), None, 200)?;
+            if op["status"] != "running" {
+                check(op["status"] == "succeeded", || {
+                    format!("operation {id} failed: {op}")
+                })?;
+                return Ok(op);
+            }
+            check(start.elapsed() < super::CONVERGE, || {
+                format!(
+                    "operation {id} still running after {:?}: {op}",
+                    super::CONVERGE
+                )
+            })?;
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Removes whatever node namespaces a failing run left on the PMs.
+struct Sweep(Vec<String>);
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        for ns in self.0.iter().flat_map(|p| node_namespaces(p)) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+    }
+}
+
+/// The `netns` driver's namespaces on the PM whose namespace is `pm`
+/// (`irisn-<PM namespace>-<node id>`, docs/broker.md).
+fn node_namespaces(pm: &str) -> Vec<String> {
+    let prefix = format!("irisn-{pm}-");
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                .filter(|n| n.starts_with(&prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn start_broker(h: &Harness, binary: &Path) -> Result<Broker, ScenarioError> {
+    let dir = h.file("broker");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| Error::io_at("writing", &path, e))
+    };
+    let controller = h.controller()?.api_addr();
+    write("admin-token", ADMIN_TOKEN)?;
+    write(
+        "iris-api.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
+             [controller]\nurl = \"http://{controller}\"\ntoken_file = {:?}\n",
+            h.file(API_TOKEN_FILE).display().to_string()
+        ),
+    )?;
+    let mut command = Command::new(binary);
+    command
+        .args(["run", "--config"])
+        .arg(dir.join("iris-api.toml"));
+    let log = dir.join("iris-api.log");
+    let mut process = Process::spawn("iris-api", command, Some(&log))?;
+    let start = Instant::now();
+    loop {
+        process.ensure_running()?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let addr = text
+            .lines()
+            .find_map(|l| l.strip_prefix("iris-api: listening on "))
+            .and_then(|a| a.trim().parse().ok());
+        if let Some(addr) = addr {
+            return Ok(Broker { process, addr });
+        }
+        check(start.elapsed() < super::CONVERGE, || {
+            format!("iris-api did not say where it listens:\n{text}")
+        })?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn ping_from(ns: &str, ip: &str) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let ok = Command::new("ip")
+            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", ip])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return true;
+        }
+    }
+    false
+}
+
+pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    let binary = h.controller_binary().with_file_name(BROKER_BINARY);
+    let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
+    let pm_ns: Vec<String> = pms
+        .iter()
+        .map(|&p| h.tb.pm(p).netns().name().to_owned())
+        .collect();
+    let _sweep = Sweep(pm_ns.clone());
+    let config = h.config(&pms, Vec::new())?;
+    h.start_controller(&config)?;
+    h.wait_ready(3, 3)?;
+    h.wait_full_mesh(&pms)?;
+    let mut broker = start_broker(h, &binary)?;
+    h.note(format!("iris-api listening on {}", broker.addr));
+
+    let provider = broker.call(
+        ADMIN_TOKEN,
+        "POST",
+        "/v1/providers",
+        Some(json!({"name": "acme"})),
+        201,
+    )?;
+    let id = provider["id"].as_str().unwrap_or_default().to_owned();
+    let token = broker.call(
+        ADMIN_TOKEN,
+        "POST",
+        &format!("/v1/providers/{id}/tokens"),
+        None,
+        201,
+    )?;
+    let t = token["token"].as_str().unwrap_or_default().to_owned();
+    for &pm in &pms {
+        let pm = h.tb.pm(pm);
+        // Room for 5 nodes each: best fit fills the PMs one after another.
+        let body = json!({"name": pm.name(),
+            "capacity": {"vcpus": 5, "memory_mib": 16384, "disk_gib": 100},
+            "underlay_ip": pm.underlay_addr().addr().to_string(),
+            "ovsdb": pm.ovsdb_unix_target(), "driver": "netns", "endpoint": pm.netns().name()});
+        broker.call(ADMIN_TOKEN, "POST", "/v1/pms", Some(body), 201)?;
+    }
+    broker.call(
+        &t,
+        "POST",
+        "/v1/flavors",
+        Some(json!({"name": "c1", "vcpus": 1, "memory_mib": 1024, "disk_gib": 10})),
+        201,
+    )?;
+    let vi = broker.call(
+        &t,
+        "POST",
+        "/v1/vis",
+        Some(json!({"name": "net", "gateway": "203.0.113.7",
+        "vlans": {"first": 100, "last": 199},
+        "addressing": {"mode": "static_pool", "cidr": "10.88.0.0/24"}})),
+        201,
+    )?;
+    let vi_id = vi["id"].as_str().unwrap_or_default().to_owned();
+    let key = vi["tunnel_key"].as_u64().unwrap_or_default();
+
+    let asked = Instant::now();
+    let op = broker.call(
+        &t,
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": NODES})),
+        202,
+    )?;
+    broker.wait(&t, op["id"].as_str().unwrap_or_default())?;
+    let active = asked.elapsed();
+    let page = broker.call(&t, "GET", "/v1/nodes", None, 200)?;
+    let nodes = page["items"].as_array().cloned().unwrap_or_default();
+    check(
+        nodes.len() == NODES as usize && nodes.iter().all(|n| n["state"] == "active"),
+        || format!("not {NODES} active nodes: {page}"),
+    )?;
+    let names: Vec<String> = pms.iter().map(|&p| h.tb.pm(p).name().to_owned()).collect();
+    let per_pm: Vec<usize> = names
+        .iter()
+        .map(|pm| nodes.iter().filter(|n| n["pm"] == pm.as_str()).count())
+        .collect();
+    check(per_pm.iter().all(|&n| n <= 5), || {
+        format!("a PM holds more than its 5 vCPUs: {per_pm:?}")
+    })?;
+    let ns_of = |n: &Value| {
+        let at = names
+            .iter()
+            .position(|p| n["pm"] == p.as_str())
+            .unwrap_or(0);
+        format!(
+            "irisn-{}-{}",
+            pm_ns[at],
+            n["id"].as_str().unwrap_or_default()
+        )
+    };
+    let from = ns_of(&nodes[0]);
+    for n in &nodes[1..] {
+        let ip = n["ip"]
+            .as_str()
+            .unwrap_or_default()
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        check(ping_from(&from, ip), || {
+            format!("{ip} ({}) does not answer {from}", n["pm"])
+        })?;
+    }
+    let pingable = asked.elapsed();
+    h.note(format!(
+        "{NODES} nodes active in {active:?}, all answering ping in {pingable:?}"
+    ));
+
+    let scale_in = Instant::now();
+    let mut ops = Vec::new();
+    for n in &nodes {
+        let op = broker.call(
+            &t,
+            "DELETE",
+            &format!("/v1/nodes/{}", n["id"].as_str().unwrap_or_default()),
+            None,
+            202,
+        )?;
+        ops.push(op["id"].as_str().unwrap_or_default().to_owned());
+    }
+    for op in ops {
+        broker.wait(&t, &op)?;
+    }
+    let scale_in = scale_in.elapsed();
+    for (&pm, ns) in pms.iter().zip(&pm_ns) {
+        let pm = h.tb.pm(pm);
+        let ports = pm.vsctl(&[
+            "--bare",
+            "--columns=name",
+            "find",
+            "Interface",
+            "external_ids:iris-node!=\"\"",
+        ])?;
+        let links = Command::new("ip")
+            .args(["-n", ns, "-o", "link"])
+            .output()
+            .map_err(|e| Error::io("listing the PM's links", e))?;
+        let veths = String::from_utf8_lossy(&links.stdout)
+            .lines()
+            .filter(|l| l.contains(": vn"))
+            .count();
+        check(
+            node_namespaces(ns).is_empty() && ports.trim().is_empty() && veths == 0,
+            || {
+                format!(
+                    "{} still holds node parts: namespaces {:?}, ports {ports:?}, {veths} veths",
+                    pm.name(),
+                    node_namespaces(ns)
+                )
+            },
+        )?;
+    }
+    broker.call(&t, "DELETE", &format!("/v1/vis/{vi_id}"), None, 204)?;
+    let (status, _) = h
+        .controller()?
+        .request("GET", &format!("/v1/vis/{key}"), None)?;
+    check(status == 404, || {
+        format!("the controller still has VI {key}")
+    })?;
+    broker.process.stop(Duration::from_secs(5))?;
+    to_json(&Report {
+        nodes: NODES,
+        per_pm,
+        request_to_active_ms: ms(active),
+        request_to_pingable_ms: ms(pingable),
+        scale_in_ms: ms(scale_in),
+    })
+}
