@@ -21,7 +21,7 @@
 //! does not take gets 405 with the ones it does, in `Allow` and in
 //! `detail`.
 
-use crate::config::{ConfigError, HostSpec, SeedRow, ViSpec};
+use crate::config::{ConfigError, HostSpec, HostSpecExt, SeedRow, SeedRowExt, ViSpec, ViSpecExt};
 use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
 use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
 use crate::registry::{EntrySpec, Registry, RegistryEntry, RegistryError};
@@ -37,9 +37,8 @@ use axum::{Json, Router};
 use futures_util::stream::Stream;
 use ofp::packet::MacAddr;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::convert::Infallible;
-use std::net::Ipv4Addr;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -101,36 +100,39 @@ async fn method_not_allowed(method: Method, route: Option<MatchedPath>) -> Probl
 
 type State = axum::extract::State<ControlHandle>;
 
-/// One place in the request that is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldProblem {
-    /// A JSON pointer into the body (`#/location/ofport`), or the path or
-    /// query parameter (`path:vlan`, `query:vi`).
-    pub pointer: String,
-    pub detail: String,
+pub use iris_schemas::northbound::FieldProblem;
+use iris_schemas::northbound::{
+    EntryBody, EntryInfo, Healthz, HostInfo, Lagged, LocationBody, SeedOutcome, VmPortInfo,
+};
+
+/// An RFC 9457 problem document ([`iris_schemas::northbound::Problem`])
+/// that axum answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem(pub iris_schemas::northbound::Problem);
+
+impl std::ops::Deref for Problem {
+    type Target = iris_schemas::northbound::Problem;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldProblem>,
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Problem {
-    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self(iris_schemas::northbound::Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
-        }
+        })
     }
 
     fn at(mut self, pointer: impl Into<String>, detail: impl Into<String>) -> Self {
@@ -169,7 +171,7 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&self.0).unwrap_or_default();
         (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
@@ -374,17 +376,10 @@ async fn not_found() -> Problem {
     )
 }
 
-#[derive(Debug, Serialize)]
-struct HealthBody {
-    status: &'static str,
-    #[serde(flatten)]
-    health: crate::control::Health,
-}
-
-async fn healthz(s: State) -> ApiResult<Json<HealthBody>> {
+async fn healthz(s: State) -> ApiResult<Json<Healthz>> {
     let health = s.call(|c| c.health()).await?;
-    Ok(Json(HealthBody {
-        status: "ok",
+    Ok(Json(Healthz {
+        status: "ok".into(),
         health,
     }))
 }
@@ -399,20 +394,7 @@ async fn metrics(s: State) -> impl IntoResponse {
     )
 }
 
-/// A host as the API shows it: its definition and its connections.
-#[derive(Debug, Serialize)]
-struct HostOut {
-    #[serde(flatten)]
-    spec: HostSpec,
-    openflow_connected: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    openflow_peer: Option<String>,
-    /// The switch's ports as it reports them (PORT_DESC, PORT_STATUS).
-    openflow_ports: Vec<crate::control::SwitchPort>,
-    ovsdb_connected: bool,
-}
-
-impl From<HostStatus> for HostOut {
+impl From<HostStatus> for HostInfo {
     fn from(h: HostStatus) -> Self {
         Self {
             spec: HostSpec::from_host(&h.host),
@@ -424,17 +406,17 @@ impl From<HostStatus> for HostOut {
     }
 }
 
-async fn list_hosts(s: State, q: RawParams) -> ApiResult<Json<Vec<HostOut>>> {
+async fn list_hosts(s: State, q: RawParams) -> ApiResult<Json<Vec<HostInfo>>> {
     Params::of(q, &[])?;
     let hosts = s.call(|c| c.hosts()).await?;
-    Ok(Json(hosts.into_iter().map(HostOut::from).collect()))
+    Ok(Json(hosts.into_iter().map(HostInfo::from).collect()))
 }
 
 async fn get_host(
     s: State,
     PathArgs(name): PathArgs<String>,
     q: RawParams,
-) -> ApiResult<Json<HostOut>> {
+) -> ApiResult<Json<HostInfo>> {
     Params::of(q, &[])?;
     let key = HostName(name.clone());
     match s.call(move |c| c.host(&key)).await? {
@@ -485,7 +467,7 @@ async fn put_host(
         .map_err(refused_at("name"))?;
     let key = HostName(name);
     let now = s.call(move |c| c.host(&key)).await?;
-    Ok(stored(created, now.map(HostOut::from)))
+    Ok(stored(created, now.map(HostInfo::from)))
 }
 
 /// The spec checkers prefix keys with the name they were given; the API
@@ -581,7 +563,7 @@ async fn seed_vi(
     PathArgs(id): PathArgs<String>,
     q: RawParams,
     Body(rows): Body<Vec<SeedRow>>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<SeedOutcome>> {
     Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     // Rows that read are checked by the registry even when others do not,
@@ -612,7 +594,7 @@ async fn seed_vi(
         })
         .await?;
     let problems = match seeded {
-        Ok(changes) => return Ok(Json(serde_json::json!({ "changes": changes }))),
+        Ok(changes) => return Ok(Json(SeedOutcome { changes })),
         Err(problems) => problems,
     };
     if let Some((_, e @ RegistryError::UnknownVi { .. })) = problems.first() {
@@ -649,15 +631,7 @@ async fn delete_vi(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
-struct VmPortOut {
-    host: String,
-    name: String,
-    ofport: u32,
-    vi: u32,
-}
-
-impl From<VmPort> for VmPortOut {
+impl From<VmPort> for VmPortInfo {
     fn from(p: VmPort) -> Self {
         Self {
             host: p.host.0,
@@ -738,19 +712,19 @@ impl Params {
     }
 }
 
-async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortOut>>> {
+async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortInfo>>> {
     let q = Params::of(q, &["host", "vi"])?;
     let host = q.text("host").map(|h| HostName(h.to_owned()));
     let vi = q.vi()?;
     let ports = s.call(move |c| c.vm_ports(host.as_ref(), vi)).await?;
-    Ok(Json(ports.into_iter().map(VmPortOut::from).collect()))
+    Ok(Json(ports.into_iter().map(VmPortInfo::from).collect()))
 }
 
 async fn get_vm_port(
     s: State,
     PathArgs((host, name)): PathArgs<(String, String)>,
     q: RawParams,
-) -> ApiResult<Json<VmPortOut>> {
+) -> ApiResult<Json<VmPortInfo>> {
     Params::of(q, &[])?;
     let key = HostName(host.clone());
     let port_name = name.clone();
@@ -768,16 +742,6 @@ async fn get_vm_port(
         )
         .or_at("path:name")
     })
-}
-
-/// Where a MAC lives, as bodies write it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LocationBody {
-    /// On a VM port of a host's bridge.
-    Port { host: String, ofport: u32 },
-    /// In the operator's data center, behind this gateway host.
-    Gateway { gateway: String },
 }
 
 impl From<LocationBody> for Location {
@@ -806,32 +770,7 @@ impl From<Location> for LocationBody {
     }
 }
 
-/// The body of `PUT /v1/registry/{vi}/{vlan}/{mac}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryBody {
-    /// `null` or absent: the MAC exists but its place is not known yet.
-    #[serde(default)]
-    location: Option<LocationBody>,
-    /// Exactly the IPs this MAC answers ARP for afterwards.
-    #[serde(default)]
-    ips: Vec<Ipv4Addr>,
-}
-
-#[derive(Debug, Serialize)]
-struct EntryOut {
-    vi: u32,
-    /// `null` for untagged frames.
-    vlan: Option<u16>,
-    mac: String,
-    location: Option<LocationBody>,
-    origin: &'static str,
-    /// When the location last changed, in milliseconds since the epoch.
-    since_ms: u64,
-    ips: Vec<Ipv4Addr>,
-}
-
-impl From<RegistryEntry> for EntryOut {
+impl From<RegistryEntry> for EntryInfo {
     fn from(e: RegistryEntry) -> Self {
         Self {
             vi: e.key.vi.0,
@@ -841,17 +780,17 @@ impl From<RegistryEntry> for EntryOut {
             },
             mac: e.key.mac.to_string(),
             location: e.entry.location.map(LocationBody::from),
-            origin: e.entry.origin.as_str(),
+            origin: e.entry.origin.as_str().into(),
             since_ms: e.entry.since.0,
             ips: e.ips,
         }
     }
 }
 
-async fn list_entries(s: State, q: RawParams) -> ApiResult<Json<Vec<EntryOut>>> {
+async fn list_entries(s: State, q: RawParams) -> ApiResult<Json<Vec<EntryInfo>>> {
     let vi = Params::of(q, &["vi"])?.vi()?;
     let entries = s.call(move |c| c.registry_entries(vi)).await?;
-    Ok(Json(entries.into_iter().map(EntryOut::from).collect()))
+    Ok(Json(entries.into_iter().map(EntryInfo::from).collect()))
 }
 
 /// `{vi}/{vlan}/{mac}` from the path, each part checked.
@@ -879,7 +818,7 @@ async fn get_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
     q: RawParams,
-) -> ApiResult<Json<EntryOut>> {
+) -> ApiResult<Json<EntryInfo>> {
     Params::of(q, &[])?;
     let key = mac_key(&vi, &vlan, &mac)?;
     match s.call(move |c| c.registry_entry(&key)).await? {
@@ -924,7 +863,7 @@ async fn put_entry(
             p
         })?;
     let now = s.call(move |c| c.registry_entry(&key)).await?;
-    Ok(stored(created, now.map(EntryOut::from)))
+    Ok(stored(created, now.map(EntryInfo::from)))
 }
 
 async fn delete_entry(
@@ -947,21 +886,12 @@ async fn events(
     Params::of(q, &[])?;
     let stream = BroadcastStream::new(s.subscribe()).map(|item| {
         Ok(match item {
-            Ok(e) => {
-                let name = match &e {
-                    crate::control::NorthEvent::Switch { .. } => "switch",
-                    crate::control::NorthEvent::Topology { .. } => "topology",
-                    crate::control::NorthEvent::Registry(_) => "registry",
-                    crate::control::NorthEvent::Move { .. } => "move",
-                    crate::control::NorthEvent::MoveIncomplete { .. } => "move_incomplete",
-                };
-                Event::default()
-                    .event(name)
-                    .data(serde_json::to_string(&e).unwrap_or_default())
-            }
+            Ok(e) => Event::default()
+                .event(e.name())
+                .data(serde_json::to_string(&e).unwrap_or_default()),
             Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
                 .event("lagged")
-                .data(format!("{{\"missed\":{n}}}")),
+                .data(serde_json::to_string(&Lagged { missed: n }).unwrap_or_default()),
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))

@@ -14,8 +14,8 @@ use crate::control::RegistryPlace;
 use crate::report::Backoff;
 use futures_util::StreamExt;
 use iris_controller::model::{MacKey, ViId, Vlan};
+use iris_schemas::northbound::{EntryInfo, LocationBody, RegistryEvent};
 use ofp::packet::MacAddr;
-use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -78,36 +78,6 @@ impl SseParser {
     }
 }
 
-/// A registry row of `GET /v1/registry`, as far as the gateway reads it.
-#[derive(Debug, Deserialize)]
-struct Row {
-    vi: u32,
-    vlan: Option<u16>,
-    mac: String,
-    location: Option<RowLocation>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum RowLocation {
-    Port {},
-    Gateway { gateway: String },
-}
-
-/// The fields of a `registry`, `move` or `move_incomplete` event the
-/// gateway reads.
-#[derive(Debug, Deserialize)]
-struct RegistryEvent {
-    change: String,
-    vi: u32,
-    vlan: Option<u16>,
-    mac: String,
-    #[serde(default)]
-    ip: Option<String>,
-    #[serde(default)]
-    location: Option<String>,
-}
-
 fn key(vi: u32, vlan: Option<u16>, mac: &str) -> Option<MacKey> {
     Some(MacKey {
         vi: ViId(vi),
@@ -126,7 +96,7 @@ pub fn event_place(e: &SseEvent) -> Option<(MacKey, RegistryPlace)> {
         // An IP binding, not a place.
         return None;
     }
-    let place = match (r.change.as_str(), r.location.as_deref()) {
+    let place = match (r.change.as_ref(), r.location.as_deref()) {
         ("removed", _) | (_, None) => RegistryPlace::Nowhere,
         // The controller prints a location as "behind GW" or "HOST:OFPORT".
         (_, Some(l)) => match l.strip_prefix("behind ") {
@@ -168,7 +138,7 @@ async fn follow_once(
     let events = get_ok(http, format!("{base}/v1/events")).await?;
     let vis: Vec<ViId> = shared.control().config().vis.iter().map(|v| v.id).collect();
     for vi in vis {
-        let rows: Vec<Row> = get_ok(http, format!("{base}/v1/registry?vi={}", vi.0))
+        let rows: Vec<EntryInfo> = get_ok(http, format!("{base}/v1/registry?vi={}", vi.0))
             .await?
             .json()
             .await?;
@@ -179,8 +149,8 @@ async fn follow_once(
                 continue;
             };
             let place = match row.location {
-                Some(RowLocation::Port {}) => RegistryPlace::Port,
-                Some(RowLocation::Gateway { gateway }) => RegistryPlace::Gateway(gateway),
+                Some(LocationBody::Port { .. }) => RegistryPlace::Port,
+                Some(LocationBody::Gateway { gateway }) => RegistryPlace::Gateway(gateway),
                 None => RegistryPlace::Nowhere,
             };
             c.registry_place(now, k, place);

@@ -1,1 +1,3 @@
 //! The Iris shared data model and its generated JSON Schemas.
+
+pub mod northbound;

@@ -8,6 +8,7 @@ use crate::model::{Host, HostRole, Vi};
 use axum::body::Body as HttpBody;
 use axum::http::Method;
 use http_body_util::BodyExt;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
