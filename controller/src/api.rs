@@ -64,6 +64,7 @@ pub fn router(control: ControlHandle) -> Router {
             get(get_entry).put(put_entry).delete(delete_entry),
         )
         .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(control)
@@ -84,6 +85,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/registry", "GET"),
     ("/v1/registry/{vi}/{vlan}/{mac}", "GET, PUT, DELETE"),
     ("/v1/events", "GET"),
+    ("/v1/openapi.json", "GET"),
 ];
 
 async fn method_not_allowed(method: Method, route: Option<MatchedPath>) -> Problem {
@@ -376,6 +378,18 @@ async fn not_found() -> Problem {
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Whether the control loop answers, and what is connected",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "alive", body = Healthz),
+        (status = 401, description = "no token, or one that matches no hash (when the route is not open)", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn healthz(s: State) -> ApiResult<Json<Healthz>> {
     let health = s.call(|c| c.health()).await?;
     Ok(Json(Healthz {
@@ -384,6 +398,18 @@ async fn healthz(s: State) -> ApiResult<Json<Healthz>> {
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "every metric", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "no token, or one that matches no hash (when the route is not open)", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn metrics(s: State) -> impl IntoResponse {
     (
         [(
@@ -396,8 +422,21 @@ async fn metrics(s: State) -> impl IntoResponse {
 
 impl From<HostStatus> for HostInfo {
     fn from(h: HostStatus) -> Self {
+        let HostSpec {
+            name,
+            underlay_ip,
+            role,
+            ovsdb,
+            datapath_id,
+            controller,
+        } = HostSpec::from_host(&h.host);
         Self {
-            spec: HostSpec::from_host(&h.host),
+            name,
+            underlay_ip,
+            role,
+            ovsdb,
+            datapath_id,
+            controller,
             openflow_connected: h.openflow_peer.is_some(),
             openflow_peer: h.openflow_peer,
             openflow_ports: h.openflow_ports,
@@ -406,12 +445,40 @@ impl From<HostStatus> for HostInfo {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/hosts",
+    tag = "hosts",
+    summary = "Every host with its connections",
+    responses(
+        (status = 200, description = "the hosts", body = Vec<HostInfo>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_hosts(s: State, q: RawParams) -> ApiResult<Json<Vec<HostInfo>>> {
     Params::of(q, &[])?;
     let hosts = s.call(|c| c.hosts()).await?;
     Ok(Json(hosts.into_iter().map(HostInfo::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/hosts/{name}",
+    tag = "hosts",
+    summary = "One host",
+    params(
+        ("name" = String, Path, description = "the host's name"),
+    ),
+    responses(
+        (status = 200, description = "the host", body = HostInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_host(
     s: State,
     PathArgs(name): PathArgs<String>,
@@ -450,6 +517,26 @@ fn stored<T: Serialize>(created: bool, body: T) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/hosts/{name}",
+    tag = "hosts",
+    summary = "Adds or replaces a host",
+    params(
+        ("name" = String, Path, description = "the host's name"),
+    ),
+    request_body(content = HostSpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = HostInfo),
+        (status = 201, description = "added", body = HostInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn put_host(
     s: State,
     PathArgs(name): PathArgs<String>,
@@ -479,6 +566,24 @@ fn strip_root(errors: Vec<ConfigError>) -> Vec<ConfigError> {
         .collect()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/hosts/{name}",
+    tag = "hosts",
+    summary = "Removes a host added through the API",
+    params(
+        ("name" = String, Path, description = "the host's name"),
+        ("cascade" = Option<bool>, Query, description = "remove what depends on it too"),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn delete_host(
     s: State,
     PathArgs(name): PathArgs<String>,
@@ -492,6 +597,18 @@ async fn delete_host(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vis",
+    tag = "vis",
+    summary = "Every VI",
+    responses(
+        (status = 200, description = "the VIs", body = Vec<ViSpec>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_vis(s: State, q: RawParams) -> ApiResult<Json<Vec<ViSpec>>> {
     Params::of(q, &[])?;
     let vis = s.call(|c| c.vis()).await?;
@@ -506,6 +623,22 @@ fn vi_id(text: &str, param: &str) -> ApiResult<ViId> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vis/{id}",
+    tag = "vis",
+    summary = "One VI",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+    ),
+    responses(
+        (status = 200, description = "the VI", body = ViSpec),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_vi(s: State, PathArgs(id): PathArgs<String>, q: RawParams) -> ApiResult<Json<ViSpec>> {
     Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
@@ -517,6 +650,27 @@ async fn get_vi(s: State, PathArgs(id): PathArgs<String>, q: RawParams) -> ApiRe
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/vis/{id}",
+    tag = "vis",
+    summary = "Launches or changes a VI",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+        ("cascade" = Option<bool>, Query, description = "remove what depends on it too"),
+    ),
+    request_body(content = ViSpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = ViSpec),
+        (status = 201, description = "added", body = ViSpec),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn put_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
@@ -558,6 +712,25 @@ async fn put_vi(
 /// pointed at) and then all seeded, or none. A large seed cut short by the
 /// store (the controller then stops, see [`crate::store::Store::commit`])
 /// may be stored in part; seeding it again completes it.
+#[utoipa::path(
+    post,
+    path = "/v1/vis/{id}/seed",
+    tag = "vis",
+    summary = "Seeds a VI's registry, all entries or none",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+    ),
+    request_body(content = Vec<SeedRow>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "seeded", body = SeedOutcome),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn seed_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
@@ -618,6 +791,23 @@ async fn seed_vi(
     Err(p)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/vis/{id}",
+    tag = "vis",
+    summary = "Removes a VI launched through the API",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn delete_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
@@ -712,6 +902,22 @@ impl Params {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vm-ports",
+    tag = "vm-ports",
+    summary = "The VM ports OVSDB reports",
+    params(
+        ("host" = Option<String>, Query, description = "only this host's"),
+        ("vi" = Option<u32>, Query, description = "only this VI's"),
+    ),
+    responses(
+        (status = 200, description = "the ports", body = Vec<VmPortInfo>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortInfo>>> {
     let q = Params::of(q, &["host", "vi"])?;
     let host = q.text("host").map(|h| HostName(h.to_owned()));
@@ -720,6 +926,23 @@ async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortInfo>
     Ok(Json(ports.into_iter().map(VmPortInfo::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vm-ports/{host}/{name}",
+    tag = "vm-ports",
+    summary = "One VM port",
+    params(
+        ("host" = String, Path, description = "the host's name"),
+        ("name" = String, Path, description = "the port's name"),
+    ),
+    responses(
+        (status = 200, description = "the port", body = VmPortInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_vm_port(
     s: State,
     PathArgs((host, name)): PathArgs<(String, String)>,
@@ -787,6 +1010,21 @@ impl From<RegistryEntry> for EntryInfo {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/registry",
+    tag = "registry",
+    summary = "Every registry entry",
+    params(
+        ("vi" = Option<u32>, Query, description = "only this VI's"),
+    ),
+    responses(
+        (status = 200, description = "the entries", body = Vec<EntryInfo>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_entries(s: State, q: RawParams) -> ApiResult<Json<Vec<EntryInfo>>> {
     let vi = Params::of(q, &["vi"])?.vi()?;
     let entries = s.call(move |c| c.registry_entries(vi)).await?;
@@ -814,6 +1052,25 @@ fn mac_key(vi: &str, vlan: &str, mac: &str) -> ApiResult<MacKey> {
     Ok(MacKey { vi, vlan, mac })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/registry/{vi}/{vlan}/{mac}",
+    tag = "registry",
+    summary = "One registry entry",
+    params(
+        ("vi" = u32, Path, description = "the VI's id"),
+        ("vlan" = String, Path, description = "1-4094, or `untagged`"),
+        ("mac" = String, Path, description = "the MAC, like 52:54:00:00:01:07"),
+    ),
+    responses(
+        (status = 200, description = "the entry", body = EntryInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
@@ -831,6 +1088,30 @@ async fn get_entry(
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/registry/{vi}/{vlan}/{mac}",
+    tag = "registry",
+    summary = "Places, moves or changes a MAC",
+    params(
+        ("vi" = u32, Path, description = "the VI's id"),
+        ("vlan" = String, Path, description = "1-4094, or `untagged`"),
+        ("mac" = String, Path, description = "the MAC, like 52:54:00:00:01:07"),
+        ("take_ips" = Option<bool>, Query, description = "take IPs another MAC answers for"),
+    ),
+    request_body(content = EntryBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = EntryInfo),
+        (status = 201, description = "added", body = EntryInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn put_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
@@ -866,6 +1147,25 @@ async fn put_entry(
     Ok(stored(created, now.map(EntryInfo::from)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/registry/{vi}/{vlan}/{mac}",
+    tag = "registry",
+    summary = "Removes a MAC",
+    params(
+        ("vi" = u32, Path, description = "the VI's id"),
+        ("vlan" = String, Path, description = "1-4094, or `untagged`"),
+        ("mac" = String, Path, description = "the MAC, like 52:54:00:00:01:07"),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn delete_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
@@ -879,6 +1179,18 @@ async fn delete_entry(
 
 /// Registry changes, moves and switch arrivals as they happen. A client
 /// that falls behind is told how many events it missed (`lagged`).
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Registry changes, moves and switches as Server-Sent Events",
+    responses(
+        (status = 200, description = "a stream of events, each named for its `type`, its data one JSON object (`lagged` events carry a Lagged)", body = iris_schemas::northbound::NorthEvent, content_type = "text/event-stream"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn events(
     s: State,
     q: RawParams,
@@ -896,6 +1208,8 @@ async fn events(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+pub mod openapi;
 
 #[cfg(test)]
 mod tests;

@@ -52,6 +52,7 @@ use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use utoipa::ToSchema;
 
 /// One thing wrong with the configuration (or an API body): where, and
 /// what to do about it.
@@ -276,7 +277,7 @@ impl ViSpecExt for ViSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawBridge {
     #[serde(default = "default_bridge_name")]
@@ -300,7 +301,7 @@ impl Default for RawBridge {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawKeepalive {
     #[serde(default = "default_echo_interval")]
@@ -320,7 +321,7 @@ impl Default for RawKeepalive {
 
 /// `[api_limits]`: how long and how many for the northbound API
 /// ([`ApiLimits`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawApiLimits {
     max_connections: Option<i64>,
@@ -385,7 +386,7 @@ impl RawApiLimits {
 }
 
 /// `[api_auth]`: who may use the northbound API ([`ApiAuthConfig`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawApiAuth {
     #[serde(default)]
@@ -455,7 +456,7 @@ impl RawApiAuth {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default = "default_listen")]
@@ -463,6 +464,7 @@ struct RawConfig {
     #[serde(default = "default_api")]
     api: String,
     #[serde(default = "default_store")]
+    #[schema(value_type = String)]
     store: PathBuf,
     #[serde(default)]
     bridge: RawBridge,
@@ -484,6 +486,15 @@ struct RawConfig {
 
 fn default_listen() -> String {
     "0.0.0.0:6653".into()
+}
+
+/// The JSON Schema of the configuration file, checked in at
+/// `schemas/config/controller.schema.json` (editors and CI check files
+/// against it; the controller itself reads with [`load`]).
+pub fn json_schema() -> serde_json::Value {
+    iris_schemas::northbound::generated::json_schema::<RawConfig>(
+        "iris-controller configuration (TOML)",
+    )
 }
 fn default_api() -> String {
     "127.0.0.1:8080".into()
@@ -1164,11 +1175,14 @@ fn default_controller_target(listen: &ListenAddr, tls: bool) -> String {
 
 /// `[tls]`: the OpenFlow listener's key, certificate and CA, PEM files
 /// relative to the configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    #[schema(value_type = String)]
     private_key: PathBuf,
+    #[schema(value_type = String)]
     certificate: PathBuf,
+    #[schema(value_type = String)]
     ca_certificate: PathBuf,
     /// Host name → the SHA-256 fingerprint of a certificate that may speak
     /// for it although it does not name it (one from `ovs-pki`, whose
@@ -1179,10 +1193,12 @@ struct RawTls {
 
 /// `[api_tls]`: the API's key and certificate, PEM files relative to the
 /// configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawApiTls {
+    #[schema(value_type = String)]
     private_key: PathBuf,
+    #[schema(value_type = String)]
     certificate: PathBuf,
 }
 

@@ -34,11 +34,23 @@ pub enum RoleSpec {
     Gateway,
 }
 
-/// A host as the API shows it: its definition and its connections.
+/// A host as the API shows it: its definition (a [`HostSpec`], with
+/// `datapath_id` always given) and its connections.
+///
+/// The definition's fields are spelled out rather than flattened: a
+/// flattened `HostSpec` would be described as `allOf` with a schema that
+/// refuses every other field, which no answer could satisfy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct HostInfo {
-    #[serde(flatten)]
-    pub spec: HostSpec,
+    pub name: String,
+    #[schema(value_type = String, format = Ipv4)]
+    pub underlay_ip: Ipv4Addr,
+    pub role: RoleSpec,
+    pub ovsdb: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
     pub openflow_connected: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub openflow_peer: Option<String>,

@@ -7,8 +7,8 @@
 //! serves at `/v1/openapi.json` is generated from the same definitions the
 //! wire uses.
 
-pub mod drift;
 mod events;
+pub mod generated;
 mod hosts;
 mod problem;
 mod registry;

@@ -3,6 +3,36 @@
 //! code generates now, and rewrites it when run with `IRIS_BLESS=1`.
 
 use std::path::Path;
+use utoipa::ToSchema;
+
+/// The JSON Schema (2020-12) of `T` as a document of its own: `T`'s schema
+/// at the root, every type it refers to under `$defs`. What a configuration
+/// file's schema is made from, with the same derive as the API's bodies.
+pub fn json_schema<T: ToSchema>(title: &str) -> serde_json::Value {
+    let mut defs = Vec::new();
+    T::schemas(&mut defs);
+    let mut doc = serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": title,
+    });
+    if let (Some(doc), Ok(serde_json::Value::Object(root))) =
+        (doc.as_object_mut(), serde_json::to_value(T::schema()))
+    {
+        doc.extend(root);
+        let defs: serde_json::Map<String, serde_json::Value> = defs
+            .into_iter()
+            .filter_map(|(name, schema)| Some((name, serde_json::to_value(schema).ok()?)))
+            .collect();
+        if !defs.is_empty() {
+            doc.insert("$defs".into(), defs.into());
+        }
+    }
+    // utoipa points at OpenAPI's components; a lone schema keeps them in $defs.
+    let text = doc
+        .to_string()
+        .replace("\"#/components/schemas/", "\"#/$defs/");
+    serde_json::from_str(&text).unwrap_or(doc)
+}
 
 /// `Ok` when `path` holds `generated` (pretty JSON and a final newline),
 /// or was rewritten to it under `IRIS_BLESS=1`; otherwise what differs and
