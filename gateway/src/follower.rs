@@ -15,68 +15,11 @@ use crate::report::Backoff;
 use futures_util::StreamExt;
 use iris_controller::model::{MacKey, ViId, Vlan};
 use iris_schemas::northbound::{EntryInfo, LocationBody, RegistryEvent};
+pub use iris_schemas::northbound::{SseEvent, SseParser};
 use ofp::packet::MacAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// One event of a Server-Sent Events stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: String,
-}
-
-/// Splits an SSE byte stream into events (sans-IO: bytes in, events out).
-#[derive(Debug, Default)]
-pub struct SseParser {
-    line: Vec<u8>,
-    event: String,
-    data: String,
-}
-
-/// A line longer than this is not the controller's; it is cut off so a
-/// broken stream cannot grow the buffer without end.
-const MAX_LINE: usize = 1 << 20;
-
-impl SseParser {
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        let mut out = Vec::new();
-        for &b in bytes {
-            if b != b'\n' {
-                if self.line.len() < MAX_LINE {
-                    self.line.push(b);
-                }
-                continue;
-            }
-            let line = String::from_utf8_lossy(&self.line).into_owned();
-            self.line.clear();
-            let line = line.strip_suffix('\r').unwrap_or(&line);
-            if line.is_empty() {
-                if !self.data.is_empty() || !self.event.is_empty() {
-                    out.push(SseEvent {
-                        event: std::mem::take(&mut self.event),
-                        data: std::mem::take(&mut self.data),
-                    });
-                }
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "event" => self.event = value.to_owned(),
-                "data" => {
-                    if !self.data.is_empty() {
-                        self.data.push('\n');
-                    }
-                    self.data.push_str(value);
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-}
 
 fn key(vi: u32, vlan: Option<u16>, mac: &str) -> Option<MacKey> {
     Some(MacKey {

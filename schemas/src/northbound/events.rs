@@ -1,6 +1,6 @@
 //! The `/v1/events` stream (Server-Sent Events): each event's name is its
 //! `type`, its `data` one [`NorthEvent`] as JSON, or a [`Lagged`] under the
-//! name `lagged`.
+//! name `lagged`. [`SseParser`] reads the stream for every Rust client.
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
@@ -78,4 +78,62 @@ pub struct RegistryEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Lagged {
     pub missed: u64,
+}
+
+/// One event of a Server-Sent Events stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    pub event: String,
+    pub data: String,
+}
+
+/// Splits an SSE byte stream into events (sans-IO: bytes in, events out).
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    event: String,
+    data: String,
+}
+
+/// A line longer than this is not the controller's; it is cut off so a
+/// broken stream cannot grow the buffer without end.
+const MAX_LINE: usize = 1 << 20;
+
+impl SseParser {
+    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
+        let mut out = Vec::new();
+        for &b in bytes {
+            if b != b'\n' {
+                if self.line.len() < MAX_LINE {
+                    self.line.push(b);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).into_owned();
+            self.line.clear();
+            let line = line.strip_suffix('\r').unwrap_or(&line);
+            if line.is_empty() {
+                if !self.data.is_empty() || !self.event.is_empty() {
+                    out.push(SseEvent {
+                        event: std::mem::take(&mut self.event),
+                        data: std::mem::take(&mut self.data),
+                    });
+                }
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "event" => self.event = value.to_owned(),
+                "data" => {
+                    if !self.data.is_empty() {
+                        self.data.push('\n');
+                    }
+                    self.data.push_str(value);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
 }

@@ -14,7 +14,7 @@ mod problem;
 mod registry;
 mod vis;
 
-pub use events::{Lagged, NorthEvent, RegistryEvent};
+pub use events::{Lagged, NorthEvent, RegistryEvent, SseEvent, SseParser};
 pub use hosts::{Health, Healthz, HostInfo, HostSpec, RoleSpec, SwitchPort};
 pub use problem::{FieldProblem, Problem};
 pub use registry::{EntryBody, EntryInfo, LocationBody, VmPortInfo};
