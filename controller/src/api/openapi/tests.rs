@@ -330,3 +330,92 @@ fn the_configuration_schema_takes_real_files_and_refuses_unknown_keys() {
         );
     }
 }
+
+/// Every event of the stream is named for its `type` and its data is
+/// valid against the schema the document gives `/v1/events`.
+#[tokio::test]
+async fn every_event_streamed_fits_the_documented_schema() {
+    let app = router(running_control());
+    let send = |method: &'static str, uri: &'static str, body: &'static str| {
+        let app = app.clone();
+        async move {
+            let req = axum::http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(HttpBody::from(body))
+                .expect("request");
+            let status = app.oneshot(req).await.expect("answer").status();
+            assert!(status.is_success(), "{method} {uri}: {status}");
+        }
+    };
+    let req = axum::http::Request::get("/v1/events")
+        .body(HttpBody::empty())
+        .expect("request");
+    let mut stream = app.clone().oneshot(req).await.expect("answer").into_body();
+    send(
+        "PUT",
+        "/v1/hosts/pm1",
+        r#"{"name":"pm1","underlay_ip":"10.0.0.1","role":"compute","ovsdb":"unix:/run/pm1.sock"}"#,
+    )
+    .await;
+    send(
+        "PUT",
+        "/v1/vis/1",
+        r#"{"id":1,"name":"acme","gre_key":1001,"gateways":[]}"#,
+    )
+    .await;
+    let entry = "/v1/registry/1/10/02:00:00:00:00:07";
+    send("PUT", entry, r#"{"ips":["10.9.9.9"]}"#).await;
+    send(
+        "PUT",
+        entry,
+        r#"{"location":{"kind":"port","host":"pm1","ofport":7},"ips":["10.9.9.9"]}"#,
+    )
+    .await;
+    send("DELETE", entry, "").await;
+    let schema =
+        response_schema("GET", "/v1/events", 200, "text/event-stream").expect("documented");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    let mut parser = iris_schemas::northbound::SseParser::default();
+    let mut names = Vec::new();
+    while !names
+        .iter()
+        .any(|(_, data): &(String, String)| data.contains("removed"))
+    {
+        let frame = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            http_body_util::BodyExt::frame(&mut stream),
+        )
+        .await
+        .expect("an event arrives")
+        .expect("a frame")
+        .expect("data");
+        if let Ok(data) = frame.into_data() {
+            names.extend(parser.push(&data).into_iter().map(|e| (e.event, e.data)));
+        }
+    }
+    let kinds: std::collections::BTreeSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(
+        kinds.contains("topology") && kinds.contains("registry"),
+        "{names:?}"
+    );
+    for (name, data) in &names {
+        let value: serde_json::Value = serde_json::from_str(data).expect("JSON");
+        assert_eq!(value["type"], name.as_str(), "{data}");
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{name}: {data}: {errors:?}");
+    }
+    // And the schema is not one that takes anything.
+    for bad in [
+        r#"{"type":"registry","change":"added","vi":"1","vlan":10,"mac":"x"}"#,
+        r#"{"type":"move","change":"moved","vi":1,"vlan":10,"mac":"x"}"#,
+        r#"{"type":"comet"}"#,
+    ] {
+        let value: serde_json::Value = serde_json::from_str(bad).expect("JSON");
+        assert!(!validator.is_valid(&value), "{bad}");
+    }
+}
