@@ -21,7 +21,7 @@
 //! does not take gets 405 with the ones it does, in `Allow` and in
 //! `detail`.
 
-use crate::config::{ConfigError, HostSpec, SeedRow, ViSpec};
+use crate::config::{ConfigError, HostSpec, HostSpecExt, SeedRow, SeedRowExt, ViSpec, ViSpecExt};
 use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
 use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
 use crate::registry::{EntrySpec, Registry, RegistryEntry, RegistryError};
@@ -37,9 +37,8 @@ use axum::{Json, Router};
 use futures_util::stream::Stream;
 use ofp::packet::MacAddr;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::convert::Infallible;
-use std::net::Ipv4Addr;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -65,6 +64,7 @@ pub fn router(control: ControlHandle) -> Router {
             get(get_entry).put(put_entry).delete(delete_entry),
         )
         .route("/v1/events", get(events))
+        .route("/v1/openapi.json", get(openapi::openapi_json))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(control)
@@ -85,6 +85,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/registry", "GET"),
     ("/v1/registry/{vi}/{vlan}/{mac}", "GET, PUT, DELETE"),
     ("/v1/events", "GET"),
+    ("/v1/openapi.json", "GET"),
 ];
 
 async fn method_not_allowed(method: Method, route: Option<MatchedPath>) -> Problem {
@@ -101,36 +102,39 @@ async fn method_not_allowed(method: Method, route: Option<MatchedPath>) -> Probl
 
 type State = axum::extract::State<ControlHandle>;
 
-/// One place in the request that is wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldProblem {
-    /// A JSON pointer into the body (`#/location/ofport`), or the path or
-    /// query parameter (`path:vlan`, `query:vi`).
-    pub pointer: String,
-    pub detail: String,
+pub use iris_schemas::northbound::FieldProblem;
+use iris_schemas::northbound::{
+    EntryBody, EntryInfo, Healthz, HostInfo, Lagged, LocationBody, SeedOutcome, VmPortInfo,
+};
+
+/// An RFC 9457 problem document ([`iris_schemas::northbound::Problem`])
+/// that axum answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem(pub iris_schemas::northbound::Problem);
+
+impl std::ops::Deref for Problem {
+    type Target = iris_schemas::northbound::Problem;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
-/// An RFC 9457 problem document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub title: &'static str,
-    pub status: u16,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<FieldProblem>,
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
-        Self {
-            kind: "about:blank",
-            title: status.canonical_reason().unwrap_or("Error"),
+        Self(iris_schemas::northbound::Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
-        }
+        })
     }
 
     /// Adds where in the request the problem is.
@@ -170,7 +174,7 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let body = serde_json::to_vec(&self.0).unwrap_or_default();
         (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
@@ -375,21 +379,38 @@ async fn not_found() -> Problem {
     )
 }
 
-#[derive(Debug, Serialize)]
-struct HealthBody {
-    status: &'static str,
-    #[serde(flatten)]
-    health: crate::control::Health,
-}
-
-async fn healthz(s: State) -> ApiResult<Json<HealthBody>> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Whether the control loop answers, and what is connected",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "alive", body = Healthz),
+        (status = 401, description = "no token, or one that matches no hash (when the route is not open)", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn healthz(s: State) -> ApiResult<Json<Healthz>> {
     let health = s.call(|c| c.health()).await?;
-    Ok(Json(HealthBody {
-        status: "ok",
+    Ok(Json(Healthz {
+        status: "ok".into(),
         health,
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics (OpenMetrics text)",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "every metric", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 401, description = "no token, or one that matches no hash (when the route is not open)", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn metrics(s: State) -> impl IntoResponse {
     (
         [(
@@ -400,23 +421,23 @@ async fn metrics(s: State) -> impl IntoResponse {
     )
 }
 
-/// A host as the API shows it: its definition and its connections.
-#[derive(Debug, Serialize)]
-struct HostOut {
-    #[serde(flatten)]
-    spec: HostSpec,
-    openflow_connected: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    openflow_peer: Option<String>,
-    /// The switch's ports as it reports them (PORT_DESC, PORT_STATUS).
-    openflow_ports: Vec<crate::control::SwitchPort>,
-    ovsdb_connected: bool,
-}
-
-impl From<HostStatus> for HostOut {
+impl From<HostStatus> for HostInfo {
     fn from(h: HostStatus) -> Self {
+        let HostSpec {
+            name,
+            underlay_ip,
+            role,
+            ovsdb,
+            datapath_id,
+            controller,
+        } = HostSpec::from_host(&h.host);
         Self {
-            spec: HostSpec::from_host(&h.host),
+            name,
+            underlay_ip,
+            role,
+            ovsdb,
+            datapath_id,
+            controller,
             openflow_connected: h.openflow_peer.is_some(),
             openflow_peer: h.openflow_peer,
             openflow_ports: h.openflow_ports,
@@ -425,17 +446,45 @@ impl From<HostStatus> for HostOut {
     }
 }
 
-async fn list_hosts(s: State, q: RawParams) -> ApiResult<Json<Vec<HostOut>>> {
+#[utoipa::path(
+    get,
+    path = "/v1/hosts",
+    tag = "hosts",
+    summary = "Every host with its connections",
+    responses(
+        (status = 200, description = "the hosts", body = Vec<HostInfo>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_hosts(s: State, q: RawParams) -> ApiResult<Json<Vec<HostInfo>>> {
     Params::of(q, &[])?;
     let hosts = s.call(|c| c.hosts()).await?;
-    Ok(Json(hosts.into_iter().map(HostOut::from).collect()))
+    Ok(Json(hosts.into_iter().map(HostInfo::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/hosts/{name}",
+    tag = "hosts",
+    summary = "One host",
+    params(
+        ("name" = String, Path, description = "the host's name"),
+    ),
+    responses(
+        (status = 200, description = "the host", body = HostInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_host(
     s: State,
     PathArgs(name): PathArgs<String>,
     q: RawParams,
-) -> ApiResult<Json<HostOut>> {
+) -> ApiResult<Json<HostInfo>> {
     Params::of(q, &[])?;
     let key = HostName(name.clone());
     match s.call(move |c| c.host(&key)).await? {
@@ -469,6 +518,26 @@ fn stored<T: Serialize>(created: bool, body: T) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/hosts/{name}",
+    tag = "hosts",
+    summary = "Adds or replaces a host",
+    params(
+        ("name" = String, Path, description = "the host's name"),
+    ),
+    request_body(content = HostSpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = HostInfo),
+        (status = 201, description = "added", body = HostInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn put_host(
     s: State,
     PathArgs(name): PathArgs<String>,
@@ -486,7 +555,7 @@ async fn put_host(
         .map_err(refused_at("name"))?;
     let key = HostName(name);
     let now = s.call(move |c| c.host(&key)).await?;
-    Ok(stored(created, now.map(HostOut::from)))
+    Ok(stored(created, now.map(HostInfo::from)))
 }
 
 /// The spec checkers prefix keys with the name they were given; the API
@@ -498,6 +567,24 @@ fn strip_root(errors: Vec<ConfigError>) -> Vec<ConfigError> {
         .collect()
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/hosts/{name}",
+    tag = "hosts",
+    summary = "Removes a host added through the API",
+    params(
+        ("name" = String, Path, description = "the host's name"),
+        ("cascade" = Option<bool>, Query, description = "remove what depends on it too"),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn delete_host(
     s: State,
     PathArgs(name): PathArgs<String>,
@@ -511,6 +598,18 @@ async fn delete_host(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vis",
+    tag = "vis",
+    summary = "Every VI",
+    responses(
+        (status = 200, description = "the VIs", body = Vec<ViSpec>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn list_vis(s: State, q: RawParams) -> ApiResult<Json<Vec<ViSpec>>> {
     Params::of(q, &[])?;
     let vis = s.call(|c| c.vis()).await?;
@@ -525,6 +624,22 @@ fn vi_id(text: &str, param: &str) -> ApiResult<ViId> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vis/{id}",
+    tag = "vis",
+    summary = "One VI",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+    ),
+    responses(
+        (status = 200, description = "the VI", body = ViSpec),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_vi(s: State, PathArgs(id): PathArgs<String>, q: RawParams) -> ApiResult<Json<ViSpec>> {
     Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
@@ -536,6 +651,27 @@ async fn get_vi(s: State, PathArgs(id): PathArgs<String>, q: RawParams) -> ApiRe
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/vis/{id}",
+    tag = "vis",
+    summary = "Launches or changes a VI",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+        ("cascade" = Option<bool>, Query, description = "remove what depends on it too"),
+    ),
+    request_body(content = ViSpec, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = ViSpec),
+        (status = 201, description = "added", body = ViSpec),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn put_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
@@ -577,12 +713,31 @@ async fn put_vi(
 /// pointed at) and then all seeded, or none. A large seed cut short by the
 /// store (the controller then stops, see [`crate::store::Store::commit`])
 /// may be stored in part; seeding it again completes it.
+#[utoipa::path(
+    post,
+    path = "/v1/vis/{id}/seed",
+    tag = "vis",
+    summary = "Seeds a VI's registry, all entries or none",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+    ),
+    request_body(content = Vec<SeedRow>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "seeded", body = SeedOutcome),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn seed_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
     q: RawParams,
     Body(rows): Body<Vec<SeedRow>>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<SeedOutcome>> {
     Params::of(q, &[])?;
     let id = vi_id(&id, "id")?;
     // Rows that read are checked by the registry even when others do not,
@@ -613,7 +768,7 @@ async fn seed_vi(
         })
         .await?;
     let problems = match seeded {
-        Ok(changes) => return Ok(Json(serde_json::json!({ "changes": changes }))),
+        Ok(changes) => return Ok(Json(SeedOutcome { changes })),
         Err(problems) => problems,
     };
     if let Some((_, e @ RegistryError::UnknownVi { .. })) = problems.first() {
@@ -637,6 +792,23 @@ async fn seed_vi(
     Err(p)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/vis/{id}",
+    tag = "vis",
+    summary = "Removes a VI launched through the API",
+    params(
+        ("id" = u32, Path, description = "the VI's id"),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn delete_vi(
     s: State,
     PathArgs(id): PathArgs<String>,
@@ -650,15 +822,7 @@ async fn delete_vi(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
-struct VmPortOut {
-    host: String,
-    name: String,
-    ofport: u32,
-    vi: u32,
-}
-
-impl From<VmPort> for VmPortOut {
+impl From<VmPort> for VmPortInfo {
     fn from(p: VmPort) -> Self {
         Self {
             host: p.host.0,
@@ -739,19 +903,52 @@ impl Params {
     }
 }
 
-async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortOut>>> {
+#[utoipa::path(
+    get,
+    path = "/v1/vm-ports",
+    tag = "vm-ports",
+    summary = "The VM ports OVSDB reports",
+    params(
+        ("host" = Option<String>, Query, description = "only this host's"),
+        ("vi" = Option<u32>, Query, description = "only this VI's"),
+    ),
+    responses(
+        (status = 200, description = "the ports", body = Vec<VmPortInfo>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_vm_ports(s: State, q: RawParams) -> ApiResult<Json<Vec<VmPortInfo>>> {
     let q = Params::of(q, &["host", "vi"])?;
     let host = q.text("host").map(|h| HostName(h.to_owned()));
     let vi = q.vi()?;
     let ports = s.call(move |c| c.vm_ports(host.as_ref(), vi)).await?;
-    Ok(Json(ports.into_iter().map(VmPortOut::from).collect()))
+    Ok(Json(ports.into_iter().map(VmPortInfo::from).collect()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/vm-ports/{host}/{name}",
+    tag = "vm-ports",
+    summary = "One VM port",
+    params(
+        ("host" = String, Path, description = "the host's name"),
+        ("name" = String, Path, description = "the port's name"),
+    ),
+    responses(
+        (status = 200, description = "the port", body = VmPortInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_vm_port(
     s: State,
     PathArgs((host, name)): PathArgs<(String, String)>,
     q: RawParams,
-) -> ApiResult<Json<VmPortOut>> {
+) -> ApiResult<Json<VmPortInfo>> {
     Params::of(q, &[])?;
     let key = HostName(host.clone());
     let port_name = name.clone();
@@ -769,16 +966,6 @@ async fn get_vm_port(
         )
         .or_at("path:name")
     })
-}
-
-/// Where a MAC lives, as bodies write it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum LocationBody {
-    /// On a VM port of a host's bridge.
-    Port { host: String, ofport: u32 },
-    /// In the operator's data center, behind this gateway host.
-    Gateway { gateway: String },
 }
 
 impl From<LocationBody> for Location {
@@ -807,32 +994,7 @@ impl From<Location> for LocationBody {
     }
 }
 
-/// The body of `PUT /v1/registry/{vi}/{vlan}/{mac}`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryBody {
-    /// `null` or absent: the MAC exists but its place is not known yet.
-    #[serde(default)]
-    location: Option<LocationBody>,
-    /// Exactly the IPs this MAC answers ARP for afterwards.
-    #[serde(default)]
-    ips: Vec<Ipv4Addr>,
-}
-
-#[derive(Debug, Serialize)]
-struct EntryOut {
-    vi: u32,
-    /// `null` for untagged frames.
-    vlan: Option<u16>,
-    mac: String,
-    location: Option<LocationBody>,
-    origin: &'static str,
-    /// When the location last changed, in milliseconds since the epoch.
-    since_ms: u64,
-    ips: Vec<Ipv4Addr>,
-}
-
-impl From<RegistryEntry> for EntryOut {
+impl From<RegistryEntry> for EntryInfo {
     fn from(e: RegistryEntry) -> Self {
         Self {
             vi: e.key.vi.0,
@@ -842,17 +1004,32 @@ impl From<RegistryEntry> for EntryOut {
             },
             mac: e.key.mac.to_string(),
             location: e.entry.location.map(LocationBody::from),
-            origin: e.entry.origin.as_str(),
+            origin: e.entry.origin.as_str().into(),
             since_ms: e.entry.since.0,
             ips: e.ips,
         }
     }
 }
 
-async fn list_entries(s: State, q: RawParams) -> ApiResult<Json<Vec<EntryOut>>> {
+#[utoipa::path(
+    get,
+    path = "/v1/registry",
+    tag = "registry",
+    summary = "Every registry entry",
+    params(
+        ("vi" = Option<u32>, Query, description = "only this VI's"),
+    ),
+    responses(
+        (status = 200, description = "the entries", body = Vec<EntryInfo>),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
+async fn list_entries(s: State, q: RawParams) -> ApiResult<Json<Vec<EntryInfo>>> {
     let vi = Params::of(q, &["vi"])?.vi()?;
     let entries = s.call(move |c| c.registry_entries(vi)).await?;
-    Ok(Json(entries.into_iter().map(EntryOut::from).collect()))
+    Ok(Json(entries.into_iter().map(EntryInfo::from).collect()))
 }
 
 /// `{vi}/{vlan}/{mac}` from the path, each part checked.
@@ -876,11 +1053,30 @@ fn mac_key(vi: &str, vlan: &str, mac: &str) -> ApiResult<MacKey> {
     Ok(MacKey { vi, vlan, mac })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/registry/{vi}/{vlan}/{mac}",
+    tag = "registry",
+    summary = "One registry entry",
+    params(
+        ("vi" = u32, Path, description = "the VI's id"),
+        ("vlan" = String, Path, description = "1-4094, or `untagged`"),
+        ("mac" = String, Path, description = "the MAC, like 52:54:00:00:01:07"),
+    ),
+    responses(
+        (status = 200, description = "the entry", body = EntryInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn get_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
     q: RawParams,
-) -> ApiResult<Json<EntryOut>> {
+) -> ApiResult<Json<EntryInfo>> {
     Params::of(q, &[])?;
     let key = mac_key(&vi, &vlan, &mac)?;
     match s.call(move |c| c.registry_entry(&key)).await? {
@@ -893,6 +1089,30 @@ async fn get_entry(
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/registry/{vi}/{vlan}/{mac}",
+    tag = "registry",
+    summary = "Places, moves or changes a MAC",
+    params(
+        ("vi" = u32, Path, description = "the VI's id"),
+        ("vlan" = String, Path, description = "1-4094, or `untagged`"),
+        ("mac" = String, Path, description = "the MAC, like 52:54:00:00:01:07"),
+        ("take_ips" = Option<bool>, Query, description = "take IPs another MAC answers for"),
+    ),
+    request_body(content = EntryBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "replaced", body = EntryInfo),
+        (status = 201, description = "added", body = EntryInfo),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn put_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
@@ -925,9 +1145,28 @@ async fn put_entry(
             p
         })?;
     let now = s.call(move |c| c.registry_entry(&key)).await?;
-    Ok(stored(created, now.map(EntryOut::from)))
+    Ok(stored(created, now.map(EntryInfo::from)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/registry/{vi}/{vlan}/{mac}",
+    tag = "registry",
+    summary = "Removes a MAC",
+    params(
+        ("vi" = u32, Path, description = "the VI's id"),
+        ("vlan" = String, Path, description = "1-4094, or `untagged`"),
+        ("mac" = String, Path, description = "the MAC, like 52:54:00:00:01:07"),
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn delete_entry(
     s: State,
     PathArgs((vi, vlan, mac)): PathArgs<(String, String, String)>,
@@ -941,6 +1180,18 @@ async fn delete_entry(
 
 /// Registry changes, moves and switch arrivals as they happen. A client
 /// that falls behind is told how many events it missed (`lagged`).
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Registry changes, moves and switches as Server-Sent Events",
+    responses(
+        (status = 200, description = "a stream of events, each named for its `type`, its data one JSON object (`lagged` events carry a Lagged)", body = iris_schemas::northbound::NorthEvent, content_type = "text/event-stream"),
+        (status = 400, description = "a path or query parameter is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn events(
     s: State,
     q: RawParams,
@@ -948,25 +1199,18 @@ async fn events(
     Params::of(q, &[])?;
     let stream = BroadcastStream::new(s.subscribe()).map(|item| {
         Ok(match item {
-            Ok(e) => {
-                let name = match &e {
-                    crate::control::NorthEvent::Switch { .. } => "switch",
-                    crate::control::NorthEvent::Topology { .. } => "topology",
-                    crate::control::NorthEvent::Registry(_) => "registry",
-                    crate::control::NorthEvent::Move { .. } => "move",
-                    crate::control::NorthEvent::MoveIncomplete { .. } => "move_incomplete",
-                };
-                Event::default()
-                    .event(name)
-                    .data(serde_json::to_string(&e).unwrap_or_default())
-            }
+            Ok(e) => Event::default()
+                .event(e.name())
+                .data(serde_json::to_string(&e).unwrap_or_default()),
             Err(BroadcastStreamRecvError::Lagged(n)) => Event::default()
                 .event("lagged")
-                .data(format!("{{\"missed\":{n}}}")),
+                .data(serde_json::to_string(&Lagged { missed: n }).unwrap_or_default()),
         })
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+pub mod openapi;
 
 #[cfg(test)]
 mod tests;

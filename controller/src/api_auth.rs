@@ -33,9 +33,12 @@ use tracing::warn;
 pub const MIN_TOKEN_LEN: usize = 16;
 
 /// The routes answered to GET and HEAD without a token unless the
-/// configuration says otherwise: probes and scrapers rarely carry secrets.
+/// configuration says otherwise: probes and scrapers rarely carry secrets,
+/// and the API's own description holds none.
 pub fn default_open_routes() -> BTreeSet<String> {
-    ["/healthz", "/metrics"].map(String::from).into()
+    ["/healthz", "/metrics", "/v1/openapi.json"]
+        .map(String::from)
+        .into()
 }
 
 /// Hashes `token` as the configuration's `token_hashes` take it.

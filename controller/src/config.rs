@@ -44,13 +44,15 @@ use crate::ovs_manager::OpenFlowMode;
 use crate::registry::{Registry, RegistryError, SeedEntry};
 use crate::server::ListenAddr;
 use crate::session::SessionConfig;
+pub use iris_schemas::northbound::{HostSpec, RoleSpec, SeedRow, ViSpec};
 use ofp::packet::MacAddr;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use utoipa::ToSchema;
 
 /// One thing wrong with the configuration (or an API body): where, and
 /// what to do about it.
@@ -114,32 +116,6 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
-/// A host as written in `[[host]]` and in API bodies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HostSpec {
-    pub name: String,
-    pub underlay_ip: Ipv4Addr,
-    pub role: RoleSpec,
-    /// OVSDB remote: `unix:PATH` or `tcp:IP:PORT`.
-    pub ovsdb: String,
-    /// 16 hex digits; derived from the name when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub datapath_id: Option<String>,
-    /// The controller target this host's bridge gets, when it differs from
-    /// `[bridge] controller` (a unix socket in the host's own run directory,
-    /// say).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub controller: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RoleSpec {
-    Compute,
-    Gateway,
-}
-
 impl From<RoleSpec> for HostRole {
     fn from(r: RoleSpec) -> Self {
         match r {
@@ -158,9 +134,16 @@ impl From<HostRole> for RoleSpec {
     }
 }
 
-impl HostSpec {
+/// The controller's checks of a [`HostSpec`] (a shared type, so its
+/// methods are a trait's).
+pub trait HostSpecExt: Sized {
     /// Checks one host on its own; `key` prefixes the error paths.
-    pub fn to_host(&self, key: &str) -> Result<ManagedHost, Vec<ConfigError>> {
+    fn to_host(&self, key: &str) -> Result<ManagedHost, Vec<ConfigError>>;
+    fn from_host(m: &ManagedHost) -> Self;
+}
+
+impl HostSpecExt for HostSpec {
+    fn to_host(&self, key: &str) -> Result<ManagedHost, Vec<ConfigError>> {
         let mut errors = Vec::new();
         if let Err(p) = check_name(&self.name) {
             errors.push(ConfigError::new(format!("{key}.name"), p));
@@ -206,7 +189,7 @@ impl HostSpec {
         })
     }
 
-    pub fn from_host(m: &ManagedHost) -> Self {
+    fn from_host(m: &ManagedHost) -> Self {
         let h = &m.host;
         Self {
             name: h.name.0.clone(),
@@ -219,24 +202,19 @@ impl HostSpec {
     }
 }
 
-/// A VI as written in `[[vi]]` and in API bodies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ViSpec {
-    pub id: u32,
-    pub name: String,
-    pub gre_key: u32,
-    #[serde(default)]
-    pub gateways: Vec<String>,
-    /// A seed file of (MAC, IP, VLAN) rows, `.csv` or `.toml`; relative
-    /// paths are relative to the configuration file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<PathBuf>,
+/// The controller's checks of a [`ViSpec`].
+pub trait ViSpecExt: Sized {
+    /// Checks one VI on its own; `key` prefixes the error paths.
+    fn to_vi(&self, key: &str) -> Result<Vi, Vec<ConfigError>>;
+    /// The VI as written, checked or not: what the configuration check
+    /// holds its seed file against, so that a fault in the VI does not
+    /// hide those in its seed.
+    fn as_written(&self) -> Vi;
+    fn from_vi(v: &Vi) -> Self;
 }
 
-impl ViSpec {
-    /// Checks one VI on its own; `key` prefixes the error paths.
-    pub fn to_vi(&self, key: &str) -> Result<Vi, Vec<ConfigError>> {
+impl ViSpecExt for ViSpec {
+    fn to_vi(&self, key: &str) -> Result<Vi, Vec<ConfigError>> {
         let mut errors = Vec::new();
         if !ViId(self.id).is_valid() {
             errors.push(ConfigError::new(
@@ -279,9 +257,6 @@ impl ViSpec {
         })
     }
 
-    /// The VI as written, checked or not: what the configuration check
-    /// holds its seed file against, so that a fault in the VI does not
-    /// hide those in its seed.
     fn as_written(&self) -> Vi {
         Vi {
             id: ViId(self.id),
@@ -291,7 +266,7 @@ impl ViSpec {
         }
     }
 
-    pub fn from_vi(v: &Vi) -> Self {
+    fn from_vi(v: &Vi) -> Self {
         Self {
             id: v.id.0,
             name: v.name.clone(),
@@ -302,7 +277,7 @@ impl ViSpec {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawBridge {
     #[serde(default = "default_bridge_name")]
@@ -326,7 +301,7 @@ impl Default for RawBridge {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawKeepalive {
     #[serde(default = "default_echo_interval")]
@@ -346,7 +321,7 @@ impl Default for RawKeepalive {
 
 /// `[api_limits]`: how long and how many for the northbound API
 /// ([`ApiLimits`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiLimits {
     max_connections: Option<i64>,
@@ -413,7 +388,7 @@ impl RawApiLimits {
 }
 
 /// `[api_auth]`: who may use the northbound API ([`ApiAuthConfig`]).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawApiAuth {
     #[serde(default)]
@@ -483,7 +458,7 @@ impl RawApiAuth {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default = "default_listen")]
@@ -491,6 +466,7 @@ struct RawConfig {
     #[serde(default = "default_api")]
     api: String,
     #[serde(default = "default_store")]
+    #[schema(value_type = String)]
     store: PathBuf,
     #[serde(default)]
     bridge: RawBridge,
@@ -512,6 +488,15 @@ struct RawConfig {
 
 fn default_listen() -> String {
     "0.0.0.0:6653".into()
+}
+
+/// The JSON Schema of the configuration file, checked in at
+/// `schemas/config/controller.schema.json` (editors and CI check files
+/// against it; the controller itself reads with [`load`]).
+pub fn json_schema() -> serde_json::Value {
+    iris_schemas::northbound::generated::json_schema::<RawConfig>(
+        "iris-controller configuration (TOML)",
+    )
 }
 fn default_api() -> String {
     "127.0.0.1:8080".into()
@@ -1192,11 +1177,14 @@ fn default_controller_target(listen: &ListenAddr, tls: bool) -> String {
 
 /// `[tls]`: the OpenFlow listener's key, certificate and CA, PEM files
 /// relative to the configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    #[schema(value_type = String)]
     private_key: PathBuf,
+    #[schema(value_type = String)]
     certificate: PathBuf,
+    #[schema(value_type = String)]
     ca_certificate: PathBuf,
     /// Host name → the SHA-256 fingerprint of a certificate that may speak
     /// for it although it does not name it (one from `ovs-pki`, whose
@@ -1207,10 +1195,12 @@ struct RawTls {
 
 /// `[api_tls]`: the API's key and certificate, PEM files relative to the
 /// configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawApiTls {
+    #[schema(value_type = String)]
     private_key: PathBuf,
+    #[schema(value_type = String)]
     certificate: PathBuf,
 }
 
@@ -1377,26 +1367,15 @@ struct SeedToml {
     entry: Vec<SeedRow>,
 }
 
-/// A seed entry as a TOML seed file's `[[entry]]` table and the API's
-/// seed body write it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SeedRow {
-    pub mac: String,
-    #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
-    /// Absent for untagged frames.
-    #[serde(default)]
-    pub vlan: Option<u16>,
-    /// The gateway host the MAC lives behind.
-    #[serde(default)]
-    pub behind: Option<String>,
-}
-
-impl SeedRow {
+/// The controller's reading of a [`SeedRow`].
+pub trait SeedRowExt {
     /// The entry, or each field that does not read (`mac`, `vlan`) with
     /// what is wrong. Whether it fits its VI is the registry's to check.
-    pub fn to_entry(&self) -> Result<SeedEntry, Vec<ConfigError>> {
+    fn to_entry(&self) -> Result<SeedEntry, Vec<ConfigError>>;
+}
+
+impl SeedRowExt for SeedRow {
+    fn to_entry(&self) -> Result<SeedEntry, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let mac = self
             .mac

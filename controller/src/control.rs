@@ -18,8 +18,8 @@ use crate::registry::{
 use crate::server::{ConnId, SwitchEvent, SwitchHandle};
 use crate::session::Upcall;
 use crate::store;
+pub use iris_schemas::northbound::{Health, NorthEvent, RegistryEvent, SwitchPort};
 use ofp::message::{Port, PortReason};
-use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -61,90 +61,37 @@ pub struct VmPortSeen {
     pub vi: ViId,
 }
 
-/// What the northbound API is told as it happens (the SSE stream).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum NorthEvent {
-    /// A switch finished its handshake, or left.
-    Switch {
-        dpid: String,
-        host: Option<String>,
-        connected: bool,
-    },
-    /// The topology changed: a host, VI or port was added, changed or removed.
-    Topology { what: String },
-    /// A registry entry was added, moved, updated or removed.
-    Registry(RegistryEvent),
-    /// A RARP moved a MAC and every switch concerned confirmed its new
-    /// flows: `latency_ms` runs from the RARP's PacketIn to the last barrier
-    /// reply.
-    Move {
-        latency_ms: f64,
-        #[serde(flatten)]
-        event: RegistryEvent,
-    },
-    /// A RARP moved a MAC but not every switch concerned took its new
-    /// flows: `why` is `refused` (a switch refused part of them; it is
-    /// resynchronised) or `abandoned` (a switch disconnected first).
-    MoveIncomplete {
-        why: &'static str,
-        #[serde(flatten)]
-        event: RegistryEvent,
-    },
-}
-
 /// One registry change as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RegistryEvent {
-    /// `added`, `moved`, `updated` or `removed`.
-    pub change: &'static str,
-    pub vi: u32,
-    /// `None` for untagged.
-    pub vlan: Option<u16>,
-    /// The MAC whose location changed, or the MAC an IP now resolves to.
-    pub mac: String,
-    /// Set when the change is an IP binding.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ip: Option<String>,
-    /// Where the MAC lives after the change (MAC changes only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
-}
-
-impl RegistryEvent {
-    fn of(change: &RegistryChange) -> Self {
-        let vlan = |v: crate::model::Vlan| match v {
-            crate::model::Vlan::Untagged => None,
-            crate::model::Vlan::Tagged(t) => Some(t),
-        };
-        let place = |l: Option<&Location>| l.map(ToString::to_string);
-        match change {
-            RegistryChange::Mac(c) => Self {
-                change: change.kind().as_str(),
-                vi: c.key.vi.0,
-                vlan: vlan(c.key.vlan),
-                mac: c.key.mac.to_string(),
-                ip: None,
-                location: place(c.after.as_ref().and_then(|e| e.location.as_ref())),
-                from: place(c.before.as_ref().and_then(|e| e.location.as_ref())),
-            },
-            RegistryChange::Ip(c) => Self {
-                change: change.kind().as_str(),
-                vi: c.key.vi.0,
-                vlan: vlan(c.key.vlan),
-                mac: c
-                    .after
-                    .as_ref()
-                    .or(c.before.as_ref())
-                    .map(|e| e.mac.to_string())
-                    .unwrap_or_default(),
-                ip: Some(c.key.ip.to_string()),
-                location: None,
-                from: None,
-            },
-        }
+fn registry_event(change: &RegistryChange) -> RegistryEvent {
+    let vlan = |v: crate::model::Vlan| match v {
+        crate::model::Vlan::Untagged => None,
+        crate::model::Vlan::Tagged(t) => Some(t),
+    };
+    let place = |l: Option<&Location>| l.map(ToString::to_string);
+    match change {
+        RegistryChange::Mac(c) => RegistryEvent {
+            change: change.kind().as_str().into(),
+            vi: c.key.vi.0,
+            vlan: vlan(c.key.vlan),
+            mac: c.key.mac.to_string(),
+            ip: None,
+            location: place(c.after.as_ref().and_then(|e| e.location.as_ref())),
+            from: place(c.before.as_ref().and_then(|e| e.location.as_ref())),
+        },
+        RegistryChange::Ip(c) => RegistryEvent {
+            change: change.kind().as_str().into(),
+            vi: c.key.vi.0,
+            vlan: vlan(c.key.vlan),
+            mac: c
+                .after
+                .as_ref()
+                .or(c.before.as_ref())
+                .map(|e| e.mac.to_string())
+                .unwrap_or_default(),
+            ip: Some(c.key.ip.to_string()),
+            location: None,
+            from: None,
+        },
     }
 }
 
@@ -263,37 +210,14 @@ pub struct HostStatus {
     pub ovsdb_connected: bool,
 }
 
-/// One port of a connected switch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SwitchPort {
-    pub port_no: u32,
-    pub name: String,
-    /// Neither administratively down nor without link.
-    pub up: bool,
-}
-
-impl SwitchPort {
-    fn of(p: &Port) -> Self {
-        use ofp::message::{port_config, port_state};
-        Self {
-            port_no: p.port_no,
-            name: p.name.to_string(),
-            up: p.config & port_config::PORT_DOWN == 0 && p.state & port_state::LINK_DOWN == 0,
-        }
+/// One port of a connected switch as the API shows it.
+fn switch_port(p: &Port) -> SwitchPort {
+    use ofp::message::{port_config, port_state};
+    SwitchPort {
+        port_no: p.port_no,
+        name: p.name.to_string(),
+        up: p.config & port_config::PORT_DOWN == 0 && p.state & port_state::LINK_DOWN == 0,
     }
-}
-
-/// A summary for `/healthz`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Health {
-    pub hosts: usize,
-    /// Switches of configured hosts past their handshake.
-    pub switches_ready: usize,
-    pub ovsdb_connected: usize,
-    pub vis: usize,
-    /// The datapath ids of connected switches that match no host: held
-    /// apart and left alone, never counted as ready.
-    pub unknown_switches: Vec<String>,
 }
 
 /// The control loop's state.
@@ -1087,7 +1011,7 @@ impl Control {
             },
             openflow_peer: sw.map(|s| s.peer.clone()),
             openflow_ports: sw
-                .map(|s| s.ports.values().map(SwitchPort::of).collect())
+                .map(|s| s.ports.values().map(switch_port).collect())
                 .unwrap_or_default(),
             ovsdb_connected: self.ovsdb_up.contains(&h.name),
         }

@@ -90,13 +90,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 fn problem(status: StatusCode, detail: impl Into<String>) -> Problem {
-    Problem {
-        kind: "about:blank",
-        title: status.canonical_reason().unwrap_or("Error"),
-        status: status.as_u16(),
-        detail: detail.into(),
-        errors: Vec::new(),
-    }
+    Problem::new(status, detail)
 }
 
 impl From<Refusal> for Problem {

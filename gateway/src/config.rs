@@ -40,9 +40,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use utoipa::ToSchema;
 
 /// Which data center the gateway stands in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// The HaaS data center: a host of the Iris controller, writing what
@@ -321,7 +322,7 @@ impl Config {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     gateway: RawGateway,
@@ -333,12 +334,13 @@ struct RawConfig {
     vis: Vec<RawVi>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawGateway {
     name: String,
     kind: Kind,
     dc: String,
+    #[schema(value_type = String, format = Ipv4)]
     wan_ip: Ipv4Addr,
     #[serde(default)]
     bridge: Option<String>,
@@ -357,32 +359,42 @@ fn default_listen() -> String {
     "127.0.0.1:9180".into()
 }
 
-#[derive(Debug, Deserialize)]
+/// The JSON Schema of the configuration file, checked in at
+/// `schemas/config/gateway.schema.json`.
+pub fn json_schema() -> serde_json::Value {
+    iris_schemas::northbound::generated::json_schema::<RawConfig>(
+        "iris-gateway configuration (TOML)",
+    )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum RawMtu {
     Bytes(i64),
     Policy(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawController {
     url: String,
     /// A file holding the bearer token for the controller's API (its
     /// `[api_auth]`); the token itself is never in this file.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     token_file: Option<std::path::PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawPeer {
     name: String,
+    #[schema(value_type = String, format = Ipv4)]
     wan_ip: Ipv4Addr,
     api: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawVi {
     id: u32,
@@ -391,7 +403,7 @@ struct RawVi {
     vlans: Vec<RawVlan>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum RawVlan {
     Id(i64),

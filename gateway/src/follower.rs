@@ -14,99 +14,12 @@ use crate::control::RegistryPlace;
 use crate::report::Backoff;
 use futures_util::StreamExt;
 use iris_controller::model::{MacKey, ViId, Vlan};
+use iris_schemas::northbound::{EntryInfo, LocationBody, RegistryEvent};
+pub use iris_schemas::northbound::{SseEvent, SseParser};
 use ofp::packet::MacAddr;
-use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-/// One event of a Server-Sent Events stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SseEvent {
-    pub event: String,
-    pub data: String,
-}
-
-/// Splits an SSE byte stream into events (sans-IO: bytes in, events out).
-#[derive(Debug, Default)]
-pub struct SseParser {
-    line: Vec<u8>,
-    event: String,
-    data: String,
-}
-
-/// A line longer than this is not the controller's; it is cut off so a
-/// broken stream cannot grow the buffer without end.
-const MAX_LINE: usize = 1 << 20;
-
-impl SseParser {
-    pub fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
-        let mut out = Vec::new();
-        for &b in bytes {
-            if b != b'\n' {
-                if self.line.len() < MAX_LINE {
-                    self.line.push(b);
-                }
-                continue;
-            }
-            let line = String::from_utf8_lossy(&self.line).into_owned();
-            self.line.clear();
-            let line = line.strip_suffix('\r').unwrap_or(&line);
-            if line.is_empty() {
-                if !self.data.is_empty() || !self.event.is_empty() {
-                    out.push(SseEvent {
-                        event: std::mem::take(&mut self.event),
-                        data: std::mem::take(&mut self.data),
-                    });
-                }
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "event" => self.event = value.to_owned(),
-                "data" => {
-                    if !self.data.is_empty() {
-                        self.data.push('\n');
-                    }
-                    self.data.push_str(value);
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-}
-
-/// A registry row of `GET /v1/registry`, as far as the gateway reads it.
-#[derive(Debug, Deserialize)]
-struct Row {
-    vi: u32,
-    vlan: Option<u16>,
-    mac: String,
-    location: Option<RowLocation>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum RowLocation {
-    Port {},
-    Gateway { gateway: String },
-}
-
-/// The fields of a `registry`, `move` or `move_incomplete` event the
-/// gateway reads.
-#[derive(Debug, Deserialize)]
-struct RegistryEvent {
-    change: String,
-    vi: u32,
-    vlan: Option<u16>,
-    mac: String,
-    #[serde(default)]
-    ip: Option<String>,
-    #[serde(default)]
-    location: Option<String>,
-}
 
 fn key(vi: u32, vlan: Option<u16>, mac: &str) -> Option<MacKey> {
     Some(MacKey {
@@ -126,7 +39,7 @@ pub fn event_place(e: &SseEvent) -> Option<(MacKey, RegistryPlace)> {
         // An IP binding, not a place.
         return None;
     }
-    let place = match (r.change.as_str(), r.location.as_deref()) {
+    let place = match (r.change.as_ref(), r.location.as_deref()) {
         ("removed", _) | (_, None) => RegistryPlace::Nowhere,
         // The controller prints a location as "behind GW" or "HOST:OFPORT".
         (_, Some(l)) => match l.strip_prefix("behind ") {
@@ -168,7 +81,7 @@ async fn follow_once(
     let events = get_ok(http, format!("{base}/v1/events")).await?;
     let vis: Vec<ViId> = shared.control().config().vis.iter().map(|v| v.id).collect();
     for vi in vis {
-        let rows: Vec<Row> = get_ok(http, format!("{base}/v1/registry?vi={}", vi.0))
+        let rows: Vec<EntryInfo> = get_ok(http, format!("{base}/v1/registry?vi={}", vi.0))
             .await?
             .json()
             .await?;
@@ -179,8 +92,8 @@ async fn follow_once(
                 continue;
             };
             let place = match row.location {
-                Some(RowLocation::Port {}) => RegistryPlace::Port,
-                Some(RowLocation::Gateway { gateway }) => RegistryPlace::Gateway(gateway),
+                Some(LocationBody::Port { .. }) => RegistryPlace::Port,
+                Some(LocationBody::Gateway { gateway }) => RegistryPlace::Gateway(gateway),
                 None => RegistryPlace::Nowhere,
             };
             c.registry_place(now, k, place);

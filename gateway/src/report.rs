@@ -12,6 +12,7 @@
 
 use crate::config::Token;
 use iris_controller::model::{MacKey, Vlan};
+use iris_schemas::northbound::{EntryBody, LocationBody};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -430,18 +431,6 @@ pub struct RegistryClient {
     gateway: String,
 }
 
-#[derive(Serialize)]
-struct EntryBody<'a> {
-    location: Behind<'a>,
-    ips: &'a [Ipv4Addr],
-}
-
-#[derive(Serialize)]
-struct Behind<'a> {
-    kind: &'static str,
-    gateway: &'a str,
-}
-
 impl RegistryClient {
     /// `base` is the controller's URL; `gateway` the host name the
     /// controller knows this gateway node by.
@@ -473,11 +462,10 @@ impl RegistryClient {
             url.push_str("?take_ips=true");
         }
         let body = EntryBody {
-            location: Behind {
-                kind: "gateway",
-                gateway: &self.gateway,
-            },
-            ips,
+            location: Some(LocationBody::Gateway {
+                gateway: self.gateway.clone(),
+            }),
+            ips: ips.to_vec(),
         };
         check(self.http.put(url).json(&body).send().await?).await?;
         Ok(())

@@ -1,3 +1,4 @@
 //! The Iris shared data model and its generated JSON Schemas.
 
 pub mod broker;
+pub mod northbound;

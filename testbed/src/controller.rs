@@ -10,8 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,10 +18,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use iris_schemas::northbound::{Healthz, HostSpec, RoleSpec, SseParser};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use crate::addr::MacAddr;
+use crate::api_client::{ApiClient, HTTP_TIMEOUT};
 use crate::error::{Error, Result};
 use crate::pm::Pm;
 use crate::process::{tail_of, Process};
@@ -30,8 +31,6 @@ use crate::readiness::{poll_until, Probe};
 
 /// How long the controller may take to open its sockets.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long one API request may take.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The log line the controller writes once every socket is open; it
 /// carries `api=<address>`.
 const LISTENING: &str = "iris-controller listening";
@@ -88,13 +87,18 @@ impl HostEntry {
 
     /// The API's JSON form.
     pub fn to_json(&self) -> Value {
-        serde_json::json!({
-            "name": self.name,
-            "underlay_ip": self.underlay_ip.to_string(),
-            "role": self.role.as_str(),
-            "ovsdb": self.ovsdb,
-            "controller": self.controller,
+        serde_json::to_value(HostSpec {
+            name: self.name.clone(),
+            underlay_ip: self.underlay_ip,
+            role: match self.role {
+                HostRole::Compute => RoleSpec::Compute,
+                HostRole::Gateway => RoleSpec::Gateway,
+            },
+            ovsdb: self.ovsdb.clone(),
+            datapath_id: None,
+            controller: Some(self.controller.clone()),
         })
+        .unwrap_or_default()
     }
 
     /// Without `with_controller`, the host's target is left to the mode.
@@ -350,8 +354,8 @@ pub struct ControllerProcess {
     process: Process,
     api: SocketAddr,
     log: PathBuf,
-    /// Sent with every request, when the configuration has one.
-    api_token: Option<String>,
+    /// Its API, with the token of its configuration, when it has one.
+    client: ApiClient,
 }
 
 impl ControllerProcess {
@@ -388,7 +392,7 @@ impl ControllerProcess {
             process,
             api,
             log: log.to_path_buf(),
-            api_token,
+            client: ApiClient::new(api, api_token)?,
         })
     }
 
@@ -428,30 +432,17 @@ impl ControllerProcess {
 
     /// One request to the API; the status and the body.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
-        http(
-            self.api,
-            self.api_token.as_deref(),
-            method,
-            path,
-            body.map(Value::to_string).as_deref(),
-        )
+        self.client.request(method, path, body)
     }
 
     /// A GET answered with 200 and JSON.
     pub fn get_json(&self, path: &str) -> Result<Value> {
-        let (status, body) = self.request("GET", path, None)?;
-        if status != 200 {
-            return Err(Error::UnexpectedOutput {
-                command: format!("GET {path}"),
-                reason: format!("status {status}"),
-                output: body,
-            });
-        }
-        serde_json::from_str(&body).map_err(|e| Error::UnexpectedOutput {
-            command: format!("GET {path}"),
-            reason: format!("not JSON: {e}"),
-            output: body,
-        })
+        self.client.get(path)
+    }
+
+    /// A GET answered with 200 and one of the API's bodies.
+    pub fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.client.get(path)
     }
 
     /// A request that must be answered with `expected`.
@@ -496,13 +487,15 @@ impl ControllerProcess {
             timeout,
             || {
                 self.process.ensure_running()?;
-                let h = self.get_json("/healthz")?;
+                let h: Healthz = self.client.get("/healthz")?;
                 Ok(
-                    if h["switches_ready"] == switches && h["ovsdb_connected"] == ovsdb {
+                    if h.health.switches_ready as u64 == switches
+                        && h.health.ovsdb_connected as u64 == ovsdb
+                    {
                         Probe::Ready(start.elapsed())
                     } else {
                         Probe::NotYet(format!(
-                            "{h}; want {switches} switches and {ovsdb} OVSDB sessions"
+                            "{h:?}; want {switches} switches and {ovsdb} OVSDB sessions"
                         ))
                     },
                 )
@@ -560,93 +553,78 @@ impl ControllerProcess {
     /// Subscribes to `/v1/events`; returns once the controller answered,
     /// so no event published afterwards is missed.
     pub fn events(&self) -> Result<EventStream> {
-        let addr = self.api;
-        let what = format!("GET http://{addr}/v1/events");
-        let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)
-            .map_err(|e| Error::io(format!("{what}: connecting"), e))?;
-        stream
-            .set_read_timeout(Some(HTTP_TIMEOUT))
-            .map_err(|e| Error::io(&what, e))?;
-        write!(
-            stream,
-            "GET /v1/events HTTP/1.1\r\nHost: iris\r\nAccept: text/event-stream\r\n{}\r\n",
-            authorization(self.api_token.as_deref())
-        )
-        .map_err(|e| Error::io(format!("{what}: sending"), e))?;
-        let mut reader = BufReader::new(stream);
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = reader
-                .read_line(&mut line)
-                .map_err(|e| Error::io(format!("{what}: reading the head"), e))?;
-            if n == 0 || line == "\r\n" {
-                break;
-            }
-            head.push(line.trim_end().to_owned());
-        }
-        if head.first().and_then(|l| l.split_whitespace().nth(1)) != Some("200") {
-            return Err(Error::UnexpectedOutput {
-                command: what,
-                reason: "the stream was not opened with 200".into(),
-                output: head.join("\n"),
-            });
-        }
-        let chunked = head
-            .iter()
-            .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
-        reader
-            .get_ref()
-            .set_read_timeout(Some(EVENT_POLL))
-            .map_err(|e| Error::io(&what, e))?;
+        let what = format!("GET {}", self.client.url("/v1/events"));
+        let req = self
+            .client
+            .builder("GET", "/v1/events", None)?
+            .header(reqwest::header::ACCEPT, "text/event-stream");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let (opened, answered) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("iris events".into())
             .spawn(move || {
-                let mut sse = SseReader::new(chunked);
-                let mut events = Vec::new();
-                let mut buf = [0u8; 16 * 1024];
-                while !flag.load(Ordering::Relaxed) {
-                    let n = match reader.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                std::io::ErrorKind::WouldBlock
-                                    | std::io::ErrorKind::TimedOut
-                                    | std::io::ErrorKind::Interrupted
-                            ) =>
-                        {
-                            continue
-                        }
-                        Err(e) => return Err(Error::io(format!("{what}: reading"), e)),
-                    };
-                    let at = Instant::now();
-                    for data in sse
-                        .push(&buf[..n])
-                        .map_err(|reason| Error::UnexpectedOutput {
-                            command: what.clone(),
-                            reason,
-                            output: String::new(),
-                        })?
-                    {
-                        // Every event Iris publishes is JSON; anything else
-                        // is not an event this reader is for.
-                        if let Ok(data) = serde_json::from_str(&data) {
-                            events.push(ServerEvent { at, data });
-                        }
-                    }
-                }
-                Ok(events)
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::io("starting the event reader's runtime", e))?;
+                rt.block_on(read_events(req, what, flag, opened))
             })
             .map_err(|e| Error::io("starting the event reader", e))?;
-        Ok(EventStream {
+        let mut stream = EventStream {
             stop,
             thread: Some(thread),
-        })
+        };
+        match answered.recv() {
+            Ok(()) => Ok(stream),
+            // The reader ended before the stream was open: its error.
+            Err(_) => match stream.thread.take().map(JoinHandle::join) {
+                Some(Ok(Err(e))) => Err(e),
+                _ => Err(Error::Usage("the event reader ended at once".into())),
+            },
+        }
     }
+}
+
+/// Reads the stream `req` opens until `stop`; says on `opened` once the
+/// controller answered 200.
+async fn read_events(
+    req: reqwest::RequestBuilder,
+    what: String,
+    stop: Arc<AtomicBool>,
+    opened: std::sync::mpsc::Sender<()>,
+) -> Result<Vec<ServerEvent>> {
+    let fail = |e: reqwest::Error| Error::io(&what, std::io::Error::other(e));
+    let mut resp = tokio::time::timeout(HTTP_TIMEOUT, req.send())
+        .await
+        .map_err(|_| Error::io(&what, std::io::ErrorKind::TimedOut.into()))?
+        .map_err(fail)?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(Error::UnexpectedOutput {
+            command: what,
+            reason: "the stream was not opened with 200".into(),
+            output: format!("{}", resp.status()),
+        });
+    }
+    let _ = opened.send(());
+    let mut sse = SseParser::default();
+    let mut events = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let chunk = match tokio::time::timeout(EVENT_POLL, resp.chunk()).await {
+            Err(_) => continue,
+            Ok(chunk) => chunk.map_err(fail)?,
+        };
+        let Some(bytes) = chunk else { break };
+        let at = Instant::now();
+        for event in sse.push(&bytes) {
+            // Every event Iris publishes is JSON; anything else is not an
+            // event this reader is for.
+            if let Ok(data) = serde_json::from_str(&event.data) {
+                events.push(ServerEvent { at, data });
+            }
+        }
+    }
+    Ok(events)
 }
 
 impl EventStream {
@@ -667,65 +645,6 @@ impl Drop for EventStream {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-/// Server-Sent Events out of an HTTP body that arrives in pieces, chunked
-/// or not: the `data:` of each complete event.
-#[derive(Debug, Default)]
-struct SseReader {
-    chunked: bool,
-    /// Body bytes not yet de-chunked.
-    raw: Vec<u8>,
-    /// De-chunked text not yet ending an event.
-    text: String,
-}
-
-impl SseReader {
-    fn new(chunked: bool) -> Self {
-        Self {
-            chunked,
-            ..Self::default()
-        }
-    }
-
-    /// Takes the next bytes of the body; the data of every event they
-    /// complete. An error when the chunked framing is broken.
-    fn push(&mut self, bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
-        if self.chunked {
-            self.raw.extend_from_slice(bytes);
-            while let Some(eol) = self.raw.windows(2).position(|w| w == b"\r\n") {
-                let size = std::str::from_utf8(&self.raw[..eol])
-                    .ok()
-                    .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok())
-                    .ok_or_else(|| "a malformed chunk size".to_owned())?;
-                let end = eol + 2 + size;
-                if self.raw.len() < end + 2 {
-                    break;
-                }
-                if &self.raw[end..end + 2] != b"\r\n" {
-                    return Err("a chunk not followed by CRLF".into());
-                }
-                self.text
-                    .push_str(&String::from_utf8_lossy(&self.raw[eol + 2..end]));
-                self.raw.drain(..end + 2);
-            }
-        } else {
-            self.text.push_str(&String::from_utf8_lossy(bytes));
-        }
-        let mut out = Vec::new();
-        while let Some(end) = self.text.find("\n\n") {
-            let event: String = self.text.drain(..end + 2).collect();
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                .collect();
-            if !data.is_empty() {
-                out.push(data.join("\n"));
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -868,16 +787,10 @@ impl Metrics {
     }
 }
 
-/// The `Authorization` header line for `token`, or nothing.
-fn authorization(token: Option<&str>) -> String {
-    token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"))
-}
-
-/// One HTTP/1.1 request with `Connection: close`; (status, body).
 /// A GET of `path` from the HTTP server at `addr` (a gateway's API): the
 /// status and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    http(addr, None, "GET", path, None)
+    ApiClient::new(addr, None)?.request("GET", path, None)
 }
 
 /// One request with a JSON body to the HTTP API at `addr` (the broker's),
@@ -889,85 +802,7 @@ pub fn http_request(
     path: &str,
     body: Option<&Value>,
 ) -> Result<(u16, String)> {
-    http(
-        addr,
-        token,
-        method,
-        path,
-        body.map(Value::to_string).as_deref(),
-    )
-}
-
-fn http(
-    addr: SocketAddr,
-    token: Option<&str>,
-    method: &str,
-    path: &str,
-    body: Option<&str>,
-) -> Result<(u16, String)> {
-    let what = || format!("{method} http://{addr}{path}");
-    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)
-        .map_err(|e| Error::io(format!("{}: connecting", what()), e))?;
-    stream
-        .set_read_timeout(Some(HTTP_TIMEOUT))
-        .map_err(|e| Error::io(what(), e))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: iris\r\nConnection: close\r\n{}\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        authorization(token),
-        body.len()
-    )
-    .map_err(|e| Error::io(format!("{}: sending", what()), e))?;
-    let mut reader = BufReader::new(stream);
-    let mut status_line = String::new();
-    reader
-        .read_line(&mut status_line)
-        .map_err(|e| Error::io(format!("{}: reading", what()), e))?;
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| Error::UnexpectedOutput {
-            command: what(),
-            reason: "no HTTP status line".into(),
-            output: status_line.clone(),
-        })?;
-    let mut rest = String::new();
-    reader
-        .read_to_string(&mut rest)
-        .map_err(|e| Error::io(format!("{}: reading", what()), e))?;
-    let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((&rest, ""));
-    let chunked = head
-        .lines()
-        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
-    let body = if chunked {
-        dechunk(body).ok_or_else(|| Error::UnexpectedOutput {
-            command: what(),
-            reason: "a malformed chunked body".into(),
-            output: body.to_owned(),
-        })?
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
-}
-
-/// The body of a chunked HTTP response (axum chunks what it streams).
-fn dechunk(body: &str) -> Option<String> {
-    let mut out = String::new();
-    let mut rest = body;
-    loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let size = size.split(';').next()?.trim();
-        let n = usize::from_str_radix(size, 16).ok()?;
-        if n == 0 {
-            return Some(out);
-        }
-        out.push_str(after.get(..n)?);
-        rest = after.get(n..)?.strip_prefix("\r\n")?;
-    }
+    ApiClient::new(addr, token.map(str::to_owned))?.request(method, path, body)
 }
 
 #[cfg(test)]
@@ -1022,42 +857,6 @@ mod tests {
         assert!(m.labelled("iris_packet_ins_total", "reason").is_ok());
         assert!(m.labelled("iris_packet_in_total", "reason").is_err());
         assert!(m.gained_in(&m, "iris_nothing_total", "why").is_err());
-    }
-
-    #[test]
-    fn events_are_read_across_chunk_and_read_boundaries() {
-        let body = "event: move\ndata: {\"type\":\"move\",\"latency_ms\":1.5}\n\n\
-                    : keep-alive\n\nevent: topology\ndata: {\"type\":\"topology\"}\n\n";
-        // Chunked in two pieces that split an event, then fed a few bytes
-        // at a time, as a socket may hand them over.
-        let (a, b) = body.split_at(30);
-        let wire = format!("{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n", a.len(), b.len());
-        let mut sse = SseReader::new(true);
-        let mut seen = Vec::new();
-        for piece in wire.as_bytes().chunks(7) {
-            seen.extend(sse.push(piece).unwrap());
-        }
-        assert_eq!(
-            seen,
-            [
-                "{\"type\":\"move\",\"latency_ms\":1.5}",
-                "{\"type\":\"topology\"}"
-            ]
-        );
-        let mut plain = SseReader::new(false);
-        assert_eq!(plain.push(body.as_bytes()).unwrap().len(), 2);
-        assert!(SseReader::new(true).push(b"zz\r\nabc\r\n").is_err());
-        assert!(SseReader::new(true).push(b"2\r\nabcd\r\n").is_err());
-    }
-
-    #[test]
-    fn chunked_bodies_are_joined_and_bad_ones_refused() {
-        assert_eq!(
-            dechunk("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").as_deref(),
-            Some("hello, world")
-        );
-        assert_eq!(dechunk("zz\r\nhello\r\n0\r\n\r\n"), None);
-        assert_eq!(dechunk("9\r\nhello\r\n0\r\n\r\n"), None);
     }
 
     #[test]

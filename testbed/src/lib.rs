@@ -32,6 +32,7 @@
 //! running OVS this way.
 
 mod addr;
+pub mod api_client;
 pub mod bench;
 mod command;
 pub mod controller;

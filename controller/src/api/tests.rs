@@ -8,6 +8,7 @@ use crate::model::{Host, HostRole, Vi};
 use axum::body::Body as HttpBody;
 use axum::http::Method;
 use http_body_util::BodyExt;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -99,6 +100,7 @@ async fn call_as(
     uri: &str,
     body: Option<&str>,
 ) -> Reply {
+    let method_name = method.to_string();
     let mut req = axum::http::Request::builder().method(method).uri(uri);
     if let Some(a) = authorization {
         req = req.header(header::AUTHORIZATION, a);
@@ -122,6 +124,12 @@ async fn call_as(
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    // Every answer these tests see is one the OpenAPI document allows.
+    if let Err(e) =
+        openapi::tests::check_exchange(&method_name, uri, status.as_u16(), &content_type, &text)
+    {
+        panic!("{e}");
+    }
     Reply {
         status,
         content_type,

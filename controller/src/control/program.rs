@@ -585,7 +585,10 @@ impl Control {
                     m.mac, m.vi
                 );
                 self.metrics.move_incomplete(why);
-                self.publish(NorthEvent::MoveIncomplete { why, event: m });
+                self.publish(NorthEvent::MoveIncomplete {
+                    why: why.into(),
+                    event: m,
+                });
             }
         }
         let mut outs: BTreeMap<ConnId, Vec<PacketOut>> = BTreeMap::new();
@@ -739,7 +742,7 @@ impl Control {
             // Committed together when the burst ends: one durable write
             // for the whole burst (`end_burst` says what waits for it).
             b.store.append(also);
-            b.events.extend(changes.iter().map(RegistryEvent::of));
+            b.events.extend(changes.iter().map(super::registry_event));
             b.changes
                 .extend(changes.iter().filter(|c| c.affects_flows()).cloned());
             return Programming::default();
@@ -747,7 +750,7 @@ impl Control {
         if !self.store(also) || changes.is_empty() {
             return Programming::default();
         }
-        self.announce_registry(changes.iter().map(RegistryEvent::of));
+        self.announce_registry(changes.iter().map(super::registry_event));
         let hosts = affected_hosts(&self.topology, changes)
             .into_iter()
             .cloned()
@@ -816,7 +819,7 @@ impl Control {
                 .changes
                 .iter()
                 .filter(|c| c.as_move().is_some())
-                .map(|c| (received, RegistryEvent::of(c)))
+                .map(|c| (received, super::registry_event(c)))
                 .collect()
         } else {
             Vec::new()

@@ -663,12 +663,12 @@ fn metric(c: &Control, line: &str) -> u64 {
 }
 
 /// The move events published since `events` subscribed: (complete, why).
-fn move_events(events: &mut broadcast::Receiver<NorthEvent>) -> Vec<(bool, &'static str)> {
+fn move_events(events: &mut broadcast::Receiver<NorthEvent>) -> Vec<(bool, String)> {
     let mut out = Vec::new();
     while let Ok(e) = events.try_recv() {
         match e {
-            NorthEvent::Move { .. } => out.push((true, "")),
-            NorthEvent::MoveIncomplete { why, .. } => out.push((false, why)),
+            NorthEvent::Move { .. } => out.push((true, String::new())),
+            NorthEvent::MoveIncomplete { why, .. } => out.push((false, why.into_owned())),
             _ => {}
         }
     }
@@ -692,7 +692,7 @@ fn assert_incomplete(
     assert_eq!(moves_measured(c), 0);
     let line = format!("iris_moves_incomplete_total{{why=\"{why}\"}}");
     assert_eq!(metric(c, &line), 1);
-    assert_eq!(move_events(events), vec![(false, why)]);
+    assert_eq!(move_events(events), vec![(false, why.to_owned())]);
 }
 
 #[test]
@@ -843,7 +843,7 @@ fn a_move_waits_for_a_switch_whose_queue_was_full_until_it_is_resynchronised() {
     barrier(&mut c, 1, ticket, 0);
     assert!(is_flood(&batches(rxs.get_mut(&2).unwrap())));
     assert_eq!(moves_measured(&c), 1);
-    assert_eq!(move_events(&mut events), vec![(true, "")]);
+    assert_eq!(move_events(&mut events), vec![(true, String::new())]);
 }
 
 #[test]

@@ -270,3 +270,32 @@ fn the_controllers_token_comes_from_a_file_and_is_never_printed() {
         assert!(e[0].problem.contains(says), "{e:?}");
     }
 }
+
+/// The configuration's JSON Schema is the one checked in (`IRIS_BLESS=1`
+/// rewrites it), takes both example files and refuses what the parser
+/// refuses for its shape.
+#[test]
+fn config_schema_is_checked_in_and_agrees_with_the_parser() {
+    let schema = json_schema();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/config/gateway.schema.json");
+    if let Err(e) = iris_schemas::northbound::generated::check_or_bless(&path, &schema) {
+        panic!("{e}");
+    }
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let as_json = |text: &str| -> serde_json::Value { toml::from_str(text).unwrap() };
+    for text in [HAAS, IAAS] {
+        let errors: Vec<String> = validator
+            .iter_errors(&as_json(text))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    for bad in [
+        HAAS.replace("gre_key = 1001", "gre_kee = 1001"),
+        HAAS.replace("kind = \"haas\"", "kind = \"cloud\""),
+        HAAS.replace("vlans = [\"100-199\", 7]", "vlans = [true]"),
+    ] {
+        assert!(!validator.is_valid(&as_json(&bad)), "{bad}");
+        assert!(Config::parse(&bad).is_err(), "the parser refuses it too");
+    }
+}

@@ -20,13 +20,14 @@
 //! learning switch's MAC table concerns only its own switch. For the ARP
 //! workload each VI is seeded with the addresses its hosts ask for.
 
+use crate::api_client::ApiClient;
+use iris_schemas::northbound::{Healthz, VmPortInfo};
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use super::switch::SwitchSpec;
 use super::traffic::{known_ip, known_mac};
@@ -214,48 +215,26 @@ fn seed_file(s: &SwitchSpec, macs: u32) -> String {
 /// Whether the controller has every switch, every host's OVSDB and every VM
 /// port; the text says what is still missing.
 pub fn ready(api: SocketAddr, switches: usize, ports: usize) -> Result<(), String> {
-    let health = get_json(api, "/healthz")?;
-    let count = |k: &str| health.get(k).and_then(serde_json::Value::as_u64);
-    let (sw, db) = (count("switches_ready"), count("ovsdb_connected"));
-    if sw != Some(switches as u64) || db != Some(switches as u64) {
+    // The control loop answers the API between bursts of switch events; a
+    // busy one may take a while (the client allows 10 s).
+    let client = ApiClient::new(api, None).map_err(|e| format!("API {api}: {e}"))?;
+    let health: Healthz = client
+        .get("/healthz")
+        .map_err(|e| format!("API {api}: {e}"))?;
+    let (sw, db) = (health.health.switches_ready, health.health.ovsdb_connected);
+    if sw != switches || db != switches {
         return Err(format!(
-            "{sw:?} of {switches} switches ready, {db:?} OVSDB sessions up"
+            "{sw} of {switches} switches ready, {db} OVSDB sessions up"
         ));
     }
-    let vm_ports = get_json(api, "/v1/vm-ports")?;
-    let n = vm_ports.as_array().map_or(0, Vec::len);
+    let vm_ports: Vec<VmPortInfo> = client
+        .get("/v1/vm-ports")
+        .map_err(|e| format!("API {api}: {e}"))?;
+    let n = vm_ports.len();
     if n != switches * ports {
         return Err(format!("{n} of {} VM ports known", switches * ports));
     }
     Ok(())
-}
-
-/// A GET on the controller's API, blocking briefly (loopback only).
-fn get_json(api: SocketAddr, path: &str) -> Result<serde_json::Value, String> {
-    // The control loop answers the API between bursts of switch events; a
-    // busy one may take a while.
-    let timeout = Duration::from_secs(10);
-    let mut s = TcpStream::connect_timeout(&api, timeout).map_err(|e| format!("API {api}: {e}"))?;
-    let _ = s.set_read_timeout(Some(timeout));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("API {api}: {e}"))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)
-        .map_err(|e| format!("API {api}: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("API {api}{path}: no HTTP response"))?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "API {api}{path}: {}",
-            head.lines().next().unwrap_or("")
-        ));
-    }
-    serde_json::from_str(body).map_err(|e| format!("API {api}{path}: {e}"))
 }
 
 #[cfg(test)]
