@@ -24,11 +24,19 @@ declare -A NEED=(
   # kernel (the testbed writes the initramfs's cpio itself).
   [qemu-system-x86_64]=qemu-system-x86
   [xz]=xz-utils
+  # The etcd store (controller/src/store/etcd.rs): the etcd-client crate
+  # compiles etcd's .proto files with protoc at build time, and the
+  # testbed and the store's tests start a three-member etcd cluster.
+  [protoc]=protobuf-compiler
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its
-# modules, and a busybox that runs without a libc in the initramfs.
-FILES_FROM=(linux-image-amd64 busybox-static)
+# modules, and a busybox that runs without a libc in the initramfs; and
+# protobuf's own .proto files (google/protobuf/descriptor.proto), which
+# etcd's import and protoc looks for in /usr/include.
+FILES_FROM=(linux-image-amd64 busybox-static libprotobuf-dev)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -55,6 +63,9 @@ if ((${#missing[@]})); then
   # openvswitch-testcontroller's service would hold port 6653, Iris's.
   if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
     systemctl disable --now openvswitch-testcontroller >/dev/null 2>&1 || true
+    # etcd-server's service would hold 2379/2380; every cluster Iris runs
+    # has its own data directories and ports.
+    systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
 fi
 

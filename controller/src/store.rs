@@ -41,6 +41,14 @@ pub enum StoreError {
         dir.display()
     )]
     Unusable { dir: PathBuf, problem: String },
+    /// The store cannot take the write now (etcd without a quorum, or
+    /// out of reach): nothing of it was made, and the controller goes on
+    /// with what it holds in memory.
+    #[error("the {backend} store is unavailable: {message}")]
+    Unavailable {
+        backend: &'static str,
+        message: String,
+    },
     #[error("the {backend} store failed: {message}")]
     Backend {
         backend: &'static str,
@@ -1109,3 +1117,5 @@ impl ViRecord {
 
 #[cfg(test)]
 mod tests;
+
+pub mod etcd;
