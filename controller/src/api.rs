@@ -22,7 +22,7 @@
 //! `detail`.
 
 use crate::config::{ConfigError, HostSpec, SeedRow, ViSpec};
-use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
+use crate::control::{CallError, ControlHandle, HostStatus, Refusal, Stopped};
 use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
 use crate::registry::{EntrySpec, Registry, RegistryEntry, RegistryError};
 use axum::body::Bytes;
@@ -185,6 +185,22 @@ impl From<Stopped> for Problem {
             StatusCode::SERVICE_UNAVAILABLE,
             "the controller is shutting down; retry against the restarted controller",
         )
+    }
+}
+
+impl From<CallError> for Problem {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Stopped => Stopped.into(),
+            // Reads answer from memory meanwhile; the client retries.
+            CallError::StoreUnavailable(why) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{why}; the controller still answers reads and forwards traffic, and takes \
+                     writes again once the store is back: retry later"
+                ),
+            ),
+        }
     }
 }
 
