@@ -199,6 +199,18 @@ pub struct ControllerConfig {
     pub api_token: String,
     /// OpenFlow over TLS instead of the unix socket `listen`.
     pub tls: Option<OpenFlowTls>,
+    /// The etcd store instead of sled in `store`.
+    pub etcd: Option<EtcdStore>,
+}
+
+/// `[store] backend = "etcd"`: a cluster's client URLs and the prefix of
+/// this data center's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStore {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    /// How long a commit may take before it counts as refused.
+    pub request_timeout: Duration,
 }
 
 /// The controller's `ssl:` listener and its `[tls]` files.
@@ -241,6 +253,7 @@ impl ControllerConfig {
             openflow: OpenFlowMode::Active,
             api_token: fresh_token(),
             tls: None,
+            etcd: None,
         }
     }
 
@@ -259,14 +272,20 @@ impl ControllerConfig {
             ),
             None => (format!("unix:{}", self.listen.display()), String::new()),
         };
+        let store = match &self.etcd {
+            None => format!(
+                "store = {}\n",
+                toml_string(&self.store.display().to_string())
+            ),
+            Some(_) => String::new(),
+        };
         let mut out = format!(
-            "listen = {}\nplain_openflow = {}\napi = \"{}\"\nstore = {}\n\n{transport}\
+            "listen = {}\nplain_openflow = {}\napi = \"{}\"\n{store}\n{transport}\
              [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
             toml_string(&listen),
             self.tls.is_none(),
             self.api,
-            toml_string(&self.store.display().to_string()),
             match self.openflow {
                 OpenFlowMode::Active => "\"active\"",
                 OpenFlowMode::Passive => "\"passive\"",
@@ -279,6 +298,17 @@ impl ControllerConfig {
             "[api_auth]\ntoken_hashes = [{}]\n\n",
             toml_string(&token_hash(&self.api_token))
         );
+        if let Some(e) = &self.etcd {
+            let endpoints: Vec<String> = e.endpoints.iter().map(|e| toml_string(e)).collect();
+            let _ = write!(
+                out,
+                "[store]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = {}\n\
+                 request_timeout_secs = {}\n\n",
+                endpoints.join(", "),
+                toml_string(&e.prefix),
+                e.request_timeout.as_secs_f64()
+            );
+        }
         for host in &self.hosts {
             host.write_toml(&mut out, self.openflow == OpenFlowMode::Active);
         }
@@ -428,7 +458,18 @@ impl ControllerProcess {
 
     /// One request to the API; the status and the body.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
-        http(
+        self.request_typed(method, path, body)
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// [`Self::request`], with the response's content type too.
+    pub fn request_typed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String, String)> {
+        http_typed(
             self.api,
             self.api_token.as_deref(),
             method,
@@ -887,6 +928,18 @@ fn http(
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String)> {
+    http_typed(addr, token, method, path, body).map(|(status, _, body)| (status, body))
+}
+
+/// One request; the status, the content type (empty when none) and the
+/// body.
+fn http_typed(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String, String)> {
     let what = || format!("{method} http://{addr}{path}");
     let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)
         .map_err(|e| Error::io(format!("{}: connecting", what()), e))?;
@@ -924,6 +977,14 @@ fn http(
     let chunked = head
         .lines()
         .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-type")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
     let body = if chunked {
         dechunk(body).ok_or_else(|| Error::UnexpectedOutput {
             command: what(),
@@ -933,7 +994,7 @@ fn http(
     } else {
         body.to_owned()
     };
-    Ok((status, body))
+    Ok((status, content_type, body))
 }
 
 /// The body of a chunked HTTP response (axum chunks what it streams).

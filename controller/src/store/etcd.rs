@@ -169,6 +169,14 @@ fn etcd_error(e: etcd_client::Error) -> StoreError {
                 s.message()
             ),
         },
+        etcd_client::Error::GRpcStatus(s) => unavailable(match s.message() {
+            // tonic's words for a request that got no answer, or no
+            // connection.
+            "Timeout expired" => "no answer in time".to_owned(),
+            "tcp connect error" => "cannot connect (is the member running?)".to_owned(),
+            // etcd's own, like "etcdserver: no leader".
+            m => m.to_owned(),
+        }),
         _ => unavailable(e),
     }
 }

@@ -10,6 +10,7 @@
 //! says what each scenario proves.
 
 pub mod controller_restart;
+pub mod etcd_member_loss;
 mod harness;
 mod host_churn;
 pub mod intercloud;
@@ -117,6 +118,14 @@ pub const ALL: &[Scenario] = &[
                  nothing across; after the repair BFD and the pings come back by themselves; \
                  recovery time measured",
         body: wan_cut::run,
+    },
+    Scenario {
+        name: "etcd-member-loss",
+        proves: "on the etcd store, losing one of three members changes nothing; losing two \
+                 refuses API writes with a 503 problem+json while reads answer and no ping is \
+                 lost; restored, writes work and etcd holds every acknowledged write and no \
+                 refused one",
+        body: etcd_member_loss::run,
     },
 ];
 
