@@ -234,3 +234,37 @@ fn a_refused_commit_that_etcd_applied_is_undone_before_the_next() {
     assert_eq!(s.load().unwrap().registry(), acknowledged);
     assert!(s.doubt.is_none());
 }
+
+/// The latency of a burst of API-sized commits (one MAC and its IP each)
+/// on etcd and on sled, side by side on the same disk; figures for
+/// docs/benchmarks.md, not a check:
+/// `cargo test -p iris-controller --lib commit_latency -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement"]
+fn commit_latency_of_a_registry_burst_on_etcd_and_sled() {
+    const COMMITS: u32 = 500;
+    fn burst(store: &mut dyn Store) -> Vec<Duration> {
+        let mut r = Registry::new();
+        let seed = big_seed(COMMITS);
+        seed.chunks(1)
+            .map(|one| {
+                let changes = r.seed(Timestamp(1), &world(), ViId(1), one).unwrap();
+                let batch = Batch::from_changes(&changes);
+                let started = std::time::Instant::now();
+                store.commit(&batch).unwrap();
+                started.elapsed()
+            })
+            .collect()
+    }
+    fn percentiles(mut d: Vec<Duration>) -> String {
+        d.sort();
+        let at = |p: usize| d[(d.len() * p / 100).min(d.len() - 1)].as_secs_f64() * 1e3;
+        format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", at(50), at(99), at(100))
+    }
+    let (dir, c) = cluster();
+    let mut etcd = EtcdStore::open(config(&c, "iris/")).unwrap();
+    let sled_dir = tempfile::tempdir_in(dir.path()).unwrap();
+    let mut sled = crate::store::SledStore::open(sled_dir.path()).unwrap();
+    println!("etcd ({COMMITS} commits): {}", percentiles(burst(&mut etcd)));
+    println!("sled ({COMMITS} commits): {}", percentiles(burst(&mut sled)));
+}
