@@ -47,6 +47,9 @@ const STAGED: &str = "iris/staged/";
 /// etcd refuses requests over `--max-request-bytes` (1.5 MiB by default):
 /// a transaction or a staged chunk stays under this.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// How often an idle connection is pinged: etcd closes one pinged more
+/// often than its `--grpc-keepalive-min-time` (5 s by default).
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 /// Keys read per request when loading: a registry of 100 000 entries
 /// would be over gRPC's 4 MiB message limit in one answer.
 const PAGE: i64 = 2000;
@@ -256,7 +259,7 @@ impl EtcdStore {
         let options = ConnectOptions::new()
             .with_connect_timeout(self.config.dial_timeout)
             .with_timeout(self.config.request_timeout)
-            .with_keep_alive(Duration::from_secs(1), self.config.request_timeout);
+            .with_keep_alive(KEEPALIVE, self.config.request_timeout);
         let endpoint = self.config.endpoints[i].clone();
         let c = block(rt, self.config.dial_timeout, async move {
             Client::connect([endpoint], Some(options)).await

@@ -259,12 +259,23 @@ fn commit_latency_of_a_registry_burst_on_etcd_and_sled() {
     fn percentiles(mut d: Vec<Duration>) -> String {
         d.sort();
         let at = |p: usize| d[(d.len() * p / 100).min(d.len() - 1)].as_secs_f64() * 1e3;
-        format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", at(50), at(99), at(100))
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            at(50),
+            at(99),
+            at(100)
+        )
     }
     let (dir, c) = cluster();
     let mut etcd = EtcdStore::open(config(&c, "iris/")).unwrap();
     let sled_dir = tempfile::tempdir_in(dir.path()).unwrap();
     let mut sled = crate::store::SledStore::open(sled_dir.path()).unwrap();
-    println!("etcd ({COMMITS} commits): {}", percentiles(burst(&mut etcd)));
-    println!("sled ({COMMITS} commits): {}", percentiles(burst(&mut sled)));
+    println!(
+        "etcd ({COMMITS} commits): {}",
+        percentiles(burst(&mut etcd))
+    );
+    println!(
+        "sled ({COMMITS} commits): {}",
+        percentiles(burst(&mut sled))
+    );
 }
