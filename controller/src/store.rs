@@ -10,9 +10,10 @@
 //! sled store also keeps an account of itself and refuses to open files
 //! that do not match it ([`SledStore`], [`StoreError::Unusable`]).
 //!
-//! Backends are synchronous: sled is, and an etcd backend would run its
-//! client on its own thread. The runtime calls the store from a blocking
-//! task, one batch per registry change list.
+//! Backends are synchronous: sled is, and the etcd backend ([`etcd`])
+//! runs its client on a runtime of its own and waits for it. The runtime
+//! calls the store from a blocking task, one batch per registry change
+//! list.
 
 use crate::model::{Host, HostName, HostRole, IpKey, Location, MacKey, Vi, ViId, Vlan};
 use crate::registry::{IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp};

@@ -58,8 +58,23 @@ fn free_ports(n: usize) -> Result<Vec<u16>> {
 
 impl EtcdCluster {
     /// Starts `members` members with their data under `dir` (created) and
-    /// waits until the cluster has a leader.
+    /// waits until the cluster has a leader. A port taken by another
+    /// process between [`free_ports`] and etcd's bind makes a member exit:
+    /// the cluster is then started afresh on other ports, up to 3 times.
     pub fn start(dir: &Path, members: usize) -> Result<Self> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::start_once(dir, members) {
+                Err(e @ Error::NotReady { .. }) if tries < 3 => {
+                    eprintln!("iris-testbed: etcd did not start ({e}); again on other ports");
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn start_once(dir: &Path, members: usize) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io_at("creating", dir, e))?;
         let ports = free_ports(2 * members)?;
         let members: Vec<Member> = (0..members)
