@@ -682,11 +682,15 @@ impl Control {
                 true
             }
             Err(store::StoreError::Unavailable { backend, message }) => {
-                warn!(
-                    "cannot store {} change(s): the {backend} store is unavailable ({message}); \
-                     refusing the change, the rest goes on from memory",
-                    batch.len() - owed
-                );
+                match batch.len() - owed {
+                    // The tick's retry of what is owed: said once, when
+                    // it was first owed.
+                    0 => debug!("the {backend} store is still unavailable: {message}"),
+                    n => warn!(
+                        "cannot store {n} change(s): the {backend} store is unavailable \
+                         ({message}); refusing the change, the rest goes on from memory"
+                    ),
+                }
                 self.metrics.store_refused();
                 self.refused = Some(format!(
                     "the {backend} store is unavailable, so the change was not made: {message}"
