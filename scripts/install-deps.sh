@@ -28,12 +28,20 @@ declare -A NEED=(
   # libvirtd per PM with its QEMU driver, and virsh to look at it by hand.
   [libvirtd]=libvirt-daemon
   [virsh]=libvirt-clients
+  # The etcd store (controller/src/store/etcd.rs): the etcd-client crate
+  # compiles etcd's .proto files with protoc at build time, and the
+  # testbed and the store's tests start a three-member etcd cluster.
+  [protoc]=protobuf-compiler
+  [etcd]=etcd-server
+  [etcdctl]=etcd-client
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its
-# modules, a busybox that runs without a libc in the initramfs, and the
-# headers and pkg-config file the `virt` crate links libvirt with.
-FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev)
+# modules, a busybox that runs without a libc in the initramfs, the headers
+# and pkg-config file the `virt` crate links libvirt with, and protobuf's own
+# .proto files (google/protobuf/descriptor.proto), which etcd's import and
+# protoc looks for in /usr/include.
+FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev libprotobuf-dev)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -60,6 +68,9 @@ if ((${#missing[@]})); then
   # openvswitch-testcontroller's service would hold port 6653, Iris's.
   if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
     systemctl disable --now openvswitch-testcontroller >/dev/null 2>&1 || true
+    # etcd-server's service would hold 2379/2380; every cluster Iris runs
+    # has its own data directories and ports.
+    systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
 fi
 

@@ -22,7 +22,7 @@
 //! `detail`.
 
 use crate::config::{ConfigError, HostSpec, HostSpecExt, SeedRow, SeedRowExt, ViSpec, ViSpecExt};
-use crate::control::{ControlHandle, HostStatus, Refusal, Stopped};
+use crate::control::{CallError, ControlHandle, HostStatus, Refusal, Stopped};
 use crate::model::{HostName, Location, MacKey, ViId, Vlan, VmPort};
 use crate::registry::{EntrySpec, Registry, RegistryEntry, RegistryError};
 use axum::body::Bytes;
@@ -190,6 +190,22 @@ impl From<Stopped> for Problem {
             StatusCode::SERVICE_UNAVAILABLE,
             "the controller is shutting down; retry against the restarted controller",
         )
+    }
+}
+
+impl From<CallError> for Problem {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Stopped => Stopped.into(),
+            // Reads answer from memory meanwhile; the client retries.
+            CallError::StoreUnavailable(why) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "{why}; the controller still answers reads and forwards traffic, and takes \
+                     writes again once the store is back: retry later"
+                ),
+            ),
+        }
     }
 }
 
@@ -535,7 +551,7 @@ fn stored<T: Serialize>(created: bool, body: T) -> Response {
         (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down, or its store cannot commit now (an etcd cluster without quorum): nothing changed, retry later", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn put_host(
@@ -582,7 +598,7 @@ fn strip_root(errors: Vec<ConfigError>) -> Vec<ConfigError> {
         (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down, or its store cannot commit now (an etcd cluster without quorum): nothing changed, retry later", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn delete_host(
@@ -669,7 +685,7 @@ async fn get_vi(s: State, PathArgs(id): PathArgs<String>, q: RawParams) -> ApiRe
         (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down, or its store cannot commit now (an etcd cluster without quorum): nothing changed, retry later", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn put_vi(
@@ -729,7 +745,7 @@ async fn put_vi(
         (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down, or its store cannot commit now (an etcd cluster without quorum): nothing changed, retry later", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn seed_vi(
@@ -806,7 +822,7 @@ async fn seed_vi(
         (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down, or its store cannot commit now (an etcd cluster without quorum): nothing changed, retry later", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn delete_vi(
@@ -1110,7 +1126,7 @@ async fn get_entry(
         (status = 409, description = "it clashes with what exists, or something still uses it", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not labelled as JSON", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down, or its store cannot commit now (an etcd cluster without quorum): nothing changed, retry later", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn put_entry(
@@ -1164,7 +1180,7 @@ async fn put_entry(
         (status = 401, description = "no token, or one that matches no hash", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such thing", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
         (status = 422, description = "the body is not the JSON the route takes, or a field is wrong", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the controller is shutting down", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the controller is shutting down, or its store cannot commit now (an etcd cluster without quorum): nothing changed, retry later", body = iris_schemas::northbound::Problem, content_type = "application/problem+json"),
     )
 )]
 async fn delete_entry(

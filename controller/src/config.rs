@@ -44,6 +44,7 @@ use crate::ovs_manager::OpenFlowMode;
 use crate::registry::{Registry, RegistryError, SeedEntry};
 use crate::server::ListenAddr;
 use crate::session::SessionConfig;
+use crate::store::etcd::EtcdConfig;
 pub use iris_schemas::northbound::{HostSpec, RoleSpec, SeedRow, ViSpec};
 use ofp::packet::MacAddr;
 use serde::Deserialize;
@@ -465,9 +466,9 @@ struct RawConfig {
     listen: String,
     #[serde(default = "default_api")]
     api: String,
-    #[serde(default = "default_store")]
-    #[schema(value_type = String)]
-    store: PathBuf,
+    #[serde(default = "default_raw_store")]
+    #[schema(value_type = StoreSchema)]
+    store: RawStore,
     #[serde(default)]
     bridge: RawBridge,
     #[serde(default)]
@@ -503,6 +504,215 @@ fn default_api() -> String {
 }
 fn default_store() -> PathBuf {
     "/var/lib/iris/controller".into()
+}
+fn default_raw_store() -> RawStore {
+    RawStore::Path(default_store())
+}
+
+/// `store = "DIR"` (sled in DIR, as always), or a `[store]` table naming
+/// its backend.
+#[derive(Debug, Clone)]
+enum RawStore {
+    Path(PathBuf),
+    Table(RawStoreTable),
+}
+
+impl<'de> Deserialize<'de> for RawStore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = RawStore;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a directory for the sled store, or a [store] table")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<RawStore, E> {
+                Ok(RawStore::Path(s.into()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawStore, A::Error> {
+                // The table's own errors (an unknown key) keep their words.
+                RawStoreTable::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawStore::Table)
+            }
+        }
+        d.deserialize_any(Either)
+    }
+}
+
+/// What `store` may be, for the configuration's JSON Schema: [`RawStore`]
+/// reads it by hand to keep the table's own error words.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum StoreSchema {
+    Path(String),
+    Table(RawStoreTable),
+}
+
+/// `[store]`: `backend = "sled"` with `path`, or `backend = "etcd"` with
+/// the cluster's endpoints and this data center's key prefix.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RawStoreTable {
+    backend: String,
+    #[schema(value_type = Option<String>)]
+    path: Option<PathBuf>,
+    endpoints: Option<Vec<String>>,
+    prefix: Option<String>,
+    dial_timeout_secs: Option<f64>,
+    request_timeout_secs: Option<f64>,
+    max_txn_ops: Option<usize>,
+}
+
+/// The store `raw` describes: the sled directory (resolved as `store =
+/// DIR` is), and the etcd store's settings when the backend is etcd.
+fn check_store_table(
+    raw: &RawStore,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> (PathBuf, Option<EtcdConfig>) {
+    let t = match raw {
+        RawStore::Path(p) => return (check_store(p, base, errors), None),
+        RawStore::Table(t) => t,
+    };
+    let etcd_only = [
+        ("endpoints", t.endpoints.is_some()),
+        ("prefix", t.prefix.is_some()),
+        ("dial_timeout_secs", t.dial_timeout_secs.is_some()),
+        ("request_timeout_secs", t.request_timeout_secs.is_some()),
+        ("max_txn_ops", t.max_txn_ops.is_some()),
+    ];
+    match t.backend.as_str() {
+        "sled" => {
+            for (key, given) in etcd_only {
+                if given {
+                    errors.push(ConfigError::new(
+                        format!("store.{key}"),
+                        "is for backend = \"etcd\"; remove it, or set backend = \"etcd\"",
+                    ));
+                }
+            }
+            let path = t.path.clone().unwrap_or_else(default_store);
+            (check_store(&path, base, errors), None)
+        }
+        "etcd" => {
+            if t.path.is_some() {
+                errors.push(ConfigError::new(
+                    "store.path",
+                    "is for backend = \"sled\"; an etcd store lives in its cluster, so remove it",
+                ));
+            }
+            let mut etcd = EtcdConfig::new(Vec::new(), t.prefix.clone().unwrap_or_default());
+            let endpoints = t.endpoints.clone().unwrap_or_default();
+            if endpoints.is_empty() {
+                errors.push(ConfigError::new(
+                    "store.endpoints",
+                    "an etcd store needs its members' client URLs, e.g. endpoints = \
+                     [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\", \"http://10.0.0.3:2379\"]",
+                ));
+            }
+            let mut seen = BTreeSet::new();
+            for (i, e) in endpoints.iter().enumerate() {
+                let key = format!("store.endpoints[{i}]");
+                match check_etcd_endpoint(e) {
+                    Err(p) => errors.push(ConfigError::new(key, p)),
+                    Ok(()) if !seen.insert(e.trim_end_matches('/')) => {
+                        errors.push(ConfigError::new(
+                            key,
+                            format!("{e:?} is listed twice; list each member once"),
+                        ))
+                    }
+                    Ok(()) => {}
+                }
+            }
+            etcd.endpoints = endpoints;
+            match &t.prefix {
+                None => errors.push(ConfigError::new(
+                    "store.prefix",
+                    "name this data center's keys, e.g. prefix = \"iris/dc1/\": data centers \
+                     sharing a cluster each need their own",
+                )),
+                Some(p) if p.is_empty() || !p.ends_with('/') || p.starts_with('/') => {
+                    errors.push(ConfigError::new(
+                        "store.prefix",
+                        format!(
+                            "{p:?} must be a key path ending in \"/\" (not starting with one), \
+                             e.g. \"iris/dc1/\", so that no data center's keys start another's"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+            for (key, value, field) in [
+                (
+                    "store.dial_timeout_secs",
+                    t.dial_timeout_secs,
+                    &mut etcd.dial_timeout,
+                ),
+                (
+                    "store.request_timeout_secs",
+                    t.request_timeout_secs,
+                    &mut etcd.request_timeout,
+                ),
+            ] {
+                match value {
+                    Some(v) if v.is_finite() && v > 0.0 && v <= 3600.0 => {
+                        *field = Duration::from_secs_f64(v);
+                    }
+                    Some(v) => errors.push(ConfigError::new(
+                        key,
+                        format!(
+                            "{v} is not a usable number of seconds; write a value in (0, 3600]"
+                        ),
+                    )),
+                    None => {}
+                }
+            }
+            match t.max_txn_ops {
+                Some(n) if n >= 2 => etcd.max_txn_ops = n,
+                Some(n) => errors.push(ConfigError::new(
+                    "store.max_txn_ops",
+                    format!(
+                        "{n} leaves no room for a write beside the store's marker; write etcd's \
+                         --max-txn-ops (128 unless it was changed)"
+                    ),
+                )),
+                None => {}
+            }
+            (default_store(), Some(etcd))
+        }
+        other => {
+            errors.push(ConfigError::new(
+                "store.backend",
+                format!("{other:?} is not a store; write \"sled\" (embedded) or \"etcd\""),
+            ));
+            (default_store(), None)
+        }
+    }
+}
+
+/// An etcd member's client URL: `http://HOST:PORT`.
+fn check_etcd_endpoint(e: &str) -> Result<(), String> {
+    let example = "write one as http://HOST:PORT, e.g. \"http://10.0.0.1:2379\"";
+    if e.starts_with("https://") {
+        return Err(format!(
+            "{e:?}: TLS to etcd is not supported yet; reach the members over http:// on the \
+             control network"
+        ));
+    }
+    let Some(rest) = e.strip_prefix("http://") else {
+        return Err(format!("{e:?} is not a URL; {example}"));
+    };
+    let authority = rest.trim_end_matches('/');
+    let Some((host, port)) = authority.rsplit_once(':') else {
+        return Err(format!("{e:?} has no port; {example}"));
+    };
+    if host.is_empty() || authority.contains('/') || host.contains(char::is_whitespace) {
+        return Err(format!("{e:?} is not HOST:PORT; {example}"));
+    }
+    match port.parse::<u16>() {
+        Ok(1..) => Ok(()),
+        _ => Err(format!("{e:?}: {port:?} is not a port; {example}")),
+    }
 }
 fn default_bridge_name() -> String {
     "br-int".into()
@@ -540,7 +750,10 @@ pub struct Config {
     /// `[tls.host_sha256]`: certificates bound to hosts by fingerprint.
     pub host_sha256: BTreeMap<HostName, [u8; 32]>,
     pub api: SocketAddr,
+    /// The sled store's directory (unused with [`Config::etcd`]).
     pub store: PathBuf,
+    /// `[store] backend = "etcd"`: the cluster the store lives in instead.
+    pub etcd: Option<EtcdConfig>,
     pub bridge: BridgeConfig,
     pub echo_interval: Duration,
     pub echo_timeout: Duration,
@@ -569,6 +782,15 @@ impl Config {
     pub fn parse(text: &str, base: &Path) -> Result<Self, ParseError> {
         let raw: RawConfig = from_toml(text)?;
         raw.validate(base).map_err(ParseError::Invalid)
+    }
+
+    /// The store as messages name it: sled's directory, or etcd's
+    /// endpoints and prefix.
+    pub fn store_name(&self) -> String {
+        match &self.etcd {
+            None => self.store.display().to_string(),
+            Some(e) => format!("etcd {} prefix {:?}", e.endpoints.join(","), e.prefix),
+        }
     }
 
     /// The session settings the keepalive section describes.
@@ -622,7 +844,7 @@ impl Config {
             ),
             None => writeln!(s, "api:       {}", self.api),
         };
-        let _ = writeln!(s, "store:     {}", self.store.display());
+        let _ = writeln!(s, "store:     {}", self.store_name());
         let _ = match self.bridge.openflow {
             OpenFlowMode::Active => writeln!(
                 s,
@@ -800,7 +1022,7 @@ impl RawConfig {
         let api_limits = self.api_limits.validate(&mut errors);
         let api_auth = self.api_auth.validate(api.as_ref(), &mut errors);
         let api_tls = self.api_tls.as_ref().map(|t| t.validate(base, &mut errors));
-        let store = check_store(&self.store, base, &mut errors);
+        let (store, etcd) = check_store_table(&self.store, base, &mut errors);
         if let (Some(ListenAddr::Tcp(listen)), Some(api)) = (&listen, &api) {
             check_apart(listen, api, &mut errors);
         }
@@ -869,6 +1091,7 @@ impl RawConfig {
                 host_sha256,
                 api,
                 store,
+                etcd,
                 bridge: BridgeConfig {
                     name: self.bridge.name,
                     datapath_type: self.bridge.datapath_type,

@@ -245,6 +245,13 @@ pub struct Control {
     /// Why the store refused a commit: the loop stops, and so does the
     /// controller, rather than run on with a registry its store lacks.
     failed: Option<store::StoreError>,
+    /// Why the store could not take the last change (it is unavailable):
+    /// the change was undone, and the API call that made it is told.
+    refused: Option<String>,
+    /// What the data plane taught while the store was unavailable: in
+    /// memory and on the switches, committed before anything else once
+    /// the store is back (retried every tick).
+    owed: store::Batch,
     /// Cancelled to stop the whole controller (the shutdown token).
     stop: CancellationToken,
     /// While a burst of switch events is being taken: what it asks of the
@@ -299,23 +306,46 @@ pub struct ControlHandle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stopped;
 
+/// Why a call to the control loop has no answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallError {
+    Stopped,
+    /// The store could not take the call's change (etcd without a quorum,
+    /// or out of reach): nothing of it was made, and the controller goes
+    /// on with what it had. The text is the store's reason.
+    StoreUnavailable(String),
+}
+
+impl From<Stopped> for CallError {
+    fn from(_: Stopped) -> Self {
+        Self::Stopped
+    }
+}
+
 impl ControlHandle {
     /// Runs `f` on the control loop's state and returns what it returns.
     pub async fn call<R: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Control) -> R + Send + 'static,
-    ) -> Result<R, Stopped> {
+    ) -> Result<R, CallError> {
         let (tx, rx) = oneshot::channel();
         let call: Call = Box::new(move |c| {
+            c.refused = None;
             let r = f(c);
+            // A change the store could not take was undone: the caller
+            // hears why, and not what `f` made of it.
+            if let Some(why) = c.refused.take() {
+                let _ = tx.send(Err(CallError::StoreUnavailable(why)));
+                return;
+            }
             // Changes the store refused were not made as far as the caller
             // is concerned: it hears that the controller stopped.
             if !c.halted() {
-                let _ = tx.send(r);
+                let _ = tx.send(Ok(r));
             }
         });
         self.calls.send(call).await.map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
+        rx.await.map_err(|_| Stopped)?
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<NorthEvent> {
@@ -411,6 +441,8 @@ impl Control {
             hosts_out,
             store: None,
             failed: None,
+            refused: None,
+            owed: store::Batch::new(),
             stop: CancellationToken::new(),
             burst: None,
             held_rarps: held_rarps::HeldRarps::default(),
@@ -519,20 +551,38 @@ impl Control {
         self.failed.is_some()
     }
 
+    /// Why the store could not take the last change because it is
+    /// unavailable, if so (for whoever runs the loop's parts before
+    /// [`Self::run`]).
+    pub fn take_refusal(&mut self) -> Option<String> {
+        self.refused.take()
+    }
+
     /// Why the store refused a commit, if it did (for whoever runs the
     /// loop's parts before [`Self::run`]).
     pub fn take_store_failure(&mut self) -> Option<store::StoreError> {
         self.failed.take()
     }
 
-    /// Commits `batch`; `false` when the store refused it, in which case
-    /// the controller stops and the caller must not act on the change.
+    /// Commits `batch`, after what is owed; `false` when the store refused
+    /// it, in which case the caller must not act on the change: when the
+    /// store is only unavailable ([`store::StoreError::Unavailable`]) the
+    /// caller undoes it and the API call is refused (`refused`); else the
+    /// controller stops.
     fn store(&mut self, batch: store::Batch) -> bool {
-        if batch.is_empty() || self.halted() {
+        if (batch.is_empty() && self.owed.is_empty()) || self.halted() {
             return !self.halted();
         }
         let Some(s) = self.store.as_mut() else {
             return true;
+        };
+        let owed = self.owed.len();
+        let batch = if owed == 0 {
+            batch
+        } else {
+            let mut all = self.owed.clone();
+            all.append(batch);
+            all
         };
         // The flush blocks this thread for a millisecond or more: handed
         // over, the runtime's worker meanwhile writes what the control loop
@@ -546,7 +596,31 @@ impl Control {
             s.commit(&batch)
         };
         match committed {
-            Ok(()) => true,
+            Ok(()) => {
+                if owed > 0 {
+                    info!(
+                        "the store is back: committed {owed} change(s) learned while it was away"
+                    );
+                    self.owed = store::Batch::new();
+                }
+                true
+            }
+            Err(store::StoreError::Unavailable { backend, message }) => {
+                match batch.len() - owed {
+                    // The tick's retry of what is owed: said once, when
+                    // it was first owed.
+                    0 => debug!("the {backend} store is still unavailable: {message}"),
+                    n => warn!(
+                        "cannot store {n} change(s): the {backend} store is unavailable \
+                         ({message}); refusing the change, the rest goes on from memory"
+                    ),
+                }
+                self.metrics.store_refused();
+                self.refused = Some(format!(
+                    "the {backend} store is unavailable, so the change was not made: {message}"
+                ));
+                false
+            }
             Err(e) => {
                 error!(
                     "cannot store {} change(s): {e}; stopping the controller (switches keep \
@@ -558,6 +632,26 @@ impl Control {
                 false
             }
         }
+    }
+
+    /// Commits what the data plane taught; while the store is unavailable
+    /// it stays in memory (and on the switches, which already have it) and
+    /// is owed to the store. `false` only when the controller stops.
+    fn store_or_owe(&mut self, batch: store::Batch) -> bool {
+        if self.store(batch.clone()) {
+            return true;
+        }
+        if self.refused.take().is_some() {
+            self.owed.append(batch);
+            return true;
+        }
+        false
+    }
+
+    /// Whether the last change was refused because the store is
+    /// unavailable (and undone).
+    fn was_refused(&self) -> bool {
+        self.refused.is_some()
     }
 
     /// Something the ARP snapshot depends on is about to change: withdraw
@@ -613,6 +707,10 @@ impl Control {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        if !self.owed.is_empty() && !self.store(store::Batch::new()) {
+            // Still away: owed until a later tick.
+            self.refused = None;
+        }
         let (given_up, changed) = self.inventory.tick(now);
         for h in given_up {
             warn!(
@@ -1099,6 +1197,7 @@ impl Control {
         b.put_host(host);
         self.answers_changed();
         if !self.store(b) {
+            // Refused: the call answers why (`ControlHandle::call`).
             return Ok(false);
         }
         let name = host.name.clone();
@@ -1170,7 +1269,7 @@ impl Control {
         // The host and the entries on it go in one commit.
         let changes = self.registry.remove(&located);
         self.registry_changed_with(b, &changes);
-        if self.halted() {
+        if self.halted() || self.was_refused() {
             return Ok(());
         }
         self.topology.hosts.remove(name);
@@ -1275,7 +1374,7 @@ impl Control {
         // The VI and the entries it no longer allows go in one commit.
         let changes = self.registry.remove(&behind);
         self.registry_changed_with(b, &changes);
-        if self.halted() {
+        if self.halted() || self.was_refused() {
             return Ok(false);
         }
         let created = self.topology.vis.insert(id, vi).is_none();
@@ -1292,13 +1391,19 @@ impl Control {
         }
         self.vi_is_api_defined(id)?;
         self.answers_changed();
-        self.topology.vis.remove(&id);
+        let removed = self.topology.vis.remove(&id);
         let changes = self.registry.remove_vi(id);
         let mut b = store::Batch::new();
         b.delete_vi(id);
         // The VI and its entries go in one commit, the VI last, so a
         // restart never finds entries of a VI that is gone.
         self.registry_changed_with(b, &changes);
+        if self.was_refused() {
+            if let Some(vi) = removed {
+                self.topology.vis.insert(id, vi);
+            }
+            return Ok(());
+        }
         if self.halted() {
             return Ok(());
         }

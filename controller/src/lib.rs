@@ -36,6 +36,7 @@ pub mod api_server;
 pub mod compiler;
 pub mod config;
 pub mod control;
+pub mod election;
 pub mod flowsim;
 pub mod metrics;
 pub mod model;

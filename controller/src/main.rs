@@ -100,6 +100,13 @@ fn main() -> ExitCode {
             };
             init_logging();
             config.accept_store = accept_store;
+            if config.etcd.is_some() && (empty_store || accept_store) {
+                tracing::error!(
+                    "--empty-store and --accept-store are for the sled store; an etcd store is \
+                     kept by its cluster (etcdctl del --prefix PREFIX empties it)"
+                );
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
             if empty_store {
                 match iris_controller::store::set_aside(&config.store) {
                     Ok(Some(to)) => tracing::warn!(

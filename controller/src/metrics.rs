@@ -57,6 +57,10 @@ pub struct Metrics {
     pub switches_held_tables_ahead: Counter,
     /// OFPT_ERRORs received from switches.
     pub switch_errors: Counter,
+    /// Commits the store could not take because it was unavailable (etcd
+    /// without a quorum): API writes refused with 503, learned changes
+    /// kept to commit later.
+    pub store_unavailable: Counter,
     /// Registry entries, by kind.
     pub registry_entries: Family<KindLabel, Gauge>,
     /// From a RARP's PacketIn to the last barrier reply confirming the
@@ -145,6 +149,12 @@ impl Default for Metrics {
             "OFPT_ERROR messages received from switches",
             switch_errors.clone(),
         );
+        let store_unavailable = Counter::default();
+        registry.register(
+            "store_unavailable",
+            "Commits the store could not take because it was unavailable",
+            store_unavailable.clone(),
+        );
         let registry_entries = Family::<KindLabel, Gauge>::default();
         registry.register(
             "registry_entries",
@@ -185,6 +195,7 @@ impl Default for Metrics {
             group_mods_sent,
             switches_held_tables_ahead,
             switch_errors,
+            store_unavailable,
             registry_entries,
             move_latency,
             moves_incomplete,
@@ -207,6 +218,11 @@ impl Metrics {
     /// Counts one switch connection refused, under `why`.
     pub fn switch_refused(&self, why: &'static str) {
         self.switches_refused.get_or_create(&WhyLabel { why }).inc();
+    }
+
+    /// Counts one commit the store could not take (unavailable).
+    pub fn store_refused(&self) {
+        self.store_unavailable.inc();
     }
 
     /// Counts one PacketOut not sent, under `why`.

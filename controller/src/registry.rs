@@ -801,6 +801,21 @@ impl Registry {
         self.set_ip(key, Some(e))
     }
 
+    /// Undoes `changes` (as made, in order): each entry goes back to what
+    /// it was before them.
+    pub fn revert(&mut self, changes: &[RegistryChange]) {
+        for c in changes.iter().rev() {
+            match c {
+                RegistryChange::Mac(c) => {
+                    self.set_mac(c.key, c.before.clone());
+                }
+                RegistryChange::Ip(c) => {
+                    self.set_ip(c.key, c.before.clone());
+                }
+            }
+        }
+    }
+
     /// The one place MAC entries change.
     fn set_mac(&mut self, key: MacKey, after: Option<MacEntry>) -> Option<RegistryChange> {
         let before = match &after {

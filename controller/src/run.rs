@@ -10,6 +10,7 @@ use crate::control::{Configured, Control, ManagedHost};
 use crate::metrics::Metrics;
 use crate::ovs_manager::{self, ManagerConfig};
 use crate::server::{self, ListenAddr, Server, ServerConfig};
+use crate::store::etcd::EtcdStore;
 use crate::store::{SledStore, Store, StoreError};
 use std::collections::BTreeSet;
 use std::fmt;
@@ -137,15 +138,16 @@ pub async fn run(
         warn!("{w}");
     }
     let store_error = |error| RunError::Store {
-        path: config.store.clone(),
+        path: config.store_name().into(),
         error,
     };
-    let store = if config.accept_store {
-        SledStore::open_accepting(&config.store)
-    } else {
-        SledStore::open(&config.store)
-    }
-    .map_err(store_error)?;
+    let store: Box<dyn Store + Send> = match &config.etcd {
+        Some(etcd) => Box::new(EtcdStore::open(etcd.clone()).map_err(store_error)?),
+        None if config.accept_store => {
+            Box::new(SledStore::open_accepting(&config.store).map_err(store_error)?)
+        }
+        None => Box::new(SledStore::open(&config.store).map_err(store_error)?),
+    };
     let stored = store.load().map_err(store_error)?;
     let (hosts, vis, dropped) = with_stored(&config, &stored);
     for d in &dropped {
@@ -153,7 +155,7 @@ pub async fn run(
     }
     info!(
         "store {}: {} registry entries, {} hosts and {} VIs added through the API",
-        config.store.display(),
+        config.store_name(),
         stored.macs.len(),
         hosts.len() - config.hosts.len(),
         vis.len() - config.vis.len()
@@ -175,7 +177,7 @@ pub async fn run(
     }
     // The control loop commits each change (a sled batch and a flush, a
     // fraction of a millisecond) before it acts on it.
-    parts.control.persist_to(Box::new(store));
+    parts.control.persist_to(store);
     for (vi, entries) in &config.seeds {
         parts
             .control
@@ -191,6 +193,12 @@ pub async fn run(
     }
     if let Some(error) = parts.control.take_store_failure() {
         return Err(store_error(error));
+    }
+    if let Some(message) = parts.control.take_refusal() {
+        return Err(store_error(StoreError::Unavailable {
+            backend: "etcd",
+            message,
+        }));
     }
 
     // Answering ARP in the connections needs the control loop's snapshot

@@ -10,9 +10,10 @@
 //! sled store also keeps an account of itself and refuses to open files
 //! that do not match it ([`SledStore`], [`StoreError::Unusable`]).
 //!
-//! Backends are synchronous: sled is, and an etcd backend would run its
-//! client on its own thread. The runtime calls the store from a blocking
-//! task, one batch per registry change list.
+//! Backends are synchronous: sled is, and the etcd backend ([`etcd`])
+//! runs its client on a runtime of its own and waits for it. The runtime
+//! calls the store from a blocking task, one batch per registry change
+//! list.
 
 use crate::model::{Host, HostName, HostRole, IpKey, Location, MacKey, Vi, ViId, Vlan};
 use crate::registry::{IpEntry, MacEntry, Origin, Registry, RegistryChange, Timestamp};
@@ -41,6 +42,14 @@ pub enum StoreError {
         dir.display()
     )]
     Unusable { dir: PathBuf, problem: String },
+    /// The store cannot take the write now (etcd without a quorum, or
+    /// out of reach): nothing of it was made, and the controller goes on
+    /// with what it holds in memory.
+    #[error("the {backend} store is unavailable: {message}")]
+    Unavailable {
+        backend: &'static str,
+        message: String,
+    },
     #[error("the {backend} store failed: {message}")]
     Backend {
         backend: &'static str,
@@ -1121,3 +1130,5 @@ impl ViRecord {
 
 #[cfg(test)]
 mod tests;
+
+pub mod etcd;

@@ -88,14 +88,32 @@ impl ApiClient {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, String)> {
+        self.request_typed(method, path, body)
+            .map(|(status, _, body)| (status, body))
+    }
+
+    /// [`Self::request`], with the response's content type too (empty when
+    /// none).
+    pub fn request_typed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<(u16, String, String)> {
         let req = self.builder(method, path, body)?.timeout(HTTP_TIMEOUT);
         let what = format!("{method} {}", self.url(path));
         block_on(async move {
             let fail = |e: reqwest::Error| Error::io(&what, std::io::Error::other(e));
             let resp = req.send().await.map_err(fail)?;
             let status = resp.status().as_u16();
+            let content_type = resp
+                .headers()
+                .get(reqwest::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
             let text = resp.text().await.map_err(fail)?;
-            Ok((status, text))
+            Ok((status, content_type, text))
         })?
     }
 

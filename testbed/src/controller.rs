@@ -203,6 +203,18 @@ pub struct ControllerConfig {
     pub api_token: String,
     /// OpenFlow over TLS instead of the unix socket `listen`.
     pub tls: Option<OpenFlowTls>,
+    /// The etcd store instead of sled in `store`.
+    pub etcd: Option<EtcdStore>,
+}
+
+/// `[store] backend = "etcd"`: a cluster's client URLs and the prefix of
+/// this data center's keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdStore {
+    pub endpoints: Vec<String>,
+    pub prefix: String,
+    /// How long a commit may take before it counts as refused.
+    pub request_timeout: Duration,
 }
 
 /// The controller's `ssl:` listener and its `[tls]` files.
@@ -245,6 +257,7 @@ impl ControllerConfig {
             openflow: OpenFlowMode::Active,
             api_token: fresh_token(),
             tls: None,
+            etcd: None,
         }
     }
 
@@ -263,14 +276,20 @@ impl ControllerConfig {
             ),
             None => (format!("unix:{}", self.listen.display()), String::new()),
         };
+        let store = match &self.etcd {
+            None => format!(
+                "store = {}\n",
+                toml_string(&self.store.display().to_string())
+            ),
+            Some(_) => String::new(),
+        };
         let mut out = format!(
-            "listen = {}\nplain_openflow = {}\napi = \"{}\"\nstore = {}\n\n{transport}\
+            "listen = {}\nplain_openflow = {}\napi = \"{}\"\n{store}\n{transport}\
              [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
             toml_string(&listen),
             self.tls.is_none(),
             self.api,
-            toml_string(&self.store.display().to_string()),
             match self.openflow {
                 OpenFlowMode::Active => "\"active\"",
                 OpenFlowMode::Passive => "\"passive\"",
@@ -283,6 +302,17 @@ impl ControllerConfig {
             "[api_auth]\ntoken_hashes = [{}]\n\n",
             toml_string(&token_hash(&self.api_token))
         );
+        if let Some(e) = &self.etcd {
+            let endpoints: Vec<String> = e.endpoints.iter().map(|e| toml_string(e)).collect();
+            let _ = write!(
+                out,
+                "[store]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = {}\n\
+                 request_timeout_secs = {}\n\n",
+                endpoints.join(", "),
+                toml_string(&e.prefix),
+                e.request_timeout.as_secs_f64()
+            );
+        }
         for host in &self.hosts {
             host.write_toml(&mut out, self.openflow == OpenFlowMode::Active);
         }
@@ -433,6 +463,16 @@ impl ControllerProcess {
     /// One request to the API; the status and the body.
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, String)> {
         self.client.request(method, path, body)
+    }
+
+    /// [`Self::request`], with the response's content type too.
+    pub fn request_typed(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, String, String)> {
+        self.client.request_typed(method, path, body)
     }
 
     /// A GET answered with 200 and JSON.

@@ -38,6 +38,7 @@ mod command;
 pub mod controller;
 pub mod dataplane;
 mod error;
+pub mod etcd;
 pub mod experiment;
 pub mod flow_dump;
 pub mod frames;

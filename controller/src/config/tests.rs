@@ -834,3 +834,93 @@ fn host_fingerprints_name_a_host_and_a_sha256() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_store_table_names_sled_or_an_etcd_cluster_and_every_fault_at_once() {
+    let etc = Path::new("/etc/iris");
+    let c = parse_plain("[store]\nbackend = \"sled\"\npath = \"state\"\n", etc).unwrap();
+    assert_eq!(
+        (c.store.as_path(), c.etcd),
+        (Path::new("/etc/iris/state"), None)
+    );
+    let c = parse_plain(
+        "[store]\nbackend = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379\", \
+         \"http://etcd2.dc1:2379/\"]\nprefix = \"iris/dc1/\"\nrequest_timeout_secs = 2.5\n\
+         max_txn_ops = 1000\n",
+        etc,
+    )
+    .unwrap();
+    let e = c.etcd.clone().unwrap();
+    assert_eq!(
+        e.endpoints,
+        ["http://10.0.0.1:2379", "http://etcd2.dc1:2379/"]
+    );
+    assert_eq!(e.prefix, "iris/dc1/");
+    assert_eq!(e.request_timeout, Duration::from_millis(2500));
+    assert_eq!(e.dial_timeout, Duration::from_secs(5));
+    assert_eq!(e.max_txn_ops, 1000);
+    assert!(
+        c.summary()
+            .contains("store:     etcd http://10.0.0.1:2379,"),
+        "{}",
+        c.summary()
+    );
+
+    let lines: Vec<String> = invalid(
+        "[store]\nbackend = \"etcd\"\npath = \"x\"\nendpoints = [\"10.0.0.1:2379\", \
+         \"https://10.0.0.2:2379\", \"http://10.0.0.3\", \"http://10.0.0.4:2379\", \
+         \"http://10.0.0.4:2379\", \"http://h:99999\"]\nprefix = \"/iris\"\n\
+         dial_timeout_secs = 0\nmax_txn_ops = 1\n",
+        etc,
+    )
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    for (starts, says) in [
+        ("store.path: ", "backend = \"sled\""),
+        ("store.endpoints[0]: ", "not a URL"),
+        ("store.endpoints[1]: ", "TLS to etcd is not supported yet"),
+        ("store.endpoints[2]: ", "has no port"),
+        ("store.endpoints[4]: ", "listed twice"),
+        ("store.endpoints[5]: ", "not a port"),
+        ("store.prefix: ", "ending in \"/\""),
+        ("store.dial_timeout_secs: ", "(0, 3600]"),
+        ("store.max_txn_ops: ", "--max-txn-ops"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(starts) && l.contains(says)),
+            "no {starts}…{says} in {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), 9, "{lines:#?}");
+    let lines: Vec<String> = invalid("[store]\nbackend = \"etcd\"\n", etc)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("store.endpoints: ")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("store.prefix: ")),
+        "{lines:#?}"
+    );
+    let lines: Vec<String> = invalid("[store]\nbackend = \"sled\"\nprefix = \"a/\"\n", etc)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        lines[0].starts_with("store.prefix: ") && lines[0].contains("etcd"),
+        "{lines:#?}"
+    );
+    assert!(invalid("[store]\nbackend = \"zookeeper\"\n", etc)[0]
+        .to_string()
+        .starts_with("store.backend: "));
+    let m = syntax("[store]\nbackend = \"etcd\"\nendpoint = []\n");
+    assert!(
+        m.contains("unknown field `endpoint`") && m.contains("did you mean `endpoints`"),
+        "{m}"
+    );
+}

@@ -624,7 +624,7 @@ impl Control {
         // the store commits it, and a crash in between costs at most a
         // move until the guest's next frame (`docs/controller.md`, Store).
         let programming = self.program_burst(&b);
-        if !self.store(b.store) {
+        if !self.store_or_owe(b.store) {
             // Not durable: nothing else may act on what the burst learned,
             // not even the floods.
             return;
@@ -747,7 +747,14 @@ impl Control {
                 .extend(changes.iter().filter(|c| c.affects_flows()).cloned());
             return Programming::default();
         }
-        if !self.store(also) || changes.is_empty() {
+        if !self.store(also) {
+            if self.was_refused() {
+                // Not made: the registry goes back to what it was.
+                self.registry.revert(changes);
+            }
+            return Programming::default();
+        }
+        if changes.is_empty() {
             return Programming::default();
         }
         self.announce_registry(changes.iter().map(super::registry_event));
@@ -810,7 +817,7 @@ impl Control {
             debug!(%conn, "unparsable frame in a PACKET_IN: {e}");
         }
         let programming = self.registry_changed(&decision.changes);
-        if self.halted() {
+        if self.halted() || self.was_refused() {
             // Not durable: nothing may act on it, not even the flood.
             return;
         }

@@ -1848,3 +1848,4 @@ fn a_certificate_speaks_for_the_host_it_names_or_whose_fingerprint_is_bound_to_i
     assert!(!rx.is_closed());
     assert_eq!(c.metrics.switches_connected.get(), 2);
 }
+mod store_unavailable;

@@ -9,7 +9,7 @@ fn mac(s: &str) -> MacAddr {
 
 /// A registry with an entry of every origin, untagged and tagged, placed
 /// and not, and the changes that built it.
-fn populated() -> (Registry, Vec<RegistryChange>) {
+pub(super) fn populated() -> (Registry, Vec<RegistryChange>) {
     let t = world();
     let mut r = Registry::new();
     let mut changes = r
@@ -63,7 +63,7 @@ fn populated() -> (Registry, Vec<RegistryChange>) {
 }
 
 /// What every backend must do.
-fn behaves_as_a_store(store: &mut dyn Store) {
+pub(super) fn behaves_as_a_store(store: &mut dyn Store) {
     assert_eq!(store.load().unwrap(), Snapshot::default());
     let (mut r, changes) = populated();
     let t = world();
@@ -208,7 +208,7 @@ fn open_waiting(dir: &Path) -> Result<SledStore, StoreError> {
 }
 
 /// A seed of `n` MACs behind the gateway, one IP each: `2 n` writes.
-fn big_seed(n: u32) -> Vec<SeedEntry> {
+pub(super) fn big_seed(n: u32) -> Vec<SeedEntry> {
     (0..n)
         .map(|i| {
             let [_, a, b, c] = i.to_be_bytes();

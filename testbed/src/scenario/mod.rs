@@ -11,6 +11,7 @@
 
 pub mod broker;
 pub mod controller_restart;
+pub mod etcd_member_loss;
 mod harness;
 mod host_churn;
 pub mod intercloud;
@@ -135,6 +136,14 @@ pub const ALL: &[Scenario] = &[
                  create changes nothing, a failed one and a delete leave no domain, port or \
                  tap; request-to-ping time measured",
         body: libvirt_node::run,
+    },
+    Scenario {
+        name: "etcd-member-loss",
+        proves: "on the etcd store, losing one of three members changes nothing; losing two \
+                 refuses API writes with a 503 problem+json while reads answer and no ping is \
+                 lost; restored, writes work and etcd holds every acknowledged write and no \
+                 refused one",
+        body: etcd_member_loss::run,
     },
 ];
 

@@ -1,0 +1,709 @@
+//! The etcd store: the same records as sled's, under a key prefix in an
+//! etcd v3 cluster, so that several controllers (and several Iris data
+//! centers, each under its own prefix) can share one cluster.
+//!
+//! Every commit is one etcd transaction guarded by the store's marker
+//! (`<prefix>iris/store`): it applies only while the marker's
+//! `mod_revision` is the one this store last saw, and it bumps the marker.
+//! A store that another writer changed behind this one's back therefore
+//! refuses to write over it rather than interleave (the leader election
+//! of several controllers will add its election key to that guard).
+//!
+//! A batch too large for one transaction (etcd's `--max-txn-ops`, 128 by
+//! default, or its request size) is staged: its writes go, in order, into
+//! chunks under `<prefix>iris/staged/` that nothing reads, then one small
+//! transaction, the commit point, stamps the marker with `staged = n`.
+//! From then on the batch counts as written: [`Store::load`] lays the
+//! staged chunks over the records, and the chunks are copied onto the
+//! records and removed (by this commit, or by the next commit or opening
+//! of the store if this one was cut short). A batch cut before its commit
+//! point leaves chunks that the next staging replaces: it is written whole
+//! or not at all, whatever its size.
+//!
+//! A commit that etcd refuses or that cannot reach a quorum returns
+//! [`StoreError::Unavailable`]. Its outcome may be unknown (etcd may have
+//! applied a transaction whose answer was lost), so the store keeps the
+//! keys it touched and the marker's revision from before, and the next
+//! commit first puts those keys back to what they held then (etcd keeps
+//! every revision until it is compacted): a write the controller refused
+//! never shows up later.
+
+use super::{decode_all, Batch, Snapshot, Store, StoreError, FORMAT, PREFIX, PROGRAM};
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const BACKEND: &str = "etcd";
+/// The marker's key, after the prefix.
+const MARKER: &str = "iris/store";
+/// Where a large batch is staged, after the prefix.
+const STAGED: &str = "iris/staged/";
+/// etcd refuses requests over `--max-request-bytes` (1.5 MiB by default):
+/// a transaction or a staged chunk stays under this.
+const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// How often an idle connection is pinged: etcd closes one pinged more
+/// often than its `--grpc-keepalive-min-time` (5 s by default).
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
+/// Keys read per request when loading: a registry of 100 000 entries
+/// would be over gRPC's 4 MiB message limit in one answer.
+const PAGE: i64 = 2000;
+
+/// Writes in order, as stored: key (after the prefix) and value, `None`
+/// to delete.
+type Ops = Vec<(String, Option<Vec<u8>>)>;
+
+/// Where the store is and how long to wait for it (`[store]` with
+/// `backend = "etcd"` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdConfig {
+    /// `http://HOST:PORT` of each member the controller may talk to.
+    pub endpoints: Vec<String>,
+    /// Every key starts with this: one Iris data center's records.
+    pub prefix: String,
+    /// How long to wait for a connection to a member.
+    pub dial_timeout: Duration,
+    /// How long a read or a commit may take before it counts as failed.
+    pub request_timeout: Duration,
+    /// The most operations etcd takes in one transaction (its
+    /// `--max-txn-ops`); larger batches are staged.
+    pub max_txn_ops: usize,
+}
+
+impl EtcdConfig {
+    /// etcd's own default for `--max-txn-ops`.
+    pub const DEFAULT_MAX_TXN_OPS: usize = 128;
+
+    pub fn new(endpoints: Vec<String>, prefix: impl Into<String>) -> Self {
+        Self {
+            endpoints,
+            prefix: prefix.into(),
+            dial_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            max_txn_ops: Self::DEFAULT_MAX_TXN_OPS,
+        }
+    }
+}
+
+/// The store's account of itself, at `<prefix>iris/store`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Marker {
+    program: String,
+    format: u32,
+    /// Commits made since the store was created.
+    write: u64,
+    /// Who wrote it: one controller's run, so that a write retried on
+    /// another member after the first applied it is recognised.
+    #[serde(default)]
+    by: String,
+    /// Chunks of a committed batch still to copy onto the records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    staged: Option<u32>,
+}
+
+/// A commit whose outcome is unknown: the marker's revision before it and
+/// the keys it may have written.
+#[derive(Debug, Clone)]
+struct Doubt {
+    before: i64,
+    keys: BTreeSet<String>,
+}
+
+/// The etcd backend. Its client runs on a runtime of its own, so it can be
+/// called from the control loop's thread like sled.
+pub struct EtcdStore {
+    rt: Option<tokio::runtime::Runtime>,
+    /// A client per endpoint, connected when first needed: a request that
+    /// fails on one member is tried on the next (tonic's balanced channel
+    /// kept sending to a killed member until its timeout).
+    clients: Mutex<Vec<Option<Client>>>,
+    /// The member that answered last, tried first.
+    current: AtomicUsize,
+    config: EtcdConfig,
+    /// The marker as last written or read, and its `mod_revision`.
+    marker: Marker,
+    known: i64,
+    doubt: Option<Doubt>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.config.endpoints)
+            .field("prefix", &self.config.prefix)
+            .field("write", &self.marker.write)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The message of an unavailable error, without the error's own words.
+fn unwrapped(e: &StoreError) -> String {
+    match e {
+        StoreError::Unavailable { message, .. } => message.clone(),
+        e => e.to_string(),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable {
+        backend: BACKEND,
+        message: e.to_string(),
+    }
+}
+
+/// An etcd error: a request etcd refuses as malformed (a transaction over
+/// its `--max-txn-ops`, a request over its size limit) is a configuration
+/// fault; anything else (no leader, no quorum, no member reachable, a
+/// timeout) is the cluster being unavailable.
+fn etcd_error(e: etcd_client::Error) -> StoreError {
+    match &e {
+        // gRPC's INVALID_ARGUMENT, a number the gRPC spec fixes.
+        etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 3 => StoreError::Backend {
+            backend: BACKEND,
+            message: format!(
+                "etcd refused the request ({}); set [store] max_txn_ops to at most etcd's \
+                     --max-txn-ops",
+                s.message()
+            ),
+        },
+        etcd_client::Error::GRpcStatus(s) => unavailable(match s.message() {
+            // tonic's words for a request that got no answer, or no
+            // connection.
+            "Timeout expired" => "no answer in time".to_owned(),
+            "tcp connect error" => "cannot connect (is the member running?)".to_owned(),
+            // etcd's own, like "etcdserver: no leader".
+            m => m.to_owned(),
+        }),
+        _ => unavailable(e),
+    }
+}
+
+impl EtcdStore {
+    /// Connects to the cluster and reads (or creates) the store's marker;
+    /// finishes a staged batch a previous controller committed but did
+    /// not copy.
+    pub fn open(config: EtcdConfig) -> Result<Self, StoreError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("iris-etcd")
+            .enable_all()
+            .build()
+            .map_err(unavailable)?;
+        let mut store = Self {
+            rt: Some(rt),
+            clients: Mutex::new(vec![None; config.endpoints.len()]),
+            current: AtomicUsize::new(0),
+            config,
+            marker: Marker {
+                program: PROGRAM.to_owned(),
+                format: FORMAT,
+                write: 0,
+                by: writer(),
+                staged: None,
+            },
+            known: 0,
+            doubt: None,
+        };
+        match store.read_marker()? {
+            Some((m, rev)) => {
+                store.marker = Marker {
+                    by: store.marker.by.clone(),
+                    ..m
+                };
+                store.known = rev;
+            }
+            None => {
+                // Created once, by whichever controller comes first.
+                let key = store.key(MARKER);
+                let txn = Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(key, super::encode(&store.marker), None)]);
+                store.txn(txn)?;
+                let (m, rev) = store.read_marker()?.ok_or_else(|| StoreError::Backend {
+                    backend: BACKEND,
+                    message: "the store's marker vanished as it was written".to_owned(),
+                })?;
+                store.marker = m;
+                store.known = rev;
+            }
+        }
+        if store.marker.staged.is_some() {
+            store.copy_staged()?;
+        }
+        Ok(store)
+    }
+
+    fn key(&self, k: &str) -> String {
+        format!("{}{k}", self.config.prefix)
+    }
+
+    /// The client of endpoint `i`, connected now if it was not.
+    fn client(&self, i: usize) -> Result<Client, StoreError> {
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| unavailable("the store's clients were poisoned"))?;
+        if let Some(c) = &clients[i] {
+            return Ok(c.clone());
+        }
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| unavailable("the store is closed"))?;
+        let options = ConnectOptions::new()
+            .with_connect_timeout(self.config.dial_timeout)
+            .with_timeout(self.config.request_timeout)
+            .with_keep_alive(KEEPALIVE, self.config.request_timeout);
+        let endpoint = self.config.endpoints[i].clone();
+        let c = block(rt, self.config.dial_timeout, async move {
+            Client::connect([endpoint], Some(options)).await
+        })?
+        .map_err(etcd_error)?;
+        clients[i] = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Runs `request` against the member that answered last, and on any
+    /// failure against the others in turn. Every request is safe to
+    /// repeat: reads are, and every write is guarded by the marker (see
+    /// [`Self::expect_applied`]).
+    fn run<T: Send + 'static, F>(&self, request: impl Fn(KvClient) -> F) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
+    {
+        let rt = self
+            .rt
+            .as_ref()
+            .ok_or_else(|| unavailable("the store is closed"))?;
+        let n = self.config.endpoints.len();
+        let first = self.current.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for i in (0..n).map(|i| (first + i) % n) {
+            let answer = self.client(i).and_then(|c| {
+                block(rt, self.config.request_timeout, request(c.kv_client()))?.map_err(etcd_error)
+            });
+            match answer {
+                Ok(v) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(e @ StoreError::Unavailable { .. }) => {
+                    failures.push(format!("{}: {}", self.config.endpoints[i], unwrapped(&e)));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(unavailable(format!(
+            "no etcd member took the request (the cluster has lost its quorum or is out of \
+             reach): {}",
+            failures.join("; ")
+        )))
+    }
+
+    fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.run(move |mut kv| {
+            let txn = txn.clone();
+            async move { kv.txn(txn).await }
+        })
+    }
+
+    /// The marker and its `mod_revision`, if there is one.
+    fn read_marker(&self) -> Result<Option<(Marker, i64)>, StoreError> {
+        let key = self.key(MARKER);
+        let k = key.clone();
+        let resp = self.run(move |mut kv| {
+            let k = k.clone();
+            async move { kv.get(k, None).await }
+        })?;
+        let Some(kv) = resp.kvs().first() else {
+            return Ok(None);
+        };
+        let m: Marker = serde_json::from_slice(kv.value()).map_err(|e| StoreError::Corrupt {
+            key: key.clone(),
+            reason: format!("not an Iris store's marker ({e})"),
+        })?;
+        if m.program != PROGRAM {
+            return Err(StoreError::Corrupt {
+                key,
+                reason: format!(
+                    "the prefix {:?} belongs to {:?}; give Iris a prefix of its own",
+                    self.config.prefix, m.program
+                ),
+            });
+        }
+        if m.format != FORMAT {
+            return Err(StoreError::Corrupt {
+                key,
+                reason: format!(
+                    "written in store format {}, and this release reads format {FORMAT}: run \
+                     the release that wrote it",
+                    m.format
+                ),
+            });
+        }
+        Ok(Some((m, kv.mod_revision())))
+    }
+
+    /// Every key and value from `from` (inclusive) up to `to` (exclusive)
+    /// at one revision (the first page's), page by page.
+    fn scan(
+        &self,
+        from: &str,
+        to: Vec<u8>,
+        revision: Option<i64>,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = from.as_bytes().to_vec();
+        let mut at = revision.unwrap_or(0);
+        loop {
+            let mut options = GetOptions::new().with_range(to.clone()).with_limit(PAGE);
+            if at > 0 {
+                options = options.with_revision(at);
+            }
+            let key = start.clone();
+            let resp = self.run(move |mut kv| {
+                let (key, options) = (key.clone(), options.clone());
+                async move { kv.get(key, Some(options)).await }
+            })?;
+            if at == 0 {
+                at = resp.header().map_or(0, |h| h.revision());
+            }
+            for kv in resp.kvs() {
+                out.push((
+                    String::from_utf8_lossy(kv.key()).into_owned(),
+                    kv.value().to_vec(),
+                ));
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The staged chunks' writes, in order.
+    fn staged_ops(&self) -> Result<Ops, StoreError> {
+        let from = self.key(STAGED);
+        let chunks = self.scan(&from, range_end(&from), None)?;
+        let mut ops = Vec::new();
+        for (key, value) in chunks {
+            let chunk: Vec<(String, Option<String>)> =
+                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
+                    key: key.clone(),
+                    reason: format!("a staged chunk that does not read ({e})"),
+                })?;
+            ops.extend(
+                chunk
+                    .into_iter()
+                    .map(|(k, v)| (k, v.map(String::into_bytes))),
+            );
+        }
+        Ok(ops)
+    }
+
+    /// Copies a committed staged batch onto the records, a transaction
+    /// per chunk, then clears the marker's `staged` and the chunks.
+    fn copy_staged(&mut self) -> Result<(), StoreError> {
+        let ops = self.staged_ops()?;
+        let per_txn = self.config.max_txn_ops.saturating_sub(1).max(1);
+        for piece in pieces(&ops, per_txn) {
+            let txn = self.guarded(piece.iter().map(|(k, v)| self.op(k, v.as_deref())));
+            self.expect_applied(txn, None)?;
+        }
+        let mut m = self.marker.clone();
+        m.staged = None;
+        let staged = self.key(STAGED);
+        let txn = self.guarded([
+            TxnOp::put(self.key(MARKER), super::encode(&m), None),
+            TxnOp::delete(
+                staged.clone(),
+                Some(DeleteOptions::new().with_range(range_end(&staged))),
+            ),
+        ]);
+        let rev = self.expect_applied(txn, Some(&m))?;
+        self.marker = m;
+        self.known = rev;
+        Ok(())
+    }
+
+    fn op(&self, key: &str, value: Option<&[u8]>) -> TxnOp {
+        let key = self.key(key);
+        match value {
+            Some(v) => TxnOp::put(key, v.to_vec(), None),
+            None => TxnOp::delete(key, None),
+        }
+    }
+
+    /// A transaction of `ops` that applies only if the marker is still
+    /// the one this store last saw.
+    fn guarded(&self, ops: impl IntoIterator<Item = TxnOp>) -> Txn {
+        Txn::new()
+            .when([Compare::mod_revision(
+                self.key(MARKER),
+                CompareOp::Equal,
+                self.known,
+            )])
+            .and_then(ops.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Runs a guarded transaction; its revision, or why not. One that
+    /// writes the marker `writes` and finds the guard failed checks
+    /// whether the marker is that one: a member applied it and the answer
+    /// was lost before the retry.
+    fn expect_applied(&self, txn: Txn, writes: Option<&Marker>) -> Result<i64, StoreError> {
+        let resp = self.txn(txn)?;
+        if !resp.succeeded() {
+            if let (Some(m), Some((found, rev))) = (writes, self.read_marker()?) {
+                if &found == m {
+                    return Ok(rev);
+                }
+            }
+            return Err(StoreError::Backend {
+                backend: BACKEND,
+                message: format!(
+                    "the store under {:?} was written by someone else since this controller \
+                     last wrote it (another iris-controller with the same [store] prefix?); \
+                     restart this controller to read it again",
+                    self.config.prefix
+                ),
+            });
+        }
+        Ok(resp.header().map_or(self.known, |h| h.revision()))
+    }
+
+    /// Puts the keys of a commit whose outcome was unknown back to what
+    /// they held before it, if it (or an earlier undo) was applied.
+    fn settle_doubt(&mut self) -> Result<(), StoreError> {
+        let Some(doubt) = self.doubt.clone() else {
+            return Ok(());
+        };
+        let (marker, rev) = self.read_marker()?.ok_or_else(|| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("the store's marker under {:?} is gone", self.config.prefix),
+        })?;
+        if rev == doubt.before {
+            self.doubt = None;
+            return Ok(());
+        }
+        self.marker = marker;
+        self.known = rev;
+        let mut undo = Vec::new();
+        for key in &doubt.keys {
+            let k = self.key(key);
+            let at = doubt.before;
+            let resp = self.run(move |mut kv| {
+                let k = k.clone();
+                async move { kv.get(k, Some(GetOptions::new().with_revision(at))).await }
+            })?;
+            undo.push((
+                key.clone(),
+                resp.kvs().first().map(|kv| kv.value().to_vec()),
+            ));
+        }
+        // A staged batch that reached its commit point is dropped, not
+        // copied: the undo puts back every key it could have written.
+        self.marker.staged = None;
+        self.write(&undo)?;
+        tracing::warn!(
+            "etcd store: a commit refused while the cluster was unavailable had been applied \
+             after all; put its {} keys back as they were",
+            doubt.keys.len()
+        );
+        self.doubt = None;
+        Ok(())
+    }
+
+    /// Writes `ops` as one commit, staged when they do not fit one
+    /// transaction; on an error, records the doubt.
+    fn write(&mut self, ops: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let before = self.known;
+        let result = self.write_once(ops);
+        if let Err(e) = &result {
+            if matches!(e, StoreError::Unavailable { .. }) {
+                let doubt = self.doubt.get_or_insert_with(|| Doubt {
+                    before,
+                    keys: BTreeSet::new(),
+                });
+                doubt.keys.extend(ops.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        result
+    }
+
+    fn write_once(&mut self, ops: &[(String, Option<Vec<u8>>)]) -> Result<(), StoreError> {
+        let bytes: usize = ops
+            .iter()
+            .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+            .sum();
+        let mut next = self.marker.clone();
+        next.write += 1;
+        if ops.len() < self.config.max_txn_ops && bytes < MAX_REQUEST_BYTES {
+            next.staged = None;
+            let txn = self.guarded(
+                ops.iter()
+                    .map(|(k, v)| self.op(k, v.as_deref()))
+                    .chain([TxnOp::put(self.key(MARKER), super::encode(&next), None)]),
+            );
+            self.known = self.expect_applied(txn, Some(&next))?;
+            self.marker = next;
+            return Ok(());
+        }
+        // Staged: chunks nothing reads until the marker names them.
+        let staged = self.key(STAGED);
+        let clear = self.guarded([TxnOp::delete(
+            staged.clone(),
+            Some(DeleteOptions::new().with_range(range_end(&staged))),
+        )]);
+        self.expect_applied(clear, None)?;
+        let mut n = 0u32;
+        let per_chunk = self.config.max_txn_ops.max(1) * 8;
+        for piece in pieces(ops, per_chunk) {
+            let chunk: Vec<(&str, Option<String>)> = piece
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str(),
+                        v.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()),
+                    )
+                })
+                .collect();
+            let value = super::encode(&chunk);
+            let txn = self.guarded([TxnOp::put(
+                self.key(&format!("{STAGED}{n:08}")),
+                value,
+                None,
+            )]);
+            self.expect_applied(txn, None)?;
+            n += 1;
+        }
+        next.staged = Some(n);
+        // The commit point.
+        let txn = self.guarded([TxnOp::put(self.key(MARKER), super::encode(&next), None)]);
+        self.known = self.expect_applied(txn, Some(&next))?;
+        self.marker = next;
+        // Written: copying it onto the records can wait for the next
+        // commit or opening if the cluster goes away now.
+        if let Err(e) = self.copy_staged() {
+            tracing::warn!(
+                "etcd store: a committed batch is left staged until the next write: {e}"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// This run of the controller, as the marker's `by` names it.
+fn writer() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}/{}/{nanos}", host.trim(), std::process::id())
+}
+
+/// `ops` cut into pieces of at most `n` writes and [`MAX_REQUEST_BYTES`]
+/// (bar a single write larger than that).
+fn pieces<T: AsRef<[u8]>>(ops: &[(String, Option<T>)], n: usize) -> Vec<&[(String, Option<T>)]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (k, v)) in ops.iter().enumerate() {
+        let size = k.len() + v.as_ref().map_or(0, |v| v.as_ref().len()) + 16;
+        if i > start && (i - start >= n || bytes + size > MAX_REQUEST_BYTES / 2) {
+            out.push(&ops[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < ops.len() {
+        out.push(&ops[start..]);
+    }
+    out
+}
+
+/// The end of the range of every key starting with `prefix`.
+fn range_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Runs `fut` on `rt` and waits for it from any thread, a runtime's
+/// worker included, for at most `timeout` (plus a margin for the client's
+/// own timeout to answer first).
+fn block<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    timeout: Duration,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(tokio::time::timeout(timeout, fut).await);
+    });
+    match rx.recv_timeout(timeout + Duration::from_secs(1)) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(_)) | Err(_) => Err(unavailable(format!(
+            "no answer within {:.1} s",
+            timeout.as_secs_f64()
+        ))),
+    }
+}
+
+impl Drop for EtcdStore {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which a runtime's worker may not.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Store for EtcdStore {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let from = self.key(PREFIX);
+        let mut records: BTreeMap<String, Vec<u8>> = self
+            .scan(&from, range_end(&from), None)?
+            .into_iter()
+            .map(|(k, v)| (k[self.config.prefix.len()..].to_owned(), v))
+            .collect();
+        let marker = self.read_marker()?;
+        if marker.as_ref().is_some_and(|(m, _)| m.staged.is_some()) {
+            for (k, v) in self.staged_ops()? {
+                match v {
+                    Some(v) => records.insert(k, v),
+                    None => records.remove(&k),
+                };
+            }
+        }
+        decode_all(records)
+    }
+
+    fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        self.settle_doubt()?;
+        if self.marker.staged.is_some() {
+            self.copy_staged()?;
+        }
+        let ops: Ops = batch
+            .ops()
+            .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+            .collect();
+        self.write(&ops)
+    }
+}
+
+#[cfg(test)]
+mod tests;

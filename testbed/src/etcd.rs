@@ -1,0 +1,252 @@
+//! A three-member etcd cluster on loopback, for controllers on the etcd
+//! store: each member a direct child ([`Process`]) with its own data
+//! directory under the cluster's directory, removed when the cluster is
+//! dropped. Ports are ones the kernel hands out, so parallel runs do not
+//! collide; a member can be killed (SIGKILL) and restored on its data.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::error::{Error, Result};
+use crate::process::{tail_of, Process};
+use crate::readiness::{poll_until, Probe};
+
+/// How long a member (or the cluster) has to answer after a start.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One member: its name, ports and files, and the process while it runs.
+#[derive(Debug)]
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    process: Option<Process>,
+}
+
+/// A running etcd cluster.
+#[derive(Debug)]
+pub struct EtcdCluster {
+    dir: PathBuf,
+    members: Vec<Member>,
+    initial_cluster: String,
+    token: String,
+}
+
+/// `n` ports free on loopback now: each bound at once, then let go for
+/// etcd to take. Another process could take one in between; etcd then
+/// fails to start and says so.
+fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| Error::io("finding free loopback ports for etcd", e))?;
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| a.port())
+                .map_err(|e| Error::io("finding free loopback ports for etcd", e))
+        })
+        .collect()
+}
+
+impl EtcdCluster {
+    /// Starts `members` members with their data under `dir` (created) and
+    /// waits until the cluster has a leader. A port taken by another
+    /// process between [`free_ports`] and etcd's bind makes a member exit:
+    /// the cluster is then started afresh on other ports, up to 3 times.
+    pub fn start(dir: &Path, members: usize) -> Result<Self> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match Self::start_once(dir, members) {
+                Err(e @ Error::NotReady { .. }) if tries < 3 => {
+                    eprintln!("iris-testbed: etcd did not start ({e}); again on other ports");
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn start_once(dir: &Path, members: usize) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io_at("creating", dir, e))?;
+        let ports = free_ports(2 * members)?;
+        let members: Vec<Member> = (0..members)
+            .map(|i| Member {
+                name: format!("etcd{i}"),
+                client_port: ports[2 * i],
+                peer_port: ports[2 * i + 1],
+                data_dir: dir.join(format!("etcd{i}.data")),
+                log: dir.join(format!("etcd{i}.log")),
+                process: None,
+            })
+            .collect();
+        let initial_cluster = members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!(
+            "iris-{}-{}",
+            std::process::id(),
+            dir.file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        );
+        let mut cluster = Self {
+            dir: dir.to_owned(),
+            members,
+            initial_cluster,
+            token,
+        };
+        for i in 0..cluster.members.len() {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_writable()?;
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let m = &self.members[i];
+        let client = format!("http://127.0.0.1:{}", m.client_port);
+        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let mut command = Command::new("etcd");
+        command
+            .arg("--name")
+            .arg(&m.name)
+            .arg("--data-dir")
+            .arg(&m.data_dir)
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-token", &self.token])
+            // Ignored once the data directory exists (a restore).
+            .args(["--initial-cluster-state", "new"])
+            // Loopback: a quicker election than the WAN-minded defaults.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(["--logger", "zap", "--log-outputs", "stderr"]);
+        let name = m.name.clone();
+        let log = m.log.clone();
+        let process = Process::spawn(name, command, Some(&log))?;
+        self.members[i].process = Some(process);
+        Ok(())
+    }
+
+    /// Every member's client URL, in order.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The members running now.
+    pub fn running(&self) -> usize {
+        self.members.iter().filter(|m| m.process.is_some()).count()
+    }
+
+    /// Kills member `i` with SIGKILL, as a machine that died; its data
+    /// directory stays.
+    pub fn kill(&mut self, i: usize) -> Result<()> {
+        let m = self
+            .members
+            .get_mut(i)
+            .ok_or_else(|| Error::Usage(format!("no etcd member {i}")))?;
+        if let Some(mut p) = m.process.take() {
+            p.signal(Signal::SIGKILL)?;
+            p.stop(Duration::from_secs(1))?;
+        }
+        Ok(())
+    }
+
+    /// Starts member `i` again on its data directory and waits until the
+    /// cluster takes writes (when a quorum is running).
+    pub fn restore(&mut self, i: usize) -> Result<()> {
+        if i >= self.members.len() {
+            return Err(Error::Usage(format!("no etcd member {i}")));
+        }
+        if self.members[i].process.is_none() {
+            self.spawn(i)?;
+        }
+        if self.running() > self.members.len() / 2 {
+            self.wait_writable()?;
+        }
+        Ok(())
+    }
+
+    /// Waits until a write through `etcdctl` to every running member
+    /// succeeds: the cluster has a leader and a quorum.
+    pub fn wait_writable(&mut self) -> Result<()> {
+        let endpoints: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.process.is_some())
+            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .collect();
+        let members = &mut self.members;
+        poll_until("the etcd cluster", START_TIMEOUT, || {
+            for m in members.iter_mut() {
+                if let Some(p) = m.process.as_mut() {
+                    p.ensure_running()?;
+                }
+            }
+            let mut last = String::new();
+            for e in &endpoints {
+                let out = Command::new("etcdctl")
+                    .env("ETCDCTL_API", "3")
+                    .args(["--endpoints", e, "--command-timeout=1s"])
+                    .args(["put", "iris-testbed/ready", "yes"])
+                    .output()
+                    .map_err(|e| Error::io("running etcdctl", e))?;
+                if !out.status.success() {
+                    last = format!("{e}: {}", String::from_utf8_lossy(&out.stderr).trim());
+                }
+            }
+            Ok(if last.is_empty() {
+                Probe::Ready(())
+            } else {
+                Probe::NotYet(last)
+            })
+        })
+    }
+
+    /// The last lines of member `i`'s log, for a failure's message.
+    pub fn log_tail(&self, i: usize, lines: usize) -> String {
+        self.members
+            .get(i)
+            .map_or_else(String::new, |m| tail_of(&m.log, lines))
+    }
+
+    /// Where the members' data and logs are.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            drop(m.process.take());
+            if let Err(e) = std::fs::remove_dir_all(&m.data_dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!("iris-testbed: cannot remove {}: {e}", m.data_dir.display());
+                }
+            }
+        }
+    }
+}
