@@ -24,11 +24,16 @@ declare -A NEED=(
   # kernel (the testbed writes the initramfs's cpio itself).
   [qemu-system-x86_64]=qemu-system-x86
   [xz]=xz-utils
+  # The libvirt compute driver (haas-api/src/compute/libvirt.rs): a private
+  # libvirtd per PM with its QEMU driver, and virsh to look at it by hand.
+  [libvirtd]=libvirt-daemon
+  [virsh]=libvirt-clients
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its
-# modules, and a busybox that runs without a libc in the initramfs.
-FILES_FROM=(linux-image-amd64 busybox-static)
+# modules, a busybox that runs without a libc in the initramfs, and the
+# headers and pkg-config file the `virt` crate links libvirt with.
+FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -56,6 +61,20 @@ if ((${#missing[@]})); then
   if command -v systemctl >/dev/null 2>&1 && [[ -d /run/systemd/system ]]; then
     systemctl disable --now openvswitch-testcontroller >/dev/null 2>&1 || true
   fi
+fi
+
+# libvirt's QEMU driver looks its compiled-in user up before it reads
+# qemu.conf (where the libvirtds Iris starts say root), and fails without
+# it. Debian's libvirt-daemon-system makes that user, and with it a system
+# libvirtd that Iris does not use, so the user is made here instead.
+if ! getent passwd libvirt-qemu >/dev/null; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: the system user libvirt-qemu is missing; run this script (or make) as root to add it" >&2
+    exit 1
+  fi
+  echo "install-deps: adding the system user libvirt-qemu"
+  useradd --system --user-group --no-create-home --home-dir /var/lib/libvirt \
+    --shell /usr/sbin/nologin libvirt-qemu
 fi
 
 # Rust comes from rustup, not apt: Debian 12's rustc is 1.63, and the

@@ -608,7 +608,7 @@ async fn seed_vi(
             if check_only {
                 Err(Registry::check_seed(c.topology(), id, &entries))
             } else {
-                c.seed(id, &entries)
+                c.seed_from_api(id, &entries)
             }
         })
         .await?;

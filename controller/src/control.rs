@@ -1419,6 +1419,25 @@ impl Control {
         Ok(n)
     }
 
+    /// [`Control::seed`] for the API, which also counts the IPs a MAC
+    /// answers for already: a seed adds to them. (At start the file's seeds
+    /// are taken as ever, so that an edit through the API never stops the
+    /// next start.)
+    pub fn seed_from_api(
+        &mut self,
+        vi: ViId,
+        entries: &[SeedEntry],
+    ) -> Result<usize, Vec<(usize, RegistryError)>> {
+        let mut problems = Registry::check_seed(&self.topology, vi, entries);
+        if problems.is_empty() {
+            problems = self.registry.seed_beyond_limit(vi, entries);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        self.seed(vi, entries)
+    }
+
     /// Every registry entry, or those of one VI.
     pub fn registry_entries(&self, vi: Option<ViId>) -> Vec<RegistryEntry> {
         self.registry.list(vi)

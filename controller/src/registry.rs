@@ -566,6 +566,40 @@ impl Registry {
         plan_seed(topology, vi, entries).err().unwrap_or_default()
     }
 
+    /// The rows of `entries` that would leave a MAC of `vi` answering for
+    /// more than [`MAX_IPS_PER_MAC`] IPs with those it answers for already:
+    /// a seed adds to a MAC's IPs, so seeding again and again could pass a
+    /// limit that [`Registry::check_seed`] holds each seed to alone.
+    pub fn seed_beyond_limit(
+        &self,
+        vi: ViId,
+        entries: &[SeedEntry],
+    ) -> Vec<(usize, RegistryError)> {
+        let mut held: BTreeMap<MacKey, BTreeSet<Ipv4Addr>> = BTreeMap::new();
+        let mut problems = Vec::new();
+        for (index, s) in entries.iter().enumerate() {
+            let Some(ip) = s.ip else { continue };
+            let key = MacKey {
+                vi,
+                vlan: s.vlan,
+                mac: s.mac,
+            };
+            let ips = held
+                .entry(key)
+                .or_insert_with(|| self.ips_of(&key).collect());
+            if ips.insert(ip) && ips.len() == MAX_IPS_PER_MAC + 1 {
+                problems.push((
+                    index,
+                    RegistryError::TooManyIps {
+                        mac: s.mac,
+                        count: MAX_IPS_PER_MAC + 1,
+                    },
+                ));
+            }
+        }
+        problems
+    }
+
     /// The API's put: the MAC's location and exactly the IPs given, all
     /// pinned. IPs given here are taken from any other MAC that had them
     /// (see [`Registry::held_elsewhere`] for refusing that).

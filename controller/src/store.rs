@@ -437,6 +437,13 @@ impl SledStore {
                     return refuse(db, problem);
                 }
                 if found.total() > 0 {
+                    // Read before it is stamped: a record that does not
+                    // decode refuses the store as `load` would, but with
+                    // the store left as it was found.
+                    if let Err(e) = read_records(&db) {
+                        std::mem::forget(db);
+                        return Err(e);
+                    }
                     tracing::info!(
                         "store {}: written before the store kept an account of itself; \
                          counted its {} MAC, {} IP, {} host and {} VI records and stamped it \
@@ -677,12 +684,7 @@ pub fn set_aside(dir: &Path) -> Result<Option<PathBuf>, StoreError> {
 
 impl Store for SledStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let mut records = Vec::new();
-        for kv in self.db.scan_prefix(PREFIX) {
-            let (k, v) = kv?;
-            records.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
-        }
-        decode_all(records)
+        read_records(&self.db)
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
@@ -817,6 +819,16 @@ fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 }
 
 /// Decodes every record, each checked against the key it was found under.
+/// Every record of `db`, decoded.
+fn read_records(db: &sled::Db) -> Result<Snapshot, StoreError> {
+    let mut records = Vec::new();
+    for kv in db.scan_prefix(PREFIX) {
+        let (k, v) = kv?;
+        records.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+    }
+    decode_all(records)
+}
+
 fn decode_all(
     records: impl IntoIterator<Item = (String, Vec<u8>)>,
 ) -> Result<Snapshot, StoreError> {

@@ -1,7 +1,8 @@
 //! The `iris-controller` process against API clients that would hold its
 //! resources: clients that connect and send half a request or nothing,
 //! more of them than the connection cap under a small open-file limit, a
-//! body that never arrives, and an event stream open across SIGTERM.
+//! body that never arrives, and an event stream open across SIGTERM; and
+//! what its start says of an API that asks for no token.
 
 #![allow(clippy::unwrap_used)]
 
@@ -242,8 +243,54 @@ fn rogue_switches_beyond_the_unknown_bound_are_disconnected_and_leave_room_for_a
         "all but 16 unknown switches disconnected\n{}",
         c.log_tail(20)
     );
+    // Those held apart are shown as unknown, never as configured switches.
+    let health = c.get_json("/healthz").unwrap();
+    assert_eq!(health["switches_ready"], 0, "{health}");
+    assert_eq!(
+        health["unknown_switches"].as_array().map(Vec::len),
+        Some(16),
+        "{health}"
+    );
     connect_switch(openflow);
     c.wait_ready(1, 0, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(20)));
     assert!(c.log_tail(400).contains("already held apart: disconnected"));
+}
+
+#[test]
+fn a_kept_alive_connection_left_idle_is_closed_after_the_header_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = start(dir.path(), "header_timeout_secs = 1", 1024);
+    let mut s = TcpStream::connect_timeout(&c.api_addr(), Duration::from_secs(5)).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: iris\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = [0u8; 4096];
+    let n = s.read(&mut answer).unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    let answered = Instant::now();
+    let within = Duration::from_secs(8);
+    let after = closed_after(s, answered, within)
+        .unwrap_or_else(|| panic!("an idle kept-alive connection still open after {within:?}"));
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(4),
+        "an idle kept-alive connection was closed after {after:?}; the header timeout is 1 s"
+    );
+}
+
+#[test]
+fn a_start_without_api_tokens_warns_in_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = start(dir.path(), "", 1024);
+    let line = c
+        .wait_log("[api_auth] has no token_hashes", Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.log_tail(20)));
+    assert!(
+        line.contains("WARN") && line.contains("asks for no token"),
+        "{line}"
+    );
 }

@@ -43,6 +43,12 @@ fn a_valid_file_is_summarised_with_exit_code_0() {
         stdout.contains("vi1 \"acme\" gre_key=1001 gateways=[gw1, gw2] seeded=2"),
         "{stdout}"
     );
+    // Valid, but an API without tokens is said out loud.
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning: [api_auth] has no token_hashes, so the API on 127.0.0.1:8181"),
+        "{stderr}"
+    );
 }
 
 #[test]

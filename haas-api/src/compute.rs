@@ -11,6 +11,8 @@
 //! lets the broker resume or roll back an operation after a crash without
 //! knowing how far the driver got.
 
+pub mod libvirt;
+
 use std::fmt;
 use std::net::Ipv4Addr;
 

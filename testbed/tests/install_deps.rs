@@ -28,6 +28,10 @@ const PRESENT: &[&str] = &[
     "killall",
     "qemu-system-x86_64",
     "xz",
+    "libvirtd",
+    "virsh",
+    // libvirt-qemu exists.
+    "getent",
 ];
 
 /// A scratch directory with a `bin/` of stand-ins; removed when dropped.
@@ -176,4 +180,19 @@ fn the_guests_kernel_and_busybox_are_installed_when_missing() {
         "apt-get was asked: {apt}"
     );
     assert!(!apt.contains("busybox-static"), "apt-get was asked: {apt}");
+}
+
+#[test]
+fn libvirt_s_qemu_user_is_added_when_missing() {
+    let m = Machine::new("no-libvirt-user", Some(&rust_version()), true);
+    m.stand_in("getent", "exit 2");
+    let added = m.root.join("useradd.log");
+    m.stand_in("useradd", &format!("echo \"$*\" >> {}", added.display()));
+    let (ok, stderr, _) = m.install_deps();
+    assert!(ok, "{stderr}");
+    let args = fs::read_to_string(&added).unwrap_or_default();
+    assert!(
+        args.contains("--system") && args.trim_end().ends_with("libvirt-qemu"),
+        "useradd was asked: {args:?}"
+    );
 }

@@ -743,12 +743,68 @@ async fn an_entry_answers_only_for_unicast_addresses_and_a_bounded_number() {
 }
 
 #[tokio::test]
+async fn a_seed_holds_a_mac_to_the_ips_it_answers_for_already_and_the_limit() {
+    let app = app();
+    let entry = "/v1/registry/1/untagged/52:54:00:00:00:09";
+    let seed = |from: u32, n: u32| {
+        let rows: Vec<String> = (from..from + n)
+            .map(|i| {
+                let ip = Ipv4Addr::from(0x0a01_0000 + i);
+                format!(r#"{{"mac":"52:54:00:00:00:09","ip":"{ip}"}}"#)
+            })
+            .collect();
+        format!("[{}]", rows.join(","))
+    };
+    let limit = crate::registry::MAX_IPS_PER_MAC as u32;
+    let half = limit / 2;
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/vis/1/seed",
+        Some(&seed(0, limit + 1)),
+    )
+    .await;
+    assert_problem(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some(&format!("#/{limit}")),
+    );
+    let r = call(&app, Method::GET, entry, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "nothing was seeded");
+    let r = call(&app, Method::POST, "/v1/vis/1/seed", Some(&seed(0, half))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A second seed adds to the first: one IP past the limit in all.
+    let r = call(
+        &app,
+        Method::POST,
+        "/v1/vis/1/seed",
+        Some(&seed(half, limit - half + 1)),
+    )
+    .await;
+    assert_problem(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        Some(&format!("#/{}", limit - half)),
+    );
+    assert!(r.text.contains(&format!("at most {limit}")), "{}", r.text);
+    let r = call(&app, Method::GET, entry, None).await;
+    assert_eq!(r.json["ips"].as_array().unwrap().len() as u32, half);
+    // IPs the MAC has already are not counted twice.
+    let r = call(&app, Method::POST, "/v1/vis/1/seed", Some(&seed(0, limit))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = call(&app, Method::GET, entry, None).await;
+    assert_eq!(r.json["ips"].as_array().unwrap().len() as u32, limit);
+}
+
+#[tokio::test]
 async fn an_array_is_not_taken_for_an_object_nor_the_reverse() {
     let app = app();
+    // The entry first: `[]` created an empty one (201), where serde only
+    // happened to refuse the host's and the VI's for their missing fields.
     for (method, uri) in [
+        (Method::PUT, "/v1/registry/1/untagged/52:54:00:00:00:07"),
         (Method::PUT, "/v1/hosts/pm2"),
         (Method::PUT, "/v1/vis/2"),
-        (Method::PUT, "/v1/registry/1/untagged/52:54:00:00:00:07"),
     ] {
         let r = call(&app, method, uri, Some(" []")).await;
         assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#"));

@@ -598,6 +598,22 @@ gre_key = 7
             "missing {want:?} in {lines:#?}"
         );
     }
+    // The seed of a VI at fault is read against that VI as written, not
+    // only when another VI happens to have its id.
+    let errors = invalid(
+        "[[vi]]\nid = 3\nname = \"c\"\ngre_key = 0\nseed = \"a.csv\"\n",
+        dir.path(),
+    );
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    for want in [
+        "vi[0].gre_key: 0 means",
+        "vi[0].seed (line 1): 224.0.0.1 is a multicast address",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.starts_with(want)),
+            "missing {want:?} in {lines:#?}"
+        );
+    }
 }
 
 #[test]

@@ -559,6 +559,39 @@ fn a_store_written_before_the_marker_is_counted_and_stamped_once() {
     assert_eq!(reopen(dir.path()).load().unwrap().registry(), r);
 }
 
+/// A store from before the marker has no account to check, but a record
+/// it cannot read still refuses it before it is stamped: it was stamped
+/// (and its witness written) first, and refused only when loaded.
+#[test]
+fn a_store_from_before_the_marker_with_a_record_it_cannot_read_is_refused_unstamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, changes) = populated();
+    let batch = Batch::from_changes(&changes);
+    let unreadable = "v1/mac/1/10/52:54:00:00:00:09";
+    behind_the_stores_back(dir.path(), |db| {
+        for (k, v) in batch.ops() {
+            db.insert(k, v.unwrap()).unwrap();
+        }
+        db.insert(unreadable, &b"{not json"[..]).unwrap();
+    });
+    match open_waiting(dir.path()) {
+        Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, unreadable),
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("opened a store with a record it cannot read"),
+    }
+    assert!(
+        !dir.path().join(WITNESS_FILE).exists(),
+        "a witness was written"
+    );
+    // sled may write as it recovers its log; the store's marker is not.
+    let db = std::fs::read(dir.path().join("db")).unwrap();
+    assert!(
+        !db.windows(MARKER_KEY.len())
+            .any(|w| w == MARKER_KEY.as_bytes()),
+        "the refused db was stamped"
+    );
+}
+
 /// sled panics ("tried to serialize Uninitialized") reading a database of
 /// many small writes with noise in its middle; the store says which file
 /// instead.

@@ -14,6 +14,7 @@
 //! testbed writes none.
 
 pub mod image;
+pub mod libvirtd;
 pub mod qmp;
 
 use std::net::SocketAddrV4;
@@ -39,7 +40,10 @@ pub use qmp::Qmp;
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 /// A minimal firmware that boots `-kernel` directly.
-const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+/// The guest kernel's command line, before `iris.ip=`: the console on the
+/// serial port, and a panic ends QEMU rather than hanging it.
+pub const KERNEL_ARGS: &str = "console=ttyS0 quiet panic=-1 ipv6.disable=1";
 /// How long QEMU may take to open its QMP socket.
 const QMP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -232,10 +236,7 @@ impl Guest {
         }
 
         let memory = spec.memory_mib.to_string();
-        let append = format!(
-            "console=ttyS0 quiet panic=-1 ipv6.disable=1 iris.ip={}",
-            spec.ip
-        );
+        let append = format!("{KERNEL_ARGS} iris.ip={}", spec.ip);
         let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no,vnet_hdr=off");
         let device = format!("virtio-net-pci,netdev=n0,mac={},romfile=", spec.mac);
         let serial_arg = format!("file:{}", serial.display());

@@ -124,6 +124,19 @@ pub fn vm_ip(n: u8) -> Result<Ipv4Cidr, ScenarioError> {
     subnet_ip(0, n)
 }
 
+/// Seeds `vi`'s registry with guest `n` (`02:00:00:00:00:<n>`,
+/// [`vm_ip`]`(n)`), a guest the scenario boots itself rather than a
+/// testbed VM; its MAC and address.
+pub fn seed_guest(vi: &mut ViEntry, n: u8) -> Result<(MacAddr, Ipv4Cidr), ScenarioError> {
+    let (mac, ip) = (MacAddr::local(n.into()), vm_ip(n)?);
+    vi.seed.push(crate::controller::SeedRow {
+        mac,
+        ip: ip.addr(),
+        vlan: None,
+    });
+    Ok((mac, ip))
+}
+
 /// Flows (identity and instructions) with their durations in seconds, by PM.
 pub type FlowsByPm = BTreeMap<String, BTreeMap<String, f64>>;
 

@@ -15,6 +15,7 @@ mod harness;
 mod host_churn;
 pub mod intercloud;
 pub mod isolation;
+pub mod libvirt_node;
 pub mod mesh;
 pub mod migrate;
 pub mod migrate_intercloud;
@@ -126,6 +127,14 @@ pub const ALL: &[Scenario] = &[
                  nothing across; after the repair BFD and the pings come back by themselves; \
                  recovery time measured",
         body: wan_cut::run,
+    },
+    Scenario {
+        name: "libvirt-node",
+        proves: "the broker's libvirt driver makes a QEMU L1 node on a PM's own libvirtd, its \
+                 port in the VI, answering ping from the VI within the boot time; a repeated \
+                 create changes nothing, a failed one and a delete leave no domain, port or \
+                 tap; request-to-ping time measured",
+        body: libvirt_node::run,
     },
 ];
 

@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::harness::{check, ms, round3, to_json, vm_ip, Harness, PingSummary, CONVERGE};
+use super::harness::{check, ms, round3, seed_guest, to_json, Harness, PingSummary, CONVERGE};
 use super::ScenarioError;
-use crate::controller::{SeedRow, ViEntry};
+use crate::controller::ViEntry;
 use crate::frames::Capture;
 use crate::guest::{Accel, Guest, GuestImage, GuestSpec, MigrationStatus, MIGRATION_PORT};
 use crate::{MacAddr, PingPlan, PmId, VmId, WallClock};
@@ -152,12 +152,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     let pinger = h.add_vms(&mut vi, &[pms[2]])?[0];
-    let (mac, ip) = (MacAddr::local(5), vm_ip(5)?);
-    vi.seed.push(SeedRow {
-        mac,
-        ip: ip.addr(),
-        vlan: None,
-    });
+    let (mac, ip) = seed_guest(&mut vi, 5)?;
     h.bring_up(&pms, vec![vi], &[pinger])?;
     let spec = GuestSpec::new("g5", VI, mac, ip, accel);
 
