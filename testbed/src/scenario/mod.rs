@@ -20,6 +20,7 @@ pub mod mesh;
 pub mod migrate;
 pub mod migrate_intercloud;
 pub mod qemu_migrate;
+pub mod service;
 pub mod tenants_intercloud;
 mod vlan;
 pub mod wan_cut;
@@ -120,6 +121,14 @@ pub const ALL: &[Scenario] = &[
                  answers ping on its VI across the mesh, and scaling in leaves no namespace, veth \
                  or OVS port; request-to-active and request-to-pingable measured",
         body: broker::run,
+    },
+    Scenario {
+        name: "service",
+        proves: "two operators with identical addressing each create a VI and ask for L1 nodes \
+                 with irisctl; an L2 VM on an L1 node and the operator's IaaS guest ping across \
+                 the WAN, never seeing the other operator's frames; a guest live-migrates from \
+                 the IaaS DC into an L1 node and is reached again after its RARP",
+        body: service::run,
     },
     Scenario {
         name: "wan-cut",
