@@ -140,8 +140,8 @@ fn print_service(r: &service::Report) {
     }
     println!(
         "   HaaS gateway started with both VIs, each classified into its VI by the controller: \
-         {:.1} s",
-        r.gateways_s
+         {:.0} ms",
+        r.gateways_s * 1000.0
     );
     heading(
         "5",
@@ -183,7 +183,7 @@ fn print_service(r: &service::Report) {
     for (who, first, lost) in &m.watchers {
         let first = first.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
         println!(
-            "   {who}: first reply {first} after the first RARP, {lost} pings lost after it; {}",
+            "   {who}: first reply {first} after the first RARP, pings lost after it: {lost}; {}",
             m.pings.get(who).map(pings).unwrap_or_default()
         );
     }
@@ -209,8 +209,8 @@ fn print_service(r: &service::Report) {
         );
     }
     println!(
-        "   gateways up                                 {:7.1} s",
-        r.gateways_s
+        "   gateways up                                 {:7.0} ms",
+        r.gateways_s * 1000.0
     );
     let foreign: usize = r.seen.iter().map(|s| s.foreign).sum();
     println!(
@@ -219,7 +219,7 @@ fn print_service(r: &service::Report) {
     );
     for (who, first, lost) in &m.watchers {
         println!(
-            "   migration, {who}: first reply {} ms after the RARP, {lost} lost after it",
+            "   migration, {who}: first reply {} ms after the RARP, lost after it: {lost}",
             first.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
         );
     }
