@@ -59,8 +59,9 @@ enum Command {
     /// iris-controller process; print a JSON summary with its measurements
     /// on stdout, progress on stderr; exit non-zero if it fails.
     Scenario {
-        /// mesh, isolation, vlan, migrate, controller-restart, intercloud,
-        /// tenants-intercloud, host-churn, qemu-migrate, or all.
+        /// mesh, isolation, vlan, migrate, controller-restart, host-churn,
+        /// qemu-migrate, intercloud, tenants-intercloud, migrate-intercloud,
+        /// broker, wan-cut, libvirt-node, service, or all.
         name: String,
         /// The iris-controller binary; by default the one beside this program.
         #[arg(long)]

@@ -123,14 +123,6 @@ pub const ALL: &[Scenario] = &[
         body: broker::run,
     },
     Scenario {
-        name: "service",
-        proves: "two operators with identical addressing each create a VI and ask for L1 nodes \
-                 with irisctl; an L2 VM on an L1 node and the operator's IaaS guest ping across \
-                 the WAN, never seeing the other operator's frames; a guest live-migrates from \
-                 the IaaS DC into an L1 node and is reached again after its RARP",
-        body: service::run,
-    },
-    Scenario {
         name: "wan-cut",
         proves: "a WAN cut under pings both ways takes BFD down at both gateways and lets \
                  nothing across; after the repair BFD and the pings come back by themselves; \
@@ -144,6 +136,14 @@ pub const ALL: &[Scenario] = &[
                  create changes nothing, a failed one and a delete leave no domain, port or \
                  tap; request-to-ping time measured",
         body: libvirt_node::run,
+    },
+    Scenario {
+        name: "service",
+        proves: "two operators with identical addressing each create a VI and ask for L1 nodes \
+                 with irisctl; an L2 VM on an L1 node and the operator's IaaS guest ping across \
+                 the WAN, never seeing the other operator's frames; a guest live-migrates from \
+                 the IaaS DC into an L1 node and is reached again after its RARP",
+        body: service::run,
     },
 ];
 
