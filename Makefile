@@ -5,7 +5,7 @@ CARGO_FLAGS ?= --locked
 # Where cargo puts what it builds: CARGO_TARGET_DIR when set, as for cargo.
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 
-.PHONY: deps build demo test bench lint fmt clean
+.PHONY: deps build demo demo-clean test bench lint fmt clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -15,6 +15,14 @@ build: deps
 
 demo: build
 	$(TARGET_DIR)/release/iris-testbed demo --controller $(TARGET_DIR)/release/iris-controller
+
+# What a crashed or killed demo left behind: the namespaces (the testbed's
+# and the broker's L1 nodes' of its PMs), the root-namespace links, the
+# processes (OVS, controller, broker, gateways) and the state directories of
+# every testbed whose owning process is gone. Live testbeds are left alone.
+demo-clean:
+	$(CARGO) build $(CARGO_FLAGS) --release -p iris-testbed
+	$(TARGET_DIR)/release/iris-testbed cleanup-stale
 
 # The scenarios run the real controller and gateway processes, so the binaries are built
 # first (cargo test builds them too; this makes sure they exist). Each

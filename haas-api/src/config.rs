@@ -8,6 +8,7 @@
 //! admin_token_file = "/etc/iris/broker-admin-token"  # first line: the admin token
 //! first_tunnel_key = 1000          # VIs get tunnel keys from here up
 //! node_mtu = 1500
+//! haas_gateways = ["gwh"]          # the controller's gateway hosts every VI is carried through
 //!
 //! [controller]
 //! url = "http://127.0.0.1:8080"
@@ -59,6 +60,8 @@ struct RawConfig {
     first_tunnel_key: u32,
     #[serde(default = "default_mtu")]
     node_mtu: u16,
+    #[serde(default)]
+    haas_gateways: Vec<String>,
     controller: Option<RawController>,
     /// The controller's `[api_limits]`, read and checked as it reads them.
     #[serde(default)]
@@ -93,6 +96,10 @@ pub struct Config {
     pub admin_token: Secret,
     pub first_tunnel_key: u32,
     pub node_mtu: u16,
+    /// Host names (of the controller) of the HaaS gateway nodes every VI is
+    /// created with: the operator's MACs live behind them. Empty: the VIs
+    /// stay inside the HaaS data center.
+    pub haas_gateways: Vec<String>,
     /// The controller's northbound base URL, no trailing slash.
     pub controller_url: String,
     pub controller_token: Option<Secret>,
@@ -137,13 +144,14 @@ impl Config {
 
     pub fn summary(&self) -> String {
         format!(
-            "  listen {}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n",
+            "  listen {}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n  HaaS gateways [{}]\n",
             self.listen,
             self.store.display(),
             self.controller_url,
             if self.controller_token.is_some() { "yes" } else { "none" },
             self.first_tunnel_key,
-            self.node_mtu
+            self.node_mtu,
+            self.haas_gateways.join(", ")
         )
     }
 }
@@ -193,6 +201,14 @@ impl RawConfig {
                 format!("{} is outside 576..=9000", self.node_mtu),
             ));
         }
+        for (i, g) in self.haas_gateways.iter().enumerate() {
+            if g.is_empty() || self.haas_gateways[..i].contains(g) {
+                errors.push(ConfigError::new(
+                    format!("haas_gateways[{i}]"),
+                    format!("{g:?} is empty or named twice; name each gateway host once"),
+                ));
+            }
+        }
         let api_limits = self.api_limits.validate(&mut errors);
         let (controller_url, controller_token) = match &self.controller {
             None => {
@@ -227,6 +243,7 @@ impl RawConfig {
                 admin_token,
                 first_tunnel_key: self.first_tunnel_key,
                 node_mtu: self.node_mtu,
+                haas_gateways: self.haas_gateways,
                 controller_url,
                 controller_token,
                 api_limits,
@@ -250,6 +267,7 @@ listen = "nowhere"
 admin_token_file = "short"
 first_tunnel_key = 0
 node_mtu = 20
+haas_gateways = ["gwh", "gwh"]
 [api_limits]
 header_timeout_secs = -1
 [controller]
@@ -267,6 +285,7 @@ token_file = "missing"
                 "admin_token_file",
                 "first_tunnel_key",
                 "node_mtu",
+                "haas_gateways[1]",
                 "api_limits.header_timeout_secs",
                 "controller.url",
                 "controller.token_file"

@@ -15,10 +15,14 @@ pub struct Controller {
     http: reqwest::Client,
     base: String,
     token: Option<Secret>,
+    /// The HaaS gateway hosts every VI is carried through (the broker's
+    /// `haas_gateways`): MACs of the operator's own data center live
+    /// behind them in the registry.
+    gateways: Vec<String>,
 }
 
 impl Controller {
-    pub fn new(base: &str, token: Option<Secret>) -> Self {
+    pub fn new(base: &str, token: Option<Secret>, gateways: Vec<String>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -27,6 +31,7 @@ impl Controller {
             http,
             base: base.to_owned(),
             token,
+            gateways,
         }
     }
 
@@ -84,9 +89,10 @@ impl Controller {
             .collect())
     }
 
-    /// Creates (or confirms) the VI `key` with GRE key `key`.
+    /// Creates (or confirms) the VI `key` with GRE key `key`, carried
+    /// through the configured HaaS gateways.
     pub async fn put_vi(&self, key: u32, name: &str) -> Result<(), NorthboundError> {
-        let body = json!({"id": key, "name": name, "gre_key": key, "gateways": []});
+        let body = json!({"id": key, "name": name, "gre_key": key, "gateways": self.gateways});
         self.send(
             reqwest::Method::PUT,
             &format!("/v1/vis/{key}"),

@@ -39,7 +39,11 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     let broker = Arc::new(Broker::new(
         records,
         drivers(),
-        Controller::new(&config.controller_url, config.controller_token.clone()),
+        Controller::new(
+            &config.controller_url,
+            config.controller_token.clone(),
+            config.haas_gateways.clone(),
+        ),
         config.first_tunnel_key,
         config.node_mtu,
     ));

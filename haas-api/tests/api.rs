@@ -11,6 +11,7 @@
 mod common;
 
 use common::*;
+use iris_testbed::controller::{HostEntry, HostRole};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -617,4 +618,32 @@ async fn parallel_requests_never_overbook_and_everything_survives_a_restart() {
         (Some(8), Some(true))
     );
     broker.shut().await;
+}
+
+/// A VI the broker creates lists the broker's `haas_gateways` in the
+/// controller: the operator's MACs the HaaS gateway reports live behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vi_is_created_with_the_haas_gateways() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = HostEntry {
+        name: "gw1".into(),
+        underlay_ip: "192.0.2.1".parse().unwrap(),
+        ovsdb: "tcp:192.0.2.1:6640".into(),
+        controller: "tcp:127.0.0.1:6653".into(),
+        role: HostRole::Gateway,
+    };
+    let controller = start_controller(dir.path(), vec![gateway]);
+    let mut config = broker_config(dir.path(), controller.api_addr());
+    config.haas_gateways = vec!["gw1".into()];
+    let broker = start_broker(&config).await;
+    let b = broker.base.as_str();
+    let (_, a) = provider(b, "acme").await;
+    let body = json!({"name": "net", "gateway": "203.0.113.7", "vlans": {"first": 100, "last": 199},
+        "addressing": {"mode": "dhcp"}});
+    let (s, _, vi) = call(b, Some(&a), "POST", "/v1/vis", Some(body)).await;
+    assert_eq!(s, 201, "{vi}");
+    let key = vi["tunnel_key"].as_u64().unwrap();
+    let ctl_vi = controller.get_json(&format!("/v1/vis/{key}")).unwrap();
+    assert_eq!(ctl_vi["gateways"], json!(["gw1"]), "{ctl_vi}");
+    broker.stop.cancel();
 }

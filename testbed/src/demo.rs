@@ -1,5 +1,9 @@
-//! `iris-testbed demo`: what `make demo` runs. The emulated inter-cloud with
-//! the real `iris-controller` process, told step by step for a human.
+//! `iris-testbed demo`: what `make demo` runs. The HaaS service (the
+//! `service` scenario): the broker, `irisctl` as operators type it, two
+//! operators' data centers joined to the HaaS data center by the gateways,
+//! told step by step for a human. `--controller-only`: the emulated
+//! inter-cloud with the real `iris-controller` process alone, as before
+//! the broker.
 //!
 //! The demo measures nothing of its own: each step is one scenario of
 //! `iris_testbed::scenario` (the same code `iris-testbed scenario` and
@@ -12,8 +16,8 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use iris_testbed::scenario::{
-    controller_restart, intercloud, isolation, mesh, migrate, run_measured, Options, Outcome,
-    PingSummary,
+    controller_restart, intercloud, isolation, mesh, migrate, run_measured, service, Options,
+    Outcome, PingSummary,
 };
 
 /// One row of the closing table.
@@ -24,7 +28,209 @@ struct Row {
     headline: String,
 }
 
-/// Runs the demo; the exit code is non-zero when any step failed.
+/// Lines of one command's output shown in the transcript.
+const OUTPUT_LINES: usize = 14;
+
+/// Runs the demo of the service; the exit code is non-zero when it failed.
+pub fn run_service(options: &Options) -> ExitCode {
+    println!(
+        "Iris demo: the HaaS service on this machine, end to end\n\
+         {}\n\
+         A HaaS data center (four PMs, one Open vSwitch each, and a gateway node), two\n\
+         operators' IaaS data centers with the very same addressing, each with its\n\
+         gateway node and a WAN to the HaaS one; iris-controller, the broker (iris-api)\n\
+         and one iris-gateway per data center. Everything the operators do goes\n\
+         through irisctl, shown as typed. Every number below was measured during this run.",
+        options.controller.display()
+    );
+    let (outcome, report) = run_measured("service", options, service::measure);
+    if let Some(r) = &report {
+        print_service(r);
+    }
+    println!();
+    match &outcome.reason {
+        None => {
+            println!(
+                "The demo passed in {:.1} s; every namespace, switch and process is gone.",
+                outcome.seconds
+            );
+            ExitCode::SUCCESS
+        }
+        Some(why) => {
+            println!("The demo FAILED after {:.1} s: {why}", outcome.seconds);
+            if let Some(logs) = &outcome.logs {
+                println!("logs kept in {}", logs.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_typed(t: &service::Typed) {
+    println!("   {}$ {}", t.who, t.command);
+    let lines: Vec<&str> = t.output.lines().collect();
+    if lines.is_empty() {
+        println!("     (done, exit code 0)");
+    }
+    for l in lines.iter().take(OUTPUT_LINES) {
+        println!("     {l}");
+    }
+    if lines.len() > OUTPUT_LINES {
+        println!("     ... ({} more lines)", lines.len() - OUTPUT_LINES);
+    }
+}
+
+fn print_service(r: &service::Report) {
+    heading(
+        "1",
+        "the data centers, the controller and the broker come up",
+    );
+    println!(
+        "   HaaS DC pm1-pm4 + gateway node gwh; IaaS DCs acme and globex, each a LAN, a \
+         compute node\n   and a gateway node; iris-controller and iris-api running: {:.1} s",
+        r.setup_s
+    );
+    heading(
+        "2",
+        "the provider registers its PMs and the two operators (irisctl, admin token)",
+    );
+    for t in r.transcript.iter().filter(|t| t.step == 2) {
+        print_typed(t);
+    }
+    for op in &r.operators {
+        heading(
+            "3",
+            &format!(
+                "operator {} creates its VI and asks for two L1 nodes",
+                op.operator
+            ),
+        );
+        for t in r
+            .transcript
+            .iter()
+            .filter(|t| t.step == 3 && t.who == op.operator)
+        {
+            print_typed(t);
+        }
+        println!(
+            "   VI {} got tunnel key {} in {:.0} ms; 2 nodes active in {:.0} ms: {}",
+            op.vi,
+            op.tunnel_key,
+            op.vi_create_ms,
+            op.nodes_request_ms,
+            op.nodes
+                .iter()
+                .map(|(id, pm, ip)| format!("{id} on {pm} ({ip})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    heading("4", "the gateways carry each VI across its operator's WAN");
+    println!(
+        "   iris-gateway reads the VIs it carries from its configuration, so each is written \
+         from\n   what the broker returned, and the HaaS gateway starts once both VIs exist \
+         (docs/testbed.md)"
+    );
+    for op in &r.operators {
+        println!(
+            "   {}: its gateway configured with the broker's tunnel key {} and the HaaS \
+             gateway's WAN address",
+            op.operator, op.tunnel_key
+        );
+    }
+    println!(
+        "   HaaS gateway started with both VIs, each classified into its VI by the controller: \
+         {:.0} ms",
+        r.gateways_s * 1000.0
+    );
+    heading(
+        "5",
+        "each operator's L2 VM on an L1 node and its IaaS guest ping across the WAN, never the \
+         other operator",
+    );
+    for op in &r.operators {
+        println!(
+            "   {}: L2 VM plugged into cloudbr0 of node {} on VLAN 100; first reply from the IaaS \
+             guest after {:.0} ms",
+            op.operator, op.nodes[0].0, op.first_reply_ms
+        );
+        for (label, p) in &op.pings {
+            println!("     {label}: {}", pings(p));
+        }
+    }
+    println!("   both at once, marked, captured on every guest interface:");
+    for s in &r.seen {
+        println!(
+            "     {} {}: {} frames of its own operator, {} of the other",
+            s.operator, s.what, s.own, s.foreign
+        );
+    }
+    for (op, gre, keys) in &r.wan_cables {
+        println!("     {op}'s WAN cable: {gre} GRE packets, keys {keys:?}");
+    }
+    let m = &r.migration;
+    heading(
+        "6",
+        &format!(
+            "acme's guest {} live-migrates from its IaaS DC into node {} on {}, then QEMU's RARPs",
+            m.guest, m.to_node, m.to_pm
+        ),
+    );
+    println!(
+        "   the guest is paused, its NIC re-plugged into the node's cloudbr0 on VLAN 100 \
+         (the pings lost\n   before the RARP are that pause), then it sends QEMU's RARP rounds"
+    );
+    for (who, first, lost) in &m.watchers {
+        let first = first.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1} ms"));
+        println!(
+            "   {who}: first reply {first} after the first RARP, pings lost after it: {lost}; {}",
+            m.pings.get(who).map(pings).unwrap_or_default()
+        );
+    }
+    println!("   the controller's registry: {}", m.location);
+    heading("7", "the operators give their nodes back");
+    for t in r.transcript.iter().filter(|t| t.step == 7) {
+        print_typed(t);
+    }
+    println!(
+        "   both VIs and their 4 nodes deleted in {:.0} ms; no node namespace is left on any PM",
+        r.scale_in_ms
+    );
+
+    println!("\n== Report");
+    println!(
+        "   setup (data centers, controller, broker)   {:7.1} s",
+        r.setup_s
+    );
+    for op in &r.operators {
+        println!(
+            "   {:<7} VI create {:6.0} ms, 2 nodes {:6.0} ms, first ping across the WAN {:5.0} ms",
+            op.operator, op.vi_create_ms, op.nodes_request_ms, op.first_reply_ms
+        );
+    }
+    println!(
+        "   gateways up                                 {:7.0} ms",
+        r.gateways_s * 1000.0
+    );
+    let foreign: usize = r.seen.iter().map(|s| s.foreign).sum();
+    println!(
+        "   isolation: {} interfaces and 2 WAN cables captured, foreign frames {foreign}",
+        r.seen.len()
+    );
+    for (who, first, lost) in &m.watchers {
+        println!(
+            "   migration, {who}: first reply {} ms after the RARP, lost after it: {lost}",
+            first.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"))
+        );
+    }
+    println!(
+        "   scale-in, both VIs with their nodes         {:7.0} ms",
+        r.scale_in_ms
+    );
+}
+
+/// Runs the controller-only demo; the exit code is non-zero when any step
+/// failed.
 pub fn run(options: &Options) -> ExitCode {
     println!(
         "Iris demo: an emulated inter-cloud on this machine, driven by the real controller\n\

@@ -36,14 +36,21 @@ enum Command {
     /// Verify that this host can run the testbed: root, tools, namespaces, and
     /// a throwaway OVS instance that comes up and goes away.
     Check,
-    /// Run the demo that `make demo` shows: the emulated inter-cloud with the
-    /// real iris-controller (mesh, ARP, isolation, live migration, controller
-    /// restart), each step and its measurements printed for a human.
+    /// Run the demo that `make demo` shows: the HaaS service (broker,
+    /// irisctl, two operators' data centers and their gateways); with
+    /// --controller-only, the emulated inter-cloud with the real
+    /// iris-controller alone (mesh, ARP, isolation, live migration,
+    /// controller restart), each step and its measurements printed for a
+    /// human.
     Demo {
         /// Run only the OpenFlow 1.3 codec in a live session with a real
         /// ovs-vswitchd, every message and check printed.
         #[arg(long)]
         openflow_only: bool,
+        /// Run the controller-only steps (mesh, ARP, isolation, migration,
+        /// controller restart, inter-cloud) instead of the service.
+        #[arg(long, conflicts_with = "openflow_only")]
+        controller_only: bool,
         /// The iris-controller binary; by default the one beside this program.
         #[arg(long, conflicts_with = "openflow_only")]
         controller: Option<PathBuf>,
@@ -52,8 +59,9 @@ enum Command {
     /// iris-controller process; print a JSON summary with its measurements
     /// on stdout, progress on stderr; exit non-zero if it fails.
     Scenario {
-        /// mesh, isolation, vlan, migrate, controller-restart, intercloud,
-        /// tenants-intercloud, host-churn, qemu-migrate, or all.
+        /// mesh, isolation, vlan, migrate, controller-restart, host-churn,
+        /// qemu-migrate, intercloud, tenants-intercloud, migrate-intercloud,
+        /// broker, wan-cut, libvirt-node, service, or all.
         name: String,
         /// The iris-controller binary; by default the one beside this program.
         #[arg(long)]
@@ -565,9 +573,13 @@ fn main() -> ExitCode {
             openflow_only: true,
             ..
         } => interop_demo::run(config),
-        Command::Demo { controller, .. } => match scenarios::options(controller.as_deref(), config)
-        {
-            Some(options) => demo::run(&options),
+        Command::Demo {
+            controller,
+            controller_only,
+            ..
+        } => match scenarios::options(controller.as_deref(), config) {
+            Some(options) if controller_only => demo::run(&options),
+            Some(options) => demo::run_service(&options),
             None => ExitCode::from(2),
         },
         Command::Experiment(ExperimentCommand::Wan(a)) => {

@@ -19,6 +19,22 @@ use crate::process::{terminate_pids, STOP_GRACE};
 use crate::state::{process_start_time, read_owner, remove_tree};
 use crate::Inventory;
 
+/// The broker's `netns` driver names an L1 node's namespace
+/// `irisn-<PM namespace>-<node id>` (docs/broker.md): on a testbed PM it
+/// belongs to the PM's testbed, and goes with it.
+const NODE_NETNS: &str = "irisn-";
+
+/// The testbed prefix a namespace belongs to: for an L1 node's, its PM's
+/// (none when the PM is no testbed's: a broker's elsewhere on the host is
+/// not ours to remove); otherwise its own (no testbed draws the prefix
+/// `irisn`).
+fn netns_prefix(ns: &str) -> Option<Prefix> {
+    match ns.strip_prefix(NODE_NETNS) {
+        Some(pm) => Prefix::of_netns(pm),
+        None => Prefix::of_netns(ns),
+    }
+}
+
 /// A state directory younger than this without an owner file is a testbed
 /// being created (it writes the file right after reserving the directory),
 /// not a leftover.
@@ -44,7 +60,7 @@ pub fn cleanup_stale(state_root: &Path) -> Result<CleanupReport> {
     let links = root_veths()?;
     let mut prefixes: BTreeSet<Prefix> = namespaces
         .iter()
-        .filter_map(|ns| Prefix::of_netns(ns))
+        .filter_map(|ns| netns_prefix(ns))
         .chain(links.iter().filter_map(|l| Prefix::of_link(l)))
         .collect();
     if let Ok(entries) = fs::read_dir(state_root) {
@@ -111,7 +127,7 @@ fn remove_prefix(
     let dir = state_root.join(prefix.as_str());
     let ours: Vec<&String> = namespaces
         .iter()
-        .filter(|ns| Prefix::of_netns(ns).as_ref() == Some(prefix))
+        .filter(|ns| netns_prefix(ns).as_ref() == Some(prefix))
         .collect();
     // Processes first: those inside the namespaces, and the OVS daemons,
     // which name the state directory on their command line.
@@ -166,7 +182,7 @@ pub fn leftovers(inventory: &Inventory) -> Result<Vec<String>> {
     let namespaces = netns::list()?;
     for ns in namespaces
         .iter()
-        .filter(|ns| Prefix::of_netns(ns).as_ref() == Some(&inventory.prefix))
+        .filter(|ns| netns_prefix(ns).as_ref() == Some(&inventory.prefix))
     {
         left.push(format!("namespace {ns}"));
     }
@@ -225,5 +241,19 @@ impl std::fmt::Display for CleanupReport {
             "deleted root-namespace links: {}",
             join(&mut self.deleted_links.iter().cloned())
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_l1_nodes_namespace_belongs_to_its_pms_testbed() {
+        let p = Prefix::parse("ir7kq");
+        assert_eq!(netns_prefix("ir7kq-pm1"), p);
+        assert_eq!(netns_prefix("irisn-ir7kq-pm1-379259d4df20"), p);
+        assert_eq!(netns_prefix("irisn-pmfull-7c272b99f1c2"), None);
+        assert_eq!(netns_prefix("irisn-"), None);
     }
 }

@@ -7,7 +7,6 @@
 //! veth or OVS port on any PM, and the VI goes from the controller.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use crate::{Error, Process};
 /// The broker's binary, looked for beside the controller's.
 const BROKER_BINARY: &str = "iris-api";
 const NODES: u32 = 12;
-const ADMIN_TOKEN: &str = "iris-scenario-broker-admin-token";
+pub(super) const ADMIN_TOKEN: &str = "iris-scenario-broker-admin-token";
 
 /// What `broker` measured.
 #[derive(Debug, Serialize)]
@@ -39,9 +38,9 @@ pub struct Report {
 }
 
 /// The broker's process and how to call it.
-struct Broker {
+pub(super) struct Broker {
     process: Process,
-    addr: SocketAddr,
+    pub(super) addr: SocketAddr,
 }
 
 impl Broker {
@@ -82,8 +81,9 @@ impl Broker {
     }
 }
 
-/// Removes whatever node namespaces a failing run left on the PMs.
-struct Sweep(Vec<String>);
+/// Removes whatever node namespaces a failing run left on the PMs (the
+/// PMs' namespace names).
+pub(super) struct Sweep(pub(super) Vec<String>);
 
 impl Drop for Sweep {
     fn drop(&mut self) {
@@ -95,7 +95,7 @@ impl Drop for Sweep {
 
 /// The `netns` driver's namespaces on the PM whose namespace is `pm`
 /// (`irisn-<PM namespace>-<node id>`, docs/broker.md).
-fn node_namespaces(pm: &str) -> Vec<String> {
+pub(super) fn node_namespaces(pm: &str) -> Vec<String> {
     let prefix = format!("irisn-{pm}-");
     std::fs::read_dir("/run/netns")
         .map(|d| {
@@ -107,7 +107,10 @@ fn node_namespaces(pm: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn start_broker(h: &Harness, binary: &Path) -> Result<Broker, ScenarioError> {
+/// Starts `iris-api` (beside the controller's binary) on the harness's
+/// controller, with `extra` appended to the top of its configuration.
+pub(super) fn start_broker(h: &Harness, extra: &str) -> Result<Broker, ScenarioError> {
+    let binary = h.controller_binary().with_file_name(BROKER_BINARY);
     let dir = h.file("broker");
     std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
     let write = |name: &str, text: &str| {
@@ -119,12 +122,12 @@ fn start_broker(h: &Harness, binary: &Path) -> Result<Broker, ScenarioError> {
     write(
         "iris-api.toml",
         &format!(
-            "listen = \"127.0.0.1:0\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
+            "listen = \"127.0.0.1:0\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n{extra}\
              [controller]\nurl = \"http://{controller}\"\ntoken_file = {:?}\n",
             h.file(API_TOKEN_FILE).display().to_string()
         ),
     )?;
-    let mut command = Command::new(binary);
+    let mut command = Command::new(&binary);
     command
         .args(["run", "--config"])
         .arg(dir.join("iris-api.toml"));
@@ -164,7 +167,6 @@ fn ping_from(ns: &str, ip: &str) -> bool {
 }
 
 pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
-    let binary = h.controller_binary().with_file_name(BROKER_BINARY);
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let pm_ns: Vec<String> = pms
         .iter()
@@ -175,7 +177,7 @@ pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     h.start_controller(&config)?;
     h.wait_ready(3, 3)?;
     h.wait_full_mesh(&pms)?;
-    let mut broker = start_broker(h, &binary)?;
+    let mut broker = start_broker(h, "")?;
     h.note(format!("iris-api listening on {}", broker.addr));
 
     let provider = broker.call(

@@ -21,6 +21,7 @@ pub mod mesh;
 pub mod migrate;
 pub mod migrate_intercloud;
 pub mod qemu_migrate;
+pub mod service;
 pub mod tenants_intercloud;
 mod vlan;
 pub mod wan_cut;
@@ -144,6 +145,14 @@ pub const ALL: &[Scenario] = &[
                  lost; restored, writes work and etcd holds every acknowledged write and no \
                  refused one",
         body: etcd_member_loss::run,
+    },
+    Scenario {
+        name: "service",
+        proves: "two operators with identical addressing each create a VI and ask for L1 nodes \
+                 with irisctl; an L2 VM on an L1 node and the operator's IaaS guest ping across \
+                 the WAN, never seeing the other operator's frames; a guest live-migrates from \
+                 the IaaS DC into an L1 node and is reached again after its RARP",
+        body: service::run,
     },
 ];
 
