@@ -30,6 +30,9 @@ const PRESENT: &[&str] = &[
     "xz",
     "libvirtd",
     "virsh",
+    "protoc",
+    "etcd",
+    "etcdctl",
     // libvirt-qemu exists.
     "getent",
 ];
