@@ -400,7 +400,7 @@ fn table_feature_prop(p: &TableFeatureProp) -> Value {
 /// `experimenter_data` is `uint32_t[]` in the spec and Ryu lists the words;
 /// a ragged tail (which the spec forbids) is shown as bytes, to mismatch.
 fn words(data: &[u8]) -> Value {
-    if data.len() % 4 != 0 {
+    if !data.len().is_multiple_of(4) {
         return json!({"ragged": data});
     }
     data.chunks(4)

@@ -112,7 +112,7 @@ struct Pair {
 
 /// Runs the benchmark on `h`.
 pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
-    if o.requests == 0 || o.blocks == 0 || o.requests % o.blocks != 0 {
+    if o.requests == 0 || o.blocks == 0 || !o.requests.is_multiple_of(o.blocks) {
         return Err(ScenarioError::Testbed(crate::Error::Usage(format!(
             "{} requests do not split into {} equal blocks",
             o.requests, o.blocks
