@@ -202,6 +202,16 @@ async fn a_followed_move_takes_the_ips_another_mac_holds_but_a_presence_does_not
         mac_report(1, json!(100), "52:54:00:00:01:05", 0, "presence"),
     ]});
     post(gw.addr, &body).await;
+    // The outbox replaces a waiting report with a newer one of the same
+    // MAC, so the move below would swallow this presence if it were still
+    // queued: the PUTs counted below need it sent (and refused) first.
+    eventually("the presence's registry write", || {
+        rec.puts()
+            .iter()
+            .any(|p| p.path.ends_with("52:54:00:00:01:05"))
+            .then_some(())
+    })
+    .await;
     // The controller moves it into the HaaS DC (a port): seq 1 there.
     eventually("the follower's event stream", || {
         (rec.event(
