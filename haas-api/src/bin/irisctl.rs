@@ -534,11 +534,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Pm(PmCmd::Deregister { name, drain }) => {
-            c.delete(&format!(
-                "/v1/pms/{name}{}",
-                if drain { "?drain=true" } else { "" }
-            ))
-            .await?;
+            c.delete(&with_flag(format!("/v1/pms/{name}"), "drain", drain))
+                .await?;
         }
         Command::Flavor(FlavorCmd::Create {
             name,
@@ -595,11 +592,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ),
         Command::Vi(ViCmd::Show { id }) => print(out, &c.get(&format!("/v1/vis/{id}")).await?, &[]),
         Command::Vi(ViCmd::Delete { id, force }) => {
-            c.delete(&format!(
-                "/v1/vis/{id}{}",
-                if force { "?force=true" } else { "" }
-            ))
-            .await?;
+            c.delete(&with_flag(format!("/v1/vis/{id}"), "force", force))
+                .await?;
         }
         Command::Node(NodeCmd::Request {
             vi,
@@ -649,5 +643,15 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => f.exit(),
+    }
+}
+
+/// `path` with `?flag=true` when `on`: the API's opt-in query flags (a PM's
+/// drain, a VI's forced delete) are sent only when asked for.
+fn with_flag(path: String, flag: &str, on: bool) -> String {
+    if on {
+        format!("{path}?{flag}=true")
+    } else {
+        path
     }
 }
