@@ -296,8 +296,14 @@ pub enum Error {
     Remote(crate::remote::RemoteError),
     /// Opening the socket failed.
     Connect { remote: Remote, source: io::Error },
-    /// Opening the socket did not finish in time.
+    /// Opening the socket (and, for `ssl:`, the TLS handshake) did not
+    /// finish in time.
     ConnectTimeout { remote: Remote, after: Duration },
+    /// An `ssl:` remote without TLS settings in the options.
+    NoTls { remote: Remote },
+    /// The TLS handshake failed: most often a certificate that does not
+    /// chain to the CA or does not name the server, on either side.
+    Tls { remote: Remote, source: io::Error },
     /// The session ended before the answer arrived. Whether a transaction in
     /// flight was committed is unknown: re-read the database before retrying.
     Disconnected(Disconnect),
@@ -326,8 +332,23 @@ impl fmt::Display for Error {
                         "check that ovsdb-server runs with --remote=ptcp:<port>:<ip> (or \
                          `ovs-vsctl set-manager ptcp:<port>`) and that no firewall is in the way"
                     }
+                    Remote::Ssl(_) => {
+                        "check that ovsdb-server runs with --remote=pssl:<port>:<ip> (or \
+                         `ovs-vsctl set-manager pssl:<port>`) and that no firewall is in the way"
+                    }
                 })
             }
+            Self::NoTls { remote } => write!(
+                f,
+                "{remote} needs a private key, certificate and CA certificate to speak TLS \
+                 with; none were given"
+            ),
+            Self::Tls { remote, source } => write!(
+                f,
+                "TLS with OVSDB at {remote} failed: {source}; check that the server's \
+                 certificate chains to our CA and names the host, and that ours chains to the \
+                 CA the server trusts (`ovs-vsctl get-ssl` on the host)"
+            ),
             Self::ConnectTimeout { remote, after } => write!(
                 f,
                 "connecting to OVSDB at {remote} took longer than {after:?}; check that the \
@@ -355,11 +376,14 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Remote(e) => Some(e),
-            Self::Connect { source, .. } => Some(source),
+            Self::Connect { source, .. } | Self::Tls { source, .. } => Some(source),
             Self::Transaction(e) => Some(e),
             Self::Protocol(e) => Some(e),
             Self::Plan(e) => Some(e),
-            Self::ConnectTimeout { .. } | Self::Disconnected(_) | Self::Rpc { .. } => None,
+            Self::ConnectTimeout { .. }
+            | Self::NoTls { .. }
+            | Self::Disconnected(_)
+            | Self::Rpc { .. } => None,
         }
     }
 }

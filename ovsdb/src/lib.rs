@@ -6,8 +6,8 @@
 //!   without I/O — values, typed `transact` operations and results, monitor
 //!   updates, framing, and the session state machine (request ids, echo,
 //!   inactivity probe).
-//! - [`client`]: the async tokio client over `unix:` and `tcp:` remotes
-//!   ([`remote`]): `transact`, `monitor` as a stream, a clean disconnect signal.
+//! - [`client`]: the async tokio client over `unix:`, `tcp:` and `ssl:`
+//!   remotes ([`remote`]; TLS through rustls): `transact`, `monitor` as a stream, a clean disconnect signal.
 //! - [`vswitch`]: desired state for one host's switch — the integration
 //!   bridge, the GRE tunnel mesh, VM ports tagged with their VI — planned
 //!   against a local replica and applied as one transaction per step, plus a
@@ -25,7 +25,7 @@ pub mod session;
 pub mod update;
 pub mod vswitch;
 
-pub use client::{Client, Monitor, Options};
+pub use client::{Client, Monitor, Options, Tls};
 pub use datum::{Atom, Datum, Row, Uuid};
 pub use error::{Disconnect, Error, ErrorKind, OvsdbError, ProtocolError, TransactionError};
 pub use ops::{Condition, Mutation, Mutator, Operation, OperationResult, Transaction};

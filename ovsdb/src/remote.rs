@@ -1,6 +1,6 @@
 //! OVSDB remotes in the notation of `ovsdb-server(1)` and `ovs-vsctl --db`:
-//! `unix:PATH` and `tcp:IP:PORT` (an IPv6 address in brackets,
-//! `tcp:[::1]:6640`).
+//! `unix:PATH`, `tcp:IP:PORT` and `ssl:IP:PORT` (an IPv6 address in
+//! brackets, `tcp:[::1]:6640`).
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -12,6 +12,8 @@ use std::str::FromStr;
 pub enum Remote {
     Unix(PathBuf),
     Tcp(SocketAddr),
+    /// TLS over TCP; connecting needs [`crate::Tls`] in the options.
+    Ssl(SocketAddr),
 }
 
 impl FromStr for Remote {
@@ -31,7 +33,7 @@ impl FromStr for Remote {
                 }
                 Ok(Self::Unix(PathBuf::from(rest)))
             }
-            "tcp" => {
+            "tcp" | "ssl" => {
                 let (host, port) = rest.rsplit_once(':').ok_or_else(|| err(Problem::NoPort))?;
                 let host = host
                     .strip_prefix('[')
@@ -46,10 +48,14 @@ impl FromStr for Remote {
                 if port == 0 {
                     return Err(err(Problem::BadPort(port.to_string())));
                 }
-                Ok(Self::Tcp(SocketAddr::new(ip, port)))
+                let addr = SocketAddr::new(ip, port);
+                Ok(if scheme == "ssl" {
+                    Self::Ssl(addr)
+                } else {
+                    Self::Tcp(addr)
+                })
             }
             "punix" | "ptcp" | "pssl" => Err(err(Problem::Passive(scheme.to_owned()))),
-            "ssl" => Err(err(Problem::Ssl)),
             other => Err(err(Problem::UnknownScheme(other.to_owned()))),
         }
     }
@@ -61,6 +67,8 @@ impl fmt::Display for Remote {
             Self::Unix(path) => write!(f, "unix:{}", path.display()),
             Self::Tcp(SocketAddr::V4(a)) => write!(f, "tcp:{}:{}", a.ip(), a.port()),
             Self::Tcp(SocketAddr::V6(a)) => write!(f, "tcp:[{}]:{}", a.ip(), a.port()),
+            Self::Ssl(SocketAddr::V4(a)) => write!(f, "ssl:{}:{}", a.ip(), a.port()),
+            Self::Ssl(SocketAddr::V6(a)) => write!(f, "ssl:[{}]:{}", a.ip(), a.port()),
         }
     }
 }
@@ -80,7 +88,6 @@ enum Problem {
     BadIp(String),
     BadPort(String),
     Passive(String),
-    Ssl,
     UnknownScheme(String),
 }
 
@@ -88,11 +95,13 @@ impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid OVSDB remote {:?}: ", self.input)?;
         match &self.problem {
-            Problem::NoScheme => f.write_str("expected unix:PATH or tcp:IP:PORT"),
+            Problem::NoScheme => f.write_str("expected unix:PATH, tcp:IP:PORT or ssl:IP:PORT"),
             Problem::EmptyPath => {
                 f.write_str("unix: needs a socket path, e.g. unix:/var/run/openvswitch/db.sock")
             }
-            Problem::NoPort => f.write_str("tcp: needs IP:PORT, e.g. tcp:192.0.2.10:6640"),
+            Problem::NoPort => f.write_str(
+                "tcp: and ssl: need IP:PORT, e.g. tcp:192.0.2.10:6640 or ssl:192.0.2.10:6640",
+            ),
             Problem::BadIp(ip) => write!(
                 f,
                 "{ip:?} is not an IP address (host names are not resolved; write IPv6 as [::1])"
@@ -103,11 +112,11 @@ impl fmt::Display for RemoteError {
                 "{s}: is a listening remote for ovsdb-server; a client connects with {}:",
                 s.trim_start_matches('p')
             ),
-            Problem::Ssl => f.write_str(
-                "ssl: is not supported by Iris; use unix: locally or tcp: on a trusted network",
-            ),
             Problem::UnknownScheme(s) => {
-                write!(f, "unknown scheme {s:?}; expected unix:PATH or tcp:IP:PORT")
+                write!(
+                    f,
+                    "unknown scheme {s:?}; expected unix:PATH, tcp:IP:PORT or ssl:IP:PORT"
+                )
             }
         }
     }
@@ -133,6 +142,10 @@ mod tests {
             "tcp:[::1]:6640".parse::<Remote>().unwrap(),
             Remote::Tcp("[::1]:6640".parse().unwrap())
         );
+        assert_eq!(
+            "ssl:192.0.2.10:6640".parse::<Remote>().unwrap(),
+            Remote::Ssl("192.0.2.10:6640".parse().unwrap())
+        );
     }
 
     #[test]
@@ -141,6 +154,8 @@ mod tests {
             "unix:/tmp/x y/db.sock",
             "tcp:10.0.0.1:6640",
             "tcp:[fe80::1]:1",
+            "ssl:10.0.0.1:6640",
+            "ssl:[::1]:6640",
         ] {
             assert_eq!(s.parse::<Remote>().unwrap().to_string(), s);
         }
@@ -149,17 +164,18 @@ mod tests {
     #[test]
     fn errors_say_what_to_write_instead() {
         let msg = |s: &str| s.parse::<Remote>().unwrap_err().to_string();
-        assert!(msg("/var/run/db.sock").contains("expected unix:PATH or tcp:IP:PORT"));
+        assert!(msg("/var/run/db.sock").contains("expected unix:PATH, tcp:IP:PORT or ssl:IP:PORT"));
         assert!(msg("unix:").contains("needs a socket path"));
-        assert!(msg("tcp:127.0.0.1").contains("needs IP:PORT"));
+        assert!(msg("tcp:127.0.0.1").contains("need IP:PORT"));
         assert!(msg("tcp:300.1.1.1:6640").contains("is not an IP address"));
-        assert!(msg("tcp:6640").contains("needs IP:PORT"));
+        assert!(msg("tcp:6640").contains("need IP:PORT"));
         assert!(msg("tcp:ovs.example:6640").contains("host names are not resolved"));
         assert!(msg("tcp:127.0.0.1:99999").contains("is not a TCP port"));
         assert!(msg("tcp:127.0.0.1:0").contains("is not a TCP port"));
         assert!(msg("ptcp:6640").contains("a client connects with tcp:"));
         assert!(msg("punix:/x").contains("a client connects with unix:"));
-        assert!(msg("ssl:1.2.3.4:6640").contains("not supported"));
+        assert!(msg("ssl:1.2.3.4").contains("need IP:PORT"));
+        assert!(msg("pssl:6640").contains("a client connects with ssl:"));
         assert!(msg("http://x").contains("unknown scheme \"http\""));
     }
 }

@@ -113,6 +113,7 @@ pub struct OvsdbServer {
     pub db: PathBuf,
     pub sock: PathBuf,
     pub tcp_port: u16,
+    pub ssl_port: Option<u16>,
     server: Option<Guard>,
 }
 
@@ -126,6 +127,37 @@ impl OvsdbServer {
 
     /// A database with no rows at all.
     pub fn start_uninitialised() -> Self {
+        Self::launch(&[])
+    }
+
+    /// [`Self::start`], serving `pssl:` too with `(key, certificate)` and
+    /// asking clients for a certificate of `ca`.
+    pub fn start_ssl(me: &(PathBuf, PathBuf), ca: &Path) -> Self {
+        // Both listeners log alike, so this one's port is chosen here.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = Self::launch(&[
+            format!("--remote=pssl:{port}:127.0.0.1"),
+            format!("--private-key={}", me.0.display()),
+            format!("--certificate={}", me.1.display()),
+            format!("--ca-cert={}", ca.display()),
+        ]);
+        wait_until(
+            "ovsdb-server to listen on pssl:",
+            Duration::from_secs(10),
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        server.vsctl("init");
+        Self {
+            ssl_port: Some(port),
+            ..server
+        }
+    }
+
+    fn launch(extra: &[String]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("iris-ovsdb-")
             .tempdir()
@@ -141,6 +173,7 @@ impl OvsdbServer {
             .arg(&db)
             .arg(format!("--remote=punix:{}", sock.display()))
             .arg("--remote=ptcp:0:127.0.0.1")
+            .args(extra)
             .arg(format!(
                 "--unixctl={}",
                 dir.path().join("ovsdb-server.ctl").display()
@@ -160,10 +193,17 @@ impl OvsdbServer {
         let mut tcp_port = 0;
         wait_until("ovsdb-server to listen", Duration::from_secs(10), || {
             let log = fs::read_to_string(&log).unwrap_or_default();
-            tcp_port = log
+            let ports: Vec<u16> = log
                 .lines()
-                .find_map(|l| l.split("listening on port ").nth(1))
-                .and_then(|p| p.trim().parse().ok())
+                .filter_map(|l| l.split("listening on port ").nth(1))
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            // The one port not chosen by the caller is ptcp:'s (a fixed
+            // port is not logged).
+            tcp_port = ports
+                .iter()
+                .copied()
+                .find(|p| !extra.iter().any(|e| e.contains(&format!(":{p}:"))))
                 .unwrap_or(0);
             // The socket file appears at bind(), a moment before listen():
             // only a successful connect says the server is ready.
@@ -174,6 +214,7 @@ impl OvsdbServer {
             db,
             sock,
             tcp_port,
+            ssl_port: None,
             server: Some(guard),
         }
     }
@@ -184,6 +225,15 @@ impl OvsdbServer {
 
     pub fn tcp_remote(&self) -> Remote {
         format!("tcp:127.0.0.1:{}", self.tcp_port).parse().unwrap()
+    }
+
+    pub fn ssl_remote(&self) -> Remote {
+        format!(
+            "ssl:127.0.0.1:{}",
+            self.ssl_port.expect("started with start_ssl")
+        )
+        .parse()
+        .unwrap()
     }
 
     /// Runs `ovs-vsctl` against this server and returns its output. The
