@@ -562,9 +562,13 @@ async fn put_host(
 ) -> ApiResult<Response> {
     Params::of(q, &[])?;
     name_matches(&name, &spec.name)?;
-    let host = spec
+    let mut host = spec
         .to_host("")
-        .map_err(|errors| Problem::invalid(strip_root(errors)))?;
+        .map_err(|errors| Problem::invalid(strip_root(errors)));
+    if let (Ok(_), Err(p)) = (&host, s.ovsdb_transport().check(&spec.ovsdb)) {
+        host = Err(Problem::invalid(vec![ConfigError::new("ovsdb", p)]));
+    }
+    let host = host?;
     let created = s
         .call(move |c| c.put_host(host))
         .await?

@@ -20,7 +20,8 @@
 //! name = "pm1"
 //! underlay_ip = "10.0.0.1"
 //! role = "compute"                 # or "gateway"
-//! ovsdb = "tcp:10.0.0.1:6640"      # or "unix:/var/run/openvswitch/db.sock"
+//! ovsdb = "ssl:10.0.0.1:6640"      # with [tls]; or "unix:/var/run/openvswitch/db.sock",
+//!                                  # or "tcp:10.0.0.1:6640" with plain_ovsdb = true
 //! # datapath_id = "0000000000000001"  (default: derived from the name)
 //! # controller = "ptcp:6653:10.0.0.1"  (this host's own target; a passive
 //! #   one, ptcp:PORT:IP or punix:PATH, makes its switch listen)
@@ -479,6 +480,8 @@ struct RawConfig {
     api_auth: RawApiAuth,
     #[serde(default)]
     plain_openflow: bool,
+    #[serde(default)]
+    plain_ovsdb: bool,
     tls: Option<RawTls>,
     api_tls: Option<RawApiTls>,
     #[serde(default, rename = "host")]
@@ -749,6 +752,8 @@ pub struct Config {
     pub openflow_tls: Option<crate::tls::TlsFiles>,
     /// `[tls.host_sha256]`: certificates bound to hosts by fingerprint.
     pub host_sha256: BTreeMap<HostName, [u8; 32]>,
+    /// The OVSDB remotes hosts may have, here and through the API.
+    pub ovsdb_transport: OvsdbTransport,
     pub api: SocketAddr,
     /// The sled store's directory (unused with [`Config::etcd`]).
     pub store: PathBuf,
@@ -1026,7 +1031,11 @@ impl RawConfig {
         if let (Some(ListenAddr::Tcp(listen)), Some(api)) = (&listen, &api) {
             check_apart(listen, api, &mut errors);
         }
-        let hosts = validate_hosts(&self.hosts, &mut errors);
+        let ovsdb_transport = OvsdbTransport {
+            tls: self.tls.is_some(),
+            plain_tcp: self.plain_ovsdb,
+        };
+        let hosts = validate_hosts(&self.hosts, ovsdb_transport, &mut errors);
         let mut host_sha256 = BTreeMap::new();
         for (name, text) in self.tls.iter().flat_map(|t| &t.host_sha256) {
             let key = format!("tls.host_sha256.{name}");
@@ -1089,6 +1098,7 @@ impl RawConfig {
                 listen,
                 openflow_tls,
                 host_sha256,
+                ovsdb_transport,
                 api,
                 store,
                 etcd,
@@ -1113,7 +1123,11 @@ impl RawConfig {
     }
 }
 
-fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<ManagedHost> {
+fn validate_hosts(
+    specs: &[HostSpec],
+    transport: OvsdbTransport,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<ManagedHost> {
     let mut hosts = Vec::new();
     let mut names = HashMap::new();
     let mut ips = HashMap::new();
@@ -1162,7 +1176,12 @@ fn validate_hosts(specs: &[HostSpec], errors: &mut Vec<ConfigError>) -> Vec<Mana
             }
         }
         match spec.to_host(&key) {
-            Ok(m) => hosts.push(m),
+            Ok(m) => {
+                if let Err(p) = transport.check(&spec.ovsdb) {
+                    errors.push(ConfigError::new(format!("{key}.ovsdb"), p));
+                }
+                hosts.push(m);
+            }
             Err(es) => errors.extend(es),
         }
     }
@@ -1307,22 +1326,41 @@ fn check_bridge_name(name: &str) -> Result<(), String> {
 
 /// `unix:PATH` or `tcp:IP:PORT`: how OVS spells both OVSDB remotes and
 /// controller targets.
-fn is_remote(text: &str) -> bool {
-    match (text.strip_prefix("unix:"), text.strip_prefix("tcp:")) {
-        (Some(path), _) => !path.is_empty(),
-        (_, Some(addr)) => addr.parse::<SocketAddr>().is_ok(),
-        _ => false,
-    }
+/// Checks an OVSDB remote Iris connects to, with the OVSDB client's own
+/// words for what is wrong.
+pub fn check_ovsdb_remote(remote: &str) -> Result<(), String> {
+    remote
+        .parse::<ovsdb::Remote>()
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
-/// Checks an OVSDB remote Iris connects to.
-pub fn check_ovsdb_remote(remote: &str) -> Result<(), String> {
-    if is_remote(remote) {
-        return Ok(());
+/// Which OVSDB transports this controller may use: `ssl:` with the `[tls]`
+/// files, `tcp:` only where the file allows plain connections
+/// (`plain_ovsdb = true`), `unix:` always, as it never leaves the node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OvsdbTransport {
+    pub tls: bool,
+    pub plain_tcp: bool,
+}
+
+impl OvsdbTransport {
+    /// A remote this controller may not use, and why; `remote` is assumed
+    /// well formed ([`check_ovsdb_remote`] says when it is not).
+    pub fn check(&self, remote: &str) -> Result<(), String> {
+        match remote.parse::<ovsdb::Remote>() {
+            Ok(ovsdb::Remote::Ssl(_)) if !self.tls => Err(format!(
+                "{remote:?} needs TLS, and this controller has no [tls] table (its key, \
+                 certificate and CA serve OVSDB as they serve OpenFlow)"
+            )),
+            Ok(ovsdb::Remote::Tcp(_)) if !self.plain_tcp => Err(format!(
+                "{remote:?} carries OVSDB without TLS, where anyone on the path may rewrite the \
+                 host's bridge; use ssl:IP:PORT with a [tls] table, or allow plain connections \
+                 with plain_ovsdb = true (a testbed, a network no one else reaches)"
+            )),
+            _ => Ok(()),
+        }
     }
-    Err(format!(
-        "{remote:?} is not an OVSDB remote; write unix:/var/run/openvswitch/db.sock or tcp:IP:6640"
-    ))
 }
 
 /// A host's own target: one its switch connects to, or a passive one it
@@ -1336,10 +1374,8 @@ fn check_controller_target(target: &str) -> Result<(), String> {
 
 /// A target the switch connects to.
 fn check_active_target(target: &str) -> Result<(), String> {
-    let ssl = target
-        .strip_prefix("ssl:")
-        .is_some_and(|a| a.parse::<SocketAddr>().is_ok());
-    if ssl || is_remote(target) {
+    // A switch's targets are written as OVSDB's remotes are.
+    if target.parse::<ovsdb::Remote>().is_ok() {
         return Ok(());
     }
     if ListenAddr::of_passive_target(target).is_ok_and(|p| p.is_some()) {

@@ -300,6 +300,8 @@ pub struct ControlHandle {
     calls: mpsc::Sender<Call>,
     events: broadcast::Sender<NorthEvent>,
     metrics: Arc<Metrics>,
+    /// The OVSDB remotes hosts added through the API may have.
+    ovsdb_transport: crate::config::OvsdbTransport,
 }
 
 /// The control loop has stopped (the process is shutting down).
@@ -323,6 +325,18 @@ impl From<Stopped> for CallError {
 }
 
 impl ControlHandle {
+    /// Hosts added through the API are held to `transport` (by default
+    /// every remote is taken, as with no file to say otherwise).
+    #[must_use]
+    pub fn with_ovsdb_transport(mut self, transport: crate::config::OvsdbTransport) -> Self {
+        self.ovsdb_transport = transport;
+        self
+    }
+
+    pub fn ovsdb_transport(&self) -> crate::config::OvsdbTransport {
+        self.ovsdb_transport
+    }
+
     /// Runs `f` on the control loop's state and returns what it returns.
     pub async fn call<R: Send + 'static>(
         &self,
@@ -467,6 +481,10 @@ impl Control {
                 calls: call_tx,
                 events,
                 metrics,
+                ovsdb_transport: crate::config::OvsdbTransport {
+                    tls: true,
+                    plain_tcp: true,
+                },
             },
             hosts: hosts_rx,
             answers,

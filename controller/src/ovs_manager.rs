@@ -63,6 +63,35 @@ pub struct ManagerConfig {
     /// First wait after a failed connection; doubled up to `backoff_max`.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// For hosts with an `ssl:` OVSDB remote: the controller's `[tls]`
+    /// files, and the certificates bound to hosts by fingerprint.
+    pub tls: Option<OvsdbTls>,
+}
+
+/// See [`ManagerConfig::tls`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OvsdbTls {
+    pub files: crate::tls::TlsFiles,
+    pub host_sha256: BTreeMap<HostName, [u8; 32]>,
+}
+
+impl OvsdbTls {
+    /// The client options for `host`'s `ssl:` remote.
+    fn options(&self, host: &HostName) -> Result<ovsdb::Options, String> {
+        let config = self
+            .files
+            .ovsdb_client_config(self.host_sha256.get(host).copied())?;
+        let tls = ovsdb::Tls::new(config, &host.0).map_err(|e| {
+            format!(
+                "host name {:?} cannot be checked against a certificate: {e}",
+                host.0
+            )
+        })?;
+        Ok(ovsdb::Options {
+            tls: Some(tls),
+            ..ovsdb::Options::default()
+        })
+    }
 }
 
 /// What one host's OVSDB must say.
@@ -102,17 +131,19 @@ pub fn target_of(config: &ManagerConfig, m: &ManagedHost) -> String {
                     )
                 }
                 None => {
-                    // check-config admits only unix: and tcp:IP:PORT remotes.
-                    let ip = remote
-                        .strip_prefix("tcp:")
-                        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
-                        .map_or_else(
-                            || "127.0.0.1".to_owned(),
-                            |a| match a.ip() {
-                                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-                                v4 => v4.to_string(),
-                            },
-                        );
+                    // check-config admits only unix:, tcp:IP:PORT and
+                    // ssl:IP:PORT remotes.
+                    let ip = match remote.parse::<Remote>() {
+                        Ok(Remote::Tcp(a) | Remote::Ssl(a)) => Some(a),
+                        _ => None,
+                    };
+                    let ip = ip.map_or_else(
+                        || "127.0.0.1".to_owned(),
+                        |a| match a.ip() {
+                            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                            v4 => v4.to_string(),
+                        },
+                    );
                     format!("ptcp:{OPENFLOW_PORT}:{ip}")
                 }
             }
@@ -269,6 +300,7 @@ pub async fn run(
                         token: token.clone(),
                         backoff_min: config.backoff_min,
                         backoff_max: config.backoff_max,
+                        tls: config.tls.clone(),
                     };
                     joins.spawn(task.run().instrument(span));
                     tasks.insert(name, (tx, token));
@@ -327,6 +359,7 @@ struct HostTask {
     token: CancellationToken,
     backoff_min: Duration,
     backoff_max: Duration,
+    tls: Option<OvsdbTls>,
 }
 
 impl HostTask {
@@ -411,9 +444,18 @@ impl HostTask {
             Ok(r) => r,
             Err(e) => return Ended::Failed(e.to_string()),
         };
+        let options = match (&remote, &self.tls) {
+            (Remote::Ssl(_), Some(tls)) => match tls.options(&self.name) {
+                Ok(o) => o,
+                Err(e) => return Ended::Failed(e),
+            },
+            // Without TLS settings the client refuses an ssl: remote and
+            // says why.
+            _ => ovsdb::Options::default(),
+        };
         let vs = tokio::select! {
             _ = self.token.cancelled() => return Ended::Shutdown,
-            r = Vswitch::connect(&remote) => match r {
+            r = Vswitch::connect_with(&remote, options) => match r {
                 Ok(vs) => vs,
                 Err(e) => return Ended::Failed(e.to_string()),
             },

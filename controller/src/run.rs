@@ -8,7 +8,7 @@ use crate::api_server;
 use crate::config::Config;
 use crate::control::{Configured, Control, ManagedHost};
 use crate::metrics::Metrics;
-use crate::ovs_manager::{self, ManagerConfig};
+use crate::ovs_manager::{self, ManagerConfig, OvsdbTls};
 use crate::server::{self, ListenAddr, Server, ServerConfig};
 use crate::store::etcd::EtcdStore;
 use crate::store::{SledStore, Store, StoreError};
@@ -218,6 +218,10 @@ pub async fn run(
         openflow: config.bridge.openflow,
         backoff_min: Duration::from_millis(250),
         backoff_max: Duration::from_secs(30),
+        tls: config.openflow_tls.clone().map(|files| OvsdbTls {
+            files,
+            host_sha256: config.host_sha256.clone(),
+        }),
     };
     // Switches that listen are connected to as soon as their OVSDB has
     // reported their ports, not after Open vSwitch's reconnect backoff.
@@ -232,10 +236,11 @@ pub async fn run(
     ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
     let openflow = tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
+    let handle = parts.handle.with_ovsdb_transport(config.ovsdb_transport);
     let router = match config.api_auth.token_hashes.is_empty() {
-        true => api::router(parts.handle),
+        true => api::router(handle),
         false => api_auth::guarded(
-            api::router(parts.handle),
+            api::router(handle),
             api_auth::ApiAuth::new(
                 config.api_auth.token_hashes.clone(),
                 config.api_auth.open_routes.clone(),

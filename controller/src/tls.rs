@@ -45,10 +45,7 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, S
 }
 
 impl TlsFiles {
-    /// The listener's configuration: TLS 1.2 or 1.3 (Open vSwitch 3.1
-    /// offers both), and a client certificate chaining to the CA required.
-    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
-        let provider = provider();
+    fn roots(&self) -> Result<RootCertStore, String> {
         let mut roots = RootCertStore::empty();
         for ca in read_certs(&self.ca_certificate, "CA certificate")? {
             roots.add(ca).map_err(|e| {
@@ -58,6 +55,14 @@ impl TlsFiles {
                 )
             })?;
         }
+        Ok(roots)
+    }
+
+    /// The listener's configuration: TLS 1.2 or 1.3 (Open vSwitch 3.1
+    /// offers both), and a client certificate chaining to the CA required.
+    pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, String> {
+        let provider = provider();
+        let roots = self.roots()?;
         let verifier =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
@@ -67,6 +72,100 @@ impl TlsFiles {
             .map_err(|e| format!("TLS versions: {e}"))?
             .with_client_cert_verifier(verifier);
         with_our_certificate(config, &self.private_key, &self.certificate)
+    }
+}
+
+impl TlsFiles {
+    /// TLS toward `host`'s OVSDB server (an `ssl:` remote): our key and
+    /// certificate for ovsdb-server, which asks for one when it has a CA,
+    /// and its certificate checked as a switch's is: chaining to the CA and
+    /// naming the host, or, for a host bound by fingerprint, carrying that
+    /// fingerprint. The files are read at each connection, so replaced
+    /// ones take effect at the next.
+    pub fn ovsdb_client_config(
+        &self,
+        pinned: Option<[u8; 32]>,
+    ) -> Result<Arc<rustls::ClientConfig>, String> {
+        let provider = provider();
+        let roots = self.roots()?;
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("cannot verify servers against the CA: {e}"))?;
+        let chain = read_certs(&self.certificate, "certificate")?;
+        let key = read_key(&self.private_key)?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(HostVerifier { webpki, pinned }))
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| misfit(&self.private_key, &self.certificate, e))?;
+        Ok(Arc::new(config))
+    }
+}
+
+/// webpki's check of a server, where a certificate bound to its host by
+/// fingerprint stands in for the host's name: the chain, validity and
+/// signatures are always webpki's.
+#[derive(Debug)]
+struct HostVerifier {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Option<[u8; 32]>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for HostVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verdict = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match (verdict, self.pinned) {
+            (
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::NotValidForName
+                    | rustls::CertificateError::NotValidForNameContext { .. },
+                )),
+                Some(pin),
+            ) if <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) == pin => {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            (verdict, _) => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
     }
 }
 
@@ -97,16 +196,24 @@ fn with_our_certificate(
     certificate: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, String> {
     let chain = read_certs(certificate, "certificate")?;
-    let key = PrivateKeyDer::from_pem_file(private_key)
-        .map_err(|e| format!("cannot read the private key {}: {e}", private_key.display()))?;
-    let config = config.with_single_cert(chain, key).map_err(|e| {
-        format!(
-            "the private key {} does not fit the certificate {}: {e}",
-            private_key.display(),
-            certificate.display()
-        )
-    })?;
+    let key = read_key(private_key)?;
+    let config = config
+        .with_single_cert(chain, key)
+        .map_err(|e| misfit(private_key, certificate, e))?;
     Ok(Arc::new(config))
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path)
+        .map_err(|e| format!("cannot read the private key {}: {e}", path.display()))
+}
+
+fn misfit(private_key: &Path, certificate: &Path, e: rustls::Error) -> String {
+    format!(
+        "the private key {} does not fit the certificate {}: {e}",
+        private_key.display(),
+        certificate.display()
+    )
 }
 
 /// A SHA-256 fingerprint as `openssl x509 -fingerprint -sha256` prints it

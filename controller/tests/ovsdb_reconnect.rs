@@ -78,6 +78,7 @@ fn manager(openflow: OpenFlowMode) -> ManagerConfig {
         openflow,
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_millis(800),
+        tls: None,
     }
 }
 

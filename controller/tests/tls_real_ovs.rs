@@ -155,6 +155,36 @@ fn refused(c: &ControllerProcess, why: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The controller over TLS on `port` with the `controller` certificate of
+/// `pki`, managing `bridge` on `hosts` (TOML tables), logging to
+/// `dir/controller.log`.
+fn start_controller(
+    dir: &Path,
+    port: u16,
+    pki: &Pki,
+    bridge: &str,
+    hosts: &str,
+) -> ControllerProcess {
+    let ours = pki.issue("controller").unwrap();
+    let config = dir.join("iris.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"ssl:127.0.0.1:{port}\"\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\n\
+             [tls]\nprivate_key = {:?}\ncertificate = {:?}\nca_certificate = {:?}\n\n\
+             [bridge]\nname = \"{bridge}\"\ndatapath_type = \"netdev\"\n\n{hosts}",
+            ours.private_key, ours.certificate, pki.ca_certificate,
+        ),
+    )
+    .unwrap();
+    ControllerProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_iris-controller")),
+        &config,
+        &dir.join("controller.log"),
+    )
+    .unwrap()
+}
+
 fn pm1_peer(c: &ControllerProcess) -> Option<String> {
     let host = c.get_json("/v1/hosts/pm1").unwrap();
     host["openflow_peer"].as_str().map(str::to_owned)
@@ -166,7 +196,6 @@ fn over_tls_real_ovs_is_accepted_and_impostors_claiming_its_dpid_are_refused() {
     let dir = tmp.path();
     let pki = Pki::new(dir, "iris").unwrap();
     let rogue = Pki::new(dir, "rogue").unwrap();
-    let ours = pki.issue("controller").unwrap();
     let pm1_cert = pki.issue("pm1").unwrap();
     let pm2_cert = pki.issue("pm2").unwrap();
     let rogue_pm1 = rogue.issue("pm1").unwrap();
@@ -181,28 +210,17 @@ fn over_tls_real_ovs_is_accepted_and_impostors_claiming_its_dpid_are_refused() {
     real.bridges.push(bridge.clone());
     real.set_ssl(&pm1_cert, &pki.ca_certificate);
 
-    let config = dir.join("iris.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"ssl:127.0.0.1:{port}\"\napi = \"127.0.0.1:0\"\nstore = \"store\"\n\n\
-             [tls]\nprivate_key = {:?}\ncertificate = {:?}\nca_certificate = {:?}\n\n\
-             [bridge]\nname = \"{bridge}\"\ndatapath_type = \"netdev\"\n\n\
-             [[host]]\nname = \"pm1\"\nunderlay_ip = \"192.168.77.1\"\nrole = \"compute\"\n\
+    let c = start_controller(
+        dir,
+        port,
+        &pki,
+        &bridge,
+        &format!(
+            "[[host]]\nname = \"pm1\"\nunderlay_ip = \"192.168.77.1\"\nrole = \"compute\"\n\
              ovsdb = \"{}\"\ndatapath_id = \"{dpid}\"\n",
-            ours.private_key,
-            ours.certificate,
-            pki.ca_certificate,
             real.db()
         ),
-    )
-    .unwrap();
-    let c = ControllerProcess::start(
-        Path::new(env!("CARGO_BIN_EXE_iris-controller")),
-        &config,
-        &dir.join("controller.log"),
-    )
-    .unwrap();
+    );
     // The OVSDB manager writes the ssl: target into the bridge; OVS
     // connects with pm1's certificate and gets pm1's tables.
     wait_for(&c, 20, "pm1's switch over TLS with its flows", || {
@@ -256,5 +274,104 @@ fn over_tls_real_ovs_is_accepted_and_impostors_claiming_its_dpid_are_refused() {
     );
     let health = c.get_json("/healthz").unwrap();
     assert_eq!(health["switches_ready"], 1, "{health}");
+    c.stop(Duration::from_secs(5)).unwrap();
+}
+
+fn host(c: &ControllerProcess, name: &str) -> serde_json::Value {
+    c.get_json(&format!("/v1/hosts/{name}")).unwrap()
+}
+
+/// The port ovsdb-server listens on for `pssl:0:127.0.0.1`, from its log.
+fn pssl_port(ovs: &Ovs) -> u16 {
+    let log = ovs.dir.join("ovsdb-server.log");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(p) = text
+            .lines()
+            .filter(|l| l.contains("0:127.0.0.1: listening"))
+            .find_map(|l| l.split("listening on port ").nth(1))
+            .and_then(|p| p.trim().parse().ok())
+        {
+            return p;
+        }
+        assert!(
+            Instant::now() < until,
+            "no pssl port in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ovsdb_over_ssl_configures_the_bridge_and_servers_that_cannot_prove_their_host_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let pki = Pki::new(dir, "iris").unwrap();
+    let rogue = Pki::new(dir, "rogue").unwrap();
+    let pm1_cert = pki.issue("pm1").unwrap();
+    let pm2_cert = pki.issue("pm2").unwrap();
+    let rogue_pm2 = rogue.issue("pm2").unwrap();
+
+    let tag = std::process::id() % 100_000;
+    let bridge = format!("irs{tag}");
+    let port = free_port();
+
+    let mut pm1 = Ovs::start(&dir.join("pm1"), false);
+    pm1.bridges.push(bridge.clone());
+    pm1.set_ssl(&pm1_cert, &pki.ca_certificate);
+    pm1.vsctl(&["set-manager", "pssl:0:127.0.0.1"]);
+    // pm2's server first shows pm1's certificate: our CA's, another host's.
+    let mut pm2 = Ovs::start(&dir.join("pm2"), true);
+    pm2.bridges.push(bridge.clone());
+    pm2.set_ssl(&pm1_cert, &pki.ca_certificate);
+    pm2.vsctl(&["set-manager", "pssl:0:127.0.0.1"]);
+    let (p1, p2) = (pssl_port(&pm1), pssl_port(&pm2));
+
+    let c = start_controller(
+        dir,
+        port,
+        &pki,
+        &bridge,
+        &format!(
+            "[[host]]\nname = \"pm1\"\nunderlay_ip = \"192.168.78.1\"\nrole = \"compute\"\n\
+             ovsdb = \"ssl:127.0.0.1:{p1}\"\n\n\
+             [[host]]\nname = \"pm2\"\nunderlay_ip = \"192.168.78.2\"\nrole = \"compute\"\n\
+             ovsdb = \"ssl:127.0.0.1:{p2}\"\n"
+        ),
+    );
+    let log = || std::fs::read_to_string(dir.join("controller.log")).unwrap_or_default();
+
+    // pm1 over ssl:, its bridge made through it, its switch over TLS.
+    wait_for(&c, 20, "pm1's OVSDB over SSL and its switch", || {
+        host(&c, "pm1")["ovsdb_connected"] == true
+            && pm1_peer(&c).is_some()
+            && !pm1.flows(&bridge).is_empty()
+    });
+    assert_eq!(
+        pm1.vsctl(&["get", "Controller", &bridge, "target"]).trim(),
+        format!("\"ssl:127.0.0.1:{port}\"")
+    );
+
+    // pm2's server cannot prove it is pm2: refused for the name, then for
+    // the CA, and nothing is written to its database meanwhile.
+    wait_for(&c, 20, "pm1's certificate on pm2 to be refused", || {
+        log().contains(&format!("TLS with OVSDB at ssl:127.0.0.1:{p2} failed"))
+            && log().contains("not valid for name \"pm2\"")
+    });
+    pm2.set_ssl(&rogue_pm2, &pki.ca_certificate);
+    wait_for(&c, 20, "another CA's pm2 to be refused", || {
+        log().contains("UnknownIssuer")
+    });
+    assert_eq!(host(&c, "pm2")["ovsdb_connected"], false);
+    assert_eq!(pm2.vsctl(&["list-br"]).trim(), "", "nothing was written");
+
+    // With its own certificate it is taken.
+    pm2.set_ssl(&pm2_cert, &pki.ca_certificate);
+    wait_for(&c, 40, "pm2 with its own certificate", || {
+        host(&c, "pm2")["ovsdb_connected"] == true
+    });
+    assert_eq!(pm2.vsctl(&["list-br"]).trim(), bridge);
     c.stop(Duration::from_secs(5)).unwrap();
 }

@@ -284,7 +284,7 @@ impl ControllerConfig {
             Some(_) => String::new(),
         };
         let mut out = format!(
-            "listen = {}\nplain_openflow = {}\napi = \"{}\"\n{store}\n{transport}\
+            "listen = {}\nplain_openflow = {}\nplain_ovsdb = true\napi = \"{}\"\n{store}\n{transport}\
              [bridge]\nname = \"br-int\"\ndatapath_type = \"netdev\"\nopenflow = {}\n\n\
              [keepalive]\necho_interval_secs = {}\necho_timeout_secs = {}\n\n",
             toml_string(&listen),

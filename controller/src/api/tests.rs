@@ -28,6 +28,15 @@ fn app_with(
     store: Option<Box<dyn crate::store::Store + Send>>,
     configured: crate::control::Configured,
 ) -> Router {
+    app_holding_to(store, configured, None)
+}
+
+/// [`app_with`], holding hosts to `transport` where given.
+fn app_holding_to(
+    store: Option<Box<dyn crate::store::Store + Send>>,
+    configured: crate::control::Configured,
+    transport: Option<crate::config::OvsdbTransport>,
+) -> Router {
     let hosts = [
         Host {
             name: HostName("pm1".into()),
@@ -76,7 +85,10 @@ fn app_with(
         let _senders = senders;
         let _ = control.run(inputs, CancellationToken::new()).await;
     });
-    router(parts.handle)
+    match transport {
+        Some(t) => router(parts.handle.with_ovsdb_transport(t)),
+        None => router(parts.handle),
+    }
 }
 
 struct Reply {
@@ -235,13 +247,39 @@ async fn broken_json_and_wrong_media_types_are_refused() {
 }
 
 #[tokio::test]
+async fn a_host_is_held_to_the_ovsdb_transports_the_file_allows() {
+    let strict = crate::config::OvsdbTransport {
+        tls: true,
+        plain_tcp: false,
+    };
+    let app = app_holding_to(None, Default::default(), Some(strict));
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(PM2)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/ovsdb"));
+    assert!(r.text.contains("plain_ovsdb = true"), "{}", r.text);
+    let r = call(&app, Method::GET, "/v1/hosts/pm2", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "nothing was added");
+    let ssl = PM2.replace("tcp:", "ssl:");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&ssl)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let no_tls = crate::config::OvsdbTransport {
+        tls: false,
+        plain_tcp: true,
+    };
+    let app = app_holding_to(None, Default::default(), Some(no_tls));
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&ssl)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/ovsdb"));
+    assert!(r.text.contains("no [tls] table"), "{}", r.text);
+}
+
+#[tokio::test]
 async fn semantic_errors_name_the_field_and_the_fix() {
     let app = app();
     let bad = PM2.replace("tcp:10.0.0.2:6640", "10.0.0.2:6640");
     let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&bad)).await;
     assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/ovsdb"));
     assert!(
-        r.text.contains("unix:/var/run/openvswitch/db.sock"),
+        r.text.contains("unix:PATH, tcp:IP:PORT or ssl:IP:PORT"),
         "{}",
         r.text
     );

@@ -1,9 +1,12 @@
 use super::*;
 
-/// Parses `text` with plain OpenFlow allowed, as every test but those of
-/// the transport takes it.
+/// Parses `text` with plain OpenFlow and OVSDB allowed, as every test but
+/// those of the transport takes it.
 fn parse_plain(text: &str, base: &Path) -> Result<Config, ParseError> {
-    Config::parse(&format!("plain_openflow = true\n{text}"), base)
+    Config::parse(
+        &format!("plain_openflow = true\nplain_ovsdb = true\n{text}"),
+        base,
+    )
 }
 
 const GOOD: &str = r#"
@@ -190,7 +193,7 @@ datapath_id = "xyz"
     let text = |k: &str| errors.iter().find(|e| e.key == k).unwrap().problem.clone();
     assert!(text("listen").contains("IP:PORT"));
     assert!(text("bridge.datapath_type").contains("\"netdev\""));
-    assert!(text("host[0].ovsdb").contains("unix:/var/run/openvswitch/db.sock"));
+    assert!(text("host[0].ovsdb").contains("unix:PATH, tcp:IP:PORT or ssl:IP:PORT"));
 }
 
 #[test]
@@ -491,6 +494,7 @@ fn passive_mode_lets_every_switch_listen_beside_its_ovsdb() {
         openflow: c.bridge.openflow,
         backoff_min: Duration::from_millis(1),
         backoff_max: Duration::from_millis(1),
+        tls: None,
     };
     let targets: Vec<String> = c.hosts.iter().map(|m| target_of(&manager, m)).collect();
     assert_eq!(
@@ -799,6 +803,57 @@ fn openflow_is_tls_unless_plain_is_allowed_explicitly() {
         dir.path(),
     );
     assert_eq!(e[0].key, "bridge.openflow", "{e:?}");
+}
+
+#[test]
+fn ovsdb_is_ssl_with_tls_tcp_only_when_allowed_and_unix_always() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+    let ours = pki.issue("controller").unwrap();
+    let tls = format!(
+        "listen = \"ssl:0.0.0.0:6653\"\n[tls]\nprivate_key = {:?}\ncertificate = {:?}\n\
+         ca_certificate = \"iris-ca.pem\"\n",
+        ours.private_key, ours.certificate
+    );
+    let host = |ovsdb: &str| {
+        format!("\n[[host]]\nname = \"pm1\"\nunderlay_ip = \"10.0.0.1\"\nrole = \"compute\"\novsdb = \"{ovsdb}\"\n")
+    };
+    let ovsdb_problem = |text: String| match Config::parse(&text, dir.path()) {
+        Err(ParseError::Invalid(e)) => {
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(e[0].key, "host[0].ovsdb", "{e:?}");
+            e[0].problem.clone()
+        }
+        other => panic!("{text}: {other:?}"),
+    };
+
+    // With [tls]: ssl: and unix: are taken, tcp: only with plain_ovsdb.
+    let c = Config::parse(&format!("{tls}{}", host("ssl:192.0.2.1:6640")), dir.path()).unwrap();
+    assert_eq!(c.hosts[0].host.ovsdb_remote, "ssl:192.0.2.1:6640");
+    assert_eq!(
+        c.ovsdb_transport,
+        OvsdbTransport {
+            tls: true,
+            plain_tcp: false
+        }
+    );
+    Config::parse(&format!("{tls}{}", host("unix:/run/pm1.sock")), dir.path()).unwrap();
+    let why = ovsdb_problem(format!("{tls}{}", host("tcp:192.0.2.1:6640")));
+    assert!(why.contains("plain_ovsdb = true"), "{why}");
+    Config::parse(
+        &format!("plain_ovsdb = true\n{tls}{}", host("tcp:192.0.2.1:6640")),
+        dir.path(),
+    )
+    .unwrap();
+
+    // Without [tls], ssl: has nothing to speak TLS with.
+    let why = ovsdb_problem(format!(
+        "plain_openflow = true\nplain_ovsdb = true\n{}",
+        host("ssl:192.0.2.1:6640")
+    ));
+    assert!(why.contains("no [tls] table"), "{why}");
+    let why = ovsdb_problem(format!("plain_openflow = true\n{}", host("ssl:192.0.2.1")));
+    assert!(why.contains("need IP:PORT"), "{why}");
 }
 
 #[test]

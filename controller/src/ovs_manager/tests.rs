@@ -24,6 +24,7 @@ fn config() -> ManagerConfig {
         openflow: OpenFlowMode::Active,
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_secs(5),
+        tls: None,
     }
 }
 
