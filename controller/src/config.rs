@@ -1335,6 +1335,20 @@ pub fn check_ovsdb_remote(remote: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// [`check_ovsdb_remote`] for a component without TLS settings of its own
+/// (the gateway, the broker's compute drivers), which refuses `ssl:` at
+/// once rather than at its first connection.
+pub fn check_plain_ovsdb_remote(remote: &str, who: &str) -> Result<(), String> {
+    check_ovsdb_remote(remote)?;
+    match remote.parse::<ovsdb::Remote>() {
+        Ok(ovsdb::Remote::Ssl(_)) => Err(format!(
+            "{remote:?} needs TLS, which {who} does not speak to OVSDB; write unix:PATH (its \
+             own node's socket) or tcp:IP:PORT"
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Which OVSDB transports this controller may use: `ssl:` with the `[tls]`
 /// files, `tcp:` only where the file allows plain connections
 /// (`plain_ovsdb = true`), `unix:` always, as it never leaves the node.

@@ -32,7 +32,7 @@
 
 use crate::pipeline::VlanSet;
 use iris_controller::config::{
-    check_name, check_ovsdb_remote, from_toml, load_with, ConfigError, LoadError, ParseError,
+    check_name, check_plain_ovsdb_remote, from_toml, load_with, ConfigError, LoadError, ParseError,
 };
 use iris_controller::model::{host_address_problem, ViId, Vlan};
 use serde::Deserialize;
@@ -437,7 +437,7 @@ impl RawConfig {
         if let Err(p) = check_interface_name(&bridge) {
             err("gateway.bridge", p);
         }
-        if let Err(p) = check_ovsdb_remote(&g.ovsdb) {
+        if let Err(p) = check_plain_ovsdb_remote(&g.ovsdb, "the gateway") {
             err("gateway.ovsdb", p);
         }
         let listen = g.listen.parse::<SocketAddr>().map_err(|_| {
@@ -484,7 +484,7 @@ impl RawConfig {
                          management socket, like \"unix:/var/run/openvswitch/br-gw.mgmt\""
                             .into(),
                     ),
-                    Some(of) if check_ovsdb_remote(of).is_err() => err(
+                    Some(of) if check_plain_ovsdb_remote(of, "the gateway").is_err() => err(
                         "gateway.openflow",
                         format!("{of:?} is not an OpenFlow target; write unix:PATH or tcp:IP:PORT"),
                     ),

@@ -22,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use iris_controller::api::{Body, BodyShape, PathArgs, Problem};
-use iris_controller::config::{check_name, check_ovsdb_remote};
+use iris_controller::config::{check_name, check_plain_ovsdb_remote};
 use iris_schemas::broker::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -539,7 +539,8 @@ async fn create_pm(
             format!("{:?} is not an IPv4 address", spec.underlay_ip),
         )
     })?;
-    check_ovsdb_remote(&spec.ovsdb).map_err(|p| invalid("ovsdb", p))?;
+    check_plain_ovsdb_remote(&spec.ovsdb, "the broker's compute drivers")
+        .map_err(|p| invalid("ovsdb", p))?;
     check_name_at("bridge", &spec.bridge)?;
     if !s.drivers.contains_key(spec.driver.as_str()) {
         let mut known: Vec<&str> = s.drivers.keys().copied().collect();

@@ -979,3 +979,13 @@ fn a_store_table_names_sled_or_an_etcd_cluster_and_every_fault_at_once() {
         "{m}"
     );
 }
+
+#[test]
+fn components_without_tls_refuse_ssl_remotes_at_once() {
+    assert!(check_plain_ovsdb_remote("unix:/run/ovs/db.sock", "the gateway").is_ok());
+    assert!(check_plain_ovsdb_remote("tcp:127.0.0.1:6640", "the gateway").is_ok());
+    let why = check_plain_ovsdb_remote("ssl:127.0.0.1:6640", "the gateway").unwrap_err();
+    assert!(why.contains("the gateway does not speak"), "{why}");
+    let why = check_plain_ovsdb_remote("ssl:nowhere", "the gateway").unwrap_err();
+    assert!(why.contains("need IP:PORT"), "{why}");
+}
