@@ -73,8 +73,13 @@ impl OvsInstance {
             &[
                 ovs.path("conf.db"),
                 format!("--remote=punix:{}", ovs.path("db.sock")),
-                // Lets `ovs-vsctl set-manager ptcp:…` open TCP remotes later.
+                // Lets `ovs-vsctl set-manager ptcp:…` open TCP remotes later,
+                // and `pssl:…` ones with the key `set-ssl` gives, as
+                // Debian's ovs-ctl starts it.
                 "--remote=db:Open_vSwitch,Open_vSwitch,manager_options".to_owned(),
+                "--private-key=db:Open_vSwitch,SSL,private_key".to_owned(),
+                "--certificate=db:Open_vSwitch,SSL,certificate".to_owned(),
+                "--ca-cert=db:Open_vSwitch,SSL,ca_cert".to_owned(),
             ],
         )?);
         ovs.await_ready("ovsdb-server", timeout, |ovs| {

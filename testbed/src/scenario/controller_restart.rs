@@ -120,6 +120,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let config = h.config(&pms, vec![vi])?;
     h.bring_up_with(&pms, &config, &vms)?;
     h.check_openflow_over_tls(&pms)?;
+    h.check_ovsdb_over_ssl(&pms)?;
     for &a in &vms {
         for &b in &vms {
             if a != b {
@@ -131,7 +132,8 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let placed: Vec<(VmId, Option<u16>)> = vms.iter().map(|&v| (v, None)).collect();
     h.wait_placed(VI, &placed)?;
 
-    // The same configuration with each PM's OVSDB behind a relay.
+    // The same configuration with each PM's OVSDB behind a relay (on its
+    // unix socket: the relay holds sessions back, it does not speak TLS).
     let mut relays = Vec::new();
     let mut held = config.clone();
     for (i, (host, &pm)) in held.hosts.iter_mut().zip(&pms).enumerate() {

@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+
+/// Where a PM serves OVSDB over SSL on its management link (the IANA port).
+const OVSDB_PORT: u16 = 6640;
 use serde_json::Value;
 
 use crate::controller::{ControllerConfig, ControllerProcess, HostEntry, OpenFlowMode, ViEntry};
@@ -271,11 +274,12 @@ impl Harness {
         &self.binary
     }
 
-    /// Runs OpenFlow over TLS from here on, as in production: a throwaway
-    /// CA certifies the controller and each PM added afterwards (its name
-    /// in the certificate, set in its SSL table), each PM reaches the
-    /// controller over a management link (OVS's `ssl:` targets are TCP
-    /// only), and the controller listens on `ssl:0.0.0.0:<free port>`.
+    /// Runs OpenFlow over TLS and OVSDB over SSL from here on, as in
+    /// production: a throwaway CA certifies the controller and each PM
+    /// added afterwards (its name in the certificate, set in its SSL
+    /// table), each PM reaches the controller over a management link (OVS's
+    /// `ssl:` targets are TCP only) and serves OVSDB on it (`pssl:`), and
+    /// the controller listens on `ssl:0.0.0.0:<free port>`.
     pub fn use_tls(&mut self) -> Result<(), ScenarioError> {
         let dir = self.dir.join("pki");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
@@ -335,6 +339,8 @@ impl Harness {
             &path(&files.certificate),
             &path(&tls.pki.ca_certificate),
         ])?;
+        let manager = format!("pssl:{OVSDB_PORT}:{}", pm_end.addr());
+        self.tb.pm(pm).vsctl(&["set-manager", &manager])?;
         Ok(pm)
     }
 
@@ -359,6 +365,28 @@ impl Harness {
                     "{}'s bridge has the targets {targets:?}, not one ssl:",
                     pm.name()
                 )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// With [`Harness::use_tls`] and the configuration [`Harness::config`]
+    /// makes: the controller configured every PM in `pms` over OVSDB on
+    /// `ssl:`.
+    pub fn check_ovsdb_over_ssl(&self, pms: &[PmId]) -> Result<(), ScenarioError> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(self.controller()?.log_path())
+            .map_err(|e| Error::io("reading the controller's log", e))?;
+        for &pm in pms {
+            let name = self.tb.pm(pm).name();
+            let span = format!("ovsdb{{host={name}}}");
+            let over_ssl = log.lines().any(|l| {
+                l.contains(&span) && l.contains("OVSDB connected") && l.contains("remote=ssl:")
+            });
+            check(over_ssl, || {
+                format!("the controller did not configure {name} over OVSDB on ssl:")
             })?;
         }
         Ok(())
@@ -435,6 +463,7 @@ impl Harness {
         let mut host = HostEntry::of_pm(self.tb.pm(pm), &self.socket, self.openflow)?;
         if let (Some(tls), Some(link)) = (&self.tls, self.tb.pm(pm).management()) {
             host.controller = format!("ssl:{}:{}", link.root.addr(), tls.port);
+            host.ovsdb = format!("ssl:{}:{OVSDB_PORT}", link.pm.addr());
         }
         Ok(host)
     }
