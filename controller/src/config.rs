@@ -564,6 +564,14 @@ struct RawStoreTable {
     dial_timeout_secs: Option<f64>,
     request_timeout_secs: Option<f64>,
     max_txn_ops: Option<usize>,
+    /// TLS to the members (`https://` endpoints): this controller's key
+    /// and certificate, and the CA the members' certificates chain to.
+    #[schema(value_type = Option<String>)]
+    private_key: Option<PathBuf>,
+    #[schema(value_type = Option<String>)]
+    certificate: Option<PathBuf>,
+    #[schema(value_type = Option<String>)]
+    ca_certificate: Option<PathBuf>,
 }
 
 /// The store `raw` describes: the sled directory (resolved as `store =
@@ -583,6 +591,9 @@ fn check_store_table(
         ("dial_timeout_secs", t.dial_timeout_secs.is_some()),
         ("request_timeout_secs", t.request_timeout_secs.is_some()),
         ("max_txn_ops", t.max_txn_ops.is_some()),
+        ("private_key", t.private_key.is_some()),
+        ("certificate", t.certificate.is_some()),
+        ("ca_certificate", t.ca_certificate.is_some()),
     ];
     match t.backend.as_str() {
         "sled" => {
@@ -605,6 +616,7 @@ fn check_store_table(
                 ));
             }
             let mut etcd = EtcdConfig::new(Vec::new(), t.prefix.clone().unwrap_or_default());
+            etcd.tls = check_etcd_tls(t, base, errors);
             let endpoints = t.endpoints.clone().unwrap_or_default();
             if endpoints.is_empty() {
                 errors.push(ConfigError::new(
@@ -616,7 +628,7 @@ fn check_store_table(
             let mut seen = BTreeSet::new();
             for (i, e) in endpoints.iter().enumerate() {
                 let key = format!("store.endpoints[{i}]");
-                match check_etcd_endpoint(e) {
+                match check_etcd_endpoint(e, etcd.tls.is_some()) {
                     Err(p) => errors.push(ConfigError::new(key, p)),
                     Ok(()) if !seen.insert(e.trim_end_matches('/')) => {
                         errors.push(ConfigError::new(
@@ -693,16 +705,55 @@ fn check_store_table(
     }
 }
 
-/// An etcd member's client URL: `http://HOST:PORT`.
-fn check_etcd_endpoint(e: &str) -> Result<(), String> {
-    let example = "write one as http://HOST:PORT, e.g. \"http://10.0.0.1:2379\"";
-    if e.starts_with("https://") {
-        return Err(format!(
-            "{e:?}: TLS to etcd is not supported yet; reach the members over http:// on the \
-             control network"
-        ));
+/// `[store]`'s TLS files: all three or none; each must load.
+fn check_etcd_tls(
+    t: &RawStoreTable,
+    base: &Path,
+    errors: &mut Vec<ConfigError>,
+) -> Option<crate::tls::TlsFiles> {
+    let files = match (&t.private_key, &t.certificate, &t.ca_certificate) {
+        (None, None, None) => return None,
+        (Some(k), Some(c), Some(ca)) => crate::tls::TlsFiles {
+            private_key: base.join(k),
+            certificate: base.join(c),
+            ca_certificate: base.join(ca),
+        },
+        _ => {
+            errors.push(ConfigError::new(
+                "store",
+                "TLS to etcd needs private_key, certificate and ca_certificate together \
+                 (PEM files, relative to this file)",
+            ));
+            return None;
+        }
+    };
+    if let Err(p) = files.etcd_pems() {
+        errors.push(ConfigError::new("store", p));
     }
-    let Some(rest) = e.strip_prefix("http://") else {
+    Some(files)
+}
+
+/// An etcd member's client URL: `https://HOST:PORT` with TLS files,
+/// `http://HOST:PORT` without.
+fn check_etcd_endpoint(e: &str, tls: bool) -> Result<(), String> {
+    let scheme = if tls { "https" } else { "http" };
+    let example = format!("write one as {scheme}://HOST:PORT, e.g. \"{scheme}://10.0.0.1:2379\"");
+    match (e.split_once("://").map(|(s, _)| s), tls) {
+        (Some("https"), false) => {
+            return Err(format!(
+                "{e:?} speaks TLS: give [store] private_key, certificate and ca_certificate \
+                 to reach it, or write http://"
+            ))
+        }
+        (Some("http"), true) => {
+            return Err(format!(
+                "{e:?} is plain, while [store] has TLS files: every member is reached over \
+                 https://, or none"
+            ))
+        }
+        _ => {}
+    }
+    let Some(rest) = e.strip_prefix(&format!("{scheme}://")) else {
         return Err(format!("{e:?} is not a URL; {example}"));
     };
     let authority = rest.trim_end_matches('/');

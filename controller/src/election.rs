@@ -12,7 +12,7 @@
 
 use crate::store::etcd::EtcdConfig;
 use crate::store::StoreError;
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, LeaderKey, ResignOptions};
+use etcd_client::{Client, Compare, CompareOp, LeaderKey, ResignOptions};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -76,8 +76,8 @@ impl Candidate {
         // No request timeout: a campaign waits as long as it takes. etcd
         // closes a connection pinged more often than every 5 s
         // (--grpc-keepalive-min-time), which broke a waiting campaign.
-        let options = ConnectOptions::new()
-            .with_connect_timeout(config.dial_timeout)
+        let options = config
+            .connect_options()?
             .with_keep_alive(crate::store::etcd::KEEPALIVE, config.request_timeout);
         let mut client = Client::connect(config.endpoints.clone(), Some(options))
             .await

@@ -107,6 +107,44 @@ impl TlsFiles {
     }
 }
 
+/// The PEM text of a `[store]`'s TLS files, as the etcd client takes it.
+pub struct EtcdPems {
+    pub ca_certificate: Vec<u8>,
+    pub certificate: Vec<u8>,
+    pub private_key: Vec<u8>,
+}
+
+impl fmt::Debug for EtcdPems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the key.
+        f.write_str("EtcdPems(..)")
+    }
+}
+
+impl TlsFiles {
+    /// The files as PEM text, each checked to hold what it should and the
+    /// key to fit the certificate (the etcd client would only say so at
+    /// its first connection, in fewer words).
+    pub fn etcd_pems(&self) -> Result<EtcdPems, String> {
+        self.roots()?;
+        let chain = read_certs(&self.certificate, "certificate")?;
+        let key = read_key(&self.private_key)?;
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS versions: {e}"))?
+            .with_root_certificates(RootCertStore::empty())
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| misfit(&self.private_key, &self.certificate, e))?;
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        Ok(EtcdPems {
+            ca_certificate: read(&self.ca_certificate)?,
+            certificate: read(&self.certificate)?,
+            private_key: read(&self.private_key)?,
+        })
+    }
+}
+
 /// webpki's check of a server, where a certificate bound to its host by
 /// fingerprint stands in for the host's name: the chain, validity and
 /// signatures are always webpki's.

@@ -3,6 +3,9 @@
 //! directory under the cluster's directory, removed when the cluster is
 //! dropped. Ports are ones the kernel hands out, so parallel runs do not
 //! collide; a member can be killed (SIGKILL) and restored on its data.
+//! [`EtcdCluster::start_tls`] runs the same cluster with TLS between the
+//! members and to their clients, each side proving itself with a
+//! certificate of the run's CA.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +15,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use crate::error::{Error, Result};
+use crate::pki::{CertFiles, Pki};
 use crate::process::{tail_of, Process};
 use crate::readiness::{poll_until, Probe};
 
@@ -36,6 +40,16 @@ pub struct EtcdCluster {
     members: Vec<Member>,
     initial_cluster: String,
     token: String,
+    tls: Option<ClusterTls>,
+}
+
+/// The files of a cluster run with TLS: the members' (one certificate for
+/// 127.0.0.1 serves all), a client's, and the CA both sides trust.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    pub member: CertFiles,
+    pub client: CertFiles,
+    pub ca_certificate: PathBuf,
 }
 
 /// `n` ports free on loopback now: each bound at once, then let go for
@@ -62,10 +76,26 @@ impl EtcdCluster {
     /// process between [`free_ports`] and etcd's bind makes a member exit:
     /// the cluster is then started afresh on other ports, up to 3 times.
     pub fn start(dir: &Path, members: usize) -> Result<Self> {
+        Self::start_with(dir, members, None)
+    }
+
+    /// [`Self::start`] with TLS everywhere: members certified by `pki` for
+    /// 127.0.0.1, which ask every client and peer for a certificate of the
+    /// same CA; [`Self::tls`] has the files a client needs.
+    pub fn start_tls(dir: &Path, members: usize, pki: &Pki) -> Result<Self> {
+        let tls = ClusterTls {
+            member: pki.issue("127.0.0.1")?,
+            client: pki.issue("etcd-client")?,
+            ca_certificate: pki.ca_certificate.clone(),
+        };
+        Self::start_with(dir, members, Some(tls))
+    }
+
+    fn start_with(dir: &Path, members: usize, tls: Option<ClusterTls>) -> Result<Self> {
         let mut tries = 0;
         loop {
             tries += 1;
-            match Self::start_once(dir, members) {
+            match Self::start_once(dir, members, tls.clone()) {
                 Err(e @ Error::NotReady { .. }) if tries < 3 => {
                     eprintln!("iris-testbed: etcd did not start ({e}); again on other ports");
                 }
@@ -74,7 +104,8 @@ impl EtcdCluster {
         }
     }
 
-    fn start_once(dir: &Path, members: usize) -> Result<Self> {
+    fn start_once(dir: &Path, members: usize, tls: Option<ClusterTls>) -> Result<Self> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::fs::create_dir_all(dir).map_err(|e| Error::io_at("creating", dir, e))?;
         let ports = free_ports(2 * members)?;
         let members: Vec<Member> = (0..members)
@@ -89,7 +120,7 @@ impl EtcdCluster {
             .collect();
         let initial_cluster = members
             .iter()
-            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port))
+            .map(|m| format!("{}={scheme}://127.0.0.1:{}", m.name, m.peer_port))
             .collect::<Vec<_>>()
             .join(",");
         let token = format!(
@@ -103,6 +134,7 @@ impl EtcdCluster {
             members,
             initial_cluster,
             token,
+            tls,
         };
         for i in 0..cluster.members.len() {
             cluster.spawn(i)?;
@@ -113,9 +145,21 @@ impl EtcdCluster {
 
     fn spawn(&mut self, i: usize) -> Result<()> {
         let m = &self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client_port);
-        let peer = format!("http://127.0.0.1:{}", m.peer_port);
+        let client = self.url(m.client_port);
+        let peer = self.url(m.peer_port);
         let mut command = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            for side in ["", "peer-"] {
+                command
+                    .arg(format!("--{side}cert-file"))
+                    .arg(&t.member.certificate)
+                    .arg(format!("--{side}key-file"))
+                    .arg(&t.member.private_key)
+                    .arg(format!("--{side}trusted-ca-file"))
+                    .arg(&t.ca_certificate)
+                    .arg(format!("--{side}client-cert-auth"));
+            }
+        }
         command
             .arg("--name")
             .arg(&m.name)
@@ -139,12 +183,22 @@ impl EtcdCluster {
         Ok(())
     }
 
+    fn url(&self, port: u16) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{port}")
+    }
+
     /// Every member's client URL, in order.
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| self.url(m.client_port))
             .collect()
+    }
+
+    /// With [`Self::start_tls`]: the files a client connects with.
+    pub fn tls(&self) -> Option<&ClusterTls> {
+        self.tls.as_ref()
     }
 
     pub fn len(&self) -> usize {
@@ -196,7 +250,18 @@ impl EtcdCluster {
             .members
             .iter()
             .filter(|m| m.process.is_some())
-            .map(|m| format!("http://127.0.0.1:{}", m.client_port))
+            .map(|m| self.url(m.client_port))
+            .collect();
+        let tls_args: Vec<String> = self
+            .tls
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("--cacert={}", t.ca_certificate.display()),
+                    format!("--cert={}", t.client.certificate.display()),
+                    format!("--key={}", t.client.private_key.display()),
+                ]
+            })
             .collect();
         let members = &mut self.members;
         poll_until("the etcd cluster", START_TIMEOUT, || {
@@ -210,6 +275,7 @@ impl EtcdCluster {
                 let out = Command::new("etcdctl")
                     .env("ETCDCTL_API", "3")
                     .args(["--endpoints", e, "--command-timeout=1s"])
+                    .args(&tls_args)
                     .args(["put", "iris-testbed/ready", "yes"])
                     .output()
                     .map_err(|e| Error::io("running etcdctl", e))?;

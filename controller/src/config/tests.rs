@@ -934,7 +934,10 @@ fn a_store_table_names_sled_or_an_etcd_cluster_and_every_fault_at_once() {
     for (starts, says) in [
         ("store.path: ", "backend = \"sled\""),
         ("store.endpoints[0]: ", "not a URL"),
-        ("store.endpoints[1]: ", "TLS to etcd is not supported yet"),
+        (
+            "store.endpoints[1]: ",
+            "speaks TLS: give [store] private_key",
+        ),
         ("store.endpoints[2]: ", "has no port"),
         ("store.endpoints[4]: ", "listed twice"),
         ("store.endpoints[5]: ", "not a port"),
@@ -988,4 +991,59 @@ fn components_without_tls_refuse_ssl_remotes_at_once() {
     assert!(why.contains("the gateway does not speak"), "{why}");
     let why = check_plain_ovsdb_remote("ssl:nowhere", "the gateway").unwrap_err();
     assert!(why.contains("need IP:PORT"), "{why}");
+}
+
+#[test]
+fn an_etcd_store_over_tls_takes_https_members_and_its_three_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+    let ours = pki.issue("controller").unwrap();
+    let table = |endpoints: &str, files: &str| {
+        format!(
+            "[store]\nbackend = \"etcd\"\nprefix = \"iris/dc1/\"\nendpoints = [{endpoints}]\n{files}"
+        )
+    };
+    let files = format!(
+        "private_key = {:?}\ncertificate = {:?}\nca_certificate = \"iris-ca.pem\"\n",
+        ours.private_key, ours.certificate
+    );
+    let c = parse_plain(
+        &table("\"https://10.0.0.11:2379\", \"https://etcd2:2379\"", &files),
+        dir.path(),
+    )
+    .unwrap();
+    let tls = c.etcd.unwrap().tls.unwrap();
+    assert_eq!(tls.ca_certificate, dir.path().join("iris-ca.pem"));
+
+    let problems = |text: String| match parse_plain(&text, dir.path()) {
+        Err(ParseError::Invalid(e)) => e,
+        other => panic!("{text}: {other:?}"),
+    };
+    let e = problems(table("\"https://10.0.0.11:2379\"", ""));
+    assert_eq!(e[0].key, "store.endpoints[0]", "{e:?}");
+    assert!(e[0].problem.contains("speaks TLS"), "{e:?}");
+    let e = problems(table("\"http://10.0.0.11:2379\"", &files));
+    assert!(
+        e[0].problem
+            .contains("every member is reached over https://"),
+        "{e:?}"
+    );
+    let e = problems(table(
+        "\"https://10.0.0.11:2379\"",
+        &format!("certificate = {:?}\n", ours.certificate),
+    ));
+    assert_eq!(e[0].key, "store", "{e:?}");
+    assert!(e[0].problem.contains("together"), "{e:?}");
+    let e = problems(table(
+        "\"https://10.0.0.11:2379\"",
+        &files.replace("iris-ca.pem", "missing.pem"),
+    ));
+    assert!(e[0].problem.contains("missing.pem"), "{e:?}");
+    let e = problems(format!(
+        "[store]\nbackend = \"sled\"\npath = \"s\"\n{files}"
+    ));
+    assert!(
+        e.iter().all(|e| e.problem.contains("backend = \"etcd\"")),
+        "{e:?}"
+    );
 }

@@ -73,11 +73,33 @@ pub struct EtcdConfig {
     /// The most operations etcd takes in one transaction (its
     /// `--max-txn-ops`); larger batches are staged.
     pub max_txn_ops: usize,
+    /// TLS to the members (`https://` endpoints): this controller's key
+    /// and certificate, and the CA the members' chain to.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl EtcdConfig {
     /// etcd's own default for `--max-txn-ops`.
     pub const DEFAULT_MAX_TXN_OPS: usize = 128;
+
+    /// Connection options with the dial timeout and, with [`Self::tls`],
+    /// the CA and this controller's certificate (read now, so renewed
+    /// files serve the next connection). The member's certificate must
+    /// name the host of its endpoint's URL.
+    pub fn connect_options(&self) -> Result<ConnectOptions, StoreError> {
+        let options = ConnectOptions::new().with_connect_timeout(self.dial_timeout);
+        let Some(files) = &self.tls else {
+            return Ok(options);
+        };
+        let pems = files.etcd_pems().map_err(unavailable)?;
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(pems.ca_certificate))
+            .identity(etcd_client::Identity::from_pem(
+                pems.certificate,
+                pems.private_key,
+            ));
+        Ok(options.with_tls(tls))
+    }
 
     pub fn new(endpoints: Vec<String>, prefix: impl Into<String>) -> Self {
         Self {
@@ -86,6 +108,7 @@ impl EtcdConfig {
             dial_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             max_txn_ops: Self::DEFAULT_MAX_TXN_OPS,
+            tls: None,
         }
     }
 }
@@ -256,8 +279,9 @@ impl EtcdStore {
             .rt
             .as_ref()
             .ok_or_else(|| unavailable("the store is closed"))?;
-        let options = ConnectOptions::new()
-            .with_connect_timeout(self.config.dial_timeout)
+        let options = self
+            .config
+            .connect_options()?
             .with_timeout(self.config.request_timeout)
             .with_keep_alive(KEEPALIVE, self.config.request_timeout);
         let endpoint = self.config.endpoints[i].clone();

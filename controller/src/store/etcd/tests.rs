@@ -279,3 +279,60 @@ fn commit_latency_of_a_registry_burst_on_etcd_and_sled() {
         percentiles(burst(&mut sled))
     );
 }
+
+/// A cluster speaking TLS to its clients takes the store's commits from a
+/// controller with a certificate of its CA, and refuses one without TLS
+/// or with another CA's certificate, each failing at open with the reason.
+#[test]
+fn over_tls_the_store_works_and_strangers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+    let c = EtcdCluster::start_tls(&dir.path().join("etcd"), 1, &pki)
+        .unwrap_or_else(|e| panic!("cannot start etcd with TLS: {e}"));
+    let t = c.tls().unwrap();
+    assert!(c.endpoints()[0].starts_with("https://"));
+    let mut ours = config(&c, "iris/tls/");
+    ours.tls = Some(crate::tls::TlsFiles {
+        private_key: t.client.private_key.clone(),
+        certificate: t.client.certificate.clone(),
+        ca_certificate: t.ca_certificate.clone(),
+    });
+    let mut store = EtcdStore::open(ours.clone()).unwrap();
+    behaves_as_a_store(&mut store);
+    let before = store.load().unwrap();
+    assert!(!before.macs.is_empty());
+    drop(store);
+    let reopened = EtcdStore::open(ours.clone()).unwrap();
+    assert_eq!(reopened.load().unwrap(), before, "read back over TLS");
+    drop(reopened);
+
+    // Plain http:// to a TLS member.
+    let mut plain = config(&c, "iris/tls/");
+    plain.endpoints = c
+        .endpoints()
+        .iter()
+        .map(|e| e.replace("https", "http"))
+        .collect();
+    let e = EtcdStore::open(plain).expect_err("a plain client was served");
+    assert!(e.to_string().contains("http://127.0.0.1"), "{e}");
+
+    // Another CA's certificate: the member refuses it.
+    let rogue = iris_testbed::pki::Pki::new(dir.path(), "rogue").unwrap();
+    let stranger = rogue.issue("controller").unwrap();
+    let mut theirs = ours.clone();
+    theirs.tls = Some(crate::tls::TlsFiles {
+        private_key: stranger.private_key,
+        certificate: stranger.certificate,
+        ca_certificate: t.ca_certificate.clone(),
+    });
+    let e = EtcdStore::open(theirs).expect_err("another CA's client was served");
+    // The member's log says "bad certificate"; the client only sees its
+    // handshake cut.
+    assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
+
+    // We do not trust the member's CA.
+    let mut doubting = ours;
+    doubting.tls.as_mut().unwrap().ca_certificate = rogue.ca_certificate.clone();
+    let e = EtcdStore::open(doubting).expect_err("a member of an untrusted CA was used");
+    assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+}
