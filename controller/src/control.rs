@@ -196,6 +196,8 @@ struct Switch {
     held_for_inventory: bool,
     /// PacketIns taken from this connection, for its acknowledgements.
     taken: u64,
+    /// The role the switch last confirmed (ROLE_REPLY).
+    role: Option<ofp::message::ControllerRole>,
 }
 
 /// How a host looks from outside: its definition and whether its switch
@@ -271,6 +273,8 @@ pub struct Control {
     prepared: BTreeMap<HostName, program::Prepared>,
     /// What the compiler keeps of one host's tables for the next.
     memo: crate::compiler::Memo,
+    /// Leader, standby, or alone (`control/role.rs`).
+    role: role::Role,
 }
 
 impl fmt::Debug for Control {
@@ -451,6 +455,7 @@ impl Control {
             to_prepare: BTreeSet::new(),
             prepared: BTreeMap::new(),
             memo: crate::compiler::Memo::default(),
+            role: role::Role::default(),
         };
         Parts {
             control,
@@ -573,6 +578,13 @@ impl Control {
         if (batch.is_empty() && self.owed.is_empty()) || self.halted() {
             return !self.halted();
         }
+        if !self.role.writes() {
+            // A standby never commits: the API forwards writes to the
+            // leader, and the leader learns what the data plane teaches.
+            self.refused =
+                Some("this controller is a standby replica; writes go to the leader".to_owned());
+            return false;
+        }
         let Some(s) = self.store.as_mut() else {
             return true;
         };
@@ -671,7 +683,11 @@ impl Control {
         let Some(since) = self.answers_stale else {
             return;
         };
-        if self.burst.is_some() || self.halted() || now.duration_since(since) < ANSWERS_QUIET {
+        if self.burst.is_some()
+            || self.halted()
+            || !self.role.writes()
+            || now.duration_since(since) < ANSWERS_QUIET
+        {
             return;
         }
         let switches = self
@@ -766,6 +782,7 @@ impl Control {
                         sync: program::Sync::default(),
                         held_for_inventory: false,
                         taken: 0,
+                        role: None,
                     },
                 );
             }
@@ -907,6 +924,9 @@ impl Control {
                     host: host.map(|h| h.0),
                     connected: true,
                 });
+                // The role first: what the reconciliation sends after it
+                // reaches the switch from a MASTER.
+                self.send_role(conn);
                 self.on_tables(conn, installed);
             }
             Upcall::Tables { installed } => self.on_tables(conn, installed),
@@ -933,7 +953,9 @@ impl Control {
                     }
                 }
             }
-            Upcall::SwitchError { .. } => {
+            Upcall::Role(reply) => self.on_role_reply(conn, reply),
+            Upcall::SwitchError { error, .. } => {
+                self.on_role_error(conn, &error);
                 self.metrics.switch_errors.inc();
             }
         }
@@ -1542,5 +1564,6 @@ fn now_ms() -> Timestamp {
 mod held_rarps;
 mod inventory;
 mod program;
+pub mod role;
 #[cfg(test)]
 mod tests;
