@@ -429,6 +429,8 @@ impl Control {
         let (call_tx, call_rx) = mpsc::channel(256);
         let (macs, ips) = registry.len();
         metrics.set_registry_size(macs, ips);
+        // Alone, it writes; a replica stands by first (`role.rs`).
+        metrics.leader.set(1);
         let answers = Arc::new(AnswerSlot::new(&metrics));
         let control = Self {
             topology,

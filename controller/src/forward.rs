@@ -178,3 +178,6 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
     }
     r
 }
+
+#[cfg(test)]
+mod tests;
