@@ -598,17 +598,8 @@ impl Control {
             all.append(batch);
             all
         };
-        // The flush blocks this thread for a millisecond or more: handed
-        // over, the runtime's worker meanwhile writes what the control loop
-        // just queued for the switches (a task it woke waits on this
-        // worker otherwise).
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let committed = if multi_thread {
-            tokio::task::block_in_place(|| s.commit(&batch))
-        } else {
-            s.commit(&batch)
-        };
+        // The flush blocks this thread for a millisecond or more.
+        let committed = blocking(|| s.commit(&batch));
         match committed {
             Ok(()) => {
                 if owed > 0 {
@@ -1557,6 +1548,20 @@ fn managed_hosts(
             controller: controllers.get(&h.name).cloned(),
         })
         .collect()
+}
+
+/// Runs `f`, which blocks (a store's flush or read), handing the
+/// runtime's worker over meanwhile on a multi-threaded runtime: it then
+/// writes what the control loop just queued for the switches (a task it
+/// woke waits on this worker otherwise).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
 }
 
 fn now_ms() -> Timestamp {

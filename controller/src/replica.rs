@@ -83,7 +83,7 @@ pub async fn run(
         let won_at = Instant::now();
         if let Err(e) = take_over(&config, &control, &leadership, generation).await {
             warn!("won the election but cannot take over: {e}; resigning");
-            let _ = candidate.resign(leadership).await;
+            let _ = tokio::time::timeout(RETRY, candidate.resign(leadership)).await;
             stand_by(&control, generation).await;
             pause(&shutdown, RETRY).await;
             continue;
@@ -108,8 +108,9 @@ pub async fn run(
             _ = lost => false,
         };
         if stopping {
-            // Handed over at once rather than after the lease's ttl.
-            let _ = candidate.resign(leadership).await;
+            // Handed over at once rather than after the lease's ttl; not
+            // waited for long when etcd is out of reach.
+            let _ = tokio::time::timeout(RETRY, candidate.resign(leadership)).await;
             break;
         }
         // Nothing more is written, before anything else.
@@ -154,8 +155,8 @@ async fn campaign(
                     });
                     // SLAVE requests carry the newest generation: an older
                     // one is refused as stale by a switch that saw it.
-                    if generation > *seen || *seen == 0 {
-                        *seen = generation.max(*seen);
+                    if generation > *seen {
+                        *seen = generation;
                         stand_by(control, *seen).await;
                     }
                 }

@@ -251,7 +251,10 @@ impl Control {
 
     /// Everything the store holds now, if there is a store.
     pub fn load_store(&self) -> Result<Option<crate::store::Snapshot>, crate::store::StoreError> {
-        self.store.as_ref().map(|s| s.load()).transpose()
+        let Some(store) = self.store.as_ref() else {
+            return Ok(None);
+        };
+        super::blocking(|| store.load()).map(Some)
     }
 }
 
