@@ -215,6 +215,25 @@ fn every_acknowledged_write_survives_a_kill_of_the_leader_and_a_standby_takes_ov
         )
         .is_ok_and(|(s, _)| s == 200)
     });
+
+    // SIGTERM to the leader resigns: the standby need not wait for the ttl.
+    let leader = Arc::try_unwrap(standby).unwrap();
+    let stopped = Instant::now();
+    leader.stop(Duration::from_secs(5)).unwrap();
+    wait_until(
+        "the old leader leads again",
+        Duration::from_secs(10),
+        || leads(&back),
+    );
+    let took = stopped.elapsed();
+    eprintln!(
+        "after a SIGTERM the standby led {} ms later",
+        took.as_millis()
+    );
+    assert!(
+        took < Duration::from_millis(1500),
+        "{took:?}: waited for the lease"
+    );
 }
 
 fn metric(c: &ControllerProcess, series: &str) -> f64 {
