@@ -484,10 +484,194 @@ struct RawConfig {
     plain_ovsdb: bool,
     tls: Option<RawTls>,
     api_tls: Option<RawApiTls>,
+    cluster: Option<RawCluster>,
     #[serde(default, rename = "host")]
     hosts: Vec<HostSpec>,
     #[serde(default, rename = "vi")]
     vis: Vec<ViSpec>,
+}
+
+/// `[cluster]`: this controller is one of several replicas sharing an
+/// etcd store, one of them leading.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    /// This replica's name: one of the `[[cluster.replica]]` names.
+    name: String,
+    /// How long the leader's etcd lease outlives its last renewal: a
+    /// standby takes over this long after the leader died.
+    #[serde(default = "default_lease_ttl_secs")]
+    lease_ttl_secs: u64,
+    #[serde(rename = "replica")]
+    replicas: Vec<RawReplica>,
+}
+
+/// `[[cluster.replica]]`: one replica, as the switches and the other
+/// replicas reach it.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RawReplica {
+    name: String,
+    /// Its OpenFlow listener as a bridge's controller target, e.g.
+    /// `tcp:10.0.0.11:6653` or `ssl:10.0.0.11:6653`.
+    openflow: String,
+    /// Its northbound API, e.g. `http://10.0.0.11:8080`.
+    api: String,
+}
+
+fn default_lease_ttl_secs() -> u64 {
+    2
+}
+
+/// A validated `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// This replica's name.
+    pub name: String,
+    pub lease_ttl: Duration,
+    pub replicas: Vec<Replica>,
+}
+
+/// One replica of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub name: String,
+    pub openflow: String,
+    /// `http://HOST:PORT` or `https://HOST:PORT`, without a trailing slash.
+    pub api: String,
+}
+
+impl ClusterConfig {
+    /// The API URL of the replica named `name`.
+    pub fn api_of(&self, name: &str) -> Option<&str> {
+        self.replicas
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.api.as_str())
+    }
+}
+
+impl RawCluster {
+    fn validate(
+        &self,
+        etcd: bool,
+        bridge_controller: bool,
+        api_tls: bool,
+        errors: &mut Vec<ConfigError>,
+    ) -> ClusterConfig {
+        if !etcd {
+            errors.push(ConfigError::new(
+                "cluster",
+                "replicas share the registry, hosts and VIs through etcd; set [store] backend = \
+                 \"etcd\" with the cluster's endpoints",
+            ));
+        }
+        if bridge_controller {
+            errors.push(ConfigError::new(
+                "bridge.controller",
+                "with [cluster] every bridge gets each replica's openflow target; remove \
+                 bridge.controller",
+            ));
+        }
+        if !(2..=60).contains(&self.lease_ttl_secs) {
+            errors.push(ConfigError::new(
+                "cluster.lease_ttl_secs",
+                format!(
+                    "{} is out of range; write 2 to 60 (etcd grants no lease under about 2 s, \
+                     and a standby waits this long after the leader died)",
+                    self.lease_ttl_secs
+                ),
+            ));
+        }
+        let mut replicas = Vec::new();
+        let mut names = BTreeSet::new();
+        for (i, r) in self.replicas.iter().enumerate() {
+            let key = |f: &str| format!("cluster.replica[{i}].{f}");
+            if r.name.is_empty() || r.name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                errors.push(ConfigError::new(
+                    key("name"),
+                    format!("{:?} is not a name; write one word, e.g. \"ctl1\"", r.name),
+                ));
+            } else if !names.insert(r.name.clone()) {
+                errors.push(ConfigError::new(
+                    key("name"),
+                    format!("{:?} names two replicas; give each its own", r.name),
+                ));
+            }
+            if let Err(p) = check_active_target(&r.openflow) {
+                errors.push(ConfigError::new(key("openflow"), p));
+            }
+            let api = r.api.trim_end_matches('/');
+            match check_api_url(api) {
+                Ok(https) if r.name == self.name && https != api_tls => {
+                    errors.push(ConfigError::new(
+                        key("api"),
+                        format!(
+                            "this replica's API speaks {}, so its URL starts with {}",
+                            if api_tls {
+                                "HTTPS ([api_tls])"
+                            } else {
+                                "plain HTTP"
+                            },
+                            if api_tls { "https://" } else { "http://" }
+                        ),
+                    ));
+                }
+                Ok(_) => {}
+                Err(p) => errors.push(ConfigError::new(key("api"), p)),
+            }
+            replicas.push(Replica {
+                name: r.name.clone(),
+                openflow: r.openflow.clone(),
+                api: api.to_owned(),
+            });
+        }
+        if self.replicas.is_empty() {
+            errors.push(ConfigError::new(
+                "cluster.replica",
+                "no replica is listed; add a [[cluster.replica]] table for each, this one \
+                 included",
+            ));
+        } else if !names.contains(&self.name) {
+            errors.push(ConfigError::new(
+                "cluster.name",
+                format!(
+                    "{:?} is none of the [[cluster.replica]] names ({}); name this replica as \
+                     listed",
+                    self.name,
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        ClusterConfig {
+            name: self.name.clone(),
+            lease_ttl: Duration::from_secs(self.lease_ttl_secs),
+            replicas,
+        }
+    }
+}
+
+/// A replica's API URL: `http://HOST:PORT` or `https://HOST:PORT`;
+/// whether it is HTTPS.
+fn check_api_url(url: &str) -> Result<bool, String> {
+    let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => {
+            return Err(format!(
+                "{url:?} is not an API URL; write http://HOST:PORT (or https:// with [api_tls])"
+            ))
+        }
+    };
+    let port_ok = rest
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+    if !port_ok || rest.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "{url:?} is not an API URL; write http://HOST:PORT, the port included and no path"
+        ));
+    }
+    Ok(https)
 }
 
 fn default_listen() -> String {
@@ -824,6 +1008,8 @@ pub struct Config {
     /// Take a store whose witness file is missing as it is (`run
     /// --accept-store`; never from the file).
     pub accept_store: bool,
+    /// `[cluster]`: this controller is one replica of several.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -901,6 +1087,20 @@ impl Config {
             None => writeln!(s, "api:       {}", self.api),
         };
         let _ = writeln!(s, "store:     {}", self.store_name());
+        if let Some(c) = &self.cluster {
+            let _ = writeln!(
+                s,
+                "cluster:   replica {} of {} ({}), lease {} s",
+                c.name,
+                c.replicas.len(),
+                c.replicas
+                    .iter()
+                    .map(|r| format!("{} {} {}", r.name, r.openflow, r.api))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                c.lease_ttl.as_secs()
+            );
+        }
         let _ = match self.bridge.openflow {
             OpenFlowMode::Active => writeln!(
                 s,
@@ -1079,6 +1279,14 @@ impl RawConfig {
         let api_auth = self.api_auth.validate(api.as_ref(), &mut errors);
         let api_tls = self.api_tls.as_ref().map(|t| t.validate(base, &mut errors));
         let (store, etcd) = check_store_table(&self.store, base, &mut errors);
+        let cluster = self.cluster.as_ref().map(|c| {
+            c.validate(
+                etcd.is_some(),
+                self.bridge.controller.is_some(),
+                self.api_tls.is_some(),
+                &mut errors,
+            )
+        });
         if let (Some(ListenAddr::Tcp(listen)), Some(api)) = (&listen, &api) {
             check_apart(listen, api, &mut errors);
         }
@@ -1168,6 +1376,7 @@ impl RawConfig {
                 vis,
                 seeds,
                 accept_store: false,
+                cluster,
             }),
             _ => Err(errors),
         }

@@ -196,6 +196,8 @@ struct Switch {
     held_for_inventory: bool,
     /// PacketIns taken from this connection, for its acknowledgements.
     taken: u64,
+    /// The role the switch last confirmed (ROLE_REPLY).
+    role: Option<ofp::message::ControllerRole>,
 }
 
 /// How a host looks from outside: its definition and whether its switch
@@ -271,6 +273,8 @@ pub struct Control {
     prepared: BTreeMap<HostName, program::Prepared>,
     /// What the compiler keeps of one host's tables for the next.
     memo: crate::compiler::Memo,
+    /// Leader, standby, or alone (`control/role.rs`).
+    role: role::Role,
 }
 
 impl fmt::Debug for Control {
@@ -439,6 +443,8 @@ impl Control {
         let (call_tx, call_rx) = mpsc::channel(256);
         let (macs, ips) = registry.len();
         metrics.set_registry_size(macs, ips);
+        // Alone, it writes; a replica stands by first (`role.rs`).
+        metrics.leader.set(1);
         let answers = Arc::new(AnswerSlot::new(&metrics));
         let control = Self {
             topology,
@@ -465,6 +471,7 @@ impl Control {
             to_prepare: BTreeSet::new(),
             prepared: BTreeMap::new(),
             memo: crate::compiler::Memo::default(),
+            role: role::Role::default(),
         };
         Parts {
             control,
@@ -591,6 +598,13 @@ impl Control {
         if (batch.is_empty() && self.owed.is_empty()) || self.halted() {
             return !self.halted();
         }
+        if !self.role.writes() {
+            // A standby never commits: the API forwards writes to the
+            // leader, and the leader learns what the data plane teaches.
+            self.refused =
+                Some("this controller is a standby replica; writes go to the leader".to_owned());
+            return false;
+        }
         let Some(s) = self.store.as_mut() else {
             return true;
         };
@@ -602,17 +616,8 @@ impl Control {
             all.append(batch);
             all
         };
-        // The flush blocks this thread for a millisecond or more: handed
-        // over, the runtime's worker meanwhile writes what the control loop
-        // just queued for the switches (a task it woke waits on this
-        // worker otherwise).
-        let multi_thread = tokio::runtime::Handle::try_current()
-            .is_ok_and(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let committed = if multi_thread {
-            tokio::task::block_in_place(|| s.commit(&batch))
-        } else {
-            s.commit(&batch)
-        };
+        // The flush blocks this thread for a millisecond or more.
+        let committed = blocking(|| s.commit(&batch));
         match committed {
             Ok(()) => {
                 if owed > 0 {
@@ -689,7 +694,11 @@ impl Control {
         let Some(since) = self.answers_stale else {
             return;
         };
-        if self.burst.is_some() || self.halted() || now.duration_since(since) < ANSWERS_QUIET {
+        if self.burst.is_some()
+            || self.halted()
+            || !self.role.writes()
+            || now.duration_since(since) < ANSWERS_QUIET
+        {
             return;
         }
         let switches = self
@@ -784,6 +793,7 @@ impl Control {
                         sync: program::Sync::default(),
                         held_for_inventory: false,
                         taken: 0,
+                        role: None,
                     },
                 );
             }
@@ -925,6 +935,9 @@ impl Control {
                     host: host.map(|h| h.0),
                     connected: true,
                 });
+                // The role first: what the reconciliation sends after it
+                // reaches the switch from a MASTER.
+                self.send_role(conn);
                 self.on_tables(conn, installed);
             }
             Upcall::Tables { installed } => self.on_tables(conn, installed),
@@ -951,7 +964,9 @@ impl Control {
                     }
                 }
             }
-            Upcall::SwitchError { .. } => {
+            Upcall::Role(reply) => self.on_role_reply(conn, reply),
+            Upcall::SwitchError { error, .. } => {
+                self.on_role_error(conn, &error);
                 self.metrics.switch_errors.inc();
             }
         }
@@ -1553,6 +1568,20 @@ fn managed_hosts(
         .collect()
 }
 
+/// Runs `f`, which blocks (a store's flush or read), handing the
+/// runtime's worker over meanwhile on a multi-threaded runtime: it then
+/// writes what the control loop just queued for the switches (a task it
+/// woke waits on this worker otherwise).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|r| r.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 fn now_ms() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
@@ -1560,5 +1589,6 @@ fn now_ms() -> Timestamp {
 mod held_rarps;
 mod inventory;
 mod program;
+pub mod role;
 #[cfg(test)]
 mod tests;

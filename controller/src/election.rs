@@ -5,9 +5,9 @@
 //! standbys and one of them wins when the leader resigns or its lease
 //! expires (the leader died, or lost the cluster, for `ttl`).
 //!
-//! Nothing here touches a switch or the store: the controller is to claim
-//! the OpenFlow MASTER role on winning, drop to SLAVE when
-//! [`Candidate::alive`] turns false, and guard its store commits with
+//! Nothing here touches a switch or the store: `replica.rs` claims the
+//! OpenFlow MASTER role on winning, drops to SLAVE when
+//! [`Candidate::alive`] turns false, and guards the store's commits with
 //! [`Leadership::fence`] so that a deposed leader's late write is refused.
 
 use crate::store::etcd::EtcdConfig;
@@ -65,6 +65,11 @@ impl Leadership {
     /// The election key's revision: grows with every new leadership.
     pub fn generation(&self) -> i64 {
         self.key.rev()
+    }
+
+    /// The election key this leadership holds.
+    pub fn key(&self) -> &[u8] {
+        self.key.key()
     }
 }
 
@@ -131,11 +136,20 @@ impl Candidate {
 
     /// The current leader's id, if there is a leader.
     pub async fn leader(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.leading().await?.map(|(id, _)| id))
+    }
+
+    /// The current leader's id and generation (what its
+    /// [`Leadership::generation`] says), if there is a leader.
+    pub async fn leading(&self) -> Result<Option<(String, i64)>, StoreError> {
         let mut c = self.client.clone();
         match c.leader(self.name.as_str()).await {
-            Ok(resp) => Ok(resp
-                .kv()
-                .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
+            Ok(resp) => Ok(resp.kv().map(|kv| {
+                (
+                    String::from_utf8_lossy(kv.value()).into_owned(),
+                    kv.create_revision(),
+                )
+            })),
             // etcd's words when nobody campaigns.
             Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("no leader") => Ok(None),
             Err(e) => Err(unavailable(e)),

@@ -61,6 +61,18 @@ pub struct Metrics {
     /// without a quorum): API writes refused with 503, learned changes
     /// kept to commit later.
     pub store_unavailable: Counter,
+    /// 1 while this controller may write (it leads its cluster, or runs
+    /// alone), 0 while it is a standby.
+    pub leader: Gauge,
+    /// The generation id of the leadership this controller last held or
+    /// saw (the MASTER role requests carry it).
+    pub leader_generation: Gauge,
+    /// Switches that confirmed this controller's role request as MASTER.
+    pub switches_master: Gauge,
+    /// Switches that confirmed this controller's role request as SLAVE.
+    pub switches_slave: Gauge,
+    /// Times this controller won the election.
+    pub leaderships: Counter,
     /// Registry entries, by kind.
     pub registry_entries: Family<KindLabel, Gauge>,
     /// From a RARP's PacketIn to the last barrier reply confirming the
@@ -182,8 +194,43 @@ impl Default for Metrics {
             "PacketOuts not sent because their switch was gone or not keeping up",
             packet_outs_dropped.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this controller may write to switches and the store (it leads, or runs alone), 0 as a standby",
+            leader.clone(),
+        );
+        let leader_generation = Gauge::default();
+        registry.register(
+            "leader_generation",
+            "Generation id of the leadership this controller last held or saw",
+            leader_generation.clone(),
+        );
+        let switches_master = Gauge::default();
+        registry.register(
+            "switches_master",
+            "Switches that confirmed this controller as MASTER",
+            switches_master.clone(),
+        );
+        let switches_slave = Gauge::default();
+        registry.register(
+            "switches_slave",
+            "Switches that confirmed this controller as SLAVE",
+            switches_slave.clone(),
+        );
+        let leaderships = Counter::default();
+        registry.register(
+            "leaderships",
+            "Times this controller won the leader election",
+            leaderships.clone(),
+        );
         Self {
             registry,
+            leader,
+            leader_generation,
+            switches_master,
+            switches_slave,
+            leaderships,
             switches_connected,
             switches_unknown,
             switches_unknown_refused,

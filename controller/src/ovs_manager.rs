@@ -58,6 +58,10 @@ pub struct ManagerConfig {
     /// The controller target for hosts that name none of their own, in
     /// active mode.
     pub default_controller: String,
+    /// With `[cluster]`: every replica's target, which each bridge that
+    /// names no target of its own gets in active mode instead of the
+    /// default, so that it keeps a connection with every replica.
+    pub replicas: Vec<String>,
     /// The mode of hosts that name no target of their own.
     pub openflow: OpenFlowMode,
     /// First wait after a failed connection; doubled up to `backoff_max`.
@@ -166,11 +170,17 @@ pub fn plans(config: &ManagerConfig, hosts: &[ManagedHost]) -> BTreeMap<HostName
         .iter()
         .map(|m| {
             let h = &m.host;
-            let controller = target_of(config, m);
-            let bridge = BridgeSpec::new(config.bridge.clone())
+            let mut bridge = BridgeSpec::new(config.bridge.clone())
                 .datapath_type(config.datapath_type)
-                .controller(controller)
                 .datapath_id(h.datapath_id);
+            let replicas = m.controller.is_none()
+                && config.openflow == OpenFlowMode::Active
+                && !config.replicas.is_empty();
+            if replicas {
+                bridge.controller = config.replicas.clone();
+            } else {
+                bridge.controller = vec![target_of(config, m)];
+            }
             let tunnels = hosts
                 .iter()
                 .filter(|o| o.host.name != h.name)
@@ -257,6 +267,21 @@ type Reported = BTreeMap<HostName, Option<ListenAddr>>;
 /// [`START_GATE`]).
 pub async fn run(
     config: ManagerConfig,
+    hosts: watch::Receiver<Vec<ManagedHost>>,
+    events: mpsc::Sender<TopologyEvent>,
+    switches: watch::Sender<BTreeSet<ListenAddr>>,
+    shutdown: CancellationToken,
+) {
+    let (_always, writes) = watch::channel(true);
+    run_gated(config, writes, hosts, events, switches, shutdown).await;
+}
+
+/// [`run`], writing to the hosts' databases only while `writes` says so
+/// (a standby replica of a `[cluster]` only reads them: it reports ports,
+/// and puts the bridges right once it leads).
+pub async fn run_gated(
+    config: ManagerConfig,
+    writes: watch::Receiver<bool>,
     mut hosts: watch::Receiver<Vec<ManagedHost>>,
     events: mpsc::Sender<TopologyEvent>,
     switches: watch::Sender<BTreeSet<ListenAddr>>,
@@ -297,6 +322,7 @@ pub async fn run(
                         plan: rx,
                         events: events.clone(),
                         reported: reported_tx.clone(),
+                        writes: writes.clone(),
                         token: token.clone(),
                         backoff_min: config.backoff_min,
                         backoff_max: config.backoff_max,
@@ -356,6 +382,8 @@ struct HostTask {
     /// Where this host says it has reported its ports, and its switch's
     /// passive target.
     reported: watch::Sender<Reported>,
+    /// Whether this controller may write to the database now.
+    writes: watch::Receiver<bool>,
     token: CancellationToken,
     backoff_min: Duration,
     backoff_max: Duration,
@@ -491,6 +519,16 @@ impl HostTask {
                     }
                 }
                 _ = self.token.cancelled() => return Ended::Shutdown,
+                // Became leader: the bridge is put right now.
+                changed = self.writes.changed() => {
+                    if changed.is_err() {
+                        return Ended::Shutdown;
+                    }
+                    let plan = self.plan.borrow().clone();
+                    if let Err(e) = self.apply(&vs, &plan).await {
+                        return self.failed_after_connecting(e).await;
+                    }
+                }
                 reason = vs.closed() => return Ended::Lost(reason.to_string()),
                 changed = self.plan.changed() => {
                     if changed.is_err() {
@@ -514,6 +552,10 @@ impl HostTask {
     }
 
     async fn apply(&self, vs: &Vswitch, plan: &HostPlan) -> Result<(), String> {
+        if !*self.writes.borrow() {
+            debug!("a standby: the bridge is the leader's to put right");
+            return Ok(());
+        }
         let bridge = vs
             .ensure_bridge(&plan.bridge)
             .await

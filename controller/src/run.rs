@@ -7,12 +7,14 @@ use crate::api_auth;
 use crate::api_server;
 use crate::config::Config;
 use crate::control::{Configured, Control, ManagedHost};
+use crate::forward;
 use crate::metrics::Metrics;
 use crate::ovs_manager::{self, ManagerConfig, OvsdbTls};
+use crate::replica::{self, LeaderView};
 use crate::server::{self, ListenAddr, Server, ServerConfig};
 use crate::store::etcd::EtcdStore;
 use crate::store::{SledStore, Store, StoreError};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -178,7 +180,16 @@ pub async fn run(
     // The control loop commits each change (a sled batch and a flush, a
     // fraction of a millisecond) before it acts on it.
     parts.control.persist_to(store);
-    for (vi, entries) in &config.seeds {
+    // A replica starts as a standby: it writes nothing until it has won
+    // the election, and then seeds (`replica.rs`).
+    let seeds = match config.cluster {
+        Some(_) => {
+            parts.control.stand_by(0);
+            BTreeMap::new()
+        }
+        None => config.seeds.clone(),
+    };
+    for (vi, entries) in &seeds {
         parts
             .control
             .seed(*vi, entries)
@@ -215,6 +226,11 @@ pub async fn run(
             .parse()
             .unwrap_or(ovsdb::vswitch::DatapathType::System),
         default_controller: config.bridge.controller.clone(),
+        replicas: config
+            .cluster
+            .iter()
+            .flat_map(|c| c.replicas.iter().map(|r| r.openflow.clone()))
+            .collect(),
         openflow: config.bridge.openflow,
         backoff_min: Duration::from_millis(250),
         backoff_max: Duration::from_secs(30),
@@ -227,8 +243,26 @@ pub async fn run(
     // reported their ports, not after Open vSwitch's reconnect backoff.
     let (passive_tx, passive) = watch::channel(BTreeSet::new());
     let server = server.dialing(passive);
-    let ovs = tokio::spawn(ovs_manager::run(
+    let (writes_tx, writes) = watch::channel(config.cluster.is_none());
+    let (view_tx, view) = watch::channel(LeaderView {
+        me: config.cluster.is_none(),
+        leader: None,
+    });
+    let replica = match (&config.cluster, &config.etcd) {
+        (Some(cluster), Some(etcd)) => Some(tokio::spawn(replica::run(
+            Arc::new(config.clone()),
+            cluster.clone(),
+            etcd.clone(),
+            parts.handle.clone(),
+            view_tx,
+            writes_tx,
+            shutdown.clone(),
+        ))),
+        _ => None,
+    };
+    let ovs = tokio::spawn(ovs_manager::run_gated(
         manager,
+        writes,
         parts.hosts,
         parts.senders.topology,
         passive_tx,
@@ -236,11 +270,14 @@ pub async fn run(
     ));
     let control = tokio::spawn(parts.control.run(parts.inputs, shutdown.clone()));
     let openflow = tokio::spawn(server.serve(parts.senders.switches, shutdown.clone()));
-    let handle = parts.handle.with_ovsdb_transport(config.ovsdb_transport);
+    let mut router = api::router(parts.handle.with_ovsdb_transport(config.ovsdb_transport));
+    if let Some(cluster) = &config.cluster {
+        router = forward::writes_to_leader(router, forward::Forwarder::new(cluster, view));
+    }
     let router = match config.api_auth.token_hashes.is_empty() {
-        true => api::router(handle),
+        true => router,
         false => api_auth::guarded(
-            api::router(handle),
+            router,
             api_auth::ApiAuth::new(
                 config.api_auth.token_hashes.clone(),
                 config.api_auth.open_routes.clone(),
@@ -260,6 +297,9 @@ pub async fn run(
     shutdown.cancel();
     let _ = openflow.await;
     let _ = ovs.await;
+    if let Some(r) = replica {
+        let _ = r.await;
+    }
     if let Ok(Err(error)) = control.await {
         return Err(store_error(error));
     }
@@ -286,7 +326,7 @@ fn configured(config: &Config) -> Configured {
 /// The configuration's hosts and VIs, plus those added through the API in
 /// an earlier run (the configuration wins where both name the same one),
 /// and why each stored one left out is.
-fn with_stored(
+pub(crate) fn with_stored(
     config: &Config,
     stored: &crate::store::Snapshot,
 ) -> (Vec<ManagedHost>, Vec<crate::model::Vi>, Vec<String>) {

@@ -19,7 +19,7 @@ use ofp::framing::Framer;
 use ofp::header::HeaderView;
 use ofp::message::{
     ErrorCodeName, ErrorMsg, Hello, Message, PacketIn, PacketInView, PacketOutRef, Port,
-    PortReason, PortStatus, SwitchConfig, SwitchFeatures,
+    PortReason, PortStatus, RoleMsg, SwitchConfig, SwitchFeatures,
 };
 use ofp::multipart::{
     FlowStatsReplyView, FlowStatsRequest, GroupDesc, MultipartReply, MultipartReplyBody,
@@ -177,6 +177,8 @@ pub enum Upcall {
         received: Instant,
     },
     PortStatus(PortStatus),
+    /// The switch's ROLE_REPLY: the role it now gives this controller.
+    Role(RoleMsg),
     /// Every message submitted before the barrier has been processed;
     /// `errors` of them were refused (each also reported as
     /// [`Upcall::SwitchError`]).
@@ -661,6 +663,7 @@ impl Session {
                 received: now,
             })),
             Message::PortStatus(s) => self.on_port_status(s, out),
+            Message::RoleReply(r) => out.push(Output::Upcall(Upcall::Role(r))),
             Message::Unknown { msg_type, .. } => {
                 out.push(Output::Log(
                     Level::WARN,

@@ -175,6 +175,16 @@ pub trait Store {
     /// (a burst's learned flows may already be on the switches, and the
     /// restart's reconciliation takes them back).
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+    /// Makes every later commit conditional on `leadership` (a replica of
+    /// a `[cluster]` that just won the election), so that once another
+    /// replica leads, this one's late commit is refused
+    /// ([`StoreError::Unavailable`]) rather than applied; and takes what
+    /// other leaders wrote meanwhile as the store's current state. Only
+    /// the etcd store is shared.
+    fn lead(&mut self, leadership: &crate::election::Leadership) -> Result<(), StoreError> {
+        let _ = leadership;
+        Ok(())
+    }
 }
 
 /// The largest batch every backend applies atomically. Registry changes

@@ -75,6 +75,7 @@ fn manager(openflow: OpenFlowMode) -> ManagerConfig {
         bridge: "br-int".into(),
         datapath_type: DatapathType::Netdev,
         default_controller: "tcp:127.0.0.1:6653".into(),
+        replicas: Vec::new(),
         openflow,
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_millis(800),

@@ -397,7 +397,9 @@ impl Connection<'_> {
                 debug!("switch error: {error}");
                 self.status.send_modify(|s| s.switch_errors += 1);
             }
-            Upcall::PortStatus(_) => {}
+            // The gateway is its bridge's only controller and asks for no
+            // role.
+            Upcall::PortStatus(_) | Upcall::Role(_) => {}
         }
     }
 

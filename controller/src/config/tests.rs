@@ -491,6 +491,7 @@ fn passive_mode_lets_every_switch_listen_beside_its_ovsdb() {
         bridge: c.bridge.name.clone(),
         datapath_type: ovsdb::vswitch::DatapathType::Netdev,
         default_controller: c.bridge.controller.clone(),
+        replicas: Vec::new(),
         openflow: c.bridge.openflow,
         backoff_min: Duration::from_millis(1),
         backoff_max: Duration::from_millis(1),
@@ -1045,5 +1046,72 @@ fn an_etcd_store_over_tls_takes_https_members_and_its_three_files() {
     assert!(
         e.iter().all(|e| e.problem.contains("backend = \"etcd\"")),
         "{e:?}"
+    );
+}
+
+#[test]
+fn a_cluster_names_this_replica_among_its_peers_and_every_fault_at_once() {
+    let etc = Path::new("/etc/iris");
+    let store = "[store]\nbackend = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379\"]\n\
+                 prefix = \"iris/dc1/\"\n";
+    let peers = "[[cluster.replica]]\nname = \"ctl1\"\nopenflow = \"tcp:10.0.0.11:6653\"\n\
+                 api = \"http://10.0.0.11:8080/\"\n\
+                 [[cluster.replica]]\nname = \"ctl2\"\nopenflow = \"tcp:10.0.0.12:6653\"\n\
+                 api = \"http://10.0.0.12:8080\"\n";
+    let c = parse_plain(&format!("{store}[cluster]\nname = \"ctl2\"\n{peers}"), etc).unwrap();
+    let cluster = c.cluster.clone().unwrap();
+    assert_eq!(cluster.name, "ctl2");
+    assert_eq!(cluster.lease_ttl, Duration::from_secs(2));
+    assert_eq!(cluster.api_of("ctl1"), Some("http://10.0.0.11:8080"));
+    assert!(
+        c.summary().contains("cluster:   replica ctl2 of 2"),
+        "{}",
+        c.summary()
+    );
+
+    let lines: Vec<String> = invalid(
+        "bridge.controller = \"tcp:10.0.0.1:6653\"\n[cluster]\nname = \"ctl9\"\n\
+         lease_ttl_secs = 1\n\
+         [[cluster.replica]]\nname = \"ctl1\"\nopenflow = \"10.0.0.11:6653\"\n\
+         api = \"10.0.0.11:8080\"\n\
+         [[cluster.replica]]\nname = \"ctl1\"\nopenflow = \"tcp:10.0.0.12:6653\"\n\
+         api = \"http://10.0.0.12\"\n",
+        etc,
+    )
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    for (starts, says) in [
+        ("cluster: ", "backend = \"etcd\""),
+        ("bridge.controller: ", "each replica's openflow target"),
+        ("cluster.lease_ttl_secs: ", "2 to 60"),
+        ("cluster.replica[0].openflow: ", ""),
+        ("cluster.replica[0].api: ", "not an API URL"),
+        ("cluster.replica[1].name: ", "names two replicas"),
+        ("cluster.replica[1].api: ", "the port included"),
+        ("cluster.name: ", "none of the [[cluster.replica]] names"),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(starts) && l.contains(says)),
+            "no {starts}…{says} in {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), 8, "{lines:#?}");
+    // This replica's URL says how its own API speaks.
+    let lines: Vec<String> = invalid(
+        &format!(
+            "{store}[cluster]\nname = \"ctl1\"\n{}",
+            peers.replace("http://10.0.0.11", "https://10.0.0.11")
+        ),
+        etc,
+    )
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert!(
+        lines.len() == 1 && lines[0].contains("plain HTTP"),
+        "{lines:#?}"
     );
 }

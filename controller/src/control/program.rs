@@ -224,6 +224,10 @@ impl Control {
     /// Brings one switch to what the compiler wants, looking at `scope`
     /// only: the rest of the switch is known to be right already.
     fn program_scope(&mut self, conn: ConnId, scope: Scope<'_>) -> Programmed {
+        if !self.role.writes() {
+            // A standby's switches are the leader's to program.
+            return Programmed::Skipped;
+        }
         let Some(sw) = self.switches.get(&conn) else {
             return Programmed::Skipped;
         };
@@ -694,6 +698,9 @@ impl Control {
 
     /// Sends each connection its PacketOuts in one batch.
     fn send_packet_outs(&mut self, outs: BTreeMap<ConnId, Vec<PacketOut>>) {
+        if !self.role.writes() {
+            return;
+        }
         for (conn, outs) in outs {
             let n = outs.len();
             let sent = match self.switches.get(&conn) {
@@ -785,6 +792,12 @@ impl Control {
     /// A PACKET_IN: learn, reprogram, and send what the decision says once
     /// the reprogramming is confirmed.
     pub(super) fn on_packet_in(&mut self, conn: ConnId, pi: &PacketIn, received: Instant) {
+        if !self.role.writes() {
+            // A SLAVE gets none; one sent before the role request took is
+            // the leader's to act on.
+            self.metrics.packet_in("standby");
+            return;
+        }
         if self.switch_host(conn).is_none() {
             self.metrics.packet_in("unknown_switch");
             return;

@@ -1849,3 +1849,217 @@ fn a_certificate_speaks_for_the_host_it_names_or_whose_fingerprint_is_bound_to_i
     assert_eq!(c.metrics.switches_connected.get(), 2);
 }
 mod store_unavailable;
+
+/// Every command waiting in a connection's queue: its batches, and how
+/// many dumps were asked for.
+fn commands(rx: &mut mpsc::Receiver<Command>) -> (Vec<Batch>, usize) {
+    let (mut out, mut dumps) = (Vec::new(), 0);
+    while let Ok(c) = rx.try_recv() {
+        match c {
+            Command::Submit(b) => out.push(b),
+            Command::Dump => dumps += 1,
+        }
+    }
+    (out, dumps)
+}
+
+/// The role requests of `batches`, and how many of their messages write
+/// to the switch (FLOW_MOD, GROUP_MOD, PACKET_OUT).
+fn roles_and_writes(batches: &[Batch]) -> (Vec<ofp::message::RoleMsg>, usize) {
+    let messages = batches.iter().flat_map(|b| &b.messages);
+    let roles = messages
+        .clone()
+        .filter_map(|m| match m {
+            Message::RoleRequest(r) => Some(*r),
+            _ => None,
+        })
+        .collect();
+    let writes = messages
+        .filter(|m| {
+            matches!(
+                m,
+                Message::FlowMod(_) | Message::GroupMod(_) | Message::PacketOut(_)
+            )
+        })
+        .count();
+    (roles, writes)
+}
+
+fn role(role: ofp::message::ControllerRole, generation_id: u64) -> ofp::message::RoleMsg {
+    ofp::message::RoleMsg {
+        role,
+        generation_id,
+    }
+}
+
+fn entry(mac: u8) -> EntrySpec {
+    EntrySpec {
+        key: MacKey {
+            vi: ViId(1),
+            vlan: crate::model::Vlan::Untagged,
+            mac: MacAddr([2, 0, 0, 0, 0, mac]),
+        },
+        location: Some(Location::Port {
+            host: HostName("pm2".into()),
+            ofport: 6,
+        }),
+        ips: vec![[10, 1, 1, mac].into()],
+    }
+}
+
+#[test]
+fn a_standby_asks_for_slave_and_never_writes_to_a_switch_or_the_store() {
+    use ofp::message::ControllerRole;
+    let (mut c, _) = control();
+    c.stand_by(7);
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    let (b, _) = commands(&mut rx);
+    assert_eq!(
+        roles_and_writes(&b),
+        (vec![role(ControllerRole::Slave, 7)], 0),
+        "{b:?}"
+    );
+    // A PacketIn (one sent before the switch took the role) is left alone.
+    let mac = MacAddr([2, 0, 0, 0, 0, 9]);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(mac, 5),
+    });
+    let (b, dumps) = commands(&mut rx);
+    assert_eq!((b.len(), dumps), (0, 0), "{b:?}");
+    assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"standby\"}"), 1);
+    // A write that reaches the control loop is refused, not applied.
+    let _ = c.put_registry_entry(&entry(1), false);
+    assert!(c.take_refusal().is_some_and(|w| w.contains("standby")));
+    assert!(c.registry_entry(&entry(1).key).is_none());
+    assert_eq!(commands(&mut rx).0.len(), 0);
+    assert_eq!(c.metrics.flow_mods_sent.get(), 0);
+    assert_eq!(c.metrics.leader.get(), 0);
+}
+
+#[test]
+fn a_standby_that_wins_claims_master_reads_the_tables_and_sends_nothing_to_a_switch_already_right()
+{
+    use ofp::message::ControllerRole;
+    // What the old leader left on pm1's switch.
+    let (_, _, sim) = pm1_programmed();
+    let (mut c, _) = control();
+    c.stand_by(3);
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    let (flows, groups) = dump(&sim);
+    ready_with(&mut c, 1, 1, flows.clone(), groups.clone());
+    let _ = commands(&mut rx);
+    c.lead(4);
+    let (b, dumps) = commands(&mut rx);
+    assert_eq!(
+        roles_and_writes(&b),
+        (vec![role(ControllerRole::Master, 4)], 0)
+    );
+    assert_eq!(dumps, 1, "the new leader reads the switch's tables");
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Tables {
+            installed: Installed::from_dump(&flows, &groups),
+        },
+    });
+    let (b, _) = commands(&mut rx);
+    assert_eq!(roles_and_writes(&b).1, 0, "{b:?}");
+    assert_eq!(c.metrics.flow_mods_sent.get(), 0);
+    assert_eq!(c.metrics.leader.get(), 1);
+    assert_eq!(c.metrics.leader_generation.get(), 4);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Role(role(ControllerRole::Master, 4)),
+    });
+    assert_eq!(c.metrics.switches_master.get(), 1);
+    // It writes now: a new entry reaches the switch.
+    c.put_registry_entry(&entry(1), false).unwrap();
+    assert!(c.take_refusal().is_none());
+    let (b, _) = commands(&mut rx);
+    assert!(roles_and_writes(&b).1 > 0, "{b:?}");
+}
+
+/// A standby with pm1's switch ready that won as generation 2, and the
+/// switch's answer to the new leader's dump: empty tables.
+fn led_over_an_empty_switch() -> (Control, mpsc::Receiver<Command>) {
+    let (mut c, _) = control();
+    c.stand_by(1);
+    with_ports(&mut c);
+    let mut rx = connect(&mut c, 1);
+    ready(&mut c, 1, 1);
+    c.lead(2);
+    let _ = commands(&mut rx);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::Tables {
+            installed: Installed::default(),
+        },
+    });
+    (c, rx)
+}
+
+#[test]
+fn a_new_leader_puts_back_what_a_switch_lacks() {
+    let (c, mut rx) = led_over_an_empty_switch();
+    let (b, _) = commands(&mut rx);
+    let mut sim = flowsim::Switch::new();
+    for batch in &b {
+        apply(&mut sim, batch);
+    }
+    assert_eq!(
+        sim.state(),
+        &compile(&c.registry, &c.topology, &HostName("pm1".into()))
+    );
+    assert_eq!(roles_and_writes(&b).0, vec![]);
+}
+
+#[test]
+fn a_leader_that_loses_its_lease_asks_for_slave_and_stops_writing_at_once() {
+    use ofp::message::ControllerRole;
+    let (mut c, mut rx) = led_over_an_empty_switch();
+    let _ = commands(&mut rx);
+    c.stand_by(2);
+    let (b, _) = commands(&mut rx);
+    assert_eq!(
+        roles_and_writes(&b),
+        (vec![role(ControllerRole::Slave, 2)], 0)
+    );
+    assert_eq!(c.metrics.switches_master.get(), 0);
+    let _ = c.put_registry_entry(&entry(1), false);
+    assert!(c.take_refusal().is_some());
+    assert!(c.registry_entry(&entry(1).key).is_none());
+    assert_eq!(roles_and_writes(&commands(&mut rx).0).1, 0);
+    // A stale MASTER refused later is understood as another leader's.
+    let stale = ofp::message::ErrorMsg::Standard {
+        code: ofp::ErrorCode::new(ofp::error::error_type::ROLE_REQUEST_FAILED, 0),
+        data: vec![],
+    };
+    assert!(c.on_role_error(ConnId(1), &stale));
+    let other = ofp::message::ErrorMsg::Standard {
+        code: ofp::ErrorCode::BAD_TYPE,
+        data: vec![],
+    };
+    assert!(!c.on_role_error(ConnId(1), &other));
+}
+
+#[test]
+fn a_standby_reload_takes_the_stores_registry_and_hosts_and_keeps_the_ports() {
+    let (mut c, mut hosts) = control();
+    c.stand_by(1);
+    with_ports(&mut c);
+    let ports = c.topology.vm_ports.len();
+    let mut registry = Registry::new();
+    let changes = registry.put(now_ms(), &c.topology, &entry(3)).unwrap();
+    assert!(!changes.is_empty());
+    let mut all: Vec<ManagedHost> = hosts.borrow_and_update().clone();
+    all.push(host("pm3", [10, 0, 0, 3], 3, HostRole::Compute));
+    let vis = c.vis();
+    c.reload(all, vis, registry);
+    assert!(c.registry_entry(&entry(3).key).is_some());
+    assert!(c.topology.hosts.contains_key(&HostName("pm3".into())));
+    assert_eq!(c.topology.vm_ports.len(), ports);
+    assert!(hosts.has_changed().unwrap(), "the OVSDB side hears of pm3");
+}

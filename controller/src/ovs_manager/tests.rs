@@ -21,6 +21,7 @@ fn config() -> ManagerConfig {
         bridge: "br-int".into(),
         datapath_type: DatapathType::Netdev,
         default_controller: "tcp:10.0.0.100:6653".into(),
+        replicas: Vec::new(),
         openflow: OpenFlowMode::Active,
         backoff_min: Duration::from_millis(100),
         backoff_max: Duration::from_secs(5),

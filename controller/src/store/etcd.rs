@@ -6,8 +6,10 @@
 //! (`<prefix>iris/store`): it applies only while the marker's
 //! `mod_revision` is the one this store last saw, and it bumps the marker.
 //! A store that another writer changed behind this one's back therefore
-//! refuses to write over it rather than interleave (the leader election
-//! of several controllers will add its election key to that guard).
+//! refuses to write over it rather than interleave. Replicas of a
+//! `[cluster]` add their leadership's fence to that guard
+//! ([`Store::lead`]): a deposed leader's late write is refused as
+//! unavailable, and the new leader takes the marker as it finds it.
 //!
 //! A batch too large for one transaction (etcd's `--max-txn-ops`, 128 by
 //! default, or its request size) is staged: its writes go, in order, into
@@ -41,7 +43,7 @@ use std::time::Duration;
 
 const BACKEND: &str = "etcd";
 /// The marker's key, after the prefix.
-const MARKER: &str = "iris/store";
+pub(crate) const MARKER: &str = "iris/store";
 /// Where a large batch is staged, after the prefix.
 const STAGED: &str = "iris/staged/";
 /// etcd refuses requests over `--max-request-bytes` (1.5 MiB by default):
@@ -153,6 +155,8 @@ pub struct EtcdStore {
     marker: Marker,
     known: i64,
     doubt: Option<Doubt>,
+    /// The leadership every commit is conditional on, in a cluster.
+    leadership: Option<crate::election::Leadership>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -232,6 +236,7 @@ impl EtcdStore {
             },
             known: 0,
             doubt: None,
+            leadership: None,
         };
         match store.read_marker()? {
             Some((m, rev)) => {
@@ -470,13 +475,28 @@ impl EtcdStore {
     /// A transaction of `ops` that applies only if the marker is still
     /// the one this store last saw.
     fn guarded(&self, ops: impl IntoIterator<Item = TxnOp>) -> Txn {
+        let marker = Compare::mod_revision(self.key(MARKER), CompareOp::Equal, self.known);
+        let when = match &self.leadership {
+            Some(l) => vec![marker, l.fence()],
+            None => vec![marker],
+        };
         Txn::new()
-            .when([Compare::mod_revision(
-                self.key(MARKER),
-                CompareOp::Equal,
-                self.known,
-            )])
+            .when(when)
             .and_then(ops.into_iter().collect::<Vec<_>>())
+    }
+
+    /// Whether this store's leadership is still the election's: its key
+    /// is there, created at the same revision.
+    fn still_leading(&self, l: &crate::election::Leadership) -> Result<bool, StoreError> {
+        let key = l.key().to_vec();
+        let resp = self.run(move |mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, None).await }
+        })?;
+        Ok(resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| kv.create_revision() == l.generation()))
     }
 
     /// Runs a guarded transaction; its revision, or why not. One that
@@ -489,6 +509,15 @@ impl EtcdStore {
             if let (Some(m), Some((found, rev))) = (writes, self.read_marker()?) {
                 if &found == m {
                     return Ok(rev);
+                }
+            }
+            if let Some(l) = &self.leadership {
+                if !self.still_leading(l)? {
+                    return Err(unavailable(
+                        "this controller no longer leads its cluster (its lease expired or \
+                         another replica won the election); the write was refused, and the \
+                         leader takes writes",
+                    ));
                 }
             }
             return Err(StoreError::Backend {
@@ -697,6 +726,27 @@ impl Drop for EtcdStore {
 }
 
 impl Store for EtcdStore {
+    fn lead(&mut self, leadership: &crate::election::Leadership) -> Result<(), StoreError> {
+        // Whatever this replica wrote in doubt before is the store's now:
+        // other leaders have read it and written since, so undoing it
+        // would overwrite them.
+        self.doubt = None;
+        self.leadership = Some(leadership.clone());
+        let (m, rev) = self.read_marker()?.ok_or_else(|| StoreError::Backend {
+            backend: BACKEND,
+            message: format!("the store's marker under {:?} is gone", self.config.prefix),
+        })?;
+        self.marker = Marker {
+            by: self.marker.by.clone(),
+            ..m
+        };
+        self.known = rev;
+        if self.marker.staged.is_some() {
+            self.copy_staged()?;
+        }
+        Ok(())
+    }
+
     fn load(&self) -> Result<Snapshot, StoreError> {
         let from = self.key(PREFIX);
         let mut records: BTreeMap<String, Vec<u8>> = self

@@ -1,0 +1,284 @@
+//! This controller as one replica of a `[cluster]`: it campaigns in the
+//! election (`election.rs`) for as long as it runs, and
+//!
+//! - on winning, fences the store with its leadership, reads the store
+//!   afresh, claims MASTER on every switch with the leadership's
+//!   generation, lets the OVSDB side write, and reconciles every switch
+//!   from a fresh dump (`control/role.rs`);
+//! - on losing its lease, stops writing at once (SLAVE, no OVSDB writes,
+//!   no commits) and campaigns again;
+//! - while a standby, follows who leads (for the API, `forward.rs`, and
+//!   for the generation id of its SLAVE requests) and reloads its view
+//!   each time the leader commits: an etcd watch on the store's marker,
+//!   which every commit bumps, so reads on a standby answer what the
+//!   leader acknowledged (a few milliseconds behind it).
+
+use crate::config::{ClusterConfig, Config};
+use crate::control::ControlHandle;
+use crate::election::{Candidate, Leadership};
+use crate::store::etcd::EtcdConfig;
+use crate::store::StoreError;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Who leads, as this replica last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaderView {
+    /// This replica leads (and may write).
+    pub me: bool,
+    /// The leading replica's name, if there is a leader.
+    pub leader: Option<String>,
+}
+
+/// How often a standby asks who leads.
+const WHO_LEADS: Duration = Duration::from_millis(250);
+/// How long a standby lets the leader's commits gather before it reloads.
+const RELOAD_QUIET: Duration = Duration::from_millis(20);
+/// Wait before joining the election again after etcd refused.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// Runs this replica's part until `shutdown`: `view` says who leads and
+/// `writes` whether the OVSDB side may write.
+pub async fn run(
+    config: Arc<Config>,
+    cluster: ClusterConfig,
+    etcd: EtcdConfig,
+    control: ControlHandle,
+    view: watch::Sender<LeaderView>,
+    writes: watch::Sender<bool>,
+    shutdown: CancellationToken,
+) {
+    let follower = tokio::spawn(follow_store(
+        config.clone(),
+        etcd.clone(),
+        control.clone(),
+        view.subscribe(),
+        shutdown.clone(),
+    ));
+    let mut seen = 0u64;
+    while !shutdown.is_cancelled() {
+        let candidate = match Candidate::join(&etcd, &cluster.name, cluster.lease_ttl).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!("cannot join the leader election: {e}; retrying");
+                pause(&shutdown, RETRY).await;
+                continue;
+            }
+        };
+        let Some(won) = campaign(&candidate, &control, &view, &mut seen, &shutdown).await else {
+            break;
+        };
+        let leadership = match won {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("the campaign failed: {e}; joining the election again");
+                continue;
+            }
+        };
+        let generation = u64::try_from(leadership.generation()).unwrap_or(0);
+        let won_at = Instant::now();
+        if let Err(e) = take_over(&config, &control, &leadership, generation).await {
+            warn!("won the election but cannot take over: {e}; resigning");
+            let _ = tokio::time::timeout(RETRY, candidate.resign(leadership)).await;
+            stand_by(&control, generation).await;
+            pause(&shutdown, RETRY).await;
+            continue;
+        }
+        seen = seen.max(generation);
+        writes.send_replace(true);
+        view.send_replace(LeaderView {
+            me: true,
+            leader: Some(cluster.name.clone()),
+        });
+        info!(
+            generation,
+            took_ms = won_at.elapsed().as_millis(),
+            "leading the cluster: store fenced and read, MASTER claimed on every switch"
+        );
+        let mut alive = candidate.alive();
+        let lost = async move {
+            let _ = alive.wait_for(|a| !*a).await;
+        };
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = lost => false,
+        };
+        if stopping {
+            // Handed over at once rather than after the lease's ttl; not
+            // waited for long when etcd is out of reach.
+            let _ = tokio::time::timeout(RETRY, candidate.resign(leadership)).await;
+            break;
+        }
+        // Nothing more is written, before anything else.
+        writes.send_replace(false);
+        view.send_replace(LeaderView::default());
+        stand_by(&control, generation).await;
+        warn!(
+            generation,
+            "the lease is lost (etcd out of reach or too slow): standing by and campaigning again"
+        );
+    }
+    follower.abort();
+}
+
+/// Campaigns until this candidate leads (`Some`), following meanwhile who
+/// does; `None` on shutdown.
+async fn campaign(
+    candidate: &Candidate,
+    control: &ControlHandle,
+    view: &watch::Sender<LeaderView>,
+    seen: &mut u64,
+    shutdown: &CancellationToken,
+) -> Option<Result<Leadership, StoreError>> {
+    let won = candidate.campaign();
+    tokio::pin!(won);
+    let mut poll = tokio::time::interval(WHO_LEADS);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = &mut won => return Some(r),
+            _ = poll.tick() => match candidate.leading().await {
+                Ok(leading) => {
+                    let generation = leading
+                        .as_ref()
+                        .map_or(0, |(_, g)| u64::try_from(*g).unwrap_or(0));
+                    let now = LeaderView { me: false, leader: leading.map(|(name, _)| name) };
+                    view.send_if_modified(|v| {
+                        let changed = *v != now;
+                        *v = now;
+                        changed
+                    });
+                    // SLAVE requests carry the newest generation: an older
+                    // one is refused as stale by a switch that saw it.
+                    if generation > *seen {
+                        *seen = generation;
+                        stand_by(control, *seen).await;
+                    }
+                }
+                Err(e) => debug!("cannot tell who leads: {e}"),
+            },
+        }
+    }
+}
+
+/// Fences the store, reads it, and leads: all in the control loop, so
+/// nothing comes between.
+async fn take_over(
+    config: &Arc<Config>,
+    control: &ControlHandle,
+    leadership: &Leadership,
+    generation: u64,
+) -> Result<(), String> {
+    let (config, leadership) = (config.clone(), leadership.clone());
+    let done = control
+        .call(move |c| -> Result<(), StoreError> {
+            c.fence_store(&leadership)?;
+            if let Some(snapshot) = c.load_store()? {
+                let (hosts, vis, _) = crate::run::with_stored(&config, &snapshot);
+                c.reload(hosts, vis, snapshot.registry());
+            }
+            c.lead(generation);
+            // The configuration's seeds, which a standby cannot commit.
+            for (vi, entries) in &config.seeds {
+                if let Err(problems) = c.seed(*vi, entries) {
+                    warn!("the seed of {vi} is left out: {problems:?}");
+                }
+            }
+            match c.take_refusal() {
+                Some(why) => Err(StoreError::Unavailable {
+                    backend: "etcd",
+                    message: why,
+                }),
+                None => Ok(()),
+            }
+        })
+        .await;
+    match done {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("{e:?}")),
+    }
+}
+
+async fn stand_by(control: &ControlHandle, generation: u64) {
+    let _ = control.call(move |c| c.stand_by(generation)).await;
+}
+
+async fn pause(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// While this replica stands by, reloads its view each time the store's
+/// marker changes (every commit changes it).
+async fn follow_store(
+    config: Arc<Config>,
+    etcd: EtcdConfig,
+    control: ControlHandle,
+    view: watch::Receiver<LeaderView>,
+    shutdown: CancellationToken,
+) {
+    let marker = format!("{}{}", etcd.prefix, crate::store::etcd::MARKER);
+    while !shutdown.is_cancelled() {
+        let client = etcd_client::Client::connect(etcd.endpoints.clone(), None).await;
+        let watched = match client {
+            Ok(mut c) => c.watch(marker.as_str(), None).await,
+            Err(e) => Err(e),
+        };
+        let mut stream = match watched {
+            Ok(stream) => stream,
+            Err(e) => {
+                debug!("cannot watch the store: {e}; retrying");
+                pause(&shutdown, RETRY).await;
+                continue;
+            }
+        };
+        // What was committed while no watch was on.
+        reload(&config, &control, &view).await;
+        loop {
+            let message = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                m = stream.message() => m,
+            };
+            match message {
+                Ok(Some(_)) => {
+                    // Commits come in bursts: one reload takes them all.
+                    pause(&shutdown, RELOAD_QUIET).await;
+                    reload(&config, &control, &view).await;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Reads the store into the control loop's view, unless this replica
+/// leads (its view is then the store's, and newer than any read).
+async fn reload(config: &Arc<Config>, control: &ControlHandle, view: &watch::Receiver<LeaderView>) {
+    if view.borrow().me {
+        return;
+    }
+    let config = config.clone();
+    let done = control
+        .call(move |c| -> Result<(), StoreError> {
+            if c.role().writes() {
+                return Ok(());
+            }
+            if let Some(snapshot) = c.load_store()? {
+                let (hosts, vis, _) = crate::run::with_stored(&config, &snapshot);
+                c.reload(hosts, vis, snapshot.registry());
+            }
+            Ok(())
+        })
+        .await;
+    if let Ok(Err(e)) = done {
+        debug!("standby: cannot read the store: {e}");
+    }
+}
