@@ -121,6 +121,8 @@ pub struct Run {
     pub guest_paused_ms: Option<f64>,
     /// The longest gap less QEMU's downtime.
     pub gap_beyond_downtime_ms: Option<f64>,
+    /// The longest gap less the guest's real pause: what the overlay adds.
+    pub gap_beyond_pause_ms: Option<f64>,
     /// Where the gap went: from the destination's `RESUME` to QEMU's first
     /// RARP on the destination tap, then from that RARP to the first
     /// reply after it (the overlay's move, and the wait for `ping`'s next
@@ -140,6 +142,7 @@ pub struct Summary {
     pub longest_gap_ms: Option<Spread>,
     pub downtime_ms: Option<Spread>,
     pub gap_beyond_downtime_ms: Option<Spread>,
+    pub gap_beyond_pause_ms: Option<Spread>,
     pub first_rarp_to_first_reply_ms: Option<Spread>,
 }
 
@@ -155,6 +158,7 @@ impl Summary {
             longest_gap_ms: spread(&|r| r.longest_gap_ms),
             downtime_ms: spread(&|r| r.downtime_ms),
             gap_beyond_downtime_ms: spread(&|r| r.gap_beyond_downtime_ms),
+            gap_beyond_pause_ms: spread(&|r| r.gap_beyond_pause_ms),
             first_rarp_to_first_reply_ms: spread(&|r| r.first_rarp_to_first_reply_ms),
         }
     }
@@ -307,12 +311,13 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "  {system:<5} lost {}  interval {}  gap {}  downtime {}  beyond downtime {}  \
-                 first RARP to reply {}",
+                 beyond pause {}  first RARP to reply {}",
                 spread(&s.lost),
                 spread(&s.ping_interval_ms),
                 spread(&s.longest_gap_ms),
                 spread(&s.downtime_ms),
                 spread(&s.gap_beyond_downtime_ms),
+                spread(&s.gap_beyond_pause_ms),
                 spread(&s.first_rarp_to_first_reply_ms),
             )?;
         }
@@ -517,6 +522,9 @@ impl Side {
             )
         })?;
         let gap = trace.longest_gap();
+        let paused_ms = paused_at
+            .zip(resumed_at)
+            .map(|(p, r)| round3((r - p) * 1e3));
         let run = Run {
             system: self.system,
             round,
@@ -529,10 +537,9 @@ impl Side {
             longest_gap_ms: gap.map(ms),
             downtime_ms: qemu.downtime_ms,
             total_ms: qemu.total_time_ms,
-            guest_paused_ms: paused_at
-                .zip(resumed_at)
-                .map(|(p, r)| round3((r - p) * 1e3)),
+            guest_paused_ms: paused_ms,
             gap_beyond_downtime_ms: gap.zip(qemu.downtime_ms).map(|(g, d)| round3(ms(g) - d)),
+            gap_beyond_pause_ms: gap.zip(paused_ms).map(|(g, p)| round3(ms(g) - p)),
             resume_to_first_rarp_ms: resumed_at
                 .zip(first_rarp)
                 .map(|(r, f)| round3((f - r) * 1e3)),
@@ -747,6 +754,7 @@ mod tests {
             total_ms: Some(900.0),
             guest_paused_ms: None,
             gap_beyond_downtime_ms: Some(gap - downtime),
+            gap_beyond_pause_ms: None,
             resume_to_first_rarp_ms: None,
             first_rarp_to_first_reply_ms: None,
             lost_after_first_rarp: Vec::new(),
