@@ -305,6 +305,31 @@ impl Ovn {
         })
     }
 
+    /// Waits until logical port `lsp`'s binding says its additional
+    /// chassis activated it by its activation strategy (southbound
+    /// `Port_Binding` `options:additional-chassis-activated`); that value,
+    /// the chassis that did.
+    pub fn wait_activated(&self, lsp: &str, timeout: Duration) -> Result<String> {
+        poll_until(&format!("logical port {lsp} activated"), timeout, || {
+            let options = self.sbctl(&[
+                "--bare",
+                "--columns=options",
+                "find",
+                "Port_Binding",
+                &format!("logical_port={lsp}"),
+            ])?;
+            Ok(
+                match options
+                    .split_whitespace()
+                    .find_map(|o| o.strip_prefix("additional-chassis-activated="))
+                {
+                    Some(by) => Probe::Ready(by.trim_matches('"').to_owned()),
+                    None => Probe::NotYet(format!("options {:?}", options.trim())),
+                },
+            )
+        })
+    }
+
     /// The chassis' names, in the order they were added.
     pub fn chassis(&self) -> Vec<String> {
         self.chassis.iter().map(|c| c.name.clone()).collect()

@@ -454,7 +454,7 @@ impl Side {
             ])?;
         }
         let (at, dest) = Guest::incoming(&self.h.tb, to_pm, &self.spec, image, MIGRATION_PORT)?;
-        let mut dest = scopeguard(dest, &self.h);
+        let mut dest = Pending::new(dest, &self.h);
         match &self.ovn {
             None => classified(&self.h, to_pm, dest.tap())?,
             Some(o) => {
@@ -499,6 +499,15 @@ impl Side {
         self.guest = Some(dest.keep());
         self.on = to;
         if let Some(o) = &self.ovn {
+            // Proof that OVN's live-migration mode was the one measured:
+            // the destination's port was opened by QEMU's RARP.
+            let by = o.ovn.wait_activated(GUEST_NAME, CONVERGE)?;
+            check(by.split(',').any(|c| c == o.chassis[to]), || {
+                format!(
+                    "{GUEST_NAME} was activated by {by}, not by the destination {}",
+                    o.chassis[to]
+                )
+            })?;
             let one = format!("requested-chassis={}", o.chassis[to]);
             o.ovn.nbctl(&["lsp-set-options", GUEST_NAME, &one])?;
         }
@@ -576,14 +585,14 @@ struct Pending<'a> {
     h: &'a Harness,
 }
 
-fn scopeguard(guest: Guest, h: &Harness) -> Pending<'_> {
-    Pending {
-        guest: Some(guest),
-        h,
+impl<'a> Pending<'a> {
+    fn new(guest: Guest, h: &'a Harness) -> Self {
+        Self {
+            guest: Some(guest),
+            h,
+        }
     }
-}
 
-impl Pending<'_> {
     fn keep(mut self) -> Guest {
         self.guest.take().unwrap_or_else(|| unreachable!())
     }
