@@ -3,7 +3,8 @@
 //! one `ovn-controller` per PM come up, the PMs' `br-int`s (fail_mode
 //! secure: nothing passes without flows) get Geneve tunnels, a VM on one
 //! chassis pings a VM on the other through OVN, and a port put in OVN's
-//! live-migration mode is claimed by both chassis. Needs root, Open vSwitch
+//! live-migration mode is claimed by both chassis and activated on the
+//! second by a RARP. Needs root, Open vSwitch
 //! and OVN (scripts/install-deps.sh).
 
 #![allow(clippy::unwrap_used)]
@@ -13,13 +14,13 @@ mod topology;
 use std::time::Duration;
 
 use iris_testbed::ovn::Ovn;
-use iris_testbed::FailMode;
-use topology::two_pms;
+use iris_testbed::{FailMode, VmSpec};
+use topology::{two_pms, vm_ip, VI};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
 #[test]
-fn ovn_chassis_forward_a_ping_between_pms_and_take_a_port_on_both() {
+fn ovn_chassis_forward_a_ping_and_activate_a_port_on_its_rarp() {
     let mut t = two_pms("ovn-peer", FailMode::Secure);
     let vm1 = t.vm("vm1", 1, t.pm1);
     let vm2 = t.vm("vm2", 2, t.pm2);
@@ -82,34 +83,33 @@ fn ovn_chassis_forward_a_ping_between_pms_and_take_a_port_on_both() {
     let took = t.tb.vm(vm1).wait_reachable(dst, CONVERGE).unwrap();
     eprintln!("vm1 reached vm2 through OVN in {took:?}");
 
-    // Live-migration mode: vm2's port requested on both chassis, the
-    // second activated only by a RARP; vm2 is not plugged on pm1, so pm1
-    // claims nothing, and vm2 stays answered where it is.
+    // Live-migration mode: vm2's port requested on pm2 and pm1, pm1's
+    // copy (another VM with vm2's MAC, bound to the same logical port, as
+    // a destination QEMU's tap is) blocked until its RARP; vm2 stays
+    // answered on pm2 meanwhile, and the RARP activates pm1's copy.
     let both = format!("requested-chassis={},{}", chassis[1], chassis[0]);
     ovn.nbctl(&["lsp-set-options", "vm2", &both, "activation-strategy=rarp"])
         .unwrap();
-    ovn.sync().unwrap();
-    let requested = ovn
-        .sbctl(&[
-            "--bare",
-            "--columns=requested_additional_chassis",
-            "find",
-            "Port_Binding",
-            "logical_port=vm2",
-        ])
+    let twin = t.tb.vm(vm2).mac();
+    let copy =
+        t.tb.add_vm(VmSpec::new("vm2b", t.pm1, VI, twin, vm_ip(3)))
+            .unwrap();
+    let copy = t.tb.vm(copy);
+    Ovn::bind(t.tb.pm(t.pm1), copy.port(), "vm2").unwrap();
+    ovn.wait_bound("vm2", &chassis[1], Some(&chassis[0]), CONVERGE)
         .unwrap();
-    assert!(
-        !requested.trim().is_empty(),
-        "OVN did not take vm2's port in its live-migration mode"
-    );
-    let after =
+    ovn.sync().unwrap();
+    let during =
         t.tb.vm(vm1)
             .ping(dst, 3, Duration::from_millis(100))
             .unwrap();
     assert!(
-        after.all_replied(),
-        "vm2 lost in live-migration mode: {after:?}"
+        during.all_replied(),
+        "vm2 lost in live-migration mode: {during:?}"
     );
+    copy.announce().unwrap();
+    let by = ovn.wait_activated("vm2", CONVERGE).unwrap();
+    assert_eq!(by, chassis[0], "vm2's port activated by {by}");
 
     ovn.stop().unwrap();
     t.tb.teardown().unwrap();
