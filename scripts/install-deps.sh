@@ -34,6 +34,11 @@ declare -A NEED=(
   [protoc]=protobuf-compiler
   [etcd]=etcd-server
   [etcdctl]=etcd-client
+  # The OVN peer of `iris-testbed bench migration --peer ovn`: NB/SB
+  # ovsdb-servers and ovn-northd, and an ovn-controller per chassis.
+  [ovn-northd]=ovn-central
+  [ovn-nbctl]=ovn-common
+  [ovn-controller]=ovn-host
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its
@@ -71,6 +76,11 @@ if ((${#missing[@]})); then
     # etcd-server's service would hold 2379/2380; every cluster Iris runs
     # has its own data directories and ports.
     systemctl disable --now etcd >/dev/null 2>&1 || true
+    # ovn-central's and ovn-host's services would run a system-wide OVN
+    # (its databases, northd, a controller on the system OVS); the OVN
+    # peer bench starts its own in its run directory.
+    systemctl disable --now ovn-central ovn-northd ovn-ovsdb-server-nb \
+      ovn-ovsdb-server-sb ovn-host ovn-controller >/dev/null 2>&1 || true
   fi
 fi
 

@@ -50,6 +50,7 @@ pub mod interop;
 mod link;
 mod naming;
 mod netns;
+pub mod ovn;
 mod ovs;
 mod ping;
 pub mod pki;

@@ -137,6 +137,11 @@ enum BenchCommand {
     /// iris-controller: RARP-to-last-barrier time per move, first RARP to
     /// last move confirmed, and the pings lost by each moving VM.
     Moves(MovesArgs),
+    /// A real QEMU live migration between two PMs while a VM on a third
+    /// pings the guest every 10 ms, under Iris and (with --peer ovn) under
+    /// OVN in its live-migration mode, alternating: pings lost, the longest
+    /// gap, QEMU's downtime and the gap beyond it.
+    Migration(MigrationArgs),
     /// The emulated WAN: ping RTT through the userspace relay at several
     /// one-way delays against twice the delay plus the 0-ms baseline, and
     /// TCP goodput through the relay at 0 ms against a kernel bridge on the
@@ -198,6 +203,23 @@ struct MovesArgs {
     /// Copy the controller's log (debug level) here after the run.
     #[arg(long)]
     keep_log: Option<PathBuf>,
+    /// Print one JSON object with the figures instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct MigrationArgs {
+    /// The overlay to compare with, set up by the benchmark itself
+    /// [default: Iris alone].
+    #[arg(long, value_enum)]
+    peer: Option<bench::migration::Peer>,
+    /// Migrations per system.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// The iris-controller binary; by default the one beside this program.
+    #[arg(long)]
+    controller: Option<PathBuf>,
     /// Print one JSON object with the figures instead of text.
     #[arg(long)]
     json: bool,
@@ -502,6 +524,27 @@ fn bench_moves(a: MovesArgs, config: Config) -> ExitCode {
     }
 }
 
+fn bench_migration(a: MigrationArgs, config: Config) -> ExitCode {
+    let Some(scenario) = scenarios::options(a.controller.as_deref(), config) else {
+        return ExitCode::from(2);
+    };
+    let options = bench::migration::Options {
+        rounds: a.rounds,
+        peer: a.peer,
+        scenario,
+    };
+    match bench::migration::run(&options) {
+        Ok(report) => print_report("migration", &report, a.json),
+        Err(e) => {
+            eprintln!("bench migration: {e}");
+            match e {
+                ScenarioError::Testbed(iris_testbed::Error::Usage(_)) => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}
+
 fn bench_wan(a: WanArgs, config: Config) -> ExitCode {
     let o = wan::bench::Options {
         delays_ms: a.delays,
@@ -540,6 +583,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Controller(args)) => bench_controller(args),
         Command::Bench(BenchCommand::Scale(c)) => bench_scale(c, config),
         Command::Bench(BenchCommand::Moves(args)) => bench_moves(args, config),
+        Command::Bench(BenchCommand::Migration(a)) => bench_migration(a, config),
         Command::Bench(BenchCommand::Wan(a)) => bench_wan(a, config),
         Command::Bench(BenchCommand::Goodput(a)) => {
             let o = goodput::Options {

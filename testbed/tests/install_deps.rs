@@ -33,6 +33,9 @@ const PRESENT: &[&str] = &[
     "protoc",
     "etcd",
     "etcdctl",
+    "ovn-northd",
+    "ovn-nbctl",
+    "ovn-controller",
     // libvirt-qemu exists.
     "getent",
 ];
@@ -198,4 +201,18 @@ fn libvirt_s_qemu_user_is_added_when_missing() {
         args.contains("--system") && args.trim_end().ends_with("libvirt-qemu"),
         "useradd was asked: {args:?}"
     );
+}
+
+#[test]
+fn ovn_is_installed_when_missing() {
+    let m = Machine::new("no-ovn", Some(&rust_version()), true);
+    for cmd in ["ovn-northd", "ovn-controller"] {
+        fs::remove_file(m.root.join("bin").join(cmd)).unwrap();
+    }
+    let (ok, stderr, apt) = m.install_deps();
+    assert!(ok, "{stderr}");
+    for pkg in ["ovn-central", "ovn-host"] {
+        assert!(apt.contains(pkg), "apt-get was asked: {apt}");
+    }
+    assert!(!apt.contains("ovn-common"), "apt-get was asked: {apt}");
 }

@@ -18,12 +18,16 @@
 //! [`scale`] (`iris-testbed bench scale`) measures how the controller
 //! grows: registry size, restarts with many flows, many switches.
 //!
+//! [`migration`] (`iris-testbed bench migration --peer ovn`) runs real
+//! QEMU live migrations under Iris and under OVN, alternating.
+//!
 //! [`moves`] is another benchmark: live migrations at once on the testbed,
 //! with the real controller (`iris-testbed bench moves`).
 
 pub mod driver;
 pub mod iris;
 pub mod load;
+pub mod migration;
 pub mod moves;
 pub mod report;
 pub mod scale;

@@ -32,6 +32,8 @@ use std::time::Instant;
 use serde::Serialize;
 use serde_json::Value;
 
+/// The benchmarks boot the guests of the scenarios.
+pub use harness::seed_guest;
 pub use harness::{
     check, flows_kept, ms, round3, FlowsByPm, Harness, PingSummary, ScenarioError, CONVERGE,
 };

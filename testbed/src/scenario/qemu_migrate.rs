@@ -178,7 +178,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
 }
 
 /// Whether `frame` is a RARP (ethertype 0x8035) sent by `mac`.
-fn is_rarp_from(frame: &[u8], mac: MacAddr) -> bool {
+pub(crate) fn is_rarp_from(frame: &[u8], mac: MacAddr) -> bool {
     frame.len() >= 14 && frame[12..14] == [0x80, 0x35] && frame[6..12] == mac.0
 }
 
@@ -214,7 +214,7 @@ fn location(h: &Harness, mac: MacAddr) -> Result<String, ScenarioError> {
 }
 
 /// Waits until `tap` on `pm` has its table-0 classification flow.
-fn classified(h: &Harness, pm: PmId, tap: &str) -> Result<(), ScenarioError> {
+pub(crate) fn classified(h: &Harness, pm: PmId, tap: &str) -> Result<(), ScenarioError> {
     let port = h.tb.pm(pm).ofport(tap)?;
     let needle = format!("in_port={port}");
     h.wait_for(
