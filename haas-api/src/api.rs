@@ -264,6 +264,7 @@ pub fn router(broker: Arc<Broker>, admin: config_secret::Admin) -> Router {
         .route("/v1/vis/{id}", get(get_vi).delete(delete_vi))
         .route("/v1/nodes", get(list_nodes).post(request_nodes))
         .route("/v1/nodes/{id}", get(get_node).delete(delete_node))
+        .route("/v1/nodes/{id}/migrate", axum::routing::post(migrate_node))
         .route("/v1/operations", get(list_operations))
         .route("/v1/operations/{id}", get(get_operation))
         .layer(axum::middleware::from_fn_with_state(
@@ -643,9 +644,10 @@ async fn delete_pm(
         format!(
             "PM {name:?} holds the nodes {nodes:?}; {}",
             if drain {
-                "it is draining now (no new node goes there): delete its nodes, then deregister it"
+                "it is draining now (no new node goes there): migrate or delete its nodes, then \
+                 deregister it"
             } else {
-                "delete them first, or pass ?drain=true to stop placing nodes there"
+                "migrate or delete them first, or pass ?drain=true to stop placing nodes there"
             }
         ),
     ))
@@ -1038,7 +1040,7 @@ async fn request_nodes(
             .placement
             .group
             .as_deref()
-            .map(|g| r.group_pms(&provider, g))
+            .map(|g| r.group_pms(&provider, g, None))
             .unwrap_or_default();
         let ask = Ask {
             size,
@@ -1072,8 +1074,7 @@ async fn request_nodes(
                 .map(|ip| Some(format!("{ip}/{}", p.prefix)))
                 .collect(),
         };
-        let op_id = format!("op-{}", random_hex(6));
-        let now = now_ms();
+        let op_id = new_operation_id();
         let mut ids = Vec::new();
         let mut nodes = Vec::new();
         for (pm, ip) in pms.into_iter().zip(ips) {
@@ -1107,24 +1108,18 @@ async fn request_nodes(
                 },
                 size,
                 operation: op_id.clone(),
+                policy: req.placement.policy,
+                migrating_to: None,
             });
         }
-        let op = OperationRecord {
-            op: Operation {
-                id: op_id,
-                provider: provider.clone(),
-                kind: OperationKind::CreateNodes,
-                status: OperationStatus::Running,
-                done: 0,
-                total: req.count,
-                nodes: ids,
-                error: None,
-                created_ms: now,
-                updated_ms: now,
-            },
-            idempotency_key: key,
-            request: Some(fingerprint),
-        };
+        let op = running(
+            op_id,
+            &provider,
+            OperationKind::CreateNodes,
+            ids,
+            key,
+            Some(fingerprint),
+        );
         // The operation first: a crash after it finds the nodes to make.
         r.put_operation(op.clone()).map_err(internal)?;
         for n in nodes {
@@ -1136,6 +1131,38 @@ async fn request_nodes(
     Ok(accepted(op.op))
 }
 
+fn new_operation_id() -> String {
+    format!("op-{}", random_hex(6))
+}
+
+/// A new operation of `kind` on `nodes`, running, none done yet.
+fn running(
+    id: String,
+    provider: &str,
+    kind: OperationKind,
+    nodes: Vec<String>,
+    idempotency_key: Option<String>,
+    request: Option<String>,
+) -> OperationRecord {
+    let now = now_ms();
+    OperationRecord {
+        op: Operation {
+            id,
+            provider: provider.to_owned(),
+            kind,
+            status: OperationStatus::Running,
+            done: 0,
+            total: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
+            nodes,
+            error: None,
+            created_ms: now,
+            updated_ms: now,
+        },
+        idempotency_key,
+        request,
+    }
+}
+
 /// Records a delete operation for `nodes` (marked deleting).
 async fn start_delete(
     s: &Broker,
@@ -1145,23 +1172,14 @@ async fn start_delete(
     request: Option<String>,
 ) -> ApiResult<OperationRecord> {
     let mut r = s.records.lock().await;
-    let now = now_ms();
-    let op = OperationRecord {
-        op: Operation {
-            id: format!("op-{}", random_hex(6)),
-            provider: provider.to_owned(),
-            kind: OperationKind::DeleteNodes,
-            status: OperationStatus::Running,
-            done: 0,
-            total: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
-            nodes: nodes.clone(),
-            error: None,
-            created_ms: now,
-            updated_ms: now,
-        },
-        idempotency_key: key,
+    let op = running(
+        new_operation_id(),
+        provider,
+        OperationKind::DeleteNodes,
+        nodes.clone(),
+        key,
         request,
-    };
+    );
     r.put_operation(op.clone()).map_err(internal)?;
     for id in &nodes {
         if let Some(mut n) = r.nodes.get(id).cloned() {
@@ -1239,6 +1257,128 @@ async fn delete_node(
     Ok(accepted(op.op))
 }
 
+#[utoipa::path(post, path = "/v1/nodes/{id}/migrate", request_body = NodeMigrate,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = Operation, headers(("Location" = String))),
+        (status = 200, description = "The node is on that PM already", body = Node),
+        (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn migrate_node(
+    s: St,
+    Extension(caller): Extension<Caller>,
+    PathArgs(id): PathArgs<String>,
+    headers: HeaderMap,
+    q: Params,
+    Body(Obj(req)): Body<Obj<NodeMigrate>>,
+) -> ApiResult<Response> {
+    q.only(&[])?;
+    let key = idempotency_key(&headers)?;
+    let fingerprint = format!(
+        "POST /v1/nodes/{id}/migrate {}",
+        serde_json::to_string(&req).unwrap_or_default()
+    );
+    let mut r = s.records.lock().await;
+    let n = visible(&r.nodes, &caller, &id, "node", "id")?.clone();
+    if let Some(done) = replayed(&r, &n.node.provider, key.as_deref(), &fingerprint)? {
+        return Ok(done);
+    }
+    if req.pm.as_deref() == Some(n.node.pm.as_str()) {
+        return Ok(Json(n.node).into_response());
+    }
+    // Already moving: the operation doing it is the answer, if it goes
+    // where this request asks.
+    if n.node.state == NodeState::Migrating
+        && req
+            .pm
+            .as_ref()
+            .is_none_or(|p| n.migrating_to.as_ref() == Some(p))
+    {
+        if let Some(o) = r.operations.get(&n.operation) {
+            return Ok(accepted(o.op.clone()));
+        }
+    }
+    let conflict = |why: String| problem_at(StatusCode::CONFLICT, "path:id", why);
+    if n.node.state != NodeState::Active {
+        let why = transition(n.node.state, NodeEvent::MigrateAsked)
+            .err()
+            .unwrap_or("the node is migrating elsewhere");
+        return Err(conflict(format!("node {id}: {why} ({})", n.operation)));
+    }
+    let driver_kind = r
+        .pms
+        .get(&n.node.pm)
+        .map(|p| p.spec.driver.clone())
+        .unwrap_or_default();
+    let driver = s
+        .drivers
+        .get(driver_kind.as_str())
+        .ok_or_else(|| conflict(format!("node {id}: no compute driver {driver_kind:?}")))?;
+    driver
+        .can_migrate()
+        .map_err(|why| conflict(format!("node {id} cannot migrate: {why}")))?;
+    if let Some(p) = &req.pm {
+        match r.pms.get(p) {
+            None => return Err(invalid("pm", format!("no PM named {p:?}"))),
+            Some(pm) if pm.spec.driver != driver_kind => {
+                return Err(invalid(
+                    "pm",
+                    format!(
+                        "PM {p:?} runs the {} driver and the node's PM the {driver_kind} driver;                          a node moves only between PMs of one driver",
+                        pm.spec.driver
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    // The node's own PM and PMs of another driver are no candidates; its
+    // group's other nodes keep their policy.
+    let candidates: Vec<_> = r
+        .pm_views()
+        .into_iter()
+        .filter(|v| v.name != n.node.pm)
+        .filter(|v| {
+            r.pms
+                .get(&v.name)
+                .is_some_and(|p| p.spec.driver == driver_kind)
+        })
+        .collect();
+    let ask = Ask {
+        size: n.size,
+        count: 1,
+        pm: req.pm.clone(),
+        policy: n.policy,
+        group_pms: n
+            .node
+            .group
+            .as_deref()
+            .map(|g| r.group_pms(&n.node.provider, g, Some(&id)))
+            .unwrap_or_default(),
+    };
+    let to = place(&candidates, &ask)
+        .map_err(|e| problem_at(StatusCode::CONFLICT, "#/pm", e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| conflict(format!("node {id}: placement found no PM")))?;
+    let op = running(
+        new_operation_id(),
+        &n.node.provider,
+        OperationKind::MigrateNode,
+        vec![id.clone()],
+        key,
+        Some(fingerprint),
+    );
+    r.put_operation(op.clone()).map_err(internal)?;
+    let mut moving = n;
+    moving.node.state = NodeState::Migrating;
+    moving.node.last_error = None;
+    moving.migrating_to = Some(to);
+    moving.operation = op.op.id.clone();
+    r.put_node(moving).map_err(internal)?;
+    drop(r);
+    tokio::spawn(s.0.clone().run_operation(op.op.id.clone()));
+    Ok(accepted(op.op))
+}
+
 #[utoipa::path(get, path = "/v1/operations", params(("limit" = Option<u32>, Query), ("marker" = Option<String>, Query)),
     responses((status = 200, body = Page<Operation>), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn list_operations(
@@ -1273,7 +1413,7 @@ async fn get_operation(
         create_pm, list_pms, get_pm, delete_pm,
         create_flavor, list_flavors, get_flavor, delete_flavor,
         create_vi, list_vis, get_vi, delete_vi,
-        request_nodes, list_nodes, get_node, delete_node,
+        request_nodes, list_nodes, get_node, delete_node, migrate_node,
         list_operations, get_operation,
     ),
     components(schemas(ProblemDoc, FieldProblemDoc, Scope)),

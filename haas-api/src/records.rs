@@ -8,8 +8,8 @@
 use crate::placement::{add, PmView};
 use crate::store::{Store, StoreError};
 use iris_schemas::broker::{
-    Addressing, Capacity, Flavor, Node, NodeState, Operation, OperationStatus, Page, PmCreate,
-    Provider, Scope, TokenInfo, Vi,
+    Addressing, Capacity, Flavor, GroupPolicy, Node, NodeState, Operation, OperationStatus, Page,
+    PmCreate, Provider, Scope, TokenInfo, Vi,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -43,8 +43,16 @@ pub struct PmRecord {
 pub struct NodeRecord {
     pub node: Node,
     pub size: Capacity,
-    /// The operation now making or unmaking it.
+    /// The operation now making, moving or unmaking it.
     pub operation: String,
+    /// The group policy it was asked with, which a migration keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<GroupPolicy>,
+    /// The PM a migration is moving it to: its size counts there as well
+    /// as on `node.pm` until the move ends, so that no other request takes
+    /// the room it is moving into nor the room it may roll back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrating_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -252,14 +260,14 @@ impl Records {
     pub fn used_on(&self, pm: &str) -> Capacity {
         self.nodes
             .values()
-            .filter(|n| n.node.pm == pm)
+            .filter(|n| n.node.pm == pm || n.migrating_to.as_deref() == Some(pm))
             .fold(Capacity::default(), |a, n| add(a, n.size))
     }
 
     pub fn nodes_on_pm(&self, pm: &str) -> Vec<String> {
         self.nodes
             .values()
-            .filter(|n| n.node.pm == pm)
+            .filter(|n| n.node.pm == pm || n.migrating_to.as_deref() == Some(pm))
             .map(|n| n.node.id.clone())
             .collect()
     }
@@ -272,13 +280,23 @@ impl Records {
             .collect()
     }
 
-    /// The PMs a provider's group has nodes on.
-    pub fn group_pms(&self, provider: &str, group: &str) -> BTreeSet<String> {
+    /// The PMs a provider's group has nodes on (or is moving nodes to),
+    /// node `except` left out.
+    pub fn group_pms(&self, provider: &str, group: &str, except: Option<&str>) -> BTreeSet<String> {
         self.nodes
             .values()
             .filter(|n| n.node.provider == provider && n.node.group.as_deref() == Some(group))
-            .map(|n| n.node.pm.clone())
+            .filter(|n| except != Some(n.node.id.as_str()))
+            .flat_map(|n| std::iter::once(n.node.pm.clone()).chain(n.migrating_to.clone()))
             .collect()
+    }
+
+    /// Whether node `id` is, or is moving, on `pm`: what a driver holds
+    /// there for it is owned.
+    pub fn owns(&self, pm: &str, id: &str) -> bool {
+        self.nodes
+            .get(id)
+            .is_some_and(|n| n.node.pm == pm || n.migrating_to.as_deref() == Some(pm))
     }
 
     /// The lowest tunnel key from `first` on that no VI of the broker holds
@@ -314,23 +332,40 @@ pub enum NodeEvent {
     Failed,
     /// Its deletion was asked for.
     DeleteAsked,
+    /// Its migration to another PM was asked for.
+    MigrateAsked,
+    /// Its migration ended, on the new PM or rolled back to the old one.
+    Settled,
 }
 
-/// The node state machine (building → active → deleting, error with
-/// `last_error`): what `state` becomes on `event`, or why the event is
-/// refused. Asking for a state the node is in is a success.
+/// The node state machine (building → active → migrating → active →
+/// deleting, error with `last_error`): what `state` becomes on `event`, or
+/// why the event is refused. Asking for a state the node is in is a
+/// success.
 pub fn transition(state: NodeState, event: NodeEvent) -> Result<NodeState, &'static str> {
-    use NodeEvent::{DeleteAsked, Failed, Made};
-    use NodeState::{Active, Building, Deleting, Error};
+    use NodeEvent::{DeleteAsked, Failed, Made, MigrateAsked, Settled};
+    use NodeState::{Active, Building, Deleting, Error, Migrating};
     match (state, event) {
         (Building | Active, Made) => Ok(Active),
         (Error, Made) => Err("a node in error is not made again; delete it and ask for another"),
         (Deleting, Made) => Err("the node is being deleted"),
+        (Migrating, Made) => Err("the node is migrating"),
         (_, Failed) => Ok(Error),
         (Active | Error | Deleting, DeleteAsked) => Ok(Deleting),
         (Building, DeleteAsked) => {
             Err("the node is still being built; delete it once its operation ends")
         }
+        (Migrating, DeleteAsked) => Err("the node is migrating; delete it once its operation ends"),
+        (Active | Migrating, MigrateAsked) => Ok(Migrating),
+        (Building, MigrateAsked) => {
+            Err("the node is still being built; migrate it once it is active")
+        }
+        (Deleting, MigrateAsked) => Err("the node is being deleted"),
+        (Error, MigrateAsked) => {
+            Err("a node in error is not migrated; delete it and ask for another")
+        }
+        (Migrating | Active, Settled) => Ok(Active),
+        (Building | Deleting | Error, Settled) => Err("the node is not migrating"),
     }
 }
 
@@ -505,6 +540,12 @@ mod tests {
         );
         assert!(transition(Building, DeleteAsked).is_err());
         assert!(transition(Error, Made).is_err());
+        assert_eq!(transition(Active, MigrateAsked), Ok(Migrating));
+        assert_eq!(transition(Migrating, MigrateAsked), Ok(Migrating));
+        assert_eq!(transition(Migrating, Settled), Ok(Active));
+        assert!(transition(Migrating, DeleteAsked).is_err());
+        assert!(transition(Building, MigrateAsked).is_err());
+        assert!(transition(Error, MigrateAsked).is_err());
         assert!(transition(Deleting, Made).is_err());
     }
 
@@ -540,6 +581,8 @@ mod tests {
                 disk_gib: 1,
             },
             operation: "op-1".into(),
+            policy: None,
+            migrating_to: None,
         }
     }
 
@@ -552,10 +595,25 @@ mod tests {
         assert_eq!(r.used_on("pm1").vcpus, 6);
         assert_eq!(r.used_on("pm1").memory_mib, 200);
         assert_eq!(
-            r.group_pms("p1", "g"),
+            r.group_pms("p1", "g", None),
             ["pm1".to_string(), "pm2".to_string()].into()
         );
-        assert_eq!(r.group_pms("p2", "g"), ["pm1".to_string()].into());
+        assert_eq!(
+            r.group_pms("p1", "g", Some("2")),
+            ["pm1".to_string()].into()
+        );
+        assert_eq!(r.group_pms("p2", "g", None), ["pm1".to_string()].into());
+        // A node moving counts on both PMs until its move ends.
+        let mut moving = node("4", "p1", "pm1", Some("g"), 5);
+        moving.migrating_to = Some("pm3".into());
+        r.put_node(moving).unwrap();
+        assert_eq!((r.used_on("pm1").vcpus, r.used_on("pm3").vcpus), (11, 5));
+        assert!(r.owns("pm3", "4") && r.owns("pm1", "4") && !r.owns("pm2", "4"));
+        assert_eq!(
+            r.group_pms("p1", "g", None),
+            ["pm1".to_string(), "pm2".to_string(), "pm3".to_string()].into()
+        );
+        r.delete_node("4").unwrap();
         let (macs, ips) = r.vi_addresses("vi-1");
         assert_eq!((macs.len(), ips.len()), (3, 3));
         // An idempotency key is the provider's own.

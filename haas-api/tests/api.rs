@@ -180,6 +180,16 @@ async fn no_token_reaches_another_providers_objects() {
             assert_problem(s, &h, &p, 401);
         }
     }
+    // A migration of acme's node: globex's token sees no such node, none
+    // is refused, and acme hears why a node in error does not move.
+    let migrate = format!("/v1/nodes/{node_id}/migrate");
+    let (s, h, p) = call(b, Some(&other), "POST", &migrate, Some(json!({}))).await;
+    assert_problem(s, &h, &p, 404);
+    let (s, h, p) = call(b, None, "POST", &migrate, Some(json!({}))).await;
+    assert_problem(s, &h, &p, 401);
+    let (s, h, p) = call(b, Some(&a), "POST", &migrate, Some(json!({}))).await;
+    assert_problem(s, &h, &p, 409);
+    assert!(p["detail"].as_str().unwrap().contains("in error"), "{p}");
     // acme's own still work (the foreign DELETEs changed nothing).
     for path in &owned[..4] {
         let (s, _, v) = call(b, Some(&a), "GET", path, None).await;
@@ -230,6 +240,7 @@ async fn no_token_reaches_another_providers_objects() {
         ("POST", "/v1/nodes"),
         ("GET", "/v1/nodes/x"),
         ("DELETE", "/v1/nodes/x"),
+        ("POST", "/v1/nodes/x/migrate"),
         ("GET", "/v1/operations"),
         ("GET", "/v1/operations/x"),
     ] {

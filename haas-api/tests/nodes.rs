@@ -631,3 +631,238 @@ async fn fifty_nodes_in_one_call_become_active_and_pingable() {
     assert_eq!(gone.0, 404, "{}", gone.1);
     drop(sweep);
 }
+
+/// The registry's location host of `mac` on VI `key`, if placed.
+fn registry_host(h: &Harness, key: u64, mac: &str) -> Option<String> {
+    let registry = h
+        .controller()
+        .unwrap()
+        .get_json(&format!("/v1/registry?vi={key}"))
+        .unwrap();
+    registry
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["mac"] == mac)
+        .and_then(|e| e["location"]["host"].as_str().map(str::to_owned))
+}
+
+/// A node moves to another PM as a live-migrated guest does: made there,
+/// unmade here, announced by RARP; it answers on its VI from the new PM,
+/// the controller's registry places its MAC there, placement keeps the
+/// group's anti-affinity, and a move the target PM cannot take leaves the
+/// node where it was, active and answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_migrates_to_another_pm_and_stays_reachable() {
+    let World {
+        h,
+        pms,
+        sweep,
+        b,
+        t,
+        vi_id,
+        key,
+        broker: _broker,
+        ..
+    } = world(16).await;
+    let (pm1, pm2) = (h.tb.pm(pms[0]), h.tb.pm(pms[1]));
+    let ask = |body: Value| {
+        let (b, t) = (b.clone(), t.clone());
+        async move {
+            let (s, hdr, op) = call(&b, Some(&t), "POST", "/v1/nodes", Some(body)).await;
+            assert_eq!(s, 202, "{op}");
+            let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+            let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+            assert_eq!(op["status"], "succeeded", "{op}");
+            op["nodes"][0].as_str().unwrap().to_owned()
+        }
+    };
+    let peer = ask(json!({"vi": vi_id, "flavor": "c1", "count": 1,
+        "placement": {"pm": pm1.name(), "group": "spread", "policy": "anti-affinity"}}))
+    .await;
+    let spread = ask(json!({"vi": vi_id, "flavor": "c1", "count": 1,
+        "placement": {"group": "spread", "policy": "anti-affinity"}}))
+    .await;
+    let id = ask(json!({"vi": vi_id, "flavor": "c1", "count": 1, "placement": {"pm": pm1.name()}}))
+        .await;
+    let node = |id: String| {
+        let (b, t) = (b.clone(), t.clone());
+        async move {
+            let (s, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{id}"), None).await;
+            assert_eq!(s, 200, "{n}");
+            n
+        }
+    };
+    let (peer_n, moving) = (node(peer.clone()).await, node(id.clone()).await);
+    let ip = |n: &Value| {
+        n["ip"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let ns = |pm: &Pm, id: &str| iris_api::compute::netns::namespace(pm.netns().name(), id);
+    let migrate = |id: String, body: Value| {
+        let (b, t) = (b.clone(), t.clone());
+        async move {
+            call(
+                &b,
+                Some(&t),
+                "POST",
+                &format!("/v1/nodes/{id}/migrate"),
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // The group's other node holds the only other PM: anti-affinity refuses.
+    let (s, _, p) = migrate(spread.clone(), json!({})).await;
+    assert_eq!(s, 409, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("anti-affinity"),
+        "{p}"
+    );
+    // Where it is already: a success, nothing moves.
+    let (s, _, n) = migrate(id.clone(), json!({"pm": pm1.name()})).await;
+    assert_eq!((s, &n["pm"]), (200, &json!(pm1.name())), "{n}");
+    let (s, _, p) = migrate(id.clone(), json!({"pm": "nowhere"})).await;
+    assert_eq!(
+        (s, &p["errors"][0]["pointer"]),
+        (422, &json!("#/pm")),
+        "{p}"
+    );
+    // The placement picks pm2, the only other PM.
+    let (s, hdr, op) = migrate(id.clone(), json!({})).await;
+    assert_eq!(s, 202, "{op}");
+    assert_eq!(op["kind"], "migrate_node", "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+    assert_eq!(
+        (op["status"].as_str(), op["done"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "{op}"
+    );
+    let moved = node(id.clone()).await;
+    assert_eq!(
+        (
+            moved["state"].as_str(),
+            moved["pm"].as_str(),
+            moved["mac"].as_str()
+        ),
+        (Some("active"), Some(pm2.name()), moving["mac"].as_str()),
+        "{moved}"
+    );
+    assert_eq!(moved["ip"], moving["ip"]);
+    let (ns1, _, ports1) = node_traces(pm1);
+    let (ns2, _, ports2) = node_traces(pm2);
+    assert!(
+        !ns1.contains(&ns(pm1, &id)) && ns2.contains(&ns(pm2, &id)),
+        "{ns1:?} {ns2:?}"
+    );
+    let port = format!("vn{id}");
+    assert!(
+        !ports1.contains(&port) && ports2.contains(&port),
+        "{ports1:?} {ports2:?}"
+    );
+    let vi_of_port = pm2
+        .vsctl(&["get", "Interface", &port, "external_ids:iris-vi"])
+        .unwrap();
+    assert_eq!(vi_of_port.trim().trim_matches('"'), key.to_string());
+    // The registry places its MAC on the new PM before the node sent
+    // anything but its announcement.
+    let mac = moving["mac"].as_str().unwrap();
+    let start = Instant::now();
+    while registry_host(&h, key, mac).as_deref() != Some(pm2.name()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the registry places {mac} at {:?}",
+            registry_host(&h, key, mac)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Reachable on its VI, both ways, across the GRE mesh now.
+    assert!(
+        ping_from(&ns(pm1, &peer), &ip(&moving), Duration::from_secs(10)),
+        "the moved node does not answer"
+    );
+    assert!(
+        ping_from(&ns(pm2, &id), &ip(&peer_n), Duration::from_secs(10)),
+        "the moved node reaches nothing"
+    );
+    // Capacity: the node counts on pm2 alone once moved.
+    let (_, _, p2) = call(
+        &b,
+        Some(ADMIN),
+        "GET",
+        &format!("/v1/pms/{}", pm2.name()),
+        None,
+    )
+    .await;
+    assert_eq!(p2["used"]["vcpus"], 2, "{p2}");
+
+    // A PM whose OVS does not answer: the move fails with the driver's
+    // reason and rolls back, the node active and answering on pm2.
+    let bad_ns = format!("irisbad{}", std::process::id());
+    let body = json!({"name": "pm3",
+        "capacity": {"vcpus": 8, "memory_mib": 65536, "disk_gib": 500},
+        "underlay_ip": "192.0.2.33", "ovsdb": "unix:/nonexistent/iris-db.sock",
+        "driver": "netns", "endpoint": bad_ns});
+    let (s, _, v) = call(&b, Some(ADMIN), "POST", "/v1/pms", Some(body)).await;
+    assert_eq!(s, 201, "{v}");
+    let (s, hdr, op) = migrate(id.clone(), json!({"pm": "pm3"})).await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    let back = node(id.clone()).await;
+    assert_eq!(
+        (back["state"].as_str(), back["pm"].as_str()),
+        (Some("active"), Some(pm2.name())),
+        "{back}"
+    );
+    assert!(
+        back["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("netns driver"),
+        "{back}"
+    );
+    let netns = iris_api::compute::netns::namespace(&bad_ns, &id);
+    assert!(
+        !Path::new("/run/netns").join(&netns).exists(),
+        "{netns} is left"
+    );
+    assert!(ping_from(
+        &ns(pm1, &peer),
+        &ip(&moving),
+        Duration::from_secs(10)
+    ));
+
+    // irisctl moves it back to pm1, following the operation.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_irisctl"))
+        .args([
+            "--url", &b, "--token", &t, "--output", "json", "node", "migrate", &id,
+        ])
+        .args(["--pm", pm1.name()])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(done["nodes"][0]["pm"], pm1.name(), "{done}");
+    assert!(ping_from(
+        &ns(pm1, &peer),
+        &ip(&moving),
+        Duration::from_secs(10)
+    ));
+    let (_, _, p3) = call(&b, Some(ADMIN), "GET", "/v1/pms/pm3", None).await;
+    assert_eq!(p3["used"]["vcpus"], 0, "{p3}");
+    drop(sweep);
+}

@@ -238,14 +238,28 @@ pub struct NodeRequest {
     pub placement: PlacementHint,
 }
 
-/// building → active → deleting; error with `last_error`.
+/// building → active → migrating → active → deleting; error with
+/// `last_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     Building,
     Active,
+    /// Moving to another PM; back to `active` on the new PM, or on the old
+    /// one with `last_error` when the move failed.
+    Migrating,
     Deleting,
     Error,
+}
+
+/// Where a node migrates to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeMigrate {
+    /// The target PM; without it, placement picks one (best fit, the
+    /// node's group policy, capacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pm: Option<String>,
 }
 
 /// An L1 node: what the operator's cloud needs to adopt it as a host.
@@ -284,6 +298,7 @@ pub struct Node {
 pub enum OperationKind {
     CreateNodes,
     DeleteNodes,
+    MigrateNode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
