@@ -18,16 +18,21 @@ use crate::service::{now_ms, random_hex, Broker};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use iris_controller::api::{Body, BodyShape, PathArgs, Problem};
 use iris_controller::config::{check_name, check_ovsdb_remote};
 use iris_schemas::broker::*;
+use iris_schemas::northbound::Lagged;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use tokio_stream::{Stream, StreamExt};
 use utoipa::OpenApi;
 
 type St = State<Arc<Broker>>;
@@ -267,6 +272,7 @@ pub fn router(broker: Arc<Broker>, admin: config_secret::Admin) -> Router {
         .route("/v1/nodes/{id}/migrate", axum::routing::post(migrate_node))
         .route("/v1/operations", get(list_operations))
         .route("/v1/operations/{id}", get(get_operation))
+        .route("/v1/events", get(events))
         .layer(axum::middleware::from_fn_with_state(
             auth::Auth::new(broker.clone(), admin),
             auth::authenticate,
@@ -740,12 +746,6 @@ async fn delete_flavor(
 
 // --- VIs --------------------------------------------------------------------
 
-fn vi_out(r: &crate::records::Records, v: &Vi) -> Vi {
-    let mut v = v.clone();
-    v.nodes = u32::try_from(r.nodes_of_vi(&v.id).len()).unwrap_or(u32::MAX);
-    v
-}
-
 fn check_vi(spec: &ViCreate) -> ApiResult<()> {
     check_name_at("name", &spec.name)?;
     let gw = spec.gateway.as_str();
@@ -801,7 +801,7 @@ async fn create_vi(
             .find(|v| v.provider == provider && v.spec.name == spec.name)
         {
             if old.spec == spec {
-                return Ok((StatusCode::OK, Json(vi_out(&r, old))));
+                return Ok((StatusCode::OK, Json(r.vi_out(old))));
             }
             return Err(problem_at(
                 StatusCode::CONFLICT,
@@ -846,12 +846,12 @@ async fn list_vis(
 ) -> ApiResult<Json<Page<Vi>>> {
     let q = q.only(LIST)?;
     let r = s.records.lock().await;
-    visible_page(&r.vis, &caller, &q, |_| true, |v| vi_out(&r, v)).map(Json)
+    visible_page(&r.vis, &caller, &q, |_| true, |v| r.vi_out(v)).map(Json)
 }
 
 fn visible_vi(r: &crate::records::Records, caller: &Caller, id: &str, at: &str) -> ApiResult<Vi> {
     match visible(&r.vis, caller, id, "VI", at) {
-        Ok(v) => Ok(vi_out(r, v)),
+        Ok(v) => Ok(r.vi_out(v)),
         // In a body, the field is at fault, not the route.
         Err(_) if at.starts_with('#') => Err(problem_at(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1404,6 +1404,34 @@ async fn get_operation(
     visible(&r.operations, &caller, &id, "operation", "id").map(|o| Json(o.op.clone()))
 }
 
+/// Every change of a node, VI or operation the caller may see (all of
+/// them for an admin), as Server-Sent Events named for their `type`, from
+/// the moment of the request on. A reader that falls behind is told how
+/// many events it missed (`lagged`).
+#[utoipa::path(get, path = "/v1/events",
+    responses((status = 200, description = "a stream of events, each named for its `type`, its data one JSON object (`lagged` events carry a Lagged)", body = BrokerEvent, content_type = "text/event-stream"),
+        (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn events(
+    s: St,
+    Extension(caller): Extension<Caller>,
+    q: Params,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    q.only(&[])?;
+    let rx = s.records.lock().await.subscribe();
+    let scope = caller.scope;
+    let stream = BroadcastStream::new(rx).filter_map(move |item| match item {
+        Ok(e) => may_see(&scope, e.provider()).then(|| {
+            Ok(Event::default()
+                .event(e.name())
+                .data(serde_json::to_string(&e).unwrap_or_default()))
+        }),
+        Err(BroadcastStreamRecvError::Lagged(n)) => Some(Ok(Event::default()
+            .event("lagged")
+            .data(serde_json::to_string(&Lagged { missed: n }).unwrap_or_default()))),
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Iris HaaS broker", description = "iris-api: providers, PMs, flavors, VIs, L1 nodes and operations (docs/broker.md)."),
@@ -1414,9 +1442,9 @@ async fn get_operation(
         create_flavor, list_flavors, get_flavor, delete_flavor,
         create_vi, list_vis, get_vi, delete_vi,
         request_nodes, list_nodes, get_node, delete_node, migrate_node,
-        list_operations, get_operation,
+        list_operations, get_operation, events,
     ),
-    components(schemas(ProblemDoc, FieldProblemDoc, Scope)),
+    components(schemas(ProblemDoc, FieldProblemDoc, Scope, Lagged)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -8,8 +8,8 @@
 use crate::placement::{add, PmView};
 use crate::store::{Store, StoreError};
 use iris_schemas::broker::{
-    Addressing, Capacity, Flavor, GroupPolicy, Node, NodeState, Operation, OperationStatus, Page,
-    PmCreate, Provider, Scope, TokenInfo, Vi,
+    Addressing, BrokerEvent, Capacity, Change, Flavor, GroupPolicy, Node, NodeState, Operation,
+    OperationStatus, Page, PmCreate, Provider, Scope, TokenInfo, Vi,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -78,7 +78,13 @@ pub struct Records {
     pub vis: BTreeMap<String, Vi>,
     pub nodes: BTreeMap<String, NodeRecord>,
     pub operations: BTreeMap<String, OperationRecord>,
+    /// Every write of a node, VI or operation, for the change stream.
+    events: tokio::sync::broadcast::Sender<BrokerEvent>,
 }
+
+/// Events a change-stream reader may fall behind by before it is told it
+/// missed some (`lagged`).
+const EVENT_BACKLOG: usize = 4096;
 
 fn load<T: DeserializeOwned>(
     store: &dyn Store,
@@ -117,7 +123,25 @@ impl Records {
             nodes: load(s, NODES)?,
             operations: load(s, OPERATIONS)?,
             store,
+            events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
         })
+    }
+
+    /// The change stream from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<BrokerEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, e: BrokerEvent) {
+        // No reader is no error.
+        let _ = self.events.send(e);
+    }
+
+    /// A VI as the API shows it: with its node count.
+    pub fn vi_out(&self, v: &Vi) -> Vi {
+        let mut v = v.clone();
+        v.nodes = u32::try_from(self.nodes_of_vi(&v.id).len()).unwrap_or(u32::MAX);
+        v
     }
 
     pub fn put_provider(&mut self, p: Provider) -> Result<(), StoreError> {
@@ -171,30 +195,51 @@ impl Records {
 
     pub fn put_vi(&mut self, v: Vi) -> Result<(), StoreError> {
         put(self.store.as_ref(), VIS, &v.id, &v)?;
+        self.emit(BrokerEvent::Vi {
+            change: Change::Updated,
+            vi: self.vi_out(&v),
+        });
         self.vis.insert(v.id.clone(), v);
         Ok(())
     }
 
     pub fn delete_vi(&mut self, id: &str) -> Result<(), StoreError> {
         self.store.delete(VIS, id)?;
-        self.vis.remove(id);
+        if let Some(v) = self.vis.remove(id) {
+            self.emit(BrokerEvent::Vi {
+                change: Change::Removed,
+                vi: self.vi_out(&v),
+            });
+        }
         Ok(())
     }
 
     pub fn put_node(&mut self, n: NodeRecord) -> Result<(), StoreError> {
         put(self.store.as_ref(), NODES, &n.node.id, &n)?;
+        self.emit(BrokerEvent::Node {
+            change: Change::Updated,
+            node: n.node.clone(),
+        });
         self.nodes.insert(n.node.id.clone(), n);
         Ok(())
     }
 
     pub fn delete_node(&mut self, id: &str) -> Result<(), StoreError> {
         self.store.delete(NODES, id)?;
-        self.nodes.remove(id);
+        if let Some(n) = self.nodes.remove(id) {
+            self.emit(BrokerEvent::Node {
+                change: Change::Removed,
+                node: n.node,
+            });
+        }
         Ok(())
     }
 
     pub fn put_operation(&mut self, o: OperationRecord) -> Result<(), StoreError> {
         put(self.store.as_ref(), OPERATIONS, &o.op.id, &o)?;
+        self.emit(BrokerEvent::Operation {
+            operation: o.op.clone(),
+        });
         self.operations.insert(o.op.id.clone(), o);
         Ok(())
     }

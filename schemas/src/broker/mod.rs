@@ -309,6 +309,56 @@ pub enum OperationStatus {
     Failed,
 }
 
+/// What became of the object of a change event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Made, or changed: the object as it is now.
+    Updated,
+    /// Gone: the object as it was last.
+    Removed,
+}
+
+/// One event of the broker's change stream (`GET /v1/events`), named for
+/// its `type`. A reader that falls behind gets a `lagged` event instead
+/// (the controller's `Lagged`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BrokerEvent {
+    Node {
+        change: Change,
+        node: Node,
+    },
+    Vi {
+        change: Change,
+        vi: Vi,
+    },
+    /// An operation was started, advanced or ended.
+    Operation {
+        operation: Operation,
+    },
+}
+
+impl BrokerEvent {
+    /// The SSE event name: the `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Node { .. } => "node",
+            Self::Vi { .. } => "vi",
+            Self::Operation { .. } => "operation",
+        }
+    }
+
+    /// The provider whose tokens may see it.
+    pub fn provider(&self) -> &str {
+        match self {
+            Self::Node { node, .. } => &node.provider,
+            Self::Vi { vi, .. } => &vi.provider,
+            Self::Operation { operation } => &operation.provider,
+        }
+    }
+}
+
 /// Long work, polled at its `Location`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Operation {
