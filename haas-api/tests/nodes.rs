@@ -984,3 +984,168 @@ async fn api_load_1000_gets_and_100_node_requests() {
     );
     drop(sweep);
 }
+
+/// A TCP listener on `addr:port` inside namespace `ns`, accepting until
+/// dropped.
+struct Listener(Child);
+
+impl Listener {
+    fn start(ns: &str, addr: &str, port: u16) -> Self {
+        let code = format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('{addr}',{port}))\ns.listen(16)\nwhile True:\n  s.accept()[0].close()\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "/usr/bin/python3", "-c", &code])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let me = Self(child);
+        let start = Instant::now();
+        while !connects(ns, addr, port, 1) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no listener on {addr}:{port} in {ns}"
+            );
+        }
+        me
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether a TCP connection from namespace `ns` to `addr:port` is accepted
+/// within `secs` (a refusal, an unanswered ARP or SYN are all `false`).
+fn connects(ns: &str, addr: &str, port: u16, secs: u32) -> bool {
+    Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "timeout",
+            &secs.to_string(),
+            "bash",
+            "-c",
+        ])
+        .arg(format!("exec 3<>/dev/tcp/{addr}/{port}"))
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+/// Issue 13: an L1 node reaches nothing of the provider's own network. From
+/// inside a node, given a default route onto its VI as a tenant could add,
+/// neither ping nor a TCP connection gets an answer from any PM's underlay
+/// address, an OVSDB or OpenFlow port there, or the controller's and the
+/// broker's API ports there, while each of them answers from another PM;
+/// the operator's own address on the VI (another node) answers both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reaches_nothing_of_the_providers_network() {
+    let World {
+        h,
+        pms,
+        sweep,
+        b,
+        t,
+        vi_id,
+        broker,
+        ..
+    } = world(16).await;
+    let (s, hdr, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 2,
+            "placement": {"group": "two", "policy": "anti-affinity"}})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let nodes = nodes_of(&b, &t).await;
+    let pm_of = |n: &Value| {
+        pms.iter()
+            .map(|&p| h.tb.pm(p))
+            .find(|p| p.name() == n["pm"])
+            .unwrap()
+    };
+    let ns_of = |n: &Value| {
+        iris_api::compute::netns::namespace(pm_of(n).netns().name(), n["id"].as_str().unwrap())
+    };
+    let (node, peer) = (&nodes[0], &nodes[1]);
+    let (node_ns, peer_ns) = (ns_of(node), ns_of(peer));
+    let peer_ip = peer["ip"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // A tenant's attempt: every address on-link on the VI.
+    let route = Command::new("ip")
+        .args(["-n", &node_ns, "route", "add", "default", "dev", "cloudbr0"])
+        .status()
+        .unwrap();
+    assert!(route.success());
+
+    // The provider's ports, listening on each PM's underlay address: OVSDB,
+    // OpenFlow, and the controller's and the broker's API ports.
+    let api = h.controller().unwrap().api_addr().port();
+    let broker_port: u16 = broker.base.rsplit(':').next().unwrap().parse().unwrap();
+    let ports = [6640, 6653, api, broker_port];
+    let mut listeners = Vec::new();
+    let underlay: Vec<(String, String)> = pms
+        .iter()
+        .map(|&p| {
+            let pm = h.tb.pm(p);
+            (
+                pm.netns().name().to_owned(),
+                pm.underlay_addr().addr().to_string(),
+            )
+        })
+        .collect();
+    for (ns, addr) in &underlay {
+        for port in ports {
+            listeners.push(Listener::start(ns, addr, port));
+        }
+    }
+    // Each answers from the other PM: the addresses and ports are live.
+    let (pm_a, pm_b) = (&underlay[0], &underlay[1]);
+    assert!(ping_from(&pm_a.0, &pm_b.1, Duration::from_secs(5)));
+    for port in ports {
+        assert!(connects(&pm_a.0, &pm_b.1, port, 2), "{}:{port}", pm_b.1);
+    }
+    // The operator's own address answers from the node.
+    let _peer_listener = Listener::start(&peer_ns, &peer_ip, 22);
+    assert!(
+        ping_from(&node_ns, &peer_ip, Duration::from_secs(10)),
+        "no ping to the peer node"
+    );
+    assert!(
+        connects(&node_ns, &peer_ip, 22, 2),
+        "no TCP to the peer node"
+    );
+    // Nothing of the provider's answers from the node.
+    let mut answered = Vec::new();
+    for (_, addr) in &underlay {
+        if ping_from(&node_ns, addr, Duration::from_secs(2)) {
+            answered.push(format!("ping {addr}"));
+        }
+        for port in ports {
+            if connects(&node_ns, addr, port, 2) {
+                answered.push(format!("tcp {addr}:{port}"));
+            }
+        }
+    }
+    assert!(answered.is_empty(), "the node reached {answered:?}");
+    drop(listeners);
+    drop(sweep);
+}

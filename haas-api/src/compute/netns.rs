@@ -132,6 +132,25 @@ fn send_rarps(netns: &std::path::Path, mac: [u8; 6]) -> Result<(), String> {
     .map_err(|_| "the announcing thread panicked".to_owned())?
 }
 
+/// Runs `argv` inside namespace `ns`; the error is its stderr.
+async fn netns_exec(ns: &str, argv: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(argv)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {} in {ns}: {e}", argv[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} in {ns}: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Whether an `ip` failure says the thing is not there.
 fn gone(e: &str) -> bool {
     e.contains("Cannot find device") || e.contains("No such file") || e.contains("does not exist")
@@ -179,21 +198,17 @@ impl NetnsDriver {
             ip(None, &["netns", "add", &ns]).await?;
         }
         // No IPv6 autoconfiguration chatter from the node's interfaces.
-        let sysctl = Command::new("ip")
-            .args(["netns", "exec", &ns, "sysctl", "-q", "-w"])
-            .args([
+        netns_exec(
+            &ns,
+            &[
+                "sysctl",
+                "-q",
+                "-w",
                 "net.ipv6.conf.all.disable_ipv6=1",
                 "net.ipv6.conf.default.disable_ipv6=1",
-            ])
-            .output()
-            .await
-            .map_err(|e| format!("cannot run sysctl in {ns}: {e}"))?;
-        if !sysctl.status.success() {
-            return Err(format!(
-                "sysctl in {ns}: {}",
-                String::from_utf8_lossy(&sysctl.stderr).trim()
-            ));
-        }
+            ],
+        )
+        .await?;
         ip(Some(&ns), &["link", "set", "lo", "up"]).await?;
         if ip(pm_ns, &["link", "show", "dev", &port]).await.is_err() {
             // A NIC left from an interrupted attempt would clash.
@@ -234,6 +249,19 @@ impl NetnsDriver {
             let cidr = format!("{addr}/{prefix}");
             ip(Some(&ns), &["addr", "replace", &cidr, "dev", NODE_BRIDGE]).await?;
         }
+        // The node's stack, and the bridge forwarding its guests' frames,
+        // leave checksums and segmentation to a NIC that has none: the OVS
+        // userspace datapath (the testbed's netdev bridges) reads the veth
+        // with a packet socket and drops such frames, so TCP never got
+        // through while ping did. Off, the kernel finishes every frame
+        // before it leaves the node.
+        netns_exec(
+            &ns,
+            &[
+                "ethtool", "-K", NODE_NIC, "tx", "off", "tso", "off", "gso", "off",
+            ],
+        )
+        .await?;
         ip(Some(&ns), &["link", "set", NODE_NIC, "up"]).await?;
         ip(Some(&ns), &["link", "set", NODE_BRIDGE, "up"]).await?;
         ip(pm_ns, &["link", "set", &port, "up"]).await?;
