@@ -323,9 +323,45 @@ async fn openapi_json() -> Response {
 pub fn openapi_text() -> String {
     let mut doc = ApiDoc::openapi();
     doc.openapi = utoipa::openapi::OpenApiVersion::Version31;
-    let mut text = doc.to_pretty_json().unwrap_or_default();
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    open_flattened(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// A record that flattens the body it was made from (`Pm` holds a
+/// `PmCreate`) is described as `allOf` that body's schema and its own
+/// fields; the body's schema refuses unknown fields, as the API does, so
+/// no record could fit both. Inside every `allOf` (pages of records
+/// included) the body's schema is inlined without that refusal.
+fn open_flattened(doc: &mut serde_json::Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    open_all_of(doc, &schemas);
+}
+
+fn open_all_of(v: &mut serde_json::Value, schemas: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::Array(parts)) = o.get_mut("allOf") {
+                for part in parts.iter_mut() {
+                    let name = part["$ref"]
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/components/schemas/"));
+                    if let Some(mut open) = name.map(|n| schemas[n].clone()) {
+                        if let Some(o) = open.as_object_mut() {
+                            o.remove("additionalProperties");
+                        }
+                        *part = open;
+                    }
+                }
+            }
+            o.values_mut().for_each(|x| open_all_of(x, schemas));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| open_all_of(x, schemas)),
+        _ => {}
+    }
 }
 
 // --- providers and tokens ---------------------------------------------------
@@ -526,7 +562,7 @@ fn pm_out(r: &crate::records::Records, p: &PmRecord) -> Pm {
 }
 
 #[utoipa::path(post, path = "/v1/pms", request_body = PmCreate,
-    responses((status = 201, body = Pm), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+    responses((status = 201, body = Pm), (status = 200, description = "The same Pm exists already", body = Pm), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn create_pm(
     s: St,
     Extension(caller): Extension<Caller>,
@@ -662,7 +698,7 @@ async fn delete_pm(
 // --- flavors ----------------------------------------------------------------
 
 #[utoipa::path(post, path = "/v1/flavors", request_body = FlavorCreate,
-    responses((status = 201, body = Flavor), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+    responses((status = 201, body = Flavor), (status = 200, description = "The same Flavor exists already", body = Flavor), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn create_flavor(
     s: St,
     Extension(caller): Extension<Caller>,
@@ -777,7 +813,7 @@ fn check_vi(spec: &ViCreate) -> ApiResult<()> {
 }
 
 #[utoipa::path(post, path = "/v1/vis", request_body = ViCreate,
-    responses((status = 201, body = Vi), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json"), (status = 502, body = ProblemDoc, content_type = "application/problem+json")))]
+    responses((status = 201, body = Vi), (status = 200, description = "The same Vi exists already", body = Vi), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json"), (status = 502, body = ProblemDoc, content_type = "application/problem+json")))]
 async fn create_vi(
     s: St,
     Extension(caller): Extension<Caller>,

@@ -651,13 +651,6 @@ async fn a_vi_is_created_with_the_haas_gateways() {
     broker.stop.cancel();
 }
 
-/// The flavor `c1` (1 vCPU, 512 MiB, 1 GiB) of the provider of `token`.
-async fn small_flavor(b: &str, token: &str) {
-    let body = json!({"name": "c1", "vcpus": 1, "memory_mib": 512, "disk_gib": 1});
-    let (s, _, f) = call(b, Some(token), "POST", "/v1/flavors", Some(body)).await;
-    assert_eq!(s, 201, "{f}");
-}
-
 /// A VI `name` of the provider of `token`, its nodes on DHCP.
 async fn dhcp_vi(b: &str, token: &str, name: &str) -> Value {
     let body = json!({"name": name, "gateway": "203.0.113.8",

@@ -33,6 +33,7 @@ const PRESENT: &[&str] = &[
     "protoc",
     "etcd",
     "etcdctl",
+    "python3",
     // libvirt-qemu exists.
     "getent",
 ];
