@@ -39,6 +39,9 @@ declare -A NEED=(
   [ovn-northd]=ovn-central
   [ovn-nbctl]=ovn-common
   [ovn-controller]=ovn-host
+  # Schemathesis (haas-api/tests/schemathesis.rs) runs in a virtualenv of
+  # its own, made below.
+  [python3]=python3
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its
@@ -46,7 +49,7 @@ declare -A NEED=(
 # and pkg-config file the `virt` crate links libvirt with, and protobuf's own
 # .proto files (google/protobuf/descriptor.proto), which etcd's import and
 # protoc looks for in /usr/include.
-FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev libprotobuf-dev)
+FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev libprotobuf-dev python3-venv)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -96,6 +99,20 @@ if ! getent passwd libvirt-qemu >/dev/null; then
   echo "install-deps: adding the system user libvirt-qemu"
   useradd --system --user-group --no-create-home --home-dir /var/lib/libvirt \
     --shell /usr/sbin/nologin libvirt-qemu
+fi
+
+# Schemathesis is not packaged by Debian: it comes from PyPI into a
+# virtualenv at a fixed path, which the broker's test runs it from, so that
+# nothing of the system's Python changes.
+schemathesis_venv=/opt/iris-schemathesis
+if [[ ! -x $schemathesis_venv/bin/schemathesis ]]; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "install-deps: schemathesis is missing; run this script (or make) as root to install it in $schemathesis_venv" >&2
+    exit 1
+  fi
+  echo "install-deps: installing schemathesis in $schemathesis_venv"
+  python3 -m venv "$schemathesis_venv"
+  "$schemathesis_venv/bin/pip" install -q 'schemathesis>=4.32,<5'
 fi
 
 # Rust comes from rustup, not apt: Debian 12's rustc is 1.63, and the

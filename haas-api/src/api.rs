@@ -18,16 +18,21 @@ use crate::service::{now_ms, random_hex, Broker};
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use iris_controller::api::{Body, BodyShape, PathArgs, Problem};
 use iris_controller::config::{check_name, check_plain_ovsdb_remote};
 use iris_schemas::broker::*;
+use iris_schemas::northbound::Lagged;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+use tokio_stream::{Stream, StreamExt};
 use utoipa::OpenApi;
 
 type St = State<Arc<Broker>>;
@@ -264,8 +269,10 @@ pub fn router(broker: Arc<Broker>, admin: config_secret::Admin) -> Router {
         .route("/v1/vis/{id}", get(get_vi).delete(delete_vi))
         .route("/v1/nodes", get(list_nodes).post(request_nodes))
         .route("/v1/nodes/{id}", get(get_node).delete(delete_node))
+        .route("/v1/nodes/{id}/migrate", axum::routing::post(migrate_node))
         .route("/v1/operations", get(list_operations))
         .route("/v1/operations/{id}", get(get_operation))
+        .route("/v1/events", get(events))
         .layer(axum::middleware::from_fn_with_state(
             auth::Auth::new(broker.clone(), admin),
             auth::authenticate,
@@ -316,9 +323,45 @@ async fn openapi_json() -> Response {
 pub fn openapi_text() -> String {
     let mut doc = ApiDoc::openapi();
     doc.openapi = utoipa::openapi::OpenApiVersion::Version31;
-    let mut text = doc.to_pretty_json().unwrap_or_default();
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    open_flattened(&mut value);
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
     text.push('\n');
     text
+}
+
+/// A record that flattens the body it was made from (`Pm` holds a
+/// `PmCreate`) is described as `allOf` that body's schema and its own
+/// fields; the body's schema refuses unknown fields, as the API does, so
+/// no record could fit both. Inside every `allOf` (pages of records
+/// included) the body's schema is inlined without that refusal.
+fn open_flattened(doc: &mut serde_json::Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    open_all_of(doc, &schemas);
+}
+
+fn open_all_of(v: &mut serde_json::Value, schemas: &serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::Array(parts)) = o.get_mut("allOf") {
+                for part in parts.iter_mut() {
+                    let name = part["$ref"]
+                        .as_str()
+                        .and_then(|r| r.strip_prefix("#/components/schemas/"));
+                    if let Some(mut open) = name.map(|n| schemas[n].clone()) {
+                        if let Some(o) = open.as_object_mut() {
+                            o.remove("additionalProperties");
+                        }
+                        *part = open;
+                    }
+                }
+            }
+            o.values_mut().for_each(|x| open_all_of(x, schemas));
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| open_all_of(x, schemas)),
+        _ => {}
+    }
 }
 
 // --- providers and tokens ---------------------------------------------------
@@ -519,7 +562,7 @@ fn pm_out(r: &crate::records::Records, p: &PmRecord) -> Pm {
 }
 
 #[utoipa::path(post, path = "/v1/pms", request_body = PmCreate,
-    responses((status = 201, body = Pm), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+    responses((status = 201, body = Pm), (status = 200, description = "The same Pm exists already", body = Pm), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn create_pm(
     s: St,
     Extension(caller): Extension<Caller>,
@@ -644,9 +687,10 @@ async fn delete_pm(
         format!(
             "PM {name:?} holds the nodes {nodes:?}; {}",
             if drain {
-                "it is draining now (no new node goes there): delete its nodes, then deregister it"
+                "it is draining now (no new node goes there): migrate or delete its nodes, then \
+                 deregister it"
             } else {
-                "delete them first, or pass ?drain=true to stop placing nodes there"
+                "migrate or delete them first, or pass ?drain=true to stop placing nodes there"
             }
         ),
     ))
@@ -655,7 +699,7 @@ async fn delete_pm(
 // --- flavors ----------------------------------------------------------------
 
 #[utoipa::path(post, path = "/v1/flavors", request_body = FlavorCreate,
-    responses((status = 201, body = Flavor), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+    responses((status = 201, body = Flavor), (status = 200, description = "The same Flavor exists already", body = Flavor), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn create_flavor(
     s: St,
     Extension(caller): Extension<Caller>,
@@ -739,12 +783,6 @@ async fn delete_flavor(
 
 // --- VIs --------------------------------------------------------------------
 
-fn vi_out(r: &crate::records::Records, v: &Vi) -> Vi {
-    let mut v = v.clone();
-    v.nodes = u32::try_from(r.nodes_of_vi(&v.id).len()).unwrap_or(u32::MAX);
-    v
-}
-
 fn check_vi(spec: &ViCreate) -> ApiResult<()> {
     check_name_at("name", &spec.name)?;
     let gw = spec.gateway.as_str();
@@ -776,7 +814,7 @@ fn check_vi(spec: &ViCreate) -> ApiResult<()> {
 }
 
 #[utoipa::path(post, path = "/v1/vis", request_body = ViCreate,
-    responses((status = 201, body = Vi), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json"), (status = 502, body = ProblemDoc, content_type = "application/problem+json")))]
+    responses((status = 201, body = Vi), (status = 200, description = "The same Vi exists already", body = Vi), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json"), (status = 502, body = ProblemDoc, content_type = "application/problem+json")))]
 async fn create_vi(
     s: St,
     Extension(caller): Extension<Caller>,
@@ -800,7 +838,7 @@ async fn create_vi(
             .find(|v| v.provider == provider && v.spec.name == spec.name)
         {
             if old.spec == spec {
-                return Ok((StatusCode::OK, Json(vi_out(&r, old))));
+                return Ok((StatusCode::OK, Json(r.vi_out(old))));
             }
             return Err(problem_at(
                 StatusCode::CONFLICT,
@@ -845,12 +883,12 @@ async fn list_vis(
 ) -> ApiResult<Json<Page<Vi>>> {
     let q = q.only(LIST)?;
     let r = s.records.lock().await;
-    visible_page(&r.vis, &caller, &q, |_| true, |v| vi_out(&r, v)).map(Json)
+    visible_page(&r.vis, &caller, &q, |_| true, |v| r.vi_out(v)).map(Json)
 }
 
 fn visible_vi(r: &crate::records::Records, caller: &Caller, id: &str, at: &str) -> ApiResult<Vi> {
     match visible(&r.vis, caller, id, "VI", at) {
-        Ok(v) => Ok(vi_out(r, v)),
+        Ok(v) => Ok(r.vi_out(v)),
         // In a body, the field is at fault, not the route.
         Err(_) if at.starts_with('#') => Err(problem_at(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -1039,7 +1077,7 @@ async fn request_nodes(
             .placement
             .group
             .as_deref()
-            .map(|g| r.group_pms(&provider, g))
+            .map(|g| r.group_pms(&provider, g, None))
             .unwrap_or_default();
         let ask = Ask {
             size,
@@ -1073,8 +1111,7 @@ async fn request_nodes(
                 .map(|ip| Some(format!("{ip}/{}", p.prefix)))
                 .collect(),
         };
-        let op_id = format!("op-{}", random_hex(6));
-        let now = now_ms();
+        let op_id = new_operation_id();
         let mut ids = Vec::new();
         let mut nodes = Vec::new();
         for (pm, ip) in pms.into_iter().zip(ips) {
@@ -1108,24 +1145,18 @@ async fn request_nodes(
                 },
                 size,
                 operation: op_id.clone(),
+                policy: req.placement.policy,
+                migrating_to: None,
             });
         }
-        let op = OperationRecord {
-            op: Operation {
-                id: op_id,
-                provider: provider.clone(),
-                kind: OperationKind::CreateNodes,
-                status: OperationStatus::Running,
-                done: 0,
-                total: req.count,
-                nodes: ids,
-                error: None,
-                created_ms: now,
-                updated_ms: now,
-            },
-            idempotency_key: key,
-            request: Some(fingerprint),
-        };
+        let op = running(
+            op_id,
+            &provider,
+            OperationKind::CreateNodes,
+            ids,
+            key,
+            Some(fingerprint),
+        );
         // The operation first: a crash after it finds the nodes to make.
         r.put_operation(op.clone()).map_err(internal)?;
         for n in nodes {
@@ -1137,6 +1168,38 @@ async fn request_nodes(
     Ok(accepted(op.op))
 }
 
+fn new_operation_id() -> String {
+    format!("op-{}", random_hex(6))
+}
+
+/// A new operation of `kind` on `nodes`, running, none done yet.
+fn running(
+    id: String,
+    provider: &str,
+    kind: OperationKind,
+    nodes: Vec<String>,
+    idempotency_key: Option<String>,
+    request: Option<String>,
+) -> OperationRecord {
+    let now = now_ms();
+    OperationRecord {
+        op: Operation {
+            id,
+            provider: provider.to_owned(),
+            kind,
+            status: OperationStatus::Running,
+            done: 0,
+            total: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
+            nodes,
+            error: None,
+            created_ms: now,
+            updated_ms: now,
+        },
+        idempotency_key,
+        request,
+    }
+}
+
 /// Records a delete operation for `nodes` (marked deleting).
 async fn start_delete(
     s: &Broker,
@@ -1146,23 +1209,14 @@ async fn start_delete(
     request: Option<String>,
 ) -> ApiResult<OperationRecord> {
     let mut r = s.records.lock().await;
-    let now = now_ms();
-    let op = OperationRecord {
-        op: Operation {
-            id: format!("op-{}", random_hex(6)),
-            provider: provider.to_owned(),
-            kind: OperationKind::DeleteNodes,
-            status: OperationStatus::Running,
-            done: 0,
-            total: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
-            nodes: nodes.clone(),
-            error: None,
-            created_ms: now,
-            updated_ms: now,
-        },
-        idempotency_key: key,
+    let op = running(
+        new_operation_id(),
+        provider,
+        OperationKind::DeleteNodes,
+        nodes.clone(),
+        key,
         request,
-    };
+    );
     r.put_operation(op.clone()).map_err(internal)?;
     for id in &nodes {
         if let Some(mut n) = r.nodes.get(id).cloned() {
@@ -1240,6 +1294,128 @@ async fn delete_node(
     Ok(accepted(op.op))
 }
 
+#[utoipa::path(post, path = "/v1/nodes/{id}/migrate", request_body = NodeMigrate,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses((status = 202, body = Operation, headers(("Location" = String))),
+        (status = 200, description = "The node is on that PM already", body = Node),
+        (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn migrate_node(
+    s: St,
+    Extension(caller): Extension<Caller>,
+    PathArgs(id): PathArgs<String>,
+    headers: HeaderMap,
+    q: Params,
+    Body(Obj(req)): Body<Obj<NodeMigrate>>,
+) -> ApiResult<Response> {
+    q.only(&[])?;
+    let key = idempotency_key(&headers)?;
+    let fingerprint = format!(
+        "POST /v1/nodes/{id}/migrate {}",
+        serde_json::to_string(&req).unwrap_or_default()
+    );
+    let mut r = s.records.lock().await;
+    let n = visible(&r.nodes, &caller, &id, "node", "id")?.clone();
+    if let Some(done) = replayed(&r, &n.node.provider, key.as_deref(), &fingerprint)? {
+        return Ok(done);
+    }
+    if req.pm.as_deref() == Some(n.node.pm.as_str()) {
+        return Ok(Json(n.node).into_response());
+    }
+    // Already moving: the operation doing it is the answer, if it goes
+    // where this request asks.
+    if n.node.state == NodeState::Migrating
+        && req
+            .pm
+            .as_ref()
+            .is_none_or(|p| n.migrating_to.as_ref() == Some(p))
+    {
+        if let Some(o) = r.operations.get(&n.operation) {
+            return Ok(accepted(o.op.clone()));
+        }
+    }
+    let conflict = |why: String| problem_at(StatusCode::CONFLICT, "path:id", why);
+    if n.node.state != NodeState::Active {
+        let why = transition(n.node.state, NodeEvent::MigrateAsked)
+            .err()
+            .unwrap_or("the node is migrating elsewhere");
+        return Err(conflict(format!("node {id}: {why} ({})", n.operation)));
+    }
+    let driver_kind = r
+        .pms
+        .get(&n.node.pm)
+        .map(|p| p.spec.driver.clone())
+        .unwrap_or_default();
+    let driver = s
+        .drivers
+        .get(driver_kind.as_str())
+        .ok_or_else(|| conflict(format!("node {id}: no compute driver {driver_kind:?}")))?;
+    driver
+        .can_migrate()
+        .map_err(|why| conflict(format!("node {id} cannot migrate: {why}")))?;
+    if let Some(p) = &req.pm {
+        match r.pms.get(p) {
+            None => return Err(invalid("pm", format!("no PM named {p:?}"))),
+            Some(pm) if pm.spec.driver != driver_kind => {
+                return Err(invalid(
+                    "pm",
+                    format!(
+                        "PM {p:?} runs the {} driver and the node's PM the {driver_kind} driver;                          a node moves only between PMs of one driver",
+                        pm.spec.driver
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    // The node's own PM and PMs of another driver are no candidates; its
+    // group's other nodes keep their policy.
+    let candidates: Vec<_> = r
+        .pm_views()
+        .into_iter()
+        .filter(|v| v.name != n.node.pm)
+        .filter(|v| {
+            r.pms
+                .get(&v.name)
+                .is_some_and(|p| p.spec.driver == driver_kind)
+        })
+        .collect();
+    let ask = Ask {
+        size: n.size,
+        count: 1,
+        pm: req.pm.clone(),
+        policy: n.policy,
+        group_pms: n
+            .node
+            .group
+            .as_deref()
+            .map(|g| r.group_pms(&n.node.provider, g, Some(&id)))
+            .unwrap_or_default(),
+    };
+    let to = place(&candidates, &ask)
+        .map_err(|e| problem_at(StatusCode::CONFLICT, "#/pm", e.to_string()))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| conflict(format!("node {id}: placement found no PM")))?;
+    let op = running(
+        new_operation_id(),
+        &n.node.provider,
+        OperationKind::MigrateNode,
+        vec![id.clone()],
+        key,
+        Some(fingerprint),
+    );
+    r.put_operation(op.clone()).map_err(internal)?;
+    let mut moving = n;
+    moving.node.state = NodeState::Migrating;
+    moving.node.last_error = None;
+    moving.migrating_to = Some(to);
+    moving.operation = op.op.id.clone();
+    r.put_node(moving).map_err(internal)?;
+    drop(r);
+    tokio::spawn(s.0.clone().run_operation(op.op.id.clone()));
+    Ok(accepted(op.op))
+}
+
 #[utoipa::path(get, path = "/v1/operations", params(("limit" = Option<u32>, Query), ("marker" = Option<String>, Query)),
     responses((status = 200, body = Page<Operation>), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn list_operations(
@@ -1265,6 +1441,34 @@ async fn get_operation(
     visible(&r.operations, &caller, &id, "operation", "id").map(|o| Json(o.op.clone()))
 }
 
+/// Every change of a node, VI or operation the caller may see (all of
+/// them for an admin), as Server-Sent Events named for their `type`, from
+/// the moment of the request on. A reader that falls behind is told how
+/// many events it missed (`lagged`).
+#[utoipa::path(get, path = "/v1/events",
+    responses((status = 200, description = "a stream of events, each named for its `type`, its data one JSON object (`lagged` events carry a Lagged)", body = BrokerEvent, content_type = "text/event-stream"),
+        (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn events(
+    s: St,
+    Extension(caller): Extension<Caller>,
+    q: Params,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    q.only(&[])?;
+    let rx = s.records.lock().await.subscribe();
+    let scope = caller.scope;
+    let stream = BroadcastStream::new(rx).filter_map(move |item| match item {
+        Ok(e) => may_see(&scope, e.provider()).then(|| {
+            Ok(Event::default()
+                .event(e.name())
+                .data(serde_json::to_string(&e).unwrap_or_default()))
+        }),
+        Err(BroadcastStreamRecvError::Lagged(n)) => Some(Ok(Event::default()
+            .event("lagged")
+            .data(serde_json::to_string(&Lagged { missed: n }).unwrap_or_default()))),
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Iris HaaS broker", description = "iris-api: providers, PMs, flavors, VIs, L1 nodes and operations (docs/broker.md)."),
@@ -1274,10 +1478,10 @@ async fn get_operation(
         create_pm, list_pms, get_pm, delete_pm,
         create_flavor, list_flavors, get_flavor, delete_flavor,
         create_vi, list_vis, get_vi, delete_vi,
-        request_nodes, list_nodes, get_node, delete_node,
-        list_operations, get_operation,
+        request_nodes, list_nodes, get_node, delete_node, migrate_node,
+        list_operations, get_operation, events,
     ),
-    components(schemas(ProblemDoc, FieldProblemDoc, Scope)),
+    components(schemas(ProblemDoc, FieldProblemDoc, Scope, Lagged)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

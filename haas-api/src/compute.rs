@@ -105,4 +105,33 @@ pub trait ComputeDriver: Send + Sync + fmt::Debug {
     /// The ids of the nodes this driver has on `pm`, whoever asked for them:
     /// after a crash the broker deletes what no record owns.
     async fn list(&self, pm: &PmTarget) -> Result<Vec<String>, DriverError>;
+
+    /// Whether this driver moves nodes between its PMs, or why not: asked
+    /// before a migration is accepted, so that an operator hears the reason
+    /// at once rather than from a failed operation.
+    fn can_migrate(&self) -> Result<(), String> {
+        Err(format!(
+            "the {} driver does not migrate nodes; delete the node and request another on the \
+             PM you want",
+            self.kind()
+        ))
+    }
+
+    /// Moves the node from `from` to `to`, and has it announce itself there
+    /// so that the controller moves its MAC. On failure the node is left
+    /// whole on `from`, nothing of it on `to`. Idempotent, as `create`: a
+    /// move a crash interrupted is finished by asking again.
+    async fn migrate(
+        &self,
+        from: &PmTarget,
+        to: &PmTarget,
+        node: &NodeSpec,
+    ) -> Result<Created, DriverError> {
+        let _ = (from, to);
+        Err(DriverError {
+            driver: self.kind(),
+            action: format!("migrate node {}", node.id),
+            reason: self.can_migrate().err().unwrap_or_default(),
+        })
+    }
 }

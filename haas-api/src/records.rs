@@ -8,8 +8,8 @@
 use crate::placement::{add, PmView};
 use crate::store::{Store, StoreError};
 use iris_schemas::broker::{
-    Addressing, Capacity, Flavor, Node, NodeState, Operation, OperationStatus, Page, PmCreate,
-    Provider, Scope, TokenInfo, Vi,
+    Addressing, BrokerEvent, Capacity, Change, Flavor, GroupPolicy, Node, NodeState, Operation,
+    OperationStatus, Page, PmCreate, Provider, Scope, TokenInfo, Vi,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -43,8 +43,16 @@ pub struct PmRecord {
 pub struct NodeRecord {
     pub node: Node,
     pub size: Capacity,
-    /// The operation now making or unmaking it.
+    /// The operation now making, moving or unmaking it.
     pub operation: String,
+    /// The group policy it was asked with, which a migration keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<GroupPolicy>,
+    /// The PM a migration is moving it to: its size counts there as well
+    /// as on `node.pm` until the move ends, so that no other request takes
+    /// the room it is moving into nor the room it may roll back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrating_to: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,7 +78,13 @@ pub struct Records {
     pub vis: BTreeMap<String, Vi>,
     pub nodes: BTreeMap<String, NodeRecord>,
     pub operations: BTreeMap<String, OperationRecord>,
+    /// Every write of a node, VI or operation, for the change stream.
+    events: tokio::sync::broadcast::Sender<BrokerEvent>,
 }
+
+/// Events a change-stream reader may fall behind by before it is told it
+/// missed some (`lagged`).
+const EVENT_BACKLOG: usize = 4096;
 
 fn load<T: DeserializeOwned>(
     store: &dyn Store,
@@ -109,7 +123,25 @@ impl Records {
             nodes: load(s, NODES)?,
             operations: load(s, OPERATIONS)?,
             store,
+            events: tokio::sync::broadcast::channel(EVENT_BACKLOG).0,
         })
+    }
+
+    /// The change stream from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<BrokerEvent> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, e: BrokerEvent) {
+        // No reader is no error.
+        let _ = self.events.send(e);
+    }
+
+    /// A VI as the API shows it: with its node count.
+    pub fn vi_out(&self, v: &Vi) -> Vi {
+        let mut v = v.clone();
+        v.nodes = u32::try_from(self.nodes_of_vi(&v.id).len()).unwrap_or(u32::MAX);
+        v
     }
 
     pub fn put_provider(&mut self, p: Provider) -> Result<(), StoreError> {
@@ -163,30 +195,51 @@ impl Records {
 
     pub fn put_vi(&mut self, v: Vi) -> Result<(), StoreError> {
         put(self.store.as_ref(), VIS, &v.id, &v)?;
+        self.emit(BrokerEvent::Vi {
+            change: Change::Updated,
+            vi: self.vi_out(&v),
+        });
         self.vis.insert(v.id.clone(), v);
         Ok(())
     }
 
     pub fn delete_vi(&mut self, id: &str) -> Result<(), StoreError> {
         self.store.delete(VIS, id)?;
-        self.vis.remove(id);
+        if let Some(v) = self.vis.remove(id) {
+            self.emit(BrokerEvent::Vi {
+                change: Change::Removed,
+                vi: self.vi_out(&v),
+            });
+        }
         Ok(())
     }
 
     pub fn put_node(&mut self, n: NodeRecord) -> Result<(), StoreError> {
         put(self.store.as_ref(), NODES, &n.node.id, &n)?;
+        self.emit(BrokerEvent::Node {
+            change: Change::Updated,
+            node: n.node.clone(),
+        });
         self.nodes.insert(n.node.id.clone(), n);
         Ok(())
     }
 
     pub fn delete_node(&mut self, id: &str) -> Result<(), StoreError> {
         self.store.delete(NODES, id)?;
-        self.nodes.remove(id);
+        if let Some(n) = self.nodes.remove(id) {
+            self.emit(BrokerEvent::Node {
+                change: Change::Removed,
+                node: n.node,
+            });
+        }
         Ok(())
     }
 
     pub fn put_operation(&mut self, o: OperationRecord) -> Result<(), StoreError> {
         put(self.store.as_ref(), OPERATIONS, &o.op.id, &o)?;
+        self.emit(BrokerEvent::Operation {
+            operation: o.op.clone(),
+        });
         self.operations.insert(o.op.id.clone(), o);
         Ok(())
     }
@@ -252,14 +305,14 @@ impl Records {
     pub fn used_on(&self, pm: &str) -> Capacity {
         self.nodes
             .values()
-            .filter(|n| n.node.pm == pm)
+            .filter(|n| n.node.pm == pm || n.migrating_to.as_deref() == Some(pm))
             .fold(Capacity::default(), |a, n| add(a, n.size))
     }
 
     pub fn nodes_on_pm(&self, pm: &str) -> Vec<String> {
         self.nodes
             .values()
-            .filter(|n| n.node.pm == pm)
+            .filter(|n| n.node.pm == pm || n.migrating_to.as_deref() == Some(pm))
             .map(|n| n.node.id.clone())
             .collect()
     }
@@ -272,13 +325,23 @@ impl Records {
             .collect()
     }
 
-    /// The PMs a provider's group has nodes on.
-    pub fn group_pms(&self, provider: &str, group: &str) -> BTreeSet<String> {
+    /// The PMs a provider's group has nodes on (or is moving nodes to),
+    /// node `except` left out.
+    pub fn group_pms(&self, provider: &str, group: &str, except: Option<&str>) -> BTreeSet<String> {
         self.nodes
             .values()
             .filter(|n| n.node.provider == provider && n.node.group.as_deref() == Some(group))
-            .map(|n| n.node.pm.clone())
+            .filter(|n| except != Some(n.node.id.as_str()))
+            .flat_map(|n| std::iter::once(n.node.pm.clone()).chain(n.migrating_to.clone()))
             .collect()
+    }
+
+    /// Whether node `id` is, or is moving, on `pm`: what a driver holds
+    /// there for it is owned.
+    pub fn owns(&self, pm: &str, id: &str) -> bool {
+        self.nodes
+            .get(id)
+            .is_some_and(|n| n.node.pm == pm || n.migrating_to.as_deref() == Some(pm))
     }
 
     /// The lowest tunnel key from `first` on that no VI of the broker holds
@@ -314,23 +377,40 @@ pub enum NodeEvent {
     Failed,
     /// Its deletion was asked for.
     DeleteAsked,
+    /// Its migration to another PM was asked for.
+    MigrateAsked,
+    /// Its migration ended, on the new PM or rolled back to the old one.
+    Settled,
 }
 
-/// The node state machine (building → active → deleting, error with
-/// `last_error`): what `state` becomes on `event`, or why the event is
-/// refused. Asking for a state the node is in is a success.
+/// The node state machine (building → active → migrating → active →
+/// deleting, error with `last_error`): what `state` becomes on `event`, or
+/// why the event is refused. Asking for a state the node is in is a
+/// success.
 pub fn transition(state: NodeState, event: NodeEvent) -> Result<NodeState, &'static str> {
-    use NodeEvent::{DeleteAsked, Failed, Made};
-    use NodeState::{Active, Building, Deleting, Error};
+    use NodeEvent::{DeleteAsked, Failed, Made, MigrateAsked, Settled};
+    use NodeState::{Active, Building, Deleting, Error, Migrating};
     match (state, event) {
         (Building | Active, Made) => Ok(Active),
         (Error, Made) => Err("a node in error is not made again; delete it and ask for another"),
         (Deleting, Made) => Err("the node is being deleted"),
+        (Migrating, Made) => Err("the node is migrating"),
         (_, Failed) => Ok(Error),
         (Active | Error | Deleting, DeleteAsked) => Ok(Deleting),
         (Building, DeleteAsked) => {
             Err("the node is still being built; delete it once its operation ends")
         }
+        (Migrating, DeleteAsked) => Err("the node is migrating; delete it once its operation ends"),
+        (Active | Migrating, MigrateAsked) => Ok(Migrating),
+        (Building, MigrateAsked) => {
+            Err("the node is still being built; migrate it once it is active")
+        }
+        (Deleting, MigrateAsked) => Err("the node is being deleted"),
+        (Error, MigrateAsked) => {
+            Err("a node in error is not migrated; delete it and ask for another")
+        }
+        (Migrating | Active, Settled) => Ok(Active),
+        (Building | Deleting | Error, Settled) => Err("the node is not migrating"),
     }
 }
 
@@ -505,6 +585,12 @@ mod tests {
         );
         assert!(transition(Building, DeleteAsked).is_err());
         assert!(transition(Error, Made).is_err());
+        assert_eq!(transition(Active, MigrateAsked), Ok(Migrating));
+        assert_eq!(transition(Migrating, MigrateAsked), Ok(Migrating));
+        assert_eq!(transition(Migrating, Settled), Ok(Active));
+        assert!(transition(Migrating, DeleteAsked).is_err());
+        assert!(transition(Building, MigrateAsked).is_err());
+        assert!(transition(Error, MigrateAsked).is_err());
         assert!(transition(Deleting, Made).is_err());
     }
 
@@ -540,6 +626,8 @@ mod tests {
                 disk_gib: 1,
             },
             operation: "op-1".into(),
+            policy: None,
+            migrating_to: None,
         }
     }
 
@@ -552,10 +640,25 @@ mod tests {
         assert_eq!(r.used_on("pm1").vcpus, 6);
         assert_eq!(r.used_on("pm1").memory_mib, 200);
         assert_eq!(
-            r.group_pms("p1", "g"),
+            r.group_pms("p1", "g", None),
             ["pm1".to_string(), "pm2".to_string()].into()
         );
-        assert_eq!(r.group_pms("p2", "g"), ["pm1".to_string()].into());
+        assert_eq!(
+            r.group_pms("p1", "g", Some("2")),
+            ["pm1".to_string()].into()
+        );
+        assert_eq!(r.group_pms("p2", "g", None), ["pm1".to_string()].into());
+        // A node moving counts on both PMs until its move ends.
+        let mut moving = node("4", "p1", "pm1", Some("g"), 5);
+        moving.migrating_to = Some("pm3".into());
+        r.put_node(moving).unwrap();
+        assert_eq!((r.used_on("pm1").vcpus, r.used_on("pm3").vcpus), (11, 5));
+        assert!(r.owns("pm3", "4") && r.owns("pm1", "4") && !r.owns("pm2", "4"));
+        assert_eq!(
+            r.group_pms("p1", "g", None),
+            ["pm1".to_string(), "pm2".to_string(), "pm3".to_string()].into()
+        );
+        r.delete_node("4").unwrap();
         let (macs, ips) = r.vi_addresses("vi-1");
         assert_eq!((macs.len(), ips.len()), (3, 3));
         // An idempotency key is the provider's own.

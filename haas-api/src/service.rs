@@ -129,6 +129,7 @@ impl Broker {
                 match kind {
                     OperationKind::CreateNodes => me.make_node(&op, &id).await,
                     OperationKind::DeleteNodes => me.unmake_node(&op, &id).await,
+                    OperationKind::MigrateNode => me.move_node(&op, &id).await,
                 }
             }
         });
@@ -256,6 +257,61 @@ impl Broker {
         self.step_done(op).await.map_err(|e| e.to_string())
     }
 
+    /// Moves one node to the PM its record is migrating to; whatever the
+    /// driver says, the node ends active, on the new PM or, rolled back, on
+    /// the old one with `last_error`.
+    async fn move_node(&self, op: &str, id: &str) -> Result<(), String> {
+        let prepared = {
+            let r = self.records.lock().await;
+            let Some(n) = r.nodes.get(id) else {
+                return Err(format!("node {id} is gone"));
+            };
+            let Some(to) = n.migrating_to.clone() else {
+                // A resumed operation whose move was recorded done.
+                return Ok(());
+            };
+            self.job(&r, n).and_then(|job| {
+                let target = r
+                    .pms
+                    .get(&to)
+                    .ok_or_else(|| format!("PM {to} is not registered"))?;
+                Ok((job, to, pm_target(&target.spec)))
+            })
+        };
+        let moved = match prepared {
+            Ok((job, to, target)) => job
+                .driver
+                .migrate(&job.pm, &target, &job.spec)
+                .await
+                .map(|_| to)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let mut r = self.records.lock().await;
+        let Some(mut n) = r.nodes.get(id).cloned() else {
+            return Err(format!("node {id} is gone"));
+        };
+        n.node.state = transition(n.node.state, NodeEvent::Settled).map_err(str::to_owned)?;
+        n.migrating_to = None;
+        let result = match moved {
+            Ok(to) => {
+                info!(node = %id, from = %n.node.pm, %to, "node migrated");
+                n.node.pm = to;
+                n.node.last_error = None;
+                Ok(())
+            }
+            Err(e) => {
+                warn!(node = %id, "migration failed: {e}");
+                n.node.last_error = Some(e.clone());
+                Err(format!("node {id}: {e}"))
+            }
+        };
+        r.put_node(n).map_err(|e| e.to_string())?;
+        drop(r);
+        result?;
+        self.step_done(op).await.map_err(|e| e.to_string())
+    }
+
     /// At start: resumes every operation a crash interrupted, then removes
     /// what each PM's driver holds that no node owns.
     pub async fn recover(self: &Arc<Self>) {
@@ -281,7 +337,7 @@ impl Broker {
                 }
             };
             for id in held {
-                let owned = self.records.lock().await.nodes.contains_key(&id);
+                let owned = self.records.lock().await.owns(&pm.name, &id);
                 if !owned {
                     info!(pm = %pm.name, node = %id, "removing a node no record owns");
                     if let Err(e) = driver.delete(&target, &id).await {

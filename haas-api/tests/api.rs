@@ -54,15 +54,7 @@ async fn no_token_reaches_another_providers_objects() {
     let (_b_id, other) = provider(b, "globex").await;
     register_pm(b, "pmx", 8, &pm_ns.0, dir.path()).await;
 
-    let (s, _, f) = call(
-        b,
-        Some(&a),
-        "POST",
-        "/v1/flavors",
-        Some(json!({"name": "c1", "vcpus": 1, "memory_mib": 512, "disk_gib": 1})),
-    )
-    .await;
-    assert_eq!(s, 201, "{f}");
+    small_flavor(b, &a).await;
     let vi_body = json!({"name": "net", "gateway": "203.0.113.7", "vlans": {"first": 100, "last": 199},
         "addressing": {"mode": "static_pool", "cidr": "10.1.1.0/24", "reserved": ["10.1.1.1"]},
         "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGx0 op@acme"});
@@ -180,6 +172,16 @@ async fn no_token_reaches_another_providers_objects() {
             assert_problem(s, &h, &p, 401);
         }
     }
+    // A migration of acme's node: globex's token sees no such node, none
+    // is refused, and acme hears why a node in error does not move.
+    let migrate = format!("/v1/nodes/{node_id}/migrate");
+    let (s, h, p) = call(b, Some(&other), "POST", &migrate, Some(json!({}))).await;
+    assert_problem(s, &h, &p, 404);
+    let (s, h, p) = call(b, None, "POST", &migrate, Some(json!({}))).await;
+    assert_problem(s, &h, &p, 401);
+    let (s, h, p) = call(b, Some(&a), "POST", &migrate, Some(json!({}))).await;
+    assert_problem(s, &h, &p, 409);
+    assert!(p["detail"].as_str().unwrap().contains("in error"), "{p}");
     // acme's own still work (the foreign DELETEs changed nothing).
     for path in &owned[..4] {
         let (s, _, v) = call(b, Some(&a), "GET", path, None).await;
@@ -230,6 +232,7 @@ async fn no_token_reaches_another_providers_objects() {
         ("POST", "/v1/nodes"),
         ("GET", "/v1/nodes/x"),
         ("DELETE", "/v1/nodes/x"),
+        ("POST", "/v1/nodes/x/migrate"),
         ("GET", "/v1/operations"),
         ("GET", "/v1/operations/x"),
     ] {
@@ -646,4 +649,210 @@ async fn a_vi_is_created_with_the_haas_gateways() {
     let ctl_vi = controller.get_json(&format!("/v1/vis/{key}")).unwrap();
     assert_eq!(ctl_vi["gateways"], json!(["gw1"]), "{ctl_vi}");
     broker.stop.cancel();
+}
+
+/// A VI `name` of the provider of `token`, its nodes on DHCP.
+async fn dhcp_vi(b: &str, token: &str, name: &str) -> Value {
+    let body = json!({"name": name, "gateway": "203.0.113.8",
+        "vlans": {"first": 100, "last": 199}, "addressing": {"mode": "dhcp"}});
+    let (s, _, vi) = call(b, Some(token), "POST", "/v1/vis", Some(body)).await;
+    assert_eq!(s, 201, "{vi}");
+    vi
+}
+
+/// A reader of `GET /v1/events`: the events (name, data) read so far.
+struct EventStream {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl EventStream {
+    async fn open(base: &str, token: Option<&str>) -> Result<Self, (u16, Value)> {
+        let mut req = reqwest::Client::new().get(format!("{base}/v1/events"));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        if resp.status() != 200 {
+            let s = resp.status().as_u16();
+            return Err((s, resp.json().await.unwrap()));
+        }
+        assert_eq!(
+            resp.headers()[reqwest::header::CONTENT_TYPE],
+            "text/event-stream"
+        );
+        Ok(Self {
+            resp,
+            buf: String::new(),
+        })
+    }
+
+    /// The events that arrive within `within`, until one `until` accepts.
+    async fn read(
+        &mut self,
+        within: Duration,
+        until: impl Fn(&str, &Value) -> bool,
+    ) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut name = String::new();
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(n) = line.strip_prefix("event:") {
+                        name = n.trim().to_owned();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let v: Value = serde_json::from_str(&data).unwrap();
+                assert_eq!(v["type"].as_str(), Some(name.as_str()), "{v}");
+                let done = until(&name, &v);
+                out.push((name, v));
+                if done {
+                    return out;
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.resp.chunk()).await {
+                Ok(Ok(Some(c))) => self.buf.push_str(&String::from_utf8_lossy(&c)),
+                Ok(other) => panic!("the stream ended: {other:?}"),
+                Err(_) => return out,
+            }
+        }
+    }
+}
+
+/// The change stream shows a provider its own nodes, VIs and operations as
+/// they change, an admin everyone's, another provider nothing of them, and
+/// no one without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_stream_shows_each_provider_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let controller = start_controller(dir.path(), Vec::new());
+    let broker = start_broker(&broker_config(dir.path(), controller.api_addr())).await;
+    let b = broker.base.as_str();
+    let pm_ns = FakePmNetns::new();
+    let (a_id, a) = provider(b, "acme").await;
+    let (g_id, g) = provider(b, "globex").await;
+    register_pm(b, "pmx", 8, &pm_ns.0, dir.path()).await;
+
+    let (s, p) = EventStream::open(b, None).await.err().unwrap();
+    assert_eq!(s, 401, "{p}");
+    let (s, p) = EventStream::open(b, Some("iris.tk-000000000000.nope"))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(s, 401, "{p}");
+    let mut acme = EventStream::open(b, Some(&a)).await.unwrap();
+    let mut globex = EventStream::open(b, Some(&g)).await.unwrap();
+    let mut admin = EventStream::open(b, Some(ADMIN)).await.unwrap();
+
+    // acme: a VI, a node whose driver fails (building, then error), its
+    // operation (running, then failed), another VI made and deleted.
+    small_flavor(b, &a).await;
+    let (s, _, vi) = call(
+        b,
+        Some(&a),
+        "POST",
+        "/v1/vis",
+        Some(json!({"name": "net",
+        "gateway": "203.0.113.7", "vlans": {"first": 100, "last": 199},
+        "addressing": {"mode": "static_pool", "cidr": "10.1.1.0/24"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{vi}");
+    let (s, h, op) = call(
+        b,
+        Some(&a),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi["id"], "flavor": "c1", "count": 1})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = h[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(b, &a, &at, Duration::from_secs(30)).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    // A VI made and deleted (a node the fake PM holds cannot be deleted).
+    let spare = dhcp_vi(b, &a, "spare").await;
+    let (s, _, p) = call(
+        b,
+        Some(&a),
+        "DELETE",
+        &format!("/v1/vis/{}", spare["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204, "{p}");
+
+    let removed = |n: &str, v: &Value| n == "vi" && v["change"] == "removed";
+    let seen = acme.read(Duration::from_secs(10), removed).await;
+    let names: Vec<String> = seen
+        .iter()
+        .map(|(n, v)| match n.as_str() {
+            "node" => format!(
+                "node {} {}",
+                v["change"].as_str().unwrap(),
+                v["node"]["state"].as_str().unwrap()
+            ),
+            "operation" => format!(
+                "operation {} {}",
+                v["operation"]["kind"].as_str().unwrap(),
+                v["operation"]["status"].as_str().unwrap()
+            ),
+            _ => format!("{n} {}", v["change"].as_str().unwrap()),
+        })
+        .collect();
+    let want = [
+        "vi updated",
+        "operation create_nodes running",
+        "node updated building",
+        "node updated error",
+        "operation create_nodes failed",
+        "vi updated",
+        "vi removed",
+    ];
+    let mut at_want = want.iter().peekable();
+    for n in &names {
+        if at_want.peek().is_some_and(|w| *w == n) {
+            at_want.next();
+        }
+    }
+    assert!(
+        at_want.peek().is_none(),
+        "acme saw {names:?}, in order wanting {want:?}"
+    );
+    assert!(seen.iter().all(|(_, v)| {
+        [
+            &v["vi"]["provider"],
+            &v["node"]["provider"],
+            &v["operation"]["provider"],
+        ]
+        .iter()
+        .any(|p| **p == a_id)
+    }));
+    // The admin sees acme's changes too.
+    let seen = admin.read(Duration::from_secs(10), removed).await;
+    assert!(
+        seen.iter()
+            .any(|(n, v)| n == "vi" && v["vi"]["id"] == vi["id"]),
+        "{seen:?}"
+    );
+    // globex sees nothing of acme's: the first event it reads is its own VI.
+    let gvi = dhcp_vi(b, &g, "net").await;
+    let seen = globex.read(Duration::from_secs(10), |n, _| n == "vi").await;
+    assert_eq!(seen.len(), 1, "globex saw {seen:?}");
+    assert_eq!(
+        (&seen[0].1["vi"]["id"], &seen[0].1["vi"]["provider"]),
+        (&gvi["id"], &json!(g_id))
+    );
+    // And acme nothing of globex's.
+    let seen = acme.read(Duration::from_millis(500), |_, _| false).await;
+    assert!(seen.is_empty(), "acme saw {seen:?}");
+    drop((acme, globex, admin));
 }

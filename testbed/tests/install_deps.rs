@@ -36,6 +36,7 @@ const PRESENT: &[&str] = &[
     "ovn-northd",
     "ovn-nbctl",
     "ovn-controller",
+    "python3",
     // libvirt-qemu exists.
     "getent",
 ];

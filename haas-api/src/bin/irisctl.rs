@@ -7,7 +7,7 @@
 //!   flavor create NAME --vcpus N --memory-mib N --disk-gib N | list
 //!   vi create NAME --gateway IP --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
 //!   node request --vi ID --count N --flavor F [--pm P] [--group G --policy affinity|anti-affinity] [--no-wait]
-//!   node list [--vi ID] | show ID | delete ID [--no-wait]
+//!   node list [--vi ID] | show ID | delete ID [--no-wait] | migrate ID [--pm P] [--no-wait]
 //!   op show ID | watch ID
 //! ```
 //!
@@ -182,6 +182,15 @@ enum NodeCmd {
     },
     Delete {
         id: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Moves the node to PM P, or to one placement picks, and unless
+    /// --no-wait follows the operation.
+    Migrate {
+        id: String,
+        #[arg(long)]
+        pm: Option<String>,
         #[arg(long)]
         no_wait: bool,
     },
@@ -623,6 +632,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Node(NodeCmd::Delete { id, no_wait }) => {
             let op = c.delete(&format!("/v1/nodes/{id}")).await?;
             finish(&c, out, op, !no_wait).await?;
+        }
+        Command::Node(NodeCmd::Migrate { id, pm, no_wait }) => {
+            let body = pm.map_or_else(|| json!({}), |p| json!({"pm": p}));
+            let answer = c
+                .post(&format!("/v1/nodes/{id}/migrate"), Some(body))
+                .await?;
+            // A node already on the PM asked for is the answer itself.
+            if answer.get("kind").is_none() {
+                print(out, &answer, NODE_COLUMNS);
+            } else {
+                finish(&c, out, answer, !no_wait).await?;
+            }
         }
         Command::Op(OpCmd::Show { id }) => {
             print(out, &c.get(&format!("/v1/operations/{id}")).await?, &[])

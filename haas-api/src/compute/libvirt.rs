@@ -551,6 +551,18 @@ impl ComputeDriver for LibvirtDriver {
         KIND
     }
 
+    fn can_migrate(&self) -> Result<(), String> {
+        // virDomainMigrate needs the two PMs' libvirtds to reach each other
+        // (a migration URI, TLS or SSH between them, shared or copied
+        // storage), none of which a PM's record says or Iris sets up.
+        Err(
+            "the libvirt driver does not migrate domains: a live migration needs the PMs' \
+             libvirt daemons to reach each other and share the node's disk, which Iris does not \
+             set up; delete the node and request another on the PM you want"
+                .into(),
+        )
+    }
+
     async fn create(&self, pm: &PmTarget, node: &NodeSpec) -> Result<Created, DriverError> {
         let action = format!("create node {} on PM {}", node.id, pm.name);
         let xml = domain_xml(&self.config, node).map_err(|r| failure(&action, r))?;

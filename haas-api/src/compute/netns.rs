@@ -84,6 +84,73 @@ async fn ip(netns: Option<&str>, args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The pauses before each of QEMU's RARP rounds after a live migration
+/// (`qemu_announce_self`: 50 ms, then 100 ms more each round).
+const ANNOUNCE_ROUNDS: [u64; 5] = [0, 50, 150, 250, 350];
+
+/// Sends QEMU's RARP rounds for `mac` from the node's NIC inside `ns`.
+async fn announce(ns: &str, mac: [u8; 6]) -> Result<(), String> {
+    let path = std::path::Path::new(NETNS_DIR).join(ns);
+    let what = format!("announcing the node from {ns}");
+    tokio::task::spawn_blocking(move || send_rarps(&path, mac))
+        .await
+        .map_err(|e| format!("{what}: {e}"))?
+        .map_err(|e| format!("{what}: {e}"))
+}
+
+/// On a thread of its own (a packet socket belongs to the namespace of the
+/// thread that opens it): enters the node's namespace, opens the NIC and
+/// sends the rounds. Nothing else of the broker changes namespace.
+fn send_rarps(netns: &std::path::Path, mac: [u8; 6]) -> Result<(), String> {
+    let netns = netns.to_owned();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&netns).map_err(|e| format!("{}: {e}", netns.display()))?;
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("entering {}: {e}", netns.display()))?;
+        let nic = pnet_datalink::interfaces()
+            .into_iter()
+            .find(|i| i.name == NODE_NIC)
+            .ok_or_else(|| format!("no {NODE_NIC} in the node"))?;
+        let mut tx = match pnet_datalink::channel(&nic, pnet_datalink::Config::default()) {
+            Ok(pnet_datalink::Channel::Ethernet(tx, _rx)) => tx,
+            Ok(_) => return Err(format!("{NODE_NIC} gave a channel that is not Ethernet")),
+            Err(e) => return Err(format!("a packet socket on {NODE_NIC}: {e}")),
+        };
+        let mut frame = Vec::new();
+        ofp::packet::ArpRepr::rarp_announce(ofp::packet::MacAddr(mac)).emit(&mut frame);
+        for pause in ANNOUNCE_ROUNDS {
+            std::thread::sleep(std::time::Duration::from_millis(pause));
+            match tx.send_to(&frame, None) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => return Err(format!("sending the RARP: {e}")),
+                None => return Err("sending the RARP: no room in the socket".into()),
+            }
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| "the announcing thread panicked".to_owned())?
+}
+
+/// Runs `argv` inside namespace `ns`; the error is its stderr.
+async fn netns_exec(ns: &str, argv: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(argv)
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {} in {ns}: {e}", argv[0]))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} in {ns}: {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Whether an `ip` failure says the thing is not there.
 fn gone(e: &str) -> bool {
     e.contains("Cannot find device") || e.contains("No such file") || e.contains("does not exist")
@@ -131,21 +198,17 @@ impl NetnsDriver {
             ip(None, &["netns", "add", &ns]).await?;
         }
         // No IPv6 autoconfiguration chatter from the node's interfaces.
-        let sysctl = Command::new("ip")
-            .args(["netns", "exec", &ns, "sysctl", "-q", "-w"])
-            .args([
+        netns_exec(
+            &ns,
+            &[
+                "sysctl",
+                "-q",
+                "-w",
                 "net.ipv6.conf.all.disable_ipv6=1",
                 "net.ipv6.conf.default.disable_ipv6=1",
-            ])
-            .output()
-            .await
-            .map_err(|e| format!("cannot run sysctl in {ns}: {e}"))?;
-        if !sysctl.status.success() {
-            return Err(format!(
-                "sysctl in {ns}: {}",
-                String::from_utf8_lossy(&sysctl.stderr).trim()
-            ));
-        }
+            ],
+        )
+        .await?;
         ip(Some(&ns), &["link", "set", "lo", "up"]).await?;
         if ip(pm_ns, &["link", "show", "dev", &port]).await.is_err() {
             // A NIC left from an interrupted attempt would clash.
@@ -186,6 +249,19 @@ impl NetnsDriver {
             let cidr = format!("{addr}/{prefix}");
             ip(Some(&ns), &["addr", "replace", &cidr, "dev", NODE_BRIDGE]).await?;
         }
+        // The node's stack, and the bridge forwarding its guests' frames,
+        // leave checksums and segmentation to a NIC that has none: the OVS
+        // userspace datapath (the testbed's netdev bridges) reads the veth
+        // with a packet socket and drops such frames, so TCP never got
+        // through while ping did. Off, the kernel finishes every frame
+        // before it leaves the node.
+        netns_exec(
+            &ns,
+            &[
+                "ethtool", "-K", NODE_NIC, "tx", "off", "tso", "off", "gso", "off",
+            ],
+        )
+        .await?;
         ip(Some(&ns), &["link", "set", NODE_NIC, "up"]).await?;
         ip(Some(&ns), &["link", "set", NODE_BRIDGE, "up"]).await?;
         ip(pm_ns, &["link", "set", &port, "up"]).await?;
@@ -248,6 +324,51 @@ impl ComputeDriver for NetnsDriver {
             None => Ok(()),
             Some(reason) => Err(err(format!("delete node {node_id}"), reason)),
         }
+    }
+
+    fn can_migrate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// As a live migration does: the node is made on `to` first (its
+    /// namespace, veth and OVS port), then unmade on `from`, then it sends
+    /// QEMU's RARP rounds from its own NIC, which the controller takes as
+    /// the MAC's move. Whatever fails puts it back whole on `from`.
+    async fn migrate(
+        &self,
+        from: &PmTarget,
+        to: &PmTarget,
+        node: &NodeSpec,
+    ) -> Result<Created, DriverError> {
+        let action = || format!("migrate node {} from {} to {}", node.id, from.name, to.name);
+        if from.endpoint == to.endpoint {
+            // One namespace would hold both PMs' end of the node's veth,
+            // under one name.
+            return Err(err(
+                action(),
+                "both PMs are in the same namespace, where a node cannot be twice at once",
+            ));
+        }
+        let created = self.create(to, node).await?;
+        let moved = match self.delete(from, &node.id).await {
+            Ok(()) => announce(&node_namespace(to, &node.id), node.mac).await,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = moved {
+            let back = async {
+                self.delete(to, &node.id).await?;
+                self.create(from, node).await?;
+                Ok::<_, DriverError>(())
+            }
+            .await;
+            let _ = announce(&node_namespace(from, &node.id), node.mac).await;
+            let reason = match back {
+                Ok(()) => format!("{reason}; the node is back on {}", from.name),
+                Err(e) => format!("{reason}; and it could not be put back: {e}"),
+            };
+            return Err(err(action(), reason));
+        }
+        Ok(created)
     }
 
     async fn list(&self, pm: &PmTarget) -> Result<Vec<String>, DriverError> {

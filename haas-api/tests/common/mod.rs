@@ -221,3 +221,10 @@ pub async fn register_pm(base: &str, name: &str, vcpus: u32, netns: &str, dir: &
     let (s, _, pm) = call(base, Some(ADMIN), "POST", "/v1/pms", Some(body)).await;
     assert_eq!(s, 201, "{pm}");
 }
+
+/// The flavor `c1` (1 vCPU, 512 MiB, 1 GiB) of the provider of `token`.
+pub async fn small_flavor(b: &str, token: &str) {
+    let body = json!({"name": "c1", "vcpus": 1, "memory_mib": 512, "disk_gib": 1});
+    let (s, _, f) = call(b, Some(token), "POST", "/v1/flavors", Some(body)).await;
+    assert_eq!(s, 201, "{f}");
+}

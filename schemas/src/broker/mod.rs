@@ -238,14 +238,28 @@ pub struct NodeRequest {
     pub placement: PlacementHint,
 }
 
-/// building → active → deleting; error with `last_error`.
+/// building → active → migrating → active → deleting; error with
+/// `last_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
     Building,
     Active,
+    /// Moving to another PM; back to `active` on the new PM, or on the old
+    /// one with `last_error` when the move failed.
+    Migrating,
     Deleting,
     Error,
+}
+
+/// Where a node migrates to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeMigrate {
+    /// The target PM; without it, placement picks one (best fit, the
+    /// node's group policy, capacity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pm: Option<String>,
 }
 
 /// An L1 node: what the operator's cloud needs to adopt it as a host.
@@ -284,6 +298,7 @@ pub struct Node {
 pub enum OperationKind {
     CreateNodes,
     DeleteNodes,
+    MigrateNode,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -292,6 +307,56 @@ pub enum OperationStatus {
     Running,
     Succeeded,
     Failed,
+}
+
+/// What became of the object of a change event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    /// Made, or changed: the object as it is now.
+    Updated,
+    /// Gone: the object as it was last.
+    Removed,
+}
+
+/// One event of the broker's change stream (`GET /v1/events`), named for
+/// its `type`. A reader that falls behind gets a `lagged` event instead
+/// (the controller's `Lagged`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BrokerEvent {
+    Node {
+        change: Change,
+        node: Node,
+    },
+    Vi {
+        change: Change,
+        vi: Vi,
+    },
+    /// An operation was started, advanced or ended.
+    Operation {
+        operation: Operation,
+    },
+}
+
+impl BrokerEvent {
+    /// The SSE event name: the `type`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Node { .. } => "node",
+            Self::Vi { .. } => "vi",
+            Self::Operation { .. } => "operation",
+        }
+    }
+
+    /// The provider whose tokens may see it.
+    pub fn provider(&self) -> &str {
+        match self {
+            Self::Node { node, .. } => &node.provider,
+            Self::Vi { vi, .. } => &vi.provider,
+            Self::Operation { operation } => &operation.provider,
+        }
+    }
 }
 
 /// Long work, polled at its `Location`.
