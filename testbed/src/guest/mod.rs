@@ -146,8 +146,8 @@ impl GuestSpec {
 /// The OVS bridge of VLAN `vid` on `pm`: a netdev bridge whose own port
 /// and guests' taps are access ports of `vid`, and whose patch port to
 /// `br-int` carries the VI `vi` tagged. Its own port gets `addr` (the
-/// PM's address on that VLAN, e.g. for migration streams), if given.
-/// Made once; the bridge's name.
+/// PM's address on that VLAN, e.g. for migration streams), if given,
+/// with a MAC of its own ([`host_mac`]). Made once; the bridge's name.
 pub fn pm_vlan_bridge(
     tb: &Testbed,
     pm: PmId,
@@ -206,6 +206,8 @@ pub fn pm_vlan_bridge(
     let iface = Iface::new(&bridge, pm.netns().place());
     iface.disable_offloads()?;
     if let Some(addr) = addr {
+        let hwaddr = format!("other-config:hwaddr=\"{}\"", host_mac(addr));
+        pm.vsctl(&["set", "Bridge", &bridge, &hwaddr])?;
         iface.add_addr(addr)?;
     }
     iface.set_up()?;
@@ -213,7 +215,8 @@ pub fn pm_vlan_bridge(
 }
 
 /// Gives compute node `node` the address `addr` on the Linux bridge of
-/// VLAN `vid` (made if need be), as a host's own address on that VLAN.
+/// VLAN `vid` (made if need be), as a host's own address on that VLAN,
+/// with a MAC of its own ([`host_mac`]).
 pub fn compute_vlan_address(
     tb: &Testbed,
     node: crate::ComputeId,
@@ -222,7 +225,20 @@ pub fn compute_vlan_address(
 ) -> Result<()> {
     let node = tb.compute(node);
     let bridge = node.vlan_bridge_for(vid)?;
+    let mac = host_mac(addr).to_string();
+    node.netns()
+        .ip(&["link", "set", "dev", &bridge, "address", &mac])?;
     Iface::new(&bridge, node.netns().place()).add_addr(addr)
+}
+
+/// A host bridge's fixed MAC, made of its address (`02:00:<a.b.c.d>`).
+/// A Linux or OVS bridge left to itself takes the lowest MAC of its ports,
+/// so plugging a guest's tap could change it under the peers' ARP caches
+/// (a migration stream to that host then went unanswered, its SYNs sent
+/// to the old MAC).
+pub fn host_mac(addr: Ipv4Cidr) -> MacAddr {
+    let [a, b, c, d] = addr.addr().octets();
+    MacAddr([0x02, 0x00, a, b, c, d])
 }
 
 /// Where a migration stands, from `query-migrate`.
@@ -662,6 +678,13 @@ mod tests {
         assert!(why.contains("PVM"), "{why}");
         std::fs::create_dir(modules.join("kvm_amd")).unwrap();
         assert_eq!(Accel::detect_in(&dev, &modules).0, Accel::Kvm);
+    }
+
+    #[test]
+    fn a_host_bridge_mac_is_its_address_and_locally_administered() {
+        let a = host_mac("10.1.0.201/24".parse().unwrap());
+        assert_eq!(a.to_string(), "02:00:0a:01:00:c9");
+        assert_ne!(a, host_mac("10.1.0.211/24".parse().unwrap()));
     }
 
     #[test]
