@@ -253,31 +253,42 @@ pub fn charts(report: &Report) -> [Chart; 2] {
 
 /// Writes `wan.md`, `wan-rtt.svg` and `wan-migration.svg` into `dir`.
 pub fn write(report: &Report, dir: &Path) -> crate::Result<Vec<PathBuf>> {
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io_at("creating", dir, e))?;
     let [rtt, moves] = charts(report);
-    let files = [
-        ("wan.md", table(report)),
-        ("wan-rtt.svg", rtt.to_svg()?),
-        ("wan-migration.svg", moves.to_svg()?),
-    ];
-    let mut written = Vec::new();
-    for (name, text) in files {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|e| crate::Error::io_at("writing", &path, e))?;
-        written.push(path);
-    }
-    Ok(written)
+    write_files(
+        dir,
+        &[
+            ("wan.md", table(report)),
+            ("wan-rtt.svg", rtt.to_svg()?),
+            ("wan-migration.svg", moves.to_svg()?),
+        ],
+    )
 }
 
 /// `iris-testbed experiment wan`: runs it on a fresh testbed, writes the
 /// files, prints the report as JSON.
 pub fn run_wan(options: &Options, o: &WanOptions) -> std::process::ExitCode {
+    run_experiment(
+        "experiment-wan",
+        options,
+        |h| measure(h, o),
+        |r| write(r, &o.out),
+    )
+}
+
+/// Runs experiment `name` (`measure`) on a fresh testbed, has `write` write
+/// its files, prints the outcome as JSON; fails, writing nothing, when the
+/// experiment did.
+pub fn run_experiment<R: Serialize>(
+    name: &'static str,
+    options: &Options,
+    measure: impl FnOnce(&mut Harness) -> Result<R, ScenarioError>,
+    write: impl FnOnce(&R) -> crate::Result<Vec<PathBuf>>,
+) -> std::process::ExitCode {
     use std::process::ExitCode;
-    let (outcome, report) =
-        crate::scenario::run_measured("experiment-wan", options, |h| measure(h, o));
+    let (outcome, report) = crate::scenario::run_measured(name, options, measure);
     let Some(report) = report else {
         eprintln!(
-            "experiment wan failed: {}{}",
+            "{name} failed: {}{}",
             outcome.reason.as_deref().unwrap_or("unknown"),
             outcome
                 .logs
@@ -286,7 +297,7 @@ pub fn run_wan(options: &Options, o: &WanOptions) -> std::process::ExitCode {
         );
         return ExitCode::FAILURE;
     };
-    match write(&report, &o.out) {
+    match write(&report) {
         Ok(files) => {
             for f in files {
                 eprintln!("wrote {}", f.display());
@@ -298,10 +309,22 @@ pub fn run_wan(options: &Options, o: &WanOptions) -> std::process::ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("experiment wan: {e}");
+            eprintln!("{name}: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes `files` (name, text) into `dir`; the paths written.
+pub fn write_files(dir: &Path, files: &[(&str, String)]) -> crate::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::io_at("creating", dir, e))?;
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| crate::Error::io_at("writing", &path, e))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

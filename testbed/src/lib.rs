@@ -48,6 +48,7 @@ pub mod host;
 pub mod iaas;
 pub mod interop;
 mod link;
+pub mod migration_experiment;
 mod naming;
 mod netns;
 pub mod ovn;

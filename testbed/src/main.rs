@@ -90,6 +90,23 @@ enum ExperimentCommand {
     /// IaaS DC -> HaaS DC (first RARP to the controller's move event,
     /// re-plug to first reply), as the one-way WAN delay grows.
     Wan(ExperimentWanArgs),
+    /// The Iris paper's migration-time figure with real QEMU: a guest
+    /// live-migrates IaaS DC -> HaaS DC across the WAN at each delay (total
+    /// time, downtime, pause, ping gap).
+    QemuMigration(ExperimentQemuMigrationArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExperimentQemuMigrationArgs {
+    /// Where qemu-migration.md and qemu-migration.svg are written.
+    #[arg(long)]
+    out: PathBuf,
+    /// One-way WAN delays in ms, one migration each.
+    #[arg(long, value_delimiter = ',', default_value = "0,5,10,20,50,100")]
+    delays: Vec<u64>,
+    /// The iris-controller binary; by default the one beside this program.
+    #[arg(long)]
+    controller: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -634,6 +651,18 @@ fn main() -> ExitCode {
                         delays_ms: a.delays,
                         pings: a.pings,
                         interval: Duration::from_millis(a.interval_ms),
+                        out: a.out,
+                    },
+                ),
+                None => ExitCode::from(2),
+            }
+        }
+        Command::Experiment(ExperimentCommand::QemuMigration(a)) => {
+            match scenarios::options(a.controller.as_deref(), config) {
+                Some(options) => iris_testbed::migration_experiment::run(
+                    &options,
+                    &iris_testbed::migration_experiment::MigrationOptions {
+                        delays_ms: a.delays,
                         out: a.out,
                     },
                 ),

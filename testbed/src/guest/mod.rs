@@ -12,6 +12,12 @@
 //! address>:<port>`: the migration stream crosses the testbed's underlay.
 //! After the switch-over QEMU announces the guest itself (RARPs); the
 //! testbed writes none.
+//!
+//! A guest on a VLAN ([`GuestSpec::vlan`]) is plugged as libvirt plugs a
+//! NIC with a `<vlan><tag>`: on an IaaS compute node its tap joins the
+//! Linux bridge of that VLAN; on a PM it is an access port of the PM's
+//! bridge of that VLAN ([`pm_vlan_bridge`]), whose trunk is a port of
+//! `br-int` in the VI, as an L1 node's hypervisor tags its guests.
 
 pub mod image;
 pub mod libvirtd;
@@ -32,7 +38,7 @@ use crate::naming::NodeName;
 use crate::pm::INTEGRATION_BRIDGE;
 use crate::process::{tail_of, Process, STOP_GRACE};
 use crate::readiness::{poll_until, Probe};
-use crate::{PmId, Testbed};
+use crate::{Host, PmId, Testbed};
 
 pub use image::GuestImage;
 pub use qmp::Qmp;
@@ -113,6 +119,8 @@ pub struct GuestSpec {
     pub ip: Ipv4Cidr,
     pub accel: Accel,
     pub memory_mib: u32,
+    /// The VLAN the NIC is an access port of, if any.
+    pub vlan: Option<u16>,
 }
 
 impl GuestSpec {
@@ -124,8 +132,113 @@ impl GuestSpec {
             ip,
             accel,
             memory_mib: 128,
+            vlan: None,
         }
     }
+
+    /// The NIC on VLAN `vid` (as a compute node plugs every guest).
+    pub fn on_vlan(mut self, vid: u16) -> Self {
+        self.vlan = Some(vid);
+        self
+    }
+}
+
+/// The OVS bridge of VLAN `vid` on `pm`: a netdev bridge whose own port
+/// and guests' taps are access ports of `vid`, and whose patch port to
+/// `br-int` carries the VI `vi` tagged. Its own port gets `addr` (the
+/// PM's address on that VLAN, e.g. for migration streams), if given,
+/// with a MAC of its own ([`host_mac`]). Made once; the bridge's name.
+pub fn pm_vlan_bridge(
+    tb: &Testbed,
+    pm: PmId,
+    vi: u32,
+    vid: u16,
+    addr: Option<Ipv4Cidr>,
+) -> Result<String> {
+    let pm = tb.pm(pm);
+    let bridge = format!("brv{vid}");
+    if pm.vsctl(&["br-exists", &bridge]).is_ok() {
+        return Ok(bridge);
+    }
+    let (patch, peer) = (format!("{bridge}-int"), format!("{bridge}-vlan"));
+    pm.vsctl(&[
+        "add-br",
+        &bridge,
+        "--",
+        "set",
+        "Bridge",
+        &bridge,
+        "datapath_type=netdev",
+        "fail_mode=standalone",
+        "--",
+        "set",
+        "Interface",
+        &bridge,
+        &format!("mtu_request={}", crate::VM_MTU),
+        "--",
+        "set",
+        "Port",
+        &bridge,
+        &format!("tag={vid}"),
+        "--",
+        "add-port",
+        &bridge,
+        &patch,
+        "--",
+        "set",
+        "Interface",
+        &patch,
+        "type=patch",
+        &format!("options:peer={peer}"),
+        "--",
+        "add-port",
+        INTEGRATION_BRIDGE,
+        &peer,
+        "--",
+        "set",
+        "Interface",
+        &peer,
+        "type=patch",
+        &format!("options:peer={patch}"),
+        &format!("external_ids:iris-vi={vi}"),
+        &format!("external_ids:iris-vm={bridge}"),
+    ])?;
+    let iface = Iface::new(&bridge, pm.netns().place());
+    iface.disable_offloads()?;
+    if let Some(addr) = addr {
+        let hwaddr = format!("other-config:hwaddr=\"{}\"", host_mac(addr));
+        pm.vsctl(&["set", "Bridge", &bridge, &hwaddr])?;
+        iface.add_addr(addr)?;
+    }
+    iface.set_up()?;
+    Ok(bridge)
+}
+
+/// Gives compute node `node` the address `addr` on the Linux bridge of
+/// VLAN `vid` (made if need be), as a host's own address on that VLAN,
+/// with a MAC of its own ([`host_mac`]).
+pub fn compute_vlan_address(
+    tb: &Testbed,
+    node: crate::ComputeId,
+    vid: u16,
+    addr: Ipv4Cidr,
+) -> Result<()> {
+    let node = tb.compute(node);
+    let bridge = node.vlan_bridge_for(vid)?;
+    let mac = host_mac(addr).to_string();
+    node.netns()
+        .ip(&["link", "set", "dev", &bridge, "address", &mac])?;
+    Iface::new(&bridge, node.netns().place()).add_addr(addr)
+}
+
+/// A host bridge's fixed MAC, made of its address (`02:00:<a.b.c.d>`).
+/// A Linux or OVS bridge left to itself takes the lowest MAC of its ports,
+/// so plugging a guest's tap could change it under the peers' ARP caches
+/// (a migration stream to that host then went unanswered, its SYNs sent
+/// to the old MAC).
+pub fn host_mac(addr: Ipv4Cidr) -> MacAddr {
+    let [a, b, c, d] = addr.addr().octets();
+    MacAddr([0x02, 0x00, a, b, c, d])
 }
 
 /// Where a migration stands, from `query-migrate`.
@@ -164,7 +277,7 @@ impl MigrationStatus {
 #[derive(Debug)]
 pub struct Guest {
     name: String,
-    pm: PmId,
+    host: Host,
     tap: String,
     serial: PathBuf,
     process: Process,
@@ -177,7 +290,25 @@ impl Guest {
     /// Plugs a tap for `spec` into `pm`'s `br-int` and boots the image on
     /// it; returns once QMP answers (see [`Guest::wait_booted`]).
     pub fn boot(tb: &Testbed, pm: PmId, spec: &GuestSpec, image: &GuestImage) -> Result<Self> {
-        Self::start(tb, pm, spec, image, None)
+        Self::start(tb, Host::Pm(pm), spec, image, None)
+    }
+
+    /// Plugs a tap for `spec` into `host` (on a compute node, into the
+    /// Linux bridge of the spec's VLAN) and boots the image on it.
+    pub fn boot_on(tb: &Testbed, host: Host, spec: &GuestSpec, image: &GuestImage) -> Result<Self> {
+        Self::start(tb, host, spec, image, None)
+    }
+
+    /// Plugs a tap for `spec` into `host` and starts a QEMU that waits for
+    /// the guest's migration on `at`, an address of `host`.
+    pub fn incoming_on(
+        tb: &Testbed,
+        host: Host,
+        spec: &GuestSpec,
+        image: &GuestImage,
+        at: SocketAddrV4,
+    ) -> Result<Self> {
+        Self::start(tb, host, spec, image, Some(at))
     }
 
     /// Plugs a tap for `spec` into `pm`'s `br-int` and starts a QEMU that
@@ -191,47 +322,38 @@ impl Guest {
         port: u16,
     ) -> Result<(SocketAddrV4, Self)> {
         let at = SocketAddrV4::new(tb.pm(pm).underlay_addr().addr(), port);
-        Ok((at, Self::start(tb, pm, spec, image, Some(at))?))
+        Ok((at, Self::start(tb, Host::Pm(pm), spec, image, Some(at))?))
     }
 
     fn start(
         tb: &Testbed,
-        pm_id: PmId,
+        host: Host,
         spec: &GuestSpec,
         image: &GuestImage,
         incoming: Option<SocketAddrV4>,
     ) -> Result<Self> {
         let node = NodeName::new(&spec.name)?;
-        let tap = tb.prefix().link(&node, &format!("t{}", pm_id.0))?;
-        let pm = tb.pm(pm_id);
-        let dir = pm.ovs().dir();
+        let role = match host {
+            Host::Pm(pm) => format!("t{}", pm.0),
+            Host::Compute(cn) => format!("c{}", cn.0),
+        };
+        let tap = tb.prefix().link(&node, &role)?;
+        let (netns, dir) = match host {
+            Host::Pm(pm) => (tb.pm(pm).netns(), tb.pm(pm).ovs().dir()),
+            Host::Compute(cn) => (tb.compute(cn).netns(), tb.compute(cn).ovs().dir()),
+        };
         let serial = dir.join(format!("{tap}.serial"));
         let qmp_path = dir.join(format!("{tap}.qmp"));
         let log = dir.join(format!("{tap}.qemu.log"));
         let _ = std::fs::remove_file(&qmp_path);
 
-        pm.netns()
-            .ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
-        let iface = Iface::new(&tap, pm.netns().place());
+        netns.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
+        let iface = Iface::new(&tap, netns.place());
         iface.set_mtu(crate::VM_MTU)?;
         iface.disable_offloads()?;
         iface.set_up()?;
-        let plug = pm.vsctl(&[
-            "add-port",
-            INTEGRATION_BRIDGE,
-            &tap,
-            "--",
-            "set",
-            "Interface",
-            &tap,
-            &format!("external_ids:iris-vi={}", spec.vi),
-            &format!("external_ids:attached-mac={}", spec.mac),
-            &format!("external_ids:iface-id={}", spec.name),
-            "external_ids:iface-status=active",
-            &format!("external_ids:vm-id={}", spec.name),
-        ]);
-        if let Err(e) = plug {
-            let _ = unplug_tap(pm, &tap);
+        if let Err(e) = plug_tap(tb, host, spec, &tap) {
+            let _ = unplug_tap(tb, host, &tap);
             return Err(e);
         }
 
@@ -241,7 +363,7 @@ impl Guest {
         let device = format!("virtio-net-pci,netdev=n0,mac={},romfile=", spec.mac);
         let serial_arg = format!("file:{}", serial.display());
         let qmp_arg = format!("unix:{},server=on,wait=off", qmp_path.display());
-        let mut command = pm.netns().command(QEMU);
+        let mut command = netns.command(QEMU);
         command.args(["-name", &spec.name]);
         // qboot (qemu-system-data) goes straight to the kernel, where
         // SeaBIOS takes a second or more under TCG.
@@ -285,13 +407,13 @@ impl Guest {
         // A guest that did not start leaves no tap behind (its QEMU is
         // stopped as the process is dropped).
         let (process, qmp) = running.inspect_err(|_| {
-            if let Err(e) = unplug_tap(pm, &tap) {
+            if let Err(e) = unplug_tap(tb, host, &tap) {
                 eprintln!("iris-testbed: {e}");
             }
         })?;
         Ok(Self {
             name: spec.name.clone(),
-            pm: pm_id,
+            host,
             tap,
             serial,
             process,
@@ -332,8 +454,9 @@ impl Guest {
         &self.name
     }
 
-    pub fn pm(&self) -> PmId {
-        self.pm
+    /// Where this QEMU runs.
+    pub fn host(&self) -> Host {
+        self.host
     }
 
     /// The guest's tap, its port on the PM's `br-int`.
@@ -445,7 +568,7 @@ impl Guest {
         if !self.plugged {
             return Ok(());
         }
-        unplug_tap(tb.pm(self.pm), &self.tap)?;
+        unplug_tap(tb, self.host, &self.tap)?;
         self.plugged = false;
         Ok(())
     }
@@ -468,10 +591,67 @@ fn exit_of(process: &mut Process) -> Option<Error> {
     }
 }
 
-/// Removes `tap` from `pm`'s `br-int` and deletes it.
-fn unplug_tap(pm: &crate::Pm, tap: &str) -> Result<()> {
-    pm.vsctl(&["--if-exists", "del-port", INTEGRATION_BRIDGE, tap])?;
-    crate::link::delete_link(&Iface::new(tap, pm.netns().place()))
+/// Plugs `tap` into `host` as libvirt would for `spec`: a port of the
+/// PM's `br-int` carrying the guest's identity, an access port of the PM's
+/// bridge of its VLAN, or a port of the compute node's VLAN bridge.
+fn plug_tap(tb: &Testbed, host: Host, spec: &GuestSpec, tap: &str) -> Result<()> {
+    let pm = match (host, spec.vlan) {
+        (Host::Compute(cn), Some(vid)) => {
+            let bridge = tb.compute(cn).vlan_bridge_for(vid)?;
+            return Iface::new(tap, tb.compute(cn).netns().place()).set_master(&bridge);
+        }
+        (Host::Compute(_), None) => {
+            return Err(Error::Usage(format!(
+                "guest {} has no VLAN; a compute node plugs guests into a VLAN's bridge",
+                spec.name
+            )))
+        }
+        (Host::Pm(pm), Some(vid)) => {
+            let bridge = pm_vlan_bridge(tb, pm, spec.vi, vid, None)?;
+            return tb
+                .pm(pm)
+                .vsctl(&[
+                    "add-port",
+                    &bridge,
+                    tap,
+                    "--",
+                    "set",
+                    "Port",
+                    tap,
+                    &format!("tag={vid}"),
+                ])
+                .map(drop);
+        }
+        (Host::Pm(pm), None) => tb.pm(pm),
+    };
+    pm.vsctl(&[
+        "add-port",
+        INTEGRATION_BRIDGE,
+        tap,
+        "--",
+        "set",
+        "Interface",
+        tap,
+        &format!("external_ids:iris-vi={}", spec.vi),
+        &format!("external_ids:attached-mac={}", spec.mac),
+        &format!("external_ids:iface-id={}", spec.name),
+        "external_ids:iface-status=active",
+        &format!("external_ids:vm-id={}", spec.name),
+    ])
+    .map(drop)
+}
+
+/// Removes `tap` from whichever bridge holds it on `host` and deletes it.
+fn unplug_tap(tb: &Testbed, host: Host, tap: &str) -> Result<()> {
+    let netns = match host {
+        Host::Pm(pm) => {
+            let pm = tb.pm(pm);
+            pm.vsctl(&["--if-exists", "del-port", tap])?;
+            pm.netns()
+        }
+        Host::Compute(cn) => tb.compute(cn).netns(),
+    };
+    crate::link::delete_link(&Iface::new(tap, netns.place()))
 }
 
 /// The port a destination QEMU listens on: any would do, since it listens
@@ -498,6 +678,13 @@ mod tests {
         assert!(why.contains("PVM"), "{why}");
         std::fs::create_dir(modules.join("kvm_amd")).unwrap();
         assert_eq!(Accel::detect_in(&dev, &modules).0, Accel::Kvm);
+    }
+
+    #[test]
+    fn a_host_bridge_mac_is_its_address_and_locally_administered() {
+        let a = host_mac("10.1.0.201/24".parse().unwrap());
+        assert_eq!(a.to_string(), "02:00:0a:01:00:c9");
+        assert_ne!(a, host_mac("10.1.0.211/24".parse().unwrap()));
     }
 
     #[test]

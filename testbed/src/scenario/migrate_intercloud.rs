@@ -233,7 +233,7 @@ pub(super) fn watch_interface(h: &Harness, vm: VmId) -> String {
     v.vlan_interface(VLAN).unwrap_or(v.interface()).to_owned()
 }
 
-fn host_name(h: &Harness, host: Host) -> String {
+pub(super) fn host_name(h: &Harness, host: Host) -> String {
     match host {
         Host::Pm(p) => h.tb.pm(p).name().to_owned(),
         Host::Compute(c) => h.tb.compute(c).name().to_owned(),
@@ -241,7 +241,7 @@ fn host_name(h: &Harness, host: Host) -> String {
 }
 
 /// Whether a frame is a RARP from `mac`, tagged or not.
-fn is_rarp_from(frame: &[u8], mac: MacAddr) -> bool {
+pub(super) fn is_rarp_from(frame: &[u8], mac: MacAddr) -> bool {
     let ethertype = match frame.get(12..14) {
         Some([0x81, 0x00]) => frame.get(16..18),
         other => other,
@@ -249,13 +249,13 @@ fn is_rarp_from(frame: &[u8], mac: MacAddr) -> bool {
     ethertype == Some(&[0x80, 0x35][..]) && frame.get(6..12) == Some(&mac.0[..])
 }
 
-fn is_behind_gateway(location: &Value) -> bool {
+pub(super) fn is_behind_gateway(location: &Value) -> bool {
     location["kind"] == "gateway" && location["gateway"] == HAAS_GATEWAY
 }
 
 /// Waits until the registry's entry of `mac` has a location `placed`
 /// accepts; that location.
-fn wait_location(
+pub(super) fn wait_location(
     h: &Harness,
     mac: MacAddr,
     placed: impl Fn(&Value) -> bool,

@@ -133,21 +133,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
-    let (accel, why) = Accel::detect();
-    h.note(format!("accelerator {accel:?}: {why}"));
-    let t = Instant::now();
-    let image = GuestImage::ensure()?;
-    let image_report = ImageReport {
-        key: image.key.clone(),
-        built: image.built,
-        ms: ms(t.elapsed()),
-        modules: image.modules.clone(),
-    };
-    h.note(format!(
-        "guest image {} ({})",
-        image.key,
-        if image.built { "built" } else { "cached" }
-    ));
+    let (accel, why, image, image_report) = prepare_image(h)?;
 
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
@@ -175,6 +161,29 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         failed_migration,
         migration,
     })
+}
+
+/// The accelerator QEMU will use (and why), and the guest image, built
+/// or taken from the cache.
+pub(super) fn prepare_image(
+    h: &Harness,
+) -> Result<(Accel, String, GuestImage, ImageReport), ScenarioError> {
+    let (accel, why) = Accel::detect();
+    h.note(format!("accelerator {accel:?}: {why}"));
+    let t = Instant::now();
+    let image = GuestImage::ensure()?;
+    let image_report = ImageReport {
+        key: image.key.clone(),
+        built: image.built,
+        ms: ms(t.elapsed()),
+        modules: image.modules.clone(),
+    };
+    h.note(format!(
+        "guest image {} ({})",
+        image.key,
+        if image.built { "built" } else { "cached" }
+    ));
+    Ok((accel, why, image, image_report))
 }
 
 /// Whether `frame` is a RARP (ethertype 0x8035) sent by `mac`.
