@@ -151,8 +151,8 @@ impl World {
     }
 
     /// Node `i`'s gateway configuration, peering with the other node
-    /// whose public key it is given.
-    fn config(&self, i: usize, peer_key: &str) -> Config {
+    /// whose public key it is given; a plain WAN without one.
+    fn config(&self, i: usize, peer_key: Option<&str>) -> Config {
         let (me, other) = (&self.nodes[i], 1 - i);
         let pm = self.tb.pm(me.pm);
         let text = format!(
@@ -167,33 +167,33 @@ openflow = "unix:{mgmt}"
 trunk = "{trunk}"
 listen = "127.0.0.1:0"
 
-[wan.encryption]
-private_key_file = "{key}"
-address = "10.254.0.{inner}/24"
-
+{encryption}
 [[peer]]
 name = "gw{other}"
 wan_ip = "{peer_wan}"
 api = "http://127.0.0.1:9"
-
-[peer.encryption]
-public_key = "{peer_key}"
-inner_ip = "10.254.0.{peer_inner}"
+{peer_encryption}
 
 [[vi]]
 id = 1
 gre_key = 1001
 peer = "gw{other}"
-vlans = ["100-199"]
+vlans = ["100-199", "untagged"]
 "#,
             wan = self.wan_ip(i),
             ovsdb = pm.ovsdb_unix_target(),
             mgmt = pm.ovs().bridge_mgmt_socket("br-gw").display(),
             trunk = me.trunk.a().name,
-            key = me.key.display(),
-            inner = i + 1,
+            encryption = peer_key.map_or(String::new(), |_| format!(
+                "[wan.encryption]\nprivate_key_file = \"{}\"\naddress = \"10.254.0.{}/24\"\n",
+                me.key.display(),
+                i + 1
+            )),
             peer_wan = self.wan_ip(other),
-            peer_inner = other + 1,
+            peer_encryption = peer_key.map_or(String::new(), |k| format!(
+                "[peer.encryption]\npublic_key = \"{k}\"\ninner_ip = \"10.254.0.{}\"\n",
+                other + 1
+            )),
         );
         let path = self.dir.path().join(format!("gw{i}.toml"));
         std::fs::write(&path, text).unwrap();
@@ -201,6 +201,10 @@ vlans = ["100-199"]
     }
 
     fn start(&self, i: usize, peer_key: &str) -> Gateway {
+        self.start_with(i, Some(peer_key))
+    }
+
+    fn start_with(&self, i: usize, peer_key: Option<&str>) -> Gateway {
         Gateway::start(
             self.tb.pm(self.nodes[i].pm).netns().path(),
             self.config(i, peer_key),
@@ -301,8 +305,6 @@ fn cross(w: &World, from: usize, to: usize, frames: &[(&[u8], Vec<u8>)]) -> Vec<
 
 /// Nothing on the cable but WireGuard: no GRE, no marker in the clear.
 fn assert_only_wireguard(seen: &[Captured], markers: &[&[u8]]) {
-    let wireguard = seen.iter().filter(|c| is_wireguard(&c.data)).count();
-    assert!(wireguard > 0, "no WireGuard datagram on the WAN cable");
     for c in seen {
         assert!(
             !is_gre(&c.data),
@@ -323,6 +325,8 @@ fn assert_only_wireguard(seen: &[Captured], markers: &[&[u8]]) {
             &c.data[..40.min(c.data.len())]
         );
     }
+    let wireguard = seen.iter().filter(|c| is_wireguard(&c.data)).count();
+    assert!(wireguard > 0, "no WireGuard datagram on the WAN cable");
 }
 
 #[test]
@@ -500,5 +504,82 @@ fn a_wrong_peer_key_is_reported_on_both_sides_and_carries_nothing() {
     assert!(!arrived.iter().any(|c| contains(&c.data, b"never")));
     a.stop();
     b.stop();
+    w.finish();
+}
+
+/// Encrypted against plain goodput on the same path, alternating in one
+/// run: TCP (iperf3, what the receiver got) between a guest address on
+/// each LAN, through both gateways' bridges and the WAN underlay, the GRE
+/// either on the underlay addresses or inside WireGuard. Prints each round
+/// and the ratio of the medians (docs/benchmarks.md, "Encrypted WAN").
+/// `cargo test -p iris-gateway --test encrypted_wan -- --ignored --nocapture`
+#[test]
+#[ignore = "a benchmark: run on its own"]
+fn measure_encrypted_goodput_against_plain() {
+    use iris_testbed::dataplane::goodput::{run_iperf, wait_listening, IPERF_PORT};
+    use iris_testbed::dataplane::iperf::Goodput;
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let seconds: u32 = std::env::var("SECONDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
+    let w = World::new("gw-wgbench");
+    for (i, ip) in [(0, "10.1.1.1/24"), (1, "10.1.1.2/24")] {
+        let (lan, end) = (&w.nodes[i].lan, w.lan_end(i));
+        // Untagged: this kernel has no 802.1Q devices; the VI carries
+        // untagged frames too.
+        lan.ip(&["addr", "add", ip, "dev", &end]).unwrap();
+    }
+    let mut server = w.nodes[1]
+        .lan
+        .command("iperf3")
+        .args(["-s", "-p", IPERF_PORT])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&w.nodes[1].lan).unwrap();
+    let (ka, kb) = (w.public(0), w.public(1));
+    let mut results: Vec<(&str, f64)> = Vec::new();
+    for round in 0..rounds {
+        for (mode, keys) in [("plain", None), ("encrypted", Some((&kb, &ka)))] {
+            let a = w.start_with(0, keys.map(|k| k.0.as_str()));
+            let b = w.start_with(1, keys.map(|k| k.1.as_str()));
+            wait_for("a guest answering across the WAN", || {
+                w.nodes[0]
+                    .lan
+                    .run(&["ping", "-c1", "-W1", "10.1.1.2"])
+                    .ok()
+                    .map(drop)
+            });
+            let got = run_iperf(&w.nodes[0].lan, seconds, 1, "10.1.1.2".parse().unwrap()).unwrap();
+            let gbps = match &got {
+                Goodput::Measured(t) => t.received_gbps,
+                Goodput::Failed { error } => panic!("{mode}: {error}"),
+            };
+            println!("round {round} {mode}: {got}");
+            results.push((mode, gbps));
+            a.stop();
+            b.stop();
+        }
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let median = |mode: &str| {
+        let mut v: Vec<f64> = results
+            .iter()
+            .filter(|r| r.0 == mode)
+            .map(|r| r.1)
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (plain, enc) = (median("plain"), median("encrypted"));
+    println!(
+        "median plain {plain:.3} Gb/s, encrypted {enc:.3} Gb/s, ratio {:.3} (target 0.8)",
+        enc / plain
+    );
     w.finish();
 }
