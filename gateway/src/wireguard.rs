@@ -43,6 +43,9 @@ const SESSION_LIFE: Duration = Duration::from_secs(180);
 /// Keepalive, so that both ends know the other is there while idle.
 const KEEPALIVE_S: u16 = 10;
 const BUF: usize = 65_536;
+/// Packets the tap and the socket hold for the task while it waits for a
+/// core: on a busy machine it is not always running when a burst comes.
+const QUEUE: usize = 4096;
 /// Packets read in a row from one side before the other gets its turn.
 const BATCH: usize = 64;
 
@@ -239,6 +242,7 @@ async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket,
         .name(&e.tap)
         .layer(tun_rs::Layer::L2)
         .mtu(plan.mtu)
+        .tx_queue_len(QUEUE as u32)
         .build_async()
         .map_err(|err| format!("cannot open tap {}: {err}", e.tap))?;
     tap.persist()
@@ -280,6 +284,11 @@ async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket,
     let socket = UdpSocket::bind(plan.listen)
         .await
         .map_err(|err| format!("cannot listen on udp {}: {err}", plan.listen))?;
+    // A burst the task has not been scheduled for yet waits in the socket
+    // rather than being dropped (the kernel caps it at net.core.*mem_max).
+    let sock = socket2::SockRef::from(&socket);
+    let _ = sock.set_recv_buffer_size(QUEUE * 2048);
+    let _ = sock.set_send_buffer_size(QUEUE * 2048);
     Ok((tap, socket, mac))
 }
 

@@ -554,12 +554,34 @@ fn measure_encrypted_goodput_against_plain() {
                     .ok()
                     .map(drop)
             });
+            let pids: Vec<String> = w
+                .nodes
+                .iter()
+                .filter_map(|n| w.tb.pm(n.pm).ovs().vswitchd_pid())
+                .map(|p| p.to_string())
+                .collect();
+            let ticks = |pid: &str| -> u64 {
+                // utime and stime: the 12th and 13th fields after the name.
+                let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                let rest = &text[text.rfind(')').unwrap() + 2..];
+                let f: Vec<&str> = rest.split(' ').collect();
+                f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+            };
+            let cpu = || (pids.iter().map(|p| ticks(p)).sum::<u64>(), ticks("self"));
+            let (before, started) = (cpu(), Instant::now());
             let got = run_iperf(&w.nodes[0].lan, seconds, 1, "10.1.1.2".parse().unwrap()).unwrap();
+            let (after, wall) = (cpu(), started.elapsed().as_secs_f64());
+            // Ticks are 1/100 s; cores busy over the test.
+            let cores = |a: u64, b: u64| (b - a) as f64 / 100.0 / wall;
             let gbps = match &got {
                 Goodput::Measured(t) => t.received_gbps,
                 Goodput::Failed { error } => panic!("{mode}: {error}"),
             };
-            println!("round {round} {mode}: {got}");
+            println!(
+                "round {round} {mode}: {got}; vswitchds {:.2} cores, gateway process {:.2} cores",
+                cores(before.0, after.0),
+                cores(before.1, after.1)
+            );
             results.push((mode, gbps));
             a.stop();
             b.stop();
