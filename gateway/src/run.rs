@@ -110,7 +110,10 @@ pub fn start_datapath(
     };
     let encryption = wireguard_plan(config).map(|plan| {
         let (tx, rx) = watch::channel(WireguardStatus::default());
-        tasks.push(tokio::spawn(wireguard::run(plan, tx, shutdown.clone())));
+        tasks.push(match plan.encryption.netns.clone() {
+            None => tokio::spawn(wireguard::run(plan, tx, shutdown.clone())),
+            Some(netns) => wireguard::run_in(netns, plan, tx, shutdown.clone()),
+        });
         rx
     });
     tasks.push(tokio::spawn(publish_status(

@@ -235,6 +235,48 @@ pub async fn run(
     }
 }
 
+/// [`run`] on a thread of its own inside the network namespace `netns`
+/// (`setns` moves only the calling thread, so the rest of the gateway stays
+/// where it is). The returned task ends when that thread does.
+pub fn run_in(
+    netns: std::path::PathBuf,
+    plan: WireguardPlan,
+    status: watch::Sender<WireguardStatus>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("wireguard".into())
+        .spawn(move || {
+            let entered = std::fs::File::open(&netns)
+                .map_err(|e| e.to_string())
+                .and_then(|f| {
+                    nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| e.to_string())
+                });
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            match (entered, runtime) {
+                (Ok(()), Ok(rt)) => rt.block_on(run(plan, status, shutdown)),
+                (Err(e), _) => {
+                    let problem =
+                        format!("cannot enter network namespace {}: {e}", netns.display());
+                    warn!("encrypted WAN: {problem}");
+                    status.send_modify(|s| s.problem = Some(problem));
+                }
+                (_, Err(e)) => warn!("encrypted WAN: cannot start its runtime: {e}"),
+            }
+            let _ = done_tx.send(());
+        });
+    if let Err(e) = spawned {
+        warn!("encrypted WAN: cannot start its thread: {e}");
+    }
+    tokio::spawn(async move {
+        let _ = done_rx.await;
+    })
+}
+
 /// The tap, the bridge with the inner address on it, and the socket.
 async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket, [u8; 6]), String> {
     let e = &plan.encryption;

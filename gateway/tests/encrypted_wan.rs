@@ -261,6 +261,18 @@ fn is_wireguard(frame: &[u8]) -> bool {
         && (frame[34..36] == PORT.to_be_bytes() || frame[36..38] == PORT.to_be_bytes())
 }
 
+/// The kernel's "port unreachable" for a WireGuard datagram that came
+/// while the peer's socket was closed (its restart): it quotes only the
+/// encrypted datagram's headers.
+fn is_wireguard_unreachable(frame: &[u8]) -> bool {
+    frame.len() >= 66
+        && frame[12..14] == [0x08, 0x00]
+        && frame[23] == 1
+        && frame[34] == 3
+        && frame[51] == 17
+        && frame[64..66] == PORT.to_be_bytes()
+}
+
 fn is_gre(frame: &[u8]) -> bool {
     frame.len() >= 24 && frame[12..14] == [0x08, 0x00] && frame[23] == 47
 }
@@ -318,9 +330,12 @@ fn assert_only_wireguard(seen: &[Captured], markers: &[&[u8]]) {
                 String::from_utf8_lossy(m)
             );
         }
-        // ARP for the underlay neighbour is the only other thing allowed.
+        // ARP for the underlay neighbour, and ICMP about a WireGuard
+        // datagram, are the only other things allowed.
         assert!(
-            is_wireguard(&c.data) || c.data[12..14] == [0x08, 0x06],
+            is_wireguard(&c.data)
+                || is_wireguard_unreachable(&c.data)
+                || c.data[12..14] == [0x08, 0x06],
             "not WireGuard on the WAN: {:02x?}",
             &c.data[..40.min(c.data.len())]
         );

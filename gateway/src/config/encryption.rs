@@ -117,6 +117,10 @@ pub struct Encryption {
     pub tap: String,
     /// One per `[[peer]]`, in the same order.
     pub peers: Vec<EncryptedPeer>,
+    /// The network namespace the WAN, the bridge and the tap are in, when
+    /// it is not the gateway's own (its API and control plane stay in its
+    /// own namespace).
+    pub netns: Option<PathBuf>,
 }
 
 /// A peer's end of the encrypted WAN.
@@ -177,6 +181,12 @@ struct RawEncryption {
     /// The tap device between that bridge and WireGuard; default "wg-tap".
     #[serde(default)]
     tap: Option<String>,
+    /// A network namespace (a path like "/run/netns/wan") where `wan_ip`,
+    /// the OVS instance and so the bridge and tap are, if not the
+    /// gateway's own.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    netns: Option<PathBuf>,
 }
 
 /// A peer's end of the encrypted WAN.
@@ -275,6 +285,18 @@ pub(super) fn validate(
             "tap",
             format!("{tap:?} is the bridge's own name; the tap is a port of it"),
         );
+    }
+    if let Some(ns) = &raw.netns {
+        if let Err(e) = std::fs::File::open(ns) {
+            err(
+                "netns",
+                format!(
+                    "cannot open {}: {e}; write the path of a network namespace, like \
+                     \"/run/netns/wan\"",
+                    ns.display()
+                ),
+            );
+        }
     }
     let own_public = private_key.as_ref().map(PrivateKey::public);
     let mut encrypted = Vec::new();
@@ -401,6 +423,7 @@ pub(super) fn validate(
         bridge,
         tap,
         peers: encrypted,
+        netns: raw.netns.clone(),
     };
     debug_assert!(e.peers.iter().all(|p| e.contains(p.inner_ip)));
     Some(e)

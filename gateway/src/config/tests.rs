@@ -423,6 +423,12 @@ fn every_encryption_problem_is_named_by_its_key() {
             "not IPV4:PORT",
         ),
         (
+            encrypted(&key, &peer)
+                .replace("address = ", "netns = \"/run/netns/none-such\"\naddress = "),
+            "wan.encryption.netns",
+            "cannot open",
+        ),
+        (
             encrypted(&key, &peer).replace("address = ", "listen_port = 0\naddress = "),
             "wan.encryption.listen_port",
             "not a UDP port",
