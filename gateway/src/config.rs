@@ -23,6 +23,15 @@
 //! wan_ip = "203.0.113.2"
 //! api = "http://127.0.0.1:9181"
 //!
+//! [wan.encryption]          # optional: the GRE inside WireGuard
+//! private_key_file = "/etc/iris/gw.key"
+//! address = "10.254.0.1/24"
+//!
+//! [[peer]]  ...
+//! [peer.encryption]           # with [wan.encryption], for every peer
+//! public_key = "base64 of the peer's key"
+//! inner_ip = "10.254.0.2"
+//!
 //! [[vi]]
 //! id = 1
 //! gre_key = 1001
@@ -31,6 +40,7 @@
 //! ```
 
 use crate::pipeline::VlanSet;
+pub use encryption::{EncryptedPeer, Encryption, PrivateKey};
 use iris_controller::config::{
     check_name, check_plain_ovsdb_remote, from_toml, load_with, ConfigError, LoadError, ParseError,
 };
@@ -70,6 +80,10 @@ pub const WAN_OVERHEAD: u16 = 20 + 8 + 14 + 4;
 pub const GUEST_MTU: u16 = 1500;
 
 /// How a 1500-byte guest frame crosses the WAN.
+///
+/// With `[wan.encryption]` each GRE packet also travels inside WireGuard,
+/// which adds [`encryption::OVERHEAD`] and pads to 16 bytes: see
+/// [`Config::mtu_statement`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MtuPolicy {
     /// The WAN carries packets of this size, at least guest MTU plus
@@ -225,9 +239,42 @@ pub struct Config {
     pub controller_token: Option<Token>,
     pub peers: Vec<Peer>,
     pub vis: Vec<ViConfig>,
+    /// The GRE inside WireGuard (`[wan.encryption]`).
+    pub encryption: Option<Encryption>,
 }
 
 impl Config {
+    /// How a 1500-byte guest frame crosses this gateway's WAN, as the
+    /// status and `check-config` state it.
+    pub fn mtu_statement(&self) -> String {
+        let Some(_) = &self.encryption else {
+            return self.mtu.to_string();
+        };
+        let gre = GUEST_MTU + WAN_OVERHEAD;
+        match self.mtu {
+            MtuPolicy::Wan(m) => format!(
+                "wan mtu {m}, encrypted (a {GUEST_MTU}-byte guest frame needs {gre} inside \
+                 WireGuard, {} on the wire; the tunnel carries {})",
+                encryption::wire_size(gre),
+                encryption::tunnel_mtu(m)
+            ),
+            MtuPolicy::Clamp => format!(
+                "clamp, encrypted (guests get at most {} bytes across the WAN; the tunnel \
+                 carries {})",
+                encryption::tunnel_mtu(GUEST_MTU).saturating_sub(WAN_OVERHEAD),
+                encryption::tunnel_mtu(GUEST_MTU)
+            ),
+        }
+    }
+
+    /// The WAN MTU assumed by the policy (1500 when clamping).
+    pub fn wan_mtu(&self) -> u16 {
+        match self.mtu {
+            MtuPolicy::Wan(m) => m,
+            MtuPolicy::Clamp => GUEST_MTU,
+        }
+    }
+
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Self, LoadError> {
         load_with(path, Self::parse)
@@ -291,7 +338,20 @@ impl Config {
             };
             let _ = writeln!(s, "controller: {url}{auth}");
         }
-        let _ = writeln!(s, "mtu:        {}", self.mtu);
+        let _ = writeln!(s, "mtu:        {}", self.mtu_statement());
+        if let Some(e) = &self.encryption {
+            let _ = writeln!(
+                s,
+                "encryption: wireguard udp {}:{} inner {}/{} bridge={} tap={} public_key={}",
+                self.wan_ip,
+                e.listen_port,
+                e.address,
+                e.prefix_len,
+                e.bridge,
+                e.tap,
+                encryption::key_text(&e.private_key.public())
+            );
+        }
         let _ = writeln!(s, "listen:     {}", self.listen);
         let _ = writeln!(s, "peers:      {}", self.peers.len());
         for p in &self.peers {
@@ -309,6 +369,15 @@ impl Config {
                 p.api,
                 vis.join(", ")
             );
+            if let Some(e) = self.encryption.as_ref().and_then(|e| e.peer(&p.name)) {
+                let _ = writeln!(
+                    s,
+                    "    encrypted endpoint={} inner_ip={} public_key={}",
+                    e.endpoint,
+                    e.inner_ip,
+                    encryption::key_text(&e.public_key)
+                );
+            }
         }
         let _ = writeln!(s, "vis:        {}", self.vis.len());
         for v in &self.vis {
@@ -328,6 +397,8 @@ struct RawConfig {
     gateway: RawGateway,
     #[serde(default)]
     controller: Option<RawController>,
+    #[serde(default)]
+    wan: Option<encryption::RawWan>,
     #[serde(default, rename = "peer")]
     peers: Vec<RawPeer>,
     #[serde(default, rename = "vi")]
@@ -392,6 +463,8 @@ struct RawPeer {
     #[schema(value_type = String, format = Ipv4)]
     wan_ip: Ipv4Addr,
     api: String,
+    #[serde(default)]
+    encryption: Option<encryption::RawPeerEncryption>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -449,11 +522,27 @@ impl RawConfig {
         if let Err(p) = &listen {
             err("gateway.listen", p.clone());
         }
+        let encrypted = self.wan.as_ref().is_some_and(|w| w.is_encrypted());
+        let encrypted_minimum = encryption::wire_size(GUEST_MTU + WAN_OVERHEAD);
         let mtu = match &g.wan_mtu {
             None => MtuPolicy::Wan(9000),
             Some(RawMtu::Policy(p)) if p == "clamp" => MtuPolicy::Clamp,
             Some(RawMtu::Bytes(n)) => match u16::try_from(*n) {
-                Ok(m) if m >= GUEST_MTU + WAN_OVERHEAD => MtuPolicy::Wan(m),
+                Ok(m) if m >= GUEST_MTU + WAN_OVERHEAD && !encrypted => MtuPolicy::Wan(m),
+                Ok(m) if m >= encrypted_minimum => MtuPolicy::Wan(m),
+                Ok(m) if m >= GUEST_MTU + WAN_OVERHEAD => {
+                    err(
+                        "gateway.wan_mtu",
+                        format!(
+                            "{m} cannot carry a {GUEST_MTU}-byte guest frame inside WireGuard \
+                             ([wan.encryption]): its {} bytes of GRE and 802.1Q grow to \
+                             {encrypted_minimum} encrypted; write at least {encrypted_minimum}, \
+                             or \"clamp\"",
+                            GUEST_MTU + WAN_OVERHEAD
+                        ),
+                    );
+                    MtuPolicy::Clamp
+                }
                 _ => {
                     err(
                         "gateway.wan_mtu",
@@ -548,6 +637,12 @@ impl RawConfig {
             }
         }
         let peers = validate_peers(&self.peers, g, &mut errors);
+        let encryption = encryption::validate(
+            self.wan.as_ref(),
+            &self.peers,
+            (g.wan_ip, &bridge, g.trunk.as_deref()),
+            &mut errors,
+        );
         let vis = validate_vis(&self.vis, &self.peers, g.kind, &mut errors);
         match listen {
             Ok(listen) if errors.is_empty() => Ok(Config {
@@ -567,6 +662,7 @@ impl RawConfig {
                 controller_token: token,
                 peers,
                 vis,
+                encryption,
             }),
             _ => Err(errors),
         }
@@ -784,5 +880,6 @@ fn check_http_url(text: &str) -> Result<(), String> {
     Ok(())
 }
 
+pub mod encryption;
 #[cfg(test)]
 pub(crate) mod tests;

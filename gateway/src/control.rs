@@ -519,7 +519,7 @@ impl Control {
             kind: c.kind.to_string(),
             dc: c.dc.clone(),
             wan_ip: c.wan_ip,
-            mtu: c.mtu.to_string(),
+            mtu: c.mtu_statement(),
             peers: c
                 .peers
                 .iter()

@@ -18,6 +18,7 @@
 //! - [`pipeline`]: the iaas bridge's flow table, a function of the plan.
 //! - [`openflow`]: the session that installs it and carries snooped
 //!   frames up.
+//! - [`wireguard`]: the encrypted WAN, the GRE inside WireGuard.
 
 pub mod api;
 pub mod bridge;
@@ -31,3 +32,4 @@ pub mod pipeline;
 pub mod report;
 pub mod run;
 pub mod snoop;
+pub mod wireguard;

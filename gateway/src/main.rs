@@ -3,12 +3,14 @@
 //! ```text
 //! iris-gateway run --config FILE      serve until SIGTERM or ctrl-c
 //! iris-gateway check-config FILE      validate FILE and print what it describes
+//! iris-gateway genkey FILE            write a new WireGuard private key, print its public key
 //! ```
 //!
 //! Exit codes: 0 success, 1 the configuration is wrong or the gateway
 //! could not run.
 
 use clap::{Parser, Subcommand};
+use iris_gateway::config::encryption::{generate_key, key_text};
 use iris_gateway::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -38,11 +40,24 @@ enum Command {
         /// The TOML configuration file.
         file: PathBuf,
     },
+    /// Write a new private key for `[wan.encryption]` to FILE (which must
+    /// not exist; mode 0600) and print its public key, for the peers.
+    Genkey { file: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Genkey { file } => match generate_key(&file) {
+            Ok(public) => {
+                println!("{}", key_text(&public));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("iris-gateway: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
                 for w in config.warnings() {

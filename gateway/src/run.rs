@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::openflow::{self, OpenFlowConfig, OpenFlowStatus};
 use crate::pipeline::VlanSet;
 use crate::report::{http_client, DeliveryError, PeerClient, RegistryClient};
+use crate::wireguard::{self, WireguardPlan, WireguardStatus};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::net::SocketAddr;
@@ -107,10 +108,19 @@ pub fn start_datapath(
             (Some(frames_rx), Some(of_rx))
         }
     };
+    let encryption = wireguard_plan(config).map(|plan| {
+        let (tx, rx) = watch::channel(WireguardStatus::default());
+        tasks.push(match plan.encryption.netns.clone() {
+            None => tokio::spawn(wireguard::run(plan, tx, shutdown.clone())),
+            Some(netns) => wireguard::run_in(netns, plan, tx, shutdown.clone()),
+        });
+        rx
+    });
     tasks.push(tokio::spawn(publish_status(
         plan_tx,
         bridge_rx,
         openflow,
+        encryption,
         status_tx,
         shutdown.clone(),
     )));
@@ -129,9 +139,22 @@ fn wan_port_name(vi: u32, peer: usize) -> String {
     format!("w{vi}-p{peer}")
 }
 
+/// The encrypted WAN's task, when `[wan.encryption]` asks for it: WireGuard
+/// on `wan_ip`, the tunnel as large as the WAN's MTU leaves room for.
+pub fn wireguard_plan(config: &Config) -> Option<WireguardPlan> {
+    let e = config.encryption.clone()?;
+    Some(WireguardPlan {
+        listen: std::net::SocketAddrV4::new(config.wan_ip, e.listen_port),
+        encryption: e,
+        ovsdb: config.ovsdb.clone(),
+        mtu: crate::config::encryption::tunnel_mtu(config.wan_mtu()),
+    })
+}
+
 /// What the configuration asks of the gateway's bridge: one WAN port per VI
 /// toward that VI's peer, with the VI's key; on an iaas gateway its own
-/// bridge with the trunk.
+/// bridge with the trunk. On an encrypted WAN the GRE runs between the
+/// inner addresses, inside WireGuard.
 pub fn bridge_plan(config: &Config) -> BridgePlan {
     let mut plan = match (config.kind, &config.trunk) {
         (Kind::Iaas, Some(trunk)) => BridgePlan::iaas(config.bridge.clone(), trunk.clone()),
@@ -147,12 +170,20 @@ pub fn bridge_plan(config: &Config) -> BridgePlan {
             // check-config refuses a VI whose peer is not a [[peer]].
             continue;
         };
+        let (local, remote) = match config.encryption.as_ref() {
+            Some(e) => match e.peer(&peer.name) {
+                Some(inner) => (e.address, inner.inner_ip),
+                // check-config gives every peer its inner address.
+                None => continue,
+            },
+            None => (config.wan_ip, peer.wan_ip),
+        };
         plan.wan_ports.push(WanPort {
             name: wan_port_name(v.id.0, index),
             vi: v.id.0,
             key: v.gre_key,
-            remote_ip: IpAddr::V4(peer.wan_ip),
-            local_ip: Some(IpAddr::V4(config.wan_ip)),
+            remote_ip: IpAddr::V4(remote),
+            local_ip: Some(IpAddr::V4(local)),
         });
     }
     plan
@@ -166,6 +197,7 @@ async fn publish_status(
     plan: watch::Sender<BridgePlan>,
     mut bridge: watch::Receiver<BridgeStatus>,
     mut openflow: Option<watch::Receiver<OpenFlowStatus>>,
+    mut encryption: Option<watch::Receiver<WireguardStatus>>,
     status: watch::Sender<serde_json::Value>,
     shutdown: CancellationToken,
 ) {
@@ -173,22 +205,34 @@ async fn publish_status(
         let value = {
             let b = bridge.borrow_and_update();
             let of = openflow.as_mut().map(|o| o.borrow_and_update().clone());
-            datapath_status(&plan.borrow(), &b, of.as_ref())
+            let mut value = datapath_status(&plan.borrow(), &b, of.as_ref());
+            if let Some(e) = encryption.as_mut() {
+                value["encryption"] =
+                    serde_json::to_value(&*e.borrow_and_update()).unwrap_or_default();
+            }
+            value
         };
         status.send_replace(value);
         let changed = async {
-            match openflow.as_mut() {
-                Some(o) => tokio::select! {
-                    r = bridge.changed() => r.is_ok(),
-                    r = o.changed() => r.is_ok(),
-                },
-                None => bridge.changed().await.is_ok(),
+            tokio::select! {
+                r = bridge.changed() => r.is_ok(),
+                alive = changed_or_never(openflow.as_mut()) => alive,
+                alive = changed_or_never(encryption.as_mut()) => alive,
             }
         };
         tokio::select! {
             alive = changed => if !alive { return },
             () = shutdown.cancelled() => return,
         }
+    }
+}
+
+/// Whether the channel changed (false: its sender is gone); never
+/// resolves for a channel that is not there.
+async fn changed_or_never<T>(rx: Option<&mut watch::Receiver<T>>) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -70,3 +70,57 @@ fn run_on_an_address_in_use_says_which_and_fails() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+#[test]
+fn genkey_makes_the_keys_check_config_reads_for_an_encrypted_wan() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("gw.key");
+    let key_arg = key.to_str().unwrap();
+    let (code, public, err) = gateway(&["genkey", key_arg]);
+    assert_eq!(code, 0, "{err}");
+    let public = public.trim().to_owned();
+    assert_eq!(public.len(), 44, "{public}");
+    let secret = std::fs::read_to_string(&key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // A key file is never overwritten.
+    let (code, _, err) = gateway(&["genkey", key_arg]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot create"), "{err}");
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), secret);
+
+    let (_, peer_public, _) = gateway(&["genkey", dir.path().join("peer.key").to_str().unwrap()]);
+    let encrypted = |peer_key: &str| {
+        format!(
+            "{}\n[wan.encryption]\nprivate_key_file = \"{key_arg}\"\naddress = \"10.254.0.2/24\"\n",
+            good().replace(
+                "api = \"http://127.0.0.1:9180\"\n",
+                &format!(
+                    "api = \"http://127.0.0.1:9180\"\n[peer.encryption]\npublic_key = \
+                     \"{peer_key}\"\ninner_ip = \"10.254.0.1\"\n"
+                ),
+            )
+        )
+    };
+    let f = file(&encrypted(peer_public.trim()));
+    let (code, out, err) = gateway(&["check-config", f.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("public_key={public}")), "{out}");
+    assert!(
+        out.contains(
+            "encrypted (a 1500-byte guest frame needs 1546 inside WireGuard, 1612 on the wire"
+        ),
+        "{out}"
+    );
+    assert!(!out.contains(secret.trim()) && !err.contains(secret.trim()));
+    let f = file(&encrypted(&public));
+    let (code, _, err) = gateway(&["check-config", f.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("peer[0].encryption.public_key: is this gateway's own public key"),
+        "{err}"
+    );
+}

@@ -303,7 +303,7 @@ fn send_one(tx: &mut dyn DataLinkSender, interface: &str, frame: &[u8]) -> Resul
 }
 
 /// Moves the calling thread into the namespace mounted at `path`.
-pub(crate) fn enter(path: &std::path::Path) -> Result<()> {
+pub fn enter(path: &std::path::Path) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io_at("opening", path, e))?;
     setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| {
         Error::io(

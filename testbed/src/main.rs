@@ -60,7 +60,8 @@ enum Command {
     /// on stdout, progress on stderr; exit non-zero if it fails.
     Scenario {
         /// mesh, isolation, vlan, migrate, controller-restart, host-churn,
-        /// qemu-migrate, intercloud, tenants-intercloud, migrate-intercloud,
+        /// qemu-migrate, intercloud, intercloud-encrypted, tenants-intercloud,
+        /// migrate-intercloud,
         /// broker, wan-cut, libvirt-node, service, or all.
         name: String,
         /// The iris-controller binary; by default the one beside this program.

@@ -299,3 +299,184 @@ fn config_schema_is_checked_in_and_agrees_with_the_parser() {
         assert!(Config::parse(&bad).is_err(), "the parser refuses it too");
     }
 }
+
+/// [`IAAS`] with `[wan.encryption]` keyed from `key_file`, and the peer's
+/// end given as `peer_table`.
+fn encrypted(key_file: &Path, peer_table: &str) -> String {
+    IAAS.replace(
+        "wan_mtu = \"clamp\"\n",
+        &format!(
+            "\n[wan.encryption]\nprivate_key_file = \"{}\"\naddress = \"10.254.0.2/24\"\n",
+            key_file.display()
+        ),
+    )
+    .replace(
+        "api = \"http://127.0.0.1:9180\"\n",
+        &format!("api = \"http://127.0.0.1:9180\"\n\n[peer.encryption]\n{peer_table}\n"),
+    )
+}
+
+const PEER_KEY: &str = "public_key = \"HIgo9xNzJMWLKASShiTqIybxZ0U3wGLiUeJ1PKf8ykw=\"";
+
+#[test]
+fn the_encrypted_wan_reads_whole_and_never_prints_the_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("gw.key");
+    let public = encryption::generate_key(&key).unwrap();
+    let secret = std::fs::read_to_string(&key).unwrap();
+    let c = Config::parse(&encrypted(
+        &key,
+        &format!("{PEER_KEY}\ninner_ip = \"10.254.0.1\""),
+    ))
+    .unwrap();
+    let e = c.encryption.as_ref().unwrap();
+    assert_eq!(e.private_key.public(), public);
+    assert_eq!(e.listen_port, 51820);
+    assert_eq!((e.bridge.as_str(), e.tap.as_str()), ("br-wg", "wg-tap"));
+    let peer = e.peer("gw-haas").unwrap();
+    assert_eq!(peer.endpoint.to_string(), "203.0.113.1:51820");
+    assert_eq!(peer.inner_ip.to_string(), "10.254.0.1");
+    let s = c.summary();
+    assert!(s.contains(&encryption::key_text(&public)), "{s}");
+    assert!(!s.contains(secret.trim()) && !format!("{c:?}").contains(secret.trim()));
+    // The GRE runs between the inner addresses.
+    let plan = crate::run::bridge_plan(&c);
+    assert_eq!(plan.wan_ports[0].remote_ip.to_string(), "10.254.0.1");
+    assert_eq!(
+        plan.wan_ports[0].local_ip.map(|i| i.to_string()).as_deref(),
+        Some("10.254.0.2")
+    );
+    // The MTU statement says what WireGuard adds: 1546 bytes of GRE frame
+    // are 1612 on the wire.
+    assert_eq!(
+        c.mtu_statement(),
+        "wan mtu 9000, encrypted (a 1500-byte guest frame needs 1546 inside WireGuard, 1612 \
+         on the wire; the tunnel carries 8928)"
+    );
+    let wg = crate::run::wireguard_plan(&c).unwrap();
+    assert_eq!(
+        (wg.mtu, wg.listen.to_string().as_str()),
+        (8928, "203.0.113.2:51820")
+    );
+}
+
+#[test]
+fn every_encryption_problem_is_named_by_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("gw.key");
+    let own = encryption::key_text(&encryption::generate_key(&key).unwrap());
+    let bad_key = dir.path().join("bad.key");
+    std::fs::write(&bad_key, "not a key\n").unwrap();
+    let peer = format!("{PEER_KEY}\ninner_ip = \"10.254.0.1\"");
+    for (text, key_path, says) in [
+        (
+            encrypted(&dir.path().join("nope"), &peer),
+            "wan.encryption.private_key_file",
+            "cannot read",
+        ),
+        (
+            encrypted(&bad_key, &peer),
+            "wan.encryption.private_key_file",
+            "not base64",
+        ),
+        (
+            encrypted(&key, &peer).replace("10.254.0.2/24", "203.0.113.9/24"),
+            "wan.encryption.address",
+            "overlaps this gateway's wan_ip",
+        ),
+        (
+            encrypted(&key, &peer).replace("10.254.0.2/24", "10.254.0.2"),
+            "wan.encryption.address",
+            "no prefix",
+        ),
+        (
+            encrypted(&key, &peer).replace("10.254.0.2/24", "10.254.0.2/31"),
+            "wan.encryption.address",
+            "/8 to",
+        ),
+        (
+            encrypted(&key, "public_key = \"abc\"\ninner_ip = \"10.254.0.1\""),
+            "peer[0].encryption.public_key",
+            "not base64",
+        ),
+        (
+            encrypted(
+                &key,
+                &format!("public_key = \"{own}\"\ninner_ip = \"10.254.0.1\""),
+            ),
+            "peer[0].encryption.public_key",
+            "own public key",
+        ),
+        (
+            encrypted(&key, &format!("{PEER_KEY}\ninner_ip = \"10.9.0.1\"")),
+            "peer[0].encryption.inner_ip",
+            "outside",
+        ),
+        (
+            encrypted(&key, &format!("{PEER_KEY}\ninner_ip = \"10.254.0.2\"")),
+            "peer[0].encryption.inner_ip",
+            "own inner address",
+        ),
+        (
+            encrypted(&key, &format!("{peer}\nendpoint = \"somewhere\"")),
+            "peer[0].encryption.endpoint",
+            "not IPV4:PORT",
+        ),
+        (
+            encrypted(&key, &peer)
+                .replace("address = ", "netns = \"/run/netns/none-such\"\naddress = "),
+            "wan.encryption.netns",
+            "cannot open",
+        ),
+        (
+            encrypted(&key, &peer).replace("address = ", "listen_port = 0\naddress = "),
+            "wan.encryption.listen_port",
+            "not a UDP port",
+        ),
+        (
+            encrypted(&key, &peer).replace("address = ", "tap = \"br-gw\"\naddress = "),
+            "wan.encryption.tap",
+            "already the gateway's bridge",
+        ),
+        (
+            encrypted(&key, &peer).replace("trunk = ", "wan_mtu = 1600\ntrunk = "),
+            "gateway.wan_mtu",
+            "at least 1612",
+        ),
+        // A peer without its end, and one given an end on a plain WAN.
+        (
+            IAAS.replace(
+                "wan_mtu = \"clamp\"\n",
+                &format!(
+                    "\n[wan.encryption]\nprivate_key_file = \"{}\"\naddress = \"10.254.0.2/24\"\n",
+                    key.display()
+                ),
+            ),
+            "peer[0].encryption",
+            "give this peer's public_key",
+        ),
+        (
+            IAAS.replace(
+                "api = \"http://127.0.0.1:9180\"\n",
+                &format!("api = \"http://127.0.0.1:9180\"\n\n[peer.encryption]\n{peer}\n"),
+            ),
+            "peer[0].encryption",
+            "not encrypted",
+        ),
+    ] {
+        let e = errors(&text);
+        assert!(
+            e.iter()
+                .any(|e| e.key == key_path && e.problem.contains(says)),
+            "{key_path}: {e:?}"
+        );
+    }
+    // Clamping on an encrypted WAN leaves guests what both headers leave.
+    let c =
+        Config::parse(&encrypted(&key, &peer).replace("trunk = ", "wan_mtu = \"clamp\"\ntrunk = "))
+            .unwrap();
+    assert_eq!(
+        c.mtu_statement(),
+        "clamp, encrypted (guests get at most 1394 bytes across the WAN; the tunnel carries 1440)"
+    );
+}

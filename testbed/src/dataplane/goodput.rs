@@ -45,7 +45,7 @@ use crate::{FailMode, Iface, PmId, VethPair, VmId, INTEGRATION_BRIDGE, VM_MTU};
 
 const VI: u32 = 1;
 const GRE_KEY: u32 = 1001;
-pub(crate) const IPERF_PORT: &str = "5201";
+pub const IPERF_PORT: &str = "5201";
 /// GRE with a key on IPv4 over Ethernet: outer Ethernet 14 + IPv4 20 + GRE
 /// 4 + key 4 bytes around the VM's frame.
 pub const GRE_OVERHEAD: u32 = 38;
@@ -288,7 +288,7 @@ fn mtus(h: &Harness, client: VmId, server_ip: Ipv4Addr) -> Result<Mtus, Scenario
 }
 
 /// Waits until an iperf3 server listens on [`IPERF_PORT`] inside `netns`.
-pub(crate) fn wait_listening(netns: &crate::Netns) -> Result<(), ScenarioError> {
+pub fn wait_listening(netns: &crate::Netns) -> Result<(), ScenarioError> {
     let filter = format!("sport = :{IPERF_PORT}");
     poll_until("iperf3 listening", Duration::from_secs(10), || {
         let text = netns.run(&["ss", "-Htln", &filter])?;
@@ -334,7 +334,7 @@ fn path(
 
 /// One iperf3 test from inside `client` to the server listening on
 /// [`IPERF_PORT`] at `server`: `seconds` measured after `omit` left out.
-pub(crate) fn run_iperf(
+pub fn run_iperf(
     client: &crate::Netns,
     seconds: u32,
     omit: u32,

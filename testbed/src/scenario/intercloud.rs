@@ -266,6 +266,16 @@ fn addr_of(cidr: &str) -> Result<Ipv4Addr, ScenarioError> {
 /// accept them, starts both, and waits until each answers `/healthz` and
 /// the controller has classified the HaaS gateway's WAN port into the VI.
 pub fn start_gateways(h: &mut Harness, world: &mut World) -> Result<(), ScenarioError> {
+    start_gateways_with(h, world, false)
+}
+
+/// [`start_gateways`], the GRE between them inside WireGuard when
+/// `encrypted`: each gateway's key made now by `iris-gateway genkey`.
+pub fn start_gateways_with(
+    h: &mut Harness,
+    world: &mut World,
+    encrypted: bool,
+) -> Result<(), ScenarioError> {
     let (haas_api, iaas_api) = (free_loopback()?, free_loopback()?);
     let to_iaas = PeerVi {
         peer: IAAS_GATEWAY,
@@ -288,6 +298,20 @@ pub fn start_gateways(h: &mut Harness, world: &mut World) -> Result<(), Scenario
         iaas_api,
         &to_haas,
     )?;
+    let (haas, iaas) = if encrypted {
+        let haas_key = genkey(h, "gateway-haas.key")?;
+        let iaas_key = genkey(h, "gateway-iaas.key")?;
+        // The gateways run in the root namespace (their APIs and the
+        // controller's are on its loopback); WireGuard runs in the node's.
+        let haas_ns = h.tb.pm(world.gw_haas).netns().path();
+        let iaas_ns = h.tb.gateway(world.gw_iaas).netns().path();
+        (
+            encrypt(&haas, (&haas_key, 1), &haas_ns, &iaas_api, (&iaas_key, 2)),
+            encrypt(&iaas, (&iaas_key, 2), &iaas_ns, &haas_api, (&haas_key, 1)),
+        )
+    } else {
+        (haas, iaas)
+    };
     let ids = launch_gateways(
         h,
         &[
@@ -303,6 +327,64 @@ pub fn start_gateways(h: &mut Harness, world: &mut World) -> Result<(), Scenario
         iaas_api,
     });
     Ok(())
+}
+
+/// A gateway's key pair: the private key's file and the public key.
+struct GatewayKey {
+    file: PathBuf,
+    public: String,
+}
+
+/// Writes a new WireGuard key with `iris-gateway genkey`.
+fn genkey(h: &Harness, name: &str) -> Result<GatewayKey, ScenarioError> {
+    let file = h.file(name);
+    let _ = std::fs::remove_file(&file);
+    let binary = h.gateway_binary();
+    let out = std::process::Command::new(binary)
+        .arg("genkey")
+        .arg(&file)
+        .output()
+        .map_err(|e| crate::Error::io(format!("running {}", binary.display()), e))?;
+    check(out.status.success(), || {
+        format!(
+            "iris-gateway genkey failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
+    Ok(GatewayKey {
+        file,
+        public: String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+    })
+}
+
+/// The inner prefix of the encrypted WAN.
+const INNER: &str = "10.254.0";
+
+/// `text`, a gateway's configuration with one peer (whose API is
+/// `peer_api`), with its WAN encrypted: its own key and inner host
+/// number, the peer's public key and inner host number.
+fn encrypt(
+    text: &str,
+    (own, host): (&GatewayKey, u8),
+    netns: &std::path::Path,
+    peer_api: &SocketAddr,
+    (peer, peer_host): (&GatewayKey, u8),
+) -> String {
+    let api = format!("api = \"http://{peer_api}\"\n");
+    let text = text.replacen(
+        &api,
+        &format!(
+            "{api}\n[peer.encryption]\npublic_key = \"{}\"\ninner_ip = \"{INNER}.{peer_host}\"\n",
+            peer.public
+        ),
+        1,
+    );
+    format!(
+        "{text}\n[wan.encryption]\nprivate_key_file = \"{}\"\naddress = \"{INNER}.{host}/24\"\n\
+         netns = \"{}\"\n",
+        own.file.display(),
+        netns.display()
+    )
 }
 
 /// Starts one `iris-gateway` per `(name, configuration, API address)`:
@@ -469,10 +551,49 @@ const INTERVAL: Duration = Duration::from_millis(200);
 /// guest's MAC ends behind the HaaS gateway in the registry, and once the
 /// registry knows the operator's addresses no ARP crosses the WAN.
 pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
+    run_with(h, false)
+}
+
+/// `intercloud-encrypted`: [`run`] with the gateways' GRE inside WireGuard,
+/// and a capture on the IaaS gateway's WAN cable while the guests ping
+/// across it holds WireGuard's UDP and ARP only: no GRE, nothing else.
+pub fn run_encrypted(h: &mut Harness) -> Result<Value, ScenarioError> {
+    let report = run_with(h, true)?;
+    for gw in [&report.haas_gateway, &report.iaas_gateway] {
+        let peer = &gw["datapath"]["encryption"]["peers"][0];
+        check(peer["state"] == "up", || {
+            format!("a gateway's WireGuard session is not up: {gw}")
+        })?;
+    }
+    super::harness::to_json(&report)
+}
+
+/// Every IPv4 frame of `frames` is WireGuard's UDP; the others are ARP.
+fn only_wireguard(frames: &[crate::frames::Captured]) -> Result<usize, ScenarioError> {
+    let port = crate::wan::WIREGUARD_PORT.to_be_bytes();
+    let mut wireguard = 0;
+    for f in frames {
+        let d = &f.data;
+        let ethertype = d.get(12..14);
+        let is_wg = ethertype == Some(&[0x08, 0x00][..])
+            && d.get(23) == Some(&17)
+            && (d.get(34..36) == Some(&port[..]) || d.get(36..38) == Some(&port[..]));
+        check(is_wg || ethertype == Some(&[0x08, 0x06][..]), || {
+            format!(
+                "not WireGuard on the encrypted WAN: {:02x?}",
+                &d[..d.len().min(48)]
+            )
+        })?;
+        wireguard += usize::from(is_wg);
+    }
+    Ok(wireguard)
+}
+
+fn run_with(h: &mut Harness, encrypted: bool) -> Result<Report, ScenarioError> {
     let start = Instant::now();
     let mut world = build(h, 2, 2, Duration::ZERO)?;
     start_controller(h, &world)?;
-    start_gateways(h, &mut world)?;
+    start_gateways_with(h, &mut world, encrypted)?;
     h.wait_classified(&world.haas_vms)?;
     let setup_s = start.elapsed().as_secs_f64();
     h.note(format!("world up in {setup_s:.1} s"));
@@ -486,6 +607,24 @@ pub fn run(h: &mut Harness) -> Result<Report, ScenarioError> {
     // inside the HaaS DC).
     h.tb.vm(hvm).wait_reachable(ivm_ip, CONVERGE)?;
     h.tb.vm(ivm).wait_reachable(hvm_ip, CONVERGE)?;
+    if encrypted {
+        let site = h.tb.wan(world.wan).site(1);
+        let capture = crate::frames::Capture::start(&site.netns, &site.iface.name)?;
+        let report = h.tb.vm(ivm).ping(hvm_ip, 10, INTERVAL)?;
+        check(report.all_replied(), || {
+            format!("pings across the encrypted WAN: {report:?}")
+        })?;
+        let frames = capture.finish()?;
+        let wireguard = only_wireguard(&frames)?;
+        check(wireguard >= 20, || {
+            format!("{wireguard} WireGuard datagrams for 10 pings and their replies")
+        })?;
+        h.note(format!(
+            "the IaaS gateway's WAN cable carried {} frames during 10 pings: {wireguard} \
+             WireGuard datagrams, the rest ARP; no GRE",
+            frames.len()
+        ));
+    }
 
     let mut rtt = Vec::new();
     for d in DELAYS_MS {

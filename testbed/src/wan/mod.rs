@@ -36,6 +36,10 @@ pub use relay::{DirectionStats, Relay};
 /// VLAN tags, as on the underlays.
 pub const WAN_MTU: u32 = crate::underlay::DEFAULT_UNDERLAY_MTU;
 
+/// The UDP port `iris-gateway` runs WireGuard on by default
+/// (`[wan.encryption] listen_port`): all an encrypted WAN carries.
+pub const WIREGUARD_PORT: u16 = 51820;
+
 /// Name of the bridge in the relay namespace of the bridge backends.
 const JOIN_BRIDGE: &str = "join0";
 
