@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use iris_testbed::scenario::{self, Options, Outcome, ALL};
+use iris_testbed::scenario::{self, Options, Outcome, ALL, BY_NAME_ONLY};
 use iris_testbed::{controller, host, Config};
 
 /// Runs one scenario, or all in order (every one runs even after a
@@ -17,7 +17,7 @@ pub fn run(name: &str, controller: Option<&Path>, config: Config) -> ExitCode {
         match scenario::find(name) {
             Some(s) => vec![s],
             None => {
-                let names: Vec<&str> = ALL.iter().map(|s| s.name).collect();
+                let names: Vec<&str> = ALL.iter().chain(BY_NAME_ONLY).map(|s| s.name).collect();
                 eprintln!(
                     "no scenario {name:?}; choose one of {} or all",
                     names.join(", ")
