@@ -205,6 +205,26 @@ pub struct ControllerConfig {
     pub tls: Option<OpenFlowTls>,
     /// The etcd store instead of sled in `store`.
     pub etcd: Option<EtcdStore>,
+    /// `[cluster]`: this controller is one replica of several.
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: this replica's name among the replicas that share the
+/// etcd store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub name: String,
+    pub lease_ttl_secs: u64,
+    pub replicas: Vec<Replica>,
+}
+
+/// `[[cluster.replica]]`: how the switches (`openflow`) and the other
+/// replicas (`api`, an `http://` URL) reach one replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    pub name: String,
+    pub openflow: String,
+    pub api: String,
 }
 
 /// `[store] backend = "etcd"`: a cluster's client URLs and the prefix of
@@ -258,6 +278,7 @@ impl ControllerConfig {
             api_token: fresh_token(),
             tls: None,
             etcd: None,
+            cluster: None,
         }
     }
 
@@ -312,6 +333,24 @@ impl ControllerConfig {
                 toml_string(&e.prefix),
                 e.request_timeout.as_secs_f64()
             );
+        }
+        if let Some(c) = &self.cluster {
+            let _ = write!(
+                out,
+                "[cluster]\nname = {}\nlease_ttl_secs = {}\n",
+                toml_string(&c.name),
+                c.lease_ttl_secs
+            );
+            for r in &c.replicas {
+                let _ = write!(
+                    out,
+                    "[[cluster.replica]]\nname = {}\nopenflow = {}\napi = {}\n",
+                    toml_string(&r.name),
+                    toml_string(&r.openflow),
+                    toml_string(&r.api)
+                );
+            }
+            out.push('\n');
         }
         for host in &self.hosts {
             host.write_toml(&mut out, self.openflow == OpenFlowMode::Active);

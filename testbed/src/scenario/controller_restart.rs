@@ -23,12 +23,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::harness::{check, flows_kept, ms, round3, to_json, Harness, PingSummary, CONVERGE};
+use super::harness::{
+    check, flows_kept, ms, round3, to_json, wall_clock, Harness, PingSummary, CONVERGE,
+};
 use super::ScenarioError;
 use crate::controller::{ControllerConfig, ViEntry};
 use crate::relay::Relay;
@@ -99,13 +101,6 @@ pub struct Report {
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     to_json(&measure(h)?)
-}
-
-/// Now, as `ping -D` stamps its replies.
-fn wall_clock() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Runs the scenario on `h` and returns what it measured.

@@ -192,6 +192,13 @@ pub fn ms(d: Duration) -> f64 {
     round3(d.as_secs_f64() * 1e3)
 }
 
+/// Now, as `ping -D` stamps its replies (seconds since the epoch).
+pub fn wall_clock() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// A measurement rounded to three decimals (milliseconds to microseconds,
 /// seconds to milliseconds): what the clocks involved resolve.
 pub fn round3(x: f64) -> f64 {

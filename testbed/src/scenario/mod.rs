@@ -10,6 +10,7 @@
 //! says what each scenario proves.
 
 pub mod broker;
+pub mod controller_failover;
 pub mod controller_restart;
 pub mod etcd_member_loss;
 mod harness;
@@ -155,6 +156,14 @@ pub const ALL: &[Scenario] = &[
                  lost; restored, writes work and etcd holds every acknowledged write and no \
                  refused one",
         body: etcd_member_loss::run,
+    },
+    Scenario {
+        name: "controller-failover",
+        proves: "two controller replicas on a three-member etcd cluster: kill -9 of the leader \
+                 under a 10 ms ping run loses no ping, the standby is MASTER on every switch \
+                 within 3 s and sends no FLOW_MOD or GROUP_MOD to the switches that were right, \
+                 and a VM migrated right after is followed by the new leader",
+        body: controller_failover::run,
     },
     Scenario {
         name: "service",

@@ -1,0 +1,368 @@
+//! `controller-failover`: two controller replicas share a three-member
+//! etcd cluster; the leader is killed with SIGKILL while a VM pings another
+//! every 10 ms, and a third VM then migrates to another PM.
+//!
+//! The bridges run in passive mode: each listens beside its OVSDB and
+//! every replica dials it, so each switch holds one OpenFlow connection
+//! per replica, each with its own role (a bridge in a namespace reaches
+//! one active target only, through the socket linked into its run
+//! directory).
+//!
+//! - Before the kill one replica leads and is MASTER on every switch, the
+//!   other SLAVE on every switch.
+//! - After the kill the standby is MASTER on every switch within
+//!   [`MAX_TAKEOVER`] of it, and its reconciliation of switches that were
+//!   already right sends no FLOW_MOD and no GROUP_MOD.
+//! - No ping is lost: the switches keep their flows and forward on their
+//!   own while no one is MASTER.
+//! - The migration, made right after the takeover (the announcement of a
+//!   guest moved while no replica is MASTER would reach no controller, as
+//!   a switch sends PacketIns to its MASTER only), is followed: the moved
+//!   VM answers, and the new leader's registry places it on its new PM.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::harness::{check, ms, to_json, wall_clock, Harness, PingSummary, CONVERGE};
+use super::migrate::qemu_announcement;
+use super::ScenarioError;
+use crate::controller::{
+    Cluster, ControllerConfig, ControllerProcess, EtcdStore, OpenFlowMode, Replica, ViEntry,
+};
+use crate::error::Error;
+use crate::etcd::EtcdCluster;
+use crate::frames::send_frames;
+use crate::PingPlan;
+
+const VI: u32 = 1;
+const GRE_KEY: u32 = 1001;
+const INTERVAL: Duration = Duration::from_millis(10);
+/// More than the run needs: it is interrupted once the checks are done.
+const PINGS: u32 = 20_000;
+const REPLICAS: usize = 2;
+/// The election's lease: a standby takes over this long after the
+/// leader's death at most.
+const LEASE_TTL_SECS: u64 = 2;
+/// From the kill to the standby being MASTER on every switch.
+pub const MAX_TAKEOVER: Duration = Duration::from_secs(3);
+/// Before the kill: the ping run is under way.
+const BEFORE_KILL: Duration = Duration::from_secs(1);
+/// After the takeover, time for a reconciliation that should send nothing
+/// to show in the counters.
+const SETTLE: Duration = Duration::from_secs(1);
+/// Replies the run must have before the kill and after the takeover, for
+/// it to span the failover.
+const MIN_REPLIES_AROUND: usize = 30;
+/// After the migration: the run goes on this long past it.
+const AFTER_MOVE: Duration = Duration::from_secs(1);
+
+/// What `controller-failover` measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub replicas: usize,
+    pub switches: usize,
+    /// From the kill of the leader to the standby leading (`iris_leader`).
+    pub kill_to_leader_ms: f64,
+    /// From the kill to the standby being MASTER on every switch.
+    pub kill_to_master_ms: f64,
+    pub leader_generation: f64,
+    /// What the new leader sent once MASTER, before the migration.
+    pub flow_mods_after_takeover: f64,
+    pub group_mods_after_takeover: f64,
+    /// What it sent to follow the migration.
+    pub flow_mods_after_move: f64,
+    /// From the migration's replug to the moved VM answering.
+    pub move_to_reply_ms: f64,
+    pub moved_to: String,
+    pub replies_before_kill: usize,
+    pub replies_after_takeover: usize,
+    pub ping: PingSummary,
+}
+
+pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    to_json(&measure(h)?)
+}
+
+/// A free loopback port for a replica's API.
+fn free_api_addr() -> Result<SocketAddr, ScenarioError> {
+    Ok(TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| Error::io("choosing a port for a replica's API", e))?)
+}
+
+/// `series` of `c`'s metrics, -1 while it does not answer.
+fn metric(c: &ControllerProcess, series: &str) -> f64 {
+    c.metrics()
+        .ok()
+        .and_then(|m| m.get(series).ok())
+        .unwrap_or(-1.0)
+}
+
+/// Starts replica `name` on `config` with its own directory, socket and
+/// log.
+fn start_replica(
+    h: &Harness,
+    config: &ControllerConfig,
+    name: &str,
+) -> Result<ControllerProcess, ScenarioError> {
+    let dir = h.file(name);
+    let written = config.write(&dir)?;
+    let process = ControllerProcess::start(
+        h.controller_binary(),
+        &written,
+        &h.file(&format!("{name}.log")),
+    )
+    .map_err(|e| ScenarioError::Failed(format!("replica {name} did not start: {e}")))?;
+    h.note(format!(
+        "replica {name} started (pid {}, api {})",
+        process.pid(),
+        process.api_addr()
+    ));
+    Ok(process)
+}
+
+/// Runs the scenario on `h` and returns what it measured.
+pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
+    let etcd = EtcdCluster::start(&h.file("etcd"), 3)?;
+    h.set_openflow(OpenFlowMode::Passive);
+    let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
+    let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
+    // vm1 pings vm2 across the tunnel; vm3 moves from pm2 to pm3, which
+    // has no VM of the VI until then.
+    let vms = h.add_vms(&mut vi, &[pms[0], pms[1], pms[1]])?;
+    let (pinger, target, mover) = (vms[0], vms[1], vms[2]);
+    let base = h.config(&pms, vec![vi])?;
+
+    let names: Vec<String> = (0..REPLICAS).map(|i| format!("ctl{i}")).collect();
+    let mut configs = Vec::new();
+    let mut replicas = Vec::new();
+    for name in &names {
+        let dir = h.file(name);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
+        let mut c = base.clone();
+        c.listen = dir.join("of.sock");
+        c.api = free_api_addr()?;
+        c.etcd = Some(EtcdStore {
+            endpoints: etcd.endpoints(),
+            prefix: "iris/dc1/".to_owned(),
+            request_timeout: Duration::from_secs(2),
+        });
+        replicas.push(Replica {
+            name: name.clone(),
+            openflow: format!("unix:{}", c.listen.display()),
+            api: format!("http://{}", c.api),
+        });
+        configs.push(c);
+    }
+    for (c, name) in configs.iter_mut().zip(&names) {
+        c.cluster = Some(Cluster {
+            name: name.clone(),
+            lease_ttl_secs: LEASE_TTL_SECS,
+            replicas: replicas.clone(),
+        });
+    }
+
+    // ctl0 first, so that it leads; the others join as standbys.
+    let mut running = vec![start_replica(h, &configs[0], &names[0])?];
+    let n = pms.len();
+    h.wait_for("ctl0 leads", CONVERGE, || {
+        let l = metric(&running[0], "iris_leader");
+        Ok(if l == 1.0 {
+            Ok(())
+        } else {
+            Err(format!("iris_leader {l}"))
+        })
+    })?;
+    running[0]
+        .wait_ready(n as u64, n as u64, CONVERGE)
+        .map_err(|e| ScenarioError::Failed(e.to_string()))?;
+    h.wait_full_mesh(&pms)?;
+    h.wait_classified(&vms)?;
+    for (i, name) in names.iter().enumerate().skip(1) {
+        running.push(start_replica(h, &configs[i], name)?);
+    }
+    h.wait_for(
+        "ctl0 MASTER and every standby SLAVE on every switch",
+        CONVERGE,
+        || {
+            let master = metric(&running[0], "iris_switches_master");
+            let slaves: Vec<f64> = running[1..]
+                .iter()
+                .map(|c| metric(c, "iris_switches_slave"))
+                .collect();
+            let leaders: Vec<f64> = running[1..]
+                .iter()
+                .map(|c| metric(c, "iris_leader"))
+                .collect();
+            Ok(
+                if master == n as f64
+                    && slaves.iter().all(|&s| s == n as f64)
+                    && leaders.iter().all(|&l| l == 0.0)
+                {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "ctl0 MASTER on {master}, standbys SLAVE on {slaves:?}, leading \
+                         {leaders:?}"
+                    ))
+                },
+            )
+        },
+    )?;
+    for (a, b) in [(pinger, target), (pinger, mover), (mover, pinger)] {
+        let to = h.tb.vm(b).ip().addr();
+        h.wait_reachable(a, to)?;
+    }
+    let generation_before = metric(&running[0], "iris_leader_generation");
+
+    let dst = h.tb.vm(target).ip().addr();
+    let run = h.ping_run(
+        pinger,
+        PingPlan::new(dst, PINGS, INTERVAL),
+        "across-failover",
+    )?;
+    std::thread::sleep(BEFORE_KILL);
+    h.note("kill -9 of the leader, ctl0");
+    let leader = running.remove(0);
+    let killed = Instant::now();
+    let killed_at = wall_clock();
+    leader.kill()?;
+    // Whichever standby wins; with two replicas it is ctl1.
+    let (new, to_leader) = h.wait_for("a standby leads", Duration::from_secs(10), || {
+        Ok(
+            match running.iter().position(|c| metric(c, "iris_leader") == 1.0) {
+                Some(i) => Ok((i, killed.elapsed())),
+                None => Err("no replica leads".to_owned()),
+            },
+        )
+    })?;
+    let to_master = h.wait_for(
+        "the new leader MASTER on every switch",
+        Duration::from_secs(10),
+        || {
+            let m = metric(&running[new], "iris_switches_master");
+            Ok(if m == n as f64 {
+                Ok(killed.elapsed())
+            } else {
+                Err(format!("MASTER on {m} switches"))
+            })
+        },
+    )?;
+    let master_at = wall_clock();
+    h.note(format!(
+        "{} leads {} ms and is MASTER on every switch {} ms after the kill",
+        names[new + 1],
+        ms(to_leader),
+        ms(to_master)
+    ));
+    check(to_master <= MAX_TAKEOVER, || {
+        format!(
+            "the standby was MASTER on every switch {} ms after the kill, more than {} ms",
+            ms(to_master),
+            ms(MAX_TAKEOVER)
+        )
+    })?;
+    std::thread::sleep(SETTLE);
+    let c = &running[new];
+    let metrics = c.metrics()?;
+    let flow_mods = metrics.get("iris_flow_mods_sent_total")?;
+    let group_mods = metrics.get("iris_group_mods_sent_total")?;
+    let generation = metrics.get("iris_leader_generation")?;
+    check(flow_mods == 0.0 && group_mods == 0.0, || {
+        format!(
+            "the new leader sent {flow_mods} FLOW_MODs and {group_mods} GROUP_MODs to switches \
+             that were already right"
+        )
+    })?;
+    check(generation > generation_before, || {
+        format!("the generation id went from {generation_before} to {generation}, not up")
+    })?;
+
+    // The migration, on the new leader.
+    let to_pm = h.tb.pm(pms[2]).name().to_owned();
+    h.note(format!(
+        "moving vm3 from pm2 to {to_pm}, announced by a RARP"
+    ));
+    let moved = Instant::now();
+    h.tb.move_vm(mover, pms[2])?;
+    let vm = h.tb.vm(mover);
+    send_frames(vm.netns(), vm.interface(), &qemu_announcement(vm.mac()))?;
+    let moved_ip = vm.ip().addr();
+    h.wait_reachable(pinger, moved_ip)?;
+    let move_to_reply = moved.elapsed();
+    let new_port = h.tb.pm(pms[2]).ofport(h.tb.vm(mover).port())?;
+    let mac = h.tb.vm(mover).mac().to_string();
+    h.wait_for(
+        "the new leader's registry places vm3 on its new PM",
+        CONVERGE,
+        || {
+            let entries = c.get_json(&format!("/v1/registry?vi={VI}"))?;
+            let entry = entries
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["mac"] == mac.as_str() && e["vlan"].is_null())
+                .cloned();
+            Ok(match entry {
+                Some(e)
+                    if e["location"]["host"] == to_pm.as_str()
+                        && e["location"]["ofport"] == new_port =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}, not {to_pm} port {new_port}")),
+            })
+        },
+    )?;
+    // The counters that stayed at 0 through the takeover are live: the
+    // migration's reprogramming shows in them.
+    let flow_mods_after_move = c.metrics()?.get("iris_flow_mods_sent_total")?;
+    check(flow_mods_after_move > 0.0, || {
+        "the new leader followed the migration without a FLOW_MOD counted: its counter proves \
+         nothing"
+            .to_owned()
+    })?;
+    std::thread::sleep(AFTER_MOVE);
+    let trace = run.interrupt()?;
+    let lost = trace.lost();
+    check(lost.is_empty(), || {
+        format!("pings were lost across the failover: {lost:?}")
+    })?;
+    let before = trace.replies.iter().filter(|r| r.at < killed_at).count();
+    let after = trace.replies.iter().filter(|r| r.at > master_at).count();
+    check(
+        before >= MIN_REPLIES_AROUND && after >= MIN_REPLIES_AROUND,
+        || {
+            format!(
+                "the ping run does not span the failover: {before} replies before the kill and \
+                 {after} after the takeover, {MIN_REPLIES_AROUND} wanted each"
+            )
+        },
+    )?;
+
+    // Everything started is stopped: the standbys with SIGTERM (a clean
+    // exit is part of passing), then etcd.
+    for (c, name) in running.into_iter().zip(names.iter().skip(1)) {
+        c.stop(Duration::from_secs(5))
+            .map_err(|e| ScenarioError::Failed(format!("replica {name} did not stop: {e}")))?;
+    }
+    drop(etcd);
+    Ok(Report {
+        replicas: REPLICAS,
+        switches: n,
+        kill_to_leader_ms: ms(to_leader),
+        kill_to_master_ms: ms(to_master),
+        leader_generation: generation,
+        flow_mods_after_takeover: flow_mods,
+        group_mods_after_takeover: group_mods,
+        flow_mods_after_move,
+        move_to_reply_ms: ms(move_to_reply),
+        moved_to: to_pm,
+        replies_before_kill: before,
+        replies_after_takeover: after,
+        ping: PingSummary::from(&trace),
+    })
+}
