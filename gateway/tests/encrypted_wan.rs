@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,15 +31,9 @@ const WAIT: Duration = Duration::from_secs(30);
 const PORT: u16 = 51820;
 const VLAN: u16 = 150;
 
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// [`common::wait_for`] with this file's [`WAIT`].
+fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    common::wait_for(what, WAIT, probe)
 }
 
 /// A gateway node's datapath running in its namespace, on a thread of its

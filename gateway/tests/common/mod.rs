@@ -96,3 +96,23 @@ pub async fn metrics(gw: SocketAddr) -> String {
         .await
         .unwrap()
 }
+
+/// Polls `probe` every 50 ms until it gives a value, or fails the test
+/// saying `what` once `timeout` has passed.
+pub fn wait_for<T>(
+    what: &str,
+    timeout: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
