@@ -162,17 +162,17 @@ async fn bad_remotes_fail_with_what_to_check() {
     };
     assert!(e.to_string().contains("--remote=punix:"), "{e}");
 
-    // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port nobody listens on: bound and held, never listened on, so
+    // that no other test's server can take it meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = held.local_addr().unwrap().port();
     let closed: Remote = format!("tcp:127.0.0.1:{port}").parse().unwrap();
     let Err(e @ Error::Connect { .. }) = Client::connect(&closed).await else {
         panic!("expected a connect error");
     };
     assert!(e.to_string().contains("--remote=ptcp:"), "{e}");
+    drop(held);
 }
 
 /// A transaction the server holds open: a `wait` whose condition never holds.
