@@ -3,8 +3,12 @@
 //! 12 L1 nodes in one call through the broker's API; the `netns` driver
 //! makes them on the PMs, the broker seeds the controller's registry, and
 //! every node becomes active and answers ping on the VI from one of them,
-//! across the GRE mesh. Scaling in to nothing leaves no node namespace,
-//! veth or OVS port on any PM, and the VI goes from the controller.
+//! across the GRE mesh. From one node, nothing of the provider's network
+//! answers and the operator's peer node does (`node_isolation`), with
+//! OpenFlow and OVSDB over TLS on management links as in production, so
+//! that they are TCP ports a node could try. Scaling in to nothing leaves
+//! no node namespace, veth or OVS port on any PM, and the VI goes from the
+//! controller.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -14,6 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::harness::{check, ms, to_json, Harness};
+use super::node_isolation;
 use super::ScenarioError;
 use crate::controller::{http_request, API_TOKEN_FILE};
 use crate::{Error, Process};
@@ -35,6 +40,9 @@ pub struct Report {
     pub request_to_pingable_ms: f64,
     /// From the first delete to the last node gone.
     pub scale_in_ms: f64,
+    /// Every probe from one node into the provider's network and the
+    /// operator's.
+    pub isolation: node_isolation::Report,
 }
 
 /// The broker's process and how to call it.
@@ -167,6 +175,7 @@ fn ping_from(ns: &str, ip: &str) -> bool {
 }
 
 pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    h.use_tls()?;
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let pm_ns: Vec<String> = pms
         .iter()
@@ -275,6 +284,28 @@ pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     h.note(format!(
         "{NODES} nodes active in {active:?}, all answering ping in {pingable:?}"
     ));
+    let peer = nodes[1..]
+        .iter()
+        .find(|n| n["pm"] != nodes[0]["pm"])
+        .unwrap_or(&nodes[1]);
+    let peer_ip = peer["ip"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .parse()
+        .map_err(|e| Error::Usage(format!("the broker gave node address {peer}: {e}")))?;
+    let apis = [
+        ("the controller's API", h.controller()?.api_addr().port()),
+        ("the broker's API", broker.addr.port()),
+    ];
+    let isolation = node_isolation::check_node(h, &pms, &from, (&ns_of(peer), peer_ip), &apis)?;
+    h.note(format!(
+        "{} probes into the provider's network from {from}: no answer; the operator's peer {peer_ip} answers ({} ms)",
+        isolation.provider.len(),
+        isolation.took_ms
+    ));
 
     let scale_in = Instant::now();
     let mut ops = Vec::new();
@@ -334,5 +365,6 @@ pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
         request_to_active_ms: ms(active),
         request_to_pingable_ms: ms(pingable),
         scale_in_ms: ms(scale_in),
+        isolation,
     })
 }

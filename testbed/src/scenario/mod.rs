@@ -21,6 +21,7 @@ pub mod libvirt_node;
 pub mod mesh;
 pub mod migrate;
 pub mod migrate_intercloud;
+mod node_isolation;
 pub mod qemu_migrate;
 pub mod qemu_migrate_intercloud;
 pub mod service;
@@ -130,8 +131,10 @@ pub const ALL: &[Scenario] = &[
         name: "broker",
         proves: "an operator asks the broker (iris-api) for 12 L1 nodes in one call; the netns \
                  driver makes them on three PMs within their capacity, each becomes active and \
-                 answers ping on its VI across the mesh, and scaling in leaves no namespace, veth \
-                 or OVS port; request-to-active and request-to-pingable measured",
+                 answers ping on its VI across the mesh; from a node nothing of the provider's \
+                 network answers (underlay, management, OVSDB, OpenFlow, the APIs) while the \
+                 operator's peer node does; scaling in leaves no namespace, veth or OVS port; \
+                 request-to-active and request-to-pingable measured",
         body: broker::run,
     },
     Scenario {
