@@ -28,6 +28,11 @@ declare -A NEED=(
   # libvirtd per PM with its QEMU driver, and virsh to look at it by hand.
   [libvirtd]=libvirt-daemon
   [virsh]=libvirt-clients
+  # The SSH server each `netns` node runs in its namespace with the
+  # operator's key (haas-api/src/compute/netns/sshd.rs), and ssh-keygen
+  # for its host key.
+  [sshd]=openssh-server
+  [ssh-keygen]=openssh-client
   # The etcd store (controller/src/store/etcd.rs): the etcd-client crate
   # compiles etcd's .proto files with protoc at build time, and the
   # testbed and the store's tests start a three-member etcd cluster.
@@ -84,6 +89,12 @@ if ((${#missing[@]})); then
     # peer bench starts its own in its run directory.
     systemctl disable --now ovn-central ovn-northd ovn-ovsdb-server-nb \
       ovn-ovsdb-server-sb ovn-host ovn-controller >/dev/null 2>&1 || true
+    # openssh-server's service would listen on port 22 of every address of
+    # the machine, which had no SSH server before; the nodes' own sshds
+    # listen in their namespaces only.
+    if [[ " ${pkgs[*]} " == *" openssh-server "* ]]; then
+      systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
   fi
 fi
 
