@@ -50,11 +50,12 @@ declare -A NEED=(
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its
-# modules, a busybox that runs without a libc in the initramfs, the headers
+# modules, a busybox that runs without a libc in the initramfs, dropbear
+# (copied with its libraries into it, the SSH server of libvirt nodes), the headers
 # and pkg-config file the `virt` crate links libvirt with, and protobuf's own
 # .proto files (google/protobuf/descriptor.proto), which etcd's import and
 # protoc looks for in /usr/include.
-FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev libprotobuf-dev python3-venv)
+FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev libprotobuf-dev python3-venv dropbear-bin)
 
 missing=()
 for cmd in "${!NEED[@]}"; do

@@ -1168,46 +1168,9 @@ async fn a_node_reaches_nothing_of_the_providers_network() {
     drop(sweep);
 }
 
-/// `ssh` from namespace `ns` to `iris@addr` with `key` (and `extra`
-/// options), running `command`: no agent, no known hosts, no
-/// configuration of the machine's own, no prompt.
+/// `ssh` from namespace `ns` to `iris@addr` with `key` (and `extra`).
 fn ssh(ns: &str, key: &Path, extra: &[&str], addr: &str, command: &str) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "ssh", "-F", "/dev/null", "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-        ])
-        .args(extra)
-        .arg(format!("iris@{addr}"))
-        .arg(command)
-        .env_remove("SSH_AUTH_SOCK")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-/// A fresh ed25519 key pair at `path` (and `path.pub`).
-fn keygen(path: &Path) -> String {
-    let ok = Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "operator@iaas", "-f"])
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    std::fs::read_to_string(path.with_extension("pub"))
-        .unwrap()
-        .trim()
-        .to_owned()
+    iris_testbed::ssh_login::ssh(ns, key, extra, "iris", addr, command).unwrap()
 }
 
 /// Issue 13: each node comes with its management address and SSH user with
@@ -1232,8 +1195,8 @@ async fn the_operator_logs_into_a_node_with_its_key_and_no_other() {
     let keys = dir.join("keys");
     std::fs::create_dir_all(&keys).unwrap();
     let (operator, stranger) = (keys.join("operator"), keys.join("stranger"));
-    let public = keygen(&operator);
-    keygen(&stranger);
+    let public = iris_testbed::ssh_login::keygen(&operator).unwrap();
+    iris_testbed::ssh_login::keygen(&stranger).unwrap();
     let (vi_id, key) = create_vi(
         &b,
         &t,
@@ -1307,12 +1270,7 @@ async fn the_operator_logs_into_a_node_with_its_key_and_no_other() {
     let password = ssh(
         &op_ns,
         &operator,
-        &[
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password,keyboard-interactive",
-        ],
+        iris_testbed::ssh_login::PASSWORD_ONLY,
         &addr,
         "echo in",
     );
