@@ -28,6 +28,11 @@ declare -A NEED=(
   # libvirtd per PM with its QEMU driver, and virsh to look at it by hand.
   [libvirtd]=libvirt-daemon
   [virsh]=libvirt-clients
+  # The SSH server each `netns` node runs in its namespace with the
+  # operator's key (haas-api/src/compute/netns/sshd.rs), and ssh-keygen
+  # for its host key.
+  [sshd]=openssh-server
+  [ssh-keygen]=openssh-client
   # The etcd store (controller/src/store/etcd.rs): the etcd-client crate
   # compiles etcd's .proto files with protoc at build time, and the
   # testbed and the store's tests start a three-member etcd cluster.
@@ -45,11 +50,12 @@ declare -A NEED=(
 )
 
 # Packages wanted for files rather than commands: the guests' kernel and its
-# modules, a busybox that runs without a libc in the initramfs, the headers
+# modules, a busybox that runs without a libc in the initramfs, dropbear
+# (copied with its libraries into it, the SSH server of libvirt nodes), the headers
 # and pkg-config file the `virt` crate links libvirt with, and protobuf's own
 # .proto files (google/protobuf/descriptor.proto), which etcd's import and
 # protoc looks for in /usr/include.
-FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev libprotobuf-dev python3-venv)
+FILES_FROM=(linux-image-amd64 busybox-static libvirt-dev libprotobuf-dev python3-venv dropbear-bin)
 
 missing=()
 for cmd in "${!NEED[@]}"; do
@@ -84,6 +90,12 @@ if ((${#missing[@]})); then
     # peer bench starts its own in its run directory.
     systemctl disable --now ovn-central ovn-northd ovn-ovsdb-server-nb \
       ovn-ovsdb-server-sb ovn-host ovn-controller >/dev/null 2>&1 || true
+    # openssh-server's service would listen on port 22 of every address of
+    # the machine, which had no SSH server before; the nodes' own sshds
+    # listen in their namespaces only.
+    if [[ " ${pkgs[*]} " == *" openssh-server "* ]]; then
+      systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+    fi
   fi
 fi
 

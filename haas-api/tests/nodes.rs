@@ -76,14 +76,22 @@ impl Drop for BrokerProcess {
     }
 }
 
-/// Removes node namespaces of `pms` a failing test left (the testbed
+/// Removes node namespaces of `pms` a failing test left, with the
+/// processes in them (a node's sshd) and its sshd's files (the testbed
 /// removes the PMs themselves).
 struct NodeSweep(Vec<String>);
 
 impl Drop for NodeSweep {
     fn drop(&mut self) {
         for ns in self.0.iter().flat_map(|pm| node_namespaces(pm)) {
+            if let Ok(out) = Command::new("ip").args(["netns", "pids", &ns]).output() {
+                for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                    let _ = Command::new("kill").args(["-9", pid]).status();
+                }
+            }
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+            let files = Path::new(iris_api::compute::netns::sshd::FILES_DIR).join(&ns);
+            let _ = std::fs::remove_dir_all(files);
         }
     }
 }
@@ -136,6 +144,25 @@ async fn nodes_of(base: &str, token: &str) -> Vec<Value> {
     let (s, _, page) = call(base, Some(token), "GET", "/v1/nodes?limit=1000", None).await;
     assert_eq!(s, 200, "{page}");
     page["items"].as_array().unwrap().clone()
+}
+
+/// Creates a VI of `body`'s and returns its id and tunnel key.
+async fn create_vi(base: &str, token: &str, body: Value) -> (String, u64) {
+    let (s, _, vi) = call(base, Some(token), "POST", "/v1/vis", Some(body)).await;
+    assert_eq!(s, 201, "{vi}");
+    (
+        vi["id"].as_str().unwrap().to_owned(),
+        vi["tunnel_key"].as_u64().unwrap(),
+    )
+}
+
+/// Starts an operation (`202 Accepted`) and waits until it has succeeded.
+async fn run_operation(base: &str, token: &str, method: &str, path: &str, body: Option<Value>) {
+    let (s, hdr, op) = call(base, Some(token), method, path, body).await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(base, token, &at, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
 }
 
 /// Two PMs of `vcpus` vCPUs each under the real controller, the broker
@@ -224,19 +251,14 @@ async fn world_with(vcpus: u32, extra: &str) -> World {
     )
     .await;
     assert_eq!(s, 201, "{f}");
-    let (s, _, vi) = call(
+    let (vi_id, key) = create_vi(
         &b,
-        Some(&t),
-        "POST",
-        "/v1/vis",
-        Some(json!({"name": "net",
+        &t,
+        json!({"name": "net",
         "gateway": "203.0.113.7", "vlans": {"first": 100, "last": 199},
-        "addressing": {"mode": "static_pool", "cidr": "10.77.0.0/24"}})),
+        "addressing": {"mode": "static_pool", "cidr": "10.77.0.0/24"}}),
     )
     .await;
-    assert_eq!(s, 201, "{vi}");
-    let vi_id = vi["id"].as_str().unwrap().to_owned();
-    let key = vi["tunnel_key"].as_u64().unwrap();
 
     World {
         h,
@@ -1057,19 +1079,15 @@ async fn a_node_reaches_nothing_of_the_providers_network() {
         broker,
         ..
     } = world(16).await;
-    let (s, hdr, op) = call(
+    run_operation(
         &b,
-        Some(&t),
+        &t,
         "POST",
         "/v1/nodes",
         Some(json!({"vi": vi_id, "flavor": "c1", "count": 2,
             "placement": {"group": "two", "policy": "anti-affinity"}})),
     )
     .await;
-    assert_eq!(s, 202, "{op}");
-    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
-    let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
-    assert_eq!(op["status"], "succeeded", "{op}");
     let nodes = nodes_of(&b, &t).await;
     let pm_of = |n: &Value| {
         pms.iter()
@@ -1147,5 +1165,151 @@ async fn a_node_reaches_nothing_of_the_providers_network() {
     }
     assert!(answered.is_empty(), "the node reached {answered:?}");
     drop(listeners);
+    drop(sweep);
+}
+
+/// `ssh` from namespace `ns` to `iris@addr` with `key` (and `extra`).
+fn ssh(ns: &str, key: &Path, extra: &[&str], addr: &str, command: &str) -> std::process::Output {
+    iris_testbed::ssh_login::ssh(ns, key, extra, "iris", addr, command).unwrap()
+}
+
+/// Issue 13: each node comes with its management address and SSH user with
+/// the operator's key installed. From a namespace of the operator's on the
+/// VI, on the other PM, `ssh iris@<address>` with the VI's key runs a
+/// command inside the node (its `cloudbr0` holds the node's address); a
+/// different key and a password are refused; the node's sshd listens in
+/// the node's namespace on its address alone; deleting the node leaves no
+/// sshd process and none of its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_logs_into_a_node_with_its_key_and_no_other() {
+    let World {
+        mut h,
+        pms,
+        sweep,
+        dir,
+        broker: _broker,
+        b,
+        t,
+        ..
+    } = world(4).await;
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (operator, stranger) = (keys.join("operator"), keys.join("stranger"));
+    let public = iris_testbed::ssh_login::keygen(&operator).unwrap();
+    iris_testbed::ssh_login::keygen(&stranger).unwrap();
+    let (vi_id, key) = create_vi(
+        &b,
+        &t,
+        json!({"name": "managed",
+        "gateway": "203.0.113.8", "vlans": {"first": 100, "last": 199},
+        "addressing": {"mode": "static_pool", "cidr": "10.78.0.0/24"},
+        "ssh_public_key": public}),
+    )
+    .await;
+    run_operation(
+        &b,
+        &t,
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 1,
+            "placement": {"pm": h.tb.pm(pms[0]).name()}})),
+    )
+    .await;
+    let nodes = nodes_of(&b, &t).await;
+    let node = nodes.iter().find(|n| n["vi"] == vi_id.as_str()).unwrap();
+    let id = node["id"].as_str().unwrap();
+    assert_eq!(node["ssh_user"], "iris");
+    let addr = node["management_address"].as_str().unwrap().to_owned();
+    let node_ns = iris_api::compute::netns::namespace(h.tb.pm(pms[0]).netns().name(), id);
+
+    // The operator's side of the VI: a host of its own on the other PM.
+    let mac = iris_testbed::MacAddr::local(0xfa);
+    let cidr: iris_testbed::Ipv4Cidr = "10.78.0.250/24".parse().unwrap();
+    let vm = h
+        .add_vm(iris_testbed::VmSpec::new(
+            "oper", pms[1], key as u32, mac, cidr,
+        ))
+        .unwrap();
+    let (status, body) = h
+        .controller()
+        .unwrap()
+        .request(
+            "PUT",
+            &format!("/v1/registry/{key}/untagged/{mac}"),
+            Some(&json!({"location": null, "ips": [cidr.addr().to_string()]})),
+        )
+        .unwrap();
+    assert!((200..300).contains(&status), "{status} {body}");
+    h.wait_classified(&[vm]).unwrap();
+    let op_ns = h.tb.vm(vm).netns().name().to_owned();
+    assert!(
+        ping_from(&op_ns, &addr, Duration::from_secs(10)),
+        "the operator's host does not reach the node"
+    );
+
+    let ok = ssh(
+        &op_ns,
+        &operator,
+        &[],
+        &addr,
+        "/usr/sbin/ip -o -4 addr show dev cloudbr0",
+    );
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success() && out.contains(&format!(" {addr}/")),
+        "ssh with the VI's key: {out} {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let other = ssh(&op_ns, &stranger, &[], &addr, "echo in");
+    let err = String::from_utf8_lossy(&other.stderr);
+    assert!(
+        !other.status.success() && err.contains("Permission denied (publickey)."),
+        "another key: {err}"
+    );
+    // The server names the methods it would take: public keys alone.
+    let password = ssh(
+        &op_ns,
+        &operator,
+        iris_testbed::ssh_login::PASSWORD_ONLY,
+        &addr,
+        "echo in",
+    );
+    let err = String::from_utf8_lossy(&password.stderr);
+    assert!(
+        !password.status.success() && err.contains("Permission denied (publickey)."),
+        "a password: {err}"
+    );
+
+    // The node's sshd is in the node's namespace, on its address alone.
+    let sshd_dir = Path::new(iris_api::compute::netns::sshd::FILES_DIR).join(&node_ns);
+    let pid = std::fs::read_to_string(sshd_dir.join("sshd.pid")).unwrap();
+    let netns = Command::new("ip")
+        .args(["netns", "identify", pid.trim()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&netns.stdout).trim(), node_ns);
+    let listening = Command::new("ip")
+        .args(["netns", "exec", &node_ns, "ss", "-Hltn"])
+        .output()
+        .unwrap();
+    let local: Vec<String> = String::from_utf8_lossy(&listening.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        .collect();
+    assert_eq!(local, vec![format!("{addr}:22")]);
+
+    run_operation(&b, &t, "DELETE", &format!("/v1/nodes/{id}"), None).await;
+    assert!(!sshd_dir.exists(), "{} is left", sshd_dir.display());
+    let left = Command::new("pgrep")
+        .args(["-a", "-f"])
+        .arg(sshd_dir.to_str().unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "sshd is left: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert!(!Path::new(&format!("/proc/{}", pid.trim())).exists());
     drop(sweep);
 }

@@ -61,6 +61,7 @@ mod process;
 mod readiness;
 pub mod relay;
 pub mod scenario;
+pub mod ssh_login;
 pub mod stale;
 mod state;
 mod testbed;

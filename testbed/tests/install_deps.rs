@@ -30,6 +30,8 @@ const PRESENT: &[&str] = &[
     "xz",
     "libvirtd",
     "virsh",
+    "sshd",
+    "ssh-keygen",
     "protoc",
     "etcd",
     "etcdctl",
@@ -202,6 +204,16 @@ fn libvirt_s_qemu_user_is_added_when_missing() {
         args.contains("--system") && args.trim_end().ends_with("libvirt-qemu"),
         "useradd was asked: {args:?}"
     );
+}
+
+#[test]
+fn the_nodes_ssh_server_is_installed_when_missing() {
+    let m = Machine::new("no-sshd", Some(&rust_version()), true);
+    fs::remove_file(m.root.join("bin").join("sshd")).unwrap();
+    let (ok, stderr, apt) = m.install_deps();
+    assert!(ok, "{stderr}");
+    assert!(apt.contains("openssh-server"), "apt-get was asked: {apt}");
+    assert!(!apt.contains("openssh-client"), "apt-get was asked: {apt}");
 }
 
 #[test]

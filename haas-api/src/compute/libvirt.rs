@@ -232,8 +232,24 @@ fn check(node: &NodeSpec) -> Result<(), String> {
             return Err(format!("prefix length {prefix} is over 32"));
         }
     }
+    if let Some(key) = &node.ssh_authorized_key {
+        if key.trim().is_empty() || key.chars().any(char::is_control) {
+            return Err("the SSH key is not a single OpenSSH public key line".into());
+        }
+        if key.trim().len() > MAX_SSH_KEY {
+            return Err(format!(
+                "the SSH key is {} bytes; a libvirt node takes it on its kernel command line, \
+                 which holds {MAX_SSH_KEY} at most (an ed25519 or RSA-4096 key fits)",
+                key.trim().len()
+            ));
+        }
+    }
     Ok(())
 }
+
+/// The longest key line that fits the kernel command line (2048 bytes on
+/// x86) base64-encoded, beside the image's own arguments.
+const MAX_SSH_KEY: usize = 1100;
 
 fn mac_text(mac: &[u8; 6]) -> String {
     let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
@@ -285,6 +301,16 @@ pub fn domain_xml(config: &Config, node: &NodeSpec) -> Result<String, String> {
         }
         let _ = write!(cmdline, "iris.ip={ip}/{prefix}");
     }
+    if let Some(key) = &node.ssh_authorized_key {
+        // The guest's /init decodes it into the SSH user's
+        // authorized_keys: base64 keeps the key's spaces one argument.
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key.trim());
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        let _ = write!(cmdline, "iris.ssh={b64}");
+    }
     let mut x = String::new();
     let _ = writeln!(x, "<domain type='{}'>", config.accel.domain_type());
     let _ = writeln!(x, "  <name>{}</name>", escape(&name));
@@ -323,10 +349,17 @@ pub fn domain_xml(config: &Config, node: &NodeSpec) -> Result<String, String> {
         "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  \
          <on_crash>destroy</on_crash>\n  <devices>\n",
     );
+    // The NIC offers the guest no checksum or segmentation offload: the
+    // OVS userspace datapath reads the tap as it comes and drops frames
+    // whose checksum was left to a NIC, so a guest's own TCP (its SYN-ACK)
+    // never got through while ping and its kernel's RSTs did (the netns
+    // driver turns the same offloads off with ethtool).
     let _ = writeln!(
         x,
         "    <interface type='ethernet'>\n      <mac address='{}'/>\n      \
          <target dev='{}' managed='yes'/>\n      <model type='virtio'/>\n      \
+         <driver>\n        <host csum='off' gso='off' tso4='off' tso6='off' ecn='off' \
+         ufo='off'/>\n      </driver>\n      \
          <mtu size='{}'/>\n    </interface>",
         mac_text(&node.mac),
         tap_name(&node.id),
@@ -742,6 +775,29 @@ mod tests {
     }
 
     #[test]
+    fn the_ssh_key_is_on_the_kernel_command_line_in_base64() {
+        use base64::Engine;
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB op@iaas";
+        let n = NodeSpec {
+            ssh_authorized_key: Some(key.into()),
+            ..node()
+        };
+        let xml = domain_xml(&config(Accel::Kvm), &n).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let cmdline = child(child(doc.root_element(), "os"), "cmdline")
+            .text()
+            .unwrap();
+        let b64 = cmdline
+            .split(' ')
+            .find_map(|w| w.strip_prefix("iris.ssh="))
+            .unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(decoded, key.as_bytes());
+    }
+
+    #[test]
     fn bad_specs_are_refused_before_anything_is_made() {
         let bad = [
             NodeSpec {
@@ -764,6 +820,14 @@ mod tests {
             NodeSpec { mtu: 60, ..node() },
             NodeSpec {
                 ip: Some((Ipv4Addr::new(10, 0, 0, 5), 33)),
+                ..node()
+            },
+            NodeSpec {
+                ssh_authorized_key: Some("ssh-ed25519 AAAA a@b\nssh-rsa AAAA x@y".into()),
+                ..node()
+            },
+            NodeSpec {
+                ssh_authorized_key: Some(format!("ssh-rsa {}", "A".repeat(1200))),
                 ..node()
             },
         ];

@@ -10,8 +10,14 @@
 //! with the node's address on it: the operator's L2 guests plug into it and
 //! their VLAN tags cross it untouched (a bridge without VLAN filtering).
 //! Everything is named after the node id, so `create` and `delete` are
-//! idempotent and `list` finds a node after a crash from its namespace or
-//! its OVS port, whichever was made.
+//! idempotent and `list` finds a node after a crash from its namespace, its
+//! OVS port or its sshd's files, whichever was made.
+//!
+//! A node with a static address on a VI that has an SSH key runs its own
+//! sshd in its namespace ([`sshd`]), so that the operator logs in as
+//! [`sshd::USER`] at the node's address with that key.
+
+pub mod sshd;
 
 use super::{ComputeDriver, Created, DriverError, NodeSpec, PmTarget};
 use async_trait::async_trait;
@@ -62,26 +68,29 @@ fn err(action: String, reason: impl Into<String>) -> DriverError {
     }
 }
 
+/// Runs `cmd`, which does `what`; its stdout, or the error is its stderr.
+async fn run(cmd: &mut Command, what: &str) -> Result<String, String> {
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {what}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
 /// Runs `ip ARGS` (in `netns` when given); the error is its stderr.
 async fn ip(netns: Option<&str>, args: &[&str]) -> Result<String, String> {
     let mut cmd = Command::new("ip");
     if let Some(ns) = netns {
         cmd.args(["-n", ns]);
     }
-    cmd.args(args);
-    let out = cmd
-        .output()
-        .await
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    run(cmd.args(args), &format!("ip {}", args.join(" "))).await
 }
 
 /// The pauses before each of QEMU's RARP rounds after a live migration
@@ -134,21 +143,12 @@ fn send_rarps(netns: &std::path::Path, mac: [u8; 6]) -> Result<(), String> {
 
 /// Runs `argv` inside namespace `ns`; the error is its stderr.
 async fn netns_exec(ns: &str, argv: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns])
-        .args(argv)
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {} in {ns}: {e}", argv[0]))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{} in {ns}: {}",
-            argv.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    run(
+        Command::new("ip").args(["netns", "exec", ns]).args(argv),
+        &format!("{} in {ns}", argv.join(" ")),
+    )
+    .await
+    .map(drop)
 }
 
 /// Whether an `ip` failure says the thing is not there.
@@ -273,6 +273,9 @@ impl NetnsDriver {
             .ensure_vm_port(&pm.bridge, &spec)
             .await
             .map_err(|e| format!("adding port {port} to {}: {e}", pm.bridge))?;
+        if let (Some(key), Some((addr, _))) = (&node.ssh_authorized_key, node.ip) {
+            sshd::start(&ns, addr, key).await?;
+        }
         Ok(())
     }
 }
@@ -315,7 +318,12 @@ impl ComputeDriver for NetnsDriver {
             }
         }
         let ns = node_namespace(pm, node_id);
-        if std::path::Path::new(NETNS_DIR).join(&ns).exists() {
+        let ns_exists = std::path::Path::new(NETNS_DIR).join(&ns).exists();
+        // Before the namespace goes: its processes are found through it.
+        if let Err(e) = sshd::stop(&ns, ns_exists).await {
+            failures.push(e);
+        }
+        if ns_exists {
             if let Err(e) = ip(None, &["netns", "del", &ns]).await {
                 failures.push(e);
             }
@@ -374,8 +382,8 @@ impl ComputeDriver for NetnsDriver {
     async fn list(&self, pm: &PmTarget) -> Result<Vec<String>, DriverError> {
         let prefix = node_namespace(pm, "");
         let mut ids = BTreeSet::new();
-        if let Ok(dir) = std::fs::read_dir(NETNS_DIR) {
-            for e in dir.flatten() {
+        for dir in [NETNS_DIR, sshd::FILES_DIR] {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
                 if let Some(id) = e.file_name().to_str().and_then(|n| n.strip_prefix(&prefix)) {
                     ids.insert(id.to_owned());
                 }

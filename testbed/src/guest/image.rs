@@ -1,7 +1,9 @@
 //! The guest image: a Debian kernel from `/boot` and an initramfs made at
-//! test time of `busybox-static`, the virtio-net modules of that kernel and
-//! an `/init` that brings `eth0` up with the address of the kernel command
-//! line (`iris.ip=10.0.0.5/24`). Nothing of it is committed: it is built
+//! test time of `busybox-static`, Debian's `dropbear` with the libraries
+//! it links, the virtio-net modules of that kernel and an `/init` that
+//! brings `eth0` up with the address of the kernel command line
+//! (`iris.ip=10.0.0.5/24`) and, given `iris.ssh=<base64 of a public key
+//! line>`, starts dropbear letting in the user `iris` with that key alone. Nothing of it is committed: it is built
 //! from the host's packages, cached under [`CACHE_ROOT`]`/<key>/`, and
 //! rebuilt whenever an input changes, since the key is a hash of every
 //! byte that goes into it.
@@ -16,6 +18,12 @@ use crate::error::{Error, Result};
 pub const CACHE_ROOT: &str = "/var/cache/iris-testbed/guest";
 /// The static busybox of Debian's `busybox-static`.
 pub const BUSYBOX: &str = "/bin/busybox";
+/// Debian's `dropbear` (`dropbear-bin`): the guest's SSH server.
+pub const DROPBEAR: &str = "/usr/sbin/dropbear";
+/// The user the guest's SSH server lets in.
+pub const SSH_USER: &str = "iris";
+/// What `/init` prints once dropbear is started.
+pub const SSH_MARK: &str = "iris-guest: ssh";
 /// The modules a guest needs for its NIC (with whatever they depend on):
 /// Debian builds virtio's PCI transport and virtio-net as modules.
 pub const NIC_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
@@ -26,7 +34,7 @@ pub const FAILED_MARK: &str = "iris-guest: failed";
 
 /// Changes whenever the layout of the image changes without its inputs
 /// changing, so that an old cache entry is not taken for a new one.
-const FORMAT: &str = "iris-guest-image 2";
+const FORMAT: &str = "iris-guest-image 3";
 
 /// A built (or cached) guest image.
 #[derive(Debug, Clone)]
@@ -53,17 +61,34 @@ impl GuestImage {
             Path::new("/boot"),
             Path::new("/lib/modules"),
             Path::new(BUSYBOX),
+            Path::new(DROPBEAR),
         )
     }
 
     /// The image cached in `cache`, made of the newest kernel in `boot`
-    /// whose modules are in `modules`, and of the static `busybox`.
-    pub fn ensure_in(cache: &Path, boot: &Path, modules: &Path, busybox: &Path) -> Result<Self> {
+    /// whose modules are in `modules`, of the static `busybox`, and of
+    /// `dropbear` with its libraries.
+    pub fn ensure_in(
+        cache: &Path,
+        boot: &Path,
+        modules: &Path,
+        busybox: &Path,
+        dropbear: &Path,
+    ) -> Result<Self> {
         let (release, kernel) = newest_kernel(boot, modules)?;
         let module_dir = modules.join(&release);
         let order = load_order(&module_dir, NIC_MODULES)?;
         let busybox_path = busybox;
         let busybox = read(busybox_path)?;
+        let dropbear_files: Vec<(String, Vec<u8>)> =
+            std::iter::once(Ok(("sbin/dropbear".to_owned(), read(dropbear)?)))
+                .chain(libraries(dropbear)?.into_iter().map(|lib| {
+                    Ok((
+                        lib.trim_start_matches('/').to_owned(),
+                        read(Path::new(&lib))?,
+                    ))
+                }))
+                .collect::<Result<_>>()?;
         let kernel_bytes = read(&kernel)?;
         let module_files: Vec<(String, Vec<u8>)> = order
             .iter()
@@ -77,7 +102,7 @@ impl GuestImage {
         hash.add(init.as_bytes());
         hash.add(&kernel_bytes);
         hash.add(&busybox);
-        for (name, bytes) in &module_files {
+        for (name, bytes) in module_files.iter().chain(&dropbear_files) {
             hash.add(name.as_bytes());
             hash.add(bytes);
         }
@@ -110,8 +135,35 @@ impl GuestImage {
             "sys",
             "lib",
             "lib/modules",
+            "lib64",
+            "lib/x86_64-linux-gnu",
+            "etc",
+            "etc/dropbear",
+            "home",
+            "tmp",
+            "root",
         ] {
             cpio.dir(dir);
+        }
+        cpio.file(
+            "etc/passwd",
+            0o644,
+            format!(
+                "root:x:0:0:root:/root:/bin/sh\n{SSH_USER}:x:1000:1000::/home/{SSH_USER}:/bin/sh\n"
+            )
+            .as_bytes(),
+        );
+        cpio.file(
+            "etc/group",
+            0o644,
+            format!("root:x:0:\n{SSH_USER}:x:1000:\n").as_bytes(),
+        );
+        cpio.file("etc/shells", 0o644, b"/bin/sh\n");
+        for (path, bytes) in &dropbear_files {
+            if let Some((dir, _)) = path.rsplit_once('/') {
+                cpio.dir(dir);
+            }
+            cpio.file(path, 0o755, bytes);
         }
         cpio.char_device("dev/console", 0o600, 5, 1);
         cpio.file("init", 0o755, init.as_bytes());
@@ -125,7 +177,11 @@ impl GuestImage {
         // never sees half an image and two runs building at once both end
         // with a whole one.
         fs::create_dir_all(cache).map_err(|e| Error::io_at("creating", cache, e))?;
-        let staging = cache.join(format!(".{key}.{}", std::process::id()));
+        // Per process and per call: two tests of one binary building at
+        // once had one staging directory, and one removed the other's.
+        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let build = BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let staging = cache.join(format!(".{key}.{}.{build}", std::process::id()));
         let _ = fs::remove_dir_all(&staging);
         fs::create_dir(&staging).map_err(|e| Error::io_at("creating", &staging, e))?;
         // The decompressor of a bzImage takes most of a boot under TCG
@@ -143,9 +199,10 @@ impl GuestImage {
         write(
             &staging.join("inputs.txt"),
             format!(
-                "{FORMAT}\nkernel {}\nbusybox {}\nmodules {}\n",
+                "{FORMAT}\nkernel {}\nbusybox {}\ndropbear {}\nmodules {}\n",
                 kernel.display(),
                 busybox_path.display(),
+                dropbear.display(),
                 names.join(" ")
             )
             .as_bytes(),
@@ -177,11 +234,38 @@ fn prune(cache: &Path, keep: &str) {
     }
 }
 
+/// The shared libraries `binary` loads (its ELF interpreter included), as
+/// `ldd` resolves them on this host; none for a static binary.
+fn libraries(binary: &Path) -> Result<Vec<String>> {
+    let out = std::process::Command::new("ldd")
+        .arg(binary)
+        .output()
+        .map_err(|e| Error::Host {
+            problem: format!("cannot run ldd on {}: {e}", binary.display()),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        // "not a dynamic executable": a static binary needs nothing.
+        return Ok(Vec::new());
+    }
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = l.split_once("=> ").map_or(l, |(_, p)| p);
+            path.split_whitespace()
+                .next()
+                .filter(|p| p.starts_with('/'))
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => Error::Host {
             problem: format!(
-                "{} is missing: the guest image needs linux-image-amd64 and busybox-static \
+                "{} is missing: the guest image needs linux-image-amd64, busybox-static, dropbear-bin \
                  (scripts/install-deps.sh)",
                 path.display()
             ),
@@ -336,20 +420,27 @@ fn resolve(
 }
 
 /// The guest's `/init`: busybox applets, the NIC's modules, `eth0` with
-/// the address of `iris.ip=` on the kernel command line, then nothing
-/// (the kernel answers ping).
+/// the address of `iris.ip=` on the kernel command line, dropbear when
+/// `iris.ssh=` gives a key (public keys only: `-s`; host key made at the
+/// first connection: `-R`), then nothing (the kernel answers ping).
 fn init_script(modules: &[String]) -> String {
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 for m in {modules}; do
   insmod /lib/modules/$m.ko || echo "iris-guest: insmod $m failed"
 done
 ip=
+ssh=
 for w in $(cat /proc/cmdline); do
-  case "$w" in iris.ip=*) ip="${{w#iris.ip=}}" ;; esac
+  case "$w" in
+    iris.ip=*) ip="${{w#iris.ip=}}" ;;
+    iris.ssh=*) ssh="${{w#iris.ssh=}}" ;;
+  esac
 done
 ip link set lo up
 n=0
@@ -358,6 +449,13 @@ if [ -n "$ip" ] && ip link set eth0 up && ip addr add "$ip" dev eth0; then
   echo "{READY_MARK} eth0 $ip"
 else
   echo "{FAILED_MARK} to configure eth0 with iris.ip=$ip"
+fi
+if [ -n "$ssh" ]; then
+  mkdir -p /home/{SSH_USER}/.ssh
+  echo "$ssh" | base64 -d > /home/{SSH_USER}/.ssh/authorized_keys
+  chmod 755 /home/{SSH_USER} /home/{SSH_USER}/.ssh
+  chmod 644 /home/{SSH_USER}/.ssh/authorized_keys
+  /sbin/dropbear -R -s -g -j -k -p 22 && echo "{SSH_MARK} dropbear started"
 fi
 while :; do sleep 3600; done
 "#,
@@ -572,6 +670,7 @@ kernel/drivers/virtio/virtio_ring.ko:
         }
         let busybox = root.join("busybox");
         fs::write(&busybox, b"not really busybox").unwrap();
+        fs::write(root.join("dropbear"), b"not really dropbear").unwrap();
         (boot, modules, busybox)
     }
 
@@ -580,7 +679,8 @@ kernel/drivers/virtio/virtio_ring.ko:
         let root = tempfile::tempdir().unwrap();
         let cache = root.path().join("cache");
         let (boot, modules, busybox) = fake_kernel(root.path(), 1);
-        let first = GuestImage::ensure_in(&cache, &boot, &modules, &busybox).unwrap();
+        let dropbear = root.path().join("dropbear");
+        let first = GuestImage::ensure_in(&cache, &boot, &modules, &busybox, &dropbear).unwrap();
         assert!(first.built);
         assert_eq!(first.modules, ["virtio", "virtio_pci", "virtio_net"]);
         assert_eq!(fs::read(&first.kernel).unwrap(), b"not really a kernel");
@@ -588,12 +688,12 @@ kernel/drivers/virtio/virtio_ring.ko:
         assert!(cpio
             .windows(26)
             .any(|w| w == b"lib/modules/virtio_net.ko\0"));
-        let again = GuestImage::ensure_in(&cache, &boot, &modules, &busybox).unwrap();
+        let again = GuestImage::ensure_in(&cache, &boot, &modules, &busybox, &dropbear).unwrap();
         assert!(!again.built);
         assert_eq!(again.key, first.key);
 
         fake_kernel(root.path(), 2);
-        let changed = GuestImage::ensure_in(&cache, &boot, &modules, &busybox).unwrap();
+        let changed = GuestImage::ensure_in(&cache, &boot, &modules, &busybox, &dropbear).unwrap();
         assert!(changed.built);
         assert_ne!(changed.key, first.key);
         assert!(!cache.join(&first.key).exists(), "the old entry is pruned");

@@ -4,7 +4,10 @@
 //! same VI on another PM pings it through Iris.
 //!
 //! Checked: the node answers ping, and refuses a TCP connection to a
-//! closed port (its RST crosses back); the OVS port the driver made carries
+//! closed port (its RST crosses back); `ssh iris@<node>` from the VM with
+//! the key the node was made with (an ed25519 key generated for the run)
+//! runs a command in the guest, while another key and a password are
+//! refused; the OVS port the driver made carries
 //! the VI in `external_ids:iris-vi`; `list` names the node; a repeated
 //! create changes nothing; a create whose domain cannot start (a kernel
 //! that is not there) fails with libvirt's reason and leaves no domain,
@@ -25,7 +28,7 @@ use super::ScenarioError;
 use crate::controller::ViEntry;
 use crate::guest::libvirtd::{driver_config, Libvirtd};
 use crate::guest::{image, Accel, GuestImage};
-use crate::{Error, MacAddr, PmId, INTEGRATION_BRIDGE, VM_MTU};
+use crate::{ssh_login, Error, MacAddr, PmId, INTEGRATION_BRIDGE, VM_MTU};
 
 const VI: u32 = 1;
 const GRE_KEY: u32 = 1001;
@@ -48,6 +51,9 @@ pub struct Report {
     /// From the create request to the first ping the node answered, from
     /// a VM of its VI on another PM.
     pub request_to_ping_ms: f64,
+    /// From the create request to the first command the VM ran in the
+    /// node over SSH.
+    pub request_to_ssh_ms: f64,
     pub delete_ms: f64,
     /// Why the create with a missing kernel failed, as the driver said.
     pub failed_create: String,
@@ -73,6 +79,11 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     let pinger = h.add_vms(&mut vi, &[pms[1]])?[0];
     let (mac, ip) = seed_guest(&mut vi, 5)?;
+    let keys = h.file("ssh");
+    std::fs::create_dir_all(&keys).map_err(|e| Error::io_at("creating", &keys, e))?;
+    let (operator, stranger) = (keys.join("operator"), keys.join("stranger"));
+    let public = ssh_login::keygen(&operator)?;
+    ssh_login::keygen(&stranger)?;
     h.bring_up(&pms, vec![vi], &[pinger])?;
 
     let libvirtd = Libvirtd::start(h.tb.pm(pms[0]))?;
@@ -89,7 +100,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         memory_mib: 128,
         disk_gib: 0,
         mtu: u16::try_from(VM_MTU).unwrap_or(1500),
-        ssh_authorized_key: None,
+        ssh_authorized_key: Some(public),
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -125,11 +136,48 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let tcp = h.tb.vm(pinger).exec(&[
         "bash",
         "-c",
-        "timeout 3 bash -c 'exec 3<>/dev/tcp/$0/22' \"$0\" 2>&1; echo exit=$?",
+        "timeout 3 bash -c 'exec 3<>/dev/tcp/$0/23' \"$0\" 2>&1; echo exit=$?",
         &ip.addr().to_string(),
     ])?;
     check(tcp.contains("Connection refused"), || {
-        format!("a TCP connection to the node's port 22 was not refused: {tcp}")
+        format!("a TCP connection to the node's port 23 was not refused: {tcp}")
+    })?;
+
+    // The operator's login: dropbear starts right after eth0 is up.
+    let addr = ip.addr().to_string();
+    let command = "ip -o -4 addr show dev eth0";
+    let since = Instant::now();
+    let login = loop {
+        let out = ssh(h, pinger, &operator, &[], &addr, command)?;
+        if out.contains(&format!(" {ip} ")) || since.elapsed() > Duration::from_secs(20) {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    check(login.contains(&format!(" {ip} ")), || {
+        let text = std::fs::read_to_string(&console).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(12).collect();
+        format!(
+            "ssh iris@{addr} with the node's key did not run `{command}` there: {login}\n\
+             the node's console ends:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    let ssh_answered = requested.elapsed();
+    let other = ssh(h, pinger, &stranger, &[], &addr, "echo in")?;
+    check(other.contains("Permission denied (publickey)."), || {
+        format!("another key was not refused: {other}")
+    })?;
+    let password = ssh(
+        h,
+        pinger,
+        &operator,
+        ssh_login::PASSWORD_ONLY,
+        &addr,
+        "echo in",
+    )?;
+    check(password.contains("Permission denied (publickey)."), || {
+        format!("a password was not refused (the server must offer public keys alone): {password}")
     })?;
     let pm = h.tb.pm(pms[0]);
     let port_vi = pm.vsctl(&["get", "Interface", &created.port, "external_ids:iris-vi"])?;
@@ -168,10 +216,35 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         create_ms: ms(create_took),
         request_to_booted_ms: ms(booted),
         request_to_ping_ms: ms(answered),
+        request_to_ssh_ms: ms(ssh_answered),
         delete_ms: ms(delete_took),
         failed_create,
         failed_create_ms: ms(failed_create_took),
     })
+}
+
+/// `ssh` from `vm` to the node's user at `addr`: its stdout and stderr.
+fn ssh(
+    h: &Harness,
+    vm: crate::VmId,
+    key: &std::path::Path,
+    extra: &[&str],
+    addr: &str,
+    command: &str,
+) -> Result<String, ScenarioError> {
+    let out = ssh_login::ssh(
+        h.tb.vm(vm).netns().name(),
+        key,
+        extra,
+        image::SSH_USER,
+        addr,
+        command,
+    )?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
 }
 
 /// `pm` as the broker would describe it to the driver.
