@@ -551,6 +551,10 @@ impl ComputeDriver for LibvirtDriver {
         KIND
     }
 
+    fn port(&self, node_id: &str) -> String {
+        tap_name(node_id)
+    }
+
     fn can_migrate(&self) -> Result<(), String> {
         // virDomainMigrate needs the two PMs' libvirtds to reach each other
         // (a migration URI, TLS or SSH between them, shared or copied
