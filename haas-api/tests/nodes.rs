@@ -76,6 +76,22 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// Waits until the broker logging to `log` has resumed what its crash
+/// interrupted and swept its PMs.
+async fn wait_recovered(log: &Path) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("recovery done")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no recovery done"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Removes node namespaces of `pms` a failing test left (the testbed
 /// removes the PMs themselves).
 struct NodeSweep(Vec<String>);
@@ -445,17 +461,7 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     let b = broker.base.clone();
     // The operation's end comes before the sweep of strays.
     let log2 = dir.join("iris-api-2.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log2)
-        .unwrap_or_default()
-        .contains("recovery done")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no recovery done"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_recovered(&log2).await;
     let op = wait_operation(&b, &t, &at10, Duration::from_secs(60)).await;
     assert_eq!(
         op["status"], "succeeded",
@@ -1197,6 +1203,17 @@ impl Drop for Guest {
     }
 }
 
+/// A `c1` node of VI `vi` on `pm`, active: its id.
+async fn node_on(b: &str, t: &str, vi: &str, pm: &Pm) -> String {
+    let body = json!({"vi": vi, "flavor": "c1", "count": 1, "placement": {"pm": pm.name()}});
+    let (s, hdr, op) = call(b, Some(t), "POST", "/v1/nodes", Some(body)).await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(b, t, &at, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    op["nodes"][0].as_str().unwrap().to_owned()
+}
+
 /// Waits until the controller's registry places `mac` of VI `key` on
 /// `host`, at most `within`.
 async fn wait_registry_host(h: &Harness, key: u64, mac: &str, host: &str, within: Duration) {
@@ -1234,13 +1251,7 @@ async fn a_draining_delete_waits_for_the_guests_to_leave() {
     let (pm1, pm2) = (h.tb.pm(pms[0]), h.tb.pm(pms[1]));
     let mut made = Vec::new();
     for pm in [pm1, pm2] {
-        let body = json!({"vi": vi_id, "flavor": "c1", "count": 1, "placement": {"pm": pm.name()}});
-        let (s, hdr, op) = call(&b, Some(&t), "POST", "/v1/nodes", Some(body)).await;
-        assert_eq!(s, 202, "{op}");
-        let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
-        let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
-        assert_eq!(op["status"], "succeeded", "{op}");
-        let id = op["nodes"][0].as_str().unwrap().to_owned();
+        let id = node_on(&b, &t, &vi_id, pm).await;
         let (_, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{id}"), None).await;
         made.push(n);
     }
@@ -1454,5 +1465,133 @@ async fn a_draining_delete_waits_for_the_guests_to_leave() {
     );
     let (_, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{other_id}"), None).await;
     assert_eq!(n["state"], "active", "{n}");
+    drop(sweep);
+}
+
+/// What each PM should hold for `nodes` (the broker's list): per PM, its
+/// nodes' namespaces, veths and OVS ports, sorted as [`node_traces`] gives
+/// them once sorted.
+fn expected_traces(pm: &Pm, nodes: &[Value]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut ids: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n["pm"] == pm.name())
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut ns: Vec<String> = ids
+        .iter()
+        .map(|id| iris_api::compute::netns::namespace(pm.netns().name(), id))
+        .collect();
+    ns.sort();
+    let ports: Vec<String> = ids.iter().map(|id| format!("vn{id}")).collect();
+    (ns, ports.clone(), ports)
+}
+
+/// A broker killed with SIGKILL at several moments of a node's migration
+/// (at once, once the target PM has the node's namespace, a little later)
+/// and started again: each time the node ends active on exactly one PM,
+/// answers ping on its VI, and neither PM holds a namespace, veth or OVS
+/// port that no node owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_during_a_migration_leaves_the_node_whole_on_one_pm() {
+    let World {
+        h,
+        pms,
+        sweep,
+        dir,
+        mut broker,
+        b,
+        t,
+        vi_id,
+        ..
+    } = world(16).await;
+    let (pm1, pm2) = (h.tb.pm(pms[0]), h.tb.pm(pms[1]));
+    let mut b = b;
+    let peer = node_on(&b, &t, &vi_id, pm1).await;
+    let id = node_on(&b, &t, &vi_id, pm1).await;
+    let nodes = nodes_of(&b, &t).await;
+    let ip_of = |nodes: &[Value], id: &str| {
+        let n = nodes.iter().find(|n| n["id"] == id).unwrap();
+        n["ip"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (peer_ip, ip) = (ip_of(&nodes, &peer), ip_of(&nodes, &id));
+    let peer_ns = iris_api::compute::netns::namespace(pm1.netns().name(), &peer);
+
+    // None: killed right after the 202; Some(ms): that long after the
+    // target PM has the node's namespace.
+    let mut resumed = 0;
+    let rounds = [None, Some(0), Some(20), Some(40), Some(80), Some(150)];
+    for (round, kill_at) in rounds.into_iter().enumerate() {
+        let here = nodes_of(&b, &t).await;
+        let from = here.iter().find(|n| n["id"] == id).unwrap()["pm"].clone();
+        let to = if from == pm1.name() { pm2 } else { pm1 };
+        let (s, hdr, op) = call(
+            &b,
+            Some(&t),
+            "POST",
+            &format!("/v1/nodes/{id}/migrate"),
+            Some(json!({"pm": to.name()})),
+        )
+        .await;
+        assert_eq!(s, 202, "{op}");
+        let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+        if let Some(ms) = kill_at {
+            let target = iris_api::compute::netns::namespace(to.netns().name(), &id);
+            let start = Instant::now();
+            while !Path::new("/run/netns").join(&target).exists() {
+                assert!(start.elapsed() < Duration::from_secs(10), "no {target}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        broker.kill9();
+        let log = dir.join(format!("iris-api-kill-{round}.log"));
+        broker = BrokerProcess::start(&dir.join("iris-api.toml"), &log).await;
+        b = broker.base.clone();
+        wait_recovered(&log).await;
+        let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("resuming an interrupted operation")
+        {
+            resumed += 1;
+        }
+        let nodes = nodes_of(&b, &t).await;
+        let n = nodes.iter().find(|n| n["id"] == id).unwrap();
+        eprintln!("round {round}: {} on {} ({op})", n["state"], n["pm"]);
+        assert_eq!(n["state"], "active", "round {round}: {n} {op}");
+        for pm in [pm1, pm2] {
+            let (mut ns, mut veths, mut ports) = node_traces(pm);
+            ns.sort();
+            veths.sort();
+            ports.sort();
+            assert_eq!(
+                (ns, veths, ports),
+                expected_traces(pm, &nodes),
+                "round {round}: what {} holds, against the records {nodes:?} ({op})",
+                pm.name()
+            );
+        }
+        let node_pm = if n["pm"] == pm1.name() { pm1 } else { pm2 };
+        let node_ns = iris_api::compute::netns::namespace(node_pm.netns().name(), &id);
+        assert!(
+            ping_from(&peer_ns, &ip, Duration::from_secs(10)),
+            "round {round}: the node on {} does not answer ({op})",
+            node_pm.name()
+        );
+        assert!(
+            ping_from(&node_ns, &peer_ip, Duration::from_secs(10)),
+            "round {round}: the node on {} reaches nothing ({op})",
+            node_pm.name()
+        );
+    }
+    // The kills fell in the middle of the moves, not after them.
+    assert!(resumed >= rounds.len() / 2, "{resumed} moves resumed");
     drop(sweep);
 }
