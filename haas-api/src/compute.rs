@@ -11,6 +11,7 @@
 //! lets the broker resume or roll back an operation after a crash without
 //! knowing how far the driver got.
 
+#[cfg(feature = "libvirt")]
 pub mod libvirt;
 
 use std::fmt;
