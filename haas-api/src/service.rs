@@ -129,13 +129,15 @@ impl Broker {
             let me = self.clone();
             let op = op.clone();
             async move {
+                // The wait for a node's guests takes no turn: drains that
+                // last minutes must not hold up other nodes' work.
+                if let (OperationKind::DeleteNodes, Some(deadline)) = (kind, drain) {
+                    me.wait_drained(&op, &id, deadline).await?;
+                }
                 let _turn = me.work.acquire().await;
                 match kind {
                     OperationKind::CreateNodes => me.make_node(&op, &id).await,
-                    OperationKind::DeleteNodes => match drain {
-                        Some(deadline) => me.drain_node(&op, &id, deadline).await,
-                        None => me.unmake_node(&op, &id).await,
-                    },
+                    OperationKind::DeleteNodes => me.unmake_node(&op, &id).await,
                     OperationKind::MigrateNode => me.move_node(&op, &id).await,
                 }
             }
@@ -291,12 +293,13 @@ impl Broker {
         Ok(macs.into_iter().collect())
     }
 
-    /// A draining delete of one node: waits until the controller places no
-    /// guest MAC on the node's port (the operator's cloud has moved its
-    /// guests away), then unmakes it. At `deadline_ms` the node is active
-    /// again, untouched, and the operation fails naming the MACs left.
-    /// Resumed after a crash, it waits on to the same deadline.
-    async fn drain_node(&self, op: &str, id: &str, deadline_ms: u64) -> Result<(), String> {
+    /// A draining delete of one node, before it is unmade: waits until the
+    /// controller places no guest MAC on the node's port (the operator's
+    /// cloud has moved its guests away) and marks it deleting. At
+    /// `deadline_ms` the node is active again, untouched, and the
+    /// operation fails naming the MACs left. Resumed after a crash, it
+    /// waits on to the same deadline.
+    async fn wait_drained(&self, op: &str, id: &str, deadline_ms: u64) -> Result<(), String> {
         let mut shown: Option<Vec<String>> = None;
         loop {
             let job = {
@@ -376,7 +379,7 @@ impl Broker {
             tokio::time::sleep(DRAIN_POLL).await;
         }
         info!(node = %id, "drained");
-        self.unmake_node(op, id).await
+        Ok(())
     }
 
     /// Moves one node to the PM its record is migrating to; whatever the
