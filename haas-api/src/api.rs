@@ -937,7 +937,7 @@ async fn delete_vi(
                 ),
             ));
         }
-        let op = start_delete(&s, &vi.provider, nodes, None, None).await?;
+        let op = start_delete(&s, &vi.provider, nodes, None, None, None).await?;
         s.0.clone().run_operation(op.op.id.clone()).await;
         let r = s.records.lock().await;
         let left = r.nodes_of_vi(&id);
@@ -1192,6 +1192,7 @@ fn running(
             total: u32::try_from(nodes.len()).unwrap_or(u32::MAX),
             nodes,
             error: None,
+            drain: None,
             created_ms: now,
             updated_ms: now,
         },
@@ -1200,16 +1201,18 @@ fn running(
     }
 }
 
-/// Records a delete operation for `nodes` (marked deleting).
+/// Records a delete operation for `nodes` (marked deleting, or draining
+/// when `drain` says how long their guests have to leave).
 async fn start_delete(
     s: &Broker,
     provider: &str,
     nodes: Vec<String>,
     key: Option<String>,
     request: Option<String>,
+    drain: Option<Drain>,
 ) -> ApiResult<OperationRecord> {
     let mut r = s.records.lock().await;
-    let op = running(
+    let mut op = running(
         new_operation_id(),
         provider,
         OperationKind::DeleteNodes,
@@ -1217,11 +1220,15 @@ async fn start_delete(
         key,
         request,
     );
+    let (event, fallback) = match drain {
+        Some(_) => (NodeEvent::DrainAsked, NodeState::Draining),
+        None => (NodeEvent::DeleteAsked, NodeState::Deleting),
+    };
+    op.op.drain = drain;
     r.put_operation(op.clone()).map_err(internal)?;
     for id in &nodes {
         if let Some(mut n) = r.nodes.get(id).cloned() {
-            n.node.state =
-                transition(n.node.state, NodeEvent::DeleteAsked).unwrap_or(NodeState::Deleting);
+            n.node.state = transition(n.node.state, event).unwrap_or(fallback);
             n.operation = op.op.id.clone();
             r.put_node(n).map_err(internal)?;
         }
@@ -1256,7 +1263,50 @@ async fn get_node(
     visible(&r.nodes, &caller, &id, "node", "id").map(|n| Json(n.node.clone()))
 }
 
-#[utoipa::path(delete, path = "/v1/nodes/{id}", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+/// How long a draining delete waits for the node's guests unless
+/// `drain_timeout_secs` says otherwise, and at most.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u32 = 600;
+pub const MAX_DRAIN_TIMEOUT_SECS: u32 = 86_400;
+
+/// `drain` and `drain_timeout_secs` of a node's delete: how long its
+/// guests have to leave, or `None` for a plain delete.
+fn drain_asked(q: &Params) -> ApiResult<Option<u32>> {
+    let drain = q.flag("drain")?;
+    let Some(v) = q.get("drain_timeout_secs") else {
+        return Ok(drain.then_some(DEFAULT_DRAIN_TIMEOUT_SECS));
+    };
+    let at = "query:drain_timeout_secs";
+    let secs = v.parse::<u32>().map_err(|_| {
+        problem_at(
+            StatusCode::BAD_REQUEST,
+            at,
+            format!("{v:?} is not a number of seconds"),
+        )
+    })?;
+    if !(1..=MAX_DRAIN_TIMEOUT_SECS).contains(&secs) {
+        return Err(problem_at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            at,
+            format!("{secs} is out of range; a drain waits 1 to {MAX_DRAIN_TIMEOUT_SECS} seconds"),
+        ));
+    }
+    if !drain {
+        return Err(problem_at(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            at,
+            "drain_timeout_secs goes with drain=true; a plain delete does not wait",
+        ));
+    }
+    Ok(Some(secs))
+}
+
+/// Deletes a node; with `drain=true`, first waits (`draining`) until the
+/// controller places no guest MAC on the node's port, for at most
+/// `drain_timeout_secs`, after which the node is active again and the
+/// operation fails naming the MACs left.
+#[utoipa::path(delete, path = "/v1/nodes/{id}", params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header),
+        ("drain" = Option<bool>, Query, description = "wait until the operator's cloud has moved the node's guests away"),
+        ("drain_timeout_secs" = Option<u32>, Query, minimum = 1, maximum = 86400, description = "how long a drain waits (600 unless given)")),
     responses((status = 202, body = Operation, headers(("Location" = String))), (status = "4XX", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn delete_node(
     s: St,
@@ -1265,22 +1315,31 @@ async fn delete_node(
     headers: HeaderMap,
     q: Params,
 ) -> ApiResult<Response> {
-    q.only(&[])?;
+    let q = q.only(&["drain", "drain_timeout_secs"])?;
+    let drain_secs = drain_asked(&q)?;
     let key = idempotency_key(&headers)?;
-    let fingerprint = format!("DELETE /v1/nodes/{id}");
+    let fingerprint = match drain_secs {
+        None => format!("DELETE /v1/nodes/{id}"),
+        Some(secs) => format!("DELETE /v1/nodes/{id}?drain=true&drain_timeout_secs={secs}"),
+    };
     let provider = {
         let r = s.records.lock().await;
         let n = visible(&r.nodes, &caller, &id, "node", "id")?;
         if let Some(done) = replayed(&r, &n.node.provider, key.as_deref(), &fingerprint)? {
             return Ok(done);
         }
-        // Already being deleted: the operation doing it is the answer.
-        if n.node.state == NodeState::Deleting {
+        // Already being deleted, or draining to be: the operation doing it
+        // is the answer.
+        if matches!(n.node.state, NodeState::Deleting | NodeState::Draining) {
             if let Some(o) = r.operations.get(&n.operation) {
                 return Ok(accepted(o.op.clone()));
             }
         }
-        if let Err(why) = transition(n.node.state, NodeEvent::DeleteAsked) {
+        let event = match drain_secs {
+            Some(_) => NodeEvent::DrainAsked,
+            None => NodeEvent::DeleteAsked,
+        };
+        if let Err(why) = transition(n.node.state, event) {
             return Err(problem_at(
                 StatusCode::CONFLICT,
                 "path:id",
@@ -1289,7 +1348,13 @@ async fn delete_node(
         }
         n.node.provider.clone()
     };
-    let op = start_delete(&s, &provider, vec![id], key, Some(fingerprint)).await?;
+    let drain = drain_secs.map(|secs| Drain {
+        timeout_secs: secs,
+        deadline_ms: now_ms() + u64::from(secs) * 1000,
+        guest_macs_remaining: 0,
+        guest_macs: Vec::new(),
+    });
+    let op = start_delete(&s, &provider, vec![id], key, Some(fingerprint), drain).await?;
     tokio::spawn(s.0.clone().run_operation(op.op.id.clone()));
     Ok(accepted(op.op))
 }

@@ -11,6 +11,7 @@
 //! lets the broker resume or roll back an operation after a crash without
 //! knowing how far the driver got.
 
+#[cfg(feature = "libvirt")]
 pub mod libvirt;
 
 use std::fmt;
@@ -93,6 +94,11 @@ impl std::error::Error for DriverError {}
 pub trait ComputeDriver: Send + Sync + fmt::Debug {
     /// The name operators use for the driver in a PM's record.
     fn kind(&self) -> &'static str;
+
+    /// The OVS port on the PM's bridge that carries node `node_id`'s NIC
+    /// (what `create` returns as [`Created::port`]): where a drain looks
+    /// for the guests the controller still places on the node.
+    fn port(&self, node_id: &str) -> String;
 
     /// Creates the node on `pm` and plugs it into the VI. On failure nothing
     /// of the node is left on the PM.

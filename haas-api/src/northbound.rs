@@ -1,7 +1,8 @@
-//! The controller's northbound API as the broker calls it: VIs and
-//! registry seeds (docs/api.md).
+//! The controller's northbound API as the broker calls it: VIs, registry
+//! seeds, and the registry and VM ports a drain reads (docs/api.md).
 
 use crate::config::Secret;
+use iris_schemas::northbound::{EntryInfo, VmPortInfo};
 use serde_json::json;
 use std::time::Duration;
 
@@ -65,10 +66,13 @@ impl Controller {
         )))
     }
 
-    /// The ids of the VIs the controller has, whoever made them.
-    pub async fn vi_ids(&self) -> Result<std::collections::BTreeSet<u32>, NorthboundError> {
-        let what = || format!("GET {}/v1/vis", self.base);
-        let mut req = self.http.get(format!("{}/v1/vis", self.base));
+    /// `GET path` as `T`; `None` when the controller answers 404.
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<Option<T>, NorthboundError> {
+        let what = || format!("GET {path}");
+        let mut req = self.http.get(format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t.expose());
         }
@@ -76,13 +80,42 @@ impl Controller {
             .send()
             .await
             .map_err(|e| NorthboundError(format!("{}: {e}", what())))?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
         if !resp.status().is_success() {
             return Err(NorthboundError(format!("{}: {}", what(), resp.status())));
         }
-        let vis: Vec<serde_json::Value> = resp
-            .json()
+        resp.json()
             .await
-            .map_err(|e| NorthboundError(format!("{}: {e}", what())))?;
+            .map(Some)
+            .map_err(|e| NorthboundError(format!("{}: {e}", what())))
+    }
+
+    /// The registry entries of VI `vi`, every VLAN.
+    pub async fn registry(&self, vi: u32) -> Result<Vec<EntryInfo>, NorthboundError> {
+        Ok(self
+            .get(&format!("/v1/registry?vi={vi}"))
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The VM port `name` of host `host` (a PM's name), if the controller
+    /// has found it in that host's OVSDB.
+    pub async fn vm_port(
+        &self,
+        host: &str,
+        name: &str,
+    ) -> Result<Option<VmPortInfo>, NorthboundError> {
+        self.get(&format!("/v1/vm-ports/{host}/{name}")).await
+    }
+
+    /// The ids of the VIs the controller has, whoever made them.
+    pub async fn vi_ids(&self) -> Result<std::collections::BTreeSet<u32>, NorthboundError> {
+        let vis: Vec<serde_json::Value> = self
+            .get("/v1/vis")
+            .await?
+            .ok_or_else(|| NorthboundError("GET /v1/vis: 404 Not Found".into()))?;
         Ok(vis
             .iter()
             .filter_map(|v| v["id"].as_u64().and_then(|id| u32::try_from(id).ok()))

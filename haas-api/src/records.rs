@@ -375,8 +375,12 @@ pub enum NodeEvent {
     Made,
     /// The driver or the controller failed; the node keeps `last_error`.
     Failed,
-    /// Its deletion was asked for.
+    /// Its deletion was asked for, or its drain found no guest left.
     DeleteAsked,
+    /// Its deletion once its guests have left was asked for.
+    DrainAsked,
+    /// Its guests did not all leave in time: it stays.
+    DrainGaveUp,
     /// Its migration to another PM was asked for.
     MigrateAsked,
     /// Its migration ended, on the new PM or rolled back to the old one.
@@ -384,33 +388,47 @@ pub enum NodeEvent {
 }
 
 /// The node state machine (building → active → migrating → active →
-/// deleting, error with `last_error`): what `state` becomes on `event`, or
-/// why the event is refused. Asking for a state the node is in is a
+/// deleting; active → draining → deleting or, timed out, active; error
+/// with `last_error`): what `state` becomes on `event`, or why the event
+/// is refused. Asking for a state the node is in (or is past) is a
 /// success.
 pub fn transition(state: NodeState, event: NodeEvent) -> Result<NodeState, &'static str> {
-    use NodeEvent::{DeleteAsked, Failed, Made, MigrateAsked, Settled};
-    use NodeState::{Active, Building, Deleting, Error, Migrating};
+    use NodeEvent::{DeleteAsked, DrainAsked, DrainGaveUp, Failed, Made, MigrateAsked, Settled};
+    use NodeState::{Active, Building, Deleting, Draining, Error, Migrating};
     match (state, event) {
         (Building | Active, Made) => Ok(Active),
         (Error, Made) => Err("a node in error is not made again; delete it and ask for another"),
         (Deleting, Made) => Err("the node is being deleted"),
+        (Draining, Made) => Err("the node is draining"),
         (Migrating, Made) => Err("the node is migrating"),
         (_, Failed) => Ok(Error),
-        (Active | Error | Deleting, DeleteAsked) => Ok(Deleting),
-        (Building, DeleteAsked) => {
+        (Active | Error | Deleting | Draining, DeleteAsked) => Ok(Deleting),
+        (Building, DeleteAsked | DrainAsked) => {
             Err("the node is still being built; delete it once its operation ends")
         }
-        (Migrating, DeleteAsked) => Err("the node is migrating; delete it once its operation ends"),
+        (Migrating, DeleteAsked | DrainAsked) => {
+            Err("the node is migrating; delete it once its operation ends")
+        }
+        (Active | Draining, DrainAsked) => Ok(Draining),
+        (Deleting, DrainAsked) => Ok(Deleting),
+        (Error, DrainAsked) => {
+            Err("a node in error has no guests to drain; delete it without drain")
+        }
+        (Draining, DrainGaveUp) => Ok(Active),
+        (Building | Active | Migrating | Deleting | Error, DrainGaveUp) => {
+            Err("the node is not draining")
+        }
         (Active | Migrating, MigrateAsked) => Ok(Migrating),
         (Building, MigrateAsked) => {
             Err("the node is still being built; migrate it once it is active")
         }
         (Deleting, MigrateAsked) => Err("the node is being deleted"),
+        (Draining, MigrateAsked) => Err("the node is draining to be deleted"),
         (Error, MigrateAsked) => {
             Err("a node in error is not migrated; delete it and ask for another")
         }
         (Migrating | Active, Settled) => Ok(Active),
-        (Building | Deleting | Error, Settled) => Err("the node is not migrating"),
+        (Building | Deleting | Draining | Error, Settled) => Err("the node is not migrating"),
     }
 }
 
@@ -592,6 +610,16 @@ mod tests {
         assert!(transition(Building, MigrateAsked).is_err());
         assert!(transition(Error, MigrateAsked).is_err());
         assert!(transition(Deleting, Made).is_err());
+        assert_eq!(transition(Active, DrainAsked), Ok(Draining));
+        assert_eq!(transition(Draining, DrainAsked), Ok(Draining));
+        assert_eq!(transition(Deleting, DrainAsked), Ok(Deleting));
+        assert_eq!(transition(Draining, DeleteAsked), Ok(Deleting));
+        assert_eq!(transition(Draining, DrainGaveUp), Ok(Active));
+        assert!(transition(Active, DrainGaveUp).is_err());
+        assert!(transition(Error, DrainAsked).is_err());
+        assert!(transition(Building, DrainAsked).is_err());
+        assert!(transition(Draining, MigrateAsked).is_err());
+        assert!(transition(Draining, Made).is_err());
     }
 
     fn records() -> (tempfile::TempDir, Records) {
@@ -672,6 +700,7 @@ mod tests {
                 total: 1,
                 nodes: vec![],
                 error: None,
+                drain: None,
                 created_ms: 0,
                 updated_ms: 0,
             },

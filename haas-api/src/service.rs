@@ -7,19 +7,22 @@
 //! (deleted again), and removes what a driver holds that no node owns.
 
 use crate::compute::{ComputeDriver, DriverError, NodeSpec, PmTarget};
-use crate::northbound::Controller;
+use crate::northbound::{Controller, NorthboundError};
 use crate::records::{transition, NodeEvent, NodeRecord, Records};
 use crate::store::StoreError;
 use iris_schemas::broker::{NodeState, OperationKind, OperationStatus};
-use std::collections::HashMap;
+use iris_schemas::northbound::LocationBody;
+use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{Mutex, Semaphore};
 use tracing::{info, warn};
 
 /// How many nodes one broker makes or unmakes at once.
 const PARALLEL_NODES: usize = 16;
+/// How often a draining delete reads the controller's registry.
+const DRAIN_POLL: Duration = Duration::from_millis(500);
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -114,17 +117,23 @@ impl Broker {
 
     /// Runs operation `op` to its end: makes or unmakes its nodes.
     pub async fn run_operation(self: Arc<Self>, op: String) {
-        let (kind, nodes) = {
+        let (kind, nodes, drain) = {
             let r = self.records.lock().await;
             let Some(o) = r.operations.get(&op) else {
                 return;
             };
-            (o.op.kind, o.op.nodes.clone())
+            let deadline = o.op.drain.as_ref().map(|d| d.deadline_ms);
+            (o.op.kind, o.op.nodes.clone(), deadline)
         };
         let tasks = nodes.into_iter().map(|id| {
             let me = self.clone();
             let op = op.clone();
             async move {
+                // The wait for a node's guests takes no turn: drains that
+                // last minutes must not hold up other nodes' work.
+                if let (OperationKind::DeleteNodes, Some(deadline)) = (kind, drain) {
+                    me.wait_drained(&op, &id, deadline).await?;
+                }
                 let _turn = me.work.acquire().await;
                 match kind {
                     OperationKind::CreateNodes => me.make_node(&op, &id).await,
@@ -257,6 +266,122 @@ impl Broker {
         self.step_done(op).await.map_err(|e| e.to_string())
     }
 
+    /// The guest MACs the controller's registry places on node `job`'s
+    /// port (on the PM of the same name as the controller's host), its own
+    /// MAC left out, sorted. A port the controller has not found holds none.
+    async fn guest_macs(&self, job: &Job) -> Result<Vec<String>, NorthboundError> {
+        let pm = job.pm.name.as_str();
+        let Some(port) = self
+            .controller
+            .vm_port(pm, &job.driver.port(&job.spec.id))
+            .await?
+        else {
+            return Ok(Vec::new());
+        };
+        let macs: BTreeSet<String> = self
+            .controller
+            .registry(job.spec.vi)
+            .await?
+            .into_iter()
+            .filter(|e| {
+                matches!(&e.location, Some(LocationBody::Port { host, ofport })
+                    if host == pm && *ofport == port.ofport)
+            })
+            .map(|e| e.mac.to_ascii_lowercase())
+            .filter(|m| !m.eq_ignore_ascii_case(&job.mac))
+            .collect();
+        Ok(macs.into_iter().collect())
+    }
+
+    /// A draining delete of one node, before it is unmade: waits until the
+    /// controller places no guest MAC on the node's port (the operator's
+    /// cloud has moved its guests away) and marks it deleting. At
+    /// `deadline_ms` the node is active again, untouched, and the
+    /// operation fails naming the MACs left. Resumed after a crash, it
+    /// waits on to the same deadline.
+    async fn wait_drained(&self, op: &str, id: &str, deadline_ms: u64) -> Result<(), String> {
+        let mut shown: Option<Vec<String>> = None;
+        loop {
+            let job = {
+                let r = self.records.lock().await;
+                let Some(n) = r.nodes.get(id) else {
+                    return Ok(());
+                };
+                if n.operation != op {
+                    return Err(format!(
+                        "node {id}: operation {} took it over before it drained",
+                        n.operation
+                    ));
+                }
+                if n.node.state == NodeState::Deleting {
+                    // Drained before a crash: what is left is the delete.
+                    break;
+                }
+                self.job(&r, n)
+            };
+            let job = match job {
+                Ok(j) => j,
+                Err(e) => return self.fail_node(id, e).await,
+            };
+            let look = self.guest_macs(&job).await;
+            if let Ok(macs) = &look {
+                if shown.as_ref() != Some(macs) {
+                    shown = Some(macs.clone());
+                    let write = self
+                        .records
+                        .lock()
+                        .await
+                        .update_operation(op, now_ms(), |o| {
+                            if let Some(d) = o.drain.as_mut() {
+                                d.guest_macs_remaining =
+                                    u32::try_from(macs.len()).unwrap_or(u32::MAX);
+                                d.guest_macs = macs.clone();
+                            }
+                        });
+                    if let Err(e) = write {
+                        warn!(%op, "cannot record the drain's progress: {e}");
+                    }
+                }
+                if macs.is_empty() {
+                    let mut r = self.records.lock().await;
+                    if let Some(n) = r.nodes.get(id) {
+                        let next = transition(n.node.state, NodeEvent::DeleteAsked)
+                            .map_err(|why| format!("node {id}: {why}"))?;
+                        r.set_node_state(id, next, None)
+                            .map_err(|e| e.to_string())?;
+                    }
+                    break;
+                }
+            }
+            if now_ms() >= deadline_ms {
+                let why = match look {
+                    Ok(macs) => format!(
+                        "the drain timed out with {} guest MAC(s) still on its port: {}",
+                        macs.len(),
+                        macs.join(", ")
+                    ),
+                    Err(e) => format!("the drain timed out, the registry unread: {e}"),
+                };
+                let why = format!("{why}; the node is active again and nothing was deleted");
+                let mut r = self.records.lock().await;
+                if let Some(n) = r.nodes.get(id) {
+                    let next = transition(n.node.state, NodeEvent::DrainGaveUp)
+                        .map_err(|w| format!("node {id}: {w}"))?;
+                    r.set_node_state(id, next, Some(why.clone()))
+                        .map_err(|e| e.to_string())?;
+                }
+                warn!(node = %id, "{why}");
+                return Err(format!("node {id}: {why}"));
+            }
+            if let Err(e) = &look {
+                warn!(node = %id, "drain: {e}");
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        info!(node = %id, "drained");
+        Ok(())
+    }
+
     /// Moves one node to the PM its record is migrating to; whatever the
     /// driver says, the node ends active, on the new PM or, rolled back, on
     /// the old one with `last_error`.
@@ -318,7 +443,12 @@ impl Broker {
         let running = self.records.lock().await.operations_running();
         for o in running {
             info!(op = %o.op.id, kind = ?o.op.kind, "resuming an interrupted operation");
-            self.clone().run_operation(o.op.id.clone()).await;
+            if o.op.drain.is_some() {
+                // Its wait may be long; its node is owned meanwhile.
+                tokio::spawn(self.clone().run_operation(o.op.id.clone()));
+            } else {
+                self.clone().run_operation(o.op.id.clone()).await;
+            }
         }
         let pms: Vec<_> = {
             let r = self.records.lock().await;

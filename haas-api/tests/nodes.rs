@@ -76,6 +76,22 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// Waits until the broker logging to `log` has resumed what its crash
+/// interrupted and swept its PMs.
+async fn wait_recovered(log: &Path) {
+    let start = Instant::now();
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains("recovery done")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no recovery done"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Removes node namespaces of `pms` a failing test left, with the
 /// processes in them (a node's sshd) and its sshd's files (the testbed
 /// removes the PMs themselves).
@@ -467,17 +483,7 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     let b = broker.base.clone();
     // The operation's end comes before the sweep of strays.
     let log2 = dir.join("iris-api-2.log");
-    let start = Instant::now();
-    while !std::fs::read_to_string(&log2)
-        .unwrap_or_default()
-        .contains("recovery done")
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no recovery done"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_recovered(&log2).await;
     let op = wait_operation(&b, &t, &at10, Duration::from_secs(60)).await;
     assert_eq!(
         op["status"], "succeeded",
@@ -802,15 +808,7 @@ async fn a_node_migrates_to_another_pm_and_stays_reachable() {
     // The registry places its MAC on the new PM before the node sent
     // anything but its announcement.
     let mac = moving["mac"].as_str().unwrap();
-    let start = Instant::now();
-    while registry_host(&h, key, mac).as_deref() != Some(pm2.name()) {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "the registry places {mac} at {:?}",
-            registry_host(&h, key, mac)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_registry_host(&h, key, mac, pm2.name(), Duration::from_secs(3)).await;
     // Reachable on its VI, both ways, across the GRE mesh now.
     assert!(
         ping_from(&ns(pm1, &peer), &ip(&moving), Duration::from_secs(10)),
@@ -1311,5 +1309,453 @@ async fn the_operator_logs_into_a_node_with_its_key_and_no_other() {
         String::from_utf8_lossy(&left.stdout)
     );
     assert!(!Path::new(&format!("/proc/{}", pid.trim())).exists());
+    drop(sweep);
+}
+
+/// A guest of the operator's cloud: a namespace whose NIC plugs into a
+/// node's `cloudbr0`, as CloudStack's agent plugs a VM; removed on drop.
+struct Guest {
+    ns: String,
+    mac: &'static str,
+}
+
+impl Guest {
+    fn new() -> Self {
+        let ns = format!("irisguest-{}", iris_api::service::random_hex(3));
+        assert!(Command::new("ip")
+            .args(["netns", "add", &ns])
+            .status()
+            .unwrap()
+            .success());
+        Self {
+            ns,
+            mac: "02:00:00:0d:0a:01",
+        }
+    }
+
+    /// Unplugs the guest from wherever it was and plugs it into the bridge
+    /// of node namespace `node_ns`, with address `ip` on the VI.
+    fn plug(&self, node_ns: &str, ip: &str) {
+        let _ = Command::new("ip")
+            .args(["-n", &self.ns, "link", "del", "eth0"])
+            .status();
+        let run = |args: &[&str]| {
+            let out = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                out.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "-n", node_ns, "link", "add", "guest0", "type", "veth", "peer", "name", "eth0",
+            "netns", &self.ns,
+        ]);
+        run(&[
+            "-n", node_ns, "link", "set", "guest0", "master", "cloudbr0", "up",
+        ]);
+        run(&[
+            "-n", &self.ns, "link", "set", "eth0", "address", self.mac, "up",
+        ]);
+        run(&["-n", &self.ns, "addr", "add", ip, "dev", "eth0"]);
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A `c1` node of VI `vi` on `pm`, active: its id.
+async fn node_on(b: &str, t: &str, vi: &str, pm: &Pm) -> String {
+    let body = json!({"vi": vi, "flavor": "c1", "count": 1, "placement": {"pm": pm.name()}});
+    let (s, hdr, op) = call(b, Some(t), "POST", "/v1/nodes", Some(body)).await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let op = wait_operation(b, t, &at, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    op["nodes"][0].as_str().unwrap().to_owned()
+}
+
+/// Waits until the controller's registry places `mac` of VI `key` on
+/// `host`, at most `within`.
+async fn wait_registry_host(h: &Harness, key: u64, mac: &str, host: &str, within: Duration) {
+    let start = Instant::now();
+    while registry_host(h, key, mac).as_deref() != Some(host) {
+        assert!(
+            start.elapsed() < within,
+            "the registry places {mac} at {:?}, not {host}",
+            registry_host(h, key, mac)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Scale in, draining first: a node holding a guest of the operator's
+/// cloud goes `draining` (on the change stream too) and stays until the
+/// controller no longer places the guest's MAC on its port. A drain that
+/// times out fails naming the MAC and leaves the node active, whole and
+/// answering; a repeated request with the same Idempotency-Key is the same
+/// operation; a kill -9 of the broker mid-drain resumes the drain; once
+/// the guest has moved to another node, the node is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_delete_waits_for_the_guests_to_leave() {
+    let World {
+        h,
+        pms,
+        sweep,
+        dir,
+        mut broker,
+        b,
+        t,
+        vi_id,
+        key,
+    } = world(16).await;
+    let (pm1, pm2) = (h.tb.pm(pms[0]), h.tb.pm(pms[1]));
+    let mut made = Vec::new();
+    for pm in [pm1, pm2] {
+        let id = node_on(&b, &t, &vi_id, pm).await;
+        let (_, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{id}"), None).await;
+        made.push(n);
+    }
+    let (node, other) = (&made[0], &made[1]);
+    let id = node["id"].as_str().unwrap().to_owned();
+    let ip = |n: &Value| {
+        n["ip"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let ns_a = iris_api::compute::netns::namespace(pm1.netns().name(), &id);
+    let ns_b =
+        iris_api::compute::netns::namespace(pm2.netns().name(), other["id"].as_str().unwrap());
+
+    // The guest speaks through the node: the controller learns its MAC on
+    // the node's port.
+    let guest = Guest::new();
+    guest.plug(&ns_a, "10.77.0.250/24");
+    assert!(
+        ping_from(&guest.ns, &ip(node), Duration::from_secs(10)),
+        "the guest does not reach its node"
+    );
+    wait_registry_host(&h, key, guest.mac, pm1.name(), Duration::from_secs(10)).await;
+
+    // Bad timeouts are refused, and nothing changes.
+    for (q, status) in [
+        ("drain=true&drain_timeout_secs=0", 422),
+        ("drain=true&drain_timeout_secs=86401", 422),
+        ("drain_timeout_secs=5", 422),
+        ("drain=true&drain_timeout_secs=soon", 400),
+    ] {
+        let (s, _, p) = call(&b, Some(&t), "DELETE", &format!("/v1/nodes/{id}?{q}"), None).await;
+        assert_eq!(
+            (s, p["errors"][0]["pointer"].as_str()),
+            (status, Some("query:drain_timeout_secs")),
+            "{q}: {p}"
+        );
+    }
+
+    // The change stream shows the node draining.
+    let events = {
+        let (b, t, id) = (b.clone(), t.clone(), id.clone());
+        let resp = reqwest::Client::new()
+            .get(format!("{b}/v1/events"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        tokio::spawn(async move {
+            let mut resp = resp;
+            let mut text = String::new();
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                text.push_str(&String::from_utf8_lossy(&chunk));
+                let seen = text.lines().any(|l| {
+                    l.starts_with("data:")
+                        && l.contains(&format!("\"id\":\"{id}\""))
+                        && l.contains("\"state\":\"draining\"")
+                });
+                if seen {
+                    return true;
+                }
+            }
+            false
+        })
+    };
+
+    // A drain that times out: the operation fails naming the guest's MAC,
+    // the node is active again with nothing lost.
+    let (s, hdr, op) = call(
+        &b,
+        Some(&t),
+        "DELETE",
+        &format!("/v1/nodes/{id}?drain=true&drain_timeout_secs=2"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let (_, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{id}"), None).await;
+    assert_eq!(n["state"], "draining", "{n}");
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(30)).await;
+    assert_eq!(op["status"], "failed", "{op}");
+    let error = op["error"].as_str().unwrap();
+    assert!(
+        error.contains(guest.mac) && error.contains("timed out"),
+        "{op}"
+    );
+    assert_eq!(op["drain"]["guest_macs"], json!([guest.mac]), "{op}");
+    assert_eq!(op["drain"]["guest_macs_remaining"], 1, "{op}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), events)
+            .await
+            .unwrap()
+            .unwrap(),
+        "no draining node on the change stream"
+    );
+    let (_, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{id}"), None).await;
+    assert_eq!(n["state"], "active", "{n}");
+    assert!(n["last_error"].as_str().unwrap().contains(guest.mac), "{n}");
+    assert!(node_namespaces(pm1.netns().name()).contains(&ns_a));
+    assert!(
+        ping_from(&guest.ns, &ip(node), Duration::from_secs(10)),
+        "the node lost its guest"
+    );
+    assert!(
+        ping_from(&ns_a, &ip(other), Duration::from_secs(10)),
+        "the node no longer reaches its VI"
+    );
+
+    // A drain that waits: the node stays while the guest is there, and a
+    // request repeated with its key is the same operation.
+    let drain = |key: &'static str| {
+        let (b, t, id) = (b.clone(), t.clone(), id.clone());
+        async move {
+            let resp = reqwest::Client::new()
+                .delete(format!(
+                    "{b}/v1/nodes/{id}?drain=true&drain_timeout_secs=120"
+                ))
+                .bearer_auth(&t)
+                .header("Idempotency-Key", key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let op = drain("scale-in-1").await;
+    let at = format!("/v1/operations/{}", op["id"].as_str().unwrap());
+    let start = Instant::now();
+    loop {
+        let (_, _, o) = call(&b, Some(&t), "GET", &at, None).await;
+        assert_eq!(o["status"], "running", "{o}");
+        if o["drain"]["guest_macs_remaining"] == 1 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{o}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(drain("scale-in-1").await["id"], op["id"]);
+
+    // kill -9 mid-drain: the new broker drains on.
+    broker.kill9();
+    let broker =
+        BrokerProcess::start(&dir.join("iris-api.toml"), &dir.join("iris-api-2.log")).await;
+    let b = broker.base.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, _, o) = call(&b, Some(&t), "GET", &at, None).await;
+    assert_eq!(
+        (
+            o["status"].as_str(),
+            o["drain"]["guest_macs_remaining"].as_u64()
+        ),
+        (Some("running"), Some(1)),
+        "{o}"
+    );
+    let (_, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{id}"), None).await;
+    assert_eq!(n["state"], "draining", "{n}");
+    assert!(node_namespaces(pm1.netns().name()).contains(&ns_a));
+
+    // The operator's cloud moves the guest to the other node: the drain
+    // ends, the node is deleted and leaves nothing.
+    guest.plug(&ns_b, "10.77.0.250/24");
+    assert!(
+        ping_from(&guest.ns, &ip(other), Duration::from_secs(10)),
+        "the moved guest does not reach its new node"
+    );
+    wait_registry_host(&h, key, guest.mac, pm2.name(), Duration::from_secs(10)).await;
+    let o = wait_operation(&b, &t, &at, Duration::from_secs(30)).await;
+    assert_eq!(
+        (o["status"].as_str(), o["done"].as_u64()),
+        (Some("succeeded"), Some(1)),
+        "{o}"
+    );
+    assert_eq!(o["drain"]["guest_macs_remaining"], 0, "{o}");
+    let (s, _, _) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{id}"), None).await;
+    assert_eq!(s, 404);
+    let (ns1, veths1, ports1) = node_traces(pm1);
+    assert!(
+        ns1.is_empty() && veths1.is_empty() && ports1.is_empty(),
+        "{ns1:?} {veths1:?} {ports1:?}"
+    );
+
+    // irisctl drains too: the other node, whose guest goes away at once.
+    drop(guest);
+    let other_id = other["id"].as_str().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_irisctl"))
+        .args([
+            "--url", &b, "--token", &t, "--output", "json", "node", "delete",
+        ])
+        .args([other_id, "--drain", "--drain-timeout", "1"])
+        .output()
+        .await
+        .unwrap();
+    // The guest's MAC stays learnt on its port: the drain times out.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("02:00:00:0d:0a:01"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, n) = call(&b, Some(&t), "GET", &format!("/v1/nodes/{other_id}"), None).await;
+    assert_eq!(n["state"], "active", "{n}");
+    drop(sweep);
+}
+
+/// What each PM should hold for `nodes` (the broker's list): per PM, its
+/// nodes' namespaces, veths and OVS ports, sorted as [`node_traces`] gives
+/// them once sorted.
+fn expected_traces(pm: &Pm, nodes: &[Value]) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut ids: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n["pm"] == pm.name())
+        .map(|n| n["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    let mut ns: Vec<String> = ids
+        .iter()
+        .map(|id| iris_api::compute::netns::namespace(pm.netns().name(), id))
+        .collect();
+    ns.sort();
+    let ports: Vec<String> = ids.iter().map(|id| format!("vn{id}")).collect();
+    (ns, ports.clone(), ports)
+}
+
+/// A broker killed with SIGKILL at several moments of a node's migration
+/// (at once, once the target PM has the node's namespace, a little later)
+/// and started again: each time the node ends active on exactly one PM,
+/// answers ping on its VI, and neither PM holds a namespace, veth or OVS
+/// port that no node owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_killed_during_a_migration_leaves_the_node_whole_on_one_pm() {
+    let World {
+        h,
+        pms,
+        sweep,
+        dir,
+        mut broker,
+        b,
+        t,
+        vi_id,
+        ..
+    } = world(16).await;
+    let (pm1, pm2) = (h.tb.pm(pms[0]), h.tb.pm(pms[1]));
+    let mut b = b;
+    let peer = node_on(&b, &t, &vi_id, pm1).await;
+    let id = node_on(&b, &t, &vi_id, pm1).await;
+    let nodes = nodes_of(&b, &t).await;
+    let ip_of = |nodes: &[Value], id: &str| {
+        let n = nodes.iter().find(|n| n["id"] == id).unwrap();
+        n["ip"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (peer_ip, ip) = (ip_of(&nodes, &peer), ip_of(&nodes, &id));
+    let peer_ns = iris_api::compute::netns::namespace(pm1.netns().name(), &peer);
+
+    // None: killed right after the 202; Some(ms): that long after the
+    // target PM has the node's namespace.
+    let mut resumed = 0;
+    let rounds = [None, Some(0), Some(20), Some(40), Some(80), Some(150)];
+    for (round, kill_at) in rounds.into_iter().enumerate() {
+        let here = nodes_of(&b, &t).await;
+        let from = here.iter().find(|n| n["id"] == id).unwrap()["pm"].clone();
+        let to = if from == pm1.name() { pm2 } else { pm1 };
+        let (s, hdr, op) = call(
+            &b,
+            Some(&t),
+            "POST",
+            &format!("/v1/nodes/{id}/migrate"),
+            Some(json!({"pm": to.name()})),
+        )
+        .await;
+        assert_eq!(s, 202, "{op}");
+        let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+        if let Some(ms) = kill_at {
+            let target = iris_api::compute::netns::namespace(to.netns().name(), &id);
+            let start = Instant::now();
+            while !Path::new("/run/netns").join(&target).exists() {
+                assert!(start.elapsed() < Duration::from_secs(10), "no {target}");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        broker.kill9();
+        let log = dir.join(format!("iris-api-kill-{round}.log"));
+        broker = BrokerProcess::start(&dir.join("iris-api.toml"), &log).await;
+        b = broker.base.clone();
+        wait_recovered(&log).await;
+        let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+        if std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("resuming an interrupted operation")
+        {
+            resumed += 1;
+        }
+        let nodes = nodes_of(&b, &t).await;
+        let n = nodes.iter().find(|n| n["id"] == id).unwrap();
+        eprintln!("round {round}: {} on {} ({op})", n["state"], n["pm"]);
+        assert_eq!(n["state"], "active", "round {round}: {n} {op}");
+        for pm in [pm1, pm2] {
+            let (mut ns, mut veths, mut ports) = node_traces(pm);
+            ns.sort();
+            veths.sort();
+            ports.sort();
+            assert_eq!(
+                (ns, veths, ports),
+                expected_traces(pm, &nodes),
+                "round {round}: what {} holds, against the records {nodes:?} ({op})",
+                pm.name()
+            );
+        }
+        let node_pm = if n["pm"] == pm1.name() { pm1 } else { pm2 };
+        let node_ns = iris_api::compute::netns::namespace(node_pm.netns().name(), &id);
+        assert!(
+            ping_from(&peer_ns, &ip, Duration::from_secs(10)),
+            "round {round}: the node on {} does not answer ({op})",
+            node_pm.name()
+        );
+        assert!(
+            ping_from(&node_ns, &peer_ip, Duration::from_secs(10)),
+            "round {round}: the node on {} reaches nothing ({op})",
+            node_pm.name()
+        );
+    }
+    // The kills fell in the middle of the moves, not after them.
+    assert!(resumed >= rounds.len() / 2, "{resumed} moves resumed");
     drop(sweep);
 }

@@ -11,7 +11,7 @@
 
 use std::net::Ipv4Addr;
 
-use iris_api::compute::libvirt::{tap_name, Accel, BootImage, Config, LibvirtDriver};
+use iris_api::compute::libvirt::{disk_path, tap_name, Accel, BootImage, Config, LibvirtDriver};
 use iris_api::compute::{ComputeDriver, Created, NodeSpec, PmTarget};
 use iris_testbed::{Pm, PmSpec, Testbed, UnderlaySpec, INTEGRATION_BRIDGE};
 use virt::connect::Connect;
@@ -69,6 +69,7 @@ fn nodes_are_made_found_again_refused_on_a_clash_rolled_back_and_removed() {
         bridge: INTEGRATION_BRIDGE.to_owned(),
         endpoint: Some(TEST_URI.to_owned()),
     };
+    let disks = tempfile::tempdir().unwrap();
     let driver = LibvirtDriver::new(Config {
         accel: Accel::Kvm,
         image: BootImage {
@@ -78,6 +79,7 @@ fn nodes_are_made_found_again_refused_on_a_clash_rolled_back_and_removed() {
             cmdline: "console=ttyS0".into(),
         },
         console_dir: None,
+        state_dir: disks.path().to_owned(),
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -122,6 +124,16 @@ fn nodes_are_made_found_again_refused_on_a_clash_rolled_back_and_removed() {
             &["get", "Interface", &tap, &format!("external_ids:{key}")],
         )
     };
+    // Its disk: a sparse file of the flavor's size, the domain's virtio vda.
+    let disk = disk_path(driver.config(), pm.name(), "n1");
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 1 << 30);
+    for needle in [
+        format!("<source file='{}'", disk.display()),
+        "<target dev='vda' bus='virtio'/>".to_owned(),
+        "<driver name='qemu' type='raw'/>".to_owned(),
+    ] {
+        assert!(xml.contains(&needle), "{needle} not in {xml}");
+    }
     assert_eq!(iface("iris-vi"), "\"7\"");
     assert_eq!(iface("attached-mac"), "\"52:54:00:00:00:01\"");
     assert_eq!(iface("iface-id"), "n1");
@@ -162,6 +174,8 @@ fn nodes_are_made_found_again_refused_on_a_clash_rolled_back_and_removed() {
     assert!(err.contains("br-nope"), "{err}");
     assert!(!err.contains("rolling back"), "the rollback failed: {err}");
     assert!(domain(&conn, "iris-n2").is_none(), "iris-n2 was left");
+    let n2_disk = disk_path(driver.config(), &no_bridge.name, "n2");
+    assert!(!n2_disk.exists(), "{} was left", n2_disk.display());
     let no_ovsdb = PmTarget {
         ovsdb: "unix:/nonexistent/db.sock".into(),
         ..target.clone()
@@ -172,6 +186,9 @@ fn nodes_are_made_found_again_refused_on_a_clash_rolled_back_and_removed() {
         .to_string();
     assert!(err.contains("/nonexistent/db.sock"), "{err}");
     assert!(domain(&conn, "iris-n3").is_none(), "iris-n3 was left");
+    assert!(!disk_path(driver.config(), pm.name(), "n3").exists());
+    // A refused spec left n1's disk as it was.
+    assert_eq!(std::fs::metadata(&disk).unwrap().len(), 1 << 30);
     assert_eq!(rt.block_on(driver.list(&target)).unwrap(), ["n1"]);
 
     // A bad spec is refused before anything is made.
@@ -194,8 +211,17 @@ fn nodes_are_made_found_again_refused_on_a_clash_rolled_back_and_removed() {
     assert!(err.contains("did not make"), "{err}");
     dom.undefine().unwrap();
 
-    // Deleted: no domain, no port; deleting again is no error.
+    // A disk whose domain was never defined (a crash in between) is
+    // listed, so that the broker's sweep deletes it.
+    let orphan = disk_path(driver.config(), pm.name(), "n4");
+    std::fs::write(&orphan, b"").unwrap();
+    assert_eq!(rt.block_on(driver.list(&target)).unwrap(), ["n1", "n4"]);
+    rt.block_on(driver.delete(&target, "n4")).unwrap();
+    assert!(!orphan.exists());
+
+    // Deleted: no domain, no port, no disk; deleting again is no error.
     rt.block_on(driver.delete(&target, "n1")).unwrap();
+    assert!(!disk.exists(), "{} was left", disk.display());
     assert!(Domain::lookup_by_name(&conn, "iris-n1").is_err());
     assert!(!ports(pm).contains(&tap), "{tap} left on br-int");
     assert_eq!(

@@ -7,7 +7,7 @@
 //!   flavor create NAME --vcpus N --memory-mib N --disk-gib N | list
 //!   vi create NAME --gateway IP --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
 //!   node request --vi ID --count N --flavor F [--pm P] [--group G --policy affinity|anti-affinity] [--no-wait]
-//!   node list [--vi ID] | show ID | delete ID [--no-wait] | migrate ID [--pm P] [--no-wait]
+//!   node list [--vi ID] | show ID | delete ID [--drain [--drain-timeout SECS]] [--no-wait] | migrate ID [--pm P] [--no-wait]
 //!   op show ID | watch ID
 //! ```
 //!
@@ -180,8 +180,14 @@ enum NodeCmd {
     Show {
         id: String,
     },
+    /// Deletes the node; with --drain, once the operator's cloud has
+    /// moved its guests away (at most --drain-timeout seconds).
     Delete {
         id: String,
+        #[arg(long)]
+        drain: bool,
+        #[arg(long, value_name = "SECS", requires = "drain")]
+        drain_timeout: Option<u32>,
         #[arg(long)]
         no_wait: bool,
     },
@@ -330,6 +336,13 @@ impl Client {
                     .map_err(|e| Failure::Refused(format!("an unexpected operation: {e}")))?;
             bar.set_length(op.total.into());
             bar.set_position(op.done.into());
+            match &op.drain {
+                Some(d) if d.guest_macs_remaining > 0 => bar.set_message(format!(
+                    "{id}: draining, {} guest MAC(s) left",
+                    d.guest_macs_remaining
+                )),
+                _ => bar.set_message(id.to_owned()),
+            }
             if op.status != OperationStatus::Running {
                 bar.finish_and_clear();
                 return Ok(op);
@@ -629,8 +642,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Node(NodeCmd::Show { id }) => {
             print(out, &c.get(&format!("/v1/nodes/{id}")).await?, &[])
         }
-        Command::Node(NodeCmd::Delete { id, no_wait }) => {
-            let op = c.delete(&format!("/v1/nodes/{id}")).await?;
+        Command::Node(NodeCmd::Delete {
+            id,
+            drain,
+            drain_timeout,
+            no_wait,
+        }) => {
+            let mut path = with_flag(format!("/v1/nodes/{id}"), "drain", drain);
+            if let Some(secs) = drain_timeout {
+                path.push_str(&format!("&drain_timeout_secs={secs}"));
+            }
+            let op = c.delete(&path).await?;
             finish(&c, out, op, !no_wait).await?;
         }
         Command::Node(NodeCmd::Migrate { id, pm, no_wait }) => {

@@ -20,6 +20,14 @@
 //! connection per PM kept open between calls (`test:///default` keeps its
 //! state only while a connection to it is open).
 //!
+//! A node of a flavor with `disk_gib` gets a virtio disk of that size: a
+//! sparse raw file `<state_dir>/<PM name>/iris-<id>.img` made before the
+//! domain is defined, removed with the node, and removed again when its
+//! making fails; `list` reports a disk whose domain is gone, so that the
+//! broker's sweep removes it after a crash. The file is made on the
+//! broker's host: a PM whose libvirt is elsewhere needs `state_dir` to be
+//! the same path there (shared storage).
+//!
 //! The node boots a kernel and initramfs given to the driver (direct
 //! kernel boot, paths on the PM); its address on the VI, when the VI hands
 //! out static addresses, is on the kernel command line as `iris.ip=A/P`.
@@ -28,7 +36,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Once};
 
 use async_trait::async_trait;
@@ -100,6 +108,64 @@ pub struct Config {
     /// Where on the PM each node's serial console is written
     /// (`<dir>/iris-<id>.console`); none: a pty.
     pub console_dir: Option<PathBuf>,
+    /// Where the nodes' disks are made, one directory per PM.
+    pub state_dir: PathBuf,
+}
+
+/// The disk of node `id` on PM `pm`.
+pub fn disk_path(config: &Config, pm: &str, id: &str) -> PathBuf {
+    config
+        .state_dir
+        .join(pm)
+        .join(format!("{DOMAIN_PREFIX}{id}{DISK_SUFFIX}"))
+}
+
+const DISK_SUFFIX: &str = ".img";
+
+/// Makes `path` a sparse file of `gib` GiB unless it is one already;
+/// whether this call made it.
+fn make_disk(path: &Path, gib: u64) -> Result<bool, String> {
+    let bytes = gib
+        .checked_mul(1 << 30)
+        .ok_or_else(|| format!("disk_gib {gib} is too large"))?;
+    let what = |e: std::io::Error| format!("making disk {}: {e}", path.display());
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(what)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(file) => match file.set_len(bytes) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                Err(what(e))
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let have = std::fs::metadata(path).map_err(what)?.len();
+            if have == bytes {
+                Ok(false)
+            } else {
+                Err(format!(
+                    "disk {} exists with {have} bytes, not the {bytes} asked; delete the node first",
+                    path.display()
+                ))
+            }
+        }
+        Err(e) => Err(what(e)),
+    }
+}
+
+/// Removes the disk at `path`; gone already is fine.
+fn remove_disk(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing disk {}: {e}", path.display())),
+    }
 }
 
 /// See the module documentation.
@@ -268,6 +334,7 @@ fn metadata_attributes(node: &NodeSpec) -> BTreeMap<String, String> {
     }
     m.insert("vcpus".into(), node.vcpus.to_string());
     m.insert("memory-mib".into(), node.memory_mib.to_string());
+    m.insert("disk-gib".into(), node.disk_gib.to_string());
     m.insert("mtu".into(), node.mtu.to_string());
     m.insert("tap".into(), tap_name(&node.id));
     m
@@ -289,8 +356,9 @@ fn escape(s: &str) -> String {
     out
 }
 
-/// The domain XML of `node` (see <https://libvirt.org/formatdomain.html>).
-pub fn domain_xml(config: &Config, node: &NodeSpec) -> Result<String, String> {
+/// The domain XML of `node` (see <https://libvirt.org/formatdomain.html>),
+/// its disk (when its flavor has one) at `disk`.
+pub fn domain_xml(config: &Config, node: &NodeSpec, disk: &Path) -> Result<String, String> {
     check(node)?;
     let name = domain_name(&node.id);
     let image = &config.image;
@@ -349,6 +417,14 @@ pub fn domain_xml(config: &Config, node: &NodeSpec) -> Result<String, String> {
         "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>restart</on_reboot>\n  \
          <on_crash>destroy</on_crash>\n  <devices>\n",
     );
+    if node.disk_gib > 0 {
+        let _ = writeln!(
+            x,
+            "    <disk type='file' device='disk'>\n      <driver name='qemu' type='raw'/>\n      \
+             <source file='{}'/>\n      <target dev='vda' bus='virtio'/>\n    </disk>",
+            escape(&disk.to_string_lossy())
+        );
+    }
     // The NIC offers the guest no checksum or segmentation offload: the
     // OVS userspace datapath reads the tap as it comes and drops frames
     // whose checksum was left to a NIC, so a guest's own TCP (its SYN-ACK)
@@ -584,6 +660,10 @@ impl ComputeDriver for LibvirtDriver {
         KIND
     }
 
+    fn port(&self, node_id: &str) -> String {
+        tap_name(node_id)
+    }
+
     fn can_migrate(&self) -> Result<(), String> {
         // virDomainMigrate needs the two PMs' libvirtds to reach each other
         // (a migration URI, TLS or SSH between them, shared or copied
@@ -598,24 +678,43 @@ impl ComputeDriver for LibvirtDriver {
 
     async fn create(&self, pm: &PmTarget, node: &NodeSpec) -> Result<Created, DriverError> {
         let action = format!("create node {} on PM {}", node.id, pm.name);
-        let xml = domain_xml(&self.config, node).map_err(|r| failure(&action, r))?;
+        let disk = disk_path(&self.config, &pm.name, &node.id);
+        let xml = domain_xml(&self.config, node, &disk).map_err(|r| failure(&action, r))?;
         let name = domain_name(&node.id);
         let tap = tap_name(&node.id);
         let want = metadata_attributes(node);
+        let made_disk = if node.disk_gib > 0 {
+            make_disk(&disk, node.disk_gib).map_err(|r| failure(&action, r))?
+        } else {
+            false
+        };
         let n = name.clone();
-        self.blocking(pm, &action, move |conn| {
-            ensure_domain(conn, &n, &xml, &want)
-        })
-        .await?;
+        let defined = self
+            .blocking(pm, &action, move |conn| {
+                ensure_domain(conn, &n, &xml, &want)
+            })
+            .await;
+        if let Err(mut e) = defined {
+            // A disk of a domain that exists (another spec, someone
+            // else's) stays; one this call made for nothing goes.
+            if made_disk {
+                if let Err(r) = remove_disk(&disk) {
+                    let _ = write!(e.reason, "; rolling back, {r}");
+                }
+            }
+            return Err(e);
+        }
         if let Err(mut reason) = plug(pm, node, &tap).await {
             // Nothing of the node stays: no port (plug saw to that), and
-            // not the domain, whether this call or an earlier one made it.
+            // not the domain nor its disk, whether this call or an earlier
+            // one made them.
             let n = name.clone();
             let undo = self
                 .blocking(pm, &action, move |conn| remove_domain(conn, &n))
                 .await;
+            let undo = undo.map_err(|e| e.reason).and_then(|()| remove_disk(&disk));
             if let Err(e) = undo {
-                let _ = write!(reason, "; rolling back, {}", e.reason);
+                let _ = write!(reason, "; rolling back, {e}");
             }
             return Err(failure(&action, reason));
         }
@@ -633,30 +732,51 @@ impl ComputeDriver for LibvirtDriver {
             .await?;
         unplug(pm, &tap_name(node_id))
             .await
-            .map_err(|r| failure(&action, r))
+            .map_err(|r| failure(&action, r))?;
+        remove_disk(&disk_path(&self.config, &pm.name, node_id)).map_err(|r| failure(&action, r))
     }
 
     async fn list(&self, pm: &PmTarget) -> Result<Vec<String>, DriverError> {
         let action = format!("list nodes on PM {}", pm.name);
-        self.blocking(pm, &action, |conn| {
-            let domains = conn
-                .list_all_domains(0)
-                .map_err(|e| format!("listing domains: {}", text(&e)))?;
-            let mut ids = Vec::new();
-            for dom in domains {
-                let name = dom.get_name().map_err(|e| text(&e))?;
-                if !name.starts_with(DOMAIN_PREFIX) {
-                    continue;
+        let ids = self
+            .blocking(pm, &action, |conn| {
+                let domains = conn
+                    .list_all_domains(0)
+                    .map_err(|e| format!("listing domains: {}", text(&e)))?;
+                let mut ids = Vec::new();
+                for dom in domains {
+                    let name = dom.get_name().map_err(|e| text(&e))?;
+                    if !name.starts_with(DOMAIN_PREFIX) {
+                        continue;
+                    }
+                    match owner_of(&dom).map_err(|e| format!("domain {name}: {e}"))? {
+                        Owner::Iris(m) => ids.extend(m.get("id").cloned()),
+                        Owner::Foreign | Owner::Gone => {}
+                    }
                 }
-                match owner_of(&dom).map_err(|e| format!("domain {name}: {e}"))? {
-                    Owner::Iris(m) => ids.extend(m.get("id").cloned()),
-                    Owner::Foreign | Owner::Gone => {}
+                ids.sort();
+                Ok(ids)
+            })
+            .await?;
+        // A disk whose domain was never defined (a crash in between).
+        let dir = self.config.state_dir.join(&pm.name);
+        let mut ids = ids;
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let id = name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix(DOMAIN_PREFIX))
+                    .and_then(|n| n.strip_suffix(DISK_SUFFIX));
+                if let Some(id) = id {
+                    if !ids.iter().any(|i| i == id) {
+                        ids.push(id.to_owned());
+                    }
                 }
             }
-            ids.sort();
-            Ok(ids)
-        })
-        .await
+        }
+        ids.sort();
+        Ok(ids)
     }
 }
 
@@ -689,8 +809,11 @@ mod tests {
                 cmdline: "console=ttyS0 quiet".into(),
             },
             console_dir: Some("/run/iris".into()),
+            state_dir: "/var/lib/iris".into(),
         }
     }
+
+    const DISK: &str = "/var/lib/iris/pm1/iris-n-3f2a.img";
 
     fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, tag: &str) -> roxmltree::Node<'a, 'i> {
         n.children()
@@ -700,7 +823,7 @@ mod tests {
 
     #[test]
     fn the_domain_xml_has_the_nic_on_a_named_tap_the_cpu_passed_through_and_the_spec() {
-        let xml = domain_xml(&config(Accel::Kvm), &node()).unwrap();
+        let xml = domain_xml(&config(Accel::Kvm), &node(), Path::new(DISK)).unwrap();
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let dom = doc.root_element();
         assert_eq!(dom.attribute("type"), Some("kvm"));
@@ -748,6 +871,22 @@ mod tests {
             !nic.children().any(|c| c.has_tag_name("virtualport")),
             "the port is plugged through OVSDB, not by libvirt: {xml}"
         );
+        let disk = child(devices, "disk");
+        assert_eq!(
+            (disk.attribute("type"), disk.attribute("device")),
+            (Some("file"), Some("disk"))
+        );
+        assert_eq!(child(disk, "source").attribute("file"), Some(DISK));
+        let target = child(disk, "target");
+        assert_eq!(
+            (target.attribute("dev"), target.attribute("bus")),
+            (Some("vda"), Some("virtio"))
+        );
+        assert_eq!(child(disk, "driver").attribute("type"), Some("raw"));
+        assert_eq!(
+            disk_path(&config(Accel::Kvm), "pm1", "n-3f2a"),
+            Path::new(DISK)
+        );
         let serial = child(child(devices, "serial"), "source");
         assert_eq!(
             serial.attribute("path"),
@@ -764,7 +903,8 @@ mod tests {
     fn under_tcg_the_domain_is_qemu_with_its_max_cpu_and_no_address_means_no_iris_ip() {
         let mut n = node();
         n.ip = None;
-        let xml = domain_xml(&config(Accel::Tcg), &n).unwrap();
+        n.disk_gib = 0;
+        let xml = domain_xml(&config(Accel::Tcg), &n, Path::new(DISK)).unwrap();
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let dom = doc.root_element();
         assert_eq!(dom.attribute("type"), Some("qemu"));
@@ -772,6 +912,10 @@ mod tests {
         let cmdline = child(child(dom, "os"), "cmdline").text().unwrap();
         assert_eq!(cmdline, "console=ttyS0 quiet");
         assert!(!parse_metadata(&xml).unwrap().contains_key("ip"));
+        assert!(
+            !xml.contains("<disk"),
+            "a flavor without disk gets none: {xml}"
+        );
     }
 
     #[test]
@@ -832,7 +976,7 @@ mod tests {
             },
         ];
         for n in bad {
-            let err = domain_xml(&config(Accel::Kvm), &n).unwrap_err();
+            let err = domain_xml(&config(Accel::Kvm), &n, Path::new(DISK)).unwrap_err();
             assert!(!err.is_empty(), "{n:?}");
         }
     }

@@ -286,6 +286,10 @@ impl ComputeDriver for NetnsDriver {
         "netns"
     }
 
+    fn port(&self, node_id: &str) -> String {
+        port(node_id)
+    }
+
     async fn create(&self, pm: &PmTarget, node: &NodeSpec) -> Result<Created, DriverError> {
         if let Err(reason) = self.build(pm, node).await {
             let _ = self.delete(pm, &node.id).await;

@@ -238,7 +238,8 @@ pub struct NodeRequest {
     pub placement: PlacementHint,
 }
 
-/// building → active → migrating → active → deleting; error with
+/// building → active → migrating → active → deleting; active → draining
+/// → deleting (or back to active when the drain times out); error with
 /// `last_error`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -248,6 +249,11 @@ pub enum NodeState {
     /// Moving to another PM; back to `active` on the new PM, or on the old
     /// one with `last_error` when the move failed.
     Migrating,
+    /// Asked to be deleted once the operator's cloud has moved its guests
+    /// away (`DELETE /v1/nodes/{id}?drain=true`): no guest MAC may remain
+    /// on its port before it goes to `deleting`; back to `active` with
+    /// `last_error` when the drain times out.
+    Draining,
     Deleting,
     Error,
 }
@@ -372,6 +378,24 @@ pub struct Operation {
     pub nodes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A draining delete's wait for the node's guests to leave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
     pub created_ms: u64,
     pub updated_ms: u64,
+}
+
+/// How far a draining delete is: the guest MACs the controller's registry
+/// still places on the node's port, at the last look.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Drain {
+    /// How long the delete waits for the guests to leave (`drain_timeout_secs`).
+    pub timeout_secs: u32,
+    /// When it stops waiting, in milliseconds since the epoch: the node is
+    /// then active again and the operation failed, naming the MACs left.
+    pub deadline_ms: u64,
+    /// How many guest MACs remain on the node's port.
+    pub guest_macs_remaining: u32,
+    /// Which ones (the node's own MAC is never counted).
+    pub guest_macs: Vec<String>,
 }

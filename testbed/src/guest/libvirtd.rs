@@ -138,6 +138,11 @@ impl Libvirtd {
         self.dir.join("log")
     }
 
+    /// Where the driver makes its nodes' disks (the driver's `state_dir`).
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join("disks")
+    }
+
     /// The running QEMUs of the daemon's domains, from their pid files.
     pub fn qemu_pids(&self) -> Vec<u32> {
         let run = self.dir.join("run").join("qemu");
@@ -183,8 +188,14 @@ fn socket_in(dir: &Path) -> PathBuf {
 }
 
 /// The `libvirt` driver's settings for Iris's guest image, booted as
-/// [`super::Guest`] boots it, under `accel`.
-pub fn driver_config(image: &GuestImage, accel: Accel, console_dir: Option<PathBuf>) -> Config {
+/// [`super::Guest`] boots it, under `accel`, the nodes' disks in
+/// `state_dir`.
+pub fn driver_config(
+    image: &GuestImage,
+    accel: Accel,
+    console_dir: Option<PathBuf>,
+    state_dir: PathBuf,
+) -> Config {
     Config {
         accel: match accel {
             Accel::Kvm => DriverAccel::Kvm,
@@ -197,5 +208,6 @@ pub fn driver_config(image: &GuestImage, accel: Accel, console_dir: Option<PathB
             cmdline: KERNEL_ARGS.to_owned(),
         },
         console_dir,
+        state_dir,
     }
 }

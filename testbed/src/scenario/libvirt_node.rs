@@ -89,7 +89,12 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let libvirtd = Libvirtd::start(h.tb.pm(pms[0]))?;
     h.note(format!("libvirtd of pm1 at {}", libvirtd.uri()));
     let console_dir = libvirtd.console_dir();
-    let driver = LibvirtDriver::new(driver_config(&image, accel, Some(console_dir.clone())));
+    let driver = LibvirtDriver::new(driver_config(
+        &image,
+        accel,
+        Some(console_dir.clone()),
+        libvirtd.state_dir(),
+    ));
     let target = target(h, pms[0], &libvirtd);
     let node = NodeSpec {
         id: NODE.into(),
@@ -98,7 +103,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         ip: Some((ip.addr(), ip.prefix_len())),
         vcpus: 1,
         memory_mib: 128,
-        disk_gib: 0,
+        disk_gib: 1,
         mtu: u16::try_from(VM_MTU).unwrap_or(1500),
         ssh_authorized_key: Some(public),
     };
@@ -178,6 +183,20 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     )?;
     check(password.contains("Permission denied (publickey)."), || {
         format!("a password was not refused (the server must offer public keys alone): {password}")
+    })?;
+    // QEMU gives the node the flavor's disk: a virtio vda of 1 GiB.
+    let blk = std::process::Command::new("virsh")
+        .args(["-c", &libvirtd.uri(), "domblkinfo", &created.handle, "vda"])
+        .output()
+        .map_err(|e| Error::io("running virsh domblkinfo", e))?;
+    let blk =
+        String::from_utf8_lossy(&blk.stdout).into_owned() + &String::from_utf8_lossy(&blk.stderr);
+    let capacity = blk
+        .lines()
+        .find_map(|l| l.strip_prefix("Capacity:"))
+        .and_then(|c| c.trim().parse::<u64>().ok());
+    check(capacity == Some(1 << 30), || {
+        format!("QEMU's vda of the node is not 1 GiB: {blk}")
     })?;
     let pm = h.tb.pm(pms[0]);
     let port_vi = pm.vsctl(&["get", "Interface", &created.port, "external_ids:iris-vi"])?;
@@ -272,7 +291,7 @@ fn fail_to_start(
 ) -> Result<String, ScenarioError> {
     let mut broken = image.clone();
     broken.kernel = "/nonexistent/vmlinuz".into();
-    let driver = LibvirtDriver::new(driver_config(&broken, accel, None));
+    let driver = LibvirtDriver::new(driver_config(&broken, accel, None, libvirtd.state_dir()));
     let node = NodeSpec {
         id: "l1-broken".into(),
         vi: VI,
@@ -280,7 +299,7 @@ fn fail_to_start(
         ip: Some((Ipv4Addr::new(10, 0, 0, 9), 24)),
         vcpus: 1,
         memory_mib: 128,
-        disk_gib: 0,
+        disk_gib: 1,
         mtu: 1500,
         ssh_authorized_key: None,
     };
@@ -300,7 +319,8 @@ fn fail_to_start(
     Ok(err)
 }
 
-/// No domain, OVS port, tap or QEMU of node `id` is left on `pm`.
+/// No domain, disk (the driver lists those too), OVS port, tap or QEMU of
+/// node `id` is left on `pm`.
 fn nothing_left(
     h: &Harness,
     pm: PmId,
