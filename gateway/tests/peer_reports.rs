@@ -347,6 +347,7 @@ async fn a_rarp_on_the_iaas_trunk_reaches_the_registry_after_the_controller_come
         DatapathLink {
             frames: Some(rx),
             status: Some(status),
+            plan: None,
         },
         CancellationToken::new(),
     )
@@ -443,6 +444,7 @@ async fn a_guest_back_from_the_haas_dc_is_reported_on_the_next_rarp_of_its_annou
         DatapathLink {
             frames: Some(rx),
             status: None,
+            plan: None,
         },
         CancellationToken::new(),
     )
