@@ -59,6 +59,9 @@ pub struct Shared {
     plan: Mutex<Option<watch::Sender<BridgePlan>>>,
     /// Held by a change of the runtime VIs, so two never interleave.
     vis_writer: Mutex<()>,
+    /// Counts the changes of the VIs, for the follower to read the
+    /// registry of a new one.
+    vis_changed: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -74,6 +77,7 @@ impl Shared {
             queued: Notify::new(),
             plan: Mutex::new(None),
             vis_writer: Mutex::new(()),
+            vis_changed: watch::Sender::new(0),
         })
     }
 
@@ -89,6 +93,12 @@ impl Shared {
             plan.send_replace(crate::run::bridge_plan(&config));
         }
         self.control().set_config(config);
+        self.vis_changed.send_modify(|n| *n += 1);
+    }
+
+    /// Follows the changes of the gateway's VIs.
+    pub fn vis_changes(&self) -> watch::Receiver<u64> {
+        self.vis_changed.subscribe()
     }
 
     /// Wakes the senders: those waiting now, and the next one to wait

@@ -20,7 +20,13 @@ pub fn haas_config_with_token(
     let token = token_file.map_or_else(String::new, |f| {
         format!("token_file = \"{}\"\n", f.display())
     });
-    Config::parse(&format!(
+    Config::parse(&haas_text(controller, &token)).unwrap()
+}
+
+/// [`haas_config`]'s text, `extra` at the end of `[controller]`.
+pub fn haas_text(controller: SocketAddr, extra: &str) -> String {
+    let token = extra;
+    format!(
         r#"
 [gateway]
 name = "gw-haas"
@@ -50,8 +56,7 @@ gre_key = 1002
 peer = "gw-acme"
 vlans = ["200-299"]
 "#
-    ))
-    .unwrap()
+    )
 }
 
 /// An iaas gateway on 127.0.0.1:0 reporting to the haas gateway at `haas`.
