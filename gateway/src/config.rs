@@ -45,7 +45,7 @@ use iris_controller::config::{
     check_name, check_plain_ovsdb_remote, from_toml, load_with, ConfigError, LoadError, ParseError,
 };
 use iris_controller::model::{host_address_problem, ViId, Vlan};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -241,6 +241,16 @@ pub struct Config {
     pub vis: Vec<ViConfig>,
     /// The GRE inside WireGuard (`[wan.encryption]`).
     pub encryption: Option<Encryption>,
+    /// `[vi_api]`: VIs added and removed at run time (haas).
+    pub vi_api: Option<ViApi>,
+    /// The VIs added at run time, by id, included in `vis` (and their
+    /// peers in `peers`).
+    pub runtime: Vec<RuntimeVi>,
+    /// The file's own `[[vi]]`, as written: what runtime VIs are
+    /// validated together with.
+    file_vis: Vec<RawVi>,
+    /// How many of `peers` are the file's `[[peer]]`s (the first ones).
+    file_peers: usize,
 }
 
 impl Config {
@@ -305,8 +315,8 @@ impl Config {
         let mut w = Vec::new();
         if !self.listen.ip().is_loopback() {
             w.push(format!(
-                "listen = \"{}\" is reachable beyond this machine and the API has no \
-                 authentication: anyone who reaches it can report MACs as a peer; restrict it to \
+                "listen = \"{}\" is reachable beyond this machine and peer reports \
+                 need no token: anyone who reaches it can report MACs as a peer; restrict it to \
                  the WAN's management network",
                 self.listen
             ));
@@ -353,6 +363,13 @@ impl Config {
             );
         }
         let _ = writeln!(s, "listen:     {}", self.listen);
+        if let Some(a) = &self.vi_api {
+            let _ = writeln!(
+                s,
+                "vi api:     PUT/DELETE/GET /v1/vis with a bearer token, state in {}",
+                a.state_file().display()
+            );
+        }
         let _ = writeln!(s, "peers:      {}", self.peers.len());
         for p in &self.peers {
             let vis: Vec<String> = self
@@ -403,6 +420,8 @@ struct RawConfig {
     peers: Vec<RawPeer>,
     #[serde(default, rename = "vi")]
     vis: Vec<RawVi>,
+    #[serde(default)]
+    vi_api: Option<runtime::RawViApi>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -467,7 +486,7 @@ struct RawPeer {
     encryption: Option<encryption::RawPeerEncryption>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RawVi {
     id: u32,
@@ -476,9 +495,11 @@ struct RawVi {
     vlans: Vec<RawVlan>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+/// One entry of a VI's `vlans`: `"untagged"`, `100`, `"100"` or
+/// `"100-199"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]
-enum RawVlan {
+pub enum RawVlan {
     Id(i64),
     Text(String),
 }
@@ -636,7 +657,7 @@ impl RawConfig {
                 }
             }
         }
-        let peers = validate_peers(&self.peers, g, &mut errors);
+        let peers = validate_peers(&self.peers, (&g.name, g.wan_ip), &mut errors);
         let encryption = encryption::validate(
             self.wan.as_ref(),
             &self.peers,
@@ -644,6 +665,10 @@ impl RawConfig {
             &mut errors,
         );
         let vis = validate_vis(&self.vis, &self.peers, g.kind, &mut errors);
+        let vi_api = self
+            .vi_api
+            .as_ref()
+            .and_then(|a| a.validate(g.kind, &mut errors));
         match listen {
             Ok(listen) if errors.is_empty() => Ok(Config {
                 name: g.name.clone(),
@@ -660,16 +685,26 @@ impl RawConfig {
                     .controller
                     .map(|c| c.url.trim_end_matches('/').to_owned()),
                 controller_token: token,
+                file_peers: peers.len(),
                 peers,
                 vis,
                 encryption,
+                vi_api,
+                runtime: Vec::new(),
+                file_vis: self.vis,
             }),
             _ => Err(errors),
         }
     }
 }
 
-fn validate_peers(peers: &[RawPeer], g: &RawGateway, errors: &mut Vec<ConfigError>) -> Vec<Peer> {
+/// The peers' own checks and those between them; `own` is this gateway's
+/// name and WAN address, which no peer may have.
+fn validate_peers(
+    peers: &[RawPeer],
+    own: (&str, Ipv4Addr),
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Peer> {
     let mut names = HashMap::new();
     let mut ips = HashMap::new();
     let mut out = Vec::new();
@@ -680,7 +715,7 @@ fn validate_peers(peers: &[RawPeer], g: &RawGateway, errors: &mut Vec<ConfigErro
         };
         if let Err(problem) = check_name(&p.name) {
             err("name", problem);
-        } else if p.name == g.name {
+        } else if p.name == own.0 {
             err(
                 "name",
                 format!(
@@ -700,7 +735,7 @@ fn validate_peers(peers: &[RawPeer], g: &RawGateway, errors: &mut Vec<ConfigErro
                 "wan_ip",
                 format!("{} is {why}; write the peer's WAN address", p.wan_ip),
             );
-        } else if p.wan_ip == g.wan_ip {
+        } else if p.wan_ip == own.1 {
             err(
                 "wan_ip",
                 format!(
@@ -881,5 +916,7 @@ fn check_http_url(text: &str) -> Result<(), String> {
 }
 
 pub mod encryption;
+pub mod runtime;
+pub use runtime::{PeerSpec, RuntimeVi, ViApi, ViSpec};
 #[cfg(test)]
 pub(crate) mod tests;

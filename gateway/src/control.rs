@@ -89,6 +89,23 @@ impl Control {
         &self.config
     }
 
+    /// The configuration with VIs added or removed at run time: the MACs
+    /// of a VI no longer carried are forgotten, a new peer gets its outbox.
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        for old in &self.config.vis {
+            if config.vi(old.id).is_none() {
+                self.table.forget_vi(old.id);
+            }
+        }
+        for p in &config.peers {
+            self.to_peers
+                .entry(p.name.clone())
+                .or_insert_with(|| Outbox::with_capacity(crate::report::OUTBOX_CAPACITY));
+        }
+        self.config = config;
+        self.refresh_gauges();
+    }
+
     pub fn table(&self) -> &Table {
         &self.table
     }

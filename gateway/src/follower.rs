@@ -3,8 +3,8 @@
 //! into the HaaS data center (onto a port) bumps its seq, and the next
 //! answer to the peer says so.
 //!
-//! At start, and after every reconnection, `GET /v1/registry?vi=N` for each
-//! VI, then the Server-Sent Events of `GET /v1/events` (opened first, so
+//! At start, after every reconnection, and when a VI is added or removed
+//! at run time, `GET /v1/registry?vi=N` for each VI, then the Server-Sent Events of `GET /v1/events` (opened first, so
 //! nothing between the two is missed). A lost stream, or one that fell
 //! behind (`lagged`), is reopened with the outbox's backoff (50 ms doubling
 //! to 5 s) and the registry read again.
@@ -71,7 +71,7 @@ async fn get_ok(http: &reqwest::Client, url: String) -> Result<reqwest::Response
 }
 
 /// One pass: stream open, snapshot taken, events followed until the
-/// stream ends.
+/// stream ends (an error) or the gateway's VIs change (`Ok`: again at once).
 async fn follow_once(
     shared: &Shared,
     http: &reqwest::Client,
@@ -79,6 +79,9 @@ async fn follow_once(
     backoff: &mut Backoff,
 ) -> Result<(), FollowError> {
     let events = get_ok(http, format!("{base}/v1/events")).await?;
+    // Subscribed before the VIs are read: a VI added from here on makes
+    // the pass end and the next one read its registry.
+    let mut vis_changed = shared.vis_changes();
     let vis: Vec<ViId> = shared.control().config().vis.iter().map(|v| v.id).collect();
     for vi in vis {
         let rows: Vec<EntryInfo> = get_ok(http, format!("{base}/v1/registry?vi={}", vi.0))
@@ -103,7 +106,18 @@ async fn follow_once(
     backoff.succeeded();
     let mut parser = SseParser::default();
     let mut stream = events.bytes_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let chunk = tokio::select! {
+            c = stream.next() => c,
+            changed = vis_changed.changed() => {
+                if changed.is_ok() {
+                    tracing::info!("the VIs changed; reading the registry again");
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let Some(chunk) = chunk else { break };
         let chunk = chunk?;
         let events = parser.push(&chunk);
         if let Some(lagged) = events.iter().find(|e| e.event == "lagged") {

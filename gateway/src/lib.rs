@@ -11,6 +11,8 @@
 //! - [`follower`]: the haas side's view of the controller's registry.
 //! - [`control`]: those decisions over one gateway's state, without I/O.
 //! - [`api`]: status, metrics and the peer report endpoint; [`metrics`].
+//! - [`runtime_vis`]: VIs added and removed at run time, and the state
+//!   file that keeps them.
 //! - [`run`]: starting it all, the datapath included.
 //!
 //! The datapath:
@@ -31,5 +33,6 @@ pub mod openflow;
 pub mod pipeline;
 pub mod report;
 pub mod run;
+pub mod runtime_vis;
 pub mod snoop;
 pub mod wireguard;

@@ -16,7 +16,7 @@
 //!
 //! Sans-IO: time is passed in, and every call returns what it decided.
 
-use iris_controller::model::MacKey;
+use iris_controller::model::{MacKey, ViId};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::Ipv4Addr;
@@ -205,6 +205,12 @@ impl Table {
     /// The seq held for `key`, 0 for a MAC never seen.
     pub fn seq(&self, key: &MacKey) -> u32 {
         self.entries.get(key).map_or(0, |e| e.seq)
+    }
+
+    /// Forgets every MAC of `vi`, a VI the gateway no longer carries.
+    pub fn forget_vi(&mut self, vi: ViId) {
+        self.entries.retain(|k, _| k.vi != vi);
+        self.flapping.retain(|k| k.vi != vi);
     }
 
     /// The MACs flapping now.

@@ -37,6 +37,9 @@ pub struct DatapathLink {
     /// peer the BFD state from OVSDB, per VI the WAN port, its ofport and
     /// its counters. Shown under `datapath`.
     pub status: Option<watch::Receiver<serde_json::Value>>,
+    /// What the bridge keeper follows: a VI added or removed at run time
+    /// sends the new plan here.
+    pub plan: Option<watch::Sender<BridgePlan>>,
 }
 
 /// The datapath, running.
@@ -54,6 +57,8 @@ pub enum RunError {
     NoOpenFlowSocket,
     #[error("cannot listen on {0}: {1}")]
     Listen(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    State(#[from] crate::runtime_vis::StateError),
 }
 
 /// The seam where the datapath plugs in: build and keep the gateway's
@@ -117,7 +122,7 @@ pub fn start_datapath(
         rx
     });
     tasks.push(tokio::spawn(publish_status(
-        plan_tx,
+        plan_tx.clone(),
         bridge_rx,
         openflow,
         encryption,
@@ -128,6 +133,7 @@ pub fn start_datapath(
         link: DatapathLink {
             frames,
             status: Some(status_rx),
+            plan: Some(plan_tx),
         },
         tasks,
     })
@@ -135,8 +141,14 @@ pub fn start_datapath(
 
 /// The name of the WAN port toward `peer` (its index in the configuration)
 /// for VI `vi`: an interface name, so at most 15 bytes (`w16777215-p999`).
-fn wan_port_name(vi: u32, peer: usize) -> String {
-    format!("w{vi}-p{peer}")
+/// A runtime VI's port is `w{vi}-r`: its peer's index changes as other
+/// runtime VIs come and go, and a renamed port would cut its traffic.
+fn wan_port_name(config: &Config, vi: u32, peer: usize) -> String {
+    if config.runtime.iter().any(|r| r.id == vi) {
+        format!("w{vi}-r")
+    } else {
+        format!("w{vi}-p{peer}")
+    }
 }
 
 /// The encrypted WAN's task, when `[wan.encryption]` asks for it: WireGuard
@@ -179,7 +191,7 @@ pub fn bridge_plan(config: &Config) -> BridgePlan {
             None => (config.wan_ip, peer.wan_ip),
         };
         plan.wan_ports.push(WanPort {
-            name: wan_port_name(v.id.0, index),
+            name: wan_port_name(config, v.id.0, index),
             vi: v.id.0,
             key: v.gre_key,
             remote_ip: IpAddr::V4(remote),
@@ -285,6 +297,7 @@ pub async fn start(
         metrics,
         datapath.status,
     );
+    shared.follow_plan(datapath.plan);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| RunError::Listen(config.listen, e))?;
@@ -506,7 +519,7 @@ async fn consume_frames(
 /// `iris-gateway run`: the datapath, then the control plane, until SIGTERM
 /// or ctrl-c.
 pub async fn run(config: Config) -> Result<(), RunError> {
-    let config = Arc::new(config);
+    let config = Arc::new(crate::runtime_vis::restore(config)?);
     let shutdown = CancellationToken::new();
     let datapath = start_datapath(&config, &shutdown)?;
     let running = start(config, datapath.link, shutdown.clone()).await?;

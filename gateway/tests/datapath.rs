@@ -20,9 +20,7 @@ use iris_gateway::openflow::{self, mgmt_socket, OpenFlowConfig, OpenFlowStatus};
 use iris_gateway::pipeline::{PipelinePlan, VlanSet, PRIORITY_FORWARD, PRIORITY_PORT_DROP};
 use iris_testbed::flow_dump::{parse_dump_stats, FlowWithStats};
 use iris_testbed::frames::{contains, gre_payload, Capture, FrameSender};
-use iris_testbed::{
-    Iface, Netns, NodeName, PmId, PmSpec, Testbed, UnderlaySpec, VethPair, INTEGRATION_BRIDGE,
-};
+use iris_testbed::{Netns, PmId, Testbed, VethPair, INTEGRATION_BRIDGE};
 use ofp::packet::{ArpRepr, EtherType, EthernetRepr, MacAddr, VlanTag};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, watch};
@@ -108,35 +106,13 @@ struct World {
 
 impl World {
     fn new(label: &str) -> Self {
-        let mut tb = Testbed::new(label).unwrap_or_else(|e| panic!("cannot build a testbed: {e}"));
-        let wan = tb
-            .add_underlay(UnderlaySpec::new("wan", "198.51.100.0/24".parse().unwrap()))
-            .unwrap();
-        let gw = tb.add_pm(PmSpec::new("gw", wan)).unwrap();
-        let far = tb.add_pm(PmSpec::new("far", wan)).unwrap();
-        let node = NodeName::new("lan").unwrap();
-        let lan = Netns::create(tb.prefix().netns(&node)).unwrap();
-        let trunk = VethPair::create(
-            Iface::new(
-                tb.prefix().link(&node, "g").unwrap(),
-                tb.pm(gw).netns().place(),
-            ),
-            Iface::new(tb.prefix().link(&node, "l").unwrap(), lan.place()),
-            1500,
-        )
-        .unwrap();
-        // OVS learns the peer's MAC on the underlay from this exchange;
-        // without it the first frame into the tunnel is lost.
-        let (a, b) = (
-            tb.pm(gw).underlay_addr().addr(),
-            tb.pm(far).underlay_addr().addr(),
-        );
-        tb.pm(gw)
-            .ping_underlay(b, 1, Duration::from_millis(100))
-            .unwrap();
-        tb.pm(far)
-            .ping_underlay(a, 1, Duration::from_millis(100))
-            .unwrap();
+        let common::TwoNodes {
+            tb,
+            gw,
+            far,
+            lan,
+            trunk,
+        } = common::TwoNodes::new(label);
         Self {
             trunk,
             lan,

@@ -347,6 +347,7 @@ async fn a_rarp_on_the_iaas_trunk_reaches_the_registry_after_the_controller_come
         DatapathLink {
             frames: Some(rx),
             status: Some(status),
+            plan: None,
         },
         CancellationToken::new(),
     )
@@ -443,6 +444,7 @@ async fn a_guest_back_from_the_haas_dc_is_reported_on_the_next_rarp_of_its_annou
         DatapathLink {
             frames: Some(rx),
             status: None,
+            plan: None,
         },
         CancellationToken::new(),
     )
@@ -490,4 +492,64 @@ async fn a_guest_back_from_the_haas_dc_is_reported_on_the_next_rarp_of_its_annou
     assert_eq!(puts[1].body["location"]["gateway"], "gw-haas");
     iaas.stop().await;
     haas.stop().await;
+}
+
+/// A VI and peer added through the API work as the file's do: the new
+/// peer's report is written into the registry behind this gateway, and the
+/// follower reads the new VI's registry at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_added_at_run_time_reports_as_a_configured_one_and_its_registry_is_read() {
+    let (rec, ctl) = recorder().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = "runtime-vi-api-token-0123456789";
+    std::fs::write(dir.path().join("token"), token).unwrap();
+    let text = format!(
+        "{}\n[vi_api]\ntoken_file = \"{}\"\nstate_dir = \"{}\"\n",
+        common::haas_text(ctl, ""),
+        dir.path().join("token").display(),
+        dir.path().display()
+    );
+    let gw = start(
+        Arc::new(iris_gateway::config::Config::parse(&text).unwrap()),
+        DatapathLink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let lists = || rec.lists.lock().unwrap().clone();
+    eventually("the first reading", || (lists().len() == 2).then_some(())).await;
+    let body = json!({"from": "gw-initech", "macs": [
+        mac_report(5, json!(150), "52:54:00:00:05:01", 1, "move"),
+    ]});
+    let (status, _, refused) = post(gw.addr, &body).await;
+    assert_eq!(status, 403, "not a peer yet: {refused}");
+
+    let vi = json!({"gre_key": 1005, "vlans": ["100-199"],
+        "peer": {"name": "gw-initech", "wan_ip": "203.0.113.9", "api": "http://127.0.0.1:9"}});
+    let r = reqwest::Client::new()
+        .put(format!("http://{}/v1/vis/5", gw.addr))
+        .bearer_auth(token)
+        .json(&vi)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    eventually("the new VI's registry read", || {
+        lists().contains(&"5".to_owned()).then_some(())
+    })
+    .await;
+    let (status, _, answer) = post(gw.addr, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "followed");
+    let puts = eventually("the registry write", || {
+        let p = rec.puts();
+        (!p.is_empty()).then_some(p)
+    })
+    .await;
+    assert_eq!(puts[0].path, "5/150/52:54:00:00:05:01");
+    assert_eq!(
+        puts[0].body["location"],
+        json!({"kind": "gateway", "gateway": "gw-haas"})
+    );
+    gw.stop().await;
 }

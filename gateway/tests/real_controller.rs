@@ -252,6 +252,7 @@ async fn measure_rarp_to_registry_latency() {
         DatapathLink {
             frames: Some(rx),
             status: None,
+            plan: None,
         },
         CancellationToken::new(),
     )

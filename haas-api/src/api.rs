@@ -785,6 +785,10 @@ async fn delete_flavor(
 
 fn check_vi(spec: &ViCreate) -> ApiResult<()> {
     check_name_at("name", &spec.name)?;
+    if let Some(n) = &spec.gateway_name {
+        // The HaaS gateway's own check of a peer's name.
+        check_name(n).map_err(|p| invalid("gateway_name", p))?;
+    }
     let gw = spec.gateway.as_str();
     let ok = gw.parse::<Ipv4Addr>().is_ok() || gw.parse::<std::net::SocketAddrV4>().is_ok();
     if !ok {
@@ -852,13 +856,15 @@ async fn create_vi(
         let Some(key) = r.free_tunnel_key(s.first_tunnel_key, &elsewhere) else {
             return Err(problem(StatusCode::CONFLICT, "every tunnel key is taken"));
         };
-        let vi = Vi {
+        let mut vi = Vi {
             id: format!("vi-{}", random_hex(6)),
             provider,
             spec,
             tunnel_key: key,
             nodes: 0,
+            haas_gateways: Vec::new(),
         };
+        vi.haas_gateways = s.gateways.ends(&vi);
         // Recorded first, so the key is not handed out twice; taken back
         // if the controller refuses.
         r.put_vi(vi.clone()).map_err(internal)?;
@@ -869,6 +875,23 @@ async fn create_vi(
         return Err(problem(
             StatusCode::BAD_GATEWAY,
             format!("the controller did not create the VI, so neither did the broker: {e}"),
+        ));
+    }
+    if let Err(e) = s.gateways.put_vi(&vi).await {
+        // Taken back in the order it was made; what fails to go is the
+        // broker's reconciliation's to remove.
+        if let Err(undo) = s.controller.delete_vi(vi.tunnel_key).await {
+            tracing::warn!("{undo}");
+        }
+        let _ = s.records.lock().await.delete_vi(&vi.id);
+        let status = match e.status {
+            Some(409) => StatusCode::CONFLICT,
+            Some(422) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        return Err(problem(
+            status,
+            format!("the HaaS gateway did not take the VI, so neither did the broker: {e}"),
         ));
     }
     Ok((StatusCode::CREATED, Json(vi)))
@@ -951,6 +974,12 @@ async fn delete_vi(
             ));
         }
     }
+    s.gateways.delete_vi(vi.tunnel_key).await.map_err(|e| {
+        problem(
+            StatusCode::BAD_GATEWAY,
+            format!("the HaaS gateway did not remove the VI, so it stays: {e}"),
+        )
+    })?;
     s.controller.delete_vi(vi.tunnel_key).await.map_err(|e| {
         problem(
             StatusCode::BAD_GATEWAY,

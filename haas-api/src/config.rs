@@ -8,7 +8,14 @@
 //! admin_token_file = "/etc/iris/broker-admin-token"  # first line: the admin token
 //! first_tunnel_key = 1000          # VIs get tunnel keys from here up
 //! node_mtu = 1500
-//! haas_gateways = ["gwh"]          # the controller's gateway hosts every VI is carried through
+//! # The controller's gateway hosts every VI is carried through: a name
+//! # alone, or with the gateway's `[vi_api]`, so that each VI is pushed to
+//! # it and its WAN address shown to the operator.
+//! [[haas_gateways]]
+//! name = "gwh"                     # the controller's host name of the gateway node
+//! api = "http://127.0.0.1:9180"    # the gateway's API
+//! token_file = "/etc/iris/gateway-api-token"   # its [vi_api] token
+//! wan_ip = "203.0.113.1"           # where operators point their gateways
 //!
 //! [controller]
 //! url = "http://127.0.0.1:8080"
@@ -61,7 +68,7 @@ struct RawConfig {
     #[serde(default = "default_mtu")]
     node_mtu: u16,
     #[serde(default)]
-    haas_gateways: Vec<String>,
+    haas_gateways: Vec<RawHaasGateway>,
     controller: Option<RawController>,
     /// The controller's `[api_limits]`, read and checked as it reads them.
     #[serde(default)]
@@ -73,6 +80,45 @@ struct RawConfig {
 struct RawController {
     url: String,
     token_file: Option<PathBuf>,
+}
+
+/// A `haas_gateways` entry: the host name alone (the gateway's VIs are
+/// its configuration), or the gateway's API too.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawHaasGateway {
+    Name(String),
+    Api(RawGatewayApi),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGatewayApi {
+    name: String,
+    api: String,
+    token_file: PathBuf,
+    wan_ip: String,
+}
+
+impl RawHaasGateway {
+    fn name(&self) -> &str {
+        match self {
+            Self::Name(n) => n,
+            Self::Api(a) => &a.name,
+        }
+    }
+}
+
+/// A HaaS gateway the broker pushes VIs to (its `[vi_api]`).
+#[derive(Debug, Clone)]
+pub struct GatewayApi {
+    /// The controller's host name of the gateway node.
+    pub name: String,
+    /// The gateway's API base URL, no trailing slash.
+    pub api: String,
+    pub token: Secret,
+    /// The gateway's WAN address, which the operator's gateway points at.
+    pub wan_ip: std::net::Ipv4Addr,
 }
 
 fn default_listen() -> String {
@@ -100,6 +146,8 @@ pub struct Config {
     /// created with: the operator's MACs live behind them. Empty: the VIs
     /// stay inside the HaaS data center.
     pub haas_gateways: Vec<String>,
+    /// Those of `haas_gateways` with an API: every VI is pushed to them.
+    pub gateway_apis: Vec<GatewayApi>,
     /// The controller's northbound base URL, no trailing slash.
     pub controller_url: String,
     pub controller_token: Option<Secret>,
@@ -201,12 +249,28 @@ impl RawConfig {
                 format!("{} is outside 576..=9000", self.node_mtu),
             ));
         }
+        let names: Vec<String> = self
+            .haas_gateways
+            .iter()
+            .map(|g| g.name().to_owned())
+            .collect();
+        let mut gateway_apis = Vec::new();
         for (i, g) in self.haas_gateways.iter().enumerate() {
-            if g.is_empty() || self.haas_gateways[..i].contains(g) {
+            let at = |field: &str| match g {
+                RawHaasGateway::Name(_) => format!("haas_gateways[{i}]"),
+                RawHaasGateway::Api(_) => format!("haas_gateways[{i}].{field}"),
+            };
+            let name = g.name();
+            if name.is_empty() || names[..i].iter().any(|n| n == name) {
                 errors.push(ConfigError::new(
-                    format!("haas_gateways[{i}]"),
-                    format!("{g:?} is empty or named twice; name each gateway host once"),
+                    at("name"),
+                    format!("{name:?} is empty or named twice; name each gateway host once"),
                 ));
+            }
+            if let RawHaasGateway::Api(a) = g {
+                if let Some(api) = a.validate(base, &at, &mut errors) {
+                    gateway_apis.push(api);
+                }
             }
         }
         let api_limits = self.api_limits.validate(&mut errors);
@@ -243,13 +307,73 @@ impl RawConfig {
                 admin_token,
                 first_tunnel_key: self.first_tunnel_key,
                 node_mtu: self.node_mtu,
-                haas_gateways: self.haas_gateways,
+                haas_gateways: names,
+                gateway_apis,
                 controller_url,
                 controller_token,
                 api_limits,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+impl RawGatewayApi {
+    fn validate(
+        &self,
+        base: &Path,
+        at: &dyn Fn(&str) -> String,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<GatewayApi> {
+        let before = errors.len();
+        let url = reqwest::Url::parse(&self.api).ok();
+        let fine = url.as_ref().is_some_and(|u| {
+            u.scheme() == "http"
+                && u.host_str().is_some_and(|h| !h.is_empty())
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !fine {
+            errors.push(ConfigError::new(
+                at("api"),
+                format!(
+                    "{:?} is not the gateway's API base URL; write one like \
+                     \"http://192.0.2.1:9180\"",
+                    self.api
+                ),
+            ));
+        }
+        let token = read_token(&base.join(&self.token_file))
+            .map_err(|e| errors.push(ConfigError::new(at("token_file"), e)))
+            .ok();
+        let wan_ip = match self.wan_ip.parse::<std::net::Ipv4Addr>() {
+            Ok(ip) => match iris_controller::model::host_address_problem(ip) {
+                None => Some(ip),
+                Some(why) => {
+                    errors.push(ConfigError::new(
+                        at("wan_ip"),
+                        format!("{ip} is {why}; write the gateway's WAN address"),
+                    ));
+                    None
+                }
+            },
+            Err(_) => {
+                errors.push(ConfigError::new(
+                    at("wan_ip"),
+                    format!(
+                        "{:?} is not an IPv4 address; write the gateway's WAN address",
+                        self.wan_ip
+                    ),
+                ));
+                None
+            }
+        };
+        (errors.len() == before).then(|| GatewayApi {
+            name: self.name.clone(),
+            api: self.api.trim_end_matches('/').to_owned(),
+            token: token.unwrap_or_else(|| Secret::new("")),
+            wan_ip: wan_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        })
     }
 }
 
@@ -291,6 +415,49 @@ token_file = "missing"
                 "controller.token_file"
             ]
         );
+    }
+
+    #[test]
+    fn a_haas_gateway_with_an_api_is_checked_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin"), "0123456789abcdef0123\n").unwrap();
+        std::fs::write(dir.path().join("gw"), "gateway-token-0123456789\n").unwrap();
+        let head = "admin_token_file = \"admin\"\n[controller]\nurl = \"http://127.0.0.1:8080\"\n";
+        let bad = format!(
+            "haas_gateways = [\"gwa\", {{name = \"gwa\", api = \"ftp://x\", token_file = \"none\", \
+             wan_ip = \"127.0.0.1\"}}, {{name = \"gwc\", api = \"http://127.0.0.1:9\", token_file = \"gw\", \
+             wan_ip = \"nowhere\", port = 1}}]\n{head}"
+        );
+        let err = Config::parse(&bad, dir.path()).unwrap_err();
+        let ParseError::Syntax(m) = err else {
+            panic!("an unknown key is a syntax error: {err:?}");
+        };
+        assert!(m.contains("haas_gateways"), "{m}");
+        let bad = bad.replace(", port = 1", "");
+        let ParseError::Invalid(errors) = Config::parse(&bad, dir.path()).unwrap_err() else {
+            panic!("not a validation error");
+        };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "haas_gateways[1].name",
+                "haas_gateways[1].api",
+                "haas_gateways[1].token_file",
+                "haas_gateways[1].wan_ip",
+                "haas_gateways[2].wan_ip"
+            ],
+            "{errors:?}"
+        );
+        // The array-of-tables form, as the module's example writes it.
+        let good = "admin_token_file = \"admin\"\n[[haas_gateways]]\nname = \"gwh\"\n\
+                    api = \"http://127.0.0.1:9180/\"\ntoken_file = \"gw\"\nwan_ip = \"203.0.113.1\"\n\
+                    [controller]\nurl = \"http://127.0.0.1:8080\"\n";
+        let c = Config::parse(good, dir.path()).unwrap();
+        assert_eq!(c.haas_gateways, ["gwh"]);
+        assert_eq!(c.gateway_apis[0].api, "http://127.0.0.1:9180");
+        assert_eq!(c.gateway_apis[0].token.expose(), "gateway-token-0123456789");
+        assert_eq!(c.gateway_apis[0].wan_ip.to_string(), "203.0.113.1");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use crate::api::{config_secret::Admin, router};
 use crate::compute::{netns::NetnsDriver, ComputeDriver};
 use crate::config::Config;
+use crate::gateways::Gateways;
 use crate::northbound::Controller;
 use crate::records::Records;
 use crate::service::Broker;
@@ -44,6 +45,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
             config.controller_token.clone(),
             config.haas_gateways.clone(),
         ),
+        Gateways::new(config.gateway_apis.clone()),
         config.first_tunnel_key,
         config.node_mtu,
     ));
@@ -58,6 +60,9 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         let broker = broker.clone();
         async move { broker.recover().await }
     });
+    if !config.gateway_apis.is_empty() {
+        tokio::spawn(broker.clone().keep_gateways(shutdown.clone()));
+    }
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let admin = Admin(crate::auth::digest(config.admin_token.expose()));
     let app = router(broker.clone(), admin);

@@ -7,6 +7,7 @@
 //! (deleted again), and removes what a driver holds that no node owns.
 
 use crate::compute::{ComputeDriver, DriverError, NodeSpec, PmTarget};
+use crate::gateways::Gateways;
 use crate::northbound::{Controller, NorthboundError};
 use crate::records::{transition, NodeEvent, NodeRecord, Records};
 use crate::store::StoreError;
@@ -38,11 +39,16 @@ pub fn random_hex(bytes: usize) -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// How often the HaaS gateways' VIs are checked against the broker's.
+pub const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+
 #[derive(Debug)]
 pub struct Broker {
     pub records: Mutex<Records>,
     pub drivers: HashMap<&'static str, Arc<dyn ComputeDriver>>,
     pub controller: Controller,
+    /// The HaaS gateways every VI is pushed to.
+    pub gateways: Gateways,
     pub first_tunnel_key: u32,
     pub node_mtu: u16,
     work: Semaphore,
@@ -63,6 +69,7 @@ impl Broker {
         records: Records,
         drivers: HashMap<&'static str, Arc<dyn ComputeDriver>>,
         controller: Controller,
+        gateways: Gateways,
         first_tunnel_key: u32,
         node_mtu: u16,
     ) -> Self {
@@ -70,6 +77,7 @@ impl Broker {
             records: Mutex::new(records),
             drivers,
             controller,
+            gateways,
             first_tunnel_key,
             node_mtu,
             work: Semaphore::new(PARALLEL_NODES),
@@ -435,6 +443,33 @@ impl Broker {
         drop(r);
         result?;
         self.step_done(op).await.map_err(|e| e.to_string())
+    }
+
+    /// Keeps the HaaS gateways' runtime VIs the broker's until `shutdown`:
+    /// at start, then every [`RECONCILE_EVERY`], and after a failure again
+    /// with backoff, so that a push or removal that failed (a gateway down,
+    /// a crash between the two) is made good.
+    pub async fn keep_gateways(self: Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let vis: Vec<_> = self.records.lock().await.vis.values().cloned().collect();
+            let wait = match self.gateways.reconcile(&vis).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    RECONCILE_EVERY
+                }
+                Err(e) => {
+                    warn!("reconciling the HaaS gateways' VIs: {e}; again in {backoff:?}");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    wait
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
     }
 
     /// At start: resumes every operation a crash interrupted, then removes

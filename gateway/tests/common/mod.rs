@@ -20,7 +20,13 @@ pub fn haas_config_with_token(
     let token = token_file.map_or_else(String::new, |f| {
         format!("token_file = \"{}\"\n", f.display())
     });
-    Config::parse(&format!(
+    Config::parse(&haas_text(controller, &token)).unwrap()
+}
+
+/// [`haas_config`]'s text, `extra` at the end of `[controller]`.
+pub fn haas_text(controller: SocketAddr, extra: &str) -> String {
+    let token = extra;
+    format!(
         r#"
 [gateway]
 name = "gw-haas"
@@ -50,8 +56,7 @@ gre_key = 1002
 peer = "gw-acme"
 vlans = ["200-299"]
 "#
-    ))
-    .unwrap()
+    )
 }
 
 /// An iaas gateway on 127.0.0.1:0 reporting to the haas gateway at `haas`.
@@ -114,5 +119,61 @@ pub fn wait_for<T>(
             "timed out waiting for {what}"
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Two emulated gateway nodes, `gw` and `far`, on one underlay that stands
+/// for the WAN, with a LAN namespace whose veth's other end is in `gw`'s
+/// namespace (not yet on any bridge); each node has resolved the other's
+/// underlay address, so the first frame into a tunnel is not lost.
+pub struct TwoNodes {
+    pub tb: iris_testbed::Testbed,
+    pub gw: iris_testbed::PmId,
+    pub far: iris_testbed::PmId,
+    pub lan: iris_testbed::Netns,
+    /// `a()` in `gw`'s namespace, `b()` in `lan`.
+    pub trunk: iris_testbed::VethPair,
+}
+
+impl TwoNodes {
+    pub fn new(label: &str) -> Self {
+        use iris_testbed::{Iface, Netns, NodeName, PmSpec, Testbed, UnderlaySpec, VethPair};
+        use std::time::Duration;
+        let mut tb = Testbed::new(label).unwrap_or_else(|e| panic!("cannot build a testbed: {e}"));
+        let wan = tb
+            .add_underlay(UnderlaySpec::new("wan", "198.51.100.0/24".parse().unwrap()))
+            .unwrap();
+        let gw = tb.add_pm(PmSpec::new("gw", wan)).unwrap();
+        let far = tb.add_pm(PmSpec::new("far", wan)).unwrap();
+        let node = NodeName::new("lan").unwrap();
+        let lan = Netns::create(tb.prefix().netns(&node)).unwrap();
+        let trunk = VethPair::create(
+            Iface::new(
+                tb.prefix().link(&node, "g").unwrap(),
+                tb.pm(gw).netns().place(),
+            ),
+            Iface::new(tb.prefix().link(&node, "l").unwrap(), lan.place()),
+            1500,
+        )
+        .unwrap();
+        // OVS learns the peer's MAC on the underlay from this exchange;
+        // without it the first frame into the tunnel is lost.
+        let (a, b) = (
+            tb.pm(gw).underlay_addr().addr(),
+            tb.pm(far).underlay_addr().addr(),
+        );
+        tb.pm(gw)
+            .ping_underlay(b, 1, Duration::from_millis(100))
+            .unwrap();
+        tb.pm(far)
+            .ping_underlay(a, 1, Duration::from_millis(100))
+            .unwrap();
+        Self {
+            tb,
+            gw,
+            far,
+            lan,
+            trunk,
+        }
     }
 }

@@ -5,7 +5,7 @@
 //!   provider create NAME | list          token create --provider ID [--admin]
 //!   pm register NAME ... | list | deregister NAME [--drain]
 //!   flavor create NAME --vcpus N --memory-mib N --disk-gib N | list
-//!   vi create NAME --gateway IP --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
+//!   vi create NAME --gateway IP[:PORT] [--gateway-name N] --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
 //!   node request --vi ID --count N --flavor F [--pm P] [--group G --policy affinity|anti-affinity] [--no-wait]
 //!   node list [--vi ID] | show ID | delete ID [--drain [--drain-timeout SECS]] [--no-wait] | migrate ID [--pm P] [--no-wait]
 //!   op show ID | watch ID
@@ -131,8 +131,12 @@ enum FlavorCmd {
 enum ViCmd {
     Create {
         name: String,
+        /// The operator gateway's WAN address, IP or IP:PORT (its API).
         #[arg(long)]
         gateway: String,
+        /// The operator gateway's `[gateway] name` (default: the VI's id).
+        #[arg(long)]
+        gateway_name: Option<String>,
         /// FIRST-LAST
         #[arg(long)]
         vlans: String,
@@ -382,6 +386,27 @@ fn cell(v: &Value, key: &str) -> String {
     }
 }
 
+/// A VI, and in a table what the operator's gateway is configured with:
+/// each HaaS gateway's WAN address, the VI's GRE key, the gateway's name.
+fn print_vi(output: Output, vi: &Value) {
+    print(output, vi, &[]);
+    if output != Output::Table {
+        return;
+    }
+    for g in vi["haas_gateways"].as_array().into_iter().flatten() {
+        println!(
+            "point your gateway at HaaS gateway {} on {}: [[peer]] name = {}, wan_ip = {}; \
+             [[vi]] gre_key = {}; your [gateway] name = {}",
+            cell(g, "name"),
+            cell(g, "wan_ip"),
+            g["name"],
+            g["wan_ip"],
+            cell(g, "gre_key"),
+            g["peer_name"]
+        );
+    }
+}
+
 fn print(output: Output, value: &Value, columns: &[&str]) {
     match (output, value) {
         (Output::Json, _) => println!(
@@ -576,6 +601,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Vi(ViCmd::Create {
             name,
             gateway,
+            gateway_name,
             vlans,
             pool,
             dhcp,
@@ -605,14 +631,17 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if !key.is_null() {
                 body["ssh_public_key"] = key;
             }
-            print(out, &c.post("/v1/vis", Some(body)).await?, &[]);
+            if let Some(n) = gateway_name {
+                body["gateway_name"] = Value::String(n);
+            }
+            print_vi(out, &c.post("/v1/vis", Some(body)).await?);
         }
         Command::Vi(ViCmd::List) => print(
             out,
             &Value::Array(c.all("/v1/vis").await?),
             &["id", "name", "tunnel_key", "gateway", "nodes"],
         ),
-        Command::Vi(ViCmd::Show { id }) => print(out, &c.get(&format!("/v1/vis/{id}")).await?, &[]),
+        Command::Vi(ViCmd::Show { id }) => print_vi(out, &c.get(&format!("/v1/vis/{id}")).await?),
         Command::Vi(ViCmd::Delete { id, force }) => {
             c.delete(&with_flag(format!("/v1/vis/{id}"), "force", force))
                 .await?;

@@ -182,8 +182,13 @@ pub enum Addressing {
 #[serde(deny_unknown_fields)]
 pub struct ViCreate {
     pub name: String,
-    /// The operator's gateway endpoint (its WAN address, `IP` or `IP:PORT`).
+    /// The operator's gateway endpoint (its WAN address, `IP` or `IP:PORT`,
+    /// the port its API's, 9180 when not given).
     pub gateway: String,
+    /// The operator gateway's name (its `[gateway] name`), which the HaaS
+    /// gateway accepts its reports by; default: the VI's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_name: Option<String>,
     pub vlans: VlanRange,
     pub addressing: Addressing,
     /// Installed for each node's SSH user.
@@ -200,6 +205,24 @@ pub struct Vi {
     /// The controller's VI id and GRE key, allocated by the broker.
     pub tunnel_key: u32,
     pub nodes: u32,
+    /// The HaaS gateways that carry the VI: what the operator's gateway is
+    /// configured with (its `[[peer]]` and `[[vi]]`).
+    #[serde(default)]
+    pub haas_gateways: Vec<ViGateway>,
+}
+
+/// A HaaS gateway as an operator's gateway sees it for one VI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ViGateway {
+    /// The HaaS gateway's name (the operator's `[[peer]] name`).
+    pub name: String,
+    /// Its WAN address: where the operator's gateway points its tunnel.
+    pub wan_ip: String,
+    /// The GRE key of the VI on the WAN (its tunnel key).
+    pub gre_key: u32,
+    /// The name the HaaS gateway knows the operator's gateway by: the
+    /// operator gateway's `[gateway] name` must be this.
+    pub peer_name: String,
 }
 
 /// Where nodes may go.

@@ -13,9 +13,10 @@
 //!
 //! - Each operator creates its VI and asks for two L1 nodes (anti-affinity)
 //!   with `irisctl`; the broker allocates the VI's tunnel key.
-//! - The gateways: the broker's VI (its tunnel key) is what the operator's
-//!   IaaS gateway is configured with, and the HaaS gateway is started once
-//!   both VIs exist (iris-gateway's VIs are static configuration).
+//! - The gateways: the HaaS gateway runs before any VI exists; the broker
+//!   pushes each VI to its API (`[vi_api]`) as the operator creates it, and
+//!   answers with the HaaS gateway's WAN address and the VI's key, which the
+//!   operator's IaaS gateway is then configured with.
 //! - Each operator's cloud plugs an L2 VM into an L1 node's `cloudbr0` on
 //!   its VLAN ([`Guest`]); the L2 VM and the operator's IaaS guest ping each
 //!   other across the WAN, with both operators' marked pings at once and
@@ -50,6 +51,8 @@ use crate::{
 };
 
 const PMS: [&str; 4] = ["pm1", "pm2", "pm3", "pm4"];
+/// The HaaS gateway's `[vi_api]` token, which the broker sends.
+const GATEWAY_API_TOKEN: &str = "service-gateway-vi-api-token-0123";
 const IRISCTL: &str = "irisctl";
 /// The bridge an L1 node's `netns` driver builds (docs/broker.md).
 const NODE_BRIDGE: &str = "cloudbr0";
@@ -428,8 +431,30 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
             .collect(),
     );
     ic::start_controller_with(h, &world, Vec::new())?;
-    let broker =
-        super::broker::start_broker(h, &format!("haas_gateways = [\"{HAAS_GATEWAY}\"]\n"))?;
+    // The HaaS gateway runs before any VI exists: the broker pushes each
+    // VI to its API as the operator creates it.
+    let gw_start = Instant::now();
+    let haas_api = ic::free_loopback()?;
+    let gw_token = h.file("gateway-api-token");
+    std::fs::write(&gw_token, GATEWAY_API_TOKEN)
+        .map_err(|e| Error::io_at("writing", &gw_token, e))?;
+    let haas_text = format!(
+        "{}\n[vi_api]\ntoken_file = {:?}\nstate_dir = {:?}\n",
+        ic::haas_config(h, &world, haas_api, &[])?,
+        gw_token.display().to_string(),
+        h.file("gateway-haas-state").display().to_string(),
+    );
+    ic::launch_gateways(h, &[("gateway-haas", haas_text, haas_api)], &[])?;
+    let mut gateways_s = gw_start.elapsed().as_secs_f64();
+    let broker = super::broker::start_broker(
+        h,
+        &format!(
+            "[[haas_gateways]]\nname = \"{HAAS_GATEWAY}\"\napi = \"http://{haas_api}\"\n\
+             token_file = {:?}\nwan_ip = \"{}\"\n",
+            gw_token.display().to_string(),
+            HAAS_WAN.parse::<Ipv4Cidr>()?.addr()
+        ),
+    )?;
     let setup_s = start.elapsed().as_secs_f64();
     h.note(format!(
         "HaaS DC, two IaaS DCs, controller and broker up in {setup_s:.1} s"
@@ -481,7 +506,9 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let mut operators = Vec::new();
     let mut node_ns: Vec<Vec<String>> = Vec::new();
     ctl.step = 3;
-    for (dc, token) in DCS.iter().zip(&tokens) {
+    // The operators' gateways' APIs: the port of each VI's `--gateway`.
+    let apis = [ic::free_loopback()?, ic::free_loopback()?];
+    for ((dc, token), api) in DCS.iter().zip(&tokens).zip(apis) {
         ctl.run(
             dc.name,
             token,
@@ -498,7 +525,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
             ],
         )?;
         let asked = Instant::now();
-        let gateway = dc.wan_addr.parse::<Ipv4Cidr>()?.addr().to_string();
+        let gateway = format!("{}:{}", dc.wan_addr.parse::<Ipv4Cidr>()?.addr(), api.port());
         let vi = ctl.json(
             dc.name,
             token,
@@ -508,6 +535,8 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
                 "net",
                 "--gateway",
                 &gateway,
+                "--gateway-name",
+                dc.gateway,
                 "--vlans",
                 VLANS,
                 "--pool",
@@ -519,6 +548,19 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
             text(&vi["id"]),
             vi["tunnel_key"].as_u64().unwrap_or(0) as u32,
         );
+        // What the operator points its gateway at, from the broker's answer.
+        let haas_end = &vi["haas_gateways"][0];
+        check(
+            haas_end["wan_ip"] == HAAS_WAN.parse::<Ipv4Cidr>()?.addr().to_string()
+                && haas_end["gre_key"] == key
+                && haas_end["peer_name"] == dc.gateway,
+            || {
+                format!(
+                    "{}: the VI does not say where to point the gateway: {vi}",
+                    dc.name
+                )
+            },
+        )?;
         let asked = Instant::now();
         ctl.run(
             dc.name,
@@ -571,10 +613,9 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         });
     }
 
-    // The gateways, configured with what the broker returned.
+    // The operators' gateways, configured with what the broker returned;
+    // the HaaS gateway has the VIs from the broker already.
     let gw_start = Instant::now();
-    let haas_api = ic::free_loopback()?;
-    let apis = [ic::free_loopback()?, ic::free_loopback()?];
     let peers: Vec<PeerVi> = DCS
         .iter()
         .zip(&operators)
@@ -587,11 +628,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
             gre_key: op.tunnel_key,
         })
         .collect();
-    let mut gateways = vec![(
-        "gateway-haas",
-        ic::haas_config(h, &world, haas_api, &peers)?,
-        haas_api,
-    )];
+    let mut gateways = Vec::new();
     for ((dc, &(_, gw, _)), (peer, api)) in DCS.iter().zip(&sites).zip(peers.iter().zip(apis)) {
         let to_haas = PeerVi {
             peer: HAAS_GATEWAY,
@@ -609,7 +646,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     }
     let keys: Vec<u32> = operators.iter().map(|o| o.tunnel_key).collect();
     ic::launch_gateways(h, &gateways, &keys)?;
-    let gateways_s = gw_start.elapsed().as_secs_f64();
+    gateways_s += gw_start.elapsed().as_secs_f64();
 
     // Each operator's guests: an IaaS guest and an L2 VM on its first node.
     let mut iaas_guests: Vec<VmId> = Vec::new();
