@@ -80,7 +80,7 @@ fn a_batch_larger_than_a_transaction_is_stored_whole() {
     let reopened = EtcdStore::open(config(&c, "iris/")).unwrap();
     assert_eq!(reopened.load().unwrap().registry(), r);
     assert!(
-        reopened.staged_ops().unwrap().is_empty(),
+        reopened.staged_ops(Reads::Quorum).unwrap().is_empty(),
         "the chunks were removed"
     );
     let more = r
@@ -133,7 +133,7 @@ fn a_staged_batch_counts_from_its_commit_point_on() {
     let reopened = EtcdStore::open(reader).unwrap();
     assert_eq!(reopened.marker.staged, None);
     assert_eq!(reopened.load().unwrap().registry(), r);
-    assert!(reopened.staged_ops().unwrap().is_empty());
+    assert!(reopened.staged_ops(Reads::Quorum).unwrap().is_empty());
 }
 
 /// Ten MACs (and their IPs) more than `r` has: one commit's worth.
