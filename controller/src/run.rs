@@ -115,8 +115,9 @@ pub async fn run(
         .map_err(openflow_error)?;
     if let Some(files) = &config.openflow_tls {
         // check-config loaded the files; they may have changed since.
-        let tls = files.server_config().map_err(RunError::Tls)?;
-        server = server.with_tls(tls, metrics.clone());
+        server = server
+            .with_tls(files, metrics.clone())
+            .map_err(RunError::Tls)?;
     }
     let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
     let bound = Bound {
