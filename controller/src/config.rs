@@ -24,7 +24,8 @@
 //!                                  # or "tcp:10.0.0.1:6640" with plain_ovsdb = true
 //! # datapath_id = "0000000000000001"  (default: derived from the name)
 //! # controller = "ptcp:6653:10.0.0.1"  (this host's own target; a passive
-//! #   one, ptcp:PORT:IP or punix:PATH, makes its switch listen)
+//! #   one, ptcp:PORT:IP, pssl:PORT:IP with [tls], or punix:PATH, makes its
+//! #   switch listen)
 //!
 //! [[vi]]
 //! id = 1
@@ -1815,12 +1816,23 @@ fn check_transport(
             ),
         ));
     }
-    if tls && raw.bridge.openflow.as_deref() == Some("passive") {
-        errors.push(ConfigError::new(
-            "bridge.openflow",
-            "passive mode connects to the switches over TCP or unix sockets, not TLS; use \
-             openflow = \"active\" with an ssl: listener",
-        ));
+    // Every TCP connection is TLS when the listener is, the ones the
+    // controller opens too: a switch's own passive target says which.
+    for (i, h) in raw.hosts.iter().enumerate() {
+        let scheme = h.controller.as_deref().and_then(|t| t.split(':').next());
+        let problem = match (scheme, tls) {
+            (Some("pssl"), false) => {
+                "a pssl: target is reached over TLS, which needs listen = \"ssl:IP:PORT\" and a \
+                 [tls] table; write ptcp:PORT:IP for plain TCP"
+            }
+            (Some("ptcp"), true) => {
+                "with listen = \"ssl:…\" the controller reaches a switch that listens over TLS: \
+                 write pssl:PORT:IP, and give the switch its key, certificate and CA \
+                 (ovs-vsctl set-ssl)"
+            }
+            _ => continue,
+        };
+        errors.push(ConfigError::new(format!("host[{i}].controller"), problem));
     }
     (listen, if tls { files } else { None })
 }

@@ -75,7 +75,10 @@ fn reads(method: &Method) -> bool {
 }
 
 fn unavailable(detail: String) -> Response {
-    let mut r = Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response();
+    with_retry_after(Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response())
+}
+
+fn with_retry_after(mut r: Response) -> Response {
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     r
@@ -95,6 +98,14 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
              leadership is changing hands); nothing was changed: retry in a moment",
             f.me
         ));
+    }
+    if let (None, Some(why)) = (&view.leader, &view.unavailable) {
+        // What a lone controller answers under the same loss.
+        let refused = crate::control::CallError::StoreUnavailable(format!(
+            "the etcd store is unavailable, so the change was not made: {why}; no replica \
+             leads without etcd's quorum, and {what} was not applied"
+        ));
+        return with_retry_after(Problem::from(refused).into_response());
     }
     let Some((leader, base)) = view
         .leader

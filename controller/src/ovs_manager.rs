@@ -115,7 +115,7 @@ pub fn tunnel_name(peer: Ipv4Addr) -> String {
 /// The controller target host `m`'s bridge gets: its own, else in active
 /// mode the default, else in passive mode one beside its OVSDB (a socket in
 /// the directory of a unix remote, where vswitchd accepts one, or the
-/// OpenFlow port on a TCP remote's address).
+/// OpenFlow port on a TCP or SSL remote's address, `pssl:` with TLS).
 pub fn target_of(config: &ManagerConfig, m: &ManagedHost) -> String {
     if let Some(own) = &m.controller {
         return own.clone();
@@ -148,7 +148,10 @@ pub fn target_of(config: &ManagerConfig, m: &ManagedHost) -> String {
                             v4 => v4.to_string(),
                         },
                     );
-                    format!("ptcp:{OPENFLOW_PORT}:{ip}")
+                    // Over TLS when the controller speaks it (its dialled
+                    // TCP connections are TLS then).
+                    let scheme = if config.tls.is_some() { "pssl" } else { "ptcp" };
+                    format!("{scheme}:{OPENFLOW_PORT}:{ip}")
                 }
             }
         }

@@ -32,6 +32,9 @@ pub struct LeaderView {
     pub me: bool,
     /// The leading replica's name, if there is a leader.
     pub leader: Option<String>,
+    /// Why no replica can lead now, when etcd says (no quorum, no member
+    /// in reach): this replica cannot even join the election.
+    pub unavailable: Option<String>,
 }
 
 /// How often a standby asks who leads.
@@ -62,9 +65,30 @@ pub async fn run(
     let mut seen = 0u64;
     while !shutdown.is_cancelled() {
         let candidate = match Candidate::join(&etcd, &cluster.name, cluster.lease_ttl).await {
-            Ok(c) => c,
+            Ok(c) => {
+                if view.borrow().unavailable.is_some() {
+                    info!("etcd takes writes again: joined the leader election");
+                    view.send_replace(LeaderView::default());
+                }
+                c
+            }
             Err(e) => {
-                warn!("cannot join the leader election: {e}; retrying");
+                let why = match e {
+                    StoreError::Unavailable { message, .. } => message,
+                    e => e.to_string(),
+                };
+                // Said once per outage; retried every second.
+                match view.borrow().unavailable.is_some() {
+                    true => debug!("still cannot join the leader election: {why}"),
+                    false => warn!(
+                        "cannot join the leader election: {why}; standing by (SLAVE, reads \
+                         answered, writes refused) and retrying every second"
+                    ),
+                }
+                view.send_replace(LeaderView {
+                    unavailable: Some(why),
+                    ..LeaderView::default()
+                });
                 pause(&shutdown, RETRY).await;
                 continue;
             }
@@ -93,6 +117,7 @@ pub async fn run(
         view.send_replace(LeaderView {
             me: true,
             leader: Some(cluster.name.clone()),
+            unavailable: None,
         });
         info!(
             generation,
@@ -147,7 +172,11 @@ async fn campaign(
                     let generation = leading
                         .as_ref()
                         .map_or(0, |(_, g)| u64::try_from(*g).unwrap_or(0));
-                    let now = LeaderView { me: false, leader: leading.map(|(name, _)| name) };
+                    let now = LeaderView {
+                        me: false,
+                        leader: leading.map(|(name, _)| name),
+                        unavailable: None,
+                    };
                     view.send_if_modified(|v| {
                         let changed = *v != now;
                         *v = now;

@@ -115,8 +115,9 @@ pub async fn run(
         .map_err(openflow_error)?;
     if let Some(files) = &config.openflow_tls {
         // check-config loaded the files; they may have changed since.
-        let tls = files.server_config().map_err(RunError::Tls)?;
-        server = server.with_tls(tls, metrics.clone());
+        server = server
+            .with_tls(files, metrics.clone())
+            .map_err(RunError::Tls)?;
     }
     let api_listener = TcpListener::bind(config.api).await.map_err(api_error)?;
     let bound = Bound {
@@ -143,14 +144,34 @@ pub async fn run(
         path: config.store_name().into(),
         error,
     };
-    let store: Box<dyn Store + Send> = match &config.etcd {
-        Some(etcd) => Box::new(EtcdStore::open(etcd.clone()).map_err(store_error)?),
-        None if config.accept_store => {
+    // A replica starts without etcd's quorum, as a standby (`replica.rs`
+    // leads once the quorum is back); a lone controller would have to
+    // write what it cannot commit, so it does not.
+    let mut generation = 0;
+    let store: Box<dyn Store + Send> = match (&config.etcd, &config.cluster) {
+        (Some(etcd), Some(_)) => {
+            let store = EtcdStore::open_replica(etcd.clone()).map_err(store_error)?;
+            generation = store.generation();
+            Box::new(store)
+        }
+        (Some(etcd), None) => Box::new(EtcdStore::open(etcd.clone()).map_err(store_error)?),
+        (None, _) if config.accept_store => {
             Box::new(SledStore::open_accepting(&config.store).map_err(store_error)?)
         }
-        None => Box::new(SledStore::open(&config.store).map_err(store_error)?),
+        (None, _) => Box::new(SledStore::open(&config.store).map_err(store_error)?),
     };
-    let stored = store.load().map_err(store_error)?;
+    let stored = match store.load() {
+        Err(StoreError::Unavailable { message, .. }) if config.cluster.is_some() => {
+            // Not one member answers: the configuration alone until one
+            // does (the standby reloads as soon as it can watch).
+            warn!(
+                "etcd store: no member answers ({message}); standing by on the configuration \
+                 alone until one does"
+            );
+            crate::store::Snapshot::default()
+        }
+        loaded => loaded.map_err(store_error)?,
+    };
     let (hosts, vis, dropped) = with_stored(&config, &stored);
     for d in &dropped {
         warn!("{d}; its record stays in the store, unused");
@@ -184,7 +205,7 @@ pub async fn run(
     // the election, and then seeds (`replica.rs`).
     let seeds = match config.cluster {
         Some(_) => {
-            parts.control.stand_by(0);
+            parts.control.stand_by(generation);
             BTreeMap::new()
         }
         None => config.seeds.clone(),
@@ -246,7 +267,7 @@ pub async fn run(
     let (writes_tx, writes) = watch::channel(config.cluster.is_none());
     let (view_tx, view) = watch::channel(LeaderView {
         me: config.cluster.is_none(),
-        leader: None,
+        ..LeaderView::default()
     });
     let replica = match (&config.cluster, &config.etcd) {
         (Some(cluster), Some(etcd)) => Some(tokio::spawn(replica::run(

@@ -72,13 +72,12 @@ impl ListenAddr {
             }
             return Ok(Some(Self::Unix(PathBuf::from(path))));
         }
-        let Some(rest) = target.strip_prefix("ptcp:") else {
-            if target.starts_with("pssl:") {
-                return Err(format!(
-                    "{target:?}: Iris connects to switches over TCP or unix sockets, not SSL; \
-                     write ptcp:PORT:IP or punix:PATH"
-                ));
-            }
+        // pssl: is reached over TCP too, with TLS when the controller has
+        // it (check-config pairs the two).
+        let Some(rest) = target
+            .strip_prefix("ptcp:")
+            .or_else(|| target.strip_prefix("pssl:"))
+        else {
             return Ok(None);
         };
         // A switch listening on every address cannot be dialled: the
@@ -290,10 +289,12 @@ struct Conns {
     tls: Option<Tls>,
 }
 
-/// The listener's TLS, and where its refusals are counted.
+/// The TLS of accepted and of dialled connections, and where their
+/// refusals are counted.
 #[derive(Clone)]
 struct Tls {
     acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -320,29 +321,37 @@ impl Conns {
         let config = self.config.clone();
         let answers = self.answers.clone();
         let tls = self.tls.clone();
+        let session = Connection {
+            conn,
+            config,
+            events,
+            answers,
+            shutdown,
+        };
         async move {
             match (stream, tls) {
                 (Stream::Tcp(s), Some(tls)) => {
                     let _ = s.set_nodelay(true);
-                    let Some((s, certificate)) = tls_handshake(s, &tls, &shutdown).await else {
+                    session.over_tls(tls.acceptor.accept(s), &tls, peer).await;
+                }
+                (Stream::Dialled(s), Some(tls)) => {
+                    let _ = s.set_nodelay(true);
+                    // The name is not what is checked (see
+                    // `TlsFiles::switch_client_config`), only sent.
+                    let Ok(addr) = s.peer_addr() else {
                         return;
                     };
-                    let peer = Peer {
-                        addr: peer,
-                        certificate: Some(certificate),
-                    };
-                    run_connection(s, conn, peer, config, events, answers, shutdown).await;
+                    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                    session
+                        .over_tls(tls.connector.connect(name, s), &tls, peer)
+                        .await;
                 }
-                (Stream::Tcp(s), None) => {
+                (Stream::Tcp(s) | Stream::Dialled(s), None) => {
                     // Small control messages must not wait for Nagle.
                     let _ = s.set_nodelay(true);
-                    let peer = peer.into();
-                    run_connection(s, conn, peer, config, events, answers, shutdown).await;
+                    session.run(s, peer.into()).await;
                 }
-                (Stream::Unix(s), _) => {
-                    let peer = peer.into();
-                    run_connection(s, conn, peer, config, events, answers, shutdown).await;
-                }
+                (Stream::Unix(s), _) => session.run(s, peer.into()).await,
             }
         }
         .instrument(span)
@@ -350,17 +359,65 @@ impl Conns {
     }
 }
 
-/// The TLS handshake of an accepted switch, and the certificate it
-/// presented; `None` (logged and counted) when it fails.
-async fn tls_handshake(
-    s: tokio::net::TcpStream,
+/// What one connection's session needs besides its stream and peer.
+struct Connection {
+    conn: ConnId,
+    config: ServerConfig,
+    events: mpsc::Sender<SwitchEvent>,
+    answers: Option<Arc<AnswerSlot>>,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn run<S>(self, stream: S, peer: Peer)
+    where
+        S: AsyncRead + AsyncWrite + Send,
+    {
+        run_connection(
+            stream,
+            self.conn,
+            peer,
+            self.config,
+            self.events,
+            self.answers,
+            self.shutdown,
+        )
+        .await;
+    }
+
+    /// Runs the session once `handshake` has verified the switch's
+    /// certificate, with that certificate.
+    async fn over_tls<S>(
+        self,
+        handshake: impl std::future::Future<Output = io::Result<S>>,
+        tls: &Tls,
+        addr: String,
+    ) where
+        S: PeerCertificates + AsyncRead + AsyncWrite + Send,
+    {
+        let Some((stream, certificate)) = tls_handshake(handshake, tls, &self.shutdown).await
+        else {
+            return;
+        };
+        let peer = Peer {
+            addr,
+            certificate: Some(certificate),
+        };
+        self.run(stream, peer).await;
+    }
+}
+
+/// The TLS handshake with a switch, accepted or dialled, and the
+/// certificate it presented; `None` (logged and counted) when it fails.
+async fn tls_handshake<S>(
+    handshake: impl std::future::Future<Output = io::Result<S>>,
     tls: &Tls,
     shutdown: &CancellationToken,
-) -> Option<(
-    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-    Arc<PeerCertificate>,
-)> {
-    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor.accept(s));
+) -> Option<(S, Arc<PeerCertificate>)>
+where
+    S: PeerCertificates,
+{
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, handshake);
     let refused = |why: &'static str, detail: String| {
         tls.metrics.switch_refused(why);
         warn!("refused: TLS handshake failed: {detail}");
@@ -382,15 +439,9 @@ async fn tls_handshake(
             }
         },
     };
-    // The verifier demands a client certificate, so a completed handshake
-    // has one.
-    let Some(leaf) = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .cloned()
-    else {
+    // The verifiers demand a certificate, so a completed handshake has
+    // one.
+    let Some(leaf) = stream.leaf() else {
         refused(
             "tls_handshake",
             "the switch presented no certificate".into(),
@@ -400,6 +451,23 @@ async fn tls_handshake(
     let certificate = Arc::new(PeerCertificate::new(leaf));
     debug!(sha256 = %certificate, "TLS handshake done");
     Some((stream, certificate))
+}
+
+/// A TLS stream's peer certificate, whichever side opened it.
+trait PeerCertificates {
+    fn leaf(&self) -> Option<rustls::pki_types::CertificateDer<'static>>;
+}
+
+impl<S> PeerCertificates for tokio_rustls::server::TlsStream<S> {
+    fn leaf(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        self.get_ref().1.peer_certificates()?.first().cloned()
+    }
+}
+
+impl<S> PeerCertificates for tokio_rustls::client::TlsStream<S> {
+    fn leaf(&self) -> Option<rustls::pki_types::CertificateDer<'static>> {
+        self.get_ref().1.peer_certificates()?.first().cloned()
+    }
 }
 
 #[derive(Debug)]
@@ -460,19 +528,22 @@ impl Server {
         self
     }
 
-    /// Makes every accepted TCP connection a TLS one, whose client
-    /// certificate must chain to the CA of `config`; refusals are counted
-    /// in `metrics` (`iris_switches_refused_total{why="tls_handshake"}`).
+    /// Makes every TCP connection a TLS one with the key, certificate and
+    /// CA of `files`: an accepted one's client certificate, and a dialled
+    /// one's (`pssl:`) server certificate, must chain to the CA; refusals
+    /// are counted in `metrics`
+    /// (`iris_switches_refused_total{why="tls_handshake"}`).
     pub fn with_tls(
         mut self,
-        config: Arc<rustls::ServerConfig>,
+        files: &crate::tls::TlsFiles,
         metrics: Arc<crate::metrics::Metrics>,
-    ) -> Self {
+    ) -> Result<Self, String> {
         self.conns.tls = Some(Tls {
-            acceptor: tokio_rustls::TlsAcceptor::from(config),
+            acceptor: tokio_rustls::TlsAcceptor::from(files.server_config()?),
+            connector: tokio_rustls::TlsConnector::from(files.switch_client_config()?),
             metrics,
         });
-        self
+        Ok(self)
     }
 
     /// Also keeps a connection to every switch in `switches`, switches that
@@ -617,7 +688,10 @@ pub fn max_switches(open_files: u64, api_connections: usize, hosts: usize) -> us
 const RESERVED_DESCRIPTORS: usize = 32;
 
 enum Stream {
+    /// Accepted.
     Tcp(tokio::net::TcpStream),
+    /// Opened by this controller, to a switch that listens.
+    Dialled(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
 }
 

@@ -86,6 +86,20 @@ impl TlsFiles {
         &self,
         pinned: Option<[u8; 32]>,
     ) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.client_config(pinned.map_or(Names::Checked, Names::OrPinned))
+    }
+
+    /// TLS toward a switch that listens (a `pssl:` target, passive mode):
+    /// our key and certificate, which Open vSwitch checks against its CA,
+    /// and the switch's certificate checked as the listener checks an
+    /// accepted switch's: chaining to the CA and valid now at the
+    /// handshake; which host it may be, when its FEATURES_REPLY names a
+    /// datapath id, by the same rules (the control loop's).
+    pub fn switch_client_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+        self.client_config(Names::AtFeatures)
+    }
+
+    fn client_config(&self, names: Names) -> Result<Arc<rustls::ClientConfig>, String> {
         let provider = provider();
         let roots = self.roots()?;
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
@@ -100,7 +114,7 @@ impl TlsFiles {
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS versions: {e}"))?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(HostVerifier { webpki, pinned }))
+            .with_custom_certificate_verifier(Arc::new(HostVerifier { webpki, names }))
             .with_client_auth_cert(chain, key)
             .map_err(|e| misfit(&self.private_key, &self.certificate, e))?;
         Ok(Arc::new(config))
@@ -146,12 +160,24 @@ impl TlsFiles {
 }
 
 /// webpki's check of a server, where a certificate bound to its host by
-/// fingerprint stands in for the host's name: the chain, validity and
-/// signatures are always webpki's.
+/// fingerprint stands in for the host's name, or the name is checked later:
+/// the chain, validity and signatures are always webpki's.
 #[derive(Debug)]
 struct HostVerifier {
     webpki: Arc<rustls::client::WebPkiServerVerifier>,
-    pinned: Option<[u8; 32]>,
+    names: Names,
+}
+
+/// How a server's certificate must name its host.
+#[derive(Debug, Clone, Copy)]
+enum Names {
+    /// The name the client connects to, in its subjectAltName.
+    Checked,
+    /// That name, or else this SHA-256 fingerprint.
+    OrPinned([u8; 32]),
+    /// Not at the handshake: a switch's host is known only from its
+    /// FEATURES_REPLY, and checked then ([`PeerCertificate`]).
+    AtFeatures,
 }
 
 impl rustls::client::danger::ServerCertVerifier for HostVerifier {
@@ -170,17 +196,22 @@ impl rustls::client::danger::ServerCertVerifier for HostVerifier {
             ocsp_response,
             now,
         );
-        match (verdict, self.pinned) {
-            (
-                Err(rustls::Error::InvalidCertificate(
-                    rustls::CertificateError::NotValidForName
+        // webpki checks the name last: a name error means all else held.
+        let name_only = matches!(
+            verdict,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
                     | rustls::CertificateError::NotValidForNameContext { .. },
-                )),
-                Some(pin),
-            ) if <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) == pin => {
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            }
-            (verdict, _) => verdict,
+            ))
+        );
+        let stands_in = match self.names {
+            Names::Checked => false,
+            Names::OrPinned(pin) => <[u8; 32]>::from(Sha256::digest(end_entity.as_ref())) == pin,
+            Names::AtFeatures => true,
+        };
+        match name_only && stands_in {
+            true => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            false => verdict,
         }
     }
 

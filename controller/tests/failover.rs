@@ -6,8 +6,10 @@
 //! restarted as a standby. And against a real Open vSwitch bridge with
 //! both replicas as its controllers: the leader is MASTER and the standby
 //! SLAVE; killed, the leader is replaced as MASTER within 3 s by a standby
-//! that sends the switch nothing, and the switch keeps its flows. That
-//! one needs root and Open vSwitch, and fails (never skips) without them.
+//! that sends the switch nothing, and the switch keeps its flows. And a
+//! replica started while etcd has no quorum: SLAVE, reads answered, writes
+//! refused, leading once the quorum is back. The real-OVS ones need root
+//! and Open vSwitch, and fail (never skip) without them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -236,6 +238,21 @@ fn every_acknowledged_write_survives_a_kill_of_the_leader_and_a_standby_takes_ov
     );
 }
 
+/// Open vSwitch of the test's own with a bridge named `name` and this
+/// process's id, and the tables of its host pm1.
+fn one_bridge(dir: &Path, name: &str) -> (local_ovs::Ovs, String, String) {
+    let bridge = format!("{name}{}", std::process::id() % 100_000);
+    let mut ovs = local_ovs::Ovs::start(&dir.join("pm1"), false);
+    ovs.bridges.push(bridge.clone());
+    let tables = format!(
+        "[bridge]\nname = \"{bridge}\"\ndatapath_type = \"netdev\"\n\
+         [[host]]\nname = \"pm1\"\nunderlay_ip = \"192.168.78.1\"\nrole = \"compute\"\n\
+         ovsdb = \"{}\"\ndatapath_id = \"00000000000000b1\"\n",
+        ovs.db()
+    );
+    (ovs, bridge, tables)
+}
+
 fn metric(c: &ControllerProcess, series: &str) -> f64 {
     c.metrics()
         .ok()
@@ -248,16 +265,7 @@ fn on_real_ovs_a_standby_is_slave_and_replaces_a_killed_master_within_3_s_sendin
     let dir = tempfile::tempdir().unwrap();
     let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
         .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
-    let tag = std::process::id() % 100_000;
-    let bridge = format!("irf{tag}");
-    let mut ovs = local_ovs::Ovs::start(&dir.path().join("pm1"), false);
-    ovs.bridges.push(bridge.clone());
-    let tables = format!(
-        "[bridge]\nname = \"{bridge}\"\ndatapath_type = \"netdev\"\n\
-         [[host]]\nname = \"pm1\"\nunderlay_ip = \"192.168.78.1\"\nrole = \"compute\"\n\
-         ovsdb = \"{}\"\ndatapath_id = \"00000000000000b1\"\n",
-        ovs.db()
-    );
+    let (ovs, bridge, tables) = one_bridge(dir.path(), "irf");
     let ports = ports(4);
     let configs: Vec<PathBuf> = (0..2)
         .map(|i| config(dir.path(), i, &ports, &etcd, &tables))
@@ -302,4 +310,98 @@ fn on_real_ovs_a_standby_is_slave_and_replaces_a_killed_master_within_3_s_sendin
     assert_eq!(metric(&standby, "iris_group_mods_sent_total"), 0.0);
     assert!(metric(&standby, "iris_leader_generation") > 0.0);
     assert_eq!(ovs.flows(&bridge), flows, "the switch kept its flows");
+}
+
+/// GETs the whole registry of vi 1 and returns the entries `macs` lacks.
+fn missing(c: &ControllerProcess, macs: &BTreeSet<String>) -> Vec<String> {
+    let (status, body) = c.request("GET", "/v1/registry?vi=1", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    macs.iter()
+        .filter(|m| !body.contains(*m))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn on_real_ovs_a_replica_started_without_the_etcd_quorum_stands_by_and_leads_once_it_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let (ovs, bridge, mut tables) = one_bridge(dir.path(), "irq");
+    tables.push_str(&gateway_and_vi(dir.path()));
+    let ports = ports(2);
+    let config = config(dir.path(), 0, &ports, &etcd, &tables);
+    let first = start(dir.path(), 0, &config);
+    wait_until("ctl0 leads and is MASTER", Duration::from_secs(20), || {
+        leads(&first) && metric(&first, "iris_switches_master") == 1.0
+    });
+    let mut acked = BTreeSet::new();
+    for i in 0..20 {
+        assert_eq!(put(&first, i), 201, "{}", first.log_tail(20));
+        acked.insert(mac(i));
+    }
+    wait_until("the bridge has flows", Duration::from_secs(10), || {
+        !ovs.flows(&bridge).is_empty()
+    });
+    first.stop(Duration::from_secs(5)).unwrap();
+    let flows = ovs.flows(&bridge);
+
+    // Two members of three down: no quorum. The replica starts anyway.
+    etcd.kill(0).unwrap();
+    etcd.kill(1).unwrap();
+    let mut standby = start(dir.path(), 0, &config);
+    let waiting = Instant::now();
+    while metric(&standby, "iris_switches_slave") != 1.0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(30),
+            "the quorumless replica is not SLAVE on the switch: {}",
+            standby.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    standby.ensure_running().unwrap();
+    assert!(!leads(&standby), "led without a quorum");
+    // Reads answer what one member holds: every acknowledged write.
+    assert_eq!(missing(&standby, &acked), Vec::<String>::new());
+    // Writes are refused as a lone controller refuses them, and not made.
+    let body = json!({"location": {"kind": "gateway", "gateway": "gw1"}, "ips": []});
+    let refused = format!("/v1/registry/1/untagged/{}", mac(100));
+    let (status, content_type, problem) =
+        standby.request_typed("PUT", &refused, Some(&body)).unwrap();
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(content_type, "application/problem+json");
+    assert!(
+        problem.contains("the etcd store is unavailable, so the change was not made"),
+        "{problem}"
+    );
+    assert_eq!(
+        standby.request("GET", &refused, None).unwrap().0,
+        404,
+        "a refused write was made"
+    );
+    // The data plane keeps the flows, and the standby sent it nothing.
+    assert_eq!(ovs.flows(&bridge), flows);
+    assert_eq!(metric(&standby, "iris_flow_mods_sent_total"), 0.0);
+
+    let restored = Instant::now();
+    etcd.restore(0).unwrap();
+    etcd.restore(1).unwrap();
+    wait_until(
+        "the replica leads and is MASTER once the quorum is back",
+        Duration::from_secs(30),
+        || leads(&standby) && metric(&standby, "iris_switches_master") == 1.0,
+    );
+    eprintln!(
+        "MASTER {} ms after the members were restored",
+        restored.elapsed().as_millis()
+    );
+    wait_until("a write is acknowledged", Duration::from_secs(10), || {
+        put(&standby, 100) == 201
+    });
+    acked.insert(mac(100));
+    assert_eq!(missing(&standby, &acked), Vec::<String>::new());
+    // The switch held what the store says: the takeover sent nothing.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(metric(&standby, "iris_flow_mods_sent_total"), 0.0);
+    assert_eq!(metric(&standby, "iris_group_mods_sent_total"), 0.0);
 }

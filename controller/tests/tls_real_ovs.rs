@@ -3,7 +3,8 @@
 //! is accepted with its certificate, and impostors claiming its datapath
 //! id (one certified by another CA, one with a valid certificate for
 //! another host) are refused while the real switch keeps its session and
-//! its flows.
+//! its flows. And in passive mode, the controller dialling listening
+//! switches (`pssl:`) with the same checks.
 //!
 //! OVS reaches an `ssl:` target over TCP only, so the two Open vSwitch
 //! instances run in this process's network namespace, each in its own
@@ -16,7 +17,7 @@
 mod local_ovs;
 
 use iris_testbed::controller::ControllerProcess;
-use iris_testbed::pki::Pki;
+use iris_testbed::pki::{CertFiles, Pki};
 use local_ovs::{free_port, Ovs};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -73,6 +74,22 @@ fn start_controller(
     .unwrap()
 }
 
+/// In `dir`: our CA with pm1's and pm2's certificates, and another CA.
+fn pkis(dir: &Path) -> (Pki, CertFiles, CertFiles, Pki) {
+    let pki = Pki::new(dir, "iris").unwrap();
+    let (pm1, pm2) = (pki.issue("pm1").unwrap(), pki.issue("pm2").unwrap());
+    (pki, pm1, pm2, Pki::new(dir, "rogue").unwrap())
+}
+
+/// Open vSwitch in `dir` (with `dummy` datapaths), whose `bridge` is
+/// deleted when it stops, with `me`'s key and certificate and `pki`'s CA.
+fn ovs_with(dir: &Path, dummy: bool, bridge: &str, me: &CertFiles, pki: &Pki) -> Ovs {
+    let mut ovs = Ovs::start(dir, dummy);
+    ovs.bridges.push(bridge.to_owned());
+    ovs.set_ssl(me, &pki.ca_certificate);
+    ovs
+}
+
 fn pm1_peer(c: &ControllerProcess) -> Option<String> {
     let host = c.get_json("/v1/hosts/pm1").unwrap();
     host["openflow_peer"].as_str().map(str::to_owned)
@@ -82,10 +99,7 @@ fn pm1_peer(c: &ControllerProcess) -> Option<String> {
 fn over_tls_real_ovs_is_accepted_and_impostors_claiming_its_dpid_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let pki = Pki::new(dir, "iris").unwrap();
-    let rogue = Pki::new(dir, "rogue").unwrap();
-    let pm1_cert = pki.issue("pm1").unwrap();
-    let pm2_cert = pki.issue("pm2").unwrap();
+    let (pki, pm1_cert, pm2_cert, rogue) = pkis(dir);
     let rogue_pm1 = rogue.issue("pm1").unwrap();
 
     let tag = std::process::id() % 100_000;
@@ -94,9 +108,7 @@ fn over_tls_real_ovs_is_accepted_and_impostors_claiming_its_dpid_are_refused() {
     let dpid = "00000000000000a1";
     let port = free_port();
 
-    let mut real = Ovs::start(&dir.join("pm1"), false);
-    real.bridges.push(bridge.clone());
-    real.set_ssl(&pm1_cert, &pki.ca_certificate);
+    let real = ovs_with(&dir.join("pm1"), false, &bridge, &pm1_cert, &pki);
 
     let c = start_controller(
         dir,
@@ -173,24 +185,17 @@ fn host(c: &ControllerProcess, name: &str) -> serde_json::Value {
 fn ovsdb_over_ssl_configures_the_bridge_and_servers_that_cannot_prove_their_host_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let pki = Pki::new(dir, "iris").unwrap();
-    let rogue = Pki::new(dir, "rogue").unwrap();
-    let pm1_cert = pki.issue("pm1").unwrap();
-    let pm2_cert = pki.issue("pm2").unwrap();
+    let (pki, pm1_cert, pm2_cert, rogue) = pkis(dir);
     let rogue_pm2 = rogue.issue("pm2").unwrap();
 
     let tag = std::process::id() % 100_000;
     let bridge = format!("irs{tag}");
     let port = free_port();
 
-    let mut pm1 = Ovs::start(&dir.join("pm1"), false);
-    pm1.bridges.push(bridge.clone());
-    pm1.set_ssl(&pm1_cert, &pki.ca_certificate);
+    let pm1 = ovs_with(&dir.join("pm1"), false, &bridge, &pm1_cert, &pki);
     pm1.vsctl(&["set-manager", "pssl:0:127.0.0.1"]);
     // pm2's server first shows pm1's certificate: our CA's, another host's.
-    let mut pm2 = Ovs::start(&dir.join("pm2"), true);
-    pm2.bridges.push(bridge.clone());
-    pm2.set_ssl(&pm1_cert, &pki.ca_certificate);
+    let pm2 = ovs_with(&dir.join("pm2"), true, &bridge, &pm1_cert, &pki);
     pm2.vsctl(&["set-manager", "pssl:0:127.0.0.1"]);
     let (p1, p2) = (pm1.pssl_port(), pm2.pssl_port());
 
@@ -238,5 +243,82 @@ fn ovsdb_over_ssl_configures_the_bridge_and_servers_that_cannot_prove_their_host
         host(&c, "pm2")["ovsdb_connected"] == true
     });
     assert_eq!(pm2.vsctl(&["list-br"]).trim(), bridge);
+    c.stop(Duration::from_secs(5)).unwrap();
+}
+
+#[test]
+fn in_passive_mode_over_tls_the_controller_dials_real_ovs_and_refuses_switches_that_cannot_prove_their_host(
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (pki, pm1_cert, pm2_cert, rogue) = pkis(dir);
+    let rogue_pm2 = rogue.issue("pm2").unwrap();
+
+    let tag = std::process::id() % 100_000;
+    let bridge = format!("irp{tag}");
+    let (port, of1, of2) = (free_port(), free_port(), free_port());
+
+    let pm1 = ovs_with(&dir.join("pm1"), false, &bridge, &pm1_cert, &pki);
+    // pm2's switch first shows another CA's certificate for pm2.
+    let pm2 = ovs_with(&dir.join("pm2"), true, &bridge, &rogue_pm2, &pki);
+
+    // `openflow` lands in the [bridge] table start_controller opens.
+    let c = start_controller(
+        dir,
+        port,
+        &pki,
+        &bridge,
+        &format!(
+            "openflow = \"passive\"\n\n\
+             [[host]]\nname = \"pm1\"\nunderlay_ip = \"192.168.76.1\"\nrole = \"compute\"\n\
+             ovsdb = \"{}\"\ndatapath_id = \"00000000000000c1\"\n\
+             controller = \"pssl:{of1}:127.0.0.1\"\n\n\
+             [[host]]\nname = \"pm2\"\nunderlay_ip = \"192.168.76.2\"\nrole = \"compute\"\n\
+             ovsdb = \"{}\"\ndatapath_id = \"00000000000000c2\"\n\
+             controller = \"pssl:{of2}:127.0.0.1\"\n",
+            pm1.db(),
+            pm2.db()
+        ),
+    );
+    // The bridge listens with pssl:; the controller dials it over TLS and
+    // pm1's certificate proves pm1.
+    wait_for(
+        &c,
+        20,
+        "pm1's listening switch over TLS with its flows",
+        || pm1_peer(&c).is_some() && !pm1.flows(&bridge).is_empty(),
+    );
+    assert_eq!(
+        pm1.vsctl(&["get", "Controller", &bridge, "target"]).trim(),
+        format!("\"pssl:{of1}:127.0.0.1\"")
+    );
+    assert_eq!(
+        pm1_peer(&c).as_deref(),
+        Some(format!("tcp:127.0.0.1:{of1}").as_str())
+    );
+    let flows = pm1.flows(&bridge);
+
+    // pm2's switch cannot prove it is pm2: refused for the CA, then for
+    // the name, and it gets no flow.
+    wait_for(&c, 30, "another CA's pm2 to be refused", || {
+        refused(&c, "tls_handshake") >= 1.0
+    });
+    pm2.set_ssl(&pm1_cert, &pki.ca_certificate);
+    wait_for(&c, 30, "pm1's certificate on pm2 to be refused", || {
+        refused(&c, "certificate_not_this_host") >= 1.0
+    });
+    assert!(
+        host(&c, "pm2")["openflow_peer"].is_null(),
+        "{}",
+        host(&c, "pm2")
+    );
+    assert!(pm2.flows(&bridge).is_empty(), "pm2's impostor got flows");
+    assert_eq!(pm1.flows(&bridge), flows, "pm1 kept its flows");
+
+    // With its own certificate it is taken.
+    pm2.set_ssl(&pm2_cert, &pki.ca_certificate);
+    wait_for(&c, 30, "pm2 with its own certificate", || {
+        !host(&c, "pm2")["openflow_peer"].is_null() && !pm2.flows(&bridge).is_empty()
+    });
     c.stop(Duration::from_secs(5)).unwrap();
 }

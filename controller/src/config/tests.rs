@@ -507,6 +507,24 @@ fn passive_mode_lets_every_switch_listen_beside_its_ovsdb() {
             "tcp:192.0.2.100:6653",
         ]
     );
+    // With TLS a TCP remote's switch listens with pssl:, a unix one's
+    // stays on its local socket.
+    let over_tls = ManagerConfig {
+        tls: Some(crate::ovs_manager::OvsdbTls {
+            files: crate::tls::TlsFiles {
+                private_key: "key.pem".into(),
+                certificate: "cert.pem".into(),
+                ca_certificate: "ca.pem".into(),
+            },
+            host_sha256: Default::default(),
+        }),
+        ..manager.clone()
+    };
+    assert_eq!(
+        target_of(&over_tls, &c.hosts[0]),
+        "punix:/run/pm1/br-int.iris.sock"
+    );
+    assert_eq!(target_of(&over_tls, &c.hosts[1]), "pssl:6653:192.0.2.2");
     let dialled: Vec<Option<ListenAddr>> = targets
         .iter()
         .map(|t| ListenAddr::of_passive_target(t).unwrap())
@@ -542,7 +560,7 @@ fn the_openflow_mode_and_passive_targets_are_checked() {
     for (target, says) in [
         ("ptcp:6653", "ptcp:PORT:IP"),
         ("ptcp:6653:0.0.0.0", "ptcp:PORT:IP"),
-        ("pssl:6653:10.0.0.1", "not SSL"),
+        ("pssl:6653:10.0.0.1", "needs listen = \"ssl:IP:PORT\""),
     ] {
         let text = format!("{PM1}ovsdb = \"unix:/run/pm1/db.sock\"\ncontroller = \"{target}\"\n");
         let errors = invalid(&text, dir);
@@ -799,11 +817,18 @@ fn openflow_is_tls_unless_plain_is_allowed_explicitly() {
         dir.path(),
     );
     assert_eq!(e[0].key, "tls", "{e:?}");
-    let e = problems(
-        &format!("listen = \"ssl:0.0.0.0:6653\"\n[bridge]\nopenflow = \"passive\"\n{tls}"),
-        dir.path(),
+    // Passive mode over TLS: a switch's own target is pssl:, not ptcp:.
+    let passive = format!(
+        "listen = \"ssl:0.0.0.0:6653\"\n[bridge]\nopenflow = \"passive\"\n{tls}\n{PM1}\
+         ovsdb = \"unix:/run/pm1/db.sock\"\ncontroller = \"pssl:6653:10.0.0.1\"\n"
     );
-    assert_eq!(e[0].key, "bridge.openflow", "{e:?}");
+    let c = Config::parse(&passive, dir.path()).unwrap();
+    assert_eq!(c.bridge.openflow, OpenFlowMode::Passive);
+    let e = problems(&passive.replace("pssl:", "ptcp:"), dir.path());
+    assert!(
+        e[0].key == "host[0].controller" && e[0].problem.contains("write pssl:PORT:IP"),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -109,6 +109,7 @@ fn led_by(leader: &str) -> LeaderView {
     LeaderView {
         me: false,
         leader: Some(leader.into()),
+        unavailable: None,
     }
 }
 
@@ -143,6 +144,25 @@ async fn without_a_leader_within_reach_a_write_gets_503_naming_why_and_changes_n
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
     assert!(body.contains("no replica leads"), "{body}");
+    // etcd has no quorum: said as a lone controller says it.
+    let lost = LeaderView {
+        unavailable: Some("etcdserver: request timed out".into()),
+        ..LeaderView::default()
+    };
+    let (router, _) = standby("http://127.0.0.1:9", lost);
+    let (status, headers, body) = send(router, "PUT", "/v1/x", &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers.get(header::RETRY_AFTER).unwrap(), "1");
+    assert_eq!(
+        headers.get(header::CONTENT_TYPE).unwrap(),
+        "application/problem+json"
+    );
+    assert!(
+        body.contains("the etcd store is unavailable, so the change was not made")
+            && body.contains("request timed out")
+            && body.contains("answers reads"),
+        "{body}"
+    );
     // The leader does not answer: a port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
@@ -175,6 +195,7 @@ async fn a_leader_over_https_is_named_in_a_redirect_and_a_leader_applies_its_own
         LeaderView {
             me: true,
             leader: Some("ctl1".into()),
+            unavailable: None,
         },
     );
     let (status, _, body) = send(router, "PUT", "/v1/x", &[]).await;

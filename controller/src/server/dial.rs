@@ -1,5 +1,6 @@
 //! Connecting to switches that listen (passive controller targets,
-//! `ptcp:PORT:IP` and `punix:PATH`). A switch that connects to the
+//! `ptcp:PORT:IP`, `pssl:PORT:IP` and `punix:PATH`; over TCP, with TLS
+//! when the server has it). A switch that connects to the
 //! controller retries on Open vSwitch's schedule, about a second after it
 //! saw the old connection drop; a switch that listens is reached by a
 //! restarted controller as soon as it runs. Each connection runs the same
@@ -136,7 +137,7 @@ async fn dial_one(
 
 async fn connect(addr: &ListenAddr) -> io::Result<Stream> {
     match addr {
-        ListenAddr::Tcp(a) => TcpStream::connect(a).await.map(Stream::Tcp),
+        ListenAddr::Tcp(a) => TcpStream::connect(a).await.map(Stream::Dialled),
         ListenAddr::Unix(p) => UnixStream::connect(p).await.map(Stream::Unix),
     }
 }

@@ -744,7 +744,8 @@ async fn over_tls_only_the_certificate_naming_the_host_may_claim_its_dpid() {
     let server = Server::bind(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default())
         .await
         .unwrap()
-        .with_tls(files.server_config().unwrap(), metrics.clone());
+        .with_tls(&files, metrics.clone())
+        .unwrap();
     let ListenAddr::Tcp(addr) = server.local_addr().unwrap() else {
         panic!()
     };

@@ -46,6 +46,9 @@ const BACKEND: &str = "etcd";
 pub(crate) const MARKER: &str = "iris/store";
 /// Where a large batch is staged, after the prefix.
 const STAGED: &str = "iris/staged/";
+/// The generation id of the newest leadership, after the prefix: what
+/// the switches last heard in a MASTER claim.
+const GENERATION: &str = "iris/generation";
 /// etcd refuses requests over `--max-request-bytes` (1.5 MiB by default):
 /// a transaction or a staged chunk stays under this.
 const MAX_REQUEST_BYTES: usize = 1 << 20;
@@ -157,6 +160,12 @@ pub struct EtcdStore {
     doubt: Option<Doubt>,
     /// The leadership every commit is conditional on, in a cluster.
     leadership: Option<crate::election::Leadership>,
+    /// A replica's store: while it does not lead and the cluster has no
+    /// quorum, [`Store::load`] answers from one member's own copy.
+    member_reads: bool,
+    /// Opened without a quorum: the marker is read (or created) on
+    /// leading.
+    unopened: bool,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -216,13 +225,85 @@ impl EtcdStore {
     /// finishes a staged batch a previous controller committed but did
     /// not copy.
     pub fn open(config: EtcdConfig) -> Result<Self, StoreError> {
+        let mut store = Self::unread(config)?;
+        store.adopt_marker()?;
+        Ok(store)
+    }
+
+    /// Opens the store of a replica of a `[cluster]`: as [`Self::open`]
+    /// while the cluster has a quorum; without one, as far as one member
+    /// allows. Such a store loads what a single member holds (a
+    /// serializable read: every commit that member applied, which may
+    /// miss the last ones the quorum made without it), takes no commit,
+    /// and reads or creates its marker once it leads. With a quorum too,
+    /// it loads from one member while it does not lead and the quorum is
+    /// gone. What a standby serves from such a read never goes to a
+    /// switch or the store: it writes nothing until it leads, and leading
+    /// reads the store again through the quorum.
+    pub fn open_replica(config: EtcdConfig) -> Result<Self, StoreError> {
+        let mut store = match Self::open(config.clone()) {
+            Ok(store) => store,
+            Err(StoreError::Unavailable { message, .. }) => {
+                tracing::warn!(
+                    "etcd store: no quorum ({message}); starting as a standby on what one \
+                     member holds, until the cluster takes writes again"
+                );
+                let mut store = Self::unread(config)?;
+                store.unopened = true;
+                store
+            }
+            Err(e) => return Err(e),
+        };
+        store.member_reads = true;
+        Ok(store)
+    }
+
+    /// The generation id the newest leader claimed MASTER with, as one
+    /// member knows it (no quorum needed); 0 if none did yet or no member
+    /// answers. A standby's SLAVE requests carry it: the switches refuse
+    /// an older one as stale and leave the standby EQUAL. It is never
+    /// newer than a live leader's, whose claims it would make stale.
+    pub fn generation(&self) -> u64 {
+        let key = self.key(GENERATION);
+        let read = self.run(move |mut kv| {
+            let key = key.clone();
+            async move { kv.get(key, Reads::Member.options()).await }
+        });
+        read.ok()
+            .and_then(|r| r.kvs().first().map(|kv| kv.value().to_vec()))
+            .and_then(|v| String::from_utf8(v).ok()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Records `leadership`'s generation id for [`Self::generation`],
+    /// before its MASTER claims go out.
+    fn record_generation(
+        &self,
+        leadership: &crate::election::Leadership,
+    ) -> Result<(), StoreError> {
+        let txn = Txn::new().when([leadership.fence()]).and_then([TxnOp::put(
+            self.key(GENERATION),
+            leadership.generation().to_string(),
+            None,
+        )]);
+        if !self.txn(txn)?.succeeded() {
+            return Err(unavailable(
+                "this controller no longer leads its cluster (its lease expired or another \
+                 replica won the election)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store with its clients, before anything is read.
+    fn unread(config: EtcdConfig) -> Result<Self, StoreError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("iris-etcd")
             .enable_all()
             .build()
             .map_err(unavailable)?;
-        let mut store = Self {
+        let store = Self {
             rt: Some(rt),
             clients: Mutex::new(vec![None; config.endpoints.len()]),
             current: AtomicUsize::new(0),
@@ -237,34 +318,43 @@ impl EtcdStore {
             known: 0,
             doubt: None,
             leadership: None,
+            member_reads: false,
+            unopened: false,
         };
-        match store.read_marker()? {
+        Ok(store)
+    }
+
+    /// Reads the marker, creating it if there is none yet; finishes a
+    /// staged batch a previous controller committed but did not copy.
+    fn adopt_marker(&mut self) -> Result<(), StoreError> {
+        match self.read_marker()? {
             Some((m, rev)) => {
-                store.marker = Marker {
-                    by: store.marker.by.clone(),
+                self.marker = Marker {
+                    by: self.marker.by.clone(),
                     ..m
                 };
-                store.known = rev;
+                self.known = rev;
             }
             None => {
                 // Created once, by whichever controller comes first.
-                let key = store.key(MARKER);
+                let key = self.key(MARKER);
                 let txn = Txn::new()
                     .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(key, super::encode(&store.marker), None)]);
-                store.txn(txn)?;
-                let (m, rev) = store.read_marker()?.ok_or_else(|| StoreError::Backend {
+                    .and_then([TxnOp::put(key, super::encode(&self.marker), None)]);
+                self.txn(txn)?;
+                let (m, rev) = self.read_marker()?.ok_or_else(|| StoreError::Backend {
                     backend: BACKEND,
                     message: "the store's marker vanished as it was written".to_owned(),
                 })?;
-                store.marker = m;
-                store.known = rev;
+                self.marker = m;
+                self.known = rev;
             }
         }
-        if store.marker.staged.is_some() {
-            store.copy_staged()?;
+        self.unopened = false;
+        if self.marker.staged.is_some() {
+            self.copy_staged()?;
         }
-        Ok(store)
+        Ok(())
     }
 
     fn key(&self, k: &str) -> String {
@@ -344,11 +434,15 @@ impl EtcdStore {
 
     /// The marker and its `mod_revision`, if there is one.
     fn read_marker(&self) -> Result<Option<(Marker, i64)>, StoreError> {
+        self.read_marker_from(Reads::Quorum)
+    }
+
+    fn read_marker_from(&self, reads: Reads) -> Result<Option<(Marker, i64)>, StoreError> {
         let key = self.key(MARKER);
         let k = key.clone();
         let resp = self.run(move |mut kv| {
             let k = k.clone();
-            async move { kv.get(k, None).await }
+            async move { kv.get(k, reads.options()).await }
         })?;
         let Some(kv) = resp.kvs().first() else {
             return Ok(None);
@@ -386,12 +480,17 @@ impl EtcdStore {
         from: &str,
         to: Vec<u8>,
         revision: Option<i64>,
+        reads: Reads,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         let mut start = from.as_bytes().to_vec();
         let mut at = revision.unwrap_or(0);
         loop {
-            let mut options = GetOptions::new().with_range(to.clone()).with_limit(PAGE);
+            let mut options = reads
+                .options()
+                .unwrap_or_default()
+                .with_range(to.clone())
+                .with_limit(PAGE);
             if at > 0 {
                 options = options.with_revision(at);
             }
@@ -420,9 +519,9 @@ impl EtcdStore {
     }
 
     /// The staged chunks' writes, in order.
-    fn staged_ops(&self) -> Result<Ops, StoreError> {
+    fn staged_ops(&self, reads: Reads) -> Result<Ops, StoreError> {
         let from = self.key(STAGED);
-        let chunks = self.scan(&from, range_end(&from), None)?;
+        let chunks = self.scan(&from, range_end(&from), None, reads)?;
         let mut ops = Vec::new();
         for (key, value) in chunks {
             let chunk: Vec<(String, Option<String>)> =
@@ -442,7 +541,7 @@ impl EtcdStore {
     /// Copies a committed staged batch onto the records, a transaction
     /// per chunk, then clears the marker's `staged` and the chunks.
     fn copy_staged(&mut self) -> Result<(), StoreError> {
-        let ops = self.staged_ops()?;
+        let ops = self.staged_ops(Reads::Quorum)?;
         let per_txn = self.config.max_txn_ops.saturating_sub(1).max(1);
         for piece in pieces(&ops, per_txn) {
             let txn = self.guarded(piece.iter().map(|(k, v)| self.op(k, v.as_deref())));
@@ -732,6 +831,12 @@ impl Store for EtcdStore {
         // would overwrite them.
         self.doubt = None;
         self.leadership = Some(leadership.clone());
+        self.record_generation(leadership)?;
+        if self.unopened {
+            // Opened without a quorum: the marker may never have been
+            // written.
+            return self.adopt_marker();
+        }
         let (m, rev) = self.read_marker()?.ok_or_else(|| StoreError::Backend {
             backend: BACKEND,
             message: format!("the store's marker under {:?} is gone", self.config.prefix),
@@ -748,25 +853,26 @@ impl Store for EtcdStore {
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let from = self.key(PREFIX);
-        let mut records: BTreeMap<String, Vec<u8>> = self
-            .scan(&from, range_end(&from), None)?
-            .into_iter()
-            .map(|(k, v)| (k[self.config.prefix.len()..].to_owned(), v))
-            .collect();
-        let marker = self.read_marker()?;
-        if marker.as_ref().is_some_and(|(m, _)| m.staged.is_some()) {
-            for (k, v) in self.staged_ops()? {
-                match v {
-                    Some(v) => records.insert(k, v),
-                    None => records.remove(&k),
-                };
+        match self.load_from(Reads::Quorum) {
+            Err(StoreError::Unavailable { message, .. })
+                if self.member_reads && self.leadership.is_none() =>
+            {
+                let snapshot = self.load_from(Reads::Member)?;
+                tracing::info!(
+                    "etcd store: read from one member, the cluster having no quorum ({message})"
+                );
+                Ok(snapshot)
             }
+            loaded => loaded,
         }
-        decode_all(records)
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        if self.unopened {
+            return Err(unavailable(
+                "the store was opened without a quorum and is read once this controller leads",
+            ));
+        }
         self.settle_doubt()?;
         if self.marker.staged.is_some() {
             self.copy_staged()?;
@@ -776,6 +882,47 @@ impl Store for EtcdStore {
             .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
             .collect();
         self.write(&ops)
+    }
+}
+
+impl EtcdStore {
+    /// Every record, with a committed staged batch laid over them.
+    fn load_from(&self, reads: Reads) -> Result<Snapshot, StoreError> {
+        let from = self.key(PREFIX);
+        let mut records: BTreeMap<String, Vec<u8>> = self
+            .scan(&from, range_end(&from), None, reads)?
+            .into_iter()
+            .map(|(k, v)| (k[self.config.prefix.len()..].to_owned(), v))
+            .collect();
+        let marker = self.read_marker_from(reads)?;
+        if marker.as_ref().is_some_and(|(m, _)| m.staged.is_some()) {
+            for (k, v) in self.staged_ops(reads)? {
+                match v {
+                    Some(v) => records.insert(k, v),
+                    None => records.remove(&k),
+                };
+            }
+        }
+        decode_all(records)
+    }
+}
+
+/// Whom a read asks.
+#[derive(Debug, Clone, Copy)]
+enum Reads {
+    /// The quorum (linearizable): what every acknowledged commit wrote.
+    Quorum,
+    /// The member asked alone (serializable): answers without a quorum,
+    /// from what that member has applied.
+    Member,
+}
+
+impl Reads {
+    fn options(self) -> Option<GetOptions> {
+        match self {
+            Self::Quorum => None,
+            Self::Member => Some(GetOptions::new().with_serializable()),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! `controller-failover`: two controller replicas share a three-member
+//! `controller-failover`: three controller replicas share a three-member
 //! etcd cluster; the leader is killed with SIGKILL while a VM pings another
-//! every 10 ms, and a third VM then migrates to another PM.
+//! every 10 ms, a third VM then migrates to another PM, and the new leader
+//! is killed in turn.
 //!
 //! The bridges run in passive mode: each listens beside its OVSDB and
 //! every replica dials it, so each switch holds one OpenFlow connection
@@ -19,6 +20,9 @@
 //!   guest moved while no replica is MASTER would reach no controller, as
 //!   a switch sends PacketIns to its MASTER only), is followed: the moved
 //!   VM answers, and the new leader's registry places it on its new PM.
+//! - The new leader killed in turn, the last replica is MASTER on every
+//!   switch within [`MAX_TAKEOVER`] and sends nothing either: its view
+//!   followed the migration the killed leader committed.
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -42,7 +46,7 @@ const GRE_KEY: u32 = 1001;
 const INTERVAL: Duration = Duration::from_millis(10);
 /// More than the run needs: it is interrupted once the checks are done.
 const PINGS: u32 = 20_000;
-const REPLICAS: usize = 2;
+const REPLICAS: usize = 3;
 /// The election's lease: a standby takes over this long after the
 /// leader's death at most.
 const LEASE_TTL_SECS: u64 = 2;
@@ -64,20 +68,28 @@ const AFTER_MOVE: Duration = Duration::from_secs(1);
 pub struct Report {
     pub replicas: usize,
     pub switches: usize,
-    /// From the kill of the leader to the standby leading (`iris_leader`).
+    /// From the kill of the leader to a standby leading (`iris_leader`).
     pub kill_to_leader_ms: f64,
-    /// From the kill to the standby being MASTER on every switch.
+    /// From the kill to that standby being MASTER on every switch.
     pub kill_to_master_ms: f64,
     pub leader_generation: f64,
     /// What the new leader sent once MASTER, before the migration.
     pub flow_mods_after_takeover: f64,
     pub group_mods_after_takeover: f64,
+    /// The same for the kill of the new leader, after the migration, and
+    /// the last replica.
+    pub second_kill_to_leader_ms: f64,
+    pub second_kill_to_master_ms: f64,
+    pub second_leader_generation: f64,
+    pub flow_mods_after_second_takeover: f64,
+    pub group_mods_after_second_takeover: f64,
     /// What it sent to follow the migration.
     pub flow_mods_after_move: f64,
     /// From the migration's replug to the moved VM answering.
     pub move_to_reply_ms: f64,
     pub moved_to: String,
     pub replies_before_kill: usize,
+    /// After the second takeover.
     pub replies_after_takeover: usize,
     pub ping: PingSummary,
 }
@@ -122,6 +134,98 @@ fn start_replica(
         process.api_addr()
     ));
     Ok(process)
+}
+
+/// What one takeover measured.
+struct Takeover {
+    /// The new leader, in what is still running.
+    leader: usize,
+    killed_at: f64,
+    master_at: f64,
+    to_leader: Duration,
+    to_master: Duration,
+    generation: f64,
+    flow_mods: f64,
+    group_mods: f64,
+}
+
+/// Kills `running[leader]` (named as in `names`, which follows
+/// `running`) with SIGKILL, and checks that a standby is MASTER on all `n`
+/// switches within [`MAX_TAKEOVER`] with a higher generation id than
+/// `generation_before`, sending nothing to switches that were right.
+fn kill_leader(
+    h: &Harness,
+    running: &mut Vec<ControllerProcess>,
+    names: &mut Vec<String>,
+    leader: usize,
+    generation_before: f64,
+    n: usize,
+) -> Result<Takeover, ScenarioError> {
+    let name = names.remove(leader);
+    h.note(format!("kill -9 of the leader, {name}"));
+    let process = running.remove(leader);
+    let killed = Instant::now();
+    let killed_at = wall_clock();
+    process.kill()?;
+    // Whichever standby wins.
+    let (new, to_leader) = h.wait_for("a standby leads", Duration::from_secs(10), || {
+        Ok(
+            match running.iter().position(|c| metric(c, "iris_leader") == 1.0) {
+                Some(i) => Ok((i, killed.elapsed())),
+                None => Err("no replica leads".to_owned()),
+            },
+        )
+    })?;
+    let to_master = h.wait_for(
+        "the new leader MASTER on every switch",
+        Duration::from_secs(10),
+        || {
+            let m = metric(&running[new], "iris_switches_master");
+            Ok(if m == n as f64 {
+                Ok(killed.elapsed())
+            } else {
+                Err(format!("MASTER on {m} switches"))
+            })
+        },
+    )?;
+    let master_at = wall_clock();
+    h.note(format!(
+        "{} leads {} ms and is MASTER on every switch {} ms after the kill of {name}",
+        names[new],
+        ms(to_leader),
+        ms(to_master)
+    ));
+    check(to_master <= MAX_TAKEOVER, || {
+        format!(
+            "the standby was MASTER on every switch {} ms after the kill, more than {} ms",
+            ms(to_master),
+            ms(MAX_TAKEOVER)
+        )
+    })?;
+    std::thread::sleep(SETTLE);
+    let metrics = running[new].metrics()?;
+    let flow_mods = metrics.get("iris_flow_mods_sent_total")?;
+    let group_mods = metrics.get("iris_group_mods_sent_total")?;
+    let generation = metrics.get("iris_leader_generation")?;
+    check(flow_mods == 0.0 && group_mods == 0.0, || {
+        format!(
+            "the new leader sent {flow_mods} FLOW_MODs and {group_mods} GROUP_MODs to switches \
+             that were already right"
+        )
+    })?;
+    check(generation > generation_before, || {
+        format!("the generation id went from {generation_before} to {generation}, not up")
+    })?;
+    Ok(Takeover {
+        leader: new,
+        killed_at,
+        master_at,
+        to_leader,
+        to_master,
+        generation,
+        flow_mods,
+        group_mods,
+    })
 }
 
 /// Runs the scenario on `h` and returns what it measured.
@@ -225,67 +329,16 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         "across-failover",
     )?;
     std::thread::sleep(BEFORE_KILL);
-    h.note("kill -9 of the leader, ctl0");
-    let leader = running.remove(0);
-    let killed = Instant::now();
-    let killed_at = wall_clock();
-    leader.kill()?;
-    // Whichever standby wins; with two replicas it is ctl1.
-    let (new, to_leader) = h.wait_for("a standby leads", Duration::from_secs(10), || {
-        Ok(
-            match running.iter().position(|c| metric(c, "iris_leader") == 1.0) {
-                Some(i) => Ok((i, killed.elapsed())),
-                None => Err("no replica leads".to_owned()),
-            },
-        )
-    })?;
-    let to_master = h.wait_for(
-        "the new leader MASTER on every switch",
-        Duration::from_secs(10),
-        || {
-            let m = metric(&running[new], "iris_switches_master");
-            Ok(if m == n as f64 {
-                Ok(killed.elapsed())
-            } else {
-                Err(format!("MASTER on {m} switches"))
-            })
-        },
-    )?;
-    let master_at = wall_clock();
-    h.note(format!(
-        "{} leads {} ms and is MASTER on every switch {} ms after the kill",
-        names[new + 1],
-        ms(to_leader),
-        ms(to_master)
-    ));
-    check(to_master <= MAX_TAKEOVER, || {
-        format!(
-            "the standby was MASTER on every switch {} ms after the kill, more than {} ms",
-            ms(to_master),
-            ms(MAX_TAKEOVER)
-        )
-    })?;
-    std::thread::sleep(SETTLE);
-    let c = &running[new];
-    let metrics = c.metrics()?;
-    let flow_mods = metrics.get("iris_flow_mods_sent_total")?;
-    let group_mods = metrics.get("iris_group_mods_sent_total")?;
-    let generation = metrics.get("iris_leader_generation")?;
-    check(flow_mods == 0.0 && group_mods == 0.0, || {
-        format!(
-            "the new leader sent {flow_mods} FLOW_MODs and {group_mods} GROUP_MODs to switches \
-             that were already right"
-        )
-    })?;
-    check(generation > generation_before, || {
-        format!("the generation id went from {generation_before} to {generation}, not up")
-    })?;
+    let mut alive = names.clone();
+    let first = kill_leader(h, &mut running, &mut alive, 0, generation_before, n)?;
+    let killed_at = first.killed_at;
 
     // The migration, on the new leader.
     let to_pm = h.tb.pm(pms[2]).name().to_owned();
     h.note(format!(
         "moving vm3 from pm2 to {to_pm}, announced by a RARP"
     ));
+    let c = &running[first.leader];
     let moved = Instant::now();
     h.tb.move_vm(mover, pms[2])?;
     let vm = h.tb.vm(mover);
@@ -326,6 +379,17 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
             .to_owned()
     })?;
     std::thread::sleep(AFTER_MOVE);
+    // The new leader killed in turn: the last replica takes over from it.
+    let second = kill_leader(
+        h,
+        &mut running,
+        &mut alive,
+        first.leader,
+        first.generation,
+        n,
+    )?;
+    let master_at = second.master_at;
+    std::thread::sleep(AFTER_MOVE);
     let trace = run.interrupt()?;
     let lost = trace.lost();
     check(lost.is_empty(), || {
@@ -345,7 +409,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
 
     // Everything started is stopped: the standbys with SIGTERM (a clean
     // exit is part of passing), then etcd.
-    for (c, name) in running.into_iter().zip(names.iter().skip(1)) {
+    for (c, name) in running.into_iter().zip(&alive) {
         c.stop(Duration::from_secs(5))
             .map_err(|e| ScenarioError::Failed(format!("replica {name} did not stop: {e}")))?;
     }
@@ -353,11 +417,16 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     Ok(Report {
         replicas: REPLICAS,
         switches: n,
-        kill_to_leader_ms: ms(to_leader),
-        kill_to_master_ms: ms(to_master),
-        leader_generation: generation,
-        flow_mods_after_takeover: flow_mods,
-        group_mods_after_takeover: group_mods,
+        kill_to_leader_ms: ms(first.to_leader),
+        kill_to_master_ms: ms(first.to_master),
+        leader_generation: first.generation,
+        flow_mods_after_takeover: first.flow_mods,
+        group_mods_after_takeover: first.group_mods,
+        second_kill_to_leader_ms: ms(second.to_leader),
+        second_kill_to_master_ms: ms(second.to_master),
+        second_leader_generation: second.generation,
+        flow_mods_after_second_takeover: second.flow_mods,
+        group_mods_after_second_takeover: second.group_mods,
         flow_mods_after_move,
         move_to_reply_ms: ms(move_to_reply),
         moved_to: to_pm,

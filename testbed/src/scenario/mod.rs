@@ -162,10 +162,11 @@ pub const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "controller-failover",
-        proves: "two controller replicas on a three-member etcd cluster: kill -9 of the leader \
-                 under a 10 ms ping run loses no ping, the standby is MASTER on every switch \
-                 within 3 s and sends no FLOW_MOD or GROUP_MOD to the switches that were right, \
-                 and a VM migrated right after is followed by the new leader",
+        proves: "three controller replicas on a three-member etcd cluster: kill -9 of the \
+                 leader under a 10 ms ping run loses no ping, a standby is MASTER on every \
+                 switch within 3 s and sends no FLOW_MOD or GROUP_MOD to the switches that were \
+                 right, a VM migrated right after is followed by the new leader, and the new \
+                 leader killed in turn is replaced by the last replica the same way",
         body: controller_failover::run,
     },
     Scenario {

@@ -232,6 +232,10 @@ fn passive_targets_name_where_to_connect() {
         at("punix:/run/pm1/br-int.iris.sock"),
         Ok(Some(ListenAddr::Unix("/run/pm1/br-int.iris.sock".into())))
     );
+    assert_eq!(
+        at("pssl:6653:10.0.0.1"),
+        Ok(Some(ListenAddr::Tcp("10.0.0.1:6653".parse().unwrap())))
+    );
     assert_eq!(at("tcp:10.0.0.1:6653"), Ok(None));
     assert_eq!(at("unix:/run/of.sock"), Ok(None));
     for bad in [
@@ -240,7 +244,7 @@ fn passive_targets_name_where_to_connect() {
         "ptcp:6653:0.0.0.0",
         "ptcp:x:10.0.0.1",
         "punix:",
-        "pssl:6653:10.0.0.1",
+        "pssl:6653:0.0.0.0",
     ] {
         assert!(at(bad).is_err(), "{bad}");
     }

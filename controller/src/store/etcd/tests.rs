@@ -80,7 +80,7 @@ fn a_batch_larger_than_a_transaction_is_stored_whole() {
     let reopened = EtcdStore::open(config(&c, "iris/")).unwrap();
     assert_eq!(reopened.load().unwrap().registry(), r);
     assert!(
-        reopened.staged_ops().unwrap().is_empty(),
+        reopened.staged_ops(Reads::Quorum).unwrap().is_empty(),
         "the chunks were removed"
     );
     let more = r
@@ -133,7 +133,7 @@ fn a_staged_batch_counts_from_its_commit_point_on() {
     let reopened = EtcdStore::open(reader).unwrap();
     assert_eq!(reopened.marker.staged, None);
     assert_eq!(reopened.load().unwrap().registry(), r);
-    assert!(reopened.staged_ops().unwrap().is_empty());
+    assert!(reopened.staged_ops(Reads::Quorum).unwrap().is_empty());
 }
 
 /// Ten MACs (and their IPs) more than `r` has: one commit's worth.
@@ -205,6 +205,57 @@ fn commits_survive_one_member_lost_and_fail_cleanly_without_a_quorum() {
         mac: big_seed(1001)[1000].mac,
     };
     assert!(stored.mac(&refused_key).is_none());
+}
+
+/// A replica's store opens without a quorum: on an empty prefix (its
+/// marker never written) it loads nothing and refuses commits; on a
+/// written one it loads what one member holds. Leading once the quorum is
+/// back creates the marker and records the generation, and commits work.
+#[test]
+fn a_replicas_store_opens_without_a_quorum_and_is_read_on_leading() {
+    let (_dir, mut c) = cluster();
+    let mut written = EtcdStore::open(config(&c, "iris/written/")).unwrap();
+    let mut acknowledged = Registry::new();
+    written.commit(&ten_more(&mut acknowledged, 0)).unwrap();
+    drop(written);
+    c.kill(0).unwrap();
+    c.kill(1).unwrap();
+    assert!(
+        EtcdStore::open(config(&c, "iris/written/")).is_err(),
+        "a lone controller's store opened without a quorum"
+    );
+    let standby = EtcdStore::open_replica(config(&c, "iris/written/")).unwrap();
+    assert_eq!(standby.load().unwrap().registry(), acknowledged);
+    let mut fresh = EtcdStore::open_replica(config(&c, "iris/fresh/")).unwrap();
+    assert_eq!(fresh.load().unwrap(), Snapshot::default());
+    assert_eq!(fresh.generation(), 0);
+    let mut r = Registry::new();
+    assert!(matches!(
+        fresh.commit(&ten_more(&mut r.clone(), 0)),
+        Err(StoreError::Unavailable { .. })
+    ));
+
+    c.restore(0).unwrap();
+    c.restore(1).unwrap();
+    c.wait_writable().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut etcd = config(&c, "iris/fresh/");
+    etcd.request_timeout = Duration::from_secs(5);
+    let candidate = rt
+        .block_on(crate::election::Candidate::join(
+            &etcd,
+            "ctl0",
+            Duration::from_secs(5),
+        ))
+        .unwrap();
+    let leadership = rt.block_on(candidate.campaign()).unwrap();
+    fresh.lead(&leadership).unwrap();
+    let generation = u64::try_from(leadership.generation()).unwrap();
+    assert_eq!(fresh.generation(), generation);
+    fresh.commit(&ten_more(&mut r, 0)).unwrap();
+    assert!(!r.is_empty());
+    let reopened = EtcdStore::open(config(&c, "iris/fresh/")).unwrap();
+    assert_eq!(reopened.load().unwrap().registry(), r);
 }
 
 /// A commit whose answer was lost although etcd applied it: the next
