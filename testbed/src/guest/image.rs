@@ -21,6 +21,13 @@ pub const BUSYBOX: &str = "/bin/busybox";
 pub const NIC_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
 /// What `/init` prints on the serial console once `eth0` has its address.
 pub const READY_MARK: &str = "iris-guest: ready";
+/// What `/init` prints every second once it is done, after whatever the
+/// kernel logged meanwhile (at every level: the console shows the kernel's
+/// own messages only from then on, and only emergencies, so that none is
+/// printed twice): its uptime and wall clock, `eth0`'s packet counters and
+/// its neighbours. A console that stops saying it is a guest kernel that
+/// stopped; counters that stop are a NIC that stopped.
+pub const ALIVE_MARK: &str = "iris-guest: alive";
 /// What `/init` prints when it could not configure `eth0`.
 pub const FAILED_MARK: &str = "iris-guest: failed";
 
@@ -359,7 +366,13 @@ if [ -n "$ip" ] && ip link set eth0 up && ip addr add "$ip" dev eth0; then
 else
   echo "{FAILED_MARK} to configure eth0 with iris.ip=$ip"
 fi
-while :; do sleep 3600; done
+dmesg -n 1
+s=/sys/class/net/eth0/statistics
+while :; do
+  dmesg -c
+  echo "{ALIVE_MARK} up $(cut -d' ' -f1 /proc/uptime) s, clock $(date +%T), eth0 rx $(cat $s/rx_packets) tx $(cat $s/tx_packets) dropped $(cat $s/rx_dropped)/$(cat $s/tx_dropped); $(ip neigh | tr '\n' ';')"
+  sleep 1
+done
 "#,
         modules = modules.join(" ")
     )
