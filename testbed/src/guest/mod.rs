@@ -480,6 +480,16 @@ impl Guest {
         Ok(v["status"].as_str().unwrap_or("").to_owned())
     }
 
+    /// Pauses the guest (`stop`).
+    pub fn pause(&mut self) -> Result<()> {
+        self.qmp.execute("stop", None).map(drop)
+    }
+
+    /// Resumes the guest (`cont`).
+    pub fn resume(&mut self) -> Result<()> {
+        self.qmp.execute("cont", None).map(drop)
+    }
+
     /// Polls `query-status` until the guest runs (a destination resumes it
     /// once it has loaded the last of the state); how long that took.
     pub fn wait_running(&mut self, timeout: Duration) -> Result<Duration> {
