@@ -22,10 +22,10 @@ pub const NIC_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
 /// What `/init` prints on the serial console once `eth0` has its address.
 pub const READY_MARK: &str = "iris-guest: ready";
 /// What `/init` prints every second once it is done, after whatever the
-/// kernel logged meanwhile (at every level: the console shows the kernel's
-/// own messages only from then on, and only emergencies, so that none is
-/// printed twice): its uptime and wall clock, `eth0`'s packet counters and
-/// its neighbours. A console that stops saying it is a guest kernel that
+/// kernel logged meanwhile (at every level; errors and worse the kernel
+/// also prints itself, so that they show even when userspace is stuck):
+/// its uptime and wall clock, `eth0`'s packet counters and its
+/// neighbours. A console that stops saying it is a guest kernel that
 /// stopped; counters that stop are a NIC that stopped.
 pub const ALIVE_MARK: &str = "iris-guest: alive";
 /// What `/init` prints when it could not configure `eth0`.
@@ -366,7 +366,6 @@ if [ -n "$ip" ] && ip link set eth0 up && ip addr add "$ip" dev eth0; then
 else
   echo "{FAILED_MARK} to configure eth0 with iris.ip=$ip"
 fi
-dmesg -n 1
 s=/sys/class/net/eth0/statistics
 while :; do
   dmesg -c
