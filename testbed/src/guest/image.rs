@@ -29,6 +29,13 @@ pub const SSH_MARK: &str = "iris-guest: ssh";
 pub const NIC_MODULES: &[&str] = &["virtio_pci", "virtio_net"];
 /// What `/init` prints on the serial console once `eth0` has its address.
 pub const READY_MARK: &str = "iris-guest: ready";
+/// What `/init` prints every second once it is done, after whatever the
+/// kernel logged meanwhile (at every level; errors and worse the kernel
+/// also prints itself, so that they show even when userspace is stuck):
+/// its uptime and wall clock, `eth0`'s packet counters and its
+/// neighbours. A console that stops saying it is a guest kernel that
+/// stopped; counters that stop are a NIC that stopped.
+pub const ALIVE_MARK: &str = "iris-guest: alive";
 /// What `/init` prints when it could not configure `eth0`.
 pub const FAILED_MARK: &str = "iris-guest: failed";
 
@@ -457,7 +464,12 @@ if [ -n "$ssh" ]; then
   chmod 644 /home/{SSH_USER}/.ssh/authorized_keys
   /sbin/dropbear -R -s -g -j -k -p 22 && echo "{SSH_MARK} dropbear started"
 fi
-while :; do sleep 3600; done
+s=/sys/class/net/eth0/statistics
+while :; do
+  dmesg -c
+  echo "{ALIVE_MARK} up $(cut -d' ' -f1 /proc/uptime) s, clock $(date +%T), eth0 rx $(cat $s/rx_packets) tx $(cat $s/tx_packets) dropped $(cat $s/rx_dropped)/$(cat $s/tx_dropped); $(ip neigh | tr '\n' ';')"
+  sleep 1
+done
 "#,
         modules = modules.join(" ")
     )

@@ -342,9 +342,10 @@ impl Guest {
             Host::Pm(pm) => (tb.pm(pm).netns(), tb.pm(pm).ovs().dir()),
             Host::Compute(cn) => (tb.compute(cn).netns(), tb.compute(cn).ovs().dir()),
         };
-        let serial = dir.join(format!("{tap}.serial"));
+        let stem = unused_stem(dir, &tap);
+        let serial = dir.join(format!("{stem}.serial.log"));
         let qmp_path = dir.join(format!("{tap}.qmp"));
-        let log = dir.join(format!("{tap}.qemu.log"));
+        let log = dir.join(format!("{stem}.qemu.log"));
         let _ = std::fs::remove_file(&qmp_path);
 
         netns.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
@@ -479,6 +480,16 @@ impl Guest {
         Ok(v["status"].as_str().unwrap_or("").to_owned())
     }
 
+    /// Pauses the guest (`stop`).
+    pub fn pause(&mut self) -> Result<()> {
+        self.qmp.execute("stop", None).map(drop)
+    }
+
+    /// Resumes the guest (`cont`).
+    pub fn resume(&mut self) -> Result<()> {
+        self.qmp.execute("cont", None).map(drop)
+    }
+
     /// Polls `query-status` until the guest runs (a destination resumes it
     /// once it has loaded the last of the state); how long that took.
     pub fn wait_running(&mut self, timeout: Duration) -> Result<Duration> {
@@ -560,8 +571,46 @@ impl Guest {
     /// Stops QEMU (SIGTERM) and unplugs the tap, as libvirt does with the
     /// source of a finished migration or a destination that failed.
     pub fn remove(mut self, tb: &Testbed) -> Result<()> {
+        self.stop(tb)
+    }
+
+    /// [`Guest::remove`], keeping the record of what ran (its files and
+    /// QMP events) for [`Guest::state`].
+    pub fn stop(&mut self, tb: &Testbed) -> Result<()> {
         self.process.stop(STOP_GRACE)?;
         self.unplug(tb)
+    }
+
+    /// What this QEMU is doing, for a failure report: whether it runs,
+    /// `query-status`, `query-migrate` and every QMP event received (each
+    /// with QEMU's timestamp), and where its console and log are. A
+    /// question that cannot be answered is answered with why.
+    pub fn state(&mut self) -> Value {
+        let process = match self.process.try_exit_status() {
+            Ok(None) => "running".to_owned(),
+            Ok(Some(status)) => format!("exited ({status})"),
+            Err(e) => e.to_string(),
+        };
+        let mut ask = |command: &str| {
+            if process != "running" {
+                return json!(format!("not asked: QEMU {process}"));
+            }
+            self.qmp
+                .execute(command, None)
+                .unwrap_or_else(|e| json!(format!("error: {e}")))
+        };
+        let status = ask("query-status");
+        let migration = ask("query-migrate");
+        json!({
+            "tap": self.tap,
+            "pid": self.process.pid(),
+            "process": process,
+            "query-status": status,
+            "query-migrate": migration,
+            "events": self.qmp.events.iter().map(|(_, e)| e).collect::<Vec<_>>(),
+            "console": self.serial,
+            "qemu_log": self.process.output_path(),
+        })
     }
 
     fn unplug(&mut self, tb: &Testbed) -> Result<()> {
@@ -576,6 +625,25 @@ impl Guest {
     /// The guest's serial console, as QEMU writes it.
     pub fn serial_log(&self) -> &Path {
         &self.serial
+    }
+
+    /// QEMU's own output.
+    pub fn qemu_log(&self) -> Option<&Path> {
+        self.process.output_path()
+    }
+}
+
+/// The first `<tap>-<n>` (n = 1, 2, …) that names no QEMU log in `dir`:
+/// each QEMU that runs on a tap (a guest that migrates away and back runs
+/// a second one there) gets a console and a log of its own.
+fn unused_stem(dir: &Path, tap: &str) -> String {
+    let mut n = 1;
+    loop {
+        let stem = format!("{tap}-{n}");
+        if !dir.join(format!("{stem}.qemu.log")).exists() {
+            return stem;
+        }
+        n += 1;
     }
 }
 
@@ -678,6 +746,15 @@ mod tests {
         assert!(why.contains("PVM"), "{why}");
         std::fs::create_dir(modules.join("kvm_amd")).unwrap();
         assert_eq!(Accel::detect_in(&dev, &modules).0, Accel::Kvm);
+    }
+
+    #[test]
+    fn each_qemu_on_a_tap_gets_a_console_and_a_log_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(unused_stem(dir.path(), "p0t1"), "p0t1-1");
+        std::fs::write(dir.path().join("p0t1-1.qemu.log"), "").unwrap();
+        assert_eq!(unused_stem(dir.path(), "p0t1"), "p0t1-2");
+        assert_eq!(unused_stem(dir.path(), "p0t2"), "p0t2-1");
     }
 
     #[test]

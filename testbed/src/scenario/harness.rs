@@ -62,6 +62,15 @@ impl fmt::Display for ScenarioError {
 
 impl std::error::Error for ScenarioError {}
 
+impl ScenarioError {
+    /// The same failure with `note` appended to its text (where its
+    /// evidence was kept, say). A testbed failure keeps its prefix, so
+    /// the text still says it is no verdict on Iris.
+    pub fn noted(self, note: &str) -> Self {
+        Self::Failed(format!("{self}; {note}"))
+    }
+}
+
 impl From<Error> for ScenarioError {
     fn from(e: Error) -> Self {
         Self::Testbed(e)

@@ -17,7 +17,10 @@
 //! started with `-incoming` on its host's address; the source is told to
 //! `migrate` over QMP; once QEMU reports `completed` the source QEMU is
 //! stopped and its tap unplugged, as libvirt does. The RARPs that follow
-//! are QEMU's own (captured on the destination tap to prove it).
+//! are QEMU's own (captured on the destination tap to prove it). Under
+//! TCG the guest is paused for the whole copy
+//! ([`MigrationWorld::pause_for_copy`]): QEMU 7.2's live migration of a
+//! TCG guest loses some of the writes the guest makes during the copy.
 //!
 //! First, two migrations that fail, each with its own guest: one whose
 //! destination QEMU is killed mid-stream, one whose WAN is cut mid-stream
@@ -37,6 +40,7 @@
 //! target, one round trip and 20 ms, is measured in docs/experiments.md).
 
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -48,6 +52,7 @@ use super::migrate_intercloud::{host_name, is_behind_gateway, is_rarp_from, wait
 use super::qemu_migrate::{prepare_image, ImageReport};
 use crate::frames::Capture;
 use crate::guest::{self, Accel, Guest, GuestImage, GuestSpec, MigrationStatus, MIGRATION_PORT};
+use crate::process::tail_of;
 use crate::wan::Impairment;
 use crate::{ComputeId, Host, Ipv4Cidr, MacAddr, PingPlan, PmId, VmId, WallClock};
 
@@ -145,6 +150,12 @@ pub struct MigrationWorld {
     pub accel: Accel,
     pub accel_why: String,
     pub image_report: ImageReport,
+    /// Whether [`migrate`] pauses the guest for the whole copy: under TCG
+    /// QEMU 7.2's live migration loses guest writes (some pages written
+    /// during the copy never reach the destination, whose kernel then
+    /// hangs or reboots; docs/scenarios.md, section 16). Off unless the
+    /// caller asks.
+    pub pause_for_copy: bool,
 }
 
 /// A host's migration address on VLAN 100: `10.1.0.20<n>` for compute
@@ -179,6 +190,7 @@ pub fn build(h: &mut Harness) -> Result<MigrationWorld, ScenarioError> {
         accel,
         accel_why,
         image_report,
+        pause_for_copy: false,
     })
 }
 
@@ -193,7 +205,11 @@ pub fn guest_spec(n: u8, accel: Accel) -> Result<GuestSpec, ScenarioError> {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
-    let mw = build(h)?;
+    let mut mw = build(h)?;
+    mw.pause_for_copy = mw.accel == Accel::Tcg;
+    if mw.pause_for_copy {
+        h.note("TCG: each guest is paused for the whole copy of its migration");
+    }
     let w = &mw.world;
     let (cn1, cn2, pm2) = (
         Host::Compute(w.computes[0]),
@@ -285,6 +301,34 @@ fn fail_once(
     ));
     let at = SocketAddrV4::new(migration_ip(to), MIGRATION_PORT);
     let mut doomed = Guest::incoming_on(&h.tb, to, spec, &mw.image, at)?;
+    let struck = strike(h, mw, source, &mut doomed, spec, fault, at);
+    let name = format!("{}-{from_name}-{to_name}-{fault:?}", spec.name);
+    let (fault_after_bytes, status, source_state, registry) = struck.map_err(|e| {
+        let qemus = [("source", source), ("destination", &mut doomed)];
+        explain(h, mw, e, &name, spec, qemus)
+    })?;
+    Ok(FailedMigration {
+        from: from_name,
+        to: to_name,
+        fault_after_bytes,
+        status,
+        source_state,
+        registry,
+    })
+}
+
+/// [`fail_once`] once the destination listens on `at`: the bytes sent
+/// when the fault struck, how the migration ended, the source's state,
+/// and the registry's location of the guest.
+fn strike(
+    h: &mut Harness,
+    mw: &MigrationWorld,
+    source: &mut Guest,
+    doomed: &mut Guest,
+    spec: &GuestSpec,
+    fault: Fault,
+    at: SocketAddrV4,
+) -> Result<(u64, MigrationStatus, String, Value), ScenarioError> {
     let defaults = source.migration_parameters()?;
     source.set_migration_parameters(json!({ "max-bandwidth": SLOW_BYTES_PER_S }))?;
     source.migrate(at)?;
@@ -321,7 +365,7 @@ fn fail_once(
         }
     };
     let source_state = source.run_state()?;
-    doomed.remove(&h.tb)?;
+    doomed.stop(&h.tb)?;
     source.set_migration_parameters(json!({ "max-bandwidth": defaults["max-bandwidth"] }))?;
     let want = match fault {
         Fault::KillDestination => "failed",
@@ -335,14 +379,7 @@ fn fail_once(
     })?;
     h.wait_reachable(mw.pinger, spec.ip.addr())?;
     let registry = wait_location(h, spec.mac, is_behind_gateway)?;
-    Ok(FailedMigration {
-        from: from_name,
-        to: to_name,
-        fault_after_bytes: sending,
-        status,
-        source_state,
-        registry,
-    })
+    Ok((sending, status, source_state, registry))
 }
 
 /// Waits until the migration's transferred bytes stop growing for
@@ -376,10 +413,41 @@ pub fn migrate(
     to: Host,
     delay_ms: u64,
 ) -> Result<(Guest, Move), ScenarioError> {
-    let (from_name, to_name) = (host_name(h, source.host()), host_name(h, to));
-    let ip = spec.ip.addr();
     let at = SocketAddrV4::new(migration_ip(to), MIGRATION_PORT);
     let mut dest = Guest::incoming_on(&h.tb, to, spec, &mw.image, at)?;
+    let name = move_name(h, spec, source.host(), to, delay_ms);
+    match follow(h, mw, &mut source, &mut dest, spec, delay_ms) {
+        Ok(report) => Ok((dest, report)),
+        Err(e) => {
+            let qemus = [("source", &mut source), ("destination", &mut dest)];
+            Err(explain(h, mw, e, &name, spec, qemus))
+        }
+    }
+}
+
+/// Names a move's ping run and its files: `q0-cn1-pm2-10ms`.
+fn move_name(h: &Harness, spec: &GuestSpec, from: Host, to: Host, delay_ms: u64) -> String {
+    let (from, to) = (host_name(h, from), host_name(h, to));
+    format!("{}-{from}-{to}-{delay_ms}ms", spec.name)
+}
+
+/// [`migrate`] once the destination QEMU listens: the move and what it
+/// measured. The source QEMU is stopped once the migration is over, as
+/// libvirt does, what both QEMUs said then kept in
+/// `<move>.after-migration.log` in the state directory.
+fn follow(
+    h: &mut Harness,
+    mw: &MigrationWorld,
+    source: &mut Guest,
+    dest: &mut Guest,
+    spec: &GuestSpec,
+    delay_ms: u64,
+) -> Result<Move, ScenarioError> {
+    let to = dest.host();
+    let (from_name, to_name) = (host_name(h, source.host()), host_name(h, to));
+    let name = move_name(h, spec, source.host(), to, delay_ms);
+    let ip = spec.ip.addr();
+    let at = SocketAddrV4::new(migration_ip(to), MIGRATION_PORT);
     let netns = match to {
         Host::Pm(p) => h.tb.pm(p).netns(),
         Host::Compute(c) => h.tb.compute(c).netns(),
@@ -392,15 +460,35 @@ pub fn migrate(
     ));
     let events = h.controller()?.events()?;
     let clock = WallClock::now();
-    let name = format!("{}-{from_name}-{to_name}-{delay_ms}ms", spec.name);
     let run = h.ping_run(mw.pinger, PingPlan::new(ip, PINGS, INTERVAL), &name)?;
     std::thread::sleep(BEFORE);
+    // Paused for the whole copy, the guest writes nothing the copy could
+    // miss; the destination is resumed once QEMU reports it completed.
+    let cold = mw.pause_for_copy;
+    if cold {
+        source.pause()?;
+    }
     source.migrate(at)?;
     let qemu = source.wait_migration(MIGRATION)?;
+    if cold && qemu.status == "completed" {
+        // A `cont` while it still loads would be overridden by the
+        // paused state the stream carries.
+        h.wait_for("the destination to load the guest", CONVERGE, || {
+            let state = dest.run_state()?;
+            Ok(if state == "inmigrate" {
+                Err(state)
+            } else {
+                Ok(())
+            })
+        })?;
+        dest.resume()?;
+    }
     let resumed = dest.wait_running(CONVERGE);
     let paused_at = source.qmp().last_event_time("STOP");
     let resumed_at = dest.qmp().last_event_time("RESUME");
-    source.remove(&h.tb)?;
+    let after = json!({ "source": source.state(), "destination": dest.state() });
+    keep(h, &format!("{name}.after-migration.log"), &after)?;
+    source.stop(&h.tb)?;
     std::thread::sleep(AFTER);
     let trace = run.interrupt()?;
     let frames = capture.finish()?;
@@ -520,5 +608,129 @@ pub fn migrate(
         report.longest_gap_ms,
         report.lost.len()
     ));
-    Ok((dest, report))
+    Ok(report)
+}
+
+/// Writes `value` as JSON to `file` in the state directory, which a
+/// failure keeps among the logs (`*.log`).
+fn keep(h: &Harness, file: &str, value: &Value) -> Result<(), ScenarioError> {
+    let path = h.tb.state_dir().join(file);
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| e.to_string());
+    std::fs::write(&path, text).map_err(|e| crate::Error::io_at("writing", &path, e))?;
+    Ok(())
+}
+
+/// `error`, with the evidence of the migration `name` kept and named: in
+/// `<name>.failure.log` what each of `qemus` says now ([`Guest::state`]),
+/// the registry's entry of the guest's MAC, and the flows and learned
+/// MACs that name it on every switch of the path; beside it each QEMU's
+/// console (its last lines quoted) and log, and
+/// `<name>.after-migration.log` when the migration got that far. All of
+/// it is in the logs directory a failure keeps, under the names given.
+fn explain<const N: usize>(
+    h: &Harness,
+    mw: &MigrationWorld,
+    error: ScenarioError,
+    name: &str,
+    spec: &GuestSpec,
+    qemus: [(&str, &mut Guest); N],
+) -> ScenarioError {
+    let state_dir = h.tb.state_dir();
+    let relative = |p: &Path| p.strip_prefix(state_dir).unwrap_or(p).display().to_string();
+    let mut states = serde_json::Map::new();
+    let mut files = Vec::new();
+    for (role, guest) in qemus {
+        let host = host_name(h, guest.host());
+        let console = guest.serial_log().to_path_buf();
+        files.push(format!(
+            "the {role}'s ({host}) console {} (ending: {:?}) and QEMU log {}",
+            relative(&console),
+            tail_of(&console, 2),
+            guest
+                .qemu_log()
+                .map(relative)
+                .unwrap_or_else(|| "(none)".into()),
+        ));
+        states.insert(
+            role.to_owned(),
+            json!({ "host": host, "qemu": guest.state() }),
+        );
+    }
+    let path = format!("/v1/registry/{VI}/{VLAN}/{}", spec.mac);
+    let registry = match h
+        .controller()
+        .and_then(|c| Ok(c.request("GET", &path, None)?))
+    {
+        Ok((status, body)) => {
+            json!({ "status": status, "body": serde_json::from_str::<Value>(&body).unwrap_or(json!(body)) })
+        }
+        Err(e) => json!(e.to_string()),
+    };
+    let failure = json!({
+        "error": error.to_string(),
+        "qemus": states,
+        "registry": registry,
+        "switches": switches_naming(h, mw, spec.mac),
+    });
+    let file = format!("{name}.failure.log");
+    let mut kept = vec![file.clone()];
+    if let Err(e) = keep(h, &file, &failure) {
+        kept = vec![format!("(not kept: {e})")];
+    }
+    let after = format!("{name}.after-migration.log");
+    if state_dir.join(&after).exists() {
+        kept.push(after);
+    }
+    error.noted(&format!(
+        "kept in the logs directory: {}; {}",
+        kept.join(", "),
+        files.join("; ")
+    ))
+}
+
+/// The OpenFlow flows and the learned MAC entries that name `mac`, on
+/// every OVS switch of the path (both gateways, the PMs, the compute
+/// nodes), bridge by bridge; a switch that cannot be asked says why.
+fn switches_naming(h: &Harness, mw: &MigrationWorld, mac: MacAddr) -> Value {
+    let mac = mac.to_string();
+    let w = &mw.world;
+    let mut switches: Vec<(String, &crate::ovs::OvsInstance)> = Vec::new();
+    for &pm in w.pms.iter().chain([&w.gw_haas]) {
+        switches.push((h.tb.pm(pm).name().to_owned(), h.tb.pm(pm).ovs()));
+    }
+    for &cn in &w.computes {
+        switches.push((h.tb.compute(cn).name().to_owned(), h.tb.compute(cn).ovs()));
+    }
+    let gw = h.tb.gateway(w.gw_iaas);
+    switches.push((gw.name().to_owned(), gw.ovs()));
+    let naming = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains(&mac))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    };
+    let mut out = serde_json::Map::new();
+    for (node, ovs) in switches {
+        let bridges = match ovs.vsctl(&["list-br"]) {
+            Ok(text) => text,
+            Err(e) => {
+                out.insert(node, json!(e.to_string()));
+                continue;
+            }
+        };
+        let mut per_bridge = serde_json::Map::new();
+        for br in bridges.lines().map(str::trim).filter(|b| !b.is_empty()) {
+            let flows = ovs
+                .ofctl(&["dump-flows", br])
+                .map(naming)
+                .unwrap_or_else(|e| vec![e.to_string()]);
+            let fdb = ovs
+                .appctl(&["fdb/show", br])
+                .map(naming)
+                .unwrap_or_else(|e| vec![e.to_string()]);
+            per_bridge.insert(br.to_owned(), json!({ "flows": flows, "fdb": fdb }));
+        }
+        out.insert(node, Value::Object(per_bridge));
+    }
+    Value::Object(out)
 }
