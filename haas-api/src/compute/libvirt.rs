@@ -926,7 +926,7 @@ mod tests {
             ssh_authorized_key: Some(key.into()),
             ..node()
         };
-        let xml = domain_xml(&config(Accel::Kvm), &n).unwrap();
+        let xml = domain_xml(&config(Accel::Kvm), &n, Path::new(DISK)).unwrap();
         let doc = roxmltree::Document::parse(&xml).unwrap();
         let cmdline = child(child(doc.root_element(), "os"), "cmdline")
             .text()
