@@ -588,10 +588,17 @@ async fn create_pm(
     if !s.drivers.contains_key(spec.driver.as_str()) {
         let mut known: Vec<&str> = s.drivers.keys().copied().collect();
         known.sort_unstable();
+        let why = match spec.driver.as_str() {
+            "libvirt" if cfg!(feature = "libvirt") => {
+                " (its configuration has no [libvirt] table: docs/libvirt.md)"
+            }
+            "libvirt" => " (it is built without the `libvirt` feature)",
+            _ => "",
+        };
         return Err(invalid(
             "driver",
             format!(
-                "no compute driver {:?} in this broker; use one of {known:?}",
+                "no compute driver {:?} in this broker{why}; use one of {known:?}",
                 spec.driver
             ),
         ));

@@ -24,6 +24,15 @@
 //! [api_limits]                     # as the controller's (docs/operations.md)
 //! max_connections = 256
 //! header_timeout_secs = 10
+//!
+//! [libvirt]                        # optional: PMs with driver = "libvirt" (docs/libvirt.md)
+//! kernel = "/var/lib/iris/guest/vmlinuz"
+//! initrd = "/var/lib/iris/guest/initrd.img"
+//! firmware = "/usr/share/qboot/bios.bin"   # optional
+//! cmdline = "console=ttyS0 quiet"          # the driver appends iris.ip=
+//! accel = "kvm"                    # or "tcg"
+//! console_dir = "/var/log/iris/consoles"   # optional; none: a pty
+//! state_dir = "/var/lib/iris/disks"        # the nodes' disks, one directory per PM
 //! ```
 
 use iris_controller::api_server::ApiLimits;
@@ -73,6 +82,22 @@ struct RawConfig {
     /// The controller's `[api_limits]`, read and checked as it reads them.
     #[serde(default)]
     api_limits: RawApiLimits,
+    libvirt: Option<RawLibvirt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+// Read only to be refused without the `libvirt` feature.
+#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+struct RawLibvirt {
+    kernel: PathBuf,
+    initrd: PathBuf,
+    firmware: Option<PathBuf>,
+    #[serde(default)]
+    cmdline: String,
+    accel: String,
+    console_dir: Option<PathBuf>,
+    state_dir: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +177,10 @@ pub struct Config {
     pub controller_url: String,
     pub controller_token: Option<Secret>,
     pub api_limits: ApiLimits,
+    /// The `libvirt` driver's settings: with them, PMs may be registered
+    /// with `driver = "libvirt"`.
+    #[cfg(feature = "libvirt")]
+    pub libvirt: Option<crate::compute::libvirt::Config>,
 }
 
 /// The token on the first line of `path`.
@@ -191,7 +220,19 @@ impl Config {
     }
 
     pub fn summary(&self) -> String {
-        format!(
+        #[cfg(feature = "libvirt")]
+        let libvirt = match &self.libvirt {
+            None => "  libvirt driver: off (no [libvirt])\n".to_owned(),
+            Some(l) => format!(
+                "  libvirt driver: {:?}, kernel {}, disks in {}\n",
+                l.accel,
+                l.image.kernel.display(),
+                l.state_dir.display()
+            ),
+        };
+        #[cfg(not(feature = "libvirt"))]
+        let libvirt = "  libvirt driver: not built\n".to_owned();
+        let general = format!(
             "  listen {}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n  HaaS gateways [{}]\n",
             self.listen,
             self.store.display(),
@@ -200,7 +241,8 @@ impl Config {
             self.first_tunnel_key,
             self.node_mtu,
             self.haas_gateways.join(", ")
-        )
+        );
+        general + &libvirt
     }
 }
 
@@ -274,6 +316,19 @@ impl RawConfig {
             }
         }
         let api_limits = self.api_limits.validate(&mut errors);
+        #[cfg(feature = "libvirt")]
+        let libvirt = self
+            .libvirt
+            .as_ref()
+            .and_then(|l| l.validate(base, &mut errors));
+        #[cfg(not(feature = "libvirt"))]
+        if self.libvirt.is_some() {
+            errors.push(ConfigError::new(
+                "libvirt",
+                "this iris-api is built without the `libvirt` feature; remove the table or \
+                 build with it (docs/libvirt.md)",
+            ));
+        }
         let (controller_url, controller_token) = match &self.controller {
             None => {
                 errors.push(ConfigError::new(
@@ -312,6 +367,8 @@ impl RawConfig {
                 controller_url,
                 controller_token,
                 api_limits,
+                #[cfg(feature = "libvirt")]
+                libvirt,
             }),
             _ => Err(errors),
         }
@@ -373,6 +430,85 @@ impl RawGatewayApi {
             api: self.api.trim_end_matches('/').to_owned(),
             token: token.unwrap_or_else(|| Secret::new("")),
             wan_ip: wan_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+        })
+    }
+}
+
+/// Why `path` (a file when `file`, else a directory) cannot be used.
+#[cfg(feature = "libvirt")]
+fn unusable(path: &Path, file: bool) -> Option<String> {
+    let kind = if file { "file" } else { "directory" };
+    match std::fs::metadata(path) {
+        Err(e) => Some(format!("{}: {e}", path.display())),
+        Ok(m) if !(if file { m.is_file() } else { m.is_dir() }) => {
+            Some(format!("{} is not a {kind}", path.display()))
+        }
+        Ok(_) if file => std::fs::File::open(path)
+            .err()
+            .map(|e| format!("{} cannot be read: {e}", path.display())),
+        Ok(_) => std::fs::read_dir(path)
+            .err()
+            .map(|e| format!("{} cannot be read: {e}", path.display())),
+    }
+}
+
+#[cfg(feature = "libvirt")]
+impl RawLibvirt {
+    fn validate(
+        &self,
+        base: &Path,
+        errors: &mut Vec<ConfigError>,
+    ) -> Option<crate::compute::libvirt::Config> {
+        use crate::compute::libvirt::{Accel, BootImage, Config};
+        let before = errors.len();
+        let mut path = |key: &str, p: &Path, file: bool| {
+            let p = base.join(p);
+            if let Some(why) = unusable(&p, file) {
+                errors.push(ConfigError::new(format!("libvirt.{key}"), why));
+            }
+            p
+        };
+        let kernel = path("kernel", &self.kernel, true);
+        let initrd = path("initrd", &self.initrd, true);
+        let firmware = self.firmware.as_ref().map(|f| path("firmware", f, true));
+        let console_dir = self
+            .console_dir
+            .as_ref()
+            .map(|d| path("console_dir", d, false));
+        let state_dir = path("state_dir", &self.state_dir, false);
+        let accel = match self.accel.as_str() {
+            "kvm" => Some(Accel::Kvm),
+            "tcg" => Some(Accel::Tcg),
+            other => {
+                errors.push(ConfigError::new(
+                    "libvirt.accel",
+                    format!(
+                        "{other:?} is not an accelerator; write \"kvm\" (nodes get the host CPU \
+                         and nested virtualization) or \"tcg\" (no KVM on the PMs)"
+                    ),
+                ));
+                None
+            }
+        };
+        if self.cmdline.contains("iris.ip=") {
+            errors.push(ConfigError::new(
+                "libvirt.cmdline",
+                "holds iris.ip=, which the driver appends for each node; remove it",
+            ));
+        }
+        if errors.len() != before {
+            return None;
+        }
+        Some(Config {
+            accel: accel?,
+            image: BootImage {
+                kernel,
+                initrd,
+                firmware,
+                cmdline: self.cmdline.clone(),
+            },
+            console_dir,
+            state_dir,
         })
     }
 }
@@ -458,6 +594,61 @@ token_file = "missing"
         assert_eq!(c.gateway_apis[0].api, "http://127.0.0.1:9180");
         assert_eq!(c.gateway_apis[0].token.expose(), "gateway-token-0123456789");
         assert_eq!(c.gateway_apis[0].wan_ip.to_string(), "203.0.113.1");
+    }
+
+    #[cfg(feature = "libvirt")]
+    #[test]
+    fn the_libvirt_table_is_checked_path_by_path_and_a_good_one_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin"), "0123456789abcdef0123\n").unwrap();
+        std::fs::write(dir.path().join("vmlinuz"), "k").unwrap();
+        std::fs::create_dir(dir.path().join("disks")).unwrap();
+        let head = "admin_token_file = \"admin\"\n[controller]\nurl = \"http://127.0.0.1:8080\"\n";
+        let bad = format!(
+            "{head}[libvirt]\nkernel = \"disks\"\ninitrd = \"no-initrd\"\nfirmware = \"no-bios\"\n\
+             cmdline = \"iris.ip=1.2.3.4/24\"\naccel = \"hvf\"\nconsole_dir = \"vmlinuz\"\n\
+             state_dir = \"no-disks\"\n"
+        );
+        let ParseError::Invalid(errors) = Config::parse(&bad, dir.path()).unwrap_err() else {
+            panic!("not a validation error");
+        };
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "libvirt.kernel",
+                "libvirt.initrd",
+                "libvirt.firmware",
+                "libvirt.console_dir",
+                "libvirt.state_dir",
+                "libvirt.accel",
+                "libvirt.cmdline"
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[1].to_string().contains("no-initrd"), "{errors:?}");
+        let err = Config::parse(
+            &format!("{head}[libvirt]\nkernel = \"vmlinuz\"\n"),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ParseError::Syntax(ref m) if m.contains("initrd")),
+            "{err:?}"
+        );
+
+        let good = format!(
+            "{head}[libvirt]\nkernel = \"vmlinuz\"\ninitrd = \"vmlinuz\"\naccel = \"tcg\"\n\
+             cmdline = \"console=ttyS0\"\nstate_dir = \"disks\"\n"
+        );
+        let l = Config::parse(&good, dir.path()).unwrap().libvirt.unwrap();
+        assert_eq!(l.accel, crate::compute::libvirt::Accel::Tcg);
+        assert_eq!(l.image.kernel, dir.path().join("vmlinuz"));
+        assert_eq!(l.state_dir, dir.path().join("disks"));
+        assert_eq!(l.image.firmware, None);
+        assert_eq!(l.console_dir, None);
+        let none = Config::parse(head, dir.path()).unwrap();
+        assert!(none.libvirt.is_none());
     }
 
     #[test]

@@ -25,10 +25,26 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// The drivers this build has.
-pub fn drivers() -> HashMap<&'static str, Arc<dyn ComputeDriver>> {
+/// The drivers this build has and `config` sets up: `netns` always,
+/// `libvirt` when the configuration has a `[libvirt]` table.
+pub fn drivers(config: &Config) -> HashMap<&'static str, Arc<dyn ComputeDriver>> {
     let netns: Arc<dyn ComputeDriver> = Arc::new(NetnsDriver::new());
-    HashMap::from([(netns.kind(), netns)])
+    [Some(netns), libvirt_driver(config)]
+        .into_iter()
+        .flatten()
+        .map(|d| (d.kind(), d))
+        .collect()
+}
+
+#[cfg(feature = "libvirt")]
+fn libvirt_driver(config: &Config) -> Option<Arc<dyn ComputeDriver>> {
+    let l = config.libvirt.clone()?;
+    Some(Arc::new(crate::compute::libvirt::LibvirtDriver::new(l)))
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn libvirt_driver(_: &Config) -> Option<Arc<dyn ComputeDriver>> {
+    None
 }
 
 /// Opens the store, serves the API until `shutdown`, and recovers what a
@@ -39,7 +55,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     let records = Records::load(store).map_err(|e| e.to_string())?;
     let broker = Arc::new(Broker::new(
         records,
-        drivers(),
+        drivers(config),
         Controller::new(
             &config.controller_url,
             config.controller_token.clone(),

@@ -457,6 +457,16 @@ async fn bad_input_gets_a_problem_naming_the_field() {
         assert_problem(s, &h, &p, 422);
         assert_eq!(pointer(&p), at, "{body}: {p}");
     }
+    // A driver this build has but this broker's configuration does not set up.
+    let body = json!({"name": "pm1", "capacity": {"vcpus": 1, "memory_mib": 1, "disk_gib": 1}, "underlay_ip": "10.0.0.1", "ovsdb": "unix:/x", "driver": "libvirt"});
+    let (s, h, p) = call(b, Some(ADMIN), "POST", "/v1/pms", Some(body)).await;
+    assert_problem(s, &h, &p, 422);
+    assert_eq!(pointer(&p), "#/driver", "{p}");
+    let detail = p["errors"][0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("no [libvirt] table") && detail.contains("[\"netns\"]"),
+        "{p}"
+    );
     // Not JSON, not labelled JSON, an unknown route, a wrong method.
     let client = reqwest::Client::new();
     let r = client
