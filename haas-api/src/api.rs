@@ -9,6 +9,7 @@
 //! controller's problem documents and body checks).
 
 use crate::auth::{self, Caller};
+use crate::compute::MAX_SSH_KEY;
 use crate::placement::{place, Ask};
 use crate::records::{
     flavor_key, may_see, paginate, transition, NodeEvent, NodeRecord, OperationRecord, PmRecord,
@@ -814,10 +815,22 @@ fn check_vi(spec: &ViCreate) -> ApiResult<()> {
     Pool::of(&spec.addressing).map_err(|(f, d)| invalid(&f, d))?;
     if let Some(k) = &spec.ssh_public_key {
         let ok = k.starts_with("ssh-") || k.starts_with("ecdsa-") || k.starts_with("sk-");
-        if !ok || k.contains('\n') || k.split_whitespace().count() < 2 {
+        if !ok || k.trim().chars().any(char::is_control) || k.split_whitespace().count() < 2 {
             return Err(invalid(
                 "ssh_public_key",
                 "not an OpenSSH public key line (e.g. \"ssh-ed25519 AAAA... you@host\")",
+            ));
+        }
+        // Refused here rather than when a node lands on a libvirt PM: the
+        // VI's nodes may go to any PM, and every driver must take the key.
+        if k.trim().len() > MAX_SSH_KEY {
+            return Err(invalid(
+                "ssh_public_key",
+                format!(
+                    "{} bytes; at most {MAX_SSH_KEY} (a libvirt node takes the key on its \
+                     kernel command line; an ed25519 or RSA-4096 key fits)",
+                    k.trim().len()
+                ),
             ));
         }
     }

@@ -11,6 +11,11 @@
 //! lets the broker resume or roll back an operation after a crash without
 //! knowing how far the driver got.
 
+/// The longest SSH key line a node takes: the libvirt driver passes it
+/// base64-encoded on the kernel command line (2048 bytes on x86), beside
+/// the image's own arguments.
+pub const MAX_SSH_KEY: usize = 1100;
+
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 

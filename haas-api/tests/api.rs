@@ -393,6 +393,20 @@ async fn bad_input_gets_a_problem_naming_the_field() {
         ),
         (
             "POST",
+            "/v1/vis",
+            json!({"name": "n", "gateway": "10.0.0.1", "vlans": {"first": 1, "last": 2}, "addressing": {"mode": "dhcp"}, "ssh_public_key": "ssh-ed25519 AAAA\tB op@acme"}),
+            422,
+            "#/ssh_public_key",
+        ),
+        (
+            "POST",
+            "/v1/vis",
+            json!({"name": "n", "gateway": "10.0.0.1", "vlans": {"first": 1, "last": 2}, "addressing": {"mode": "dhcp"}, "ssh_public_key": format!("ssh-rsa {} op@acme", "A".repeat(1100))}),
+            422,
+            "#/ssh_public_key",
+        ),
+        (
+            "POST",
             "/v1/nodes",
             json!({"vi": "vi-x", "flavor": "c1", "count": 0}),
             422,

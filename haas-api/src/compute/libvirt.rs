@@ -45,7 +45,7 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::ErrorNumber;
 
-use super::{ComputeDriver, Created, DriverError, NodeSpec, PmTarget};
+use super::{ComputeDriver, Created, DriverError, NodeSpec, PmTarget, MAX_SSH_KEY};
 
 /// The driver's name in a PM's record.
 pub const KIND: &str = "libvirt";
@@ -312,10 +312,6 @@ fn check(node: &NodeSpec) -> Result<(), String> {
     }
     Ok(())
 }
-
-/// The longest key line that fits the kernel command line (2048 bytes on
-/// x86) base64-encoded, beside the image's own arguments.
-const MAX_SSH_KEY: usize = 1100;
 
 fn mac_text(mac: &[u8; 6]) -> String {
     let parts: Vec<String> = mac.iter().map(|b| format!("{b:02x}")).collect();
