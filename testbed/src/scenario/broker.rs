@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use iris_api::compute::netns::sshd;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -21,7 +22,7 @@ use super::harness::{check, ms, to_json, Harness};
 use super::node_isolation;
 use super::ScenarioError;
 use crate::controller::{http_request, API_TOKEN_FILE};
-use crate::{Error, Process};
+use crate::{Error, Pm, PmId, Process};
 
 /// The broker's binary, looked for beside the controller's.
 const BROKER_BINARY: &str = "iris-api";
@@ -52,7 +53,9 @@ pub(super) struct Broker {
 }
 
 impl Broker {
-    fn call(
+    /// `method path` with `token`; fails unless the broker answers
+    /// `want`. The body the broker answered, `null` when it is not JSON.
+    pub(super) fn call(
         &self,
         token: &str,
         method: &str,
@@ -68,14 +71,20 @@ impl Broker {
     }
 
     /// Polls operation `id` until it ends; fails unless it succeeded.
-    fn wait(&self, token: &str, id: &str) -> Result<Value, ScenarioError> {
+    pub(super) fn wait(&self, token: &str, id: &str) -> Result<Value, ScenarioError> {
+        let op = self.finish(token, id)?;
+        check(op["status"] == "succeeded", || {
+            format!("operation {id} failed: {op}")
+        })?;
+        Ok(op)
+    }
+
+    /// Polls operation `id` until it ends, succeeded or failed.
+    pub(super) fn finish(&self, token: &str, id: &str) -> Result<Value, ScenarioError> {
         let start = Instant::now();
         loop {
             let op = self.call(token, "GET", &format!("/v1/operations/{id}"), None, 200)?;
             if op["status"] != "running" {
-                check(op["status"] == "succeeded", || {
-                    format!("operation {id} failed: {op}")
-                })?;
                 return Ok(op);
             }
             check(start.elapsed() < super::CONVERGE, || {
@@ -87,6 +96,79 @@ impl Broker {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+
+    /// The admin makes provider `name` and a token for it: the token.
+    pub(super) fn provider(&self, name: &str) -> Result<String, ScenarioError> {
+        let provider = self.call(
+            ADMIN_TOKEN,
+            "POST",
+            "/v1/providers",
+            Some(json!({ "name": name })),
+            201,
+        )?;
+        let id = provider["id"].as_str().unwrap_or_default();
+        let token = self.call(
+            ADMIN_TOKEN,
+            "POST",
+            &format!("/v1/providers/{id}/tokens"),
+            None,
+            201,
+        )?;
+        Ok(token["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// The admin registers `pm` with room for `vcpus` nodes of one vCPU,
+    /// its compute `driver` reached at `endpoint`.
+    pub(super) fn register_pm(
+        &self,
+        pm: &Pm,
+        vcpus: u32,
+        driver: &str,
+        endpoint: &str,
+    ) -> Result<(), ScenarioError> {
+        let body = json!({"name": pm.name(),
+            "capacity": {"vcpus": vcpus, "memory_mib": 16384, "disk_gib": 100},
+            "underlay_ip": pm.underlay_addr().addr().to_string(),
+            "ovsdb": pm.ovsdb_unix_target(), "driver": driver, "endpoint": endpoint});
+        self.call(ADMIN_TOKEN, "POST", "/v1/pms", Some(body), 201)
+            .map(drop)
+    }
+
+    /// The operator defines `flavor` (one vCPU) and creates VI `net` on
+    /// 10.88.0.0/24, with `ssh_public_key` for its nodes: the VI's id and
+    /// the tunnel key the broker gave it.
+    pub(super) fn flavor_and_vi(
+        &self,
+        token: &str,
+        (flavor, memory_mib, disk_gib): (&str, u32, u32),
+        ssh_public_key: Option<&str>,
+    ) -> Result<(String, u64), ScenarioError> {
+        self.call(
+            token,
+            "POST",
+            "/v1/flavors",
+            Some(
+                json!({"name": flavor, "vcpus": 1, "memory_mib": memory_mib, "disk_gib": disk_gib}),
+            ),
+            201,
+        )?;
+        let mut body = json!({"name": "net", "gateway": "203.0.113.7",
+            "vlans": {"first": 100, "last": 199},
+            "addressing": {"mode": "static_pool", "cidr": "10.88.0.0/24"}});
+        if let Some(key) = ssh_public_key {
+            body["ssh_public_key"] = key.into();
+        }
+        let vi = self.call(token, "POST", "/v1/vis", Some(body), 201)?;
+        Ok((
+            vi["id"].as_str().unwrap_or_default().to_owned(),
+            vi["tunnel_key"].as_u64().unwrap_or_default(),
+        ))
+    }
+
+    pub(super) fn stop(mut self) -> Result<(), ScenarioError> {
+        self.process.stop(Duration::from_secs(5))?;
+        Ok(())
+    }
 }
 
 /// Removes whatever node namespaces a failing run left on the PMs (the
@@ -95,7 +177,15 @@ pub(super) struct Sweep(pub(super) Vec<String>);
 
 impl Drop for Sweep {
     fn drop(&mut self) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
         for ns in self.0.iter().flat_map(|p| node_namespaces(p)) {
+            // A node of a VI with an SSH key runs an sshd, which would
+            // outlive its namespace.
+            if let Ok(rt) = &rt {
+                let _ = rt.block_on(sshd::stop(&ns, true));
+            }
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
         }
     }
@@ -159,79 +249,53 @@ pub(super) fn start_broker(h: &Harness, extra: &str) -> Result<Broker, ScenarioE
     }
 }
 
-fn ping_from(ns: &str, ip: &str) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(10) {
-        let ok = Command::new("ip")
-            .args(["netns", "exec", ns, "ping", "-c", "1", "-W", "1", ip])
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return true;
-        }
-    }
-    false
+/// Whether `ip` answers a ping from namespace `ns` within `within`: one
+/// echo request every 100 ms until the first reply, so that the moment it
+/// answers is known to 100 ms.
+pub(super) fn ping_from(ns: &str, ip: &str, within: Duration) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c", "1", "-i", "0.1", "-w"])
+        .arg(within.as_secs().max(1).to_string())
+        .arg(ip)
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// PMs `names` under a controller that knows no VI (the broker makes
+/// them), in a full mesh; the sweep of their node namespaces, which holds
+/// the PMs' namespace names.
+pub(super) fn pms_under_controller(
+    h: &mut Harness,
+    names: &[&str],
+) -> Result<(Vec<PmId>, Sweep), ScenarioError> {
+    let pms = h.add_pms(names)?;
+    let sweep = Sweep(
+        pms.iter()
+            .map(|&p| h.tb.pm(p).netns().name().to_owned())
+            .collect(),
+    );
+    let config = h.config(&pms, Vec::new())?;
+    h.start_controller(&config)?;
+    h.wait_ready(pms.len() as u64, pms.len() as u64)?;
+    h.wait_full_mesh(&pms)?;
+    Ok((pms, sweep))
 }
 
 pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     h.use_tls()?;
-    let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
-    let pm_ns: Vec<String> = pms
-        .iter()
-        .map(|&p| h.tb.pm(p).netns().name().to_owned())
-        .collect();
-    let _sweep = Sweep(pm_ns.clone());
-    let config = h.config(&pms, Vec::new())?;
-    h.start_controller(&config)?;
-    h.wait_ready(3, 3)?;
-    h.wait_full_mesh(&pms)?;
-    let mut broker = start_broker(h, "")?;
+    let (pms, sweep) = pms_under_controller(h, &["pm1", "pm2", "pm3"])?;
+    let pm_ns = &sweep.0;
+    let broker = start_broker(h, "")?;
     h.note(format!("iris-api listening on {}", broker.addr));
 
-    let provider = broker.call(
-        ADMIN_TOKEN,
-        "POST",
-        "/v1/providers",
-        Some(json!({"name": "acme"})),
-        201,
-    )?;
-    let id = provider["id"].as_str().unwrap_or_default().to_owned();
-    let token = broker.call(
-        ADMIN_TOKEN,
-        "POST",
-        &format!("/v1/providers/{id}/tokens"),
-        None,
-        201,
-    )?;
-    let t = token["token"].as_str().unwrap_or_default().to_owned();
+    let t = broker.provider("acme")?;
     for &pm in &pms {
         let pm = h.tb.pm(pm);
         // Room for 5 nodes each: best fit fills the PMs one after another.
-        let body = json!({"name": pm.name(),
-            "capacity": {"vcpus": 5, "memory_mib": 16384, "disk_gib": 100},
-            "underlay_ip": pm.underlay_addr().addr().to_string(),
-            "ovsdb": pm.ovsdb_unix_target(), "driver": "netns", "endpoint": pm.netns().name()});
-        broker.call(ADMIN_TOKEN, "POST", "/v1/pms", Some(body), 201)?;
+        broker.register_pm(pm, 5, "netns", pm.netns().name())?;
     }
-    broker.call(
-        &t,
-        "POST",
-        "/v1/flavors",
-        Some(json!({"name": "c1", "vcpus": 1, "memory_mib": 1024, "disk_gib": 10})),
-        201,
-    )?;
-    let vi = broker.call(
-        &t,
-        "POST",
-        "/v1/vis",
-        Some(json!({"name": "net", "gateway": "203.0.113.7",
-        "vlans": {"first": 100, "last": 199},
-        "addressing": {"mode": "static_pool", "cidr": "10.88.0.0/24"}})),
-        201,
-    )?;
-    let vi_id = vi["id"].as_str().unwrap_or_default().to_owned();
-    let key = vi["tunnel_key"].as_u64().unwrap_or_default();
+    let (vi_id, key) = broker.flavor_and_vi(&t, ("c1", 1024, 10), None)?;
 
     let asked = Instant::now();
     let op = broker.call(
@@ -276,7 +340,7 @@ pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
             .split('/')
             .next()
             .unwrap_or_default();
-        check(ping_from(&from, ip), || {
+        check(ping_from(&from, ip, Duration::from_secs(10)), || {
             format!("{ip} ({}) does not answer {from}", n["pm"])
         })?;
     }
@@ -323,7 +387,7 @@ pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
         broker.wait(&t, &op)?;
     }
     let scale_in = scale_in.elapsed();
-    for (&pm, ns) in pms.iter().zip(&pm_ns) {
+    for (&pm, ns) in pms.iter().zip(pm_ns) {
         let pm = h.tb.pm(pm);
         let ports = pm.vsctl(&[
             "--bare",
@@ -358,7 +422,7 @@ pub fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     check(status == 404, || {
         format!("the controller still has VI {key}")
     })?;
-    broker.process.stop(Duration::from_secs(5))?;
+    broker.stop()?;
     to_json(&Report {
         nodes: NODES,
         per_pm,

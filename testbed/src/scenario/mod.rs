@@ -146,10 +146,11 @@ pub const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "libvirt-node",
-        proves: "the broker's libvirt driver makes a QEMU L1 node on a PM's own libvirtd, its \
-                 port in the VI, answering ping from the VI within the boot time; a repeated \
-                 create changes nothing, a failed one and a delete leave no domain, port or \
-                 tap; request-to-ping time measured",
+        proves: "an operator's node request to iris-api on a PM registered with the libvirt \
+                 driver makes a QEMU L1 node through that PM's own libvirtd, its port in the \
+                 broker's VI, answering ping and SSH from the VI within the boot time; a failed \
+                 request and a delete leave no domain, disk, port or tap; request-to-active and \
+                 request-to-ping times measured",
         body: libvirt_node::run,
     },
     Scenario {
