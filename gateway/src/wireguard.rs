@@ -302,6 +302,13 @@ async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket,
     // A learning switch between the bridge's local port (the inner
     // address) and the tap: nothing else is on it.
     spec.fail_mode = FailMode::Standalone;
+    // Decrypted packets are addressed to the local port's MAC, which
+    // ovs-vswitchd otherwise re-picks from the ports when the tap joins:
+    // read a moment before that, it was stale, and the peer's GRE, sent
+    // to an address the bridge no longer has, never reached its tunnel.
+    let mac = bridge_mac(e.address);
+    spec.other_config
+        .insert("hwaddr".into(), ofp::packet::MacAddr(mac).to_string());
     vswitch
         .ensure_bridge(&spec)
         .await
@@ -310,19 +317,30 @@ async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket,
         .ensure_trunk_port(&e.bridge, &e.tap)
         .await
         .map_err(|err| format!("cannot add tap {} to {}: {err}", e.tap, e.bridge))?;
-    // vswitchd creates the bridge's local port a moment after the commit.
+    // vswitchd creates the bridge's local port, and gives it the pinned
+    // address, a moment after the commit.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let found = netconfig_rs::Interface::try_from_name(&e.bridge).map_err(|e| format!("{e:?}"));
+        let found = netconfig_rs::Interface::try_from_name(&e.bridge)
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|i| i.hwaddress().map_err(|e| format!("{e:?}")));
         match found {
-            Ok(_) => break,
-            Err(_) if Instant::now() < deadline => {
+            Ok(have) if have == mac => break,
+            Ok(_) | Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(have) => {
+                return Err(format!(
+                    "bridge {}'s local port has {} after 5 s, not the pinned {}",
+                    e.bridge,
+                    ofp::packet::MacAddr(have),
+                    ofp::packet::MacAddr(mac)
+                ))
             }
             Err(err) => return Err(format!("bridge {} has no local port: {err}", e.bridge)),
         }
     }
-    let mac = configure_bridge_port(e, plan.mtu)?;
+    configure_bridge_port(e, plan.mtu)?;
     let socket = UdpSocket::bind(plan.listen)
         .await
         .map_err(|err| format!("cannot listen on udp {}: {err}", plan.listen))?;
@@ -334,9 +352,17 @@ async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket,
     Ok((tap, socket, mac))
 }
 
-/// Puts the inner address and the MTU on the bridge's local port, brings
-/// it up, and gives its Ethernet address.
-fn configure_bridge_port(e: &Encryption, mtu: u16) -> Result<[u8; 6], String> {
+/// The bridge's local port's Ethernet address: locally administered, and
+/// one per inner address, so no two gateways of a WAN share it, and never
+/// [`PEER_MAC`], whose first byte differs.
+fn bridge_mac(inner: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = inner.octets();
+    [0x06, 0x49, a, b, c, d]
+}
+
+/// Puts the inner address and the MTU on the bridge's local port and
+/// brings it up.
+fn configure_bridge_port(e: &Encryption, mtu: u16) -> Result<(), String> {
     let iface = netconfig_rs::Interface::try_from_name(&e.bridge)
         .map_err(|err| format!("bridge {} has no local port: {err:?}", e.bridge))?;
     let net = ipnet::IpNet::new(IpAddr::V4(e.address), e.prefix_len)
@@ -353,10 +379,7 @@ fn configure_bridge_port(e: &Encryption, mtu: u16) -> Result<[u8; 6], String> {
         .set_mtu(u32::from(mtu))
         .map_err(|err| format!("cannot set {}'s mtu: {err:?}", e.bridge))?;
     netconfig_rs::sys::InterfaceExt::set_up(&iface, true)
-        .map_err(|err| format!("cannot bring {} up: {err:?}", e.bridge))?;
-    iface
-        .hwaddress()
-        .map_err(|err| format!("cannot read {}'s MAC: {err:?}", e.bridge))
+        .map_err(|err| format!("cannot bring {} up: {err:?}", e.bridge))
 }
 
 struct Dataplane {
