@@ -235,6 +235,32 @@ pub struct EtcdStore {
     pub prefix: String,
     /// How long a commit may take before it counts as refused.
     pub request_timeout: Duration,
+    /// The client certificate and the CA, when the cluster speaks TLS.
+    pub tls: Option<EtcdClientTls>,
+}
+
+/// `[store]`'s TLS files: the controller's client certificate for etcd and
+/// the CA that certifies the members.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdClientTls {
+    pub files: crate::pki::CertFiles,
+    pub ca_certificate: PathBuf,
+}
+
+impl EtcdStore {
+    /// The store on `cluster` under `prefix`, over TLS when the cluster
+    /// was started with it.
+    pub fn on(cluster: &crate::etcd::EtcdCluster, prefix: &str, request_timeout: Duration) -> Self {
+        Self {
+            endpoints: cluster.endpoints(),
+            prefix: prefix.to_owned(),
+            request_timeout,
+            tls: cluster.tls().map(|t| EtcdClientTls {
+                files: t.client.clone(),
+                ca_certificate: t.ca_certificate.clone(),
+            }),
+        }
+    }
 }
 
 /// The controller's `ssl:` listener and its `[tls]` files.
@@ -328,11 +354,22 @@ impl ControllerConfig {
             let _ = write!(
                 out,
                 "[store]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = {}\n\
-                 request_timeout_secs = {}\n\n",
+                 request_timeout_secs = {}\n",
                 endpoints.join(", "),
                 toml_string(&e.prefix),
                 e.request_timeout.as_secs_f64()
             );
+            if let Some(t) = &e.tls {
+                let path = |p: &Path| toml_string(&p.display().to_string());
+                let _ = write!(
+                    out,
+                    "private_key = {}\ncertificate = {}\nca_certificate = {}\n",
+                    path(&t.files.private_key),
+                    path(&t.files.certificate),
+                    path(&t.ca_certificate)
+                );
+            }
+            out.push('\n');
         }
         if let Some(c) = &self.cluster {
             let _ = write!(

@@ -3,8 +3,10 @@
 //! every 10 ms, a third VM then migrates to another PM, and the new leader
 //! is killed in turn.
 //!
-//! The bridges run in passive mode: each listens beside its OVSDB and
-//! every replica dials it, so each switch holds one OpenFlow connection
+//! Everything runs as in production: OpenFlow over TLS, OVSDB over SSL,
+//! etcd over TLS with client certificates, each replica certified by the
+//! run's CA. The bridges run in passive mode: each listens (`pssl:`)
+//! beside its OVSDB and every replica dials it, so each switch holds one OpenFlow connection
 //! per replica, each with its own role (a bridge in a namespace reaches
 //! one active target only, through the socket linked into its run
 //! directory).
@@ -230,7 +232,13 @@ fn kill_leader(
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
-    let etcd = EtcdCluster::start(&h.file("etcd"), 3)?;
+    // As in production: OpenFlow over TLS, OVSDB over SSL and etcd with
+    // TLS both ways, all certified by the run's CA.
+    h.use_tls()?;
+    let pki = h
+        .pki()
+        .ok_or_else(|| ScenarioError::Failed("the harness made no CA".into()))?;
+    let etcd = EtcdCluster::start_tls(&h.file("etcd"), 3, pki)?;
     h.set_openflow(OpenFlowMode::Passive);
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
@@ -249,14 +257,17 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         let mut c = base.clone();
         c.listen = dir.join("of.sock");
         c.api = free_api_addr()?;
-        c.etcd = Some(EtcdStore {
-            endpoints: etcd.endpoints(),
-            prefix: "iris/dc1/".to_owned(),
-            request_timeout: Duration::from_secs(2),
-        });
+        c.etcd = Some(EtcdStore::on(&etcd, "iris/dc1/", Duration::from_secs(2)));
+        // Each replica its own certificate and port; the bridges listen
+        // (passive mode) and every replica dials them.
+        c.tls = h.another_controller_tls(name)?;
+        let openflow = match &c.tls {
+            Some(t) => format!("ssl:127.0.0.1:{}", t.listen.port()),
+            None => format!("unix:{}", c.listen.display()),
+        };
         replicas.push(Replica {
             name: name.clone(),
-            openflow: format!("unix:{}", c.listen.display()),
+            openflow,
             api: format!("http://{}", c.api),
         });
         configs.push(c);
@@ -316,6 +327,10 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
             )
         },
     )?;
+    for c in &running {
+        h.check_openflow_over_tls_in(c.log_path(), &pms)?;
+        h.check_ovsdb_over_ssl_in(c.log_path(), &pms)?;
+    }
     for (a, b) in [(pinger, target), (pinger, mover), (mover, pinger)] {
         let to = h.tb.vm(b).ip().addr();
         h.wait_reachable(a, to)?;

@@ -10,6 +10,9 @@
 //!   controller killed and started afresh on the cluster finds every write
 //!   acknowledged before, during and after the loss, and none refused.
 //! - No ping is lost over the whole run.
+//!
+//! etcd, OpenFlow and OVSDB all run over TLS with certificates of the
+//! run's CA.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -116,17 +119,21 @@ fn mac_of(n: usize) -> String {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
-    let mut cluster = EtcdCluster::start(&h.file("etcd"), 3)?;
+    // TLS everywhere, as in production: etcd's members and clients, the
+    // switches and OVSDB, all certified by the run's CA.
+    h.use_tls()?;
+    let pki = h
+        .pki()
+        .ok_or_else(|| ScenarioError::Failed("the harness made no CA".into()))?;
+    let mut cluster = EtcdCluster::start_tls(&h.file("etcd"), 3, pki)?;
     let pms = h.add_pms(&["pm1", "pm2"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     let vms = h.add_vms(&mut vi, &[pms[0], pms[1]])?;
     let mut config = h.config(&pms, vec![vi])?;
-    config.etcd = Some(EtcdStore {
-        endpoints: cluster.endpoints(),
-        prefix: "iris/dc1/".to_owned(),
-        request_timeout: REQUEST_TIMEOUT,
-    });
+    config.etcd = Some(EtcdStore::on(&cluster, "iris/dc1/", REQUEST_TIMEOUT));
     h.bring_up_with(&pms, &config, &vms)?;
+    h.check_openflow_over_tls(&pms)?;
+    h.check_ovsdb_over_ssl(&pms)?;
     let dst = h.tb.vm(vms[1]).ip().addr();
     h.wait_reachable(vms[0], dst)?;
     let run = h.ping_run(vms[0], PingPlan::new(dst, PINGS, INTERVAL), "across-loss")?;

@@ -314,6 +314,33 @@ impl Harness {
         Ok(())
     }
 
+    /// With [`Harness::use_tls`]: the run's CA, for other services (etcd)
+    /// to certify their members and clients with.
+    pub fn pki(&self) -> Option<&crate::pki::Pki> {
+        self.tls.as_ref().map(|t| &t.pki)
+    }
+
+    /// With [`Harness::use_tls`]: an `ssl:` listener of its own for one
+    /// more controller (a replica beside the first), on a free port, with a
+    /// certificate naming `name` from the run's CA.
+    pub fn another_controller_tls(
+        &self,
+        name: &str,
+    ) -> Result<Option<crate::controller::OpenFlowTls>, ScenarioError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let port = std::net::TcpListener::bind("0.0.0.0:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Error::io("choosing a port for a controller", e))?
+            .port();
+        Ok(Some(crate::controller::OpenFlowTls {
+            listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
+            files: tls.pki.issue(name)?,
+            ca_certificate: tls.pki.ca_certificate.clone(),
+        }))
+    }
+
     /// Progress for the human watching; stdout carries only the summary.
     pub fn note(&self, what: impl fmt::Display) {
         eprintln!(
@@ -362,23 +389,41 @@ impl Harness {
 
     /// With [`Harness::use_tls`]: the controller listens for OpenFlow over
     /// TLS only, and every PM in `pms` has its bridge pointed at its `ssl:`
-    /// target alone, so the switches it counts as ready came that way.
+    /// target alone (or, in passive mode, listens on `pssl:` alone), so the
+    /// switches it counts as ready came that way.
     pub fn check_openflow_over_tls(&self, pms: &[PmId]) -> Result<(), ScenarioError> {
         if self.tls.is_none() {
             return Ok(());
         }
-        let log = std::fs::read_to_string(self.controller()?.log_path())
-            .map_err(|e| Error::io("reading the controller's log", e))?;
+        self.check_openflow_over_tls_in(self.controller()?.log_path(), pms)
+    }
+
+    /// [`Harness::check_openflow_over_tls`] for the controller that logs
+    /// to `log` (a replica the harness did not start itself).
+    pub fn check_openflow_over_tls_in(
+        &self,
+        log: &Path,
+        pms: &[PmId],
+    ) -> Result<(), ScenarioError> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(log)
+            .map_err(|e| Error::io_at("reading the controller's log", log, e))?;
         check(log.contains("openflow_tls=true"), || {
             "the controller does not listen for OpenFlow over TLS".into()
         })?;
+        let scheme = match self.openflow {
+            OpenFlowMode::Active => "ssl:",
+            OpenFlowMode::Passive => "pssl:",
+        };
         for &pm in pms {
             let pm = self.tb.pm(pm);
             let targets = pm.vsctl(&["get-controller", "br-int"])?;
             let targets: Vec<&str> = targets.lines().collect();
-            check(targets.len() == 1 && targets[0].starts_with("ssl:"), || {
+            check(targets.len() == 1 && targets[0].starts_with(scheme), || {
                 format!(
-                    "{}'s bridge has the targets {targets:?}, not one ssl:",
+                    "{}'s bridge has the targets {targets:?}, not one {scheme}",
                     pm.name()
                 )
             })?;
@@ -393,8 +438,17 @@ impl Harness {
         if self.tls.is_none() {
             return Ok(());
         }
-        let log = std::fs::read_to_string(self.controller()?.log_path())
-            .map_err(|e| Error::io("reading the controller's log", e))?;
+        self.check_ovsdb_over_ssl_in(self.controller()?.log_path(), pms)
+    }
+
+    /// [`Harness::check_ovsdb_over_ssl`] for the controller that logs to
+    /// `log`.
+    pub fn check_ovsdb_over_ssl_in(&self, log: &Path, pms: &[PmId]) -> Result<(), ScenarioError> {
+        if self.tls.is_none() {
+            return Ok(());
+        }
+        let log = std::fs::read_to_string(log)
+            .map_err(|e| Error::io_at("reading the controller's log", log, e))?;
         for &pm in pms {
             let name = self.tb.pm(pm).name();
             let span = format!("ovsdb{{host={name}}}");
