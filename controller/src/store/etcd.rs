@@ -213,10 +213,42 @@ fn etcd_error(e: etcd_client::Error) -> StoreError {
             // connection.
             "Timeout expired" => "no answer in time".to_owned(),
             "tcp connect error" => "cannot connect (is the member running?)".to_owned(),
+            // A connection cut under the request: its cause is the news. A
+            // member refusing our certificate shows as a TLS alert on the
+            // first read after the handshake, or, when the close wins
+            // that race, as a connection closed with no reason at all.
+            "transport error" | "operation was canceled" => transport_cause(s),
             // etcd's own, like "etcdserver: no leader".
             m => m.to_owned(),
         }),
         _ => unavailable(e),
+    }
+}
+
+/// What cut a request's connection, from the innermost error under
+/// `status`, with what to check when it may be our certificate.
+fn transport_cause(status: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = None;
+    let mut next = status.source();
+    while let Some(e) = next {
+        cause = Some(e.to_string());
+        next = e.source();
+    }
+    let Some(cause) = cause else {
+        return "the connection failed".to_owned();
+    };
+    const CERTIFICATE: &str = "[store] certificate must be issued by a CA the members trust \
+                               (etcd's --trusted-ca-file) and be valid now";
+    if cause.contains("received fatal alert") {
+        format!("the member refused this controller's TLS certificate ({cause}); {CERTIFICATE}")
+    } else if cause == "connection closed" {
+        format!(
+            "the member closed the connection with no reason given; a member that asks for \
+             client certificates does so when it refuses ours ({CERTIFICATE}), and one that \
+             speaks TLS closes a plain http:// connection"
+        )
+    } else {
+        format!("the connection failed: {cause}")
     }
 }
 
