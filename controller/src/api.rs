@@ -568,6 +568,15 @@ async fn put_host(
     if let (Ok(_), Err(p)) = (&host, s.ovsdb_transport().check(&spec.ovsdb)) {
         host = Err(Problem::invalid(vec![ConfigError::new("ovsdb", p)]));
     }
+    let tls = s.ovsdb_transport().tls;
+    if let (Ok(_), Some(Err(p))) = (
+        &host,
+        spec.controller
+            .as_deref()
+            .map(|t| crate::config::check_passive_transport(t, tls)),
+    ) {
+        host = Err(Problem::invalid(vec![ConfigError::new("controller", p)]));
+    }
     let host = host?;
     let created = s
         .call(move |c| c.put_host(host))

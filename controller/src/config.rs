@@ -1819,22 +1819,33 @@ fn check_transport(
     // Every TCP connection is TLS when the listener is, the ones the
     // controller opens too: a switch's own passive target says which.
     for (i, h) in raw.hosts.iter().enumerate() {
-        let scheme = h.controller.as_deref().and_then(|t| t.split(':').next());
-        let problem = match (scheme, tls) {
-            (Some("pssl"), false) => {
-                "a pssl: target is reached over TLS, which needs listen = \"ssl:IP:PORT\" and a \
-                 [tls] table; write ptcp:PORT:IP for plain TCP"
-            }
-            (Some("ptcp"), true) => {
-                "with listen = \"ssl:…\" the controller reaches a switch that listens over TLS: \
-                 write pssl:PORT:IP, and give the switch its key, certificate and CA \
-                 (ovs-vsctl set-ssl)"
-            }
-            _ => continue,
-        };
-        errors.push(ConfigError::new(format!("host[{i}].controller"), problem));
+        if let Some(Err(problem)) = h
+            .controller
+            .as_deref()
+            .map(|t| check_passive_transport(t, tls))
+        {
+            errors.push(ConfigError::new(format!("host[{i}].controller"), problem));
+        }
     }
     (listen, if tls { files } else { None })
+}
+
+/// A switch's own passive target `target` against the controller's
+/// listener: every TCP connection is TLS when the listener is (`tls`), the
+/// ones the controller opens to a switch that listens too.
+pub fn check_passive_transport(target: &str, tls: bool) -> Result<(), &'static str> {
+    match (target.split(':').next(), tls) {
+        (Some("pssl"), false) => Err(
+            "a pssl: target is reached over TLS, which needs listen = \"ssl:IP:PORT\" and a \
+             [tls] table; write ptcp:PORT:IP for plain TCP",
+        ),
+        (Some("ptcp"), true) => Err(
+            "with listen = \"ssl:…\" the controller reaches a switch that listens over TLS: \
+             write pssl:PORT:IP, and give the switch its key, certificate and CA \
+             (ovs-vsctl set-ssl)",
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// A datapath id as OVS's `other_config:datapath-id` takes it: 16 hex

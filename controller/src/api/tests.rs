@@ -272,6 +272,52 @@ async fn a_host_is_held_to_the_ovsdb_transports_the_file_allows() {
     assert!(r.text.contains("no [tls] table"), "{}", r.text);
 }
 
+/// A host added through the API is held to the pairing of passive targets
+/// with the listener that a configured one is: the controller would
+/// otherwise dial a switch that listens in plain TCP while it only speaks
+/// TLS, or the other way round.
+#[tokio::test]
+async fn a_host_passive_target_pairs_with_the_listener() {
+    let with = |target: &str| {
+        PM2.replace("\"role\"", &format!("\"controller\":\"{target}\",\"role\""))
+            .replace("tcp:10.0.0.2:6640", "ssl:10.0.0.2:6640")
+    };
+    let strict = crate::config::OvsdbTransport {
+        tls: true,
+        plain_tcp: false,
+    };
+    let app = app_holding_to(None, Default::default(), Some(strict));
+    let r = call(
+        &app,
+        Method::PUT,
+        "/v1/hosts/pm2",
+        Some(&with("ptcp:6653:10.0.0.2")),
+    )
+    .await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/controller"));
+    assert!(r.text.contains("write pssl:PORT:IP"), "{}", r.text);
+    let r = call(&app, Method::GET, "/v1/hosts/pm2", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "nothing was added");
+    let r = call(
+        &app,
+        Method::PUT,
+        "/v1/hosts/pm2",
+        Some(&with("pssl:6653:10.0.0.2")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    let plain = crate::config::OvsdbTransport {
+        tls: false,
+        plain_tcp: true,
+    };
+    let app = app_holding_to(None, Default::default(), Some(plain));
+    let body = with("pssl:6653:10.0.0.2").replace("ssl:10.0.0.2:6640", "tcp:10.0.0.2:6640");
+    let r = call(&app, Method::PUT, "/v1/hosts/pm2", Some(&body)).await;
+    assert_problem(&r, StatusCode::UNPROCESSABLE_ENTITY, Some("#/controller"));
+    assert!(r.text.contains("write ptcp:PORT:IP"), "{}", r.text);
+}
+
 #[tokio::test]
 async fn semantic_errors_name_the_field_and_the_fix() {
     let app = app();
