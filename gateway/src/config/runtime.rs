@@ -281,6 +281,19 @@ impl Config {
             };
             if !peers.iter().any(same) {
                 let key = format!("peer[{}]", peers.len());
+                if peers.iter().any(|p| {
+                    p.name == v.peer.name
+                        && !same_hash(p.token_hash.as_deref(), v.peer.token_hash.as_deref())
+                }) {
+                    errors.push(ConfigError::new(
+                        format!("{key}.token_hash"),
+                        format!(
+                            "{:?} has another token_hash here: every VI of one peer carries the \
+                             same hash (hash its token once; a hash made again has another salt)",
+                            v.peer.name
+                        ),
+                    ));
+                }
                 if self.encryption.is_some() {
                     errors.push(ConfigError::new(
                         format!("{key}.name"),

@@ -158,6 +158,10 @@ fn a_bad_vi_is_refused_with_its_field_and_a_clash_with_what_collides() {
     acme.peer.api = "http://127.0.0.1:9181".into();
     let name = conflict_text(put(&s, &api, 5, acme.clone()));
     assert!(name.contains("\"gw-acme\" is already peer[0]"), "{name}");
+    assert!(
+        name.contains("\"gw-acme\" has another token_hash here"),
+        "{name}"
+    );
     // Without the hash of its token, a new peer is refused at that field.
     let mut open = spec(1005, "gw-initech", "203.0.113.9", &["100"]);
     open.peer.token_hash = None;

@@ -5,7 +5,7 @@
 //!   provider create NAME | list          token create --provider ID [--admin]
 //!   pm register NAME ... | list | deregister NAME [--drain]
 //!   flavor create NAME --vcpus N --memory-mib N --disk-gib N | list
-//!   vi create NAME --gateway IP[:PORT] [--gateway-name N] [--gateway-token-file F] --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
+//!   vi create NAME --gateway IP[:PORT] [--gateway-name N] [--gateway-token-hash H] --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
 //!   node request --vi ID --count N --flavor F [--pm P] [--group G --policy affinity|anti-affinity] [--no-wait]
 //!   node list [--vi ID] | show ID | delete ID [--drain [--drain-timeout SECS]] [--no-wait] | migrate ID [--pm P] [--no-wait]
 //!   op show ID | watch ID
@@ -137,10 +137,11 @@ enum ViCmd {
         /// The operator gateway's `[gateway] name` (default: the VI's id).
         #[arg(long)]
         gateway_name: Option<String>,
-        /// The file of the token the operator's gateway presents to the
-        /// HaaS gateways (its `[[peer]] token_file`): only its hash is sent.
+        /// The argon2 hash of the token the operator's gateway presents to
+        /// the HaaS gateways (`iris-gateway hash-token < TOKEN-FILE`, made
+        /// once: every VI of one gateway carries the same hash).
         #[arg(long)]
-        gateway_token_file: Option<PathBuf>,
+        gateway_token_hash: Option<String>,
         /// FIRST-LAST
         #[arg(long)]
         vlans: String,
@@ -219,16 +220,6 @@ enum OpCmd {
     Watch {
         id: String,
     },
-}
-
-/// The hash of the token in `file` (its first line): the operator's
-/// gateway keeps the token, the broker and the HaaS gateways its hash.
-fn token_file_hash(file: &std::path::Path) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| Failure::Usage(format!("--gateway-token-file {}: {e}", file.display())))?;
-    let token = text.lines().next().unwrap_or_default().trim();
-    iris_controller::api_auth::hash_token(token)
-        .map_err(|e| Failure::Usage(format!("--gateway-token-file {}: {e}", file.display())))
 }
 
 /// Why irisctl stops, and its exit code.
@@ -616,7 +607,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             name,
             gateway,
             gateway_name,
-            gateway_token_file,
+            gateway_token_hash,
             vlans,
             pool,
             dhcp,
@@ -649,8 +640,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if let Some(n) = gateway_name {
                 body["gateway_name"] = Value::String(n);
             }
-            if let Some(f) = gateway_token_file {
-                body["gateway_token_hash"] = Value::String(token_file_hash(&f)?);
+            if let Some(h) = gateway_token_hash {
+                body["gateway_token_hash"] = Value::String(h);
             }
             print_vi(out, &c.post("/v1/vis", Some(body)).await?);
         }

@@ -193,7 +193,9 @@ pub struct ViCreate {
     /// operator's gateway presents with its MAC reports: the HaaS gateways
     /// take its reports only with that token, and refuse the VI without a
     /// hash unless they allow unauthenticated peers (tests). The token
-    /// itself never reaches the broker.
+    /// itself never reaches the broker. Every VI of one operator gateway
+    /// carries the same hash (a hash made again has another salt, and the
+    /// HaaS gateway would take it for another peer of the same name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_token_hash: Option<String>,
     pub vlans: VlanRange,
