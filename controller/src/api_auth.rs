@@ -13,7 +13,8 @@
 //! the life of the process, so a client that keeps using it costs a hash
 //! per request; checks of unknown tokens run one at a time on the blocking
 //! pool, so guessing costs the guesser argon2's price and cannot take the
-//! runtime's workers.
+//! runtime's workers ([`TokenCheck`], which the gateway's peer API uses
+//! too).
 
 use crate::api::Problem;
 use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
@@ -21,7 +22,9 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use password_hash::{PasswordHashString, SaltString};
+/// A checked argon2 hash, as [`parse_hash`] gives it.
+pub use password_hash::PasswordHashString;
+use password_hash::SaltString;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
@@ -81,6 +84,113 @@ pub fn parse_hash(text: &str) -> Result<PasswordHashString, String> {
     Ok(hash.serialize())
 }
 
+/// The token of an `Authorization` header's value, if it is `Bearer <token>`.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .split_once(' ')
+        .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()))
+        .filter(|t| !t.is_empty())
+}
+
+/// Checks bearer tokens against argon2 hashes, paying argon2's price once
+/// per token and hash: a pair that matched is remembered by the token's
+/// SHA-256 and the hash's text for the life of the checker; checks of
+/// pairs not remembered run one at a time on the blocking pool, so
+/// guessing costs the guesser argon2's price and cannot take the runtime's
+/// workers. A wrong token is never remembered. argon2 compares its output
+/// in constant time; the remembered pairs are found by a digest of the
+/// token, which says nothing of the token itself.
+#[derive(Debug)]
+pub struct TokenCheck {
+    verified: Mutex<HashSet<([u8; 32], String)>>,
+    checking: Semaphore,
+}
+
+impl Default for TokenCheck {
+    fn default() -> Self {
+        Self {
+            verified: Mutex::default(),
+            checking: Semaphore::new(1),
+        }
+    }
+}
+
+impl TokenCheck {
+    /// Whether `token` matches one of `hashes`.
+    pub async fn any(&self, token: &str, hashes: &[PasswordHashString]) -> bool {
+        !self.matching(token, hashes, true).await.is_empty()
+    }
+
+    /// The indices of the `hashes` that `token` matches, all of them (so a
+    /// caller can tell a token that two owners share).
+    pub async fn all(&self, token: &str, hashes: &[PasswordHashString]) -> Vec<usize> {
+        self.matching(token, hashes, false).await
+    }
+
+    async fn matching(
+        &self,
+        token: &str,
+        hashes: &[PasswordHashString],
+        first_only: bool,
+    ) -> Vec<usize> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = Vec::new();
+        let mut unknown = Vec::new();
+        {
+            let verified = self.verified();
+            for (i, h) in hashes.iter().enumerate() {
+                if verified.contains(&(digest, h.as_str().to_owned())) {
+                    if first_only {
+                        return vec![i];
+                    }
+                    found.push(i);
+                } else {
+                    unknown.push(i);
+                }
+            }
+        }
+        if unknown.is_empty() {
+            return found;
+        }
+        let Ok(_turn) = self.checking.acquire().await else {
+            return found;
+        };
+        let candidates: Vec<(usize, PasswordHashString)> =
+            unknown.iter().map(|&i| (i, hashes[i].clone())).collect();
+        let owned = token.to_owned();
+        let matched = tokio::task::spawn_blocking(move || {
+            let mut matched = Vec::new();
+            for (i, h) in candidates {
+                if Argon2::default()
+                    .verify_password(owned.as_bytes(), &h.password_hash())
+                    .is_ok()
+                {
+                    matched.push((i, h.as_str().to_owned()));
+                    if first_only {
+                        break;
+                    }
+                }
+            }
+            matched
+        })
+        .await
+        .unwrap_or_default();
+        let mut verified = self.verified();
+        for (i, text) in matched {
+            verified.insert((digest, text));
+            found.push(i);
+        }
+        found.sort_unstable();
+        found
+    }
+
+    fn verified(&self) -> std::sync::MutexGuard<'_, HashSet<([u8; 32], String)>> {
+        self.verified
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Who may use the API: the token hashes and the routes open without one.
 #[derive(Debug, Clone)]
 pub struct ApiAuth {
@@ -91,10 +201,7 @@ pub struct ApiAuth {
 struct Inner {
     hashes: Vec<PasswordHashString>,
     open: BTreeSet<String>,
-    /// SHA-256 of tokens that passed a check.
-    verified: Mutex<HashSet<[u8; 32]>>,
-    /// One argon2 check at a time.
-    checking: Semaphore,
+    tokens: TokenCheck,
 }
 
 /// Why a request was refused.
@@ -111,56 +218,13 @@ impl ApiAuth {
             inner: Arc::new(Inner {
                 hashes,
                 open,
-                verified: Mutex::default(),
-                checking: Semaphore::new(1),
+                tokens: TokenCheck::default(),
             }),
         }
     }
 
     fn is_open(&self, method: &Method, path: &str) -> bool {
         matches!(*method, Method::GET | Method::HEAD) && self.inner.open.contains(path)
-    }
-
-    /// Whether `token` matches one of the configured hashes.
-    async fn check(&self, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if self.known(&digest) {
-            return true;
-        }
-        let Ok(_turn) = self.inner.checking.acquire().await else {
-            return false;
-        };
-        // Another request may have checked the same token meanwhile.
-        if self.known(&digest) {
-            return true;
-        }
-        let inner = self.inner.clone();
-        let token = token.to_owned();
-        let ok = tokio::task::spawn_blocking(move || {
-            inner.hashes.iter().any(|h| {
-                Argon2::default()
-                    .verify_password(token.as_bytes(), &h.password_hash())
-                    .is_ok()
-            })
-        })
-        .await
-        .unwrap_or(false);
-        if ok {
-            self.inner
-                .verified
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(digest);
-        }
-        ok
-    }
-
-    fn known(&self, digest: &[u8; 32]) -> bool {
-        self.inner
-            .verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(digest)
     }
 
     /// Whether a request may go on, from its method, path and
@@ -178,12 +242,8 @@ impl ApiAuth {
         let Some(value) = authorization else {
             return Err(Refused::Missing);
         };
-        let token = value
-            .split_once(' ')
-            .and_then(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()))
-            .filter(|t| !t.is_empty())
-            .ok_or(Refused::Malformed)?;
-        if self.check(token).await {
+        let token = bearer_token(value).ok_or(Refused::Malformed)?;
+        if self.inner.tokens.any(token, &self.inner.hashes).await {
             Ok(())
         } else {
             Err(Refused::Wrong)
@@ -247,6 +307,32 @@ mod tests {
         assert!(argon
             .verify_password(b"correct-horse-battery-stapl", &hash.password_hash())
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn a_token_check_names_every_hash_a_token_matches_and_remembers_only_matches() {
+        let hash = |t: &str| parse_hash(&hash_token(t).unwrap()).unwrap();
+        let (a, b) = ("token-of-peer-a-0123", "token-of-peer-b-0123");
+        let hashes = [hash(a), hash(b), hash(a)];
+        let check = TokenCheck::default();
+        assert_eq!(check.all(a, &hashes).await, [0, 2]);
+        assert_eq!(check.all(b, &hashes).await, [1]);
+        assert!(check.all("token-of-nobody-0123", &hashes).await.is_empty());
+        assert!(check.any(b, &hashes).await);
+        assert!(!check.any("token-of-peer-a-012", &hashes).await);
+        // Remembered: a match, per token and hash; never a wrong token.
+        assert_eq!(check.verified().len(), 3);
+        assert_eq!(check.all(a, &hashes[..1]).await, [0]);
+        assert!(check.all(a, &hashes[1..2]).await.is_empty());
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header_value() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("abc"), None);
     }
 
     #[test]

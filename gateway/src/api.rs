@@ -5,7 +5,7 @@
 //! | `/healthz` | GET | `{"status":"ok","kind","name"}` |
 //! | `/v1/status` | GET | peers, VIs, MTU policy, outbox, flapping MACs |
 //! | `/metrics` | GET | OpenMetrics text, `iris_gateway_*` |
-//! | `/v1/peer/macs` | POST | a peer's MAC report (haas kind) |
+//! | `/v1/peer/macs` | POST | a peer's MAC report (haas kind; the peer's bearer token) |
 //! | `/v1/vis` | GET | every VI, `origin` `configuration` or `api` (bearer token) |
 //! | `/v1/vis/{id}` | GET, PUT, DELETE | one VI; added or removed at run time (bearer token) |
 //!
@@ -20,8 +20,19 @@
 //! Bodies are read as the controller's API reads them (its `Body`
 //! extractor): 415 when not JSON, 400 when not valid JSON, 422 when not the
 //! schema, each an `application/problem+json` document pointing at the
-//! field. A report from a name that is no `[[peer]]` is 403; one naming a
-//! VI its peer does not carry is 422 at `#/macs/N/vi`. Within a good
+//! field.
+//!
+//! A peer report needs the token of the peer it comes from in
+//! `Authorization: Bearer`, checked against the `token_hash` of each
+//! `[[peer]]` before the body is read: without one, or with one that
+//! matches no peer's hash, it is 401 and changes nothing. The peer whose
+//! hash the token matches is the sender: a report whose `from` names
+//! another is 403, as is one from a name that is no `[[peer]]`, or one
+//! naming a VI this gateway does not carry with the sender (at
+//! `#/macs/N/vi`); every refusal is counted in
+//! `iris_gateway_peer_reports_refused`. Only with
+//! `allow_unauthenticated_peers` (tests) is a report taken without a token,
+//! and then only from a peer that has no `token_hash`. Within a good
 //! report, each MAC is decided alone (`refused` with a detail for a VLAN
 //! outside its VI, a bad MAC or IP).
 
@@ -31,12 +42,14 @@ use crate::control::{Control, Refusal, Status};
 use crate::metrics::Metrics;
 use crate::report::{PeerAnswer, PeerReport};
 use crate::runtime_vis::{self, Put, Refused};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use iris_controller::api::{Body, BodyShape, FieldProblem, Problem};
+use iris_controller::api_auth::{bearer_token, TokenCheck};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -62,6 +75,8 @@ pub struct Shared {
     /// Counts the changes of the VIs, for the follower to read the
     /// registry of a new one.
     vis_changed: watch::Sender<u64>,
+    /// The peers' tokens, checked against their `token_hash`.
+    peer_tokens: TokenCheck,
 }
 
 impl Shared {
@@ -78,6 +93,7 @@ impl Shared {
             plan: Mutex::new(None),
             vis_writer: Mutex::new(()),
             vis_changed: watch::Sender::new(0),
+            peer_tokens: TokenCheck::default(),
         })
     }
 
@@ -129,7 +145,13 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
         .route("/metrics", get(metrics))
-        .route("/v1/peer/macs", post(peer_macs))
+        .route(
+            "/v1/peer/macs",
+            post(peer_macs).route_layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                authenticate_peer,
+            )),
+        )
         .route("/v1/vis", get(list_vis))
         .route("/v1/vis/{id}", get(get_vi).put(put_vi).delete(delete_vi))
         .fallback(not_found)
@@ -225,11 +247,134 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     )
 }
 
+/// Who sent a peer report, as its token says: `None` when the request
+/// carried no token and the configuration allows that.
+#[derive(Debug, Clone)]
+struct Sender(Option<String>);
+
+/// 401, with the challenge, nothing changed; counted.
+fn unauthenticated(s: &Shared, detail: String) -> Response {
+    s.control().refused_report("unauthenticated");
+    let mut r = problem(StatusCode::UNAUTHORIZED, detail).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"iris-gateway\""),
+    );
+    r
+}
+
+/// Axum middleware of `POST /v1/peer/macs`: the peer whose `token_hash`
+/// the bearer token matches goes into the request as its [`Sender`];
+/// 401 before the body is read otherwise. An iaas gateway takes no
+/// reports, which the control core says (403).
+async fn authenticate_peer(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
+    let config = s.control().config().clone();
+    if config.kind == crate::config::Kind::Iaas {
+        req.extensions_mut().insert(Sender(None));
+        return next.run(req).await;
+    }
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
+    let Some(value) = value else {
+        if config.allow_unauthenticated_peers {
+            req.extensions_mut().insert(Sender(None));
+            return next.run(req).await;
+        }
+        return unauthenticated(
+            &s,
+            "a peer report needs the sending peer's token: send `Authorization: Bearer \
+             <token>`; nothing was changed"
+                .into(),
+        );
+    };
+    let Some(token) = bearer_token(&value) else {
+        return unauthenticated(
+            &s,
+            "the Authorization header is not `Bearer <token>`; nothing was changed".into(),
+        );
+    };
+    let (names, hashes): (Vec<&str>, Vec<_>) = config
+        .peers
+        .iter()
+        .filter_map(|p| Some((p.name.as_str(), p.token_hash.clone()?)))
+        .unzip();
+    let matched = s.peer_tokens.all(token, &hashes).await;
+    match matched.as_slice() {
+        [one] => {
+            req.extensions_mut()
+                .insert(Sender(Some(names[*one].to_owned())));
+            next.run(req).await
+        }
+        [] => {
+            tracing::warn!("a peer report with a token no [[peer]] has was refused");
+            unauthenticated(
+                &s,
+                "the bearer token matches no [[peer]]'s token_hash; nothing was changed".into(),
+            )
+        }
+        several => {
+            let names: Vec<&str> = several.iter().map(|&i| names[i]).collect();
+            tracing::error!(
+                "peers {} share one token, so a report cannot say which sent it; give each \
+                 its own",
+                names.join(", ")
+            );
+            unauthenticated(
+                &s,
+                "the bearer token is the token of several peers, so it does not say which one \
+                 sent the report; nothing was changed"
+                    .into(),
+            )
+        }
+    }
+}
+
 async fn peer_macs(
     State(s): State<Arc<Shared>>,
+    Extension(Sender(sender)): Extension<Sender>,
     Body(report): Body<PeerReport>,
-) -> Result<Json<PeerAnswer>, Problem> {
-    let answer = s.control().peer_report(Instant::now(), &report)?;
+) -> Result<Json<PeerAnswer>, Response> {
+    let mut control = s.control();
+    match &sender {
+        Some(name) if *name != report.from => {
+            control.refused_report("not_the_sender");
+            let mut p = problem(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "the token is {name:?}'s, and a peer reports only for itself, not for {:?}; \
+                     nothing was changed",
+                    report.from
+                ),
+            );
+            p.errors = vec![FieldProblem {
+                pointer: "#/from".into(),
+                detail: format!("not {name:?}"),
+            }];
+            return Err(p.into_response());
+        }
+        None if control
+            .config()
+            .peer(&report.from)
+            .is_some_and(|p| p.token_hash.is_some()) =>
+        {
+            drop(control);
+            return Err(unauthenticated(
+                &s,
+                format!(
+                    "{:?} has a token_hash here: its reports need its token as `Authorization: \
+                     Bearer <token>`; nothing was changed",
+                    report.from
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let answer = control
+        .peer_report(Instant::now(), &report)
+        .map_err(|r| Problem::from(r).into_response())?;
+    drop(control);
     s.wake();
     Ok(Json(answer))
 }
@@ -248,8 +393,7 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> Result<ViApi, Box<Response>> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .and_then(|(scheme, t)| scheme.eq_ignore_ascii_case("bearer").then(|| t.trim()));
+        .and_then(bearer_token);
     let detail = match token {
         None => "send the [vi_api] token as `Authorization: Bearer <token>`; nothing was changed",
         Some(t) if same_secret(t, api.token.expose()) => return Ok(api),

@@ -14,6 +14,7 @@
 //! # trunk = "gw1-trunk"                                  (iaas only)
 //! wan_mtu = 9000              # or "clamp"
 //! listen = "127.0.0.1:9180"
+//! # allow_unauthenticated_peers = true   tests only: peers without a token
 //!
 //! [controller]                # haas only
 //! url = "http://127.0.0.1:18080"
@@ -22,6 +23,8 @@
 //! name = "gw-acme"
 //! wan_ip = "203.0.113.2"
 //! api = "http://127.0.0.1:9181"
+//! token_hash = "$argon2id$..."  # haas: the hash of the token gw-acme presents
+//! # token_file = "/etc/iris/peer-gw-haas.token"   iaas: the token to present
 //!
 //! [wan.encryption]          # optional: the GRE inside WireGuard
 //! private_key_file = "/etc/iris/gw.key"
@@ -41,6 +44,7 @@
 
 use crate::pipeline::VlanSet;
 pub use encryption::{EncryptedPeer, Encryption, PrivateKey};
+use iris_controller::api_auth::{parse_hash, PasswordHashString, MIN_TOKEN_LEN};
 use iris_controller::config::{
     check_name, check_plain_ovsdb_remote, from_toml, load_with, ConfigError, LoadError, ParseError,
 };
@@ -171,6 +175,12 @@ pub struct Peer {
     pub wan_ip: Ipv4Addr,
     /// The peer's API base URL, without a trailing slash.
     pub api: String,
+    /// iaas: the bearer token this gateway presents to the peer with its
+    /// reports, read from `token_file`.
+    pub token: Option<Token>,
+    /// haas: the argon2 hash of the token the peer presents with its
+    /// reports (`token_hash`); a report is taken only with that token.
+    pub token_hash: Option<PasswordHashString>,
 }
 
 /// A VI this gateway carries to one peer.
@@ -198,14 +208,15 @@ impl fmt::Debug for Token {
     }
 }
 
-/// The token in `path`: its first line, which must not be empty.
-fn read_token(path: &Path) -> Result<Token, String> {
+/// The token in `path`: its first line, which must not be empty; `what`
+/// says whose token belongs there.
+fn read_token(path: &Path, what: &str) -> Result<Token, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let token = text.lines().next().unwrap_or_default().trim();
     if token.is_empty() {
         return Err(format!(
-            "{} holds no token; write the controller's API token on its first line",
+            "{} holds no token; write {what} on its first line",
             path.display()
         ));
     }
@@ -216,6 +227,20 @@ fn read_token(path: &Path) -> Result<Token, String> {
         ));
     }
     Ok(Token(token.to_owned()))
+}
+
+/// [`read_token`], for a token whose other end keeps a hash of it: at
+/// least [`MIN_TOKEN_LEN`] characters, as `hash-token` takes them.
+fn read_long_token(path: &Path, what: &str) -> Result<Token, String> {
+    let token = read_token(path, what)?;
+    if token.expose().len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "{} holds a token shorter than {MIN_TOKEN_LEN} characters; write a longer one \
+             (e.g. `openssl rand -hex 32`)",
+            path.display()
+        ));
+    }
+    Ok(token)
 }
 
 /// A validated configuration.
@@ -237,6 +262,9 @@ pub struct Config {
     pub controller: Option<String>,
     /// The bearer token for the controller's API, read from `token_file`.
     pub controller_token: Option<Token>,
+    /// `[gateway] allow_unauthenticated_peers`: a peer without a token is
+    /// accepted (haas: its reports are taken without one). Tests only.
+    pub allow_unauthenticated_peers: bool,
     pub peers: Vec<Peer>,
     pub vis: Vec<ViConfig>,
     /// The GRE inside WireGuard (`[wan.encryption]`).
@@ -313,12 +341,40 @@ impl Config {
     /// What the configuration allows but an operator should know.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();
-        if !self.listen.ip().is_loopback() {
+        let open: Vec<&str> = self
+            .peers
+            .iter()
+            .filter(|p| match self.kind {
+                Kind::Haas => p.token_hash.is_none(),
+                Kind::Iaas => p.token.is_none(),
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        if self.allow_unauthenticated_peers {
+            let what = match self.kind {
+                Kind::Haas => format!(
+                    "anyone who reaches {} can report MACs as {} and so redirect their VIs' \
+                     traffic",
+                    self.listen,
+                    if open.is_empty() {
+                        "a peer added at run time without a token_hash".to_owned()
+                    } else {
+                        open.join(", ")
+                    }
+                ),
+                Kind::Iaas => format!(
+                    "reports go without a token to {}, whose gateway must then take them from \
+                     anyone",
+                    if open.is_empty() {
+                        "no peer now".to_owned()
+                    } else {
+                        open.join(", ")
+                    }
+                ),
+            };
             w.push(format!(
-                "listen = \"{}\" is reachable beyond this machine and peer reports \
-                 need no token: anyone who reaches it can report MACs as a peer; restrict it to \
-                 the WAN's management network",
-                self.listen
+                "UNAUTHENTICATED PEERS ALLOWED ([gateway] allow_unauthenticated_peers = true): \
+                 {what}; for tests only, give every [[peer]] a token and remove the key"
             ));
         }
         if self.vis.is_empty() {
@@ -363,6 +419,12 @@ impl Config {
             );
         }
         let _ = writeln!(s, "listen:     {}", self.listen);
+        if self.allow_unauthenticated_peers {
+            let _ = writeln!(
+                s,
+                "peer auth:  UNAUTHENTICATED PEERS ALLOWED (allow_unauthenticated_peers = true)"
+            );
+        }
         if let Some(a) = &self.vi_api {
             let _ = writeln!(
                 s,
@@ -378,9 +440,14 @@ impl Config {
                 .filter(|v| v.peer == p.name)
                 .map(|v| v.id.0.to_string())
                 .collect();
+            let auth = match (&p.token, &p.token_hash) {
+                (Some(_), _) => "token=from token_file",
+                (None, Some(_)) => "token=hashed",
+                (None, None) => "token=NONE",
+            };
             let _ = writeln!(
                 s,
-                "  {} wan_ip={} api={} vis=[{}]",
+                "  {} wan_ip={} api={} {auth} vis=[{}]",
                 p.name,
                 p.wan_ip,
                 p.api,
@@ -443,6 +510,10 @@ struct RawGateway {
     wan_mtu: Option<RawMtu>,
     #[serde(default = "default_listen")]
     listen: String,
+    /// Accept peers without a token: a haas gateway then takes their
+    /// reports from anyone who reaches its API. Tests only.
+    #[serde(default)]
+    allow_unauthenticated_peers: bool,
 }
 
 fn default_listen() -> String {
@@ -482,6 +553,15 @@ struct RawPeer {
     #[schema(value_type = String, format = Ipv4)]
     wan_ip: Ipv4Addr,
     api: String,
+    /// iaas: a file whose first line is the bearer token this gateway
+    /// presents to this peer with its reports.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    token_file: Option<std::path::PathBuf>,
+    /// haas: the argon2 hash (`iris-gateway hash-token`) of the token this
+    /// peer presents with its reports.
+    #[serde(default)]
+    token_hash: Option<String>,
     #[serde(default)]
     encryption: Option<encryption::RawPeerEncryption>,
 }
@@ -648,7 +728,7 @@ impl RawConfig {
                             err("controller.url", p);
                         }
                         if let Some(f) = &c.token_file {
-                            match read_token(f) {
+                            match read_token(f, "the controller's API token") {
                                 Ok(t) => token = Some(t),
                                 Err(p) => err("controller.token_file", p),
                             }
@@ -657,7 +737,11 @@ impl RawConfig {
                 }
             }
         }
-        let peers = validate_peers(&self.peers, (&g.name, g.wan_ip), &mut errors);
+        let auth = PeerAuth {
+            kind: g.kind,
+            allow_unauthenticated: g.allow_unauthenticated_peers,
+        };
+        let peers = validate_peers(&self.peers, (&g.name, g.wan_ip), auth, &mut errors);
         let encryption = encryption::validate(
             self.wan.as_ref(),
             &self.peers,
@@ -685,6 +769,7 @@ impl RawConfig {
                     .controller
                     .map(|c| c.url.trim_end_matches('/').to_owned()),
                 controller_token: token,
+                allow_unauthenticated_peers: g.allow_unauthenticated_peers,
                 file_peers: peers.len(),
                 peers,
                 vis,
@@ -698,15 +783,24 @@ impl RawConfig {
     }
 }
 
+/// What a gateway asks of its peers' tokens.
+#[derive(Debug, Clone, Copy)]
+struct PeerAuth {
+    kind: Kind,
+    allow_unauthenticated: bool,
+}
+
 /// The peers' own checks and those between them; `own` is this gateway's
 /// name and WAN address, which no peer may have.
 fn validate_peers(
     peers: &[RawPeer],
     own: (&str, Ipv4Addr),
+    auth: PeerAuth,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Peer> {
     let mut names = HashMap::new();
     let mut ips = HashMap::new();
+    let mut hashes = HashMap::new();
     let mut out = Vec::new();
     for (i, p) in peers.iter().enumerate() {
         let key = format!("peer[{i}]");
@@ -756,13 +850,95 @@ fn validate_peers(
         if let Err(problem) = check_http_url(&p.api) {
             err("api", problem);
         }
+        let (token, token_hash) = peer_tokens(p, auth, &mut err);
+        if let Some(h) = &token_hash {
+            if let Some(j) = hashes.insert(h.as_str().to_owned(), i) {
+                err(
+                    "token_hash",
+                    format!(
+                        "is already peer[{j}]'s; give each peer its own token, so that its \
+                         token says which peer reports"
+                    ),
+                );
+            }
+        }
         out.push(Peer {
             name: p.name.clone(),
             wan_ip: p.wan_ip,
             api: p.api.trim_end_matches('/').to_owned(),
+            token,
+            token_hash,
         });
     }
     out
+}
+
+/// A peer's token (iaas: the one to present) or token hash (haas: of the
+/// one it presents), problems reported through `err` by field.
+fn peer_tokens(
+    p: &RawPeer,
+    auth: PeerAuth,
+    err: &mut impl FnMut(&str, String),
+) -> (Option<Token>, Option<PasswordHashString>) {
+    let unauthenticated = "or, for tests only, set [gateway] allow_unauthenticated_peers = true";
+    match auth.kind {
+        Kind::Haas => {
+            if p.token_file.is_some() {
+                err(
+                    "token_file",
+                    "a haas gateway reports to no peer, its peers report to it; remove \
+                     token_file, give the token to the peer's own token_file and write its hash \
+                     here as token_hash"
+                        .into(),
+                );
+            }
+            match &p.token_hash {
+                Some(text) => match parse_hash(text) {
+                    Ok(h) => return (None, Some(h)),
+                    Err(problem) => err(
+                        "token_hash",
+                        problem.replace("iris-controller hash-token", "iris-gateway hash-token"),
+                    ),
+                },
+                None if !auth.allow_unauthenticated => err(
+                    "token_hash",
+                    format!(
+                        "no token: anyone who reaches this gateway's API could report MACs as \
+                         {:?} and redirect its VIs' traffic; write the hash of the token {:?} \
+                         presents (`iris-gateway hash-token < TOKEN-FILE`), {unauthenticated}",
+                        p.name, p.name
+                    ),
+                ),
+                None => {}
+            }
+        }
+        Kind::Iaas => {
+            if p.token_hash.is_some() {
+                err(
+                    "token_hash",
+                    "an iaas gateway takes no reports, it sends them; remove token_hash and \
+                     name the file of the token to present in token_file"
+                        .into(),
+                );
+            }
+            match &p.token_file {
+                Some(f) => match read_long_token(f, &format!("the token {:?} expects", p.name)) {
+                    Ok(t) => return (Some(t), None),
+                    Err(problem) => err("token_file", problem),
+                },
+                None if !auth.allow_unauthenticated => err(
+                    "token_file",
+                    format!(
+                        "no token: {:?} takes reports only with the token it keeps the hash \
+                         of; name the file holding it, {unauthenticated}",
+                        p.name
+                    ),
+                ),
+                None => {}
+            }
+        }
+    }
+    (None, None)
 }
 
 fn validate_vis(

@@ -25,7 +25,8 @@ use std::time::Instant;
 /// Why a peer's report was refused whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// 403 (not a configured peer) or 422 (a VI the peer does not carry).
+    /// 403: not a configured peer, or a VI this gateway does not carry with
+    /// the peer.
     pub status: u16,
     /// `(JSON pointer, detail)` for each field at fault.
     pub errors: Vec<(String, String)>,
@@ -313,6 +314,7 @@ impl Control {
             });
         }
         if self.config.peer(&report.from).is_none() {
+            self.refused_report("unknown_peer");
             return Err(Refusal {
                 status: 403,
                 errors: vec![(
@@ -346,8 +348,9 @@ impl Control {
             })
             .collect();
         if !foreign.is_empty() {
+            self.refused_report("foreign_vi");
             return Err(Refusal {
-                status: 422,
+                status: 403,
                 errors: foreign,
             });
         }
@@ -411,6 +414,15 @@ impl Control {
             .collect();
         self.refresh_gauges();
         Ok(PeerAnswer { results })
+    }
+
+    /// Counts a peer report refused whole, by `why` (one of
+    /// [`crate::metrics::PEER_REFUSALS`]).
+    pub fn refused_report(&self, why: &'static str) {
+        self.metrics
+            .peer_reports_refused
+            .get_or_create(&WhyLabel { why })
+            .inc();
     }
 
     /// One reported MAC's key and IPs, or why it is refused.

@@ -4,6 +4,7 @@
 //! iris-gateway run --config FILE      serve until SIGTERM or ctrl-c
 //! iris-gateway check-config FILE      validate FILE and print what it describes
 //! iris-gateway genkey FILE            write a new WireGuard private key, print its public key
+//! iris-gateway hash-token < TOKEN     print the hash a [[peer]]'s token_hash takes
 //! ```
 //!
 //! Exit codes: 0 success, 1 the configuration is wrong or the gateway
@@ -43,6 +44,10 @@ enum Command {
     /// Write a new private key for `[wan.encryption]` to FILE (which must
     /// not exist; mode 0600) and print its public key, for the peers.
     Genkey { file: PathBuf },
+    /// Read a peer's token from standard input and print the argon2 hash
+    /// to write as that `[[peer]]`'s `token_hash` on the gateway it
+    /// reports to (the controller's `hash-token`, the same hash).
+    HashToken,
 }
 
 fn main() -> ExitCode {
@@ -58,6 +63,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::HashToken => {
+            // From standard input, so that the token stays out of the
+            // shell's history and the process list.
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().read_line(&mut line) {
+                eprintln!("iris-gateway: cannot read the token from standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            match iris_controller::api_auth::hash_token(line.trim_end_matches(['\n', '\r'])) {
+                Ok(hash) => {
+                    println!("{hash}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("iris-gateway: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
                 for w in config.warnings() {

@@ -15,6 +15,15 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Why a peer report is refused whole: the `why` of
+/// `iris_gateway_peer_reports_refused`.
+pub const PEER_REFUSALS: [&str; 4] = [
+    "unauthenticated",
+    "not_the_sender",
+    "unknown_peer",
+    "foreign_vi",
+];
+
 /// Labels of the WAN port metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WanLabel {
@@ -45,6 +54,8 @@ pub struct Metrics {
     pub report_failures: Counter,
     /// MACs reported by peers, by outcome.
     pub peer_reports: Family<OutcomeLabel, Counter>,
+    /// Peer reports refused whole, by why ([`PEER_REFUSALS`]).
+    pub peer_reports_refused: Family<WhyLabel, Counter>,
     /// Trunk frames that said nothing usable, by reason.
     pub malformed_frames: Family<ReasonLabel, Counter>,
     /// Frames whose VLAN no VI carries.
@@ -90,6 +101,14 @@ impl Default for Metrics {
                 "Failed delivery attempts, each retried with backoff",
             ),
             peer_reports: registered(reg, "peer_reports", "MACs reported by peers, by outcome"),
+            peer_reports_refused: registered(
+                reg,
+                "peer_reports_refused",
+                "Peer reports refused whole, nothing changed: unauthenticated (no or a wrong \
+                 token, 401), not_the_sender (a peer's token, another peer's name in from, 403), \
+                 unknown_peer (from names no peer, 403), foreign_vi (a VI this gateway does not \
+                 carry with the peer, 403)",
+            ),
             malformed_frames: registered(
                 reg,
                 "malformed_frames",
@@ -130,6 +149,9 @@ impl Default for Metrics {
             let _ = m.peer_reports.get_or_create(&OutcomeLabel {
                 outcome: outcome.as_str(),
             });
+        }
+        for why in PEER_REFUSALS {
+            let _ = m.peer_reports_refused.get_or_create(&WhyLabel { why });
         }
         for why in ["outbox_full", "refused"] {
             let _ = m.reports_dropped.get_or_create(&WhyLabel { why });

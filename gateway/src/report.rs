@@ -373,7 +373,8 @@ pub fn stream_client(token: Option<&Token>) -> reqwest::Client {
 
 /// An HTTP client with the gateway's timeouts: a peer or controller that
 /// does not answer is a failure to retry, not a hang. Sends `token` as the
-/// bearer: give it only to the client that talks to the controller.
+/// bearer: give each client only the token of the one it talks to (the
+/// controller's, or one peer's).
 pub fn http_client(token: Option<&Token>) -> reqwest::Client {
     with_token(
         reqwest::Client::builder()

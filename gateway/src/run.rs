@@ -315,16 +315,12 @@ pub async fn start(
             tracing::error!("the API stopped: {e}");
         }
     }));
-    // Only the haas side talks to the controller: only its client carries
-    // the controller's token.
-    let http = http_client(match config.kind {
-        Kind::Haas => config.controller_token.as_ref(),
-        Kind::Iaas => None,
-    });
+    // Each client carries the token of the one it talks to alone: the
+    // controller's token goes to the controller, a peer's to that peer.
     match config.kind {
         Kind::Iaas => {
             for p in &config.peers {
-                let client = PeerClient::new(http.clone(), &p.api, &config.name);
+                let client = PeerClient::new(http_client(p.token.as_ref()), &p.api, &config.name);
                 tasks.push(tokio::spawn(send_to_peer(
                     shared.clone(),
                     p.name.clone(),
@@ -335,7 +331,8 @@ pub async fn start(
         }
         Kind::Haas => {
             let base = config.controller.clone().unwrap_or_default();
-            let client = RegistryClient::new(http.clone(), &base, &config.name);
+            let http = http_client(config.controller_token.as_ref());
+            let client = RegistryClient::new(http, &base, &config.name);
             tasks.push(tokio::spawn(write_registry(
                 shared.clone(),
                 client,
@@ -421,11 +418,14 @@ async fn send_to_peer(
                     break;
                 }
                 Err(e @ DeliveryError::Refused { .. }) => {
-                    tracing::error!(
-                        "{peer} refused {} reports: {e}; check that both gateways' \
-                         configurations name each other and carry the same VIs",
-                        batch.len()
-                    );
+                    let hint = if matches!(e, DeliveryError::Refused { status: 401, .. }) {
+                        "check that this [[peer]]'s token_file holds the token whose hash is the \
+                         token_hash of this gateway's [[peer]] there"
+                    } else {
+                        "check that both gateways' configurations name each other and carry \
+                         the same VIs"
+                    };
+                    tracing::error!("{peer} refused {} reports: {e}; {hint}", batch.len());
                     c.peer_failed(Instant::now(), &peer, batch, true);
                 }
                 Err(e) => {

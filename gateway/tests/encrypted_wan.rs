@@ -167,6 +167,7 @@ listen = "127.0.0.1:0"
 [[peer]]
 name = "gw{other}"
 wan_ip = "{peer_wan}"
+token_file = "{token_file}"
 api = "http://127.0.0.1:9"
 {peer_encryption}
 
@@ -176,6 +177,7 @@ gre_key = 1001
 peer = "gw{other}"
 vlans = ["100-199", "untagged"]
 "#,
+            token_file = common::ACME_TOKEN_FILE,
             wan = self.wan_ip(i),
             ovsdb = pm.ovsdb_unix_target(),
             mgmt = pm.ovs().bridge_mgmt_socket("br-gw").display(),

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::{haas_config, iaas_config, metrics};
+use common::{haas_config, iaas_config, metrics, token, token_hash, ACME_TOKEN_FILE};
 
 /// What the registry stand-in was sent.
 #[derive(Debug, Clone, PartialEq)]
@@ -134,13 +134,20 @@ async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     panic!("{what} did not happen within 30 s");
 }
 
+/// Posts a report as gw-acme, with its token.
 async fn post(gw: SocketAddr, body: &Value) -> (u16, String, Value) {
-    let r = reqwest::Client::new()
+    post_with(gw, Some(&token(ACME_TOKEN_FILE)), body).await
+}
+
+/// Posts a report with `token` as the bearer, or none.
+async fn post_with(gw: SocketAddr, token: Option<&str>, body: &Value) -> (u16, String, Value) {
+    let mut req = reqwest::Client::new()
         .post(format!("http://{gw}/v1/peer/macs"))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+        .json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     let ctype = r
         .headers()
@@ -148,6 +155,18 @@ async fn post(gw: SocketAddr, body: &Value) -> (u16, String, Value) {
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     (status, ctype, r.json().await.unwrap())
+}
+
+/// The registry writes once there are two, and their paths, sorted.
+async fn two_writes(rec: &Recorder) -> (Vec<Put>, Vec<String>) {
+    let puts = eventually("two registry writes", || {
+        let p = rec.puts();
+        (p.len() >= 2).then_some(p)
+    })
+    .await;
+    let mut paths: Vec<String> = puts.iter().map(|p| p.path.clone()).collect();
+    paths.sort_unstable();
+    (puts, paths)
 }
 
 fn mac_report(vi: u32, vlan: Value, mac: &str, seq: u32, kind: &str) -> Value {
@@ -166,13 +185,7 @@ async fn a_peer_report_is_written_into_the_registry_behind_this_gateway() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["results"][0]["outcome"], "followed");
     assert_eq!(answer["results"][1]["seq"], 2);
-    let puts = eventually("two registry writes", || {
-        let p = rec.puts();
-        (p.len() >= 2).then_some(p)
-    })
-    .await;
-    let mut paths: Vec<&str> = puts.iter().map(|p| p.path.as_str()).collect();
-    paths.sort_unstable();
+    let (puts, paths) = two_writes(&rec).await;
     assert_eq!(
         paths,
         ["1/100/52:54:00:00:01:05", "1/untagged/52:54:00:00:01:06"]
@@ -282,7 +295,7 @@ async fn bad_reports_are_problem_documents_naming_the_field() {
         (json!({"from": "gw-nobody", "macs": []}), 403, "#/from"),
         (
             json!({"from": "gw-acme", "macs": [mac_report(7, json!(100), "52:54:00:00:01:05", 0, "move")]}),
-            422,
+            403,
             "#/macs/0/vi",
         ),
         (
@@ -308,6 +321,7 @@ async fn bad_reports_are_problem_documents_naming_the_field() {
     }
     let r = reqwest::Client::new()
         .post(format!("http://{}/v1/peer/macs", gw.addr))
+        .bearer_auth(token(ACME_TOKEN_FILE))
         .body("{")
         .header("content-type", "application/json")
         .send()
@@ -316,6 +330,7 @@ async fn bad_reports_are_problem_documents_naming_the_field() {
     assert_eq!(r.status().as_u16(), 400);
     let r = reqwest::Client::new()
         .post(format!("http://{}/v1/peer/macs", gw.addr))
+        .bearer_auth(token(ACME_TOKEN_FILE))
         .body("{}")
         .send()
         .await
@@ -521,24 +536,40 @@ async fn a_peer_added_at_run_time_reports_as_a_configured_one_and_its_registry_i
     let body = json!({"from": "gw-initech", "macs": [
         mac_report(5, json!(150), "52:54:00:00:05:01", 1, "move"),
     ]});
-    let (status, _, refused) = post(gw.addr, &body).await;
-    assert_eq!(status, 403, "not a peer yet: {refused}");
+    let initech = "gw-initech-reports-to-gw-haas-0123";
+    let (status, _, refused) = post_with(gw.addr, Some(initech), &body).await;
+    assert_eq!(status, 401, "not a peer yet: {refused}");
 
-    let vi = json!({"gre_key": 1005, "vlans": ["100-199"],
+    let put = |vi: Value| {
+        reqwest::Client::new()
+            .put(format!("http://{}/v1/vis/5", gw.addr))
+            .bearer_auth(token)
+            .json(&vi)
+            .send()
+    };
+    // A peer without the hash of its token is refused at that field.
+    let mut vi = json!({"gre_key": 1005, "vlans": ["100-199"],
         "peer": {"name": "gw-initech", "wan_ip": "203.0.113.9", "api": "http://127.0.0.1:9"}});
-    let r = reqwest::Client::new()
-        .put(format!("http://{}/v1/vis/5", gw.addr))
-        .bearer_auth(token)
-        .json(&vi)
-        .send()
-        .await
-        .unwrap();
+    let r = put(vi.clone()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let problem: Value = r.json().await.unwrap();
+    assert_eq!(
+        problem["errors"][0]["pointer"], "#/peer/token_hash",
+        "{problem}"
+    );
+    vi["peer"]["token_hash"] = iris_controller::api_auth::hash_token(initech)
+        .unwrap()
+        .into();
+    let r = put(vi).await.unwrap();
     assert_eq!(r.status().as_u16(), 201);
     eventually("the new VI's registry read", || {
         lists().contains(&"5".to_owned()).then_some(())
     })
     .await;
-    let (status, _, answer) = post(gw.addr, &body).await;
+    // gw-acme's token is not gw-initech's.
+    let (status, _, refused) = post(gw.addr, &body).await;
+    assert_eq!(status, 403, "{refused}");
+    let (status, _, answer) = post_with(gw.addr, Some(initech), &body).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["results"][0]["outcome"], "followed");
     let puts = eventually("the registry write", || {
@@ -551,5 +582,166 @@ async fn a_peer_added_at_run_time_reports_as_a_configured_one_and_its_registry_i
         puts[0].body["location"],
         json!({"kind": "gateway", "gateway": "gw-haas"})
     );
+    gw.stop().await;
+}
+
+/// A haas gateway whose peers are gw-acme (VIs 1 and 2, the token of
+/// [`ACME_TOKEN_FILE`]) and gw-globex (VI 3, the token of
+/// [`common::GLOBEX_TOKEN_FILE`]).
+async fn start_haas_with_globex(ctl: SocketAddr, extra_gateway: &str) -> Running {
+    let text = format!(
+        "{}\n[[peer]]\nname = \"gw-globex\"\nwan_ip = \"203.0.113.3\"\napi = \"http://127.0.0.1:9\"\n\
+         token_hash = \"{}\"\n\n[[vi]]\nid = 3\ngre_key = 1003\npeer = \"gw-globex\"\n\
+         vlans = [\"100-199\"]\n",
+        common::haas_text(ctl, "")
+            .replace("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:0\"\n{extra_gateway}")),
+        token_hash(common::GLOBEX_TOKEN_FILE)
+    );
+    start(
+        Arc::new(iris_gateway::config::Config::parse(&text).unwrap()),
+        DatapathLink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+/// The value of `iris_gateway_peer_reports_refused{why}`.
+async fn refusals(gw: SocketAddr, why: &str) -> u64 {
+    let text = metrics(gw).await;
+    let line = format!("iris_gateway_peer_reports_refused_total{{why=\"{why}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .unwrap_or_else(|| panic!("no {line} in {text}"))
+        .parse()
+        .unwrap()
+}
+
+/// Reports without the sender's token, or for a VI the sender does not
+/// share with this gateway, are refused whole with a problem document,
+/// counted, and change nothing: no MAC learnt, no registry write; the
+/// same reports with the right token are followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_needs_its_senders_token_and_may_name_only_the_senders_vis() {
+    let (rec, ctl) = recorder().await;
+    let gw = start_haas_with_globex(ctl, "").await;
+    let (acme, globex) = (token(ACME_TOKEN_FILE), token(common::GLOBEX_TOKEN_FILE));
+    let acme_mac = mac_report(1, json!(100), "52:54:00:00:01:05", 1, "move");
+    let from_acme = json!({"from": "gw-acme", "macs": [acme_mac]});
+
+    // No token, a wrong one, one that is not a bearer: 401, with the
+    // challenge, before the body is read.
+    for token in [None, Some("not-the-token-of-anyone-0123")] {
+        let (status, ctype, problem) = post_with(gw.addr, token, &from_acme).await;
+        assert_eq!(status, 401, "{token:?}: {problem}");
+        assert_eq!(ctype, "application/problem+json");
+    }
+    let r = reqwest::Client::new()
+        .post(format!("http://{}/v1/peer/macs", gw.addr))
+        .header("authorization", format!("Basic {acme}"))
+        .body("not even JSON")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        r.headers()["www-authenticate"],
+        "Bearer realm=\"iris-gateway\""
+    );
+    assert_eq!(refusals(gw.addr, "unauthenticated").await, 3);
+
+    // gw-globex's token: not gw-acme's reports, nor reports for VI 1.
+    let (status, _, problem) = post_with(gw.addr, Some(&globex), &from_acme).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["errors"][0]["pointer"], "#/from", "{problem}");
+    let from_globex = json!({"from": "gw-globex", "macs": [
+        mac_report(3, json!(100), "52:54:00:00:03:01", 1, "move"),
+        mac_report(1, json!(100), "52:54:00:00:01:05", 1, "move"),
+    ]});
+    let (status, ctype, problem) = post_with(gw.addr, Some(&globex), &from_globex).await;
+    assert_eq!(
+        (status, ctype.as_str()),
+        (403, "application/problem+json"),
+        "{problem}"
+    );
+    assert_eq!(problem["errors"][0]["pointer"], "#/macs/1/vi", "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("vi 1 is not carried between this gateway and gw-globex"),
+        "{problem}"
+    );
+    assert_eq!(refusals(gw.addr, "not_the_sender").await, 1);
+    assert_eq!(refusals(gw.addr, "foreign_vi").await, 1);
+
+    // Nothing changed: no MAC in the table, nothing for the registry.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rec.puts().is_empty(), "{:?}", rec.puts());
+    assert_eq!(gw.shared.control().status().macs, 0);
+
+    // The senders' own reports, with their tokens, are followed.
+    let (status, _, answer) = post_with(gw.addr, Some(&acme), &from_acme).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["outcome"], "followed");
+    let from_globex = json!({"from": "gw-globex", "macs": [
+        mac_report(3, json!(100), "52:54:00:00:03:01", 1, "move"),
+    ]});
+    let (status, _, answer) = post_with(gw.addr, Some(&globex), &from_globex).await;
+    assert_eq!(status, 200, "{answer}");
+    let (_, paths) = two_writes(&rec).await;
+    assert_eq!(
+        paths,
+        ["1/100/52:54:00:00:01:05", "3/100/52:54:00:00:03:01"]
+    );
+    gw.stop().await;
+}
+
+/// `allow_unauthenticated_peers` takes reports without a token from a peer
+/// that has no `token_hash`, never from one that has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_a_peer_without_a_hash_may_report_and_only_when_allowed() {
+    let (rec, ctl) = recorder().await;
+    // gw-globex has a hash: its reports need its token all the same.
+    let gw = start_haas_with_globex(ctl, "allow_unauthenticated_peers = true").await;
+    let from_globex = json!({"from": "gw-globex", "macs": [
+        mac_report(3, json!(100), "52:54:00:00:03:01", 1, "move"),
+    ]});
+    let (status, _, problem) = post_with(gw.addr, None, &from_globex).await;
+    assert_eq!(status, 401, "{problem}");
+    gw.stop().await;
+
+    let text = common::haas_text(ctl, "")
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\nallow_unauthenticated_peers = true",
+        )
+        .replace(
+            &format!("token_hash = \"{}\"\n", token_hash(ACME_TOKEN_FILE)),
+            "",
+        );
+    assert!(!text.contains("token_hash"));
+    let config = iris_gateway::config::Config::parse(&text).unwrap();
+    assert!(
+        config.warnings()[0].contains("UNAUTHENTICATED PEERS ALLOWED"),
+        "{:?}",
+        config.warnings()
+    );
+    let gw = start(
+        Arc::new(config),
+        DatapathLink::default(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let body = json!({"from": "gw-acme", "macs": [
+        mac_report(1, json!(100), "52:54:00:00:01:05", 1, "move"),
+    ]});
+    let (status, _, answer) = post_with(gw.addr, None, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    eventually("the registry write", || {
+        (!rec.puts().is_empty()).then_some(())
+    })
+    .await;
     gw.stop().await;
 }

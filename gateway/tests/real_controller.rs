@@ -135,6 +135,7 @@ async fn report(gw: SocketAddr, mac: &str, seq: u32, kind: &str) -> Value {
         {"vi": 1, "vlan": 100, "mac": mac, "ips": ["10.1.1.5"], "seq": seq, "kind": kind}]});
     let r = reqwest::Client::new()
         .post(format!("http://{gw}/v1/peer/macs"))
+        .bearer_auth(common::token(common::ACME_TOKEN_FILE))
         .json(&body)
         .send()
         .await

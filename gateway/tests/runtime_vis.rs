@@ -219,7 +219,8 @@ fn a_vi_put_at_run_time_carries_traffic_survives_a_restart_and_goes_on_delete() 
     let far_ip = w.tb.pm(w.far).underlay_addr().addr().to_string();
     let body = json!({
         "gre_key": KEY,
-        "peer": {"name": "gw-far", "wan_ip": far_ip, "api": "http://127.0.0.1:9"},
+        "peer": {"name": "gw-far", "wan_ip": far_ip, "api": "http://127.0.0.1:9",
+            "token_hash": common::token_hash(common::ACME_TOKEN_FILE)},
         "vlans": ["100-199"]
     });
     let put = reqwest::Method::PUT;

@@ -797,6 +797,15 @@ fn check_vi(spec: &ViCreate) -> ApiResult<()> {
         // The HaaS gateway's own check of a peer's name.
         check_name(n).map_err(|p| invalid("gateway_name", p))?;
     }
+    if let Some(h) = &spec.gateway_token_hash {
+        // The HaaS gateway's own check of a peer's token_hash.
+        iris_controller::api_auth::parse_hash(h).map_err(|p| {
+            invalid(
+                "gateway_token_hash",
+                p.replace("iris-controller hash-token", "iris-gateway hash-token"),
+            )
+        })?;
+    }
     let gw = spec.gateway.as_str();
     let ok = gw.parse::<Ipv4Addr>().is_ok() || gw.parse::<std::net::SocketAddrV4>().is_ok();
     if !ok {

@@ -38,7 +38,8 @@ pub fn peer_name(vi: &Vi) -> String {
 }
 
 /// The body of `PUT /v1/vis/{key}` for `vi`: its tunnel key, the
-/// operator's gateway as the peer, its VLAN range.
+/// operator's gateway as the peer (with the hash of its token), its VLAN
+/// range.
 pub fn vi_body(vi: &Vi) -> Value {
     let endpoint = vi.spec.gateway.as_str();
     let (ip, port) = match endpoint.parse::<std::net::SocketAddrV4>() {
@@ -46,9 +47,14 @@ pub fn vi_body(vi: &Vi) -> Value {
         Err(_) => (endpoint.to_owned(), DEFAULT_PEER_PORT),
     };
     let vlans = &vi.spec.vlans;
+    let mut peer =
+        json!({"name": peer_name(vi), "wan_ip": ip, "api": format!("http://{ip}:{port}")});
+    if let Some(h) = &vi.spec.gateway_token_hash {
+        peer["token_hash"] = Value::String(h.clone());
+    }
     json!({
         "gre_key": vi.tunnel_key,
-        "peer": {"name": peer_name(vi), "wan_ip": ip, "api": format!("http://{ip}:{port}")},
+        "peer": peer,
         "vlans": [format!("{}-{}", vlans.first, vlans.last)],
     })
 }

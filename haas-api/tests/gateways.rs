@@ -135,9 +135,35 @@ async fn vis_are_pushed_to_the_haas_gateway_rolled_back_reconciled_and_removed()
     let (_, acme) = provider(&b, "acme").await;
     let (_, globex) = provider(&b, "globex").await;
 
-    // Made: in the controller, on the gateway, and the operator told where.
-    let body = json!({"name": "net", "gateway": "203.0.113.7:9300", "gateway_name": "gw-acme",
+    // The hashes of the operators' gateways' tokens (the tokens stay with
+    // the operators).
+    let hash = |t: &str| iris_controller::api_auth::hash_token(t).unwrap();
+    let (acme_hash, globex_hash) = (
+        hash("gw-acme-reports-to-gwh-0123"),
+        hash("gw-globex-reports-to-gwh-0123"),
+    );
+
+    // Without the hash of the operator gateway's token, or with a token
+    // where its hash belongs: refused, made nowhere.
+    let mut body = json!({"name": "net", "gateway": "203.0.113.7:9300", "gateway_name": "gw-acme",
         "vlans": {"first": 100, "last": 199}, "addressing": {"mode": "dhcp"}});
+    let (s, _, p) = call(&b, Some(&acme), "POST", "/v1/vis", Some(body.clone())).await;
+    assert_eq!(s, 422, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("#/peer/token_hash"),
+        "{p}"
+    );
+    body["gateway_token_hash"] = json!("gw-acme-reports-to-gwh-0123");
+    let (s, _, p) = call(&b, Some(&acme), "POST", "/v1/vis", Some(body.clone())).await;
+    assert_eq!(s, 422, "{p}");
+    assert!(
+        p["detail"].as_str().unwrap().contains("never tokens"),
+        "{p}"
+    );
+    assert_eq!(runtime_vis(&gw).await, Vec::<Value>::new());
+
+    // Made: in the controller, on the gateway, and the operator told where.
+    body["gateway_token_hash"] = json!(acme_hash);
     let (s, _, vi) = call(&b, Some(&acme), "POST", "/v1/vis", Some(body)).await;
     assert_eq!(s, 201, "{vi}");
     let key = vi["tunnel_key"].as_u64().unwrap();
@@ -149,13 +175,15 @@ async fn vis_are_pushed_to_the_haas_gateway_rolled_back_reconciled_and_removed()
     assert_eq!(
         on_gw,
         [json!({"id": key, "origin": "api", "gre_key": key,
-            "peer": {"name": "gw-acme", "wan_ip": "203.0.113.7", "api": "http://203.0.113.7:9300"},
+            "peer": {"name": "gw-acme", "wan_ip": "203.0.113.7", "api": "http://203.0.113.7:9300",
+                "token_hash": acme_hash},
             "vlans": ["100-199"]})]
     );
 
     // Another operator claiming that gateway name from another address:
     // the gateway refuses, so the VI is made nowhere.
     let clash = json!({"name": "net", "gateway": "203.0.113.8", "gateway_name": "gw-acme",
+        "gateway_token_hash": globex_hash,
         "vlans": {"first": 100, "last": 199}, "addressing": {"mode": "dhcp"}});
     let (s, _, p) = call(&b, Some(&globex), "POST", "/v1/vis", Some(clash)).await;
     assert_eq!(s, 409, "{p}");
@@ -185,7 +213,8 @@ async fn vis_are_pushed_to_the_haas_gateway_rolled_back_reconciled_and_removed()
     .await;
     assert_eq!(s, 204);
     let stray = json!({"gre_key": 4000, "vlans": ["5"],
-        "peer": {"name": "gw-old", "wan_ip": "203.0.113.66", "api": "http://203.0.113.66:9180"}});
+        "peer": {"name": "gw-old", "wan_ip": "203.0.113.66", "api": "http://203.0.113.66:9180",
+            "token_hash": globex_hash}});
     let (s, _, _) = call(&gw.base, Some(GW_TOKEN), "PUT", "/v1/vis/4000", Some(stray)).await;
     assert_eq!(s, 201);
     let broker = start_broker(&config).await;
@@ -208,7 +237,7 @@ async fn vis_are_pushed_to_the_haas_gateway_rolled_back_reconciled_and_removed()
 
     // The gateway down: the VI is made nowhere, and the broker says why.
     drop(gw);
-    let body = json!({"name": "net2", "gateway": "203.0.113.9",
+    let body = json!({"name": "net2", "gateway": "203.0.113.9", "gateway_token_hash": acme_hash,
         "vlans": {"first": 100, "last": 199}, "addressing": {"mode": "dhcp"}});
     let (s, _, p) = call(&b, Some(&acme), "POST", "/v1/vis", Some(body)).await;
     assert_eq!(s, 502, "{p}");

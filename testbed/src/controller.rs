@@ -275,14 +275,16 @@ pub struct OpenFlowTls {
 pub const API_TOKEN_FILE: &str = "api-token";
 
 /// A token of 32 random bytes in hex.
-fn fresh_token() -> String {
+pub(crate) fn fresh_token() -> String {
     let mut bytes = [0u8; 32];
     password_hash::rand_core::RngCore::fill_bytes(&mut password_hash::rand_core::OsRng, &mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The argon2 hash `[api_auth] token_hashes` takes.
-fn token_hash(token: &str) -> String {
+/// The argon2 hash `[api_auth] token_hashes` takes (and a gateway's
+/// `[[peer]] token_hash`: the controller's `hash-token`, which the testbed
+/// cannot depend on, as the controller's tests depend on the testbed).
+pub(crate) fn token_hash(token: &str) -> String {
     use argon2::PasswordHasher;
     let salt = password_hash::SaltString::generate(&mut password_hash::rand_core::OsRng);
     argon2::Argon2::default()

@@ -12,8 +12,8 @@
 //! ```
 
 use super::{
-    read_token, validate_peers, validate_vis, Config, ConfigError, Kind, RawPeer, RawVi, RawVlan,
-    Token,
+    read_long_token, validate_peers, validate_vis, Config, ConfigError, Kind, PeerAuth, RawPeer,
+    RawVi, RawVlan, Token,
 };
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -46,20 +46,8 @@ impl RawViApi {
             ));
             return None;
         }
-        let token = match read_token(&self.token_file) {
-            Ok(t) if t.expose().len() >= iris_controller::api_auth::MIN_TOKEN_LEN => Some(t),
-            Ok(_) => {
-                errors.push(ConfigError::new(
-                    "vi_api.token_file",
-                    format!(
-                        "{} holds a token shorter than {} characters; write a longer one \
-                         (e.g. `openssl rand -hex 32`)",
-                        self.token_file.display(),
-                        iris_controller::api_auth::MIN_TOKEN_LEN
-                    ),
-                ));
-                None
-            }
+        let token = match read_long_token(&self.token_file, "the token of [vi_api]") {
+            Ok(t) => Some(t),
             Err(p) => {
                 errors.push(ConfigError::new("vi_api.token_file", p));
                 None
@@ -110,6 +98,11 @@ pub struct PeerSpec {
     pub wan_ip: Ipv4Addr,
     /// The peer's API base URL, `http://IP:PORT`.
     pub api: String,
+    /// The argon2 hash of the token the peer presents with its reports
+    /// (`iris-gateway hash-token`), as a `[[peer]]`'s `token_hash`;
+    /// required unless `allow_unauthenticated_peers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_hash: Option<String>,
 }
 
 /// `PUT /v1/vis/{id}`: what a `[[vi]]` says, with its `[[peer]]`.
@@ -156,6 +149,8 @@ impl RuntimeVi {
             name: self.peer.name.clone(),
             wan_ip: self.peer.wan_ip,
             api: self.peer.api.clone(),
+            token_file: None,
+            token_hash: self.peer.token_hash.clone(),
             encryption: None,
         }
     }
@@ -184,7 +179,27 @@ fn pointer_of(key: &str) -> String {
     format!("#/{}", rest.replace('[', "/").replace(']', ""))
 }
 
+/// Whether two `token_hash` texts are one hash (as parsed, so that two
+/// spellings of one PHC string agree).
+fn same_hash(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let parse = iris_controller::api_auth::parse_hash;
+            a == b || matches!((parse(a), parse(b)), (Ok(x), Ok(y)) if x == y)
+        }
+        _ => false,
+    }
+}
+
 impl Config {
+    fn peer_auth(&self) -> PeerAuth {
+        PeerAuth {
+            kind: self.kind,
+            allow_unauthenticated: self.allow_unauthenticated_peers,
+        }
+    }
+
     /// Whether VI `id` is one of the file's `[[vi]]`.
     pub fn is_file_vi(&self, id: u32) -> bool {
         self.file_vis.iter().any(|v| v.id == id)
@@ -203,6 +218,7 @@ impl Config {
                         name: p.name.clone(),
                         wan_ip: p.wan_ip,
                         api: p.api.clone(),
+                        token_hash: p.token_hash.as_ref().map(|h| h.as_str().to_owned()),
                     },
                     vlans: v.vlans.clone(),
                 })
@@ -217,7 +233,12 @@ impl Config {
         let vi = RuntimeVi::new(id, spec.clone());
         let peers = [vi.raw_peer()];
         let mut errors = Vec::new();
-        validate_peers(&peers, (&self.name, self.wan_ip), &mut errors);
+        validate_peers(
+            &peers,
+            (&self.name, self.wan_ip),
+            self.peer_auth(),
+            &mut errors,
+        );
         validate_vis(&[vi.raw_vi()], &peers, self.kind, &mut errors);
         errors
             .into_iter()
@@ -240,6 +261,8 @@ impl Config {
                 name: p.name.clone(),
                 wan_ip: p.wan_ip,
                 api: p.api.clone(),
+                token_file: None,
+                token_hash: p.token_hash.as_ref().map(|h| h.as_str().to_owned()),
                 encryption: None,
             })
             .collect();
@@ -248,13 +271,29 @@ impl Config {
         let mut errors = Vec::new();
         let mut raw_vis = self.file_vis.clone();
         for v in &vis {
+            // The token hash is part of the peer: a VI that names a peer
+            // with another hash would let another token report for it.
             let same = |p: &RawPeer| {
                 p.name == v.peer.name
                     && p.wan_ip == v.peer.wan_ip
                     && p.api.trim_end_matches('/') == v.peer.api.trim_end_matches('/')
+                    && same_hash(p.token_hash.as_deref(), v.peer.token_hash.as_deref())
             };
             if !peers.iter().any(same) {
                 let key = format!("peer[{}]", peers.len());
+                if peers.iter().any(|p| {
+                    p.name == v.peer.name
+                        && !same_hash(p.token_hash.as_deref(), v.peer.token_hash.as_deref())
+                }) {
+                    errors.push(ConfigError::new(
+                        format!("{key}.token_hash"),
+                        format!(
+                            "{:?} has another token_hash here: every VI of one peer carries the \
+                             same hash (hash its token once; a hash made again has another salt)",
+                            v.peer.name
+                        ),
+                    ));
+                }
                 if self.encryption.is_some() {
                     errors.push(ConfigError::new(
                         format!("{key}.name"),
@@ -278,7 +317,12 @@ impl Config {
             ));
             raw_vis.push(v.raw_vi());
         }
-        let out_peers = validate_peers(&peers, (&self.name, self.wan_ip), &mut errors);
+        let out_peers = validate_peers(
+            &peers,
+            (&self.name, self.wan_ip),
+            self.peer_auth(),
+            &mut errors,
+        );
         let out_vis = validate_vis(&raw_vis, &peers, self.kind, &mut errors);
         for (i, v) in self.file_vis.iter().enumerate() {
             labels.push((

@@ -1,5 +1,12 @@
 use super::*;
 
+/// The argon2 hashes of the tokens in `tests/data/gw-acme.token` and
+/// `tests/data/gw-globex.token` (`iris-gateway hash-token`).
+pub(crate) const ACME_TOKEN_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$klXP6w8Gq/NpeNbwMKtjzA$eenL2mEEHM+6MkPuUrOwDPtn7cdHf0QlIe4QfsrbrME";
+pub(crate) const GLOBEX_TOKEN_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$zVLOKMfNMuzh8FmzvdFOOA$7Q6q3ptUOB9XsmiSLGfYXStb6p55QAC2VwEoMJQk4LQ";
+
 /// A haas gateway with two peers, one VI each (other tests start from it).
 pub(crate) const HAAS: &str = r#"
 [gateway]
@@ -17,11 +24,13 @@ url = "http://127.0.0.1:18080/"
 name = "gw-acme"
 wan_ip = "203.0.113.2"
 api = "http://127.0.0.1:9181"
+token_hash = "$argon2id$v=19$m=19456,t=2,p=1$klXP6w8Gq/NpeNbwMKtjzA$eenL2mEEHM+6MkPuUrOwDPtn7cdHf0QlIe4QfsrbrME"
 
 [[peer]]
 name = "gw-globex"
 wan_ip = "203.0.113.3"
 api = "http://127.0.0.1:9182"
+token_hash = "$argon2id$v=19$m=19456,t=2,p=1$zVLOKMfNMuzh8FmzvdFOOA$7Q6q3ptUOB9XsmiSLGfYXStb6p55QAC2VwEoMJQk4LQ"
 
 [[vi]]
 id = 1
@@ -37,7 +46,8 @@ vlans = ["100-199", 7]
 "#;
 
 /// An iaas gateway with two VIs on one trunk.
-pub(crate) const IAAS: &str = r#"
+pub(crate) const IAAS: &str = concat!(
+    r#"
 [gateway]
 name = "gw-acme"
 kind = "iaas"
@@ -51,6 +61,9 @@ wan_mtu = "clamp"
 [[peer]]
 name = "gw-haas"
 wan_ip = "203.0.113.1"
+token_file = ""#,
+    env!("CARGO_MANIFEST_DIR"),
+    r#"/tests/data/gw-acme.token"
 api = "http://127.0.0.1:9180"
 
 [[vi]]
@@ -64,7 +77,8 @@ id = 2
 gre_key = 1002
 peer = "gw-haas"
 vlans = ["200-299", "untagged"]
-"#;
+"#
+);
 
 fn errors(text: &str) -> Vec<ConfigError> {
     match Config::parse(text) {
@@ -93,7 +107,17 @@ fn a_haas_config_reads_whole() {
     assert!(!v1.vlans.contains_vlan(Vlan::Tagged(200)));
     assert!(c.vi(ViId(2)).unwrap().vlans.contains_vlan(Vlan::Tagged(7)));
     let s = c.summary();
-    assert!(s.contains("  gw-acme wan_ip=203.0.113.2 api=http://127.0.0.1:9181 vis=[1]"));
+    assert!(
+        s.contains("  gw-acme wan_ip=203.0.113.2 api=http://127.0.0.1:9181 token=hashed vis=[1]"),
+        "{s}"
+    );
+    assert_eq!(
+        c.peer("gw-acme")
+            .and_then(|p| p.token_hash.as_ref())
+            .map(|h| h.as_str()),
+        Some(ACME_TOKEN_HASH)
+    );
+    assert!(c.warnings().is_empty(), "{:?}", c.warnings());
     assert!(
         s.contains("  vi2 gre_key=1002 peer=gw-globex vlans=7,100-199"),
         "{s}"
@@ -269,6 +293,100 @@ fn the_controllers_token_comes_from_a_file_and_is_never_printed() {
         assert_eq!(e[0].key, "controller.token_file");
         assert!(e[0].problem.contains(says), "{e:?}");
     }
+}
+
+/// The token file of the peer of [`IAAS`], and [`IAAS`] with another.
+fn iaas_token_file() -> String {
+    format!("{}/tests/data/gw-acme.token", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a_peer_without_a_token_is_refused_unless_explicitly_allowed() {
+    let no_hash = HAAS.replace(&format!("token_hash = \"{ACME_TOKEN_HASH}\"\n"), "");
+    let e = errors(&no_hash);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].key, "peer[0].token_hash");
+    assert!(e[0].problem.contains("iris-gateway hash-token"), "{}", e[0]);
+    assert!(
+        e[0].problem.contains("allow_unauthenticated_peers"),
+        "{}",
+        e[0]
+    );
+    let no_file = IAAS.replace(&format!("token_file = \"{}\"\n", iaas_token_file()), "");
+    assert_eq!(keys(&no_file), ["peer[0].token_file"]);
+
+    // Allowed, it is said loudly, by check-config's summary and warnings.
+    let allow = |t: &str| t.replace("ovsdb =", "allow_unauthenticated_peers = true\novsdb =");
+    for (text, open) in [(allow(&no_hash), "gw-acme"), (allow(&no_file), "gw-haas")] {
+        let c = Config::parse(&text).unwrap();
+        assert!(c.allow_unauthenticated_peers);
+        let w = c.warnings().join("\n");
+        assert!(w.contains("UNAUTHENTICATED PEERS ALLOWED"), "{w}");
+        assert!(w.contains(open), "{w}");
+        let s = c.summary();
+        assert!(
+            s.contains("peer auth:  UNAUTHENTICATED PEERS ALLOWED"),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!("  {open} ")) && s.contains(" token=NONE "),
+            "{s}"
+        );
+    }
+}
+
+#[test]
+fn a_peers_token_file_and_hash_are_checked_at_their_keys_and_never_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_file = |f: &Path| IAAS.replace(&iaas_token_file(), &f.display().to_string());
+    let c = Config::parse(IAAS).unwrap();
+    let token = std::fs::read_to_string(iaas_token_file()).unwrap();
+    let token = token.trim();
+    assert_eq!(
+        c.peer("gw-haas").unwrap().token.as_ref().map(Token::expose),
+        Some(token)
+    );
+    assert!(
+        c.summary().contains("token=from token_file"),
+        "{}",
+        c.summary()
+    );
+    assert!(!c.summary().contains(token) && !format!("{c:?}").contains(token));
+
+    // Missing, empty, unreadable (a directory), short: refused at the key.
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    std::fs::write(dir.path().join("short"), "short-token\n").unwrap();
+    for (f, says) in [
+        (dir.path().join("nope"), "cannot read"),
+        (dir.path().join("empty"), "holds no token"),
+        (dir.path().to_path_buf(), "cannot read"),
+        (dir.path().join("short"), "shorter than 16"),
+    ] {
+        let e = errors(&with_file(&f));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "peer[0].token_file", "{e:?}");
+        assert!(e[0].problem.contains(says), "{f:?}: {e:?}");
+    }
+
+    // A token where its hash belongs, and each key on the wrong kind.
+    let plain = HAAS.replace(ACME_TOKEN_HASH, "gw-acme-reports-to-gw-haas-0123456789");
+    let e = errors(&plain);
+    assert_eq!(e[0].key, "peer[0].token_hash");
+    assert!(e[0].problem.contains("never tokens"), "{e:?}");
+    assert!(e[0].problem.contains("iris-gateway hash-token"), "{e:?}");
+    let haas_file = HAAS.replace(
+        "api = \"http://127.0.0.1:9181\"",
+        &format!(
+            "api = \"http://127.0.0.1:9181\"\ntoken_file = \"{}\"",
+            iaas_token_file()
+        ),
+    );
+    assert_eq!(keys(&haas_file), ["peer[0].token_file"]);
+    let iaas_hash = IAAS.replace(
+        "api = \"http://127.0.0.1:9180\"",
+        &format!("api = \"http://127.0.0.1:9180\"\ntoken_hash = \"{GLOBEX_TOKEN_HASH}\""),
+    );
+    assert_eq!(keys(&iaas_hash), ["peer[0].token_hash"]);
 }
 
 /// The configuration's JSON Schema is the one checked in (`IRIS_BLESS=1`

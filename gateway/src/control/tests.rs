@@ -145,10 +145,24 @@ fn a_stranger_or_a_vi_the_peer_does_not_carry_refuses_the_whole_report() {
         report(9, Some(100), "52:54:00:00:01:07", 0, ReportKind::Presence),
     ]);
     let e = c.peer_report(now, &r).unwrap_err();
-    assert_eq!(e.status, 422);
+    assert_eq!(e.status, 403);
     let at: Vec<&str> = e.errors.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(at, ["#/macs/1/vi", "#/macs/2/vi"]);
+    assert!(
+        e.errors[1]
+            .1
+            .contains("vi 9 is not carried between this gateway and gw-acme"),
+        "{:?}",
+        e.errors
+    );
     assert!(c.table().is_empty(), "nothing of a refused report is taken");
+    let refused = |why| {
+        c.metrics
+            .peer_reports_refused
+            .get_or_create(&WhyLabel { why })
+            .get()
+    };
+    assert_eq!((refused("unknown_peer"), refused("foreign_vi")), (1, 1));
 }
 
 #[test]
@@ -429,7 +443,7 @@ mod arbitrary_reports {
                         }
                     }
                     Err(e) => {
-                        prop_assert_eq!(e.status, 422);
+                        prop_assert_eq!(e.status, 403);
                         prop_assert!(!e.errors.is_empty());
                     }
                 }

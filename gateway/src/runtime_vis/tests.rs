@@ -27,6 +27,10 @@ fn shared(config: Config) -> Arc<Shared> {
     )
 }
 
+/// The hash of a runtime peer's token, `gw-initech-reports-to-gw-haas-0123`.
+const INITECH_TOKEN_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$9fulfxWZ5fzGcCMdQy2QcA$AX6+QeLZJELTOxRWOBQDDJT0UlVLWcTZnX+fFJCM9ko";
+
 fn spec(key: u32, peer: &str, ip: &str, vlans: &[&str]) -> ViSpec {
     ViSpec {
         gre_key: key,
@@ -34,6 +38,7 @@ fn spec(key: u32, peer: &str, ip: &str, vlans: &[&str]) -> ViSpec {
             name: peer.into(),
             wan_ip: ip.parse().unwrap(),
             api: "http://127.0.0.1:9183".into(),
+            token_hash: Some(INITECH_TOKEN_HASH.into()),
         },
         vlans: vlans.iter().map(|v| RawVlan::Text((*v).into())).collect(),
     }
@@ -148,9 +153,25 @@ fn a_bad_vi_is_refused_with_its_field_and_a_clash_with_what_collides() {
         spec(1005, "gw-initech", "203.0.113.2", &["100"]),
     ));
     assert!(ip.contains("203.0.113.2 is already peer[0]"), "{ip}");
-    // The file's peer itself, given whole, is that peer: a VLAN clash on it.
-    let mut acme = spec(1005, "gw-acme", "203.0.113.2", &["150"]);
+    // The file's peer with another token is another peer of its name.
+    let mut acme = spec(1005, "gw-acme", "203.0.113.2", &["300"]);
     acme.peer.api = "http://127.0.0.1:9181".into();
+    let name = conflict_text(put(&s, &api, 5, acme.clone()));
+    assert!(name.contains("\"gw-acme\" is already peer[0]"), "{name}");
+    assert!(
+        name.contains("\"gw-acme\" has another token_hash here"),
+        "{name}"
+    );
+    // Without the hash of its token, a new peer is refused at that field.
+    let mut open = spec(1005, "gw-initech", "203.0.113.9", &["100"]);
+    open.peer.token_hash = None;
+    let Err(Refused::Invalid(problems)) = put(&s, &api, 5, open) else {
+        panic!("a peer without a token_hash was not refused");
+    };
+    assert_eq!(problems[0].0, "#/peer/token_hash", "{problems:?}");
+    // The file's peer itself, given whole, is that peer: a VLAN clash on it.
+    acme.peer.token_hash = Some(crate::config::tests::ACME_TOKEN_HASH.into());
+    acme.vlans = vec![RawVlan::Text("150".into())];
     let vlans = conflict_text(put(&s, &api, 5, acme.clone()));
     assert!(
         vlans.contains("overlaps vi[0] (VI 1 in the configuration).vlans[0]"),
@@ -205,7 +226,9 @@ fn a_damaged_or_clashing_state_file_is_refused_naming_it() {
     // A bad entry is named, not dropped.
     std::fs::write(
         &file,
-        r#"{"vis":[{"id":5,"gre_key":0,"peer":{"name":"gw-i","wan_ip":"203.0.113.9","api":"http://127.0.0.1:9"},"vlans":["1"]}]}"#,
+        format!(
+            r#"{{"vis":[{{"id":5,"gre_key":0,"peer":{{"name":"gw-i","wan_ip":"203.0.113.9","api":"http://127.0.0.1:9","token_hash":"{INITECH_TOKEN_HASH}"}},"vlans":["1"]}}]}}"#
+        ),
     )
     .unwrap();
     let e = restore(config(dir.path())).unwrap_err().to_string();

@@ -5,9 +5,39 @@
 
 use iris_gateway::config::Config;
 use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// The file of the token gw-acme presents to gw-haas with its reports.
+pub const ACME_TOKEN_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gw-acme.token");
+/// The file of gw-globex's token, another peer's.
+pub const GLOBEX_TOKEN_FILE: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gw-globex.token");
+
+/// The token in `file` (its first line).
+pub fn token(file: &str) -> String {
+    std::fs::read_to_string(file)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The hash of the token in `file`, as `iris-gateway hash-token` makes it
+/// (made once per file and test binary: argon2 is slow on purpose).
+pub fn token_hash(file: &'static str) -> String {
+    static HASHES: OnceLock<std::sync::Mutex<std::collections::HashMap<&str, String>>> =
+        OnceLock::new();
+    let mut hashes = HASHES.get_or_init(Default::default).lock().unwrap();
+    hashes
+        .entry(file)
+        .or_insert_with(|| iris_controller::api_auth::hash_token(&token(file)).unwrap())
+        .clone()
+}
 
 /// A haas gateway on 127.0.0.1:0 writing to the controller at `controller`;
-/// its peer gw-acme carries VIs 1 and 2.
+/// its peer gw-acme carries VIs 1 and 2 and reports with the token of
+/// [`ACME_TOKEN_FILE`].
 pub fn haas_config(controller: SocketAddr) -> Config {
     haas_config_with_token(controller, None)
 }
@@ -26,6 +56,7 @@ pub fn haas_config_with_token(
 /// [`haas_config`]'s text, `extra` at the end of `[controller]`.
 pub fn haas_text(controller: SocketAddr, extra: &str) -> String {
     let token = extra;
+    let acme = token_hash(ACME_TOKEN_FILE);
     format!(
         r#"
 [gateway]
@@ -42,6 +73,7 @@ url = "http://{controller}"
 [[peer]]
 name = "gw-acme"
 wan_ip = "203.0.113.2"
+token_hash = "{acme}"
 api = "http://127.0.0.1:9"
 
 [[vi]]
@@ -59,7 +91,8 @@ vlans = ["200-299"]
     )
 }
 
-/// An iaas gateway on 127.0.0.1:0 reporting to the haas gateway at `haas`.
+/// An iaas gateway on 127.0.0.1:0 reporting to the haas gateway at `haas`
+/// with the token of [`ACME_TOKEN_FILE`].
 pub fn iaas_config(haas: SocketAddr) -> Config {
     Config::parse(&iaas_text(haas)).unwrap()
 }
@@ -81,6 +114,7 @@ listen = "127.0.0.1:0"
 [[peer]]
 name = "gw-haas"
 wan_ip = "203.0.113.1"
+token_file = "{ACME_TOKEN_FILE}"
 api = "http://{haas}"
 
 [[vi]]

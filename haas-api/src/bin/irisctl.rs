@@ -5,7 +5,7 @@
 //!   provider create NAME | list          token create --provider ID [--admin]
 //!   pm register NAME ... | list | deregister NAME [--drain]
 //!   flavor create NAME --vcpus N --memory-mib N --disk-gib N | list
-//!   vi create NAME --gateway IP[:PORT] [--gateway-name N] --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
+//!   vi create NAME --gateway IP[:PORT] [--gateway-name N] [--gateway-token-hash H] --vlans A-B (--pool CIDR | --dhcp) [--ssh-key-file F] | list | show ID | delete ID [--force]
 //!   node request --vi ID --count N --flavor F [--pm P] [--group G --policy affinity|anti-affinity] [--no-wait]
 //!   node list [--vi ID] | show ID | delete ID [--drain [--drain-timeout SECS]] [--no-wait] | migrate ID [--pm P] [--no-wait]
 //!   op show ID | watch ID
@@ -137,6 +137,11 @@ enum ViCmd {
         /// The operator gateway's `[gateway] name` (default: the VI's id).
         #[arg(long)]
         gateway_name: Option<String>,
+        /// The argon2 hash of the token the operator's gateway presents to
+        /// the HaaS gateways (`iris-gateway hash-token < TOKEN-FILE`, made
+        /// once: every VI of one gateway carries the same hash).
+        #[arg(long)]
+        gateway_token_hash: Option<String>,
         /// FIRST-LAST
         #[arg(long)]
         vlans: String,
@@ -602,6 +607,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             name,
             gateway,
             gateway_name,
+            gateway_token_hash,
             vlans,
             pool,
             dhcp,
@@ -633,6 +639,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             }
             if let Some(n) = gateway_name {
                 body["gateway_name"] = Value::String(n);
+            }
+            if let Some(h) = gateway_token_hash {
+                body["gateway_token_hash"] = Value::String(h);
             }
             print_vi(out, &c.post("/v1/vis", Some(body)).await?);
         }

@@ -189,6 +189,15 @@ pub struct ViCreate {
     /// gateway accepts its reports by; default: the VI's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_name: Option<String>,
+    /// The argon2 hash (`iris-gateway hash-token`) of the token the
+    /// operator's gateway presents with its MAC reports: the HaaS gateways
+    /// take its reports only with that token, and refuse the VI without a
+    /// hash unless they allow unauthenticated peers (tests). The token
+    /// itself never reaches the broker. Every VI of one operator gateway
+    /// carries the same hash (a hash made again has another salt, and the
+    /// HaaS gateway would take it for another peer of the same name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_token_hash: Option<String>,
     pub vlans: VlanRange,
     pub addressing: Addressing,
     /// Installed for each node's SSH user.

@@ -195,8 +195,29 @@ pub struct PeerVi<'a> {
     pub gre_key: u32,
 }
 
+/// The file of the token IaaS gateway `name` presents to the HaaS gateway
+/// with its reports: made afresh for each run, the first time it is asked
+/// for, and the same file after.
+pub fn peer_token_file(h: &Harness, name: &str) -> Result<PathBuf, ScenarioError> {
+    let file = h.file(&format!("peer-{name}.token"));
+    if !file.exists() {
+        std::fs::write(&file, crate::controller::fresh_token())
+            .map_err(|e| crate::Error::io_at("writing", &file, e))?;
+    }
+    Ok(file)
+}
+
+/// The hash of IaaS gateway `name`'s token ([`peer_token_file`]), for the
+/// HaaS gateway's `[[peer]] token_hash` or a VI's peer.
+pub fn peer_token_hash(h: &Harness, name: &str) -> Result<String, ScenarioError> {
+    let file = peer_token_file(h, name)?;
+    let token =
+        std::fs::read_to_string(&file).map_err(|e| crate::Error::io_at("reading", &file, e))?;
+    Ok(crate::controller::token_hash(token.trim()))
+}
+
 /// The HaaS gateway's configuration: one `[[peer]]` and `[[vi]]` per IaaS
-/// data center.
+/// data center, each peer with the hash of its token.
 pub fn haas_config(
     h: &Harness,
     world: &World,
@@ -206,7 +227,10 @@ pub fn haas_config(
     let pm = h.tb.pm(world.gw_haas);
     let peers = peers
         .iter()
-        .map(peer_and_vi)
+        .map(|p| {
+            let hash = peer_token_hash(h, p.peer)?;
+            peer_and_vi(p, &format!("token_hash = \"{hash}\"\n"))
+        })
         .collect::<Result<Vec<_>, _>>()?
         .join("\n");
     let controller = h.controller()?.api_addr();
@@ -222,7 +246,8 @@ pub fn haas_config(
 }
 
 /// The configuration of IaaS gateway `gw`, called `name`, of data center
-/// `dc`, its WAN address `wan`.
+/// `dc`, its WAN address `wan`; it reports with its token
+/// ([`peer_token_file`]).
 pub fn iaas_config(
     h: &Harness,
     gw: GatewayId,
@@ -230,6 +255,8 @@ pub fn iaas_config(
     api: SocketAddr,
     peer: &PeerVi,
 ) -> Result<String, ScenarioError> {
+    let token = peer_token_file(h, name)?;
+    let token_line = format!("token_file = {:?}\n", token.display().to_string());
     let gw = h.tb.gateway(gw);
     Ok(format!(
         "[gateway]\nname = \"{name}\"\nkind = \"iaas\"\ndc = \"{dc}\"\nwan_ip = \"{}\"\n\
@@ -239,11 +266,13 @@ pub fn iaas_config(
         gw.ovsdb_target(),
         gw.mgmt_socket(GATEWAY_BRIDGE).display(),
         gw.trunk(),
-        peer_and_vi(peer)?,
+        peer_and_vi(peer, &token_line)?,
     ))
 }
 
-fn peer_and_vi(p: &PeerVi) -> Result<String, ScenarioError> {
+/// A `[[peer]]` with `auth` (its token's line, before `api`, where
+/// [`encrypt`] looks for the end of the table) and its `[[vi]]`.
+fn peer_and_vi(p: &PeerVi, auth: &str) -> Result<String, ScenarioError> {
     let PeerVi {
         peer,
         wan,
@@ -252,7 +281,7 @@ fn peer_and_vi(p: &PeerVi) -> Result<String, ScenarioError> {
         gre_key,
     } = *p;
     Ok(format!(
-        "[[peer]]\nname = \"{peer}\"\nwan_ip = \"{}\"\napi = \"http://{api}\"\n\n\
+        "[[peer]]\nname = \"{peer}\"\nwan_ip = \"{}\"\n{auth}api = \"http://{api}\"\n\n\
          [[vi]]\nid = {vi}\ngre_key = {gre_key}\npeer = \"{peer}\"\nvlans = [\"{VLANS}\"]\n",
         addr_of(wan)?
     ))

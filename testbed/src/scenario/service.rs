@@ -526,6 +526,8 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         )?;
         let asked = Instant::now();
         let gateway = format!("{}:{}", dc.wan_addr.parse::<Ipv4Cidr>()?.addr(), api.port());
+        // The operator's gateway keeps its token, the broker its hash.
+        let gateway_token_hash = ic::peer_token_hash(h, dc.gateway)?;
         let vi = ctl.json(
             dc.name,
             token,
@@ -537,6 +539,8 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
                 &gateway,
                 "--gateway-name",
                 dc.gateway,
+                "--gateway-token-hash",
+                &gateway_token_hash,
                 "--vlans",
                 VLANS,
                 "--pool",
