@@ -243,7 +243,15 @@ pub struct Control {
     hosts_out: watch::Sender<Vec<ManagedHost>>,
     /// Where changes are committed before anything acts on them; `None`
     /// keeps nothing.
-    store: Option<Box<dyn store::Store + Send>>,
+    store: Option<commit::SharedStore>,
+    /// Commits bursts on a thread of its own while the next burst is taken
+    /// (only inside [`Control::run`]; `control/commit.rs`).
+    overlap_commits: bool,
+    committer: Option<commit::Committer>,
+    /// The burst whose commit is under way there.
+    committing: Option<commit::Committing>,
+    /// Woken when the committer is done.
+    commit_ready: Arc<tokio::sync::Notify>,
     /// Why the store refused a commit: the loop stops, and so does the
     /// controller, rather than run on with a registry its store lacks.
     failed: Option<store::StoreError>,
@@ -460,6 +468,10 @@ impl Control {
             events: events.clone(),
             hosts_out,
             store: None,
+            overlap_commits: false,
+            committer: None,
+            committing: None,
+            commit_ready: Arc::default(),
             failed: None,
             refused: None,
             owed: store::Batch::new(),
@@ -520,6 +532,8 @@ impl Control {
         shutdown: CancellationToken,
     ) -> Result<(), store::StoreError> {
         self.stop = shutdown.clone();
+        self.overlap_commits = true;
+        let committed = Arc::clone(&self.commit_ready);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -541,10 +555,21 @@ impl Control {
                 Some(e) = inputs.topology.recv() => {
                     // Hosts report their ports together (at start, after an
                     // outage): each report would reprogram every switch.
+                    self.settle_commit(true);
                     self.take_burst(e, &mut inputs.topology, Self::on_topology_event);
                 }
-                Some(call) = inputs.calls.recv() => call(&mut self),
-                _ = tick.tick() => self.on_tick(Instant::now()),
+                Some(call) = inputs.calls.recv() => {
+                    // A call reads and writes only what is durable.
+                    self.settle_commit(true);
+                    call(&mut self);
+                }
+                _ = committed.notified(), if self.committing.is_some() => {
+                    self.settle_commit(false);
+                }
+                _ = tick.tick() => {
+                    self.settle_commit(true);
+                    self.on_tick(Instant::now());
+                }
                 else => break,
             }
             if self.halted() {
@@ -552,6 +577,7 @@ impl Control {
             }
             self.refresh_answers(Instant::now());
         }
+        self.settle_commit(true);
         debug!("control loop stopped");
         self.take_store_failure().map_or(Ok(()), Err)
     }
@@ -568,7 +594,7 @@ impl Control {
     /// change and puts back what the store holds (a move is reverted until
     /// the guest's next frame; `docs/controller.md`, Store).
     pub fn persist_to(&mut self, store: Box<dyn store::Store + Send>) {
-        self.store = Some(store);
+        self.store = Some(Arc::new(std::sync::Mutex::new(store)));
     }
 
     /// Whether the store refused a commit (the controller is stopping).
@@ -595,6 +621,8 @@ impl Control {
     /// caller undoes it and the API call is refused (`refused`); else the
     /// controller stops.
     fn store(&mut self, batch: store::Batch) -> bool {
+        // After the burst whose commit is under way, never beside it.
+        self.settle_commit(true);
         if (batch.is_empty() && self.owed.is_empty()) || self.halted() {
             return !self.halted();
         }
@@ -605,7 +633,7 @@ impl Control {
                 Some("this controller is a standby replica; writes go to the leader".to_owned());
             return false;
         }
-        let Some(s) = self.store.as_mut() else {
+        let Some(s) = self.store.as_ref() else {
             return true;
         };
         let owed = self.owed.len();
@@ -617,7 +645,18 @@ impl Control {
             all
         };
         // The flush blocks this thread for a millisecond or more.
-        let committed = blocking(|| s.commit(&batch));
+        let committed = blocking(|| commit::with_store(s, |s| s.commit(&batch)));
+        self.took_commit(&batch, owed, committed)
+    }
+
+    /// Takes the outcome of committing `batch` (of which the first `owed`
+    /// writes were owed): whether it is durable; see [`Self::store`].
+    fn took_commit(
+        &mut self,
+        batch: &store::Batch,
+        owed: usize,
+        committed: Result<(), store::StoreError>,
+    ) -> bool {
         match committed {
             Ok(()) => {
                 if owed > 0 {
@@ -664,6 +703,13 @@ impl Control {
         if self.store(batch.clone()) {
             return true;
         }
+        self.owe_refused(batch)
+    }
+
+    /// After a commit of what the data plane taught failed: owes `batch`
+    /// to the store when it was only unavailable (`true`, the change
+    /// stands), else `false` (the controller stops).
+    fn owe_refused(&mut self, batch: store::Batch) -> bool {
         if self.refused.take().is_some() {
             self.owed.append(batch);
             return true;
@@ -695,6 +741,7 @@ impl Control {
             return;
         };
         if self.burst.is_some()
+            || self.committing.is_some()
             || self.halted()
             || !self.role.writes()
             || now.duration_since(since) < ANSWERS_QUIET
@@ -1586,6 +1633,7 @@ fn now_ms() -> Timestamp {
     Timestamp::from(std::time::SystemTime::now())
 }
 
+mod commit;
 mod held_rarps;
 mod inventory;
 mod program;

@@ -208,7 +208,10 @@ const SLED_CACHE_BYTES: u64 = 4 << 20;
 /// the write and how many records of each kind there are, written in the
 /// same sled batch as every write; and beside the database a copy of the
 /// last marker ([`WITNESS_FILE`]), written after each flush, which a
-/// database that lost its latest writes cannot match. Opening checks the
+/// database that lost its latest writes cannot match. The witness is
+/// replaced by a rename when the store opens and then overwritten in place,
+/// one write per commit: a rename per commit (a new file, a directory
+/// update) cost more than the commit's flush. Opening checks the
 /// files before sled reads them, catches sled's panics, and compares what
 /// sled read with both.
 #[derive(Debug)]
@@ -216,6 +219,8 @@ pub struct SledStore {
     db: sled::Db,
     dir: PathBuf,
     marker: Marker,
+    /// The witness, open for overwriting, and its length.
+    witness: Option<(std::fs::File, usize)>,
 }
 
 /// The key of the store's own account, outside the records' prefix.
@@ -480,22 +485,60 @@ impl SledStore {
                 m
             }
         };
-        let store = Self { db, dir, marker };
+        let mut store = Self {
+            db,
+            dir,
+            marker,
+            witness: None,
+        };
         store.write_witness()?;
         Ok(store)
     }
 
     /// Replaces the copy of the marker beside the database (a rename, so a
-    /// crash leaves the old copy or the new).
-    fn write_witness(&self) -> Result<(), StoreError> {
+    /// crash leaves the old copy or the new), and keeps it open for
+    /// [`Self::update_witness`].
+    fn write_witness(&mut self) -> Result<(), StoreError> {
         let path = self.dir.join(WITNESS_FILE);
         let tmp = self.dir.join(format!("{WITNESS_FILE}.new"));
-        let io = |e: std::io::Error| StoreError::Backend {
-            backend: "sled",
-            message: format!("cannot write {}: {e}", path.display()),
+        let io = |e: std::io::Error| witness_error(&path, e);
+        let bytes = encode(&self.marker);
+        std::fs::write(&tmp, &bytes).map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        self.witness = Some((file, bytes.len()));
+        Ok(())
+    }
+
+    /// Overwrites the witness with the current marker in one write at its
+    /// start, padded with spaces (which JSON allows after a value) to the
+    /// length it had, so that nothing of the older copy is left behind.
+    /// The write is whole once it returns, as a kill -9 cannot stop a write
+    /// to the page cache halfway; a power cut may tear it, and a torn
+    /// witness proves nothing ([`read_witness`]), as a rename not yet on
+    /// disk proved nothing before.
+    fn update_witness(&mut self) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
+        let Some((file, len)) = self.witness.as_mut() else {
+            return self.write_witness();
         };
-        std::fs::write(&tmp, encode(&self.marker)).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        let mut bytes = encode(&self.marker);
+        if bytes.len() < *len {
+            bytes.resize(*len, b' ');
+        }
+        *len = bytes.len();
+        file.write_all_at(&bytes, 0)
+            .map_err(|e| witness_error(&self.dir.join(WITNESS_FILE), e))
+    }
+}
+
+fn witness_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend {
+        backend: "sled",
+        message: format!("cannot write {}: {e}", path.display()),
     }
 }
 
@@ -709,7 +752,7 @@ impl Store for SledStore {
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let db = self.db.clone();
         self.commit_in_chunks(batch, |b| Ok(db.apply_batch(b)?))?;
-        self.write_witness()
+        self.update_witness()
     }
 }
 

@@ -146,7 +146,12 @@ struct Waiting {
     /// MACs a RARP moved, with when its PacketIn arrived: the latency is
     /// recorded when the tickets are in.
     moves: Vec<(Instant, RegistryEvent)>,
+    /// Its burst's commit is still under way (`control/commit.rs`).
+    uncommitted: bool,
 }
+
+/// Which waiting work.
+pub(super) type WaitId = u64;
 
 /// What a burst of switch events asks for, done once when it ends.
 #[derive(Debug, Default)]
@@ -519,7 +524,7 @@ impl Control {
             .tickets
             .waiting
             .get(&id)
-            .is_some_and(|w| w.tickets.is_empty() && w.held.is_empty());
+            .is_some_and(|w| w.tickets.is_empty() && w.held.is_empty() && !w.uncommitted);
         if done {
             if let Some(w) = self.tickets.waiting.remove(&id) {
                 self.finish(w);
@@ -628,6 +633,35 @@ impl Control {
         // the store commits it, and a crash in between costs at most a
         // move until the guest's next frame (`docs/controller.md`, Store).
         let programming = self.program_burst(&b);
+        if self.overlaps_commits() && !b.store.is_empty() {
+            let mut w = b.waiting;
+            w.tickets = programming.tickets;
+            w.held = programming.deferred;
+            let waiting = if !w.then.is_empty() || !w.moves.is_empty() {
+                w.uncommitted = true;
+                self.wait_for(w)
+            } else {
+                None
+            };
+            let acks = b
+                .acks
+                .iter()
+                .filter_map(|c| Some((*c, self.switches.get(c)?.taken)))
+                .collect();
+            let then = super::commit::Committing {
+                events: b.events,
+                waiting,
+                outs: b.outs,
+                acks,
+            };
+            self.commit_behind(b.store, then);
+            return;
+        }
+        // Whatever this burst sends goes after the commit under way.
+        self.settle_commit(true);
+        if self.halted() {
+            return;
+        }
         if !self.store_or_owe(b.store) {
             // Not durable: nothing else may act on what the burst learned,
             // not even the floods.
@@ -697,7 +731,7 @@ impl Control {
     }
 
     /// Sends each connection its PacketOuts in one batch.
-    fn send_packet_outs(&mut self, outs: BTreeMap<ConnId, Vec<PacketOut>>) {
+    pub(super) fn send_packet_outs(&mut self, outs: BTreeMap<ConnId, Vec<PacketOut>>) {
         if !self.role.writes() {
             return;
         }
@@ -773,7 +807,7 @@ impl Control {
     }
 
     /// Stored registry changes reach the metrics and the subscribers.
-    fn announce_registry(&mut self, events: impl IntoIterator<Item = RegistryEvent>) {
+    pub(super) fn announce_registry(&mut self, events: impl IntoIterator<Item = RegistryEvent>) {
         let mut events = events.into_iter().peekable();
         if events.peek().is_none() {
             return;
@@ -864,6 +898,7 @@ impl Control {
             outcome: Outcome::Confirmed,
             then: then.collect(),
             moves,
+            uncommitted: false,
         };
         self.wait_for(w);
     }
@@ -916,10 +951,10 @@ impl Control {
 
     /// Runs `w` now if it waits for nothing, else when its tickets are in
     /// and the switches it is held for are resynchronised.
-    fn wait_for(&mut self, w: Waiting) {
-        if w.tickets.is_empty() && w.held.is_empty() {
+    fn wait_for(&mut self, w: Waiting) -> Option<WaitId> {
+        if w.tickets.is_empty() && w.held.is_empty() && !w.uncommitted {
             self.finish(w);
-            return;
+            return None;
         }
         let id = self.tickets.next_waiting;
         self.tickets.next_waiting += 1;
@@ -929,6 +964,16 @@ impl Control {
             }
         }
         self.tickets.waiting.insert(id, w);
+        Some(id)
+    }
+
+    /// The commit waiting work `id` waited for (besides its tickets) is
+    /// done.
+    pub(super) fn committed(&mut self, id: WaitId) {
+        if let Some(w) = self.tickets.waiting.get_mut(&id) {
+            w.uncommitted = false;
+        }
+        self.settle(id);
     }
 }
 

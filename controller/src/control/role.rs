@@ -243,8 +243,9 @@ impl Control {
         &mut self,
         leadership: &crate::election::Leadership,
     ) -> Result<(), crate::store::StoreError> {
-        match self.store.as_mut() {
-            Some(s) => s.lead(leadership),
+        self.settle_commit(true);
+        match self.store.as_ref() {
+            Some(s) => super::commit::with_store(s, |s| s.lead(leadership)),
             None => Ok(()),
         }
     }
@@ -254,7 +255,7 @@ impl Control {
         let Some(store) = self.store.as_ref() else {
             return Ok(None);
         };
-        super::blocking(|| store.load()).map(Some)
+        super::blocking(|| super::commit::with_store(store, |s| s.load())).map(Some)
     }
 }
 

@@ -1294,6 +1294,117 @@ fn a_burst_the_store_refuses_floods_nothing_and_is_never_acknowledged() {
     assert!(events.try_recv().is_err(), "no registry event");
 }
 
+/// A store whose every commit waits for the test to let it go.
+struct GatedStore {
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+impl store::Store for GatedStore {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &store::Batch) -> Result<(), store::StoreError> {
+        self.go
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| store::StoreError::Backend {
+                backend: "test",
+                message: "never let go".into(),
+            })
+    }
+}
+
+/// The registry events waiting in `events`.
+fn registry_events(events: &mut broadcast::Receiver<NorthEvent>) -> Vec<RegistryEvent> {
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let NorthEvent::Registry(e) = e {
+            out.push(e);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_burst_committed_behind_the_next_one_is_acted_on_only_once_durable() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mut events = c.events.subscribe();
+    let (go, gate) = std::sync::mpsc::channel();
+    c.persist_to(Box::new(GatedStore { go: gate }));
+    c.overlap_commits = true;
+    let (first, second) = (
+        MacAddr([0x52, 0x54, 0, 0, 0, 0x42]),
+        MacAddr([0x52, 0x54, 0, 0, 0, 0x43]),
+    );
+    rarp_burst(&mut c, first);
+    // Its flows left; its commit waits at the gate, and so does the rest.
+    let b = batches(&mut rx);
+    let [flows] = &b[..] else { panic!("{b:?}") };
+    barrier(&mut c, 1, flows.barrier.unwrap(), 0);
+    assert!(batches(&mut rx).is_empty(), "no flood before the commit");
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 0);
+    assert!(registry_events(&mut events).is_empty());
+    // The next burst is compiled and sent while the first commits; its end
+    // waits for the first commit and then lets out what waited for it.
+    let opener = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        go.send(()).unwrap();
+        go
+    });
+    rarp_burst(&mut c, second);
+    let go = opener.join().unwrap();
+    let b = batches(&mut rx);
+    let [flows, flood] = &b[..] else {
+        panic!("{b:?}")
+    };
+    assert!(flows
+        .messages
+        .iter()
+        .all(|m| matches!(m, Message::FlowMod(_))));
+    assert!(flood
+        .messages
+        .iter()
+        .all(|m| matches!(m, Message::PacketOut(_))));
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 1, "the first only");
+    let seen = registry_events(&mut events);
+    assert_eq!(
+        seen.iter().map(|e| e.mac.as_str()).collect::<Vec<_>>(),
+        [first.to_string()]
+    );
+    barrier(&mut c, 1, flows.barrier.unwrap(), 0);
+    assert!(batches(&mut rx).is_empty(), "the second is not durable yet");
+    go.send(()).unwrap();
+    c.settle_commit(true);
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 2);
+    let seen = registry_events(&mut events);
+    assert_eq!(
+        seen.iter().map(|e| e.mac.as_str()).collect::<Vec<_>>(),
+        [second.to_string()]
+    );
+    let b = batches(&mut rx);
+    assert!(
+        matches!(&b[..], [flood] if flood.messages.iter().all(|m| matches!(m, Message::PacketOut(_)))),
+        "{b:?}"
+    );
+}
+
+#[test]
+fn a_burst_whose_commit_behind_fails_is_never_acted_on() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mut events = c.events.subscribe();
+    c.persist_to(Box::new(store::FullDisk));
+    c.overlap_commits = true;
+    rarp_burst(&mut c, MacAddr([0x52, 0x54, 0, 0, 0, 0x42]));
+    let b = batches(&mut rx);
+    let [flows] = &b[..] else { panic!("{b:?}") };
+    c.settle_commit(true);
+    assert!(c.halted() && c.stop.is_cancelled());
+    barrier(&mut c, 1, flows.barrier.unwrap(), 0);
+    assert!(batches(&mut rx).is_empty(), "no flood");
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 0);
+    assert!(registry_events(&mut events).is_empty());
+}
+
 /// A RARP that table 0 sent up from `in_port` (a port with no
 /// classification flow yet).
 fn unclassified_rarp(mac: MacAddr, in_port: u32, received: Instant) -> Upcall {

@@ -509,6 +509,57 @@ fn a_database_older_than_its_last_write_is_refused() {
     );
 }
 
+/// What a kill -9 right after a commit leaves: the database and the
+/// witness as they are on disk while the store is still open (no drop, no
+/// reopen to write the witness again).
+#[test]
+fn the_witness_on_disk_has_every_commit_before_the_store_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = world();
+    let mut s = SledStore::open(dir.path()).unwrap();
+    let mut r = Registry::new();
+    let seeded = r.seed(Timestamp(1), &t, ViId(1), &big_seed(10)).unwrap();
+    s.commit(&Batch::from_changes(&seeded)).unwrap();
+    let ten = std::fs::read(dir.path().join(WITNESS_FILE)).unwrap();
+    assert_eq!(read_witness(dir.path()), Some(s.marker.clone()));
+    // Ten MACs down to one: the marker is shorter than the copy on disk.
+    let mut gone = Vec::new();
+    for e in &big_seed(10)[1..] {
+        let key = MacKey {
+            vi: ViId(1),
+            vlan: e.vlan,
+            mac: e.mac,
+        };
+        gone.extend(r.delete(&key).unwrap());
+    }
+    s.commit(&Batch::from_changes(&gone)).unwrap();
+    assert_eq!((s.marker.records.mac, s.marker.write), (1, 2));
+    assert!(encode(&s.marker).len() < ten.len());
+    assert_eq!(read_witness(dir.path()), Some(s.marker.clone()));
+    // The database of before with the witness of now, still open: refused.
+    let older = copy_of(dir.path());
+    s.commit(&Batch::from_changes(
+        &r.delete(&MacKey {
+            vi: ViId(1),
+            vlan: big_seed(1)[0].vlan,
+            mac: big_seed(1)[0].mac,
+        })
+        .unwrap(),
+    ))
+    .unwrap();
+    std::fs::copy(
+        dir.path().join(WITNESS_FILE),
+        older.path().join(WITNESS_FILE),
+    )
+    .unwrap();
+    drop(s);
+    let e = refused(older.path());
+    assert!(
+        e.contains("goes back to write 2, and write 3 was made"),
+        "{e}"
+    );
+}
+
 #[test]
 fn another_programs_store_and_a_newer_format_are_refused() {
     let dir = tempfile::tempdir().unwrap();
