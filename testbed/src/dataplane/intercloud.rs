@@ -48,7 +48,8 @@ pub struct Options {
     pub seconds: u32,
     /// Seconds at the start of each test left out (slow start).
     pub omit: u32,
-    /// Iris rounds; a plain round runs between each two, and one at the end.
+    /// Iris rounds; a plain round runs between each two, and one at the
+    /// end; each test over the relay is followed by one over a bridge.
     pub rounds: u32,
 }
 
