@@ -175,7 +175,8 @@ struct IntercloudArgs {
     /// Seconds of each test left out at its start (slow start).
     #[arg(long, default_value_t = 1)]
     omit: u32,
-    /// Iris tests, each followed by a plain one.
+    /// Rounds of an Iris test and a plain one, each over the WAN relay
+    /// and then with a bridge in its place.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
     #[command(flatten)]

@@ -16,6 +16,14 @@
 //! controller and the gateways start again and put their flows back (the
 //! reconcilers replace the NORMAL flow), so a machine that gets busier
 //! during the run weighs on both sides alike.
+//!
+//! Each path is measured twice in a row: over the WAN relay (what the
+//! ratio is taken on, and what every inter-cloud experiment runs over),
+//! then with a Linux bridge joining the WAN's two cables in its place
+//! (`iris-bridge`, `plain-bridge`): whether the relay is what limits the
+//! path. Each relay test reports the relay's counters over it, so frames
+//! the relay lost (its socket full, a send refused) show apart from those
+//! lost elsewhere.
 
 use std::fmt;
 use std::time::Duration;
@@ -27,6 +35,7 @@ use super::iperf::Goodput;
 use super::{round3, Conditions};
 use crate::scenario::intercloud::{self, World};
 use crate::scenario::{Harness, ScenarioError, CONVERGE};
+use crate::wan::{Backend, DirectionStats};
 use crate::{GATEWAY_BRIDGE, INTEGRATION_BRIDGE};
 
 /// The target: Iris's path at least this share of the plain one.
@@ -39,7 +48,8 @@ pub struct Options {
     pub seconds: u32,
     /// Seconds at the start of each test left out (slow start).
     pub omit: u32,
-    /// Iris rounds; a plain round runs between each two, and one at the end.
+    /// Iris rounds; a plain round runs between each two, and one at the
+    /// end; each test over the relay is followed by one over a bridge.
     pub rounds: u32,
 }
 
@@ -48,6 +58,10 @@ pub struct Options {
 pub struct Round {
     pub path: &'static str,
     pub iperf: Goodput,
+    /// What the relay did over the test (HaaS→IaaS, IaaS→HaaS: the WAN
+    /// runs from the HaaS gateway to the IaaS one); none
+    /// when a bridge joined the WAN.
+    pub relay: Option<(DirectionStats, DirectionStats)>,
 }
 
 /// What the bench measured.
@@ -59,6 +73,11 @@ pub struct Report {
     pub rounds: Vec<Round>,
     /// Median of the iris rounds over the median of the plain rounds.
     pub iris_to_plain: Option<f64>,
+    /// Median of the iris rounds over the median of the iris rounds with a
+    /// bridge in the relay's place.
+    pub iris_relay_to_bridge: Option<f64>,
+    /// The same for the plain path.
+    pub plain_relay_to_bridge: Option<f64>,
     pub target_ratio: f64,
     pub target_met: bool,
     pub conditions: Conditions,
@@ -110,6 +129,37 @@ fn start_iris(h: &mut Harness, world: &mut World) -> Result<(), ScenarioError> {
     Ok(())
 }
 
+/// One iperf3 test from the IaaS guest `ivm` to `server_ip` with the WAN
+/// joined by `backend`, and the relay's counters over it.
+fn wan_round(
+    h: &mut Harness,
+    world: &World,
+    path: &'static str,
+    backend: Backend,
+    ivm: crate::VmId,
+    server_ip: std::net::Ipv4Addr,
+    o: Options,
+) -> Result<Round, ScenarioError> {
+    if h.tb.wan(world.wan).backend() != backend {
+        h.tb.wan_mut(world.wan).set_backend(backend)?;
+    }
+    // The guests' neighbours are known; the first frames find their way.
+    h.tb.vm(ivm).wait_reachable(server_ip, CONVERGE)?;
+    let before = h.tb.wan(world.wan).relay_stats();
+    let iperf = run_iperf(h.tb.vm(ivm).netns(), o.seconds, o.omit, server_ip)?;
+    let relay = match (before, h.tb.wan(world.wan).relay_stats()) {
+        (Some(b), Some(a)) => Some((a.0.since(&b.0), a.1.since(&b.1))),
+        _ => None,
+    };
+    match &relay {
+        Some((back, there)) => h.note(format!(
+            "{path}: {iperf}; relay IaaS→HaaS {there:?}, HaaS→IaaS {back:?}"
+        )),
+        None => h.note(format!("{path}: {iperf}")),
+    }
+    Ok(Round { path, iperf, relay })
+}
+
 pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
     let conditions = Conditions::before();
     let mut world = intercloud::build(h, 1, 1, Duration::ZERO)?;
@@ -139,22 +189,15 @@ pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
             start_iris(h, &mut world)?;
             h.tb.vm(ivm).wait_reachable(server_ip, CONVERGE)?;
         }
-        let iris = run_iperf(h.tb.vm(ivm).netns(), o.seconds, o.omit, server_ip)?;
-        h.note(format!("iris: {iris}"));
-        rounds.push(Round {
-            path: "iris",
-            iperf: iris,
-        });
+        for (path, backend) in [("iris", Backend::Relay), ("iris-bridge", Backend::Bridge)] {
+            rounds.push(wan_round(h, &world, path, backend, ivm, server_ip, o)?);
+        }
         stop_iris(h, &mut world)?;
         flip_to_normal(h, &world)?;
-        // NORMAL learns from the first frames either way.
-        h.tb.vm(ivm).wait_reachable(server_ip, CONVERGE)?;
-        let plain = run_iperf(h.tb.vm(ivm).netns(), o.seconds, o.omit, server_ip)?;
-        h.note(format!("plain: {plain}"));
-        rounds.push(Round {
-            path: "plain",
-            iperf: plain,
-        });
+        for (path, backend) in [("plain", Backend::Relay), ("plain-bridge", Backend::Bridge)] {
+            rounds.push(wan_round(h, &world, path, backend, ivm, server_ip, o)?);
+        }
+        h.tb.wan_mut(world.wan).set_backend(Backend::Relay)?;
     }
     let of = |path: &str| {
         median(
@@ -165,16 +208,19 @@ pub fn measure(h: &mut Harness, o: Options) -> Result<Report, ScenarioError> {
                 .collect(),
         )
     };
-    let iris_to_plain = match (of("iris"), of("plain")) {
+    let ratio = |a: &str, b: &str| match (of(a), of(b)) {
         (Some(a), Some(b)) if b > 0.0 => Some(round3(a / b)),
         _ => None,
     };
+    let iris_to_plain = ratio("iris", "plain");
     Ok(Report {
         benchmark: "intercloud",
         seconds: o.seconds,
         omit: o.omit,
         target_met: iris_to_plain.is_some_and(|r| r >= TARGET_RATIO),
         iris_to_plain,
+        iris_relay_to_bridge: ratio("iris", "iris-bridge"),
+        plain_relay_to_bridge: ratio("plain", "plain-bridge"),
         target_ratio: TARGET_RATIO,
         rounds,
         conditions: conditions.after(),
@@ -189,7 +235,21 @@ impl fmt::Display for Report {
             self.seconds
         )?;
         for r in &self.rounds {
-            writeln!(f, "  {:<6} {}", r.path, r.iperf)?;
+            write!(f, "  {:<12} {}", r.path, r.iperf)?;
+            if let Some((back, there)) = &r.relay {
+                write!(
+                    f,
+                    " (relay: {} of {} read not forwarded there, {} back; socket full {}/{}, send failed {}/{})",
+                    there.read - there.forwarded,
+                    there.read,
+                    back.read - back.forwarded,
+                    there.socket_full,
+                    back.socket_full,
+                    there.send_failed,
+                    back.send_failed,
+                )?;
+            }
+            writeln!(f)?;
         }
         match self.iris_to_plain {
             Some(r) => writeln!(
@@ -197,8 +257,17 @@ impl fmt::Display for Report {
                 "iris / plain (medians): {r:.3} (target >= {}: {})",
                 self.target_ratio,
                 if self.target_met { "met" } else { "missed" }
-            ),
-            None => writeln!(f, "iris / plain: no ratio (a side measured nothing)"),
+            )?,
+            None => writeln!(f, "iris / plain: no ratio (a side measured nothing)")?,
         }
+        for (path, ratio) in [
+            ("iris", self.iris_relay_to_bridge),
+            ("plain", self.plain_relay_to_bridge),
+        ] {
+            if let Some(r) = ratio {
+                writeln!(f, "{path}: relay / bridge on the WAN (medians): {r:.3}")?;
+            }
+        }
+        Ok(())
     }
 }

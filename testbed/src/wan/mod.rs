@@ -22,6 +22,7 @@
 
 pub mod bench;
 pub mod impairment;
+mod packet_stats;
 pub mod relay;
 
 use crate::error::{Error, Result};

@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::{self, JoinHandle};
@@ -33,6 +33,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders};
 
 use super::impairment::{Impairment, Model, Verdict};
+use super::packet_stats;
 use crate::error::{Error, Result};
 use crate::frames::enter;
 use crate::netns::Netns;
@@ -50,6 +51,10 @@ pub const BATCH: usize = 64;
 /// Ethernet header and a VLAN tag) with margin. A longer one arrives
 /// truncated, is counted and dropped.
 const FRAME_ROOM: usize = 16 * 1024;
+
+/// How often a busy reader asks the kernel how many frames its full
+/// socket turned away.
+const DROPS_EVERY: Duration = Duration::from_millis(100);
 
 /// Nice value of the relay's threads. On a machine shared with builds, a
 /// thread of default priority that wakes for a due frame waits behind
@@ -74,6 +79,7 @@ pub struct DirectionCounters {
     pub overflowed: AtomicU64,
     pub send_failed: AtomicU64,
     pub truncated: AtomicU64,
+    pub socket_full: AtomicU64,
 }
 
 /// A snapshot of [`DirectionCounters`].
@@ -86,6 +92,24 @@ pub struct DirectionStats {
     pub send_failed: u64,
     /// Longer than [`FRAME_ROOM`]: dropped rather than sent cut short.
     pub truncated: u64,
+    /// Turned away by the kernel before the reader saw them, its socket's
+    /// receive buffer being full: the relay did not keep up.
+    pub socket_full: u64,
+}
+
+impl DirectionStats {
+    /// What happened between `earlier` and this snapshot of one relay.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            read: self.read.saturating_sub(earlier.read),
+            forwarded: self.forwarded.saturating_sub(earlier.forwarded),
+            lost: self.lost.saturating_sub(earlier.lost),
+            overflowed: self.overflowed.saturating_sub(earlier.overflowed),
+            send_failed: self.send_failed.saturating_sub(earlier.send_failed),
+            truncated: self.truncated.saturating_sub(earlier.truncated),
+            socket_full: self.socket_full.saturating_sub(earlier.socket_full),
+        }
+    }
 }
 
 impl DirectionCounters {
@@ -98,6 +122,7 @@ impl DirectionCounters {
             overflowed: get(&self.overflowed),
             send_failed: get(&self.send_failed),
             truncated: get(&self.truncated),
+            socket_full: get(&self.socket_full),
         }
     }
 }
@@ -391,7 +416,18 @@ fn read(
     let mut send_headers = MultiHeaders::preallocate(BATCH, None);
     // Indices into the batch of the frames to send at once, in order.
     let mut now_due: Vec<usize> = Vec::with_capacity(BATCH);
+    let mut drops_taken = Instant::now();
+    let take_drops = || -> nix::Result<()> {
+        let dropped = packet_stats::take_drops(from.socket.as_fd())
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+        counters.socket_full.fetch_add(dropped, Ordering::Relaxed);
+        Ok(())
+    };
     while !stop.load(Ordering::Relaxed) {
+        if drops_taken.elapsed() >= DROPS_EVERY {
+            take_drops()?;
+            drops_taken = Instant::now();
+        }
         match batch.read(from) {
             Ok(()) => {}
             // The read timed out or a signal came: look at the stop flag.
@@ -435,7 +471,7 @@ fn read(
         }
         send_now(outlet, &mut send_headers, &batch, &mut now_due);
     }
-    Ok(())
+    take_drops()
 }
 
 /// Sends the frames of `batch` listed in `due`, and empties the list.
