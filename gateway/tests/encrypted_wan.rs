@@ -527,6 +527,78 @@ fn a_wrong_peer_key_is_reported_on_both_sides_and_carries_nothing() {
     w.finish();
 }
 
+/// `br-wg` is kept like the gateway's own bridge: deleted by hand, its tap
+/// taken off it, or its pinned MAC removed, it is put back (the bridge
+/// with the inner address on its new local port) and guests' frames cross
+/// both ways again.
+#[test]
+fn the_tunnel_bridge_is_kept_and_carries_again_after_a_repair() {
+    let w = World::new("gw-wgkeep");
+    let a = w.start(0, &w.public(1));
+    let b = w.start(1, &w.public(0));
+    for (gw, name) in [(&a, "a"), (&b, "b")] {
+        wait_for(&format!("{name}'s WireGuard session up"), || {
+            (gw.peer()["state"] == "up").then_some(())
+        });
+    }
+    let both_ways = |label: &str| {
+        let there = format!("{label}-there");
+        let back = format!("{label}-back");
+        cross(
+            &w,
+            0,
+            1,
+            &[(there.as_bytes(), guest_frame(there.as_bytes(), 1518))],
+        );
+        cross(
+            &w,
+            1,
+            0,
+            &[(back.as_bytes(), guest_frame(back.as_bytes(), 1518))],
+        );
+    };
+    both_ways("before");
+    let pm = w.tb.pm(w.nodes[0].pm);
+    // What a's bridge must be: the pin (06:49 and the inner address
+    // 10.254.0.1), the tap on it, the inner address on its local port.
+    let pinned = "06:49:0a:fe:00:01";
+    let kept = || {
+        let hwaddr = pm
+            .vsctl(&["get", "Bridge", "br-wg", "other_config:hwaddr"])
+            .ok()?;
+        let ports = pm.vsctl(&["list-ports", "br-wg"]).ok()?;
+        let local = pm
+            .exec(&["ip", "-o", "addr", "show", "dev", "br-wg"])
+            .ok()?;
+        let mac = pm.exec(&["cat", "/sys/class/net/br-wg/address"]).ok()?;
+        (hwaddr.trim().trim_matches('"') == pinned
+            && ports.lines().any(|p| p == "wg-tap")
+            && local.contains("10.254.0.1/24")
+            && mac.trim() == pinned
+            && a.encryption()["ready"] == true)
+            .then_some(())
+    };
+    wait_for("a's br-wg as planned", kept);
+
+    pm.vsctl(&["del-br", "br-wg"]).unwrap();
+    wait_for("br-wg re-created with its port, pin and address", kept);
+    both_ways("after-del-br");
+
+    pm.vsctl(&["del-port", "br-wg", "wg-tap"]).unwrap();
+    wait_for("the tap back on br-wg", kept);
+    both_ways("after-del-port");
+
+    pm.vsctl(&["remove", "Bridge", "br-wg", "other_config", "hwaddr"])
+        .unwrap();
+    wait_for("br-wg's MAC pinned again", kept);
+    both_ways("after-unpin");
+    assert_eq!(a.encryption()["problem"], Value::Null, "{}", a.encryption());
+
+    a.stop();
+    b.stop();
+    w.finish();
+}
+
 /// Encrypted against plain goodput on the same path, alternating in one
 /// run: TCP (iperf3, what the receiver got) between a guest address on
 /// each LAN, through both gateways' bridges and the WAN underlay, the GRE
