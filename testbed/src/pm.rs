@@ -333,9 +333,10 @@ impl Pm {
     /// (the bridge's local port is a tap it reads and writes); held by the
     /// kernel they leave by the interface at once. OVS's GRE needs the
     /// address on `br-ul`; the encrypted WAN's WireGuard, whose GRE runs on
-    /// another bridge, needs only the kernel. The interface keeps its MAC,
-    /// which is `br-ul`'s (the bridge takes its only port's), so the
-    /// neighbours' caches stay right across a move.
+    /// another bridge, needs only the kernel. Held by the kernel, the
+    /// interface takes `br-ul`'s MAC (which the bridge keeps), so the
+    /// address has one MAC on the wire either way and the neighbours'
+    /// caches stay right across a move.
     pub fn set_underlay_path(&self, path: UnderlayPath) -> Result<()> {
         let addr = self.underlay_addr.to_string();
         let port = &self.underlay_port;
@@ -348,6 +349,10 @@ impl Pm {
         match path {
             UnderlayPath::Kernel => {
                 self.vsctl(&["--if-exists", "del-port", UNDERLAY_BRIDGE, port])?;
+                let path = format!("/sys/class/net/{UNDERLAY_BRIDGE}/address");
+                let mac = self.netns.run(&["cat", &path])?;
+                self.netns
+                    .ip(&["link", "set", "dev", port, "address", mac.trim()])?;
             }
             UnderlayPath::Ovs => {
                 self.vsctl(&["--may-exist", "add-port", UNDERLAY_BRIDGE, port])?;
