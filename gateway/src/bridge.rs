@@ -9,6 +9,9 @@
 //!   for it like for a VM port); its other settings and ports are the
 //!   controller's and are never touched. Until the controller has created
 //!   the bridge, the keeper waits for it.
+//! - The encrypted WAN's bridge (`br-wg`, [`BridgePlan::tunnel`]): the tap
+//!   to the WireGuard task as its one port, a learning switch, its local
+//!   port's MAC pinned; a second keeper keeps it beside the first.
 //!
 //! A WAN port is a GRE port to one peer gateway for one VI: the VI's fixed
 //! key, the peer's and this node's WAN addresses, BFD on, Port
@@ -34,7 +37,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ovsdb::vswitch::{
-    Bfd, BridgeSpec, DatapathType, Detail, Replica, TunnelSpec, WanPortSpec, ROLE_KEY, ROLE_TRUNK,
+    Bfd, BridgeSpec, DatapathType, Detail, FailMode, Replica, TunnelSpec, WanPortSpec, ROLE_KEY,
+    ROLE_TRUNK,
 };
 use ovsdb::{Remote, Vswitch};
 use tokio::sync::watch;
@@ -81,6 +85,11 @@ pub struct BridgePlan {
     /// Whether the bridge gets the [`FOREIGN_PORT`] (IaaS kind only: the
     /// HaaS bridge's tunnels are the controller's).
     pub catch_foreign_keys: bool,
+    /// What a bridge the keeper creates does without flows (IaaS kind).
+    pub fail_mode: FailMode,
+    /// Its local port's Ethernet address, pinned (`other_config:hwaddr`)
+    /// rather than left to ovs-vswitchd, which picks it from the ports.
+    pub hwaddr: Option<[u8; 6]>,
 }
 
 /// The flow-based GRE port where packets with a key of no VI arrive.
@@ -105,6 +114,22 @@ impl BridgePlan {
             wan_ports: Vec::new(),
             bfd: Some(DEFAULT_BFD),
             catch_foreign_keys: true,
+            fail_mode: FailMode::Secure,
+            hwaddr: None,
+        }
+    }
+
+    /// The encrypted WAN's bridge (docs/gateway.md, "The encrypted WAN"):
+    /// a learning switch (`fail_mode=standalone`) between its local port,
+    /// which holds the inner address and has the MAC `hwaddr`, and the tap
+    /// `tap` to the WireGuard task, kept like the gateway's own bridge.
+    pub fn tunnel(bridge: impl Into<String>, tap: impl Into<String>, hwaddr: [u8; 6]) -> Self {
+        Self {
+            bfd: None,
+            catch_foreign_keys: false,
+            fail_mode: FailMode::Standalone,
+            hwaddr: Some(hwaddr),
+            ..Self::iaas(bridge, tap)
         }
     }
 
@@ -118,17 +143,27 @@ impl BridgePlan {
             wan_ports: Vec::new(),
             bfd: Some(DEFAULT_BFD),
             catch_foreign_keys: false,
+            fail_mode: FailMode::Secure,
+            hwaddr: None,
         }
     }
 
     /// The bridge to create and keep, in IaaS kind: OpenFlow 1.3 only,
-    /// `fail_mode=secure` (no flows, no forwarding: a gateway that never
-    /// programmed its bridge leaks nothing) and no controller, since the
-    /// gateway speaks to it on its management socket.
+    /// the plan's fail mode (`secure` for the gateway's own: no flows, no
+    /// forwarding, so a gateway that never programmed its bridge leaks
+    /// nothing) and no controller, since the gateway speaks to it on its
+    /// management socket.
     pub fn bridge_spec(&self) -> Option<BridgeSpec> {
         match self.kind {
             BridgeKind::Iaas => {
-                Some(BridgeSpec::new(self.bridge.clone()).datapath_type(self.datapath_type))
+                let mut spec =
+                    BridgeSpec::new(self.bridge.clone()).datapath_type(self.datapath_type);
+                spec.fail_mode = self.fail_mode;
+                if let Some(mac) = self.hwaddr {
+                    spec.other_config
+                        .insert("hwaddr".into(), ofp::packet::MacAddr(mac).to_string());
+                }
+                Some(spec)
             }
             BridgeKind::Haas => None,
         }

@@ -114,10 +114,25 @@ pub fn start_datapath(
         }
     };
     let encryption = wireguard_plan(config).map(|plan| {
+        // The tunnel's bridge is kept like the gateway's own: deleted or
+        // changed by hand, it is put back.
+        let (kept_tx, kept_rx) = watch::channel(BridgeStatus::default());
+        let (tunnel_tx, tunnel_rx) = watch::channel(wireguard::bridge_plan(&plan.encryption));
+        let keeper = bridge::keep(
+            KeeperConfig::new(config.ovsdb.clone()),
+            tunnel_rx,
+            kept_tx,
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            // The plan never changes; the keeper stops when it is dropped.
+            let _plan = tunnel_tx;
+            keeper.await;
+        }));
         let (tx, rx) = watch::channel(WireguardStatus::default());
         tasks.push(match plan.encryption.netns.clone() {
-            None => tokio::spawn(wireguard::run(plan, tx, shutdown.clone())),
-            Some(netns) => wireguard::run_in(netns, plan, tx, shutdown.clone()),
+            None => tokio::spawn(wireguard::run(plan, kept_rx, tx, shutdown.clone())),
+            Some(netns) => wireguard::run_in(netns, plan, kept_rx, tx, shutdown.clone()),
         });
         rx
     });
@@ -158,7 +173,6 @@ pub fn wireguard_plan(config: &Config) -> Option<WireguardPlan> {
     Some(WireguardPlan {
         listen: std::net::SocketAddrV4::new(config.wan_ip, e.listen_port),
         encryption: e,
-        ovsdb: config.ovsdb.clone(),
         mtu: crate::config::encryption::tunnel_mtu(config.wan_mtu()),
     })
 }

@@ -17,12 +17,11 @@
 //! written to the tap, addressed to the bridge, if they come from that
 //! peer's inner address (cryptokey routing); anything else is counted.
 
+use crate::bridge::{BridgePlan, BridgeStatus};
 use crate::config::{EncryptedPeer, Encryption};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
 use boringtun::x25519::{PublicKey, StaticSecret};
-use ovsdb::vswitch::{BridgeSpec, DatapathType, FailMode};
-use ovsdb::{Remote, Vswitch};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -49,13 +48,16 @@ const QUEUE: usize = 4096;
 /// Packets read in a row from one side before the other gets its turn.
 const BATCH: usize = 64;
 
+/// How often the task checks the bridge's local port (its MAC, address
+/// and MTU) when the bridge's keeper reports nothing.
+const CHECK_PORT: Duration = Duration::from_secs(1);
+
 /// What the task needs: the configuration's `[wan.encryption]`, where to
-/// listen, the OVSDB remote, and the tunnel's MTU.
+/// listen, and the tunnel's MTU.
 #[derive(Debug, Clone)]
 pub struct WireguardPlan {
     pub encryption: Encryption,
     pub listen: SocketAddrV4,
-    pub ovsdb: String,
     /// The MTU of the tap and of the bridge's local port: what the tunnel
     /// carries whole.
     pub mtu: u16,
@@ -109,10 +111,20 @@ struct Peer {
     unanswered_since: Option<Instant>,
 }
 
-/// Sets up the tap, the bridge and the socket (retrying while they cannot
-/// be), then carries packets until `shutdown`.
+/// The bridge the task needs, for the bridge keeper ([`crate::bridge::keep`])
+/// to create and keep: `bridge` with the tap as its port and its local
+/// port's MAC pinned to [`bridge_mac`].
+pub fn bridge_plan(e: &Encryption) -> BridgePlan {
+    BridgePlan::tunnel(e.bridge.clone(), e.tap.clone(), bridge_mac(e.address))
+}
+
+/// Sets up the tap, the bridge's local port (once `bridge`, the keeper of
+/// [`bridge_plan`], reports the bridge and the tap on it) and the socket,
+/// retrying while they cannot be, then carries packets until `shutdown`,
+/// putting the local port's address back whenever the bridge comes back.
 pub async fn run(
     plan: WireguardPlan,
+    mut bridge: watch::Receiver<BridgeStatus>,
     status: watch::Sender<WireguardStatus>,
     shutdown: CancellationToken,
 ) {
@@ -127,7 +139,7 @@ pub async fn run(
     };
     let mut delay = Duration::from_millis(100);
     let (tap, socket, bridge_mac) = loop {
-        match set_up(&plan).await {
+        match set_up(&plan, &mut bridge).await {
             Ok(parts) => break parts,
             Err(problem) => {
                 if st.problem.as_deref() != Some(problem.as_str()) {
@@ -195,6 +207,7 @@ pub async fn run(
     publish(&mut st, &mut peers, &status);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_publish = Instant::now();
+    let (mut last_check, mut check_port, mut keeper) = (Instant::now(), false, true);
     let mut tap_buf = vec![0u8; BUF];
     let mut udp_buf = vec![0u8; BUF];
     loop {
@@ -221,11 +234,33 @@ pub async fn run(
                 }
                 Err(e) => warn!("encrypted WAN: reading the socket: {e}"),
             },
+            // The keeper re-created the bridge or its port: the new local
+            // port needs the address (and the MTU) again.
+            r = bridge.changed(), if keeper => match r {
+                Ok(()) => check_port = true,
+                Err(_) => keeper = false,
+            },
             _ = tick.tick() => {
                 for p in &mut peers {
                     dp.timers(p).await;
                 }
-                if last_publish.elapsed() >= Duration::from_secs(1) {
+                let mut changed = false;
+                if check_port || last_check.elapsed() >= CHECK_PORT {
+                    let problem = local_port(&plan, &bridge.borrow()).err();
+                    if problem != st.problem {
+                        match &problem {
+                            Some(p) => warn!("encrypted WAN: {p}"),
+                            None => info!("encrypted WAN: bridge {} as planned", e.bridge),
+                        }
+                        changed = true;
+                    }
+                    // Until the port is right, look again at every tick.
+                    check_port = problem.is_some();
+                    st.ready = problem.is_none();
+                    st.problem = problem;
+                    last_check = Instant::now();
+                }
+                if changed || last_publish.elapsed() >= Duration::from_secs(1) {
                     publish(&mut st, &mut peers, &status);
                     last_publish = Instant::now();
                 }
@@ -241,6 +276,7 @@ pub async fn run(
 pub fn run_in(
     netns: std::path::PathBuf,
     plan: WireguardPlan,
+    bridge: watch::Receiver<BridgeStatus>,
     status: watch::Sender<WireguardStatus>,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
@@ -258,7 +294,7 @@ pub fn run_in(
                 .enable_all()
                 .build();
             match (entered, runtime) {
-                (Ok(()), Ok(rt)) => rt.block_on(run(plan, status, shutdown)),
+                (Ok(()), Ok(rt)) => rt.block_on(run(plan, bridge, status, shutdown)),
                 (Err(e), _) => {
                     let problem =
                         format!("cannot enter network namespace {}: {e}", netns.display());
@@ -277,8 +313,12 @@ pub fn run_in(
     })
 }
 
-/// The tap, the bridge with the inner address on it, and the socket.
-async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket, [u8; 6]), String> {
+/// The tap, the bridge's local port with the inner address on it, and the
+/// socket.
+async fn set_up(
+    plan: &WireguardPlan,
+    bridge: &mut watch::Receiver<BridgeStatus>,
+) -> Result<(tun_rs::AsyncDevice, UdpSocket, [u8; 6]), String> {
     let e = &plan.encryption;
     let tap = tun_rs::DeviceBuilder::new()
         .name(&e.tap)
@@ -291,56 +331,28 @@ async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket,
         .map_err(|err| format!("cannot make tap {} persistent: {err}", e.tap))?;
     tap.enabled(true)
         .map_err(|err| format!("cannot bring tap {} up: {err}", e.tap))?;
-    let remote: Remote = plan
-        .ovsdb
-        .parse()
-        .map_err(|err| format!("ovsdb remote {}: {err}", plan.ovsdb))?;
-    let vswitch = Vswitch::connect(&remote)
-        .await
-        .map_err(|err| format!("cannot reach ovsdb-server at {}: {err}", plan.ovsdb))?;
-    let mut spec = BridgeSpec::new(e.bridge.clone()).datapath_type(DatapathType::Netdev);
-    // A learning switch between the bridge's local port (the inner
-    // address) and the tap: nothing else is on it.
-    spec.fail_mode = FailMode::Standalone;
-    // Decrypted packets are addressed to the local port's MAC, which
-    // ovs-vswitchd otherwise re-picks from the ports when the tap joins:
-    // read a moment before that, it was stale, and the peer's GRE, sent
-    // to an address the bridge no longer has, never reached its tunnel.
-    let mac = bridge_mac(e.address);
-    spec.other_config
-        .insert("hwaddr".into(), ofp::packet::MacAddr(mac).to_string());
-    vswitch
-        .ensure_bridge(&spec)
-        .await
-        .map_err(|err| format!("cannot create bridge {}: {err}", e.bridge))?;
-    vswitch
-        .ensure_trunk_port(&e.bridge, &e.tap)
-        .await
-        .map_err(|err| format!("cannot add tap {} to {}: {err}", e.tap, e.bridge))?;
-    // vswitchd creates the bridge's local port, and gives it the pinned
-    // address, a moment after the commit.
+    // The keeper creates the bridge and adds the tap; vswitchd creates the
+    // bridge's local port, and gives it the pinned address, a moment
+    // after. Decrypted packets are addressed to that MAC: read a moment
+    // early (before the pin, vswitchd re-picked it from the ports when
+    // the tap joined), the peer's GRE went to an address the bridge no
+    // longer had and never reached its tunnel.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let found = netconfig_rs::Interface::try_from_name(&e.bridge)
-            .map_err(|e| format!("{e:?}"))
-            .and_then(|i| i.hwaddress().map_err(|e| format!("{e:?}")));
-        match found {
-            Ok(have) if have == mac => break,
-            Ok(_) | Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok(have) => {
-                return Err(format!(
-                    "bridge {}'s local port has {} after 5 s, not the pinned {}",
-                    e.bridge,
-                    ofp::packet::MacAddr(have),
-                    ofp::packet::MacAddr(mac)
-                ))
-            }
-            Err(err) => return Err(format!("bridge {} has no local port: {err}", e.bridge)),
+        let problem = match local_port(plan, &bridge.borrow_and_update()) {
+            Ok(()) => break,
+            Err(problem) => problem,
+        };
+        if Instant::now() >= deadline {
+            return Err(problem);
+        }
+        tokio::select! {
+            r = bridge.changed() => if r.is_err() {
+                return Err(format!("nobody keeps bridge {}", e.bridge));
+            },
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
-    configure_bridge_port(e, plan.mtu)?;
     let socket = UdpSocket::bind(plan.listen)
         .await
         .map_err(|err| format!("cannot listen on udp {}: {err}", plan.listen))?;
@@ -349,7 +361,43 @@ async fn set_up(plan: &WireguardPlan) -> Result<(tun_rs::AsyncDevice, UdpSocket,
     let sock = socket2::SockRef::from(&socket);
     let _ = sock.set_recv_buffer_size(QUEUE * 2048);
     let _ = sock.set_send_buffer_size(QUEUE * 2048);
-    Ok((tap, socket, mac))
+    Ok((tap, socket, bridge_mac(e.address)))
+}
+
+/// Whether the bridge is as the task needs it, as `kept` (its keeper's
+/// status) and the kernel show it: the tap on it, its local port with the
+/// pinned MAC; then puts the inner address and the MTU on that port and
+/// brings it up, where they are missing (a bridge the keeper re-created
+/// has a new local port, without them). Why not, otherwise.
+fn local_port(plan: &WireguardPlan, kept: &BridgeStatus) -> Result<(), String> {
+    let e = &plan.encryption;
+    if let Some(problem) = &kept.problem {
+        return Err(format!("bridge {}: {problem}", e.bridge));
+    }
+    if !kept.bridge_present {
+        return Err(format!("bridge {} is not there yet", e.bridge));
+    }
+    if kept.trunk_ofport.is_none() {
+        return Err(match &kept.trunk_error {
+            Some(err) => format!("tap {} is not on bridge {}: {err}", e.tap, e.bridge),
+            None => format!("tap {} is not on bridge {} yet", e.tap, e.bridge),
+        });
+    }
+    let mac = bridge_mac(e.address);
+    let iface = netconfig_rs::Interface::try_from_name(&e.bridge)
+        .map_err(|err| format!("bridge {} has no local port: {err:?}", e.bridge))?;
+    let have = iface
+        .hwaddress()
+        .map_err(|err| format!("cannot read {}'s address: {err:?}", e.bridge))?;
+    if have != mac {
+        return Err(format!(
+            "bridge {}'s local port has {}, not the pinned {}",
+            e.bridge,
+            ofp::packet::MacAddr(have),
+            ofp::packet::MacAddr(mac)
+        ));
+    }
+    configure_bridge_port(&iface, e, plan.mtu)
 }
 
 /// The bridge's local port's Ethernet address: locally administered, and
@@ -360,11 +408,13 @@ fn bridge_mac(inner: Ipv4Addr) -> [u8; 6] {
     [0x06, 0x49, a, b, c, d]
 }
 
-/// Puts the inner address and the MTU on the bridge's local port and
-/// brings it up.
-fn configure_bridge_port(e: &Encryption, mtu: u16) -> Result<(), String> {
-    let iface = netconfig_rs::Interface::try_from_name(&e.bridge)
-        .map_err(|err| format!("bridge {} has no local port: {err:?}", e.bridge))?;
+/// Puts the inner address and the MTU on the bridge's local port, and
+/// brings it up, where it lacks them.
+fn configure_bridge_port(
+    iface: &netconfig_rs::Interface,
+    e: &Encryption,
+    mtu: u16,
+) -> Result<(), String> {
     let net = ipnet::IpNet::new(IpAddr::V4(e.address), e.prefix_len)
         .map_err(|err| format!("{}/{}: {err}", e.address, e.prefix_len))?;
     let has = iface
@@ -375,10 +425,12 @@ fn configure_bridge_port(e: &Encryption, mtu: u16) -> Result<(), String> {
             .add_address(net)
             .map_err(|err| format!("cannot put {net} on {}: {err:?}", e.bridge))?;
     }
-    iface
-        .set_mtu(u32::from(mtu))
-        .map_err(|err| format!("cannot set {}'s mtu: {err:?}", e.bridge))?;
-    netconfig_rs::sys::InterfaceExt::set_up(&iface, true)
+    if iface.mtu().ok() != Some(u32::from(mtu)) {
+        iface
+            .set_mtu(u32::from(mtu))
+            .map_err(|err| format!("cannot set {}'s mtu: {err:?}", e.bridge))?;
+    }
+    netconfig_rs::sys::InterfaceExt::set_up(iface, true)
         .map_err(|err| format!("cannot bring {} up: {err:?}", e.bridge))
 }
 

@@ -81,7 +81,7 @@ pub use ping::{
     PingPlan, PingReply, PingReport, PingRun, PingTrace, Rtt, WallClock, PING_REPLY_TIMEOUT,
 };
 pub use pm::{
-    FailMode, ManagementSpec, Pm, PmSpec, CONTROLLER_SOCKET_LINK, INTEGRATION_BRIDGE,
+    FailMode, ManagementSpec, Pm, PmSpec, UnderlayPath, CONTROLLER_SOCKET_LINK, INTEGRATION_BRIDGE,
     UNDERLAY_BRIDGE,
 };
 pub use process::{Process, STOP_GRACE};

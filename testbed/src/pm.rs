@@ -57,6 +57,16 @@ impl FailMode {
     }
 }
 
+/// Who carries the PM's own traffic on the underlay
+/// ([`Pm::set_underlay_path`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderlayPath {
+    /// The address on `br-ul`, the interface its port: what OVS's GRE needs.
+    Ovs,
+    /// The address on the interface, which no bridge holds.
+    Kernel,
+}
+
 /// A point-to-point link from the root namespace into a PM, so that a
 /// controller listening on TCP in the root namespace is reachable at `root`'s
 /// address. Both addresses are the caller's choice; they must not clash with
@@ -312,6 +322,44 @@ impl Pm {
     /// Runs `argv` inside the PM's namespace. Returns stdout.
     pub fn exec(&self, argv: &[&str]) -> Result<String> {
         self.netns.run(argv)
+    }
+
+    /// Where the PM's underlay address and interface are: on `br-ul`
+    /// ([`UnderlayPath::Ovs`], as built), or the address on the interface
+    /// itself, which has left the bridge ([`UnderlayPath::Kernel`]).
+    ///
+    /// The PM's own sockets reach the underlay either way, but through
+    /// `br-ul` every datagram they send or receive crosses ovs-vswitchd
+    /// (the bridge's local port is a tap it reads and writes); held by the
+    /// kernel they leave by the interface at once. OVS's GRE needs the
+    /// address on `br-ul`; the encrypted WAN's WireGuard, whose GRE runs on
+    /// another bridge, needs only the kernel. Held by the kernel, the
+    /// interface takes `br-ul`'s MAC (which the bridge keeps), so the
+    /// address has one MAC on the wire either way and the neighbours'
+    /// caches stay right across a move.
+    pub fn set_underlay_path(&self, path: UnderlayPath) -> Result<()> {
+        let addr = self.underlay_addr.to_string();
+        let port = &self.underlay_port;
+        let (from, to) = match path {
+            UnderlayPath::Kernel => (UNDERLAY_BRIDGE, port.as_str()),
+            UnderlayPath::Ovs => (port.as_str(), UNDERLAY_BRIDGE),
+        };
+        self.netns
+            .ip(&["addr", "flush", "dev", from, "to", &addr])?;
+        match path {
+            UnderlayPath::Kernel => {
+                self.vsctl(&["--if-exists", "del-port", UNDERLAY_BRIDGE, port])?;
+                let path = format!("/sys/class/net/{UNDERLAY_BRIDGE}/address");
+                let mac = self.netns.run(&["cat", &path])?;
+                self.netns
+                    .ip(&["link", "set", "dev", port, "address", mac.trim()])?;
+            }
+            UnderlayPath::Ovs => {
+                self.vsctl(&["--may-exist", "add-port", UNDERLAY_BRIDGE, port])?;
+            }
+        }
+        self.netns.ip(&["addr", "replace", &addr, "dev", to])?;
+        Iface::new(to, self.netns.place()).set_up()
     }
 
     /// Pings `dst` on the underlay from the PM's own network stack.

@@ -35,7 +35,7 @@ fn iaas_owns_its_bridge_and_haas_only_tags_its_ports() {
     let spec = iaas.bridge_spec().unwrap();
     assert_eq!(spec.name, "br-gw");
     assert!(spec.controller.is_empty());
-    assert_eq!(spec.fail_mode, ovsdb::vswitch::FailMode::Secure);
+    assert_eq!(spec.fail_mode, FailMode::Secure);
     assert_eq!(
         spec.protocols,
         [ovsdb::vswitch::OpenFlowVersion::OpenFlow13]
@@ -144,4 +144,24 @@ fn the_pipeline_takes_the_vis_whose_ports_are_up() {
         ..s
     };
     assert_eq!(no_trunk.pipeline_plan(&vlans), None);
+}
+
+#[test]
+fn the_tunnel_bridge_is_a_learning_switch_with_its_mac_pinned() {
+    let plan = BridgePlan::tunnel("br-wg", "wg-tap", [6, 0x49, 10, 254, 0, 1]);
+    let spec = plan.bridge_spec().unwrap();
+    assert_eq!(spec.name, "br-wg");
+    assert_eq!(spec.fail_mode, FailMode::Standalone);
+    assert_eq!(spec.datapath_type, DatapathType::Netdev);
+    assert_eq!(
+        spec.other_config.get("hwaddr").map(String::as_str),
+        Some("06:49:0a:fe:00:01")
+    );
+    assert_eq!(plan.trunk.as_deref(), Some("wg-tap"));
+    assert!(!plan.catch_foreign_keys);
+    assert!(plan.wan_specs().is_empty());
+    // The gateway's own bridge stays secure, its MAC vswitchd's.
+    let own = BridgePlan::iaas("br-gw", "gw-trunk").bridge_spec().unwrap();
+    assert_eq!(own.fail_mode, FailMode::Secure);
+    assert!(!own.other_config.contains_key("hwaddr"));
 }
