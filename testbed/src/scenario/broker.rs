@@ -279,6 +279,7 @@ pub(super) fn pms_under_controller(
     h.start_controller(&config)?;
     h.wait_ready(pms.len() as u64, pms.len() as u64)?;
     h.wait_full_mesh(&pms)?;
+    h.check_tls(&pms)?;
     Ok((pms, sweep))
 }
 

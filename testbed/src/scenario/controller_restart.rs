@@ -114,8 +114,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let vms = h.add_vms(&mut vi, &[pms[0], pms[1], pms[0]])?;
     let config = h.config(&pms, vec![vi])?;
     h.bring_up_with(&pms, &config, &vms)?;
-    h.check_openflow_over_tls(&pms)?;
-    h.check_ovsdb_over_ssl(&pms)?;
+    h.check_tls(&pms)?;
     for &a in &vms {
         for &b in &vms {
             if a != b {

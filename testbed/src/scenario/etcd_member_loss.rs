@@ -132,8 +132,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let mut config = h.config(&pms, vec![vi])?;
     config.etcd = Some(EtcdStore::on(&cluster, "iris/dc1/", REQUEST_TIMEOUT));
     h.bring_up_with(&pms, &config, &vms)?;
-    h.check_openflow_over_tls(&pms)?;
-    h.check_ovsdb_over_ssl(&pms)?;
+    h.check_tls(&pms)?;
     let dst = h.tb.vm(vms[1]).ip().addr();
     h.wait_reachable(vms[0], dst)?;
     let run = h.ping_run(vms[0], PingPlan::new(dst, PINGS, INTERVAL), "across-loss")?;

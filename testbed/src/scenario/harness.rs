@@ -431,6 +431,14 @@ impl Harness {
         Ok(())
     }
 
+    /// With [`Harness::use_tls`]: both of the controller's sessions with
+    /// every PM in `pms` ran over TLS ([`Harness::check_openflow_over_tls`],
+    /// [`Harness::check_ovsdb_over_ssl`]).
+    pub fn check_tls(&self, pms: &[PmId]) -> Result<(), ScenarioError> {
+        self.check_openflow_over_tls(pms)?;
+        self.check_ovsdb_over_ssl(pms)
+    }
+
     /// With [`Harness::use_tls`] and the configuration [`Harness::config`]
     /// makes: the controller configured every PM in `pms` over OVSDB on
     /// `ssl:`.

@@ -49,6 +49,9 @@ struct Report {
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    // As in production: OpenFlow over TLS and OVSDB over SSL, each PM
+    // certified by the run's CA and reached over a management link.
+    h.use_tls()?;
     let mut pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     let vms = h.add_vms(&mut vi, &pms)?;
@@ -65,6 +68,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     h.wait_ready(3, 3)?;
     h.wait_full_mesh(&pms)?;
     h.wait_classified(&vms)?;
+    h.check_tls(&pms)?;
     for (a, b) in [(vms[0], vms[1]), (vms[1], vms[0]), (vms[0], vms[2])] {
         let dst = h.tb.vm(b).ip().addr();
         h.wait_reachable(a, dst)?;
@@ -91,6 +95,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     let join_to_full_mesh = put.elapsed() + h.wait_full_mesh(&pms)?;
     let tunnels_after_join = tunnels(h, &pms)?;
     h.wait_classified(&[vm4])?;
+    h.check_tls(&[pm4])?;
     let new_vm_first_reply = h.wait_reachable(vm4, h.tb.vm(vms[0]).ip().addr())?;
 
     // A PM leaves: drained of its VM, removed from the controller with

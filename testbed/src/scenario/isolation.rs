@@ -148,6 +148,9 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
+    // As in production: OpenFlow over TLS and OVSDB over SSL, each PM
+    // certified by the run's CA and reached over a management link.
+    h.use_tls()?;
     let pms = [h.add_pm("pm1")?, h.add_pm("pm2")?];
     let mut vis = Vec::new();
     let mut vms: Vec<(VmId, u32)> = Vec::new();
@@ -170,6 +173,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     h.start_controller(&config)?;
     h.wait_ready(2, 2)?;
     h.wait_full_mesh(&pms)?;
+    h.check_tls(&pms)?;
     let ids: Vec<VmId> = vms.iter().map(|(v, _)| *v).collect();
     h.wait_classified(&ids)?;
 

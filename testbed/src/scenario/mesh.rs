@@ -66,10 +66,14 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
+    // As in production: OpenFlow over TLS and OVSDB over SSL, each PM
+    // certified by the run's CA and reached over a management link.
+    h.use_tls()?;
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     let vms = h.add_vms(&mut vi, &pms)?;
     let up = h.bring_up(&pms, vec![vi], &vms)?;
+    h.check_tls(&pms)?;
     h.note("mesh up, ports classified; pinging every pair");
 
     let mut pairs = Vec::new();

@@ -155,6 +155,9 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
 
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
+    // As in production: OpenFlow over TLS and OVSDB over SSL, each PM
+    // certified by the run's CA and reached over a management link.
+    h.use_tls()?;
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     // vm1 pings vm2, which moves from pm2 to pm3 and back; vm3 shares pm1
@@ -162,6 +165,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let vms = h.add_vms(&mut vi, &[pms[0], pms[1], pms[0]])?;
     let (pinger, mover) = (vms[0], vms[1]);
     h.bring_up(&pms, vec![vi], &vms)?;
+    h.check_tls(&pms)?;
     for (a, b) in [(pinger, mover), (mover, pinger), (vms[2], mover)] {
         let to = h.tb.vm(b).ip().addr();
         h.wait_reachable(a, to)?;

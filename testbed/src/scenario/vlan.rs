@@ -89,6 +89,9 @@ struct Report {
 }
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
+    // As in production: OpenFlow over TLS and OVSDB over SSL, each PM
+    // certified by the run's CA and reached over a management link.
+    h.use_tls()?;
     let pms = [h.add_pm("pm1")?, h.add_pm("pm2")?];
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     // (VM, its VLAN, host number on 10.10.0.0/24)
@@ -116,6 +119,7 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     h.start_controller(&config)?;
     h.wait_ready(2, 2)?;
     h.wait_full_mesh(&pms)?;
+    h.check_tls(&pms)?;
     let ids: Vec<VmId> = vms.iter().map(|v| v.0).collect();
     h.wait_classified(&ids)?;
 
