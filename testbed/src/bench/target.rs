@@ -176,6 +176,9 @@ impl Target {
             .arg(&script)
             .arg(peer)
             .env("IRIS_BENCH_CACHE", env.cache)
+            // Its messages (apt's, pip's) go to stderr: stdout carries the
+            // bench's `--json` report alone.
+            .stdout(std::io::stderr())
             .status()
             .map_err(|e| BenchError::io(&script, e))?;
         match self.program(env) {
