@@ -115,15 +115,20 @@ fi
 
 # Schemathesis is not packaged by Debian: it comes from PyPI into a
 # virtualenv at a fixed path, which the broker's test runs it from, so that
-# nothing of the system's Python changes.
+# nothing of the system's Python changes. The virtualenv is made from
+# Debian's own Python (/usr/bin/python3), not whichever python3 comes first
+# on PATH (a pyenv shim, say), so that what the test runs is what a Debian
+# machine has; a virtualenv made from another interpreter is made again.
 schemathesis_venv=/opt/iris-schemathesis
-if [[ ! -x $schemathesis_venv/bin/schemathesis ]]; then
+if [[ ! -x $schemathesis_venv/bin/schemathesis ]] ||
+  ! grep -qx 'home = /usr/bin' "$schemathesis_venv/pyvenv.cfg" 2>/dev/null; then
   if [[ $(id -u) -ne 0 ]]; then
-    echo "install-deps: schemathesis is missing; run this script (or make) as root to install it in $schemathesis_venv" >&2
+    echo "install-deps: schemathesis is missing or not on Debian's Python; run this script (or make) as root to install it in $schemathesis_venv" >&2
     exit 1
   fi
-  echo "install-deps: installing schemathesis in $schemathesis_venv"
-  python3 -m venv "$schemathesis_venv"
+  echo "install-deps: installing schemathesis in $schemathesis_venv (Debian's Python)"
+  rm -rf "$schemathesis_venv"
+  /usr/bin/python3 -m venv "$schemathesis_venv"
   "$schemathesis_venv/bin/pip" install -q 'schemathesis>=4.32,<5'
 fi
 
