@@ -241,15 +241,27 @@ fn transport_cause(status: &(dyn std::error::Error + 'static)) -> String {
                                (etcd's --trusted-ca-file) and be valid now";
     if cause.contains("received fatal alert") {
         format!("the member refused this controller's TLS certificate ({cause}); {CERTIFICATE}")
-    } else if cause == "connection closed" {
+    } else if ended_by_the_member(&cause) {
         format!(
-            "the member closed the connection with no reason given; a member that asks for \
-             client certificates does so when it refuses ours ({CERTIFICATE}), and one that \
-             speaks TLS closes a plain http:// connection"
+            "the member closed the connection with no reason given ({cause}); a member that \
+             asks for client certificates does so when it refuses ours ({CERTIFICATE}), and \
+             one that speaks TLS closes a plain http:// connection"
         )
     } else {
         format!("the connection failed: {cause}")
     }
+}
+
+/// Whether the innermost transport error says the member ended the
+/// connection. A member that refuses a client certificate sends its alert
+/// and closes after the client took TLS 1.3's handshake for done, so the
+/// client sees the alert, the close, or its own next write failing on the
+/// closed socket, whichever wins the race.
+fn ended_by_the_member(cause: &str) -> bool {
+    let cause = cause.to_ascii_lowercase();
+    cause == "connection closed"
+        || cause.contains("broken pipe")
+        || cause.contains("connection reset")
 }
 
 impl EtcdStore {

@@ -380,8 +380,8 @@ fn over_tls_the_store_works_and_strangers_are_refused() {
     // The member's alert, read after the handshake, is named with what
     // to fix.
     assert!(matches!(e, StoreError::Unavailable { .. }), "{e}");
-    // Which of the two words the client gets is a race between the
-    // member's alert and its close; either names the certificate.
+    // Which words the client gets is a race between the member's alert,
+    // its close and the client's next write; each names the certificate.
     let said = e.to_string();
     assert!(
         (said.contains("refused this controller's TLS certificate")
@@ -396,4 +396,24 @@ fn over_tls_the_store_works_and_strangers_are_refused() {
     doubting.tls.as_mut().unwrap().ca_certificate = rogue.ca_certificate.clone();
     let e = EtcdStore::open(doubting).expect_err("a member of an untrusted CA was used");
     assert!(e.to_string().contains("UnknownIssuer"), "{e}");
+}
+
+/// The ways a refused client certificate reaches the client after TLS
+/// 1.3's handshake, besides the alert itself, all read as the member
+/// ending the connection; a failure of another kind does not.
+#[test]
+fn a_member_ending_the_connection_is_told_apart() {
+    for cause in [
+        "connection closed",
+        "stream closed because of a broken pipe",
+        "Connection reset by peer (os error 104)",
+    ] {
+        assert!(ended_by_the_member(cause), "{cause}");
+    }
+    for cause in [
+        "dns error: failed to lookup address",
+        "deadline has elapsed",
+    ] {
+        assert!(!ended_by_the_member(cause), "{cause}");
+    }
 }
