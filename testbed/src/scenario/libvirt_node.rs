@@ -124,6 +124,9 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let (accel, why) = Accel::detect();
     h.note(format!("accelerator {accel:?}: {why}"));
     let image = GuestImage::ensure()?;
+    // As in production: OpenFlow over TLS and OVSDB over SSL, each PM
+    // certified by the run's CA and reached over a management link.
+    h.use_tls()?;
     let (pms, sweep) = pms_under_controller(h, &["pm1", "pm2"])?;
     let pm_ns = &sweep.0;
     let keys = h.file("ssh");

@@ -135,11 +135,15 @@ pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let (accel, why, image, image_report) = prepare_image(h)?;
 
+    // As in production: OpenFlow over TLS and OVSDB over SSL, each PM
+    // certified by the run's CA and reached over a management link.
+    h.use_tls()?;
     let pms = h.add_pms(&["pm1", "pm2", "pm3"])?;
     let mut vi = ViEntry::new(VI, "acme", GRE_KEY);
     let pinger = h.add_vms(&mut vi, &[pms[2]])?[0];
     let (mac, ip) = seed_guest(&mut vi, 5)?;
     h.bring_up(&pms, vec![vi], &[pinger])?;
+    h.check_tls(&pms)?;
     let spec = GuestSpec::new("g5", VI, mac, ip, accel);
 
     let mut source = Guest::boot(&h.tb, pms[0], &spec, &image)?;
