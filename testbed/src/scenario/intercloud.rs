@@ -91,6 +91,9 @@ pub fn build(
     computes: usize,
     delay: Duration,
 ) -> Result<World, ScenarioError> {
+    // The HaaS DC as in production: its PMs and its gateway node speak
+    // OpenFlow over TLS and OVSDB over SSL to the controller.
+    h.use_tls()?;
     let names: Vec<String> = (1..=haas_pms).map(|i| format!("pm{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut pms = h.add_pms(&names)?;
@@ -172,6 +175,7 @@ pub fn start_controller_with(
     let n = world.pms.len() as u64;
     h.wait_ready(n, n)?;
     h.wait_full_mesh(&world.pms)?;
+    h.check_tls(&world.pms)?;
     Ok(())
 }
 

@@ -397,6 +397,9 @@ fn marker(name: &str) -> Vec<u8> {
 /// Runs the scenario on `h` and returns what it measured.
 pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let start = Instant::now();
+    // The HaaS DC as in production: its PMs and its gateway node speak
+    // OpenFlow over TLS and OVSDB over SSL to the controller.
+    h.use_tls()?;
     let mut pms = h.add_pms(&PMS)?;
     let gw_spec = h.pm_spec(HAAS_GATEWAY).wan_uplink(HAAS_WAN.parse()?);
     let gw_haas = h.add_pm_spec(gw_spec)?;
