@@ -44,6 +44,16 @@ pub fn default_open_routes() -> BTreeSet<String> {
         .into()
 }
 
+/// Reads a token, one line without its line end, from `input` (standard
+/// input for the binaries' `hash-token`, which keeps it out of the shell's
+/// history and the process list).
+pub fn read_token_line(mut input: impl std::io::BufRead) -> std::io::Result<String> {
+    let mut line = String::new();
+    input.read_line(&mut line)?;
+    let token = line.strip_suffix('\n').unwrap_or(&line);
+    Ok(token.strip_suffix('\r').unwrap_or(token).to_owned())
+}
+
 /// Hashes `token` as the configuration's `token_hashes` take it.
 pub fn hash_token(token: &str) -> Result<String, String> {
     if token.chars().count() < MIN_TOKEN_LEN {
@@ -342,6 +352,16 @@ mod tests {
         assert_eq!(check.verified().len(), 3);
         assert_eq!(check.all(a, &hashes[..1]).await, [0]);
         assert!(check.all(a, &hashes[1..2]).await.is_empty());
+    }
+
+    #[test]
+    fn a_token_line_loses_its_line_end_and_nothing_else() {
+        let read = |s: &str| read_token_line(s.as_bytes()).unwrap();
+        assert_eq!(read("token\n"), "token");
+        assert_eq!(read("token\r\n"), "token");
+        assert_eq!(read("token"), "token");
+        assert_eq!(read(" token \nnext\n"), " token ");
+        assert!(read_token_line(&b"\xff\n"[..]).is_err());
     }
 
     #[test]

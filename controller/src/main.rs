@@ -132,14 +132,14 @@ fn main() -> ExitCode {
 /// The token is read from standard input, not the command line, so that it
 /// stays out of the shell's history and the process list.
 fn hash_token() -> ExitCode {
-    let mut line = String::new();
-    if let Err(e) = std::io::stdin().read_line(&mut line) {
-        eprintln!("cannot read the token from standard input: {e}");
-        return ExitCode::from(EXIT_FAILED);
-    }
-    let token = line.strip_suffix('\n').unwrap_or(&line);
-    let token = token.strip_suffix('\r').unwrap_or(token);
-    match iris_controller::api_auth::hash_token(token) {
+    let token = match iris_controller::api_auth::read_token_line(std::io::stdin().lock()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot read the token from standard input: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match iris_controller::api_auth::hash_token(&token) {
         Ok(hash) => {
             println!("{hash}");
             ExitCode::SUCCESS

@@ -64,14 +64,14 @@ fn main() -> ExitCode {
             }
         },
         Command::HashToken => {
-            // From standard input, so that the token stays out of the
-            // shell's history and the process list.
-            let mut line = String::new();
-            if let Err(e) = std::io::stdin().read_line(&mut line) {
-                eprintln!("iris-gateway: cannot read the token from standard input: {e}");
-                return ExitCode::FAILURE;
-            }
-            match iris_controller::api_auth::hash_token(line.trim_end_matches(['\n', '\r'])) {
+            let token = match iris_controller::api_auth::read_token_line(std::io::stdin().lock()) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("iris-gateway: cannot read the token from standard input: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match iris_controller::api_auth::hash_token(&token) {
                 Ok(hash) => {
                     println!("{hash}");
                     ExitCode::SUCCESS
