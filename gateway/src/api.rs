@@ -49,7 +49,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use iris_controller::api::{Body, BodyShape, FieldProblem, Problem};
-use iris_controller::api_auth::{bearer_token, TokenCheck};
+use iris_controller::api_auth::{bearer_token, PasswordHashString, TokenCheck};
 use serde::Serialize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -268,8 +268,19 @@ fn unauthenticated(s: &Shared, detail: String) -> Response {
 /// 401 before the body is read otherwise. An iaas gateway takes no
 /// reports, which the control core says (403).
 async fn authenticate_peer(State(s): State<Arc<Shared>>, mut req: Request, next: Next) -> Response {
-    let config = s.control().config().clone();
-    if config.kind == crate::config::Kind::Iaas {
+    // What the check needs, taken under the lock, which an await cannot
+    // hold: the kind, the switch, and each peer with a hash.
+    let (kind, allow_unauthenticated, peers) = {
+        let control = s.control();
+        let config = control.config();
+        let peers: Vec<(String, PasswordHashString)> = config
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.name.clone(), p.token_hash.clone()?)))
+            .collect();
+        (config.kind, config.allow_unauthenticated_peers, peers)
+    };
+    if kind == crate::config::Kind::Iaas {
         req.extensions_mut().insert(Sender(None));
         return next.run(req).await;
     }
@@ -278,7 +289,7 @@ async fn authenticate_peer(State(s): State<Arc<Shared>>, mut req: Request, next:
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{fffd}").to_owned());
     let Some(value) = value else {
-        if config.allow_unauthenticated_peers {
+        if allow_unauthenticated {
             req.extensions_mut().insert(Sender(None));
             return next.run(req).await;
         }
@@ -295,16 +306,12 @@ async fn authenticate_peer(State(s): State<Arc<Shared>>, mut req: Request, next:
             "the Authorization header is not `Bearer <token>`; nothing was changed".into(),
         );
     };
-    let (names, hashes): (Vec<&str>, Vec<_>) = config
-        .peers
-        .iter()
-        .filter_map(|p| Some((p.name.as_str(), p.token_hash.clone()?)))
-        .unzip();
+    let (names, hashes): (Vec<String>, Vec<PasswordHashString>) = peers.into_iter().unzip();
     let matched = s.peer_tokens.all(token, &hashes).await;
     match matched.as_slice() {
         [one] => {
             req.extensions_mut()
-                .insert(Sender(Some(names[*one].to_owned())));
+                .insert(Sender(Some(names[*one].clone())));
             next.run(req).await
         }
         [] => {
@@ -315,7 +322,7 @@ async fn authenticate_peer(State(s): State<Arc<Shared>>, mut req: Request, next:
             )
         }
         several => {
-            let names: Vec<&str> = several.iter().map(|&i| names[i]).collect();
+            let names: Vec<&str> = several.iter().map(|&i| names[i].as_str()).collect();
             tracing::error!(
                 "peers {} share one token, so a report cannot say which sent it; give each \
                  its own",
