@@ -148,10 +148,15 @@ pub async fn run(
     // leads once the quorum is back); a lone controller would have to
     // write what it cannot commit, so it does not.
     let mut generation = 0;
+    // Why no replica can lead, known from the start when the store opened
+    // without a quorum: writes are refused as the store's 503 from the
+    // first request, not as "no replica leads" until the election says so.
+    let mut no_quorum = None;
     let store: Box<dyn Store + Send> = match (&config.etcd, &config.cluster) {
         (Some(etcd), Some(_)) => {
             let store = EtcdStore::open_replica(etcd.clone()).map_err(store_error)?;
             generation = store.generation();
+            no_quorum = store.without_quorum().map(str::to_owned);
             Box::new(store)
         }
         (Some(etcd), None) => Box::new(EtcdStore::open(etcd.clone()).map_err(store_error)?),
@@ -267,7 +272,8 @@ pub async fn run(
     let (writes_tx, writes) = watch::channel(config.cluster.is_none());
     let (view_tx, view) = watch::channel(LeaderView {
         me: config.cluster.is_none(),
-        ..LeaderView::default()
+        leader: None,
+        unavailable: no_quorum,
     });
     let replica = match (&config.cluster, &config.etcd) {
         (Some(cluster), Some(etcd)) => Some(tokio::spawn(replica::run(

@@ -163,9 +163,9 @@ pub struct EtcdStore {
     /// A replica's store: while it does not lead and the cluster has no
     /// quorum, [`Store::load`] answers from one member's own copy.
     member_reads: bool,
-    /// Opened without a quorum: the marker is read (or created) on
-    /// leading.
-    unopened: bool,
+    /// Opened without a quorum, and why: the marker is read (or created)
+    /// on leading.
+    unopened: Option<String>,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -293,13 +293,19 @@ impl EtcdStore {
                      member holds, until the cluster takes writes again"
                 );
                 let mut store = Self::unread(config)?;
-                store.unopened = true;
+                store.unopened = Some(message);
                 store
             }
             Err(e) => return Err(e),
         };
         store.member_reads = true;
         Ok(store)
+    }
+
+    /// Why the store was opened without etcd's quorum
+    /// ([`Self::open_replica`]), until it leads.
+    pub fn without_quorum(&self) -> Option<&str> {
+        self.unopened.as_deref()
     }
 
     /// The generation id the newest leader claimed MASTER with, as one
@@ -363,7 +369,7 @@ impl EtcdStore {
             doubt: None,
             leadership: None,
             member_reads: false,
-            unopened: false,
+            unopened: None,
         };
         Ok(store)
     }
@@ -394,7 +400,7 @@ impl EtcdStore {
                 self.known = rev;
             }
         }
-        self.unopened = false;
+        self.unopened = None;
         if self.marker.staged.is_some() {
             self.copy_staged()?;
         }
@@ -876,7 +882,7 @@ impl Store for EtcdStore {
         self.doubt = None;
         self.leadership = Some(leadership.clone());
         self.record_generation(leadership)?;
-        if self.unopened {
+        if self.unopened.is_some() {
             // Opened without a quorum: the marker may never have been
             // written.
             return self.adopt_marker();
@@ -912,7 +918,7 @@ impl Store for EtcdStore {
     }
 
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
-        if self.unopened {
+        if self.unopened.is_some() {
             return Err(unavailable(
                 "the store was opened without a quorum and is read once this controller leads",
             ));
