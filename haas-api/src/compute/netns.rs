@@ -97,6 +97,10 @@ async fn ip(netns: Option<&str>, args: &[&str]) -> Result<String, String> {
 /// (`qemu_announce_self`: 50 ms, then 100 ms more each round).
 const ANNOUNCE_ROUNDS: [u64; 5] = [0, 50, 150, 250, 350];
 
+/// How long ovs-vswitchd may take to attach a moving node's port to its
+/// switch before the move gives up and goes back.
+const ATTACH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Sends QEMU's RARP rounds for `mac` from the node's NIC inside `ns`.
 async fn announce(ns: &str, mac: [u8; 6]) -> Result<(), String> {
     let path = std::path::Path::new(NETNS_DIR).join(ns);
@@ -278,6 +282,51 @@ impl NetnsDriver {
         }
         Ok(())
     }
+
+    /// Waits until ovs-vswitchd has attached the node's port on `pm` to the
+    /// switch (given it an OpenFlow port). OVSDB takes the port at once, but
+    /// until ovs-vswitchd reads the veth the kernel drops what the node
+    /// sends: the controller holds a RARP from a port it does not know yet
+    /// only when the switch passed it up, so an announcement sent earlier
+    /// is lost and the MAC stays on the old PM.
+    async fn wait_attached(&self, pm: &PmTarget, node: &str) -> Result<(), String> {
+        let port = port(node);
+        let vswitch = self.vswitch(pm).await?;
+        let mut replica = vswitch.replica();
+        let deadline = tokio::time::Instant::now() + ATTACH_WAIT;
+        loop {
+            let iface = replica
+                .borrow_and_update()
+                .interfaces()
+                .into_iter()
+                .find(|i| i.name == port && i.bridge.as_deref() == Some(pm.bridge.as_str()));
+            let why = match iface {
+                Some(i) if i.ofport.number().is_some() => return Ok(()),
+                Some(i) => i.error,
+                None => Some(format!("no port {port} on {}", pm.bridge)),
+            };
+            let gave_up = || {
+                let why = why.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+                format!(
+                    "ovs-vswitchd of {} did not attach port {port} within {} s{why}",
+                    pm.name,
+                    ATTACH_WAIT.as_secs()
+                )
+            };
+            match tokio::time::timeout_at(deadline, replica.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(format!("OVSDB {}: the session ended", pm.ovsdb)),
+                Err(_) => return Err(gave_up()),
+            }
+        }
+    }
+
+    /// Has the node announce itself on `pm` once its port there is in the
+    /// switch, as QEMU does only once the guest runs on the new host.
+    async fn announce_on(&self, pm: &PmTarget, node: &NodeSpec) -> Result<(), String> {
+        self.wait_attached(pm, &node.id).await?;
+        announce(&node_namespace(pm, &node.id), node.mac).await
+    }
 }
 
 #[async_trait]
@@ -343,9 +392,10 @@ impl ComputeDriver for NetnsDriver {
     }
 
     /// As a live migration does: the node is made on `to` first (its
-    /// namespace, veth and OVS port), then unmade on `from`, then it sends
-    /// QEMU's RARP rounds from its own NIC, which the controller takes as
-    /// the MAC's move. Whatever fails puts it back whole on `from`.
+    /// namespace, veth and OVS port) and waits there until the switch has
+    /// its port, then is unmade on `from`, then it sends QEMU's RARP rounds
+    /// from its own NIC, which the controller takes as the MAC's move.
+    /// Whatever fails puts it back whole on `from`.
     async fn migrate(
         &self,
         from: &PmTarget,
@@ -362,10 +412,16 @@ impl ComputeDriver for NetnsDriver {
             ));
         }
         let created = self.create(to, node).await?;
-        let moved = match self.delete(from, &node.id).await {
-            Ok(()) => announce(&node_namespace(to, &node.id), node.mac).await,
-            Err(e) => Err(e.to_string()),
-        };
+        let moved = async {
+            // Before the node leaves `from`: a port ovs-vswitchd never
+            // attaches sends the node back whole rather than nowhere.
+            self.wait_attached(to, &node.id).await?;
+            self.delete(from, &node.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            announce(&node_namespace(to, &node.id), node.mac).await
+        }
+        .await;
         if let Err(reason) = moved {
             let back = async {
                 self.delete(to, &node.id).await?;
@@ -373,7 +429,9 @@ impl ComputeDriver for NetnsDriver {
                 Ok::<_, DriverError>(())
             }
             .await;
-            let _ = announce(&node_namespace(from, &node.id), node.mac).await;
+            if back.is_ok() {
+                let _ = self.announce_on(from, node).await;
+            }
             let reason = match back {
                 Ok(()) => format!("{reason}; the node is back on {}", from.name),
                 Err(e) => format!("{reason}; and it could not be put back: {e}"),
