@@ -1759,3 +1759,132 @@ async fn a_broker_killed_during_a_migration_leaves_the_node_whole_on_one_pm() {
     assert!(resumed >= rounds.len() / 2, "{resumed} moves resumed");
     drop(sweep);
 }
+
+/// ovs-vswitchd stopped (SIGSTOP) until dropped: OVSDB still takes the
+/// broker's ports, but none is attached to the switch meanwhile.
+struct Frozen(u32);
+
+impl Frozen {
+    fn vswitchd_of(pm: &Pm) -> Self {
+        let pid = pm.ovs().vswitchd_pid().unwrap();
+        assert!(Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success());
+        Self(pid)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// A broker killed once the target PM's OVSDB holds the node's port, while
+/// that PM's ovs-vswitchd is slow to attach it (stopped here): the resumed
+/// move announces the node only once its port is in the switch, so the
+/// controller hears the RARP and the node answers from the new PM. Before,
+/// the RARP rounds went out of a veth nothing read yet, the registry kept
+/// the MAC on the old PM and the node never answered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_migration_announces_the_node_once_its_port_is_in_the_switch() {
+    let World {
+        h,
+        pms,
+        sweep,
+        dir,
+        mut broker,
+        b,
+        t,
+        vi_id,
+        key,
+    } = world(16).await;
+    let (pm1, pm2) = (h.tb.pm(pms[0]), h.tb.pm(pms[1]));
+    let peer = node_on(&b, &t, &vi_id, pm1).await;
+    let id = node_on(&b, &t, &vi_id, pm1).await;
+    let nodes = nodes_of(&b, &t).await;
+    let node = |id: &str| nodes.iter().find(|n| n["id"] == id).unwrap().clone();
+    let ip = |n: &Value| {
+        n["ip"]
+            .as_str()
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let (peer_n, moving) = (node(&peer), node(&id));
+    let mac = moving["mac"].as_str().unwrap().to_owned();
+    let ns = |pm: &Pm, id: &str| iris_api::compute::netns::namespace(pm.netns().name(), id);
+    // The registry places the node on pm1 before it moves, as a node that
+    // has spoken does.
+    assert!(ping_from(
+        &ns(pm1, &peer),
+        &ip(&moving),
+        Duration::from_secs(10)
+    ));
+    wait_registry_host(&h, key, &mac, pm1.name(), Duration::from_secs(5)).await;
+
+    let frozen = Frozen::vswitchd_of(pm2);
+    let (s, hdr, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        &format!("/v1/nodes/{id}/migrate"),
+        Some(json!({"pm": pm2.name()})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    let port = format!("vn{id}");
+    let start = Instant::now();
+    while !node_traces(pm2).2.contains(&port) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no {port} on pm2"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    broker.kill9();
+    let log = dir.join("iris-api-resumed.log");
+    broker = BrokerProcess::start(&dir.join("iris-api.toml"), &log).await;
+    let b = broker.base.clone();
+    // The switch stays away until the resumed move has ended or has had
+    // far longer than its RARP rounds take.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3)
+        && !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("recovery done")
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(frozen);
+    wait_recovered(&log).await;
+    assert!(std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("resuming an interrupted operation"));
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let moved = nodes_of(&b, &t).await;
+    let moved = moved.iter().find(|n| n["id"] == id).unwrap();
+    assert_eq!(
+        (moved["state"].as_str(), moved["pm"].as_str()),
+        (Some("active"), Some(pm2.name())),
+        "{moved}"
+    );
+    wait_registry_host(&h, key, &mac, pm2.name(), Duration::from_secs(5)).await;
+    assert!(
+        ping_from(&ns(pm1, &peer), &ip(&moving), Duration::from_secs(10)),
+        "the moved node does not answer"
+    );
+    assert!(
+        ping_from(&ns(pm2, &id), &ip(&peer_n), Duration::from_secs(10)),
+        "the moved node reaches nothing"
+    );
+    drop(sweep);
+}
