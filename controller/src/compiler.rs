@@ -52,6 +52,10 @@ fn apply(actions: Vec<Action>) -> Instruction {
     Instruction::ApplyActions(actions)
 }
 
+fn controller() -> Instruction {
+    apply(vec![Action::to_controller()])
+}
+
 fn goto(table: u8) -> Instruction {
     Instruction::GotoTable(table)
 }
@@ -470,7 +474,7 @@ fn pipeline(out: &mut impl FlowSink, any_local: bool) {
             TABLE_CLASSIFY,
             1,
             Match::new().eth_type(ethertype),
-            vec![apply(vec![Action::to_controller()])],
+            vec![controller()],
         );
     }
     // Tunnels never teach: the switch at the other end already did.
@@ -484,7 +488,6 @@ fn pipeline(out: &mut impl FlowSink, any_local: bool) {
     if !any_local {
         return;
     }
-    let controller = || apply(vec![Action::to_controller()]);
     // The controller moves the MAC, reprograms, then floods the RARP itself.
     add(
         out,
@@ -644,6 +647,12 @@ fn mac_entry_flows(
         Some(Location::Port { host: h, ofport }) if h == host => {
             // A port of another VI (or gone) never carries this VI's MAC.
             if !p.local.contains(ofport) {
+                if topology.departed_from(host, Some(*ofport), key) {
+                    // Its guest left with the port and has not shown up
+                    // anywhere yet: what is sent to it waits in the
+                    // controller for it to reappear.
+                    add(out, TABLE_FORWARD, 100, to_mac, vec![controller()]);
+                }
                 return;
             }
             let src = vlan_match(from(FROM_VM).in_port(*ofport), key.vlan).eth_src(key.mac.0);
@@ -665,6 +674,15 @@ fn mac_entry_flows(
             let Some(tunnel) = topology.tunnel_port(host, h) else {
                 return;
             };
+            if topology.departed_from(host, None, key) {
+                // It left a port here a moment ago: a switch that has not
+                // taken its move yet still sends it here. The controller
+                // forwards those frames; a tunnel output here would break
+                // the rule below, and be dropped when the frame came from
+                // the MAC's new host.
+                let stray = to_mac.clone().reg(REG_ORIGIN, FROM_TUNNEL);
+                add(out, TABLE_FORWARD, 100, stray, vec![controller()]);
+            }
             // Only what entered here may leave by tunnel: two switches
             // that disagree for a moment about a MAC cannot bounce a
             // frame between them.
@@ -689,7 +707,7 @@ fn ip_entry_flows(out: &mut impl FlowSink, p: &Present<'_>, key: &IpKey, entry: 
         .metadata(u64::from(vi.id.0))
         .eth_type(ARP);
     let garp = arp.clone().arp_spa(key.ip).arp_tpa(key.ip);
-    let announce = vec![apply(vec![Action::to_controller()]), goto(TABLE_FORWARD)];
+    let announce = vec![controller(), goto(TABLE_FORWARD)];
     add(out, TABLE_INTERCEPT, 200, garp, announce);
     let request = arp.arp_op(ARP_REQUEST).arp_tpa(key.ip);
     let answer = apply(arp_responder(entry.mac, key.ip));

@@ -269,6 +269,10 @@ pub struct Control {
     burst: Option<program::Burst>,
     /// RARPs from ports OVSDB has not reported yet.
     held_rarps: held_rarps::HeldRarps,
+    /// Frames for guests whose port left its bridge (`control/parked.rs`).
+    parked: parked::Parked,
+    /// Until when each departed port (`Topology::departed`) stays so.
+    departed_until: BTreeMap<(HostName, u32), parked::Departure>,
     /// Where the ARP snapshot for the connections is published.
     answers: Arc<AnswerSlot>,
     /// Since when the published snapshot has been withdrawn because
@@ -478,6 +482,8 @@ impl Control {
             stop: CancellationToken::new(),
             burst: None,
             held_rarps: held_rarps::HeldRarps::default(),
+            parked: parked::Parked::default(),
+            departed_until: BTreeMap::new(),
             answers: answers.clone(),
             answers_stale: Some(Instant::now()),
             to_prepare: BTreeSet::new(),
@@ -803,6 +809,7 @@ impl Control {
         for h in self.held_rarps.expire(now) {
             self.give_up_rarp(&h, "its port was not reported in time");
         }
+        self.expire_departures(now);
     }
 
     /// Drops a held announcement, saying why and what it costs.
@@ -1058,7 +1065,9 @@ impl Control {
                 }
                 let vis_before: BTreeSet<ViId> =
                     self.topology.vm_ports_on(&host).map(|p| p.vi).collect();
-                let changed = self.replace_ports(&host, &vm_ports, &tunnels);
+                let (changed, gone) = self.replace_ports(&host, &vm_ports, &tunnels);
+                self.ports_returned(&host);
+                self.ports_departed(&host, &gone);
                 let first = self.inventory.reported(&host, Instant::now());
                 if changed || first {
                     // Tables compiled ahead wait for a complete inventory.
@@ -1082,6 +1091,7 @@ impl Control {
                         debug!(%host, "handling the RARP held for port {}", h.in_port);
                         self.on_packet_in(h.conn, &h.packet_in, h.received);
                     }
+                    self.release_parked();
                 }
                 // The first report programs a switch left waiting for it,
                 // even when it changed nothing.
@@ -1102,13 +1112,13 @@ impl Control {
     }
 
     /// Replaces what the topology holds for `host`'s ports; whether
-    /// anything changed.
+    /// anything changed, and the VM ports that left (each with its VI).
     fn replace_ports(
         &mut self,
         host: &HostName,
         vm_ports: &[VmPortSeen],
         tunnels: &[(Ipv4Addr, u32)],
-    ) -> bool {
+    ) -> (bool, Vec<(u32, ViId)>) {
         let new_vm: BTreeMap<(HostName, u32), VmPort> = vm_ports
             .iter()
             .map(|p| {
@@ -1148,15 +1158,20 @@ impl Control {
             .map(|(k, v)| (k.clone(), *v))
             .collect();
         if old_vm == new_vm && old_tunnels == new_tunnels {
-            return false;
+            return (false, Vec::new());
         }
+        let gone = old_vm
+            .iter()
+            .filter(|(k, p)| new_vm.get(k).is_none_or(|n| n.vi != p.vi))
+            .map(|((_, ofport), p)| (*ofport, p.vi))
+            .collect();
         self.answers_changed();
         let t = &mut self.topology;
         t.vm_ports.retain(|(h, _), _| h != host);
         t.tunnels.retain(|(h, _), _| h != host);
         t.vm_ports.extend(new_vm);
         t.tunnels.extend(new_tunnels);
-        true
+        (true, gone)
     }
 
     fn announce_hosts(&self) {
@@ -1355,6 +1370,8 @@ impl Control {
         self.topology.hosts.remove(name);
         self.controllers.remove(name);
         self.topology.vm_ports.retain(|(h, _), _| h != name);
+        self.topology.departed.retain(|(h, _), _| h != name);
+        self.departed_until.retain(|(h, _), _| h != name);
         self.topology
             .tunnels
             .retain(|(h, peer), _| h != name && peer != name);
@@ -1636,6 +1653,7 @@ fn now_ms() -> Timestamp {
 mod commit;
 mod held_rarps;
 mod inventory;
+mod parked;
 mod program;
 pub mod role;
 #[cfg(test)]

@@ -28,6 +28,12 @@ pub struct WhyLabel {
     pub why: &'static str,
 }
 
+/// Label of [`Metrics::parked_frames`].
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// Every metric the controller exports.
 pub struct Metrics {
     registry: Registry,
@@ -84,6 +90,12 @@ pub struct Metrics {
     /// PacketOuts (a RARP's flood, a forwarded ARP) that could not be sent,
     /// by why (`switch_gone`, `queue_full`).
     pub packet_outs_dropped: Family<WhyLabel, Counter>,
+    /// Frames sent up for a guest whose port left its bridge, by what
+    /// became of them: `forwarded` to where it is now, or dropped because
+    /// too many were held (`full`), it did not reappear in time
+    /// (`expired`), or the switch to send them from was gone
+    /// (`switch_gone`).
+    pub parked_frames: Family<OutcomeLabel, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -194,6 +206,12 @@ impl Default for Metrics {
             "PacketOuts not sent because their switch was gone or not keeping up",
             packet_outs_dropped.clone(),
         );
+        let parked_frames = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "parked_frames",
+            "Frames sent up for a guest whose port left its bridge, by outcome (forwarded to where it is now, or dropped: full, expired, switch_gone)",
+            parked_frames.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -247,6 +265,7 @@ impl Default for Metrics {
             move_latency,
             moves_incomplete,
             packet_outs_dropped,
+            parked_frames,
         }
     }
 }
@@ -277,6 +296,13 @@ impl Metrics {
         self.packet_outs_dropped
             .get_or_create(&WhyLabel { why })
             .inc();
+    }
+
+    /// Counts `n` frames held for a departed guest under `outcome`.
+    pub fn parked_frames(&self, outcome: &'static str, n: usize) {
+        self.parked_frames
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc_by(n as u64);
     }
 
     /// Sets the registry size gauges.

@@ -3,7 +3,7 @@
 //! switch sessions and the northbound API.
 
 use ofp::packet::MacAddr;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -177,6 +177,19 @@ pub struct Topology {
     pub vm_ports: BTreeMap<(HostName, u32), VmPort>,
     /// Tunnel ofports: (local host, peer host) -> ofport on the local bridge.
     pub tunnels: BTreeMap<(HostName, HostName), u32>,
+    /// VM ports that left their bridge a moment ago, by (host, ofport):
+    /// their host stays a member of their VI for a while, so that frames
+    /// still sent to their MACs are handed to the controller rather than
+    /// dropped (`controller/src/control/parked.rs`).
+    pub departed: BTreeMap<(HostName, u32), DepartedPort>,
+}
+
+/// A VM port that left its bridge, and the MACs the registry placed on it
+/// when it left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DepartedPort {
+    pub vi: ViId,
+    pub macs: BTreeSet<MacKey>,
 }
 
 /// Why `ip` cannot be a host's own address (a VM's, or a host's underlay

@@ -2,7 +2,7 @@
 //! ports a VI has on a host, which hosts take part in a VI, which tunnel leads
 //! where.
 
-use crate::model::{Host, HostName, HostRole, Topology, Vi, ViId, VmPort};
+use crate::model::{Host, HostName, HostRole, MacKey, Topology, Vi, ViId, VmPort};
 use crate::registry::Sighting;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -103,18 +103,31 @@ impl Topology {
     }
 
     /// For every VI, the hosts that take part in it: those with a VM port in
-    /// it and its gateways (which must see its broadcasts to reach the
-    /// operator's data center). One pass over the ports.
+    /// it (or one that left it a moment ago) and its gateways (which must
+    /// see its broadcasts to reach the operator's data center). One pass
+    /// over the ports.
     pub fn vi_members(&self) -> BTreeMap<ViId, BTreeSet<&HostName>> {
         let mut members: BTreeMap<ViId, BTreeSet<&HostName>> = BTreeMap::new();
         for p in self.vm_ports.values() {
             members.entry(p.vi).or_default().insert(&p.host);
+        }
+        for ((host, _), d) in &self.departed {
+            members.entry(d.vi).or_default().insert(host);
         }
         for vi in self.vis.values() {
             let m = members.entry(vi.id).or_default();
             m.extend(vi.gateways.iter());
         }
         members
+    }
+
+    /// Whether `key` was on a VM port of `host` that left a moment ago
+    /// (and, with `ofport`, on that port).
+    pub fn departed_from(&self, host: &HostName, ofport: Option<u32>, key: &MacKey) -> bool {
+        let mut ports = self
+            .departed
+            .range((host.clone(), 0)..=(host.clone(), u32::MAX));
+        ports.any(|((_, p), d)| ofport.is_none_or(|o| o == *p) && d.macs.contains(key))
     }
 
     /// Whether `host` is one of `vi`'s gateways.

@@ -4,13 +4,17 @@
 mod common;
 
 use common::*;
-use iris_controller::compiler::{compile, TABLE_ARP, TABLE_CLASSIFY, TABLE_INTERCEPT};
+use iris_controller::compiler::{
+    compile, TABLE_ARP, TABLE_CLASSIFY, TABLE_FORWARD, TABLE_INTERCEPT,
+};
 use iris_controller::flowsim::Fabric;
-use iris_controller::model::{Location, MacKey, ViId};
+use iris_controller::model::{DepartedPort, Location, MacKey, ViId};
 use iris_controller::packet_in::{handle_packet_in, PacketInKind};
 use iris_controller::reconciler::{reconcile, Foreign, PlanSummary};
 use iris_controller::registry::{ChangeKind, EntrySpec, Registry, Timestamp};
 use ofp::packet::{ArpOp, ArpRepr, EtherType, MacAddr};
+
+use std::collections::BTreeSet;
 
 const IPV4: u16 = 0x0800;
 
@@ -360,13 +364,100 @@ fn switches_that_disagree_do_not_bounce_frames() {
             ips: vec![],
         };
         view.put(Timestamp(0), &f.topology, &spec).unwrap();
-        let desired = compile(&view, &f.topology, &host(h));
-        let sw = f.switch_mut(&host(h)).unwrap();
-        let plan = reconcile(&desired, sw.state(), Foreign::Delete);
-        sw.apply_all(&plan.messages).unwrap();
+        install(&mut f, &view, h);
     }
     let bytes = frame(ghost, a.mac(), a.vlan, IPV4);
     let trip = f.inject(&a.host(), a.port_in(1), &bytes).unwrap();
     assert!(trip.delivered.is_empty());
     assert_eq!(trip.tunnel_hops, 1);
+}
+
+/// Brings `h`'s switch alone to what the compiler wants for `r`: the
+/// others keep what they hold.
+fn install(f: &mut Fabric, r: &Registry, h: &str) {
+    let desired = compile(r, &f.topology, &host(h));
+    let sw = f.switch_mut(&host(h)).expect("a test host");
+    let plan = reconcile(&desired, sw.state(), Foreign::Delete);
+    sw.apply_all(&plan.messages)
+        .expect("the compiled flows install");
+}
+
+#[test]
+fn frames_for_a_guest_whose_port_left_go_to_the_controller_until_every_switch_knows_its_move() {
+    let (mut f, mut r) = fabric();
+    let (a, b) = (vm("A"), vm("B"));
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: b.vlan(),
+        mac: b.mac(),
+    };
+    // B's port leaves h2, its last port in VI 1; the controller remembers
+    // it as departed, with B's MAC.
+    f.topology.vm_ports.remove(&(host("h2"), b.port_in(1)));
+    f.topology.departed.insert(
+        (host("h2"), b.port_in(1)),
+        DepartedPort {
+            vi: ViId(1),
+            macs: BTreeSet::from([key]),
+        },
+    );
+    assert!(f.topology.vi_members()[&ViId(1)].contains(&host("h2")));
+    f.converge(&r).unwrap();
+    let to_b = frame(b.mac(), a.mac(), a.vlan, IPV4);
+    let up = |f: &Fabric| {
+        let trip = f.inject(&a.host(), a.port_in(1), &to_b).unwrap();
+        assert!(trip.delivered.is_empty(), "{trip:?}");
+        let [(h, pi)] = &trip.to_controller[..] else {
+            panic!("{trip:?}")
+        };
+        assert_eq!((h.0.as_str(), pi.table_id), ("h2", TABLE_FORWARD));
+        assert_eq!(pi.tun_id, u64::from(gre_key(1)), "from the tunnel");
+        assert_eq!(pi.frame, to_b);
+    };
+    // While B is nowhere, h2 sends its frames up (to be held).
+    up(&f);
+    // VI 2's B, on another port of h2, is untouched.
+    let trip = f
+        .inject(
+            &a.host(),
+            a.port_in(2),
+            &frame(b.mac(), a.mac(), a.vlan, IPV4),
+        )
+        .unwrap();
+    assert_eq!(places(&trip), [("h2".to_owned(), b.port_in(2))]);
+
+    // B resumes on h3 and announces itself; h2 and h3 take the move, h1
+    // not yet: what h1 still sends to h2 goes up from h2 (and on from the
+    // controller), never back into a tunnel.
+    const NEW_PORT: u32 = 6;
+    f.topology.add_vm_port("h3", NEW_PORT, ViId(1));
+    let rarp = arp_bytes(&with_vlan(ArpRepr::rarp_announce(b.mac()), b.vlan));
+    let trip = f.inject(&host("h3"), NEW_PORT, &rarp).unwrap();
+    let (h, pi) = &trip.to_controller[0];
+    let d = handle_packet_in(Timestamp(5), &mut r, &f.topology, h, &pi.meta(), &pi.frame);
+    assert_eq!(d.changes[0].kind(), ChangeKind::Moved);
+    for h in ["h2", "h3", "gw"] {
+        install(&mut f, &r, h);
+    }
+    up(&f);
+    // Every switch has the move: straight to h3.
+    f.converge(&r).unwrap();
+    let trip = f.inject(&a.host(), a.port_in(1), &to_b).unwrap();
+    assert_eq!(places(&trip), [("h3".to_owned(), NEW_PORT)]);
+    assert!(trip.to_controller.is_empty());
+
+    // The departure ends: h2 leaves VI 1 and holds none of its flows.
+    f.topology.departed.clear();
+    f.converge(&r).unwrap();
+    assert!(!f.topology.vi_members()[&ViId(1)].contains(&host("h2")));
+    // Only VI 2's classification is left: its port and its two peers.
+    let h2 = compile(&r, &f.topology, &host("h2"));
+    let classify = h2
+        .flows
+        .values()
+        .filter(|fl| fl.table == TABLE_CLASSIFY && fl.priority == 100)
+        .count();
+    assert_eq!(classify, 3);
+    let trip = f.inject(&a.host(), a.port_in(1), &to_b).unwrap();
+    assert_eq!(places(&trip), [("h3".to_owned(), NEW_PORT)]);
 }

@@ -6,7 +6,9 @@
 use super::held_rarps::{Announcement, Held};
 use super::inventory::Incomplete;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
-use crate::compiler::{affected_hosts, compile_entries, compile_into_memo, TABLE_CLASSIFY};
+use crate::compiler::{
+    affected_hosts, compile_entries, compile_into_memo, TABLE_CLASSIFY, TABLE_FORWARD,
+};
 use crate::model::HostName;
 use crate::model::Topology;
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
@@ -604,6 +606,12 @@ impl Control {
         for (conn, out) in w.then {
             outs.entry(conn).or_default().push(out);
         }
+        self.queue_packet_outs(outs);
+    }
+
+    /// Sends `outs` now, or with the burst's other PacketOuts when one is
+    /// being taken.
+    pub(super) fn queue_packet_outs(&mut self, outs: BTreeMap<ConnId, Vec<PacketOut>>) {
         match self.burst.as_mut() {
             Some(b) => {
                 for (conn, mut o) in outs {
@@ -633,6 +641,9 @@ impl Control {
         // the store commits it, and a crash in between costs at most a
         // move until the guest's next frame (`docs/controller.md`, Store).
         let programming = self.program_burst(&b);
+        // Frames held for a guest go where it showed up at once: straight
+        // out of its port, they need none of the flows on their way.
+        self.release_parked();
         if self.overlaps_commits() && !b.store.is_empty() {
             let mut w = b.waiting;
             w.tickets = programming.tickets;
@@ -803,7 +814,9 @@ impl Control {
             .into_iter()
             .cloned()
             .collect();
-        self.program_hosts(&hosts)
+        let programming = self.program_hosts(&hosts);
+        self.release_parked();
+        programming
     }
 
     /// Stored registry changes reach the metrics and the subscribers.
@@ -819,8 +832,16 @@ impl Control {
         }
     }
 
-    fn switch_host(&self, conn: ConnId) -> Option<&HostName> {
+    pub(super) fn switch_host(&self, conn: ConnId) -> Option<&HostName> {
         self.switches.get(&conn).and_then(|s| s.host.as_ref())
+    }
+
+    /// The connection of `host`'s switch, once it said which host it is.
+    pub(super) fn conn_of(&self, host: &HostName) -> Option<ConnId> {
+        self.switches
+            .iter()
+            .find(|(_, s)| s.host.as_ref() == Some(host) && !s.handle.is_closed())
+            .map(|(c, _)| *c)
     }
 
     /// A PACKET_IN: learn, reprogram, and send what the decision says once
@@ -840,6 +861,12 @@ impl Control {
             self.metrics.packet_in("invalid");
             return;
         };
+        if meta.table_id == TABLE_FORWARD {
+            // Only the flows of a departed port's MACs send frames up from
+            // the forwarding table.
+            self.on_parked_frame(conn, &meta, &pi.data);
+            return;
+        }
         if meta.table_id == TABLE_CLASSIFY {
             if let Some(host) = self.switch_host(conn).cloned() {
                 if self.hold_if_unclassified(conn, &host, &meta, pi, received) {

@@ -1197,8 +1197,11 @@ fn a_port_report_reprograms_only_the_switches_whose_flows_it_changes() {
     // their tunnel to pm1 as before.
     c.on_topology_event(pm1(&[5, 8]));
     assert_eq!(reprogrammed(&mut rxs), [1]);
-    // pm1 leaves VI 1: the others' floods must stop sending to it.
+    // pm1 leaves VI 1: the others' floods must stop sending to it, once
+    // the port that left with the VM's MAC is no longer waited for.
     c.on_topology_event(pm1(&[]));
+    assert_eq!(reprogrammed(&mut rxs), [1]);
+    c.on_tick(Instant::now() + parked::HOLD_FOR);
     assert_eq!(reprogrammed(&mut rxs), [1, 2, 9]);
 }
 
@@ -2173,4 +2176,191 @@ fn a_standby_reload_takes_the_stores_registry_and_hosts_and_keeps_the_ports() {
     assert!(c.topology.hosts.contains_key(&HostName("pm3".into())));
     assert_eq!(c.topology.vm_ports.len(), ports);
     assert!(hosts.has_changed().unwrap(), "the OVSDB side hears of pm3");
+}
+
+/// pm1's OVSDB reports its ports without the VM's port 5: it was unplugged.
+fn pm1_unplugged(c: &mut Control) {
+    let ip = |h: u8| Ipv4Addr::from([10, 0, 0, h]);
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm1".into()),
+        vm_ports: vec![],
+        tunnels: vec![(ip(2), 10), (ip(9), 11)],
+    });
+}
+
+/// A frame for `dst` that table 3 of pm1 sent up, having come from pm2's
+/// tunnel (port 10) with VI 1's key; `seq` tells the frames apart.
+fn parked_frame(dst: MacAddr, seq: u8) -> (Upcall, Vec<u8>) {
+    let mut data = Vec::new();
+    data.extend_from_slice(&dst.0);
+    data.extend_from_slice(&[0x52, 0x54, 0, 0, 0, 0x77]);
+    data.extend_from_slice(&[0x08, 0x00]);
+    data.extend_from_slice(&[seq; 46]);
+    let packet_in = PacketIn {
+        buffer_id: NO_BUFFER,
+        total_len: data.len() as u16,
+        reason: PacketInReason::Action,
+        table_id: crate::compiler::TABLE_FORWARD,
+        cookie: 0,
+        match_: Match::new().in_port(10).tunnel_id(1001),
+        data: data.clone(),
+    };
+    let upcall = Upcall::PacketIn {
+        packet_in,
+        received: Instant::now(),
+    };
+    (upcall, data)
+}
+
+/// The PacketOuts in `rx`'s batches.
+fn packet_outs(rx: &mut mpsc::Receiver<Command>) -> Vec<ofp::message::PacketOut> {
+    batches(rx)
+        .into_iter()
+        .flat_map(|b| b.messages)
+        .filter_map(|m| match m {
+            Message::PacketOut(p) => Some(p),
+            _ => None,
+        })
+        .collect()
+}
+
+/// PacketOuts of `frames`, in order, straight out of `port`.
+fn sent_out_of(outs: &[ofp::message::PacketOut], port: u32) -> Vec<Vec<u8>> {
+    outs.iter()
+        .filter(|p| p.in_port == ofp::action::port::CONTROLLER)
+        .filter(|p| p.actions == [ofp::action::Action::output(port)])
+        .map(|p| p.data.clone())
+        .collect()
+}
+
+#[test]
+fn frames_for_a_guest_whose_port_left_wait_for_it_and_follow_its_move() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let unplugged = Instant::now();
+    pm1_unplugged(&mut c);
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let departed = (HostName("pm1".into()), 5);
+    assert!(c.topology.departed.contains_key(&departed));
+    assert_eq!(located(&c, mac), port_of("pm1", 5), "not moved by leaving");
+
+    // pm2's pinger still sends to pm1, which sends the frames up: held.
+    let (first, f1) = parked_frame(mac, 1);
+    let (second, f2) = parked_frame(mac, 2);
+    for u in [first, second] {
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(1),
+            upcall: u,
+        });
+    }
+    assert_eq!(c.parked.len(), 2);
+    for conn in [1, 2, 9] {
+        assert!(packet_outs(rxs.get_mut(&conn).unwrap()).is_empty());
+    }
+
+    // The guest resumes on pm2's new port 8: the held frames go straight
+    // out of it, in order, without waiting for any barrier.
+    pm2_reports(&mut c, &[8]);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_in(mac, 8),
+    });
+    assert_eq!(located(&c, mac), port_of("pm2", 8));
+    let outs = packet_outs(rxs.get_mut(&2).unwrap());
+    assert_eq!(sent_out_of(&outs, 8), [f1, f2]);
+    assert_eq!(c.parked.len(), 0);
+
+    // A frame a switch sent before it took the move is forwarded at once.
+    let (late, f3) = parked_frame(mac, 3);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: late,
+    });
+    let outs = packet_outs(rxs.get_mut(&2).unwrap());
+    assert_eq!(sent_out_of(&outs, 8), [f3]);
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    assert_eq!(
+        metric(&c, "iris_parked_frames_total{outcome=\"forwarded\"}"),
+        3
+    );
+    assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"parked\"}"), 3);
+
+    // The move keeps the departure for the stragglers, past the hold that
+    // began when the port left.
+    c.on_tick(unplugged + parked::HOLD_FOR);
+    assert!(c.topology.departed.contains_key(&departed));
+    // Then it ends: pm1 leaves VI 1, its flows for it go.
+    assert!(c.topology.vi_members()[&ViId(1)].contains(&departed.0));
+    c.on_tick(Instant::now() + parked::HOLD_FOR);
+    assert!(c.topology.departed.is_empty());
+    assert!(!c.topology.vi_members()[&ViId(1)].contains(&departed.0));
+    let b = batches(rxs.get_mut(&1).unwrap());
+    assert!(
+        b.iter()
+            .any(|b| b.messages.iter().any(|m| matches!(m, Message::FlowMod(_)))),
+        "pm1 reprogrammed: {b:?}"
+    );
+}
+
+#[test]
+fn frames_for_a_guest_that_does_not_reappear_are_bounded_and_dropped() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    pm1_unplugged(&mut c);
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    let extra = 3;
+    for seq in 0..parked::MAX_PER_MAC + extra {
+        let (u, _) = parked_frame(mac, seq as u8);
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(1),
+            upcall: u,
+        });
+    }
+    assert_eq!(c.parked.len(), parked::MAX_PER_MAC);
+    assert_eq!(
+        metric(&c, "iris_parked_frames_total{outcome=\"full\"}"),
+        extra as u64
+    );
+    // The port comes back on pm1 before the hold ends: the frames go to it.
+    c.on_topology_event(report_of("pm1"));
+    assert!(c.topology.departed.is_empty());
+    let outs = packet_outs(rxs.get_mut(&1).unwrap());
+    let sent = sent_out_of(&outs, 5);
+    assert_eq!(sent.len(), parked::MAX_PER_MAC);
+    assert_eq!(sent[0][14], extra as u8, "the oldest gave way");
+
+    // Unplugged again, and the guest never shows up: dropped after the hold.
+    pm1_unplugged(&mut c);
+    let (u, _) = parked_frame(mac, 0);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: u,
+    });
+    assert_eq!(c.parked.len(), 1);
+    c.on_tick(Instant::now() + parked::HOLD_FOR);
+    assert_eq!(c.parked.len(), 0);
+    assert!(c.topology.departed.is_empty());
+    assert_eq!(
+        metric(&c, "iris_parked_frames_total{outcome=\"expired\"}"),
+        1
+    );
+}
+
+#[test]
+fn a_frame_sent_up_for_no_known_vi_is_counted_as_invalid() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let (Upcall::PacketIn { mut packet_in, .. }, _) = parked_frame(mac, 1) else {
+        unreachable!()
+    };
+    packet_in.match_ = Match::new().in_port(10).tunnel_id(4242);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: Upcall::PacketIn {
+            packet_in,
+            received: Instant::now(),
+        },
+    });
+    assert_eq!(c.parked.len(), 0);
+    assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"invalid\"}"), 1);
+    for conn in [1, 2, 9] {
+        assert!(packet_outs(rxs.get_mut(&conn).unwrap()).is_empty());
+    }
 }
