@@ -647,7 +647,7 @@ fn mac_entry_flows(
         Some(Location::Port { host: h, ofport }) if h == host => {
             // A port of another VI (or gone) never carries this VI's MAC.
             if !p.local.contains(ofport) {
-                if topology.departed_from(host, Some(*ofport), key) {
+                if topology.departed_from(host, *ofport, key) {
                     // Its guest left with the port and has not shown up
                     // anywhere yet: what is sent to it waits in the
                     // controller for it to reappear.
@@ -674,8 +674,8 @@ fn mac_entry_flows(
             let Some(tunnel) = topology.tunnel_port(host, h) else {
                 return;
             };
-            if topology.departed_from(host, None, key) {
-                // It left a port here a moment ago: a switch that has not
+            if topology.moved_from(host, key) {
+                // It left this host a moment ago: a switch that has not
                 // taken its move yet still sends it here. The controller
                 // forwards those frames; a tunnel output here would break
                 // the rule below, and be dropped when the frame came from

@@ -269,10 +269,13 @@ pub struct Control {
     burst: Option<program::Burst>,
     /// RARPs from ports OVSDB has not reported yet.
     held_rarps: held_rarps::HeldRarps,
-    /// Frames for guests whose port left its bridge (`control/parked.rs`).
+    /// Frames for guests that have just left a host (`control/parked.rs`).
     parked: parked::Parked,
     /// Until when each departed port (`Topology::departed`) stays so.
-    departed_until: BTreeMap<(HostName, u32), parked::Departure>,
+    departed_until: BTreeMap<(HostName, u32), Instant>,
+    /// Until when each MAC stays on the host it moved from
+    /// (`Topology::moved_from`).
+    moved_until: BTreeMap<(HostName, MacKey), Instant>,
     /// Where the ARP snapshot for the connections is published.
     answers: Arc<AnswerSlot>,
     /// Since when the published snapshot has been withdrawn because
@@ -484,6 +487,7 @@ impl Control {
             held_rarps: held_rarps::HeldRarps::default(),
             parked: parked::Parked::default(),
             departed_until: BTreeMap::new(),
+            moved_until: BTreeMap::new(),
             answers: answers.clone(),
             answers_stale: Some(Instant::now()),
             to_prepare: BTreeSet::new(),
@@ -1370,8 +1374,7 @@ impl Control {
         self.topology.hosts.remove(name);
         self.controllers.remove(name);
         self.topology.vm_ports.retain(|(h, _), _| h != name);
-        self.topology.departed.retain(|(h, _), _| h != name);
-        self.departed_until.retain(|(h, _), _| h != name);
+        self.forget_departures(name);
         self.topology
             .tunnels
             .retain(|(h, peer), _| h != name && peer != name);

@@ -90,7 +90,7 @@ pub struct Metrics {
     /// PacketOuts (a RARP's flood, a forwarded ARP) that could not be sent,
     /// by why (`switch_gone`, `queue_full`).
     pub packet_outs_dropped: Family<WhyLabel, Counter>,
-    /// Frames sent up for a guest whose port left its bridge, by what
+    /// Frames sent up for a guest that had just left their host, by what
     /// became of them: `forwarded` to where it is now, or dropped because
     /// too many were held (`full`), it did not reappear in time
     /// (`expired`), or the switch to send them from was gone
@@ -209,7 +209,7 @@ impl Default for Metrics {
         let parked_frames = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "parked_frames",
-            "Frames sent up for a guest whose port left its bridge, by outcome (forwarded to where it is now, or dropped: full, expired, switch_gone)",
+            "Frames sent up by the host a guest had just left, by outcome (forwarded to where it is now, or dropped: full, expired, switch_gone)",
             parked_frames.clone(),
         );
         let leader = Gauge::default();

@@ -182,6 +182,11 @@ pub struct Topology {
     /// still sent to their MACs are handed to the controller rather than
     /// dropped (`controller/src/control/parked.rs`).
     pub departed: BTreeMap<(HostName, u32), DepartedPort>,
+    /// MACs that left a host a moment ago (a VM port of its bridge, or, on
+    /// a gateway, the operator's data center behind it), by that host: it
+    /// stays a member of their VIs and sends up what switches that have
+    /// not taken the move yet still send it for them (same module).
+    pub moved_from: BTreeMap<HostName, BTreeSet<MacKey>>,
 }
 
 /// A VM port that left its bridge, and the MACs the registry placed on it

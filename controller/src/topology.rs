@@ -114,6 +114,11 @@ impl Topology {
         for ((host, _), d) in &self.departed {
             members.entry(d.vi).or_default().insert(host);
         }
+        for (host, keys) in &self.moved_from {
+            for k in keys {
+                members.entry(k.vi).or_default().insert(host);
+            }
+        }
         for vi in self.vis.values() {
             let m = members.entry(vi.id).or_default();
             m.extend(vi.gateways.iter());
@@ -121,13 +126,23 @@ impl Topology {
         members
     }
 
-    /// Whether `key` was on a VM port of `host` that left a moment ago
-    /// (and, with `ofport`, on that port).
-    pub fn departed_from(&self, host: &HostName, ofport: Option<u32>, key: &MacKey) -> bool {
-        let mut ports = self
-            .departed
-            .range((host.clone(), 0)..=(host.clone(), u32::MAX));
-        ports.any(|((_, p), d)| ofport.is_none_or(|o| o == *p) && d.macs.contains(key))
+    /// Whether `key` was on VM port `ofport` of `host` when the port left
+    /// a moment ago.
+    pub fn departed_from(&self, host: &HostName, ofport: u32, key: &MacKey) -> bool {
+        // Asked for every MAC whose port is not on its bridge, while
+        // compiling: no key is built when nothing departed.
+        !self.departed.is_empty()
+            && self
+                .departed
+                .get(&(host.clone(), ofport))
+                .is_some_and(|d| d.macs.contains(key))
+    }
+
+    /// Whether `key` left `host` a moment ago.
+    pub fn moved_from(&self, host: &HostName, key: &MacKey) -> bool {
+        self.moved_from
+            .get(host)
+            .is_some_and(|keys| keys.contains(key))
     }
 
     /// Whether `host` is one of `vi`'s gateways.

@@ -429,13 +429,11 @@ fn frames_for_a_guest_whose_port_left_go_to_the_controller_until_every_switch_kn
     // B resumes on h3 and announces itself; h2 and h3 take the move, h1
     // not yet: what h1 still sends to h2 goes up from h2 (and on from the
     // controller), never back into a tunnel.
-    const NEW_PORT: u32 = 6;
-    f.topology.add_vm_port("h3", NEW_PORT, ViId(1));
-    let rarp = arp_bytes(&with_vlan(ArpRepr::rarp_announce(b.mac()), b.vlan));
-    let trip = f.inject(&host("h3"), NEW_PORT, &rarp).unwrap();
-    let (h, pi) = &trip.to_controller[0];
-    let d = handle_packet_in(Timestamp(5), &mut r, &f.topology, h, &pi.meta(), &pi.frame);
-    assert_eq!(d.changes[0].kind(), ChangeKind::Moved);
+    let new_port = resume_on_h3(&mut f, &mut r, b.mac(), b.vlan);
+    // The controller remembers where it moved from.
+    f.topology
+        .moved_from
+        .insert(host("h2"), BTreeSet::from([key]));
     for h in ["h2", "h3", "gw"] {
         install(&mut f, &r, h);
     }
@@ -443,11 +441,13 @@ fn frames_for_a_guest_whose_port_left_go_to_the_controller_until_every_switch_kn
     // Every switch has the move: straight to h3.
     f.converge(&r).unwrap();
     let trip = f.inject(&a.host(), a.port_in(1), &to_b).unwrap();
-    assert_eq!(places(&trip), [("h3".to_owned(), NEW_PORT)]);
+    assert_eq!(places(&trip), [("h3".to_owned(), new_port)]);
     assert!(trip.to_controller.is_empty());
 
-    // The departure ends: h2 leaves VI 1 and holds none of its flows.
+    // The departure and the move are over: h2 leaves VI 1 and holds none
+    // of its flows.
     f.topology.departed.clear();
+    f.topology.moved_from.clear();
     f.converge(&r).unwrap();
     assert!(!f.topology.vi_members()[&ViId(1)].contains(&host("h2")));
     // Only VI 2's classification is left: its port and its two peers.
@@ -459,5 +459,63 @@ fn frames_for_a_guest_whose_port_left_go_to_the_controller_until_every_switch_kn
         .count();
     assert_eq!(classify, 3);
     let trip = f.inject(&a.host(), a.port_in(1), &to_b).unwrap();
-    assert_eq!(places(&trip), [("h3".to_owned(), NEW_PORT)]);
+    assert_eq!(places(&trip), [("h3".to_owned(), new_port)]);
+}
+
+/// `mac` resumes on a new port of h3 (in VI 1) and announces itself by
+/// RARP, which the controller takes as its move in `r`; the new port.
+fn resume_on_h3(f: &mut Fabric, r: &mut Registry, mac: MacAddr, vlan: Option<u16>) -> u32 {
+    const NEW_PORT: u32 = 6;
+    f.topology.add_vm_port("h3", NEW_PORT, ViId(1));
+    let rarp = arp_bytes(&with_vlan(ArpRepr::rarp_announce(mac), vlan));
+    let trip = f.inject(&host("h3"), NEW_PORT, &rarp).expect("h3 runs it");
+    let (h, pi) = trip.to_controller.first().expect("the RARP goes up");
+    let d = handle_packet_in(Timestamp(5), r, &f.topology, h, &pi.meta(), &pi.frame);
+    assert_eq!(d.changes.first().map(|c| c.kind()), Some(ChangeKind::Moved));
+    NEW_PORT
+}
+
+#[test]
+fn frames_for_a_mac_that_left_the_operators_data_center_reach_it_from_the_gateway() {
+    // The operator's guest behind gw migrates into h3. Until h1 takes the
+    // move it still sends the guest's frames to gw, which sends them up
+    // (the controller sends them on) instead of back into the WAN.
+    let (mut f, mut r) = fabric();
+    let a = vm("A");
+    let remote = mac(REMOTE_MAC);
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: a.vlan(),
+        mac: remote,
+    };
+    let new_port = resume_on_h3(&mut f, &mut r, remote, a.vlan);
+    f.topology
+        .moved_from
+        .insert(host("gw"), BTreeSet::from([key]));
+    for h in ["gw", "h2", "h3"] {
+        install(&mut f, &r, h);
+    }
+    let to_guest = frame(remote, a.mac(), a.vlan, IPV4);
+    let trip = f.inject(&a.host(), a.port_in(1), &to_guest).unwrap();
+    assert!(places(&trip).is_empty(), "not into the WAN: {trip:?}");
+    let [(h, pi)] = &trip.to_controller[..] else {
+        panic!("{trip:?}")
+    };
+    assert_eq!((h.0.as_str(), pi.table_id), ("gw", TABLE_FORWARD));
+    // Once h1 has the move, straight to h3.
+    install(&mut f, &r, "h1");
+    let trip = f.inject(&a.host(), a.port_in(1), &to_guest).unwrap();
+    assert_eq!(places(&trip), [("h3".to_owned(), new_port)]);
+    // Without the record of the move, gw would have sent them back into
+    // the operator's data center, where the guest no longer is.
+    f.topology.moved_from.clear();
+    install(&mut f, &r, "gw");
+    install(&mut f, &r, "h1");
+    let stale = compile(&registry(&f.topology), &f.topology, &host("h1"));
+    let sw = f.switch_mut(&host("h1")).unwrap();
+    let plan = reconcile(&stale, sw.state(), Foreign::Delete);
+    sw.apply_all(&plan.messages).unwrap();
+    let trip = f.inject(&a.host(), a.port_in(1), &to_guest).unwrap();
+    assert!(trip.to_controller.is_empty());
+    assert_eq!(places(&trip), [("gw".to_owned(), GATEWAY_UPLINK)]);
 }

@@ -1,26 +1,28 @@
-//! Frames sent to a guest between its port leaving one bridge and its
-//! arrival on another.
+//! Frames sent to a guest that has just left a host.
 //!
 //! When a migrated or re-plugged guest's port leaves its bridge, the other
 //! switches still send its frames to that host until the guest announces
-//! itself elsewhere and the move reaches them; and a switch that has not
-//! taken the move yet keeps sending them there for a moment after. Dropped
-//! there, each such frame is a lost packet (a ping after the first RARP in
-//! the moves benchmark; one in 8 of 20 runs lost one).
+//! itself elsewhere and the move reaches them; and once it has moved, a
+//! switch that has not taken the move yet keeps sending them to the host
+//! it left for a moment. Dropped there, each such frame is a lost packet
+//! (a ping after the first RARP in the moves benchmark: one in 8 of 20
+//! runs lost one).
 //!
-//! So a VM port that leaves is remembered as *departed*, with the MACs the
-//! registry placed on it (`Topology::departed`), until [`HOLD_FOR`] after
-//! the later of its leaving and the first move of one of those MACs
-//! (checked on the loop's one-second tick). Its host stays a member of the
-//! VI, and its table 3 sends frames for those MACs to the controller: all
-//! of them while the registry still places the MAC on the departed port,
-//! those from tunnels once it has moved (`docs/pipeline.md`). The control
-//! loop forwards each such frame straight to the MAC's port (or, behind a
-//! gateway, into the operator's data center) as soon as the registry
-//! places it on a port that is on its bridge, and holds it until then: at
-//! most [`MAX_PER_MAC`] frames per MAC and [`MAX_HELD`] in all, each for at
-//! most [`HOLD_FOR`] (again on the tick). What becomes of them is counted
-//! in `iris_parked_frames_total` by outcome.
+//! So a VM port that leaves while the registry still places MACs on it is
+//! remembered as *departed*, with those MACs (`Topology::departed`), for
+//! [`HOLD_FOR`]; and a MAC that moves to another host is remembered on the
+//! host it left (`Topology::moved_from`) for [`HOLD_FOR`] from the move.
+//! Both are checked on the loop's one-second tick. Meanwhile the host stays
+//! a member of the VI, and its table 3 sends those MACs' frames to the
+//! controller: all of them while the registry still places the MAC on the
+//! departed port, those from tunnels once it has moved
+//! (`docs/pipeline.md`). The control loop forwards each such frame straight
+//! out of the MAC's port (or, behind a gateway, into the operator's data
+//! center) as soon as the registry places it on a port that is on its
+//! bridge, and holds it until then: at most [`MAX_PER_MAC`] frames per MAC
+//! and [`MAX_HELD`] in all, each for at most [`HOLD_FOR`] (again on the
+//! tick). What becomes of them is counted in `iris_parked_frames_total` by
+//! outcome.
 //!
 //! The bounds are for the gap of a move, not for a guest that stays away:
 //! 100 guests re-plugged at once in the moves benchmark stay unplugged
@@ -41,23 +43,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
-/// How long a departed port keeps its MACs' frames coming to the
-/// controller after it left or one of its MACs first moved, and how long
-/// one such frame waits for its guest.
+/// How long a departed port, or a host a MAC moved away from, keeps the
+/// MACs' frames coming to the controller, and how long one such frame
+/// waits for its guest.
 pub(super) const HOLD_FOR: Duration = Duration::from_secs(1);
 /// Frames held for one MAC at most; the oldest gives way.
 pub(super) const MAX_PER_MAC: usize = 16;
 /// Frames held in all at most; the oldest of the MAC being added to gives
 /// way, or the new frame when that MAC holds none.
 pub(super) const MAX_HELD: usize = 256;
-
-/// Until when a departed port stays so.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Departure {
-    until: Instant,
-    /// Whether one of its MACs was seen elsewhere since it left.
-    moved: bool,
-}
 
 /// The frames waiting for their MAC to reappear, by MAC.
 #[derive(Debug, Default)]
@@ -181,12 +175,7 @@ impl Control {
             self.topology
                 .departed
                 .insert((host.clone(), ofport), DepartedPort { vi, macs });
-            let departure = Departure {
-                until,
-                moved: false,
-            };
-            self.departed_until
-                .insert((host.clone(), ofport), departure);
+            self.departed_until.insert((host.clone(), ofport), until);
         }
     }
 
@@ -205,20 +194,54 @@ impl Control {
         }
     }
 
-    /// Ends the departures that are over at `now`, and reprograms their
-    /// hosts and the VIs' members (the host leaves the VI); drops the
-    /// frames that waited too long.
+    /// MACs that `changes` moved from one host to another are
+    /// remembered on the host they left (`Topology::moved_from`), before
+    /// the switches are compiled for the changes.
+    pub(super) fn note_moves(&mut self, changes: &[crate::registry::RegistryChange]) {
+        let host_of = |l: &Location| match l {
+            Location::Port { host, .. } => host.clone(),
+            Location::BehindGateway { gateway } => gateway.clone(),
+        };
+        let mut until = None;
+        for c in changes {
+            let Some((key, Some(from), Some(to))) = c.as_move() else {
+                continue;
+            };
+            let (from, to) = (host_of(from), host_of(to));
+            if from == to {
+                continue;
+            }
+            let until = *until.get_or_insert_with(|| Instant::now() + HOLD_FOR);
+            self.topology
+                .moved_from
+                .entry(from.clone())
+                .or_default()
+                .insert(*key);
+            self.moved_until.insert((from, *key), until);
+        }
+    }
+
+    /// Ends the departures and moves that are over at `now` and reprograms
+    /// their hosts, and the VIs' members where a host leaves a VI; drops
+    /// the frames that waited too long.
     pub(super) fn expire_departures(&mut self, now: Instant) {
-        let over: Vec<(HostName, u32)> = self
+        let ports: Vec<(HostName, u32)> = self
             .departed_until
             .iter()
-            .filter(|(_, d)| now >= d.until)
+            .filter(|(_, until)| now >= **until)
             .map(|(k, _)| k.clone())
             .collect();
-        if !over.is_empty() {
-            let vis: BTreeSet<ViId> = over
+        let moves: Vec<(HostName, MacKey)> = self
+            .moved_until
+            .iter()
+            .filter(|(_, until)| now >= **until)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !ports.is_empty() || !moves.is_empty() {
+            let vis: BTreeSet<ViId> = ports
                 .iter()
                 .filter_map(|k| self.topology.departed.get(k).map(|d| d.vi))
+                .chain(moves.iter().map(|(_, k)| k.vi))
                 .collect();
             let members = |t: &Topology| -> BTreeMap<ViId, BTreeSet<HostName>> {
                 let all = t.vi_members();
@@ -231,15 +254,25 @@ impl Control {
             };
             let before = members(&self.topology);
             let mut hosts: BTreeSet<HostName> = BTreeSet::new();
-            for k in &over {
-                self.departed_until.remove(k);
-                if self.topology.departed.remove(k).is_some() {
-                    hosts.insert(k.0.clone());
+            for k in ports {
+                self.departed_until.remove(&k);
+                if self.topology.departed.remove(&k).is_some() {
+                    hosts.insert(k.0);
+                }
+            }
+            for (host, key) in moves {
+                self.moved_until.remove(&(host.clone(), key));
+                if let Some(keys) = self.topology.moved_from.get_mut(&host) {
+                    keys.remove(&key);
+                    if keys.is_empty() {
+                        self.topology.moved_from.remove(&host);
+                    }
+                    hosts.insert(host);
                 }
             }
             // The other members' flows change only when the host left a VI
-            // (their floods no longer reach it); otherwise the departed
-            // MACs' flows were its own.
+            // (their floods no longer reach it); otherwise the flows that
+            // go were its own.
             for (vi, after) in members(&self.topology) {
                 if let Some(was) = before.get(&vi).filter(|was| **was != after) {
                     hosts.extend(was.iter().cloned());
@@ -259,8 +292,16 @@ impl Control {
         }
     }
 
-    /// A frame table 3 sent up for a MAC that left a port of this host's
-    /// bridge: sent on where the MAC is now, or held until it is somewhere.
+    /// `host` is no longer managed: nothing is kept for it.
+    pub(super) fn forget_departures(&mut self, host: &HostName) {
+        self.topology.departed.retain(|(h, _), _| h != host);
+        self.departed_until.retain(|(h, _), _| h != host);
+        self.topology.moved_from.remove(host);
+        self.moved_until.retain(|(h, _), _| h != host);
+    }
+
+    /// A frame table 3 sent up for a MAC that left this host: sent on where
+    /// the MAC is now, or held until it is somewhere.
     pub(super) fn on_parked_frame(&mut self, conn: ConnId, meta: &PacketInMeta, frame: &[u8]) {
         let Some(host) = self.switch_host(conn) else {
             return;
@@ -298,32 +339,8 @@ impl Control {
 
     /// After the registry or the ports changed: sends on the held frames
     /// of every MAC that is now somewhere a frame can be sent (a move, a
-    /// port reported again), and keeps a departed port whose MAC moved
-    /// for [`HOLD_FOR`] more, for what the switches that have not taken
-    /// the move yet still send it.
+    /// port reported again).
     pub(super) fn release_parked(&mut self) {
-        if !self.topology.departed.is_empty() {
-            let registry = &self.registry;
-            let now = Instant::now();
-            for (k, d) in &self.topology.departed {
-                let Some(departure) = self.departed_until.get_mut(k).filter(|d| !d.moved) else {
-                    continue;
-                };
-                let here = Location::Port {
-                    host: k.0.clone(),
-                    ofport: k.1,
-                };
-                let moved = d.macs.iter().any(|m| {
-                    registry
-                        .mac(m)
-                        .is_some_and(|e| e.location.as_ref() != Some(&here))
-                });
-                if moved {
-                    departure.moved = true;
-                    departure.until = departure.until.max(now + HOLD_FOR);
-                }
-            }
-        }
         if self.parked.len() == 0 {
             return;
         }

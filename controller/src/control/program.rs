@@ -789,6 +789,7 @@ impl Control {
         let also = batch;
         if !changes.is_empty() {
             self.answers_changed();
+            self.note_moves(changes);
         }
         if let Some(b) = self.burst.as_mut() {
             // Committed together when the burst ends: one durable write
@@ -862,8 +863,8 @@ impl Control {
             return;
         };
         if meta.table_id == TABLE_FORWARD {
-            // Only the flows of a departed port's MACs send frames up from
-            // the forwarding table.
+            // Only the flows of MACs that left this host send frames up
+            // from the forwarding table.
             self.on_parked_frame(conn, &meta, &pi.data);
             return;
         }

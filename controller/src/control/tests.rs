@@ -2212,6 +2212,16 @@ fn parked_frame(dst: MacAddr, seq: u8) -> (Upcall, Vec<u8>) {
     (upcall, data)
 }
 
+/// [`parked_frame`] `seq` for `mac`, sent up by pm1; its bytes.
+fn sent_up_on_pm1(c: &mut Control, mac: MacAddr, seq: u8) -> Vec<u8> {
+    let (upcall, data) = parked_frame(mac, seq);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall,
+    });
+    data
+}
+
 /// The PacketOuts in `rx`'s batches.
 fn packet_outs(rx: &mut mpsc::Receiver<Command>) -> Vec<ofp::message::PacketOut> {
     batches(rx)
@@ -2236,7 +2246,6 @@ fn sent_out_of(outs: &[ofp::message::PacketOut], port: u32) -> Vec<Vec<u8>> {
 #[test]
 fn frames_for_a_guest_whose_port_left_wait_for_it_and_follow_its_move() {
     let (mut c, mut rxs, mac) = vm_on_pm1();
-    let unplugged = Instant::now();
     pm1_unplugged(&mut c);
     answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
     let departed = (HostName("pm1".into()), 5);
@@ -2244,14 +2253,8 @@ fn frames_for_a_guest_whose_port_left_wait_for_it_and_follow_its_move() {
     assert_eq!(located(&c, mac), port_of("pm1", 5), "not moved by leaving");
 
     // pm2's pinger still sends to pm1, which sends the frames up: held.
-    let (first, f1) = parked_frame(mac, 1);
-    let (second, f2) = parked_frame(mac, 2);
-    for u in [first, second] {
-        c.on_switch_event(SwitchEvent::Upcall {
-            conn: ConnId(1),
-            upcall: u,
-        });
-    }
+    let f1 = sent_up_on_pm1(&mut c, mac, 1);
+    let f2 = sent_up_on_pm1(&mut c, mac, 2);
     assert_eq!(c.parked.len(), 2);
     for conn in [1, 2, 9] {
         assert!(packet_outs(rxs.get_mut(&conn).unwrap()).is_empty());
@@ -2270,11 +2273,7 @@ fn frames_for_a_guest_whose_port_left_wait_for_it_and_follow_its_move() {
     assert_eq!(c.parked.len(), 0);
 
     // A frame a switch sent before it took the move is forwarded at once.
-    let (late, f3) = parked_frame(mac, 3);
-    c.on_switch_event(SwitchEvent::Upcall {
-        conn: ConnId(1),
-        upcall: late,
-    });
+    let f3 = sent_up_on_pm1(&mut c, mac, 3);
     let outs = packet_outs(rxs.get_mut(&2).unwrap());
     assert_eq!(sent_out_of(&outs, 8), [f3]);
     answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
@@ -2284,14 +2283,18 @@ fn frames_for_a_guest_whose_port_left_wait_for_it_and_follow_its_move() {
     );
     assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"parked\"}"), 3);
 
-    // The move keeps the departure for the stragglers, past the hold that
-    // began when the port left.
-    c.on_tick(unplugged + parked::HOLD_FOR);
-    assert!(c.topology.departed.contains_key(&departed));
-    // Then it ends: pm1 leaves VI 1, its flows for it go.
+    // pm1 is remembered as the host the MAC left, for the stragglers.
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        mac,
+    };
+    assert!(c.topology.moved_from(&departed.0, &key));
+    // Then both end: pm1 leaves VI 1, its flows for it go.
     assert!(c.topology.vi_members()[&ViId(1)].contains(&departed.0));
     c.on_tick(Instant::now() + parked::HOLD_FOR);
     assert!(c.topology.departed.is_empty());
+    assert!(c.topology.moved_from.is_empty());
     assert!(!c.topology.vi_members()[&ViId(1)].contains(&departed.0));
     let b = batches(rxs.get_mut(&1).unwrap());
     assert!(
@@ -2308,11 +2311,7 @@ fn frames_for_a_guest_that_does_not_reappear_are_bounded_and_dropped() {
     answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
     let extra = 3;
     for seq in 0..parked::MAX_PER_MAC + extra {
-        let (u, _) = parked_frame(mac, seq as u8);
-        c.on_switch_event(SwitchEvent::Upcall {
-            conn: ConnId(1),
-            upcall: u,
-        });
+        sent_up_on_pm1(&mut c, mac, seq as u8);
     }
     assert_eq!(c.parked.len(), parked::MAX_PER_MAC);
     assert_eq!(
@@ -2329,11 +2328,7 @@ fn frames_for_a_guest_that_does_not_reappear_are_bounded_and_dropped() {
 
     // Unplugged again, and the guest never shows up: dropped after the hold.
     pm1_unplugged(&mut c);
-    let (u, _) = parked_frame(mac, 0);
-    c.on_switch_event(SwitchEvent::Upcall {
-        conn: ConnId(1),
-        upcall: u,
-    });
+    sent_up_on_pm1(&mut c, mac, 0);
     assert_eq!(c.parked.len(), 1);
     c.on_tick(Instant::now() + parked::HOLD_FOR);
     assert_eq!(c.parked.len(), 0);
@@ -2363,4 +2358,52 @@ fn a_frame_sent_up_for_no_known_vi_is_counted_as_invalid() {
     for conn in [1, 2, 9] {
         assert!(packet_outs(rxs.get_mut(&conn).unwrap()).is_empty());
     }
+}
+
+#[test]
+fn after_a_live_migration_frames_still_sent_to_the_old_host_follow_the_guest() {
+    // As QEMU migrates: the guest resumes on pm2 and announces itself while
+    // its port on pm1 is still there; only then does the port go.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    pm2_reports(&mut c, &[8]);
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_in(mac, 8),
+    });
+    let pm1 = HostName("pm1".into());
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        mac,
+    };
+    assert!(c.topology.moved_from(&pm1, &key));
+    // pm1 was told to send up what comes for the MAC by tunnel.
+    let to_pm1 = batches(rxs.get_mut(&1).unwrap());
+    let stray = to_pm1.iter().flat_map(|b| &b.messages).any(|m| {
+        matches!(m, Message::FlowMod(f)
+            if f.table_id == crate::compiler::TABLE_FORWARD
+                && is_flow_of(m, mac)
+                && f.instructions == [ofp::instruction::Instruction::ApplyActions(
+                    vec![ofp::action::Action::to_controller()])])
+    });
+    assert!(stray, "{to_pm1:?}");
+    // The source's port goes: nothing is left there to wait for.
+    pm1_unplugged(&mut c);
+    assert!(c.topology.departed.is_empty());
+    // A frame pm2 still sent to pm1 reaches the guest from the controller.
+    let f = sent_up_on_pm1(&mut c, mac, 1);
+    let outs = packet_outs(rxs.get_mut(&2).unwrap());
+    assert_eq!(sent_out_of(&outs, 8), [f]);
+    assert_eq!(c.parked.len(), 0);
+    // A move within one host leaves nothing behind.
+    pm2_reports(&mut c, &[8, 9]);
+    c.on_tick(Instant::now() + parked::HOLD_FOR);
+    assert!(c.topology.moved_from.is_empty());
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_in(mac, 9),
+    });
+    assert_eq!(located(&c, mac), port_of("pm2", 9));
+    assert!(c.topology.moved_from.is_empty());
 }

@@ -271,10 +271,10 @@ fn move_once(
     // between the announcement and the pinger's switch taking its new flow
     // still goes to the old PM, where the guest's port is gone; that PM
     // sends it to the controller, which sends it on to the guest's new
-    // port (`docs/pipeline.md`, "A guest whose port left"). One lost means
-    // that path failed, or the move waited, for example for the next
-    // announcement (50 ms later in QEMU's rounds) because the first was
-    // dropped.
+    // port (`docs/pipeline.md`, "A guest that has just left a host"). One
+    // lost means that path failed, or the move waited, for example for the
+    // next announcement (50 ms later in QEMU's rounds) because the first
+    // was dropped.
     check(lost_after.is_empty(), || {
         format!(
             "pings {lost_after:?} were sent after the first {by:?} and lost (none may be); \
