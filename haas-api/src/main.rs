@@ -75,8 +75,12 @@ fn main() -> ExitCode {
                 let running = match iris_api::run::start(&config, shutdown.clone()).await {
                     Ok(r) => {
                         // What scripts and tests wait for (with port 0, the
-                        // only place the port is told).
-                        eprintln!("iris-api: listening on {}", r.addr);
+                        // only place the port is told). One write: stderr
+                        // is unbuffered, and `eprintln!` writes the line in
+                        // pieces, so a reader could take "127.0.0.1" for
+                        // the whole address.
+                        let line = format!("iris-api: listening on {}\n", r.addr);
+                        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
                         r
                     }
                     Err(e) => {

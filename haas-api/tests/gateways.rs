@@ -72,7 +72,10 @@ fn start_gateway(dir: &Path, controller: std::net::SocketAddr) -> GatewayProcess
     let start = Instant::now();
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if let Some(addr) = text.lines().find_map(|l| {
+        // A line counts once it is whole: the address may be written in
+        // pieces.
+        let mut whole = text.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+        if let Some(addr) = whole.find_map(|l| {
             let at = l.find("listening on ")?;
             Some(l[at + "listening on ".len()..].trim().to_owned())
         }) {

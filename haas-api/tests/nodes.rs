@@ -40,8 +40,11 @@ impl BrokerProcess {
         let start = Instant::now();
         let addr = loop {
             let text = std::fs::read_to_string(log).unwrap_or_default();
+            // A line counts once it is whole: the address may be written
+            // in pieces.
             if let Some(a) = text
-                .lines()
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
                 .find_map(|l| l.strip_prefix("iris-api: listening on "))
             {
                 break a.trim().to_owned();

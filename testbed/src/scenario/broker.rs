@@ -235,8 +235,11 @@ pub(super) fn start_broker(h: &Harness, extra: &str) -> Result<Broker, ScenarioE
     loop {
         process.ensure_running()?;
         let text = std::fs::read_to_string(&log).unwrap_or_default();
+        // A line counts once it is whole: "127.0.0.1:4" of
+        // "127.0.0.1:46227" would parse.
         let addr = text
-            .lines()
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
             .find_map(|l| l.strip_prefix("iris-api: listening on "))
             .and_then(|a| a.trim().parse().ok());
         if let Some(addr) = addr {
