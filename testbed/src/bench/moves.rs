@@ -6,8 +6,10 @@
 //! unplugged from the old PM's `br-int` and plugged into the new PM's, and
 //! the VM announces itself as QEMU does after a live migration (a RARP, in
 //! QEMU's five announce rounds). The K re-pluggings run on K threads; once
-//! all are done, the K guests "resume" together: each sends its first RARP
-//! at the same moment (a barrier), from a socket opened beforehand.
+//! all are done, the K guests "resume" together: from sockets opened
+//! beforehand, each round's K RARPs leave back to back from one thread
+//! (`frames::send_in_rounds`), so the K first RARPs leave within about a
+//! millisecond.
 //!
 //! Measured per move: the controller's RARP-to-last-barrier time (the
 //! `move` events of `/v1/events`, cross-checked against the
@@ -25,14 +27,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use crate::bench::report::cpu_seconds;
 use crate::controller::{ServerEvent, ViEntry};
-use crate::frames::FrameSender;
+use crate::frames::{send_in_rounds, FrameSender};
 use crate::scenario::migrate::qemu_announcement;
 use crate::scenario::{self, check, ms, round3, Harness, ScenarioError};
 use crate::{PingPlan, PingRun, PingTrace, PmId, VmId, WallClock};
@@ -269,34 +270,16 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
     let plugged = h.tb.move_vms(&moves)?;
     let cpu_plugged = cpu_seconds(controller_pid);
     let moving_started = clock.instant;
-    // Every guest resumes at once: the sockets are opened first, then each
-    // VM announces itself from a thread of its own as QEMU does.
+    // Every guest resumes at once: the sockets are opened first, then the
+    // guests' RARPs leave round by round, each round's from all of them
+    // back to back.
     let mut rarps = Vec::with_capacity(k);
     for &m in movers {
         let vm = h.tb.vm(m);
         let rounds = qemu_announcement(vm.mac());
         rarps.push((FrameSender::open(vm.netns(), vm.interface())?, rounds));
     }
-    let start = Barrier::new(k);
-    let sent: Vec<Vec<Instant>> = std::thread::scope(|s| {
-        let threads: Vec<_> = rarps
-            .iter_mut()
-            .map(|(sender, rounds)| {
-                let start = &start;
-                s.spawn(move || {
-                    start.wait();
-                    sender.send(rounds)
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(crate::Error::Usage("a RARP sender panicked".into())))
-            })
-            .collect::<crate::Result<_>>()
-    })?;
+    let sent = send_in_rounds(&mut rarps)?;
     let announced: Vec<(Instant, Vec<Instant>)> = plugged.into_iter().zip(sent).collect();
 
     // Every move confirmed (or given up on), then the pings' tail.
