@@ -153,6 +153,15 @@ pub(super) fn destination(
     }
 }
 
+/// The keys of `until` whose time is over at `now`.
+fn due<K: Clone>(until: &BTreeMap<K, Instant>, now: Instant) -> Vec<K> {
+    until
+        .iter()
+        .filter(|(_, t)| now >= **t)
+        .map(|(k, _)| k.clone())
+        .collect()
+}
+
 impl Control {
     /// A VM port left `host`'s bridge (`gone`, with the VI each was in):
     /// remember each for [`HOLD_FOR`] with the MACs placed on it.
@@ -225,18 +234,8 @@ impl Control {
     /// their hosts, and the VIs' members where a host leaves a VI; drops
     /// the frames that waited too long.
     pub(super) fn expire_departures(&mut self, now: Instant) {
-        let ports: Vec<(HostName, u32)> = self
-            .departed_until
-            .iter()
-            .filter(|(_, until)| now >= **until)
-            .map(|(k, _)| k.clone())
-            .collect();
-        let moves: Vec<(HostName, MacKey)> = self
-            .moved_until
-            .iter()
-            .filter(|(_, until)| now >= **until)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let ports = due(&self.departed_until, now);
+        let moves = due(&self.moved_until, now);
         if !ports.is_empty() || !moves.is_empty() {
             let vis: BTreeSet<ViId> = ports
                 .iter()
