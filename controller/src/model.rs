@@ -141,6 +141,17 @@ pub enum Location {
     BehindGateway { gateway: HostName },
 }
 
+impl Location {
+    /// The host whose bridge reaches it: the port's, or the gateway it is
+    /// behind.
+    pub fn host(&self) -> &HostName {
+        match self {
+            Location::Port { host, .. } => host,
+            Location::BehindGateway { gateway } => gateway,
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -671,11 +671,7 @@ impl Registry {
     pub fn located_at(&self, host: &HostName) -> Vec<MacKey> {
         self.macs
             .iter()
-            .filter(|(_, e)| match &e.location {
-                Some(Location::Port { host: h, .. }) => h == host,
-                Some(Location::BehindGateway { gateway }) => gateway == host,
-                None => false,
-            })
+            .filter(|(_, e)| e.location.as_ref().is_some_and(|l| l.host() == host))
             .map(|(k, _)| *k)
             .collect()
     }

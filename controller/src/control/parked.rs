@@ -60,24 +60,6 @@ pub(super) struct Parked {
     held: usize,
 }
 
-/// Why a held frame was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Dropped {
-    /// Too many were held (for its MAC, or in all).
-    Full,
-    /// Its MAC did not reappear in time.
-    Expired,
-}
-
-impl Dropped {
-    pub(super) fn label(self) -> &'static str {
-        match self {
-            Self::Full => "full",
-            Self::Expired => "expired",
-        }
-    }
-}
-
 impl Parked {
     /// Holds `frame` for `key`; how many frames were dropped to make room
     /// (0 or 1).
@@ -207,19 +189,17 @@ impl Control {
     /// remembered on the host they left (`Topology::moved_from`), before
     /// the switches are compiled for the changes.
     pub(super) fn note_moves(&mut self, changes: &[crate::registry::RegistryChange]) {
-        let host_of = |l: &Location| match l {
-            Location::Port { host, .. } => host.clone(),
-            Location::BehindGateway { gateway } => gateway.clone(),
-        };
         let mut until = None;
         for c in changes {
             let Some((key, Some(from), Some(to))) = c.as_move() else {
                 continue;
             };
-            let (from, to) = (host_of(from), host_of(to));
-            if from == to {
+            // Nothing is cloned for a move within one host: the learning
+            // path makes those by the tens of thousands a second.
+            if from.host() == to.host() {
                 continue;
             }
+            let from = from.host().clone();
             let until = *until.get_or_insert_with(|| Instant::now() + HOLD_FOR);
             self.topology
                 .moved_from
@@ -286,8 +266,7 @@ impl Control {
                  reappeared within {} s",
                 HOLD_FOR.as_secs()
             );
-            self.metrics
-                .parked_frames(Dropped::Expired.label(), expired);
+            self.metrics.parked_frames("expired", expired);
         }
     }
 
@@ -332,7 +311,7 @@ impl Control {
         }
         let dropped = self.parked.hold(key, frame.to_vec(), Instant::now());
         if dropped > 0 {
-            self.metrics.parked_frames(Dropped::Full.label(), dropped);
+            self.metrics.parked_frames("full", dropped);
         }
     }
 
