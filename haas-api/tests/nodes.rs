@@ -1787,6 +1787,59 @@ impl Drop for Frozen {
     }
 }
 
+/// A node is `active` only once ovs-vswitchd has attached its port: with
+/// the PM's switch stopped, OVSDB takes the port but the operation stays
+/// running; once the switch runs again it succeeds and the node answers.
+/// Before, the node was reported active while nothing it sent left its
+/// veth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_is_active_only_once_its_port_is_in_the_switch() {
+    let World {
+        h,
+        pms,
+        sweep,
+        dir: _dir,
+        broker: _broker,
+        b,
+        t,
+        vi_id,
+        key: _,
+    } = world(16).await;
+    let pm1 = h.tb.pm(pms[0]);
+    let peer = node_on(&b, &t, &vi_id, pm1).await;
+    let frozen = Frozen::vswitchd_of(pm1);
+    let body = json!({"vi": vi_id, "flavor": "c1", "count": 1, "placement": {"pm": pm1.name()}});
+    let (s, hdr, op) = call(&b, Some(&t), "POST", "/v1/nodes", Some(body)).await;
+    assert_eq!(s, 202, "{op}");
+    let at = hdr[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+    // Long enough for the namespace, the veth and the OVSDB port, which
+    // take a few hundred milliseconds with the switch running.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        let (s, _, op) = call(&b, Some(&t), "GET", &at, None).await;
+        assert_eq!(s, 200, "{op}");
+        assert_eq!(
+            op["status"], "running",
+            "the operation ended while the switch had not attached the port: {op}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(frozen);
+    let op = wait_operation(&b, &t, &at, Duration::from_secs(30)).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let id = op["nodes"][0].as_str().unwrap().to_owned();
+    let nodes = nodes_of(&b, &t).await;
+    let node = nodes.iter().find(|n| n["id"] == id).unwrap();
+    assert_eq!(node["state"], "active", "{node}");
+    let ip = node["ip"].as_str().unwrap().split('/').next().unwrap();
+    let peer_ns = iris_api::compute::netns::namespace(pm1.netns().name(), &peer);
+    assert!(
+        ping_from(&peer_ns, ip, Duration::from_secs(10)),
+        "the new node does not answer"
+    );
+    drop(sweep);
+}
+
 /// A broker killed once the target PM's OVSDB holds the node's port, while
 /// that PM's ovs-vswitchd is slow to attach it (stopped here): the resumed
 /// move announces the node only once its port is in the switch, so the

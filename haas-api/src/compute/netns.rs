@@ -339,8 +339,16 @@ impl ComputeDriver for NetnsDriver {
         port(node_id)
     }
 
+    /// The node is made (namespace, veth, OVS port) and is `active` only
+    /// once ovs-vswitchd has attached its port: until then nothing it sends
+    /// or is sent reaches it, so a node reported ready earlier did not
+    /// answer yet.
     async fn create(&self, pm: &PmTarget, node: &NodeSpec) -> Result<Created, DriverError> {
-        if let Err(reason) = self.build(pm, node).await {
+        let made = async {
+            self.build(pm, node).await?;
+            self.wait_attached(pm, &node.id).await
+        };
+        if let Err(reason) = made.await {
             let _ = self.delete(pm, &node.id).await;
             return Err(err(format!("create node {}", node.id), reason));
         }
@@ -395,7 +403,8 @@ impl ComputeDriver for NetnsDriver {
     /// namespace, veth and OVS port) and waits there until the switch has
     /// its port, then is unmade on `from`, then it sends QEMU's RARP rounds
     /// from its own NIC, which the controller takes as the MAC's move.
-    /// Whatever fails puts it back whole on `from`.
+    /// Whatever fails leaves it whole on `from`: untouched when it had not
+    /// been unmade there yet, else made there again and announced.
     async fn migrate(
         &self,
         from: &PmTarget,
@@ -411,19 +420,28 @@ impl ComputeDriver for NetnsDriver {
                 "both PMs are in the same namespace, where a node cannot be twice at once",
             ));
         }
+        // `create` returns once the switch has the port: a port
+        // ovs-vswitchd never attaches fails here, before the node leaves
+        // `from`.
         let created = self.create(to, node).await?;
-        let moved = async {
-            // Before the node leaves `from`: a port ovs-vswitchd never
-            // attaches sends the node back whole rather than nowhere.
-            self.wait_attached(to, &node.id).await?;
-            self.delete(from, &node.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            announce(&node_namespace(to, &node.id), node.mac).await
+        if let Err(e) = self.delete(from, &node.id).await {
+            // Still whole on `from` as far as the data plane goes (its port
+            // there may be gone): the copy on `to` goes, and `from` is made
+            // whole again rather than the node being left nowhere.
+            let _ = self.delete(to, &node.id).await;
+            let back = self.build(from, node).await;
+            let reason = match back {
+                Ok(()) => format!("{e}; the node stays on {}", from.name),
+                Err(b) => format!("{e}; and it could not be made whole there again: {b}"),
+            };
+            return Err(err(action(), reason));
         }
-        .await;
-        if let Err(reason) = moved {
+        if let Err(reason) = announce(&node_namespace(to, &node.id), node.mac).await {
+            // The node is whole on `to` but unannounced: the controller
+            // still places it on `from`, so it goes back there.
             let back = async {
+                // A copy on `to` that does not go would answer for its MAC
+                // beside the one put back.
                 self.delete(to, &node.id).await?;
                 self.create(from, node).await?;
                 Ok::<_, DriverError>(())
