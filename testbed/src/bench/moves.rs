@@ -128,6 +128,10 @@ pub struct VmMove {
     pub pings_lost: usize,
     /// Lost, and sent after the VM's first RARP.
     pub pings_lost_after_rarp: usize,
+    /// When each of those was sent, from the first RARP (ping's sending
+    /// times of lost requests are estimated from the answered ones around
+    /// them, `PingTrace::sent_at`).
+    pub lost_after_rarp_sent_ms: Vec<f64>,
     /// From the VM's first RARP to the first ping reply after it.
     pub rarp_to_first_reply_ms: Option<f64>,
     pub longest_gap_ms: Option<f64>,
@@ -347,7 +351,14 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         let trace = &traces[j];
         let lost = trace.lost();
         let rarp_at = first_rarp.map(|t| clock.epoch(t));
-        let after_rarp = rarp_at.map_or(0, |t| trace.lost_since(t).len());
+        let lost_after: Vec<f64> = rarp_at.map_or_else(Vec::new, |t| {
+            trace
+                .lost_since(t)
+                .into_iter()
+                .filter_map(|seq| trace.sent_at(seq))
+                .map(|at| round3((at - t) * 1e3))
+                .collect()
+        });
         per_vm.push(VmMove {
             vm: vm.name().to_owned(),
             from: from[j].clone(),
@@ -358,7 +369,8 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
                 .zip(event)
                 .map(|(r, e)| ms(e.at.saturating_duration_since(r))),
             pings_lost: lost.len(),
-            pings_lost_after_rarp: after_rarp,
+            pings_lost_after_rarp: lost_after.len(),
+            lost_after_rarp_sent_ms: lost_after,
             rarp_to_first_reply_ms: rarp_at.and_then(|t| trace.first_reply_after(t)).map(ms),
             longest_gap_ms: trace.longest_gap().map(ms),
             ping_pace_ms: trace.pace().map(|(median, longest)| Spread {
