@@ -221,6 +221,9 @@ pub struct SledStore {
     marker: Marker,
     /// The witness, open for overwriting, and its length.
     witness: Option<(std::fs::File, usize)>,
+    /// Commits of many writes, not folded into the records yet.
+    journal: journal::Journal,
+    limits: journal::Limits,
 }
 
 /// The key of the store's own account, outside the records' prefix.
@@ -228,8 +231,9 @@ const MARKER_KEY: &str = "iris/store";
 /// The file beside sled's that holds a copy of the last marker written.
 pub const WITNESS_FILE: &str = "iris-store.json";
 const PROGRAM: &str = "iris-controller";
-/// The record layout this release writes and reads ([`PREFIX`]).
-const FORMAT: u32 = 1;
+/// The layout this release writes ([`PREFIX`], and since 2 the journal
+/// beside the database); it reads every one from 1 on.
+const FORMAT: u32 = 2;
 
 /// What a store holds, by the store's own account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -241,6 +245,14 @@ struct Marker {
     /// stamped.
     write: u64,
     records: Counts,
+    /// Journal entries numbered below this are in the records.
+    #[serde(default)]
+    journal_folded: u64,
+    /// The number after the last journal entry appended. The witness's
+    /// copy is the one that counts (the database's is only as recent as
+    /// its last sled write).
+    #[serde(default)]
+    journal_next: u64,
 }
 
 /// Records by kind.
@@ -291,6 +303,8 @@ impl Marker {
             format: FORMAT,
             write: 0,
             records,
+            journal_folded: 0,
+            journal_next: 0,
         }
     }
 }
@@ -485,11 +499,39 @@ impl SledStore {
                 m
             }
         };
+        let mut marker = marker;
+        let acknowledged = witness.as_ref().map(|w| w.journal_next);
+        let opened = match journal::Journal::open(&dir, marker.journal_folded, acknowledged) {
+            Ok(o) => o,
+            Err(problem) => return refuse(db, problem),
+        };
+        if opened.dropped_tail > 0 {
+            tracing::warn!(
+                "store {}: dropped the last {} bytes of {}, an append cut short that no commit \
+                 returned for",
+                dir.display(),
+                opened.dropped_tail,
+                JOURNAL_FILE
+            );
+        }
+        let journal = opened.journal;
+        marker.journal_next = journal.next();
+        if marker.format < FORMAT {
+            // Stamped at once, before anything is journaled: a release
+            // that reads only the older format must refuse the store, not
+            // take it without its journal.
+            marker.format = FORMAT;
+            marker.write += 1;
+            db.insert(MARKER_KEY, encode(&marker))?;
+            db.flush()?;
+        }
         let mut store = Self {
             db,
             dir,
             marker,
             witness: None,
+            journal,
+            limits: journal::Limits::default(),
         };
         store.write_witness()?;
         Ok(store)
@@ -656,10 +698,10 @@ fn check_marker(bytes: &[u8], found: Counts, witness: Option<&Marker>) -> Result
             m.program
         ));
     }
-    if m.format != FORMAT {
+    if !(1..=FORMAT).contains(&m.format) {
         return Err(format!(
-            "was written in store format {}, and this release reads format {FORMAT}: run the \
-             release that wrote it",
+            "was written in store format {}, and this release reads formats 1 to {FORMAT}: run \
+             the release that wrote it",
             m.format
         ));
     }
@@ -746,10 +788,48 @@ pub fn set_aside(dir: &Path) -> Result<Option<PathBuf>, StoreError> {
 
 impl Store for SledStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
-        read_records(&self.db)
+        let mut records = raw_records(&self.db)?;
+        let ops = self
+            .journal
+            .read(self.marker.journal_folded)
+            .map_err(|problem| self.unusable(problem))?;
+        for (k, v) in ops {
+            match v {
+                Some(v) => records.insert(k, v),
+                None => records.remove(&k),
+            };
+        }
+        decode_all(records)
     }
 
+    /// A commit of [`journal::Limits::from_ops`] to `up_to_ops` writes (a
+    /// burst of learned MACs) is appended to the journal, and so is any
+    /// commit while the journal holds entries; the journal is folded into
+    /// the records once it holds `fold_at` writes, or before a larger
+    /// commit, which goes to sled in pieces. Others go to sled.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
+        let n = batch.len();
+        let l = self.limits;
+        let journaled = (l.from_ops..=l.up_to_ops).contains(&n)
+            || (n > 0 && n < l.from_ops && !self.journal.is_empty());
+        if journaled {
+            let appended = self
+                .journal
+                .append(batch.ops.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+            appended.map_err(|message| StoreError::Backend {
+                backend: "sled",
+                message,
+            })?;
+            self.marker.journal_next = self.journal.next();
+            self.update_witness()?;
+            if self.journal.ops() >= l.fold_at {
+                self.fold()?;
+            }
+            return Ok(());
+        }
+        if !self.journal.is_empty() {
+            self.fold()?;
+        }
         let db = self.db.clone();
         self.commit_in_chunks(batch, |b| Ok(db.apply_batch(b)?))?;
         self.update_witness()
@@ -757,6 +837,42 @@ impl Store for SledStore {
 }
 
 impl SledStore {
+    fn unusable(&self, problem: String) -> StoreError {
+        StoreError::Unusable {
+            dir: self.dir.clone(),
+            problem,
+        }
+    }
+
+    /// Applies the journal's writes to the records (each key once, at its
+    /// latest value), then records in the marker that its entries are
+    /// folded, then empties it. A crash in between leaves the entries in
+    /// the journal and some of them in the records: read again on top of
+    /// the records, they give the same state.
+    fn fold(&mut self) -> Result<(), StoreError> {
+        let ops = self
+            .journal
+            .read(self.marker.journal_folded)
+            .map_err(|problem| self.unusable(problem))?;
+        let latest: BTreeMap<String, Option<Vec<u8>>> = ops.into_iter().collect();
+        let batch = Batch {
+            ops: latest.into_iter().collect(),
+        };
+        let db = self.db.clone();
+        self.commit_in_chunks(&batch, |b| Ok(db.apply_batch(b)?))?;
+        let mut marker = self.marker.clone();
+        marker.journal_folded = self.journal.next();
+        marker.write += 1;
+        self.db.insert(MARKER_KEY, encode(&marker))?;
+        self.db.flush()?;
+        self.marker = marker;
+        self.update_witness()?;
+        self.journal.clear().map_err(|message| StoreError::Backend {
+            backend: "sled",
+            message,
+        })
+    }
+
     /// Applies `batch` through `apply`, [`ATOMIC_OPS`] writes per sled
     /// batch, each with the marker that accounts for it, and flushes once
     /// at the end. sled keeps every tree node a batch replaces until the
@@ -883,12 +999,17 @@ fn encode<T: Serialize>(record: &T) -> Vec<u8> {
 /// Decodes every record, each checked against the key it was found under.
 /// Every record of `db`, decoded.
 fn read_records(db: &sled::Db) -> Result<Snapshot, StoreError> {
-    let mut records = Vec::new();
+    decode_all(raw_records(db)?)
+}
+
+/// Every record of `db`, by key, as stored.
+fn raw_records(db: &sled::Db) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    let mut records = BTreeMap::new();
     for kv in db.scan_prefix(PREFIX) {
         let (k, v) = kv?;
-        records.push((String::from_utf8_lossy(&k).into_owned(), v.to_vec()));
+        records.insert(String::from_utf8_lossy(&k).into_owned(), v.to_vec());
     }
-    decode_all(records)
+    Ok(records)
 }
 
 fn decode_all(
@@ -1181,7 +1302,9 @@ impl ViRecord {
     }
 }
 
+mod journal;
 #[cfg(test)]
 mod tests;
+pub use journal::JOURNAL_FILE;
 
 pub mod etcd;

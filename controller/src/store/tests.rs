@@ -239,6 +239,24 @@ fn a_batch_larger_than_a_sled_batch_is_stored_whole() {
     assert_eq!(reopened.load().unwrap().registry(), r);
 }
 
+/// Commits `batch` in sled batches as the store does, failing after the
+/// first `applied` of them as a full disk would; the error.
+fn commit_cut_after(s: &mut SledStore, batch: &Batch, applied: usize) -> StoreError {
+    let db = s.db.clone();
+    let mut chunks = 0;
+    s.commit_in_chunks(batch, |b| {
+        if chunks == applied {
+            return Err(StoreError::Backend {
+                backend: "test",
+                message: "no space left on device".into(),
+            });
+        }
+        chunks += 1;
+        Ok(db.apply_batch(b)?)
+    })
+    .unwrap_err()
+}
+
 /// A seed whose commit stops after its first sled batch (the disk filled,
 /// or the controller was killed before the next) leaves a prefix: every
 /// stored IP's MAC is stored, and seeding again after the restart, as the
@@ -254,22 +272,9 @@ fn a_seed_cut_between_sled_batches_restarts_to_a_prefix_that_seeding_again_compl
     for applied in [1, 2] {
         let dir = tempfile::tempdir().unwrap();
         let mut s = SledStore::open(dir.path()).unwrap();
-        let db = s.db.clone();
-        let mut chunks = 0;
-        let err = s
-            .commit_in_chunks(&batch, |b| {
-                if chunks == applied {
-                    return Err(StoreError::Backend {
-                        backend: "test",
-                        message: "no space left on device".into(),
-                    });
-                }
-                chunks += 1;
-                Ok(db.apply_batch(b)?)
-            })
-            .unwrap_err();
+        let err = commit_cut_after(&mut s, &batch, applied);
         assert!(err.to_string().contains("no space left"), "{err}");
-        drop((s, db));
+        drop(s);
 
         let reopened = reopen(dir.path());
         let stored = reopened.load().unwrap();
@@ -587,13 +592,17 @@ fn another_programs_store_and_a_newer_format_are_refused() {
     written(dir.path(), 1);
     behind_the_stores_back(dir.path(), |db| {
         let m = db.get(MARKER_KEY).unwrap().unwrap();
-        let newer = String::from_utf8(m.to_vec())
-            .unwrap()
-            .replace("\"format\":1", "\"format\":2");
+        let newer = String::from_utf8(m.to_vec()).unwrap().replace(
+            &format!("\"format\":{FORMAT}"),
+            &format!("\"format\":{}", FORMAT + 1),
+        );
         db.insert(MARKER_KEY, newer.as_bytes()).unwrap();
     });
     let e = refused(dir.path());
-    assert!(e.contains("written in store format 2"), "{e}");
+    assert!(
+        e.contains(&format!("written in store format {}", FORMAT + 1)),
+        "{e}"
+    );
 }
 
 #[test]
@@ -713,6 +722,72 @@ fn edit() -> impl proptest::strategy::Strategy<Value = Edit> {
     ]
 }
 
+/// Applies `batches` to a registry and to a store (journaling with small
+/// limits when `journaled`): the store's count of its records by kind is
+/// what counting them finds after every batch, it reads back the registry
+/// then and after it reopens.
+fn edits_stay_exact(
+    batches: &[Vec<Edit>],
+    journaled: bool,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = SledStore::open(dir.path()).unwrap();
+    if journaled {
+        drop(s);
+        s = journaling(dir.path());
+    }
+    let t = world();
+    let mut r = Registry::new();
+    for (n, edits) in batches.iter().enumerate() {
+        let mut batch = Batch::new();
+        for e in edits {
+            let key = |m: u8| MacKey {
+                vi: ViId(1),
+                vlan: Vlan::Untagged,
+                mac: mac(&format!("52:54:00:00:00:{m:02x}")),
+            };
+            let changes = match e {
+                Edit::Put { mac, port, ips } => r
+                    .put(
+                        Timestamp(n as u64),
+                        &t,
+                        &EntrySpec {
+                            key: key(*mac),
+                            location: Some(Location::Port {
+                                host: host("a"),
+                                ofport: *port,
+                            }),
+                            ips: ips.iter().map(|i| Ipv4Addr::new(10, 0, 0, *i)).collect(),
+                        },
+                    )
+                    .unwrap_or_default(),
+                Edit::Delete { mac } => r.delete(&key(*mac)).unwrap_or_default(),
+                Edit::Host { name, put } => {
+                    let h = host(&format!("h{name}"));
+                    if *put {
+                        batch.put_host(&Host {
+                            name: h,
+                            ..t.hosts.values().next().unwrap().clone()
+                        });
+                    } else {
+                        batch.delete_host(&h);
+                    }
+                    Vec::new()
+                }
+            };
+            batch.record_changes(&changes);
+        }
+        s.commit(&batch).unwrap();
+        let (found, _, _) = take_account(&s.db).unwrap();
+        proptest::prop_assert_eq!(s.marker.records, found, "after batch {}", n);
+        proptest::prop_assert_eq!(s.load().unwrap().registry(), r.clone(), "after batch {}", n);
+    }
+    drop(s);
+    let s = reopen(dir.path());
+    proptest::prop_assert_eq!(s.load().unwrap().registry(), r);
+    Ok(())
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
 
@@ -723,44 +798,17 @@ proptest::proptest! {
     fn counts_stay_exact(
         batches in proptest::collection::vec(proptest::collection::vec(edit(), 1..6), 1..6)
     ) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = SledStore::open(dir.path()).unwrap();
-        let t = world();
-        let mut r = Registry::new();
-        for (n, edits) in batches.iter().enumerate() {
-            let mut batch = Batch::new();
-            for e in edits {
-                let key = |m: u8| MacKey {
-                    vi: ViId(1),
-                    vlan: Vlan::Untagged,
-                    mac: mac(&format!("52:54:00:00:00:{m:02x}")),
-                };
-                let changes = match e {
-                    Edit::Put { mac, port, ips } => r.put(Timestamp(n as u64), &t, &EntrySpec {
-                        key: key(*mac),
-                        location: Some(Location::Port { host: host("a"), ofport: *port }),
-                        ips: ips.iter().map(|i| Ipv4Addr::new(10, 0, 0, *i)).collect(),
-                    }).unwrap_or_default(),
-                    Edit::Delete { mac } => r.delete(&key(*mac)).unwrap_or_default(),
-                    Edit::Host { name, put } => {
-                        let h = host(&format!("h{name}"));
-                        if *put {
-                            batch.put_host(&Host { name: h, ..t.hosts.values().next().unwrap().clone() });
-                        } else {
-                            batch.delete_host(&h);
-                        }
-                        Vec::new()
-                    }
-                };
-                batch.record_changes(&changes);
-            }
-            s.commit(&batch).unwrap();
-            let (found, _, _) = take_account(&s.db).unwrap();
-            proptest::prop_assert_eq!(s.marker.records, found, "after batch {}", n);
-        }
-        drop(s);
-        let s = reopen(dir.path());
-        proptest::prop_assert_eq!(s.load().unwrap().registry(), r);
+        edits_stay_exact(&batches, false)?;
+    }
+
+    /// The same with most batches journaled and the journal folded every
+    /// few: what is read back is the registry after every batch and after
+    /// a restart, wherever the writes are.
+    #[test]
+    fn journaled_and_folded_writes_read_back_exactly(
+        batches in proptest::collection::vec(proptest::collection::vec(edit(), 1..8), 1..12)
+    ) {
+        edits_stay_exact(&batches, true)?;
     }
 }
 
@@ -791,4 +839,182 @@ fn a_database_whose_witness_is_missing_is_refused_unless_taken_as_it_is() {
     drop(s);
     assert!(accepted.path().join(WITNESS_FILE).exists());
     assert_eq!(reopen(accepted.path()).load().unwrap().macs.len(), 30);
+}
+
+/// Small limits, so that a few commits journal and fold.
+fn journaling(dir: &Path) -> SledStore {
+    let mut s = reopen(dir);
+    s.limits = journal::Limits {
+        from_ops: 3,
+        up_to_ops: 40,
+        fold_at: 24,
+    };
+    s
+}
+
+/// A store of format 1 (before the journal) opens, and is stamped with
+/// this format before anything is journaled, so that the release before
+/// refuses it rather than read it without its journal.
+#[test]
+fn a_store_of_the_format_before_the_journal_opens_and_is_stamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = written(dir.path(), 2);
+    behind_the_stores_back(dir.path(), |db| {
+        let m = db.get(MARKER_KEY).unwrap().unwrap();
+        let older = String::from_utf8(m.to_vec())
+            .unwrap()
+            .replace(&format!("\"format\":{FORMAT}"), "\"format\":1");
+        db.insert(MARKER_KEY, older.as_bytes()).unwrap();
+    });
+    let s = reopen(dir.path());
+    assert_eq!(s.load().unwrap().registry(), r);
+    let stored: Marker = serde_json::from_slice(&s.db.get(MARKER_KEY).unwrap().unwrap()).unwrap();
+    assert_eq!(stored.format, FORMAT);
+}
+
+/// A burst of writes goes to the journal, not to sled's records, and is
+/// read back on top of them after a restart; once the journal holds
+/// enough it is folded into the records, each key once, and emptied.
+#[test]
+fn a_burst_is_journaled_read_back_and_folded() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = world();
+    let mut r = Registry::new();
+    let mut s = journaling(dir.path());
+    let entries = big_seed(20);
+    // 5 MACs with their IPs: 10 writes, journaled.
+    let changes = r.seed(Timestamp(1), &t, ViId(1), &entries[..5]).unwrap();
+    s.commit(&Batch::from_changes(&changes)).unwrap();
+    assert_eq!(s.journal.ops(), 10);
+    assert_eq!(
+        take_account(&s.db).unwrap().0.total(),
+        0,
+        "nothing in sled's records yet"
+    );
+    assert_eq!(s.load().unwrap().registry(), r);
+    drop(s);
+    let mut s = journaling(dir.path());
+    assert_eq!(s.load().unwrap().registry(), r, "read back after a restart");
+    // The same MACs again (a move each), then more: folded once the
+    // journal holds 24 writes or more.
+    let mut moves = Vec::new();
+    for e in &entries[..5] {
+        let spec = EntrySpec {
+            key: MacKey {
+                vi: ViId(1),
+                vlan: e.vlan,
+                mac: e.mac,
+            },
+            location: Some(Location::Port {
+                host: host("c"),
+                ofport: 3,
+            }),
+            ips: e.ip.into_iter().collect(),
+        };
+        moves.extend(r.put(Timestamp(2), &t, &spec).unwrap());
+    }
+    s.commit(&Batch::from_changes(&moves)).unwrap();
+    assert_eq!(s.journal.ops(), 10 + moves.len() as u64);
+    let changes = r.seed(Timestamp(2), &t, ViId(1), &entries[5..10]).unwrap();
+    s.commit(&Batch::from_changes(&changes)).unwrap();
+    assert!(s.journal.is_empty(), "folded at {} writes", s.journal.ops());
+    let (found, _, _) = take_account(&s.db).unwrap();
+    assert_eq!(found, s.marker.records);
+    assert_eq!(found.mac, 10);
+    assert_eq!(s.load().unwrap().registry(), r);
+    // A commit after the fold is journaled again, and a small one follows
+    // it into the journal (never around it into sled).
+    let changes = r.seed(Timestamp(3), &t, ViId(1), &entries[10..13]).unwrap();
+    s.commit(&Batch::from_changes(&changes)).unwrap();
+    let changes = r
+        .delete(&MacKey {
+            vi: ViId(1),
+            vlan: Vlan::Tagged(10),
+            mac: entries[0].mac,
+        })
+        .unwrap();
+    s.commit(&Batch::from_changes(&changes)).unwrap();
+    assert_eq!(s.journal.ops(), 6 + changes.len() as u64);
+    drop(s);
+    assert_eq!(reopen(dir.path()).load().unwrap().registry(), r);
+}
+
+/// A fold cut short after its first sled batch (a kill -9, a full disk)
+/// leaves part of the journal in the records and all of it in the journal:
+/// read on top of the records again, it gives the same registry.
+#[test]
+fn a_fold_cut_short_reads_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = world();
+    let mut r = Registry::new();
+    let mut s = SledStore::open(dir.path()).unwrap();
+    // 400 writes in one journal entry: more than one sled batch to fold.
+    let changes = r.seed(Timestamp(1), &t, ViId(1), &big_seed(200)).unwrap();
+    s.commit(&Batch::from_changes(&changes)).unwrap();
+    assert_eq!(s.journal.ops(), 400);
+    let ops = s.journal.read(s.marker.journal_folded).unwrap();
+    let latest: BTreeMap<String, Option<Vec<u8>>> = ops.into_iter().collect();
+    let batch = Batch {
+        ops: latest.into_iter().collect(),
+    };
+    commit_cut_after(&mut s, &batch, 1);
+    s.db.flush().unwrap();
+    drop(s);
+    let s = reopen(dir.path());
+    assert_eq!(take_account(&s.db).unwrap().0.total(), ATOMIC_OPS as u64);
+    assert_eq!(s.load().unwrap().registry(), r);
+}
+
+/// The journal as a crash or a damaged disk leaves it: an append cut
+/// short that no commit returned for is dropped; an acknowledged entry
+/// cut off, a damaged one or a missing journal refuses the store.
+#[test]
+fn a_journal_that_lost_acknowledged_entries_is_refused_and_a_torn_append_dropped() {
+    let journaled = || {
+        let dir = tempfile::tempdir().unwrap();
+        let t = world();
+        let mut r = Registry::new();
+        let mut s = journaling(dir.path());
+        let entries = big_seed(10);
+        for part in entries.chunks(5) {
+            let changes = r.seed(Timestamp(1), &t, ViId(1), part).unwrap();
+            s.commit(&Batch::from_changes(&changes)).unwrap();
+        }
+        assert_eq!(s.journal.ops(), 20);
+        drop(s);
+        (dir, r)
+    };
+    let file = |dir: &tempfile::TempDir| dir.path().join(JOURNAL_FILE);
+
+    let (dir, r) = journaled();
+    let mut bytes = std::fs::read(file(&dir)).unwrap();
+    bytes.extend_from_slice(b"IRJ1\x02\x00\x00");
+    std::fs::write(file(&dir), &bytes).unwrap();
+    assert_eq!(
+        reopen(dir.path()).load().unwrap().registry(),
+        r,
+        "torn append"
+    );
+    assert_eq!(std::fs::read(file(&dir)).unwrap().len(), bytes.len() - 7);
+
+    let (dir, _) = journaled();
+    let bytes = std::fs::read(file(&dir)).unwrap();
+    std::fs::write(file(&dir), &bytes[..bytes.len() - 10]).unwrap();
+    let e = refused(dir.path());
+    assert!(
+        e.contains("entry 1 was written: the last writes are lost"),
+        "{e}"
+    );
+
+    let (dir, _) = journaled();
+    let mut bytes = std::fs::read(file(&dir)).unwrap();
+    bytes[40] ^= 0x20;
+    std::fs::write(file(&dir), &bytes).unwrap();
+    let e = refused(dir.path());
+    assert!(e.contains("the last writes are lost"), "{e}");
+
+    let (dir, _) = journaled();
+    std::fs::remove_file(file(&dir)).unwrap();
+    let e = refused(dir.path());
+    assert!(e.contains("the last writes are lost"), "{e}");
 }
