@@ -248,8 +248,9 @@ pub struct Control {
     /// (only inside [`Control::run`]; `control/commit.rs`).
     overlap_commits: bool,
     committer: Option<commit::Committer>,
-    /// The burst whose commit is under way there.
-    committing: Option<commit::Committing>,
+    /// The bursts whose commit is under way there, in order, and those
+    /// waiting to be committed together once it is done.
+    committing: commit::Pipeline,
     /// Woken when the committer is done.
     commit_ready: Arc<tokio::sync::Notify>,
     /// Why the store refused a commit: the loop stops, and so does the
@@ -477,7 +478,7 @@ impl Control {
             store: None,
             overlap_commits: false,
             committer: None,
-            committing: None,
+            committing: commit::Pipeline::default(),
             commit_ready: Arc::default(),
             failed: None,
             refused: None,
@@ -573,7 +574,7 @@ impl Control {
                     self.settle_commit(true);
                     call(&mut self);
                 }
-                _ = committed.notified(), if self.committing.is_some() => {
+                _ = committed.notified(), if self.committing.under_way() => {
                     self.settle_commit(false);
                 }
                 _ = tick.tick() => {
@@ -751,7 +752,7 @@ impl Control {
             return;
         };
         if self.burst.is_some()
-            || self.committing.is_some()
+            || self.committing.under_way()
             || self.halted()
             || !self.role.writes()
             || now.duration_since(since) < ANSWERS_QUIET

@@ -789,11 +789,11 @@ pub fn set_aside(dir: &Path) -> Result<Option<PathBuf>, StoreError> {
 impl Store for SledStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         let mut records = raw_records(&self.db)?;
-        let ops = self
+        let latest = self
             .journal
-            .read(self.marker.journal_folded)
+            .latest(self.marker.journal_folded)
             .map_err(|problem| self.unusable(problem))?;
-        for (k, v) in ops {
+        for (k, v) in latest {
             match v {
                 Some(v) => records.insert(k, v),
                 None => records.remove(&k),
@@ -813,13 +813,17 @@ impl Store for SledStore {
         let journaled = (l.from_ops..=l.up_to_ops).contains(&n)
             || (n > 0 && n < l.from_ops && !self.journal.is_empty());
         if journaled {
-            let appended = self
-                .journal
-                .append(batch.ops.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
-            appended.map_err(|message| StoreError::Backend {
-                backend: "sled",
-                message,
-            })?;
+            // In entries of at most ENTRY_OPS writes, each whole or not at
+            // all, as a batch of sled's is.
+            for piece in batch.ops.chunks(journal::ENTRY_OPS) {
+                let appended = self
+                    .journal
+                    .append(piece.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+                appended.map_err(|message| StoreError::Backend {
+                    backend: "sled",
+                    message,
+                })?;
+            }
             self.marker.journal_next = self.journal.next();
             self.update_witness()?;
             if self.journal.ops() >= l.fold_at {
@@ -850,11 +854,10 @@ impl SledStore {
     /// the journal and some of them in the records: read again on top of
     /// the records, they give the same state.
     fn fold(&mut self) -> Result<(), StoreError> {
-        let ops = self
+        let latest = self
             .journal
-            .read(self.marker.journal_folded)
+            .latest(self.marker.journal_folded)
             .map_err(|problem| self.unusable(problem))?;
-        let latest: BTreeMap<String, Option<Vec<u8>>> = ops.into_iter().collect();
         let batch = Batch {
             ops: latest.into_iter().collect(),
         };

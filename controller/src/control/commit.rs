@@ -9,10 +9,13 @@
 //! waits for it: the registry events, the moves and the PacketOuts held
 //! for the burst's flows, the other PacketOuts (floods) and the
 //! acknowledgements to the connections go out once the commit returned,
-//! in the order of the bursts; one commit at most is under way, and
-//! anything else that commits, reads the store or acts on what is not
+//! in the order of the bursts. One commit at most is under way: the bursts
+//! that end meanwhile wait, and are committed together as one batch when
+//! it returns (a group commit), so the loop never waits for a commit to
+//! hand over the next burst's and the store syncs once for all of them.
+//! Anything else that commits, reads the store or acts on what is not
 //! durable (an API call, a port report, the tick, the ARP snapshot)
-//! waits for it first.
+//! waits for all of them first.
 
 use super::program::WaitId;
 use super::Control;
@@ -69,6 +72,27 @@ impl Committer {
     }
 }
 
+/// Writes waiting for the commit under way at most, before the loop waits
+/// for it rather than let the next batch grow: as many as the sled store
+/// journals in one commit (65,536, some 13 MB), so that a fold of the
+/// journal (100 ms or more when it holds many keys) does not hold up the
+/// loop.
+const MAX_WAITING_OPS: usize = 1 << 16;
+
+/// The bursts whose commit is under way, and those waiting for the next.
+#[derive(Debug, Default)]
+pub(super) struct Pipeline {
+    under_way: Vec<Committing>,
+    waiting: Option<(Batch, Vec<Committing>)>,
+}
+
+impl Pipeline {
+    /// Whether a commit is under way (or bursts wait for one).
+    pub(super) fn under_way(&self) -> bool {
+        !self.under_way.is_empty() || self.waiting.is_some()
+    }
+}
+
 /// A burst whose commit is under way, and what waits for it.
 #[derive(Debug, Default)]
 pub(super) struct Committing {
@@ -92,14 +116,43 @@ impl Control {
             && !self.halted()
     }
 
-    /// Hands `batch` to the committer; `then` waits for it. Commits
-    /// synchronously (what [`Control::store_or_owe`] does) when the thread
-    /// cannot be had.
+    /// Hands `batch` to the committer; `then` waits for it. While a commit
+    /// is under way the batch waits and is committed with the others that
+    /// end meanwhile. Commits synchronously (what
+    /// [`Control::store_or_owe`] does) when the thread cannot be had.
     pub(super) fn commit_behind(&mut self, batch: Batch, then: Committing) {
-        self.settle_commit(true);
+        self.settle_commit(false);
         if self.halted() {
             return;
         }
+        if !self.committing.under_way.is_empty() {
+            let queued = self.committing.waiting.as_ref().map_or(0, |(b, _)| b.len());
+            if queued + batch.len() > MAX_WAITING_OPS {
+                self.settle_commit(true);
+                if self.halted() {
+                    return;
+                }
+            }
+        }
+        if self.committing.under_way.is_empty() && batch.is_empty() {
+            self.after_commit(then);
+            return;
+        }
+        if !self.committing.under_way.is_empty() {
+            let (b, thens) = self
+                .committing
+                .waiting
+                .get_or_insert_with(|| (Batch::new(), Vec::new()));
+            b.append(batch);
+            thens.push(then);
+            return;
+        }
+        self.hand_over(batch, vec![then]);
+    }
+
+    /// Starts the commit of `batch`, which `thens` wait for, on the
+    /// committer's thread (started when there is none).
+    fn hand_over(&mut self, batch: Batch, thens: Vec<Committing>) {
         if self.committer.is_none() {
             let Some(store) = self.store.clone() else {
                 return;
@@ -117,11 +170,13 @@ impl Control {
             None => Err(batch),
         };
         match sent {
-            Ok(()) => self.committing = Some(then),
+            Ok(()) => self.committing.under_way = thens,
             Err(batch) => {
                 self.committer = None;
                 if self.store_or_owe(batch) {
-                    self.after_commit(then);
+                    for then in thens {
+                        self.after_commit(then);
+                    }
                 }
             }
         }
@@ -129,37 +184,63 @@ impl Control {
 
     /// Finishes the commit under way, if there is one and it is done or
     /// `wait`: what waited for it goes out, or the controller stops when
-    /// the store refused it.
+    /// the store refused it. Then the bursts that waited for it are handed
+    /// over together; with `wait`, until every one is committed.
     pub(super) fn settle_commit(&mut self, wait: bool) {
-        let Some(committer) = &self.committer else {
-            return;
-        };
-        if self.committing.is_none() {
-            return;
-        }
-        let done = if wait {
-            super::blocking(|| committer.done.recv().ok())
-        } else {
-            committer.done.try_recv().ok()
-        };
-        let Some((batch, result)) = done else {
-            if wait {
-                // The thread is gone (it panicked): nothing was committed.
-                self.committer = None;
-                self.committing = None;
-                self.failed = Some(StoreError::Backend {
-                    backend: "store",
-                    message: "the store's thread stopped".into(),
-                });
-                self.stop.cancel();
+        loop {
+            let Some(committer) = &self.committer else {
+                return;
+            };
+            if self.committing.under_way.is_empty() {
+                return;
             }
-            return;
-        };
-        let Some(then) = self.committing.take() else {
-            return;
-        };
-        if self.took_commit(&batch, 0, result) || self.owe_refused(batch) {
-            self.after_commit(then);
+            let done = if wait {
+                super::blocking(|| committer.done.recv().ok())
+            } else {
+                committer.done.try_recv().ok()
+            };
+            let Some((batch, result)) = done else {
+                if wait {
+                    // The thread is gone (it panicked): nothing was committed.
+                    self.committer = None;
+                    self.committing = Pipeline::default();
+                    self.failed = Some(StoreError::Backend {
+                        backend: "store",
+                        message: "the store's thread stopped".into(),
+                    });
+                    self.stop.cancel();
+                }
+                return;
+            };
+            let thens = std::mem::take(&mut self.committing.under_way);
+            if self.took_commit(&batch, 0, result) || self.owe_refused(batch) {
+                for then in thens {
+                    self.after_commit(then);
+                }
+            }
+            let waiting = self.committing.waiting.take();
+            if self.halted() {
+                return;
+            }
+            if let Some((batch, thens)) = waiting {
+                if batch.is_empty() {
+                    // Only bursts that stored nothing waited: nothing to
+                    // commit, and nothing before them is left to wait for.
+                    for then in thens {
+                        self.after_commit(then);
+                    }
+                } else if self.overlaps_commits() {
+                    self.hand_over(batch, thens);
+                } else if self.store_or_owe(batch) {
+                    // The store is owed writes now: in turn, after them.
+                    for then in thens {
+                        self.after_commit(then);
+                    }
+                }
+            }
+            if !wait {
+                return;
+            }
         }
     }
 

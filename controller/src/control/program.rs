@@ -644,7 +644,11 @@ impl Control {
         // Frames held for a guest go where it showed up at once: straight
         // out of its port, they need none of the flows on their way.
         self.release_parked();
-        if self.overlaps_commits() && !b.store.is_empty() {
+        // A burst that stores nothing (barrier replies, port status) goes
+        // behind the commits under way too, rather than wait for them: its
+        // floods and moves still go out after theirs, and the loop takes
+        // the next PacketIns meanwhile.
+        if self.overlaps_commits() && (!b.store.is_empty() || self.committing.under_way()) {
             let mut w = b.waiting;
             w.tickets = programming.tickets;
             w.held = programming.deferred;

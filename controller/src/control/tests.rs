@@ -1347,35 +1347,43 @@ fn a_burst_committed_behind_the_next_one_is_acted_on_only_once_durable() {
     assert!(batches(&mut rx).is_empty(), "no flood before the commit");
     assert_eq!(c.switches[&ConnId(1)].handle.acked(), 0);
     assert!(registry_events(&mut events).is_empty());
-    // The next burst is compiled and sent while the first commits; its end
-    // waits for the first commit and then lets out what waited for it.
-    let opener = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(100));
-        go.send(()).unwrap();
-        go
-    });
+    // The next burst is compiled and sent while the first commits, and
+    // waits behind it without holding up the loop: nothing of either goes
+    // out before its commit.
     rarp_burst(&mut c, second);
-    let go = opener.join().unwrap();
     let b = batches(&mut rx);
-    let [flows, flood] = &b[..] else {
-        panic!("{b:?}")
-    };
+    let [flows] = &b[..] else { panic!("{b:?}") };
     assert!(flows
         .messages
         .iter()
         .all(|m| matches!(m, Message::FlowMod(_))));
-    assert!(flood
-        .messages
-        .iter()
-        .all(|m| matches!(m, Message::PacketOut(_))));
+    barrier(&mut c, 1, flows.barrier.unwrap(), 0);
+    assert!(batches(&mut rx).is_empty(), "no flood before the commits");
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 0);
+    assert!(registry_events(&mut events).is_empty());
+    // The first commit returns: what waited for it goes out, and the
+    // second burst's commit starts.
+    go.send(()).unwrap();
+    let start = Instant::now();
+    while c.switches[&ConnId(1)].handle.acked() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the first commit never settled"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        c.settle_commit(false);
+    }
     assert_eq!(c.switches[&ConnId(1)].handle.acked(), 1, "the first only");
     let seen = registry_events(&mut events);
     assert_eq!(
         seen.iter().map(|e| e.mac.as_str()).collect::<Vec<_>>(),
         [first.to_string()]
     );
-    barrier(&mut c, 1, flows.barrier.unwrap(), 0);
-    assert!(batches(&mut rx).is_empty(), "the second is not durable yet");
+    let b = batches(&mut rx);
+    assert!(
+        matches!(&b[..], [flood] if flood.messages.iter().all(|m| matches!(m, Message::PacketOut(_)))),
+        "{b:?}"
+    );
     go.send(()).unwrap();
     c.settle_commit(true);
     assert_eq!(c.switches[&ConnId(1)].handle.acked(), 2);
@@ -1389,6 +1397,80 @@ fn a_burst_committed_behind_the_next_one_is_acted_on_only_once_durable() {
         matches!(&b[..], [flood] if flood.messages.iter().all(|m| matches!(m, Message::PacketOut(_)))),
         "{b:?}"
     );
+}
+
+/// Bursts that end while a commit is under way are committed together
+/// once it returns, as one batch, and each is then acted on in order.
+#[test]
+fn bursts_that_end_during_a_commit_are_committed_together() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mut events = c.events.subscribe();
+    let (go, gate) = std::sync::mpsc::channel();
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    c.persist_to(Box::new(CountingGate {
+        go: gate,
+        seen: seen_tx,
+    }));
+    c.overlap_commits = true;
+    let macs: Vec<MacAddr> = (0x50..0x54)
+        .map(|i| MacAddr([0x52, 0x54, 0, 0, 0, i]))
+        .collect();
+    for m in &macs {
+        rarp_burst(&mut c, *m);
+        let b = batches(&mut rx);
+        let [flows] = &b[..] else { panic!("{b:?}") };
+        barrier(&mut c, 1, flows.barrier.unwrap(), 0);
+    }
+    go.send(()).unwrap();
+    go.send(()).unwrap();
+    c.settle_commit(true);
+    let commits: Vec<usize> = seen.try_iter().collect();
+    assert_eq!(
+        commits.len(),
+        2,
+        "the first burst alone, then the three after it: {commits:?}"
+    );
+    assert!(commits[1] > commits[0], "{commits:?}");
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 4);
+    let announced = registry_events(&mut events);
+    assert_eq!(
+        announced.iter().map(|e| e.mac.clone()).collect::<Vec<_>>(),
+        macs.iter().map(ToString::to_string).collect::<Vec<_>>()
+    );
+    // Each burst's flood, in the order of the bursts.
+    let floods = batches(&mut rx);
+    let flooded: Vec<u8> = floods
+        .iter()
+        .flat_map(|b| &b.messages)
+        .filter_map(|m| match m {
+            Message::PacketOut(p) => p.data.get(11).copied(),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flooded, [0x50, 0x51, 0x52, 0x53], "{floods:?}");
+}
+
+/// A store whose every commit waits for the test to let it go, and says
+/// how many writes each had.
+struct CountingGate {
+    go: std::sync::mpsc::Receiver<()>,
+    seen: std::sync::mpsc::Sender<usize>,
+}
+
+impl store::Store for CountingGate {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, batch: &store::Batch) -> Result<(), store::StoreError> {
+        let _ = self.seen.send(batch.len());
+        self.go
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| store::StoreError::Backend {
+                backend: "test",
+                message: "never let go".into(),
+            })
+    }
 }
 
 #[test]

@@ -32,27 +32,32 @@ pub(super) struct Limits {
     /// A commit of at least this many writes is appended to the journal.
     pub(super) from_ops: usize,
     /// A commit of more writes than this (a seed) goes to sled in pieces,
-    /// as before: an entry of it would be held whole in memory to fold.
+    /// as before; up to this many it is journaled, in entries of at most
+    /// [`ENTRY_OPS`].
     pub(super) up_to_ops: usize,
     /// The journal is folded once it holds this many writes.
     pub(super) fold_at: u64,
 }
 
 impl Default for Limits {
-    /// A burst of learned MACs (up to 256 PacketIns, a write or two each)
-    /// is journaled; 131,072 writes are 29 MB or so of learned MACs, read
-    /// back and applied as one sled batch per 256 keys, each key once.
+    /// A burst of learned MACs (up to 256 PacketIns, a write or two each),
+    /// or the bursts that waited for a commit under way together, are
+    /// journaled; 131,072 writes are 29 MB or so of learned MACs, read back
+    /// and applied as one sled batch per 256 keys, each key once.
     fn default() -> Self {
         Self {
             from_ops: 32,
-            up_to_ops: 4096,
+            up_to_ops: 1 << 16,
             fold_at: 1 << 17,
         }
     }
 }
 
-/// One write: the key, and its value or `None` for a delete.
-pub(super) type Op = (String, Option<Vec<u8>>);
+/// The most writes in one entry.
+pub(super) const ENTRY_OPS: usize = 4096;
+
+/// Keys, each with its value or `None` for a delete.
+pub(super) type Latest = std::collections::BTreeMap<String, Option<Vec<u8>>>;
 
 #[derive(Debug)]
 pub(super) struct Journal {
@@ -223,11 +228,14 @@ impl Journal {
         Ok(())
     }
 
-    /// Every write of the entries from `folded` on, in order.
-    pub(super) fn read(&self, folded: u64) -> Result<Vec<Op>, String> {
+    /// What the entries from `folded` on write: each key once, at the
+    /// value its last write gave it (`None`: deleted). Only the keys are
+    /// held, not every write, so a journal of moves of the same MACs reads
+    /// into as much memory as those MACs' records.
+    pub(super) fn latest(&self, folded: u64) -> Result<Latest, String> {
         let bytes = std::fs::read(&self.path)
             .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
-        let mut out = Vec::new();
+        let mut out = Latest::new();
         let mut at = 0;
         while (at as u64) < self.len {
             let Some((seq, _, end)) = entry_at(&bytes, at) else {
@@ -305,7 +313,7 @@ fn le<const N: usize>(r: &mut &[u8]) -> Result<[u8; N], String> {
 }
 
 /// Reads the writes of one entry's payload into `out`.
-fn ops_of(payload: &[u8], out: &mut Vec<Op>) -> Result<(), String> {
+fn ops_of(payload: &[u8], out: &mut Latest) -> Result<(), String> {
     let mut r = payload;
     let count = u32::from_le_bytes(le(&mut r)?);
     for _ in 0..count {
@@ -321,7 +329,7 @@ fn ops_of(payload: &[u8], out: &mut Vec<Op>) -> Result<(), String> {
             }
             t => return Err(format!("a write of kind {t}")),
         };
-        out.push((key, value));
+        out.insert(key, value);
     }
     if !r.is_empty() {
         return Err(format!("{} bytes after its last write", r.len()));

@@ -939,6 +939,23 @@ fn a_burst_is_journaled_read_back_and_folded() {
     assert_eq!(reopen(dir.path()).load().unwrap().registry(), r);
 }
 
+/// A commit larger than one journal entry holds is journaled in several,
+/// each whole, and read back whole.
+#[test]
+fn a_commit_of_more_writes_than_an_entry_is_journaled_in_pieces() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut r = Registry::new();
+    let mut s = SledStore::open(dir.path()).unwrap();
+    let changes = r
+        .seed(Timestamp(1), &world(), ViId(1), &big_seed(2500))
+        .unwrap();
+    s.commit(&Batch::from_changes(&changes)).unwrap();
+    assert_eq!(s.journal.ops(), 5000);
+    assert_eq!(s.journal.next(), 2, "two entries");
+    drop(s);
+    assert_eq!(reopen(dir.path()).load().unwrap().registry(), r);
+}
+
 /// A fold cut short after its first sled batch (a kill -9, a full disk)
 /// leaves part of the journal in the records and all of it in the journal:
 /// read on top of the records again, it gives the same registry.
@@ -952,8 +969,7 @@ fn a_fold_cut_short_reads_back_whole() {
     let changes = r.seed(Timestamp(1), &t, ViId(1), &big_seed(200)).unwrap();
     s.commit(&Batch::from_changes(&changes)).unwrap();
     assert_eq!(s.journal.ops(), 400);
-    let ops = s.journal.read(s.marker.journal_folded).unwrap();
-    let latest: BTreeMap<String, Option<Vec<u8>>> = ops.into_iter().collect();
+    let latest = s.journal.latest(s.marker.journal_folded).unwrap();
     let batch = Batch {
         ops: latest.into_iter().collect(),
     };
