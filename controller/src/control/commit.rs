@@ -134,10 +134,6 @@ impl Control {
                 }
             }
         }
-        if self.committing.under_way.is_empty() && batch.is_empty() {
-            self.after_commit(then);
-            return;
-        }
         if !self.committing.under_way.is_empty() {
             let (b, thens) = self
                 .committing
@@ -147,7 +143,21 @@ impl Control {
             thens.push(then);
             return;
         }
-        self.hand_over(batch, vec![then]);
+        self.start_commit(batch, vec![then]);
+    }
+
+    /// Commits `batch`, which `thens` wait for, with nothing under way:
+    /// on the committer's thread while commits may overlap, else in turn
+    /// (after what the store is owed); with nothing to write, what waited
+    /// goes out at once.
+    fn start_commit(&mut self, batch: Batch, thens: Vec<Committing>) {
+        if batch.is_empty() {
+            self.after_commits(thens);
+        } else if self.overlaps_commits() {
+            self.hand_over(batch, thens);
+        } else if self.store_or_owe(batch) {
+            self.after_commits(thens);
+        }
     }
 
     /// Starts the commit of `batch`, which `thens` wait for, on the
@@ -174,9 +184,7 @@ impl Control {
             Err(batch) => {
                 self.committer = None;
                 if self.store_or_owe(batch) {
-                    for then in thens {
-                        self.after_commit(then);
-                    }
+                    self.after_commits(thens);
                 }
             }
         }
@@ -214,33 +222,25 @@ impl Control {
             };
             let thens = std::mem::take(&mut self.committing.under_way);
             if self.took_commit(&batch, 0, result) || self.owe_refused(batch) {
-                for then in thens {
-                    self.after_commit(then);
-                }
+                self.after_commits(thens);
             }
             let waiting = self.committing.waiting.take();
             if self.halted() {
                 return;
             }
             if let Some((batch, thens)) = waiting {
-                if batch.is_empty() {
-                    // Only bursts that stored nothing waited: nothing to
-                    // commit, and nothing before them is left to wait for.
-                    for then in thens {
-                        self.after_commit(then);
-                    }
-                } else if self.overlaps_commits() {
-                    self.hand_over(batch, thens);
-                } else if self.store_or_owe(batch) {
-                    // The store is owed writes now: in turn, after them.
-                    for then in thens {
-                        self.after_commit(then);
-                    }
-                }
+                self.start_commit(batch, thens);
             }
             if !wait {
                 return;
             }
+        }
+    }
+
+    /// What the bursts' commit held back goes out, burst by burst.
+    fn after_commits(&mut self, thens: Vec<Committing>) {
+        for then in thens {
+            self.after_commit(then);
         }
     }
 
