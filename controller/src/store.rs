@@ -20,6 +20,7 @@ use crate::registry::{IpEntry, MacEntry, Origin, Registry, RegistryChange, Times
 use ofp::packet::MacAddr;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -970,19 +971,31 @@ impl Store for MemoryStore {
 /// Every key starts with the layout version.
 const PREFIX: &str = "v1/";
 
-fn vlan_text(v: Vlan) -> String {
-    match v {
-        Vlan::Untagged => "untagged".to_owned(),
-        Vlan::Tagged(id) => id.to_string(),
+/// A registry key's VLAN as its store key writes it.
+struct VlanText(Vlan);
+
+impl std::fmt::Display for VlanText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Vlan::Untagged => f.write_str("untagged"),
+            Vlan::Tagged(id) => write!(f, "{id}"),
+        }
     }
 }
 
+/// Room for the longest registry key, so that writing one never grows it.
+const KEY_ROOM: usize = 64;
+
 fn mac_key(k: &MacKey) -> String {
-    format!("{PREFIX}mac/{}/{}/{}", k.vi.0, vlan_text(k.vlan), k.mac)
+    let mut key = String::with_capacity(KEY_ROOM);
+    let _ = write!(key, "{PREFIX}mac/{}/{}/{}", k.vi.0, VlanText(k.vlan), k.mac);
+    key
 }
 
 fn ip_key(k: &IpKey) -> String {
-    format!("{PREFIX}ip/{}/{}/{}", k.vi.0, vlan_text(k.vlan), k.ip)
+    let mut key = String::with_capacity(KEY_ROOM);
+    let _ = write!(key, "{PREFIX}ip/{}/{}/{}", k.vi.0, VlanText(k.vlan), k.ip);
+    key
 }
 
 fn host_key(name: &HostName) -> String {

@@ -833,14 +833,18 @@ impl Installed {
     /// The held flows at the identities of `like` (compiled flows), each
     /// as compiled but with the cookie the switch holds: what
     /// [`crate::reconciler::reconcile`] needs of them, which compares
-    /// cookies, not instructions.
-    pub fn flows_at<'a>(&self, like: impl IntoIterator<Item = &'a Flow>) -> SwitchState {
+    /// cookies, not instructions. Taken with their keys, as a
+    /// [`SwitchState`] files them: writing a key again per flow was a
+    /// tenth of this on the learning path.
+    pub fn flows_at<'a>(
+        &self,
+        like: impl IntoIterator<Item = (&'a FlowKey, &'a Flow)>,
+    ) -> SwitchState {
         let mut part = SwitchState::default();
-        for f in like {
-            let key = f.key();
-            if let Some(cookie) = self.cookie(&key) {
+        for (key, f) in like {
+            if let Some(cookie) = self.cookie(key) {
                 part.flows.insert(
-                    key,
+                    key.clone(),
                     Flow {
                         cookie,
                         ..f.clone()

@@ -299,13 +299,7 @@ impl Control {
                     // it, so the switch is compiled whole.
                     return self.program_scope(conn, Scope::Everything);
                 }
-                let part = installed.flows_at(
-                    flows
-                        .before
-                        .flows
-                        .values()
-                        .chain(flows.after.flows.values()),
-                );
+                let part = installed.flows_at(flows.before.flows.iter().chain(&flows.after.flows));
                 let plan = reconcile(&flows.after, &part, Foreign::Keep);
                 (plan, Next::Replaced(part, flows.after))
             }

@@ -26,13 +26,18 @@ impl MacAddr {
 }
 
 impl fmt::Display for MacAddr {
+    /// `aa:bb:cc:dd:ee:ff`, written at once: the controller formats a
+    /// MAC for every learned entry (its store key and record, its event),
+    /// where six padded hex arguments cost more than the rest of the key.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = [b':'; 17];
+        for (i, byte) in self.0.iter().enumerate() {
+            text[3 * i] = HEX[usize::from(byte >> 4)];
+            text[3 * i + 1] = HEX[usize::from(byte & 0xf)];
+        }
+        // Hex digits and colons only.
+        f.write_str(core::str::from_utf8(&text).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -252,6 +257,21 @@ mod tests {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad}");
         }
         assert!(MacAddr::BROADCAST.is_multicast() && !m.is_multicast());
+    }
+
+    #[test]
+    fn mac_text_is_the_padded_lowercase_hex_of_every_byte() {
+        for b in 0..=u8::MAX {
+            for at in 0..6 {
+                let mut bytes = [0x5a; 6];
+                bytes[at] = b;
+                let m = MacAddr(bytes);
+                let text = m.to_string();
+                let expected: Vec<String> = bytes.iter().map(|x| format!("{x:02x}")).collect();
+                assert_eq!(text, expected.join(":"));
+                assert_eq!(text.parse::<MacAddr>().unwrap(), m);
+            }
+        }
     }
 
     #[test]
