@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -638,6 +638,17 @@ impl ControllerProcess {
                 stderr: self.log_tail(20),
             })
         }
+    }
+
+    /// How the process exited, waiting up to `within` for it to exit by
+    /// itself (it is left running if it does not).
+    pub fn wait_exit(&mut self, within: Duration) -> Result<ExitStatus> {
+        poll_until("iris-controller to exit", within, || {
+            Ok(match self.process.try_exit_status()? {
+                Some(status) => Probe::Ready(status),
+                None => Probe::NotYet(self.log_tail(5)),
+            })
+        })
     }
 
     /// SIGKILL: the process dies at once, as in a crash or a power cut of
