@@ -176,6 +176,14 @@ pub trait Store {
     /// (a burst's learned flows may already be on the switches, and the
     /// restart's reconciliation takes them back).
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
+    /// Work a commit left that nothing waits for (the sled store folds its
+    /// journal here): run after the commit's result went out, so that no
+    /// answer waits for it. A store whose tidying fails keeps what it has
+    /// and does the work before its next commit, which fails if it still
+    /// cannot.
+    fn tidy(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Makes every later commit conditional on `leadership` (a replica of
     /// a `[cluster]` that just won the election), so that once another
     /// replica leads, this one's late commit is refused
@@ -806,14 +814,17 @@ impl Store for SledStore {
     /// A commit of [`journal::Limits::from_ops`] to `up_to_ops` writes (a
     /// burst of learned MACs) is appended to the journal, and so is any
     /// commit while the journal holds entries; the journal is folded into
-    /// the records once it holds `fold_at` writes, or before a larger
-    /// commit, which goes to sled in pieces. Others go to sled.
+    /// the records once it holds `fold_at` writes ([`Store::tidy`], or
+    /// here before the next append when no tidying came in between), or
+    /// before a larger commit, which goes to sled in pieces. Others go to
+    /// sled.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let n = batch.len();
         let l = self.limits;
         let journaled = (l.from_ops..=l.up_to_ops).contains(&n)
             || (n > 0 && n < l.from_ops && !self.journal.is_empty());
         if journaled {
+            self.tidy()?;
             // In entries of at most ENTRY_OPS writes, each whole or not at
             // all, as a batch of sled's is.
             for piece in batch.ops.chunks(journal::ENTRY_OPS) {
@@ -826,11 +837,7 @@ impl Store for SledStore {
                 })?;
             }
             self.marker.journal_next = self.journal.next();
-            self.update_witness()?;
-            if self.journal.ops() >= l.fold_at {
-                self.fold()?;
-            }
-            return Ok(());
+            return self.update_witness();
         }
         if !self.journal.is_empty() {
             self.fold()?;
@@ -838,6 +845,16 @@ impl Store for SledStore {
         let db = self.db.clone();
         self.commit_in_chunks(batch, |b| Ok(db.apply_batch(b)?))?;
         self.update_witness()
+    }
+
+    /// Folds the journal once it holds [`journal::Limits::fold_at`]
+    /// writes: each key once into sled's records, 100 ms or more when it
+    /// holds many keys, which no commit's answer should wait for.
+    fn tidy(&mut self) -> Result<(), StoreError> {
+        if self.journal.ops() >= self.limits.fold_at {
+            self.fold()?;
+        }
+        Ok(())
     }
 }
 

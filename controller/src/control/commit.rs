@@ -66,6 +66,14 @@ impl Committer {
                         break;
                     }
                     ready.notify_one();
+                    // After the answer: what waited for the commit goes
+                    // out while the store folds; the next commit (or a
+                    // read) waits for the store instead.
+                    if let Err(e) = with_store(&store, |s| s.tidy()) {
+                        tracing::warn!(
+                            "the store could not tidy up ({e}); its next commit tries again"
+                        );
+                    }
                 }
             })?;
         Ok(Self { jobs, done })

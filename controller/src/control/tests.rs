@@ -1318,6 +1318,28 @@ impl store::Store for GatedStore {
 }
 
 /// The registry events waiting in `events`.
+/// That the burst of RARP `mac` was acted on: its PacketIns acknowledged
+/// up to `acked`, its registry event announced and its flood sent.
+fn acted_on(
+    c: &Control,
+    events: &mut broadcast::Receiver<NorthEvent>,
+    rx: &mut mpsc::Receiver<Command>,
+    acked: u64,
+    mac: &str,
+) {
+    assert_eq!(c.switches[&ConnId(1)].handle.acked(), acked);
+    let seen = registry_events(events);
+    assert_eq!(
+        seen.iter().map(|e| e.mac.as_str()).collect::<Vec<_>>(),
+        [mac]
+    );
+    let b = batches(rx);
+    assert!(
+        matches!(&b[..], [flood] if flood.messages.iter().all(|m| matches!(m, Message::PacketOut(_)))),
+        "{b:?}"
+    );
+}
+
 fn registry_events(events: &mut broadcast::Receiver<NorthEvent>) -> Vec<RegistryEvent> {
     let mut out = Vec::new();
     while let Ok(e) = events.try_recv() {
@@ -1373,30 +1395,11 @@ fn a_burst_committed_behind_the_next_one_is_acted_on_only_once_durable() {
         std::thread::sleep(Duration::from_millis(5));
         c.settle_commit(false);
     }
-    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 1, "the first only");
-    let seen = registry_events(&mut events);
-    assert_eq!(
-        seen.iter().map(|e| e.mac.as_str()).collect::<Vec<_>>(),
-        [first.to_string()]
-    );
-    let b = batches(&mut rx);
-    assert!(
-        matches!(&b[..], [flood] if flood.messages.iter().all(|m| matches!(m, Message::PacketOut(_)))),
-        "{b:?}"
-    );
+    // The first only.
+    acted_on(&c, &mut events, &mut rx, 1, &first.to_string());
     go.send(()).unwrap();
     c.settle_commit(true);
-    assert_eq!(c.switches[&ConnId(1)].handle.acked(), 2);
-    let seen = registry_events(&mut events);
-    assert_eq!(
-        seen.iter().map(|e| e.mac.as_str()).collect::<Vec<_>>(),
-        [second.to_string()]
-    );
-    let b = batches(&mut rx);
-    assert!(
-        matches!(&b[..], [flood] if flood.messages.iter().all(|m| matches!(m, Message::PacketOut(_)))),
-        "{b:?}"
-    );
+    acted_on(&c, &mut events, &mut rx, 2, &second.to_string());
 }
 
 /// Bursts that end while a commit is under way are committed together
@@ -1470,6 +1473,67 @@ impl store::Store for CountingGate {
                 backend: "test",
                 message: "never let go".into(),
             })
+    }
+}
+
+/// The store's tidying (the sled journal's fold, 100 ms or more) runs
+/// after the commit's answer: what waited for the commit goes out while
+/// it runs.
+#[test]
+fn what_waits_for_a_commit_goes_out_before_the_store_tidies() {
+    let (mut c, mut rx, _) = pm1_programmed();
+    let mut events = c.events.subscribe();
+    let (go, gate) = std::sync::mpsc::channel();
+    let (tidying_tx, tidying) = std::sync::mpsc::channel();
+    let waited_out = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    c.persist_to(Box::new(SlowTidy {
+        go: gate,
+        tidying: tidying_tx,
+        waited_out: waited_out.clone(),
+    }));
+    c.overlap_commits = true;
+    let mac = MacAddr([0x52, 0x54, 0, 0, 0, 0x61]);
+    rarp_burst(&mut c, mac);
+    let b = batches(&mut rx);
+    let [flows] = &b[..] else { panic!("{b:?}") };
+    barrier(&mut c, 1, flows.barrier.unwrap(), 0);
+    c.settle_commit(true);
+    tidying
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the store tidies after the commit");
+    // Tidying is still held here, and the burst was acted on.
+    acted_on(&c, &mut events, &mut rx, 1, &mac.to_string());
+    go.send(()).unwrap();
+    // Tidying before the answer would have held the loop until it gave
+    // up waiting for the test.
+    c.settle_commit(true);
+    assert!(!waited_out.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+/// A store that commits at once and whose tidying waits for the test.
+struct SlowTidy {
+    go: std::sync::mpsc::Receiver<()>,
+    tidying: std::sync::mpsc::Sender<()>,
+    /// Set when the test never let the tidying go.
+    waited_out: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl store::Store for SlowTidy {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &store::Batch) -> Result<(), store::StoreError> {
+        Ok(())
+    }
+
+    fn tidy(&mut self) -> Result<(), store::StoreError> {
+        let _ = self.tidying.send(());
+        if self.go.recv_timeout(Duration::from_secs(5)).is_err() {
+            self.waited_out
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
     }
 }
 
