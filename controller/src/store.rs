@@ -176,13 +176,14 @@ pub trait Store {
     /// (a burst's learned flows may already be on the switches, and the
     /// restart's reconciliation takes them back).
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError>;
-    /// Work a commit left that nothing waits for (the sled store folds its
-    /// journal here): run after the commit's result went out, so that no
-    /// answer waits for it. A store whose tidying fails keeps what it has
-    /// and does the work before its next commit, which fails if it still
-    /// cannot.
-    fn tidy(&mut self) -> Result<(), StoreError> {
-        Ok(())
+    /// A step of the work commits leave that nothing waits for (the sled
+    /// store folds its journal here); whether more is left. Run after a
+    /// commit's result went out, a step at a time between commits, so that
+    /// no answer waits for more than a step. A store whose tidying fails
+    /// keeps what it has and does the work later, at the latest in a
+    /// commit, which fails if it still cannot.
+    fn tidy(&mut self) -> Result<bool, StoreError> {
+        Ok(false)
     }
     /// Makes every later commit conditional on `leadership` (a replica of
     /// a `[cluster]` that just won the election), so that once another
@@ -233,6 +234,19 @@ pub struct SledStore {
     /// Commits of many writes, not folded into the records yet.
     journal: journal::Journal,
     limits: journal::Limits,
+    /// A fold under way, done a step at a time between commits.
+    folding: Option<Folding>,
+}
+
+/// What a fold under way has left to write into sled's records: the
+/// latest value of each key of the entries numbered below `upto`, in key
+/// order. Entries appended meanwhile stay in the journal, which is read
+/// on top of the records, so a key a later entry changed again reads at
+/// its later value whatever the fold wrote.
+#[derive(Debug)]
+struct Folding {
+    upto: u64,
+    left: std::collections::VecDeque<(String, Option<Vec<u8>>)>,
 }
 
 /// The key of the store's own account, outside the records' prefix.
@@ -541,6 +555,7 @@ impl SledStore {
             witness: None,
             journal,
             limits: journal::Limits::default(),
+            folding: None,
         };
         store.write_witness()?;
         Ok(store)
@@ -814,17 +829,19 @@ impl Store for SledStore {
     /// A commit of [`journal::Limits::from_ops`] to `up_to_ops` writes (a
     /// burst of learned MACs) is appended to the journal, and so is any
     /// commit while the journal holds entries; the journal is folded into
-    /// the records once it holds `fold_at` writes ([`Store::tidy`], or
-    /// here before the next append when no tidying came in between), or
-    /// before a larger commit, which goes to sled in pieces. Others go to
-    /// sled.
+    /// the records once it holds `fold_at` writes, a step at a time
+    /// between commits ([`Store::tidy`]), or whole here once it holds
+    /// twice that (nobody tidied) or before a larger commit, which goes to
+    /// sled in pieces. Others go to sled.
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         let n = batch.len();
         let l = self.limits;
         let journaled = (l.from_ops..=l.up_to_ops).contains(&n)
             || (n > 0 && n < l.from_ops && !self.journal.is_empty());
         if journaled {
-            self.tidy()?;
+            if self.journal.ops() >= l.fold_at.saturating_mul(2) {
+                self.fold()?;
+            }
             // In entries of at most ENTRY_OPS writes, each whole or not at
             // all, as a batch of sled's is.
             for piece in batch.ops.chunks(journal::ENTRY_OPS) {
@@ -848,13 +865,13 @@ impl Store for SledStore {
     }
 
     /// Folds the journal once it holds [`journal::Limits::fold_at`]
-    /// writes: each key once into sled's records, 100 ms or more when it
-    /// holds many keys, which no commit's answer should wait for.
-    fn tidy(&mut self) -> Result<(), StoreError> {
-        if self.journal.ops() >= self.limits.fold_at {
-            self.fold()?;
+    /// writes, [`journal::Limits::fold_step`] keys a step: a whole fold is
+    /// a second or more with many keys, which no commit should wait for.
+    fn tidy(&mut self) -> Result<bool, StoreError> {
+        if self.folding.is_none() && self.journal.ops() < self.limits.fold_at {
+            return Ok(false);
         }
-        Ok(())
+        Ok(!self.fold_step(self.limits.fold_step)?)
     }
 }
 
@@ -866,32 +883,61 @@ impl SledStore {
         }
     }
 
-    /// Applies the journal's writes to the records (each key once, at its
-    /// latest value), then records in the marker that its entries are
-    /// folded, then empties it. A crash in between leaves the entries in
-    /// the journal and some of them in the records: read again on top of
-    /// the records, they give the same state.
+    /// Folds the whole journal now, the fold under way first: the journal
+    /// is empty afterwards.
     fn fold(&mut self) -> Result<(), StoreError> {
-        let latest = self
-            .journal
-            .latest(self.marker.journal_folded)
-            .map_err(|problem| self.unusable(problem))?;
-        let batch = Batch {
-            ops: latest.into_iter().collect(),
+        while self.folding.is_some() || !self.journal.is_empty() {
+            self.fold_step(usize::MAX)?;
+        }
+        Ok(())
+    }
+
+    /// Writes up to `keys` keys of the fold under way (started with the
+    /// entries the journal holds now, if none is) into the records;
+    /// whether the fold is done. Once every key is written, the marker
+    /// records up to which entry the journal is folded, and those entries
+    /// leave the journal. A crash in between leaves them in the journal
+    /// and some of them in the records: read again on top of the records,
+    /// they give the same state.
+    fn fold_step(&mut self, keys: usize) -> Result<bool, StoreError> {
+        let mut f = match self.folding.take() {
+            Some(f) => f,
+            None => {
+                let latest = self
+                    .journal
+                    .latest(self.marker.journal_folded)
+                    .map_err(|problem| self.unusable(problem))?;
+                Folding {
+                    upto: self.journal.next(),
+                    left: latest.into_iter().collect(),
+                }
+            }
+        };
+        let step = Batch {
+            ops: f.left.drain(..keys.min(f.left.len())).collect(),
         };
         let db = self.db.clone();
-        self.commit_in_chunks(&batch, |b| Ok(db.apply_batch(b)?))?;
+        // A step that fails leaves no fold under way: the next starts
+        // over from the journal, which holds every entry still.
+        self.commit_in_chunks(&step, |b| Ok(db.apply_batch(b)?))?;
+        if !f.left.is_empty() {
+            self.folding = Some(f);
+            return Ok(false);
+        }
         let mut marker = self.marker.clone();
-        marker.journal_folded = self.journal.next();
+        marker.journal_folded = f.upto;
         marker.write += 1;
         self.db.insert(MARKER_KEY, encode(&marker))?;
         self.db.flush()?;
         self.marker = marker;
         self.update_witness()?;
-        self.journal.clear().map_err(|message| StoreError::Backend {
-            backend: "sled",
-            message,
-        })
+        self.journal
+            .drop_before(f.upto)
+            .map_err(|message| StoreError::Backend {
+                backend: "sled",
+                message,
+            })?;
+        Ok(true)
     }
 
     /// Applies `batch` through `apply`, [`ATOMIC_OPS`] writes per sled

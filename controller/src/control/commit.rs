@@ -60,31 +60,57 @@ impl Committer {
         std::thread::Builder::new()
             .name("iris-store".into())
             .spawn(move || {
-                while let Ok(batch) = rx.recv() {
+                // Whether the store has tidying left: then the next
+                // batch is taken only if one is waiting, and a step of the
+                // tidying is done otherwise.
+                let mut tidying = false;
+                loop {
+                    let batch = if tidying {
+                        match rx.try_recv() {
+                            Ok(batch) => batch,
+                            Err(mpsc::TryRecvError::Empty) => {
+                                tidying = tidy(&store);
+                                continue;
+                            }
+                            Err(mpsc::TryRecvError::Disconnected) => break,
+                        }
+                    } else {
+                        match rx.recv() {
+                            Ok(batch) => batch,
+                            Err(_) => break,
+                        }
+                    };
                     let result = with_store(&store, |s| s.commit(&batch));
                     if tx.send((batch, result)).is_err() {
                         break;
                     }
                     ready.notify_one();
                     // After the answer: what waited for the commit goes
-                    // out while the store folds; the next commit (or a
-                    // read) waits for the store instead.
-                    if let Err(e) = with_store(&store, |s| s.tidy()) {
-                        tracing::warn!(
-                            "the store could not tidy up ({e}); its next commit tries again"
-                        );
-                    }
+                    // out while the store tidies, a step at a time.
+                    tidying = tidy(&store);
                 }
             })?;
         Ok(Self { jobs, done })
     }
 }
 
+/// One step of the store's tidying; whether more is left. A step that
+/// fails is logged and left for later: the commit that needs it fails
+/// if it still cannot be done.
+fn tidy(store: &SharedStore) -> bool {
+    match with_store(store, |s| s.tidy()) {
+        Ok(more) => more,
+        Err(e) => {
+            tracing::warn!("the store could not tidy up ({e}); it tries again later");
+            false
+        }
+    }
+}
+
 /// Writes waiting for the commit under way at most, before the loop waits
 /// for it rather than let the next batch grow: as many as the sled store
-/// journals in one commit (65,536, some 13 MB), so that a fold of the
-/// journal (100 ms or more when it holds many keys) does not hold up the
-/// loop.
+/// journals in one commit (65,536, some 13 MB), so that a step of the
+/// journal's fold does not hold up the loop.
 const MAX_WAITING_OPS: usize = 1 << 16;
 
 /// The bursts whose commit is under way, and those waiting for the next.

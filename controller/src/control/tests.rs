@@ -1527,13 +1527,13 @@ impl store::Store for SlowTidy {
         Ok(())
     }
 
-    fn tidy(&mut self) -> Result<(), store::StoreError> {
+    fn tidy(&mut self) -> Result<bool, store::StoreError> {
         let _ = self.tidying.send(());
         if self.go.recv_timeout(Duration::from_secs(5)).is_err() {
             self.waited_out
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
-        Ok(())
+        Ok(false)
     }
 }
 

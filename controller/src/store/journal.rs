@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 
 /// The journal's file, beside sled's.
 pub const JOURNAL_FILE: &str = "iris-journal";
+/// The extension of the file that replaces the journal after a fold (see
+/// [`Journal::drop_before`]); one a crash left is removed at opening.
+const NEXT_EXTENSION: &str = "next";
 const MAGIC: &[u8; 4] = b"IRJ1";
 const HEADER: usize = 4 + 8 + 4 + 4;
 /// Which commits go to the journal, and when it is folded.
@@ -37,6 +40,11 @@ pub(super) struct Limits {
     pub(super) up_to_ops: usize,
     /// The journal is folded once it holds this many writes.
     pub(super) fold_at: u64,
+    /// Keys a step of the fold writes ([`crate::store::Store::tidy`]): the
+    /// longest a commit waits for a fold under way, 94 ms at most at 4,096
+    /// where a whole fold of 131,072 keys took 1.5 s (docs/benchmarks.md,
+    /// "The fold in steps").
+    pub(super) fold_step: usize,
 }
 
 impl Default for Limits {
@@ -49,6 +57,7 @@ impl Default for Limits {
             from_ops: 32,
             up_to_ops: 1 << 16,
             fold_at: 1 << 17,
+            fold_step: 4096,
         }
     }
 }
@@ -94,6 +103,13 @@ impl Journal {
         acknowledged: Option<u64>,
     ) -> Result<Opened, String> {
         let path = dir.join(JOURNAL_FILE);
+        // A replacement a crash cut before its rename: the journal it was
+        // to replace is whole.
+        let fresh = path.with_extension(NEXT_EXTENSION);
+        if fresh.exists() {
+            std::fs::remove_file(&fresh)
+                .map_err(|e| format!("cannot remove {}: {e}", fresh.display()))?;
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -252,6 +268,56 @@ impl Journal {
             at = end;
         }
         Ok(out)
+    }
+
+    /// Drops the entries numbered below `folded` once they are folded
+    /// (the marker says so first, so entries a crash leaves before this
+    /// are skipped), keeping those appended since. Those few are copied to
+    /// a new file that replaces this one by a rename: a crash leaves one
+    /// file or the other, each holding every entry from `folded` on.
+    pub(super) fn drop_before(&mut self, folded: u64) -> Result<(), String> {
+        let bytes = std::fs::read(&self.path)
+            .map_err(|e| format!("cannot read {}: {e}", self.path.display()))?;
+        let whole = &bytes[..(self.len as usize).min(bytes.len())];
+        let (mut at, mut keep) = (0, None);
+        let (mut entries, mut ops) = (0, 0);
+        while let Some((seq, count, end)) = entry_at(whole, at) {
+            if seq >= folded {
+                keep.get_or_insert(at);
+                entries += 1;
+                ops += u64::from(count);
+            }
+            at = end;
+        }
+        let Some(from) = keep else {
+            return self.clear();
+        };
+        if from == 0 {
+            return Ok(());
+        }
+        let tail = &whole[from..];
+        let fresh = self.path.with_extension(NEXT_EXTENSION);
+        let replaced = (|| -> std::io::Result<File> {
+            let mut f = File::create(&fresh)?;
+            f.write_all(tail)?;
+            f.sync_all()?;
+            std::fs::rename(&fresh, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            OpenOptions::new().read(true).append(true).open(&self.path)
+        })();
+        let file = replaced.map_err(|e| {
+            format!(
+                "cannot replace {} by its unfolded entries: {e}",
+                self.path.display()
+            )
+        })?;
+        self.file = file;
+        self.len = tail.len() as u64;
+        self.entries = entries;
+        self.ops = ops;
+        Ok(())
     }
 
     /// Empties the journal once its entries are folded (the marker says
