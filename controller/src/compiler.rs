@@ -438,6 +438,10 @@ pub fn compile_entries(
 /// tunnel's traffic into its VI.
 const CLASSIFY_PRIORITY: u16 = 100;
 
+/// The priority of the table 0 flow that classifies what comes by tunnel
+/// with a VI's key.
+const CLASSIFY_TUNNEL_PRIORITY: u16 = 90;
+
 /// The identity of the flow that classifies traffic from VM port `port`
 /// into its VI: a switch that holds it serves a VM on that port.
 pub fn vm_port_classifier(port: u32) -> FlowKey {
@@ -539,18 +543,19 @@ fn vi_flows(out: &mut impl FlowSink, p: &Present<'_>) {
             enter(FROM_VM),
         );
     }
-    for (_, tunnel) in &p.peers {
-        let m = Match::new()
-            .in_port(*tunnel)
-            .tunnel_id(u64::from(vi.gre_key));
-        add(
-            out,
-            TABLE_CLASSIFY,
-            CLASSIFY_PRIORITY,
-            m,
-            enter(FROM_TUNNEL),
-        );
-    }
+    // Whatever tunnel it came by: a host that joins the VI (a guest
+    // migrating to it) sends the VI's frames the moment its own flows are
+    // in, and the other members must take them already then, not once they
+    // hear of it. Only the mesh's peers have a tunnel port here, and only
+    // the controller's flows set a VI's key. Below the ports' classifiers:
+    // on a gateway a VI's WAN tunnels are its ports.
+    add(
+        out,
+        TABLE_CLASSIFY,
+        CLASSIFY_TUNNEL_PRIORITY,
+        Match::new().tunnel_id(u64::from(vi.gre_key)),
+        enter(FROM_TUNNEL),
+    );
 
     let local: Vec<Vec<Action>> = p.local.iter().map(|o| vec![Action::output(*o)]).collect();
     let mut everywhere = local.clone();
