@@ -9,8 +9,8 @@ use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{
     affected_hosts, compile_entries, compile_into_memo, TABLE_CLASSIFY, TABLE_FORWARD,
 };
-use crate::model::HostName;
 use crate::model::Topology;
+use crate::model::{HostName, Location};
 use crate::packet_in::{handle_packet_in, PacketInKind, PacketInMeta};
 use crate::reconciler::{holds, reconcile, Diff, Foreign};
 use crate::registry::RegistryChange;
@@ -150,6 +150,25 @@ struct Waiting {
     moves: Vec<(Instant, RegistryEvent)>,
     /// Its burst's commit is still under way (`control/commit.rs`).
     uncommitted: bool,
+    /// Switches to bring right once the tickets are in: those that send
+    /// to MACs which moved, after the switches the MACs moved to.
+    redirect: Option<Redirect>,
+}
+
+/// The part of a change set that waits for the switches MACs moved to: the
+/// other switches of their VIs start sending to the new place only once it
+/// holds the flows that take the frames in (make before break). Sent at
+/// once, a frame could reach the new host before its batch and be dropped
+/// there, which in a move costs a ping.
+#[derive(Debug, Default)]
+struct Redirect {
+    /// Switches to compile the flows of these changes for.
+    entries: BTreeMap<HostName, Vec<RegistryChange>>,
+    /// Switches to compile whole.
+    whole: BTreeSet<HostName>,
+    /// A ticket no switch was sent yet that stands for these batches: what
+    /// waits for the change set waits for it, and then for the batches.
+    stand_in: u64,
 }
 
 /// Which waiting work.
@@ -185,8 +204,9 @@ impl Burst {
 #[derive(Debug, Default)]
 pub(super) struct Tickets {
     next: u64,
-    /// Ticket -> (connection, the waiting work that needs it).
-    owner: HashMap<u64, (ConnId, Vec<u64>)>,
+    /// Ticket -> (connection, the waiting work that needs it); no
+    /// connection for a [`Redirect`]'s stand-in.
+    owner: HashMap<u64, (Option<ConnId>, Vec<u64>)>,
     waiting: HashMap<u64, Waiting>,
     next_waiting: u64,
 }
@@ -332,7 +352,7 @@ impl Control {
                 }
                 self.metrics.flow_mods_sent.inc_by(flow_mods);
                 self.metrics.group_mods_sent.inc_by(group_mods);
-                self.tickets.owner.insert(ticket, (conn, Vec::new()));
+                self.tickets.owner.insert(ticket, (Some(conn), Vec::new()));
                 Programmed::Sent(ticket)
             }
             Err(SubmitError::Full) => {
@@ -534,7 +554,7 @@ impl Control {
             .tickets
             .owner
             .iter()
-            .filter(|(_, (c, _))| *c == conn)
+            .filter(|(_, (c, _))| *c == Some(conn))
             .map(|(t, _)| *t)
             .collect();
         for t in owed {
@@ -569,9 +589,12 @@ impl Control {
         }
     }
 
-    /// Everything `w` waited for is in: measure and announce its moves,
-    /// and send what it held back.
-    fn finish(&mut self, w: Waiting) {
+    /// Everything `w` waited for is in: reprogram what it held back,
+    /// measure and announce its moves, and send what it held back.
+    fn finish(&mut self, mut w: Waiting) {
+        if let Some(r) = w.redirect.take() {
+            self.redirect(r, w.outcome);
+        }
         for (started, m) in w.moves {
             let latency = started.elapsed();
             let ms = latency.as_secs_f64() * 1e3;
@@ -713,30 +736,131 @@ impl Control {
         per_host
     }
 
-    /// Reprograms the switches `b` concerns. The flows of the registry
-    /// entries it changed go first, to every switch they concern (each
-    /// only the changes of the VIs it serves): a move released by a port
-    /// report reaches the switches that send to the moved MAC before any
-    /// switch is compiled whole for the report. Then the switches whose
-    /// topology changed are compiled whole, which finds those entries done.
+    /// Reprograms the switches `b` concerns: those MACs moved to first,
+    /// the others once those confirmed ([`Redirect`]).
     fn program_burst(&mut self, b: &Burst) -> Programming {
+        let entries = self.changes_by_host(&b.changes);
+        self.program_arrivals_first(&b.changes, entries, b.hosts.clone())
+    }
+
+    /// Reprograms the switches of `hosts` whole and those of `entries` for
+    /// the flows of their changes, where `changes` moved MACs first: the
+    /// rest waits for them ([`Redirect`]); what waits for the returned
+    /// programming waits for the rest too.
+    fn program_arrivals_first(
+        &mut self,
+        changes: &[RegistryChange],
+        mut entries: BTreeMap<HostName, Vec<RegistryChange>>,
+        mut whole: BTreeSet<HostName>,
+    ) -> Programming {
+        let arrivals = arrivals(changes);
+        if arrivals.is_empty() {
+            return self.program_parts(entries, &whole);
+        }
+        let first_entries: BTreeMap<HostName, Vec<RegistryChange>> = arrivals
+            .iter()
+            .filter_map(|h| entries.remove_entry(h))
+            .collect();
+        let first_whole: BTreeSet<HostName> = arrivals
+            .iter()
+            .filter(|h| whole.remove(*h))
+            .cloned()
+            .collect();
+        let mut programming = self.program_parts(first_entries, &first_whole);
+        if entries.is_empty() && whole.is_empty() {
+            return programming;
+        }
+        // Everything the arrivals' switches were sent so far, this batch
+        // and those before it still unconfirmed (the VI's pipeline a port
+        // report brought a moment ago), must be in before the others send
+        // them anything.
+        let first_conns: BTreeSet<ConnId> = self.conns_serving(&arrivals).into_iter().collect();
+        let tickets: BTreeSet<u64> = self
+            .tickets
+            .owner
+            .iter()
+            .filter(|(_, (c, _))| c.is_some_and(|c| first_conns.contains(&c)))
+            .map(|(t, _)| *t)
+            .collect();
+        let held: BTreeSet<ConnId> = programming
+            .deferred
+            .intersection(&first_conns)
+            .copied()
+            .collect();
+        if tickets.is_empty() && held.is_empty() {
+            let rest = self.program_parts(entries, &whole);
+            programming.tickets.extend(rest.tickets);
+            programming.deferred.extend(rest.deferred);
+            return programming;
+        }
+        let stand_in = self.tickets.next;
+        self.tickets.next += 1;
+        self.tickets.owner.insert(stand_in, (None, Vec::new()));
+        programming.tickets.insert(stand_in);
+        self.wait_for(Waiting {
+            tickets,
+            held,
+            redirect: Some(Redirect {
+                entries,
+                whole,
+                stand_in,
+            }),
+            ..Waiting::default()
+        });
+        programming
+    }
+
+    /// The flows of the registry entries changed go first, to every switch
+    /// they concern (each only the changes of the VIs it serves): a move
+    /// released by a port report reaches the switches that send to the
+    /// moved MAC before any switch is compiled whole for the report. Then
+    /// the switches of `whole` (whose topology changed) are compiled whole,
+    /// which finds those entries done.
+    fn program_parts(
+        &mut self,
+        entries: BTreeMap<HostName, Vec<RegistryChange>>,
+        whole: &BTreeSet<HostName>,
+    ) -> Programming {
         let mut programming = Programming::default();
-        let per_host = self.changes_by_host(&b.changes);
         let conns: Vec<(ConnId, HostName)> = self
             .switches
             .iter()
             .filter_map(|(c, s)| Some((*c, s.host.clone()?)))
-            .filter(|(_, h)| per_host.contains_key(h))
+            .filter(|(_, h)| entries.contains_key(h))
             .collect();
         for (c, host) in conns {
-            let done = self.program_scope(c, Scope::Entries(&per_host[&host]));
+            let done = self.program_scope(c, Scope::Entries(&entries[&host]));
             programming.record(c, done);
         }
-        for c in self.conns_serving(&b.hosts) {
+        for c in self.conns_serving(whole) {
             let done = self.program(c);
             programming.record(c, done);
         }
         programming
+    }
+
+    /// The switches MACs moved to have confirmed (or failed to, `outcome`):
+    /// the others of `r` go now, and what waited for `r` waits for their
+    /// batches.
+    fn redirect(&mut self, r: Redirect, outcome: Outcome) {
+        let sent = self.program_parts(r.entries, &r.whole);
+        let Some((_, waiters)) = self.tickets.owner.remove(&r.stand_in) else {
+            return;
+        };
+        for id in waiters {
+            if let Some(w) = self.tickets.waiting.get_mut(&id) {
+                w.tickets.remove(&r.stand_in);
+                w.outcome = w.outcome.max(outcome);
+                w.held.extend(&sent.deferred);
+                for &t in &sent.tickets {
+                    w.tickets.insert(t);
+                    if let Some(owner) = self.tickets.owner.get_mut(&t) {
+                        owner.1.push(id);
+                    }
+                }
+            }
+            self.settle(id);
+        }
     }
 
     /// Sends each connection its PacketOuts in one batch.
@@ -813,7 +937,7 @@ impl Control {
             .into_iter()
             .cloned()
             .collect();
-        let programming = self.program_hosts(&hosts);
+        let programming = self.program_arrivals_first(changes, BTreeMap::new(), hosts);
         self.release_parked();
         programming
     }
@@ -921,10 +1045,9 @@ impl Control {
         let w = Waiting {
             tickets: programming.tickets,
             held: programming.deferred,
-            outcome: Outcome::Confirmed,
             then: then.collect(),
             moves,
-            uncommitted: false,
+            ..Waiting::default()
         };
         self.wait_for(w);
     }
@@ -1001,6 +1124,19 @@ impl Control {
         }
         self.settle(id);
     }
+}
+
+/// The hosts `changes` moved a MAC to from another host (or from
+/// nowhere).
+fn arrivals(changes: &[RegistryChange]) -> BTreeSet<HostName> {
+    changes
+        .iter()
+        .filter_map(RegistryChange::as_move)
+        .filter_map(|(_, from, to)| {
+            let to = to?.host();
+            (from.map(Location::host) != Some(to)).then(|| to.clone())
+        })
+        .collect()
 }
 
 impl Switch {

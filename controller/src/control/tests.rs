@@ -549,14 +549,32 @@ fn a_rarp_moves_the_mac_and_floods_once_every_switch_confirms() {
         upcall: rarp_in(mac, 6),
     });
     assert_eq!(located(&c, mac), port_of("pm2", 6));
-    // Every switch of VI 1 got new flows; the flood waits for their barriers.
+    // pm2, where the VM now is, gets its flows first: the other switches
+    // of VI 1 send it the VM's frames only once it has confirmed them.
     let b2 = batches(&mut rx2);
-    assert!(b2.iter().all(|b| b.barrier.is_some()), "{b2:?}");
+    assert!(
+        !b2.is_empty() && b2.iter().all(|b| b.barrier.is_some()),
+        "{b2:?}"
+    );
+    // (pm1 has the first placement's flood, nothing else.)
+    let early: Vec<Batch> = [&mut rx1, &mut rx9].into_iter().flat_map(batches).collect();
+    assert!(early.iter().all(|b| b.barrier.is_none()), "{early:?}");
+    assert_eq!(moves_measured(&c), 0, "a first placement is not a move");
+    for b in &b2 {
+        c.on_switch_event(SwitchEvent::Upcall {
+            conn: ConnId(2),
+            upcall: Upcall::BarrierConfirmed {
+                ticket: b.barrier.unwrap(),
+                errors: 0,
+            },
+        });
+    }
+    // Then the others; the flood waits for their barriers.
     let b1 = batches(&mut rx1);
     let b9 = batches(&mut rx9);
-    assert!(!b1.is_empty() && !b2.is_empty() && !b9.is_empty());
-    assert_eq!(moves_measured(&c), 0, "a first placement is not a move");
-    let tickets: Vec<(u64, u64)> = [(1, &b1), (2, &b2), (9, &b9)]
+    assert!(!b1.is_empty() && !b9.is_empty());
+    assert!(batches(&mut rx2).is_empty(), "no flood yet");
+    let tickets: Vec<(u64, u64)> = [(1, &b1), (9, &b9)]
         .iter()
         .flat_map(|(conn, bs)| bs.iter().filter_map(move |b| b.barrier.map(|t| (*conn, t))))
         .collect();
@@ -705,7 +723,7 @@ fn a_move_is_timed_from_the_arrival_of_its_rarp() {
         conn: ConnId(2),
         upcall: rarp_received(mac, 6, Instant::now() - queued),
     });
-    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    answer_barriers(&mut c, &mut rxs, &[2, 1, 9], |_| 0);
     let mut latency = None;
     while let Ok(e) = events.try_recv() {
         if let NorthEvent::Move { latency_ms, .. } = e {
@@ -757,7 +775,7 @@ fn a_move_is_stored_before_any_switch_is_reprogrammed() {
     let commits = watch_commits(&mut c);
     migrate_to_pm2(&mut c, mac);
     assert_eq!(*commits.lock().unwrap(), vec![0]);
-    assert!(!tickets(rxs.get_mut(&1).unwrap()).is_empty());
+    assert!(!tickets(rxs.get_mut(&2).unwrap()).is_empty());
 }
 
 #[test]
@@ -777,9 +795,10 @@ fn a_switch_that_disconnects_during_a_move_leaves_it_incomplete() {
     let (mut c, mut rxs, mac) = vm_on_pm1();
     let mut events = c.events.subscribe();
     migrate_to_pm2(&mut c, mac);
+    answer_barriers(&mut c, &mut rxs, &[2], |_| 0);
     let owed_by_pm1 = tickets(rxs.get_mut(&1).unwrap());
     assert!(!owed_by_pm1.is_empty());
-    answer_barriers(&mut c, &mut rxs, &[2, 9], |_| 0);
+    answer_barriers(&mut c, &mut rxs, &[9], |_| 0);
     assert!(
         batches(rxs.get_mut(&2).unwrap()).is_empty(),
         "pm1 still owes its barrier"
@@ -800,7 +819,7 @@ fn refusals_in_a_move_batch_leave_it_incomplete() {
     answer_barriers(
         &mut c,
         &mut rxs,
-        &[1, 2, 9],
+        &[2, 1, 9],
         |conn| if conn == 9 { 2 } else { 0 },
     );
     assert_incomplete(&c, &mut rxs, &mut events, "refused");
@@ -850,13 +869,15 @@ fn a_move_waits_for_a_switch_whose_queue_was_full_until_it_is_resynchronised() {
 fn a_flood_whose_switch_is_gone_is_counted_as_dropped() {
     let (mut c, mut rxs, mac) = vm_on_pm1();
     migrate_to_pm2(&mut c, mac);
-    answer_barriers(&mut c, &mut rxs, &[1, 9], |_| 0);
-    // The switch that sent the RARP leaves before its own barrier.
+    // The switch that sent the RARP leaves before its own barrier; the
+    // others are reprogrammed all the same (the registry places the VM
+    // there).
     assert!(!tickets(rxs.get_mut(&2).unwrap()).is_empty());
     c.on_switch_event(SwitchEvent::Disconnected {
         conn: ConnId(2),
         reason: CloseReason::PeerClosed,
     });
+    answer_barriers(&mut c, &mut rxs, &[1, 9], |_| 0);
     assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
     assert_eq!(
         metric(&c, "iris_packet_outs_dropped_total{why=\"switch_gone\"}"),
@@ -1611,7 +1632,7 @@ fn a_rarp_from_a_port_not_yet_reported_waits_for_the_report() {
     assert_eq!(c.held_rarps.len(), 0);
     assert_eq!(located(&c, mac), port_of("pm2", 8));
     let mut events = c.events.subscribe();
-    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    answer_barriers(&mut c, &mut rxs, &[2, 1, 9], |_| 0);
     assert_eq!(moves_measured(&c), 1);
     let mut latency = None;
     while let Ok(e) = events.try_recv() {
@@ -1677,7 +1698,7 @@ fn a_garp_from_a_port_not_yet_reported_moves_the_mac_once_reported() {
     assert_eq!(metric(&c, "iris_packet_ins_total{reason=\"garp\"}"), 1);
     // The GARP stopped in table 0: once every switch confirms its flows,
     // the controller floods it in the VI as if it came in on port 8.
-    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    answer_barriers(&mut c, &mut rxs, &[2, 1, 9], |_| 0);
     let floods = batches(rxs.get_mut(&2).unwrap());
     assert!(
         matches!(&floods[..], [b] if matches!(&b.messages[..],
@@ -1699,42 +1720,73 @@ fn is_flow_of(m: &Message, mac: MacAddr) -> bool {
         })
 }
 
+/// pm2 reports its VM ports (port 8 of VI 1 when `with_port_8`, else
+/// none), taken in a burst as the control loop does.
+fn pm2_reports_in_a_burst(c: &mut Control, with_port_8: bool) {
+    let vm_ports = if with_port_8 {
+        vec![VmPortSeen {
+            name: "vm-moved".into(),
+            ofport: 8,
+            vi: ViId(1),
+        }]
+    } else {
+        Vec::new()
+    };
+    c.begin_burst();
+    c.on_topology_event(TopologyEvent::Ports {
+        host: HostName("pm2".into()),
+        vm_ports,
+        tunnels: vec![([10, 0, 0, 1].into(), 10), ([10, 0, 0, 9].into(), 11)],
+    });
+    c.end_burst();
+}
+
 #[test]
-fn a_move_a_port_report_releases_reaches_every_switch_before_the_reports_reprogramming() {
+fn a_move_a_port_report_releases_reaches_its_destination_first_then_the_others_before_their_reprogramming(
+) {
     // pm2 serves no VI: the VM that migrates there is the first of VI 1,
     // so the report of its port reprograms pm1 and gw (their floods now
     // reach pm2) and pm2 whole. The guest's RARP came first and is held.
     let (mut c, mut rxs, mac) = vm_on_pm1();
-    c.on_topology_event(TopologyEvent::Ports {
-        host: HostName("pm2".into()),
-        vm_ports: vec![],
-        tunnels: vec![([10, 0, 0, 1].into(), 10), ([10, 0, 0, 9].into(), 11)],
-    });
+    pm2_reports_in_a_burst(&mut c, false);
     answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
     c.on_switch_event(SwitchEvent::Upcall {
         conn: ConnId(2),
         upcall: unclassified_rarp(mac, 8, Instant::now()),
     });
-    // The control loop takes the report in a burst.
-    c.begin_burst();
-    c.on_topology_event(TopologyEvent::Ports {
-        host: HostName("pm2".into()),
-        vm_ports: vec![VmPortSeen {
-            name: "vm-moved".into(),
-            ofport: 8,
-            vi: ViId(1),
-        }],
-        tunnels: vec![([10, 0, 0, 1].into(), 10), ([10, 0, 0, 9].into(), 11)],
-    });
-    c.end_burst();
+    pm2_reports_in_a_burst(&mut c, true);
     assert_eq!(located(&c, mac), port_of("pm2", 8));
+    // pm2 alone first: the moved MAC's flows, then the VI's pipeline and
+    // its new port.
+    let to_pm2 = batches(rxs.get_mut(&2).unwrap());
+    let [moved, report] = &to_pm2[..] else {
+        panic!("{to_pm2:?}")
+    };
+    assert!(moved.messages.iter().all(|m| is_flow_of(m, mac)));
+    assert!(report
+        .messages
+        .iter()
+        .any(|m| matches!(m, Message::GroupMod(_))));
+    for conn in [1, 9] {
+        assert!(
+            batches(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn}"
+        );
+    }
+    barrier(&mut c, 2, moved.barrier.unwrap(), 0);
+    for conn in [1, 9] {
+        assert!(
+            batches(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn}"
+        );
+    }
+    barrier(&mut c, 2, report.barrier.unwrap(), 0);
     let mut owed = Vec::new();
-    for conn in [1, 2, 9] {
+    for conn in [1, 9] {
         let b = batches(rxs.get_mut(&conn).unwrap());
         owed.extend(b.iter().filter_map(|b| Some((conn, b.barrier?))));
         // First the moved MAC's flows alone, confirmed by their own
-        // barrier; then the report's reprogramming (the floods' groups, and
-        // on pm2 the new port's classification).
+        // barrier; then the report's reprogramming (the floods' groups).
         let [moved, report] = &b[..] else {
             panic!("conn{conn}: {b:?}")
         };
@@ -1752,7 +1804,7 @@ fn a_move_a_port_report_releases_reaches_every_switch_before_the_reports_reprogr
         );
         assert!(!report.messages.iter().any(|m| is_flow_of(m, mac)));
     }
-    // The RARP's flood waits for both.
+    // The RARP's flood waits for all of them.
     for (conn, ticket) in owed {
         assert!(batches(rxs.get_mut(&2).unwrap()).is_empty());
         barrier(&mut c, conn, ticket, 0);
@@ -1763,6 +1815,84 @@ fn a_move_a_port_report_releases_reaches_every_switch_before_the_reports_reprogr
             [Message::PacketOut(p)] if p.in_port == 8)),
         "{floods:?}"
     );
+}
+
+#[test]
+fn the_others_follow_a_move_only_once_its_destination_confirmed_what_it_was_sent_before() {
+    // The order in which a move lost a ping: the report of the guest's new
+    // port brings VI 1's pipeline to pm2, and the guest's GARP, classified
+    // by then, moves it there before pm2 has confirmed that pipeline. A
+    // frame pm1 sent it at once could reach pm2 ahead of the pipeline.
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    pm2_reports_in_a_burst(&mut c, false);
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    pm2_reports_in_a_burst(&mut c, true);
+    let pipeline = tickets(rxs.get_mut(&2).unwrap());
+    assert!(!pipeline.is_empty());
+    answer_barriers(&mut c, &mut rxs, &[1, 9], |_| 0);
+    c.begin_burst();
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: garp_in(mac, [10, 1, 0, 42], 8),
+    });
+    c.end_burst();
+    assert_eq!(located(&c, mac), port_of("pm2", 8));
+    let moved = tickets(rxs.get_mut(&2).unwrap());
+    assert!(!moved.is_empty());
+    for t in moved {
+        barrier(&mut c, 2, t, 0);
+    }
+    for conn in [1, 9] {
+        assert!(
+            batches(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn} before pm2 confirmed its pipeline"
+        );
+    }
+    for t in pipeline {
+        barrier(&mut c, 2, t, 0);
+    }
+    for conn in [1, 9] {
+        let b = batches(rxs.get_mut(&conn).unwrap());
+        assert!(
+            b.iter()
+                .flat_map(|b| &b.messages)
+                .any(|m| is_flow_of(m, mac)),
+            "conn{conn}: {b:?}"
+        );
+    }
+}
+
+#[test]
+fn a_move_through_the_api_reaches_its_destination_first() {
+    let (mut c, mut rxs, mac) = vm_on_pm1();
+    let spec = EntrySpec {
+        key: MacKey {
+            vi: ViId(1),
+            vlan: crate::model::Vlan::Untagged,
+            mac,
+        },
+        location: port_of("pm2", 6),
+        ips: vec![],
+    };
+    c.put_registry_entry(&spec, false).unwrap();
+    assert_eq!(located(&c, mac), port_of("pm2", 6));
+    let first = tickets(rxs.get_mut(&2).unwrap());
+    assert!(!first.is_empty());
+    for conn in [1, 9] {
+        assert!(
+            batches(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn}"
+        );
+    }
+    for t in first {
+        barrier(&mut c, 2, t, 0);
+    }
+    for conn in [1, 9] {
+        assert!(
+            !tickets(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn}"
+        );
+    }
 }
 
 #[test]
@@ -2524,7 +2654,9 @@ fn after_a_live_migration_frames_still_sent_to_the_old_host_follow_the_guest() {
         mac,
     };
     assert!(c.topology.moved_from(&pm1, &key));
-    // pm1 was told to send up what comes for the MAC by tunnel.
+    // Once pm2 holds the guest's flows, pm1 is told to send up what comes
+    // for the MAC by tunnel.
+    answer_barriers(&mut c, &mut rxs, &[2], |_| 0);
     let to_pm1 = batches(rxs.get_mut(&1).unwrap());
     let stray = to_pm1.iter().flat_map(|b| &b.messages).any(|m| {
         matches!(m, Message::FlowMod(f)

@@ -125,8 +125,8 @@ fn a_move_while_the_store_is_away_is_followed_and_stored_once_it_is_back() {
     });
     assert_eq!(c.registry.mac(&key).unwrap().location, on_pm2, "followed");
     assert!(
-        !tickets(rxs.get_mut(&1).unwrap()).is_empty(),
-        "pm1 was reprogrammed"
+        !tickets(rxs.get_mut(&2).unwrap()).is_empty(),
+        "pm2, where the VM went, was reprogrammed"
     );
     assert_eq!(stored_location(&stored, &key), on_pm1);
     c.on_tick(Instant::now());
