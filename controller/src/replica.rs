@@ -255,20 +255,27 @@ async fn follow_store(
     shutdown: CancellationToken,
 ) {
     let marker = format!("{}{}", etcd.prefix, crate::store::etcd::MARKER);
+    // Said once per outage: a standby that cannot watch answers reads from
+    // an old view.
+    let mut warned = false;
     while !shutdown.is_cancelled() {
-        let client = etcd_client::Client::connect(etcd.endpoints.clone(), None).await;
-        let watched = match client {
-            Ok(mut c) => c.watch(marker.as_str(), None).await,
-            Err(e) => Err(e),
-        };
-        let mut stream = match watched {
+        let mut stream = match watch_marker(&etcd, &marker).await {
             Ok(stream) => stream,
             Err(e) => {
-                debug!("cannot watch the store: {e}; retrying");
+                if warned {
+                    debug!("cannot watch the store: {e}; retrying");
+                } else {
+                    warn!("cannot watch the store, reads here may lag the leader: {e}; retrying");
+                    warned = true;
+                }
                 pause(&shutdown, RETRY).await;
                 continue;
             }
         };
+        if warned {
+            info!("watching the store again");
+            warned = false;
+        }
         // What was committed while no watch was on.
         reload(&config, &control, &view).await;
         loop {
@@ -286,6 +293,15 @@ async fn follow_store(
             }
         }
     }
+}
+
+/// A watch on the store's marker, over the same TLS as the store's.
+async fn watch_marker(etcd: &EtcdConfig, marker: &str) -> Result<etcd_client::WatchStream, String> {
+    let options = etcd.connect_options().map_err(|e| e.to_string())?;
+    let mut client = etcd_client::Client::connect(etcd.endpoints.clone(), Some(options))
+        .await
+        .map_err(|e| e.to_string())?;
+    client.watch(marker, None).await.map_err(|e| e.to_string())
 }
 
 /// Reads the store into the control loop's view, unless this replica

@@ -21,7 +21,9 @@
 //! - The migration, made right after the takeover (the announcement of a
 //!   guest moved while no replica is MASTER would reach no controller, as
 //!   a switch sends PacketIns to its MASTER only), is followed: the moved
-//!   VM answers, and the new leader's registry places it on its new PM.
+//!   VM answers, and the new leader's registry places it on its new PM;
+//!   so do the standby's reads within [`STANDBY_LAG`] (it follows the
+//!   store by an etcd watch, over the same TLS as its store).
 //! - The new leader killed in turn, the last replica is MASTER on every
 //!   switch within [`MAX_TAKEOVER`] and sends nothing either: its view
 //!   followed the migration the killed leader committed.
@@ -64,6 +66,9 @@ const SETTLE: Duration = Duration::from_secs(1);
 const MIN_REPLIES_AROUND: usize = 30;
 /// After the migration: the run goes on this long past it.
 const AFTER_MOVE: Duration = Duration::from_secs(1);
+/// How far a standby's reads may lag the leader's: it reloads 20 ms after
+/// the leader's last commit of a burst, which it hears of by etcd watch.
+const STANDBY_LAG: Duration = Duration::from_secs(2);
 
 /// What `controller-failover` measured.
 #[derive(Debug, Serialize)]
@@ -90,6 +95,9 @@ pub struct Report {
     /// From the migration's replug to the moved VM answering.
     pub move_to_reply_ms: f64,
     pub moved_to: String,
+    /// From the leader's registry placing vm3 to the last standby's doing
+    /// so.
+    pub standby_read_lag_ms: f64,
     pub replies_before_kill: usize,
     /// After the second takeover.
     pub replies_after_takeover: usize,
@@ -363,28 +371,46 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let move_to_reply = moved.elapsed();
     let new_port = h.tb.pm(pms[2]).ofport(h.tb.vm(mover).port())?;
     let mac = h.tb.vm(mover).mac().to_string();
+    // The leader's registry places vm3 on its new PM, and so do the
+    // standbys' reads (they follow the store over etcd's TLS) within
+    // [`STANDBY_LAG`].
+    let placed = |c: &ControllerProcess| -> Result<Result<(), String>, ScenarioError> {
+        let entries = c.get_json(&format!("/v1/registry?vi={VI}"))?;
+        let entry = entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["mac"] == mac.as_str() && e["vlan"].is_null())
+            .cloned();
+        Ok(match entry {
+            Some(e)
+                if e["location"]["host"] == to_pm.as_str()
+                    && e["location"]["ofport"] == new_port =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}, not {to_pm} port {new_port}")),
+        })
+    };
     h.wait_for(
         "the new leader's registry places vm3 on its new PM",
         CONVERGE,
-        || {
-            let entries = c.get_json(&format!("/v1/registry?vi={VI}"))?;
-            let entry = entries
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|e| e["mac"] == mac.as_str() && e["vlan"].is_null())
-                .cloned();
-            Ok(match entry {
-                Some(e)
-                    if e["location"]["host"] == to_pm.as_str()
-                        && e["location"]["ofport"] == new_port =>
-                {
-                    Ok(())
-                }
-                other => Err(format!("{other:?}, not {to_pm} port {new_port}")),
-            })
-        },
+        || placed(c),
     )?;
+    let leader_placed = Instant::now();
+    for (i, standby) in running.iter().enumerate() {
+        if i != first.leader {
+            h.wait_for(
+                &format!(
+                    "the standby {}'s reads to place vm3 on its new PM",
+                    alive[i]
+                ),
+                STANDBY_LAG,
+                || placed(standby),
+            )?;
+        }
+    }
+    let standby_lag = leader_placed.elapsed();
     // The counters that stayed at 0 through the takeover are live: the
     // migration's reprogramming shows in them.
     let flow_mods_after_move = c.metrics()?.get("iris_flow_mods_sent_total")?;
@@ -445,6 +471,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         flow_mods_after_move,
         move_to_reply_ms: ms(move_to_reply),
         moved_to: to_pm,
+        standby_read_lag_ms: ms(standby_lag),
         replies_before_kill: before,
         replies_after_takeover: after,
         ping: PingSummary::from(&trace),
