@@ -138,6 +138,14 @@ impl Present<'_> {
     }
 }
 
+/// Whether `host`'s switch delivers unknown unicast that came by tunnel
+/// in `vi` to the VI's local ports ([`Present::floods_from_tunnel`]): a
+/// frame for a MAC that just arrived there reaches it before the MAC's own
+/// flow does.
+pub fn floods_from_tunnel(vi: &Vi, host: &HostName) -> bool {
+    vi.gateways.is_empty() || vi.gateways.contains(host)
+}
+
 /// The VIs present on `host`, with their local ports and reachable peers.
 fn present<'a>(topology: &'a Topology, host: &HostName) -> Vec<Present<'a>> {
     let mut local: BTreeMap<ViId, Vec<u32>> = BTreeMap::new();

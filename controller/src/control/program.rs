@@ -7,7 +7,8 @@ use super::held_rarps::{Announcement, Held};
 use super::inventory::Incomplete;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{
-    affected_hosts, compile_entries, compile_into_memo, TABLE_CLASSIFY, TABLE_FORWARD,
+    affected_hosts, compile_entries, compile_into_memo, floods_from_tunnel, TABLE_CLASSIFY,
+    TABLE_FORWARD,
 };
 use crate::model::Topology;
 use crate::model::{HostName, Location};
@@ -18,7 +19,7 @@ use crate::server::{ConnId, SubmitError};
 use crate::session::Batch;
 use crate::switch_state::{Installed, SwitchState};
 use ofp::message::{Message, PacketIn, PacketOut};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 
@@ -207,6 +208,9 @@ pub(super) struct Tickets {
     /// Ticket -> (connection, the waiting work that needs it); no
     /// connection for a [`Redirect`]'s stand-in.
     owner: HashMap<u64, (Option<ConnId>, Vec<u64>)>,
+    /// The tickets in flight of batches that compiled a switch whole (its
+    /// topology changed: a VI's pipeline, a new port).
+    whole: HashSet<u64>,
     waiting: HashMap<u64, Waiting>,
     next_waiting: u64,
 }
@@ -353,6 +357,9 @@ impl Control {
                 self.metrics.flow_mods_sent.inc_by(flow_mods);
                 self.metrics.group_mods_sent.inc_by(group_mods);
                 self.tickets.owner.insert(ticket, (Some(conn), Vec::new()));
+                if whole {
+                    self.tickets.whole.insert(ticket);
+                }
                 Programmed::Sent(ticket)
             }
             Err(SubmitError::Full) => {
@@ -522,6 +529,7 @@ impl Control {
     }
 
     fn ticket_done(&mut self, ticket: u64, outcome: Outcome) {
+        self.tickets.whole.remove(&ticket);
         let Some((_, waiters)) = self.tickets.owner.remove(&ticket) else {
             return;
         };
@@ -753,7 +761,8 @@ impl Control {
         mut entries: BTreeMap<HostName, Vec<RegistryChange>>,
         mut whole: BTreeSet<HostName>,
     ) -> Programming {
-        let arrivals = arrivals(changes);
+        let need_entries = arrivals(&self.topology, changes);
+        let arrivals: BTreeSet<HostName> = need_entries.keys().cloned().collect();
         if arrivals.is_empty() {
             return self.program_parts(entries, &whole);
         }
@@ -770,21 +779,34 @@ impl Control {
         if entries.is_empty() && whole.is_empty() {
             return programming;
         }
-        // Everything the arrivals' switches were sent so far, this batch
-        // and those before it still unconfirmed (the VI's pipeline a port
-        // report brought a moment ago), must be in before the others send
-        // them anything.
-        let first_conns: BTreeSet<ConnId> = self.conns_serving(&arrivals).into_iter().collect();
+        // What takes the moved MACs' frames in on the arrivals' switches
+        // must be in before the others send them anything: their
+        // pipelines (every batch in flight that compiled one whole: the VI
+        // a port report brought a moment ago, the new port in its flood
+        // group), and the MACs' own flows where a frame for a MAC the
+        // switch does not know yet is dropped rather than delivered to the
+        // VI's local ports (a VI with a gateway elsewhere). Waiting for
+        // every batch in flight instead made 100 simultaneous moves
+        // queue behind each other's.
+        let first_conns: BTreeMap<ConnId, bool> = self
+            .switches
+            .iter()
+            .filter_map(|(c, s)| Some((*c, *need_entries.get(s.host.as_ref()?)?)))
+            .collect();
         let tickets: BTreeSet<u64> = self
             .tickets
             .owner
             .iter()
-            .filter(|(_, (c, _))| c.is_some_and(|c| first_conns.contains(&c)))
+            .filter(|(t, (c, _))| {
+                c.and_then(|c| first_conns.get(&c))
+                    .is_some_and(|&entries| entries || self.tickets.whole.contains(t))
+            })
             .map(|(t, _)| *t)
             .collect();
         let held: BTreeSet<ConnId> = programming
             .deferred
-            .intersection(&first_conns)
+            .iter()
+            .filter(|c| first_conns.contains_key(c))
             .copied()
             .collect();
         if tickets.is_empty() && held.is_empty() {
@@ -1127,16 +1149,24 @@ impl Control {
 }
 
 /// The hosts `changes` moved a MAC to from another host (or from
-/// nowhere).
-fn arrivals(changes: &[RegistryChange]) -> BTreeSet<HostName> {
-    changes
-        .iter()
-        .filter_map(RegistryChange::as_move)
-        .filter_map(|(_, from, to)| {
-            let to = to?.host();
-            (from.map(Location::host) != Some(to)).then(|| to.clone())
-        })
-        .collect()
+/// nowhere), each with whether a frame for such a MAC needs the MAC's own
+/// flow there (else the VI's pipeline delivers it locally already).
+fn arrivals(topology: &Topology, changes: &[RegistryChange]) -> BTreeMap<HostName, bool> {
+    let mut hosts: BTreeMap<HostName, bool> = BTreeMap::new();
+    for (key, from, to) in changes.iter().filter_map(RegistryChange::as_move) {
+        let Some(to) = to.map(Location::host) else {
+            continue;
+        };
+        if from.map(Location::host) == Some(to) {
+            continue;
+        }
+        let floods = topology
+            .vis
+            .get(&key.vi)
+            .is_some_and(|vi| floods_from_tunnel(vi, to));
+        *hosts.entry(to.clone()).or_default() |= !floods;
+    }
+    hosts
 }
 
 impl Switch {

@@ -36,13 +36,18 @@ fn vi(id: u32, key: u32, gateways: &[&str]) -> Vi {
 }
 
 fn control() -> (Control, watch::Receiver<Vec<ManagedHost>>) {
+    control_with(vec![vi(1, 1001, &["gw"])])
+}
+
+/// pm1, pm2 and gw, with `vis`.
+fn control_with(vis: Vec<Vi>) -> (Control, watch::Receiver<Vec<ManagedHost>>) {
     let parts = Control::start(
         vec![
             host("pm1", [10, 0, 0, 1], 1, HostRole::Compute),
             host("pm2", [10, 0, 0, 2], 2, HostRole::Compute),
             host("gw", [10, 0, 0, 9], 9, HostRole::Gateway),
         ],
-        vec![vi(1, 1001, &["gw"])],
+        vis,
         Registry::new(),
         Arc::new(Metrics::default()),
     );
@@ -324,6 +329,29 @@ fn report_of(host: &str) -> TopologyEvent {
             vi: ViId(1),
         }],
         tunnels: peers.to_vec(),
+    }
+}
+
+/// pm1's report of [`report_of`] with VM port `ofport` of VI 1 plugged as
+/// well.
+fn pm1_with_port(ofport: u32) -> TopologyEvent {
+    let TopologyEvent::Ports {
+        host,
+        mut vm_ports,
+        tunnels,
+    } = report_of("pm1")
+    else {
+        unreachable!()
+    };
+    vm_ports.push(VmPortSeen {
+        name: format!("vm-pm1-{ofport}"),
+        ofport,
+        vi: ViId(1),
+    });
+    TopologyEvent::Ports {
+        host,
+        vm_ports,
+        tunnels,
     }
 }
 
@@ -615,7 +643,12 @@ fn a_rarp_moves_the_mac_and_floods_once_every_switch_confirms() {
 /// a VM of VI 1 that announced itself on pm1; each switch's queue by
 /// connection.
 fn vm_on_pm1() -> (Control, BTreeMap<u64, mpsc::Receiver<Command>>, MacAddr) {
-    let (mut c, _) = control();
+    vm_on_pm1_in(vec![vi(1, 1001, &["gw"])])
+}
+
+/// [`vm_on_pm1`] with `vis`.
+fn vm_on_pm1_in(vis: Vec<Vi>) -> (Control, BTreeMap<u64, mpsc::Receiver<Command>>, MacAddr) {
+    let (mut c, _) = control_with(vis);
     with_ports(&mut c);
     let mut rxs = BTreeMap::new();
     for (conn, dpid) in [(1, 1), (2, 2), (9, 9)] {
@@ -1858,6 +1891,59 @@ fn the_others_follow_a_move_only_once_its_destination_confirmed_what_it_was_sent
                 .flat_map(|b| &b.messages)
                 .any(|m| is_flow_of(m, mac)),
             "conn{conn}: {b:?}"
+        );
+    }
+}
+
+#[test]
+fn in_a_vi_without_gateway_the_others_wait_only_for_the_destinations_pipeline() {
+    // There a switch delivers a frame for a MAC it does not know yet to the
+    // VI's local ports: the moved MAC's own flow need not be in first, the
+    // pipeline that classifies its port and floods to it must.
+    let (mut c, mut rxs, mac) = vm_on_pm1_in(vec![vi(1, 1001, &[])]);
+    // pm2 already serves the VI on port 6: the move (taken in a burst, as
+    // the control loop takes PacketIns) sends every switch its flows at
+    // once.
+    c.begin_burst();
+    migrate_to_pm2(&mut c, mac);
+    c.end_burst();
+    for conn in [1, 2, 9] {
+        assert!(
+            !tickets(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn}"
+        );
+    }
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    // The guest returns to pm1 on a new port 12: its report compiles pm1
+    // whole, and the others wait for that batch.
+    c.begin_burst();
+    c.on_topology_event(pm1_with_port(12));
+    c.end_burst();
+    let pipeline = tickets(rxs.get_mut(&1).unwrap());
+    assert!(!pipeline.is_empty());
+    c.begin_burst();
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(mac, 12),
+    });
+    c.end_burst();
+    assert_eq!(located(&c, mac), port_of("pm1", 12));
+    for conn in [2, 9] {
+        assert!(
+            batches(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn}"
+        );
+    }
+    let moved = tickets(rxs.get_mut(&1).unwrap());
+    assert!(!moved.is_empty());
+    for t in pipeline {
+        barrier(&mut c, 1, t, 0);
+    }
+    // Not waiting for the MAC's own flows on pm1.
+    for conn in [2, 9] {
+        assert!(
+            !tickets(rxs.get_mut(&conn).unwrap()).is_empty(),
+            "conn{conn}"
         );
     }
 }

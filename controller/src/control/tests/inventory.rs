@@ -43,28 +43,6 @@ fn pm1_ready_holding(c: &mut Control, conn: u64, sim: &flowsim::Switch, ports: &
     });
 }
 
-/// pm1's report of [`report_of`] with VM port 8 of VI 1 plugged as well.
-fn pm1_with_port_8() -> TopologyEvent {
-    let TopologyEvent::Ports {
-        host,
-        mut vm_ports,
-        tunnels,
-    } = report_of("pm1")
-    else {
-        unreachable!()
-    };
-    vm_ports.push(VmPortSeen {
-        name: "vm-pm1b".into(),
-        ofport: 8,
-        vi: ViId(1),
-    });
-    TopologyEvent::Ports {
-        host,
-        vm_ports,
-        tunnels,
-    }
-}
-
 /// pm1's report of [`report_of`] without its VM port.
 fn pm1_without_its_vm() -> TopologyEvent {
     let TopologyEvent::Ports { host, tunnels, .. } = report_of("pm1") else {
@@ -307,7 +285,7 @@ proptest! {
         plugged in any::<bool>(),
     ) {
         let (_, _old, live) = pm1_programmed();
-        let report = |h: &str| if h == "pm1" && plugged { pm1_with_port_8() } else { report_of(h) };
+        let report = |h: &str| if h == "pm1" && plugged { pm1_with_port(8) } else { report_of(h) };
         let want = {
             let (mut f, _) = control();
             for h in ["pm1", "pm2", "gw"] {
