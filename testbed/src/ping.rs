@@ -449,9 +449,23 @@ impl PingTrace {
     /// The requests lost that were sent at or after `t` (seconds since the
     /// Unix epoch).
     pub fn lost_since(&self, t: f64) -> Vec<u32> {
+        self.lost_since_seen(t, &SentTimes::new())
+    }
+
+    /// [`Self::lost_since`], taking each lost request's send time from
+    /// `seen` (what `ping` wrote into the request itself) where it was
+    /// captured: ping's pace under load is irregular, and a request's time
+    /// interpolated between its answered neighbours may fall on the wrong
+    /// side of `t`.
+    pub fn lost_since_seen(&self, t: f64, seen: &SentTimes) -> Vec<u32> {
         self.lost()
             .into_iter()
-            .filter(|&s| self.sent_at(s).is_some_and(|at| at >= t))
+            .filter(|s| {
+                seen.get(s)
+                    .copied()
+                    .or_else(|| self.sent_at(*s))
+                    .is_some_and(|at| at >= t)
+            })
             .collect()
     }
 
@@ -524,6 +538,51 @@ impl WallClock {
             - self.instant.saturating_duration_since(t).as_secs_f64();
         base + since
     }
+}
+
+/// When `ping` sent each echo request, by sequence number (seconds since
+/// the Unix epoch).
+pub type SentTimes = std::collections::BTreeMap<u32, f64>;
+
+/// The send times `ping` wrote into the echo requests to `dst` among
+/// `frames` (Ethernet, as a capture on the pinger's interface reads
+/// them): iputils puts the `struct timeval` of the moment it sent a
+/// request at the start of the request's payload (whenever the payload has
+/// room for it, as the default 56 bytes do). Frames that are not such a
+/// request are skipped.
+pub fn request_times<'a>(frames: impl IntoIterator<Item = &'a [u8]>, dst: Ipv4Addr) -> SentTimes {
+    frames
+        .into_iter()
+        .filter_map(|f| echo_request_time(f, dst))
+        .collect()
+}
+
+fn echo_request_time(frame: &[u8], dst: Ipv4Addr) -> Option<(u32, f64)> {
+    const ETH: usize = 14;
+    const IPV4: [u8; 2] = [0x08, 0x00];
+    const ICMP: u8 = 1;
+    const ECHO_REQUEST: u8 = 8;
+    if frame.get(12..14)? != IPV4 {
+        return None;
+    }
+    let ip = frame.get(ETH..)?;
+    let header = usize::from(ip.first()? & 0x0f) * 4;
+    if ip.get(9)? != &ICMP || ip.get(16..20)? != dst.octets() {
+        return None;
+    }
+    let icmp = ip.get(header..)?;
+    if icmp.first()? != &ECHO_REQUEST {
+        return None;
+    }
+    let seq = u16::from_be_bytes(icmp.get(6..8)?.try_into().ok()?);
+    // A 64-bit timeval in the sender's byte order: the pinger is this
+    // machine.
+    let secs = i64::from_ne_bytes(icmp.get(8..16)?.try_into().ok()?);
+    let micros = i64::from_ne_bytes(icmp.get(16..24)?.try_into().ok()?);
+    if !(0..1_000_000).contains(&micros) || secs <= 0 {
+        return None;
+    }
+    Some((u32::from(seq), secs as f64 + micros as f64 / 1e6))
 }
 
 /// One reply line of `ping -D`; `None` for anything else.
@@ -712,5 +771,49 @@ mod tests {
         assert!(trace(4, 100).resumed());
         assert!(!trace(3, 100).resumed(), "only the last two at 100 ms");
         assert!(trace(3, 10).resumed(), "the last 200 ms at 10 ms");
+    }
+
+    /// An echo request as iputils sends it: Ethernet, IPv4, ICMP with the
+    /// send time at the start of the payload.
+    fn echo_request(dst: [u8; 4], seq: u16, secs: i64, micros: i64) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend([0x08, 0x00]);
+        let mut ip = vec![0x45, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1];
+        ip.extend(dst);
+        f.extend(ip);
+        f.extend([8, 0, 0, 0, 0x12, 0x34]);
+        f.extend(seq.to_be_bytes());
+        f.extend(secs.to_ne_bytes());
+        f.extend(micros.to_ne_bytes());
+        f.extend([0xab; 40]);
+        f
+    }
+
+    #[test]
+    fn request_times_are_read_from_the_requests_to_the_target_only() {
+        let to = Ipv4Addr::new(10, 0, 0, 2);
+        let a = echo_request([10, 0, 0, 2], 74, 1_700_000_000, 250_000);
+        let other = echo_request([10, 0, 0, 3], 75, 1_700_000_001, 0);
+        let mut reply = echo_request([10, 0, 0, 2], 76, 1_700_000_002, 0);
+        reply[14 + 20] = 0;
+        let mut bad_time = echo_request([10, 0, 0, 2], 77, 1_700_000_003, 0);
+        bad_time[14 + 20 + 16..14 + 20 + 24].copy_from_slice(&2_000_000i64.to_ne_bytes());
+        let truncated = &a[..40];
+        let frames = [&a[..], &other, &reply, &bad_time, truncated, &[0u8; 3][..]];
+        let times = request_times(frames, to);
+        assert_eq!(times, SentTimes::from([(74, 1_700_000_000.25)]));
+    }
+
+    #[test]
+    fn a_lost_request_is_placed_by_its_own_time_where_it_was_seen() {
+        let trace = PingTrace::parse(RUN).unwrap();
+        assert_eq!(trace.lost(), vec![3, 4, 7]);
+        // Interpolated between the answered 2 and 5, request 4 left at
+        // about .0298: after .025.
+        let t = 1_700_000_000.025;
+        assert_eq!(trace.lost_since(t), vec![4, 7]);
+        // Its own time says .015 (a stalled ping sent 5 late).
+        let seen = SentTimes::from([(4, 1_700_000_000.015)]);
+        assert_eq!(trace.lost_since_seen(t, &seen), vec![7]);
     }
 }

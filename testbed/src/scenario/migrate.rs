@@ -19,7 +19,8 @@
 //! it. Pings resume.
 //!
 //! Checked for each move: the pings lost that were sent after the first
-//! announcement (none may be) and the time from
+//! announcement (none may be; when each left is what `ping` wrote into
+//! the request, read by a capture on the pinger's interface) and the time from
 //! the first announcement to the first ping reply (at most
 //! [`MAX_TO_FIRST_REPLY`]); pings sent while the port is unplugged are
 //! lost by construction (a paused guest). Measured besides: the
@@ -39,6 +40,7 @@ use super::harness::{check, ms, round3, to_json, Harness, PingSummary, CONVERGE}
 use super::ScenarioError;
 use crate::controller::ViEntry;
 use crate::frames::{send_frames, Capture};
+use crate::ping::request_times;
 use crate::{PingPlan, PmId, VmId, WallClock};
 
 const VI: u32 = 1;
@@ -125,6 +127,10 @@ pub struct Move {
     pub rarp_to_last_barrier_ms: Option<f64>,
     /// Pings sent after the first announcement and never answered.
     pub lost_after_announcement: Vec<u32>,
+    /// Every ping lost, with when it left relative to the first
+    /// announcement (ms, negative before it) as the request itself says,
+    /// where the capture on the pinger's interface saw it.
+    pub lost_sent_ms: Vec<(u32, Option<f64>)>,
     /// From the first announcement to the first ping reply after it.
     pub announcement_to_first_reply_ms: Option<f64>,
     /// Copies of the announcement the pinging VM received.
@@ -205,12 +211,14 @@ fn move_once(
     let sent = send_frames(vm.netns(), vm.interface(), &rounds)?;
     let trace = run.wait(Duration::from_secs(10))?;
     let after = h.controller()?.metrics()?;
-    let flooded: Vec<Instant> = announcement
-        .finish()?
-        .into_iter()
+    let captured = announcement.finish()?;
+    let flooded: Vec<Instant> = captured
+        .iter()
         .filter(|f| f.data == frame)
         .map(|f| f.at)
         .collect();
+    // When each request really left: ping's own timestamp in it.
+    let requests = request_times(captured.iter().map(|f| f.data.as_slice()), dst);
 
     let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
     let moves = after.value("iris_move_latency_seconds_count")
@@ -259,7 +267,11 @@ fn move_once(
         format!("pings did not resume after the move: lost {lost:?} of {last}")
     })?;
     let first = clock.epoch(sent.first().copied().unwrap_or(moved_at));
-    let lost_after = trace.lost_since(first);
+    let lost_after = trace.lost_since_seen(first, &requests);
+    let lost_sent_ms: Vec<(u32, Option<f64>)> = lost
+        .iter()
+        .map(|s| (*s, requests.get(s).map(|at| round3((at - first) * 1e3))))
+        .collect();
     let to_first_reply = trace.first_reply_after(first);
     check(!flooded.is_empty(), || {
         format!(
@@ -278,7 +290,8 @@ fn move_once(
     check(lost_after.is_empty(), || {
         format!(
             "pings {lost_after:?} were sent after the first {by:?} and lost (none may be); \
-             PacketIns during the move: {packet_ins:?}"
+             lost, with ms from the {by:?} as each request says: {lost_sent_ms:?}; PacketIns \
+             during the move: {packet_ins:?}"
         )
     })?;
     check(
@@ -301,6 +314,7 @@ fn move_once(
         packet_ins,
         rarp_to_last_barrier_ms: (by == Announcer::Rarp).then(|| round3(latency * 1e3)),
         lost_after_announcement: lost_after,
+        lost_sent_ms,
         announcement_to_first_reply_ms: to_first_reply.map(ms),
         flooded_to_pinger: flooded.len(),
         announcement_to_flood_ms: flooded
