@@ -33,7 +33,8 @@ use serde::Serialize;
 
 use crate::bench::report::cpu_seconds;
 use crate::controller::{ServerEvent, ViEntry};
-use crate::frames::{send_in_rounds, FrameSender};
+use crate::frames::{send_in_rounds, Capture, FrameSender};
+use crate::ping::request_times;
 use crate::scenario::migrate::qemu_announcement;
 use crate::scenario::{self, check, ms, round3, Harness, ScenarioError};
 use crate::{PingPlan, PingRun, PingTrace, PmId, VmId, WallClock};
@@ -128,10 +129,13 @@ pub struct VmMove {
     pub pings_lost: usize,
     /// Lost, and sent after the VM's first RARP.
     pub pings_lost_after_rarp: usize,
-    /// When each of those was sent, from the first RARP (ping's sending
-    /// times of lost requests are estimated from the answered ones around
-    /// them, `PingTrace::sent_at`).
+    /// When each of those was sent, from the first RARP: the time `ping`
+    /// wrote into the request, read by a capture on the pinger's
+    /// interface, or where the capture missed it, estimated from the
+    /// answered requests around it (`PingTrace::sent_at`).
     pub lost_after_rarp_sent_ms: Vec<f64>,
+    /// Of those, how many the capture saw (the rest are estimated).
+    pub lost_after_rarp_seen: usize,
     /// From the VM's first RARP to the first ping reply after it.
     pub rarp_to_first_reply_ms: Option<f64>,
     pub longest_gap_ms: Option<f64>,
@@ -247,6 +251,12 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         "controller ready in {controller_s:.1} s; every VM reachable; moving {k} VMs"
     ));
 
+    // Every request's own send time, for dating the lost ones: ping's pace
+    // is irregular when a hundred of them share two busy cores.
+    let requests = {
+        let v = h.tb.vm(pinger);
+        Capture::start(v.netns(), v.interface())?
+    };
     let runs: Vec<PingRun> = movers
         .iter()
         .map(|&m| {
@@ -315,6 +325,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         .into_iter()
         .map(PingRun::interrupt)
         .collect::<Result<_, _>>()?;
+    let captured = requests.finish()?;
 
     let histogram_moves = after.value("iris_move_latency_seconds_count")
         - before.value("iris_move_latency_seconds_count");
@@ -351,12 +362,16 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         let trace = &traces[j];
         let lost = trace.lost();
         let rarp_at = first_rarp.map(|t| clock.epoch(t));
-        let lost_after: Vec<f64> = rarp_at.map_or_else(Vec::new, |t| {
+        let seen = request_times(captured.iter().map(|f| f.data.as_slice()), vm.ip().addr());
+        let lost_after: Vec<(f64, bool)> = rarp_at.map_or_else(Vec::new, |t| {
             trace
-                .lost_since(t)
+                .lost_since_seen(t, &seen)
                 .into_iter()
-                .filter_map(|seq| trace.sent_at(seq))
-                .map(|at| round3((at - t) * 1e3))
+                .filter_map(|seq| match seen.get(&seq) {
+                    Some(&at) => Some((at, true)),
+                    None => trace.sent_at(seq).map(|at| (at, false)),
+                })
+                .map(|(at, saw)| (round3((at - t) * 1e3), saw))
                 .collect()
         });
         per_vm.push(VmMove {
@@ -370,7 +385,8 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
                 .map(|(r, e)| ms(e.at.saturating_duration_since(r))),
             pings_lost: lost.len(),
             pings_lost_after_rarp: lost_after.len(),
-            lost_after_rarp_sent_ms: lost_after,
+            lost_after_rarp_seen: lost_after.iter().filter(|(_, saw)| *saw).count(),
+            lost_after_rarp_sent_ms: lost_after.into_iter().map(|(ms, _)| ms).collect(),
             rarp_to_first_reply_ms: rarp_at.and_then(|t| trace.first_reply_after(t)).map(ms),
             longest_gap_ms: trace.longest_gap().map(ms),
             ping_pace_ms: trace.pace().map(|(median, longest)| Spread {
