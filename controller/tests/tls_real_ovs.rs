@@ -18,7 +18,7 @@ mod local_ovs;
 
 use iris_testbed::controller::ControllerProcess;
 use iris_testbed::pki::{CertFiles, Pki};
-use local_ovs::{free_port, Ovs};
+use local_ovs::{free_port, free_ports, Ovs};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -256,7 +256,7 @@ fn in_passive_mode_over_tls_the_controller_dials_real_ovs_and_refuses_switches_t
 
     let tag = std::process::id() % 100_000;
     let bridge = format!("irp{tag}");
-    let (port, of1, of2) = (free_port(), free_port(), free_port());
+    let [port, of1, of2] = free_ports();
 
     let pm1 = ovs_with(&dir.join("pm1"), false, &bridge, &pm1_cert, &pki);
     // pm2's switch first shows another CA's certificate for pm2.
