@@ -129,21 +129,15 @@ struct Present<'a> {
     unknown_unicast: Vec<Action>,
 }
 
-impl Present<'_> {
-    /// Whether unknown unicast that arrived by tunnel is delivered locally:
-    /// on a gateway (toward the operator's data center) and in VIs without
-    /// one (where the sender flooded it).
-    fn floods_from_tunnel(&self) -> bool {
-        self.is_gateway || self.vi.gateways.is_empty()
-    }
-}
+impl Present<'_> {}
 
-/// Whether `host`'s switch delivers unknown unicast that came by tunnel
-/// in `vi` to the VI's local ports ([`Present::floods_from_tunnel`]): a
-/// frame for a MAC that just arrived there reaches it before the MAC's own
-/// flow does.
-pub fn floods_from_tunnel(vi: &Vi, host: &HostName) -> bool {
-    vi.gateways.is_empty() || vi.gateways.contains(host)
+/// Whether a switch delivers unknown unicast that came by tunnel in `vi`
+/// to the VI's local ports: on a gateway of `vi` (toward the operator's
+/// data center) and in VIs without one (where the sender flooded it). A
+/// frame for a MAC that just arrived there then reaches it before the
+/// MAC's own flow does.
+pub fn floods_from_tunnel(vi: &Vi, is_gateway: bool) -> bool {
+    is_gateway || vi.gateways.is_empty()
 }
 
 /// The VIs present on `host`, with their local ports and reachable peers.
@@ -596,7 +590,7 @@ fn vi_flows(out: &mut impl FlowSink, p: &Present<'_>) {
         m,
         vec![apply(p.unknown_unicast.clone())],
     );
-    if p.floods_from_tunnel() {
+    if floods_from_tunnel(p.vi, p.is_gateway) {
         let m = in_vi(vi.id).reg(REG_ORIGIN, FROM_TUNNEL);
         add(
             out,

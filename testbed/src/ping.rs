@@ -544,20 +544,23 @@ impl WallClock {
 /// the Unix epoch).
 pub type SentTimes = std::collections::BTreeMap<u32, f64>;
 
-/// The send times `ping` wrote into the echo requests to `dst` among
-/// `frames` (Ethernet, as a capture on the pinger's interface reads
-/// them): iputils puts the `struct timeval` of the moment it sent a
+/// The send times `ping` wrote into the echo requests among `frames`
+/// (Ethernet, as a capture on the pinger's interface reads them), by
+/// destination: iputils puts the `struct timeval` of the moment it sent a
 /// request at the start of the request's payload (whenever the payload has
 /// room for it, as the default 56 bytes do). Frames that are not such a
 /// request are skipped.
-pub fn request_times<'a>(frames: impl IntoIterator<Item = &'a [u8]>, dst: Ipv4Addr) -> SentTimes {
-    frames
-        .into_iter()
-        .filter_map(|f| echo_request_time(f, dst))
-        .collect()
+pub fn request_times<'a>(
+    frames: impl IntoIterator<Item = &'a [u8]>,
+) -> std::collections::BTreeMap<Ipv4Addr, SentTimes> {
+    let mut by_dst: std::collections::BTreeMap<Ipv4Addr, SentTimes> = Default::default();
+    for (dst, seq, at) in frames.into_iter().filter_map(echo_request_time) {
+        by_dst.entry(dst).or_default().insert(seq, at);
+    }
+    by_dst
 }
 
-fn echo_request_time(frame: &[u8], dst: Ipv4Addr) -> Option<(u32, f64)> {
+fn echo_request_time(frame: &[u8]) -> Option<(Ipv4Addr, u32, f64)> {
     const ETH: usize = 14;
     const IPV4: [u8; 2] = [0x08, 0x00];
     const ICMP: u8 = 1;
@@ -567,9 +570,10 @@ fn echo_request_time(frame: &[u8], dst: Ipv4Addr) -> Option<(u32, f64)> {
     }
     let ip = frame.get(ETH..)?;
     let header = usize::from(ip.first()? & 0x0f) * 4;
-    if ip.get(9)? != &ICMP || ip.get(16..20)? != dst.octets() {
+    if ip.get(9)? != &ICMP {
         return None;
     }
+    let dst = Ipv4Addr::from(<[u8; 4]>::try_from(ip.get(16..20)?).ok()?);
     let icmp = ip.get(header..)?;
     if icmp.first()? != &ECHO_REQUEST {
         return None;
@@ -582,7 +586,7 @@ fn echo_request_time(frame: &[u8], dst: Ipv4Addr) -> Option<(u32, f64)> {
     if !(0..1_000_000).contains(&micros) || secs <= 0 {
         return None;
     }
-    Some((u32::from(seq), secs as f64 + micros as f64 / 1e6))
+    Some((dst, u32::from(seq), secs as f64 + micros as f64 / 1e6))
 }
 
 /// One reply line of `ping -D`; `None` for anything else.
@@ -790,7 +794,7 @@ mod tests {
     }
 
     #[test]
-    fn request_times_are_read_from_the_requests_to_the_target_only() {
+    fn request_times_are_read_from_echo_requests_only_by_destination() {
         let to = Ipv4Addr::new(10, 0, 0, 2);
         let a = echo_request([10, 0, 0, 2], 74, 1_700_000_000, 250_000);
         let other = echo_request([10, 0, 0, 3], 75, 1_700_000_001, 0);
@@ -800,8 +804,17 @@ mod tests {
         bad_time[14 + 20 + 16..14 + 20 + 24].copy_from_slice(&2_000_000i64.to_ne_bytes());
         let truncated = &a[..40];
         let frames = [&a[..], &other, &reply, &bad_time, truncated, &[0u8; 3][..]];
-        let times = request_times(frames, to);
-        assert_eq!(times, SentTimes::from([(74, 1_700_000_000.25)]));
+        let times = request_times(frames);
+        assert_eq!(
+            times,
+            std::collections::BTreeMap::from([
+                (to, SentTimes::from([(74, 1_700_000_000.25)])),
+                (
+                    Ipv4Addr::new(10, 0, 0, 3),
+                    SentTimes::from([(75, 1_700_000_001.0)])
+                ),
+            ])
+        );
     }
 
     #[test]

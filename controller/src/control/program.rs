@@ -585,16 +585,32 @@ impl Control {
         for id in held {
             if let Some(w) = self.tickets.waiting.get_mut(&id) {
                 w.held.remove(&conn);
-                w.outcome = w.outcome.max(outcome);
-                if let Some(t) = ticket {
-                    w.tickets.insert(t);
-                    if let Some(owner) = self.tickets.owner.get_mut(&t) {
-                        owner.1.push(id);
-                    }
+            }
+            self.wait_also(id, ticket, &BTreeSet::new(), outcome);
+        }
+    }
+
+    /// Waiting work `id` ends with at worst `outcome` and waits for
+    /// `tickets` and the resynchronisation of `held` too; finished now if
+    /// nothing is left to wait for.
+    fn wait_also(
+        &mut self,
+        id: WaitId,
+        tickets: impl IntoIterator<Item = u64>,
+        held: &BTreeSet<ConnId>,
+        outcome: Outcome,
+    ) {
+        if let Some(w) = self.tickets.waiting.get_mut(&id) {
+            w.outcome = w.outcome.max(outcome);
+            w.held.extend(held);
+            for t in tickets {
+                w.tickets.insert(t);
+                if let Some(owner) = self.tickets.owner.get_mut(&t) {
+                    owner.1.push(id);
                 }
             }
-            self.settle(id);
         }
+        self.settle(id);
     }
 
     /// Everything `w` waited for is in: reprogram what it held back,
@@ -872,16 +888,8 @@ impl Control {
         for id in waiters {
             if let Some(w) = self.tickets.waiting.get_mut(&id) {
                 w.tickets.remove(&r.stand_in);
-                w.outcome = w.outcome.max(outcome);
-                w.held.extend(&sent.deferred);
-                for &t in &sent.tickets {
-                    w.tickets.insert(t);
-                    if let Some(owner) = self.tickets.owner.get_mut(&t) {
-                        owner.1.push(id);
-                    }
-                }
             }
-            self.settle(id);
+            self.wait_also(id, sent.tickets.iter().copied(), &sent.deferred, outcome);
         }
     }
 
@@ -1163,7 +1171,7 @@ fn arrivals(topology: &Topology, changes: &[RegistryChange]) -> BTreeMap<HostNam
         let floods = topology
             .vis
             .get(&key.vi)
-            .is_some_and(|vi| floods_from_tunnel(vi, to));
+            .is_some_and(|vi| floods_from_tunnel(vi, topology.is_gateway_of(to, key.vi)));
         *hosts.entry(to.clone()).or_default() |= !floods;
     }
     hosts

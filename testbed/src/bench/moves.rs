@@ -34,7 +34,7 @@ use serde::Serialize;
 use crate::bench::report::cpu_seconds;
 use crate::controller::{ServerEvent, ViEntry};
 use crate::frames::{send_in_rounds, Capture, FrameSender};
-use crate::ping::request_times;
+use crate::ping::{request_times, SentTimes};
 use crate::scenario::migrate::qemu_announcement;
 use crate::scenario::{self, check, ms, round3, Harness, ScenarioError};
 use crate::{PingPlan, PingRun, PingTrace, PmId, VmId, WallClock};
@@ -325,7 +325,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         .into_iter()
         .map(PingRun::interrupt)
         .collect::<Result<_, _>>()?;
-    let captured = requests.finish()?;
+    let requests = request_times(requests.finish()?.iter().map(|f| f.data.as_slice()));
 
     let histogram_moves = after.value("iris_move_latency_seconds_count")
         - before.value("iris_move_latency_seconds_count");
@@ -362,10 +362,11 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         let trace = &traces[j];
         let lost = trace.lost();
         let rarp_at = first_rarp.map(|t| clock.epoch(t));
-        let seen = request_times(captured.iter().map(|f| f.data.as_slice()), vm.ip().addr());
+        let none = SentTimes::new();
+        let seen = requests.get(&vm.ip().addr()).unwrap_or(&none);
         let lost_after: Vec<(f64, bool)> = rarp_at.map_or_else(Vec::new, |t| {
             trace
-                .lost_since_seen(t, &seen)
+                .lost_since_seen(t, seen)
                 .into_iter()
                 .filter_map(|seq| match seen.get(&seq) {
                     Some(&at) => Some((at, true)),

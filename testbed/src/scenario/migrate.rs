@@ -218,7 +218,9 @@ fn move_once(
         .map(|f| f.at)
         .collect();
     // When each request really left: ping's own timestamp in it.
-    let requests = request_times(captured.iter().map(|f| f.data.as_slice()), dst);
+    let requests = request_times(captured.iter().map(|f| f.data.as_slice()))
+        .remove(&dst)
+        .unwrap_or_default();
 
     let packet_ins = after.gained(&before, "iris_packet_ins_total", "reason");
     let moves = after.value("iris_move_latency_seconds_count")
