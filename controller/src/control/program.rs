@@ -782,10 +782,27 @@ impl Control {
         if arrivals.is_empty() {
             return self.program_parts(entries, &whole);
         }
-        let first_entries: BTreeMap<HostName, Vec<RegistryChange>> = arrivals
-            .iter()
-            .filter_map(|h| entries.remove_entry(h))
-            .collect();
+        // An arrival that also sends to a MAC which moved to another
+        // arrival learns that move with the others, once its destination
+        // confirmed: two guests crossing in one burst would otherwise send
+        // each other's frames ahead of the flows that take them in. (An
+        // arrival compiled whole, its topology changed in the same burst,
+        // learns every move at once.)
+        let mut first_entries: BTreeMap<HostName, Vec<RegistryChange>> = BTreeMap::new();
+        for h in &arrivals {
+            let Some(list) = entries.remove(h) else {
+                continue;
+            };
+            let (later, now): (Vec<_>, Vec<_>) = list
+                .into_iter()
+                .partition(|c| moves_to_another(c, h, &arrivals));
+            if !now.is_empty() {
+                first_entries.insert(h.clone(), now);
+            }
+            if !later.is_empty() {
+                entries.insert(h.clone(), later);
+            }
+        }
         let first_whole: BTreeSet<HostName> = arrivals
             .iter()
             .filter(|h| whole.remove(*h))
@@ -1175,6 +1192,19 @@ fn arrivals(topology: &Topology, changes: &[RegistryChange]) -> BTreeMap<HostNam
         *hosts.entry(to.clone()).or_default() |= !floods;
     }
     hosts
+}
+
+/// Whether `change` moves a MAC to one of `arrivals` other than `host`.
+fn moves_to_another(
+    change: &RegistryChange,
+    host: &HostName,
+    arrivals: &BTreeSet<HostName>,
+) -> bool {
+    change
+        .as_move()
+        .and_then(|(_, _, to)| to)
+        .map(Location::host)
+        .is_some_and(|to| to != host && arrivals.contains(to))
 }
 
 impl Switch {

@@ -1949,6 +1949,54 @@ fn in_a_vi_without_gateway_the_others_wait_only_for_the_destinations_pipeline() 
 }
 
 #[test]
+fn guests_that_cross_in_one_burst_are_each_sent_to_once_their_destination_confirmed() {
+    // a leaves pm1 for pm2 while b leaves pm2 for pm1: each host is where
+    // one arrives and a sender to the other.
+    let (mut c, mut rxs, a) = vm_on_pm1();
+    let b = MacAddr([0x52, 0x54, 0, 0, 0, 0x43]);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(2),
+        upcall: rarp_in(b, 6),
+    });
+    answer_barriers(&mut c, &mut rxs, &[1, 2, 9], |_| 0);
+    batches(rxs.get_mut(&2).unwrap());
+    c.begin_burst();
+    migrate_to_pm2(&mut c, a);
+    c.on_switch_event(SwitchEvent::Upcall {
+        conn: ConnId(1),
+        upcall: rarp_in(b, 5),
+    });
+    c.end_burst();
+    assert_eq!(located(&c, a), port_of("pm2", 6));
+    assert_eq!(located(&c, b), port_of("pm1", 5));
+    let flows = |b: &[Batch], mac: MacAddr| {
+        b.iter()
+            .flat_map(|b| &b.messages)
+            .filter(|m| is_flow_of(m, mac))
+            .count()
+    };
+    let mut first = BTreeMap::new();
+    for (conn, arrived, left) in [(1, b, a), (2, a, b)] {
+        let sent = batches(rxs.get_mut(&conn).unwrap());
+        assert!(flows(&sent, arrived) > 0, "conn{conn}: {sent:?}");
+        assert_eq!(flows(&sent, left), 0, "conn{conn}: {sent:?}");
+        first.insert(conn, sent);
+    }
+    assert!(batches(rxs.get_mut(&9).unwrap()).is_empty());
+    for (conn, sent) in &first {
+        for t in sent.iter().filter_map(|b| b.barrier) {
+            barrier(&mut c, *conn, t, 0);
+        }
+    }
+    for (conn, left) in [(1, a), (2, b)] {
+        let sent = batches(rxs.get_mut(&conn).unwrap());
+        assert!(flows(&sent, left) > 0, "conn{conn}: {sent:?}");
+    }
+    let gw = batches(rxs.get_mut(&9).unwrap());
+    assert!(flows(&gw, a) > 0 && flows(&gw, b) > 0, "{gw:?}");
+}
+
+#[test]
 fn a_move_through_the_api_reaches_its_destination_first() {
     let (mut c, mut rxs, mac) = vm_on_pm1();
     let spec = EntrySpec {
