@@ -7,7 +7,7 @@
 //! members and to their clients, each side proving itself with a
 //! certificate of the run's CA.
 
-use std::net::TcpListener;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -52,28 +52,10 @@ pub struct ClusterTls {
     pub ca_certificate: PathBuf,
 }
 
-/// `n` ports free on loopback now: each bound at once, then let go for
-/// etcd to take. Another process could take one in between; etcd then
-/// fails to start and says so.
-fn free_ports(n: usize) -> Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<std::io::Result<Vec<_>>>()
-        .map_err(|e| Error::io("finding free loopback ports for etcd", e))?;
-    listeners
-        .iter()
-        .map(|l| {
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(|e| Error::io("finding free loopback ports for etcd", e))
-        })
-        .collect()
-}
-
 impl EtcdCluster {
     /// Starts `members` members with their data under `dir` (created) and
     /// waits until the cluster has a leader. A port taken by another
-    /// process between [`free_ports`] and etcd's bind makes a member exit:
+    /// process between choosing the ports ([`crate::ports`]) and etcd's bind makes a member exit:
     /// the cluster is then started afresh on other ports, up to 3 times.
     pub fn start(dir: &Path, members: usize) -> Result<Self> {
         Self::start_with(dir, members, None)
@@ -107,7 +89,7 @@ impl EtcdCluster {
     fn start_once(dir: &Path, members: usize, tls: Option<ClusterTls>) -> Result<Self> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         std::fs::create_dir_all(dir).map_err(|e| Error::io_at("creating", dir, e))?;
-        let ports = free_ports(2 * members)?;
+        let ports = crate::ports::free_ports(Ipv4Addr::LOCALHOST.into(), 2 * members)?;
         let members: Vec<Member> = (0..members)
             .map(|i| Member {
                 name: format!("etcd{i}"),

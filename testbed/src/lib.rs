@@ -57,6 +57,7 @@ mod ping;
 pub mod pki;
 pub mod plot;
 mod pm;
+pub mod ports;
 mod process;
 mod readiness;
 pub mod relay;

@@ -36,7 +36,7 @@ pub mod target;
 pub mod traffic;
 
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -168,10 +168,7 @@ pub fn default_cache() -> PathBuf {
 
 /// A loopback TCP port nobody listens on right now.
 pub(crate) fn free_port() -> Result<u16, BenchError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| BenchError::Testbed(crate::Error::io("finding a free loopback port", e)))
+    crate::ports::free_port(Ipv4Addr::LOCALHOST.into()).map_err(BenchError::Testbed)
 }
 
 impl Options {

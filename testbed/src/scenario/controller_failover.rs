@@ -28,7 +28,6 @@
 //!   switch within [`MAX_TAKEOVER`] and sends nothing either: its view
 //!   followed the migration the killed leader committed.
 
-use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -106,13 +105,6 @@ pub struct Report {
 
 pub(super) fn run(h: &mut Harness) -> Result<Value, ScenarioError> {
     to_json(&measure(h)?)
-}
-
-/// A free loopback port for a replica's API.
-fn free_api_addr() -> Result<SocketAddr, ScenarioError> {
-    Ok(TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| Error::io("choosing a port for a replica's API", e))?)
 }
 
 /// `series` of `c`'s metrics, -1 while it does not answer.
@@ -264,7 +256,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
         let mut c = base.clone();
         c.listen = dir.join("of.sock");
-        c.api = free_api_addr()?;
+        c.api = crate::ports::free_loopback()?;
         c.etcd = Some(EtcdStore::on(&etcd, "iris/dc1/", Duration::from_secs(2)));
         // Each replica its own certificate and port; the bridges listen
         // (passive mode) and every replica dials them.

@@ -301,10 +301,7 @@ impl Harness {
         std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
         let pki = crate::pki::Pki::new(&dir, "iris")?;
         let controller = pki.issue("controller")?;
-        let port = std::net::TcpListener::bind("0.0.0.0:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| Error::io("choosing a port for the controller", e))?
-            .port();
+        let port = crate::ports::free_port(std::net::Ipv4Addr::UNSPECIFIED.into())?;
         self.tls = Some(HarnessTls {
             pki,
             controller,
@@ -330,10 +327,7 @@ impl Harness {
         let Some(tls) = &self.tls else {
             return Ok(None);
         };
-        let port = std::net::TcpListener::bind("0.0.0.0:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| Error::io("choosing a port for a controller", e))?
-            .port();
+        let port = crate::ports::free_port(std::net::Ipv4Addr::UNSPECIFIED.into())?;
         Ok(Some(crate::controller::OpenFlowTls {
             listen: std::net::SocketAddr::from(([0, 0, 0, 0], port)),
             files: tls.pki.issue(name)?,

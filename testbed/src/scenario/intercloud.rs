@@ -15,7 +15,7 @@
 //! `intercloud` then has an IaaS guest and a guest on a HaaS L1 node ping
 //! each other across the WAN at several delays.
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -182,10 +182,7 @@ pub fn start_controller_with(
 /// A loopback address with a port free right now, for a gateway's API:
 /// each gateway must know the other's before either starts.
 pub fn free_loopback() -> Result<SocketAddr, ScenarioError> {
-    let l = TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| crate::Error::io("binding a loopback port", e))?;
-    l.local_addr()
-        .map_err(|e| ScenarioError::Testbed(crate::Error::io("reading a bound address", e)))
+    Ok(crate::ports::free_loopback()?)
 }
 
 /// One gateway's peer and the VI the two carry between them.
