@@ -375,6 +375,53 @@ fn compile_with(
     }
 }
 
+/// [`compile_into_memo`], but with the flows of the entries `held`
+/// changed as they were before those changes: a switch compiled whole
+/// that must not learn these changes yet (moves whose new hosts have not
+/// confirmed what takes the frames in, `control/program.rs`), and learns
+/// them from [`compile_entries`] later.
+pub fn compile_holding_back(
+    held: &[RegistryChange],
+    registry: &Registry,
+    topology: &Topology,
+    host: &HostName,
+    out: &mut impl FlowSink,
+    memo: &mut Memo,
+) {
+    let EntryFlows { before, after } = compile_entries(held, registry, topology, host);
+    let mut sink = HoldingBack { out, after: &after };
+    compile_into_memo(registry, topology, host, &mut sink, memo);
+    // After the whole compile: a later flow with an earlier one's identity
+    // replaces it.
+    for flow in before.flows.into_values() {
+        out.flow(flow);
+    }
+}
+
+/// Passes on every flow but those of `after`.
+struct HoldingBack<'a, S> {
+    out: &'a mut S,
+    after: &'a SwitchState,
+}
+
+impl<S: FlowSink> FlowSink for HoldingBack<'_, S> {
+    fn flow(&mut self, flow: Flow) {
+        if !self.after.flows.contains_key(&flow.key()) {
+            self.out.flow(flow);
+        }
+    }
+
+    fn group(&mut self, group: Group) {
+        self.out.group(group);
+    }
+
+    fn known_flow(&mut self, key: FlowKeyRef<'_>, cookie: u64, make: &mut dyn FnMut() -> Flow) {
+        if !self.after.flows.contains_key(&FlowKey::from(key)) {
+            self.out.known_flow(key, cookie, make);
+        }
+    }
+}
+
 /// The flows that depend on some registry entries, on one switch.
 #[derive(Debug, Default)]
 pub struct EntryFlows {

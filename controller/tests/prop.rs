@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use iris_controller::compiler::{
-    affected_by_ports, compile, compile_entries, compile_into, TABLE_ARP,
+    affected_by_ports, compile, compile_entries, compile_holding_back, compile_into, Memo,
+    TABLE_ARP,
 };
 use iris_controller::flowsim::{Fabric, Switch};
 use iris_controller::model::{IpKey, Location, MacKey, Topology, ViId, Vlan, VmPort};
@@ -264,6 +265,19 @@ proptest! {
             let mut view = held.clone();
             view.replace_flows(&part, &flows.after);
             prop_assert_eq!(&view, &want, "the controller's view of it");
+        }
+    }
+
+    #[test]
+    fn a_switch_compiled_whole_holding_changes_back_gets_their_entries_as_they_were(
+        a in registry(), b in registry()
+    ) {
+        let t = topology();
+        let held = changes(&a, &b);
+        for h in t.hosts.keys() {
+            let mut out = SwitchState::default();
+            compile_holding_back(&held, &b, &t, h, &mut out, &mut Memo::default());
+            prop_assert_eq!(&out, &compile(&a, &t, h), "{}", h);
         }
     }
 

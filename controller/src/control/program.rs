@@ -7,8 +7,8 @@ use super::held_rarps::{Announcement, Held};
 use super::inventory::Incomplete;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{
-    affected_hosts, compile_entries, compile_into_memo, floods_from_tunnel, TABLE_CLASSIFY,
-    TABLE_FORWARD,
+    affected_hosts, compile_entries, compile_holding_back, compile_into_memo, floods_from_tunnel,
+    TABLE_CLASSIFY, TABLE_FORWARD,
 };
 use crate::model::Topology;
 use crate::model::{HostName, Location};
@@ -104,6 +104,9 @@ enum Scope<'a> {
     /// is right already (the topology has not changed since the switch
     /// was last programmed), or the switch is compiled whole next.
     Entries(&'a [RegistryChange]),
+    /// Everything, but the flows of the entries these changes touched as
+    /// they were before them: the switch learns them in a later batch.
+    HoldingBack(&'a [RegistryChange]),
 }
 
 /// What a switch holds once its batch is sent.
@@ -269,7 +272,7 @@ impl Control {
             self.request_dump(conn, Instant::now());
             return Programmed::Deferred;
         };
-        let whole = matches!(scope, Scope::Everything);
+        let whole = matches!(scope, Scope::Everything | Scope::HoldingBack(_));
         if let Some(why) =
             self.inventory
                 .incomplete(&self.topology, &host, &sw.ports, installed, whole)
@@ -302,10 +305,15 @@ impl Control {
             }
         }
         let (plan, next) = match scope {
-            Scope::Everything => {
+            Scope::Everything | Scope::HoldingBack(_) => {
                 let mut diff = Diff::new(installed);
-                let (registry, topology) = (&self.registry, &self.topology);
-                compile_into_memo(registry, topology, &host, &mut diff, &mut self.memo);
+                let (registry, topology, memo) = (&self.registry, &self.topology, &mut self.memo);
+                match scope {
+                    Scope::HoldingBack(held) => {
+                        compile_holding_back(held, registry, topology, &host, &mut diff, memo);
+                    }
+                    _ => compile_into_memo(registry, topology, &host, &mut diff, memo),
+                }
                 let (plan, desired) = diff.finish(Foreign::Keep);
                 (plan, Next::Is(desired))
             }
@@ -780,14 +788,12 @@ impl Control {
         let need_entries = arrivals(&self.topology, changes);
         let arrivals: BTreeSet<HostName> = need_entries.keys().cloned().collect();
         if arrivals.is_empty() {
-            return self.program_parts(entries, &whole);
+            return self.program_parts(entries, &whole, &BTreeMap::new());
         }
         // An arrival that also sends to a MAC which moved to another
         // arrival learns that move with the others, once its destination
         // confirmed: two guests crossing in one burst would otherwise send
-        // each other's frames ahead of the flows that take them in. (An
-        // arrival compiled whole, its topology changed in the same burst,
-        // learns every move at once.)
+        // each other's frames ahead of the flows that take them in.
         let mut first_entries: BTreeMap<HostName, Vec<RegistryChange>> = BTreeMap::new();
         for h in &arrivals {
             let Some(list) = entries.remove(h) else {
@@ -808,7 +814,13 @@ impl Control {
             .filter(|h| whole.remove(*h))
             .cloned()
             .collect();
-        let mut programming = self.program_parts(first_entries, &first_whole);
+        // An arrival compiled whole keeps the others' moves as they were
+        // too, and learns them with its second round's changes.
+        let held_back: BTreeMap<HostName, Vec<RegistryChange>> = first_whole
+            .iter()
+            .filter_map(|h| Some((h.clone(), entries.get(h)?.clone())))
+            .collect();
+        let mut programming = self.program_parts(first_entries, &first_whole, &held_back);
         if entries.is_empty() && whole.is_empty() {
             return programming;
         }
@@ -843,7 +855,7 @@ impl Control {
             .copied()
             .collect();
         if tickets.is_empty() && held.is_empty() {
-            let rest = self.program_parts(entries, &whole);
+            let rest = self.program_parts(entries, &whole, &BTreeMap::new());
             programming.tickets.extend(rest.tickets);
             programming.deferred.extend(rest.deferred);
             return programming;
@@ -870,11 +882,13 @@ impl Control {
     /// released by a port report reaches the switches that send to the
     /// moved MAC before any switch is compiled whole for the report. Then
     /// the switches of `whole` (whose topology changed) are compiled whole,
-    /// which finds those entries done.
+    /// which finds those entries done; those of `held_back` keep the
+    /// entries of its changes as they were.
     fn program_parts(
         &mut self,
         entries: BTreeMap<HostName, Vec<RegistryChange>>,
         whole: &BTreeSet<HostName>,
+        held_back: &BTreeMap<HostName, Vec<RegistryChange>>,
     ) -> Programming {
         let mut programming = Programming::default();
         let conns: Vec<(ConnId, HostName)> = self
@@ -888,7 +902,14 @@ impl Control {
             programming.record(c, done);
         }
         for c in self.conns_serving(whole) {
-            let done = self.program(c);
+            let held = self.switches[&c]
+                .host
+                .as_ref()
+                .and_then(|h| held_back.get(h));
+            let done = match held {
+                Some(held) => self.program_scope(c, Scope::HoldingBack(held)),
+                None => self.program(c),
+            };
             programming.record(c, done);
         }
         programming
@@ -898,7 +919,7 @@ impl Control {
     /// the others of `r` go now, and what waited for `r` waits for their
     /// batches.
     fn redirect(&mut self, r: Redirect, outcome: Outcome) {
-        let sent = self.program_parts(r.entries, &r.whole);
+        let sent = self.program_parts(r.entries, &r.whole, &BTreeMap::new());
         let Some((_, waiters)) = self.tickets.owner.remove(&r.stand_in) else {
             return;
         };

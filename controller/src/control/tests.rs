@@ -1948,10 +1948,18 @@ fn in_a_vi_without_gateway_the_others_wait_only_for_the_destinations_pipeline() 
     }
 }
 
-#[test]
-fn guests_that_cross_in_one_burst_are_each_sent_to_once_their_destination_confirmed() {
-    // a leaves pm1 for pm2 while b leaves pm2 for pm1: each host is where
-    // one arrives and a sender to the other.
+/// Two guests cross in one burst: a (of [`vm_on_pm1`]) leaves pm1 for
+/// pm2 while b leaves pm2 for pm1, on `b_port`, a port pm1 reports in the
+/// same burst unless it is 5 (a's). Each host is where one arrives and a
+/// sender to the other.
+fn guests_crossing(
+    b_port: u32,
+) -> (
+    Control,
+    BTreeMap<u64, mpsc::Receiver<Command>>,
+    MacAddr,
+    MacAddr,
+) {
     let (mut c, mut rxs, a) = vm_on_pm1();
     let b = MacAddr([0x52, 0x54, 0, 0, 0, 0x43]);
     c.on_switch_event(SwitchEvent::Upcall {
@@ -1962,38 +1970,72 @@ fn guests_that_cross_in_one_burst_are_each_sent_to_once_their_destination_confir
     batches(rxs.get_mut(&2).unwrap());
     c.begin_burst();
     migrate_to_pm2(&mut c, a);
+    if b_port != 5 {
+        c.on_topology_event(pm1_with_port(b_port));
+    }
     c.on_switch_event(SwitchEvent::Upcall {
         conn: ConnId(1),
-        upcall: rarp_in(b, 5),
+        upcall: rarp_in(b, b_port),
     });
     c.end_burst();
     assert_eq!(located(&c, a), port_of("pm2", 6));
-    assert_eq!(located(&c, b), port_of("pm1", 5));
-    let flows = |b: &[Batch], mac: MacAddr| {
-        b.iter()
-            .flat_map(|b| &b.messages)
-            .filter(|m| is_flow_of(m, mac))
-            .count()
-    };
+    assert_eq!(located(&c, b), port_of("pm1", b_port));
+    (c, rxs, a, b)
+}
+
+/// How many of `sent`'s messages are flows of `mac`.
+fn flows_of(sent: &[Batch], mac: MacAddr) -> usize {
+    sent.iter()
+        .flat_map(|b| &b.messages)
+        .filter(|m| is_flow_of(m, mac))
+        .count()
+}
+
+/// Confirms every batch of `sent`, by connection.
+fn confirm(c: &mut Control, sent: &BTreeMap<u64, Vec<Batch>>) {
+    for (conn, batches) in sent {
+        for t in batches.iter().filter_map(|b| b.barrier) {
+            barrier(c, *conn, t, 0);
+        }
+    }
+}
+
+#[test]
+fn guests_that_cross_in_one_burst_are_each_sent_to_once_their_destination_confirmed() {
+    let (mut c, mut rxs, a, b) = guests_crossing(5);
     let mut first = BTreeMap::new();
     for (conn, arrived, left) in [(1, b, a), (2, a, b)] {
         let sent = batches(rxs.get_mut(&conn).unwrap());
-        assert!(flows(&sent, arrived) > 0, "conn{conn}: {sent:?}");
-        assert_eq!(flows(&sent, left), 0, "conn{conn}: {sent:?}");
+        assert!(flows_of(&sent, arrived) > 0, "conn{conn}: {sent:?}");
+        assert_eq!(flows_of(&sent, left), 0, "conn{conn}: {sent:?}");
         first.insert(conn, sent);
     }
     assert!(batches(rxs.get_mut(&9).unwrap()).is_empty());
-    for (conn, sent) in &first {
-        for t in sent.iter().filter_map(|b| b.barrier) {
-            barrier(&mut c, *conn, t, 0);
-        }
-    }
+    confirm(&mut c, &first);
     for (conn, left) in [(1, a), (2, b)] {
         let sent = batches(rxs.get_mut(&conn).unwrap());
-        assert!(flows(&sent, left) > 0, "conn{conn}: {sent:?}");
+        assert!(flows_of(&sent, left) > 0, "conn{conn}: {sent:?}");
     }
     let gw = batches(rxs.get_mut(&9).unwrap());
-    assert!(flows(&gw, a) > 0 && flows(&gw, b) > 0, "{gw:?}");
+    assert!(flows_of(&gw, a) > 0 && flows_of(&gw, b) > 0, "{gw:?}");
+}
+
+#[test]
+fn a_destination_compiled_whole_in_the_first_round_keeps_where_the_other_guest_was() {
+    let (mut c, mut rxs, a, b) = guests_crossing(12);
+    let first: BTreeMap<u64, Vec<Batch>> = [1, 2]
+        .into_iter()
+        .map(|conn| (conn, batches(rxs.get_mut(&conn).unwrap())))
+        .collect();
+    assert!(flows_of(&first[&1], b) > 0, "{first:?}");
+    assert_eq!(flows_of(&first[&1], a), 0, "{first:?}");
+    confirm(&mut c, &first);
+    let second = BTreeMap::from([(1, batches(rxs.get_mut(&1).unwrap()))]);
+    assert!(flows_of(&second[&1], a) > 0, "{second:?}");
+    // What the control loop thinks pm1 holds is what it compiles for it.
+    confirm(&mut c, &second);
+    c.program_all();
+    assert!(batches(rxs.get_mut(&1).unwrap()).is_empty());
 }
 
 #[test]
