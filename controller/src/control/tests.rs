@@ -1255,7 +1255,7 @@ fn a_port_report_reprograms_only_the_switches_whose_flows_it_changes() {
     // the port that left with the VM's MAC is no longer waited for.
     c.on_topology_event(pm1(&[]));
     assert_eq!(reprogrammed(&mut rxs), [1]);
-    c.on_tick(Instant::now() + parked::HOLD_FOR);
+    c.on_tick(Instant::now() + parked::DEPARTED_FOR);
     assert_eq!(reprogrammed(&mut rxs), [1, 2, 9]);
 }
 
@@ -2744,7 +2744,7 @@ fn frames_for_a_guest_whose_port_left_wait_for_it_and_follow_its_move() {
     assert!(c.topology.moved_from(&departed.0, &key));
     // Then both end: pm1 leaves VI 1, its flows for it go.
     assert!(c.topology.vi_members()[&ViId(1)].contains(&departed.0));
-    c.on_tick(Instant::now() + parked::HOLD_FOR);
+    c.on_tick(Instant::now() + parked::DEPARTED_FOR);
     assert!(c.topology.departed.is_empty());
     assert!(c.topology.moved_from.is_empty());
     assert!(!c.topology.vi_members()[&ViId(1)].contains(&departed.0));
@@ -2778,16 +2778,25 @@ fn frames_for_a_guest_that_does_not_reappear_are_bounded_and_dropped() {
     assert_eq!(sent.len(), parked::MAX_PER_MAC);
     assert_eq!(sent[0][14], extra as u8, "the oldest gave way");
 
-    // Unplugged again, and the guest never shows up: dropped after the hold.
+    // Unplugged again, and the guest never shows up: each frame dropped
+    // after the hold, the port still waited for.
     pm1_unplugged(&mut c);
     sent_up_on_pm1(&mut c, mac, 0);
     assert_eq!(c.parked.len(), 1);
-    c.on_tick(Instant::now() + parked::HOLD_FOR);
+    let unplugged = Instant::now();
+    c.on_tick(unplugged + parked::HOLD_FOR);
     assert_eq!(c.parked.len(), 0);
+    assert!(!c.topology.departed.is_empty());
+    // A frame sent while the guest is still away is held as long: the
+    // moment after it announces itself, frames still come this way.
+    sent_up_on_pm1(&mut c, mac, 1);
+    assert_eq!(c.parked.len(), 1);
+    c.on_tick(unplugged + parked::DEPARTED_FOR);
     assert!(c.topology.departed.is_empty());
+    assert_eq!(c.parked.len(), 0);
     assert_eq!(
         metric(&c, "iris_parked_frames_total{outcome=\"expired\"}"),
-        1
+        2
     );
 }
 
