@@ -158,6 +158,10 @@ pub struct Report {
     pub rarp_packet_ins: f64,
     /// Every PacketIn during the moves, by what the controller made of it.
     pub packet_ins: BTreeMap<String, f64>,
+    /// What became of the frames the guests' old hosts sent up while they
+    /// were away or had just moved (`iris_parked_frames_total` by outcome):
+    /// any not `forwarded` is a lost frame the controller dropped.
+    pub parked_frames: BTreeMap<String, f64>,
     /// FLOW_MODs the controller sent while the moves were confirmed.
     pub flow_mods: f64,
     /// CPU the controller used while the ports were re-plugged and then
@@ -332,6 +336,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
     let histogram_sum = after.value("iris_move_latency_seconds_sum")
         - before.value("iris_move_latency_seconds_sum");
     let packet_ins = arrived.gained(&before, "iris_packet_ins_total", "reason");
+    let parked_frames = arrived.gained(&before, "iris_parked_frames_total", "outcome");
     setup.ovs_rss_mib = round1(
         h.tb.pms()
             .flat_map(|(_, pm)| pm.ovs().pids())
@@ -409,6 +414,7 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
         rarps_sent: announced.iter().map(|(_, s)| s.len()).sum(),
         rarp_packet_ins: packet_ins.get("rarp").copied().unwrap_or(0.0),
         packet_ins: packet_ins.clone(),
+        parked_frames,
         flow_mods: arrived.value("iris_flow_mods_sent_total")
             - before.value("iris_flow_mods_sent_total"),
         controller_cpu_s,
@@ -539,6 +545,7 @@ impl fmt::Display for Report {
              {} FLOW_MODs",
             self.rarps_sent, self.rarp_packet_ins, self.packet_ins, self.flow_mods
         )?;
+        writeln!(f, "  frames held for guests: {:?}", self.parked_frames)?;
         writeln!(
             f,
             "  RARP to last barrier:   {}",
