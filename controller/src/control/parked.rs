@@ -10,7 +10,8 @@
 //!
 //! So a VM port that leaves while the registry still places MACs on it is
 //! remembered as *departed*, with those MACs (`Topology::departed`), for
-//! [`DEPARTED_FOR`]; and a MAC that moves to another host is remembered on the
+//! [`DEPARTED_FOR`] (or, once all of them have shown up elsewhere, as long
+//! as their moved-from records); and a MAC that moves to another host is remembered on the
 //! host it left (`Topology::moved_from`) for [`HOLD_FOR`] from the move.
 //! Both are checked on the loop's one-second tick. Meanwhile the host stays
 //! a member of the VI, and its table 3 sends those MACs' frames to the
@@ -232,6 +233,24 @@ impl Control {
                 .or_default()
                 .insert(*key);
             self.moved_until.insert((from, *key), until);
+        }
+        let Some(until) = until else {
+            return;
+        };
+        // A departure is kept long for guests still away: one whose MACs
+        // have all shown up elsewhere ends with their moved-from records
+        // (the host's floods and flows for them go then).
+        let registry = &self.registry;
+        for ((host, ofport), d) in &self.topology.departed {
+            let left = d.macs.iter().all(|k| {
+                !matches!(registry.mac(k).and_then(|e| e.location.as_ref()),
+                    Some(Location::Port { host: h, ofport: p }) if h == host && p == ofport)
+            });
+            if left {
+                if let Some(t) = self.departed_until.get_mut(&(host.clone(), *ofport)) {
+                    *t = (*t).min(until);
+                }
+            }
         }
     }
 
