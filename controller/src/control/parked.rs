@@ -11,8 +11,9 @@
 //! So a VM port that leaves while the registry still places MACs on it is
 //! remembered as *departed*, with those MACs (`Topology::departed`), for
 //! [`DEPARTED_FOR`] (or, once all of them have shown up elsewhere, as long
-//! as their moved-from records); and a MAC that moves to another host is remembered on the
-//! host it left (`Topology::moved_from`) for [`HOLD_FOR`] from the move.
+//! as their moved-from records); and a MAC that moves to another host is
+//! remembered on the host it left (`Topology::moved_from`) for
+//! [`HOLD_FOR`] from the move.
 //! Both are checked on the loop's one-second tick. Meanwhile the host stays
 //! a member of the VI, and its table 3 sends those MACs' frames to the
 //! controller: all of them while the registry still places the MAC on the
@@ -22,8 +23,8 @@
 //! center) as soon as the registry places it on a port that is on its
 //! bridge, and holds it until then: at most [`MAX_PER_MAC`] frames per MAC
 //! and [`MAX_HELD`] in all, the oldest giving way, each for at most
-//! [`HOLD_FOR`] (again on the tick). What becomes of them is counted in `iris_parked_frames_total` by
-//! outcome.
+//! [`HOLD_FOR`] (again on the tick). What becomes of them is counted in
+//! `iris_parked_frames_total` by outcome.
 //!
 //! The bounds are for the gap of a move, not for a guest that stays away:
 //! 100 guests re-plugged at once in the moves benchmark stay unplugged
@@ -172,7 +173,7 @@ fn due<K: Clone>(until: &BTreeMap<K, Instant>, now: Instant) -> Vec<K> {
 
 impl Control {
     /// A VM port left `host`'s bridge (`gone`, with the VI each was in):
-    /// remember each for [`HOLD_FOR`] with the MACs placed on it.
+    /// remember each for [`DEPARTED_FOR`] with the MACs placed on it.
     pub(super) fn ports_departed(&mut self, host: &HostName, gone: &[(u32, ViId)]) {
         let until = Instant::now() + DEPARTED_FOR;
         for &(ofport, vi) in gone {
