@@ -129,8 +129,6 @@ struct Present<'a> {
     unknown_unicast: Vec<Action>,
 }
 
-impl Present<'_> {}
-
 /// Whether a switch delivers unknown unicast that came by tunnel in `vi`
 /// to the VI's local ports: on a gateway of `vi` (toward the operator's
 /// data center) and in VIs without one (where the sender flooded it). A

@@ -55,8 +55,9 @@ pub struct ClusterTls {
 impl EtcdCluster {
     /// Starts `members` members with their data under `dir` (created) and
     /// waits until the cluster has a leader. A port taken by another
-    /// process between choosing the ports ([`crate::ports`]) and etcd's bind makes a member exit:
-    /// the cluster is then started afresh on other ports, up to 3 times.
+    /// process between choosing the ports ([`crate::ports`]) and etcd's
+    /// bind makes a member exit: the cluster is then started afresh on
+    /// other ports, up to 3 times.
     pub fn start(dir: &Path, members: usize) -> Result<Self> {
         Self::start_with(dir, members, None)
     }

@@ -460,13 +460,14 @@ impl PingTrace {
     pub fn lost_since_seen(&self, t: f64, seen: &SentTimes) -> Vec<u32> {
         self.lost()
             .into_iter()
-            .filter(|s| {
-                seen.get(s)
-                    .copied()
-                    .or_else(|| self.sent_at(*s))
-                    .is_some_and(|at| at >= t)
-            })
+            .filter(|&s| self.sent_time(s, seen).is_some_and(|at| at >= t))
             .collect()
+    }
+
+    /// When request `seq` was sent: its own time from `seen` where it was
+    /// captured, else [`Self::sent_at`]'s estimate.
+    pub fn sent_time(&self, seq: u32, seen: &SentTimes) -> Option<f64> {
+        seen.get(&seq).copied().or_else(|| self.sent_at(seq))
     }
 
     /// From `t` (seconds since the Unix epoch) to the first reply after it.

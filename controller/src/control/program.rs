@@ -785,8 +785,7 @@ impl Control {
         mut entries: BTreeMap<HostName, Vec<RegistryChange>>,
         mut whole: BTreeSet<HostName>,
     ) -> Programming {
-        let need_entries = arrivals(&self.topology, changes);
-        let arrivals: BTreeSet<HostName> = need_entries.keys().cloned().collect();
+        let arrivals = arrivals(&self.topology, changes);
         if arrivals.is_empty() {
             return self.program_parts(entries, &whole, &BTreeMap::new());
         }
@@ -795,7 +794,7 @@ impl Control {
         // confirmed: two guests crossing in one burst would otherwise send
         // each other's frames ahead of the flows that take them in.
         let mut first_entries: BTreeMap<HostName, Vec<RegistryChange>> = BTreeMap::new();
-        for h in &arrivals {
+        for h in arrivals.keys() {
             let Some(list) = entries.remove(h) else {
                 continue;
             };
@@ -810,7 +809,7 @@ impl Control {
             }
         }
         let first_whole: BTreeSet<HostName> = arrivals
-            .iter()
+            .keys()
             .filter(|h| whole.remove(*h))
             .cloned()
             .collect();
@@ -836,7 +835,7 @@ impl Control {
         let first_conns: BTreeMap<ConnId, bool> = self
             .switches
             .iter()
-            .filter_map(|(c, s)| Some((*c, *need_entries.get(s.host.as_ref()?)?)))
+            .filter_map(|(c, s)| Some((*c, *arrivals.get(s.host.as_ref()?)?)))
             .collect();
         let tickets: BTreeSet<u64> = self
             .tickets
@@ -1219,13 +1218,13 @@ fn arrivals(topology: &Topology, changes: &[RegistryChange]) -> BTreeMap<HostNam
 fn moves_to_another(
     change: &RegistryChange,
     host: &HostName,
-    arrivals: &BTreeSet<HostName>,
+    arrivals: &BTreeMap<HostName, bool>,
 ) -> bool {
     change
         .as_move()
         .and_then(|(_, _, to)| to)
         .map(Location::host)
-        .is_some_and(|to| to != host && arrivals.contains(to))
+        .is_some_and(|to| to != host && arrivals.contains_key(to))
 }
 
 impl Switch {

@@ -5,7 +5,6 @@
 #![allow(dead_code)]
 
 use iris_testbed::pki::CertFiles;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -143,12 +142,10 @@ pub fn free_port() -> u16 {
     port
 }
 
-/// `N` distinct free loopback ports: each listener is held until all are
-/// chosen, so the kernel cannot hand the same port out twice (a controller
-/// told to dial its own listening port talks to itself).
+/// `N` distinct free loopback ports, none handed out before in this test
+/// process (a controller told to dial its own listening port talks to
+/// itself).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+    let ports = iris_testbed::ports::free_ports(std::net::Ipv4Addr::LOCALHOST.into(), N).unwrap();
+    std::array::from_fn(|i| ports[i])
 }

@@ -373,11 +373,10 @@ fn measure(h: &mut Harness, options: &Options) -> Result<Report, ScenarioError> 
             trace
                 .lost_since_seen(t, seen)
                 .into_iter()
-                .filter_map(|seq| match seen.get(&seq) {
-                    Some(&at) => Some((at, true)),
-                    None => trace.sent_at(seq).map(|at| (at, false)),
+                .filter_map(|seq| {
+                    let at = trace.sent_time(seq, seen)?;
+                    Some((round3((at - t) * 1e3), seen.contains_key(&seq)))
                 })
-                .map(|(at, saw)| (round3((at - t) * 1e3), saw))
                 .collect()
         });
         per_vm.push(VmMove {

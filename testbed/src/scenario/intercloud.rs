@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::harness::{check, ms, Harness, ScenarioError, CONVERGE};
 use crate::controller::{ControllerConfig, HostRole, ViEntry};
+use crate::ports::free_loopback;
 use crate::readiness::{poll_until, Probe};
 use crate::wan::{Backend, Impairment, WanSpec};
 use crate::{
@@ -179,12 +180,6 @@ pub fn start_controller_with(
     Ok(())
 }
 
-/// A loopback address with a port free right now, for a gateway's API:
-/// each gateway must know the other's before either starts.
-pub fn free_loopback() -> Result<SocketAddr, ScenarioError> {
-    Ok(crate::ports::free_loopback()?)
-}
-
 /// One gateway's peer and the VI the two carry between them.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerVi<'a> {
@@ -306,6 +301,7 @@ pub fn start_gateways_with(
     world: &mut World,
     encrypted: bool,
 ) -> Result<(), ScenarioError> {
+    // Each gateway must know the other's API before either starts.
     let (haas_api, iaas_api) = (free_loopback()?, free_loopback()?);
     let to_iaas = PeerVi {
         peer: IAAS_GATEWAY,

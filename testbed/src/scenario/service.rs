@@ -43,6 +43,7 @@ use crate::iaas::COMPUTE_BRIDGE;
 use crate::link::{Iface, Place, VethPair};
 use crate::naming::NodeName;
 use crate::ping::{ping_from, PingRun};
+use crate::ports::free_loopback;
 use crate::readiness::{poll_until, Probe};
 use crate::wan::{Backend, Impairment, WanSpec};
 use crate::{
@@ -437,7 +438,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     // The HaaS gateway runs before any VI exists: the broker pushes each
     // VI to its API as the operator creates it.
     let gw_start = Instant::now();
-    let haas_api = ic::free_loopback()?;
+    let haas_api = free_loopback()?;
     let gw_token = h.file("gateway-api-token");
     std::fs::write(&gw_token, GATEWAY_API_TOKEN)
         .map_err(|e| Error::io_at("writing", &gw_token, e))?;
@@ -510,7 +511,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let mut node_ns: Vec<Vec<String>> = Vec::new();
     ctl.step = 3;
     // The operators' gateways' APIs: the port of each VI's `--gateway`.
-    let apis = [ic::free_loopback()?, ic::free_loopback()?];
+    let apis = [free_loopback()?, free_loopback()?];
     for ((dc, token), api) in DCS.iter().zip(&tokens).zip(apis) {
         ctl.run(
             dc.name,

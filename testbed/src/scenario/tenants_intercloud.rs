@@ -33,6 +33,7 @@ use super::harness::{check, to_json, Harness, PingSummary, ScenarioError};
 use super::intercloud::{self as ic, PeerVi, HAAS_GATEWAY, HAAS_WAN, VLAN};
 use crate::controller::ViEntry;
 use crate::frames::{contains, gre_payload, Capture};
+use crate::ports::free_loopback;
 use crate::wan::{Backend, Impairment, WanSpec};
 use crate::{ComputeSpec, GatewayId, IaasGatewaySpec, PingPlan, UnderlaySpec, VmId, VmSpec, WanId};
 
@@ -194,8 +195,8 @@ fn start_gateways(
     world: &ic::World,
     ops: &[Operator; 2],
 ) -> Result<SocketAddr, ScenarioError> {
-    let haas_api = ic::free_loopback()?;
-    let apis = [ic::free_loopback()?, ic::free_loopback()?];
+    let haas_api = free_loopback()?;
+    let apis = [free_loopback()?, free_loopback()?];
     let peers: Vec<PeerVi> = ops
         .iter()
         .zip(apis)
