@@ -336,8 +336,12 @@ impl SledStore {
     /// Opens the database in directory `path`, or creates it there; refuses
     /// ([`StoreError::Unusable`]) one that is damaged, not Iris's, or of a
     /// newer format, naming the file.
+    ///
+    /// A lock still held by another process is waited for up to
+    /// [`lock::LOCK_WAIT`] (a predecessor killed a moment ago may still
+    /// hold it) before [`StoreError::InUse`].
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with(path, false)
+        Self::open_waiting(path.as_ref(), false)
     }
 
     /// [`SledStore::open`], but a database whose witness ([`WITNESS_FILE`])
@@ -345,7 +349,16 @@ impl SledStore {
     /// operator who knows that only that file was lost (`run
     /// --accept-store`).
     pub fn open_accepting(path: impl AsRef<Path>) -> Result<Self, StoreError> {
-        Self::open_with(path, true)
+        Self::open_waiting(path.as_ref(), true)
+    }
+
+    fn open_waiting(path: &Path, accept_missing_witness: bool) -> Result<Self, StoreError> {
+        lock::open_waiting(
+            path,
+            lock::LOCK_WAIT,
+            || Self::open_with(path, accept_missing_witness),
+            |e| matches!(e, StoreError::InUse { .. }),
+        )
     }
 
     fn open_with(path: impl AsRef<Path>, accept_missing_witness: bool) -> Result<Self, StoreError> {
@@ -387,9 +400,7 @@ impl SledStore {
         });
         let db = match opened {
             Ok(Ok(db)) => db,
-            // sled holds an exclusive lock on its files while open, and
-            // reports a held one only in this message (with kind Other).
-            Ok(Err(sled::Error::Io(e))) if e.to_string().starts_with("could not acquire lock") => {
+            Ok(Err(e)) if lock::is_lock_held(&e) => {
                 return Err(StoreError::InUse { path: dir });
             }
             Ok(Err(e)) => {
@@ -1382,6 +1393,7 @@ impl ViRecord {
 }
 
 mod journal;
+pub mod lock;
 #[cfg(test)]
 mod tests;
 pub use journal::JOURNAL_FILE;

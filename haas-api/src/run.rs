@@ -50,8 +50,15 @@ fn libvirt_driver(_: &Config) -> Option<Arc<dyn ComputeDriver>> {
 /// Opens the store, serves the API until `shutdown`, and recovers what a
 /// crash interrupted.
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, String> {
-    let store: Arc<dyn Store> =
-        Arc::new(SledStore::open(&config.store).map_err(|e| e.to_string())?);
+    // Off the runtime's threads: the open may wait for a predecessor's lock,
+    // and a predecessor in this process needs them to let go of it.
+    let path = config.store.clone();
+    let store: Arc<dyn Store> = Arc::new(
+        tokio::task::spawn_blocking(move || SledStore::open(&path))
+            .await
+            .map_err(|e| format!("store: {e}"))?
+            .map_err(|e| e.to_string())?,
+    );
     let records = Records::load(store).map_err(|e| e.to_string())?;
     let broker = Arc::new(Broker::new(
         records,

@@ -27,10 +27,31 @@ pub struct SledStore {
 }
 
 impl SledStore {
+    /// Opens the database in directory `path`, or creates it there. A lock
+    /// still held by another process is waited for a bounded time: a
+    /// broker restarted right after a `kill -9` can find its predecessor's
+    /// lock held by a child that predecessor was spawning.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        sled::open(path)
+        Self::open_within(path, iris_controller::store::lock::LOCK_WAIT)
+    }
+
+    fn open_within(path: &Path, wait: std::time::Duration) -> Result<Self, StoreError> {
+        use iris_controller::store::lock;
+        lock::open_waiting(path, wait, || sled::open(path), lock::is_lock_held)
             .map(|db| Self { db })
-            .map_err(|e| StoreError(format!("cannot open {}: {e}", path.display())))
+            .map_err(|e| {
+                if lock::is_lock_held(&e) {
+                    StoreError(format!(
+                        "another process is using the store {} (held by {} after a {} s wait); \
+                         stop it, or set `store` in the configuration to another directory",
+                        path.display(),
+                        lock::holders(&path.join("db")).join(", "),
+                        wait.as_secs_f32()
+                    ))
+                } else {
+                    StoreError(format!("cannot open {}: {e}", path.display()))
+                }
+            })
     }
 
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
@@ -94,5 +115,26 @@ mod tests {
             vec![("a".into(), b"1".to_vec()), ("b".into(), b"2".to_vec())]
         );
         assert!(s.scan("vis").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_store_held_by_another_opener_is_waited_for_then_refused_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SledStore::open(dir.path()).unwrap();
+        let e = SledStore::open_within(dir.path(), std::time::Duration::from_millis(100))
+            .unwrap_err()
+            .to_string();
+        let me = format!("held by {} (", std::process::id());
+        assert!(
+            e.contains("another process is using the store") && e.contains(&me),
+            "{e}"
+        );
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(first);
+        });
+        let second = SledStore::open(dir.path());
+        releaser.join().unwrap();
+        assert!(second.is_ok(), "{second:?}");
     }
 }

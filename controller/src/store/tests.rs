@@ -179,7 +179,10 @@ fn corrupt_records_are_reported_by_key() {
 fn a_store_in_use_says_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let _first = SledStore::open(dir.path()).unwrap();
-    let e = SledStore::open(dir.path()).unwrap_err().to_string();
+    // Without the wait for a predecessor's lock (`lock.rs` tests that).
+    let e = SledStore::open_with(dir.path(), false)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("another iris-controller") && e.contains(&dir.path().display().to_string()),
         "{e}"
@@ -188,23 +191,9 @@ fn a_store_in_use_says_what_to_do() {
 
 /// Opens the store in `dir` again once the previous handle was dropped:
 /// sled's flusher thread holds the files' lock until its current flush
-/// ends, which a large batch can make outlast the drop.
+/// ends, which a large batch can make outlast the drop (the open waits).
 fn reopen(dir: &Path) -> SledStore {
-    open_waiting(dir).unwrap()
-}
-
-/// Opens `dir`, waiting out a lock still held: sled lets go of a dropped
-/// database's lock from its own threads, a moment after the drop.
-fn open_waiting(dir: &Path) -> Result<SledStore, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match SledStore::open(dir) {
-            Err(StoreError::InUse { .. }) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            opened => return opened,
-        }
-    }
+    SledStore::open(dir).unwrap()
 }
 
 /// A seed of `n` MACs behind the gateway, one IP each: `2 n` writes.
@@ -367,7 +356,7 @@ fn noise(n: usize, mut x: u64) -> Vec<u8> {
 
 /// Why opening `dir` is refused; it must be.
 fn refused(dir: &Path) -> String {
-    match open_waiting(dir) {
+    match SledStore::open(dir) {
         Err(e) => unusable(e),
         Ok(s) => panic!(
             "opened, with {} MACs",
@@ -641,7 +630,7 @@ fn a_store_from_before_the_marker_with_a_record_it_cannot_read_is_refused_unstam
         }
         db.insert(unreadable, &b"{not json"[..]).unwrap();
     });
-    match open_waiting(dir.path()) {
+    match SledStore::open(dir.path()) {
         Err(StoreError::Corrupt { key, .. }) => assert_eq!(key, unreadable),
         Err(e) => panic!("refused for another reason: {e}"),
         Ok(_) => panic!("opened a store with a record it cannot read"),
@@ -686,7 +675,7 @@ fn a_database_sled_panics_on_is_refused_with_a_message() {
         // such a store reads back is the cut-and-noise test's concern):
         // sled opens, and the store then finds the records written behind
         // its back, which are not its own, unreadable.
-        let e = match open_waiting(dir.path()) {
+        let e = match SledStore::open(dir.path()) {
             Ok(_) | Err(StoreError::Corrupt { .. }) => continue,
             Err(e) => unusable(e),
         };

@@ -70,17 +70,10 @@ pub struct BrokerHandle {
 pub async fn start_broker(config: &Config) -> BrokerHandle {
     let stop = CancellationToken::new();
     // A broker just shut in this process lets go of its store once its
-    // last operation task has ended.
-    let start = Instant::now();
-    let running = loop {
-        match iris_api::run::start(config, stop.clone()).await {
-            Ok(r) => break r,
-            Err(e) if e.contains("lock") && start.elapsed() < Duration::from_secs(10) => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
+    // last operation task has ended; the new one's open waits for that.
+    let running = iris_api::run::start(config, stop.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     BrokerHandle {
         base: format!("http://{}", running.addr),
         stop,
