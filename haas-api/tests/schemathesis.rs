@@ -40,6 +40,9 @@ async fn schemathesis(base: &str, token: &str, seconds: u32, report: &Path) -> R
         .arg("--report-junit-path")
         .arg(report)
         .env("NO_COLOR", "1")
+        // Its cache of crashes (`.schemathesis/`) goes beside the report,
+        // not into the checkout.
+        .current_dir(report.parent().unwrap_or(Path::new(".")))
         .output()
         .await
         .unwrap();
