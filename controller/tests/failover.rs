@@ -405,3 +405,125 @@ fn on_real_ovs_a_replica_started_without_the_etcd_quorum_stands_by_and_leads_onc
     assert_eq!(metric(&standby, "iris_flow_mods_sent_total"), 0.0);
     assert_eq!(metric(&standby, "iris_group_mods_sent_total"), 0.0);
 }
+
+/// User and system CPU of process `pid` so far.
+fn cpu_of(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis: state is the 3rd
+    // field, utime the 14th and stime the 15th.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    Duration::from_millis((f[0] + f[1]) * 10)
+}
+
+/// How a standby follows a leader holding a large registry (a benchmark:
+/// `cargo test --release -p iris-controller --test failover -- --ignored
+/// --nocapture measure`; `MACS` sets the registry's size, 100 000 by
+/// default). The leader starts with the registry seeded; the standby is
+/// started once the leader leads; then the leader takes one registry write
+/// every 50 ms for 10 s, and for each the time until the standby answers
+/// it is measured, with both replicas' CPU over those 10 s.
+#[test]
+#[ignore = "a benchmark"]
+fn measure_a_standby_following_a_large_registry() {
+    let macs: usize = std::env::var("MACS").map_or(100_000, |v| v.parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let mut seed = String::from("mac,ip,vlan,behind\n");
+    for i in 0..macs {
+        let [_, a, b, c] = u32::try_from(i).unwrap().to_be_bytes();
+        seed.push_str(&format!(
+            "52:54:01:{a:02x}:{b:02x}:{c:02x},10.{a}.{b}.{c},,gw1\n"
+        ));
+    }
+    std::fs::write(dir.path().join("seed.csv"), seed).unwrap();
+    let tables = gateway_and_vi(dir.path()).replace(
+        "gateways = [\"gw1\"]\n",
+        "gateways = [\"gw1\"]\nseed = \"seed.csv\"\n",
+    );
+    let ports = ports(4);
+    let configs: Vec<PathBuf> = (0..2)
+        .map(|i| config(dir.path(), i, &ports, &etcd, &tables))
+        .collect();
+    let started = Instant::now();
+    let leader = start(dir.path(), 0, &configs[0]);
+    wait_until("ctl0 leads", Duration::from_secs(120), || leads(&leader));
+    let size = |c: &ControllerProcess| {
+        c.metrics()
+            .ok()
+            .and_then(|m| m.get("iris_registry_entries{kind=\"mac\"}").ok())
+            .unwrap_or(0.0)
+    };
+    wait_until("ctl0 holds the seed", Duration::from_secs(120), || {
+        size(&leader) >= macs as f64
+    });
+    eprintln!(
+        "leader seeded and leading: {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+    let standby_started = Instant::now();
+    let standby = start(dir.path(), 1, &configs[1]);
+    while size(&standby) < macs as f64 {
+        assert!(
+            standby_started.elapsed() < Duration::from_secs(120),
+            "the standby holds {} MACs of {macs}: {}",
+            size(&standby),
+            standby.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "standby started to holding the seed: {:.2} s",
+        standby_started.elapsed().as_secs_f64()
+    );
+    assert!(!leads(&standby), "two leaders");
+    std::thread::sleep(Duration::from_secs(1));
+
+    let (cpu_leader, cpu_standby) = (cpu_of(leader.pid()), cpu_of(standby.pid()));
+    let window = Instant::now();
+    let mut lags = Vec::new();
+    let mut next = Instant::now();
+    // `mac(i)` is outside the seed's 52:54:01 block.
+    let mut i = 0;
+    while window.elapsed() < Duration::from_secs(10) {
+        assert_eq!(put(&leader, i), 201, "{}", leader.log_tail(20));
+        let written = Instant::now();
+        let path = format!("/v1/registry/1/untagged/{}", mac(i));
+        wait_until(
+            "the standby answers the write",
+            Duration::from_secs(30),
+            || {
+                standby
+                    .request("GET", &path, None)
+                    .is_ok_and(|(s, _)| s == 200)
+            },
+        );
+        lags.push(written.elapsed());
+        i += 1;
+        next += Duration::from_millis(50);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let seconds = window.elapsed().as_secs_f64();
+    let (leader_cpu, standby_cpu) = (
+        cpu_of(leader.pid()) - cpu_leader,
+        cpu_of(standby.pid()) - cpu_standby,
+    );
+    lags.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    eprintln!(
+        "{macs} MACs, {} writes in {seconds:.1} s: standby lag p50 {:.1} ms, p99 {:.1} ms, max \
+         {:.1} ms; CPU over the window: leader {:.2} cores, standby {:.2} cores",
+        lags.len(),
+        ms(lags[lags.len() / 2]),
+        ms(lags[lags.len() * 99 / 100]),
+        ms(lags[lags.len() - 1]),
+        leader_cpu.as_secs_f64() / seconds,
+        standby_cpu.as_secs_f64() / seconds,
+    );
+}

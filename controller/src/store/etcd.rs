@@ -55,9 +55,14 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 /// How often an idle connection is pinged: etcd closes one pinged more
 /// often than its `--grpc-keepalive-min-time` (5 s by default).
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
-/// Keys read per request when loading: a registry of 100 000 entries
-/// would be over gRPC's 4 MiB message limit in one answer.
+/// Records read per request when loading: a registry of 100 000 entries
+/// would be over gRPC's 4 MiB message limit in one answer (a record is a
+/// few hundred bytes).
 const PAGE: i64 = 2000;
+/// Staged chunks read per request: etcd takes a value of up to
+/// `--max-request-bytes` (1.5 MiB), so two chunks stay under gRPC's 4 MiB
+/// answer, and a page of `PAGE` chunks, the whole of a large batch, did not.
+const STAGED_PAGE: i64 = 2;
 
 /// Writes in order, as stored: key (after the prefix) and value, `None`
 /// to delete.
@@ -207,6 +212,12 @@ fn etcd_error(e: etcd_client::Error) -> StoreError {
                      --max-txn-ops",
                 s.message()
             ),
+        },
+        // OUT_OF_RANGE: the client refused an answer over gRPC's 4 MiB.
+        // Asking another member gets the same answer; the cluster is fine.
+        etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 11 => StoreError::Backend {
+            backend: BACKEND,
+            message: format!("an answer of etcd was too large to read ({})", s.message()),
         },
         etcd_client::Error::GRpcStatus(s) => unavailable(match s.message() {
             // tonic's words for a request that got no answer, or no
@@ -524,23 +535,23 @@ impl EtcdStore {
     }
 
     /// Every key and value from `from` (inclusive) up to `to` (exclusive)
-    /// at one revision (the first page's), page by page.
+    /// at one revision (the first page's), `page` keys at a time.
     fn scan(
         &self,
         from: &str,
         to: Vec<u8>,
-        revision: Option<i64>,
+        page: i64,
         reads: Reads,
     ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
         let mut start = from.as_bytes().to_vec();
-        let mut at = revision.unwrap_or(0);
+        let mut at = 0;
         loop {
             let mut options = reads
                 .options()
                 .unwrap_or_default()
                 .with_range(to.clone())
-                .with_limit(PAGE);
+                .with_limit(page);
             if at > 0 {
                 options = options.with_revision(at);
             }
@@ -571,7 +582,7 @@ impl EtcdStore {
     /// The staged chunks' writes, in order.
     fn staged_ops(&self, reads: Reads) -> Result<Ops, StoreError> {
         let from = self.key(STAGED);
-        let chunks = self.scan(&from, range_end(&from), None, reads)?;
+        let chunks = self.scan(&from, range_end(&from), STAGED_PAGE, reads)?;
         let mut ops = Vec::new();
         for (key, value) in chunks {
             let chunk: Vec<(String, Option<String>)> =
@@ -940,7 +951,7 @@ impl EtcdStore {
     fn load_from(&self, reads: Reads) -> Result<Snapshot, StoreError> {
         let from = self.key(PREFIX);
         let mut records: BTreeMap<String, Vec<u8>> = self
-            .scan(&from, range_end(&from), None, reads)?
+            .scan(&from, range_end(&from), PAGE, reads)?
             .into_iter()
             .map(|(k, v)| (k[self.config.prefix.len()..].to_owned(), v))
             .collect();
