@@ -797,6 +797,16 @@ impl Registry {
         self.set_ip(key, Some(e))
     }
 
+    /// Sets the entry of `key` as stored elsewhere (`None`: none).
+    pub fn restore_mac(&mut self, key: MacKey, entry: Option<MacEntry>) {
+        self.set_mac(key, entry);
+    }
+
+    /// Sets the binding of `key` as stored elsewhere (`None`: none).
+    pub fn restore_ip(&mut self, key: IpKey, entry: Option<IpEntry>) {
+        self.set_ip(key, entry);
+    }
+
     /// Undoes `changes` (as made, in order): each entry goes back to what
     /// it was before them.
     pub fn revert(&mut self, changes: &[RegistryChange]) {

@@ -8,16 +8,20 @@
 //! - on losing its lease, stops writing at once (SLAVE, no OVSDB writes,
 //!   no commits) and campaigns again;
 //! - while a standby, follows who leads (for the API, `forward.rs`, and
-//!   for the generation id of its SLAVE requests) and reloads its view
-//!   each time the leader commits: an etcd watch on the store's marker,
-//!   which every commit bumps, so reads on a standby answer what the
-//!   leader acknowledged (a few milliseconds behind it).
+//!   for the generation id of its SLAVE requests) and follows the
+//!   leader's commits: one whole read of the store, then an etcd watch on
+//!   the store's prefix from that read's revision, each commit applied
+//!   entry by entry once its marker write comes (`store::etcd::follow`),
+//!   so reads on a standby answer what the leader acknowledged, a few
+//!   milliseconds behind it, however large the registry.
 
 use crate::config::{ClusterConfig, Config};
 use crate::control::ControlHandle;
 use crate::election::{Candidate, Leadership};
+use crate::store::etcd::follow::{Follow, Step};
 use crate::store::etcd::EtcdConfig;
 use crate::store::StoreError;
+use etcd_client::{EventType, WatchOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -39,8 +43,6 @@ pub struct LeaderView {
 
 /// How often a standby asks who leads.
 const WHO_LEADS: Duration = Duration::from_millis(250);
-/// How long a standby lets the leader's commits gather before it reloads.
-const RELOAD_QUIET: Duration = Duration::from_millis(20);
 /// Wait before joining the election again after etcd refused.
 const RETRY: Duration = Duration::from_secs(1);
 
@@ -245,27 +247,56 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
     }
 }
 
-/// While this replica stands by, reloads its view each time the store's
-/// marker changes (every commit changes it).
+/// While this replica stands by, keeps its view up with the leader's
+/// commits: a whole read of the store, then an etcd watch on the store's
+/// prefix from that read's revision on, whose commits are applied entry by
+/// entry (`store::etcd::follow`); what cannot be (a staged batch, a host
+/// or VI changed, a watch cut or compacted away) is followed by another
+/// whole read.
 async fn follow_store(
     config: Arc<Config>,
     etcd: EtcdConfig,
     control: ControlHandle,
-    view: watch::Receiver<LeaderView>,
+    mut view: watch::Receiver<LeaderView>,
     shutdown: CancellationToken,
 ) {
-    let marker = format!("{}{}", etcd.prefix, crate::store::etcd::MARKER);
     // Said once per outage: a standby that cannot watch answers reads from
     // an old view.
     let mut warned = false;
+    // The start's own read of the store: followed on from, not read again.
+    let mut started = control.call(|c| c.store_loaded_at()).await.ok().flatten();
     while !shutdown.is_cancelled() {
-        let mut stream = match watch_marker(&etcd, &marker).await {
-            Ok(stream) => stream,
+        if view.borrow_and_update().me {
+            // Leading: the view is the store's. Read whole again once this
+            // replica stands by.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = view.changed() => if r.is_err() { return },
+            }
+            continue;
+        }
+        let read = match started.take() {
+            Some(revision) => Ok(Some(revision)),
+            None => reload(&config, &control).await,
+        };
+        let followed = match read {
+            Ok(Some(revision)) => watch_prefix(&etcd, revision + 1)
+                .await
+                .map(|s| (s, revision)),
+            Ok(None) => {
+                // Leading by now, or no store to follow.
+                pause(&shutdown, RETRY).await;
+                continue;
+            }
+            Err(e) => Err(e),
+        };
+        let (mut stream, revision) = match followed {
+            Ok(f) => f,
             Err(e) => {
                 if warned {
-                    debug!("cannot watch the store: {e}; retrying");
+                    debug!("cannot follow the store: {e}; retrying");
                 } else {
-                    warn!("cannot watch the store, reads here may lag the leader: {e}; retrying");
+                    warn!("cannot follow the store, reads here may lag the leader: {e}; retrying");
                     warned = true;
                 }
                 pause(&shutdown, RETRY).await;
@@ -273,57 +304,91 @@ async fn follow_store(
             }
         };
         if warned {
-            info!("watching the store again");
+            info!("following the store again");
             warned = false;
         }
-        // What was committed while no watch was on.
-        reload(&config, &control, &view).await;
-        loop {
+        debug!(
+            revision,
+            "standby: read the store whole; following its commits"
+        );
+        let mut follow = Follow::new(&etcd.prefix);
+        'watch: loop {
             let message = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                r = view.changed() => {
+                    if r.is_err() || view.borrow().me {
+                        break 'watch;
+                    }
+                    continue;
+                }
                 m = stream.message() => m,
             };
-            match message {
-                Ok(Some(_)) => {
-                    // Commits come in bursts: one reload takes them all.
-                    pause(&shutdown, RELOAD_QUIET).await;
-                    reload(&config, &control, &view).await;
+            let response = match message {
+                Ok(Some(r)) if !r.canceled() && r.compact_revision() == 0 => r,
+                // Cut, or the revision to follow from compacted away.
+                Ok(_) | Err(_) => break,
+            };
+            let mut records = Vec::new();
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                let value = (event.event_type() == EventType::Put).then(|| kv.value());
+                let before = event.prev_kv().map(|p| p.value());
+                match follow.on_event(kv.key(), value, before) {
+                    Step::Wait => {}
+                    Step::Apply(r) => records.extend(r),
+                    Step::Reload => break 'watch,
                 }
-                Ok(None) | Err(_) => break,
+            }
+            if !records.is_empty() {
+                let applied = control.call(move |c| c.apply_stored(records)).await;
+                if !matches!(applied, Ok(true)) {
+                    break;
+                }
             }
         }
     }
 }
 
-/// A watch on the store's marker, over the same TLS as the store's.
-async fn watch_marker(etcd: &EtcdConfig, marker: &str) -> Result<etcd_client::WatchStream, String> {
+/// A watch on every key of the store's prefix from `revision` on, with
+/// each deleted key's last value, over the same TLS as the store's.
+async fn watch_prefix(
+    etcd: &EtcdConfig,
+    revision: i64,
+) -> Result<etcd_client::WatchStream, String> {
     let options = etcd.connect_options().map_err(|e| e.to_string())?;
     let mut client = etcd_client::Client::connect(etcd.endpoints.clone(), Some(options))
         .await
         .map_err(|e| e.to_string())?;
-    client.watch(marker, None).await.map_err(|e| e.to_string())
+    let watch = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(revision)
+        .with_prev_key();
+    client
+        .watch(etcd.prefix.as_str(), Some(watch))
+        .await
+        .map_err(|e| e.to_string())
 }
 
-/// Reads the store into the control loop's view, unless this replica
-/// leads (its view is then the store's, and newer than any read).
-async fn reload(config: &Arc<Config>, control: &ControlHandle, view: &watch::Receiver<LeaderView>) {
-    if view.borrow().me {
-        return;
-    }
+/// Reads the store whole into the control loop's view, unless this
+/// replica writes (its view is then the store's, and newer than any
+/// read); the revision it read at.
+async fn reload(config: &Arc<Config>, control: &ControlHandle) -> Result<Option<i64>, String> {
     let config = config.clone();
     let done = control
-        .call(move |c| -> Result<(), StoreError> {
+        .call(move |c| -> Result<Option<i64>, StoreError> {
             if c.role().writes() {
-                return Ok(());
+                return Ok(None);
             }
-            if let Some(snapshot) = c.load_store()? {
-                let (hosts, vis, _) = crate::run::with_stored(&config, &snapshot);
-                c.reload(hosts, vis, snapshot.registry());
-            }
-            Ok(())
+            let Some(snapshot) = c.load_store()? else {
+                return Ok(None);
+            };
+            let (hosts, vis, _) = crate::run::with_stored(&config, &snapshot);
+            c.reload(hosts, vis, snapshot.registry());
+            Ok(c.store_loaded_at())
         })
         .await;
-    if let Ok(Err(e)) = done {
-        debug!("standby: cannot read the store: {e}");
+    match done {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("{e:?}")),
     }
 }

@@ -191,6 +191,12 @@ pub trait Store {
     /// ([`StoreError::Unavailable`]) rather than applied; and takes what
     /// other leaders wrote meanwhile as the store's current state. Only
     /// the etcd store is shared.
+    /// The revision the last [`Store::load`] read at, from which a reader
+    /// can follow the later commits of another handle (the etcd store's);
+    /// `None` for a store no one else writes.
+    fn loaded_at(&self) -> Option<i64> {
+        None
+    }
     fn lead(&mut self, leadership: &crate::election::Leadership) -> Result<(), StoreError> {
         let _ = leadership;
         Ok(())
@@ -1107,39 +1113,91 @@ fn decode_all(
 ) -> Result<Snapshot, StoreError> {
     let mut s = Snapshot::default();
     for (key, value) in records {
-        let kind = key
-            .strip_prefix(PREFIX)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default();
-        match kind {
-            "mac" => {
-                let r: MacRecord = decode(&key, &value)?;
-                let (k, e) = r.typed().map_err(|reason| corrupt(&key, reason))?;
-                check_key(&key, mac_key(&k))?;
-                s.macs.push((k, e));
-            }
-            "ip" => {
-                let r: IpRecord = decode(&key, &value)?;
-                let (k, e) = r.typed().map_err(|reason| corrupt(&key, reason))?;
-                check_key(&key, ip_key(&k))?;
-                s.ips.push((k, e));
-            }
-            "host" => {
-                let r: HostRecord = decode(&key, &value)?;
-                let h = r.typed().map_err(|reason| corrupt(&key, reason))?;
-                check_key(&key, host_key(&h.name))?;
-                s.hosts.push(h);
-            }
-            "vi" => {
-                let r: ViRecord = decode(&key, &value)?;
-                let vi = r.typed();
-                check_key(&key, vi_key(vi.id))?;
-                s.vis.push(vi);
-            }
-            _ => return Err(corrupt(&key, "not a kind of record Iris stores".to_owned())),
+        match decode_one(&key, &value)? {
+            Record::Mac(k, e) => s.macs.push((k, e)),
+            Record::Ip(k, e) => s.ips.push((k, e)),
+            Record::Host(h) => s.hosts.push(h),
+            Record::Vi(vi) => s.vis.push(vi),
         }
     }
     Ok(s)
+}
+
+/// One stored record, decoded.
+enum Record {
+    Mac(MacKey, MacEntry),
+    Ip(IpKey, IpEntry),
+    Host(Host),
+    Vi(Vi),
+}
+
+/// Decodes the record `value` stored under `key` (without the store's
+/// prefix), checking that it belongs there.
+fn decode_one(key: &str, value: &[u8]) -> Result<Record, StoreError> {
+    let kind = key
+        .strip_prefix(PREFIX)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_default();
+    match kind {
+        "mac" => {
+            let r: MacRecord = decode(key, value)?;
+            let (k, e) = r.typed().map_err(|reason| corrupt(key, reason))?;
+            check_key(key, mac_key(&k))?;
+            Ok(Record::Mac(k, e))
+        }
+        "ip" => {
+            let r: IpRecord = decode(key, value)?;
+            let (k, e) = r.typed().map_err(|reason| corrupt(key, reason))?;
+            check_key(key, ip_key(&k))?;
+            Ok(Record::Ip(k, e))
+        }
+        "host" => {
+            let r: HostRecord = decode(key, value)?;
+            let h = r.typed().map_err(|reason| corrupt(key, reason))?;
+            check_key(key, host_key(&h.name))?;
+            Ok(Record::Host(h))
+        }
+        "vi" => {
+            let r: ViRecord = decode(key, value)?;
+            let vi = r.typed();
+            check_key(key, vi_key(vi.id))?;
+            Ok(Record::Vi(vi))
+        }
+        _ => Err(corrupt(key, "not a kind of record Iris stores".to_owned())),
+    }
+}
+
+/// A registry entry as a commit left it: `None` when the commit deleted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryRecord {
+    Mac(MacKey, Option<MacEntry>),
+    Ip(IpKey, Option<IpEntry>),
+}
+
+/// What a write of another store handle did to the key `key` (without
+/// the prefix): written with `value`, or deleted, when it held `before`.
+/// `Ok(None)` for a host or VI record, which a follower re-reads whole
+/// (they merge with the configuration).
+pub fn decode_write(
+    key: &str,
+    value: Option<&[u8]>,
+    before: Option<&[u8]>,
+) -> Result<Option<RegistryRecord>, StoreError> {
+    let (bytes, deleted) = match (value, before) {
+        (Some(v), _) => (v, false),
+        (None, Some(b)) => (b, true),
+        (None, None) => {
+            return Err(corrupt(
+                key,
+                "deleted, and what it held is no longer known".to_owned(),
+            ))
+        }
+    };
+    Ok(match decode_one(key, bytes)? {
+        Record::Mac(k, e) => Some(RegistryRecord::Mac(k, (!deleted).then_some(e))),
+        Record::Ip(k, e) => Some(RegistryRecord::Ip(k, (!deleted).then_some(e))),
+        Record::Host(_) | Record::Vi(_) => None,
+    })
 }
 
 fn corrupt(key: &str, reason: String) -> StoreError {

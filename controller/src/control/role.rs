@@ -251,6 +251,41 @@ impl Control {
     }
 
     /// Everything the store holds now, if there is a store.
+    /// Sets the registry entries another replica's commit changed, as a
+    /// standby following the store does between whole reloads; `false`
+    /// (and nothing set) once this replica writes, its view being the
+    /// store's then.
+    pub fn apply_stored(&mut self, records: Vec<crate::store::RegistryRecord>) -> bool {
+        use crate::store::RegistryRecord;
+        if self.role().writes() {
+            return false;
+        }
+        if records.is_empty() {
+            return true;
+        }
+        self.answers_changed();
+        for record in records {
+            match record {
+                RegistryRecord::Mac(k, e) => self.registry.restore_mac(k, e),
+                RegistryRecord::Ip(k, e) => self.registry.restore_ip(k, e),
+            }
+        }
+        let (macs, ips) = self.registry.len();
+        self.metrics.set_registry_size(macs, ips);
+        self.prepared.clear();
+        self.memo = crate::compiler::Memo::default();
+        true
+    }
+
+    /// The revision the store's last load read at, where a standby's watch
+    /// starts ([`crate::store::Store::loaded_at`]).
+    pub fn store_loaded_at(&self) -> Option<i64> {
+        let store = self.store.as_ref()?;
+        super::commit::with_store(store, |s| Ok(s.loaded_at()))
+            .ok()
+            .flatten()
+    }
+
     pub fn load_store(&self) -> Result<Option<crate::store::Snapshot>, crate::store::StoreError> {
         let Some(store) = self.store.as_ref() else {
             return Ok(None);

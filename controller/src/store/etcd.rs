@@ -37,7 +37,7 @@ use etcd_client::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -59,6 +59,8 @@ pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 /// would be over gRPC's 4 MiB message limit in one answer (a record is a
 /// few hundred bytes).
 const PAGE: i64 = 2000;
+/// A key and its value, as read.
+type KeyValue = (String, Vec<u8>);
 /// Staged chunks read per request: etcd takes a value of up to
 /// `--max-request-bytes` (1.5 MiB), so two chunks stay under gRPC's 4 MiB
 /// answer, and a page of `PAGE` chunks, the whole of a large batch, did not.
@@ -171,6 +173,8 @@ pub struct EtcdStore {
     /// Opened without a quorum, and why: the marker is read (or created)
     /// on leading.
     unopened: Option<String>,
+    /// The revision the last load read at.
+    loaded_at: AtomicI64,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -381,6 +385,7 @@ impl EtcdStore {
             leadership: None,
             member_reads: false,
             unopened: None,
+            loaded_at: AtomicI64::new(0),
         };
         Ok(store)
     }
@@ -499,11 +504,21 @@ impl EtcdStore {
     }
 
     fn read_marker_from(&self, reads: Reads) -> Result<Option<(Marker, i64)>, StoreError> {
+        self.read_marker_at(reads, 0)
+    }
+
+    /// The marker as it was at `revision` (0: now).
+    fn read_marker_at(
+        &self,
+        reads: Reads,
+        revision: i64,
+    ) -> Result<Option<(Marker, i64)>, StoreError> {
         let key = self.key(MARKER);
         let k = key.clone();
+        let options = reads.at(revision);
         let resp = self.run(move |mut kv| {
-            let k = k.clone();
-            async move { kv.get(k, reads.options()).await }
+            let (k, options) = (k.clone(), options.clone());
+            async move { kv.get(k, options).await }
         })?;
         let Some(kv) = resp.kvs().first() else {
             return Ok(None);
@@ -535,26 +550,24 @@ impl EtcdStore {
     }
 
     /// Every key and value from `from` (inclusive) up to `to` (exclusive)
-    /// at one revision (the first page's), `page` keys at a time.
+    /// at one revision, `page` keys at a time, and that revision: `at`, or
+    /// with 0 the first page's.
     fn scan(
         &self,
         from: &str,
         to: Vec<u8>,
         page: i64,
         reads: Reads,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        mut at: i64,
+    ) -> Result<(Vec<KeyValue>, i64), StoreError> {
         let mut out = Vec::new();
         let mut start = from.as_bytes().to_vec();
-        let mut at = 0;
         loop {
-            let mut options = reads
-                .options()
+            let options = reads
+                .at(at)
                 .unwrap_or_default()
                 .with_range(to.clone())
                 .with_limit(page);
-            if at > 0 {
-                options = options.with_revision(at);
-            }
             let key = start.clone();
             let resp = self.run(move |mut kv| {
                 let (key, options) = (key.clone(), options.clone());
@@ -574,15 +587,20 @@ impl EtcdStore {
                     start = last.key().to_vec();
                     start.push(0);
                 }
-                _ => return Ok(out),
+                _ => return Ok((out, at)),
             }
         }
     }
 
     /// The staged chunks' writes, in order.
     fn staged_ops(&self, reads: Reads) -> Result<Ops, StoreError> {
+        self.staged_ops_at(reads, 0)
+    }
+
+    /// The staged chunks' writes as they were at `revision` (0: now).
+    fn staged_ops_at(&self, reads: Reads, revision: i64) -> Result<Ops, StoreError> {
         let from = self.key(STAGED);
-        let chunks = self.scan(&from, range_end(&from), STAGED_PAGE, reads)?;
+        let (chunks, _) = self.scan(&from, range_end(&from), STAGED_PAGE, reads, revision)?;
         let mut ops = Vec::new();
         for (key, value) in chunks {
             let chunk: Vec<(String, Option<String>)> =
@@ -913,6 +931,10 @@ impl Store for EtcdStore {
         Ok(())
     }
 
+    fn loaded_at(&self) -> Option<i64> {
+        Some(self.loaded_at.load(Ordering::Relaxed)).filter(|&r| r > 0)
+    }
+
     fn load(&self) -> Result<Snapshot, StoreError> {
         match self.load_from(Reads::Quorum) {
             Err(StoreError::Unavailable { message, .. })
@@ -948,23 +970,27 @@ impl Store for EtcdStore {
 
 impl EtcdStore {
     /// Every record, with a committed staged batch laid over them.
+    /// Records, marker and chunks are read at one revision, which
+    /// [`Store::loaded_at`] then answers.
     fn load_from(&self, reads: Reads) -> Result<Snapshot, StoreError> {
         let from = self.key(PREFIX);
-        let mut records: BTreeMap<String, Vec<u8>> = self
-            .scan(&from, range_end(&from), PAGE, reads)?
+        let (records, at) = self.scan(&from, range_end(&from), PAGE, reads, 0)?;
+        let mut records: BTreeMap<String, Vec<u8>> = records
             .into_iter()
             .map(|(k, v)| (k[self.config.prefix.len()..].to_owned(), v))
             .collect();
-        let marker = self.read_marker_from(reads)?;
+        let marker = self.read_marker_at(reads, at)?;
         if marker.as_ref().is_some_and(|(m, _)| m.staged.is_some()) {
-            for (k, v) in self.staged_ops(reads)? {
+            for (k, v) in self.staged_ops_at(reads, at)? {
                 match v {
                     Some(v) => records.insert(k, v),
                     None => records.remove(&k),
                 };
             }
         }
-        decode_all(records)
+        let snapshot = decode_all(records)?;
+        self.loaded_at.store(at, Ordering::Relaxed);
+        Ok(snapshot)
     }
 }
 
@@ -985,7 +1011,16 @@ impl Reads {
             Self::Member => Some(GetOptions::new().with_serializable()),
         }
     }
+
+    /// The options of a read at `revision` (0: the newest).
+    fn at(self, revision: i64) -> Option<GetOptions> {
+        if revision == 0 {
+            return self.options();
+        }
+        Some(self.options().unwrap_or_default().with_revision(revision))
+    }
 }
 
+pub mod follow;
 #[cfg(test)]
 mod tests;
