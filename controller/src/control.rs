@@ -282,6 +282,9 @@ pub struct Control {
     /// Since when the published snapshot has been withdrawn because
     /// something it depends on changed (the latest such change).
     answers_stale: Option<Instant>,
+    /// The store revision up to which a standby's view holds every commit
+    /// (`role.rs`, `view_is_current`); `None` once it led.
+    view_at: Option<i64>,
     /// Hosts whose tables to compile ahead of their switch, when nothing
     /// else waits.
     to_prepare: BTreeSet<HostName>,
@@ -491,6 +494,7 @@ impl Control {
             moved_until: BTreeMap::new(),
             answers: answers.clone(),
             answers_stale: Some(Instant::now()),
+            view_at: None,
             to_prepare: BTreeSet::new(),
             prepared: BTreeMap::new(),
             memo: crate::compiler::Memo::default(),

@@ -197,6 +197,11 @@ pub trait Store {
     fn loaded_at(&self) -> Option<i64> {
         None
     }
+    /// The revision of the store's marker as this handle last wrote or read
+    /// it ([`Store::lead`] reads it): every commit is at or before it.
+    fn marker_revision(&self) -> Option<i64> {
+        None
+    }
     fn lead(&mut self, leadership: &crate::election::Leadership) -> Result<(), StoreError> {
         let _ = leadership;
         Ok(())

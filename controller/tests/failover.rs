@@ -539,6 +539,41 @@ fn measure_a_standby_following_a_large_registry() {
         cpu_of(leader.pid()) - cpu_leader,
         cpu_of(standby.pid()) - cpu_standby,
     );
+    // The leader killed: how long until the standby leads and takes a write.
+    let killed = Instant::now();
+    leader.kill().unwrap();
+    wait_until("the standby leads", Duration::from_secs(60), || {
+        leads(&standby)
+    });
+    let led = killed.elapsed();
+    wait_until(
+        "the new leader takes a write",
+        Duration::from_secs(60),
+        || put(&standby, i) == 201,
+    );
+    let wrote = killed.elapsed();
+    let took = standby
+        .log_tail(200)
+        .lines()
+        .filter(|l| l.contains("leading the cluster"))
+        .filter_map(|l| l.split("took_ms=").nth(1))
+        .map(|t| t.trim().to_owned())
+        .next_back()
+        .unwrap_or_default();
+    let followed = standby
+        .log_tail(200)
+        .contains("taking over with the followed view");
+    eprintln!(
+        "leader killed: the standby led {:.2} s later (its take-over {took} ms, {}), took a \
+         write {:.2} s later",
+        led.as_secs_f64(),
+        if followed {
+            "on the followed view"
+        } else {
+            "reading the store whole"
+        },
+        wrote.as_secs_f64()
+    );
     lags.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     eprintln!(

@@ -68,6 +68,9 @@ impl Control {
     /// [`Self::reload`] just read from the store.
     pub fn lead(&mut self, generation: u64) {
         self.role = Role::Leader { generation };
+        // A leader's view runs ahead of what a standby read; standing by
+        // again, it is read whole before it counts as current.
+        self.view_at = None;
         self.metrics.leader.set(1);
         self.metrics.leader_generation.set(clamp(generation));
         self.metrics.leaderships.inc();
@@ -250,16 +253,21 @@ impl Control {
         }
     }
 
-    /// Everything the store holds now, if there is a store.
     /// Sets the registry entries another replica's commit changed, as a
-    /// standby following the store does between whole reloads; `false`
-    /// (and nothing set) once this replica writes, its view being the
-    /// store's then.
-    pub fn apply_stored(&mut self, records: Vec<crate::store::RegistryRecord>) -> bool {
+    /// standby following the store does between whole reads, and notes
+    /// that the view now holds every commit up to `revision` (the commit's
+    /// marker write); `false` (and nothing set) once this replica writes,
+    /// its view being the store's then.
+    pub fn apply_stored(
+        &mut self,
+        records: Vec<crate::store::RegistryRecord>,
+        revision: i64,
+    ) -> bool {
         use crate::store::RegistryRecord;
         if self.role().writes() {
             return false;
         }
+        self.view_at = Some(revision);
         if records.is_empty() {
             return true;
         }
@@ -277,15 +285,38 @@ impl Control {
         true
     }
 
+    /// Notes that the view is the store as its last whole read found it:
+    /// every commit up to the revision it read at. The start's read and a
+    /// standby's whole reads.
+    pub fn viewed_whole_store(&mut self) -> Option<i64> {
+        self.view_at = self.store_loaded_at();
+        self.view_at
+    }
+
+    /// Whether the view already holds every commit the store has: the
+    /// store's marker, as [`Self::fence_store`] just read it, was written
+    /// no later than the last commit a standby applied or read. A new
+    /// leader then need not read the store whole again.
+    pub fn view_is_current(&self) -> bool {
+        let Some(store) = self.store.as_ref() else {
+            return false;
+        };
+        let marker = super::commit::with_store(store, |s| Ok(s.marker_revision()))
+            .ok()
+            .flatten();
+        matches!((self.view_at, marker), (Some(v), Some(m)) if m <= v)
+    }
+
     /// The revision the store's last load read at, where a standby's watch
     /// starts ([`crate::store::Store::loaded_at`]).
-    pub fn store_loaded_at(&self) -> Option<i64> {
+    fn store_loaded_at(&self) -> Option<i64> {
         let store = self.store.as_ref()?;
         super::commit::with_store(store, |s| Ok(s.loaded_at()))
             .ok()
             .flatten()
     }
 
+    /// Everything the store holds now, if there is a store.
     pub fn load_store(&self) -> Result<Option<crate::store::Snapshot>, crate::store::StoreError> {
         let Some(store) = self.store.as_ref() else {
             return Ok(None);

@@ -2872,3 +2872,77 @@ fn after_a_live_migration_frames_still_sent_to_the_old_host_follow_the_guest() {
     assert_eq!(located(&c, mac), port_of("pm2", 9));
     assert!(c.topology.moved_from.is_empty());
 }
+
+/// A shared store as a standby sees it: the revision of its last whole
+/// read and of the marker, as the test sets them.
+#[derive(Debug)]
+struct RevisionStore {
+    loaded_at: i64,
+    marker: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl store::Store for RevisionStore {
+    fn load(&self) -> Result<store::Snapshot, store::StoreError> {
+        Ok(store::Snapshot::default())
+    }
+
+    fn commit(&mut self, _: &store::Batch) -> Result<(), store::StoreError> {
+        Ok(())
+    }
+
+    fn loaded_at(&self) -> Option<i64> {
+        Some(self.loaded_at)
+    }
+
+    fn marker_revision(&self) -> Option<i64> {
+        Some(self.marker.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+#[test]
+fn a_followed_view_counts_as_the_store_only_up_to_the_commits_it_holds() {
+    use std::sync::atomic::Ordering;
+    let (mut c, _) = control();
+    c.stand_by(1);
+    let marker = Arc::new(std::sync::atomic::AtomicI64::new(90));
+    c.persist_to(Box::new(RevisionStore {
+        loaded_at: 100,
+        marker: Arc::clone(&marker),
+    }));
+    assert!(!c.view_is_current(), "nothing read yet");
+    assert_eq!(c.viewed_whole_store(), Some(100));
+    assert!(c.view_is_current(), "the read holds the marker's commit");
+    // A commit the standby has not applied yet.
+    marker.store(120, Ordering::Relaxed);
+    assert!(!c.view_is_current());
+    let key = MacKey {
+        vi: ViId(1),
+        vlan: crate::model::Vlan::Untagged,
+        mac: MacAddr([0x52, 0x54, 0, 0, 0x77, 1]),
+    };
+    let entry = crate::registry::MacEntry {
+        location: Some(Location::BehindGateway {
+            gateway: HostName("gw1".into()),
+        }),
+        origin: crate::registry::Origin::Api,
+        since: Timestamp(5),
+    };
+    let record = store::RegistryRecord::Mac(key, Some(entry.clone()));
+    assert!(c.apply_stored(vec![record.clone()], 120));
+    assert_eq!(c.registry.mac(&key), Some(&entry));
+    assert!(c.view_is_current());
+    // Deleted by the next commit.
+    assert!(c.apply_stored(vec![store::RegistryRecord::Mac(key, None)], 121));
+    assert_eq!(c.registry.mac(&key), None);
+    // Once it led, its view is its own until read whole again.
+    c.lead(2);
+    assert!(!c.view_is_current());
+    assert!(
+        !c.apply_stored(vec![record], 130),
+        "a leader applies nothing"
+    );
+    assert_eq!(c.registry.mac(&key), None);
+    c.stand_by(3);
+    assert!(!c.view_is_current());
+    assert_eq!(c.viewed_whole_store(), Some(100));
+}

@@ -931,6 +931,10 @@ impl Store for EtcdStore {
         Ok(())
     }
 
+    fn marker_revision(&self) -> Option<i64> {
+        Some(self.known).filter(|&r| r > 0)
+    }
+
     fn loaded_at(&self) -> Option<i64> {
         Some(self.loaded_at.load(Ordering::Relaxed)).filter(|&r| r > 0)
     }
