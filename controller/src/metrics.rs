@@ -79,6 +79,13 @@ pub struct Metrics {
     pub switches_slave: Gauge,
     /// Times this controller won the election.
     pub leaderships: Counter,
+    /// Times a standby read the etcd store whole: at its start, and where
+    /// a commit could not be applied entry by entry (a seed, a host or VI
+    /// changed, its watch cut).
+    pub store_whole_reads: Counter,
+    /// The etcd revision up to which a standby's view holds every commit;
+    /// 0 while it leads or before its first read.
+    pub store_followed_revision: Gauge,
     /// Registry entries, by kind.
     pub registry_entries: Family<KindLabel, Gauge>,
     /// From a RARP's PacketIn to the last barrier reply confirming the
@@ -242,8 +249,22 @@ impl Default for Metrics {
             "Times this controller won the leader election",
             leaderships.clone(),
         );
+        let store_whole_reads = Counter::default();
+        registry.register(
+            "store_whole_reads",
+            "Times this standby read the etcd store whole instead of following its commits",
+            store_whole_reads.clone(),
+        );
+        let store_followed_revision = Gauge::default();
+        registry.register(
+            "store_followed_revision",
+            "The etcd revision up to which this standby's view holds every commit (0 leading)",
+            store_followed_revision.clone(),
+        );
         Self {
             registry,
+            store_whole_reads,
+            store_followed_revision,
             leader,
             leader_generation,
             switches_master,

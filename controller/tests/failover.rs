@@ -241,6 +241,10 @@ fn every_acknowledged_write_survives_a_kill_of_the_leader_and_a_standby_takes_ov
         Duration::from_secs(5),
         || listing(&back) == on_leader,
     );
+    // It read the store whole at its start and for the staged batch, and
+    // followed the rest.
+    assert!(metric(&back, "iris_store_followed_revision") > 0.0);
+    assert_eq!(metric(&back, "iris_store_whole_reads_total"), 2.0);
 
     // SIGTERM to the leader resigns: the standby need not wait for the ttl.
     let leader = Arc::try_unwrap(standby).unwrap();

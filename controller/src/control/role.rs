@@ -71,6 +71,7 @@ impl Control {
         // A leader's view runs ahead of what a standby read; standing by
         // again, it is read whole before it counts as current.
         self.view_at = None;
+        self.metrics.store_followed_revision.set(0);
         self.metrics.leader.set(1);
         self.metrics.leader_generation.set(clamp(generation));
         self.metrics.leaderships.inc();
@@ -268,6 +269,7 @@ impl Control {
             return false;
         }
         self.view_at = Some(revision);
+        self.metrics.store_followed_revision.set(revision);
         if records.is_empty() {
             return true;
         }
@@ -290,6 +292,10 @@ impl Control {
     /// standby's whole reads.
     pub fn viewed_whole_store(&mut self) -> Option<i64> {
         self.view_at = self.store_loaded_at();
+        if let Some(revision) = self.view_at {
+            self.metrics.store_whole_reads.inc();
+            self.metrics.store_followed_revision.set(revision);
+        }
         self.view_at
     }
 

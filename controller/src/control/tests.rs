@@ -2934,6 +2934,8 @@ fn a_followed_view_counts_as_the_store_only_up_to_the_commits_it_holds() {
     // Deleted by the next commit.
     assert!(c.apply_stored(vec![store::RegistryRecord::Mac(key, None)], 121));
     assert_eq!(c.registry.mac(&key), None);
+    assert_eq!(c.metrics.store_followed_revision.get(), 121);
+    assert_eq!(c.metrics.store_whole_reads.get(), 1);
     // Once it led, its view is its own until read whole again.
     c.lead(2);
     assert!(!c.view_is_current());
@@ -2942,7 +2944,9 @@ fn a_followed_view_counts_as_the_store_only_up_to_the_commits_it_holds() {
         "a leader applies nothing"
     );
     assert_eq!(c.registry.mac(&key), None);
+    assert_eq!(c.metrics.store_followed_revision.get(), 0);
     c.stand_by(3);
     assert!(!c.view_is_current());
     assert_eq!(c.viewed_whole_store(), Some(100));
+    assert_eq!(c.metrics.store_whole_reads.get(), 2);
 }
