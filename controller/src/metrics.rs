@@ -80,8 +80,8 @@ pub struct Metrics {
     /// Times this controller won the election.
     pub leaderships: Counter,
     /// Times a standby read the etcd store whole: at its start, and where
-    /// a commit could not be applied entry by entry (a seed, a host or VI
-    /// changed, its watch cut).
+    /// a commit could not be applied entry by entry (a host or VI changed,
+    /// its watch cut).
     pub store_whole_reads: Counter,
     /// The etcd revision up to which a standby's view holds every commit;
     /// 0 while it leads or before its first read.

@@ -1180,9 +1180,10 @@ pub enum RegistryRecord {
 }
 
 /// What a write of another store handle did to the key `key` (without
-/// the prefix): written with `value`, or deleted, when it held `before`.
-/// `Ok(None)` for a host or VI record, which a follower re-reads whole
-/// (they merge with the configuration).
+/// the prefix): written with `value`, or deleted, when it held `before`
+/// (a deletion written without its old value, as a staged batch's are, is
+/// read from the key). `Ok(None)` for a host or VI record, which a
+/// follower re-reads whole (they merge with the configuration).
 pub fn decode_write(
     key: &str,
     value: Option<&[u8]>,
@@ -1192,10 +1193,13 @@ pub fn decode_write(
         (Some(v), _) => (v, false),
         (None, Some(b)) => (b, true),
         (None, None) => {
-            return Err(corrupt(
-                key,
-                "deleted, and what it held is no longer known".to_owned(),
-            ))
+            return deleted_entry(key).map(Some).ok_or_else(|| {
+                corrupt(
+                    key,
+                    "deleted, and neither its key nor what it held tells which entry it was"
+                        .to_owned(),
+                )
+            })
         }
     };
     Ok(match decode_one(key, bytes)? {
@@ -1203,6 +1207,38 @@ pub fn decode_write(
         Record::Ip(k, e) => Some(RegistryRecord::Ip(k, (!deleted).then_some(e))),
         Record::Host(_) | Record::Vi(_) => None,
     })
+}
+
+/// The registry entry `key` is the record of, as deleted: `None` for any
+/// other key, or one this store would not have written for that entry.
+fn deleted_entry(key: &str) -> Option<RegistryRecord> {
+    let mut parts = key.strip_prefix(PREFIX)?.splitn(4, '/');
+    let (kind, vi, vlan, address) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let vi = ViId(vi.parse().ok()?);
+    let vlan = match vlan {
+        "untagged" => Vlan::Untagged,
+        id => Vlan::from_vid(Some(id.parse().ok()?))?,
+    };
+    let (record, written) = match kind {
+        "mac" => {
+            let k = MacKey {
+                vi,
+                vlan,
+                mac: address.parse().ok()?,
+            };
+            (RegistryRecord::Mac(k, None), mac_key(&k))
+        }
+        "ip" => {
+            let k = IpKey {
+                vi,
+                vlan,
+                ip: address.parse().ok()?,
+            };
+            (RegistryRecord::Ip(k, None), ip_key(&k))
+        }
+        _ => return None,
+    };
+    (written == key).then_some(record)
 }
 
 fn corrupt(key: &str, reason: String) -> StoreError {

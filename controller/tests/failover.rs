@@ -241,10 +241,10 @@ fn every_acknowledged_write_survives_a_kill_of_the_leader_and_a_standby_takes_ov
         Duration::from_secs(5),
         || listing(&back) == on_leader,
     );
-    // It read the store whole at its start and for the staged batch, and
-    // followed the rest.
+    // It read the store whole at its start only, and followed the rest,
+    // the staged batch included.
     assert!(metric(&back, "iris_store_followed_revision") > 0.0);
-    assert_eq!(metric(&back, "iris_store_whole_reads_total"), 2.0);
+    assert_eq!(metric(&back, "iris_store_whole_reads_total"), 1.0);
 
     // SIGTERM to the leader resigns: the standby need not wait for the ttl.
     let leader = Arc::try_unwrap(standby).unwrap();
@@ -543,6 +543,33 @@ fn measure_a_standby_following_a_large_registry() {
         cpu_of(leader.pid()) - cpu_leader,
         cpu_of(standby.pid()) - cpu_standby,
     );
+    // A seed of 1000 MACs through the API: more than a transaction takes,
+    // so staged.
+    let rows: Vec<_> = (0..1000u32)
+        .map(|n| {
+            let [_, _, a, b] = n.to_be_bytes();
+            json!({"mac": format!("52:54:02:00:{a:02x}:{b:02x}"), "behind": "gw1"})
+        })
+        .collect();
+    let (status, body) = leader
+        .request("POST", "/v1/vis/1/seed", Some(&json!(rows)))
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let seeded = Instant::now();
+    wait_until(
+        "the standby answers the seed",
+        Duration::from_secs(60),
+        || {
+            standby
+                .request("GET", "/v1/registry/1/untagged/52:54:02:00:03:e7", None)
+                .is_ok_and(|(s, _)| s == 200)
+        },
+    );
+    eprintln!(
+        "a seed of 1000 MACs: the standby answered its last {:.1} ms after the leader",
+        seeded.elapsed().as_secs_f64() * 1000.0
+    );
+
     // The leader killed: how long until the standby leads and takes a write.
     let killed = Instant::now();
     leader.kill().unwrap();

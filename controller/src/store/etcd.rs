@@ -45,7 +45,7 @@ const BACKEND: &str = "etcd";
 /// The marker's key, after the prefix.
 pub(crate) const MARKER: &str = "iris/store";
 /// Where a large batch is staged, after the prefix.
-const STAGED: &str = "iris/staged/";
+pub(crate) const STAGED: &str = "iris/staged/";
 /// The generation id of the newest leadership, after the prefix: what
 /// the switches last heard in a MASTER claim.
 const GENERATION: &str = "iris/generation";

@@ -6,14 +6,17 @@
 //! Sans-IO: the watch's events go in, one at a time and in revision order,
 //! and what the standby's registry should do comes out. A commit is seen
 //! whole once its marker write is: a small commit is one transaction whose
-//! last write is the marker, so its records come before it. Anything this
-//! cannot apply one entry at a time asks for a whole read instead: a
-//! staged batch (its records reach the record keys only after its commit
-//! point), a host or VI record (they merge with the configuration), a
-//! record that does not decode, a deleted marker.
+//! last write is the marker, so its records come before it; a staged batch
+//! is its chunks, written before the marker that names them (its records
+//! reach their own keys only after that commit point, and are applied
+//! again then, changing nothing). Anything this cannot apply one entry at
+//! a time asks for a whole read instead: a host or VI record (they merge
+//! with the configuration), a record or chunk that does not decode, a
+//! staged batch whose chunks were not all seen, a deleted marker.
 
 use super::super::{decode_write, RegistryRecord, PREFIX};
-use super::{Marker, MARKER};
+use super::{Marker, MARKER, STAGED};
+use std::collections::BTreeMap;
 
 /// What the standby does after an event.
 #[derive(Debug, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub struct Follow {
     pending: Vec<RegistryRecord>,
     /// The commit under way holds something [`Step::Apply`] cannot carry.
     whole: bool,
+    /// The staged chunks written and not deleted since, by key.
+    chunks: BTreeMap<String, Vec<u8>>,
 }
 
 impl Follow {
@@ -42,6 +47,7 @@ impl Follow {
             prefix: prefix.to_owned(),
             pending: Vec::new(),
             whole: false,
+            chunks: BTreeMap::new(),
         }
     }
 
@@ -57,16 +63,31 @@ impl Follow {
         if key == MARKER {
             let staged = value
                 .and_then(|v| serde_json::from_slice::<Marker>(v).ok())
-                .map(|m| m.staged.is_some());
+                .map(|m| m.staged);
             let whole = std::mem::take(&mut self.whole);
-            let pending = std::mem::take(&mut self.pending);
+            let mut pending = std::mem::take(&mut self.pending);
             return match staged {
-                Some(false) if !whole => Step::Apply(pending),
-                _ => Step::Reload,
+                _ if whole => Step::Reload,
+                Some(None) => Step::Apply(pending),
+                Some(Some(n)) => match self.staged_batch(n) {
+                    Some(batch) => {
+                        pending.extend(batch);
+                        Step::Apply(pending)
+                    }
+                    None => Step::Reload,
+                },
+                None => Step::Reload,
             };
         }
+        if key.starts_with(STAGED) {
+            match value {
+                Some(v) => self.chunks.insert(key.to_owned(), v.to_vec()),
+                None => self.chunks.remove(key),
+            };
+            return Step::Wait;
+        }
         if !key.starts_with(PREFIX) {
-            // The election's keys, the generation, staged chunks.
+            // The election's keys, the generation.
             return Step::Wait;
         }
         match decode_write(key, value, before) {
@@ -74,6 +95,23 @@ impl Follow {
             Ok(None) | Err(_) => self.whole = true,
         }
         Step::Wait
+    }
+
+    /// The entries of the staged batch of `n` chunks, in order; `None` if
+    /// not all of its chunks were seen or one does not decode, or it
+    /// writes a host or VI.
+    fn staged_batch(&self, n: u32) -> Option<Vec<RegistryRecord>> {
+        if self.chunks.len() != usize::try_from(n).ok()? {
+            return None;
+        }
+        let mut records = Vec::new();
+        for chunk in self.chunks.values() {
+            let ops: Vec<(String, Option<String>)> = serde_json::from_slice(chunk).ok()?;
+            for (key, value) in ops {
+                records.push(decode_write(&key, value.as_deref().map(str::as_bytes), None).ok()??);
+            }
+        }
+        Some(records)
     }
 }
 
@@ -179,10 +217,17 @@ mod tests {
             feed(&mut f, &events_of(&hosts, None), &none),
             [Step::Reload]
         );
-        // A deletion whose old value the watch no longer has.
-        let mut blind = events_of(&batch, None);
-        blind.insert(0, (format!("{P}v1/mac/1/untagged/52:54:00:00:00:01"), None));
-        assert_eq!(feed(&mut f, &blind, &none), [Step::Reload]);
+        // Deletions whose old value the watch does not have, and whose key
+        // names no registry entry.
+        for key in [
+            "v1/host/pm1",
+            "v1/mac/1/untagged/zz",
+            "v1/mac/1/4095/52:54:00:00:00:01",
+        ] {
+            let mut blind = events_of(&batch, None);
+            blind.insert(0, (format!("{P}{key}"), None));
+            assert_eq!(feed(&mut f, &blind, &none), [Step::Reload], "{key}");
+        }
         // A record that does not decode.
         let mut garbled = events_of(&batch, None);
         garbled[0].1 = Some(b"{".to_vec());
@@ -201,13 +246,83 @@ mod tests {
         ));
     }
 
+    /// A batch staged as the etcd store stages it: the chunks' writes,
+    /// `per` operations each, then the marker naming them.
+    fn staged(batch: &Batch, per: usize) -> Vec<(String, Option<Vec<u8>>)> {
+        let ops: Vec<(&str, Option<String>)> = batch
+            .ops()
+            .map(|(k, v)| (k, v.map(|v| String::from_utf8(v.to_vec()).unwrap())))
+            .collect();
+        let mut out: Vec<_> = ops
+            .chunks(per)
+            .enumerate()
+            .map(|(n, chunk)| (format!("{P}{STAGED}{n:08}"), Some(encode(&chunk))))
+            .collect();
+        let n = u32::try_from(out.len()).unwrap();
+        out.extend(events_of(&Batch::new(), Some(n)));
+        out
+    }
+
+    #[test]
+    fn a_staged_batch_is_applied_from_its_chunks_at_its_commit_point() {
+        let (r, changes) = crate::store::tests::populated();
+        let batch = Batch::from_changes(&changes);
+        let none = BTreeMap::new();
+        let mut f = Follow::new(P);
+        let steps = feed(&mut f, &staged(&batch, 3), &none);
+        let [Step::Apply(records)] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        let mut followed = Registry::new();
+        apply(&mut followed, records);
+        assert_eq!(followed, r);
+        // The copy onto the records, then the chunks deleted with the
+        // marker: the same entries again, nothing changed.
+        let mut copy = events_of(&batch, None);
+        let chunks: Vec<_> = staged(&batch, 3)
+            .into_iter()
+            .filter(|(k, _)| k.contains(STAGED))
+            .map(|(k, _)| (k, None))
+            .collect();
+        copy.splice(copy.len() - 1..copy.len() - 1, chunks);
+        let steps = feed(&mut f, &copy, &none);
+        let [Step::Apply(records)] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        apply(&mut followed, records);
+        assert_eq!(followed, r);
+
+        // Deletions staged without their old values are read from the keys.
+        let mut gone = r.clone();
+        let keys: Vec<_> = r.macs().map(|(k, _)| *k).collect();
+        let deleted = Batch::from_changes(&gone.remove(&keys));
+        let steps = feed(&mut f, &staged(&deleted, 2), &none);
+        let [Step::Apply(records)] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        apply(&mut followed, records);
+        assert!(followed.is_empty());
+
+        // A chunk missed (the watch started after it) or cleared before
+        // the commit point: read whole.
+        let mut missed = staged(&batch, 3);
+        missed.remove(0);
+        assert_eq!(feed(&mut Follow::new(P), &missed, &none), [Step::Reload]);
+        let mut cleared = staged(&batch, 3);
+        let first = cleared[0].0.clone();
+        cleared.insert(1, (first, None));
+        assert_eq!(feed(&mut Follow::new(P), &cleared, &none), [Step::Reload]);
+        let mut garbled = staged(&batch, 3);
+        garbled[1].1 = Some(b"[[1]]".to_vec());
+        assert_eq!(feed(&mut Follow::new(P), &garbled, &none), [Step::Reload]);
+    }
+
     #[test]
     fn other_keys_and_other_prefixes_are_ignored() {
         let mut f = Follow::new(P);
         for key in [
             "iris/dc1/iris/leader/694d1",
             "iris/dc1/iris/generation",
-            "iris/dc1/iris/staged/00000000",
             "iris/dc10/v1/mac/1/untagged/52:54:00:00:00:01",
             "iris/dc10/iris/store",
         ] {
