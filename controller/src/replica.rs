@@ -255,9 +255,9 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
 /// While this replica stands by, keeps its view up with the leader's
 /// commits: a whole read of the store, then an etcd watch on the store's
 /// prefix from that read's revision on, whose commits are applied entry by
-/// entry (`store::etcd::follow`); what cannot be (a staged batch, a host
-/// or VI changed, a watch cut or compacted away) is followed by another
-/// whole read.
+/// entry (`store::etcd::follow`); what cannot be (a host or VI changed,
+/// a staged batch not seen whole, a watch cut or compacted away) is
+/// followed by another whole read.
 async fn follow_store(
     config: Arc<Config>,
     etcd: EtcdConfig,
@@ -319,7 +319,7 @@ async fn follow_store(
         }
         debug!(
             revision,
-            "standby: read the store whole; following its commits"
+            "standby: following the store's commits from its last whole read"
         );
         let mut follow = Follow::new(&etcd.prefix);
         'watch: loop {

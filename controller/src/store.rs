@@ -185,12 +185,6 @@ pub trait Store {
     fn tidy(&mut self) -> Result<bool, StoreError> {
         Ok(false)
     }
-    /// Makes every later commit conditional on `leadership` (a replica of
-    /// a `[cluster]` that just won the election), so that once another
-    /// replica leads, this one's late commit is refused
-    /// ([`StoreError::Unavailable`]) rather than applied; and takes what
-    /// other leaders wrote meanwhile as the store's current state. Only
-    /// the etcd store is shared.
     /// The revision the last [`Store::load`] read at, from which a reader
     /// can follow the later commits of another handle (the etcd store's);
     /// `None` for a store no one else writes.
@@ -202,6 +196,12 @@ pub trait Store {
     fn marker_revision(&self) -> Option<i64> {
         None
     }
+    /// Makes every later commit conditional on `leadership` (a replica of
+    /// a `[cluster]` that just won the election), so that once another
+    /// replica leads, this one's late commit is refused
+    /// ([`StoreError::Unavailable`]) rather than applied; and takes what
+    /// other leaders wrote meanwhile as the store's current state. Only
+    /// the etcd store is shared.
     fn lead(&mut self, leadership: &crate::election::Leadership) -> Result<(), StoreError> {
         let _ = leadership;
         Ok(())

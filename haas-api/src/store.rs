@@ -45,7 +45,7 @@ impl SledStore {
                         "another process is using the store {} (held by {} after a {} s wait); \
                          stop it, or set `store` in the configuration to another directory",
                         path.display(),
-                        lock::holders(&path.join("db")).join(", "),
+                        lock::holders_text(&path.join("db")),
                         wait.as_secs_f32()
                     ))
                 } else {

@@ -194,7 +194,6 @@ impl Control {
     /// store's). The ports the OVSDB side reported stay. Done by a standby
     /// each time the leader commits, and by a replica as it wins.
     pub fn reload(&mut self, hosts: Vec<ManagedHost>, vis: Vec<Vi>, registry: Registry) {
-        self.answers_changed();
         let names: BTreeSet<_> = hosts.iter().map(|m| m.host.name.clone()).collect();
         let mut topology = Topology {
             vm_ports: std::mem::take(&mut self.topology.vm_ports),
@@ -221,11 +220,8 @@ impl Control {
             }
         }
         self.topology = topology;
-        let (macs, ips) = registry.len();
-        self.metrics.set_registry_size(macs, ips);
         self.registry = registry;
-        self.prepared.clear();
-        self.memo = crate::compiler::Memo::default();
+        self.registry_restored();
         for sw in self.switches.values_mut() {
             sw.host = sw.dpid.and_then(|d| {
                 self.topology
@@ -273,18 +269,25 @@ impl Control {
         if records.is_empty() {
             return true;
         }
-        self.answers_changed();
         for record in records {
             match record {
                 RegistryRecord::Mac(k, e) => self.registry.restore_mac(k, e),
                 RegistryRecord::Ip(k, e) => self.registry.restore_ip(k, e),
             }
         }
+        self.registry_restored();
+        true
+    }
+
+    /// After the registry was set from the store ([`Self::reload`],
+    /// [`Self::apply_stored`]): the ARP answers and what was compiled from
+    /// it go stale, and its size is counted again.
+    fn registry_restored(&mut self) {
+        self.answers_changed();
         let (macs, ips) = self.registry.len();
         self.metrics.set_registry_size(macs, ips);
         self.prepared.clear();
         self.memo = crate::compiler::Memo::default();
-        true
     }
 
     /// Notes that the view is the store as its last whole read found it:

@@ -9,7 +9,7 @@
 //! second daemon started on the same directory by mistake is still refused,
 //! only later.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// How long a process waits for a store's lock before it gives up.
@@ -50,6 +50,16 @@ pub fn holders(file: &Path) -> Vec<String> {
     found
 }
 
+/// [`holders`] as one phrase for a message.
+pub fn holders_text(file: &Path) -> String {
+    let who = holders(file);
+    if who.is_empty() {
+        "not visible in /proc".to_owned()
+    } else {
+        who.join(", ")
+    }
+}
+
 /// Calls `open` until it succeeds, fails for another reason than a held
 /// lock (`held` says which), or `wait` has passed; says once, naming the
 /// holders of `dir`'s `db` file, that it waits.
@@ -66,17 +76,11 @@ pub fn open_waiting<T, E>(
             Err(e) if held(&e) && Instant::now() < deadline => {
                 if !said {
                     said = true;
-                    let db: PathBuf = dir.join("db");
-                    let who = holders(&db);
                     tracing::warn!(
                         "the store {} is locked by another process ({}); waiting up to {} s \
                          for it to let go",
                         dir.display(),
-                        if who.is_empty() {
-                            "not visible in /proc".to_owned()
-                        } else {
-                            who.join(", ")
-                        },
+                        holders_text(&dir.join("db")),
                         wait.as_secs()
                     );
                 }
