@@ -32,13 +32,13 @@
 
 use super::{decode_all, Batch, Snapshot, Store, StoreError, FORMAT, PREFIX, PROGRAM};
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
+    Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
 };
+use members::{range_end, unavailable, KeyValue, Members};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 const BACKEND: &str = "etcd";
@@ -59,8 +59,6 @@ pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 /// would be over gRPC's 4 MiB message limit in one answer (a record is a
 /// few hundred bytes).
 const PAGE: i64 = 2000;
-/// A key and its value, as read.
-type KeyValue = (String, Vec<u8>);
 /// Staged chunks read per request: etcd takes a value of up to
 /// `--max-request-bytes` (1.5 MiB), so two chunks stay under gRPC's 4 MiB
 /// answer, and a page of `PAGE` chunks, the whole of a large batch, did not.
@@ -153,13 +151,7 @@ struct Doubt {
 /// The etcd backend. Its client runs on a runtime of its own, so it can be
 /// called from the control loop's thread like sled.
 pub struct EtcdStore {
-    rt: Option<tokio::runtime::Runtime>,
-    /// A client per endpoint, connected when first needed: a request that
-    /// fails on one member is tried on the next (tonic's balanced channel
-    /// kept sending to a killed member until its timeout).
-    clients: Mutex<Vec<Option<Client>>>,
-    /// The member that answered last, tried first.
-    current: AtomicUsize,
+    members: Members,
     config: EtcdConfig,
     /// The marker as last written or read, and its `mod_revision`.
     marker: Marker,
@@ -185,98 +177,6 @@ impl std::fmt::Debug for EtcdStore {
             .field("write", &self.marker.write)
             .finish_non_exhaustive()
     }
-}
-
-/// The message of an unavailable error, without the error's own words.
-fn unwrapped(e: &StoreError) -> String {
-    match e {
-        StoreError::Unavailable { message, .. } => message.clone(),
-        e => e.to_string(),
-    }
-}
-
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable {
-        backend: BACKEND,
-        message: e.to_string(),
-    }
-}
-
-/// An etcd error: a request etcd refuses as malformed (a transaction over
-/// its `--max-txn-ops`, a request over its size limit) is a configuration
-/// fault; anything else (no leader, no quorum, no member reachable, a
-/// timeout) is the cluster being unavailable.
-fn etcd_error(e: etcd_client::Error) -> StoreError {
-    match &e {
-        // gRPC's INVALID_ARGUMENT, a number the gRPC spec fixes.
-        etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 3 => StoreError::Backend {
-            backend: BACKEND,
-            message: format!(
-                "etcd refused the request ({}); set [store] max_txn_ops to at most etcd's \
-                     --max-txn-ops",
-                s.message()
-            ),
-        },
-        // OUT_OF_RANGE: the client refused an answer over gRPC's 4 MiB.
-        // Asking another member gets the same answer; the cluster is fine.
-        etcd_client::Error::GRpcStatus(s) if s.code() as i32 == 11 => StoreError::Backend {
-            backend: BACKEND,
-            message: format!("an answer of etcd was too large to read ({})", s.message()),
-        },
-        etcd_client::Error::GRpcStatus(s) => unavailable(match s.message() {
-            // tonic's words for a request that got no answer, or no
-            // connection.
-            "Timeout expired" => "no answer in time".to_owned(),
-            "tcp connect error" => "cannot connect (is the member running?)".to_owned(),
-            // A connection cut under the request: its cause is the news. A
-            // member refusing our certificate shows as a TLS alert on the
-            // first read after the handshake, or, when the close wins
-            // that race, as a connection closed with no reason at all.
-            "transport error" | "operation was canceled" => transport_cause(s),
-            // etcd's own, like "etcdserver: no leader".
-            m => m.to_owned(),
-        }),
-        _ => unavailable(e),
-    }
-}
-
-/// What cut a request's connection, from the innermost error under
-/// `status`, with what to check when it may be our certificate.
-fn transport_cause(status: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = None;
-    let mut next = status.source();
-    while let Some(e) = next {
-        cause = Some(e.to_string());
-        next = e.source();
-    }
-    let Some(cause) = cause else {
-        return "the connection failed".to_owned();
-    };
-    const CERTIFICATE: &str = "[store] certificate must be issued by a CA the members trust \
-                               (etcd's --trusted-ca-file) and be valid now";
-    if cause.contains("received fatal alert") {
-        format!("the member refused this controller's TLS certificate ({cause}); {CERTIFICATE}")
-    } else if ended_by_the_member(&cause) {
-        format!(
-            "the member closed the connection with no reason given ({cause}); a member that \
-             asks for client certificates does so when it refuses ours ({CERTIFICATE}), and \
-             one that speaks TLS closes a plain http:// connection"
-        )
-    } else {
-        format!("the connection failed: {cause}")
-    }
-}
-
-/// Whether the innermost transport error says the member ended the
-/// connection. A member that refuses a client certificate sends its alert
-/// and closes after the client took TLS 1.3's handshake for done, so the
-/// client sees the alert, the close, or its own next write failing on the
-/// closed socket, whichever wins the race.
-fn ended_by_the_member(cause: &str) -> bool {
-    let cause = cause.to_ascii_lowercase();
-    cause == "connection closed"
-        || cause.contains("broken pipe")
-        || cause.contains("connection reset")
 }
 
 impl EtcdStore {
@@ -362,16 +262,8 @@ impl EtcdStore {
 
     /// The store with its clients, before anything is read.
     fn unread(config: EtcdConfig) -> Result<Self, StoreError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("iris-etcd")
-            .enable_all()
-            .build()
-            .map_err(unavailable)?;
         let store = Self {
-            rt: Some(rt),
-            clients: Mutex::new(vec![None; config.endpoints.len()]),
-            current: AtomicUsize::new(0),
+            members: Members::new(config.clone())?,
             config,
             marker: Marker {
                 program: PROGRAM.to_owned(),
@@ -427,75 +319,15 @@ impl EtcdStore {
         format!("{}{k}", self.config.prefix)
     }
 
-    /// The client of endpoint `i`, connected now if it was not.
-    fn client(&self, i: usize) -> Result<Client, StoreError> {
-        let mut clients = self
-            .clients
-            .lock()
-            .map_err(|_| unavailable("the store's clients were poisoned"))?;
-        if let Some(c) = &clients[i] {
-            return Ok(c.clone());
-        }
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| unavailable("the store is closed"))?;
-        let options = self
-            .config
-            .connect_options()?
-            .with_timeout(self.config.request_timeout)
-            .with_keep_alive(KEEPALIVE, self.config.request_timeout);
-        let endpoint = self.config.endpoints[i].clone();
-        let c = block(rt, self.config.dial_timeout, async move {
-            Client::connect([endpoint], Some(options)).await
-        })?
-        .map_err(etcd_error)?;
-        clients[i] = Some(c.clone());
-        Ok(c)
+    fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
+        self.members.txn(txn)
     }
 
-    /// Runs `request` against the member that answered last, and on any
-    /// failure against the others in turn. Every request is safe to
-    /// repeat: reads are, and every write is guarded by the marker (see
-    /// [`Self::expect_applied`]).
     fn run<T: Send + 'static, F>(&self, request: impl Fn(KvClient) -> F) -> Result<T, StoreError>
     where
         F: Future<Output = Result<T, etcd_client::Error>> + Send + 'static,
     {
-        let rt = self
-            .rt
-            .as_ref()
-            .ok_or_else(|| unavailable("the store is closed"))?;
-        let n = self.config.endpoints.len();
-        let first = self.current.load(Ordering::Relaxed);
-        let mut failures = Vec::new();
-        for i in (0..n).map(|i| (first + i) % n) {
-            let answer = self.client(i).and_then(|c| {
-                block(rt, self.config.request_timeout, request(c.kv_client()))?.map_err(etcd_error)
-            });
-            match answer {
-                Ok(v) => {
-                    self.current.store(i, Ordering::Relaxed);
-                    return Ok(v);
-                }
-                Err(e @ StoreError::Unavailable { .. }) => {
-                    failures.push(format!("{}: {}", self.config.endpoints[i], unwrapped(&e)));
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(unavailable(format!(
-            "no etcd member took the request (the cluster has lost its quorum or is out of \
-             reach): {}",
-            failures.join("; ")
-        )))
-    }
-
-    fn txn(&self, txn: Txn) -> Result<etcd_client::TxnResponse, StoreError> {
-        self.run(move |mut kv| {
-            let txn = txn.clone();
-            async move { kv.txn(txn).await }
-        })
+        self.members.run(request)
     }
 
     /// The marker and its `mod_revision`, if there is one.
@@ -549,47 +381,18 @@ impl EtcdStore {
         Ok(Some((m, kv.mod_revision())))
     }
 
-    /// Every key and value from `from` (inclusive) up to `to` (exclusive)
-    /// at one revision, `page` keys at a time, and that revision: `at`, or
-    /// with 0 the first page's.
+    /// Every key and value from `from` up to `to` at one revision (`at`,
+    /// or with 0 the first page's), `page` keys at a time, asking `reads`.
     fn scan(
         &self,
         from: &str,
         to: Vec<u8>,
         page: i64,
         reads: Reads,
-        mut at: i64,
+        at: i64,
     ) -> Result<(Vec<KeyValue>, i64), StoreError> {
-        let mut out = Vec::new();
-        let mut start = from.as_bytes().to_vec();
-        loop {
-            let options = reads
-                .at(at)
-                .unwrap_or_default()
-                .with_range(to.clone())
-                .with_limit(page);
-            let key = start.clone();
-            let resp = self.run(move |mut kv| {
-                let (key, options) = (key.clone(), options.clone());
-                async move { kv.get(key, Some(options)).await }
-            })?;
-            if at == 0 {
-                at = resp.header().map_or(0, |h| h.revision());
-            }
-            for kv in resp.kvs() {
-                out.push((
-                    String::from_utf8_lossy(kv.key()).into_owned(),
-                    kv.value().to_vec(),
-                ));
-            }
-            match resp.kvs().last() {
-                Some(last) if resp.more() => {
-                    start = last.key().to_vec();
-                    start.push(0);
-                }
-                _ => return Ok((out, at)),
-            }
-        }
+        self.members
+            .scan(from, to, page, |at| reads.at(at).unwrap_or_default(), at)
     }
 
     /// The staged chunks' writes, in order.
@@ -861,48 +664,6 @@ fn pieces<T: AsRef<[u8]>>(ops: &[(String, Option<T>)], n: usize) -> Vec<&[(Strin
     out
 }
 
-/// The end of the range of every key starting with `prefix`.
-fn range_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
-}
-
-/// Runs `fut` on `rt` and waits for it from any thread, a runtime's
-/// worker included, for at most `timeout` (plus a margin for the client's
-/// own timeout to answer first).
-fn block<T: Send + 'static>(
-    rt: &tokio::runtime::Runtime,
-    timeout: Duration,
-    fut: impl Future<Output = T> + Send + 'static,
-) -> Result<T, StoreError> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    rt.spawn(async move {
-        let _ = tx.send(tokio::time::timeout(timeout, fut).await);
-    });
-    match rx.recv_timeout(timeout + Duration::from_secs(1)) {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) | Err(_) => Err(unavailable(format!(
-            "no answer within {:.1} s",
-            timeout.as_secs_f64()
-        ))),
-    }
-}
-
-impl Drop for EtcdStore {
-    fn drop(&mut self) {
-        // Dropping a runtime blocks, which a runtime's worker may not.
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
 impl Store for EtcdStore {
     fn lead(&mut self, leadership: &crate::election::Leadership) -> Result<(), StoreError> {
         // Whatever this replica wrote in doubt before is the store's now:
@@ -1026,5 +787,6 @@ impl Reads {
 }
 
 pub mod follow;
+pub mod members;
 #[cfg(test)]
 mod tests;

@@ -2,6 +2,7 @@
 //! (Debian's etcd-server, which scripts/install-deps.sh installs), started
 //! by each test with its own data directories.
 
+use super::members::ended_by_the_member;
 use super::*;
 use crate::fixtures::world;
 use crate::model::{MacKey, ViId};
