@@ -698,9 +698,9 @@ fn default_raw_store() -> RawStore {
 }
 
 /// `store = "DIR"` (sled in DIR, as always), or a `[store]` table naming
-/// its backend.
+/// its backend. The broker reads its own `store` the same way.
 #[derive(Debug, Clone)]
-enum RawStore {
+pub enum RawStore {
     Path(PathBuf),
     Table(RawStoreTable),
 }
@@ -740,7 +740,7 @@ enum StoreSchema {
 /// the cluster's endpoints and this data center's key prefix.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawStoreTable {
+pub struct RawStoreTable {
     backend: String,
     #[schema(value_type = Option<String>)]
     path: Option<PathBuf>,
@@ -760,9 +760,11 @@ struct RawStoreTable {
 }
 
 /// The store `raw` describes: the sled directory (resolved as `store =
-/// DIR` is), and the etcd store's settings when the backend is etcd.
-fn check_store_table(
+/// DIR` is; `default_dir` when a sled table names none), and the etcd
+/// store's settings when the backend is etcd.
+pub fn check_store_table(
     raw: &RawStore,
+    default_dir: &Path,
     base: &Path,
     errors: &mut Vec<ConfigError>,
 ) -> (PathBuf, Option<EtcdConfig>) {
@@ -790,7 +792,7 @@ fn check_store_table(
                     ));
                 }
             }
-            let path = t.path.clone().unwrap_or_else(default_store);
+            let path = t.path.clone().unwrap_or_else(|| default_dir.to_owned());
             (check_store(&path, base, errors), None)
         }
         "etcd" => {
@@ -1279,7 +1281,7 @@ impl RawConfig {
         let api_limits = self.api_limits.validate(&mut errors);
         let api_auth = self.api_auth.validate(api.as_ref(), &mut errors);
         let api_tls = self.api_tls.as_ref().map(|t| t.validate(base, &mut errors));
-        let (store, etcd) = check_store_table(&self.store, base, &mut errors);
+        let (store, etcd) = check_store_table(&self.store, &default_store(), base, &mut errors);
         let cluster = self.cluster.as_ref().map(|c| {
             c.validate(
                 etcd.is_some(),
@@ -1505,7 +1507,7 @@ fn check_store(store: &Path, base: &Path, errors: &mut Vec<ConfigError>) -> Path
     if store.as_os_str().is_empty() {
         errors.push(ConfigError::new(
             "store",
-            "an empty path would put the store in whatever directory the controller starts in; \
+            "an empty path would put the store in whatever directory the program starts in; \
              write a directory such as \"/var/lib/iris/controller\"",
         ));
     }

@@ -78,6 +78,17 @@ impl Candidate {
     /// others see as the leader's name: e.g. its API address), with a
     /// lease of `ttl`, kept alive every third of it.
     pub async fn join(config: &EtcdConfig, id: &str, ttl: Duration) -> Result<Self, StoreError> {
+        Self::join_election(config, ELECTION, id, ttl).await
+    }
+
+    /// Joins the election under `election` (after the store's prefix)
+    /// instead: the broker's replicas hold one of their own.
+    pub async fn join_election(
+        config: &EtcdConfig,
+        election: &str,
+        id: &str,
+        ttl: Duration,
+    ) -> Result<Self, StoreError> {
         // No request timeout: a campaign waits as long as it takes. etcd
         // closes a connection pinged more often than every 5 s
         // (--grpc-keepalive-min-time), which broke a waiting campaign.
@@ -97,7 +108,7 @@ impl Candidate {
         let keepalive = tokio::spawn(keep_alive(client.clone(), lease, ttl, tx));
         Ok(Self {
             client,
-            name: format!("{}{ELECTION}", config.prefix),
+            name: format!("{}{election}", config.prefix),
             id: id.to_owned(),
             lease,
             alive,
