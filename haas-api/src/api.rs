@@ -67,7 +67,20 @@ pub fn problem_at(
     Problem::new(status, detail.clone()).at(pointer, detail)
 }
 
-fn internal(e: impl std::fmt::Display) -> Problem {
+/// A write of the records that failed: 503 when the
+/// store is out of reach or this broker no longer active (a retry, or the
+/// active broker, may take it), 500 otherwise.
+fn internal(e: crate::store::StoreError) -> Problem {
+    if e.unavailable {
+        return problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the broker could not write its records ({}); nothing more was done: retry \
+                 in a moment",
+                e.message
+            ),
+        );
+    }
     problem(
         StatusCode::INTERNAL_SERVER_ERROR,
         format!("the broker could not write its records: {e}; nothing more was done"),

@@ -25,6 +25,17 @@
 //! max_connections = 256
 //! header_timeout_secs = 10
 //!
+//! # Instead of `store = DIR`: the records in etcd, shared by brokers
+//! # of which one is active at a time (docs/operations.md).
+//! # [store]
+//! # backend = "etcd"
+//! # endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+//! # prefix = "iris/dc1/"           # the controller's prefix may be shared
+//! # [cluster]
+//! # name = "api1"                  # this broker, as the others name it
+//! # api = "http://10.0.0.21:8090"  # its API, as clients reach it
+//! # lease_ttl_secs = 5             # a standby takes over this long after
+//!
 //! [libvirt]                        # optional: PMs with driver = "libvirt" (docs/libvirt.md)
 //! kernel = "/var/lib/iris/guest/vmlinuz"
 //! initrd = "/var/lib/iris/guest/initrd.img"
@@ -37,7 +48,8 @@
 
 use iris_controller::api_server::ApiLimits;
 use iris_controller::config::{
-    from_toml, load_with, ConfigError, LoadError, ParseError, RawApiLimits,
+    check_store_table, from_toml, load_with, ConfigError, LoadError, ParseError, RawApiLimits,
+    RawStore,
 };
 use serde::Deserialize;
 use std::fmt;
@@ -69,8 +81,9 @@ impl fmt::Debug for Secret {
 struct RawConfig {
     #[serde(default = "default_listen")]
     listen: String,
-    #[serde(default = "default_store")]
-    store: PathBuf,
+    #[serde(default = "default_raw_store")]
+    store: RawStore,
+    cluster: Option<RawCluster>,
     admin_token_file: Option<PathBuf>,
     #[serde(default = "default_first_key")]
     first_tunnel_key: u32,
@@ -98,6 +111,80 @@ struct RawLibvirt {
     accel: String,
     console_dir: Option<PathBuf>,
     state_dir: PathBuf,
+}
+
+/// `[cluster]`: this broker is one of several sharing an etcd store.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: String,
+    api: String,
+    #[serde(default = "default_lease_ttl_secs")]
+    lease_ttl_secs: u64,
+}
+
+fn default_lease_ttl_secs() -> u64 {
+    5
+}
+
+/// A validated `[cluster]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    /// This broker's name.
+    pub name: String,
+    /// Its API's base URL as clients reach it, without a trailing slash:
+    /// what a standby names when it refuses a request.
+    pub api: String,
+    /// How long the active broker's lease outlives its last renewal.
+    pub lease_ttl: std::time::Duration,
+}
+
+impl RawCluster {
+    fn validate(&self, errors: &mut Vec<ConfigError>) -> Cluster {
+        if self.name.is_empty()
+            || self
+                .name
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            errors.push(ConfigError::new(
+                "cluster.name",
+                format!(
+                    "{:?} is not a name; write one word, e.g. \"api1\"",
+                    self.name
+                ),
+            ));
+        }
+        let api = self.api.trim_end_matches('/');
+        let host = api
+            .strip_prefix("http://")
+            .or_else(|| api.strip_prefix("https://"));
+        if host.is_none_or(|h| h.is_empty() || h.contains('/')) {
+            errors.push(ConfigError::new(
+                "cluster.api",
+                format!(
+                    "{:?} is not the base URL of this broker's API; write e.g. \
+                     \"http://10.0.0.21:8090\"",
+                    self.api
+                ),
+            ));
+        }
+        if !(2..=60).contains(&self.lease_ttl_secs) {
+            errors.push(ConfigError::new(
+                "cluster.lease_ttl_secs",
+                format!(
+                    "{} is out of range; write 2 to 60 (etcd grants no lease under about 2 s, \
+                     and a standby waits this long after the active broker died)",
+                    self.lease_ttl_secs
+                ),
+            ));
+        }
+        Cluster {
+            name: self.name.clone(),
+            api: api.to_owned(),
+            lease_ttl: std::time::Duration::from_secs(self.lease_ttl_secs),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,6 +239,9 @@ fn default_listen() -> String {
 fn default_store() -> PathBuf {
     "/var/lib/iris/broker".into()
 }
+fn default_raw_store() -> RawStore {
+    RawStore::Path(default_store())
+}
 fn default_first_key() -> u32 {
     1000
 }
@@ -163,7 +253,13 @@ fn default_mtu() -> u16 {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The sled store's directory (unused with `etcd`).
     pub store: PathBuf,
+    /// `[store] backend = "etcd"`: the records live in etcd instead,
+    /// under `<prefix>broker/`.
+    pub etcd: Option<iris_controller::store::etcd::EtcdConfig>,
+    /// With `etcd`: this broker among those sharing the store.
+    pub cluster: Option<Cluster>,
     pub admin_token: Secret,
     pub first_tunnel_key: u32,
     pub node_mtu: u16,
@@ -235,7 +331,7 @@ impl Config {
         let general = format!(
             "  listen {}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n  HaaS gateways [{}]\n",
             self.listen,
-            self.store.display(),
+            self.store_summary(),
             self.controller_url,
             if self.controller_token.is_some() { "yes" } else { "none" },
             self.first_tunnel_key,
@@ -246,9 +342,41 @@ impl Config {
     }
 }
 
+impl Config {
+    fn store_summary(&self) -> String {
+        match (&self.etcd, &self.cluster) {
+            (Some(e), Some(c)) => format!(
+                "etcd [{}] under {:?}; this broker is {} at {}, lease {} s",
+                e.endpoints.join(", "),
+                format!("{}broker/", e.prefix),
+                c.name,
+                c.api,
+                c.lease_ttl.as_secs()
+            ),
+            _ => format!("sled in {}", self.store.display()),
+        }
+    }
+}
+
 impl RawConfig {
     fn validate(self, base: &Path) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
+        let (store, etcd) = check_store_table(&self.store, &default_store(), base, &mut errors);
+        let cluster = self.cluster.as_ref().map(|c| c.validate(&mut errors));
+        match (&etcd, &cluster) {
+            (Some(_), None) => errors.push(ConfigError::new(
+                "cluster",
+                "brokers on an etcd store hold an election for who is active: add [cluster] \
+                 with this broker's name and API, e.g. name = \"api1\", api = \
+                 \"http://10.0.0.21:8090\"",
+            )),
+            (None, Some(_)) => errors.push(ConfigError::new(
+                "cluster",
+                "brokers share their records only through etcd; set [store] backend = \"etcd\" \
+                 with the cluster's endpoints, or remove [cluster]",
+            )),
+            _ => {}
+        }
         let listen = self
             .listen
             .parse::<SocketAddr>()
@@ -358,7 +486,9 @@ impl RawConfig {
         match (listen, admin_token, errors.is_empty()) {
             (Some(listen), Some(admin_token), true) => Ok(Config {
                 listen,
-                store: base.join(self.store),
+                store,
+                etcd,
+                cluster,
                 admin_token,
                 first_tunnel_key: self.first_tunnel_key,
                 node_mtu: self.node_mtu,
@@ -668,5 +798,55 @@ token_file = "missing"
         assert_eq!(c.admin_token.expose(), "0123456789abcdef0123");
         assert_eq!(c.controller_url, "http://127.0.0.1:8080");
         assert_eq!(c.store, dir.path().join("db"));
+    }
+
+    #[test]
+    fn an_etcd_store_needs_a_cluster_and_both_are_checked_key_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin"), "0123456789abcdef0123\n").unwrap();
+        let head = "admin_token_file = \"admin\"\n[controller]\nurl = \"http://127.0.0.1:8080\"\n";
+        let keys = |text: &str| match Config::parse(text, dir.path()).unwrap_err() {
+            ParseError::Invalid(errors) => errors.into_iter().map(|e| e.key).collect::<Vec<_>>(),
+            e => panic!("not a validation error: {e:?}"),
+        };
+        let etcd = "[store]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\nprefix = \"iris/dc1/\"\n";
+        assert_eq!(keys(&format!("{head}{etcd}")), ["cluster"]);
+        assert_eq!(
+            keys(&format!(
+                "{head}[cluster]\nname = \"api1\"\napi = \"http://127.0.0.1:8090\"\n"
+            )),
+            ["cluster"]
+        );
+        assert_eq!(
+            keys(&format!(
+                "{head}[store]\nbackend = \"etcd\"\nendpoints = [\"nowhere\"]\nprefix = \"/x\"\n\
+                 [cluster]\nname = \"api 1\"\napi = \"10.0.0.1:8090\"\nlease_ttl_secs = 1\n"
+            )),
+            [
+                "store.endpoints[0]",
+                "store.prefix",
+                "cluster.name",
+                "cluster.api",
+                "cluster.lease_ttl_secs"
+            ]
+        );
+        let c = Config::parse(
+            &format!("{head}{etcd}[cluster]\nname = \"api1\"\napi = \"http://10.0.0.21:8090/\"\n"),
+            dir.path(),
+        )
+        .unwrap();
+        let cluster = c.cluster.clone().unwrap();
+        assert_eq!(cluster.api, "http://10.0.0.21:8090");
+        assert_eq!(cluster.lease_ttl, std::time::Duration::from_secs(5));
+        assert_eq!(c.etcd.as_ref().unwrap().prefix, "iris/dc1/");
+        assert!(
+            c.summary()
+                .contains("etcd [http://127.0.0.1:2379] under \"iris/dc1/broker/\""),
+            "{}",
+            c.summary()
+        );
+        // A sled table without a path keeps the broker's own directory.
+        let c = Config::parse(&format!("{head}[store]\nbackend = \"sled\"\n"), dir.path()).unwrap();
+        assert_eq!(c.store, PathBuf::from("/var/lib/iris/broker"));
     }
 }

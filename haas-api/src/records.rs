@@ -96,13 +96,13 @@ fn load<T: DeserializeOwned>(
         .map(|(id, bytes)| {
             serde_json::from_slice(&bytes)
                 .map(|v| (id.clone(), v))
-                .map_err(|e| StoreError(format!("{tree}/{id} does not decode: {e}")))
+                .map_err(|e| StoreError::new(format!("{tree}/{id} does not decode: {e}")))
         })
         .collect()
 }
 
 fn put<T: Serialize>(store: &dyn Store, tree: &str, id: &str, v: &T) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(v).map_err(|e| StoreError(format!("{tree}/{id}: {e}")))?;
+    let bytes = serde_json::to_vec(v).map_err(|e| StoreError::new(format!("{tree}/{id}: {e}")))?;
     store.put(tree, id, &bytes)
 }
 

@@ -1,16 +1,41 @@
-//! The broker's records on disk: one trait, sled behind it.
+//! The broker's records: one trait, with sled (embedded, the default) or
+//! etcd (shared by several brokers, `etcd.rs`) behind it.
 //!
 //! Every record is JSON under its id in a tree named for its kind. A write
-//! is flushed before it returns, so a record the API has answered about
-//! survives a kill -9 of the broker.
+//! is durable before it returns (sled flushes; etcd commits on a quorum),
+//! so a record the API has answered about survives a kill -9 of the
+//! broker.
 
 use std::fmt;
 use std::path::Path;
 
+pub mod etcd;
+
 /// Why the store could not read or write.
 #[derive(Debug, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
+#[error("store: {message}")]
+pub struct StoreError {
+    pub message: String,
+    /// The store could not be reached or this broker may no longer write
+    /// to it: a retry later (or at the active broker) may work.
+    pub unavailable: bool,
+}
+
+impl StoreError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            unavailable: false,
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            unavailable: true,
+        }
+    }
+}
 
 /// Where the broker keeps its records.
 pub trait Store: Send + Sync + fmt::Debug {
@@ -41,7 +66,7 @@ impl SledStore {
             .map(|db| Self { db })
             .map_err(|e| {
                 if lock::is_lock_held(&e) {
-                    StoreError(format!(
+                    StoreError::new(format!(
                         "another process is using the store {} (held by {} after a {} s wait); \
                          stop it, or set `store` in the configuration to another directory",
                         path.display(),
@@ -49,7 +74,7 @@ impl SledStore {
                         wait.as_secs_f32()
                     ))
                 } else {
-                    StoreError(format!("cannot open {}: {e}", path.display()))
+                    StoreError::new(format!("cannot open {}: {e}", path.display()))
                 }
             })
     }
@@ -57,14 +82,14 @@ impl SledStore {
     fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
         self.db
             .open_tree(name)
-            .map_err(|e| StoreError(format!("tree {name}: {e}")))
+            .map_err(|e| StoreError::new(format!("tree {name}: {e}")))
     }
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db
             .flush()
             .map(drop)
-            .map_err(|e| StoreError(format!("flush: {e}")))
+            .map_err(|e| StoreError::new(format!("flush: {e}")))
     }
 }
 
@@ -72,14 +97,14 @@ impl Store for SledStore {
     fn put(&self, tree: &str, id: &str, value: &[u8]) -> Result<(), StoreError> {
         self.tree(tree)?
             .insert(id.as_bytes(), value)
-            .map_err(|e| StoreError(format!("{tree}/{id}: {e}")))?;
+            .map_err(|e| StoreError::new(format!("{tree}/{id}: {e}")))?;
         self.flush()
     }
 
     fn delete(&self, tree: &str, id: &str) -> Result<(), StoreError> {
         self.tree(tree)?
             .remove(id.as_bytes())
-            .map_err(|e| StoreError(format!("{tree}/{id}: {e}")))?;
+            .map_err(|e| StoreError::new(format!("{tree}/{id}: {e}")))?;
         self.flush()
     }
 
@@ -87,7 +112,7 @@ impl Store for SledStore {
         self.tree(tree)?
             .iter()
             .map(|kv| {
-                let (k, v) = kv.map_err(|e| StoreError(format!("{tree}: {e}")))?;
+                let (k, v) = kv.map_err(|e| StoreError::new(format!("{tree}: {e}")))?;
                 Ok((String::from_utf8_lossy(&k).into_owned(), v.to_vec()))
             })
             .collect()
