@@ -7,6 +7,7 @@
 //!   after a crash; the HaaS gateways' VIs kept the broker's ([`gateways`]).
 //! - [`api`] (behind [`auth`]), [`config`], [`run`].
 
+pub mod active;
 pub mod api;
 pub mod auth;
 pub mod compute;

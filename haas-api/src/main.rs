@@ -89,13 +89,31 @@ fn main() -> ExitCode {
                     }
                 };
                 let stop = shutdown.clone();
+                // SIGINT or a service manager's SIGTERM: stop serving, and
+                // resign if active so that a standby takes over at once.
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    eprintln!("iris-api: cannot watch for SIGTERM");
+                    return ExitCode::FAILURE;
+                };
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
                     stop.cancel();
                 });
                 match running.task.await {
                     Ok(Ok(())) => ExitCode::SUCCESS,
-                    _ => ExitCode::FAILURE,
+                    Ok(Err(e)) => {
+                        eprintln!("iris-api: {e}");
+                        ExitCode::FAILURE
+                    }
+                    Err(e) => {
+                        eprintln!("iris-api: {e}");
+                        ExitCode::FAILURE
+                    }
                 }
             })
         }

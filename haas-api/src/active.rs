@@ -1,0 +1,266 @@
+//! Brokers sharing an etcd store: one is active, the others stand by.
+//!
+//! Each broker campaigns in the brokers' election (`<prefix>broker/leader`,
+//! with an etcd lease of `[cluster] lease_ttl_secs`) for as long as it
+//! runs. The winner reads the records from the store, resumes the
+//! operations its predecessor left running (as after a crash), and serves
+//! the API; every write it makes is fenced by its leadership
+//! (`store/etcd.rs`). A standby holds no records: it answers every request
+//! with 503 naming the active broker and its API, `/healthz` included, so
+//! that a load balancer's health check sends clients to the active one.
+//!
+//! The active broker's term ends when its lease is lost (it was cut off
+//! from etcd's quorum for the lease's life) or a write finds another
+//! broker leading: it stops serving at once and the process exits, for
+//! its service manager to restart it as a standby. A broker asked to stop
+//! resigns, so that a standby takes over without waiting for the lease.
+
+use crate::api::{config_secret::Admin, router};
+use crate::config::{Cluster, Config};
+use crate::records::Records;
+use crate::store::etcd::{EtcdStore, ELECTION};
+use crate::store::Store;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use iris_controller::api::Problem;
+use iris_controller::election::{Candidate, Leadership};
+use iris_controller::store::etcd::EtcdConfig;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use tracing::{info, warn};
+
+/// How often a standby asks who is active.
+const WHO_LEADS: Duration = Duration::from_millis(250);
+/// Wait before trying etcd again after it refused.
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What a broker's campaign carries: who it is and where its API is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Candidacy {
+    name: String,
+    api: String,
+}
+
+/// What a standby knows of the brokers.
+#[derive(Debug, Clone, Default)]
+struct Standby {
+    /// The active broker, if one is.
+    active: Option<Candidacy>,
+    /// Why this broker cannot even campaign (etcd out of reach).
+    unavailable: Option<String>,
+}
+
+#[derive(Clone)]
+struct Dispatch {
+    me: String,
+    /// The active broker's API, once this broker is the active one.
+    api: watch::Receiver<Option<Router>>,
+    standby: watch::Receiver<Standby>,
+}
+
+/// The API of a broker that is one of several on `etcd`: a standby's
+/// answers until it wins the election, then the broker's own. Campaigns
+/// in the background until `shutdown` (the task ends once it resigned);
+/// cancels `ended` when its term as the active broker ends.
+pub fn replica(
+    config: Config,
+    etcd: EtcdConfig,
+    cluster: Cluster,
+    admin: Admin,
+    shutdown: CancellationToken,
+    ended: CancellationToken,
+) -> (Router, tokio::task::JoinHandle<()>) {
+    let (api_tx, api) = watch::channel(None);
+    let (standby_tx, standby) = watch::channel(Standby::default());
+    let me = cluster.name.clone();
+    let campaigning = tokio::spawn(campaign(
+        config, etcd, cluster, admin, api_tx, standby_tx, shutdown, ended,
+    ));
+    let app = Router::new()
+        .fallback(dispatch)
+        .with_state(Dispatch { me, api, standby });
+    (app, campaigning)
+}
+
+async fn dispatch(State(d): State<Dispatch>, req: Request) -> Response {
+    let active = d.api.borrow().clone();
+    if let Some(api) = active {
+        return match api.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        };
+    }
+    let standby = d.standby.borrow().clone();
+    let detail = match (&standby.active, &standby.unavailable) {
+        (Some(a), _) => format!(
+            "broker {} is a standby; the active broker is {} at {}: send the request there",
+            d.me, a.name, a.api
+        ),
+        (None, Some(why)) => format!(
+            "broker {} cannot reach the etcd store its records live in ({why}); no broker is \
+             active until etcd has a quorum again: retry later",
+            d.me
+        ),
+        (None, None) => format!(
+            "broker {} is a standby and no broker is active right now (an election is under \
+             way): retry in a few seconds",
+            d.me
+        ),
+    };
+    let mut r = Problem::new(StatusCode::SERVICE_UNAVAILABLE, detail).into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn campaign(
+    config: Config,
+    etcd: EtcdConfig,
+    cluster: Cluster,
+    admin: Admin,
+    api: watch::Sender<Option<Router>>,
+    standby: watch::Sender<Standby>,
+    shutdown: CancellationToken,
+    ended: CancellationToken,
+) {
+    let me = Candidacy {
+        name: cluster.name.clone(),
+        api: cluster.api.clone(),
+    };
+    let id = serde_json::to_string(&me).unwrap_or_default();
+    while !shutdown.is_cancelled() {
+        let candidate =
+            match Candidate::join_election(&etcd, ELECTION, &id, cluster.lease_ttl).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let why = e.to_string();
+                    if standby.borrow().unavailable.as_deref() != Some(why.as_str()) {
+                        warn!("cannot join the brokers' election: {why}");
+                    }
+                    standby.send_replace(Standby {
+                        active: None,
+                        unavailable: Some(why),
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(RETRY) => continue,
+                        () = shutdown.cancelled() => return,
+                    }
+                }
+            };
+        standby.send_replace(Standby::default());
+        let leadership = tokio::select! {
+            l = candidate.campaign() => l,
+            () = follow_leader(&candidate, &standby) => unreachable_follow(),
+            () = shutdown.cancelled() => return,
+        };
+        let leadership = match leadership {
+            Ok(l) => l,
+            Err(e) => {
+                warn!("the campaign failed ({e}); joining again");
+                candidate.abandon();
+                continue;
+            }
+        };
+        match lead(&config, &etcd, &candidate, &leadership, admin).await {
+            Ok((broker_api, term)) => {
+                info!(broker = %me.name, "this broker is the active one");
+                api.send_replace(Some(broker_api));
+                let mut alive = candidate.alive();
+                let why = tokio::select! {
+                    biased;
+                    () = shutdown.cancelled() => None,
+                    _ = alive.changed() => Some("its etcd lease was lost (cut off from etcd's quorum for the lease's life)"),
+                    () = term.cancelled() => Some("a write found another broker active"),
+                };
+                let Some(why) = why else {
+                    term.cancel();
+                    // Let a standby take over at once.
+                    if let Err(e) = candidate.resign(leadership).await {
+                        warn!(
+                            "could not resign ({e}); a standby takes over when the lease expires"
+                        );
+                    }
+                    return;
+                };
+                warn!("this broker stops being the active one: {why}");
+                api.send_replace(None);
+                ended.cancel();
+                candidate.abandon();
+                return;
+            }
+            Err(e) => {
+                warn!("won the election but cannot read the records ({e}); standing down");
+                let _ = candidate.resign(leadership).await;
+                candidate.abandon();
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY) => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+fn unreachable_follow() -> Result<Leadership, iris_controller::store::StoreError> {
+    Err(iris_controller::store::StoreError::Unavailable {
+        backend: "etcd",
+        message: "stopped following the election".to_owned(),
+    })
+}
+
+/// While campaigning: keeps `standby` naming the active broker.
+async fn follow_leader(candidate: &Candidate, standby: &watch::Sender<Standby>) {
+    loop {
+        let view = match candidate.leader().await {
+            Ok(active) => Standby {
+                active: active.and_then(|id| serde_json::from_str(&id).ok()),
+                unavailable: None,
+            },
+            Err(e) => Standby {
+                active: None,
+                unavailable: Some(e.to_string()),
+            },
+        };
+        standby.send_if_modified(|s| {
+            let changed = s.active != view.active || s.unavailable != view.unavailable;
+            *s = view;
+            changed
+        });
+        tokio::time::sleep(WHO_LEADS).await;
+    }
+}
+
+/// Having won: the records read under `leadership`, the broker started on
+/// them, and its API; the token is its term, cancelled when a write finds
+/// the leadership gone.
+async fn lead(
+    config: &Config,
+    etcd: &EtcdConfig,
+    candidate: &Candidate,
+    leadership: &Leadership,
+    admin: Admin,
+) -> Result<(Router, CancellationToken), String> {
+    let term = CancellationToken::new();
+    let records = tokio::task::spawn_blocking({
+        let (etcd, leadership, term) = (etcd.clone(), leadership.clone(), term.clone());
+        move || {
+            let store: Arc<dyn Store> = Arc::new(EtcdStore::open(etcd, &leadership, term)?);
+            Records::load(store)
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    if !*candidate.alive().borrow() {
+        return Err("the lease was lost while reading".to_owned());
+    }
+    let broker = crate::run::activate(config, records, term.clone());
+    Ok((router(broker, admin), term))
+}

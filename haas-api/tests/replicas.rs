@@ -1,0 +1,288 @@
+//! Two `iris-api` processes on one three-member etcd cluster (loopback,
+//! started here in its own directories) and the real controller: one is
+//! active, the other answers 503 naming it; a kill -9 of the active one
+//! during a burst of writes loses no acknowledged write, and the standby
+//! takes over within the lease; a broker asked to stop hands over at once.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use iris_testbed::etcd::EtcdCluster;
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TTL_SECS: u64 = 2;
+
+struct Broker {
+    name: &'static str,
+    base: String,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Broker {
+    fn new(dir: &Path, name: &'static str, etcd: &EtcdCluster, controller: &str) -> Self {
+        let port = iris_testbed::ports::free_port(IpAddr::V4(Ipv4Addr::LOCALHOST)).unwrap();
+        let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
+        let text = format!(
+            "listen = \"127.0.0.1:{port}\"\nadmin_token_file = \"admin-token\"\n\
+             [store]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = \"iris/dc1/\"\n\
+             request_timeout_secs = 2\ndial_timeout_secs = 2\n\
+             [cluster]\nname = \"{name}\"\napi = \"http://127.0.0.1:{port}\"\nlease_ttl_secs = {TTL_SECS}\n\
+             [controller]\nurl = \"http://{controller}\"\ntoken_file = \"{}\"\n",
+            endpoints.join(", "),
+            iris_testbed::controller::API_TOKEN_FILE
+        );
+        let config = dir.join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let mut b = Self {
+            name,
+            base: format!("http://127.0.0.1:{port}"),
+            config,
+            log: dir.join(format!("{name}.log")),
+            child: None,
+        };
+        b.start();
+        b
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_iris-api"))
+                .args(["run", "--config"])
+                .arg(&self.config)
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, as a service manager's stop; waits for the exit.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(c.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        c.wait().unwrap()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `GET /healthz`: its status and body, or None while nothing listens.
+    async fn health(&self) -> Option<(u16, Value)> {
+        let r = reqwest::Client::new()
+            .get(format!("{}/healthz", self.base))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status().as_u16();
+        Some((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Waits until this broker answers `/healthz` with `status`.
+    async fn wait_health(&self, status: u16, within: Duration) -> Value {
+        let end = Instant::now() + within;
+        loop {
+            if let Some((s, body)) = self.health().await {
+                if s == status {
+                    return body;
+                }
+            }
+            assert!(
+                Instant::now() < end,
+                "broker {} never answered /healthz with {status}; its log:\n{}",
+                self.name,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Asserts a standby's refusal: 503 problem+json naming the active broker.
+fn assert_refused_naming(status: u16, body: &Value, active: &Broker) {
+    assert_eq!(status, 503, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(&format!(
+            "the active broker is {} at {}",
+            active.name, active.base
+        )),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_takes_over_from_a_killed_broker_with_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let controller = start_controller(dir.path(), Vec::new());
+    std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
+    let ctl = controller.api_addr().to_string();
+    let mut a = Broker::new(dir.path(), "api1", &etcd, &ctl);
+    a.wait_health(200, Duration::from_secs(20)).await;
+    let mut b = Broker::new(dir.path(), "api2", &etcd, &ctl);
+    let (s, body) = loop {
+        if let Some(h) = b.health().await {
+            break h;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_refused_naming(s, &body, &a);
+
+    // Records of every kind on the active broker.
+    let (provider_id, token) = provider(&a.base, "acme").await;
+    small_flavor(&a.base, &token).await;
+    let vi_body = json!({"name": "net", "gateway": "203.0.113.7", "vlans": {"first": 100, "last": 199},
+        "addressing": {"mode": "static_pool", "cidr": "10.1.1.0/24", "reserved": ["10.1.1.1"]}});
+    let (s, _, vi) = call(&a.base, Some(&token), "POST", "/v1/vis", Some(vi_body)).await;
+    assert_eq!(s, 201, "{vi}");
+    // A standby takes no request, and changes nothing.
+    let (s, _, body) = call(
+        &b.base,
+        Some(ADMIN),
+        "POST",
+        "/v1/providers",
+        Some(json!({"name": "through-the-standby"})),
+    )
+    .await;
+    assert_refused_naming(s, &body, &a);
+    let (s, _, body) = call(&b.base, Some(&token), "GET", "/v1/vis", None).await;
+    assert_refused_naming(s, &body, &a);
+
+    // A burst of writes on the active broker, killed during it.
+    let burst = tokio::spawn({
+        let base = a.base.clone();
+        async move {
+            let client = reqwest::Client::new();
+            let mut acknowledged = Vec::new();
+            for i in 0.. {
+                let r = client
+                    .post(format!("{base}/v1/providers"))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"name": format!("burst-{i}")}))
+                    .timeout(Duration::from_secs(5))
+                    .send()
+                    .await;
+                let Ok(r) = r else { break };
+                if r.status().as_u16() != 201 {
+                    break;
+                }
+                let p: Value = r.json().await.unwrap();
+                acknowledged.push(p["id"].as_str().unwrap().to_owned());
+            }
+            acknowledged
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    a.kill();
+    let killed = Instant::now();
+    let acknowledged = burst.await.unwrap();
+    assert!(
+        acknowledged.len() >= 5,
+        "only {} writes before the kill",
+        acknowledged.len()
+    );
+    b.wait_health(200, Duration::from_secs(TTL_SECS + 8)).await;
+    let takeover = killed.elapsed();
+    eprintln!(
+        "kill -9 of the active broker -> standby active in {} ms ({} writes acknowledged before)",
+        takeover.as_millis(),
+        acknowledged.len()
+    );
+    assert!(
+        takeover < Duration::from_secs(TTL_SECS + 4),
+        "took {takeover:?}"
+    );
+
+    // Everything acknowledged is there, the token included.
+    for id in acknowledged.iter().chain([&provider_id]) {
+        let (s, _, p) = call(
+            &b.base,
+            Some(ADMIN),
+            "GET",
+            &format!("/v1/providers/{id}"),
+            None,
+        )
+        .await;
+        assert_eq!(s, 200, "acknowledged provider {id} is missing: {p}");
+    }
+    let (s, _, vis) = call(&b.base, Some(&token), "GET", "/v1/vis", None).await;
+    assert_eq!(s, 200, "{vis}");
+    assert_eq!(vis["items"][0]["id"], vi["id"], "{vis}");
+    let (s, _, flavors) = call(&b.base, Some(&token), "GET", "/v1/flavors", None).await;
+    assert_eq!(
+        (s, flavors["items"][0]["name"].as_str()),
+        (200, Some("c1")),
+        "{flavors}"
+    );
+    // And the new active broker takes writes.
+    let (s, _, p) = call(
+        &b.base,
+        Some(ADMIN),
+        "POST",
+        "/v1/providers",
+        Some(json!({"name": "after"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+
+    // The killed broker comes back as a standby.
+    a.start();
+    let body = a.wait_health(503, Duration::from_secs(20)).await;
+    assert_refused_naming(503, &body, &b);
+
+    // Stopped, the active broker resigns: the standby leads well within
+    // the lease.
+    let asked = Instant::now();
+    let status = b.stop();
+    assert!(status.success(), "{status:?}\n{}", b.log());
+    a.wait_health(200, Duration::from_secs(TTL_SECS + 8)).await;
+    let handover = asked.elapsed();
+    eprintln!(
+        "stop of the active broker -> standby active in {} ms",
+        handover.as_millis()
+    );
+    assert!(
+        handover < Duration::from_secs(1),
+        "took {handover:?}: no resignation?"
+    );
+    let (s, _, p) = call(
+        &a.base,
+        Some(ADMIN),
+        "GET",
+        &format!("/v1/providers/{}", p["id"].as_str().unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+}
