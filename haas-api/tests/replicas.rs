@@ -286,3 +286,94 @@ async fn a_standby_takes_over_from_a_killed_broker_with_every_acknowledged_write
     .await;
     assert_eq!(s, 200, "{p}");
 }
+
+/// Without etcd's quorum: the active broker refuses writes with 503 (the
+/// outcome unknown), loses its lease and exits; the standby says it cannot
+/// reach etcd. With the members back a broker leads again, with every
+/// acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_quorum_no_broker_writes_and_one_leads_again_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let controller = start_controller(dir.path(), Vec::new());
+    std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
+    let ctl = controller.api_addr().to_string();
+    let mut a = Broker::new(dir.path(), "api1", &etcd, &ctl);
+    a.wait_health(200, Duration::from_secs(20)).await;
+    let b = Broker::new(dir.path(), "api2", &etcd, &ctl);
+    b.wait_health(503, Duration::from_secs(20)).await;
+    let (before, _) = provider(&a.base, "before").await;
+
+    etcd.kill(0).unwrap();
+    etcd.kill(1).unwrap();
+    let (s, _, body) = call(
+        &a.base,
+        Some(ADMIN),
+        "POST",
+        "/v1/providers",
+        Some(json!({"name": "during"})),
+    )
+    .await;
+    assert_eq!(s, 503, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("unknown"),
+        "{body}"
+    );
+    // The lease cannot be renewed: the active broker's term ends.
+    let mut child = a.child.take().unwrap();
+    let end = Instant::now() + Duration::from_secs(TTL_SECS + 10);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "still running:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    assert!(
+        a.log().contains("term as the active one ended"),
+        "{}",
+        a.log()
+    );
+    let (s, body) = b.health().await.unwrap();
+    assert_eq!(s, 503, "{body}");
+
+    etcd.restore(0).unwrap();
+    etcd.restore(1).unwrap();
+    a.start();
+    let end = Instant::now() + Duration::from_secs(30);
+    let active = loop {
+        if a.health().await.is_some_and(|(s, _)| s == 200) {
+            break &a;
+        }
+        if b.health().await.is_some_and(|(s, _)| s == 200) {
+            break &b;
+        }
+        assert!(
+            Instant::now() < end,
+            "no broker leads again:\n{}\n{}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (s, _, p) = call(
+        &active.base,
+        Some(ADMIN),
+        "GET",
+        &format!("/v1/providers/{before}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{p}");
+    let (s, _, p) = call(
+        &active.base,
+        Some(ADMIN),
+        "POST",
+        "/v1/providers",
+        Some(json!({"name": "after"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+}
