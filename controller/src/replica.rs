@@ -341,6 +341,7 @@ async fn follow_store(
             let mut records = Vec::new();
             // The last whole commit's marker write.
             let mut whole_to = None;
+            let mut topology = false;
             for event in response.events() {
                 let Some(kv) = event.kv() else { continue };
                 let value = (event.event_type() == EventType::Put).then(|| kv.value());
@@ -351,19 +352,55 @@ async fn follow_store(
                         records.extend(r);
                         whole_to = Some(kv.mod_revision());
                     }
+                    Step::Topology(r) => {
+                        records.extend(r);
+                        whole_to = Some(kv.mod_revision());
+                        topology = true;
+                    }
                     Step::Reload => break 'watch,
                 }
             }
             if let Some(revision) = whole_to {
+                let config = config.clone();
                 let applied = control
-                    .call(move |c| c.apply_stored(records, revision))
+                    .call(move |c| apply_followed(c, &config, records, topology, revision))
                     .await;
-                if !matches!(applied, Ok(true)) {
-                    break;
+                match applied {
+                    Ok(Ok(true)) => {}
+                    Ok(Err(e)) => {
+                        debug!("cannot read the hosts and VIs a commit changed: {e}; reading the store whole");
+                        break;
+                    }
+                    _ => break,
                 }
             }
         }
     }
+}
+
+/// Applies a followed commit's entries, and with `topology` the hosts and
+/// VIs as the store held them at its `revision` (merged with the
+/// configuration as a whole read's are); `false` once this replica writes.
+fn apply_followed(
+    c: &mut crate::control::Control,
+    config: &Config,
+    records: Vec<crate::store::RegistryRecord>,
+    topology: bool,
+    revision: i64,
+) -> Result<bool, StoreError> {
+    let stored = if topology && !c.role().writes() {
+        c.load_store_topology(revision)?
+    } else {
+        None
+    };
+    if !c.apply_stored(records, revision) {
+        return Ok(false);
+    }
+    if let Some(stored) = stored {
+        let (hosts, vis, _) = crate::run::with_stored(config, &stored);
+        c.reload_topology(hosts, vis);
+    }
+    Ok(true)
 }
 
 /// A watch on every key of the store's prefix from `revision` on, with

@@ -185,6 +185,15 @@ pub trait Store {
     fn tidy(&mut self) -> Result<bool, StoreError> {
         Ok(false)
     }
+    /// The hosts and VIs alone, as the store held them at `revision` (0:
+    /// now): what a follower reads again after a commit that changed them.
+    fn load_topology(&self, revision: i64) -> Result<Snapshot, StoreError> {
+        let _ = revision;
+        let mut s = self.load()?;
+        s.macs.clear();
+        s.ips.clear();
+        Ok(s)
+    }
     /// The revision the last [`Store::load`] read at, from which a reader
     /// can follow the later commits of another handle (the etcd store's);
     /// `None` for a store no one else writes.

@@ -241,8 +241,25 @@ fn every_acknowledged_write_survives_a_kill_of_the_leader_and_a_standby_takes_ov
         Duration::from_secs(5),
         || listing(&back) == on_leader,
     );
+    // A VI made and another deleted with its entries on the leader: the
+    // standby reads the hosts and VIs again, not the whole store.
+    let vi = json!({"id": 77, "name": "made-on-the-leader", "gre_key": 77, "gateways": []});
+    let (status, body) = standby.request("PUT", "/v1/vis/77", Some(&vi)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let on_leader = standby.request("GET", "/v1/vis/77", None).unwrap();
+    wait_until("the standby has the new VI", Duration::from_secs(5), || {
+        back.request("GET", "/v1/vis/77", None)
+            .is_ok_and(|r| r == on_leader)
+    });
+    let (status, body) = standby.request("DELETE", "/v1/vis/77", None).unwrap();
+    assert_eq!(status, 204, "{body}");
+    wait_until("the standby drops the VI", Duration::from_secs(5), || {
+        back.request("GET", "/v1/vis/77", None)
+            .is_ok_and(|(s, _)| s == 404)
+    });
+    assert_eq!(listing(&back), listing(&standby));
     // It read the store whole at its start only, and followed the rest,
-    // the staged batch included.
+    // the staged batch and the VIs included.
     assert!(metric(&back, "iris_store_followed_revision") > 0.0);
     assert_eq!(metric(&back, "iris_store_whole_reads_total"), 1.0);
 
@@ -568,6 +585,25 @@ fn measure_a_standby_following_a_large_registry() {
     eprintln!(
         "a seed of 1000 MACs: the standby answered its last {:.1} ms after the leader",
         seeded.elapsed().as_secs_f64() * 1000.0
+    );
+
+    // A VI made on the leader: the standby reads the hosts and VIs again.
+    let vi = json!({"id": 77, "name": "made-on-the-leader", "gre_key": 77, "gateways": []});
+    let (status, body) = leader.request("PUT", "/v1/vis/77", Some(&vi)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let made = Instant::now();
+    wait_until(
+        "the standby answers the VI",
+        Duration::from_secs(60),
+        || {
+            standby
+                .request("GET", "/v1/vis/77", None)
+                .is_ok_and(|(s, _)| s == 200)
+        },
+    );
+    eprintln!(
+        "a VI made: the standby answered it {:.1} ms after the leader",
+        made.elapsed().as_secs_f64() * 1000.0
     );
 
     // The leader killed: how long until the standby leads and takes a write.

@@ -194,6 +194,14 @@ impl Control {
     /// store's). The ports the OVSDB side reported stay. Done by a standby
     /// each time the leader commits, and by a replica as it wins.
     pub fn reload(&mut self, hosts: Vec<ManagedHost>, vis: Vec<Vi>, registry: Registry) {
+        self.registry = registry;
+        self.reload_topology(hosts, vis);
+    }
+
+    /// Replaces the hosts and VIs alone, as a standby does after a commit
+    /// that changed them (its registry entries applied with
+    /// [`Self::apply_stored`]); what was compiled from them goes stale.
+    pub fn reload_topology(&mut self, hosts: Vec<ManagedHost>, vis: Vec<Vi>) {
         let names: BTreeSet<_> = hosts.iter().map(|m| m.host.name.clone()).collect();
         let mut topology = Topology {
             vm_ports: std::mem::take(&mut self.topology.vm_ports),
@@ -220,7 +228,6 @@ impl Control {
             }
         }
         self.topology = topology;
-        self.registry = registry;
         self.registry_restored();
         for sw in self.switches.values_mut() {
             sw.host = sw.dpid.and_then(|d| {
@@ -323,6 +330,19 @@ impl Control {
         super::commit::with_store(store, |s| Ok(s.loaded_at()))
             .ok()
             .flatten()
+    }
+
+    /// The hosts and VIs the store held at `revision`, if there is a
+    /// store.
+    pub fn load_store_topology(
+        &self,
+        revision: i64,
+    ) -> Result<Option<crate::store::Snapshot>, crate::store::StoreError> {
+        let Some(store) = self.store.as_ref() else {
+            return Ok(None);
+        };
+        super::blocking(|| super::commit::with_store(store, |s| s.load_topology(revision)))
+            .map(Some)
     }
 
     /// Everything the store holds now, if there is a store.

@@ -59,6 +59,9 @@ pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
 /// would be over gRPC's 4 MiB message limit in one answer (a record is a
 /// few hundred bytes).
 const PAGE: i64 = 2000;
+/// The keys of host and VI records, after the records' prefix.
+const HOSTS: &str = "host/";
+const VIS: &str = "vi/";
 /// Staged chunks read per request: etcd takes a value of up to
 /// `--max-request-bytes` (1.5 MiB), so two chunks stay under gRPC's 4 MiB
 /// answer, and a page of `PAGE` chunks, the whole of a large batch, did not.
@@ -715,6 +718,17 @@ impl Store for EtcdStore {
         }
     }
 
+    fn load_topology(&self, revision: i64) -> Result<Snapshot, StoreError> {
+        match self.topology_from(Reads::Quorum, revision) {
+            Err(StoreError::Unavailable { .. })
+                if self.member_reads && self.leadership.is_none() =>
+            {
+                self.topology_from(Reads::Member, revision)
+            }
+            read => read,
+        }
+    }
+
     fn commit(&mut self, batch: &Batch) -> Result<(), StoreError> {
         if self.unopened.is_some() {
             return Err(unavailable(
@@ -734,6 +748,21 @@ impl Store for EtcdStore {
 }
 
 impl EtcdStore {
+    /// The host and VI records at `revision` (0: now).
+    fn topology_from(&self, reads: Reads, revision: i64) -> Result<Snapshot, StoreError> {
+        let mut records = Vec::new();
+        for kind in [HOSTS, VIS] {
+            let from = self.key(&format!("{PREFIX}{kind}"));
+            let (found, _) = self.scan(&from, range_end(&from), PAGE, reads, revision)?;
+            records.extend(
+                found
+                    .into_iter()
+                    .map(|(k, v)| (k[self.config.prefix.len()..].to_owned(), v)),
+            );
+        }
+        decode_all(records)
+    }
+
     /// Every record, with a committed staged batch laid over them.
     /// Records, marker and chunks are read at one revision, which
     /// [`Store::loaded_at`] then answers.

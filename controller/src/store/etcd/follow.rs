@@ -9,10 +9,12 @@
 //! last write is the marker, so its records come before it; a staged batch
 //! is its chunks, written before the marker that names them (its records
 //! reach their own keys only after that commit point, and are applied
-//! again then, changing nothing). Anything this cannot apply one entry at
-//! a time asks for a whole read instead: a host or VI record (they merge
-//! with the configuration), a record or chunk that does not decode, a
-//! staged batch whose chunks were not all seen, a deleted marker.
+//! again then, changing nothing). A commit that also wrote a host or VI
+//! record has its entries applied and the hosts and VIs read again (a few
+//! records, which merge with the configuration). Anything this cannot
+//! apply asks for a whole read instead: a record or chunk that does not
+//! decode, a staged batch whose chunks were not all seen or that writes a
+//! host or VI, a deleted marker.
 
 use super::super::{decode_write, RegistryRecord, PREFIX};
 use super::{Marker, MARKER, STAGED};
@@ -25,6 +27,10 @@ pub enum Step {
     Wait,
     /// A commit is whole: these entries changed, in order.
     Apply(Vec<RegistryRecord>),
+    /// A commit is whole and wrote hosts or VIs too: these entries
+    /// changed, and the hosts and VIs are to be read as the commit left
+    /// them.
+    Topology(Vec<RegistryRecord>),
     /// Read the store whole, and follow on from that read's revision.
     Reload,
 }
@@ -37,6 +43,8 @@ pub struct Follow {
     pending: Vec<RegistryRecord>,
     /// The commit under way holds something [`Step::Apply`] cannot carry.
     whole: bool,
+    /// The commit under way wrote a host or VI record.
+    topology: bool,
     /// The staged chunks written and not deleted since, by key.
     chunks: BTreeMap<String, Vec<u8>>,
 }
@@ -47,6 +55,7 @@ impl Follow {
             prefix: prefix.to_owned(),
             pending: Vec::new(),
             whole: false,
+            topology: false,
             chunks: BTreeMap::new(),
         }
     }
@@ -65,14 +74,22 @@ impl Follow {
                 .and_then(|v| serde_json::from_slice::<Marker>(v).ok())
                 .map(|m| m.staged);
             let whole = std::mem::take(&mut self.whole);
+            let topology = std::mem::take(&mut self.topology);
             let mut pending = std::mem::take(&mut self.pending);
+            let applied = |pending| {
+                if topology {
+                    Step::Topology(pending)
+                } else {
+                    Step::Apply(pending)
+                }
+            };
             return match staged {
                 _ if whole => Step::Reload,
-                Some(None) => Step::Apply(pending),
+                Some(None) => applied(pending),
                 Some(Some(n)) => match self.staged_batch(n) {
                     Some(batch) => {
                         pending.extend(batch);
-                        Step::Apply(pending)
+                        applied(pending)
                     }
                     None => Step::Reload,
                 },
@@ -92,7 +109,8 @@ impl Follow {
         }
         match decode_write(key, value, before) {
             Ok(Some(record)) => self.pending.push(record),
-            Ok(None) | Err(_) => self.whole = true,
+            Ok(None) => self.topology = true,
+            Err(_) => self.whole = true,
         }
         Step::Wait
     }
@@ -198,6 +216,57 @@ mod tests {
         assert!(followed.is_empty());
     }
 
+    /// A commit that writes a host or VI beside registry entries has the
+    /// entries applied and asks for the hosts and VIs; the next commit is
+    /// plain again.
+    #[test]
+    fn a_commit_that_writes_hosts_or_vis_asks_for_them_beside_its_entries() {
+        let (r, changes) = crate::store::tests::populated();
+        let batch = Batch::from_changes(&changes);
+        let world = crate::fixtures::world();
+        let none = BTreeMap::new();
+        let mut f = Follow::new(P);
+        for topology in [
+            {
+                let mut b = Batch::new();
+                b.put_host(world.hosts.values().next().unwrap());
+                b
+            },
+            {
+                let mut b = Batch::new();
+                b.put_vi(world.vis.values().next().unwrap());
+                b
+            },
+        ] {
+            let mut both = topology;
+            both.append(batch.clone());
+            let steps = feed(&mut f, &events_of(&both, None), &none);
+            let [Step::Topology(records)] = steps.as_slice() else {
+                panic!("{steps:?}");
+            };
+            let mut followed = Registry::new();
+            apply(&mut followed, records);
+            assert_eq!(followed, r);
+            assert!(matches!(
+                feed(&mut f, &events_of(&batch, None), &none).as_slice(),
+                [Step::Apply(_)]
+            ));
+        }
+        // A host deleted, its old value at hand.
+        let host = world.hosts.values().next().unwrap();
+        let mut put = Batch::new();
+        put.put_host(host);
+        let (key, value) = put
+            .ops()
+            .next()
+            .map(|(k, v)| (format!("{P}{k}"), v.unwrap().to_vec()))
+            .unwrap();
+        let held = BTreeMap::from([(key.clone(), value)]);
+        let mut deleted = events_of(&Batch::new(), None);
+        deleted.insert(0, (key, None));
+        assert_eq!(feed(&mut f, &deleted, &held), [Step::Topology(Vec::new())]);
+    }
+
     #[test]
     fn what_cannot_be_applied_entry_by_entry_asks_for_a_whole_read() {
         let (_, changes) = crate::store::tests::populated();
@@ -209,12 +278,12 @@ mod tests {
             feed(&mut f, &events_of(&Batch::new(), Some(3)), &none),
             [Step::Reload]
         );
-        // A host record in the commit.
+        // A host record staged with a batch.
         let mut hosts = Batch::new();
         hosts.put_host(crate::fixtures::world().hosts.values().next().unwrap());
         hosts.append(batch.clone());
         assert_eq!(
-            feed(&mut f, &events_of(&hosts, None), &none),
+            feed(&mut Follow::new(P), &staged(&hosts, 4), &none),
             [Step::Reload]
         );
         // Deletions whose old value the watch does not have, and whose key
