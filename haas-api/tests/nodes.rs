@@ -95,6 +95,23 @@ async fn wait_recovered(log: &Path) {
     }
 }
 
+/// Waits until the broker at `base` answers `GET /healthz` with
+/// `status` (200: the active broker; 503: a standby).
+async fn wait_health(base: &str, status: u16) {
+    let start = Instant::now();
+    loop {
+        let (s, _, _) = call(base, None, "GET", "/healthz", None).await;
+        if s == status {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{base} never answered /healthz with {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Removes node namespaces of `pms` a failing test left, with the
 /// processes in them (a node's sshd) and its sshd's files (the testbed
 /// removes the PMs themselves).
@@ -206,6 +223,18 @@ async fn world(vcpus: u32) -> World {
 /// [`world`] with `extra` added to the broker's configuration (top-level
 /// tables, after everything else).
 async fn world_with(vcpus: u32, extra: &str) -> World {
+    world_on(
+        vcpus,
+        "listen = \"127.0.0.1:0\"\nstore = \"store\"\n",
+        extra,
+    )
+    .await
+}
+
+/// [`world_with`] whose configuration starts with `top` (where it listens
+/// and, unless a table in `extra` says, its store); it waits for the
+/// broker to be the active one.
+async fn world_on(vcpus: u32, top: &str, extra: &str) -> World {
     let options = Options {
         controller: controller_binary(),
         gateway: None,
@@ -231,7 +260,7 @@ async fn world_with(vcpus: u32, extra: &str) -> World {
     std::fs::write(
         dir.join("iris-api.toml"),
         format!(
-            "listen = \"127.0.0.1:0\"\nstore = \"store\"\nadmin_token_file = \"admin-token\"\n\
+            "{top}admin_token_file = \"admin-token\"\n\
              [controller]\nurl = \"http://{controller}\"\ntoken_file = \"{}\"\n{extra}",
             token_file.display()
         ),
@@ -250,6 +279,7 @@ async fn world_with(vcpus: u32, extra: &str) -> World {
     let broker =
         BrokerProcess::start(&dir.join("iris-api.toml"), &dir.join("iris-api-1.log")).await;
     let b = broker.base.clone();
+    wait_health(&b, 200).await;
 
     let (_, t) = provider(&b, "acme").await;
     for &pm in &pms {
@@ -1942,5 +1972,144 @@ async fn a_resumed_migration_announces_the_node_once_its_port_is_in_the_switch()
         ping_from(&ns(pm2, &id), &ip(&peer_n), Duration::from_secs(10)),
         "the moved node reaches nothing"
     );
+    drop(sweep);
+}
+
+/// Two brokers on one etcd store: the active one is killed with SIGKILL in
+/// the middle of a 10-node request, and the standby, once it leads,
+/// finishes it from the records it reads in etcd: every node active on
+/// its PM and pingable, nothing left on a PM that no node owns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_broker_finishes_a_request_the_killed_active_one_began() {
+    let etcd_dir = tempfile::tempdir().unwrap();
+    let etcd = iris_testbed::etcd::EtcdCluster::start(etcd_dir.path(), 3)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let endpoints: Vec<String> = etcd.endpoints().iter().map(|e| format!("{e:?}")).collect();
+    let ports =
+        iris_testbed::ports::free_ports(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 2)
+            .unwrap();
+    let member = |name: &str, port: u16| {
+        (
+            format!("listen = \"127.0.0.1:{port}\"\n"),
+            format!(
+                "[store]\nbackend = \"etcd\"\nendpoints = [{}]\nprefix = \"iris/dc1/\"\n\
+                 [cluster]\nname = \"{name}\"\napi = \"http://127.0.0.1:{port}\"\nlease_ttl_secs = 2\n",
+                endpoints.join(", ")
+            ),
+        )
+    };
+    let (top, extra) = member("api1", ports[0]);
+    let World {
+        h,
+        pms,
+        sweep,
+        dir,
+        broker: mut active,
+        b,
+        t,
+        vi_id,
+        ..
+    } = world_on(8, &top, &extra).await;
+    let first = std::fs::read_to_string(dir.join("iris-api.toml")).unwrap();
+    let (top2, extra2) = member("api2", ports[1]);
+    std::fs::write(
+        dir.join("api2.toml"),
+        first.replace(&top, &top2).replace(&extra, &extra2),
+    )
+    .unwrap();
+    let standby = BrokerProcess::start(&dir.join("api2.toml"), &dir.join("api2.log")).await;
+    wait_health(&standby.base, 503).await;
+
+    let (s, headers, op) = call(
+        &b,
+        Some(&t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 10})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = headers[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let start = Instant::now();
+    let done_at_kill = loop {
+        let (_, _, op) = call(&b, Some(&t), "GET", &at, None).await;
+        if op["done"].as_u64() >= Some(1) || start.elapsed() > Duration::from_millis(200) {
+            assert_eq!(op["status"], "running", "{op}");
+            break op["done"].clone();
+        }
+    };
+    active.kill9();
+    let killed = Instant::now();
+    let killed_at = nodes_of_count(&h, &pms);
+    let b2 = standby.base.clone();
+    wait_health(&b2, 200).await;
+    let took = killed.elapsed();
+    wait_recovered(&dir.join("api2.log")).await;
+    let op = wait_operation(&b2, &t, &at, Duration::from_secs(60)).await;
+    assert_eq!(op["status"], "succeeded", "{op}");
+    let nodes = nodes_of(&b2, &t).await;
+    assert_eq!(nodes.len(), 10);
+    assert!(nodes.iter().all(|n| n["state"] == "active"), "{nodes:?}");
+    let ns_of = |n: &Value| {
+        let pm = pms
+            .iter()
+            .map(|&p| h.tb.pm(p))
+            .find(|p| p.name() == n["pm"])
+            .unwrap();
+        iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
+    };
+    let mut owned: Vec<String> = nodes.iter().map(ns_of).collect();
+    owned.sort();
+    let mut held: Vec<String> = pms
+        .iter()
+        .flat_map(|&p| node_namespaces(h.tb.pm(p).netns().name()))
+        .collect();
+    held.sort();
+    assert_eq!(held, owned);
+    let ip = nodes[9]["ip"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        ping_from(&ns_of(&nodes[0]), &ip, Duration::from_secs(10)),
+        "no ping between nodes made by two brokers"
+    );
+    let log = std::fs::read_to_string(dir.join("api2.log")).unwrap();
+    assert!(log.contains("resuming an interrupted operation"), "{log}");
+    eprintln!(
+        "killed at {done_at_kill} of 10 done ({killed_at} node namespaces made); the standby \
+         active {} ms after the kill",
+        took.as_millis()
+    );
+
+    // Scale in to nothing through the new active broker.
+    for n in &nodes {
+        let (s, h, op) = call(
+            &b2,
+            Some(&t),
+            "DELETE",
+            &format!("/v1/nodes/{}", n["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+        assert_eq!(s, 202, "{op}");
+        let at = h[reqwest::header::LOCATION].to_str().unwrap().to_owned();
+        let op = wait_operation(&b2, &t, &at, Duration::from_secs(60)).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+    }
+    for &pm in &pms {
+        let (ns, veths, ports) = node_traces(h.tb.pm(pm));
+        assert!(
+            ns.is_empty() && veths.is_empty() && ports.is_empty(),
+            "{ns:?} {veths:?} {ports:?}"
+        );
+    }
+    drop(standby);
     drop(sweep);
 }
