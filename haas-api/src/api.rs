@@ -1618,10 +1618,51 @@ async fn events(
         list_operations, get_operation, events,
     ),
     components(schemas(ProblemDoc, FieldProblemDoc, Scope, Lagged)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &Standby),
     security(("bearer" = []))
 )]
 struct ApiDoc;
+
+/// Every route may answer 503 where brokers share an etcd store: a
+/// standby refuses everything (`active.rs`), and the active broker a write
+/// its store cannot take now.
+struct Standby;
+
+impl utoipa::Modify for Standby {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let unavailable = ResponseBuilder::new()
+            .description(
+                "With an etcd store ([cluster]): this broker is a standby (the detail names the \
+                 active broker and its API; Retry-After: 1), or the store cannot take a write now \
+                 (no quorum). Nothing was changed, unless the detail says the outcome is unknown.",
+            )
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ProblemDoc")))
+                    .build(),
+            )
+            .build();
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses
+                    .responses
+                    .entry("503".to_owned())
+                    .or_insert_with(|| unavailable.clone().into());
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 
