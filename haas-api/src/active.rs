@@ -54,6 +54,9 @@ struct Standby {
     active: Option<Candidacy>,
     /// Why this broker cannot even campaign (etcd out of reach).
     unavailable: Option<String>,
+    /// Why the last broker to win could not serve: the records in etcd
+    /// do not read (a damaged record), until one does.
+    unreadable: Option<String>,
 }
 
 #[derive(Clone)]
@@ -102,6 +105,12 @@ async fn dispatch(State(d): State<Dispatch>, req: Request) -> Response {
             "broker {} is a standby; the active broker is {} at {}: send the request there",
             d.me, a.name, a.api
         ),
+        (None, None) if standby.unreadable.is_some() => format!(
+            "no broker is active: broker {} won the election but cannot read the records in \
+             etcd ({}); fix or delete that record (etcdctl), and a broker leads again",
+            d.me,
+            standby.unreadable.as_deref().unwrap_or_default()
+        ),
         (None, Some(why)) => format!(
             "broker {} cannot reach the etcd store its records live in ({why}); no broker is \
              active until etcd has a quorum again: retry later",
@@ -147,6 +156,7 @@ async fn campaign(
                     standby.send_replace(Standby {
                         active: None,
                         unavailable: Some(why),
+                        unreadable: None,
                     });
                     tokio::select! {
                         () = tokio::time::sleep(RETRY) => continue,
@@ -154,7 +164,10 @@ async fn campaign(
                     }
                 }
             };
-        standby.send_replace(Standby::default());
+        standby.send_modify(|s| {
+            s.active = None;
+            s.unavailable = None;
+        });
         let leadership = tokio::select! {
             l = candidate.campaign() => l,
             () = follow_leader(&candidate, &standby) => unreachable_follow(),
@@ -196,7 +209,10 @@ async fn campaign(
                 return;
             }
             Err(e) => {
-                warn!("won the election but cannot read the records ({e}); standing down");
+                if standby.borrow().unreadable.as_deref() != Some(e.as_str()) {
+                    warn!("won the election but cannot read the records ({e}); standing down");
+                }
+                standby.send_modify(|s| s.unreadable = Some(e));
                 let _ = candidate.resign(leadership).await;
                 candidate.abandon();
                 tokio::select! {
@@ -221,16 +237,17 @@ async fn follow_leader(candidate: &Candidate, standby: &watch::Sender<Standby>) 
         let view = match candidate.leader().await {
             Ok(active) => Standby {
                 active: active.and_then(|id| serde_json::from_str(&id).ok()),
-                unavailable: None,
+                ..Standby::default()
             },
             Err(e) => Standby {
-                active: None,
                 unavailable: Some(e.to_string()),
+                ..Standby::default()
             },
         };
         standby.send_if_modified(|s| {
             let changed = s.active != view.active || s.unavailable != view.unavailable;
-            *s = view;
+            s.active = view.active;
+            s.unavailable = view.unavailable;
             changed
         });
         tokio::time::sleep(WHO_LEADS).await;

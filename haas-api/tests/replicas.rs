@@ -377,3 +377,51 @@ async fn without_a_quorum_no_broker_writes_and_one_leads_again_after() {
     .await;
     assert_eq!(s, 201, "{p}");
 }
+
+/// A record in etcd that does not read: no broker serves from a partial
+/// view; every answer names the record; once it is removed a broker leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_record_keeps_every_broker_standing_by_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let key = "iris/dc1/broker/records/providers/p-damaged";
+    client.put(key, "{not json", None).await.unwrap();
+    let controller = start_controller(dir.path(), Vec::new());
+    std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
+    let a = Broker::new(
+        dir.path(),
+        "api1",
+        &etcd,
+        &controller.api_addr().to_string(),
+    );
+    let body = a.wait_health(503, Duration::from_secs(20)).await;
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (s, _, body) = call(&a.base, Some(ADMIN), "GET", "/v1/providers", None).await;
+        assert_eq!(s, 503, "{body}");
+        if body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("providers/p-damaged does not decode"))
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "the record is never named: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(body["detail"].is_string(), "{body}");
+    client.delete(key, None).await.unwrap();
+    a.wait_health(200, Duration::from_secs(10)).await;
+    let (s, _, p) = call(
+        &a.base,
+        Some(ADMIN),
+        "POST",
+        "/v1/providers",
+        Some(json!({"name": "after"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+}
