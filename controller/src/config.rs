@@ -1733,7 +1733,7 @@ struct RawTls {
 /// configuration file.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RawApiTls {
+pub struct RawApiTls {
     #[schema(value_type = String)]
     private_key: PathBuf,
     #[schema(value_type = String)]
@@ -1748,7 +1748,9 @@ pub struct ApiTlsFiles {
 }
 
 impl RawApiTls {
-    fn validate(&self, base: &Path, errors: &mut Vec<ConfigError>) -> ApiTlsFiles {
+    /// The files, relative to `base`, checked by loading them (the broker
+    /// reads its own `[api_tls]` with this too).
+    pub fn validate(&self, base: &Path, errors: &mut Vec<ConfigError>) -> ApiTlsFiles {
         let files = ApiTlsFiles {
             private_key: base.join(&self.private_key),
             certificate: base.join(&self.certificate),

@@ -44,18 +44,31 @@ fn read_certs(path: &Path, what: &str) -> Result<Vec<CertificateDer<'static>>, S
     Ok(certs)
 }
 
+/// The certificates of the PEM file `ca`, as trust anchors.
+fn roots_of(ca: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(ca, "CA certificate")? {
+        roots
+            .add(c)
+            .map_err(|e| format!("the CA certificate {} is not usable: {e}", ca.display()))?;
+    }
+    Ok(roots)
+}
+
+/// An HTTPS client's TLS: the server's certificate must chain to a
+/// certificate of the PEM file `ca` and name the host it is asked for (a
+/// client of a private deployment's API, whose CA no system store holds).
+pub fn https_client_config(ca: &Path) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_root_certificates(roots_of(ca)?)
+        .with_no_client_auth())
+}
+
 impl TlsFiles {
     fn roots(&self) -> Result<RootCertStore, String> {
-        let mut roots = RootCertStore::empty();
-        for ca in read_certs(&self.ca_certificate, "CA certificate")? {
-            roots.add(ca).map_err(|e| {
-                format!(
-                    "the CA certificate {} is not usable: {e}",
-                    self.ca_certificate.display()
-                )
-            })?;
-        }
-        Ok(roots)
+        roots_of(&self.ca_certificate)
     }
 
     /// The listener's configuration: TLS 1.2 or 1.3 (Open vSwitch 3.1
