@@ -278,6 +278,6 @@ async fn lead(
     if !*candidate.alive().borrow() {
         return Err("the lease was lost while reading".to_owned());
     }
-    let broker = crate::run::activate(config, records, term.clone());
+    let broker = crate::run::activate(config, records, term.clone())?;
     Ok((router(broker, admin), term))
 }

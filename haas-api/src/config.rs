@@ -21,6 +21,10 @@
 //! url = "http://127.0.0.1:8080"
 //! token_file = "/etc/iris/controller-token"       # the controller's [api_auth] token
 //!
+//! [api_tls]                        # optional: the API speaks HTTPS
+//! private_key = "/etc/iris/broker-key.pem"
+//! certificate = "/etc/iris/broker-cert.pem"
+//!
 //! [api_limits]                     # as the controller's (docs/operations.md)
 //! max_connections = 256
 //! header_timeout_secs = 10
@@ -48,8 +52,8 @@
 
 use iris_controller::api_server::ApiLimits;
 use iris_controller::config::{
-    check_store_table, from_toml, load_with, ConfigError, LoadError, ParseError, RawApiLimits,
-    RawStore,
+    check_store_table, from_toml, load_with, ApiTlsFiles, ConfigError, LoadError, ParseError,
+    RawApiLimits, RawApiTls, RawStore,
 };
 use serde::Deserialize;
 use std::fmt;
@@ -95,6 +99,8 @@ struct RawConfig {
     /// The controller's `[api_limits]`, read and checked as it reads them.
     #[serde(default)]
     api_limits: RawApiLimits,
+    /// HTTPS for the API: its key and certificate.
+    api_tls: Option<RawApiTls>,
     libvirt: Option<RawLibvirt>,
 }
 
@@ -273,6 +279,8 @@ pub struct Config {
     pub controller_url: String,
     pub controller_token: Option<Secret>,
     pub api_limits: ApiLimits,
+    /// `[api_tls]`: the API speaks HTTPS with these.
+    pub api_tls: Option<ApiTlsFiles>,
     /// The `libvirt` driver's settings: with them, PMs may be registered
     /// with `driver = "libvirt"`.
     #[cfg(feature = "libvirt")]
@@ -329,7 +337,8 @@ impl Config {
         #[cfg(not(feature = "libvirt"))]
         let libvirt = "  libvirt driver: not built\n".to_owned();
         let general = format!(
-            "  listen {}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n  HaaS gateways [{}]\n",
+            "  listen {}://{}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n  HaaS gateways [{}]\n",
+            if self.api_tls.is_some() { "https" } else { "http" },
             self.listen,
             self.store_summary(),
             self.controller_url,
@@ -444,6 +453,21 @@ impl RawConfig {
             }
         }
         let api_limits = self.api_limits.validate(&mut errors);
+        let api_tls = self.api_tls.as_ref().map(|t| t.validate(base, &mut errors));
+        if let Some(c) = &cluster {
+            match (c.api.starts_with("https://"), api_tls.is_some()) {
+                (true, false) => errors.push(ConfigError::new(
+                    "cluster.api",
+                    "is https://, and this broker's API speaks plain HTTP: give it [api_tls], \
+                     or write http://",
+                )),
+                (false, true) if c.api.starts_with("http://") => errors.push(ConfigError::new(
+                    "cluster.api",
+                    "is http://, and this broker's API speaks HTTPS ([api_tls]): write https://",
+                )),
+                _ => {}
+            }
+        }
         #[cfg(feature = "libvirt")]
         let libvirt = self
             .libvirt
@@ -467,12 +491,21 @@ impl RawConfig {
                 (String::new(), None)
             }
             Some(c) => {
-                if !(c.url.starts_with("http://") || c.url.starts_with("https://"))
-                    || c.url.len() <= "http://".len()
-                {
+                if c.url.starts_with("https://") {
+                    // Its HTTP client has no TLS: reqwest's would ask every
+                    // client of the workspace for a process-wide provider.
                     errors.push(ConfigError::new(
                         "controller.url",
-                        format!("{:?} is not an http:// or https:// URL", c.url),
+                        format!(
+                            "{:?}: the broker calls the controller over plain HTTP; give the \
+                             controller's API an http:// address on the control network",
+                            c.url
+                        ),
+                    ));
+                } else if !c.url.starts_with("http://") || c.url.len() <= "http://".len() {
+                    errors.push(ConfigError::new(
+                        "controller.url",
+                        format!("{:?} is not an http:// URL", c.url),
                     ));
                 }
                 let token = c.token_file.as_ref().and_then(|p| {
@@ -497,6 +530,7 @@ impl RawConfig {
                 controller_url,
                 controller_token,
                 api_limits,
+                api_tls,
                 #[cfg(feature = "libvirt")]
                 libvirt,
             }),

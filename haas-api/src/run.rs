@@ -9,7 +9,7 @@ use crate::northbound::Controller;
 use crate::records::Records;
 use crate::service::Broker;
 use crate::store::{SledStore, Store};
-use iris_controller::api_server::{max_connections, raise_open_file_limit, serve};
+use iris_controller::api_server::{max_connections, raise_open_file_limit, serve_with_tls};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +62,13 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let admin = Admin(crate::auth::digest(config.admin_token.expose()));
+    let tls = match &config.api_tls {
+        Some(t) => Some(
+            iris_controller::tls::api_server_config(&t.private_key, &t.certificate)
+                .map_err(|e| format!("the API's TLS: {e}"))?,
+        ),
+        None => None,
+    };
     let ended = CancellationToken::new();
     let mut campaigning = None;
     let app = match (&config.etcd, &config.cluster) {
@@ -89,7 +96,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
                     .map_err(|e| e.to_string())?,
             );
             let records = Records::load(store).map_err(|e| e.to_string())?;
-            let broker = activate(config, records, shutdown.clone());
+            let broker = activate(config, records, shutdown.clone())?;
             router(broker, admin)
         }
     };
@@ -98,7 +105,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     info!(%addr, "iris-api listening");
     let task = tokio::spawn({
         let ended = ended.clone();
-        let serving = serve(listener, app, limits, cap, shutdown.child_token());
+        let serving = serve_with_tls(listener, app, limits, cap, tls, shutdown.child_token());
         async move {
             let stop = shutdown.clone();
             let served = tokio::select! {
@@ -129,15 +136,16 @@ pub(crate) fn activate(
     config: &Config,
     records: Records,
     shutdown: CancellationToken,
-) -> Arc<Broker> {
+) -> Result<Arc<Broker>, String> {
+    let controller = Controller::new(
+        &config.controller_url,
+        config.controller_token.clone(),
+        config.haas_gateways.clone(),
+    );
     let broker = Arc::new(Broker::new(
         records,
         drivers(config),
-        Controller::new(
-            &config.controller_url,
-            config.controller_token.clone(),
-            config.haas_gateways.clone(),
-        ),
+        controller,
         Gateways::new(config.gateway_apis.clone()),
         config.first_tunnel_key,
         config.node_mtu,
@@ -153,5 +161,5 @@ pub(crate) fn activate(
     if !config.gateway_apis.is_empty() {
         tokio::spawn(broker.clone().keep_gateways(shutdown));
     }
-    broker
+    Ok(broker)
 }

@@ -515,6 +515,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ),
         (None, None) => None,
     };
+    if cli.url.starts_with("https://") {
+        return Err(Failure::Usage(format!(
+            "{}: irisctl speaks plain HTTP and cannot reach a broker with [api_tls]; use \
+             curl --cacert CA -H \"Authorization: Bearer TOKEN\" on its API (docs/broker.md)",
+            cli.url
+        )));
+    }
     let c = Client {
         http: reqwest::Client::new(),
         url: cli.url.clone(),
