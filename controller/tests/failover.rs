@@ -241,8 +241,8 @@ fn every_acknowledged_write_survives_a_kill_of_the_leader_and_a_standby_takes_ov
         Duration::from_secs(5),
         || listing(&back) == on_leader,
     );
-    // A VI made and another deleted with its entries on the leader: the
-    // standby reads the hosts and VIs again, not the whole store.
+    // A VI made, then deleted, on the leader: the standby reads the hosts
+    // and VIs again, not the whole store.
     let vi = json!({"id": 77, "name": "made-on-the-leader", "gre_key": 77, "gateways": []});
     let (status, body) = standby.request("PUT", "/v1/vis/77", Some(&vi)).unwrap();
     assert_eq!(status, 201, "{body}");

@@ -19,7 +19,6 @@ use crate::api::{config_secret::Admin, router};
 use crate::config::{Cluster, Config};
 use crate::records::Records;
 use crate::store::etcd::{EtcdStore, ELECTION};
-use crate::store::Store;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -181,9 +180,12 @@ async fn campaign(
                 continue;
             }
         };
+        // Whoever led before is not the active broker any more.
+        standby.send_modify(|s| s.active = None);
         match lead(&config, &etcd, &candidate, &leadership, admin).await {
-            Ok((broker_api, term)) => {
+            Ok((broker_api, term, store)) => {
                 info!(broker = %me.name, "this broker is the active one");
+                standby.send_modify(|s| s.unreadable = None);
                 api.send_replace(Some(broker_api));
                 let mut alive = candidate.alive();
                 let why = tokio::select! {
@@ -193,6 +195,12 @@ async fn campaign(
                     () = term.cancelled() => Some("a write found another broker active"),
                 };
                 let Some(why) = why else {
+                    // A write in doubt is put back now, not left to the
+                    // next active broker to find.
+                    let settled = tokio::task::spawn_blocking(move || store.settle_doubt()).await;
+                    if let Ok(Err(e)) = settled {
+                        warn!("a write in doubt could not be undone before stopping: {e}");
+                    }
                     term.cancel();
                     // Let a standby take over at once.
                     if let Err(e) = candidate.resign(leadership).await {
@@ -203,16 +211,17 @@ async fn campaign(
                     return;
                 };
                 warn!("this broker stops being the active one: {why}");
+                term.cancel();
                 api.send_replace(None);
                 ended.cancel();
                 candidate.abandon();
                 return;
             }
-            Err(e) => {
-                if standby.borrow().unreadable.as_deref() != Some(e.as_str()) {
-                    warn!("won the election but cannot read the records ({e}); standing down");
+            Err(NotLed { message, damaged }) => {
+                if standby.borrow().unreadable.as_deref() != Some(message.as_str()) {
+                    warn!("won the election but cannot serve ({message}); standing down");
                 }
-                standby.send_modify(|s| s.unreadable = Some(e));
+                standby.send_modify(|s| s.unreadable = damaged.then_some(message));
                 let _ = candidate.resign(leadership).await;
                 candidate.abandon();
                 tokio::select! {
@@ -254,30 +263,46 @@ async fn follow_leader(candidate: &Candidate, standby: &watch::Sender<Standby>) 
     }
 }
 
+/// Why a broker that won could not serve.
+struct NotLed {
+    message: String,
+    /// The records do not read (a damaged record), rather than etcd being
+    /// out of reach for a moment.
+    damaged: bool,
+}
+
 /// Having won: the records read under `leadership`, the broker started on
-/// them, and its API; the token is its term, cancelled when a write finds
-/// the leadership gone.
+/// them, its API, its term (cancelled when a write finds the leadership
+/// gone) and its store.
 async fn lead(
     config: &Config,
     etcd: &EtcdConfig,
     candidate: &Candidate,
     leadership: &Leadership,
     admin: Admin,
-) -> Result<(Router, CancellationToken), String> {
+) -> Result<(Router, CancellationToken, Arc<EtcdStore>), NotLed> {
+    let transient = |message: String| NotLed {
+        message,
+        damaged: false,
+    };
     let term = CancellationToken::new();
-    let records = tokio::task::spawn_blocking({
+    let (store, records) = tokio::task::spawn_blocking({
         let (etcd, leadership, term) = (etcd.clone(), leadership.clone(), term.clone());
         move || {
-            let store: Arc<dyn Store> = Arc::new(EtcdStore::open(etcd, &leadership, term)?);
-            Records::load(store)
+            let store = Arc::new(EtcdStore::open(etcd, &leadership, term)?);
+            let records = Records::load(store.clone())?;
+            Ok::<_, crate::store::StoreError>((store, records))
         }
     })
     .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| transient(e.to_string()))?
+    .map_err(|e| NotLed {
+        damaged: !e.unavailable,
+        message: e.to_string(),
+    })?;
     if !*candidate.alive().borrow() {
-        return Err("the lease was lost while reading".to_owned());
+        return Err(transient("the lease was lost while reading".to_owned()));
     }
-    let broker = crate::run::activate(config, records, term.clone())?;
-    Ok((router(broker, admin), term))
+    let broker = crate::run::activate(config, records, term.clone()).map_err(transient)?;
+    Ok((router(broker, admin), term, store))
 }

@@ -75,15 +75,19 @@ fn internal(e: crate::store::StoreError) -> Problem {
         return problem(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
-                "the broker could not write its records ({}); nothing more was done: retry \
-                 in a moment",
+                "the broker could not write its records ({}); nothing more was done, and what \
+                 the request had recorded before this write stays: read it back, then retry \
+                 (with the same Idempotency-Key where the route takes one)",
                 e.message
             ),
         );
     }
     problem(
         StatusCode::INTERNAL_SERVER_ERROR,
-        format!("the broker could not write its records: {e}; nothing more was done"),
+        format!(
+            "the broker could not write its records: {e}; nothing more was done, and what the \
+             request had recorded before this write stays: read it back"
+        ),
     )
 }
 
@@ -1634,8 +1638,10 @@ impl utoipa::Modify for Standby {
         let unavailable = ResponseBuilder::new()
             .description(
                 "With an etcd store ([cluster]): this broker is a standby (the detail names the \
-                 active broker and its API; Retry-After: 1), or the store cannot take a write now \
-                 (no quorum). Nothing was changed, unless the detail says the outcome is unknown.",
+                 active broker and its API; Retry-After: 1; nothing was changed), or the store \
+                 cannot take a write now (no quorum): the detail says what the request had \
+                 recorded and whether the last write's outcome is unknown; read back before \
+                 retrying.",
             )
             .content(
                 "application/problem+json",

@@ -57,6 +57,9 @@ fn libvirt_driver(_: &Config) -> Option<Arc<dyn ComputeDriver>> {
 /// crash interrupted. On an etcd store (`[cluster]`), the broker serves as
 /// a standby until it wins the brokers' election (`active.rs`).
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Running, String> {
+    // Stops this broker alone: a term that ends does not cancel the
+    // caller's token.
+    let shutdown = shutdown.child_token();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -105,7 +108,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Runni
     info!(%addr, "iris-api listening");
     let task = tokio::spawn({
         let ended = ended.clone();
-        let serving = serve_with_tls(listener, app, limits, cap, tls, shutdown.child_token());
+        let serving = serve_with_tls(listener, app, limits, cap, tls, shutdown.clone());
         async move {
             let stop = shutdown.clone();
             let served = tokio::select! {

@@ -11,10 +11,15 @@
 //! A write whose answer was lost (a member died under it, the quorum went)
 //! may or may not have been applied. The broker's records in memory keep
 //! the value from before it, and so does the store once this broker
-//! writes again: the next write first puts the doubtful key back to what
-//! it held at the last revision this broker saw (etcd keeps every revision
-//! until it is compacted). A broker that cannot do that ends its term, and
-//! the next active broker reads the store as it is.
+//! writes again or stops: the key is put back to what it held at the last
+//! revision this broker saw (etcd keeps every revision until it is
+//! compacted). A broker that cannot do that (cut off from etcd until its
+//! lease ended, killed) leaves it, and the next active broker reads the
+//! store as it is: the client was told the outcome is unknown.
+//!
+//! A write is guarded by the leadership alone, not by the key's revision:
+//! a request the members' client retried on another member after a
+//! timeout could, applied late, overwrite a later write to the same key.
 
 use super::{Store, StoreError};
 use etcd_client::{Compare, GetOptions, Txn, TxnOp};
@@ -30,8 +35,9 @@ use tokio_util::sync::CancellationToken;
 pub const ELECTION: &str = "broker/leader";
 /// The records, after the store's prefix.
 const RECORDS: &str = "broker/records/";
-/// Records read per request when loading.
-const PAGE: i64 = 1000;
+/// Records read per request when loading: an operation record carries
+/// its request and error texts, so a page stays well under gRPC's 4 MiB.
+const PAGE: i64 = 200;
 
 /// A key whose write's outcome is unknown, and the revision from before
 /// that write.
@@ -135,10 +141,12 @@ impl EtcdStore {
                 async move { kv.get(key, Some(options)).await }
             })
             .map_err(|e| match e {
-                // Compacted past the revision: what it held is gone.
+                // Compacted past the revision (etcd's OUT_OF_RANGE): what
+                // it held is gone.
                 EtcdError::Backend { .. } | EtcdError::Corrupt { .. } => self.end_term(&format!(
-                    "a write of {} whose outcome is unknown cannot be undone ({e})",
-                    doubt.key
+                    "a write of {} whose outcome is unknown cannot be undone: etcd no longer \
+                     holds revision {} (compacted) or refused the read ({e})",
+                    doubt.key, doubt.before
                 )),
                 e => unavailable(&e),
             })?;
@@ -147,6 +155,21 @@ impl EtcdStore {
             None => TxnOp::delete(doubt.key.clone(), None),
         };
         self.guarded(op, &format!("the undo of {}", doubt.key))
+    }
+
+    /// Settles a write in doubt now, if there is one: what a broker
+    /// about to stop being the active one does, so that the next one does
+    /// not find it (best effort: etcd may still not answer).
+    pub fn settle_doubt(&self) -> Result<(), StoreError> {
+        let mut doubt = self
+            .doubt
+            .lock()
+            .map_err(|_| StoreError::new("the store's lock was poisoned"))?;
+        if let Some(d) = doubt.clone() {
+            self.settle(&d)?;
+            *doubt = None;
+        }
+        Ok(())
     }
 
     /// Writes `op` to `key`, after settling an earlier write in doubt;
@@ -177,8 +200,9 @@ impl EtcdStore {
             Err(e) if e.unavailable && !self.ended.is_cancelled() => {
                 *doubt = Some(Doubt { key, before });
                 Err(StoreError::unavailable(format!(
-                    "{}; whether the write was applied is unknown: the broker undoes it before \
-                     its next write, so it never shows once etcd answers again",
+                    "{}; whether the write was applied is unknown: this broker undoes it before \
+                     its next write or as it stops, but one cut off from etcd until its lease \
+                     ends cannot, so read the object back before retrying",
                     e.message
                 )))
             }

@@ -80,9 +80,10 @@ impl Members {
     }
 
     /// Runs `request` against the member that answered last, and on any
-    /// failure against the others in turn. Every request is safe to
-    /// repeat: reads are, and every write must be guarded (the etcd store's
-    /// by its marker, the broker's by its leadership).
+    /// failure against the others in turn. A read is safe to repeat; a
+    /// write is as safe as its guard: the etcd store's marker fails a late
+    /// apply of a first attempt, the broker's leadership only keeps other
+    /// brokers out.
     pub fn run<T: Send + 'static, F>(
         &self,
         request: impl Fn(KvClient) -> F,

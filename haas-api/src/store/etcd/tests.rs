@@ -157,8 +157,8 @@ async fn a_deposed_brokers_writes_are_refused_and_end_its_term() {
 }
 
 /// A write whose outcome was unknown and that etcd did apply is put back
-/// before the next write, so the store ends as the broker's records
-/// (which never took it) say.
+/// before the next write, or as the broker stops, so the store ends as the
+/// broker's records (which never took it) say.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_in_doubt_is_undone_before_the_next() {
     let (_dir, c) = cluster();
@@ -188,6 +188,19 @@ async fn a_write_in_doubt_is_undone_before_the_next() {
         })
         .await;
     }
+    // And as the broker stops, with no write after it.
+    let key = format!("iris/dc1/{RECORDS}vis/vi3");
+    client
+        .put(key.clone(), "doubtful three", None)
+        .await
+        .unwrap();
+    *s.doubt.lock().unwrap() = Some(Doubt { key, before });
+    blocking({
+        let s = s.clone();
+        move || s.settle_doubt().unwrap()
+    })
+    .await;
+    assert!(s.doubt.lock().unwrap().is_none());
     let (vis, nodes) = blocking(move || (s.scan("vis").unwrap(), s.scan("nodes").unwrap())).await;
     assert_eq!(vis, vec![("vi1".to_owned(), b"kept".to_vec())]);
     assert_eq!(nodes, vec![("n1".to_owned(), b"next".to_vec())]);
