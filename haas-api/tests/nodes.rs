@@ -490,25 +490,8 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
         .status()
         .unwrap()
         .success());
-    let (s, h10, op) = call(
-        &b,
-        Some(&t),
-        "POST",
-        "/v1/nodes",
-        Some(json!({"vi": vi_id, "flavor": "c1", "count": 10})),
-    )
-    .await;
-    assert_eq!(s, 202, "{op}");
-    let at10 = h10[reqwest::header::LOCATION].to_str().unwrap().to_owned();
     // Killed once the first node is made, well before the tenth.
-    let start = Instant::now();
-    let done_at_kill = loop {
-        let (_, _, op) = call(&b, Some(&t), "GET", &at10, None).await;
-        if op["done"].as_u64() >= Some(1) || start.elapsed() > Duration::from_millis(200) {
-            assert_eq!(op["status"], "running", "{op}");
-            break op["done"].clone();
-        }
-    };
+    let (at10, done_at_kill) = ten_nodes_under_way(&b, &t, &vi_id).await;
     broker.kill9();
     let killed_at = nodes_of_count(&h, &pms);
     let broker =
@@ -525,17 +508,8 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     let nodes = nodes_of(&b, &t).await;
     assert_eq!(nodes.len(), 16);
     assert!(nodes.iter().all(|n| n["state"] == "active"), "{nodes:?}");
-    let mut owned: Vec<String> = nodes.iter().map(ns_of).collect();
-    owned.sort();
-    let mut held: Vec<String> = pms
-        .iter()
-        .flat_map(|&p| node_namespaces(h.tb.pm(p).netns().name()))
-        .collect();
-    held.sort();
-    assert_eq!(
-        held, owned,
-        "the stray namespace is removed, every node's kept"
-    );
+    // The stray namespace is removed, every node's kept.
+    assert_only_owned_namespaces(&h, &pms, &nodes);
     let log = std::fs::read_to_string(&log2).unwrap();
     assert!(log.contains("resuming an interrupted operation"), "{log}");
     assert!(log.contains("removing a node no record owns"), "{log}");
@@ -547,31 +521,7 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     ));
 
     // Scale in to nothing: no namespace, veth or OVS port is left.
-    let mut ops = Vec::new();
-    for n in &nodes {
-        let (s, h, op) = call(
-            &b,
-            Some(&t),
-            "DELETE",
-            &format!("/v1/nodes/{}", n["id"].as_str().unwrap()),
-            None,
-        )
-        .await;
-        assert_eq!(s, 202, "{op}");
-        ops.push(h[reqwest::header::LOCATION].to_str().unwrap().to_owned());
-    }
-    for at in ops {
-        let op = wait_operation(&b, &t, &at, Duration::from_secs(60)).await;
-        assert_eq!(op["status"], "succeeded", "{op}");
-    }
-    assert!(nodes_of(&b, &t).await.is_empty());
-    for &pm in &pms {
-        let (ns, veths, ports) = node_traces(h.tb.pm(pm));
-        assert!(
-            ns.is_empty() && veths.is_empty() && ports.is_empty(),
-            "{ns:?} {veths:?} {ports:?}"
-        );
-    }
+    scale_in_to_nothing(&b, &t, &h, &pms, &nodes).await;
     let registry = h
         .controller()
         .unwrap()
@@ -600,6 +550,99 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     );
     drop(broker);
     drop(sweep);
+}
+
+/// The namespace of node `n` on the PM it names.
+fn namespace_of(h: &Harness, pms: &[iris_testbed::PmId], n: &Value) -> String {
+    let pm = pms
+        .iter()
+        .map(|&p| h.tb.pm(p))
+        .find(|p| p.name() == n["pm"])
+        .unwrap();
+    iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
+}
+
+/// Asks for ten nodes at once and returns, once the first is done (or
+/// 200 ms passed), the operation's location and how many were done: the
+/// moment the kill tests kill the broker at.
+async fn ten_nodes_under_way(b: &str, t: &str, vi_id: &str) -> (String, Value) {
+    let (s, headers, op) = call(
+        b,
+        Some(t),
+        "POST",
+        "/v1/nodes",
+        Some(json!({"vi": vi_id, "flavor": "c1", "count": 10})),
+    )
+    .await;
+    assert_eq!(s, 202, "{op}");
+    let at = headers[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let start = Instant::now();
+    loop {
+        let (_, _, op) = call(b, Some(t), "GET", &at, None).await;
+        if op["done"].as_u64() >= Some(1) || start.elapsed() > Duration::from_millis(200) {
+            assert_eq!(op["status"], "running", "{op}");
+            return (at, op["done"].clone());
+        }
+    }
+}
+
+/// Asserts that the PMs hold exactly the namespaces of `nodes`.
+fn assert_only_owned_namespaces(h: &Harness, pms: &[iris_testbed::PmId], nodes: &[Value]) {
+    let mut owned: Vec<String> = nodes.iter().map(|n| namespace_of(h, pms, n)).collect();
+    owned.sort();
+    let mut held: Vec<String> = pms
+        .iter()
+        .flat_map(|&p| node_namespaces(h.tb.pm(p).netns().name()))
+        .collect();
+    held.sort();
+    assert_eq!(
+        held, owned,
+        "the PMs hold a namespace no node owns, or miss one"
+    );
+}
+
+/// Deletes every node of `nodes` at once, waits for each deletion, and
+/// asserts that no namespace, veth or OVS port of a node is left.
+async fn scale_in_to_nothing(
+    b: &str,
+    t: &str,
+    h: &Harness,
+    pms: &[iris_testbed::PmId],
+    nodes: &[Value],
+) {
+    let mut ops = Vec::new();
+    for n in nodes {
+        let (s, headers, op) = call(
+            b,
+            Some(t),
+            "DELETE",
+            &format!("/v1/nodes/{}", n["id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+        assert_eq!(s, 202, "{op}");
+        ops.push(
+            headers[reqwest::header::LOCATION]
+                .to_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    for at in ops {
+        let op = wait_operation(b, t, &at, Duration::from_secs(60)).await;
+        assert_eq!(op["status"], "succeeded", "{op}");
+    }
+    assert!(nodes_of(b, t).await.is_empty());
+    for &pm in pms {
+        let (ns, veths, ports) = node_traces(h.tb.pm(pm));
+        assert!(
+            ns.is_empty() && veths.is_empty() && ports.is_empty(),
+            "{ns:?} {veths:?} {ports:?}"
+        );
+    }
 }
 
 fn nodes_of_count(h: &Harness, pms: &[iris_testbed::PmId]) -> usize {
@@ -2020,27 +2063,7 @@ async fn a_standby_broker_finishes_a_request_the_killed_active_one_began() {
     let standby = BrokerProcess::start(&dir.join("api2.toml"), &dir.join("api2.log")).await;
     wait_health(&standby.base, 503).await;
 
-    let (s, headers, op) = call(
-        &b,
-        Some(&t),
-        "POST",
-        "/v1/nodes",
-        Some(json!({"vi": vi_id, "flavor": "c1", "count": 10})),
-    )
-    .await;
-    assert_eq!(s, 202, "{op}");
-    let at = headers[reqwest::header::LOCATION]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let start = Instant::now();
-    let done_at_kill = loop {
-        let (_, _, op) = call(&b, Some(&t), "GET", &at, None).await;
-        if op["done"].as_u64() >= Some(1) || start.elapsed() > Duration::from_millis(200) {
-            assert_eq!(op["status"], "running", "{op}");
-            break op["done"].clone();
-        }
-    };
+    let (at, done_at_kill) = ten_nodes_under_way(&b, &t, &vi_id).await;
     active.kill9();
     let killed = Instant::now();
     let killed_at = nodes_of_count(&h, &pms);
@@ -2053,22 +2076,7 @@ async fn a_standby_broker_finishes_a_request_the_killed_active_one_began() {
     let nodes = nodes_of(&b2, &t).await;
     assert_eq!(nodes.len(), 10);
     assert!(nodes.iter().all(|n| n["state"] == "active"), "{nodes:?}");
-    let ns_of = |n: &Value| {
-        let pm = pms
-            .iter()
-            .map(|&p| h.tb.pm(p))
-            .find(|p| p.name() == n["pm"])
-            .unwrap();
-        iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
-    };
-    let mut owned: Vec<String> = nodes.iter().map(ns_of).collect();
-    owned.sort();
-    let mut held: Vec<String> = pms
-        .iter()
-        .flat_map(|&p| node_namespaces(h.tb.pm(p).netns().name()))
-        .collect();
-    held.sort();
-    assert_eq!(held, owned);
+    assert_only_owned_namespaces(&h, &pms, &nodes);
     let ip = nodes[9]["ip"]
         .as_str()
         .unwrap()
@@ -2077,7 +2085,11 @@ async fn a_standby_broker_finishes_a_request_the_killed_active_one_began() {
         .unwrap()
         .to_owned();
     assert!(
-        ping_from(&ns_of(&nodes[0]), &ip, Duration::from_secs(10)),
+        ping_from(
+            &namespace_of(&h, &pms, &nodes[0]),
+            &ip,
+            Duration::from_secs(10)
+        ),
         "no ping between nodes made by two brokers"
     );
     let log = std::fs::read_to_string(dir.join("api2.log")).unwrap();
@@ -2089,27 +2101,7 @@ async fn a_standby_broker_finishes_a_request_the_killed_active_one_began() {
     );
 
     // Scale in to nothing through the new active broker.
-    for n in &nodes {
-        let (s, h, op) = call(
-            &b2,
-            Some(&t),
-            "DELETE",
-            &format!("/v1/nodes/{}", n["id"].as_str().unwrap()),
-            None,
-        )
-        .await;
-        assert_eq!(s, 202, "{op}");
-        let at = h[reqwest::header::LOCATION].to_str().unwrap().to_owned();
-        let op = wait_operation(&b2, &t, &at, Duration::from_secs(60)).await;
-        assert_eq!(op["status"], "succeeded", "{op}");
-    }
-    for &pm in &pms {
-        let (ns, veths, ports) = node_traces(h.tb.pm(pm));
-        assert!(
-            ns.is_empty() && veths.is_empty() && ports.is_empty(),
-            "{ns:?} {veths:?} {ports:?}"
-        );
-    }
+    scale_in_to_nothing(&b2, &t, &h, &pms, &nodes).await;
     drop(standby);
     drop(sweep);
 }

@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use iris_testbed::controller::ControllerProcess;
 use iris_testbed::etcd::EtcdCluster;
 use serde_json::{json, Value};
 use std::net::{IpAddr, Ipv4Addr};
@@ -127,6 +128,32 @@ impl Drop for Broker {
     }
 }
 
+/// What every test here stands on: a three-member etcd cluster and the
+/// real controller in `dir`, the brokers' admin token written beside them;
+/// the controller's API address for the brokers' configurations.
+fn cluster_and_controller(dir: &Path) -> (EtcdCluster, ControllerProcess, String) {
+    let etcd = EtcdCluster::start(&dir.join("etcd"), 3)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let controller = start_controller(dir, Vec::new());
+    std::fs::write(dir.join("admin-token"), ADMIN).unwrap();
+    let api = controller.api_addr().to_string();
+    (etcd, controller, api)
+}
+
+/// `POST /v1/providers` of a provider named `name` with the admin token:
+/// status and body.
+async fn create_provider(base: &str, name: &str) -> (u16, Value) {
+    let (s, _, p) = call(
+        base,
+        Some(ADMIN),
+        "POST",
+        "/v1/providers",
+        Some(json!({ "name": name })),
+    )
+    .await;
+    (s, p)
+}
+
 /// Asserts a standby's refusal: 503 problem+json naming the active broker.
 fn assert_refused_naming(status: u16, body: &Value, active: &Broker) {
     assert_eq!(status, 503, "{body}");
@@ -143,11 +170,7 @@ fn assert_refused_naming(status: u16, body: &Value, active: &Broker) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_takes_over_from_a_killed_broker_with_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
-        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
-    let controller = start_controller(dir.path(), Vec::new());
-    std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
-    let ctl = controller.api_addr().to_string();
+    let (etcd, _controller, ctl) = cluster_and_controller(dir.path());
     let mut a = Broker::new(dir.path(), "api1", &etcd, &ctl);
     a.wait_health(200, Duration::from_secs(20)).await;
     let mut b = Broker::new(dir.path(), "api2", &etcd, &ctl);
@@ -167,14 +190,7 @@ async fn a_standby_takes_over_from_a_killed_broker_with_every_acknowledged_write
     let (s, _, vi) = call(&a.base, Some(&token), "POST", "/v1/vis", Some(vi_body)).await;
     assert_eq!(s, 201, "{vi}");
     // A standby takes no request, and changes nothing.
-    let (s, _, body) = call(
-        &b.base,
-        Some(ADMIN),
-        "POST",
-        "/v1/providers",
-        Some(json!({"name": "through-the-standby"})),
-    )
-    .await;
+    let (s, body) = create_provider(&b.base, "through-the-standby").await;
     assert_refused_naming(s, &body, &a);
     let (s, _, body) = call(&b.base, Some(&token), "GET", "/v1/vis", None).await;
     assert_refused_naming(s, &body, &a);
@@ -246,14 +262,7 @@ async fn a_standby_takes_over_from_a_killed_broker_with_every_acknowledged_write
         "{flavors}"
     );
     // And the new active broker takes writes.
-    let (s, _, p) = call(
-        &b.base,
-        Some(ADMIN),
-        "POST",
-        "/v1/providers",
-        Some(json!({"name": "after"})),
-    )
-    .await;
+    let (s, p) = create_provider(&b.base, "after").await;
     assert_eq!(s, 201, "{p}");
 
     // The killed broker comes back as a standby.
@@ -294,11 +303,7 @@ async fn a_standby_takes_over_from_a_killed_broker_with_every_acknowledged_write
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_quorum_no_broker_writes_and_one_leads_again_after() {
     let dir = tempfile::tempdir().unwrap();
-    let mut etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
-        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
-    let controller = start_controller(dir.path(), Vec::new());
-    std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
-    let ctl = controller.api_addr().to_string();
+    let (mut etcd, _controller, ctl) = cluster_and_controller(dir.path());
     let mut a = Broker::new(dir.path(), "api1", &etcd, &ctl);
     a.wait_health(200, Duration::from_secs(20)).await;
     let b = Broker::new(dir.path(), "api2", &etcd, &ctl);
@@ -307,14 +312,7 @@ async fn without_a_quorum_no_broker_writes_and_one_leads_again_after() {
 
     etcd.kill(0).unwrap();
     etcd.kill(1).unwrap();
-    let (s, _, body) = call(
-        &a.base,
-        Some(ADMIN),
-        "POST",
-        "/v1/providers",
-        Some(json!({"name": "during"})),
-    )
-    .await;
+    let (s, body) = create_provider(&a.base, "during").await;
     assert_eq!(s, 503, "{body}");
     assert!(
         body["detail"].as_str().unwrap().contains("unknown"),
@@ -367,14 +365,7 @@ async fn without_a_quorum_no_broker_writes_and_one_leads_again_after() {
     )
     .await;
     assert_eq!(s, 200, "{p}");
-    let (s, _, p) = call(
-        &active.base,
-        Some(ADMIN),
-        "POST",
-        "/v1/providers",
-        Some(json!({"name": "after"})),
-    )
-    .await;
+    let (s, p) = create_provider(&active.base, "after").await;
     assert_eq!(s, 201, "{p}");
 }
 
@@ -383,21 +374,13 @@ async fn without_a_quorum_no_broker_writes_and_one_leads_again_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_record_keeps_every_broker_standing_by_and_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 3)
-        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let (etcd, _controller, ctl) = cluster_and_controller(dir.path());
     let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
         .await
         .unwrap();
     let key = "iris/dc1/broker/records/providers/p-damaged";
     client.put(key, "{not json", None).await.unwrap();
-    let controller = start_controller(dir.path(), Vec::new());
-    std::fs::write(dir.path().join("admin-token"), ADMIN).unwrap();
-    let a = Broker::new(
-        dir.path(),
-        "api1",
-        &etcd,
-        &controller.api_addr().to_string(),
-    );
+    let a = Broker::new(dir.path(), "api1", &etcd, &ctl);
     let body = a.wait_health(503, Duration::from_secs(20)).await;
     let end = Instant::now() + Duration::from_secs(10);
     loop {
@@ -415,13 +398,6 @@ async fn a_damaged_record_keeps_every_broker_standing_by_and_is_named() {
     assert!(body["detail"].is_string(), "{body}");
     client.delete(key, None).await.unwrap();
     a.wait_health(200, Duration::from_secs(10)).await;
-    let (s, _, p) = call(
-        &a.base,
-        Some(ADMIN),
-        "POST",
-        "/v1/providers",
-        Some(json!({"name": "after"})),
-    )
-    .await;
+    let (s, p) = create_provider(&a.base, "after").await;
     assert_eq!(s, 201, "{p}");
 }
