@@ -437,14 +437,7 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
         pm_of(&spread[1]),
         "anti-affinity put both on one PM"
     );
-    let ns_of = |n: &Value| {
-        let pm = pms
-            .iter()
-            .map(|&p| h.tb.pm(p))
-            .find(|p| p.name() == n["pm"])
-            .unwrap();
-        iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
-    };
+    let ns_of = |n: &Value| namespace_of(&h, &pms, n);
     let ip_of = |n: &Value| {
         n["ip"]
             .as_str()
@@ -682,14 +675,7 @@ async fn fifty_nodes_in_one_call_become_active_and_pingable() {
     assert_eq!(op["status"], "succeeded", "{op}");
     let nodes = nodes_of(&b, &t).await;
     assert_eq!(nodes.len(), 50);
-    let ns_of = |n: &Value| {
-        let pm = pms
-            .iter()
-            .map(|&p| h.tb.pm(p))
-            .find(|p| p.name() == n["pm"])
-            .unwrap();
-        iris_api::compute::netns::namespace(pm.netns().name(), n["id"].as_str().unwrap())
-    };
+    let ns_of = |n: &Value| namespace_of(&h, &pms, n);
     let from = ns_of(&nodes[0]);
     for n in &nodes[1..] {
         let ip = n["ip"].as_str().unwrap().split('/').next().unwrap();
