@@ -438,15 +438,7 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
         "anti-affinity put both on one PM"
     );
     let ns_of = |n: &Value| namespace_of(&h, &pms, n);
-    let ip_of = |n: &Value| {
-        n["ip"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let ip_of = address_of;
     // On one PM, and across the GRE mesh.
     let (a, c) = (
         &nodes
@@ -543,6 +535,17 @@ async fn nodes_on_real_ovs_ping_survive_a_kill_and_leave_nothing() {
     );
     drop(broker);
     drop(sweep);
+}
+
+/// Node `n`'s address, without its prefix length.
+fn address_of(n: &Value) -> String {
+    n["ip"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 /// The namespace of node `n` on the PM it names.
@@ -790,15 +793,7 @@ async fn a_node_migrates_to_another_pm_and_stays_reachable() {
         }
     };
     let (peer_n, moving) = (node(peer.clone()).await, node(id.clone()).await);
-    let ip = |n: &Value| {
-        n["ip"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let ip = address_of;
     let ns = |pm: &Pm, id: &str| iris_api::compute::netns::namespace(pm.netns().name(), id);
     let migrate = |id: String, body: Value| {
         let (b, t) = (b.clone(), t.clone());
@@ -1160,13 +1155,7 @@ async fn a_node_reaches_nothing_of_the_providers_network() {
     };
     let (node, peer) = (&nodes[0], &nodes[1]);
     let (node_ns, peer_ns) = (ns_of(node), ns_of(peer));
-    let peer_ip = peer["ip"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let peer_ip = address_of(peer);
     // A tenant's attempt: every address on-link on the VI.
     let route = Command::new("ip")
         .args(["-n", &node_ns, "route", "add", "default", "dev", "cloudbr0"])
@@ -1483,15 +1472,7 @@ async fn a_draining_delete_waits_for_the_guests_to_leave() {
     }
     let (node, other) = (&made[0], &made[1]);
     let id = node["id"].as_str().unwrap().to_owned();
-    let ip = |n: &Value| {
-        n["ip"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let ip = address_of;
     let ns_a = iris_api::compute::netns::namespace(pm1.netns().name(), &id);
     let ns_b =
         iris_api::compute::netns::namespace(pm2.netns().name(), other["id"].as_str().unwrap());
@@ -1736,16 +1717,8 @@ async fn a_broker_killed_during_a_migration_leaves_the_node_whole_on_one_pm() {
     let peer = node_on(&b, &t, &vi_id, pm1).await;
     let id = node_on(&b, &t, &vi_id, pm1).await;
     let nodes = nodes_of(&b, &t).await;
-    let ip_of = |nodes: &[Value], id: &str| {
-        let n = nodes.iter().find(|n| n["id"] == id).unwrap();
-        n["ip"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let ip_of =
+        |nodes: &[Value], id: &str| address_of(nodes.iter().find(|n| n["id"] == id).unwrap());
     let (peer_ip, ip) = (ip_of(&nodes, &peer), ip_of(&nodes, &id));
     let peer_ns = iris_api::compute::netns::namespace(pm1.netns().name(), &peer);
 
@@ -1923,15 +1896,7 @@ async fn a_resumed_migration_announces_the_node_once_its_port_is_in_the_switch()
     let id = node_on(&b, &t, &vi_id, pm1).await;
     let nodes = nodes_of(&b, &t).await;
     let node = |id: &str| nodes.iter().find(|n| n["id"] == id).unwrap().clone();
-    let ip = |n: &Value| {
-        n["ip"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let ip = address_of;
     let (peer_n, moving) = (node(&peer), node(&id));
     let mac = moving["mac"].as_str().unwrap().to_owned();
     let ns = |pm: &Pm, id: &str| iris_api::compute::netns::namespace(pm.netns().name(), id);
@@ -2063,13 +2028,7 @@ async fn a_standby_broker_finishes_a_request_the_killed_active_one_began() {
     assert_eq!(nodes.len(), 10);
     assert!(nodes.iter().all(|n| n["state"] == "active"), "{nodes:?}");
     assert_only_owned_namespaces(&h, &pms, &nodes);
-    let ip = nodes[9]["ip"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let ip = address_of(&nodes[9]);
     assert!(
         ping_from(
             &namespace_of(&h, &pms, &nodes[0]),

@@ -140,20 +140,6 @@ fn cluster_and_controller(dir: &Path) -> (EtcdCluster, ControllerProcess, String
     (etcd, controller, api)
 }
 
-/// `POST /v1/providers` of a provider named `name` with the admin token:
-/// status and body.
-async fn create_provider(base: &str, name: &str) -> (u16, Value) {
-    let (s, _, p) = call(
-        base,
-        Some(ADMIN),
-        "POST",
-        "/v1/providers",
-        Some(json!({ "name": name })),
-    )
-    .await;
-    (s, p)
-}
-
 /// Asserts a standby's refusal: 503 problem+json naming the active broker.
 fn assert_refused_naming(status: u16, body: &Value, active: &Broker) {
     assert_eq!(status, 503, "{body}");

@@ -116,16 +116,23 @@ pub async fn call(
     (status, headers, value)
 }
 
-/// A provider and a token of it, made by the admin.
-pub async fn provider(base: &str, name: &str) -> (String, String) {
+/// `POST /v1/providers` of a provider named `name` with the admin token:
+/// status and body.
+pub async fn create_provider(base: &str, name: &str) -> (u16, Value) {
     let (s, _, p) = call(
         base,
         Some(ADMIN),
         "POST",
         "/v1/providers",
-        Some(json!({"name": name})),
+        Some(json!({ "name": name })),
     )
     .await;
+    (s, p)
+}
+
+/// A provider and a token of it, made by the admin.
+pub async fn provider(base: &str, name: &str) -> (String, String) {
+    let (s, p) = create_provider(base, name).await;
     assert_eq!(s, 201, "{p}");
     let id = p["id"].as_str().unwrap().to_owned();
     let (s, _, t) = call(
