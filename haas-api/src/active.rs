@@ -38,6 +38,9 @@ use tracing::{info, warn};
 const WHO_LEADS: Duration = Duration::from_millis(250);
 /// Wait before trying etcd again after it refused.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long a request that comes before a starting broker has asked who
+/// leads waits for that answer (etcd's answer normally takes milliseconds).
+const FIRST_LOOK: Duration = Duration::from_secs(3);
 
 /// What a broker's campaign carries: who it is and where its API is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +59,9 @@ struct Standby {
     /// Why the last broker to win could not serve: the records in etcd
     /// do not read (a damaged record), until one does.
     unreadable: Option<String>,
+    /// Whether this broker has asked etcd who leads (or won) yet: until
+    /// then it knows nothing to answer with.
+    asked: bool,
 }
 
 #[derive(Clone)]
@@ -90,7 +96,12 @@ pub fn replica(
     (app, campaigning)
 }
 
-async fn dispatch(State(d): State<Dispatch>, req: Request) -> Response {
+async fn dispatch(State(mut d): State<Dispatch>, req: Request) -> Response {
+    if d.api.borrow().is_none() && !d.standby.borrow().asked {
+        // Just started: wait for the first answer to who leads rather
+        // than say nobody does.
+        let _ = tokio::time::timeout(FIRST_LOOK, d.standby.wait_for(|s| s.asked)).await;
+    }
     let active = d.api.borrow().clone();
     if let Some(api) = active {
         return match api.oneshot(req).await {
@@ -156,6 +167,7 @@ async fn campaign(
                         active: None,
                         unavailable: Some(why),
                         unreadable: None,
+                        asked: true,
                     });
                     tokio::select! {
                         () = tokio::time::sleep(RETRY) => continue,
@@ -181,7 +193,10 @@ async fn campaign(
             }
         };
         // Whoever led before is not the active broker any more.
-        standby.send_modify(|s| s.active = None);
+        standby.send_modify(|s| {
+            s.active = None;
+            s.asked = true;
+        });
         match lead(&config, &etcd, &candidate, &leadership, admin).await {
             Ok((broker_api, term, store)) => {
                 info!(broker = %me.name, "this broker is the active one");
@@ -246,17 +261,20 @@ async fn follow_leader(candidate: &Candidate, standby: &watch::Sender<Standby>) 
         let view = match candidate.leader().await {
             Ok(active) => Standby {
                 active: active.and_then(|id| serde_json::from_str(&id).ok()),
+                asked: true,
                 ..Standby::default()
             },
             Err(e) => Standby {
                 unavailable: Some(e.to_string()),
+                asked: true,
                 ..Standby::default()
             },
         };
         standby.send_if_modified(|s| {
-            let changed = s.active != view.active || s.unavailable != view.unavailable;
+            let changed = s.active != view.active || s.unavailable != view.unavailable || !s.asked;
             s.active = view.active;
             s.unavailable = view.unavailable;
+            s.asked = true;
             changed
         });
         tokio::time::sleep(WHO_LEADS).await;
