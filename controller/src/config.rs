@@ -726,6 +726,16 @@ impl<'de> Deserialize<'de> for RawStore {
     }
 }
 
+impl RawStore {
+    /// `max_txn_ops`, if the table gives it.
+    pub fn max_txn_ops(&self) -> Option<usize> {
+        match self {
+            RawStore::Table(t) => t.max_txn_ops,
+            RawStore::Path(_) => None,
+        }
+    }
+}
+
 /// What `store` may be, for the configuration's JSON Schema: [`RawStore`]
 /// reads it by hand to keep the table's own error words.
 #[derive(Deserialize, ToSchema)]

@@ -371,6 +371,13 @@ impl RawConfig {
     fn validate(self, base: &Path) -> Result<Config, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let (store, etcd) = check_store_table(&self.store, &default_store(), base, &mut errors);
+        if self.store.max_txn_ops().is_some() {
+            errors.push(ConfigError::new(
+                "store.max_txn_ops",
+                "iris-api writes each record in a transaction of its own and reads no \
+                 max_txn_ops (iris-controller does, to split its commits): remove it here",
+            ));
+        }
         let cluster = self.cluster.as_ref().map(|c| c.validate(&mut errors));
         match (&etcd, &cluster) {
             (Some(_), None) => errors.push(ConfigError::new(
@@ -863,6 +870,14 @@ token_file = "missing"
                 "cluster.api",
                 "cluster.lease_ttl_secs"
             ]
+        );
+        // The controller's commit size, copied with its [store] table.
+        assert_eq!(
+            keys(&format!(
+                "{head}{etcd}max_txn_ops = 64\n[cluster]\nname = \"api1\"\n\
+                 api = \"http://10.0.0.21:8090\"\n"
+            )),
+            ["store.max_txn_ops"]
         );
         let c = Config::parse(
             &format!("{head}{etcd}[cluster]\nname = \"api1\"\napi = \"http://10.0.0.21:8090/\"\n"),

@@ -120,6 +120,11 @@ impl Members {
         )))
     }
 
+    /// The members this client asks, in the config's order.
+    pub fn endpoints(&self) -> &[String] {
+        &self.config.endpoints
+    }
+
     pub fn txn(&self, txn: Txn) -> Result<TxnResponse, StoreError> {
         self.run(move |mut kv| {
             let txn = txn.clone();

@@ -94,7 +94,8 @@ async fn records_are_kept_per_tree_in_id_order_beside_the_controllers() {
     assert!(
         keys.iter()
             .all(|k| k.starts_with("iris/dc1/broker/records/")
-                || k.starts_with("iris/dc1/broker/leader")),
+                || k.starts_with("iris/dc1/broker/leader")
+                || k == "iris/dc1/broker/marker"),
         "{keys:?}"
     );
     // A second store of the same leadership reads what the first wrote.
@@ -181,7 +182,7 @@ async fn a_write_in_doubt_is_undone_before_the_next() {
     for (key, value) in [("vis/vi1", "doubtful"), ("vis/vi2", "doubtful too")] {
         let key = format!("iris/dc1/{RECORDS}{key}");
         client.put(key.clone(), value, None).await.unwrap();
-        *s.doubt.lock().unwrap() = Some(Doubt { key, before });
+        s.writes.lock().unwrap().doubt = Some(Doubt { key, before });
         blocking({
             let s = s.clone();
             move || s.put("nodes", "n1", b"next").unwrap()
@@ -194,13 +195,13 @@ async fn a_write_in_doubt_is_undone_before_the_next() {
         .put(key.clone(), "doubtful three", None)
         .await
         .unwrap();
-    *s.doubt.lock().unwrap() = Some(Doubt { key, before });
+    s.writes.lock().unwrap().doubt = Some(Doubt { key, before });
     blocking({
         let s = s.clone();
         move || s.settle_doubt().unwrap()
     })
     .await;
-    assert!(s.doubt.lock().unwrap().is_none());
+    assert!(s.writes.lock().unwrap().doubt.is_none());
     let (vis, nodes) = blocking(move || (s.scan("vis").unwrap(), s.scan("nodes").unwrap())).await;
     assert_eq!(vis, vec![("vi1".to_owned(), b"kept".to_vec())]);
     assert_eq!(nodes, vec![("n1".to_owned(), b"next".to_vec())]);
@@ -234,7 +235,7 @@ async fn without_a_quorum_writes_fail_as_unavailable_and_nothing_refused_shows_l
         "{:?}",
         started.elapsed()
     );
-    assert!(s.doubt.lock().unwrap().is_some());
+    assert!(s.writes.lock().unwrap().doubt.is_some());
     c.restore(0).unwrap();
     c.restore(1).unwrap();
     c.wait_writable().unwrap();
@@ -247,7 +248,7 @@ async fn without_a_quorum_writes_fail_as_unavailable_and_nothing_refused_shows_l
     });
     let providers = blocking(move || {
         s.put("providers", "p3", b"after").unwrap();
-        assert!(s.doubt.lock().unwrap().is_none());
+        assert!(s.writes.lock().unwrap().doubt.is_none());
         s.scan("providers").unwrap()
     })
     .await;
@@ -258,4 +259,122 @@ async fn without_a_quorum_writes_fail_as_unavailable_and_nothing_refused_shows_l
             ("p3".to_owned(), b"after".to_vec())
         ]
     );
+}
+
+/// An attempt of a write that a member applies late (the client timed out
+/// on it and the next member applied the write) changes nothing once the
+/// broker wrote the key again; and an attempt applied with its answer lost
+/// counts as applied when the retry finds the marker it left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_attempt_of_a_write_never_overwrites_a_later_one() {
+    let (_dir, c) = cluster();
+    let (_a, l) = leading(&c, "api1").await;
+    let s = open(&c, &l).await;
+    let key = format!("iris/dc1/{RECORDS}vis/vi1");
+    let attempt = |s: &EtcdStore, value: &str| {
+        let w = s.writes.lock().unwrap();
+        s.guarded_txn(
+            vec![TxnOp::put(key.clone(), value, None)],
+            w.known,
+            w.write + 1,
+        )
+        .unwrap()
+        .0
+    };
+    // The first attempt, stuck at a member, and the broker's own write,
+    // the same transaction, applied by the next member.
+    let stuck = attempt(&s, "one");
+    blocking({
+        let s = s.clone();
+        move || {
+            s.put("vis", "vi1", b"one").unwrap();
+            s.put("vis", "vi1", b"two").unwrap();
+        }
+    })
+    .await;
+    let mut client = etcd_client::Client::connect(c.endpoints(), None)
+        .await
+        .unwrap();
+    assert!(!client.txn(stuck).await.unwrap().succeeded());
+    // Applied by a member whose answer was lost: the retry finds it done.
+    let lost = attempt(&s, "three");
+    assert!(client.txn(lost).await.unwrap().succeeded());
+    let (vis, ended) = blocking({
+        let s = s.clone();
+        move || {
+            s.put("vis", "vi1", b"three").unwrap();
+            (s.scan("vis").unwrap(), s.ended().is_cancelled())
+        }
+    })
+    .await;
+    assert_eq!(vis, vec![("vi1".to_owned(), b"three".to_vec())]);
+    assert!(!ended);
+    // Something else stamping the marker ends the term, and is named.
+    client
+        .put(
+            "iris/dc1/broker/marker",
+            r#"{"by":"etcdctl","write":1}"#,
+            None,
+        )
+        .await
+        .unwrap();
+    let e = blocking({
+        let s = s.clone();
+        move || s.put("vis", "vi1", b"four").unwrap_err()
+    })
+    .await;
+    assert!(
+        e.message.contains("something other than this broker"),
+        "{e}"
+    );
+    assert!(s.ended().is_cancelled());
+    let now = client.get(key.as_str(), None).await.unwrap();
+    assert_eq!(now.kvs()[0].value(), b"three");
+}
+
+/// A write in doubt that applies after the broker read the marker for its
+/// undo: the undo goes on top of it, and the store ends as the records say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_doubt_applying_during_its_undo_is_still_undone() {
+    let (_dir, c) = cluster();
+    let (_a, l) = leading(&c, "api1").await;
+    let s = open(&c, &l).await;
+    blocking({
+        let s = s.clone();
+        move || s.put("vis", "vi1", b"kept").unwrap()
+    })
+    .await;
+    let key = format!("iris/dc1/{RECORDS}vis/vi1");
+    // Sent, no answer: in doubt, applying only now, under the marker the
+    // broker knew, with the number it used.
+    let doubtful = {
+        let mut w = s.writes.lock().unwrap();
+        w.write += 1;
+        let (txn, _) = s
+            .guarded_txn(
+                vec![TxnOp::put(key.clone(), "doubtful", None)],
+                w.known,
+                w.write,
+            )
+            .unwrap();
+        w.doubt = Some(Doubt {
+            key: key.clone(),
+            before: s.seen.load(Ordering::Relaxed),
+        });
+        txn
+    };
+    let mut client = etcd_client::Client::connect(c.endpoints(), None)
+        .await
+        .unwrap();
+    assert!(client.txn(doubtful).await.unwrap().succeeded());
+    let (vis, ended) = blocking({
+        let s = s.clone();
+        move || {
+            s.settle_doubt().unwrap();
+            (s.scan("vis").unwrap(), s.ended().is_cancelled())
+        }
+    })
+    .await;
+    assert_eq!(vis, vec![("vi1".to_owned(), b"kept".to_vec())]);
+    assert!(!ended);
 }
