@@ -198,6 +198,9 @@ impl RawCluster {
 struct RawController {
     url: String,
     token_file: Option<PathBuf>,
+    /// For an `https://` url: the CA the controller's certificate chains
+    /// to.
+    ca_certificate: Option<PathBuf>,
 }
 
 /// A `haas_gateways` entry: the host name alone (the gateway's VIs are
@@ -278,6 +281,9 @@ pub struct Config {
     /// The controller's northbound base URL, no trailing slash.
     pub controller_url: String,
     pub controller_token: Option<Secret>,
+    /// The CA trusted for an `https://` controller URL (the system's roots
+    /// without it).
+    pub controller_ca: Option<PathBuf>,
     pub api_limits: ApiLimits,
     /// `[api_tls]`: the API speaks HTTPS with these.
     pub api_tls: Option<ApiTlsFiles>,
@@ -337,12 +343,17 @@ impl Config {
         #[cfg(not(feature = "libvirt"))]
         let libvirt = "  libvirt driver: not built\n".to_owned();
         let general = format!(
-            "  listen {}://{}\n  store {}\n  controller {} (token: {})\n  tunnel keys from {}\n  node MTU {}\n  HaaS gateways [{}]\n",
+            "  listen {}://{}\n  store {}\n  controller {} (token: {}{})\n  tunnel keys from {}\n  node MTU {}\n  HaaS gateways [{}]\n",
             if self.api_tls.is_some() { "https" } else { "http" },
             self.listen,
             self.store_summary(),
             self.controller_url,
             if self.controller_token.is_some() { "yes" } else { "none" },
+            match &self.controller_ca {
+                Some(ca) => format!(", CA {}", ca.display()),
+                None if self.controller_url.starts_with("https://") => ", the system's CAs".to_owned(),
+                None => String::new(),
+            },
             self.first_tunnel_key,
             self.node_mtu,
             self.haas_gateways.join(", ")
@@ -488,31 +499,26 @@ impl RawConfig {
                  build with it (docs/libvirt.md)",
             ));
         }
-        let (controller_url, controller_token) = match &self.controller {
+        let (controller_url, controller_token, controller_ca) = match &self.controller {
             None => {
                 errors.push(ConfigError::new(
                     "controller",
                     "missing: add [controller] with the controller's API url, e.g. \
                      url = \"http://127.0.0.1:8080\"",
                 ));
-                (String::new(), None)
+                (String::new(), None, None)
             }
             Some(c) => {
-                if c.url.starts_with("https://") {
-                    // Its HTTP client has no TLS: reqwest's would ask every
-                    // client of the workspace for a process-wide provider.
+                let https = c.url.starts_with("https://");
+                let scheme = if https { "https://" } else { "http://" };
+                if !c.url.starts_with(scheme) || c.url.len() <= scheme.len() {
                     errors.push(ConfigError::new(
                         "controller.url",
                         format!(
-                            "{:?}: the broker calls the controller over plain HTTP; give the \
-                             controller's API an http:// address on the control network",
+                            "{:?} is not an http:// URL (or https://, when the controller's \
+                             API has [api_tls])",
                             c.url
                         ),
-                    ));
-                } else if !c.url.starts_with("http://") || c.url.len() <= "http://".len() {
-                    errors.push(ConfigError::new(
-                        "controller.url",
-                        format!("{:?} is not an http:// URL", c.url),
                     ));
                 }
                 let token = c.token_file.as_ref().and_then(|p| {
@@ -520,7 +526,21 @@ impl RawConfig {
                         .map_err(|e| errors.push(ConfigError::new("controller.token_file", e)))
                         .ok()
                 });
-                (c.url.trim_end_matches('/').to_owned(), token)
+                let ca = c.ca_certificate.as_ref().map(|p| base.join(p));
+                match (&ca, https) {
+                    (Some(ca), true) => {
+                        if let Err(e) = iris_controller::tls::https_client_config(ca) {
+                            errors.push(ConfigError::new("controller.ca_certificate", e));
+                        }
+                    }
+                    (Some(_), false) => errors.push(ConfigError::new(
+                        "controller.ca_certificate",
+                        "is for an https:// controller url; remove it, or write https:// if \
+                         the controller's API has [api_tls]",
+                    )),
+                    (None, _) => {}
+                }
+                (c.url.trim_end_matches('/').to_owned(), token, ca)
             }
         };
         match (listen, admin_token, errors.is_empty()) {
@@ -536,6 +556,7 @@ impl RawConfig {
                 gateway_apis,
                 controller_url,
                 controller_token,
+                controller_ca,
                 api_limits,
                 api_tls,
                 #[cfg(feature = "libvirt")]

@@ -4,6 +4,7 @@
 use crate::config::Secret;
 use iris_schemas::northbound::{EntryInfo, VmPortInfo};
 use serde_json::json;
+use std::path::Path;
 use std::time::Duration;
 
 /// Why the controller did not do what was asked.
@@ -23,17 +24,31 @@ pub struct Controller {
 }
 
 impl Controller {
-    pub fn new(base: &str, token: Option<Secret>, gateways: Vec<String>) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap_or_default();
-        Self {
+    /// The controller at `base`; `ca`, for an `https://` one, the CA its
+    /// certificate chains to.
+    pub fn new(
+        base: &str,
+        token: Option<Secret>,
+        gateways: Vec<String>,
+        ca: Option<&Path>,
+    ) -> Result<Self, String> {
+        let http = crate::https::trusting(
+            reqwest::Client::builder().timeout(Duration::from_secs(10)),
+            ca,
+        )?
+        .build()
+        .map_err(|e| {
+            format!(
+                "the controller's HTTP client: {}",
+                crate::https::error_text(&e)
+            )
+        })?;
+        Ok(Self {
             http,
             base: base.to_owned(),
             token,
             gateways,
-        }
+        })
     }
 
     async fn send(
@@ -52,10 +67,9 @@ impl Controller {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| NorthboundError(format!("{method} {path}: {e}")))?;
+        let resp = req.send().await.map_err(|e| {
+            NorthboundError(format!("{method} {path}: {}", crate::https::error_text(&e)))
+        })?;
         let status = resp.status();
         if status.is_success() || (absent_ok && status == reqwest::StatusCode::NOT_FOUND) {
             return Ok(());
@@ -76,10 +90,9 @@ impl Controller {
         if let Some(t) = &self.token {
             req = req.bearer_auth(t.expose());
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| NorthboundError(format!("{}: {e}", what())))?;
+        let resp = req.send().await.map_err(|e| {
+            NorthboundError(format!("{}: {}", what(), crate::https::error_text(&e)))
+        })?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }

@@ -144,7 +144,8 @@ pub(crate) fn activate(
         &config.controller_url,
         config.controller_token.clone(),
         config.haas_gateways.clone(),
-    );
+        config.controller_ca.as_deref(),
+    )?;
     let broker = Arc::new(Broker::new(
         records,
         drivers(config),

@@ -37,6 +37,11 @@ struct Cli {
     /// A file whose first line is the token.
     #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
+    /// For an https:// URL: the PEM file of the CA the broker's
+    /// certificate chains to, trusted alone (without it, the system's
+    /// roots).
+    #[arg(long, env = "IRIS_CA_CERTIFICATE")]
+    ca_certificate: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     output: Output,
     #[command(subcommand)]
@@ -265,10 +270,15 @@ impl Client {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| Failure::Unreachable(format!("{method} {}{path}: {e}", self.url)))?;
+        let resp = req.send().await.map_err(|e| {
+            let why = iris_api::https::error_text(&e);
+            let hint = if why.contains("UnknownIssuer") {
+                " (give --ca-certificate the CA the broker's certificate chains to)"
+            } else {
+                ""
+            };
+            Failure::Unreachable(format!("{method} {}{path}: {why}{hint}", self.url))
+        })?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
         let value: Value = if text.is_empty() {
@@ -515,15 +525,19 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         ),
         (None, None) => None,
     };
-    if cli.url.starts_with("https://") {
+    if let (Some(ca), false) = (&cli.ca_certificate, cli.url.starts_with("https://")) {
         return Err(Failure::Usage(format!(
-            "{}: irisctl speaks plain HTTP and cannot reach a broker with [api_tls]; use \
-             curl --cacert CA -H \"Authorization: Bearer TOKEN\" on its API (docs/broker.md)",
+            "--ca-certificate {} is for an https:// broker, and {} is not one",
+            ca.display(),
             cli.url
         )));
     }
+    let http = iris_api::https::trusting(reqwest::Client::builder(), cli.ca_certificate.as_deref())
+        .map_err(Failure::Usage)?
+        .build()
+        .map_err(|e| Failure::Usage(iris_api::https::error_text(&e)))?;
     let c = Client {
-        http: reqwest::Client::new(),
+        http,
         url: cli.url.clone(),
         token,
     };
