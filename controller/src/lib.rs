@@ -24,7 +24,8 @@
 //! - [`control`]: the actor that owns registry and topology and keeps every
 //!   switch programmed; [`ovs_manager`]: every host's bridge and GRE mesh
 //!   through OVSDB; [`api`]: the northbound REST API, served within limits by
-//!   [`api_server`], behind the bearer tokens of [`api_auth`]; [`metrics`].
+//!   [`api_server`], behind the bearer tokens of [`api_auth`]; [`metrics`];
+//!   [`http_client`] for the clients of Iris's APIs, HTTPS included.
 //! - [`config`]: the TOML configuration; [`run`]: starting and stopping it all.
 //!
 //! Tokio tasks only move bytes and timers.
@@ -39,6 +40,7 @@ pub mod control;
 pub mod election;
 pub mod flowsim;
 pub mod forward;
+pub mod http_client;
 pub mod metrics;
 pub mod model;
 pub mod ovs_manager;

@@ -262,6 +262,8 @@ pub struct Config {
     pub controller: Option<String>,
     /// The bearer token for the controller's API, read from `token_file`.
     pub controller_token: Option<Token>,
+    /// The CA trusted for an `https://` controller (`ca_certificate`).
+    pub controller_ca: Option<std::path::PathBuf>,
     /// `[gateway] allow_unauthenticated_peers`: a peer without a token is
     /// accepted (haas: its reports are taken without one). Tests only.
     pub allow_unauthenticated_peers: bool,
@@ -402,7 +404,12 @@ impl Config {
             } else {
                 ""
             };
-            let _ = writeln!(s, "controller: {url}{auth}");
+            let ca = match &self.controller_ca {
+                Some(ca) => format!(", trusting the CA in {}", ca.display()),
+                None if url.starts_with("https://") => ", trusting the system's CAs".to_owned(),
+                None => String::new(),
+            };
+            let _ = writeln!(s, "controller: {url}{auth}{ca}");
         }
         let _ = writeln!(s, "mtu:        {}", self.mtu_statement());
         if let Some(e) = &self.encryption {
@@ -544,6 +551,12 @@ struct RawController {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     token_file: Option<std::path::PathBuf>,
+    /// For an `https://` url (the controller's API with `[api_tls]`): the
+    /// PEM file of the CA its certificate chains to, trusted alone;
+    /// without it, the system's roots.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    ca_certificate: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -724,8 +737,23 @@ impl RawConfig {
                             .into(),
                     ),
                     Some(c) => {
-                        if let Err(p) = check_http_url(&c.url) {
+                        let https = c.url.starts_with("https://");
+                        if let Err(p) = check_base_url(&c.url, Schemes::HttpOrHttps) {
                             err("controller.url", p);
+                        }
+                        match (&c.ca_certificate, https) {
+                            (Some(ca), true) => {
+                                if let Err(p) = iris_controller::tls::https_client_config(ca) {
+                                    err("controller.ca_certificate", p);
+                                }
+                            }
+                            (Some(_), false) => err(
+                                "controller.ca_certificate",
+                                "is for an https:// controller url; remove it, or write \
+                                 https:// if the controller's API has [api_tls]"
+                                    .into(),
+                            ),
+                            (None, _) => {}
                         }
                         if let Some(f) = &c.token_file {
                             match read_token(f, "the controller's API token") {
@@ -765,6 +793,10 @@ impl RawConfig {
                 trunk: g.trunk.clone(),
                 mtu,
                 listen,
+                controller_ca: self
+                    .controller
+                    .as_ref()
+                    .and_then(|c| c.ca_certificate.clone()),
                 controller: self
                     .controller
                     .map(|c| c.url.trim_end_matches('/').to_owned()),
@@ -847,7 +879,7 @@ fn validate_peers(
                 ),
             );
         }
-        if let Err(problem) = check_http_url(&p.api) {
+        if let Err(problem) = check_base_url(&p.api, Schemes::Http) {
             err("api", problem);
         }
         let (token, token_hash) = peer_tokens(p, auth, &mut err);
@@ -1075,14 +1107,33 @@ fn check_interface_name(name: &str) -> Result<(), String> {
 /// A base URL the gateway's HTTP client can reach: plain `http`, a host,
 /// no query. (The WAN management network carries no TLS here; a TLS
 /// terminating proxy is the operator's.)
-fn check_http_url(text: &str) -> Result<(), String> {
-    let fix = "write a base URL like \"http://192.0.2.1:9180\"";
+/// The schemes a base URL may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schemes {
+    /// A peer gateway's API: plain HTTP only.
+    Http,
+    /// The controller's API, which may have `[api_tls]`.
+    HttpOrHttps,
+}
+
+fn check_base_url(text: &str, schemes: Schemes) -> Result<(), String> {
+    let fix = match schemes {
+        Schemes::Http => "write a base URL like \"http://192.0.2.1:9180\"",
+        Schemes::HttpOrHttps => {
+            "write a base URL like \"http://192.0.2.1:8080\" (https:// when the controller's \
+             API has [api_tls])"
+        }
+    };
     let url =
         reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL ({e}); {fix}"))?;
-    if url.scheme() != "http" {
-        return Err(format!(
-            "{text:?} is not plain http; the gateway speaks http only, {fix}"
-        ));
+    match (url.scheme(), schemes) {
+        ("http", _) | ("https", Schemes::HttpOrHttps) => {}
+        (_, Schemes::Http) => {
+            return Err(format!(
+                "{text:?} is not plain http; a gateway's API speaks http only, {fix}"
+            ))
+        }
+        (_, Schemes::HttpOrHttps) => return Err(format!("{text:?} is not http or https; {fix}")),
     }
     if url.host_str().is_none_or(str::is_empty) || url.query().is_some() || url.fragment().is_some()
     {

@@ -52,7 +52,7 @@ pub fn event_place(e: &SseEvent) -> Option<(MacKey, RegistryPlace)> {
 
 #[derive(Debug, thiserror::Error)]
 enum FollowError {
-    #[error("{0}")]
+    #[error("{}", iris_controller::http_client::error_text(.0))]
     Http(#[from] reqwest::Error),
     #[error("{0} answered {1}")]
     Status(String, reqwest::StatusCode),

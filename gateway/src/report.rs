@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Distinct keys (MACs) the outbox holds at most.
@@ -327,14 +328,7 @@ pub enum DeliveryError {
 impl From<reqwest::Error> for DeliveryError {
     fn from(e: reqwest::Error) -> Self {
         // The source chain says which connect or read failed.
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
-            source = s.source();
-        }
-        DeliveryError::Unreachable(text)
+        DeliveryError::Unreachable(iris_controller::http_client::error_text(&e))
     }
 }
 
@@ -361,30 +355,38 @@ async fn check(response: reqwest::Response) -> Result<reqwest::Response, Deliver
 /// The client for the controller's event stream (and the registry reads
 /// that go with it): a stream has no end to time out at, so it is bounded
 /// per read instead; the controller sends a keep-alive every 15 s, so three
-/// missed ones mean the controller is gone. Sends `token` as the bearer.
-pub fn stream_client(token: Option<&Token>) -> reqwest::Client {
+/// missed ones mean the controller is gone. Sends `token` as the bearer;
+/// trusts `ca` alone for an `https://` controller.
+pub fn stream_client(token: Option<&Token>, ca: Option<&Path>) -> Result<reqwest::Client, String> {
     with_token(
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .read_timeout(Duration::from_secs(45)),
         token,
+        ca,
     )
 }
 
 /// An HTTP client with the gateway's timeouts: a peer or controller that
 /// does not answer is a failure to retry, not a hang. Sends `token` as the
 /// bearer: give each client only the token of the one it talks to (the
-/// controller's, or one peer's).
-pub fn http_client(token: Option<&Token>) -> reqwest::Client {
+/// controller's, or one peer's); trusts `ca` alone for an `https://` URL
+/// (the controller's).
+pub fn http_client(token: Option<&Token>, ca: Option<&Path>) -> Result<reqwest::Client, String> {
     with_token(
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10)),
         token,
+        ca,
     )
 }
 
-fn with_token(builder: reqwest::ClientBuilder, token: Option<&Token>) -> reqwest::Client {
+fn with_token(
+    builder: reqwest::ClientBuilder,
+    token: Option<&Token>,
+    ca: Option<&Path>,
+) -> Result<reqwest::Client, String> {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(t) = token {
         if let Ok(mut v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))
@@ -393,7 +395,9 @@ fn with_token(builder: reqwest::ClientBuilder, token: Option<&Token>) -> reqwest
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
     }
-    builder.default_headers(headers).build().unwrap_or_default()
+    iris_controller::http_client::trusting(builder.default_headers(headers), ca)?
+        .build()
+        .map_err(|e| iris_controller::http_client::error_text(&e))
 }
 
 /// An iaas gateway's link to its haas peer.

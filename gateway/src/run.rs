@@ -59,6 +59,8 @@ pub enum RunError {
     Listen(SocketAddr, std::io::Error),
     #[error(transparent)]
     State(#[from] crate::runtime_vis::StateError),
+    #[error("the HTTP client of the controller or a peer: {0}")]
+    Client(String),
 }
 
 /// The seam where the datapath plugs in: build and keep the gateway's
@@ -334,7 +336,8 @@ pub async fn start(
     match config.kind {
         Kind::Iaas => {
             for p in &config.peers {
-                let client = PeerClient::new(http_client(p.token.as_ref()), &p.api, &config.name);
+                let http = http_client(p.token.as_ref(), None).map_err(RunError::Client)?;
+                let client = PeerClient::new(http, &p.api, &config.name);
                 tasks.push(tokio::spawn(send_to_peer(
                     shared.clone(),
                     p.name.clone(),
@@ -345,7 +348,9 @@ pub async fn start(
         }
         Kind::Haas => {
             let base = config.controller.clone().unwrap_or_default();
-            let http = http_client(config.controller_token.as_ref());
+            let ca = config.controller_ca.as_deref();
+            let token = config.controller_token.as_ref();
+            let http = http_client(token, ca).map_err(RunError::Client)?;
             let client = RegistryClient::new(http, &base, &config.name);
             tasks.push(tokio::spawn(write_registry(
                 shared.clone(),
@@ -354,7 +359,7 @@ pub async fn start(
             )));
             tasks.push(tokio::spawn(crate::follower::follow(
                 shared.clone(),
-                crate::report::stream_client(config.controller_token.as_ref()),
+                crate::report::stream_client(token, ca).map_err(RunError::Client)?,
                 base,
                 shutdown.clone(),
             )));

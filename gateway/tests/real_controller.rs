@@ -2,7 +2,8 @@
 //! through the testbed's harness; no switch is needed for its API): the
 //! registry writes the gateway makes are the ones the controller takes, and
 //! the controller's event stream tells the gateway of a move into the HaaS
-//! data center.
+//! data center; over plain HTTP and over HTTPS (the controller's
+//! `[api_tls]`, with a throwaway CA the gateway is told to trust).
 //!
 //! The controller binary is the one cargo built beside this test
 //! (`target/debug/iris-controller`; `cargo test --workspace` builds it).
@@ -11,6 +12,7 @@
 
 use iris_gateway::run::{start, DatapathLink, Running};
 use iris_testbed::controller::ControllerProcess;
+use iris_testbed::pki::{CertFiles, Pki};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -68,8 +70,14 @@ fn api_token(dir: &std::path::Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn controller_config(dir: &std::path::Path) -> PathBuf {
+fn controller_config(dir: &std::path::Path, api_tls: Option<&CertFiles>) -> PathBuf {
     let hash = api_token(dir);
+    let api_tls = api_tls.map_or_else(String::new, |c| {
+        format!(
+            "[api_tls]\nprivate_key = {:?}\ncertificate = {:?}\n",
+            c.private_key, c.certificate
+        )
+    });
     let text = format!(
         r#"
 plain_openflow = true
@@ -101,6 +109,8 @@ gateways = ["gw-haas"]
 
 [api_auth]
 token_hashes = ["{hash}"]
+
+{api_tls}
 "#,
         dir = dir.display()
     );
@@ -109,25 +119,66 @@ token_hashes = ["{hash}"]
     path
 }
 
-/// The real controller in a directory of its own, and a haas gateway
-/// writing to it.
-async fn controller_and_gateway() -> (tempfile::TempDir, ControllerProcess, Running) {
+/// The controller's API as this test calls it.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+/// The real controller in a directory of its own, its API over HTTPS with
+/// `tls`, and a haas gateway writing to it.
+async fn controller_and_gateway(tls: bool) -> (tempfile::TempDir, ControllerProcess, Running, Api) {
     let dir = tempfile::tempdir().unwrap();
+    let pki = tls.then(|| Pki::new(dir.path(), "iris").unwrap());
+    let cert = pki.as_ref().map(|p| p.issue("127.0.0.1").unwrap());
     let controller = ControllerProcess::start(
         &controller_binary(),
-        &controller_config(dir.path()),
+        &controller_config(dir.path(), cert.as_ref()),
         &dir.path().join("controller.log"),
     )
     .unwrap();
     let token = dir.path().join(iris_testbed::controller::API_TOKEN_FILE);
+    let config = match &pki {
+        None => haas_config_with_token(controller.api_addr(), Some(&token)),
+        Some(pki) => {
+            let extra = format!(
+                "token_file = {:?}\nca_certificate = {:?}\n",
+                token, pki.ca_certificate
+            );
+            let text = common::haas_text(controller.api_addr(), &extra).replacen(
+                "url = \"http://",
+                "url = \"https://",
+                1,
+            );
+            let config = iris_gateway::config::Config::parse(&text).unwrap();
+            assert!(
+                config.summary().contains("trusting the CA in"),
+                "{}",
+                config.summary()
+            );
+            config
+        }
+    };
     let gw = start(
-        Arc::new(haas_config_with_token(controller.api_addr(), Some(&token))),
+        Arc::new(config),
         DatapathLink::default(),
         CancellationToken::new(),
     )
     .await
     .unwrap();
-    (dir, controller, gw)
+    let scheme = if tls { "https" } else { "http" };
+    let http = iris_controller::http_client::trusting(
+        reqwest::Client::builder(),
+        pki.as_ref().map(|p| p.ca_certificate.as_path()),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let api = Api {
+        base: format!("{scheme}://{}", controller.api_addr()),
+        http,
+    };
+    (dir, controller, gw, api)
 }
 
 async fn report(gw: SocketAddr, mac: &str, seq: u32, kind: &str) -> Value {
@@ -145,9 +196,10 @@ async fn report(gw: SocketAddr, mac: &str, seq: u32, kind: &str) -> Value {
     answer["results"][0].clone()
 }
 
-async fn entry(ctl: SocketAddr, token: &str, mac: &str) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .get(format!("http://{ctl}/v1/registry/1/100/{mac}"))
+async fn entry(ctl: &Api, token: &str, mac: &str) -> (u16, Value) {
+    let r = ctl
+        .http
+        .get(format!("{}/v1/registry/1/100/{mac}", ctl.base))
         .bearer_auth(token)
         .send()
         .await
@@ -175,8 +227,17 @@ macro_rules! eventually {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
-    let (_dir, controller, gw) = controller_and_gateway().await;
-    let ctl = controller.api_addr();
+    reports_and_moves(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_reports_land_in_the_controllers_registry_and_its_moves_come_back() {
+    reports_and_moves(true).await;
+}
+
+async fn reports_and_moves(tls: bool) {
+    let (_dir, controller, gw, api) = controller_and_gateway(tls).await;
+    let ctl = &api;
     let behind = json!({"kind": "gateway", "gateway": "gw-haas"});
 
     // A MAC present in the peer's DC is placed behind this gateway.
@@ -192,8 +253,9 @@ async fn reports_land_in_the_controllers_registry_and_its_moves_come_back() {
 
     // It migrates into the HaaS DC: the controller places it on a port,
     // its event reaches the gateway, and the peer's seq is stale now.
-    let r = reqwest::Client::new()
-        .put(format!("http://{ctl}/v1/registry/1/100/{MAC}"))
+    let r = ctl
+        .http
+        .put(format!("{}/v1/registry/1/100/{MAC}", ctl.base))
         .bearer_auth(TOKEN)
         .json(
             &json!({"location": {"kind": "port", "host": "pm1", "ofport": 7}, "ips": ["10.1.1.5"]}),
@@ -245,7 +307,7 @@ async fn measure_rarp_to_registry_latency() {
     use futures_util::StreamExt;
     use ofp::packet::{ArpRepr, MacAddr, VlanTag};
     const N: u8 = 200;
-    let (_dir, controller, haas) = controller_and_gateway().await;
+    let (_dir, controller, haas, _) = controller_and_gateway(false).await;
     let ctl = controller.api_addr();
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let iaas = start(

@@ -5,8 +5,7 @@
 //! - [`service`]: operations that make and unmake nodes through the
 //!   [`compute`] drivers and the controller ([`northbound`]), and recovery
 //!   after a crash; the HaaS gateways' VIs kept the broker's ([`gateways`]).
-//! - [`api`] (behind [`auth`]), [`config`], [`run`]; [`https`] for the
-//!   clients of Iris's APIs.
+//! - [`api`] (behind [`auth`]), [`config`], [`run`].
 
 pub mod active;
 pub mod api;
@@ -14,7 +13,6 @@ pub mod auth;
 pub mod compute;
 pub mod config;
 pub mod gateways;
-pub mod https;
 pub mod northbound;
 pub mod placement;
 pub mod records;

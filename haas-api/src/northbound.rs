@@ -32,7 +32,7 @@ impl Controller {
         gateways: Vec<String>,
         ca: Option<&Path>,
     ) -> Result<Self, String> {
-        let http = crate::https::trusting(
+        let http = iris_controller::http_client::trusting(
             reqwest::Client::builder().timeout(Duration::from_secs(10)),
             ca,
         )?
@@ -40,7 +40,7 @@ impl Controller {
         .map_err(|e| {
             format!(
                 "the controller's HTTP client: {}",
-                crate::https::error_text(&e)
+                iris_controller::http_client::error_text(&e)
             )
         })?;
         Ok(Self {
@@ -68,7 +68,10 @@ impl Controller {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| {
-            NorthboundError(format!("{method} {path}: {}", crate::https::error_text(&e)))
+            NorthboundError(format!(
+                "{method} {path}: {}",
+                iris_controller::http_client::error_text(&e)
+            ))
         })?;
         let status = resp.status();
         if status.is_success() || (absent_ok && status == reqwest::StatusCode::NOT_FOUND) {
@@ -91,7 +94,11 @@ impl Controller {
             req = req.bearer_auth(t.expose());
         }
         let resp = req.send().await.map_err(|e| {
-            NorthboundError(format!("{}: {}", what(), crate::https::error_text(&e)))
+            NorthboundError(format!(
+                "{}: {}",
+                what(),
+                iris_controller::http_client::error_text(&e)
+            ))
         })?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);

@@ -219,7 +219,7 @@ fn kind_specific_keys_are_required_and_refused() {
 fn addresses_urls_names_and_mtu_are_checked() {
     let text = HAAS
         .replace("wan_ip = \"203.0.113.1\"", "wan_ip = \"127.0.0.1\"")
-        .replace("http://127.0.0.1:18080/", "https://ctl:1")
+        .replace("http://127.0.0.1:18080/", "ftp://ctl:1")
         .replace("api = \"http://127.0.0.1:9182\"", "api = \"not a url\"")
         .replace(
             "listen = \"127.0.0.1:9180\"",
@@ -244,6 +244,48 @@ fn addresses_urls_names_and_mtu_are_checked() {
         ]
     );
     assert!(errs[3].problem.contains("at least 1546"), "{}", errs[3]);
+    assert!(errs[4].problem.contains("not http or https"), "{}", errs[4]);
+}
+
+/// An `https://` controller (its API with `[api_tls]`): the system's CAs,
+/// or the one `ca_certificate` names, read at once; a CA for a plain
+/// `http://` url is refused.
+#[test]
+fn an_https_controller_is_trusted_through_the_ca_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "iris").unwrap();
+    let with = |url: &str, ca: Option<&Path>| {
+        let ca = ca.map_or_else(String::new, |p| format!("\nca_certificate = {p:?}"));
+        HAAS.replace(
+            "url = \"http://127.0.0.1:18080/\"",
+            &format!("url = \"{url}\"{ca}"),
+        )
+    };
+    let c = Config::parse(&with("https://ctl.example:8443/", None)).unwrap();
+    assert_eq!(c.controller.as_deref(), Some("https://ctl.example:8443"));
+    assert!(
+        c.summary().contains("trusting the system's CAs"),
+        "{}",
+        c.summary()
+    );
+    let c = Config::parse(&with("https://ctl.example:8443", Some(&pki.ca_certificate))).unwrap();
+    assert_eq!(
+        c.controller_ca.as_deref(),
+        Some(pki.ca_certificate.as_path())
+    );
+    assert!(
+        c.summary().contains("trusting the CA in"),
+        "{}",
+        c.summary()
+    );
+    let missing = dir.path().join("no-ca.pem");
+    let errs = errors(&with("https://ctl.example:8443", Some(&missing)));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].key, "controller.ca_certificate");
+    assert!(errs[0].problem.contains("no-ca.pem"), "{}", errs[0]);
+    let errs = errors(&with("http://127.0.0.1:18080", Some(&pki.ca_certificate)));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].key, "controller.ca_certificate");
 }
 
 #[test]

@@ -271,7 +271,7 @@ impl Client {
             req = req.json(&b);
         }
         let resp = req.send().await.map_err(|e| {
-            let why = iris_api::https::error_text(&e);
+            let why = iris_controller::http_client::error_text(&e);
             let hint = if why.contains("UnknownIssuer") {
                 " (give --ca-certificate the CA the broker's certificate chains to)"
             } else {
@@ -532,10 +532,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             cli.url
         )));
     }
-    let http = iris_api::https::trusting(reqwest::Client::builder(), cli.ca_certificate.as_deref())
-        .map_err(Failure::Usage)?
-        .build()
-        .map_err(|e| Failure::Usage(iris_api::https::error_text(&e)))?;
+    let http = iris_controller::http_client::trusting(
+        reqwest::Client::builder(),
+        cli.ca_certificate.as_deref(),
+    )
+    .map_err(Failure::Usage)?
+    .build()
+    .map_err(|e| Failure::Usage(iris_controller::http_client::error_text(&e)))?;
     let c = Client {
         http,
         url: cli.url.clone(),

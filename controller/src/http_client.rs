@@ -1,9 +1,10 @@
 //! HTTP clients of Iris's APIs (the controller's, the broker's) that may
-//! speak HTTPS: `irisctl`, and the broker calling the controller.
+//! speak HTTPS: `irisctl`, the broker and the HaaS gateway calling the
+//! controller.
 //!
 //! Given the CA a private deployment's certificates chain to, the client
-//! trusts that CA alone, through the controller's rustls configuration on
-//! ring (`iris_controller::tls`), the one every Iris server and client uses.
+//! trusts that CA alone, through [`crate::tls`]'s rustls configuration on
+//! ring, the one every Iris server and client uses.
 //! Without it, reqwest's own rustls with the system's roots. reqwest is
 //! built with its `rustls` feature, whose own crypto provider (aws-lc-rs)
 //! serves the clients given no configuration: with `rustls-no-provider`
@@ -21,9 +22,7 @@ pub fn trusting(
 ) -> Result<reqwest::ClientBuilder, String> {
     match ca {
         None => Ok(builder),
-        Some(ca) => {
-            Ok(builder.tls_backend_preconfigured(iris_controller::tls::https_client_config(ca)?))
-        }
+        Some(ca) => Ok(builder.tls_backend_preconfigured(crate::tls::https_client_config(ca)?)),
     }
 }
 
