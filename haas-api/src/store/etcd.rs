@@ -235,7 +235,14 @@ impl EtcdStore {
         let rev = if resp.succeeded() {
             resp.header().map_or(w.known, |h| h.revision())
         } else {
-            match self.read_marker().map_err(Refused::Error)? {
+            let found = match self.read_marker() {
+                Ok(found) => found,
+                // A marker that does not decode was written by something
+                // else: the same as any other writer's.
+                Err(e) if !e.unavailable => None,
+                Err(e) => return Err(Refused::Error(e)),
+            };
+            match found {
                 Some((found, rev)) if found == marker => rev,
                 Some((found, rev)) => {
                     return Err(Refused::Moved {
