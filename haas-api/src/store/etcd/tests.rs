@@ -330,6 +330,25 @@ async fn a_late_attempt_of_a_write_never_overwrites_a_later_one() {
     assert!(s.ended().is_cancelled());
     let now = client.get(key.as_str(), None).await.unwrap();
     assert_eq!(now.kvs()[0].value(), b"three");
+
+    // So does a marker that does not decode, found under a refused guard.
+    let s = open(&c, &l).await;
+    client
+        .put("iris/dc1/broker/marker", "not a marker", None)
+        .await
+        .unwrap();
+    let e = blocking({
+        let s = s.clone();
+        move || s.put("vis", "vi1", b"five").unwrap_err()
+    })
+    .await;
+    assert!(
+        e.message.contains("something other than this broker"),
+        "{e}"
+    );
+    assert!(s.ended().is_cancelled());
+    let now = client.get(key.as_str(), None).await.unwrap();
+    assert_eq!(now.kvs()[0].value(), b"three");
 }
 
 /// A write in doubt that applies after the broker read the marker for its
