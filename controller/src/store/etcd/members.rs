@@ -252,7 +252,7 @@ fn transport_cause(status: &(dyn std::error::Error + 'static)) -> String {
     const CERTIFICATE: &str = "[store] certificate must be issued by a CA the members trust \
                                (etcd's --trusted-ca-file) and be valid now";
     if cause.contains("received fatal alert") {
-        format!("the member refused this controller's TLS certificate ({cause}); {CERTIFICATE}")
+        format!("the member refused our TLS certificate ({cause}); {CERTIFICATE}")
     } else if ended_by_the_member(&cause) {
         format!(
             "the member closed the connection with no reason given ({cause}); a member that \

@@ -393,8 +393,7 @@ fn over_tls_the_store_works_and_strangers_are_refused() {
     // its close and the client's next write; each names the certificate.
     let said = e.to_string();
     assert!(
-        (said.contains("refused this controller's TLS certificate")
-            && said.contains("BadCertificate"))
+        (said.contains("refused our TLS certificate") && said.contains("BadCertificate"))
             || said.contains("closed the connection with no reason given"),
         "{e}"
     );
