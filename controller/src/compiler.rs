@@ -129,15 +129,6 @@ struct Present<'a> {
     unknown_unicast: Vec<Action>,
 }
 
-/// Whether a switch delivers unknown unicast that came by tunnel in `vi`
-/// to the VI's local ports: on a gateway of `vi` (toward the operator's
-/// data center) and in VIs without one (where the sender flooded it). A
-/// frame for a MAC that just arrived there then reaches it before the
-/// MAC's own flow does.
-pub fn floods_from_tunnel(vi: &Vi, is_gateway: bool) -> bool {
-    is_gateway || vi.gateways.is_empty()
-}
-
 /// The VIs present on `host`, with their local ports and reachable peers.
 fn present<'a>(topology: &'a Topology, host: &HostName) -> Vec<Present<'a>> {
     let mut local: BTreeMap<ViId, Vec<u32>> = BTreeMap::new();
@@ -635,16 +626,20 @@ fn vi_flows(out: &mut impl FlowSink, p: &Present<'_>) {
         m,
         vec![apply(p.unknown_unicast.clone())],
     );
-    if floods_from_tunnel(p.vi, p.is_gateway) {
-        let m = in_vi(vi.id).reg(REG_ORIGIN, FROM_TUNNEL);
-        add(
-            out,
-            TABLE_FORWARD,
-            10,
-            m,
-            vec![apply(vec![Action::Group(g_tunnel)])],
-        );
-    }
+    // Unknown unicast that came by tunnel was flooded by its sender (a
+    // gateway floods what its data center sends to a MAC it does not know,
+    // the other hosts of a VI without gateway flood their own): delivered
+    // to the local ports, it reaches a guest whose MAC has just appeared
+    // here before that MAC's own flows do, and a guest that has never sent
+    // a frame at all.
+    let m = in_vi(vi.id).reg(REG_ORIGIN, FROM_TUNNEL);
+    add(
+        out,
+        TABLE_FORWARD,
+        10,
+        m,
+        vec![apply(vec![Action::Group(g_tunnel)])],
+    );
     if p.is_gateway {
         // On a gateway the VI's ports lead into the operator's data center:
         // a request from there may be for a neighbour there, which answers

@@ -244,6 +244,22 @@ fn unknown_unicast_goes_to_the_gateway_or_is_flooded() {
 }
 
 #[test]
+fn from_the_operators_data_center_a_guest_not_placed_yet_is_reached() {
+    // A guest that has not sent a frame yet (the registry does not place
+    // its MAC): what the operator's data center sends it is flooded by the
+    // gateway and delivered by every host of the VI to its local ports.
+    let (f, _) = fabric();
+    let a = vm("A");
+    let unplaced = frame(mac("52:54:00:00:00:77"), mac(REMOTE_MAC), a.vlan, IPV4);
+    let trip = f.inject(&host("gw"), GATEWAY_UPLINK, &unplaced).unwrap();
+    assert_eq!(
+        places(&trip),
+        vi_ports_except(&f.topology, 1, ("gw", GATEWAY_UPLINK))
+    );
+    assert!(trip.to_controller.is_empty(), "{trip:?}");
+}
+
+#[test]
 fn switches_that_are_right_get_nothing() {
     let (f, r) = fabric();
     for (h, sw) in &f.switches {
@@ -343,9 +359,11 @@ fn a_move_follows_the_rarp_and_changes_only_what_it_must() {
 fn switches_that_disagree_do_not_bounce_frames() {
     // For a moment h1 believes a MAC is on h2, h2 that it is on h3 and h3
     // that it is on h1 (moves half applied). Only frames that entered from
-    // a VM port may leave by tunnel, so the frame dies at h2 instead of
-    // going round for ever. (Between two hosts alone the rule that drops
-    // output to the ingress port would already stop it.)
+    // a VM port may leave by tunnel, so the frame stops at h2 (which
+    // delivers it to its own ports of the VI, as any frame by tunnel for a
+    // MAC it does not place here) instead of going round for ever.
+    // (Between two hosts alone the rule that drops output to the ingress
+    // port would already stop it.)
     let (mut f, _) = fabric();
     let a = vm("A");
     let ghost = mac("52:54:00:00:00:66");
@@ -368,7 +386,15 @@ fn switches_that_disagree_do_not_bounce_frames() {
     }
     let bytes = frame(ghost, a.mac(), a.vlan, IPV4);
     let trip = f.inject(&a.host(), a.port_in(1), &bytes).unwrap();
-    assert!(trip.delivered.is_empty());
+    let mut on_h2: Vec<(String, u32)> = f
+        .topology
+        .vm_ports_on(&host("h2"))
+        .filter(|p| p.vi == ViId(1))
+        .map(|p| ("h2".to_owned(), p.ofport))
+        .collect();
+    on_h2.sort();
+    assert!(!on_h2.is_empty());
+    assert_eq!(places(&trip), on_h2);
     assert_eq!(trip.tunnel_hops, 1);
 }
 

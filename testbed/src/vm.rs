@@ -503,7 +503,6 @@ impl Vm {
         &self.vlans
     }
 
-    /// The VM's main interface, inside its namespace.
     /// The VM's interface for VLAN `vid`, inside its namespace.
     pub fn vlan_interface(&self, vid: u16) -> Option<&str> {
         self.vlans
@@ -512,6 +511,7 @@ impl Vm {
             .map(|index| self.vlan_interfaces[index].as_str())
     }
 
+    /// The VM's main interface, inside its namespace.
     pub fn interface(&self) -> &str {
         &self.interface
     }

@@ -7,8 +7,8 @@ use super::held_rarps::{Announcement, Held};
 use super::inventory::Incomplete;
 use super::{Control, NorthEvent, RegistryEvent, Switch};
 use crate::compiler::{
-    affected_hosts, compile_entries, compile_holding_back, compile_into_memo, floods_from_tunnel,
-    TABLE_CLASSIFY, TABLE_FORWARD,
+    affected_hosts, compile_entries, compile_holding_back, compile_into_memo, TABLE_CLASSIFY,
+    TABLE_FORWARD,
 };
 use crate::model::Topology;
 use crate::model::{HostName, Location};
@@ -785,7 +785,7 @@ impl Control {
         mut entries: BTreeMap<HostName, Vec<RegistryChange>>,
         mut whole: BTreeSet<HostName>,
     ) -> Programming {
-        let arrivals = arrivals(&self.topology, changes);
+        let arrivals = arrivals(changes);
         if arrivals.is_empty() {
             return self.program_parts(entries, &whole, &BTreeMap::new());
         }
@@ -794,7 +794,7 @@ impl Control {
         // confirmed: two guests crossing in one burst would otherwise send
         // each other's frames ahead of the flows that take them in.
         let mut first_entries: BTreeMap<HostName, Vec<RegistryChange>> = BTreeMap::new();
-        for h in arrivals.keys() {
+        for h in &arrivals {
             let Some(list) = entries.remove(h) else {
                 continue;
             };
@@ -809,7 +809,7 @@ impl Control {
             }
         }
         let first_whole: BTreeSet<HostName> = arrivals
-            .keys()
+            .iter()
             .filter(|h| whole.remove(*h))
             .cloned()
             .collect();
@@ -827,30 +827,29 @@ impl Control {
         // must be in before the others send them anything: their
         // pipelines (every batch in flight that compiled one whole: the VI
         // a port report brought a moment ago, the new port in its flood
-        // group), and the MACs' own flows where a frame for a MAC the
-        // switch does not know yet is dropped rather than delivered to the
-        // VI's local ports (a VI with a gateway elsewhere). Waiting for
-        // every batch in flight instead made 100 simultaneous moves
-        // queue behind each other's.
-        let first_conns: BTreeMap<ConnId, bool> = self
+        // group). The MACs' own flows need not be: a switch delivers a
+        // frame that came by tunnel for a MAC it does not know yet to the
+        // VI's local ports. Waiting for every batch in flight instead made
+        // 100 simultaneous moves queue behind each other's.
+        let first_conns: BTreeSet<ConnId> = self
             .switches
             .iter()
-            .filter_map(|(c, s)| Some((*c, *arrivals.get(s.host.as_ref()?)?)))
+            .filter(|(_, s)| s.host.as_ref().is_some_and(|h| arrivals.contains(h)))
+            .map(|(c, _)| *c)
             .collect();
         let tickets: BTreeSet<u64> = self
             .tickets
             .owner
             .iter()
             .filter(|(t, (c, _))| {
-                c.and_then(|c| first_conns.get(&c))
-                    .is_some_and(|&entries| entries || self.tickets.whole.contains(t))
+                c.is_some_and(|c| first_conns.contains(&c)) && self.tickets.whole.contains(t)
             })
             .map(|(t, _)| *t)
             .collect();
         let held: BTreeSet<ConnId> = programming
             .deferred
             .iter()
-            .filter(|c| first_conns.contains_key(c))
+            .filter(|c| first_conns.contains(c))
             .copied()
             .collect();
         if tickets.is_empty() && held.is_empty() {
@@ -1194,37 +1193,29 @@ impl Control {
 }
 
 /// The hosts `changes` moved a MAC to from another host (or from
-/// nowhere), each with whether a frame for such a MAC needs the MAC's own
-/// flow there (else the VI's pipeline delivers it locally already).
-fn arrivals(topology: &Topology, changes: &[RegistryChange]) -> BTreeMap<HostName, bool> {
-    let mut hosts: BTreeMap<HostName, bool> = BTreeMap::new();
-    for (key, from, to) in changes.iter().filter_map(RegistryChange::as_move) {
-        let Some(to) = to.map(Location::host) else {
-            continue;
-        };
-        if from.map(Location::host) == Some(to) {
-            continue;
-        }
-        let floods = topology
-            .vis
-            .get(&key.vi)
-            .is_some_and(|vi| floods_from_tunnel(vi, topology.is_gateway_of(to, key.vi)));
-        *hosts.entry(to.clone()).or_default() |= !floods;
-    }
-    hosts
+/// nowhere).
+fn arrivals(changes: &[RegistryChange]) -> BTreeSet<HostName> {
+    changes
+        .iter()
+        .filter_map(RegistryChange::as_move)
+        .filter_map(|(_, from, to)| {
+            let to = to.map(Location::host)?;
+            (from.map(Location::host) != Some(to)).then(|| to.clone())
+        })
+        .collect()
 }
 
 /// Whether `change` moves a MAC to one of `arrivals` other than `host`.
 fn moves_to_another(
     change: &RegistryChange,
     host: &HostName,
-    arrivals: &BTreeMap<HostName, bool>,
+    arrivals: &BTreeSet<HostName>,
 ) -> bool {
     change
         .as_move()
         .and_then(|(_, _, to)| to)
         .map(Location::host)
-        .is_some_and(|to| to != host && arrivals.contains_key(to))
+        .is_some_and(|to| to != host && arrivals.contains(to))
 }
 
 impl Switch {

@@ -628,9 +628,7 @@ fn run_with(h: &mut Harness, encrypted: bool) -> Result<Report, ScenarioError> {
     let hvm_ip = h.tb.vm(hvm).vlans()[0].ip.addr();
     let ivm_ip = h.tb.vm(ivm).ip().addr();
     // A seeded guest is placed by its first frame, as a booting guest's
-    // DHCP or ARP would place it; until then the HaaS switches drop
-    // unicast that comes for it by tunnel (nothing floods unknown unicast
-    // inside the HaaS DC).
+    // DHCP or ARP would place it.
     h.tb.vm(hvm).wait_reachable(ivm_ip, CONVERGE)?;
     h.tb.vm(ivm).wait_reachable(hvm_ip, CONVERGE)?;
     if encrypted {
@@ -683,14 +681,31 @@ fn run_with(h: &mut Harness, encrypted: bool) -> Result<Report, ScenarioError> {
         || format!("{path}: {entry}"),
     )?;
 
-    // Warm: every HaaS guest has talked to the IaaS guest (so its MAC is
-    // learned and the IaaS guest knows its address), then asks again for
-    // the other side's address; the answers come from inside the HaaS DC.
-    // (A HaaS guest's very first contact can lose its first reply while
-    // its MAC is still being learned: docs/scenarios.md, "intercloud".)
-    for &vm in &world.haas_vms {
-        h.tb.vm(vm).wait_reachable(ivm_ip, CONVERGE)?;
-    }
+    // A HaaS guest that has never sent a frame (the registry has its
+    // address, not yet its place) is reached from the operator's data
+    // center: the IaaS guest, told its MAC, pings it, and the HaaS gateway
+    // floods the first request to the VI's hosts, which deliver it.
+    let unseen = world.haas_vms[1];
+    let unseen_ip = h.tb.vm(unseen).vlans()[0].ip.addr();
+    let unseen_mac = h.tb.vm(unseen).mac().to_string();
+    let ivm_dev = h.tb.vm(ivm).interface().to_owned();
+    h.tb.vm(ivm).exec(&[
+        "ip",
+        "neigh",
+        "replace",
+        &unseen_ip.to_string(),
+        "lladdr",
+        &unseen_mac,
+        "dev",
+        &ivm_dev,
+    ])?;
+    let report = h.tb.vm(ivm).ping(unseen_ip, 3, INTERVAL)?;
+    check(report.all_replied(), || {
+        format!("pings to a HaaS guest that had not sent a frame yet: {report:?}")
+    })?;
+
+    // Warm: every HaaS guest asks again for the other side's address; the
+    // answers come from inside the HaaS DC.
     let before = c.metrics()?;
     for &vm in &world.haas_vms {
         let dev = h.tb.vm(vm).vlan_interface(VLAN).map(str::to_owned);
