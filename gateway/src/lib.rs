@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod mobility;
 pub mod openflow;
 pub mod pipeline;
+pub mod reload;
 pub mod report;
 pub mod run;
 pub mod runtime_vis;

@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the gateway.
+    /// Run the gateway until SIGTERM; SIGHUP reads the file again and puts
+    /// new encrypted-WAN keys in place (anything else changed is refused).
     Run {
         /// The TOML configuration file.
         #[arg(long, short)]
@@ -101,7 +102,8 @@ fn main() -> ExitCode {
                     EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
                 )
                 .init();
-            let config = match Config::load(&config) {
+            let path = config;
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("{e}");
@@ -122,7 +124,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(iris_gateway::run::run(config)) {
+            match runtime.block_on(iris_gateway::run::run(config, path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("iris-gateway: {e}");

@@ -7,6 +7,7 @@
 
 use crate::api::{router, Shared};
 use crate::bridge::{self, BridgePlan, BridgeStatus, KeeperConfig, WanPort};
+use crate::config::encryption::Keys;
 use crate::config::{Config, Kind};
 use crate::control::Control;
 use crate::metrics::Metrics;
@@ -46,6 +47,8 @@ pub struct DatapathLink {
 #[derive(Debug)]
 pub struct Datapath {
     pub link: DatapathLink,
+    /// Where new keys for the encrypted WAN go ([`crate::reload`]).
+    pub keys: Option<watch::Sender<Keys>>,
     /// Its tasks; they end when the shutdown token is cancelled.
     pub tasks: Vec<JoinHandle<()>>,
 }
@@ -115,6 +118,7 @@ pub fn start_datapath(
             (Some(frames_rx), Some(of_rx))
         }
     };
+    let mut keys = None;
     let encryption = wireguard_plan(config).map(|plan| {
         // The tunnel's bridge is kept like the gateway's own: deleted or
         // changed by hand, it is put back.
@@ -132,9 +136,11 @@ pub fn start_datapath(
             keeper.await;
         }));
         let (tx, rx) = watch::channel(WireguardStatus::default());
+        let (keys_tx, keys_rx) = watch::channel(plan.encryption.keys());
+        keys = Some(keys_tx);
         tasks.push(match plan.encryption.netns.clone() {
-            None => tokio::spawn(wireguard::run(plan, kept_rx, tx, shutdown.clone())),
-            Some(netns) => wireguard::run_in(netns, plan, kept_rx, tx, shutdown.clone()),
+            None => tokio::spawn(wireguard::run(plan, keys_rx, kept_rx, tx, shutdown.clone())),
+            Some(netns) => wireguard::run_in(netns, plan, keys_rx, kept_rx, tx, shutdown.clone()),
         });
         rx
     });
@@ -147,6 +153,7 @@ pub fn start_datapath(
         shutdown.clone(),
     )));
     Ok(Datapath {
+        keys,
         link: DatapathLink {
             frames,
             status: Some(status_rx),
@@ -535,33 +542,36 @@ async fn consume_frames(
     }
 }
 
-/// `iris-gateway run`: the datapath, then the control plane, until SIGTERM
-/// or ctrl-c.
-pub async fn run(config: Config) -> Result<(), RunError> {
+/// `iris-gateway run` with the configuration read from `path`: the
+/// datapath, then the control plane, until SIGTERM or ctrl-c; SIGHUP reads
+/// the file again ([`crate::reload`]).
+pub async fn run(config: Config, path: std::path::PathBuf) -> Result<(), RunError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    // Before anything starts: SIGHUP's default would end the process.
+    let (mut term, mut hangup) = (
+        signal(SignalKind::terminate()).ok(),
+        signal(SignalKind::hangup()).ok(),
+    );
+    let mut file = config.clone();
     let config = Arc::new(crate::runtime_vis::restore(config)?);
     let shutdown = CancellationToken::new();
-    let datapath = start_datapath(&config, &shutdown)?;
-    let running = start(config, datapath.link, shutdown.clone()).await?;
-    wait_for_signal().await;
+    let mut datapath = start_datapath(&config, &shutdown)?;
+    let keys = datapath.keys.take();
+    let link = std::mem::take(&mut datapath.link);
+    let running = start(config, link, shutdown.clone()).await?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            Some(()) = async { term.as_mut()?.recv().await } => break,
+            Some(()) = async { hangup.as_mut()?.recv().await } => {
+                crate::reload::on_hangup(&path, &mut file, keys.as_ref());
+            }
+        }
+    }
     tracing::info!("stopping");
     running.stop().await;
     for t in datapath.tasks {
         let _ = t.await;
     }
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

@@ -18,6 +18,7 @@
 //! peer's inner address (cryptokey routing); anything else is counted.
 
 use crate::bridge::{BridgePlan, BridgeStatus};
+use crate::config::encryption::{key_text, Keys};
 use crate::config::{EncryptedPeer, Encryption};
 use boringtun::noise::errors::WireGuardError;
 use boringtun::noise::{Tunn, TunnResult};
@@ -67,6 +68,10 @@ pub struct WireguardPlan {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct WireguardStatus {
     pub listen: String,
+    /// This gateway's public key, as its peers must hold it.
+    pub public_key: String,
+    /// How many times new keys were put in place while it ran.
+    pub rekeys: u64,
     pub address: String,
     pub bridge: String,
     pub tap: String,
@@ -86,6 +91,11 @@ pub struct WireguardStatus {
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct PeerStatus {
     pub name: String,
+    /// The peer's public key this gateway holds.
+    pub public_key: String,
+    /// A session under the keys before the last reload still carries
+    /// traffic while the one under the new keys is not up.
+    pub old_session: bool,
     pub endpoint: String,
     pub inner_ip: Option<Ipv4Addr>,
     /// `up` (a session younger than 180 s), `handshaking` or `down`.
@@ -105,6 +115,12 @@ pub struct PeerStatus {
 struct Peer {
     config: EncryptedPeer,
     tunn: Tunn,
+    /// `tunn`'s number: the upper 24 bits of the receiver index the
+    /// peer's messages carry back.
+    index: u32,
+    /// The session under the keys before the last reload, with its
+    /// number, kept while it is alive and `tunn` has none.
+    retiring: Option<(Tunn, u32)>,
     endpoint: SocketAddrV4,
     status: PeerStatus,
     /// When we first sent a handshake no session has answered yet.
@@ -124,6 +140,7 @@ pub fn bridge_plan(e: &Encryption) -> BridgePlan {
 /// putting the local port's address back whenever the bridge comes back.
 pub async fn run(
     plan: WireguardPlan,
+    mut keys: watch::Receiver<Keys>,
     mut bridge: watch::Receiver<BridgeStatus>,
     status: watch::Sender<WireguardStatus>,
     shutdown: CancellationToken,
@@ -131,6 +148,7 @@ pub async fn run(
     let e = &plan.encryption;
     let mut st = WireguardStatus {
         listen: plan.listen.to_string(),
+        public_key: key_text(&e.private_key.public()),
         address: format!("{}/{}", e.address, e.prefix_len),
         bridge: e.bridge.clone(),
         tap: e.tap.clone(),
@@ -161,6 +179,11 @@ pub async fn run(
         "encrypted WAN up: udp {} inner {} on {} through {}",
         plan.listen, st.address, e.bridge, e.tap
     );
+    // The keys as they stand now: a reload before this point is taken
+    // here whole.
+    let mut held = keys.borrow_and_update().clone();
+    let e = &e.with_keys(&held);
+    st.public_key = key_text(&e.private_key.public());
     let secret = StaticSecret::from(e.private_key.bytes());
     let mut peers: Vec<Peer> = e
         .peers
@@ -168,17 +191,13 @@ pub async fn run(
         .enumerate()
         .map(|(i, p)| Peer {
             config: p.clone(),
-            tunn: Tunn::new(
-                secret.clone(),
-                PublicKey::from(p.public_key),
-                None,
-                Some(KEEPALIVE_S),
-                u32::try_from(i).unwrap_or(0),
-                None,
-            ),
+            tunn: session(&secret, p.public_key, session_index(0, i, e.peers.len())),
+            index: session_index(0, i, e.peers.len()),
+            retiring: None,
             endpoint: p.endpoint,
             status: PeerStatus {
                 name: p.name.clone(),
+                public_key: key_text(&p.public_key),
                 endpoint: p.endpoint.to_string(),
                 inner_ip: Some(p.inner_ip),
                 state: "down".into(),
@@ -197,14 +216,10 @@ pub async fn run(
     // Start every handshake now, so the status tells at once whether the
     // peers answer, before any traffic needs them.
     for p in &mut peers {
-        if let TunnResult::WriteToNetwork(msg) =
-            p.tunn.format_handshake_initiation(&mut dp.out, false)
-        {
-            let len = msg.len();
-            dp.send(p, len).await;
-        }
+        dp.initiate(p).await;
     }
     publish(&mut st, &mut peers, &status);
+    let (mut generation, mut keys_open) = (0u32, true);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_publish = Instant::now();
     let (mut last_check, mut check_port, mut keeper) = (Instant::now(), false, true);
@@ -240,9 +255,31 @@ pub async fn run(
                 Ok(()) => check_port = true,
                 Err(_) => keeper = false,
             },
+            r = keys.changed(), if keys_open => match r {
+                Ok(()) => {
+                    let new = keys.borrow_and_update().clone();
+                    generation = generation.wrapping_add(1);
+                    let changed = rekey(&mut peers, &held, &new, generation);
+                    held = new;
+                    st.public_key = key_text(&held.private_key.public());
+                    st.rekeys += 1;
+                    info!(
+                        "encrypted WAN: new keys in place for {} peer(s); this gateway's public \
+                         key is {}",
+                        changed.len(),
+                        st.public_key
+                    );
+                    for i in changed {
+                        dp.initiate(&mut peers[i]).await;
+                    }
+                    publish(&mut st, &mut peers, &status);
+                }
+                Err(_) => keys_open = false,
+            },
             _ = tick.tick() => {
                 for p in &mut peers {
                     dp.timers(p).await;
+                    retire(p);
                 }
                 let mut changed = false;
                 if check_port || last_check.elapsed() >= CHECK_PORT {
@@ -270,12 +307,135 @@ pub async fn run(
     }
 }
 
+/// A session with the peer whose public key is `public`, numbered `index`.
+fn session(secret: &StaticSecret, public: [u8; 32], index: u32) -> Tunn {
+    Tunn::new(
+        secret.clone(),
+        PublicKey::from(public),
+        None,
+        Some(KEEPALIVE_S),
+        index,
+        None,
+    )
+}
+
+/// The number of peer `i`'s session under the keys of `generation`: the
+/// sessions of two generations differ, so a message's receiver index says
+/// which one it is for (boringtun keeps 24 bits of it).
+fn session_index(generation: u32, i: usize, peers: usize) -> u32 {
+    let (i, n) = (
+        u32::try_from(i).unwrap_or(0),
+        u32::try_from(peers).unwrap_or(1).max(1),
+    );
+    generation.wrapping_mul(n).wrapping_add(i) & 0x00ff_ffff
+}
+
+/// Whether `tunn` has a session that still carries data.
+fn has_session(tunn: &Tunn) -> bool {
+    tunn.time_since_last_handshake()
+        .is_some_and(|d| d < SESSION_LIFE)
+}
+
+/// Puts `new` in place of `old`: every peer whose session the change
+/// concerns (all of them for a new private key) gets a new session, and
+/// keeps the one it had, if alive, until the new one is up: a peer that
+/// takes its new keys later goes on talking on it meanwhile. Returns the
+/// peers changed.
+fn rekey(peers: &mut [Peer], old: &Keys, new: &Keys, generation: u32) -> Vec<usize> {
+    let secret = StaticSecret::from(new.private_key.bytes());
+    let n = peers.len();
+    let mut changed = Vec::new();
+    for (i, p) in peers.iter_mut().enumerate() {
+        let public = new.peers.get(i).copied().unwrap_or(p.config.public_key);
+        if new.private_key == old.private_key && public == p.config.public_key {
+            continue;
+        }
+        p.config.public_key = public;
+        p.status.public_key = key_text(&public);
+        let index = session_index(generation, i, n);
+        let previous = std::mem::replace(&mut p.tunn, session(&secret, public, index));
+        let previous_index = std::mem::replace(&mut p.index, index);
+        // A session older than the last reload, if that one never came up,
+        // is the one still worth keeping.
+        if has_session(&previous) {
+            p.retiring = Some((previous, previous_index));
+        }
+        p.unanswered_since = None;
+        // Authentication failures under the old keys say nothing of the
+        // new ones.
+        p.status.refused.clear();
+        changed.push(i);
+    }
+    changed
+}
+
+/// Drops the session under the old keys once the new one is up, or once
+/// it has expired.
+fn retire(p: &mut Peer) {
+    let done = match &p.retiring {
+        Some((old, _)) => has_session(&p.tunn) || !has_session(old),
+        None => false,
+    };
+    if done {
+        p.retiring = None;
+        info!(
+            "encrypted WAN to {}: the session under the old keys is retired",
+            p.config.name
+        );
+    }
+}
+
+/// Which of a peer's sessions a message is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Current,
+    Retiring,
+}
+
+impl Peer {
+    fn session_mut(&mut self, which: Which) -> &mut Tunn {
+        match (which, &mut self.retiring) {
+            (Which::Retiring, Some((old, _))) => old,
+            _ => &mut self.tunn,
+        }
+    }
+
+    /// The session a datagram from the peer is for: a response, a cookie
+    /// or data names ours by its receiver index; an initiation goes to
+    /// the current keys first.
+    fn addressed(&self, datagram: &[u8]) -> Which {
+        let Some((_, old_index)) = &self.retiring else {
+            return Which::Current;
+        };
+        match datagram {
+            [2..=4, _, _, _, a, b, c, d, ..] => {
+                if u32::from_le_bytes([*a, *b, *c, *d]) >> 8 == *old_index {
+                    Which::Retiring
+                } else {
+                    Which::Current
+                }
+            }
+            _ => Which::Current,
+        }
+    }
+
+    /// The session to send on: the current one, unless only the old one
+    /// is up.
+    fn sending(&self) -> Which {
+        match &self.retiring {
+            Some(_) if !has_session(&self.tunn) => Which::Retiring,
+            _ => Which::Current,
+        }
+    }
+}
+
 /// [`run`] on a thread of its own inside the network namespace `netns`
 /// (`setns` moves only the calling thread, so the rest of the gateway stays
 /// where it is). The returned task ends when that thread does.
 pub fn run_in(
     netns: std::path::PathBuf,
     plan: WireguardPlan,
+    keys: watch::Receiver<Keys>,
     bridge: watch::Receiver<BridgeStatus>,
     status: watch::Sender<WireguardStatus>,
     shutdown: CancellationToken,
@@ -294,7 +454,7 @@ pub fn run_in(
                 .enable_all()
                 .build();
             match (entered, runtime) {
-                (Ok(()), Ok(rt)) => rt.block_on(run(plan, bridge, status, shutdown)),
+                (Ok(()), Ok(rt)) => rt.block_on(run(plan, keys, bridge, status, shutdown)),
                 (Err(e), _) => {
                     let problem =
                         format!("cannot enter network namespace {}: {e}", netns.display());
@@ -446,6 +606,17 @@ struct Dataplane {
 }
 
 impl Dataplane {
+    /// Starts a handshake on the peer's current session, so that the status
+    /// tells at once whether the peer answers, before traffic needs it.
+    async fn initiate(&mut self, peer: &mut Peer) {
+        if let TunnResult::WriteToNetwork(msg) =
+            peer.tunn.format_handshake_initiation(&mut self.out, false)
+        {
+            let len = msg.len();
+            self.send(peer, len).await;
+        }
+    }
+
     /// Sends the first `len` bytes of `out` to the peer's endpoint.
     async fn send(&mut self, peer: &mut Peer, len: usize) {
         let msg = &self.out[..len];
@@ -478,7 +649,8 @@ impl Dataplane {
                     return;
                 };
                 let packet = &frame[14..];
-                match peer.tunn.encapsulate(packet, &mut self.out) {
+                let which = peer.sending();
+                match peer.session_mut(which).encapsulate(packet, &mut self.out) {
                     TunnResult::WriteToNetwork(msg) => {
                         let len = msg.len();
                         if self.out[0] == 4 {
@@ -540,11 +712,13 @@ impl Dataplane {
             return;
         };
         let mut input = datagram;
+        let mut which = peer.addressed(datagram);
         loop {
-            match peer
-                .tunn
-                .decapsulate(Some(IpAddr::V4(*from.ip())), input, &mut self.out)
-            {
+            match peer.session_mut(which).decapsulate(
+                Some(IpAddr::V4(*from.ip())),
+                input,
+                &mut self.out,
+            ) {
                 TunnResult::WriteToNetwork(msg) => {
                     // A handshake answered, a cookie, or packets queued
                     // while there was no session: send, then ask for more.
@@ -580,6 +754,17 @@ impl Dataplane {
                 TunnResult::WriteToTunnelV6(..) => {
                     *peer.status.refused.entry("ipv6".into()).or_default() += 1;
                 }
+                // An initiation under the old keys, from a peer that has
+                // not taken its new ones yet.
+                TunnResult::Err(_)
+                    if which == Which::Current
+                        && peer.retiring.is_some()
+                        && datagram.first() == Some(&1)
+                        && input == datagram =>
+                {
+                    which = Which::Retiring;
+                    continue;
+                }
                 TunnResult::Err(e) => count(&mut peer.status, e),
                 TunnResult::Done => {
                     // A keepalive or a completed handshake.
@@ -596,14 +781,19 @@ impl Dataplane {
     }
 
     async fn timers(&mut self, peer: &mut Peer) {
-        match peer.tunn.update_timers(&mut self.out) {
-            TunnResult::WriteToNetwork(msg) => {
-                let len = msg.len();
-                self.send(peer, len).await;
+        for which in [Which::Current, Which::Retiring] {
+            if which == Which::Retiring && peer.retiring.is_none() {
+                continue;
             }
-            TunnResult::Err(WireGuardError::ConnectionExpired) => {}
-            TunnResult::Err(e) => count(&mut peer.status, e),
-            _ => {}
+            match peer.session_mut(which).update_timers(&mut self.out) {
+                TunnResult::WriteToNetwork(msg) => {
+                    let len = msg.len();
+                    self.send(peer, len).await;
+                }
+                TunnResult::Err(WireGuardError::ConnectionExpired) => {}
+                TunnResult::Err(e) => count(&mut peer.status, e),
+                _ => {}
+            }
         }
     }
 }
@@ -618,9 +808,16 @@ fn publish(st: &mut WireguardStatus, peers: &mut [Peer], status: &watch::Sender<
     st.peers = peers
         .iter_mut()
         .map(|p| {
-            let since = p.tunn.time_since_last_handshake();
+            // Up while the session under the old keys still carries
+            // traffic (`old_session` says so).
+            let since = p.tunn.time_since_last_handshake().or_else(|| {
+                p.retiring
+                    .as_ref()
+                    .and_then(|(old, _)| old.time_since_last_handshake())
+            });
             let s = &mut p.status;
             s.endpoint = p.endpoint.to_string();
+            s.old_session = p.retiring.is_some();
             s.last_handshake_s = since.map(|d| d.as_secs());
             s.state = match since {
                 Some(d) if d < SESSION_LIFE => "up",

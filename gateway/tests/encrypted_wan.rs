@@ -13,12 +13,13 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iris_gateway::config::encryption::{generate_key, key_text};
+use iris_gateway::config::encryption::{generate_key, key_text, Keys};
 use iris_gateway::config::Config;
+use iris_gateway::reload::{reload, Reload};
 use iris_gateway::run::start_datapath;
 use iris_testbed::frames::{contains, enter, Capture, Captured, FrameSender};
 use iris_testbed::{
@@ -42,15 +43,21 @@ fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
 /// own, until its token is cancelled.
 struct Gateway {
     status: watch::Receiver<Value>,
+    /// Where a reload's new keys go, as `SIGHUP` sends them.
+    keys: watch::Sender<Keys>,
+    /// Its file as it runs it.
+    config: Config,
+    path: PathBuf,
     token: CancellationToken,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Gateway {
-    fn start(netns: PathBuf, config: Config) -> Self {
+    fn start(netns: PathBuf, (config, path): (Config, PathBuf)) -> Self {
         let token = CancellationToken::new();
         let (tx, rx) = std::sync::mpsc::channel();
         let stop = token.clone();
+        let running = config.clone();
         let thread = std::thread::spawn(move || {
             enter(&netns).unwrap();
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -59,7 +66,8 @@ impl Gateway {
                 .unwrap();
             rt.block_on(async move {
                 let mut dp = start_datapath(&Arc::new(config), &stop).unwrap();
-                tx.send(dp.link.status.take().unwrap()).unwrap();
+                tx.send((dp.link.status.take().unwrap(), dp.keys.take()))
+                    .unwrap();
                 // The snooped ARP frames: kept so the session is not
                 // starved, not read.
                 let _frames = dp.link.frames.take();
@@ -69,10 +77,26 @@ impl Gateway {
                 }
             });
         });
+        let (status, keys) = rx.recv().unwrap();
         Self {
-            status: rx.recv().unwrap(),
+            status,
+            keys: keys
+                .unwrap_or_else(|| watch::channel(running.encryption.as_ref().unwrap().keys()).0),
+            config: running,
+            path,
             token,
             thread: Some(thread),
+        }
+    }
+
+    /// Reads its file again and applies it, as `SIGHUP` does.
+    fn reload(&mut self) {
+        match reload(&self.path, &self.config).unwrap() {
+            Reload::Keys(keys, new) => {
+                self.keys.send_replace(keys);
+                self.config = *new;
+            }
+            Reload::Unchanged => panic!("{}: no new keys", self.path.display()),
         }
     }
 
@@ -150,7 +174,12 @@ impl World {
 
     /// Node `i`'s gateway configuration, peering with the other node
     /// whose public key it is given; a plain WAN without one.
-    fn config(&self, i: usize, peer_key: Option<&str>) -> Config {
+    fn config(&self, i: usize, peer_key: Option<&str>) -> (Config, PathBuf) {
+        self.config_keyed(i, &self.nodes[i].key, peer_key)
+    }
+
+    /// [`World::config`] with its private key in `key`.
+    fn config_keyed(&self, i: usize, key: &Path, peer_key: Option<&str>) -> (Config, PathBuf) {
         let (me, other) = (&self.nodes[i], 1 - i);
         let pm = self.tb.pm(me.pm);
         let text = format!(
@@ -186,7 +215,7 @@ vlans = ["100-199", "untagged"]
             trunk = me.trunk.a().name,
             encryption = peer_key.map_or(String::new(), |_| format!(
                 "[wan.encryption]\nprivate_key_file = \"{}\"\naddress = \"10.254.0.{}/24\"\n",
-                me.key.display(),
+                key.display(),
                 i + 1
             )),
             peer_wan = self.wan_ip(other),
@@ -197,7 +226,8 @@ vlans = ["100-199", "untagged"]
         );
         let path = self.dir.path().join(format!("gw{i}.toml"));
         std::fs::write(&path, text).unwrap();
-        Config::load(&path).unwrap_or_else(|e| panic!("{e}"))
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        (config, path)
     }
 
     fn start(&self, i: usize, peer_key: &str) -> Gateway {
@@ -490,6 +520,103 @@ fn guests_cross_the_encrypted_wan_and_the_cable_carries_only_wireguard() {
     b.stop();
     drop(cable);
     drop(stranger);
+    w.finish();
+}
+
+/// Sends `n` frames from node `from`'s LAN, `gap` apart, each with its own
+/// marker, and says which of them reached node `to`'s LAN.
+fn stream(w: &World, from: usize, to: usize, n: usize, gap: Duration) -> Vec<bool> {
+    let lan = Capture::start(&w.nodes[to].lan, &w.lan_end(to)).unwrap();
+    let mut sender = FrameSender::open(&w.nodes[from].lan, &w.lan_end(from)).unwrap();
+    let markers: Vec<Vec<u8>> = (0..n)
+        .map(|k| format!("stream-{from}-{k:03}").into_bytes())
+        .collect();
+    for m in &markers {
+        sender
+            .send(&[(Duration::ZERO, guest_frame(m, 200))])
+            .unwrap();
+        std::thread::sleep(gap);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let arrived = lan.finish().unwrap();
+    markers
+        .iter()
+        .map(|m| arrived.iter().any(|c| contains(&c.data, m)))
+        .collect()
+}
+
+/// Rotating a gateway's key while both run, as an operator does: the peer
+/// takes the new public key first (`SIGHUP`), the gateway its new private
+/// key after. In between, traffic goes on in the session under the old
+/// keys; after, a new session comes up within a handshake and the old one
+/// is retired.
+#[test]
+fn keys_rotated_on_a_running_pair_lose_nothing_while_the_peer_lags() {
+    let w = World::new("gw-wgrekey");
+    let mut a = w.start(0, &w.public(1));
+    let mut b = w.start(1, &w.public(0));
+    for (gw, name) in [(&a, "a"), (&b, "b")] {
+        wait_for(&format!("{name}'s WireGuard session up"), || {
+            (gw.peer()["state"] == "up").then_some(())
+        });
+    }
+    assert_eq!(a.encryption()["public_key"], w.public(0).as_str());
+    cross(&w, 0, 1, &[(b"before", guest_frame(b"before", 200))]);
+    cross(
+        &w,
+        1,
+        0,
+        &[(b"before-back", guest_frame(b"before-back", 200))],
+    );
+
+    let next = w.dir.path().join("a-next.key");
+    let next_public = key_text(&generate_key(&next).unwrap());
+    // b first: it holds a's new public key, a does not have it yet.
+    w.config(1, Some(&next_public));
+    b.reload();
+    wait_for("b's peer on the old session", || {
+        (b.peer()["old_session"] == true && b.peer()["public_key"] == next_public.as_str())
+            .then_some(())
+    });
+    assert_eq!(b.peer()["state"], "up", "{}", b.encryption());
+    for (from, to) in [(0, 1), (1, 0)] {
+        let arrived = stream(&w, from, to, 20, Duration::from_millis(50));
+        assert!(
+            arrived.iter().all(|a| *a),
+            "{from} -> {to} while the peer lags: {arrived:?}\n{}\n{}",
+            a.encryption(),
+            b.encryption()
+        );
+    }
+
+    // Then a takes its new private key: a new session, and b retires the
+    // old one.
+    w.config_keyed(0, &next, Some(&w.public(1)));
+    let rekeyed = Instant::now();
+    a.reload();
+    cross(&w, 0, 1, &[(b"after", guest_frame(b"after", 200))]);
+    let crossed = rekeyed.elapsed();
+    cross(
+        &w,
+        1,
+        0,
+        &[(b"after-back", guest_frame(b"after-back", 200))],
+    );
+    for (gw, name) in [(&a, "a"), (&b, "b")] {
+        wait_for(&format!("{name}'s old session retired"), || {
+            (gw.peer()["old_session"] == false && gw.peer()["state"] == "up").then_some(())
+        });
+    }
+    assert_eq!(a.encryption()["public_key"], next_public.as_str());
+    assert_eq!(a.encryption()["rekeys"], 1);
+    assert_eq!(b.encryption()["rekeys"], 1);
+    eprintln!("a's new key to a frame across: {crossed:?}");
+    for (from, to) in [(0, 1), (1, 0)] {
+        let arrived = stream(&w, from, to, 20, Duration::from_millis(50));
+        assert!(arrived.iter().all(|a| *a), "{from} -> {to}: {arrived:?}");
+    }
+    a.stop();
+    b.stop();
     w.finish();
 }
 

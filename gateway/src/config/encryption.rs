@@ -123,6 +123,35 @@ pub struct Encryption {
     pub netns: Option<PathBuf>,
 }
 
+/// The keys of an encrypted WAN: what a reload (`SIGHUP`) changes while
+/// the gateway runs (docs/gateway.md, "Rotating the keys").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys {
+    pub private_key: PrivateKey,
+    /// Each peer's public key, in the order of [`Encryption::peers`].
+    pub peers: Vec<[u8; 32]>,
+}
+
+impl Encryption {
+    pub fn keys(&self) -> Keys {
+        Keys {
+            private_key: self.private_key.clone(),
+            peers: self.peers.iter().map(|p| p.public_key).collect(),
+        }
+    }
+
+    /// This encryption with `keys` in place of its own (peers beyond
+    /// `keys.peers` keep theirs).
+    pub fn with_keys(&self, keys: &Keys) -> Encryption {
+        let mut e = self.clone();
+        e.private_key = keys.private_key.clone();
+        for (p, k) in e.peers.iter_mut().zip(&keys.peers) {
+            p.public_key = *k;
+        }
+        e
+    }
+}
+
 /// A peer's end of the encrypted WAN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncryptedPeer {

@@ -462,7 +462,7 @@ fn config_schema_is_checked_in_and_agrees_with_the_parser() {
 
 /// [`IAAS`] with `[wan.encryption]` keyed from `key_file`, and the peer's
 /// end given as `peer_table`.
-fn encrypted(key_file: &Path, peer_table: &str) -> String {
+pub(crate) fn encrypted(key_file: &Path, peer_table: &str) -> String {
     IAAS.replace(
         "wan_mtu = \"clamp\"\n",
         &format!(

@@ -24,6 +24,7 @@ use serde_json::Value;
 
 use super::harness::{check, ms, Harness, ScenarioError, CONVERGE};
 use crate::controller::{ControllerConfig, HostRole, ViEntry};
+use crate::ping::PingPlan;
 use crate::ports::free_loopback;
 use crate::readiness::{poll_until, Probe};
 use crate::wan::{Backend, Impairment, WanSpec};
@@ -383,6 +384,121 @@ fn genkey(h: &Harness, name: &str) -> Result<GatewayKey, ScenarioError> {
     })
 }
 
+/// The encrypted WAN's part of a gateway's `/v1/status`.
+fn wireguard_status(api: SocketAddr) -> Result<Value, ScenarioError> {
+    Ok(gateway_status(api)?["datapath"]["encryption"].clone())
+}
+
+/// Rotates the HaaS gateway's WireGuard key as an operator would, while
+/// the IaaS guest pings `hvm_ip` every 10 ms: a new key by `iris-gateway
+/// genkey`; the IaaS gateway's file given its public key and SIGHUP (the
+/// pair goes on in the session under the old keys); then the HaaS
+/// gateway's file given the new private key and SIGHUP (a new session).
+/// Every ping is answered.
+fn rotate_haas_key(
+    h: &mut Harness,
+    world: &World,
+    ivm: VmId,
+    hvm_ip: Ipv4Addr,
+) -> Result<(), ScenarioError> {
+    let gws = world
+        .gateways
+        .as_ref()
+        .ok_or_else(|| ScenarioError::Failed("the gateways did not start".into()))?;
+    let (haas, iaas) = (gws.haas_api, gws.iaas_api);
+    let (haas_id, iaas_id) = (gws.haas, gws.iaas);
+    let old_public = wireguard_status(haas)?["public_key"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let next = genkey(h, "gateway-haas-next.key")?;
+    let run = h.ping_run(
+        ivm,
+        PingPlan::new(hvm_ip, KEY_ROTATION_PINGS, Duration::from_millis(10)),
+        "key-rotation",
+    )?;
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    rewrite(&h.file("gateway-iaas.toml"), &old_public, &next.public)?;
+    h.tb.process(iaas_id)
+        .signal(nix::sys::signal::Signal::SIGHUP)?;
+    poll_until("the IaaS gateway holding the new key", CONVERGE, || {
+        let peer = match wireguard_status(iaas) {
+            Ok(e) => e["peers"][0].clone(),
+            Err(e) => return Ok(Probe::NotYet(e.to_string())),
+        };
+        Ok(
+            if peer["public_key"] == next.public.as_str() && peer["old_session"] == true {
+                Probe::Ready(())
+            } else {
+                Probe::NotYet(peer.to_string())
+            },
+        )
+    })?;
+    let old_file = h.file("gateway-haas.key");
+    rewrite(
+        &h.file("gateway-haas.toml"),
+        &old_file.display().to_string(),
+        &next.file.display().to_string(),
+    )?;
+    h.tb.process(haas_id)
+        .signal(nix::sys::signal::Signal::SIGHUP)?;
+    for (api, name) in [(haas, "HaaS"), (iaas, "IaaS")] {
+        poll_until(
+            &format!("the {name} gateway's session under the new keys"),
+            CONVERGE,
+            || {
+                let e = match wireguard_status(api) {
+                    Ok(e) => e,
+                    Err(e) => return Ok(Probe::NotYet(e.to_string())),
+                };
+                let peer = &e["peers"][0];
+                Ok(
+                    if e["rekeys"] == 1 && peer["state"] == "up" && peer["old_session"] == false {
+                        Probe::Ready(())
+                    } else {
+                        Probe::NotYet(e.to_string())
+                    },
+                )
+            },
+        )?;
+    }
+    check(
+        wireguard_status(haas)?["public_key"] == next.public.as_str(),
+        || "the HaaS gateway's status does not show its new public key".to_owned(),
+    )?;
+    let rotated = started.elapsed();
+    let trace = run.wait(CONVERGE)?;
+    let lost = trace.lost();
+    h.note(format!(
+        "HaaS gateway key rotated by SIGHUP on both gateways in {:.0} ms while pinging every \
+         10 ms: {} of {} answered, lost {lost:?}",
+        rotated.as_secs_f64() * 1e3,
+        trace.summary.received,
+        trace.summary.transmitted
+    ));
+    check(lost.is_empty(), || {
+        format!("pings lost while the keys were rotated: {lost:?}")
+    })?;
+    Ok(())
+}
+
+/// Replaces `from` with `to` in the file at `path`, which must hold it.
+fn rewrite(path: &std::path::Path, from: &str, to: &str) -> Result<(), ScenarioError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| crate::Error::io_at("reading", path, e))?;
+    check(!from.is_empty() && text.contains(from), || {
+        format!("{} does not hold {from:?}", path.display())
+    })?;
+    std::fs::write(path, text.replace(from, to))
+        .map_err(|e| crate::Error::io_at("writing", path, e))?;
+    Ok(())
+}
+
+/// 10 ms pings across a key rotation: long enough for both reloads and
+/// the status to show them (published once a second).
+const KEY_ROTATION_PINGS: u32 = 600;
+
 /// The inner prefix of the encrypted WAN.
 const INNER: &str = "10.254.0";
 
@@ -648,6 +764,7 @@ fn run_with(h: &mut Harness, encrypted: bool) -> Result<Report, ScenarioError> {
              WireGuard datagrams, the rest ARP; no GRE",
             frames.len()
         ));
+        rotate_haas_key(h, &world, ivm, hvm_ip)?;
     }
 
     let mut rtt = Vec::new();
