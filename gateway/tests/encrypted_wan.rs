@@ -43,8 +43,9 @@ fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
 /// own, until its token is cancelled.
 struct Gateway {
     status: watch::Receiver<Value>,
-    /// Where a reload's new keys go, as `SIGHUP` sends them.
-    keys: watch::Sender<Keys>,
+    /// Where a reload's new keys go, as `SIGHUP` sends them (an
+    /// encrypted WAN only).
+    keys: Option<watch::Sender<Keys>>,
     /// Its file as it runs it.
     config: Config,
     path: PathBuf,
@@ -80,8 +81,7 @@ impl Gateway {
         let (status, keys) = rx.recv().unwrap();
         Self {
             status,
-            keys: keys
-                .unwrap_or_else(|| watch::channel(running.encryption.as_ref().unwrap().keys()).0),
+            keys,
             config: running,
             path,
             token,
@@ -93,7 +93,10 @@ impl Gateway {
     fn reload(&mut self) {
         match reload(&self.path, &self.config).unwrap() {
             Reload::Keys(keys, new) => {
-                self.keys.send_replace(keys);
+                self.keys
+                    .as_ref()
+                    .expect("an encrypted WAN")
+                    .send_replace(keys);
                 self.config = *new;
             }
             Reload::Unchanged => panic!("{}: no new keys", self.path.display()),
