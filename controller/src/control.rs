@@ -59,6 +59,8 @@ pub struct VmPortSeen {
     pub name: String,
     pub ofport: u32,
     pub vi: ViId,
+    /// `external_ids:attached-mac`, when it names a MAC.
+    pub attached_mac: Option<ofp::packet::MacAddr>,
 }
 
 /// One registry change as the API shows it.
@@ -1077,6 +1079,7 @@ impl Control {
                 let (changed, gone) = self.replace_ports(&host, &vm_ports, &tunnels);
                 self.ports_returned(&host);
                 self.ports_departed(&host, &gone);
+                self.follow_nics(&host, &gone);
                 let first = self.inventory.reported(&host, Instant::now());
                 if changed || first {
                     // Tables compiled ahead wait for a complete inventory.
@@ -1138,6 +1141,7 @@ impl Control {
                         name: p.name.clone(),
                         ofport: p.ofport,
                         vi: p.vi,
+                        attached_mac: p.attached_mac,
                     },
                 )
             })

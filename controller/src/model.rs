@@ -130,6 +130,9 @@ pub struct VmPort {
     pub ofport: u32,
     /// From `external_ids:iris-vi` on the Interface row.
     pub vi: ViId,
+    /// From `external_ids:attached-mac`: the guest NIC's MAC, as libvirt
+    /// and the broker's drivers write it.
+    pub attached_mac: Option<MacAddr>,
 }
 
 /// Where a MAC lives.

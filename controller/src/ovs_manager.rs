@@ -233,6 +233,10 @@ pub fn ports_report(bridge: &str, interfaces: &[InterfaceInfo]) -> (BridgePorts,
                     name: i.name.clone(),
                     ofport,
                     vi: ViId(v),
+                    attached_mac: i
+                        .external_ids
+                        .get("attached-mac")
+                        .and_then(|m| m.parse().ok()),
                 }),
                 _ => bad_vi.push(i.name.clone()),
             }

@@ -492,6 +492,18 @@ impl Registry {
         changes
     }
 
+    /// Places `key` on `port`, which carries its guest's NIC now that the
+    /// port it was on has left: as strong as an announcement.
+    pub fn follow_nic<'a>(
+        &mut self,
+        now: Timestamp,
+        port: impl Into<Sighting<'a>>,
+        key: MacKey,
+    ) -> Option<RegistryChange> {
+        let port = port.into();
+        self.place(now, key, Some(port.location()), Evidence::Announcement)
+    }
+
     /// Learns where `src` lives from any other frame from VM port `port`.
     pub fn learn_source<'a>(
         &mut self,

@@ -47,6 +47,7 @@ impl Topology {
             name: format!("{host}-p{ofport}"),
             ofport,
             vi,
+            attached_mac: None,
         };
         self.vm_ports.insert((h, ofport), port);
     }

@@ -134,6 +134,7 @@ fn with_ports_changed(t: &Topology, name: &str, changes: &[PortsChange]) -> Topo
                         name,
                         ofport,
                         vi,
+                        attached_mac: None,
                     },
                 );
             }

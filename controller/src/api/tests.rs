@@ -77,6 +77,7 @@ fn app_holding_to(
             name: "vnet0".into(),
             ofport: 5,
             vi: ViId(1),
+            attached_mac: None,
         }],
         tunnels: vec![],
     });

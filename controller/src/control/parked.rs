@@ -197,6 +197,51 @@ impl Control {
         }
     }
 
+    /// The MACs the registry places on ports of `host` that just left
+    /// (`gone`) and that exactly one other VM port of their VI carries as
+    /// `external_ids:attached-mac` are placed there at once, as their
+    /// announcement would place them: a migration or a move makes the
+    /// destination's port first and removes the source's once the guest
+    /// runs at the destination, so the guest is there. An announcement
+    /// the destination's switch could not pass up (its connection to the
+    /// controller down at that moment) is not waited for, and a guest that
+    /// says nothing afterwards is reachable all the same. A port that
+    /// leaves before the destination's appears (the testbed's re-plugging)
+    /// waits for the announcement as before.
+    pub(super) fn follow_nics(&mut self, host: &HostName, gone: &[(u32, ViId)]) {
+        let mut changes = Vec::new();
+        for &(ofport, vi) in gone {
+            let Some(departed) = self.topology.departed.get(&(host.clone(), ofport)) else {
+                continue;
+            };
+            for key in departed.macs.iter().filter(|k| k.vi == vi) {
+                let still_there = matches!(
+                    self.registry.mac(key).and_then(|e| e.location.as_ref()),
+                    Some(Location::Port { host: h, ofport: p }) if h == host && *p == ofport
+                );
+                if !still_there {
+                    continue;
+                }
+                let mut carriers = self
+                    .topology
+                    .vm_ports
+                    .values()
+                    .filter(|p| p.vi == vi && p.attached_mac == Some(key.mac));
+                let (Some(port), None) = (carriers.next(), carriers.next()) else {
+                    continue;
+                };
+                let sighting = self.topology.sighting(port);
+                if let Some(c) = self.registry.follow_nic(super::now_ms(), sighting, *key) {
+                    debug!(%host, "port {ofport} left; {} follows its NIC to {}", key.mac, port.host);
+                    changes.push(c);
+                }
+            }
+        }
+        if !changes.is_empty() {
+            self.registry_changed(&changes);
+        }
+    }
+
     /// Ports on `host`'s bridge again are no longer departed.
     pub(super) fn ports_returned(&mut self, host: &HostName) {
         let topology = &mut self.topology;

@@ -177,6 +177,7 @@ fn tunnels_are_mapped_to_peers_by_underlay_address() {
             name: "vm1".into(),
             ofport: 5,
             vi: ViId(1),
+            attached_mac: None,
         }],
         // The last tunnel leads to an address no host has: ignored.
         tunnels: vec![
@@ -327,6 +328,7 @@ fn report_of(host: &str) -> TopologyEvent {
             name: format!("vm-{host}"),
             ofport: port,
             vi: ViId(1),
+            attached_mac: None,
         }],
         tunnels: peers.to_vec(),
     }
@@ -347,6 +349,7 @@ fn pm1_with_port(ofport: u32) -> TopologyEvent {
         name: format!("vm-pm1-{ofport}"),
         ofport,
         vi: ViId(1),
+        attached_mac: None,
     });
     TopologyEvent::Ports {
         host,
@@ -469,11 +472,13 @@ fn second_vm_port_on_pm1(c: &mut Control) {
                 name: "vm-pm1".into(),
                 ofport: 5,
                 vi: ViId(1),
+                attached_mac: None,
             },
             VmPortSeen {
                 name: "vm-pm1b".into(),
                 ofport: 8,
                 vi: ViId(1),
+                attached_mac: None,
             },
         ],
         tunnels: vec![([10, 0, 0, 2].into(), 10), ([10, 0, 0, 9].into(), 11)],
@@ -1122,11 +1127,13 @@ fn a_burst_reprograms_every_member_of_the_vis_it_changed_once() {
                 name: "vm-pm2".into(),
                 ofport: 6,
                 vi: ViId(1),
+                attached_mac: None,
             },
             VmPortSeen {
                 name: "vm2-pm2".into(),
                 ofport: 8,
                 vi: ViId(2),
+                attached_mac: None,
             },
         ],
         tunnels: vec![
@@ -1211,6 +1218,7 @@ fn port_reports_in_a_burst_reprogram_each_switch_once() {
                 name: (*name).into(),
                 ofport: *ofport,
                 vi: ViId(1),
+                attached_mac: None,
             })
             .collect(),
         tunnels: vec![([10, 0, 0, 2].into(), 10), ([10, 0, 0, 9].into(), 11)],
@@ -1238,6 +1246,7 @@ fn a_port_report_reprograms_only_the_switches_whose_flows_it_changes() {
                 name: format!("vm-{p}"),
                 ofport: *p,
                 vi: ViId(1),
+                attached_mac: None,
             })
             .collect(),
         tunnels: vec![([10, 0, 0, 2].into(), 10), ([10, 0, 0, 9].into(), 11)],
@@ -1634,11 +1643,13 @@ fn pm2_reports(c: &mut Control, extra: &[u32]) {
         name: "vm-pm2".into(),
         ofport: 6,
         vi: ViId(1),
+        attached_mac: None,
     }];
     vm_ports.extend(extra.iter().map(|&p| VmPortSeen {
         name: format!("new-{p}"),
         ofport: p,
         vi: ViId(1),
+        attached_mac: None,
     }));
     c.on_topology_event(TopologyEvent::Ports {
         host: HostName("pm2".into()),
@@ -1761,6 +1772,7 @@ fn pm2_reports_in_a_burst(c: &mut Control, with_port_8: bool) {
             name: "vm-moved".into(),
             ofport: 8,
             vi: ViId(1),
+            attached_mac: None,
         }]
     } else {
         Vec::new()
@@ -2112,6 +2124,71 @@ fn other_arp_from_a_port_not_yet_reported_is_not_held() {
 }
 
 /// Where the registry places `mac` (untagged, VI 1).
+/// `host`'s report of [`report_of`] with VM ports `nics` of VI 1 carrying
+/// `mac` as `attached-mac` (added where the report has no such port), and
+/// none at all when `nics` is `None`.
+fn report_with_nics(host: &str, nics: Option<&[u32]>, mac: MacAddr) -> TopologyEvent {
+    let TopologyEvent::Ports {
+        host,
+        mut vm_ports,
+        tunnels,
+    } = report_of(host)
+    else {
+        unreachable!()
+    };
+    match nics {
+        None => vm_ports.clear(),
+        Some(nics) => {
+            for &ofport in nics {
+                if !vm_ports.iter().any(|p| p.ofport == ofport) {
+                    vm_ports.push(VmPortSeen {
+                        name: format!("vm-{host}-{ofport}"),
+                        ofport,
+                        vi: ViId(1),
+                        attached_mac: None,
+                    });
+                }
+                for p in vm_ports.iter_mut().filter(|p| p.ofport == ofport) {
+                    p.attached_mac = Some(mac);
+                }
+            }
+        }
+    }
+    TopologyEvent::Ports {
+        host,
+        vm_ports,
+        tunnels,
+    }
+}
+
+/// A guest's port leaves while another port of its VI carries its NIC
+/// (`attached-mac`), made first as a migration makes it: the MAC follows
+/// the NIC there at once, with no announcement (the destination's switch
+/// may not have passed it up). With no such port, or with two, it stays
+/// on the port that left until the guest announces itself.
+#[test]
+fn a_mac_follows_its_nic_when_its_port_leaves_after_the_destinations_came() {
+    for nics in [&[][..], &[6], &[6, 8]] {
+        let (mut c, _rxs, mac) = vm_on_pm1();
+        c.on_topology_event(report_with_nics("pm2", Some(nics), mac));
+        assert_eq!(located(&c, mac), port_of("pm1", 5), "{nics:?}");
+        c.on_topology_event(report_with_nics("pm1", None, mac));
+        let expected = match nics {
+            [one] => port_of("pm2", *one),
+            _ => port_of("pm1", 5),
+        };
+        assert_eq!(located(&c, mac), expected, "{nics:?}");
+    }
+    // The NIC's port made after the guest's left (a re-plug): the MAC
+    // waits for the announcement.
+    let (mut c, _rxs, mac) = vm_on_pm1();
+    c.on_topology_event(report_with_nics("pm1", None, mac));
+    c.on_topology_event(report_with_nics("pm2", Some(&[6]), mac));
+    assert_eq!(located(&c, mac), port_of("pm1", 5));
+    migrate_to_pm2(&mut c, mac);
+    assert_eq!(located(&c, mac), port_of("pm2", 6));
+}
+
 fn located(c: &Control, mac: MacAddr) -> Option<Location> {
     let key = MacKey {
         vi: ViId(1),

@@ -143,14 +143,15 @@ fn ports_are_read_from_interfaces_of_the_bridge() {
             "br-int",
             "",
             Ofport::Assigned(3),
-            &[("iris-vi", "7")],
+            &[("iris-vi", "7"), ("attached-mac", "52:54:00:00:00:07")],
         ),
+        // A NIC's MAC that does not parse is no MAC.
         iface(
             "vm2",
             "br-int",
             "patch",
             Ofport::Assigned(2),
-            &[("iris-vi", "8")],
+            &[("iris-vi", "8"), ("attached-mac", "52:54:00:00:07")],
         ),
         // Not yet added by ovs-vswitchd: no ofport, not reported.
         iface("vm3", "br-int", "", Ofport::Pending, &[("iris-vi", "7")]),
@@ -192,12 +193,14 @@ fn ports_are_read_from_interfaces_of_the_bridge() {
             VmPortSeen {
                 name: "vm2".into(),
                 ofport: 2,
-                vi: ViId(8)
+                vi: ViId(8),
+                attached_mac: None,
             },
             VmPortSeen {
                 name: "vm1".into(),
                 ofport: 3,
-                vi: ViId(7)
+                vi: ViId(7),
+                attached_mac: Some(ofp::packet::MacAddr([0x52, 0x54, 0, 0, 0, 7])),
             },
         ]
     );

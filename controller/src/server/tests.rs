@@ -653,6 +653,7 @@ impl OneHost {
                     name: "vm1".into(),
                     ofport: 5,
                     vi: crate::model::ViId(1),
+                    attached_mac: None,
                 }],
                 tunnels: vec![],
             })

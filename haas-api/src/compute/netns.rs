@@ -438,7 +438,9 @@ impl ComputeDriver for NetnsDriver {
         }
         if let Err(reason) = announce(&node_namespace(to, &node.id), node.mac).await {
             // The node is whole on `to` but unannounced: the controller
-            // still places it on `from`, so it goes back there.
+            // follows it there only if it saw `to`'s port before `from`'s
+            // went (docs/pipeline.md), so it goes back to `from` and is
+            // announced there.
             let back = async {
                 // A copy on `to` that does not go would answer for its MAC
                 // beside the one put back.
