@@ -209,6 +209,10 @@ impl Control {
     /// leaves before the destination's appears (the testbed's re-plugging)
     /// waits for the announcement as before.
     pub(super) fn follow_nics(&mut self, host: &HostName, gone: &[(u32, ViId)]) {
+        if !self.role.writes() {
+            // The leader sees the same report and moves them.
+            return;
+        }
         let mut changes = Vec::new();
         for &(ofport, vi) in gone {
             let Some(departed) = self.topology.departed.get(&(host.clone(), ofport)) else {

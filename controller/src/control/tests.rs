@@ -2179,6 +2179,13 @@ fn a_mac_follows_its_nic_when_its_port_leaves_after_the_destinations_came() {
         };
         assert_eq!(located(&c, mac), expected, "{nics:?}");
     }
+    // A standby leaves it to the leader (and records no refused write).
+    let (mut c, _rxs, mac) = vm_on_pm1();
+    c.stand_by(7);
+    c.on_topology_event(report_with_nics("pm2", Some(&[6]), mac));
+    c.on_topology_event(report_with_nics("pm1", None, mac));
+    assert_eq!(located(&c, mac), port_of("pm1", 5));
+    assert!(c.take_refusal().is_none());
     // The NIC's port made after the guest's left (a re-plug): the MAC
     // waits for the announcement.
     let (mut c, _rxs, mac) = vm_on_pm1();
