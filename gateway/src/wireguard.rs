@@ -189,10 +189,11 @@ pub async fn run(
         .peers
         .iter()
         .enumerate()
-        .map(|(i, p)| Peer {
+        .map(|(i, p)| (session_index(0, i, e.peers.len()), p))
+        .map(|(index, p)| Peer {
             config: p.clone(),
-            tunn: session(&secret, p.public_key, session_index(0, i, e.peers.len())),
-            index: session_index(0, i, e.peers.len()),
+            tunn: session(&secret, p.public_key, index),
+            index,
             retiring: None,
             endpoint: p.endpoint,
             status: PeerStatus {
