@@ -218,14 +218,9 @@ impl Control {
             let Some(departed) = self.topology.departed.get(&(host.clone(), ofport)) else {
                 continue;
             };
-            for key in departed.macs.iter().filter(|k| k.vi == vi) {
-                let still_there = matches!(
-                    self.registry.mac(key).and_then(|e| e.location.as_ref()),
-                    Some(Location::Port { host: h, ofport: p }) if h == host && *p == ofport
-                );
-                if !still_there {
-                    continue;
-                }
+            // `ports_departed` has just recorded the MACs of `vi` the
+            // registry places on this port.
+            for key in &departed.macs {
                 let mut carriers = self
                     .topology
                     .vm_ports
