@@ -503,6 +503,13 @@ struct RawCluster {
     /// standby takes over this long after the leader died.
     #[serde(default = "default_lease_ttl_secs")]
     lease_ttl_secs: u64,
+    /// The CA certificate (PEM) the replicas' API certificates chain to:
+    /// with it a standby forwards a write to a leader whose API speaks
+    /// HTTPS, trusting only this CA; without it the write gets a 307
+    /// redirect to the leader. Relative to the configuration file.
+    #[schema(value_type = Option<String>)]
+    #[serde(default)]
+    api_ca: Option<PathBuf>,
     #[serde(rename = "replica")]
     replicas: Vec<RawReplica>,
 }
@@ -531,6 +538,8 @@ pub struct ClusterConfig {
     pub name: String,
     pub lease_ttl: Duration,
     pub replicas: Vec<Replica>,
+    /// `api_ca`, resolved: a standby forwards writes to an HTTPS leader.
+    pub api_ca: Option<PathBuf>,
 }
 
 /// One replica of a cluster.
@@ -555,6 +564,7 @@ impl ClusterConfig {
 impl RawCluster {
     fn validate(
         &self,
+        base: &Path,
         etcd: bool,
         bridge_controller: bool,
         api_tls: bool,
@@ -644,10 +654,23 @@ impl RawCluster {
                 ),
             ));
         }
+        let api_ca = self.api_ca.as_ref().map(|ca| base.join(ca));
+        if let Some(ca) = &api_ca {
+            if !replicas.iter().any(|r| r.api.starts_with("https://")) {
+                errors.push(ConfigError::new(
+                    "cluster.api_ca",
+                    "no replica's API speaks HTTPS, so there is nothing to trust it for; remove \
+                     api_ca, or give the replicas [api_tls] and https:// URLs",
+                ));
+            } else if let Err(p) = crate::tls::https_client_config(ca) {
+                errors.push(ConfigError::new("cluster.api_ca", p));
+            }
+        }
         ClusterConfig {
             name: self.name.clone(),
             lease_ttl: Duration::from_secs(self.lease_ttl_secs),
             replicas,
+            api_ca,
         }
     }
 }
@@ -1103,7 +1126,7 @@ impl Config {
         if let Some(c) = &self.cluster {
             let _ = writeln!(
                 s,
-                "cluster:   replica {} of {} ({}), lease {} s",
+                "cluster:   replica {} of {} ({}), lease {} s{}",
                 c.name,
                 c.replicas.len(),
                 c.replicas
@@ -1111,7 +1134,19 @@ impl Config {
                     .map(|r| format!("{} {} {}", r.name, r.openflow, r.api))
                     .collect::<Vec<_>>()
                     .join("; "),
-                c.lease_ttl.as_secs()
+                c.lease_ttl.as_secs(),
+                match (
+                    &c.api_ca,
+                    c.replicas.iter().any(|r| r.api.starts_with("https://"))
+                ) {
+                    (Some(ca), _) => format!(
+                        ", writes to an HTTPS leader forwarded trusting {}",
+                        ca.display()
+                    ),
+                    (None, true) =>
+                        ", writes to an HTTPS leader redirected (307; no api_ca)".into(),
+                    (None, false) => String::new(),
+                }
             );
         }
         let _ = match self.bridge.openflow {
@@ -1294,6 +1329,7 @@ impl RawConfig {
         let (store, etcd) = check_store_table(&self.store, &default_store(), base, &mut errors);
         let cluster = self.cluster.as_ref().map(|c| {
             c.validate(
+                base,
                 etcd.is_some(),
                 self.bridge.controller.is_some(),
                 self.api_tls.is_some(),

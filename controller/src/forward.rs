@@ -7,9 +7,12 @@
 //! way) or the leader does not answer, the write gets a 503 naming the
 //! leader, and the client retries.
 //!
-//! Forwarding speaks plain HTTP. A leader whose API speaks HTTPS
-//! (`[api_tls]`) is named in a 307 redirect instead, which a client
-//! follows with its token again (`curl --location-trusted`).
+//! A leader whose API speaks HTTPS (`[api_tls]`) is reached over HTTPS
+//! when `[cluster] api_ca` names the CA the replicas' API certificates
+//! chain to: the standby trusts that CA alone, so a write and its token go
+//! to no one else. Without `api_ca` the leader is named in a 307 redirect
+//! instead, which a client follows with its token again (`curl
+//! --location-trusted`).
 
 use crate::api::Problem;
 use crate::config::ClusterConfig;
@@ -40,10 +43,13 @@ pub struct Forwarder {
     view: watch::Receiver<LeaderView>,
     apis: Arc<BTreeMap<String, String>>,
     client: reqwest::Client,
+    /// Whether `client` trusts the replicas' API CA (`[cluster] api_ca`).
+    https: bool,
 }
 
 impl Forwarder {
     pub fn new(cluster: &ClusterConfig, view: watch::Receiver<LeaderView>) -> Self {
+        let (client, https) = forwarding_client(cluster.api_ca.as_deref());
         Self {
             me: cluster.name.clone(),
             view,
@@ -54,14 +60,31 @@ impl Forwarder {
                     .map(|r| (r.name.clone(), r.api.clone()))
                     .collect(),
             ),
-            // The API's own redirects are the client's to follow.
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(TIMEOUT)
-                .build()
-                .unwrap_or_default(),
+            client,
+            https,
         }
     }
+}
+
+/// The client writes are forwarded with, and whether it may forward to
+/// an HTTPS leader: only trusting `ca`, and only when that loaded (the
+/// configuration was checked with the same call).
+fn forwarding_client(ca: Option<&std::path::Path>) -> (reqwest::Client, bool) {
+    // The API's own redirects are the client's to follow.
+    let builder = || {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(TIMEOUT)
+    };
+    if let Some(ca) = ca {
+        let built = crate::http_client::trusting(builder(), Some(ca))
+            .and_then(|b| b.build().map_err(|e| crate::http_client::error_text(&e)));
+        match built {
+            Ok(client) => return (client, true),
+            Err(e) => tracing::warn!("writes to an HTTPS leader are redirected: {e}"),
+        }
+    }
+    (builder().build().unwrap_or_default(), false)
 }
 
 /// `router` with its writes forwarded to the leader while this replica
@@ -122,7 +145,7 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
         .path_and_query()
         .map_or_else(|| req.uri().path().to_owned(), |p| p.as_str().to_owned());
     let url = format!("{base}{path}");
-    if base.starts_with("https://") {
+    if base.starts_with("https://") && !f.https {
         let mut r = Problem::new(
             StatusCode::TEMPORARY_REDIRECT,
             format!(
@@ -159,10 +182,11 @@ pub async fn forward(State(f): State<Forwarder>, req: Request, next: Next) -> Re
         Err(e) => {
             return unavailable(format!(
                 "replica {} is a standby and forwards writes to the leader, {leader} at {base}, \
-                 which did not answer ({e}); whether {what} was applied is unknown if the \
+                 which did not answer ({}); whether {what} was applied is unknown if the \
                  connection broke after sending: read it back, or retry (every write of the API \
                  is idempotent)",
-                f.me
+                f.me,
+                crate::http_client::error_text(&e)
             ))
         }
     };

@@ -8,7 +8,9 @@
 //! SLAVE; killed, the leader is replaced as MASTER within 3 s by a standby
 //! that sends the switch nothing, and the switch keeps its flows. And a
 //! replica started while etcd has no quorum: SLAVE, reads answered, writes
-//! refused, leading once the quorum is back. The real-OVS ones need root
+//! refused, leading once the quorum is back. And over HTTPS with tokens: a
+//! standby given the replicas' API CA forwards a write to the leader. The
+//! real-OVS ones need root
 //! and Open vSwitch, and fail (never skip) without them.
 
 #![allow(clippy::unwrap_used)]
@@ -285,6 +287,102 @@ fn every_acknowledged_write_survives_a_kill_of_the_leader_and_a_standby_takes_ov
 
 /// Open vSwitch of the test's own with a bridge named `name` and this
 /// process's id, and the tables of its host pm1.
+/// Over HTTPS, with tokens: a write sent to the standby with its token
+/// reaches the leader (the standby trusts the replicas' API CA given as
+/// `[cluster] api_ca`), one with a wrong token is refused by the standby
+/// itself, and neither is applied on the standby.
+#[test]
+fn over_https_a_standby_given_the_api_ca_forwards_a_write_with_its_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = EtcdCluster::start(&dir.path().join("etcd"), 1)
+        .unwrap_or_else(|e| panic!("cannot start etcd (run scripts/install-deps.sh): {e}"));
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "api").unwrap();
+    let cert = pki.issue("localhost").unwrap();
+    let token = "replicas-over-https-token-1";
+    let hash = iris_controller::api_auth::hash_token(token).unwrap();
+    let ports = ports(4);
+    let https = |i: usize| format!("https://localhost:{}", ports[2 * i + 1]);
+    let tables = format!(
+        "{}[api_tls]\nprivate_key = {:?}\ncertificate = {:?}\n\
+         [api_auth]\ntoken_hashes = [\"{hash}\"]\n",
+        gateway_and_vi(dir.path()),
+        cert.private_key,
+        cert.certificate
+    );
+    let configs: Vec<PathBuf> = (0..2)
+        .map(|i| {
+            let path = config(dir.path(), i, &ports, &etcd, &tables);
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("api = \"http://127.0.0.1", "api = \"https://localhost")
+                .replace(
+                    "lease_ttl_secs = 2\n",
+                    &format!("lease_ttl_secs = 2\napi_ca = {:?}\n", pki.ca_certificate),
+                );
+            std::fs::write(&path, text).unwrap();
+            path
+        })
+        .collect();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = iris_controller::http_client::trusting(
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()),
+        Some(&pki.ca_certificate),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let call = |method: reqwest::Method, url: String, bearer: &str| {
+        let body = json!({"location": {"kind": "gateway", "gateway": "gw1"}, "ips": []});
+        let request = client
+            .request(method, url)
+            .bearer_auth(bearer)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        rt.block_on(async {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let leads_https = |i: usize| {
+        let (_, body) = call(reqwest::Method::GET, format!("{}/metrics", https(i)), "");
+        body.lines().any(|l| l == "iris_leader 1")
+    };
+    let _leader = start(dir.path(), 0, &configs[0]);
+    wait_until("ctl0 leads", Duration::from_secs(10), || leads_https(0));
+    let standby = start(dir.path(), 1, &configs[1]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!leads_https(1), "two leaders");
+
+    let path = |i: usize| format!("/v1/registry/1/untagged/{}", mac(i));
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        format!("{}{}", https(1), path(1)),
+        token,
+    );
+    assert_eq!(status, 201, "{body}\n{}", standby.log_tail(20));
+    let (status, body) = call(
+        reqwest::Method::GET,
+        format!("{}{}", https(0), path(1)),
+        token,
+    );
+    assert_eq!(
+        status, 200,
+        "the forwarded write is not on the leader: {body}"
+    );
+    let (status, body) = call(
+        reqwest::Method::PUT,
+        format!("{}{}", https(1), path(2)),
+        "not-the-token",
+    );
+    assert_eq!(status, 401, "{body}");
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("{}{}", https(0), path(2)),
+        token,
+    );
+    assert_eq!(status, 404, "a write with a wrong token reached the leader");
+}
+
 fn one_bridge(dir: &Path, name: &str) -> (local_ovs::Ovs, String, String) {
     let bridge = format!("{name}{}", std::process::id() % 100_000);
     let mut ovs = local_ovs::Ovs::start(&dir.join("pm1"), false);

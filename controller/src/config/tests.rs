@@ -1139,4 +1139,37 @@ fn a_cluster_names_this_replica_among_its_peers_and_every_fault_at_once() {
         lines.len() == 1 && lines[0].contains("plain HTTP"),
         "{lines:#?}"
     );
+
+    // `api_ca`: the CA a standby trusts to forward to an HTTPS leader,
+    // relative to the file; a key that could do nothing is refused.
+    let dir = tempfile::tempdir().unwrap();
+    let pki = iris_testbed::pki::Pki::new(dir.path(), "api").unwrap();
+    let https_peer = peers.replace("http://10.0.0.11", "https://10.0.0.11");
+    let with_ca = |ca: &str, peers: &str| {
+        format!("{store}[cluster]\nname = \"ctl2\"\napi_ca = {ca:?}\n{peers}")
+    };
+    let c = parse_plain(&with_ca("api-ca.pem", &https_peer), dir.path()).unwrap();
+    assert!(
+        c.summary()
+            .contains("writes to an HTTPS leader forwarded trusting /"),
+        "{}",
+        c.summary()
+    );
+    assert_eq!(
+        c.cluster.unwrap().api_ca.as_deref(),
+        Some(pki.ca_certificate.as_path())
+    );
+    for (ca, peers, says) in [
+        ("api-ca.pem", peers, "no replica's API speaks HTTPS"),
+        ("missing.pem", &https_peer[..], "missing.pem"),
+    ] {
+        let lines: Vec<String> = invalid(&with_ca(ca, peers), dir.path())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("cluster.api_ca: ") && lines[0].contains(says),
+            "{lines:#?}"
+        );
+    }
 }

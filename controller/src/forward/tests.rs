@@ -24,12 +24,17 @@ fn cluster(leader_api: &str) -> ClusterConfig {
                 api: "http://127.0.0.1:1".into(),
             },
         ],
+        api_ca: None,
     }
 }
 
 /// This replica's own API, counting what it handles, behind the
 /// forwarding layer as `view` says.
 fn standby(leader_api: &str, view: LeaderView) -> (axum::Router, Arc<AtomicUsize>) {
+    standby_of(cluster(leader_api), view)
+}
+
+fn standby_of(cluster: ClusterConfig, view: LeaderView) -> (axum::Router, Arc<AtomicUsize>) {
     let handled = Arc::new(AtomicUsize::new(0));
     let h = handled.clone();
     let local = axum::Router::new().route(
@@ -41,7 +46,7 @@ fn standby(leader_api: &str, view: LeaderView) -> (axum::Router, Arc<AtomicUsize
     );
     let (_tx, rx) = watch::channel(view);
     // The sender may go: the receiver keeps the last view.
-    let router = writes_to_leader(local, Forwarder::new(&cluster(leader_api), rx));
+    let router = writes_to_leader(local, Forwarder::new(&cluster, rx));
     (router, handled)
 }
 
@@ -103,6 +108,25 @@ async fn echoing_leader() -> String {
     let app = axum::Router::new().fallback(echo);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}")
+}
+
+/// [`echoing_leader`] over HTTPS, served as the controller serves its API,
+/// with a certificate for `localhost` from `pki`.
+async fn echoing_https_leader(pki: &iris_testbed::pki::Pki) -> String {
+    let files = pki.issue("localhost").unwrap();
+    let tls = crate::tls::api_server_config(&files.private_key, &files.certificate).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new().fallback(echo);
+    tokio::spawn(crate::api_server::serve_with_tls(
+        listener,
+        app,
+        crate::api_server::ApiLimits::default(),
+        16,
+        Some(tls),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    format!("https://localhost:{port}")
 }
 
 fn led_by(leader: &str) -> LeaderView {
@@ -177,6 +201,36 @@ async fn without_a_leader_within_reach_a_write_gets_503_naming_why_and_changes_n
     let (status, _, body) = send(router, "PUT", "/v1/x", &[(FORWARDED_BY, "ctl2")]).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(body.contains("does not lead either"), "{body}");
+    assert_eq!(handled.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn given_the_api_ca_a_standby_forwards_to_an_https_leader_it_can_verify_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = iris_testbed::pki::Pki::new(dir.path(), "ours").unwrap();
+    let theirs = iris_testbed::pki::Pki::new(dir.path(), "theirs").unwrap();
+    let leader = echoing_https_leader(&ours).await;
+    let trusting = |ca: &iris_testbed::pki::Pki| ClusterConfig {
+        api_ca: Some(ca.ca_certificate.clone()),
+        ..cluster(&leader)
+    };
+    let (router, handled) = standby_of(trusting(&ours), led_by("ctl0"));
+    let (status, headers, body) =
+        send(router, "PUT", "/v1/x", &[("authorization", "Bearer t0k3n")]).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body, "PUT /v1/x auth=Bearer t0k3n by=ctl1 body={\"a\":1}");
+    assert_eq!(headers.get("x-leader").unwrap(), "ctl0");
+    assert_eq!(handled.load(Ordering::Relaxed), 0, "applied on the standby");
+    // A leader whose certificate another CA signed gets nothing: not the
+    // write, not the token.
+    let (router, handled) = standby_of(trusting(&theirs), led_by("ctl0"));
+    let (status, _, body) =
+        send(router, "PUT", "/v1/x", &[("authorization", "Bearer t0k3n")]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body.contains(&leader) && body.to_lowercase().contains("certificate"),
+        "{body}"
+    );
     assert_eq!(handled.load(Ordering::Relaxed), 0);
 }
 
