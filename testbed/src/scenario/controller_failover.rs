@@ -355,6 +355,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     ));
     let c = &running[first.leader];
     let moved = Instant::now();
+    let moved_at = wall_clock();
     h.tb.move_vm(mover, pms[2])?;
     let vm = h.tb.vm(mover);
     send_frames(vm.netns(), vm.interface(), &qemu_announcement(vm.mac()))?;
@@ -426,7 +427,26 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let trace = run.interrupt()?;
     let lost = trace.lost();
     check(lost.is_empty(), || {
-        format!("pings were lost across the failover: {lost:?}")
+        // When each was sent, against what happened, to tell which event
+        // cost it.
+        let since_kill = |t: f64| format!("{:.1}", (t - killed_at) * 1e3);
+        let sent: Vec<String> = lost
+            .iter()
+            .map(|&s| {
+                let at = trace.sent_at(s).map_or("?".into(), since_kill);
+                format!("{s} sent about {at} ms")
+            })
+            .collect();
+        format!(
+            "pings were lost across the failover: {lost:?} ({}); ms from the first kill: \
+             MASTER {}, vm3 unplugged {}, second kill {}, MASTER {}; ping's pace {:?}",
+            sent.join(", "),
+            since_kill(first.master_at),
+            since_kill(moved_at),
+            since_kill(second.killed_at),
+            since_kill(master_at),
+            trace.pace()
+        )
     })?;
     let before = trace.replies.iter().filter(|r| r.at < killed_at).count();
     let after = trace.replies.iter().filter(|r| r.at > master_at).count();
