@@ -45,16 +45,29 @@ where
 
 impl ApiClient {
     pub fn new(addr: SocketAddr, token: Option<String>) -> Result<Self> {
-        let http = reqwest::Client::builder()
+        Self::build(format!("http://{addr}"), token, reqwest::Client::builder())
+    }
+
+    /// [`Self::new`] for an API that speaks HTTPS, trusting only the CA
+    /// certificate (PEM) in `ca`, which must certify `addr`'s IP.
+    pub fn https(addr: SocketAddr, token: Option<String>, ca: &std::path::Path) -> Result<Self> {
+        let pem = std::fs::read(ca).map_err(|e| Error::io_at("reading", ca, e))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| Error::Usage(format!("{} is not a PEM certificate: {e}", ca.display())))?;
+        Self::build(
+            format!("https://{addr}"),
+            token,
+            reqwest::Client::builder().tls_certs_only([ca]),
+        )
+    }
+
+    fn build(base: String, token: Option<String>, builder: reqwest::ClientBuilder) -> Result<Self> {
+        let http = builder
             .connect_timeout(HTTP_TIMEOUT)
             .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| Error::io("building the HTTP client", std::io::Error::other(e)))?;
-        Ok(Self {
-            base: format!("http://{addr}"),
-            token,
-            http,
-        })
+        Ok(Self { base, token, http })
     }
 
     /// `method path` with `body` as JSON, its headers set (the token, the

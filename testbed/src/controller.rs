@@ -207,6 +207,18 @@ pub struct ControllerConfig {
     pub etcd: Option<EtcdStore>,
     /// `[cluster]`: this controller is one replica of several.
     pub cluster: Option<Cluster>,
+    /// `[api_tls]`: the API speaks HTTPS; with `cluster`, its CA is also
+    /// the replicas' `api_ca`, so a standby forwards writes over HTTPS.
+    pub api_tls: Option<ApiTls>,
+}
+
+/// `[api_tls]`'s files and the CA that certifies them, which
+/// [`ControllerProcess`] trusts (from [`API_CA_FILE`] beside the
+/// configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTls {
+    pub files: crate::pki::CertFiles,
+    pub ca_certificate: PathBuf,
 }
 
 /// `[cluster]`: this replica's name among the replicas that share the
@@ -274,6 +286,10 @@ pub struct OpenFlowTls {
 /// The file beside the configuration that holds the API token.
 pub const API_TOKEN_FILE: &str = "api-token";
 
+/// The file beside the configuration that holds the CA certificate of an
+/// API that speaks HTTPS.
+pub const API_CA_FILE: &str = "api-ca.pem";
+
 /// A token of 32 random bytes in hex.
 pub(crate) fn fresh_token() -> String {
     let mut bytes = [0u8; 32];
@@ -307,6 +323,7 @@ impl ControllerConfig {
             tls: None,
             etcd: None,
             cluster: None,
+            api_tls: None,
         }
     }
 
@@ -351,6 +368,15 @@ impl ControllerConfig {
             "[api_auth]\ntoken_hashes = [{}]\n\n",
             toml_string(&token_hash(&self.api_token))
         );
+        let path = |p: &Path| toml_string(&p.display().to_string());
+        if let Some(t) = &self.api_tls {
+            let _ = write!(
+                out,
+                "[api_tls]\nprivate_key = {}\ncertificate = {}\n\n",
+                path(&t.files.private_key),
+                path(&t.files.certificate)
+            );
+        }
         if let Some(e) = &self.etcd {
             let endpoints: Vec<String> = e.endpoints.iter().map(|e| toml_string(e)).collect();
             let _ = write!(
@@ -362,7 +388,6 @@ impl ControllerConfig {
                 e.request_timeout.as_secs_f64()
             );
             if let Some(t) = &e.tls {
-                let path = |p: &Path| toml_string(&p.display().to_string());
                 let _ = write!(
                     out,
                     "private_key = {}\ncertificate = {}\nca_certificate = {}\n",
@@ -380,6 +405,9 @@ impl ControllerConfig {
                 toml_string(&c.name),
                 c.lease_ttl_secs
             );
+            if let Some(t) = &self.api_tls {
+                let _ = writeln!(out, "api_ca = {}", path(&t.ca_certificate));
+            }
             for r in &c.replicas {
                 let _ = write!(
                     out,
@@ -427,6 +455,18 @@ impl ControllerConfig {
             write(&format!("vi{}.csv", vi.id), &vi.seed_csv())?;
         }
         write(API_TOKEN_FILE, &self.api_token)?;
+        let ca = dir.join(API_CA_FILE);
+        match &self.api_tls {
+            Some(t) => std::fs::copy(&t.ca_certificate, &ca)
+                .map(drop)
+                .map_err(|e| Error::io_at("copying the API's CA to", &ca, e))?,
+            None => match std::fs::remove_file(&ca) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io_at("removing", &ca, e))
+                }
+                _ => {}
+            },
+        }
         write("controller.toml", &self.to_toml())
     }
 }
@@ -496,11 +536,17 @@ impl ControllerProcess {
         let api_token = std::fs::read_to_string(config.with_file_name(API_TOKEN_FILE))
             .ok()
             .map(|t| t.trim().to_owned());
+        let ca = config.with_file_name(API_CA_FILE);
+        let client = if line.contains("api_tls=true") {
+            ApiClient::https(api, api_token, &ca)?
+        } else {
+            ApiClient::new(api, api_token)?
+        };
         Ok(Self {
             process,
             api,
             log: log.to_path_buf(),
-            client: ApiClient::new(api, api_token)?,
+            client,
         })
     }
 

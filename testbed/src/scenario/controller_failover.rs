@@ -4,8 +4,8 @@
 //! is killed in turn.
 //!
 //! Everything runs as in production: OpenFlow over TLS, OVSDB over SSL,
-//! etcd over TLS with client certificates, each replica certified by the
-//! run's CA. The bridges run in passive mode: each listens (`pssl:`)
+//! etcd over TLS with client certificates, the API over HTTPS with a
+//! token, each replica certified by the run's CA. The bridges run in passive mode: each listens (`pssl:`)
 //! beside its OVSDB and every replica dials it, so each switch holds one OpenFlow connection
 //! per replica, each with its own role (a bridge in a namespace reaches
 //! one active target only, through the socket linked into its run
@@ -24,6 +24,8 @@
 //!   VM answers, and the new leader's registry places it on its new PM;
 //!   so do the standby's reads within [`STANDBY_LAG`] (it follows the
 //!   store by an etcd watch, over the same TLS as its store).
+//! - A registry write sent to a standby reaches the leader over HTTPS
+//!   (`[cluster] api_ca`) and is there.
 //! - The new leader killed in turn, the last replica is MASTER on every
 //!   switch within [`MAX_TAKEOVER`] and sends nothing either: its view
 //!   followed the migration the killed leader committed.
@@ -261,14 +263,16 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         // Each replica its own certificate and port; the bridges listen
         // (passive mode) and every replica dials them.
         c.tls = h.another_controller_tls(name)?;
+        c.api_tls = h.api_tls()?;
         let openflow = match &c.tls {
             Some(t) => format!("ssl:127.0.0.1:{}", t.listen.port()),
             None => format!("unix:{}", c.listen.display()),
         };
+        let scheme = if c.api_tls.is_some() { "https" } else { "http" };
         replicas.push(Replica {
             name: name.clone(),
             openflow,
-            api: format!("http://{}", c.api),
+            api: format!("{scheme}://{}", c.api),
         });
         configs.push(c);
     }
@@ -404,6 +408,28 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         }
     }
     let standby_lag = leader_placed.elapsed();
+    // A write sent to a standby, with the operator's token, reaches the
+    // leader over HTTPS (the standby trusts the run's CA as `api_ca`) and
+    // is applied there alone.
+    let standby = (0..running.len())
+        .find(|&i| i != first.leader)
+        .ok_or_else(|| ScenarioError::Failed("no standby is left".into()))?;
+    let forwarded = "/v1/registry/1/untagged/02:00:00:00:00:99";
+    let (status, body) = running[standby].request(
+        "PUT",
+        forwarded,
+        Some(&serde_json::json!({"location": null, "ips": ["10.0.0.99"]})),
+    )?;
+    check(status == 201, || {
+        format!(
+            "a write sent to the standby {} got {status}, not 201: {body}",
+            alive[standby]
+        )
+    })?;
+    let (status, body) = c.request("GET", forwarded, None)?;
+    check(status == 200 && body.contains("10.0.0.99"), || {
+        format!("the write forwarded by a standby is not on the leader: {status} {body}")
+    })?;
     // The counters that stayed at 0 through the takeover are live: the
     // migration's reprogramming shows in them.
     let flow_mods_after_move = c.metrics()?.get("iris_flow_mods_sent_total")?;

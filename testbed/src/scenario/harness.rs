@@ -335,6 +335,19 @@ impl Harness {
         }))
     }
 
+    /// With [`Harness::use_tls`]: `[api_tls]` files for a controller's API
+    /// on loopback, certified by the run's CA for 127.0.0.1 (the address
+    /// in the replicas' `api` URLs).
+    pub fn api_tls(&self) -> Result<Option<crate::controller::ApiTls>, ScenarioError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        Ok(Some(crate::controller::ApiTls {
+            files: tls.pki.issue("127.0.0.1")?,
+            ca_certificate: tls.pki.ca_certificate.clone(),
+        }))
+    }
+
     /// Progress for the human watching; stdout carries only the summary.
     pub fn note(&self, what: impl fmt::Display) {
         eprintln!(
