@@ -205,18 +205,15 @@ async fn the_broker_calls_a_controller_whose_api_speaks_https() {
     let pki = Pki::new(dir.path(), "iris").unwrap();
     let other = Pki::new(dir.path(), "other").unwrap();
     let api_cert = pki.issue("127.0.0.1").unwrap();
-    let config = ControllerConfig::new(
+    let mut config = ControllerConfig::new(
         dir.path().join("of.sock"),
         dir.path().join("controller-store"),
     );
+    config.api_tls = Some(iris_testbed::controller::ApiTls {
+        files: api_cert,
+        ca_certificate: pki.ca_certificate.clone(),
+    });
     let path = config.write(dir.path()).unwrap();
-    let text = format!(
-        "{}\n[api_tls]\nprivate_key = {:?}\ncertificate = {:?}\n",
-        std::fs::read_to_string(&path).unwrap(),
-        api_cert.private_key,
-        api_cert.certificate
-    );
-    std::fs::write(&path, text).unwrap();
     let controller = ControllerProcess::start(
         &controller_binary(),
         &path,

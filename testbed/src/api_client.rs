@@ -49,16 +49,22 @@ impl ApiClient {
     }
 
     /// [`Self::new`] for an API that speaks HTTPS, trusting only the CA
-    /// certificate (PEM) in `ca`, which must certify `addr`'s IP.
-    pub fn https(addr: SocketAddr, token: Option<String>, ca: &std::path::Path) -> Result<Self> {
-        let pem = std::fs::read(ca).map_err(|e| Error::io_at("reading", ca, e))?;
-        let ca = reqwest::Certificate::from_pem(&pem)
-            .map_err(|e| Error::Usage(format!("{} is not a PEM certificate: {e}", ca.display())))?;
-        Self::build(
-            format!("https://{addr}"),
-            token,
-            reqwest::Client::builder().tls_certs_only([ca]),
-        )
+    /// certificate (PEM) in `ca`, which must certify `addr`'s IP; without
+    /// `ca`, the system's roots.
+    pub fn https(
+        addr: SocketAddr,
+        token: Option<String>,
+        ca: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let mut builder = reqwest::Client::builder();
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| Error::io_at("reading", ca, e))?;
+            let ca = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                Error::Usage(format!("{} is not a PEM certificate: {e}", ca.display()))
+            })?;
+            builder = builder.tls_certs_only([ca]);
+        }
+        Self::build(format!("https://{addr}"), token, builder)
     }
 
     fn build(base: String, token: Option<String>, builder: reqwest::ClientBuilder) -> Result<Self> {

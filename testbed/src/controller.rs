@@ -536,9 +536,11 @@ impl ControllerProcess {
         let api_token = std::fs::read_to_string(config.with_file_name(API_TOKEN_FILE))
             .ok()
             .map(|t| t.trim().to_owned());
+        // A configuration written by hand may have no CA beside it: its
+        // author calls the API with a client of their own.
         let ca = config.with_file_name(API_CA_FILE);
         let client = if line.contains("api_tls=true") {
-            ApiClient::https(api, api_token, &ca)?
+            ApiClient::https(api, api_token, ca.exists().then_some(ca.as_path()))?
         } else {
             ApiClient::new(api, api_token)?
         };
