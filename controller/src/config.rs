@@ -551,6 +551,13 @@ pub struct Replica {
     pub api: String,
 }
 
+impl Replica {
+    /// Whether its API speaks HTTPS (`check_api_url` took its URL).
+    pub fn speaks_https(&self) -> bool {
+        self.api.starts_with("https://")
+    }
+}
+
 impl ClusterConfig {
     /// The API URL of the replica named `name`.
     pub fn api_of(&self, name: &str) -> Option<&str> {
@@ -656,7 +663,7 @@ impl RawCluster {
         }
         let api_ca = self.api_ca.as_ref().map(|ca| base.join(ca));
         if let Some(ca) = &api_ca {
-            if !replicas.iter().any(|r| r.api.starts_with("https://")) {
+            if !replicas.iter().any(Replica::speaks_https) {
                 errors.push(ConfigError::new(
                     "cluster.api_ca",
                     "no replica's API speaks HTTPS, so there is nothing to trust it for; remove \
@@ -1135,10 +1142,7 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join("; "),
                 c.lease_ttl.as_secs(),
-                match (
-                    &c.api_ca,
-                    c.replicas.iter().any(|r| r.api.starts_with("https://"))
-                ) {
+                match (&c.api_ca, c.replicas.iter().any(Replica::speaks_https)) {
                     (Some(ca), _) => format!(
                         ", writes to an HTTPS leader forwarded trusting {}",
                         ca.display()

@@ -253,6 +253,8 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
     let names: Vec<String> = (0..REPLICAS).map(|i| format!("ctl{i}")).collect();
     let mut configs = Vec::new();
     let mut replicas = Vec::new();
+    // One API certificate serves every replica: all listen on 127.0.0.1.
+    let api_tls = h.api_tls()?;
     for name in &names {
         let dir = h.file(name);
         std::fs::create_dir_all(&dir).map_err(|e| Error::io_at("creating", &dir, e))?;
@@ -263,7 +265,7 @@ pub fn measure(h: &mut Harness) -> Result<Report, ScenarioError> {
         // Each replica its own certificate and port; the bridges listen
         // (passive mode) and every replica dials them.
         c.tls = h.another_controller_tls(name)?;
-        c.api_tls = h.api_tls()?;
+        c.api_tls = api_tls.clone();
         let openflow = match &c.tls {
             Some(t) => format!("ssl:127.0.0.1:{}", t.listen.port()),
             None => format!("unix:{}", c.listen.display()),
